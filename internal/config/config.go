@@ -1,0 +1,418 @@
+package config
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrInvalid marks a configuration error: the caller prints it on one line
+// and exits with status 2.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is the resolved configuration of a kowai node. Every field comes
+// from a KOWAI_* environment variable or its matching flag (the flag wins),
+// falling back to the defaults of API.md.
+type Config struct {
+	HTTPAddr         string
+	DatabaseURL      string
+	AutoMigrate      bool
+	RedisURL         string
+	JWTSecret        string
+	JWTIssuer        string
+	JWTAudience      string
+	AccessTokenTTL   time.Duration
+	RefreshTokenTTL  time.Duration
+	OpenRegistration bool
+	AdminEmail       string
+	AdminPassword    string
+
+	AppwriteEndpoint  string
+	AppwriteProjectID string
+
+	LLMProvider string
+	LLMModel    string
+	LLMBaseURL  string
+	LLMAPIKey   string
+	LLMFallback string
+
+	ClusterProvider       string
+	ClusterName           string
+	ClusterAddr           string
+	ClusterPeers          []string
+	ClusterMembershipAddr string
+	EtcdEndpoints         []string
+
+	RateLimit   string
+	CORSOrigins []string
+	LogLevel    string
+	LogFormat   string
+	DataDir     string
+}
+
+// Embedded reports whether the node runs on the embedded SQLite database.
+func (c *Config) Embedded() bool { return strings.HasPrefix(c.DatabaseURL, "sqlite://") }
+
+// setting describes one variable: its environment name, flag name, default,
+// help text and how to store a validated value into a Config.
+type setting struct {
+	env, flag, def, usage string
+	// apply validates raw and stores it; its error text is the accepted form.
+	apply func(c *Config, raw string) error
+}
+
+// settings is the one table of every variable of API.md, so help text,
+// parsing and the README cannot drift apart.
+func settings() []setting {
+	str := func(dst func(*Config) *string) func(*Config, string) error {
+		return func(c *Config, raw string) error { *dst(c) = raw; return nil }
+	}
+	list := func(dst func(*Config) *[]string) func(*Config, string) error {
+		return func(c *Config, raw string) error { *dst(c) = splitList(raw); return nil }
+	}
+	oneOf := func(dst func(*Config) *string, allowed ...string) func(*Config, string) error {
+		return func(c *Config, raw string) error {
+			for _, a := range allowed {
+				if raw == a {
+					*dst(c) = raw
+					return nil
+				}
+			}
+			return fmt.Errorf("want one of %s", strings.Join(allowed, ", "))
+		}
+	}
+	dur := func(dst func(*Config) *time.Duration) func(*Config, string) error {
+		return func(c *Config, raw string) error {
+			d, err := time.ParseDuration(raw)
+			if err != nil || d <= 0 {
+				return errors.New("want a positive Go duration such as 15m or 720h")
+			}
+			*dst(c) = d
+			return nil
+		}
+	}
+	boolean := func(dst func(*Config) *bool) func(*Config, string) error {
+		return func(c *Config, raw string) error {
+			b, err := strconv.ParseBool(raw)
+			if err != nil {
+				return errors.New("want true or false")
+			}
+			*dst(c) = b
+			return nil
+		}
+	}
+	return []setting{
+		{"KOWAI_HTTP_ADDR", "http-addr", ":8080", "gateway listen address", func(c *Config, raw string) error {
+			if err := checkHostPort(raw); err != nil {
+				return err
+			}
+			c.HTTPAddr = raw
+			return nil
+		}},
+		{"KOWAI_DATABASE_URL", "database-url", "sqlite://./data/kowai.db", "sqlite://PATH or mysql://USER:PASS@HOST:PORT/DB?PARAMS", func(c *Config, raw string) error {
+			if err := checkDatabaseURL(raw); err != nil {
+				return err
+			}
+			c.DatabaseURL = raw
+			return nil
+		}},
+		{"KOWAI_AUTO_MIGRATE", "auto-migrate", "", "migrate on start (default true for sqlite, false for mysql)", func(c *Config, raw string) error {
+			if raw == "" {
+				c.AutoMigrate = c.Embedded()
+				return nil
+			}
+			return boolean(func(c *Config) *bool { return &c.AutoMigrate })(c, raw)
+		}},
+		{"KOWAI_REDIS_URL", "redis-url", "", "redis://[:PASS@]HOST:PORT/DB; empty keeps caches and limits in-process", func(c *Config, raw string) error {
+			if raw != "" {
+				u, err := url.Parse(raw)
+				if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+					return errors.New("want redis://[:PASS@]HOST:PORT/DB")
+				}
+			}
+			c.RedisURL = raw
+			return nil
+		}},
+		{"KOWAI_JWT_SECRET", "jwt-secret", "", "HS256 key of at least 32 bytes; generated and kept in the data directory when embedded", func(c *Config, raw string) error {
+			if raw != "" && len(raw) < 32 {
+				return errors.New("want at least 32 bytes")
+			}
+			c.JWTSecret = raw
+			return nil
+		}},
+		{"KOWAI_JWT_ISSUER", "jwt-issuer", "kowai", "iss claim", str(func(c *Config) *string { return &c.JWTIssuer })},
+		{"KOWAI_JWT_AUDIENCE", "jwt-audience", "kowai", "aud claim", str(func(c *Config) *string { return &c.JWTAudience })},
+		{"KOWAI_ACCESS_TOKEN_TTL", "access-token-ttl", "15m", "access token lifetime", dur(func(c *Config) *time.Duration { return &c.AccessTokenTTL })},
+		{"KOWAI_REFRESH_TOKEN_TTL", "refresh-token-ttl", "720h", "refresh token lifetime", dur(func(c *Config) *time.Duration { return &c.RefreshTokenTTL })},
+		{"KOWAI_OPEN_REGISTRATION", "open-registration", "true", "allow POST /api/v1/auth/register", boolean(func(c *Config) *bool { return &c.OpenRegistration })},
+		{"KOWAI_ADMIN_EMAIL", "admin-email", "", "create this admin on first start if no admin exists", str(func(c *Config) *string { return &c.AdminEmail })},
+		{"KOWAI_ADMIN_PASSWORD", "admin-password", "", "password of KOWAI_ADMIN_EMAIL", str(func(c *Config) *string { return &c.AdminPassword })},
+		{"KOWAI_APPWRITE_ENDPOINT", "appwrite-endpoint", "", "Appwrite API endpoint, e.g. https://cloud.appwrite.io/v1", func(c *Config, raw string) error {
+			if raw != "" {
+				if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return errors.New("want an http(s) URL")
+				}
+			}
+			c.AppwriteEndpoint = raw
+			return nil
+		}},
+		{"KOWAI_APPWRITE_PROJECT_ID", "appwrite-project-id", "", "Appwrite project ID", str(func(c *Config) *string { return &c.AppwriteProjectID })},
+		{"KOWAI_LLM_PROVIDER", "llm-provider", "offline", "offline, openai, anthropic or ollama", oneOf(func(c *Config) *string { return &c.LLMProvider }, "offline", "openai", "anthropic", "ollama")},
+		{"KOWAI_LLM_MODEL", "llm-model", "", "model name (provider default when empty)", str(func(c *Config) *string { return &c.LLMModel })},
+		{"KOWAI_LLM_BASE_URL", "llm-base-url", "", "provider base URL (any OpenAI-compatible server for openai)", str(func(c *Config) *string { return &c.LLMBaseURL })},
+		{"KOWAI_LLM_API_KEY", "llm-api-key", "", "provider API key (OPENAI_API_KEY / ANTHROPIC_API_KEY are honoured too)", str(func(c *Config) *string { return &c.LLMAPIKey })},
+		{"KOWAI_LLM_FALLBACK", "llm-fallback", "", "comma-separated provider:model list tried in order when the primary fails", func(c *Config, raw string) error {
+			for _, item := range splitList(raw) {
+				p, m, ok := strings.Cut(item, ":")
+				if !ok || p == "" || m == "" {
+					return errors.New("want provider:model,provider:model")
+				}
+			}
+			c.LLMFallback = raw
+			return nil
+		}},
+		{"KOWAI_CLUSTER_PROVIDER", "cluster-provider", "local", "local, automanaged, etcd or k8s", oneOf(func(c *Config) *string { return &c.ClusterProvider }, "local", "automanaged", "etcd", "k8s")},
+		{"KOWAI_CLUSTER_NAME", "cluster-name", "kowai", "cluster name", str(func(c *Config) *string { return &c.ClusterName })},
+		{"KOWAI_CLUSTER_ADDR", "cluster-addr", "127.0.0.1:0", "this node's actor-remoting address host:port", func(c *Config, raw string) error {
+			if err := checkHostPort(raw); err != nil {
+				return err
+			}
+			c.ClusterAddr = raw
+			return nil
+		}},
+		{"KOWAI_CLUSTER_PEERS", "cluster-peers", "", "automanaged: host:port,... of every node's membership endpoint", func(c *Config, raw string) error {
+			for _, p := range splitList(raw) {
+				if err := checkHostPort(p); err != nil {
+					return errors.New("want host:port,host:port")
+				}
+			}
+			c.ClusterPeers = splitList(raw)
+			return nil
+		}},
+		{"KOWAI_CLUSTER_MEMBERSHIP_ADDR", "cluster-membership-addr", "127.0.0.1:6330", "automanaged: this node's membership endpoint host:port", func(c *Config, raw string) error {
+			if err := checkHostPort(raw); err != nil {
+				return err
+			}
+			c.ClusterMembershipAddr = raw
+			return nil
+		}},
+		{"KOWAI_ETCD_ENDPOINTS", "etcd-endpoints", "", "etcd: host:port,...", list(func(c *Config) *[]string { return &c.EtcdEndpoints })},
+		{"KOWAI_RATE_LIMIT", "rate-limit", "120/m", "default per-user limit N/s, N/m or N/h", func(c *Config, raw string) error {
+			if _, _, err := ParseRate(raw); err != nil {
+				return err
+			}
+			c.RateLimit = raw
+			return nil
+		}},
+		{"KOWAI_CORS_ORIGINS", "cors-origins", "", "comma-separated allowed origins (empty: same-origin only)", func(c *Config, raw string) error {
+			for _, o := range splitList(raw) {
+				if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+					return errors.New("want scheme://host[:port],...")
+				}
+			}
+			c.CORSOrigins = splitList(raw)
+			return nil
+		}},
+		{"KOWAI_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
+		{"KOWAI_LOG_FORMAT", "log-format", "json", "json or text", oneOf(func(c *Config) *string { return &c.LogFormat }, "json", "text")},
+		{"KOWAI_DATA_DIR", "data-dir", "./data", "directory of the embedded database and generated secrets", func(c *Config, raw string) error {
+			if raw == "" {
+				return errors.New("want a directory path")
+			}
+			c.DataDir = raw
+			return nil
+		}},
+	}
+}
+
+// secret names the variables whose values never appear in error messages.
+var secret = map[string]bool{
+	"KOWAI_DATABASE_URL": true, "KOWAI_REDIS_URL": true, "KOWAI_JWT_SECRET": true,
+	"KOWAI_ADMIN_PASSWORD": true, "KOWAI_LLM_API_KEY": true,
+}
+
+// Flags registers one flag per variable on fs and returns a loader that, after
+// fs.Parse, resolves flag > environment > default and validates every value.
+// getenv is os.Getenv in production; tests pass a map lookup.
+func Flags(fs *flag.FlagSet, getenv func(string) string) func() (*Config, error) {
+	all := settings()
+	vals := make([]*string, len(all))
+	for i, s := range all {
+		vals[i] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+	}
+	return func() (*Config, error) {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		c := &Config{}
+		// KOWAI_AUTO_MIGRATE's default depends on the database URL, which
+		// comes earlier in the table, so one ordered pass suffices.
+		for i, s := range all {
+			raw, from := s.def, ""
+			if v := getenv(s.env); v != "" {
+				raw, from = v, s.env
+			}
+			if set[s.flag] {
+				raw, from = *vals[i], "--"+s.flag
+			}
+			if err := s.apply(c, strings.TrimSpace(raw)); err != nil {
+				if from == "" {
+					from = s.env
+				}
+				shown := strconv.Quote(raw)
+				if secret[s.env] {
+					shown = "(hidden)"
+				}
+				return nil, fmt.Errorf("%w: %s=%s: %v", ErrInvalid, from, shown, err)
+			}
+		}
+		if c.LLMAPIKey == "" {
+			switch c.LLMProvider {
+			case "openai":
+				c.LLMAPIKey = getenv("OPENAI_API_KEY")
+			case "anthropic":
+				c.LLMAPIKey = getenv("ANTHROPIC_API_KEY")
+			}
+		}
+		if !c.Embedded() && c.JWTSecret == "" {
+			return nil, fmt.Errorf("%w: KOWAI_JWT_SECRET is required with a mysql database: want at least 32 bytes", ErrInvalid)
+		}
+		if c.ClusterProvider == "automanaged" && len(c.ClusterPeers) == 0 {
+			return nil, fmt.Errorf("%w: KOWAI_CLUSTER_PEERS is required with KOWAI_CLUSTER_PROVIDER=automanaged: want host:port,host:port", ErrInvalid)
+		}
+		if c.ClusterProvider == "etcd" && len(c.EtcdEndpoints) == 0 {
+			return nil, fmt.Errorf("%w: KOWAI_ETCD_ENDPOINTS is required with KOWAI_CLUSTER_PROVIDER=etcd: want host:port,host:port", ErrInvalid)
+		}
+		if (c.AdminEmail == "") != (c.AdminPassword == "") {
+			return nil, fmt.Errorf("%w: KOWAI_ADMIN_EMAIL and KOWAI_ADMIN_PASSWORD must be set together", ErrInvalid)
+		}
+		if (c.AppwriteEndpoint == "") != (c.AppwriteProjectID == "") {
+			return nil, fmt.Errorf("%w: KOWAI_APPWRITE_ENDPOINT and KOWAI_APPWRITE_PROJECT_ID must be set together", ErrInvalid)
+		}
+		return c, nil
+	}
+}
+
+// Variables lists every environment variable with its default and meaning,
+// in the order of API.md; the README's table is generated from the same list.
+func Variables() [][3]string {
+	var out [][3]string
+	for _, s := range settings() {
+		out = append(out, [3]string{s.env, s.def, s.usage})
+	}
+	return out
+}
+
+// EnsureJWTSecret returns c.JWTSecret, or for an embedded node without one,
+// the secret kept in DataDir/jwt-secret, generating it on first start. The
+// file is created with mode 0600 and never rewritten, so tokens survive
+// restarts.
+func (c *Config) EnsureJWTSecret() (string, error) {
+	if c.JWTSecret != "" {
+		return c.JWTSecret, nil
+	}
+	if !c.Embedded() {
+		return "", fmt.Errorf("%w: KOWAI_JWT_SECRET is required with a mysql database", ErrInvalid)
+	}
+	path := filepath.Join(c.DataDir, "jwt-secret")
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		s := strings.TrimSpace(string(b))
+		if len(s) < 32 {
+			return "", fmt.Errorf("jwt secret file %s is shorter than 32 bytes: delete it to generate a new one", path)
+		}
+		return s, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("read jwt secret (check KOWAI_DATA_DIR points to a usable directory): %w", err)
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return "", fmt.Errorf("create data directory %s (set KOWAI_DATA_DIR to a writable directory): %w", c.DataDir, err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("generate jwt secret: %w", err)
+	}
+	s := hex.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			// Another process won the race; use its secret.
+			return c.EnsureJWTSecret()
+		}
+		return "", fmt.Errorf("write jwt secret (set KOWAI_DATA_DIR to a writable directory): %w", err)
+	}
+	if _, err := f.WriteString(s + "\n"); err != nil {
+		_ = f.Close()
+		return "", fmt.Errorf("write jwt secret: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("write jwt secret: %w", err)
+	}
+	return s, nil
+}
+
+// ParseRate parses a rate such as "120/m" into a count and a period.
+func ParseRate(s string) (int, time.Duration, error) {
+	n, unit, ok := strings.Cut(s, "/")
+	count, err := strconv.Atoi(n)
+	if !ok || err != nil || count <= 0 {
+		return 0, 0, errors.New("want N/s, N/m or N/h with N > 0")
+	}
+	switch unit {
+	case "s":
+		return count, time.Second, nil
+	case "m":
+		return count, time.Minute, nil
+	case "h":
+		return count, time.Hour, nil
+	}
+	return 0, 0, errors.New("want N/s, N/m or N/h with N > 0")
+}
+
+func checkHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return errors.New("want host:port with a port in 0-65535")
+	}
+	return nil
+}
+
+func checkDatabaseURL(s string) error {
+	switch {
+	case strings.HasPrefix(s, "sqlite://"):
+		if strings.TrimPrefix(s, "sqlite://") == "" {
+			return errors.New("want sqlite://PATH")
+		}
+		return nil
+	case strings.HasPrefix(s, "mysql://"):
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" || strings.Trim(u.Path, "/") == "" {
+			return errors.New("want mysql://USER:PASS@HOST:PORT/DB?PARAMS")
+		}
+		return nil
+	}
+	return errors.New("want sqlite://PATH or mysql://USER:PASS@HOST:PORT/DB?PARAMS")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,158 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func load(t *testing.T, env map[string]string, args ...string) (*Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	l := Flags(fs, func(k string) string { return env[k] })
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parse flags: %v", err)
+	}
+	return l()
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := load(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != ":8080" || c.DatabaseURL != "sqlite://./data/kowai.db" || !c.AutoMigrate ||
+		c.AccessTokenTTL != 15*time.Minute || c.RefreshTokenTTL != 720*time.Hour || !c.OpenRegistration ||
+		c.LLMProvider != "offline" || c.ClusterProvider != "local" || c.ClusterName != "kowai" ||
+		c.ClusterAddr != "127.0.0.1:0" || c.ClusterMembershipAddr != "127.0.0.1:6330" ||
+		c.RateLimit != "120/m" || c.LogLevel != "info" || c.LogFormat != "json" || c.DataDir != "./data" ||
+		c.JWTIssuer != "kowai" || c.JWTAudience != "kowai" {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+}
+
+func TestPrecedenceFlagOverEnv(t *testing.T) {
+	c, err := load(t, map[string]string{"KOWAI_HTTP_ADDR": "127.0.0.1:9000", "KOWAI_LOG_LEVEL": "debug"}, "--http-addr", "127.0.0.1:9001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "127.0.0.1:9001" || c.LogLevel != "debug" {
+		t.Fatalf("got addr %q level %q", c.HTTPAddr, c.LogLevel)
+	}
+}
+
+func TestMySQLDefaultsAndRequirements(t *testing.T) {
+	secret := strings.Repeat("s", 32)
+	c, err := load(t, map[string]string{"KOWAI_DATABASE_URL": "mysql://root@127.0.0.1:3306/kowai", "KOWAI_JWT_SECRET": secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AutoMigrate || c.Embedded() {
+		t.Fatalf("mysql must not auto-migrate by default: %+v", c)
+	}
+	c, err = load(t, map[string]string{"KOWAI_DATABASE_URL": "mysql://root@127.0.0.1:3306/kowai", "KOWAI_JWT_SECRET": secret, "KOWAI_AUTO_MIGRATE": "true"})
+	if err != nil || !c.AutoMigrate {
+		t.Fatalf("explicit auto-migrate: %v %+v", err, c)
+	}
+}
+
+func TestOpenAIKeyFallback(t *testing.T) {
+	c, err := load(t, map[string]string{"KOWAI_LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-x"})
+	if err != nil || c.LLMAPIKey != "sk-x" {
+		t.Fatalf("got %v %q", err, c.LLMAPIKey)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		env      map[string]string
+		args     []string
+		mentions string
+	}{
+		{map[string]string{"KOWAI_HTTP_ADDR": "8080"}, nil, "KOWAI_HTTP_ADDR"},
+		{nil, []string{"--http-addr", "nope"}, "--http-addr"},
+		{map[string]string{"KOWAI_DATABASE_URL": "postgres://x"}, nil, "sqlite://PATH or mysql://"},
+		{map[string]string{"KOWAI_DATABASE_URL": "mysql://u:topsecret@/"}, nil, "KOWAI_DATABASE_URL"},
+		{map[string]string{"KOWAI_DATABASE_URL": "mysql://root@127.0.0.1/kowai"}, nil, "KOWAI_JWT_SECRET is required"},
+		{map[string]string{"KOWAI_JWT_SECRET": "short"}, nil, "at least 32 bytes"},
+		{map[string]string{"KOWAI_AUTO_MIGRATE": "maybe"}, nil, "true or false"},
+		{map[string]string{"KOWAI_ACCESS_TOKEN_TTL": "15"}, nil, "KOWAI_ACCESS_TOKEN_TTL"},
+		{map[string]string{"KOWAI_REFRESH_TOKEN_TTL": "-1h"}, nil, "positive"},
+		{map[string]string{"KOWAI_LLM_PROVIDER": "gpt"}, nil, "offline, openai, anthropic, ollama"},
+		{map[string]string{"KOWAI_LLM_FALLBACK": "openai"}, nil, "provider:model"},
+		{map[string]string{"KOWAI_CLUSTER_PROVIDER": "consul"}, nil, "KOWAI_CLUSTER_PROVIDER"},
+		{map[string]string{"KOWAI_CLUSTER_PROVIDER": "automanaged"}, nil, "KOWAI_CLUSTER_PEERS is required"},
+		{map[string]string{"KOWAI_CLUSTER_PROVIDER": "etcd"}, nil, "KOWAI_ETCD_ENDPOINTS is required"},
+		{map[string]string{"KOWAI_CLUSTER_PEERS": "a,b"}, nil, "host:port"},
+		{map[string]string{"KOWAI_RATE_LIMIT": "120/d"}, nil, "N/s, N/m or N/h"},
+		{map[string]string{"KOWAI_RATE_LIMIT": "0/m"}, nil, "N > 0"},
+		{map[string]string{"KOWAI_CORS_ORIGINS": "example.com"}, nil, "scheme://host"},
+		{map[string]string{"KOWAI_LOG_LEVEL": "trace"}, nil, "KOWAI_LOG_LEVEL"},
+		{map[string]string{"KOWAI_LOG_FORMAT": "xml"}, nil, "json, text"},
+		{map[string]string{"KOWAI_REDIS_URL": "localhost:6379"}, nil, "redis://"},
+		{map[string]string{"KOWAI_ADMIN_EMAIL": "a@b.c"}, nil, "must be set together"},
+		{map[string]string{"KOWAI_APPWRITE_ENDPOINT": "ftp://x"}, nil, "http(s) URL"},
+		{map[string]string{"KOWAI_DATA_DIR": " "}, nil, "directory"},
+	} {
+		_, err := load(t, tc.env, tc.args...)
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%v %v: want ErrInvalid, got %v", tc.env, tc.args, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.mentions) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v %v: error %q should mention %q on one line", tc.env, tc.args, err, tc.mentions)
+		}
+		if strings.Contains(err.Error(), "topsecret") {
+			t.Errorf("error leaks a secret: %q", err)
+		}
+	}
+}
+
+func TestEnsureJWTSecretIsStable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	c := &Config{DatabaseURL: "sqlite://x.db", DataDir: dir}
+	a, err := c.EnsureJWTSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.EnsureJWTSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b || len(a) < 32 {
+		t.Fatalf("secret not stable: %q %q", a, b)
+	}
+	st, err := os.Stat(filepath.Join(dir, "jwt-secret"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file mode: %v %v", err, st)
+	}
+}
+
+func TestEnsureJWTSecretUnwritableDir(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root writes anywhere; point the data directory below a file instead.
+		f := filepath.Join(t.TempDir(), "file")
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c := &Config{DatabaseURL: "sqlite://x.db", DataDir: filepath.Join(f, "data")}
+		if _, err := c.EnsureJWTSecret(); err == nil || !strings.Contains(err.Error(), "KOWAI_DATA_DIR") {
+			t.Fatalf("want an error naming KOWAI_DATA_DIR, got %v", err)
+		}
+		return
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	c := &Config{DatabaseURL: "sqlite://x.db", DataDir: filepath.Join(dir, "data")}
+	if _, err := c.EnsureJWTSecret(); err == nil || !strings.Contains(err.Error(), "KOWAI_DATA_DIR") {
+		t.Fatalf("want an error naming KOWAI_DATA_DIR, got %v", err)
+	}
+}

@@ -1,0 +1,14 @@
+// Package logging builds kowai's slog loggers and carries the correlation ID
+// of a request in its context.
+//
+// # Correlation IDs
+//
+// The gateway stores each request's ID with WithCorrelationID; actors copy it
+// into the messages they send across nodes and restore it on receipt. Any
+// record logged through a logger from New with that context, using slog's
+// *Context methods, carries a correlation_id attribute.
+//
+//	log := logging.New(os.Stderr, slog.LevelInfo, "json")
+//	ctx := logging.WithCorrelationID(ctx, "req-1")
+//	log.InfoContext(ctx, "turn stored", "conversation_id", id)
+package logging

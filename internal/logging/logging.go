@@ -1,0 +1,64 @@
+package logging
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+)
+
+type ctxKey struct{}
+
+// WithCorrelationID returns a context carrying id; every record logged with
+// that context (slog's *Context methods) gets a correlation_id attribute.
+func WithCorrelationID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, ctxKey{}, id)
+}
+
+// CorrelationID returns the correlation ID carried by ctx, or "".
+func CorrelationID(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+// ParseLevel maps debug, info, warn and error to slog levels.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, errors.New("want debug, info, warn or error")
+	}
+	return l, nil
+}
+
+// New returns a logger writing JSON (format "json") or logfmt-like text
+// (format "text") at level and above, which adds the context's correlation ID
+// to every record.
+func New(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	if format == "text" {
+		h = slog.NewTextHandler(w, opts)
+	} else {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(correlationHandler{h})
+}
+
+// correlationHandler decorates records with the correlation ID of their
+// context, so call sites never have to pass it by hand.
+type correlationHandler struct{ slog.Handler }
+
+func (h correlationHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := CorrelationID(ctx); id != "" {
+		r.AddAttrs(slog.String("correlation_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h correlationHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return correlationHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h correlationHandler) WithGroup(name string) slog.Handler {
+	return correlationHandler{h.Handler.WithGroup(name)}
+}

@@ -1,0 +1,53 @@
+package logging
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func TestCorrelationIDOnEveryLine(t *testing.T) {
+	var buf bytes.Buffer
+	log := New(&buf, slog.LevelInfo, "json").With("component", "test")
+	ctx := WithCorrelationID(context.Background(), "req-42")
+	log.InfoContext(ctx, "first", "k", 1)
+	log.WithGroup("g").WarnContext(ctx, "second", "k", 2)
+	log.DebugContext(ctx, "hidden")
+	log.Info("no context")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 lines, got %d: %s", len(lines), buf.String())
+	}
+	for i, line := range lines[:2] {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %d not JSON: %v", i, err)
+		}
+		if !strings.Contains(line, `"correlation_id":"req-42"`) || m["component"] != "test" {
+			t.Fatalf("line %d lacks correlation id or component: %s", i, line)
+		}
+	}
+	if strings.Contains(lines[2], "correlation_id") {
+		t.Fatalf("line without context has a correlation id: %s", lines[2])
+	}
+}
+
+func TestTextFormatAndLevels(t *testing.T) {
+	var buf bytes.Buffer
+	lvl, err := ParseLevel("warn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := New(&buf, lvl, "text")
+	log.Info("dropped")
+	log.Warn("kept", "a", "b")
+	if out := buf.String(); strings.Contains(out, "dropped") || !strings.Contains(out, "msg=kept a=b") {
+		t.Fatalf("unexpected output %q", out)
+	}
+	if _, err := ParseLevel("loud"); err == nil {
+		t.Fatal("want an error for an unknown level")
+	}
+}
