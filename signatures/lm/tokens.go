@@ -3,6 +3,7 @@ package lm
 import (
 	"strings"
 
+	"github.com/kowai/kowai/signatures/lm/internal/textchunk"
 	"github.com/tmc/langchaingo/llms"
 )
 
@@ -10,12 +11,7 @@ import (
 // four bytes per token, at least one for non-empty text). It is used where a
 // model reports no usage (the offline and scripted models) so budgets and
 // metrics still see plausible, deterministic numbers.
-func EstimateTokens(s string) int {
-	if s == "" {
-		return 0
-	}
-	return (len(s) + 3) / 4
-}
+func EstimateTokens(s string) int { return textchunk.EstimateTokens(s) }
 
 // MessagesText concatenates the text parts of msgs, one part per line. Other
 // part kinds (images, tool calls) are skipped.

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/kowai/kowai/signatures/lm"
+	"github.com/kowai/kowai/signatures/lm/internal/textchunk"
 	"github.com/tmc/langchaingo/llms"
 )
 
@@ -140,7 +140,7 @@ func (s *Scripted) Generate(ctx context.Context, req *lm.Request) (*lm.Response,
 		return nil, out.Err
 	}
 	if req.Stream != nil {
-		if err := streamChunks(ctx, req.Stream, out.Text, s.chunkSize); err != nil {
+		if err := textchunk.Stream(ctx, req.Stream, out.Text, s.chunkSize); err != nil {
 			return nil, fmt.Errorf("scripted %s: stream: %w", s.name, err)
 		}
 	}
@@ -178,21 +178,4 @@ func (s *Scripted) next(req *lm.Request) (Output, error) {
 		return Output{}, fmt.Errorf("scripted %s: call %d: %w", s.name, n, ErrScriptExhausted)
 	}
 	return respond(req), nil
-}
-
-// streamChunks sends text to fn in pieces of at most size runes.
-func streamChunks(ctx context.Context, fn func(context.Context, []byte) error, text string, size int) error {
-	for len(text) > 0 {
-		end, runes := 0, 0
-		for end < len(text) && runes < size {
-			_, w := utf8.DecodeRuneInString(text[end:])
-			end += w
-			runes++
-		}
-		if err := fn(ctx, []byte(text[:end])); err != nil {
-			return err
-		}
-		text = text[end:]
-	}
-	return nil
 }

@@ -1,0 +1,204 @@
+package offline
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The exact strings of the shared prompt format that this model reads.
+const (
+	respondPhrase = "Respond with the corresponding output fields"
+	noteInt       = "the value you produce must be a single int value"
+	noteFloat     = "the value you produce must be a single float value"
+	noteBool      = "the value you produce must be True or False"
+	noteEnum      = "the value you produce must exactly match (no extra characters) one of: "
+	noteSchema    = "the value you produce must adhere to the JSON schema: "
+	completedName = "completed"
+)
+
+var (
+	// markerRe finds a field marker and the optional type hint after it in
+	// the final user message.
+	markerRe = regexp.MustCompile("`\\[\\[ ## (\\w+) ## \\]\\]`(?: \\(must be formatted as a valid Python (.*?)\\),)?")
+	// noteRe finds an output field's placeholder and type note in the system
+	// message's structure section.
+	noteRe = regexp.MustCompile(`(?m)^\{(\w+)\} {8}# note: (.*)$`)
+	// literalRe pulls the options out of a Literal['a', 'b'] hint.
+	literalRe = regexp.MustCompile(`'((?:[^'\\]|\\.)*)'`)
+)
+
+type kind int
+
+const (
+	kindString kind = iota
+	kindInt
+	kindFloat
+	kindBool
+	kindEnum
+	kindJSON
+)
+
+// field is an output field the prompt asks for.
+type field struct {
+	name    string
+	kind    kind
+	options []string       // kindEnum
+	schema  map[string]any // kindJSON; nil means "any JSON value"
+	hint    string         // the Python type hint, for kindJSON without schema
+}
+
+// outputFields reads the requested output fields, in order, from the final
+// user message; their types come from the system message's type notes, or
+// from the final message's hints when the system message has none. It
+// returns nil for a plain chat turn.
+func outputFields(system, last string) []field {
+	i := strings.Index(last, respondPhrase)
+	if i < 0 {
+		return nil
+	}
+	notes := map[string]string{}
+	for _, m := range noteRe.FindAllStringSubmatch(system, -1) {
+		if _, seen := notes[m[1]]; !seen {
+			notes[m[1]] = m[2]
+		}
+	}
+	var fields []field
+	for _, m := range markerRe.FindAllStringSubmatch(last[i:], -1) {
+		name, hint := m[1], m[2]
+		if name == completedName || slices.ContainsFunc(fields, func(f field) bool { return f.name == name }) {
+			continue
+		}
+		f, ok := fromNote(name, notes[name])
+		if !ok {
+			f = fromHint(name, hint)
+		}
+		fields = append(fields, f)
+	}
+	return fields
+}
+
+func fromNote(name, note string) (field, bool) {
+	f := field{name: name}
+	switch {
+	case note == noteInt:
+		f.kind = kindInt
+	case note == noteFloat:
+		f.kind = kindFloat
+	case note == noteBool:
+		f.kind = kindBool
+	case strings.HasPrefix(note, noteEnum):
+		f.kind = kindEnum
+		f.options = strings.Split(strings.TrimPrefix(note, noteEnum), "; ")
+	case strings.HasPrefix(note, noteSchema):
+		f.kind = kindJSON
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(note, noteSchema)), &f.schema); err != nil {
+			return f, false
+		}
+	default:
+		return f, false
+	}
+	return f, true
+}
+
+func fromHint(name, hint string) field {
+	f := field{name: name, hint: hint}
+	switch {
+	case hint == "":
+		f.kind = kindString
+	case hint == "int":
+		f.kind = kindInt
+	case hint == "float":
+		f.kind = kindFloat
+	case hint == "bool":
+		f.kind = kindBool
+	case strings.HasPrefix(hint, "Literal["):
+		f.kind = kindEnum
+		for _, m := range literalRe.FindAllStringSubmatch(hint, -1) {
+			f.options = append(f.options, m[1])
+		}
+		if len(f.options) == 0 {
+			f.kind = kindString
+		}
+	default:
+		f.kind = kindJSON
+	}
+	return f
+}
+
+// value returns the field's deterministic value, as it would appear in a
+// JSON object.
+func (f field) value(d digest) any {
+	switch f.kind {
+	case kindInt:
+		return d.number(f.name, 100)
+	case kindFloat:
+		return float64(d.number(f.name, 101)) / 100
+	case kindBool:
+		return true
+	case kindEnum:
+		if slices.Contains(f.options, "finish") {
+			return "finish"
+		}
+		return f.options[0]
+	case kindJSON:
+		if f.schema != nil {
+			return minimalValue(f.schema, f.schema)
+		}
+		if strings.HasPrefix(f.hint, "list") {
+			return []any{}
+		}
+		return map[string]any{}
+	default:
+		return fmt.Sprintf("This %s comes from kowai's offline model (input digest %s).", f.name, d.short())
+	}
+}
+
+// text renders the value the way a marker block carries it.
+func (f field) text(d digest) string {
+	switch v := f.value(d).(type) {
+	case string:
+		return v
+	case bool:
+		if v {
+			return "True"
+		}
+		return "False"
+	case float64:
+		if f.kind == kindFloat {
+			return strconv.FormatFloat(v, 'f', 2, 64)
+		}
+	}
+	b, _ := json.Marshal(f.value(d))
+	return string(b)
+}
+
+// structuredReply writes every field in order and the completed marker, or
+// a JSON object of the fields in JSON mode.
+func structuredReply(fields []field, d digest, jsonMode bool) string {
+	if jsonMode {
+		var b strings.Builder
+		b.WriteByte('{')
+		for i, f := range fields {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			k, _ := json.Marshal(f.name)
+			v, _ := json.Marshal(f.value(d))
+			b.Write(k)
+			b.WriteByte(':')
+			b.Write(v)
+		}
+		b.WriteByte('}')
+		return b.String()
+	}
+	var b strings.Builder
+	for _, f := range fields {
+		fmt.Fprintf(&b, "[[ ## %s ## ]]\n%s\n\n", f.name, f.text(d))
+	}
+	b.WriteString("[[ ## completed ## ]]")
+	return b.String()
+}
