@@ -262,4 +262,3 @@ func toolCall(tools []llms.Tool, d digest) (llms.ToolCall, bool) {
 	}
 	return llms.ToolCall{}, false
 }
-
