@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check is one dependency probe reported by the health endpoints.
+type Check struct {
+	// Name labels the check in /health output, e.g. "database".
+	Name string
+	// Probe returns nil when the dependency is usable. It gets a context
+	// with a short deadline.
+	Probe func(ctx context.Context) error
+}
+
+// Options configures a Server. Logger and Registry are required.
+type Options struct {
+	// Addr is the listen address, e.g. ":8080" or "127.0.0.1:0".
+	Addr string
+	// Logger receives access logs and errors.
+	Logger *slog.Logger
+	// Registry receives the gateway's metrics; Gatherer is served on
+	// /metrics (normally the same *prometheus.Registry).
+	Registry prometheus.Registerer
+	Gatherer prometheus.Gatherer
+	// Checks are probed by /health/ready and /health.
+	Checks []Check
+	// Draining, when it returns true, makes /health/ready fail so load
+	// balancers stop sending new work while the node leaves the cluster.
+	Draining func() bool
+	// BodyLimit caps request bodies in bytes (default 1 MiB).
+	BodyLimit int
+	// RequestTimeout bounds reads and writes of one request (default 60 s).
+	RequestTimeout time.Duration
+	// ShutdownTimeout bounds the wait for in-flight requests on shutdown
+	// (default 15 s).
+	ShutdownTimeout time.Duration
+}
+
+// Server is kowai's HTTP gateway.
+//
+// Lifecycle: New builds the routes; Run listens and serves until its context
+// is cancelled, then stops accepting connections and waits up to
+// ShutdownTimeout for in-flight requests. Run may be called once.
+type Server struct {
+	app  *fiber.App
+	opts Options
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	addr net.Addr
+	up   chan struct{}
+}
+
+// New returns a gateway with its middleware chain and the routes that exist
+// on every node (health, metrics).
+func New(opts Options) (*Server, error) {
+	if opts.Logger == nil || opts.Registry == nil || opts.Gatherer == nil {
+		return nil, errors.New("gateway: Logger, Registry and Gatherer are required")
+	}
+	if opts.BodyLimit == 0 {
+		opts.BodyLimit = 1 << 20
+	}
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = 60 * time.Second
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 15 * time.Second
+	}
+	if opts.Draining == nil {
+		opts.Draining = func() bool { return false }
+	}
+	log := opts.Logger.With("component", "gateway")
+	metrics, err := newHTTPMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	onError := ErrorHandler(log)
+	app := fiber.New(fiber.Config{
+		AppName:               "kowai",
+		DisableStartupMessage: true,
+		BodyLimit:             opts.BodyLimit,
+		ReadTimeout:           opts.RequestTimeout,
+		WriteTimeout:          opts.RequestTimeout,
+		IdleTimeout:           2 * opts.RequestTimeout,
+		ErrorHandler:          onError,
+		// Behind a proxy the operator decides; by default trust nothing.
+		EnableTrustedProxyCheck: true,
+	})
+	s := &Server{app: app, opts: opts, log: log, up: make(chan struct{})}
+	app.Use(requestID(), observe(log, metrics, onError), recoverPanics(log), securityHeaders())
+
+	app.Get("/health/live", func(c *fiber.Ctx) error {
+		return c.JSON(fiber.Map{"status": "ok"})
+	})
+	app.Get("/health/ready", s.health(false))
+	app.Get("/health", s.health(true))
+	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})))
+	return s, nil
+}
+
+// App exposes the Fiber app so feature packages can add routes before Run.
+func (s *Server) App() *fiber.App { return s.app }
+
+type checkResult struct {
+	Status     string  `json:"status"`
+	Error      string  `json:"error,omitempty"`
+	DurationMS float64 `json:"duration_ms"`
+}
+
+// health serves readiness (detail=false) and the full report (detail=true).
+// Both answer 503 when a check fails or the node is draining; only the full
+// report includes error texts.
+func (s *Server) health(detail bool) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+		defer cancel()
+		results := make(map[string]checkResult, len(s.opts.Checks))
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, chk := range s.opts.Checks {
+			wg.Go(func() {
+				start := time.Now()
+				err := chk.Probe(ctx)
+				r := checkResult{Status: "ok", DurationMS: float64(time.Since(start).Microseconds()) / 1000}
+				if err != nil {
+					r.Status = "unavailable"
+					if detail {
+						r.Error = err.Error()
+					}
+				}
+				mu.Lock()
+				results[chk.Name] = r
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		status, code := "ok", http.StatusOK
+		for _, r := range results {
+			if r.Status != "ok" {
+				status, code = "unavailable", http.StatusServiceUnavailable
+			}
+		}
+		draining := s.opts.Draining()
+		if draining {
+			status, code = "draining", http.StatusServiceUnavailable
+		}
+		c.Set(fiber.HeaderCacheControl, "no-store")
+		return c.Status(code).JSON(fiber.Map{"status": status, "draining": draining, "checks": results})
+	}
+}
+
+// Addr returns the bound address once Run is listening, or nil.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Ready is closed once Run is listening.
+func (s *Server) Ready() <-chan struct{} { return s.up }
+
+// Run listens on Options.Addr and serves until ctx is done, then shuts down
+// gracefully. It returns nil after a clean shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("gateway: listen on %s (set KOWAI_HTTP_ADDR): %w", s.opts.Addr, err)
+	}
+	s.mu.Lock()
+	s.addr = ln.Addr()
+	s.mu.Unlock()
+	close(s.up)
+	s.log.Info("gateway listening", "addr", ln.Addr().String())
+	served := make(chan error, 1)
+	go func() { served <- s.app.Listener(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("gateway: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	if err := s.app.ShutdownWithContext(sctx); err != nil {
+		return fmt.Errorf("gateway: shutdown: %w", err)
+	}
+	if err := <-served; err != nil {
+		return fmt.Errorf("gateway: serve: %w", err)
+	}
+	s.log.Info("gateway stopped")
+	return nil
+}
