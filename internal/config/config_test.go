@@ -156,3 +156,23 @@ func TestEnsureJWTSecretUnwritableDir(t *testing.T) {
 		t.Fatalf("want an error naming KOWAI_DATA_DIR, got %v", err)
 	}
 }
+
+// TestREADMETable keeps the README's configuration table in step with the
+// settings table: every variable, its default and its meaning.
+func TestREADMETable(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(raw)
+	for _, v := range Variables() {
+		def := "(empty)"
+		if v[1] != "" {
+			def = "`" + v[1] + "`"
+		}
+		row := "| `" + v[0] + "` | " + def + " | " + v[2] + " |"
+		if !strings.Contains(readme, row) {
+			t.Errorf("README.md lacks the row %s", row)
+		}
+	}
+}

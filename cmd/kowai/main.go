@@ -1,0 +1,20 @@
+// Command kowai runs a kowai node and its administrative tasks.
+//
+// main only turns signals into a context and the command's error into an
+// exit status; each subcommand parses its configuration, constructs the
+// components and runs them.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr}, os.Getenv)
+	stop()
+	os.Exit(code)
+}
