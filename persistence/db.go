@@ -1,0 +1,297 @@
+package persistence
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/doug-martin/goqu/v9"
+	// Registers the goqu dialects used by Open.
+	_ "github.com/doug-martin/goqu/v9/dialect/mysql"
+	_ "github.com/doug-martin/goqu/v9/dialect/sqlite3"
+	"github.com/go-sql-driver/mysql"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	// Registers the pure-Go "sqlite" database/sql driver.
+	_ "modernc.org/sqlite"
+)
+
+// Dialect names, as goqu spells them.
+const (
+	// DialectMySQL is MariaDB (or MySQL) through go-sql-driver/mysql.
+	DialectMySQL = "mysql"
+	// DialectSQLite is SQLite through modernc.org/sqlite.
+	DialectSQLite = "sqlite3"
+)
+
+// URL forms accepted by Open, quoted in its errors.
+const (
+	sqliteForm = "sqlite://PATH (e.g. sqlite://./data/kowai.db)"
+	mysqlForm  = "mysql://USER:PASS@HOST:PORT/DB?PARAMS (e.g. mysql://kowai:secret@127.0.0.1:3306/kowai)"
+)
+
+// sqliteBusyTimeout is how long a SQLite statement waits for another process's write lock.
+const sqliteBusyTimeout = 5 * time.Second
+
+// ErrBadURL reports a database URL that is not one of the accepted forms.
+var ErrBadURL = errors.New("persistence: bad database URL")
+
+// ErrUnavailable reports a database that cannot be reached or opened.
+var ErrUnavailable = errors.New("persistence: database unavailable")
+
+// DB is an open database: the connection pool, its dialect and a goqu handle on it.
+// It is safe for concurrent use. Close it when done.
+type DB struct {
+	// SQL is the connection pool.
+	SQL *sql.DB
+	// Dialect is DialectMySQL or DialectSQLite.
+	Dialect string
+	// Goqu builds and runs queries in Dialect over SQL.
+	Goqu *goqu.Database
+
+	redacted string
+	log      *slog.Logger
+}
+
+// Options tune Open. The zero value is usable.
+type Options struct {
+	// MaxOpenConns caps the MariaDB pool (default 20). SQLite always uses one
+	// connection: see Open.
+	MaxOpenConns int
+	// MaxIdleConns is the number of idle MariaDB connections kept (default MaxOpenConns).
+	MaxIdleConns int
+	// ConnMaxLifetime recycles MariaDB connections after this long (default 30m).
+	ConnMaxLifetime time.Duration
+	// ConnMaxIdleTime closes MariaDB connections idle this long (default 5m).
+	ConnMaxIdleTime time.Duration
+	// Logger receives the driver's own diagnostics. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Open connects to the database named by rawURL and pings it.
+//
+// Accepted forms:
+//
+//	sqlite://PATH                             a file; relative paths are relative to the working directory
+//	mysql://USER:PASS@HOST:PORT/DB?PARAMS      MariaDB; PARAMS are go-sql-driver/mysql DSN parameters
+//
+// SQLite runs in WAL mode with foreign keys on, a busy timeout, immediate write
+// transactions and full sync (a committed write survives power loss). The pool has one
+// connection: SQLite admits one writer at a time, and queueing writers in the pool is
+// cheaper and fairer than letting several connections spin on SQLITE_BUSY. The price is
+// that a read waits for a running write; kowai's writes are short batches. Never hold a
+// transaction open while calling back into DB on SQLite: it would wait for itself.
+//
+// MariaDB always gets parseTime, UTC times, utf8mb4 with utf8mb4_unicode_ci,
+// interpolateParams and clientFoundRows (an UPDATE counts matched rows, so compare-and-swap
+// updates read the same on both dialects); other PARAMS pass through to the driver.
+//
+// A malformed URL fails with ErrBadURL naming the accepted forms; a database that
+// cannot be reached fails with ErrUnavailable saying what to check. The password never
+// appears in errors or logs.
+func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	scheme, _, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return nil, fmt.Errorf("%w: missing scheme; use %s or %s", ErrBadURL, sqliteForm, mysqlForm)
+	}
+	var (
+		db  *DB
+		err error
+	)
+	switch scheme {
+	case "sqlite":
+		db, err = openSQLite(rawURL)
+	case "mysql":
+		db, err = openMySQL(rawURL, opts, log)
+	default:
+		return nil, fmt.Errorf("%w: unknown scheme %q; use %s or %s", ErrBadURL, scheme, sqliteForm, mysqlForm)
+	}
+	if err != nil {
+		return nil, err
+	}
+	db.log = log
+	db.Goqu = goqu.New(db.Dialect, db.SQL)
+	if err := db.Ping(ctx); err != nil {
+		_ = db.SQL.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func openSQLite(rawURL string) (*DB, error) {
+	rest := strings.TrimPrefix(rawURL, "sqlite://")
+	path, params, _ := strings.Cut(rest, "?")
+	if path == "" {
+		return nil, fmt.Errorf("%w: no file path; use %s", ErrBadURL, sqliteForm)
+	}
+	query, err := url.ParseQuery(params)
+	if err != nil {
+		return nil, fmt.Errorf("%w: parameters: %v; use %s", ErrBadURL, err, sqliteForm)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("%w: cannot create directory %q for the SQLite database: %v; "+
+			"make it writable or choose another path in the database URL", ErrUnavailable, dir, err)
+	}
+	query.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
+	query.Add("_pragma", "journal_mode(WAL)")
+	query.Add("_pragma", "foreign_keys(1)")
+	query.Add("_pragma", "synchronous(FULL)")
+	query.Set("_txlock", "immediate")
+	query.Set("_time_format", "sqlite")
+	query.Set("_timezone", "UTC")
+	sqlDB, err := sql.Open("sqlite", path+"?"+query.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadURL, err)
+	}
+	sqlDB.SetMaxOpenConns(1)
+	sqlDB.SetMaxIdleConns(1)
+	sqlDB.SetConnMaxLifetime(0)
+	sqlDB.SetConnMaxIdleTime(0)
+	return &DB{SQL: sqlDB, Dialect: DialectSQLite, redacted: "sqlite://" + path}, nil
+}
+
+func openMySQL(rawURL string, opts Options, log *slog.Logger) (*DB, error) {
+	cfg, redacted, err := mysqlConfig(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger = driverLogger{log}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v; use %s", ErrBadURL, err, mysqlForm)
+	}
+	sqlDB := sql.OpenDB(connector)
+	maxOpen := orDefault(opts.MaxOpenConns, 20)
+	sqlDB.SetMaxOpenConns(maxOpen)
+	sqlDB.SetMaxIdleConns(orDefault(opts.MaxIdleConns, maxOpen))
+	sqlDB.SetConnMaxLifetime(orDefault(opts.ConnMaxLifetime, 30*time.Minute))
+	sqlDB.SetConnMaxIdleTime(orDefault(opts.ConnMaxIdleTime, 5*time.Minute))
+	return &DB{SQL: sqlDB, Dialect: DialectMySQL, redacted: redacted}, nil
+}
+
+// mysqlConfig turns a mysql:// URL into a driver config, and the URL with its password
+// redacted for messages.
+func mysqlConfig(rawURL string) (*mysql.Config, string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Error repeats the URL, password included, so only its cause is kept.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, "", fmt.Errorf("%w: %v; use %s", ErrBadURL, err, mysqlForm)
+	}
+	redacted := u.Redacted()
+	dbName := strings.TrimPrefix(u.Path, "/")
+	switch {
+	case u.User == nil || u.User.Username() == "":
+		return nil, "", fmt.Errorf("%w: no user in %s; use %s", ErrBadURL, redacted, mysqlForm)
+	case u.Hostname() == "":
+		return nil, "", fmt.Errorf("%w: no host in %s; use %s", ErrBadURL, redacted, mysqlForm)
+	case dbName == "" || strings.Contains(dbName, "/"):
+		return nil, "", fmt.Errorf("%w: no database name (or a nested path) in %s; use %s", ErrBadURL, redacted, mysqlForm)
+	}
+	// ParseDSN understands every driver parameter; give it only the parameters so the
+	// password never passes through a DSN string.
+	cfg, err := mysql.ParseDSN("/?" + u.RawQuery)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: parameters in %s: %v; use %s", ErrBadURL, redacted, err, mysqlForm)
+	}
+	cfg.User = u.User.Username()
+	cfg.Passwd, _ = u.User.Password()
+	cfg.Net = "tcp"
+	port := u.Port()
+	if port == "" {
+		port = "3306"
+	}
+	cfg.Addr = net.JoinHostPort(u.Hostname(), port)
+	cfg.DBName = dbName
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	cfg.InterpolateParams = true
+	cfg.ClientFoundRows = true
+	if err := cfg.Apply(mysql.Charset("utf8mb4", "utf8mb4_unicode_ci")); err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrBadURL, err)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	return cfg, redacted, nil
+}
+
+// Ping checks that the database answers; the readiness probe calls it.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.SQL.PingContext(ctx); err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return fmt.Errorf("persistence: ping %s: %w", db.redacted, err)
+		}
+		return fmt.Errorf("%w: %s: %v; %s", ErrUnavailable, db.redacted, err, db.hint())
+	}
+	return nil
+}
+
+func (db *DB) hint() string {
+	if db.Dialect == DialectSQLite {
+		return "check that the file and its directory are writable and the file is a SQLite database"
+	}
+	return "check that MariaDB is running and reachable at that host and port, and that the user, password and database are right"
+}
+
+// String returns the database URL with any password redacted.
+func (db *DB) String() string { return db.redacted }
+
+// Close closes the pool. Queries still running finish first.
+func (db *DB) Close() error {
+	if err := db.SQL.Close(); err != nil {
+		return fmt.Errorf("persistence: close %s: %w", db.redacted, err)
+	}
+	return nil
+}
+
+// NewPoolCollector returns a Prometheus collector of the pool's statistics (open, in use and
+// idle connections, waits), labelled db_name=name. Register it on the caller's registry.
+func NewPoolCollector(db *DB, name string) prometheus.Collector {
+	return collectors.NewDBStatsCollector(db.SQL, name)
+}
+
+// driverLogger routes go-sql-driver/mysql diagnostics into slog instead of the
+// standard library's global logger.
+type driverLogger struct{ log *slog.Logger }
+
+func (l driverLogger) Print(v ...any) {
+	l.log.Warn("mysql driver", "detail", fmt.Sprint(v...))
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// utc is the one time rule: every time stored is UTC, truncated to the microsecond that
+// MariaDB's DATETIME(6) keeps, so both dialects read back exactly what was written.
+func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// nullTime is the stored form of an optional time: NULL for the zero time.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return utc(t)
+}
