@@ -1,0 +1,81 @@
+package ratelimit
+
+import (
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// MiddlewareConfig configures Middleware.
+type MiddlewareConfig struct {
+	// Limiter makes the decisions; required.
+	Limiter Limiter
+	// Limit applies to each (Name, Key) pair; required.
+	Limit Limit
+	// Name identifies the bucket, e.g. "auth.login". Empty means the matched
+	// route's method and path template, which is only specific when the
+	// middleware is attached to the route itself rather than with app.Use.
+	Name string
+	// Key returns the identity being limited, e.g. the user ID when
+	// authenticated and the client IP otherwise. Nil means c.IP().
+	Key func(c *fiber.Ctx) string
+	// FailOpen lets requests through when the limiter fails (the failure is
+	// logged). By default the limiter's error is returned and the request
+	// fails, which suits login routes better than an open door.
+	FailOpen bool
+	// Logger receives limiter failures; nil discards them.
+	Logger *slog.Logger
+}
+
+// Middleware returns a Fiber handler enforcing cfg.Limit. Every checked
+// response carries RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset
+// (whole seconds, rounded up). A denied request gets Retry-After (whole
+// seconds, at least 1) and the handler returns *fiber.Error with status 429;
+// the application's error handler renders it and must keep those headers.
+// It panics when cfg lacks a Limiter or holds an invalid Limit, which is a
+// programming error found at startup.
+func Middleware(cfg MiddlewareConfig) fiber.Handler {
+	if cfg.Limiter == nil {
+		panic("ratelimit: Middleware needs a Limiter")
+	}
+	if err := cfg.Limit.Validate(); err != nil {
+		panic(err.Error())
+	}
+	if cfg.Key == nil {
+		cfg.Key = func(c *fiber.Ctx) string { return c.IP() }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return func(c *fiber.Ctx) error {
+		name := cfg.Name
+		if name == "" {
+			name = c.Method() + " " + c.Route().Path
+		}
+		res, err := cfg.Limiter.Allow(c.UserContext(), name+"|"+cfg.Key(c), cfg.Limit)
+		if err != nil {
+			if cfg.FailOpen {
+				cfg.Logger.Warn("rate limiter failed; letting request through", "bucket", name, "error", err)
+				return c.Next()
+			}
+			return err
+		}
+		c.Set("RateLimit-Limit", strconv.Itoa(res.Limit))
+		c.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
+		c.Set("RateLimit-Reset", strconv.FormatInt(ceilSeconds(res.ResetAfter), 10))
+		if !res.Allowed {
+			retry := max(1, ceilSeconds(res.RetryAfter))
+			c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(retry, 10))
+			return fiber.NewError(fiber.StatusTooManyRequests, "rate limit exceeded; retry after "+strconv.FormatInt(retry, 10)+" s")
+		}
+		return c.Next()
+	}
+}
+
+// ceilSeconds rounds d up to whole seconds, as the headers require integers
+// and rounding down would invite a retry that is refused again.
+func ceilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
