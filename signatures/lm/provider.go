@@ -1,0 +1,166 @@
+package lm
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/tmc/langchaingo/llms"
+)
+
+// Provider adapts a langchaingo llms.Model to LM: it maps a Request to call
+// options, joins the reply's choices, normalises usage and prices it, and
+// classifies errors with this package's sentinels. Status codes and
+// Retry-After come from the recording HTTP client that OpenProvider installs;
+// a model built elsewhere is classified from its error text alone.
+type Provider struct {
+	provider string
+	model    string
+	llm      llms.Model
+	prices   Prices
+	now      func() time.Time
+}
+
+// ProviderOption configures a Provider.
+type ProviderOption func(*Provider)
+
+// WithPrices sets the price table used for Usage.CostUSD (default
+// DefaultPrices()).
+func WithPrices(p Prices) ProviderOption { return func(pr *Provider) { pr.prices = p } }
+
+// WithProviderClock sets the clock used for latency and Retry-After dates.
+func WithProviderClock(now func() time.Time) ProviderOption {
+	return func(pr *Provider) { pr.now = now }
+}
+
+// NewProvider wraps llm, which answers as model of provider.
+func NewProvider(provider, model string, llm llms.Model, opts ...ProviderOption) *Provider {
+	p := &Provider{provider: provider, model: model, llm: llm, prices: DefaultPrices(), now: time.Now}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+var _ LM = (*Provider)(nil)
+
+// Name returns "provider:model".
+func (p *Provider) Name() string { return p.provider + ":" + p.model }
+
+// LLM returns the wrapped langchaingo model.
+func (p *Provider) LLM() llms.Model { return p.llm }
+
+// Generate calls the model once.
+func (p *Provider) Generate(ctx context.Context, req *Request) (*Response, error) {
+	start := p.now()
+	callCtx, rec := withRecorder(ctx)
+	resp, err := p.llm.GenerateContent(callCtx, req.Messages, callOptions(req)...)
+	if err != nil {
+		return nil, p.classify(ctx, rec, err)
+	}
+	if len(resp.Choices) == 0 {
+		return nil, &ProviderError{Model: p.Name(), Kind: ErrProvider, Err: errors.New("reply has no choices")}
+	}
+	out := &Response{Model: p.Name()}
+	var text strings.Builder
+	for _, c := range resp.Choices {
+		text.WriteString(c.Content)
+		out.ToolCalls = append(out.ToolCalls, c.ToolCalls...)
+		if out.StopReason == "" {
+			out.StopReason = c.StopReason
+		}
+	}
+	out.Text = text.String()
+	out.Usage = NormalizeUsage(resp.Choices[0].GenerationInfo)
+	out.Usage.CostUSD = p.prices.Cost(p.Name(), out.Usage)
+	out.Latency = p.now().Sub(start)
+	return out, nil
+}
+
+func callOptions(req *Request) []llms.CallOption {
+	var opts []llms.CallOption
+	if req.Temperature != 0 {
+		opts = append(opts, llms.WithTemperature(req.Temperature))
+	}
+	if req.MaxTokens > 0 {
+		opts = append(opts, llms.WithMaxTokens(req.MaxTokens))
+	}
+	if len(req.Stop) > 0 {
+		opts = append(opts, llms.WithStopWords(req.Stop))
+	}
+	if req.JSONMode {
+		opts = append(opts, llms.WithJSONMode())
+	}
+	if len(req.Tools) > 0 {
+		opts = append(opts, llms.WithTools(req.Tools))
+	}
+	if req.Stream != nil {
+		stream := req.Stream
+		// Some clients emit empty chunks (role-only deltas); callers want text.
+		opts = append(opts, llms.WithStreamingFunc(func(ctx context.Context, chunk []byte) error {
+			if len(chunk) == 0 {
+				return nil
+			}
+			return stream(ctx, chunk)
+		}))
+	}
+	return opts
+}
+
+func (p *Provider) classify(ctx context.Context, rec *httpRecord, err error) error {
+	pe := &ProviderError{Model: p.Name(), Err: err}
+	status, retryAfter := rec.get()
+	if kind, failed := kindOfStatus(status); failed {
+		pe.Kind, pe.Status = kind, status
+		pe.RetryAfter = parseRetryAfter(retryAfter, p.now())
+		return pe
+	}
+	switch ctxErr := ctx.Err(); {
+	case errors.Is(ctxErr, context.DeadlineExceeded):
+		pe.Kind = ErrTimeout
+	case ctxErr != nil:
+		pe.Kind = context.Canceled
+	default:
+		pe.Kind = kindOfError(p.provider, err)
+	}
+	return pe
+}
+
+// NormalizeUsage reads token counts from a langchaingo GenerationInfo,
+// whichever provider's keys it uses: PromptTokens / CompletionTokens /
+// PromptCachedTokens (openai), PromptTokens / CompletionTokens /
+// CachedTokens (ollama), InputTokens / OutputTokens / CacheReadInputTokens /
+// CacheCreationInputTokens (anthropic). PromptTokens always includes cached
+// tokens, as OpenAI counts them; Anthropic reports them apart, so they are
+// added. Calls is 1.
+func NormalizeUsage(info map[string]any) Usage {
+	u := Usage{Calls: 1}
+	if _, ok := info["InputTokens"]; ok {
+		read := intOf(info["CacheReadInputTokens"])
+		u.PromptTokens = intOf(info["InputTokens"]) + read + intOf(info["CacheCreationInputTokens"])
+		u.CompletionTokens = intOf(info["OutputTokens"])
+		u.CachedTokens = read
+		return u
+	}
+	u.PromptTokens = intOf(info["PromptTokens"])
+	u.CompletionTokens = intOf(info["CompletionTokens"])
+	u.CachedTokens = max(intOf(info["PromptCachedTokens"]), intOf(info["CachedTokens"]))
+	return u
+}
+
+func intOf(v any) int {
+	switch n := v.(type) {
+	case int:
+		return n
+	case int32:
+		return int(n)
+	case int64:
+		return int(n)
+	case float64:
+		return int(n)
+	case float32:
+		return int(n)
+	}
+	return 0
+}
