@@ -1,0 +1,252 @@
+package signatures
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kowai/kowai/signatures/lm"
+	"github.com/tmc/langchaingo/llms"
+)
+
+// Module is a callable unit of a program: Predict, ChainOfThought, ReAct,
+// BestOfN, Refine, or a user-defined program composing them.
+type Module interface {
+	// Forward runs the module on inputs. The model and the trace come from
+	// the Run in ctx (see WithRun and Execute).
+	Forward(ctx context.Context, in Values) (Values, error)
+}
+
+// ModuleFunc adapts a function to Module.
+type ModuleFunc func(ctx context.Context, in Values) (Values, error)
+
+// Forward calls f.
+func (f ModuleFunc) Forward(ctx context.Context, in Values) (Values, error) { return f(ctx, in) }
+
+// DefaultRetries is how many corrected retries a predictor makes after an
+// unparsable reply when PredictOptions.Retries is zero.
+const DefaultRetries = 2
+
+// hintField is the input Refine adds to carry advice into a new attempt.
+var hintField = Field{Name: "hint_", Desc: "A hint to the module from an earlier run"}
+
+// PredictOptions configures a Predict.
+type PredictOptions struct {
+	// Name identifies the predictor in traces and saved state. Programs
+	// usually leave it empty and let Predictors name it by field path.
+	Name string
+	// LM overrides the Run's model for this predictor.
+	LM lm.LM
+	// Temperature and MaxTokens are sent with every call (zero: provider
+	// default).
+	Temperature float64
+	MaxTokens   int
+	// Retries bounds the corrected retries after an unparsable reply: the
+	// bad reply is sent back with a message naming the problem. Zero means
+	// DefaultRetries, a negative value none.
+	Retries int
+	// JSONFallback makes one last JSON-mode call when the retries are spent.
+	JSONFallback bool
+}
+
+// Predict is the basic module: one signature, its demos and its model
+// settings. Its signature and demos are what optimizers change and what
+// SaveState writes; they may be replaced while calls are in flight.
+type Predict struct {
+	opts PredictOptions
+
+	mu    sync.RWMutex
+	sig   Signature
+	demos []Example
+}
+
+// NewPredict returns a predictor for sig.
+func NewPredict(sig Signature, opts PredictOptions) *Predict {
+	return &Predict{sig: sig, opts: opts}
+}
+
+// Name returns the configured name, or the signature string.
+func (p *Predict) Name() string {
+	if p.opts.Name != "" {
+		return p.opts.Name
+	}
+	return p.Signature().String()
+}
+
+// Signature returns the current signature.
+func (p *Predict) Signature() Signature {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.sig
+}
+
+// SetSignature replaces the signature (instructions, descriptions).
+func (p *Predict) SetSignature(sig Signature) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sig = sig
+}
+
+// Demos returns a copy of the demos.
+func (p *Predict) Demos() []Example {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return slices.Clone(p.demos)
+}
+
+// SetDemos replaces the demos.
+func (p *Predict) SetDemos(demos []Example) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.demos = slices.Clone(demos)
+}
+
+// Predictors returns p itself, so a Predict is a program of one predictor.
+func (p *Predict) Predictors() []NamedPredictor {
+	return []NamedPredictor{{Name: p.opts.Name, Predict: p}}
+}
+
+// Forward renders the prompt, calls the model, parses and coerces the reply,
+// retrying with a correction on a parse failure, and records a trace step
+// in the Run of ctx.
+func (p *Predict) Forward(ctx context.Context, in Values) (Values, error) {
+	out, _, err := p.call(ctx, in, nil)
+	return out, err
+}
+
+// call is Forward with tools offered for native tool calling: when the
+// model answers with tool calls, they are returned instead of parsed
+// outputs.
+func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool) (Values, []llms.ToolCall, error) {
+	start := time.Now()
+	p.mu.RLock()
+	sig, demos := p.sig, p.demos
+	p.mu.RUnlock()
+	run := RunFrom(ctx)
+	model := p.opts.LM
+	if model == nil && run != nil {
+		model = run.model
+	}
+	if model == nil {
+		return nil, nil, fmt.Errorf("predictor %s: %w", p.Name(), ErrNoLM)
+	}
+	in = maps.Clone(in)
+	if hint := hintFrom(ctx); hint != "" {
+		var err error
+		if sig, err = sig.Append(Input, hintField); err == nil {
+			in[hintField.Name] = hint
+		}
+	}
+	step := TraceStep{Predictor: p.Name(), Predict: p, Inputs: in}
+	out, calls, err := p.generate(ctx, run, model, sig, demos, in, tools, &step.Usage)
+	step.Outputs, step.Latency, step.Err = out, time.Since(start), err
+	if calls != nil {
+		step.Outputs = Values{"tool_calls": calls}
+	}
+	if run != nil {
+		run.record(step)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("predictor %s: %w", p.Name(), err)
+	}
+	return out, calls, nil
+}
+
+func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, sig Signature, demos []Example, in Values,
+	tools []llms.Tool, usage *lm.Usage) (Values, []llms.ToolCall, error) {
+	for _, f := range sig.inputs {
+		if _, ok := in[f.Name]; !ok && f.Type.Kind != KindHistory {
+			return nil, nil, fmt.Errorf("%w %q", ErrMissingInput, f.Name)
+		}
+	}
+	msgs, err := Render(sig, demos, in)
+	if err != nil {
+		return nil, nil, err
+	}
+	req := &lm.Request{Messages: msgs, Temperature: p.opts.Temperature, MaxTokens: p.opts.MaxTokens, Tools: tools}
+	if r, ok := rolloutFrom(ctx); ok {
+		req.RolloutID, req.Temperature = r.id, 1.0
+	}
+	streamer := p.streamer(run, sig)
+	if streamer != nil {
+		req.Stream = streamer.write
+	}
+	retries := p.opts.Retries
+	if retries == 0 {
+		retries = DefaultRetries
+	}
+	var perr *ParseError
+	for attempt := 0; attempt <= max(retries, 0); attempt++ {
+		resp, err := model.Generate(ctx, req)
+		if err != nil {
+			return nil, nil, fmt.Errorf("model %s: %w", model.Name(), err)
+		}
+		*usage = usage.Add(resp.Usage)
+		if len(resp.ToolCalls) > 0 && len(tools) > 0 {
+			return nil, resp.ToolCalls, nil
+		}
+		out, err := ParseReply(sig, resp.Text)
+		if err == nil {
+			return out, nil, streamer.finish(ctx, out)
+		}
+		if !errors.As(err, &perr) {
+			return nil, nil, err
+		}
+		// A retried reply is not streamed: the listener has already seen
+		// the first attempt's text and would get it twice.
+		req.Stream = nil
+		req.Messages = append(slices.Clip(req.Messages),
+			llms.TextParts(llms.ChatMessageTypeAI, resp.Text),
+			llms.TextParts(llms.ChatMessageTypeHuman, correction(sig, perr)))
+	}
+	if !p.opts.JSONFallback {
+		return nil, nil, perr
+	}
+	jreq := *req
+	jreq.Stream, jreq.JSONMode = nil, true
+	jreq.Messages = append(slices.Clip(msgs[:len(msgs)-1]),
+		llms.TextParts(llms.ChatMessageTypeHuman, userContent(sig.Delete(sig.historyField()), in, "", false)+"\n\n"+jsonRequirements(sig)))
+	resp, err := model.Generate(ctx, &jreq)
+	if err != nil {
+		return nil, nil, fmt.Errorf("model %s (JSON mode): %w", model.Name(), err)
+	}
+	*usage = usage.Add(resp.Usage)
+	out, err := parseJSONReply(sig, resp.Text)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, nil, streamer.finish(ctx, out)
+}
+
+// streamer returns a field streamer when a listener of run wants one of
+// this predictor's outputs.
+func (p *Predict) streamer(run *Run, sig Signature) *fieldStreamer {
+	if run == nil {
+		return nil
+	}
+	for _, l := range run.listeners {
+		if l.Predictor != "" && l.Predictor != p.opts.Name {
+			continue
+		}
+		if _, role, ok := sig.Field(l.Field); ok && role == Output {
+			return &fieldStreamer{field: l.Field, emit: l.OnChunk}
+		}
+	}
+	return nil
+}
+
+// finish gives the listener the parsed value in one piece when nothing of it
+// was streamed (the model does not stream, or the field came from a retry).
+func (s *fieldStreamer) finish(ctx context.Context, out Values) error {
+	if s == nil || s.emitted {
+		return nil
+	}
+	if v := formatValue(out[s.field]); v != "" {
+		return s.emit(ctx, v)
+	}
+	return nil
+}

@@ -1,0 +1,265 @@
+package signatures
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kowai/kowai/signatures/lm"
+	"github.com/kowai/kowai/signatures/lm/lmtest"
+	"github.com/tmc/langchaingo/llms"
+)
+
+func text(m llms.MessageContent) string { return m.Parts[0].(llms.TextContent).Text }
+
+func reply(kv ...string) string {
+	var b strings.Builder
+	for i := 0; i < len(kv); i += 2 {
+		b.WriteString("[[ ## " + kv[i] + " ## ]]\n" + kv[i+1] + "\n\n")
+	}
+	return b.String() + "[[ ## completed ## ]]"
+}
+
+func TestPredictForward(t *testing.T) {
+	model := lmtest.NewScripted([]lmtest.Output{{
+		Text:  reply("answer", "42"),
+		Usage: lm.Usage{PromptTokens: 100, CompletionTokens: 5},
+	}})
+	p := NewPredict(qaSignature(t), PredictOptions{Name: "qa", Temperature: 0.3, MaxTokens: 50})
+	res, err := Execute(t.Context(), model, p, Values{"question": "q", "context": []string{"c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outputs["answer"] != 42 {
+		t.Errorf("outputs = %#v", res.Outputs)
+	}
+	if len(res.Trace) != 1 || res.Trace[0].Predictor != "qa" || res.Trace[0].Predict != p ||
+		res.Trace[0].Outputs["answer"] != 42 || res.Trace[0].Inputs["question"] != "q" {
+		t.Errorf("trace = %+v", res.Trace)
+	}
+	want := lm.Usage{PromptTokens: 100, CompletionTokens: 5, Calls: 1}
+	if res.Usage != want || res.Trace[0].Usage != want {
+		t.Errorf("usage = %+v / %+v, want %+v", res.Usage, res.Trace[0].Usage, want)
+	}
+	req := model.Requests()[0]
+	if req.Temperature != 0.3 || req.MaxTokens != 50 || len(req.Messages) != 2 || req.RolloutID != "" {
+		t.Errorf("request = %+v", req)
+	}
+}
+
+func TestPredictRetriesWithCorrection(t *testing.T) {
+	bad := "The answer is forty-two.\n[[ ## answer ## ]]\nforty-two"
+	model := lmtest.Texts(bad, reply("answer", "42"))
+	p := NewPredict(qaSignature(t), PredictOptions{})
+	res, err := Execute(t.Context(), model, p, Values{"question": "q", "context": []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outputs["answer"] != 42 || res.Usage.Calls != 2 {
+		t.Errorf("outputs = %v, usage = %+v", res.Outputs, res.Usage)
+	}
+	second := model.Requests()[1].Messages
+	if len(second) != 4 || text(second[2]) != bad || second[2].Role != llms.ChatMessageTypeAI {
+		t.Fatalf("retry messages = %d, third = %q", len(second), text(second[2]))
+	}
+	corr := text(second[3])
+	for _, want := range []string{"could not be parsed", "`answer`", `"forty-two" is not an int`, "Respond with the corresponding output fields"} {
+		if !strings.Contains(corr, want) {
+			t.Errorf("correction %q lacks %q", corr, want)
+		}
+	}
+}
+
+func TestPredictParseFailureKeepsRaw(t *testing.T) {
+	model := lmtest.Texts("nope 1", "nope 2")
+	p := NewPredict(qaSignature(t), PredictOptions{Retries: 1})
+	res, err := Execute(t.Context(), model, p, Values{"question": "q", "context": []string{}})
+	var pe *ParseError
+	if !errors.As(err, &pe) || pe.Raw != "nope 2" || pe.Field != "answer" {
+		t.Fatalf("error = %v", err)
+	}
+	if model.Calls() != 2 || len(res.Trace) != 1 || res.Trace[0].Err == nil || res.Usage.Calls != 2 {
+		t.Errorf("calls = %d, trace = %+v, usage = %+v", model.Calls(), res.Trace, res.Usage)
+	}
+
+	none := lmtest.Texts("nope")
+	_, err = Execute(t.Context(), none, NewPredict(qaSignature(t), PredictOptions{Retries: -1}), Values{"question": "q", "context": []string{}})
+	if !errors.Is(err, ErrParse) || none.Calls() != 1 {
+		t.Errorf("Retries -1: err = %v after %d calls", err, none.Calls())
+	}
+}
+
+func TestPredictJSONFallback(t *testing.T) {
+	model := lmtest.Texts("bad", `{"answer": 7}`)
+	p := NewPredict(qaSignature(t), PredictOptions{Retries: -1, JSONFallback: true})
+	res, err := Execute(t.Context(), model, p, Values{"question": "q", "context": []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outputs["answer"] != 7 {
+		t.Errorf("outputs = %v", res.Outputs)
+	}
+	req := model.Requests()[1]
+	last := text(req.Messages[len(req.Messages)-1])
+	if !req.JSONMode || !strings.Contains(last, "Respond with a JSON object in the following order of fields: `answer` (must be formatted as a valid Python int).") {
+		t.Errorf("JSON request: mode %v, last message %q", req.JSONMode, last)
+	}
+}
+
+func TestPredictErrors(t *testing.T) {
+	p := NewPredict(qaSignature(t), PredictOptions{})
+	if _, err := p.Forward(t.Context(), Values{"question": "q"}); !errors.Is(err, ErrNoLM) {
+		t.Errorf("no model: %v", err)
+	}
+	model := lmtest.Texts(reply("answer", "1"))
+	if _, err := Execute(t.Context(), model, p, Values{"question": "q"}); !errors.Is(err, ErrMissingInput) {
+		t.Errorf("missing input: %v", err)
+	}
+	failing := lmtest.NewScripted([]lmtest.Output{{Err: lm.ErrRateLimited}})
+	if _, err := Execute(t.Context(), failing, p, Values{"question": "q", "context": []string{}}); !errors.Is(err, lm.ErrRateLimited) {
+		t.Errorf("model error: %v", err)
+	}
+	own := lmtest.Texts(reply("answer", "5"))
+	withOwn := NewPredict(qaSignature(t), PredictOptions{LM: own})
+	out, err := withOwn.Forward(t.Context(), Values{"question": "q", "context": []string{}})
+	if err != nil || out["answer"] != 5 {
+		t.Errorf("predictor's own LM: %v, %v", out, err)
+	}
+}
+
+func TestChainOfThought(t *testing.T) {
+	cot, err := NewChainOfThought(MustParse("question -> answer"), PredictOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cot.Predict.Signature().String() != "question -> reasoning, answer" {
+		t.Errorf("signature = %s", cot.Predict.Signature())
+	}
+	if cot.Predict.Signature().Instructions() != "Given the fields `question`, produce the fields `answer`." {
+		t.Errorf("instructions = %q", cot.Predict.Signature().Instructions())
+	}
+	model := lmtest.Texts(reply("reasoning", "because", "answer", "yes"))
+	res, err := Execute(t.Context(), model, cot, Values{"question": "q"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outputs["reasoning"] != "because" || res.Outputs["answer"] != "yes" {
+		t.Errorf("outputs = %v", res.Outputs)
+	}
+	if _, err := NewChainOfThought(cot.Predict.Signature(), PredictOptions{}); !errors.Is(err, ErrInvalidSignature) {
+		t.Errorf("double reasoning: %v", err)
+	}
+}
+
+func TestStreamingField(t *testing.T) {
+	full := "[[ ## reasoning ## ]]\nthink [[ ## x ]] hard\n\n[[ ## response ## ]]\n  Hello [world],\n  streamed text.  \n\n[[ ## completed ## ]]"
+	for _, size := range []int{1, 2, 3, 5, 7, 64} {
+		model := lmtest.NewScripted([]lmtest.Output{{Text: full}}, lmtest.WithChunkSize(size))
+		cot, err := NewChainOfThought(MustParse("message -> response"), PredictOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var got []string
+		res, err := Execute(t.Context(), model, cot, Values{"message": "m"}, WithListener(StreamListener{
+			Field: "response",
+			OnChunk: func(_ context.Context, c string) error {
+				mu.Lock()
+				defer mu.Unlock()
+				got = append(got, c)
+				return nil
+			},
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "Hello [world],\n  streamed text."
+		if strings.Join(got, "") != want || res.Outputs["response"] != want {
+			t.Errorf("chunk size %d: streamed %q, parsed %q", size, strings.Join(got, ""), res.Outputs["response"])
+		}
+		if size == 1 && len(got) < 5 {
+			t.Errorf("chunk size 1 gave only %d chunks", len(got))
+		}
+	}
+}
+
+func TestStreamingNonStreamingModelAndAbort(t *testing.T) {
+	plain := lm.Func{ID: "plain", Fn: func(context.Context, *lm.Request) (*lm.Response, error) {
+		return &lm.Response{Text: reply("response", "all at once")}, nil
+	}}
+	var got []string
+	listen := WithListener(StreamListener{Field: "response", OnChunk: func(_ context.Context, c string) error {
+		got = append(got, c)
+		return nil
+	}})
+	if _, err := Execute(t.Context(), plain, NewPredict(MustParse("m -> response"), PredictOptions{}), Values{"m": "x"}, listen); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != "all at once" {
+		t.Errorf("non-streaming model: chunks %q", got)
+	}
+
+	stop := errors.New("client went away")
+	model := lmtest.Texts(reply("response", "a long streamed answer"))
+	_, err := Execute(t.Context(), model, NewPredict(MustParse("m -> response"), PredictOptions{}), Values{"m": "x"},
+		WithListener(StreamListener{Field: "response", OnChunk: func(context.Context, string) error { return stop }}))
+	if !errors.Is(err, stop) {
+		t.Errorf("abort error = %v", err)
+	}
+}
+
+func TestRunConcurrentRecording(t *testing.T) {
+	model := lmtest.NewScripted(nil, lmtest.WithRespond(func(*lm.Request) lmtest.Output {
+		return lmtest.Output{Text: reply("answer", "1"), Usage: lm.Usage{PromptTokens: 1}}
+	}))
+	p := NewPredict(qaSignature(t), PredictOptions{})
+	run := NewRun(model)
+	ctx := WithRun(t.Context(), run)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := p.Forward(ctx, Values{"question": "q", "context": []string{}}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Go(func() { p.SetDemos([]Example{{Inputs: Values{"question": "d", "context": []string{}}, Outputs: Values{"answer": 2}}}) })
+	wg.Wait()
+	if len(run.Trace()) != 8 || run.Usage().Calls != 8 || run.Usage().PromptTokens != 8 {
+		t.Errorf("trace %d steps, usage %+v", len(run.Trace()), run.Usage())
+	}
+}
+
+type typedIn struct {
+	Question string `desc:"the question"`
+}
+
+type typedOut struct {
+	Answer int      `dspy:"output"`
+	Tags   []string `json:"tags"`
+	Cite   citation `json:"cite"`
+}
+
+func TestTyped(t *testing.T) {
+	tp, err := NewTyped[typedIn, typedOut](func(s Signature) (Module, error) { return NewChainOfThought(s, PredictOptions{}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := lmtest.Texts(reply("reasoning", "r", "answer", "3", "tags", `["a"]`, "cite", `{"source": "doc", "line": 4}`))
+	ctx := WithRun(t.Context(), NewRun(model))
+	out, err := tp.Call(ctx, typedIn{Question: "how many?"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Answer != 3 || len(out.Tags) != 1 || out.Tags[0] != "a" || out.Cite != (citation{Source: "doc", Line: 4}) {
+		t.Errorf("out = %+v", out)
+	}
+	if !strings.Contains(text(model.Requests()[0].Messages[1]), "[[ ## question ## ]]\nhow many?") {
+		t.Error("typed input not rendered")
+	}
+	if ps := Predictors(tp); len(ps) != 1 || ps[0].Name != "predict" {
+		t.Errorf("predictors = %+v", ps)
+	}
+}
