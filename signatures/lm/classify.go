@@ -122,6 +122,11 @@ func kindOfError(provider string, err error) error {
 	case errors.As(err, &netErr):
 		return ErrUnavailable
 	}
+	// langchaingo's openai client flattens a client timeout into a string
+	// ("request timeout: API call exceeded deadline").
+	if msg := strings.ToLower(err.Error()); strings.Contains(msg, "timeout") || strings.Contains(msg, "deadline") {
+		return ErrTimeout
+	}
 	var le *llms.Error
 	if !errors.As(llms.NewErrorMapper(provider).WrapError(err), &le) {
 		return ErrProvider

@@ -1,0 +1,209 @@
+package lm_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kowai/kowai/signatures/lm"
+	"github.com/kowai/kowai/signatures/lm/lmtest"
+	"github.com/tmc/langchaingo/llms"
+)
+
+func openProvider(t *testing.T, provider, model, url string, opts ...lm.Option) *lm.Provider {
+	t.Helper()
+	p, err := lm.OpenProvider(lm.ProviderConfig{ModelSpec: lm.ModelSpec{Provider: provider, Model: model}, BaseURL: url, APIKey: "sk-test", Timeout: 2 * time.Second}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var weatherTool = llms.ToolCall{ID: "call_1", Type: "function", FunctionCall: &llms.FunctionCall{Name: "weather", Arguments: `{"city":"Paris"}`}}
+
+func TestProvidersThroughLangchaingo(t *testing.T) {
+	for _, provider := range []string{"openai", "anthropic"} {
+		t.Run(provider, func(t *testing.T) {
+			var srv interface {
+				Push(...lmtest.Reply)
+				Requests() []lmtest.Recorded
+			}
+			var url, model string
+			if provider == "openai" {
+				s := lmtest.NewOpenAIServer(t)
+				srv, url, model = s, s.URL, "gpt-4o"
+			} else {
+				s := lmtest.NewAnthropicServer(t)
+				srv, url, model = s, s.URL, "claude-3-5-haiku-latest"
+			}
+			p := openProvider(t, provider, model, url)
+			if p.Name() != provider+":"+model {
+				t.Fatalf("name %q", p.Name())
+			}
+			price, _ := lm.DefaultPrices().Lookup(p.Name())
+			wantCost := (8*price.Input + 2*price.Cached + 7*price.Output) / 1e6
+
+			t.Run("json", func(t *testing.T) {
+				srv.Push(lmtest.Reply{Text: "Hello there", PromptTokens: 10, CompletionTokens: 7, CachedTokens: 2})
+				req := userReq("hi")
+				req.Temperature, req.MaxTokens, req.Stop = 0.5, 64, []string{"END"}
+				resp, err := p.Generate(t.Context(), req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := lm.Usage{PromptTokens: 10, CompletionTokens: 7, CachedTokens: 2, Calls: 1, CostUSD: resp.Usage.CostUSD}
+				if resp.Text != "Hello there" || resp.Usage != want || resp.Model != p.Name() {
+					t.Fatalf("resp = %+v", resp)
+				}
+				if math.Abs(resp.Usage.CostUSD-wantCost) > 1e-12 {
+					t.Fatalf("cost %v, want %v", resp.Usage.CostUSD, wantCost)
+				}
+				reqs := srv.Requests()
+				body := reqs[len(reqs)-1].Body
+				if body["temperature"] != 0.5 || body["model"] != model {
+					t.Fatalf("request body %v", body)
+				}
+			})
+			t.Run("stream", func(t *testing.T) {
+				srv.Push(lmtest.Reply{Text: "one two three four", ChunkSize: 4, PromptTokens: 10, CompletionTokens: 7, CachedTokens: 2})
+				req := userReq("count")
+				var chunks []string
+				req.Stream = func(_ context.Context, c []byte) error {
+					chunks = append(chunks, string(c))
+					return nil
+				}
+				resp, err := p.Generate(t.Context(), req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Join(chunks, "|") != "one |two |thre|e fo|ur" || resp.Text != "one two three four" {
+					t.Fatalf("chunks %q text %q", chunks, resp.Text)
+				}
+				if resp.Usage.PromptTokens != 10 || resp.Usage.CompletionTokens != 7 || resp.Usage.CachedTokens != 2 {
+					t.Fatalf("streamed usage = %+v", resp.Usage)
+				}
+			})
+			t.Run("tool calls", func(t *testing.T) {
+				srv.Push(lmtest.Reply{ToolCalls: []llms.ToolCall{weatherTool}})
+				req := userReq("weather in Paris?")
+				req.Tools = []llms.Tool{{Type: "function", Function: &llms.FunctionDefinition{Name: "weather", Parameters: map[string]any{"type": "object"}}}}
+				resp, err := p.Generate(t.Context(), req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(resp.ToolCalls) != 1 || resp.ToolCalls[0].ID != "call_1" || resp.ToolCalls[0].FunctionCall.Name != "weather" ||
+					resp.ToolCalls[0].FunctionCall.Arguments != `{"city":"Paris"}` {
+					t.Fatalf("tool calls = %+v", resp.ToolCalls)
+				}
+			})
+			t.Run("offline fallback of the server", func(t *testing.T) {
+				resp, err := p.Generate(t.Context(), userReq("anything"))
+				if err != nil || !strings.Contains(resp.Text, "offline model") {
+					t.Fatalf("%v %+v", err, resp)
+				}
+			})
+			t.Run("errors", func(t *testing.T) {
+				date := time.Date(2030, 1, 1, 0, 0, 30, 0, time.UTC)
+				clocked := openProvider(t, provider, model, url, lm.WithClock(func() time.Time { return date.Add(-30 * time.Second) }))
+				tests := []struct {
+					name       string
+					reply      lmtest.Reply
+					kind       error
+					status     int
+					retryAfter time.Duration
+					p          *lm.Provider
+				}{
+					{"429 seconds", lmtest.Reply{Status: 429, RetryAfter: "7"}, lm.ErrRateLimited, 429, 7 * time.Second, p},
+					{"429 date", lmtest.Reply{Status: 429, RetryAfter: date.Format(http.TimeFormat)}, lm.ErrRateLimited, 429, 30 * time.Second, clocked},
+					{"500", lmtest.Reply{Status: 500}, lm.ErrUnavailable, 500, 0, p},
+					{"503", lmtest.Reply{Status: 503, RetryAfter: "2"}, lm.ErrUnavailable, 503, 2 * time.Second, p},
+					{"401", lmtest.Reply{Status: 401}, lm.ErrAuth, 401, 0, p},
+					{"400", lmtest.Reply{Status: 400, ErrorMessage: "context too long"}, lm.ErrBadRequest, 400, 0, p},
+				}
+				for _, tt := range tests {
+					srv.Push(tt.reply)
+					_, err := tt.p.Generate(t.Context(), userReq("x"))
+					var pe *lm.ProviderError
+					if !errors.Is(err, tt.kind) || !errors.As(err, &pe) || pe.Status != tt.status || pe.RetryAfter != tt.retryAfter {
+						t.Errorf("%s: got %v (%+v)", tt.name, err, pe)
+					}
+					if got := lm.Retryable(err); got != (tt.kind == lm.ErrRateLimited || tt.kind == lm.ErrUnavailable) {
+						t.Errorf("%s: Retryable = %v", tt.name, got)
+					}
+				}
+			})
+			t.Run("slow reply times out", func(t *testing.T) {
+				srv.Push(lmtest.Reply{Text: "late", Delay: 5 * time.Second})
+				fast, err := lm.OpenProvider(lm.ProviderConfig{ModelSpec: lm.ModelSpec{Provider: provider, Model: model}, BaseURL: url, APIKey: "k", Timeout: 50 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := fast.Generate(t.Context(), userReq("x")); !errors.Is(err, lm.ErrTimeout) || !lm.Retryable(err) {
+					t.Fatalf("got %v", err)
+				}
+			})
+		})
+	}
+}
+
+func TestProviderCancelledCaller(t *testing.T) {
+	srv := lmtest.NewOpenAIServer(t, lmtest.Reply{Text: "late", Delay: 5 * time.Second})
+	p := openProvider(t, "openai", "gpt-4o", srv.URL)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := p.Generate(ctx, userReq("x"))
+	if !errors.Is(err, context.Canceled) || lm.Retryable(err) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestClassifyWithoutStatus(t *testing.T) {
+	tests := []struct {
+		err  error
+		want error
+	}{
+		{errors.New("API returned unexpected status code: 429: Rate limit reached"), lm.ErrRateLimited},
+		{errors.New("service unavailable"), lm.ErrUnavailable},
+		{errors.New("invalid api key"), lm.ErrAuth},
+		{errors.New("maximum context length exceeded"), lm.ErrBadRequest},
+		{context.DeadlineExceeded, lm.ErrTimeout},
+		{errors.New("something odd"), lm.ErrProvider},
+	}
+	for _, tt := range tests {
+		m := lm.NewProvider("openai", "x", failing{tt.err})
+		_, err := m.Generate(t.Context(), userReq("q"))
+		if !errors.Is(err, tt.want) || !errors.Is(err, tt.err) {
+			t.Errorf("%v: got %v, want kind %v", tt.err, err, tt.want)
+		}
+	}
+}
+
+type failing struct{ err error }
+
+func (f failing) GenerateContent(context.Context, []llms.MessageContent, ...llms.CallOption) (*llms.ContentResponse, error) {
+	return nil, f.err
+}
+func (f failing) Call(context.Context, string, ...llms.CallOption) (string, error) { return "", f.err }
+
+func TestNormalizeUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		info map[string]any
+		want lm.Usage
+	}{
+		{"openai", map[string]any{"PromptTokens": 10, "CompletionTokens": 5, "PromptCachedTokens": 4}, lm.Usage{PromptTokens: 10, CompletionTokens: 5, CachedTokens: 4, Calls: 1}},
+		{"ollama", map[string]any{"PromptTokens": 3, "CompletionTokens": 2, "CachedTokens": 1}, lm.Usage{PromptTokens: 3, CompletionTokens: 2, CachedTokens: 1, Calls: 1}},
+		{"anthropic", map[string]any{"InputTokens": 6, "OutputTokens": 2, "CacheReadInputTokens": 4, "CacheCreationInputTokens": 1}, lm.Usage{PromptTokens: 11, CompletionTokens: 2, CachedTokens: 4, Calls: 1}},
+		{"floats", map[string]any{"PromptTokens": 3.0, "CompletionTokens": float32(2)}, lm.Usage{PromptTokens: 3, CompletionTokens: 2, Calls: 1}},
+		{"none", nil, lm.Usage{Calls: 1}},
+	}
+	for _, tt := range tests {
+		if got := lm.NormalizeUsage(tt.info); got != tt.want {
+			t.Errorf("%s: got %+v want %+v", tt.name, got, tt.want)
+		}
+	}
+}
