@@ -21,8 +21,8 @@ type Decider func(kind Kind) actor.Directive
 //     because a fresh instance reloads its state and usually succeeds;
 //   - a persistence conflict stops the child: it was fenced out by a newer
 //     activation, and restarting it would only fight that activation;
-//   - an exceeded spending budget stops the child: retrying spends nothing
-//     and achieves nothing until someone raises the budget.
+//   - an exceeded spending budget stops the child: no restart can succeed
+//     until someone raises the budget, so restarting would only spin.
 //
 // To change one kind, wrap it:
 //

@@ -2,6 +2,7 @@ package supervisors
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -80,6 +81,24 @@ func (o *owner) Receive(ctx actor.Context) {
 	}
 }
 
+// answeringOwner answers for the message a failed worker dropped, then lets
+// the strategy decide, as an agent grain must for its requester.
+type answeringOwner struct {
+	owner
+	strategy *Strategy
+}
+
+func (o *answeringOwner) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, message any) {
+	o.j.add(fmt.Sprintf("owner answered for %T after a %s", message, Classify(reason)))
+	o.strategy.HandleFailure(system, sup, child, rs, reason, message)
+}
+
+func newOwner(j *journal, _ *Strategy) actor.Actor { return &owner{j: j} }
+
+func newAnsweringOwner(j *journal, s *Strategy) actor.Actor {
+	return &answeringOwner{owner: owner{j: j}, strategy: s}
+}
+
 // liveSystem is an actor system with one owner supervised by the root's
 // default strategy and one worker supervised by a Strategy.
 type liveSystem struct {
@@ -93,7 +112,7 @@ type liveSystem struct {
 
 var errFenced = errors.New("snapshot version conflict")
 
-func startLiveSystem(t *testing.T, backoff Backoff, budget RestartBudget) *liveSystem {
+func startLiveSystem(t *testing.T, produce func(*journal, *Strategy) actor.Actor, backoff Backoff, budget RestartBudget) *liveSystem {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	metrics, err := NewMetrics(reg)
@@ -113,7 +132,7 @@ func startLiveSystem(t *testing.T, backoff Backoff, budget RestartBudget) *liveS
 	system := actor.NewActorSystem(actor.WithLoggerFactory(discardLogger))
 	t.Cleanup(system.Shutdown)
 	j := &journal{}
-	props := actor.PropsFromProducer(func() actor.Actor { return &owner{j: j} }, actor.WithSupervisor(strategy))
+	props := actor.PropsFromProducer(func() actor.Actor { return produce(j, strategy) }, actor.WithSupervisor(strategy))
 	s := &liveSystem{t: t, system: system, owner: system.Root.Spawn(props), j: j, reg: reg}
 	s.expect("owner started", "worker started")
 	return s
@@ -144,7 +163,7 @@ func (s *liveSystem) expectMetrics(want string) {
 
 func TestLiveRestartAfterDelayKeepsQueuedMessages(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := startLiveSystem(t, Backoff{Initial: time.Second, Jitter: JitterNone}, RestartBudget{})
+		s := startLiveSystem(t, newOwner, Backoff{Initial: time.Second, Jitter: JitterNone}, RestartBudget{})
 
 		s.send(failWith{NewFailure(KindModelError, errors.New("503 from provider"))})
 		s.send(ping{})
@@ -173,7 +192,7 @@ kowai_actor_restarts_total{kind="agent-worker",reason="panic"} 1
 
 func TestLiveFencingConflictStops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := startLiveSystem(t, Backoff{}, RestartBudget{})
+		s := startLiveSystem(t, newOwner, Backoff{}, RestartBudget{})
 
 		s.send(failWith{errFenced})
 		s.expect("worker stopped", "owner saw worker terminate")
@@ -194,7 +213,7 @@ kowai_actor_stops_total{kind="agent-worker",reason="conflict"} 1
 
 func TestLiveBudgetExhaustionEscalates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := startLiveSystem(t,
+		s := startLiveSystem(t, newOwner,
 			Backoff{Initial: time.Second, Jitter: JitterNone},
 			RestartBudget{MaxRestarts: 2, Window: time.Minute})
 		timeout := NewFailure(KindTimeout, errors.New("model call ran past 30s"))
@@ -224,5 +243,16 @@ kowai_actor_escalations_total{kind="agent-worker",reason="timeout"} 1
 # TYPE kowai_actor_restarts_total counter
 kowai_actor_restarts_total{kind="agent-worker",reason="timeout"} 2
 `)
+	})
+}
+
+func TestLiveOwnerAnswersForFailedWorker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := startLiveSystem(t, newAnsweringOwner, Backoff{Initial: time.Second, Jitter: JitterNone}, RestartBudget{})
+
+		s.send(failWith{NewFailure(KindModelError, errors.New("503 from provider"))})
+		s.expect("owner answered for supervisors.failWith after a model_error")
+		time.Sleep(time.Second)
+		s.expect("worker started")
 	})
 }
