@@ -8,8 +8,8 @@ import (
 )
 
 // Defaults for the zero fields of Backoff and RestartBudget. With them a
-// child that crashes at once after every restart is restarted 5 times over
-// about 6 seconds, and the 6th failure escalates.
+// child that crashes at once after every restart is restarted 5 times within
+// 3 to 6 seconds (depending on jitter), and the 6th failure escalates.
 const (
 	DefaultInitialBackoff = 200 * time.Millisecond
 	DefaultMaxBackoff     = 10 * time.Second
