@@ -1,0 +1,255 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/kowai/kowai/cluster/clusterpb"
+)
+
+// GrainCaller is the grain client as its users see it. Package actors declares the
+// same method set locally and receives a *Client, so it never imports this package.
+type GrainCaller interface {
+	// Call sends req to the grain kind/identity and returns its reply. A grain's
+	// clusterpb.ErrorReply comes back as a *GrainError.
+	Call(ctx context.Context, kind, identity string, req proto.Message) (proto.Message, error)
+}
+
+var _ GrainCaller = (*Client)(nil)
+
+// Call is Client.Call with the reply's type checked: a reply of another type than Resp
+// is ErrUnexpectedReply.
+func Call[Resp proto.Message](ctx context.Context, c GrainCaller, kind, identity string, req proto.Message) (Resp, error) {
+	var zero Resp
+	res, err := c.Call(ctx, kind, identity, req)
+	if err != nil {
+		return zero, err
+	}
+	typed, ok := res.(Resp)
+	if !ok {
+		return zero, fmt.Errorf("%w: grain %s/%s answered %T, want %T", ErrUnexpectedReply, kind, identity, res, zero)
+	}
+	return typed, nil
+}
+
+// Client calls grains anywhere in the cluster. It is safe for concurrent use. Every
+// call is sent at most once (the library's retries re-send on timeout, which would run a
+// side effect twice), is bounded by the node's RequestTimeout or the caller's earlier
+// deadline, and carries the context's correlation ID and idempotency key as message
+// headers (see clusterpb.WithCorrelationID).
+type Client struct {
+	node     *Node
+	inflight inflight
+}
+
+// Call implements GrainCaller. Errors: ErrNotProtobuf (rejected before sending),
+// ErrUnavailable, ErrTimeout (wrapping context.DeadlineExceeded when the caller's
+// deadline ran out), context.Canceled, ErrUnexpectedReply, or a *GrainError.
+func (cl *Client) Call(ctx context.Context, kind, identity string, req proto.Message) (proto.Message, error) {
+	m := cl.node.metrics
+	if err := checkProto(req); err != nil {
+		m.requests.WithLabelValues(kind, outcomeInvalid).Inc()
+		return nil, fmt.Errorf("grain %s/%s: %w", kind, identity, err)
+	}
+	c := cl.node.cluster()
+	if c == nil {
+		m.requests.WithLabelValues(kind, outcomeUnavailable).Inc()
+		return nil, fmt.Errorf("grain %s/%s: %w: node not started", kind, identity, ErrUnavailable)
+	}
+	timeout := cl.node.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if err := ctx.Err(); err != nil || timeout <= 0 {
+		m.requests.WithLabelValues(kind, outcomeTimeout).Inc()
+		return nil, fmt.Errorf("grain %s/%s: %w: %w", kind, identity, ErrTimeout, context.DeadlineExceeded)
+	}
+
+	cl.inflight.add(1)
+	defer cl.inflight.add(-1)
+	start := time.Now()
+	s := newSender(ctx, c.ActorSystem)
+	stop := context.AfterFunc(ctx, s.cancel)
+	res, err := c.Request(identity, kind, req,
+		cluster.WithTimeout(timeout), cluster.WithRetryCount(1), cluster.WithContext(s))
+	stop()
+	m.duration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+
+	reply, outcome, err := classify(ctx, s, res, err)
+	m.requests.WithLabelValues(kind, outcome).Inc()
+	if err == nil {
+		return reply, nil
+	}
+	var ge *GrainError
+	if errors.As(err, &ge) {
+		ge.Kind, ge.Identity = kind, identity
+		if ge.CorrelationID == "" {
+			ge.CorrelationID = clusterpb.CorrelationID(ctx)
+		}
+		return nil, ge
+	}
+	if outcome == outcomeTimeout || outcome == outcomeUnavailable {
+		cl.node.log.Warn("grain call failed", "kind", kind, "identity", identity,
+			"outcome", outcome, "correlation_id", clusterpb.CorrelationID(ctx), "error", err)
+	}
+	return nil, fmt.Errorf("grain %s/%s: %w", kind, identity, err)
+}
+
+// classify turns the library's (reply, error) into kowai's reply, outcome label and error.
+// The library reports every failure as "have reached max retries", so what happened is
+// read from the future the sender recorded.
+func classify(ctx context.Context, s *sender, res any, err error) (proto.Message, string, error) {
+	switch r := res.(type) {
+	case callCanceled:
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, outcomeTimeout, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+		}
+		return nil, outcomeCanceled, ctx.Err()
+	case *clusterpb.ErrorReply:
+		return nil, outcomeGrainError, &GrainError{Code: r.GetCode(), Message: r.GetMessage(), CorrelationID: r.GetCorrelationId()}
+	case proto.Message:
+		return r, outcomeOK, nil
+	case nil:
+	default:
+		return nil, outcomeGrainError, fmt.Errorf("%w: %T is not a protobuf message", ErrUnexpectedReply, res)
+	}
+	f := s.sent()
+	if f == nil {
+		return nil, outcomeUnavailable, fmt.Errorf("%w: no activation: %w", ErrUnavailable, err)
+	}
+	if _, ferr := f.Result(); errors.Is(ferr, actor.ErrTimeout) {
+		return nil, outcomeTimeout, ErrTimeout
+	}
+	return nil, outcomeUnavailable, fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// checkProto accepts only messages whose Go type is the generated type registered for
+// their protobuf name: anything else cannot be decoded into the same type on another node.
+func checkProto(m proto.Message) error {
+	if m == nil {
+		return fmt.Errorf("%w: nil message", ErrNotProtobuf)
+	}
+	rt := reflect.TypeOf(m)
+	if rt.Kind() == reflect.Pointer && reflect.ValueOf(m).IsNil() {
+		return fmt.Errorf("%w: nil %s", ErrNotProtobuf, rt)
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(m.ProtoReflect().Descriptor().FullName())
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrNotProtobuf, rt, err)
+	}
+	if want := reflect.TypeOf(mt.Zero().Interface()); want != rt {
+		return fmt.Errorf("%w: %s is not the generated type %s", ErrNotProtobuf, rt, want)
+	}
+	return nil
+}
+
+// callCanceled completes a call's future when the caller's context ends first. It never
+// leaves the node: it is sent to the local future only.
+type callCanceled struct{}
+
+// sender is the library's sending context for one call. It adds the call's headers,
+// remembers the future it created (so the outcome can be classified), and completes that
+// future early when the caller's context ends.
+type sender struct {
+	*actor.RootContext
+	sys    *actor.ActorSystem
+	header map[string]string
+
+	mu       sync.Mutex
+	future   *actor.Future
+	canceled bool
+}
+
+func newSender(ctx context.Context, sys *actor.ActorSystem) *sender {
+	s := &sender{RootContext: sys.Root, sys: sys}
+	if id := clusterpb.CorrelationID(ctx); id != "" {
+		s.header = map[string]string{clusterpb.HeaderCorrelationID: id}
+	}
+	if key := clusterpb.IdempotencyKey(ctx); key != "" {
+		if s.header == nil {
+			s.header = map[string]string{}
+		}
+		s.header[clusterpb.HeaderIdempotencyKey] = key
+	}
+	return s
+}
+
+// RequestFuture overrides the root context's, which drops headers.
+func (s *sender) RequestFuture(pid *actor.PID, message any, timeout time.Duration) *actor.Future {
+	f := actor.NewFuture(s.sys, timeout)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.future = f
+	if s.canceled {
+		s.sys.Root.Send(f.PID(), callCanceled{})
+		return f
+	}
+	s.sys.Root.Send(pid, &actor.MessageEnvelope{Header: s.header, Message: message, Sender: f.PID()})
+	return f
+}
+
+func (s *sender) cancel() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.canceled = true
+	if s.future != nil {
+		s.sys.Root.Send(s.future.PID(), callCanceled{})
+	}
+}
+
+func (s *sender) sent() *actor.Future {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.future
+}
+
+// inflight counts calls in progress so that a graceful leave can wait for them.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed while n == 0; nil means "closed" before first use
+}
+
+func (f *inflight) add(d int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 && d > 0 {
+		f.idle = make(chan struct{})
+	}
+	f.n += d
+	if f.n == 0 && f.idle != nil {
+		close(f.idle)
+	}
+}
+
+func (f *inflight) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+// wait returns nil once no call is in progress, or ctx's error with calls still running.
+func (f *inflight) wait(ctx context.Context) error {
+	f.mu.Lock()
+	idle := f.idle
+	n := f.n
+	f.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d grain calls still in flight: %w", f.count(), ctx.Err())
+	}
+}

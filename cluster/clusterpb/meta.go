@@ -1,0 +1,65 @@
+package clusterpb
+
+import "context"
+
+// Message-header keys the grain client sets on every request. A grain reads them with
+// ctx.MessageHeader().Get(HeaderCorrelationID); headers cross nodes with the message.
+const (
+	HeaderCorrelationID  = "kowai-correlation-id"
+	HeaderIdempotencyKey = "kowai-idempotency-key"
+)
+
+type metaKey int
+
+const (
+	correlationKey metaKey = iota
+	idempotencyKey
+)
+
+// WithCorrelationID returns a context whose grain calls carry id as their correlation ID.
+func WithCorrelationID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, correlationKey, id)
+}
+
+// CorrelationID returns the correlation ID set with WithCorrelationID, or "".
+func CorrelationID(ctx context.Context) string {
+	id, _ := ctx.Value(correlationKey).(string)
+	return id
+}
+
+// WithIdempotencyKey returns a context whose grain calls carry key as their idempotency
+// key. Set it for every request with side effects: the client never re-sends, but the
+// end user's client may, and the grain deduplicates on this key.
+func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, idempotencyKey, key)
+}
+
+// IdempotencyKey returns the idempotency key set with WithIdempotencyKey, or "".
+func IdempotencyKey(ctx context.Context) string {
+	key, _ := ctx.Value(idempotencyKey).(string)
+	return key
+}
+
+// Header is the read side of an actor message header (protoactor's
+// actor.ReadonlyMessageHeader satisfies it).
+type Header interface {
+	Get(key string) string
+}
+
+// ContextFromHeader returns ctx carrying the correlation ID of the message whose header
+// is h, so that a grain's onward calls are joined to the request that caused them. The
+// idempotency key is deliberately not carried: it names one request, not its children.
+func ContextFromHeader(ctx context.Context, h Header) context.Context {
+	if h == nil {
+		return ctx
+	}
+	if id := h.Get(HeaderCorrelationID); id != "" {
+		return WithCorrelationID(ctx, id)
+	}
+	return ctx
+}
+
+// NewError returns the ErrorReply a grain answers with when a request fails.
+func NewError(code Code, message string) *ErrorReply {
+	return &ErrorReply{Code: code, Message: message}
+}

@@ -1,0 +1,333 @@
+package cluster
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/labstack/echo"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// automanagedRefresh is how often automanaged polls its peers' membership endpoints.
+const automanagedRefresh = time.Second
+
+// Node is one member of a kowai cluster: an actor system with remoting, a membership
+// provider and the grain kinds it hosts.
+//
+// Lifecycle: New validates the configuration and allocates nothing on the network.
+// Start binds the listeners and joins the cluster; it may be called once, and Run calls
+// it when it was not called. Run watches membership until ctx ends, then leaves
+// gracefully and returns nil, or returns ErrBlocked / ErrNotMember at once (after a
+// hard shutdown) when the cluster has dropped this node. Stop leaves gracefully; it is
+// idempotent, safe after a failed or missing Start, and safe to call concurrently with Run.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	acts    *activations
+	client  *Client
+	kinds   []*cluster.Kind
+
+	c          atomic.Pointer[cluster.Cluster]
+	membership net.Addr
+	draining   atomic.Bool
+	startOnce  sync.Once
+	startErr   error
+	stopOnce   sync.Once
+	stopErr    error
+}
+
+// New returns a node for cfg, or an error wrapping ErrConfig.
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "cluster"),
+		metrics: m,
+	}
+	n.acts = newActivations(func(kind string) { m.activations.WithLabelValues(kind).Inc() })
+	for _, k := range cfg.Kinds {
+		n.kinds = append(n.kinds, n.acts.instrument(k))
+		m.activations.WithLabelValues(k.Kind)
+	}
+	n.client = &Client{node: n}
+	return n, nil
+}
+
+// Client returns the node's grain client. Calls fail with ErrUnavailable until Start.
+func (n *Node) Client() *Client { return n.client }
+
+// Draining reports whether the node has begun a graceful leave. Readiness checks and the
+// gateway use it to stop taking new work; grain calls already under way continue.
+func (n *Node) Draining() bool { return n.draining.Load() }
+
+// cluster returns the started cluster, or nil.
+func (n *Node) cluster() *cluster.Cluster { return n.c.Load() }
+
+// Cluster returns the library's cluster once started, else nil. It exists for tests
+// and diagnostics; kowai code goes through Client.
+func (n *Node) Cluster() *cluster.Cluster { return n.cluster() }
+
+// ID returns the node's member ID, "" before Start. A new ID is drawn on every start.
+func (n *Node) ID() string {
+	if c := n.cluster(); c != nil {
+		return c.ActorSystem.ID
+	}
+	return ""
+}
+
+// Address returns the actor-remoting address other members dial, "" before Start.
+func (n *Node) Address() string {
+	if c := n.cluster(); c != nil {
+		return c.ActorSystem.Address()
+	}
+	return ""
+}
+
+// MembershipAddr returns the bound automanaged membership endpoint, "" otherwise.
+func (n *Node) MembershipAddr() string {
+	if n.membership == nil {
+		return ""
+	}
+	return n.membership.String()
+}
+
+// Start binds the node's listeners and joins the cluster. It blocks about a second while
+// the library settles. ctx bounds nothing the library does; it is checked before starting.
+func (n *Node) Start(ctx context.Context) error {
+	n.startOnce.Do(func() { n.startErr = n.start(ctx) })
+	return n.startErr
+}
+
+func (n *Node) start(ctx context.Context) (err error) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("start cluster node: %w", err)
+	}
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(sys *actor.ActorSystem) *slog.Logger {
+		return n.cfg.Logger.With("component", "protoactor", "node_id", sys.ID)
+	}))
+	provider, err := n.provider(sys)
+	if err != nil {
+		return err
+	}
+	host, port, _ := splitHostPort(n.cfg.Addr, true)
+	c := cluster.New(sys, cluster.Configure(n.cfg.Name, provider, disthash.New(), remote.Configure(host, port),
+		cluster.WithKinds(n.kinds...), cluster.WithRequestTimeout(n.cfg.RequestTimeout)))
+
+	// The library panics on listen and provider failures.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("start cluster node: %v", r)
+		}
+	}()
+	c.StartMember()
+	n.c.Store(c)
+	n.log.Info("cluster node started", "node_id", sys.ID, "address", sys.Address(),
+		"provider", string(n.cfg.Provider), "membership_addr", n.MembershipAddr())
+	return nil
+}
+
+func (n *Node) provider(sys *actor.ActorSystem) (cluster.ClusterProvider, error) {
+	switch n.cfg.Provider {
+	case ProviderAutomanaged:
+		return n.automanaged(sys)
+	case ProviderEtcd:
+		p, err := etcd.NewWithConfig("/kowai", clientv3.Config{
+			Endpoints:   n.cfg.EtcdEndpoints,
+			DialTimeout: 5 * time.Second,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("connect to etcd %v: %w", n.cfg.EtcdEndpoints, err)
+		}
+		return p, nil
+	default:
+		return test.NewTestProvider(n.cfg.LocalGroup.agent), nil
+	}
+}
+
+// automanaged builds the provider around a membership endpoint bound to exactly
+// MembershipAddr: the library's own server would bind 0.0.0.0, so the node hands it a
+// server whose listener is already bound, and serves the node description itself.
+func (n *Node) automanaged(sys *actor.ActorSystem) (cluster.ClusterProvider, error) {
+	ln, err := net.Listen("tcp", n.cfg.MembershipAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on membership address: %w", err)
+	}
+	n.membership = ln.Addr()
+	_, mport, _ := net.SplitHostPort(ln.Addr().String())
+	membershipPort, _ := strconv.Atoi(mport)
+
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.Listener = ln
+	e.GET("/_health", func(ec echo.Context) error {
+		c := n.cluster()
+		if c == nil {
+			return ec.NoContent(503)
+		}
+		host, port, err := sys.GetHostPort()
+		if err != nil {
+			return ec.NoContent(503)
+		}
+		return ec.JSON(200, automanaged.NewNode(n.cfg.Name, sys.ID, host, port, membershipPort, c.GetClusterKinds()))
+	})
+	return automanaged.NewWithTesting(automanagedRefresh, membershipPort, e, n.cfg.Peers...), nil
+}
+
+// Run starts the node if needed and watches its membership until ctx ends; then it
+// leaves gracefully within Config.LeaveTimeout and returns nil (or the leave's error).
+// When the node is blocked or missing from its member list beyond the grace period it
+// logs why, shuts down without the graceful steps, and returns ErrBlocked or ErrNotMember:
+// the process should exit non-zero and be restarted, which gives it a new member ID.
+func (n *Node) Run(ctx context.Context) error {
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	if err := n.watch(ctx); err != nil {
+		n.log.Error("cluster membership lost, exiting so that this node restarts with a new member ID",
+			"node_id", n.ID(), "address", n.Address(), "error", err)
+		n.stopOnce.Do(func() {
+			c := n.cluster()
+			c.Shutdown(false)
+			n.stopErr = c.Config.ClusterProvider.Shutdown(false)
+		})
+		return err
+	}
+	leaveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.LeaveTimeout)
+	defer cancel()
+	return n.Stop(leaveCtx)
+}
+
+func (n *Node) watch(ctx context.Context) error {
+	w := watchdog{grace: n.cfg.WatchdogGrace}
+	tick := time.NewTicker(n.cfg.WatchdogInterval)
+	defer tick.Stop()
+	c := n.cluster()
+	for {
+		members := c.MemberList.Members()
+		n.metrics.members.Set(float64(members.Len()))
+		if err := w.observe(time.Now(), c.Remote.BlockList().IsBlocked(c.ActorSystem.ID), members.ContainsID(c.ActorSystem.ID)); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop leaves the cluster gracefully: it marks the node draining, waits for in-flight
+// grain calls made through its client, runs Config.OnLeave, poisons the local grains that
+// remain and waits for them to stop, then leaves the cluster (which takes about 3 s).
+// ctx bounds the waits, not the final leave.
+func (n *Node) Stop(ctx context.Context) error {
+	n.stopOnce.Do(func() { n.stopErr = n.leave(ctx) })
+	return n.stopErr
+}
+
+func (n *Node) leave(ctx context.Context) error {
+	c := n.cluster()
+	if c == nil {
+		return nil
+	}
+	n.draining.Store(true)
+	start := time.Now()
+	n.log.Info("cluster leave started", "node_id", c.ActorSystem.ID, "in_flight", n.client.inflight.count())
+	var errs []error
+	if err := n.client.inflight.wait(ctx); err != nil {
+		n.log.Warn("cluster leave deadline passed with grain calls in flight", "error", err)
+		errs = append(errs, err)
+	}
+	if n.cfg.OnLeave != nil {
+		n.cfg.OnLeave(ctx)
+	}
+	poisoned := n.acts.poisonAll(ctx, c.ActorSystem.Root)
+	if err := ctx.Err(); err != nil {
+		n.log.Warn("cluster leave deadline passed before local grains stopped", "grains", poisoned, "error", err)
+		errs = append(errs, fmt.Errorf("passivate local grains: %w", err))
+	}
+	c.Shutdown(true)
+	n.log.Info("cluster leave finished", "node_id", c.ActorSystem.ID, "grains_passivated", poisoned,
+		"duration", time.Since(start))
+	return errors.Join(errs...)
+}
+
+// Member describes one cluster member.
+type Member struct {
+	ID      string   `json:"id"`
+	Address string   `json:"address"`
+	Kinds   []string `json:"kinds"`
+}
+
+// Info is the node's view of the cluster, as served by GET /api/v1/admin/cluster.
+type Info struct {
+	Name     string   `json:"name"`
+	Provider string   `json:"provider"`
+	Self     Member   `json:"self"`
+	Members  []Member `json:"members"`
+	// Activations counts the grains alive on this node, per hosted kind.
+	Activations map[string]int `json:"activations"`
+	Draining    bool           `json:"draining"`
+}
+
+// Info returns the node's current view of the cluster. Members are sorted by address;
+// the library's internal kinds are left out.
+func (n *Node) Info() Info {
+	info := Info{
+		Name:        n.cfg.Name,
+		Provider:    string(n.cfg.Provider),
+		Activations: n.acts.counts(),
+		Draining:    n.Draining(),
+		Members:     []Member{},
+	}
+	for _, k := range n.kinds {
+		info.Self.Kinds = append(info.Self.Kinds, k.Kind)
+	}
+	slices.Sort(info.Self.Kinds)
+	c := n.cluster()
+	if c == nil {
+		return info
+	}
+	info.Self.ID, info.Self.Address = c.ActorSystem.ID, c.ActorSystem.Address()
+	for _, m := range c.MemberList.Members().Members() {
+		info.Members = append(info.Members, Member{ID: m.Id, Address: m.Address(), Kinds: publicKinds(m.Kinds)})
+	}
+	slices.SortFunc(info.Members, func(a, b Member) int { return cmp.Compare(a.Address, b.Address) })
+	return info
+}
+
+func publicKinds(kinds []string) []string {
+	out := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		if k != cluster.TopicActorKind {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
