@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -399,4 +400,40 @@ func TestNewStrategyValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestStrategyZeroDelayRestartsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Full jitter may draw 0: the restart must then happen within
+		// HandleFailure, with no timer.
+		h := newHarness(t, Options{Backoff: Backoff{Jitter: JitterFull, Rand: fixedRand(0)}})
+		h.fail("boom")
+		if calls := h.sup.snapshot(); len(calls) != 1 || calls[0].op != "restart" {
+			t.Fatalf("supervisor calls %v, want one immediate restart", calls)
+		}
+	})
+}
+
+func TestStrategyEscalatesNonErrorPanicAsError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Options{
+			Backoff: Backoff{Initial: time.Second, Jitter: JitterNone},
+			Budget:  RestartBudget{MaxRestarts: 1, Window: time.Minute},
+		})
+		h.fail("boom")
+		h.expectRestartAfter(time.Second)
+		h.fail("boom")
+		calls := h.sup.snapshot()
+		last := calls[len(calls)-1]
+		err, ok := last.reason.(error)
+		if last.op != "escalate" || !ok {
+			t.Fatalf("last call %s with %T, want an escalation with an error", last.op, last.reason)
+		}
+		if !errors.Is(err, ErrRestartBudgetExhausted) || Classify(err) != KindPanic {
+			t.Errorf("escalated %v (%s), want ErrRestartBudgetExhausted of kind panic", err, Classify(err))
+		}
+		if want := "panic: boom"; !strings.Contains(err.Error(), want) {
+			t.Errorf("escalated %q, want it to mention %q", err, want)
+		}
+	})
 }
