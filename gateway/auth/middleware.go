@@ -1,0 +1,147 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// Authenticator turns a bearer token into a Principal. *Service implements
+// it; it returns ErrInvalidToken (wrapped) for tokens to refuse with 401 and
+// any other error for failures to report as such.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (Principal, error)
+}
+
+// AuthenticatorFunc adapts a function to Authenticator.
+type AuthenticatorFunc func(ctx context.Context, token string) (Principal, error)
+
+// Authenticate calls f.
+func (f AuthenticatorFunc) Authenticate(ctx context.Context, token string) (Principal, error) {
+	return f(ctx, token)
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFromContext returns the principal RequireAuth stored in the
+// request's user context.
+func PrincipalFromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// PrincipalFrom returns the principal RequireAuth stored for this request.
+func PrincipalFrom(c *fiber.Ctx) (Principal, bool) {
+	p, ok := c.Locals(principalKey{}).(Principal)
+	return p, ok
+}
+
+// BearerToken returns the token of an "Authorization: Bearer <token>" header
+// (scheme case-insensitive), or "" when there is none.
+func BearerToken(header string) string {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
+}
+
+// RequireAuth authenticates the request's bearer token and stores the
+// Principal in the Fiber locals and the user context. A missing or refused
+// token returns a *fiber.Error with status 401 after setting
+// WWW-Authenticate; an Authenticator failure is returned as is, for the
+// error handler to report as a server error.
+func RequireAuth(a Authenticator) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		token := BearerToken(c.Get(fiber.HeaderAuthorization))
+		if token == "" {
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="kowai"`)
+			return fiber.NewError(fiber.StatusUnauthorized, "missing bearer token")
+		}
+		p, err := a.Authenticate(c.UserContext(), token)
+		if errors.Is(err, ErrInvalidToken) {
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="kowai", error="invalid_token"`)
+			return fiber.NewError(fiber.StatusUnauthorized, "invalid or expired token")
+		}
+		if err != nil {
+			return err
+		}
+		c.Locals(principalKey{}, p)
+		c.SetUserContext(WithPrincipal(c.UserContext(), p))
+		return c.Next()
+	}
+}
+
+// RequireRoles lets the request through when the principal holds any of
+// roles; otherwise it returns a *fiber.Error with 403 (401 when RequireAuth
+// did not run before it).
+func RequireRoles(roles ...Role) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		p, ok := PrincipalFrom(c)
+		if !ok {
+			return fiber.NewError(fiber.StatusUnauthorized, "authentication required")
+		}
+		if !p.HasRole(roles...) {
+			return fiber.NewError(fiber.StatusForbidden, "this action needs another role")
+		}
+		return c.Next()
+	}
+}
+
+// RequirePermission lets the request through when the principal's roles
+// grant every one of perms; otherwise it returns a *fiber.Error with 403
+// (401 when RequireAuth did not run before it).
+func RequirePermission(perms ...Permission) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		p, ok := PrincipalFrom(c)
+		if !ok {
+			return fiber.NewError(fiber.StatusUnauthorized, "authentication required")
+		}
+		for _, perm := range perms {
+			if !p.Can(perm) {
+				return fiber.NewError(fiber.StatusForbidden, "missing permission "+string(perm))
+			}
+		}
+		return c.Next()
+	}
+}
+
+// RateLimitKey identifies the caller for ratelimit.MiddlewareConfig.Key:
+// "user:<id>" after RequireAuth, "ip:<address>" otherwise.
+func RateLimitKey(c *fiber.Ctx) string {
+	if p, ok := PrincipalFrom(c); ok {
+		return "user:" + p.UserID
+	}
+	return "ip:" + c.IP()
+}
+
+// HTTPStatus maps the errors of this package to HTTP statuses for the
+// gateway's error handler; ok is false for errors it does not know, which
+// are server errors.
+func HTTPStatus(err error) (status int, ok bool) {
+	switch {
+	case errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrInvalidToken), errors.Is(err, ErrTokenReused):
+		return http.StatusUnauthorized, true
+	case errors.Is(err, ErrAccountDisabled), errors.Is(err, ErrForbidden):
+		return http.StatusForbidden, true
+	case errors.Is(err, ErrThrottled):
+		return http.StatusTooManyRequests, true
+	case errors.Is(err, ErrEmailTaken), errors.Is(err, ErrAppwriteEmailUnverified):
+		return http.StatusConflict, true
+	case errors.Is(err, ErrInvalidInput):
+		return http.StatusUnprocessableEntity, true
+	case errors.Is(err, ErrAppwriteDisabled):
+		return http.StatusNotFound, true
+	case errors.Is(err, ErrAppwriteUnavailable):
+		return http.StatusBadGateway, true
+	}
+	return 0, false
+}

@@ -1,0 +1,216 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+)
+
+// RevocationStore records revoked sessions where every node can see them.
+type RevocationStore interface {
+	// Revoke marks the session revoked for at least ttl (the longest any of
+	// its access tokens can still be valid).
+	Revoke(ctx context.Context, sessionID string, ttl time.Duration) error
+	// IsRevoked reports whether the session has been revoked.
+	IsRevoked(ctx context.Context, sessionID string) (bool, error)
+}
+
+// RedisRevocations keeps revoked session IDs in Redis as keys with a TTL.
+type RedisRevocations struct {
+	client redis.Cmdable
+	prefix string
+}
+
+var _ RevocationStore = (*RedisRevocations)(nil)
+
+// NewRedisRevocations returns a RevocationStore writing keys prefix+sessionID,
+// e.g. with prefix "kowai:revoked:". It does not own client.
+func NewRedisRevocations(client redis.Cmdable, prefix string) *RedisRevocations {
+	return &RedisRevocations{client: client, prefix: prefix}
+}
+
+// Revoke implements RevocationStore with SET key 1 PX ttl.
+func (r *RedisRevocations) Revoke(ctx context.Context, sessionID string, ttl time.Duration) error {
+	if err := r.client.Set(ctx, r.prefix+sessionID, "1", ttl).Err(); err != nil {
+		return fmt.Errorf("auth: revoking session %s in redis: %w", sessionID, err)
+	}
+	return nil
+}
+
+// IsRevoked implements RevocationStore with EXISTS.
+func (r *RedisRevocations) IsRevoked(ctx context.Context, sessionID string) (bool, error) {
+	n, err := r.client.Exists(ctx, r.prefix+sessionID).Result()
+	if err != nil {
+		return false, fmt.Errorf("auth: checking session %s in redis: %w", sessionID, err)
+	}
+	return n > 0, nil
+}
+
+// StoreRevocations answers from the SessionStore: a session is revoked when
+// its RevokedAt is set or it no longer exists (its user was deleted). Revoke
+// writes RevokedAt, so revocation lives in the database when there is no
+// Redis.
+type StoreRevocations struct {
+	sessions SessionStore
+	clock    func() time.Time
+}
+
+var _ RevocationStore = (*StoreRevocations)(nil)
+
+// NewStoreRevocations returns a RevocationStore over sessions; clock nil
+// means time.Now.
+func NewStoreRevocations(sessions SessionStore, clock func() time.Time) *StoreRevocations {
+	if clock == nil {
+		clock = time.Now
+	}
+	return &StoreRevocations{sessions: sessions, clock: clock}
+}
+
+// Revoke implements RevocationStore; a missing session counts as revoked.
+func (s *StoreRevocations) Revoke(ctx context.Context, sessionID string, _ time.Duration) error {
+	if err := s.sessions.RevokeSession(ctx, sessionID, s.clock()); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("auth: revoking session %s: %w", sessionID, err)
+	}
+	return nil
+}
+
+// IsRevoked implements RevocationStore.
+func (s *StoreRevocations) IsRevoked(ctx context.Context, sessionID string) (bool, error) {
+	sess, err := s.sessions.SessionByID(ctx, sessionID)
+	if errors.Is(err, ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("auth: loading session %s: %w", sessionID, err)
+	}
+	return sess.RevokedAt != nil, nil
+}
+
+// CacheOptions configures NewRevocationCache.
+type CacheOptions struct {
+	// TTL is how long a "not revoked" answer is reused; default 1 second.
+	// It is the staleness bound: see RevocationCache.
+	TTL time.Duration
+	// MaxEntries bounds the cache; default 100,000. When full, expired
+	// entries are dropped, and if none expired new answers are not cached.
+	MaxEntries int
+	// Clock returns the current time; nil means time.Now.
+	Clock func() time.Time
+}
+
+// RevocationCache puts a short local cache in front of a RevocationStore so
+// the hot path of every authenticated request rarely leaves the process.
+//
+// Staleness bound: a session revoked at time T (the moment the backend write
+// completes) is rejected by every node for every check that starts after
+// T + TTL. A "not revoked" answer is cached until lookupStart + TTL, where
+// lookupStart precedes the backend read that produced it, so no answer read
+// before T survives past T + TTL. On the node that revokes, the cache is
+// updated at once and the revocation is kept for the ttl given to Revoke. A
+// revocation is never undone, so a cached "revoked" is never replaced by a
+// later "not revoked". Concurrent misses for one session share one backend
+// call.
+type RevocationCache struct {
+	backend    RevocationStore
+	ttl        time.Duration
+	maxEntries int
+	clock      func() time.Time
+	group      singleflight.Group
+
+	mu      sync.Mutex
+	entries map[string]cacheEntry
+}
+
+type cacheEntry struct {
+	revoked bool
+	expires time.Time
+}
+
+var _ RevocationStore = (*RevocationCache)(nil)
+
+// NewRevocationCache wraps backend.
+func NewRevocationCache(backend RevocationStore, opts CacheOptions) *RevocationCache {
+	if opts.TTL <= 0 {
+		opts.TTL = time.Second
+	}
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = 100_000
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	return &RevocationCache{
+		backend:    backend,
+		ttl:        opts.TTL,
+		maxEntries: opts.MaxEntries,
+		clock:      opts.Clock,
+		entries:    make(map[string]cacheEntry),
+	}
+}
+
+// Revoke writes through to the backend, then caches the revocation for ttl.
+func (c *RevocationCache) Revoke(ctx context.Context, sessionID string, ttl time.Duration) error {
+	if err := c.backend.Revoke(ctx, sessionID, ttl); err != nil {
+		return err
+	}
+	c.put(sessionID, cacheEntry{revoked: true, expires: c.clock().Add(ttl)})
+	return nil
+}
+
+// IsRevoked answers from the cache when it can, from the backend otherwise.
+// Backend errors are returned and not cached.
+func (c *RevocationCache) IsRevoked(ctx context.Context, sessionID string) (bool, error) {
+	start := c.clock()
+	c.mu.Lock()
+	e, ok := c.entries[sessionID]
+	c.mu.Unlock()
+	if ok && start.Before(e.expires) {
+		return e.revoked, nil
+	}
+	v, err, _ := c.group.Do(sessionID, func() (any, error) {
+		lookupStart := c.clock()
+		revoked, err := c.backend.IsRevoked(ctx, sessionID)
+		if err != nil {
+			return false, err
+		}
+		c.put(sessionID, cacheEntry{revoked: revoked, expires: lookupStart.Add(c.ttl)})
+		return revoked, nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return v.(bool), nil
+}
+
+// Len returns the number of cached answers, expired ones included until the
+// next sweep.
+func (c *RevocationCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
+
+func (c *RevocationCache) put(sessionID string, e cacheEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.entries[sessionID]; ok && old.revoked && !e.revoked {
+		return
+	}
+	if _, ok := c.entries[sessionID]; !ok && len(c.entries) >= c.maxEntries {
+		now := c.clock()
+		for k, v := range c.entries {
+			if !now.Before(v.expires) {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= c.maxEntries {
+			return
+		}
+	}
+	c.entries[sessionID] = e
+}

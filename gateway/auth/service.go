@@ -1,0 +1,509 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Input bounds.
+const (
+	// MaxEmailBytes is the longest accepted email address (RFC 5321 path).
+	MaxEmailBytes = 254
+	// MaxNameChars is the longest accepted display name, in characters.
+	MaxNameChars = 100
+)
+
+// Config configures NewService. Users, Sessions, Tokens, Hasher and
+// Revocations are required.
+type Config struct {
+	// Users and Sessions are the repositories.
+	Users    UserStore
+	Sessions SessionStore
+	// Tokens issues and verifies access tokens.
+	Tokens *Tokens
+	// Hasher hashes passwords.
+	Hasher *Hasher
+	// Revocations is checked on every authenticated request; normally a
+	// RevocationCache over RedisRevocations (with Redis) or
+	// StoreRevocations (without).
+	Revocations RevocationStore
+	// RefreshTTL is the refresh token lifetime, renewed by every refresh;
+	// default 720 hours.
+	RefreshTTL time.Duration
+	// Throttle limits login attempts; nil disables throttling.
+	Throttle *Throttle
+	// Appwrite enables SignInWithAppwrite; nil disables it.
+	Appwrite *AppwriteVerifier
+	// Clock returns the current time; nil means time.Now.
+	Clock func() time.Time
+	// Logger receives security events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Service implements registration, login, token refresh, logout and
+// authentication of requests. It is safe for concurrent use.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// NewService validates cfg and returns a Service.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.Users == nil || cfg.Sessions == nil || cfg.Tokens == nil || cfg.Hasher == nil || cfg.Revocations == nil {
+		return nil, fmt.Errorf("%w: Users, Sessions, Tokens, Hasher and Revocations are required", ErrConfig)
+	}
+	if cfg.RefreshTTL == 0 {
+		cfg.RefreshTTL = 720 * time.Hour
+	}
+	if cfg.RefreshTTL < 0 {
+		return nil, fmt.Errorf("%w: refresh TTL %s must be positive", ErrConfig, cfg.RefreshTTL)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg, log: cfg.Logger.With("component", "auth")}, nil
+}
+
+// TokenPair is the answer to a login, a refresh or an Appwrite sign-in; its
+// JSON form is the response body of API.md.
+type TokenPair struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	TokenType    string `json:"token_type"`
+	// ExpiresIn is the access token lifetime in seconds.
+	ExpiresIn int64 `json:"expires_in"`
+}
+
+// PublicUser is the JSON view of a user that API.md returns.
+type PublicUser struct {
+	ID    string `json:"id"`
+	Email string `json:"email"`
+	Name  string `json:"name"`
+	Roles []Role `json:"roles"`
+}
+
+// Public returns the user's client-visible fields.
+func (u User) Public() PublicUser {
+	return PublicUser{ID: u.ID, Email: u.Email, Name: u.Name, Roles: slices.Clone(u.Roles)}
+}
+
+// NewUser describes a user to create.
+type NewUser struct {
+	Email    string
+	Password string
+	Name     string
+	// Roles default to [user].
+	Roles []Role
+}
+
+// Register creates a user with role user (POST /auth/register). It returns
+// ErrEmailTaken when the email is in use and a *FieldError for bad input.
+func (s *Service) Register(ctx context.Context, email, password, name string) (User, error) {
+	return s.CreateUser(ctx, NewUser{Email: email, Password: password, Name: name})
+}
+
+// CreateUser creates a user with the given roles (kowai user create, the
+// first admin, registration).
+func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
+	email, err := NormalizeEmail(nu.Email)
+	if err != nil {
+		return User{}, err
+	}
+	if err := ValidatePassword(nu.Password); err != nil {
+		return User{}, err
+	}
+	name, err := normalizeName(nu.Name)
+	if err != nil {
+		return User{}, err
+	}
+	roles := nu.Roles
+	if len(roles) == 0 {
+		roles = []Role{RoleUser}
+	}
+	for _, r := range roles {
+		if _, err := ParseRole(string(r)); err != nil {
+			return User{}, err
+		}
+	}
+	hash, err := s.cfg.Hasher.Hash(ctx, nu.Password)
+	if err != nil {
+		return User{}, err
+	}
+	return s.insertUser(ctx, User{Email: email, Name: name, PasswordHash: hash, Roles: roles})
+}
+
+func (s *Service) insertUser(ctx context.Context, u User) (User, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return User{}, fmt.Errorf("auth: new user id: %w", err)
+	}
+	u.ID = id.String()
+	u.Roles = sortedRoles(u.Roles)
+	u.CreatedAt = s.cfg.Clock().UTC()
+	if err := s.cfg.Users.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return User{}, ErrEmailTaken
+		}
+		return User{}, fmt.Errorf("auth: creating user: %w", err)
+	}
+	s.log.InfoContext(ctx, "user created", "user_id", u.ID, "roles", u.Roles)
+	return u, nil
+}
+
+// EnsureAdmin creates an admin with email and password when no user holds
+// the admin role yet (KOWAI_ADMIN_EMAIL / KOWAI_ADMIN_PASSWORD on start). It
+// reports whether it created one. When several nodes start at once, the
+// losers see the email taken and return false.
+func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (bool, error) {
+	exists, err := s.cfg.Users.HasUserWithRole(ctx, RoleAdmin)
+	if err != nil {
+		return false, fmt.Errorf("auth: looking for an admin: %w", err)
+	}
+	if exists {
+		return false, nil
+	}
+	_, err = s.CreateUser(ctx, NewUser{Email: email, Password: password, Name: "Administrator", Roles: []Role{RoleAdmin}})
+	if errors.Is(err, ErrEmailTaken) {
+		norm, _ := NormalizeEmail(email)
+		u, lookupErr := s.cfg.Users.UserByEmail(ctx, norm)
+		if lookupErr == nil && slices.Contains(u.Roles, RoleAdmin) {
+			return false, nil
+		}
+		return false, fmt.Errorf("auth: admin email %s belongs to a user who is not an admin: %w", norm, err)
+	}
+	if err != nil {
+		return false, fmt.Errorf("auth: creating the first admin: %w", err)
+	}
+	return true, nil
+}
+
+// Login checks email and password and starts a session (POST /auth/login).
+// Unknown email, wrong password and a user without a password all return
+// ErrInvalidCredentials after the same amount of hashing work. ip is the
+// client address, used for throttling.
+func (s *Service) Login(ctx context.Context, email, password, ip string) (TokenPair, error) {
+	norm, emailErr := NormalizeEmail(email)
+	if s.cfg.Throttle != nil {
+		key := norm
+		if emailErr != nil {
+			key = strings.ToLower(strings.TrimSpace(email))
+		}
+		if err := s.cfg.Throttle.Attempt(ctx, key, ip); err != nil {
+			if errors.Is(err, ErrThrottled) {
+				s.log.WarnContext(ctx, "login throttled", "ip", ip)
+			}
+			return TokenPair{}, err
+		}
+	}
+	// Oversized or invalid passwords are refused after the same work as a
+	// wrong one, hashing a bounded input.
+	if len(password) > MaxPasswordBytes {
+		password = password[:MaxPasswordBytes]
+	}
+	var u User
+	err := emailErr
+	if err == nil {
+		u, err = s.cfg.Users.UserByEmail(ctx, norm)
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrInvalidInput) {
+		return TokenPair{}, fmt.Errorf("auth: loading user: %w", err)
+	}
+	if err != nil || u.PasswordHash == "" {
+		if err := s.cfg.Hasher.VerifyDummy(ctx, password); err != nil {
+			return TokenPair{}, err
+		}
+		return TokenPair{}, ErrInvalidCredentials
+	}
+	ok, rehash, err := s.cfg.Hasher.Verify(ctx, password, u.PasswordHash)
+	if err != nil {
+		return TokenPair{}, fmt.Errorf("auth: verifying password of user %s: %w", u.ID, err)
+	}
+	if !ok {
+		s.log.InfoContext(ctx, "login failed", "user_id", u.ID, "ip", ip)
+		return TokenPair{}, ErrInvalidCredentials
+	}
+	if u.Disabled {
+		return TokenPair{}, ErrAccountDisabled
+	}
+	if rehash {
+		s.rehash(ctx, u.ID, password)
+	}
+	return s.startSession(ctx, u)
+}
+
+// rehash upgrades a password hash to the current parameters. Failure is
+// logged, not returned: the login itself was valid.
+func (s *Service) rehash(ctx context.Context, userID, password string) {
+	hash, err := s.cfg.Hasher.Hash(ctx, password)
+	if err == nil {
+		err = s.cfg.Users.SetPasswordHash(ctx, userID, hash)
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "password rehash failed", "user_id", userID, "error", err)
+	}
+}
+
+func (s *Service) startSession(ctx context.Context, u User) (TokenPair, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return TokenPair{}, fmt.Errorf("auth: new session id: %w", err)
+	}
+	sess := Session{ID: id.String(), UserID: u.ID, CreatedAt: s.cfg.Clock().UTC()}
+	if err := s.cfg.Sessions.CreateSession(ctx, sess); err != nil {
+		return TokenPair{}, fmt.Errorf("auth: creating session: %w", err)
+	}
+	return s.issuePair(ctx, u, sess.ID)
+}
+
+func (s *Service) issuePair(ctx context.Context, u User, sessionID string) (TokenPair, error) {
+	refresh, hash := NewRefreshToken()
+	now := s.cfg.Clock().UTC()
+	if err := s.cfg.Sessions.AddRefreshToken(ctx, RefreshToken{
+		Hash: hash, SessionID: sessionID, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL),
+	}); err != nil {
+		return TokenPair{}, fmt.Errorf("auth: storing refresh token: %w", err)
+	}
+	access, _, err := s.cfg.Tokens.Issue(u.ID, sessionID, u.Roles)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	return TokenPair{
+		AccessToken:  access,
+		RefreshToken: refresh,
+		TokenType:    "Bearer",
+		ExpiresIn:    int64(s.cfg.Tokens.AccessTTL() / time.Second),
+	}, nil
+}
+
+// Refresh exchanges a refresh token for a new pair in the same session
+// (POST /auth/refresh). The presented token is spent. Presenting a spent
+// token revokes the whole session and returns ErrTokenReused: either it was
+// stolen or the client raced itself, and the session can no longer be
+// trusted. Unknown, expired and revoked tokens return ErrInvalidToken.
+func (s *Service) Refresh(ctx context.Context, token string) (TokenPair, error) {
+	if !wellFormedRefreshToken(token) {
+		return TokenPair{}, fmt.Errorf("%w: malformed refresh token", ErrInvalidToken)
+	}
+	now := s.cfg.Clock().UTC()
+	rt, err := s.cfg.Sessions.SpendRefreshToken(ctx, HashRefreshToken(token), now)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return TokenPair{}, fmt.Errorf("%w: unknown refresh token", ErrInvalidToken)
+	case errors.Is(err, ErrTokenSpent):
+		s.log.WarnContext(ctx, "refresh token reused; revoking session", "user_id", rt.UserID, "session_id", rt.SessionID)
+		if err := s.revoke(ctx, rt.SessionID); err != nil {
+			return TokenPair{}, err
+		}
+		return TokenPair{}, ErrTokenReused
+	case err != nil:
+		return TokenPair{}, fmt.Errorf("auth: spending refresh token: %w", err)
+	}
+	if !now.Before(rt.ExpiresAt) {
+		return TokenPair{}, fmt.Errorf("%w: refresh token expired", ErrInvalidToken)
+	}
+	sess, err := s.cfg.Sessions.SessionByID(ctx, rt.SessionID)
+	if errors.Is(err, ErrNotFound) {
+		return TokenPair{}, fmt.Errorf("%w: session gone", ErrInvalidToken)
+	}
+	if err != nil {
+		return TokenPair{}, fmt.Errorf("auth: loading session: %w", err)
+	}
+	if sess.RevokedAt != nil {
+		return TokenPair{}, fmt.Errorf("%w: session revoked", ErrInvalidToken)
+	}
+	u, err := s.cfg.Users.UserByID(ctx, rt.UserID)
+	if errors.Is(err, ErrNotFound) {
+		return TokenPair{}, fmt.Errorf("%w: user gone", ErrInvalidToken)
+	}
+	if err != nil {
+		return TokenPair{}, fmt.Errorf("auth: loading user: %w", err)
+	}
+	if u.Disabled {
+		if err := s.revoke(ctx, sess.ID); err != nil {
+			return TokenPair{}, err
+		}
+		return TokenPair{}, ErrAccountDisabled
+	}
+	return s.issuePair(ctx, u, sess.ID)
+}
+
+// Authenticate verifies an access token and checks that its session has not
+// been revoked. Token problems return ErrInvalidToken; a failing revocation
+// backend returns its error, which must not be treated as a valid token.
+func (s *Service) Authenticate(ctx context.Context, token string) (Principal, error) {
+	c, err := s.cfg.Tokens.Verify(token)
+	if err != nil {
+		return Principal{}, err
+	}
+	revoked, err := s.cfg.Revocations.IsRevoked(ctx, c.SessionID)
+	if err != nil {
+		return Principal{}, fmt.Errorf("auth: revocation check: %w", err)
+	}
+	if revoked {
+		return Principal{}, fmt.Errorf("%w: session revoked", ErrInvalidToken)
+	}
+	return c.Principal(), nil
+}
+
+// Logout revokes p's session (POST /auth/logout): its refresh tokens and,
+// on every node within the revocation cache's staleness bound, its access
+// tokens stop working.
+func (s *Service) Logout(ctx context.Context, p Principal) error {
+	return s.revoke(ctx, p.SessionID)
+}
+
+// RevokeUserSessions revokes every session of userID, e.g. when an admin
+// disables or deletes the user or changes their roles.
+func (s *Service) RevokeUserSessions(ctx context.Context, userID string) error {
+	ids, err := s.cfg.Sessions.RevokeUserSessions(ctx, userID, s.cfg.Clock().UTC())
+	if err != nil {
+		return fmt.Errorf("auth: revoking sessions of user %s: %w", userID, err)
+	}
+	for _, id := range ids {
+		if err := s.cfg.Revocations.Revoke(ctx, id, s.revocationTTL()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) revoke(ctx context.Context, sessionID string) error {
+	if err := s.cfg.Sessions.RevokeSession(ctx, sessionID, s.cfg.Clock().UTC()); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("auth: revoking session %s: %w", sessionID, err)
+	}
+	if err := s.cfg.Revocations.Revoke(ctx, sessionID, s.revocationTTL()); err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "session revoked", "session_id", sessionID)
+	return nil
+}
+
+// revocationTTL outlives every access token of a revoked session: the
+// longest lifetime plus the leeway a verifier grants past exp.
+func (s *Service) revocationTTL() time.Duration {
+	return s.cfg.Tokens.AccessTTL() + s.cfg.Tokens.Leeway()
+}
+
+// Me returns the authenticated user (GET /auth/me). A user deleted since the
+// token was issued gives ErrInvalidToken.
+func (s *Service) Me(ctx context.Context, p Principal) (User, error) {
+	u, err := s.cfg.Users.UserByID(ctx, p.UserID)
+	if errors.Is(err, ErrNotFound) {
+		return User{}, fmt.Errorf("%w: user gone", ErrInvalidToken)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("auth: loading user: %w", err)
+	}
+	return u, nil
+}
+
+// SignInWithAppwrite verifies an Appwrite JWT and starts a kowai session for
+// the Appwrite account's user (POST /auth/appwrite). A linked user signs in
+// directly. Otherwise a kowai user with the same email is linked, but only
+// when Appwrite has verified that email (else ErrAppwriteEmailUnverified),
+// and failing that a new user is created with role user plus the roles its
+// labels map to. Roles of existing users are left alone.
+func (s *Service) SignInWithAppwrite(ctx context.Context, appwriteJWT string) (TokenPair, error) {
+	if s.cfg.Appwrite == nil {
+		return TokenPair{}, ErrAppwriteDisabled
+	}
+	au, err := s.cfg.Appwrite.Verify(ctx, appwriteJWT)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	u, err := s.appwriteUser(ctx, au)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	if u.Disabled {
+		return TokenPair{}, ErrAccountDisabled
+	}
+	return s.startSession(ctx, u)
+}
+
+func (s *Service) appwriteUser(ctx context.Context, au AppwriteUser) (User, error) {
+	u, err := s.cfg.Users.UserByAppwriteID(ctx, au.ID)
+	if err == nil {
+		return u, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return User{}, fmt.Errorf("auth: loading appwrite user: %w", err)
+	}
+	email, err := NormalizeEmail(au.Email)
+	if err != nil {
+		return User{}, fmt.Errorf("%w: the appwrite account has no usable email", ErrInvalidToken)
+	}
+	u, err = s.cfg.Users.UserByEmail(ctx, email)
+	switch {
+	case err == nil:
+		if !au.EmailVerification {
+			return User{}, ErrAppwriteEmailUnverified
+		}
+		if err := s.cfg.Users.LinkAppwrite(ctx, u.ID, au.ID); err != nil {
+			return User{}, fmt.Errorf("auth: linking appwrite account: %w", err)
+		}
+		u.AppwriteID = au.ID
+		s.log.InfoContext(ctx, "appwrite account linked", "user_id", u.ID)
+		return u, nil
+	case !errors.Is(err, ErrNotFound):
+		return User{}, fmt.Errorf("auth: loading user: %w", err)
+	}
+	name, err := normalizeName(au.Name)
+	if err != nil {
+		name = ""
+	}
+	u, err = s.insertUser(ctx, User{Email: email, Name: name, Roles: s.cfg.Appwrite.Roles(au), AppwriteID: au.ID})
+	if errors.Is(err, ErrEmailTaken) {
+		// Another request for the same account won the race; use its user.
+		return s.cfg.Users.UserByAppwriteID(ctx, au.ID)
+	}
+	return u, err
+}
+
+// NormalizeEmail trims and lower-cases an email and checks that it is one
+// plain address of at most MaxEmailBytes; failures are a *FieldError for
+// field "email".
+func NormalizeEmail(email string) (string, error) {
+	e := strings.ToLower(strings.TrimSpace(email))
+	if e == "" || len(e) > MaxEmailBytes || !utf8.ValidString(e) {
+		return "", &FieldError{Field: "email", Message: "must be an email address of at most 254 bytes"}
+	}
+	addr, err := mail.ParseAddress(e)
+	if err != nil || addr.Address != e || addr.Name != "" {
+		return "", &FieldError{Field: "email", Message: "must be a plain email address like name@example.com"}
+	}
+	return e, nil
+}
+
+func normalizeName(name string) (string, error) {
+	n := strings.TrimSpace(name)
+	if !utf8.ValidString(n) || utf8.RuneCountInString(n) > MaxNameChars ||
+		strings.ContainsFunc(n, unicode.IsControl) {
+		return "", &FieldError{Field: "name", Message: fmt.Sprintf("must be valid text of at most %d characters without control characters", MaxNameChars)}
+	}
+	return n, nil
+}
+
+// sortedRoles returns roles deduplicated in the order of Roles().
+func sortedRoles(roles []Role) []Role {
+	var out []Role
+	for _, r := range Roles() {
+		if slices.Contains(roles, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
