@@ -141,14 +141,11 @@ func scanMessage(r scanner) (Message, error) {
 }
 
 func (s *MessageStore) getWhere(ctx context.Context, what string, where ...goqu.Expression) (Message, error) {
-	ms, err := scanAll(ctx, s.selectMessages().Where(where...).Limit(1), scanMessage)
+	m, err := first(ctx, s.selectMessages().Where(where...), scanMessage)
 	if err != nil {
-		return Message{}, wrap(err, "get message %s", what)
+		return Message{}, fmt.Errorf("get message %s: %w", what, err)
 	}
-	if len(ms) == 0 {
-		return Message{}, fmt.Errorf("get message %s: %w", what, ErrNotFound)
-	}
-	return ms[0], nil
+	return m, nil
 }
 
 // Get implements Messages.

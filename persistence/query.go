@@ -74,6 +74,25 @@ func rowsAffected(res sql.Result, err error) (int64, error) {
 	return res.RowsAffected()
 }
 
+// expectRow checks the result of an UPDATE or DELETE of one row: no row matched is
+// ErrNotFound.
+func expectRow(res sql.Result, err error, what string) error {
+	n, err := rowsAffected(res, err)
+	if err != nil {
+		return wrap(err, "%s", what)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return nil
+}
+
+// deleteByID deletes the row of table with this ID; no such row is ErrNotFound.
+func (db *DB) deleteByID(ctx context.Context, table, id string) error {
+	res, err := db.Goqu.Delete(table).Prepared(true).Where(goqu.C("id").Eq(id)).Executor().ExecContext(ctx)
+	return expectRow(res, err, "delete from "+table+" "+id)
+}
+
 // inTx runs fn in a transaction and commits it, or rolls back when fn fails.
 func (db *DB) inTx(ctx context.Context, fn func(tx *goqu.TxDatabase) error) error {
 	tx, err := db.Goqu.BeginTx(ctx, nil)

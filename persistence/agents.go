@@ -1,0 +1,166 @@
+package persistence
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/doug-martin/goqu/v9"
+)
+
+// Agent is a configured agent. OwnerID is empty for the built-ins every user sees.
+// Version starts at 1 and grows with every update.
+type Agent struct {
+	ID           string
+	OwnerID      string
+	Name         string
+	Type         string
+	Instructions string
+	// Signature is the DSPy string form, e.g. "message, history -> response".
+	Signature string
+	Model     string
+	// Config is a JSON object; nil is stored as {}.
+	Config    json.RawMessage
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Agents stores agent definitions.
+type Agents interface {
+	// Create stores a (ID, version and times filled in) and returns it.
+	Create(ctx context.Context, a Agent) (Agent, error)
+	// Get returns the agent with this ID, or ErrNotFound.
+	Get(ctx context.Context, id string) (Agent, error)
+	// ListVisible pages the agents ownerID may use: their own and the built-ins.
+	ListVisible(ctx context.Context, ownerID string, req PageRequest) (Page[Agent], error)
+	// Update replaces the editable fields of a if its stored version is still a.Version,
+	// and returns it with the next version; ErrConflict when another update came first,
+	// ErrNotFound when there is no such agent.
+	Update(ctx context.Context, a Agent) (Agent, error)
+	// Delete removes the agent, or returns ErrNotFound.
+	Delete(ctx context.Context, id string) error
+}
+
+// AgentStore implements Agents on a DB.
+type AgentStore struct{ db *DB }
+
+var _ Agents = (*AgentStore)(nil)
+
+// NewAgentStore returns the agent repository of db.
+func NewAgentStore(db *DB) *AgentStore { return &AgentStore{db: db} }
+
+var agentCols = []any{"id", "owner_id", "name", "type", "instructions", "signature", "model", "config", "version", "created_at", "updated_at"}
+
+func agentConfig(c json.RawMessage) (string, error) {
+	if len(c) == 0 {
+		return "{}", nil
+	}
+	if !json.Valid(c) {
+		return "", errors.New("config is not valid JSON")
+	}
+	return string(c), nil
+}
+
+// Create implements Agents.
+func (s *AgentStore) Create(ctx context.Context, a Agent) (Agent, error) {
+	if a.ID == "" {
+		a.ID = newID()
+	}
+	if a.CreatedAt.IsZero() {
+		a.CreatedAt = time.Now()
+	}
+	a.CreatedAt = utc(a.CreatedAt)
+	a.UpdatedAt, a.Version = a.CreatedAt, 1
+	config, err := agentConfig(a.Config)
+	if err != nil {
+		return Agent{}, fmt.Errorf("create agent %s: %w", a.Name, err)
+	}
+	a.Config = json.RawMessage(config)
+	var owner any
+	if a.OwnerID != "" {
+		owner = a.OwnerID
+	}
+	q := s.db.Goqu.Insert("agents").Prepared(true).Rows(goqu.Record{
+		"id": a.ID, "owner_id": owner, "name": a.Name, "type": a.Type, "instructions": a.Instructions,
+		"signature": a.Signature, "model": a.Model, "config": config, "version": a.Version,
+		"created_at": a.CreatedAt, "updated_at": a.UpdatedAt,
+	})
+	if _, err := q.Executor().ExecContext(ctx); err != nil {
+		return Agent{}, wrap(err, "create agent %s", a.Name)
+	}
+	return a, nil
+}
+
+func (s *AgentStore) selectAgents() *goqu.SelectDataset {
+	return s.db.Goqu.From("agents").Prepared(true).Select(agentCols...)
+}
+
+func scanAgent(r scanner) (Agent, error) {
+	var (
+		a      Agent
+		owner  sql.NullString
+		config []byte
+	)
+	if err := r.Scan(&a.ID, &owner, &a.Name, &a.Type, &a.Instructions, &a.Signature, &a.Model, &config,
+		&a.Version, &a.CreatedAt, &a.UpdatedAt); err != nil {
+		return Agent{}, err
+	}
+	a.OwnerID, a.Config = owner.String, json.RawMessage(config)
+	return a, nil
+}
+
+// Get implements Agents.
+func (s *AgentStore) Get(ctx context.Context, id string) (Agent, error) {
+	a, err := first(ctx, s.selectAgents().Where(goqu.C("id").Eq(id)), scanAgent)
+	if err != nil {
+		return Agent{}, fmt.Errorf("get agent %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// ListVisible implements Agents, in ID (creation) order.
+func (s *AgentStore) ListVisible(ctx context.Context, ownerID string, req PageRequest) (Page[Agent], error) {
+	q := s.selectAgents().Where(goqu.Or(goqu.C("owner_id").Eq(ownerID), goqu.C("owner_id").IsNull()))
+	q, err := keyset(q, req, "id", false, stringParser)
+	if err != nil {
+		return Page[Agent]{}, fmt.Errorf("list agents of %s: %w", ownerID, err)
+	}
+	as, err := scanAll(ctx, q, scanAgent)
+	if err != nil {
+		return Page[Agent]{}, wrap(err, "list agents of %s", ownerID)
+	}
+	return pageOf(as, req, func(a Agent) (string, string) { return a.ID, a.ID }), nil
+}
+
+// Update implements Agents. Owner and creation time never change.
+func (s *AgentStore) Update(ctx context.Context, a Agent) (Agent, error) {
+	config, err := agentConfig(a.Config)
+	if err != nil {
+		return Agent{}, fmt.Errorf("update agent %s: %w", a.ID, err)
+	}
+	now := utc(time.Now())
+	q := s.db.Goqu.Update("agents").Prepared(true).Set(goqu.Record{
+		"name": a.Name, "type": a.Type, "instructions": a.Instructions, "signature": a.Signature,
+		"model": a.Model, "config": config, "version": a.Version + 1, "updated_at": now,
+	}).Where(goqu.C("id").Eq(a.ID), goqu.C("version").Eq(a.Version))
+	n, err := rowsAffected(q.Executor().ExecContext(ctx))
+	if err != nil {
+		return Agent{}, wrap(err, "update agent %s", a.ID)
+	}
+	if n == 0 {
+		if _, err := s.Get(ctx, a.ID); err != nil {
+			return Agent{}, fmt.Errorf("update agent: %w", err)
+		}
+		return Agent{}, fmt.Errorf("update agent %s: stored version is not %d: %w", a.ID, a.Version, ErrConflict)
+	}
+	return s.Get(ctx, a.ID)
+}
+
+// Delete implements Agents.
+func (s *AgentStore) Delete(ctx context.Context, id string) error {
+	return s.db.deleteByID(ctx, "agents", id)
+}

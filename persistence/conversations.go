@@ -1,0 +1,126 @@
+package persistence
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/doug-martin/goqu/v9"
+)
+
+// Conversation is a chat between a user and an agent; its messages are in Messages.
+type Conversation struct {
+	ID      string
+	OwnerID string
+	AgentID string
+	Title   string
+	// CreatedAt and UpdatedAt default to now; UpdatedAt moves with every turn (Touch).
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Conversations stores conversations. Lists are ordered most recently updated first.
+type Conversations interface {
+	// Create stores c (ID and times filled in when empty) and returns it.
+	Create(ctx context.Context, c Conversation) (Conversation, error)
+	// Get returns the conversation with this ID, or ErrNotFound.
+	Get(ctx context.Context, id string) (Conversation, error)
+	// ListByOwner pages the conversations of one user.
+	ListByOwner(ctx context.Context, ownerID string, req PageRequest) (Page[Conversation], error)
+	// ListAll pages every conversation, for moderators.
+	ListAll(ctx context.Context, req PageRequest) (Page[Conversation], error)
+	// Touch sets UpdatedAt, or returns ErrNotFound.
+	Touch(ctx context.Context, id string, at time.Time) error
+	// UpdateTitle sets the title, or returns ErrNotFound.
+	UpdateTitle(ctx context.Context, id, title string) error
+}
+
+// ConversationStore implements Conversations on a DB.
+type ConversationStore struct{ db *DB }
+
+var _ Conversations = (*ConversationStore)(nil)
+
+// NewConversationStore returns the conversation repository of db.
+func NewConversationStore(db *DB) *ConversationStore { return &ConversationStore{db: db} }
+
+var conversationCols = []any{"id", "owner_id", "agent_id", "title", "created_at", "updated_at"}
+
+// Create implements Conversations. An owner that does not exist is ErrConflict.
+func (s *ConversationStore) Create(ctx context.Context, c Conversation) (Conversation, error) {
+	if c.ID == "" {
+		c.ID = newID()
+	}
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = time.Now()
+	}
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = c.CreatedAt
+	}
+	c.CreatedAt, c.UpdatedAt = utc(c.CreatedAt), utc(c.UpdatedAt)
+	q := s.db.Goqu.Insert("conversations").Prepared(true).Rows(goqu.Record{
+		"id": c.ID, "owner_id": c.OwnerID, "agent_id": c.AgentID, "title": c.Title,
+		"created_at": c.CreatedAt, "updated_at": c.UpdatedAt,
+	})
+	if _, err := q.Executor().ExecContext(ctx); err != nil {
+		return Conversation{}, wrap(err, "create conversation for %s", c.OwnerID)
+	}
+	return c, nil
+}
+
+func (s *ConversationStore) selectConversations() *goqu.SelectDataset {
+	return s.db.Goqu.From("conversations").Prepared(true).Select(conversationCols...)
+}
+
+func scanConversation(r scanner) (Conversation, error) {
+	var c Conversation
+	err := r.Scan(&c.ID, &c.OwnerID, &c.AgentID, &c.Title, &c.CreatedAt, &c.UpdatedAt)
+	return c, err
+}
+
+// Get implements Conversations.
+func (s *ConversationStore) Get(ctx context.Context, id string) (Conversation, error) {
+	c, err := first(ctx, s.selectConversations().Where(goqu.C("id").Eq(id)), scanConversation)
+	if err != nil {
+		return Conversation{}, fmt.Errorf("get conversation %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// ListByOwner implements Conversations.
+func (s *ConversationStore) ListByOwner(ctx context.Context, ownerID string, req PageRequest) (Page[Conversation], error) {
+	return s.list(ctx, s.selectConversations().Where(goqu.C("owner_id").Eq(ownerID)), req)
+}
+
+// ListAll implements Conversations.
+func (s *ConversationStore) ListAll(ctx context.Context, req PageRequest) (Page[Conversation], error) {
+	return s.list(ctx, s.selectConversations(), req)
+}
+
+// list pages by (updated_at, id) descending. A conversation touched while a client pages
+// moves to the front, so it may be missed or seen twice; clients re-list from the start.
+func (s *ConversationStore) list(ctx context.Context, q *goqu.SelectDataset, req PageRequest) (Page[Conversation], error) {
+	q, err := keyset(q, req, "updated_at", true, timeParser)
+	if err != nil {
+		return Page[Conversation]{}, fmt.Errorf("list conversations: %w", err)
+	}
+	cs, err := scanAll(ctx, q, scanConversation)
+	if err != nil {
+		return Page[Conversation]{}, wrap(err, "list conversations")
+	}
+	return pageOf(cs, req, func(c Conversation) (string, string) { return timeKey(c.UpdatedAt), c.ID }), nil
+}
+
+func (s *ConversationStore) update(ctx context.Context, id, what string, set goqu.Record) error {
+	res, err := s.db.Goqu.Update("conversations").Prepared(true).Set(set).Where(goqu.C("id").Eq(id)).Executor().ExecContext(ctx)
+	return expectRow(res, err, what+" conversation "+id)
+}
+
+// Touch implements Conversations.
+func (s *ConversationStore) Touch(ctx context.Context, id string, at time.Time) error {
+	return s.update(ctx, id, "touch", goqu.Record{"updated_at": utc(at)})
+}
+
+// UpdateTitle implements Conversations.
+func (s *ConversationStore) UpdateTitle(ctx context.Context, id, title string) error {
+	return s.update(ctx, id, "retitle", goqu.Record{"title": title, "updated_at": utc(time.Now())})
+}
