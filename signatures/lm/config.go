@@ -55,6 +55,10 @@ type Config struct {
 	// Fallback is KOWAI_LLM_FALLBACK: "provider:model,provider:model",
 	// tried in order when the primary fails.
 	Fallback string
+	// FallbackBaseURLs gives the base URL of fallback models by provider
+	// (e.g. "ollama" -> "http://gpu-box:11434"); providers missing here use
+	// their public endpoint.
+	FallbackBaseURLs map[string]string
 	// Prices override entries of DefaultPrices (see ParsePrices).
 	Prices Prices
 	// BudgetUSD and BudgetTokens cap the stack's total spending; zero means
@@ -237,7 +241,7 @@ func build(cfg Config, o options, opts []Option) (*Stack, error) {
 	primary := ProviderConfig{ModelSpec: ModelSpec{cfg.Provider, cfg.Model}, BaseURL: cfg.BaseURL, APIKey: cfg.keyFor(cfg.Provider, true), Prices: prices, Timeout: timeout}
 	pcs := []ProviderConfig{primary}
 	for _, f := range fallbacks {
-		pcs = append(pcs, ProviderConfig{ModelSpec: f, APIKey: cfg.keyFor(f.Provider, false), Prices: prices, Timeout: timeout})
+		pcs = append(pcs, ProviderConfig{ModelSpec: f, BaseURL: cfg.FallbackBaseURLs[f.Provider], APIKey: cfg.keyFor(f.Provider, false), Prices: prices, Timeout: timeout})
 	}
 	chain := make([]LM, 0, len(pcs))
 	for _, pc := range pcs {
