@@ -127,6 +127,11 @@ func classify(ctx context.Context, s *sender, res any, err error) (proto.Message
 		return nil, outcomeUnavailable, fmt.Errorf("%w: no activation: %w", ErrUnavailable, err)
 	}
 	if _, ferr := f.Result(); errors.Is(ferr, actor.ErrTimeout) {
+		// The call's timeout may be the caller's deadline itself, which then expires
+		// at the same moment: say so, so callers can tell it from the node's own timeout.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, outcomeTimeout, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+		}
 		return nil, outcomeTimeout, ErrTimeout
 	}
 	return nil, outcomeUnavailable, fmt.Errorf("%w: %w", ErrUnavailable, err)

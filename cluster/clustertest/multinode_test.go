@@ -1,0 +1,191 @@
+package clustertest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kowai/kowai/cluster"
+	"github.com/kowai/kowai/cluster/clusterpb"
+	"github.com/kowai/kowai/cluster/clustertest"
+	"github.com/kowai/kowai/cluster/clustertest/testpb"
+)
+
+// checkRemoteCalls calls grains from nodes[0] until some answer from every node, and
+// checks that an error reply from a remote grain maps to its sentinel.
+func checkRemoteCalls(t *testing.T, nodes []*cluster.Node) {
+	t.Helper()
+	c := nodes[0].Client()
+	answeredBy := map[string]bool{}
+	remote := ""
+	for i := 0; i < 200 && len(answeredBy) < len(nodes); i++ {
+		id := fmt.Sprintf("grain-%d", i)
+		ctx := clusterpb.WithCorrelationID(t.Context(), "corr-"+id)
+		r, err := echo(ctx, t, c, id, &testpb.EchoRequest{Text: id})
+		if err != nil {
+			t.Fatalf("call %s: %v", id, err)
+		}
+		if r.Text != id || r.CorrelationId != "corr-"+id {
+			t.Fatalf("reply %v", r)
+		}
+		answeredBy[r.NodeId] = true
+		if r.NodeId != nodes[0].ID() {
+			remote = id
+		}
+	}
+	if len(answeredBy) != len(nodes) {
+		t.Fatalf("grains answered from %d nodes, want %d", len(answeredBy), len(nodes))
+	}
+	_, err := echo(t.Context(), t, c, remote, &testpb.EchoRequest{FailCode: clusterpb.Code_CODE_CONFLICT, FailMessage: "stale version"})
+	var ge *cluster.GrainError
+	if !errors.Is(err, cluster.ErrConflict) || !errors.As(err, &ge) || ge.Message != "stale version" {
+		t.Fatalf("remote error reply: %v", err)
+	}
+}
+
+func TestAutomanagedNodes(t *testing.T) {
+	t.Parallel()
+	nodes := clustertest.Start(t, clustertest.Options{Provider: cluster.ProviderAutomanaged, Nodes: 2})
+	checkRemoteCalls(t, nodes)
+
+	for _, n := range nodes {
+		addr := n.MembershipAddr()
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || host != "127.0.0.1" {
+			t.Fatalf("membership endpoint bound to %q", addr)
+		}
+		// Had the endpoint been bound to the wildcard address, this port would be taken
+		// on every loopback address.
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.2", port))
+		if err != nil {
+			t.Fatalf("membership port %s is bound beyond 127.0.0.1: %v", port, err)
+		}
+		_ = ln.Close()
+	}
+}
+
+func TestEtcdNodes(t *testing.T) {
+	t.Parallel()
+	endpoints := clustertest.StartEtcd(t)
+	nodes := clustertest.Start(t, clustertest.Options{
+		Provider: cluster.ProviderEtcd, Nodes: 2, EtcdEndpoints: endpoints,
+		Configure: func(_ int, cfg *cluster.Config) {
+			cfg.WatchdogInterval = 100 * time.Millisecond
+			cfg.WatchdogGrace = 500 * time.Millisecond
+		},
+	})
+	checkRemoteCalls(t, nodes)
+
+	// Removing a member's registration is what lease expiry does to a paused node: the
+	// node drops out of its own member list and its watchdog must end Run.
+	victim := nodes[1]
+	runErr := make(chan error, 1)
+	go func() { runErr <- victim.Run(t.Context()) }()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	resp, err := cli.Get(t.Context(), "/kowai", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := 0
+	for _, kv := range resp.Kvs {
+		if strings.Contains(string(kv.Key), victim.ID()) {
+			if _, err := cli.Delete(t.Context(), string(kv.Key)); err != nil {
+				t.Fatal(err)
+			}
+			deleted++
+		}
+	}
+	if deleted == 0 {
+		t.Fatalf("no etcd key names member %s", victim.ID())
+	}
+	select {
+	case err := <-runErr:
+		if !errors.Is(err, cluster.ErrNotMember) && !errors.Is(err, cluster.ErrBlocked) {
+			t.Fatalf("Run returned %v, want ErrNotMember or ErrBlocked", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watchdog did not end Run within 10s of the node's removal")
+	}
+	clustertest.WaitMembers(t, 10*time.Second, 1, nodes[0])
+}
+
+func TestWatchdogBlocked(t *testing.T) {
+	t.Parallel()
+	nodes := clustertest.Start(t, clustertest.Options{Configure: func(_ int, cfg *cluster.Config) {
+		cfg.WatchdogInterval = 50 * time.Millisecond
+		cfg.WatchdogGrace = 200 * time.Millisecond
+	}})
+	n := nodes[0]
+	runErr := make(chan error, 1)
+	go func() { runErr <- n.Run(t.Context()) }()
+	// Gossip delivers the others' block lists into this one; block directly to stand in.
+	n.Cluster().Remote.BlockList().Block(n.ID())
+	select {
+	case err := <-runErr:
+		if !errors.Is(err, cluster.ErrBlocked) {
+			t.Fatalf("Run returned %v, want ErrBlocked", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("watchdog did not end Run within 5s of the block")
+	}
+}
+
+func TestGracefulLeave(t *testing.T) {
+	t.Parallel()
+	var leaveSawDraining, leaveCalled atomic.Bool
+	var nodes []*cluster.Node
+	nodes = clustertest.Start(t, clustertest.Options{Configure: func(_ int, cfg *cluster.Config) {
+		cfg.OnLeave = func(ctx context.Context) {
+			leaveCalled.Store(true)
+			leaveSawDraining.Store(nodes[0].Draining())
+		}
+	}})
+	n := nodes[0]
+	if _, err := echo(t.Context(), t, n.Client(), "idle", &testpb.EchoRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	runErr := make(chan error, 1)
+	go func() { runErr <- n.Run(ctx) }()
+
+	slow := make(chan error, 1)
+	go func() {
+		_, err := echo(t.Context(), t, n.Client(), "turn", &testpb.EchoRequest{DelayMs: 600})
+		slow <- err
+	}()
+	clustertest.Eventually(t, 2*time.Second, func() error {
+		if n.Info().Activations[clustertest.EchoKind] < 2 {
+			return errors.New("slow call not started")
+		}
+		return nil
+	})
+	cancel()
+	if err := <-slow; err != nil {
+		t.Fatalf("in-flight call during leave: %v", err)
+	}
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Fatalf("Run after graceful leave: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of cancellation")
+	}
+	if !leaveCalled.Load() || !leaveSawDraining.Load() || !n.Draining() {
+		t.Fatalf("OnLeave called %v, saw draining %v", leaveCalled.Load(), leaveSawDraining.Load())
+	}
+	if got := n.Info().Activations[clustertest.EchoKind]; got != 0 {
+		t.Fatalf("%d grains still active after leave", got)
+	}
+}
