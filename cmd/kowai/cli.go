@@ -38,8 +38,6 @@ func commands() map[string]command {
 	return map[string]command{
 		"serve":    {"run a node: gateway and actor runtime", serveCmd},
 		"migrate":  {"apply (up), roll back (down N) or list (status) database migrations", migrateCmd},
-		"user":     {"manage users (user create)", userCmd},
-		"optimize": {"compile a signature program on a train set and report its score", optimizeCmd},
 		"version":  {"print version, commit and Go version", versionCmd},
 	}
 }

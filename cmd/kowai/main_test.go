@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kowai/kowai/persistence/persisttest"
+)
+
+// binary is the kowai executable built once for the process-level tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kowai-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "kowai")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build kowai: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// kowai runs the binary to completion in dir with env added to a clean
+// environment and returns its exit code and output.
+func kowai(t *testing.T, dir string, env []string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestBadInputExitsTwoWithOneLine(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		env      []string
+		args     []string
+		mentions string
+	}{
+		{nil, []string{"frobnicate"}, "unknown command"},
+		{[]string{"KOWAI_HTTP_ADDR=nonsense"}, []string{"serve"}, "KOWAI_HTTP_ADDR"},
+		{nil, []string{"serve", "--log-level=loud"}, "--log-level"},
+		{nil, []string{"serve", "--no-such-flag"}, "no-such-flag"},
+		{[]string{"KOWAI_DATABASE_URL=postgres://x/y"}, []string{"migrate", "status"}, "sqlite://PATH or mysql://"},
+		{nil, []string{"migrate"}, "want up, down N or status"},
+		{nil, []string{"migrate", "down"}, "down N"},
+		{nil, []string{"migrate", "down", "zero"}, "N >= 1"},
+		{nil, []string{"migrate", "sideways"}, "unknown action"},
+		{[]string{"KOWAI_DATABASE_URL=mysql://root@127.0.0.1/kowai"}, []string{"serve"}, "KOWAI_JWT_SECRET"},
+	} {
+		code, _, stderr := kowai(t, dir, tc.env, "", tc.args...)
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if code != 2 || len(lines) != 1 || !strings.Contains(stderr, tc.mentions) {
+			t.Errorf("%v %v: exit %d, stderr %q; want exit 2 and one line mentioning %q", tc.env, tc.args, code, stderr, tc.mentions)
+		}
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"version", "--help"}} {
+		code, out, _ := kowai(t, dir, nil, "", args...)
+		if code != 0 || !strings.Contains(out, "usage: kowai") {
+			t.Errorf("%v: exit %d, out %q", args, code, out)
+		}
+	}
+	code, out, _ := kowai(t, dir, nil, "", "version")
+	if code != 0 || !strings.Contains(out, "kowai ") || !strings.Contains(out, "go1.") {
+		t.Errorf("version: exit %d, out %q", code, out)
+	}
+}
+
+func TestRuntimeFailuresExitOne(t *testing.T) {
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env      []string
+		mentions string
+	}{
+		{[]string{"KOWAI_DATA_DIR=" + filepath.Join(blocker, "data")}, "KOWAI_DATA_DIR"},
+		{[]string{"KOWAI_DATABASE_URL=mysql://nobody:s3cretpw@127.0.0.1:1/kowai", "KOWAI_JWT_SECRET=" + strings.Repeat("k", 32)}, "127.0.0.1:1"},
+	} {
+		code, _, stderr := kowai(t, dir, tc.env, "", "serve", "--http-addr", freePort(t))
+		if code != 1 || !strings.Contains(stderr, tc.mentions) || strings.Contains(stderr, "s3cretpw") {
+			t.Errorf("%v: exit %d, stderr %q; want exit 1 naming %q without the password", tc.env, code, stderr, tc.mentions)
+		}
+	}
+}
+
+// TestServeEmbeddedLifecycle is the front door: serve on the defaults creates
+// ./data/kowai.db, answers /health/ready, and exits 0 on SIGTERM.
+func TestServeEmbeddedLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	addr := freePort(t)
+	cmd := exec.Command(binary, "serve")
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "KOWAI_HTTP_ADDR=" + addr, "KOWAI_LOG_FORMAT=json"}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+		}
+		logs <- b.String()
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	deadline := time.Now().Add(20 * time.Second)
+	var status int
+	for time.Now().Before(deadline) {
+		res, err := http.Get("http://" + addr + "/health/ready")
+		if err == nil {
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if status = res.StatusCode; status == 200 {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if status != 200 {
+		t.Fatalf("/health/ready never answered 200 (last %d)", status)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "kowai.db")); err != nil {
+		t.Fatalf("embedded database not created: %v", err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve did not exit 0 after SIGTERM: %v\n%s", err, <-logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not exit within 30 s of SIGTERM")
+	}
+	out := <-logs
+	for _, want := range []string{`"msg":"database migrated"`, `"msg":"cluster leave finished"`, `"msg":"kowai node stopped"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+}
+
+// TestMigrateRoundTrip runs migrate up, status, down 1, up on both databases.
+func TestMigrateRoundTrip(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		migrateRoundTrip(t, dir, []string{"KOWAI_DATABASE_URL=sqlite://" + filepath.Join(dir, "k.db")})
+	})
+	t.Run("mysql", func(t *testing.T) {
+		url := persisttest.MySQLURL(t)
+		migrateRoundTrip(t, t.TempDir(), []string{"KOWAI_DATABASE_URL=" + url, "KOWAI_JWT_SECRET=" + strings.Repeat("k", 32)})
+	})
+}
+
+func migrateRoundTrip(t *testing.T, dir string, env []string) {
+	t.Helper()
+	steps := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"migrate", "status"}, "pending"},
+		{[]string{"migrate", "up"}, "applied 1 migration(s)"},
+		{[]string{"migrate", "status"}, "applied"},
+		{[]string{"migrate", "up"}, "applied 0 migration(s)"},
+		{[]string{"migrate", "down", "1"}, "rolled back 1 migration(s); schema at version 0"},
+		{[]string{"migrate", "status"}, "pending"},
+		{[]string{"migrate", "up"}, "applied 1 migration(s)"},
+	}
+	for _, s := range steps {
+		code, out, stderr := kowai(t, dir, env, "", s.args...)
+		if code != 0 || !strings.Contains(out, s.want) {
+			t.Fatalf("%v: exit %d, out %q, stderr %q; want %q", s.args, code, out, stderr, s.want)
+		}
+	}
+	// A node without auto-migrate refuses a schema that is behind.
+	if !strings.HasPrefix(env[0], "KOWAI_DATABASE_URL=mysql") {
+		return
+	}
+	if code, _, _ := kowai(t, dir, env, "", "migrate", "down", "1"); code != 0 {
+		t.Fatal("down failed")
+	}
+	code, _, stderr := kowai(t, dir, env, "", "serve", "--http-addr", freePort(t))
+	if code != 1 || !strings.Contains(stderr, "kowai migrate up") {
+		t.Fatalf("serve on a schema behind: exit %d, stderr %q", code, stderr)
+	}
+}
