@@ -15,4 +15,20 @@
 //
 // Errors are queued like answers (Output{Err: lm.ErrRateLimited}), and
 // WithRespond answers from the request once the queue runs dry.
+//
+// # Fake provider servers
+//
+// NewOpenAIServer and NewAnthropicServer start httptest servers on
+// 127.0.0.1 that the real langchaingo clients talk to. They answer queued
+// Replies (text, tool calls, an HTTP error with Retry-After, a delay), then
+// fall back to the offline model, so a whole program can run against them:
+//
+//	srv := lmtest.NewOpenAIServer(t, lmtest.Reply{Status: 429, RetryAfter: "1"})
+//	m, err := lm.New(lm.Config{Provider: "openai", BaseURL: srv.URL})
+//	// first attempt gets 429, the retry gets an offline-model answer
+//
+// To point the kowai binary at one (an end-to-end test), start it with a
+// nil testing.TB or the test's t and set KOWAI_LLM_PROVIDER=openai,
+// KOWAI_LLM_BASE_URL=srv.URL; no API key is needed. srv.Requests() shows
+// what the binary sent.
 package lmtest
