@@ -1,0 +1,340 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/gateway/auth/authtest"
+	"github.com/kowai/kowai/gateway/ratelimit"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+type env struct {
+	svc      *auth.Service
+	users    *authtest.Users
+	sessions *authtest.Sessions
+	clock    *clock
+}
+
+// newEnv builds a Service over the fakes; tweak may adjust the config.
+func newEnv(t *testing.T, tweak func(*auth.Config)) *env {
+	t.Helper()
+	e := &env{users: authtest.NewUsers(), sessions: authtest.NewSessions(), clock: &clock{now: time.Now().UTC()}}
+	tokens, err := auth.NewTokens(auth.TokenConfig{Secret: testSecret, Issuer: "kowai", Audience: "kowai", Clock: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := auth.Config{
+		Users:       e.users,
+		Sessions:    e.sessions,
+		Tokens:      tokens,
+		Hasher:      newHasher(t, auth.TestArgon2Params()),
+		Revocations: auth.NewRevocationCache(auth.NewStoreRevocations(e.sessions, e.clock.Now), auth.CacheOptions{Clock: e.clock.Now}),
+		Clock:       e.clock.Now,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	e.svc, err = auth.NewService(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) register(t *testing.T, email, password string) auth.User {
+	t.Helper()
+	u, err := e.svc.Register(t.Context(), email, password, "Name")
+	if err != nil {
+		t.Fatalf("register %s: %v", email, err)
+	}
+	return u
+}
+
+func (e *env) login(t *testing.T, email, password string) auth.TokenPair {
+	t.Helper()
+	pair, err := e.svc.Login(t.Context(), email, password, "192.0.2.1")
+	if err != nil {
+		t.Fatalf("login %s: %v", email, err)
+	}
+	return pair
+}
+
+func wantErr(t *testing.T, what string, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("%s: got %v, want %v", what, err, target)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := t.Context()
+	u := e.register(t, "  Alice@Example.COM ", "s3cret-password")
+	if u.Email != "alice@example.com" || len(u.Roles) != 1 || u.Roles[0] != auth.RoleUser || u.ID == "" {
+		t.Fatalf("registered %+v", u)
+	}
+	_, err := e.svc.Register(ctx, "alice@example.com", "another-password", "")
+	wantErr(t, "register twice", err, auth.ErrEmailTaken)
+
+	pair := e.login(t, "ALICE@example.com", "s3cret-password")
+	if pair.TokenType != "Bearer" || pair.ExpiresIn != 900 || pair.AccessToken == "" || pair.RefreshToken == "" {
+		t.Fatalf("pair %+v", pair)
+	}
+	p, err := e.svc.Authenticate(ctx, pair.AccessToken)
+	if err != nil || p.UserID != u.ID {
+		t.Fatalf("Authenticate = %+v, %v", p, err)
+	}
+	me, err := e.svc.Me(ctx, p)
+	if err != nil || me.Public().Email != "alice@example.com" {
+		t.Fatalf("Me = %+v, %v", me, err)
+	}
+
+	next, err := e.svc.Refresh(ctx, pair.RefreshToken)
+	if err != nil || next.RefreshToken == pair.RefreshToken {
+		t.Fatalf("Refresh = %+v, %v", next, err)
+	}
+	p2, err := e.svc.Authenticate(ctx, next.AccessToken)
+	if err != nil || p2.SessionID != p.SessionID {
+		t.Fatalf("refreshed token: %+v, %v; want the same session", p2, err)
+	}
+
+	wantErr(t, "logout", e.svc.Logout(ctx, p2), nil)
+	for _, tok := range []string{pair.AccessToken, next.AccessToken} {
+		_, err := e.svc.Authenticate(ctx, tok)
+		wantErr(t, "access token after logout", err, auth.ErrInvalidToken)
+	}
+	_, err = e.svc.Refresh(ctx, next.RefreshToken)
+	wantErr(t, "refresh after logout", err, auth.ErrInvalidToken)
+
+	other := e.login(t, "alice@example.com", "s3cret-password")
+	if _, err := e.svc.Authenticate(ctx, other.AccessToken); err != nil {
+		t.Fatalf("a new login after logout: %v", err)
+	}
+}
+
+func TestLoginErrorsAreGeneric(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register(t, "bob@example.com", "right-password")
+	appwriteOnly := auth.User{ID: "aw", Email: "aw@example.com", Roles: []auth.Role{auth.RoleUser}, AppwriteID: "x"}
+	if err := e.users.CreateUser(t.Context(), appwriteOnly); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ email, password string }{
+		{"bob@example.com", "wrong-password"},
+		{"nobody@example.com", "right-password"},
+		{"not an email", "right-password"},
+		{"", ""},
+		{"aw@example.com", ""},
+		{"aw@example.com", "anything-at-all"},
+		{"bob@example.com", string(make([]byte, 5000))},
+	} {
+		_, err := e.svc.Login(t.Context(), tt.email, tt.password, "192.0.2.1")
+		if err != auth.ErrInvalidCredentials {
+			t.Errorf("Login(%q): %v, want exactly ErrInvalidCredentials", tt.email, err)
+		}
+	}
+}
+
+func TestDisabledUser(t *testing.T) {
+	e := newEnv(t, nil)
+	u := e.register(t, "carol@example.com", "password-1")
+	pair := e.login(t, "carol@example.com", "password-1")
+	if err := e.users.SetDisabled(u.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.svc.Login(t.Context(), "carol@example.com", "wrong-password", "")
+	wantErr(t, "disabled, wrong password", err, auth.ErrInvalidCredentials)
+	_, err = e.svc.Login(t.Context(), "carol@example.com", "password-1", "")
+	wantErr(t, "disabled login", err, auth.ErrAccountDisabled)
+	_, err = e.svc.Refresh(t.Context(), pair.RefreshToken)
+	wantErr(t, "disabled refresh", err, auth.ErrAccountDisabled)
+	_, err = e.svc.Authenticate(t.Context(), pair.AccessToken)
+	wantErr(t, "access token after a refused refresh", err, auth.ErrInvalidToken)
+}
+
+func TestRefreshReuseRevokesSession(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register(t, "dave@example.com", "password-1")
+	first := e.login(t, "dave@example.com", "password-1")
+	second, err := e.svc.Refresh(t.Context(), first.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.Refresh(t.Context(), first.RefreshToken)
+	wantErr(t, "reuse", err, auth.ErrTokenReused)
+	_, err = e.svc.Refresh(t.Context(), second.RefreshToken)
+	wantErr(t, "the thief's sibling token", err, auth.ErrInvalidToken)
+	_, err = e.svc.Authenticate(t.Context(), second.AccessToken)
+	wantErr(t, "access token of the family", err, auth.ErrInvalidToken)
+}
+
+func TestRefreshRejects(t *testing.T) {
+	e := newEnv(t, func(c *auth.Config) { c.RefreshTTL = time.Hour })
+	e.register(t, "erin@example.com", "password-1")
+	pair := e.login(t, "erin@example.com", "password-1")
+	unknown, _ := auth.NewRefreshToken()
+	for _, tok := range []string{"", "short", unknown, pair.RefreshToken + "x", pair.AccessToken} {
+		_, err := e.svc.Refresh(t.Context(), tok)
+		wantErr(t, "refresh "+tok, err, auth.ErrInvalidToken)
+	}
+	e.clock.Advance(time.Hour)
+	_, err := e.svc.Refresh(t.Context(), pair.RefreshToken)
+	wantErr(t, "expired refresh token", err, auth.ErrInvalidToken)
+}
+
+func TestDeletedUserTokensFail(t *testing.T) {
+	e := newEnv(t, nil)
+	u := e.register(t, "fay@example.com", "password-1")
+	pair := e.login(t, "fay@example.com", "password-1")
+	p, _ := e.svc.Authenticate(t.Context(), pair.AccessToken)
+	e.users.Delete(u.ID)
+	_, err := e.svc.Me(t.Context(), p)
+	wantErr(t, "me of deleted user", err, auth.ErrInvalidToken)
+	_, err = e.svc.Refresh(t.Context(), pair.RefreshToken)
+	wantErr(t, "refresh of deleted user", err, auth.ErrInvalidToken)
+}
+
+func TestRevokeUserSessions(t *testing.T) {
+	e := newEnv(t, nil)
+	u := e.register(t, "gus@example.com", "password-1")
+	a := e.login(t, "gus@example.com", "password-1")
+	b := e.login(t, "gus@example.com", "password-1")
+	if err := e.svc.RevokeUserSessions(t.Context(), u.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{a.AccessToken, b.AccessToken} {
+		_, err := e.svc.Authenticate(t.Context(), tok)
+		wantErr(t, "after RevokeUserSessions", err, auth.ErrInvalidToken)
+	}
+}
+
+func TestLoginRehashesOldHashes(t *testing.T) {
+	e := newEnv(t, nil)
+	old := auth.TestArgon2Params()
+	old.Time = 2
+	hash, _ := newHasher(t, old).Hash(t.Context(), "password-1")
+	if err := e.users.CreateUser(t.Context(), auth.User{ID: "h", Email: "hal@example.com", PasswordHash: hash, Roles: []auth.Role{auth.RoleUser}}); err != nil {
+		t.Fatal(err)
+	}
+	e.login(t, "hal@example.com", "password-1")
+	u, _ := e.users.UserByID(t.Context(), "h")
+	if u.PasswordHash == hash {
+		t.Fatal("the hash was not upgraded to the current parameters")
+	}
+	e.login(t, "hal@example.com", "password-1")
+}
+
+func TestLoginThrottle(t *testing.T) {
+	var clk *clock
+	e := newEnv(t, func(c *auth.Config) {
+		clk = &clock{now: c.Clock()}
+		th, err := auth.NewThrottle(auth.ThrottleConfig{
+			Limiter:    ratelimit.NewMemory(ratelimit.MemoryOptions{Clock: clk.Now}),
+			PerAccount: ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 3},
+			PerIP:      ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 5},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Throttle = th
+	})
+	e.register(t, "ivy@example.com", "password-1")
+	ctx := t.Context()
+	for range 3 {
+		_, err := e.svc.Login(ctx, "ivy@example.com", "wrong-password", "198.51.100.1")
+		wantErr(t, "guess", err, auth.ErrInvalidCredentials)
+	}
+	_, err := e.svc.Login(ctx, "IVY@example.com", "password-1", "198.51.100.2")
+	var te *auth.ThrottledError
+	if !errors.As(err, &te) || te.RetryAfter != time.Minute {
+		t.Fatalf("4th attempt on the account: %v, want ThrottledError after 1m", err)
+	}
+	clk.Advance(time.Minute)
+	e.login(t, "ivy@example.com", "password-1")
+
+	// Five attempts from one address on other accounts exhaust the address.
+	for i := range 5 {
+		_, err := e.svc.Login(ctx, "other"+string(rune('a'+i))+"@example.com", "x-password", "203.0.113.9")
+		wantErr(t, "spray", err, auth.ErrInvalidCredentials)
+	}
+	_, err = e.svc.Login(ctx, "zed@example.com", "x-password", "203.0.113.9")
+	wantErr(t, "6th attempt from one address", err, auth.ErrThrottled)
+}
+
+func TestEnsureAdmin(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := t.Context()
+	created, err := e.svc.EnsureAdmin(ctx, "root@example.com", "admin-password")
+	if err != nil || !created {
+		t.Fatalf("first EnsureAdmin = %v, %v", created, err)
+	}
+	pair := e.login(t, "root@example.com", "admin-password")
+	p, _ := e.svc.Authenticate(ctx, pair.AccessToken)
+	if !p.HasRole(auth.RoleAdmin) {
+		t.Fatalf("admin principal %+v", p)
+	}
+	created, err = e.svc.EnsureAdmin(ctx, "second@example.com", "admin-password")
+	if err != nil || created {
+		t.Fatalf("EnsureAdmin with an admin present = %v, %v", created, err)
+	}
+	_, err = e.svc.EnsureAdmin(context.Background(), "x@example.com", "short")
+	if err != nil {
+		t.Fatalf("EnsureAdmin must not validate when nothing is created: %v", err)
+	}
+
+	e2 := newEnv(t, nil)
+	e2.register(t, "taken@example.com", "password-1")
+	if _, err := e2.svc.EnsureAdmin(ctx, "taken@example.com", "admin-password"); !errors.Is(err, auth.ErrEmailTaken) {
+		t.Fatalf("EnsureAdmin over a non-admin user's email: %v", err)
+	}
+	if _, err := e2.svc.EnsureAdmin(ctx, "new@example.com", "short"); !errors.Is(err, auth.ErrInvalidInput) {
+		t.Fatalf("EnsureAdmin with a short password: %v", err)
+	}
+}
+
+func TestCreateUserValidates(t *testing.T) {
+	e := newEnv(t, nil)
+	tests := []struct {
+		name  string
+		nu    auth.NewUser
+		field string
+	}{
+		{"bad email", auth.NewUser{Email: "nope", Password: "password-1"}, "email"},
+		{"display name in email", auth.NewUser{Email: "Bob <bob@example.com>", Password: "password-1"}, "email"},
+		{"short password", auth.NewUser{Email: "a@example.com", Password: "short"}, "password"},
+		{"control chars in name", auth.NewUser{Email: "a@example.com", Password: "password-1", Name: "a\x00b"}, "name"},
+		{"unknown role", auth.NewUser{Email: "a@example.com", Password: "password-1", Roles: []auth.Role{"root"}}, "roles"},
+	}
+	for _, tt := range tests {
+		_, err := e.svc.CreateUser(t.Context(), tt.nu)
+		var fe *auth.FieldError
+		if !errors.As(err, &fe) || fe.Field != tt.field {
+			t.Errorf("%s: %v, want a FieldError on %s", tt.name, err, tt.field)
+		}
+	}
+	u, err := e.svc.CreateUser(t.Context(), auth.NewUser{Email: "m@example.com", Password: "password-1", Roles: []auth.Role{auth.RoleModerator, auth.RoleUser, auth.RoleUser}})
+	if err != nil || len(u.Roles) != 2 || u.Roles[0] != auth.RoleUser || u.Roles[1] != auth.RoleModerator {
+		t.Fatalf("CreateUser with roles = %+v, %v", u, err)
+	}
+}
