@@ -242,8 +242,11 @@ func (p *Predict) streamer(run *Run, sig Signature) *fieldStreamer {
 // finish gives the listener the parsed value in one piece when nothing of it
 // was streamed (the model does not stream, or the field came from a retry).
 func (s *fieldStreamer) finish(ctx context.Context, out Values) error {
-	if s == nil || s.emitted {
+	if s == nil {
 		return nil
+	}
+	if err := s.flush(ctx); err != nil || s.emitted {
+		return err
 	}
 	if v := formatValue(out[s.field]); v != "" {
 		return s.emit(ctx, v)

@@ -225,7 +225,9 @@ func TestRunConcurrentRecording(t *testing.T) {
 			}
 		})
 	}
-	wg.Go(func() { p.SetDemos([]Example{{Inputs: Values{"question": "d", "context": []string{}}, Outputs: Values{"answer": 2}}}) })
+	wg.Go(func() {
+		p.SetDemos([]Example{{Inputs: Values{"question": "d", "context": []string{}}, Outputs: Values{"answer": 2}}})
+	})
 	wg.Wait()
 	if len(run.Trace()) != 8 || run.Usage().Calls != 8 || run.Usage().PromptTokens != 8 {
 		t.Errorf("trace %d steps, usage %+v", len(run.Trace()), run.Usage())

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // anchoredMarkerRE matches a marker at the start of the unprocessed text.
@@ -38,6 +39,7 @@ func (s *fieldStreamer) write(ctx context.Context, chunk []byte) error {
 			if n > 0 && rest[n-1] == '[' {
 				n--
 			}
+			n -= incompleteRune(rest[:n])
 			s.pos += n
 			return s.text(ctx, string(rest[:n]))
 		}
@@ -60,6 +62,13 @@ func (s *fieldStreamer) write(ctx context.Context, chunk []byte) error {
 		}
 	}
 	return nil
+}
+
+// flush ends the stream: text held back as a possible marker was not one.
+func (s *fieldStreamer) flush(ctx context.Context) error {
+	rest := s.buf[s.pos:]
+	s.pos = len(s.buf)
+	return s.text(ctx, string(rest))
 }
 
 // enter switches to the section of field name; leaving the streamed field
@@ -117,4 +126,18 @@ func partialMarker(b []byte) bool {
 
 func isWordByte(c byte) bool {
 	return c == '_' || ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
+}
+
+// incompleteRune is the length of a UTF-8 sequence cut off at the end of b,
+// held back so whitespace trimming sees whole runes.
+func incompleteRune(b []byte) int {
+	for i := 1; i <= utf8.UTFMax-1 && i <= len(b); i++ {
+		if utf8.RuneStart(b[len(b)-i]) {
+			if utf8.FullRune(b[len(b)-i:]) {
+				return 0
+			}
+			return i
+		}
+	}
+	return 0
 }

@@ -74,6 +74,8 @@ func List(elem Type) Type {
 	return Type{Kind: KindList, Elem: &e}
 }
 
+var enumEscaper = strings.NewReplacer(`\`, `\\`, "'", `\'`)
+
 // String renders the type as DSPy names it in prompts: str, int, float,
 // bool, list[T], Literal['a', 'b'], dict or an object's name, History.
 func (t Type) String() string {
@@ -87,7 +89,7 @@ func (t Type) String() string {
 	case KindEnum:
 		quoted := make([]string, len(t.Options))
 		for i, o := range t.Options {
-			quoted[i] = "'" + strings.ReplaceAll(o, "'", `\'`) + "'"
+			quoted[i] = "'" + enumEscaper.Replace(o) + "'"
 		}
 		return "Literal[" + strings.Join(quoted, ", ") + "]"
 	case KindList:

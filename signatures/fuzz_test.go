@@ -1,0 +1,80 @@
+package signatures
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"question -> answer",
+		"question, context: list[str] -> answer: int",
+		"message, history -> response",
+		"t -> l: Literal['a', 'b\\'c'], s: float, m: dict[str, Any], g: list[list[bool]]",
+		"-> a", "a ->", "a: Literal[", "a: list[", "q -> a: Literal[\"x\\\\\"]", "ü, ß -> ø",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sig, err := Parse(s)
+		if err != nil {
+			var se *SyntaxError
+			if !errors.As(err, &se) || se.Pos < 0 || se.Pos > len(s) {
+				t.Fatalf("Parse(%q) = %v, want a *SyntaxError within the input", s, err)
+			}
+			return
+		}
+		again, err := Parse(sig.String())
+		if err != nil || again.String() != sig.String() {
+			t.Fatalf("round trip of %q via %q: %v, %q", s, sig.String(), err, again.String())
+		}
+	})
+}
+
+// FuzzParseReply checks that parsing never panics, that failures are
+// *ParseError with the raw reply, and that streaming a string field yields
+// exactly the parsed value, whatever the chunking.
+func FuzzParseReply(f *testing.F) {
+	for _, s := range []string{
+		reply("answer", "42", "response", "hello"),
+		"[[ ## answer ## ]]7[[ ## response ## ]] text [[ ## completed ## ]]",
+		"[[ ## response ## ]]\n[[ ## answer ## ]]\n```json\n1\n```",
+		"[[[ ## response ## ]]] x [[ ## resp",
+		"no markers", "[[ ## answer ## ]]\n1e400", "[[ ## response ## ]]\u00a0x\u2028",
+	} {
+		f.Add(s, uint8(3))
+	}
+	sig := MustParse("q -> answer: int, response, items: list[float]")
+	loose := MustParse("q -> response")
+	f.Fuzz(func(t *testing.T, s string, chunk uint8) {
+		if _, err := ParseReply(sig, s); err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) || pe.Raw != s {
+				t.Fatalf("ParseReply error %v is not a *ParseError keeping the raw reply", err)
+			}
+		}
+		out, err := ParseReply(loose, s)
+		if err != nil {
+			return
+		}
+		var got strings.Builder
+		st := &fieldStreamer{field: "response", emit: func(_ context.Context, c string) error {
+			got.WriteString(c)
+			return nil
+		}}
+		size := int(chunk%16) + 1
+		for i := 0; i < len(s); i += size {
+			if err := st.write(context.Background(), []byte(s[i:min(i+size, len(s))])); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := st.flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != out["response"] {
+			t.Fatalf("streamed %q, parsed %q", got.String(), out["response"])
+		}
+	})
+}
