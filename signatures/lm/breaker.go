@@ -20,6 +20,7 @@ const (
 	BreakerOpen
 )
 
+// String returns "closed", "half-open" or "open".
 func (s BreakerState) String() string {
 	return [...]string{"closed", "half-open", "open"}[s]
 }

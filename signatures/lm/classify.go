@@ -30,6 +30,7 @@ type ProviderError struct {
 	Err error
 }
 
+// Error describes the failure: model, kind, status, requested wait, cause.
 func (e *ProviderError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %v", e.Model, e.Kind)

@@ -89,6 +89,7 @@ type ModelSpec struct {
 	Model    string
 }
 
+// String returns "provider:model".
 func (s ModelSpec) String() string { return s.Provider + ":" + s.Model }
 
 // ParseFallback reads KOWAI_LLM_FALLBACK: a comma-separated list of
