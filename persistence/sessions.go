@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/doug-martin/goqu/v9"
+	"github.com/doug-martin/goqu/v9/exp"
 )
 
 // ErrTokenReused reports a refresh token presented after it was spent: the token was
@@ -169,13 +170,19 @@ func first[T any](ctx context.Context, q *goqu.SelectDataset, scan func(scanner)
 	return items[0], nil
 }
 
-func getSession(ctx context.Context, r runner, id string) (AuthSession, error) {
-	return first(ctx, r.From("auth_sessions").Prepared(true).Select(sessionCols...).Where(goqu.C("id").Eq(id)), scanSession)
+// getSession reads a session; lock takes its row lock on MariaDB (SQLite's immediate
+// transactions already hold the write lock), serializing rotations within a session.
+func getSession(ctx context.Context, r runner, id string, lock bool) (AuthSession, error) {
+	q := r.From("auth_sessions").Prepared(true).Select(sessionCols...).Where(goqu.C("id").Eq(id))
+	if lock {
+		q = q.ForUpdate(exp.Wait)
+	}
+	return first(ctx, q, scanSession)
 }
 
 // GetSession implements AuthSessions.
 func (s *SessionStore) GetSession(ctx context.Context, id string) (AuthSession, error) {
-	sess, err := getSession(ctx, s.db.Goqu, id)
+	sess, err := getSession(ctx, s.db.Goqu, id, false)
 	if err != nil {
 		return AuthSession{}, fmt.Errorf("get session %s: %w", id, err)
 	}
@@ -208,7 +215,9 @@ func (s *SessionStore) Rotate(ctx context.Context, presentedHash string, next Re
 		if err != nil {
 			return err
 		}
-		if sess, err = getSession(ctx, tx, old.SessionID); err != nil {
+		// Without the lock, concurrent losers deadlock revoking the session while the
+		// winner's token insert holds a foreign-key lock on it.
+		if sess, err = getSession(ctx, tx, old.SessionID, true); err != nil {
 			return err
 		}
 		switch {
