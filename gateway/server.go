@@ -62,6 +62,9 @@ type Server struct {
 	mu   sync.Mutex
 	addr net.Addr
 	up   chan struct{}
+
+	docsMu sync.Mutex
+	docs   []documented
 }
 
 // New returns a gateway with its middleware chain and the routes that exist
@@ -102,12 +105,15 @@ func New(opts Options) (*Server, error) {
 	s := &Server{app: app, opts: opts, log: log, up: make(chan struct{})}
 	app.Use(requestID(), observe(log, metrics, onError), recoverPanics(log), securityHeaders())
 
-	app.Get("/health/live", func(c *fiber.Ctx) error {
-		return c.JSON(fiber.Map{"status": "ok"})
-	})
-	app.Get("/health/ready", s.health(false))
-	app.Get("/health", s.health(true))
-	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})))
+	s.Route(fiber.MethodGet, "/health/live", Op{Summary: "The process is up", Tag: "Health", Response: healthReport{}},
+		func(c *fiber.Ctx) error { return c.JSON(healthReport{Status: "ok"}) })
+	s.Route(fiber.MethodGet, "/health/ready", Op{Summary: "The node can serve: database, cache and cluster reachable, not draining", Tag: "Health",
+		Response: healthReport{}, Errors: []int{http.StatusServiceUnavailable}}, s.health(false))
+	s.Route(fiber.MethodGet, "/health", Op{Summary: "Every check with its detail", Tag: "Health",
+		Response: healthReport{}, Errors: []int{http.StatusServiceUnavailable}}, s.health(true))
+	s.Route(fiber.MethodGet, "/metrics", Op{Summary: "Prometheus metrics", Tag: "Meta", Response: "", ContentType: "text/plain"},
+		adaptor.HTTPHandler(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})))
+	s.registerDocs()
 	return s, nil
 }
 
@@ -118,6 +124,13 @@ type checkResult struct {
 	Status     string  `json:"status"`
 	Error      string  `json:"error,omitempty"`
 	DurationMS float64 `json:"duration_ms"`
+}
+
+// healthReport is the body of the health endpoints.
+type healthReport struct {
+	Status   string                 `json:"status" doc:"ok, unavailable or draining"`
+	Draining bool                   `json:"draining,omitempty"`
+	Checks   map[string]checkResult `json:"checks,omitempty"`
 }
 
 // health serves readiness (detail=false) and the full report (detail=true).
@@ -158,7 +171,7 @@ func (s *Server) health(detail bool) fiber.Handler {
 			status, code = "draining", http.StatusServiceUnavailable
 		}
 		c.Set(fiber.HeaderCacheControl, "no-store")
-		return c.Status(code).JSON(fiber.Map{"status": status, "draining": draining, "checks": results})
+		return c.Status(code).JSON(healthReport{Status: status, Draining: draining, Checks: results})
 	}
 }
 

@@ -271,3 +271,14 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// newTestServer returns a gateway that is built but not listening.
+func newTestServer(t *testing.T) *Server {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	s, err := New(Options{Addr: "127.0.0.1:0", Logger: logging.New(io.Discard, slog.LevelInfo, "json"), Registry: reg, Gatherer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

@@ -1,0 +1,197 @@
+package auth_test
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kowai/kowai/gateway/auth"
+)
+
+// fakeAppwrite behaves like Appwrite's GET /v1/account: it knows JWTs by
+// value and answers like the real server, or misbehaves on request.
+func fakeAppwrite(t *testing.T, accounts map[string]auth.AppwriteUser) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/v1/account" || r.Header.Get("X-Appwrite-Project") != "proj" {
+			http.Error(w, `{"message":"bad request","code":400}`, http.StatusBadRequest)
+			return
+		}
+		switch jwt := r.Header.Get("X-Appwrite-JWT"); jwt {
+		case "jwt-500":
+			http.Error(w, `{"message":"server error","code":500}`, http.StatusInternalServerError)
+		case "jwt-slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		case "jwt-malformed":
+			_, _ = w.Write([]byte(`{"$id": "x", "email": `))
+		case "jwt-huge":
+			_, _ = w.Write([]byte(`{"$id":"x","status":true,"name":"` + strings.Repeat("a", 100_000) + `"}`))
+		case "jwt-wrongtype":
+			_, _ = w.Write([]byte(`{"$id": 42, "status": true}`))
+		default:
+			acct, ok := accounts[jwt]
+			if !ok {
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = w.Write([]byte(`{"message":"Invalid token passed in the request.","code":401,"type":"user_jwt_invalid"}`))
+				return
+			}
+			_ = json.NewEncoder(w).Encode(acct)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func newVerifier(t *testing.T, endpoint string, labels map[string]auth.Role) *auth.AppwriteVerifier {
+	t.Helper()
+	v, err := auth.NewAppwriteVerifier(auth.AppwriteConfig{Endpoint: endpoint + "/v1", ProjectID: "proj", LabelRoles: labels, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestAppwriteVerify(t *testing.T) {
+	srv := fakeAppwrite(t, map[string]auth.AppwriteUser{
+		"jwt-ok":      {ID: "aw1", Email: "x@example.com", Name: "X", Status: true},
+		"jwt-blocked": {ID: "aw2", Email: "y@example.com", Status: false},
+		"jwt-noid":    {Email: "z@example.com", Status: true},
+	})
+	v := newVerifier(t, srv.URL, nil)
+	if u, err := v.Verify(t.Context(), "jwt-ok"); err != nil || u.ID != "aw1" || u.Email != "x@example.com" {
+		t.Fatalf("Verify(jwt-ok) = %+v, %v", u, err)
+	}
+	tests := []struct {
+		jwt  string
+		want error
+	}{
+		{"jwt-unknown", auth.ErrInvalidToken},
+		{"jwt-blocked", auth.ErrInvalidToken},
+		{"", auth.ErrInvalidToken},
+		{"has space", auth.ErrInvalidToken},
+		{strings.Repeat("j", 9000), auth.ErrInvalidToken},
+		{"jwt-500", auth.ErrAppwriteUnavailable},
+		{"jwt-slow", auth.ErrAppwriteUnavailable},
+		{"jwt-malformed", auth.ErrAppwriteUnavailable},
+		{"jwt-huge", auth.ErrAppwriteUnavailable},
+		{"jwt-wrongtype", auth.ErrAppwriteUnavailable},
+		{"jwt-noid", auth.ErrAppwriteUnavailable},
+	}
+	for _, tt := range tests {
+		start := time.Now()
+		_, err := v.Verify(t.Context(), tt.jwt)
+		if !errors.Is(err, tt.want) {
+			t.Errorf("Verify(%.20q) = %v, want %v", tt.jwt, err, tt.want)
+		}
+		if elapsed := time.Since(start); elapsed > 2*time.Second {
+			t.Errorf("Verify(%.20q) took %s despite the 200 ms timeout", tt.jwt, elapsed)
+		}
+	}
+	down := newVerifier(t, "http://127.0.0.1:1", nil)
+	if _, err := down.Verify(t.Context(), "jwt-ok"); !errors.Is(err, auth.ErrAppwriteUnavailable) {
+		t.Fatalf("unreachable endpoint: %v", err)
+	}
+}
+
+func TestAppwriteConfig(t *testing.T) {
+	for _, cfg := range []auth.AppwriteConfig{
+		{Endpoint: "", ProjectID: "p"},
+		{Endpoint: "ftp://x/v1", ProjectID: "p"},
+		{Endpoint: "https://x/v1"},
+		{Endpoint: "https://x/v1", ProjectID: "p", LabelRoles: map[string]auth.Role{"boss": "root"}},
+	} {
+		if _, err := auth.NewAppwriteVerifier(cfg); !errors.Is(err, auth.ErrConfig) {
+			t.Errorf("NewAppwriteVerifier(%+v): %v, want ErrConfig", cfg, err)
+		}
+	}
+}
+
+func TestAppwriteLabelRoles(t *testing.T) {
+	u := auth.AppwriteUser{Labels: []string{"admin", "premium", "moderator", "other"}}
+	tests := []struct {
+		name   string
+		labels map[string]auth.Role
+		want   string
+	}{
+		{"default mapping never grants admin", nil, "user,premium,moderator"},
+		{"explicit admin", map[string]auth.Role{"admin": auth.RoleAdmin}, "user,admin"},
+		{"empty mapping", map[string]auth.Role{}, "user"},
+	}
+	for _, tt := range tests {
+		roles := newVerifier(t, "http://127.0.0.1:1", tt.labels).Roles(u)
+		var names []string
+		for _, r := range roles {
+			names = append(names, string(r))
+		}
+		if got := strings.Join(names, ","); got != tt.want {
+			t.Errorf("%s: roles %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestSignInWithAppwrite(t *testing.T) {
+	srv := fakeAppwrite(t, map[string]auth.AppwriteUser{
+		"jwt-new":        {ID: "aw-new", Email: "New@Example.com", Name: "New", Labels: []string{"premium", "admin"}, Status: true, EmailVerification: true},
+		"jwt-verified":   {ID: "aw-v", Email: "known@example.com", Status: true, EmailVerification: true},
+		"jwt-unverified": {ID: "aw-u", Email: "victim@example.com", Status: true},
+		"jwt-noemail":    {ID: "aw-p", Status: true},
+	})
+	e := newEnv(t, func(c *auth.Config) { c.Appwrite = newVerifier(t, srv.URL, nil) })
+	ctx := t.Context()
+
+	pair, err := e.svc.SignInWithAppwrite(ctx, "jwt-new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.svc.Authenticate(ctx, pair.AccessToken)
+	if err != nil || p.HasRole(auth.RoleAdmin) || !p.HasRole(auth.RolePremium) {
+		t.Fatalf("new appwrite user: %+v, %v; want premium and never admin", p, err)
+	}
+	u, _ := e.svc.Me(ctx, p)
+	if u.Email != "new@example.com" || u.AppwriteID != "aw-new" || u.PasswordHash != "" {
+		t.Fatalf("created user %+v", u)
+	}
+	again, err := e.svc.SignInWithAppwrite(ctx, "jwt-new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2, _ := e.svc.Authenticate(ctx, again.AccessToken); p2.UserID != p.UserID {
+		t.Fatalf("second sign-in made another user %s", p2.UserID)
+	}
+	_, err = e.svc.Login(ctx, "new@example.com", "", "")
+	wantErr(t, "password login of an appwrite-only user", err, auth.ErrInvalidCredentials)
+
+	known := e.register(t, "known@example.com", "password-1")
+	pair, err = e.svc.SignInWithAppwrite(ctx, "jwt-verified")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := e.svc.Authenticate(ctx, pair.AccessToken); p.UserID != known.ID {
+		t.Fatalf("verified email linked to %s, want %s", p.UserID, known.ID)
+	}
+
+	e.register(t, "victim@example.com", "password-1")
+	_, err = e.svc.SignInWithAppwrite(ctx, "jwt-unverified")
+	wantErr(t, "unverified email onto an existing account", err, auth.ErrAppwriteEmailUnverified)
+	_, err = e.svc.SignInWithAppwrite(ctx, "jwt-noemail")
+	wantErr(t, "account without email", err, auth.ErrInvalidToken)
+	_, err = e.svc.SignInWithAppwrite(ctx, "jwt-unknown")
+	wantErr(t, "refused jwt", err, auth.ErrInvalidToken)
+
+	if err := e.users.SetDisabled(known.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.SignInWithAppwrite(ctx, "jwt-verified")
+	wantErr(t, "disabled user", err, auth.ErrAccountDisabled)
+
+	off := newEnv(t, nil)
+	_, err = off.svc.SignInWithAppwrite(ctx, "jwt-new")
+	wantErr(t, "not configured", err, auth.ErrAppwriteDisabled)
+}

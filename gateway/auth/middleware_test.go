@@ -1,0 +1,123 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/kowai/kowai/gateway/auth"
+)
+
+func TestMiddleware(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register(t, "user@example.com", "password-1")
+	if _, err := e.svc.CreateUser(t.Context(), auth.NewUser{Email: "admin@example.com", Password: "password-1", Roles: []auth.Role{auth.RoleAdmin}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.CreateUser(t.Context(), auth.NewUser{Email: "mod@example.com", Password: "password-1", Roles: []auth.Role{auth.RoleModerator}}); err != nil {
+		t.Fatal(err)
+	}
+	userTok := e.login(t, "user@example.com", "password-1").AccessToken
+	adminTok := e.login(t, "admin@example.com", "password-1").AccessToken
+	modTok := e.login(t, "mod@example.com", "password-1").AccessToken
+	revoked := e.login(t, "user@example.com", "password-1").AccessToken
+	p, _ := e.svc.Authenticate(t.Context(), revoked)
+	if err := e.svc.Logout(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+
+	app := fiber.New()
+	api := app.Group("/", auth.RequireAuth(e.svc))
+	api.Get("/me", func(c *fiber.Ctx) error {
+		p, ok := auth.PrincipalFrom(c)
+		fromCtx, ok2 := auth.PrincipalFromContext(c.UserContext())
+		if !ok || !ok2 || p.UserID != fromCtx.UserID {
+			return errors.New("principal missing")
+		}
+		return c.SendString(auth.RateLimitKey(c))
+	})
+	api.Get("/admin", auth.RequireRoles(auth.RoleAdmin), func(c *fiber.Ctx) error { return c.SendString("ok") })
+	api.Get("/users", auth.RequirePermission(auth.PermAdminUsersRead), func(c *fiber.Ctx) error { return c.SendString("ok") })
+	app.Get("/unguarded", auth.RequireRoles(auth.RoleUser), func(c *fiber.Ctx) error { return c.SendString("ok") })
+
+	tests := []struct {
+		name, path, header string
+		status             int
+		wwwAuth            bool
+	}{
+		{"no header", "/me", "", 401, true},
+		{"wrong scheme", "/me", "Basic " + userTok, 401, true},
+		{"garbage token", "/me", "Bearer nonsense", 401, true},
+		{"revoked session", "/me", "Bearer " + revoked, 401, true},
+		{"valid", "/me", "Bearer " + userTok, 200, false},
+		{"lower-case scheme", "/me", "bearer " + userTok, 200, false},
+		{"user on admin route", "/admin", "Bearer " + userTok, 403, false},
+		{"moderator on admin route", "/admin", "Bearer " + modTok, 403, false},
+		{"admin on admin route", "/admin", "Bearer " + adminTok, 200, false},
+		{"user lacks permission", "/users", "Bearer " + userTok, 403, false},
+		{"moderator has permission", "/users", "Bearer " + modTok, 200, false},
+		{"role check without auth", "/unguarded", "Bearer " + userTok, 401, false},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest(http.MethodGet, tt.path, nil)
+		if tt.header != "" {
+			req.Header.Set("Authorization", tt.header)
+		}
+		resp, err := app.Test(req, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tt.status || (resp.Header.Get("WWW-Authenticate") != "") != tt.wwwAuth {
+			t.Errorf("%s: status %d, WWW-Authenticate %q; want %d, present=%v", tt.name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), tt.status, tt.wwwAuth)
+		}
+	}
+}
+
+func TestRequireAuthBackendFailure(t *testing.T) {
+	boom := errors.New("redis down")
+	var seen error
+	app := fiber.New(fiber.Config{ErrorHandler: func(c *fiber.Ctx, err error) error {
+		seen = err
+		return c.SendStatus(fiber.StatusServiceUnavailable)
+	}})
+	app.Get("/", auth.RequireAuth(auth.AuthenticatorFunc(func(context.Context, string) (auth.Principal, error) {
+		return auth.Principal{}, boom
+	})), func(c *fiber.Ctx) error { return c.SendString("must not run") })
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("Authorization", "Bearer x")
+	resp, err := app.Test(req, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != fiber.StatusServiceUnavailable || !errors.Is(seen, boom) {
+		t.Fatalf("status %d, error %v; the backend error must reach the error handler", resp.StatusCode, seen)
+	}
+}
+
+func TestHTTPStatus(t *testing.T) {
+	tests := []struct {
+		err    error
+		status int
+	}{
+		{auth.ErrInvalidCredentials, 401},
+		{auth.ErrTokenReused, 401},
+		{&auth.ThrottledError{}, 429},
+		{&auth.FieldError{Field: "email"}, 422},
+		{auth.ErrEmailTaken, 409},
+		{auth.ErrAccountDisabled, 403},
+		{auth.ErrAppwriteDisabled, 404},
+		{auth.ErrAppwriteUnavailable, 502},
+		{errors.New("other"), 0},
+	}
+	for _, tt := range tests {
+		if got, _ := auth.HTTPStatus(tt.err); got != tt.status {
+			t.Errorf("HTTPStatus(%v) = %d, want %d", tt.err, got, tt.status)
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package auth_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kowai/kowai/gateway/auth"
+)
+
+// countingBackend is a RevocationStore in a map that counts lookups.
+type countingBackend struct {
+	mu      sync.Mutex
+	revoked map[string]bool
+	lookups atomic.Int64
+	fail    error
+}
+
+var _ auth.RevocationStore = (*countingBackend)(nil)
+
+func newCountingBackend() *countingBackend {
+	return &countingBackend{revoked: map[string]bool{}}
+}
+
+func (b *countingBackend) Revoke(_ context.Context, id string, _ time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.revoked[id] = true
+	return nil
+}
+
+func (b *countingBackend) IsRevoked(_ context.Context, id string) (bool, error) {
+	b.lookups.Add(1)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return false, b.fail
+	}
+	return b.revoked[id], nil
+}
+
+func TestRevocationCacheStalenessBound(t *testing.T) {
+	clk := &clock{now: time.Unix(1_900_000_000, 0)}
+	shared := newCountingBackend()
+	nodeA := auth.NewRevocationCache(shared, auth.CacheOptions{TTL: time.Second, Clock: clk.Now})
+	nodeB := auth.NewRevocationCache(shared, auth.CacheOptions{TTL: time.Second, Clock: clk.Now})
+	ctx := t.Context()
+
+	for _, n := range []*auth.RevocationCache{nodeA, nodeB} {
+		if r, err := n.IsRevoked(ctx, "s1"); err != nil || r {
+			t.Fatalf("fresh session: %v, %v", r, err)
+		}
+	}
+	clk.Advance(400 * time.Millisecond)
+	if err := nodeA.Revoke(ctx, "s1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := nodeA.IsRevoked(ctx, "s1"); !r {
+		t.Fatal("the revoking node must see the revocation at once")
+	}
+	if r, _ := nodeB.IsRevoked(ctx, "s1"); r {
+		t.Fatal("the other node answered from the backend inside its TTL; the cache did nothing")
+	}
+	clk.Advance(600 * time.Millisecond)
+	if r, _ := nodeB.IsRevoked(ctx, "s1"); !r {
+		t.Fatal("the other node still accepts the session one TTL after its lookup")
+	}
+}
+
+func TestRevocationCacheAbsorbsLoad(t *testing.T) {
+	clk := &clock{now: time.Unix(1_900_000_000, 0)}
+	backend := newCountingBackend()
+	c := auth.NewRevocationCache(backend, auth.CacheOptions{TTL: time.Second, Clock: clk.Now})
+	for range 1000 {
+		if _, err := c.IsRevoked(t.Context(), "s"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := backend.lookups.Load(); n != 1 {
+		t.Fatalf("%d backend lookups for 1000 checks within the TTL, want 1", n)
+	}
+}
+
+func TestRevocationCacheBoundsAndErrors(t *testing.T) {
+	clk := &clock{now: time.Unix(1_900_000_000, 0)}
+	backend := newCountingBackend()
+	c := auth.NewRevocationCache(backend, auth.CacheOptions{TTL: time.Second, MaxEntries: 10, Clock: clk.Now})
+	for i := range 100 {
+		if _, err := c.IsRevoked(t.Context(), string(rune('a'+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Len() > 10 {
+		t.Fatalf("cache holds %d entries, want at most 10", c.Len())
+	}
+	boom := errors.New("backend down")
+	backend.fail = boom
+	clk.Advance(time.Second)
+	if _, err := c.IsRevoked(t.Context(), "a"); !errors.Is(err, boom) {
+		t.Fatalf("backend failure: %v", err)
+	}
+}
+
+func TestStoreRevocations(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register(t, "r@example.com", "password-1")
+	pair := e.login(t, "r@example.com", "password-1")
+	p, _ := e.svc.Authenticate(t.Context(), pair.AccessToken)
+	s := auth.NewStoreRevocations(e.sessions, nil)
+	for _, tt := range []struct {
+		id   string
+		want bool
+	}{{p.SessionID, false}, {"no-such-session", true}} {
+		if got, err := s.IsRevoked(t.Context(), tt.id); err != nil || got != tt.want {
+			t.Fatalf("IsRevoked(%s) = %v, %v; want %v", tt.id, got, err, tt.want)
+		}
+	}
+	if err := s.Revoke(t.Context(), p.SessionID, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.IsRevoked(t.Context(), p.SessionID); !got {
+		t.Fatal("revoked session reported live")
+	}
+}
+
+func testRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	url := os.Getenv("KOWAI_TEST_REDIS_URL")
+	if url == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("KOWAI_TEST_REDIS_URL is not set; Redis tests are required in CI")
+		}
+		t.Skip("SKIPPING REDIS TESTS: set KOWAI_TEST_REDIS_URL=redis://127.0.0.1:6379/0 to run them")
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("KOWAI_TEST_REDIS_URL: %v", err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { _ = client.Close() })
+	return client
+}
+
+func TestRedisRevocationsAcrossNodes(t *testing.T) {
+	client := testRedis(t)
+	prefix := "kowai-test:revoked:" + rand.Text() + ":"
+	// Two services sharing users, sessions and Redis stand for two nodes.
+	var nodes []*env
+	var shared *env
+	for range 2 {
+		nodes = append(nodes, newEnv(t, func(c *auth.Config) {
+			if shared != nil {
+				c.Users, c.Sessions, c.Clock = shared.users, shared.sessions, shared.clock.Now
+			}
+			c.Revocations = auth.NewRevocationCache(auth.NewRedisRevocations(client, prefix), auth.CacheOptions{TTL: time.Second})
+		}))
+		if shared == nil {
+			shared = nodes[0]
+		}
+	}
+	nodes[0].register(t, "n@example.com", "password-1")
+	pair := nodes[0].login(t, "n@example.com", "password-1")
+	p, err := nodes[1].svc.Authenticate(t.Context(), pair.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[0].svc.Logout(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	ttl, err := client.PTTL(t.Context(), prefix+p.SessionID).Result()
+	if err != nil || ttl <= 15*time.Minute || ttl > 15*time.Minute+30*time.Second {
+		t.Fatalf("revocation key TTL = %s, %v; want access TTL plus leeway", ttl, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := nodes[1].svc.Authenticate(t.Context(), pair.AccessToken)
+		if errors.Is(err, auth.ErrInvalidToken) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 2 still accepts the token 5 s after logout on node 1: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,99 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// Validator is a request body that can check itself after decoding. It
+// returns one FieldError per invalid field; none means valid.
+type Validator interface {
+	Validate() []FieldError
+}
+
+// Decode parses the JSON body of c into a new T strictly: the content type
+// must be JSON, the body valid UTF-8 holding exactly one object, with no
+// unknown fields and every value of the declared type; then T.Validate runs.
+// Every failure is a 4xx *Error naming the offending field.
+func Decode[T Validator](c *fiber.Ctx) (T, error) {
+	var v T
+	if ct := strings.ToLower(strings.TrimSpace(strings.Split(c.Get(fiber.HeaderContentType), ";")[0])); ct != fiber.MIMEApplicationJSON {
+		return v, NewError(http.StatusUnsupportedMediaType, "the body must be application/json")
+	}
+	if err := decodeJSON(c.Body(), &v); err != nil {
+		return v, err
+	}
+	if fields := v.Validate(); len(fields) > 0 {
+		return v, Validation(fields...)
+	}
+	return v, nil
+}
+
+// decodeJSON is Decode without the content-type check and validation; it is
+// shared with the WebSocket frames.
+func decodeJSON(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return Validation(FieldError{Field: "body", Message: "must be a JSON object"})
+	}
+	if !utf8.Valid(body) {
+		return Validation(FieldError{Field: "body", Message: "must be valid UTF-8"})
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return Validation(jsonFieldError(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Validation(FieldError{Field: "body", Message: "must hold exactly one JSON object"})
+	}
+	return nil
+}
+
+// jsonFieldError turns an encoding/json error into a client-facing field
+// error without echoing Go type names.
+func jsonFieldError(err error) FieldError {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return FieldError{Field: "body", Message: fmt.Sprintf("malformed JSON at byte %d", syn.Offset)}
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "body"
+		}
+		return FieldError{Field: field, Message: "must be " + jsonKind(typ.Type.Kind().String())}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return FieldError{Field: "body", Message: "malformed JSON: unexpected end"}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return FieldError{Field: name, Message: "unknown field"}
+	}
+	return FieldError{Field: "body", Message: "malformed JSON"}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice", "array":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "an integer"
+	case "float32", "float64":
+		return "a number"
+	}
+	return "of another type"
+}
