@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	
+
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/cluster/clusterpb"
 	"github.com/kowai/kowai/cluster/clustertest"

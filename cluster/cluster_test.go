@@ -1,0 +1,267 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/dynamicpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/kowai/kowai/cluster/clusterpb"
+)
+
+func kind(name string) *pcluster.Kind {
+	return pcluster.NewKind(name, actor.PropsFromFunc(func(actor.Context) {}))
+}
+
+func TestConfigValidation(t *testing.T) {
+	cases := []struct {
+		name  string
+		cfg   Config
+		field string // "" means valid
+	}{
+		{"zero config is a local node", Config{}, ""},
+		{"wildcard remoting address", Config{Addr: "0.0.0.0:0"}, "Addr"},
+		{"ipv6 wildcard remoting address", Config{Addr: "[::]:7000"}, "Addr"},
+		{"hostless remoting address", Config{Addr: ":7000"}, "Addr"},
+		{"bad port", Config{Addr: "127.0.0.1:99999"}, "Addr"},
+		{"automanaged without peers", Config{Provider: ProviderAutomanaged}, "Peers"},
+		{"automanaged on the wildcard", Config{Provider: ProviderAutomanaged, Peers: []string{"a:1"}, MembershipAddr: "0.0.0.0:6330"}, "MembershipAddr"},
+		{"automanaged bad peer", Config{Provider: ProviderAutomanaged, Peers: []string{"nohost"}}, "Peers"},
+		{"automanaged", Config{Provider: ProviderAutomanaged, Peers: []string{"127.0.0.1:6330", "127.0.0.1:6331"}}, ""},
+		{"etcd without endpoints", Config{Provider: ProviderEtcd}, "EtcdEndpoints"},
+		{"etcd", Config{Provider: ProviderEtcd, EtcdEndpoints: []string{"127.0.0.1:2379"}}, ""},
+		{"k8s is not built in", Config{Provider: ProviderK8s}, "k8s"},
+		{"unknown provider", Config{Provider: "consul"}, "Provider"},
+		{"duplicate kind", Config{Kinds: []*pcluster.Kind{kind("a"), kind("a")}}, "Kinds"},
+		{"nil kind", Config{Kinds: []*pcluster.Kind{nil}}, "Kinds"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(tc.cfg)
+			if tc.field == "" {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.field) {
+				t.Fatalf("New: err = %v, want ErrConfig naming %s", err, tc.field)
+			}
+		})
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := Config{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Name != DefaultName || cfg.Provider != ProviderLocal || cfg.Addr != DefaultAddr ||
+		cfg.MembershipAddr != DefaultMembershipAddr || cfg.RequestTimeout != DefaultRequestTimeout ||
+		cfg.LeaveTimeout != DefaultLeaveTimeout || cfg.WatchdogGrace != DefaultWatchdogGrace ||
+		cfg.WatchdogInterval != DefaultWatchdogInterval || cfg.Logger == nil || cfg.LocalGroup == nil {
+		t.Fatalf("defaults = %+v", cfg)
+	}
+}
+
+func TestMetricsRegistration(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := New(Config{Metrics: reg, Kinds: []*pcluster.Kind{kind("session")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Metrics: reg}); err == nil {
+		t.Fatal("a second node on the same registry registered its metrics twice")
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, f := range families {
+		names[f.GetName()] = true
+	}
+	// Histograms and request counters appear with their first call; these exist at once.
+	for _, want := range []string{"kowai_cluster_members", "kowai_actor_activations_total"} {
+		if !names[want] {
+			t.Errorf("metric %s not registered; have %v", want, names)
+		}
+	}
+}
+
+func TestWatchdog(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	type obs struct {
+		at              time.Duration
+		blocked, member bool
+		want            error
+	}
+	cases := []struct {
+		name string
+		obs  []obs
+	}{
+		{"healthy", []obs{{0, false, true, nil}, {time.Hour, false, true, nil}}},
+		{"missing within grace", []obs{{0, false, false, nil}, {10 * time.Second, false, false, nil}}},
+		{"missing beyond grace", []obs{{0, false, false, nil}, {11 * time.Second, false, false, ErrNotMember}}},
+		{"recovery resets the streak", []obs{{0, false, false, nil}, {9 * time.Second, false, true, nil}, {15 * time.Second, false, false, nil}, {24 * time.Second, false, false, nil}}},
+		{"blocked beyond grace", []obs{{0, true, true, nil}, {11 * time.Second, true, true, ErrBlocked}}},
+		{"blocked wins over missing", []obs{{0, false, false, nil}, {11 * time.Second, true, false, ErrBlocked}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := watchdog{grace: 10 * time.Second}
+			for i, o := range tc.obs {
+				err := w.observe(t0.Add(o.at), o.blocked, o.member)
+				if !errors.Is(err, o.want) || (o.want == nil) != (err == nil) {
+					t.Fatalf("observation %d: err = %v, want %v", i, err, o.want)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckProto(t *testing.T) {
+	type wrapped struct{ *clusterpb.ErrorReply }
+	var nilReply *clusterpb.ErrorReply
+	cases := []struct {
+		name string
+		msg  proto.Message
+		ok   bool
+	}{
+		{"generated message", &clusterpb.ErrorReply{}, true},
+		{"well-known type", wrapperspb.String("x"), true},
+		{"nil interface", nil, false},
+		{"typed nil", nilReply, false},
+		{"Go struct embedding a message", wrapped{&clusterpb.ErrorReply{}}, false},
+		{"dynamic message", dynamicpb.NewMessage((&clusterpb.ErrorReply{}).ProtoReflect().Descriptor()), false},
+	}
+	for _, tc := range cases {
+		err := checkProto(tc.msg)
+		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrNotProtobuf)) {
+			t.Errorf("%s: err = %v", tc.name, err)
+		}
+	}
+}
+
+func TestGrainErrorCodes(t *testing.T) {
+	cases := []struct {
+		code clusterpb.Code
+		want error
+	}{
+		{clusterpb.Code_CODE_UNSPECIFIED, ErrInternal},
+		{clusterpb.Code_CODE_NOT_FOUND, ErrNotFound},
+		{clusterpb.Code_CODE_FORBIDDEN, ErrForbidden},
+		{clusterpb.Code_CODE_CONFLICT, ErrConflict},
+		{clusterpb.Code_CODE_INVALID_ARGUMENT, ErrInvalidArgument},
+		{clusterpb.Code_CODE_UNAVAILABLE, ErrUnavailable},
+		{clusterpb.Code_CODE_DEADLINE_EXCEEDED, ErrTimeout},
+		{clusterpb.Code_CODE_RESOURCE_EXHAUSTED, ErrResourceExhausted},
+		{clusterpb.Code_CODE_INTERNAL, ErrInternal},
+		{clusterpb.Code(99), ErrInternal},
+	}
+	for _, tc := range cases {
+		err := error(&GrainError{Kind: "session", Identity: "c1", Code: tc.code, Message: "m"})
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v does not match %v", tc.code, err, tc.want)
+		}
+	}
+}
+
+type fakeCaller struct {
+	reply proto.Message
+	err   error
+}
+
+func (f fakeCaller) Call(context.Context, string, string, proto.Message) (proto.Message, error) {
+	return f.reply, f.err
+}
+
+var _ GrainCaller = fakeCaller{}
+
+func TestCallTyped(t *testing.T) {
+	got, err := Call[*wrapperspb.StringValue](t.Context(), fakeCaller{reply: wrapperspb.String("ok")}, "k", "i", wrapperspb.String("q"))
+	if err != nil || got.GetValue() != "ok" {
+		t.Fatalf("Call = %v, %v", got, err)
+	}
+	if _, err := Call[*wrapperspb.Int64Value](t.Context(), fakeCaller{reply: wrapperspb.String("ok")}, "k", "i", wrapperspb.String("q")); !errors.Is(err, ErrUnexpectedReply) {
+		t.Fatalf("wrong reply type: err = %v", err)
+	}
+	if _, err := Call[*wrapperspb.StringValue](t.Context(), fakeCaller{err: ErrTimeout}, "k", "i", wrapperspb.String("q")); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("error not passed through: %v", err)
+	}
+}
+
+func TestClientBeforeStart(t *testing.T) {
+	n, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Client().Call(t.Context(), "k", "i", wrapperspb.String("q")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	if err := n.Stop(t.Context()); err != nil {
+		t.Fatalf("Stop before Start: %v", err)
+	}
+	if info := n.Info(); info.Self.ID != "" || len(info.Members) != 0 {
+		t.Fatalf("info before start = %+v", info)
+	}
+}
+
+func TestInflightWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var f inflight
+		if err := f.wait(t.Context()); err != nil {
+			t.Fatalf("idle wait: %v", err)
+		}
+		f.add(1)
+		f.add(1)
+		go func() {
+			time.Sleep(time.Second)
+			f.add(-1)
+			time.Sleep(time.Second)
+			f.add(-1)
+		}()
+		start := time.Now()
+		if err := f.wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d != 2*time.Second {
+			t.Fatalf("waited %s, want until the last call ended (2s)", d)
+		}
+
+		f.add(1)
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		defer cancel()
+		if err := f.wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("wait past deadline: %v", err)
+		}
+		f.add(-1)
+	})
+}
+
+func TestActivationsRegistry(t *testing.T) {
+	var counted []string
+	a := newActivations(func(k string) { counted = append(counted, k) })
+	a.instrument(kind("session"))
+	a.instrument(kind("agent"))
+	p1, p2 := actor.NewPID("n", "s1"), actor.NewPID("n", "s2")
+	a.add("session", p1)
+	a.add("session", p1) // a restart re-delivers Started
+	a.add("session", p2)
+	a.remove("session", p1)
+	got := a.counts()
+	if got["session"] != 1 || got["agent"] != 0 || len(got) != 2 {
+		t.Fatalf("counts = %v", got)
+	}
+	if len(counted) != 2 {
+		t.Fatalf("activations counted %v, want two (restart not counted)", counted)
+	}
+}
