@@ -24,7 +24,9 @@ func newQAProgram() *qaProgram {
 	return &qaProgram{Answer: NewPredict(MustParse("question -> answer"), PredictOptions{})}
 }
 
-func (p *qaProgram) Forward(ctx context.Context, in Values) (Values, error) { return p.Answer.Forward(ctx, in) }
+func (p *qaProgram) Forward(ctx context.Context, in Values) (Values, error) {
+	return p.Answer.Forward(ctx, in)
+}
 
 var questionRE = regexp.MustCompile(`\[\[ ## question ## \]\]\n(.*)`)
 

@@ -1,0 +1,221 @@
+package signatures
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/tmc/langchaingo/llms"
+)
+
+// Tool is a function a ReAct agent may call.
+type Tool struct {
+	// Name identifies the tool; "finish" is reserved.
+	Name string
+	// Desc tells the model what the tool does.
+	Desc string
+	// Parameters is the JSON schema of the arguments object; nil means no
+	// arguments.
+	Parameters map[string]any
+	// Call runs the tool. Its error becomes the observation, so the agent
+	// can recover.
+	Call func(ctx context.Context, args map[string]any) (string, error)
+}
+
+// ErrReservedTool means a tool is named "finish".
+var ErrReservedTool = errors.New("signatures: the tool name \"finish\" is reserved")
+
+const finishTool = "finish"
+
+// ReAct is DSPy's reasoning-and-acting agent. Each iteration its react
+// predictor sees the inputs and the trajectory so far and picks
+// next_thought, next_tool_name and next_tool_args; the tool's result (or
+// error) is appended to the trajectory as an observation. The loop ends on
+// "finish" or after MaxIters, and the extract ChainOfThought produces the
+// signature's outputs from the trajectory.
+//
+// Tools are also offered to the model for native tool calling: when it
+// answers with tool calls instead of markers, those calls are executed and
+// the reply text is taken as the thought.
+type ReAct struct {
+	// React picks the next step; Extract produces the final outputs.
+	React   *Predict
+	Extract *ChainOfThought
+	// MaxIters bounds the tool-calling iterations.
+	MaxIters int
+	// NoNativeTools stops offering the tools to the model natively (for
+	// providers that reject tool definitions).
+	NoNativeTools bool
+
+	tools map[string]Tool
+	defs  []llms.Tool
+}
+
+// NewReAct builds a ReAct agent for sig with tools; maxIters <= 0 means 20.
+func NewReAct(sig Signature, tools []Tool, maxIters int) (*ReAct, error) {
+	if maxIters <= 0 {
+		maxIters = 20
+	}
+	byName := map[string]Tool{}
+	var names []string
+	for _, t := range tools {
+		if t.Name == finishTool {
+			return nil, ErrReservedTool
+		}
+		if _, dup := byName[t.Name]; dup || !validName(t.Name) {
+			return nil, fmt.Errorf("%w: tool name %q is duplicate or not an identifier", ErrInvalidSignature, t.Name)
+		}
+		byName[t.Name] = t
+		names = append(names, t.Name)
+	}
+	outputs := make([]string, len(sig.outputs))
+	for i, f := range sig.outputs {
+		outputs[i] = "`" + f.Name + "`"
+	}
+	inputs := make([]string, len(sig.inputs))
+	for i, f := range sig.inputs {
+		inputs[i] = "`" + f.Name + "`"
+	}
+	all := append(slices.Clone(tools), Tool{Name: finishTool,
+		Desc: "Marks the task as complete. That is, signals that all information for producing the outputs, i.e. " +
+			strings.Join(outputs, ", ") + ", are now available to be extracted."})
+	var instr []string
+	if sig.instructions != "" {
+		instr = append(instr, sig.instructions+"\n")
+	}
+	instr = append(instr,
+		"You are an Agent. In each episode, you will be given the fields "+strings.Join(inputs, ", ")+" as input. And you can see your past trajectory so far.",
+		"Your goal is to use one or more of the supplied tools to collect any necessary information for producing "+strings.Join(outputs, ", ")+".\n",
+		"To do this, you will interleave next_thought, next_tool_name, and next_tool_args in each turn, and also when finishing the task.",
+		"After each tool call, you receive a resulting observation, which gets appended to your trajectory.\n",
+		"When writing next_thought, you may reason about the current situation and plan for future steps.",
+		"When selecting the next_tool_name and its next_tool_args, the tool must be one of:\n")
+	var defs []llms.Tool
+	for i, t := range all {
+		params := t.Parameters
+		if params == nil {
+			params = map[string]any{"type": "object", "properties": map[string]any{}}
+		}
+		instr = append(instr, fmt.Sprintf("(%d) %s, whose description is <desc>%s</desc>. It takes arguments %s.", i+1, t.Name, t.Desc, compactJSON(params["properties"])))
+		defs = append(defs, llms.Tool{Type: "function", Function: &llms.FunctionDefinition{Name: t.Name, Description: t.Desc, Parameters: params}})
+	}
+	instr = append(instr, "When providing `next_tool_args`, the value inside the field must be in JSON format")
+
+	reactSig, err := New(append(sig.Inputs(), Field{Name: "trajectory"}), []Field{
+		{Name: "next_thought"},
+		{Name: "next_tool_name", Type: Enum(append(names, finishTool)...)},
+		{Name: "next_tool_args", Type: Dict},
+	}, strings.Join(instr, "\n"))
+	if err != nil {
+		return nil, err
+	}
+	extractSig, err := New(append(sig.Inputs(), Field{Name: "trajectory"}), sig.Outputs(), sig.instructions)
+	if err != nil {
+		return nil, err
+	}
+	extract, err := NewChainOfThought(extractSig, PredictOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return &ReAct{React: NewPredict(reactSig, PredictOptions{}), Extract: extract, MaxIters: maxIters, tools: byName, defs: defs}, nil
+}
+
+// Predictors returns "react" and "extract.predict".
+func (r *ReAct) Predictors() []NamedPredictor {
+	return []NamedPredictor{{Name: "react", Predict: r.React}, {Name: "extract.predict", Predict: r.Extract.Predict}}
+}
+
+type trajectoryStep struct {
+	thought, tool, args, observation string
+}
+
+func formatTrajectory(steps []trajectoryStep) string {
+	var b strings.Builder
+	for i, s := range steps {
+		fmt.Fprintf(&b, "thought_%d: %s\ntool_name_%d: %s\ntool_args_%d: %s\nobservation_%d: %s\n\n", i, s.thought, i, s.tool, i, s.args, i, s.observation)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// Forward runs the loop and the extraction. The outputs include the
+// trajectory under "trajectory" besides the signature's outputs.
+func (r *ReAct) Forward(ctx context.Context, in Values) (Values, error) {
+	var steps []trajectoryStep
+	var tools []llms.Tool
+	if !r.NoNativeTools {
+		tools = r.defs
+	}
+loop:
+	for range r.MaxIters {
+		stepIn := maps.Clone(in)
+		stepIn["trajectory"] = formatTrajectory(steps)
+		out, calls, err := r.React.call(ctx, stepIn, tools)
+		if err != nil {
+			if errors.Is(err, ErrParse) {
+				// As DSPy: an agent that cannot produce a step stops and
+				// answers from what it has.
+				break
+			}
+			return nil, err
+		}
+		if calls != nil {
+			for _, c := range calls {
+				if c.FunctionCall == nil {
+					continue
+				}
+				if c.FunctionCall.Name == finishTool {
+					break loop
+				}
+				var args map[string]any
+				obs := ""
+				if err := json.Unmarshal([]byte(orEmptyObject(c.FunctionCall.Arguments)), &args); err != nil {
+					obs = "Execution error in " + c.FunctionCall.Name + ": arguments are not a JSON object: " + err.Error()
+				} else {
+					obs = r.runTool(ctx, c.FunctionCall.Name, args)
+				}
+				steps = append(steps, trajectoryStep{tool: c.FunctionCall.Name, args: orEmptyObject(c.FunctionCall.Arguments), observation: obs})
+			}
+			continue
+		}
+		name, _ := out["next_tool_name"].(string)
+		args, _ := out["next_tool_args"].(map[string]any)
+		thought, _ := out["next_thought"].(string)
+		if name == finishTool {
+			steps = append(steps, trajectoryStep{thought: thought, tool: name, args: compactJSON(args), observation: "Completed."})
+			break
+		}
+		steps = append(steps, trajectoryStep{thought: thought, tool: name, args: compactJSON(args), observation: r.runTool(ctx, name, args)})
+	}
+	extractIn := maps.Clone(in)
+	extractIn["trajectory"] = formatTrajectory(steps)
+	out, err := r.Extract.Forward(ctx, extractIn)
+	if err != nil {
+		return nil, err
+	}
+	out["trajectory"] = extractIn["trajectory"]
+	return out, nil
+}
+
+func orEmptyObject(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "{}"
+	}
+	return s
+}
+
+// runTool calls a tool; unknown tools and tool errors become observations.
+func (r *ReAct) runTool(ctx context.Context, name string, args map[string]any) string {
+	t, ok := r.tools[name]
+	if !ok {
+		return "Execution error: unknown tool " + name
+	}
+	res, err := t.Call(ctx, args)
+	if err != nil {
+		return "Execution error in " + name + ": " + err.Error()
+	}
+	return res
+}
