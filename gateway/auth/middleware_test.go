@@ -31,7 +31,7 @@ func TestMiddleware(t *testing.T) {
 	}
 
 	app := fiber.New()
-	api := app.Group("/", auth.RequireAuth(e.svc))
+	api := app.Group("/api", auth.RequireAuth(e.svc))
 	api.Get("/me", func(c *fiber.Ctx) error {
 		p, ok := auth.PrincipalFrom(c)
 		fromCtx, ok2 := auth.PrincipalFromContext(c.UserContext())
@@ -49,17 +49,17 @@ func TestMiddleware(t *testing.T) {
 		status             int
 		wwwAuth            bool
 	}{
-		{"no header", "/me", "", 401, true},
-		{"wrong scheme", "/me", "Basic " + userTok, 401, true},
-		{"garbage token", "/me", "Bearer nonsense", 401, true},
-		{"revoked session", "/me", "Bearer " + revoked, 401, true},
-		{"valid", "/me", "Bearer " + userTok, 200, false},
-		{"lower-case scheme", "/me", "bearer " + userTok, 200, false},
-		{"user on admin route", "/admin", "Bearer " + userTok, 403, false},
-		{"moderator on admin route", "/admin", "Bearer " + modTok, 403, false},
-		{"admin on admin route", "/admin", "Bearer " + adminTok, 200, false},
-		{"user lacks permission", "/users", "Bearer " + userTok, 403, false},
-		{"moderator has permission", "/users", "Bearer " + modTok, 200, false},
+		{"no header", "/api/me", "", 401, true},
+		{"wrong scheme", "/api/me", "Basic " + userTok, 401, true},
+		{"garbage token", "/api/me", "Bearer nonsense", 401, true},
+		{"revoked session", "/api/me", "Bearer " + revoked, 401, true},
+		{"valid", "/api/me", "Bearer " + userTok, 200, false},
+		{"lower-case scheme", "/api/me", "bearer " + userTok, 200, false},
+		{"user on admin route", "/api/admin", "Bearer " + userTok, 403, false},
+		{"moderator on admin route", "/api/admin", "Bearer " + modTok, 403, false},
+		{"admin on admin route", "/api/admin", "Bearer " + adminTok, 200, false},
+		{"user lacks permission", "/api/users", "Bearer " + userTok, 403, false},
+		{"moderator has permission", "/api/users", "Bearer " + modTok, 200, false},
 		{"role check without auth", "/unguarded", "Bearer " + userTok, 401, false},
 	}
 	for _, tt := range tests {
