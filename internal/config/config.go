@@ -45,6 +45,13 @@ type Config struct {
 	LLMBaseURL  string
 	LLMAPIKey   string
 	LLMFallback string
+	LLMPrices   string
+	LLMCache    bool
+	// OpenAIAPIKey and AnthropicAPIKey come from OPENAI_API_KEY and
+	// ANTHROPIC_API_KEY: keys for the primary model when KOWAI_LLM_API_KEY
+	// is empty, and for fallback models of those providers.
+	OpenAIAPIKey    string
+	AnthropicAPIKey string
 
 	ClusterProvider       string
 	ClusterName           string
@@ -181,6 +188,8 @@ func settings() []setting {
 			c.LLMFallback = raw
 			return nil
 		}},
+		{"KOWAI_LLM_PRICES", "llm-prices", "", "price overrides provider:model=IN/OUT[/CACHED] in USD per million tokens, comma-separated", str(func(c *Config) *string { return &c.LLMPrices })},
+		{"KOWAI_LLM_CACHE", "llm-cache", "true", "cache model replies (in Redis when KOWAI_REDIS_URL is set, else in process)", boolean(func(c *Config) *bool { return &c.LLMCache })},
 		{"KOWAI_CLUSTER_PROVIDER", "cluster-provider", "local", "local, automanaged, etcd or k8s", oneOf(func(c *Config) *string { return &c.ClusterProvider }, "local", "automanaged", "etcd", "k8s")},
 		{"KOWAI_CLUSTER_NAME", "cluster-name", "kowai", "cluster name", str(func(c *Config) *string { return &c.ClusterName })},
 		{"KOWAI_CLUSTER_ADDR", "cluster-addr", "127.0.0.1:0", "this node's actor-remoting address host:port", func(c *Config, raw string) error {
@@ -275,14 +284,7 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) func() (*Config, error)
 				return nil, fmt.Errorf("%w: %s=%s: %v", ErrInvalid, from, shown, err)
 			}
 		}
-		if c.LLMAPIKey == "" {
-			switch c.LLMProvider {
-			case "openai":
-				c.LLMAPIKey = getenv("OPENAI_API_KEY")
-			case "anthropic":
-				c.LLMAPIKey = getenv("ANTHROPIC_API_KEY")
-			}
-		}
+		c.OpenAIAPIKey, c.AnthropicAPIKey = getenv("OPENAI_API_KEY"), getenv("ANTHROPIC_API_KEY")
 		if !c.Embedded() && c.JWTSecret == "" {
 			return nil, fmt.Errorf("%w: KOWAI_JWT_SECRET is required with a mysql database: want at least 32 bytes", ErrInvalid)
 		}

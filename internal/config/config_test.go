@@ -64,8 +64,8 @@ func TestMySQLDefaultsAndRequirements(t *testing.T) {
 
 func TestOpenAIKeyFallback(t *testing.T) {
 	c, err := load(t, map[string]string{"KOWAI_LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-x"})
-	if err != nil || c.LLMAPIKey != "sk-x" {
-		t.Fatalf("got %v %q", err, c.LLMAPIKey)
+	if err != nil || c.OpenAIAPIKey != "sk-x" || c.LLMAPIKey != "" {
+		t.Fatalf("got %v %+v", err, c)
 	}
 }
 
