@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/cors"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -40,6 +42,9 @@ type Options struct {
 	// Draining, when it returns true, makes /health/ready fail so load
 	// balancers stop sending new work while the node leaves the cluster.
 	Draining func() bool
+	// CORSOrigins are the origins allowed to call the API from a browser;
+	// empty means same-origin only (no CORS headers at all).
+	CORSOrigins []string
 	// BodyLimit caps request bodies in bytes (default 1 MiB).
 	BodyLimit int
 	// RequestTimeout bounds reads and writes of one request (default 60 s).
@@ -104,6 +109,15 @@ func New(opts Options) (*Server, error) {
 	})
 	s := &Server{app: app, opts: opts, log: log, up: make(chan struct{})}
 	app.Use(requestID(), observe(log, metrics, onError), recoverPanics(log), securityHeaders())
+	if len(opts.CORSOrigins) > 0 {
+		app.Use(cors.New(cors.Config{
+			AllowOrigins:  strings.Join(opts.CORSOrigins, ","),
+			AllowMethods:  "GET,POST,PUT,DELETE",
+			AllowHeaders:  "Authorization,Content-Type,Idempotency-Key,X-Request-ID",
+			ExposeHeaders: "X-Request-ID,Retry-After,RateLimit-Limit,RateLimit-Remaining,RateLimit-Reset",
+			MaxAge:        600,
+		}))
+	}
 
 	s.Route(fiber.MethodGet, "/health/live", Op{Summary: "The process is up", Tag: "Health", Response: healthReport{}},
 		func(c *fiber.Ctx) error { return c.JSON(healthReport{Status: "ok"}) })

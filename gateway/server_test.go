@@ -282,3 +282,20 @@ func newTestServer(t *testing.T) *Server {
 	}
 	return s
 }
+
+func TestCORS(t *testing.T) {
+	closed := start(t, Options{}, nil)
+	open := start(t, Options{CORSOrigins: []string{"https://app.example"}}, nil)
+	for _, tc := range []struct {
+		url, origin, want string
+	}{
+		{closed.url, "https://app.example", ""},
+		{open.url, "https://app.example", "https://app.example"},
+		{open.url, "https://evil.example", ""},
+	} {
+		res, _ := get(t, tc.url+"/health/live", map[string]string{"Origin": tc.origin})
+		if got := res.Header.Get("Access-Control-Allow-Origin"); got != tc.want {
+			t.Errorf("%s from %s: Access-Control-Allow-Origin %q, want %q", tc.url, tc.origin, got, tc.want)
+		}
+	}
+}

@@ -32,12 +32,18 @@ type AppwriteConfig struct {
 
 // AppwriteUser is the part of Appwrite's account object kowai uses.
 type AppwriteUser struct {
-	ID                string   `json:"$id"`
-	Email             string   `json:"email"`
-	Name              string   `json:"name"`
-	Labels            []string `json:"labels"`
-	Status            bool     `json:"status"`
-	EmailVerification bool     `json:"emailVerification"`
+	// ID is Appwrite's $id for the account.
+	ID string `json:"$id"`
+	// Email is the account's email, possibly unverified.
+	Email string `json:"email"`
+	// Name is the display name.
+	Name string `json:"name"`
+	// Labels are the account's labels, mapped to roles by LabelRoles.
+	Labels []string `json:"labels"`
+	// Status is false for blocked accounts.
+	Status bool `json:"status"`
+	// EmailVerification reports whether Appwrite verified Email.
+	EmailVerification bool `json:"emailVerification"`
 }
 
 // maxAppwriteJWTBytes rejects absurd inputs before any network call; Appwrite

@@ -8,7 +8,7 @@ import (
 	"github.com/kowai/kowai/gateway/auth"
 )
 
-func newHasher(t *testing.T, p auth.Argon2Params) *auth.Hasher {
+func newHasher(t testing.TB, p auth.Argon2Params) *auth.Hasher {
 	t.Helper()
 	h, err := auth.NewHasher(p, 0)
 	if err != nil {

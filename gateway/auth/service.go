@@ -80,18 +80,25 @@ func NewService(cfg Config) (*Service, error) {
 // TokenPair is the answer to a login, a refresh or an Appwrite sign-in; its
 // JSON form is the response body of API.md.
 type TokenPair struct {
-	AccessToken  string `json:"access_token"`
+	// AccessToken is the signed JWT for Authorization: Bearer.
+	AccessToken string `json:"access_token"`
+	// RefreshToken is the opaque token for POST /auth/refresh.
 	RefreshToken string `json:"refresh_token"`
-	TokenType    string `json:"token_type"`
+	// TokenType is always "Bearer".
+	TokenType string `json:"token_type"`
 	// ExpiresIn is the access token lifetime in seconds.
 	ExpiresIn int64 `json:"expires_in"`
 }
 
 // PublicUser is the JSON view of a user that API.md returns.
 type PublicUser struct {
-	ID    string `json:"id"`
+	// ID is the user ID.
+	ID string `json:"id"`
+	// Email is the normalized email.
 	Email string `json:"email"`
-	Name  string `json:"name"`
+	// Name is the display name.
+	Name string `json:"name"`
+	// Roles are the user's roles.
 	Roles []Role `json:"roles"`
 }
 
@@ -102,9 +109,12 @@ func (u User) Public() PublicUser {
 
 // NewUser describes a user to create.
 type NewUser struct {
-	Email    string
+	// Email is normalized before use.
+	Email string
+	// Password must satisfy ValidatePassword.
 	Password string
-	Name     string
+	// Name is the optional display name.
+	Name string
 	// Roles default to [user].
 	Roles []Role
 }

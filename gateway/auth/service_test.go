@@ -37,7 +37,7 @@ type env struct {
 }
 
 // newEnv builds a Service over the fakes; tweak may adjust the config.
-func newEnv(t *testing.T, tweak func(*auth.Config)) *env {
+func newEnv(t testing.TB, tweak func(*auth.Config)) *env {
 	t.Helper()
 	e := &env{users: authtest.NewUsers(), sessions: authtest.NewSessions(), clock: &clock{now: time.Now().UTC()}}
 	tokens, err := auth.NewTokens(auth.TokenConfig{Secret: testSecret, Issuer: "kowai", Audience: "kowai", Clock: e.clock.Now})
@@ -62,7 +62,7 @@ func newEnv(t *testing.T, tweak func(*auth.Config)) *env {
 	return e
 }
 
-func (e *env) register(t *testing.T, email, password string) auth.User {
+func (e *env) register(t testing.TB, email, password string) auth.User {
 	t.Helper()
 	u, err := e.svc.Register(t.Context(), email, password, "Name")
 	if err != nil {
@@ -71,7 +71,7 @@ func (e *env) register(t *testing.T, email, password string) auth.User {
 	return u
 }
 
-func (e *env) login(t *testing.T, email, password string) auth.TokenPair {
+func (e *env) login(t testing.TB, email, password string) auth.TokenPair {
 	t.Helper()
 	pair, err := e.svc.Login(t.Context(), email, password, "192.0.2.1")
 	if err != nil {
