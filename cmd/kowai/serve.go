@@ -78,12 +78,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	gw, err := gateway.New(gateway.Options{
-		Addr:     cfg.HTTPAddr,
-		Logger:   log,
-		Registry: reg,
-		Gatherer: reg,
-		Checks:   []gateway.Check{{Name: "database", Probe: db.Ping}},
-		Draining: node.Draining,
+		Addr:        cfg.HTTPAddr,
+		Logger:      log,
+		Registry:    reg,
+		Gatherer:    reg,
+		Checks:      []gateway.Check{{Name: "database", Probe: db.Ping}},
+		Draining:    node.Draining,
+		CORSOrigins: cfg.CORSOrigins,
 	})
 	if err != nil {
 		return err
