@@ -198,23 +198,32 @@ func (s *WorkflowStore) UpdateRun(ctx context.Context, id string, u RunUpdate) e
 }
 
 // UpsertTask implements WorkflowRuns. A run that does not exist is ErrConflict.
+//
+// It updates first and inserts when nothing matched, because goqu renders its
+// on-conflict upsert as INSERT IGNORE on MariaDB, which would silence foreign-key errors.
+// A run's tasks are written by its single workflow actor, so the two steps do not race.
 func (s *WorkflowStore) UpsertTask(ctx context.Context, t TaskRun) error {
 	if t.UpdatedAt.IsZero() {
 		t.UpdatedAt = time.Now()
 	}
-	changed := goqu.Record{
+	set := goqu.Record{
 		"status": t.Status, "attempts": t.Attempts, "input": nullJSON(t.Input), "output": nullJSON(t.Output),
 		"error": t.Error, "started_at": nullTime(t.StartedAt), "finished_at": nullTime(t.FinishedAt),
 		"updated_at": utc(t.UpdatedAt),
 	}
-	row := goqu.Record{"run_id": t.RunID, "name": t.Name}
-	for k, v := range changed {
-		row[k] = v
-	}
-	q := s.db.Goqu.Insert("task_runs").Prepared(true).Rows(row).
-		OnConflict(goqu.DoUpdate("run_id, name", changed))
-	if _, err := q.Executor().ExecContext(ctx); err != nil {
-		return wrap(err, "upsert task %s of run %s", t.Name, t.RunID)
+	err := s.db.inTx(ctx, func(tx *goqu.TxDatabase) error {
+		upd := tx.Update("task_runs").Prepared(true).Set(set).
+			Where(goqu.C("run_id").Eq(t.RunID), goqu.C("name").Eq(t.Name))
+		n, err := rowsAffected(upd.Executor().ExecContext(ctx))
+		if err != nil || n > 0 {
+			return classify(err)
+		}
+		set["run_id"], set["name"] = t.RunID, t.Name
+		_, err = tx.Insert("task_runs").Prepared(true).Rows(set).Executor().ExecContext(ctx)
+		return classify(err)
+	})
+	if err != nil {
+		return fmt.Errorf("upsert task %s of run %s: %w", t.Name, t.RunID, err)
 	}
 	return nil
 }
