@@ -20,7 +20,7 @@ func offlineModel() lm.LM { return lm.NewProvider("offline", offline.DefaultMode
 func TestProgramsOnOfflineModel(t *testing.T) {
 	reg := Builtin()
 	inputs := map[string]signatures.Values{
-		"chat": {"message": "hello", "history": signatures.History{Messages: []signatures.Values{{"message": "hi", "response": "hey"}}}},
+		"chat":            {"message": "hello", "history": signatures.History{Messages: []signatures.Values{{"message": "hi", "response": "hey"}}}},
 		"chat-multistage": {"message": "hello"},
 		"boolqa":          {"question": "Is water wet?"},
 	}
