@@ -103,7 +103,13 @@ var markerRE = regexp.MustCompile(`\[\[ ## (\w+) ## \]\]`)
 // Render builds the ChatAdapter messages for one call: the system message,
 // the demos and history as user/assistant pairs, then the final user message.
 func Render(sig Signature, demos []Example, inputs Values) ([]llms.MessageContent, error) {
-	msgs := []llms.MessageContent{llms.TextParts(llms.ChatMessageTypeSystem, systemMessage(sig))}
+	return render(sig, systemMessage(sig), demos, inputs)
+}
+
+// render is Render with the system message already built: it depends on the
+// signature only, so predictors build it once per signature.
+func render(sig Signature, system string, demos []Example, inputs Values) ([]llms.MessageContent, error) {
+	msgs := []llms.MessageContent{llms.TextParts(llms.ChatMessageTypeSystem, system)}
 	rest := sig
 	hist := sig.historyField()
 	if hist != "" {

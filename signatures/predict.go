@@ -59,14 +59,15 @@ type PredictOptions struct {
 type Predict struct {
 	opts PredictOptions
 
-	mu    sync.RWMutex
-	sig   Signature
-	demos []Example
+	mu     sync.RWMutex
+	sig    Signature
+	system string // systemMessage(sig)
+	demos  []Example
 }
 
 // NewPredict returns a predictor for sig.
 func NewPredict(sig Signature, opts PredictOptions) *Predict {
-	return &Predict{sig: sig, opts: opts}
+	return &Predict{sig: sig, system: systemMessage(sig), opts: opts}
 }
 
 // Name returns the configured name, or the signature string.
@@ -88,7 +89,7 @@ func (p *Predict) Signature() Signature {
 func (p *Predict) SetSignature(sig Signature) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.sig = sig
+	p.sig, p.system = sig, systemMessage(sig)
 }
 
 // Demos returns a copy of the demos.
@@ -124,7 +125,7 @@ func (p *Predict) Forward(ctx context.Context, in Values) (Values, error) {
 func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool) (Values, []llms.ToolCall, error) {
 	start := time.Now()
 	p.mu.RLock()
-	sig, demos := p.sig, p.demos
+	sig, system, demos := p.sig, p.system, p.demos
 	p.mu.RUnlock()
 	run := RunFrom(ctx)
 	model := p.opts.LM
@@ -139,10 +140,11 @@ func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool) (Value
 		var err error
 		if sig, err = sig.Append(Input, hintField); err == nil {
 			in[hintField.Name] = hint
+			system = systemMessage(sig)
 		}
 	}
 	step := TraceStep{Predictor: p.Name(), Predict: p, Inputs: in}
-	out, calls, err := p.generate(ctx, run, model, sig, demos, in, tools, &step.Usage)
+	out, calls, err := p.generate(ctx, run, model, sig, system, demos, in, tools, &step.Usage)
 	step.Outputs, step.Latency, step.Err = out, time.Since(start), err
 	if calls != nil {
 		step.Outputs = Values{"tool_calls": calls}
@@ -156,14 +158,14 @@ func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool) (Value
 	return out, calls, nil
 }
 
-func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, sig Signature, demos []Example, in Values,
+func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, sig Signature, system string, demos []Example, in Values,
 	tools []llms.Tool, usage *lm.Usage) (Values, []llms.ToolCall, error) {
 	for _, f := range sig.inputs {
 		if _, ok := in[f.Name]; !ok && f.Type.Kind != KindHistory {
 			return nil, nil, fmt.Errorf("%w %q", ErrMissingInput, f.Name)
 		}
 	}
-	msgs, err := Render(sig, demos, in)
+	msgs, err := render(sig, system, demos, in)
 	if err != nil {
 		return nil, nil, err
 	}

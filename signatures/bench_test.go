@@ -1,0 +1,133 @@
+package signatures
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kowai/kowai/signatures/lm"
+	"github.com/tmc/langchaingo/llms"
+)
+
+// wireModel is an in-process langchaingo model that does what a client of
+// a local model server does per call, minus the network: it encodes the
+// request as JSON and decodes a chat-completion body holding the reply.
+type wireModel struct {
+	body []byte
+}
+
+func newWireModel(reply string) *wireModel {
+	body, err := json.Marshal(map[string]any{
+		"choices": []map[string]any{{"message": map[string]any{"role": "assistant", "content": reply}, "finish_reason": "stop"}},
+		"usage":   map[string]any{"prompt_tokens": 300, "completion_tokens": 250},
+	})
+	if err != nil {
+		panic(err)
+	}
+	return &wireModel{body: body}
+}
+
+func (m *wireModel) GenerateContent(_ context.Context, msgs []llms.MessageContent, _ ...llms.CallOption) (*llms.ContentResponse, error) {
+	if _, err := json.Marshal(msgs); err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Choices []struct {
+			Message struct {
+				Content string `json:"content"`
+			} `json:"message"`
+			FinishReason string `json:"finish_reason"`
+		} `json:"choices"`
+		Usage struct {
+			PromptTokens     int `json:"prompt_tokens"`
+			CompletionTokens int `json:"completion_tokens"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal(m.body, &resp); err != nil {
+		return nil, err
+	}
+	return &llms.ContentResponse{Choices: []*llms.ContentChoice{{
+		Content:    resp.Choices[0].Message.Content,
+		StopReason: resp.Choices[0].FinishReason,
+		GenerationInfo: map[string]any{
+			"PromptTokens": resp.Usage.PromptTokens, "CompletionTokens": resp.Usage.CompletionTokens,
+		},
+	}}}, nil
+}
+
+func (m *wireModel) Call(ctx context.Context, prompt string, opts ...llms.CallOption) (string, error) {
+	return llms.GenerateFromSinglePrompt(ctx, m, prompt, opts...)
+}
+
+// BenchmarkPredictOverhead compares a Predict call (render, call through the
+// lm.Provider, parse, usage and trace recording) with a raw langchaingo
+// GenerateContent call on the same in-process model returning a 1 KB reply,
+// and reports predict/raw as x-vs-baseline plus the absolute overhead.
+//
+// Goal (issue 3): the signature layer adds under 10% to the call. The
+// in-process model costs only the client-side JSON work of a real call, so
+// the ratio here is a worst case; overhead-ns/op is the figure to compare
+// with the latency of a real model call (tens of milliseconds or more).
+func BenchmarkPredictOverhead(b *testing.B) {
+	answer := strings.TrimSpace(strings.Repeat("kowai signature layer benchmark text. ", 27)[:1024])
+	replyText := reply("answer", answer)
+	llm := newWireModel(replyText)
+	sig := MustParse("question, context -> answer")
+	in := Values{"question": "What does the benchmark measure?", "context": "The overhead of the signature layer."}
+	rawMsgs, err := Render(sig, nil, in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+
+	raw := func(n int) time.Duration {
+		start := time.Now()
+		for range n {
+			msgs := []llms.MessageContent{rawMsgs[0], llms.TextParts(llms.ChatMessageTypeHuman, text(rawMsgs[1]))}
+			resp, err := llm.GenerateContent(ctx, msgs)
+			if err != nil || len(resp.Choices[0].Content) < 1000 {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	model := lm.NewProvider("bench", "wire", llm)
+	p := NewPredict(sig, PredictOptions{})
+	predict := func(n int) time.Duration {
+		start := time.Now()
+		for range n {
+			run := NewRun(model)
+			out, err := p.Forward(WithRun(ctx, run), in)
+			if err != nil || out["answer"] != answer || run.Usage().Calls != 1 {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+
+	b.Run("raw", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			raw(1)
+		}
+	})
+	b.Run("predict", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			predict(1)
+		}
+	})
+	b.Run("ratio", func(b *testing.B) {
+		var rawT, predT time.Duration
+		n := 0
+		for b.Loop() {
+			rawT += raw(1)
+			predT += predict(1)
+			n++
+		}
+		b.ReportMetric(float64(predT)/float64(rawT), "x-vs-baseline")
+		b.ReportMetric(float64(predT-rawT)/float64(n), "overhead-ns/op")
+	})
+}
