@@ -23,7 +23,9 @@ type Values map[string]any
 // Example is one data point or demo: input values and the expected (or, for a
 // bootstrapped demo, produced) output values.
 type Example struct {
-	Inputs  Values `json:"inputs"`
+	// Inputs are the values given to the program or predictor.
+	Inputs Values `json:"inputs"`
+	// Outputs are the expected (labels) or produced (demos) values.
 	Outputs Values `json:"outputs,omitempty"`
 	// Augmented marks a demo bootstrapped from a successful trace.
 	Augmented bool `json:"augmented,omitempty"`
@@ -42,6 +44,7 @@ func (e Example) get(name string) (any, bool) {
 // the values of one earlier turn keyed by the signature's field names, e.g.
 // {"message": "hi", "response": "hello"}.
 type History struct {
+	// Messages are the earlier turns, oldest first.
 	Messages []Values `json:"messages"`
 }
 

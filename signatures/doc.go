@@ -49,4 +49,39 @@
 // PredictorLister interface when the program implements it, otherwise by
 // reflection over exported fields, named by field path ("respond.predict").
 // Those names key the saved state.
+//
+//	type QA struct{ Answer *signatures.ChainOfThought } // predictor "answer.predict"
+//
+//	func (q *QA) Forward(ctx context.Context, in signatures.Values) (signatures.Values, error) {
+//		return q.Answer.Forward(ctx, in)
+//	}
+//
+// # Agents and sampling
+//
+// ReAct loops over a react predictor (next_thought, next_tool_name,
+// next_tool_args) and Tools until "finish" or an iteration bound, then
+// extracts the outputs from the trajectory. Tools are also offered natively:
+// a reply with tool calls is executed instead of parsed. Tool errors become
+// observations. BestOfN samples a module several times (distinct rollout
+// ids, temperature 1.0) and keeps the best by a Reward; Refine adds advice
+// from a feedback predictor between attempts, passed as a `hint_` input.
+//
+// # Evaluation and optimization
+//
+// Evaluate runs a program over a data set with bounded parallelism and
+// scores it with a Metric (ExactMatch, F1 or your own): 100 times the mean,
+// with per-example results. LabeledFewShot installs labeled examples as
+// demos; BootstrapFewShot follows DSPy: a teacher runs on the training
+// examples and the traces the metric accepts become demos, seeded and
+// reproducible:
+//
+//	rep, err := signatures.BootstrapFewShot{Metric: signatures.ExactMatch("answer")}.Compile(ctx, model, prog, train)
+//
+// # Saved state
+//
+// SaveState / WriteState capture each predictor's instructions, fields and
+// demos as versioned JSON; LoadState installs them onto a freshly
+// constructed program with the same predictors. The state's content hash
+// (Version) is the program's version. ReadExamples reads JSONL data sets of
+// {"inputs": {...}, "outputs": {...}} lines.
 package signatures

@@ -17,11 +17,14 @@ type Metric func(ex Example, pred Values, trace []TraceStep) float64
 
 // ExampleResult is the outcome of one example in Evaluate.
 type ExampleResult struct {
+	// Example is the evaluated example; Prediction the program's outputs.
 	Example    Example
 	Prediction Values
-	Score      float64
-	Trace      []TraceStep
-	Usage      lm.Usage
+	// Score is the metric's value (0 when the run failed).
+	Score float64
+	// Trace and Usage are the run's.
+	Trace []TraceStep
+	Usage lm.Usage
 	// Err is the program's error; the example then scores 0.
 	Err error
 }

@@ -11,6 +11,7 @@ import (
 // NamedPredictor is a predictor of a program with its path-like name
 // ("respond.predict"), the key of its saved state.
 type NamedPredictor struct {
+	// Name is the predictor's path in its program; Predict the predictor.
 	Name    string
 	Predict *Predict
 }

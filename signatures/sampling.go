@@ -15,8 +15,10 @@ type Reward func(in, out Values) float64
 // Threshold, or else the best. Only the chosen attempt's trace is kept in the
 // Run (usage of every attempt is counted).
 type BestOfN struct {
-	Module    Module
-	N         int
+	// Module is sampled; N bounds the attempts (at least 1).
+	Module Module
+	N      int
+	// Reward scores each attempt; Threshold ends the sampling early.
 	Reward    Reward
 	Threshold float64
 }
@@ -98,6 +100,7 @@ func sampleBest(ctx context.Context, in Values, m Module, n int, reward Reward, 
 // reward, and the next attempt's predictors receive it as an extra `hint_`
 // input.
 type Refine struct {
+	// Module, N, Reward and Threshold are as in BestOfN.
 	Module    Module
 	N         int
 	Reward    Reward

@@ -35,18 +35,23 @@ type State struct {
 
 // PredictorState is one predictor's state.
 type PredictorState struct {
+	// Signature holds instructions and fields; Demos the few-shot examples.
 	Signature SignatureState `json:"signature"`
 	Demos     []Example      `json:"demos"`
 }
 
 // SignatureState is a signature as saved.
 type SignatureState struct {
+	// Instructions and Fields (inputs first, in order) of the signature.
 	Instructions string       `json:"instructions"`
 	Fields       []FieldState `json:"fields"`
 }
 
 // FieldState is a field as saved; Type is its name in the string form.
 type FieldState struct {
+	// Name, Role ("input" or "output") and Type must match the program's
+	// field on load; Schema, Description and Prefix are informative or
+	// loaded.
 	Name        string          `json:"name"`
 	Role        string          `json:"role"`
 	Type        string          `json:"type"`
