@@ -7,12 +7,14 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/internal/logging"
 )
 
@@ -25,7 +27,8 @@ var saneRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 // the correlation ID.
 func requestID() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		id := c.Get(fiber.HeaderXRequestID)
+		// Fiber's header strings alias a reused buffer; the ID outlives the request.
+		id := strings.Clone(c.Get(fiber.HeaderXRequestID))
 		if !saneRequestID.MatchString(id) {
 			id = uuid.NewString()
 		}
@@ -114,14 +117,10 @@ func observe(log *slog.Logger, m *httpMetrics, onError fiber.ErrorHandler) fiber
 		m.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
 		attrs := []any{"method", method, "route", route, "status", status,
 			"duration_ms", float64(elapsed.Microseconds()) / 1000}
-		if uid, ok := c.Locals(localUserID).(string); ok && uid != "" {
-			attrs = append(attrs, "user_id", uid)
+		if p, ok := auth.PrincipalFrom(c); ok {
+			attrs = append(attrs, "user_id", p.UserID)
 		}
 		log.InfoContext(c.UserContext(), "http request", attrs...)
 		return nil
 	}
 }
-
-// localUserID is the fiber.Ctx local under which authentication stores the
-// caller's user ID for the access log.
-const localUserID = "kowai.user_id"

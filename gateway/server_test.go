@@ -47,6 +47,16 @@ type testServer struct {
 // test-only handlers before it starts.
 func start(t *testing.T, opts Options, routes func(app *fiber.App)) testServer {
 	t.Helper()
+	return startWith(t, opts, func(s *Server) {
+		if routes != nil {
+			routes(s.App())
+		}
+	})
+}
+
+// startWith is start with full access to the server before it listens.
+func startWith(t *testing.T, opts Options, setup func(s *Server)) testServer {
+	t.Helper()
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
 	opts.Addr = "127.0.0.1:0"
@@ -56,9 +66,7 @@ func start(t *testing.T, opts Options, routes func(app *fiber.App)) testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if routes != nil {
-		routes(s.App())
-	}
+	setup(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

@@ -1,0 +1,156 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+
+	"github.com/kowai/kowai/gateway/auth"
+)
+
+// MaxMessageBytes bounds one chat message's content.
+const MaxMessageBytes = 32 << 10
+
+// ChatTurn is one user message sent to a conversation.
+type ChatTurn struct {
+	UserID         string
+	ConversationID string
+	// AgentID is empty for the conversation's agent (or the default agent
+	// when the conversation is new).
+	AgentID        string
+	Content        string
+	IdempotencyKey string
+}
+
+// Usage is the model usage of one turn as clients see it.
+type Usage struct {
+	PromptTokens     int     `json:"prompt_tokens"`
+	CompletionTokens int     `json:"completion_tokens"`
+	CostUSD          float64 `json:"cost_usd"`
+	CacheHit         bool    `json:"cache_hit"`
+}
+
+// ChatReply is the stored answer to a turn.
+type ChatReply struct {
+	ConversationID string `json:"conversation_id"`
+	MessageID      string `json:"message_id"`
+	Response       string `json:"response"`
+	Usage          Usage  `json:"usage"`
+}
+
+// ChatBackend runs chat turns; the cluster-backed implementation sends them
+// to session grains. onDelta, when not nil, receives the reply's tokens as
+// they are produced, from one goroutine at a time. Errors a client should
+// see are *Error values; anything else is a 500.
+type ChatBackend interface {
+	Send(ctx context.Context, turn ChatTurn, onDelta func(delta string)) (ChatReply, error)
+}
+
+// sendMessageRequest is the body of POST /api/v1/chat/message.
+type sendMessageRequest struct {
+	Content        string `json:"content" doc:"the user's message, 1 to 32768 bytes"`
+	ConversationID string `json:"conversation_id,omitempty" doc:"an existing conversation; omitted starts a new one"`
+	AgentID        string `json:"agent_id,omitempty" doc:"the agent that answers a new conversation; default the built-in chat agent"`
+}
+
+// Validate implements Validator.
+func (r sendMessageRequest) Validate() []FieldError {
+	var f []FieldError
+	f = append(f, checkContent("content", r.Content)...)
+	if r.ConversationID != "" && !isUUID(r.ConversationID) {
+		f = append(f, FieldError{Field: "conversation_id", Message: "must be a UUID"})
+	}
+	if r.AgentID != "" && !isUUID(r.AgentID) {
+		f = append(f, FieldError{Field: "agent_id", Message: "must be a UUID"})
+	}
+	return f
+}
+
+func checkContent(field, content string) []FieldError {
+	switch {
+	case strings.TrimSpace(content) == "":
+		return []FieldError{{Field: field, Message: "must not be empty"}}
+	case len(content) > MaxMessageBytes:
+		return []FieldError{{Field: field, Message: "must be at most 32768 bytes"}}
+	case !utf8.ValidString(content) || strings.ContainsRune(content, 0):
+		return []FieldError{{Field: field, Message: "must be valid UTF-8 text without NUL"}}
+	}
+	return nil
+}
+
+// isUUID accepts canonical lower- or upper-case UUIDs only, so IDs can never
+// carry path tricks or SQL into a query.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
+}
+
+// idempotencyKey validates the Idempotency-Key header: optional, 1-128
+// printable ASCII characters.
+func idempotencyKey(raw string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
+	if len(raw) > 128 || !saneRequestID.MatchString(raw) {
+		return "", Validation(FieldError{Field: "Idempotency-Key", Message: "must be 1-128 characters of A-Z a-z 0-9 . _ : -"})
+	}
+	// Fiber's header strings alias a reused buffer; the key outlives the request.
+	return strings.Clone(raw), nil
+}
+
+// principal returns the authenticated caller; routes that call it run after
+// auth.RequireAuth.
+func principal(c *fiber.Ctx) (auth.Principal, error) {
+	p, ok := auth.PrincipalFrom(c)
+	if !ok {
+		return auth.Principal{}, NewError(http.StatusUnauthorized, "authentication required")
+	}
+	return p, nil
+}
+
+// newTurn completes a turn: a new conversation gets a fresh UUIDv7.
+func newTurn(userID, conversationID, agentID, content, key string) (ChatTurn, error) {
+	if conversationID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return ChatTurn{}, err
+		}
+		conversationID = id.String()
+	}
+	return ChatTurn{UserID: userID, ConversationID: strings.ToLower(conversationID), AgentID: strings.ToLower(agentID),
+		Content: content, IdempotencyKey: key}, nil
+}
+
+// postMessage serves POST /api/v1/chat/message.
+func postMessage(chat ChatBackend) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		p, err := principal(c)
+		if err != nil {
+			return err
+		}
+		req, err := Decode[sendMessageRequest](c)
+		if err != nil {
+			return err
+		}
+		key, err := idempotencyKey(c.Get("Idempotency-Key"))
+		if err != nil {
+			return err
+		}
+		turn, err := newTurn(p.UserID, req.ConversationID, req.AgentID, req.Content, key)
+		if err != nil {
+			return err
+		}
+		reply, err := chat.Send(c.UserContext(), turn, nil)
+		if err != nil {
+			return err
+		}
+		return c.JSON(reply)
+	}
+}
