@@ -115,14 +115,15 @@ func (p *Predict) Predictors() []NamedPredictor {
 // retrying with a correction on a parse failure, and records a trace step
 // in the Run of ctx.
 func (p *Predict) Forward(ctx context.Context, in Values) (Values, error) {
-	out, _, err := p.call(ctx, in, nil)
+	out, _, err := p.call(ctx, in, nil, nil)
 	return out, err
 }
 
 // call is Forward with tools offered for native tool calling: when the
 // model answers with tool calls, they are returned instead of parsed
-// outputs.
-func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool) (Values, []llms.ToolCall, error) {
+// outputs. conv (earlier tool calls and their results) follows the rendered
+// prompt.
+func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv []llms.MessageContent) (Values, []llms.ToolCall, error) {
 	start := time.Now()
 	p.mu.RLock()
 	sig, system, demos := p.sig, p.system, p.demos
@@ -144,7 +145,7 @@ func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool) (Value
 		}
 	}
 	step := TraceStep{Predictor: p.Name(), Predict: p, Inputs: in}
-	out, calls, err := p.generate(ctx, run, model, sig, system, demos, in, tools, &step.Usage)
+	out, calls, err := p.generate(ctx, run, model, sig, system, demos, in, tools, conv, &step.Usage)
 	step.Outputs, step.Latency, step.Err = out, time.Since(start), err
 	if calls != nil {
 		step.Outputs = Values{"tool_calls": calls}
@@ -159,7 +160,7 @@ func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool) (Value
 }
 
 func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, sig Signature, system string, demos []Example, in Values,
-	tools []llms.Tool, usage *lm.Usage) (Values, []llms.ToolCall, error) {
+	tools []llms.Tool, conv []llms.MessageContent, usage *lm.Usage) (Values, []llms.ToolCall, error) {
 	for _, f := range sig.inputs {
 		if _, ok := in[f.Name]; !ok && f.Type.Kind != KindHistory {
 			return nil, nil, fmt.Errorf("%w %q", ErrMissingInput, f.Name)
@@ -169,7 +170,7 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, sig Signa
 	if err != nil {
 		return nil, nil, err
 	}
-	req := &lm.Request{Messages: msgs, Temperature: p.opts.Temperature, MaxTokens: p.opts.MaxTokens, Tools: tools}
+	req := &lm.Request{Messages: append(slices.Clip(msgs), conv...), Temperature: p.opts.Temperature, MaxTokens: p.opts.MaxTokens, Tools: tools}
 	if r, ok := rolloutFrom(ctx); ok {
 		req.RolloutID, req.Temperature = r.id, 1.0
 	}

@@ -145,6 +145,7 @@ func formatTrajectory(steps []trajectoryStep) string {
 // trajectory under "trajectory" besides the signature's outputs.
 func (r *ReAct) Forward(ctx context.Context, in Values) (Values, error) {
 	var steps []trajectoryStep
+	var conv []llms.MessageContent
 	var tools []llms.Tool
 	if !r.NoNativeTools {
 		tools = r.defs
@@ -153,7 +154,7 @@ loop:
 	for range r.MaxIters {
 		stepIn := maps.Clone(in)
 		stepIn["trajectory"] = formatTrajectory(steps)
-		out, calls, err := r.React.call(ctx, stepIn, tools)
+		out, calls, err := r.React.call(ctx, stepIn, tools, conv)
 		if err != nil {
 			if errors.Is(err, ErrParse) {
 				// As DSPy: an agent that cannot produce a step stops and
@@ -163,6 +164,13 @@ loop:
 			return nil, err
 		}
 		if calls != nil {
+			// The native protocol: the model's tool calls, then one tool
+			// message per call with its result.
+			asked := llms.MessageContent{Role: llms.ChatMessageTypeAI}
+			for _, c := range calls {
+				asked.Parts = append(asked.Parts, c)
+			}
+			conv = append(conv, asked)
 			for _, c := range calls {
 				if c.FunctionCall == nil {
 					continue
@@ -178,6 +186,9 @@ loop:
 					obs = r.runTool(ctx, c.FunctionCall.Name, args)
 				}
 				steps = append(steps, trajectoryStep{tool: c.FunctionCall.Name, args: orEmptyObject(c.FunctionCall.Arguments), observation: obs})
+				conv = append(conv, llms.MessageContent{Role: llms.ChatMessageTypeTool, Parts: []llms.ContentPart{
+					llms.ToolCallResponse{ToolCallID: c.ID, Name: c.FunctionCall.Name, Content: obs},
+				}})
 			}
 			continue
 		}

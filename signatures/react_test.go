@@ -89,6 +89,11 @@ func TestReActNativeToolCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	second := model.Requests()[1].Messages
+	if n := len(second); n != 5 || second[2].Role != llms.ChatMessageTypeAI || second[3].Role != llms.ChatMessageTypeTool ||
+		second[3].Parts[0].(llms.ToolCallResponse).Content != "sunny in Oslo" || second[3].Parts[0].(llms.ToolCallResponse).ToolCallID != "weather" {
+		t.Errorf("second request does not carry the tool calls and results: %+v", second[2:])
+	}
 	traj := res.Outputs["trajectory"].(string)
 	if res.Outputs["answer"] != "cold" || strings.Join(calls, ",") != "weather:Oslo" ||
 		!strings.Contains(traj, "sunny in Oslo") || !strings.Contains(traj, "arguments are not a JSON object") {
