@@ -1,0 +1,162 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/cluster"
+	"github.com/kowai/kowai/cluster/clusterpb"
+	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/internal/logging"
+)
+
+// SessionKind is the grain kind that owns a conversation.
+const SessionKind = "session"
+
+// streamTail bounds the wait for a stream's last deltas after the turn's
+// result arrived: deltas travel straight from the model worker, the result
+// through the session grain, so the last few may land just after it.
+const streamTail = 2 * time.Second
+
+// Grains is what ClusterChat needs of the cluster: calls and inboxes.
+type Grains interface {
+	cluster.GrainCaller
+	NewInbox(buffer int) (*cluster.Inbox, error)
+}
+
+// ClusterChat is the ChatBackend that sends turns to session grains.
+type ClusterChat struct {
+	Grains Grains
+}
+
+var _ ChatBackend = (*ClusterChat)(nil)
+
+// Send implements ChatBackend.
+func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string)) (ChatReply, error) {
+	corr := logging.CorrelationID(ctx)
+	ctx = clusterpb.WithCorrelationID(ctx, corr)
+	if t.IdempotencyKey != "" {
+		ctx = clusterpb.WithIdempotencyKey(ctx, t.IdempotencyKey)
+	}
+	req := &actorpb.SendMessage{
+		CorrelationId:  corr,
+		IdempotencyKey: t.IdempotencyKey,
+		ConversationId: t.ConversationID,
+		UserId:         t.UserID,
+		AgentId:        t.AgentID,
+		Content:        t.Content,
+	}
+	if p, ok := auth.PrincipalFromContext(ctx); ok {
+		for _, r := range p.Roles {
+			req.Roles = append(req.Roles, string(r))
+		}
+		req.CanReadAny = p.Can(auth.PermChatReadAny)
+	}
+	var streamDone chan struct{}
+	if onDelta != nil {
+		inbox, err := cc.Grains.NewInbox(64)
+		if err != nil {
+			return ChatReply{}, grainError(err)
+		}
+		defer inbox.Close()
+		req.Stream = &actorpb.StreamTarget{Address: inbox.Address(), Id: inbox.ID()}
+		req.StreamId = uuid.NewString()
+		streamDone = make(chan struct{})
+		fwdCtx, stop := context.WithCancel(ctx)
+		go forwardStream(fwdCtx, inbox, req.StreamId, onDelta, streamDone)
+		// No delta may reach the caller after Send returns.
+		defer func() {
+			stop()
+			<-streamDone
+		}()
+	}
+	res, err := actorpb.As[*actorpb.TurnResult](cc.Grains.Call(ctx, SessionKind, t.ConversationID, req))
+	if err != nil {
+		return ChatReply{}, grainError(err)
+	}
+	if streamDone != nil && !res.GetReplayed() {
+		select {
+		case <-streamDone:
+		case <-time.After(streamTail):
+		}
+	}
+	u := res.GetUsage()
+	return ChatReply{
+		ConversationID: res.GetConversationId(),
+		MessageID:      res.GetMessageId(),
+		Response:       res.GetResponse(),
+		Usage: Usage{PromptTokens: int(u.GetPromptTokens()), CompletionTokens: int(u.GetCompletionTokens()),
+			CostUSD: u.GetCostUsd(), CacheHit: u.GetCacheHit()},
+	}, nil
+}
+
+// forwardStream hands the deltas of one stream to onDelta in order until
+// its StreamEnd arrives or ctx ends.
+func forwardStream(ctx context.Context, inbox *cluster.Inbox, streamID string, onDelta func(string), done chan<- struct{}) {
+	defer close(done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-inbox.C():
+			switch m := m.(type) {
+			case *actorpb.TokenDelta:
+				if m.GetStreamId() == streamID {
+					onDelta(m.GetDelta())
+				}
+			case *actorpb.StreamEnd:
+				if m.GetStreamId() == streamID {
+					return
+				}
+			}
+		}
+	}
+}
+
+// grainStatus maps the actors' error codes to HTTP.
+var grainStatus = map[actorpb.Code]int{
+	actorpb.Code_CODE_FORBIDDEN:        http.StatusForbidden,
+	actorpb.Code_CODE_NOT_FOUND:        http.StatusNotFound,
+	actorpb.Code_CODE_CONFLICT:         http.StatusConflict,
+	actorpb.Code_CODE_UNAVAILABLE:      http.StatusServiceUnavailable,
+	actorpb.Code_CODE_MODEL_FAILURE:    http.StatusBadGateway,
+	actorpb.Code_CODE_TIMEOUT:          http.StatusGatewayTimeout,
+	actorpb.Code_CODE_BUDGET_EXCEEDED:  http.StatusPaymentRequired,
+	actorpb.Code_CODE_BUSY:             http.StatusConflict,
+	actorpb.Code_CODE_CANCELED:         http.StatusConflict,
+	actorpb.Code_CODE_INVALID_ARGUMENT: http.StatusBadRequest,
+}
+
+// grainError turns a grain call's failure into the client's problem: the
+// grain's own message for refusals it reports, 503/504 for a cluster that
+// cannot reach the grain, and an opaque 500 for the rest.
+func grainError(err error) error {
+	var ge *actorpb.Error
+	if errors.As(err, &ge) {
+		if status, ok := grainStatus[ge.Code]; ok {
+			e := NewError(status, ge.Message)
+			if status == http.StatusServiceUnavailable {
+				e.Headers = map[string]string{"Retry-After": "1"}
+			}
+			e.Err = err
+			return e
+		}
+		return err
+	}
+	switch {
+	case errors.Is(err, cluster.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return &Error{Status: http.StatusGatewayTimeout, Title: http.StatusText(http.StatusGatewayTimeout),
+			Detail: "the conversation did not answer in time; retry with the same Idempotency-Key", Err: err}
+	case errors.Is(err, cluster.ErrUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Title: http.StatusText(http.StatusServiceUnavailable),
+			Detail: "the conversation is moving between nodes; retry with the same Idempotency-Key",
+			Headers: map[string]string{"Retry-After": "1"}, Err: err}
+	}
+	return err
+}
+
