@@ -36,5 +36,9 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
 
+## generate: regenerate the committed protobuf code with the tools pinned in go.mod
+generate:
+	$(GO) tool protogen
+
 clean:
 	rm -rf bin
