@@ -1,0 +1,136 @@
+package agenttype
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/kowai/kowai/signatures"
+	"github.com/kowai/kowai/signatures/lm"
+)
+
+// signatureProgram answers with one signatures.Module whose signature has a message
+// input, optionally a history input, and a text output. It is how a type built on a
+// single signature becomes a Program.
+type signatureProgram struct {
+	module  signatures.Module
+	message string // the input that receives the user's message
+	history string // the History input, or ""
+	summary string // the input that receives the running summary, or ""
+	extra   []string
+	output  string // the output that is the reply text
+}
+
+// newSignatureProgram parses def's signature (instructions from def, or fallback),
+// builds the module with build and maps its fields: the input called "message" (else
+// the first plain input) gets the message, a History input the earlier turns, an input
+// called "summary" or "context" the running summary, any other input "", and the
+// output called "response" (else the first output) is the reply.
+func newSignatureProgram(def Definition, fallback string,
+	build func(signatures.Signature, signatures.PredictOptions) (signatures.Module, error)) (*signatureProgram, error) {
+	sig, err := signatures.Parse(def.Signature)
+	if err != nil {
+		return nil, fmt.Errorf("signature %q: %w", def.Signature, err)
+	}
+	instructions := def.Instructions
+	if instructions == "" {
+		instructions = fallback
+	}
+	if instructions != "" {
+		sig = sig.WithInstructions(instructions)
+	}
+	p := &signatureProgram{}
+	for _, f := range sig.Inputs() {
+		switch {
+		case f.Type.Kind == signatures.KindHistory:
+			p.history = f.Name
+		case f.Name == "message":
+			p.message = f.Name
+		case f.Name == "summary" || f.Name == "context":
+			p.summary = f.Name
+		default:
+			p.extra = append(p.extra, f.Name)
+		}
+	}
+	if p.message == "" {
+		if len(p.extra) == 0 {
+			return nil, fmt.Errorf("signature %q has no input for the message", def.Signature)
+		}
+		p.message, p.extra = p.extra[0], p.extra[1:]
+	}
+	outs := sig.Outputs()
+	p.output = outs[0].Name
+	for _, f := range outs {
+		if f.Name == "response" {
+			p.output = f.Name
+		}
+	}
+	p.module, err = build(sig, signatures.PredictOptions{Temperature: def.Config.Temperature, MaxTokens: def.Config.MaxTokens})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Reply implements Program.
+func (p *signatureProgram) Reply(ctx context.Context, model lm.LM, in Input) (Output, error) {
+	vals := signatures.Values{p.message: in.Message}
+	if p.history != "" {
+		vals[p.history] = history(in.History, p.message, p.output)
+	}
+	if p.summary != "" {
+		vals[p.summary] = in.Summary
+	}
+	for _, name := range p.extra {
+		vals[name] = ""
+	}
+	res, err := signatures.Execute(ctx, model, p.module, vals, streamTo(p.output, "", in.Stream)...)
+	if err != nil {
+		return Output{Usage: res.Usage}, err
+	}
+	return textOutput(res, model, p.output), nil
+}
+
+// history renders earlier turns as a signatures.History keyed by the signature's message
+// and reply fields. Turns without a reply are left out: they would teach the model to
+// answer with nothing.
+func history(turns []Turn, message, reply string) signatures.History {
+	h := signatures.History{Messages: make([]signatures.Values, 0, len(turns))}
+	for _, t := range turns {
+		if t.Assistant == "" {
+			continue
+		}
+		h.Messages = append(h.Messages, signatures.Values{message: t.User, reply: t.Assistant})
+	}
+	return h
+}
+
+// streamTo returns the run options that stream output field of predictor (any, when
+// empty) to stream.
+func streamTo(field, predictor string, stream func(context.Context, string) error) []signatures.RunOption {
+	if stream == nil {
+		return nil
+	}
+	return []signatures.RunOption{signatures.WithListener(signatures.StreamListener{Field: field, Predictor: predictor, OnChunk: stream})}
+}
+
+// textOutput is the Output of a run whose reply is the text field; every other output
+// goes into Details.
+func textOutput(res signatures.Result, model lm.LM, text string) Output {
+	out := Output{Text: strings.TrimSpace(fmt.Sprint(res.Outputs[text])), Usage: res.Usage, Model: model.Name()}
+	for k, v := range res.Outputs {
+		if k == text {
+			continue
+		}
+		if out.Details == nil {
+			out.Details = map[string]any{}
+		}
+		out.Details[k] = v
+	}
+	return out
+}
+
+// predict builds a plain signatures.Predict.
+func predict(sig signatures.Signature, opts signatures.PredictOptions) (signatures.Module, error) {
+	return signatures.NewPredict(sig, opts), nil
+}

@@ -1,0 +1,129 @@
+package agenttype
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/signatures"
+)
+
+// Registry holds the agent types a node knows. It is immutable after NewRegistry and
+// safe for concurrent use.
+type Registry struct {
+	types map[string]Type
+	names []string
+}
+
+// NewRegistry returns a registry of types, listed in the given order. Errors wrap
+// ErrInvalidType.
+func NewRegistry(types ...Type) (*Registry, error) {
+	r := &Registry{types: make(map[string]Type, len(types))}
+	for _, t := range types {
+		switch {
+		case t.Name == "" || t.New == nil:
+			return nil, fmt.Errorf("%w: %q needs a name and a New function", ErrInvalidType, t.Name)
+		case r.types[t.Name].Name != "":
+			return nil, fmt.Errorf("%w: %q registered twice", ErrInvalidType, t.Name)
+		}
+		if t.Signature != "" {
+			if _, err := signatures.Parse(t.Signature); err != nil {
+				return nil, fmt.Errorf("%w: %q: signature: %w", ErrInvalidType, t.Name, err)
+			}
+		}
+		for k := range t.ConfigKeys {
+			if _, common := commonSchema[k]; common {
+				return nil, fmt.Errorf("%w: %q redefines the common config key %q", ErrInvalidType, t.Name, k)
+			}
+		}
+		r.types[t.Name] = t
+		r.names = append(r.names, t.Name)
+	}
+	return r, nil
+}
+
+// Lookup returns the type called name.
+func (r *Registry) Lookup(name string) (Type, bool) {
+	t, ok := r.types[name]
+	return t, ok
+}
+
+// Info describes an agent type for GET /api/v1/agents/types.
+type Info struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Signature   string `json:"signature"`
+	// ConfigSchema is the JSON schema of an agent's "config" object.
+	ConfigSchema json.RawMessage `json:"config_schema"`
+	Tools        []ToolInfo      `json:"tools,omitempty"`
+}
+
+// ToolInfo describes one tool of an agent type.
+type ToolInfo struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Args        json.RawMessage `json:"args,omitempty"`
+}
+
+// List describes every type, in registration order.
+func (r *Registry) List() []Info {
+	out := make([]Info, 0, len(r.names))
+	for _, name := range r.names {
+		t := r.types[name]
+		info := Info{Name: t.Name, Description: t.Description, Signature: t.Signature, ConfigSchema: configSchema(t)}
+		for _, tool := range t.Tools {
+			info.Tools = append(info.Tools, ToolInfo{Name: tool.Name, Description: tool.Description, Args: tool.Args})
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// configSchema is the JSON schema of t's configuration object.
+func configSchema(t Type) json.RawMessage {
+	props := maps.Clone(commonSchema)
+	maps.Copy(props, t.ConfigKeys)
+	b, err := json.Marshal(map[string]any{
+		"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+		"properties": props, "additionalProperties": false,
+	})
+	if err != nil {
+		// The schemas are literals of this package and its types; they always marshal.
+		panic(fmt.Sprintf("agenttype: config schema of %s: %v", t.Name, err))
+	}
+	return b
+}
+
+// ParseConfig validates an agent's configuration against its type's schema.
+func (r *Registry) ParseConfig(typeName string, raw json.RawMessage) (Config, error) {
+	t, ok := r.types[typeName]
+	if !ok {
+		return Config{}, fmt.Errorf("%w: %q", ErrUnknownType, typeName)
+	}
+	return parseConfig(raw, t.ConfigKeys)
+}
+
+// Compile turns a stored agent into its Definition and program. Errors wrap
+// ErrUnknownType, ErrInvalidConfig, or the type's own error (a bad signature).
+func (r *Registry) Compile(a persistence.Agent) (Definition, Program, error) {
+	t, ok := r.types[a.Type]
+	if !ok {
+		return Definition{}, nil, fmt.Errorf("agent %s: %w: %q (known: %v)", a.ID, ErrUnknownType, a.Type, slices.Sorted(maps.Keys(r.types)))
+	}
+	cfg, err := parseConfig(a.Config, t.ConfigKeys)
+	if err != nil {
+		return Definition{}, nil, fmt.Errorf("agent %s: %w", a.ID, err)
+	}
+	def := Definition{ID: a.ID, Name: a.Name, Type: a.Type, Instructions: a.Instructions,
+		Signature: a.Signature, Model: a.Model, Config: cfg}
+	if def.Signature == "" {
+		def.Signature = t.Signature
+	}
+	p, err := t.New(def)
+	if err != nil {
+		return Definition{}, nil, fmt.Errorf("agent %s (type %s): %w", a.ID, a.Type, err)
+	}
+	return def, p, nil
+}
