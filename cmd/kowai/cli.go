@@ -38,6 +38,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"serve":    {"run a node: gateway and actor runtime", serveCmd},
 		"migrate":  {"apply (up), roll back (down N) or list (status) database migrations", migrateCmd},
+		"optimize": {"compile a signature program on a train set and report its score", optimizeCmd},
 		"version":  {"print version, commit and Go version", versionCmd},
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kowai/kowai/persistence/persisttest"
+	"github.com/kowai/kowai/signatures/lm/lmtest"
 )
 
 // binary is the kowai executable built once for the process-level tests.
@@ -240,5 +241,44 @@ func migrateRoundTrip(t *testing.T, dir string, env []string) {
 	code, _, stderr := kowai(t, dir, env, "", "serve", "--http-addr", freePort(t))
 	if code != 1 || !strings.Contains(stderr, "kowai migrate up") {
 		t.Fatalf("serve on a schema behind: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestOptimize compiles the shipped example program with the offline model
+// and against an OpenAI-compatible server.
+func TestOptimize(t *testing.T) {
+	examples, err := filepath.Abs(filepath.Join("..", "..", "examples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := lmtest.NewOpenAIServer(t)
+	for _, tc := range []struct {
+		name string
+		env  []string
+	}{
+		{"offline", nil},
+		{"openai-compatible", []string{"KOWAI_LLM_PROVIDER=openai", "KOWAI_LLM_BASE_URL=" + srv.URL, "KOWAI_LLM_MODEL=test-model"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			out := filepath.Join(dir, "boolqa.json")
+			code, stdout, stderr := kowai(t, dir, tc.env, "", "optimize", "--program", "boolqa",
+				"--trainset", filepath.Join(examples, "boolqa-train.jsonl"), "--devset", filepath.Join(examples, "boolqa-dev.jsonl"),
+				"--out", out, "--seed", "7")
+			if code != 0 || !strings.Contains(stdout, "score before:") || !strings.Contains(stdout, "score after:") {
+				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+			}
+			state, err := os.ReadFile(out)
+			if err != nil || !bytes.Contains(state, []byte(`"demos"`)) {
+				t.Fatalf("state file: %v %s", err, state)
+			}
+		})
+	}
+	if len(srv.Requests()) == 0 {
+		t.Fatal("the OpenAI-compatible server saw no request")
+	}
+	code, _, stderr := kowai(t, t.TempDir(), nil, "", "optimize", "--program", "nope", "--trainset", "x", "--out", "y")
+	if code != 2 || !strings.Contains(stderr, "unknown program") {
+		t.Fatalf("unknown program: exit %d %q", code, stderr)
 	}
 }
