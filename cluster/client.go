@@ -66,8 +66,9 @@ func (cl *Client) Call(ctx context.Context, kind, identity string, req proto.Mes
 		return nil, fmt.Errorf("grain %s/%s: %w: node not started", kind, identity, ErrUnavailable)
 	}
 	timeout := cl.node.cfg.RequestTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(dl))
+	byDeadline := false
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout, byDeadline = time.Until(dl), true
 	}
 	if err := ctx.Err(); err != nil || timeout <= 0 {
 		m.requests.WithLabelValues(kind, outcomeTimeout).Inc()
@@ -85,6 +86,10 @@ func (cl *Client) Call(ctx context.Context, kind, identity string, req proto.Mes
 	m.duration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 
 	reply, outcome, err := classify(ctx, s, res, err)
+	if outcome == outcomeTimeout && byDeadline && !errors.Is(err, context.DeadlineExceeded) {
+		// The future timed out on the caller's deadline a moment before ctx did.
+		err = fmt.Errorf("%w: %w", err, context.DeadlineExceeded)
+	}
 	m.requests.WithLabelValues(kind, outcome).Inc()
 	if err == nil {
 		return reply, nil
@@ -127,11 +132,6 @@ func classify(ctx context.Context, s *sender, res any, err error) (proto.Message
 		return nil, outcomeUnavailable, fmt.Errorf("%w: no activation: %w", ErrUnavailable, err)
 	}
 	if _, ferr := f.Result(); errors.Is(ferr, actor.ErrTimeout) {
-		// The call's timeout may be the caller's deadline itself, which then expires
-		// at the same moment: say so, so callers can tell it from the node's own timeout.
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, outcomeTimeout, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
-		}
 		return nil, outcomeTimeout, ErrTimeout
 	}
 	return nil, outcomeUnavailable, fmt.Errorf("%w: %w", ErrUnavailable, err)

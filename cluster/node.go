@@ -45,6 +45,7 @@ type Node struct {
 	kinds   []*cluster.Kind
 
 	c          atomic.Pointer[cluster.Cluster]
+	memberID   string // set before c is stored
 	membership net.Addr
 	draining   atomic.Bool
 	startOnce  sync.Once
@@ -93,10 +94,10 @@ func (n *Node) Cluster() *cluster.Cluster { return n.cluster() }
 
 // ID returns the node's member ID, "" before Start. A new ID is drawn on every start.
 func (n *Node) ID() string {
-	if c := n.cluster(); c != nil {
-		return c.ActorSystem.ID
+	if n.cluster() == nil {
+		return ""
 	}
-	return ""
+	return n.memberID
 }
 
 // Address returns the actor-remoting address other members dial, "" before Start.
@@ -143,9 +144,14 @@ func (n *Node) start(ctx context.Context) (err error) {
 			err = fmt.Errorf("start cluster node: %v", r)
 		}
 	}()
+	// The etcd provider names members after the cluster as well as the actor system.
+	n.memberID = sys.ID
+	if n.cfg.Provider == ProviderEtcd {
+		n.memberID = n.cfg.Name + "@" + sys.ID
+	}
 	c.StartMember()
 	n.c.Store(c)
-	n.log.Info("cluster node started", "node_id", sys.ID, "address", sys.Address(),
+	n.log.Info("cluster node started", "node_id", n.memberID, "address", sys.Address(),
 		"provider", string(n.cfg.Provider), "membership_addr", n.MembershipAddr())
 	return nil
 }
@@ -230,7 +236,9 @@ func (n *Node) watch(ctx context.Context) error {
 	for {
 		members := c.MemberList.Members()
 		n.metrics.members.Set(float64(members.Len()))
-		if err := w.observe(time.Now(), c.Remote.BlockList().IsBlocked(c.ActorSystem.ID), members.ContainsID(c.ActorSystem.ID)); err != nil {
+		bl := c.Remote.BlockList()
+		blocked := bl.IsBlocked(n.memberID) || bl.IsBlocked(c.ActorSystem.ID)
+		if err := w.observe(time.Now(), blocked, members.ContainsID(n.memberID)); err != nil {
 			return err
 		}
 		select {
@@ -257,7 +265,7 @@ func (n *Node) leave(ctx context.Context) error {
 	}
 	n.draining.Store(true)
 	start := time.Now()
-	n.log.Info("cluster leave started", "node_id", c.ActorSystem.ID, "in_flight", n.client.inflight.count())
+	n.log.Info("cluster leave started", "node_id", n.memberID, "in_flight", n.client.inflight.count())
 	var errs []error
 	if err := n.client.inflight.wait(ctx); err != nil {
 		n.log.Warn("cluster leave deadline passed with grain calls in flight", "error", err)
@@ -272,7 +280,7 @@ func (n *Node) leave(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("passivate local grains: %w", err))
 	}
 	c.Shutdown(true)
-	n.log.Info("cluster leave finished", "node_id", c.ActorSystem.ID, "grains_passivated", poisoned,
+	n.log.Info("cluster leave finished", "node_id", n.memberID, "grains_passivated", poisoned,
 		"duration", time.Since(start))
 	return errors.Join(errs...)
 }
@@ -313,7 +321,7 @@ func (n *Node) Info() Info {
 	if c == nil {
 		return info
 	}
-	info.Self.ID, info.Self.Address = c.ActorSystem.ID, c.ActorSystem.Address()
+	info.Self.ID, info.Self.Address = n.memberID, c.ActorSystem.Address()
 	for _, m := range c.MemberList.Members().Members() {
 		info.Members = append(info.Members, Member{ID: m.Id, Address: m.Address(), Kinds: publicKinds(m.Kinds)})
 	}

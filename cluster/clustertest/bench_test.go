@@ -24,7 +24,7 @@ func BenchmarkGrainCallRemoteVsLocal(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if r.NodeId == nodes[0].ID() {
+		if r.NodeAddress == nodes[0].Address() {
 			local = id
 		} else {
 			remote = id

@@ -52,7 +52,7 @@ func (g *echoGrain) Receive(ctx actor.Context) {
 		}
 		reply := &testpb.EchoReply{
 			Text:           m.Text,
-			NodeId:         ctx.ActorSystem().ID,
+			NodeAddress:    ctx.ActorSystem().Address(),
 			Identity:       g.identity,
 			CorrelationId:  h.Get(clusterpb.HeaderCorrelationID),
 			IdempotencyKey: h.Get(clusterpb.HeaderIdempotencyKey),
@@ -144,7 +144,21 @@ func Start(t testing.TB, opts Options) []*cluster.Node {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("start cluster: %v", err)
 	}
-	WaitMembers(t, 20*time.Second, len(nodes), nodes...)
+	// Members outside this set (Configure may add peers) may or may not be up yet.
+	Eventually(t, 20*time.Second, func() error {
+		for _, n := range nodes {
+			seen := map[string]bool{}
+			for _, m := range n.Info().Members {
+				seen[m.ID] = true
+			}
+			for _, other := range nodes {
+				if !seen[other.ID()] {
+					return fmt.Errorf("node %s does not see node %s yet", n.ID(), other.ID())
+				}
+			}
+		}
+		return nil
+	})
 	return nodes
 }
 

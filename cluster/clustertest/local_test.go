@@ -37,7 +37,7 @@ func TestLocalNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Text != "hi" || got.Identity != "a" || got.NodeId != n.ID() {
+		if got.Text != "hi" || got.Identity != "a" || got.NodeAddress != n.Address() {
 			t.Fatalf("reply = %v", got)
 		}
 		if got.CorrelationId != "corr-1" || got.IdempotencyKey != "idem-1" {

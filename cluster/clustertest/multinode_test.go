@@ -35,8 +35,8 @@ func checkRemoteCalls(t *testing.T, nodes []*cluster.Node) {
 		if r.Text != id || r.CorrelationId != "corr-"+id {
 			t.Fatalf("reply %v", r)
 		}
-		answeredBy[r.NodeId] = true
-		if r.NodeId != nodes[0].ID() {
+		answeredBy[r.NodeAddress] = true
+		if r.NodeAddress != nodes[0].Address() {
 			remote = id
 		}
 	}

@@ -100,9 +100,9 @@ func (x *EchoRequest) GetFailMessage() string {
 type EchoReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Text  string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
-	// The actor-system ID of the node the grain runs on.
-	NodeId   string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Identity string `protobuf:"bytes,3,opt,name=identity,proto3" json:"identity,omitempty"`
+	// The remoting address of the node the grain runs on (Node.Address).
+	NodeAddress string `protobuf:"bytes,2,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`
+	Identity    string `protobuf:"bytes,3,opt,name=identity,proto3" json:"identity,omitempty"`
 	// The request's headers as the grain saw them.
 	CorrelationId  string `protobuf:"bytes,4,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
 	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
@@ -149,9 +149,9 @@ func (x *EchoReply) GetText() string {
 	return ""
 }
 
-func (x *EchoReply) GetNodeId() string {
+func (x *EchoReply) GetNodeAddress() string {
 	if x != nil {
-		return x.NodeId
+		return x.NodeAddress
 	}
 	return ""
 }
@@ -193,10 +193,10 @@ const file_cluster_clustertest_testpb_test_proto_rawDesc = "" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12\x19\n" +
 	"\bdelay_ms\x18\x02 \x01(\x03R\adelayMs\x123\n" +
 	"\tfail_code\x18\x03 \x01(\x0e2\x16.kowai.cluster.v1.CodeR\bfailCode\x12!\n" +
-	"\ffail_message\x18\x04 \x01(\tR\vfailMessage\"\xbc\x01\n" +
+	"\ffail_message\x18\x04 \x01(\tR\vfailMessage\"\xc6\x01\n" +
 	"\tEchoReply\x12\x12\n" +
-	"\x04text\x18\x01 \x01(\tR\x04text\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1a\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x12!\n" +
+	"\fnode_address\x18\x02 \x01(\tR\vnodeAddress\x12\x1a\n" +
 	"\bidentity\x18\x03 \x01(\tR\bidentity\x12%\n" +
 	"\x0ecorrelation_id\x18\x04 \x01(\tR\rcorrelationId\x12'\n" +
 	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x12\x16\n" +

@@ -1,0 +1,72 @@
+package clustertest_test
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kowai/kowai/cluster"
+	"github.com/kowai/kowai/cluster/clustertest"
+	"github.com/kowai/kowai/cluster/clustertest/testpb"
+)
+
+// Two node processes and one in-process node on automanaged: a grain owned by a process
+// answers; after kill -9 of that process it answers again from a survivor; SIGTERM makes
+// the other process leave and exit 0.
+func TestProcessesKillAndLeave(t *testing.T) {
+	t.Parallel()
+	bin := clustertest.BuildBinary(t, "./testdata/node")
+	ports := clustertest.FreePorts(t, 5)
+	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
+	peers := []string{addr(ports[0]), addr(ports[1]), addr(ports[2])}
+	procs := make([]*clustertest.Process, 2)
+	for i := range procs {
+		procs[i] = clustertest.StartProcess(t, bin, []string{
+			"KOWAI_CLUSTER_PROVIDER=automanaged",
+			"KOWAI_CLUSTER_ADDR=" + addr(ports[3+i]),
+			"KOWAI_CLUSTER_PEERS=" + strings.Join(peers, ","),
+			"KOWAI_CLUSTER_MEMBERSHIP_ADDR=" + peers[i],
+		})
+	}
+	n := clustertest.Start(t, clustertest.Options{Provider: cluster.ProviderAutomanaged, Configure: func(_ int, cfg *cluster.Config) {
+		cfg.Peers, cfg.MembershipAddr = peers, peers[2]
+		cfg.RequestTimeout = time.Second
+	}})[0]
+	// Start waited for the in-process node only; wait for the processes too.
+	clustertest.WaitMembers(t, 20*time.Second, 3, n)
+
+	victimAddr := addr(ports[3])
+	var grain string
+	for i := 0; grain == ""; i++ {
+		id := fmt.Sprintf("g-%d", i)
+		r, err := echo(t.Context(), t, n.Client(), id, &testpb.EchoRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.NodeAddress == victimAddr {
+			grain = id
+		}
+	}
+
+	procs[0].Kill()
+	killed := time.Now()
+	clustertest.Eventually(t, 20*time.Second, func() error {
+		r, err := echo(t.Context(), t, n.Client(), grain, &testpb.EchoRequest{})
+		if err != nil {
+			return err
+		}
+		if r.NodeAddress == victimAddr {
+			return fmt.Errorf("answered by the killed node")
+		}
+		return nil
+	})
+	t.Logf("grain answered again %s after kill -9 of its node", time.Since(killed).Round(time.Millisecond))
+
+	if code := procs[1].Terminate(20 * time.Second); code != 0 {
+		t.Fatalf("node process exited %d after SIGTERM, want 0", code)
+	}
+	clustertest.WaitMembers(t, 20*time.Second, 1, n)
+}
