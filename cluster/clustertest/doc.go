@@ -23,5 +23,11 @@
 // (node, identity, headers, requests served), after an optional delay that does not
 // block its mailbox, or with a requested clusterpb.ErrorReply.
 //
+// # Nodes in other processes
+//
+// BuildBinary builds a main package (testdata/node runs one echo node configured from
+// KOWAI_CLUSTER_* variables, like `kowai serve`); StartProcess runs it, Process.Kill is a
+// kill -9 and Process.Terminate a SIGTERM that returns the exit code.
+//
 // Set KOWAI_TEST_CLUSTER_LOG=debug to see the nodes' and the library's logs.
 package clustertest
