@@ -39,7 +39,6 @@ var _ ChatBackend = (*ClusterChat)(nil)
 // Send implements ChatBackend.
 func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string)) (ChatReply, error) {
 	corr := logging.CorrelationID(ctx)
-	ctx = clusterpb.WithCorrelationID(ctx, corr)
 	if t.IdempotencyKey != "" {
 		ctx = clusterpb.WithIdempotencyKey(ctx, t.IdempotencyKey)
 	}

@@ -1,6 +1,10 @@
 package clusterpb
 
-import "context"
+import (
+	"context"
+
+	"github.com/kowai/kowai/internal/logging"
+)
 
 // Message-header keys the grain client sets on every request. A grain reads them with
 // ctx.MessageHeader().Get(HeaderCorrelationID); headers cross nodes with the message.
@@ -11,21 +15,17 @@ const (
 
 type metaKey int
 
-const (
-	correlationKey metaKey = iota
-	idempotencyKey
-)
+const idempotencyKey metaKey = 0
 
 // WithCorrelationID returns a context whose grain calls carry id as their correlation ID.
+// It is the same correlation ID kowai's loggers add to every line (package logging), so
+// a request's ID set once at the gateway follows it into every grain it reaches.
 func WithCorrelationID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, correlationKey, id)
+	return logging.WithCorrelationID(ctx, id)
 }
 
-// CorrelationID returns the correlation ID set with WithCorrelationID, or "".
-func CorrelationID(ctx context.Context) string {
-	id, _ := ctx.Value(correlationKey).(string)
-	return id
-}
+// CorrelationID returns the context's correlation ID, or "".
+func CorrelationID(ctx context.Context) string { return logging.CorrelationID(ctx) }
 
 // WithIdempotencyKey returns a context whose grain calls carry key as their idempotency
 // key. Set it for every request with side effects: the client never re-sends, but the
