@@ -1,0 +1,614 @@
+package persistence
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/doug-martin/goqu/v9"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrClosed is returned by the Writer's methods once its Run has been asked
+// to stop: the write was not attempted.
+var ErrClosed = errors.New("persistence: writer closed")
+
+// Defaults applied by NewWriter to zero WriterOptions fields.
+const (
+	// DefaultMaxBatch bounds the rows of one group-commit transaction. It keeps
+	// a merged INSERT of messages well below SQLite's 32766 bound parameters
+	// and MariaDB's default max_allowed_packet for typical rows.
+	DefaultMaxBatch = 256
+	// DefaultMaxDelay is how long a busy writer waits for a batch to fill.
+	DefaultMaxDelay = time.Millisecond
+	// DefaultMaxRetries is how often a batch is retried after a retryable
+	// error (deadlock, lock wait timeout, SQLITE_BUSY).
+	DefaultMaxRetries = 3
+	// DefaultRetryBackoff is the pause before the first retry; it doubles for
+	// each further retry.
+	DefaultRetryBackoff = 5 * time.Millisecond
+	// DefaultBatchTimeout bounds one attempt to commit a batch.
+	DefaultBatchTimeout = 10 * time.Second
+)
+
+// maxParams caps the bound parameters of one merged INSERT statement at
+// SQLite's default limit, the lower of the two dialects.
+const maxParams = 32766
+
+// Op is one unit of work that a Writer applies inside a batch transaction.
+// Apply does all its work through tx and never commits or rolls it back.
+//
+// When Apply returns a non-retryable error, the Writer rolls the batch back
+// and runs it again with every Op inside its own savepoint, so the error is
+// reported to this Op's caller only while the other Ops of the batch commit.
+// Apply may therefore run more than once, always in a fresh transaction.
+type Op interface {
+	Apply(ctx context.Context, tx *goqu.TxDatabase) error
+}
+
+// OpFunc adapts a function to the Op interface.
+type OpFunc func(ctx context.Context, tx *goqu.TxDatabase) error
+
+// Apply calls f(ctx, tx).
+func (f OpFunc) Apply(ctx context.Context, tx *goqu.TxDatabase) error { return f(ctx, tx) }
+
+// Insert is an Op that adds rows to one table. The Writer merges the Inserts
+// of a batch that name the same table and columns into one multi-row INSERT,
+// which is where group commit gets its throughput, so append-only rows such
+// as journal entries should be submitted as Inserts. The rows of one Insert
+// are written all together or not at all.
+type Insert struct {
+	Table string
+	Cols  []string
+	Rows  [][]any
+}
+
+// Apply inserts the rows of in.
+func (in Insert) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
+	return insertRows(ctx, tx, in.Table, in.Cols, in.Rows)
+}
+
+// insertRows writes rows in as few statements as the parameter limit allows.
+func insertRows(ctx context.Context, tx *goqu.TxDatabase, table string, cols []string, rows [][]any) error {
+	step := max(1, maxParams/max(1, len(cols)))
+	colArgs := make([]any, len(cols))
+	for i, c := range cols {
+		colArgs[i] = c
+	}
+	for chunk := range slices.Chunk(rows, step) {
+		query, args, err := tx.Insert(table).Prepared(true).Cols(colArgs...).Vals(chunk...).ToSQL()
+		if err != nil {
+			return fmt.Errorf("persistence: build insert into %s: %w", table, err)
+		}
+		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+			return wrap(err, "insert into %s", table)
+		}
+	}
+	return nil
+}
+
+// WriterOptions configures a Writer. Zero fields take the Default* values.
+type WriterOptions struct {
+	// MaxBatch is the most rows committed in one transaction. A single
+	// request larger than MaxBatch is committed alone.
+	MaxBatch int
+	// MaxDelay is how long the writer, when it is busy, waits for more rows
+	// before committing a batch that is not full. An idle writer never waits.
+	// A negative value disables waiting.
+	MaxDelay time.Duration
+	// MaxRetries bounds the retries of a batch after retryable errors.
+	// A negative value disables retries.
+	MaxRetries int
+	// RetryBackoff is the pause before the first retry, doubled for each next.
+	RetryBackoff time.Duration
+	// BatchTimeout bounds one attempt to commit a batch. It is also the
+	// longest a caller whose context ended waits for a batch already running.
+	BatchTimeout time.Duration
+	// Logger receives batch failures and retries; nil discards them.
+	Logger *slog.Logger
+	// Metrics registers the kowai_db_group_commit_* collectors; nil skips
+	// registration.
+	Metrics prometheus.Registerer
+}
+
+// Writer is the group-commit writer of one database: concurrent callers hand
+// it rows, it commits them in one transaction per batch and answers each
+// caller once that caller's batch has committed or failed. See the package
+// documentation for the batching, error and cancellation rules.
+//
+// Lifecycle: NewWriter, then Run in its own goroutine. Writes wait until Run
+// takes them; Run returns once its context is done and every write accepted
+// before then has been answered. Writes made after that return ErrClosed.
+type Writer struct {
+	db      *DB
+	opts    WriterOptions
+	log     *slog.Logger
+	metrics writerMetrics
+	started atomic.Bool
+
+	// wake holds at most one pending signal that the queue grew or the writer
+	// was closed; a spurious signal only costs one look at the queue.
+	wake chan struct{}
+
+	mu     sync.Mutex
+	queue  []*request
+	closed bool
+}
+
+// Request states: a queued request is taken by the writer or canceled by its
+// caller, never both, which is what keeps a cancellation unambiguous.
+const (
+	stateQueued int32 = iota
+	stateTaken
+	stateCanceled
+)
+
+type request struct {
+	op    Op
+	rows  int
+	state atomic.Int32
+	done  chan error // buffered: the writer never blocks on a caller
+}
+
+// NewWriter returns a Writer for db; call Run to start it.
+func NewWriter(db *DB, opts WriterOptions) *Writer {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.MaxDelay == 0 {
+		opts.MaxDelay = DefaultMaxDelay
+	}
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = DefaultMaxRetries
+	}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = DefaultRetryBackoff
+	}
+	if opts.BatchTimeout <= 0 {
+		opts.BatchTimeout = DefaultBatchTimeout
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "group_commit")
+	return &Writer{
+		db:      db,
+		opts:    opts,
+		log:     log,
+		metrics: newWriterMetrics(opts.Metrics, log),
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// Run commits batches until ctx is done, then stops accepting writes, commits
+// what is still queued and returns nil. Batches started before ctx ended are
+// completed, not aborted: they run under their own BatchTimeout. Run may be
+// called once; a second call returns an error at once.
+func (w *Writer) Run(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return errors.New("persistence: Writer.Run called twice")
+	}
+	stop := context.AfterFunc(ctx, w.close)
+	defer stop()
+	for {
+		batch := w.next()
+		if batch == nil {
+			return nil
+		}
+		w.execute(batch)
+	}
+}
+
+// AppendMessages writes msgs durably: nil means they are committed. The
+// messages of one call are written together or not at all; a message whose
+// (conversation_id, seq) or (conversation_id, idempotency_key) exists already
+// makes the call fail with an error wrapping ErrDuplicate and writes none of
+// them, while the other callers of the same batch are unaffected.
+func (w *Writer) AppendMessages(ctx context.Context, msgs ...Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := w.Submit(ctx, messagesInsert(w.db.Dialect, msgs)); err != nil {
+		return fmt.Errorf("persistence: append %d messages: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// SaveSnapshot stores s if the stored version of (s.Kind, s.Identity) is
+// still expectedVersion, with 0 meaning "no snapshot yet". Otherwise another
+// writer got there first and the error wraps ErrConflict. Nil means durable.
+func (w *Writer) SaveSnapshot(ctx context.Context, s Snapshot, expectedVersion int64) error {
+	if err := w.Submit(ctx, snapshotCAS{snap: s, expected: expectedVersion}); err != nil {
+		return fmt.Errorf("persistence: save snapshot %s/%s: %w", s.Kind, s.Identity, err)
+	}
+	return nil
+}
+
+// Submit hands op to the writer and waits for its batch: nil means op's work
+// is committed. Driver errors come back translated (ErrDuplicate, ...).
+//
+// Cancellation: if ctx ends while op is still queued, op is withdrawn and
+// Submit returns ctx.Err() — op was not and will not be applied. Once the
+// writer has taken op into a batch, Submit waits for that batch's outcome
+// (bounded by BatchTimeout) and returns it, so that an error never hides a
+// committed write and nil always means durable.
+func (w *Writer) Submit(ctx context.Context, op Op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &request{op: op, rows: rowsOf(op), done: make(chan error, 1)}
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	w.queue = append(w.queue, r)
+	w.metrics.queued.Inc()
+	w.mu.Unlock()
+	w.signal()
+
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(stateQueued, stateCanceled) {
+			return ctx.Err()
+		}
+		return <-r.done
+	}
+}
+
+func rowsOf(op Op) int {
+	if in, ok := op.(Insert); ok {
+		return max(1, len(in.Rows))
+	}
+	return 1
+}
+
+func (w *Writer) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Writer) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	w.signal()
+}
+
+// next blocks for the next batch and returns nil when the writer is closed
+// and drained.
+func (w *Writer) next() []*request {
+	for {
+		batch, open := w.gather()
+		if len(batch) > 0 {
+			return batch
+		}
+		if !open {
+			return nil
+		}
+		// Every request found was canceled by its caller: look again.
+	}
+}
+
+// gather collects one batch; open is false once the writer is closed and its
+// queue is empty.
+//
+// Batching rule: a writer that had to wait for work (idle) commits at once
+// with whatever is queued, so a lone write pays one commit and no delay.
+// A writer that finds work already queued when it finishes a batch is under
+// load: it waits up to MaxDelay for the batch to fill, trading a bounded delay
+// for fewer, larger commits. Either way a full batch is committed at once,
+// and rows that arrive while a batch commits form the next one.
+func (w *Writer) gather() (batch []*request, open bool) {
+	idle := false
+	w.mu.Lock()
+	for len(w.queue) == 0 {
+		if w.closed {
+			w.mu.Unlock()
+			return nil, false
+		}
+		w.mu.Unlock()
+		<-w.wake
+		idle = true
+		w.mu.Lock()
+	}
+	batch, rows := w.takeLocked(nil, 0)
+	closed := w.closed
+	w.mu.Unlock()
+	if idle || closed || rows >= w.opts.MaxBatch || w.opts.MaxDelay < 0 {
+		return batch, true
+	}
+
+	timer := time.NewTimer(w.opts.MaxDelay)
+	defer timer.Stop()
+	for rows < w.opts.MaxBatch && !closed {
+		select {
+		case <-w.wake:
+		case <-timer.C:
+			return batch, true
+		}
+		w.mu.Lock()
+		batch, rows = w.takeLocked(batch, rows)
+		closed = w.closed
+		w.mu.Unlock()
+	}
+	return batch, true
+}
+
+// takeLocked moves queued requests into batch up to MaxBatch rows, skipping
+// those their callers canceled. The first request is taken whatever its
+// size, so an Insert larger than MaxBatch still gets committed.
+func (w *Writer) takeLocked(batch []*request, rows int) ([]*request, int) {
+	i := 0
+	for ; i < len(w.queue); i++ {
+		r := w.queue[i]
+		if len(batch) > 0 && rows+r.rows > w.opts.MaxBatch {
+			break
+		}
+		if r.state.CompareAndSwap(stateQueued, stateTaken) {
+			batch = append(batch, r)
+			rows += r.rows
+		}
+	}
+	clear(w.queue[:i])
+	w.queue = w.queue[i:]
+	w.metrics.queued.Sub(float64(i))
+	return batch, rows
+}
+
+// execute commits batch, retrying it on retryable errors, and answers every
+// caller in it exactly once.
+func (w *Writer) execute(batch []*request) {
+	start := time.Now()
+	rows := 0
+	for _, r := range batch {
+		rows += r.rows
+	}
+	results, err := w.commitWithRetry(batch)
+	w.metrics.batchSize.Observe(float64(rows))
+	w.metrics.duration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		w.metrics.errors.WithLabelValues("batch").Inc()
+		w.log.Warn("group commit failed", "requests", len(batch), "rows", rows, "error", err)
+		err = fmt.Errorf("persistence: group commit of %d rows: %w", rows, classify(err))
+	}
+	for i, r := range batch {
+		if err != nil {
+			r.done <- err
+			continue
+		}
+		if results[i] != nil {
+			w.metrics.errors.WithLabelValues(opErrorReason(results[i])).Inc()
+		}
+		r.done <- results[i]
+	}
+}
+
+func opErrorReason(err error) string {
+	switch {
+	case errors.Is(err, ErrDuplicate):
+		return "duplicate"
+	case errors.Is(err, ErrConflict):
+		return "conflict"
+	default:
+		return "op"
+	}
+}
+
+// errCommit marks a failed COMMIT. Its outcome is unknown (the connection
+// may have died after the server committed), so it is never retried: a retry
+// could apply the batch twice.
+var errCommit = errors.New("commit")
+
+// errIsolate asks for the batch to be run again with every Op in its own
+// savepoint, because one Op failed and the transaction cannot be trusted.
+var errIsolate = errors.New("persistence: op failed, isolating")
+
+func (w *Writer) commitWithRetry(batch []*request) ([]error, error) {
+	isolated := false
+	backoff := w.opts.RetryBackoff
+	for retries := 0; ; {
+		results, err := w.attempt(batch, isolated)
+		switch {
+		case err == nil:
+			return results, nil
+		case errors.Is(err, errIsolate):
+			isolated = true
+		case IsRetryable(err) && !errors.Is(err, errCommit) && retries < w.opts.MaxRetries:
+			retries++
+			w.metrics.errors.WithLabelValues("retried").Inc()
+			w.log.Info("group commit retrying", "attempt", retries, "error", err)
+			time.Sleep(backoff)
+			backoff *= 2
+		default:
+			return nil, err
+		}
+	}
+}
+
+// attempt runs batch in one transaction. In the fast path the Inserts of the
+// batch are merged; any Op error aborts it with errIsolate. In the isolated
+// path each Op runs inside a savepoint and its own error becomes its result.
+func (w *Writer) attempt(batch []*request, isolated bool) ([]error, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.opts.BatchTimeout)
+	defer cancel()
+	tx, err := w.db.Goqu.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, wrap(err, "begin")
+	}
+	results := make([]error, len(batch))
+	if isolated {
+		err = applyIsolated(ctx, tx, batch, results)
+	} else {
+		err = applyMerged(ctx, tx, batch)
+	}
+	if err != nil {
+		// A transaction whose context ended was rolled back by database/sql.
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			err = errors.Join(err, wrap(rbErr, "rollback"))
+		}
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errCommit, classify(err))
+	}
+	return results, nil
+}
+
+// applyMerged applies the batch with one statement per distinct Insert
+// target, in the order each target first appears, and every other Op in its
+// place. Ops in one batch come from concurrent callers, so no order between
+// them is promised beyond that.
+func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) error {
+	type target struct {
+		table string
+		cols  []string
+		rows  [][]any
+	}
+	var (
+		steps   []any // *target or Op
+		targets = map[string]*target{}
+	)
+	for _, r := range batch {
+		in, ok := r.op.(Insert)
+		if !ok {
+			steps = append(steps, r.op)
+			continue
+		}
+		key := in.Table + "\x00" + strings.Join(in.Cols, "\x00")
+		t := targets[key]
+		if t == nil {
+			t = &target{table: in.Table, cols: in.Cols}
+			targets[key] = t
+			steps = append(steps, t)
+		}
+		t.rows = append(t.rows, in.Rows...)
+	}
+	for _, s := range steps {
+		var err error
+		switch s := s.(type) {
+		case *target:
+			err = insertRows(ctx, tx, s.table, s.cols, s.rows)
+		case Op:
+			err = s.Apply(ctx, tx)
+		}
+		if err != nil {
+			// Retryable and timed-out batches are retried or failed whole;
+			// only an error one Op may have caused is worth isolating.
+			if IsRetryable(err) || errors.Is(err, context.DeadlineExceeded) {
+				return err
+			}
+			return fmt.Errorf("%w: %w", errIsolate, err)
+		}
+	}
+	return nil
+}
+
+// Savepoint statements carry no values, so they are plain SQL. One name is
+// reused because each savepoint is released before the next is set.
+const (
+	savepointSet      = "SAVEPOINT kowai_op"
+	savepointRollback = "ROLLBACK TO SAVEPOINT kowai_op"
+	savepointRelease  = "RELEASE SAVEPOINT kowai_op"
+)
+
+func applyIsolated(ctx context.Context, tx *goqu.TxDatabase, batch []*request, results []error) error {
+	for i, r := range batch {
+		if _, err := tx.ExecContext(ctx, savepointSet); err != nil {
+			return wrap(err, "savepoint")
+		}
+		opErr := r.op.Apply(ctx, tx)
+		if opErr != nil && IsRetryable(opErr) {
+			return opErr
+		}
+		if opErr != nil {
+			// SQLite keeps a savepoint that was rolled back to, so it is
+			// released in both cases.
+			if _, err := tx.ExecContext(ctx, savepointRollback); err != nil {
+				return errors.Join(opErr, wrap(err, "rollback to savepoint"))
+			}
+			results[i] = opErr
+		}
+		if _, err := tx.ExecContext(ctx, savepointRelease); err != nil {
+			return wrap(err, "release savepoint")
+		}
+	}
+	return nil
+}
+
+// snapshotCAS is the compare-and-swap save of one snapshot.
+type snapshotCAS struct {
+	snap     Snapshot
+	expected int64
+}
+
+func (op snapshotCAS) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
+	return saveSnapshotTx(ctx, tx, op.snap, op.expected)
+}
+
+type writerMetrics struct {
+	queued    prometheus.Gauge
+	batchSize prometheus.Histogram
+	duration  prometheus.Histogram
+	errors    *prometheus.CounterVec
+}
+
+func newWriterMetrics(reg prometheus.Registerer, log *slog.Logger) writerMetrics {
+	m := writerMetrics{
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kowai_db_group_commit_queued",
+			Help: "Writes waiting to be taken into a group-commit batch (withdrawn ones until skipped).",
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kowai_db_group_commit_batch_size",
+			Help:    "Rows committed per group-commit batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kowai_db_group_commit_duration_seconds",
+			Help:    "Time to commit one group-commit batch, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kowai_db_group_commit_errors_total",
+			Help: "Group-commit errors by reason: batch (every caller of a batch failed), retried (a batch attempt was retried), duplicate, conflict or op (one caller failed).",
+		}, []string{"reason"}),
+	}
+	if reg == nil {
+		return m
+	}
+	m.queued = register(reg, m.queued, log)
+	m.batchSize = register(reg, m.batchSize, log)
+	m.duration = register(reg, m.duration, log)
+	m.errors = register(reg, m.errors, log)
+	return m
+}
+
+// register registers c, or returns the collector already registered under
+// its name so that writers sharing a registry share their metrics.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, log *slog.Logger) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	log.Error("group commit metric not registered", "error", err)
+	return c
+}
