@@ -22,6 +22,8 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/labstack/echo"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kowai/kowai/internal/logging"
 )
 
 // automanagedRefresh is how often automanaged polls its peers' membership endpoints.
@@ -128,7 +130,7 @@ func (n *Node) start(ctx context.Context) (err error) {
 		return fmt.Errorf("start cluster node: %w", err)
 	}
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(sys *actor.ActorSystem) *slog.Logger {
-		return n.cfg.Logger.With("component", "protoactor", "node_id", sys.ID)
+		return logging.Quiet(n.cfg.Logger).With("component", "protoactor", "node_id", sys.ID)
 	}))
 	provider, err := n.provider(sys)
 	if err != nil {

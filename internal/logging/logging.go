@@ -62,3 +62,37 @@ func (h correlationHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 func (h correlationHandler) WithGroup(name string) slog.Handler {
 	return correlationHandler{h.Handler.WithGroup(name)}
 }
+
+// Quiet returns a logger that writes l's Info records at Debug level, for
+// chatty libraries whose routine messages (member joined, topology hashes)
+// would drown kowai's own at the default level. Warnings and errors keep
+// their level.
+func Quiet(l *slog.Logger) *slog.Logger {
+	return slog.New(quietHandler{l.Handler()})
+}
+
+type quietHandler struct{ slog.Handler }
+
+func quieted(level slog.Level) slog.Level {
+	if level < slog.LevelWarn && level >= slog.LevelInfo {
+		return slog.LevelDebug
+	}
+	return level
+}
+
+func (h quietHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	return h.Handler.Enabled(ctx, quieted(level))
+}
+
+func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = quieted(r.Level)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h quietHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return quietHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{h.Handler.WithGroup(name)}
+}

@@ -51,3 +51,19 @@ func TestTextFormatAndLevels(t *testing.T) {
 		t.Fatal("want an error for an unknown level")
 	}
 }
+
+func TestQuiet(t *testing.T) {
+	var buf bytes.Buffer
+	log := Quiet(New(&buf, slog.LevelInfo, "json")).With("component", "lib")
+	log.Info("member joined")
+	log.Warn("member lost")
+	out := buf.String()
+	if strings.Contains(out, "member joined") || !strings.Contains(out, `"level":"WARN","msg":"member lost","component":"lib"`) {
+		t.Fatalf("unexpected output %q", out)
+	}
+	buf.Reset()
+	Quiet(New(&buf, slog.LevelDebug, "json")).Info("routine")
+	if !strings.Contains(buf.String(), `"level":"DEBUG","msg":"routine"`) {
+		t.Fatalf("info not demoted to debug: %q", buf.String())
+	}
+}
