@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/persistence"
+)
+
+// Stores are the repositories the REST routes read and write directly:
+// queries (history, listings) and small writes that touch no actor state
+// (feedback, agent definitions, user administration, the audit log).
+type Stores struct {
+	Users         persistence.Users
+	Conversations persistence.Conversations
+	Messages      persistence.Messages
+	Feedback      persistence.FeedbackWriter
+	Agents        persistence.Agents
+	Audit         persistence.AuditLog
+}
+
+// NewStores returns the repositories of db.
+func NewStores(db *persistence.DB) Stores {
+	return Stores{
+		Users:         persistence.NewUserStore(db),
+		Conversations: persistence.NewConversationStore(db),
+		Messages:      persistence.NewMessageStore(db),
+		Feedback:      persistence.NewFeedbackStore(db),
+		Agents:        persistence.NewAgentStore(db),
+		Audit:         persistence.NewAuditStore(db),
+	}
+}
+
+func (s Stores) complete() bool {
+	return s.Users != nil && s.Conversations != nil && s.Messages != nil && s.Feedback != nil && s.Agents != nil && s.Audit != nil
+}
+
+// authError translates persistence sentinels into the ones auth's stores
+// promise; the cause stays in the chain for logs.
+func authError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, persistence.ErrNotFound):
+		return fmt.Errorf("%w: %w", auth.ErrNotFound, err)
+	case errors.Is(err, persistence.ErrDuplicate):
+		return fmt.Errorf("%w: %w", auth.ErrConflict, err)
+	case errors.Is(err, persistence.ErrTokenSpent):
+		return fmt.Errorf("%w: %w", auth.ErrTokenSpent, err)
+	}
+	return err
+}
+
+// AuthUsers implements auth.UserStore over persistence.
+type AuthUsers struct{ users *persistence.UserStore }
+
+var _ auth.UserStore = AuthUsers{}
+
+// NewAuthUsers returns auth's user store over db.
+func NewAuthUsers(db *persistence.DB) AuthUsers {
+	return AuthUsers{users: persistence.NewUserStore(db)}
+}
+
+func roleNames(roles []auth.Role) []string {
+	out := make([]string, len(roles))
+	for i, r := range roles {
+		out[i] = string(r)
+	}
+	return out
+}
+
+func authRoles(names []string) []auth.Role {
+	out := make([]auth.Role, len(names))
+	for i, n := range names {
+		out[i] = auth.Role(n)
+	}
+	return out
+}
+
+func authUser(u persistence.LinkedUser) auth.User {
+	return auth.User{ID: u.ID, Email: u.Email, Name: u.Name, PasswordHash: u.PasswordHash, Roles: authRoles(u.Roles),
+		Disabled: u.Disabled, AppwriteID: u.AppwriteID, CreatedAt: u.CreatedAt}
+}
+
+// CreateUser implements auth.UserStore.
+func (s AuthUsers) CreateUser(ctx context.Context, u auth.User) error {
+	_, err := s.users.CreateLinked(ctx, persistence.User{ID: u.ID, Email: u.Email, Name: u.Name, PasswordHash: u.PasswordHash,
+		Roles: roleNames(u.Roles), Disabled: u.Disabled, CreatedAt: u.CreatedAt}, u.AppwriteID)
+	return authError(err)
+}
+
+func linked(u persistence.LinkedUser, err error) (auth.User, error) {
+	if err != nil {
+		return auth.User{}, authError(err)
+	}
+	return authUser(u), nil
+}
+
+// UserByID implements auth.UserStore.
+func (s AuthUsers) UserByID(ctx context.Context, id string) (auth.User, error) {
+	return linked(s.users.GetLinked(ctx, id))
+}
+
+// UserByEmail implements auth.UserStore.
+func (s AuthUsers) UserByEmail(ctx context.Context, email string) (auth.User, error) {
+	return linked(s.users.GetLinkedByEmail(ctx, email))
+}
+
+// UserByAppwriteID implements auth.UserStore.
+func (s AuthUsers) UserByAppwriteID(ctx context.Context, appwriteID string) (auth.User, error) {
+	return linked(s.users.GetByAppwriteID(ctx, appwriteID))
+}
+
+// SetPasswordHash implements auth.UserStore.
+func (s AuthUsers) SetPasswordHash(ctx context.Context, userID, hash string) error {
+	return authError(s.users.SetPasswordHash(ctx, userID, hash))
+}
+
+// LinkAppwrite implements auth.UserStore.
+func (s AuthUsers) LinkAppwrite(ctx context.Context, userID, appwriteID string) error {
+	return authError(s.users.LinkAppwrite(ctx, userID, appwriteID))
+}
+
+// HasUserWithRole implements auth.UserStore.
+func (s AuthUsers) HasUserWithRole(ctx context.Context, role auth.Role) (bool, error) {
+	return s.users.HasRole(ctx, string(role))
+}
+
+// AuthSessions implements auth.SessionStore over persistence.
+type AuthSessions struct{ sessions *persistence.SessionStore }
+
+var _ auth.SessionStore = AuthSessions{}
+
+// NewAuthSessions returns auth's session store over db.
+func NewAuthSessions(db *persistence.DB) AuthSessions {
+	return AuthSessions{sessions: persistence.NewSessionStore(db)}
+}
+
+// sessionNoExpiry fills the session's expires_at column: an auth session
+// ends when it is revoked or its refresh tokens expire, each of which has
+// its own expiry, so the session row itself never expires.
+var sessionNoExpiry = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
+// CreateSession implements auth.SessionStore.
+func (s AuthSessions) CreateSession(ctx context.Context, sess auth.Session) error {
+	return authError(s.sessions.InsertSession(ctx, persistence.AuthSession{
+		ID: sess.ID, UserID: sess.UserID, CreatedAt: sess.CreatedAt, ExpiresAt: sessionNoExpiry}))
+}
+
+// SessionByID implements auth.SessionStore.
+func (s AuthSessions) SessionByID(ctx context.Context, id string) (auth.Session, error) {
+	ps, err := s.sessions.GetSession(ctx, id)
+	if err != nil {
+		return auth.Session{}, authError(err)
+	}
+	out := auth.Session{ID: ps.ID, UserID: ps.UserID, CreatedAt: ps.CreatedAt}
+	if !ps.RevokedAt.IsZero() {
+		at := ps.RevokedAt
+		out.RevokedAt = &at
+	}
+	return out, nil
+}
+
+// RevokeSession implements auth.SessionStore.
+func (s AuthSessions) RevokeSession(ctx context.Context, id string, at time.Time) error {
+	if _, err := s.sessions.GetSession(ctx, id); err != nil {
+		return authError(err)
+	}
+	return authError(s.sessions.RevokeSession(ctx, id, at))
+}
+
+// RevokeUserSessions implements auth.SessionStore.
+func (s AuthSessions) RevokeUserSessions(ctx context.Context, userID string, at time.Time) ([]string, error) {
+	ids, err := s.sessions.RevokeUserSessions(ctx, userID, at)
+	return ids, authError(err)
+}
+
+// AddRefreshToken implements auth.SessionStore. The token's user is its
+// session's; the row does not repeat it.
+func (s AuthSessions) AddRefreshToken(ctx context.Context, t auth.RefreshToken) error {
+	return authError(s.sessions.AddRefreshToken(ctx, persistence.RefreshToken{
+		SessionID: t.SessionID, TokenHash: t.Hash, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt}))
+}
+
+// SpendRefreshToken implements auth.SessionStore.
+func (s AuthSessions) SpendRefreshToken(ctx context.Context, hash string, at time.Time) (auth.RefreshToken, error) {
+	pt, spendErr := s.sessions.SpendRefreshToken(ctx, hash, at)
+	if spendErr != nil && !errors.Is(spendErr, persistence.ErrTokenSpent) {
+		return auth.RefreshToken{}, authError(spendErr)
+	}
+	sess, err := s.sessions.GetSession(ctx, pt.SessionID)
+	if err != nil {
+		return auth.RefreshToken{}, authError(err)
+	}
+	out := auth.RefreshToken{Hash: pt.TokenHash, SessionID: pt.SessionID, UserID: sess.UserID, CreatedAt: pt.CreatedAt, ExpiresAt: pt.ExpiresAt}
+	if !pt.SpentAt.IsZero() {
+		spent := pt.SpentAt
+		out.SpentAt = &spent
+	}
+	return out, authError(spendErr)
+}

@@ -1,0 +1,208 @@
+package persistence
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/doug-martin/goqu/v9"
+)
+
+// ErrTokenSpent reports a refresh token that SpendRefreshToken found already spent.
+var ErrTokenSpent = errors.New("persistence: refresh token already spent")
+
+// The operations below serve the gateway's authentication service, whose model differs
+// slightly from AuthSessions: sessions are created before their first refresh token, a
+// token is spent by one conditional update (the service decides what reuse means), and
+// users may be linked to an Appwrite account.
+
+// appwriteScanner reads the user columns plus appwrite_id, so scanUser serves both.
+type appwriteScanner struct {
+	r  scanner
+	id *sql.NullString
+}
+
+func (s appwriteScanner) Scan(dest ...any) error { return s.r.Scan(append(dest, s.id)...) }
+
+// LinkedUser is a User with the Appwrite account linked to it.
+type LinkedUser struct {
+	User
+	// AppwriteID is the Appwrite account's $id, empty when none is linked.
+	AppwriteID string
+}
+
+var linkedUserCols = append(slices.Clone(userCols), "appwrite_id")
+
+func scanLinkedUser(r scanner) (LinkedUser, error) {
+	var id sql.NullString
+	u, err := scanUser(appwriteScanner{r: r, id: &id})
+	return LinkedUser{User: u, AppwriteID: id.String}, err
+}
+
+// CreateLinked stores u like Create, with the Appwrite account appwriteID linked (none
+// when empty), in one insert so a user is never visible half-linked. A taken email or
+// Appwrite ID is ErrDuplicate.
+func (s *UserStore) CreateLinked(ctx context.Context, u User, appwriteID string) (User, error) {
+	if u.ID == "" {
+		u.ID = newID()
+	}
+	u.Email = normalizeEmail(u.Email)
+	if u.CreatedAt.IsZero() {
+		u.CreatedAt = time.Now()
+	}
+	u.CreatedAt = utc(u.CreatedAt)
+	u.UpdatedAt = u.CreatedAt
+	if u.Roles == nil {
+		u.Roles = []string{}
+	}
+	roles, err := encodeRoles(u.Roles)
+	if err != nil {
+		return User{}, fmt.Errorf("create user %s: %w", u.Email, err)
+	}
+	q := s.db.Goqu.Insert("users").Prepared(true).Rows(goqu.Record{
+		"id": u.ID, "email": u.Email, "name": u.Name, "password_hash": u.PasswordHash, "roles": roles,
+		"disabled": u.Disabled, "created_at": u.CreatedAt, "updated_at": u.UpdatedAt,
+		"appwrite_id": nullString(appwriteID),
+	})
+	if _, err := q.Executor().ExecContext(ctx); err != nil {
+		return User{}, wrap(err, "create user %s", u.Email)
+	}
+	return u, nil
+}
+
+func (s *UserStore) getLinked(ctx context.Context, what string, where goqu.Expression) (LinkedUser, error) {
+	q := s.db.Goqu.From("users").Prepared(true).Select(linkedUserCols...).Where(where)
+	u, err := first(ctx, q, scanLinkedUser)
+	if err != nil {
+		return LinkedUser{}, fmt.Errorf("get user %s: %w", what, err)
+	}
+	return u, nil
+}
+
+// GetLinked returns the user with this ID and its Appwrite link, or ErrNotFound.
+func (s *UserStore) GetLinked(ctx context.Context, id string) (LinkedUser, error) {
+	return s.getLinked(ctx, id, goqu.C("id").Eq(id))
+}
+
+// GetLinkedByEmail returns the user with this email (compared case-insensitively) and its
+// Appwrite link, or ErrNotFound.
+func (s *UserStore) GetLinkedByEmail(ctx context.Context, email string) (LinkedUser, error) {
+	email = normalizeEmail(email)
+	return s.getLinked(ctx, email, goqu.C("email").Eq(email))
+}
+
+// GetByAppwriteID returns the user linked to the Appwrite account appwriteID, or
+// ErrNotFound.
+func (s *UserStore) GetByAppwriteID(ctx context.Context, appwriteID string) (LinkedUser, error) {
+	if appwriteID == "" {
+		return LinkedUser{}, fmt.Errorf("get user by empty appwrite id: %w", ErrNotFound)
+	}
+	return s.getLinked(ctx, "appwrite "+appwriteID, goqu.C("appwrite_id").Eq(appwriteID))
+}
+
+// LinkAppwrite links the Appwrite account appwriteID to the user; ErrNotFound when there
+// is no such user, ErrDuplicate when another user holds that account.
+func (s *UserStore) LinkAppwrite(ctx context.Context, id, appwriteID string) error {
+	return s.update(ctx, id, "link appwrite", goqu.Record{"appwrite_id": nullString(appwriteID)})
+}
+
+// SetPasswordHash replaces the user's password hash, or returns ErrNotFound.
+func (s *UserStore) SetPasswordHash(ctx context.Context, id, hash string) error {
+	return s.update(ctx, id, "set password", goqu.Record{"password_hash": hash})
+}
+
+// HasRole reports whether any user, disabled or not, holds role. Unlike CountWithRole it
+// counts disabled users: a disabled admin still means the first-start bootstrap is done.
+func (s *UserStore) HasRole(ctx context.Context, role string) (bool, error) {
+	// As in CountWithRole: roles are a JSON list, so the role appears quoted.
+	quoted, err := json.Marshal(role)
+	if err != nil {
+		return false, fmt.Errorf("has role %s: %w", role, err)
+	}
+	pattern := "%" + likeEscaper.Replace(string(quoted)) + "%"
+	q := s.db.Goqu.From("users").Prepared(true).Select(goqu.C("id")).Where(goqu.L("roles LIKE ? ESCAPE '!'", pattern))
+	var id string
+	switch err := classify(scanOne(ctx, q, &id)); {
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("has role %s: %w", role, err)
+	}
+	return true, nil
+}
+
+// InsertSession stores a session without a refresh token; the caller adds tokens with
+// AddRefreshToken. A taken ID is ErrDuplicate, an unknown user ErrConflict.
+func (s *SessionStore) InsertSession(ctx context.Context, sess AuthSession) error {
+	q := s.db.Goqu.Insert("auth_sessions").Prepared(true).Rows(goqu.Record{
+		"id": sess.ID, "user_id": sess.UserID, "created_at": utc(sess.CreatedAt), "expires_at": utc(sess.ExpiresAt),
+		"revoked_at": nullTime(sess.RevokedAt), "user_agent": sess.UserAgent, "ip": sess.IP,
+	})
+	if _, err := q.Executor().ExecContext(ctx); err != nil {
+		return wrap(err, "insert session %s", sess.ID)
+	}
+	return nil
+}
+
+// AddRefreshToken stores t (ID filled in when empty). A taken hash is ErrDuplicate, an
+// unknown session ErrConflict.
+func (s *SessionStore) AddRefreshToken(ctx context.Context, t RefreshToken) error {
+	t = t.withDefaults(t.SessionID, time.Now())
+	if _, err := s.db.Goqu.Insert("refresh_tokens").Prepared(true).Rows(tokenRecord(t)).Executor().ExecContext(ctx); err != nil {
+		return wrap(err, "add refresh token to session %s", t.SessionID)
+	}
+	return nil
+}
+
+// SpendRefreshToken marks the token with this hash spent at now and returns it as it was
+// before. A token spent earlier is left alone and returned with ErrTokenSpent; an unknown
+// hash is ErrNotFound. The spend is one conditional UPDATE, so of concurrent spends of
+// one token exactly one succeeds.
+func (s *SessionStore) SpendRefreshToken(ctx context.Context, hash string, now time.Time) (RefreshToken, error) {
+	spend := s.db.Goqu.Update("refresh_tokens").Prepared(true).Set(goqu.Record{"spent_at": utc(now)}).
+		Where(goqu.C("token_hash").Eq(hash), goqu.C("spent_at").IsNull())
+	n, err := rowsAffected(spend.Executor().ExecContext(ctx))
+	if err != nil {
+		return RefreshToken{}, wrap(err, "spend refresh token")
+	}
+	t, err := findToken(ctx, s.db.Goqu, hash)
+	if err != nil {
+		return RefreshToken{}, fmt.Errorf("spend refresh token: %w", err)
+	}
+	if n == 0 {
+		return t, fmt.Errorf("spend refresh token of session %s: %w", t.SessionID, ErrTokenSpent)
+	}
+	t.SpentAt = time.Time{}
+	return t, nil
+}
+
+// RevokeUserSessions revokes every live session of a user, with their refresh tokens, and
+// returns the IDs it revoked.
+func (s *SessionStore) RevokeUserSessions(ctx context.Context, userID string, now time.Time) ([]string, error) {
+	var ids []string
+	err := s.db.inTx(ctx, func(tx *goqu.TxDatabase) error {
+		q := tx.From("auth_sessions").Prepared(true).Select("id").
+			Where(goqu.C("user_id").Eq(userID), goqu.C("revoked_at").IsNull()).Order(goqu.C("id").Asc())
+		var err error
+		if ids, err = scanAll(ctx, q, func(r scanner) (string, error) {
+			var id string
+			return id, r.Scan(&id)
+		}); err != nil {
+			return classify(err)
+		}
+		for _, id := range ids {
+			if err := revokeSession(ctx, tx, id, utc(now)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("revoke sessions of user %s: %w", userID, err)
+	}
+	return ids, nil
+}
