@@ -133,6 +133,10 @@ type Writer struct {
 	metrics writerMetrics
 	started atomic.Bool
 
+	// busy records whether writes arrived while the last batch committed;
+	// only Run's goroutine uses it.
+	busy bool
+
 	// wake holds at most one pending signal that the queue grew or the writer
 	// was closed; a spurious signal only costs one look at the queue.
 	wake chan struct{}
@@ -305,14 +309,16 @@ func (w *Writer) next() []*request {
 // gather collects one batch; open is false once the writer is closed and its
 // queue is empty.
 //
-// Batching rule: a writer that had to wait for work (idle) commits at once
-// with whatever is queued, so a lone write pays one commit and no delay.
-// A writer that finds work already queued when it finishes a batch is under
-// load: it waits up to MaxDelay for the batch to fill, trading a bounded delay
-// for fewer, larger commits. Either way a full batch is committed at once,
-// and rows that arrive while a batch commits form the next one.
+// Batching rule: rows that arrive while a batch commits form the next one, and
+// a full batch is committed at once. Beyond that, the writer waits up to
+// MaxDelay for a batch to fill only under load, that is when writes arrived
+// while the previous batch was committing: then a bounded delay buys fewer,
+// larger commits. Otherwise it commits at once with whatever is queued, so a
+// lone write, or a caller writing sequentially, pays one commit and no delay.
+// (Work queued by the time the writer gets back to the queue is no evidence of
+// load: a caller just answered may already have sent its next write.)
 func (w *Writer) gather() (batch []*request, open bool) {
-	idle := false
+	idle := !w.busy
 	w.mu.Lock()
 	for len(w.queue) == 0 {
 		if w.closed {
@@ -377,6 +383,9 @@ func (w *Writer) execute(batch []*request) {
 		rows += r.rows
 	}
 	results, err := w.commitWithRetry(batch)
+	w.mu.Lock()
+	w.busy = len(w.queue) > 0
+	w.mu.Unlock()
 	w.metrics.batchSize.Observe(float64(rows))
 	w.metrics.duration.Observe(time.Since(start).Seconds())
 	if err != nil {
