@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/tmc/langchaingo/llms"
@@ -95,43 +94,83 @@ func (e *ParseError) Error() string {
 // Unwrap returns ErrParse.
 func (e *ParseError) Unwrap() error { return ErrParse }
 
-const completedMarker = "[[ ## completed ## ]]"
+const (
+	completedMarker = "[[ ## completed ## ]]"
+	markerOpen      = "[[ ## "
+	markerClose     = " ## ]]"
+)
 
-func marker(name string) string { return "[[ ## " + name + " ## ]]" }
+func marker(name string) string { return markerOpen + name + markerClose }
 
-// markerRE finds field markers anywhere in a reply, not only at line starts:
-// models often glue them to the end of the previous value.
-var markerRE = regexp.MustCompile(`\[\[ ## (\w+) ## \]\]`)
+// nextMarker finds the first field marker in s at or after from and returns
+// its bounds and the field name, or start -1. Markers count anywhere, not
+// only at line starts: models often glue them to the end of the previous
+// value. A name is one or more ASCII letters, digits or underscores.
+func nextMarker(s string, from int) (start, end int, name string) {
+	for {
+		i := strings.Index(s[from:], markerOpen)
+		if i < 0 {
+			return -1, -1, ""
+		}
+		start = from + i
+		j := start + len(markerOpen)
+		k := j
+		for k < len(s) && isWordByte(s[k]) {
+			k++
+		}
+		if k > j && strings.HasPrefix(s[k:], markerClose) {
+			return start, k + len(markerClose), s[j:k]
+		}
+		from = start + 1
+	}
+}
+
+// prompt holds the parts of the ChatAdapter messages that depend on the
+// signature alone. Predictors build it once per signature, so a call only
+// renders its input values.
+type prompt struct {
+	sig     Signature
+	rest    Signature // sig without its history input
+	hist    string    // the history input's name, or ""
+	name    string    // sig.String()
+	system  llms.MessageContent
+	respond string // the output requirements closing the final user message
+}
+
+func newPrompt(sig Signature) *prompt {
+	pr := &prompt{sig: sig, rest: sig, hist: sig.historyField(), name: sig.String()}
+	if pr.hist != "" {
+		pr.rest = sig.Delete(pr.hist)
+	}
+	pr.system = llms.TextParts(llms.ChatMessageTypeSystem, systemMessage(sig))
+	pr.respond = outputRequirements(sig)
+	return pr
+}
 
 // Render builds the ChatAdapter messages for one call: the system message,
 // the demos and history as user/assistant pairs, then the final user message.
 func Render(sig Signature, demos []Example, inputs Values) ([]llms.MessageContent, error) {
-	return render(sig, systemMessage(sig), demos, inputs)
+	return newPrompt(sig).render(demos, inputs)
 }
 
-// render is Render with the system message already built: it depends on the
-// signature only, so predictors build it once per signature.
-func render(sig Signature, system string, demos []Example, inputs Values) ([]llms.MessageContent, error) {
-	msgs := []llms.MessageContent{llms.TextParts(llms.ChatMessageTypeSystem, system)}
-	rest := sig
-	hist := sig.historyField()
-	if hist != "" {
-		rest = sig.Delete(hist)
-	}
-	msgs = append(msgs, demoMessages(rest, demos)...)
-	if hist != "" {
-		h, err := toHistory(inputs[hist])
-		if err != nil {
-			return nil, fmt.Errorf("input %q: %w", hist, err)
-		}
-		for _, turn := range h.Messages {
-			msgs = append(msgs,
-				llms.TextParts(llms.ChatMessageTypeHuman, userContent(rest, turn, "", false)),
-				llms.TextParts(llms.ChatMessageTypeAI, assistantContent(rest, turn, "")))
+func (pr *prompt) render(demos []Example, inputs Values) ([]llms.MessageContent, error) {
+	var h History
+	if pr.hist != "" {
+		var err error
+		if h, err = toHistory(inputs[pr.hist]); err != nil {
+			return nil, fmt.Errorf("input %q: %w", pr.hist, err)
 		}
 	}
-	msgs = append(msgs, llms.TextParts(llms.ChatMessageTypeHuman, userContent(rest, inputs, "", true)))
-	return msgs, nil
+	demoMsgs := demoMessages(pr.rest, demos)
+	msgs := make([]llms.MessageContent, 0, 2+len(demoMsgs)+2*len(h.Messages))
+	msgs = append(msgs, pr.system)
+	msgs = append(msgs, demoMsgs...)
+	for _, turn := range h.Messages {
+		msgs = append(msgs,
+			llms.TextParts(llms.ChatMessageTypeHuman, userContent(pr.rest, turn, "", "")),
+			llms.TextParts(llms.ChatMessageTypeAI, assistantContent(pr.rest, turn, "")))
+	}
+	return append(msgs, llms.TextParts(llms.ChatMessageTypeHuman, userContent(pr.rest, inputs, "", pr.respond))), nil
 }
 
 func systemMessage(sig Signature) string {
@@ -194,34 +233,58 @@ func dedent(s string) string {
 	return strings.Join(lines, "\n")
 }
 
-// userContent renders the input blocks present in vals, followed, for the
-// main request, by the output requirements.
-func userContent(sig Signature, vals Values, prefix string, main bool) string {
-	var parts []string
+// userContent renders the input blocks present in vals, separated by blank
+// lines, after prefix and before suffix when those are not empty.
+func userContent(sig Signature, vals Values, prefix, suffix string) string {
+	size := len(prefix) + len(suffix) + 4
+	for _, f := range sig.inputs {
+		if v, ok := vals[f.Name]; ok {
+			size += len(markerOpen) + len(f.Name) + len(markerClose) + 3
+			if s, isStr := v.(string); isStr {
+				size += len(s)
+			} else {
+				size += 16
+			}
+		}
+	}
+	var b strings.Builder
+	b.Grow(size)
+	sep := ""
 	if prefix != "" {
-		parts = append(parts, prefix)
+		b.WriteString(prefix)
+		sep = "\n\n"
 	}
 	for _, f := range sig.inputs {
 		if v, ok := vals[f.Name]; ok {
-			parts = append(parts, marker(f.Name)+"\n"+formatValue(v))
+			b.WriteString(sep)
+			b.WriteString(markerOpen)
+			b.WriteString(f.Name)
+			b.WriteString(markerClose + "\n")
+			b.WriteString(formatValue(v))
+			sep = "\n\n"
 		}
 	}
-	if main {
-		parts = append(parts, outputRequirements(sig))
+	if suffix != "" {
+		b.WriteString(sep)
+		b.WriteString(suffix)
 	}
-	return strings.TrimSpace(strings.Join(parts, "\n\n"))
+	return strings.TrimSpace(b.String())
 }
 
 func outputRequirements(sig Signature) string {
-	fs := make([]string, len(sig.outputs))
+	var b strings.Builder
+	b.WriteString("Respond with the corresponding output fields, starting with the field ")
 	for i, f := range sig.outputs {
-		fs[i] = "`" + marker(f.Name) + "`"
+		if i > 0 {
+			b.WriteString(", then ")
+		}
+		b.WriteString("`" + marker(f.Name) + "`")
 		if f.Type.Kind != KindString {
-			fs[i] += " (must be formatted as a valid Python " + pythonType(f.Type) + ")"
+			b.WriteString(" (must be formatted as a valid Python " + pythonType(f.Type) + ")")
 		}
 	}
-	return "Respond with the corresponding output fields, starting with the field " + strings.Join(fs, ", then ") +
-		", and then ending with the marker for `" + completedMarker + "`."
+	b.WriteString(", and then ending with the marker for `" + completedMarker + "`.")
+	return b.String()
 }
 
 // pythonType is the type named in the output requirements; untyped JSON
@@ -279,11 +342,11 @@ func demoMessages(sig Signature, demos []Example) []llms.MessageContent {
 		switch {
 		case all:
 			complete = append(complete,
-				llms.TextParts(llms.ChatMessageTypeHuman, userContent(sig, flat, "", false)),
+				llms.TextParts(llms.ChatMessageTypeHuman, userContent(sig, flat, "", "")),
 				llms.TextParts(llms.ChatMessageTypeAI, assistantContent(sig, flat, "")))
 		case hasIn && hasOut:
 			incomplete = append(incomplete,
-				llms.TextParts(llms.ChatMessageTypeHuman, userContent(sig, flat, incompleteDemoPrefix, false)),
+				llms.TextParts(llms.ChatMessageTypeHuman, userContent(sig, flat, incompleteDemoPrefix, "")),
 				llms.TextParts(llms.ChatMessageTypeAI, assistantContent(sig, flat, notSupplied)))
 		}
 	}
@@ -294,31 +357,50 @@ func demoMessages(sig Signature, demos []Example) []llms.MessageContent {
 // Markers count wherever they appear; the first occurrence of a field wins.
 // A missing or ill-typed field yields a *ParseError.
 func ParseReply(sig Signature, reply string) (Values, error) {
-	sections := map[string]string{}
-	locs := markerRE.FindAllStringSubmatchIndex(reply, -1)
-	for i, loc := range locs {
-		name := reply[loc[2]:loc[3]]
-		end := len(reply)
-		if i+1 < len(locs) {
-			end = locs[i+1][0]
-		}
-		if _, seen := sections[name]; !seen {
-			sections[name] = reply[loc[1]:end]
-		}
+	// One pass over the markers; sections live on the stack for the usual
+	// handful of output fields.
+	var buf [8]section
+	secs := buf[:0]
+	if n := len(sig.outputs); n <= len(buf) {
+		secs = buf[:n]
+	} else {
+		secs = make([]section, n)
 	}
-	out := Values{}
-	for _, f := range sig.outputs {
-		raw, ok := sections[f.Name]
-		if !ok {
+	missing := len(secs)
+	start, end, name := nextMarker(reply, 0)
+	for start >= 0 && missing > 0 {
+		nextStart, nextEnd, nextName := nextMarker(reply, end)
+		for i, f := range sig.outputs {
+			if f.Name == name && !secs[i].found {
+				stop := len(reply)
+				if nextStart >= 0 {
+					stop = nextStart
+				}
+				secs[i].text, secs[i].found = reply[end:stop], true
+				missing--
+				break
+			}
+		}
+		start, end, name = nextStart, nextEnd, nextName
+	}
+	out := make(Values, len(sig.outputs))
+	for i, f := range sig.outputs {
+		if !secs[i].found {
 			return nil, &ParseError{Field: f.Name, Reason: "the field's marker " + marker(f.Name) + " is missing", Raw: reply}
 		}
-		v, err := f.Type.parseText(raw)
+		v, err := f.Type.parseText(secs[i].text)
 		if err != nil {
 			return nil, &ParseError{Field: f.Name, Reason: err.Error(), Raw: reply}
 		}
 		out[f.Name] = v
 	}
 	return out, nil
+}
+
+// section is the text after an output field's first marker.
+type section struct {
+	text  string
+	found bool
 }
 
 // parseJSONReply reads a JSON-mode reply: one object keyed by output field.
@@ -348,8 +430,8 @@ func parseJSONReply(sig Signature, reply string) (Values, error) {
 }
 
 // correction is the message that shows the model its mistake before a retry.
-func correction(sig Signature, perr *ParseError) string {
-	return "Your previous reply could not be parsed: field `" + perr.Field + "`: " + perr.Reason + ".\n\n" + outputRequirements(sig)
+func correction(pr *prompt, perr *ParseError) string {
+	return "Your previous reply could not be parsed: field `" + perr.Field + "`: " + perr.Reason + ".\n\n" + pr.respond
 }
 
 // jsonRequirements replaces the output requirements in JSON-mode fallback.

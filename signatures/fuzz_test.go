@@ -3,6 +3,8 @@ package signatures
 import (
 	"context"
 	"errors"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -42,13 +44,16 @@ func FuzzParseReply(f *testing.F) {
 		"[[ ## answer ## ]]7[[ ## response ## ]] text [[ ## completed ## ]]",
 		"[[ ## response ## ]]\n[[ ## answer ## ]]\n```json\n1\n```",
 		"[[[ ## response ## ]]] x [[ ## resp",
-		"no markers", "[[ ## answer ## ]]\n1e400", "[[ ## response ## ]]\u00a0x\u2028",
+		"no markers", "[[ ##  ## ]] [[ ## a-b ## ]]", "[[ ## answer ## ]]\n1e400", "[[ ## response ## ]]\u00a0x\u2028",
 	} {
 		f.Add(s, uint8(3))
 	}
 	sig := MustParse("q -> answer: int, response, items: list[float]")
 	loose := MustParse("q -> response")
 	f.Fuzz(func(t *testing.T, s string, chunk uint8) {
+		if got, want := scanMarkers(s), markerRE.FindAllStringSubmatchIndex(s, -1); !slices.EqualFunc(got, want, slices.Equal) {
+			t.Fatalf("markers of %q: scanned %v, the reference pattern finds %v", s, got, want)
+		}
 		if _, err := ParseReply(sig, s); err != nil {
 			var pe *ParseError
 			if !errors.As(err, &pe) || pe.Raw != s {
@@ -77,4 +82,19 @@ func FuzzParseReply(f *testing.F) {
 			t.Fatalf("streamed %q, parsed %q", got.String(), out["response"])
 		}
 	})
+}
+
+// markerRE is the definition of a marker that nextMarker implements without
+// a regexp engine.
+var markerRE = regexp.MustCompile(`\[\[ ## (\w+) ## \]\]`)
+
+// scanMarkers lists the markers nextMarker finds in s, in the form of
+// FindAllStringSubmatchIndex.
+func scanMarkers(s string) [][]int {
+	var locs [][]int
+	for start, end, name := nextMarker(s, 0); start >= 0; start, end, name = nextMarker(s, end) {
+		at := start + len(markerOpen)
+		locs = append(locs, []int{start, end, at, at + len(name)})
+	}
+	return locs
 }

@@ -60,36 +60,41 @@ type Predict struct {
 	opts PredictOptions
 
 	mu     sync.RWMutex
-	sig    Signature
-	system string // systemMessage(sig)
+	prompt *prompt
 	demos  []Example
 }
 
 // NewPredict returns a predictor for sig.
 func NewPredict(sig Signature, opts PredictOptions) *Predict {
-	return &Predict{sig: sig, system: systemMessage(sig), opts: opts}
+	return &Predict{prompt: newPrompt(sig), opts: opts}
 }
 
 // Name returns the configured name, or the signature string.
 func (p *Predict) Name() string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.name(p.prompt)
+}
+
+func (p *Predict) name(pr *prompt) string {
 	if p.opts.Name != "" {
 		return p.opts.Name
 	}
-	return p.Signature().String()
+	return pr.name
 }
 
 // Signature returns the current signature.
 func (p *Predict) Signature() Signature {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.sig
+	return p.prompt.sig
 }
 
 // SetSignature replaces the signature (instructions, descriptions).
 func (p *Predict) SetSignature(sig Signature) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.sig, p.system = sig, systemMessage(sig)
+	p.prompt = newPrompt(sig)
 }
 
 // Demos returns a copy of the demos.
@@ -126,47 +131,53 @@ func (p *Predict) Forward(ctx context.Context, in Values) (Values, error) {
 func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv []llms.MessageContent) (Values, []llms.ToolCall, error) {
 	start := time.Now()
 	p.mu.RLock()
-	sig, system, demos := p.sig, p.system, p.demos
+	pr, demos := p.prompt, p.demos
 	p.mu.RUnlock()
+	name := p.name(pr)
 	run := RunFrom(ctx)
 	model := p.opts.LM
 	if model == nil && run != nil {
 		model = run.model
 	}
 	if model == nil {
-		return nil, nil, fmt.Errorf("predictor %s: %w", p.Name(), ErrNoLM)
+		return nil, nil, fmt.Errorf("predictor %s: %w", name, ErrNoLM)
 	}
-	in = maps.Clone(in)
-	if hint := hintFrom(ctx); hint != "" {
-		var err error
-		if sig, err = sig.Append(Input, hintField); err == nil {
+	hint := hintFrom(ctx)
+	if run != nil || hint != "" {
+		// The trace keeps the inputs, and a hint is added to them: neither
+		// may reach the caller's map.
+		in = maps.Clone(in)
+	}
+	if hint != "" {
+		if sig, err := pr.sig.Append(Input, hintField); err == nil {
 			in[hintField.Name] = hint
-			system = systemMessage(sig)
+			pr = newPrompt(sig)
 		}
 	}
-	step := TraceStep{Predictor: p.Name(), Predict: p, Inputs: in}
-	out, calls, err := p.generate(ctx, run, model, sig, system, demos, in, tools, conv, &step.Usage)
-	step.Outputs, step.Latency, step.Err = out, time.Since(start), err
-	if calls != nil {
-		step.Outputs = Values{"tool_calls": calls}
-	}
+	var usage lm.Usage
+	out, calls, err := p.generate(ctx, run, model, pr, demos, in, tools, conv, &usage)
 	if run != nil {
+		step := TraceStep{Predictor: name, Predict: p, Inputs: in, Outputs: out, Usage: usage, Latency: time.Since(start), Err: err}
+		if calls != nil {
+			step.Outputs = Values{"tool_calls": calls}
+		}
 		run.record(step)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("predictor %s: %w", p.Name(), err)
+		return nil, nil, fmt.Errorf("predictor %s: %w", name, err)
 	}
 	return out, calls, nil
 }
 
-func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, sig Signature, system string, demos []Example, in Values,
+func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *prompt, demos []Example, in Values,
 	tools []llms.Tool, conv []llms.MessageContent, usage *lm.Usage) (Values, []llms.ToolCall, error) {
+	sig := pr.sig
 	for _, f := range sig.inputs {
 		if _, ok := in[f.Name]; !ok && f.Type.Kind != KindHistory {
 			return nil, nil, fmt.Errorf("%w %q", ErrMissingInput, f.Name)
 		}
 	}
-	msgs, err := render(sig, system, demos, in)
+	msgs, err := pr.render(demos, in)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -204,7 +215,7 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, sig Signa
 		req.Stream = nil
 		req.Messages = append(slices.Clip(req.Messages),
 			llms.TextParts(llms.ChatMessageTypeAI, resp.Text),
-			llms.TextParts(llms.ChatMessageTypeHuman, correction(sig, perr)))
+			llms.TextParts(llms.ChatMessageTypeHuman, correction(pr, perr)))
 	}
 	if !p.opts.JSONFallback {
 		return nil, nil, perr
@@ -212,7 +223,7 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, sig Signa
 	jreq := *req
 	jreq.Stream, jreq.JSONMode = nil, true
 	jreq.Messages = append(slices.Clip(msgs[:len(msgs)-1]),
-		llms.TextParts(llms.ChatMessageTypeHuman, userContent(sig.Delete(sig.historyField()), in, "", false)+"\n\n"+jsonRequirements(sig)))
+		llms.TextParts(llms.ChatMessageTypeHuman, userContent(pr.rest, in, "", "")+"\n\n"+jsonRequirements(sig)))
 	resp, err := model.Generate(ctx, &jreq)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model %s (JSON mode): %w", model.Name(), err)

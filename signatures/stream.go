@@ -105,14 +105,13 @@ func (s *fieldStreamer) text(ctx context.Context, t string) error {
 
 // partialMarker reports whether b could be the beginning of a marker.
 func partialMarker(b []byte) bool {
-	const open, closing = "[[ ## ", " ## ]]"
-	if len(b) <= len(open) {
-		return strings.HasPrefix(open, string(b))
+	if len(b) <= len(markerOpen) {
+		return strings.HasPrefix(markerOpen, string(b))
 	}
-	if !bytes.HasPrefix(b, []byte(open)) {
+	if !bytes.HasPrefix(b, []byte(markerOpen)) {
 		return false
 	}
-	b = b[len(open):]
+	b = b[len(markerOpen):]
 	i := 0
 	for i < len(b) && isWordByte(b[i]) {
 		i++
@@ -121,7 +120,7 @@ func partialMarker(b []byte) bool {
 		return false
 	}
 	rest := string(b[i:])
-	return len(rest) < len(closing) && strings.HasPrefix(closing, rest)
+	return len(rest) < len(markerClose) && strings.HasPrefix(markerClose, rest)
 }
 
 func isWordByte(c byte) bool {
