@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -9,20 +11,79 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/gateway/ratelimit"
 )
 
 // API is what the /api/v1 routes need. Mount registers them.
+//
+// Authenticator and Chat are always required. Auth switches on the rest of
+// the REST API (auth, history, agents, admin), which then needs Stores,
+// AgentTypes, ValidateSignature and ClusterInfo too; without Auth only the
+// chat and workflow routes exist, which suits tests of the chat protocol.
 type API struct {
 	// Authenticator verifies bearer tokens (normally the *auth.Service).
 	Authenticator auth.Authenticator
 	// Chat runs chat turns on the session grains.
 	Chat ChatBackend
+
+	// Auth serves register, login, refresh, logout, me and Appwrite sign-in
+	// and revokes sessions after admin changes (normally the *auth.Service).
+	Auth AuthService
+	// OpenRegistration allows POST /api/v1/auth/register
+	// (KOWAI_OPEN_REGISTRATION); when false it answers 403.
+	OpenRegistration bool
+	// Stores are the repositories read and written directly (NewStores).
+	Stores Stores
+	// AgentTypes lists the registered agent types.
+	AgentTypes func() []AgentType
+	// ValidateSignature reports why a DSPy signature string does not parse.
+	ValidateSignature func(signature string) error
+	// ValidateAgentConfig, optional, reports why config does not fit the
+	// agent type's schema.
+	ValidateAgentConfig func(agentType string, config json.RawMessage) error
+	// OnAgentChanged, optional, runs after an agent is updated or deleted,
+	// within the request: keep it quick (e.g. tell the agent grain to reload).
+	OnAgentChanged func(ctx context.Context, agentID string)
+	// ClusterInfo returns the body of GET /api/v1/admin/cluster.
+	ClusterInfo func() any
+
+	// Limiter holds the rate-limit counters; nil means in-process. Use the
+	// Redis limiter so every node counts together.
+	Limiter ratelimit.Limiter
+	// RateLimit is the limit per user (per client address when anonymous)
+	// and per route (KOWAI_RATE_LIMIT); zero means 120/m.
+	RateLimit ratelimit.Limit
+	// AuthRateLimit is the limit per client address on register, login,
+	// refresh and Appwrite sign-in; zero means 10/m.
+	AuthRateLimit ratelimit.Limit
+}
+
+// restReady reports what the REST routes still miss once Auth is set.
+func (api API) restReady() error {
+	switch {
+	case !api.Stores.complete():
+		return errors.New("gateway: API.Auth needs every repository in API.Stores (see NewStores)")
+	case api.AgentTypes == nil || api.ValidateSignature == nil:
+		return errors.New("gateway: API.Auth needs API.AgentTypes and API.ValidateSignature")
+	case api.ClusterInfo == nil:
+		return errors.New("gateway: API.Auth needs API.ClusterInfo")
+	}
+	return nil
 }
 
 // Mount registers the /api/v1 routes on s.
 func (s *Server) Mount(api API) error {
 	if api.Authenticator == nil || api.Chat == nil {
 		return errors.New("gateway: API needs an Authenticator and a Chat backend")
+	}
+	if api.Auth != nil {
+		if err := api.restReady(); err != nil {
+			return err
+		}
+	}
+	rl, err := newRateLimits(api, s.log)
+	if err != nil {
+		return err
 	}
 	open := prometheus.NewGauge(prometheus.GaugeOpts{Name: "kowai_ws_connections_open", Help: "Open WebSocket connections."})
 	if err := s.opts.Registry.Register(open); err != nil {
@@ -31,12 +92,21 @@ func (s *Server) Mount(api API) error {
 	authed := auth.RequireAuth(api.Authenticator)
 	s.Route(fiber.MethodPost, "/api/v1/chat/message", Op{Summary: "Send a message and get the agent's reply", Tag: "Chat", Auth: true,
 		Request: sendMessageRequest{}, Response: ChatReply{}, Errors: []int{http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway, http.StatusServiceUnavailable}},
-		authed, postMessage(api.Chat))
+		authed, rl.user("chat.message"), postMessage(api.Chat))
 
 	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, log: s.log, open: open,
 		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, sendQueue: wsSendQueue}
 	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens (see the README for frames)", Tag: "Chat",
 		Status: http.StatusSwitchingProtocols, Errors: []int{http.StatusUpgradeRequired}},
-		ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
+		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
+
+	if api.Auth != nil {
+		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, authed, rl)
+		s.mountHistory(historyRoutes{stores: api.Stores}, authed, rl)
+		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
+			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged}, authed, rl)
+		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo}, authed, rl)
+	}
+	s.mountWorkflows(authed, rl)
 	return nil
 }

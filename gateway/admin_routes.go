@@ -1,0 +1,231 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/persistence"
+)
+
+// Audit actions written by the admin routes.
+const (
+	auditRolesSet   = "user.roles.set"
+	auditUserDelete = "user.delete"
+)
+
+// adminUser is a user as administrators see it.
+type adminUser struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Roles     []string  `json:"roles"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func viewUser(u persistence.User) adminUser {
+	return adminUser{ID: u.ID, Email: u.Email, Name: u.Name, Roles: u.Roles, Disabled: u.Disabled,
+		CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC()}
+}
+
+// adminUsersPage is the body of GET /api/v1/admin/users.
+type adminUsersPage struct {
+	Users      []adminUser `json:"users" doc:"oldest first"`
+	NextCursor string      `json:"next_cursor" doc:"empty on the last page"`
+}
+
+// rolesRequest is the body of PUT /api/v1/admin/users/{id}/roles.
+type rolesRequest struct {
+	Roles []string `json:"roles" doc:"the user's new roles: user, premium, moderator, admin"`
+}
+
+// Validate implements Validator.
+func (r rolesRequest) Validate() []FieldError {
+	if len(r.Roles) == 0 || len(r.Roles) > len(auth.Roles()) {
+		return []FieldError{{Field: "roles", Message: "must list 1 to 4 roles"}}
+	}
+	for _, name := range r.Roles {
+		if _, err := auth.ParseRole(name); err != nil {
+			return []FieldError{fieldOf(err)}
+		}
+	}
+	return nil
+}
+
+// canonical returns the roles deduplicated, least privileged first.
+func (r rolesRequest) canonical() []string {
+	var out []string
+	for _, role := range auth.Roles() {
+		if slices.Contains(r.Roles, string(role)) {
+			out = append(out, string(role))
+		}
+	}
+	return out
+}
+
+// adminRoutes serves /api/v1/admin.
+type adminRoutes struct {
+	users   persistence.Users
+	audit   persistence.AuditLog
+	auth    AuthService
+	cluster func() any
+}
+
+func (a adminRoutes) list(c *fiber.Ctx) error {
+	req, err := pageRequest(c)
+	if err != nil {
+		return err
+	}
+	page, err := a.users.List(c.UserContext(), req)
+	if err != nil {
+		return listProblem(err)
+	}
+	out := adminUsersPage{Users: make([]adminUser, len(page.Items)), NextCursor: page.NextCursor}
+	for i, u := range page.Items {
+		out.Users[i] = viewUser(u)
+	}
+	return c.JSON(out)
+}
+
+// target loads the user named by the path, or 404.
+func (a adminRoutes) target(c *fiber.Ctx) (persistence.User, error) {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return persistence.User{}, err
+	}
+	u, err := a.users.Get(c.UserContext(), id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return u, NewError(http.StatusNotFound, "no such user")
+	}
+	return u, err
+}
+
+// keepsAnAdmin refuses a change that would leave no enabled admin: the
+// server would then have nobody able to administer it. Two admins demoting
+// each other at the same moment can still race past it.
+func (a adminRoutes) keepsAnAdmin(c *fiber.Ctx, u persistence.User) error {
+	if u.Disabled || !slices.Contains(u.Roles, string(auth.RoleAdmin)) {
+		return nil
+	}
+	n, err := a.users.CountWithRole(c.UserContext(), string(auth.RoleAdmin))
+	if err != nil {
+		return err
+	}
+	if n <= 1 {
+		return NewError(http.StatusConflict, "this is the last admin; make another user admin first")
+	}
+	return nil
+}
+
+// record appends an audit entry for a change that has been made. A failure
+// is an error for the caller: an admin change must not go unrecorded
+// silently.
+func (a adminRoutes) record(c *fiber.Ctx, p auth.Principal, action, targetID string, detail map[string]any) error {
+	raw, err := json.Marshal(detail)
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	if _, err := a.audit.Append(c.UserContext(), persistence.AuditEntry{ActorID: p.UserID, Action: action,
+		TargetType: "user", TargetID: targetID, Detail: raw, IP: c.IP()}); err != nil {
+		return fmt.Errorf("audit %s of user %s (the change was made): %w", action, targetID, err)
+	}
+	return nil
+}
+
+// setRoles replaces a user's roles, then revokes the user's sessions so no
+// token with the old roles outlives the change.
+func (a adminRoutes) setRoles(c *fiber.Ctx) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
+	}
+	req, err := Decode[rolesRequest](c)
+	if err != nil {
+		return err
+	}
+	u, err := a.target(c)
+	if err != nil {
+		return err
+	}
+	roles := req.canonical()
+	if !slices.Contains(roles, string(auth.RoleAdmin)) {
+		if err := a.keepsAnAdmin(c, u); err != nil {
+			return err
+		}
+	}
+	ctx := c.UserContext()
+	if err := a.users.UpdateRoles(ctx, u.ID, roles); err != nil {
+		return err
+	}
+	if err := a.auth.RevokeUserSessions(ctx, u.ID); err != nil {
+		return err
+	}
+	if err := a.record(c, p, auditRolesSet, u.ID, map[string]any{"from": u.Roles, "to": roles}); err != nil {
+		return err
+	}
+	u.Roles = roles
+	return c.JSON(viewUser(u))
+}
+
+// remove deletes a user. Sessions are revoked first: with Redis, revocation
+// lives outside the database and deleting the rows alone would leave the
+// user's access tokens valid until they expire.
+func (a adminRoutes) remove(c *fiber.Ctx) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
+	}
+	u, err := a.target(c)
+	if err != nil {
+		return err
+	}
+	if u.ID == p.UserID {
+		return NewError(http.StatusConflict, "you cannot delete your own account")
+	}
+	if err := a.keepsAnAdmin(c, u); err != nil {
+		return err
+	}
+	ctx := c.UserContext()
+	if err := a.auth.RevokeUserSessions(ctx, u.ID); err != nil {
+		return err
+	}
+	if err := a.users.Delete(ctx, u.ID); errors.Is(err, persistence.ErrNotFound) {
+		return NewError(http.StatusNotFound, "no such user")
+	} else if err != nil {
+		return err
+	}
+	if err := a.record(c, p, auditUserDelete, u.ID, map[string]any{"email": u.Email, "roles": u.Roles}); err != nil {
+		return err
+	}
+	return c.SendStatus(http.StatusNoContent)
+}
+
+func (a adminRoutes) clusterInfo(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(a.cluster())
+}
+
+// mountAdmin registers /api/v1/admin.
+func (s *Server) mountAdmin(a adminRoutes, authed fiber.Handler, rl rateLimits) {
+	forbidden := []int{http.StatusForbidden}
+	s.Route(fiber.MethodGet, "/api/v1/admin/users", Op{Summary: "A page of users (admins and moderators)", Tag: "Admin", Auth: true,
+		Query: pageQuery(), Response: adminUsersPage{}, Errors: append(forbidden, http.StatusBadRequest)},
+		authed, rl.user("admin.users.list"), auth.RequirePermission(auth.PermAdminUsersRead), a.list)
+	s.Route(fiber.MethodPut, "/api/v1/admin/users/:id/roles", Op{Summary: "Replace a user's roles and revoke their sessions (admins)", Tag: "Admin", Auth: true,
+		Request: rolesRequest{}, Response: adminUser{}, Errors: append(forbidden, http.StatusNotFound, http.StatusConflict)},
+		authed, rl.user("admin.users.roles"), auth.RequirePermission(auth.PermAdminUsers), a.setRoles)
+	s.Route(fiber.MethodDelete, "/api/v1/admin/users/:id", Op{Summary: "Delete a user with their data (admins; not yourself, not the last admin)", Tag: "Admin", Auth: true,
+		Status: http.StatusNoContent, Errors: append(forbidden, http.StatusBadRequest, http.StatusNotFound, http.StatusConflict)},
+		authed, rl.user("admin.users.delete"), auth.RequirePermission(auth.PermAdminUsers), a.remove)
+	s.Route(fiber.MethodGet, "/api/v1/admin/cluster", Op{Summary: "Cluster members, this node and actor counts per kind (admins)", Tag: "Admin", Auth: true,
+		Response: map[string]any{}, Errors: forbidden},
+		authed, rl.user("admin.cluster"), auth.RequirePermission(auth.PermAdminCluster), a.clusterInfo)
+}

@@ -1,0 +1,67 @@
+package gateway
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/gateway/ratelimit"
+)
+
+// Default limits, used when the API leaves them zero.
+const (
+	// DefaultRateLimitPerMinute is KOWAI_RATE_LIMIT's default: requests per
+	// minute per user (per client address before authentication), per route.
+	DefaultRateLimitPerMinute = 120
+	// DefaultAuthRateLimitPerMinute bounds register, login, refresh and
+	// Appwrite sign-in per client address, per route: a guesser or a
+	// registration bot gets far less room than a signed-in user.
+	DefaultAuthRateLimitPerMinute = 10
+)
+
+// rateLimits builds the per-route rate-limit middleware. Every /api/v1 route
+// gets exactly one check, so a request costs one limiter round trip.
+type rateLimits struct {
+	limiter ratelimit.Limiter
+	perUser ratelimit.Limit
+	perIP   ratelimit.Limit
+	log     *slog.Logger
+}
+
+func newRateLimits(api API, log *slog.Logger) (rateLimits, error) {
+	r := rateLimits{limiter: api.Limiter, perUser: api.RateLimit, perIP: api.AuthRateLimit, log: log}
+	if r.limiter == nil {
+		r.limiter = ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	}
+	if r.perUser == (ratelimit.Limit{}) {
+		r.perUser = ratelimit.Limit{Rate: DefaultRateLimitPerMinute, Period: time.Minute}
+	}
+	if r.perIP == (ratelimit.Limit{}) {
+		r.perIP = ratelimit.Limit{Rate: DefaultAuthRateLimitPerMinute, Period: time.Minute}
+	}
+	for _, l := range []ratelimit.Limit{r.perUser, r.perIP} {
+		if err := l.Validate(); err != nil {
+			return rateLimits{}, err
+		}
+	}
+	return r, nil
+}
+
+// user limits route name per authenticated user (per client address when the
+// route has no authentication) at the default limit. It runs after
+// RequireAuth so the key is the user. A limiter failure lets the request
+// through and is logged: an outage of Redis must not take the API down.
+func (r rateLimits) user(name string) fiber.Handler {
+	return ratelimit.Middleware(ratelimit.MiddlewareConfig{Limiter: r.limiter, Limit: r.perUser, Name: name,
+		Key: auth.RateLimitKey, FailOpen: true, Logger: r.log})
+}
+
+// strict limits an unauthenticated credential route per client address at
+// the auth limit. A limiter failure fails the request: these routes guard
+// credentials, and the login throttle fails closed too.
+func (r rateLimits) strict(name string) fiber.Handler {
+	return ratelimit.Middleware(ratelimit.MiddlewareConfig{Limiter: r.limiter, Limit: r.perIP, Name: name,
+		Key: func(c *fiber.Ctx) string { return "ip:" + c.IP() }, Logger: r.log})
+}
