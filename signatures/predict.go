@@ -207,7 +207,8 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *promp
 		if err == nil {
 			return out, nil, streamer.finish(ctx, out)
 		}
-		if !errors.As(err, &perr) {
+		var ok bool
+		if perr, ok = errors.AsType[*ParseError](err); !ok {
 			return nil, nil, err
 		}
 		// A retried reply is not streamed: the listener has already seen
