@@ -59,13 +59,23 @@ func TestMigrateRoundTrip(t *testing.T) {
 			t.Fatalf("Down(1) = %d, %v", n, err)
 		}
 		if cur, err := m.Current(ctx); err != nil || cur != m.Latest()-1 {
-			t.Fatalf("Current after Down = %d, %v; want %d", cur, err, m.Latest()-1)
+			t.Fatalf("Current after Down(1) = %d, %v; want %d", cur, err, m.Latest()-1)
 		}
-		if tableExists(t, db, "messages") {
-			t.Fatal("messages table still there after Down")
+		if err := m.CheckCurrent(ctx); !errors.Is(err, persistence.ErrSchemaBehind) {
+			t.Fatalf("CheckCurrent after Down(1) = %v, want ErrSchemaBehind", err)
 		}
 		if n, err := m.Up(ctx); err != nil || n != 1 {
-			t.Fatalf("Up after Down = %d, %v", n, err)
+			t.Fatalf("Up after Down(1) = %d, %v", n, err)
+		}
+		// Reverting everything leaves no kowai table; asking for more than exist is fine.
+		if n, err := m.Down(ctx, 1000); err != nil || int64(n) != m.Latest() {
+			t.Fatalf("Down(all) = %d, %v; want %d", n, err, m.Latest())
+		}
+		if tableExists(t, db, "messages") || tableExists(t, db, "users") {
+			t.Fatal("tables still there after reverting every migration")
+		}
+		if n, err := m.Up(ctx); err != nil || int64(n) != m.Latest() {
+			t.Fatalf("Up after Down(all) = %d, %v", n, err)
 		}
 		if err := m.CheckCurrent(ctx); err != nil {
 			t.Fatalf("CheckCurrent after round trip: %v", err)
