@@ -129,12 +129,15 @@ func (p *Predict) Forward(ctx context.Context, in Values) (Values, error) {
 // outputs. conv (earlier tool calls and their results) follows the rendered
 // prompt.
 func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv []llms.MessageContent) (Values, []llms.ToolCall, error) {
-	start := time.Now()
 	p.mu.RLock()
 	pr, demos := p.prompt, p.demos
 	p.mu.RUnlock()
 	name := p.name(pr)
 	run := RunFrom(ctx)
+	var start time.Time
+	if run != nil {
+		start = time.Now()
+	}
 	model := p.opts.LM
 	if model == nil && run != nil {
 		model = run.model
