@@ -66,6 +66,12 @@ func (m *wireModel) Call(ctx context.Context, prompt string, opts ...llms.CallOp
 // GenerateContent call on the same in-process model returning a 1 KB reply,
 // and reports predict/raw as x-vs-baseline plus the absolute overhead.
 //
+// The baseline does what a raw caller must do to get the same answer: put
+// its inputs into a hand-written prompt (a fixed system message and one
+// string concatenation, checked to be byte-identical to the rendered
+// prompt, so both sides send the same request), call GenerateContent and
+// read the reply's content.
+//
 // Goal (issue 3): the signature layer adds under 10% to the call. The
 // in-process model costs only the client-side JSON work of a real call, so
 // the ratio here is a worst case; overhead-ns/op is the figure to compare
@@ -75,17 +81,26 @@ func BenchmarkPredictOverhead(b *testing.B) {
 	replyText := reply("answer", answer)
 	llm := newWireModel(replyText)
 	sig := MustParse("question, context -> answer")
-	in := Values{"question": "What does the benchmark measure?", "context": "The overhead of the signature layer."}
-	rawMsgs, err := Render(sig, nil, in)
+	question, passage := "What does the benchmark measure?", "The overhead of the signature layer."
+	in := Values{"question": question, "context": passage}
+	rendered, err := Render(sig, nil, in)
 	if err != nil {
 		b.Fatal(err)
+	}
+	system := rendered[0]
+	rawUser := func() string {
+		return "[[ ## question ## ]]\n" + question + "\n\n[[ ## context ## ]]\n" + passage + "\n\n" +
+			"Respond with the corresponding output fields, starting with the field `[[ ## answer ## ]]`, and then ending with the marker for `[[ ## completed ## ]]`."
+	}
+	if rawUser() != text(rendered[1]) {
+		b.Fatalf("the raw prompt differs from the rendered one:\n%s\n---\n%s", rawUser(), text(rendered[1]))
 	}
 	ctx := context.Background()
 
 	raw := func(n int) time.Duration {
 		start := time.Now()
 		for range n {
-			msgs := []llms.MessageContent{rawMsgs[0], llms.TextParts(llms.ChatMessageTypeHuman, text(rawMsgs[1]))}
+			msgs := []llms.MessageContent{system, llms.TextParts(llms.ChatMessageTypeHuman, rawUser())}
 			resp, err := llm.GenerateContent(ctx, msgs)
 			if err != nil || len(resp.Choices[0].Content) < 1000 {
 				b.Fatal(err)
