@@ -1,0 +1,111 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/persistence"
+)
+
+func TestAdminUsers(t *testing.T) {
+	env := startREST(t, restConfig{})
+	admin := env.newUser(t, "admin@example.com", auth.RoleAdmin)
+	mod := env.newUser(t, "mod@example.com", auth.RoleModerator)
+	alice := env.newUser(t, "alice@example.com")
+	users := env.url + "/api/v1/admin/users"
+
+	var page adminUsersPage
+	call(t, http.MethodGet, users, mod.pair.AccessToken, "").json(t, &page)
+	if len(page.Users) != 3 {
+		t.Fatalf("moderator lists %+v", page)
+	}
+	for _, tc := range []struct {
+		name, method, url, token, body string
+		status                         int
+	}{
+		{"users do not list users", http.MethodGet, users, alice.pair.AccessToken, "", http.StatusForbidden},
+		{"moderators do not change roles", http.MethodPut, users + "/" + alice.id + "/roles", mod.pair.AccessToken, `{"roles":["admin"]}`, http.StatusForbidden},
+		{"moderators do not delete", http.MethodDelete, users + "/" + alice.id, mod.pair.AccessToken, "", http.StatusForbidden},
+		{"moderators do not see the cluster", http.MethodGet, env.url + "/api/v1/admin/cluster", mod.pair.AccessToken, "", http.StatusForbidden},
+		{"unknown role", http.MethodPut, users + "/" + alice.id + "/roles", admin.pair.AccessToken, `{"roles":["root"]}`, http.StatusBadRequest},
+		{"no roles", http.MethodPut, users + "/" + alice.id + "/roles", admin.pair.AccessToken, `{"roles":[]}`, http.StatusBadRequest},
+		{"unknown user", http.MethodPut, users + "/0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e/roles", admin.pair.AccessToken, `{"roles":["user"]}`, http.StatusNotFound},
+		{"the last admin keeps the role", http.MethodPut, users + "/" + admin.id + "/roles", admin.pair.AccessToken, `{"roles":["user"]}`, http.StatusConflict},
+		{"admins do not delete themselves", http.MethodDelete, users + "/" + admin.id, admin.pair.AccessToken, "", http.StatusConflict},
+	} {
+		t.Run(tc.name, func(t *testing.T) { call(t, tc.method, tc.url, tc.token, tc.body).problem(t, tc.status) })
+	}
+
+	r := call(t, http.MethodPut, users+"/"+alice.id+"/roles", admin.pair.AccessToken, `{"roles":["premium","user","premium"]}`)
+	var changed adminUser
+	r.json(t, &changed)
+	if r.status != http.StatusOK || len(changed.Roles) != 2 || changed.Roles[0] != "user" || changed.Roles[1] != "premium" {
+		t.Fatalf("set roles: %d %s", r.status, r.body)
+	}
+	// Her old token carried the old roles; it stops working at once.
+	call(t, http.MethodGet, env.url+"/api/v1/auth/me", alice.pair.AccessToken, "").problem(t, http.StatusUnauthorized)
+	var me auth.PublicUser
+	call(t, http.MethodGet, env.url+"/api/v1/auth/me", env.login(t, alice.email, alice.password).AccessToken, "").json(t, &me)
+	if len(me.Roles) != 2 {
+		t.Fatalf("roles after change: %v", me.Roles)
+	}
+
+	var cluster map[string]any
+	call(t, http.MethodGet, env.url+"/api/v1/admin/cluster", admin.pair.AccessToken, "").json(t, &cluster)
+	if cluster["node"] != "n1" {
+		t.Fatalf("cluster %v", cluster)
+	}
+
+	fresh := env.login(t, mod.email, mod.password)
+	if r := call(t, http.MethodDelete, users+"/"+mod.id, admin.pair.AccessToken, ""); r.status != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	call(t, http.MethodGet, env.url+"/api/v1/auth/me", fresh.AccessToken, "").problem(t, http.StatusUnauthorized)
+	if _, err := env.stores.Users.Get(t.Context(), mod.id); err == nil {
+		t.Fatal("deleted user still stored")
+	}
+
+	log, err := env.stores.Audit.List(t.Context(), persistence.PageRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log.Items) != 2 {
+		t.Fatalf("audit log has %d entries, want 2: %+v", len(log.Items), log.Items)
+	}
+	actions := map[string]persistence.AuditEntry{}
+	for _, e := range log.Items {
+		actions[e.Action] = e
+	}
+	roles, del := actions[auditRolesSet], actions[auditUserDelete]
+	if roles.ActorID != admin.id || roles.TargetID != alice.id || del.ActorID != admin.id || del.TargetID != mod.id {
+		t.Fatalf("audit entries %+v", log.Items)
+	}
+	var detail struct{ From, To []string }
+	if err := json.Unmarshal(roles.Detail, &detail); err != nil || len(detail.From) != 1 || len(detail.To) != 2 {
+		t.Fatalf("roles audit detail %s: %v", roles.Detail, err)
+	}
+}
+
+func TestWorkflowsNotImplemented(t *testing.T) {
+	env := startREST(t, restConfig{})
+	alice := env.newUser(t, "alice@example.com")
+	run := "0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e"
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{http.MethodGet, "/api/v1/workflows", "", http.StatusNotImplemented},
+		{http.MethodPost, "/api/v1/workflows/trigger", `{"name":"report","parameters":{}}`, http.StatusNotImplemented},
+		{http.MethodPost, "/api/v1/workflows/trigger", `{"parameters":{}}`, http.StatusBadRequest},
+		{http.MethodGet, "/api/v1/workflows/" + run + "/status", "", http.StatusNotImplemented},
+		{http.MethodPost, "/api/v1/workflows/" + run + "/cancel", "", http.StatusNotImplemented},
+		{http.MethodGet, "/api/v1/workflows/nope/status", "", http.StatusBadRequest},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			call(t, tc.method, env.url+tc.path, alice.pair.AccessToken, tc.body).problem(t, tc.status)
+			call(t, tc.method, env.url+tc.path, "", tc.body).problem(t, http.StatusUnauthorized)
+		})
+	}
+}
