@@ -150,10 +150,13 @@ func newPrompt(sig Signature) *prompt {
 // Render builds the ChatAdapter messages for one call: the system message,
 // the demos and history as user/assistant pairs, then the final user message.
 func Render(sig Signature, demos []Example, inputs Values) ([]llms.MessageContent, error) {
-	return newPrompt(sig).render(demos, inputs)
+	pr := newPrompt(sig)
+	return pr.render(pr.demoMessages(demos), inputs)
 }
 
-func (pr *prompt) render(demos []Example, inputs Values) ([]llms.MessageContent, error) {
+// render builds the messages of a call from demos already rendered with
+// pr.demoMessages, which predictors keep between calls.
+func (pr *prompt) render(demoMsgs []llms.MessageContent, inputs Values) ([]llms.MessageContent, error) {
 	var h History
 	if pr.hist != "" {
 		var err error
@@ -161,7 +164,6 @@ func (pr *prompt) render(demos []Example, inputs Values) ([]llms.MessageContent,
 			return nil, fmt.Errorf("input %q: %w", pr.hist, err)
 		}
 	}
-	demoMsgs := demoMessages(pr.rest, demos)
 	msgs := make([]llms.MessageContent, 0, 2+len(demoMsgs)+2*len(h.Messages))
 	msgs = append(msgs, pr.system)
 	msgs = append(msgs, demoMsgs...)
@@ -320,7 +322,8 @@ const (
 // demoMessages renders demos as DSPy does: incomplete demos (some fields
 // missing, but at least one input and one output) first, with a note, then
 // complete ones. Demos with no input or no output are skipped.
-func demoMessages(sig Signature, demos []Example) []llms.MessageContent {
+func (pr *prompt) demoMessages(demos []Example) []llms.MessageContent {
+	sig := pr.rest
 	var incomplete, complete []llms.MessageContent
 	for _, d := range demos {
 		flat := Values{}

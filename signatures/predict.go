@@ -59,9 +59,10 @@ type PredictOptions struct {
 type Predict struct {
 	opts PredictOptions
 
-	mu     sync.RWMutex
-	prompt *prompt
-	demos  []Example
+	mu       sync.RWMutex
+	prompt   *prompt
+	demos    []Example
+	demoMsgs []llms.MessageContent // prompt.demoMessages(demos)
 }
 
 // NewPredict returns a predictor for sig.
@@ -95,6 +96,7 @@ func (p *Predict) SetSignature(sig Signature) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.prompt = newPrompt(sig)
+	p.demoMsgs = p.prompt.demoMessages(p.demos)
 }
 
 // Demos returns a copy of the demos.
@@ -104,11 +106,13 @@ func (p *Predict) Demos() []Example {
 	return slices.Clone(p.demos)
 }
 
-// SetDemos replaces the demos.
+// SetDemos replaces the demos. They are rendered here, once, rather than on
+// every call: later changes to the values they hold are not seen.
 func (p *Predict) SetDemos(demos []Example) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.demos = slices.Clone(demos)
+	p.demoMsgs = p.prompt.demoMessages(p.demos)
 }
 
 // Predictors returns p itself, so a Predict is a program of one predictor.
@@ -130,7 +134,7 @@ func (p *Predict) Forward(ctx context.Context, in Values) (Values, error) {
 // prompt.
 func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv []llms.MessageContent) (Values, []llms.ToolCall, error) {
 	p.mu.RLock()
-	pr, demos := p.prompt, p.demos
+	pr, demos, demoMsgs := p.prompt, p.demos, p.demoMsgs
 	p.mu.RUnlock()
 	name := p.name(pr)
 	run := RunFrom(ctx)
@@ -154,11 +158,14 @@ func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv [
 	if hint != "" {
 		if sig, err := pr.sig.Append(Input, hintField); err == nil {
 			in[hintField.Name] = hint
+			// The hint is one more input, which the demos lack: they are
+			// rendered again, as incomplete examples.
 			pr = newPrompt(sig)
+			demoMsgs = pr.demoMessages(demos)
 		}
 	}
 	var usage lm.Usage
-	out, calls, err := p.generate(ctx, run, model, pr, demos, in, tools, conv, &usage)
+	out, calls, err := p.generate(ctx, run, model, pr, demoMsgs, in, tools, conv, &usage)
 	if run != nil {
 		step := TraceStep{Predictor: name, Predict: p, Inputs: in, Outputs: out, Usage: usage, Latency: time.Since(start), Err: err}
 		if calls != nil {
@@ -172,7 +179,7 @@ func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv [
 	return out, calls, nil
 }
 
-func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *prompt, demos []Example, in Values,
+func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *prompt, demoMsgs []llms.MessageContent, in Values,
 	tools []llms.Tool, conv []llms.MessageContent, usage *lm.Usage) (Values, []llms.ToolCall, error) {
 	sig := pr.sig
 	for _, f := range sig.inputs {
@@ -180,7 +187,7 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *promp
 			return nil, nil, fmt.Errorf("%w %q", ErrMissingInput, f.Name)
 		}
 	}
-	msgs, err := pr.render(demos, in)
+	msgs, err := pr.render(demoMsgs, in)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -265,3 +265,65 @@ func TestTyped(t *testing.T) {
 		t.Errorf("predictors = %+v", ps)
 	}
 }
+
+// TestPredictRendersLikeRender checks that what a predictor keeps between
+// calls (system message, rendered demos) yields the messages Render builds
+// from scratch, after each kind of change.
+func TestPredictRendersLikeRender(t *testing.T) {
+	sig := MustParse("question, history -> answer: int")
+	in := Values{"question": "q?", "history": History{Messages: []Values{{"question": "a?", "answer": 1}}}}
+	demos := []Example{
+		{Inputs: Values{"question": "d?"}, Outputs: Values{"answer": 2}},
+		{Inputs: Values{"question": "e?"}, Outputs: Values{}},
+	}
+	hinted, err := sig.Append(Input, hintField)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The demos lack the new output, so they render as incomplete examples.
+	noted := MustParse("question, history -> answer: int, note").WithInstructions("Answer briefly.")
+	tests := []struct {
+		name      string
+		setup     func(p *Predict)
+		ctx       func(context.Context) context.Context
+		wantSig   Signature
+		wantDemos []Example
+		wantIn    Values
+	}{
+		{"new", func(*Predict) {}, nil, sig, nil, in},
+		{"demos", func(p *Predict) { p.SetDemos(demos) }, nil, sig, demos, in},
+		{"signature after demos", func(p *Predict) {
+			p.SetDemos(demos)
+			p.SetSignature(noted)
+		}, nil, noted, demos, in},
+		{"hint", func(p *Predict) { p.SetDemos(demos) }, func(ctx context.Context) context.Context { return withHint(ctx, "be brief") },
+			hinted, demos, Values{"question": "q?", "history": in["history"], hintField.Name: "be brief"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			model := lmtest.Texts(reply("answer", "3", "note", "n"))
+			p := NewPredict(sig, PredictOptions{})
+			tt.setup(p)
+			ctx := WithRun(t.Context(), NewRun(model))
+			if tt.ctx != nil {
+				ctx = tt.ctx(ctx)
+			}
+			if _, err := p.Forward(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+			want, err := Render(tt.wantSig, tt.wantDemos, tt.wantIn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := model.Requests()[0].Messages
+			if len(got) != len(want) {
+				t.Fatalf("%d messages, want %d", len(got), len(want))
+			}
+			for i := range want {
+				if got[i].Role != want[i].Role || text(got[i]) != text(want[i]) {
+					t.Errorf("message %d:\n%s %q\nwant\n%s %q", i, got[i].Role, text(got[i]), want[i].Role, text(want[i]))
+				}
+			}
+		})
+	}
+}
