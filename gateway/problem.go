@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
 
 	"github.com/kowai/kowai/internal/logging"
 )
@@ -92,6 +93,13 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 		for k, v := range e.Headers {
 			c.Set(k, v)
 		}
+		correlationID := logging.CorrelationID(ctx)
+		if correlationID == "" {
+			// The server refused the request before any middleware ran (a body
+			// over the limit, say); it still gets an ID to quote.
+			correlationID = uuid.NewString()
+			c.Set(fiber.HeaderXRequestID, correlationID)
+		}
 		c.Status(e.Status)
 		c.Set(fiber.HeaderContentType, "application/problem+json")
 		return c.JSON(problem{
@@ -100,7 +108,7 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 			Status:        e.Status,
 			Detail:        e.Detail,
 			Instance:      c.Path(),
-			CorrelationID: logging.CorrelationID(ctx),
+			CorrelationID: correlationID,
 			Errors:        e.Fields,
 		}, "application/problem+json")
 	}
