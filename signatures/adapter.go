@@ -133,6 +133,8 @@ type prompt struct {
 	rest    Signature // sig without its history input
 	hist    string    // the history input's name, or ""
 	name    string    // sig.String()
+	// system is shared by the messages of every call: nothing downstream
+	// changes a message's parts in place.
 	system  llms.MessageContent
 	respond string // the output requirements closing the final user message
 }
@@ -238,6 +240,8 @@ func dedent(s string) string {
 // userContent renders the input blocks present in vals, separated by blank
 // lines, after prefix and before suffix when those are not empty.
 func userContent(sig Signature, vals Values, prefix, suffix string) string {
+	// Sized up front so long inputs are copied once; values that are not
+	// text are guessed short.
 	size := len(prefix) + len(suffix) + 4
 	for _, f := range sig.inputs {
 		if v, ok := vals[f.Name]; ok {
