@@ -129,10 +129,10 @@ func nextMarker(s string, from int) (start, end int, name string) {
 // signature alone. Predictors build it once per signature, so a call only
 // renders its input values.
 type prompt struct {
-	sig     Signature
-	rest    Signature // sig without its history input
-	hist    string    // the history input's name, or ""
-	name    string    // sig.String()
+	sig  Signature
+	rest Signature // sig without its history input
+	hist string    // the history input's name, or ""
+	name string    // sig.String()
 	// system is shared by the messages of every call: nothing downstream
 	// changes a message's parts in place.
 	system  llms.MessageContent
