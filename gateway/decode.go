@@ -75,6 +75,9 @@ func jsonFieldError(err error) FieldError {
 		return FieldError{Field: "body", Message: "malformed JSON: unexpected end"}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if name == "" {
+			return FieldError{Field: "body", Message: `unknown field ""`}
+		}
 		return FieldError{Field: name, Message: "unknown field"}
 	}
 	return FieldError{Field: "body", Message: "malformed JSON"}
