@@ -161,7 +161,9 @@ func TestHostileRequests(t *testing.T) {
 	if _, err := jwt.ParseWithClaims(mallory.pair.AccessToken, &valid, func(*jwt.Token) (any, error) { return testJWTSecret, nil }); err != nil {
 		t.Fatal(err)
 	}
-	hs := func(edit func(*auth.Claims)) string { return forge(t, jwt.SigningMethodHS256, testJWTSecret, valid, edit) }
+	hs := func(edit func(*auth.Claims)) string {
+		return forge(t, jwt.SigningMethodHS256, testJWTSecret, valid, edit)
+	}
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
