@@ -153,9 +153,8 @@ func grainError(err error) error {
 			Detail: "the conversation did not answer in time; retry with the same Idempotency-Key", Err: err}
 	case errors.Is(err, cluster.ErrUnavailable):
 		return &Error{Status: http.StatusServiceUnavailable, Title: http.StatusText(http.StatusServiceUnavailable),
-			Detail: "the conversation is moving between nodes; retry with the same Idempotency-Key",
+			Detail:  "the conversation is moving between nodes; retry with the same Idempotency-Key",
 			Headers: map[string]string{"Retry-After": "1"}, Err: err}
 	}
 	return err
 }
-
