@@ -39,6 +39,7 @@ func commands() map[string]command {
 		"serve":    {"run a node: gateway and actor runtime", serveCmd},
 		"migrate":  {"apply (up), roll back (down N) or list (status) database migrations", migrateCmd},
 		"optimize": {"compile a signature program on a train set and report its score", optimizeCmd},
+		"user":     {"manage users: user create", userCmd},
 		"version":  {"print version, commit and Go version", versionCmd},
 	}
 }

@@ -282,3 +282,33 @@ func TestOptimize(t *testing.T) {
 		t.Fatalf("unknown program: exit %d %q", code, stderr)
 	}
 }
+
+func TestUserCreate(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"KOWAI_DATABASE_URL=sqlite://" + filepath.Join(dir, "k.db")}
+	if code, _, stderr := kowai(t, dir, env, "", "migrate", "up"); code != 0 {
+		t.Fatalf("migrate: %s", stderr)
+	}
+	code, out, stderr := kowai(t, dir, env, "s3cret-passw0rd\n", "user", "create", "--email", "Root@Example.com", "--role", "admin", "--role", "user", "--name", "Root")
+	if code != 0 || !strings.Contains(out, "<root@example.com>") || !strings.Contains(out, "admin") {
+		t.Fatalf("create: exit %d out %q err %q", code, out, stderr)
+	}
+	for _, tc := range []struct {
+		stdin    string
+		args     []string
+		code     int
+		mentions string
+	}{
+		{"s3cret-passw0rd\n", []string{"--email", "root@example.com", "--role", "user"}, 1, "exists already"},
+		{"s3cret-passw0rd\n", []string{"--email", "x@example.com", "--role", "overlord"}, 2, "want one of user, premium, moderator, admin"},
+		{"short\n", []string{"--email", "y@example.com", "--role", "user"}, 2, "password"},
+		{"", []string{"--email", "z@example.com", "--role", "user"}, 2, "stdin"},
+		{"s3cret-passw0rd\n", []string{"--email", "z@example.com"}, 2, "--role"},
+		{"s3cret-passw0rd\n", []string{"--email", "not-an-email", "--role", "user"}, 2, "email"},
+	} {
+		code, _, stderr := kowai(t, dir, env, tc.stdin, append([]string{"user", "create"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.mentions) {
+			t.Errorf("%v: exit %d %q; want %d mentioning %q", tc.args, code, stderr, tc.code, tc.mentions)
+		}
+	}
+}

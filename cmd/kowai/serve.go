@@ -2,17 +2,25 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kowai/kowai/actors"
+	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/gateway"
+	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/internal/config"
 	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/signatures"
+	"github.com/kowai/kowai/supervisors"
 )
 
 func serveCmd(ctx context.Context, args []string, io stdio, getenv func(string) string) error {
@@ -29,11 +37,12 @@ func serveCmd(ctx context.Context, args []string, io stdio, getenv func(string) 
 
 // serve constructs a node and runs it until ctx ends. Shutdown order is the
 // graceful leave: the gateway stops taking requests and finishes those in
-// flight, the cluster node passivates its grains and leaves, and only then
-// does the group-commit writer drain and stop, so final snapshots are stored.
+// flight, the cluster node passivates its grains (final snapshots) and
+// leaves, and only then does the group-commit writer drain and stop.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	if _, err := cfg.EnsureJWTSecret(); err != nil {
-		return err
+	rateLimit, err := ratelimit.ParseLimit(cfg.RateLimit)
+	if err != nil {
+		return usagef("KOWAI_RATE_LIMIT: %v", err)
 	}
 	db, mig, err := openDatabase(ctx, cfg, log)
 	if err != nil {
@@ -51,6 +60,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	} else if err := mig.CheckCurrent(ctx); err != nil {
 		return fmt.Errorf("%w (or set KOWAI_AUTO_MIGRATE=true)", err)
 	}
+	rdb, err := openRedis(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if rdb != nil {
+		defer rdb.Close()
+	}
 
 	reg := prometheus.NewRegistry()
 	for _, c := range []prometheus.Collector{
@@ -63,7 +79,49 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 
+	limiter := newLimiter(rdb)
+	authSvc, err := newAuth(cfg, db, rdb, limiter, log)
+	if err != nil {
+		return err
+	}
+	if cfg.AdminEmail != "" {
+		created, err := authSvc.EnsureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword)
+		if err != nil {
+			return fmt.Errorf("KOWAI_ADMIN_EMAIL: create the first admin: %w", err)
+		}
+		if created {
+			log.Info("first admin created", "email", cfg.AdminEmail)
+		}
+	}
+	model, err := newModel(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	defer model.Close()
+	supMetrics, err := supervisors.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+
+	stores := gateway.NewStores(db)
 	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg})
+	rt, err := actors.New(actors.Deps{
+		Writer:            writer,
+		Conversations:     stores.Conversations,
+		Messages:          stores.Messages,
+		Agents:            stores.Agents,
+		Snapshots:         persistence.NewSnapshotStore(db),
+		LM:                model,
+		Logger:            log,
+		Metrics:           reg,
+		SupervisorMetrics: supMetrics,
+	})
+	if err != nil {
+		return err
+	}
+	if err := rt.EnsureBuiltins(ctx); err != nil {
+		return fmt.Errorf("create built-in agents: %w", err)
+	}
 	node, err := cluster.New(cluster.Config{
 		Name:           cfg.ClusterName,
 		Provider:       cluster.Provider(cfg.ClusterProvider),
@@ -71,22 +129,73 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Peers:          cfg.ClusterPeers,
 		MembershipAddr: cfg.ClusterMembershipAddr,
 		EtcdEndpoints:  cfg.EtcdEndpoints,
+		Kinds:          rt.Kinds(),
+		// A chat turn may wait on the model for up to the turn timeout.
+		RequestTimeout: actors.DefaultTurnTimeout + 10*time.Second,
+		OnLeave:        rt.OnLeave,
 		Logger:         log,
 		Metrics:        reg,
 	})
+	if errors.Is(err, cluster.ErrConfig) {
+		return usagef("%v", err)
+	}
 	if err != nil {
 		return err
+	}
+	grains := node.Client()
+	rt.SetCaller(grains)
+
+	checks := []gateway.Check{
+		{Name: "database", Probe: db.Ping},
+		{Name: "cluster", Probe: func(context.Context) error {
+			if info := node.Info(); len(info.Members) == 0 {
+				return errors.New("this node has not joined its cluster")
+			}
+			return nil
+		}},
+	}
+	if rdb != nil {
+		checks = append(checks, gateway.Check{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }})
 	}
 	gw, err := gateway.New(gateway.Options{
 		Addr:        cfg.HTTPAddr,
 		Logger:      log,
 		Registry:    reg,
 		Gatherer:    reg,
-		Checks:      []gateway.Check{{Name: "database", Probe: db.Ping}},
+		Checks:      checks,
 		Draining:    node.Draining,
 		CORSOrigins: cfg.CORSOrigins,
+		// A turn may wait on the model; the HTTP deadline must not cut it first.
+		RequestTimeout: actors.DefaultTurnTimeout + 15*time.Second,
 	})
 	if err != nil {
+		return err
+	}
+	types := rt.Types()
+	if err := gw.Mount(gateway.API{
+		Authenticator:    authSvc,
+		Chat:             &gateway.ClusterChat{Grains: grains},
+		Auth:             authSvc,
+		OpenRegistration: cfg.OpenRegistration,
+		Stores:           stores,
+		AgentTypes:       func() []gateway.AgentType { return agentTypes(rt) },
+		ValidateSignature: func(s string) error {
+			_, err := signatures.Parse(s)
+			return err
+		},
+		ValidateAgentConfig: func(t string, raw json.RawMessage) error {
+			_, err := types.ParseConfig(t, raw)
+			return err
+		},
+		OnAgentChanged: func(ctx context.Context, agentID string) {
+			if _, err := grains.Call(ctx, actors.KindAgent, agentID, &actorpb.Reload{AgentId: agentID}); err != nil {
+				log.WarnContext(ctx, "agent reload failed; it reloads on its next activation", "agent_id", agentID, "error", err)
+			}
+		},
+		ClusterInfo: func() any { return node.Info() },
+		Limiter:     limiter,
+		RateLimit:   rateLimit,
+	}); err != nil {
 		return err
 	}
 
@@ -106,4 +215,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("kowai node stopped")
 	return nil
+}
+
+// agentTypes converts the actor runtime's type registry to the gateway's view.
+func agentTypes(rt *actors.Runtime) []gateway.AgentType {
+	var out []gateway.AgentType
+	for _, t := range rt.AgentTypes() {
+		v := gateway.AgentType{Name: t.Name, Description: t.Description, Signature: t.Signature, ConfigSchema: t.ConfigSchema}
+		for _, tool := range t.Tools {
+			v.Tools = append(v.Tools, gateway.AgentTool{Name: tool.Name, Description: tool.Description, Args: tool.Args})
+		}
+		out = append(out, v)
+	}
+	return out
 }
