@@ -103,6 +103,11 @@ type WriterOptions struct {
 	// before committing a batch that is not full. An idle writer never waits.
 	// A negative value disables waiting.
 	MaxDelay time.Duration
+	// Concurrency is how many batches may commit at the same time, each in
+	// its own transaction and connection: while one waits for its commit to
+	// be flushed, the next is already inserting. The default is 2 on MariaDB
+	// and 1 on SQLite, whose single connection admits one writer anyway.
+	Concurrency int
 	// MaxRetries bounds the retries of a batch after retryable errors.
 	// A negative value disables retries.
 	MaxRetries int
@@ -133,13 +138,14 @@ type Writer struct {
 	metrics writerMetrics
 	started atomic.Bool
 
-	// busy records whether writes arrived while the last batch committed;
-	// only Run's goroutine uses it.
-	busy bool
+	// busy records whether writes arrived while the last batch committed.
+	busy atomic.Bool
 
-	// wake holds at most one pending signal that the queue grew or the writer
-	// was closed; a spurious signal only costs one look at the queue.
+	// wake holds at most one pending signal that the queue grew; a spurious
+	// signal only costs one look at the queue.
 	wake chan struct{}
+	// closing is closed by close, waking every batch loop at once.
+	closing chan struct{}
 
 	mu     sync.Mutex
 	queue  []*request
@@ -169,6 +175,12 @@ func NewWriter(db *DB, opts WriterOptions) *Writer {
 	if opts.MaxDelay == 0 {
 		opts.MaxDelay = DefaultMaxDelay
 	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 2
+		if db.Dialect == DialectSQLite {
+			opts.Concurrency = 1
+		}
+	}
 	if opts.MaxRetries == 0 {
 		opts.MaxRetries = DefaultMaxRetries
 	}
@@ -189,6 +201,7 @@ func NewWriter(db *DB, opts WriterOptions) *Writer {
 		log:     log,
 		metrics: newWriterMetrics(opts.Metrics, log),
 		wake:    make(chan struct{}, 1),
+		closing: make(chan struct{}),
 	}
 }
 
@@ -202,13 +215,16 @@ func (w *Writer) Run(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, w.close)
 	defer stop()
-	for {
-		batch := w.next()
-		if batch == nil {
-			return nil
-		}
-		w.execute(batch)
+	var wg sync.WaitGroup
+	for range w.opts.Concurrency {
+		wg.Go(func() {
+			for batch := w.next(); batch != nil; batch = w.next() {
+				w.execute(batch)
+			}
+		})
 	}
+	wg.Wait()
+	return nil
 }
 
 // AppendMessages writes msgs durably: nil means they are committed. The
@@ -286,9 +302,11 @@ func (w *Writer) signal() {
 
 func (w *Writer) close() {
 	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-	w.signal()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.closed = true
+		close(w.closing)
+	}
 }
 
 // next blocks for the next batch and returns nil when the writer is closed
@@ -318,7 +336,7 @@ func (w *Writer) next() []*request {
 // (Work queued by the time the writer gets back to the queue is no evidence of
 // load: a caller just answered may already have sent its next write.)
 func (w *Writer) gather() (batch []*request, open bool) {
-	idle := !w.busy
+	idle := !w.busy.Load()
 	w.mu.Lock()
 	for len(w.queue) == 0 {
 		if w.closed {
@@ -326,7 +344,10 @@ func (w *Writer) gather() (batch []*request, open bool) {
 			return nil, false
 		}
 		w.mu.Unlock()
-		<-w.wake
+		select {
+		case <-w.wake:
+		case <-w.closing:
+		}
 		idle = true
 		w.mu.Lock()
 	}
@@ -342,6 +363,7 @@ func (w *Writer) gather() (batch []*request, open bool) {
 	for rows < w.opts.MaxBatch && !closed {
 		select {
 		case <-w.wake:
+		case <-w.closing:
 		case <-timer.C:
 			return batch, true
 		}
@@ -384,7 +406,7 @@ func (w *Writer) execute(batch []*request) {
 	}
 	results, err := w.commitWithRetry(batch)
 	w.mu.Lock()
-	w.busy = len(w.queue) > 0
+	w.busy.Store(len(w.queue) > 0)
 	w.mu.Unlock()
 	w.metrics.batchSize.Observe(float64(rows))
 	w.metrics.duration.Observe(time.Since(start).Seconds())

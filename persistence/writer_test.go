@@ -157,7 +157,7 @@ func recv(t *testing.T, errc <-chan error) error {
 func newConversation(t *testing.T, db *persistence.DB) string {
 	t.Helper()
 	now := time.Now().UTC()
-	userID, convID := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String()
+	userID, convID := newUUID(), newUUID()
 	inserts := []*goqu.InsertDataset{
 		db.Goqu.Insert("users").Prepared(true).Rows(goqu.Record{
 			"id": userID, "email": userID + "@example.com", "roles": "[]", "created_at": now, "updated_at": now,
@@ -174,9 +174,11 @@ func newConversation(t *testing.T, db *persistence.DB) string {
 	return convID
 }
 
+func newUUID() string { return uuid.Must(uuid.NewV7()).String() }
+
 func message(conv string, seq int64) persistence.Message {
 	return persistence.Message{
-		ID:             uuid.Must(uuid.NewV7()).String(),
+		ID:             newUUID(),
 		ConversationID: conv,
 		Seq:            seq,
 		Role:           "user",
