@@ -1,0 +1,384 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/persistence"
+)
+
+// agentGrain is the agent grain: it holds one agent's definition and compiled program
+// and hands every reply to a bounded pool of worker children, so its own mailbox never
+// waits for a model. Requests beyond the pool wait in queue (not in goroutines), up to
+// Deps.AgentQueue.
+type agentGrain struct {
+	rt       *Runtime
+	identity string
+	sys      *actor.ActorSystem
+	log      *slog.Logger
+
+	loaded bool
+	agent  persistence.Agent
+	def    agenttype.Definition
+	prog   agenttype.Program
+
+	workers     map[string]*workerSlot
+	queue       []*replyJob
+	passivating bool
+}
+
+// workerSlot is the agent's view of one worker: busy with job, idle, or waiting to be
+// restarted by its supervisor after a failure.
+type workerSlot struct {
+	pid        *actor.PID
+	job        *replyJob
+	restarting bool
+}
+
+// replyJob is one GenerateReply on its way through a worker. It carries the program
+// compiled when the request arrived, so a Reload never changes a running reply.
+type replyJob struct {
+	req     *actorpb.GenerateReply
+	sender  *actor.PID
+	prog    agenttype.Program
+	window  int
+	version int64
+	policy  string
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+// Messages between the agent and its workers; they never leave the node.
+type (
+	workerReady struct{}
+	jobDone     struct{ job *replyJob }
+)
+
+var _ actor.SupervisorStrategy = (*agentGrain)(nil)
+
+func newAgent(rt *Runtime, identity string) *agentGrain {
+	return &agentGrain{rt: rt, identity: identity, log: rt.log}
+}
+
+// Receive implements actor.Actor.
+func (a *agentGrain) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		a.sys = ctx.ActorSystem()
+		ctx.SetReceiveTimeout(a.rt.deps.IdleTimeout)
+	case *protocluster.ClusterInit:
+		a.identity = msg.Identity.GetIdentity()
+	case *actorpb.GenerateReply:
+		a.onGenerate(ctx, msg)
+	case *actorpb.CancelTurn:
+		ctx.Respond(&actorpb.CancelResult{Canceled: a.cancel(msg.GetTurnId())})
+	case *actorpb.Reload:
+		a.loaded = false
+		if e := a.ensureLoaded(msg.GetCorrelationId()); e != nil && e.GetCode() != actorpb.Code_CODE_NOT_FOUND {
+			ctx.Respond(e)
+			return
+		}
+		ctx.Respond(&actorpb.Ack{})
+	case *actorpb.Passivate:
+		a.passivating = true
+		ctx.Respond(&actorpb.Ack{})
+		a.stopIfIdle(ctx)
+	case *actor.ReceiveTimeout:
+		a.passivating = true
+		a.stopIfIdle(ctx)
+	case workerReady:
+		if s := a.workers[ctx.Sender().GetId()]; s != nil && s.restarting {
+			s.restarting = false
+		}
+		a.dispatch(ctx)
+	case jobDone:
+		for _, s := range a.workers {
+			if s.job == msg.job {
+				s.job = nil
+			}
+		}
+		msg.job.cancel()
+		a.dispatch(ctx)
+		if a.passivating {
+			a.stopIfIdle(ctx)
+		}
+	case *actor.Terminated:
+		if s := a.workers[msg.Who.GetId()]; s != nil {
+			if s.job != nil {
+				a.fail(s.job, actorpb.Code_CODE_UNAVAILABLE, "the reply's worker stopped")
+			}
+			delete(a.workers, msg.Who.GetId())
+		}
+		a.dispatch(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		// Workers stop with the agent; nobody would answer these requests.
+		for _, s := range a.workers {
+			if s.job != nil {
+				a.fail(s.job, actorpb.Code_CODE_UNAVAILABLE, "the agent is stopping")
+				s.job = nil
+			}
+		}
+		for _, j := range a.queue {
+			a.fail(j, actorpb.Code_CODE_UNAVAILABLE, "the agent is stopping")
+		}
+		a.rt.metrics.queued.Sub(float64(len(a.queue)))
+		a.queue = nil
+	}
+}
+
+// ensureLoaded reads and compiles the agent's definition unless it is in memory.
+func (a *agentGrain) ensureLoaded(correlationID string) *actorpb.ErrorReply {
+	if a.loaded {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	ag, err := a.rt.deps.Agents.Get(ctx, a.identity)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return errorReply(actorpb.Code_CODE_NOT_FOUND, correlationID, "agent %s does not exist", a.identity)
+	}
+	if err != nil {
+		a.log.Error("agent load failed", "agent_id", a.identity, "correlation_id", correlationID, "error", err)
+		return errorReply(actorpb.Code_CODE_UNAVAILABLE, correlationID, "agent %s cannot be loaded now", a.identity)
+	}
+	def, prog, err := a.rt.types.Compile(ag)
+	if err != nil {
+		a.log.Error("agent compile failed", "agent_id", a.identity, "correlation_id", correlationID, "error", err)
+		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, correlationID, "agent %s is misconfigured: %v", a.identity, err)
+	}
+	a.agent, a.def, a.prog, a.loaded = ag, def, prog, true
+	return nil
+}
+
+func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
+	corr := req.GetCorrelationId()
+	if e := a.ensureLoaded(corr); e != nil {
+		ctx.Respond(e)
+		return
+	}
+	if a.agent.OwnerID != "" && a.agent.OwnerID != req.GetUserId() {
+		ctx.Respond(errorReply(actorpb.Code_CODE_FORBIDDEN, corr, "agent %s belongs to another user", a.identity))
+		return
+	}
+	if len(a.queue) >= a.rt.deps.AgentQueue {
+		ctx.Respond(errorReply(actorpb.Code_CODE_BUSY, corr, "agent %s has %d replies waiting", a.identity, len(a.queue)))
+		return
+	}
+	jctx, cancel := context.WithTimeout(context.Background(), a.rt.deps.TurnTimeout)
+	a.queue = append(a.queue, &replyJob{req: req, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
+		version: a.agent.Version, policy: a.def.Config.BusyPolicy, ctx: jctx, cancel: cancel})
+	a.rt.metrics.queued.Inc()
+	a.dispatch(ctx)
+}
+
+// dispatch hands queued jobs to idle workers, spawning workers up to the pool size.
+func (a *agentGrain) dispatch(ctx actor.Context) {
+	if a.workers == nil {
+		a.workers = map[string]*workerSlot{}
+	}
+	size := a.rt.deps.AgentWorkers
+	if n := a.def.Config.MaxConcurrency; n > 0 {
+		size = n
+	}
+	for len(a.queue) > 0 {
+		var slot *workerSlot
+		for _, s := range a.workers {
+			if s.job == nil && !s.restarting {
+				slot = s
+				break
+			}
+		}
+		if slot == nil {
+			if len(a.workers) >= size {
+				return
+			}
+			slot = &workerSlot{pid: ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &worker{rt: a.rt} }))}
+			a.workers[slot.pid.GetId()] = slot
+		}
+		job := a.queue[0]
+		a.queue = slices.Delete(a.queue, 0, 1)
+		a.rt.metrics.queued.Dec()
+		slot.job = job
+		ctx.Send(slot.pid, job)
+	}
+}
+
+// cancel cancels the job of turnID (every job when empty); a queued job is answered at
+// once, a running one when its worker notices.
+func (a *agentGrain) cancel(turnID string) bool {
+	found := false
+	match := func(j *replyJob) bool { return turnID == "" || j.req.GetTurnId() == turnID }
+	for _, s := range a.workers {
+		if s.job != nil && match(s.job) {
+			s.job.cancel()
+			found = true
+		}
+	}
+	a.queue = slices.DeleteFunc(a.queue, func(j *replyJob) bool {
+		if !match(j) {
+			return false
+		}
+		a.fail(j, actorpb.Code_CODE_CANCELED, "the reply was cancelled")
+		a.rt.metrics.queued.Dec()
+		found = true
+		return true
+	})
+	return found
+}
+
+// fail answers job's requester with an error and ends its stream.
+func (a *agentGrain) fail(job *replyJob, code actorpb.Code, message string) {
+	job.cancel()
+	e := actorpb.NewError(code, job.req.GetCorrelationId(), message)
+	if job.sender != nil {
+		a.sys.Root.Send(job.sender, e)
+	}
+	endStream(a.sys.Root, job.req, e)
+}
+
+func (a *agentGrain) stopIfIdle(ctx actor.Context) {
+	if len(a.queue) > 0 {
+		return
+	}
+	for _, s := range a.workers {
+		if s.job != nil {
+			return
+		}
+	}
+	ctx.Stop(ctx.Self())
+}
+
+// HandleFailure answers the requester of a worker's failed reply with a typed error,
+// then lets the worker strategy decide (restart with backoff, or stop after a conflict
+// or a spent budget). It runs on the agent's goroutine.
+func (a *agentGrain) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID,
+	rs *actor.RestartStatistics, reason, message any) {
+	if s := a.workers[child.GetId()]; s != nil {
+		if s.job != nil {
+			err, _ := reason.(error)
+			if err == nil {
+				err = fmt.Errorf("worker panic: %v", reason)
+			}
+			code := codeOf(err)
+			a.log.Warn("agent reply failed", "agent_id", a.identity, "correlation_id", s.job.req.GetCorrelationId(),
+				"code", code.String(), "error", err)
+			a.fail(s.job, code, publicMessage(code))
+			s.job = nil
+		}
+		s.restarting = true
+	}
+	a.rt.workers.HandleFailure(sys, sup, child, rs, reason, message)
+}
+
+// publicMessage is what the end user is told about a failed reply; details stay in the
+// logs.
+func publicMessage(code actorpb.Code) string {
+	switch code {
+	case actorpb.Code_CODE_TIMEOUT:
+		return "the model did not answer in time"
+	case actorpb.Code_CODE_BUDGET_EXCEEDED:
+		return "the spending budget for model calls is used up"
+	case actorpb.Code_CODE_MODEL_FAILURE:
+		return "the model failed to answer"
+	case actorpb.Code_CODE_CANCELED:
+		return "the reply was cancelled"
+	default:
+		return "the reply failed"
+	}
+}
+
+// worker runs one reply at a time; blocking its own mailbox on the model is its job.
+type worker struct{ rt *Runtime }
+
+// Receive implements actor.Actor.
+func (w *worker) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		ctx.Request(ctx.Parent(), workerReady{})
+	case *replyJob:
+		w.run(ctx, msg)
+	}
+}
+
+// run generates the reply of job and sends it straight to the requester. A model
+// failure panics with the error so the supervisor classifies, counts and restarts; a
+// cancelled or expired job is answered here, since it is not the worker's failure.
+func (w *worker) run(ctx actor.Context, job *replyJob) {
+	req := job.req
+	in := agenttype.Input{Message: req.GetContent(), History: turns(req.GetHistory(), job.window), Summary: req.GetSummary()}
+	if t := req.GetStream(); t.GetId() != "" {
+		target := actor.NewPID(t.GetAddress(), t.GetId())
+		var index int64
+		in.Stream = func(_ context.Context, chunk string) error {
+			ctx.Send(target, &actorpb.TokenDelta{StreamId: req.GetStreamId(), ConversationId: req.GetConversationId(), Delta: chunk, Index: index})
+			index++
+			return nil
+		}
+	}
+	out, err := job.prog.Reply(job.ctx, w.rt.deps.LM, in)
+	if err != nil {
+		if cerr := job.ctx.Err(); cerr != nil {
+			code := actorpb.Code_CODE_CANCELED
+			if errors.Is(cerr, context.DeadlineExceeded) {
+				code = actorpb.Code_CODE_TIMEOUT
+			}
+			e := actorpb.NewError(code, req.GetCorrelationId(), publicMessage(code))
+			ctx.Send(job.sender, e)
+			endStream(ctx, req, e)
+			ctx.Send(ctx.Parent(), jobDone{job: job})
+			return
+		}
+		panic(fmt.Errorf("agent %s: reply to conversation %s: %w", req.GetAgentId(), req.GetConversationId(), err))
+	}
+	details := ""
+	if len(out.Details) > 0 {
+		b, err := json.Marshal(out.Details)
+		if err != nil {
+			panic(fmt.Errorf("agent %s: encode reply details: %w", req.GetAgentId(), err))
+		}
+		details = string(b)
+	}
+	ctx.Send(job.sender, &actorpb.ReplyResult{
+		Response: out.Text, Model: out.Model, DetailsJson: details, AgentVersion: job.version, BusyPolicy: job.policy,
+		Usage: &actorpb.Usage{PromptTokens: int64(out.Usage.PromptTokens), CompletionTokens: int64(out.Usage.CompletionTokens),
+			CostUsd: out.Usage.CostUSD, CacheHit: out.Usage.CacheHits > 0 && out.Usage.Calls == out.Usage.CacheHits},
+	})
+	endStream(ctx, req, nil)
+	ctx.Send(ctx.Parent(), jobDone{job: job})
+}
+
+// endStream tells the request's stream target that no more deltas come.
+func endStream(s actor.SenderContext, req *actorpb.GenerateReply, e *actorpb.ErrorReply) {
+	if t := req.GetStream(); t.GetId() != "" {
+		s.Send(actor.NewPID(t.GetAddress(), t.GetId()), &actorpb.StreamEnd{StreamId: req.GetStreamId(), ConversationId: req.GetConversationId(), Error: e})
+	}
+}
+
+// turns pairs the last window history entries into user/assistant turns; system
+// entries (recorded failures) are left out.
+func turns(history []*actorpb.HistoryEntry, window int) []agenttype.Turn {
+	if len(history) > window {
+		history = history[len(history)-window:]
+	}
+	var out []agenttype.Turn
+	for _, h := range history {
+		switch h.GetRole() {
+		case roleUser:
+			out = append(out, agenttype.Turn{User: h.GetContent()})
+		case roleAssistant:
+			if n := len(out); n > 0 && out[n-1].Assistant == "" {
+				out[n-1].Assistant = h.GetContent()
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,305 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/signatures/lm"
+	"github.com/kowai/kowai/supervisors"
+)
+
+// Grain kind names.
+const (
+	// KindSession is the session grain's kind; its identity is the conversation ID.
+	KindSession = "session"
+	// KindAgent is the agent grain's kind; its identity is the agent ID.
+	KindAgent = "agent"
+)
+
+// Defaults applied by New to zero fields of Deps.
+const (
+	DefaultIdleTimeout   = 10 * time.Minute
+	DefaultTurnTimeout   = 2 * time.Minute
+	DefaultHistoryWindow = agenttype.DefaultHistoryWindow
+	DefaultAgentWorkers  = 8
+	DefaultAgentQueue    = 1024
+)
+
+// ErrInvalidDeps means New was given unusable dependencies; the message names the field.
+var ErrInvalidDeps = errors.New("actors: invalid dependencies")
+
+// GrainCaller calls a grain anywhere in the cluster: kowai's cluster.Client satisfies it,
+// so this package never imports the cluster package. A reply may be an
+// *actorpb.ErrorReply; see actorpb.As.
+type GrainCaller interface {
+	Call(ctx context.Context, kind, identity string, req proto.Message) (proto.Message, error)
+}
+
+// LogWriter is the durable write path of the grains; *persistence.Writer (the
+// group-commit writer) satisfies it. Nil from either method means durable.
+type LogWriter interface {
+	// AppendMessages writes msgs together; a taken (conversation, seq) or
+	// (conversation, idempotency key) is persistence.ErrDuplicate.
+	AppendMessages(ctx context.Context, msgs ...persistence.Message) error
+	// SaveSnapshot is a compare-and-swap on the snapshot's version;
+	// persistence.ErrConflict when another writer got there first.
+	SaveSnapshot(ctx context.Context, s persistence.Snapshot, expectedVersion int64) error
+	// Submit applies op in a group-commit batch.
+	Submit(ctx context.Context, op persistence.Op) error
+}
+
+// Deps are the runtime's dependencies and settings. Writer, the four repositories, LM
+// and SupervisorMetrics are required; Caller may be set later with SetCaller.
+type Deps struct {
+	Writer        LogWriter
+	Conversations persistence.Conversations
+	Messages      persistence.Messages
+	Agents        persistence.Agents
+	Snapshots     persistence.Snapshots
+	// LM is the model every agent calls (the full lm.New stack in production).
+	LM lm.LM
+	// Caller reaches other grains; the cluster node's client.
+	Caller GrainCaller
+	// Types is the agent type registry; nil means agenttype.Builtins.
+	Types *agenttype.Registry
+	// Logger receives the grains' logs; nil discards them.
+	Logger *slog.Logger
+	// Metrics registers the runtime's collectors; nil leaves them unregistered.
+	Metrics prometheus.Registerer
+	// SupervisorMetrics counts supervision decisions (shared per registry).
+	SupervisorMetrics *supervisors.Metrics
+	// WorkerBackoff and WorkerBudget govern restarts of an agent's model-call workers
+	// (zero values: the supervisors defaults).
+	WorkerBackoff supervisors.Backoff
+	WorkerBudget  supervisors.RestartBudget
+	// IdleTimeout passivates a grain that received nothing for this long.
+	IdleTimeout time.Duration
+	// TurnTimeout bounds one chat turn, model call included. The cluster's request
+	// timeout must be at least this long.
+	TurnTimeout time.Duration
+	// HistoryWindow is how many recent messages a session keeps in memory (and in its
+	// snapshot) to give the agent as history.
+	HistoryWindow int
+	// AgentWorkers bounds the model calls one agent runs at once, unless its config sets
+	// max_concurrency; AgentQueue bounds the calls waiting for a worker.
+	AgentWorkers int
+	AgentQueue   int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Runtime builds the session and agent grains and keeps what they share. It is created
+// once per node, before the cluster node, whose kinds it supplies.
+//
+// Construction order: New (no network, no goroutines); give Kinds() to the cluster
+// node's config; SetCaller(node.Client()) before the node starts; EnsureBuiltins once
+// the database is migrated. OnLeave belongs in the node's graceful leave.
+type Runtime struct {
+	deps     Deps
+	log      *slog.Logger
+	types    *agenttype.Registry
+	metrics  *metrics
+	workers  *supervisors.Strategy
+	turns    *supervisors.Strategy
+	caller   atomic.Pointer[GrainCaller]
+	sessions liveSet
+}
+
+// New validates deps and returns a Runtime. Errors wrap ErrInvalidDeps.
+func New(deps Deps) (*Runtime, error) {
+	for name, missing := range map[string]bool{
+		"Writer": deps.Writer == nil, "Conversations": deps.Conversations == nil, "Messages": deps.Messages == nil,
+		"Agents": deps.Agents == nil, "Snapshots": deps.Snapshots == nil, "LM": deps.LM == nil,
+		"SupervisorMetrics": deps.SupervisorMetrics == nil,
+	} {
+		if missing {
+			return nil, fmt.Errorf("%w: %s is required", ErrInvalidDeps, name)
+		}
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	deps.IdleTimeout = orDefault(deps.IdleTimeout, DefaultIdleTimeout)
+	deps.TurnTimeout = orDefault(deps.TurnTimeout, DefaultTurnTimeout)
+	deps.HistoryWindow = orDefault(deps.HistoryWindow, DefaultHistoryWindow)
+	deps.AgentWorkers = orDefault(deps.AgentWorkers, DefaultAgentWorkers)
+	deps.AgentQueue = orDefault(deps.AgentQueue, DefaultAgentQueue)
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rt := &Runtime{deps: deps, log: log.With("component", "actors"), types: deps.Types}
+	if rt.types == nil {
+		var err error
+		if rt.types, err = agenttype.NewRegistry(agenttype.Builtins(deps.Now)...); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidDeps, err)
+		}
+	}
+	var err error
+	if rt.metrics, err = newMetrics(deps.Metrics); err != nil {
+		return nil, err
+	}
+	classifiers := Classifiers()
+	if rt.workers, err = supervisors.NewStrategy(supervisors.Options{
+		ActorKind: "agent-worker", Metrics: deps.SupervisorMetrics, Logger: rt.log, Classifiers: classifiers,
+		Backoff: deps.WorkerBackoff, Budget: deps.WorkerBudget,
+	}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidDeps, err)
+	}
+	// A turn runs once: restarting it would append its messages again, so every
+	// failure stops it and the session answers for it.
+	if rt.turns, err = supervisors.NewStrategy(supervisors.Options{
+		ActorKind: "session-turn", Metrics: deps.SupervisorMetrics, Logger: rt.log, Classifiers: classifiers,
+		Decider: func(supervisors.Kind) actor.Directive { return actor.StopDirective },
+	}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidDeps, err)
+	}
+	if deps.Caller != nil {
+		rt.SetCaller(deps.Caller)
+	}
+	return rt, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Classifiers map the errors of persistence and signatures/lm to supervision failure
+// kinds: a fenced write is a conflict (stop), a spent budget stops, a model timeout and
+// other model errors restart with backoff.
+func Classifiers() []supervisors.Classifier {
+	return []supervisors.Classifier{
+		supervisors.Match(supervisors.KindConflict, persistence.ErrConflict, persistence.ErrDuplicate),
+		supervisors.Match(supervisors.KindBudgetExceeded, lm.ErrBudgetExceeded),
+		supervisors.Match(supervisors.KindTimeout, lm.ErrTimeout),
+		supervisors.Match(supervisors.KindModelError, lm.ErrRateLimited, lm.ErrUnavailable, lm.ErrBadRequest,
+			lm.ErrAuth, lm.ErrContentFiltered, lm.ErrCircuitOpen, lm.ErrProvider),
+	}
+}
+
+// SetCaller sets the grain client; call it before the cluster node starts.
+func (rt *Runtime) SetCaller(c GrainCaller) { rt.caller.Store(&c) }
+
+// callerOrNil returns the grain client, or nil before SetCaller.
+func (rt *Runtime) callerOrNil() GrainCaller {
+	if c := rt.caller.Load(); c != nil {
+		return *c
+	}
+	return nil
+}
+
+// Kinds returns the grain kinds for the cluster node's configuration.
+func (rt *Runtime) Kinds() []*protocluster.Kind {
+	return []*protocluster.Kind{
+		protocluster.NewKind(KindSession, rt.SessionProps("")),
+		protocluster.NewKind(KindAgent, rt.AgentProps("")),
+	}
+}
+
+// SessionProps returns the props of a session grain. Identity is the conversation ID
+// for a plain actor (tests, benchmarks); empty for a cluster grain, which learns it from
+// the cluster.
+func (rt *Runtime) SessionProps(identity string) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return newSession(rt, identity) },
+		actor.WithSupervisor(rt.turns))
+}
+
+// AgentProps returns the props of an agent grain; identity as for SessionProps.
+func (rt *Runtime) AgentProps(identity string) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return newAgent(rt, identity) })
+}
+
+// AgentTypes describes the registered agent types, for GET /api/v1/agents/types.
+func (rt *Runtime) AgentTypes() []agenttype.Info { return rt.types.List() }
+
+// Types returns the agent type registry, e.g. to validate an agent's config before it
+// is stored.
+func (rt *Runtime) Types() *agenttype.Registry { return rt.types }
+
+// EnsureBuiltins creates the built-in agent of every registered type that is missing.
+// It is idempotent; call it at startup after migrations.
+func (rt *Runtime) EnsureBuiltins(ctx context.Context) error {
+	return agenttype.EnsureBuiltins(ctx, rt.deps.Agents, rt.types)
+}
+
+// OnLeave passivates every session grain of this node, each saving a final snapshot,
+// and returns when all have stopped or ctx ends. Pass it as the cluster node's
+// Config.OnLeave.
+func (rt *Runtime) OnLeave(ctx context.Context) {
+	live := rt.sessions.all()
+	var wg sync.WaitGroup
+	for _, s := range live {
+		wg.Go(func() {
+			timeout := time.Until(deadlineOr(ctx, 10*time.Second))
+			if timeout <= 0 {
+				return
+			}
+			_, err := s.sys.Root.RequestFuture(s.pid, &actorpb.Passivate{CorrelationId: "leave"}, timeout).Result()
+			if err != nil {
+				rt.log.Warn("session did not passivate before leaving", "pid", s.pid.Id, "error", err)
+			}
+		})
+	}
+	wg.Wait()
+	rt.log.Info("sessions passivated for leave", "count", len(live))
+}
+
+func deadlineOr(ctx context.Context, d time.Duration) time.Time {
+	if dl, ok := ctx.Deadline(); ok {
+		return dl
+	}
+	return time.Now().Add(d)
+}
+
+// liveSet is the set of session grains alive on this node.
+type liveSet struct {
+	mu  sync.Mutex
+	set map[*actor.PID]*actor.ActorSystem
+}
+
+type liveGrain struct {
+	pid *actor.PID
+	sys *actor.ActorSystem
+}
+
+func (l *liveSet) add(sys *actor.ActorSystem, pid *actor.PID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.set == nil {
+		l.set = map[*actor.PID]*actor.ActorSystem{}
+	}
+	l.set[pid] = sys
+}
+
+func (l *liveSet) remove(pid *actor.PID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.set, pid)
+}
+
+func (l *liveSet) all() []liveGrain {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]liveGrain, 0, len(l.set))
+	for pid, sys := range l.set {
+		out = append(out, liveGrain{pid: pid, sys: sys})
+	}
+	return out
+}

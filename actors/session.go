@@ -1,0 +1,517 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/supervisors"
+)
+
+// session is the session grain: it owns one conversation. It answers reads from memory
+// or the log, and runs one turn at a time in a turn child, so its mailbox stays free
+// for cancels, history pages and the messages that queue behind the running turn.
+type session struct {
+	rt       *Runtime
+	identity string
+	self     *actor.PID
+	sys      *actor.ActorSystem
+	log      *slog.Logger
+
+	// loaded: state and version reflect the database. exists: the conversation row
+	// exists. dirty: state is ahead of the saved snapshot.
+	loaded, exists, dirty bool
+	state                 sessionState
+	version               int64
+
+	running     *turn
+	queue       []*turn
+	passivating bool
+	stopped     bool
+}
+
+// turn is one SendMessage on its way: queued, or running in a child.
+type turn struct {
+	req     *actorpb.SendMessage
+	waiters []*actor.PID
+	child   *actor.PID
+	job     *turnJob
+	cancel  context.CancelFunc
+	start   time.Time
+}
+
+// startNext is sent by the session to itself when it must start the next turn outside
+// of a message handler (after a supervision decision).
+type startNext struct{}
+
+// inspect asks a session for its queue; tests use it to observe queuing.
+type inspect struct{}
+
+var _ actor.SupervisorStrategy = (*session)(nil)
+
+func newSession(rt *Runtime, identity string) *session {
+	return &session{rt: rt, identity: identity, log: rt.log}
+}
+
+// Receive implements actor.Actor.
+func (s *session) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		s.self, s.sys = ctx.Self(), ctx.ActorSystem()
+		s.rt.sessions.add(s.sys, s.self)
+		ctx.SetReceiveTimeout(s.rt.deps.IdleTimeout)
+	case *protocluster.ClusterInit:
+		s.identity = msg.Identity.GetIdentity()
+	case *actor.Stopped:
+		s.rt.sessions.remove(s.self)
+		s.unload()
+		s.failAll(actorpb.Code_CODE_UNAVAILABLE, "the conversation's grain stopped; retry")
+	case *actorpb.SendMessage:
+		s.onSend(ctx, msg)
+	case *actorpb.GetHistory:
+		ctx.Respond(s.onHistory(msg))
+	case *actorpb.GetConversation:
+		ctx.Respond(s.onInfo(msg))
+	case *actorpb.CancelTurn:
+		ctx.Respond(s.onCancel(msg))
+	case turnDone:
+		s.onTurnDone(ctx, msg)
+	case startNext:
+		s.startNext(ctx)
+	case inspect:
+		ctx.Respond(s.queue)
+	case *actorpb.Passivate:
+		ctx.Respond(&actorpb.Ack{})
+		s.passivating = true
+		s.passivateIfIdle(ctx)
+	case *actor.ReceiveTimeout:
+		s.passivating = true
+		s.passivateIfIdle(ctx)
+	}
+}
+
+// ensureLoaded activates the session's state: the snapshot, then the log's tail, which
+// wins where the two disagree (the log is the truth; a snapshot may lag after a failed
+// save). A missing conversation is not an error: the first SendMessage creates it.
+func (s *session) ensureLoaded(corr string) *actorpb.ErrorReply {
+	if s.loaded {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	fail := func(what string, err error) *actorpb.ErrorReply {
+		s.log.Error("session activation failed", "conversation_id", s.identity, "step", what, "correlation_id", corr, "error", err)
+		return errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "conversation %s cannot be loaded now", s.identity)
+	}
+	var st sessionState
+	var version int64
+	snap, err := s.rt.deps.Snapshots.Load(ctx, KindSession, s.identity)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(snap.State, &st); err != nil {
+			return fail("decode snapshot", err)
+		}
+		version = snap.Version
+	case !errors.Is(err, persistence.ErrNotFound):
+		return fail("load snapshot", err)
+	}
+	if st.OwnerID == "" {
+		conv, err := s.rt.deps.Conversations.Get(ctx, s.identity)
+		if errors.Is(err, persistence.ErrNotFound) {
+			s.state, s.version, s.exists, s.loaded, s.dirty = sessionState{}, version, false, true, false
+			s.rt.metrics.loaded.WithLabelValues(KindSession).Inc()
+			return nil
+		}
+		if err != nil {
+			return fail("load conversation", err)
+		}
+		st = sessionState{OwnerID: conv.OwnerID, AgentID: conv.AgentID, Title: conv.Title}
+	}
+	window := s.rt.deps.HistoryWindow
+	tail, err := s.rt.deps.Messages.Tail(ctx, s.identity, window)
+	if err != nil {
+		return fail("read log tail", err)
+	}
+	dirty := false
+	if n := len(tail); n > 0 && tail[n-1].Seq != st.LastSeq {
+		// The snapshot lags the log: rebuild the tail from the log.
+		entries := make([]tailEntry, n)
+		for i, m := range tail {
+			entries[i] = entryOf(m)
+			if m.Role == roleAssistant && m.Seq > st.LastSeq {
+				st.Turns++
+			}
+		}
+		st.Tail, st.LastSeq, dirty = nil, 0, true
+		st = st.with(window, entries...)
+	}
+	s.state, s.version, s.exists, s.loaded, s.dirty = st, version, true, true, dirty
+	s.rt.metrics.loaded.WithLabelValues(KindSession).Inc()
+	return nil
+}
+
+// unload drops the in-memory state; the next request loads it again.
+func (s *session) unload() {
+	if s.loaded {
+		s.rt.metrics.loaded.WithLabelValues(KindSession).Dec()
+	}
+	s.loaded, s.state = false, sessionState{}
+}
+
+// canRead reports whether the caller may read the conversation.
+func canRead(ownerID, userID string, roles []string, canReadAny bool) bool {
+	return ownerID == userID || canReadAny || slices.Contains(roles, "moderator") || slices.Contains(roles, "admin")
+}
+
+// checkRead loads the session and checks read access; it returns the error to answer.
+func (s *session) checkRead(corr, convID, userID string, roles []string, canReadAny bool) *actorpb.ErrorReply {
+	if e := s.checkIdentity(corr, convID); e != nil {
+		return e
+	}
+	if e := s.ensureLoaded(corr); e != nil {
+		return e
+	}
+	if !s.exists {
+		return errorReply(actorpb.Code_CODE_NOT_FOUND, corr, "conversation %s does not exist", s.identity)
+	}
+	if !canRead(s.state.OwnerID, userID, roles, canReadAny) {
+		return errorReply(actorpb.Code_CODE_FORBIDDEN, corr, "conversation %s belongs to another user", s.identity)
+	}
+	return nil
+}
+
+func (s *session) checkIdentity(corr, convID string) *actorpb.ErrorReply {
+	if convID != s.identity {
+		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "request for conversation %q reached session %q", convID, s.identity)
+	}
+	return nil
+}
+
+func (s *session) onInfo(req *actorpb.GetConversation) any {
+	if e := s.checkRead(req.GetCorrelationId(), req.GetConversationId(), req.GetUserId(), req.GetRoles(), req.GetCanReadAny()); e != nil {
+		return e
+	}
+	return &actorpb.ConversationInfo{ConversationId: s.identity, OwnerId: s.state.OwnerID, AgentId: s.state.AgentID,
+		Title: s.state.Title, Turns: s.state.Turns, LastSeq: s.state.LastSeq, Busy: s.running != nil}
+}
+
+func (s *session) onHistory(req *actorpb.GetHistory) any {
+	corr := req.GetCorrelationId()
+	if e := s.checkRead(corr, req.GetConversationId(), req.GetUserId(), req.GetRoles(), req.GetCanReadAny()); e != nil {
+		return e
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	page, err := s.rt.deps.Messages.ListByConversation(ctx, s.identity, persistence.Forward,
+		persistence.PageRequest{Limit: int(req.GetLimit()), Cursor: req.GetCursor()})
+	if errors.Is(err, persistence.ErrInvalidCursor) {
+		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "invalid cursor")
+	}
+	if err != nil {
+		s.log.Error("history page failed", "conversation_id", s.identity, "correlation_id", corr, "error", err)
+		return errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "history of %s cannot be read now", s.identity)
+	}
+	out := &actorpb.HistoryPage{NextCursor: page.NextCursor, Messages: make([]*actorpb.ChatMessage, len(page.Items))}
+	for i, m := range page.Items {
+		out.Messages[i] = &actorpb.ChatMessage{Id: m.ID, Seq: m.Seq, Role: m.Role, Content: m.Content, CreatedAt: timestamppb.New(m.CreatedAt)}
+	}
+	return out
+}
+
+func (s *session) onSend(ctx actor.Context, req *actorpb.SendMessage) {
+	corr := req.GetCorrelationId()
+	reject := func(e *actorpb.ErrorReply) {
+		s.rt.metrics.turns.WithLabelValues(outcome(e)).Inc()
+		ctx.Respond(e)
+	}
+	if e := s.checkIdentity(corr, req.GetConversationId()); e != nil {
+		reject(e)
+		return
+	}
+	if req.GetUserId() == "" || req.GetContent() == "" {
+		reject(errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "user_id and content are required"))
+		return
+	}
+	if e := s.ensureLoaded(corr); e != nil {
+		reject(e)
+		return
+	}
+	if e := s.checkWrite(req); e != nil {
+		reject(e)
+		return
+	}
+	key := req.GetIdempotencyKey()
+	if res := s.state.replay(s.identity, key); res != nil {
+		s.rt.metrics.turns.WithLabelValues("replayed").Inc()
+		ctx.Respond(res)
+		return
+	}
+	if key != "" {
+		// A retry of a turn still in progress waits for that turn's answer.
+		for _, t := range append([]*turn{s.running}, s.queue...) {
+			if t != nil && t.req.GetIdempotencyKey() == key {
+				t.waiters = append(t.waiters, ctx.Sender())
+				return
+			}
+		}
+	}
+	t := &turn{req: req, waiters: []*actor.PID{ctx.Sender()}}
+	if s.running == nil {
+		if !s.exists {
+			if e := s.resolveAgent(req); e != nil {
+				reject(e)
+				return
+			}
+		}
+		s.start(ctx, t)
+		return
+	}
+	switch s.state.BusyPolicy {
+	case agenttype.BusyReject:
+		reject(errorReply(actorpb.Code_CODE_BUSY, corr, "a reply is still running in conversation %s", s.identity))
+		return
+	case agenttype.BusyInterrupt:
+		s.running.cancel()
+	}
+	s.queue = append(s.queue, t)
+}
+
+// checkWrite checks that req may add a turn: only the owner writes, and a conversation
+// keeps its agent.
+func (s *session) checkWrite(req *actorpb.SendMessage) *actorpb.ErrorReply {
+	corr := req.GetCorrelationId()
+	if !s.exists {
+		return nil
+	}
+	if s.state.OwnerID != req.GetUserId() {
+		return errorReply(actorpb.Code_CODE_FORBIDDEN, corr, "conversation %s belongs to another user", s.identity)
+	}
+	if a := req.GetAgentId(); a != "" && a != s.state.AgentID {
+		return errorReply(actorpb.Code_CODE_CONFLICT, corr, "conversation %s is served by agent %s, not %s", s.identity, s.state.AgentID, a)
+	}
+	return nil
+}
+
+// resolveAgent chooses the agent of a conversation about to be created: the requested
+// one, which the caller must be allowed to use, or the built-in chat agent. Its busy
+// policy applies from the first turn on, so it is read here and not in the turn.
+func (s *session) resolveAgent(req *actorpb.SendMessage) *actorpb.ErrorReply {
+	corr := req.GetCorrelationId()
+	agentID := req.GetAgentId()
+	if agentID == "" {
+		agentID = agenttype.DefaultAgentID()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	ag, err := s.rt.deps.Agents.Get(ctx, agentID)
+	if errors.Is(err, persistence.ErrNotFound) || err == nil && ag.OwnerID != "" && ag.OwnerID != req.GetUserId() {
+		return errorReply(actorpb.Code_CODE_NOT_FOUND, corr, "agent %s does not exist", agentID)
+	}
+	if err != nil {
+		s.log.Error("agent lookup failed", "conversation_id", s.identity, "agent_id", agentID, "correlation_id", corr, "error", err)
+		return errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "agent %s cannot be loaded now", agentID)
+	}
+	policy := agenttype.BusyEnqueue
+	if cfg, err := s.rt.types.ParseConfig(ag.Type, ag.Config); err == nil {
+		policy = cfg.BusyPolicy
+	}
+	s.state = sessionState{OwnerID: req.GetUserId(), AgentID: agentID, Title: truncate(req.GetContent(), maxTitle), BusyPolicy: policy}
+	return nil
+}
+
+// start runs t in a turn child with a copy of the state.
+func (s *session) start(ctx actor.Context, t *turn) {
+	jctx, cancel := context.WithTimeout(context.Background(), s.rt.deps.TurnTimeout)
+	job := &turnJob{rt: s.rt, convID: s.identity, req: t.req, state: s.state, version: s.version, exists: s.exists, ctx: jctx}
+	t.cancel, t.start, t.job = cancel, time.Now(), job
+	s.running = t
+	t.child = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &turnActor{job: job} }))
+}
+
+// startNext starts the next queued turn that may still run.
+func (s *session) startNext(ctx actor.Context) {
+	for s.running == nil && len(s.queue) > 0 && !s.stopped {
+		t := s.queue[0]
+		s.queue = slices.Delete(s.queue, 0, 1)
+		corr := t.req.GetCorrelationId()
+		e := s.ensureLoaded(corr)
+		if e == nil {
+			e = s.checkWrite(t.req)
+		}
+		if e != nil {
+			s.answer(ctx, t, e)
+			continue
+		}
+		if res := s.state.replay(s.identity, t.req.GetIdempotencyKey()); res != nil {
+			s.answer(ctx, t, res)
+			continue
+		}
+		if !s.exists {
+			if e := s.resolveAgent(t.req); e != nil {
+				s.answer(ctx, t, e)
+				continue
+			}
+		}
+		s.start(ctx, t)
+	}
+	if s.running == nil && s.passivating {
+		s.passivateIfIdle(ctx)
+	}
+}
+
+func (s *session) onTurnDone(ctx actor.Context, d turnDone) {
+	t := s.running
+	if t == nil || t.job != d.job {
+		return
+	}
+	s.running = nil
+	t.cancel()
+	o := d.outcome
+	switch {
+	case o.reload:
+		s.unload()
+	case o.adopt:
+		s.state, s.version, s.exists, s.dirty = o.state, o.version, true, o.dirty
+	case !s.exists:
+		// The conversation was not created; the next first message chooses again.
+		s.state = sessionState{}
+	}
+	if o.result != nil {
+		s.rt.metrics.turnDuration.Observe(time.Since(t.start).Seconds())
+		s.answer(ctx, t, o.result)
+	} else {
+		s.answer(ctx, t, o.err)
+	}
+	s.startNext(ctx)
+}
+
+// answer replies to every requester of t.
+func (s *session) answer(ctx actor.SenderContext, t *turn, reply any) {
+	label := "ok"
+	switch r := reply.(type) {
+	case *actorpb.ErrorReply:
+		label = outcome(r)
+	case *actorpb.TurnResult:
+		if r.GetReplayed() {
+			label = "replayed"
+		}
+	}
+	s.rt.metrics.turns.WithLabelValues(label).Inc()
+	for _, w := range t.waiters {
+		if w != nil {
+			ctx.Send(w, reply)
+		}
+	}
+}
+
+// outcome is the metric label of a failed turn.
+func outcome(e *actorpb.ErrorReply) string {
+	return e.GetCode().String()
+}
+
+// failAll answers every running and queued turn with an error.
+func (s *session) failAll(code actorpb.Code, message string) {
+	for _, t := range append([]*turn{s.running}, s.queue...) {
+		if t == nil {
+			continue
+		}
+		if t.cancel != nil {
+			t.cancel()
+		}
+		s.answer(s.sys.Root, t, actorpb.NewError(code, t.req.GetCorrelationId(), message))
+	}
+	s.running, s.queue = nil, nil
+}
+
+func (s *session) onCancel(req *actorpb.CancelTurn) any {
+	corr := req.GetCorrelationId()
+	if e := s.checkIdentity(corr, req.GetConversationId()); e != nil {
+		return e
+	}
+	if e := s.ensureLoaded(corr); e != nil {
+		return e
+	}
+	// A conversation being created by its first turn is already its owner's.
+	switch {
+	case s.state.OwnerID == "":
+		return errorReply(actorpb.Code_CODE_NOT_FOUND, corr, "conversation %s does not exist", s.identity)
+	case s.state.OwnerID != req.GetUserId():
+		return errorReply(actorpb.Code_CODE_FORBIDDEN, corr, "conversation %s belongs to another user", s.identity)
+	}
+	id := req.GetTurnId()
+	match := func(t *turn) bool { return id == "" || t.req.GetIdempotencyKey() == id }
+	canceled := false
+	if s.running != nil && match(s.running) {
+		s.running.cancel()
+		canceled = true
+	}
+	s.queue = slices.DeleteFunc(s.queue, func(t *turn) bool {
+		if !match(t) {
+			return false
+		}
+		s.answer(s.sys.Root, t, errorReply(actorpb.Code_CODE_CANCELED, t.req.GetCorrelationId(), "the turn was cancelled before it started"))
+		canceled = true
+		return true
+	})
+	return &actorpb.CancelResult{Canceled: canceled}
+}
+
+// passivateIfIdle saves a final snapshot when the state is ahead of the saved one, and
+// stops the session, unless a turn is running (then it passivates when the turn ends).
+func (s *session) passivateIfIdle(ctx actor.Context) {
+	if s.running != nil || len(s.queue) > 0 || s.stopped {
+		return
+	}
+	if s.loaded && s.exists && s.dirty {
+		wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		err := s.rt.saveSnapshot(wctx, s.identity, s.state, s.version)
+		cancel()
+		if err != nil {
+			// Passivation goes on: the log holds every acknowledged message, and the
+			// next activation rebuilds the tail from it.
+			s.log.Warn("final snapshot failed", "conversation_id", s.identity, "error", err)
+		}
+	}
+	s.rt.metrics.passivations.WithLabelValues(KindSession).Inc()
+	s.stopped = true
+	ctx.Stop(ctx.Self())
+}
+
+// HandleFailure decides for a failed turn child. A fenced turn (another activation won
+// a write) stops the whole session: its state is stale, and only a fresh activation
+// may continue. Any other failure answers the turn's requesters with an error and drops
+// the state, since the log may hold part of the turn. The turn strategy logs, counts
+// and stops the child either way.
+func (s *session) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID,
+	rs *actor.RestartStatistics, reason, message any) {
+	if t := s.running; t != nil && t.child.Equal(child) {
+		if supervisors.Classify(reason, Classifiers()...) == supervisors.KindConflict {
+			s.log.Warn("session fenced out by another activation", "conversation_id", s.identity,
+				"correlation_id", t.req.GetCorrelationId(), "reason", fmt.Sprint(reason))
+			s.rt.metrics.fenced.WithLabelValues(KindSession).Inc()
+			s.failAll(actorpb.Code_CODE_UNAVAILABLE, "the conversation moved to another activation; retry with the same idempotency key")
+			s.unload()
+			s.stopped = true
+			sys.Root.Stop(s.self)
+		} else {
+			s.log.Error("turn failed", "conversation_id", s.identity, "correlation_id", t.req.GetCorrelationId(), "reason", fmt.Sprint(reason))
+			s.running = nil
+			t.cancel()
+			s.answer(sys.Root, t, errorReply(actorpb.Code_CODE_INTERNAL, t.req.GetCorrelationId(), "the turn failed"))
+			s.unload()
+			sys.Root.Send(s.self, startNext{})
+		}
+	}
+	s.rt.turns.HandleFailure(sys, sup, child, rs, reason, message)
+}

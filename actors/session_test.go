@@ -1,0 +1,394 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/persistence/persisttest"
+	"github.com/kowai/kowai/signatures/lm"
+	"github.com/kowai/kowai/signatures/lm/lmtest"
+)
+
+const conv1 = "0190a000-0000-7000-8000-000000000001"
+
+// A turn creates the conversation, stores both messages, streams the reply to the
+// requester's PID, saves the snapshot, and only then answers.
+func TestTurn(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		h := newHarness(t, db, harnessOptions{})
+		col := &collector{}
+		target := h.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return col }))
+		res, err := actorpb.As[*actorpb.TurnResult](h.grains.Call(t.Context(), KindSession, conv1, &actorpb.SendMessage{
+			CorrelationId: "c1", ConversationId: conv1, UserId: h.users[0], Content: "hello there",
+			Stream: &actorpb.StreamTarget{Address: target.Address, Id: target.Id}, StreamId: "s1"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Response != "echo: hello there" || res.Seq != 2 || res.AgentId != agenttype.DefaultAgentID() || res.UserMessageId == "" {
+			t.Fatalf("result = %v", res)
+		}
+		if res.Usage.GetPromptTokens() == 0 || res.Usage.GetCompletionTokens() == 0 {
+			t.Fatalf("usage = %v", res.Usage)
+		}
+		msgs := h.checkLog(conv1, roleUser, roleAssistant)
+		if msgs[1].ID != res.MessageId || msgs[0].ID != res.UserMessageId || msgs[1].Content != res.Response {
+			t.Fatalf("log = %+v", msgs)
+		}
+		var meta messageMeta
+		if err := json.Unmarshal(msgs[1].Metadata, &meta); err != nil || meta.CorrelationID != "c1" || meta.ReplyTo != msgs[0].ID || meta.Usage == nil {
+			t.Fatalf("reply metadata = %s (%v)", msgs[1].Metadata, err)
+		}
+		conv, err := persistence.NewConversationStore(db).Get(t.Context(), conv1)
+		if err != nil || conv.OwnerID != h.users[0] || conv.Title != "hello there" {
+			t.Fatalf("conversation = %+v, %v", conv, err)
+		}
+		snap, err := persistence.NewSnapshotStore(db).Load(t.Context(), KindSession, conv1)
+		if err != nil || snap.Version != 1 {
+			t.Fatalf("snapshot = %+v, %v", snap, err)
+		}
+		eventually(t, 5*time.Second, func() error {
+			if text, ends := col.text(); text != "echo: hello there" || ends != 1 {
+				return errors.New("stream = " + text)
+			}
+			return nil
+		})
+
+		// The second turn sees the first as history.
+		h.mustSend(conv1, 0, "again", "")
+		model := h.rt.deps.LM.(*lmtest.Scripted)
+		if prompt := lm.MessagesText(model.Requests()[1].Messages); !strings.Contains(prompt, "echo: hello there") {
+			t.Fatalf("second prompt lacks the history: %s", prompt)
+		}
+		h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
+	})
+}
+
+// A repeated idempotency key returns the stored result without a model call: from the
+// session's memory, and after reactivation from the log.
+func TestIdempotentRetry(t *testing.T) {
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{})
+	model := h.rt.deps.LM.(*lmtest.Scripted)
+	first := h.mustSend(conv1, 0, "once", "k1")
+	again := h.mustSend(conv1, 0, "once", "k1")
+	if !again.Replayed || again.MessageId != first.MessageId || again.Response != first.Response || again.UserMessageId != first.UserMessageId {
+		t.Fatalf("replay = %v, first = %v", again, first)
+	}
+	h.passivate(conv1)
+	again = h.mustSend(conv1, 0, "once", "k1")
+	if !again.Replayed || again.MessageId != first.MessageId {
+		t.Fatalf("replay after reactivation = %v", again)
+	}
+	// With the reply out of the in-memory tail, the log answers.
+	h.rt.deps.HistoryWindow = 2
+	h.passivate(conv1)
+	h.mustSend(conv1, 0, "other", "k2")
+	again = h.mustSend(conv1, 0, "once", "k1")
+	if !again.Replayed || again.MessageId != first.MessageId || again.Usage.GetPromptTokens() == 0 {
+		t.Fatalf("replay from the log = %v", again)
+	}
+	if model.Calls() != 2 {
+		t.Fatalf("model calls = %d, want 2", model.Calls())
+	}
+	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
+	if got := h.counter("kowai_chat_turns_total", map[string]string{"outcome": "replayed"}); got != 3 {
+		t.Fatalf("replayed turns = %v", got)
+	}
+}
+
+// passivate stops the session through its Passivate message and waits until it is gone.
+func (h *harness) passivate(conv string) {
+	h.t.Helper()
+	if _, err := actorpb.As[*actorpb.Ack](h.grains.Call(context.Background(), KindSession, conv, &actorpb.Passivate{})); err != nil {
+		h.t.Fatal(err)
+	}
+	eventually(h.t, 5*time.Second, func() error {
+		if h.alive(KindSession, conv) {
+			return errors.New("session still alive")
+		}
+		return nil
+	})
+}
+
+func TestOwnership(t *testing.T) {
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{})
+	h.mustSend(conv1, 0, "mine", "")
+	ctx := t.Context()
+	history := func(u int, roles []string, canReadAny bool) error {
+		_, err := actorpb.As[*actorpb.HistoryPage](h.grains.Call(ctx, KindSession, conv1, &actorpb.GetHistory{
+			ConversationId: conv1, UserId: h.users[u], Roles: roles, CanReadAny: canReadAny}))
+		return err
+	}
+	cases := []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"owner reads", history(0, nil, false), nil},
+		{"stranger reads", history(1, []string{"user"}, false), actorpb.ErrForbidden},
+		{"moderator reads", history(1, []string{"moderator"}, false), nil},
+		{"admin reads", history(1, []string{"user", "admin"}, false), nil},
+		{"reader flag reads", history(1, nil, true), nil},
+	}
+	_, err := h.send(ctx, conv1, 1, "not mine", "")
+	cases = append(cases, struct {
+		name string
+		err  error
+		want error
+	}{"stranger writes", err, actorpb.ErrForbidden})
+	_, err = actorpb.As[*actorpb.TurnResult](h.grains.Call(ctx, KindSession, conv1, &actorpb.SendMessage{
+		ConversationId: conv1, UserId: h.users[0], Content: "x", AgentId: agenttype.BuiltinID("react")}))
+	cases = append(cases, struct {
+		name string
+		err  error
+		want error
+	}{"other agent", err, actorpb.ErrConflict})
+	_, err = actorpb.As[*actorpb.HistoryPage](h.grains.Call(ctx, KindSession, "0190a000-0000-7000-8000-0000000000ff",
+		&actorpb.GetHistory{ConversationId: "0190a000-0000-7000-8000-0000000000ff", UserId: h.users[0]}))
+	cases = append(cases, struct {
+		name string
+		err  error
+		want error
+	}{"unknown conversation", err, actorpb.ErrNotFound})
+	_, err = actorpb.As[*actorpb.TurnResult](h.grains.Call(ctx, KindSession, "0190a000-0000-7000-8000-0000000000fe", &actorpb.SendMessage{
+		ConversationId: "0190a000-0000-7000-8000-0000000000fe", UserId: h.users[0], Content: "x", AgentId: "0190a000-0000-7000-8000-00000000dead"}))
+	cases = append(cases, struct {
+		name string
+		err  error
+		want error
+	}{"unknown agent", err, actorpb.ErrNotFound})
+	for _, tc := range cases {
+		if !errors.Is(tc.err, tc.want) && !(tc.want == nil && tc.err == nil) {
+			t.Errorf("%s: err = %v, want %v", tc.name, tc.err, tc.want)
+		}
+	}
+	h.checkLog(conv1, roleUser, roleAssistant)
+}
+
+func TestHistoryPages(t *testing.T) {
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{})
+	for _, m := range []string{"a", "b", "c"} {
+		h.mustSend(conv1, 0, m, "")
+	}
+	var all []*actorpb.ChatMessage
+	cursor := ""
+	for {
+		page, err := actorpb.As[*actorpb.HistoryPage](h.grains.Call(t.Context(), KindSession, conv1, &actorpb.GetHistory{
+			ConversationId: conv1, UserId: h.users[0], Limit: 4, Cursor: cursor}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, page.Messages...)
+		if cursor = page.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if len(all) != 6 || all[0].Content != "a" || all[5].Content != "echo: c" || all[5].Seq != 6 || all[0].CreatedAt == nil {
+		t.Fatalf("history = %v", all)
+	}
+	_, err := actorpb.As[*actorpb.HistoryPage](h.grains.Call(t.Context(), KindSession, conv1, &actorpb.GetHistory{
+		ConversationId: conv1, UserId: h.users[0], Cursor: "garbage"}))
+	if !errors.Is(err, actorpb.ErrInvalidArgument) {
+		t.Fatalf("bad cursor: err = %v", err)
+	}
+	info, err := actorpb.As[*actorpb.ConversationInfo](h.grains.Call(t.Context(), KindSession, conv1, &actorpb.GetConversation{
+		ConversationId: conv1, UserId: h.users[0]}))
+	if err != nil || info.Turns != 3 || info.LastSeq != 6 || info.OwnerId != h.users[0] || info.Busy {
+		t.Fatalf("info = %v, %v", info, err)
+	}
+}
+
+// A failing model call keeps the user's message, records the failure, answers with a
+// typed error, restarts the worker under supervision, and the next turn works.
+func TestModelFailure(t *testing.T) {
+	cases := []struct {
+		err    error
+		want   error
+		reason string
+		metric string
+	}{
+		{lm.ErrUnavailable, actorpb.ErrModelFailure, "model_error", "kowai_actor_restarts_total"},
+		{lm.ErrTimeout, actorpb.ErrTimeout, "timeout", "kowai_actor_restarts_total"},
+		{lm.ErrBudgetExceeded, actorpb.ErrBudgetExceeded, "budget_exceeded", "kowai_actor_stops_total"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			model := echoModel()
+			model.Push(lmtest.Output{Err: tc.err})
+			h := newHarness(t, persisttest.SQLite(t), harnessOptions{model: model})
+			_, err := h.send(t.Context(), conv1, 0, "first", "k1")
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			msgs := h.checkLog(conv1, roleUser, roleSystem)
+			var meta messageMeta
+			if json.Unmarshal(msgs[1].Metadata, &meta); meta.Error == nil || meta.ReplyTo != msgs[0].ID {
+				t.Fatalf("failure record = %s", msgs[1].Metadata)
+			}
+			if got := h.counter(tc.metric, map[string]string{"kind": "agent-worker", "reason": tc.reason}); got != 1 {
+				t.Fatalf("%s{reason=%s} = %v", tc.metric, tc.reason, got)
+			}
+			// A retry with the same key reuses the stored message and gets a reply.
+			res := h.mustSend(conv1, 0, "first", "k1")
+			if res.Response != "echo: first" || res.UserMessageId != msgs[0].ID {
+				t.Fatalf("retry = %v", res)
+			}
+			h.mustSend(conv1, 0, "second", "")
+			h.checkLog(conv1, roleUser, roleSystem, roleAssistant, roleUser, roleAssistant)
+		})
+	}
+}
+
+// blockingModel answers only when released (or its context ends), so tests can hold a
+// reply running.
+type blockingModel struct {
+	started chan string
+	release chan struct{}
+}
+
+func newBlockingModel() *blockingModel {
+	return &blockingModel{started: make(chan string, 16), release: make(chan struct{}, 16)}
+}
+
+func (m *blockingModel) Name() string { return "test:blocking" }
+
+func (m *blockingModel) Generate(ctx context.Context, req *lm.Request) (*lm.Response, error) {
+	msg := lastMessage(req)
+	m.started <- msg
+	select {
+	case <-m.release:
+		return &lm.Response{Text: chatReply("done: " + msg), Model: m.Name(), Usage: lm.Usage{PromptTokens: 1, CompletionTokens: 1, Calls: 1}}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (h *harness) setBusyPolicy(policy string) {
+	h.t.Helper()
+	repo := persistence.NewAgentStore(h.db)
+	a, err := repo.Get(context.Background(), agenttype.DefaultAgentID())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	a.Config = json.RawMessage(`{"busy_policy":"` + policy + `"}`)
+	if _, err := repo.Update(context.Background(), a); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func TestBusyPolicies(t *testing.T) {
+	type answer struct {
+		res *actorpb.TurnResult
+		err error
+	}
+	for _, policy := range []string{agenttype.BusyEnqueue, agenttype.BusyReject, agenttype.BusyInterrupt} {
+		t.Run(policy, func(t *testing.T) {
+			model := newBlockingModel()
+			h := newHarness(t, persisttest.SQLite(t), harnessOptions{model: model})
+			h.setBusyPolicy(policy)
+			firstDone := make(chan answer, 1)
+			go func() {
+				res, err := h.send(context.Background(), conv1, 0, "first", "")
+				firstDone <- answer{res, err}
+			}()
+			if got := <-model.started; got != "first" {
+				t.Fatalf("model started on %q", got)
+			}
+			secondDone := make(chan answer, 1)
+			go func() {
+				res, err := h.send(context.Background(), conv1, 0, "second", "")
+				secondDone <- answer{res, err}
+			}()
+			switch policy {
+			case agenttype.BusyEnqueue:
+				eventually(t, 5*time.Second, func() error {
+					if len(h.sessionQueue(conv1)) != 1 {
+						return errors.New("second message not queued")
+					}
+					return nil
+				})
+				model.release <- struct{}{}
+				if a := <-firstDone; a.err != nil || a.res.Response != "done: first" {
+					t.Fatalf("first = %+v", a)
+				}
+				if got := <-model.started; got != "second" {
+					t.Fatalf("model started on %q", got)
+				}
+				model.release <- struct{}{}
+				if a := <-secondDone; a.err != nil || a.res.Response != "done: second" {
+					t.Fatalf("second = %+v", a)
+				}
+				h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
+			case agenttype.BusyReject:
+				if a := <-secondDone; !errors.Is(a.err, actorpb.ErrBusy) {
+					t.Fatalf("second = %+v, want busy", a)
+				}
+				model.release <- struct{}{}
+				if a := <-firstDone; a.err != nil {
+					t.Fatalf("first = %+v", a)
+				}
+				h.checkLog(conv1, roleUser, roleAssistant)
+			case agenttype.BusyInterrupt:
+				if a := <-firstDone; !errors.Is(a.err, actorpb.ErrCanceled) {
+					t.Fatalf("first = %+v, want cancelled", a)
+				}
+				if got := <-model.started; got != "second" {
+					t.Fatalf("model started on %q", got)
+				}
+				model.release <- struct{}{}
+				if a := <-secondDone; a.err != nil || a.res.Response != "done: second" {
+					t.Fatalf("second = %+v", a)
+				}
+				h.checkLog(conv1, roleUser, roleSystem, roleUser, roleAssistant)
+			}
+		})
+	}
+}
+
+// sessionQueue reads the queue of a live session through its mailbox.
+func (h *harness) sessionQueue(conv string) []*turn {
+	h.t.Helper()
+	pid, err := h.grains.pid(KindSession, conv)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	res, err := h.sys.Root.RequestFuture(pid, inspect{}, 5*time.Second).Result()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return res.([]*turn)
+}
+
+func TestCancelTurn(t *testing.T) {
+	model := newBlockingModel()
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{model: model})
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.send(context.Background(), conv1, 0, "long", "k-long")
+		done <- err
+	}()
+	<-model.started
+	cancelAs := func(u int) (*actorpb.CancelResult, error) {
+		return actorpb.As[*actorpb.CancelResult](h.grains.Call(t.Context(), KindSession, conv1, &actorpb.CancelTurn{
+			ConversationId: conv1, UserId: h.users[u], TurnId: "k-long"}))
+	}
+	if _, err := cancelAs(1); !errors.Is(err, actorpb.ErrForbidden) {
+		t.Fatalf("stranger cancel: %v", err)
+	}
+	res, err := cancelAs(0)
+	if err != nil || !res.Canceled {
+		t.Fatalf("cancel = %v, %v", res, err)
+	}
+	if err := <-done; !errors.Is(err, actorpb.ErrCanceled) {
+		t.Fatalf("turn err = %v", err)
+	}
+	h.checkLog(conv1, roleUser, roleSystem)
+}

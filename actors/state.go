@@ -1,0 +1,181 @@
+package actors
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/persistence"
+)
+
+// Message roles in the conversation log.
+const (
+	roleUser      = "user"
+	roleAssistant = "assistant"
+	// roleSystem marks a recorded failure or interruption: the user's message stayed
+	// without a reply.
+	roleSystem = "system"
+)
+
+const (
+	// replyKeySuffix turns a turn's idempotency key into its reply's, so that both
+	// messages of a turn are unique in the log and a retry finds the stored reply.
+	replyKeySuffix = ":reply"
+	// loadTimeout bounds the reads of an activation.
+	loadTimeout = 5 * time.Second
+	// writeTimeout bounds the writes that record a turn's outcome, which must happen
+	// even when the turn's own deadline has passed.
+	writeTimeout = 10 * time.Second
+	// maxSummary and summaryLine bound the running summary and each line of it.
+	maxSummary  = 2000
+	summaryLine = 160
+	maxTitle    = 80
+)
+
+// sessionState is what a session keeps in memory and in its snapshot: everything but
+// the log itself, plus the log's recent tail, so an activation needs no log scan.
+type sessionState struct {
+	OwnerID    string `json:"owner_id"`
+	AgentID    string `json:"agent_id"`
+	Title      string `json:"title,omitempty"`
+	BusyPolicy string `json:"busy_policy,omitempty"`
+	// Summary is a running extractive summary of the messages that left the tail.
+	Summary string      `json:"summary,omitempty"`
+	Turns   int64       `json:"turns"`
+	LastSeq int64       `json:"last_seq"`
+	Tail    []tailEntry `json:"tail,omitempty"`
+}
+
+// tailEntry is one recent message.
+type tailEntry struct {
+	ID      string       `json:"id"`
+	Seq     int64        `json:"seq"`
+	Role    string       `json:"role"`
+	Content string       `json:"content"`
+	Key     string       `json:"key,omitempty"`
+	ReplyTo string       `json:"reply_to,omitempty"`
+	Usage   *usageRecord `json:"usage,omitempty"`
+}
+
+// messageMeta is the metadata stored with each message of a turn.
+type messageMeta struct {
+	CorrelationID string          `json:"correlation_id,omitempty"`
+	ReplyTo       string          `json:"reply_to,omitempty"`
+	AgentID       string          `json:"agent_id,omitempty"`
+	Model         string          `json:"model,omitempty"`
+	Usage         *usageRecord    `json:"usage,omitempty"`
+	Details       json.RawMessage `json:"details,omitempty"`
+	Error         *errorRecord    `json:"error,omitempty"`
+}
+
+type usageRecord struct {
+	PromptTokens     int64   `json:"prompt_tokens"`
+	CompletionTokens int64   `json:"completion_tokens"`
+	CostUSD          float64 `json:"cost_usd"`
+	CacheHit         bool    `json:"cache_hit,omitempty"`
+}
+
+type errorRecord struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func usageFrom(u *actorpb.Usage) *usageRecord {
+	return &usageRecord{PromptTokens: u.GetPromptTokens(), CompletionTokens: u.GetCompletionTokens(), CostUSD: u.GetCostUsd(), CacheHit: u.GetCacheHit()}
+}
+
+func (u *usageRecord) proto() *actorpb.Usage {
+	if u == nil {
+		return &actorpb.Usage{}
+	}
+	return &actorpb.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, CostUsd: u.CostUSD, CacheHit: u.CacheHit}
+}
+
+// entryOf is the tail entry of a stored message.
+func entryOf(m persistence.Message) tailEntry {
+	e := tailEntry{ID: m.ID, Seq: m.Seq, Role: m.Role, Content: m.Content, Key: m.IdempotencyKey}
+	var meta messageMeta
+	if len(m.Metadata) > 0 && json.Unmarshal(m.Metadata, &meta) == nil {
+		e.ReplyTo, e.Usage = meta.ReplyTo, meta.Usage
+	}
+	return e
+}
+
+// with returns the state after appending entries, keeping the last window in the tail
+// and folding older ones into the summary. s is not modified: a running turn works on
+// a copy while the session may still read the original.
+func (s sessionState) with(window int, entries ...tailEntry) sessionState {
+	tail := make([]tailEntry, 0, min(len(s.Tail)+len(entries), window))
+	all := append(append([]tailEntry(nil), s.Tail...), entries...)
+	if drop := len(all) - window; drop > 0 {
+		s.Summary = summarize(s.Summary, all[:drop])
+		all = all[drop:]
+	}
+	s.Tail = append(tail, all...)
+	for _, e := range entries {
+		s.LastSeq = max(s.LastSeq, e.Seq)
+	}
+	return s
+}
+
+// summarize appends one shortened line per message to the running summary, dropping
+// the oldest lines beyond maxSummary.
+func summarize(summary string, old []tailEntry) string {
+	var b strings.Builder
+	b.WriteString(summary)
+	for _, e := range old {
+		if e.Role == roleSystem {
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %s\n", e.Role, truncate(strings.Join(strings.Fields(e.Content), " "), summaryLine))
+	}
+	out := b.String()
+	for len(out) > maxSummary {
+		i := strings.IndexByte(out, '\n')
+		if i < 0 {
+			return truncate(out, maxSummary)
+		}
+		out = out[i+1:]
+	}
+	return out
+}
+
+// truncate shortens s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// history is the tail as the agent's context, without the message being answered.
+func (s sessionState) history(exclude string) []*actorpb.HistoryEntry {
+	out := make([]*actorpb.HistoryEntry, 0, len(s.Tail))
+	for _, e := range s.Tail {
+		if e.ID != exclude {
+			out = append(out, &actorpb.HistoryEntry{Role: e.Role, Content: e.Content})
+		}
+	}
+	return out
+}
+
+// replay returns the stored result of the turn with idempotency key, if its reply is
+// in the tail.
+func (s sessionState) replay(convID, key string) *actorpb.TurnResult {
+	if key == "" {
+		return nil
+	}
+	for _, e := range s.Tail {
+		if e.Role == roleAssistant && e.Key == key+replyKeySuffix {
+			return &actorpb.TurnResult{ConversationId: convID, MessageId: e.ID, Seq: e.Seq, Response: e.Content,
+				Usage: e.Usage.proto(), AgentId: s.AgentID, UserMessageId: e.ReplyTo, Replayed: true}
+		}
+	}
+	return nil
+}

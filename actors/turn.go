@@ -1,0 +1,286 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/doug-martin/goqu/v9"
+	"github.com/google/uuid"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/supervisors"
+)
+
+// turnJob is one chat turn as its child runs it: it works on a copy of the session's
+// state and returns the state after the turn, which the session adopts.
+type turnJob struct {
+	rt      *Runtime
+	convID  string
+	req     *actorpb.SendMessage
+	state   sessionState
+	version int64
+	exists  bool
+	ctx     context.Context
+}
+
+// turnOutcome is what a turn tells its session: the answer, and the state to adopt.
+type turnOutcome struct {
+	result *actorpb.TurnResult
+	err    *actorpb.ErrorReply
+	// adopt: state and version are the session's new state; dirty: the snapshot save
+	// failed, so the state is ahead of the saved one.
+	adopt, dirty bool
+	state        sessionState
+	version      int64
+	// reload: the turn failed in a way that leaves the state unknown.
+	reload bool
+}
+
+// turnDone carries a turn's outcome to its session; it never leaves the node.
+type turnDone struct {
+	job     *turnJob
+	outcome turnOutcome
+}
+
+// turnActor runs one turn in its Started handler and stops: blocking its own mailbox on
+// the agent and the database is what it is for. A fenced write panics with a conflict
+// Failure, which the session's HandleFailure turns into a stop of the whole session.
+type turnActor struct{ job *turnJob }
+
+// Receive implements actor.Actor.
+func (a *turnActor) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*actor.Started); ok {
+		ctx.Send(ctx.Parent(), turnDone{job: a.job, outcome: a.job.run()})
+		ctx.Stop(ctx.Self())
+	}
+}
+
+// fenced stops the turn: another activation of the conversation wrote first.
+func fenced(what string, err error) {
+	panic(supervisors.NewFailure(supervisors.KindConflict, fmt.Errorf("%s: %w: %w", what, errFenced, err)))
+}
+
+func (j *turnJob) fail(code actorpb.Code, format string, args ...any) turnOutcome {
+	return turnOutcome{err: errorReply(code, j.req.GetCorrelationId(), format, args...)}
+}
+
+// unavailable reports a failed write or read that may have left part of the turn in
+// the log; the session reloads before its next turn.
+func (j *turnJob) unavailable(what string, err error) turnOutcome {
+	j.rt.log.Error("turn failed", "conversation_id", j.convID, "step", what, "correlation_id", j.req.GetCorrelationId(), "error", err)
+	o := j.fail(actorpb.Code_CODE_UNAVAILABLE, "the conversation's storage is unavailable; retry with the same idempotency key")
+	o.reload = true
+	return o
+}
+
+// run is the turn: create the conversation if needed, find a stored result for the
+// idempotency key, append the user's message, ask the agent, append the reply (or the
+// recorded failure), save the snapshot, and only then produce the answer.
+func (j *turnJob) run() turnOutcome {
+	req, st, window := j.req, j.state, j.rt.deps.HistoryWindow
+	corr, key := req.GetCorrelationId(), req.GetIdempotencyKey()
+	if !j.exists {
+		var o *turnOutcome
+		if st, o = j.create(); o != nil {
+			return *o
+		}
+	}
+
+	var user *persistence.Message
+	if key != "" && j.exists {
+		reply, err := j.rt.deps.Messages.GetByIdempotencyKey(j.ctx, j.convID, key+replyKeySuffix)
+		if err == nil {
+			e := entryOf(reply)
+			return turnOutcome{result: &actorpb.TurnResult{ConversationId: j.convID, MessageId: reply.ID, Seq: reply.Seq,
+				Response: reply.Content, Usage: e.Usage.proto(), AgentId: st.AgentID, UserMessageId: e.ReplyTo, Replayed: true}}
+		} else if !errors.Is(err, persistence.ErrNotFound) {
+			return j.unavailable("find stored reply", err)
+		}
+		m, err := j.rt.deps.Messages.GetByIdempotencyKey(j.ctx, j.convID, key)
+		if err == nil {
+			// An earlier attempt stored the message but not a reply: answer it now.
+			user = &m
+		} else if !errors.Is(err, persistence.ErrNotFound) {
+			return j.unavailable("find stored message", err)
+		}
+	}
+	if user == nil {
+		m := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, Role: roleUser,
+			Content: req.GetContent(), Metadata: encodeMeta(messageMeta{CorrelationID: corr}), IdempotencyKey: key,
+			CreatedAt: j.rt.deps.Now()}
+		if err := j.rt.deps.Writer.AppendMessages(j.ctx, m); err != nil {
+			if isFencing(err) {
+				fenced("append user message", err)
+			}
+			return j.unavailable("append user message", err)
+		}
+		st = st.with(window, entryOf(m))
+		user = &m
+	}
+
+	reply, callErr := j.callAgent(st, user)
+	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	out := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, CreatedAt: j.rt.deps.Now()}
+	meta := messageMeta{CorrelationID: corr, ReplyTo: user.ID, AgentID: st.AgentID}
+	var failure *actorpb.ErrorReply
+	if callErr == nil {
+		out.Role, out.Content = roleAssistant, reply.GetResponse()
+		if key != "" {
+			out.IdempotencyKey = key + replyKeySuffix
+		}
+		meta.Model, meta.Usage = reply.GetModel(), usageFrom(reply.GetUsage())
+		if d := reply.GetDetailsJson(); d != "" {
+			meta.Details = json.RawMessage(d)
+		}
+	} else {
+		failure = j.failureOf(callErr)
+		out.Role = roleSystem
+		out.Content = "No reply: " + failure.GetMessage()
+		meta.Error = &errorRecord{Code: failure.GetCode().String(), Message: failure.GetMessage()}
+	}
+	out.Metadata = encodeMeta(meta)
+	if err := j.rt.deps.Writer.AppendMessages(wctx, out); err != nil {
+		if isFencing(err) {
+			fenced("append reply", err)
+		}
+		return j.unavailable("append reply", err)
+	}
+	st = st.with(window, entryOf(out))
+	if callErr == nil {
+		st.Turns++
+		if p := reply.GetBusyPolicy(); p != "" {
+			st.BusyPolicy = p
+		}
+	}
+
+	o := turnOutcome{adopt: true, state: st, version: j.version}
+	if err := j.persistState(wctx, st); err != nil {
+		if isFencing(err) {
+			fenced("save snapshot", err)
+		}
+		// The turn is durable in the log; the snapshot only speeds up activation, and
+		// the session retries it at passivation.
+		j.rt.log.Warn("snapshot save failed", "conversation_id", j.convID, "correlation_id", corr, "error", err)
+		o.dirty = true
+	} else {
+		o.version = j.version + 1
+	}
+	if failure != nil {
+		o.err = failure
+		return o
+	}
+	o.result = &actorpb.TurnResult{ConversationId: j.convID, MessageId: out.ID, Seq: out.Seq, Response: out.Content,
+		Usage: reply.GetUsage(), AgentId: st.AgentID, UserMessageId: user.ID}
+	return o
+}
+
+// create makes the conversation row for a first message, with the owner and agent the
+// session resolved. It returns the initial state, or the outcome to answer.
+func (j *turnJob) create() (sessionState, *turnOutcome) {
+	st := j.state
+	_, err := j.rt.deps.Conversations.Create(j.ctx, persistence.Conversation{ID: j.convID, OwnerID: st.OwnerID,
+		AgentID: st.AgentID, Title: st.Title, CreatedAt: j.rt.deps.Now()})
+	switch {
+	case errors.Is(err, persistence.ErrDuplicate):
+		fenced("create conversation", err)
+	case errors.Is(err, persistence.ErrConflict):
+		o := j.fail(actorpb.Code_CODE_INVALID_ARGUMENT, "user %s does not exist", st.OwnerID)
+		return sessionState{}, &o
+	case err != nil:
+		o := j.unavailable("create conversation", err)
+		return sessionState{}, &o
+	}
+	j.exists = true
+	return st, nil
+}
+
+// callAgent asks the conversation's agent for a reply. When the turn is cancelled
+// (interrupted, or CancelTurn), the agent is told too, so its worker stops paying for
+// the model.
+func (j *turnJob) callAgent(st sessionState, user *persistence.Message) (*actorpb.ReplyResult, error) {
+	caller := j.rt.callerOrNil()
+	if caller == nil {
+		return nil, actorpb.NewError(actorpb.Code_CODE_UNAVAILABLE, j.req.GetCorrelationId(), "the grain client is not set").Err()
+	}
+	req := &actorpb.GenerateReply{CorrelationId: j.req.GetCorrelationId(), AgentId: st.AgentID, ConversationId: j.convID,
+		TurnId: user.ID, UserId: j.req.GetUserId(), Content: user.Content, History: st.history(user.ID),
+		Summary: st.Summary, Stream: j.req.GetStream(), StreamId: j.req.GetStreamId()}
+	reply, err := actorpb.As[*actorpb.ReplyResult](caller.Call(j.ctx, KindAgent, st.AgentID, req))
+	if err != nil && j.ctx.Err() != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, cerr := caller.Call(cctx, KindAgent, st.AgentID, &actorpb.CancelTurn{CorrelationId: j.req.GetCorrelationId(),
+			ConversationId: j.convID, TurnId: user.ID}); cerr != nil {
+			j.rt.log.Warn("cancel of agent reply failed", "conversation_id", j.convID, "agent_id", st.AgentID, "error", cerr)
+		}
+	}
+	return reply, err
+}
+
+// failureOf is the error answered for a failed agent call. The turn's own context
+// decides first: an interrupted or expired turn is cancelled or timed out whatever the
+// transport reported; a grain error keeps its code; anything else (no answer from the
+// agent's node) is unavailable.
+func (j *turnJob) failureOf(err error) *actorpb.ErrorReply {
+	corr := j.req.GetCorrelationId()
+	var ae *actorpb.Error
+	switch {
+	case errors.Is(j.ctx.Err(), context.Canceled):
+		return actorpb.NewError(actorpb.Code_CODE_CANCELED, corr, "the reply was cancelled")
+	case errors.Is(j.ctx.Err(), context.DeadlineExceeded):
+		return actorpb.NewError(actorpb.Code_CODE_TIMEOUT, corr, "the reply did not finish in time")
+	case errors.As(err, &ae):
+		return actorpb.NewError(ae.Code, corr, ae.Message)
+	}
+	j.rt.log.Warn("agent call failed", "conversation_id", j.convID, "correlation_id", corr, "error", err)
+	return actorpb.NewError(actorpb.Code_CODE_UNAVAILABLE, corr, "the agent did not answer; retry with the same idempotency key")
+}
+
+// persistState saves the snapshot (the fence) and moves the conversation's updated_at,
+// side by side so both land in the same group-commit batch.
+func (j *turnJob) persistState(ctx context.Context, st sessionState) error {
+	var wg sync.WaitGroup
+	var touchErr error
+	now := j.rt.deps.Now().UTC()
+	wg.Go(func() {
+		touchErr = j.rt.deps.Writer.Submit(ctx, persistence.OpFunc(func(ctx context.Context, tx *goqu.TxDatabase) error {
+			_, err := tx.Update("conversations").Prepared(true).Set(goqu.Record{"updated_at": now}).
+				Where(goqu.C("id").Eq(j.convID)).Executor().ExecContext(ctx)
+			return err
+		}))
+	})
+	err := j.rt.saveSnapshot(ctx, j.convID, st, j.version)
+	wg.Wait()
+	if touchErr != nil {
+		j.rt.log.Warn("conversation touch failed", "conversation_id", j.convID, "error", touchErr)
+	}
+	return err
+}
+
+// saveSnapshot stores st as version expected+1 of the session's snapshot.
+func (rt *Runtime) saveSnapshot(ctx context.Context, convID string, st sessionState, expected int64) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode session state: %w", err)
+	}
+	return rt.deps.Writer.SaveSnapshot(ctx, persistence.Snapshot{Kind: KindSession, Identity: convID,
+		Version: expected + 1, State: b, UpdatedAt: rt.deps.Now()}, expected)
+}
+
+func encodeMeta(m messageMeta) json.RawMessage {
+	b, err := json.Marshal(m)
+	if err != nil {
+		// messageMeta holds strings, numbers and already valid JSON; it always encodes.
+		panic(fmt.Sprintf("actors: encode message metadata: %v", err))
+	}
+	return b
+}
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
