@@ -181,7 +181,11 @@ func OpenProvider(pc ProviderConfig, opts ...Option) (*Provider, error) {
 	if prices == nil {
 		prices = DefaultPrices()
 	}
-	return NewProvider(pc.Provider, pc.Model, llm, WithPrices(prices), WithProviderClock(o.now)), nil
+	popts := []ProviderOption{WithPrices(prices), WithProviderClock(o.now)}
+	if pc.Provider != "offline" {
+		popts = append(popts, withHTTPRecording())
+	}
+	return NewProvider(pc.Provider, pc.Model, llm, popts...), nil
 }
 
 // Stack is the LM that New returns: the full chain of layers plus access to

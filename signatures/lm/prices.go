@@ -67,6 +67,11 @@ func (p Prices) Lookup(model string) (Price, bool) {
 // Cost prices u for model; unknown models cost 0.
 func (p Prices) Cost(model string, u Usage) float64 {
 	pr, _ := p.Lookup(model)
+	return pr.Cost(u)
+}
+
+// Cost prices u at this price.
+func (pr Price) Cost(u Usage) float64 {
 	cached := pr.Cached
 	if cached == 0 {
 		cached = pr.Input

@@ -20,6 +20,10 @@ type Provider struct {
 	llm      llms.Model
 	prices   Prices
 	now      func() time.Time
+	// name and price are resolved once: Generate is on every model call's path.
+	name   string
+	price  Price
+	record bool
 }
 
 // ProviderOption configures a Provider.
@@ -34,19 +38,25 @@ func WithProviderClock(now func() time.Time) ProviderOption {
 	return func(pr *Provider) { pr.now = now }
 }
 
+// withHTTPRecording makes Generate record each call's HTTP status and
+// Retry-After, for models whose HTTP client is the recording one.
+func withHTTPRecording() ProviderOption { return func(pr *Provider) { pr.record = true } }
+
 // NewProvider wraps llm, which answers as model of provider.
 func NewProvider(provider, model string, llm llms.Model, opts ...ProviderOption) *Provider {
 	p := &Provider{provider: provider, model: model, llm: llm, prices: DefaultPrices(), now: time.Now}
 	for _, o := range opts {
 		o(p)
 	}
+	p.name = provider + ":" + model
+	p.price, _ = p.prices.Lookup(p.name)
 	return p
 }
 
 var _ LM = (*Provider)(nil)
 
 // Name returns "provider:model".
-func (p *Provider) Name() string { return p.provider + ":" + p.model }
+func (p *Provider) Name() string { return p.name }
 
 // LLM returns the wrapped langchaingo model.
 func (p *Provider) LLM() llms.Model { return p.llm }
@@ -54,26 +64,34 @@ func (p *Provider) LLM() llms.Model { return p.llm }
 // Generate calls the model once.
 func (p *Provider) Generate(ctx context.Context, req *Request) (*Response, error) {
 	start := p.now()
-	callCtx, rec := withRecorder(ctx)
+	callCtx, rec := ctx, (*httpRecord)(nil)
+	if p.record {
+		callCtx, rec = withRecorder(ctx)
+	}
 	resp, err := p.llm.GenerateContent(callCtx, req.Messages, callOptions(req)...)
 	if err != nil {
 		return nil, p.classify(ctx, rec, err)
 	}
 	if len(resp.Choices) == 0 {
-		return nil, &ProviderError{Model: p.Name(), Kind: ErrProvider, Err: errors.New("reply has no choices")}
+		return nil, &ProviderError{Model: p.name, Kind: ErrProvider, Err: errors.New("reply has no choices")}
 	}
-	out := &Response{Model: p.Name()}
-	var text strings.Builder
-	for _, c := range resp.Choices {
-		text.WriteString(c.Content)
-		out.ToolCalls = append(out.ToolCalls, c.ToolCalls...)
-		if out.StopReason == "" {
-			out.StopReason = c.StopReason
+	out := &Response{Model: p.name}
+	if len(resp.Choices) == 1 {
+		c := resp.Choices[0]
+		out.Text, out.ToolCalls, out.StopReason = c.Content, c.ToolCalls, c.StopReason
+	} else {
+		var text strings.Builder
+		for _, c := range resp.Choices {
+			text.WriteString(c.Content)
+			out.ToolCalls = append(out.ToolCalls, c.ToolCalls...)
+			if out.StopReason == "" {
+				out.StopReason = c.StopReason
+			}
 		}
+		out.Text = text.String()
 	}
-	out.Text = text.String()
 	out.Usage = NormalizeUsage(resp.Choices[0].GenerationInfo)
-	out.Usage.CostUSD = p.prices.Cost(p.Name(), out.Usage)
+	out.Usage.CostUSD = p.price.Cost(out.Usage)
 	out.Latency = p.now().Sub(start)
 	return out, nil
 }
@@ -109,8 +127,12 @@ func callOptions(req *Request) []llms.CallOption {
 }
 
 func (p *Provider) classify(ctx context.Context, rec *httpRecord, err error) error {
-	pe := &ProviderError{Model: p.Name(), Err: err}
-	status, retryAfter := rec.get()
+	pe := &ProviderError{Model: p.name, Err: err}
+	var status int
+	var retryAfter string
+	if rec != nil {
+		status, retryAfter = rec.get()
+	}
 	if kind, failed := kindOfStatus(status); failed {
 		pe.Kind, pe.Status = kind, status
 		pe.RetryAfter = parseRetryAfter(retryAfter, p.now())
