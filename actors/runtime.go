@@ -239,8 +239,8 @@ func (rt *Runtime) EnsureBuiltins(ctx context.Context) error {
 	return agenttype.EnsureBuiltins(ctx, rt.deps.Agents, rt.types)
 }
 
-// OnLeave passivates every session grain of this node, each saving a final snapshot,
-// and returns when all have stopped or ctx ends. Pass it as the cluster node's
+// OnLeave passivates every session grain of this node and returns once each has saved
+// its final snapshot and is stopping, or when ctx ends. Pass it as the cluster node's
 // Config.OnLeave.
 func (rt *Runtime) OnLeave(ctx context.Context) {
 	live := rt.sessions.all()

@@ -38,7 +38,10 @@ type session struct {
 	running     *turn
 	queue       []*turn
 	passivating bool
-	stopped     bool
+	// passivated are the requesters of Passivate, answered once the final snapshot is
+	// saved.
+	passivated []*actor.PID
+	stopped    bool
 }
 
 // turn is one SendMessage on its way: queued, or running in a child.
@@ -92,8 +95,8 @@ func (s *session) Receive(ctx actor.Context) {
 	case inspect:
 		ctx.Respond(s.queue)
 	case *actorpb.Passivate:
-		ctx.Respond(&actorpb.Ack{})
 		s.passivating = true
+		s.passivated = append(s.passivated, ctx.Sender())
 		s.passivateIfIdle(ctx)
 	case *actor.ReceiveTimeout:
 		s.passivating = true
@@ -485,6 +488,11 @@ func (s *session) passivateIfIdle(ctx actor.Context) {
 	}
 	s.rt.metrics.passivations.WithLabelValues(KindSession).Inc()
 	s.stopped = true
+	for _, p := range s.passivated {
+		if p != nil {
+			ctx.Send(p, &actorpb.Ack{})
+		}
+	}
 	ctx.Stop(ctx.Self())
 }
 

@@ -1,0 +1,63 @@
+// Package actors holds kowai's grains: the session grain, which owns one conversation,
+// and the agent grain, which owns one agent's compiled program and its model-call
+// workers. They speak the protobuf protocol of package actorpb, so they work the same
+// whether the caller is on this node or another. The cluster package hosts them as
+// kinds; this package never imports it and reaches other grains through GrainCaller.
+//
+// # A chat turn
+//
+// A SendMessage reaches the session grain (identity = conversation ID). The session
+// checks that the caller owns the conversation (moderators and admins may read any),
+// and runs the turn in a child actor so its own mailbox stays free: the child creates
+// the conversation on its first message, appends the user's message through the
+// group-commit writer, asks the agent grain for a reply, appends the reply, saves the
+// session's snapshot with a version compare-and-swap, and only then does the session
+// answer with a TurnResult. A failed model call is recorded as a system message after
+// the user's, answered with a typed error (actorpb.ErrModelFailure, ErrTimeout, ...),
+// and the session goes on with the next turn.
+//
+// An idempotency key is stored with the user's message (and, suffixed, with the
+// reply): a repeated key returns the stored result without a model call, from memory or
+// from the log; a key whose message is stored without a reply gets that reply now.
+//
+// Messages that arrive while a reply runs follow the agent's busy_policy: enqueue (the
+// default), reject (actorpb.ErrBusy) or interrupt (the running reply is cancelled and
+// recorded; the new message runs next). CancelTurn cancels a running reply.
+//
+// # Agents and workers
+//
+// The agent grain (identity = agent ID) compiles its definition with the agenttype
+// registry and hands each GenerateReply to a worker child, at most max_concurrency (or
+// Deps.AgentWorkers) at once; the rest wait in the grain's queue. A worker streams
+// TokenDelta messages and a StreamEnd to the request's StreamTarget, a PID that may live
+// on another node, and replies straight to the requester. A model error makes the worker
+// fail: the agent answers the requester with the classified error and the supervisors
+// strategy restarts the worker with backoff, or stops it (spent budget). Reload makes the
+// agent read its definition again.
+//
+// # State, passivation and fencing
+//
+// The log (messages) is the truth. A session's snapshot holds its owner, agent, title,
+// busy policy, running summary, counters and the log's recent tail; activation loads it
+// and catches up from the log's tail. A session idle for Deps.IdleTimeout passivates,
+// saving a final snapshot when its state is ahead of the saved one; Runtime.OnLeave does
+// the same for every local session during a graceful leave.
+//
+// Two activations of one conversation may overlap while the cluster moves grains. The
+// loser's write fails, on the log's unique (conversation, seq) or on the snapshot's
+// version, and its turn panics with a conflict: the session answers its callers with
+// actorpb.ErrUnavailable (retry with the same idempotency key), drops its state and
+// stops. Nothing acknowledged is overwritten.
+//
+// # Wiring
+//
+//	rt, err := actors.New(actors.Deps{
+//		Writer: writer, Conversations: convs, Messages: msgs, Agents: agents, Snapshots: snaps,
+//		LM: model, Logger: logger, Metrics: registry, SupervisorMetrics: supMetrics,
+//	})
+//	node, err := cluster.New(cluster.Config{Kinds: rt.Kinds(), OnLeave: rt.OnLeave, ...})
+//	rt.SetCaller(node.Client())
+//	err = rt.EnsureBuiltins(ctx) // after migrations
+//
+// Callers use actorpb.As to turn a grain's answer into its reply type or a typed error.
+package actors
