@@ -28,6 +28,10 @@ const (
 	DefaultMaxBatch = 256
 	// DefaultMaxDelay is how long a busy writer waits for a batch to fill.
 	DefaultMaxDelay = time.Millisecond
+	// DefaultConcurrency is how many batches commit at once on MariaDB: one
+	// can insert while another waits for its flush. 3 did best in
+	// BenchmarkGroupCommitMySQL (2: ~45k rows/s, 3: ~48k, 4 and 6: ~40k).
+	DefaultConcurrency = 3
 	// DefaultMaxRetries is how often a batch is retried after a retryable
 	// error (deadlock, lock wait timeout, SQLITE_BUSY).
 	DefaultMaxRetries = 3
@@ -43,12 +47,15 @@ const (
 const maxParams = 32766
 
 // Op is one unit of work that a Writer applies inside a batch transaction.
-// Apply does all its work through tx and never commits or rolls it back.
+// Apply does all its work through tx, under the writer's ctx (not the
+// caller's), and never commits or rolls tx back.
 //
 // When Apply returns a non-retryable error, the Writer rolls the batch back
 // and runs it again with every Op inside its own savepoint, so the error is
-// reported to this Op's caller only while the other Ops of the batch commit.
-// Apply may therefore run more than once, always in a fresh transaction.
+// returned, as is, to this Op's caller only while the other Ops of the batch
+// commit. Retryable errors rerun the whole batch. Apply may therefore run more
+// than once, always in a fresh transaction, and must not have effects outside
+// tx. Errors of Ops in this package are translated with classify.
 type Op interface {
 	Apply(ctx context.Context, tx *goqu.TxDatabase) error
 }
@@ -65,9 +72,12 @@ func (f OpFunc) Apply(ctx context.Context, tx *goqu.TxDatabase) error { return f
 // as journal entries should be submitted as Inserts. The rows of one Insert
 // are written all together or not at all.
 type Insert struct {
+	// Table is the table to insert into.
 	Table string
-	Cols  []string
-	Rows  [][]any
+	// Cols names the columns, in the order of each row's values.
+	Cols []string
+	// Rows holds one value per column for each row.
+	Rows [][]any
 }
 
 // Apply inserts the rows of in.
@@ -105,16 +115,18 @@ type WriterOptions struct {
 	MaxDelay time.Duration
 	// Concurrency is how many batches may commit at the same time, each in
 	// its own transaction and connection: while one waits for its commit to
-	// be flushed, the next is already inserting. The default is 2 on MariaDB
-	// and 1 on SQLite, whose single connection admits one writer anyway.
+	// be flushed, the next is already inserting. The default is
+	// DefaultConcurrency on MariaDB and 1 on SQLite, whose single connection
+	// admits one writer anyway.
 	Concurrency int
 	// MaxRetries bounds the retries of a batch after retryable errors.
 	// A negative value disables retries.
 	MaxRetries int
 	// RetryBackoff is the pause before the first retry, doubled for each next.
 	RetryBackoff time.Duration
-	// BatchTimeout bounds one attempt to commit a batch. It is also the
-	// longest a caller whose context ended waits for a batch already running.
+	// BatchTimeout bounds one attempt to commit a batch, and so how long a
+	// caller whose context ended may still wait for a batch that took its
+	// write (at most 2+MaxRetries attempts).
 	BatchTimeout time.Duration
 	// Logger receives batch failures and retries; nil discards them.
 	Logger *slog.Logger
@@ -125,12 +137,41 @@ type WriterOptions struct {
 
 // Writer is the group-commit writer of one database: concurrent callers hand
 // it rows, it commits them in one transaction per batch and answers each
-// caller once that caller's batch has committed or failed. See the package
-// documentation for the batching, error and cancellation rules.
+// caller once that caller's batch has committed or failed. Use one Writer per
+// database; all its methods are safe for concurrent use.
 //
-// Lifecycle: NewWriter, then Run in its own goroutine. Writes wait until Run
-// takes them; Run returns once its context is done and every write accepted
-// before then has been answered. Writes made after that return ErrClosed.
+// # Lifecycle
+//
+// NewWriter, then Run in its own goroutine (an errgroup member). Writes wait
+// until Run takes them. When Run's context ends, the Writer stops accepting
+// writes (they return ErrClosed), commits everything already queued, and Run
+// returns nil once every accepted write has been answered.
+//
+// # Batching
+//
+// A batch holds at most MaxBatch rows. Writes that arrive while batches are
+// committing form the next batch, so batches grow with load by themselves. An
+// idle writer commits a write at once; only when writes arrived during the
+// previous commit does it wait up to MaxDelay for a batch to fill. Up to
+// Concurrency batches commit at the same time. Inserts into the same table
+// and columns are merged into one multi-row INSERT per batch.
+//
+// # Errors
+//
+// Nil means durable. A batch that fails as a whole (connection lost, commit
+// failed, retryable errors that outlast MaxRetries) fails every caller of that
+// batch and no other. A deadlock, lock wait timeout or busy database retries
+// the whole batch, after a backoff; a failed COMMIT is never retried, since it
+// may have succeeded. An error caused by one write (a duplicate key, a lost
+// snapshot compare-and-swap, any other error of one Op) reaches that write's
+// caller only: the batch is rolled back and run again with every write in its
+// own savepoint, which works the same on MariaDB and SQLite.
+//
+// # Ordering
+//
+// A write is committed before its caller is answered, so writes that a caller
+// makes one after the other are committed in that order and each is visible
+// when the next starts. Writes of concurrent callers have no order.
 type Writer struct {
 	db      *DB
 	opts    WriterOptions
@@ -176,7 +217,7 @@ func NewWriter(db *DB, opts WriterOptions) *Writer {
 		opts.MaxDelay = DefaultMaxDelay
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 2
+		opts.Concurrency = DefaultConcurrency
 		if db.Dialect == DialectSQLite {
 			opts.Concurrency = 1
 		}
@@ -242,27 +283,27 @@ func (w *Writer) AppendMessages(ctx context.Context, msgs ...Message) error {
 	return nil
 }
 
-// SaveSnapshot stores s if the stored version of (s.Kind, s.Identity) is
-// still expectedVersion, with 0 meaning "no snapshot yet". Otherwise another
-// writer got there first and the error wraps ErrConflict. Nil means durable.
+// SaveSnapshot stores s, whose Version must exceed expectedVersion, if the
+// stored version of (s.Kind, s.Identity) is still expectedVersion, 0 meaning
+// that none is stored yet. Otherwise another writer got there first and the
+// error wraps ErrConflict. Nil means durable. It has the semantics of
+// SnapshotStore.Save.
 func (w *Writer) SaveSnapshot(ctx context.Context, s Snapshot, expectedVersion int64) error {
-	if err := w.Submit(ctx, snapshotCAS{snap: s, expected: expectedVersion}); err != nil {
-		return fmt.Errorf("persistence: save snapshot %s/%s: %w", s.Kind, s.Identity, err)
-	}
-	return nil
+	return w.Submit(ctx, snapshotCAS{snap: s, expected: expectedVersion})
 }
 
 // Submit hands op to the writer and waits for its batch: nil means op's work
-// is committed. Driver errors come back translated (ErrDuplicate, ...).
+// is committed. The error of op's own Apply is returned as is; batch errors
+// are translated like every error of this package.
 //
 // Cancellation: if ctx ends while op is still queued, op is withdrawn and
-// Submit returns ctx.Err() — op was not and will not be applied. Once the
-// writer has taken op into a batch, Submit waits for that batch's outcome
-// (bounded by BatchTimeout) and returns it, so that an error never hides a
-// committed write and nil always means durable.
+// Submit returns an error wrapping ctx.Err(): op was not and will not be
+// applied. Once the writer has taken op into a batch, Submit waits for that
+// batch's outcome (see BatchTimeout) and returns it, so that an error never
+// hides a committed write and nil always means durable.
 func (w *Writer) Submit(ctx context.Context, op Op) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return fmt.Errorf("persistence: write not submitted: %w", err)
 	}
 	r := &request{op: op, rows: rowsOf(op), done: make(chan error, 1)}
 	w.mu.Lock()
@@ -280,7 +321,7 @@ func (w *Writer) Submit(ctx context.Context, op Op) error {
 		return err
 	case <-ctx.Done():
 		if r.state.CompareAndSwap(stateQueued, stateCanceled) {
-			return ctx.Err()
+			return fmt.Errorf("persistence: write withdrawn before its batch: %w", ctx.Err())
 		}
 		return <-r.done
 	}
