@@ -1,0 +1,264 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/persistence/persisttest"
+	"github.com/kowai/kowai/signatures/lm"
+	"github.com/kowai/kowai/signatures/lm/offline"
+)
+
+// benchConcurrency is the number of conversations driven at once.
+const benchConcurrency = 64
+
+func offlineLM() lm.LM { return lm.NewProvider("offline", "kowai-offline", offline.New()) }
+
+// newConversations creates n conversations of user u and returns their IDs.
+func (h *harness) newConversations(n, u int) []string {
+	h.t.Helper()
+	repo := persistence.NewConversationStore(h.db)
+	ids := make([]string, n)
+	for i := range ids {
+		c, err := repo.Create(context.Background(), persistence.Conversation{OwnerID: h.users[u], AgentID: agenttype.DefaultAgentID()})
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		ids[i] = c.ID
+	}
+	return ids
+}
+
+// parallel runs f(worker, i) for i in [0, n) on workers goroutines and returns the
+// elapsed time.
+func parallel(workers, n int, f func(worker, i int)) time.Duration {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(w, i)
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// BenchmarkTurns measures chat turns per second on one node (offline model, MariaDB,
+// 64 concurrent conversations) against the group-commit writer's durable rows per
+// second divided by 2, since a turn writes two messages; both measured in this run.
+// Goal: x-vs-baseline >= 0.6.
+func BenchmarkTurns(b *testing.B) {
+	h := newHarness(b, persisttest.MySQL(b), harnessOptions{model: offlineLM()})
+	baseConvs := h.newConversations(benchConcurrency, 0)
+	const baseRows = 20 * benchConcurrency
+	var seqs [benchConcurrency]int64
+	elapsed := parallel(benchConcurrency, baseRows, func(w, _ int) {
+		seqs[w]++
+		if err := h.writer.AppendMessages(context.Background(), persistence.Message{ConversationID: baseConvs[w],
+			Seq: seqs[w], Role: roleUser, Content: "baseline message of typical length for a chat turn"}); err != nil {
+			b.Error(err)
+		}
+	})
+	rowsPerSec := baseRows / elapsed.Seconds()
+
+	convs := make([]string, benchConcurrency)
+	for i := range convs {
+		convs[i] = uuid.Must(uuid.NewV7()).String()
+	}
+	var worker atomic.Int64
+	b.SetParallelism(benchConcurrency / runtime.GOMAXPROCS(0))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		conv := convs[int(worker.Add(1)-1)%len(convs)]
+		for pb.Next() {
+			if _, err := h.send(context.Background(), conv, 0, "what is the weather like", ""); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	turnsPerSec := float64(b.N) / time.Since(start).Seconds()
+	b.ReportMetric(turnsPerSec, "turns/s")
+	b.ReportMetric(rowsPerSec/2, "baseline-turns/s")
+	b.ReportMetric(turnsPerSec/(rowsPerSec/2), "x-vs-baseline")
+}
+
+// echo is the bare protoactor baseline: it answers every request with the request.
+type echo struct{}
+
+func (echo) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*actorpb.GetConversation); ok {
+		ctx.Respond(ctx.Message())
+	}
+}
+
+// BenchmarkActorLayer measures a request through the session grain (identity and
+// ownership checks, answer from memory) against a bare protoactor RequestFuture round
+// trip to an actor that only answers, sequentially on one local actor system.
+// Goal: x-vs-baseline >= 0.75.
+func BenchmarkActorLayer(b *testing.B) {
+	h := newHarness(b, persisttest.SQLite(b), harnessOptions{})
+	h.mustSend(conv1, 0, "hi", "")
+	session, err := h.grains.pid(KindSession, conv1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bare := h.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return echo{} }))
+	req := &actorpb.GetConversation{ConversationId: conv1, UserId: h.users[0]}
+	roundTrips := func(pid *actor.PID, n int) time.Duration {
+		start := time.Now()
+		for range n {
+			res, err := h.sys.Root.RequestFuture(pid, req, 5*time.Second).Result()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, ok := res.(*actorpb.ErrorReply); ok {
+				b.Fatalf("reply %v", res)
+			}
+		}
+		return time.Since(start)
+	}
+	const baseN = 20000
+	roundTrips(bare, 1000) // warm up
+	baseline := float64(baseN) / roundTrips(bare, baseN).Seconds()
+	b.ResetTimer()
+	start := time.Now()
+	n := 0
+	for b.Loop() {
+		roundTrips(session, 1)
+		n++
+	}
+	ours := float64(n) / time.Since(start).Seconds()
+	b.ReportMetric(ours, "req/s")
+	b.ReportMetric(baseline, "baseline-req/s")
+	b.ReportMetric(ours/baseline, "x-vs-baseline")
+}
+
+// sessionSnapshots writes n session snapshots of a typical small conversation (two
+// messages in the tail) for user u, through the group-commit writer, and returns their
+// conversation IDs.
+func (h *harness) sessionSnapshots(n, u int) []string {
+	h.t.Helper()
+	st := sessionState{OwnerID: h.users[u], AgentID: agenttype.DefaultAgentID(), Title: "a question", BusyPolicy: agenttype.BusyEnqueue,
+		Turns: 1, LastSeq: 2, Tail: []tailEntry{
+			{ID: uuid.Must(uuid.NewV7()).String(), Seq: 1, Role: roleUser, Content: "a question"},
+			{ID: uuid.Must(uuid.NewV7()).String(), Seq: 2, Role: roleAssistant, Content: "an answer", Usage: &usageRecord{PromptTokens: 10, CompletionTokens: 5}},
+		}}
+	state, err := json.Marshal(st)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ids := make([]string, n)
+	parallel(benchConcurrency, n, func(_, i int) {
+		ids[i] = uuid.Must(uuid.NewV7()).String()
+		if err := h.writer.SaveSnapshot(context.Background(), persistence.Snapshot{Kind: KindSession, Identity: ids[i], Version: 1, State: state}, 0); err != nil {
+			h.t.Error(err)
+		}
+	})
+	return ids
+}
+
+// BenchmarkColdActivation measures cold session activations per second (spawn,
+// snapshot load, log tail read, first reply) against MariaDB primary-key reads per
+// second (a snapshot load), both with 64 concurrent callers.
+// Goal: x-vs-baseline >= 0.6.
+func BenchmarkColdActivation(b *testing.B) {
+	h := newHarness(b, persisttest.MySQL(b), harnessOptions{})
+	ids := h.sessionSnapshots(2000, 0)
+	snaps := persistence.NewSnapshotStore(h.db)
+	const baseN = 10000
+	elapsed := parallel(benchConcurrency, baseN, func(_, i int) {
+		if _, err := snaps.Load(context.Background(), KindSession, ids[i%len(ids)]); err != nil {
+			b.Error(err)
+		}
+	})
+	baseline := baseN / elapsed.Seconds()
+
+	var seq atomic.Int64
+	b.SetParallelism(benchConcurrency / runtime.GOMAXPROCS(0))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := seq.Add(1)
+			id := ids[int(i)%len(ids)]
+			pid, err := h.sys.Root.SpawnNamed(h.rt.SessionProps(id), fmt.Sprintf("cold-%d", i))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			res, err := h.sys.Root.RequestFuture(pid, &actorpb.GetConversation{ConversationId: id, UserId: h.users[0]}, 10*time.Second).Result()
+			if info, ok := res.(*actorpb.ConversationInfo); err != nil || !ok || info.LastSeq != 2 {
+				b.Errorf("activation answered %v, %v", res, err)
+				return
+			}
+			h.sys.Root.Stop(pid)
+		}
+	})
+	ours := float64(b.N) / time.Since(start).Seconds()
+	b.ReportMetric(ours, "activations/s")
+	b.ReportMetric(baseline, "baseline-reads/s")
+	b.ReportMetric(ours/baseline, "x-vs-baseline")
+}
+
+// BenchmarkIdleSessionHeap activates 100k sessions of small conversations (from their
+// snapshots, SQLite) and reports the live heap each idle session holds.
+// Goal: <= 4096 B/session.
+func BenchmarkIdleSessionHeap(b *testing.B) {
+	const sessions = 100_000
+	h := newHarness(b, persisttest.SQLite(b), harnessOptions{deps: func(d *Deps) { d.IdleTimeout = time.Hour }})
+	ids := h.sessionSnapshots(sessions, 0)
+	for b.Loop() {
+		pids := make([]*actor.PID, 0, sessions)
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for _, id := range ids {
+			pid, err := h.sys.Root.SpawnNamed(h.rt.SessionProps(id), "idle/"+id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pids = append(pids, pid)
+		}
+		futures := make([]*actor.Future, 0, 1000)
+		for i, pid := range pids {
+			futures = append(futures, h.sys.Root.RequestFuture(pid, &actorpb.GetConversation{ConversationId: ids[i], UserId: h.users[0]}, time.Minute))
+			if len(futures) == cap(futures) || i == len(pids)-1 {
+				for _, f := range futures {
+					if res, err := f.Result(); err != nil {
+						b.Fatal(err)
+					} else if _, ok := res.(*actorpb.ConversationInfo); !ok {
+						b.Fatalf("activation answered %v", res)
+					}
+				}
+				futures = futures[:0]
+			}
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		perSession := float64(after.HeapAlloc-before.HeapAlloc-uint64(cap(pids))*8) / sessions
+		b.ReportMetric(perSession, "B/session")
+		b.ReportMetric(perSession/4096, "x-of-goal")
+		for _, pid := range pids {
+			h.sys.Root.Stop(pid)
+		}
+		runtime.KeepAlive(pids)
+	}
+}
