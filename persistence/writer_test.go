@@ -644,3 +644,56 @@ func TestWriterIdleWriteIsNotDelayed(t *testing.T) {
 		}
 	})
 }
+
+func TestWriterFailsEveryCallerOfABatchWhenTheDatabaseIsGone(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		h := newHarness(t, db, persistence.WriterOptions{MaxDelay: -1})
+		conv := newConversation(t, db)
+		var answers []<-chan error
+		for i := range 5 {
+			answers = append(answers, h.appendAsync(message(conv, int64(i))))
+		}
+		if err := db.Close(); err != nil {
+			t.Fatalf("close database: %v", err)
+		}
+		h.run(t.Context())
+		for i, a := range answers {
+			if err := recv(t, a); err == nil || errors.Is(err, persistence.ErrDuplicate) {
+				t.Errorf("append %d on a closed database: err = %v, want the batch error", i, err)
+			}
+		}
+		if got := h.errorsTotal("batch"); got != 1 {
+			t.Fatalf("batch errors metric = %v, want 1", got)
+		}
+	})
+}
+
+// ExampleWriter runs a Writer beside the rest of a node and appends a
+// message through it. (Compiled, not run: it needs a migrated database.)
+func ExampleWriter() {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	db, err := persistence.Open(ctx, "sqlite://./data/kowai.db", persistence.Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer db.Close()
+
+	w := persistence.NewWriter(db, persistence.WriterOptions{Metrics: prometheus.NewRegistry()})
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+
+	err = w.AppendMessages(ctx, persistence.Message{ConversationID: "0190c1d2-…", Seq: 1, Role: "user", Content: "hello"})
+	switch {
+	case errors.Is(err, persistence.ErrDuplicate):
+		fmt.Println("seq 1 was written by another activation")
+	case err != nil:
+		fmt.Println("not stored:", err)
+	}
+
+	stop() // Run commits what is queued, then returns.
+	if err := <-done; err != nil {
+		fmt.Println(err)
+	}
+}
