@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/signatures/lm/lmtest"
@@ -290,4 +289,3 @@ func (c *collector) text() (string, int) {
 	return strings.Join(c.deltas, ""), len(c.ends)
 }
 
-var _ = agenttype.BusyEnqueue
