@@ -288,4 +288,3 @@ func (c *collector) text() (string, int) {
 	defer c.mu.Unlock()
 	return strings.Join(c.deltas, ""), len(c.ends)
 }
-
