@@ -106,6 +106,9 @@ type conn struct {
 	once   sync.Once
 	code   int
 	reason string
+	// flush sends the frames queued before the close; an overflow close
+	// drops them, since the client is not reading.
+	flush bool
 }
 
 // serve is the connection's life: authenticate, then read frames until the
@@ -267,15 +270,17 @@ func (c *conn) send(f wsServerFrame) {
 	case <-c.closed:
 	case c.out <- f:
 	default:
-		c.close(websocket.ClosePolicyViolation, "send queue full: the client is not reading fast enough")
+		c.shut(websocket.ClosePolicyViolation, "send queue full: the client is not reading fast enough", false)
 	}
 }
 
-// close asks the writer to send a close frame with code and stop. The first
-// call wins.
-func (c *conn) close(code int, reason string) {
+// close asks the writer to send the frames already queued, then a close
+// frame with code, and stop. The first close wins.
+func (c *conn) close(code int, reason string) { c.shut(code, reason, true) }
+
+func (c *conn) shut(code int, reason string, flush bool) {
 	c.once.Do(func() {
-		c.code, c.reason = code, reason
+		c.code, c.reason, c.flush = code, reason, flush
 		close(c.closed)
 	})
 }
@@ -304,9 +309,7 @@ func (c *conn) writeLoop() {
 				c.close(websocket.CloseGoingAway, "ping failed")
 			}
 		case <-c.closed:
-			// Flush what is already queued (the frames before the close),
-			// unless the close is the overflow itself.
-			if c.code != websocket.ClosePolicyViolation {
+			if c.flush {
 				for len(c.out) > 0 {
 					data, err := json.Marshal(<-c.out)
 					if err != nil || write(websocket.TextMessage, data) != nil {
