@@ -8,12 +8,16 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 NORACE   := $(shell $(GO) list ./... 2>/dev/null | grep -E '/(clustertest|durability)$$')
 RACE     := $(shell $(GO) list ./... 2>/dev/null | grep -vE '/(clustertest|durability)$$')
 
-.PHONY: all build run test fmt-check vet bench generate clean
+.PHONY: all build build-k8s run test fmt-check vet bench generate clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/kowai ./cmd/kowai
+
+## build-k8s: the binary with the Kubernetes cluster provider (about 30 MB larger)
+build-k8s:
+	$(GO) build -tags k8s -ldflags "$(LDFLAGS)" -o bin/kowai ./cmd/kowai
 
 ## run: a node on the embedded defaults (SQLite in ./data, offline model) on :8080
 run: build
@@ -31,6 +35,7 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags k8s ./cluster/
 
 ## bench: every benchmark; comparative ones print their ratio against a baseline from the same run
 bench:

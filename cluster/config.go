@@ -160,7 +160,9 @@ func (cfg Config) withDefaults() (Config, error) {
 			return cfg, fmt.Errorf("%w: EtcdEndpoints: etcd needs at least one host:port", ErrConfig)
 		}
 	case ProviderK8s:
-		return cfg, fmt.Errorf("%w: Provider %q is not built into this binary; use local, automanaged or etcd", ErrConfig, cfg.Provider)
+		if !k8sBuiltIn {
+			return cfg, fmt.Errorf("%w: Provider %q needs a binary built with -tags k8s (make build-k8s); this one has local, automanaged and etcd", ErrConfig, cfg.Provider)
+		}
 	default:
 		return cfg, fmt.Errorf("%w: Provider %q: want local, automanaged, etcd or k8s", ErrConfig, cfg.Provider)
 	}

@@ -30,11 +30,13 @@
 //     wildcard host.
 //   - etcd: members are keys under /kowai/<Name>/ with a 3 s lease; EtcdEndpoints lists
 //     the client endpoints.
-//   - k8s: accepted by the configuration but not built in (it would pull the Kubernetes
-//     client into every build). To enable it, construct protoactor-go's
-//     cluster/clusterproviders/k8s provider in Node.provider: pods need a service account
-//     allowed to get, list, watch and patch pods in their namespace, and the provider
-//     labels each pod with its cluster name and kinds.
+//   - k8s: members are the pods labelled with the cluster name, found through the
+//     Kubernetes API with the pod's in-cluster service account, which needs get, list,
+//     watch and patch on pods in its namespace (the provider labels each pod with its
+//     cluster name and kinds). Addr must be the pod's IP (e.g. from the downward API:
+//     KOWAI_CLUSTER_ADDR=$(POD_IP):7090). The provider is compiled in only with
+//     -tags k8s (make build-k8s), since the Kubernetes client adds about 30 MB to the
+//     binary; without the tag, ProviderK8s is refused with ErrConfig.
 //
 // Identity lookup is disthash: the owner of a grain is a rendezvous hash of its identity
 // over the members hosting its kind, so grains move when members join or leave.

@@ -171,6 +171,8 @@ func (n *Node) provider(sys *actor.ActorSystem) (cluster.ClusterProvider, error)
 			return nil, fmt.Errorf("connect to etcd %v: %w", n.cfg.EtcdEndpoints, err)
 		}
 		return p, nil
+	case ProviderK8s:
+		return k8sProvider()
 	default:
 		return test.NewTestProvider(n.cfg.LocalGroup.agent), nil
 	}
