@@ -44,6 +44,13 @@ type Config struct {
 	Throttle *Throttle
 	// Appwrite enables SignInWithAppwrite; nil disables it.
 	Appwrite *AppwriteVerifier
+	// UserCacheTTL is how long Me reuses a user read (default
+	// DefaultUserCacheTTL); negative disables the cache. A change made
+	// through this Service shows at once; one made by another node shows
+	// within UserCacheTTL. Keep it no longer than the revocation cache's TTL.
+	UserCacheTTL time.Duration
+	// UserCacheEntries bounds the user cache; default DefaultUserCacheEntries.
+	UserCacheEntries int
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
 	// Logger receives security events; nil discards them.
@@ -53,8 +60,9 @@ type Config struct {
 // Service implements registration, login, token refresh, logout and
 // authentication of requests. It is safe for concurrent use.
 type Service struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	users *userCache // nil when disabled
 }
 
 // NewService validates cfg and returns a Service.
@@ -74,7 +82,17 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, log: cfg.Logger.With("component", "auth")}, nil
+	if cfg.UserCacheTTL == 0 {
+		cfg.UserCacheTTL = DefaultUserCacheTTL
+	}
+	if cfg.UserCacheEntries <= 0 {
+		cfg.UserCacheEntries = DefaultUserCacheEntries
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "auth")}
+	if cfg.UserCacheTTL > 0 {
+		s.users = newUserCache(cfg.Users, cfg.UserCacheTTL, cfg.UserCacheEntries, cfg.Clock)
+	}
+	return s, nil
 }
 
 // TokenPair is the answer to a login, a refresh or an Appwrite sign-in; its
@@ -260,6 +278,7 @@ func (s *Service) rehash(ctx context.Context, userID, password string) {
 	hash, err := s.cfg.Hasher.Hash(ctx, password)
 	if err == nil {
 		err = s.cfg.Users.SetPasswordHash(ctx, userID, hash)
+		s.forgetUser(userID)
 	}
 	if err != nil {
 		s.log.WarnContext(ctx, "password rehash failed", "user_id", userID, "error", err)
@@ -376,8 +395,10 @@ func (s *Service) Logout(ctx context.Context, p Principal) error {
 }
 
 // RevokeUserSessions revokes every session of userID, e.g. when an admin
-// disables or deletes the user or changes their roles.
+// disables or deletes the user or changes their roles. Call it after such a
+// change: it also drops the user from Me's cache on this node.
 func (s *Service) RevokeUserSessions(ctx context.Context, userID string) error {
+	s.forgetUser(userID)
 	ids, err := s.cfg.Sessions.RevokeUserSessions(ctx, userID, s.cfg.Clock().UTC())
 	if err != nil {
 		return fmt.Errorf("auth: revoking sessions of user %s: %w", userID, err)
@@ -408,9 +429,17 @@ func (s *Service) revocationTTL() time.Duration {
 }
 
 // Me returns the authenticated user (GET /auth/me). A user deleted since the
-// token was issued gives ErrInvalidToken.
+// token was issued gives ErrInvalidToken. Answers come from a short cache
+// (Config.UserCacheTTL): a change made by another node shows within that
+// TTL, and one made through this Service at once.
 func (s *Service) Me(ctx context.Context, p Principal) (User, error) {
-	u, err := s.cfg.Users.UserByID(ctx, p.UserID)
+	var u User
+	var err error
+	if s.users != nil {
+		u, err = s.users.userByID(ctx, p.UserID)
+	} else {
+		u, err = s.cfg.Users.UserByID(ctx, p.UserID)
+	}
 	if errors.Is(err, ErrNotFound) {
 		return User{}, fmt.Errorf("%w: user gone", ErrInvalidToken)
 	}
@@ -462,7 +491,9 @@ func (s *Service) appwriteUser(ctx context.Context, au AppwriteUser) (User, erro
 		if !au.EmailVerification {
 			return User{}, ErrAppwriteEmailUnverified
 		}
-		if err := s.cfg.Users.LinkAppwrite(ctx, u.ID, au.ID); err != nil {
+		err := s.cfg.Users.LinkAppwrite(ctx, u.ID, au.ID)
+		s.forgetUser(u.ID)
+		if err != nil {
 			return User{}, fmt.Errorf("auth: linking appwrite account: %w", err)
 		}
 		u.AppwriteID = au.ID
@@ -481,6 +512,13 @@ func (s *Service) appwriteUser(ctx context.Context, au AppwriteUser) (User, erro
 		return s.cfg.Users.UserByAppwriteID(ctx, au.ID)
 	}
 	return u, err
+}
+
+// forgetUser drops userID from Me's cache after a change to the user.
+func (s *Service) forgetUser(userID string) {
+	if s.users != nil {
+		s.users.forget(userID)
+	}
 }
 
 // NormalizeEmail trims and lower-cases an email and checks that it is one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -337,4 +338,104 @@ func TestCreateUserValidates(t *testing.T) {
 	if err != nil || len(u.Roles) != 2 || u.Roles[0] != auth.RoleUser || u.Roles[1] != auth.RoleModerator {
 		t.Fatalf("CreateUser with roles = %+v, %v", u, err)
 	}
+}
+
+// blockingUsers holds one UserByID, once armed, after reading and until
+// release is closed, to put a change in the middle of a read.
+type blockingUsers struct {
+	*authtest.Users
+	armed   atomic.Bool
+	read    chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingUsers) UserByID(ctx context.Context, id string) (auth.User, error) {
+	u, err := b.Users.UserByID(ctx, id)
+	if b.armed.CompareAndSwap(true, false) {
+		close(b.read)
+		<-b.release
+	}
+	return u, err
+}
+
+func TestMeCacheStaleness(t *testing.T) {
+	e := newEnv(t, nil)
+	u := e.register(t, "hal@example.com", "password-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "hal@example.com", "password-1").AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Me(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	// Another node deletes the user: this node's answer may be stale for
+	// at most the TTL.
+	e.users.Delete(u.ID)
+	if me, err := e.svc.Me(t.Context(), p); err != nil || me.ID != u.ID {
+		t.Fatalf("Me within the TTL = %+v, %v; want the cached user", me, err)
+	}
+	e.clock.Advance(auth.DefaultUserCacheTTL)
+	_, err = e.svc.Me(t.Context(), p)
+	wantErr(t, "me after the TTL", err, auth.ErrInvalidToken)
+}
+
+func TestMeCacheForgetsChangesMadeHere(t *testing.T) {
+	e := newEnv(t, nil)
+	u := e.register(t, "ida@example.com", "password-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "ida@example.com", "password-1").AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Me(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	e.users.Delete(u.ID) // as the admin route does, around RevokeUserSessions
+	if err := e.svc.RevokeUserSessions(t.Context(), u.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.Me(t.Context(), p)
+	wantErr(t, "me right after the change", err, auth.ErrInvalidToken)
+}
+
+func TestMeCacheDropsReadsInFlightDuringAChange(t *testing.T) {
+	users := &blockingUsers{Users: authtest.NewUsers(), read: make(chan struct{}), release: make(chan struct{})}
+	e := newEnv(t, func(c *auth.Config) { c.Users = users })
+	e.users = users.Users
+	u := e.register(t, "jon@example.com", "password-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "jon@example.com", "password-1").AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	users.armed.Store(true)
+	go func() {
+		_, err := e.svc.Me(context.Background(), p)
+		done <- err
+	}()
+	<-users.read // the read has returned the user as it was
+	e.users.Delete(u.ID)
+	if err := e.svc.RevokeUserSessions(t.Context(), u.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(users.release)
+	if err := <-done; err != nil {
+		t.Fatalf("the read in flight: %v", err)
+	}
+	_, err = e.svc.Me(t.Context(), p)
+	wantErr(t, "me after the read in flight", err, auth.ErrInvalidToken)
+}
+
+func TestMeCacheDisabled(t *testing.T) {
+	e := newEnv(t, func(c *auth.Config) { c.UserCacheTTL = -1 })
+	u := e.register(t, "kim@example.com", "password-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "kim@example.com", "password-1").AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Me(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	e.users.Delete(u.ID)
+	_, err = e.svc.Me(t.Context(), p)
+	wantErr(t, "uncached me after a delete", err, auth.ErrInvalidToken)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -28,7 +29,19 @@ type TokenConfig struct {
 	Leeway time.Duration
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
+	// VerifyCacheEntries bounds the cache of verified tokens (default
+	// DefaultVerifyCacheEntries); negative disables it. See Tokens.Verify.
+	VerifyCacheEntries int
 }
+
+// Verified-token cache settings.
+const (
+	// DefaultVerifyCacheEntries bounds the verified-token cache.
+	DefaultVerifyCacheEntries = 10_000
+	// verifyCacheTTL caps how long one verification is reused, so entries
+	// of tokens no longer presented make room within a minute.
+	verifyCacheTTL = time.Minute
+)
 
 // Claims are the claims of a kowai access token.
 type Claims struct {
@@ -42,8 +55,19 @@ type Claims struct {
 
 // Tokens issues and verifies access tokens.
 type Tokens struct {
-	cfg    TokenConfig
-	parser *jwt.Parser
+	cfg      TokenConfig
+	parser   *jwt.Parser
+	keyFunc  jwt.Keyfunc
+	verified *expiringMap[verifiedToken] // nil when disabled
+}
+
+// verifiedToken is a token whose signature and claims passed Verify, with
+// the earliest time its nbf and iat checks pass again (the clock may be set
+// back); its expiry in the cache is when its exp check would fail, or
+// sooner.
+type verifiedToken struct {
+	claims    Claims
+	validFrom time.Time
 }
 
 // NewTokens validates cfg and returns a Tokens. It fails with ErrWeakSecret
@@ -68,7 +92,17 @@ func NewTokens(cfg TokenConfig) (*Tokens, error) {
 		cfg.Clock = time.Now
 	}
 	cfg.Secret = append([]byte(nil), cfg.Secret...)
-	return &Tokens{cfg: cfg, parser: jwt.NewParser(
+	if cfg.VerifyCacheEntries == 0 {
+		cfg.VerifyCacheEntries = DefaultVerifyCacheEntries
+	}
+	t := &Tokens{cfg: cfg}
+	// One boxed key and one closure for every parse, not one per request.
+	var key any = cfg.Secret
+	t.keyFunc = func(*jwt.Token) (any, error) { return key, nil }
+	if cfg.VerifyCacheEntries > 0 {
+		t.verified = newExpiringMap[verifiedToken](cfg.VerifyCacheEntries, time.Second)
+	}
+	t.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithIssuer(cfg.Issuer),
 		jwt.WithAudience(cfg.Audience),
@@ -77,7 +111,8 @@ func NewTokens(cfg TokenConfig) (*Tokens, error) {
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithTimeFunc(cfg.Clock),
 		jwt.WithStrictDecoding(),
-	)}, nil
+	)
+	return t, nil
 }
 
 // AccessTTL returns the access token lifetime.
@@ -113,9 +148,51 @@ func (t *Tokens) Issue(userID, sessionID string, roles []Role) (string, Claims, 
 // algorithm), signature, iss, aud, exp (required), nbf and iat within the
 // leeway, non-empty sub, sid and jti, and known roles. It does not consult
 // revocation; Service.Authenticate does. Every failure wraps ErrInvalidToken.
+//
+// A token that passed is remembered (bounded, for at most a minute): the
+// same string presented again is accepted after re-checking only exp, nbf
+// and iat against the clock, the parts of the verdict that depend on
+// anything but its bytes and the secret. Refused tokens are never
+// remembered.
 func (t *Tokens) Verify(token string) (Claims, error) {
+	now := t.cfg.Clock()
+	if t.verified != nil {
+		if v, ok := t.verified.get(token, now); ok && !now.Before(v.validFrom) {
+			c := v.claims
+			c.Roles = slices.Clone(c.Roles)
+			return c, nil
+		}
+	}
+	c, err := t.verify(token)
+	if err != nil {
+		return Claims{}, err
+	}
+	if t.verified != nil {
+		t.remember(token, c, now)
+	}
+	return c, nil
+}
+
+// remember caches a verified token until its exp check would fail (capped
+// at verifyCacheTTL), from the moment its nbf and iat checks pass.
+func (t *Tokens) remember(token string, c Claims, now time.Time) {
+	until := c.ExpiresAt.Add(t.cfg.Leeway)
+	if limit := now.Add(verifyCacheTTL); limit.Before(until) {
+		until = limit
+	}
+	var from time.Time
+	for _, d := range []*jwt.NumericDate{c.NotBefore, c.IssuedAt} {
+		if d != nil && d.Add(-t.cfg.Leeway).After(from) {
+			from = d.Add(-t.cfg.Leeway)
+		}
+	}
+	c.Roles = slices.Clone(c.Roles)
+	t.verified.put(token, verifiedToken{claims: c, validFrom: from}, until, now)
+}
+
+func (t *Tokens) verify(token string) (Claims, error) {
 	var c Claims
-	_, err := t.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.cfg.Secret, nil })
+	_, err := t.parser.ParseWithClaims(token, &c, t.keyFunc)
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}

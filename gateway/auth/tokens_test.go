@@ -163,3 +163,40 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+func TestVerifyCacheRechecksTime(t *testing.T) {
+	issued := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		later time.Duration // clock offset from issue at the second Verify
+		ok    bool
+	}{
+		{"a minute later", time.Minute, true},
+		{"inside exp leeway", 15*time.Minute + 29*time.Second, true},
+		{"past exp and leeway", 15*time.Minute + 31*time.Second, false},
+		{"clock set back inside the leeway", -29 * time.Second, true},
+		{"clock set back before iat and leeway", -31 * time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &clock{now: issued}
+			tok := newTokens(t, c.Now)
+			signed, _, err := tok.Issue("u1", "s1", []auth.Role{auth.RoleUser})
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := tok.Verify(signed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first.Roles[0] = auth.RoleAdmin // a caller's change must not reach the cache
+			c.Advance(tc.later)
+			again, err := tok.Verify(signed)
+			if tc.ok && (err != nil || again.Subject != "u1" || again.SessionID != "s1" || len(again.Roles) != 1 || again.Roles[0] != auth.RoleUser) {
+				t.Fatalf("second Verify = %+v, %v; want the original claims", again, err)
+			}
+			if !tc.ok && !errors.Is(err, auth.ErrInvalidToken) {
+				t.Fatalf("second Verify = %+v, %v; want ErrInvalidToken", again, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,71 @@
+package auth
+
+import (
+	"strings"
+	"sync"
+	"time"
+)
+
+// expiringMap is a bounded map of answers that expire, shared by the caches
+// on the authentication hot path. When it is full, expired entries are swept
+// (at most once per sweepEvery, since a sweep is O(entries)); if none has
+// expired, new entries are not stored and callers simply do the work again.
+type expiringMap[V any] struct {
+	maxEntries int
+	sweepEvery time.Duration
+
+	mu        sync.Mutex
+	entries   map[string]expiringEntry[V]
+	nextSweep time.Time
+}
+
+type expiringEntry[V any] struct {
+	value   V
+	expires time.Time
+}
+
+func newExpiringMap[V any](maxEntries int, sweepEvery time.Duration) *expiringMap[V] {
+	return &expiringMap[V]{maxEntries: maxEntries, sweepEvery: sweepEvery, entries: make(map[string]expiringEntry[V])}
+}
+
+// get returns key's value when it has not expired at now.
+func (m *expiringMap[V]) get(key string, now time.Time) (V, bool) {
+	m.mu.Lock()
+	e, ok := m.entries[key]
+	m.mu.Unlock()
+	if !ok || !now.Before(e.expires) {
+		var zero V
+		return zero, false
+	}
+	return e.value, true
+}
+
+// put stores v under key until expires, unless the map is full of live
+// entries. The key is cloned: callers may pass strings that alias a reused
+// request buffer.
+func (m *expiringMap[V]) put(key string, v V, expires, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.entries[key]; !ok && len(m.entries) >= m.maxEntries {
+		if now.Before(m.nextSweep) {
+			return
+		}
+		m.nextSweep = now.Add(m.sweepEvery)
+		for k, e := range m.entries {
+			if !now.Before(e.expires) {
+				delete(m.entries, k)
+			}
+		}
+		if len(m.entries) >= m.maxEntries {
+			return
+		}
+	}
+	m.entries[strings.Clone(key)] = expiringEntry[V]{value: v, expires: expires}
+}
+
+// delete drops key.
+func (m *expiringMap[V]) delete(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.entries, key)
+}
