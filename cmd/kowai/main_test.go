@@ -181,6 +181,21 @@ func TestServeEmbeddedLifecycle(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	// During the drain grace the node still answers, but not ready.
+	sawDraining := false
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && !sawDraining; {
+		res, err := http.Get("http://" + addr + "/health/ready")
+		if err != nil {
+			break
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		sawDraining = res.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), `"draining"`)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !sawDraining {
+		t.Error("readiness never reported draining after SIGTERM")
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {

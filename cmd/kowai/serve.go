@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -157,13 +158,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if rdb != nil {
 		checks = append(checks, gateway.Check{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }})
 	}
+	var draining atomic.Bool
 	gw, err := gateway.New(gateway.Options{
 		Addr:        cfg.HTTPAddr,
 		Logger:      log,
 		Registry:    reg,
 		Gatherer:    reg,
 		Checks:      checks,
-		Draining:    node.Draining,
+		Draining:    func() bool { return draining.Load() || node.Draining() },
 		CORSOrigins: cfg.CORSOrigins,
 		// A turn may wait on the model; the HTTP deadline must not cut it first.
 		RequestTimeout: actors.DefaultTurnTimeout + 15*time.Second,
@@ -199,15 +201,36 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
+	// Shutdown runs in stages, each component with its own context: readiness
+	// reports draining for the grace period while requests are still served,
+	// then the gateway stops and finishes its requests, then the node leaves
+	// the cluster (final snapshots), then the writer drains.
 	g, gctx := errgroup.WithContext(ctx)
 	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
+	gwCtx, stopGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWriter()
+	defer stopNode()
+	defer stopGateway()
 	g.Go(func() error { return writer.Run(writerCtx) })
 	g.Go(func() error {
 		defer stopWriter()
-		return node.Run(gctx)
+		return node.Run(nodeCtx)
 	})
-	g.Go(func() error { return gw.Run(gctx) })
+	g.Go(func() error {
+		defer stopNode()
+		return gw.Run(gwCtx)
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		draining.Store(true)
+		if ctx.Err() != nil {
+			log.Info("draining", "grace", cfg.DrainGrace)
+			time.Sleep(cfg.DrainGrace)
+		}
+		stopGateway()
+		return nil
+	})
 	log.Info("kowai node starting", "http_addr", cfg.HTTPAddr, "database", db.String(),
 		"cluster_provider", cfg.ClusterProvider, "llm_provider", cfg.LLMProvider)
 	if err := g.Wait(); err != nil {

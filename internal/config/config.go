@@ -62,6 +62,7 @@ type Config struct {
 
 	RateLimit   string
 	CORSOrigins []string
+	DrainGrace  time.Duration
 	LogLevel    string
 	LogFormat   string
 	DataDir     string
@@ -230,6 +231,14 @@ func settings() []setting {
 				}
 			}
 			c.CORSOrigins = splitList(raw)
+			return nil
+		}},
+		{"KOWAI_DRAIN_GRACE", "drain-grace", "2s", "on SIGTERM, how long readiness reports draining before the gateway stops accepting", func(c *Config, raw string) error {
+			d, err := time.ParseDuration(raw)
+			if err != nil || d < 0 {
+				return errors.New("want a Go duration >= 0 such as 2s")
+			}
+			c.DrainGrace = d
 			return nil
 		}},
 		{"KOWAI_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
