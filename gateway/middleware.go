@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -70,6 +71,22 @@ type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
+
+	// Resolving label values hashes them on every call; the set of
+	// (route template, method, status) is small, so each child is looked up
+	// once and kept.
+	mu        sync.RWMutex
+	observers map[observerKey]routeObserver
+}
+
+type observerKey struct {
+	route, method string
+	status        int
+}
+
+type routeObserver struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
@@ -84,6 +101,7 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kowai_http_requests_in_flight", Help: "HTTP requests being served.",
 		}),
+		observers: make(map[observerKey]routeObserver),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight} {
 		if err := reg.Register(c); err != nil {
@@ -91,6 +109,24 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// observer returns the series of one route template, method and status.
+// route and method must not alias a request buffer: they are kept.
+func (m *httpMetrics) observer(route, method string, status int) routeObserver {
+	k := observerKey{route: route, method: method, status: status}
+	m.mu.RLock()
+	o, ok := m.observers[k]
+	m.mu.RUnlock()
+	if ok {
+		return o
+	}
+	o = routeObserver{requests: m.requests.WithLabelValues(route, method, strconv.Itoa(status)),
+		duration: m.duration.WithLabelValues(route, method)}
+	m.mu.Lock()
+	m.observers[k] = o
+	m.mu.Unlock()
+	return o
 }
 
 // observe wraps the rest of the chain: it renders errors (so the status is
@@ -106,21 +142,47 @@ func observe(log *slog.Logger, m *httpMetrics, onError fiber.ErrorHandler) fiber
 				return herr
 			}
 		}
-		route := "unmatched"
-		if r := c.Route(); r != nil && r.Path != "" && c.Response().StatusCode() != http.StatusNotFound {
-			route = r.Path
-		}
 		status := c.Response().StatusCode()
-		elapsed := time.Since(start)
-		method := c.Method()
-		m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
-		m.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
-		attrs := []any{"method", method, "route", route, "status", status,
-			"duration_ms", float64(elapsed.Microseconds()) / 1000}
-		if p, ok := auth.PrincipalFrom(c); ok {
-			attrs = append(attrs, "user_id", p.UserID)
+		route := "unmatched"
+		if r := c.Route(); r != nil && r.Path != "" && status != http.StatusNotFound {
+			route = r.Path // the registered template, not request memory
 		}
-		log.InfoContext(c.UserContext(), "http request", attrs...)
+		method := knownMethod(c.Method())
+		elapsed := time.Since(start)
+		o := m.observer(route, method, status)
+		o.requests.Inc()
+		o.duration.Observe(elapsed.Seconds())
+		attrs := [6]slog.Attr{slog.String("method", method), slog.String("route", route), slog.Int("status", status),
+			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000)}
+		n := 4
+		if p, ok := auth.PrincipalFrom(c); ok {
+			attrs[n] = slog.String("user_id", p.UserID)
+			n++
+		}
+		log.LogAttrs(c.UserContext(), slog.LevelInfo, "http request", attrs[:n]...)
 		return nil
 	}
+}
+
+// knownMethod returns the constant equal to method, or "other": label values
+// are kept by Prometheus, and the request's method string aliases a buffer
+// that is reused.
+func knownMethod(method string) string {
+	switch method {
+	case fiber.MethodGet:
+		return fiber.MethodGet
+	case fiber.MethodHead:
+		return fiber.MethodHead
+	case fiber.MethodPost:
+		return fiber.MethodPost
+	case fiber.MethodPut:
+		return fiber.MethodPut
+	case fiber.MethodPatch:
+		return fiber.MethodPatch
+	case fiber.MethodDelete:
+		return fiber.MethodDelete
+	case fiber.MethodOptions:
+		return fiber.MethodOptions
+	}
+	return "other"
 }

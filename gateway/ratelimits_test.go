@@ -18,6 +18,18 @@ import (
 // and is skipped, loudly, elsewhere.
 func testRedisLimiter(tb testing.TB) *ratelimit.Redis {
 	tb.Helper()
+	return testRedisLimiterOn(tb, testRedisClient(tb))
+}
+
+// testRedisLimiterOn returns a limiter over client with a key prefix of its own.
+func testRedisLimiterOn(tb testing.TB, client *redis.Client) *ratelimit.Redis {
+	tb.Helper()
+	return ratelimit.NewRedis(client, ratelimit.RedisOptions{Prefix: "kowai-test:gw:" + rand.Text() + ":"})
+}
+
+// testRedisClient connects to KOWAI_TEST_REDIS_URL (see testRedisLimiter).
+func testRedisClient(tb testing.TB) *redis.Client {
+	tb.Helper()
 	url := os.Getenv("KOWAI_TEST_REDIS_URL")
 	if url == "" {
 		if os.Getenv("CI") == "true" {
@@ -34,7 +46,7 @@ func testRedisLimiter(tb testing.TB) *ratelimit.Redis {
 	if err := client.Ping(tb.Context()).Err(); err != nil {
 		tb.Fatalf("redis ping: %v", err)
 	}
-	return ratelimit.NewRedis(client, ratelimit.RedisOptions{Prefix: "kowai-test:gw:" + rand.Text() + ":"})
+	return client
 }
 
 func TestRateLimits(t *testing.T) {
