@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/actors/agenttype"
@@ -34,9 +35,9 @@ func (f *failingSnapshots) SaveSnapshot(ctx context.Context, s persistence.Snaps
 	return f.LogWriter.SaveSnapshot(ctx, s, expected)
 }
 
-// An idle session passivates on its receive timeout with a final snapshot when its
-// state is ahead of the saved one, and the next request activates it from the snapshot
-// plus the log's tail.
+// An idle session passivates on its receive timeout with a final snapshot when the
+// log is ahead of the saved one, and the next request activates it from the snapshot,
+// catching up from the log's tail whatever the snapshot lacks.
 func TestPassivationAndActivation(t *testing.T) {
 	db := persisttest.SQLite(t)
 	var fw *failingSnapshots
@@ -45,22 +46,24 @@ func TestPassivationAndActivation(t *testing.T) {
 		d.Writer = fw
 		d.IdleTimeout = 100 * time.Millisecond
 	}})
-	h.mustSend(conv1, 0, "one", "")
-	fw.fail.Store(true)
-	h.mustSend(conv1, 0, "two", "") // durable in the log, snapshot save fails
 	snaps := persistence.NewSnapshotStore(db)
-	if s, err := snaps.Load(t.Context(), KindSession, conv1); err != nil || s.Version != 1 {
-		t.Fatalf("snapshot before passivation = %+v, %v", s, err)
+	h.mustSend(conv1, 0, "one", "")
+	h.mustSend(conv1, 0, "two", "")
+	if s, err := snaps.Load(t.Context(), KindSession, conv1); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("snapshot before passivation = %+v, %v; want none, the lag is below SnapshotLag", s, err)
 	}
-	fw.fail.Store(false)
-	eventually(t, 5*time.Second, func() error {
-		if h.alive(KindSession, conv1) {
-			return errors.New("session not passivated")
-		}
-		return nil
-	})
+	waitPassivated := func() {
+		t.Helper()
+		eventually(t, 5*time.Second, func() error {
+			if h.alive(KindSession, conv1) {
+				return errors.New("session not passivated")
+			}
+			return nil
+		})
+	}
+	waitPassivated()
 	s, err := snaps.Load(t.Context(), KindSession, conv1)
-	if err != nil || s.Version != 2 {
+	if err != nil || s.Version != 4 {
 		t.Fatalf("final snapshot = %+v, %v", s, err)
 	}
 	var st sessionState
@@ -71,25 +74,49 @@ func TestPassivationAndActivation(t *testing.T) {
 		t.Fatalf("passivations = %v", got)
 	}
 
-	// A snapshot that lags the log (written before the last turn) is caught up from
-	// the tail on activation.
+	// Activated from the snapshot, the session goes on; its final snapshot fails, so the
+	// snapshot lags the log, and the next activation catches up from the log's tail.
+	fw.fail.Store(true)
+	h.mustSend(conv1, 0, "three", "")
+	waitPassivated()
+	fw.fail.Store(false)
+	if s, err := snaps.Load(t.Context(), KindSession, conv1); err != nil || s.Version != 4 {
+		t.Fatalf("snapshot after a failed final save = %+v, %v", s, err)
+	}
+	info := h.info(conv1)
+	if info.LastSeq != 6 || info.Turns != 3 {
+		t.Fatalf("activated from a lagging snapshot: %v", info)
+	}
+	model := h.rt.deps.LM.(*lmtest.Scripted)
+	h.mustSend(conv1, 0, "four", "")
+	if prompt := lm.MessagesText(model.Requests()[3].Messages); !containsAll(prompt, "echo: one", "echo: two", "echo: three") {
+		t.Fatalf("history lost across activations: %s", prompt)
+	}
+
+	// Without a snapshot, the conversation's row and the log's tail rebuild the state.
+	waitPassivated()
 	if err := snaps.Delete(t.Context(), KindSession, conv1); err != nil {
 		t.Fatal(err)
 	}
-	info, err := actorpb.As[*actorpb.ConversationInfo](h.grains.Call(t.Context(), KindSession, conv1, &actorpb.GetConversation{
-		ConversationId: conv1, UserId: h.users[0]}))
-	if err != nil || info.LastSeq != 4 || info.Turns != 2 || info.AgentId != agenttype.DefaultAgentID() {
-		t.Fatalf("activated without snapshot: %v, %v", info, err)
+	if info := h.info(conv1); info.LastSeq != 8 || info.Turns != 4 || info.AgentId != agenttype.DefaultAgentID() {
+		t.Fatalf("activated without snapshot: %v", info)
 	}
-	res := h.mustSend(conv1, 0, "three", "")
-	if res.Seq != 6 {
+	if res := h.mustSend(conv1, 0, "five", ""); res.Seq != 10 {
 		t.Fatalf("seq after reactivation = %d", res.Seq)
 	}
-	model := h.rt.deps.LM.(*lmtest.Scripted)
-	if prompt := lm.MessagesText(model.Requests()[2].Messages); !containsAll(prompt, "echo: one", "echo: two") {
-		t.Fatalf("history lost across activation: %s", prompt)
+	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant, roleUser, roleAssistant,
+		roleUser, roleAssistant, roleUser, roleAssistant)
+}
+
+// info asks the session of conv for the conversation as its owner sees it.
+func (h *harness) info(conv string) *actorpb.ConversationInfo {
+	h.t.Helper()
+	info, err := actorpb.As[*actorpb.ConversationInfo](h.grains.Call(context.Background(), KindSession, conv,
+		&actorpb.GetConversation{ConversationId: conv, UserId: h.users[0]}))
+	if err != nil {
+		h.t.Fatal(err)
 	}
-	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant, roleUser, roleAssistant)
+	return info
 }
 
 func containsAll(s string, parts ...string) bool {
@@ -123,80 +150,155 @@ func TestOnLeave(t *testing.T) {
 
 // Fencing: two activations of one conversation overlap (same identity, same database,
 // two actors). The stale one's write is rejected, it stops, its caller gets a
-// retryable error, and the log has no gap and no duplicate.
+// retryable error, and the log has no gap and no duplicate. Whether the snapshot is
+// saved with every reply or lags the log, the log's unique seq fences the appends.
 func TestFencing(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		lag         int
+		wantVersion int64 // of the snapshot at the end
+	}{
+		{name: "snapshot every reply", lag: 1, wantVersion: 6},
+		{name: "snapshot lags", lag: DefaultSnapshotLag, wantVersion: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+				testFencing(t, db, tc.lag, tc.wantVersion)
+			})
+		})
+	}
+}
+
+func testFencing(t *testing.T, db *persistence.DB, lag int, wantVersion int64) {
+	h := newHarness(t, db, harnessOptions{deps: func(d *Deps) { d.SnapshotLag = lag }})
+	h.mustSend(conv1, 0, "before", "")
+	h.passivate(conv1)
+
+	// Both activations load the same state.
+	a, b := h.spawnSession("activation-a"), h.spawnSession("activation-b")
+	for _, pid := range []*actor.PID{a, b} {
+		res, err := h.ask(pid, &actorpb.GetConversation{ConversationId: conv1, UserId: h.users[0]})
+		if info, ok := res.(*actorpb.ConversationInfo); err != nil || !ok || info.LastSeq != 2 {
+			t.Fatalf("activation state = %v, %v", res, err)
+		}
+	}
+	// A wins seq 3 and 4; B, stale, collides on seq 3.
+	if res, err := h.sendTo(a, "from a", "ka"); err != nil || res.Seq != 4 {
+		t.Fatalf("a = %v, %v", res, err)
+	}
+	_, err := h.sendTo(b, "from b", "kb")
+	if !errors.Is(err, actorpb.ErrUnavailable) {
+		t.Fatalf("stale activation: err = %v, want unavailable", err)
+	}
+	h.waitStopped("activation-b")
+	if got := h.counter("kowai_actor_fenced_total", map[string]string{"kind": KindSession}); got != 1 {
+		t.Fatalf("fenced = %v", got)
+	}
+	if got := h.counter("kowai_actor_stops_total", map[string]string{"kind": "session-turn", "reason": "conflict"}); got != 1 {
+		t.Fatalf("turn stops for conflict = %v", got)
+	}
+	// The caller retries with the same key and reaches a fresh activation.
+	res, err := h.send(t.Context(), conv1, 0, "from b", "kb")
+	if err != nil || res.Seq != 6 {
+		t.Fatalf("retry = %v, %v", res, err)
+	}
+
+	// A is stale now too (it never saw seq 5 and 6): its next write is fenced at the
+	// log, and nothing acknowledged is overwritten.
+	if _, err := h.sendTo(a, "late a", "ka2"); !errors.Is(err, actorpb.ErrUnavailable) {
+		t.Fatalf("second stale activation: err = %v", err)
+	}
+	msgs := h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant, roleUser, roleAssistant)
+	if msgs[2].Content != "from a" || msgs[4].Content != "from b" {
+		t.Fatalf("log = %+v", msgs)
+	}
+	snap, err := persistence.NewSnapshotStore(db).Load(t.Context(), KindSession, conv1)
+	if err != nil || snap.Version != wantVersion {
+		t.Fatalf("snapshot = %+v, %v; want version %d", snap, err, wantVersion)
+	}
+}
+
+// Fencing at the snapshot: the stale activation's log append finds its seq free, but
+// the snapshot saved with its reply lost its compare-and-swap, so the reply, committed
+// together with the snapshot, is not written; the user's message waits in the log for
+// the retry, which answers it once.
+func TestFencingAtSnapshot(t *testing.T) {
 	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
-		h := newHarness(t, db, harnessOptions{})
+		h := newHarness(t, db, harnessOptions{deps: func(d *Deps) { d.SnapshotLag = 1 }})
 		h.mustSend(conv1, 0, "before", "")
+		snaps := persistence.NewSnapshotStore(db)
+		if err := snaps.Delete(t.Context(), KindSession, conv1); err != nil {
+			t.Fatal(err)
+		}
 		h.passivate(conv1)
 
-		// Both activations load the same state.
-		spawn := func(name string) *actor.PID {
-			pid, err := h.sys.Root.SpawnNamed(h.rt.SessionProps(conv1), name)
-			if err != nil {
+		// Both activate without a snapshot; A, catching up from the log, saves one as it
+		// passivates.
+		a, b := h.spawnSession("activation-a"), h.spawnSession("activation-b")
+		for _, pid := range []*actor.PID{a, b} {
+			if _, err := h.ask(pid, &actorpb.GetConversation{ConversationId: conv1, UserId: h.users[0]}); err != nil {
 				t.Fatal(err)
 			}
-			return pid
 		}
-		a, b := spawn("activation-a"), spawn("activation-b")
-		ask := func(pid *actor.PID, msg any) (any, error) {
-			return h.sys.Root.RequestFuture(pid, msg, 10*time.Second).Result()
+		if _, err := h.ask(a, &actorpb.Passivate{}); err != nil {
+			t.Fatal(err)
 		}
-		for _, pid := range []*actor.PID{a, b} {
-			res, err := ask(pid, &actorpb.GetConversation{ConversationId: conv1, UserId: h.users[0]})
-			if info, ok := res.(*actorpb.ConversationInfo); err != nil || !ok || info.LastSeq != 2 {
-				t.Fatalf("activation state = %v, %v", res, err)
-			}
-		}
-		send := func(pid *actor.PID, content, key string) (*actorpb.TurnResult, error) {
-			res, err := ask(pid, &actorpb.SendMessage{ConversationId: conv1, UserId: h.users[0], Content: content, IdempotencyKey: key})
-			if err != nil {
-				return nil, err
-			}
-			if e, ok := res.(*actorpb.ErrorReply); ok {
-				return nil, e.Err()
-			}
-			return res.(*actorpb.TurnResult), nil
-		}
-		// A wins seq 3 and 4; B, stale, collides on seq 3.
-		if res, err := send(a, "from a", "ka"); err != nil || res.Seq != 4 {
-			t.Fatalf("a = %v, %v", res, err)
-		}
-		_, err := send(b, "from b", "kb")
-		if !errors.Is(err, actorpb.ErrUnavailable) {
-			t.Fatalf("stale activation: err = %v, want unavailable", err)
-		}
-		eventually(t, 5*time.Second, func() error {
-			if _, ok := h.sys.ProcessRegistry.GetLocal("activation-b"); ok {
-				return errors.New("stale activation still running")
-			}
-			return nil
-		})
-		if got := h.counter("kowai_actor_fenced_total", map[string]string{"kind": KindSession}); got != 1 {
-			t.Fatalf("fenced = %v", got)
-		}
-		if got := h.counter("kowai_actor_stops_total", map[string]string{"kind": "session-turn", "reason": "conflict"}); got != 1 {
-			t.Fatalf("turn stops for conflict = %v", got)
-		}
-		// The caller retries with the same key and reaches a fresh activation.
-		res, err := h.send(t.Context(), conv1, 0, "from b", "kb")
-		if err != nil || res.Seq != 6 {
-			t.Fatalf("retry = %v, %v", res, err)
+		h.waitStopped("activation-a")
+		if s, err := snaps.Load(t.Context(), KindSession, conv1); err != nil || s.Version != 2 {
+			t.Fatalf("snapshot saved by a = %+v, %v", s, err)
 		}
 
-		// A is stale now too (it never saw seq 5 and 6): its next write is fenced at the
-		// snapshot or the log, and nothing acknowledged is overwritten.
-		if _, err := send(a, "late a", "ka2"); !errors.Is(err, actorpb.ErrUnavailable) {
-			t.Fatalf("second stale activation: err = %v", err)
+		if _, err := h.sendTo(b, "from b", "kb"); !errors.Is(err, actorpb.ErrUnavailable) {
+			t.Fatalf("stale activation: err = %v, want unavailable", err)
 		}
-		msgs := h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant, roleUser, roleAssistant)
-		if msgs[2].Content != "from a" || msgs[4].Content != "from b" {
-			t.Fatalf("log = %+v", msgs)
+		h.waitStopped("activation-b")
+		h.checkLog(conv1, roleUser, roleAssistant, roleUser)
+		res, err := h.send(t.Context(), conv1, 0, "from b", "kb")
+		if err != nil || res.Seq != 4 {
+			t.Fatalf("retry = %v, %v", res, err)
 		}
-		snap, err := persistence.NewSnapshotStore(db).Load(t.Context(), KindSession, conv1)
-		if err != nil || snap.Version != 3 {
-			t.Fatalf("snapshot = %+v, %v", snap, err)
+		msgs := h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
+		if msgs[2].Content != "from b" || res.UserMessageId != msgs[2].ID {
+			t.Fatalf("log = %+v, result %v", msgs, res)
 		}
+		if s, err := snaps.Load(t.Context(), KindSession, conv1); err != nil || s.Version != 4 {
+			t.Fatalf("snapshot after the retry = %+v, %v", s, err)
+		}
+	})
+}
+
+// spawnSession spawns a session of conv1 under name, beside the grain's own.
+func (h *harness) spawnSession(name string) *actor.PID {
+	h.t.Helper()
+	pid, err := h.sys.Root.SpawnNamed(h.rt.SessionProps(conv1), name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return pid
+}
+
+func (h *harness) ask(pid *actor.PID, msg any) (any, error) {
+	return h.sys.Root.RequestFuture(pid, msg, 10*time.Second).Result()
+}
+
+// sendTo sends a turn of conv1 to the session pid as user 0.
+func (h *harness) sendTo(pid *actor.PID, content, key string) (*actorpb.TurnResult, error) {
+	res, err := h.ask(pid, &actorpb.SendMessage{ConversationId: conv1, UserId: h.users[0], Content: content, IdempotencyKey: key})
+	if err != nil {
+		return nil, err
+	}
+	m, _ := res.(proto.Message)
+	return actorpb.As[*actorpb.TurnResult](m, nil)
+}
+
+// waitStopped waits until the actor named name is gone.
+func (h *harness) waitStopped(name string) {
+	h.t.Helper()
+	eventually(h.t, 5*time.Second, func() error {
+		if _, ok := h.sys.ProcessRegistry.GetLocal(name); ok {
+			return fmt.Errorf("%s still running", name)
+		}
+		return nil
 	})
 }
 

@@ -36,6 +36,11 @@ const (
 	DefaultHistoryWindow = agenttype.DefaultHistoryWindow
 	DefaultAgentWorkers  = 8
 	DefaultAgentQueue    = 1024
+	// DefaultSnapshotLag lets a session's snapshot trail the log by up to 8 turns (two
+	// messages each): the snapshot rides along with every 8th reply instead of every
+	// reply, and activation, which reads the HistoryWindow's 20 last messages anyway,
+	// still finds every message the snapshot lacks.
+	DefaultSnapshotLag = 16
 )
 
 // ErrInvalidDeps means New was given unusable dependencies; the message names the field.
@@ -93,6 +98,12 @@ type Deps struct {
 	// HistoryWindow is how many recent messages a session keeps in memory (and in its
 	// snapshot) to give the agent as history.
 	HistoryWindow int
+	// SnapshotLag is how many log messages a session's snapshot may lack: a turn whose
+	// messages would make the lag reach it saves the snapshot in the same commit as
+	// its reply, and passivation saves any lag. Activation reads the last
+	// max(HistoryWindow, SnapshotLag) messages of the log, so it sees every message a
+	// snapshot lacks. 1 saves the snapshot with every reply.
+	SnapshotLag int
 	// AgentWorkers bounds the model calls one agent runs at once, unless its config sets
 	// max_concurrency; AgentQueue bounds the calls waiting for a worker.
 	AgentWorkers int
@@ -137,6 +148,7 @@ func New(deps Deps) (*Runtime, error) {
 	deps.HistoryWindow = orDefault(deps.HistoryWindow, DefaultHistoryWindow)
 	deps.AgentWorkers = orDefault(deps.AgentWorkers, DefaultAgentWorkers)
 	deps.AgentQueue = orDefault(deps.AgentQueue, DefaultAgentQueue)
+	deps.SnapshotLag = orDefault(deps.SnapshotLag, DefaultSnapshotLag)
 	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -192,6 +204,12 @@ func Classifiers() []supervisors.Classifier {
 		supervisors.Match(supervisors.KindModelError, lm.ErrRateLimited, lm.ErrUnavailable, lm.ErrBadRequest,
 			lm.ErrAuth, lm.ErrContentFiltered, lm.ErrCircuitOpen, lm.ErrProvider),
 	}
+}
+
+// logReadLimit is how many of the log's last messages an activation reads: the history
+// window, and at least every message the snapshot may lack.
+func (rt *Runtime) logReadLimit() int {
+	return max(rt.deps.HistoryWindow, rt.deps.SnapshotLag)
 }
 
 // SetCaller sets the grain client; call it before the cluster node starts.

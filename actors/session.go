@@ -30,10 +30,11 @@ type session struct {
 	log      *slog.Logger
 
 	// loaded: state and version reflect the database. exists: the conversation row
-	// exists. dirty: state is ahead of the saved snapshot.
-	loaded, exists, dirty bool
-	state                 sessionState
-	version               int64
+	// exists. unsaved: how many of the log's messages the saved snapshot lacks.
+	loaded, exists bool
+	unsaved        int
+	state          sessionState
+	version        int64
 
 	running     *turn
 	queue       []*turn
@@ -104,9 +105,11 @@ func (s *session) Receive(ctx actor.Context) {
 	}
 }
 
-// ensureLoaded activates the session's state: the snapshot, then the log's tail, which
-// wins where the two disagree (the log is the truth; a snapshot may lag after a failed
-// save). A missing conversation is not an error: the first SendMessage creates it.
+// ensureLoaded activates the session's state. A current snapshot is one read, which
+// also checks that the log does not go on past it; otherwise the log's tail is read
+// and wins where it and the snapshot disagree (turns since the last snapshot are only
+// in the log). A missing conversation is not an error: the first SendMessage creates
+// it.
 func (s *session) ensureLoaded(corr string) *actorpb.ErrorReply {
 	if s.loaded {
 		return nil
@@ -118,21 +121,20 @@ func (s *session) ensureLoaded(corr string) *actorpb.ErrorReply {
 		return errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "conversation %s cannot be loaded now", s.identity)
 	}
 	var st sessionState
-	var version int64
-	snap, err := s.rt.deps.Snapshots.Load(ctx, KindSession, s.identity)
+	snap, behind, err := s.rt.deps.Snapshots.LoadSession(ctx, KindSession, s.identity)
+	found := err == nil
 	switch {
-	case err == nil:
+	case found:
 		if err := json.Unmarshal(snap.State, &st); err != nil {
 			return fail("decode snapshot", err)
 		}
-		version = snap.Version
 	case !errors.Is(err, persistence.ErrNotFound):
 		return fail("load snapshot", err)
 	}
 	if st.OwnerID == "" {
 		conv, err := s.rt.deps.Conversations.Get(ctx, s.identity)
 		if errors.Is(err, persistence.ErrNotFound) {
-			s.state, s.version, s.exists, s.loaded, s.dirty = sessionState{}, version, false, true, false
+			s.state, s.version, s.exists, s.loaded, s.unsaved = sessionState{}, snap.Version, false, true, 0
 			s.rt.metrics.loaded.WithLabelValues(KindSession).Inc()
 			return nil
 		}
@@ -141,25 +143,17 @@ func (s *session) ensureLoaded(corr string) *actorpb.ErrorReply {
 		}
 		st = sessionState{OwnerID: conv.OwnerID, AgentID: conv.AgentID, Title: conv.Title}
 	}
-	window := s.rt.deps.HistoryWindow
-	tail, err := s.rt.deps.Messages.Tail(ctx, s.identity, window)
-	if err != nil {
-		return fail("read log tail", err)
-	}
-	dirty := false
-	if n := len(tail); n > 0 && tail[n-1].Seq != st.LastSeq {
-		// The snapshot lags the log: rebuild the tail from the log.
-		entries := make([]tailEntry, n)
-		for i, m := range tail {
-			entries[i] = entryOf(m)
-			if m.Role == roleAssistant && m.Seq > st.LastSeq {
-				st.Turns++
-			}
+	unsaved := 0
+	// The snapshot is current when the log has nothing past it; that check holds only
+	// for a snapshot versioned by its last seq (see snapshotOf).
+	if !found || behind || snap.Version != st.LastSeq {
+		tail, err := s.rt.deps.Messages.Tail(ctx, s.identity, s.rt.logReadLimit())
+		if err != nil {
+			return fail("read log tail", err)
 		}
-		st.Tail, st.LastSeq, dirty = nil, 0, true
-		st = st.with(window, entries...)
+		st, unsaved = st.catchUp(s.rt.deps.HistoryWindow, tail)
 	}
-	s.state, s.version, s.exists, s.loaded, s.dirty = st, version, true, true, dirty
+	s.state, s.version, s.exists, s.loaded, s.unsaved = st, snap.Version, true, true, unsaved
 	s.rt.metrics.loaded.WithLabelValues(KindSession).Inc()
 	return nil
 }
@@ -336,7 +330,8 @@ func (s *session) resolveAgent(req *actorpb.SendMessage) *actorpb.ErrorReply {
 // start runs t in a turn child with a copy of the state.
 func (s *session) start(ctx actor.Context, t *turn) {
 	jctx, cancel := context.WithTimeout(context.Background(), s.rt.deps.TurnTimeout)
-	job := &turnJob{rt: s.rt, convID: s.identity, req: t.req, state: s.state, version: s.version, exists: s.exists, ctx: jctx}
+	job := &turnJob{rt: s.rt, convID: s.identity, req: t.req, state: s.state, version: s.version, unsaved: s.unsaved,
+		exists: s.exists, ctx: jctx}
 	t.cancel, t.start, t.job = cancel, time.Now(), job
 	s.running = t
 	t.child = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &turnActor{job: job} }))
@@ -385,7 +380,7 @@ func (s *session) onTurnDone(ctx actor.Context, d turnDone) {
 	case o.reload:
 		s.unload()
 	case o.adopt:
-		s.state, s.version, s.exists, s.dirty = o.state, o.version, true, o.dirty
+		s.state, s.version, s.exists, s.unsaved = o.state, o.version, true, o.unsaved
 	case !s.exists:
 		// The conversation was not created; the next first message chooses again.
 		s.state = sessionState{}
@@ -476,7 +471,7 @@ func (s *session) passivateIfIdle(ctx actor.Context) {
 	if s.running != nil || len(s.queue) > 0 || s.stopped {
 		return
 	}
-	if s.loaded && s.exists && s.dirty {
+	if s.loaded && s.exists && s.unsaved > 0 {
 		wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		err := s.rt.saveSnapshot(wctx, s.identity, s.state, s.version)
 		cancel()

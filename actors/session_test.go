@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,11 +21,17 @@ import (
 
 const conv1 = "0190a000-0000-7000-8000-000000000001"
 
-// A turn creates the conversation, stores both messages, streams the reply to the
-// requester's PID, saves the snapshot, and only then answers.
+// A turn creates the conversation, stores both messages, moves the conversation's
+// updated_at, streams the reply to the requester's PID, and only then answers. The
+// snapshot rides along with the reply that makes it lag SnapshotLag messages.
 func TestTurn(t *testing.T) {
 	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
-		h := newHarness(t, db, harnessOptions{})
+		var tick atomic.Int64
+		start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+		h := newHarness(t, db, harnessOptions{deps: func(d *Deps) {
+			d.SnapshotLag = 4
+			d.Now = func() time.Time { return start.Add(time.Duration(tick.Add(1)) * time.Millisecond) }
+		}})
 		col := &collector{}
 		target := h.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return col }))
 		res, err := actorpb.As[*actorpb.TurnResult](h.grains.Call(t.Context(), KindSession, conv1, &actorpb.SendMessage{
@@ -48,12 +55,12 @@ func TestTurn(t *testing.T) {
 			t.Fatalf("reply metadata = %s (%v)", msgs[1].Metadata, err)
 		}
 		conv, err := persistence.NewConversationStore(db).Get(t.Context(), conv1)
-		if err != nil || conv.OwnerID != h.users[0] || conv.Title != "hello there" {
+		if err != nil || conv.OwnerID != h.users[0] || conv.Title != "hello there" || !conv.UpdatedAt.After(conv.CreatedAt) {
 			t.Fatalf("conversation = %+v, %v", conv, err)
 		}
-		snap, err := persistence.NewSnapshotStore(db).Load(t.Context(), KindSession, conv1)
-		if err != nil || snap.Version != 1 {
-			t.Fatalf("snapshot = %+v, %v", snap, err)
+		snaps := persistence.NewSnapshotStore(db)
+		if snap, err := snaps.Load(t.Context(), KindSession, conv1); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("snapshot after 2 of 4 messages = %+v, %v", snap, err)
 		}
 		eventually(t, 5*time.Second, func() error {
 			if text, ends := col.text(); text != "echo: hello there" || ends != 1 {
@@ -69,6 +76,14 @@ func TestTurn(t *testing.T) {
 			t.Fatalf("second prompt lacks the history: %s", prompt)
 		}
 		h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
+		snap, err := snaps.Load(t.Context(), KindSession, conv1)
+		var st sessionState
+		if err == nil {
+			err = json.Unmarshal(snap.State, &st)
+		}
+		if err != nil || snap.Version != 4 || st.LastSeq != 4 || st.Turns != 2 || len(st.Tail) != 4 {
+			t.Fatalf("snapshot after 4 messages = %+v (%+v), %v", snap, st, err)
+		}
 	})
 }
 

@@ -3,6 +3,7 @@ package actors
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -96,12 +97,43 @@ func (u *usageRecord) proto() *actorpb.Usage {
 
 // entryOf is the tail entry of a stored message.
 func entryOf(m persistence.Message) tailEntry {
-	e := tailEntry{ID: m.ID, Seq: m.Seq, Role: m.Role, Content: m.Content, Key: m.IdempotencyKey}
 	var meta messageMeta
-	if len(m.Metadata) > 0 && json.Unmarshal(m.Metadata, &meta) == nil {
-		e.ReplyTo, e.Usage = meta.ReplyTo, meta.Usage
+	if len(m.Metadata) > 0 && json.Unmarshal(m.Metadata, &meta) != nil {
+		meta = messageMeta{}
 	}
-	return e
+	return entryWith(m, meta)
+}
+
+// entryWith is the tail entry of a message whose metadata is at hand, which spares a
+// turn decoding the metadata it has just encoded.
+func entryWith(m persistence.Message, meta messageMeta) tailEntry {
+	return tailEntry{ID: m.ID, Seq: m.Seq, Role: m.Role, Content: m.Content, Key: m.IdempotencyKey,
+		ReplyTo: meta.ReplyTo, Usage: meta.Usage}
+}
+
+// catchUp applies the log's tail (oldest first) to a state loaded from a snapshot,
+// which lacks the turns since it was saved. It returns the state and how many of the
+// log's messages the snapshot lacked. When the tail does not continue the snapshot
+// (the log is behind it, or the read did not reach back to it) the log wins and the
+// tail is rebuilt from it alone; only the summary of older messages is then lost.
+func (s sessionState) catchUp(window int, log []persistence.Message) (sessionState, int) {
+	n := len(log)
+	if n == 0 || log[n-1].Seq == s.LastSeq {
+		return s, 0
+	}
+	from := s.LastSeq
+	i := slices.IndexFunc(log, func(m persistence.Message) bool { return m.Seq > from })
+	if i < 0 || log[i].Seq != from+1 {
+		s.Tail, s.LastSeq, i = nil, 0, 0
+	}
+	entries := make([]tailEntry, n-i)
+	for k, m := range log[i:] {
+		entries[k] = entryOf(m)
+		if m.Role == roleAssistant && m.Seq > from {
+			s.Turns++
+		}
+	}
+	return s.with(window, entries...), len(entries)
 }
 
 // with returns the state after appending entries, keeping the last window in the tail

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/doug-martin/goqu/v9"
 	"github.com/google/uuid"
 
 	"github.com/kowai/kowai/actors/actorpb"
@@ -25,6 +23,7 @@ type turnJob struct {
 	req     *actorpb.SendMessage
 	state   sessionState
 	version int64
+	unsaved int
 	exists  bool
 	ctx     context.Context
 }
@@ -33,11 +32,11 @@ type turnJob struct {
 type turnOutcome struct {
 	result *actorpb.TurnResult
 	err    *actorpb.ErrorReply
-	// adopt: state and version are the session's new state; dirty: the snapshot save
-	// failed, so the state is ahead of the saved one.
-	adopt, dirty bool
-	state        sessionState
-	version      int64
+	// adopt: state, version and unsaved are the session's new state.
+	adopt   bool
+	state   sessionState
+	version int64
+	unsaved int
 	// reload: the turn failed in a way that leaves the state unknown.
 	reload bool
 }
@@ -80,8 +79,9 @@ func (j *turnJob) unavailable(what string, err error) turnOutcome {
 }
 
 // run is the turn: create the conversation if needed, find a stored result for the
-// idempotency key, append the user's message, ask the agent, append the reply (or the
-// recorded failure), save the snapshot, and only then produce the answer.
+// idempotency key, append the user's message, ask the agent, and commit the reply (or
+// the recorded failure) with the conversation's updated_at and, when due, the
+// snapshot; only then produce the answer.
 func (j *turnJob) run() turnOutcome {
 	req, st, window := j.req, j.state, j.rt.deps.HistoryWindow
 	corr, key := req.GetCorrelationId(), req.GetIdempotencyKey()
@@ -110,24 +110,27 @@ func (j *turnJob) run() turnOutcome {
 			return j.unavailable("find stored message", err)
 		}
 	}
+	unsaved := j.unsaved
 	if user == nil {
+		meta := messageMeta{CorrelationID: corr}
 		m := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, Role: roleUser,
-			Content: req.GetContent(), Metadata: encodeMeta(messageMeta{CorrelationID: corr}), IdempotencyKey: key,
-			CreatedAt: j.rt.deps.Now()}
+			Content: req.GetContent(), Metadata: encodeMeta(meta), IdempotencyKey: key, CreatedAt: j.rt.deps.Now()}
 		if err := j.rt.deps.Writer.AppendMessages(j.ctx, m); err != nil {
 			if isFencing(err) {
 				fenced("append user message", err)
 			}
 			return j.unavailable("append user message", err)
 		}
-		st = st.with(window, entryOf(m))
+		st = st.with(window, entryWith(m, meta))
 		user = &m
+		unsaved++
 	}
 
 	reply, callErr := j.callAgent(st, user)
 	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	out := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, CreatedAt: j.rt.deps.Now()}
+	now := j.rt.deps.Now()
+	out := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, CreatedAt: now}
 	meta := messageMeta{CorrelationID: corr, ReplyTo: user.ID, AgentID: st.AgentID}
 	var failure *actorpb.ErrorReply
 	if callErr == nil {
@@ -146,13 +149,8 @@ func (j *turnJob) run() turnOutcome {
 		meta.Error = &errorRecord{Code: failure.GetCode().String(), Message: failure.GetMessage()}
 	}
 	out.Metadata = encodeMeta(meta)
-	if err := j.rt.deps.Writer.AppendMessages(wctx, out); err != nil {
-		if isFencing(err) {
-			fenced("append reply", err)
-		}
-		return j.unavailable("append reply", err)
-	}
-	st = st.with(window, entryOf(out))
+	st = st.with(window, entryWith(out, meta))
+	unsaved++
 	if callErr == nil {
 		st.Turns++
 		if p := reply.GetBusyPolicy(); p != "" {
@@ -160,17 +158,23 @@ func (j *turnJob) run() turnOutcome {
 		}
 	}
 
-	o := turnOutcome{adopt: true, state: st, version: j.version}
-	if err := j.persistState(wctx, st); err != nil {
-		if isFencing(err) {
-			fenced("save snapshot", err)
+	o := turnOutcome{adopt: true, state: st, version: j.version, unsaved: unsaved}
+	write := persistence.Ops{persistence.MessagesInsert(out), persistence.ConversationTouch(j.convID, now)}
+	if unsaved >= j.rt.deps.SnapshotLag {
+		snap, err := j.rt.snapshotOf(j.convID, st, j.version)
+		if err != nil {
+			return j.unavailable("encode snapshot", err)
 		}
-		// The turn is durable in the log; the snapshot only speeds up activation, and
-		// the session retries it at passivation.
-		j.rt.log.Warn("snapshot save failed", "conversation_id", j.convID, "correlation_id", corr, "error", err)
-		o.dirty = true
-	} else {
-		o.version = j.version + 1
+		write = append(write, persistence.SnapshotSave(snap, j.version))
+		o.version, o.unsaved = snap.Version, 0
+	}
+	// One commit makes the reply durable, and with it the snapshot: the snapshot's
+	// compare-and-swap fences the reply as much as the log's unique seq does.
+	if err := j.rt.deps.Writer.Submit(wctx, write); err != nil {
+		if isFencing(err) {
+			fenced("commit reply", err)
+		}
+		return j.unavailable("commit reply", err)
 	}
 	if failure != nil {
 		o.err = failure
@@ -243,35 +247,28 @@ func (j *turnJob) failureOf(err error) *actorpb.ErrorReply {
 	return actorpb.NewError(actorpb.Code_CODE_UNAVAILABLE, corr, "the agent did not answer; retry with the same idempotency key")
 }
 
-// persistState saves the snapshot (the fence) and moves the conversation's updated_at,
-// side by side so both land in the same group-commit batch.
-func (j *turnJob) persistState(ctx context.Context, st sessionState) error {
-	var wg sync.WaitGroup
-	var touchErr error
-	now := j.rt.deps.Now().UTC()
-	wg.Go(func() {
-		touchErr = j.rt.deps.Writer.Submit(ctx, persistence.OpFunc(func(ctx context.Context, tx *goqu.TxDatabase) error {
-			_, err := tx.Update("conversations").Prepared(true).Set(goqu.Record{"updated_at": now}).
-				Where(goqu.C("id").Eq(j.convID)).Executor().ExecContext(ctx)
-			return err
-		}))
-	})
-	err := j.rt.saveSnapshot(ctx, j.convID, st, j.version)
-	wg.Wait()
-	if touchErr != nil {
-		j.rt.log.Warn("conversation touch failed", "conversation_id", j.convID, "error", touchErr)
-	}
-	return err
-}
-
-// saveSnapshot stores st as version expected+1 of the session's snapshot.
-func (rt *Runtime) saveSnapshot(ctx context.Context, convID string, st sessionState, expected int64) error {
+// snapshotOf is st as the session's snapshot, replacing version expected. A session
+// snapshot is versioned by the seq of the last message it covers, which grows with
+// every save as a compare-and-swap version must, and lets an activation check that
+// the log has nothing past the snapshot in the same read (persistence LoadSession).
+// A stored version at or past that seq (a snapshot versioned otherwise) is simply
+// exceeded, and activation then reads the log's tail to be sure.
+func (rt *Runtime) snapshotOf(convID string, st sessionState, expected int64) (persistence.Snapshot, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
-		return fmt.Errorf("encode session state: %w", err)
+		return persistence.Snapshot{}, fmt.Errorf("encode session state: %w", err)
 	}
-	return rt.deps.Writer.SaveSnapshot(ctx, persistence.Snapshot{Kind: KindSession, Identity: convID,
-		Version: expected + 1, State: b, UpdatedAt: rt.deps.Now()}, expected)
+	return persistence.Snapshot{Kind: KindSession, Identity: convID, Version: max(st.LastSeq, expected+1), State: b,
+		UpdatedAt: rt.deps.Now()}, nil
+}
+
+// saveSnapshot stores st as the session's snapshot, replacing version expected.
+func (rt *Runtime) saveSnapshot(ctx context.Context, convID string, st sessionState, expected int64) error {
+	snap, err := rt.snapshotOf(convID, st, expected)
+	if err != nil {
+		return err
+	}
+	return rt.deps.Writer.SaveSnapshot(ctx, snap, expected)
 }
 
 func encodeMeta(m messageMeta) json.RawMessage {

@@ -30,6 +30,9 @@ type Snapshots interface {
 	Save(ctx context.Context, s Snapshot, expected int64) error
 	// Delete removes the snapshot of (kind, identity); a missing one is not an error.
 	Delete(ctx context.Context, kind, identity string) error
+	// LoadSession loads the snapshot of a conversation's actor and whether the log goes
+	// on past it, in one round trip; see SnapshotStore.LoadSession.
+	LoadSession(ctx context.Context, kind, conversationID string) (snap Snapshot, behind bool, err error)
 }
 
 // SnapshotStore implements Snapshots on a DB. For writes from many actors, prefer the

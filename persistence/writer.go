@@ -328,8 +328,15 @@ func (w *Writer) Submit(ctx context.Context, op Op) error {
 }
 
 func rowsOf(op Op) int {
-	if in, ok := op.(Insert); ok {
-		return max(1, len(in.Rows))
+	switch op := op.(type) {
+	case Insert:
+		return max(1, len(op.Rows))
+	case Ops:
+		n := 0
+		for _, o := range op {
+			n += rowsOf(o)
+		}
+		return max(1, n)
 	}
 	return 1
 }
@@ -541,7 +548,7 @@ func (w *Writer) attempt(batch []*request, isolated bool) ([]error, error) {
 
 // applyMerged applies the batch with one statement per distinct Insert
 // target, in the order each target first appears, and every other Op in its
-// place. Ops in one batch come from concurrent callers, so no order between
+// place; the members of an Ops take part one by one. Ops in one batch come from concurrent callers, so no order between
 // them is promised beyond that.
 func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) error {
 	type target struct {
@@ -553,20 +560,24 @@ func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) err
 		steps   []any // *target or Op
 		targets = map[string]*target{}
 	)
+	var ops []Op
 	for _, r := range batch {
-		in, ok := r.op.(Insert)
-		if !ok {
-			steps = append(steps, r.op)
-			continue
+		ops = flatten(ops[:0], r.op)
+		for _, op := range ops {
+			in, ok := op.(Insert)
+			if !ok {
+				steps = append(steps, op)
+				continue
+			}
+			key := in.Table + "\x00" + strings.Join(in.Cols, "\x00")
+			t := targets[key]
+			if t == nil {
+				t = &target{table: in.Table, cols: in.Cols}
+				targets[key] = t
+				steps = append(steps, t)
+			}
+			t.rows = append(t.rows, in.Rows...)
 		}
-		key := in.Table + "\x00" + strings.Join(in.Cols, "\x00")
-		t := targets[key]
-		if t == nil {
-			t = &target{table: in.Table, cols: in.Cols}
-			targets[key] = t
-			steps = append(steps, t)
-		}
-		t.rows = append(t.rows, in.Rows...)
 	}
 	for _, s := range steps {
 		var err error

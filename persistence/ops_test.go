@@ -1,0 +1,72 @@
+package persistence_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/persistence/persisttest"
+)
+
+// The Ops of one write commit all together or not at all, also when their Inserts are
+// merged with other writes of the batch and another write of the batch fails.
+func TestWriterOps(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		t.Parallel()
+		h := newHarness(t, db, persistence.WriterOptions{})
+		a, b := newConversation(t, db), newConversation(t, db)
+		at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+		submit := func(op persistence.Op) <-chan error {
+			return h.submit(func() error { return h.w.Submit(context.Background(), op) })
+		}
+		// Queued before Run, the three writes form one batch.
+		ok := submit(persistence.Ops{
+			persistence.MessagesInsert(persistence.Message{ConversationID: a, Seq: 1, Role: "assistant", Content: "reply"}),
+			persistence.ConversationTouch(a, at),
+			persistence.SnapshotSave(persistence.Snapshot{Kind: "session", Identity: a, Version: 1, State: []byte("{}")}, 0),
+		})
+		lost := submit(persistence.Ops{
+			persistence.MessagesInsert(persistence.Message{ConversationID: b, Seq: 1, Role: "assistant", Content: "stale"}),
+			persistence.SnapshotSave(persistence.Snapshot{Kind: "session", Identity: b, Version: 6, State: []byte("{}")}, 5),
+		})
+		plain := h.appendAsync(persistence.Message{ConversationID: a, Seq: 2, Role: "user", Content: "next"})
+		h.run(t.Context())
+
+		if err := recv(t, ok); err != nil {
+			t.Fatalf("ops = %v", err)
+		}
+		if err := recv(t, lost); !errors.Is(err, persistence.ErrConflict) {
+			t.Fatalf("ops with a lost compare-and-swap = %v, want ErrConflict", err)
+		}
+		if err := recv(t, plain); err != nil {
+			t.Fatalf("append beside the ops = %v", err)
+		}
+		if n, rows := h.batches(); n != 1 || rows != 6 {
+			t.Fatalf("batches = %d with %v rows, want 1 with 6", n, rows)
+		}
+
+		msgs := persistence.NewMessageStore(db)
+		for conv, want := range map[string][]int64{a: {1, 2}, b: nil} {
+			tail, err := msgs.Tail(t.Context(), conv, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var seqs []int64
+			for _, m := range tail {
+				seqs = append(seqs, m.Seq)
+			}
+			if !slices.Equal(seqs, want) {
+				t.Fatalf("messages of %s = %v, want %v", conv, seqs, want)
+			}
+		}
+		if c, err := persistence.NewConversationStore(db).Get(t.Context(), a); err != nil || !c.UpdatedAt.Equal(at) {
+			t.Fatalf("touched conversation = %+v, %v", c, err)
+		}
+		if s, err := persistence.NewSnapshotStore(db).Load(t.Context(), "session", a); err != nil || s.Version != 1 {
+			t.Fatalf("snapshot = %+v, %v", s, err)
+		}
+	})
+}
