@@ -1,0 +1,234 @@
+package clustertest
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kowai/kowai/actors"
+	"github.com/kowai/kowai/cluster"
+	ctest "github.com/kowai/kowai/cluster/clustertest"
+	"github.com/kowai/kowai/gateway"
+	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/gateway/ratelimit"
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/signatures"
+	"github.com/kowai/kowai/signatures/lm"
+	"github.com/kowai/kowai/signatures/lm/offline"
+	"github.com/kowai/kowai/supervisors"
+)
+
+// testSecret signs the stack's access tokens.
+var testSecret = []byte("clustertest-secret-0123456789abcdef")
+
+// stack is one kowai node assembled as kowai serve does, serving HTTP on
+// 127.0.0.1.
+type stack struct {
+	url    string
+	db     *persistence.DB
+	writer *persistence.Writer
+	auth   *auth.Service
+	client *http.Client
+}
+
+// stackOptions tune a stack.
+type stackOptions struct {
+	// rateLimit is the per-user limit; zero means the production default.
+	rateLimit ratelimit.Limit
+	// log receives the node's logs; nil discards them (after formatting).
+	log *slog.Logger
+}
+
+// startStack builds a node on db and stops it in Cleanup in kowai serve's
+// order: the gateway first, then the cluster node (final snapshots), then
+// the writer.
+func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
+	tb.Helper()
+	log := opts.log
+	if log == nil {
+		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	reg := prometheus.NewRegistry()
+
+	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg})
+	writerCtx, stopWriter := context.WithCancel(context.Background())
+	writerDone := make(chan error, 1)
+	go func() { writerDone <- writer.Run(writerCtx) }()
+	tb.Cleanup(func() {
+		stopWriter()
+		if err := <-writerDone; err != nil {
+			tb.Errorf("writer: %v", err)
+		}
+	})
+
+	supMetrics, err := supervisors.NewMetrics(reg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stores := gateway.NewStores(db)
+	rt, err := actors.New(actors.Deps{
+		Writer:            writer,
+		Conversations:     stores.Conversations,
+		Messages:          stores.Messages,
+		Agents:            stores.Agents,
+		Snapshots:         persistence.NewSnapshotStore(db),
+		LM:                lm.NewProvider("offline", "kowai-offline", offline.New()),
+		Logger:            log,
+		Metrics:           reg,
+		SupervisorMetrics: supMetrics,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := rt.EnsureBuiltins(tb.Context()); err != nil {
+		tb.Fatal(err)
+	}
+	node := ctest.Start(tb, ctest.Options{
+		Kinds: func() []*pcluster.Kind { return rt.Kinds() },
+		Configure: func(_ int, cfg *cluster.Config) {
+			cfg.RequestTimeout = actors.DefaultTurnTimeout + 10*time.Second
+			cfg.OnLeave = rt.OnLeave
+			cfg.Metrics = reg
+		},
+	})[0]
+	grains := node.Client()
+	rt.SetCaller(grains)
+
+	svc := newAuth(tb, db, log)
+	gw, err := gateway.New(gateway.Options{Addr: "127.0.0.1:0", Logger: log, Registry: reg, Gatherer: reg,
+		Checks:         []gateway.Check{{Name: "database", Probe: db.Ping}},
+		Draining:       node.Draining,
+		RequestTimeout: actors.DefaultTurnTimeout + 15*time.Second,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	types := rt.Types()
+	if err := gw.Mount(gateway.API{
+		Authenticator:    svc,
+		Chat:             &gateway.ClusterChat{Grains: grains},
+		Auth:             svc,
+		OpenRegistration: true,
+		Stores:           stores,
+		AgentTypes: func() []gateway.AgentType {
+			var out []gateway.AgentType
+			for _, t := range rt.AgentTypes() {
+				out = append(out, gateway.AgentType{Name: t.Name, Description: t.Description, Signature: t.Signature, ConfigSchema: t.ConfigSchema})
+			}
+			return out
+		},
+		ValidateSignature: func(s string) error {
+			_, err := signatures.Parse(s)
+			return err
+		},
+		ValidateAgentConfig: func(t string, raw json.RawMessage) error {
+			_, err := types.ParseConfig(t, raw)
+			return err
+		},
+		ClusterInfo: func() any { return node.Info() },
+		RateLimit:   opts.rateLimit,
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- gw.Run(ctx) }()
+	select {
+	case <-gw.Ready():
+	case err := <-served:
+		tb.Fatalf("gateway did not start: %v", err)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}}
+	tb.Cleanup(func() {
+		client.CloseIdleConnections()
+		stop()
+		if err := <-served; err != nil {
+			tb.Errorf("gateway: %v", err)
+		}
+	})
+	return &stack{url: "http://" + gw.Addr().String(), db: db, writer: writer, auth: svc, client: client}
+}
+
+// newAuth builds the authentication service as kowai serve does without
+// Redis, with cheap password hashing.
+func newAuth(tb testing.TB, db *persistence.DB, log *slog.Logger) *auth.Service {
+	tb.Helper()
+	tokens, err := auth.NewTokens(auth.TokenConfig{Secret: testSecret, Issuer: "kowai", Audience: "kowai"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hasher, err := auth.NewHasher(auth.TestArgon2Params(), 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	throttle, err := auth.NewThrottle(auth.ThrottleConfig{Limiter: ratelimit.NewMemory(ratelimit.MemoryOptions{})})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sessions := gateway.NewAuthSessions(db)
+	svc, err := auth.NewService(auth.Config{
+		Users:       gateway.NewAuthUsers(db),
+		Sessions:    sessions,
+		Tokens:      tokens,
+		Hasher:      hasher,
+		Revocations: auth.NewRevocationCache(auth.NewStoreRevocations(sessions, nil), auth.CacheOptions{}),
+		Throttle:    throttle,
+		Logger:      log,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return svc
+}
+
+// reply is a response: its status and body.
+type reply struct {
+	status int
+	body   []byte
+}
+
+// call sends method path with an optional bearer token and JSON body.
+func (s *stack) call(tb testing.TB, method, path, token, body string) reply {
+	tb.Helper()
+	req, err := http.NewRequest(method, s.url+path, strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := s.client.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		tb.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return reply{status: res.StatusCode, body: b}
+}
+
+// decode checks the status and unmarshals the body into v.
+func (r reply) decode(tb testing.TB, status int, v any) {
+	tb.Helper()
+	if r.status != status {
+		tb.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	if v != nil {
+		if err := json.Unmarshal(r.body, v); err != nil {
+			tb.Fatalf("body %s: %v", r.body, err)
+		}
+	}
+}
