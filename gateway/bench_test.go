@@ -210,40 +210,46 @@ func BenchmarkAuthenticatedRead(b *testing.B) {
 // Redis rate limiter (one EVALSHA per request) against the in-process
 // limiter; everything else, the revocation store included, is the same on
 // both sides. It reports redis-cmds/req, which must be 1: nothing else on
-// the path may talk to Redis. It needs KOWAI_TEST_REDIS_URL.
+// the path may talk to Redis, and redis-trips/req, the round trips per
+// request, below 1 when concurrent checks share them. It needs
+// KOWAI_TEST_REDIS_URL.
 //
 // Goal (issue 5): x-vs-baseline (requests per second) >= 0.8.
 func BenchmarkAuthenticatedReadRedisLimiter(b *testing.B) {
 	client := testRedisClient(b)
-	var cmds atomic.Int64
-	client.AddHook(countCommands{&cmds})
+	var cmds, trips atomic.Int64
+	client.AddHook(countCommands{cmds: &cmds, trips: &trips})
 	redisMe, redisToken := kowaiMe(b, testRedisLimiterOn(b, client))
 	memMe, memToken := kowaiMe(b, ratelimit.NewMemory(ratelimit.MemoryOptions{}))
 	candidate := newTarget(b, redisMe, redisToken)
 	candidate.run(b, &tally{}) // loads the script
-	before := cmds.Load()
+	cmds0, trips0 := cmds.Load(), trips.Load()
 	candidate.run(b, &tally{})
-	perRequest := float64(cmds.Load()-before) / benchRequests
+	cmdsPerRequest := float64(cmds.Load()-cmds0) / benchRequests
+	tripsPerRequest := float64(trips.Load()-trips0) / benchRequests
 	compare(b, candidate, newTarget(b, memMe, memToken))
-	b.ReportMetric(perRequest, "redis-cmds/req")
+	b.ReportMetric(cmdsPerRequest, "redis-cmds/req")
+	b.ReportMetric(tripsPerRequest, "redis-trips/req")
 }
 
 // countCommands is a go-redis hook counting the commands sent, pipelined
-// ones included.
-type countCommands struct{ n *atomic.Int64 }
+// ones included, and the round trips (a pipeline is one).
+type countCommands struct{ cmds, trips *atomic.Int64 }
 
 func (h countCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h countCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
+		h.cmds.Add(1)
+		h.trips.Add(1)
 		return next(ctx, cmd)
 	}
 }
 
 func (h countCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(int64(len(cmds)))
+		h.cmds.Add(int64(len(cmds)))
+		h.trips.Add(1)
 		return next(ctx, cmds)
 	}
 }

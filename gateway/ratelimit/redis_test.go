@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,5 +92,57 @@ func TestRedisFailure(t *testing.T) {
 	_, err := l.Allow(t.Context(), "k", ratelimit.PerSecond(1))
 	if err == nil || !errors.Is(err, ratelimit.ErrLimiter) {
 		t.Fatalf("Allow against a closed port: %v, want ErrLimiter", err)
+	}
+}
+
+// Concurrent checks share round trips; each must still count exactly once.
+func TestRedisConcurrentChecks(t *testing.T) {
+	client := testRedis(t)
+	l := ratelimit.NewRedis(client, ratelimit.RedisOptions{Prefix: testPrefix()})
+	limit := ratelimit.Limit{Rate: 25, Period: time.Hour}
+	const callers = 200
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			key := "shared"
+			if i%2 == 1 {
+				key = "other"
+			}
+			r, err := l.Allow(t.Context(), key, limit)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if r.Allowed {
+				allowed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := allowed.Load(); got != 2*25 {
+		t.Fatalf("%d of %d checks on two keys allowed, want 50", got, callers)
+	}
+}
+
+// A Redis that lost its scripts (restart, SCRIPT FLUSH) is answered by
+// loading the script again, for single and concurrent checks alike.
+func TestRedisReloadsFlushedScript(t *testing.T) {
+	client := testRedis(t)
+	l := ratelimit.NewRedis(client, ratelimit.RedisOptions{Prefix: testPrefix()})
+	limit := ratelimit.Limit{Rate: 100, Period: time.Hour}
+	for round := range 3 {
+		if err := client.ScriptFlush(t.Context()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 1 + round*10 {
+			wg.Go(func() {
+				if r, err := l.Allow(t.Context(), "k", limit); err != nil || !r.Allowed {
+					t.Errorf("round %d: %+v, %v", round, r, err)
+				}
+			})
+		}
+		wg.Wait()
 	}
 }
