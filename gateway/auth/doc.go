@@ -27,7 +27,11 @@
 //
 // Access tokens are HS256 JWTs carrying iss, sub, aud, exp, iat, nbf, jti,
 // roles and sid (the session). Verification accepts HS256 only and requires
-// every claim, with 30 seconds of leeway for clock skew. Refresh tokens are
+// every claim, with 30 seconds of leeway for clock skew. A token that passed
+// is remembered for up to a minute (bounded), so the same string presented
+// again costs a map lookup and a re-check of exp, nbf and iat instead of
+// base64, JSON and HMAC; nothing else about the verdict can change while the
+// secret stays the same. Refresh tokens are
 // 32 random bytes, stored only as SHA-256 hashes, and spent on use: every
 // refresh returns a new pair in the same session, and presenting a spent
 // token revokes the whole session.
@@ -40,6 +44,19 @@
 // there is no Redis (StoreRevocations). A RevocationCache in front answers
 // most checks locally; a revocation reaches every other node within the
 // cache TTL (one second by default) and the revoking node at once.
+//
+// # Caches and staleness
+//
+// Me reads the user through a bounded cache with the same one-second TTL
+// (Config.UserCacheTTL). A change to a user committed at time T by another
+// node shows in every Me that starts after T + TTL; a change made through
+// this Service (RevokeUserSessions, which the admin routes call after a role
+// change, a disable or before a delete; a password rehash; an Appwrite link)
+// shows at once, reads in flight included. Since every such admin change
+// also revokes the user's sessions, an old token is refused within the
+// revocation cache's bound anyway; the user cache only decides what a new
+// session's Me shows, and never for longer than the revocation cache could
+// keep an old token alive.
 //
 // # Authorization
 //
