@@ -49,9 +49,15 @@ func Call[Resp proto.Message](ctx context.Context, c GrainCaller, kind, identity
 type Client struct {
 	node     *Node
 	inflight inflight
+
+	mu    sync.Mutex
+	calls map[*sender]struct{}
 }
 
-// Call implements GrainCaller. Errors: ErrNotProtobuf (rejected before sending),
+// Call implements GrainCaller. A call whose grain's member leaves the cluster (it
+// crashed, or was dropped) fails at once with ErrUnavailable: a request that reached a
+// dead node is never answered, and waiting out the timeout would hold the caller (a
+// session's turn, say) for minutes. Errors: ErrNotProtobuf (rejected before sending),
 // ErrUnavailable, ErrTimeout (wrapping context.DeadlineExceeded when the caller's
 // deadline ran out), context.Canceled, ErrUnexpectedReply, or a *GrainError.
 func (cl *Client) Call(ctx context.Context, kind, identity string, req proto.Message) (proto.Message, error) {
@@ -79,6 +85,8 @@ func (cl *Client) Call(ctx context.Context, kind, identity string, req proto.Mes
 	defer cl.inflight.add(-1)
 	start := time.Now()
 	s := newSender(ctx, c.ActorSystem)
+	cl.track(s)
+	defer cl.untrack(s)
 	stop := context.AfterFunc(ctx, s.cancel)
 	res, err := c.Request(identity, kind, req,
 		cluster.WithTimeout(timeout), cluster.WithRetryCount(1), cluster.WithContext(s))
@@ -114,6 +122,8 @@ func (cl *Client) Call(ctx context.Context, kind, identity string, req proto.Mes
 // read from the future the sender recorded.
 func classify(ctx context.Context, s *sender, res any, err error) (proto.Message, string, error) {
 	switch r := res.(type) {
+	case memberLeft:
+		return nil, outcomeUnavailable, fmt.Errorf("%w: member %s left the cluster during the call", ErrUnavailable, r.address)
 	case callCanceled:
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, outcomeTimeout, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
@@ -161,6 +171,35 @@ func checkProto(m proto.Message) error {
 // leaves the node: it is sent to the local future only.
 type callCanceled struct{}
 
+// memberLeft completes a call's future when the member it was sent to leaves the
+// cluster. Like callCanceled, it never leaves the node.
+type memberLeft struct{ address string }
+
+func (cl *Client) track(s *sender) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.calls == nil {
+		cl.calls = map[*sender]struct{}{}
+	}
+	cl.calls[s] = struct{}{}
+}
+
+func (cl *Client) untrack(s *sender) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	delete(cl.calls, s)
+}
+
+// memberLeft fails the calls in flight to the member at address. It runs on the
+// library's topology publisher, so it only sends to local futures and never blocks.
+func (cl *Client) memberLeft(address string) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	for s := range cl.calls {
+		s.memberLeft(address)
+	}
+}
+
 // sender is the library's sending context for one call. It adds the call's headers,
 // remembers the future it created (so the outcome can be classified), and completes that
 // future early when the caller's context ends.
@@ -171,6 +210,7 @@ type sender struct {
 
 	mu       sync.Mutex
 	future   *actor.Future
+	target   string // the address future's request was sent to
 	canceled bool
 }
 
@@ -193,7 +233,7 @@ func (s *sender) RequestFuture(pid *actor.PID, message any, timeout time.Duratio
 	f := actor.NewFuture(s.sys, timeout)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.future = f
+	s.future, s.target = f, pid.GetAddress()
 	if s.canceled {
 		s.sys.Root.Send(f.PID(), callCanceled{})
 		return f
@@ -208,6 +248,14 @@ func (s *sender) cancel() {
 	s.canceled = true
 	if s.future != nil {
 		s.sys.Root.Send(s.future.PID(), callCanceled{})
+	}
+}
+
+func (s *sender) memberLeft(address string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.future != nil && s.target == address {
+		s.sys.Root.Send(s.future.PID(), memberLeft{address: address})
 	}
 }
 

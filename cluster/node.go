@@ -152,6 +152,13 @@ func (n *Node) start(ctx context.Context) (err error) {
 		n.memberID = n.cfg.Name + "@" + sys.ID
 	}
 	c.StartMember()
+	sys.EventStream.Subscribe(func(evt any) {
+		if t, ok := evt.(*cluster.ClusterTopology); ok {
+			for _, m := range t.Left {
+				n.client.memberLeft(m.Address())
+			}
+		}
+	})
 	n.c.Store(c)
 	n.log.Info("cluster node started", "node_id", n.memberID, "address", sys.Address(),
 		"provider", string(n.cfg.Provider), "membership_addr", n.MembershipAddr())
