@@ -51,7 +51,9 @@ type turnRecord struct {
 	messageID, response string
 	// attemptStart is when the acknowledged attempt was sent; ackedAt when its answer came.
 	attemptStart, ackedAt time.Time
-	attempts              int
+	// failures are the failed attempts, as node:outcome, for a failure's report.
+	failures []string
+	current  string
 }
 
 // load drives the conversations through the gateways of a cluster's live nodes.
@@ -116,19 +118,23 @@ func (l *load) turn(conv *conversation) *turnRecord {
 	body := map[string]string{"content": rec.content, "conversation_id": conv.id}
 	for attempt := range maxAttempts {
 		if attempt > 0 {
-			l.count("", true)
+			l.mu.Lock()
+			l.retries++
+			l.mu.Unlock()
 			time.Sleep(min(time.Duration(attempt)*100*time.Millisecond, time.Second))
 		}
 		live := l.c.live()
 		node := live[(conv.index+n+attempt)%len(live)]
-		rec.attempts++
 		start := time.Now()
+		l.mu.Lock()
+		rec.current = fmt.Sprintf("node%d since %s", node.index, start.Format(time.StampMilli))
+		l.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
 		status, raw, err := l.c.do(ctx, node, http.MethodPost, "/api/v1/chat/message", conv.token, rec.key, body)
 		cancel()
 		switch {
 		case err != nil:
-			l.count(transportError(err), false)
+			l.count(rec, node, transportError(err))
 			continue
 		case status == http.StatusOK:
 			var reply struct {
@@ -147,7 +153,7 @@ func (l *load) turn(conv *conversation) *turnRecord {
 			l.acked.Add(1)
 			return rec
 		}
-		l.count(strconv.Itoa(status), false)
+		l.count(rec, node, strconv.Itoa(status))
 		if status < 500 && status != http.StatusConflict && status != http.StatusTooManyRequests {
 			l.fail(fmt.Sprintf("turn %s on node %d: %d %s", rec.key, node.index, status, raw))
 			return rec
@@ -169,15 +175,12 @@ func transportError(err error) string {
 	return "transport"
 }
 
-func (l *load) count(errorKind string, retry bool) {
+// count records a failed attempt.
+func (l *load) count(rec *turnRecord, node *kowaiNode, outcome string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if retry {
-		l.retries++
-	}
-	if errorKind != "" {
-		l.errors[errorKind]++
-	}
+	l.errors[outcome]++
+	rec.failures = append(rec.failures, fmt.Sprintf("node%d:%s", node.index, outcome))
 }
 
 func (l *load) fail(msg string) {
@@ -189,14 +192,15 @@ func (l *load) fail(msg string) {
 // ackedSince reports whether every conversation has a turn acknowledged from an
 // attempt sent after t.
 func (l *load) ackedSince(t time.Time) error {
-	missing := 0
+	var missing []string
 	for _, conv := range l.convs {
 		if l.firstAckAfter(conv, t).IsZero() {
-			missing++
+			missing = append(missing, l.describe(conv))
 		}
 	}
-	if missing > 0 {
-		return fmt.Errorf("%d of %d conversations have no turn acknowledged since %s", missing, len(l.convs), t.Format(time.StampMilli))
+	if len(missing) > 0 {
+		return fmt.Errorf("%d of %d conversations have no turn acknowledged since %s: %s",
+			len(missing), len(l.convs), t.Format(time.StampMilli), strings.Join(missing, "; "))
 	}
 	return nil
 }
@@ -212,6 +216,18 @@ func (l *load) firstAckAfter(conv *conversation, t time.Time) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// describe names a conversation and its last turn's failed attempts.
+func (l *load) describe(conv *conversation) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := fmt.Sprintf("conversation %d (%s)", conv.index, conv.id)
+	if n := len(conv.turns); n > 0 {
+		r := conv.turns[n-1]
+		d += fmt.Sprintf(", turn %s failed %v, current %s", r.key, r.failures, r.current)
+	}
+	return d
 }
 
 // answerAgain sends one more turn to every conversation, after the load: each must be

@@ -57,8 +57,12 @@ func killScenario(t *testing.T, bin, provider string) {
 	t.Logf("killed node %d (%s, hosting the chat agent and %d sessions) with SIGKILL after %d acknowledged turns",
 		victim.index, victim.clusterAddr, len(moved), l.acked.Load())
 	clustertest.Eventually(t, loadTimeout, func() error { return l.ackedSince(killed) })
-	l.halt()
+	// Keep driving until the survivors have dropped the dead member and every
+	// conversation has answered on the settled cluster.
 	c.waitMembers(leaveTimeout)
+	settled := time.Now()
+	clustertest.Eventually(t, loadTimeout, func() error { return l.ackedSince(settled) })
+	l.halt()
 	l.answerAgain()
 	acked, unacked, messages := l.verify()
 
@@ -66,8 +70,8 @@ func killScenario(t *testing.T, bin, provider string) {
 	t.Logf("time from kill -9 to the first successful turn on a conversation of the killed node: %s (all %d moved conversations answered within %s)",
 		first, len(moved), last)
 	report(t, l.summary(t.Name(), acked, unacked, messages,
-		fmt.Sprintf("time-to-recover after kill -9: first moved conversation %s, all %d moved %s; fenced activations=%.0f",
-			first, len(moved), last, c.metric("kowai_actor_fenced_total"))))
+		fmt.Sprintf("time-to-recover after kill -9: first moved conversation %s, all %d moved %s; dead member dropped within %s; fenced activations=%.0f",
+			first, len(moved), last, settled.Sub(killed).Round(time.Millisecond), c.metric("kowai_actor_fenced_total"))))
 }
 
 // joinScenario starts a fourth node while the load runs: the sessions whose owner
