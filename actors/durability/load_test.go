@@ -51,7 +51,8 @@ type turnRecord struct {
 	messageID, response string
 	// attemptStart is when the acknowledged attempt was sent; ackedAt when its answer came.
 	attemptStart, ackedAt time.Time
-	// failures are the failed attempts, as node:outcome, for a failure's report.
+	// failures are the failed attempts, as node:outcome, and current the attempt under
+	// way, for the report of a conversation that does not move on.
 	failures []string
 	current  string
 }
