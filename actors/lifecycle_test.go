@@ -372,3 +372,34 @@ func TestAgentReload(t *testing.T) {
 		t.Fatalf("reloaded instructions not used: %s", p)
 	}
 }
+
+// A session moves its conversation's updated_at with a reply at most once per
+// touchInterval, and at passivation when the last turn came later.
+func TestConversationTouch(t *testing.T) {
+	var now atomic.Int64
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return start.Add(d) }
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{deps: func(d *Deps) {
+		d.Now = func() time.Time { return at(time.Duration(now.Load())) }
+	}})
+	convs := persistence.NewConversationStore(h.db)
+	for _, step := range []struct {
+		clock time.Duration
+		want  time.Duration // updated_at after the turn
+	}{
+		{clock: 0, want: 0},
+		{clock: touchInterval / 2, want: 0},
+		{clock: 2 * touchInterval, want: 2 * touchInterval},
+		{clock: 2*touchInterval + time.Millisecond, want: 2 * touchInterval},
+	} {
+		now.Store(int64(step.clock))
+		h.mustSend(conv1, 0, "hi", "")
+		if c, err := convs.Get(t.Context(), conv1); err != nil || !c.UpdatedAt.Equal(at(step.want)) {
+			t.Fatalf("after a turn at %v: updated_at = %v, %v; want %v", step.clock, c.UpdatedAt, err, at(step.want))
+		}
+	}
+	h.passivate(conv1)
+	if c, err := convs.Get(t.Context(), conv1); err != nil || !c.UpdatedAt.Equal(at(2*touchInterval+time.Millisecond)) {
+		t.Fatalf("after passivation: updated_at = %v, %v", c.UpdatedAt, err)
+	}
+}

@@ -36,11 +36,11 @@ const (
 	DefaultHistoryWindow = agenttype.DefaultHistoryWindow
 	DefaultAgentWorkers  = 8
 	DefaultAgentQueue    = 1024
-	// DefaultSnapshotLag lets a session's snapshot trail the log by up to 8 turns (two
-	// messages each): the snapshot rides along with every 8th reply instead of every
-	// reply, and activation, which reads the HistoryWindow's 20 last messages anyway,
-	// still finds every message the snapshot lacks.
-	DefaultSnapshotLag = 16
+	// DefaultSnapshotLag lets a session's snapshot trail the log by up to 20 turns (two
+	// messages each): the snapshot, a few KiB, rides along with every 20th reply
+	// instead of every reply, and an activation after a crash reads at most 40
+	// messages of the log to catch up.
+	DefaultSnapshotLag = 2 * DefaultHistoryWindow
 )
 
 // ErrInvalidDeps means New was given unusable dependencies; the message names the field.

@@ -35,6 +35,9 @@ type session struct {
 	unsaved        int
 	state          sessionState
 	version        int64
+	// touched is when the session last moved the conversation's updated_at; active is
+	// when its last turn committed.
+	touched, active time.Time
 
 	running     *turn
 	queue       []*turn
@@ -331,7 +334,7 @@ func (s *session) resolveAgent(req *actorpb.SendMessage) *actorpb.ErrorReply {
 func (s *session) start(ctx actor.Context, t *turn) {
 	jctx, cancel := context.WithTimeout(context.Background(), s.rt.deps.TurnTimeout)
 	job := &turnJob{rt: s.rt, convID: s.identity, req: t.req, state: s.state, version: s.version, unsaved: s.unsaved,
-		exists: s.exists, ctx: jctx}
+		touched: s.touched, exists: s.exists, ctx: jctx}
 	t.cancel, t.start, t.job = cancel, time.Now(), job
 	s.running = t
 	t.child = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &turnActor{job: job} }))
@@ -381,6 +384,7 @@ func (s *session) onTurnDone(ctx actor.Context, d turnDone) {
 		s.unload()
 	case o.adopt:
 		s.state, s.version, s.exists, s.unsaved = o.state, o.version, true, o.unsaved
+		s.touched, s.active = o.touched, o.active
 	case !s.exists:
 		// The conversation was not created; the next first message chooses again.
 		s.state = sessionState{}
@@ -465,8 +469,9 @@ func (s *session) onCancel(req *actorpb.CancelTurn) any {
 	return &actorpb.CancelResult{Canceled: canceled}
 }
 
-// passivateIfIdle saves a final snapshot when the state is ahead of the saved one, and
-// stops the session, unless a turn is running (then it passivates when the turn ends).
+// passivateIfIdle saves a final snapshot when the state is ahead of the saved one,
+// and the conversation's updated_at when it trails the last turn, and stops the
+// session, unless a turn is running (then it passivates when the turn ends).
 func (s *session) passivateIfIdle(ctx actor.Context) {
 	if s.running != nil || len(s.queue) > 0 || s.stopped {
 		return
@@ -474,12 +479,17 @@ func (s *session) passivateIfIdle(ctx actor.Context) {
 	if s.loaded && s.exists && s.unsaved > 0 {
 		wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		err := s.rt.saveSnapshot(wctx, s.identity, s.state, s.version)
-		cancel()
 		if err != nil {
 			// Passivation goes on: the log holds every acknowledged message, and the
 			// next activation rebuilds the tail from it.
 			s.log.Warn("final snapshot failed", "conversation_id", s.identity, "error", err)
 		}
+		if s.active.After(s.touched) {
+			if err := s.rt.deps.Writer.Submit(wctx, persistence.ConversationTouch(s.identity, s.active)); err != nil {
+				s.log.Warn("final conversation touch failed", "conversation_id", s.identity, "error", err)
+			}
+		}
+		cancel()
 	}
 	s.rt.metrics.passivations.WithLabelValues(KindSession).Inc()
 	s.stopped = true

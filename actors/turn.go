@@ -24,6 +24,8 @@ type turnJob struct {
 	state   sessionState
 	version int64
 	unsaved int
+	// touched is when the session last moved the conversation's updated_at.
+	touched time.Time
 	exists  bool
 	ctx     context.Context
 }
@@ -32,11 +34,13 @@ type turnJob struct {
 type turnOutcome struct {
 	result *actorpb.TurnResult
 	err    *actorpb.ErrorReply
-	// adopt: state, version and unsaved are the session's new state.
-	adopt   bool
-	state   sessionState
-	version int64
-	unsaved int
+	// adopt: state, version, unsaved and touched are the session's new state, and
+	// active is when the turn committed.
+	adopt           bool
+	state           sessionState
+	version         int64
+	unsaved         int
+	touched, active time.Time
 	// reload: the turn failed in a way that leaves the state unknown.
 	reload bool
 }
@@ -80,8 +84,8 @@ func (j *turnJob) unavailable(what string, err error) turnOutcome {
 
 // run is the turn: create the conversation if needed, find a stored result for the
 // idempotency key, append the user's message, ask the agent, and commit the reply (or
-// the recorded failure) with the conversation's updated_at and, when due, the
-// snapshot; only then produce the answer.
+// the recorded failure) with, when due, the snapshot and the conversation's
+// updated_at; only then produce the answer.
 func (j *turnJob) run() turnOutcome {
 	req, st, window := j.req, j.state, j.rt.deps.HistoryWindow
 	corr, key := req.GetCorrelationId(), req.GetIdempotencyKey()
@@ -158,15 +162,20 @@ func (j *turnJob) run() turnOutcome {
 		}
 	}
 
-	o := turnOutcome{adopt: true, state: st, version: j.version, unsaved: unsaved}
-	write := persistence.Ops{persistence.MessagesInsert(out), persistence.ConversationTouch(j.convID, now)}
-	if unsaved >= j.rt.deps.SnapshotLag {
+	o := turnOutcome{adopt: true, state: st, version: j.version, unsaved: unsaved, touched: j.touched, active: now}
+	write := persistence.Ops{persistence.MessagesInsert(out)}
+	snapshot := unsaved >= j.rt.deps.SnapshotLag
+	if snapshot {
 		snap, err := j.rt.snapshotOf(j.convID, st, j.version)
 		if err != nil {
 			return j.unavailable("encode snapshot", err)
 		}
 		write = append(write, persistence.SnapshotSave(snap, j.version))
 		o.version, o.unsaved = snap.Version, 0
+	}
+	if snapshot || now.Sub(j.touched) >= touchInterval {
+		write = append(write, persistence.ConversationTouch(j.convID, now))
+		o.touched = now
 	}
 	// One commit makes the reply durable, and with it the snapshot: the snapshot's
 	// compare-and-swap fences the reply as much as the log's unique seq does.

@@ -14,7 +14,8 @@ type Conversation struct {
 	OwnerID string
 	AgentID string
 	Title   string
-	// CreatedAt and UpdatedAt default to now; UpdatedAt moves with every turn (Touch).
+	// CreatedAt and UpdatedAt default to now; UpdatedAt follows the turns (Touch; the
+	// session grain keeps it within a second of the last turn).
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

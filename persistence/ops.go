@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/doug-martin/goqu/v9"
@@ -55,12 +56,41 @@ func SnapshotSave(s Snapshot, expectedVersion int64) Op {
 	return snapshotCAS{snap: s, expected: expectedVersion}
 }
 
-// ConversationTouch sets the updated_at of conversation id to at. A conversation that
-// does not exist is not an error: there is nothing to keep in order.
-func ConversationTouch(id string, at time.Time) Op {
-	return OpFunc(func(ctx context.Context, tx *goqu.TxDatabase) error {
-		_, err := tx.Update("conversations").Prepared(true).Set(goqu.Record{"updated_at": utc(at)}).
-			Where(goqu.C("id").Eq(id)).Executor().ExecContext(ctx)
-		return wrap(err, "touch conversation %s", id)
-	})
+// ConversationTouch is the Touch that sets the updated_at of conversation id to at.
+func ConversationTouch(id string, at time.Time) Touch {
+	return Touch{Table: "conversations", Column: "updated_at", ID: id, At: at}
+}
+
+// Touch is an Op that sets a time column of the row with primary key id ("id") to At.
+// A row that does not exist is not an error: there is nothing to keep up to date. The
+// Writer merges the Touches of a batch that name the same table and column into one
+// UPDATE, so that touching the rows a batch appends to costs one statement, like the
+// appends themselves; when a batch touches a row twice, the later write wins.
+type Touch struct {
+	Table, Column string
+	ID            string
+	At            time.Time
+}
+
+// Apply sets the column of the row.
+func (t Touch) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
+	return touchRows(ctx, tx, t.Table, t.Column, []Touch{t})
+}
+
+// touchRows applies touches of one table and column, whose IDs are distinct, with one
+// UPDATE per chunk that the parameter limit allows.
+func touchRows(ctx context.Context, tx *goqu.TxDatabase, table, column string, touches []Touch) error {
+	for chunk := range slices.Chunk(touches, maxParams/3) {
+		values := goqu.Case().Value(goqu.C("id"))
+		ids := make([]any, len(chunk))
+		for i, t := range chunk {
+			values = values.When(t.ID, utc(t.At))
+			ids[i] = t.ID
+		}
+		q := tx.Update(table).Prepared(true).Set(goqu.Record{column: values}).Where(goqu.C("id").In(ids...))
+		if _, err := q.Executor().ExecContext(ctx); err != nil {
+			return wrap(err, "touch %d rows of %s", len(chunk), table)
+		}
+	}
+	return nil
 }

@@ -11,8 +11,9 @@ import (
 	"github.com/kowai/kowai/persistence/persisttest"
 )
 
-// The Ops of one write commit all together or not at all, also when their Inserts are
-// merged with other writes of the batch and another write of the batch fails.
+// The Ops of one write commit all together or not at all, also when their Inserts and
+// Touches are merged with other writes of the batch and another write of the batch
+// fails.
 func TestWriterOps(t *testing.T) {
 	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
 		t.Parallel()
@@ -33,6 +34,9 @@ func TestWriterOps(t *testing.T) {
 			persistence.SnapshotSave(persistence.Snapshot{Kind: "session", Identity: b, Version: 6, State: []byte("{}")}, 5),
 		})
 		plain := h.appendAsync(persistence.Message{ConversationID: a, Seq: 2, Role: "user", Content: "next"})
+		// The Touches of the batch merge: the later one of a row wins, a missing row is
+		// no error.
+		later := submit(persistence.Ops{persistence.ConversationTouch(a, at.Add(time.Hour)), persistence.ConversationTouch(newUUID(), at)})
 		h.run(t.Context())
 
 		if err := recv(t, ok); err != nil {
@@ -44,8 +48,11 @@ func TestWriterOps(t *testing.T) {
 		if err := recv(t, plain); err != nil {
 			t.Fatalf("append beside the ops = %v", err)
 		}
-		if n, rows := h.batches(); n != 1 || rows != 6 {
-			t.Fatalf("batches = %d with %v rows, want 1 with 6", n, rows)
+		if err := recv(t, later); err != nil {
+			t.Fatalf("touches = %v", err)
+		}
+		if n, rows := h.batches(); n != 1 || rows != 8 {
+			t.Fatalf("batches = %d with %v rows, want 1 with 8", n, rows)
 		}
 
 		msgs := persistence.NewMessageStore(db)
@@ -62,11 +69,41 @@ func TestWriterOps(t *testing.T) {
 				t.Fatalf("messages of %s = %v, want %v", conv, seqs, want)
 			}
 		}
-		if c, err := persistence.NewConversationStore(db).Get(t.Context(), a); err != nil || !c.UpdatedAt.Equal(at) {
+		if c, err := persistence.NewConversationStore(db).Get(t.Context(), a); err != nil || !c.UpdatedAt.Equal(at.Add(time.Hour)) {
 			t.Fatalf("touched conversation = %+v, %v", c, err)
 		}
 		if s, err := persistence.NewSnapshotStore(db).Load(t.Context(), "session", a); err != nil || s.Version != 1 {
 			t.Fatalf("snapshot = %+v, %v", s, err)
+		}
+	})
+}
+
+// Merged into one UPDATE, the later of two Touches of a row wins.
+func TestWriterTouchMerge(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		t.Parallel()
+		h := newHarness(t, db, persistence.WriterOptions{})
+		a, b := newConversation(t, db), newConversation(t, db)
+		at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+		var pending []<-chan error
+		for i, id := range []string{a, b, a} {
+			touch := persistence.ConversationTouch(id, at.Add(time.Duration(i)*time.Hour))
+			pending = append(pending, h.submit(func() error { return h.w.Submit(context.Background(), touch) }))
+		}
+		h.run(t.Context())
+		for _, errc := range pending {
+			if err := recv(t, errc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, _ := h.batches(); n != 1 {
+			t.Fatalf("batches = %d, want 1", n)
+		}
+		convs := persistence.NewConversationStore(db)
+		for id, want := range map[string]time.Time{a: at.Add(2 * time.Hour), b: at.Add(time.Hour)} {
+			if c, err := convs.Get(t.Context(), id); err != nil || !c.UpdatedAt.Equal(want) {
+				t.Fatalf("updated_at of %s = %v, %v; want %v", id, c.UpdatedAt, err, want)
+			}
 		}
 	})
 }

@@ -547,8 +547,9 @@ func (w *Writer) attempt(batch []*request, isolated bool) ([]error, error) {
 }
 
 // applyMerged applies the batch with one statement per distinct Insert
-// target, in the order each target first appears, and every other Op in its
-// place; the members of an Ops take part one by one. Ops in one batch come from concurrent callers, so no order between
+// target and one per distinct Touch target, in the order each target first
+// appears, and every other Op in its place; the members of an Ops take part one
+// by one. Ops in one batch come from concurrent callers, so no order between
 // them is promised beyond that.
 func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) error {
 	type target struct {
@@ -556,27 +557,47 @@ func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) err
 		cols  []string
 		rows  [][]any
 	}
+	type touchTarget struct {
+		table, column string
+		touches       []Touch
+		index         map[string]int // ID -> position in touches
+	}
 	var (
-		steps   []any // *target or Op
+		steps   []any // *target, *touchTarget or Op
 		targets = map[string]*target{}
+		touched = map[string]*touchTarget{}
 	)
 	var ops []Op
 	for _, r := range batch {
 		ops = flatten(ops[:0], r.op)
 		for _, op := range ops {
-			in, ok := op.(Insert)
-			if !ok {
+			switch op := op.(type) {
+			case Insert:
+				key := op.Table + "\x00" + strings.Join(op.Cols, "\x00")
+				t := targets[key]
+				if t == nil {
+					t = &target{table: op.Table, cols: op.Cols}
+					targets[key] = t
+					steps = append(steps, t)
+				}
+				t.rows = append(t.rows, op.Rows...)
+			case Touch:
+				key := op.Table + "\x00" + op.Column
+				t := touched[key]
+				if t == nil {
+					t = &touchTarget{table: op.Table, column: op.Column, index: map[string]int{}}
+					touched[key] = t
+					steps = append(steps, t)
+				}
+				if i, ok := t.index[op.ID]; ok {
+					t.touches[i] = op
+					continue
+				}
+				t.index[op.ID] = len(t.touches)
+				t.touches = append(t.touches, op)
+			default:
 				steps = append(steps, op)
-				continue
 			}
-			key := in.Table + "\x00" + strings.Join(in.Cols, "\x00")
-			t := targets[key]
-			if t == nil {
-				t = &target{table: in.Table, cols: in.Cols}
-				targets[key] = t
-				steps = append(steps, t)
-			}
-			t.rows = append(t.rows, in.Rows...)
 		}
 	}
 	for _, s := range steps {
@@ -584,6 +605,8 @@ func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) err
 		switch s := s.(type) {
 		case *target:
 			err = insertRows(ctx, tx, s.table, s.cols, s.rows)
+		case *touchTarget:
+			err = touchRows(ctx, tx, s.table, s.column, s.touches)
 		case Op:
 			err = s.Apply(ctx, tx)
 		}
