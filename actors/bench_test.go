@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"sync"
@@ -198,7 +197,7 @@ func (h *harness) sessionSnapshots(n, u int) []string {
 			{ID: uuid.Must(uuid.NewV7()).String(), Seq: 1, Role: roleUser, Content: "a question"},
 			{ID: uuid.Must(uuid.NewV7()).String(), Seq: 2, Role: roleAssistant, Content: "an answer", Usage: &usageRecord{PromptTokens: 10, CompletionTokens: 5}},
 		}}
-	state, err := json.Marshal(st)
+	state, err := encodeState(st)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -66,8 +65,7 @@ func TestPassivationAndActivation(t *testing.T) {
 	if err != nil || s.Version != 4 {
 		t.Fatalf("final snapshot = %+v, %v", s, err)
 	}
-	var st sessionState
-	if err := json.Unmarshal(s.State, &st); err != nil || st.LastSeq != 4 || st.Turns != 2 || len(st.Tail) != 4 {
+	if st, err := decodeState(s.State); err != nil || st.LastSeq != 4 || st.Turns != 2 || len(st.Tail) != 4 {
 		t.Fatalf("final state = %+v, %v", st, err)
 	}
 	if got := h.counter("kowai_actor_passivations_total", map[string]string{"kind": KindSession}); got != 1 {

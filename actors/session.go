@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -128,7 +127,7 @@ func (s *session) ensureLoaded(corr string) *actorpb.ErrorReply {
 	found := err == nil
 	switch {
 	case found:
-		if err := json.Unmarshal(snap.State, &st); err != nil {
+		if st, err = decodeState(snap.State); err != nil {
 			return fail("decode snapshot", err)
 		}
 	case !errors.Is(err, persistence.ErrNotFound):

@@ -79,7 +79,7 @@ func TestTurn(t *testing.T) {
 		snap, err := snaps.Load(t.Context(), KindSession, conv1)
 		var st sessionState
 		if err == nil {
-			err = json.Unmarshal(snap.State, &st)
+			st, err = decodeState(snap.State)
 		}
 		if err != nil || snap.Version != 4 || st.LastSeq != 4 || st.Turns != 2 || len(st.Tail) != 4 {
 			t.Fatalf("snapshot after 4 messages = %+v (%+v), %v", snap, st, err)

@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/persistence"
 )
@@ -41,29 +43,67 @@ const (
 	touchInterval = time.Second
 )
 
-// sessionState is what a session keeps in memory and in its snapshot: everything but
-// the log itself, plus the log's recent tail, so an activation needs no log scan.
+// sessionState is what a session keeps in memory and in its snapshot (as an
+// actorpb.SessionSnapshot): everything but the log itself, plus the log's recent tail,
+// so an activation needs no log scan.
 type sessionState struct {
-	OwnerID    string `json:"owner_id"`
-	AgentID    string `json:"agent_id"`
-	Title      string `json:"title,omitempty"`
-	BusyPolicy string `json:"busy_policy,omitempty"`
+	OwnerID    string
+	AgentID    string
+	Title      string
+	BusyPolicy string
 	// Summary is a running extractive summary of the messages that left the tail.
-	Summary string      `json:"summary,omitempty"`
-	Turns   int64       `json:"turns"`
-	LastSeq int64       `json:"last_seq"`
-	Tail    []tailEntry `json:"tail,omitempty"`
+	Summary string
+	Turns   int64
+	LastSeq int64
+	Tail    []tailEntry
 }
 
 // tailEntry is one recent message.
 type tailEntry struct {
-	ID      string       `json:"id"`
-	Seq     int64        `json:"seq"`
-	Role    string       `json:"role"`
-	Content string       `json:"content"`
-	Key     string       `json:"key,omitempty"`
-	ReplyTo string       `json:"reply_to,omitempty"`
-	Usage   *usageRecord `json:"usage,omitempty"`
+	ID      string
+	Seq     int64
+	Role    string
+	Content string
+	Key     string
+	ReplyTo string
+	Usage   *usageRecord
+}
+
+// encodeState is the snapshot form of s.
+func encodeState(s sessionState) ([]byte, error) {
+	pb := &actorpb.SessionSnapshot{OwnerId: s.OwnerID, AgentId: s.AgentID, Title: s.Title, BusyPolicy: s.BusyPolicy,
+		Summary: s.Summary, Turns: s.Turns, LastSeq: s.LastSeq, Tail: make([]*actorpb.TailEntry, len(s.Tail))}
+	for i, e := range s.Tail {
+		pb.Tail[i] = &actorpb.TailEntry{Id: e.ID, Seq: e.Seq, Role: e.Role, Content: e.Content, Key: e.Key, ReplyTo: e.ReplyTo}
+		if e.Usage != nil {
+			pb.Tail[i].Usage = e.Usage.proto()
+		}
+	}
+	b, err := proto.Marshal(pb)
+	if err != nil {
+		return nil, fmt.Errorf("encode session state: %w", err)
+	}
+	return b, nil
+}
+
+// decodeState is the state of snapshot form b.
+func decodeState(b []byte) (sessionState, error) {
+	var pb actorpb.SessionSnapshot
+	if err := proto.Unmarshal(b, &pb); err != nil {
+		return sessionState{}, fmt.Errorf("decode session state: %w", err)
+	}
+	s := sessionState{OwnerID: pb.OwnerId, AgentID: pb.AgentId, Title: pb.Title, BusyPolicy: pb.BusyPolicy,
+		Summary: pb.Summary, Turns: pb.Turns, LastSeq: pb.LastSeq}
+	if len(pb.Tail) > 0 {
+		s.Tail = make([]tailEntry, len(pb.Tail))
+	}
+	for i, e := range pb.Tail {
+		s.Tail[i] = tailEntry{ID: e.Id, Seq: e.Seq, Role: e.Role, Content: e.Content, Key: e.Key, ReplyTo: e.ReplyTo}
+		if u := e.Usage; u != nil {
+			s.Tail[i].Usage = usageFrom(u)
+		}
+	}
+	return s, nil
 }
 
 // messageMeta is the metadata stored with each message of a turn.

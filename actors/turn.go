@@ -263,9 +263,9 @@ func (j *turnJob) failureOf(err error) *actorpb.ErrorReply {
 // A stored version at or past that seq (a snapshot versioned otherwise) is simply
 // exceeded, and activation then reads the log's tail to be sure.
 func (rt *Runtime) snapshotOf(convID string, st sessionState, expected int64) (persistence.Snapshot, error) {
-	b, err := json.Marshal(st)
+	b, err := encodeState(st)
 	if err != nil {
-		return persistence.Snapshot{}, fmt.Errorf("encode session state: %w", err)
+		return persistence.Snapshot{}, err
 	}
 	return persistence.Snapshot{Kind: KindSession, Identity: convID, Version: max(st.LastSeq, expected+1), State: b,
 		UpdatedAt: rt.deps.Now()}, nil

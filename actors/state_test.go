@@ -1,0 +1,81 @@
+package actors
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/kowai/kowai/persistence"
+)
+
+func TestStateEncoding(t *testing.T) {
+	for _, st := range []sessionState{
+		{},
+		{OwnerID: "u", AgentID: "a", Title: "t", BusyPolicy: "reject", Summary: "user: hi\n", Turns: 1, LastSeq: 2, Tail: []tailEntry{
+			{ID: "m1", Seq: 1, Role: roleUser, Content: "hi", Key: "k"},
+			{ID: "m2", Seq: 2, Role: roleAssistant, Content: "hello", Key: "k:reply", ReplyTo: "m1",
+				Usage: &usageRecord{PromptTokens: 3, CompletionTokens: 4, CostUSD: 0.5, CacheHit: true}},
+		}},
+	} {
+		b, err := encodeState(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeState(b)
+		if err != nil || !reflect.DeepEqual(got, st) {
+			t.Fatalf("decodeState(encodeState(%+v)) = %+v, %v", st, got, err)
+		}
+	}
+	if _, err := decodeState([]byte(`{"owner_id":"u"}`)); err == nil {
+		t.Fatal("decodeState accepted JSON")
+	}
+}
+
+// catchUp applies the messages a snapshot lacks, and rebuilds the tail from the log
+// when the log does not continue the snapshot.
+func TestCatchUp(t *testing.T) {
+	logOf := func(from, to int64) []persistence.Message {
+		var out []persistence.Message
+		for seq := from; seq <= to; seq++ {
+			role := roleUser
+			if seq%2 == 0 {
+				role = roleAssistant
+			}
+			out = append(out, persistence.Message{ID: string(rune('a' + seq)), Seq: seq, Role: role})
+		}
+		return out
+	}
+	snapshot := sessionState{Turns: 1}.with(4, entries(logOf(1, 2))...)
+	for _, tc := range []struct {
+		name                string
+		log                 []persistence.Message
+		lastSeq, turns      int64
+		tailFrom, tailTo    int64
+		unsaved, summarized int
+	}{
+		{name: "empty log", log: nil, lastSeq: 2, turns: 1, tailFrom: 1, tailTo: 2},
+		{name: "current", log: logOf(1, 2), lastSeq: 2, turns: 1, tailFrom: 1, tailTo: 2},
+		{name: "lagging", log: logOf(1, 5), lastSeq: 5, turns: 2, tailFrom: 2, tailTo: 5, unsaved: 3, summarized: 1},
+		{name: "tail read short of the snapshot", log: logOf(5, 8), lastSeq: 8, turns: 3, tailFrom: 5, tailTo: 8, unsaved: 4},
+		{name: "log behind the snapshot", log: logOf(1, 1), lastSeq: 1, turns: 1, tailFrom: 1, tailTo: 1, unsaved: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, unsaved := snapshot.catchUp(4, tc.log)
+			if st.LastSeq != tc.lastSeq || st.Turns != tc.turns || unsaved != tc.unsaved ||
+				st.Tail[0].Seq != tc.tailFrom || st.Tail[len(st.Tail)-1].Seq != tc.tailTo {
+				t.Fatalf("catchUp = %+v, %d", st, unsaved)
+			}
+			if lines := strings.Count(st.Summary, "\n"); lines != tc.summarized {
+				t.Fatalf("summary %q has %d lines, want %d", st.Summary, lines, tc.summarized)
+			}
+		})
+	}
+}
+
+func entries(msgs []persistence.Message) []tailEntry {
+	out := make([]tailEntry, len(msgs))
+	for i, m := range msgs {
+		out[i] = entryOf(m)
+	}
+	return out
+}
