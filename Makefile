@@ -37,7 +37,10 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags k8s ./cluster/
 
-## bench: every benchmark; comparative ones print their ratio against a baseline from the same run
+## bench: every benchmark; comparative ones print their ratio against a baseline from the same run.
+## MariaDB and Redis default to the accounts .ci/run sets up.
+bench: export KOWAI_TEST_MYSQL_DSN ?= mysql://kowai_test:kowai_test@127.0.0.1:3306/kowai_test
+bench: export KOWAI_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
 
