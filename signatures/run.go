@@ -54,6 +54,9 @@ type Run struct {
 	mu    sync.Mutex
 	steps []TraceStep
 	usage lm.Usage
+	// first holds the first step in the Run's own allocation: most runs of a
+	// single predictor record exactly one.
+	first [1]TraceStep
 }
 
 // RunOption configures a Run.
@@ -93,6 +96,9 @@ func (r *Run) LM() lm.LM { return r.model }
 func (r *Run) record(step TraceStep) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.steps == nil {
+		r.steps = r.first[:0]
+	}
 	r.steps = append(r.steps, step)
 	r.usage = r.usage.Add(step.Usage)
 }
