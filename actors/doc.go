@@ -10,9 +10,11 @@
 // checks that the caller owns the conversation (moderators and admins may read any),
 // and runs the turn in a child actor so its own mailbox stays free: the child creates
 // the conversation on its first message, appends the user's message through the
-// group-commit writer, asks the agent grain for a reply, appends the reply, saves the
-// session's snapshot with a version compare-and-swap, and only then does the session
-// answer with a TurnResult. A failed model call is recorded as a system message after
+// group-commit writer (one commit), asks the agent grain for a reply, and commits the
+// reply, together with the session's snapshot when it is due (a version
+// compare-and-swap) and the conversation's updated_at when it is due, in one
+// persistence.Ops (the second commit); only then does the session answer with a
+// TurnResult. A failed model call is recorded as a system message after
 // the user's, answered with a typed error (actorpb.ErrModelFailure, ErrTimeout, ...),
 // and the session goes on with the next turn.
 //
@@ -37,11 +39,16 @@
 //
 // # State, passivation and fencing
 //
-// The log (messages) is the truth. A session's snapshot holds its owner, agent, title,
-// busy policy, running summary, counters and the log's recent tail; activation loads it
-// and catches up from the log's tail. A session idle for Deps.IdleTimeout passivates,
-// saving a final snapshot when its state is ahead of the saved one; Runtime.OnLeave does
-// the same for every local session during a graceful leave.
+// The log (messages) is the truth. A session's snapshot (an actorpb.SessionSnapshot)
+// holds its owner, agent, title, busy policy, running summary, counters and the log's
+// recent tail. It is versioned by the seq of the last message it covers and may lag the
+// log by up to Deps.SnapshotLag messages: a turn saves it only when the lag would reach
+// that. Activation loads it with persistence's LoadSession, which in the same read
+// tells whether the log goes on past it; only then is the log's tail read to catch up.
+// A session idle for Deps.IdleTimeout passivates, saving a final snapshot when the log
+// is ahead of the saved one; Runtime.OnLeave does the same for every local session
+// during a graceful leave. The conversation's updated_at trails the last turn by at
+// most a second (touchInterval) and is brought up to date at passivation.
 //
 // Two activations of one conversation may overlap while the cluster moves grains. The
 // loser's write fails, on the log's unique (conversation, seq) or on the snapshot's

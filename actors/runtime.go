@@ -36,11 +36,11 @@ const (
 	DefaultHistoryWindow = agenttype.DefaultHistoryWindow
 	DefaultAgentWorkers  = 8
 	DefaultAgentQueue    = 1024
-	// DefaultSnapshotLag lets a session's snapshot trail the log by up to 20 turns (two
-	// messages each): the snapshot, a few KiB, rides along with every 20th reply
-	// instead of every reply, and an activation after a crash reads at most 40
-	// messages of the log to catch up.
-	DefaultSnapshotLag = 2 * DefaultHistoryWindow
+	// DefaultSnapshotLag lets a session's snapshot trail the log by up to 40 turns
+	// (two messages each). A snapshot, a few KiB with its tail, costs a chat turn more
+	// than both its messages, so it rides along with every 40th reply instead of every
+	// reply; an activation after a crash then reads at most 80 messages of the log.
+	DefaultSnapshotLag = 4 * DefaultHistoryWindow
 )
 
 // ErrInvalidDeps means New was given unusable dependencies; the message names the field.

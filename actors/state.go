@@ -37,9 +37,9 @@ const (
 	summaryLine = 160
 	maxTitle    = 80
 	// touchInterval bounds how far a conversation's updated_at may trail its last turn.
-	// A session moves it with a reply at most this often (and with every snapshot, and
-	// at passivation), since an UPDATE of the row and its two updated_at indexes with
-	// every reply of a busy conversation costs more than the reply's own insert.
+	// A session moves it with a reply at most this often, and at passivation, since an
+	// UPDATE of the row and its two updated_at indexes with every reply of a busy
+	// conversation costs more than the reply's own insert.
 	touchInterval = time.Second
 )
 

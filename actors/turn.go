@@ -85,7 +85,7 @@ func (j *turnJob) unavailable(what string, err error) turnOutcome {
 // run is the turn: create the conversation if needed, find a stored result for the
 // idempotency key, append the user's message, ask the agent, and commit the reply (or
 // the recorded failure) with, when due, the snapshot and the conversation's
-// updated_at; only then produce the answer.
+// updated_at (see touchInterval); only then produce the answer.
 func (j *turnJob) run() turnOutcome {
 	req, st, window := j.req, j.state, j.rt.deps.HistoryWindow
 	corr, key := req.GetCorrelationId(), req.GetIdempotencyKey()
@@ -164,8 +164,7 @@ func (j *turnJob) run() turnOutcome {
 
 	o := turnOutcome{adopt: true, state: st, version: j.version, unsaved: unsaved, touched: j.touched, active: now}
 	write := persistence.Ops{persistence.MessagesInsert(out)}
-	snapshot := unsaved >= j.rt.deps.SnapshotLag
-	if snapshot {
+	if unsaved >= j.rt.deps.SnapshotLag {
 		snap, err := j.rt.snapshotOf(j.convID, st, j.version)
 		if err != nil {
 			return j.unavailable("encode snapshot", err)
@@ -173,7 +172,7 @@ func (j *turnJob) run() turnOutcome {
 		write = append(write, persistence.SnapshotSave(snap, j.version))
 		o.version, o.unsaved = snap.Version, 0
 	}
-	if snapshot || now.Sub(j.touched) >= touchInterval {
+	if now.Sub(j.touched) >= touchInterval {
 		write = append(write, persistence.ConversationTouch(j.convID, now))
 		o.touched = now
 	}

@@ -65,4 +65,17 @@
 // (bounded by size and a short delay), and answers each caller only after its own batch
 // committed. A nil error means durable; a duplicate or conflict reaches only the caller
 // that caused it. Use the Writer on hot paths and the stores for single writes and reads.
+//
+// Ops bundles several writes into one all-or-nothing write, such as a chat reply, its
+// actor's snapshot (SnapshotSave) and its conversation's updated_at (ConversationTouch),
+// and still lets the Writer merge its Inserts and Touches with the rest of the batch:
+//
+//	err := w.Submit(ctx, persistence.Ops{
+//		persistence.MessagesInsert(reply),
+//		persistence.SnapshotSave(snap, expectedVersion),
+//		persistence.ConversationTouch(reply.ConversationID, now),
+//	})
+//
+// SnapshotStore.LoadSession reads a conversation actor's snapshot and, in the same
+// statement, whether the log goes on past it, so a current snapshot costs one read.
 package persistence
