@@ -102,8 +102,29 @@ func TestPassivationAndActivation(t *testing.T) {
 	if res := h.mustSend(conv1, 0, "five", ""); res.Seq != 10 {
 		t.Fatalf("seq after reactivation = %d", res.Seq)
 	}
+
+	// An unreadable snapshot is rebuilt from the log too, and replaced at passivation.
+	waitPassivated()
+	stale, err := snaps.Load(t.Context(), KindSession, conv1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snaps.Save(t.Context(), persistence.Snapshot{Kind: KindSession, Identity: conv1, Version: stale.Version + 1,
+		State: []byte(`{"owner_id":"someone"}`)}, stale.Version); err != nil {
+		t.Fatal(err)
+	}
+	if info := h.info(conv1); info.LastSeq != 10 || info.Turns != 5 || info.OwnerId != h.users[0] {
+		t.Fatalf("activated from an unreadable snapshot: %v", info)
+	}
+	if res := h.mustSend(conv1, 0, "six", ""); res.Seq != 12 {
+		t.Fatalf("seq after an unreadable snapshot = %d", res.Seq)
+	}
+	waitPassivated()
+	if s, err := snaps.Load(t.Context(), KindSession, conv1); err != nil || s.Version != 12 {
+		t.Fatalf("snapshot replacing the unreadable one = %+v, %v", s, err)
+	}
 	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant, roleUser, roleAssistant,
-		roleUser, roleAssistant, roleUser, roleAssistant)
+		roleUser, roleAssistant, roleUser, roleAssistant, roleUser, roleAssistant)
 }
 
 // info asks the session of conv for the conversation as its owner sees it.

@@ -128,7 +128,12 @@ func (s *session) ensureLoaded(corr string) *actorpb.ErrorReply {
 	switch {
 	case found:
 		if st, err = decodeState(snap.State); err != nil {
-			return fail("decode snapshot", err)
+			// An unreadable snapshot (such as one from an older encoding) must not lock
+			// the conversation out: the state is rebuilt from the conversation and the
+			// log, and the next save replaces the snapshot.
+			s.log.Warn("session snapshot unreadable, rebuilding from the log", "conversation_id", s.identity,
+				"correlation_id", corr, "error", err)
+			st = sessionState{}
 		}
 	case !errors.Is(err, persistence.ErrNotFound):
 		return fail("load snapshot", err)
