@@ -57,6 +57,12 @@ type ReAct struct {
 
 // NewReAct builds a ReAct agent for sig with tools; maxIters <= 0 means 20.
 func NewReAct(sig Signature, tools []Tool, maxIters int) (*ReAct, error) {
+	return NewReActWith(sig, tools, maxIters, PredictOptions{})
+}
+
+// NewReActWith is NewReAct with the model options (temperature, max tokens,
+// retries, model) of both predictors; their names are "react" and "extract".
+func NewReActWith(sig Signature, tools []Tool, maxIters int, opts PredictOptions) (*ReAct, error) {
 	if maxIters <= 0 {
 		maxIters = 20
 	}
@@ -117,11 +123,13 @@ func NewReAct(sig Signature, tools []Tool, maxIters int) (*ReAct, error) {
 	if err != nil {
 		return nil, err
 	}
-	extract, err := NewChainOfThought(extractSig, PredictOptions{})
+	reactOpts, extractOpts := opts, opts
+	reactOpts.Name, extractOpts.Name = "react", "extract"
+	extract, err := NewChainOfThought(extractSig, extractOpts)
 	if err != nil {
 		return nil, err
 	}
-	return &ReAct{React: NewPredict(reactSig, PredictOptions{}), Extract: extract, MaxIters: maxIters, tools: byName, defs: defs}, nil
+	return &ReAct{React: NewPredict(reactSig, reactOpts), Extract: extract, MaxIters: maxIters, tools: byName, defs: defs}, nil
 }
 
 // Predictors returns "react" and "extract.predict".

@@ -227,17 +227,20 @@ func TestReactUsesTools(t *testing.T) {
 	model := lmtest.Texts(
 		"[[ ## next_thought ## ]]\nI should compute.\n\n[[ ## next_tool_name ## ]]\ncalculator\n\n[[ ## next_tool_args ## ]]\n{\"expression\": \"6*7\"}\n\n[[ ## completed ## ]]",
 		"[[ ## next_thought ## ]]\nI know it.\n\n[[ ## next_tool_name ## ]]\nfinish\n\n[[ ## next_tool_args ## ]]\n{}\n\n[[ ## completed ## ]]",
-		"[[ ## response ## ]]\nIt is 42.\n\n[[ ## completed ## ]]",
+		"[[ ## reasoning ## ]]\nThe calculator said 42.\n\n[[ ## response ## ]]\nIt is 42.\n\n[[ ## completed ## ]]",
 	)
 	out, err := prog.Reply(t.Context(), model, agenttype.Input{Message: "6*7?"})
 	if err != nil || out.Text != "It is 42." {
 		t.Fatalf("reply = %+v, %v", out, err)
 	}
 	traj, _ := out.Details["trajectory"].(string)
-	if !strings.Contains(traj, "[[ observation_1 ]] 42") {
+	if !strings.Contains(traj, "tool_name_0: calculator") || !strings.Contains(traj, "observation_0: 42") {
 		t.Fatalf("trajectory = %q", traj)
 	}
-	if !strings.Contains(lm.MessagesText(model.Requests()[2].Messages), "observation_1 ]] 42") {
+	if len(model.Requests()[0].Tools) != 3 {
+		t.Fatalf("tools offered natively: %d, want calculator, clock and finish", len(model.Requests()[0].Tools))
+	}
+	if !strings.Contains(lm.MessagesText(model.Requests()[2].Messages), "observation_0: 42") {
 		t.Fatal("extract step did not see the observation")
 	}
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/kowai/kowai/signatures"
@@ -41,98 +40,39 @@ func React(now func() time.Time) Type {
 	}
 }
 
-type react struct {
-	tools    map[string]Tool
-	maxSteps int
-	step     *signatures.Predict
-	extract  *signatures.Predict
-}
-
-func newReact(def Definition, tools []Tool, maxSteps int) (*react, error) {
+// newReact builds the agent's program on signatures.ReAct, with the kowai tools
+// offered both through the marker protocol and natively.
+func newReact(def Definition, tools []Tool, maxSteps int) (Program, error) {
 	if maxSteps == 0 {
 		maxSteps = DefaultMaxSteps
 	}
-	names := make([]string, 0, len(tools)+1)
-	var desc strings.Builder
-	r := &react{tools: map[string]Tool{}, maxSteps: maxSteps}
-	for i, t := range tools {
-		r.tools[t.Name] = t
-		names = append(names, t.Name)
-		fmt.Fprintf(&desc, "(%d) %s, whose arguments are %s: %s\n", i+1, t.Name, t.Args, t.Description)
+	sig, err := signatures.Parse("message, history -> response")
+	if err != nil {
+		return nil, err
 	}
-	names = append(names, "finish")
-	fmt.Fprintf(&desc, "(%d) finish, whose arguments are {}: marks that the trajectory holds what the response needs.\n", len(names))
-
 	task := def.Instructions
 	if task == "" {
 		task = "Answer the user's message."
 	}
-	stepSig, err := signatures.New(
-		[]signatures.Field{{Name: "message"}, {Name: "history", Type: signatures.HistoryType}, {Name: "trajectory"}},
-		[]signatures.Field{{Name: "next_thought"}, {Name: "next_tool_name", Type: signatures.Enum(names...)},
-			{Name: "next_tool_args", Type: signatures.Dict}},
-		task+"\n\nYou are an agent. In each step, given the trajectory so far, write your next thought and "+
-			"choose the next tool with its arguments in JSON. Tools:\n"+desc.String())
+	sigTools := make([]signatures.Tool, len(tools))
+	for i, t := range tools {
+		var params map[string]any
+		if err := json.Unmarshal(t.Args, &params); err != nil {
+			return nil, fmt.Errorf("tool %s: arguments schema: %w", t.Name, err)
+		}
+		sigTools[i] = signatures.Tool{Name: t.Name, Desc: t.Description, Parameters: params, Call: t.Call}
+	}
+	agent, err := signatures.NewReActWith(sig.WithInstructions(task), sigTools, maxSteps,
+		signatures.PredictOptions{Temperature: def.Config.Temperature, MaxTokens: def.Config.MaxTokens})
 	if err != nil {
 		return nil, err
 	}
-	opts := signatures.PredictOptions{Temperature: def.Config.Temperature, MaxTokens: def.Config.MaxTokens}
-	r.step = signatures.NewPredict(stepSig, withName(opts, "step"))
-	r.extract = signatures.NewPredict(signatures.MustParse("message, history, trajectory -> response").
-		WithInstructions(task+"\n\nWrite the response to the message from the trajectory of tool calls."), withName(opts, "extract"))
-	return r, nil
-}
-
-func withName(o signatures.PredictOptions, name string) signatures.PredictOptions {
-	o.Name = name
-	return o
-}
-
-// Forward runs the steps and the extraction; the outputs are the response and the
-// trajectory.
-func (r *react) Forward(ctx context.Context, in signatures.Values) (signatures.Values, error) {
-	var traj strings.Builder
-	for i := range r.maxSteps {
-		step, err := r.step.Forward(ctx, signatures.Values{"message": in["message"], "history": in["history"], "trajectory": traj.String()})
+	return ProgramFunc(func(ctx context.Context, model lm.LM, in Input) (Output, error) {
+		vals := signatures.Values{"message": in.Message, "history": history(in.History, "message", "response")}
+		res, err := signatures.Execute(ctx, model, agent, vals, streamTo("response", "extract", in.Stream)...)
 		if err != nil {
-			return nil, fmt.Errorf("react step %d: %w", i+1, err)
+			return Output{Usage: res.Usage}, err
 		}
-		name, _ := step["next_tool_name"].(string)
-		args, _ := step["next_tool_args"].(map[string]any)
-		argsJSON, _ := json.Marshal(args)
-		fmt.Fprintf(&traj, "[[ thought_%d ]] %v\n[[ tool_%d ]] %s %s\n", i+1, step["next_thought"], i+1, name, argsJSON)
-		if name == "finish" {
-			break
-		}
-		observation := r.call(ctx, name, args)
-		fmt.Fprintf(&traj, "[[ observation_%d ]] %s\n", i+1, observation)
-	}
-	out, err := r.extract.Forward(ctx, signatures.Values{"message": in["message"], "history": in["history"], "trajectory": traj.String()})
-	if err != nil {
-		return nil, fmt.Errorf("react extract: %w", err)
-	}
-	return signatures.Values{"response": out["response"], "trajectory": traj.String()}, nil
-}
-
-// call runs one tool; a failure becomes the observation so the model can correct itself.
-func (r *react) call(ctx context.Context, name string, args map[string]any) string {
-	t, ok := r.tools[name]
-	if !ok {
-		return "error: no tool named " + name
-	}
-	res, err := t.Call(ctx, args)
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	return res
-}
-
-// Reply implements Program.
-func (r *react) Reply(ctx context.Context, model lm.LM, in Input) (Output, error) {
-	vals := signatures.Values{"message": in.Message, "history": history(in.History, "message", "response")}
-	res, err := signatures.Execute(ctx, model, r, vals, streamTo("response", "extract", in.Stream)...)
-	if err != nil {
-		return Output{Usage: res.Usage}, err
-	}
-	return textOutput(res, model, "response"), nil
+		return textOutput(res, model, "response"), nil
+	}), nil
 }
