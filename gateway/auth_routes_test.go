@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -170,7 +173,46 @@ func call(t testing.TB, method, url, token, body string) reply {
 
 func do(t testing.TB, req *http.Request) reply {
 	t.Helper()
+	if req.ContentLength > 1<<20 {
+		return doOversized(t, req)
+	}
 	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply{status: res.StatusCode, header: res.Header, body: b}
+}
+
+// doOversized sends req's headers and only the start of its body, then reads
+// the answer. The server refuses an oversized body on its Content-Length
+// alone and closes the connection; a client still writing megabytes would
+// then race the close and may see a broken pipe instead of the 413.
+func doOversized(t testing.TB, req *http.Request) reply {
+	t.Helper()
+	conn, err := net.Dial("tcp", req.URL.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var head strings.Builder
+	fmt.Fprintf(&head, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close\r\n", req.Method, req.URL.RequestURI(), req.URL.Host, req.ContentLength)
+	for k, vs := range req.Header {
+		for _, v := range vs {
+			fmt.Fprintf(&head, "%s: %s\r\n", k, v)
+		}
+	}
+	head.WriteString("\r\n")
+	start := make([]byte, 1024)
+	n, _ := io.ReadFull(req.Body, start)
+	if _, err := conn.Write(append([]byte(head.String()), start[:n]...)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(conn), req)
 	if err != nil {
 		t.Fatal(err)
 	}
