@@ -201,6 +201,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
+	// Join the cluster before the gateway listens, so the first request
+	// already finds its grains.
+	if err := node.Start(ctx); err != nil {
+		return err
+	}
 	// Shutdown runs in stages, each component with its own context: readiness
 	// reports draining for the grace period while requests are still served,
 	// then the gateway stops and finishes its requests, then the node leaves
