@@ -80,19 +80,19 @@ func authRoles(names []string) []auth.Role {
 	return out
 }
 
-func authUser(u persistence.LinkedUser) auth.User {
+func authUser(u persistence.User) auth.User {
 	return auth.User{ID: u.ID, Email: u.Email, Name: u.Name, PasswordHash: u.PasswordHash, Roles: authRoles(u.Roles),
 		Disabled: u.Disabled, AppwriteID: u.AppwriteID, CreatedAt: u.CreatedAt}
 }
 
 // CreateUser implements auth.UserStore.
 func (s AuthUsers) CreateUser(ctx context.Context, u auth.User) error {
-	_, err := s.users.CreateLinked(ctx, persistence.User{ID: u.ID, Email: u.Email, Name: u.Name, PasswordHash: u.PasswordHash,
-		Roles: roleNames(u.Roles), Disabled: u.Disabled, CreatedAt: u.CreatedAt}, u.AppwriteID)
+	_, err := s.users.Create(ctx, persistence.User{ID: u.ID, Email: u.Email, Name: u.Name, PasswordHash: u.PasswordHash,
+		Roles: roleNames(u.Roles), Disabled: u.Disabled, AppwriteID: u.AppwriteID, CreatedAt: u.CreatedAt})
 	return authError(err)
 }
 
-func linked(u persistence.LinkedUser, err error) (auth.User, error) {
+func linked(u persistence.User, err error) (auth.User, error) {
 	if err != nil {
 		return auth.User{}, authError(err)
 	}
@@ -101,12 +101,12 @@ func linked(u persistence.LinkedUser, err error) (auth.User, error) {
 
 // UserByID implements auth.UserStore.
 func (s AuthUsers) UserByID(ctx context.Context, id string) (auth.User, error) {
-	return linked(s.users.GetLinked(ctx, id))
+	return linked(s.users.Get(ctx, id))
 }
 
 // UserByEmail implements auth.UserStore.
 func (s AuthUsers) UserByEmail(ctx context.Context, email string) (auth.User, error) {
-	return linked(s.users.GetLinkedByEmail(ctx, email))
+	return linked(s.users.GetByEmail(ctx, email))
 }
 
 // UserByAppwriteID implements auth.UserStore.

@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -18,13 +19,17 @@ type User struct {
 	PasswordHash string
 	Roles        []string
 	Disabled     bool
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// AppwriteID is the $id of the Appwrite account linked to the user, empty when none
+	// is; it is unique.
+	AppwriteID string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // Users stores accounts.
 type Users interface {
-	// Create stores u (ID and times filled in when empty); a taken email is ErrDuplicate.
+	// Create stores u (ID and times filled in when empty); a taken email or Appwrite ID
+	// is ErrDuplicate.
 	Create(ctx context.Context, u User) (User, error)
 	// Get returns the user with this ID, or ErrNotFound.
 	Get(ctx context.Context, id string) (User, error)
@@ -50,7 +55,7 @@ var _ Users = (*UserStore)(nil)
 // NewUserStore returns the user repository of db.
 func NewUserStore(db *DB) *UserStore { return &UserStore{db: db} }
 
-var userCols = []any{"id", "email", "name", "password_hash", "roles", "disabled", "created_at", "updated_at"}
+var userCols = []any{"id", "email", "name", "password_hash", "roles", "disabled", "appwrite_id", "created_at", "updated_at"}
 
 // normalizeEmail is how emails are stored and looked up, so uniqueness ignores case.
 func normalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
@@ -83,7 +88,7 @@ func (s *UserStore) Create(ctx context.Context, u User) (User, error) {
 	}
 	q := s.db.Goqu.Insert("users").Prepared(true).Rows(goqu.Record{
 		"id": u.ID, "email": u.Email, "name": u.Name, "password_hash": u.PasswordHash, "roles": roles,
-		"disabled": u.Disabled, "created_at": u.CreatedAt, "updated_at": u.UpdatedAt,
+		"disabled": u.Disabled, "appwrite_id": nullString(u.AppwriteID), "created_at": u.CreatedAt, "updated_at": u.UpdatedAt,
 	})
 	if _, err := q.Executor().ExecContext(ctx); err != nil {
 		return User{}, wrap(err, "create user %s", u.Email)
@@ -97,12 +102,14 @@ func (s *UserStore) selectUsers() *goqu.SelectDataset {
 
 func scanUser(r scanner) (User, error) {
 	var (
-		u     User
-		roles string
+		u          User
+		roles      string
+		appwriteID sql.NullString
 	)
-	if err := r.Scan(&u.ID, &u.Email, &u.Name, &u.PasswordHash, &roles, &u.Disabled, &u.CreatedAt, &u.UpdatedAt); err != nil {
+	if err := r.Scan(&u.ID, &u.Email, &u.Name, &u.PasswordHash, &roles, &u.Disabled, &appwriteID, &u.CreatedAt, &u.UpdatedAt); err != nil {
 		return User{}, err
 	}
+	u.AppwriteID = appwriteID.String
 	if err := json.Unmarshal([]byte(roles), &u.Roles); err != nil {
 		return User{}, fmt.Errorf("user %s: roles column is not a JSON list: %w", u.ID, err)
 	}

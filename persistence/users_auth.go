@@ -2,11 +2,9 @@ package persistence
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/doug-martin/goqu/v9"
@@ -20,88 +18,13 @@ var ErrTokenSpent = errors.New("persistence: refresh token already spent")
 // token is spent by one conditional update (the service decides what reuse means), and
 // users may be linked to an Appwrite account.
 
-// appwriteScanner reads the user columns plus appwrite_id, so scanUser serves both.
-type appwriteScanner struct {
-	r  scanner
-	id *sql.NullString
-}
-
-func (s appwriteScanner) Scan(dest ...any) error { return s.r.Scan(append(dest, s.id)...) }
-
-// LinkedUser is a User with the Appwrite account linked to it.
-type LinkedUser struct {
-	User
-	// AppwriteID is the Appwrite account's $id, empty when none is linked.
-	AppwriteID string
-}
-
-var linkedUserCols = append(slices.Clone(userCols), "appwrite_id")
-
-func scanLinkedUser(r scanner) (LinkedUser, error) {
-	var id sql.NullString
-	u, err := scanUser(appwriteScanner{r: r, id: &id})
-	return LinkedUser{User: u, AppwriteID: id.String}, err
-}
-
-// CreateLinked stores u like Create, with the Appwrite account appwriteID linked (none
-// when empty), in one insert so a user is never visible half-linked. A taken email or
-// Appwrite ID is ErrDuplicate.
-func (s *UserStore) CreateLinked(ctx context.Context, u User, appwriteID string) (User, error) {
-	if u.ID == "" {
-		u.ID = newID()
-	}
-	u.Email = normalizeEmail(u.Email)
-	if u.CreatedAt.IsZero() {
-		u.CreatedAt = time.Now()
-	}
-	u.CreatedAt = utc(u.CreatedAt)
-	u.UpdatedAt = u.CreatedAt
-	if u.Roles == nil {
-		u.Roles = []string{}
-	}
-	roles, err := encodeRoles(u.Roles)
-	if err != nil {
-		return User{}, fmt.Errorf("create user %s: %w", u.Email, err)
-	}
-	q := s.db.Goqu.Insert("users").Prepared(true).Rows(goqu.Record{
-		"id": u.ID, "email": u.Email, "name": u.Name, "password_hash": u.PasswordHash, "roles": roles,
-		"disabled": u.Disabled, "created_at": u.CreatedAt, "updated_at": u.UpdatedAt,
-		"appwrite_id": nullString(appwriteID),
-	})
-	if _, err := q.Executor().ExecContext(ctx); err != nil {
-		return User{}, wrap(err, "create user %s", u.Email)
-	}
-	return u, nil
-}
-
-func (s *UserStore) getLinked(ctx context.Context, what string, where goqu.Expression) (LinkedUser, error) {
-	q := s.db.Goqu.From("users").Prepared(true).Select(linkedUserCols...).Where(where)
-	u, err := first(ctx, q, scanLinkedUser)
-	if err != nil {
-		return LinkedUser{}, fmt.Errorf("get user %s: %w", what, err)
-	}
-	return u, nil
-}
-
-// GetLinked returns the user with this ID and its Appwrite link, or ErrNotFound.
-func (s *UserStore) GetLinked(ctx context.Context, id string) (LinkedUser, error) {
-	return s.getLinked(ctx, id, goqu.C("id").Eq(id))
-}
-
-// GetLinkedByEmail returns the user with this email (compared case-insensitively) and its
-// Appwrite link, or ErrNotFound.
-func (s *UserStore) GetLinkedByEmail(ctx context.Context, email string) (LinkedUser, error) {
-	email = normalizeEmail(email)
-	return s.getLinked(ctx, email, goqu.C("email").Eq(email))
-}
-
 // GetByAppwriteID returns the user linked to the Appwrite account appwriteID, or
 // ErrNotFound.
-func (s *UserStore) GetByAppwriteID(ctx context.Context, appwriteID string) (LinkedUser, error) {
+func (s *UserStore) GetByAppwriteID(ctx context.Context, appwriteID string) (User, error) {
 	if appwriteID == "" {
-		return LinkedUser{}, fmt.Errorf("get user by empty appwrite id: %w", ErrNotFound)
+		return User{}, fmt.Errorf("get user by empty appwrite id: %w", ErrNotFound)
 	}
-	return s.getLinked(ctx, "appwrite "+appwriteID, goqu.C("appwrite_id").Eq(appwriteID))
+	return s.getWhere(ctx, "appwrite "+appwriteID, goqu.C("appwrite_id").Eq(appwriteID))
 }
 
 // LinkAppwrite links the Appwrite account appwriteID to the user; ErrNotFound when there

@@ -15,23 +15,23 @@ func TestLinkedUsers(t *testing.T) {
 		t.Parallel()
 		ctx := t.Context()
 		users := persistence.NewUserStore(db)
-		a, err := users.CreateLinked(ctx, persistence.User{Email: "A@Example.com", Roles: []string{"user"}}, "aw-a")
+		a, err := users.Create(ctx, persistence.User{Email: "A@Example.com", Roles: []string{"user"}, AppwriteID: "aw-a"})
 		if err != nil {
-			t.Fatalf("CreateLinked: %v", err)
+			t.Fatalf("Create linked: %v", err)
 		}
 		got, err := users.GetByAppwriteID(ctx, "aw-a")
 		if err != nil || got.ID != a.ID || got.Email != "a@example.com" || got.AppwriteID != "aw-a" {
 			t.Fatalf("GetByAppwriteID = %+v, %v", got, err)
 		}
-		if _, err := users.CreateLinked(ctx, persistence.User{Email: "b@example.com"}, "aw-a"); !errors.Is(err, persistence.ErrDuplicate) {
-			t.Fatalf("CreateLinked with a taken appwrite id = %v, want ErrDuplicate", err)
+		if _, err := users.Create(ctx, persistence.User{Email: "b@example.com", AppwriteID: "aw-a"}); !errors.Is(err, persistence.ErrDuplicate) {
+			t.Fatalf("Create with a taken appwrite id = %v, want ErrDuplicate", err)
 		}
-		b, err := users.CreateLinked(ctx, persistence.User{Email: "b@example.com", Roles: []string{"admin"}, Disabled: true}, "")
+		b, err := users.Create(ctx, persistence.User{Email: "b@example.com", Roles: []string{"admin"}, Disabled: true})
 		if err != nil {
-			t.Fatalf("CreateLinked unlinked: %v", err)
+			t.Fatalf("Create unlinked: %v", err)
 		}
-		if got, err := users.GetLinkedByEmail(ctx, "B@example.com"); err != nil || got.AppwriteID != "" || !got.Disabled {
-			t.Fatalf("GetLinkedByEmail = %+v, %v", got, err)
+		if got, err := users.GetByEmail(ctx, "B@example.com"); err != nil || got.AppwriteID != "" || !got.Disabled {
+			t.Fatalf("GetByEmail = %+v, %v", got, err)
 		}
 		if _, err := users.GetByAppwriteID(ctx, ""); !errors.Is(err, persistence.ErrNotFound) {
 			t.Fatalf("GetByAppwriteID(\"\") = %v, want ErrNotFound (NULLs are not a link)", err)
@@ -45,7 +45,7 @@ func TestLinkedUsers(t *testing.T) {
 		if err := users.SetPasswordHash(ctx, b.ID, "new"); err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := users.GetLinked(ctx, b.ID); got.PasswordHash != "new" {
+		if got, _ := users.Get(ctx, b.ID); got.PasswordHash != "new" {
 			t.Fatalf("hash = %q after SetPasswordHash", got.PasswordHash)
 		}
 		for role, want := range map[string]bool{"admin": true, "user": true, "moderator": false, `"admin`: false, "%": false} {
