@@ -3,7 +3,6 @@ package gateway
 import (
 	"crypto/rand"
 	"net/http"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -11,6 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kowai/kowai/gateway/ratelimit"
+
+	"github.com/kowai/kowai/internal/testenv"
 )
 
 // testRedisLimiter returns a Redis limiter on KOWAI_TEST_REDIS_URL with a
@@ -27,27 +28,8 @@ func testRedisLimiterOn(tb testing.TB, client *redis.Client) *ratelimit.Redis {
 	return ratelimit.NewRedis(client, ratelimit.RedisOptions{Prefix: "kowai-test:gw:" + rand.Text() + ":"})
 }
 
-// testRedisClient connects to KOWAI_TEST_REDIS_URL (see testRedisLimiter).
-func testRedisClient(tb testing.TB) *redis.Client {
-	tb.Helper()
-	url := os.Getenv("KOWAI_TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("KOWAI_TEST_REDIS_URL is not set; Redis tests are required in CI")
-		}
-		tb.Skip("SKIPPING REDIS TEST: set KOWAI_TEST_REDIS_URL=redis://127.0.0.1:6379/0 to run it")
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		tb.Fatalf("KOWAI_TEST_REDIS_URL: %v", err)
-	}
-	client := redis.NewClient(opts)
-	tb.Cleanup(func() { _ = client.Close() })
-	if err := client.Ping(tb.Context()).Err(); err != nil {
-		tb.Fatalf("redis ping: %v", err)
-	}
-	return client
-}
+// testRedisClient connects to the test Redis server (see testenv.Redis).
+func testRedisClient(tb testing.TB) *redis.Client { return testenv.Redis(tb) }
 
 func TestRateLimits(t *testing.T) {
 	for _, backend := range []struct {

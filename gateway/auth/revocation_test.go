@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kowai/kowai/gateway/auth"
+
+	"github.com/kowai/kowai/internal/testenv"
 )
 
 // countingBackend is a RevocationStore in a map that counts lookups.
@@ -130,23 +131,7 @@ func TestStoreRevocations(t *testing.T) {
 	}
 }
 
-func testRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	url := os.Getenv("KOWAI_TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("KOWAI_TEST_REDIS_URL is not set; Redis tests are required in CI")
-		}
-		t.Skip("SKIPPING REDIS TESTS: set KOWAI_TEST_REDIS_URL=redis://127.0.0.1:6379/0 to run them")
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatalf("KOWAI_TEST_REDIS_URL: %v", err)
-	}
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { _ = client.Close() })
-	return client
-}
+func testRedis(t *testing.T) *redis.Client { return testenv.Redis(t) }
 
 func TestRedisRevocationsAcrossNodes(t *testing.T) {
 	client := testRedis(t)

@@ -3,7 +3,6 @@ package ratelimit_test
 import (
 	"crypto/rand"
 	"errors"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,30 +11,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kowai/kowai/gateway/ratelimit"
+
+	"github.com/kowai/kowai/internal/testenv"
 )
 
-// testRedis connects to KOWAI_TEST_REDIS_URL. Without it the test fails under
-// CI=true and is skipped, loudly, elsewhere.
-func testRedis(tb testing.TB) *redis.Client {
-	tb.Helper()
-	url := os.Getenv("KOWAI_TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("KOWAI_TEST_REDIS_URL is not set; Redis tests are required in CI")
-		}
-		tb.Skip("SKIPPING REDIS TESTS: set KOWAI_TEST_REDIS_URL=redis://127.0.0.1:6379/0 to run them")
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		tb.Fatalf("KOWAI_TEST_REDIS_URL: %v", err)
-	}
-	client := redis.NewClient(opts)
-	tb.Cleanup(func() { _ = client.Close() })
-	if err := client.Ping(tb.Context()).Err(); err != nil {
-		tb.Fatalf("redis ping: %v", err)
-	}
-	return client
-}
+// testRedis connects to the test Redis server (see testenv.Redis).
+func testRedis(tb testing.TB) *redis.Client { return testenv.Redis(tb) }
 
 // testPrefix returns a key prefix no other test run shares.
 func testPrefix() string {

@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/signatures/lm/lmtest"
-	"github.com/redis/go-redis/v9"
+
+	"github.com/kowai/kowai/internal/testenv"
 )
 
 func TestParseFallback(t *testing.T) {
@@ -190,19 +190,7 @@ func TestNewFullStack(t *testing.T) {
 
 // TestRedisCache needs KOWAI_TEST_REDIS_URL.
 func TestRedisCache(t *testing.T) {
-	url := os.Getenv("KOWAI_TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("KOWAI_TEST_REDIS_URL must be set in CI")
-		}
-		t.Skip("SKIPPING Redis cache test: set KOWAI_TEST_REDIS_URL=redis://127.0.0.1:6379/0 to run it")
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { client.Close() })
+	client := testenv.Redis(t)
 	prefix := fmt.Sprintf("kowai-test:lm:%d:", time.Now().UnixNano())
 	t.Cleanup(func() {
 		keys, _ := client.Keys(context.Background(), prefix+"*").Result()

@@ -1,0 +1,49 @@
+// Package testenv gives tests the shared services of the test environment.
+//
+// # Redis
+//
+// Redis returns a client for KOWAI_TEST_REDIS_URL, closed when the test
+// ends. Without the variable the test fails under CI=true (the services are
+// required there) and is skipped, loudly, elsewhere. Tests share the server:
+// give every key a prefix of your own (Prefix).
+//
+//	client := testenv.Redis(t)
+//	limiter := ratelimit.NewRedis(client, ratelimit.RedisOptions{Prefix: testenv.Prefix("rl")})
+package testenv
+
+import (
+	"crypto/rand"
+	"os"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisURLVar names the variable with the test Redis server's URL.
+const RedisURLVar = "KOWAI_TEST_REDIS_URL"
+
+// Redis connects to the test Redis server and pings it.
+func Redis(tb testing.TB) *redis.Client {
+	tb.Helper()
+	url := os.Getenv(RedisURLVar)
+	if url == "" {
+		msg := RedisURLVar + " is not set, so this Redis test cannot run; set it, e.g. " + RedisURLVar + "=redis://127.0.0.1:6379/0"
+		if os.Getenv("CI") == "true" {
+			tb.Fatal(msg + " (CI=true: Redis is required)")
+		}
+		tb.Skip("SKIPPING REDIS TEST: " + msg)
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		tb.Fatalf("%s: %v", RedisURLVar, err)
+	}
+	client := redis.NewClient(opts)
+	tb.Cleanup(func() { _ = client.Close() })
+	if err := client.Ping(tb.Context()).Err(); err != nil {
+		tb.Fatalf("redis at %s: %v", opts.Addr, err)
+	}
+	return client
+}
+
+// Prefix returns a Redis key prefix no other test run shares: "kowai-test:NAME:RANDOM:".
+func Prefix(name string) string { return "kowai-test:" + name + ":" + rand.Text() + ":" }
