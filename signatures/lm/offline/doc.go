@@ -15,8 +15,9 @@
 //     in [0, 100) and float one in [0, 1], both derived from a digest of the
 //     conversation; bool is True; an enum is "finish" when that is an option,
 //     else the first option; a list or JSON object is the smallest value its
-//     schema accepts; a string says it comes from kowai's offline model and
-//     carries the input digest. In JSON mode the same values come back as one
+//     schema accepts; a string says it comes from kowai's offline model,
+//     quotes the start of the first input (markers defused) and carries the
+//     input digest. In JSON mode the same values come back as one
 //     JSON object.
 //   - When tools are offered and none has answered since the last user
 //     message, it calls the first tool with the smallest arguments its

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The exact strings of the shared prompt format that this model reads.
@@ -130,8 +131,10 @@ func fromHint(name, hint string) field {
 }
 
 // value returns the field's deterministic value, as it would appear in a
-// JSON object.
-func (f field) value(d digest) any {
+// JSON object. A text field says what it is and quotes the start of the
+// first input (quote, empty when there is none), so a reader sees the request
+// got through.
+func (f field) value(d digest, quote string) any {
 	switch f.kind {
 	case kindInt:
 		return d.number(f.name, 100)
@@ -153,13 +156,33 @@ func (f field) value(d digest) any {
 		}
 		return map[string]any{}
 	default:
+		if quote != "" {
+			return fmt.Sprintf("This %s comes from kowai's offline model, not a real language model. It received %q (input digest %s).", f.name, quote, d.short())
+		}
 		return fmt.Sprintf("This %s comes from kowai's offline model (input digest %s).", f.name, d.short())
 	}
 }
 
+// firstInput returns the start of the first input block of a rendered user
+// message, on one line and at most 80 characters, or "".
+func firstInput(last string) string {
+	_, rest, ok := strings.Cut(last, " ## ]]\n")
+	if !ok || !strings.HasPrefix(last, "[[ ## ") {
+		return ""
+	}
+	value, _, _ := strings.Cut(rest, "\n\n[[ ## ")
+	value, _, _ = strings.Cut(value, "\n\nRespond with the corresponding output fields")
+	// The quote lands inside a reply of markers; it must never form one.
+	value = strings.ReplaceAll(strings.Join(strings.Fields(value), " "), "[[", "[ [")
+	if utf8.RuneCountInString(value) > 80 {
+		value = string([]rune(value)[:80]) + "..."
+	}
+	return value
+}
+
 // text renders the value the way a marker block carries it.
-func (f field) text(d digest) string {
-	switch v := f.value(d).(type) {
+func (f field) text(d digest, quote string) string {
+	switch v := f.value(d, quote).(type) {
 	case string:
 		return v
 	case bool:
@@ -172,13 +195,13 @@ func (f field) text(d digest) string {
 			return strconv.FormatFloat(v, 'f', 2, 64)
 		}
 	}
-	b, _ := json.Marshal(f.value(d))
+	b, _ := json.Marshal(f.value(d, quote))
 	return string(b)
 }
 
 // structuredReply writes every field in order and the completed marker, or
 // a JSON object of the fields in JSON mode.
-func structuredReply(fields []field, d digest, jsonMode bool) string {
+func structuredReply(fields []field, d digest, quote string, jsonMode bool) string {
 	if jsonMode {
 		var b strings.Builder
 		b.WriteByte('{')
@@ -187,7 +210,7 @@ func structuredReply(fields []field, d digest, jsonMode bool) string {
 				b.WriteByte(',')
 			}
 			k, _ := json.Marshal(f.name)
-			v, _ := json.Marshal(f.value(d))
+			v, _ := json.Marshal(f.value(d, quote))
 			b.Write(k)
 			b.WriteByte(':')
 			b.Write(v)
@@ -197,7 +220,7 @@ func structuredReply(fields []field, d digest, jsonMode bool) string {
 	}
 	var b strings.Builder
 	for _, f := range fields {
-		fmt.Fprintf(&b, "[[ ## %s ## ]]\n%s\n\n", f.name, f.text(d))
+		fmt.Fprintf(&b, "[[ ## %s ## ]]\n%s\n\n", f.name, f.text(d, quote))
 	}
 	b.WriteString("[[ ## completed ## ]]")
 	return b.String()

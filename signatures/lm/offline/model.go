@@ -143,7 +143,7 @@ func (m *Model) answer(messages []llms.MessageContent, opts *llms.CallOptions) *
 	}
 	var text string
 	if fields := outputFields(systemText(messages), last); len(fields) > 0 {
-		text = structuredReply(fields, digest, opts.JSONMode)
+		text = structuredReply(fields, digest, firstInput(last), opts.JSONMode)
 	} else {
 		text = chatReply(last, digest, opts.JSONMode)
 	}
