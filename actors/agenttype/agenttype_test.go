@@ -279,3 +279,28 @@ func TestEnsureBuiltins(t *testing.T) {
 		}
 	})
 }
+
+// TestAdvancedChat runs the multi-stage program on the offline model: the
+// reply is the response stage's text, streamed as it is written, and the
+// other stages' outputs are kept as details.
+func TestAdvancedChat(t *testing.T) {
+	_, prog, err := registry(t).Compile(persistence.Agent{ID: "adv", Type: "advanced-chat", Instructions: "Be brief."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streamed strings.Builder
+	out, err := prog.Reply(t.Context(), lm.NewProvider("offline", "kowai-offline", offline.New()), agenttype.Input{
+		Message: "Hello there",
+		Stream:  func(_ context.Context, chunk string) error { streamed.WriteString(chunk); return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.Text, "offline model") || strings.TrimSpace(streamed.String()) != out.Text {
+		t.Fatalf("reply %q, streamed %q", out.Text, streamed.String())
+	}
+	q, ok := out.Details["quality"].(float64)
+	if !ok || q < 0 || q > 1 || out.Details["intent"] == nil || out.Details["reasoning"] == nil || out.Usage.Calls != 3 {
+		t.Fatalf("details %v, usage %+v", out.Details, out.Usage)
+	}
+}

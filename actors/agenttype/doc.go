@@ -6,7 +6,7 @@
 // # Shipped types
 //
 //   - chat: "message, history -> response", the original design's chat module;
-//   - advanced-chat: context analysis -> response -> quality check (with revision);
+//   - advanced-chat: context analysis -> response -> quality check (a score in [0, 1]);
 //   - analysis: a structured analysis of a text (summary, sentiment, topics, key points);
 //   - react: a ReAct loop over safe tools, a calculator (a syntax-tree evaluator, never
 //     eval) and a UTC clock.

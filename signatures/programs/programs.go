@@ -145,23 +145,45 @@ type MultiStageChat struct {
 	Check   *signatures.Predict
 }
 
+// MultiStageOptions tune NewMultiStageChatWith.
+type MultiStageOptions struct {
+	// Instructions, when set, replace the response stage's instructions (an
+	// agent's own instructions).
+	Instructions string
+	// Predict carries the model options (model, temperature, max tokens,
+	// retries) of every stage; its Name is ignored.
+	Predict signatures.PredictOptions
+}
+
 // NewMultiStageChat returns an uncompiled MultiStageChat.
-func NewMultiStageChat() *MultiStageChat {
+func NewMultiStageChat() *MultiStageChat { return NewMultiStageChatWith(MultiStageOptions{}) }
+
+// NewMultiStageChatWith returns an uncompiled MultiStageChat with o applied.
+// Its stages' predictors are named "analyze", "respond" and "check".
+func NewMultiStageChatWith(o MultiStageOptions) *MultiStageChat {
 	analyze := signatures.MustParse("message, history -> intent, relevant_context, tone: Literal['neutral', 'friendly', 'formal', 'empathetic']").
 		WithInstructions("Analyse the conversation before anyone answers it: what does the user want with their latest message, " +
 			"which parts of the history matter for the answer, and which tone fits.")
-	respond := signatures.MustParse("message, history, intent, relevant_context, tone -> response").
-		WithInstructions("Reply to the user's latest message. Serve the intent found in the analysis, use the relevant context, and keep to the tone.")
+	instructions := o.Instructions
+	if instructions == "" {
+		instructions = "Reply to the user's latest message. Serve the intent found in the analysis, use the relevant context, and keep to the tone."
+	}
+	respond := signatures.MustParse("message, history, intent, relevant_context, tone -> response").WithInstructions(instructions)
 	check := signatures.MustParse("message, response -> quality: float, issues").
 		WithInstructions("Rate how well the response answers the message, from 0.0 (useless or harmful) to 1.0 (complete, correct and well phrased), and list its issues.")
-	cot, err := signatures.NewChainOfThought(respond, signatures.PredictOptions{})
+	named := func(name string) signatures.PredictOptions {
+		opts := o.Predict
+		opts.Name = name
+		return opts
+	}
+	cot, err := signatures.NewChainOfThought(respond, named("respond"))
 	if err != nil {
 		panic(err) // respond has no reasoning field
 	}
 	return &MultiStageChat{
-		Analyze: signatures.NewPredict(analyze, signatures.PredictOptions{Name: "analyze"}),
+		Analyze: signatures.NewPredict(analyze, named("analyze")),
 		Respond: cot,
-		Check:   signatures.NewPredict(check, signatures.PredictOptions{Name: "check"}),
+		Check:   signatures.NewPredict(check, named("check")),
 	}
 }
 
