@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -86,7 +87,8 @@ func newHarness(t testing.TB, db *persistence.DB, opts harnessOptions) *harness 
 	if err := rt.EnsureBuiltins(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	sys := actor.NewActorSystem()
+	// The library logs every actor system start; tests read their own assertions, not that.
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
 	t.Cleanup(sys.Shutdown)
 	h := &harness{t: t, db: db, writer: w, rt: rt, sys: sys, reg: reg}
 	h.grains = &localGrains{sys: sys, props: map[string]func(string) *actor.Props{KindSession: rt.SessionProps, KindAgent: rt.AgentProps}}
