@@ -79,7 +79,7 @@ func (s *Server) OpenAPI() map[string]any {
 		}
 		paths[p][strings.ToLower(d.method)] = sb.operation(d)
 	}
-	problem := sb.ref(reflect.TypeOf(problem{}))
+	problem := sb.object(reflect.TypeOf(problem{}))
 	sb.components["Problem"] = problem
 	return map[string]any{
 		"openapi": "3.1.0",
@@ -219,8 +219,6 @@ func (sb *schemaBuilder) schema(t reflect.Type) map[string]any {
 	}
 	return map[string]any{}
 }
-
-func (sb *schemaBuilder) ref(t reflect.Type) map[string]any { return sb.object(t) }
 
 func (sb *schemaBuilder) object(t reflect.Type) map[string]any {
 	props := map[string]any{}

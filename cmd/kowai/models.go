@@ -45,5 +45,5 @@ func newModel(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (
 	if err != nil {
 		return nil, err
 	}
-	return model.(*lm.Stack), nil
+	return model, nil
 }

@@ -220,17 +220,9 @@ func (s *Stack) Close() error {
 // including free cache hits, and can refuse a call before anything else
 // runs.
 //
-// The returned LM is a *Stack. It uses every Option.
-func New(cfg Config, opts ...Option) (LM, error) {
+// It uses every Option. Close the Stack when done.
+func New(cfg Config, opts ...Option) (*Stack, error) {
 	o := buildOptions(opts)
-	stack, err := build(cfg, o, opts)
-	if err != nil {
-		return nil, err
-	}
-	return stack, nil
-}
-
-func build(cfg Config, o options, opts []Option) (*Stack, error) {
 	if cfg.Provider == "" {
 		cfg.Provider = "offline"
 	}

@@ -85,15 +85,14 @@ func TestNewDefaultIsOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stack := m.(*lm.Stack)
-	defer stack.Close()
+	defer m.Close()
 	resp, err := m.Generate(t.Context(), userReq("hello"))
 	if err != nil || m.Name() != "offline:kowai-offline" || !strings.Contains(resp.Text, "offline model") || resp.Usage.CostUSD != 0 || resp.Usage.PromptTokens == 0 {
 		t.Fatalf("%v %s %+v", err, m.Name(), resp)
 	}
 	again, _ := m.Generate(t.Context(), userReq("hello"))
-	if !again.CacheHit || stack.Meter().Total().Calls != 1 || stack.Meter().Total().CacheHits != 1 {
-		t.Fatalf("second call %+v, meter %+v", again, stack.Meter().Total())
+	if !again.CacheHit || m.Meter().Total().Calls != 1 || m.Meter().Total().CacheHits != 1 {
+		t.Fatalf("second call %+v, meter %+v", again, m.Meter().Total())
 	}
 }
 
@@ -125,8 +124,7 @@ func TestNewFullStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stack := m.(*lm.Stack)
-	defer stack.Close()
+	defer m.Close()
 
 	resp, err := m.Generate(t.Context(), userReq("q"))
 	if err != nil || resp.Text != "from claude" || resp.Model != "anthropic:claude-3-5-haiku-latest" || resp.Usage.CostUSD != 2 {
@@ -158,7 +156,7 @@ func TestNewFullStack(t *testing.T) {
 		t.Fatalf("budget: %v, requests %d %d", err, len(openaiSrv.Requests()), len(anthropicSrv.Requests()))
 	}
 	want := lm.Usage{PromptTokens: 2000, CompletionTokens: 500, Calls: 2, CacheHits: 1, CostUSD: 3}
-	if got := stack.Meter().Total(); got != want {
+	if got := m.Meter().Total(); got != want {
 		t.Fatalf("meter %+v", got)
 	}
 

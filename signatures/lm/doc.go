@@ -60,7 +60,7 @@
 //	if err != nil {
 //		return err
 //	}
-//	defer m.(*lm.Stack).Close()
+//	defer m.Close()
 //	resp, err := m.Generate(ctx, &lm.Request{Messages: msgs, Temperature: 0.2})
 //	// resp.Text, resp.Usage.CostUSD, resp.CacheHit
 package lm
