@@ -29,7 +29,7 @@ func codeOf(err error) actorpb.Code {
 	case errors.Is(err, persistence.ErrUnavailable), errors.Is(err, persistence.ErrClosed), persistence.IsRetryable(err):
 		return actorpb.Code_CODE_UNAVAILABLE
 	}
-	switch supervisors.Classify(err, Classifiers()...) {
+	switch supervisors.Classify(err, failureClassifiers...) {
 	case supervisors.KindTimeout:
 		return actorpb.Code_CODE_TIMEOUT
 	case supervisors.KindBudgetExceeded:

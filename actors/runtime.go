@@ -1,10 +1,12 @@
 package actors
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,12 +145,12 @@ func New(deps Deps) (*Runtime, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	deps.IdleTimeout = orDefault(deps.IdleTimeout, DefaultIdleTimeout)
-	deps.TurnTimeout = orDefault(deps.TurnTimeout, DefaultTurnTimeout)
-	deps.HistoryWindow = orDefault(deps.HistoryWindow, DefaultHistoryWindow)
-	deps.AgentWorkers = orDefault(deps.AgentWorkers, DefaultAgentWorkers)
-	deps.AgentQueue = orDefault(deps.AgentQueue, DefaultAgentQueue)
-	deps.SnapshotLag = orDefault(deps.SnapshotLag, DefaultSnapshotLag)
+	deps.IdleTimeout = cmp.Or(deps.IdleTimeout, DefaultIdleTimeout)
+	deps.TurnTimeout = cmp.Or(deps.TurnTimeout, DefaultTurnTimeout)
+	deps.HistoryWindow = cmp.Or(deps.HistoryWindow, DefaultHistoryWindow)
+	deps.AgentWorkers = cmp.Or(deps.AgentWorkers, DefaultAgentWorkers)
+	deps.AgentQueue = cmp.Or(deps.AgentQueue, DefaultAgentQueue)
+	deps.SnapshotLag = cmp.Or(deps.SnapshotLag, DefaultSnapshotLag)
 	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -164,7 +166,7 @@ func New(deps Deps) (*Runtime, error) {
 	if rt.metrics, err = newMetrics(deps.Metrics); err != nil {
 		return nil, err
 	}
-	classifiers := Classifiers()
+	classifiers := failureClassifiers
 	if rt.workers, err = supervisors.NewStrategy(supervisors.Options{
 		ActorKind: "agent-worker", Metrics: deps.SupervisorMetrics, Logger: rt.log, Classifiers: classifiers,
 		Backoff: deps.WorkerBackoff, Budget: deps.WorkerBudget,
@@ -185,18 +187,16 @@ func New(deps Deps) (*Runtime, error) {
 	return rt, nil
 }
 
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
 // Classifiers map the errors of persistence and signatures/lm to supervision failure
 // kinds: a fenced write is a conflict (stop), a spent budget stops, a model timeout and
 // other model errors restart with backoff.
-func Classifiers() []supervisors.Classifier {
+func Classifiers() []supervisors.Classifier { return slices.Clone(failureClassifiers) }
+
+// failureClassifiers is built once: failures are classified on every fenced write and
+// every failed turn.
+var failureClassifiers = buildClassifiers()
+
+func buildClassifiers() []supervisors.Classifier {
 	return []supervisors.Classifier{
 		supervisors.Match(supervisors.KindConflict, persistence.ErrConflict, persistence.ErrDuplicate),
 		supervisors.Match(supervisors.KindBudgetExceeded, lm.ErrBudgetExceeded),

@@ -513,7 +513,7 @@ func (s *session) passivateIfIdle(ctx actor.Context) {
 func (s *session) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID,
 	rs *actor.RestartStatistics, reason, message any) {
 	if t := s.running; t != nil && t.child.Equal(child) {
-		if supervisors.Classify(reason, Classifiers()...) == supervisors.KindConflict {
+		if supervisors.Classify(reason, failureClassifiers...) == supervisors.KindConflict {
 			s.log.Warn("session fenced out by another activation", "conversation_id", s.identity,
 				"correlation_id", t.req.GetCorrelationId(), "reason", fmt.Sprint(reason))
 			s.rt.metrics.fenced.WithLabelValues(KindSession).Inc()

@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -175,11 +176,11 @@ func openMySQL(rawURL string, opts Options, log *slog.Logger) (*DB, error) {
 		return nil, fmt.Errorf("%w: %v; use %s", ErrBadURL, err, mysqlForm)
 	}
 	sqlDB := sql.OpenDB(connector)
-	maxOpen := orDefault(opts.MaxOpenConns, 20)
+	maxOpen := cmp.Or(opts.MaxOpenConns, 20)
 	sqlDB.SetMaxOpenConns(maxOpen)
-	sqlDB.SetMaxIdleConns(orDefault(opts.MaxIdleConns, maxOpen))
-	sqlDB.SetConnMaxLifetime(orDefault(opts.ConnMaxLifetime, 30*time.Minute))
-	sqlDB.SetConnMaxIdleTime(orDefault(opts.ConnMaxIdleTime, 5*time.Minute))
+	sqlDB.SetMaxIdleConns(cmp.Or(opts.MaxIdleConns, maxOpen))
+	sqlDB.SetConnMaxLifetime(cmp.Or(opts.ConnMaxLifetime, 30*time.Minute))
+	sqlDB.SetConnMaxIdleTime(cmp.Or(opts.ConnMaxIdleTime, 5*time.Minute))
 	return &DB{SQL: sqlDB, Dialect: DialectMySQL, redacted: redacted}, nil
 }
 
@@ -274,14 +275,6 @@ type driverLogger struct{ log *slog.Logger }
 
 func (l driverLogger) Print(v ...any) {
 	l.log.Warn("mysql driver", "detail", fmt.Sprint(v...))
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // utc is the one time rule: every time stored is UTC, truncated to the microsecond that

@@ -119,7 +119,7 @@ func NewMigrator(db *DB, opts MigratorOptions) (*Migrator, error) {
 	return &Migrator{
 		db:          db,
 		migrations:  ms,
-		lockTimeout: orDefault(opts.LockTimeout, time.Minute),
+		lockTimeout: cmp.Or(opts.LockTimeout, time.Minute),
 		log:         log,
 		dialect:     goqu.Dialect(db.Dialect),
 	}, nil

@@ -141,12 +141,4 @@ func timeParser(s string) (any, error) {
 	return t, nil
 }
 
-func intParser(s string) (any, error) {
-	n, err := parseIntKey(s)
-	if err != nil {
-		return nil, err
-	}
-	return n, nil
-}
-
 func stringParser(s string) (any, error) { return s, nil }
