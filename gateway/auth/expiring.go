@@ -1,9 +1,12 @@
 package auth
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // expiringMap is a bounded map of answers that expire, shared by the caches
@@ -68,4 +71,30 @@ func (m *expiringMap[V]) delete(key string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.entries, key)
+}
+
+// sharedLookupTimeout bounds a store lookup shared by concurrent callers.
+const sharedLookupTimeout = 5 * time.Second
+
+// shared runs fn once for the concurrent callers of key. fn's context keeps
+// the first caller's values but not its cancellation (bounded by
+// sharedLookupTimeout instead), so one aborted request cannot fail the others
+// waiting on the same lookup; each caller still stops waiting when its own
+// ctx ends.
+func shared[T any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (T, error)) (T, error) {
+	ch := g.DoChan(key, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLookupTimeout)
+		defer cancel()
+		return fn(lctx)
+	})
+	var zero T
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
 }

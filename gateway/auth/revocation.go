@@ -172,7 +172,7 @@ func (c *RevocationCache) IsRevoked(ctx context.Context, sessionID string) (bool
 	if ok && start.Before(e.expires) {
 		return e.revoked, nil
 	}
-	v, err, _ := c.group.Do(sessionID, func() (any, error) {
+	return shared(ctx, &c.group, sessionID, func(ctx context.Context) (bool, error) {
 		lookupStart := c.clock()
 		revoked, err := c.backend.IsRevoked(ctx, sessionID)
 		if err != nil {
@@ -181,10 +181,6 @@ func (c *RevocationCache) IsRevoked(ctx context.Context, sessionID string) (bool
 		c.put(sessionID, cacheEntry{revoked: revoked, expires: lookupStart.Add(c.ttl)})
 		return revoked, nil
 	})
-	if err != nil {
-		return false, err
-	}
-	return v.(bool), nil
 }
 
 // Len returns the number of cached answers, expired ones included until the

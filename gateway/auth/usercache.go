@@ -47,7 +47,7 @@ func (c *userCache) userByID(ctx context.Context, id string) (User, error) {
 	if u, ok := c.entries.get(id, c.clock()); ok {
 		return cloneUser(u), nil
 	}
-	v, err, _ := c.group.Do(id, func() (any, error) {
+	u, err := shared(ctx, &c.group, id, func(ctx context.Context) (User, error) {
 		c.mu.Lock()
 		gen := c.gen
 		c.mu.Unlock()
@@ -66,7 +66,7 @@ func (c *userCache) userByID(ctx context.Context, id string) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	return cloneUser(v.(User)), nil
+	return cloneUser(u), nil
 }
 
 // forget drops userID's entry and invalidates the reads in flight: their
