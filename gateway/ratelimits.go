@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"log/slog"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -36,10 +35,10 @@ func newRateLimits(api API, log *slog.Logger) (rateLimits, error) {
 		r.limiter = ratelimit.NewMemory(ratelimit.MemoryOptions{})
 	}
 	if r.perUser == (ratelimit.Limit{}) {
-		r.perUser = ratelimit.Limit{Rate: DefaultRateLimitPerMinute, Period: time.Minute}
+		r.perUser = ratelimit.PerMinute(DefaultRateLimitPerMinute)
 	}
 	if r.perIP == (ratelimit.Limit{}) {
-		r.perIP = ratelimit.Limit{Rate: DefaultAuthRateLimitPerMinute, Period: time.Minute}
+		r.perIP = ratelimit.PerMinute(DefaultAuthRateLimitPerMinute)
 	}
 	for _, l := range []ratelimit.Limit{r.perUser, r.perIP} {
 		if err := l.Validate(); err != nil {

@@ -14,6 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kowai/kowai/gateway/ratelimit"
+	"github.com/kowai/kowai/signatures/lm"
 )
 
 // ErrInvalid marks a configuration error: the caller prints it on one line
@@ -180,11 +183,8 @@ func settings() []setting {
 		{"KOWAI_LLM_BASE_URL", "llm-base-url", "", "provider base URL (any OpenAI-compatible server for openai)", str(func(c *Config) *string { return &c.LLMBaseURL })},
 		{"KOWAI_LLM_API_KEY", "llm-api-key", "", "provider API key (OPENAI_API_KEY / ANTHROPIC_API_KEY are honoured too)", str(func(c *Config) *string { return &c.LLMAPIKey })},
 		{"KOWAI_LLM_FALLBACK", "llm-fallback", "", "comma-separated provider:model list tried in order when the primary fails", func(c *Config, raw string) error {
-			for _, item := range splitList(raw) {
-				p, m, ok := strings.Cut(item, ":")
-				if !ok || p == "" || m == "" {
-					return errors.New("want provider:model,provider:model")
-				}
+			if _, err := lm.ParseFallback(raw); err != nil {
+				return errors.New("want provider:model,provider:model with providers among offline, openai, anthropic, ollama")
 			}
 			c.LLMFallback = raw
 			return nil
@@ -218,8 +218,8 @@ func settings() []setting {
 		}},
 		{"KOWAI_ETCD_ENDPOINTS", "etcd-endpoints", "", "etcd: host:port,...", list(func(c *Config) *[]string { return &c.EtcdEndpoints })},
 		{"KOWAI_RATE_LIMIT", "rate-limit", "120/m", "default per-user limit N/s, N/m or N/h", func(c *Config, raw string) error {
-			if _, _, err := ParseRate(raw); err != nil {
-				return err
+			if _, err := ratelimit.ParseLimit(raw); err != nil {
+				return errors.New("want N/s, N/m or N/h with N > 0 and at most one per microsecond")
 			}
 			c.RateLimit = raw
 			return nil
@@ -370,24 +370,6 @@ func (c *Config) EnsureJWTSecret() (string, error) {
 		return "", fmt.Errorf("write jwt secret: %w", err)
 	}
 	return s, nil
-}
-
-// ParseRate parses a rate such as "120/m" into a count and a period.
-func ParseRate(s string) (int, time.Duration, error) {
-	n, unit, ok := strings.Cut(s, "/")
-	count, err := strconv.Atoi(n)
-	if !ok || err != nil || count <= 0 {
-		return 0, 0, errors.New("want N/s, N/m or N/h with N > 0")
-	}
-	switch unit {
-	case "s":
-		return count, time.Second, nil
-	case "m":
-		return count, time.Minute, nil
-	case "h":
-		return count, time.Hour, nil
-	}
-	return 0, 0, errors.New("want N/s, N/m or N/h with N > 0")
 }
 
 func checkHostPort(s string) error {
