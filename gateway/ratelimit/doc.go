@@ -23,14 +23,14 @@
 // # Implementations
 //
 // Memory keeps TATs in a sharded map bounded by MaxKeys, sweeping expired
-// keys as it goes; each node limits on its own. Redis runs one Lua script per
-// check and stores the TAT with a TTL equal to the time until the key is full
-// again. A check costs at most one round trip: checks arriving while one is
-// in flight are pipelined together into the next, so under load a round
-// trip carries many checks. By default the script reads the Redis
-// server's TIME so that every node uses one clock; RedisOptions.Clock
-// replaces it (tests use it for exact, repeatable results). Both pass the
-// same contract tests.
+// keys as it goes; each node limits on its own. Redis runs GCRA in a Lua
+// script and stores the TAT with a TTL equal to the time until the key is
+// full again. A check costs at most one round trip: checks arriving while one
+// is in flight go together in the next, as one script call over the whole
+// batch, so under load a round trip and a script call carry many checks.
+// By default the script reads the Redis server's TIME so that every node
+// uses one clock; RedisOptions.Clock replaces it (tests use it for exact,
+// repeatable results). Both pass the same contract tests.
 //
 // # Middleware
 //

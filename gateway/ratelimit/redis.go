@@ -3,33 +3,58 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// gcraScript mirrors gcra() in limit.go in microseconds. ARGV[3] is the
-// caller's clock, or -1 to use the Redis server's TIME so that every node
-// shares one clock. Numbers are formatted with %d because Lua would otherwise
-// print large integers in exponent form and lose precision.
+// gcraScript runs gcra() of limit.go, in microseconds, for a batch of
+// checks: KEYS[i] is the i-th check's key and ARGV[3i-2..3i] its interval,
+// burst and clock (-1 for the Redis server's TIME, read once per batch, so
+// that every node shares one clock). Checks of one key see each other in
+// order; each key's final TAT is written once, with a TTL equal to the time
+// until its bucket is full again. It returns four integers per check:
+// allowed, remaining, reset-after and retry-after. Numbers are written with
+// %d because Lua would print large integers in exponent form.
 var gcraScript = redis.NewScript(`
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local server_now
+local tats, ttls, order = {}, {}, {}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[3*i-2])
+  local burst = tonumber(ARGV[3*i-1])
+  local now = tonumber(ARGV[3*i])
+  if now < 0 then
+    if not server_now then
+      local t = redis.call('TIME')
+      server_now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    end
+    now = server_now
+  end
+  local tat = tats[key]
+  if tat == nil then
+    tat = tonumber(redis.call('GET', key)) or -1
+    tats[key] = tat
+  end
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - burst * interval
+  local o = 4*i-3
+  if now < allow_at then
+    out[o], out[o+1], out[o+2], out[o+3] = 0, 0, tat - now, allow_at - now
+  else
+    if ttls[key] == nil then order[#order+1] = key end
+    tats[key] = new_tat
+    ttls[key] = math.ceil((new_tat - now) / 1000)
+    out[o], out[o+1], out[o+2], out[o+3] = 1, math.floor((now - allow_at) / interval), new_tat - now, 0
+  end
 end
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then
-  return {0, 0, tat - now, allow_at - now}
+for _, key in ipairs(order) do
+  redis.call('SET', key, string.format('%d', tats[key]), 'PX', ttls[key])
 end
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
-return {1, math.floor((now - allow_at) / interval), new_tat - now, 0}
+return out
 `)
 
 // RedisOptions configures NewRedis.
@@ -43,18 +68,27 @@ type RedisOptions struct {
 	Clock func() time.Time
 }
 
-// Redis is a GCRA Limiter shared by every node using the same Redis. Each
-// check is one EVALSHA of a Lua script (the first call per server falls back
-// to EVAL once to load it), and costs its caller one round trip at most:
-// checks that arrive while a round trip is in flight wait for it to end and
-// then go to Redis together, pipelined, in the next one. Under load that
-// saves most of the system calls and wake-ups on both ends, the way group
-// commit saves fsyncs; alone, a check goes out at once. Times have
-// microsecond resolution.
+// Redis is a GCRA Limiter shared by every node using the same Redis.
+//
+// A check costs its caller one round trip at most, and Redis one pass of a
+// Lua script over a batch of checks: checks that arrive while a round trip
+// is in flight wait for it to end and then go to Redis together in the
+// next one, the way group commit shares fsyncs. Alone, a check goes out at
+// once. Under load this saves most of the system calls and wake-ups on
+// both ends, and most of Redis's per-command and per-script cost, which is
+// larger than the GCRA arithmetic itself. The script is sent with EVALSHA;
+// a Redis that does not have it (restarted, flushed) gets it once with EVAL.
+//
+// Over a *redis.Client a whole batch is one script call. Over a cluster or
+// ring client, whose keys may live on different servers, every check is its
+// own script call, and the batch is one pipeline. Times have microsecond
+// resolution.
 type Redis struct {
 	client redis.Cmdable
 	prefix string
 	clock  func() time.Time
+	// perKey sends one script call per check: the client may shard keys.
+	perKey bool
 
 	mu      sync.Mutex
 	queue   []*redisCheck
@@ -65,7 +99,7 @@ type Redis struct {
 type redisCheck struct {
 	key                  string
 	interval, burst, now int64
-	reply                []int64
+	reply                [4]int64
 	err                  error
 	// signal gets false once reply and err are set, or true when this
 	// check's caller must send the next batch (its own check included).
@@ -82,7 +116,8 @@ var _ Limiter = (*Redis)(nil)
 // send it, so one client going away never fails the others' checks; the
 // client's read and write timeouts bound every round trip.
 func NewRedis(client redis.Cmdable, opts RedisOptions) *Redis {
-	return &Redis{client: client, prefix: opts.Prefix, clock: opts.Clock}
+	_, single := client.(*redis.Client)
+	return &Redis{client: client, prefix: opts.Prefix, clock: opts.Clock, perKey: !single}
 }
 
 // Allow implements Limiter. A Redis failure is returned wrapped in
@@ -102,9 +137,6 @@ func (r *Redis) Allow(ctx context.Context, key string, limit Limit) (Result, err
 		return Result{}, fmt.Errorf("%w: redis gcra for %q: %w", ErrLimiter, key, c.err)
 	}
 	v := c.reply
-	if len(v) != 4 {
-		return Result{}, fmt.Errorf("%w: redis gcra for %q: want 4 values, got %d", ErrLimiter, key, len(v))
-	}
 	return Result{
 		Allowed:    v[0] == 1,
 		Limit:      int(burst),
@@ -147,31 +179,52 @@ func (r *Redis) check(ctx context.Context, c *redisCheck) {
 	}
 }
 
-// send runs batch in one pipelined round trip, and the checks that found
-// the script missing (Redis restarted or flushed it) in a second with EVAL.
+// send runs batch in one round trip, and again with EVAL when Redis lacks
+// the script.
 func (r *Redis) send(ctx context.Context, batch []*redisCheck) {
-	missing := r.pipeline(ctx, batch, gcraScript.EvalSha)
+	groups := [][]*redisCheck{batch}
+	if r.perKey {
+		groups = make([][]*redisCheck, len(batch))
+		for i := range batch {
+			groups[i] = batch[i : i+1]
+		}
+	}
+	missing := r.pipeline(ctx, groups, gcraScript.EvalSha)
 	if len(missing) > 0 {
 		r.pipeline(ctx, missing, gcraScript.Eval)
 	}
 }
 
-// pipeline sends one command per check and returns the checks that failed
-// with NOSCRIPT, leaving their error unset.
-func (r *Redis) pipeline(ctx context.Context, batch []*redisCheck,
-	eval func(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd) []*redisCheck {
+// pipeline sends one script call per group of checks and returns the groups
+// that failed with NOSCRIPT, leaving their errors unset.
+func (r *Redis) pipeline(ctx context.Context, groups [][]*redisCheck,
+	eval func(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd) [][]*redisCheck {
 	pipe := r.client.Pipeline()
-	cmds := make([]*redis.Cmd, len(batch))
-	for i, c := range batch {
-		cmds[i] = eval(ctx, pipe, []string{c.key}, c.interval, c.burst, c.now)
+	cmds := make([]*redis.Cmd, len(groups))
+	for i, g := range groups {
+		keys := make([]string, len(g))
+		args := make([]any, 0, 3*len(g))
+		for j, c := range g {
+			keys[j] = c.key
+			args = append(args, strconv.FormatInt(c.interval, 10), strconv.FormatInt(c.burst, 10), strconv.FormatInt(c.now, 10))
+		}
+		cmds[i] = eval(ctx, pipe, keys, args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
-	var missing []*redisCheck
-	for i, c := range batch {
-		c.reply, c.err = cmds[i].Int64Slice()
-		if c.err != nil && redis.HasErrorPrefix(c.err, "NOSCRIPT") {
-			c.err = nil
-			missing = append(missing, c)
+	var missing [][]*redisCheck
+	for i, g := range groups {
+		vals, err := cmds[i].Int64Slice()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			missing = append(missing, g)
+			continue
+		}
+		if err == nil && len(vals) != 4*len(g) {
+			err = fmt.Errorf("script returned %d values for %d checks, want 4 each", len(vals), len(g))
+		}
+		for j, c := range g {
+			if c.err = err; err == nil {
+				c.reply = [4]int64(vals[4*j : 4*j+4])
+			}
 		}
 	}
 	return missing

@@ -1,6 +1,7 @@
 package ratelimit_test
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"sync"
@@ -28,6 +29,130 @@ func TestRedisContract(t *testing.T) {
 	runContract(t, func(t *testing.T, clock func() time.Time) ratelimit.Limiter {
 		return ratelimit.NewRedis(client, ratelimit.RedisOptions{Prefix: testPrefix(), Clock: clock})
 	})
+}
+
+// testRing returns a one-shard ring over the test server: a client that
+// may shard keys, so the limiter sends one script call per check.
+func testRing(tb testing.TB) *redis.Ring {
+	tb.Helper()
+	opts := testRedis(tb).Options()
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"only": opts.Addr}, DB: opts.DB, Password: opts.Password})
+	tb.Cleanup(func() { _ = ring.Close() })
+	return ring
+}
+
+func TestRedisContractShardedClient(t *testing.T) {
+	ring := testRing(t)
+	runContract(t, func(t *testing.T, clock func() time.Time) ratelimit.Limiter {
+		return ratelimit.NewRedis(ring, ratelimit.RedisOptions{Prefix: testPrefix(), Clock: clock})
+	})
+}
+
+// Checks sent in one batch see each other in order, whatever mix of keys,
+// limits and denials the batch holds, and every key's TAT is written once
+// with its TTL. The limiter's batches are formed by timing, so this test
+// forms them for certain by holding the first round trip until every other
+// check has queued behind it.
+func TestRedisBatchDecidesInOrder(t *testing.T) {
+	client := testRedis(t)
+	prefix := testPrefix()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := ratelimit.NewRedis(client, ratelimit.RedisOptions{Prefix: prefix, Clock: func() time.Time { return now }})
+	three := ratelimit.Limit{Rate: 3, Period: time.Minute}
+	one := ratelimit.Limit{Rate: 1, Period: time.Hour}
+	if _, err := l.Allow(t.Context(), "load", one); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	var trips atomic.Int64
+	client.AddHook(holdFirstPipeline{gate: gate, trips: &trips})
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := l.Allow(t.Context(), "warm", one)
+		first <- err
+	}()
+	waitFor(t, func() bool { return trips.Load() == 1 }) // the first round trip is held
+	const callers = 10
+	results := make([]ratelimit.Result, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			key, limit := "a", three
+			if i%2 == 1 {
+				key, limit = "b", one
+			}
+			r, err := l.Allow(t.Context(), key, limit)
+			if err != nil {
+				t.Error(err)
+			}
+			results[i] = r
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // let every check queue behind the held round trip
+	close(gate)
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got := trips.Load(); got != 2 {
+		t.Fatalf("%d round trips, want 2: the held one and one batch of %d checks", got, callers)
+	}
+	var allowedA, allowedB int
+	for i, r := range results {
+		switch {
+		case i%2 == 0 && r.Allowed:
+			allowedA++
+		case i%2 == 1 && r.Allowed:
+			allowedB++
+		case i%2 == 1 && r.RetryAfter != time.Hour:
+			t.Errorf("denied check on b: RetryAfter %s, want 1h", r.RetryAfter)
+		}
+	}
+	if allowedA != 3 || allowedB != 1 {
+		t.Fatalf("allowed %d on a (limit 3) and %d on b (limit 1), want 3 and 1", allowedA, allowedB)
+	}
+	for key, want := range map[string]time.Duration{"a": time.Minute, "b": time.Hour} {
+		ttl, err := client.PTTL(t.Context(), prefix+key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl <= want-time.Second || ttl > want {
+			t.Errorf("TTL of %s = %s, want %s", key, ttl, want)
+		}
+	}
+}
+
+// holdFirstPipeline holds the first pipeline until gate closes and counts
+// round trips.
+type holdFirstPipeline struct {
+	gate  chan struct{}
+	trips *atomic.Int64
+}
+
+func (h holdFirstPipeline) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h holdFirstPipeline) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h holdFirstPipeline) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.trips.Add(1) == 1 {
+			<-h.gate
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// waitFor polls cond for up to 5 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestRedisServerClock(t *testing.T) {
