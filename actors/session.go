@@ -173,13 +173,15 @@ func (s *session) unload() {
 	s.loaded, s.state = false, sessionState{}
 }
 
-// canRead reports whether the caller may read the conversation.
-func canRead(ownerID, userID string, roles []string, canReadAny bool) bool {
-	return ownerID == userID || canReadAny || slices.Contains(roles, "moderator") || slices.Contains(roles, "admin")
+// canRead reports whether the caller may read the conversation: its owner, or a caller
+// the gateway granted chat:read:any. Role names grant nothing here, so that the
+// gateway's RBAC table stays the one place where roles map to permissions.
+func canRead(ownerID, userID string, canReadAny bool) bool {
+	return ownerID == userID || canReadAny
 }
 
 // checkRead loads the session and checks read access; it returns the error to answer.
-func (s *session) checkRead(corr, convID, userID string, roles []string, canReadAny bool) *actorpb.ErrorReply {
+func (s *session) checkRead(corr, convID, userID string, canReadAny bool) *actorpb.ErrorReply {
 	if e := s.checkIdentity(corr, convID); e != nil {
 		return e
 	}
@@ -189,7 +191,7 @@ func (s *session) checkRead(corr, convID, userID string, roles []string, canRead
 	if !s.exists {
 		return errorReply(actorpb.Code_CODE_NOT_FOUND, corr, "conversation %s does not exist", s.identity)
 	}
-	if !canRead(s.state.OwnerID, userID, roles, canReadAny) {
+	if !canRead(s.state.OwnerID, userID, canReadAny) {
 		return errorReply(actorpb.Code_CODE_FORBIDDEN, corr, "conversation %s belongs to another user", s.identity)
 	}
 	return nil
@@ -203,7 +205,7 @@ func (s *session) checkIdentity(corr, convID string) *actorpb.ErrorReply {
 }
 
 func (s *session) onInfo(req *actorpb.GetConversation) any {
-	if e := s.checkRead(req.GetCorrelationId(), req.GetConversationId(), req.GetUserId(), req.GetRoles(), req.GetCanReadAny()); e != nil {
+	if e := s.checkRead(req.GetCorrelationId(), req.GetConversationId(), req.GetUserId(), req.GetCanReadAny()); e != nil {
 		return e
 	}
 	return &actorpb.ConversationInfo{ConversationId: s.identity, OwnerId: s.state.OwnerID, AgentId: s.state.AgentID,
@@ -212,7 +214,7 @@ func (s *session) onInfo(req *actorpb.GetConversation) any {
 
 func (s *session) onHistory(req *actorpb.GetHistory) any {
 	corr := req.GetCorrelationId()
-	if e := s.checkRead(corr, req.GetConversationId(), req.GetUserId(), req.GetRoles(), req.GetCanReadAny()); e != nil {
+	if e := s.checkRead(corr, req.GetConversationId(), req.GetUserId(), req.GetCanReadAny()); e != nil {
 		return e
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)

@@ -142,6 +142,11 @@ func TestOwnership(t *testing.T) {
 			ConversationId: conv1, UserId: h.users[u], Roles: roles, CanReadAny: canReadAny}))
 		return err
 	}
+	info := func(u int, roles []string, canReadAny bool) error {
+		_, err := actorpb.As[*actorpb.ConversationInfo](h.grains.Call(ctx, KindSession, conv1, &actorpb.GetConversation{
+			ConversationId: conv1, UserId: h.users[u], Roles: roles, CanReadAny: canReadAny}))
+		return err
+	}
 	cases := []struct {
 		name string
 		err  error
@@ -149,9 +154,15 @@ func TestOwnership(t *testing.T) {
 	}{
 		{"owner reads", history(0, nil, false), nil},
 		{"stranger reads", history(1, []string{"user"}, false), actorpb.ErrForbidden},
-		{"moderator reads", history(1, []string{"moderator"}, false), nil},
-		{"admin reads", history(1, []string{"user", "admin"}, false), nil},
+		{"moderator reads with the flag", history(1, []string{"moderator"}, true), nil},
+		{"admin reads with the flag", history(1, []string{"user", "admin"}, true), nil},
 		{"reader flag reads", history(1, nil, true), nil},
+		// Only the gateway's RBAC table turns roles into permissions: a role name alone
+		// grants the grain nothing.
+		{"admin without the flag", history(1, []string{"admin"}, false), actorpb.ErrForbidden},
+		{"moderator without the flag", history(1, []string{"moderator"}, false), actorpb.ErrForbidden},
+		{"admin without the flag asks for the conversation", info(1, []string{"admin"}, false), actorpb.ErrForbidden},
+		{"reader flag asks for the conversation", info(1, nil, true), nil},
 	}
 	_, err := h.send(ctx, conv1, 1, "not mine", "")
 	cases = append(cases, struct {

@@ -320,9 +320,11 @@ type SendMessage struct {
 	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	ConversationId string `protobuf:"bytes,3,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	UserId         string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// The caller's roles; moderator and admin may read any conversation.
+	// The caller's roles. A grain grants nothing by role name: the gateway's RBAC table
+	// maps roles to permissions and sends the result as can_read_any.
 	Roles []string `protobuf:"bytes,5,rep,name=roles,proto3" json:"roles,omitempty"`
-	// Grants read access to any conversation, whatever the roles say.
+	// Grants read access to any conversation (permission chat:read:any); the gateway
+	// sets it from its RBAC table.
 	CanReadAny bool   `protobuf:"varint,6,opt,name=can_read_any,json=canReadAny,proto3" json:"can_read_any,omitempty"`
 	AgentId    string `protobuf:"bytes,7,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	Content    string `protobuf:"bytes,8,opt,name=content,proto3" json:"content,omitempty"`
@@ -543,8 +545,9 @@ type GetHistory struct {
 	CorrelationId  string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
 	ConversationId string                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	UserId         string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Roles          []string               `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
-	CanReadAny     bool                   `protobuf:"varint,5,opt,name=can_read_any,json=canReadAny,proto3" json:"can_read_any,omitempty"`
+	// As in SendMessage: roles grant nothing; can_read_any lets a non-owner read.
+	Roles      []string `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
+	CanReadAny bool     `protobuf:"varint,5,opt,name=can_read_any,json=canReadAny,proto3" json:"can_read_any,omitempty"`
 	// Opaque; empty for the first page.
 	Cursor string `protobuf:"bytes,6,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// Page size; 0 means the default (50), at most 200.
@@ -770,10 +773,11 @@ type GetConversation struct {
 	CorrelationId  string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
 	ConversationId string                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	UserId         string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Roles          []string               `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
-	CanReadAny     bool                   `protobuf:"varint,5,opt,name=can_read_any,json=canReadAny,proto3" json:"can_read_any,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// As in SendMessage: roles grant nothing; can_read_any lets a non-owner read.
+	Roles         []string `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
+	CanReadAny    bool     `protobuf:"varint,5,opt,name=can_read_any,json=canReadAny,proto3" json:"can_read_any,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetConversation) Reset() {
