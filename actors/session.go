@@ -237,60 +237,69 @@ func (s *session) onHistory(req *actorpb.GetHistory) any {
 
 func (s *session) onSend(ctx actor.Context, req *actorpb.SendMessage) {
 	corr := req.GetCorrelationId()
-	reject := func(e *actorpb.ErrorReply) {
-		s.rt.metrics.turns.WithLabelValues(outcome(e)).Inc()
-		ctx.Respond(e)
-	}
+	t := &turn{req: req, waiters: []*actor.PID{ctx.Sender()}}
 	if e := s.checkIdentity(corr, req.GetConversationId()); e != nil {
-		reject(e)
+		s.answer(ctx, t, e)
 		return
 	}
 	if req.GetUserId() == "" || req.GetContent() == "" {
-		reject(errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "user_id and content are required"))
+		s.answer(ctx, t, errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "user_id and content are required"))
 		return
 	}
-	if e := s.ensureLoaded(corr); e != nil {
-		reject(e)
-		return
-	}
-	if e := s.checkWrite(req); e != nil {
-		reject(e)
-		return
-	}
-	key := req.GetIdempotencyKey()
-	if res := s.state.replay(s.identity, key); res != nil {
-		s.rt.metrics.turns.WithLabelValues("replayed").Inc()
-		ctx.Respond(res)
-		return
-	}
-	if key != "" {
-		// A retry of a turn still in progress waits for that turn's answer.
-		for _, t := range append([]*turn{s.running}, s.queue...) {
-			if t != nil && t.req.GetIdempotencyKey() == key {
-				t.waiters = append(t.waiters, ctx.Sender())
-				return
-			}
-		}
-	}
-	t := &turn{req: req, waiters: []*actor.PID{ctx.Sender()}}
-	if s.running == nil {
-		if !s.exists {
-			if e := s.resolveAgent(req); e != nil {
-				reject(e)
-				return
-			}
-		}
-		s.start(ctx, t)
+	if !s.admit(ctx, t) {
 		return
 	}
 	switch s.state.BusyPolicy {
 	case agenttype.BusyReject:
-		reject(errorReply(actorpb.Code_CODE_BUSY, corr, "a reply is still running in conversation %s", s.identity))
+		s.answer(ctx, t, errorReply(actorpb.Code_CODE_BUSY, corr, "a reply is still running in conversation %s", s.identity))
 		return
 	case agenttype.BusyInterrupt:
 		s.running.cancel()
 	}
 	s.queue = append(s.queue, t)
+}
+
+// admit takes t through the steps before it runs, the same for a turn that arrives and
+// one that leaves the queue: load the state, check that the caller may write, answer
+// with the stored result when t's idempotency key has one, let t's requesters wait for
+// the turn in flight with that key, and, when no turn runs, resolve the agent of a new
+// conversation and start t. It answers t itself where a step settles it, and reports
+// whether t must wait behind the running turn (then the busy policy decides).
+func (s *session) admit(ctx actor.Context, t *turn) (wait bool) {
+	if e := s.ensureLoaded(t.req.GetCorrelationId()); e != nil {
+		s.answer(ctx, t, e)
+		return false
+	}
+	if e := s.checkWrite(t.req); e != nil {
+		s.answer(ctx, t, e)
+		return false
+	}
+	key := t.req.GetIdempotencyKey()
+	if res := s.state.replay(s.identity, key); res != nil {
+		s.answer(ctx, t, res)
+		return false
+	}
+	if key != "" {
+		// A retry of a turn still in progress waits for that turn's answer. A turn
+		// leaving the queue never matches: a key enters the queue at most once.
+		for _, other := range append([]*turn{s.running}, s.queue...) {
+			if other != nil && other.req.GetIdempotencyKey() == key {
+				other.waiters = append(other.waiters, t.waiters...)
+				return false
+			}
+		}
+	}
+	if s.running != nil {
+		return true
+	}
+	if !s.exists {
+		if e := s.resolveAgent(t.req); e != nil {
+			s.answer(ctx, t, e)
+			return false
+		}
+	}
+	s.start(ctx, t)
+	return false
 }
 
 // checkWrite checks that req may add a turn: only the owner writes, and a conversation
@@ -351,26 +360,7 @@ func (s *session) startNext(ctx actor.Context) {
 	for s.running == nil && len(s.queue) > 0 && !s.stopped {
 		t := s.queue[0]
 		s.queue = slices.Delete(s.queue, 0, 1)
-		corr := t.req.GetCorrelationId()
-		e := s.ensureLoaded(corr)
-		if e == nil {
-			e = s.checkWrite(t.req)
-		}
-		if e != nil {
-			s.answer(ctx, t, e)
-			continue
-		}
-		if res := s.state.replay(s.identity, t.req.GetIdempotencyKey()); res != nil {
-			s.answer(ctx, t, res)
-			continue
-		}
-		if !s.exists {
-			if e := s.resolveAgent(t.req); e != nil {
-				s.answer(ctx, t, e)
-				continue
-			}
-		}
-		s.start(ctx, t)
+		s.admit(ctx, t)
 	}
 	if s.running == nil && s.passivating {
 		s.passivateIfIdle(ctx)

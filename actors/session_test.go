@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/actors/agenttype"
@@ -376,6 +377,65 @@ func TestBusyPolicies(t *testing.T) {
 				h.checkLog(conv1, roleUser, roleSystem, roleUser, roleAssistant)
 			}
 		})
+	}
+}
+
+// A turn that arrives while another runs, and one that leaves the queue, pass the same
+// steps before they start: a retry of the running turn's idempotency key waits for
+// that turn's answer instead of calling the model again, and a stranger's message
+// queued behind the first turn of a new conversation is refused once that turn has
+// made the conversation its owner's.
+func TestTurnsBehindARunningTurn(t *testing.T) {
+	model := newBlockingModel()
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{model: model})
+	pid, err := h.grains.pid(KindSession, conv1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := func(u int, content, key string) *actor.Future {
+		return h.sys.Root.RequestFuture(pid, &actorpb.SendMessage{CorrelationId: "corr-" + content, IdempotencyKey: key,
+			ConversationId: conv1, UserId: h.users[u], Content: content}, 10*time.Second)
+	}
+	first := request(0, "first", "k1")
+	if got := <-model.started; got != "first" {
+		t.Fatalf("model started on %q", got)
+	}
+	retry := request(0, "first", "k1")
+	stranger := request(1, "not mine", "")
+	// The requests above were sent from this goroutine before this one, so the session
+	// has taken them in once it answers.
+	if q := h.sessionQueue(conv1); len(q) != 1 {
+		t.Fatalf("queue holds %d turns, want the stranger's alone (the retry joins the running turn)", len(q))
+	}
+	model.release <- struct{}{}
+	results := make([]*actorpb.TurnResult, 2)
+	for i, f := range []*actor.Future{first, retry} {
+		res, err := f.Result()
+		if err == nil {
+			results[i], err = actorpb.As[*actorpb.TurnResult](res.(proto.Message), nil)
+		}
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+	}
+	if results[0].MessageId != results[1].MessageId || results[1].Response != "done: first" {
+		t.Fatalf("first = %v, retry = %v: want one answer for both", results[0], results[1])
+	}
+	res, err := stranger.Result()
+	if err == nil {
+		_, err = actorpb.As[*actorpb.TurnResult](res.(proto.Message), nil)
+	}
+	if !errors.Is(err, actorpb.ErrForbidden) {
+		t.Fatalf("stranger's queued message: err = %v, want forbidden", err)
+	}
+	select {
+	case m := <-model.started:
+		t.Fatalf("model called again, on %q", m)
+	default:
+	}
+	h.checkLog(conv1, roleUser, roleAssistant)
+	if got := h.counter("kowai_chat_turns_total", map[string]string{"outcome": actorpb.Code_CODE_FORBIDDEN.String()}); got != 1 {
+		t.Fatalf("forbidden turns = %v, want 1", got)
 	}
 }
 
