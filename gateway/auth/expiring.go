@@ -47,9 +47,19 @@ func (m *expiringMap[V]) get(key string, now time.Time) (V, bool) {
 // entries. The key is cloned: callers may pass strings that alias a reused
 // request buffer.
 func (m *expiringMap[V]) put(key string, v V, expires, now time.Time) {
+	m.putUnless(key, v, expires, now, nil)
+}
+
+// putUnless is put, except that a value already under key (expired or not)
+// for which keep reports true stays. keep may be nil.
+func (m *expiringMap[V]) putUnless(key string, v V, expires, now time.Time, keep func(old V) bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.entries[key]; !ok && len(m.entries) >= m.maxEntries {
+	old, found := m.entries[key]
+	if found && keep != nil && keep(old.value) {
+		return
+	}
+	if !found && len(m.entries) >= m.maxEntries {
 		if now.Before(m.nextSweep) {
 			return
 		}
@@ -64,6 +74,13 @@ func (m *expiringMap[V]) put(key string, v V, expires, now time.Time) {
 		}
 	}
 	m.entries[strings.Clone(key)] = expiringEntry[V]{value: v, expires: expires}
+}
+
+// len returns the number of entries, expired ones included until a sweep.
+func (m *expiringMap[V]) len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.entries)
 }
 
 // delete drops key.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -116,19 +115,13 @@ type CacheOptions struct {
 // later "not revoked". Concurrent misses for one session share one backend
 // call.
 type RevocationCache struct {
-	backend    RevocationStore
-	ttl        time.Duration
-	maxEntries int
-	clock      func() time.Time
-	group      singleflight.Group
-
-	mu      sync.Mutex
-	entries map[string]cacheEntry
-}
-
-type cacheEntry struct {
-	revoked bool
-	expires time.Time
+	backend RevocationStore
+	ttl     time.Duration
+	clock   func() time.Time
+	group   singleflight.Group
+	// entries holds whether each session is revoked. A full map is swept at
+	// most once per TTL.
+	entries *expiringMap[bool]
 }
 
 var _ RevocationStore = (*RevocationCache)(nil)
@@ -145,11 +138,10 @@ func NewRevocationCache(backend RevocationStore, opts CacheOptions) *RevocationC
 		opts.Clock = time.Now
 	}
 	return &RevocationCache{
-		backend:    backend,
-		ttl:        opts.TTL,
-		maxEntries: opts.MaxEntries,
-		clock:      opts.Clock,
-		entries:    make(map[string]cacheEntry),
+		backend: backend,
+		ttl:     opts.TTL,
+		clock:   opts.Clock,
+		entries: newExpiringMap[bool](opts.MaxEntries, opts.TTL),
 	}
 }
 
@@ -158,19 +150,16 @@ func (c *RevocationCache) Revoke(ctx context.Context, sessionID string, ttl time
 	if err := c.backend.Revoke(ctx, sessionID, ttl); err != nil {
 		return err
 	}
-	c.put(sessionID, cacheEntry{revoked: true, expires: c.clock().Add(ttl)})
+	now := c.clock()
+	c.entries.put(sessionID, true, now.Add(ttl), now)
 	return nil
 }
 
 // IsRevoked answers from the cache when it can, from the backend otherwise.
 // Backend errors are returned and not cached.
 func (c *RevocationCache) IsRevoked(ctx context.Context, sessionID string) (bool, error) {
-	start := c.clock()
-	c.mu.Lock()
-	e, ok := c.entries[sessionID]
-	c.mu.Unlock()
-	if ok && start.Before(e.expires) {
-		return e.revoked, nil
+	if revoked, ok := c.entries.get(sessionID, c.clock()); ok {
+		return revoked, nil
 	}
 	return shared(ctx, &c.group, sessionID, func(ctx context.Context) (bool, error) {
 		lookupStart := c.clock()
@@ -178,35 +167,16 @@ func (c *RevocationCache) IsRevoked(ctx context.Context, sessionID string) (bool
 		if err != nil {
 			return false, err
 		}
-		c.put(sessionID, cacheEntry{revoked: revoked, expires: lookupStart.Add(c.ttl)})
+		// A revocation is never undone: a "not revoked" read that raced
+		// with Revoke must not replace its answer.
+		c.entries.putUnless(sessionID, revoked, lookupStart.Add(c.ttl), c.clock(), isRevoked)
 		return revoked, nil
 	})
 }
 
+// isRevoked keeps a cached revocation in place.
+func isRevoked(revoked bool) bool { return revoked }
+
 // Len returns the number of cached answers, expired ones included until the
 // next sweep.
-func (c *RevocationCache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
-}
-
-func (c *RevocationCache) put(sessionID string, e cacheEntry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if old, ok := c.entries[sessionID]; ok && old.revoked && !e.revoked {
-		return
-	}
-	if _, ok := c.entries[sessionID]; !ok && len(c.entries) >= c.maxEntries {
-		now := c.clock()
-		for k, v := range c.entries {
-			if !now.Before(v.expires) {
-				delete(c.entries, k)
-			}
-		}
-		if len(c.entries) >= c.maxEntries {
-			return
-		}
-	}
-	c.entries[sessionID] = e
-}
+func (c *RevocationCache) Len() int { return c.entries.len() }

@@ -109,6 +109,47 @@ func TestRevocationCacheBoundsAndErrors(t *testing.T) {
 	}
 }
 
+// A "not revoked" answer read before a Revoke on the same node, and
+// arriving after it, must not replace the revocation in the cache.
+func TestRevocationCacheKeepsRevocationOverRacingRead(t *testing.T) {
+	backend := &slowBackend{countingBackend: newCountingBackend(), reading: make(chan struct{}), release: make(chan struct{})}
+	c := auth.NewRevocationCache(backend, auth.CacheOptions{TTL: time.Hour})
+	read := make(chan bool, 1)
+	go func() {
+		r, err := c.IsRevoked(t.Context(), "s1")
+		if err != nil {
+			t.Error(err)
+		}
+		read <- r
+	}()
+	<-backend.reading // the backend has answered "not revoked", not yet returned
+	if err := c.Revoke(t.Context(), "s1", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	close(backend.release)
+	if r := <-read; r {
+		t.Fatal("the racing read saw the revocation; the test did not race")
+	}
+	if r, err := c.IsRevoked(t.Context(), "s1"); err != nil || !r {
+		t.Fatalf("after Revoke: revoked=%v, %v; the stale read replaced the revocation", r, err)
+	}
+}
+
+// slowBackend answers IsRevoked, then signals reading and holds the answer
+// until release closes.
+type slowBackend struct {
+	*countingBackend
+	reading, release chan struct{}
+	once             sync.Once
+}
+
+func (b *slowBackend) IsRevoked(ctx context.Context, id string) (bool, error) {
+	r, err := b.countingBackend.IsRevoked(ctx, id)
+	b.once.Do(func() { close(b.reading) })
+	<-b.release
+	return r, err
+}
+
 func TestStoreRevocations(t *testing.T) {
 	e := newEnv(t, nil)
 	e.register(t, "r@example.com", "password-1")
