@@ -13,33 +13,21 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster/clusterpb"
 )
 
 // GrainCaller is the grain client as its users see it. Package actors declares the
 // same method set locally and receives a *Client, so it never imports this package.
 type GrainCaller interface {
-	// Call sends req to the grain kind/identity and returns its reply. A grain's
-	// clusterpb.ErrorReply comes back as a *GrainError.
+	// Call sends req to the grain kind/identity and returns its reply. A grain that
+	// refuses or fails the request answers with an *actorpb.ErrorReply, which comes
+	// back as the reply; actorpb.As turns it into an *actorpb.Error and checks the
+	// type of any other reply.
 	Call(ctx context.Context, kind, identity string, req proto.Message) (proto.Message, error)
 }
 
 var _ GrainCaller = (*Client)(nil)
-
-// Call is Client.Call with the reply's type checked: a reply of another type than Resp
-// is ErrUnexpectedReply.
-func Call[Resp proto.Message](ctx context.Context, c GrainCaller, kind, identity string, req proto.Message) (Resp, error) {
-	var zero Resp
-	res, err := c.Call(ctx, kind, identity, req)
-	if err != nil {
-		return zero, err
-	}
-	typed, ok := res.(Resp)
-	if !ok {
-		return zero, fmt.Errorf("%w: grain %s/%s answered %T, want %T", ErrUnexpectedReply, kind, identity, res, zero)
-	}
-	return typed, nil
-}
 
 // Client calls grains anywhere in the cluster. It is safe for concurrent use. Every
 // call is sent at most once (the library's retries re-send on timeout, which would run a
@@ -59,7 +47,8 @@ type Client struct {
 // dead node is never answered, and waiting out the timeout would hold the caller (a
 // session's turn, say) for minutes. Errors: ErrNotProtobuf (rejected before sending),
 // ErrUnavailable, ErrTimeout (wrapping context.DeadlineExceeded when the caller's
-// deadline ran out), context.Canceled, ErrUnexpectedReply, or a *GrainError.
+// deadline ran out) or context.Canceled. A grain's refusal is a reply, not an error:
+// an *actorpb.ErrorReply, counted as outcome "refused".
 func (cl *Client) Call(ctx context.Context, kind, identity string, req proto.Message) (proto.Message, error) {
 	m := cl.node.metrics
 	if err := checkProto(req); err != nil {
@@ -102,14 +91,6 @@ func (cl *Client) Call(ctx context.Context, kind, identity string, req proto.Mes
 	if err == nil {
 		return reply, nil
 	}
-	var ge *GrainError
-	if errors.As(err, &ge) {
-		ge.Kind, ge.Identity = kind, identity
-		if ge.CorrelationID == "" {
-			ge.CorrelationID = clusterpb.CorrelationID(ctx)
-		}
-		return nil, ge
-	}
 	if outcome == outcomeTimeout || outcome == outcomeUnavailable {
 		cl.node.log.Warn("grain call failed", "kind", kind, "identity", identity,
 			"outcome", outcome, "correlation_id", clusterpb.CorrelationID(ctx), "error", err)
@@ -118,8 +99,10 @@ func (cl *Client) Call(ctx context.Context, kind, identity string, req proto.Mes
 }
 
 // classify turns the library's (reply, error) into kowai's reply, outcome label and error.
-// The library reports every failure as "have reached max retries", so what happened is
-// read from the future the sender recorded.
+// A grain's ErrorReply stays the reply, so that one function, actorpb.As, turns it into
+// an error for every caller, but is counted as refused. The library reports every
+// failure as "have reached max retries", so what happened is read from the future the
+// sender recorded.
 func classify(ctx context.Context, s *sender, res any, err error) (proto.Message, string, error) {
 	switch r := res.(type) {
 	case memberLeft:
@@ -129,13 +112,13 @@ func classify(ctx context.Context, s *sender, res any, err error) (proto.Message
 			return nil, outcomeTimeout, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
 		}
 		return nil, outcomeCanceled, ctx.Err()
-	case *clusterpb.ErrorReply:
-		return nil, outcomeGrainError, &GrainError{Code: r.GetCode(), Message: r.GetMessage(), CorrelationID: r.GetCorrelationId()}
+	case *actorpb.ErrorReply:
+		return r, outcomeRefused, nil
 	case proto.Message:
 		return r, outcomeOK, nil
 	case nil:
 	default:
-		return nil, outcomeGrainError, fmt.Errorf("%w: %T is not a protobuf message", ErrUnexpectedReply, res)
+		return nil, outcomeInvalid, fmt.Errorf("%w: the reply is a %T", ErrNotProtobuf, res)
 	}
 	f := s.sent()
 	if f == nil {

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/kowai/kowai/cluster/clusterpb"
+	"github.com/kowai/kowai/actors/actorpb"
 )
 
 func kind(name string) *pcluster.Kind {
@@ -129,73 +129,25 @@ func TestWatchdog(t *testing.T) {
 }
 
 func TestCheckProto(t *testing.T) {
-	type wrapped struct{ *clusterpb.ErrorReply }
-	var nilReply *clusterpb.ErrorReply
+	type wrapped struct{ *actorpb.ErrorReply }
+	var nilReply *actorpb.ErrorReply
 	cases := []struct {
 		name string
 		msg  proto.Message
 		ok   bool
 	}{
-		{"generated message", &clusterpb.ErrorReply{}, true},
+		{"generated message", &actorpb.ErrorReply{}, true},
 		{"well-known type", wrapperspb.String("x"), true},
 		{"nil interface", nil, false},
 		{"typed nil", nilReply, false},
-		{"Go struct embedding a message", wrapped{&clusterpb.ErrorReply{}}, false},
-		{"dynamic message", dynamicpb.NewMessage((&clusterpb.ErrorReply{}).ProtoReflect().Descriptor()), false},
+		{"Go struct embedding a message", wrapped{&actorpb.ErrorReply{}}, false},
+		{"dynamic message", dynamicpb.NewMessage((&actorpb.ErrorReply{}).ProtoReflect().Descriptor()), false},
 	}
 	for _, tc := range cases {
 		err := checkProto(tc.msg)
 		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrNotProtobuf)) {
 			t.Errorf("%s: err = %v", tc.name, err)
 		}
-	}
-}
-
-func TestGrainErrorCodes(t *testing.T) {
-	cases := []struct {
-		code clusterpb.Code
-		want error
-	}{
-		{clusterpb.Code_CODE_UNSPECIFIED, ErrInternal},
-		{clusterpb.Code_CODE_NOT_FOUND, ErrNotFound},
-		{clusterpb.Code_CODE_FORBIDDEN, ErrForbidden},
-		{clusterpb.Code_CODE_CONFLICT, ErrConflict},
-		{clusterpb.Code_CODE_INVALID_ARGUMENT, ErrInvalidArgument},
-		{clusterpb.Code_CODE_UNAVAILABLE, ErrUnavailable},
-		{clusterpb.Code_CODE_DEADLINE_EXCEEDED, ErrTimeout},
-		{clusterpb.Code_CODE_RESOURCE_EXHAUSTED, ErrResourceExhausted},
-		{clusterpb.Code_CODE_INTERNAL, ErrInternal},
-		{clusterpb.Code(99), ErrInternal},
-	}
-	for _, tc := range cases {
-		err := error(&GrainError{Kind: "session", Identity: "c1", Code: tc.code, Message: "m"})
-		if !errors.Is(err, tc.want) {
-			t.Errorf("%s: %v does not match %v", tc.code, err, tc.want)
-		}
-	}
-}
-
-type fakeCaller struct {
-	reply proto.Message
-	err   error
-}
-
-func (f fakeCaller) Call(context.Context, string, string, proto.Message) (proto.Message, error) {
-	return f.reply, f.err
-}
-
-var _ GrainCaller = fakeCaller{}
-
-func TestCallTyped(t *testing.T) {
-	got, err := Call[*wrapperspb.StringValue](t.Context(), fakeCaller{reply: wrapperspb.String("ok")}, "k", "i", wrapperspb.String("q"))
-	if err != nil || got.GetValue() != "ok" {
-		t.Fatalf("Call = %v, %v", got, err)
-	}
-	if _, err := Call[*wrapperspb.Int64Value](t.Context(), fakeCaller{reply: wrapperspb.String("ok")}, "k", "i", wrapperspb.String("q")); !errors.Is(err, ErrUnexpectedReply) {
-		t.Fatalf("wrong reply type: err = %v", err)
-	}
-	if _, err := Call[*wrapperspb.StringValue](t.Context(), fakeCaller{err: ErrTimeout}, "k", "i", wrapperspb.String("q")); !errors.Is(err, ErrTimeout) {
-		t.Fatalf("error not passed through: %v", err)
 	}
 }
 
@@ -263,5 +215,22 @@ func TestActivationsRegistry(t *testing.T) {
 	}
 	if len(counted) != 2 {
 		t.Fatalf("activations counted %v, want two (restart not counted)", counted)
+	}
+}
+
+// A grain's refusal (an actorpb.ErrorReply) is counted as refused, not ok, and reaches
+// the caller unchanged, where actorpb.As turns it into an *actorpb.Error.
+func TestClassifyRefusal(t *testing.T) {
+	refusal := actorpb.NewError(actorpb.Code_CODE_BUSY, "corr-1", "a reply is still running")
+	reply, outcome, err := classify(t.Context(), nil, refusal, nil)
+	if err != nil || outcome != "refused" || reply != refusal {
+		t.Fatalf("classify(refusal) = %v, %q, %v; want the reply, refused, nil", reply, outcome, err)
+	}
+	if _, err := actorpb.As[*actorpb.TurnResult](reply, err); !errors.Is(err, actorpb.ErrBusy) {
+		t.Fatalf("actorpb.As(refusal) = %v, want ErrBusy", err)
+	}
+	ok := &actorpb.Ack{}
+	if reply, outcome, err := classify(t.Context(), nil, ok, nil); err != nil || outcome != "ok" || reply != ok {
+		t.Fatalf("classify(ack) = %v, %q, %v", reply, outcome, err)
 	}
 }

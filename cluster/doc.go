@@ -43,19 +43,25 @@
 //
 // # Calling grains
 //
-// Client.Call sends a protobuf request to kind/identity and returns the reply; Call[Resp]
-// also checks the reply's type. Each call is sent once (the library's retries would
-// re-send a request with side effects), is bounded by RequestTimeout or the caller's
-// deadline, whichever is earlier, and returns at once when the caller's context is
-// cancelled. The correlation ID and idempotency key set on the context with
-// clusterpb.WithCorrelationID and clusterpb.WithIdempotencyKey travel as message headers
-// (clusterpb.HeaderCorrelationID, clusterpb.HeaderIdempotencyKey).
+// Client.Call sends a protobuf request to kind/identity and returns the reply. Each call
+// is sent once (the library's retries would re-send a request with side effects), is
+// bounded by RequestTimeout or the caller's deadline, whichever is earlier, and returns
+// at once when the caller's context is cancelled. The correlation ID and idempotency
+// key set on the context with clusterpb.WithCorrelationID and
+// clusterpb.WithIdempotencyKey travel as message headers (clusterpb.HeaderCorrelationID,
+// clusterpb.HeaderIdempotencyKey).
 //
 // Only generated protobuf messages are sent: anything else would be dropped silently by
 // a remote node, so it is refused with ErrNotProtobuf before sending.
 //
-// A grain reports a failure by answering with a clusterpb.ErrorReply; the caller gets a
-// *GrainError that matches ErrNotFound, ErrForbidden, ErrConflict, ... with errors.Is.
+// A grain reports a refusal or failure by answering with an actorpb.ErrorReply, the one
+// error protocol of kowai's grains. The client hands it back as the reply (counting it
+// as refused) and actorpb.As turns it into an *actorpb.Error that matches
+// actorpb.ErrForbidden, actorpb.ErrBusy, ... with errors.Is, while checking the type of
+// any other reply:
+//
+//	res, err := actorpb.As[*actorpb.TurnResult](client.Call(ctx, "session", convID, req))
+//
 // Transport failures are ErrTimeout and ErrUnavailable.
 //
 // # For grain authors (package actors)
@@ -67,10 +73,10 @@
 //		Call(ctx context.Context, kind, identity string, req proto.Message) (proto.Message, error)
 //	}
 //
-// It may import cluster/clusterpb, the wire protocol, which depends on nothing but
-// protobuf. A grain reads the request's headers with
+// It may import cluster/clusterpb, the message headers, which depends on nothing of
+// kowai's but internal/logging. A grain reads the request's headers with
 // clusterpb.ContextFromHeader(ctx, actorCtx.MessageHeader()) and answers failures with
-// clusterpb.NewError(code, message).
+// actorpb.NewError(code, correlationID, message).
 //
 // # Membership watchdog
 //
@@ -99,7 +105,8 @@
 // Info returns the members, this node and its live activations per kind, for
 // GET /api/v1/admin/cluster. Metrics: kowai_cluster_members (updated by Run),
 // kowai_actor_activations_total{kind}, kowai_grain_requests_total{kind,outcome} with
-// outcome ok, grain_error, timeout, unavailable, canceled or invalid, and
+// outcome ok, refused (the grain answered with an actorpb.ErrorReply), timeout,
+// unavailable, canceled or invalid, and
 // kowai_grain_request_duration_seconds{kind}.
 //
 // # Testing

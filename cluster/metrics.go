@@ -7,14 +7,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Outcomes of a grain call, the values of kowai_grain_requests_total's outcome label.
+// Outcomes of a grain call, the values of kowai_grain_requests_total's outcome label
+// (its help text lists them too).
 const (
-	outcomeOK          = "ok"
-	outcomeGrainError  = "grain_error"
+	// outcomeOK: the grain answered with its normal reply.
+	outcomeOK = "ok"
+	// outcomeRefused: the grain answered with an actorpb.ErrorReply, refusing or failing
+	// the request (busy, forbidden, not found, model failure, ...). One value for every
+	// code keeps the label small; session turns are counted by code in
+	// kowai_chat_turns_total.
+	outcomeRefused     = "refused"
 	outcomeTimeout     = "timeout"
 	outcomeUnavailable = "unavailable"
 	outcomeCanceled    = "canceled"
-	outcomeInvalid     = "invalid"
+	// outcomeInvalid: the request, or the reply, is not a registered protobuf message.
+	outcomeInvalid = "invalid"
 )
 
 type metrics struct {
@@ -36,7 +43,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"kind"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kowai_grain_requests_total",
-			Help: "Grain calls made through this node's client, by outcome.",
+			Help: "Grain calls made through this node's client, by outcome: ok (normal reply), " +
+				"refused (the grain answered with an error reply: busy, forbidden, not found, model failure, ...), " +
+				"timeout, unavailable (not delivered, or the grain's node left), canceled (by the caller), " +
+				"invalid (not a registered protobuf message).",
 		}, []string{"kind", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kowai_grain_request_duration_seconds",

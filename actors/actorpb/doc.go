@@ -20,7 +20,9 @@
 // # Errors
 //
 // A grain answers a failed request with an ErrorReply whose Code the gateway maps to an
-// HTTP status. As converts a grain call's answer into the expected type or an *Error that
+// HTTP status. It is the one error protocol of kowai's grains: the cluster's grain
+// client hands it back as the reply (counting the call as refused in
+// kowai_grain_requests_total), and every caller turns it into an error here. As converts a grain call's answer into the expected type or an *Error that
 // unwraps to a sentinel:
 //
 //	res, err := actorpb.As[*actorpb.TurnResult](client.Call(ctx, "session", convID, req))

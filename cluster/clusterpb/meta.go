@@ -58,8 +58,3 @@ func ContextFromHeader(ctx context.Context, h Header) context.Context {
 	}
 	return ctx
 }
-
-// NewError returns the ErrorReply a grain answers with when a request fails.
-func NewError(code Code, message string) *ErrorReply {
-	return &ErrorReply{Code: code, Message: message}
-}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kowai/kowai/cluster"
+	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/cluster/clustertest/testpb"
 )
@@ -20,7 +20,7 @@ func BenchmarkGrainCallRemoteVsLocal(b *testing.B) {
 	var local, remote string
 	for i := 0; local == "" || remote == ""; i++ {
 		id := fmt.Sprintf("bench-%d", i)
-		r, err := cluster.Call[*testpb.EchoReply](b.Context(), c, clustertest.EchoKind, id, &testpb.EchoRequest{})
+		r, err := actorpb.As[*testpb.EchoReply](c.Call(b.Context(), clustertest.EchoKind, id, &testpb.EchoRequest{}))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -38,7 +38,7 @@ func BenchmarkGrainCallRemoteVsLocal(b *testing.B) {
 			acc *time.Duration
 		}{{local, &localTime}, {remote, &remoteTime}} {
 			start := time.Now()
-			if _, err := cluster.Call[*testpb.EchoReply](b.Context(), c, clustertest.EchoKind, tc.id, req); err != nil {
+			if _, err := actorpb.As[*testpb.EchoReply](c.Call(b.Context(), clustertest.EchoKind, tc.id, req)); err != nil {
 				b.Fatal(err)
 			}
 			*tc.acc += time.Since(start)

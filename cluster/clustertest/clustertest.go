@@ -19,6 +19,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 
+	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/cluster/clusterpb"
 	"github.com/kowai/kowai/cluster/clustertest/testpb"
@@ -28,7 +29,8 @@ import (
 const EchoKind = "echo"
 
 // NewEchoKind returns the echo grain kind: it answers a testpb.EchoRequest with a
-// testpb.EchoReply describing where and how it ran, or with the requested ErrorReply.
+// testpb.EchoReply describing where and how it ran, or with the requested
+// actorpb.ErrorReply.
 func NewEchoKind() *pcluster.Kind {
 	return pcluster.NewKind(EchoKind, actor.PropsFromProducer(func() actor.Actor { return &echoGrain{} }))
 }
@@ -45,9 +47,8 @@ func (g *echoGrain) Receive(ctx actor.Context) {
 	case *testpb.EchoRequest:
 		g.served++
 		h := ctx.MessageHeader()
-		if m.FailCode != clusterpb.Code_CODE_UNSPECIFIED {
-			ctx.Respond(&clusterpb.ErrorReply{Code: m.FailCode, Message: m.FailMessage,
-				CorrelationId: h.Get(clusterpb.HeaderCorrelationID)})
+		if m.FailCode != actorpb.Code_CODE_UNSPECIFIED {
+			ctx.Respond(actorpb.NewError(m.FailCode, h.Get(clusterpb.HeaderCorrelationID), m.FailMessage))
 			return
 		}
 		reply := &testpb.EchoReply{

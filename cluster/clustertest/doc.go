@@ -11,7 +11,7 @@
 //		Nodes:    3,
 //		Kinds:    func() []*pcluster.Kind { return []*pcluster.Kind{sessionKind} },
 //	})
-//	reply, err := cluster.Call[*mypb.Reply](ctx, nodes[0].Client(), "session", "c1", req)
+//	reply, err := actorpb.As[*mypb.Reply](nodes[0].Client().Call(ctx, "session", "c1", req))
 //
 // Start waits until every node sees all the others and stops them gracefully in
 // t.Cleanup. With ProviderEtcd and no endpoints it starts an etcd server (StartEtcd):
@@ -21,7 +21,7 @@
 //
 // NewEchoKind is a grain kind that answers testpb.EchoRequest with where and how it ran
 // (node, identity, headers, requests served), after an optional delay that does not
-// block its mailbox, or with a requested clusterpb.ErrorReply.
+// block its mailbox, or with a requested actorpb.ErrorReply.
 //
 // # Nodes in other processes
 //

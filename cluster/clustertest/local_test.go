@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/cluster/clusterpb"
 	"github.com/kowai/kowai/cluster/clustertest"
@@ -17,7 +18,7 @@ import (
 
 func echo(ctx context.Context, t *testing.T, c cluster.GrainCaller, identity string, req *testpb.EchoRequest) (*testpb.EchoReply, error) {
 	t.Helper()
-	return cluster.Call[*testpb.EchoReply](ctx, c, clustertest.EchoKind, identity, req)
+	return actorpb.As[*testpb.EchoReply](c.Call(ctx, clustertest.EchoKind, identity, req))
 }
 
 // One local node serves every single-node behaviour of the client; starting a node
@@ -45,28 +46,35 @@ func TestLocalNode(t *testing.T) {
 		}
 	})
 
-	t.Run("error replies map to sentinels", func(t *testing.T) {
+	t.Run("error replies are refusals", func(t *testing.T) {
 		cases := []struct {
-			code clusterpb.Code
+			code actorpb.Code
 			want error
 		}{
-			{clusterpb.Code_CODE_NOT_FOUND, cluster.ErrNotFound},
-			{clusterpb.Code_CODE_FORBIDDEN, cluster.ErrForbidden},
-			{clusterpb.Code_CODE_CONFLICT, cluster.ErrConflict},
-			{clusterpb.Code_CODE_INVALID_ARGUMENT, cluster.ErrInvalidArgument},
-			{clusterpb.Code_CODE_RESOURCE_EXHAUSTED, cluster.ErrResourceExhausted},
-			{clusterpb.Code_CODE_INTERNAL, cluster.ErrInternal},
+			{actorpb.Code_CODE_NOT_FOUND, actorpb.ErrNotFound},
+			{actorpb.Code_CODE_FORBIDDEN, actorpb.ErrForbidden},
+			{actorpb.Code_CODE_BUSY, actorpb.ErrBusy},
+			{actorpb.Code_CODE_MODEL_FAILURE, actorpb.ErrModelFailure},
+			{actorpb.Code_CODE_INTERNAL, actorpb.ErrInternal},
 		}
+		okBefore := metricValue(t, reg, "kowai_grain_requests_total", "outcome", "ok")
 		for _, tc := range cases {
 			ctx := clusterpb.WithCorrelationID(t.Context(), "corr-err")
 			_, err := echo(ctx, t, c, "errs", &testpb.EchoRequest{FailCode: tc.code, FailMessage: "nope"})
 			if !errors.Is(err, tc.want) {
 				t.Errorf("%s: err = %v, want %v", tc.code, err, tc.want)
 			}
-			var ge *cluster.GrainError
-			if !errors.As(err, &ge) || ge.Message != "nope" || ge.Kind != clustertest.EchoKind || ge.Identity != "errs" || ge.CorrelationID != "corr-err" {
-				t.Errorf("%s: grain error = %#v", tc.code, ge)
+			var ae *actorpb.Error
+			if !errors.As(err, &ae) || ae.Code != tc.code || ae.Message != "nope" || ae.CorrelationID != "corr-err" {
+				t.Errorf("%s: grain error = %#v", tc.code, ae)
 			}
+		}
+		// A refusal is not a successful call: the metric must tell them apart.
+		if got := metricValue(t, reg, "kowai_grain_requests_total", "outcome", "refused"); got != float64(len(cases)) {
+			t.Errorf("refused calls counted: %v, want %d", got, len(cases))
+		}
+		if got := metricValue(t, reg, "kowai_grain_requests_total", "outcome", "ok"); got != okBefore {
+			t.Errorf("refusals counted as ok: %v ok calls, %v before", got, okBefore)
 		}
 	})
 
@@ -175,6 +183,30 @@ func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 		for _, m := range f.GetMetric() {
 			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+// metricValue adds up the samples of the named counter family in reg whose label has
+// the given value.
+func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
 		}
 	}
 	return sum

@@ -12,6 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/cluster/clusterpb"
 	"github.com/kowai/kowai/cluster/clustertest"
@@ -43,9 +44,9 @@ func checkRemoteCalls(t *testing.T, nodes []*cluster.Node) {
 	if len(answeredBy) != len(nodes) {
 		t.Fatalf("grains answered from %d nodes, want %d", len(answeredBy), len(nodes))
 	}
-	_, err := echo(t.Context(), t, c, remote, &testpb.EchoRequest{FailCode: clusterpb.Code_CODE_CONFLICT, FailMessage: "stale version"})
-	var ge *cluster.GrainError
-	if !errors.Is(err, cluster.ErrConflict) || !errors.As(err, &ge) || ge.Message != "stale version" {
+	_, err := echo(t.Context(), t, c, remote, &testpb.EchoRequest{FailCode: actorpb.Code_CODE_CONFLICT, FailMessage: "stale version"})
+	var ae *actorpb.Error
+	if !errors.Is(err, actorpb.ErrConflict) || !errors.As(err, &ae) || ae.Message != "stale version" {
 		t.Fatalf("remote error reply: %v", err)
 	}
 }

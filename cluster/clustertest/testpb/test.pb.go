@@ -9,7 +9,7 @@
 package testpb
 
 import (
-	clusterpb "github.com/kowai/kowai/cluster/clusterpb"
+	actorpb "github.com/kowai/kowai/actors/actorpb"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -31,9 +31,10 @@ type EchoRequest struct {
 	Text  string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
 	// Milliseconds to wait before answering; the wait does not block the grain's mailbox.
 	DelayMs int64 `protobuf:"varint,2,opt,name=delay_ms,json=delayMs,proto3" json:"delay_ms,omitempty"`
-	// When set, the grain answers with an ErrorReply of this code instead.
-	FailCode      clusterpb.Code `protobuf:"varint,3,opt,name=fail_code,json=failCode,proto3,enum=kowai.cluster.v1.Code" json:"fail_code,omitempty"`
-	FailMessage   string         `protobuf:"bytes,4,opt,name=fail_message,json=failMessage,proto3" json:"fail_message,omitempty"`
+	// When set, the grain answers with an actorpb.ErrorReply of this code instead, as
+	// kowai's grains answer a request they refuse or fail.
+	FailCode      actorpb.Code `protobuf:"varint,3,opt,name=fail_code,json=failCode,proto3,enum=kowai.actors.v1.Code" json:"fail_code,omitempty"`
+	FailMessage   string       `protobuf:"bytes,4,opt,name=fail_message,json=failMessage,proto3" json:"fail_message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -82,11 +83,11 @@ func (x *EchoRequest) GetDelayMs() int64 {
 	return 0
 }
 
-func (x *EchoRequest) GetFailCode() clusterpb.Code {
+func (x *EchoRequest) GetFailCode() actorpb.Code {
 	if x != nil {
 		return x.FailCode
 	}
-	return clusterpb.Code(0)
+	return actorpb.Code(0)
 }
 
 func (x *EchoRequest) GetFailMessage() string {
@@ -188,11 +189,11 @@ var File_cluster_clustertest_testpb_test_proto protoreflect.FileDescriptor
 
 const file_cluster_clustertest_testpb_test_proto_rawDesc = "" +
 	"\n" +
-	"%cluster/clustertest/testpb/test.proto\x12\x14kowai.clustertest.v1\x1a\x1fcluster/clusterpb/cluster.proto\"\x94\x01\n" +
+	"%cluster/clustertest/testpb/test.proto\x12\x14kowai.clustertest.v1\x1a\x1bactors/actorpb/actors.proto\"\x93\x01\n" +
 	"\vEchoRequest\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12\x19\n" +
-	"\bdelay_ms\x18\x02 \x01(\x03R\adelayMs\x123\n" +
-	"\tfail_code\x18\x03 \x01(\x0e2\x16.kowai.cluster.v1.CodeR\bfailCode\x12!\n" +
+	"\bdelay_ms\x18\x02 \x01(\x03R\adelayMs\x122\n" +
+	"\tfail_code\x18\x03 \x01(\x0e2\x15.kowai.actors.v1.CodeR\bfailCode\x12!\n" +
 	"\ffail_message\x18\x04 \x01(\tR\vfailMessage\"\xc6\x01\n" +
 	"\tEchoReply\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12!\n" +
@@ -218,10 +219,10 @@ var file_cluster_clustertest_testpb_test_proto_msgTypes = make([]protoimpl.Messa
 var file_cluster_clustertest_testpb_test_proto_goTypes = []any{
 	(*EchoRequest)(nil), // 0: kowai.clustertest.v1.EchoRequest
 	(*EchoReply)(nil),   // 1: kowai.clustertest.v1.EchoReply
-	(clusterpb.Code)(0), // 2: kowai.cluster.v1.Code
+	(actorpb.Code)(0),   // 2: kowai.actors.v1.Code
 }
 var file_cluster_clustertest_testpb_test_proto_depIdxs = []int32{
-	2, // 0: kowai.clustertest.v1.EchoRequest.fail_code:type_name -> kowai.cluster.v1.Code
+	2, // 0: kowai.clustertest.v1.EchoRequest.fail_code:type_name -> kowai.actors.v1.Code
 	1, // [1:1] is the sub-list for method output_type
 	1, // [1:1] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
