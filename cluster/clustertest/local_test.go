@@ -3,11 +3,13 @@ package clustertest_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
@@ -172,24 +174,11 @@ func served(t *testing.T, c cluster.GrainCaller, identity string) int64 {
 // metricSum adds up every sample of the named counter or gauge family in reg.
 func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
+	return metricValue(t, reg, name, "", "")
 }
 
-// metricValue adds up the samples of the named counter family in reg whose label has
-// the given value.
+// metricValue adds up the samples of the named counter or gauge family in
+// reg whose label has the given value; an empty label matches every sample.
 func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
 	families, err := reg.Gather()
@@ -202,10 +191,10 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value stri
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					sum += m.GetCounter().GetValue()
-				}
+			if label == "" || slices.ContainsFunc(m.GetLabel(), func(lp *dto.LabelPair) bool {
+				return lp.GetName() == label && lp.GetValue() == value
+			}) {
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}

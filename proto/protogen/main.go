@@ -8,7 +8,7 @@
 //	go tool protogen            # every .proto under the current directory
 //	go tool protogen a.proto    # only these (paths relative to the current directory)
 //
-// Imports are resolved relative to the module root (`import "cluster/clusterpb/cluster.proto";`)
+// Imports are resolved relative to the module root (`import "actors/actorpb/actors.proto";`)
 // and against the well-known types. Output is written next to each .proto
 // (protoc-gen-go's paths=source_relative); set `option go_package` in every file.
 package main
