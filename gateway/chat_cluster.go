@@ -11,7 +11,6 @@ import (
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/cluster/clusterpb"
-	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/internal/logging"
 )
 
@@ -49,12 +48,6 @@ func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string
 		UserId:         t.UserID,
 		AgentId:        t.AgentID,
 		Content:        t.Content,
-	}
-	if p, ok := auth.PrincipalFromContext(ctx); ok {
-		for _, r := range p.Roles {
-			req.Roles = append(req.Roles, string(r))
-		}
-		req.CanReadAny = p.Can(auth.PermChatReadAny)
 	}
 	var streamDone chan struct{}
 	if onDelta != nil {

@@ -319,15 +319,10 @@ type SendMessage struct {
 	// Makes a retried turn return the stored result instead of calling the model again.
 	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	ConversationId string `protobuf:"bytes,3,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
-	UserId         string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// The caller's roles. A grain grants nothing by role name: the gateway's RBAC table
-	// maps roles to permissions and sends the result as can_read_any.
-	Roles []string `protobuf:"bytes,5,rep,name=roles,proto3" json:"roles,omitempty"`
-	// Grants read access to any conversation (permission chat:read:any); the gateway
-	// sets it from its RBAC table.
-	CanReadAny bool   `protobuf:"varint,6,opt,name=can_read_any,json=canReadAny,proto3" json:"can_read_any,omitempty"`
-	AgentId    string `protobuf:"bytes,7,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Content    string `protobuf:"bytes,8,opt,name=content,proto3" json:"content,omitempty"`
+	// Only the conversation's owner may add to it, whatever the caller's permissions.
+	UserId  string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	AgentId string `protobuf:"bytes,7,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Content string `protobuf:"bytes,8,opt,name=content,proto3" json:"content,omitempty"`
 	// Where to stream tokens; empty for no streaming.
 	Stream *StreamTarget `protobuf:"bytes,9,opt,name=stream,proto3" json:"stream,omitempty"`
 	// Echoed in every TokenDelta and StreamEnd so the client can tell streams apart.
@@ -392,20 +387,6 @@ func (x *SendMessage) GetUserId() string {
 		return x.UserId
 	}
 	return ""
-}
-
-func (x *SendMessage) GetRoles() []string {
-	if x != nil {
-		return x.Roles
-	}
-	return nil
-}
-
-func (x *SendMessage) GetCanReadAny() bool {
-	if x != nil {
-		return x.CanReadAny
-	}
-	return false
 }
 
 func (x *SendMessage) GetAgentId() string {
@@ -545,9 +526,9 @@ type GetHistory struct {
 	CorrelationId  string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
 	ConversationId string                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	UserId         string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// As in SendMessage: roles grant nothing; can_read_any lets a non-owner read.
-	Roles      []string `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
-	CanReadAny bool     `protobuf:"varint,5,opt,name=can_read_any,json=canReadAny,proto3" json:"can_read_any,omitempty"`
+	// Lets a non-owner read: the gateway sets it from its RBAC table (permission
+	// chat:read:any), the one place roles map to permissions.
+	CanReadAny bool `protobuf:"varint,5,opt,name=can_read_any,json=canReadAny,proto3" json:"can_read_any,omitempty"`
 	// Opaque; empty for the first page.
 	Cursor string `protobuf:"bytes,6,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// Page size; 0 means the default (50), at most 200.
@@ -605,13 +586,6 @@ func (x *GetHistory) GetUserId() string {
 		return x.UserId
 	}
 	return ""
-}
-
-func (x *GetHistory) GetRoles() []string {
-	if x != nil {
-		return x.Roles
-	}
-	return nil
 }
 
 func (x *GetHistory) GetCanReadAny() bool {
@@ -773,9 +747,8 @@ type GetConversation struct {
 	CorrelationId  string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
 	ConversationId string                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	UserId         string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// As in SendMessage: roles grant nothing; can_read_any lets a non-owner read.
-	Roles         []string `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
-	CanReadAny    bool     `protobuf:"varint,5,opt,name=can_read_any,json=canReadAny,proto3" json:"can_read_any,omitempty"`
+	// As in GetHistory.
+	CanReadAny    bool `protobuf:"varint,5,opt,name=can_read_any,json=canReadAny,proto3" json:"can_read_any,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -829,13 +802,6 @@ func (x *GetConversation) GetUserId() string {
 		return x.UserId
 	}
 	return ""
-}
-
-func (x *GetConversation) GetRoles() []string {
-	if x != nil {
-		return x.Roles
-	}
-	return nil
 }
 
 func (x *GetConversation) GetCanReadAny() bool {
@@ -1605,20 +1571,17 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12\x19\n" +
 	"\bcost_usd\x18\x03 \x01(\x01R\acostUsd\x12\x1b\n" +
-	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\xe0\x02\n" +
+	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\xb4\x02\n" +
 	"\vSendMessage\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12'\n" +
 	"\x0fconversation_id\x18\x03 \x01(\tR\x0econversationId\x12\x17\n" +
-	"\auser_id\x18\x04 \x01(\tR\x06userId\x12\x14\n" +
-	"\x05roles\x18\x05 \x03(\tR\x05roles\x12 \n" +
-	"\fcan_read_any\x18\x06 \x01(\bR\n" +
-	"canReadAny\x12\x19\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\x12\x19\n" +
 	"\bagent_id\x18\a \x01(\tR\aagentId\x12\x18\n" +
 	"\acontent\x18\b \x01(\tR\acontent\x125\n" +
 	"\x06stream\x18\t \x01(\v2\x1d.kowai.actors.v1.StreamTargetR\x06stream\x12\x1b\n" +
 	"\tstream_id\x18\n" +
-	" \x01(\tR\bstreamId\"\x8f\x02\n" +
+	" \x01(\tR\bstreamIdJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x8f\x02\n" +
 	"\n" +
 	"TurnResult\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x1d\n" +
@@ -1629,17 +1592,16 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\x05usage\x18\x05 \x01(\v2\x16.kowai.actors.v1.UsageR\x05usage\x12\x19\n" +
 	"\bagent_id\x18\x06 \x01(\tR\aagentId\x12&\n" +
 	"\x0fuser_message_id\x18\a \x01(\tR\ruserMessageId\x12\x1a\n" +
-	"\breplayed\x18\b \x01(\bR\breplayed\"\xdb\x01\n" +
+	"\breplayed\x18\b \x01(\bR\breplayed\"\xcb\x01\n" +
 	"\n" +
 	"GetHistory\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x17\n" +
-	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x14\n" +
-	"\x05roles\x18\x04 \x03(\tR\x05roles\x12 \n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12 \n" +
 	"\fcan_read_any\x18\x05 \x01(\bR\n" +
 	"canReadAny\x12\x16\n" +
 	"\x06cursor\x18\x06 \x01(\tR\x06cursor\x12\x14\n" +
-	"\x05limit\x18\a \x01(\x05R\x05limit\"\x98\x01\n" +
+	"\x05limit\x18\a \x01(\x05R\x05limitJ\x04\b\x04\x10\x05\"\x98\x01\n" +
 	"\vChatMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x12\n" +
@@ -1650,14 +1612,13 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\vHistoryPage\x128\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1c.kowai.actors.v1.ChatMessageR\bmessages\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
-	"nextCursor\"\xb2\x01\n" +
+	"nextCursor\"\xa2\x01\n" +
 	"\x0fGetConversation\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x17\n" +
-	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x14\n" +
-	"\x05roles\x18\x04 \x03(\tR\x05roles\x12 \n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12 \n" +
 	"\fcan_read_any\x18\x05 \x01(\bR\n" +
-	"canReadAny\"\xcc\x01\n" +
+	"canReadAnyJ\x04\b\x04\x10\x05\"\xcc\x01\n" +
 	"\x10ConversationInfo\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x19\n" +
 	"\bowner_id\x18\x02 \x01(\tR\aownerId\x12\x19\n" +
