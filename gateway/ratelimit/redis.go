@@ -70,7 +70,7 @@ type RedisOptions struct {
 
 // Redis is a GCRA Limiter shared by every node using the same Redis.
 //
-// A check costs its caller one round trip at most, and Redis one pass of a
+// A check travels to Redis in one round trip, and costs Redis one pass of a
 // Lua script over a batch of checks: checks that arrive while a round trip
 // is in flight wait for it to end and then go to Redis together in the
 // next one, the way group commit shares fsyncs. Alone, a check goes out at
@@ -92,7 +92,7 @@ type Redis struct {
 
 	mu      sync.Mutex
 	queue   []*redisCheck
-	sending bool // a caller is running round trips for the queue
+	sending bool // a sendQueued goroutine is running
 }
 
 // redisCheck is one Allow waiting for its round trip.
@@ -101,20 +101,20 @@ type redisCheck struct {
 	interval, burst, now int64
 	reply                [4]int64
 	err                  error
-	// signal gets false once reply and err are set, or true when this
-	// check's caller must send the next batch (its own check included).
-	signal chan bool
+	// done is closed once reply and err are set.
+	done chan struct{}
 }
 
 var _ Limiter = (*Redis)(nil)
 
 // NewRedis returns a limiter over client, which may be a *redis.Client, a
-// *redis.ClusterClient or a *redis.Ring. It does not own the client, and it
-// starts no goroutine: callers take turns sending the batches.
+// *redis.ClusterClient or a *redis.Ring. It does not own the client. It
+// needs no Close: the goroutine that sends batches runs only while checks
+// are queued.
 //
-// A batch is sent without the cancellation of the caller that happens to
-// send it, so one client going away never fails the others' checks; the
-// client's read and write timeouts bound every round trip.
+// Batches are sent with a context of their own, so one caller going away
+// never fails the others' checks; the client's read and write timeouts
+// bound every round trip.
 func NewRedis(client redis.Cmdable, opts RedisOptions) *Redis {
 	_, single := client.(*redis.Client)
 	return &Redis{client: client, prefix: opts.Prefix, clock: opts.Clock, perKey: !single}
@@ -131,8 +131,13 @@ func (r *Redis) Allow(ctx context.Context, key string, limit Limit) (Result, err
 	if r.clock != nil {
 		now = r.clock().UnixMicro()
 	}
-	c := &redisCheck{key: r.prefix + key, interval: interval, burst: burst, now: now, signal: make(chan bool, 1)}
-	r.check(context.WithoutCancel(ctx), c)
+	c := &redisCheck{key: r.prefix + key, interval: interval, burst: burst, now: now, done: make(chan struct{})}
+	r.enqueue(c)
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("%w: redis gcra for %q: %w", ErrLimiter, key, context.Cause(ctx))
+	}
 	if c.err != nil {
 		return Result{}, fmt.Errorf("%w: redis gcra for %q: %w", ErrLimiter, key, c.err)
 	}
@@ -146,35 +151,40 @@ func (r *Redis) Allow(ctx context.Context, key string, limit Limit) (Result, err
 	}, nil
 }
 
-// check queues c and returns once its reply is in. The caller that finds
-// nobody sending sends the queue; when its round trip ends it hands the
-// queue that built up meanwhile to the first check waiting in it.
-func (r *Redis) check(ctx context.Context, c *redisCheck) {
+// enqueue queues c for the next round trip. The first check to find no
+// sender running starts one.
+func (r *Redis) enqueue(c *redisCheck) {
 	r.mu.Lock()
 	r.queue = append(r.queue, c)
-	lead := !r.sending
+	start := !r.sending
 	r.sending = true
 	r.mu.Unlock()
-	if !lead && !<-c.signal {
-		return
+	if start {
+		go r.sendQueued()
 	}
-	r.mu.Lock()
-	batch := r.queue
-	r.queue = nil
-	r.mu.Unlock()
+}
 
-	r.send(ctx, batch)
-
-	r.mu.Lock()
-	if len(r.queue) > 0 {
-		r.queue[0].signal <- true
-	} else {
-		r.sending = false
-	}
-	r.mu.Unlock()
-	for _, b := range batch {
-		if b != c {
-			b.signal <- false
+// sendQueued runs round trips until one ends with nothing queued; what
+// queues during a round trip is the next batch. It runs on a goroutine of
+// its own, not on a waiting caller's: the goroutine that wakes when a round
+// trip ends sends the next batch at once, where a hand-off to another
+// caller's goroutine would first wait behind every runnable goroutine, and
+// under load every check queued would wait with it.
+func (r *Redis) sendQueued() {
+	ctx := context.Background()
+	for {
+		r.mu.Lock()
+		batch := r.queue
+		r.queue = nil
+		if len(batch) == 0 {
+			r.sending = false
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		r.send(ctx, batch)
+		for _, c := range batch {
+			close(c.done)
 		}
 	}
 }

@@ -123,6 +123,35 @@ func TestRedisBatchDecidesInOrder(t *testing.T) {
 	}
 }
 
+// A caller whose context ends stops waiting for its round trip; the
+// checks sharing it are not disturbed.
+func TestRedisCallerGivesUp(t *testing.T) {
+	client := testRedis(t)
+	l := ratelimit.NewRedis(client, ratelimit.RedisOptions{Prefix: testPrefix()})
+	limit := ratelimit.Limit{Rate: 10, Period: time.Hour}
+	if _, err := l.Allow(t.Context(), "load", limit); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	var trips atomic.Int64
+	client.AddHook(holdFirstPipeline{gate: gate, trips: &trips})
+	patient := make(chan error, 1)
+	go func() {
+		_, err := l.Allow(t.Context(), "k", limit)
+		patient <- err
+	}()
+	waitFor(t, func() bool { return trips.Load() == 1 })
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := l.Allow(ctx, "k", limit); !errors.Is(err, ratelimit.ErrLimiter) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Allow with a cancelled context: %v, want ErrLimiter and context.Canceled", err)
+	}
+	close(gate)
+	if err := <-patient; err != nil {
+		t.Fatalf("the check sharing the round trip: %v", err)
+	}
+}
+
 // holdFirstPipeline holds the first pipeline until gate closes and counts
 // round trips.
 type holdFirstPipeline struct {
