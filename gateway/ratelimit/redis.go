@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -216,7 +215,7 @@ func (r *Redis) pipeline(ctx context.Context, groups [][]*redisCheck,
 		args := make([]any, 0, 3*len(g))
 		for j, c := range g {
 			keys[j] = c.key
-			args = append(args, strconv.FormatInt(c.interval, 10), strconv.FormatInt(c.burst, 10), strconv.FormatInt(c.now, 10))
+			args = append(args, c.interval, c.burst, c.now)
 		}
 		cmds[i] = eval(ctx, pipe, keys, args...)
 	}
