@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/tmc/langchaingo/llms"
@@ -153,20 +154,37 @@ func newPrompt(sig Signature) *prompt {
 // the demos and history as user/assistant pairs, then the final user message.
 func Render(sig Signature, demos []Example, inputs Values) ([]llms.MessageContent, error) {
 	pr := newPrompt(sig)
-	return pr.render(pr.demoMessages(demos), inputs)
+	return pr.render(nil, pr.demoMessages(demos), collect(sig.inputs, inputs, nil))
 }
 
-// render builds the messages of a call from demos already rendered with
-// pr.demoMessages, which predictors keep between calls.
-func (pr *prompt) render(demoMsgs []llms.MessageContent, inputs Values) ([]llms.MessageContent, error) {
-	var h History
-	if pr.hist != "" {
-		var err error
-		if h, err = toHistory(inputs[pr.hist]); err != nil {
-			return nil, fmt.Errorf("input %q: %w", pr.hist, err)
+// collect appends the fields of fs present in vals to dst, in field order,
+// with one lookup each: the values of a call are looked up once and then
+// checked, rendered and recorded from the slice.
+func collect(fs []Field, vals Values, dst []namedValue) []namedValue {
+	for _, f := range fs {
+		if v, ok := vals[f.Name]; ok {
+			dst = append(dst, namedValue{f.Name, v})
 		}
 	}
-	msgs := make([]llms.MessageContent, 0, 2+len(demoMsgs)+2*len(h.Messages))
+	return dst
+}
+
+// render appends the messages of a call to dst, from demos already rendered
+// with pr.demoMessages, which predictors keep between calls, and the inputs
+// present (collected from pr.sig.inputs).
+func (pr *prompt) render(dst, demoMsgs []llms.MessageContent, in []namedValue) ([]llms.MessageContent, error) {
+	var h History
+	if pr.hist != "" {
+		for _, v := range in {
+			if v.name == pr.hist {
+				var err error
+				if h, err = toHistory(v.value); err != nil {
+					return nil, fmt.Errorf("input %q: %w", pr.hist, err)
+				}
+			}
+		}
+	}
+	msgs := slices.Grow(dst, 2+len(demoMsgs)+2*len(h.Messages))
 	msgs = append(msgs, pr.system)
 	msgs = append(msgs, demoMsgs...)
 	for _, turn := range h.Messages {
@@ -174,7 +192,7 @@ func (pr *prompt) render(demoMsgs []llms.MessageContent, inputs Values) ([]llms.
 			llms.TextParts(llms.ChatMessageTypeHuman, userContent(pr.rest, turn, "", "")),
 			llms.TextParts(llms.ChatMessageTypeAI, assistantContent(pr.rest, turn, "")))
 	}
-	return append(msgs, llms.TextParts(llms.ChatMessageTypeHuman, userContent(pr.rest, inputs, "", pr.respond))), nil
+	return append(msgs, llms.TextParts(llms.ChatMessageTypeHuman, userBlocks(in, pr.hist, "", pr.respond))), nil
 }
 
 func systemMessage(sig Signature) string {
@@ -240,18 +258,26 @@ func dedent(s string) string {
 // userContent renders the input blocks present in vals, separated by blank
 // lines, after prefix and before suffix when those are not empty.
 func userContent(sig Signature, vals Values, prefix, suffix string) string {
-	// Sized up front so long inputs are copied once; values that are not
-	// text are guessed short.
+	var buf [8]namedValue
+	return userBlocks(collect(sig.inputs, vals, buf[:0]), "", prefix, suffix)
+}
+
+// userBlocks is userContent over collected inputs, leaving out the one named
+// skip (the history, rendered as turns of its own).
+func userBlocks(in []namedValue, skip, prefix, suffix string) string {
+	// The values are formatted first, once each, so the message is sized
+	// exactly and long inputs are copied once; the usual handful of fields
+	// fits on the stack.
+	var buf [8]string
+	texts := buf[:0]
 	size := len(prefix) + len(suffix) + 4
-	for _, f := range sig.inputs {
-		if v, ok := vals[f.Name]; ok {
-			size += len(markerOpen) + len(f.Name) + len(markerClose) + 3
-			if s, isStr := v.(string); isStr {
-				size += len(s)
-			} else {
-				size += 16
-			}
+	for _, v := range in {
+		if v.name == skip {
+			continue
 		}
+		t := formatValue(v.value)
+		texts = append(texts, t)
+		size += len(markerOpen) + len(v.name) + len(markerClose) + 3 + len(t)
 	}
 	var b strings.Builder
 	b.Grow(size)
@@ -260,15 +286,18 @@ func userContent(sig Signature, vals Values, prefix, suffix string) string {
 		b.WriteString(prefix)
 		sep = "\n\n"
 	}
-	for _, f := range sig.inputs {
-		if v, ok := vals[f.Name]; ok {
-			b.WriteString(sep)
-			b.WriteString(markerOpen)
-			b.WriteString(f.Name)
-			b.WriteString(markerClose + "\n")
-			b.WriteString(formatValue(v))
-			sep = "\n\n"
+	i := 0
+	for _, v := range in {
+		if v.name == skip {
+			continue
 		}
+		b.WriteString(sep)
+		b.WriteString(markerOpen)
+		b.WriteString(v.name)
+		b.WriteString(markerClose + "\n")
+		b.WriteString(texts[i])
+		i++
+		sep = "\n\n"
 	}
 	if suffix != "" {
 		b.WriteString(sep)

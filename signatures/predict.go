@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kowai/kowai/signatures/lm"
@@ -59,7 +60,14 @@ type PredictOptions struct {
 type Predict struct {
 	opts PredictOptions
 
-	mu       sync.RWMutex
+	// state is replaced, never changed: a call loads it once, without a
+	// lock, and uses one consistent signature and set of demos throughout.
+	state atomic.Pointer[predictState]
+	// mu serialises the setters, which each build on the current state.
+	mu sync.Mutex
+}
+
+type predictState struct {
 	prompt   *prompt
 	demos    []Example
 	demoMsgs []llms.MessageContent // prompt.demoMessages(demos)
@@ -67,14 +75,14 @@ type Predict struct {
 
 // NewPredict returns a predictor for sig.
 func NewPredict(sig Signature, opts PredictOptions) *Predict {
-	return &Predict{prompt: newPrompt(sig), opts: opts}
+	p := &Predict{opts: opts}
+	p.state.Store(&predictState{prompt: newPrompt(sig)})
+	return p
 }
 
 // Name returns the configured name, or the signature string.
 func (p *Predict) Name() string {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.name(p.prompt)
+	return p.name(p.state.Load().prompt)
 }
 
 func (p *Predict) name(pr *prompt) string {
@@ -86,24 +94,22 @@ func (p *Predict) name(pr *prompt) string {
 
 // Signature returns the current signature.
 func (p *Predict) Signature() Signature {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.prompt.sig
+	return p.state.Load().prompt.sig
 }
 
 // SetSignature replaces the signature (instructions, descriptions).
 func (p *Predict) SetSignature(sig Signature) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.prompt = newPrompt(sig)
-	p.demoMsgs = p.prompt.demoMessages(p.demos)
+	st := *p.state.Load()
+	st.prompt = newPrompt(sig)
+	st.demoMsgs = st.prompt.demoMessages(st.demos)
+	p.state.Store(&st)
 }
 
 // Demos returns a copy of the demos.
 func (p *Predict) Demos() []Example {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return slices.Clone(p.demos)
+	return slices.Clone(p.state.Load().demos)
 }
 
 // SetDemos replaces the demos. They are rendered here, once, rather than on
@@ -111,8 +117,10 @@ func (p *Predict) Demos() []Example {
 func (p *Predict) SetDemos(demos []Example) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.demos = slices.Clone(demos)
-	p.demoMsgs = p.prompt.demoMessages(p.demos)
+	st := *p.state.Load()
+	st.demos = slices.Clone(demos)
+	st.demoMsgs = st.prompt.demoMessages(st.demos)
+	p.state.Store(&st)
 }
 
 // Predictors returns p itself, so a Predict is a program of one predictor.
@@ -133,9 +141,8 @@ func (p *Predict) Forward(ctx context.Context, in Values) (Values, error) {
 // outputs. conv (earlier tool calls and their results) follows the rendered
 // prompt.
 func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv []llms.MessageContent) (Values, []llms.ToolCall, error) {
-	p.mu.RLock()
-	pr, demos, demoMsgs := p.prompt, p.demos, p.demoMsgs
-	p.mu.RUnlock()
+	st := p.state.Load()
+	pr, demoMsgs := st.prompt, st.demoMsgs
 	name := p.name(pr)
 	run := RunFrom(ctx)
 	var start time.Time
@@ -149,28 +156,50 @@ func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv [
 	if model == nil {
 		return nil, nil, fmt.Errorf("predictor %s: %w", name, ErrNoLM)
 	}
-	hint := hintFrom(ctx)
-	if run != nil || hint != "" {
-		// The trace keeps the inputs, and a hint is added to them: neither
-		// may reach the caller's map.
-		in = maps.Clone(in)
-	}
-	if hint != "" {
+	if hint := hintFrom(ctx); hint != "" {
 		if sig, err := pr.sig.Append(Input, hintField); err == nil {
+			// The hint must not reach the caller's map.
+			in = maps.Clone(in)
 			in[hintField.Name] = hint
 			// The hint is one more input, which the demos lack: they are
 			// rendered again, as incomplete examples.
 			pr = newPrompt(sig)
-			demoMsgs = pr.demoMessages(demos)
+			demoMsgs = pr.demoMessages(st.demos)
 		}
 	}
-	var usage lm.Usage
-	out, calls, err := p.generate(ctx, run, model, pr, demoMsgs, in, tools, conv, &usage)
+	// The inputs are looked up once. A run's trace keeps them, taken
+	// before the call as the model sees them, since the caller may change
+	// its map once Forward returns; without a run they stay on the stack.
+	var buf [8]namedValue
+	var snap, found []namedValue
 	if run != nil {
-		step := TraceStep{Predictor: name, Predict: p, Inputs: in, Outputs: out, Usage: usage, Latency: time.Since(start), Err: err}
-		if calls != nil {
-			step.Outputs = Values{"tool_calls": calls}
+		snap = collect(pr.sig.inputs, in, make([]namedValue, 0, len(in)+len(pr.sig.outputs)))
+		found = snap
+		if len(snap) < len(in) {
+			// in holds values the signature does not name: the trace keeps
+			// them too, as the caller passed them.
+			for k, v := range in {
+				if _, role, ok := pr.sig.Field(k); !ok || role != Input {
+					snap = append(snap, namedValue{k, v})
+				}
+			}
 		}
+	} else {
+		found = collect(pr.sig.inputs, in, buf[:0])
+	}
+	var usage lm.Usage
+	out, calls, err := p.generate(ctx, run, model, pr, demoMsgs, in, found, tools, conv, &usage)
+	if run != nil {
+		step := recordedStep{predictor: name, predict: p, usage: usage, latency: time.Since(start), err: err, nIn: len(snap)}
+		switch {
+		case calls != nil:
+			snap = append(snap, namedValue{"tool_calls", calls})
+		case out != nil:
+			for _, f := range pr.sig.outputs {
+				snap = append(snap, namedValue{f.Name, out[f.Name]})
+			}
+		}
+		step.vals, step.ok = snap, err == nil
 		run.record(step)
 	}
 	if err != nil {
@@ -179,19 +208,25 @@ func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv [
 	return out, calls, nil
 }
 
-func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *prompt, demoMsgs []llms.MessageContent, in Values,
+// generate runs the call of Predict.call; found holds the inputs present in
+// in, collected from pr.sig.inputs.
+func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *prompt, demoMsgs []llms.MessageContent, in Values, found []namedValue,
 	tools []llms.Tool, conv []llms.MessageContent, usage *lm.Usage) (Values, []llms.ToolCall, error) {
 	sig := pr.sig
-	for _, f := range sig.inputs {
-		if _, ok := in[f.Name]; !ok && f.Type.Kind != KindHistory {
-			return nil, nil, fmt.Errorf("%w %q", ErrMissingInput, f.Name)
+	if len(found) < len(sig.inputs) {
+		for _, f := range sig.inputs {
+			if _, ok := in[f.Name]; !ok && f.Type.Kind != KindHistory {
+				return nil, nil, fmt.Errorf("%w %q", ErrMissingInput, f.Name)
+			}
 		}
 	}
-	msgs, err := pr.render(demoMsgs, in)
+	f := new(callFrame)
+	msgs, err := pr.render(f.msgs[:0], demoMsgs, found)
 	if err != nil {
 		return nil, nil, err
 	}
-	req := &lm.Request{Messages: append(slices.Clip(msgs), conv...), Temperature: p.opts.Temperature, MaxTokens: p.opts.MaxTokens, Tools: tools}
+	req := &f.req
+	*req = lm.Request{Messages: append(slices.Clip(msgs), conv...), Temperature: p.opts.Temperature, MaxTokens: p.opts.MaxTokens, Tools: tools}
 	if r, ok := rolloutFrom(ctx); ok {
 		req.RolloutID, req.Temperature = r.id, 1.0
 	}
@@ -234,7 +269,7 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *promp
 	jreq := *req
 	jreq.Stream, jreq.JSONMode = nil, true
 	jreq.Messages = append(slices.Clip(msgs[:len(msgs)-1]),
-		llms.TextParts(llms.ChatMessageTypeHuman, userContent(pr.rest, in, "", "")+"\n\n"+jsonRequirements(sig)))
+		llms.TextParts(llms.ChatMessageTypeHuman, userBlocks(found, pr.hist, "", "")+"\n\n"+jsonRequirements(sig)))
 	resp, err := model.Generate(ctx, &jreq)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model %s (JSON mode): %w", model.Name(), err)
@@ -245,6 +280,14 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *promp
 		return nil, nil, err
 	}
 	return out, nil, streamer.finish(ctx, out)
+}
+
+// callFrame is a call's request with room for the messages of a prompt
+// without demos or history (a system and a user message), so that the two
+// take one allocation.
+type callFrame struct {
+	req  lm.Request
+	msgs [2]llms.MessageContent
 }
 
 // streamer returns a field streamer when a listener of run wants one of

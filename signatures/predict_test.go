@@ -234,6 +234,64 @@ func TestRunConcurrentRecording(t *testing.T) {
 	}
 }
 
+// TestTraceIsSnapshot checks that a recorded step keeps the values of the
+// call: neither the caller's input map, nor the output map Forward returned,
+// nor a map taken from an earlier Trace can change it afterwards.
+func TestTraceIsSnapshot(t *testing.T) {
+	model := lmtest.Texts(reply("answer", "42"), reply("answer", "7"))
+	p := NewPredict(qaSignature(t), PredictOptions{})
+	run := NewRun(model)
+	ctx := WithRun(t.Context(), run)
+	in := Values{"question": "q", "context": []string{"c"}}
+	out, err := p.Forward(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in["question"], in["extra"] = "changed", 1
+	delete(in, "context")
+	out["answer"], out["added"] = 0, true
+	// A second call records its own values beside the first, including one
+	// the signature does not name.
+	if _, err := p.Forward(ctx, Values{"question": "q2", "context": []string{}, "note": "kept"}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		steps := run.Trace()
+		if len(steps) != 2 {
+			t.Fatalf("%s: %d steps", when, len(steps))
+		}
+		s := steps[0]
+		if len(s.Inputs) != 2 || s.Inputs["question"] != "q" || len(s.Inputs["context"].([]string)) != 1 ||
+			len(s.Outputs) != 1 || s.Outputs["answer"] != 42 {
+			t.Errorf("%s: first step inputs %v, outputs %v", when, s.Inputs, s.Outputs)
+		}
+		if s := steps[1]; len(s.Inputs) != 3 || s.Inputs["question"] != "q2" || s.Inputs["note"] != "kept" || s.Outputs["answer"] != 7 {
+			t.Errorf("%s: second step inputs %v, outputs %v", when, s.Inputs, s.Outputs)
+		}
+		s.Inputs["question"], s.Outputs["answer"] = "reader", -1
+	}
+	check("after the caller's changes")
+	check("after a reader's changes")
+}
+
+// TestWithRunTwice checks that the contexts of two WithRun calls with one
+// Run keep their own parents, although the first shares the Run's
+// allocation.
+func TestWithRunTwice(t *testing.T) {
+	type key struct{}
+	run := NewRun(lmtest.Texts())
+	a := WithRun(context.WithValue(t.Context(), key{}, "a"), run)
+	b := WithRun(context.WithValue(t.Context(), key{}, "b"), run)
+	inner := WithRun(a, NewRun(lmtest.Texts()))
+	if RunFrom(a) != run || RunFrom(b) != run || a.Value(key{}) != "a" || b.Value(key{}) != "b" {
+		t.Errorf("a: run %p value %v; b: run %p value %v; want run %p", RunFrom(a), a.Value(key{}), RunFrom(b), b.Value(key{}), run)
+	}
+	if RunFrom(inner) == run || RunFrom(context.WithValue(a, key{}, "c")) != run || RunFrom(t.Context()) != nil {
+		t.Error("RunFrom does not find the nearest Run")
+	}
+}
+
 type typedIn struct {
 	Question string `desc:"the question"`
 }

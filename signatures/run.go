@@ -3,7 +3,9 @@ package signatures
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kowai/kowai/signatures/lm"
@@ -13,7 +15,11 @@ import (
 // (PredictOptions.LM) nor one from the Run in its context.
 var ErrNoLM = errors.New("signatures: no language model (set one on the Run or the predictor)")
 
-// TraceStep is one predictor call of a run.
+// TraceStep is one predictor call of a run. A Run keeps a snapshot of the
+// call's values and builds a TraceStep from it for each reader (Run.Trace,
+// Execute), so neither the caller of the predictor, who keeps its input and
+// output maps, nor a reader of the trace can change what a Run has recorded.
+// Values that are themselves lists or objects are shared, not deep-copied.
 type TraceStep struct {
 	// Predictor is the predictor's name (its signature string when unnamed).
 	Predictor string `json:"predictor"`
@@ -51,12 +57,55 @@ type Run struct {
 	model     lm.LM
 	listeners []StreamListener
 
+	// node is the context the first WithRun of the Run returns, in the
+	// Run's own allocation: most Runs are attached to one context.
+	node     runContext
+	nodeUsed atomic.Bool
+
 	mu    sync.Mutex
-	steps []TraceStep
+	steps []recordedStep
 	usage lm.Usage
 	// first holds the first step in the Run's own allocation: most runs of a
 	// single predictor record exactly one.
-	first [1]TraceStep
+	first [1]recordedStep
+}
+
+// recordedStep is a TraceStep as a Run keeps it: the values of the call as
+// name/value pairs, inputs then outputs, which is one allocation where a
+// copied map would be two, each sized for eight entries. Nothing changes
+// vals once the step is recorded.
+type recordedStep struct {
+	predictor string
+	predict   *Predict
+	usage     lm.Usage
+	latency   time.Duration
+	err       error
+	vals      []namedValue
+	nIn       int  // vals[:nIn] are the inputs
+	ok        bool // vals[nIn:] are outputs (the step did not fail)
+}
+
+type namedValue struct {
+	name  string
+	value any
+}
+
+// traceStep builds the TraceStep, with maps of its own.
+func (s *recordedStep) traceStep() TraceStep {
+	t := TraceStep{Predictor: s.predictor, Predict: s.predict, Inputs: valuesOf(s.vals[:s.nIn]),
+		Usage: s.usage, Latency: s.latency, Err: s.err}
+	if s.ok {
+		t.Outputs = valuesOf(s.vals[s.nIn:])
+	}
+	return t
+}
+
+func valuesOf(vals []namedValue) Values {
+	m := make(Values, len(vals))
+	for _, v := range vals {
+		m[v.name] = v.value
+	}
+	return m
 }
 
 // RunOption configures a Run.
@@ -76,11 +125,16 @@ func NewRun(model lm.LM, opts ...RunOption) *Run {
 	return r
 }
 
-// Trace returns a copy of the steps recorded so far, in completion order.
+// Trace returns the steps recorded so far, in completion order. Each call
+// builds new steps, with maps of their own.
 func (r *Run) Trace() []TraceStep {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]TraceStep(nil), r.steps...)
+	steps := make([]TraceStep, len(r.steps))
+	for i := range r.steps {
+		steps[i] = r.steps[i].traceStep()
+	}
+	return steps
 }
 
 // Usage returns the usage summed over every model call of the run.
@@ -93,14 +147,14 @@ func (r *Run) Usage() lm.Usage {
 // LM returns the run's model.
 func (r *Run) LM() lm.LM { return r.model }
 
-func (r *Run) record(step TraceStep) {
+func (r *Run) record(step recordedStep) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.steps == nil {
 		r.steps = r.first[:0]
 	}
 	r.steps = append(r.steps, step)
-	r.usage = r.usage.Add(step.Usage)
+	r.usage = r.usage.Add(step.usage)
 }
 
 // child returns a Run with the same model and listeners and an empty trace,
@@ -109,7 +163,9 @@ func (r *Run) child() *Run { return &Run{model: r.model, listeners: r.listeners}
 
 // absorb adds c's usage to r, and c's steps when keepTrace is set.
 func (r *Run) absorb(c *Run, keepTrace bool) {
-	steps, usage := c.Trace(), c.Usage()
+	c.mu.Lock()
+	steps, usage := c.steps, c.usage
+	c.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.usage = r.usage.Add(usage)
@@ -124,14 +180,37 @@ type hintKey struct{}
 
 // WithRun returns a context whose predictor calls use and record into r.
 func WithRun(ctx context.Context, r *Run) context.Context {
-	return context.WithValue(ctx, runKey{}, r)
+	if r != nil && r.nodeUsed.CompareAndSwap(false, true) {
+		r.node = runContext{Context: ctx, run: r}
+		return &r.node
+	}
+	return &runContext{Context: ctx, run: r}
 }
 
 // RunFrom returns the Run attached to ctx, or nil.
 func RunFrom(ctx context.Context) *Run {
+	if c, ok := ctx.(*runContext); ok {
+		return c.run
+	}
 	r, _ := ctx.Value(runKey{}).(*Run)
 	return r
 }
+
+// runContext is the context WithRun returns: context.WithValue's, but one
+// that a Run can hold.
+type runContext struct {
+	context.Context
+	run *Run
+}
+
+func (c *runContext) Value(key any) any {
+	if key == (runKey{}) {
+		return c.run
+	}
+	return c.Context.Value(key)
+}
+
+func (c *runContext) String() string { return fmt.Sprint(c.Context) + ".WithRun" }
 
 // rollout is a per-attempt sampling setting (BestOfN, Refine, bootstrap
 // rounds): a distinct rollout id and temperature 1.0 make the model sample
