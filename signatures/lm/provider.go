@@ -20,6 +20,9 @@ type Provider struct {
 	llm      llms.Model
 	prices   Prices
 	now      func() time.Time
+	// since is time.Since unless a clock is injected: it reads only the
+	// monotonic clock, where now().Sub reads the wall clock as well.
+	since func(time.Time) time.Duration
 	// name and price are resolved once: Generate is on every model call's path.
 	name   string
 	price  Price
@@ -35,7 +38,10 @@ func WithPrices(p Prices) ProviderOption { return func(pr *Provider) { pr.prices
 
 // WithProviderClock sets the clock used for latency and Retry-After dates.
 func WithProviderClock(now func() time.Time) ProviderOption {
-	return func(pr *Provider) { pr.now = now }
+	return func(pr *Provider) {
+		pr.now = now
+		pr.since = func(t time.Time) time.Duration { return now().Sub(t) }
+	}
 }
 
 // withHTTPRecording makes Generate record each call's HTTP status and
@@ -44,7 +50,7 @@ func withHTTPRecording() ProviderOption { return func(pr *Provider) { pr.record 
 
 // NewProvider wraps llm, which answers as model of provider.
 func NewProvider(provider, model string, llm llms.Model, opts ...ProviderOption) *Provider {
-	p := &Provider{provider: provider, model: model, llm: llm, prices: DefaultPrices(), now: time.Now}
+	p := &Provider{provider: provider, model: model, llm: llm, prices: DefaultPrices(), now: time.Now, since: time.Since}
 	for _, o := range opts {
 		o(p)
 	}
@@ -92,7 +98,7 @@ func (p *Provider) Generate(ctx context.Context, req *Request) (*Response, error
 	}
 	out.Usage = NormalizeUsage(resp.Choices[0].GenerationInfo)
 	out.Usage.CostUSD = p.price.Cost(out.Usage)
-	out.Latency = p.now().Sub(start)
+	out.Latency = p.since(start)
 	return out, nil
 }
 

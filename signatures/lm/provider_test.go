@@ -189,6 +189,34 @@ func (f failing) GenerateContent(context.Context, []llms.MessageContent, ...llms
 }
 func (f failing) Call(context.Context, string, ...llms.CallOption) (string, error) { return "", f.err }
 
+// TestProviderInjectedClock checks that an injected clock, not the
+// system's, times a call: it is read once as the call starts and once as it
+// ends.
+func TestProviderInjectedClock(t *testing.T) {
+	start, reads := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), 0
+	clock := func() time.Time {
+		reads++
+		return start.Add(time.Duration(reads-1) * 3 * time.Second)
+	}
+	p := lm.NewProvider("openai", "x", answering("hi"), lm.WithProviderClock(clock))
+	resp, err := p.Generate(t.Context(), userReq("q"))
+	if err != nil || resp.Text != "hi" || resp.Latency != 3*time.Second || reads != 2 {
+		t.Fatalf("resp %+v, err %v, clock read %d times", resp, err, reads)
+	}
+	if resp, err := lm.NewProvider("openai", "x", answering("hi")).Generate(t.Context(), userReq("q")); err != nil || resp.Latency <= 0 || resp.Latency > time.Minute {
+		t.Fatalf("system clock: latency %v, err %v", resp.Latency, err)
+	}
+}
+
+type answering string
+
+func (a answering) GenerateContent(context.Context, []llms.MessageContent, ...llms.CallOption) (*llms.ContentResponse, error) {
+	return &llms.ContentResponse{Choices: []*llms.ContentChoice{{Content: string(a)}}}, nil
+}
+func (a answering) Call(context.Context, string, ...llms.CallOption) (string, error) {
+	return string(a), nil
+}
+
 func TestNormalizeUsage(t *testing.T) {
 	tests := []struct {
 		name string
