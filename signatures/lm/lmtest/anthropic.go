@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/tmc/langchaingo/llms"
 )
 
 // AnthropicServer is an httptest server speaking the Anthropic messages API
@@ -24,44 +26,20 @@ func NewAnthropicServer(tb testing.TB, replies ...Reply) *AnthropicServer {
 	if tb != nil {
 		tb.Helper()
 	}
-	s := &AnthropicServer{}
-	s.fakeServer = newFakeServer(tb, func(f *fakeServer) http.Handler {
-		mux := http.NewServeMux()
-		mux.HandleFunc("POST /v1/messages", f.anthropicMessages)
-		return mux
+	f := startFake(tb, api{
+		pattern: "POST /v1/messages",
+		messages: func(body map[string]any) []llms.MessageContent {
+			system, _ := body["system"].(string)
+			return messagesOf(system, body["messages"])
+		},
+		writeError: anthropicError,
+		writeReply: anthropicReply,
 	}, replies)
-	s.URL = s.srv.URL + "/v1"
-	return s
+	return &AnthropicServer{URL: f.srv.URL + "/v1", fakeServer: f}
 }
 
-func (f *fakeServer) anthropicMessages(w http.ResponseWriter, r *http.Request) {
-	body, reply, queued, ok := f.record(w, r)
-	if !ok {
-		return
-	}
+func anthropicReply(w http.ResponseWriter, body map[string]any, _ []llms.MessageContent, reply Reply) {
 	system, _ := body["system"].(string)
-	msgs := messagesOf(system, body["messages"])
-	if !queued {
-		var err error
-		if reply, err = f.answerOffline(r, msgs, body); err != nil {
-			writeJSON(w, http.StatusInternalServerError, anthropicError(err.Error(), "api_error"))
-			return
-		}
-	}
-	if !wait(r, reply.Delay) {
-		return
-	}
-	if reply.RetryAfter != "" {
-		w.Header().Set("Retry-After", reply.RetryAfter)
-	}
-	if reply.Status != 0 && reply.Status != http.StatusOK {
-		msg := reply.ErrorMessage
-		if msg == "" {
-			msg = http.StatusText(reply.Status)
-		}
-		writeJSON(w, reply.Status, anthropicError(msg, "api_error"))
-		return
-	}
 	prompt, _ := json.Marshal(body["messages"])
 	pt, ct, cached := reply.usage(system + string(prompt))
 	model, _ := body["model"].(string)
@@ -112,6 +90,19 @@ func (f *fakeServer) anthropicMessages(w http.ResponseWriter, r *http.Request) {
 	sse(w, "message_stop", map[string]any{"type": "message_stop"})
 }
 
-func anthropicError(msg, typ string) map[string]any {
-	return map[string]any{"type": "error", "error": map[string]any{"type": typ, "message": msg}}
+// anthropicError writes an error body in Anthropic's shape, with the
+// error type Anthropic gives the status.
+func anthropicError(w http.ResponseWriter, status int, msg string) {
+	typ := "api_error"
+	switch status {
+	case http.StatusBadRequest:
+		typ = "invalid_request_error"
+	case http.StatusUnauthorized:
+		typ = "authentication_error"
+	case http.StatusTooManyRequests:
+		typ = "rate_limit_error"
+	case 529:
+		typ = "overloaded_error"
+	}
+	writeJSON(w, status, map[string]any{"type": "error", "error": map[string]any{"type": typ, "message": msg}})
 }

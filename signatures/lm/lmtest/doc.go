@@ -1,7 +1,7 @@
 // Package lmtest holds test doubles for package lm: a Scripted model that
 // answers from queued outputs, and httptest servers that speak the OpenAI
-// chat-completions and Anthropic messages APIs so the real langchaingo
-// clients can be exercised without a network.
+// chat-completions, Anthropic messages and Ollama chat APIs so the real
+// langchaingo clients can be exercised without a network.
 //
 // # Scripted model
 //
@@ -18,10 +18,11 @@
 //
 // # Fake provider servers
 //
-// NewOpenAIServer and NewAnthropicServer start httptest servers on
-// 127.0.0.1 that the real langchaingo clients talk to. They answer queued
-// Replies (text, tool calls, an HTTP error with Retry-After, a delay), then
-// fall back to the offline model, so a whole program can run against them:
+// NewOpenAIServer, NewAnthropicServer and NewOllamaServer start httptest
+// servers on 127.0.0.1 that the real langchaingo clients talk to. They
+// answer queued Replies (text, tool calls, an HTTP error with Retry-After, a
+// delay), then fall back to the offline model, so a whole program can run
+// against them:
 //
 //	srv := lmtest.NewOpenAIServer(t, lmtest.Reply{Status: 429, RetryAfter: "1"})
 //	m, err := lm.New(lm.Config{Provider: "openai", BaseURL: srv.URL})

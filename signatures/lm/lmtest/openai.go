@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tmc/langchaingo/llms"
 )
 
 // OpenAIServer is an httptest server speaking the OpenAI chat-completions
@@ -29,43 +31,16 @@ func NewOpenAIServer(tb testing.TB, replies ...Reply) *OpenAIServer {
 	if tb != nil {
 		tb.Helper()
 	}
-	s := &OpenAIServer{}
-	s.fakeServer = newFakeServer(tb, func(f *fakeServer) http.Handler {
-		mux := http.NewServeMux()
-		mux.HandleFunc("POST /v1/chat/completions", f.openaiChat)
-		return mux
+	f := startFake(tb, api{
+		pattern:    "POST /v1/chat/completions",
+		messages:   func(body map[string]any) []llms.MessageContent { return messagesOf("", body["messages"]) },
+		writeError: openaiError,
+		writeReply: openaiReply,
 	}, replies)
-	s.URL = s.srv.URL + "/v1"
-	return s
+	return &OpenAIServer{URL: f.srv.URL + "/v1", fakeServer: f}
 }
 
-func (f *fakeServer) openaiChat(w http.ResponseWriter, r *http.Request) {
-	body, reply, queued, ok := f.record(w, r)
-	if !ok {
-		return
-	}
-	msgs := messagesOf("", body["messages"])
-	if !queued {
-		var err error
-		if reply, err = f.answerOffline(r, msgs, body); err != nil {
-			writeJSON(w, http.StatusInternalServerError, openaiError(err.Error(), "server_error"))
-			return
-		}
-	}
-	if !wait(r, reply.Delay) {
-		return
-	}
-	if reply.RetryAfter != "" {
-		w.Header().Set("Retry-After", reply.RetryAfter)
-	}
-	if reply.Status != 0 && reply.Status != http.StatusOK {
-		msg := reply.ErrorMessage
-		if msg == "" {
-			msg = http.StatusText(reply.Status)
-		}
-		writeJSON(w, reply.Status, openaiError(msg, "api_error"))
-		return
-	}
+func openaiReply(w http.ResponseWriter, body map[string]any, msgs []llms.MessageContent, reply Reply) {
 	var prompt strings.Builder
 	for _, m := range msgs {
 		for _, p := range m.Parts {
@@ -119,6 +94,14 @@ func (f *fakeServer) openaiChat(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprint(w, "data: [DONE]\n\n")
 }
 
-func openaiError(msg, typ string) map[string]any {
-	return map[string]any{"error": map[string]any{"message": msg, "type": typ}}
+// openaiError writes an error body in OpenAI's shape.
+func openaiError(w http.ResponseWriter, status int, msg string) {
+	typ := "api_error"
+	switch {
+	case status == http.StatusBadRequest:
+		typ = "invalid_request_error"
+	case status >= http.StatusInternalServerError:
+		typ = "server_error"
+	}
+	writeJSON(w, status, map[string]any{"error": map[string]any{"message": msg, "type": typ}})
 }

@@ -31,11 +31,11 @@ type Reply struct {
 	Text      string
 	ChunkSize int
 	// ToolCalls are returned as tool calls (OpenAI) or tool_use blocks
-	// (Anthropic).
+	// (Anthropic); the Ollama server does not send them.
 	ToolCalls []llms.ToolCall
 	// PromptTokens, CompletionTokens and CachedTokens are reported as the
-	// provider reports usage; zero prompt and completion counts are
-	// estimated from the texts.
+	// provider reports usage (Ollama has no cached tokens); zero prompt and
+	// completion counts are estimated from the texts.
 	PromptTokens, CompletionTokens, CachedTokens int
 }
 
@@ -59,9 +59,26 @@ type fakeServer struct {
 	requests []Recorded
 }
 
-func newFakeServer(tb testing.TB, handler func(*fakeServer) http.Handler, replies []Reply) *fakeServer {
+// api is what one fake provider API adds to fakeServer: where requests
+// arrive, how they carry the conversation, how errors and replies look.
+type api struct {
+	// pattern is the http.ServeMux pattern of the endpoint.
+	pattern string
+	// messages reads the conversation of a request body.
+	messages func(body map[string]any) []llms.MessageContent
+	// writeError writes an error reply with status and message.
+	writeError func(w http.ResponseWriter, status int, msg string)
+	// writeReply writes a successful reply to body.
+	writeReply func(w http.ResponseWriter, body map[string]any, msgs []llms.MessageContent, reply Reply)
+}
+
+// startFake starts a server for a on 127.0.0.1 answering replies first.
+// With a non-nil tb it stops at cleanup.
+func startFake(tb testing.TB, a api, replies []Reply) *fakeServer {
 	f := &fakeServer{offline: offline.New(), queue: append([]Reply(nil), replies...)}
-	f.srv = httptest.NewServer(handler(f))
+	mux := http.NewServeMux()
+	mux.HandleFunc(a.pattern, func(w http.ResponseWriter, r *http.Request) { f.serve(w, r, a) })
+	f.srv = httptest.NewServer(mux)
 	if tb != nil {
 		tb.Cleanup(f.srv.Close)
 	}
@@ -86,27 +103,57 @@ func (f *fakeServer) Requests() []Recorded {
 // own at cleanup.
 func (f *fakeServer) Close() { f.srv.Close() }
 
-// record decodes and logs a request and takes the next reply; ok is false
-// when the body is not JSON (a 400 has been written).
-func (f *fakeServer) record(w http.ResponseWriter, r *http.Request) (map[string]any, Reply, bool, bool) {
+// serve answers one request of a: the next queued reply, or the offline
+// model's answer, after the reply's delay, as an error or a reply of a.
+func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request, a api) {
+	body, reply, queued, err := f.record(r)
+	if err != nil {
+		a.writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	msgs := a.messages(body)
+	if !queued {
+		if reply, err = f.answerOffline(r, msgs, body); err != nil {
+			a.writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+	}
+	if !wait(r, reply.Delay) {
+		return
+	}
+	if reply.RetryAfter != "" {
+		w.Header().Set("Retry-After", reply.RetryAfter)
+	}
+	if reply.Status != 0 && reply.Status != http.StatusOK {
+		msg := reply.ErrorMessage
+		if msg == "" {
+			msg = http.StatusText(reply.Status)
+		}
+		a.writeError(w, reply.Status, msg)
+		return
+	}
+	a.writeReply(w, body, msgs, reply)
+}
+
+// record decodes and logs a request and takes the next reply; queued is
+// false when the queue was empty. A body that is not JSON is an error.
+func (f *fakeServer) record(r *http.Request) (body map[string]any, reply Reply, queued bool, err error) {
 	raw, err := io.ReadAll(r.Body)
-	var body map[string]any
 	if err == nil {
 		err = json.Unmarshal(raw, &body)
 	}
 	if err != nil {
-		http.Error(w, fmt.Sprintf(`{"error":{"message":%q,"type":"invalid_request_error"}}`, err.Error()), http.StatusBadRequest)
-		return nil, Reply{}, false, false
+		return nil, Reply{}, false, fmt.Errorf("request body: %w", err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, Recorded{Path: r.URL.Path, Header: r.Header.Clone(), Body: body})
 	if len(f.queue) == 0 {
-		return body, Reply{}, false, true
+		return body, Reply{}, false, nil
 	}
-	reply := f.queue[0]
+	reply = f.queue[0]
 	f.queue = f.queue[1:]
-	return body, reply, true, true
+	return body, reply, true, nil
 }
 
 // answerOffline fills a reply from the offline model.
