@@ -186,6 +186,50 @@ func TestNewFullStack(t *testing.T) {
 	}
 }
 
+// TestNewOllama drives the stack over the fake Ollama server: a 500, a 429
+// with Retry-After and a timed-out attempt are retried as classified, and
+// the answer's usage comes from the final chunk's token counts.
+func TestNewOllama(t *testing.T) {
+	srv := lmtest.NewOllamaServer(t,
+		lmtest.Reply{Status: 500, ErrorMessage: "model runner crashed"}, lmtest.Reply{Status: 429, RetryAfter: "2"},
+		lmtest.Reply{Text: "late", Delay: 5 * time.Second}, lmtest.Reply{Text: "from llama", PromptTokens: 12, CompletionTokens: 5})
+	metrics, reg := newMetrics(t)
+	sl := &recordSleep{}
+	m, err := lm.New(lm.Config{
+		Provider: "ollama",
+		BaseURL:  srv.URL,
+		Timeout:  500 * time.Millisecond,
+		Retry:    lm.RetryPolicy{MaxAttempts: 4, BaseDelay: time.Millisecond},
+	}, lm.WithMetrics(metrics), lm.WithSleep(sl.sleep), lm.WithRand(func() float64 { return 0 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	resp, err := m.Generate(t.Context(), userReq("q"))
+	if err != nil || resp.Text != "from llama" || resp.Model != "ollama:llama3.2" {
+		t.Fatalf("%v %+v", err, resp)
+	}
+	if want := (lm.Usage{PromptTokens: 12, CompletionTokens: 5, Calls: 1}); resp.Usage != want || m.Meter().Total() != want {
+		t.Fatalf("usage %+v, meter %+v", resp.Usage, m.Meter().Total())
+	}
+	reqs := srv.Requests()
+	if len(reqs) != 4 || reqs[0].Path != "/api/chat" || reqs[0].Body["model"] != "llama3.2" {
+		t.Fatalf("%d requests, first %+v", len(reqs), reqs[0])
+	}
+	if !equalDurations(sl.delays, []time.Duration{0, 2 * time.Second, 0}) {
+		t.Fatalf("delays %v", sl.delays)
+	}
+	for _, kind := range []string{"unavailable", "rate_limited", "timeout"} {
+		labels := map[string]string{"provider": "ollama", "kind": kind}
+		if got := metric(t, reg, "kowai_llm_retries_total", labels); got != 1 {
+			t.Errorf("retries%v = %v", labels, got)
+		}
+		if got := metric(t, reg, "kowai_llm_errors_total", labels); got != 1 {
+			t.Errorf("errors%v = %v", labels, got)
+		}
+	}
+}
+
 // TestRedisCache needs KOWAI_TEST_REDIS_URL.
 func TestRedisCache(t *testing.T) {
 	client := testenv.Redis(t)

@@ -25,27 +25,64 @@ func openProvider(t *testing.T, provider, model, url string, opts ...lm.Option) 
 
 var weatherTool = llms.ToolCall{ID: "call_1", Type: "function", FunctionCall: &llms.FunctionCall{Name: "weather", Arguments: `{"city":"Paris"}`}}
 
+// fakeServer is what the provider tests use of the lmtest servers.
+type fakeServer interface {
+	Push(...lmtest.Reply)
+	Requests() []lmtest.Recorded
+}
+
+// TestProvidersThroughLangchaingo drives each HTTP provider's real
+// langchaingo client against its fake server.
 func TestProvidersThroughLangchaingo(t *testing.T) {
-	for _, provider := range []string{"openai", "anthropic"} {
-		t.Run(provider, func(t *testing.T) {
-			var srv interface {
-				Push(...lmtest.Reply)
-				Requests() []lmtest.Recorded
+	// sentTopLevel and sentInOptions report whether a request body carries
+	// model and the settings of the json subtest (temperature 0.5, at most
+	// 64 tokens, stop at END) where OpenAI and Anthropic put them, and where
+	// Ollama does.
+	sentTopLevel := func(body map[string]any, model string) bool {
+		return body["model"] == model && body["temperature"] == 0.5
+	}
+	sentInOptions := func(body map[string]any, model string) bool {
+		o, _ := body["options"].(map[string]any)
+		stop, _ := o["stop"].([]any)
+		return body["model"] == model && o["temperature"] == 0.5 && o["num_predict"] == 64.0 && len(stop) == 1 && stop[0] == "END"
+	}
+	providers := []struct {
+		provider, model string
+		start           func(t *testing.T) (fakeServer, string)
+		prices          lm.Prices
+		// cached and tools: the API reports cached tokens and the client
+		// offers tools.
+		cached, tools bool
+		sent          func(body map[string]any, model string) bool
+	}{
+		{"openai", "gpt-4o", func(t *testing.T) (fakeServer, string) { s := lmtest.NewOpenAIServer(t); return s, s.URL },
+			nil, true, true, sentTopLevel},
+		{"anthropic", "claude-3-5-haiku-latest", func(t *testing.T) (fakeServer, string) { s := lmtest.NewAnthropicServer(t); return s, s.URL },
+			nil, true, true, sentTopLevel},
+		{"ollama", "llama3.2", func(t *testing.T) (fakeServer, string) { s := lmtest.NewOllamaServer(t); return s, s.URL },
+			lm.Prices{"ollama:llama3.2": {Input: 1, Output: 3}}, false, false, sentInOptions},
+	}
+	for _, tc := range providers {
+		t.Run(tc.provider, func(t *testing.T) {
+			srv, url := tc.start(t)
+			provider, model := tc.provider, tc.model
+			p, err := lm.OpenProvider(lm.ProviderConfig{ModelSpec: lm.ModelSpec{Provider: provider, Model: model}, BaseURL: url, APIKey: "sk-test",
+				Prices: lm.DefaultPrices().With(tc.prices), Timeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
 			}
-			var url, model string
-			if provider == "openai" {
-				s := lmtest.NewOpenAIServer(t)
-				srv, url, model = s, s.URL, "gpt-4o"
-			} else {
-				s := lmtest.NewAnthropicServer(t)
-				srv, url, model = s, s.URL, "claude-3-5-haiku-latest"
-			}
-			p := openProvider(t, provider, model, url)
 			if p.Name() != provider+":"+model {
 				t.Fatalf("name %q", p.Name())
 			}
-			price, _ := lm.DefaultPrices().Lookup(p.Name())
-			wantCost := (8*price.Input + 2*price.Cached + 7*price.Output) / 1e6
+			cached := 0
+			if tc.cached {
+				cached = 2
+			}
+			price, _ := lm.DefaultPrices().With(tc.prices).Lookup(p.Name())
+			wantCost := price.Cost(lm.Usage{PromptTokens: 10, CompletionTokens: 7, CachedTokens: cached})
+			if wantCost == 0 {
+				t.Fatalf("no price for %s: the cost would not be checked", p.Name())
+			}
 
 			t.Run("json", func(t *testing.T) {
 				srv.Push(lmtest.Reply{Text: "Hello there", PromptTokens: 10, CompletionTokens: 7, CachedTokens: 2})
@@ -55,7 +92,7 @@ func TestProvidersThroughLangchaingo(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				want := lm.Usage{PromptTokens: 10, CompletionTokens: 7, CachedTokens: 2, Calls: 1, CostUSD: resp.Usage.CostUSD}
+				want := lm.Usage{PromptTokens: 10, CompletionTokens: 7, CachedTokens: cached, Calls: 1, CostUSD: resp.Usage.CostUSD}
 				if resp.Text != "Hello there" || resp.Usage != want || resp.Model != p.Name() {
 					t.Fatalf("resp = %+v", resp)
 				}
@@ -63,8 +100,7 @@ func TestProvidersThroughLangchaingo(t *testing.T) {
 					t.Fatalf("cost %v, want %v", resp.Usage.CostUSD, wantCost)
 				}
 				reqs := srv.Requests()
-				body := reqs[len(reqs)-1].Body
-				if body["temperature"] != 0.5 || body["model"] != model {
+				if body := reqs[len(reqs)-1].Body; !tc.sent(body, model) {
 					t.Fatalf("request body %v", body)
 				}
 			})
@@ -83,17 +119,26 @@ func TestProvidersThroughLangchaingo(t *testing.T) {
 				if strings.Join(chunks, "|") != "one |two |thre|e fo|ur" || resp.Text != "one two three four" {
 					t.Fatalf("chunks %q text %q", chunks, resp.Text)
 				}
-				if resp.Usage.PromptTokens != 10 || resp.Usage.CompletionTokens != 7 || resp.Usage.CachedTokens != 2 {
+				if resp.Usage.PromptTokens != 10 || resp.Usage.CompletionTokens != 7 || resp.Usage.CachedTokens != cached {
 					t.Fatalf("streamed usage = %+v", resp.Usage)
 				}
 			})
 			t.Run("tool calls", func(t *testing.T) {
-				srv.Push(lmtest.Reply{ToolCalls: []llms.ToolCall{weatherTool}})
+				srv.Push(lmtest.Reply{Text: "no tools here", ToolCalls: []llms.ToolCall{weatherTool}})
 				req := userReq("weather in Paris?")
 				req.Tools = []llms.Tool{{Type: "function", Function: &llms.FunctionDefinition{Name: "weather", Parameters: map[string]any{"type": "object"}}}}
 				resp, err := p.Generate(t.Context(), req)
 				if err != nil {
 					t.Fatal(err)
+				}
+				if !tc.tools {
+					// The client drops the tools: the model answers in text,
+					// which is what ReAct's marker protocol expects then.
+					reqs := srv.Requests()
+					if _, sent := reqs[len(reqs)-1].Body["tools"]; sent || resp.Text != "no tools here" || len(resp.ToolCalls) != 0 {
+						t.Fatalf("tools sent %v, resp = %+v", sent, resp)
+					}
+					return
 				}
 				if len(resp.ToolCalls) != 1 || resp.ToolCalls[0].ID != "call_1" || resp.ToolCalls[0].FunctionCall.Name != "weather" ||
 					resp.ToolCalls[0].FunctionCall.Arguments != `{"city":"Paris"}` {
@@ -130,6 +175,9 @@ func TestProvidersThroughLangchaingo(t *testing.T) {
 					var pe *lm.ProviderError
 					if !errors.Is(err, tt.kind) || !errors.As(err, &pe) || pe.Status != tt.status || pe.RetryAfter != tt.retryAfter {
 						t.Errorf("%s: got %v (%+v)", tt.name, err, pe)
+					}
+					if tt.reply.ErrorMessage != "" && (err == nil || !strings.Contains(err.Error(), tt.reply.ErrorMessage)) {
+						t.Errorf("%s: error %v lacks the server's message", tt.name, err)
 					}
 					if got := lm.Retryable(err); got != (tt.kind == lm.ErrRateLimited || tt.kind == lm.ErrUnavailable) {
 						t.Errorf("%s: Retryable = %v", tt.name, got)
