@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -172,6 +173,12 @@ func (r *Redis) enqueue(c *redisCheck) {
 func (r *Redis) sendQueued() {
 	ctx := context.Background()
 	for {
+		// Let the goroutines already runnable go first: those about to
+		// check join this batch. Under load that doubles the checks a round
+		// trip carries, and halves the system calls and wake-ups on both
+		// ends, which cost more than the checks; with nothing else
+		// runnable it returns at once.
+		runtime.Gosched()
 		r.mu.Lock()
 		batch := r.queue
 		r.queue = nil
