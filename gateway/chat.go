@@ -105,6 +105,10 @@ func idempotencyKey(raw string) (string, error) {
 	return strings.Clone(raw), nil
 }
 
+// newConversationSpace is the UUID namespace of conversation IDs derived
+// from a user and an idempotency key.
+var newConversationSpace = uuid.MustParse("4a8f3a52-6f0e-4d3b-9a57-0d3c2b7e9f11")
+
 // principal returns the authenticated caller; routes that call it run after
 // auth.RequireAuth.
 func principal(c *fiber.Ctx) (auth.Principal, error) {
@@ -115,9 +119,17 @@ func principal(c *fiber.Ctx) (auth.Principal, error) {
 	return p, nil
 }
 
-// newTurn completes a turn: a new conversation gets a fresh UUIDv7.
+// newTurn completes a turn. A new conversation gets a fresh UUIDv7, or,
+// when the turn has an idempotency key, an ID derived from the user and the
+// key: a retry of the turn that started a conversation then reaches that
+// conversation, whose session replays the stored answer, instead of
+// starting a second one.
 func newTurn(userID, conversationID, agentID, content, key string) (ChatTurn, error) {
-	if conversationID == "" {
+	switch {
+	case conversationID != "":
+	case key != "":
+		conversationID = uuid.NewSHA1(newConversationSpace, []byte(userID+"\x00"+key)).String()
+	default:
 		id, err := uuid.NewV7()
 		if err != nil {
 			return ChatTurn{}, err

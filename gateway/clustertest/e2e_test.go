@@ -93,6 +93,61 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
+// A client that retries the turn starting a conversation, with the same
+// Idempotency-Key, gets the first answer back: one conversation, one turn.
+func TestRetryOfFirstTurn(t *testing.T) {
+	s := startStack(t, persisttest.SQLite(t), stackOptions{})
+	s.call(t, http.MethodPost, "/api/v1/auth/register", "", `{"email":"ada@example.com","password":"correct horse battery"}`).
+		decode(t, http.StatusCreated, nil)
+	var pair auth.TokenPair
+	s.call(t, http.MethodPost, "/api/v1/auth/login", "", `{"email":"ada@example.com","password":"correct horse battery"}`).
+		decode(t, http.StatusOK, &pair)
+	turn := func(key string) gateway.ChatReply {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, s.url+"/api/v1/chat/message", strings.NewReader(`{"content":"Hello kowai"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+pair.AccessToken)
+		req.Header.Set("Idempotency-Key", key)
+		res, err := s.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var r gateway.ChatReply
+		if err := json.NewDecoder(res.Body).Decode(&r); err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("turn with key %s: %d, %v", key, res.StatusCode, err)
+		}
+		return r
+	}
+	first, retry := turn("first-turn"), turn("first-turn")
+	if retry != first {
+		t.Fatalf("retry = %+v, want the first answer %+v", retry, first)
+	}
+	other := turn("another-turn")
+	if other.ConversationID == first.ConversationID {
+		t.Fatal("a new key continued the first key's conversation")
+	}
+	var list struct {
+		Conversations []struct {
+			ID string `json:"id"`
+		} `json:"conversations"`
+	}
+	s.call(t, http.MethodGet, "/api/v1/chat/conversations", pair.AccessToken, "").decode(t, http.StatusOK, &list)
+	if len(list.Conversations) != 2 {
+		t.Fatalf("%d conversations, want 2 (the retry must not start one): %+v", len(list.Conversations), list)
+	}
+	var history struct {
+		Messages []struct{} `json:"messages"`
+	}
+	s.call(t, http.MethodGet, "/api/v1/chat/history?conversation_id="+first.ConversationID, pair.AccessToken, "").decode(t, http.StatusOK, &history)
+	if len(history.Messages) != 2 {
+		t.Fatalf("%d messages in the first conversation, want 2", len(history.Messages))
+	}
+}
+
 // wsTurn sends one message over a WebSocket authenticated by its upgrade
 // request and returns the done frame, after checking that the streamed
 // tokens add up to the response.
