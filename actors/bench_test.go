@@ -14,6 +14,7 @@ import (
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm"
@@ -64,29 +65,6 @@ func parallel(workers, n int, f func(worker, i int)) time.Duration {
 	return time.Since(start)
 }
 
-// throughput runs f(worker) in a loop on workers goroutines for about d and returns
-// how many calls succeeded and the time until the last one returned. A failed call
-// stops its worker.
-func throughput(b *testing.B, workers int, d time.Duration, f func(worker int) error) (int, time.Duration) {
-	var n atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(d)
-	for w := range workers {
-		wg.Go(func() {
-			for time.Now().Before(deadline) {
-				if err := f(w); err != nil {
-					b.Error(err)
-					return
-				}
-				n.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	return int(n.Load()), time.Since(start)
-}
-
 // comparison accumulates a benchmark's measurement and baseline over its rounds.
 type comparison struct {
 	ours, base         int
@@ -127,9 +105,9 @@ func BenchmarkTurns(b *testing.B) {
 	var c comparison
 	for b.Loop() {
 		for range benchRounds {
-			n, d := throughput(b, benchConcurrency, benchPhase, appendRow)
+			n, d := testenv.Throughput(b, benchConcurrency, benchPhase, appendRow)
 			c.base, c.baseTime = c.base+n, c.baseTime+2*d
-			n, d = throughput(b, benchConcurrency, benchPhase, turn)
+			n, d = testenv.Throughput(b, benchConcurrency, benchPhase, turn)
 			c.ours, c.oursTime = c.ours+n, c.oursTime+d
 		}
 	}
@@ -242,9 +220,9 @@ func BenchmarkColdActivation(b *testing.B) {
 	var c comparison
 	for b.Loop() {
 		for range benchRounds {
-			n, d := throughput(b, benchConcurrency, benchPhase, read)
+			n, d := testenv.Throughput(b, benchConcurrency, benchPhase, read)
 			c.base, c.baseTime = c.base+n, c.baseTime+d
-			n, d = throughput(b, benchConcurrency, benchPhase, activate)
+			n, d = testenv.Throughput(b, benchConcurrency, benchPhase, activate)
 			c.ours, c.oursTime = c.ours+n, c.oursTime+d
 		}
 	}

@@ -49,21 +49,7 @@ func serveBench(b *testing.B, setup func(s *Server)) string {
 		b.Fatal(err)
 	}
 	setup(s)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		b.Fatalf("gateway did not start: %v", err)
-	}
-	b.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("gateway run: %v", err)
-		}
-	})
-	return "http://" + s.Addr().String()
+	return runServer(b, s)
 }
 
 // serveHello runs the baseline: a bare Fiber hello world.

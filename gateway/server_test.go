@@ -67,21 +67,27 @@ func startWith(t *testing.T, opts Options, setup func(s *Server)) testServer {
 		t.Fatal(err)
 	}
 	setup(s)
+	return testServer{url: runServer(t, s), logs: logs}
+}
+
+// runServer serves s until the test ends and returns its base URL.
+func runServer(tb testing.TB, s *Server) string {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	select {
 	case <-s.Ready():
 	case err := <-done:
-		t.Fatalf("gateway did not start: %v", err)
+		tb.Fatalf("gateway did not start: %v", err)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("gateway run: %v", err)
+			tb.Errorf("gateway run: %v", err)
 		}
 	})
-	return testServer{url: "http://" + s.Addr().String(), logs: logs}
+	return "http://" + s.Addr().String()
 }
 
 func get(t *testing.T, url string, header map[string]string) (*http.Response, []byte) {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
@@ -32,29 +32,6 @@ const (
 	// benchContent is the user's message and the baseline rows' content.
 	benchContent = "what is the weather like today in the city by the sea"
 )
-
-// throughput runs f(worker) in a loop on workers goroutines for about d and
-// returns how many calls succeeded and the time until the last returned. A
-// failed call fails the benchmark and stops its worker.
-func throughput(b *testing.B, workers int, d time.Duration, f func(worker int) error) (int, time.Duration) {
-	var n atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(d)
-	for w := range workers {
-		wg.Go(func() {
-			for time.Now().Before(deadline) {
-				if err := f(w); err != nil {
-					b.Error(err)
-					return
-				}
-				n.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	return int(n.Load()), time.Since(start)
-}
 
 // BenchmarkChatTurns measures chat turns per second end to end: POST
 // /api/v1/chat/message over HTTP through the whole gateway (JWT, rate limit,
@@ -142,9 +119,9 @@ func BenchmarkChatTurns(b *testing.B) {
 	var turnsTime, rowsTime time.Duration
 	for b.Loop() {
 		for range benchRounds {
-			n, d := throughput(b, benchConversations, benchPhase, appendRow)
+			n, d := testenv.Throughput(b, benchConversations, benchPhase, appendRow)
 			rows, rowsTime = rows+n, rowsTime+d
-			n, d = throughput(b, benchConversations, benchPhase, turn)
+			n, d = testenv.Throughput(b, benchConversations, benchPhase, turn)
 			turns, turnsTime = turns+n, turnsTime+d
 		}
 	}

@@ -9,6 +9,12 @@
 //
 //	client := testenv.Redis(t)
 //	limiter := ratelimit.NewRedis(client, ratelimit.RedisOptions{Prefix: testenv.Prefix("rl")})
+//
+// # Benchmarks
+//
+// Throughput drives a closed-loop load from a number of workers for a
+// while and returns the calls done and the time taken, for benchmarks that
+// compare a measurement with a baseline run in alternation.
 package testenv
 
 import (
