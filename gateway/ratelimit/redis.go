@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -195,16 +196,19 @@ func (r *Redis) sendQueued() {
 	}
 }
 
-// send runs batch in one round trip, and again with EVAL when Redis lacks
-// the script.
+// maxScriptChecks bounds the checks of one script call: Redis runs a script
+// to its end before serving anyone else, and a check costs it about 2 µs.
+const maxScriptChecks = 256
+
+// send runs batch in one round trip, as script calls of at most
+// maxScriptChecks checks each (one each when keys may be sharded), and
+// again with EVAL when Redis lacks the script.
 func (r *Redis) send(ctx context.Context, batch []*redisCheck) {
-	groups := [][]*redisCheck{batch}
+	size := maxScriptChecks
 	if r.perKey {
-		groups = make([][]*redisCheck, len(batch))
-		for i := range batch {
-			groups[i] = batch[i : i+1]
-		}
+		size = 1
 	}
+	groups := slices.Collect(slices.Chunk(batch, size))
 	missing := r.pipeline(ctx, groups, gcraScript.EvalSha)
 	if len(missing) > 0 {
 		r.pipeline(ctx, missing, gcraScript.Eval)

@@ -123,6 +123,53 @@ func TestRedisBatchDecidesInOrder(t *testing.T) {
 	}
 }
 
+// A large batch goes out as several script calls of bounded size, in one
+// round trip, and still decides every check once.
+func TestRedisLargeBatchIsSplit(t *testing.T) {
+	client := testRedis(t)
+	l := ratelimit.NewRedis(client, ratelimit.RedisOptions{Prefix: testPrefix()})
+	limit := ratelimit.Limit{Rate: 300, Period: time.Hour}
+	if _, err := l.Allow(t.Context(), "load", limit); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	var trips atomic.Int64
+	var sizes []int
+	client.AddHook(holdFirstPipeline{gate: gate, trips: &trips, sizes: &sizes})
+	first := make(chan error, 1)
+	go func() {
+		_, err := l.Allow(t.Context(), "warm", limit)
+		first <- err
+	}()
+	waitFor(t, func() bool { return trips.Load() == 1 })
+	const callers = 600
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			r, err := l.Allow(t.Context(), "k", limit)
+			if err != nil {
+				t.Error(err)
+			}
+			if r.Allowed {
+				allowed.Add(1)
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // let every check queue behind the held round trip
+	close(gate)
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got := allowed.Load(); got != 300 {
+		t.Fatalf("%d of %d checks allowed, want 300", got, callers)
+	}
+	if len(sizes) != 2 || sizes[1] != 3 {
+		t.Fatalf("pipelines of %v commands, want the held one and one of 3 script calls for %d checks", sizes, callers)
+	}
+}
+
 // A caller whose context ends stops waiting for its round trip; the
 // checks sharing it are not disturbed.
 func TestRedisCallerGivesUp(t *testing.T) {
@@ -157,6 +204,7 @@ func TestRedisCallerGivesUp(t *testing.T) {
 type holdFirstPipeline struct {
 	gate  chan struct{}
 	trips *atomic.Int64
+	sizes *[]int // when set, gets the number of commands of each pipeline
 }
 
 func (h holdFirstPipeline) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -165,6 +213,9 @@ func (h holdFirstPipeline) ProcessHook(next redis.ProcessHook) redis.ProcessHook
 
 func (h holdFirstPipeline) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.sizes != nil {
+			*h.sizes = append(*h.sizes, len(cmds))
+		}
 		if h.trips.Add(1) == 1 {
 			<-h.gate
 		}
