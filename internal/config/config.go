@@ -63,12 +63,27 @@ type Config struct {
 	ClusterMembershipAddr string
 	EtcdEndpoints         []string
 
-	RateLimit   string
-	CORSOrigins []string
-	DrainGrace  time.Duration
-	LogLevel    string
-	LogFormat   string
-	DataDir     string
+	// ClusterTLSCA, ClusterTLSCert and ClusterTLSKey are PEM files for
+	// mutual TLS between nodes' remoting; ClusterInsecure allows a
+	// multi-node cluster without them (development only).
+	ClusterTLSCA    string
+	ClusterTLSCert  string
+	ClusterTLSKey   string
+	ClusterInsecure bool
+
+	RateLimit     string
+	AuthRateLimit string
+	// TrustedProxies are the networks whose X-Forwarded-For and Forwarded
+	// headers name the client; nobody's by default.
+	TrustedProxies []*net.IPNet
+	// MetricsAddr is where /metrics is served; empty when "off".
+	MetricsAddr   string
+	SessionMaxAge time.Duration
+	CORSOrigins   []string
+	DrainGrace    time.Duration
+	LogLevel      string
+	LogFormat     string
+	DataDir       string
 }
 
 // Embedded reports whether the node runs on the embedded SQLite database.
@@ -123,14 +138,17 @@ func settings() []setting {
 		}
 	}
 	return []setting{
-		{"KOWAI_HTTP_ADDR", "http-addr", ":8080", "gateway listen address", func(c *Config, raw string) error {
+		{"KOWAI_HTTP_ADDR", "http-addr", "127.0.0.1:8080", "gateway listen address (set 0.0.0.0:8080 or :8080 to accept other hosts)", func(c *Config, raw string) error {
 			if err := checkHostPort(raw); err != nil {
 				return err
 			}
 			c.HTTPAddr = raw
 			return nil
 		}},
-		{"KOWAI_DATABASE_URL", "database-url", "sqlite://./data/kowai.db", "sqlite://PATH or mysql://USER:PASS@HOST:PORT/DB?PARAMS", func(c *Config, raw string) error {
+		{"KOWAI_DATABASE_URL", "database-url", "", "sqlite://PATH or mysql://USER:PASS@HOST:PORT/DB?PARAMS (empty: sqlite://DATA_DIR/kowai.db)", func(c *Config, raw string) error {
+			if raw == "" {
+				return nil // resolved against KOWAI_DATA_DIR once that is known
+			}
 			if err := checkDatabaseURL(raw); err != nil {
 				return err
 			}
@@ -139,7 +157,7 @@ func settings() []setting {
 		}},
 		{"KOWAI_AUTO_MIGRATE", "auto-migrate", "", "migrate on start (default true for sqlite, false for mysql)", func(c *Config, raw string) error {
 			if raw == "" {
-				c.AutoMigrate = c.Embedded()
+				c.AutoMigrate = c.DatabaseURL == "" || c.Embedded()
 				return nil
 			}
 			return boolean(func(c *Config) *bool { return &c.AutoMigrate })(c, raw)
@@ -217,6 +235,10 @@ func settings() []setting {
 			return nil
 		}},
 		{"KOWAI_ETCD_ENDPOINTS", "etcd-endpoints", "", "etcd: host:port,...", list(func(c *Config) *[]string { return &c.EtcdEndpoints })},
+		{"KOWAI_CLUSTER_TLS_CA", "cluster-tls-ca", "", "PEM file of the cluster CA for mutual TLS between nodes (kowai cert ca)", str(func(c *Config) *string { return &c.ClusterTLSCA })},
+		{"KOWAI_CLUSTER_TLS_CERT", "cluster-tls-cert", "", "PEM file of this node's certificate, signed by the cluster CA (kowai cert node)", str(func(c *Config) *string { return &c.ClusterTLSCert })},
+		{"KOWAI_CLUSTER_TLS_KEY", "cluster-tls-key", "", "PEM file of this node's private key", str(func(c *Config) *string { return &c.ClusterTLSKey })},
+		{"KOWAI_CLUSTER_INSECURE", "cluster-insecure", "false", "allow plaintext, unauthenticated remoting between nodes (development only)", boolean(func(c *Config) *bool { return &c.ClusterInsecure })},
 		{"KOWAI_RATE_LIMIT", "rate-limit", "120/m", "default per-user limit N/s, N/m or N/h", func(c *Config, raw string) error {
 			if _, err := ratelimit.ParseLimit(raw); err != nil {
 				return errors.New("want N/s, N/m or N/h with N > 0 and at most one per microsecond")
@@ -224,6 +246,43 @@ func settings() []setting {
 			c.RateLimit = raw
 			return nil
 		}},
+		{"KOWAI_AUTH_RATE_LIMIT", "auth-rate-limit", "10/m", "per-address limit of register, login, refresh and Appwrite sign-in, N/s, N/m or N/h", func(c *Config, raw string) error {
+			if _, err := ratelimit.ParseLimit(raw); err != nil {
+				return errors.New("want N/s, N/m or N/h with N > 0 and at most one per microsecond")
+			}
+			c.AuthRateLimit = raw
+			return nil
+		}},
+		{"KOWAI_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For/Forwarded headers give the client address (empty: nobody's)", func(c *Config, raw string) error {
+			c.TrustedProxies = nil
+			for _, p := range splitList(raw) {
+				if !strings.Contains(p, "/") {
+					if ip := net.ParseIP(p); ip != nil && ip.To4() != nil {
+						p += "/32"
+					} else if ip != nil {
+						p += "/128"
+					}
+				}
+				_, n, err := net.ParseCIDR(p)
+				if err != nil {
+					return errors.New("want CIDR,CIDR such as 10.0.0.0/8,127.0.0.1/32")
+				}
+				c.TrustedProxies = append(c.TrustedProxies, n)
+			}
+			return nil
+		}},
+		{"KOWAI_METRICS_ADDR", "metrics-addr", "127.0.0.1:9090", "where /metrics is served, host:port, or off", func(c *Config, raw string) error {
+			if raw == "off" {
+				c.MetricsAddr = ""
+				return nil
+			}
+			if err := checkHostPort(raw); err != nil {
+				return errors.New("want host:port or off")
+			}
+			c.MetricsAddr = raw
+			return nil
+		}},
+		{"KOWAI_SESSION_MAX_AGE", "session-max-age", "720h", "absolute lifetime of a sign-in session, refreshes included", dur(func(c *Config) *time.Duration { return &c.SessionMaxAge })},
 		{"KOWAI_CORS_ORIGINS", "cors-origins", "", "comma-separated allowed origins (empty: same-origin only)", func(c *Config, raw string) error {
 			for _, o := range splitList(raw) {
 				if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
@@ -292,6 +351,9 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) func() (*Config, error)
 				}
 				return nil, fmt.Errorf("%w: %s=%s: %v", ErrInvalid, from, shown, err)
 			}
+		}
+		if c.DatabaseURL == "" {
+			c.DatabaseURL = "sqlite://" + filepath.Join(c.DataDir, "kowai.db")
 		}
 		c.OpenAIAPIKey, c.AnthropicAPIKey = getenv("OPENAI_API_KEY"), getenv("ANTHROPIC_API_KEY")
 		if !c.Embedded() && c.JWTSecret == "" {

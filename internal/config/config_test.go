@@ -27,13 +27,49 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTPAddr != ":8080" || c.DatabaseURL != "sqlite://./data/kowai.db" || !c.AutoMigrate ||
+	if c.HTTPAddr != "127.0.0.1:8080" || c.DatabaseURL != "sqlite://data/kowai.db" || !c.AutoMigrate ||
 		c.AccessTokenTTL != 15*time.Minute || c.RefreshTokenTTL != 720*time.Hour || !c.OpenRegistration ||
 		c.LLMProvider != "offline" || c.ClusterProvider != "local" || c.ClusterName != "kowai" ||
 		c.ClusterAddr != "127.0.0.1:0" || c.ClusterMembershipAddr != "127.0.0.1:6330" ||
 		c.RateLimit != "120/m" || c.LogLevel != "info" || c.LogFormat != "json" || c.DataDir != "./data" ||
-		c.JWTIssuer != "kowai" || c.JWTAudience != "kowai" {
+		c.JWTIssuer != "kowai" || c.JWTAudience != "kowai" || c.AuthRateLimit != "10/m" ||
+		c.MetricsAddr != "127.0.0.1:9090" || c.SessionMaxAge != 720*time.Hour || c.TrustedProxies != nil ||
+		c.ClusterInsecure {
 		t.Fatalf("unexpected defaults: %+v", c)
+	}
+}
+
+// The default database follows KOWAI_DATA_DIR, so moving the data directory
+// moves everything the embedded node keeps.
+func TestDefaultDatabaseLivesInDataDir(t *testing.T) {
+	c, err := load(t, map[string]string{"KOWAI_DATA_DIR": "/srv/kowai"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DatabaseURL != "sqlite:///srv/kowai/kowai.db" || !c.Embedded() || !c.AutoMigrate {
+		t.Fatalf("database %q embedded=%v auto-migrate=%v", c.DatabaseURL, c.Embedded(), c.AutoMigrate)
+	}
+	c, err = load(t, map[string]string{"KOWAI_DATA_DIR": "/srv/kowai", "KOWAI_DATABASE_URL": "sqlite:///tmp/x.db"})
+	if err != nil || c.DatabaseURL != "sqlite:///tmp/x.db" {
+		t.Fatalf("explicit database: %v %+v", err, c)
+	}
+}
+
+func TestNetworkSettings(t *testing.T) {
+	c, err := load(t, map[string]string{"KOWAI_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1,::1", "KOWAI_METRICS_ADDR": "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.TrustedProxies) != 3 || c.TrustedProxies[1].String() != "127.0.0.1/32" || c.TrustedProxies[2].String() != "::1/128" || c.MetricsAddr != "" {
+		t.Fatalf("proxies %v metrics %q", c.TrustedProxies, c.MetricsAddr)
+	}
+	for env, val := range map[string]string{
+		"KOWAI_TRUSTED_PROXIES": "10.0.0.0/33", "KOWAI_METRICS_ADDR": "9090",
+		"KOWAI_AUTH_RATE_LIMIT": "ten", "KOWAI_SESSION_MAX_AGE": "-1h", "KOWAI_CLUSTER_INSECURE": "maybe",
+	} {
+		if _, err := load(t, map[string]string{env: val}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), env) {
+			t.Errorf("%s=%s: %v", env, val, err)
+		}
 	}
 }
 
