@@ -143,6 +143,14 @@ type Event struct {
 // block for long.
 type Observer interface{ Observe(Event) }
 
+// AttemptRecorder is an Observer that must record a step's "running" event
+// durably before the attempt starts, so that attempts are counted across
+// crashes (the next activation passes them as RunRequest.PriorAttempts). A
+// failure interrupts the run, like a journal failure.
+type AttemptRecorder interface {
+	RecordAttempt(ctx context.Context, e Event) error
+}
+
 // ObserverFunc adapts a function to Observer.
 type ObserverFunc func(Event)
 
@@ -427,6 +435,26 @@ func (r *run) suspend(w *Waiting, wake time.Time) {
 	}
 }
 
+// startAttempt announces an attempt, durably when the observer records
+// attempts.
+func (r *run) startAttempt(ev Event) error {
+	rec, ok := r.e.svc.Observer.(AttemptRecorder)
+	if !ok {
+		r.observe(ev)
+		return nil
+	}
+	ev.RunID = r.req.RunID
+	ev.Time = time.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
+	defer cancel()
+	if err := rec.RecordAttempt(ctx, ev); err != nil {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.failLocked(fmt.Errorf("%w: record attempt %d of step #%d %s: %w", ErrInterrupted, ev.Attempt, ev.Seq, ev.Name, err))
+	}
+	return nil
+}
+
 // append journals en; a duplicate means another activation owns the run.
 func (r *run) append(en Entry) error {
 	en.RunID = r.req.RunID
@@ -512,7 +540,9 @@ func (r *run) execute(seq int, name string, kind Kind, cfg taskConfig, fn stepFu
 	var usage lm.Usage
 	for {
 		attempt++
-		r.observe(Event{Seq: seq, Name: name, Kind: kind, Status: StatusRunning, Attempt: attempt})
+		if err := r.startAttempt(Event{Seq: seq, Name: name, Kind: kind, Status: StatusRunning, Attempt: attempt}); err != nil {
+			return nil, err
+		}
 		actx, cancel := r.ctx, context.CancelFunc(func() {})
 		if cfg.timeout > 0 {
 			actx, cancel = context.WithTimeout(r.ctx, cfg.timeout)
