@@ -142,7 +142,6 @@ func (g *runGrain) onStart(ctx actor.Context, m *actorpb.StartRun) any {
 	return g.ack()
 }
 
-
 // create stores a new run from a trigger. Two triggers of one ID race on the
 // primary key; the loser reads the winner's row.
 func (g *runGrain) create(m *actorpb.StartRun) *actorpb.ErrorReply {
