@@ -121,6 +121,11 @@ var agentDefaults = taskConfig{retry: Retry{Attempts: 3, Initial: time.Second, M
 // Agent asks an agent for one turn as the task name; the reply's usage and
 // cost are recorded on the task. A completed call is never made again.
 func Agent(c *Context, name string, req AgentRequest, opts ...TaskOption) (AgentReply, error) {
+	return GoAgent(c, name, req, opts...).Get()
+}
+
+// GoAgent is Agent as a future, for agent calls in parallel.
+func GoAgent(c *Context, name string, req AgentRequest, opts ...TaskOption) *Future[AgentReply] {
 	caller := c.r.e.svc.Agents
 	req.RunID, req.OwnerID, req.Task = c.r.req.RunID, c.r.req.OwnerID, name
 	f := c.r.start(name, KindAgent, configOf(agentDefaults, opts), func(ctx context.Context, _ int) (json.RawMessage, lm.Usage, error) {
@@ -134,7 +139,7 @@ func Agent(c *Context, name string, req AgentRequest, opts ...TaskOption) (Agent
 		out, err := json.Marshal(rep)
 		return out, rep.Usage, err
 	})
-	return (&Future[AgentReply]{f}).Get()
+	return &Future[AgentReply]{f}
 }
 
 // Program runs a typed signature program as the task name on the
