@@ -39,8 +39,21 @@ type Workflows struct {
 	Runs persistence.WorkflowRuns
 	// Commands change runs, through their grains.
 	Commands WorkflowCommands
+	// Profiles, optional, serves GET /api/v1/users/me/profile (the document
+	// the intelligent-chat workflow keeps per user).
+	Profiles ProfileReader
 	// EventPoll is how often an events stream looks for new events (default 200ms).
 	EventPoll time.Duration
+}
+
+// ProfileReader reads a user's profile document; nil when there is none.
+type ProfileReader interface {
+	Profile(ctx context.Context, userID string) (json.RawMessage, error)
+}
+
+// profileView is the body of GET /api/v1/users/me/profile.
+type profileView struct {
+	Profile json.RawMessage `json:"profile" doc:"the profile the workflows keep (an object), or null before the first"`
 }
 
 // workflowInfo is one registered workflow.
@@ -149,6 +162,13 @@ func (s *Server) mountWorkflows(wf *Workflows, authed fiber.Handler, rl rateLimi
 		}
 		return c.Next()
 	}
+	// A malformed run ID is a 400 whether or not an engine runs here.
+	validID := func(c *fiber.Ctx) error {
+		if _, err := pathID(c, "run_id"); err != nil {
+			return err
+		}
+		return c.Next()
+	}
 	errs := func(codes ...int) []int {
 		return append([]int{http.StatusForbidden, http.StatusServiceUnavailable}, codes...)
 	}
@@ -161,19 +181,34 @@ func (s *Server) mountWorkflows(wf *Workflows, authed fiber.Handler, rl rateLimi
 		authed, rl.user("workflows.trigger"), run, unavailable, h.trigger)
 	s.Route(fiber.MethodGet, "/api/v1/workflows/:run_id/status", Op{Summary: "A run's status, tasks, input it waits for, and result", Tag: "Workflows", Auth: true,
 		Response: runStatus{}, Errors: errs(http.StatusBadRequest, http.StatusNotFound)},
-		authed, rl.user("workflows.status"), run, unavailable, h.status)
+		authed, rl.user("workflows.status"), run, validID, unavailable, h.status)
 	s.Route(fiber.MethodPost, "/api/v1/workflows/:run_id/cancel", Op{Summary: "Cancel a run: its running tasks stop within a second", Tag: "Workflows", Auth: true,
 		Response: runAccepted{}, Status: http.StatusAccepted, Errors: errs(http.StatusBadRequest, http.StatusNotFound, http.StatusGatewayTimeout)},
-		authed, rl.user("workflows.cancel"), run, unavailable, h.cancel)
+		authed, rl.user("workflows.cancel"), run, validID, unavailable, h.cancel)
 	s.Route(fiber.MethodPost, "/api/v1/workflows/:run_id/resume", Op{Summary: "Supply the input a paused run waits for", Tag: "Workflows", Auth: true,
 		Request: resumeRequest{}, Response: runAccepted{}, Status: http.StatusAccepted, Errors: errs(http.StatusNotFound, http.StatusConflict, http.StatusGatewayTimeout)},
-		authed, rl.user("workflows.resume"), run, unavailable, h.resume)
+		authed, rl.user("workflows.resume"), run, validID, unavailable, h.resume)
 	s.Route(fiber.MethodPost, "/api/v1/workflows/:run_id/retry", Op{Summary: "Restart a failed run from its first failed task", Tag: "Workflows", Auth: true,
 		Response: runAccepted{}, Status: http.StatusAccepted, Errors: errs(http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusGatewayTimeout)},
-		authed, rl.user("workflows.retry"), run, unavailable, h.retry)
+		authed, rl.user("workflows.retry"), run, validID, unavailable, h.retry)
+	s.Route(fiber.MethodGet, "/api/v1/users/me/profile", Op{Summary: "The profile workflows keep about you (intelligent-chat)", Tag: "Workflows", Auth: true,
+		Response: profileView{}, Errors: []int{http.StatusServiceUnavailable}},
+		authed, rl.user("users.profile"), func(c *fiber.Ctx) error {
+			if h.wf == nil || h.wf.Profiles == nil {
+				return &Error{Status: http.StatusServiceUnavailable, Title: http.StatusText(http.StatusServiceUnavailable), Detail: "this node keeps no profiles"}
+			}
+			doc, err := h.wf.Profiles.Profile(c.UserContext(), principalID(c))
+			if err != nil {
+				return err
+			}
+			if doc == nil {
+				doc = json.RawMessage("null")
+			}
+			return c.JSON(profileView{Profile: doc})
+		})
 	s.Route(fiber.MethodGet, "/api/v1/workflows/:run_id/events", Op{Summary: "Server-Sent Events of the run's and its tasks' state changes, then its result; Last-Event-ID resumes", Tag: "Workflows", Auth: true,
 		Response: "", ContentType: "text/event-stream", Errors: errs(http.StatusBadRequest, http.StatusNotFound)},
-		authed, rl.user("workflows.events"), run, unavailable, h.events)
+		authed, rl.user("workflows.events"), run, validID, unavailable, h.events)
 }
 
 func (h workflowRoutes) list(c *fiber.Ctx) error {

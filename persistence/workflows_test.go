@@ -206,3 +206,27 @@ func TestWorkflowClaimDue(t *testing.T) {
 		}
 	})
 }
+
+func TestProfileStore(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		store := persistence.NewProfileStore(db)
+		u := seedUser(t, db)
+		if doc, err := store.Profile(ctx, u.ID); err != nil || doc != nil {
+			t.Fatalf("Profile before any = %s, %v", doc, err)
+		}
+		for _, doc := range []string{`{"messages":1}`, `{"messages":2}`} {
+			if err := store.SaveProfile(ctx, u.ID, json.RawMessage(doc)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got struct{ Messages int }
+		if doc, err := store.Profile(ctx, u.ID); err != nil || json.Unmarshal(doc, &got) != nil || got.Messages != 2 {
+			t.Fatalf("Profile = %s, %v", doc, err)
+		}
+		if err := store.SaveProfile(ctx, "missing-user", json.RawMessage(`{}`)); !errors.Is(err, persistence.ErrConflict) {
+			t.Fatalf("SaveProfile of a missing user = %v, want ErrConflict", err)
+		}
+	})
+}

@@ -21,7 +21,10 @@ import (
 	"github.com/kowai/kowai/internal/config"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures"
+	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/supervisors"
+	"github.com/kowai/kowai/workflows"
+	"github.com/kowai/kowai/workflows/builtin"
 )
 
 func serveCmd(ctx context.Context, args []string, io stdio, getenv func(string) string) error {
@@ -123,6 +126,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := rt.EnsureBuiltins(ctx); err != nil {
 		return fmt.Errorf("create built-in agents: %w", err)
 	}
+	wf, profiles, err := newWorkflows(db, writer, model, log, reg)
+	if err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Config{
 		Name:           cfg.ClusterName,
 		Provider:       cluster.Provider(cfg.ClusterProvider),
@@ -130,10 +137,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Peers:          cfg.ClusterPeers,
 		MembershipAddr: cfg.ClusterMembershipAddr,
 		EtcdEndpoints:  cfg.EtcdEndpoints,
-		Kinds:          rt.Kinds(),
+		Kinds:          append(rt.Kinds(), wf.Kind()),
 		// A chat turn may wait on the model for up to the turn timeout.
 		RequestTimeout: actors.DefaultTurnTimeout + 10*time.Second,
-		OnLeave:        rt.OnLeave,
+		OnLeave: func(ctx context.Context) {
+			wf.OnLeave(ctx)
+			rt.OnLeave(ctx)
+		},
 		Logger:         log,
 		Metrics:        reg,
 	})
@@ -145,6 +155,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	grains := node.Client()
 	rt.SetCaller(grains)
+	wf.SetCaller(grains)
 
 	checks := []gateway.Check{
 		{Name: "database", Probe: db.Ping},
@@ -197,6 +208,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ClusterInfo: func() any { return node.Info() },
 		Limiter:     limiter,
 		RateLimit:   rateLimit,
+		Workflows: &gateway.Workflows{Registry: wf.Registry(), Runs: persistence.NewWorkflowStore(db),
+			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles},
 	}); err != nil {
 		return err
 	}
@@ -226,6 +239,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		defer stopNode()
 		return gw.Run(gwCtx)
 	})
+	// Runs left by a lost node are resumed here without any request.
+	g.Go(func() error { return wf.Run(nodeCtx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		draining.Store(true)
@@ -243,6 +258,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("kowai node stopped")
 	return nil
+}
+
+// newWorkflows builds the workflow engine with the built-in workflows.
+func newWorkflows(db *persistence.DB, writer *persistence.Writer, model lm.LM, log *slog.Logger, reg prometheus.Registerer) (*actors.Workflows, *persistence.ProfileStore, error) {
+	profiles := persistence.NewProfileStore(db)
+	registry := workflows.NewRegistry()
+	if err := builtin.Register(registry, builtin.Options{Profiles: profiles}); err != nil {
+		return nil, nil, err
+	}
+	wf, err := actors.NewWorkflows(actors.WorkflowDeps{Runs: persistence.NewWorkflowStore(db), Writer: writer, Registry: registry,
+		Model: model, Cache: workflows.NewMemoryCache(), Logger: log, Metrics: reg})
+	return wf, profiles, err
 }
 
 // agentTypes converts the actor runtime's type registry to the gateway's view.

@@ -1,3 +1,4 @@
+DROP TABLE user_profiles;
 DROP TABLE workflow_events;
 DROP TABLE workflow_steps;
 ALTER TABLE workflow_runs

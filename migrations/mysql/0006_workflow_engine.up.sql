@@ -47,3 +47,12 @@ CREATE TABLE workflow_events (
     PRIMARY KEY (run_id, seq),
     CONSTRAINT workflow_events_run_fk FOREIGN KEY (run_id) REFERENCES workflow_runs (id) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- The small JSON profile per user that the intelligent-chat workflow keeps.
+CREATE TABLE user_profiles (
+    user_id    CHAR(36)    NOT NULL,
+    profile    JSON        NOT NULL,
+    updated_at DATETIME(6) NOT NULL,
+    PRIMARY KEY (user_id),
+    CONSTRAINT user_profiles_user_fk FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

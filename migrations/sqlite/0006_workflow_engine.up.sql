@@ -44,3 +44,10 @@ CREATE TABLE workflow_events (
     created_at DATETIME NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+
+-- The small JSON profile per user that the intelligent-chat workflow keeps.
+CREATE TABLE user_profiles (
+    user_id    TEXT     NOT NULL PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    profile    TEXT     NOT NULL CHECK (json_valid(profile)),
+    updated_at DATETIME NOT NULL
+);
