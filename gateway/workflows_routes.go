@@ -173,7 +173,7 @@ func (s *Server) mountWorkflows(wf *Workflows, authed fiber.Handler, rl rateLimi
 		return append([]int{http.StatusForbidden, http.StatusServiceUnavailable}, codes...)
 	}
 	s.Route(fiber.MethodGet, "/api/v1/workflows", Op{Summary: "Registered workflows with their parameter schemas, and a page of your runs", Tag: "Workflows", Auth: true,
-		Query: append([]Param{{Name: "name", Description: "only runs of this workflow"}, {Name: "status", Description: "only runs in this state"}}, pageQuery()...),
+		Query:    append([]Param{{Name: "name", Description: "only runs of this workflow"}, {Name: "status", Description: "only runs in this state"}}, pageQuery()...),
 		Response: workflowsView{}, Errors: errs(http.StatusBadRequest)},
 		authed, rl.user("workflows.list"), run, unavailable, h.list)
 	s.Route(fiber.MethodPost, "/api/v1/workflows/trigger", Op{Summary: "Start a workflow run", Tag: "Workflows", Auth: true,

@@ -144,8 +144,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			wf.OnLeave(ctx)
 			rt.OnLeave(ctx)
 		},
-		Logger:         log,
-		Metrics:        reg,
+		Logger:  log,
+		Metrics: reg,
 	})
 	if errors.Is(err, cluster.ErrConfig) {
 		return usagef("%v", err)
