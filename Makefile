@@ -19,7 +19,7 @@ build:
 build-k8s:
 	$(GO) build -tags k8s -ldflags "$(LDFLAGS)" -o bin/kowai ./cmd/kowai
 
-## run: a node on the embedded defaults (SQLite in ./data, offline model) on :8080
+## run: a node on the embedded defaults (SQLite in ./data, offline model) on 127.0.0.1:8080 (loopback only)
 run: build
 	./bin/kowai serve
 
