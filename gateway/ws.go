@@ -46,9 +46,9 @@ const (
 	// exp without an auth frame carrying a newer one.
 	WSCloseTokenExpired = 4401
 	// WSCloseRevoked ends a connection whose session was revoked (logout,
-	// password change, an admin's role change, reuse of a spent refresh
-	// token), whose account was disabled or deleted, or whose auth frame
-	// carried another user's token.
+	// an admin's role change, reuse of a spent refresh token, anything else
+	// that revokes it), whose account was disabled or deleted, or whose auth
+	// frame carried another user's token.
 	WSCloseRevoked = 4403
 )
 
