@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
@@ -56,6 +57,10 @@ type API struct {
 	// AuthRateLimit is the limit per client address on register, login,
 	// refresh and Appwrite sign-in; zero means 10/m.
 	AuthRateLimit ratelimit.Limit
+
+	// wsRecheckInterval, when not zero, replaces how often an idle
+	// WebSocket's session is checked (tests shorten it).
+	wsRecheckInterval time.Duration
 }
 
 // restReady reports what the REST routes still miss once Auth is set.
@@ -92,10 +97,16 @@ func (s *Server) Mount(api API) error {
 	authed := auth.RequireAuth(api.Authenticator)
 	s.Route(fiber.MethodPost, "/api/v1/chat/message", Op{Summary: "Send a message and get the agent's reply", Tag: "Chat", Auth: true,
 		Request: sendMessageRequest{}, Response: ChatReply{}, Errors: []int{http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway, http.StatusServiceUnavailable}},
-		authed, rl.user("chat.message"), postMessage(api.Chat))
+		authed, rl.user(chatTurnBucket), postMessage(api.Chat))
 
-	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, log: s.log, open: open,
-		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, sendQueue: wsSendQueue}
+	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, limits: rl, log: s.log, open: open,
+		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue}
+	if api.wsRecheckInterval > 0 {
+		ws.recheckInterval = api.wsRecheckInterval
+	}
+	if api.Auth != nil {
+		ws.users = api.Auth
+	}
 	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens (see the README for frames)", Tag: "Chat",
 		Status: http.StatusSwitchingProtocols, Errors: []int{http.StatusUpgradeRequired}},
 		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
