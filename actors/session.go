@@ -373,7 +373,7 @@ func (s *session) resolveAgent(req *actorpb.SendMessage) *actorpb.ErrorReply {
 	if cfg, err := s.rt.types.ParseConfig(ag.Type, ag.Config); err == nil {
 		policy = cfg.BusyPolicy
 	}
-	s.state = sessionState{OwnerID: req.GetUserId(), AgentID: agentID, Title: truncate(req.GetContent(), maxTitle), BusyPolicy: policy}
+	s.state = sessionState{OwnerID: req.GetUserId(), AgentID: agentID, Title: titleOf(req.GetContent()), BusyPolicy: policy}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
@@ -228,6 +229,20 @@ func summarize(summary string, old []tailEntry) string {
 		out = out[i+1:]
 	}
 	return out
+}
+
+// titleOf is the title a conversation gets from its first message: the message on one
+// line, without the invisible characters the gateway refuses in titles (control and
+// format characters such as bidirectional overrides, line and paragraph separators), at
+// most maxTitle bytes.
+func titleOf(content string) string {
+	visible := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
+			return ' '
+		}
+		return r
+	}, content)
+	return truncate(strings.Join(strings.Fields(visible), " "), maxTitle)
 }
 
 // truncate shortens s to at most n bytes without splitting a character.

@@ -33,6 +33,7 @@ type restConfig struct {
 	authRateLimit      ratelimit.Limit
 	appwrite           *auth.AppwriteVerifier
 	throttle           *auth.Throttle
+	conversations      ConversationBackend
 }
 
 // restEnv is a gateway with the whole REST API over a real auth.Service and
@@ -87,9 +88,9 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 			}
 			return nil
 		},
-		OnAgentChanged: onChanged,
-		ClusterInfo:    func() any { return map[string]any{"node": "n1", "members": []string{"n1"}} },
-		Limiter:        cfg.limiter, RateLimit: cfg.rateLimit, AuthRateLimit: cfg.authRateLimit,
+		OnAgentChanged: onChanged, Conversations: cfg.conversations,
+		ClusterInfo: func() any { return map[string]any{"node": "n1", "members": []string{"n1"}} },
+		Limiter:     cfg.limiter, RateLimit: cfg.rateLimit, AuthRateLimit: cfg.authRateLimit,
 	}, svc
 }
 
