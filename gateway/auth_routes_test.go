@@ -78,7 +78,7 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		cfg.authRateLimit = generous
 	}
 	return API{
-		Authenticator: svc, Chat: &fakeChat{}, Auth: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
+		Authenticator: svc, Chat: &fakeChat{}, Conversations: cfg.conversations, Auth: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
 		AgentTypes: func() []AgentType {
 			return []AgentType{{Name: "chat", Description: "talks", Signature: "message, history -> response", ConfigSchema: json.RawMessage(`{"type":"object"}`)}}
 		},
@@ -88,9 +88,9 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 			}
 			return nil
 		},
-		OnAgentChanged: onChanged, Conversations: cfg.conversations,
-		ClusterInfo: func() any { return map[string]any{"node": "n1", "members": []string{"n1"}} },
-		Limiter:     cfg.limiter, RateLimit: cfg.rateLimit, AuthRateLimit: cfg.authRateLimit,
+		OnAgentChanged: onChanged,
+		ClusterInfo:    func() any { return map[string]any{"node": "n1", "members": []string{"n1"}} },
+		Limiter:        cfg.limiter, RateLimit: cfg.rateLimit, AuthRateLimit: cfg.authRateLimit,
 	}, svc
 }
 
