@@ -26,6 +26,10 @@ type API struct {
 	Authenticator auth.Authenticator
 	// Chat runs chat turns on the session grains.
 	Chat ChatBackend
+	// Conversations renames and deletes conversations; nil means Chat, which
+	// must then implement ConversationBackend (ClusterChat does). The REST
+	// API needs one.
+	Conversations ConversationBackend
 
 	// Auth serves register, login, refresh, logout, me and Appwrite sign-in
 	// and revokes sessions after admin changes (normally the *auth.Service).
@@ -63,9 +67,20 @@ type API struct {
 	wsRecheckInterval time.Duration
 }
 
+// conversations is the ConversationBackend of the REST routes, or nil.
+func (api API) conversations() ConversationBackend {
+	if api.Conversations != nil {
+		return api.Conversations
+	}
+	cb, _ := api.Chat.(ConversationBackend)
+	return cb
+}
+
 // restReady reports what the REST routes still miss once Auth is set.
 func (api API) restReady() error {
 	switch {
+	case api.conversations() == nil:
+		return errors.New("gateway: API.Auth needs API.Conversations, or a Chat that implements ConversationBackend")
 	case !api.Stores.complete():
 		return errors.New("gateway: API.Auth needs every repository in API.Stores (see NewStores)")
 	case api.AgentTypes == nil || api.ValidateSignature == nil:
@@ -96,7 +111,7 @@ func (s *Server) Mount(api API) error {
 	}
 	authed := auth.RequireAuth(api.Authenticator)
 	s.Route(fiber.MethodPost, "/api/v1/chat/message", Op{Summary: "Send a message and get the agent's reply", Tag: "Chat", Auth: true,
-		Request: sendMessageRequest{}, Response: ChatReply{}, Errors: []int{http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway, http.StatusServiceUnavailable}},
+		Request: sendMessageRequest{}, Response: ChatReply{}, Errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable}},
 		authed, rl.user(chatTurnBucket), postMessage(api.Chat))
 
 	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, limits: rl, log: s.log, open: open,
@@ -113,7 +128,7 @@ func (s *Server) Mount(api API) error {
 
 	if api.Auth != nil {
 		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, authed, rl)
-		s.mountHistory(historyRoutes{stores: api.Stores}, authed, rl)
+		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
 			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged}, authed, rl)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo}, authed, rl)
