@@ -58,7 +58,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 		if n, err := m.Down(ctx, 1); err != nil || n != 1 {
 			t.Fatalf("Down(1) = %d, %v", n, err)
 		}
-		// Versions need not be contiguous (they are assigned per change).
+		// Versions may have gaps (they are assigned ahead of merging): the one before the latest.
 		all := mustStatus(t, m)
 		if cur, err := m.Current(ctx); err != nil || cur != all[len(all)-2].Version {
 			t.Fatalf("Current after Down(1) = %d, %v; want %d", cur, err, all[len(all)-2].Version)
