@@ -244,10 +244,60 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 	return true
 }
 
-// start records the run as running under this node's lease and executes it.
+// capWait is how long a run held back by a concurrency cap stays pending before
+// recovery tries it again.
+const capWait = time.Second
+
+// overCap reports whether starting the pending run would exceed its workflow's
+// concurrency caps (total, per owner). The count is read, not reserved, so nodes
+// starting runs at the same moment may exceed a cap briefly.
+func (g *runGrain) overCap() bool {
+	if g.row.Status != persistence.StatusPending {
+		return false
+	}
+	def, err := g.w.deps.Registry.Lookup(g.row.Name)
+	if err != nil || def.MaxConcurrent == 0 && def.MaxPerUser == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	caps := []struct {
+		limit int
+		owner string
+	}{{def.MaxConcurrent, ""}}
+	if g.row.OwnerID != "" {
+		caps = append(caps, struct {
+			limit int
+			owner string
+		}{def.MaxPerUser, g.row.OwnerID})
+	}
+	for _, c := range caps {
+		if c.limit == 0 {
+			continue
+		}
+		n, err := g.w.deps.Runs.CountActive(ctx, g.row.Name, c.owner)
+		if err != nil {
+			g.w.log.Warn("active runs not counted; the run waits", "run_id", g.identity, "error", err)
+			return true
+		}
+		if n >= c.limit {
+			return true
+		}
+	}
+	return false
+}
+
+// start records the run as running under this node's lease and executes it. A
+// pending run over its workflow's concurrency cap stays pending, due again soon.
 func (g *runGrain) start(ctx actor.Context, corr string) {
 	g.stopTimer()
 	now := time.Now()
+	if g.overCap() {
+		next := g.row
+		next.DueAt = now.Add(capWait)
+		g.save(ctx, next, nil, 0)
+		return
+	}
 	next := g.row
 	next.Status, next.Waiting, next.Error = persistence.StatusRunning, nil, ""
 	next.DueAt, next.LeaseOwner = now.Add(g.w.deps.Lease), g.w.deps.NodeID

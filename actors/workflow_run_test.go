@@ -362,3 +362,56 @@ func TestRunGrainSubWorkflowAndSleep(t *testing.T) {
 		}
 	})
 }
+
+func TestConcurrencyCapKeepsRunsPending(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		release := make(chan struct{})
+		var running atomic.Int32
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "capped", func(c *workflows.Context, _ noParams) (int, error) {
+				return workflows.Task(c, "work", func(ctx context.Context) (int, error) {
+					running.Add(1)
+					defer running.Add(-1)
+					select {
+					case <-release:
+						return 1, nil
+					case <-ctx.Done():
+						return 0, ctx.Err()
+					}
+				})
+			}, workflows.Concurrency(0, 1)))
+		})
+		rctx, stop := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- h.wf.Run(rctx) }()
+		t.Cleanup(func() { stop(); <-done })
+		first := h.trigger(t, "capped", `{}`)
+		h.waitStatus(t, first, persistence.StatusRunning, 5*time.Second)
+		eventually(t, 5*time.Second, func() error {
+			if running.Load() != 1 {
+				return errors.New("the first run's task has not started")
+			}
+			return nil
+		})
+		second := h.trigger(t, "capped", `{}`)
+		// The owner's cap is 1: the second run waits as pending while the first
+		// runs, through at least one more attempt of recovery to start it.
+		created, err := h.runs.GetRun(t.Context(), second)
+		must(t, err)
+		eventually(t, 5*time.Second, func() error {
+			run, err := h.runs.GetRun(t.Context(), second)
+			switch {
+			case err != nil:
+				return err
+			case run.Status != persistence.StatusPending || running.Load() != 1:
+				t.Fatalf("second run is %s with %d tasks running; the cap is 1", run.Status, running.Load())
+			case run.Version < created.Version+2:
+				return errors.New("recovery has not retried the held-back run yet")
+			}
+			return nil
+		})
+		close(release)
+		h.waitStatus(t, first, persistence.StatusCompleted, 5*time.Second)
+		h.waitStatus(t, second, persistence.StatusCompleted, 10*time.Second)
+	})
+}

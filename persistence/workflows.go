@@ -121,6 +121,9 @@ type WorkflowRuns interface {
 	LastEventSeq(ctx context.Context, runID string) (int64, error)
 	// Attempts returns, per step, the highest attempt a "running" event recorded.
 	Attempts(ctx context.Context, runID string) (map[int]int, error)
+	// CountActive counts the runs of workflow name that are running or retrying,
+	// only ownerID's when it is not empty.
+	CountActive(ctx context.Context, name, ownerID string) (int, error)
 }
 
 // WorkflowStore implements WorkflowRuns on a DB.
@@ -433,4 +436,18 @@ func (s *WorkflowStore) Attempts(ctx context.Context, runID string) (map[int]int
 		out[p.seq] = p.n
 	}
 	return out, nil
+}
+
+// CountActive implements WorkflowRuns, on the (name, status, owner_id) index.
+func (s *WorkflowStore) CountActive(ctx context.Context, name, ownerID string) (int, error) {
+	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select(goqu.COUNT("*")).
+		Where(goqu.C("name").Eq(name), goqu.C("status").In(StatusRunning, StatusRetrying))
+	if ownerID != "" {
+		q = q.Where(goqu.C("owner_id").Eq(ownerID))
+	}
+	var n int
+	if err := scanOne(ctx, q, &n); err != nil {
+		return 0, wrap(err, "count active runs of %s", name)
+	}
+	return n, nil
 }

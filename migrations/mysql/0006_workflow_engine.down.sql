@@ -2,6 +2,7 @@ DROP TABLE user_profiles;
 DROP TABLE workflow_events;
 DROP TABLE workflow_steps;
 ALTER TABLE workflow_runs
+    DROP KEY workflow_runs_name_status,
     DROP KEY workflow_runs_parent,
     DROP KEY workflow_runs_due,
     DROP COLUMN spend,

@@ -16,7 +16,9 @@ ALTER TABLE workflow_runs
     ADD COLUMN waiting     JSON        NULL,
     ADD COLUMN spend     JSON        NULL,
     ADD KEY workflow_runs_due (due_at),
-    ADD KEY workflow_runs_parent (parent_id);
+    ADD KEY workflow_runs_parent (parent_id),
+    -- Concurrency caps count a workflow's runs in progress (per owner too).
+    ADD KEY workflow_runs_name_status (name, status, owner_id);
 
 CREATE TABLE workflow_steps (
     run_id      CHAR(36)     NOT NULL,

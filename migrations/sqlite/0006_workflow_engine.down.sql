@@ -1,6 +1,7 @@
 DROP TABLE user_profiles;
 DROP TABLE workflow_events;
 DROP TABLE workflow_steps;
+DROP INDEX IF EXISTS workflow_runs_name_status;
 DROP INDEX IF EXISTS workflow_runs_parent;
 DROP INDEX IF EXISTS workflow_runs_due;
 ALTER TABLE workflow_runs DROP COLUMN spend;

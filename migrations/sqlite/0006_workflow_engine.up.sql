@@ -16,6 +16,8 @@ ALTER TABLE workflow_runs ADD COLUMN waiting TEXT NULL CHECK (waiting IS NULL OR
 ALTER TABLE workflow_runs ADD COLUMN spend TEXT NULL CHECK (spend IS NULL OR json_valid(spend));
 CREATE INDEX workflow_runs_due ON workflow_runs (due_at);
 CREATE INDEX workflow_runs_parent ON workflow_runs (parent_id);
+-- Concurrency caps count a workflow's runs in progress (per owner too).
+CREATE INDEX workflow_runs_name_status ON workflow_runs (name, status, owner_id);
 
 CREATE TABLE workflow_steps (
     run_id      TEXT     NOT NULL REFERENCES workflow_runs (id) ON DELETE CASCADE,
