@@ -54,10 +54,35 @@ func (c *MemoryCache) Get(_ context.Context, key string) (json.RawMessage, bool,
 	return e.v, true, nil
 }
 
+// memoryCacheMax bounds a MemoryCache: past it, Put drops expired entries,
+// then arbitrary ones.
+const memoryCacheMax = 10_000
+
 // Put implements Cache.
 func (c *MemoryCache) Put(_ context.Context, key string, v json.RawMessage, ttl time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.m[key] = cached{v: v, expires: time.Now().Add(ttl)}
+	now := time.Now()
+	if len(c.m) >= memoryCacheMax {
+		for k, e := range c.m {
+			if !now.Before(e.expires) {
+				delete(c.m, k)
+			}
+		}
+		for k := range c.m {
+			if len(c.m) < memoryCacheMax {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	c.m[key] = cached{v: v, expires: now.Add(ttl)}
 	return nil
+}
+
+// Len returns how many entries the cache holds.
+func (c *MemoryCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
 }

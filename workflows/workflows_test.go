@@ -706,3 +706,16 @@ func TestValidateParams(t *testing.T) {
 		}
 	}
 }
+
+func TestMemoryCacheIsBounded(t *testing.T) {
+	c := workflows.NewMemoryCache()
+	for i := range 10_050 {
+		must(t, c.Put(t.Context(), fmt.Sprint(i), json.RawMessage(`1`), time.Hour))
+	}
+	if n := c.Len(); n > 10_000 {
+		t.Fatalf("cache holds %d entries, bound 10000", n)
+	}
+	if _, ok, _ := c.Get(t.Context(), "10049"); !ok {
+		t.Error("the newest entry was dropped")
+	}
+}
