@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/persistence"
@@ -33,6 +35,12 @@ type restConfig struct {
 	authRateLimit      ratelimit.Limit
 	appwrite           *auth.AppwriteVerifier
 	throttle           *auth.Throttle
+	// db, when set, is used instead of a fresh SQLite database: a second
+	// server over it stands for a second node.
+	db *persistence.DB
+	// redis, when set, is the revocations' shared cache, under redisPrefix.
+	redis       *redis.Client
+	redisPrefix string
 }
 
 // restEnv is a gateway with the whole REST API over a real auth.Service and
@@ -64,9 +72,16 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		tb.Fatal(err)
 	}
 	sessions := NewAuthSessions(db)
+	revOpts := auth.RevocationsOptions{RedisPrefix: cfg.redisPrefix}
+	if cfg.redis != nil {
+		revOpts.Redis = cfg.redis
+	}
+	revocations, err := auth.NewRevocations(sessions, revOpts)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	svc, err := auth.NewService(auth.Config{Users: NewAuthUsers(db), Sessions: sessions, Tokens: toks, Hasher: hasher,
-		Revocations: auth.NewRevocationCache(auth.NewStoreRevocations(sessions, nil), auth.CacheOptions{}),
-		Throttle:    cfg.throttle, Appwrite: cfg.appwrite})
+		Revocations: revocations, Throttle: cfg.throttle, Appwrite: cfg.appwrite})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -95,7 +110,10 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 
 func startREST(t *testing.T, cfg restConfig) *restEnv {
 	t.Helper()
-	env := &restEnv{db: persisttest.SQLite(t)}
+	env := &restEnv{db: cfg.db}
+	if env.db == nil {
+		env.db = persisttest.SQLite(t)
+	}
 	env.stores = NewStores(env.db)
 	api, svc := restAPI(t, env.db, cfg, func(_ context.Context, id string) {
 		env.mu.Lock()
