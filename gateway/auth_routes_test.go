@@ -41,6 +41,9 @@ type restConfig struct {
 	// redis, when set, is the revocations' shared cache, under redisPrefix.
 	redis       *redis.Client
 	redisPrefix string
+	// sessionMaxAge and clock, when set, configure the auth service.
+	sessionMaxAge time.Duration
+	clock         func() time.Time
 }
 
 // restEnv is a gateway with the whole REST API over a real auth.Service and
@@ -81,7 +84,8 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		tb.Fatal(err)
 	}
 	svc, err := auth.NewService(auth.Config{Users: NewAuthUsers(db), Sessions: sessions, Tokens: toks, Hasher: hasher,
-		Revocations: revocations, Throttle: cfg.throttle, Appwrite: cfg.appwrite})
+		Revocations: revocations, Throttle: cfg.throttle, Appwrite: cfg.appwrite,
+		SessionMaxAge: cfg.sessionMaxAge, Clock: cfg.clock})
 	if err != nil {
 		tb.Fatal(err)
 	}

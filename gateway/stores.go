@@ -139,15 +139,18 @@ func NewAuthSessions(db *persistence.DB) AuthSessions {
 	return AuthSessions{sessions: persistence.NewSessionStore(db)}
 }
 
-// sessionNoExpiry fills the session's expires_at column: an auth session
-// ends when it is revoked or its refresh tokens expire, each of which has
-// its own expiry, so the session row itself never expires.
+// sessionNoExpiry fills the expires_at column of a session created without
+// an end (sessions made before KOWAI_SESSION_MAX_AGE existed have it too).
 var sessionNoExpiry = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
 // CreateSession implements auth.SessionStore.
 func (s AuthSessions) CreateSession(ctx context.Context, sess auth.Session) error {
+	expires := sess.ExpiresAt
+	if expires.IsZero() {
+		expires = sessionNoExpiry
+	}
 	return authError(s.sessions.InsertSession(ctx, persistence.AuthSession{
-		ID: sess.ID, UserID: sess.UserID, CreatedAt: sess.CreatedAt, ExpiresAt: sessionNoExpiry}))
+		ID: sess.ID, UserID: sess.UserID, CreatedAt: sess.CreatedAt, ExpiresAt: expires}))
 }
 
 // SessionByID implements auth.SessionStore.
@@ -157,6 +160,9 @@ func (s AuthSessions) SessionByID(ctx context.Context, id string) (auth.Session,
 		return auth.Session{}, authError(err)
 	}
 	out := auth.Session{ID: ps.ID, UserID: ps.UserID, CreatedAt: ps.CreatedAt}
+	if ps.ExpiresAt.Before(sessionNoExpiry) {
+		out.ExpiresAt = ps.ExpiresAt
+	}
 	if !ps.RevokedAt.IsZero() {
 		at := ps.RevokedAt
 		out.RevokedAt = &at

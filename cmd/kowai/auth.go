@@ -87,8 +87,10 @@ func newAuth(cfg *config.Config, db *persistence.DB, rdb *redis.Client, limiter 
 		Hasher:      hasher,
 		Revocations: revocations,
 		RefreshTTL:  cfg.RefreshTokenTTL,
-		Throttle:    throttle,
-		Appwrite:    appwrite,
-		Logger:      log,
+		// KOWAI_SESSION_MAX_AGE: no refresh renews a session past it.
+		SessionMaxAge: cfg.SessionMaxAge,
+		Throttle:      throttle,
+		Appwrite:      appwrite,
+		Logger:        log,
 	})
 }

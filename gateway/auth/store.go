@@ -60,6 +60,9 @@ type Session struct {
 	UserID string
 	// CreatedAt is the login time.
 	CreatedAt time.Time
+	// ExpiresAt is the end of the session's absolute lifetime, set at login
+	// (CreatedAt plus the max age then configured); zero means unknown.
+	ExpiresAt time.Time
 	// RevokedAt is set once the session is revoked (logout, refresh token
 	// reuse, account disabled); nil while it is live.
 	RevokedAt *time.Time
