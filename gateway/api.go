@@ -29,6 +29,9 @@ type API struct {
 	// Auth serves register, login, refresh, logout, me and Appwrite sign-in
 	// and revokes sessions after admin changes (normally the *auth.Service).
 	Auth AuthService
+	// Accounts serves the caller's sessions, password change and account
+	// erasure (normally the *auth.Service); required with Auth.
+	Accounts AccountService
 	// OpenRegistration allows POST /api/v1/auth/register
 	// (KOWAI_OPEN_REGISTRATION); when false it answers 403.
 	OpenRegistration bool
@@ -61,6 +64,8 @@ type API struct {
 // restReady reports what the REST routes still miss once Auth is set.
 func (api API) restReady() error {
 	switch {
+	case api.Accounts == nil:
+		return errors.New("gateway: API.Auth needs API.Accounts (normally the same *auth.Service)")
 	case !api.Stores.complete():
 		return errors.New("gateway: API.Auth needs every repository in API.Stores (see NewStores)")
 	case api.AgentTypes == nil || api.ValidateSignature == nil:
@@ -101,7 +106,11 @@ func (s *Server) Mount(api API) error {
 		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
 
 	if api.Auth != nil {
+		// Sessions record their client; password checks throttle by it.
+		s.app.Use("/api/v1/auth", withClient)
+		s.app.Use("/api/v1/users", withClient)
 		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, authed, rl)
+		s.mountAccount(accountRoutes{svc: api.Accounts, users: api.Stores.Users}, authed, rl)
 		s.mountHistory(historyRoutes{stores: api.Stores}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
 			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged}, authed, rl)

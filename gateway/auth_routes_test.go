@@ -96,7 +96,7 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		cfg.authRateLimit = generous
 	}
 	return API{
-		Authenticator: svc, Chat: &fakeChat{}, Auth: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
+		Authenticator: svc, Chat: &fakeChat{}, Auth: svc, Accounts: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
 		AgentTypes: func() []AgentType {
 			return []AgentType{{Name: "chat", Description: "talks", Signature: "message, history -> response", ConfigSchema: json.RawMessage(`{"type":"object"}`)}}
 		},
@@ -391,6 +391,7 @@ func TestMountNeedsEveryRESTDependency(t *testing.T) {
 	api, _ := restAPI(t, db, restConfig{}, nil)
 	for name, breakIt := range map[string]func(*API){
 		"stores":      func(a *API) { a.Stores.Audit = nil },
+		"accounts":    func(a *API) { a.Accounts = nil },
 		"agent types": func(a *API) { a.AgentTypes = nil },
 		"cluster":     func(a *API) { a.ClusterInfo = nil },
 		"rate limit":  func(a *API) { a.RateLimit = ratelimit.Limit{Rate: -1, Period: time.Second} },

@@ -150,7 +150,7 @@ func (s AuthSessions) CreateSession(ctx context.Context, sess auth.Session) erro
 		expires = sessionNoExpiry
 	}
 	return authError(s.sessions.InsertSession(ctx, persistence.AuthSession{
-		ID: sess.ID, UserID: sess.UserID, CreatedAt: sess.CreatedAt, ExpiresAt: expires}))
+		ID: sess.ID, UserID: sess.UserID, CreatedAt: sess.CreatedAt, ExpiresAt: expires, UserAgent: sess.UserAgent, IP: sess.IP}))
 }
 
 // SessionByID implements auth.SessionStore.
@@ -159,7 +159,11 @@ func (s AuthSessions) SessionByID(ctx context.Context, id string) (auth.Session,
 	if err != nil {
 		return auth.Session{}, authError(err)
 	}
-	out := auth.Session{ID: ps.ID, UserID: ps.UserID, CreatedAt: ps.CreatedAt}
+	return authSession(ps), nil
+}
+
+func authSession(ps persistence.AuthSession) auth.Session {
+	out := auth.Session{ID: ps.ID, UserID: ps.UserID, CreatedAt: ps.CreatedAt, UserAgent: ps.UserAgent, IP: ps.IP}
 	if ps.ExpiresAt.Before(sessionNoExpiry) {
 		out.ExpiresAt = ps.ExpiresAt
 	}
@@ -167,7 +171,7 @@ func (s AuthSessions) SessionByID(ctx context.Context, id string) (auth.Session,
 		at := ps.RevokedAt
 		out.RevokedAt = &at
 	}
-	return out, nil
+	return out
 }
 
 // RevokeSession implements auth.SessionStore.
@@ -182,6 +186,25 @@ func (s AuthSessions) RevokeSession(ctx context.Context, id string, at time.Time
 func (s AuthSessions) RevokeUserSessions(ctx context.Context, userID string, at time.Time) ([]string, error) {
 	ids, err := s.sessions.RevokeUserSessions(ctx, userID, at)
 	return ids, authError(err)
+}
+
+// RevokeOtherSessions implements auth.SessionStore.
+func (s AuthSessions) RevokeOtherSessions(ctx context.Context, userID, keepID string, at time.Time) ([]string, error) {
+	ids, err := s.sessions.RevokeOtherSessions(ctx, userID, keepID, at)
+	return ids, authError(err)
+}
+
+// ListSessions implements auth.SessionStore.
+func (s AuthSessions) ListSessions(ctx context.Context, userID string) ([]auth.SessionInfo, error) {
+	live, err := s.sessions.ListLiveSessions(ctx, userID)
+	if err != nil {
+		return nil, authError(err)
+	}
+	out := make([]auth.SessionInfo, len(live))
+	for i, ls := range live {
+		out[i] = auth.SessionInfo{Session: authSession(ls.AuthSession), RefreshedAt: ls.RefreshedAt, RefreshExpiresAt: ls.RefreshExpiresAt}
+	}
+	return out, nil
 }
 
 // AddRefreshToken implements auth.SessionStore. The token's user is its

@@ -26,16 +26,16 @@ type Erasure struct {
 // Erase deletes the user id and everything that is theirs: conversations with their
 // messages and session snapshots, the feedback they gave, their agents, their workflow
 // runs with their tasks, and their sign-in sessions with their refresh tokens. It
-// appends audit in the same transaction, so the erasure and its record commit together
-// or not at all; audit should name the user by ID only. Audit entries the user made
-// earlier stay: the log is append-only.
+// appends the entry audit returns for the counts in the same transaction, so the
+// erasure and its record commit together or not at all; the entry should name the user
+// by ID only. Audit entries the user made earlier stay: the log is append-only.
 //
 // The deletes are explicit, children first, rather than left to the foreign keys'
 // cascades, so that the counts are known and workflow runs (whose owner is only set to
 // NULL by the key) go too. A session grain still active for one of the conversations
 // cannot bring it back: its message appends and snapshot saves fail on the foreign key
 // to the deleted conversation, and a new conversation fails on the one to the user.
-func (s *UserStore) Erase(ctx context.Context, id string, audit AuditEntry) (Erasure, error) {
+func (s *UserStore) Erase(ctx context.Context, id string, audit func(Erasure) AuditEntry) (Erasure, error) {
 	var out Erasure
 	err := s.db.inTx(ctx, func(tx *goqu.TxDatabase) error {
 		// The row lock keeps a concurrent insert that names the user (a new
@@ -70,7 +70,7 @@ func (s *UserStore) Erase(ctx context.Context, id string, audit AuditEntry) (Era
 				*step.count = n
 			}
 		}
-		_, err := appendAudit(ctx, tx, audit)
+		_, err := appendAudit(ctx, tx, audit(out))
 		return err
 	})
 	if err != nil {

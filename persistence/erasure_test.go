@@ -72,13 +72,17 @@ func TestEraseUser(t *testing.T) {
 			}
 		}
 
-		got, err := users.Erase(ctx, gone.user.ID, persistence.AuditEntry{ActorID: gone.user.ID, Action: "user.erase", TargetType: "user", TargetID: gone.user.ID})
+		var audited persistence.Erasure
+		got, err := users.Erase(ctx, gone.user.ID, func(e persistence.Erasure) persistence.AuditEntry {
+			audited = e
+			return persistence.AuditEntry{ActorID: gone.user.ID, Action: "user.erase", TargetType: "user", TargetID: gone.user.ID}
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := persistence.Erasure{Conversations: 1, Messages: 1, Snapshots: 1, Feedback: 1, Agents: 1, WorkflowRuns: 1, Sessions: 1}
-		if got != want {
-			t.Fatalf("Erase = %+v, want %+v", got, want)
+		if got != want || audited != want {
+			t.Fatalf("Erase = %+v (audited %+v), want %+v", got, audited, want)
 		}
 		for table, where := range map[string]string{
 			"users": "id", "conversations": "owner_id", "agents": "owner_id", "workflow_runs": "owner_id",
@@ -134,7 +138,9 @@ func TestEraseUser(t *testing.T) {
 		}
 
 		// Erasing again finds nobody and records nothing.
-		if _, err := users.Erase(ctx, gone.user.ID, persistence.AuditEntry{Action: "user.erase", TargetID: gone.user.ID}); !errors.Is(err, persistence.ErrNotFound) {
+		if _, err := users.Erase(ctx, gone.user.ID, func(persistence.Erasure) persistence.AuditEntry {
+			return persistence.AuditEntry{Action: "user.erase", TargetID: gone.user.ID}
+		}); !errors.Is(err, persistence.ErrNotFound) {
 			t.Fatalf("second Erase = %v, want ErrNotFound", err)
 		}
 		if n := countRows(t, db, "audit_log", "target_id", gone.user.ID); n != 1 {

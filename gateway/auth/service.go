@@ -301,7 +301,9 @@ func (s *Service) startSession(ctx context.Context, u User) (TokenPair, error) {
 		return TokenPair{}, fmt.Errorf("auth: new session id: %w", err)
 	}
 	now := s.cfg.Clock().UTC()
-	sess := Session{ID: id.String(), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.cfg.SessionMaxAge)}
+	client := ClientFromContext(ctx) // set by the gateway (WithClient)
+	sess := Session{ID: id.String(), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.cfg.SessionMaxAge),
+		UserAgent: client.UserAgent, IP: client.IP}
 	if err := s.cfg.Sessions.CreateSession(ctx, sess); err != nil {
 		return TokenPair{}, fmt.Errorf("auth: creating session: %w", err)
 	}
