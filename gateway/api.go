@@ -106,9 +106,9 @@ func (s *Server) Mount(api API) error {
 		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
 
 	if api.Auth != nil {
-		// Sessions record their client; password checks throttle by it.
-		s.app.Use("/api/v1/auth", withClient)
-		s.app.Use("/api/v1/users", withClient)
+		// Sessions record their client; password checks throttle by it. Only
+		// the routes that start sessions or check passwords pay for it.
+		s.app.Use([]string{"/api/v1/auth/login", "/api/v1/auth/appwrite", "/api/v1/auth/password", "/api/v1/users/me"}, withClient)
 		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, authed, rl)
 		s.mountAccount(accountRoutes{svc: api.Accounts, users: api.Stores.Users}, authed, rl)
 		s.mountHistory(historyRoutes{stores: api.Stores}, authed, rl)
