@@ -66,20 +66,17 @@ func certNode(args []string, io stdio) error {
 	caDir := fs.String("ca", ".", "directory holding ca.crt and ca.key (kowai cert ca)")
 	hosts := fs.String("host", "localhost,127.0.0.1,::1", "comma-separated host names and IP addresses the node is dialed at (its KOWAI_CLUSTER_ADDR and KOWAI_CLUSTER_MEMBERSHIP_ADDR hosts)")
 	out := fs.String("out", ".", "directory for NAME.crt and NAME.key (created mode 0700 when missing)")
-	// NAME may come before or after the flags.
+	// NAME may come before or after the flags (parse collects the arguments).
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usagef("want: kowai cert node NAME [--ca DIR] [--host h1,h2] [--out DIR]")
 	}
+	if fs.NArg() > 1 {
+		return usagef("unexpected argument %q", fs.Arg(1))
+	}
 	name := fs.Arg(0)
-	if err := parse(fs, fs.Args()[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
 	if err := certgen.CheckName(name); err != nil {
 		return usagef("NAME: %s", reason(err))
 	}
