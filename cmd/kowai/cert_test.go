@@ -130,6 +130,7 @@ func TestCertBadInput(t *testing.T) {
 		{[]string{"cert", "node", "../evil", "--ca", dir}, "node name"},
 		{[]string{"cert", "node", "n1", "--ca", filepath.Join(dir, "none")}, "--ca"},
 		{[]string{"cert", "ca", "extra"}, "unexpected argument"},
+		{[]string{"cert", "node", "n1", "n2", "--ca", dir}, "unexpected argument \"n2\""},
 	} {
 		code, _, stderr := kowai(t, dir, nil, "", tc.args...)
 		if lines := strings.Split(strings.TrimSpace(stderr), "\n"); code != 2 || len(lines) != 1 || !strings.Contains(stderr, tc.mentions) {
