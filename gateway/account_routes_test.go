@@ -64,22 +64,6 @@ func TestRefreshStopsAtSessionMaxAge(t *testing.T) {
 	refresh(t, env, pair.RefreshToken).problem(t, http.StatusUnauthorized)
 }
 
-// eventually polls check until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // loginAs logs in over HTTP with a User-Agent header.
 func loginAs(t *testing.T, env *restEnv, u user, userAgent string) auth.TokenPair {
 	t.Helper()

@@ -44,6 +44,7 @@ type restConfig struct {
 	// sessionMaxAge and clock, when set, configure the auth service.
 	sessionMaxAge time.Duration
 	clock         func() time.Time
+	conversations ConversationBackend
 }
 
 // restEnv is a gateway with the whole REST API over a real auth.Service and
@@ -96,7 +97,7 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		cfg.authRateLimit = generous
 	}
 	return API{
-		Authenticator: svc, Chat: &fakeChat{}, Auth: svc, Accounts: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
+		Authenticator: svc, Chat: &fakeChat{}, Conversations: cfg.conversations, Auth: svc, Accounts: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
 		AgentTypes: func() []AgentType {
 			return []AgentType{{Name: "chat", Description: "talks", Signature: "message, history -> response", ConfigSchema: json.RawMessage(`{"type":"object"}`)}}
 		},

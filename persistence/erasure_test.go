@@ -168,10 +168,24 @@ func TestSnapshotConversationMigration(t *testing.T) {
 		t.Parallel()
 		ctx := t.Context()
 		m := newMigrator(t, db, persistence.MigratorOptions{})
-		if n, err := m.Down(ctx, 1); err != nil || n != 1 {
-			t.Fatalf("Down(1) = %d, %v", n, err)
+		st, err := m.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
 		}
-		conv := seedConversation(t, db, seedUser(t, db).ID)
+		since := 0 // migration 4 and those after it
+		for _, s := range st {
+			if s.Version >= 4 {
+				since++
+			}
+		}
+		if n, err := m.Down(ctx, since); err != nil || n != since {
+			t.Fatalf("Down(%d) = %d, %v", since, n, err)
+		}
+		conv := persistence.Conversation{ID: newUUID()}
+		if _, err := db.SQL.ExecContext(ctx, "INSERT INTO conversations (id, owner_id, agent_id, title, created_at, updated_at) VALUES (?, ?, '', '', ?, ?)",
+			conv.ID, seedUser(t, db).ID, time.Now().UTC(), time.Now().UTC()); err != nil {
+			t.Fatal(err)
+		}
 		// Rows as the schema before the migration holds them.
 		for _, row := range [][2]string{{"session", conv.ID}, {"other", "x"}, {"session", "gone"}} {
 			if _, err := db.SQL.ExecContext(ctx, "INSERT INTO snapshots (kind, identity, version, state, updated_at) VALUES (?, ?, 1, 's', ?)",
@@ -179,8 +193,8 @@ func TestSnapshotConversationMigration(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if n, err := m.Up(ctx); err != nil || n != 1 {
-			t.Fatalf("Up = %d, %v", n, err)
+		if n, err := m.Up(ctx); err != nil || n != since {
+			t.Fatalf("Up = %d, %v; want %d", n, err, since)
 		}
 		if n := countRows(t, db, "snapshots", "conversation_id", conv.ID); n != 1 {
 			t.Fatalf("session snapshot tied to its conversation: %d rows, want 1", n)
