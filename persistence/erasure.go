@@ -3,6 +3,7 @@ package persistence
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/doug-martin/goqu/v9"
 	"github.com/doug-martin/goqu/v9/exp"
@@ -25,7 +26,8 @@ type Erasure struct {
 
 // Erase deletes the user id and everything that is theirs: conversations with their
 // messages and session snapshots, the feedback they gave, their agents, their workflow
-// runs with their tasks, and their sign-in sessions with their refresh tokens. It
+// runs with their tasks, and their sign-in sessions with their refresh tokens; each
+// erased conversation leaves a tombstone, as a deleted one does. It
 // appends the entry audit returns for the counts in the same transaction, so the
 // erasure and its record commit together or not at all; the entry should name the user
 // by ID only. Audit entries the user made earlier stay: the log is append-only.
@@ -46,6 +48,13 @@ func (s *UserStore) Erase(ctx context.Context, id string, audit func(Erasure) Au
 			return classify(err)
 		}
 		conversations := tx.From("conversations").Prepared(true).Select("id").Where(goqu.C("owner_id").Eq(id))
+		// Tombstones first, so that no later turn (a retried first turn, another
+		// user naming the ID) creates a conversation under an erased ID.
+		tombstones := tx.Insert("conversation_tombstones").Prepared(true).Cols("id", "deleted_at").
+			FromQuery(tx.From("conversations").Select("id", goqu.V(utc(time.Now()))).Where(goqu.C("owner_id").Eq(id)))
+		if _, err := tombstones.Executor().ExecContext(ctx); err != nil {
+			return wrap(err, "tombstone conversations")
+		}
 		runs := tx.From("workflow_runs").Prepared(true).Select("id").Where(goqu.C("owner_id").Eq(id))
 		for _, step := range []struct {
 			table string

@@ -136,6 +136,10 @@ func TestEraseUser(t *testing.T) {
 		if n := countRows(t, db, "snapshots", "identity", gone.conversation.ID); n != 0 {
 			t.Fatalf("a snapshot of the erased conversation came back")
 		}
+		// Nobody, not even another user, creates a conversation under an erased ID.
+		if _, err := persistence.NewConversationStore(db).Create(ctx, persistence.Conversation{ID: gone.conversation.ID, OwnerID: kept.user.ID}); !errors.Is(err, persistence.ErrGone) {
+			t.Fatalf("conversation under an erased ID: %v, want ErrGone", err)
+		}
 
 		// Erasing again finds nobody and records nothing.
 		if _, err := users.Erase(ctx, gone.user.ID, func(persistence.Erasure) persistence.AuditEntry {
