@@ -145,6 +145,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		Authenticator:    svc,
 		Chat:             &gateway.ClusterChat{Grains: grains},
 		Auth:             svc,
+		Accounts:         svc,
 		OpenRegistration: true,
 		Stores:           stores,
 		AgentTypes: func() []gateway.AgentType {
