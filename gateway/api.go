@@ -124,7 +124,8 @@ func (s *Server) Mount(api API) error {
 		authed, rl.user(chatTurnBucket), postMessage(api.Chat))
 
 	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, limits: rl, log: s.log, open: open,
-		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue}
+		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue,
+		workflows: api.Workflows.withDefaults()}
 	if api.wsRecheckInterval > 0 {
 		ws.recheckInterval = api.wsRecheckInterval
 	}
