@@ -234,3 +234,55 @@ func TestWorkflowCLI(t *testing.T) {
 	}
 	waitStatus(t, env, id, "cancelled")
 }
+
+func TestParamFlags(t *testing.T) {
+	for _, tc := range []struct{ in, key, value, err string }{
+		{"n=2", "n", `2`, ""},
+		{"ok=true", "ok", `true`, ""},
+		{`o={"a":1}`, "o", `{"a":1}`, ""},
+		{"s=hello world", "s", `"hello world"`, ""},
+		{"s=", "s", `""`, ""},
+		{"e=a=b", "e", `"a=b"`, ""},
+		{`q="quoted"`, "q", `"quoted"`, ""},
+		{"novalue", "", "", "want k=v"},
+		{"=v", "", "", "want k=v"},
+	} {
+		var p paramFlags
+		err := p.Set(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: err %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || len(p) != 1 || p[0].key != tc.key || string(p[0].value) != tc.value {
+			t.Errorf("%q: %+v %v, want %s=%s", tc.in, p, err, tc.key, tc.value)
+		}
+	}
+}
+
+// TestProgressBar: on a terminal the progress is one line redrawn in place,
+// finished tasks over the tasks seen so far; elsewhere one line per event.
+func TestProgressBar(t *testing.T) {
+	var b strings.Builder
+	p := &progress{w: &b, tty: true, tasks: map[int]runEvent{}}
+	p.event("r", "run", runEvent{Status: "running"})
+	p.event("r", "task", runEvent{Seq: 1, Name: "plan", Status: "running"})
+	p.event("r", "task", runEvent{Seq: 1, Name: "plan", Status: "completed"})
+	p.event("r", "task", runEvent{Seq: 2, Name: "answer", Status: "running"})
+	p.finish()
+	out := b.String()
+	if strings.Count(out, "\r") != 4 || !strings.HasSuffix(out, "\n") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("terminal progress %q", out)
+	}
+	if last := out[strings.LastIndex(out, "\r"):]; !strings.Contains(last, "["+strings.Repeat("#", 12)+strings.Repeat("-", 12)+"] 1/2 tasks") {
+		t.Fatalf("last frame %q", last)
+	}
+	b.Reset()
+	p = &progress{w: &b, tasks: map[int]runEvent{}}
+	p.event("r", "task", runEvent{Seq: 1, Name: "plan", Kind: "agent", Status: "retrying", Attempt: 2, Error: "timeout"})
+	p.finish()
+	if got := b.String(); got != "task 1 plan (agent) retrying attempt 2: timeout\n" {
+		t.Fatalf("plain progress %q", got)
+	}
+}
