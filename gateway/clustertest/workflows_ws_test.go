@@ -165,4 +165,24 @@ func TestWorkflowEventsOverWebSocket(t *testing.T) {
 	if f := readUntil(func(f wsRunFrame) bool { return f.Type == "error" }); f.Status != http.StatusNotFound {
 		t.Fatalf("unsubscribe of an unfollowed run: %+v", f)
 	}
+
+	// A socket follows at most 16 runs at once.
+	many := s.wsOpen(t, ada)
+	for i := range 17 {
+		run := s.trigger(t, ada, "approval", `{"request":"r`+strconv.Itoa(i)+`"}`)
+		wsWrite(t, many, `{"type":"subscribe","run_id":"`+run+`","id":"m`+strconv.Itoa(i)+`"}`)
+	}
+	subscribed := 0
+	for {
+		f := wsRead(t, many, 10*time.Second)
+		if f.Type == "subscribed" {
+			subscribed++
+		}
+		if f.Type == "error" {
+			if f.Status != http.StatusTooManyRequests || subscribed != 16 || string(f.ID) != `"m16"` {
+				t.Fatalf("17th subscribe: %+v after %d subscribed", f, subscribed)
+			}
+			break
+		}
+	}
 }
