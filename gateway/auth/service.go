@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/kowai/kowai/internal/emailaddr"
 )
 
 // Input bounds.
@@ -556,12 +558,17 @@ func (s *Service) forgetUser(userID string) {
 	}
 }
 
-// NormalizeEmail trims and lower-cases an email and checks that it is one
-// plain address of at most MaxEmailBytes; failures are a *FieldError for
-// field "email".
+// NormalizeEmail returns the canonical form of an email (emailaddr.Normalize:
+// trimmed, NFKC, case folded) and checks that it is one plain address of at
+// most MaxEmailBytes; failures are a *FieldError for field "email". Every
+// entry point (registration, login, user creation, Appwrite) goes through
+// it, so one address is one account and one throttle key.
 func NormalizeEmail(email string) (string, error) {
-	e := strings.ToLower(strings.TrimSpace(email))
-	if e == "" || len(e) > MaxEmailBytes || !utf8.ValidString(e) {
+	if !utf8.ValidString(email) {
+		return "", &FieldError{Field: "email", Message: "must be an email address of at most 254 bytes"}
+	}
+	e := emailaddr.Normalize(email)
+	if e == "" || len(e) > MaxEmailBytes {
 		return "", &FieldError{Field: "email", Message: "must be an email address of at most 254 bytes"}
 	}
 	addr, err := mail.ParseAddress(e)
