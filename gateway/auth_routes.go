@@ -36,7 +36,7 @@ const (
 // registerRequest is the body of POST /api/v1/auth/register.
 type registerRequest struct {
 	Email    string `json:"email" doc:"a plain email address, at most 254 bytes"`
-	Password string `json:"password" doc:"at least 8 characters, at most 1024 bytes"`
+	Password string `json:"password" doc:"at least 12 characters, at most 1024 bytes; not one of the 10,000 most common passwords, not the email or its part before the @"`
 	Name     string `json:"name,omitempty" doc:"display name, at most 100 characters"`
 }
 
@@ -47,7 +47,7 @@ func (r registerRequest) Validate() []FieldError {
 	if _, err := auth.NormalizeEmail(r.Email); err != nil {
 		f = append(f, fieldOf(err))
 	}
-	if err := auth.ValidatePassword(r.Password); err != nil {
+	if err := auth.CheckPassword(r.Password, r.Email); err != nil {
 		f = append(f, fieldOf(err))
 	}
 	f = append(f, checkName("name", r.Name, auth.MaxNameChars, false)...)

@@ -168,7 +168,7 @@ func TestSignInWithAppwrite(t *testing.T) {
 	_, err = e.svc.Login(ctx, "new@example.com", "", "")
 	wantErr(t, "password login of an appwrite-only user", err, auth.ErrInvalidCredentials)
 
-	known := e.register(t, "known@example.com", "password-1")
+	known := e.register(t, "known@example.com", "password-no-1")
 	pair, err = e.svc.SignInWithAppwrite(ctx, "jwt-verified")
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +177,7 @@ func TestSignInWithAppwrite(t *testing.T) {
 		t.Fatalf("verified email linked to %s, want %s", p.UserID, known.ID)
 	}
 
-	e.register(t, "victim@example.com", "password-1")
+	e.register(t, "victim@example.com", "password-no-1")
 	_, err = e.svc.SignInWithAppwrite(ctx, "jwt-unverified")
 	wantErr(t, "unverified email onto an existing account", err, auth.ErrAppwriteEmailUnverified)
 	_, err = e.svc.SignInWithAppwrite(ctx, "jwt-noemail")

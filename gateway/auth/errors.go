@@ -61,7 +61,7 @@ var (
 type FieldError struct {
 	// Field is the JSON field name, e.g. "password".
 	Field string
-	// Message says what is wrong, e.g. "must be at least 8 characters".
+	// Message says what is wrong, e.g. "must be at least 12 characters".
 	Message string
 }
 

@@ -15,17 +15,17 @@ import (
 
 func TestMiddleware(t *testing.T) {
 	e := newEnv(t, nil)
-	e.register(t, "user@example.com", "password-1")
-	if _, err := e.svc.CreateUser(t.Context(), auth.NewUser{Email: "admin@example.com", Password: "password-1", Roles: []auth.Role{auth.RoleAdmin}}); err != nil {
+	e.register(t, "user@example.com", "password-no-1")
+	if _, err := e.svc.CreateUser(t.Context(), auth.NewUser{Email: "admin@example.com", Password: "password-no-1", Roles: []auth.Role{auth.RoleAdmin}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.CreateUser(t.Context(), auth.NewUser{Email: "mod@example.com", Password: "password-1", Roles: []auth.Role{auth.RoleModerator}}); err != nil {
+	if _, err := e.svc.CreateUser(t.Context(), auth.NewUser{Email: "mod@example.com", Password: "password-no-1", Roles: []auth.Role{auth.RoleModerator}}); err != nil {
 		t.Fatal(err)
 	}
-	userTok := e.login(t, "user@example.com", "password-1").AccessToken
-	adminTok := e.login(t, "admin@example.com", "password-1").AccessToken
-	modTok := e.login(t, "mod@example.com", "password-1").AccessToken
-	revoked := e.login(t, "user@example.com", "password-1").AccessToken
+	userTok := e.login(t, "user@example.com", "password-no-1").AccessToken
+	adminTok := e.login(t, "admin@example.com", "password-no-1").AccessToken
+	modTok := e.login(t, "mod@example.com", "password-no-1").AccessToken
+	revoked := e.login(t, "user@example.com", "password-no-1").AccessToken
 	p, _ := e.svc.Authenticate(t.Context(), revoked)
 	if err := e.svc.Logout(t.Context(), p); err != nil {
 		t.Fatal(err)

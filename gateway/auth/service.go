@@ -141,7 +141,7 @@ func (u User) Public() PublicUser {
 type NewUser struct {
 	// Email is normalized before use.
 	Email string
-	// Password must satisfy ValidatePassword.
+	// Password must satisfy CheckPassword.
 	Password string
 	// Name is the optional display name.
 	Name string
@@ -162,7 +162,7 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	if err := ValidatePassword(nu.Password); err != nil {
+	if err := CheckPassword(nu.Password, email); err != nil {
 		return User{}, err
 	}
 	name, err := normalizeName(nu.Name)

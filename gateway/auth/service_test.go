@@ -159,14 +159,14 @@ func TestLoginErrorsAreGeneric(t *testing.T) {
 
 func TestDisabledUser(t *testing.T) {
 	e := newEnv(t, nil)
-	u := e.register(t, "carol@example.com", "password-1")
-	pair := e.login(t, "carol@example.com", "password-1")
+	u := e.register(t, "carol@example.com", "password-no-1")
+	pair := e.login(t, "carol@example.com", "password-no-1")
 	if err := e.users.SetDisabled(u.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	_, err := e.svc.Login(t.Context(), "carol@example.com", "wrong-password", "")
 	wantErr(t, "disabled, wrong password", err, auth.ErrInvalidCredentials)
-	_, err = e.svc.Login(t.Context(), "carol@example.com", "password-1", "")
+	_, err = e.svc.Login(t.Context(), "carol@example.com", "password-no-1", "")
 	wantErr(t, "disabled login", err, auth.ErrAccountDisabled)
 	_, err = e.svc.Refresh(t.Context(), pair.RefreshToken)
 	wantErr(t, "disabled refresh", err, auth.ErrAccountDisabled)
@@ -176,8 +176,8 @@ func TestDisabledUser(t *testing.T) {
 
 func TestRefreshReuseRevokesSession(t *testing.T) {
 	e := newEnv(t, nil)
-	e.register(t, "dave@example.com", "password-1")
-	first := e.login(t, "dave@example.com", "password-1")
+	e.register(t, "dave@example.com", "password-no-1")
+	first := e.login(t, "dave@example.com", "password-no-1")
 	second, err := e.svc.Refresh(t.Context(), first.RefreshToken)
 	if err != nil {
 		t.Fatal(err)
@@ -192,8 +192,8 @@ func TestRefreshReuseRevokesSession(t *testing.T) {
 
 func TestRefreshRejects(t *testing.T) {
 	e := newEnv(t, func(c *auth.Config) { c.RefreshTTL = time.Hour })
-	e.register(t, "erin@example.com", "password-1")
-	pair := e.login(t, "erin@example.com", "password-1")
+	e.register(t, "erin@example.com", "password-no-1")
+	pair := e.login(t, "erin@example.com", "password-no-1")
 	unknown, _ := auth.NewRefreshToken()
 	for _, tok := range []string{"", "short", unknown, pair.RefreshToken + "x", pair.AccessToken} {
 		_, err := e.svc.Refresh(t.Context(), tok)
@@ -206,8 +206,8 @@ func TestRefreshRejects(t *testing.T) {
 
 func TestDeletedUserTokensFail(t *testing.T) {
 	e := newEnv(t, nil)
-	u := e.register(t, "fay@example.com", "password-1")
-	pair := e.login(t, "fay@example.com", "password-1")
+	u := e.register(t, "fay@example.com", "password-no-1")
+	pair := e.login(t, "fay@example.com", "password-no-1")
 	p, _ := e.svc.Authenticate(t.Context(), pair.AccessToken)
 	e.users.Delete(u.ID)
 	_, err := e.svc.Me(t.Context(), p)
@@ -218,9 +218,9 @@ func TestDeletedUserTokensFail(t *testing.T) {
 
 func TestRevokeUserSessions(t *testing.T) {
 	e := newEnv(t, nil)
-	u := e.register(t, "gus@example.com", "password-1")
-	a := e.login(t, "gus@example.com", "password-1")
-	b := e.login(t, "gus@example.com", "password-1")
+	u := e.register(t, "gus@example.com", "password-no-1")
+	a := e.login(t, "gus@example.com", "password-no-1")
+	b := e.login(t, "gus@example.com", "password-no-1")
 	if err := e.svc.RevokeUserSessions(t.Context(), u.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -234,16 +234,16 @@ func TestLoginRehashesOldHashes(t *testing.T) {
 	e := newEnv(t, nil)
 	old := auth.TestArgon2Params()
 	old.Time = 2
-	hash, _ := newHasher(t, old).Hash(t.Context(), "password-1")
+	hash, _ := newHasher(t, old).Hash(t.Context(), "password-no-1")
 	if err := e.users.CreateUser(t.Context(), auth.User{ID: "h", Email: "hal@example.com", PasswordHash: hash, Roles: []auth.Role{auth.RoleUser}}); err != nil {
 		t.Fatal(err)
 	}
-	e.login(t, "hal@example.com", "password-1")
+	e.login(t, "hal@example.com", "password-no-1")
 	u, _ := e.users.UserByID(t.Context(), "h")
 	if u.PasswordHash == hash {
 		t.Fatal("the hash was not upgraded to the current parameters")
 	}
-	e.login(t, "hal@example.com", "password-1")
+	e.login(t, "hal@example.com", "password-no-1")
 }
 
 func TestLoginThrottle(t *testing.T) {
@@ -260,19 +260,19 @@ func TestLoginThrottle(t *testing.T) {
 		}
 		c.Throttle = th
 	})
-	e.register(t, "ivy@example.com", "password-1")
+	e.register(t, "ivy@example.com", "password-no-1")
 	ctx := t.Context()
 	for range 3 {
 		_, err := e.svc.Login(ctx, "ivy@example.com", "wrong-password", "198.51.100.1")
 		wantErr(t, "guess", err, auth.ErrInvalidCredentials)
 	}
-	_, err := e.svc.Login(ctx, "IVY@example.com", "password-1", "198.51.100.2")
+	_, err := e.svc.Login(ctx, "IVY@example.com", "password-no-1", "198.51.100.2")
 	var te *auth.ThrottledError
 	if !errors.As(err, &te) || te.RetryAfter != time.Minute {
 		t.Fatalf("4th attempt on the account: %v, want ThrottledError after 1m", err)
 	}
 	clk.Advance(time.Minute)
-	e.login(t, "ivy@example.com", "password-1")
+	e.login(t, "ivy@example.com", "password-no-1")
 
 	// Five attempts from one address on other accounts exhaust the address.
 	for i := range 5 {
@@ -305,7 +305,7 @@ func TestEnsureAdmin(t *testing.T) {
 	}
 
 	e2 := newEnv(t, nil)
-	e2.register(t, "taken@example.com", "password-1")
+	e2.register(t, "taken@example.com", "password-no-1")
 	if _, err := e2.svc.EnsureAdmin(ctx, "taken@example.com", "admin-password"); !errors.Is(err, auth.ErrEmailTaken) {
 		t.Fatalf("EnsureAdmin over a non-admin user's email: %v", err)
 	}
@@ -321,11 +321,11 @@ func TestCreateUserValidates(t *testing.T) {
 		nu    auth.NewUser
 		field string
 	}{
-		{"bad email", auth.NewUser{Email: "nope", Password: "password-1"}, "email"},
-		{"display name in email", auth.NewUser{Email: "Bob <bob@example.com>", Password: "password-1"}, "email"},
+		{"bad email", auth.NewUser{Email: "nope", Password: "password-no-1"}, "email"},
+		{"display name in email", auth.NewUser{Email: "Bob <bob@example.com>", Password: "password-no-1"}, "email"},
 		{"short password", auth.NewUser{Email: "a@example.com", Password: "short"}, "password"},
-		{"control chars in name", auth.NewUser{Email: "a@example.com", Password: "password-1", Name: "a\x00b"}, "name"},
-		{"unknown role", auth.NewUser{Email: "a@example.com", Password: "password-1", Roles: []auth.Role{"root"}}, "roles"},
+		{"control chars in name", auth.NewUser{Email: "a@example.com", Password: "password-no-1", Name: "a\x00b"}, "name"},
+		{"unknown role", auth.NewUser{Email: "a@example.com", Password: "password-no-1", Roles: []auth.Role{"root"}}, "roles"},
 	}
 	for _, tt := range tests {
 		_, err := e.svc.CreateUser(t.Context(), tt.nu)
@@ -334,7 +334,7 @@ func TestCreateUserValidates(t *testing.T) {
 			t.Errorf("%s: %v, want a FieldError on %s", tt.name, err, tt.field)
 		}
 	}
-	u, err := e.svc.CreateUser(t.Context(), auth.NewUser{Email: "m@example.com", Password: "password-1", Roles: []auth.Role{auth.RoleModerator, auth.RoleUser, auth.RoleUser}})
+	u, err := e.svc.CreateUser(t.Context(), auth.NewUser{Email: "m@example.com", Password: "password-no-1", Roles: []auth.Role{auth.RoleModerator, auth.RoleUser, auth.RoleUser}})
 	if err != nil || len(u.Roles) != 2 || u.Roles[0] != auth.RoleUser || u.Roles[1] != auth.RoleModerator {
 		t.Fatalf("CreateUser with roles = %+v, %v", u, err)
 	}
@@ -360,8 +360,8 @@ func (b *blockingUsers) UserByID(ctx context.Context, id string) (auth.User, err
 
 func TestMeCacheStaleness(t *testing.T) {
 	e := newEnv(t, nil)
-	u := e.register(t, "hal@example.com", "password-1")
-	p, err := e.svc.Authenticate(t.Context(), e.login(t, "hal@example.com", "password-1").AccessToken)
+	u := e.register(t, "hal@example.com", "password-no-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "hal@example.com", "password-no-1").AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,8 +381,8 @@ func TestMeCacheStaleness(t *testing.T) {
 
 func TestMeCacheForgetsChangesMadeHere(t *testing.T) {
 	e := newEnv(t, nil)
-	u := e.register(t, "ida@example.com", "password-1")
-	p, err := e.svc.Authenticate(t.Context(), e.login(t, "ida@example.com", "password-1").AccessToken)
+	u := e.register(t, "ida@example.com", "password-no-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "ida@example.com", "password-no-1").AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,8 +401,8 @@ func TestMeCacheDropsReadsInFlightDuringAChange(t *testing.T) {
 	users := &blockingUsers{Users: authtest.NewUsers(), read: make(chan struct{}), release: make(chan struct{})}
 	e := newEnv(t, func(c *auth.Config) { c.Users = users })
 	e.users = users.Users
-	u := e.register(t, "jon@example.com", "password-1")
-	p, err := e.svc.Authenticate(t.Context(), e.login(t, "jon@example.com", "password-1").AccessToken)
+	u := e.register(t, "jon@example.com", "password-no-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "jon@example.com", "password-no-1").AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,8 +427,8 @@ func TestMeCacheDropsReadsInFlightDuringAChange(t *testing.T) {
 
 func TestMeCacheDisabled(t *testing.T) {
 	e := newEnv(t, func(c *auth.Config) { c.UserCacheTTL = -1 })
-	u := e.register(t, "kim@example.com", "password-1")
-	p, err := e.svc.Authenticate(t.Context(), e.login(t, "kim@example.com", "password-1").AccessToken)
+	u := e.register(t, "kim@example.com", "password-no-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "kim@example.com", "password-no-1").AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
