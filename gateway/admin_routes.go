@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -12,12 +10,6 @@ import (
 
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/persistence"
-)
-
-// Audit actions written by the admin routes.
-const (
-	auditRolesSet   = "user.roles.set"
-	auditUserDelete = "user.delete"
 )
 
 // adminUser is a user as administrators see it.
@@ -125,19 +117,9 @@ func (a adminRoutes) keepsAnAdmin(c *fiber.Ctx, u persistence.User) error {
 	return nil
 }
 
-// record appends an audit entry for a change that has been made. A failure
-// is an error for the caller: an admin change must not go unrecorded
-// silently.
+// record appends an audit entry for a change made to a user.
 func (a adminRoutes) record(c *fiber.Ctx, p auth.Principal, action, targetID string, detail map[string]any) error {
-	raw, err := json.Marshal(detail)
-	if err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
-	}
-	if _, err := a.audit.Append(c.UserContext(), persistence.AuditEntry{ActorID: p.UserID, Action: action,
-		TargetType: "user", TargetID: targetID, Detail: raw, IP: c.IP()}); err != nil {
-		return fmt.Errorf("audit %s of user %s (the change was made): %w", action, targetID, err)
-	}
-	return nil
+	return recordAudit(c, a.audit, p.UserID, action, "user", targetID, detail)
 }
 
 // setRoles replaces a user's roles, then revokes the user's sessions so no

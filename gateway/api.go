@@ -143,7 +143,7 @@ func (s *Server) Mount(api API) error {
 		s.mountAccount(accountRoutes{svc: api.Accounts, users: api.Stores.Users}, authed, rl)
 		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
-			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged}, authed, rl)
+			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged, audit: api.Stores.Audit}, authed, rl)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo}, authed, rl)
 	}
 	s.mountWorkflows(api.Workflows, authed, rl)

@@ -22,6 +22,7 @@ type AuthService interface {
 	Logout(ctx context.Context, p auth.Principal) error
 	Me(ctx context.Context, p auth.Principal) (auth.User, error)
 	SignInWithAppwrite(ctx context.Context, appwriteJWT string) (auth.TokenPair, error)
+	LinkAppwrite(ctx context.Context, p auth.Principal, appwriteJWT string) (auth.User, error)
 	RevokeUserSessions(ctx context.Context, userID string) error
 }
 
@@ -114,7 +115,7 @@ func fieldOf(err error) FieldError {
 var publicAuthErrors = []error{
 	auth.ErrTokenReused, auth.ErrInvalidToken, auth.ErrInvalidCredentials, auth.ErrAccountDisabled,
 	auth.ErrThrottled, auth.ErrEmailTaken, auth.ErrForbidden, auth.ErrAppwriteDisabled,
-	auth.ErrAppwriteUnavailable, auth.ErrAppwriteEmailUnverified,
+	auth.ErrAppwriteUnavailable, auth.ErrAppwriteEmailUnverified, auth.ErrAppwriteLinkRequired, auth.ErrAppwriteAlreadyLinked,
 }
 
 // authProblem maps an error of the auth service to a problem. Invalid input
@@ -145,6 +146,17 @@ func authProblem(err error) error {
 	return e
 }
 
+// clientAddr is the client address the auth routes throttle and audit on.
+// It is c.IP() for now: the one place to swap in the trusted-proxy-aware
+// address.
+func clientAddr(c *fiber.Ctx) string { return c.IP() }
+
+// authContext is the request's context carrying the client address, which
+// the auth service records on its audit events.
+func authContext(c *fiber.Ctx) context.Context {
+	return auth.WithClientIP(c.UserContext(), clientAddr(c))
+}
+
 // authRoutes serves /api/v1/auth.
 type authRoutes struct {
 	svc  AuthService
@@ -159,7 +171,7 @@ func (a authRoutes) register(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	u, err := a.svc.Register(c.UserContext(), req.Email, req.Password, req.Name)
+	u, err := a.svc.Register(authContext(c), req.Email, req.Password, req.Name)
 	if err != nil {
 		return authProblem(err)
 	}
@@ -180,7 +192,7 @@ func (a authRoutes) login(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	pair, err := a.svc.Login(c.UserContext(), req.Email, req.Password, c.IP())
+	pair, err := a.svc.Login(authContext(c), req.Email, req.Password, clientAddr(c))
 	return tokens(c, pair, err)
 }
 
@@ -189,7 +201,7 @@ func (a authRoutes) refresh(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	pair, err := a.svc.Refresh(c.UserContext(), req.RefreshToken)
+	pair, err := a.svc.Refresh(authContext(c), req.RefreshToken)
 	return tokens(c, pair, err)
 }
 
@@ -198,8 +210,25 @@ func (a authRoutes) appwrite(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	pair, err := a.svc.SignInWithAppwrite(c.UserContext(), req.JWT)
+	pair, err := a.svc.SignInWithAppwrite(authContext(c), req.JWT)
 	return tokens(c, pair, err)
+}
+
+// linkAppwrite links an Appwrite account to the caller's own user.
+func (a authRoutes) linkAppwrite(c *fiber.Ctx) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
+	}
+	req, err := Decode[appwriteRequest](c)
+	if err != nil {
+		return err
+	}
+	u, err := a.svc.LinkAppwrite(authContext(c), p, req.JWT)
+	if err != nil {
+		return authProblem(err)
+	}
+	return c.JSON(u.Public())
 }
 
 func (a authRoutes) logout(c *fiber.Ctx) error {
@@ -207,7 +236,7 @@ func (a authRoutes) logout(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := a.svc.Logout(c.UserContext(), p); err != nil {
+	if err := a.svc.Logout(authContext(c), p); err != nil {
 		return authProblem(err)
 	}
 	return c.SendStatus(http.StatusNoContent)
@@ -238,10 +267,16 @@ func (s *Server) mountAuth(a authRoutes, authed fiber.Handler, rl rateLimits) {
 	s.Route(fiber.MethodPost, "/api/v1/auth/refresh", Op{Summary: "Exchange a refresh token for a new pair; reusing a spent one revokes the session", Tag: "Auth",
 		Request: refreshRequest{}, Response: auth.TokenPair{}, Errors: []int{http.StatusUnauthorized, http.StatusForbidden}},
 		rl.strict("auth.refresh"), a.refresh)
-	s.Route(fiber.MethodPost, "/api/v1/auth/appwrite", Op{Summary: "Sign in with an Appwrite JWT (404 when Appwrite is not configured)", Tag: "Auth",
+	s.Route(fiber.MethodPost, "/api/v1/auth/appwrite", Op{Summary: "Sign in with an Appwrite JWT (404 when Appwrite is not configured; " +
+		"403 when a new account's email is unverified; 409 when the email belongs to an account not linked to Appwrite: link it from that account)", Tag: "Auth",
 		Request: appwriteRequest{}, Response: auth.TokenPair{},
 		Errors: []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway}},
 		rl.strict("auth.appwrite"), a.appwrite)
+	s.Route(fiber.MethodPost, "/api/v1/auth/appwrite/link", Op{Summary: "Link an Appwrite account (its JWT) to the caller's own account, " +
+		"so it can sign in through Appwrite (409 when either is linked to another)", Tag: "Auth", Auth: true,
+		Request: appwriteRequest{}, Response: auth.PublicUser{},
+		Errors: []int{http.StatusUnauthorized, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway}},
+		authed, rl.strict("auth.appwrite.link"), a.linkAppwrite)
 	s.Route(fiber.MethodPost, "/api/v1/auth/logout", Op{Summary: "Revoke this session; its tokens stop working at once", Tag: "Auth", Auth: true,
 		Status: http.StatusNoContent}, authed, rl.user("auth.logout"), a.logout)
 	s.Route(fiber.MethodGet, "/api/v1/auth/me", Op{Summary: "The authenticated user", Tag: "Auth", Auth: true, Response: auth.PublicUser{}},

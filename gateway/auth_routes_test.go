@@ -86,7 +86,7 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 	}
 	svc, err := auth.NewService(auth.Config{Users: NewAuthUsers(db), Sessions: sessions, Tokens: toks, Hasher: hasher,
 		Revocations: revocations, Throttle: cfg.throttle, Appwrite: cfg.appwrite,
-		SessionMaxAge: cfg.sessionMaxAge, Clock: cfg.clock})
+		SessionMaxAge: cfg.sessionMaxAge, Clock: cfg.clock, Audit: NewAuthAudit(persistence.NewAuditStore(db))})
 	if err != nil {
 		tb.Fatal(err)
 	}

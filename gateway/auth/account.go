@@ -220,7 +220,11 @@ func (s *Service) checkPassword(ctx context.Context, u User, password string) er
 		return &FieldError{Field: "password", Message: "is required"}
 	}
 	if s.cfg.Throttle != nil {
-		if err := s.cfg.Throttle.Attempt(ctx, u.Email, ClientFromContext(ctx).IP); err != nil {
+		ip := ClientFromContext(ctx).IP
+		if err := s.cfg.Throttle.AttemptFrom(ctx, ip); err != nil {
+			return err
+		}
+		if err := s.cfg.Throttle.AttemptOn(ctx, "user:"+u.ID, ip); err != nil {
 			return err
 		}
 	}

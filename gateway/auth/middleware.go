@@ -174,8 +174,10 @@ func HTTPStatus(err error) (status int, ok bool) {
 		return http.StatusForbidden, true
 	case errors.Is(err, ErrThrottled):
 		return http.StatusTooManyRequests, true
-	case errors.Is(err, ErrEmailTaken), errors.Is(err, ErrAppwriteEmailUnverified):
+	case errors.Is(err, ErrEmailTaken), errors.Is(err, ErrAppwriteLinkRequired), errors.Is(err, ErrAppwriteAlreadyLinked):
 		return http.StatusConflict, true
+	case errors.Is(err, ErrAppwriteEmailUnverified):
+		return http.StatusForbidden, true
 	case errors.Is(err, ErrInvalidInput):
 		return http.StatusUnprocessableEntity, true
 	case errors.Is(err, ErrAppwriteDisabled):
