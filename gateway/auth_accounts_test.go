@@ -3,6 +3,8 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -10,7 +12,9 @@ import (
 	"testing"
 
 	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/persistence/persisttest"
 )
 
 // fakeAppwrite answers GET /v1/account like Appwrite for the JWTs it knows,
@@ -180,5 +184,117 @@ func TestAuditLogCoversAuthAndAgents(t *testing.T) {
 		if strings.Contains(string(e.Detail), "correct horse") || strings.Contains(string(e.Detail), "wrong password") {
 			t.Errorf("entry %s holds a password: %s", e.Action, e.Detail)
 		}
+	}
+}
+
+// callFrom sends one JSON request from the loopback address ip (any of
+// 127.0.0.0/8), so the server sees that client address.
+func callFrom(t *testing.T, ip, method, url, body string) reply {
+	t.Helper()
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	client := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, DisableKeepAlives: true}}
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply{status: res.StatusCode, header: res.Header, body: b}
+}
+
+func loginBody(email, password string) string {
+	b, _ := json.Marshal(map[string]string{"email": email, "password": password})
+	return string(b)
+}
+
+// newThrottle is the production login throttle (default limits) over an
+// in-process limiter.
+func newThrottle(t *testing.T) *auth.Throttle {
+	t.Helper()
+	th, err := auth.NewThrottle(auth.ThrottleConfig{Limiter: ratelimit.NewMemory(ratelimit.MemoryOptions{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return th
+}
+
+// TestLoginThrottleAccentVariantsOverHTTP replays the audit's finding on
+// MariaDB: the email column's collation ignored accents and case, so once
+// the throttle refused "victim@corp.test", "víctim@corp.test" went on
+// guessing the same account under a fresh throttle key, and the right
+// password logged in to the victim's account. Now an accented address is
+// another address, and every spelling of one account shares its throttle.
+func TestLoginThrottleAccentVariantsOverHTTP(t *testing.T) {
+	for _, dialect := range []struct {
+		name string
+		open func(testing.TB) *persistence.DB
+	}{{"sqlite", persisttest.SQLite}, {"mysql", persisttest.MySQL}} {
+		t.Run(dialect.name, func(t *testing.T) {
+			env := startREST(t, restConfig{db: dialect.open(t), throttle: newThrottle(t)})
+			login := env.url + "/api/v1/auth/login"
+			const attacker, password = "127.0.0.2", "the victim's real password"
+			must := func(r reply, status int) {
+				t.Helper()
+				if r.status != status {
+					t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+				}
+			}
+			must(call(t, http.MethodPost, env.url+"/api/v1/auth/register", "", loginBody("victim@corp.test", password)), http.StatusCreated)
+			for range 10 {
+				must(callFrom(t, attacker, http.MethodPost, login, loginBody("victim@corp.test", "a wrong guess")), http.StatusUnauthorized)
+			}
+			must(callFrom(t, attacker, http.MethodPost, login, loginBody("victim@corp.test", password)), http.StatusTooManyRequests)
+			for _, same := range []string{"VICTIM@corp.test", "Victim@Corp.Test", "ｖｉｃｔｉｍ@corp.test"} {
+				must(callFrom(t, attacker, http.MethodPost, login, loginBody(same, password)), http.StatusTooManyRequests)
+			}
+			for _, other := range []string{"víctim@corp.test", "VÍCTIM@corp.test", "victim@córp.test"} {
+				r := callFrom(t, attacker, http.MethodPost, login, loginBody(other, password))
+				if r.status == http.StatusOK {
+					t.Fatalf("%s with the victim's password logged in past the throttle: %s", other, r.body)
+				}
+				must(r, http.StatusUnauthorized)
+			}
+		})
+	}
+}
+
+// TestLoginThrottleDoesNotLockOutTheOwnerOverHTTP replays the audit's
+// finding: ten wrong guesses from other addresses locked the real owner out
+// for three minutes. Guesses now count per (account, address) first, under
+// a per-account ceiling ten times higher.
+func TestLoginThrottleDoesNotLockOutTheOwnerOverHTTP(t *testing.T) {
+	env := startREST(t, restConfig{throttle: newThrottle(t)})
+	login := env.url + "/api/v1/auth/login"
+	const owner, password = "127.0.0.1", "the owner's real password"
+	if r := call(t, http.MethodPost, env.url+"/api/v1/auth/register", "", loginBody("owner@corp.test", password)); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	guess := func(ip string) int {
+		return callFrom(t, ip, http.MethodPost, login, loginBody("owner@corp.test", "a wrong guess")).status
+	}
+	// One attacker address spends its own ten attempts, then is refused.
+	for i := range 10 {
+		if s := guess("127.0.0.2"); s != http.StatusUnauthorized {
+			t.Fatalf("guess %d from one address: %d, want 401", i+1, s)
+		}
+	}
+	if s := guess("127.0.0.2"); s != http.StatusTooManyRequests {
+		t.Fatalf("11th guess from one address: %d, want 429", s)
+	}
+	// Rotating addresses, one guess each: under the per-account ceiling.
+	for i := range 20 {
+		guess(fmt.Sprintf("127.0.1.%d", i+1))
+	}
+	r := callFrom(t, owner, http.MethodPost, login, loginBody("owner@corp.test", password))
+	if r.status != http.StatusOK {
+		t.Fatalf("the owner after 30 guesses from other addresses: %d %s; want a login", r.status, r.body)
 	}
 }

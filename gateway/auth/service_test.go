@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -246,31 +247,50 @@ func TestLoginRehashesOldHashes(t *testing.T) {
 	e.login(t, "hal@example.com", "password-no-1")
 }
 
-func TestLoginThrottle(t *testing.T) {
+// throttledEnv is an env whose login throttle has small limits on a clock
+// the test moves.
+func throttledEnv(t *testing.T, cfg auth.ThrottleConfig, tweak func(*auth.Config)) (*env, *clock) {
+	t.Helper()
 	var clk *clock
 	e := newEnv(t, func(c *auth.Config) {
 		clk = &clock{now: c.Clock()}
-		th, err := auth.NewThrottle(auth.ThrottleConfig{
-			Limiter:    ratelimit.NewMemory(ratelimit.MemoryOptions{Clock: clk.Now}),
-			PerAccount: ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 3},
-			PerIP:      ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 5},
-		})
+		cfg.Limiter = ratelimit.NewMemory(ratelimit.MemoryOptions{Clock: clk.Now})
+		th, err := auth.NewThrottle(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.Throttle = th
+		if tweak != nil {
+			tweak(c)
+		}
 	})
+	return e, clk
+}
+
+func TestLoginThrottle(t *testing.T) {
+	e, clk := throttledEnv(t, auth.ThrottleConfig{
+		PerAccountAddress: ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 3},
+		PerAccount:        ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 5},
+		PerIP:             ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 5},
+	}, nil)
 	e.register(t, "ivy@example.com", "password-no-1")
 	ctx := t.Context()
 	for range 3 {
 		_, err := e.svc.Login(ctx, "ivy@example.com", "wrong-password", "198.51.100.1")
 		wantErr(t, "guess", err, auth.ErrInvalidCredentials)
 	}
-	_, err := e.svc.Login(ctx, "IVY@example.com", "password-no-1", "198.51.100.2")
+	_, err := e.svc.Login(ctx, "IVY@example.com", "password-no-1", "198.51.100.1")
 	var te *auth.ThrottledError
 	if !errors.As(err, &te) || te.RetryAfter != time.Minute {
-		t.Fatalf("4th attempt on the account: %v, want ThrottledError after 1m", err)
+		t.Fatalf("4th attempt on the account from one address: %v, want ThrottledError after 1m", err)
 	}
+	// The owner at another address is not locked out by that address.
+	e.login(t, "ivy@example.com", "password-no-1") // from 192.0.2.1
+	// Two more addresses reach the account's ceiling of 5 (3 + 1 + 1).
+	_, err = e.svc.Login(ctx, "ivy@example.com", "wrong-password", "198.51.100.3")
+	wantErr(t, "guess from a third address", err, auth.ErrInvalidCredentials)
+	_, err = e.svc.Login(ctx, "ivy@example.com", "wrong-password", "198.51.100.4")
+	wantErr(t, "guess over the account's ceiling", err, auth.ErrThrottled)
 	clk.Advance(time.Minute)
 	e.login(t, "ivy@example.com", "password-no-1")
 
@@ -281,6 +301,35 @@ func TestLoginThrottle(t *testing.T) {
 	}
 	_, err = e.svc.Login(ctx, "zed@example.com", "x-password", "203.0.113.9")
 	wantErr(t, "6th attempt from one address", err, auth.ErrThrottled)
+}
+
+// accentBlindUsers looks emails up the way MariaDB's utf8mb4_unicode_ci
+// collation compares them: accents (here, on i) are ignored.
+type accentBlindUsers struct{ *authtest.Users }
+
+func (a accentBlindUsers) UserByEmail(ctx context.Context, email string) (auth.User, error) {
+	return a.Users.UserByEmail(ctx, strings.NewReplacer("í", "i", "ì", "i", "î", "i", "ï", "i").Replace(email))
+}
+
+// TestLoginThrottleKeysOnTheResolvedAccount: whatever spelling of an
+// address a store resolves to an account, the attempts count against that
+// account. Keyed on the string, "víctim@" got a fresh budget for guessing
+// the password of the account that a lenient lookup found.
+func TestLoginThrottleKeysOnTheResolvedAccount(t *testing.T) {
+	users := accentBlindUsers{authtest.NewUsers()}
+	e, _ := throttledEnv(t, auth.ThrottleConfig{PerAccountAddress: ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: 3}},
+		func(c *auth.Config) { c.Users = users })
+	e.users = users.Users
+	e.register(t, "victim@corp.test", "password-no-1")
+	ctx := t.Context()
+	for _, variant := range []string{"victim@corp.test", "víctim@corp.test", "vìctim@corp.test"} {
+		_, err := e.svc.Login(ctx, variant, "wrong-password", "198.51.100.1")
+		wantErr(t, "guess as "+variant, err, auth.ErrInvalidCredentials)
+	}
+	for _, variant := range []string{"vîctim@corp.test", "VICTIM@corp.test", "victim@corp.test"} {
+		_, err := e.svc.Login(ctx, variant, "password-no-1", "198.51.100.1")
+		wantErr(t, "4th attempt as "+variant, err, auth.ErrThrottled)
+	}
 }
 
 func TestEnsureAdmin(t *testing.T) {
