@@ -279,7 +279,7 @@ func (s *Service) Login(ctx context.Context, email, password, ip string) (TokenP
 		account := "email:" + norm
 		switch {
 		case found:
-			account = "user:" + u.ID
+			account = AccountKey(u.ID)
 		case emailErr != nil:
 			account = "email:" + strings.ToLower(strings.TrimSpace(email))
 		}

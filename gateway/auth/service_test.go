@@ -488,3 +488,23 @@ func TestMeCacheDisabled(t *testing.T) {
 	_, err = e.svc.Me(t.Context(), p)
 	wantErr(t, "uncached me after a delete", err, auth.ErrInvalidToken)
 }
+
+// TestThrottleAttemptSharesTheLoginBuckets: a password confirmation that
+// spends Attempt(AccountKey(id)) draws from the same buckets as the user's
+// logins.
+func TestThrottleAttemptSharesTheLoginBuckets(t *testing.T) {
+	th, err := auth.NewThrottle(auth.ThrottleConfig{Limiter: ratelimit.NewMemory(ratelimit.MemoryOptions{}),
+		PerAccountAddress: ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *auth.Config) { c.Throttle = th })
+	u := e.register(t, "jay@example.com", "password-no-1")
+	for range 2 {
+		if err := th.Attempt(t.Context(), auth.AccountKey(u.ID), "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = e.svc.Login(t.Context(), "jay@example.com", "password-no-1", "192.0.2.1")
+	wantErr(t, "login after two confirmations from the same address", err, auth.ErrThrottled)
+}

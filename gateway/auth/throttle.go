@@ -103,6 +103,20 @@ func (t *Throttle) AttemptOn(ctx context.Context, account, ip string) error {
 	return t.spend(ctx, "login:account:"+account, t.cfg.PerAccount)
 }
 
+// Attempt is AttemptFrom followed by AttemptOn, for a caller that knows
+// the account before it starts, such as a password confirmation by a
+// signed-in user: pass AccountKey(userID) so it shares the buckets of that
+// user's logins.
+func (t *Throttle) Attempt(ctx context.Context, account, ip string) error {
+	if err := t.AttemptFrom(ctx, ip); err != nil {
+		return err
+	}
+	return t.AttemptOn(ctx, account, ip)
+}
+
+// AccountKey is the throttle's name for the account of user userID.
+func AccountKey(userID string) string { return "user:" + userID }
+
 func (t *Throttle) spend(ctx context.Context, key string, limit ratelimit.Limit) error {
 	res, err := t.cfg.Limiter.Allow(ctx, key, limit)
 	if err != nil {
