@@ -426,7 +426,7 @@ func (a agentRoutes) update(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return a.replace(c, ag, req.fields(), req.Version)
+	return a.replace(c, p, ag, req.fields(), req.Version)
 }
 
 // patch serves PATCH /api/v1/agents/{id}.
@@ -450,11 +450,12 @@ func (a agentRoutes) patch(c *fiber.Ctx) error {
 	if f := fields.Validate(); len(f) > 0 {
 		return Validation(f...)
 	}
-	return a.replace(c, ag, fields, req.Version)
+	return a.replace(c, p, ag, fields, req.Version)
 }
 
-// replace stores fields as the agent's, if it is still at version.
-func (a agentRoutes) replace(c *fiber.Ctx, ag persistence.Agent, fields createAgentRequest, version int64) error {
+// replace stores fields as the agent's, if it is still at version, on
+// behalf of p.
+func (a agentRoutes) replace(c *fiber.Ctx, p auth.Principal, ag persistence.Agent, fields createAgentRequest, version int64) error {
 	if err := a.check(fields); err != nil {
 		return err
 	}

@@ -145,7 +145,7 @@ func TestAuditLogCoversAuthAndAgents(t *testing.T) {
 	must(call(t, http.MethodPost, api+"/auth/appwrite/link", tok, `{"jwt":"jwt-a"}`), http.StatusOK)
 	var ag agentView
 	must(call(t, http.MethodPost, api+"/agents", tok, `{"name":"Audited","type":"chat"}`), http.StatusCreated).json(t, &ag)
-	must(call(t, http.MethodPut, api+"/agents/"+ag.ID, tok, fmt.Sprintf(`{"name":"Renamed","type":"chat","version":%d}`, ag.Version)), http.StatusOK)
+	must(call(t, http.MethodPut, api+"/agents/"+ag.ID, tok, fmt.Sprintf(`{"name":"Renamed","type":"chat","instructions":"","signature":"","model":"","config":{},"version":%d}`, ag.Version)), http.StatusOK)
 	must(call(t, http.MethodDelete, api+"/agents/"+ag.ID, tok, ""), http.StatusNoContent)
 	must(call(t, http.MethodPost, api+"/auth/logout", tok, ""), http.StatusNoContent)
 
