@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -360,6 +361,17 @@ func TestEnsureAdmin(t *testing.T) {
 	}
 	if _, err := e2.svc.EnsureAdmin(ctx, "new@example.com", "short"); !errors.Is(err, auth.ErrInvalidInput) {
 		t.Fatalf("EnsureAdmin with a short password: %v", err)
+	}
+	for _, weak := range []string{"qwerty123456", "new@example.com"} {
+		if _, err := e2.svc.EnsureAdmin(ctx, "new@example.com", weak); !errors.Is(err, auth.ErrInvalidInput) {
+			t.Fatalf("EnsureAdmin with the password %q: %v", weak, err)
+		}
+	}
+	if created, err := e2.svc.EnsureAdmin(ctx, "  ＮＥＷ@Example.com", "admin-password"); err != nil || !created {
+		t.Fatalf("EnsureAdmin = %v, %v", created, err)
+	}
+	if u, err := e2.users.UserByEmail(ctx, "new@example.com"); err != nil || !slices.Contains(u.Roles, auth.RoleAdmin) {
+		t.Fatalf("the first admin is stored as %+v, %v; want new@example.com", u, err)
 	}
 }
 
