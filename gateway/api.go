@@ -136,9 +136,12 @@ func (s *Server) Mount(api API) error {
 		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
 
 	if api.Auth != nil {
-		// Sessions record their client; password checks throttle by it. Only
-		// the routes that start sessions or check passwords pay for it.
-		s.app.Use([]string{"/api/v1/auth/login", "/api/v1/auth/appwrite", "/api/v1/auth/password", "/api/v1/users/me"}, withClient)
+		// Sessions record their client; password checks throttle by it and
+		// the audit log records it. Only the routes that start sessions,
+		// check passwords or write audit entries pay for it (the prefix
+		// /api/v1/auth/appwrite covers /api/v1/auth/appwrite/link).
+		s.app.Use([]string{"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout",
+			"/api/v1/auth/appwrite", "/api/v1/auth/password", "/api/v1/users/me"}, withClient)
 		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, authed, rl)
 		s.mountAccount(accountRoutes{svc: api.Accounts, users: api.Stores.Users}, authed, rl)
 		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)

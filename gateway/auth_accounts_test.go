@@ -121,7 +121,7 @@ func auditActions(t *testing.T, log persistence.AuditLog) ([]string, []persisten
 
 // TestAuditLogCoversAuthAndAgents: the audit log used to hold only role
 // changes and deletions. Logins (both ways), logouts, a refresh token's
-// reuse, an Appwrite link and agent changes are now recorded, with the
+// reuse, an Appwrite link, a password change and agent changes are now recorded, with the
 // actor, the target and the client address.
 func TestAuditLogCoversAuthAndAgents(t *testing.T) {
 	verifier := fakeAppwrite(t, map[string]auth.AppwriteUser{"jwt-a": {ID: "aw-a", Email: "a@elsewhere.test", Status: true}})
@@ -147,12 +147,13 @@ func TestAuditLogCoversAuthAndAgents(t *testing.T) {
 	must(call(t, http.MethodPost, api+"/agents", tok, `{"name":"Audited","type":"chat"}`), http.StatusCreated).json(t, &ag)
 	must(call(t, http.MethodPut, api+"/agents/"+ag.ID, tok, fmt.Sprintf(`{"name":"Renamed","type":"chat","instructions":"","signature":"","model":"","config":{},"version":%d}`, ag.Version)), http.StatusOK)
 	must(call(t, http.MethodDelete, api+"/agents/"+ag.ID, tok, ""), http.StatusNoContent)
+	must(call(t, http.MethodPost, api+"/auth/password", tok, `{"current_password":"correct horse battery","new_password":"a new and longer one"}`), http.StatusNoContent)
 	must(call(t, http.MethodPost, api+"/auth/logout", tok, ""), http.StatusNoContent)
 
 	actions, entries := auditActions(t, env.stores.Audit)
 	want := []string{
 		auth.AuditUserCreate, auth.AuditLoginFailed, auth.AuditLoginFailed, auth.AuditLogin, auth.AuditRefreshReuse, auth.AuditLogin,
-		auth.AuditAppwriteLink, auditAgentCreate, auditAgentUpdate, auditAgentDelete, auth.AuditLogout,
+		auth.AuditAppwriteLink, auditAgentCreate, auditAgentUpdate, auditAgentDelete, auth.AuditPasswordChange, auth.AuditLogout,
 	}
 	if !slices.Equal(actions, want) {
 		t.Fatalf("audit actions\n got %v\nwant %v", actions, want)
@@ -297,4 +298,25 @@ func TestLoginThrottleDoesNotLockOutTheOwnerOverHTTP(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("the owner after 30 guesses from other addresses: %d %s; want a login", r.status, r.body)
 	}
+}
+
+// TestPasswordChangeRefusesWeakPasswords: the password change applies the
+// same policy as registration (auth.CheckPassword), reported on
+// new_password, and changes nothing when it refuses.
+func TestPasswordChangeRefusesWeakPasswords(t *testing.T) {
+	env := startREST(t, restConfig{})
+	u := env.newUser(t, "change.my.password@example.com")
+	for _, tc := range []struct{ pw, says string }{
+		{"12345678", "at least 12 characters"},
+		{"qwerty123456", "most common"},
+		{"aaaaaaaaaaaa", "repeated"},
+		{"CHANGE.MY.PASSWORD", "email"},
+	} {
+		body, _ := json.Marshal(map[string]string{"current_password": u.password, "new_password": tc.pw})
+		p := call(t, http.MethodPost, env.url+"/api/v1/auth/password", u.pair.AccessToken, string(body)).problem(t, http.StatusBadRequest)
+		if len(p.Errors) != 1 || p.Errors[0].Field != "new_password" || !strings.Contains(p.Errors[0].Message, tc.says) {
+			t.Errorf("new password %q: field errors %+v, want one on new_password saying %q", tc.pw, p.Errors, tc.says)
+		}
+	}
+	env.login(t, u.email, u.password)
 }

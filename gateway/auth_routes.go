@@ -146,16 +146,10 @@ func authProblem(err error) error {
 	return e
 }
 
-// clientAddr is the client address the auth routes throttle and audit on.
-// It is c.IP() for now: the one place to swap in the trusted-proxy-aware
-// address.
+// clientAddr is the client address the auth routes throttle and audit on
+// (withClient puts it on the request's context for the auth service). It is
+// c.IP() for now: the one place to swap in the trusted-proxy-aware address.
 func clientAddr(c *fiber.Ctx) string { return c.IP() }
-
-// authContext is the request's context carrying the client address, which
-// the auth service records on its audit events.
-func authContext(c *fiber.Ctx) context.Context {
-	return auth.WithClientIP(c.UserContext(), clientAddr(c))
-}
 
 // authRoutes serves /api/v1/auth.
 type authRoutes struct {
@@ -171,7 +165,7 @@ func (a authRoutes) register(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	u, err := a.svc.Register(authContext(c), req.Email, req.Password, req.Name)
+	u, err := a.svc.Register(c.UserContext(), req.Email, req.Password, req.Name)
 	if err != nil {
 		return authProblem(err)
 	}
@@ -192,7 +186,7 @@ func (a authRoutes) login(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	pair, err := a.svc.Login(authContext(c), req.Email, req.Password, clientAddr(c))
+	pair, err := a.svc.Login(c.UserContext(), req.Email, req.Password, clientAddr(c))
 	return tokens(c, pair, err)
 }
 
@@ -201,7 +195,7 @@ func (a authRoutes) refresh(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	pair, err := a.svc.Refresh(authContext(c), req.RefreshToken)
+	pair, err := a.svc.Refresh(c.UserContext(), req.RefreshToken)
 	return tokens(c, pair, err)
 }
 
@@ -210,7 +204,7 @@ func (a authRoutes) appwrite(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	pair, err := a.svc.SignInWithAppwrite(authContext(c), req.JWT)
+	pair, err := a.svc.SignInWithAppwrite(c.UserContext(), req.JWT)
 	return tokens(c, pair, err)
 }
 
@@ -224,7 +218,7 @@ func (a authRoutes) linkAppwrite(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	u, err := a.svc.LinkAppwrite(authContext(c), p, req.JWT)
+	u, err := a.svc.LinkAppwrite(c.UserContext(), p, req.JWT)
 	if err != nil {
 		return authProblem(err)
 	}
@@ -236,7 +230,7 @@ func (a authRoutes) logout(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := a.svc.Logout(authContext(c), p); err != nil {
+	if err := a.svc.Logout(c.UserContext(), p); err != nil {
 		return authProblem(err)
 	}
 	return c.SendStatus(http.StatusNoContent)

@@ -5,9 +5,8 @@ import (
 	"maps"
 )
 
-// Audit actions the Service records, and those the routes that change
-// passwords and delete accounts record through Service.Audit. The admin and
-// agent routes of the gateway record theirs themselves.
+// Audit actions the Service records. The gateway's admin, agent and account
+// erasure routes record theirs themselves.
 const (
 	// AuditLogin is a successful sign-in, by password or Appwrite (detail
 	// "method").
@@ -28,10 +27,9 @@ const (
 	// administrator's tool or a first Appwrite sign-in (detail "roles",
 	// "method").
 	AuditUserCreate = "user.create"
-	// AuditPasswordChange is a user changing their own password.
+	// AuditPasswordChange is a user changing their own password (detail
+	// "sessions_revoked").
 	AuditPasswordChange = "auth.password.change"
-	// AuditAccountDelete is a user deleting their own account.
-	AuditAccountDelete = "user.delete.self"
 )
 
 // AuditEvent is one security-relevant event about a user's own account.
@@ -41,8 +39,8 @@ type AuditEvent struct {
 	// UserID is the account concerned, which is also the actor; empty when
 	// a failed login named no account.
 	UserID string
-	// IP is the client address; empty means the one WithClientIP put on
-	// the context.
+	// IP is the client address; empty means the one WithClient put on the
+	// context.
 	IP string
 	// Detail holds further facts, never a secret; nil when none.
 	Detail map[string]string
@@ -60,24 +58,7 @@ type AuditFunc func(ctx context.Context, e AuditEvent) error
 // Record implements AuditLog.
 func (f AuditFunc) Record(ctx context.Context, e AuditEvent) error { return f(ctx, e) }
 
-type clientIPKey struct{}
-
-// WithClientIP returns ctx carrying the client's address, which the Service
-// puts on the audit events of calls that take no address themselves
-// (refresh, logout, Appwrite).
-func WithClientIP(ctx context.Context, ip string) context.Context {
-	return context.WithValue(ctx, clientIPKey{}, ip)
-}
-
-// ClientIP returns the address WithClientIP put on ctx, or "".
-func ClientIP(ctx context.Context) string {
-	ip, _ := ctx.Value(clientIPKey{}).(string)
-	return ip
-}
-
-// Audit records e in the configured AuditLog, if any. It is for events the
-// Service cannot see itself, such as a password change or an account
-// deletion made by another component. A failure to record is logged, not
+// Audit records e in the configured AuditLog, if any. A failure to record is logged, not
 // returned: the event has happened and refusing the user afterwards would
 // not undo it. The write does not stop when ctx is cancelled (a client that
 // hangs up mid-login still leaves its trace).
@@ -86,7 +67,7 @@ func (s *Service) Audit(ctx context.Context, e AuditEvent) {
 		return
 	}
 	if e.IP == "" {
-		e.IP = ClientIP(ctx)
+		e.IP = ClientFromContext(ctx).IP
 	}
 	e.Detail = maps.Clone(e.Detail)
 	if err := s.cfg.Audit.Record(context.WithoutCancel(ctx), e); err != nil {

@@ -252,12 +252,12 @@ func TestRedisRevocationsFallBackToTheDatabase(t *testing.T) {
 		}
 		return c
 	}
-	e.register(t, "lost@example.com", "password-1")
-	p, err := e.svc.Authenticate(t.Context(), e.login(t, "lost@example.com", "password-1").AccessToken)
+	e.register(t, "lost@example.com", "password-no-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "lost@example.com", "password-no-1").AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := e.svc.Authenticate(t.Context(), e.login(t, "lost@example.com", "password-1").AccessToken)
+	live, err := e.svc.Authenticate(t.Context(), e.login(t, "lost@example.com", "password-no-1").AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
