@@ -58,9 +58,9 @@ type AuditFunc func(ctx context.Context, e AuditEvent) error
 // Record implements AuditLog.
 func (f AuditFunc) Record(ctx context.Context, e AuditEvent) error { return f(ctx, e) }
 
-// Audit records e in the configured AuditLog, if any. A failure to record is logged, not
-// returned: the event has happened and refusing the user afterwards would
-// not undo it. The write does not stop when ctx is cancelled (a client that
+// Audit records e in the configured AuditLog, if any. A failure to record
+// is logged, not returned: the event has happened and refusing the user
+// afterwards would not undo it. The write does not stop when ctx is cancelled (a client that
 // hangs up mid-login still leaves its trace).
 func (s *Service) Audit(ctx context.Context, e AuditEvent) {
 	if s.cfg.Audit == nil {

@@ -520,3 +520,39 @@ func TestThrottleAttemptSharesTheLoginBuckets(t *testing.T) {
 	_, err = e.svc.Login(t.Context(), "jay@example.com", "password-no-1", "192.0.2.1")
 	wantErr(t, "login after two confirmations from the same address", err, auth.ErrThrottled)
 }
+
+// TestAuditFailureDoesNotRefuseTheUser: an audit log that cannot write is
+// logged; the login it describes still succeeds. An event of a cancelled
+// request is still recorded, with the client address of the context.
+func TestAuditFailureDoesNotRefuseTheUser(t *testing.T) {
+	var mu sync.Mutex
+	var got []auth.AuditEvent
+	failing := true
+	e := newEnv(t, func(c *auth.Config) {
+		c.Audit = auth.AuditFunc(func(ctx context.Context, ev auth.AuditEvent) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			got = append(got, ev)
+			if failing {
+				return errors.New("audit store down")
+			}
+			return nil
+		})
+	})
+	e.register(t, "kai@example.com", "password-no-1")
+	e.login(t, "kai@example.com", "password-no-1")
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	ctx, cancel := context.WithCancel(auth.WithClient(t.Context(), auth.ClientInfo{IP: "198.51.100.7"}))
+	cancel()
+	e.svc.Audit(ctx, auth.AuditEvent{Action: auth.AuditLogout, UserID: "u1"})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 3 || got[1].Action != auth.AuditLogin || got[2].Action != auth.AuditLogout || got[2].IP != "198.51.100.7" {
+		t.Fatalf("audit events %+v; want user.create, auth.login and auth.logout from 198.51.100.7", got)
+	}
+}
