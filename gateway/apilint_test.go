@@ -92,6 +92,7 @@ func TestAPILint(t *testing.T) {
 	bin := func(name string) string { return filepath.Join(dir, "node_modules", ".bin", name) }
 
 	t.Run("redocly", func(t *testing.T) {
+		t.Parallel()
 		out, code := runLinter(t, dir, bin("redocly"), "lint", "--config", "redocly.yaml", "--format", "json", "--max-problems", "1000", openapi)
 		var report struct {
 			Totals   struct{ Errors, Warnings, Ignored int } `json:"totals"`
@@ -122,6 +123,7 @@ func TestAPILint(t *testing.T) {
 		}
 	})
 	t.Run("spectral", func(t *testing.T) {
+		t.Parallel()
 		out, code := runLinter(t, dir, bin("spectral"), "lint", "--ruleset", ".spectral.yaml", "--fail-severity", "hint",
 			"--format", "text", openapi)
 		if code != 0 {
@@ -129,6 +131,7 @@ func TestAPILint(t *testing.T) {
 		}
 	})
 	t.Run("asyncapi", func(t *testing.T) {
+		t.Parallel()
 		out, code := runLinter(t, dir, "node", "asyncapi.mjs", asyncapi)
 		if code != 0 {
 			t.Errorf("asyncapi parser: exit %d:\n%s", code, out)
