@@ -30,7 +30,7 @@ func apiLinters(t *testing.T) string {
 	} else {
 		for _, bin := range []string{"redocly", "spectral"} {
 			if _, err := os.Stat(filepath.Join(dir, "node_modules", ".bin", bin)); err != nil {
-				missing = "the API linters are not installed: run npm ci --prefix tools/apilint"
+				missing = "the API linters are not installed: run make apilint-deps (npm ci in tools/apilint)"
 			}
 		}
 	}

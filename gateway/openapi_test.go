@@ -135,7 +135,8 @@ func TestOpenAPIOperationsAreComplete(t *testing.T) {
 		t.Errorf("global security: %v", doc["security"])
 	}
 	tags := map[string]bool{}
-	for _, tag := range doc["tags"].([]any) {
+	tagList, _ := doc["tags"].([]any)
+	for _, tag := range tagList {
 		name, _ := pointer(tag, "name").(string)
 		if d, _ := pointer(tag, "description").(string); d == "" || tags[name] {
 			t.Errorf("tag %q: duplicate or without a description", name)
@@ -221,7 +222,8 @@ func TestOpenAPIDerivesFromSummary(t *testing.T) {
 		t.Errorf("post description %q", d)
 	}
 	var widgets map[string]any
-	for _, tag := range doc["tags"].([]map[string]any) {
+	tagList, _ := doc["tags"].([]map[string]any)
+	for _, tag := range tagList {
 		if tag["name"] == "Widgets" {
 			widgets = tag
 		}
