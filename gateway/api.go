@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
@@ -25,10 +26,17 @@ type API struct {
 	Authenticator auth.Authenticator
 	// Chat runs chat turns on the session grains.
 	Chat ChatBackend
+	// Conversations renames and deletes conversations; nil means Chat, which
+	// must then implement ConversationBackend (ClusterChat does). The REST
+	// API needs one.
+	Conversations ConversationBackend
 
 	// Auth serves register, login, refresh, logout, me and Appwrite sign-in
 	// and revokes sessions after admin changes (normally the *auth.Service).
 	Auth AuthService
+	// Accounts serves the caller's sessions, password change and account
+	// erasure (normally the *auth.Service); required with Auth.
+	Accounts AccountService
 	// OpenRegistration allows POST /api/v1/auth/register
 	// (KOWAI_OPEN_REGISTRATION); when false it answers 403.
 	OpenRegistration bool
@@ -56,11 +64,28 @@ type API struct {
 	// AuthRateLimit is the limit per client address on register, login,
 	// refresh and Appwrite sign-in; zero means 10/m.
 	AuthRateLimit ratelimit.Limit
+
+	// wsRecheckInterval, when not zero, replaces how often an idle
+	// WebSocket's session is checked (tests shorten it).
+	wsRecheckInterval time.Duration
+}
+
+// conversations is the ConversationBackend of the REST routes, or nil.
+func (api API) conversations() ConversationBackend {
+	if api.Conversations != nil {
+		return api.Conversations
+	}
+	cb, _ := api.Chat.(ConversationBackend)
+	return cb
 }
 
 // restReady reports what the REST routes still miss once Auth is set.
 func (api API) restReady() error {
 	switch {
+	case api.Accounts == nil:
+		return errors.New("gateway: API.Auth needs API.Accounts (normally the same *auth.Service)")
+	case api.conversations() == nil:
+		return errors.New("gateway: API.Auth needs API.Conversations, or a Chat that implements ConversationBackend")
 	case !api.Stores.complete():
 		return errors.New("gateway: API.Auth needs every repository in API.Stores (see NewStores)")
 	case api.AgentTypes == nil || api.ValidateSignature == nil:
@@ -91,18 +116,28 @@ func (s *Server) Mount(api API) error {
 	}
 	authed := auth.RequireAuth(api.Authenticator)
 	s.Route(fiber.MethodPost, "/api/v1/chat/message", Op{Summary: "Send a message and get the agent's reply", Tag: "Chat", Auth: true,
-		Request: sendMessageRequest{}, Response: ChatReply{}, Errors: []int{http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway, http.StatusServiceUnavailable}},
-		authed, rl.user("chat.message"), postMessage(api.Chat))
+		Request: sendMessageRequest{}, Response: ChatReply{}, Errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable}},
+		authed, rl.user(chatTurnBucket), postMessage(api.Chat))
 
-	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, log: s.log, open: open,
-		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, sendQueue: wsSendQueue}
+	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, limits: rl, log: s.log, open: open,
+		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue}
+	if api.wsRecheckInterval > 0 {
+		ws.recheckInterval = api.wsRecheckInterval
+	}
+	if api.Auth != nil {
+		ws.users = api.Auth
+	}
 	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens", Tag: "Chat",
 		Status: http.StatusSwitchingProtocols, Errors: []int{http.StatusUpgradeRequired}},
 		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
 
 	if api.Auth != nil {
+		// Sessions record their client; password checks throttle by it. Only
+		// the routes that start sessions or check passwords pay for it.
+		s.app.Use([]string{"/api/v1/auth/login", "/api/v1/auth/appwrite", "/api/v1/auth/password", "/api/v1/users/me"}, withClient)
 		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, authed, rl)
-		s.mountHistory(historyRoutes{stores: api.Stores}, authed, rl)
+		s.mountAccount(accountRoutes{svc: api.Accounts, users: api.Stores.Users}, authed, rl)
+		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
 			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged}, authed, rl)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo}, authed, rl)

@@ -100,7 +100,7 @@ func jsonName(f reflect.StructField) string {
 func frameSummary(name string) string {
 	switch name {
 	case "auth":
-		return "Authenticates the connection when the upgrade request carried no token: it must be the first frame."
+		return "Authenticates the connection: the first frame when the upgrade request carried no token, or later a newer token of the same user before the current one expires."
 	case "message":
 		return "Runs a chat turn: its reply streams back as token frames, then one done frame, or an error frame."
 	case "token":
@@ -202,13 +202,18 @@ func (s *Server) AsyncAPI(host, protocol string) (map[string]any, error) {
 	}, nil
 }
 
-// wsDescription is the protocol in prose; its limits come from ws.go.
+// wsDescription is the protocol in prose; its limits and close codes come
+// from ws.go.
 func wsDescription() string {
 	return fmt.Sprintf("The frames of kowai's chat WebSocket, `%s`. Authenticate with `Authorization: Bearer TOKEN` on the "+
-		"upgrade request, or send an `auth` frame first, within %s. Then send `message` frames: each turn streams `token` "+
+		"upgrade request, or send an `auth` frame first, within %s; a later `auth` frame with a newer token of the same user "+
+		"keeps the connection going past the first token's expiry. Then send `message` frames: each turn streams `token` "+
 		"frames and ends with one `done` or `error` frame, all carrying the message frame's `id`. Frames are JSON text "+
 		"messages of at most %d KiB. Up to %d turns run at once on one connection. The server pings every %s and closes a "+
 		"connection silent for %s. Close codes: 1000 on a normal end; 1008 (policy violation) when authentication fails "+
-		"or times out, or when the client stops reading and %d frames wait for it; 1011 when a write fails; 1001 when a "+
-		"ping cannot be sent.", wsChatPath, wsAuthTimeout, wsMaxFrameBytes>>10, wsMaxTurns, wsPingInterval, wsPongWait, wsSendQueue)
+		"or times out, or when the client stops reading and %d frames wait for it; %d when the access token expired; %d "+
+		"when the session was revoked, the account disabled, or an auth frame carried another user's token; 1011 when a "+
+		"write fails; 1001 when a ping cannot be sent.",
+		wsChatPath, wsAuthTimeout, wsMaxFrameBytes>>10, wsMaxTurns, wsPingInterval, wsPongWait, wsSendQueue,
+		WSCloseTokenExpired, WSCloseRevoked)
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/gofiber/fiber/v2"
@@ -19,6 +20,10 @@ const (
 	// registration bot gets far less room than a signed-in user.
 	DefaultAuthRateLimitPerMinute = 10
 )
+
+// chatTurnBucket is the per-user bucket of chat turns: POST /chat/message and
+// every WebSocket message frame count against it together.
+const chatTurnBucket = "chat.message"
 
 // rateLimits builds the per-route rate-limit middleware. Every /api/v1 route
 // gets exactly one check, so a request costs one limiter round trip.
@@ -63,4 +68,11 @@ func (r rateLimits) user(name string) fiber.Handler {
 func (r rateLimits) strict(name string) fiber.Handler {
 	return ratelimit.Middleware(ratelimit.MiddlewareConfig{Limiter: r.limiter, Limit: r.perIP, Name: name,
 		Key: func(c *fiber.Ctx) string { return "ip:" + c.IP() }, Logger: r.log})
+}
+
+// allowUser counts one request of userID against the per-user bucket name,
+// the very bucket user(name) counts REST requests in, for requests that do
+// not pass through a route's middleware (WebSocket frames).
+func (r rateLimits) allowUser(ctx context.Context, name, userID string) (ratelimit.Result, error) {
+	return r.limiter.Allow(ctx, ratelimit.BucketKey(name, auth.UserRateLimitKey(userID)), r.perUser)
 }

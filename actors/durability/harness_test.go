@@ -73,6 +73,8 @@ func newCluster(t *testing.T, bin, provider string, total int) *kowaiCluster {
 	if provider == "etcd" {
 		c.etcd = clustertest.StartEtcd(t)
 	}
+	// Every node shares one certificate from one test CA, as an operator may.
+	certs := clustertest.NewCerts(t)
 	ports := clustertest.FreePorts(t, 3*total)
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
 	var peers []string
@@ -81,7 +83,7 @@ func newCluster(t *testing.T, bin, provider string, total int) *kowaiCluster {
 	}
 	for i := range total {
 		n := &kowaiNode{index: i, httpURL: "http://" + addr(ports[3*i]), clusterAddr: addr(ports[3*i+1]), membership: peers[i]}
-		n.env = append(c.baseEnv(),
+		n.env = append(append(c.baseEnv(), certs.Env()...),
 			"KOWAI_HTTP_ADDR="+addr(ports[3*i]),
 			"KOWAI_CLUSTER_PROVIDER="+provider,
 			"KOWAI_CLUSTER_ADDR="+n.clusterAddr,
