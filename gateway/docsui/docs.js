@@ -132,7 +132,7 @@ function tryIt(doc, method, path, op) {
 // operation renders one operation as a collapsible entry.
 function operation(doc, method, path, op) {
   const d = el('details', { 'data-search': `${method} ${path} ${op.summary || ''} ${(op.tags || []).join(' ')}`.toLowerCase() });
-  d.append(el('summary', null, el('span', { class: `method ${method}` }, method), el('code', null, path), ' ', op.summary || '', needsToken(op) ? ' 🔒' : ''));
+  d.append(el('summary', null, el('span', { class: `method ${method}` }, method), el('code', null, path), ' ', op.summary || '', needsToken(op) ? el('span', { class: 'badge', title: 'needs a bearer token' }, 'token') : ''));
   const body = el('div', { class: 'op' }, prose(op.description), el('p', null, 'operationId ', el('code', null, op.operationId || '')));
   if (op.parameters && op.parameters.length) {
     body.append(el('h4', null, 'Parameters'), el('table', null,
