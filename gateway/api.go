@@ -61,6 +61,10 @@ type API struct {
 	// RateLimit is the limit per user (per client address when anonymous)
 	// and per route (KOWAI_RATE_LIMIT); zero means 120/m.
 	RateLimit ratelimit.Limit
+	// Workflows, optional, serves /api/v1/workflows; without it those
+	// routes answer 503.
+	Workflows *Workflows
+
 	// AuthRateLimit is the limit per client address on register, login,
 	// refresh and Appwrite sign-in; zero means 10/m.
 	AuthRateLimit ratelimit.Limit
@@ -142,6 +146,6 @@ func (s *Server) Mount(api API) error {
 			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged}, authed, rl)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo}, authed, rl)
 	}
-	s.mountWorkflows(authed, rl)
+	s.mountWorkflows(api.Workflows, authed, rl)
 	return nil
 }

@@ -117,7 +117,7 @@ func frameSummary(name string) string {
 // frame types in ws.go. host and protocol ("ws" or "wss") name the server
 // the document lists: the node the client reached.
 func (s *Server) AsyncAPI(host, protocol string) (map[string]any, error) {
-	sb := schemaBuilder{components: map[string]any{}}
+	sb := newSchemaBuilder()
 	client, err := sb.frames(reflect.TypeOf(wsClientFrame{}), true)
 	if err != nil {
 		return nil, err

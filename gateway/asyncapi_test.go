@@ -260,7 +260,7 @@ func TestFrameTags(t *testing.T) {
 		{frameUnknown{}, `names frame type "c"`},
 		{frameGood{}, ""},
 	} {
-		sb := schemaBuilder{components: map[string]any{}}
+		sb := newSchemaBuilder()
 		frames, err := sb.frames(reflect.TypeOf(tc.typ), false)
 		if tc.wantErr != "" {
 			if !errors.Is(err, errFrameTags) || !strings.Contains(err.Error(), tc.wantErr) {
@@ -297,7 +297,7 @@ func TestFrameTags(t *testing.T) {
 	}
 	// The real frame structs are tagged completely.
 	for _, typ := range []any{wsClientFrame{}, wsServerFrame{}} {
-		sb := schemaBuilder{components: map[string]any{}}
+		sb := newSchemaBuilder()
 		if _, err := sb.frames(reflect.TypeOf(typ), false); err != nil {
 			t.Errorf("%T: %v", typ, err)
 		}

@@ -11,9 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/kowai/kowai/internal/jsonschema"
 )
 
 // Op documents one route in the OpenAPI document. Every route is registered
@@ -84,7 +85,7 @@ func apiContact() map[string]any {
 // OpenAPI builds the OpenAPI 3.1 document of every route registered so far.
 func (s *Server) OpenAPI() map[string]any {
 	docs := s.documentedRoutes()
-	sb := schemaBuilder{components: map[string]any{}}
+	sb := newSchemaBuilder()
 	paths := map[string]map[string]any{}
 	tagPaths := map[string][]string{}
 	for _, d := range docs {
@@ -96,7 +97,7 @@ func (s *Server) OpenAPI() map[string]any {
 		tag := opTag(d)
 		tagPaths[tag] = append(tagPaths[tag], p)
 	}
-	problem := sb.object(reflect.TypeOf(problem{}))
+	problem := sb.Object(reflect.TypeOf(problem{}))
 	sb.components["Problem"] = withDescription(problem, "An RFC 9457 problem: every error the API answers with.")
 	return map[string]any{
 		"openapi": "3.1.0",
@@ -229,7 +230,19 @@ func opDescription(op Op) string {
 	return strings.Join(parts, " ")
 }
 
-type schemaBuilder struct{ components map[string]any }
+// schemaBuilder derives the document's schemas; named structs become
+// components (the reflector is shared with the workflow engine).
+type schemaBuilder struct {
+	components map[string]any
+	jsonschema.Builder
+}
+
+func newSchemaBuilder() *schemaBuilder {
+	c := map[string]any{}
+	return &schemaBuilder{components: c, Builder: jsonschema.Builder{Components: c, RefPrefix: "#/components/schemas/"}}
+}
+
+func (sb *schemaBuilder) schema(t reflect.Type) map[string]any { return sb.Schema(t) }
 
 func (sb *schemaBuilder) operation(d documented) map[string]any {
 	op := d.op
@@ -321,80 +334,8 @@ func operationID(method, path string) string {
 	return b.String()
 }
 
-var timeType = reflect.TypeOf(time.Time{})
-var rawJSONType = reflect.TypeOf(json.RawMessage{})
-
-// schema returns the JSON schema of t; named structs become components.
-func (sb *schemaBuilder) schema(t reflect.Type) map[string]any {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch {
-	case t == timeType:
-		return map[string]any{"type": "string", "format": "date-time"}
-	case t == rawJSONType:
-		return map[string]any{}
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return map[string]any{"type": "string"}
-	case reflect.Bool:
-		return map[string]any{"type": "boolean"}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return map[string]any{"type": "integer"}
-	case reflect.Float32, reflect.Float64:
-		return map[string]any{"type": "number"}
-	case reflect.Slice, reflect.Array:
-		return map[string]any{"type": "array", "items": sb.schema(t.Elem())}
-	case reflect.Map:
-		return map[string]any{"type": "object", "additionalProperties": sb.schema(t.Elem())}
-	case reflect.Struct:
-		if t.Name() == "" {
-			return sb.object(t)
-		}
-		name := t.Name()
-		if _, ok := sb.components[name]; !ok {
-			sb.components[name] = map[string]any{} // breaks cycles
-			sb.components[name] = sb.object(t)
-		}
-		return map[string]any{"$ref": "#/components/schemas/" + name}
-	}
-	return map[string]any{}
-}
-
-func (sb *schemaBuilder) object(t reflect.Type) map[string]any {
-	props := map[string]any{}
-	var required []string
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		s := sb.schema(f.Type)
-		if d := f.Tag.Get("doc"); d != "" {
-			s = withDescription(s, d)
-		}
-		props[name] = s
-		if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") && f.Type.Kind() != reflect.Pointer {
-			required = append(required, name)
-		}
-	}
-	sort.Strings(required)
-	out := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
-	if len(required) > 0 {
-		out["required"] = required
-	}
-	return out
-}
-
+// withDescription adds a description to a schema; a $ref gets it through
+// allOf, since siblings of $ref are ignored.
 func withDescription(s map[string]any, d string) map[string]any {
 	if _, isRef := s["$ref"]; isRef {
 		return map[string]any{"allOf": []any{s}, "description": d}
