@@ -131,7 +131,7 @@ func (s *Server) Mount(api API) error {
 	if api.Auth != nil {
 		ws.users = api.Auth
 	}
-	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens (see the README for frames)", Tag: "Chat",
+	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens", Tag: "Chat",
 		Status: http.StatusSwitchingProtocols, Errors: []int{http.StatusUpgradeRequired}},
 		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
 

@@ -18,6 +18,18 @@
 //
 // Any other error becomes a 500 whose detail reveals nothing.
 //
+// # API documents
+//
+// Every route is registered with Server.Route and an Op, so /openapi.json
+// (OpenAPI 3.1) describes them all; an Op needs only a Summary, and the
+// generator derives the description, tag, operationId and security API
+// linters require. /asyncapi.json (AsyncAPI 3.0) describes the chat
+// WebSocket's frames, read by reflection from the frame structs' json, frame
+// and doc tags. /docs is an embedded page (no inline script, strict CSP) that
+// lists both and tries requests with a bearer token.
+//
+//	s.Route(fiber.MethodGet, "/api/v1/things/:id", gateway.Op{Summary: "One thing", Auth: true, Response: Thing{}}, handler)
+//
 // # Health
 //
 // /health/live answers while the process runs. /health/ready probes the
