@@ -134,7 +134,7 @@ func (a adminRoutes) record(c *fiber.Ctx, p auth.Principal, action, targetID str
 		return fmt.Errorf("audit %s: %w", action, err)
 	}
 	if _, err := a.audit.Append(c.UserContext(), persistence.AuditEntry{ActorID: p.UserID, Action: action,
-		TargetType: "user", TargetID: targetID, Detail: raw, IP: c.IP()}); err != nil {
+		TargetType: "user", TargetID: targetID, Detail: raw, IP: ClientAddr(c)}); err != nil {
 		return fmt.Errorf("audit %s of user %s (the change was made): %w", action, targetID, err)
 	}
 	return nil

@@ -41,6 +41,7 @@ func (b *syncBuffer) String() string {
 type testServer struct {
 	url  string
 	logs *syncBuffer
+	reg  *prometheus.Registry
 }
 
 // start runs a gateway on 127.0.0.1:0 until the test ends; routes adds
@@ -61,13 +62,13 @@ func startWith(t *testing.T, opts Options, setup func(s *Server)) testServer {
 	reg := prometheus.NewRegistry()
 	opts.Addr = "127.0.0.1:0"
 	opts.Logger = logging.New(logs, slog.LevelInfo, "json")
-	opts.Registry, opts.Gatherer = reg, reg
+	opts.Registry = reg
 	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	setup(s)
-	return testServer{url: runServer(t, s), logs: logs}
+	return testServer{url: runServer(t, s), logs: logs, reg: reg}
 }
 
 // runServer serves s until the test ends and returns its base URL.
@@ -211,17 +212,46 @@ func TestProblemsRequestIDAndHeaders(t *testing.T) {
 	}
 }
 
+// scrapeMetrics serves reg on a MetricsServer of its own, as kowai serve
+// does on KOWAI_METRICS_ADDR, and returns one scrape.
+func scrapeMetrics(t *testing.T, reg *prometheus.Registry) string {
+	t.Helper()
+	ms, err := NewMetricsServer(MetricsOptions{Addr: "127.0.0.1:0", Gatherer: reg, Logger: logging.New(io.Discard, slog.LevelInfo, "json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ms.Run(ctx) }()
+	select {
+	case <-ms.Ready():
+	case err := <-done:
+		t.Fatalf("metrics server did not start: %v", err)
+	}
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("metrics server: %v", err)
+		}
+	}()
+	res, body := get(t, "http://"+ms.Addr().String()+"/metrics", nil)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %d %s", res.StatusCode, body)
+	}
+	return string(body)
+}
+
 func TestAccessLogAndMetrics(t *testing.T) {
-	ts := start(t, Options{}, func(app *fiber.App) {
-		app.Get("/items/:id", func(c *fiber.Ctx) error { return c.SendString(c.Params("id")) })
+	ts := startWith(t, Options{}, func(s *Server) {
+		s.Route(fiber.MethodGet, "/items/:id", Op{Summary: "an item", Tag: "Test", Response: ""},
+			func(c *fiber.Ctx) error { return c.SendString(c.Params("id")) })
 	})
-	get(t, ts.url+"/items/42", map[string]string{"X-Request-ID": "req-7"})
-	_, body := get(t, ts.url+"/metrics", nil)
-	metrics := string(body)
+	get(t, ts.url+"/items/42", map[string]string{"X-Request-ID": "req-7", "User-Agent": "kowai-test/1.0"})
+	metrics := scrapeMetrics(t, ts.reg)
 	for _, want := range []string{
 		`kowai_http_requests_total{method="GET",route="/items/:id",status="200"} 1`,
 		`kowai_http_request_duration_seconds_count{method="GET",route="/items/:id"} 1`,
-		`kowai_http_requests_in_flight 1`,
+		`kowai_http_requests_in_flight 0`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
@@ -236,15 +266,29 @@ func TestAccessLogAndMetrics(t *testing.T) {
 		}
 	}
 	if line["route"] != "/items/:id" || line["status"] != float64(200) || line["method"] != "GET" ||
-		line["correlation_id"] != "req-7" || line["duration_ms"] == nil {
+		line["correlation_id"] != "req-7" || line["duration_ms"] == nil ||
+		line["client_addr"] != "127.0.0.1" || line["user_agent"] != "kowai-test/1.0" {
 		t.Errorf("access log line: %v", line)
+	}
+}
+
+// TestMetricsNotOnAPIPort: /metrics is served on the metrics address only;
+// on the public port it is an unknown route.
+func TestMetricsNotOnAPIPort(t *testing.T) {
+	ts := start(t, Options{}, nil)
+	res, body := get(t, ts.url+"/metrics", nil)
+	if res.StatusCode != http.StatusNotFound || strings.Contains(string(body), "kowai_http_requests_total") {
+		t.Fatalf("GET /metrics on the API port: %d %s", res.StatusCode, body)
+	}
+	if !strings.Contains(scrapeMetrics(t, ts.reg), `kowai_http_requests_total{method="GET",route="unmatched",status="404"} 1`) {
+		t.Fatal("the metrics address does not serve the gateway's metrics")
 	}
 }
 
 func TestShutdownWaitsForInFlight(t *testing.T) {
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
-	s, err := New(Options{Addr: "127.0.0.1:0", Logger: logging.New(logs, slog.LevelInfo, "json"), Registry: reg, Gatherer: reg})
+	s, err := New(Options{Addr: "127.0.0.1:0", Logger: logging.New(logs, slog.LevelInfo, "json"), Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +334,7 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 func newTestServer(t *testing.T) *Server {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	s, err := New(Options{Addr: "127.0.0.1:0", Logger: logging.New(io.Discard, slog.LevelInfo, "json"), Registry: reg, Gatherer: reg})
+	s, err := New(Options{Addr: "127.0.0.1:0", Logger: logging.New(io.Discard, slog.LevelInfo, "json"), Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
