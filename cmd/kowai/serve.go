@@ -199,7 +199,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 				log.WarnContext(ctx, "agent reload failed; it reloads on its next activation", "agent_id", agentID, "error", err)
 			}
 		},
-		ClusterInfo: func() any { return node.Info() },
+		ClusterInfo:   func() any { return node.Info() },
 		Limiter:       limiter,
 		RateLimit:     rateLimit,
 		AuthRateLimit: authRateLimit,
