@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +34,7 @@ type restConfig struct {
 	authRateLimit      ratelimit.Limit
 	appwrite           *auth.AppwriteVerifier
 	throttle           *auth.Throttle
+	trustedProxies     []netip.Prefix
 }
 
 // restEnv is a gateway with the whole REST API over a real auth.Service and
@@ -103,7 +105,7 @@ func startREST(t *testing.T, cfg restConfig) *restEnv {
 		env.changed = append(env.changed, id)
 	})
 	env.svc = svc
-	ts := startWith(t, Options{}, func(s *Server) {
+	ts := startWith(t, Options{TrustedProxies: cfg.trustedProxies}, func(s *Server) {
 		env.server = s
 		if err := s.Mount(api); err != nil {
 			t.Fatal(err)
