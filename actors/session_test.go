@@ -430,7 +430,7 @@ func TestTurnsBehindARunningTurn(t *testing.T) {
 	default:
 	}
 	h.checkLog(conv1, roleUser, roleAssistant)
-	if got := h.counter("kowai_chat_turns_total", map[string]string{"outcome": actorpb.Code_CODE_FORBIDDEN.String()}); got != 1 {
+	if got := h.counter("kowai_chat_turns_total", map[string]string{"outcome": "forbidden"}); got != 1 {
 		t.Fatalf("forbidden turns = %v, want 1", got)
 	}
 }

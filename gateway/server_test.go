@@ -272,6 +272,56 @@ func TestAccessLogAndMetrics(t *testing.T) {
 	}
 }
 
+// TestRouteLabels: the route label is the template of the route that
+// matched, even when its handler answers 404; requests no route matched (404,
+// 405 from the router, refusals before routing) are all "unmatched".
+func TestRouteLabels(t *testing.T) {
+	ts := startWith(t, Options{BodyLimit: 64}, func(s *Server) {
+		s.Route(fiber.MethodGet, "/things/:id", Op{Summary: "a thing", Tag: "Test", Response: ""},
+			func(c *fiber.Ctx) error { return NewError(http.StatusNotFound, "no such thing") })
+		s.Route(fiber.MethodPost, "/things", Op{Summary: "add a thing", Tag: "Test", Response: ""},
+			func(c *fiber.Ctx) error { return c.SendStatus(http.StatusCreated) })
+	})
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{http.MethodGet, "/things/1", "", 404},
+		{http.MethodDelete, "/things/1", "", 405},
+		{http.MethodGet, "/nothing/here", "", 404},
+		{http.MethodPost, "/things", "{}", 201},
+		{http.MethodPost, "/things", strings.Repeat("x", 100), 413},
+	} {
+		req, err := http.NewRequest(tc.method, ts.url+tc.path, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.status {
+			t.Fatalf("%s %s: %d, want %d", tc.method, tc.path, res.StatusCode, tc.status)
+		}
+	}
+	metrics := scrapeMetrics(t, ts.reg)
+	for _, want := range []string{
+		`kowai_http_requests_total{method="GET",route="/things/:id",status="404"} 1`,
+		`kowai_http_requests_total{method="DELETE",route="unmatched",status="405"} 1`,
+		`kowai_http_requests_total{method="GET",route="unmatched",status="404"} 1`,
+		`kowai_http_requests_total{method="POST",route="/things",status="201"} 1`,
+		`kowai_http_requests_total{method="POST",route="unmatched",status="413"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(metrics, `route="/"`) {
+		t.Error(`a request is labelled route="/"`)
+	}
+}
+
 // TestMetricsNotOnAPIPort: /metrics is served on the metrics address only;
 // on the public port it is an unknown route.
 func TestMetricsNotOnAPIPort(t *testing.T) {
