@@ -253,6 +253,8 @@ func (s *Service) Login(ctx context.Context, email, password, ip string) (TokenP
 		if err := s.cfg.Hasher.VerifyDummy(ctx, password); err != nil {
 			return TokenPair{}, err
 		}
+		// Not the email: people type passwords into it.
+		s.log.InfoContext(ctx, "login failed", "reason", "unknown_account", "ip", ip)
 		return TokenPair{}, ErrInvalidCredentials
 	}
 	ok, rehash, err := s.cfg.Hasher.Verify(ctx, password, u.PasswordHash)
