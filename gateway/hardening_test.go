@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	fws "github.com/fasthttp/websocket"
 )
 
 // compress applies codings to body in order, as a client would before
@@ -203,5 +205,22 @@ func TestRefusalsReachTheClient(t *testing.T) {
 	logs := env.logs.String()
 	if !strings.Contains(logs, `"route":"unmatched","status":413`) || !strings.Contains(logs, `"route":"unmatched","status":431`) {
 		t.Fatalf("refusals missing from the access log: %s", logs)
+	}
+}
+
+// TestWebSocketRefusesCompression: frames are limited by their size on the
+// wire, so a compressed frame could inflate far past the limit; the server
+// must never agree to permessage-deflate.
+func TestWebSocketRefusesCompression(t *testing.T) {
+	ts := startAPI(t, &fakeChat{})
+	d := fws.Dialer{EnableCompression: true, HandshakeTimeout: 5 * time.Second}
+	h := http.Header{"Authorization": {"Bearer good-u1"}}
+	c, res, err := d.Dial("ws"+strings.TrimPrefix(ts.url, "http")+"/api/v1/chat/ws", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if ext := res.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
+		t.Fatalf("the server negotiated %q", ext)
 	}
 }

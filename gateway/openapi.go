@@ -171,7 +171,9 @@ func (sb *schemaBuilder) operation(d documented) map[string]any {
 	if op.Request != nil {
 		out["requestBody"] = map[string]any{
 			"required": true,
-			"content":  map[string]any{fiber.MIMEApplicationJSON: map[string]any{"schema": sb.schema(reflect.TypeOf(op.Request))}},
+			"description": "JSON, optionally with Content-Encoding gzip or deflate (at most two codings); " +
+				"the body limit applies before and after decompression (413 beyond it, 415 for other codings)",
+			"content": map[string]any{fiber.MIMEApplicationJSON: map[string]any{"schema": sb.schema(reflect.TypeOf(op.Request))}},
 		}
 	}
 	return out
