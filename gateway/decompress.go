@@ -33,11 +33,16 @@ const maxCodings = 2
 // Unknown codings get 415 with Accept-Encoding; corrupt data gets 400.
 func decompressBody(limit int) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		header := c.Request().Header.Peek(fiber.HeaderContentEncoding)
-		if len(header) == 0 {
+		lines := c.Request().Header.PeekAll(fiber.HeaderContentEncoding)
+		if len(lines) == 0 {
 			return c.Next()
 		}
-		codings, err := parseCodings(string(header))
+		// Several header lines are one list, in order (RFC 9110 5.3).
+		header := make([]string, len(lines))
+		for i, l := range lines {
+			header[i] = string(l)
+		}
+		codings, err := parseCodings(strings.Join(header, ","))
 		if err != nil {
 			return err
 		}

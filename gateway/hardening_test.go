@@ -45,7 +45,8 @@ func compress(t *testing.T, body []byte, codings ...string) []byte {
 	return body
 }
 
-// postEncoded posts body as JSON with Content-Encoding encoding.
+// postEncoded posts body as JSON with Content-Encoding encoding; a "|" in
+// encoding splits it into several header lines.
 func postEncoded(t *testing.T, url, encoding string, body []byte) reply {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
@@ -53,8 +54,20 @@ func postEncoded(t *testing.T, url, encoding string, body []byte) reply {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Content-Encoding", encoding)
+	for _, line := range strings.Split(encoding, "|") {
+		req.Header.Add("Content-Encoding", line)
+	}
 	return do(t, req)
+}
+
+// bomb is 256 MiB of zeros gzipped twice.
+func bomb(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/bomb-256MiB-zeros.gz.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestDecompressionBomb replays the audit's attack: an unauthenticated login
@@ -64,14 +77,10 @@ func postEncoded(t *testing.T, url, encoding string, body []byte) reply {
 // megabytes, not hundreds.
 func TestDecompressionBomb(t *testing.T) {
 	env := startREST(t, restConfig{})
-	bomb, err := os.ReadFile("testdata/bomb-256MiB-zeros.gz.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
 	postEncoded(t, env.url+"/api/v1/auth/login", "gzip", compress(t, []byte(`{}`), "gzip")) // warm up
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	r := postEncoded(t, env.url+"/api/v1/auth/login", "gzip, gzip", bomb)
+	r := postEncoded(t, env.url+"/api/v1/auth/login", "gzip, gzip", bomb(t))
 	runtime.ReadMemStats(&after)
 	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 32<<20 {
 		t.Errorf("the request allocated %d MiB; decompression is not bounded", allocated>>20)
@@ -103,6 +112,8 @@ func TestCompressedBodies(t *testing.T) {
 		{"deflate", "deflate", compress(t, account(3), "deflate"), http.StatusCreated, ""},
 		{"deflate then gzip", "deflate, GZIP", compress(t, account(4), "deflate", "gzip"), http.StatusCreated, ""},
 		{"identity", "identity", account(5), http.StatusCreated, ""},
+		{"two header lines", "gzip|gzip", compress(t, account(10), "gzip", "gzip"), http.StatusCreated, ""},
+		{"bomb over two header lines", "gzip|gzip", bomb(t), http.StatusRequestEntityTooLarge, ""},
 		{"just over the limit once decoded", "gzip", compress(t, overLimit, "gzip"), http.StatusRequestEntityTooLarge, ""},
 		{"corrupt gzip", "gzip", []byte("this is not gzip"), http.StatusBadRequest, ""},
 		{"truncated gzip", "gzip", compress(t, account(6), "gzip")[:20], http.StatusBadRequest, ""},
