@@ -8,7 +8,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 NORACE   := $(shell $(GO) list ./... 2>/dev/null | grep -E '/(clustertest|durability)$$')
 RACE     := $(shell $(GO) list ./... 2>/dev/null | grep -vE '/(clustertest|durability)$$')
 
-.PHONY: all build build-k8s run test fmt-check vet bench generate clean
+.PHONY: all build build-k8s run test fmt-check vet tidy-check bench generate clean
 
 all: build
 
@@ -19,16 +19,16 @@ build:
 build-k8s:
 	$(GO) build -tags k8s -ldflags "$(LDFLAGS)" -o bin/kowai ./cmd/kowai
 
-## run: a node on the embedded defaults (SQLite in ./data, offline model) on :8080
+## run: a node on the embedded defaults (SQLite in ./data, offline model) on 127.0.0.1:8080 (loopback only)
 run: build
 	./bin/kowai serve
 
-## test: gofmt check, go vet, the race-enabled suite, then the cluster suites
+## test: gofmt check, go vet, the race-enabled suite, then the cluster suites; ends with
+## "N passed, N failed, N skipped" and every skipped test with its reason
 test: fmt-check vet
-	$(GO) test -race -count=1 -timeout 12m $(RACE)
-ifneq ($(strip $(NORACE)),)
-	$(GO) test -count=1 -timeout 12m $(NORACE)
-endif
+	$(GO) run ./internal/testsummary \
+	  $(GO) test -json -race -count=1 -timeout 12m $(RACE) \
+	  $(if $(strip $(NORACE)),--then $(GO) test -json -count=1 -timeout 12m $(NORACE))
 
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -36,6 +36,10 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags k8s ./cluster/
+
+## tidy-check: fail when go mod tidy would change go.mod or go.sum (CI runs it)
+tidy-check:
+	@if ! $(GO) mod tidy -diff; then echo "go.mod/go.sum are not tidy: run go mod tidy and commit the result"; exit 1; fi
 
 ## bench: every benchmark; comparative ones print their ratio against a baseline from the same run.
 ## MariaDB and Redis default to the accounts .ci/run sets up.

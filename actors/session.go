@@ -46,6 +46,10 @@ type session struct {
 	// saved.
 	passivated []*actor.PID
 	stopped    bool
+	// deleting are the requesters of a DeleteConversation that waits for the running
+	// turn to end; deleteCorr is its correlation ID.
+	deleting   []*actor.PID
+	deleteCorr string
 }
 
 // turn is one SendMessage on its way: queued, or running in a child.
@@ -92,6 +96,10 @@ func (s *session) Receive(ctx actor.Context) {
 		ctx.Respond(s.onInfo(msg))
 	case *actorpb.CancelTurn:
 		ctx.Respond(s.onCancel(msg))
+	case *actorpb.RenameConversation:
+		ctx.Respond(s.onRename(msg))
+	case *actorpb.DeleteConversation:
+		s.onDelete(ctx, msg)
 	case turnDone:
 		s.onTurnDone(ctx, msg)
 	case startNext:
@@ -189,13 +197,16 @@ func (s *session) checkRead(corr, convID, userID string, canReadAny bool) *actor
 	if e := s.ensureLoaded(corr); e != nil {
 		return e
 	}
-	if !s.exists {
-		return errorReply(actorpb.Code_CODE_NOT_FOUND, corr, "conversation %s does not exist", s.identity)
-	}
-	if !canRead(s.state.OwnerID, userID, canReadAny) {
-		return errorReply(actorpb.Code_CODE_FORBIDDEN, corr, "conversation %s belongs to another user", s.identity)
+	if !s.exists || !canRead(s.state.OwnerID, userID, canReadAny) {
+		return errNoConversation(corr, s.identity)
 	}
 	return nil
+}
+
+// errNoConversation is the one answer for a conversation that does not exist and one
+// the caller may not touch, so that nobody learns which IDs are taken.
+func errNoConversation(corr, id string) *actorpb.ErrorReply {
+	return errorReply(actorpb.Code_CODE_NOT_FOUND, corr, "conversation %s does not exist", id)
 }
 
 func (s *session) checkIdentity(corr, convID string) *actorpb.ErrorReply {
@@ -247,6 +258,11 @@ func (s *session) onSend(ctx actor.Context, req *actorpb.SendMessage) {
 		s.answer(ctx, t, errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "user_id and content are required"))
 		return
 	}
+	if s.deleting != nil {
+		// The conversation is on its way out; its owner asked for that.
+		s.answer(ctx, t, errNoConversation(corr, s.identity))
+		return
+	}
 	if !s.admit(ctx, t) {
 		return
 	}
@@ -276,15 +292,25 @@ func (s *session) admit(ctx actor.Context, t *turn) (wait bool) {
 		return false
 	}
 	key := t.req.GetIdempotencyKey()
-	if res := s.state.replay(s.identity, key); res != nil {
+	hash := requestHash(t.req)
+	if res, mismatch := s.state.replay(s.identity, key, hash); mismatch {
+		s.answer(ctx, t, errIdempotencyMismatch(t.req.GetCorrelationId(), key))
+		return false
+	} else if res != nil {
 		s.answer(ctx, t, res)
 		return false
 	}
 	if key != "" {
 		// A retry of a turn still in progress waits for that turn's answer. A turn
-		// leaving the queue never matches: a key enters the queue at most once.
+		// leaving the queue never matches: a key enters the queue at most once. The
+		// caller is the owner (checkWrite), and a request other than the one in
+		// progress is refused rather than given its answer.
 		for _, other := range append([]*turn{s.running}, s.queue...) {
 			if other != nil && other.req.GetIdempotencyKey() == key {
+				if requestHash(other.req) != hash {
+					s.answer(ctx, t, errIdempotencyMismatch(t.req.GetCorrelationId(), key))
+					return false
+				}
 				other.waiters = append(other.waiters, t.waiters...)
 				return false
 			}
@@ -304,14 +330,20 @@ func (s *session) admit(ctx actor.Context, t *turn) (wait bool) {
 }
 
 // checkWrite checks that req may add a turn: only the owner writes, and a conversation
-// keeps its agent.
+// keeps its agent. The owner is known from the moment the first turn starts, before the
+// conversation's row exists, so nobody else joins or queues behind that turn. A
+// conversation that does not exist yet may be created by anyone, unless the request says
+// it must exist (its ID is reserved, see SendMessage.must_exist). A stranger gets the
+// answer a missing conversation gets.
 func (s *session) checkWrite(req *actorpb.SendMessage) *actorpb.ErrorReply {
 	corr := req.GetCorrelationId()
-	if !s.exists {
+	switch owner := s.state.OwnerID; {
+	case owner == "" && req.GetMustExist():
+		return errNoConversation(corr, s.identity)
+	case owner == "":
 		return nil
-	}
-	if s.state.OwnerID != req.GetUserId() {
-		return errorReply(actorpb.Code_CODE_FORBIDDEN, corr, "conversation %s belongs to another user", s.identity)
+	case owner != req.GetUserId():
+		return errNoConversation(corr, s.identity)
 	}
 	if a := req.GetAgentId(); a != "" && a != s.state.AgentID {
 		return errorReply(actorpb.Code_CODE_CONFLICT, corr, "conversation %s is served by agent %s, not %s", s.identity, s.state.AgentID, a)
@@ -342,7 +374,7 @@ func (s *session) resolveAgent(req *actorpb.SendMessage) *actorpb.ErrorReply {
 	if cfg, err := s.rt.types.ParseConfig(ag.Type, ag.Config); err == nil {
 		policy = cfg.BusyPolicy
 	}
-	s.state = sessionState{OwnerID: req.GetUserId(), AgentID: agentID, Title: truncate(req.GetContent(), maxTitle), BusyPolicy: policy}
+	s.state = sessionState{OwnerID: req.GetUserId(), AgentID: agentID, Title: titleOf(req.GetContent()), BusyPolicy: policy}
 	return nil
 }
 
@@ -356,8 +388,12 @@ func (s *session) start(ctx actor.Context, t *turn) {
 	t.child = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &turnActor{job: job} }))
 }
 
-// startNext starts the next queued turn that may still run.
+// startNext starts the next queued turn that may still run, or finishes a delete that
+// waited for the running turn.
 func (s *session) startNext(ctx actor.Context) {
+	if s.running == nil && s.deleting != nil {
+		s.finishDelete(ctx)
+	}
 	for s.running == nil && len(s.queue) > 0 && !s.stopped {
 		t := s.queue[0]
 		s.queue = slices.Delete(s.queue, 0, 1)
@@ -380,8 +416,14 @@ func (s *session) onTurnDone(ctx actor.Context, d turnDone) {
 	case o.reload:
 		s.unload()
 	case o.adopt:
+		// A rename while the turn ran changed the title; the turn never does.
+		title := s.state.Title
 		s.state, s.version, s.exists, s.unsaved = o.state, o.version, true, o.unsaved
 		s.touched, s.active = o.touched, o.active
+		if s.state.Title != title {
+			s.state.Title = title
+			s.unsaved = max(s.unsaved, 1)
+		}
 	case !s.exists:
 		// The conversation was not created; the next first message chooses again.
 		s.state = sessionState{}
@@ -438,6 +480,12 @@ func (s *session) failAll(code actorpb.Code, message string) {
 		s.answer(s.sys.Root, t, actorpb.NewError(code, t.req.GetCorrelationId(), message))
 	}
 	s.running, s.queue = nil, nil
+	for _, w := range s.deleting {
+		if w != nil {
+			s.sys.Root.Send(w, actorpb.NewError(code, s.deleteCorr, message))
+		}
+	}
+	s.deleting = nil
 }
 
 func (s *session) onCancel(req *actorpb.CancelTurn) any {
@@ -449,11 +497,8 @@ func (s *session) onCancel(req *actorpb.CancelTurn) any {
 		return e
 	}
 	// A conversation being created by its first turn is already its owner's.
-	switch {
-	case s.state.OwnerID == "":
-		return errorReply(actorpb.Code_CODE_NOT_FOUND, corr, "conversation %s does not exist", s.identity)
-	case s.state.OwnerID != req.GetUserId():
-		return errorReply(actorpb.Code_CODE_FORBIDDEN, corr, "conversation %s belongs to another user", s.identity)
+	if s.state.OwnerID == "" || s.state.OwnerID != req.GetUserId() {
+		return errNoConversation(corr, s.identity)
 	}
 	id := req.GetTurnId()
 	match := func(t *turn) bool { return id == "" || t.req.GetIdempotencyKey() == id }
@@ -471,6 +516,108 @@ func (s *session) onCancel(req *actorpb.CancelTurn) any {
 		return true
 	})
 	return &actorpb.CancelResult{Canceled: canceled}
+}
+
+// onRename sets the title of an existing conversation, in its row and in the state
+// (saved with the next snapshot; activation reads the title from the snapshot).
+func (s *session) onRename(req *actorpb.RenameConversation) any {
+	corr := req.GetCorrelationId()
+	if e := s.checkIdentity(corr, req.GetConversationId()); e != nil {
+		return e
+	}
+	if s.deleting != nil {
+		return errNoConversation(corr, s.identity)
+	}
+	if e := s.ensureLoaded(corr); e != nil {
+		return e
+	}
+	if !s.exists || s.state.OwnerID != req.GetUserId() {
+		return errNoConversation(corr, s.identity)
+	}
+	title := req.GetTitle()
+	if title == "" {
+		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "title is required")
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	err := s.rt.deps.Conversations.UpdateTitle(wctx, s.identity, title)
+	if errors.Is(err, persistence.ErrNotFound) {
+		// Deleted behind the session's back (its owner's account went): forget it.
+		s.unload()
+		return errNoConversation(corr, s.identity)
+	}
+	if err != nil {
+		s.log.Error("rename failed", "conversation_id", s.identity, "correlation_id", corr, "error", err)
+		return errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "conversation %s cannot be renamed now", s.identity)
+	}
+	s.state.Title = title
+	s.unsaved = max(s.unsaved, 1)
+	return &actorpb.ConversationInfo{ConversationId: s.identity, OwnerId: s.state.OwnerID, AgentId: s.state.AgentID,
+		Title: s.state.Title, Turns: s.state.Turns, LastSeq: s.state.LastSeq, Busy: s.running != nil}
+}
+
+// onDelete erases the conversation for its owner. Queued turns are refused at once; a
+// running turn is cancelled, and the delete waits for it to end, so that no write of the
+// turn lands after the delete. The answer is sent when the delete is done.
+func (s *session) onDelete(ctx actor.Context, req *actorpb.DeleteConversation) {
+	corr := req.GetCorrelationId()
+	reply := func(r any) { ctx.Respond(r) }
+	if e := s.checkIdentity(corr, req.GetConversationId()); e != nil {
+		reply(e)
+		return
+	}
+	if e := s.ensureLoaded(corr); e != nil {
+		reply(e)
+		return
+	}
+	// A conversation in creation by its first turn is its owner's to delete too.
+	if s.state.OwnerID == "" || s.state.OwnerID != req.GetUserId() {
+		reply(errNoConversation(corr, s.identity))
+		return
+	}
+	s.deleting = append(s.deleting, ctx.Sender())
+	if s.deleteCorr == "" {
+		s.deleteCorr = corr
+	}
+	for _, t := range s.queue {
+		s.answer(ctx, t, errorReply(actorpb.Code_CODE_NOT_FOUND, t.req.GetCorrelationId(), "conversation %s was deleted", s.identity))
+	}
+	s.queue = nil
+	if s.running != nil {
+		s.running.cancel()
+		return
+	}
+	s.finishDelete(ctx)
+}
+
+// finishDelete deletes the conversation (with its messages, their feedback and its
+// snapshot, leaving a tombstone) and answers the requesters of the delete. The session
+// then holds the state of a conversation that does not exist, which no turn can create
+// again under this ID.
+func (s *session) finishDelete(ctx actor.Context) {
+	waiters, corr := s.deleting, s.deleteCorr
+	s.deleting, s.deleteCorr = nil, ""
+	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	var reply any = &actorpb.Ack{}
+	err := s.rt.deps.Conversations.Delete(wctx, s.identity)
+	switch {
+	case err == nil, errors.Is(err, persistence.ErrNotFound):
+		// Not found: the first turn never created it, or the owner's account went.
+		if s.loaded {
+			s.state, s.version, s.exists, s.unsaved = sessionState{}, 0, false, 0
+		}
+		s.log.Info("conversation deleted", "conversation_id", s.identity, "correlation_id", corr)
+	default:
+		s.log.Error("conversation delete failed", "conversation_id", s.identity, "correlation_id", corr, "error", err)
+		s.unload()
+		reply = errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "conversation %s cannot be deleted now; retry", s.identity)
+	}
+	for _, w := range waiters {
+		if w != nil {
+			ctx.Send(w, reply)
+		}
+	}
 }
 
 // passivateIfIdle saves a final snapshot when the state is ahead of the saved one,

@@ -156,9 +156,9 @@ func TestOwnership(t *testing.T) {
 		want error
 	}{
 		{"owner reads", history(0, false), nil},
-		{"stranger reads", history(1, false), actorpb.ErrForbidden},
+		{"stranger reads", history(1, false), actorpb.ErrNotFound},
 		{"reader flag reads", history(1, true), nil},
-		{"stranger asks for the conversation", info(1, false), actorpb.ErrForbidden},
+		{"stranger asks for the conversation", info(1, false), actorpb.ErrNotFound},
 		{"reader flag asks for the conversation", info(1, true), nil},
 	}
 	_, err := h.send(ctx, conv1, 1, "not mine", "")
@@ -166,7 +166,7 @@ func TestOwnership(t *testing.T) {
 		name string
 		err  error
 		want error
-	}{"stranger writes", err, actorpb.ErrForbidden})
+	}{"stranger writes", err, actorpb.ErrNotFound})
 	_, err = actorpb.As[*actorpb.TurnResult](h.grains.Call(ctx, KindSession, conv1, &actorpb.SendMessage{
 		ConversationId: conv1, UserId: h.users[0], Content: "x", AgentId: agenttype.BuiltinID("react")}))
 	cases = append(cases, struct {
@@ -398,12 +398,28 @@ func TestTurnsBehindARunningTurn(t *testing.T) {
 	}
 	retry := request(0, "first", "k1")
 	stranger := request(1, "not mine", "")
+	second := request(0, "second", "k2")
 	// The requests above were sent from this goroutine before this one, so the session
-	// has taken them in once it answers.
-	if q := h.sessionQueue(conv1); len(q) != 1 {
-		t.Fatalf("queue holds %d turns, want the stranger's alone (the retry joins the running turn)", len(q))
+	// has taken them in once it answers. The owner is known from the first turn's
+	// start, so the stranger is refused at once instead of queued.
+	if q := h.sessionQueue(conv1); len(q) != 1 || q[0].req.GetIdempotencyKey() != "k2" {
+		t.Fatalf("queue holds %d turns, want the owner's second alone (the retry joins the running turn)", len(q))
+	}
+	res, err := stranger.Result()
+	if err == nil {
+		_, err = actorpb.As[*actorpb.TurnResult](res.(proto.Message), nil)
+	}
+	if !errors.Is(err, actorpb.ErrNotFound) {
+		t.Fatalf("stranger's message: err = %v, want not found", err)
 	}
 	model.release <- struct{}{}
+	if got := <-model.started; got != "second" {
+		t.Fatalf("model started on %q", got)
+	}
+	model.release <- struct{}{}
+	if _, err := second.Result(); err != nil {
+		t.Fatal(err)
+	}
 	results := make([]*actorpb.TurnResult, 2)
 	for i, f := range []*actor.Future{first, retry} {
 		res, err := f.Result()
@@ -417,21 +433,14 @@ func TestTurnsBehindARunningTurn(t *testing.T) {
 	if results[0].MessageId != results[1].MessageId || results[1].Response != "done: first" {
 		t.Fatalf("first = %v, retry = %v: want one answer for both", results[0], results[1])
 	}
-	res, err := stranger.Result()
-	if err == nil {
-		_, err = actorpb.As[*actorpb.TurnResult](res.(proto.Message), nil)
-	}
-	if !errors.Is(err, actorpb.ErrForbidden) {
-		t.Fatalf("stranger's queued message: err = %v, want forbidden", err)
-	}
 	select {
 	case m := <-model.started:
 		t.Fatalf("model called again, on %q", m)
 	default:
 	}
-	h.checkLog(conv1, roleUser, roleAssistant)
-	if got := h.counter("kowai_chat_turns_total", map[string]string{"outcome": "forbidden"}); got != 1 {
-		t.Fatalf("forbidden turns = %v, want 1", got)
+	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
+	if got := h.counter("kowai_chat_turns_total", map[string]string{"outcome": "not_found"}); got != 1 {
+		t.Fatalf("refused turns = %v, want 1", got)
 	}
 }
 
@@ -462,7 +471,7 @@ func TestCancelTurn(t *testing.T) {
 		return actorpb.As[*actorpb.CancelResult](h.grains.Call(t.Context(), KindSession, conv1, &actorpb.CancelTurn{
 			ConversationId: conv1, UserId: h.users[u], TurnId: "k-long"}))
 	}
-	if _, err := cancelAs(1); !errors.Is(err, actorpb.ErrForbidden) {
+	if _, err := cancelAs(1); !errors.Is(err, actorpb.ErrNotFound) {
 		t.Fatalf("stranger cancel: %v", err)
 	}
 	res, err := cancelAs(0)

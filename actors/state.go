@@ -1,11 +1,14 @@
 package actors
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
@@ -67,6 +70,9 @@ type tailEntry struct {
 	Key     string
 	ReplyTo string
 	Usage   *usageRecord
+	// Hash is the requestHash of the turn that stored the message, for messages with an
+	// idempotency key; empty for older ones.
+	Hash string
 }
 
 // encodeState is the snapshot form of s.
@@ -74,7 +80,8 @@ func encodeState(s sessionState) ([]byte, error) {
 	pb := &actorpb.SessionSnapshot{OwnerId: s.OwnerID, AgentId: s.AgentID, Title: s.Title, BusyPolicy: s.BusyPolicy,
 		Summary: s.Summary, Turns: s.Turns, LastSeq: s.LastSeq, Tail: make([]*actorpb.TailEntry, len(s.Tail))}
 	for i, e := range s.Tail {
-		pb.Tail[i] = &actorpb.TailEntry{Id: e.ID, Seq: e.Seq, Role: e.Role, Content: e.Content, Key: e.Key, ReplyTo: e.ReplyTo}
+		pb.Tail[i] = &actorpb.TailEntry{Id: e.ID, Seq: e.Seq, Role: e.Role, Content: e.Content, Key: e.Key, ReplyTo: e.ReplyTo,
+			RequestHash: e.Hash}
 		if e.Usage != nil {
 			pb.Tail[i].Usage = e.Usage.proto()
 		}
@@ -98,7 +105,8 @@ func decodeState(b []byte) (sessionState, error) {
 		s.Tail = make([]tailEntry, len(pb.Tail))
 	}
 	for i, e := range pb.Tail {
-		s.Tail[i] = tailEntry{ID: e.Id, Seq: e.Seq, Role: e.Role, Content: e.Content, Key: e.Key, ReplyTo: e.ReplyTo}
+		s.Tail[i] = tailEntry{ID: e.Id, Seq: e.Seq, Role: e.Role, Content: e.Content, Key: e.Key, ReplyTo: e.ReplyTo,
+			Hash: e.RequestHash}
 		if u := e.Usage; u != nil {
 			s.Tail[i].Usage = usageFrom(u)
 		}
@@ -115,6 +123,9 @@ type messageMeta struct {
 	Usage         *usageRecord    `json:"usage,omitempty"`
 	Details       json.RawMessage `json:"details,omitempty"`
 	Error         *errorRecord    `json:"error,omitempty"`
+	// RequestHash is the requestHash of the turn, on both of its messages when it has
+	// an idempotency key.
+	RequestHash string `json:"request_hash,omitempty"`
 }
 
 type usageRecord struct {
@@ -153,7 +164,7 @@ func entryOf(m persistence.Message) tailEntry {
 // turn decoding the metadata it has just encoded.
 func entryWith(m persistence.Message, meta messageMeta) tailEntry {
 	return tailEntry{ID: m.ID, Seq: m.Seq, Role: m.Role, Content: m.Content, Key: m.IdempotencyKey,
-		ReplyTo: meta.ReplyTo, Usage: meta.Usage}
+		ReplyTo: meta.ReplyTo, Usage: meta.Usage, Hash: meta.RequestHash}
 }
 
 // catchUp applies the log's tail (oldest first) to a state loaded from a snapshot,
@@ -220,6 +231,20 @@ func summarize(summary string, old []tailEntry) string {
 	return out
 }
 
+// titleOf is the title a conversation gets from its first message: the message on one
+// line, without the invisible characters the gateway refuses in titles (control and
+// format characters such as bidirectional overrides, line and paragraph separators), at
+// most maxTitle bytes.
+func titleOf(content string) string {
+	visible := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
+			return ' '
+		}
+		return r
+	}, content)
+	return truncate(strings.Join(strings.Fields(visible), " "), maxTitle)
+}
+
 // truncate shortens s to at most n bytes without splitting a character.
 func truncate(s string, n int) string {
 	if len(s) <= n {
@@ -243,16 +268,41 @@ func (s sessionState) history(exclude string) []*actorpb.HistoryEntry {
 }
 
 // replay returns the stored result of the turn with idempotency key, if its reply is
-// in the tail.
-func (s sessionState) replay(convID, key string) *actorpb.TurnResult {
+// in the tail, or reports a mismatch when a message of that key in the tail was stored
+// by a request with another hash.
+func (s sessionState) replay(convID, key, hash string) (res *actorpb.TurnResult, mismatch bool) {
 	if key == "" {
-		return nil
+		return nil, false
 	}
 	for _, e := range s.Tail {
+		if e.Key != key && e.Key != key+replyKeySuffix {
+			continue
+		}
+		if e.Hash != "" && e.Hash != hash {
+			return nil, true
+		}
 		if e.Role == roleAssistant && e.Key == key+replyKeySuffix {
 			return &actorpb.TurnResult{ConversationId: convID, MessageId: e.ID, Seq: e.Seq, Response: e.Content,
-				Usage: e.Usage.proto(), AgentId: s.AgentID, UserMessageId: e.ReplyTo, Replayed: true}
+				Usage: e.Usage.proto(), AgentId: s.AgentID, UserMessageId: e.ReplyTo, Replayed: true}, false
 		}
 	}
-	return nil
+	return nil, false
+}
+
+// requestHash identifies what a turn asks for: its content and the agent it names. A
+// retry with the same idempotency key must ask for the same; the conversation is the
+// key's scope already. The hash, not the content, is kept with the key.
+func requestHash(req *actorpb.SendMessage) string {
+	h := sha256.New()
+	h.Write([]byte(req.GetAgentId()))
+	h.Write([]byte{0})
+	h.Write([]byte(req.GetContent()))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// errIdempotencyMismatch answers a request that reuses an idempotency key with another
+// request.
+func errIdempotencyMismatch(corr, key string) *actorpb.ErrorReply {
+	return errorReply(actorpb.Code_CODE_IDEMPOTENCY_MISMATCH, corr,
+		"idempotency key %q was used with another request; send a new key for a new request", key)
 }

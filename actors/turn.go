@@ -96,11 +96,18 @@ func (j *turnJob) run() turnOutcome {
 		}
 	}
 
+	var hash string
+	if key != "" {
+		hash = requestHash(req)
+	}
 	var user *persistence.Message
 	if key != "" && j.exists {
 		reply, err := j.rt.deps.Messages.GetByIdempotencyKey(j.ctx, j.convID, key+replyKeySuffix)
 		if err == nil {
 			e := entryOf(reply)
+			if e.Hash != "" && e.Hash != hash {
+				return turnOutcome{err: errIdempotencyMismatch(corr, key)}
+			}
 			return turnOutcome{result: &actorpb.TurnResult{ConversationId: j.convID, MessageId: reply.ID, Seq: reply.Seq,
 				Response: reply.Content, Usage: e.Usage.proto(), AgentId: st.AgentID, UserMessageId: e.ReplyTo, Replayed: true}}
 		} else if !errors.Is(err, persistence.ErrNotFound) {
@@ -108,6 +115,9 @@ func (j *turnJob) run() turnOutcome {
 		}
 		m, err := j.rt.deps.Messages.GetByIdempotencyKey(j.ctx, j.convID, key)
 		if err == nil {
+			if e := entryOf(m); e.Hash != "" && e.Hash != hash {
+				return turnOutcome{err: errIdempotencyMismatch(corr, key)}
+			}
 			// An earlier attempt stored the message but not a reply: answer it now.
 			user = &m
 		} else if !errors.Is(err, persistence.ErrNotFound) {
@@ -116,7 +126,7 @@ func (j *turnJob) run() turnOutcome {
 	}
 	unsaved := j.unsaved
 	if user == nil {
-		meta := messageMeta{CorrelationID: corr}
+		meta := messageMeta{CorrelationID: corr, RequestHash: hash}
 		m := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, Role: roleUser,
 			Content: req.GetContent(), Metadata: encodeMeta(meta), IdempotencyKey: key, CreatedAt: j.rt.deps.Now()}
 		if err := j.rt.deps.Writer.AppendMessages(j.ctx, m); err != nil {
@@ -135,7 +145,7 @@ func (j *turnJob) run() turnOutcome {
 	defer cancel()
 	now := j.rt.deps.Now()
 	out := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, CreatedAt: now}
-	meta := messageMeta{CorrelationID: corr, ReplyTo: user.ID, AgentID: st.AgentID}
+	meta := messageMeta{CorrelationID: corr, ReplyTo: user.ID, AgentID: st.AgentID, RequestHash: hash}
 	var failure *actorpb.ErrorReply
 	if callErr == nil {
 		out.Role, out.Content = roleAssistant, reply.GetResponse()
@@ -202,6 +212,10 @@ func (j *turnJob) create() (sessionState, *turnOutcome) {
 	switch {
 	case errors.Is(err, persistence.ErrDuplicate):
 		fenced("create conversation", err)
+	case errors.Is(err, persistence.ErrGone):
+		// A deleted conversation is never created again under its ID.
+		o := j.fail(actorpb.Code_CODE_NOT_FOUND, "conversation %s does not exist", j.convID)
+		return sessionState{}, &o
 	case errors.Is(err, persistence.ErrConflict):
 		o := j.fail(actorpb.Code_CODE_INVALID_ARGUMENT, "user %s does not exist", st.OwnerID)
 		return sessionState{}, &o

@@ -5,11 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -100,9 +99,7 @@ type createAgentRequest struct {
 // Validate implements Validator: the checks that need no registry.
 func (r createAgentRequest) Validate() []FieldError {
 	var f []FieldError
-	if n := strings.TrimSpace(r.Name); n == "" || utf8.RuneCountInString(n) > maxAgentNameChars || strings.ContainsFunc(n, unicode.IsControl) {
-		f = append(f, FieldError{Field: "name", Message: "must be 1 to 200 characters without control characters"})
-	}
+	f = append(f, checkName("name", r.Name, maxAgentNameChars, true)...)
 	f = append(f, required("type", r.Type, maxAgentTypeBytes)...)
 	for _, c := range []struct {
 		field, v string
@@ -119,28 +116,171 @@ func (r createAgentRequest) Validate() []FieldError {
 }
 
 // updateAgentRequest is the body of PUT /api/v1/agents/{id}: the whole agent
-// and the version it was read at (compare-and-swap).
+// and the version it was read at (compare-and-swap). PUT replaces every
+// field, so every field is required: a field left out would otherwise be
+// emptied without anyone asking for it. PATCH changes some fields.
 type updateAgentRequest struct {
 	Name         string          `json:"name" doc:"1 to 200 characters"`
 	Type         string          `json:"type" doc:"one of GET /api/v1/agents/types"`
-	Instructions string          `json:"instructions,omitempty"`
-	Signature    string          `json:"signature,omitempty"`
-	Model        string          `json:"model,omitempty"`
-	Config       json.RawMessage `json:"config,omitempty"`
+	Instructions *string         `json:"instructions" doc:"required; \"\" for the type's instructions"`
+	Signature    *string         `json:"signature" doc:"required; \"\" for the type's signature"`
+	Model        *string         `json:"model" doc:"required; \"\" for the default model"`
+	Config       json.RawMessage `json:"config" doc:"required; a JSON object following the type's config_schema ({} for the defaults)"`
 	Version      int64           `json:"version" doc:"the version you read; 409 when the agent changed since"`
 }
 
 func (r updateAgentRequest) fields() createAgentRequest {
-	return createAgentRequest{Name: r.Name, Type: r.Type, Instructions: r.Instructions, Signature: r.Signature, Model: r.Model, Config: r.Config}
+	deref := func(s *string) string {
+		if s == nil {
+			return ""
+		}
+		return *s
+	}
+	return createAgentRequest{Name: r.Name, Type: r.Type, Instructions: deref(r.Instructions), Signature: deref(r.Signature),
+		Model: deref(r.Model), Config: r.Config}
 }
+
+// errReplaceMissing is the message for a field a PUT leaves out.
+const errReplaceMissing = "is required: PUT replaces the whole agent (send \"\" or {} for the default, or use PATCH to change some fields)"
 
 // Validate implements Validator.
 func (r updateAgentRequest) Validate() []FieldError {
 	f := r.fields().Validate()
+	for _, c := range []struct {
+		field   string
+		missing bool
+	}{{"instructions", r.Instructions == nil}, {"signature", r.Signature == nil}, {"model", r.Model == nil}, {"config", len(r.Config) == 0}} {
+		if c.missing {
+			f = append(f, FieldError{Field: c.field, Message: errReplaceMissing})
+		}
+	}
 	if r.Version < 1 {
 		f = append(f, FieldError{Field: "version", Message: "is required: the version you read"})
 	}
 	return f
+}
+
+// patchAgentRequest is the body of PATCH /api/v1/agents/{id}: a JSON merge
+// patch (RFC 7396) of the agent's fields plus the version it was read at.
+// A field left out keeps its value; null resets an optional field to its
+// default; config is merged key by key the same way.
+type patchAgentRequest struct {
+	Name         json.RawMessage `json:"name,omitempty" doc:"a string of 1 to 200 characters"`
+	Type         json.RawMessage `json:"type,omitempty" doc:"a string, one of GET /api/v1/agents/types"`
+	Instructions json.RawMessage `json:"instructions,omitempty" doc:"a string, or null for the type's instructions"`
+	Signature    json.RawMessage `json:"signature,omitempty" doc:"a string, or null for the type's signature"`
+	Model        json.RawMessage `json:"model,omitempty" doc:"a string, or null for the default model"`
+	Config       json.RawMessage `json:"config,omitempty" doc:"a JSON merge patch of the config object; null resets it to {}"`
+	Version      int64           `json:"version" doc:"the version you read; 409 when the agent changed since"`
+}
+
+// Validate implements Validator: the shape of the patch; the patched agent
+// is validated as a whole afterwards.
+func (r patchAgentRequest) Validate() []FieldError {
+	var f []FieldError
+	if r.Version < 1 {
+		f = append(f, FieldError{Field: "version", Message: "is required: the version you read"})
+	}
+	for _, c := range []struct {
+		field     string
+		raw       json.RawMessage
+		removable bool
+	}{{"name", r.Name, false}, {"type", r.Type, false}, {"instructions", r.Instructions, true}, {"signature", r.Signature, true}, {"model", r.Model, true}} {
+		switch {
+		case len(c.raw) == 0:
+		case isJSONNull(c.raw) && !c.removable:
+			f = append(f, FieldError{Field: c.field, Message: "cannot be removed"})
+		case isJSONNull(c.raw):
+		case c.raw[0] != '"':
+			f = append(f, FieldError{Field: c.field, Message: "must be a string"})
+		}
+	}
+	if len(r.Config) > 0 && !isJSONNull(r.Config) && r.Config[0] != '{' {
+		f = append(f, FieldError{Field: "config", Message: "must be a JSON object (a merge patch) or null"})
+	}
+	return f
+}
+
+// apply returns the fields of ag with the patch applied.
+func (r patchAgentRequest) apply(ag persistence.Agent) (createAgentRequest, error) {
+	out := createAgentRequest{Name: ag.Name, Type: ag.Type, Instructions: ag.Instructions, Signature: ag.Signature,
+		Model: ag.Model, Config: ag.Config}
+	for _, c := range []struct {
+		raw json.RawMessage
+		to  *string
+	}{{r.Name, &out.Name}, {r.Type, &out.Type}, {r.Instructions, &out.Instructions}, {r.Signature, &out.Signature}, {r.Model, &out.Model}} {
+		switch {
+		case len(c.raw) == 0:
+		case isJSONNull(c.raw):
+			*c.to = ""
+		default:
+			if err := json.Unmarshal(c.raw, c.to); err != nil {
+				return out, fmt.Errorf("apply agent patch: %w", err)
+			}
+		}
+	}
+	switch {
+	case isJSONNull(r.Config):
+		out.Config = json.RawMessage("{}")
+	case len(r.Config) > 0:
+		merged, err := mergePatch(out.Config, r.Config)
+		if err != nil {
+			return out, err
+		}
+		out.Config = merged
+	}
+	return out, nil
+}
+
+func isJSONNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// mergePatch applies the JSON merge patch (RFC 7396) patch to target.
+func mergePatch(target, patch json.RawMessage) (json.RawMessage, error) {
+	p, err := decodeNumbers(patch)
+	if err != nil {
+		return nil, err
+	}
+	var t any = map[string]any{}
+	if len(target) > 0 {
+		if t, err = decodeNumbers(target); err != nil {
+			return nil, err
+		}
+	}
+	out, err := json.Marshal(mergeValue(t, p))
+	if err != nil {
+		return nil, fmt.Errorf("merge patch: %w", err)
+	}
+	return out, nil
+}
+
+func mergeValue(target, patch any) any {
+	pm, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	tm, ok := target.(map[string]any)
+	if !ok {
+		tm = map[string]any{}
+	}
+	for k, v := range pm {
+		if v == nil {
+			delete(tm, k)
+			continue
+		}
+		tm[k] = mergeValue(tm[k], v)
+	}
+	return tm
+}
+
+// decodeNumbers decodes JSON keeping numbers exactly as written.
+func decodeNumbers(raw json.RawMessage) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("merge patch: %w", err)
+	}
+	return v, nil
 }
 
 // agentRoutes serves /api/v1/agents.
@@ -276,11 +416,40 @@ func (a agentRoutes) update(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := a.check(req.fields()); err != nil {
+	return a.replace(c, ag, req.fields(), req.Version)
+}
+
+// patch serves PATCH /api/v1/agents/{id}.
+func (a agentRoutes) patch(c *fiber.Ctx) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
+	}
+	req, err := Decode[patchAgentRequest](c)
+	if err != nil {
+		return err
+	}
+	ag, err := a.writable(c, p)
+	if err != nil {
+		return err
+	}
+	fields, err := req.apply(ag)
+	if err != nil {
+		return err
+	}
+	if f := fields.Validate(); len(f) > 0 {
+		return Validation(f...)
+	}
+	return a.replace(c, ag, fields, req.Version)
+}
+
+// replace stores fields as the agent's, if it is still at version.
+func (a agentRoutes) replace(c *fiber.Ctx, ag persistence.Agent, fields createAgentRequest, version int64) error {
+	if err := a.check(fields); err != nil {
 		return err
 	}
 	ag.Name, ag.Type, ag.Instructions, ag.Signature, ag.Model, ag.Config, ag.Version =
-		strings.TrimSpace(req.Name), req.Type, req.Instructions, req.Signature, req.Model, req.Config, req.Version
+		strings.TrimSpace(fields.Name), fields.Type, fields.Instructions, fields.Signature, fields.Model, fields.Config, version
 	updated, err := a.agents.Update(c.UserContext(), ag)
 	switch {
 	case errors.Is(err, persistence.ErrConflict):
@@ -339,9 +508,12 @@ func (s *Server) mountAgents(a agentRoutes, authed fiber.Handler, rl rateLimits)
 	s.Route(fiber.MethodGet, "/api/v1/agents/:id", Op{Summary: "One agent", Tag: "Agents", Auth: true,
 		Response: agentView{}, Errors: []int{http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound}},
 		authed, rl.user("agents.get"), read, a.get)
-	s.Route(fiber.MethodPut, "/api/v1/agents/:id", Op{Summary: "Replace an agent (its owner or an admin; version compare-and-swap)", Tag: "Agents", Auth: true,
+	s.Route(fiber.MethodPut, "/api/v1/agents/:id", Op{Summary: "Replace an agent: every field is required (its owner or an admin; version compare-and-swap)", Tag: "Agents", Auth: true,
 		Request: updateAgentRequest{}, Response: agentView{}, Errors: []int{http.StatusForbidden, http.StatusNotFound, http.StatusConflict}},
 		authed, rl.user("agents.update"), write, a.update)
+	s.Route(fiber.MethodPatch, "/api/v1/agents/:id", Op{Summary: "Change some fields of an agent (JSON merge patch; its owner or an admin; version compare-and-swap)", Tag: "Agents", Auth: true,
+		Request: patchAgentRequest{}, Response: agentView{}, Errors: []int{http.StatusForbidden, http.StatusNotFound, http.StatusConflict}},
+		authed, rl.user("agents.update"), write, a.patch)
 	s.Route(fiber.MethodDelete, "/api/v1/agents/:id", Op{Summary: "Delete an agent (its owner or an admin)", Tag: "Agents", Auth: true,
 		Status: http.StatusNoContent, Errors: []int{http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound}},
 		authed, rl.user("agents.delete"), write, a.remove)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -55,7 +56,7 @@ func TestAgents(t *testing.T) {
 
 	one := func(id string) string { return agents + "/" + id }
 	put := func(token string, a agentView, name string) reply {
-		return call(t, http.MethodPut, one(a.ID), token, fmt.Sprintf(`{"name":%q,"type":"chat","version":%d}`, name, a.Version))
+		return call(t, http.MethodPut, one(a.ID), token, fmt.Sprintf(`{"name":%q,"type":"chat","instructions":"","signature":"","model":"","config":{},"version":%d}`, name, a.Version))
 	}
 	for _, tc := range []struct {
 		name, method, url, token, body string
@@ -66,9 +67,18 @@ func TestAgents(t *testing.T) {
 		{"config not an object", http.MethodPost, agents, alice.pair.AccessToken, `{"name":"x","type":"chat","config":[1]}`, http.StatusBadRequest},
 		{"empty name", http.MethodPost, agents, alice.pair.AccessToken, `{"name":"  ","type":"chat"}`, http.StatusBadRequest},
 		{"read another user's agent", http.MethodGet, one(theirs.ID), alice.pair.AccessToken, "", http.StatusNotFound},
-		{"change another user's agent", http.MethodPut, one(theirs.ID), alice.pair.AccessToken, `{"name":"x","type":"chat","version":1}`, http.StatusNotFound},
+		{"change another user's agent", http.MethodPut, one(theirs.ID), alice.pair.AccessToken, `{"name":"x","type":"chat","instructions":"","signature":"","model":"","config":{},"version":1}`, http.StatusNotFound},
+		{"patch another user's agent", http.MethodPatch, one(theirs.ID), alice.pair.AccessToken, `{"name":"x","version":1}`, http.StatusNotFound},
 		{"delete another user's agent", http.MethodDelete, one(theirs.ID), alice.pair.AccessToken, "", http.StatusNotFound},
-		{"change a built-in", http.MethodPut, one(builtin.ID), alice.pair.AccessToken, `{"name":"x","type":"chat","version":1}`, http.StatusForbidden},
+		{"change a built-in", http.MethodPut, one(builtin.ID), alice.pair.AccessToken, `{"name":"x","type":"chat","instructions":"","signature":"","model":"","config":{},"version":1}`, http.StatusForbidden},
+		{"put without the optional fields", http.MethodPut, one(mine.ID), alice.pair.AccessToken, `{"name":"x","type":"chat","version":1}`, http.StatusBadRequest},
+		{"patch without version", http.MethodPatch, one(mine.ID), alice.pair.AccessToken, `{"name":"x"}`, http.StatusBadRequest},
+		{"patch removes the name", http.MethodPatch, one(mine.ID), alice.pair.AccessToken, `{"name":null,"version":1}`, http.StatusBadRequest},
+		{"patch name not a string", http.MethodPatch, one(mine.ID), alice.pair.AccessToken, `{"name":5,"version":1}`, http.StatusBadRequest},
+		{"patch to an unknown type", http.MethodPatch, one(mine.ID), alice.pair.AccessToken, `{"type":"nope","version":1}`, http.StatusBadRequest},
+		{"patch unknown field", http.MethodPatch, one(mine.ID), alice.pair.AccessToken, `{"owner_id":"x","version":1}`, http.StatusBadRequest},
+		{"name with a bidi override", http.MethodPost, agents, alice.pair.AccessToken, `{"name":"evil\u202Etxt.exe","type":"chat"}`, http.StatusBadRequest},
+		{"name with a zero-width space", http.MethodPost, agents, alice.pair.AccessToken, `{"name":"ad\u200Bmin","type":"chat"}`, http.StatusBadRequest},
 		{"delete a built-in", http.MethodDelete, one(builtin.ID), alice.pair.AccessToken, "", http.StatusForbidden},
 		{"put without version", http.MethodPut, one(mine.ID), alice.pair.AccessToken, `{"name":"x","type":"chat"}`, http.StatusBadRequest},
 		{"malformed id", http.MethodGet, one("not-a-uuid"), alice.pair.AccessToken, "", http.StatusBadRequest},
@@ -107,4 +117,51 @@ func TestAgents(t *testing.T) {
 	if want := []string{mine.ID, builtin.ID, theirs.ID, mine.ID}; !slices.Equal(env.agentsChanged(), want) {
 		t.Fatalf("OnAgentChanged saw %v, want %v", env.agentsChanged(), want)
 	}
+}
+
+// PATCH changes only the fields it names (JSON merge patch, config merged key by key,
+// null resetting an optional field), under the same version compare-and-swap as PUT.
+func TestAgentPatch(t *testing.T) {
+	env := startREST(t, restConfig{})
+	alice := env.newUser(t, "alice@example.com")
+	agents := env.url + "/api/v1/agents"
+	r := call(t, http.MethodPost, agents, alice.pair.AccessToken,
+		`{"name":"Helper","type":"chat","instructions":"Be brief.","signature":"message -> response","model":"m1","config":{"temperature":0.2,"busy_policy":"enqueue"}}`)
+	var ag agentView
+	r.json(t, &ag)
+	url := agents + "/" + ag.ID
+
+	r = call(t, http.MethodPatch, url, alice.pair.AccessToken, `{"name":"Renamed","version":1}`)
+	var got agentView
+	r.json(t, &got)
+	if r.status != http.StatusOK || got.Name != "Renamed" || got.Instructions != "Be brief." || got.Signature != "message -> response" ||
+		got.Model != "m1" || canonicalJSON(t, got.Config) != `{"busy_policy":"enqueue","temperature":0.2}` || got.Version != 2 {
+		t.Fatalf("rename by PATCH: %d %s", r.status, r.body)
+	}
+	r = call(t, http.MethodPatch, url, alice.pair.AccessToken, `{"model":null,"config":{"temperature":null,"max_tokens":64},"version":2}`)
+	r.json(t, &got)
+	if r.status != http.StatusOK || got.Name != "Renamed" || got.Instructions != "Be brief." || got.Model != "" ||
+		canonicalJSON(t, got.Config) != `{"busy_policy":"enqueue","max_tokens":64}` || got.Version != 3 {
+		t.Fatalf("second PATCH: %d %s", r.status, r.body)
+	}
+	call(t, http.MethodPatch, url, alice.pair.AccessToken, `{"name":"Stale","version":2}`).problem(t, http.StatusConflict)
+	r = call(t, http.MethodPatch, url, alice.pair.AccessToken, `{"config":null,"version":3}`)
+	r.json(t, &got)
+	if r.status != http.StatusOK || canonicalJSON(t, got.Config) != `{}` || got.Instructions != "Be brief." {
+		t.Fatalf("config reset: %d %s", r.status, r.body)
+	}
+}
+
+// canonicalJSON re-encodes a JSON object with sorted keys.
+func canonicalJSON(t *testing.T, raw json.RawMessage) string {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
@@ -25,6 +26,10 @@ type API struct {
 	Authenticator auth.Authenticator
 	// Chat runs chat turns on the session grains.
 	Chat ChatBackend
+	// Conversations renames and deletes conversations; nil means Chat, which
+	// must then implement ConversationBackend (ClusterChat does). The REST
+	// API needs one.
+	Conversations ConversationBackend
 
 	// Auth serves register, login, refresh, logout, me and Appwrite sign-in
 	// and revokes sessions after admin changes (normally the *auth.Service).
@@ -59,11 +64,26 @@ type API struct {
 	// refresh and Appwrite sign-in, per route (KOWAI_AUTH_RATE_LIMIT); zero
 	// means 10/m.
 	AuthRateLimit ratelimit.Limit
+
+	// wsRecheckInterval, when not zero, replaces how often an idle
+	// WebSocket's session is checked (tests shorten it).
+	wsRecheckInterval time.Duration
+}
+
+// conversations is the ConversationBackend of the REST routes, or nil.
+func (api API) conversations() ConversationBackend {
+	if api.Conversations != nil {
+		return api.Conversations
+	}
+	cb, _ := api.Chat.(ConversationBackend)
+	return cb
 }
 
 // restReady reports what the REST routes still miss once Auth is set.
 func (api API) restReady() error {
 	switch {
+	case api.conversations() == nil:
+		return errors.New("gateway: API.Auth needs API.Conversations, or a Chat that implements ConversationBackend")
 	case !api.Stores.complete():
 		return errors.New("gateway: API.Auth needs every repository in API.Stores (see NewStores)")
 	case api.AgentTypes == nil || api.ValidateSignature == nil:
@@ -95,18 +115,24 @@ func (s *Server) Mount(api API) error {
 	s.anonymous = rl.anonymous()
 	authed := auth.RequireAuthWith(api.Authenticator, auth.RequireAuthOptions{Refused: s.authRefused})
 	s.Route(fiber.MethodPost, "/api/v1/chat/message", Op{Summary: "Send a message and get the agent's reply", Tag: "Chat", Auth: true,
-		Request: sendMessageRequest{}, Response: ChatReply{}, Errors: []int{http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway, http.StatusServiceUnavailable}},
-		authed, rl.user("chat.message"), postMessage(api.Chat))
+		Request: sendMessageRequest{}, Response: ChatReply{}, Errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable}},
+		authed, rl.user(chatTurnBucket), postMessage(api.Chat))
 
-	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, log: s.log, open: open,
-		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, sendQueue: wsSendQueue}
+	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, limits: rl, log: s.log, open: open,
+		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue}
+	if api.wsRecheckInterval > 0 {
+		ws.recheckInterval = api.wsRecheckInterval
+	}
+	if api.Auth != nil {
+		ws.users = api.Auth
+	}
 	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens (see the README for frames)", Tag: "Chat", AddrLimited: true,
 		Status: http.StatusSwitchingProtocols, Errors: []int{http.StatusUpgradeRequired}},
 		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
 
 	if api.Auth != nil {
 		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, authed, rl)
-		s.mountHistory(historyRoutes{stores: api.Stores}, authed, rl)
+		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
 			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged}, authed, rl)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo}, authed, rl)

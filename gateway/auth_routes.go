@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -52,9 +50,7 @@ func (r registerRequest) Validate() []FieldError {
 	if err := auth.ValidatePassword(r.Password); err != nil {
 		f = append(f, fieldOf(err))
 	}
-	if n := strings.TrimSpace(r.Name); utf8.RuneCountInString(n) > auth.MaxNameChars || strings.ContainsFunc(n, unicode.IsControl) {
-		f = append(f, FieldError{Field: "name", Message: "must be text of at most 100 characters without control characters"})
-	}
+	f = append(f, checkName("name", r.Name, auth.MaxNameChars, false)...)
 	return f
 }
 

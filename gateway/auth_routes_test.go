@@ -35,6 +35,7 @@ type restConfig struct {
 	appwrite           *auth.AppwriteVerifier
 	throttle           *auth.Throttle
 	trustedProxies     []netip.Prefix
+	conversations      ConversationBackend
 }
 
 // restEnv is a gateway with the whole REST API over a real auth.Service and
@@ -79,7 +80,7 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		cfg.authRateLimit = generous
 	}
 	return API{
-		Authenticator: svc, Chat: &fakeChat{}, Auth: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
+		Authenticator: svc, Chat: &fakeChat{}, Conversations: cfg.conversations, Auth: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
 		AgentTypes: func() []AgentType {
 			return []AgentType{{Name: "chat", Description: "talks", Signature: "message, history -> response", ConfigSchema: json.RawMessage(`{"type":"object"}`)}}
 		},

@@ -24,6 +24,9 @@ type ChatTurn struct {
 	AgentID        string
 	Content        string
 	IdempotencyKey string
+	// MustExist refuses to create the conversation: the client named an ID that only
+	// the gateway may choose for a new conversation (see newTurn).
+	MustExist bool
 }
 
 // Usage is the model usage of one turn as clients see it.
@@ -48,6 +51,18 @@ type ChatReply struct {
 // see are *Error values; anything else is a 500.
 type ChatBackend interface {
 	Send(ctx context.Context, turn ChatTurn, onDelta func(delta string)) (ChatReply, error)
+}
+
+// ConversationBackend changes a conversation as a whole; the cluster-backed
+// implementation (ClusterChat) asks the conversation's session grain, which
+// owns its state. Only the owner may; for anyone else, and for a
+// conversation that does not exist, both answer the same 404 *Error.
+type ConversationBackend interface {
+	// RenameConversation sets the title of the conversation.
+	RenameConversation(ctx context.Context, userID, conversationID, title string) error
+	// DeleteConversation erases the conversation, its messages and their
+	// feedback; its ID is never served again.
+	DeleteConversation(ctx context.Context, userID, conversationID string) error
 }
 
 // sendMessageRequest is the body of POST /api/v1/chat/message.
@@ -124,9 +139,17 @@ func principal(c *fiber.Ctx) (auth.Principal, error) {
 // key: a retry of the turn that started a conversation then reaches that
 // conversation, whose session replays the stored answer, instead of
 // starting a second one.
+//
+// Derived IDs are name-based (version 5) UUIDs, and they are reserved for
+// the user they are derived for: a client may continue a conversation under
+// such an ID, never create one by naming it, so nobody can take another
+// user's derived ID before that user's first turn does. Any other ID a
+// client names is created by its first turn, as before.
 func newTurn(userID, conversationID, agentID, content, key string) (ChatTurn, error) {
+	mustExist := false
 	switch {
 	case conversationID != "":
+		mustExist = uuid.MustParse(conversationID).Version() == 5
 	case key != "":
 		conversationID = uuid.NewSHA1(newConversationSpace, []byte(userID+"\x00"+key)).String()
 	default:
@@ -137,7 +160,7 @@ func newTurn(userID, conversationID, agentID, content, key string) (ChatTurn, er
 		conversationID = id.String()
 	}
 	return ChatTurn{UserID: userID, ConversationID: strings.ToLower(conversationID), AgentID: strings.ToLower(agentID),
-		Content: content, IdempotencyKey: key}, nil
+		Content: content, IdempotencyKey: key, MustExist: mustExist}, nil
 }
 
 // postMessage serves POST /api/v1/chat/message.

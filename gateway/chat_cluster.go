@@ -33,7 +33,24 @@ type ClusterChat struct {
 	Grains Grains
 }
 
-var _ ChatBackend = (*ClusterChat)(nil)
+var (
+	_ ChatBackend         = (*ClusterChat)(nil)
+	_ ConversationBackend = (*ClusterChat)(nil)
+)
+
+// RenameConversation implements ConversationBackend.
+func (cc *ClusterChat) RenameConversation(ctx context.Context, userID, conversationID, title string) error {
+	_, err := actorpb.As[*actorpb.ConversationInfo](cc.Grains.Call(ctx, SessionKind, conversationID, &actorpb.RenameConversation{
+		CorrelationId: logging.CorrelationID(ctx), ConversationId: conversationID, UserId: userID, Title: title}))
+	return grainError(err)
+}
+
+// DeleteConversation implements ConversationBackend.
+func (cc *ClusterChat) DeleteConversation(ctx context.Context, userID, conversationID string) error {
+	_, err := actorpb.As[*actorpb.Ack](cc.Grains.Call(ctx, SessionKind, conversationID, &actorpb.DeleteConversation{
+		CorrelationId: logging.CorrelationID(ctx), ConversationId: conversationID, UserId: userID}))
+	return grainError(err)
+}
 
 // Send implements ChatBackend.
 func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string)) (ChatReply, error) {
@@ -48,6 +65,7 @@ func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string
 		UserId:         t.UserID,
 		AgentId:        t.AgentID,
 		Content:        t.Content,
+		MustExist:      t.MustExist,
 	}
 	var streamDone chan struct{}
 	if onDelta != nil {
@@ -122,12 +140,17 @@ var grainStatus = map[actorpb.Code]int{
 	actorpb.Code_CODE_BUSY:             http.StatusConflict,
 	actorpb.Code_CODE_CANCELED:         http.StatusConflict,
 	actorpb.Code_CODE_INVALID_ARGUMENT: http.StatusBadRequest,
+
+	actorpb.Code_CODE_IDEMPOTENCY_MISMATCH: http.StatusUnprocessableEntity,
 }
 
 // grainError turns a grain call's failure into the client's problem: the
 // grain's own message for refusals it reports, 503/504 for a cluster that
 // cannot reach the grain, and an opaque 500 for the rest.
 func grainError(err error) error {
+	if err == nil {
+		return nil
+	}
 	var ge *actorpb.Error
 	if errors.As(err, &ge) {
 		if status, ok := grainStatus[ge.Code]; ok {

@@ -27,7 +27,21 @@ type fakeChat struct {
 	words int
 }
 
-var _ ChatBackend = (*fakeChat)(nil)
+var (
+	_ ChatBackend         = (*fakeChat)(nil)
+	_ ConversationBackend = (*fakeChat)(nil)
+)
+
+// RenameConversation implements ConversationBackend: the fake holds no
+// conversations.
+func (f *fakeChat) RenameConversation(context.Context, string, string, string) error {
+	return errNoConversation()
+}
+
+// DeleteConversation implements ConversationBackend like RenameConversation.
+func (f *fakeChat) DeleteConversation(context.Context, string, string) error {
+	return errNoConversation()
+}
 
 func (f *fakeChat) Send(ctx context.Context, t ChatTurn, onDelta func(string)) (ChatReply, error) {
 	f.mu.Lock()

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
@@ -108,4 +110,32 @@ func jsonKind(goKind string) string {
 		return "a number"
 	}
 	return "of another type"
+}
+
+// checkName validates a name or title shown to other people (a user's name,
+// an agent's name, a conversation's title) after trimming surrounding
+// space: at most maxChars characters of one line, without control
+// characters (tabs and line breaks included), line or paragraph separators,
+// or invisible format characters (Unicode category Cf: bidirectional
+// overrides, embeddings and isolates, zero-width spaces and joiners,
+// left-to-right and right-to-left marks, the byte order mark, ...), which
+// can make a name read as something it is not. Empty passes unless required.
+func checkName(field, v string, maxChars int, required bool) []FieldError {
+	n := strings.TrimSpace(v)
+	switch {
+	case n == "" && required:
+		return []FieldError{{Field: field, Message: "is required"}}
+	case !utf8.ValidString(n):
+		return []FieldError{{Field: field, Message: "must be valid UTF-8"}}
+	case utf8.RuneCountInString(n) > maxChars:
+		return []FieldError{{Field: field, Message: "must be at most " + strconv.Itoa(maxChars) + " characters"}}
+	case strings.ContainsFunc(n, invisible):
+		return []FieldError{{Field: field, Message: "must be one line of visible text: no control, format (such as bidirectional override or zero-width) or separator characters"}}
+	}
+	return nil
+}
+
+// invisible reports the characters checkName refuses.
+func invisible(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }

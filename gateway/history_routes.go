@@ -83,7 +83,7 @@ type historyMessage struct {
 
 // historyPage is the body of GET /api/v1/chat/history.
 type historyPage struct {
-	Messages   []historyMessage `json:"messages" doc:"oldest first"`
+	Messages   []historyMessage `json:"messages" doc:"oldest first, or newest first with order=desc"`
 	NextCursor string           `json:"next_cursor" doc:"empty on the last page"`
 }
 
@@ -124,6 +124,19 @@ func (r feedbackRequest) Validate() []FieldError {
 	return f
 }
 
+// maxTitleChars bounds a conversation's title.
+const maxTitleChars = 200
+
+// renameConversationRequest is the body of PATCH /api/v1/chat/conversations/{id}.
+type renameConversationRequest struct {
+	Title string `json:"title" doc:"1 to 200 characters of one line of visible text"`
+}
+
+// Validate implements Validator.
+func (r renameConversationRequest) Validate() []FieldError {
+	return checkName("title", r.Title, maxTitleChars, true)
+}
+
 // feedbackView is the body answering POST /api/v1/chat/feedback.
 type feedbackView struct {
 	ID        string    `json:"id"`
@@ -137,6 +150,8 @@ type feedbackView struct {
 // database: they change no actor state.
 type historyRoutes struct {
 	stores Stores
+	// conversations renames and deletes through the session grains.
+	commands ConversationBackend
 }
 
 // errNoConversation is the one answer for a conversation that does not exist
@@ -170,11 +185,19 @@ func (h historyRoutes) history(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	dir := persistence.Forward
+	switch c.Query("order") {
+	case "", "asc":
+	case "desc":
+		dir = persistence.Backward
+	default:
+		return Validation(FieldError{Field: "order", Message: "must be asc or desc"})
+	}
 	conv, err := h.readableConversation(c, p, strings.ToLower(id))
 	if err != nil {
 		return err
 	}
-	page, err := h.stores.Messages.ListByConversation(c.UserContext(), conv.ID, persistence.Forward, req)
+	page, err := h.stores.Messages.ListByConversation(c.UserContext(), conv.ID, dir, req)
 	if err != nil {
 		return listProblem(err)
 	}
@@ -183,6 +206,82 @@ func (h historyRoutes) history(c *fiber.Ctx) error {
 		out.Messages[i] = historyMessage{ID: m.ID, Seq: m.Seq, Role: m.Role, Content: m.Content, CreatedAt: m.CreatedAt.UTC()}
 	}
 	return c.JSON(out)
+}
+
+func viewConversation(cv persistence.Conversation) conversationView {
+	return conversationView{ID: cv.ID, AgentID: cv.AgentID, Title: cv.Title, CreatedAt: cv.CreatedAt.UTC(), UpdatedAt: cv.UpdatedAt.UTC()}
+}
+
+// conversation serves GET /api/v1/chat/conversations/{id}: the owner, or a
+// reader of any conversation.
+func (h historyRoutes) conversation(c *fiber.Ctx) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	conv, err := h.readableConversation(c, p, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(viewConversation(conv))
+}
+
+// rename serves PATCH /api/v1/chat/conversations/{id}. The session grain
+// checks ownership: anyone but the owner gets the 404 of a missing one.
+func (h historyRoutes) rename(c *fiber.Ctx) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	req, err := Decode[renameConversationRequest](c)
+	if err != nil {
+		return err
+	}
+	if err := h.commands.RenameConversation(c.UserContext(), p.UserID, id, strings.TrimSpace(req.Title)); err != nil {
+		return conversationProblem(err)
+	}
+	conv, err := h.stores.Conversations.Get(c.UserContext(), id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return errNoConversation()
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(viewConversation(conv))
+}
+
+// remove serves DELETE /api/v1/chat/conversations/{id}.
+func (h historyRoutes) remove(c *fiber.Ctx) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	if err := h.commands.DeleteConversation(c.UserContext(), p.UserID, id); err != nil {
+		return conversationProblem(err)
+	}
+	return c.SendStatus(http.StatusNoContent)
+}
+
+// conversationProblem gives a refused rename or delete the one 404 of the
+// conversation routes, whatever the backend's wording.
+func conversationProblem(err error) error {
+	var e *Error
+	if errors.As(err, &e) && e.Status == http.StatusNotFound {
+		return errNoConversation()
+	}
+	return err
 }
 
 func (h historyRoutes) conversations(c *fiber.Ctx) error {
@@ -200,15 +299,15 @@ func (h historyRoutes) conversations(c *fiber.Ctx) error {
 	}
 	out := conversationsPage{Conversations: make([]conversationView, len(page.Items)), NextCursor: page.NextCursor}
 	for i, cv := range page.Items {
-		out.Conversations[i] = conversationView{ID: cv.ID, AgentID: cv.AgentID, Title: cv.Title,
-			CreatedAt: cv.CreatedAt.UTC(), UpdatedAt: cv.UpdatedAt.UTC()}
+		out.Conversations[i] = viewConversation(cv)
 	}
 	return c.JSON(out)
 }
 
 // feedback rates a message. Only the conversation's owner may rate, even a
 // moderator who can read it; a message the caller cannot write to is a 404
-// like one that does not exist.
+// like one that does not exist. Rating a message again replaces the rating
+// and comment (200); the first rating is a 201.
 func (h historyRoutes) feedback(c *fiber.Ctx) error {
 	p, err := principal(c)
 	if err != nil {
@@ -237,30 +336,43 @@ func (h historyRoutes) feedback(c *fiber.Ctx) error {
 	if msg.Role != "assistant" {
 		return Validation(FieldError{Field: "message_id", Message: "must be an assistant message"})
 	}
-	fb, err := h.stores.Feedback.Create(ctx, persistence.Feedback{MessageID: msg.ID, UserID: p.UserID, Rating: req.Rating, Comment: req.Comment})
+	fb, created, err := h.stores.Feedback.Put(ctx, persistence.Feedback{MessageID: msg.ID, UserID: p.UserID, Rating: req.Rating, Comment: req.Comment})
 	switch {
-	case errors.Is(err, persistence.ErrDuplicate):
-		return NewError(http.StatusConflict, "you have already rated this message")
-	case errors.Is(err, persistence.ErrConflict):
+	case errors.Is(err, persistence.ErrConflict), errors.Is(err, persistence.ErrNotFound):
 		// The message or user was deleted since it was read.
 		return notFound
 	case err != nil:
 		return err
 	}
-	return c.Status(http.StatusCreated).JSON(feedbackView{ID: fb.ID, MessageID: fb.MessageID, Rating: fb.Rating, Comment: fb.Comment, CreatedAt: fb.CreatedAt.UTC()})
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return c.Status(status).JSON(feedbackView{ID: fb.ID, MessageID: fb.MessageID, Rating: fb.Rating, Comment: fb.Comment, CreatedAt: fb.CreatedAt.UTC()})
 }
 
 // mountHistory registers the chat queries and feedback.
 func (s *Server) mountHistory(h historyRoutes, authed fiber.Handler, rl rateLimits) {
 	read, write := auth.RequirePermission(auth.PermChatRead), auth.RequirePermission(auth.PermChatWrite)
 	s.Route(fiber.MethodGet, "/api/v1/chat/history", Op{Summary: "A page of a conversation's messages (yours; moderators and admins may read any)", Tag: "Chat", Auth: true,
-		Query:    append([]Param{{Name: "conversation_id", Required: true, Description: "the conversation's ID"}}, pageQuery()...),
+		Query: append([]Param{{Name: "conversation_id", Required: true, Description: "the conversation's ID"},
+			{Name: "order", Description: "asc (oldest first, the default) or desc (newest first, for paging upward); the cursor pages on in the same order"}},
+			pageQuery()...),
 		Response: historyPage{}, Errors: []int{http.StatusBadRequest, http.StatusNotFound}},
 		authed, rl.user("chat.history"), read, h.history)
 	s.Route(fiber.MethodGet, "/api/v1/chat/conversations", Op{Summary: "A page of your conversations", Tag: "Chat", Auth: true,
 		Query: pageQuery(), Response: conversationsPage{}, Errors: []int{http.StatusBadRequest}},
 		authed, rl.user("chat.conversations"), read, h.conversations)
-	s.Route(fiber.MethodPost, "/api/v1/chat/feedback", Op{Summary: "Rate an assistant message of one of your conversations", Tag: "Chat", Auth: true,
-		Request: feedbackRequest{}, Response: feedbackView{}, Status: http.StatusCreated, Errors: []int{http.StatusNotFound, http.StatusConflict}},
+	s.Route(fiber.MethodGet, "/api/v1/chat/conversations/:id", Op{Summary: "One conversation (yours; moderators and admins may read any)", Tag: "Chat", Auth: true,
+		Response: conversationView{}, Errors: []int{http.StatusBadRequest, http.StatusNotFound}},
+		authed, rl.user("chat.conversation"), read, h.conversation)
+	s.Route(fiber.MethodPatch, "/api/v1/chat/conversations/:id", Op{Summary: "Rename one of your conversations", Tag: "Chat", Auth: true,
+		Request: renameConversationRequest{}, Response: conversationView{}, Errors: []int{http.StatusNotFound, http.StatusServiceUnavailable}},
+		authed, rl.user("chat.conversation.rename"), write, h.rename)
+	s.Route(fiber.MethodDelete, "/api/v1/chat/conversations/:id", Op{Summary: "Delete one of your conversations with its messages and feedback; its ID is never used again", Tag: "Chat", Auth: true,
+		Status: http.StatusNoContent, Errors: []int{http.StatusBadRequest, http.StatusNotFound, http.StatusServiceUnavailable}},
+		authed, rl.user("chat.conversation.delete"), write, h.remove)
+	s.Route(fiber.MethodPost, "/api/v1/chat/feedback", Op{Summary: "Rate an assistant message of one of your conversations (201); rating it again replaces your rating and comment (200)", Tag: "Chat", Auth: true,
+		Request: feedbackRequest{}, Response: feedbackView{}, Status: http.StatusCreated, Errors: []int{http.StatusNotFound}},
 		authed, rl.user("chat.feedback"), write, h.feedback)
 }

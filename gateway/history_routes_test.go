@@ -119,7 +119,6 @@ func TestFeedback(t *testing.T) {
 		name, token, body string
 		status            int
 	}{
-		{"twice", alice.pair.AccessToken, `{"message_id":"` + answer + `","rating":1}`, http.StatusConflict},
 		{"own question", alice.pair.AccessToken, `{"message_id":"` + msgs[0].ID + `","rating":1}`, http.StatusBadRequest},
 		{"another user's message", bob.pair.AccessToken, `{"message_id":"` + answer + `","rating":1}`, http.StatusNotFound},
 		{"moderators read but do not rate", mod.pair.AccessToken, `{"message_id":"` + answer + `","rating":1}`, http.StatusNotFound},
@@ -127,5 +126,12 @@ func TestFeedback(t *testing.T) {
 		{"missing message", alice.pair.AccessToken, `{"message_id":"0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e","rating":1}`, http.StatusNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) { feedback(tc.token, tc.body).problem(t, tc.status) })
+	}
+	// Rating again changes the rating: the same feedback, 200 instead of 201.
+	r = feedback(alice.pair.AccessToken, `{"message_id":"`+answer+`","rating":1,"comment":"fine after all"}`)
+	var changed feedbackView
+	r.json(t, &changed)
+	if r.status != http.StatusOK || changed.ID != fb.ID || changed.Rating != 1 || changed.Comment != "fine after all" {
+		t.Fatalf("second rating: %d %s; first %+v", r.status, r.body, fb)
 	}
 }

@@ -227,7 +227,7 @@ func TestHostileRequests(t *testing.T) {
 		// Other users' data.
 		{"another user's conversation", "GET", "/api/v1/chat/history?conversation_id=" + conv.ID, mTok, "", "", 404},
 		{"feedback on another user's message", "POST", "/api/v1/chat/feedback", mTok, json, `{"message_id":"` + otherMsg + `","rating":1,"comment":"` + sqlish + `"}`, 404},
-		{"another user's agent", "PUT", "/api/v1/agents/" + alicesAgent.ID, mTok, json, `{"name":"mine now","type":"chat","version":1}`, 404},
+		{"another user's agent", "PUT", "/api/v1/agents/" + alicesAgent.ID, mTok, json, `{"name":"mine now","type":"chat","instructions":"","signature":"","model":"","config":{},"version":1}`, 404},
 		{"admin route as a user", "PUT", "/api/v1/admin/users/" + mallory.id + "/roles", mTok, json, `{"roles":["admin"]}`, 403},
 		// SQL metacharacters in every string field.
 		{"SQL in login email", "POST", "/api/v1/auth/login", "", json, `{"email":"` + sqlish + `","password":"` + sqlish + `"}`, 401},

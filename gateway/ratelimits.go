@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/gofiber/fiber/v2"
@@ -21,6 +22,10 @@ const (
 	// registration bot gets far less room than a signed-in user.
 	DefaultAuthRateLimitPerMinute = 10
 )
+
+// chatTurnBucket is the per-user bucket of chat turns: POST /chat/message and
+// every WebSocket message frame count against it together.
+const chatTurnBucket = "chat.message"
 
 // rateLimits builds the per-route rate-limit middleware. Every /api/v1 route
 // gets exactly one check, so a request costs one limiter round trip.
@@ -79,4 +84,11 @@ func addrKey(c *fiber.Ctx) string { return clientaddr.LimitKey(clientaddr.From(c
 func (r rateLimits) strict(name string) fiber.Handler {
 	return ratelimit.Middleware(ratelimit.MiddlewareConfig{Limiter: r.limiter, Limit: r.perIP, Name: name,
 		Key: addrKey, Logger: r.log})
+}
+
+// allowUser counts one request of userID against the per-user bucket name,
+// the very bucket user(name) counts REST requests in, for requests that do
+// not pass through a route's middleware (WebSocket frames).
+func (r rateLimits) allowUser(ctx context.Context, name, userID string) (ratelimit.Result, error) {
+	return r.limiter.Allow(ctx, ratelimit.BucketKey(name, auth.UserRateLimitKey(userID)), r.perUser)
 }

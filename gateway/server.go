@@ -130,7 +130,7 @@ func New(opts Options) (*Server, error) {
 	if len(opts.CORSOrigins) > 0 {
 		app.Use(cors.New(cors.Config{
 			AllowOrigins:  strings.Join(opts.CORSOrigins, ","),
-			AllowMethods:  "GET,POST,PUT,DELETE",
+			AllowMethods:  "GET,POST,PUT,PATCH,DELETE",
 			AllowHeaders:  "Authorization,Content-Type,Idempotency-Key,X-Request-ID",
 			ExposeHeaders: "X-Request-ID,Retry-After,RateLimit-Limit,RateLimit-Remaining,RateLimit-Reset",
 			MaxAge:        600,

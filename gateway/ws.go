@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/internal/logging"
 )
 
@@ -28,12 +32,51 @@ const (
 	wsSendQueue     = 256
 	wsMaxTurns      = 4
 	wsMaxFrameBytes = 64 << 10
+	// wsRecheckInterval is how often an idle connection's session is checked
+	// again; every message frame checks it anyway.
+	wsRecheckInterval = 30 * time.Second
+)
+
+// Close codes of kowai's own (the 4000-4999 range is the application's),
+// sent when a connection's credentials stop being valid. The close reason
+// says which case it is; the client reconnects with a fresh token or, before
+// exp, re-authenticates in band with an auth frame.
+const (
+	// WSCloseTokenExpired ends a connection whose access token reached its
+	// exp without an auth frame carrying a newer one.
+	WSCloseTokenExpired = 4401
+	// WSCloseRevoked ends a connection whose session was revoked (logout,
+	// an admin's role change, reuse of a spent refresh token, anything else
+	// that revokes it), whose account was disabled or deleted, or whose auth
+	// frame carried another user's token.
+	WSCloseRevoked = 4403
+)
+
+// closeError is a verdict that ends the connection with code and reason;
+// the message frame it refused gets an error frame with status.
+type closeError struct {
+	code   int
+	status int
+	reason string
+}
+
+func (e *closeError) Error() string {
+	return fmt.Sprintf("websocket: close %d: %s", e.code, e.reason)
+}
+
+// The verdicts on a connection's credentials that end it.
+var (
+	errWSTokenExpired    = &closeError{WSCloseTokenExpired, http.StatusUnauthorized, "token expired"}
+	errWSSessionRevoked  = &closeError{WSCloseRevoked, http.StatusUnauthorized, "session revoked"}
+	errWSAccountDisabled = &closeError{WSCloseRevoked, http.StatusForbidden, "account disabled"}
+	errWSOtherUser       = &closeError{WSCloseRevoked, http.StatusForbidden, "the token belongs to another user"}
 )
 
 // Locals under which the pre-upgrade handler hands data to the connection;
 // the WebSocket library copies only string-keyed locals.
 const (
 	wsLocalPrincipal = "kowai.ws.principal"
+	wsLocalToken     = "kowai.ws.token"
 	wsLocalRequestID = "kowai.ws.request_id"
 )
 
@@ -48,6 +91,14 @@ type wsClientFrame struct {
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
 
+// wsFrameType is the part of a client frame read before anything else, so a
+// frame of a type this server does not speak gets an answer naming the type
+// rather than one about its fields.
+type wsFrameType struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
 // wsServerFrame is any frame the server sends: token, done or error.
 type wsServerFrame struct {
 	Type           string `json:"type"`
@@ -60,17 +111,26 @@ type wsServerFrame struct {
 	Status         int    `json:"status,omitempty"`
 	Title          string `json:"title,omitempty"`
 	Detail         string `json:"detail,omitempty"`
+	// RetryAfter is, on an error frame, the seconds to wait before retrying
+	// (a refusal by the rate limit, a conversation moving between nodes).
+	RetryAfter int64 `json:"retry_after,omitempty"`
 }
 
 type wsHandler struct {
 	chat ChatBackend
 	auth auth.Authenticator
-	log  *slog.Logger
-	open prometheus.Gauge
-	// authTimeout and pingInterval are fields so tests can shorten them.
-	authTimeout  time.Duration
-	pingInterval time.Duration
-	sendQueue    int
+	// users, when not nil, gives every message frame the roles of the
+	// current user record (normally API.Auth).
+	users  auth.UserLookup
+	limits rateLimits
+	log    *slog.Logger
+	open   prometheus.Gauge
+	// authTimeout, pingInterval and recheckInterval are fields so tests can
+	// shorten them.
+	authTimeout     time.Duration
+	pingInterval    time.Duration
+	recheckInterval time.Duration
+	sendQueue       int
 }
 
 // upgrade runs before the protocol switch: it refuses plain HTTP, and
@@ -82,17 +142,46 @@ func (h *wsHandler) upgrade(c *fiber.Ctx) error {
 		return NewError(http.StatusUpgradeRequired, "this route speaks WebSocket only")
 	}
 	if token := auth.BearerToken(c.Get(fiber.HeaderAuthorization)); token != "" {
-		p, err := h.auth.Authenticate(c.UserContext(), token)
-		if errors.Is(err, auth.ErrInvalidToken) {
-			return NewError(http.StatusUnauthorized, "invalid or expired token")
-		}
+		p, err := h.check(c.UserContext(), token)
 		if err != nil {
 			return err
 		}
 		c.Locals(wsLocalPrincipal, p)
+		// Fiber's header strings alias a reused buffer; the token outlives
+		// the request.
+		c.Locals(wsLocalToken, strings.Clone(token))
 	}
 	c.Locals(wsLocalRequestID, logging.CorrelationID(c.UserContext()))
 	return c.Next()
+}
+
+// check verifies a token for this route: through auth.Current (the REST
+// path plus the user record) and, stricter than a request, not past its
+// exp, since the connection would end there at once. Refusals are *Error
+// values for the client, wrapping the auth error; a backend failure is
+// returned as is.
+func (h *wsHandler) check(ctx context.Context, token string) (auth.Principal, error) {
+	p, err := auth.Current(ctx, h.auth, h.users, token)
+	var refusal *Error
+	switch {
+	case errors.Is(err, auth.ErrInvalidToken):
+		refusal = NewError(http.StatusUnauthorized, "invalid or expired token")
+	case errors.Is(err, auth.ErrAccountDisabled):
+		refusal = NewError(http.StatusForbidden, "account disabled")
+	case err != nil:
+		return auth.Principal{}, err
+	case expired(p, time.Now()):
+		refusal, err = NewError(http.StatusUnauthorized, "invalid or expired token"), auth.ErrInvalidToken
+	default:
+		return p, nil
+	}
+	refusal.Err = err
+	return auth.Principal{}, refusal
+}
+
+// expired reports whether p's token has reached its exp at now.
+func expired(p auth.Principal, now time.Time) bool {
+	return !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt)
 }
 
 // conn is one WebSocket connection's state. Only the writer goroutine writes
@@ -109,10 +198,18 @@ type conn struct {
 	// flush sends the frames queued before the close; an overflow close
 	// drops them, since the client is not reading.
 	flush bool
+
+	// credMu guards the credentials the connection was opened or last
+	// re-authenticated with; reauthed tells the watcher that exp moved.
+	credMu   sync.Mutex
+	token    string
+	held     auth.Principal
+	reauthed chan struct{}
 }
 
 // serve is the connection's life: authenticate, then read frames until the
-// client leaves, running up to wsMaxTurns turns at once.
+// client leaves or its credentials end, running up to wsMaxTurns turns at
+// once.
 func (h *wsHandler) serve(ws *websocket.Conn) {
 	h.open.Inc()
 	defer h.open.Dec()
@@ -121,7 +218,8 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 	if id, _ := ws.Locals(wsLocalRequestID).(string); id != "" {
 		ctx = logging.WithCorrelationID(ctx, id)
 	}
-	c := &conn{h: h, ws: ws, ctx: ctx, out: make(chan wsServerFrame, h.sendQueue), closed: make(chan struct{})}
+	c := &conn{h: h, ws: ws, ctx: ctx, out: make(chan wsServerFrame, h.sendQueue), closed: make(chan struct{}),
+		reauthed: make(chan struct{}, 1)}
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -134,13 +232,22 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 
 	ws.SetReadLimit(wsMaxFrameBytes)
 	p, ok := ws.Locals(wsLocalPrincipal).(auth.Principal)
+	token, _ := ws.Locals(wsLocalToken).(string)
 	if !ok {
-		if p, ok = c.authenticate(); !ok {
+		if token, p, ok = c.authenticate(); !ok {
 			return
 		}
 	}
-	ctx = auth.WithPrincipal(ctx, p)
-	c.ctx = ctx
+	c.token, c.held = token, p
+	watcherDone := make(chan struct{})
+	go func() {
+		defer close(watcherDone)
+		c.watch()
+	}()
+	defer func() {
+		c.close(websocket.CloseNormalClosure, "")
+		<-watcherDone
+	}()
 	_ = ws.SetReadDeadline(time.Now().Add(wsPongWait))
 	ws.SetPongHandler(func(string) error { return ws.SetReadDeadline(time.Now().Add(wsPongWait)) })
 
@@ -156,14 +263,36 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 			}
 			return
 		}
+		if c.isClosed() {
+			// Credentials ended; frames still in flight are not served.
+			return
+		}
 		_ = ws.SetReadDeadline(time.Now().Add(wsPongWait))
-		var f wsClientFrame
-		if err := decodeJSON(raw, &f); err != nil {
+		var kind wsFrameType
+		if err := json.Unmarshal(raw, &kind); err != nil {
+			// Let the strict decoder say what is wrong.
+			var f wsClientFrame
+			err = decodeJSON(raw, &f)
+			if err == nil {
+				err = NewError(http.StatusBadRequest, "a frame is a JSON object with a string type")
+			}
 			c.sendError("", err)
 			continue
 		}
-		switch f.Type {
+		switch kind.Type {
 		case "message":
+			var f wsClientFrame
+			if err := decodeJSON(raw, &f); err != nil {
+				c.sendError(kind.ID, err)
+				continue
+			}
+			p, ok := c.authorize(f.ID)
+			if !ok {
+				continue
+			}
+			if !c.allow(f.ID, p) {
+				continue
+			}
 			turn, err := c.turn(p, f)
 			if err != nil {
 				c.sendError(f.ID, err)
@@ -175,42 +304,207 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 				c.sendError(f.ID, NewError(http.StatusTooManyRequests, "at most 4 turns may run at once on one connection"))
 				continue
 			}
+			turnCtx := auth.WithPrincipal(ctx, p)
 			running.Go(func() {
 				defer func() { <-turns }()
-				c.run(f.ID, turn)
+				c.run(turnCtx, f.ID, turn)
 			})
 		case "auth":
-			c.sendError(f.ID, NewError(http.StatusBadRequest, "already authenticated"))
+			var f wsClientFrame
+			if err := decodeJSON(raw, &f); err != nil {
+				c.sendError(kind.ID, err)
+				continue
+			}
+			c.reauthenticate(f)
+		case "resume", "subscribe":
+			c.sendError(kind.ID, Validation(FieldError{Field: "type", Message: kind.Type + " frames are not supported yet; send message or auth"}))
 		default:
-			c.sendError(f.ID, Validation(FieldError{Field: "type", Message: "must be message or auth"}))
+			c.sendError(kind.ID, Validation(FieldError{Field: "type", Message: "must be message or auth"}))
 		}
 	}
 }
 
 // authenticate waits up to authTimeout for an auth frame.
-func (c *conn) authenticate() (auth.Principal, bool) {
+func (c *conn) authenticate() (string, auth.Principal, bool) {
 	_ = c.ws.SetReadDeadline(time.Now().Add(c.h.authTimeout))
 	_, raw, err := c.ws.ReadMessage()
 	if err != nil {
 		c.close(websocket.ClosePolicyViolation, "authentication timed out: send {\"type\":\"auth\",\"token\":...} within 5 s")
-		return auth.Principal{}, false
+		return "", auth.Principal{}, false
 	}
 	var f wsClientFrame
 	if err := decodeJSON(raw, &f); err != nil || f.Type != "auth" || f.Token == "" {
 		c.sendError(f.ID, NewError(http.StatusUnauthorized, "the first frame must be {\"type\":\"auth\",\"token\":\"...\"}"))
 		c.close(websocket.ClosePolicyViolation, "authentication required")
-		return auth.Principal{}, false
+		return "", auth.Principal{}, false
 	}
-	p, err := c.h.auth.Authenticate(c.ctx, f.Token)
+	p, err := c.h.check(c.ctx, f.Token)
 	if err != nil {
-		if errors.Is(err, auth.ErrInvalidToken) {
-			err = NewError(http.StatusUnauthorized, "invalid or expired token")
-		}
 		c.sendError(f.ID, err)
 		c.close(websocket.ClosePolicyViolation, "authentication failed")
+		return "", auth.Principal{}, false
+	}
+	return f.Token, p, true
+}
+
+// credentials returns the token and principal the connection holds.
+func (c *conn) credentials() (string, auth.Principal) {
+	c.credMu.Lock()
+	defer c.credMu.Unlock()
+	return c.token, c.held
+}
+
+// recheck checks the held token now, as a REST request would be checked,
+// and returns the principal with the user's current roles. Verdicts that end
+// the connection are *closeError; any other error is a backend failure
+// (revocation store, user store), which decides nothing.
+func (c *conn) recheck() (auth.Principal, error) {
+	token, held := c.credentials()
+	if expired(held, time.Now()) {
+		return auth.Principal{}, errWSTokenExpired
+	}
+	p, err := auth.Current(c.ctx, c.h.auth, c.h.users, token)
+	switch {
+	case errors.Is(err, auth.ErrInvalidToken):
+		return auth.Principal{}, errWSSessionRevoked
+	case errors.Is(err, auth.ErrAccountDisabled):
+		return auth.Principal{}, errWSAccountDisabled
+	case err != nil:
+		return auth.Principal{}, fmt.Errorf("websocket: checking the session: %w", err)
+	case p.UserID != held.UserID:
+		return auth.Principal{}, errWSOtherUser
+	}
+	return p, nil
+}
+
+// authorize is the check before a message frame runs: credentials (closing
+// the connection when they ended) and the chat:write permission of the
+// user's current roles. A backend failure refuses the frame with 503 and
+// keeps the connection: nothing runs on an unchecked session.
+func (c *conn) authorize(id string) (auth.Principal, bool) {
+	p, err := c.recheck()
+	var ce *closeError
+	switch {
+	case errors.As(err, &ce):
+		c.sendError(id, NewError(ce.status, ce.reason))
+		c.close(ce.code, ce.reason)
+		return auth.Principal{}, false
+	case err != nil:
+		c.sendError(id, &Error{Status: http.StatusServiceUnavailable, Title: http.StatusText(http.StatusServiceUnavailable),
+			Detail: "your session could not be checked; retry", Headers: map[string]string{fiber.HeaderRetryAfter: "1"}, Err: err})
+		return auth.Principal{}, false
+	case !p.Can(auth.PermChatWrite):
+		c.sendError(id, NewError(http.StatusForbidden, "missing permission "+string(auth.PermChatWrite)))
 		return auth.Principal{}, false
 	}
 	return p, true
+}
+
+// allow counts a message frame against the user's chat-turn bucket, the
+// one POST /chat/message counts in. A refusal is an error frame with 429 and
+// retry_after; a failing limiter lets the frame through, as it lets REST
+// requests through.
+func (c *conn) allow(id string, p auth.Principal) bool {
+	res, err := c.h.limits.allowUser(c.ctx, chatTurnBucket, p.UserID)
+	if err != nil {
+		c.h.log.WarnContext(c.ctx, "rate limiter failed; letting websocket turn through", "bucket", chatTurnBucket, "error", err)
+		return true
+	}
+	if res.Allowed {
+		return true
+	}
+	retry := strconv.FormatInt(ratelimit.RetryAfterSeconds(res), 10)
+	c.sendError(id, &Error{Status: http.StatusTooManyRequests, Title: http.StatusText(http.StatusTooManyRequests),
+		Detail: "rate limit exceeded; retry after " + retry + " s", Headers: map[string]string{fiber.HeaderRetryAfter: retry}})
+	return false
+}
+
+// reauthenticate replaces the connection's token with the one of an auth
+// frame: the same user's only. A token that does not verify is refused with
+// an error frame and the connection keeps its current one; another user's
+// token, or a disabled account, ends the connection.
+func (c *conn) reauthenticate(f wsClientFrame) {
+	if f.Token == "" {
+		c.sendError(f.ID, Validation(FieldError{Field: "token", Message: "must not be empty"}))
+		return
+	}
+	p, err := c.h.check(c.ctx, f.Token)
+	if errors.Is(err, auth.ErrAccountDisabled) {
+		c.sendError(f.ID, err)
+		c.close(errWSAccountDisabled.code, errWSAccountDisabled.reason)
+		return
+	}
+	if err != nil {
+		c.sendError(f.ID, err)
+		return
+	}
+	c.credMu.Lock()
+	same := p.UserID == c.held.UserID
+	if same {
+		c.token, c.held = f.Token, p
+	}
+	c.credMu.Unlock()
+	if !same {
+		c.h.log.WarnContext(c.ctx, "websocket auth frame for another user; closing", "user_id", p.UserID)
+		c.sendError(f.ID, NewError(http.StatusForbidden, errWSOtherUser.reason))
+		c.close(errWSOtherUser.code, errWSOtherUser.reason)
+		return
+	}
+	select {
+	case c.reauthed <- struct{}{}:
+	default:
+	}
+}
+
+// watch ends the connection without waiting for a frame: at the held
+// token's exp, and when a periodic check finds the session revoked.
+func (c *conn) watch() {
+	expiry := time.NewTimer(time.Hour)
+	defer expiry.Stop()
+	arm := func() {
+		if _, held := c.credentials(); !held.ExpiresAt.IsZero() {
+			expiry.Reset(time.Until(held.ExpiresAt))
+		} else {
+			expiry.Stop()
+		}
+	}
+	arm()
+	recheck := time.NewTicker(c.h.recheckInterval)
+	defer recheck.Stop()
+	for {
+		select {
+		case <-c.closed:
+			return
+		case <-c.reauthed:
+			arm()
+		case <-expiry.C:
+			if _, held := c.credentials(); expired(held, time.Now()) {
+				c.close(errWSTokenExpired.code, errWSTokenExpired.reason)
+				return
+			}
+			arm()
+		case <-recheck.C:
+			_, err := c.recheck()
+			var ce *closeError
+			if errors.As(err, &ce) {
+				c.close(ce.code, ce.reason)
+				return
+			}
+			if err != nil {
+				c.h.log.DebugContext(c.ctx, "websocket session check failed", "error", err)
+			}
+		}
+	}
+}
+
+// isClosed reports whether the connection is closing.
+func (c *conn) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
 }
 
 func (c *conn) turn(p auth.Principal, f wsClientFrame) (ChatTurn, error) {
@@ -229,9 +523,10 @@ func (c *conn) turn(p auth.Principal, f wsClientFrame) (ChatTurn, error) {
 	return newTurn(p.UserID, req.ConversationID, req.AgentID, req.Content, key)
 }
 
-// run executes one turn, streaming its tokens.
-func (c *conn) run(id string, turn ChatTurn) {
-	reply, err := c.h.chat.Send(c.ctx, turn, func(delta string) {
+// run executes one turn with ctx (the connection's, carrying the principal
+// checked for it), streaming its tokens.
+func (c *conn) run(ctx context.Context, id string, turn ChatTurn) {
+	reply, err := c.h.chat.Send(ctx, turn, func(delta string) {
 		c.send(wsServerFrame{Type: "token", ID: id, Delta: delta})
 	})
 	if err != nil {
@@ -256,11 +551,16 @@ func (c *conn) sendError(id string, err error) {
 		c.h.log.ErrorContext(c.ctx, "websocket turn failed", "error", err)
 		e = NewError(http.StatusInternalServerError, "an internal error occurred; quote the correlation_id when reporting it")
 	}
+	if e.Status >= 500 && e.Err != nil {
+		c.h.log.ErrorContext(c.ctx, "websocket frame failed", "status", e.Status, "error", err)
+	}
 	detail := e.Detail
 	if len(e.Fields) > 0 {
 		detail = e.Fields[0].Field + ": " + e.Fields[0].Message
 	}
-	c.send(wsServerFrame{Type: "error", ID: id, Status: e.Status, Title: e.Title, Detail: detail})
+	// Retry-After is whole seconds here; an HTTP date is not sent by kowai.
+	retry, _ := strconv.ParseInt(e.Headers[fiber.HeaderRetryAfter], 10, 64)
+	c.send(wsServerFrame{Type: "error", ID: id, Status: e.Status, Title: e.Title, Detail: detail, RetryAfter: retry})
 }
 
 // send queues f; a full queue means the client is not reading, and the

@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,7 +23,9 @@ type Conversation struct {
 
 // Conversations stores conversations. Lists are ordered most recently updated first.
 type Conversations interface {
-	// Create stores c (ID and times filled in when empty) and returns it.
+	// Create stores c (ID and times filled in when empty) and returns it. The ID of a
+	// deleted conversation is ErrGone, a taken one ErrDuplicate, a missing owner
+	// ErrConflict.
 	Create(ctx context.Context, c Conversation) (Conversation, error)
 	// Get returns the conversation with this ID, or ErrNotFound.
 	Get(ctx context.Context, id string) (Conversation, error)
@@ -34,6 +37,10 @@ type Conversations interface {
 	Touch(ctx context.Context, id string, at time.Time) error
 	// UpdateTitle sets the title, or returns ErrNotFound.
 	UpdateTitle(ctx context.Context, id, title string) error
+	// Delete erases the conversation, its messages and their feedback, and every
+	// snapshot under its ID, and leaves a tombstone so that Create never reuses the ID;
+	// ErrNotFound when there is no such conversation.
+	Delete(ctx context.Context, id string) error
 }
 
 // ConversationStore implements Conversations on a DB.
@@ -46,7 +53,9 @@ func NewConversationStore(db *DB) *ConversationStore { return &ConversationStore
 
 var conversationCols = []any{"id", "owner_id", "agent_id", "title", "created_at", "updated_at"}
 
-// Create implements Conversations. An owner that does not exist is ErrConflict.
+// Create implements Conversations. The tombstone check and the insert share a
+// transaction; a Delete of the same ID at the same moment is not expected, since both go
+// through the conversation's one session grain.
 func (s *ConversationStore) Create(ctx context.Context, c Conversation) (Conversation, error) {
 	if c.ID == "" {
 		c.ID = newID()
@@ -58,14 +67,47 @@ func (s *ConversationStore) Create(ctx context.Context, c Conversation) (Convers
 		c.UpdatedAt = c.CreatedAt
 	}
 	c.CreatedAt, c.UpdatedAt = utc(c.CreatedAt), utc(c.UpdatedAt)
-	q := s.db.Goqu.Insert("conversations").Prepared(true).Rows(goqu.Record{
-		"id": c.ID, "owner_id": c.OwnerID, "agent_id": c.AgentID, "title": c.Title,
-		"created_at": c.CreatedAt, "updated_at": c.UpdatedAt,
+	err := s.db.inTx(ctx, func(tx *goqu.TxDatabase) error {
+		var id string
+		err := scanOne(ctx, tx.From("conversation_tombstones").Prepared(true).Select("id").Where(goqu.C("id").Eq(c.ID)), &id)
+		switch err = classify(err); {
+		case err == nil:
+			return fmt.Errorf("conversation %s was deleted: %w", c.ID, ErrGone)
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		q := tx.Insert("conversations").Prepared(true).Rows(goqu.Record{
+			"id": c.ID, "owner_id": c.OwnerID, "agent_id": c.AgentID, "title": c.Title,
+			"created_at": c.CreatedAt, "updated_at": c.UpdatedAt,
+		})
+		_, err = q.Executor().ExecContext(ctx)
+		return err
 	})
-	if _, err := q.Executor().ExecContext(ctx); err != nil {
+	if err != nil {
 		return Conversation{}, wrap(err, "create conversation for %s", c.OwnerID)
 	}
 	return c, nil
+}
+
+// Delete implements Conversations. Messages go by their foreign key's cascade, and
+// feedback by its own on messages.
+func (s *ConversationStore) Delete(ctx context.Context, id string) error {
+	err := s.db.inTx(ctx, func(tx *goqu.TxDatabase) error {
+		if _, err := tx.Delete("snapshots").Prepared(true).Where(goqu.C("identity").Eq(id)).Executor().ExecContext(ctx); err != nil {
+			return err
+		}
+		res, err := tx.Delete("conversations").Prepared(true).Where(goqu.C("id").Eq(id)).Executor().ExecContext(ctx)
+		if err := expectRow(res, err, "delete conversation "+id); err != nil {
+			return err
+		}
+		_, err = tx.Insert("conversation_tombstones").Prepared(true).
+			Rows(goqu.Record{"id": id, "deleted_at": utc(time.Now())}).Executor().ExecContext(ctx)
+		return err
+	})
+	if err != nil {
+		return wrap(err, "delete conversation %s", id)
+	}
+	return nil
 }
 
 func (s *ConversationStore) selectConversations() *goqu.SelectDataset {

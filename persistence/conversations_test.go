@@ -75,3 +75,59 @@ func TestConversationsContract(t *testing.T) {
 		}
 	})
 }
+
+// Delete erases the conversation with its messages, their feedback and its snapshots,
+// and its ID can never be created again.
+func TestConversationDelete(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		convs, msgs := persistence.NewConversationStore(db), persistence.NewMessageStore(db)
+		snaps := persistence.NewSnapshotStore(db)
+		owner := seedUser(t, db)
+		conv, kept := seedConversation(t, db, owner.ID), seedConversation(t, db, owner.ID)
+		var answers []persistence.Message
+		for _, c := range []persistence.Conversation{conv, kept} {
+			m, err := msgs.Insert(ctx, persistence.Message{ConversationID: c.ID, Seq: 1, Role: "assistant", Content: "hi"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := persistence.NewFeedbackStore(db).Create(ctx, persistence.Feedback{MessageID: m.ID, UserID: owner.ID, Rating: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if err := snaps.Save(ctx, persistence.Snapshot{Kind: "session", Identity: c.ID, Version: 1, State: []byte("s")}, 0); err != nil {
+				t.Fatal(err)
+			}
+			answers = append(answers, m)
+		}
+		if err := convs.Delete(ctx, conv.ID); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		if _, err := convs.Get(ctx, conv.ID); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("Get after Delete = %v, want ErrNotFound", err)
+		}
+		if _, err := msgs.Get(ctx, answers[0].ID); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("message after Delete = %v, want ErrNotFound", err)
+		}
+		if _, err := snaps.Load(ctx, "session", conv.ID); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("snapshot after Delete = %v, want ErrNotFound", err)
+		}
+		// The feedback went with its message: rating the same message ID again finds no message.
+		if _, err := persistence.NewFeedbackStore(db).Create(ctx, persistence.Feedback{MessageID: answers[0].ID, UserID: owner.ID, Rating: 1}); !errors.Is(err, persistence.ErrConflict) {
+			t.Fatalf("feedback on a deleted message = %v, want ErrConflict", err)
+		}
+		if _, err := convs.Create(ctx, persistence.Conversation{ID: conv.ID, OwnerID: owner.ID}); !errors.Is(err, persistence.ErrGone) {
+			t.Fatalf("Create under a deleted ID = %v, want ErrGone", err)
+		}
+		if err := convs.Delete(ctx, conv.ID); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("second Delete = %v, want ErrNotFound", err)
+		}
+		// The other conversation is untouched.
+		if _, err := msgs.Get(ctx, answers[1].ID); err != nil {
+			t.Fatalf("the other conversation's message: %v", err)
+		}
+		if _, err := snaps.Load(ctx, "session", kept.ID); err != nil {
+			t.Fatalf("the other conversation's snapshot: %v", err)
+		}
+	})
+}

@@ -114,7 +114,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 	)
 	switch scheme {
 	case "sqlite":
-		db, err = openSQLite(rawURL)
+		db, err = openSQLite(rawURL, log)
 	case "mysql":
 		db, err = openMySQL(rawURL, opts, log)
 	default:
@@ -132,7 +132,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-func openSQLite(rawURL string) (*DB, error) {
+func openSQLite(rawURL string, log *slog.Logger) (*DB, error) {
 	rest := strings.TrimPrefix(rawURL, "sqlite://")
 	path, params, _ := strings.Cut(rest, "?")
 	if path == "" {
@@ -143,9 +143,12 @@ func openSQLite(rawURL string) (*DB, error) {
 		return nil, fmt.Errorf("%w: parameters: %v; use %s", ErrBadURL, err, sqliteForm)
 	}
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("%w: cannot create directory %q for the SQLite database: %v; "+
 			"make it writable or choose another path in the database URL", ErrUnavailable, dir, err)
+	}
+	if err := privateFiles(path, log); err != nil {
+		return nil, err
 	}
 	query.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
 	query.Add("_pragma", "journal_mode(WAL)")
@@ -163,6 +166,43 @@ func openSQLite(rawURL string) (*DB, error) {
 	sqlDB.SetConnMaxLifetime(0)
 	sqlDB.SetConnMaxIdleTime(0)
 	return &DB{SQL: sqlDB, Dialect: DialectSQLite, redacted: "sqlite://" + path}, nil
+}
+
+// privateFiles makes the database file, and its WAL and shared-memory files
+// when they exist, readable by their owner only: the database holds password
+// hashes and every conversation. A missing database file is created with mode
+// 0600 before the driver opens it; SQLite gives the -wal and -shm files it
+// creates later the database file's mode. An existing file with looser modes
+// is tightened to 0600, with a warning. Directories are left as they are (a
+// new one is created 0700 by the caller): the database may live in a shared
+// directory such as the working directory.
+func privateFiles(path string, log *slog.Logger) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("%w: cannot create the SQLite database %q: %v; "+
+			"make its directory writable or choose another path in the database URL", ErrUnavailable, path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("%w: create the SQLite database %q: %v", ErrUnavailable, path, err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if st.Mode().Perm()&0o077 == 0 {
+			continue
+		}
+		if err := os.Chmod(p, st.Mode().Perm()&0o700); err != nil {
+			return fmt.Errorf("%w: restrict %q to its owner: %v; chmod 600 it", ErrUnavailable, p, err)
+		}
+		log.Warn("database file was readable by others; restricted to its owner", "file", p,
+			"old_mode", fmt.Sprintf("%04o", st.Mode().Perm()), "new_mode", fmt.Sprintf("%04o", st.Mode().Perm()&0o700))
+	}
+	return nil
 }
 
 func openMySQL(rawURL string, opts Options, log *slog.Logger) (*DB, error) {

@@ -95,6 +95,44 @@ func TestOpenSQLiteCreatesDirectoryAndSetsPragmas(t *testing.T) {
 	}
 }
 
+// The database holds password hashes and conversations: a new one is created
+// in a directory only its owner can enter, and the file, its WAL and its
+// shared memory are readable by their owner only, whatever the umask.
+func TestOpenSQLiteFilesArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	path := filepath.Join(dir, "kowai.db")
+	db := persisttest.Open(t, "sqlite://"+path)
+	if _, err := db.SQL.ExecContext(t.Context(), "CREATE TABLE t (x INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{dir: 0o700, path: 0o600, path + "-wal": 0o600, path + "-shm": 0o600} {
+		st, err := os.Stat(p)
+		if err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: %v, mode %v; want %04o", filepath.Base(p), err, st.Mode().Perm(), want)
+		}
+	}
+}
+
+// A database file left readable by others (an older kowai, a copy) is
+// tightened on open.
+func TestOpenSQLiteTightensLooseFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kowai.db")
+	for _, p := range []string{path, path + "-wal"} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	persisttest.Open(t, "sqlite://"+path)
+	for _, p := range []string{path, path + "-wal"} {
+		if st, err := os.Stat(p); err == nil && st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %04o; want 0600", filepath.Base(p), st.Mode().Perm())
+		}
+	}
+}
+
 func TestOpenMySQLRedactsPassword(t *testing.T) {
 	db := persisttest.MySQL(t)
 	if db.Dialect != persistence.DialectMySQL {

@@ -23,6 +23,10 @@ var ErrConflict = errors.New("persistence: conflict")
 // taken or a message sequence number that another writer already used.
 var ErrDuplicate = errors.New("persistence: duplicate")
 
+// ErrGone reports a write to an ID whose row was deleted for good, such as a new
+// conversation under the ID of a deleted one.
+var ErrGone = errors.New("persistence: gone")
+
 // ErrInvalidCursor reports a page cursor that this package did not produce.
 var ErrInvalidCursor = errors.New("persistence: invalid cursor")
 
@@ -105,7 +109,7 @@ func classify(err error) error {
 
 // isPackageError reports whether err already carries one of this package's sentinels.
 func isPackageError(err error) bool {
-	for _, s := range []error{ErrNotFound, ErrConflict, ErrDuplicate, ErrInvalidCursor, ErrBadURL, ErrUnavailable} {
+	for _, s := range []error{ErrNotFound, ErrConflict, ErrDuplicate, ErrGone, ErrInvalidCursor, ErrBadURL, ErrUnavailable} {
 		if errors.Is(err, s) {
 			return true
 		}

@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -26,6 +27,10 @@ type FeedbackWriter interface {
 	// Create stores f. A second rating of one message by one user is ErrDuplicate; a
 	// rating other than 1 or -1 is rejected; a missing message or user is ErrConflict.
 	Create(ctx context.Context, f Feedback) (Feedback, error)
+	// Put stores f, or replaces the rating and comment of the user's earlier feedback on
+	// the message (keeping its ID and creation time); created reports which. Errors are
+	// Create's, without ErrDuplicate.
+	Put(ctx context.Context, f Feedback) (stored Feedback, created bool, err error)
 }
 
 var _ FeedbackWriter = (*FeedbackStore)(nil)
@@ -53,4 +58,25 @@ func (s *FeedbackStore) Create(ctx context.Context, f Feedback) (Feedback, error
 		return Feedback{}, wrap(err, "create feedback on message %s", f.MessageID)
 	}
 	return f, nil
+}
+
+// Put implements FeedbackWriter: an insert, and on the unique (message, user) key an
+// update of that row. Two Puts of one rating at once both succeed, the later winning.
+func (s *FeedbackStore) Put(ctx context.Context, f Feedback) (Feedback, bool, error) {
+	stored, err := s.Create(ctx, f)
+	if !errors.Is(err, ErrDuplicate) {
+		return stored, err == nil, err
+	}
+	where := []goqu.Expression{goqu.C("message_id").Eq(f.MessageID), goqu.C("user_id").Eq(f.UserID)}
+	res, err := s.db.Goqu.Update("feedback").Prepared(true).Set(goqu.Record{"rating": f.Rating, "comment": f.Comment}).
+		Where(where...).Executor().ExecContext(ctx)
+	if err := expectRow(res, err, "update feedback on message "+f.MessageID); err != nil {
+		return Feedback{}, false, err
+	}
+	q := s.db.Goqu.From("feedback").Prepared(true).Select("id", "message_id", "user_id", "rating", "comment", "created_at").Where(where...)
+	var out Feedback
+	if err := scanOne(ctx, q, &out.ID, &out.MessageID, &out.UserID, &out.Rating, &out.Comment, &out.CreatedAt); err != nil {
+		return Feedback{}, false, wrap(err, "read feedback on message %s", f.MessageID)
+	}
+	return out, false, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
@@ -112,6 +113,38 @@ func TestFeedbackContract(t *testing.T) {
 		}
 		if _, err := fb.Create(ctx, persistence.Feedback{MessageID: m.ID, UserID: user.ID, Rating: 5}); err == nil {
 			t.Error("Create with rating 5 succeeded")
+		}
+	})
+}
+
+// Put changes a rating in place: the same row (ID, creation time), new rating and
+// comment; a first Put creates.
+func TestFeedbackPut(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		user, other := seedUser(t, db), seedUser(t, db)
+		conv := seedConversation(t, db, user.ID)
+		m, err := persistence.NewMessageStore(db).Insert(ctx, persistence.Message{ConversationID: conv.ID, Seq: 1, Role: "assistant", Content: "hi"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fb := persistence.NewFeedbackStore(db)
+		first, created, err := fb.Put(ctx, persistence.Feedback{MessageID: m.ID, UserID: user.ID, Rating: 1, Comment: "good"})
+		if err != nil || !created {
+			t.Fatalf("first Put = %+v, created %v, %v", first, created, err)
+		}
+		again, created, err := fb.Put(ctx, persistence.Feedback{MessageID: m.ID, UserID: user.ID, Rating: -1, Comment: "on reflection, wrong"})
+		if err != nil || created || again.ID != first.ID || again.Rating != -1 || again.Comment != "on reflection, wrong" ||
+			!again.CreatedAt.Equal(first.CreatedAt.Truncate(time.Microsecond)) {
+			t.Fatalf("second Put = %+v, created %v, %v; first %+v", again, created, err, first)
+		}
+		// Another user's rating of the same message is a row of its own.
+		if theirs, created, err := fb.Put(ctx, persistence.Feedback{MessageID: m.ID, UserID: other.ID, Rating: 1}); err != nil || !created || theirs.ID == first.ID {
+			t.Fatalf("other user's Put = %+v, created %v, %v", theirs, created, err)
+		}
+		if _, _, err := fb.Put(ctx, persistence.Feedback{MessageID: "missing", UserID: user.ID, Rating: 1}); !errors.Is(err, persistence.ErrConflict) {
+			t.Fatalf("Put on a missing message = %v, want ErrConflict", err)
 		}
 	})
 }

@@ -58,8 +58,10 @@ func TestMigrateRoundTrip(t *testing.T) {
 		if n, err := m.Down(ctx, 1); err != nil || n != 1 {
 			t.Fatalf("Down(1) = %d, %v", n, err)
 		}
-		if cur, err := m.Current(ctx); err != nil || cur != m.Latest()-1 {
-			t.Fatalf("Current after Down(1) = %d, %v; want %d", cur, err, m.Latest()-1)
+		// Versions may have gaps (they are assigned ahead of merging): the one before the latest.
+		all := mustStatus(t, m)
+		if cur, err := m.Current(ctx); err != nil || cur != all[len(all)-2].Version {
+			t.Fatalf("Current after Down(1) = %d, %v; want %d", cur, err, all[len(all)-2].Version)
 		}
 		if err := m.CheckCurrent(ctx); !errors.Is(err, persistence.ErrSchemaBehind) {
 			t.Fatalf("CheckCurrent after Down(1) = %v, want ErrSchemaBehind", err)
@@ -68,13 +70,13 @@ func TestMigrateRoundTrip(t *testing.T) {
 			t.Fatalf("Up after Down(1) = %d, %v", n, err)
 		}
 		// Reverting everything leaves no kowai table; asking for more than exist is fine.
-		if n, err := m.Down(ctx, 1000); err != nil || int64(n) != m.Latest() {
-			t.Fatalf("Down(all) = %d, %v; want %d", n, err, m.Latest())
+		if n, err := m.Down(ctx, 1000); err != nil || n != len(all) {
+			t.Fatalf("Down(all) = %d, %v; want %d", n, err, len(all))
 		}
 		if tableExists(t, db, "messages") || tableExists(t, db, "users") {
 			t.Fatal("tables still there after reverting every migration")
 		}
-		if n, err := m.Up(ctx); err != nil || int64(n) != m.Latest() {
+		if n, err := m.Up(ctx); err != nil || n != len(all) {
 			t.Fatalf("Up after Down(all) = %d, %v", n, err)
 		}
 		if err := m.CheckCurrent(ctx); err != nil {

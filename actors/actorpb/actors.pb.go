@@ -62,6 +62,9 @@ const (
 	Code_CODE_INVALID_ARGUMENT Code = 10
 	// A bug or an unexpected failure inside the grain.
 	Code_CODE_INTERNAL Code = 11
+	// The idempotency key was used before with another request (other content or agent):
+	// the stored result answers only the request that made it.
+	Code_CODE_IDEMPOTENCY_MISMATCH Code = 12
 )
 
 // Enum value maps for Code.
@@ -79,20 +82,22 @@ var (
 		9:  "CODE_CANCELED",
 		10: "CODE_INVALID_ARGUMENT",
 		11: "CODE_INTERNAL",
+		12: "CODE_IDEMPOTENCY_MISMATCH",
 	}
 	Code_value = map[string]int32{
-		"CODE_UNSPECIFIED":      0,
-		"CODE_FORBIDDEN":        1,
-		"CODE_NOT_FOUND":        2,
-		"CODE_CONFLICT":         3,
-		"CODE_UNAVAILABLE":      4,
-		"CODE_MODEL_FAILURE":    5,
-		"CODE_TIMEOUT":          6,
-		"CODE_BUDGET_EXCEEDED":  7,
-		"CODE_BUSY":             8,
-		"CODE_CANCELED":         9,
-		"CODE_INVALID_ARGUMENT": 10,
-		"CODE_INTERNAL":         11,
+		"CODE_UNSPECIFIED":          0,
+		"CODE_FORBIDDEN":            1,
+		"CODE_NOT_FOUND":            2,
+		"CODE_CONFLICT":             3,
+		"CODE_UNAVAILABLE":          4,
+		"CODE_MODEL_FAILURE":        5,
+		"CODE_TIMEOUT":              6,
+		"CODE_BUDGET_EXCEEDED":      7,
+		"CODE_BUSY":                 8,
+		"CODE_CANCELED":             9,
+		"CODE_INVALID_ARGUMENT":     10,
+		"CODE_INTERNAL":             11,
+		"CODE_IDEMPOTENCY_MISMATCH": 12,
 	}
 )
 
@@ -326,7 +331,11 @@ type SendMessage struct {
 	// Where to stream tokens; empty for no streaming.
 	Stream *StreamTarget `protobuf:"bytes,9,opt,name=stream,proto3" json:"stream,omitempty"`
 	// Echoed in every TokenDelta and StreamEnd so the client can tell streams apart.
-	StreamId      string `protobuf:"bytes,10,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	StreamId string `protobuf:"bytes,10,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// The conversation must exist already (or be in creation by its owner's first turn):
+	// set when the client named a conversation ID it may not create, such as one of the
+	// IDs the gateway derives from a user and an idempotency key.
+	MustExist     bool `protobuf:"varint,11,opt,name=must_exist,json=mustExist,proto3" json:"must_exist,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -415,6 +424,13 @@ func (x *SendMessage) GetStreamId() string {
 		return x.StreamId
 	}
 	return ""
+}
+
+func (x *SendMessage) GetMustExist() bool {
+	if x != nil {
+		return x.MustExist
+	}
+	return false
 }
 
 // TurnResult answers SendMessage once both messages of the turn are durable.
@@ -1472,6 +1488,140 @@ func (x *Reload) GetAgentId() string {
 	return ""
 }
 
+// RenameConversation sets the title of a conversation; only its owner may. Answered with
+// ConversationInfo.
+type RenameConversation struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CorrelationId  string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	ConversationId string                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	UserId         string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Title          string                 `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RenameConversation) Reset() {
+	*x = RenameConversation{}
+	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameConversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameConversation) ProtoMessage() {}
+
+func (x *RenameConversation) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameConversation.ProtoReflect.Descriptor instead.
+func (*RenameConversation) Descriptor() ([]byte, []int) {
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RenameConversation) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *RenameConversation) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *RenameConversation) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *RenameConversation) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+// DeleteConversation erases a conversation with its messages, their feedback and the
+// session's snapshot; only its owner may. A running turn is cancelled and queued turns
+// are refused. The ID is never served again: later turns to it are CODE_NOT_FOUND.
+// Answered with Ack.
+type DeleteConversation struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CorrelationId  string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	ConversationId string                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	UserId         string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeleteConversation) Reset() {
+	*x = DeleteConversation{}
+	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteConversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteConversation) ProtoMessage() {}
+
+func (x *DeleteConversation) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteConversation.ProtoReflect.Descriptor instead.
+func (*DeleteConversation) Descriptor() ([]byte, []int) {
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DeleteConversation) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *DeleteConversation) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *DeleteConversation) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 // Passivate asks a grain to save a final snapshot and stop.
 type Passivate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1482,7 +1632,7 @@ type Passivate struct {
 
 func (x *Passivate) Reset() {
 	*x = Passivate{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1644,7 @@ func (x *Passivate) String() string {
 func (*Passivate) ProtoMessage() {}
 
 func (x *Passivate) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1657,7 @@ func (x *Passivate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Passivate.ProtoReflect.Descriptor instead.
 func (*Passivate) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{18}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Passivate) GetCorrelationId() string {
@@ -1526,7 +1676,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1688,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1701,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{19}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{21}
 }
 
 var File_actors_actorpb_actors_proto protoreflect.FileDescriptor
@@ -1571,7 +1721,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12\x19\n" +
 	"\bcost_usd\x18\x03 \x01(\x01R\acostUsd\x12\x1b\n" +
-	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\xb4\x02\n" +
+	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\xd3\x02\n" +
 	"\vSendMessage\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12'\n" +
@@ -1581,7 +1731,9 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\acontent\x18\b \x01(\tR\acontent\x125\n" +
 	"\x06stream\x18\t \x01(\v2\x1d.kowai.actors.v1.StreamTargetR\x06stream\x12\x1b\n" +
 	"\tstream_id\x18\n" +
-	" \x01(\tR\bstreamIdJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x8f\x02\n" +
+	" \x01(\tR\bstreamId\x12\x1d\n" +
+	"\n" +
+	"must_exist\x18\v \x01(\bR\tmustExistJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x8f\x02\n" +
 	"\n" +
 	"TurnResult\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x1d\n" +
@@ -1670,10 +1822,19 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"busyPolicy\"J\n" +
 	"\x06Reload\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\"2\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\"\x93\x01\n" +
+	"\x12RenameConversation\x12%\n" +
+	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
+	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05title\x18\x04 \x01(\tR\x05title\"}\n" +
+	"\x12DeleteConversation\x12%\n" +
+	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
+	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\"2\n" +
 	"\tPassivate\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\"\x05\n" +
-	"\x03Ack*\x81\x02\n" +
+	"\x03Ack*\xa0\x02\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eCODE_FORBIDDEN\x10\x01\x12\x12\n" +
@@ -1687,7 +1848,8 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\rCODE_CANCELED\x10\t\x12\x19\n" +
 	"\x15CODE_INVALID_ARGUMENT\x10\n" +
 	"\x12\x11\n" +
-	"\rCODE_INTERNAL\x10\vB'Z%github.com/kowai/kowai/actors/actorpbb\x06proto3"
+	"\rCODE_INTERNAL\x10\v\x12\x1d\n" +
+	"\x19CODE_IDEMPOTENCY_MISMATCH\x10\fB'Z%github.com/kowai/kowai/actors/actorpbb\x06proto3"
 
 var (
 	file_actors_actorpb_actors_proto_rawDescOnce sync.Once
@@ -1702,7 +1864,7 @@ func file_actors_actorpb_actors_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorpb_actors_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_actors_actorpb_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_actors_actorpb_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_actors_actorpb_actors_proto_goTypes = []any{
 	(Code)(0),                     // 0: kowai.actors.v1.Code
 	(*ErrorReply)(nil),            // 1: kowai.actors.v1.ErrorReply
@@ -1723,15 +1885,17 @@ var file_actors_actorpb_actors_proto_goTypes = []any{
 	(*GenerateReply)(nil),         // 16: kowai.actors.v1.GenerateReply
 	(*ReplyResult)(nil),           // 17: kowai.actors.v1.ReplyResult
 	(*Reload)(nil),                // 18: kowai.actors.v1.Reload
-	(*Passivate)(nil),             // 19: kowai.actors.v1.Passivate
-	(*Ack)(nil),                   // 20: kowai.actors.v1.Ack
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*RenameConversation)(nil),    // 19: kowai.actors.v1.RenameConversation
+	(*DeleteConversation)(nil),    // 20: kowai.actors.v1.DeleteConversation
+	(*Passivate)(nil),             // 21: kowai.actors.v1.Passivate
+	(*Ack)(nil),                   // 22: kowai.actors.v1.Ack
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
 }
 var file_actors_actorpb_actors_proto_depIdxs = []int32{
 	0,  // 0: kowai.actors.v1.ErrorReply.code:type_name -> kowai.actors.v1.Code
 	2,  // 1: kowai.actors.v1.SendMessage.stream:type_name -> kowai.actors.v1.StreamTarget
 	3,  // 2: kowai.actors.v1.TurnResult.usage:type_name -> kowai.actors.v1.Usage
-	21, // 3: kowai.actors.v1.ChatMessage.created_at:type_name -> google.protobuf.Timestamp
+	23, // 3: kowai.actors.v1.ChatMessage.created_at:type_name -> google.protobuf.Timestamp
 	7,  // 4: kowai.actors.v1.HistoryPage.messages:type_name -> kowai.actors.v1.ChatMessage
 	1,  // 5: kowai.actors.v1.StreamEnd.error:type_name -> kowai.actors.v1.ErrorReply
 	15, // 6: kowai.actors.v1.GenerateReply.history:type_name -> kowai.actors.v1.HistoryEntry
@@ -1755,7 +1919,7 @@ func file_actors_actorpb_actors_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorpb_actors_proto_rawDesc), len(file_actors_actorpb_actors_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

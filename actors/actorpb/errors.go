@@ -30,6 +30,9 @@ var (
 	ErrCanceled = errors.New("actors: canceled")
 	// ErrInvalidArgument relays CODE_INVALID_ARGUMENT.
 	ErrInvalidArgument = errors.New("actors: invalid argument")
+	// ErrIdempotencyMismatch relays CODE_IDEMPOTENCY_MISMATCH: the idempotency key was
+	// used before with another request.
+	ErrIdempotencyMismatch = errors.New("actors: idempotency key reused with another request")
 	// ErrInternal relays CODE_INTERNAL and unset codes.
 	ErrInternal = errors.New("actors: internal error")
 	// ErrUnexpectedReply means a grain answered with another message type than expected.
@@ -48,6 +51,8 @@ var codeErrors = map[Code]error{
 	Code_CODE_CANCELED:         ErrCanceled,
 	Code_CODE_INVALID_ARGUMENT: ErrInvalidArgument,
 	Code_CODE_INTERNAL:         ErrInternal,
+
+	Code_CODE_IDEMPOTENCY_MISMATCH: ErrIdempotencyMismatch,
 }
 
 // Error is an ErrorReply as a Go error.

@@ -140,7 +140,11 @@ type TailEntry struct {
 	// reply_to is the ID of the message a reply answers.
 	ReplyTo string `protobuf:"bytes,6,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
 	// usage is a reply's model usage, absent for other messages.
-	Usage         *Usage `protobuf:"bytes,7,opt,name=usage,proto3" json:"usage,omitempty"`
+	Usage *Usage `protobuf:"bytes,7,opt,name=usage,proto3" json:"usage,omitempty"`
+	// request_hash identifies the request that made the turn (see the session's
+	// requestHash), so a reused idempotency key with another request is refused; empty for
+	// messages stored before it was recorded.
+	RequestHash   string `protobuf:"bytes,8,opt,name=request_hash,json=requestHash,proto3" json:"request_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -224,6 +228,13 @@ func (x *TailEntry) GetUsage() *Usage {
 	return nil
 }
 
+func (x *TailEntry) GetRequestHash() string {
+	if x != nil {
+		return x.RequestHash
+	}
+	return ""
+}
+
 var File_actors_actorpb_snapshot_proto protoreflect.FileDescriptor
 
 const file_actors_actorpb_snapshot_proto_rawDesc = "" +
@@ -238,7 +249,7 @@ const file_actors_actorpb_snapshot_proto_rawDesc = "" +
 	"\asummary\x18\x05 \x01(\tR\asummary\x12\x14\n" +
 	"\x05turns\x18\x06 \x01(\x03R\x05turns\x12\x19\n" +
 	"\blast_seq\x18\a \x01(\x03R\alastSeq\x12.\n" +
-	"\x04tail\x18\b \x03(\v2\x1a.kowai.actors.v1.TailEntryR\x04tail\"\xb6\x01\n" +
+	"\x04tail\x18\b \x03(\v2\x1a.kowai.actors.v1.TailEntryR\x04tail\"\xd9\x01\n" +
 	"\tTailEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x12\n" +
@@ -246,7 +257,8 @@ const file_actors_actorpb_snapshot_proto_rawDesc = "" +
 	"\acontent\x18\x04 \x01(\tR\acontent\x12\x10\n" +
 	"\x03key\x18\x05 \x01(\tR\x03key\x12\x19\n" +
 	"\breply_to\x18\x06 \x01(\tR\areplyTo\x12,\n" +
-	"\x05usage\x18\a \x01(\v2\x16.kowai.actors.v1.UsageR\x05usageB'Z%github.com/kowai/kowai/actors/actorpbb\x06proto3"
+	"\x05usage\x18\a \x01(\v2\x16.kowai.actors.v1.UsageR\x05usage\x12!\n" +
+	"\frequest_hash\x18\b \x01(\tR\vrequestHashB'Z%github.com/kowai/kowai/actors/actorpbb\x06proto3"
 
 var (
 	file_actors_actorpb_snapshot_proto_rawDescOnce sync.Once

@@ -74,6 +74,8 @@ func newCluster(t *testing.T, bin, provider string, total int) *kowaiCluster {
 	if provider == "etcd" {
 		c.etcd = clustertest.StartEtcd(t)
 	}
+	// Every node shares one certificate from one test CA, as an operator may.
+	certs := clustertest.NewCerts(t)
 	ports := clustertest.FreePorts(t, 4*total)
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
 	var peers []string
@@ -83,7 +85,7 @@ func newCluster(t *testing.T, bin, provider string, total int) *kowaiCluster {
 	for i := range total {
 		n := &kowaiNode{index: i, httpURL: "http://" + addr(ports[4*i]), metricsURL: "http://" + addr(ports[4*i+3]),
 			clusterAddr: addr(ports[4*i+1]), membership: peers[i]}
-		n.env = append(c.baseEnv(),
+		n.env = append(append(c.baseEnv(), certs.Env()...),
 			"KOWAI_HTTP_ADDR="+addr(ports[4*i]),
 			"KOWAI_METRICS_ADDR="+addr(ports[4*i+3]),
 			"KOWAI_CLUSTER_PROVIDER="+provider,

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kowai/kowai/internal/config"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm/lmtest"
 )
@@ -115,15 +116,57 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 
 func TestHelpAndVersion(t *testing.T) {
 	dir := t.TempDir()
-	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"version", "--help"}} {
-		code, out, _ := kowai(t, dir, nil, "", args...)
-		if code != 0 || !strings.Contains(out, "usage: kowai") {
-			t.Errorf("%v: exit %d, out %q", args, code, out)
-		}
-	}
 	code, out, _ := kowai(t, dir, nil, "", "version")
 	if code != 0 || !strings.Contains(out, "kowai ") || !strings.Contains(out, "go1.") {
 		t.Errorf("version: exit %d, out %q", code, out)
+	}
+}
+
+// Every command's --help prints its usage once and lists its flags; serve's
+// lists every setting with its flag, variable and default.
+func TestHelpListsFlags(t *testing.T) {
+	dir := t.TempDir()
+	var serveWants []string
+	for _, v := range config.Variables() {
+		flag := "--" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(v[0], "KOWAI_")), "_", "-")
+		want := flag + " string\n        " + v[2] + " (env " + v[0]
+		if v[1] != "" {
+			want += ", default " + v[1]
+		}
+		serveWants = append(serveWants, want+")")
+	}
+	for _, tc := range []struct {
+		args       []string
+		wants, not []string
+	}{
+		{[]string{"--help"}, []string{"serve", "migrate", "optimize", "user", "version", "--help"}, nil},
+		{[]string{"help"}, []string{"serve", "migrate"}, nil},
+		{[]string{"serve", "--help"}, serveWants, nil},
+		{[]string{"help", "serve"}, serveWants, nil},
+		{[]string{"serve", "-h"}, []string{"--http-addr string", "KOWAI_HTTP_ADDR, default 127.0.0.1:8080"}, nil},
+		{[]string{"migrate", "--help"}, []string{"migrate up | down N | down --all | status", "--all\n", "--database-url string", "(env KOWAI_DATABASE_URL)", "--data-dir string", "KOWAI_DATA_DIR, default ./data", "--log-format"}, []string{"--jwt-secret", "--http-addr"}},
+		{[]string{"optimize", "--help"}, []string{"--program string", "--trainset string", "--optimizer string", "(default bootstrap)", "--llm-provider string", "KOWAI_LLM_PROVIDER, default offline"}, []string{"--database-url"}},
+		{[]string{"user", "create", "--help"}, []string{"--email string", "--role value", "--database-url string"}, []string{"--jwt-secret"}},
+		{[]string{"user", "--help"}, []string{"--email string", "--role value"}, nil},
+		{[]string{"version", "--help"}, []string{"usage: kowai version"}, nil},
+	} {
+		code, out, stderr := kowai(t, dir, nil, "", tc.args...)
+		if code != 0 || stderr != "" {
+			t.Errorf("%v: exit %d, stderr %q", tc.args, code, stderr)
+		}
+		if n := strings.Count(out, "usage: kowai"); n != 1 {
+			t.Errorf("%v: the usage line appears %d times:\n%s", tc.args, n, out)
+		}
+		for _, w := range tc.wants {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: help lacks %q:\n%s", tc.args, w, out)
+			}
+		}
+		for _, w := range tc.not {
+			if strings.Contains(out, w) {
+				t.Errorf("%v: help lists %q, a setting the command does not read", tc.args, w)
+			}
+		}
 	}
 }
 

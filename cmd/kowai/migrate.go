@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -13,8 +14,9 @@ import (
 )
 
 func migrateCmd(ctx context.Context, args []string, io stdio, getenv func(string) string) error {
-	fs := flagSet("migrate", "migrate up | down N | status [flags]", io)
-	cfg, log, err := withConfig(fs, args, io, getenv)
+	fs := flagSet("migrate", "migrate up | down N | down --all | status [flags]", io)
+	all := fs.Bool("all", false, "with down: roll back every applied migration")
+	cfg, log, err := withConfig(fs, args, io, getenv, databaseSettings()...)
 	if err != nil {
 		return err
 	}
@@ -29,14 +31,22 @@ func migrateCmd(ctx context.Context, args []string, io stdio, getenv func(string
 			return usagef("%s takes no arguments", rest[0])
 		}
 	case "down":
-		if len(rest) != 2 {
-			return usagef("down needs a count: want down N with N >= 1")
-		}
-		if n, err = strconv.Atoi(rest[1]); err != nil || n < 1 {
-			return usagef("down %q: want down N with N >= 1", rest[1])
+		switch {
+		case *all && len(rest) == 1:
+		case *all:
+			return usagef("down --all takes no count")
+		case len(rest) != 2:
+			return usagef("down needs a count: want down N with N >= 1, or down --all")
+		default:
+			if n, err = strconv.Atoi(rest[1]); err != nil || n < 1 {
+				return usagef("down %q: want down N with N >= 1, or down --all", rest[1])
+			}
 		}
 	default:
 		return usagef("unknown action %q: want up, down N or status", rest[0])
+	}
+	if *all && rest[0] != "down" {
+		return usagef("--all goes with down only")
 	}
 	db, mig, err := openDatabase(ctx, cfg, log)
 	if err != nil {
@@ -51,6 +61,17 @@ func migrateCmd(ctx context.Context, args []string, io stdio, getenv func(string
 		}
 		fmt.Fprintf(io.out, "applied %d migration(s); schema at version %d\n", applied, mig.Latest())
 	case "down":
+		applied, err := countApplied(ctx, mig)
+		if err != nil {
+			return err
+		}
+		if *all {
+			n = max(applied, 1)
+		} else if n > applied {
+			// A count beyond what is applied is more likely a typo than a
+			// wish to drop every table.
+			return usagef("down %d: only %d migration(s) are applied; roll them all back with down --all", n, applied)
+		}
 		reverted, err := mig.Down(ctx, n)
 		if err != nil {
 			return err
@@ -84,9 +105,32 @@ func migrateCmd(ctx context.Context, args []string, io stdio, getenv func(string
 	return nil
 }
 
+// databaseSettings are the settings of the commands that only open the
+// database: they do not need KOWAI_JWT_SECRET or any other setting of serve.
+func databaseSettings() []string { return []string{"KOWAI_DATABASE_URL", "KOWAI_DATA_DIR"} }
+
+// countApplied returns how many migrations the database has fully applied.
+func countApplied(ctx context.Context, mig *persistence.Migrator) (int, error) {
+	st, err := mig.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range st {
+		if s.Applied {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // openDatabase opens KOWAI_DATABASE_URL and returns it with its migrator.
 func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (*persistence.DB, *persistence.Migrator, error) {
 	db, err := persistence.Open(ctx, cfg.DatabaseURL, persistence.Options{Logger: log.With("component", "database")})
+	if err != nil && cfg.DatabaseURL == "sqlite://"+filepath.Join(cfg.DataDir, "kowai.db") {
+		// The operator set no database URL: point at the setting that placed it.
+		return nil, nil, fmt.Errorf("the embedded database in KOWAI_DATA_DIR=%s: %w", cfg.DataDir, err)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -21,7 +21,9 @@ func optimizeCmd(ctx context.Context, args []string, io stdio, getenv func(strin
 	fs.IntVar(&o.MaxRounds, "max-rounds", 0, "bootstrap rounds (default 1)")
 	fs.UintVar(&seed, "seed", 0, "seed that makes the optimizer reproducible")
 	fs.IntVar(&o.Parallel, "parallel", 0, "concurrent evaluations (default 4)")
-	cfg, log, err := withConfig(fs, args, io, getenv)
+	// The model stack and its reply cache are all optimize reads.
+	cfg, log, err := withConfig(fs, args, io, getenv, "KOWAI_LLM_PROVIDER", "KOWAI_LLM_MODEL", "KOWAI_LLM_BASE_URL",
+		"KOWAI_LLM_API_KEY", "KOWAI_LLM_FALLBACK", "KOWAI_LLM_PRICES", "KOWAI_LLM_CACHE", "KOWAI_REDIS_URL")
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +51,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	authRateLimit, err := ratelimit.ParseLimit(cfg.AuthRateLimit)
 	if err != nil {
 		return usagef("KOWAI_AUTH_RATE_LIMIT: %v", err)
+	}
+	clusterTLS, err := loadClusterTLS(cfg, log)
+	if err != nil {
+		return err
 	}
 	db, mig, err := openDatabase(ctx, cfg, log)
 	if err != nil {
@@ -135,6 +141,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Peers:          cfg.ClusterPeers,
 		MembershipAddr: cfg.ClusterMembershipAddr,
 		EtcdEndpoints:  cfg.EtcdEndpoints,
+		TLS:            clusterTLS,
+		Insecure:       cfg.ClusterInsecure,
 		Kinds:          rt.Kinds(),
 		// A chat turn may wait on the model for up to the turn timeout.
 		RequestTimeout: actors.DefaultTurnTimeout + 10*time.Second,
@@ -259,6 +267,54 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("kowai node stopped")
 	return nil
+}
+
+// certExpiryWarning is how long before its node certificate expires a node starts
+// warning at startup.
+const certExpiryWarning = 30 * 24 * time.Hour
+
+// loadClusterTLS loads the cluster's mutual TLS material from KOWAI_CLUSTER_TLS_CA,
+// _CERT and _KEY. Without them it returns nil for a local cluster and refuses any other
+// provider unless KOWAI_CLUSTER_INSECURE is set: grain messages carry the caller's
+// identity, so unauthenticated remoting would let anyone on the network act for any user.
+func loadClusterTLS(cfg *config.Config, log *slog.Logger) (*cluster.TLS, error) {
+	files := []struct{ name, value string }{
+		{"KOWAI_CLUSTER_TLS_CA", cfg.ClusterTLSCA},
+		{"KOWAI_CLUSTER_TLS_CERT", cfg.ClusterTLSCert},
+		{"KOWAI_CLUSTER_TLS_KEY", cfg.ClusterTLSKey},
+	}
+	var (
+		missing []string
+		err     error
+	)
+	for _, f := range files {
+		if f.value == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	switch {
+	case len(missing) == len(files) && cfg.ClusterProvider != string(cluster.ProviderLocal) && !cfg.ClusterInsecure:
+		return nil, usagef("KOWAI_CLUSTER_PROVIDER=%s needs mutual TLS between nodes: set KOWAI_CLUSTER_TLS_CA, KOWAI_CLUSTER_TLS_CERT and KOWAI_CLUSTER_TLS_KEY (kowai cert makes them), or KOWAI_CLUSTER_INSECURE=true for development only", cfg.ClusterProvider)
+	case len(missing) == len(files):
+		return nil, nil
+	case len(missing) > 0:
+		return nil, usagef("%s not set: KOWAI_CLUSTER_TLS_CA, KOWAI_CLUSTER_TLS_CERT and KOWAI_CLUSTER_TLS_KEY go together", strings.Join(missing, " and "))
+	}
+	pems := make([][]byte, len(files))
+	for i, f := range files {
+		if pems[i], err = os.ReadFile(f.value); err != nil {
+			return nil, usagef("%s: %v", f.name, err)
+		}
+	}
+	t, err := cluster.NewTLS(pems[0], pems[1], pems[2])
+	if err != nil {
+		return nil, usagef("KOWAI_CLUSTER_TLS_CA, KOWAI_CLUSTER_TLS_CERT, KOWAI_CLUSTER_TLS_KEY: %v", err)
+	}
+	if left := time.Until(t.NotAfter()); left < certExpiryWarning {
+		log.Warn("cluster node certificate expires soon; restart with a new one signed by the same CA",
+			"expires", t.NotAfter(), "cert", cfg.ClusterTLSCert)
+	}
+	return t, nil
 }
 
 // agentTypes converts the actor runtime's type registry to the gateway's view.

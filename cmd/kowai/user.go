@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -25,11 +27,10 @@ func (r *roleFlags) Set(s string) error {
 }
 
 func userCmd(ctx context.Context, args []string, io stdio, getenv func(string) string) error {
+	if len(args) > 0 && (args[0] == "--help" || args[0] == "-help" || args[0] == "-h") {
+		args = []string{"create", "--help"}
+	}
 	if len(args) == 0 || args[0] != "create" {
-		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
-			fmt.Fprintln(io.out, "usage: kowai user create --email E --role R [--role R2] [--name N]   (password on stdin)")
-			return nil
-		}
 		return usagef("want: kowai user create --email E --role R [--role R2] [--name N]")
 	}
 	fs := flagSet("user create", "user create --email E --role R [--role R2] [--name N]  (the password is read from stdin)", io)
@@ -37,7 +38,7 @@ func userCmd(ctx context.Context, args []string, io stdio, getenv func(string) s
 	name := fs.String("name", "", "display name")
 	var roles roleFlags
 	fs.Var(&roles, "role", "a role: user, premium, moderator or admin (repeatable)")
-	cfg, log, err := withConfig(fs, args[1:], io, getenv)
+	cfg, log, err := withConfig(fs, args[1:], io, getenv, databaseSettings()...)
 	if err != nil {
 		return err
 	}
@@ -56,6 +57,13 @@ func userCmd(ctx context.Context, args []string, io stdio, getenv func(string) s
 	if err := mig.CheckCurrent(ctx); err != nil {
 		return err
 	}
+	// Creating a user issues no token, so it needs no KOWAI_JWT_SECRET: a
+	// throwaway key satisfies the token issuer the service is built with.
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("generate a throwaway token key: %w", err)
+	}
+	cfg.JWTSecret = hex.EncodeToString(key)
 	svc, err := newAuth(cfg, db, nil, newLimiter(nil), log)
 	if err != nil {
 		return err

@@ -26,6 +26,41 @@ func (f AuthenticatorFunc) Authenticate(ctx context.Context, token string) (Prin
 	return f(ctx, token)
 }
 
+// UserLookup returns the current record of p's user. *Service implements it
+// with Me, which answers from its short user cache; a deleted user is
+// ErrInvalidToken.
+type UserLookup interface {
+	Me(ctx context.Context, p Principal) (User, error)
+}
+
+// Current checks token now, for a connection that outlives the request that
+// opened it (a WebSocket checks it before every message). The token goes
+// through a.Authenticate exactly as RequireAuth sends it (signature and
+// claims through the verified-token cache, the session through the
+// revocation cache), so logout, revocation and expiry past the leeway apply
+// as they do to the next REST request. When users is not nil, the returned
+// principal carries the roles of the current user record instead of the
+// token's, so a demoted user loses privileges at once; a disabled account
+// is ErrAccountDisabled and a deleted one ErrInvalidToken.
+func Current(ctx context.Context, a Authenticator, users UserLookup, token string) (Principal, error) {
+	p, err := a.Authenticate(ctx, token)
+	if err != nil {
+		return Principal{}, err
+	}
+	if users == nil {
+		return p, nil
+	}
+	u, err := users.Me(ctx, p)
+	if err != nil {
+		return Principal{}, err
+	}
+	if u.Disabled {
+		return Principal{}, ErrAccountDisabled
+	}
+	p.Roles = u.Roles
+	return p, nil
+}
+
 type principalKey struct{}
 
 // WithPrincipal returns ctx carrying p.
@@ -147,10 +182,15 @@ func RequirePermission(perms ...Permission) fiber.Handler {
 // clientaddr.LimitKey ("ip:<address>", "ip:<IPv6 /64>").
 func RateLimitKey(c *fiber.Ctx) string {
 	if p, ok := PrincipalFrom(c); ok {
-		return "user:" + p.UserID
+		return UserRateLimitKey(p.UserID)
 	}
 	return clientaddr.LimitKey(clientaddr.From(c))
 }
+
+// UserRateLimitKey is RateLimitKey's identity for an authenticated user, for
+// callers outside a Fiber request (WebSocket frames) that must count against
+// the same buckets.
+func UserRateLimitKey(userID string) string { return "user:" + userID }
 
 // HTTPStatus maps the errors of this package to HTTP statuses for the
 // gateway's error handler; ok is false for errors it does not know, which

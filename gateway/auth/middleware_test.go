@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/gofiber/fiber/v2"
@@ -176,6 +177,58 @@ func TestRequireAuthRefusedHook(t *testing.T) {
 			t.Errorf("%s: hook called with %v", tc.name, reasons)
 		case tc.reason != nil && (len(reasons) != 1 || !errors.Is(reasons[0], tc.reason)):
 			t.Errorf("%s: hook reasons %v, want %v", tc.name, reasons, tc.reason)
+		}
+	}
+}
+
+// lookupFunc adapts a function to auth.UserLookup.
+type lookupFunc func(ctx context.Context, p auth.Principal) (auth.User, error)
+
+func (f lookupFunc) Me(ctx context.Context, p auth.Principal) (auth.User, error) { return f(ctx, p) }
+
+func TestCurrent(t *testing.T) {
+	boom := errors.New("revocation store down")
+	authn := auth.AuthenticatorFunc(func(_ context.Context, token string) (auth.Principal, error) {
+		switch token {
+		case "good":
+			return auth.Principal{UserID: "u1", SessionID: "s1", Roles: []auth.Role{auth.RoleAdmin}}, nil
+		case "down":
+			return auth.Principal{}, boom
+		}
+		return auth.Principal{}, auth.ErrInvalidToken
+	})
+	record := func(u auth.User, err error) auth.UserLookup {
+		return lookupFunc(func(_ context.Context, p auth.Principal) (auth.User, error) {
+			if p.UserID != "u1" {
+				t.Errorf("lookup of %q", p.UserID)
+			}
+			return u, err
+		})
+	}
+	demoted := record(auth.User{ID: "u1", Roles: []auth.Role{auth.RoleUser}}, nil)
+	tests := []struct {
+		name  string
+		token string
+		users auth.UserLookup
+		roles []auth.Role
+		err   error
+	}{
+		{"token roles without a lookup", "good", nil, []auth.Role{auth.RoleAdmin}, nil},
+		{"roles of the current record", "good", demoted, []auth.Role{auth.RoleUser}, nil},
+		{"refused token", "evil", demoted, nil, auth.ErrInvalidToken},
+		{"authenticator failure", "down", demoted, nil, boom},
+		{"disabled account", "good", record(auth.User{ID: "u1", Roles: []auth.Role{auth.RoleAdmin}, Disabled: true}, nil), nil, auth.ErrAccountDisabled},
+		{"deleted user", "good", record(auth.User{}, auth.ErrInvalidToken), nil, auth.ErrInvalidToken},
+		{"user store failure", "good", record(auth.User{}, boom), nil, boom},
+	}
+	for _, tt := range tests {
+		p, err := auth.Current(t.Context(), authn, tt.users, tt.token)
+		if !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
+			t.Errorf("%s: error %v, want %v", tt.name, err, tt.err)
+			continue
+		}
+		if tt.err == nil && (p.UserID != "u1" || p.SessionID != "s1" || !slices.Equal(p.Roles, tt.roles)) {
+			t.Errorf("%s: principal %+v, want roles %v", tt.name, p, tt.roles)
 		}
 	}
 }

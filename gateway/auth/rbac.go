@@ -3,6 +3,7 @@ package auth
 import (
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Role is a named set of permissions held by a user.
@@ -86,6 +87,9 @@ type Principal struct {
 	TokenID string
 	// Roles are the roles the token was issued with.
 	Roles []Role
+	// ExpiresAt is the token's exp: connections that outlive one request
+	// (WebSocket) end there. Zero when the credential does not expire.
+	ExpiresAt time.Time
 }
 
 // HasRole reports whether p holds any of roles.

@@ -209,7 +209,11 @@ func (t *Tokens) verify(token string) (Claims, error) {
 
 // Principal returns the caller these claims describe.
 func (c Claims) Principal() Principal {
-	return Principal{UserID: c.Subject, SessionID: c.SessionID, TokenID: c.ID, Roles: c.Roles}
+	p := Principal{UserID: c.Subject, SessionID: c.SessionID, TokenID: c.ID, Roles: c.Roles}
+	if c.ExpiresAt != nil {
+		p.ExpiresAt = c.ExpiresAt.Time
+	}
+	return p
 }
 
 // refreshTokenBytes is the entropy of a refresh token.

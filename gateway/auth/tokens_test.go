@@ -45,7 +45,8 @@ func TestTokenRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := c.Principal()
-	if p.UserID != "u1" || p.SessionID != "s1" || p.TokenID != issued.ID || p.TokenID == "" || len(p.Roles) != 2 {
+	if p.UserID != "u1" || p.SessionID != "s1" || p.TokenID != issued.ID || p.TokenID == "" || len(p.Roles) != 2 ||
+		!p.ExpiresAt.Equal(now.Add(15*time.Minute)) {
 		t.Fatalf("principal %+v", p)
 	}
 	if c.ExpiresAt.Sub(c.IssuedAt.Time) != 15*time.Minute || !c.NotBefore.Equal(c.IssuedAt.Time) {

@@ -72,7 +72,7 @@ func Checker(cfg MiddlewareConfig) func(c *fiber.Ctx) error {
 		if name == "" {
 			name = c.Method() + " " + c.Route().Path
 		}
-		res, err := cfg.Limiter.Allow(c.UserContext(), name+"|"+cfg.Key(c), cfg.Limit)
+		res, err := cfg.Limiter.Allow(c.UserContext(), BucketKey(name, cfg.Key(c)), cfg.Limit)
 		if err != nil {
 			if cfg.FailOpen {
 				cfg.Logger.Warn("rate limiter failed; letting request through", "bucket", name, "error", err)
@@ -84,13 +84,22 @@ func Checker(cfg MiddlewareConfig) func(c *fiber.Ctx) error {
 		c.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
 		c.Set("RateLimit-Reset", strconv.FormatInt(ceilSeconds(res.ResetAfter), 10))
 		if !res.Allowed {
-			retry := max(1, ceilSeconds(res.RetryAfter))
+			retry := RetryAfterSeconds(res)
 			c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(retry, 10))
 			return fiber.NewError(fiber.StatusTooManyRequests, "rate limit exceeded; retry after "+strconv.FormatInt(retry, 10)+" s")
 		}
 		return nil
 	}
 }
+
+// BucketKey is the limiter key of identity key in the bucket name, as
+// Middleware counts it; callers outside a Fiber request use it to count
+// against the same bucket.
+func BucketKey(name, key string) string { return name + "|" + key }
+
+// RetryAfterSeconds is the Retry-After a denied request carries: whole
+// seconds, rounded up, at least 1.
+func RetryAfterSeconds(res Result) int64 { return max(1, ceilSeconds(res.RetryAfter)) }
 
 // ceilSeconds rounds d up to whole seconds, as the headers require integers
 // and rounding down would invite a retry that is refused again.

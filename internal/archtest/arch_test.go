@@ -23,7 +23,7 @@ type rule struct {
 	why   string
 }
 
-// rules are the dependency rules of DESIGN.md.
+// rules are the dependency rules of docs/architecture.md.
 var rules = []rule{
 	{from: "signatures", deny: []string{""}, allow: []string{"signatures"}, why: "signatures is a library over langchaingo and imports no other kowai package"},
 	{from: "persistence", deny: []string{"actors", "cluster", "gateway", "signatures", "supervisors"}, why: "persistence sits below every other layer"},

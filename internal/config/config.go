@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -301,7 +302,12 @@ func settings() []setting {
 			return nil
 		}},
 		{"KOWAI_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
-		{"KOWAI_LOG_FORMAT", "log-format", "json", "json or text", oneOf(func(c *Config) *string { return &c.LogFormat }, "json", "text")},
+		{"KOWAI_LOG_FORMAT", "log-format", "", "json or text (empty: json for serve, plain messages for the other commands)", func(c *Config, raw string) error {
+			if raw == "" {
+				return nil
+			}
+			return oneOf(func(c *Config) *string { return &c.LogFormat }, "json", "text")(c, raw)
+		}},
 		{"KOWAI_DATA_DIR", "data-dir", "./data", "directory of the embedded database and generated secrets", func(c *Config, raw string) error {
 			if raw == "" {
 				return errors.New("want a directory path")
@@ -318,14 +324,38 @@ var secret = map[string]bool{
 	"KOWAI_ADMIN_PASSWORD": true, "KOWAI_LLM_API_KEY": true,
 }
 
-// Flags registers one flag per variable on fs and returns a loader that, after
-// fs.Parse, resolves flag > environment > default and validates every value.
+// Flags registers a flag on fs for every setting a command reads and returns
+// a loader that, after fs.Parse, resolves flag > environment > default for
+// those settings, validates each value, and then runs the cross-setting
+// checks (such as "KOWAI_JWT_SECRET is required with a mysql database") whose
+// settings the command all reads.
+//
+// only names the settings the command reads by their environment variables;
+// none means every setting (kowai serve). KOWAI_LOG_LEVEL and KOWAI_LOG_FORMAT
+// are always read. A setting the command does not read is neither looked up
+// nor validated and keeps its default, so `kowai migrate` does not fail on a
+// KOWAI_JWT_SECRET or KOWAI_LLM_PROVIDER it has no use for. Naming a variable
+// that does not exist panics: it is a programming error, caught by any test
+// that runs the command.
+//
 // getenv is os.Getenv in production; tests pass a map lookup.
-func Flags(fs *flag.FlagSet, getenv func(string) string) func() (*Config, error) {
+func Flags(fs *flag.FlagSet, getenv func(string) string, only ...string) func() (*Config, error) {
 	all := settings()
+	reads := map[string]bool{"KOWAI_LOG_LEVEL": true, "KOWAI_LOG_FORMAT": true}
+	for _, name := range only {
+		if !slices.ContainsFunc(all, func(s setting) bool { return s.env == name }) {
+			panic("config: Flags: unknown setting " + name)
+		}
+		reads[name] = true
+	}
 	vals := make([]*string, len(all))
 	for i, s := range all {
-		vals[i] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+		if len(only) == 0 {
+			reads[s.env] = true
+		}
+		if reads[s.env] {
+			vals[i] = fs.String(s.flag, "", help(s))
+		}
 	}
 	return func() (*Config, error) {
 		set := map[string]bool{}
@@ -335,11 +365,13 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) func() (*Config, error)
 		// comes earlier in the table, so one ordered pass suffices.
 		for i, s := range all {
 			raw, from := s.def, ""
-			if v := getenv(s.env); v != "" {
-				raw, from = v, s.env
-			}
-			if set[s.flag] {
-				raw, from = *vals[i], "--"+s.flag
+			if reads[s.env] {
+				if v := getenv(s.env); v != "" {
+					raw, from = v, s.env
+				}
+				if set[s.flag] {
+					raw, from = *vals[i], "--"+s.flag
+				}
 			}
 			if err := s.apply(c, strings.TrimSpace(raw)); err != nil {
 				if from == "" {
@@ -356,22 +388,71 @@ func Flags(fs *flag.FlagSet, getenv func(string) string) func() (*Config, error)
 			c.DatabaseURL = "sqlite://" + filepath.Join(c.DataDir, "kowai.db")
 		}
 		c.OpenAIAPIKey, c.AnthropicAPIKey = getenv("OPENAI_API_KEY"), getenv("ANTHROPIC_API_KEY")
-		if !c.Embedded() && c.JWTSecret == "" {
-			return nil, fmt.Errorf("%w: KOWAI_JWT_SECRET is required with a mysql database: want at least 32 bytes", ErrInvalid)
-		}
-		if c.ClusterProvider == "automanaged" && len(c.ClusterPeers) == 0 {
-			return nil, fmt.Errorf("%w: KOWAI_CLUSTER_PEERS is required with KOWAI_CLUSTER_PROVIDER=automanaged: want host:port,host:port", ErrInvalid)
-		}
-		if c.ClusterProvider == "etcd" && len(c.EtcdEndpoints) == 0 {
-			return nil, fmt.Errorf("%w: KOWAI_ETCD_ENDPOINTS is required with KOWAI_CLUSTER_PROVIDER=etcd: want host:port,host:port", ErrInvalid)
-		}
-		if (c.AdminEmail == "") != (c.AdminPassword == "") {
-			return nil, fmt.Errorf("%w: KOWAI_ADMIN_EMAIL and KOWAI_ADMIN_PASSWORD must be set together", ErrInvalid)
-		}
-		if (c.AppwriteEndpoint == "") != (c.AppwriteProjectID == "") {
-			return nil, fmt.Errorf("%w: KOWAI_APPWRITE_ENDPOINT and KOWAI_APPWRITE_PROJECT_ID must be set together", ErrInvalid)
+		for _, r := range rules() {
+			applies := true
+			for _, n := range r.reads {
+				applies = applies && reads[n]
+			}
+			if !applies {
+				continue
+			}
+			if err := r.check(c); err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+			}
 		}
 		return c, nil
+	}
+}
+
+// help is a flag's usage line: what the setting means, its variable and its
+// default.
+func help(s setting) string {
+	if s.def == "" {
+		return fmt.Sprintf("%s (env %s)", s.usage, s.env)
+	}
+	return fmt.Sprintf("%s (env %s, default %s)", s.usage, s.env, s.def)
+}
+
+// rule is a check across settings; it runs only for a command that reads
+// every setting it names.
+type rule struct {
+	reads []string
+	check func(c *Config) error
+}
+
+// rules are the cross-setting checks, each returning the accepted form.
+func rules() []rule {
+	together := func(a, b string, va, vb func(c *Config) string) rule {
+		return rule{[]string{a, b}, func(c *Config) error {
+			if (va(c) == "") != (vb(c) == "") {
+				return fmt.Errorf("%s and %s must be set together", a, b)
+			}
+			return nil
+		}}
+	}
+	return []rule{
+		{[]string{"KOWAI_DATABASE_URL", "KOWAI_JWT_SECRET"}, func(c *Config) error {
+			if !c.Embedded() && c.JWTSecret == "" {
+				return errors.New("KOWAI_JWT_SECRET is required with a mysql database: want at least 32 bytes")
+			}
+			return nil
+		}},
+		{[]string{"KOWAI_CLUSTER_PROVIDER", "KOWAI_CLUSTER_PEERS"}, func(c *Config) error {
+			if c.ClusterProvider == "automanaged" && len(c.ClusterPeers) == 0 {
+				return errors.New("KOWAI_CLUSTER_PEERS is required with KOWAI_CLUSTER_PROVIDER=automanaged: want host:port,host:port")
+			}
+			return nil
+		}},
+		{[]string{"KOWAI_CLUSTER_PROVIDER", "KOWAI_ETCD_ENDPOINTS"}, func(c *Config) error {
+			if c.ClusterProvider == "etcd" && len(c.EtcdEndpoints) == 0 {
+				return errors.New("KOWAI_ETCD_ENDPOINTS is required with KOWAI_CLUSTER_PROVIDER=etcd: want host:port,host:port")
+			}
+			return nil
+		}},
+		together("KOWAI_ADMIN_EMAIL", "KOWAI_ADMIN_PASSWORD",
+			func(c *Config) string { return c.AdminEmail }, func(c *Config) string { return c.AdminPassword }),
+		together("KOWAI_APPWRITE_ENDPOINT", "KOWAI_APPWRITE_PROJECT_ID",
+			func(c *Config) string { return c.AppwriteEndpoint }, func(c *Config) string { return c.AppwriteProjectID }),
 	}
 }
 

@@ -13,9 +13,16 @@ import (
 
 func load(t *testing.T, env map[string]string, args ...string) (*Config, error) {
 	t.Helper()
+	return loadOnly(t, nil, env, args...)
+}
+
+// loadOnly loads the configuration as a command that reads only the named
+// settings (every setting when only is nil).
+func loadOnly(t *testing.T, only []string, env map[string]string, args ...string) (*Config, error) {
+	t.Helper()
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	l := Flags(fs, func(k string) string { return env[k] })
+	l := Flags(fs, func(k string) string { return env[k] }, only...)
 	if err := fs.Parse(args); err != nil {
 		t.Fatalf("parse flags: %v", err)
 	}
@@ -31,7 +38,7 @@ func TestDefaults(t *testing.T) {
 		c.AccessTokenTTL != 15*time.Minute || c.RefreshTokenTTL != 720*time.Hour || !c.OpenRegistration ||
 		c.LLMProvider != "offline" || c.ClusterProvider != "local" || c.ClusterName != "kowai" ||
 		c.ClusterAddr != "127.0.0.1:0" || c.ClusterMembershipAddr != "127.0.0.1:6330" ||
-		c.RateLimit != "120/m" || c.LogLevel != "info" || c.LogFormat != "json" || c.DataDir != "./data" ||
+		c.RateLimit != "120/m" || c.LogLevel != "info" || c.LogFormat != "" || c.DataDir != "./data" ||
 		c.JWTIssuer != "kowai" || c.JWTAudience != "kowai" || c.AuthRateLimit != "10/m" ||
 		c.MetricsAddr != "127.0.0.1:9090" || c.SessionMaxAge != 720*time.Hour || c.TrustedProxies != nil ||
 		c.ClusterInsecure {
@@ -96,6 +103,52 @@ func TestMySQLDefaultsAndRequirements(t *testing.T) {
 	if err != nil || !c.AutoMigrate {
 		t.Fatalf("explicit auto-migrate: %v %+v", err, c)
 	}
+}
+
+// A command validates only the settings it reads: migrate runs on MariaDB
+// without KOWAI_JWT_SECRET, and a setting it does not read can be anything.
+func TestCommandReadsOnlyItsSettings(t *testing.T) {
+	migrate := []string{"KOWAI_DATABASE_URL", "KOWAI_DATA_DIR"}
+	mysql := "mysql://root@127.0.0.1:3306/kowai"
+	for _, tc := range []struct {
+		name     string
+		only     []string
+		env      map[string]string
+		mentions string // empty: loads
+	}{
+		{"migrate on mysql without a jwt secret", migrate, map[string]string{"KOWAI_DATABASE_URL": mysql}, ""},
+		{"serve on mysql without a jwt secret", nil, map[string]string{"KOWAI_DATABASE_URL": mysql}, "KOWAI_JWT_SECRET is required"},
+		{"migrate ignores a bad llm provider", migrate, map[string]string{"KOWAI_LLM_PROVIDER": "gpt", "KOWAI_JWT_SECRET": "short"}, ""},
+		{"migrate ignores a half admin", migrate, map[string]string{"KOWAI_ADMIN_EMAIL": "a@b.c", "KOWAI_CLUSTER_PROVIDER": "etcd"}, ""},
+		{"serve rejects a bad llm provider", nil, map[string]string{"KOWAI_LLM_PROVIDER": "gpt"}, "KOWAI_LLM_PROVIDER"},
+		{"migrate rejects a bad database url", migrate, map[string]string{"KOWAI_DATABASE_URL": "postgres://x"}, "KOWAI_DATABASE_URL"},
+		{"migrate rejects a bad log level", migrate, map[string]string{"KOWAI_LOG_LEVEL": "loud"}, "KOWAI_LOG_LEVEL"},
+		{"a rule runs when the command reads its settings", []string{"KOWAI_DATABASE_URL", "KOWAI_JWT_SECRET"}, map[string]string{"KOWAI_DATABASE_URL": mysql}, "KOWAI_JWT_SECRET is required"},
+	} {
+		c, err := loadOnly(t, tc.only, tc.env)
+		switch {
+		case tc.mentions == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.mentions != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.mentions)):
+			t.Errorf("%s: error %v; want ErrInvalid mentioning %q", tc.name, err, tc.mentions)
+		case err == nil && c.LLMProvider != "offline":
+			t.Errorf("%s: a setting not read keeps its default, got provider %q", tc.name, c.LLMProvider)
+		}
+	}
+	// Only the settings read become flags.
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	Flags(fs, func(string) string { return "" }, migrate...)
+	var flags []string
+	fs.VisitAll(func(f *flag.Flag) { flags = append(flags, f.Name) })
+	if strings.Join(flags, " ") != "data-dir database-url log-format log-level" {
+		t.Errorf("migrate's flags: %v", flags)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("an unknown setting name should panic")
+		}
+	}()
+	Flags(flag.NewFlagSet("x", flag.ContinueOnError), func(string) string { return "" }, "KOWAI_NO_SUCH")
 }
 
 func TestOpenAIKeyFallback(t *testing.T) {

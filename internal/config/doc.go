@@ -9,10 +9,19 @@
 // values, and states the accepted form, so the command can print one line and
 // exit with status 2.
 //
+// # Commands read only their settings
+//
+// Flags takes the settings a command reads; the others get no flag, are not
+// looked up and keep their defaults. Checks across settings (KOWAI_JWT_SECRET
+// is required with a mysql database, KOWAI_CLUSTER_PEERS with automanaged)
+// run only when the command reads every setting they involve, so `kowai
+// migrate` on MariaDB needs no JWT secret while `kowai serve`, which reads
+// every setting, does.
+//
 // # Example
 //
-//	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-//	load := config.Flags(fs, os.Getenv)
+//	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+//	load := config.Flags(fs, os.Getenv, "KOWAI_DATABASE_URL", "KOWAI_DATA_DIR")
 //	if err := fs.Parse(args); err != nil { ... }
 //	cfg, err := load()
 package config

@@ -16,7 +16,15 @@ import (
 
 // ErrUsage means the options are invalid (a missing flag, an unknown
 // optimizer or program); the command should exit with status 2.
-var ErrUsage = errors.New("optimize: invalid options")
+//
+// The errors of Run carry no "optimize:" prefix: the command that prints them
+// names itself already.
+var ErrUsage = errors.New("invalid options")
+
+// ErrAllFailed means every evaluation example failed (a model that cannot be
+// reached, a wrong key or model name): there is no score to report and no
+// state worth writing.
+var ErrAllFailed = errors.New("every evaluation example failed")
 
 // Options are the inputs of `kowai optimize`.
 type Options struct {
@@ -88,7 +96,16 @@ func Run(ctx context.Context, opts Options, model lm.LM, stdout, stderr io.Write
 		res, err := signatures.Evaluate(ctx, model, prog, dev, entry.Metric, evalOpts)
 		bar.done()
 		if err != nil {
-			return res, fmt.Errorf("optimize: evaluate %s: %w", label, err)
+			return res, fmt.Errorf("evaluate %s: %w", label, err)
+		}
+		if res.Errors == len(dev) {
+			var first error
+			for _, r := range res.Results {
+				if first = r.Err; first != nil {
+					break
+				}
+			}
+			return res, fmt.Errorf("%w (%d of %d, %s compiling); the first: %w", ErrAllFailed, res.Errors, len(dev), label, first)
 		}
 		return res, nil
 	}
@@ -105,7 +122,7 @@ func Run(ctx context.Context, opts Options, model lm.LM, stdout, stderr io.Write
 			k = 16
 		}
 		if err := (signatures.LabeledFewShot{K: k, Seed: opts.Seed}).Compile(prog, train); err != nil {
-			return fmt.Errorf("optimize: %w", err)
+			return fmt.Errorf("compile: %w", err)
 		}
 		fmt.Fprintf(stdout, "labeled few-shot: %d demos per predictor\n", min(k, len(train)))
 	default:
@@ -114,7 +131,7 @@ func Run(ctx context.Context, opts Options, model lm.LM, stdout, stderr io.Write
 			MaxRounds: opts.MaxRounds, Seed: opts.Seed,
 		}.Compile(ctx, model, prog, train)
 		if err != nil {
-			return fmt.Errorf("optimize: %w", err)
+			return fmt.Errorf("compile: %w", err)
 		}
 		var demos []string
 		for _, np := range signatures.Predictors(prog) {
@@ -161,7 +178,7 @@ func readExamples(path string) ([]signatures.Example, error) {
 func writeState(path string, prog signatures.Module, name string) (signatures.State, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
-		return signatures.State{}, fmt.Errorf("optimize: write state: %w", err)
+		return signatures.State{}, fmt.Errorf("write state: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	st, err := signatures.WriteState(tmp, prog, name)
@@ -172,7 +189,7 @@ func writeState(path string, prog signatures.Module, name string) (signatures.St
 		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {
-		return signatures.State{}, fmt.Errorf("optimize: write state: %w", err)
+		return signatures.State{}, fmt.Errorf("write state: %w", err)
 	}
 	return st, nil
 }

@@ -125,6 +125,28 @@ func TestRunUsageErrors(t *testing.T) {
 	}
 }
 
+// A model that fails every call yields no score and no state file: Run
+// fails (the command exits 1) instead of writing a compiled program.
+func TestRunEveryExampleFailed(t *testing.T) {
+	down := errors.New("connection refused")
+	model := lmtest.NewScripted(nil, lmtest.WithRespond(func(*lm.Request) lmtest.Output { return lmtest.Output{Err: down} }))
+	out := filepath.Join(t.TempDir(), "s.json")
+	var stdout bytes.Buffer
+	err := Run(t.Context(), Options{Program: "boolqa", Trainset: trainFile, Devset: devFile, Out: out}, model, &stdout, &bytes.Buffer{})
+	if !errors.Is(err, ErrAllFailed) || !errors.Is(err, down) || errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "10 of 10") {
+		t.Fatalf("error = %v; want ErrAllFailed wrapping the model's error", err)
+	}
+	if strings.HasPrefix(err.Error(), "optimize:") {
+		t.Errorf("error %q repeats the command's name", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a failed run wrote %s", out)
+	}
+	if strings.Contains(stdout.String(), "wrote") {
+		t.Errorf("output claims a write:\n%s", stdout.String())
+	}
+}
+
 func TestProgressBar(t *testing.T) {
 	var buf bytes.Buffer
 	off := newProgressBar(&buf)
