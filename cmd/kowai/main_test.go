@@ -200,7 +200,9 @@ func TestServeEmbeddedLifecycle(t *testing.T) {
 	cmd := exec.Command(binary, "serve")
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "KOWAI_HTTP_ADDR=" + addr, "KOWAI_LOG_FORMAT=json",
-		"KOWAI_METRICS_ADDR=" + metricsAddr, "KOWAI_AUTH_RATE_LIMIT=2/h"}
+		"KOWAI_METRICS_ADDR=" + metricsAddr, "KOWAI_AUTH_RATE_LIMIT=2/h",
+		// Readiness is polled every 20-50 ms, faster than the anonymous limit.
+		"KOWAI_RATE_LIMIT=6000/m"}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
