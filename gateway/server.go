@@ -244,6 +244,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.app.ShutdownWithContext(sctx); err != nil {
 		return fmt.Errorf("gateway: shutdown: %w", err)
 	}
+	// Shutdown does nothing when Serve has not started yet (a context
+	// cancelled at once); a closed listener makes a late Serve return.
+	if err := lingering.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("gateway: close listener: %w", err)
+	}
 	if err := <-served; err != nil {
 		return fmt.Errorf("gateway: serve: %w", err)
 	}

@@ -380,6 +380,27 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 	}
 }
 
+// TestRunCancelledAtOnce: a node whose other parts fail at start (its
+// metrics port taken, say) cancels the gateway before it serves; Run must
+// still return instead of serving forever.
+func TestRunCancelledAtOnce(t *testing.T) {
+	for i := range 20 {
+		s := newTestServer(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("run %d: Run did not return after its context was cancelled", i)
+		}
+	}
+}
+
 // newTestServer returns a gateway that is built but not listening.
 func newTestServer(t *testing.T) *Server {
 	t.Helper()

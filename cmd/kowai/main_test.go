@@ -176,11 +176,17 @@ func TestRuntimeFailuresExitOne(t *testing.T) {
 	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	for _, tc := range []struct {
 		env      []string
 		mentions string
 	}{
 		{[]string{"KOWAI_DATA_DIR=" + filepath.Join(blocker, "data")}, "KOWAI_DATA_DIR"},
+		{[]string{"KOWAI_DATA_DIR=" + filepath.Join(dir, "metrics"), "KOWAI_METRICS_ADDR=" + taken.Addr().String(), "KOWAI_DRAIN_GRACE=0s"}, "KOWAI_METRICS_ADDR"},
 		{[]string{"KOWAI_DATABASE_URL=mysql://nobody:s3cretpw@127.0.0.1:1/kowai", "KOWAI_JWT_SECRET=" + strings.Repeat("k", 32)}, "127.0.0.1:1"},
 	} {
 		code, _, stderr := kowai(t, dir, tc.env, "", "serve", "--http-addr", freePort(t))
