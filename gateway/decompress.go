@@ -46,7 +46,7 @@ func decompressBody(limit int) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		if len(codings) > 0 {
+		if len(codings) > 0 && len(c.Request().Body()) > 0 {
 			body, err := decodeBounded(c.Request().Body(), codings, limit)
 			if err != nil {
 				return err

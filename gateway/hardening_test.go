@@ -116,6 +116,7 @@ func TestCompressedBodies(t *testing.T) {
 		{"bomb over two header lines", "gzip|gzip", bomb(t), http.StatusRequestEntityTooLarge, ""},
 		{"just over the limit once decoded", "gzip", compress(t, overLimit, "gzip"), http.StatusRequestEntityTooLarge, ""},
 		{"corrupt gzip", "gzip", []byte("this is not gzip"), http.StatusBadRequest, ""},
+		{"no body at all", "gzip", nil, http.StatusBadRequest, ""},
 		{"truncated gzip", "gzip", compress(t, account(6), "gzip")[:20], http.StatusBadRequest, ""},
 		{"brotli", "br", account(7), http.StatusUnsupportedMediaType, "gzip, deflate"},
 		{"unknown coding", "compress", account(8), http.StatusUnsupportedMediaType, "gzip, deflate"},
