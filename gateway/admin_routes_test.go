@@ -86,6 +86,12 @@ func TestAdminUsers(t *testing.T) {
 	if err := json.Unmarshal(roles.Detail, &detail); err != nil || len(detail.From) != 1 || len(detail.To) != 2 {
 		t.Fatalf("roles audit detail %s: %v", roles.Detail, err)
 	}
+	// An admin's delete is the full erasure: its entry counts what went and
+	// keeps the roles, never the email of the erased person.
+	var erased map[string]any
+	if err := json.Unmarshal(del.Detail, &erased); err != nil || erased["email"] != nil || erased["conversations"] == nil || erased["roles"] == nil {
+		t.Fatalf("delete audit detail %s: %v", del.Detail, err)
+	}
 }
 
 func TestWorkflowsNotImplemented(t *testing.T) {

@@ -34,6 +34,9 @@ type API struct {
 	// Auth serves register, login, refresh, logout, me and Appwrite sign-in
 	// and revokes sessions after admin changes (normally the *auth.Service).
 	Auth AuthService
+	// Accounts serves the caller's sessions, password change and account
+	// erasure (normally the *auth.Service); required with Auth.
+	Accounts AccountService
 	// OpenRegistration allows POST /api/v1/auth/register
 	// (KOWAI_OPEN_REGISTRATION); when false it answers 403.
 	OpenRegistration bool
@@ -82,6 +85,8 @@ func (api API) conversations() ConversationBackend {
 // restReady reports what the REST routes still miss once Auth is set.
 func (api API) restReady() error {
 	switch {
+	case api.Accounts == nil:
+		return errors.New("gateway: API.Auth needs API.Accounts (normally the same *auth.Service)")
 	case api.conversations() == nil:
 		return errors.New("gateway: API.Auth needs API.Conversations, or a Chat that implements ConversationBackend")
 	case !api.Stores.complete():
@@ -131,7 +136,11 @@ func (s *Server) Mount(api API) error {
 		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
 
 	if api.Auth != nil {
+		// Sessions record their client; password checks throttle by it. Only
+		// the routes that start sessions or check passwords pay for it.
+		s.app.Use([]string{"/api/v1/auth/login", "/api/v1/auth/appwrite", "/api/v1/auth/password", "/api/v1/users/me"}, withClient)
 		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, authed, rl)
+		s.mountAccount(accountRoutes{svc: api.Accounts, users: api.Stores.Users}, authed, rl)
 		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
 			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged}, authed, rl)

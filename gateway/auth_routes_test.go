@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/persistence"
@@ -35,7 +37,16 @@ type restConfig struct {
 	appwrite           *auth.AppwriteVerifier
 	throttle           *auth.Throttle
 	trustedProxies     []netip.Prefix
-	conversations      ConversationBackend
+	// db, when set, is used instead of a fresh SQLite database: a second
+	// server over it stands for a second node.
+	db *persistence.DB
+	// redis, when set, is the revocations' shared cache, under redisPrefix.
+	redis       *redis.Client
+	redisPrefix string
+	// sessionMaxAge and clock, when set, configure the auth service.
+	sessionMaxAge time.Duration
+	clock         func() time.Time
+	conversations ConversationBackend
 }
 
 // restEnv is a gateway with the whole REST API over a real auth.Service and
@@ -67,9 +78,17 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		tb.Fatal(err)
 	}
 	sessions := NewAuthSessions(db)
+	revOpts := auth.RevocationsOptions{RedisPrefix: cfg.redisPrefix}
+	if cfg.redis != nil {
+		revOpts.Redis = cfg.redis
+	}
+	revocations, err := auth.NewRevocations(sessions, revOpts)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	svc, err := auth.NewService(auth.Config{Users: NewAuthUsers(db), Sessions: sessions, Tokens: toks, Hasher: hasher,
-		Revocations: auth.NewRevocationCache(auth.NewStoreRevocations(sessions, nil), auth.CacheOptions{}),
-		Throttle:    cfg.throttle, Appwrite: cfg.appwrite})
+		Revocations: revocations, Throttle: cfg.throttle, Appwrite: cfg.appwrite,
+		SessionMaxAge: cfg.sessionMaxAge, Clock: cfg.clock})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -80,7 +99,7 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		cfg.authRateLimit = generous
 	}
 	return API{
-		Authenticator: svc, Chat: &fakeChat{}, Conversations: cfg.conversations, Auth: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
+		Authenticator: svc, Chat: &fakeChat{}, Conversations: cfg.conversations, Auth: svc, Accounts: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
 		AgentTypes: func() []AgentType {
 			return []AgentType{{Name: "chat", Description: "talks", Signature: "message, history -> response", ConfigSchema: json.RawMessage(`{"type":"object"}`)}}
 		},
@@ -98,7 +117,10 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 
 func startREST(t *testing.T, cfg restConfig) *restEnv {
 	t.Helper()
-	env := &restEnv{db: persisttest.SQLite(t)}
+	env := &restEnv{db: cfg.db}
+	if env.db == nil {
+		env.db = persisttest.SQLite(t)
+	}
 	env.stores = NewStores(env.db)
 	api, svc := restAPI(t, env.db, cfg, func(_ context.Context, id string) {
 		env.mu.Lock()
@@ -372,6 +394,7 @@ func TestMountNeedsEveryRESTDependency(t *testing.T) {
 	api, _ := restAPI(t, db, restConfig{}, nil)
 	for name, breakIt := range map[string]func(*API){
 		"stores":      func(a *API) { a.Stores.Audit = nil },
+		"accounts":    func(a *API) { a.Accounts = nil },
 		"agent types": func(a *API) { a.AgentTypes = nil },
 		"cluster":     func(a *API) { a.ClusterInfo = nil },
 		"rate limit":  func(a *API) { a.RateLimit = ratelimit.Limit{Rate: -1, Period: time.Second} },

@@ -186,6 +186,39 @@ func TestTrustedProxies(t *testing.T) {
 	if len(entries.Items) != 1 || entries.Items[0].IP != "198.51.100.7" {
 		t.Fatalf("audit entries %+v", entries.Items)
 	}
+	// A session started through the proxy records the forwarded client.
+	req, err = http.NewRequest(http.MethodPost, trusted.url+"/api/v1/auth/login", strings.NewReader(`{"email":"bob@example.com","password":"`+bob.password+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Forwarded-For", "198.51.100.8")
+	res, err = proxy.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pair auth.TokenPair
+	if err := json.NewDecoder(res.Body).Decode(&pair); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	var sessions struct {
+		Sessions []struct {
+			IP      string `json:"ip"`
+			Current bool   `json:"current"`
+		} `json:"sessions"`
+	}
+	call(t, http.MethodGet, trusted.url+"/api/v1/auth/sessions", pair.AccessToken, "").json(t, &sessions)
+	recorded := ""
+	for _, s := range sessions.Sessions {
+		if s.Current {
+			recorded = s.IP
+		}
+	}
+	if recorded != "198.51.100.8" {
+		t.Fatalf("the session recorded %q, want the forwarded client: %+v", recorded, sessions)
+	}
+
 	found := false
 	for _, line := range logLines(trusted.logs.String()) {
 		if line["msg"] == "http request" && line["route"] == "/api/v1/admin/users/:id/roles" {

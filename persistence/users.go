@@ -43,6 +43,10 @@ type Users interface {
 	SetDisabled(ctx context.Context, id string, disabled bool) error
 	// Delete removes a user and, by cascade, their sessions, conversations and agents.
 	Delete(ctx context.Context, id string) error
+	// Erase removes a user and everything that is theirs, and appends the audit entry
+	// audit makes of the counts, in one transaction; see UserStore.Erase. No such user
+	// is ErrNotFound.
+	Erase(ctx context.Context, id string, audit func(Erasure) AuditEntry) (Erasure, error)
 	// CountWithRole counts the enabled users holding role.
 	CountWithRole(ctx context.Context, role string) (int, error)
 }

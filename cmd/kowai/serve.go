@@ -191,6 +191,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Authenticator:    authSvc,
 		Chat:             &gateway.ClusterChat{Grains: grains},
 		Auth:             authSvc,
+		Accounts:         authSvc,
 		OpenRegistration: cfg.OpenRegistration,
 		Stores:           stores,
 		AgentTypes:       func() []gateway.AgentType { return agentTypes(rt) },

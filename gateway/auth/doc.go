@@ -15,7 +15,7 @@
 //
 //	svc, err := auth.NewService(auth.Config{
 //		Users: users, Sessions: sessions, Tokens: tokens, Hasher: hasher,
-//		Revocations: auth.NewRevocationCache(auth.NewRedisRevocations(rdb, "kowai:revoked:"), auth.CacheOptions{}),
+//		Revocations: revocations, // auth.NewRevocations(sessions, auth.RevocationsOptions{Redis: rdb})
 //	})
 //	pair, err := svc.Login(ctx, email, password, clientIP)
 //
@@ -38,12 +38,25 @@
 //
 // # Revocation
 //
-// Logout revokes the session in the SessionStore (ending its refreshes) and
-// in a RevocationStore checked by Authenticate: Redis keys that live as long
-// as an access token can (RedisRevocations), or the sessions table when
-// there is no Redis (StoreRevocations). A RevocationCache in front answers
-// most checks locally; a revocation reaches every other node within the
-// cache TTL (one second by default) and the revoking node at once.
+// Logout revokes the session in the SessionStore, which is the record of
+// every session and its revocation, and publishes it through a
+// RevocationStore checked by Authenticate. NewRevocations assembles that
+// store: a RevocationCache answering most checks locally, then, with Redis,
+// RedisRevocations, a cache shared by the nodes in which a revocation
+// overwrites its session's entry at once, then StoreRevocations, the
+// SessionStore itself, which refuses revoked sessions and sessions it does
+// not know. Losing Redis's keys sends checks back to the database and brings
+// no session back. A revocation reaches every other node within the local
+// cache's TTL (one second by default) and the revoking node at once.
+//
+// # Sessions and accounts
+//
+// A session ends at its creation plus Config.SessionMaxAge, however often it
+// is refreshed. Sessions lists a user's usable sessions and RevokeSession
+// ends one of them; ChangePassword checks the current password (through the
+// login throttle) and revokes every other session; DeleteAccount confirms
+// with the password (or, without one, a sign-in younger than RecentLogin),
+// revokes every session and runs the caller's erasure.
 //
 // # Caches and staleness
 //

@@ -40,6 +40,10 @@ type Config struct {
 	// RefreshTTL is the refresh token lifetime, renewed by every refresh;
 	// default 720 hours.
 	RefreshTTL time.Duration
+	// SessionMaxAge is the absolute lifetime of a session, refreshes
+	// included (KOWAI_SESSION_MAX_AGE): no refresh succeeds at or after its
+	// creation time plus SessionMaxAge; default 720 hours.
+	SessionMaxAge time.Duration
 	// Throttle limits login attempts; nil disables throttling.
 	Throttle *Throttle
 	// Appwrite enables SignInWithAppwrite; nil disables it.
@@ -75,6 +79,12 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	if cfg.RefreshTTL < 0 {
 		return nil, fmt.Errorf("%w: refresh TTL %s must be positive", ErrConfig, cfg.RefreshTTL)
+	}
+	if cfg.SessionMaxAge == 0 {
+		cfg.SessionMaxAge = 720 * time.Hour
+	}
+	if cfg.SessionMaxAge < 0 {
+		return nil, fmt.Errorf("%w: session max age %s must be positive", ErrConfig, cfg.SessionMaxAge)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -292,18 +302,39 @@ func (s *Service) startSession(ctx context.Context, u User) (TokenPair, error) {
 	if err != nil {
 		return TokenPair{}, fmt.Errorf("auth: new session id: %w", err)
 	}
-	sess := Session{ID: id.String(), UserID: u.ID, CreatedAt: s.cfg.Clock().UTC()}
+	now := s.cfg.Clock().UTC()
+	client := ClientFromContext(ctx) // set by the gateway (WithClient)
+	sess := Session{ID: id.String(), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.cfg.SessionMaxAge),
+		UserAgent: client.UserAgent, IP: client.IP}
 	if err := s.cfg.Sessions.CreateSession(ctx, sess); err != nil {
 		return TokenPair{}, fmt.Errorf("auth: creating session: %w", err)
 	}
-	return s.issuePair(ctx, u, sess.ID)
+	return s.issuePair(ctx, u, sess)
 }
 
-func (s *Service) issuePair(ctx context.Context, u User, sessionID string) (TokenPair, error) {
+// sessionEnd is when sess stops being refreshable: its creation plus the
+// configured max age, or the end stored with it when that is earlier (the
+// max age was lowered since).
+func (s *Service) sessionEnd(sess Session) time.Time {
+	end := sess.CreatedAt.Add(s.cfg.SessionMaxAge)
+	if !sess.ExpiresAt.IsZero() && sess.ExpiresAt.Before(end) {
+		end = sess.ExpiresAt
+	}
+	return end
+}
+
+// issuePair issues a token pair in sess. The refresh token expires after
+// RefreshTTL or at the session's end, whichever comes first.
+func (s *Service) issuePair(ctx context.Context, u User, sess Session) (TokenPair, error) {
+	sessionID := sess.ID
 	refresh, hash := NewRefreshToken()
 	now := s.cfg.Clock().UTC()
+	expires := now.Add(s.cfg.RefreshTTL)
+	if end := s.sessionEnd(sess); end.Before(expires) {
+		expires = end
+	}
 	if err := s.cfg.Sessions.AddRefreshToken(ctx, RefreshToken{
-		Hash: hash, SessionID: sessionID, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL),
+		Hash: hash, SessionID: sessionID, UserID: u.ID, CreatedAt: now, ExpiresAt: expires,
 	}); err != nil {
 		return TokenPair{}, fmt.Errorf("auth: storing refresh token: %w", err)
 	}
@@ -323,7 +354,8 @@ func (s *Service) issuePair(ctx context.Context, u User, sessionID string) (Toke
 // (POST /auth/refresh). The presented token is spent. Presenting a spent
 // token revokes the whole session and returns ErrTokenReused: either it was
 // stolen or the client raced itself, and the session can no longer be
-// trusted. Unknown, expired and revoked tokens return ErrInvalidToken.
+// trusted. Unknown, expired and revoked tokens, and tokens of a session
+// older than SessionMaxAge, return ErrInvalidToken.
 func (s *Service) Refresh(ctx context.Context, token string) (TokenPair, error) {
 	if !wellFormedRefreshToken(token) {
 		return TokenPair{}, fmt.Errorf("%w: malformed refresh token", ErrInvalidToken)
@@ -355,6 +387,9 @@ func (s *Service) Refresh(ctx context.Context, token string) (TokenPair, error) 
 	if sess.RevokedAt != nil {
 		return TokenPair{}, fmt.Errorf("%w: session revoked", ErrInvalidToken)
 	}
+	if !now.Before(s.sessionEnd(sess)) {
+		return TokenPair{}, fmt.Errorf("%w: session older than its max age; log in again", ErrInvalidToken)
+	}
 	u, err := s.cfg.Users.UserByID(ctx, rt.UserID)
 	if errors.Is(err, ErrNotFound) {
 		return TokenPair{}, fmt.Errorf("%w: user gone", ErrInvalidToken)
@@ -368,7 +403,7 @@ func (s *Service) Refresh(ctx context.Context, token string) (TokenPair, error) 
 		}
 		return TokenPair{}, ErrAccountDisabled
 	}
-	return s.issuePair(ctx, u, sess.ID)
+	return s.issuePair(ctx, u, sess)
 }
 
 // Authenticate verifies an access token and checks that its session has not
