@@ -63,6 +63,10 @@ type API struct {
 	// (anonymous routes, unknown routes, missing or refused tokens); zero
 	// means 120/m.
 	RateLimit ratelimit.Limit
+	// Workflows, optional, serves /api/v1/workflows; without it those
+	// routes answer 503.
+	Workflows *Workflows
+
 	// AuthRateLimit is the limit per client address on register, login,
 	// refresh and Appwrite sign-in, per route (KOWAI_AUTH_RATE_LIMIT); zero
 	// means 10/m.
@@ -146,7 +150,7 @@ func (s *Server) Mount(api API) error {
 			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged}, authed, rl)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo}, authed, rl)
 	}
-	s.mountWorkflows(authed, rl)
+	s.mountWorkflows(api.Workflows, authed, rl)
 	return nil
 }
 

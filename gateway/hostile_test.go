@@ -84,7 +84,7 @@ func dbDigest(t *testing.T, db *persistence.DB) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, table := range []string{"users", "auth_sessions", "refresh_tokens", "agents", "conversations", "messages",
-		"feedback", "snapshots", "workflow_runs", "task_runs", "audit_log"} {
+		"feedback", "snapshots", "workflow_runs", "workflow_steps", "workflow_events", "user_profiles", "audit_log"} {
 		// The table names are constants of this test.
 		rows, err := db.SQL.QueryContext(t.Context(), "SELECT * FROM "+table+" ORDER BY 1, 2")
 		if err != nil {

@@ -7,13 +7,13 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/kowai/kowai/internal/jsonschema"
 )
 
 // Op documents one route in the OpenAPI document. Every route is registered
@@ -81,7 +81,7 @@ func (s *Server) OpenAPI() map[string]any {
 	s.docsMu.Lock()
 	docs := append([]documented(nil), s.docs...)
 	s.docsMu.Unlock()
-	sb := schemaBuilder{components: map[string]any{}}
+	sb := newSchemaBuilder()
 	paths := map[string]map[string]any{}
 	for _, d := range docs {
 		p := openAPIPath(d.path)
@@ -90,7 +90,7 @@ func (s *Server) OpenAPI() map[string]any {
 		}
 		paths[p][strings.ToLower(d.method)] = sb.operation(d)
 	}
-	problem := sb.object(reflect.TypeOf(problem{}))
+	problem := sb.Object(reflect.TypeOf(problem{}))
 	sb.components["Problem"] = problem
 	return map[string]any{
 		"openapi": "3.1.0",
@@ -109,7 +109,19 @@ func (s *Server) OpenAPI() map[string]any {
 	}
 }
 
-type schemaBuilder struct{ components map[string]any }
+// schemaBuilder derives the document's schemas; named structs become
+// components (the reflector is shared with the workflow engine).
+type schemaBuilder struct {
+	components map[string]any
+	jsonschema.Builder
+}
+
+func newSchemaBuilder() *schemaBuilder {
+	c := map[string]any{}
+	return &schemaBuilder{components: c, Builder: jsonschema.Builder{Components: c, RefPrefix: "#/components/schemas/"}}
+}
+
+func (sb *schemaBuilder) schema(t reflect.Type) map[string]any { return sb.Schema(t) }
 
 func (sb *schemaBuilder) operation(d documented) map[string]any {
 	op := d.op
@@ -189,92 +201,6 @@ func operationID(method, path string) string {
 		b.WriteString(strings.ToUpper(part[:1]) + part[1:])
 	}
 	return b.String()
-}
-
-var timeType = reflect.TypeOf(time.Time{})
-var rawJSONType = reflect.TypeOf(json.RawMessage{})
-
-// schema returns the JSON schema of t; named structs become components.
-func (sb *schemaBuilder) schema(t reflect.Type) map[string]any {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch {
-	case t == timeType:
-		return map[string]any{"type": "string", "format": "date-time"}
-	case t == rawJSONType:
-		return map[string]any{}
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return map[string]any{"type": "string"}
-	case reflect.Bool:
-		return map[string]any{"type": "boolean"}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return map[string]any{"type": "integer"}
-	case reflect.Float32, reflect.Float64:
-		return map[string]any{"type": "number"}
-	case reflect.Slice, reflect.Array:
-		return map[string]any{"type": "array", "items": sb.schema(t.Elem())}
-	case reflect.Map:
-		return map[string]any{"type": "object", "additionalProperties": sb.schema(t.Elem())}
-	case reflect.Struct:
-		if t.Name() == "" {
-			return sb.object(t)
-		}
-		name := t.Name()
-		if _, ok := sb.components[name]; !ok {
-			sb.components[name] = map[string]any{} // breaks cycles
-			sb.components[name] = sb.object(t)
-		}
-		return map[string]any{"$ref": "#/components/schemas/" + name}
-	}
-	return map[string]any{}
-}
-
-func (sb *schemaBuilder) object(t reflect.Type) map[string]any {
-	props := map[string]any{}
-	var required []string
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		s := sb.schema(f.Type)
-		if d := f.Tag.Get("doc"); d != "" {
-			s = withDescription(s, d)
-		}
-		props[name] = s
-		if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") && f.Type.Kind() != reflect.Pointer {
-			required = append(required, name)
-		}
-	}
-	sort.Strings(required)
-	out := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
-	if len(required) > 0 {
-		out["required"] = required
-	}
-	return out
-}
-
-func withDescription(s map[string]any, d string) map[string]any {
-	if _, isRef := s["$ref"]; isRef {
-		return map[string]any{"allOf": []any{s}, "description": d}
-	}
-	c := make(map[string]any, len(s)+1)
-	for k, v := range s {
-		c[k] = v
-	}
-	c["description"] = d
-	return c
 }
 
 // docsPage renders /openapi.json for a person, with no external assets: the

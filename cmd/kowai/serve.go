@@ -24,7 +24,10 @@ import (
 	"github.com/kowai/kowai/internal/config"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures"
+	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/supervisors"
+	"github.com/kowai/kowai/workflows"
+	"github.com/kowai/kowai/workflows/builtin"
 )
 
 func serveCmd(ctx context.Context, args []string, io stdio, getenv func(string) string) error {
@@ -134,6 +137,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := rt.EnsureBuiltins(ctx); err != nil {
 		return fmt.Errorf("create built-in agents: %w", err)
 	}
+	wf, profiles, err := newWorkflows(db, writer, model, log, reg)
+	if err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Config{
 		Name:           cfg.ClusterName,
 		Provider:       cluster.Provider(cfg.ClusterProvider),
@@ -143,12 +150,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		EtcdEndpoints:  cfg.EtcdEndpoints,
 		TLS:            clusterTLS,
 		Insecure:       cfg.ClusterInsecure,
-		Kinds:          rt.Kinds(),
+		Kinds:          append(rt.Kinds(), wf.Kind()),
 		// A chat turn may wait on the model for up to the turn timeout.
 		RequestTimeout: actors.DefaultTurnTimeout + 10*time.Second,
-		OnLeave:        rt.OnLeave,
-		Logger:         log,
-		Metrics:        reg,
+		OnLeave: func(ctx context.Context) {
+			wf.OnLeave(ctx)
+			rt.OnLeave(ctx)
+		},
+		Logger:  log,
+		Metrics: reg,
 	})
 	if errors.Is(err, cluster.ErrConfig) {
 		return usagef("%v", err)
@@ -158,6 +168,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	grains := node.Client()
 	rt.SetCaller(grains)
+	wf.SetCaller(grains)
 
 	checks := []gateway.Check{
 		{Name: "database", Probe: db.Ping},
@@ -212,6 +223,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Limiter:       limiter,
 		RateLimit:     rateLimit,
 		AuthRateLimit: authRateLimit,
+		Workflows: &gateway.Workflows{Registry: wf.Registry(), Runs: persistence.NewWorkflowStore(db),
+			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles},
 	}); err != nil {
 		return err
 	}
@@ -247,6 +260,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		defer stopNode()
 		return gw.Run(gwCtx)
 	})
+	// Runs left by a lost node are resumed here without any request.
+	g.Go(func() error { return wf.Run(nodeCtx) })
 	if metricsSrv != nil {
 		// Metrics stay up while the node drains and leaves the cluster.
 		g.Go(func() error { return metricsSrv.Run(writerCtx) })
@@ -268,6 +283,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("kowai node stopped")
 	return nil
+}
+
+// newWorkflows builds the workflow engine with the built-in workflows.
+func newWorkflows(db *persistence.DB, writer *persistence.Writer, model lm.LM, log *slog.Logger, reg prometheus.Registerer) (*actors.Workflows, *persistence.ProfileStore, error) {
+	profiles := persistence.NewProfileStore(db)
+	registry := workflows.NewRegistry()
+	if err := builtin.Register(registry, builtin.Options{Profiles: profiles}); err != nil {
+		return nil, nil, err
+	}
+	wf, err := actors.NewWorkflows(actors.WorkflowDeps{Runs: persistence.NewWorkflowStore(db), Writer: writer, Registry: registry,
+		Model: model, Cache: workflows.NewMemoryCache(), Logger: log, Metrics: reg})
+	return wf, profiles, err
 }
 
 // certExpiryWarning is how long before its node certificate expires a node starts
