@@ -35,6 +35,10 @@ type Op struct {
 	Tag string
 	// Auth marks routes that need a bearer token.
 	Auth bool
+	// AddrLimited marks routes without Auth that limit each client address
+	// themselves (the credential routes, the WebSocket upgrade); the
+	// anonymous limit every other route without Auth has does not apply.
+	AddrLimited bool
 	// Request is a value of the JSON body type, or nil when there is none.
 	Request any
 	// Response is a value of the success body type, or nil for no body.
@@ -63,12 +67,19 @@ type documented struct {
 }
 
 // Route registers handlers for method and path (Fiber syntax, e.g.
-// /api/v1/agents/:id) and documents them with op.
+// /api/v1/agents/:id) and documents them with op. The path is the route's
+// metrics and access-log label. A route without op.Auth or op.AddrLimited
+// is anonymous: each request counts against its client address's anonymous
+// rate limit (see Mount) before handlers run.
 func (s *Server) Route(method, path string, op Op, handlers ...fiber.Handler) {
 	s.docsMu.Lock()
 	s.docs = append(s.docs, documented{method: method, path: path, op: op})
 	s.docsMu.Unlock()
-	s.app.Add(method, path, handlers...)
+	chain := []fiber.Handler{matchedRoute(path)}
+	if !op.Auth && !op.AddrLimited {
+		chain = append(chain, s.limitAnonymous)
+	}
+	s.app.Add(method, path, append(chain, handlers...)...)
 }
 
 var fiberParam = regexp.MustCompile(`:([A-Za-z_][A-Za-z0-9_]*)`)
@@ -310,7 +321,9 @@ func (sb *schemaBuilder) operation(d documented) map[string]any {
 	if op.Request != nil {
 		out["requestBody"] = map[string]any{
 			"required": true,
-			"content":  map[string]any{fiber.MIMEApplicationJSON: map[string]any{"schema": sb.schema(reflect.TypeOf(op.Request))}},
+			"description": "JSON, optionally with Content-Encoding gzip or deflate (at most two codings); " +
+				"the body limit applies before and after decompression (413 beyond it, 415 for other codings)",
+			"content": map[string]any{fiber.MIMEApplicationJSON: map[string]any{"schema": sb.schema(reflect.TypeOf(op.Request))}},
 		}
 	}
 	return out
