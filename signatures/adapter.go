@@ -419,6 +419,17 @@ func ParseReply(sig Signature, reply string) (Values, error) {
 		}
 		start, end, name = nextStart, nextEnd, nextName
 	}
+	if missing == len(secs) {
+		// No output marker at all: a model that answered with one object
+		// keyed by the output fields ({'answer': 'Paris'}) is read as DSPy's
+		// ChatAdapter reads it through its JSONAdapter fallback, without
+		// spending a call.
+		if body := stripFences(reply); strings.HasPrefix(body, "{") {
+			if out, err := parseJSONReply(sig, body); err == nil {
+				return out, nil
+			}
+		}
+	}
 	out := make(Values, len(sig.outputs))
 	for i, f := range sig.outputs {
 		if !secs[i].found {

@@ -3,6 +3,7 @@ package signatures
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -223,22 +224,49 @@ func (t Type) parseText(raw string) (any, error) {
 	s = stripFences(s)
 	switch t.Kind {
 	case KindList, KindObject:
-		var v any
-		dec := json.NewDecoder(strings.NewReader(s))
-		dec.UseNumber()
-		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("not valid JSON: %w", err)
-		}
-		if dec.More() {
-			return nil, fmt.Errorf("unexpected text after the JSON value")
+		v, err := decodeStructured(s)
+		if err != nil {
+			return nil, err
 		}
 		return t.coerce(v)
 	case KindHistory:
 		return nil, fmt.Errorf("a history cannot be an output")
 	}
+	if t.Kind == KindEnum {
+		// As DSPy's parse_value: a model that echoes the type,
+		// Literal['yes'] or str['yes'], means its option.
+		for _, w := range []string{"Literal[", "str["} {
+			if strings.HasPrefix(s, w) && strings.HasSuffix(s, "]") {
+				s = strings.TrimSpace(s[len(w) : len(s)-1])
+				break
+			}
+		}
+	}
 	s = strings.TrimSpace(strings.Trim(s, "\"'`*"))
 	s = strings.TrimSuffix(s, ".")
 	return t.coerce(s)
+}
+
+// decodeStructured reads a list or object value: strict JSON first, then,
+// as DSPy falls back to json_repair and ast.literal_eval, a Python literal
+// (single quotes, True/False/None, tuples, numeric underscores). The error
+// names both failures when neither reads it.
+func decodeStructured(s string) (any, error) {
+	var v any
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	jerr := dec.Decode(&v)
+	if jerr == nil && !dec.More() {
+		return v, nil
+	}
+	if jerr == nil {
+		jerr = errors.New("unexpected text after the JSON value")
+	}
+	pv, perr := parsePyLiteral(s)
+	if perr != nil {
+		return nil, fmt.Errorf("not valid JSON (%w) nor a Python literal (%w)", jerr, perr)
+	}
+	return pv, nil
 }
 
 // coerce converts a decoded JSON value (or a plain string) to t's Go
@@ -281,7 +309,13 @@ func (t Type) coerce(v any) (any, error) {
 		case int:
 			return float64(x), nil
 		case string:
-			f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+			x = strings.TrimSpace(x)
+			clean := x
+			if strings.Contains(x, "_") && validUnderscores(x) {
+				// Python's 123_456.789.
+				clean = strings.ReplaceAll(x, "_", "")
+			}
+			f, err := strconv.ParseFloat(clean, 64)
 			if err != nil {
 				return nil, fmt.Errorf("%q is not a float", x)
 			}
