@@ -39,6 +39,10 @@ type Field struct {
 	// Prefix is DSPy's display prefix ("Question:"); it is kept in saved
 	// state for compatibility and inferred from the name when empty.
 	Prefix string `json:"prefix,omitempty"`
+	// Default, when not nil, is an input's value when the caller leaves it
+	// out, and an output's value when the reply lacks it (DSPy's
+	// InputField(default=...) and OutputField(default=...)).
+	Default any `json:"default,omitempty"`
 }
 
 // Signature is an immutable description of a task: ordered input fields,
@@ -216,7 +220,7 @@ func (s Signature) String() string {
 		ps := make([]string, len(fs))
 		for i, f := range fs {
 			ps[i] = f.Name
-			if f.Type.Kind != KindString && f.Type.Kind != KindHistory {
+			if !f.Type.isStr() && f.Type.Kind != KindHistory {
 				ps[i] += ": " + f.Type.String()
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"unicode"
 )
 
 // Instructioner may be implemented by the input struct of SignatureFor to
@@ -117,7 +118,12 @@ func goType(t reflect.Type, depth int) (Type, error) {
 	case reflect.Bool:
 		return Bool, nil
 	case reflect.Pointer:
-		return goType(t.Elem(), depth+1)
+		// A pointer may be nil: Optional[T], as pydantic reads T | None.
+		e, err := goType(t.Elem(), depth+1)
+		if err != nil || e.Kind == KindHistory {
+			return e, err
+		}
+		return OptionalOf(e), nil
 	case reflect.Slice, reflect.Array:
 		elem, err := goType(t.Elem(), depth+1)
 		if err != nil {
@@ -163,12 +169,16 @@ func structSchema(t reflect.Type, depth int) (map[string]any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("field %s: %w", sf.Name, err)
 		}
-		props[name] = ft.JSONSchema()
+		ps := ft.JSONSchema()
+		ps["title"] = pyTitle(name)
+		props[name] = ps
 		if !strings.Contains(opts, "omitempty") {
 			required = append(required, name)
 		}
 	}
-	s := map[string]any{"type": "object", "properties": props}
+	// Titles as pydantic writes them: the model's name, and each field's
+	// name title-cased.
+	s := map[string]any{"type": "object", "properties": props, "title": t.Name()}
 	if len(required) > 0 {
 		s["required"] = required
 	}
@@ -254,4 +264,25 @@ func assign(dst reflect.Value, v any) error {
 		return err
 	}
 	return json.Unmarshal(b, dst.Addr().Interface())
+}
+
+// pyTitle is pydantic's default field title: Python's str.title() of the
+// name, underscores turned into spaces ("first_name" -> "First Name").
+func pyTitle(name string) string {
+	var b strings.Builder
+	prevLetter := false
+	for _, r := range name {
+		switch {
+		case unicode.IsLetter(r) && !prevLetter:
+			b.WriteRune(unicode.ToUpper(r))
+		case unicode.IsLetter(r):
+			b.WriteRune(unicode.ToLower(r))
+		case r == '_':
+			b.WriteRune(' ')
+		default:
+			b.WriteRune(r)
+		}
+		prevLetter = unicode.IsLetter(r)
+	}
+	return b.String()
 }
