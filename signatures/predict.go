@@ -244,7 +244,12 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *promp
 	req := &f.req
 	*req = lm.Request{Messages: append(slices.Clip(msgs), conv...), Temperature: p.opts.Temperature, MaxTokens: p.opts.MaxTokens, Tools: tools}
 	if r, ok := rolloutFrom(ctx); ok {
-		req.RolloutID, req.Temperature = r.id, 1.0
+		// A rollout samples: at 1.0 unless the predictor asks for its own
+		// (non-zero) temperature, as COPRO's 1.4 for its proposals.
+		req.RolloutID = r.id
+		if req.Temperature == 0 {
+			req.Temperature = 1.0
+		}
 	}
 	streamer := p.streamer(run, sig)
 	if streamer != nil {
