@@ -228,6 +228,9 @@ func literalKey(k any) (string, error) {
 
 // strings reads one or more adjacent string literals and joins them.
 func (p *pyParser) strings() (any, error) {
+	if s, ok := p.plainString(); ok {
+		return s, nil
+	}
 	var b strings.Builder
 	n := 0
 	for {
@@ -258,6 +261,49 @@ func (p *pyParser) strings() (any, error) {
 		return nil, p.errorf("expected a string")
 	}
 	return b.String(), nil
+}
+
+// plainString is the fast path of strings: one single-quoted or
+// double-quoted string without escapes or invalid UTF-8, not followed by
+// another string, is a slice of the input.
+func (p *pyParser) plainString() (string, bool) {
+	q := p.in[p.pos]
+	if q != '\'' && q != '"' || strings.HasPrefix(p.in[p.pos:], strings.Repeat(string(q), 3)) {
+		return "", false
+	}
+	end := p.pos + 1
+	for end < len(p.in) {
+		c := p.in[end]
+		if c == q {
+			break
+		}
+		if c == '\\' || c == '\n' || c >= utf8.RuneSelf {
+			if c < utf8.RuneSelf {
+				return "", false
+			}
+			r, n := utf8.DecodeRuneInString(p.in[end:])
+			if r == utf8.RuneError && n == 1 {
+				return "", false
+			}
+			end += n
+			continue
+		}
+		end++
+	}
+	if end >= len(p.in) {
+		return "", false
+	}
+	// Adjacent strings are joined: leave those to the general path.
+	next := end + 1
+	for next < len(p.in) && (p.in[next] == ' ' || p.in[next] == '\t' || p.in[next] == '\n' || p.in[next] == '\r') {
+		next++
+	}
+	if next < len(p.in) && (p.in[next] == '\'' || p.in[next] == '"' || isWordByte(p.in[next])) {
+		return "", false
+	}
+	s := p.in[p.pos+1 : end]
+	p.pos = end + 1
+	return s, true
 }
 
 // str reads one quoted string (the quote is at p.pos) into b.
@@ -402,20 +448,27 @@ func (p *pyParser) number() (any, error) {
 		if err == nil {
 			return int(n), nil
 		}
-		if f, ferr := strconv.ParseFloat(sign+strings.ReplaceAll(text, "_", ""), 64); ferr == nil && !isHexLiteral(text) && validUnderscores(text) {
+		if !isHexLiteral(text) && validUnderscores(text) {
 			// Beyond int64: a float, as encoding/json would give.
-			return f, nil
+			return p.float(sign, text)
 		}
 		return nil, p.errorf("bad number %q", text)
 	}
 	if !validUnderscores(text) {
 		return nil, p.errorf("bad number %q", text)
 	}
-	f, err := strconv.ParseFloat(sign+strings.ReplaceAll(text, "_", ""), 64)
+	return p.float(sign, text)
+}
+
+// float reads a decimal number as float64; one beyond float64's range is
+// kept as its text, as the JSON decoder's values (jsonPlain) keep it.
+func (p *pyParser) float(sign, text string) (any, error) {
+	clean := sign + strings.ReplaceAll(text, "_", "")
+	f, err := strconv.ParseFloat(clean, 64)
 	if err != nil {
 		var ne *strconv.NumError
 		if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) {
-			return nil, p.errorf("number %q is out of range", text)
+			return clean, nil
 		}
 		return nil, p.errorf("bad number %q", text)
 	}

@@ -3,7 +3,6 @@ package signatures
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -585,26 +584,18 @@ func (t Type) parseText(raw string) (any, error) {
 	return t.coerce(s)
 }
 
-// decodeStructured reads a list or object value: strict JSON first, then,
-// as DSPy falls back to json_repair and ast.literal_eval, a Python literal
-// (single quotes, True/False/None, tuples, numeric underscores). The error
-// names both failures when neither reads it.
+// decodeStructured reads a list or object value: JSON, or, as DSPy falls
+// back to json_repair and ast.literal_eval, a Python literal (single
+// quotes, True/False/None, tuples, numeric underscores). parsePyLiteral
+// reads both: it is a superset of JSON that reads every JSON document as
+// encoding/json does (FuzzPyLiteral checks it), in one pass, so the lenient
+// path costs what the strict one does.
 func decodeStructured(s string) (any, error) {
-	var v any
-	dec := json.NewDecoder(strings.NewReader(s))
-	dec.UseNumber()
-	jerr := dec.Decode(&v)
-	if jerr == nil && !dec.More() {
-		return v, nil
+	v, err := parsePyLiteral(s)
+	if err != nil {
+		return nil, fmt.Errorf("not valid JSON nor a Python literal: %w", err)
 	}
-	if jerr == nil {
-		jerr = errors.New("unexpected text after the JSON value")
-	}
-	pv, perr := parsePyLiteral(s)
-	if perr != nil {
-		return nil, fmt.Errorf("not valid JSON (%w) nor a Python literal (%w)", jerr, perr)
-	}
-	return pv, nil
+	return v, nil
 }
 
 // parseUnion tries the alternatives in order, text ones last (they accept
@@ -786,9 +777,35 @@ func (t Type) requiredKeys() []string {
 	return s.Required
 }
 
+// hasNumber reports whether v holds a json.Number.
+func hasNumber(v any) bool {
+	switch x := v.(type) {
+	case json.Number:
+		return true
+	case []any:
+		for _, it := range x {
+			if hasNumber(it) {
+				return true
+			}
+		}
+	case map[string]any:
+		for _, it := range x {
+			if hasNumber(it) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // jsonPlain replaces json.Number (from a UseNumber decoder) by int when
 // whole, float64 otherwise, recursively.
 func jsonPlain(v any) any {
+	if !hasNumber(v) {
+		// Values that need no change are returned as they are, without a
+		// copy: parsed replies hold none.
+		return v
+	}
 	switch x := v.(type) {
 	case json.Number:
 		if n, err := x.Int64(); err == nil {
