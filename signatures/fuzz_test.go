@@ -18,6 +18,8 @@ func FuzzParse(f *testing.F) {
 		"message, history -> response",
 		"t -> l: Literal['a', 'b\\'c'], s: float, m: dict[str, Any], g: list[list[bool]]",
 		"-> a", "a ->", "a: Literal[", "a: list[", "q -> a: Literal[\"x\\\\\"]", "ü, ß -> ø",
+		"a: str | None, b: None | (int | float) -> c: Union[int, str, None], d: tuple[int, Optional[list[str]]], e: tuple[bool, ...]",
+		"q -> a: Optional[Union[int, str]], b: tuple[()], c: Literal[\"it's\", 'say \"hi\"']",
 	} {
 		f.Add(s)
 	}
