@@ -25,6 +25,7 @@ var historyType = reflect.TypeFor[History]()
 //	desc:"..."         the description shown to the model
 //	prefix:"..."       DSPy's display prefix (kept in saved state)
 //	enum:"a,b,c"       makes a string field an enum (Literal['a', 'b', 'c'])
+//	default:"..."      the field's Default, read as its type (DSPy's InputField(default=...))
 //
 // Go types map to field types: string, ints, floats, bool, slices (list[T]),
 // structs and maps with string keys (JSON objects, with a generated JSON
@@ -92,10 +93,15 @@ func structFieldsIndexed(t reflect.Type, role string) ([]structField, error) {
 			}
 			ft = Enum(strings.Split(enum, ",")...)
 		}
-		out = append(out, structField{
-			Field: Field{Name: name, Type: ft, Desc: sf.Tag.Get("desc"), Prefix: sf.Tag.Get("prefix")},
-			index: sf.Index,
-		})
+		f := Field{Name: name, Type: ft, Desc: sf.Tag.Get("desc"), Prefix: sf.Tag.Get("prefix")}
+		if d, ok := sf.Tag.Lookup("default"); ok {
+			v, err := ft.parseText(d)
+			if err != nil {
+				return nil, fmt.Errorf("%w: field %s.%s: default %q: %v", ErrInvalidSignature, t.Name(), sf.Name, d, err)
+			}
+			f.Default = v
+		}
+		out = append(out, structField{Field: f, index: sf.Index})
 	}
 	return out, nil
 }

@@ -217,3 +217,33 @@ func TestFieldListTrailingSpace(t *testing.T) {
 		t.Errorf("got:\n%q\nwant prefix:\n%q", sys, want)
 	}
 }
+
+// TestStructDefaults: a default tag is DSPy's InputField(default=...) /
+// OutputField(default=...), read as the field's type.
+func TestStructDefaults(t *testing.T) {
+	type in struct {
+		Q     string
+		Limit int `default:"3"`
+	}
+	type out struct {
+		Answer string
+		Note   *string `default:"No note"`
+	}
+	sig, err := SignatureFor[in, out]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, _, _ := sig.Field("limit"); f.Default != 3 {
+		t.Errorf("limit default %#v", f.Default)
+	}
+	got, err := ParseReply(sig, reply("answer", "42"))
+	if err != nil || got["note"] != "No note" {
+		t.Errorf("%v %v", got, err)
+	}
+	type bad struct {
+		N int `default:"many"`
+	}
+	if _, err := SignatureFor[bad, out](); !errors.Is(err, ErrInvalidSignature) {
+		t.Errorf("bad default: %v", err)
+	}
+}
