@@ -280,8 +280,10 @@ func (rt *Runtime) snapshotOf(convID string, st sessionState, expected int64) (p
 	if err != nil {
 		return persistence.Snapshot{}, err
 	}
-	return persistence.Snapshot{Kind: KindSession, Identity: convID, Version: max(st.LastSeq, expected+1), State: b,
-		UpdatedAt: rt.deps.Now()}, nil
+	// ConversationID ties the snapshot to its conversation: erasing the conversation
+	// erases it, and this grain cannot save it again afterwards.
+	return persistence.Snapshot{Kind: KindSession, Identity: convID, ConversationID: convID,
+		Version: max(st.LastSeq, expected+1), State: b, UpdatedAt: rt.deps.Now()}, nil
 }
 
 // saveSnapshot stores st as the session's snapshot, replacing version expected.

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/kowai/kowai/actors"
 	"github.com/kowai/kowai/actors/actorpb"
 )
 
@@ -36,9 +37,13 @@ func TestConfigValidation(t *testing.T) {
 		{"automanaged without peers", Config{Provider: ProviderAutomanaged}, "Peers"},
 		{"automanaged on the wildcard", Config{Provider: ProviderAutomanaged, Peers: []string{"a:1"}, MembershipAddr: "0.0.0.0:6330"}, "MembershipAddr"},
 		{"automanaged bad peer", Config{Provider: ProviderAutomanaged, Peers: []string{"nohost"}}, "Peers"},
-		{"automanaged", Config{Provider: ProviderAutomanaged, Peers: []string{"127.0.0.1:6330", "127.0.0.1:6331"}}, ""},
-		{"etcd without endpoints", Config{Provider: ProviderEtcd}, "EtcdEndpoints"},
-		{"etcd", Config{Provider: ProviderEtcd, EtcdEndpoints: []string{"127.0.0.1:2379"}}, ""},
+		{"automanaged", Config{Provider: ProviderAutomanaged, Peers: []string{"127.0.0.1:6330", "127.0.0.1:6331"}, TLS: testTLS(t)}, ""},
+		{"automanaged without TLS", Config{Provider: ProviderAutomanaged, Peers: []string{"127.0.0.1:6330"}}, "mutual TLS"},
+		{"automanaged insecure", Config{Provider: ProviderAutomanaged, Peers: []string{"127.0.0.1:6330"}, Insecure: true}, ""},
+		{"etcd without endpoints", Config{Provider: ProviderEtcd, TLS: testTLS(t)}, "EtcdEndpoints"},
+		{"etcd", Config{Provider: ProviderEtcd, EtcdEndpoints: []string{"127.0.0.1:2379"}, TLS: testTLS(t)}, ""},
+		{"etcd without TLS", Config{Provider: ProviderEtcd, EtcdEndpoints: []string{"127.0.0.1:2379"}}, "mutual TLS"},
+		{"local with TLS", Config{TLS: testTLS(t)}, ""},
 		{"k8s is not built in", Config{Provider: ProviderK8s}, "k8s"},
 		{"unknown provider", Config{Provider: "consul"}, "Provider"},
 		{"duplicate kind", Config{Kinds: []*pcluster.Kind{kind("a"), kind("a")}}, "Kinds"},
@@ -232,5 +237,11 @@ func TestClassifyRefusal(t *testing.T) {
 	ok := &actorpb.Ack{}
 	if reply, outcome, err := classify(t.Context(), nil, ok, nil); err != nil || outcome != "ok" || reply != ok {
 		t.Fatalf("classify(ack) = %v, %q, %v", reply, outcome, err)
+	}
+}
+
+func TestWorkflowRunKindMatchesActors(t *testing.T) {
+	if WorkflowRunKind != actors.KindWorkflowRun {
+		t.Fatalf("cluster.WorkflowRunKind %q != actors.KindWorkflowRun %q", WorkflowRunKind, actors.KindWorkflowRun)
 	}
 }

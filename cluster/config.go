@@ -81,6 +81,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics registers the node's collectors; nil leaves them unregistered.
 	Metrics prometheus.Registerer
+	// TLS, when set, secures actor remoting (gRPC) and the automanaged membership
+	// endpoint with mutual TLS against the cluster CA. Every provider but ProviderLocal
+	// requires it unless Insecure is set.
+	TLS *TLS
+	// Insecure lets a multi-node cluster run its remoting and membership endpoint in
+	// plaintext and unauthenticated when TLS is nil. Anyone who reaches those ports can
+	// then act for any user: development only. New logs a warning.
+	Insecure bool
 }
 
 // LocalGroup is a set of in-process nodes that see each other as one cluster
@@ -165,6 +173,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	default:
 		return cfg, fmt.Errorf("%w: Provider %q: want local, automanaged, etcd or k8s", ErrConfig, cfg.Provider)
+	}
+	if cfg.Provider != ProviderLocal && cfg.TLS == nil && !cfg.Insecure {
+		return cfg, fmt.Errorf("%w (Provider %s)", ErrInsecure, cfg.Provider)
 	}
 	return cfg, nil
 }

@@ -9,8 +9,11 @@
 // default 127.0.0.1:0) and joins; Run watches membership until its context ends and then
 // leaves gracefully; Stop leaves gracefully on its own.
 //
+//	tlsMaterial, err := cluster.LoadTLS("ca.crt", "node.crt", "node.key")
+//	if err != nil { ... }
 //	node, err := cluster.New(cluster.Config{
 //		Provider: cluster.ProviderAutomanaged,
+//		TLS:      tlsMaterial,
 //		Addr:     "127.0.0.1:7001",
 //		MembershipAddr: "127.0.0.1:6331",
 //		Peers:    []string{"127.0.0.1:6331", "127.0.0.1:6332", "127.0.0.1:6333"},
@@ -25,9 +28,11 @@
 //
 //   - local: one node, or several in one process sharing a LocalGroup (tests). The default.
 //   - automanaged: every node serves GET /_health on MembershipAddr and polls Peers (every
-//     node's MembershipAddr, its own included) each second. The library would bind its
-//     server to 0.0.0.0; this package binds exactly MembershipAddr instead and refuses a
-//     wildcard host.
+//     node's MembershipAddr, its own included) each second. The protocol is the library's
+//     automanaged provider's, but the provider is this package's own (membership.go): the
+//     library's binds 0.0.0.0 and its HTTP client is fixed to plaintext, so it could not
+//     be served over mutual TLS. This one binds exactly MembershipAddr, refuses a wildcard
+//     host, and speaks HTTPS with client certificates when Config.TLS is set.
 //   - etcd: members are keys under /kowai/<Name>/ with a 3 s lease; EtcdEndpoints lists
 //     the client endpoints.
 //   - k8s: members are the pods labelled with the cluster name, found through the
@@ -40,6 +45,20 @@
 //
 // Identity lookup is disthash: the owner of a grain is a rendezvous hash of its identity
 // over the members hosting its kind, so grains move when members join or leave.
+//
+// # Mutual TLS
+//
+// Grain messages carry the caller's identity, so remoting between nodes must be
+// authenticated. With Config.TLS (LoadTLS: the cluster CA, this node's certificate and
+// key), actor remoting (gRPC) and the automanaged membership endpoint accept TLS 1.3
+// only, require a client certificate that chains to the CA (RequireAndVerifyClientCert),
+// and present the node's certificate when dialing, verifying the peer against the CA and
+// the host dialed. Refused handshakes are logged. Every provider but local needs TLS;
+// New refuses one without it (ErrInsecure) unless Config.Insecure is set, and then logs a
+// warning. LoadTLS refuses a certificate that does not chain to the CA or has expired.
+// The material is read once: rotate by restarting each node with new files signed by
+// the same CA (a CA file may hold several CAs, to move to a new CA node by node). The
+// etcd client connection is not covered.
 //
 // # Calling grains
 //
@@ -113,5 +132,6 @@
 //
 // The library has data races of its own, so tests that start a node live in package
 // cluster/clustertest, which runs without the race detector; clustertest.Start starts N
-// in-process nodes for other packages' tests too.
+// in-process nodes for other packages' tests too, with certificates from a test CA
+// (clustertest.NewCerts) for every provider but local.
 package cluster

@@ -5,23 +5,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
-	"github.com/labstack/echo"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/kowai/kowai/internal/logging"
 )
@@ -77,6 +77,10 @@ func New(cfg Config) (*Node, error) {
 		m.activations.WithLabelValues(k.Kind)
 	}
 	n.client = &Client{node: n}
+	if cfg.Provider != ProviderLocal && cfg.TLS == nil {
+		n.log.Warn("INSECURE: cluster remoting and membership are plaintext and unauthenticated; anyone who reaches them can act for any user",
+			"provider", string(cfg.Provider), "addr", cfg.Addr)
+	}
 	return n, nil
 }
 
@@ -136,8 +140,7 @@ func (n *Node) start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	host, port, _ := splitHostPort(n.cfg.Addr, true)
-	c := cluster.New(sys, cluster.Configure(n.cfg.Name, provider, disthash.New(), remote.Configure(host, port),
+	c := cluster.New(sys, cluster.Configure(n.cfg.Name, provider, disthash.New(), n.remoteConfig(),
 		cluster.WithKinds(n.kinds...), cluster.WithRequestTimeout(n.cfg.RequestTimeout)))
 
 	// The library panics on listen and provider failures.
@@ -168,7 +171,7 @@ func (n *Node) start(ctx context.Context) (err error) {
 func (n *Node) provider(sys *actor.ActorSystem) (cluster.ClusterProvider, error) {
 	switch n.cfg.Provider {
 	case ProviderAutomanaged:
-		return n.automanaged(sys)
+		return n.automanaged()
 	case ProviderEtcd:
 		p, err := etcd.NewWithConfig("/kowai", clientv3.Config{
 			Endpoints:   n.cfg.EtcdEndpoints,
@@ -185,34 +188,49 @@ func (n *Node) provider(sys *actor.ActorSystem) (cluster.ClusterProvider, error)
 	}
 }
 
-// automanaged builds the provider around a membership endpoint bound to exactly
-// MembershipAddr: the library's own server would bind 0.0.0.0, so the node hands it a
-// server whose listener is already bound, and serves the node description itself.
-func (n *Node) automanaged(sys *actor.ActorSystem) (cluster.ClusterProvider, error) {
+// automanaged builds the membership provider around a listener bound to exactly
+// MembershipAddr (the library's own provider would bind 0.0.0.0 and speak plaintext).
+func (n *Node) automanaged() (cluster.ClusterProvider, error) {
 	ln, err := net.Listen("tcp", n.cfg.MembershipAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on membership address: %w", err)
 	}
 	n.membership = ln.Addr()
-	_, mport, _ := net.SplitHostPort(ln.Addr().String())
-	membershipPort, _ := strconv.Atoi(mport)
+	return newMembership(n.cfg.Name, ln, n.cfg.Peers, automanagedRefresh, n.cfg.TLS, n.log), nil
+}
 
-	e := echo.New()
-	e.HideBanner = true
-	e.HidePort = true
-	e.Listener = ln
-	e.GET("/_health", func(ec echo.Context) error {
-		c := n.cluster()
-		if c == nil {
-			return ec.NoContent(503)
-		}
-		host, port, err := sys.GetHostPort()
-		if err != nil {
-			return ec.NoContent(503)
-		}
-		return ec.JSON(200, automanaged.NewNode(n.cfg.Name, sys.ID, host, port, membershipPort, c.GetClusterKinds()))
-	})
-	return automanaged.NewWithTesting(automanagedRefresh, membershipPort, e, n.cfg.Peers...), nil
+// remoteConfig returns the actor-remoting configuration: gRPC over mutual TLS when the
+// node has TLS, plaintext (the library's default) otherwise.
+func (n *Node) remoteConfig() *remote.Config {
+	host, port, _ := splitHostPort(n.cfg.Addr, true)
+	if n.cfg.TLS == nil {
+		return remote.Configure(host, port)
+	}
+	server := loggedCreds{credentials.NewTLS(n.cfg.TLS.ServerConfig()), n.log}
+	return remote.Configure(host, port,
+		remote.WithServerOptions(grpc.Creds(server)),
+		remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(n.cfg.TLS.ClientConfig()))))
+}
+
+// loggedCreds logs the connections the remoting server refuses at the handshake: a
+// stranger without a certificate from the cluster CA, or a node with an expired one.
+type loggedCreds struct {
+	credentials.TransportCredentials
+	log *slog.Logger
+}
+
+// ServerHandshake runs the TLS handshake and logs its failure.
+func (c loggedCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	out, info, err := c.TransportCredentials.ServerHandshake(conn)
+	if err != nil && !errors.Is(err, io.EOF) {
+		c.log.Warn("cluster remoting refused a connection", "remote_addr", conn.RemoteAddr().String(), "error", err)
+	}
+	return out, info, err
+}
+
+// Clone keeps the logging in the copy.
+func (c loggedCreds) Clone() credentials.TransportCredentials {
+	return loggedCreds{c.TransportCredentials.Clone(), c.log}
 }
 
 // Run starts the node if needed and watches its membership until ctx ends; then it

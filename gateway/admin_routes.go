@@ -3,7 +3,6 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -12,12 +11,6 @@ import (
 
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/persistence"
-)
-
-// Audit actions written by the admin routes.
-const (
-	auditRolesSet   = "user.roles.set"
-	auditUserDelete = "user.delete"
 )
 
 // adminUser is a user as administrators see it.
@@ -125,19 +118,9 @@ func (a adminRoutes) keepsAnAdmin(c *fiber.Ctx, u persistence.User) error {
 	return nil
 }
 
-// record appends an audit entry for a change that has been made. A failure
-// is an error for the caller: an admin change must not go unrecorded
-// silently.
+// record appends an audit entry for a change made to a user.
 func (a adminRoutes) record(c *fiber.Ctx, p auth.Principal, action, targetID string, detail map[string]any) error {
-	raw, err := json.Marshal(detail)
-	if err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
-	}
-	if _, err := a.audit.Append(c.UserContext(), persistence.AuditEntry{ActorID: p.UserID, Action: action,
-		TargetType: "user", TargetID: targetID, Detail: raw, IP: c.IP()}); err != nil {
-		return fmt.Errorf("audit %s of user %s (the change was made): %w", action, targetID, err)
-	}
-	return nil
+	return recordAudit(c, a.audit, p.UserID, action, "user", targetID, detail)
 }
 
 // setRoles replaces a user's roles, then revokes the user's sessions so no
@@ -175,7 +158,7 @@ func (a adminRoutes) setRoles(c *fiber.Ctx) error {
 	return c.JSON(viewUser(u))
 }
 
-// remove deletes a user. Sessions are revoked first: with Redis, revocation
+// remove erases a user and their data. Sessions are revoked first: with Redis, revocation
 // lives outside the database and deleting the rows alone would leave the
 // user's access tokens valid until they expire.
 func (a adminRoutes) remove(c *fiber.Ctx) error {
@@ -197,12 +180,18 @@ func (a adminRoutes) remove(c *fiber.Ctx) error {
 	if err := a.auth.RevokeUserSessions(ctx, u.ID); err != nil {
 		return err
 	}
-	if err := a.users.Delete(ctx, u.ID); errors.Is(err, persistence.ErrNotFound) {
+	// The same erasure as DELETE /users/me: everything of the user goes, in one
+	// transaction with its audit entry, which keeps counts and roles, not the email.
+	var detailErr error
+	_, err = a.users.Erase(ctx, u.ID, func(e persistence.Erasure) persistence.AuditEntry {
+		raw, err := json.Marshal(map[string]any{"roles": u.Roles, "conversations": e.Conversations, "messages": e.Messages,
+			"feedback": e.Feedback, "agents": e.Agents, "workflow_runs": e.WorkflowRuns, "sessions": e.Sessions})
+		detailErr = err
+		return persistence.AuditEntry{ActorID: p.UserID, Action: auditUserDelete, TargetType: "user", TargetID: u.ID, Detail: raw, IP: ClientAddr(c)}
+	})
+	if errors.Is(err, persistence.ErrNotFound) {
 		return NewError(http.StatusNotFound, "no such user")
-	} else if err != nil {
-		return err
-	}
-	if err := a.record(c, p, auditUserDelete, u.ID, map[string]any{"email": u.Email, "roles": u.Roles}); err != nil {
+	} else if err = errors.Join(err, detailErr); err != nil {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)

@@ -10,10 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
@@ -33,7 +36,17 @@ type restConfig struct {
 	authRateLimit      ratelimit.Limit
 	appwrite           *auth.AppwriteVerifier
 	throttle           *auth.Throttle
-	conversations      ConversationBackend
+	trustedProxies     []netip.Prefix
+	// db, when set, is used instead of a fresh SQLite database: a second
+	// server over it stands for a second node.
+	db *persistence.DB
+	// redis, when set, is the revocations' shared cache, under redisPrefix.
+	redis       *redis.Client
+	redisPrefix string
+	// sessionMaxAge and clock, when set, configure the auth service.
+	sessionMaxAge time.Duration
+	clock         func() time.Time
+	conversations ConversationBackend
 }
 
 // restEnv is a gateway with the whole REST API over a real auth.Service and
@@ -65,9 +78,17 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		tb.Fatal(err)
 	}
 	sessions := NewAuthSessions(db)
+	revOpts := auth.RevocationsOptions{RedisPrefix: cfg.redisPrefix}
+	if cfg.redis != nil {
+		revOpts.Redis = cfg.redis
+	}
+	revocations, err := auth.NewRevocations(sessions, revOpts)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	svc, err := auth.NewService(auth.Config{Users: NewAuthUsers(db), Sessions: sessions, Tokens: toks, Hasher: hasher,
-		Revocations: auth.NewRevocationCache(auth.NewStoreRevocations(sessions, nil), auth.CacheOptions{}),
-		Throttle:    cfg.throttle, Appwrite: cfg.appwrite})
+		Revocations: revocations, Throttle: cfg.throttle, Appwrite: cfg.appwrite,
+		SessionMaxAge: cfg.sessionMaxAge, Clock: cfg.clock, Audit: NewAuthAudit(persistence.NewAuditStore(db))})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -78,7 +99,7 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		cfg.authRateLimit = generous
 	}
 	return API{
-		Authenticator: svc, Chat: &fakeChat{}, Conversations: cfg.conversations, Auth: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
+		Authenticator: svc, Chat: &fakeChat{}, Conversations: cfg.conversations, Auth: svc, Accounts: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
 		AgentTypes: func() []AgentType {
 			return []AgentType{{Name: "chat", Description: "talks", Signature: "message, history -> response", ConfigSchema: json.RawMessage(`{"type":"object"}`)}}
 		},
@@ -96,7 +117,10 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 
 func startREST(t *testing.T, cfg restConfig) *restEnv {
 	t.Helper()
-	env := &restEnv{db: persisttest.SQLite(t)}
+	env := &restEnv{db: cfg.db}
+	if env.db == nil {
+		env.db = persisttest.SQLite(t)
+	}
 	env.stores = NewStores(env.db)
 	api, svc := restAPI(t, env.db, cfg, func(_ context.Context, id string) {
 		env.mu.Lock()
@@ -104,7 +128,7 @@ func startREST(t *testing.T, cfg restConfig) *restEnv {
 		env.changed = append(env.changed, id)
 	})
 	env.svc = svc
-	ts := startWith(t, Options{}, func(s *Server) {
+	ts := startWith(t, Options{TrustedProxies: cfg.trustedProxies}, func(s *Server) {
 		env.server = s
 		if err := s.Mount(api); err != nil {
 			t.Fatal(err)
@@ -290,6 +314,38 @@ func TestRegister(t *testing.T) {
 	call(t, http.MethodPost, closed.url+"/api/v1/auth/register", "", `{"email":"c@example.com","password":"long enough pw"}`).problem(t, http.StatusForbidden)
 }
 
+// TestRegisterRefusesWeakPasswords replays the audit's finding over HTTP:
+// 12345678, password, eight spaces and the email itself were accepted. Each
+// is now a 400 with a field error on password, and no account is made.
+func TestRegisterRefusesWeakPasswords(t *testing.T) {
+	env := startREST(t, restConfig{})
+	url := env.url + "/api/v1/auth/register"
+	const email = "weak.password.user@example.com"
+	for _, tc := range []struct{ pw, says string }{
+		{"12345678", "at least 12 characters"},
+		{"password", "at least 12 characters"},
+		{"        ", "at least 12 characters"},
+		{"            ", "only spaces"},
+		{"qwerty123456", "most common"},
+		{"1q2w3e4r5t6y", "most common"},
+		{email, "email"},
+		{"Weak.Password.User", "email"},
+	} {
+		body, _ := json.Marshal(map[string]string{"email": email, "password": tc.pw})
+		p := call(t, http.MethodPost, url, "", string(body)).problem(t, http.StatusBadRequest)
+		if len(p.Errors) != 1 || p.Errors[0].Field != "password" || !strings.Contains(p.Errors[0].Message, tc.says) {
+			t.Errorf("register with %q: field errors %+v, want one on password saying %q", tc.pw, p.Errors, tc.says)
+		}
+	}
+	if _, err := env.stores.Users.GetByEmail(t.Context(), email); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("a refused registration made an account: %v", err)
+	}
+	body, _ := json.Marshal(map[string]string{"email": email, "password": "weak.password.user is me"})
+	if r := call(t, http.MethodPost, url, "", string(body)); r.status != http.StatusCreated {
+		t.Fatalf("a sound password: %d %s", r.status, r.body)
+	}
+}
+
 func TestLoginThrottle(t *testing.T) {
 	throttle, err := auth.NewThrottle(auth.ThrottleConfig{Limiter: ratelimit.NewMemory(ratelimit.MemoryOptions{}),
 		PerAccount: ratelimit.Limit{Rate: 2, Period: time.Hour}})
@@ -360,8 +416,8 @@ func TestRESTOpenAPICoversEveryRoute(t *testing.T) {
 			t.Errorf("%s is not documented", p)
 		}
 	}
-	if _, ok := paths["/api/v1/workflows/trigger"]["post"].(map[string]any)["responses"].(map[string]any)["501"]; !ok {
-		t.Error("the workflow routes do not document their 501")
+	if _, ok := paths["/api/v1/workflows/trigger"]["post"].(map[string]any)["responses"].(map[string]any)["202"]; !ok {
+		t.Error("the workflow trigger does not document its 202")
 	}
 }
 
@@ -370,6 +426,7 @@ func TestMountNeedsEveryRESTDependency(t *testing.T) {
 	api, _ := restAPI(t, db, restConfig{}, nil)
 	for name, breakIt := range map[string]func(*API){
 		"stores":      func(a *API) { a.Stores.Audit = nil },
+		"accounts":    func(a *API) { a.Accounts = nil },
 		"agent types": func(a *API) { a.AgentTypes = nil },
 		"cluster":     func(a *API) { a.ClusterInfo = nil },
 		"rate limit":  func(a *API) { a.RateLimit = ratelimit.Limit{Rate: -1, Period: time.Second} },

@@ -139,15 +139,18 @@ func NewAuthSessions(db *persistence.DB) AuthSessions {
 	return AuthSessions{sessions: persistence.NewSessionStore(db)}
 }
 
-// sessionNoExpiry fills the session's expires_at column: an auth session
-// ends when it is revoked or its refresh tokens expire, each of which has
-// its own expiry, so the session row itself never expires.
+// sessionNoExpiry fills the expires_at column of a session created without
+// an end (sessions made before KOWAI_SESSION_MAX_AGE existed have it too).
 var sessionNoExpiry = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
 // CreateSession implements auth.SessionStore.
 func (s AuthSessions) CreateSession(ctx context.Context, sess auth.Session) error {
+	expires := sess.ExpiresAt
+	if expires.IsZero() {
+		expires = sessionNoExpiry
+	}
 	return authError(s.sessions.InsertSession(ctx, persistence.AuthSession{
-		ID: sess.ID, UserID: sess.UserID, CreatedAt: sess.CreatedAt, ExpiresAt: sessionNoExpiry}))
+		ID: sess.ID, UserID: sess.UserID, CreatedAt: sess.CreatedAt, ExpiresAt: expires, UserAgent: sess.UserAgent, IP: sess.IP}))
 }
 
 // SessionByID implements auth.SessionStore.
@@ -156,12 +159,19 @@ func (s AuthSessions) SessionByID(ctx context.Context, id string) (auth.Session,
 	if err != nil {
 		return auth.Session{}, authError(err)
 	}
-	out := auth.Session{ID: ps.ID, UserID: ps.UserID, CreatedAt: ps.CreatedAt}
+	return authSession(ps), nil
+}
+
+func authSession(ps persistence.AuthSession) auth.Session {
+	out := auth.Session{ID: ps.ID, UserID: ps.UserID, CreatedAt: ps.CreatedAt, UserAgent: ps.UserAgent, IP: ps.IP}
+	if ps.ExpiresAt.Before(sessionNoExpiry) {
+		out.ExpiresAt = ps.ExpiresAt
+	}
 	if !ps.RevokedAt.IsZero() {
 		at := ps.RevokedAt
 		out.RevokedAt = &at
 	}
-	return out, nil
+	return out
 }
 
 // RevokeSession implements auth.SessionStore.
@@ -176,6 +186,25 @@ func (s AuthSessions) RevokeSession(ctx context.Context, id string, at time.Time
 func (s AuthSessions) RevokeUserSessions(ctx context.Context, userID string, at time.Time) ([]string, error) {
 	ids, err := s.sessions.RevokeUserSessions(ctx, userID, at)
 	return ids, authError(err)
+}
+
+// RevokeOtherSessions implements auth.SessionStore.
+func (s AuthSessions) RevokeOtherSessions(ctx context.Context, userID, keepID string, at time.Time) ([]string, error) {
+	ids, err := s.sessions.RevokeOtherSessions(ctx, userID, keepID, at)
+	return ids, authError(err)
+}
+
+// ListSessions implements auth.SessionStore.
+func (s AuthSessions) ListSessions(ctx context.Context, userID string) ([]auth.SessionInfo, error) {
+	live, err := s.sessions.ListLiveSessions(ctx, userID)
+	if err != nil {
+		return nil, authError(err)
+	}
+	out := make([]auth.SessionInfo, len(live))
+	for i, ls := range live {
+		out[i] = auth.SessionInfo{Session: authSession(ls.AuthSession), RefreshedAt: ls.RefreshedAt, RefreshExpiresAt: ls.RefreshExpiresAt}
+	}
+	return out, nil
 }
 
 // AddRefreshToken implements auth.SessionStore. The token's user is its

@@ -41,6 +41,11 @@ func NewAuditStore(db *DB) *AuditStore { return &AuditStore{db: db} }
 
 // Append implements AuditLog.
 func (s *AuditStore) Append(ctx context.Context, e AuditEntry) (AuditEntry, error) {
+	return appendAudit(ctx, s.db.Goqu, e)
+}
+
+// appendAudit stores e with r, so that a change and its record can share a transaction.
+func appendAudit(ctx context.Context, r runner, e AuditEntry) (AuditEntry, error) {
 	if e.ID == "" {
 		e.ID = newID()
 	}
@@ -48,7 +53,7 @@ func (s *AuditStore) Append(ctx context.Context, e AuditEntry) (AuditEntry, erro
 		e.CreatedAt = time.Now()
 	}
 	e.CreatedAt = utc(e.CreatedAt)
-	q := s.db.Goqu.Insert("audit_log").Prepared(true).Rows(goqu.Record{
+	q := r.Insert("audit_log").Prepared(true).Rows(goqu.Record{
 		"id": e.ID, "actor_id": e.ActorID, "action": e.Action, "target_type": e.TargetType,
 		"target_id": e.TargetID, "detail": nullJSON(e.Detail), "ip": e.IP, "created_at": e.CreatedAt,
 	})

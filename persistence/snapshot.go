@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,11 +12,17 @@ import (
 // Snapshot is an actor's derived state, saved so activation is fast. Version orders the
 // writes of one (Kind, Identity): each save names the version it expects to replace.
 type Snapshot struct {
-	Kind      string
-	Identity  string
-	Version   int64
-	State     []byte
-	UpdatedAt time.Time
+	Kind     string
+	Identity string
+	// ConversationID, when set, names the conversation the snapshot belongs to (a
+	// session grain's): deleting the conversation deletes the snapshot, and saving it
+	// fails with ErrConflict once the conversation is gone, so an activation that
+	// outlives an erasure cannot bring the conversation's content back. Save stores it
+	// only when it creates the snapshot; Load leaves it empty.
+	ConversationID string
+	Version        int64
+	State          []byte
+	UpdatedAt      time.Time
 }
 
 // Snapshots loads and saves actor snapshots with optimistic concurrency.
@@ -90,12 +97,16 @@ func saveSnapshotTx(ctx context.Context, q runner, s Snapshot, expected int64) e
 	}
 	if expected == 0 {
 		ins := q.Insert("snapshots").Prepared(true).Rows(goqu.Record{
-			"kind": s.Kind, "identity": s.Identity, "version": s.Version, "state": state, "updated_at": now,
+			"kind": s.Kind, "identity": s.Identity, "conversation_id": nullString(s.ConversationID),
+			"version": s.Version, "state": state, "updated_at": now,
 		})
 		if _, err := ins.Executor().ExecContext(ctx); err != nil {
 			err = classify(err)
 			if isDuplicate(err) {
 				return fmt.Errorf("save snapshot %s/%s: another writer created it first: %w", s.Kind, s.Identity, ErrConflict)
+			}
+			if errors.Is(err, ErrConflict) {
+				return fmt.Errorf("save snapshot %s/%s: conversation %s is gone: %w", s.Kind, s.Identity, s.ConversationID, err)
 			}
 			return fmt.Errorf("save snapshot %s/%s: %w", s.Kind, s.Identity, err)
 		}

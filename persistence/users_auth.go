@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,10 +107,16 @@ func (s *SessionStore) SpendRefreshToken(ctx context.Context, hash string, now t
 // RevokeUserSessions revokes every live session of a user, with their refresh tokens, and
 // returns the IDs it revoked.
 func (s *SessionStore) RevokeUserSessions(ctx context.Context, userID string, now time.Time) ([]string, error) {
+	return s.RevokeOtherSessions(ctx, userID, "", now)
+}
+
+// RevokeOtherSessions revokes every live session of a user except keepID (none when
+// empty), with their refresh tokens, in one transaction, and returns the IDs it revoked.
+func (s *SessionStore) RevokeOtherSessions(ctx context.Context, userID, keepID string, now time.Time) ([]string, error) {
 	var ids []string
 	err := s.db.inTx(ctx, func(tx *goqu.TxDatabase) error {
 		q := tx.From("auth_sessions").Prepared(true).Select("id").
-			Where(goqu.C("user_id").Eq(userID), goqu.C("revoked_at").IsNull()).Order(goqu.C("id").Asc())
+			Where(goqu.C("user_id").Eq(userID), goqu.C("revoked_at").IsNull(), goqu.C("id").Neq(keepID)).Order(goqu.C("id").Asc())
 		var err error
 		if ids, err = scanAll(ctx, q, func(r scanner) (string, error) {
 			var id string
@@ -128,4 +135,57 @@ func (s *SessionStore) RevokeUserSessions(ctx context.Context, userID string, no
 		return nil, fmt.Errorf("revoke sessions of user %s: %w", userID, err)
 	}
 	return ids, nil
+}
+
+// LiveSession is a session that is not revoked, with its current refresh token's times.
+type LiveSession struct {
+	AuthSession
+	// RefreshedAt is when the current refresh token was issued: the login or the last
+	// refresh. Zero when the session has no unspent token.
+	RefreshedAt time.Time
+	// RefreshExpiresAt is when the current refresh token expires; zero as RefreshedAt.
+	RefreshExpiresAt time.Time
+}
+
+// liveSessionsSQL joins each live session to its unspent, unrevoked refresh tokens
+// (normally one: the current one). Both dialects accept it as is.
+const liveSessionsSQL = `SELECT s.id, s.user_id, s.created_at, s.expires_at, s.revoked_at, s.user_agent, s.ip,
+       t.created_at, t.expires_at
+FROM auth_sessions s
+LEFT JOIN refresh_tokens t ON t.session_id = s.id AND t.spent_at IS NULL AND t.revoked_at IS NULL
+WHERE s.user_id = ? AND s.revoked_at IS NULL
+ORDER BY s.created_at DESC, s.id DESC`
+
+// ListLiveSessions returns the user's sessions that are not revoked, newest first. A
+// session with two current tokens (a refresh that raced itself) appears once, with the
+// newer one.
+func (s *SessionStore) ListLiveSessions(ctx context.Context, userID string) ([]LiveSession, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, liveSessionsSQL, userID)
+	if err != nil {
+		return nil, wrap(err, "list sessions of user %s", userID)
+	}
+	defer rows.Close()
+	var out []LiveSession
+	for rows.Next() {
+		var (
+			ls              LiveSession
+			revoked         sql.NullTime
+			issued, expires sql.NullTime
+		)
+		if err := rows.Scan(&ls.ID, &ls.UserID, &ls.CreatedAt, &ls.ExpiresAt, &revoked, &ls.UserAgent, &ls.IP, &issued, &expires); err != nil {
+			return nil, wrap(err, "list sessions of user %s", userID)
+		}
+		ls.RevokedAt, ls.RefreshedAt, ls.RefreshExpiresAt = revoked.Time, issued.Time, expires.Time
+		if n := len(out); n > 0 && out[n-1].ID == ls.ID {
+			if ls.RefreshedAt.After(out[n-1].RefreshedAt) {
+				out[n-1] = ls
+			}
+			continue
+		}
+		out = append(out, ls)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(err, "list sessions of user %s", userID)
+	}
+	return out, nil
 }

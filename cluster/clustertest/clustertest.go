@@ -79,6 +79,9 @@ type Options struct {
 	Kinds func() []*pcluster.Kind
 	// EtcdEndpoints of a running etcd (ProviderEtcd); empty starts one with StartEtcd.
 	EtcdEndpoints []string
+	// TLS secures the nodes' remoting and membership. When nil, every provider but
+	// ProviderLocal gets a CA and node certificate made for this Start (NewCerts).
+	TLS *cluster.TLS
 	// Configure, when set, adjusts node i's configuration before New.
 	Configure func(i int, cfg *cluster.Config)
 }
@@ -96,6 +99,9 @@ func Start(t testing.TB, opts Options) []*cluster.Node {
 	}
 	if opts.Kinds == nil {
 		opts.Kinds = func() []*pcluster.Kind { return []*pcluster.Kind{NewEchoKind()} }
+	}
+	if opts.TLS == nil && opts.Provider != cluster.ProviderLocal {
+		opts.TLS = NewCerts(t).TLS(t)
 	}
 	group := cluster.NewLocalGroup()
 	var peers []string
@@ -121,6 +127,7 @@ func Start(t testing.TB, opts Options) []*cluster.Node {
 			RequestTimeout: 3 * time.Second,
 			LeaveTimeout:   5 * time.Second,
 			Logger:         Logger(t),
+			TLS:            opts.TLS,
 		}
 		if peers != nil {
 			cfg.MembershipAddr = peers[i]

@@ -14,7 +14,9 @@
 //	reply, err := actorpb.As[*mypb.Reply](nodes[0].Client().Call(ctx, "session", "c1", req))
 //
 // Start waits until every node sees all the others and stops them gracefully in
-// t.Cleanup. With ProviderEtcd and no endpoints it starts an etcd server (StartEtcd):
+// t.Cleanup. Nodes of any provider but local talk over mutual TLS: Start makes a CA and
+// a node certificate for them unless Options.TLS is given. NewCerts writes such a pair
+// to t.TempDir() for nodes in other processes (Certs.Env) and in this one (Certs.TLS). With ProviderEtcd and no endpoints it starts an etcd server (StartEtcd):
 // a missing etcd binary fails the test when CI=true and skips it loudly otherwise.
 //
 // # The echo grain

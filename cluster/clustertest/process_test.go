@@ -23,16 +23,17 @@ func TestProcessesKillAndLeave(t *testing.T) {
 	ports := clustertest.FreePorts(t, 5)
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
 	peers := []string{addr(ports[0]), addr(ports[1]), addr(ports[2])}
+	certs := clustertest.NewCerts(t)
 	procs := make([]*clustertest.Process, 2)
 	for i := range procs {
-		procs[i] = clustertest.StartProcess(t, bin, []string{
+		procs[i] = clustertest.StartProcess(t, bin, append(certs.Env(),
 			"KOWAI_CLUSTER_PROVIDER=automanaged",
-			"KOWAI_CLUSTER_ADDR=" + addr(ports[3+i]),
-			"KOWAI_CLUSTER_PEERS=" + strings.Join(peers, ","),
-			"KOWAI_CLUSTER_MEMBERSHIP_ADDR=" + peers[i],
-		})
+			"KOWAI_CLUSTER_ADDR="+addr(ports[3+i]),
+			"KOWAI_CLUSTER_PEERS="+strings.Join(peers, ","),
+			"KOWAI_CLUSTER_MEMBERSHIP_ADDR="+peers[i],
+		))
 	}
-	n := clustertest.Start(t, clustertest.Options{Provider: cluster.ProviderAutomanaged, Configure: func(_ int, cfg *cluster.Config) {
+	n := clustertest.Start(t, clustertest.Options{Provider: cluster.ProviderAutomanaged, TLS: certs.TLS(t), Configure: func(_ int, cfg *cluster.Config) {
 		cfg.Peers, cfg.MembershipAddr = peers, peers[2]
 		cfg.RequestTimeout = time.Second
 	}})[0]
@@ -81,13 +82,14 @@ func TestCallFailsWhenOwnerDies(t *testing.T) {
 	ports := clustertest.FreePorts(t, 3)
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
 	peers := []string{addr(ports[0]), addr(ports[1])}
-	proc := clustertest.StartProcess(t, bin, []string{
+	certs := clustertest.NewCerts(t)
+	proc := clustertest.StartProcess(t, bin, append(certs.Env(),
 		"KOWAI_CLUSTER_PROVIDER=automanaged",
-		"KOWAI_CLUSTER_ADDR=" + addr(ports[2]),
-		"KOWAI_CLUSTER_PEERS=" + strings.Join(peers, ","),
-		"KOWAI_CLUSTER_MEMBERSHIP_ADDR=" + peers[0],
-	})
-	n := clustertest.Start(t, clustertest.Options{Provider: cluster.ProviderAutomanaged, Configure: func(_ int, cfg *cluster.Config) {
+		"KOWAI_CLUSTER_ADDR="+addr(ports[2]),
+		"KOWAI_CLUSTER_PEERS="+strings.Join(peers, ","),
+		"KOWAI_CLUSTER_MEMBERSHIP_ADDR="+peers[0],
+	))
+	n := clustertest.Start(t, clustertest.Options{Provider: cluster.ProviderAutomanaged, TLS: certs.TLS(t), Configure: func(_ int, cfg *cluster.Config) {
 		cfg.Peers, cfg.MembershipAddr = peers, peers[1]
 		cfg.RequestTimeout = time.Minute
 	}})[0]

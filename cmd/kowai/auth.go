@@ -44,9 +44,11 @@ func newLimiter(rdb *redis.Client) ratelimit.Limiter {
 }
 
 // newAuth builds the authentication service over the database: argon2id
-// passwords, HS256 tokens, refresh-token rotation, revocation (in Redis when
-// configured, else in the database, behind a one-second local cache), login
-// throttling and, when configured, Appwrite sign-in.
+// passwords, HS256 tokens, refresh-token rotation, revocation (behind a
+// one-second local cache and, with Redis, a shared one), login
+// throttling, the audit log and, when configured, Appwrite sign-in.
+// Revocation is recorded in the database; Redis, when configured, is a
+// shared cache in front of it.
 func newAuth(cfg *config.Config, db *persistence.DB, rdb *redis.Client, limiter ratelimit.Limiter, log *slog.Logger) (*auth.Service, error) {
 	secret, err := cfg.EnsureJWTSecret()
 	if err != nil {
@@ -61,9 +63,13 @@ func newAuth(cfg *config.Config, db *persistence.DB, rdb *redis.Client, limiter 
 		return nil, err
 	}
 	users, sessions := gateway.NewAuthUsers(db), gateway.NewAuthSessions(db)
-	var backend auth.RevocationStore = auth.NewStoreRevocations(sessions, nil)
-	if rdb != nil {
-		backend = auth.NewRedisRevocations(rdb, "kowai:revoked:")
+	opts := auth.RevocationsOptions{}
+	if rdb != nil { // a nil *redis.Client in the interface would not be nil
+		opts.Redis = rdb
+	}
+	revocations, err := auth.NewRevocations(sessions, opts)
+	if err != nil {
+		return nil, err
 	}
 	throttle, err := auth.NewThrottle(auth.ThrottleConfig{Limiter: limiter})
 	if err != nil {
@@ -80,10 +86,13 @@ func newAuth(cfg *config.Config, db *persistence.DB, rdb *redis.Client, limiter 
 		Sessions:    sessions,
 		Tokens:      tokens,
 		Hasher:      hasher,
-		Revocations: auth.NewRevocationCache(backend, auth.CacheOptions{}),
+		Revocations: revocations,
 		RefreshTTL:  cfg.RefreshTokenTTL,
-		Throttle:    throttle,
-		Appwrite:    appwrite,
-		Logger:      log,
+		// KOWAI_SESSION_MAX_AGE: no refresh renews a session past it.
+		SessionMaxAge: cfg.SessionMaxAge,
+		Throttle:      throttle,
+		Appwrite:      appwrite,
+		Audit:         gateway.NewAuthAudit(persistence.NewAuditStore(db)),
+		Logger:        log,
 	})
 }

@@ -37,6 +37,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"serve":    {"run a node: gateway and actor runtime", serveCmd},
+		"cert":     {"create a development cluster CA and node certificates: cert ca, cert node NAME", certCmd},
 		"migrate":  {"apply (up), roll back (down N, down --all) or list (status) database migrations", migrateCmd},
 		"optimize": {"compile a signature program on a train set and report its score", optimizeCmd},
 		"user":     {"manage users: user create", userCmd},

@@ -6,7 +6,7 @@
 // # Service
 //
 // Service implements the auth routes of the API (Register, Login, Refresh,
-// Logout, Me, SignInWithAppwrite) plus Authenticate for every request,
+// Logout, Me, SignInWithAppwrite, LinkAppwrite) plus Authenticate for every request,
 // CreateUser for the command line and EnsureAdmin for the first admin. It
 // reaches storage only through two small interfaces, UserStore and
 // SessionStore, which an adapter over the persistence repositories
@@ -15,13 +15,33 @@
 //
 //	svc, err := auth.NewService(auth.Config{
 //		Users: users, Sessions: sessions, Tokens: tokens, Hasher: hasher,
-//		Revocations: auth.NewRevocationCache(auth.NewRedisRevocations(rdb, "kowai:revoked:"), auth.CacheOptions{}),
+//		Revocations: revocations, // auth.NewRevocations(sessions, auth.RevocationsOptions{Redis: rdb})
 //	})
 //	pair, err := svc.Login(ctx, email, password, clientIP)
 //
 // Bad credentials of any kind give the one error ErrInvalidCredentials, after
 // the same hashing work whether or not the email exists. HTTPStatus maps the
 // package's errors to statuses for the gateway's error handler.
+//
+// # Accounts
+//
+// Emails are normalized once, at every entry, by NormalizeEmail (NFKC and
+// case folding); stores compare them exactly. CheckPassword is the one
+// password policy: 12 characters or more, none of the 10,000 most common
+// passwords (common_passwords.txt, embedded), not the email. An Appwrite
+// account signs in as the user it is linked to; it never takes over an
+// unlinked local account with the same email (ErrAppwriteLinkRequired):
+// the owner links it with LinkAppwrite from a session of their own. Logins,
+// refused logins, logouts, refresh-token reuse, Appwrite links and account
+// creation go to Config.Audit; Service.Audit records the events other
+// components see (a password change, an account deletion).
+//
+// # Throttling
+//
+// Throttle counts password logins per client address, per (account,
+// address) and per account, the account being the user the email resolves
+// to. The per-account ceiling is ten times the per-(account, address) limit,
+// so one address cannot lock the owner out.
 //
 // # Tokens
 //
@@ -38,12 +58,25 @@
 //
 // # Revocation
 //
-// Logout revokes the session in the SessionStore (ending its refreshes) and
-// in a RevocationStore checked by Authenticate: Redis keys that live as long
-// as an access token can (RedisRevocations), or the sessions table when
-// there is no Redis (StoreRevocations). A RevocationCache in front answers
-// most checks locally; a revocation reaches every other node within the
-// cache TTL (one second by default) and the revoking node at once.
+// Logout revokes the session in the SessionStore, which is the record of
+// every session and its revocation, and publishes it through a
+// RevocationStore checked by Authenticate. NewRevocations assembles that
+// store: a RevocationCache answering most checks locally, then, with Redis,
+// RedisRevocations, a cache shared by the nodes in which a revocation
+// overwrites its session's entry at once, then StoreRevocations, the
+// SessionStore itself, which refuses revoked sessions and sessions it does
+// not know. Losing Redis's keys sends checks back to the database and brings
+// no session back. A revocation reaches every other node within the local
+// cache's TTL (one second by default) and the revoking node at once.
+//
+// # Sessions and accounts
+//
+// A session ends at its creation plus Config.SessionMaxAge, however often it
+// is refreshed. Sessions lists a user's usable sessions and RevokeSession
+// ends one of them; ChangePassword checks the current password (through the
+// login throttle) and revokes every other session; DeleteAccount confirms
+// with the password (or, without one, a sign-in younger than RecentLogin),
+// revokes every session and runs the caller's erasure.
 //
 // # Caches and staleness
 //

@@ -19,35 +19,131 @@ type RevocationStore interface {
 	IsRevoked(ctx context.Context, sessionID string) (bool, error)
 }
 
-// RedisRevocations keeps revoked session IDs in Redis as keys with a TTL.
+// DefaultRedisCacheTTL is how long RedisRevocations keeps an answer it read
+// from the database.
+const DefaultRedisCacheTTL = 30 * time.Second
+
+// Values of a session's Redis key.
+const (
+	redisRevoked = "1"
+	redisActive  = "0"
+)
+
+// RedisRevocations is a Redis cache, shared by every node, in front of the
+// database's record of sessions (normally StoreRevocations). Redis keeps
+// nothing of its own: losing its keys (a restart, a flush, an eviction) only
+// sends the next lookups to the database, which refuses revoked and unknown
+// sessions.
+//
+// Each session has one key, prefix+sessionID, holding "1" (revoked) or "0"
+// (live). Revoke sets "1", overwriting a cached "0", so a revocation reaches
+// every node through the key at once. A lookup that finds no key asks the
+// database and stores its answer with SET NX for CacheTTL: a revocation
+// written meanwhile is never overwritten, and one that lands just after the
+// SET NX overwrites it.
+//
+// Revoke only publishes: the caller records the revocation in the database
+// first (Service does), so that it outlives the key.
 type RedisRevocations struct {
 	client redis.Cmdable
 	prefix string
+	truth  RevocationStore
+	ttl    time.Duration
 }
 
 var _ RevocationStore = (*RedisRevocations)(nil)
 
-// NewRedisRevocations returns a RevocationStore writing keys prefix+sessionID,
-// e.g. with prefix "kowai:revoked:". It does not own client.
-func NewRedisRevocations(client redis.Cmdable, prefix string) *RedisRevocations {
-	return &RedisRevocations{client: client, prefix: prefix}
+// RedisRevocationsOptions configures NewRedisRevocations.
+type RedisRevocationsOptions struct {
+	// Prefix starts every key, e.g. "kowai:session:".
+	Prefix string
+	// Truth answers lookups Redis cannot; required. Normally
+	// NewStoreRevocations over the SessionStore.
+	Truth RevocationStore
+	// CacheTTL is how long an answer read from Truth stays in Redis; default
+	// DefaultRedisCacheTTL. It bounds how long a revocation recorded in the
+	// database without a Revoke (say Redis failed just then) can go unseen.
+	CacheTTL time.Duration
+}
+
+// NewRedisRevocations returns a RevocationStore over client and
+// opts.Truth. It does not own client.
+func NewRedisRevocations(client redis.Cmdable, opts RedisRevocationsOptions) (*RedisRevocations, error) {
+	if client == nil || opts.Truth == nil {
+		return nil, fmt.Errorf("%w: RedisRevocations needs a client and a Truth store", ErrConfig)
+	}
+	if opts.CacheTTL < 0 {
+		return nil, fmt.Errorf("%w: redis revocation cache TTL %s must not be negative", ErrConfig, opts.CacheTTL)
+	}
+	if opts.CacheTTL == 0 {
+		opts.CacheTTL = DefaultRedisCacheTTL
+	}
+	return &RedisRevocations{client: client, prefix: opts.Prefix, truth: opts.Truth, ttl: opts.CacheTTL}, nil
 }
 
 // Revoke implements RevocationStore with SET key 1 PX ttl.
 func (r *RedisRevocations) Revoke(ctx context.Context, sessionID string, ttl time.Duration) error {
-	if err := r.client.Set(ctx, r.prefix+sessionID, "1", ttl).Err(); err != nil {
+	if err := r.client.Set(ctx, r.prefix+sessionID, redisRevoked, ttl).Err(); err != nil {
 		return fmt.Errorf("auth: revoking session %s in redis: %w", sessionID, err)
 	}
 	return nil
 }
 
-// IsRevoked implements RevocationStore with EXISTS.
+// IsRevoked implements RevocationStore: the key's value when there is one,
+// else the database's answer, which is then cached. A Redis failure is
+// returned, never taken for "live".
 func (r *RedisRevocations) IsRevoked(ctx context.Context, sessionID string) (bool, error) {
-	n, err := r.client.Exists(ctx, r.prefix+sessionID).Result()
-	if err != nil {
+	key := r.prefix + sessionID
+	v, err := r.client.Get(ctx, key).Result()
+	switch {
+	case err == nil:
+		return v != redisActive, nil
+	case !errors.Is(err, redis.Nil):
 		return false, fmt.Errorf("auth: checking session %s in redis: %w", sessionID, err)
 	}
-	return n > 0, nil
+	revoked, err := r.truth.IsRevoked(ctx, sessionID)
+	if err != nil {
+		return false, err
+	}
+	v = redisActive
+	if revoked {
+		v = redisRevoked
+	}
+	if err := r.client.SetNX(ctx, key, v, r.ttl).Err(); err != nil {
+		return false, fmt.Errorf("auth: caching session %s in redis: %w", sessionID, err)
+	}
+	return revoked, nil
+}
+
+// RevocationsOptions configures NewRevocations.
+type RevocationsOptions struct {
+	// Redis, when set, is the shared cache between the local cache and the
+	// database; nil means the local cache asks the database directly.
+	Redis redis.Cmdable
+	// RedisPrefix starts the Redis keys; default "kowai:session:".
+	RedisPrefix string
+	// RedisCacheTTL is RedisRevocationsOptions.CacheTTL.
+	RedisCacheTTL time.Duration
+	// Local configures the in-process RevocationCache in front.
+	Local CacheOptions
+}
+
+// NewRevocations assembles the revocation checks of a node: a short
+// in-process RevocationCache, then Redis when configured, then the
+// database's sessions, which are the truth (StoreRevocations).
+func NewRevocations(sessions SessionStore, opts RevocationsOptions) (*RevocationCache, error) {
+	var backend RevocationStore = NewStoreRevocations(sessions, opts.Local.Clock)
+	if opts.Redis != nil {
+		if opts.RedisPrefix == "" {
+			opts.RedisPrefix = "kowai:session:"
+		}
+		r, err := NewRedisRevocations(opts.Redis, RedisRevocationsOptions{Prefix: opts.RedisPrefix, Truth: backend, CacheTTL: opts.RedisCacheTTL})
+		if err != nil {
+			return nil, err
+		}
+		backend = r
+	}
+	return NewRevocationCache(backend, opts.Local), nil
 }
 
 // StoreRevocations answers from the SessionStore: a session is revoked when

@@ -152,8 +152,8 @@ func (b *slowBackend) IsRevoked(ctx context.Context, id string) (bool, error) {
 
 func TestStoreRevocations(t *testing.T) {
 	e := newEnv(t, nil)
-	e.register(t, "r@example.com", "password-1")
-	pair := e.login(t, "r@example.com", "password-1")
+	e.register(t, "r@example.com", "password-no-1")
+	pair := e.login(t, "r@example.com", "password-no-1")
 	p, _ := e.svc.Authenticate(t.Context(), pair.AccessToken)
 	s := auth.NewStoreRevocations(e.sessions, nil)
 	for _, tt := range []struct {
@@ -185,14 +185,18 @@ func TestRedisRevocationsAcrossNodes(t *testing.T) {
 			if shared != nil {
 				c.Users, c.Sessions, c.Clock = shared.users, shared.sessions, shared.clock.Now
 			}
-			c.Revocations = auth.NewRevocationCache(auth.NewRedisRevocations(client, prefix), auth.CacheOptions{TTL: time.Second})
+			revs, err := auth.NewRevocations(c.Sessions, auth.RevocationsOptions{Redis: client, RedisPrefix: prefix, Local: auth.CacheOptions{TTL: time.Second}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Revocations = revs
 		}))
 		if shared == nil {
 			shared = nodes[0]
 		}
 	}
-	nodes[0].register(t, "n@example.com", "password-1")
-	pair := nodes[0].login(t, "n@example.com", "password-1")
+	nodes[0].register(t, "n@example.com", "password-no-1")
+	pair := nodes[0].login(t, "n@example.com", "password-no-1")
 	p, err := nodes[1].svc.Authenticate(t.Context(), pair.AccessToken)
 	if err != nil {
 		t.Fatal(err)
@@ -214,5 +218,81 @@ func TestRedisRevocationsAcrossNodes(t *testing.T) {
 			t.Fatalf("node 2 still accepts the token 5 s after logout on node 1: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// deleteKeys removes every key under prefix, as a Redis restart (it keeps
+// nothing on disk) or a FLUSHDB would, without touching the keys of other
+// tests sharing the server.
+func deleteKeys(t *testing.T, client *redis.Client, prefix string) {
+	t.Helper()
+	keys, err := client.Keys(t.Context(), prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) > 0 {
+		if err := client.Del(t.Context(), keys...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Redis is a cache in front of the database: losing its keys must not bring
+// a revoked session back, and a session the database does not know is
+// refused. Each check uses a fresh node (no local cache), as after a restart.
+func TestRedisRevocationsFallBackToTheDatabase(t *testing.T) {
+	client := testRedis(t)
+	prefix := testenv.Prefix("revocations")
+	e := newEnv(t, nil)
+	node := func() *auth.RevocationCache {
+		t.Helper()
+		c, err := auth.NewRevocations(e.sessions, auth.RevocationsOptions{Redis: client, RedisPrefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	e.register(t, "lost@example.com", "password-no-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "lost@example.com", "password-no-1").AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := e.svc.Authenticate(t.Context(), e.login(t, "lost@example.com", "password-no-1").AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Logout(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	if err := node().Revoke(t.Context(), p.SessionID, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, sessionID string
+		want            bool
+	}{
+		{"logged out", p.SessionID, true},
+		{"live", live.SessionID, false},
+		{"unknown", "0198c3f0-0000-7000-8000-000000000000", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			deleteKeys(t, client, prefix)
+			for _, round := range []string{"from the database", "from redis"} {
+				got, err := node().IsRevoked(t.Context(), tc.sessionID)
+				if err != nil || got != tc.want {
+					t.Fatalf("%s: IsRevoked = %v, %v; want %v", round, got, err, tc.want)
+				}
+			}
+		})
+	}
+
+	// A revocation published to Redis reaches every node at once, before any
+	// of them asks the database again.
+	deleteKeys(t, client, prefix)
+	if err := node().Revoke(t.Context(), live.SessionID, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := node().IsRevoked(t.Context(), live.SessionID); err != nil || !got {
+		t.Fatalf("after Revoke: IsRevoked = %v, %v; want true from the key", got, err)
 	}
 }

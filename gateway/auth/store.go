@@ -60,9 +60,25 @@ type Session struct {
 	UserID string
 	// CreatedAt is the login time.
 	CreatedAt time.Time
+	// ExpiresAt is the end of the session's absolute lifetime, set at login
+	// (CreatedAt plus the max age then configured); zero means unknown.
+	ExpiresAt time.Time
 	// RevokedAt is set once the session is revoked (logout, refresh token
 	// reuse, account disabled); nil while it is live.
 	RevokedAt *time.Time
+	// UserAgent and IP describe the client that logged in, when known.
+	UserAgent string
+	IP        string
+}
+
+// SessionInfo is a live session as its user sees it in a listing.
+type SessionInfo struct {
+	Session
+	// RefreshedAt is when the session's current refresh token was issued: at
+	// login or at the last refresh; zero when it has none.
+	RefreshedAt time.Time
+	// RefreshExpiresAt is when that token expires; zero when it has none.
+	RefreshExpiresAt time.Time
 }
 
 // RefreshToken is the stored form of one refresh token.
@@ -96,6 +112,11 @@ type SessionStore interface {
 	// RevokeUserSessions revokes every live session of userID at at and
 	// returns the IDs it revoked (none is not an error).
 	RevokeUserSessions(ctx context.Context, userID string, at time.Time) ([]string, error)
+	// RevokeOtherSessions is RevokeUserSessions sparing the session keepID.
+	RevokeOtherSessions(ctx context.Context, userID, keepID string, at time.Time) ([]string, error)
+	// ListSessions returns the sessions of userID that are not revoked,
+	// newest first, each with its current (unspent) refresh token's times.
+	ListSessions(ctx context.Context, userID string) ([]SessionInfo, error)
 	// AddRefreshToken inserts t; ErrConflict when the hash exists.
 	AddRefreshToken(ctx context.Context, t RefreshToken) error
 	// SpendRefreshToken atomically marks the token with this hash spent at

@@ -47,6 +47,11 @@ func TestStores(t *testing.T, newStores NewStoresFunc) {
 		mustIs(t, "unknown id", err, auth.ErrNotFound)
 		_, err = users.UserByEmail(ctx, "nobody@example.com")
 		mustIs(t, "unknown email", err, auth.ErrNotFound)
+		// Emails arrive normalized and compare exactly: an accented variant
+		// is another address, whatever a database collation would say.
+		_, err = users.UserByEmail(ctx, "á@example.com")
+		mustIs(t, "accented variant of an email", err, auth.ErrNotFound)
+		mustNil(t, "create the accented variant", users.CreateUser(ctx, user("á@example.com")))
 		_, err = users.UserByAppwriteID(ctx, "aw-1")
 		mustIs(t, "unknown appwrite id", err, auth.ErrNotFound)
 
@@ -122,6 +127,57 @@ func TestStores(t *testing.T, newStores NewStoresFunc) {
 		}
 		if ids, err = sessions.RevokeUserSessions(ctx, u.ID, now); err != nil || len(ids) != 0 {
 			t.Fatalf("second RevokeUserSessions = %v, %v; want none", ids, err)
+		}
+	})
+
+	t.Run("listing and revoking the other sessions", func(t *testing.T) {
+		users, sessions := newStores(t)
+		ctx := t.Context()
+		u, v := user("l@example.com"), user("m@example.com")
+		mustNil(t, "create u", users.CreateUser(ctx, u))
+		mustNil(t, "create v", users.CreateUser(ctx, v))
+		older := auth.Session{ID: newID(), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour), UserAgent: "curl/8", IP: "192.0.2.7"}
+		newer := auth.Session{ID: newID(), UserID: u.ID, CreatedAt: now.Add(time.Minute), ExpiresAt: now.Add(24 * time.Hour)}
+		third := auth.Session{ID: newID(), UserID: u.ID, CreatedAt: now.Add(2 * time.Minute)}
+		others := auth.Session{ID: newID(), UserID: v.ID, CreatedAt: now}
+		for _, s := range []auth.Session{older, newer, third, others} {
+			mustNil(t, "create session", sessions.CreateSession(ctx, s))
+		}
+		got, err := sessions.SessionByID(ctx, older.ID)
+		mustNil(t, "get older", err)
+		if got.UserAgent != "curl/8" || got.IP != "192.0.2.7" || !got.ExpiresAt.Equal(older.ExpiresAt) {
+			t.Fatalf("SessionByID = %+v, want the client and end it was created with", got)
+		}
+		_, spent := auth.NewRefreshToken()
+		_, current := auth.NewRefreshToken()
+		mustNil(t, "add spent", sessions.AddRefreshToken(ctx, auth.RefreshToken{Hash: spent, SessionID: older.ID, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+		_, err = sessions.SpendRefreshToken(ctx, spent, now)
+		mustNil(t, "spend", err)
+		mustNil(t, "add current", sessions.AddRefreshToken(ctx, auth.RefreshToken{Hash: current, SessionID: older.ID, UserID: u.ID, CreatedAt: now.Add(time.Hour), ExpiresAt: now.Add(2 * time.Hour)}))
+		mustNil(t, "revoke third", sessions.RevokeSession(ctx, third.ID, now))
+
+		list, err := sessions.ListSessions(ctx, u.ID)
+		mustNil(t, "list", err)
+		if len(list) != 2 || list[0].ID != newer.ID || list[1].ID != older.ID {
+			t.Fatalf("ListSessions = %+v, want the live sessions newest first", list)
+		}
+		if !list[1].RefreshedAt.Equal(now.Add(time.Hour)) || !list[1].RefreshExpiresAt.Equal(now.Add(2*time.Hour)) || list[1].UserAgent != "curl/8" {
+			t.Fatalf("listed %+v, want the current token's times and the client", list[1])
+		}
+		if !list[0].RefreshedAt.IsZero() {
+			t.Fatalf("listed %+v, want no refresh time for a session without tokens", list[0])
+		}
+
+		ids, err := sessions.RevokeOtherSessions(ctx, u.ID, newer.ID, now)
+		mustNil(t, "revoke others", err)
+		if !slices.Equal(ids, []string{older.ID}) {
+			t.Fatalf("RevokeOtherSessions = %v, want only %s", ids, older.ID)
+		}
+		if list, _ = sessions.ListSessions(ctx, u.ID); len(list) != 1 || list[0].ID != newer.ID {
+			t.Fatalf("after RevokeOtherSessions: %+v, want the kept session only", list)
+		}
+		if list, _ = sessions.ListSessions(ctx, v.ID); len(list) != 1 || list[0].ID != others.ID {
+			t.Fatalf("the other user's sessions: %+v", list)
 		}
 	})
 

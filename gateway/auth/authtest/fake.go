@@ -3,6 +3,7 @@ package authtest
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -179,6 +180,48 @@ func (s *Sessions) RevokeUserSessions(_ context.Context, userID string, at time.
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+// RevokeOtherSessions implements auth.SessionStore.
+func (s *Sessions) RevokeOtherSessions(_ context.Context, userID, keepID string, at time.Time) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for id, sess := range s.sessions {
+		if sess.UserID == userID && sess.RevokedAt == nil && id != keepID {
+			sess.RevokedAt = &at
+			s.sessions[id] = sess
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// ListSessions implements auth.SessionStore.
+func (s *Sessions) ListSessions(_ context.Context, userID string) ([]auth.SessionInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []auth.SessionInfo
+	for _, sess := range s.sessions {
+		if sess.UserID != userID || sess.RevokedAt != nil {
+			continue
+		}
+		info := auth.SessionInfo{Session: sess}
+		for _, t := range s.tokens {
+			if t.SessionID == sess.ID && t.SpentAt == nil && t.CreatedAt.After(info.RefreshedAt) {
+				info.RefreshedAt, info.RefreshExpiresAt = t.CreatedAt, t.ExpiresAt
+			}
+		}
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b auth.SessionInfo) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	return out, nil
 }
 
 // AddRefreshToken implements auth.SessionStore.

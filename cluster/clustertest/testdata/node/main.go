@@ -20,6 +20,15 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var tlsConfig *cluster.TLS
+	if ca := os.Getenv("KOWAI_CLUSTER_TLS_CA"); ca != "" {
+		t, err := cluster.LoadTLS(ca, os.Getenv("KOWAI_CLUSTER_TLS_CERT"), os.Getenv("KOWAI_CLUSTER_TLS_KEY"))
+		if err != nil {
+			log.Error("bad cluster TLS configuration", "error", err)
+			os.Exit(2)
+		}
+		tlsConfig = t
+	}
 	node, err := cluster.New(cluster.Config{
 		Name:           "kowai-test",
 		Provider:       cluster.Provider(os.Getenv("KOWAI_CLUSTER_PROVIDER")),
@@ -29,6 +38,8 @@ func main() {
 		EtcdEndpoints:  split(os.Getenv("KOWAI_ETCD_ENDPOINTS")),
 		Kinds:          []*pcluster.Kind{clustertest.NewEchoKind()},
 		Logger:         log,
+		TLS:            tlsConfig,
+		Insecure:       os.Getenv("KOWAI_CLUSTER_INSECURE") == "true",
 	})
 	if err != nil {
 		log.Error("bad cluster configuration", "error", err)
