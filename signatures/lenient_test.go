@@ -62,7 +62,7 @@ line'''`, "multi\nline"},
 func TestParsePyLiteralRejects(t *testing.T) {
 	for _, in := range []string{
 		"", "not json or literal", "[1, 2", "{'a': 1", "{'a' 1}", "'open", "[1 2]", "0123", "1__0", "1_",
-		"{[1]: 2}", "[1] x", "os.system('x')", "'a\nb'", strings.Repeat("[", maxLiteralDepth+2),
+		"{[1]: 2}", "[1] x", "-inf", "+Infinity", "-nan", "[-inf]", ".", "-.e1", "os.system('x')", "'a\nb'", strings.Repeat("[", maxLiteralDepth+2),
 	} {
 		if v, err := parsePyLiteral(in); err == nil {
 			t.Errorf("parsePyLiteral(%q) = %#v, want an error", in, v)

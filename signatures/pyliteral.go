@@ -433,8 +433,9 @@ func (p *pyParser) number() (any, error) {
 		break
 	}
 	text := p.in[digits:p.pos]
-	if text == "" {
-		return nil, p.errorf("expected a number")
+	if text == "" || !(isDigit(text[0]) || text[0] == '.' && len(text) > 1 && isDigit(text[1])) {
+		// Not "-inf", "+Infinity" or "-nan", which strconv would read.
+		return nil, p.errorf("expected a number, got %q", text)
 	}
 	if sign == "+" {
 		sign = ""
