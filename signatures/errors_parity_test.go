@@ -135,3 +135,15 @@ func TestBestOfNFailCount(t *testing.T) {
 		t.Errorf("Refine, every attempt failing: %v", err)
 	}
 }
+
+// TestBootstrapNegativeBounds: a negative MaxBootstrapped means no teacher
+// runs (it used to slice with a negative bound and panic).
+func TestBootstrapNegativeBounds(t *testing.T) {
+	train := []Example{{Inputs: Values{"q": "a"}, Outputs: Values{"a": "1"}}, {Inputs: Values{"q": "b"}, Outputs: Values{"a": "2"}}}
+	p := NewPredict(MustParse("q -> a"), PredictOptions{})
+	model := lmtest.Texts()
+	rep, err := BootstrapFewShot{MaxBootstrapped: -1, MaxLabeled: 1}.Compile(t.Context(), model, p, train)
+	if err != nil || rep.Attempts != 0 || model.Calls() != 0 || len(p.Demos()) != 1 {
+		t.Errorf("%+v, %v, %d calls, %d demos", rep, err, model.Calls(), len(p.Demos()))
+	}
+}

@@ -28,6 +28,9 @@ type InstructReport struct {
 	// Candidates maps each predictor to the instructions it considered, the
 	// original first.
 	Candidates map[string][]string
+	// DemoSets maps each predictor to the number of demo sets MIPROv2
+	// searched (none, labeled, bootstrapped ones).
+	DemoSets map[string]int
 }
 
 // predictorSnapshot is a predictor's optimizable state.
@@ -409,7 +412,7 @@ func (o MIPROv2) Compile(ctx context.Context, model lm.LM, student Module, train
 	}
 	rng := newRand(o.Seed)
 	orig := snapshot(preds)
-	rep := InstructReport{Instructions: map[string]string{}, Demos: map[string]int{}, Candidates: map[string][]string{}}
+	rep := InstructReport{Instructions: map[string]string{}, Demos: map[string]int{}, Candidates: map[string][]string{}, DemoSets: map[string]int{}}
 
 	// Demo-set candidates, per predictor.
 	demoSets := make([][][]Example, len(preds))
@@ -420,6 +423,10 @@ func (o MIPROv2) Compile(ctx context.Context, model lm.LM, student Module, train
 		}
 	} else {
 		for k := range o.NumCandidates {
+			if k >= 2 && o.MaxBootstrapped == 0 {
+				// Labeled demos only: no bootstrapped sets.
+				break
+			}
 			restore(preds, orig)
 			var err error
 			switch k {
@@ -455,6 +462,9 @@ func (o MIPROv2) Compile(ctx context.Context, model lm.LM, student Module, train
 		}
 	}
 	restore(preds, orig)
+	for i, np := range preds {
+		rep.DemoSets[np.Name] = len(demoSets[i])
+	}
 
 	// Instruction candidates, per predictor: the original, then proposals.
 	proposer := NewPredict(mustNew([]Field{

@@ -116,3 +116,24 @@ func TestMIPROv2ZeroShot(t *testing.T) {
 		t.Errorf("instructions %q, %d demos, report %+v", p.Signature().Instructions(), len(p.Demos()), rep)
 	}
 }
+
+// TestMIPROv2LabeledOnly: with bootstrapping off (MaxBootstrapped < 0) the
+// demo sets are none and labeled only.
+func TestMIPROv2LabeledOnly(t *testing.T) {
+	gold := map[string]string{}
+	var train []Example
+	for i := range 10 {
+		q := "question " + string(rune('a'+i))
+		gold[q] = "yes"
+		train = append(train, Example{Inputs: Values{"question": q}, Outputs: Values{"answer": "yes"}})
+	}
+	model := &lmtest.InstructionSensitive{Gold: gold, Wrong: func(string) string { return "no" }, Base: 0.3, DemoBonus: 0.7}
+	p := NewPredict(MustParse("question -> answer"), PredictOptions{})
+	rep, err := MIPROv2{Metric: ExactMatch("answer"), MaxBootstrapped: -1, MaxLabeled: 2, NumCandidates: 3, NumTrials: 6, Seed: 2}.Compile(t.Context(), model, p, train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Demos()) != 2 || rep.Best != 100 || rep.DemoSets["self"] != 2 {
+		t.Errorf("%d demos, report %+v", len(p.Demos()), rep)
+	}
+}

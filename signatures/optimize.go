@@ -75,7 +75,7 @@ type BootstrapFewShot struct {
 	Threshold float64
 	// MaxBootstrapped (default 4), MaxLabeled (default 16) and MaxRounds
 	// (default 1) bound the demos and the attempts per example. A negative
-	// MaxLabeled means none.
+	// MaxBootstrapped or MaxLabeled means none.
 	MaxBootstrapped, MaxLabeled, MaxRounds int
 	// Teacher, when set, is a program with the same predictor names that
 	// produces the traces instead of the student. Its demos are restored
@@ -110,6 +110,7 @@ func (o BootstrapFewShot) defaults() BootstrapFewShot {
 		o.MaxLabeled = 16
 	}
 	o.MaxLabeled = max(o.MaxLabeled, 0)
+	o.MaxBootstrapped = max(o.MaxBootstrapped, 0)
 	if o.MaxRounds <= 0 {
 		o.MaxRounds = 1
 	}
