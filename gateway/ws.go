@@ -83,19 +83,23 @@ const (
 )
 
 // wsClientFrame is any frame a client sends.
+//
+// The frame tags feed the AsyncAPI document (asyncapi.go): each names the
+// frame types a field belongs to, "!" marking it required there. Every
+// field needs one, and the type field lists every frame type.
 type wsClientFrame struct {
-	Type           string `json:"type"`
-	Token          string `json:"token,omitempty"`
-	ID             string `json:"id,omitempty"`
-	Content        string `json:"content,omitempty"`
-	ConversationID string `json:"conversation_id,omitempty"`
-	AgentID        string `json:"agent_id,omitempty"`
-	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	Type           string `json:"type" frame:"auth!,message!,subscribe!,unsubscribe!"`
+	Token          string `json:"token,omitempty" frame:"auth!" doc:"an access token or API key"`
+	ID             string `json:"id,omitempty" frame:"auth,message,subscribe,unsubscribe" doc:"chosen by the client (at most 128 characters); replies to this frame carry it"`
+	Content        string `json:"content,omitempty" frame:"message!" doc:"the user's message"`
+	ConversationID string `json:"conversation_id,omitempty" frame:"message" doc:"the conversation to continue; omit it to start one"`
+	AgentID        string `json:"agent_id,omitempty" frame:"message" doc:"the agent that answers; omit it for the default"`
+	IdempotencyKey string `json:"idempotency_key,omitempty" frame:"message" doc:"makes a retried turn return the stored reply instead of running again"`
 	// RunID is the workflow run of a subscribe or unsubscribe frame.
-	RunID string `json:"run_id,omitempty"`
+	RunID string `json:"run_id,omitempty" frame:"subscribe!,unsubscribe!" doc:"the workflow run to follow or stop following"`
 	// LastEventID, on a subscribe frame, resumes after that event of the
 	// run, as Last-Event-ID does on the REST events stream.
-	LastEventID int64 `json:"last_event_id,omitempty"`
+	LastEventID int64 `json:"last_event_id,omitempty" frame:"subscribe" doc:"resume after this event of the run (the id of a run_event frame)"`
 }
 
 // wsFrameType is the part of a client frame read before anything else, so a
@@ -107,33 +111,33 @@ type wsFrameType struct {
 }
 
 // wsServerFrame is any frame the server sends but run events: token, done,
-// subscribed, unsubscribed or error.
+// subscribed, unsubscribed or error. Its frame tags work as wsClientFrame's.
 type wsServerFrame struct {
-	Type           string `json:"type"`
-	ID             string `json:"id,omitempty"`
-	RunID          string `json:"run_id,omitempty"`
-	Delta          string `json:"delta,omitempty"`
-	ConversationID string `json:"conversation_id,omitempty"`
-	MessageID      string `json:"message_id,omitempty"`
-	Response       string `json:"response,omitempty"`
-	Usage          *Usage `json:"usage,omitempty"`
-	Status         int    `json:"status,omitempty"`
-	Title          string `json:"title,omitempty"`
-	Detail         string `json:"detail,omitempty"`
+	Type           string `json:"type" frame:"token!,done!,subscribed!,unsubscribed!,error!"`
+	ID             string `json:"id,omitempty" frame:"token,done,subscribed,unsubscribed,error" doc:"the id of the client frame this answers, when it had one"`
+	RunID          string `json:"run_id,omitempty" frame:"subscribed!,unsubscribed!,error" doc:"the workflow run the frame is about"`
+	Delta          string `json:"delta,omitempty" frame:"token!" doc:"the next piece of the reply"`
+	ConversationID string `json:"conversation_id,omitempty" frame:"done!"`
+	MessageID      string `json:"message_id,omitempty" frame:"done!" doc:"the stored assistant message"`
+	Response       string `json:"response,omitempty" frame:"done!" doc:"the whole reply"`
+	Usage          *Usage `json:"usage,omitempty" frame:"done!"`
+	Status         int    `json:"status,omitempty" frame:"error!" doc:"the HTTP status the same failure gets over REST"`
+	Title          string `json:"title,omitempty" frame:"error!"`
+	Detail         string `json:"detail,omitempty" frame:"error" doc:"what went wrong; for a refused field, the field and why"`
 	// RetryAfter is, on an error frame, the seconds to wait before retrying
 	// (a refusal by the rate limit, a conversation moving between nodes).
-	RetryAfter int64 `json:"retry_after,omitempty"`
+	RetryAfter int64 `json:"retry_after,omitempty" frame:"error" doc:"seconds to wait before retrying, when the refusal says so"`
 }
 
 // wsRunEventFrame is one event of a subscribed workflow run: the same events,
 // with the same numbers, as GET /api/v1/workflows/{run_id}/events, and last
 // one with event_type "result" (no id) once the run has finished.
 type wsRunEventFrame struct {
-	Type      string          `json:"type"`
-	RunID     string          `json:"run_id"`
-	ID        int64           `json:"id,omitempty"`
-	EventType string          `json:"event_type" doc:"run, task or result"`
-	Event     json.RawMessage `json:"event"`
+	Type      string          `json:"type" frame:"run_event!"`
+	RunID     string          `json:"run_id" frame:"run_event!" doc:"the subscribed run"`
+	ID        int64           `json:"id,omitempty" frame:"run_event" doc:"the event's number in the run (absent on the result)"`
+	EventType string          `json:"event_type" frame:"run_event!" doc:"run (the run's state), task (a task's state) or result (the final status, result and error; the last frame of the subscription)"`
+	Event     json.RawMessage `json:"event" frame:"run_event!" doc:"the event, as the data of the REST events stream"`
 }
 
 type wsHandler struct {

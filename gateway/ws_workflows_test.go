@@ -27,14 +27,23 @@ type wsRunFrame struct {
 	Status    int             `json:"status"`
 }
 
-func readRunFrame(t *testing.T, c *fws.Conn) wsRunFrame {
+// readRunFrame reads one frame and holds it to doc, the served AsyncAPI
+// document.
+func readRunFrame(t *testing.T, doc map[string]any, c *fws.Conn) wsRunFrame {
 	t.Helper()
 	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	var f wsRunFrame
-	if err := c.ReadJSON(&f); err != nil {
+	_, raw, err := c.ReadMessage()
+	if err != nil {
 		t.Fatalf("read frame: %v", err)
+	}
+	for _, p := range frameProblems(doc, raw) {
+		t.Errorf("frame against /asyncapi.json: %s", p)
+	}
+	var f wsRunFrame
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatalf("frame %s: %v", raw, err)
 	}
 	return f
 }
@@ -42,7 +51,8 @@ func readRunFrame(t *testing.T, c *fws.Conn) wsRunFrame {
 // TestWebSocketSubscribeStreamsRunEvents follows runs written straight into
 // the store (no engine), under the race detector: events in order with their
 // numbers, last_event_id, the result, a stranger's 404, unsubscribe, and a
-// socket closed while it follows a run.
+// socket closed while it follows a run; every frame is as /asyncapi.json
+// documents it.
 func TestWebSocketSubscribeStreamsRunEvents(t *testing.T) {
 	db := persisttest.SQLite(t)
 	store := persistence.NewWorkflowStore(db)
@@ -65,6 +75,7 @@ func TestWebSocketSubscribeStreamsRunEvents(t *testing.T) {
 		}
 	})
 	n := &wsNode{ts: ts, svc: svc}
+	doc := servedJSON(t, ts.url+"/asyncapi.json")
 	ada, eve := n.newUser(t, "ada@example.com"), n.newUser(t, "eve@example.com")
 
 	run, err := store.CreateRun(t.Context(), persistence.WorkflowRun{ID: uuid.NewString(), Name: "demo", OwnerID: ada.id, Status: persistence.StatusRunning})
@@ -85,7 +96,7 @@ func TestWebSocketSubscribeStreamsRunEvents(t *testing.T) {
 
 	stranger := wsOpen(t, n, eve.pair.AccessToken)
 	wsSend(t, stranger, map[string]string{"type": "subscribe", "run_id": run.ID, "id": "s"})
-	if f := readRunFrame(t, stranger); f.Type != "error" || f.Status != http.StatusNotFound || f.RunID != run.ID {
+	if f := readRunFrame(t, doc, stranger); f.Type != "error" || f.Status != http.StatusNotFound || f.RunID != run.ID {
 		t.Fatalf("stranger: %+v", f)
 	}
 
@@ -94,13 +105,13 @@ func TestWebSocketSubscribeStreamsRunEvents(t *testing.T) {
 	gone := wsOpen(t, n, ada.pair.AccessToken)
 	for _, s := range []*fws.Conn{c, gone} {
 		wsSend(t, s, map[string]string{"type": "subscribe", "run_id": run.ID, "id": "a"})
-		if f := readRunFrame(t, s); f.Type != "subscribed" || f.RunID != run.ID {
+		if f := readRunFrame(t, doc, s); f.Type != "subscribed" || f.RunID != run.ID {
 			t.Fatalf("subscribe: %+v", f)
 		}
 	}
 	want := func(s *fws.Conn, id int64, typ string) wsRunFrame {
 		t.Helper()
-		f := readRunFrame(t, s)
+		f := readRunFrame(t, doc, s)
 		if f.Type != "run_event" || f.RunID != run.ID || f.EventType != typ || typ != "result" && string(f.ID) != strconv.FormatInt(id, 10) {
 			t.Fatalf("frame %+v (%s), want run_event %d %s", f, f.Event, id, typ)
 		}
@@ -118,12 +129,12 @@ func TestWebSocketSubscribeStreamsRunEvents(t *testing.T) {
 	if err := other.WriteJSON(map[string]any{"type": "subscribe", "run_id": run.ID, "last_event_id": 2}); err != nil {
 		t.Fatal(err)
 	}
-	if f := readRunFrame(t, other); f.Type != "subscribed" {
+	if f := readRunFrame(t, doc, other); f.Type != "subscribed" {
 		t.Fatalf("%+v", f)
 	}
 	want(other, 3, "task")
 	wsSend(t, other, map[string]string{"type": "unsubscribe", "run_id": run.ID})
-	if f := readRunFrame(t, other); f.Type != "unsubscribed" || f.RunID != run.ID {
+	if f := readRunFrame(t, doc, other); f.Type != "unsubscribed" || f.RunID != run.ID {
 		t.Fatalf("unsubscribe: %+v", f)
 	}
 
@@ -141,7 +152,7 @@ func TestWebSocketSubscribeStreamsRunEvents(t *testing.T) {
 	// The subscription ended with the run: the socket may follow it again, and
 	// the unsubscribed socket got nothing more.
 	wsSend(t, c, map[string]string{"type": "unsubscribe", "run_id": run.ID, "id": "u"})
-	if f := readRunFrame(t, c); f.Type != "error" || f.Status != http.StatusNotFound {
+	if f := readRunFrame(t, doc, c); f.Type != "error" || f.Status != http.StatusNotFound {
 		t.Fatalf("unsubscribe after the result: %+v", f)
 	}
 	if f := wsSay(t, other, "m", "still chatting"); f.Type != "done" {
