@@ -8,7 +8,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 NORACE   := $(shell $(GO) list ./... 2>/dev/null | grep -E '/(clustertest|durability)$$')
 RACE     := $(shell $(GO) list ./... 2>/dev/null | grep -vE '/(clustertest|durability)$$')
 
-.PHONY: all build build-k8s run test fmt-check vet tidy-check bench generate clean
+.PHONY: all build build-k8s image run test fmt-check vet tidy-check bench generate clean
 
 all: build
 
@@ -18,6 +18,11 @@ build:
 ## build-k8s: the binary with the Kubernetes cluster provider (about 30 MB larger)
 build-k8s:
 	$(GO) build -tags k8s -ldflags "$(LDFLAGS)" -o bin/kowai ./cmd/kowai
+
+## image: the container image (Dockerfile), stamped with the same version and commit as
+## make build; needs a Docker engine (BuildKit)
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t kowai:$(VERSION) .
 
 ## run: a node on the embedded defaults (SQLite in ./data, offline model) on 127.0.0.1:8080 (loopback only)
 run: build
