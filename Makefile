@@ -28,19 +28,21 @@ image:
 run: build
 	./bin/kowai serve
 
-## test: gofmt check, go vet, the race-enabled suite, then the cluster suites; ends with
+## test: gofmt check, go vet, the race-enabled suite, then the cluster suites, then the
+## Kubernetes manifests (deploy, -tags k8s: rendered with kustomize, decoded strictly); ends with
 ## "N passed, N failed, N skipped" and every skipped test with its reason
 test: fmt-check vet
 	$(GO) run ./internal/testsummary \
 	  $(GO) test -json -race -count=1 -timeout 12m $(RACE) \
-	  $(if $(strip $(NORACE)),--then $(GO) test -json -count=1 -timeout 12m $(NORACE))
+	  $(if $(strip $(NORACE)),--then $(GO) test -json -count=1 -timeout 12m $(NORACE)) \
+	  --then $(GO) test -json -race -count=1 -timeout 5m -tags k8s -run '^TestK8s' ./deploy/
 
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags k8s ./cluster/
+	$(GO) vet -tags k8s ./cluster/ ./deploy/
 
 ## tidy-check: fail when go mod tidy would change go.mod or go.sum (CI runs it)
 tidy-check:
