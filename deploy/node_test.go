@@ -74,6 +74,9 @@ func start(t *testing.T, dir string, env []string, name string, args ...string) 
 		t.Fatal(err)
 	}
 	p.cmd.Stdout = p.cmd.Stderr
+	// Its own process group, so that ending it ends its children too (an
+	// nginx master's workers hold the output pipe open).
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +91,7 @@ func start(t *testing.T, dir string, env []string, name string, args ...string) 
 		p.done <- p.cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
 		if t.Failed() {
 			t.Logf("%s %v output:\n%s", filepath.Base(name), args, tail(p.log(), 40))
