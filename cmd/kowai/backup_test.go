@@ -40,8 +40,9 @@ func login(t *testing.T, addr, email string) int {
 }
 
 // A backup taken while the node serves holds what was written before it;
-// restore refuses while the node runs and without --force, then brings the
-// database back to the backup: later writes are gone, earlier ones are there.
+// restore refuses while the node runs and without --force, then, after the
+// node died, brings the database back to the backup: later writes are gone
+// (the dead node's WAL is not replayed), earlier ones are there.
 func TestBackupAndRestore(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -78,7 +79,15 @@ func TestBackupAndRestore(t *testing.T) {
 	if got := login(t, addr, "after@example.com"); got != http.StatusOK {
 		t.Fatalf("after a refused restore the node lost a user: login %d", got)
 	}
-	n.stop(t)
+	// The node dies without a checkpoint: its WAL still holds the later
+	// writes, and must not be replayed onto the restored database.
+	if err := n.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	n.done <- <-n.done
+	if _, err := os.Stat(db + "-wal"); err != nil {
+		t.Fatalf("a killed node left no WAL to test with: %v", err)
+	}
 
 	code, _, stderr = kowai(t, dir, env, "", "restore", backup)
 	if code != 1 || !strings.Contains(stderr, "pass --force to replace it") {
