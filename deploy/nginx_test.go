@@ -189,6 +189,7 @@ func TestNginxInFrontOfThreeNodes(t *testing.T) {
 	dbURL := persisttest.MySQLURL(t)
 	etcd := clustertest.StartEtcd(t)
 	dir := t.TempDir()
+	certs := clustertest.NewCerts(t)
 
 	common := []string{
 		"KOWAI_DATABASE_URL=" + dbURL,
@@ -196,8 +197,10 @@ func TestNginxInFrontOfThreeNodes(t *testing.T) {
 		"KOWAI_CLUSTER_PROVIDER=etcd",
 		"KOWAI_ETCD_ENDPOINTS=" + strings.Join(etcd, ","),
 		"KOWAI_CLUSTER_NAME=nginx-e2e",
-		// Until cluster mutual TLS lands, plaintext remoting on loopback.
-		"KOWAI_CLUSTER_INSECURE=true",
+		// Mutual TLS between the nodes, as in the compose cluster.
+		"KOWAI_CLUSTER_TLS_CA=" + certs.CAFile,
+		"KOWAI_CLUSTER_TLS_CERT=" + certs.CertFile,
+		"KOWAI_CLUSTER_TLS_KEY=" + certs.KeyFile,
 		"KOWAI_METRICS_ADDR=off",
 		"KOWAI_TRUSTED_PROXIES=127.0.0.1/32",
 		"KOWAI_LOG_LEVEL=warn",
