@@ -65,6 +65,13 @@ type API struct {
 	// refresh and Appwrite sign-in; zero means 10/m.
 	AuthRateLimit ratelimit.Limit
 
+	// APIKeys, when set, accepts API keys as Bearer tokens wherever their
+	// scopes allow and serves /api/v1/auth/api-keys (with Auth).
+	APIKeys *auth.APIKeys
+	// Completions, when set, serves the OpenAI-compatible /v1 routes
+	// (normally the same *ClusterChat as Chat).
+	Completions CompletionBackend
+
 	// wsRecheckInterval, when not zero, replaces how often an idle
 	// WebSocket's session is checked (tests shorten it).
 	wsRecheckInterval time.Duration
@@ -114,10 +121,15 @@ func (s *Server) Mount(api API) error {
 	if err := s.opts.Registry.Register(open); err != nil {
 		return err
 	}
+	if api.APIKeys != nil {
+		api.Authenticator = auth.WithAPIKeys(api.Authenticator, api.APIKeys)
+	}
 	authed := auth.RequireAuth(api.Authenticator)
+	// Account, session and key management need a signed-in session.
+	sessionAuthed := auth.RequireAuth(sessionsOnly(api.Authenticator))
 	s.Route(fiber.MethodPost, "/api/v1/chat/message", Op{Summary: "Send a message and get the agent's reply", Tag: "Chat", Auth: true,
 		Request: sendMessageRequest{}, Response: ChatReply{}, Errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable}},
-		authed, rl.user(chatTurnBucket), postMessage(api.Chat))
+		authed, rl.user(chatTurnBucket), auth.RequirePermission(auth.PermChatWrite), postMessage(api.Chat))
 
 	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, limits: rl, log: s.log, open: open,
 		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue}
@@ -135,13 +147,19 @@ func (s *Server) Mount(api API) error {
 		// Sessions record their client; password checks throttle by it. Only
 		// the routes that start sessions or check passwords pay for it.
 		s.app.Use([]string{"/api/v1/auth/login", "/api/v1/auth/appwrite", "/api/v1/auth/password", "/api/v1/users/me"}, withClient)
-		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, authed, rl)
-		s.mountAccount(accountRoutes{svc: api.Accounts, users: api.Stores.Users}, authed, rl)
+		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, sessionAuthed, rl)
+		s.mountAccount(accountRoutes{svc: api.Accounts, users: api.Stores.Users}, sessionAuthed, rl)
+		if api.APIKeys != nil {
+			s.mountAPIKeys(apiKeyRoutes{keys: api.APIKeys, audit: api.Stores.Audit}, sessionAuthed, rl)
+		}
 		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
 			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged}, authed, rl)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo}, authed, rl)
 	}
 	s.mountWorkflows(authed, rl)
+	if api.Completions != nil {
+		s.mountOpenAI(openAIRoutes{backend: api.Completions, agents: api.Stores.Agents, limits: rl, log: s.log}, api.Authenticator)
+	}
 	return nil
 }

@@ -114,7 +114,7 @@ func fieldOf(err error) FieldError {
 var publicAuthErrors = []error{
 	auth.ErrTokenReused, auth.ErrInvalidToken, auth.ErrInvalidCredentials, auth.ErrAccountDisabled,
 	auth.ErrThrottled, auth.ErrEmailTaken, auth.ErrForbidden, auth.ErrAppwriteDisabled,
-	auth.ErrAppwriteUnavailable, auth.ErrAppwriteEmailUnverified,
+	auth.ErrAppwriteUnavailable, auth.ErrAppwriteEmailUnverified, auth.ErrAPIKeyNotAllowed,
 }
 
 // authProblem maps an error of the auth service to a problem. Invalid input

@@ -150,9 +150,13 @@ func RequirePermission(perms ...Permission) fiber.Handler {
 }
 
 // RateLimitKey identifies the caller for ratelimit.MiddlewareConfig.Key:
-// "user:<id>" after RequireAuth, "ip:<address>" otherwise.
+// "user:<id>" after RequireAuth, "apikey:<id>" for an API key (each key has
+// buckets of its own), "ip:<address>" otherwise.
 func RateLimitKey(c *fiber.Ctx) string {
 	if p, ok := PrincipalFrom(c); ok {
+		if p.APIKeyID != "" {
+			return "apikey:" + p.APIKeyID
+		}
 		return UserRateLimitKey(p.UserID)
 	}
 	return "ip:" + c.IP()
@@ -170,7 +174,7 @@ func HTTPStatus(err error) (status int, ok bool) {
 	switch {
 	case errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrInvalidToken), errors.Is(err, ErrTokenReused):
 		return http.StatusUnauthorized, true
-	case errors.Is(err, ErrAccountDisabled), errors.Is(err, ErrForbidden):
+	case errors.Is(err, ErrAccountDisabled), errors.Is(err, ErrForbidden), errors.Is(err, ErrAPIKeyNotAllowed):
 		return http.StatusForbidden, true
 	case errors.Is(err, ErrThrottled):
 		return http.StatusTooManyRequests, true
