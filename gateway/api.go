@@ -113,6 +113,9 @@ func (s *Server) Mount(api API) error {
 			return err
 		}
 	}
+	if api.Completions != nil && (api.Auth == nil || api.Stores.Agents == nil) {
+		return errors.New("gateway: API.Completions needs the REST API (API.Auth and API.Stores) to resolve models")
+	}
 	rl, err := newRateLimits(api, s.log)
 	if err != nil {
 		return err
