@@ -70,6 +70,8 @@ type keyNode struct {
 	keys *auth.APIKeys
 	chat *fakeCompletions
 	db   *persistence.DB
+	// server is the node's gateway, for its OpenAPI document.
+	server *Server
 }
 
 func startKeyNode(t *testing.T, db *persistence.DB, cfg restConfig, rdb *redis.Client) *keyNode {
@@ -87,6 +89,7 @@ func startKeyNode(t *testing.T, db *persistence.DB, cfg restConfig, rdb *redis.C
 	api.Chat, api.Completions, api.APIKeys = chat, chat, keys
 	n := &keyNode{svc: svc, keys: keys, chat: chat, db: db}
 	ts := startWith(t, Options{}, func(s *Server) {
+		n.server = s
 		if err := s.Mount(api); err != nil {
 			t.Fatal(err)
 		}
