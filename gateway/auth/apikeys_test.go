@@ -150,9 +150,10 @@ func TestAPIKeyLastUseBatched(t *testing.T) {
 		if _, err := keys.Authenticate(t.Context(), k.Key); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := keys.Flush(t.Context()); err != nil {
-		t.Fatal(err)
+		// Flushing often (as a busy node's Run might) must not write more.
+		if err := keys.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if store.touches != 1 {
 		t.Fatalf("%d last-use writes for 100 requests, want 1", store.touches)
