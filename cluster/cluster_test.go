@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/kowai/kowai/actors"
 	"github.com/kowai/kowai/actors/actorpb"
 )
 
@@ -236,5 +237,11 @@ func TestClassifyRefusal(t *testing.T) {
 	ok := &actorpb.Ack{}
 	if reply, outcome, err := classify(t.Context(), nil, ok, nil); err != nil || outcome != "ok" || reply != ok {
 		t.Fatalf("classify(ack) = %v, %q, %v", reply, outcome, err)
+	}
+}
+
+func TestWorkflowRunKindMatchesActors(t *testing.T) {
+	if WorkflowRunKind != actors.KindWorkflowRun {
+		t.Fatalf("cluster.WorkflowRunKind %q != actors.KindWorkflowRun %q", WorkflowRunKind, actors.KindWorkflowRun)
 	}
 }

@@ -58,11 +58,18 @@ type API struct {
 	// Limiter holds the rate-limit counters; nil means in-process. Use the
 	// Redis limiter so every node counts together.
 	Limiter ratelimit.Limiter
-	// RateLimit is the limit per user (per client address when anonymous)
-	// and per route (KOWAI_RATE_LIMIT); zero means 120/m.
+	// RateLimit is the limit per user and per route (KOWAI_RATE_LIMIT), and
+	// per client address over every request without accepted credentials
+	// (anonymous routes, unknown routes, missing or refused tokens); zero
+	// means 120/m.
 	RateLimit ratelimit.Limit
+	// Workflows, optional, serves /api/v1/workflows; without it those
+	// routes answer 503.
+	Workflows *Workflows
+
 	// AuthRateLimit is the limit per client address on register, login,
-	// refresh and Appwrite sign-in; zero means 10/m.
+	// refresh and Appwrite sign-in, per route (KOWAI_AUTH_RATE_LIMIT); zero
+	// means 10/m.
 	AuthRateLimit ratelimit.Limit
 
 	// APIKeys, when set, accepts API keys as Bearer tokens wherever their
@@ -124,12 +131,13 @@ func (s *Server) Mount(api API) error {
 	if err := s.opts.Registry.Register(open); err != nil {
 		return err
 	}
+	s.anonymous = rl.anonymous()
 	if api.APIKeys != nil {
 		api.Authenticator = auth.WithAPIKeys(api.Authenticator, api.APIKeys)
 	}
-	authed := auth.RequireAuth(api.Authenticator)
+	authed := auth.RequireAuthWith(api.Authenticator, auth.RequireAuthOptions{Refused: s.authRefused})
 	// Account, session and key management need a signed-in session.
-	sessionAuthed := auth.RequireAuth(sessionsOnly(api.Authenticator))
+	sessionAuthed := auth.RequireAuthWith(sessionsOnly(api.Authenticator), auth.RequireAuthOptions{Refused: s.authRefused})
 	s.Route(fiber.MethodPost, "/api/v1/chat/message", Op{Summary: "Send a message and get the agent's reply", Tag: "Chat", Auth: true,
 		Request: sendMessageRequest{}, Response: ChatReply{}, Errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable}},
 		authed, rl.user(chatTurnBucket), auth.RequirePermission(auth.PermChatWrite), postMessage(api.Chat))
@@ -142,14 +150,17 @@ func (s *Server) Mount(api API) error {
 	if api.Auth != nil {
 		ws.users = api.Auth
 	}
-	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens (see the README for frames)", Tag: "Chat",
+	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens", Tag: "Chat", AddrLimited: true,
 		Status: http.StatusSwitchingProtocols, Errors: []int{http.StatusUpgradeRequired}},
 		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
 
 	if api.Auth != nil {
-		// Sessions record their client; password checks throttle by it. Only
-		// the routes that start sessions or check passwords pay for it.
-		s.app.Use([]string{"/api/v1/auth/login", "/api/v1/auth/appwrite", "/api/v1/auth/password", "/api/v1/users/me"}, withClient)
+		// Sessions record their client; password checks throttle by it and
+		// the audit log records it. Only the routes that start sessions,
+		// check passwords or write audit entries pay for it (the prefix
+		// /api/v1/auth/appwrite covers /api/v1/auth/appwrite/link).
+		s.app.Use([]string{"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout",
+			"/api/v1/auth/appwrite", "/api/v1/auth/password", "/api/v1/users/me"}, withClient)
 		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, sessionAuthed, rl)
 		s.mountAccount(accountRoutes{svc: api.Accounts, users: api.Stores.Users}, sessionAuthed, rl)
 		if api.APIKeys != nil {
@@ -157,12 +168,29 @@ func (s *Server) Mount(api API) error {
 		}
 		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
-			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged}, authed, rl)
+			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged, audit: api.Stores.Audit}, authed, rl)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo}, authed, rl)
 	}
-	s.mountWorkflows(authed, rl)
+	s.mountWorkflows(api.Workflows, authed, rl)
 	if api.Completions != nil {
-		s.mountOpenAI(openAIRoutes{backend: api.Completions, agents: api.Stores.Agents, limits: rl, log: s.log}, api.Authenticator)
+		s.mountOpenAI(openAIRoutes{backend: api.Completions, agents: api.Stores.Agents, limits: rl, log: s.log}, authed)
 	}
 	return nil
+}
+
+// authRefused runs when a protected route refuses a request's token: it logs
+// the refusal (never the token) and counts it against the client address's
+// anonymous bucket, answering 429 instead of 401 once that is spent.
+func (s *Server) authRefused(c *fiber.Ctx, reason error) error {
+	ctx := c.UserContext()
+	if errors.Is(reason, auth.ErrMissingToken) {
+		s.log.DebugContext(ctx, "authentication refused", "reason", "missing_token", "route", routeLabel(c), "client_addr", ClientAddr(c))
+	} else {
+		s.log.InfoContext(ctx, "authentication refused", "reason", "invalid_token", "route", routeLabel(c), "client_addr", ClientAddr(c),
+			"error", reason)
+	}
+	if s.anonymous == nil {
+		return nil
+	}
+	return s.anonymous(c)
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -138,12 +137,8 @@ func (a apiKeyRoutes) create(c *fiber.Ctx) error {
 	if err != nil {
 		return authProblem(err)
 	}
-	detail, err := json.Marshal(map[string]any{"name": created.Name, "prefix": created.Prefix, "scopes": created.Scopes})
-	if err != nil {
-		return err
-	}
-	if _, err := a.audit.Append(c.UserContext(), persistence.AuditEntry{ActorID: p.UserID, Action: auditAPIKeyCreate,
-		TargetType: "api_key", TargetID: created.ID, Detail: detail, IP: c.IP()}); err != nil {
+	if err := recordAudit(c, a.audit, p.UserID, auditAPIKeyCreate, "api_key", created.ID,
+		map[string]any{"name": created.Name, "prefix": created.Prefix, "scopes": created.Scopes}); err != nil {
 		return err
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
@@ -181,8 +176,7 @@ func (a apiKeyRoutes) revoke(c *fiber.Ctx) error {
 	if err != nil {
 		return authProblem(err)
 	}
-	if _, err := a.audit.Append(c.UserContext(), persistence.AuditEntry{ActorID: p.UserID, Action: auditAPIKeyRevoke,
-		TargetType: "api_key", TargetID: id, IP: c.IP()}); err != nil {
+	if err := recordAudit(c, a.audit, p.UserID, auditAPIKeyRevoke, "api_key", id, nil); err != nil {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)

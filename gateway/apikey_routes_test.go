@@ -251,7 +251,13 @@ func TestAPIKeyLifecycle(t *testing.T) {
 	if r := call(t, http.MethodDelete, n.url+"/api/v1/auth/api-keys/"+k.ID, u.pair.AccessToken, ""); r.status != http.StatusNotFound {
 		t.Fatalf("second revoke: %d", r.status)
 	}
-	actions := auditActions(t, db, k.ID)
+	_, entries := auditActions(t, persistence.NewAuditStore(db))
+	var actions []string
+	for _, e := range entries {
+		if e.TargetID == k.ID {
+			actions = append(actions, e.Action)
+		}
+	}
 	if strings.Join(actions, ",") != "apikey.create,apikey.revoke" {
 		t.Fatalf("audit actions for the key: %v", actions)
 	}
@@ -370,20 +376,4 @@ func dumpTables(t *testing.T, db *persistence.DB, tables ...string) string {
 		}
 	}
 	return b.String()
-}
-
-// auditActions lists the audit actions on target, oldest first.
-func auditActions(t *testing.T, db *persistence.DB, target string) []string {
-	t.Helper()
-	page, err := persistence.NewAuditStore(db).List(t.Context(), persistence.PageRequest{Limit: 200})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for i := len(page.Items) - 1; i >= 0; i-- {
-		if page.Items[i].TargetID == target {
-			out = append(out, page.Items[i].Action)
-		}
-	}
-	return out
 }

@@ -784,10 +784,9 @@ func (o openAIRoutes) allowTurn(c *fiber.Ctx, p auth.Principal) error {
 	return nil
 }
 
-// mountOpenAI registers /v1/models and /v1/chat/completions. authn is the
-// API's authenticator (API keys included when configured).
-func (s *Server) mountOpenAI(o openAIRoutes, authn auth.Authenticator) {
-	authed := auth.RequireAuth(authn)
+// mountOpenAI registers /v1/models and /v1/chat/completions. authed is the
+// API's authentication (API keys included when configured).
+func (s *Server) mountOpenAI(o openAIRoutes, authed fiber.Handler) {
 	chat := auth.RequirePermission(auth.PermChatWrite)
 	errs := []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound}
 	s.Route(fiber.MethodGet, "/v1/models", Op{Summary: "OpenAI-compatible: the agents you may use as models", Tag: "OpenAI", Auth: true,

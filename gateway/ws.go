@@ -81,14 +81,18 @@ const (
 )
 
 // wsClientFrame is any frame a client sends.
+//
+// The frame tags feed the AsyncAPI document (asyncapi.go): each names the
+// frame types a field belongs to, "!" marking it required there. Every
+// field needs one, and the type field lists every frame type.
 type wsClientFrame struct {
-	Type           string `json:"type"`
-	Token          string `json:"token,omitempty"`
-	ID             string `json:"id,omitempty"`
-	Content        string `json:"content,omitempty"`
-	ConversationID string `json:"conversation_id,omitempty"`
-	AgentID        string `json:"agent_id,omitempty"`
-	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	Type           string `json:"type" frame:"auth!,message!"`
+	Token          string `json:"token,omitempty" frame:"auth!" doc:"an access token or API key"`
+	ID             string `json:"id,omitempty" frame:"auth,message" doc:"chosen by the client (at most 128 characters); replies to this frame carry it"`
+	Content        string `json:"content,omitempty" frame:"message!" doc:"the user's message"`
+	ConversationID string `json:"conversation_id,omitempty" frame:"message" doc:"the conversation to continue; omit it to start one"`
+	AgentID        string `json:"agent_id,omitempty" frame:"message" doc:"the agent that answers; omit it for the default"`
+	IdempotencyKey string `json:"idempotency_key,omitempty" frame:"message" doc:"makes a retried turn return the stored reply instead of running again"`
 }
 
 // wsFrameType is the part of a client frame read before anything else, so a
@@ -99,21 +103,22 @@ type wsFrameType struct {
 	ID   string `json:"id"`
 }
 
-// wsServerFrame is any frame the server sends: token, done or error.
+// wsServerFrame is any frame the server sends: token, done or error. Its
+// frame tags work as wsClientFrame's.
 type wsServerFrame struct {
-	Type           string `json:"type"`
-	ID             string `json:"id,omitempty"`
-	Delta          string `json:"delta,omitempty"`
-	ConversationID string `json:"conversation_id,omitempty"`
-	MessageID      string `json:"message_id,omitempty"`
-	Response       string `json:"response,omitempty"`
-	Usage          *Usage `json:"usage,omitempty"`
-	Status         int    `json:"status,omitempty"`
-	Title          string `json:"title,omitempty"`
-	Detail         string `json:"detail,omitempty"`
+	Type           string `json:"type" frame:"token!,done!,error!"`
+	ID             string `json:"id,omitempty" frame:"token,done,error" doc:"the id of the client frame this answers, when it had one"`
+	Delta          string `json:"delta,omitempty" frame:"token!" doc:"the next piece of the reply"`
+	ConversationID string `json:"conversation_id,omitempty" frame:"done!"`
+	MessageID      string `json:"message_id,omitempty" frame:"done!" doc:"the stored assistant message"`
+	Response       string `json:"response,omitempty" frame:"done!" doc:"the whole reply"`
+	Usage          *Usage `json:"usage,omitempty" frame:"done!"`
+	Status         int    `json:"status,omitempty" frame:"error!" doc:"the HTTP status the same failure gets over REST"`
+	Title          string `json:"title,omitempty" frame:"error!"`
+	Detail         string `json:"detail,omitempty" frame:"error" doc:"what went wrong; for a refused field, the field and why"`
 	// RetryAfter is, on an error frame, the seconds to wait before retrying
 	// (a refusal by the rate limit, a conversation moving between nodes).
-	RetryAfter int64 `json:"retry_after,omitempty"`
+	RetryAfter int64 `json:"retry_after,omitempty" frame:"error" doc:"seconds to wait before retrying, when the refusal says so"`
 }
 
 type wsHandler struct {

@@ -40,7 +40,10 @@ func seedOwned(t *testing.T, db *persistence.DB, token string) owned {
 	if o.run, err = runs.CreateRun(ctx, persistence.WorkflowRun{Name: "w", OwnerID: o.user.ID, Status: persistence.StatusRunning, Parameters: json.RawMessage(`{"q":"private"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := runs.UpsertTask(ctx, persistence.TaskRun{RunID: o.run.ID, Name: "t1", Status: persistence.StatusCompleted, Output: json.RawMessage(`"private"`)}); err != nil {
+	if err := runs.AppendStep(ctx, persistence.WorkflowStep{RunID: o.run.ID, Seq: 1, Name: "t1", Kind: "task", Status: persistence.StatusCompleted, Output: json.RawMessage(`"private"`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := persistence.NewProfileStore(db).SaveProfile(ctx, o.user.ID, json.RawMessage(`{"topics":["private"]}`)); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
@@ -99,8 +102,11 @@ func TestEraseUser(t *testing.T) {
 				t.Errorf("%s still has %d rows of the erased conversation", table, n)
 			}
 		}
-		if n := countRows(t, db, "task_runs", "run_id", gone.run.ID); n != 0 {
-			t.Errorf("task_runs still has %d rows of the erased run", n)
+		if n := countRows(t, db, "workflow_steps", "run_id", gone.run.ID); n != 0 {
+			t.Errorf("workflow_steps still has %d rows of the erased run", n)
+		}
+		if n := countRows(t, db, "user_profiles", "user_id", gone.user.ID); n != 0 {
+			t.Errorf("user_profiles still has the erased user's profile")
 		}
 		if n := countRows(t, db, "refresh_tokens", "session_id", gone.session.ID); n != 0 {
 			t.Errorf("refresh_tokens still has %d rows of the erased session", n)

@@ -10,72 +10,120 @@ import (
 	"github.com/doug-martin/goqu/v9"
 )
 
-// Run and task states.
+// Run and step states (API.md). The workflow engine defines the same values.
 const (
 	StatusPending   = "pending"
 	StatusRunning   = "running"
 	StatusRetrying  = "retrying"
+	StatusPaused    = "paused"
 	StatusCompleted = "completed"
 	StatusFailed    = "failed"
 	StatusCancelled = "cancelled"
 )
 
-// WorkflowRun is one execution of a named workflow.
+// WorkflowRun is one execution of a named workflow. The row is also the run grain's
+// snapshot: every change is a compare-and-swap on Version (SaveRun), so of two
+// activations of one run only one can write.
 type WorkflowRun struct {
 	ID string
 	// Name is the registered workflow's name.
 	Name string
 	// OwnerID is empty for runs started by the system.
-	OwnerID    string
+	OwnerID string
+	// ParentID is the run that started this one as a sub-workflow, or empty.
+	ParentID   string
 	Status     string
 	Parameters json.RawMessage
 	Result     json.RawMessage
 	Error      string
+	// Waiting describes the input a paused run waits for (JSON), nil when none.
+	Waiting json.RawMessage
+	// Spend is the run's model usage so far (JSON), nil when none.
+	Spend   json.RawMessage
+	Version int64
+	// DueAt is when a node must look at the run unless it is renewed first: the lease
+	// expiry while it executes, the wake-up time while it sleeps, the creation time of
+	// a new run. Zero (NULL) when nothing is due: waiting for input, or finished.
+	DueAt time.Time
+	// LeaseOwner names the node that last claimed or executed the run.
+	LeaseOwner string
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	StartedAt  time.Time
 	FinishedAt time.Time
 }
 
-// RunUpdate changes a run's state. Zero fields (nil Result, zero times, empty Error)
-// leave the stored value as it is.
-type RunUpdate struct {
-	Status     string
-	Result     json.RawMessage
-	Error      string
+// RunFilter selects runs for ListRuns. OwnerID empty means every owner.
+type RunFilter struct {
+	OwnerID string
+	Name    string
+	Status  string
+}
+
+// WorkflowStep is one journal entry of a run, unique by (RunID, Seq).
+type WorkflowStep struct {
+	RunID    string
+	Seq      int
+	Name     string
+	Kind     string
+	Status   string
+	Output   json.RawMessage
+	Error    string
+	Attempts int
+	// Spend is the step's model usage (JSON), nil when none.
+	Spend      json.RawMessage
+	CacheHit   bool
+	WakeAt     time.Time
 	StartedAt  time.Time
 	FinishedAt time.Time
 }
 
-// TaskRun is the journal entry of one task of a run, unique by (RunID, Name): a resumed
-// run reads it to skip finished tasks.
-type TaskRun struct {
-	RunID      string
-	Name       string
-	Status     string
-	Attempts   int
-	Input      json.RawMessage
-	Output     json.RawMessage
-	Error      string
-	StartedAt  time.Time
-	FinishedAt time.Time
-	UpdatedAt  time.Time
+// WorkflowEvent is one state change of a run or one of its steps, numbered per run
+// from 1 (unique by (RunID, Seq)): the source of GET /workflows/{id}/events.
+type WorkflowEvent struct {
+	RunID string
+	Seq   int64
+	// StepSeq is the step's sequence number; 0 for the run itself.
+	StepSeq int
+	Status  string
+	// Attempt is the step's attempt a "running" event starts; such events are written
+	// before the attempt runs, so they count attempts across crashes.
+	Attempt   int
+	Data      json.RawMessage
+	CreatedAt time.Time
 }
 
-// WorkflowRuns stores workflow runs and their task journal.
+// WorkflowRuns stores workflow runs, their journal and their events.
 type WorkflowRuns interface {
-	// CreateRun stores r (ID, status pending and times filled in when empty).
+	// CreateRun stores r (ID, status pending, version 1 and times filled in when
+	// empty). An existing ID is ErrDuplicate.
 	CreateRun(ctx context.Context, r WorkflowRun) (WorkflowRun, error)
 	// GetRun returns the run with this ID, or ErrNotFound.
 	GetRun(ctx context.Context, id string) (WorkflowRun, error)
-	// ListByOwner pages a user's runs, newest first.
-	ListByOwner(ctx context.Context, ownerID string, req PageRequest) (Page[WorkflowRun], error)
-	// UpdateRun applies u to the run, or returns ErrNotFound.
-	UpdateRun(ctx context.Context, id string, u RunUpdate) error
-	// UpsertTask creates or replaces the journal entry of (t.RunID, t.Name).
-	UpsertTask(ctx context.Context, t TaskRun) error
-	// ListTasks returns the journal of a run in the order its tasks first started.
-	ListTasks(ctx context.Context, runID string) ([]TaskRun, error)
+	// ListRuns pages the runs matching f, newest first.
+	ListRuns(ctx context.Context, f RunFilter, req PageRequest) (Page[WorkflowRun], error)
+	// SaveRun replaces the run's state with r if its stored version is still
+	// expected (r.Version must be greater); otherwise ErrConflict, or ErrNotFound.
+	SaveRun(ctx context.Context, r WorkflowRun, expected int64) error
+	// ClaimDue takes up to limit runs whose DueAt has passed at now, oldest due first,
+	// moves their DueAt to now+lease and their LeaseOwner to owner, and returns them.
+	// A run another node claims at the same time goes to one of them only.
+	ClaimDue(ctx context.Context, now time.Time, owner string, lease time.Duration, limit int) ([]WorkflowRun, error)
+	// Steps returns the run's journal by Seq.
+	Steps(ctx context.Context, runID string) ([]WorkflowStep, error)
+	// AppendStep adds one journal entry; a taken (RunID, Seq) is ErrDuplicate.
+	AppendStep(ctx context.Context, s WorkflowStep) error
+	// DeleteFailedSteps removes the run's failed journal entries (retry).
+	DeleteFailedSteps(ctx context.Context, runID string) error
+	// Events returns up to limit of the run's events after seq after, in order.
+	Events(ctx context.Context, runID string, after int64, limit int) ([]WorkflowEvent, error)
+	// LastEventSeq returns the run's highest event number, 0 when none.
+	LastEventSeq(ctx context.Context, runID string) (int64, error)
+	// Attempts returns, per step, the highest attempt a "running" event recorded.
+	Attempts(ctx context.Context, runID string) (map[int]int, error)
+	// CountActive counts the runs of workflow name that are running or retrying,
+	// only ownerID's when it is not empty.
+	CountActive(ctx context.Context, name, ownerID string) (int, error)
 }
 
 // WorkflowStore implements WorkflowRuns on a DB.
@@ -87,8 +135,10 @@ var _ WorkflowRuns = (*WorkflowStore)(nil)
 func NewWorkflowStore(db *DB) *WorkflowStore { return &WorkflowStore{db: db} }
 
 var (
-	runCols  = []any{"id", "name", "owner_id", "status", "parameters", "result", "error", "created_at", "updated_at", "started_at", "finished_at"}
-	taskCols = []any{"run_id", "name", "status", "attempts", "input", "output", "error", "started_at", "finished_at", "updated_at"}
+	runCols = []any{"id", "name", "owner_id", "parent_id", "status", "parameters", "result", "error", "waiting", "spend",
+		"version", "due_at", "lease_owner", "created_at", "updated_at", "started_at", "finished_at"}
+	stepCols  = []string{"run_id", "seq", "name", "kind", "status", "output", "error", "attempts", "spend", "cache_hit", "wake_at", "started_at", "finished_at"}
+	eventCols = []string{"run_id", "seq", "step_seq", "status", "attempt", "data", "created_at"}
 )
 
 // nullJSON is the stored form of optional JSON: NULL when empty.
@@ -114,6 +164,9 @@ func (s *WorkflowStore) CreateRun(ctx context.Context, r WorkflowRun) (WorkflowR
 	if r.Status == "" {
 		r.Status = StatusPending
 	}
+	if r.Version == 0 {
+		r.Version = 1
+	}
 	if len(r.Parameters) == 0 {
 		r.Parameters = json.RawMessage("{}")
 	}
@@ -122,33 +175,50 @@ func (s *WorkflowStore) CreateRun(ctx context.Context, r WorkflowRun) (WorkflowR
 	}
 	r.CreatedAt = utc(r.CreatedAt)
 	r.UpdatedAt = r.CreatedAt
-	q := s.db.Goqu.Insert("workflow_runs").Prepared(true).Rows(goqu.Record{
-		"id": r.ID, "name": r.Name, "owner_id": nullString(r.OwnerID), "status": r.Status,
-		"parameters": string(r.Parameters), "result": nullJSON(r.Result), "error": r.Error,
-		"created_at": r.CreatedAt, "updated_at": r.UpdatedAt,
-		"started_at": nullTime(r.StartedAt), "finished_at": nullTime(r.FinishedAt),
-	})
-	if _, err := q.Executor().ExecContext(ctx); err != nil {
+	rec := runRecord(r)
+	rec["id"], rec["name"], rec["owner_id"], rec["parent_id"], rec["parameters"], rec["created_at"] =
+		r.ID, r.Name, nullString(r.OwnerID), nullString(r.ParentID), string(r.Parameters), r.CreatedAt
+	if _, err := s.db.Goqu.Insert("workflow_runs").Prepared(true).Rows(rec).Executor().ExecContext(ctx); err != nil {
 		return WorkflowRun{}, wrap(err, "create workflow run %s", r.Name)
 	}
 	return r, nil
 }
 
+// runRecord holds the columns SaveRun changes.
+func runRecord(r WorkflowRun) goqu.Record {
+	updated := r.UpdatedAt
+	if updated.IsZero() {
+		updated = time.Now()
+	}
+	return goqu.Record{
+		"status": r.Status, "result": nullJSON(r.Result), "error": r.Error, "waiting": nullJSON(r.Waiting),
+		"spend": nullJSON(r.Spend), "version": r.Version, "due_at": nullTime(r.DueAt), "lease_owner": r.LeaseOwner,
+		"updated_at": utc(updated), "started_at": nullTime(r.StartedAt), "finished_at": nullTime(r.FinishedAt),
+	}
+}
+
 func scanRun(sc scanner) (WorkflowRun, error) {
 	var (
-		r                 WorkflowRun
-		owner             sql.NullString
-		params, result    []byte
-		started, finished sql.NullTime
+		r                              WorkflowRun
+		owner, parent                  sql.NullString
+		params, result, waiting, spend []byte
+		due, started, finished         sql.NullTime
 	)
-	if err := sc.Scan(&r.ID, &r.Name, &owner, &r.Status, &params, &result, &r.Error, &r.CreatedAt, &r.UpdatedAt, &started, &finished); err != nil {
+	if err := sc.Scan(&r.ID, &r.Name, &owner, &parent, &r.Status, &params, &result, &r.Error, &waiting, &spend,
+		&r.Version, &due, &r.LeaseOwner, &r.CreatedAt, &r.UpdatedAt, &started, &finished); err != nil {
 		return WorkflowRun{}, err
 	}
-	r.OwnerID, r.Parameters, r.StartedAt, r.FinishedAt = owner.String, params, started.Time, finished.Time
-	if len(result) > 0 {
-		r.Result = result
-	}
+	r.OwnerID, r.ParentID, r.Parameters = owner.String, parent.String, params
+	r.DueAt, r.StartedAt, r.FinishedAt = due.Time, started.Time, finished.Time
+	r.Result, r.Waiting, r.Spend = rawOrNil(result), rawOrNil(waiting), rawOrNil(spend)
 	return r, nil
+}
+
+func rawOrNil(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }
 
 // GetRun implements WorkflowRuns.
@@ -161,97 +231,223 @@ func (s *WorkflowStore) GetRun(ctx context.Context, id string) (WorkflowRun, err
 	return r, nil
 }
 
-// ListByOwner implements WorkflowRuns.
-func (s *WorkflowStore) ListByOwner(ctx context.Context, ownerID string, req PageRequest) (Page[WorkflowRun], error) {
-	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select(runCols...).Where(goqu.C("owner_id").Eq(ownerID))
+// ListRuns implements WorkflowRuns. With an owner it reads the (owner_id, created_at,
+// id) index; name and status filter the rows it walks.
+func (s *WorkflowStore) ListRuns(ctx context.Context, f RunFilter, req PageRequest) (Page[WorkflowRun], error) {
+	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select(runCols...)
+	if f.OwnerID != "" {
+		q = q.Where(goqu.C("owner_id").Eq(f.OwnerID))
+	}
+	if f.Name != "" {
+		q = q.Where(goqu.C("name").Eq(f.Name))
+	}
+	if f.Status != "" {
+		q = q.Where(goqu.C("status").Eq(f.Status))
+	}
 	q, err := keyset(q, req, "created_at", true, timeParser)
 	if err != nil {
-		return Page[WorkflowRun]{}, fmt.Errorf("list workflow runs of %s: %w", ownerID, err)
+		return Page[WorkflowRun]{}, fmt.Errorf("list workflow runs: %w", err)
 	}
 	rs, err := scanAll(ctx, q, scanRun)
 	if err != nil {
-		return Page[WorkflowRun]{}, wrap(err, "list workflow runs of %s", ownerID)
+		return Page[WorkflowRun]{}, wrap(err, "list workflow runs")
 	}
 	return pageOf(rs, req, func(r WorkflowRun) (string, string) { return timeKey(r.CreatedAt), r.ID }), nil
 }
 
-// UpdateRun implements WorkflowRuns.
-func (s *WorkflowStore) UpdateRun(ctx context.Context, id string, u RunUpdate) error {
-	set := goqu.Record{"updated_at": utc(time.Now())}
-	if u.Status != "" {
-		set["status"] = u.Status
-	}
-	if len(u.Result) > 0 {
-		set["result"] = string(u.Result)
-	}
-	if u.Error != "" {
-		set["error"] = u.Error
-	}
-	if !u.StartedAt.IsZero() {
-		set["started_at"] = utc(u.StartedAt)
-	}
-	if !u.FinishedAt.IsZero() {
-		set["finished_at"] = utc(u.FinishedAt)
-	}
-	res, err := s.db.Goqu.Update("workflow_runs").Prepared(true).Set(set).Where(goqu.C("id").Eq(id)).Executor().ExecContext(ctx)
-	return expectRow(res, err, "update workflow run "+id)
+// SaveRun implements WorkflowRuns.
+func (s *WorkflowStore) SaveRun(ctx context.Context, r WorkflowRun, expected int64) error {
+	return saveRunTx(ctx, s.db.Goqu, r, expected)
 }
 
-// UpsertTask implements WorkflowRuns. A run that does not exist is ErrConflict.
-//
-// It updates first and inserts when nothing matched, because goqu renders its
-// on-conflict upsert as INSERT IGNORE on MariaDB, which would silence foreign-key errors.
-// A run's tasks are written by its single workflow actor, so the two steps do not race.
-func (s *WorkflowStore) UpsertTask(ctx context.Context, t TaskRun) error {
-	if t.UpdatedAt.IsZero() {
-		t.UpdatedAt = time.Now()
+// SaveRunOp is SaveRun as an Op for the group-commit Writer.
+func SaveRunOp(r WorkflowRun, expected int64) Op {
+	return OpFunc(func(ctx context.Context, tx *goqu.TxDatabase) error { return saveRunTx(ctx, tx, r, expected) })
+}
+
+func saveRunTx(ctx context.Context, q runner, r WorkflowRun, expected int64) error {
+	if r.Version <= expected {
+		return fmt.Errorf("persistence: save workflow run %s: version %d must be greater than the expected %d", r.ID, r.Version, expected)
 	}
-	set := goqu.Record{
-		"status": t.Status, "attempts": t.Attempts, "input": nullJSON(t.Input), "output": nullJSON(t.Output),
-		"error": t.Error, "started_at": nullTime(t.StartedAt), "finished_at": nullTime(t.FinishedAt),
-		"updated_at": utc(t.UpdatedAt),
+	upd := q.Update("workflow_runs").Prepared(true).Set(runRecord(r)).
+		Where(goqu.C("id").Eq(r.ID), goqu.C("version").Eq(expected))
+	n, err := rowsAffected(upd.Executor().ExecContext(ctx))
+	if err != nil {
+		return wrap(err, "save workflow run %s", r.ID)
 	}
-	err := s.db.inTx(ctx, func(tx *goqu.TxDatabase) error {
-		upd := tx.Update("task_runs").Prepared(true).Set(set).
-			Where(goqu.C("run_id").Eq(t.RunID), goqu.C("name").Eq(t.Name))
+	if n > 0 {
+		return nil
+	}
+	var one int
+	if err := scanOne(ctx, q.From("workflow_runs").Prepared(true).Select(goqu.L("1")).Where(goqu.C("id").Eq(r.ID)), &one); err != nil {
+		return wrap(err, "save workflow run %s", r.ID)
+	}
+	return fmt.Errorf("save workflow run %s: stored version is not %d: %w", r.ID, expected, ErrConflict)
+}
+
+// ClaimDue implements WorkflowRuns. It reads the due_at index only up to now (no scan
+// of the open runs) and claims each run with a compare-and-swap on its version, so
+// nodes claiming at once split the batch between them.
+func (s *WorkflowStore) ClaimDue(ctx context.Context, now time.Time, owner string, lease time.Duration, limit int) ([]WorkflowRun, error) {
+	now = utc(now)
+	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select(runCols...).
+		Where(goqu.C("due_at").Lte(now)).Order(goqu.C("due_at").Asc()).Limit(uint(max(1, limit)))
+	due, err := scanAll(ctx, q, scanRun)
+	if err != nil {
+		return nil, wrap(err, "find due workflow runs")
+	}
+	claimed := due[:0]
+	for _, r := range due {
+		upd := s.db.Goqu.Update("workflow_runs").Prepared(true).
+			Set(goqu.Record{"due_at": now.Add(lease), "lease_owner": owner, "version": r.Version + 1, "updated_at": now}).
+			Where(goqu.C("id").Eq(r.ID), goqu.C("version").Eq(r.Version))
 		n, err := rowsAffected(upd.Executor().ExecContext(ctx))
-		if err != nil || n > 0 {
-			return classify(err)
+		if err != nil {
+			return claimed, wrap(err, "claim workflow run %s", r.ID)
 		}
-		set["run_id"], set["name"] = t.RunID, t.Name
-		_, err = tx.Insert("task_runs").Prepared(true).Rows(set).Executor().ExecContext(ctx)
-		return classify(err)
+		if n == 1 {
+			r.DueAt, r.LeaseOwner, r.Version, r.UpdatedAt = now.Add(lease), owner, r.Version+1, now
+			claimed = append(claimed, r)
+		}
+	}
+	return claimed, nil
+}
+
+func stepRow(st WorkflowStep) []any {
+	return []any{st.RunID, st.Seq, st.Name, st.Kind, st.Status, nullJSON(st.Output), st.Error, st.Attempts,
+		nullJSON(st.Spend), st.CacheHit, nullTime(st.WakeAt), nullTime(st.StartedAt), nullTime(st.FinishedAt)}
+}
+
+// StepInsert is an Insert of journal entries for the group-commit Writer, which merges
+// the entries of many runs into one statement. A taken (run_id, seq) is ErrDuplicate.
+func StepInsert(steps ...WorkflowStep) Insert {
+	rows := make([][]any, len(steps))
+	for i, st := range steps {
+		rows[i] = stepRow(st)
+	}
+	return Insert{Table: "workflow_steps", Cols: stepCols, Rows: rows}
+}
+
+// AppendStep implements WorkflowRuns.
+func (s *WorkflowStore) AppendStep(ctx context.Context, st WorkflowStep) error {
+	return s.db.inTx(ctx, func(tx *goqu.TxDatabase) error { return StepInsert(st).Apply(ctx, tx) })
+}
+
+// Steps implements WorkflowRuns.
+func (s *WorkflowStore) Steps(ctx context.Context, runID string) ([]WorkflowStep, error) {
+	cols := make([]any, len(stepCols))
+	for i, c := range stepCols {
+		cols[i] = c
+	}
+	q := s.db.Goqu.From("workflow_steps").Prepared(true).Select(cols...).Where(goqu.C("run_id").Eq(runID)).Order(goqu.C("seq").Asc())
+	steps, err := scanAll(ctx, q, func(sc scanner) (WorkflowStep, error) {
+		var (
+			st                      WorkflowStep
+			output, spend           []byte
+			wake, started, finished sql.NullTime
+		)
+		if err := sc.Scan(&st.RunID, &st.Seq, &st.Name, &st.Kind, &st.Status, &output, &st.Error, &st.Attempts,
+			&spend, &st.CacheHit, &wake, &started, &finished); err != nil {
+			return WorkflowStep{}, err
+		}
+		st.Output, st.Spend = rawOrNil(output), rawOrNil(spend)
+		st.WakeAt, st.StartedAt, st.FinishedAt = wake.Time, started.Time, finished.Time
+		return st, nil
 	})
 	if err != nil {
-		return fmt.Errorf("upsert task %s of run %s: %w", t.Name, t.RunID, err)
+		return nil, wrap(err, "list steps of run %s", runID)
+	}
+	return steps, nil
+}
+
+// DeleteFailedSteps implements WorkflowRuns.
+func (s *WorkflowStore) DeleteFailedSteps(ctx context.Context, runID string) error {
+	q := s.db.Goqu.Delete("workflow_steps").Prepared(true).Where(goqu.C("run_id").Eq(runID), goqu.C("status").Eq(StatusFailed))
+	if _, err := q.Executor().ExecContext(ctx); err != nil {
+		return wrap(err, "delete failed steps of run %s", runID)
 	}
 	return nil
 }
 
-// ListTasks implements WorkflowRuns. Tasks not started yet come last, by name.
-func (s *WorkflowStore) ListTasks(ctx context.Context, runID string) ([]TaskRun, error) {
-	q := s.db.Goqu.From("task_runs").Prepared(true).Select(taskCols...).Where(goqu.C("run_id").Eq(runID)).
-		Order(goqu.L("CASE WHEN started_at IS NULL THEN 1 ELSE 0 END").Asc(), goqu.C("started_at").Asc(), goqu.C("name").Asc())
-	ts, err := scanAll(ctx, q, func(sc scanner) (TaskRun, error) {
-		var (
-			t                 TaskRun
-			input, output     []byte
-			started, finished sql.NullTime
-		)
-		if err := sc.Scan(&t.RunID, &t.Name, &t.Status, &t.Attempts, &input, &output, &t.Error, &started, &finished, &t.UpdatedAt); err != nil {
-			return TaskRun{}, err
+// EventInsert is an Insert of run events for the group-commit Writer.
+func EventInsert(events ...WorkflowEvent) Insert {
+	rows := make([][]any, len(events))
+	for i, e := range events {
+		created := e.CreatedAt
+		if created.IsZero() {
+			created = time.Now()
 		}
-		t.StartedAt, t.FinishedAt = started.Time, finished.Time
-		if len(input) > 0 {
-			t.Input = input
+		data := e.Data
+		if len(data) == 0 {
+			data = json.RawMessage("{}")
 		}
-		if len(output) > 0 {
-			t.Output = output
+		rows[i] = []any{e.RunID, e.Seq, e.StepSeq, e.Status, e.Attempt, string(data), utc(created)}
+	}
+	return Insert{Table: "workflow_events", Cols: eventCols, Rows: rows}
+}
+
+// Events implements WorkflowRuns.
+func (s *WorkflowStore) Events(ctx context.Context, runID string, after int64, limit int) ([]WorkflowEvent, error) {
+	cols := make([]any, len(eventCols))
+	for i, c := range eventCols {
+		cols[i] = c
+	}
+	q := s.db.Goqu.From("workflow_events").Prepared(true).Select(cols...).
+		Where(goqu.C("run_id").Eq(runID), goqu.C("seq").Gt(after)).Order(goqu.C("seq").Asc()).Limit(uint(max(1, limit)))
+	evs, err := scanAll(ctx, q, func(sc scanner) (WorkflowEvent, error) {
+		var e WorkflowEvent
+		var data []byte
+		if err := sc.Scan(&e.RunID, &e.Seq, &e.StepSeq, &e.Status, &e.Attempt, &data, &e.CreatedAt); err != nil {
+			return WorkflowEvent{}, err
 		}
-		return t, nil
+		e.Data = data
+		return e, nil
 	})
 	if err != nil {
-		return nil, wrap(err, "list tasks of run %s", runID)
+		return nil, wrap(err, "list events of run %s", runID)
 	}
-	return ts, nil
+	return evs, nil
+}
+
+// LastEventSeq implements WorkflowRuns.
+func (s *WorkflowStore) LastEventSeq(ctx context.Context, runID string) (int64, error) {
+	var n sql.NullInt64
+	q := s.db.Goqu.From("workflow_events").Prepared(true).Select(goqu.MAX("seq")).Where(goqu.C("run_id").Eq(runID))
+	if err := scanOne(ctx, q, &n); err != nil {
+		return 0, wrap(err, "last event of run %s", runID)
+	}
+	return n.Int64, nil
+}
+
+// Attempts implements WorkflowRuns.
+func (s *WorkflowStore) Attempts(ctx context.Context, runID string) (map[int]int, error) {
+	q := s.db.Goqu.From("workflow_events").Prepared(true).Select("step_seq", goqu.MAX("attempt")).
+		Where(goqu.C("run_id").Eq(runID), goqu.C("step_seq").Gt(0), goqu.C("status").Eq(StatusRunning)).GroupBy("step_seq")
+	type pair struct{ seq, n int }
+	ps, err := scanAll(ctx, q, func(sc scanner) (pair, error) {
+		var p pair
+		return p, sc.Scan(&p.seq, &p.n)
+	})
+	if err != nil {
+		return nil, wrap(err, "attempts of run %s", runID)
+	}
+	out := make(map[int]int, len(ps))
+	for _, p := range ps {
+		out[p.seq] = p.n
+	}
+	return out, nil
+}
+
+// CountActive implements WorkflowRuns, on the (name, status, owner_id) index.
+func (s *WorkflowStore) CountActive(ctx context.Context, name, ownerID string) (int, error) {
+	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select(goqu.COUNT("*")).
+		Where(goqu.C("name").Eq(name), goqu.C("status").In(StatusRunning, StatusRetrying))
+	if ownerID != "" {
+		q = q.Where(goqu.C("owner_id").Eq(ownerID))
+	}
+	var n int
+	if err := scanOne(ctx, q, &n); err != nil {
+		return 0, wrap(err, "count active runs of %s", name)
+	}
+	return n, nil
 }

@@ -1,8 +1,10 @@
 package persistence_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,81 +21,212 @@ func TestWorkflowRunsContract(t *testing.T) {
 		base := time.Now().Add(-time.Hour)
 		var ids []string
 		for i := range 3 {
-			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "summarize", OwnerID: owner.ID,
+			name := "summarize"
+			if i == 1 {
+				name = "research"
+			}
+			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: name, OwnerID: owner.ID,
 				Parameters: json.RawMessage(`{"n":1}`), CreatedAt: base.Add(time.Duration(i) * time.Minute)})
 			if err != nil {
 				t.Fatalf("CreateRun: %v", err)
 			}
+			if r.Version != 1 || r.Status != persistence.StatusPending {
+				t.Fatalf("CreateRun = %+v", r)
+			}
 			ids = append(ids, r.ID)
 		}
-		if _, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "system"}); err != nil {
+		if _, err := store.CreateRun(ctx, persistence.WorkflowRun{ID: ids[0], Name: "again"}); !errors.Is(err, persistence.ErrDuplicate) {
+			t.Fatalf("CreateRun with a taken ID = %v, want ErrDuplicate", err)
+		}
+		if _, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "system", ParentID: ids[0]}); err != nil {
 			t.Fatalf("CreateRun without owner: %v", err)
 		}
-		runs := collectPages(t, 2, func(req persistence.PageRequest) (persistence.Page[persistence.WorkflowRun], error) {
-			return store.ListByOwner(ctx, owner.ID, req)
-		})
-		if len(runs) != 3 || runs[0].ID != ids[2] || runs[2].ID != ids[0] || runs[0].Status != persistence.StatusPending {
-			t.Fatalf("ListByOwner = %+v, want the 3 runs newest first, pending", runs)
+		list := func(f persistence.RunFilter) []persistence.WorkflowRun {
+			return collectPages(t, 2, func(req persistence.PageRequest) (persistence.Page[persistence.WorkflowRun], error) {
+				return store.ListRuns(ctx, f, req)
+			})
+		}
+		if runs := list(persistence.RunFilter{OwnerID: owner.ID}); len(runs) != 3 || runs[0].ID != ids[2] || runs[2].ID != ids[0] {
+			t.Fatalf("ListRuns(owner) = %+v, want the 3 runs newest first", runs)
+		}
+		if runs := list(persistence.RunFilter{OwnerID: owner.ID, Name: "summarize"}); len(runs) != 2 {
+			t.Fatalf("ListRuns(name) = %d runs, want 2", len(runs))
 		}
 
-		started := time.Now()
-		if err := store.UpdateRun(ctx, ids[0], persistence.RunUpdate{Status: persistence.StatusRunning, StartedAt: started}); err != nil {
-			t.Fatalf("UpdateRun: %v", err)
-		}
-		if err := store.UpdateRun(ctx, ids[0], persistence.RunUpdate{Status: persistence.StatusCompleted, Result: json.RawMessage(`"ok"`), FinishedAt: started.Add(time.Second)}); err != nil {
-			t.Fatalf("UpdateRun: %v", err)
-		}
+		// SaveRun is a compare-and-swap on the version.
 		run, err := store.GetRun(ctx, ids[0])
-		if err != nil || run.Status != persistence.StatusCompleted || string(run.Result) != `"ok"` ||
-			!run.StartedAt.Equal(started.UTC().Truncate(time.Microsecond)) || run.FinishedAt.IsZero() {
-			t.Fatalf("GetRun = %+v, %v", run, err)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if err := store.UpdateRun(ctx, "missing", persistence.RunUpdate{Status: persistence.StatusFailed}); !errors.Is(err, persistence.ErrNotFound) {
-			t.Fatalf("UpdateRun missing = %v, want ErrNotFound", err)
+		started := time.Now()
+		next := run
+		next.Status, next.Version, next.StartedAt, next.DueAt, next.LeaseOwner = persistence.StatusRunning, 2, started, started.Add(3*time.Second), "node-a"
+		next.Waiting, next.Spend = json.RawMessage(`{"seq":2}`), json.RawMessage(`{"calls":1}`)
+		if err := store.SaveRun(ctx, next, 1); err != nil {
+			t.Fatalf("SaveRun: %v", err)
+		}
+		stale := run
+		stale.Status, stale.Version = persistence.StatusFailed, 2
+		if err := store.SaveRun(ctx, stale, 1); !errors.Is(err, persistence.ErrConflict) {
+			t.Fatalf("stale SaveRun = %v, want ErrConflict", err)
+		}
+		if err := store.SaveRun(ctx, persistence.WorkflowRun{ID: "missing", Version: 2}, 1); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("SaveRun missing = %v, want ErrNotFound", err)
+		}
+		got, err := store.GetRun(ctx, ids[0])
+		if err != nil || got.Status != persistence.StatusRunning || got.Version != 2 || got.LeaseOwner != "node-a" ||
+			!got.StartedAt.Equal(started.UTC().Truncate(time.Microsecond)) || string(got.Waiting) == "" || string(got.Spend) == "" {
+			t.Fatalf("GetRun = %+v, %v", got, err)
+		}
+		if runs := list(persistence.RunFilter{OwnerID: owner.ID, Status: persistence.StatusRunning}); len(runs) != 1 || runs[0].ID != ids[0] {
+			t.Fatalf("ListRuns(status) = %+v", runs)
 		}
 
-		task := persistence.TaskRun{RunID: ids[0], Name: "fetch", Status: persistence.StatusRunning, Attempts: 1, StartedAt: started}
-		if err := store.UpsertTask(ctx, task); err != nil {
-			t.Fatalf("UpsertTask insert: %v", err)
+		// The journal: unique per (run_id, seq), through the writer too.
+		w := persistence.NewWriter(db, persistence.WriterOptions{})
+		wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() { defer close(done); _ = w.Run(wctx) }()
+		t.Cleanup(func() { stop(); <-done })
+		step := persistence.WorkflowStep{RunID: ids[0], Seq: 1, Name: "fetch", Kind: "task", Status: persistence.StatusCompleted,
+			Output: json.RawMessage(`{"rows":3}`), Attempts: 2, StartedAt: started, FinishedAt: started.Add(time.Second)}
+		if err := w.Submit(ctx, persistence.StepInsert(step)); err != nil {
+			t.Fatalf("StepInsert: %v", err)
 		}
-		task.Status, task.Attempts, task.Output, task.FinishedAt = persistence.StatusCompleted, 2, json.RawMessage(`{"rows":3}`), started.Add(time.Second)
-		if err := store.UpsertTask(ctx, task); err != nil {
-			t.Fatalf("UpsertTask update: %v", err)
+		if err := w.Submit(ctx, persistence.StepInsert(step)); !errors.Is(err, persistence.ErrDuplicate) {
+			t.Fatalf("second StepInsert = %v, want ErrDuplicate", err)
 		}
-		if err := store.UpsertTask(ctx, persistence.TaskRun{RunID: ids[0], Name: "later", Status: persistence.StatusPending}); err != nil {
-			t.Fatalf("UpsertTask second task: %v", err)
+		failed := persistence.WorkflowStep{RunID: ids[0], Seq: 2, Name: "parse", Kind: "agent", Status: persistence.StatusFailed,
+			Error: "boom", Attempts: 3, Spend: json.RawMessage(`{"calls":3}`), CacheHit: false, WakeAt: started}
+		if err := store.AppendStep(ctx, failed); err != nil {
+			t.Fatalf("AppendStep: %v", err)
 		}
-		tasks, err := store.ListTasks(ctx, ids[0])
-		if err != nil || len(tasks) != 2 {
-			t.Fatalf("ListTasks = %+v, %v; want 2 tasks", tasks, err)
+		if err := store.AppendStep(ctx, persistence.WorkflowStep{RunID: "missing", Seq: 1, Name: "x", Kind: "task", Status: "completed"}); err == nil {
+			t.Fatal("AppendStep of a missing run succeeded")
 		}
-		if got := tasks[0]; got.Name != "fetch" || got.Status != persistence.StatusCompleted || got.Attempts != 2 || string(got.Output) != `{"rows":3}` {
-			t.Fatalf("task after upsert = %+v", got)
+		steps, err := store.Steps(ctx, ids[0])
+		if err != nil || len(steps) != 2 || steps[0].Name != "fetch" || string(steps[0].Output) != `{"rows": 3}` && string(steps[0].Output) != `{"rows":3}` ||
+			steps[1].Error != "boom" || steps[1].Attempts != 3 || steps[1].WakeAt.IsZero() {
+			t.Fatalf("Steps = %+v, %v", steps, err)
 		}
-		if err := store.UpsertTask(ctx, persistence.TaskRun{RunID: "missing", Name: "x", Status: persistence.StatusPending}); !errors.Is(err, persistence.ErrConflict) {
-			t.Fatalf("UpsertTask for a missing run = %v, want ErrConflict", err)
+		if err := store.DeleteFailedSteps(ctx, ids[0]); err != nil {
+			t.Fatal(err)
+		}
+		if steps, _ := store.Steps(ctx, ids[0]); len(steps) != 1 || steps[0].Seq != 1 {
+			t.Fatalf("Steps after DeleteFailedSteps = %+v", steps)
+		}
+
+		// Events: ordered, unique per seq, paged after a seq; running events count attempts.
+		evs := []persistence.WorkflowEvent{
+			{RunID: ids[0], Seq: 1, Status: persistence.StatusRunning, Data: json.RawMessage(`{"status":"running"}`)},
+			{RunID: ids[0], Seq: 2, StepSeq: 1, Status: persistence.StatusRunning, Attempt: 1},
+			{RunID: ids[0], Seq: 3, StepSeq: 1, Status: persistence.StatusRetrying, Attempt: 1},
+			{RunID: ids[0], Seq: 4, StepSeq: 1, Status: persistence.StatusRunning, Attempt: 2},
+			{RunID: ids[0], Seq: 5, StepSeq: 2, Status: persistence.StatusRunning, Attempt: 1},
+		}
+		if err := w.Submit(ctx, persistence.EventInsert(evs...)); err != nil {
+			t.Fatalf("EventInsert: %v", err)
+		}
+		if err := w.Submit(ctx, persistence.EventInsert(evs[0])); !errors.Is(err, persistence.ErrDuplicate) {
+			t.Fatalf("duplicate event = %v, want ErrDuplicate", err)
+		}
+		page, err := store.Events(ctx, ids[0], 2, 2)
+		if err != nil || len(page) != 2 || page[0].Seq != 3 || page[1].Seq != 4 {
+			t.Fatalf("Events(after 2) = %+v, %v", page, err)
+		}
+		if last, err := store.LastEventSeq(ctx, ids[0]); err != nil || last != 5 {
+			t.Fatalf("LastEventSeq = %d, %v", last, err)
+		}
+		if last, err := store.LastEventSeq(ctx, ids[1]); err != nil || last != 0 {
+			t.Fatalf("LastEventSeq of a run without events = %d, %v", last, err)
+		}
+		if att, err := store.Attempts(ctx, ids[0]); err != nil || len(att) != 2 || att[1] != 2 || att[2] != 1 {
+			t.Fatalf("Attempts = %v, %v", att, err)
 		}
 	})
 }
 
-func TestAuditLogContract(t *testing.T) {
+func TestWorkflowClaimDue(t *testing.T) {
 	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
 		t.Parallel()
 		ctx := t.Context()
-		audit := persistence.NewAuditStore(db)
-		base := time.Now()
-		for i, action := range []string{"login", "role.change", "user.delete"} {
-			_, err := audit.Append(ctx, persistence.AuditEntry{ActorID: "admin", Action: action, TargetType: "user", TargetID: "u1",
-				Detail: json.RawMessage(`{"i":1}`), IP: "127.0.0.1", CreatedAt: base.Add(time.Duration(i) * time.Second)})
+		store := persistence.NewWorkflowStore(db)
+		now := time.Now()
+		mk := func(due time.Time) string {
+			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", DueAt: due})
 			if err != nil {
-				t.Fatalf("Append: %v", err)
+				t.Fatal(err)
+			}
+			return r.ID
+		}
+		// A claim is global to the table, so this test's runs are due far in the past
+		// (others' are due around now) and claimed with a horizon that reaches only them.
+		past := now.Add(-1000 * time.Hour)
+		overdue := []string{mk(past.Add(-2 * time.Second)), mk(past.Add(-time.Second)), mk(past)}
+		mk(past.Add(time.Hour)) // not due at the horizon
+		mk(time.Time{})         // waiting for input: never due
+		horizon := past.Add(time.Minute)
+
+		// Two nodes claim at once: every due run goes to exactly one of them.
+		var mu sync.Mutex
+		got := map[string]string{}
+		var wg sync.WaitGroup
+		for _, node := range []string{"a", "b"} {
+			wg.Go(func() {
+				runs, err := store.ClaimDue(ctx, horizon, node, 10*time.Second, 10)
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, r := range runs {
+					if prev, dup := got[r.ID]; dup {
+						t.Errorf("run %s claimed by %s and %s", r.ID, prev, node)
+					}
+					got[r.ID] = node
+				}
+			})
+		}
+		wg.Wait()
+		if len(got) != len(overdue) {
+			t.Fatalf("claimed %v, want exactly %v", got, overdue)
+		}
+		for _, id := range overdue {
+			r, err := store.GetRun(ctx, id)
+			if err != nil || r.LeaseOwner != got[id] || r.Version != 2 || !r.DueAt.After(horizon) {
+				t.Fatalf("claimed run = %+v, %v", r, err)
 			}
 		}
-		entries := collectPages(t, 2, func(req persistence.PageRequest) (persistence.Page[persistence.AuditEntry], error) {
-			return audit.List(ctx, req)
-		})
-		if len(entries) != 3 || entries[0].Action != "user.delete" || entries[2].Action != "login" || string(entries[0].Detail) != `{"i":1}` {
-			t.Fatalf("List = %+v, want 3 entries newest first", entries)
+		// Claimed runs are not due again until their lease passes.
+		if again, err := store.ClaimDue(ctx, horizon, "c", 10*time.Second, 10); err != nil || len(again) != 0 {
+			t.Fatalf("second claim = %d runs, %v", len(again), err)
+		}
+		if limited, err := store.ClaimDue(ctx, horizon.Add(time.Minute), "c", time.Second, 2); err != nil || len(limited) != 2 || limited[0].ID != overdue[0] {
+			t.Fatalf("claim after the lease = %+v, %v", limited, err)
+		}
+	})
+}
+
+func TestProfileStore(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		store := persistence.NewProfileStore(db)
+		u := seedUser(t, db)
+		if doc, err := store.Profile(ctx, u.ID); err != nil || doc != nil {
+			t.Fatalf("Profile before any = %s, %v", doc, err)
+		}
+		for _, doc := range []string{`{"messages":1}`, `{"messages":2}`} {
+			if err := store.SaveProfile(ctx, u.ID, json.RawMessage(doc)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got struct{ Messages int }
+		if doc, err := store.Profile(ctx, u.ID); err != nil || json.Unmarshal(doc, &got) != nil || got.Messages != 2 {
+			t.Fatalf("Profile = %s, %v", doc, err)
+		}
+		if err := store.SaveProfile(ctx, "missing-user", json.RawMessage(`{}`)); !errors.Is(err, persistence.ErrConflict) {
+			t.Fatalf("SaveProfile of a missing user = %v, want ErrConflict", err)
 		}
 	})
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kowai/kowai/migrations"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm/lmtest"
 )
@@ -147,7 +150,7 @@ func TestDataDirHoldsThePrivateDatabase(t *testing.T) {
 	env := []string{"KOWAI_DATA_DIR=" + data}
 	db := filepath.Join(data, "kowai.db")
 
-	if code, out, stderr := kowai(t, dir, env, "", "migrate", "up"); code != 0 || !strings.Contains(out, "applied 2 migration(s)") {
+	if code, out, stderr := kowai(t, dir, env, "", "migrate", "up"); code != 0 || !strings.Contains(out, fmt.Sprintf("applied %d migration(s)", migrationCount(t))) {
 		t.Fatalf("migrate up: exit %d, out %q, stderr %q", code, out, stderr)
 	}
 	assertMode(t, data, 0o700)
@@ -261,19 +264,20 @@ func TestMigrateDownBeyondApplied(t *testing.T) {
 
 func migrateDownBeyondApplied(t *testing.T, dir string, env []string) {
 	t.Helper()
+	n := migrationCount(t)
 	steps := []struct {
 		args       []string
 		code       int
 		out, plain string
 	}{
-		{[]string{"migrate", "up"}, 0, "applied 2 migration(s)", ""},
-		{[]string{"migrate", "down", "5"}, 2, "", "kowai migrate: down 5: only 2 migration(s) are applied; roll them all back with down --all\n"},
+		{[]string{"migrate", "up"}, 0, fmt.Sprintf("applied %d migration(s)", n), ""},
+		{[]string{"migrate", "down", fmt.Sprint(n + 3)}, 2, "", fmt.Sprintf("kowai migrate: down %d: only %d migration(s) are applied; roll them all back with down --all\n", n+3, n)},
 		{[]string{"migrate", "status"}, 0, "applied", ""},
 		{[]string{"migrate", "down", "--all", "3"}, 2, "", "kowai migrate: down --all takes no count\n"},
 		{[]string{"migrate", "up", "--all"}, 2, "", "kowai migrate: --all goes with down only\n"},
-		{[]string{"migrate", "down", "--all"}, 0, "rolled back 2 migration(s); schema at version 0", ""},
+		{[]string{"migrate", "down", "--all"}, 0, fmt.Sprintf("rolled back %d migration(s); schema at version 0", n), ""},
 		{[]string{"migrate", "down", "1"}, 2, "", "kowai migrate: down 1: only 0 migration(s) are applied; roll them all back with down --all\n"},
-		{[]string{"migrate", "up"}, 0, "applied 2 migration(s)", ""},
+		{[]string{"migrate", "up"}, 0, fmt.Sprintf("applied %d migration(s)", n), ""},
 	}
 	for _, s := range steps {
 		code, out, stderr := kowai(t, dir, env, "", s.args...)
@@ -333,4 +337,15 @@ func TestOptimizeEveryExampleFailed(t *testing.T) {
 	if strings.Contains(stdout, "wrote") {
 		t.Fatalf("stdout claims a write: %s", stdout)
 	}
+}
+
+// migrationCount is how many migrations the binary carries (versions are
+// assigned per change, so they are not contiguous).
+func migrationCount(t *testing.T) int {
+	t.Helper()
+	ups, err := fs.Glob(migrations.SQLite(), "*.up.sql")
+	if err != nil || len(ups) == 0 {
+		t.Fatalf("embedded migrations: %v (%d)", err, len(ups))
+	}
+	return len(ups)
 }

@@ -20,11 +20,15 @@ import (
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/gateway/clientaddr"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/internal/config"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures"
+	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/supervisors"
+	"github.com/kowai/kowai/workflows"
+	"github.com/kowai/kowai/workflows/builtin"
 )
 
 func serveCmd(ctx context.Context, args []string, io stdio, getenv func(string) string) error {
@@ -48,6 +52,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return usagef("KOWAI_RATE_LIMIT: %v", err)
 	}
+	authRateLimit, err := ratelimit.ParseLimit(cfg.AuthRateLimit)
+	if err != nil {
+		return usagef("KOWAI_AUTH_RATE_LIMIT: %v", err)
+	}
 	clusterTLS, err := loadClusterTLS(cfg, log)
 	if err != nil {
 		return err
@@ -67,6 +75,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	} else if err := mig.CheckCurrent(ctx); err != nil {
 		return fmt.Errorf("%w (or set KOWAI_AUTO_MIGRATE=true)", err)
+	}
+	// Emails written by an older binary may predate the canonical form;
+	// a clash needs an operator, not a refusal to start.
+	if n, err := persistence.NewUserStore(db).NormalizeEmails(ctx); err != nil {
+		log.Error("some stored emails could not be normalized", "normalized", n, "error", err)
+	} else if n > 0 {
+		log.Info("stored emails normalized", "normalized", n)
 	}
 	rdb, err := openRedis(ctx, cfg)
 	if err != nil {
@@ -130,6 +145,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := rt.EnsureBuiltins(ctx); err != nil {
 		return fmt.Errorf("create built-in agents: %w", err)
 	}
+	wf, profiles, err := newWorkflows(db, writer, model, log, reg)
+	if err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Config{
 		Name:           cfg.ClusterName,
 		Provider:       cluster.Provider(cfg.ClusterProvider),
@@ -139,12 +158,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		EtcdEndpoints:  cfg.EtcdEndpoints,
 		TLS:            clusterTLS,
 		Insecure:       cfg.ClusterInsecure,
-		Kinds:          rt.Kinds(),
+		Kinds:          append(rt.Kinds(), wf.Kind()),
 		// A chat turn may wait on the model for up to the turn timeout.
 		RequestTimeout: actors.DefaultTurnTimeout + 10*time.Second,
-		OnLeave:        rt.OnLeave,
-		Logger:         log,
-		Metrics:        reg,
+		OnLeave: func(ctx context.Context) {
+			wf.OnLeave(ctx)
+			rt.OnLeave(ctx)
+		},
+		Logger:  log,
+		Metrics: reg,
 	})
 	if errors.Is(err, cluster.ErrConfig) {
 		return usagef("%v", err)
@@ -154,6 +176,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	grains := node.Client()
 	rt.SetCaller(grains)
+	wf.SetCaller(grains)
 
 	checks := []gateway.Check{
 		{Name: "database", Probe: db.Ping},
@@ -169,13 +192,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	var draining atomic.Bool
 	gw, err := gateway.New(gateway.Options{
-		Addr:        cfg.HTTPAddr,
-		Logger:      log,
-		Registry:    reg,
-		Gatherer:    reg,
-		Checks:      checks,
-		Draining:    func() bool { return draining.Load() || node.Draining() },
-		CORSOrigins: cfg.CORSOrigins,
+		Addr:           cfg.HTTPAddr,
+		Logger:         log,
+		Registry:       reg,
+		TrustedProxies: clientaddr.FromIPNets(cfg.TrustedProxies),
+		Checks:         checks,
+		Draining:       func() bool { return draining.Load() || node.Draining() },
+		CORSOrigins:    cfg.CORSOrigins,
 		// A turn may wait on the model; the HTTP deadline must not cut it first.
 		RequestTimeout: actors.DefaultTurnTimeout + 15*time.Second,
 	})
@@ -215,11 +238,20 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 				log.WarnContext(ctx, "agent reload failed; it reloads on its next activation", "agent_id", agentID, "error", err)
 			}
 		},
-		ClusterInfo: func() any { return node.Info() },
-		Limiter:     limiter,
-		RateLimit:   rateLimit,
+		ClusterInfo:   func() any { return node.Info() },
+		Limiter:       limiter,
+		RateLimit:     rateLimit,
+		AuthRateLimit: authRateLimit,
+		Workflows: &gateway.Workflows{Registry: wf.Registry(), Runs: persistence.NewWorkflowStore(db),
+			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles},
 	}); err != nil {
 		return err
+	}
+	var metricsSrv *gateway.MetricsServer
+	if cfg.MetricsAddr != "" {
+		if metricsSrv, err = gateway.NewMetricsServer(gateway.MetricsOptions{Addr: cfg.MetricsAddr, Gatherer: reg, Logger: log}); err != nil {
+			return err
+		}
 	}
 
 	// Join the cluster before the gateway listens, so the first request
@@ -249,6 +281,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	})
 	// Last-use times of API keys are written after the gateway stops.
 	g.Go(func() error { return apiKeys.Run(writerCtx) })
+	// Runs left by a lost node are resumed here without any request.
+	g.Go(func() error { return wf.Run(nodeCtx) })
+	if metricsSrv != nil {
+		// Metrics stay up while the node drains and leaves the cluster.
+		g.Go(func() error { return metricsSrv.Run(writerCtx) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		draining.Store(true)
@@ -259,13 +297,25 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		stopGateway()
 		return nil
 	})
-	log.Info("kowai node starting", "http_addr", cfg.HTTPAddr, "database", db.String(),
+	log.Info("kowai node starting", "http_addr", cfg.HTTPAddr, "metrics_addr", cfg.MetricsAddr, "database", db.String(),
 		"cluster_provider", cfg.ClusterProvider, "llm_provider", cfg.LLMProvider)
 	if err := g.Wait(); err != nil {
 		return err
 	}
 	log.Info("kowai node stopped")
 	return nil
+}
+
+// newWorkflows builds the workflow engine with the built-in workflows.
+func newWorkflows(db *persistence.DB, writer *persistence.Writer, model lm.LM, log *slog.Logger, reg prometheus.Registerer) (*actors.Workflows, *persistence.ProfileStore, error) {
+	profiles := persistence.NewProfileStore(db)
+	registry := workflows.NewRegistry()
+	if err := builtin.Register(registry, builtin.Options{Profiles: profiles}); err != nil {
+		return nil, nil, err
+	}
+	wf, err := actors.NewWorkflows(actors.WorkflowDeps{Runs: persistence.NewWorkflowStore(db), Writer: writer, Registry: registry,
+		Model: model, Cache: workflows.NewMemoryCache(), Logger: log, Metrics: reg})
+	return wf, profiles, err
 }
 
 // certExpiryWarning is how long before its node certificate expires a node starts

@@ -24,6 +24,8 @@ import (
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/signatures/lm/offline"
 	"github.com/kowai/kowai/supervisors"
+	"github.com/kowai/kowai/workflows"
+	"github.com/kowai/kowai/workflows/builtin"
 )
 
 // testSecret signs the stack's access tokens.
@@ -47,6 +49,8 @@ type stackOptions struct {
 	rateLimit ratelimit.Limit
 	// log receives the node's logs; nil discards them (after formatting).
 	log *slog.Logger
+	// workflows registers extra workflows next to the built-ins.
+	workflows func(*workflows.Registry)
 }
 
 // startStack builds a node on db and stops it in Cleanup in kowai serve's
@@ -93,16 +97,41 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	if err := rt.EnsureBuiltins(tb.Context()); err != nil {
 		tb.Fatal(err)
 	}
+	profiles := persistence.NewProfileStore(db)
+	registry := workflows.NewRegistry()
+	if err := builtin.Register(registry, builtin.Options{Profiles: profiles}); err != nil {
+		tb.Fatal(err)
+	}
+	if opts.workflows != nil {
+		opts.workflows(registry)
+	}
+	wf, err := actors.NewWorkflows(actors.WorkflowDeps{Runs: persistence.NewWorkflowStore(db), Writer: writer, Registry: registry,
+		Model: lm.NewProvider("offline", "kowai-offline", offline.New()), Logger: log, Metrics: reg,
+		RecoveryInterval: 200 * time.Millisecond})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	node := ctest.Start(tb, ctest.Options{
-		Kinds: func() []*pcluster.Kind { return rt.Kinds() },
+		Kinds: func() []*pcluster.Kind { return append(rt.Kinds(), wf.Kind()) },
 		Configure: func(_ int, cfg *cluster.Config) {
 			cfg.RequestTimeout = actors.DefaultTurnTimeout + 10*time.Second
-			cfg.OnLeave = rt.OnLeave
+			cfg.OnLeave = func(ctx context.Context) {
+				wf.OnLeave(ctx)
+				rt.OnLeave(ctx)
+			}
 			cfg.Metrics = reg
 		},
 	})[0]
 	grains := node.Client()
 	rt.SetCaller(grains)
+	wf.SetCaller(grains)
+	wfCtx, stopWF := context.WithCancel(context.Background())
+	wfDone := make(chan error, 1)
+	go func() { wfDone <- wf.Run(wfCtx) }()
+	tb.Cleanup(func() {
+		stopWF()
+		<-wfDone
+	})
 
 	svc := newAuth(tb, db, log)
 	keys, err := auth.NewAPIKeys(auth.APIKeysConfig{Store: gateway.NewAuthAPIKeys(db), Users: svc, Logger: log})
@@ -110,7 +139,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		tb.Fatal(err)
 	}
 	chat := &gateway.ClusterChat{Grains: grains}
-	gw, err := gateway.New(gateway.Options{Addr: "127.0.0.1:0", Logger: log, Registry: reg, Gatherer: reg,
+	gw, err := gateway.New(gateway.Options{Addr: "127.0.0.1:0", Logger: log, Registry: reg,
 		Checks:         []gateway.Check{{Name: "database", Probe: db.Ping}},
 		Draining:       node.Draining,
 		RequestTimeout: actors.DefaultTurnTimeout + 15*time.Second,
@@ -145,6 +174,8 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		},
 		ClusterInfo: func() any { return node.Info() },
 		RateLimit:   opts.rateLimit,
+		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
+			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, EventPoll: 50 * time.Millisecond},
 	}); err != nil {
 		tb.Fatal(err)
 	}

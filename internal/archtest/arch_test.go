@@ -29,6 +29,7 @@ var rules = []rule{
 	{from: "persistence", deny: []string{"actors", "cluster", "gateway", "signatures", "supervisors"}, why: "persistence sits below every other layer"},
 	{from: "supervisors", deny: []string{"actors", "cluster", "gateway", "persistence", "signatures"}, why: "supervision policy is independent of what it supervises"},
 	{from: "actors", deny: []string{"gateway", "cluster"}, why: "actors get a caller interface injected; cluster implements it"},
+	{from: "workflows", deny: []string{""}, allow: []string{"workflows", "signatures", "internal/jsonschema"}, why: "workflows describes programs: it imports only signatures and leaf helpers, never persistence, cluster, gateway or actors"},
 	{from: "gateway", deny: []string{"actors"}, allow: []string{"actors/actorpb"}, why: "the gateway talks to actors through cluster's grain client and may import only the protocol (actors/actorpb)"},
 	{from: "", deny: []string{"cmd"}, why: "only cmd/kowai wires implementations; nothing imports it"},
 }
@@ -180,6 +181,9 @@ func TestRulesCatchViolations(t *testing.T) {
 		{"gateway imports actor implementation", map[string][]string{"gateway": {"actors"}, "actors": nil}, true},
 		{"gateway imports protocol", map[string][]string{"gateway": {"actors/actorpb"}, "actors/actorpb": nil}, false},
 		{"gateway imports cluster", map[string][]string{"gateway": {"cluster"}, "cluster": nil}, false},
+		{"workflows imports persistence", map[string][]string{"workflows": {"persistence"}, "persistence": nil}, true},
+		{"workflows imports actors", map[string][]string{"workflows": {"actors"}, "actors": nil}, true},
+		{"workflows imports signatures and jsonschema", map[string][]string{"workflows": {"signatures/lm", "internal/jsonschema"}, "signatures/lm": nil, "internal/jsonschema": nil}, false},
 		{"anyone imports cmd", map[string][]string{"gateway": {"cmd/kowai"}, "cmd/kowai": nil}, true},
 	} {
 		if got := len(violations(tc.g)) > 0; got != tc.bad {
@@ -191,7 +195,7 @@ func TestRulesCatchViolations(t *testing.T) {
 // TestTopLevelDocs requires a doc.go in every top-level package.
 func TestTopLevelDocs(t *testing.T) {
 	root := repoRoot(t)
-	for _, dir := range []string{"actors", "supervisors", "gateway", "persistence", "signatures", "cluster", "migrations"} {
+	for _, dir := range []string{"actors", "supervisors", "gateway", "persistence", "signatures", "cluster", "migrations", "workflows"} {
 		if _, err := os.Stat(filepath.Join(root, dir, "doc.go")); err != nil {
 			t.Errorf("%s/doc.go: %v", dir, err)
 		}

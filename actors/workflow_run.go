@@ -1,0 +1,651 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/doug-martin/goqu/v9"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/signatures/lm"
+	"github.com/kowai/kowai/workflows"
+)
+
+// runGrain is the workflow run grain: it owns one run's row (its snapshot, fenced by
+// version) and executes the run's workflow function on a goroutine of its own, so
+// its mailbox stays free for cancels, resumes and lease renewals. The function's
+// steps are journaled by the executor; the grain records where each execution left
+// the run.
+type runGrain struct {
+	w        *Workflows
+	identity string
+	self     *actor.PID
+	sys      *actor.ActorSystem
+
+	loaded bool
+	row    persistence.WorkflowRun
+	exec   *execution
+	timer  *time.Timer
+}
+
+// execution is one run of the workflow function in progress.
+type execution struct {
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+	// cancelled: a person asked for it (CancelRun), so the outcome is recorded.
+	cancelled bool
+}
+
+// Internal messages (local only).
+type (
+	runDone struct {
+		exec *execution
+		out  workflows.Outcome
+		// lastEvent is the seq of the execution's last event.
+		lastEvent int64
+	}
+	renewLease struct{ exec *execution }
+	wakeUp     struct{}
+)
+
+// errShutdown stops an execution whose grain stops (passivation, leave): nothing is
+// recorded, the lease lapses and recovery resumes the run.
+var errShutdown = errors.New("actors: run grain stopped")
+
+// errRunFenced stops an execution whose grain lost its run to another activation.
+var errRunFenced = errors.New("actors: run owned by another activation")
+
+func newRunGrain(w *Workflows, identity string) *runGrain {
+	return &runGrain{w: w, identity: identity}
+}
+
+// Receive implements actor.Actor.
+func (g *runGrain) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		g.self, g.sys = ctx.Self(), ctx.ActorSystem()
+		g.w.live.add(g.sys, g.self)
+		ctx.SetReceiveTimeout(g.w.deps.IdleTimeout)
+	case *protocluster.ClusterInit:
+		g.identity = msg.Identity.GetIdentity()
+	case *actor.Stopped:
+		g.w.live.remove(g.self)
+		g.stopTimer()
+		if g.exec != nil {
+			g.exec.cancel(errShutdown)
+		}
+	case *actorpb.StartRun:
+		ctx.Respond(g.onStart(ctx, msg))
+	case *actorpb.CancelRun:
+		ctx.Respond(g.onCancel(ctx, msg))
+	case *actorpb.ResumeRun:
+		ctx.Respond(g.onResume(ctx, msg))
+	case *actorpb.RetryRun:
+		ctx.Respond(g.onRetry(ctx, msg))
+	case runDone:
+		g.onDone(ctx, msg)
+	case renewLease:
+		g.onRenew(ctx, msg)
+	case wakeUp:
+		g.timer = nil
+		if g.exec == nil {
+			if e := g.reload(); e == nil {
+				g.progress(ctx, "wake")
+			}
+		}
+	case *actor.ReceiveTimeout:
+		if g.exec == nil {
+			ctx.Poison(ctx.Self())
+		}
+	}
+}
+
+func (g *runGrain) ack() *actorpb.RunAck {
+	return &actorpb.RunAck{RunId: g.identity, Status: g.row.Status}
+}
+
+// reload reads the run's row unless an execution is in progress (then the grain's
+// copy is the current one).
+func (g *runGrain) reload() *actorpb.ErrorReply {
+	if g.exec != nil && g.loaded {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	r, err := g.w.deps.Runs.GetRun(ctx, g.identity)
+	if err != nil {
+		return errorReply(codeOf(err), "", "load run %s: %v", g.identity, err)
+	}
+	g.row, g.loaded = r, true
+	return nil
+}
+
+func (g *runGrain) onStart(ctx actor.Context, m *actorpb.StartRun) any {
+	corr := m.GetCorrelationId()
+	if e := g.reload(); e != nil {
+		if e.GetCode() != actorpb.Code_CODE_NOT_FOUND || m.GetWorkflow() == "" {
+			e.CorrelationId = corr
+			return e
+		}
+		if e := g.create(m); e != nil {
+			return e
+		}
+	}
+	g.progress(ctx, corr)
+	return g.ack()
+}
+
+// create stores a new run from a trigger. Two triggers of one ID race on the
+// primary key; the loser reads the winner's row.
+func (g *runGrain) create(m *actorpb.StartRun) *actorpb.ErrorReply {
+	corr := m.GetCorrelationId()
+	def, err := g.w.deps.Registry.Lookup(m.GetWorkflow())
+	if err != nil {
+		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "%v", err)
+	}
+	params, err := def.ValidateParams(json.RawMessage(m.GetParametersJson()))
+	if err != nil {
+		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	now := time.Now()
+	r, err := g.w.deps.Runs.CreateRun(ctx, persistence.WorkflowRun{ID: g.identity, Name: def.Name, OwnerID: m.GetOwnerId(),
+		ParentID: m.GetParentId(), Parameters: params, CreatedAt: now, DueAt: now.Add(g.w.deps.ClaimLease), LeaseOwner: g.w.deps.NodeID})
+	if errors.Is(err, persistence.ErrDuplicate) {
+		return g.reload()
+	}
+	if err != nil {
+		return errorReply(codeOf(err), corr, "create run %s: %v", g.identity, err)
+	}
+	g.row, g.loaded = r, true
+	return nil
+}
+
+// progress starts, arms or leaves the run as its state asks.
+func (g *runGrain) progress(ctx actor.Context, corr string) {
+	if g.exec != nil {
+		return
+	}
+	switch g.row.Status {
+	case persistence.StatusPending, persistence.StatusRunning, persistence.StatusRetrying:
+		g.start(ctx, corr)
+	case persistence.StatusPaused:
+		if len(g.row.Waiting) > 0 {
+			return
+		}
+		if wait := time.Until(g.row.DueAt); wait > 0 {
+			g.arm(wait)
+			return
+		}
+		g.start(ctx, corr)
+	}
+}
+
+func (g *runGrain) arm(wait time.Duration) {
+	g.stopTimer()
+	sys, self := g.sys, g.self
+	g.timer = time.AfterFunc(wait, func() { sys.Root.Send(self, wakeUp{}) })
+}
+
+func (g *runGrain) stopTimer() {
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
+}
+
+// save writes next over the grain's row with a version CAS through the writer, with
+// the run's own event ev (if any) in the same transaction, numbered after the event
+// log's last seq (lastEvent, or read when negative). A conflict means another
+// activation owns the run: this one stops.
+func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *workflows.Event, lastEvent int64) bool {
+	next.Version = g.row.Version + 1
+	next.UpdatedAt = time.Now()
+	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	var op persistence.Op = persistence.SaveRunOp(next, g.row.Version)
+	if ev != nil {
+		var err error
+		if lastEvent < 0 {
+			lastEvent, err = g.w.deps.Runs.LastEventSeq(wctx, g.identity)
+		}
+		data, merr := json.Marshal(ev)
+		if err = errors.Join(err, merr); err != nil {
+			g.w.log.Warn("run event not built", "run_id", g.identity, "error", err)
+		} else {
+			save, insert := op, persistence.EventInsert(persistence.WorkflowEvent{RunID: g.identity, Seq: lastEvent + 1,
+				Status: ev.Status, Data: data, CreatedAt: ev.Time})
+			op = persistence.OpFunc(func(c context.Context, tx *goqu.TxDatabase) error {
+				if err := save.Apply(c, tx); err != nil {
+					return err
+				}
+				return insert.Apply(c, tx)
+			})
+		}
+	}
+	if err := g.w.deps.Writer.Submit(wctx, op); err != nil {
+		g.w.log.Warn("run state not saved; the grain stops", "run_id", g.identity, "error", err)
+		if g.exec != nil {
+			g.exec.cancel(errRunFenced)
+		}
+		g.loaded = false
+		ctx.Poison(ctx.Self())
+		return false
+	}
+	g.row = next
+	return true
+}
+
+// capWait is how long a run held back by a concurrency cap stays pending before
+// recovery tries it again.
+const capWait = time.Second
+
+// overCap reports whether starting the pending run would exceed its workflow's
+// concurrency caps (total, per owner). The count is read, not reserved, so nodes
+// starting runs at the same moment may exceed a cap briefly.
+func (g *runGrain) overCap() bool {
+	if g.row.Status != persistence.StatusPending {
+		return false
+	}
+	def, err := g.w.deps.Registry.Lookup(g.row.Name)
+	if err != nil || def.MaxConcurrent == 0 && def.MaxPerUser == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	caps := []struct {
+		limit int
+		owner string
+	}{{def.MaxConcurrent, ""}}
+	if g.row.OwnerID != "" {
+		caps = append(caps, struct {
+			limit int
+			owner string
+		}{def.MaxPerUser, g.row.OwnerID})
+	}
+	for _, c := range caps {
+		if c.limit == 0 {
+			continue
+		}
+		n, err := g.w.deps.Runs.CountActive(ctx, g.row.Name, c.owner)
+		if err != nil {
+			g.w.log.Warn("active runs not counted; the run waits", "run_id", g.identity, "error", err)
+			return true
+		}
+		if n >= c.limit {
+			return true
+		}
+	}
+	return false
+}
+
+// start records the run as running under this node's lease and executes it. A
+// pending run over its workflow's concurrency cap stays pending, due again soon.
+func (g *runGrain) start(ctx actor.Context, corr string) {
+	g.stopTimer()
+	now := time.Now()
+	if g.overCap() {
+		next := g.row
+		next.DueAt = now.Add(capWait)
+		g.save(ctx, next, nil, 0)
+		return
+	}
+	next := g.row
+	next.Status, next.Waiting, next.Error = persistence.StatusRunning, nil, ""
+	next.DueAt, next.LeaseOwner = now.Add(g.w.deps.Lease), g.w.deps.NodeID
+	if next.StartedAt.IsZero() {
+		next.StartedAt = now
+	}
+	if !g.save(ctx, next, nil, 0) {
+		return
+	}
+	prior, err := g.w.deps.Runs.Attempts(context.Background(), g.identity)
+	if err != nil {
+		g.w.log.Warn("attempts of run not read; counting from the journal", "run_id", g.identity, "error", err)
+	}
+	last, err := g.w.deps.Runs.LastEventSeq(context.Background(), g.identity)
+	if err != nil {
+		g.w.log.Warn("events of run not read; the grain stops", "run_id", g.identity, "error", err)
+		ctx.Poison(ctx.Self())
+		return
+	}
+	events := newEventPump(g.w, g.identity, last)
+	exec, err := workflows.NewExecutor(g.w.deps.Registry, g.services(events), g.w.deps.Limits)
+	if err != nil {
+		g.w.log.Error("workflow executor not built", "run_id", g.identity, "error", err)
+		return
+	}
+	ectx, cancel := context.WithCancelCause(context.Background())
+	e := &execution{cancel: cancel, done: make(chan struct{})}
+	g.exec = e
+	g.w.metrics.started.WithLabelValues(g.row.Name).Inc()
+	req := workflows.RunRequest{RunID: g.identity, Workflow: g.row.Name, OwnerID: g.row.OwnerID, Params: g.row.Parameters, PriorAttempts: prior}
+	sys, self, every := g.sys, g.self, g.w.deps.Lease/3
+	go func() {
+		out := exec.Run(ectx, req)
+		last := events.close()
+		close(e.done)
+		sys.Root.Send(self, runDone{exec: e, out: out, lastEvent: last})
+	}()
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-e.done:
+				return
+			case <-t.C:
+				sys.Root.Send(self, renewLease{exec: e})
+			}
+		}
+	}()
+}
+
+func (g *runGrain) services(events *eventPump) workflows.Services {
+	agents := g.w.deps.Agents
+	if agents == nil {
+		agents = grainAgents{w: g.w}
+	}
+	return workflows.Services{Journal: stepJournal{w: g.w}, Agents: agents, Model: g.w.deps.Model,
+		Children: grainChildren{w: g.w}, Cache: g.w.deps.Cache, Observer: events, Logger: g.w.log}
+}
+
+func (g *runGrain) onRenew(ctx actor.Context, m renewLease) {
+	if m.exec != g.exec || g.exec == nil {
+		return
+	}
+	next := g.row
+	next.DueAt = time.Now().Add(g.w.deps.Lease)
+	g.save(ctx, next, nil, 0)
+}
+
+// onDone records where the execution left the run.
+func (g *runGrain) onDone(ctx actor.Context, m runDone) {
+	if m.exec != g.exec {
+		return
+	}
+	g.exec = nil
+	out := m.out
+	if out.Interrupted() || errors.Is(out.Err, errShutdown) || errors.Is(out.Err, errRunFenced) ||
+		(out.Status == workflows.StatusCancelled && !m.exec.cancelled) {
+		// Nothing to record: the lease lapses and recovery resumes the run.
+		if out.Interrupted() {
+			g.w.log.Warn("run execution interrupted", "run_id", g.identity, "error", out.Err)
+		}
+		g.loaded = false
+		ctx.Poison(ctx.Self())
+		return
+	}
+	now := time.Now()
+	next := g.row
+	next.Status, next.Result, next.Error, next.Waiting, next.DueAt = out.Status, nil, "", nil, time.Time{}
+	if spend := addSpend(g.row.Spend, out.Usage); spend != nil {
+		next.Spend = spend
+	}
+	switch out.Status {
+	case workflows.StatusCompleted:
+		next.Result, next.FinishedAt = out.Result, now
+	case workflows.StatusFailed, workflows.StatusCancelled:
+		if out.Err != nil {
+			next.Error = out.Err.Error()
+		}
+		next.FinishedAt = now
+	case workflows.StatusPaused:
+		if out.Waiting != nil {
+			w, err := json.Marshal(out.Waiting)
+			if err != nil {
+				g.w.log.Error("waiting input not encoded", "run_id", g.identity, "error", err)
+			}
+			next.Waiting = w
+		} else {
+			next.DueAt = out.WakeAt
+		}
+	}
+	// The run's own state change closes its event log for this execution, in the
+	// same commit as the state: a reader that sees the state sees the event.
+	ev := workflows.Event{RunID: g.identity, Status: out.Status, Time: now, WakeAt: out.WakeAt}
+	if out.Err != nil {
+		ev.Error = out.Err.Error()
+	}
+	if !g.save(ctx, next, &ev, m.lastEvent) {
+		return
+	}
+	g.w.metrics.finished.WithLabelValues(g.row.Name, out.Status).Inc()
+	if out.Status == workflows.StatusPaused && out.Waiting == nil {
+		g.arm(time.Until(out.WakeAt))
+	}
+}
+
+func addSpend(prev json.RawMessage, u lm.Usage) json.RawMessage {
+	if u == (lm.Usage{}) {
+		return nil
+	}
+	var total lm.Usage
+	if len(prev) > 0 {
+		_ = json.Unmarshal(prev, &total) // a corrupt total restarts from this execution's spend
+	}
+	b, err := json.Marshal(total.Add(u))
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func (g *runGrain) onCancel(ctx actor.Context, m *actorpb.CancelRun) any {
+	if e := g.reload(); e != nil {
+		e.CorrelationId = m.GetCorrelationId()
+		return e
+	}
+	if workflows.Finished(g.row.Status) {
+		return g.ack()
+	}
+	if g.exec != nil {
+		g.exec.cancelled = true
+		g.exec.cancel(workflows.ErrCancelled)
+		return g.ack()
+	}
+	g.stopTimer()
+	next := g.row
+	next.Status, next.Error, next.Waiting, next.DueAt, next.FinishedAt = persistence.StatusCancelled, workflows.ErrCancelled.Error(), nil, time.Time{}, time.Now()
+	g.save(ctx, next, &workflows.Event{RunID: g.identity, Status: workflows.StatusCancelled, Time: time.Now()}, -1)
+	return g.ack()
+}
+
+func (g *runGrain) onResume(ctx actor.Context, m *actorpb.ResumeRun) any {
+	corr := m.GetCorrelationId()
+	if e := g.reload(); e != nil {
+		e.CorrelationId = corr
+		return e
+	}
+	if g.exec != nil || g.row.Status != persistence.StatusPaused || len(g.row.Waiting) == 0 {
+		return errorReply(actorpb.Code_CODE_CONFLICT, corr, "run %s is %s, not waiting for input", g.identity, g.row.Status)
+	}
+	var w workflows.Waiting
+	if err := json.Unmarshal(g.row.Waiting, &w); err != nil {
+		return errorReply(actorpb.Code_CODE_INTERNAL, corr, "run %s: waiting input unreadable: %v", g.identity, err)
+	}
+	exec, err := workflows.NewExecutor(g.w.deps.Registry, workflows.Services{Journal: stepJournal{w: g.w}}, g.w.deps.Limits)
+	if err == nil {
+		sctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+		err = exec.SupplyInput(sctx, g.identity, w, json.RawMessage(m.GetInputJson()))
+		cancel()
+	}
+	var ve *workflows.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "%v", err)
+	case errors.Is(err, workflows.ErrDuplicateEntry):
+		// Another resume supplied the input first; continue with it.
+	case err != nil:
+		return errorReply(codeOf(err), corr, "resume run %s: %v", g.identity, err)
+	}
+	g.start(ctx, corr)
+	return g.ack()
+}
+
+func (g *runGrain) onRetry(ctx actor.Context, m *actorpb.RetryRun) any {
+	corr := m.GetCorrelationId()
+	if e := g.reload(); e != nil {
+		e.CorrelationId = corr
+		return e
+	}
+	if g.exec != nil || g.row.Status != persistence.StatusFailed {
+		return errorReply(actorpb.Code_CODE_CONFLICT, corr, "run %s is %s; only a failed run can be retried", g.identity, g.row.Status)
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	err := g.w.deps.Runs.DeleteFailedSteps(dctx, g.identity)
+	cancel()
+	if err != nil {
+		return errorReply(codeOf(err), corr, "retry run %s: %v", g.identity, err)
+	}
+	g.row.FinishedAt, g.row.Result = time.Time{}, nil
+	g.start(ctx, corr)
+	return g.ack()
+}
+
+// eventPump numbers a run's events and writes them in order through the writer, in
+// batches. Observe never blocks; RecordAttempt waits for its event's commit.
+type eventPump struct {
+	w     *Workflows
+	runID string
+
+	mu      sync.Mutex
+	seq     int64
+	queue   []persistence.WorkflowEvent
+	waiters []chan error
+	failed  error
+	closed  bool
+	kick    chan struct{}
+	done    chan struct{}
+}
+
+var _ workflows.AttemptRecorder = (*eventPump)(nil)
+
+// newEventPump continues the run's events after last; last < 0 reads it first.
+func newEventPump(w *Workflows, runID string, last int64) *eventPump {
+	p := &eventPump{w: w, runID: runID, seq: last, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	go p.loop()
+	return p
+}
+
+// Observe implements workflows.Observer.
+func (p *eventPump) Observe(e workflows.Event) { p.enqueue(e, nil) }
+
+// RecordAttempt implements workflows.AttemptRecorder.
+func (p *eventPump) RecordAttempt(ctx context.Context, e workflows.Event) error {
+	ch := make(chan error, 1)
+	p.enqueue(e, ch)
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *eventPump) enqueue(e workflows.Event, ch chan error) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		data = []byte(`{}`)
+	}
+	p.mu.Lock()
+	if p.closed || p.failed != nil {
+		err := p.failed
+		if err == nil {
+			err = errors.New("actors: event log closed")
+		}
+		p.mu.Unlock()
+		if ch != nil {
+			ch <- err
+		}
+		return
+	}
+	p.queue = append(p.queue, persistence.WorkflowEvent{RunID: p.runID, StepSeq: e.Seq, Status: e.Status, Attempt: e.Attempt, Data: data, CreatedAt: e.Time})
+	p.waiters = append(p.waiters, ch)
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// close flushes what is queued, stops the pump and returns the last event's seq
+// (-1 when unknown: the log failed).
+func (p *eventPump) close() int64 {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failed != nil {
+		return -1
+	}
+	return p.seq
+}
+
+func (p *eventPump) loop() {
+	defer close(p.done)
+	for range p.kick {
+		p.mu.Lock()
+		if p.seq < 0 && len(p.queue) > 0 {
+			p.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+			last, err := p.w.deps.Runs.LastEventSeq(ctx, p.runID)
+			cancel()
+			p.mu.Lock()
+			if err != nil {
+				p.failed = err
+			}
+			p.seq = last
+		}
+		batch, waiters := p.queue, p.waiters
+		p.queue, p.waiters = nil, nil
+		for i := range batch {
+			p.seq++
+			batch[i].Seq = p.seq
+		}
+		failed, closed := p.failed, p.closed
+		p.mu.Unlock()
+		err := failed
+		if err == nil && len(batch) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+			err = p.w.deps.Writer.Submit(ctx, persistence.EventInsert(batch...))
+			cancel()
+			if err != nil {
+				p.w.log.Warn("run events not written", "run_id", p.runID, "count", len(batch), "error", err)
+				p.mu.Lock()
+				p.failed = err
+				p.mu.Unlock()
+			}
+		}
+		for _, ch := range waiters {
+			if ch != nil {
+				ch <- err
+			}
+		}
+		if closed {
+			p.mu.Lock()
+			empty := len(p.queue) == 0
+			p.mu.Unlock()
+			if empty {
+				return
+			}
+		}
+	}
+}
+
+// String describes the grain for logs.
+func (g *runGrain) String() string { return fmt.Sprintf("run %s", g.identity) }

@@ -1,0 +1,417 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/persistence/persisttest"
+	"github.com/kowai/kowai/workflows"
+)
+
+// wfHarness is a harness with the workflow runtime's run grains.
+type wfHarness struct {
+	*harness
+	wf   *Workflows
+	runs *persistence.WorkflowStore
+	reg  *workflows.Registry
+}
+
+func newWFHarness(t *testing.T, db *persistence.DB, register func(*workflows.Registry)) *wfHarness {
+	t.Helper()
+	h := newHarness(t, db, harnessOptions{})
+	reg := workflows.NewRegistry()
+	register(reg)
+	runs := persistence.NewWorkflowStore(db)
+	wf, err := NewWorkflows(WorkflowDeps{Runs: runs, Writer: h.writer, Registry: reg, Caller: h.grains,
+		Lease: 300 * time.Millisecond, ClaimLease: time.Second, NodeID: "node-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.grains.props[KindWorkflowRun] = wf.RunProps
+	return &wfHarness{harness: h, wf: wf, runs: runs, reg: reg}
+}
+
+func (h *wfHarness) trigger(t *testing.T, name, params string) string {
+	t.Helper()
+	id := uuid.NewString()
+	if _, err := actorpb.As[*actorpb.RunAck](h.grains.Call(t.Context(), KindWorkflowRun, id, &actorpb.StartRun{
+		CorrelationId: "t", RunId: id, Workflow: name, OwnerId: h.users[0], ParametersJson: params})); err != nil {
+		t.Fatalf("trigger %s: %v", name, err)
+	}
+	return id
+}
+
+func (h *wfHarness) waitStatus(t *testing.T, id, status string, within time.Duration) persistence.WorkflowRun {
+	t.Helper()
+	var run persistence.WorkflowRun
+	eventually(t, within, func() error {
+		var err error
+		if run, err = h.runs.GetRun(t.Context(), id); err != nil {
+			return err
+		}
+		if run.Status != status {
+			return fmt.Errorf("run is %s (%s), want %s", run.Status, run.Error, status)
+		}
+		return nil
+	})
+	return run
+}
+
+type noParams struct{}
+
+func TestRunGrainExecutesJournalsAndRecordsEvents(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		var calls atomic.Int32
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "greet", func(c *workflows.Context, p struct {
+				Name string `json:"name"`
+			}) (string, error) {
+				upper, err := workflows.Task(c, "upper", func(context.Context) (string, error) {
+					calls.Add(1)
+					return strings.ToUpper(p.Name), nil
+				})
+				if err != nil {
+					return "", err
+				}
+				reply, err := workflows.Agent(c, "ask", workflows.AgentRequest{Agent: "chat", Message: "hi " + upper})
+				return reply.Content, err
+			}))
+		})
+		id := h.trigger(t, "greet", `{"name":"ada"}`)
+		run := h.waitStatus(t, id, persistence.StatusCompleted, 10*time.Second)
+		if string(run.Result) != `"echo: hi ADA"` || run.OwnerID != h.users[0] || run.FinishedAt.IsZero() || !run.DueAt.IsZero() {
+			t.Fatalf("run = %+v (%s)", run, run.Result)
+		}
+		var spend struct {
+			Calls int `json:"calls"`
+		}
+		if err := json.Unmarshal(run.Spend, &spend); err != nil || spend.Calls != 1 {
+			t.Errorf("spend %s: %v", run.Spend, err)
+		}
+		steps, err := h.runs.Steps(t.Context(), id)
+		if err != nil || len(steps) != 2 || steps[0].Name != "upper" || steps[1].Kind != "agent" || len(steps[1].Spend) == 0 {
+			t.Fatalf("steps = %+v, %v", steps, err)
+		}
+		evs, err := h.runs.Events(t.Context(), id, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		for i, e := range evs {
+			if e.Seq != int64(i+1) {
+				t.Fatalf("event %d has seq %d", i, e.Seq)
+			}
+			seen = append(seen, fmt.Sprintf("%d:%s", e.StepSeq, e.Status))
+		}
+		if want := "0:running 1:running 1:completed 2:running 2:completed 0:completed"; strings.Join(seen, " ") != want {
+			t.Errorf("events %v, want %s", seen, want)
+		}
+		// Another StartRun (a duplicate trigger, a recovery poke) changes nothing.
+		h.trigger2(t, id)
+		if calls.Load() != 1 {
+			t.Errorf("task ran %d times", calls.Load())
+		}
+	})
+}
+
+func (h *wfHarness) trigger2(t *testing.T, id string) {
+	t.Helper()
+	if _, err := actorpb.As[*actorpb.RunAck](h.grains.Call(t.Context(), KindWorkflowRun, id, &actorpb.StartRun{RunId: id})); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunGrainCancelStopsTasksWithinASecond(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		started := make(chan struct{})
+		var taskErr atomic.Value
+		var later atomic.Bool
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "long", func(c *workflows.Context, _ noParams) (int, error) {
+				if _, err := workflows.Task(c, "block", func(ctx context.Context) (int, error) {
+					close(started)
+					<-ctx.Done()
+					taskErr.Store(ctx.Err())
+					return 0, ctx.Err()
+				}); err != nil {
+					return 0, err
+				}
+				return workflows.Task(c, "later", func(context.Context) (int, error) { later.Store(true); return 1, nil })
+			}))
+		})
+		id := h.trigger(t, "long", `{}`)
+		<-started
+		begin := time.Now()
+		if _, err := actorpb.As[*actorpb.RunAck](h.grains.Call(t.Context(), KindWorkflowRun, id, &actorpb.CancelRun{RunId: id})); err != nil {
+			t.Fatal(err)
+		}
+		run := h.waitStatus(t, id, persistence.StatusCancelled, 2*time.Second)
+		if d := time.Since(begin); d > time.Second {
+			t.Errorf("cancel took %v", d)
+		}
+		if err, _ := taskErr.Load().(error); !errors.Is(err, context.Canceled) || later.Load() {
+			t.Errorf("task ctx err %v; later task ran %v", err, later.Load())
+		}
+		if run.FinishedAt.IsZero() || !run.DueAt.IsZero() {
+			t.Errorf("cancelled run = %+v", run)
+		}
+		// A paused run is cancelled at once too.
+	})
+}
+
+type decision struct {
+	Approved bool   `json:"approved"`
+	Note     string `json:"note,omitempty"`
+}
+
+func TestRunGrainResumeAndRetry(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		var drafts, finals atomic.Int32
+		var broken atomic.Bool
+		broken.Store(true)
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "approve", func(c *workflows.Context, _ noParams) (string, error) {
+				draft, err := workflows.Task(c, "draft", func(context.Context) (string, error) { drafts.Add(1); return "draft", nil })
+				if err != nil {
+					return "", err
+				}
+				d, err := workflows.WaitForInput[decision](c, "review")
+				if err != nil {
+					return "", err
+				}
+				return workflows.Task(c, "final", func(context.Context) (string, error) {
+					finals.Add(1)
+					if broken.Load() {
+						return "", workflows.Permanent(errors.New("the printer is on fire"))
+					}
+					return fmt.Sprintf("%s approved=%v %s", draft, d.Approved, d.Note), nil
+				})
+			}))
+		})
+		id := h.trigger(t, "approve", `{}`)
+		run := h.waitStatus(t, id, persistence.StatusPaused, 5*time.Second)
+		if !strings.Contains(string(run.Waiting), `"review"`) || !run.DueAt.IsZero() {
+			t.Fatalf("paused run = %+v (%s)", run, run.Waiting)
+		}
+		resume := func(input string) error {
+			_, err := actorpb.As[*actorpb.RunAck](h.grains.Call(t.Context(), KindWorkflowRun, id, &actorpb.ResumeRun{RunId: id, InputJson: input}))
+			return err
+		}
+		if err := resume(`{"approved":"yes"}`); actorpb.CodeOf(err) != actorpb.Code_CODE_INVALID_ARGUMENT || !strings.Contains(err.Error(), "approved must be a boolean") {
+			t.Fatalf("bad input: %v", err)
+		}
+		if err := resume(`{"approved":true,"note":"ok"}`); err != nil {
+			t.Fatal(err)
+		}
+		run = h.waitStatus(t, id, persistence.StatusFailed, 5*time.Second)
+		if !strings.Contains(run.Error, "printer is on fire") {
+			t.Fatalf("failed run = %+v", run)
+		}
+		if err := resume(`{"approved":true}`); actorpb.CodeOf(err) != actorpb.Code_CODE_CONFLICT {
+			t.Fatalf("resume of a failed run: %v", err)
+		}
+		broken.Store(false)
+		if _, err := actorpb.As[*actorpb.RunAck](h.grains.Call(t.Context(), KindWorkflowRun, id, &actorpb.RetryRun{RunId: id})); err != nil {
+			t.Fatal(err)
+		}
+		run = h.waitStatus(t, id, persistence.StatusCompleted, 5*time.Second)
+		if string(run.Result) != `"draft approved=true ok"` || drafts.Load() != 1 || finals.Load() != 2 {
+			t.Fatalf("retried run = %s, drafts %d, finals %d", run.Result, drafts.Load(), finals.Load())
+		}
+	})
+}
+
+func TestRecoveryResumesARunWithoutARequest(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		var calls sync.Map
+		count := func(name string) int32 {
+			v, _ := calls.LoadOrStore(name, new(atomic.Int32))
+			return v.(*atomic.Int32).Load()
+		}
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "five", func(c *workflows.Context, _ noParams) (int, error) {
+				sum := 0
+				for i := 1; i <= 3; i++ {
+					v, err := workflows.Task(c, fmt.Sprint("t", i), func(context.Context) (int, error) {
+						n, _ := calls.LoadOrStore(fmt.Sprint("t", i), new(atomic.Int32))
+						n.(*atomic.Int32).Add(1)
+						return i, nil
+					}, workflows.WithRetry(workflows.Retry{Attempts: 5}))
+					if err != nil {
+						return 0, err
+					}
+					sum += v
+				}
+				return sum, nil
+			}))
+		})
+		// A node died while executing the run: step 1 journaled, step 2's first
+		// attempt in flight, its lease lapsed a moment ago.
+		ctx := t.Context()
+		now := time.Now()
+		run, err := h.runs.CreateRun(ctx, persistence.WorkflowRun{Name: "five", OwnerID: h.users[0], Status: persistence.StatusRunning,
+			Parameters: json.RawMessage(`{}`), StartedAt: now.Add(-time.Minute), DueAt: now.Add(-100 * time.Millisecond), LeaseOwner: "dead-node"})
+		must(t, err)
+		must(t, h.runs.AppendStep(ctx, persistence.WorkflowStep{RunID: run.ID, Seq: 1, Name: "t1", Kind: "task", Status: persistence.StatusCompleted,
+			Output: json.RawMessage(`1`), Attempts: 1}))
+		must(t, h.writer.Submit(ctx, persistence.EventInsert(
+			persistence.WorkflowEvent{RunID: run.ID, Seq: 1, Status: persistence.StatusRunning},
+			persistence.WorkflowEvent{RunID: run.ID, Seq: 2, StepSeq: 1, Status: persistence.StatusRunning, Attempt: 1},
+			persistence.WorkflowEvent{RunID: run.ID, Seq: 3, StepSeq: 1, Status: persistence.StatusCompleted, Attempt: 1},
+			persistence.WorkflowEvent{RunID: run.ID, Seq: 4, StepSeq: 2, Status: persistence.StatusRunning, Attempt: 1},
+		)))
+		// No client asks: the recovery loop finds and finishes it.
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- h.wf.Run(rctx) }()
+		t.Cleanup(func() { stop(); <-done })
+		got := h.waitStatus(t, run.ID, persistence.StatusCompleted, 5*time.Second)
+		if string(got.Result) != "6" || got.LeaseOwner != "node-test" {
+			t.Fatalf("recovered run = %+v (%s)", got, got.Result)
+		}
+		if count("t1") != 0 || count("t2") != 1 || count("t3") != 1 {
+			t.Errorf("calls t1=%d t2=%d t3=%d; a journaled task ran again or an unfinished one did not", count("t1"), count("t2"), count("t3"))
+		}
+		steps, err := h.runs.Steps(ctx, run.ID)
+		if err != nil || len(steps) != 3 || steps[1].Attempts != 2 || steps[2].Attempts != 1 {
+			t.Fatalf("steps = %+v, %v; the crashed attempt must be counted", steps, err)
+		}
+	})
+}
+
+func TestStaleRunActivationStops(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		started := make(chan struct{})
+		var taskErr atomic.Value
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "hold", func(c *workflows.Context, _ noParams) (int, error) {
+				return workflows.Task(c, "hold", func(ctx context.Context) (int, error) {
+					close(started)
+					<-ctx.Done()
+					taskErr.Store(ctx.Err())
+					return 0, ctx.Err()
+				})
+			}))
+		})
+		id := h.trigger(t, "hold", `{}`)
+		<-started
+		// Another activation of the run (after a membership change) took it over.
+		cur, err := h.runs.GetRun(t.Context(), id)
+		must(t, err)
+		other := cur
+		other.Version, other.LeaseOwner, other.DueAt = cur.Version+1, "other-node", time.Now().Add(time.Hour)
+		must(t, h.runs.SaveRun(t.Context(), other, cur.Version))
+		eventually(t, 3*time.Second, func() error {
+			if err, _ := taskErr.Load().(error); err == nil {
+				return errors.New("the stale activation's task still runs")
+			}
+			if h.alive(KindWorkflowRun, id) {
+				return errors.New("the stale grain is still alive")
+			}
+			return nil
+		})
+		after, err := h.runs.GetRun(t.Context(), id)
+		if err != nil || after.Version != other.Version || after.LeaseOwner != "other-node" {
+			t.Fatalf("the stale activation wrote over the owner: %+v, %v", after, err)
+		}
+	})
+}
+
+func TestRunGrainSubWorkflowAndSleep(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			type in struct {
+				X int `json:"x"`
+			}
+			must(t, workflows.Register(reg, "double", func(c *workflows.Context, p in) (int, error) {
+				if err := workflows.Sleep(c, "nap", 50*time.Millisecond); err != nil {
+					return 0, err
+				}
+				return workflows.Task(c, "mul", func(context.Context) (int, error) { return 2 * p.X, nil })
+			}))
+			must(t, workflows.Register(reg, "parent", func(c *workflows.Context, _ noParams) (int, error) {
+				return workflows.Child[in, int](c, "child", "double", in{X: 21})
+			}))
+		})
+		id := h.trigger(t, "parent", `{}`)
+		run := h.waitStatus(t, id, persistence.StatusCompleted, 10*time.Second)
+		if string(run.Result) != "42" {
+			t.Fatalf("parent = %s", run.Result)
+		}
+		child, err := h.runs.GetRun(t.Context(), workflows.ChildRunID(id, 1))
+		if err != nil || child.ParentID != id || child.Status != persistence.StatusCompleted || child.OwnerID != h.users[0] {
+			t.Fatalf("child = %+v, %v", child, err)
+		}
+	})
+}
+
+func TestConcurrencyCapKeepsRunsPending(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		release := make(chan struct{})
+		var running atomic.Int32
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "capped", func(c *workflows.Context, _ noParams) (int, error) {
+				return workflows.Task(c, "work", func(ctx context.Context) (int, error) {
+					running.Add(1)
+					defer running.Add(-1)
+					select {
+					case <-release:
+						return 1, nil
+					case <-ctx.Done():
+						return 0, ctx.Err()
+					}
+				})
+			}, workflows.Concurrency(0, 1)))
+		})
+		rctx, stop := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- h.wf.Run(rctx) }()
+		t.Cleanup(func() { stop(); <-done })
+		first := h.trigger(t, "capped", `{}`)
+		h.waitStatus(t, first, persistence.StatusRunning, 5*time.Second)
+		eventually(t, 5*time.Second, func() error {
+			if running.Load() != 1 {
+				return errors.New("the first run's task has not started")
+			}
+			return nil
+		})
+		second := h.trigger(t, "capped", `{}`)
+		// The owner's cap is 1: the second run waits as pending while the first
+		// runs, through at least one more attempt of recovery to start it.
+		created, err := h.runs.GetRun(t.Context(), second)
+		must(t, err)
+		eventually(t, 5*time.Second, func() error {
+			run, err := h.runs.GetRun(t.Context(), second)
+			switch {
+			case err != nil:
+				return err
+			case run.Status != persistence.StatusPending || running.Load() != 1:
+				t.Fatalf("second run is %s with %d tasks running; the cap is 1", run.Status, running.Load())
+			case run.Version < created.Version+2:
+				return errors.New("recovery has not retried the held-back run yet")
+			}
+			return nil
+		})
+		close(release)
+		h.waitStatus(t, first, persistence.StatusCompleted, 5*time.Second)
+		h.waitStatus(t, second, persistence.StatusCompleted, 10*time.Second)
+	})
+}

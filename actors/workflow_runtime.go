@@ -1,0 +1,365 @@
+package actors
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/signatures/lm"
+	"github.com/kowai/kowai/workflows"
+)
+
+// KindWorkflowRun is the run grain's kind; its identity is the run ID.
+const KindWorkflowRun = "workflow-run"
+
+// Defaults applied by NewWorkflows to zero fields of WorkflowDeps.
+const (
+	// DefaultRunLease is how long a run's executing node may go without renewing
+	// its lease before another node takes the run over. Renewals come every third
+	// of it; recovery polls every DefaultRecoveryInterval, so a run whose node
+	// died resumes within lease + interval + activation (about 4 s).
+	DefaultRunLease = 3 * time.Second
+	// DefaultRecoveryInterval is how often a node claims due runs.
+	DefaultRecoveryInterval = time.Second
+	// DefaultClaimBatch bounds the runs one node claims per tick.
+	DefaultClaimBatch = 100
+	// DefaultClaimLease is how long a claimed (or just created) run waits for its
+	// grain to start it before it is due again.
+	DefaultClaimLease = 10 * time.Second
+	// DefaultSuspendSleepsOver: a durable sleep longer than this passivates the run
+	// until its wake-up time instead of holding a goroutine.
+	DefaultSuspendSleepsOver = 10 * time.Second
+)
+
+// WorkflowDeps are the workflow runtime's dependencies. Runs, Writer and Registry
+// are required; Caller may be set later with SetCaller.
+type WorkflowDeps struct {
+	Runs     persistence.WorkflowRuns
+	Writer   LogWriter
+	Registry *workflows.Registry
+	// Caller reaches the run and agent grains; the cluster node's client.
+	Caller GrainCaller
+	// Agents runs agent tasks; nil calls the agent grains through Caller.
+	Agents workflows.AgentCaller
+	// Model runs signature-program tasks; nil makes them fail (not configured).
+	Model lm.LM
+	// Cache is the task result cache; nil disables WithCache.
+	Cache workflows.Cache
+	// NodeID names this node in lease_owner (default: a random ID).
+	NodeID string
+	// Lease, RecoveryInterval, ClaimBatch, ClaimLease: see the Default* values.
+	Lease            time.Duration
+	RecoveryInterval time.Duration
+	ClaimBatch       int
+	ClaimLease       time.Duration
+	// Limits bound each run (zero fields: the workflows defaults; SuspendSleepsOver
+	// defaults to DefaultSuspendSleepsOver).
+	Limits workflows.Limits
+	// IdleTimeout passivates an idle run grain (default DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
+	// Metrics registers the workflow counters; nil leaves them unregistered.
+	Metrics prometheus.Registerer
+}
+
+// Workflows runs workflow runs as grains on this node and recovers runs whose node
+// died. Construction order: NewWorkflows; add Kind() to the cluster node's kinds;
+// SetCaller(node.Client()) before the node starts; Run(ctx) once the node started.
+type Workflows struct {
+	deps    WorkflowDeps
+	log     *slog.Logger
+	caller  atomic.Pointer[GrainCaller]
+	metrics *workflowMetrics
+	live    liveSet
+}
+
+// NewWorkflows validates deps and returns the runtime. Errors wrap ErrInvalidDeps.
+func NewWorkflows(deps WorkflowDeps) (*Workflows, error) {
+	for name, missing := range map[string]bool{"Runs": deps.Runs == nil, "Writer": deps.Writer == nil, "Registry": deps.Registry == nil} {
+		if missing {
+			return nil, fmt.Errorf("%w: %s is required", ErrInvalidDeps, name)
+		}
+	}
+	deps.Lease = cmp.Or(deps.Lease, DefaultRunLease)
+	deps.RecoveryInterval = cmp.Or(deps.RecoveryInterval, DefaultRecoveryInterval)
+	deps.ClaimBatch = cmp.Or(deps.ClaimBatch, DefaultClaimBatch)
+	deps.ClaimLease = cmp.Or(deps.ClaimLease, DefaultClaimLease)
+	deps.IdleTimeout = cmp.Or(deps.IdleTimeout, DefaultIdleTimeout)
+	deps.Limits.SuspendSleepsOver = cmp.Or(deps.Limits.SuspendSleepsOver, DefaultSuspendSleepsOver)
+	deps.NodeID = cmp.Or(deps.NodeID, uuid.NewString())
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &Workflows{deps: deps, log: log.With("component", "workflows")}
+	var err error
+	if w.metrics, err = newWorkflowMetrics(deps.Metrics); err != nil {
+		return nil, err
+	}
+	if deps.Caller != nil {
+		w.SetCaller(deps.Caller)
+	}
+	return w, nil
+}
+
+// SetCaller sets the grain client; call it before the cluster node starts.
+func (w *Workflows) SetCaller(c GrainCaller) { w.caller.Store(&c) }
+
+func (w *Workflows) callerOrNil() GrainCaller {
+	if c := w.caller.Load(); c != nil {
+		return *c
+	}
+	return nil
+}
+
+// Registry returns the registered workflows.
+func (w *Workflows) Registry() *workflows.Registry { return w.deps.Registry }
+
+// Kind returns the run grain's kind for the cluster node's configuration.
+func (w *Workflows) Kind() *protocluster.Kind {
+	return protocluster.NewKind(KindWorkflowRun, w.RunProps(""))
+}
+
+// RunProps returns the props of a run grain; identity is the run ID for a plain actor
+// (tests), empty for a cluster grain.
+func (w *Workflows) RunProps(identity string) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return newRunGrain(w, identity) })
+}
+
+// Run claims due runs every RecoveryInterval and pokes their grains, which the
+// cluster places, until ctx ends. A claim reads the due_at index up to now only, in
+// batches of ClaimBatch, so a tick costs the same with 100 or 100k open runs: runs
+// that wait for input or have finished have no due_at, sleeping runs are due at their
+// wake-up time, and executing runs only when their lease lapsed.
+func (w *Workflows) Run(ctx context.Context) error {
+	t := time.NewTicker(w.deps.RecoveryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for {
+			n, err := w.RecoverOnce(ctx)
+			if err != nil {
+				w.log.Warn("workflow recovery failed", "error", err)
+			}
+			if err != nil || n < w.deps.ClaimBatch || ctx.Err() != nil {
+				break
+			}
+		}
+	}
+}
+
+// RecoverOnce claims one batch of due runs and starts their grains; it returns how
+// many it claimed.
+func (w *Workflows) RecoverOnce(ctx context.Context) (int, error) {
+	caller := w.callerOrNil()
+	if caller == nil {
+		return 0, errors.New("actors: workflow recovery before SetCaller")
+	}
+	runs, err := w.deps.Runs.ClaimDue(ctx, time.Now(), w.deps.NodeID, w.deps.ClaimLease, w.deps.ClaimBatch)
+	if err != nil {
+		return len(runs), err
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, r := range runs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if r.Status == persistence.StatusRunning || r.Status == persistence.StatusRetrying {
+				w.metrics.recoveries.Inc()
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if _, err := actorpb.As[*actorpb.RunAck](caller.Call(cctx, KindWorkflowRun, r.ID, &actorpb.StartRun{CorrelationId: "recovery", RunId: r.ID})); err != nil {
+				w.log.Warn("recovered run did not start; it is due again after its claim", "run_id", r.ID, "error", err)
+			}
+		})
+	}
+	wg.Wait()
+	return len(runs), nil
+}
+
+// OnLeave cancels the runs executing on this node so they stop before the node
+// leaves; their leases lapse and survivors resume them. Call it from the node's
+// graceful leave.
+func (w *Workflows) OnLeave(ctx context.Context) {
+	for _, g := range w.live.all() {
+		g.sys.Root.Poison(g.pid)
+	}
+}
+
+// stepJournal is the workflows.Journal of the database: loads read the repository,
+// appends go through the group-commit writer.
+type stepJournal struct{ w *Workflows }
+
+var _ workflows.Journal = stepJournal{}
+
+func (j stepJournal) Load(ctx context.Context, runID string) ([]workflows.Entry, error) {
+	steps, err := j.w.deps.Runs.Steps(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]workflows.Entry, len(steps))
+	for i, s := range steps {
+		e := workflows.Entry{RunID: s.RunID, Seq: s.Seq, Name: s.Name, Kind: workflows.Kind(s.Kind), Status: s.Status,
+			Output: s.Output, Error: s.Error, Attempts: s.Attempts, CacheHit: s.CacheHit, WakeAt: s.WakeAt,
+			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt}
+		if len(s.Spend) > 0 {
+			if err := json.Unmarshal(s.Spend, &e.Usage); err != nil {
+				return nil, fmt.Errorf("step %d of run %s: spend: %w", s.Seq, runID, err)
+			}
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+func (j stepJournal) Append(ctx context.Context, e workflows.Entry) error {
+	st := persistence.WorkflowStep{RunID: e.RunID, Seq: e.Seq, Name: e.Name, Kind: string(e.Kind), Status: e.Status,
+		Output: e.Output, Error: e.Error, Attempts: e.Attempts, CacheHit: e.CacheHit, WakeAt: e.WakeAt,
+		StartedAt: e.StartedAt, FinishedAt: e.FinishedAt}
+	if e.Usage != (lm.Usage{}) {
+		b, err := json.Marshal(e.Usage)
+		if err != nil {
+			return err
+		}
+		st.Spend = b
+	}
+	err := j.w.deps.Writer.Submit(ctx, persistence.StepInsert(st))
+	if errors.Is(err, persistence.ErrDuplicate) {
+		return fmt.Errorf("%w: %w", workflows.ErrDuplicateEntry, err)
+	}
+	return err
+}
+
+func (j stepJournal) DeleteFailed(ctx context.Context, runID string) error {
+	return j.w.deps.Runs.DeleteFailedSteps(ctx, runID)
+}
+
+// grainAgents runs agent tasks as turns on the agent grains. A task cancelled while
+// its turn runs cancels the turn at the agent's worker.
+type grainAgents struct{ w *Workflows }
+
+func (a grainAgents) CallAgent(ctx context.Context, req workflows.AgentRequest) (workflows.AgentReply, error) {
+	caller := a.w.callerOrNil()
+	if caller == nil {
+		return workflows.AgentReply{}, workflows.Permanent(fmt.Errorf("%w: no grain client", workflows.ErrNotConfigured))
+	}
+	agentID := req.Agent
+	if _, err := uuid.Parse(agentID); err != nil {
+		agentID = agenttype.BuiltinID(req.Agent)
+	}
+	turnID := req.RunID + "/" + req.Task
+	res, err := actorpb.As[*actorpb.ReplyResult](caller.Call(ctx, KindAgent, agentID, &actorpb.GenerateReply{
+		CorrelationId: req.RunID, AgentId: agentID, ConversationId: req.RunID, TurnId: turnID,
+		UserId: req.OwnerID, Content: req.Message}))
+	if err != nil {
+		if ctx.Err() != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if _, cerr := caller.Call(cctx, KindAgent, agentID, &actorpb.CancelTurn{CorrelationId: req.RunID,
+				ConversationId: req.RunID, UserId: req.OwnerID, TurnId: turnID}); cerr != nil {
+				a.w.log.Warn("agent turn of a cancelled task was not cancelled", "run_id", req.RunID, "task", req.Task, "error", cerr)
+			}
+			return workflows.AgentReply{}, ctx.Err()
+		}
+		switch actorpb.CodeOf(err) {
+		case actorpb.Code_CODE_FORBIDDEN, actorpb.Code_CODE_NOT_FOUND, actorpb.Code_CODE_INVALID_ARGUMENT, actorpb.Code_CODE_BUDGET_EXCEEDED:
+			return workflows.AgentReply{}, workflows.Permanent(fmt.Errorf("agent %s: %w", req.Agent, err))
+		}
+		return workflows.AgentReply{}, fmt.Errorf("agent %s: %w", req.Agent, err)
+	}
+	u := res.GetUsage()
+	usage := lm.Usage{PromptTokens: int(u.GetPromptTokens()), CompletionTokens: int(u.GetCompletionTokens()), CostUSD: u.GetCostUsd(), Calls: 1}
+	if u.GetCacheHit() {
+		usage.CacheHits = 1
+	}
+	return workflows.AgentReply{Content: res.GetResponse(), Model: res.GetModel(), Usage: usage}, nil
+}
+
+// grainChildren runs sub-workflows as runs of their own (grains, rows, recovery) and
+// waits for them by reading their row.
+type grainChildren struct{ w *Workflows }
+
+// childPoll is how often a parent looks at its child's row.
+const childPoll = 200 * time.Millisecond
+
+func (c grainChildren) RunChild(ctx context.Context, req workflows.ChildRequest) (json.RawMessage, error) {
+	caller := c.w.callerOrNil()
+	if caller == nil {
+		return nil, workflows.Permanent(fmt.Errorf("%w: no grain client", workflows.ErrNotConfigured))
+	}
+	if _, err := actorpb.As[*actorpb.RunAck](caller.Call(ctx, KindWorkflowRun, req.RunID, &actorpb.StartRun{
+		CorrelationId: req.ParentRunID, RunId: req.RunID, Workflow: req.Workflow, OwnerId: req.OwnerID,
+		ParametersJson: string(req.Params), ParentId: req.ParentRunID})); err != nil {
+		return nil, fmt.Errorf("start child run %s: %w", req.RunID, err)
+	}
+	t := time.NewTicker(childPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if _, err := caller.Call(cctx, KindWorkflowRun, req.RunID, &actorpb.CancelRun{CorrelationId: req.ParentRunID, RunId: req.RunID}); err != nil {
+				c.w.log.Warn("child run of a cancelled parent was not cancelled", "run_id", req.RunID, "error", err)
+			}
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		r, err := c.w.deps.Runs.GetRun(ctx, req.RunID)
+		if err != nil {
+			continue // transient; the parent's context bounds the wait
+		}
+		switch r.Status {
+		case persistence.StatusCompleted:
+			return r.Result, nil
+		case persistence.StatusFailed, persistence.StatusCancelled:
+			return nil, workflows.Permanent(fmt.Errorf("child run %s %s: %s", req.RunID, r.Status, r.Error))
+		}
+	}
+}
+
+// workflowMetrics are the engine's counters.
+type workflowMetrics struct {
+	finished   *prometheus.CounterVec
+	started    *prometheus.CounterVec
+	recoveries prometheus.Counter
+}
+
+func newWorkflowMetrics(reg prometheus.Registerer) (*workflowMetrics, error) {
+	m := &workflowMetrics{
+		started: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kowai_workflow_runs_started_total",
+			Help: "Executions of workflow runs started on this node (first runs and resumptions), by workflow."}, []string{"workflow"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kowai_workflow_runs_finished_total",
+			Help: "Executions of workflow runs that reached a state on this node, by workflow and status."}, []string{"workflow", "status"}),
+		recoveries: prometheus.NewCounter(prometheus.CounterOpts{Name: "kowai_workflow_recoveries_total",
+			Help: "Runs left executing by a lost node that this node claimed."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.started, m.finished, m.recoveries} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("%w: register workflow metrics: %w", ErrInvalidDeps, err)
+			}
+		}
+	}
+	return m, nil
+}
