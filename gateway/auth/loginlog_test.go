@@ -35,7 +35,7 @@ func (b *lockedBuffer) String() string {
 func TestFailedLoginsAreLogged(t *testing.T) {
 	logs := &lockedBuffer{}
 	e := newEnv(t, func(c *auth.Config) { c.Logger = slog.New(slog.NewJSONHandler(logs, nil)) })
-	e.register(t, "known@example.com", "password-1")
+	e.register(t, "known@example.com", "known-account-passphrase")
 	for _, tc := range []struct{ name, email, password, want string }{
 		{"unknown account", "stranger@example.com", "guess-number-1", `"msg":"login failed","component":"auth","reason":"unknown_account","ip":"192.0.2.1"`},
 		{"malformed email", "not an email", "guess-number-2", `"reason":"unknown_account","ip":"192.0.2.1"`},
