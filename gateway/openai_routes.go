@@ -789,10 +789,13 @@ func (o openAIRoutes) allowTurn(c *fiber.Ctx, p auth.Principal) error {
 func (s *Server) mountOpenAI(o openAIRoutes, authed fiber.Handler) {
 	chat := auth.RequirePermission(auth.PermChatWrite)
 	errs := []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound}
-	s.Route(fiber.MethodGet, "/v1/models", Op{Summary: "OpenAI-compatible: the agents you may use as models", Tag: "OpenAI", Auth: true,
+	const errorsNote = "Errors use OpenAI's shape, `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`, not problem+json, " +
+		"so OpenAI clients can read them."
+	s.Route(fiber.MethodGet, "/v1/models", Op{Summary: "OpenAI-compatible: the agents you may use as models", Description: errorsNote, Tag: "OpenAI", Auth: true,
 		Response: openAIModelList{}, Errors: errs},
 		o.openAIErrors, authed, o.limits.user("openai.models"), auth.RequirePermission(auth.PermChatRead), o.models)
-	s.Route(fiber.MethodPost, "/v1/chat/completions", Op{Summary: "OpenAI-compatible chat completion (JSON, or SSE chat.completion.chunk frames ending in data: [DONE] with stream: true)", Tag: "OpenAI", Auth: true,
+	s.Route(fiber.MethodPost, "/v1/chat/completions", Op{Summary: "OpenAI-compatible chat completion (JSON, or SSE chat.completion.chunk frames ending in data: [DONE] with stream: true)",
+		Description: errorsNote + " A model is an agent; the header `X-Kowai-Conversation-Id` binds the call to a kowai conversation.", Tag: "OpenAI", Auth: true,
 		Request: completionRequest{}, Response: chatCompletion{}, Errors: append(errs, http.StatusConflict, http.StatusBadGateway, http.StatusServiceUnavailable)},
 		o.openAIErrors, authed, chat, o.completions)
 }
