@@ -377,3 +377,35 @@ func dumpTables(t *testing.T, db *persistence.DB, tables ...string) string {
 	}
 	return b.String()
 }
+
+// TestAPIKeyOverWebSocket: a key with the chat scope chats over the
+// WebSocket; one without it gets a 403 error frame for every message.
+func TestAPIKeyOverWebSocket(t *testing.T) {
+	n := startKeyNode(t, persisttest.SQLite(t), restConfig{}, nil)
+	u := n.newUser(t, "ws-key@example.com")
+	ts := testServer{url: n.url, logs: n.logs}
+	for _, tt := range []struct {
+		scopes string
+		want   string
+		status int
+	}{
+		{`["chat"]`, "done", 0},
+		{`["agents:read"]`, "error", http.StatusForbidden},
+	} {
+		k := n.createKey(t, u.pair.AccessToken, `{"name":"ws","scopes":`+tt.scopes+`}`)
+		c, res, err := wsDial(t, ts, k.Key)
+		if err != nil {
+			t.Fatalf("dial with a %s key: %v (%v)", tt.scopes, err, res)
+		}
+		if err := c.WriteJSON(map[string]string{"type": "message", "content": "over the socket", "id": "m1"}); err != nil {
+			t.Fatal(err)
+		}
+		f := readFrame(t, c)
+		for f.Type == "token" {
+			f = readFrame(t, c)
+		}
+		if f.Type != tt.want || f.Status != tt.status {
+			t.Fatalf("a %s key over the WebSocket: %+v, want %s %d", tt.scopes, f, tt.want, tt.status)
+		}
+	}
+}
