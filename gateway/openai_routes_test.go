@@ -352,3 +352,23 @@ func TestOpenAIAndKeysDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAICORSPreflight: a browser may send the conversation header.
+func TestOpenAICORSPreflight(t *testing.T) {
+	ts := start(t, Options{CORSOrigins: []string{"https://app.example"}}, nil)
+	req, err := http.NewRequest(http.MethodOptions, ts.url+"/v1/chat/completions", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Origin", "https://app.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "authorization,content-type,x-kowai-conversation-id")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if got := strings.ToLower(res.Header.Get("Access-Control-Allow-Headers")); !strings.Contains(got, "x-kowai-conversation-id") {
+		t.Fatalf("preflight allows headers %q", got)
+	}
+}
