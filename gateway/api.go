@@ -82,6 +82,9 @@ type API struct {
 	// wsRecheckInterval, when not zero, replaces how often an idle
 	// WebSocket's session is checked (tests shorten it).
 	wsRecheckInterval time.Duration
+	// sseKeepAlive, when not zero, replaces how often an idle OpenAI stream
+	// gets a keep-alive comment (tests shorten it).
+	sseKeepAlive time.Duration
 }
 
 // conversations is the ConversationBackend of the REST routes, or nil.
@@ -173,7 +176,11 @@ func (s *Server) Mount(api API) error {
 	}
 	s.mountWorkflows(api.Workflows, authed, rl)
 	if api.Completions != nil {
-		s.mountOpenAI(openAIRoutes{backend: api.Completions, agents: api.Stores.Agents, limits: rl, log: s.log}, authed)
+		keepAlive := sseKeepAlive
+		if api.sseKeepAlive > 0 {
+			keepAlive = api.sseKeepAlive
+		}
+		s.mountOpenAI(openAIRoutes{backend: api.Completions, agents: api.Stores.Agents, limits: rl, log: s.log, keepAlive: keepAlive}, authed)
 	}
 	return nil
 }

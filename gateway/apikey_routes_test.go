@@ -42,6 +42,14 @@ func (f *fakeCompletions) Complete(ctx context.Context, c Completion, onDelta fu
 	if c.Content == "busy" {
 		return CompletionResult{}, NewError(http.StatusConflict, "agent is busy")
 	}
+	if c.Content == "slow" {
+		// A model thinking before its first token.
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return CompletionResult{}, ctx.Err()
+		}
+	}
 	response := "echo: " + c.Content
 	if onDelta != nil {
 		for _, w := range strings.SplitAfter(response, " ") {
@@ -92,6 +100,9 @@ func startKeyNode(t *testing.T, db *persistence.DB, cfg restConfig, rdb *redis.C
 		}
 		n.keys = keys
 		api.Chat, api.Completions, api.APIKeys = chat, chat, keys
+		// Streams get keep-alive comments often, so every stream test reads
+		// some between its frames, as clients must skip them.
+		api.sseKeepAlive = 20 * time.Millisecond
 		if err := s.Mount(api); err != nil {
 			t.Fatal(err)
 		}

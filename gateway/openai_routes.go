@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -142,6 +143,10 @@ type openAIRoutes struct {
 	agents  persistence.Agents
 	limits  rateLimits
 	log     *slog.Logger
+	// keepAlive is how often a stream gets an SSE comment line, which
+	// OpenAI clients skip: proxies keep a stream waiting for the model open,
+	// and a client that left is noticed (sseKeepAlive by default).
+	keepAlive time.Duration
 }
 
 // openAIErrors answers every error of the handlers after it in OpenAI's
@@ -717,15 +722,15 @@ func (o openAIRoutes) stream(ctx context.Context, cancel context.CancelFunc, w *
 		}
 		return chatCompletionChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: t.req.Model, Choices: choices, Usage: usage}
 	}
+	var mu sync.Mutex // the keep-alive ticker writes too
 	broken := false
-	send := func(v any) {
+	write := func(frame []byte) {
+		mu.Lock()
+		defer mu.Unlock()
 		if broken {
 			return
 		}
-		b, err := json.Marshal(v)
-		if err == nil {
-			_, err = fmt.Fprintf(w, "data: %s\n\n", b)
-		}
+		_, err := w.Write(frame)
 		if err == nil {
 			err = w.Flush()
 		}
@@ -735,15 +740,39 @@ func (o openAIRoutes) stream(ctx context.Context, cancel context.CancelFunc, w *
 			cancel()
 		}
 	}
+	send := func(v any) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			log.Error("openai stream frame not encoded", "error", err)
+			return
+		}
+		write(fmt.Appendf(nil, "data: %s\n\n", b))
+	}
+	stopKeepAlive := make(chan struct{})
+	keepAliveDone := make(chan struct{})
+	go func() {
+		defer close(keepAliveDone)
+		tick := time.NewTicker(o.keepAlive)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopKeepAlive:
+				return
+			case <-tick.C:
+				write([]byte(": keep-alive\n\n"))
+			}
+		}
+	}()
+	defer func() {
+		close(stopKeepAlive)
+		<-keepAliveDone
+	}()
 	empty := ""
 	send(chunk([]chunkChoice{{Delta: chunkDelta{Role: "assistant", Content: &empty}}}, nil))
 	r, err := o.run(ctx, p, agent, t, func(delta string) {
 		send(chunk([]chunkChoice{{Delta: chunkDelta{Content: &delta}}}, nil))
 	})
 	if err != nil {
-		if broken {
-			return
-		}
 		e := toOpenAIError(err)
 		if e.status >= 500 {
 			log.Error("openai stream failed", "error", err)
@@ -756,15 +785,7 @@ func (o openAIRoutes) stream(ctx context.Context, cancel context.CancelFunc, w *
 			send(chunk(nil, usageOf(r.usage)))
 		}
 	}
-	if broken {
-		return
-	}
-	if _, err := w.WriteString("data: [DONE]\n\n"); err != nil {
-		return
-	}
-	if err := w.Flush(); err != nil {
-		log.Debug("openai stream end not delivered", "error", err)
-	}
+	write([]byte("data: [DONE]\n\n"))
 }
 
 // allowTurn counts one chat turn for p in the chat bucket; a limiter

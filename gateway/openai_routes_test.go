@@ -208,8 +208,15 @@ func TestOpenAIStream(t *testing.T) {
 			t.Fatalf("include_usage=%v, usage %+v", includeUsage, usage)
 		}
 	}
+	// While the model thinks, the stream carries keep-alive comments, which
+	// clients skip.
+	res, b := e.oaiCall(t, e.key, `{"model":"chat","stream":true,"messages":[{"role":"user","content":"slow"}]}`, nil)
+	if frames := sseFrames(t, b); res.StatusCode != http.StatusOK || !bytes.Contains(b, []byte("\n: keep-alive\n\n")) ||
+		frames[len(frames)-1] != "[DONE]" || !strings.Contains(strings.Join(frames, ""), `"echo: "`) {
+		t.Fatalf("slow stream: %d %s", res.StatusCode, b)
+	}
 	// A failure after the stream started is an error frame, then [DONE].
-	res, b := e.oaiCall(t, e.key, `{"model":"chat","stream":true,"messages":[{"role":"user","content":"crash"}]}`, nil)
+	res, b = e.oaiCall(t, e.key, `{"model":"chat","stream":true,"messages":[{"role":"user","content":"crash"}]}`, nil)
 	frames := sseFrames(t, b)
 	if res.StatusCode != http.StatusOK || len(frames) != 3 || !strings.Contains(frames[1], `"error"`) || strings.Contains(frames[1], "secret") || frames[2] != "[DONE]" {
 		t.Fatalf("failed stream: %d %q", res.StatusCode, frames)
