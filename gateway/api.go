@@ -146,14 +146,15 @@ func (s *Server) Mount(api API) error {
 		authed, rl.user(chatTurnBucket), auth.RequirePermission(auth.PermChatWrite), postMessage(api.Chat))
 
 	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, limits: rl, log: s.log, open: open,
-		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue}
+		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue,
+		workflows: api.Workflows.withDefaults()}
 	if api.wsRecheckInterval > 0 {
 		ws.recheckInterval = api.wsRecheckInterval
 	}
 	if api.Auth != nil {
 		ws.users = api.Auth
 	}
-	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens", Tag: "Chat", AddrLimited: true,
+	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens, and follow workflow runs", Tag: "Chat", AddrLimited: true,
 		Status: http.StatusSwitchingProtocols, Errors: []int{http.StatusUpgradeRequired}},
 		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
 

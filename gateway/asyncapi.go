@@ -95,6 +95,18 @@ func jsonName(f reflect.StructField) string {
 	return name
 }
 
+// frameTitle is a frame type's name in schema and operation names:
+// run_event is RunEvent.
+func frameTitle(name string) string {
+	parts := strings.Split(name, "_")
+	for i, p := range parts {
+		if p != "" {
+			parts[i] = strings.ToUpper(p[:1]) + p[1:]
+		}
+	}
+	return strings.Join(parts, "")
+}
+
 // frameSummary says what a frame type is for; a frame type without an entry
 // here gets a placeholder, which TestAsyncAPIFrames refuses.
 func frameSummary(name string) string {
@@ -109,6 +121,16 @@ func frameSummary(name string) string {
 		return "The end of a turn: the stored reply and its usage."
 	case "error":
 		return "A refused frame or a failed turn, with the status the same failure gets over REST."
+	case "subscribe":
+		return "Follows a workflow run on this connection: subscribed, then its events as run_event frames until the result. The run is checked as GET /workflows/{run_id}/events checks it."
+	case "unsubscribe":
+		return "Stops following a workflow run; no event of it arrives after the unsubscribed frame."
+	case "subscribed":
+		return "The connection now follows the run; its run_event frames follow."
+	case "unsubscribed":
+		return "The connection no longer follows the run."
+	case "run_event":
+		return "An event of a followed workflow run, numbered as on the REST events stream; the last one, of event_type result, carries the run's final status and result and ends the subscription."
 	}
 	return "The " + name + " frame."
 }
@@ -126,6 +148,11 @@ func (s *Server) AsyncAPI(host, protocol string) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	runEvents, err := sb.frames(reflect.TypeOf(wsRunEventFrame{}), false)
+	if err != nil {
+		return nil, err
+	}
+	server = append(server, runEvents...)
 	channelMessages := map[string]any{}
 	messages := map[string]any{}
 	operations := map[string]any{}
@@ -133,7 +160,7 @@ func (s *Server) AsyncAPI(host, protocol string) (map[string]any, error) {
 		if _, dup := messages[f.name]; dup {
 			return nil, fmt.Errorf("%w: frame type %q is declared by both the client and the server frames", errFrameTags, f.name)
 		}
-		schemaName := strings.ToUpper(f.name[:1]) + f.name[1:] + "Frame"
+		schemaName := frameTitle(f.name) + "Frame"
 		if _, clash := sb.components[schemaName]; clash {
 			return nil, fmt.Errorf("%w: frame schema %s clashes with a type of the same name", errFrameTags, schemaName)
 		}
@@ -150,7 +177,7 @@ func (s *Server) AsyncAPI(host, protocol string) (map[string]any, error) {
 		if f.fromClient {
 			action, verb = "receive", "The client sends"
 		}
-		operations[action+strings.ToUpper(f.name[:1])+f.name[1:]] = map[string]any{
+		operations[action+frameTitle(f.name)] = map[string]any{
 			"action":   action,
 			"channel":  map[string]any{"$ref": "#/channels/chat"},
 			"summary":  verb + " a " + f.name + " frame.",
@@ -208,12 +235,13 @@ func wsDescription() string {
 	return fmt.Sprintf("The frames of kowai's chat WebSocket, `%s`. Authenticate with `Authorization: Bearer TOKEN` on the "+
 		"upgrade request, or send an `auth` frame first, within %s; a later `auth` frame with a newer token of the same user "+
 		"keeps the connection going past the first token's expiry. Then send `message` frames: each turn streams `token` "+
-		"frames and ends with one `done` or `error` frame, all carrying the message frame's `id`. Frames are JSON text "+
+		"frames and ends with one `done` or `error` frame, all carrying the message frame's `id`. A `subscribe` frame "+
+		"follows a workflow run (at most %d at once): `run_event` frames until its result, or an `unsubscribe`. Frames are JSON text "+
 		"messages of at most %d KiB. Up to %d turns run at once on one connection. The server pings every %s and closes a "+
 		"connection silent for %s. Close codes: 1000 on a normal end; 1008 (policy violation) when authentication fails "+
 		"or times out, or when the client stops reading and %d frames wait for it; %d when the access token expired; %d "+
 		"when the session was revoked, the account disabled, or an auth frame carried another user's token; 1011 when a "+
 		"write fails; 1001 when a ping cannot be sent.",
-		wsChatPath, wsAuthTimeout, wsMaxFrameBytes>>10, wsMaxTurns, wsPingInterval, wsPongWait, wsSendQueue,
+		wsChatPath, wsAuthTimeout, wsMaxSubscriptions, wsMaxFrameBytes>>10, wsMaxTurns, wsPingInterval, wsPongWait, wsSendQueue,
 		WSCloseTokenExpired, WSCloseRevoked)
 }

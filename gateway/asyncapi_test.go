@@ -206,7 +206,9 @@ func TestAsyncAPIDocument(t *testing.T) {
 	if a := pointer(doc, "channels", "chat", "address"); a != wsChatPath {
 		t.Errorf("channel address %v", a)
 	}
-	want := map[string]string{"receiveAuth": "auth", "receiveMessage": "message", "sendToken": "token", "sendDone": "done", "sendError": "error"}
+	want := map[string]string{"receiveAuth": "auth", "receiveMessage": "message", "sendToken": "token", "sendDone": "done", "sendError": "error",
+		"receiveSubscribe": "subscribe", "receiveUnsubscribe": "unsubscribe", "sendSubscribed": "subscribed", "sendUnsubscribed": "unsubscribed",
+		"sendRunEvent": "run_event"}
 	ops, _ := doc["operations"].(map[string]any)
 	if len(ops) != len(want) {
 		t.Errorf("operations %v, want %v", slices.Sorted(maps.Keys(ops)), want)
@@ -296,7 +298,7 @@ func TestFrameTags(t *testing.T) {
 		}
 	}
 	// The real frame structs are tagged completely.
-	for _, typ := range []any{wsClientFrame{}, wsServerFrame{}} {
+	for _, typ := range []any{wsClientFrame{}, wsServerFrame{}, wsRunEventFrame{}} {
 		sb := newSchemaBuilder()
 		if _, err := sb.frames(reflect.TypeOf(typ), false); err != nil {
 			t.Errorf("%T: %v", typ, err)
