@@ -92,7 +92,8 @@ func startKeyNode(t *testing.T, db *persistence.DB, cfg restConfig, rdb *redis.C
 		// The keys log where the gateway does, so tests can read what they log.
 		kcfg := auth.APIKeysConfig{Store: NewAuthAPIKeys(db), Users: svc, Logger: s.log}
 		if rdb != nil {
-			kcfg.Redis = rdb
+			// Nodes on one database share a channel no other test uses.
+			kcfg.Redis, kcfg.RedisChannel = rdb, keyChannel(t, db)
 		}
 		keys, err := auth.NewAPIKeys(kcfg)
 		if err != nil {
@@ -120,6 +121,11 @@ func startKeyNode(t *testing.T, db *persistence.DB, cfg restConfig, rdb *redis.C
 		})
 	}
 	return n
+}
+
+// keyChannel is the revocation channel of the key nodes on db.
+func keyChannel(t *testing.T, db *persistence.DB) string {
+	return fmt.Sprintf("kowai-test:apikeys:%s:%p", t.Name(), db)
 }
 
 func (n *keyNode) newUser(t *testing.T, email string, roles ...auth.Role) user {
@@ -309,6 +315,16 @@ func TestAPIKeyRevokedOnEveryNode(t *testing.T) {
 			k := a.createKey(t, u.pair.AccessToken, `{"name":"ci","scopes":["chat"]}`)
 			if r := call(t, http.MethodGet, b.url+"/api/v1/chat/conversations", k.Key, ""); r.status != http.StatusOK {
 				t.Fatalf("key on node b: %d %s", r.status, r.body)
+			}
+			if withRedis {
+				// Both nodes listen before the revocation is published.
+				eventually(t, 5*time.Second, func() error {
+					n, err := rdb.PubSubNumSub(t.Context(), keyChannel(t, db)).Result()
+					if err != nil || n[keyChannel(t, db)] < 2 {
+						return fmt.Errorf("subscribers %v, %v", n, err)
+					}
+					return nil
+				})
 			}
 			if r := call(t, http.MethodDelete, a.url+"/api/v1/auth/api-keys/"+k.ID, u.pair.AccessToken, ""); r.status != http.StatusNoContent {
 				t.Fatalf("revoke on node a: %d %s", r.status, r.body)
