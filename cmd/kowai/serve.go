@@ -19,6 +19,7 @@ import (
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/gateway"
+	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/clientaddr"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/internal/config"
@@ -204,10 +205,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	keyOpts := auth.APIKeysConfig{Store: gateway.NewAuthAPIKeys(db), Users: authSvc, Logger: log}
+	if rdb != nil {
+		keyOpts.Redis = rdb
+	}
+	apiKeys, err := auth.NewAPIKeys(keyOpts)
+	if err != nil {
+		return err
+	}
+	chat := &gateway.ClusterChat{Grains: grains}
 	types := rt.Types()
 	if err := gw.Mount(gateway.API{
 		Authenticator:    authSvc,
-		Chat:             &gateway.ClusterChat{Grains: grains},
+		Chat:             chat,
+		Completions:      chat,
+		APIKeys:          apiKeys,
 		Auth:             authSvc,
 		Accounts:         authSvc,
 		OpenRegistration: cfg.OpenRegistration,
@@ -267,6 +279,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		defer stopNode()
 		return gw.Run(gwCtx)
 	})
+	// Last-use times of API keys are written after the gateway stops.
+	g.Go(func() error { return apiKeys.Run(writerCtx) })
 	// Runs left by a lost node are resumed here without any request.
 	g.Go(func() error { return wf.Run(nodeCtx) })
 	if metricsSrv != nil {

@@ -34,7 +34,9 @@ var testSecret = []byte("clustertest-secret-0123456789abcdef")
 // stack is one kowai node assembled as kowai serve does, serving HTTP on
 // 127.0.0.1.
 type stack struct {
-	url    string
+	url string
+	// keys are the node's API keys.
+	keys   *auth.APIKeys
 	db     *persistence.DB
 	writer *persistence.Writer
 	auth   *auth.Service
@@ -132,6 +134,11 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	})
 
 	svc := newAuth(tb, db, log)
+	keys, err := auth.NewAPIKeys(auth.APIKeysConfig{Store: gateway.NewAuthAPIKeys(db), Users: svc, Logger: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	chat := &gateway.ClusterChat{Grains: grains}
 	gw, err := gateway.New(gateway.Options{Addr: "127.0.0.1:0", Logger: log, Registry: reg,
 		Checks:         []gateway.Check{{Name: "database", Probe: db.Ping}},
 		Draining:       node.Draining,
@@ -143,7 +150,9 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	types := rt.Types()
 	if err := gw.Mount(gateway.API{
 		Authenticator:    svc,
-		Chat:             &gateway.ClusterChat{Grains: grains},
+		Chat:             chat,
+		Completions:      chat,
+		APIKeys:          keys,
 		Auth:             svc,
 		Accounts:         svc,
 		OpenRegistration: true,
@@ -186,7 +195,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 			tb.Errorf("gateway: %v", err)
 		}
 	})
-	return &stack{url: "http://" + gw.Addr().String(), db: db, writer: writer, auth: svc, client: client}
+	return &stack{url: "http://" + gw.Addr().String(), keys: keys, db: db, writer: writer, auth: svc, client: client}
 }
 
 // newAuth builds the authentication service as kowai serve does without
