@@ -1,0 +1,3 @@
+DROP TABLE webhook_deliveries;
+ALTER TABLE workflow_runs DROP COLUMN webhook_url;
+DROP TABLE workflow_schedules;
