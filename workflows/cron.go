@@ -236,3 +236,20 @@ func (s *CronSchedule) dayMatches(t time.Time) bool {
 	}
 	return dom || dow
 }
+
+// ErrBadTimezone reports a schedule time zone that is not a known IANA name.
+var ErrBadTimezone = errors.New("workflows: unknown time zone")
+
+// ParseScheduleIn parses spec in the IANA time zone timezone ("" or "UTC": UTC).
+// Errors wrap ErrBadSpec or ErrBadTimezone.
+func ParseScheduleIn(spec, timezone string) (*CronSchedule, error) {
+	loc := time.UTC
+	if timezone != "" && timezone != "UTC" {
+		l, err := time.LoadLocation(timezone)
+		if err != nil || timezone == "Local" {
+			return nil, fmt.Errorf("%w: %q (use an IANA name such as Europe/Berlin)", ErrBadTimezone, timezone)
+		}
+		loc = l
+	}
+	return ParseSchedule(spec, loc)
+}
