@@ -44,6 +44,8 @@ type Workflows struct {
 	Profiles ProfileReader
 	// EventPoll is how often an events stream looks for new events (default 200ms).
 	EventPoll time.Duration
+	// Schedules, optional, serves /api/v1/workflows/schedules (503 without it).
+	Schedules persistence.WorkflowSchedules
 }
 
 // ProfileReader reads a user's profile document; nil when there is none.
@@ -179,6 +181,8 @@ func (s *Server) mountWorkflows(wf *Workflows, authed fiber.Handler, rl rateLimi
 	s.Route(fiber.MethodPost, "/api/v1/workflows/trigger", Op{Summary: "Start a workflow run", Tag: "Workflows", Auth: true,
 		Request: triggerRequest{}, Response: runAccepted{}, Status: http.StatusAccepted, Errors: errs(http.StatusGatewayTimeout)},
 		authed, rl.user("workflows.trigger"), run, unavailable, h.trigger)
+	// Before the /:run_id routes, so "schedules" is never read as a run ID.
+	s.mountSchedules(h, authed, rl)
 	s.Route(fiber.MethodGet, "/api/v1/workflows/:run_id/status", Op{Summary: "A run's status, tasks, input it waits for, and result", Tag: "Workflows", Auth: true,
 		Response: runStatus{}, Errors: errs(http.StatusBadRequest, http.StatusNotFound)},
 		authed, rl.user("workflows.status"), run, validID, unavailable, h.status)
