@@ -136,6 +136,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	schedules := persistence.NewWorkflowScheduleStore(db)
+	scheduler, err := actors.NewScheduler(actors.SchedulerDeps{Schedules: schedules, Logger: log, Metrics: reg})
+	if err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Config{
 		Name:           cfg.ClusterName,
 		Provider:       cluster.Provider(cfg.ClusterProvider),
@@ -164,6 +169,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	grains := node.Client()
 	rt.SetCaller(grains)
 	wf.SetCaller(grains)
+	scheduler.SetCaller(grains)
 
 	checks := []gateway.Check{
 		{Name: "database", Probe: db.Ping},
@@ -218,7 +224,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Limiter:     limiter,
 		RateLimit:   rateLimit,
 		Workflows: &gateway.Workflows{Registry: wf.Registry(), Runs: persistence.NewWorkflowStore(db),
-			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles},
+			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, Schedules: schedules},
 	}); err != nil {
 		return err
 	}
@@ -250,6 +256,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	})
 	// Runs left by a lost node are resumed here without any request.
 	g.Go(func() error { return wf.Run(nodeCtx) })
+	// Schedule ticks fire from every node; each tick from one of them.
+	g.Go(func() error { return scheduler.Run(nodeCtx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		draining.Store(true)
