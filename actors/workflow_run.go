@@ -158,7 +158,8 @@ func (g *runGrain) create(m *actorpb.StartRun) *actorpb.ErrorReply {
 	defer cancel()
 	now := time.Now()
 	r, err := g.w.deps.Runs.CreateRun(ctx, persistence.WorkflowRun{ID: g.identity, Name: def.Name, OwnerID: m.GetOwnerId(),
-		ParentID: m.GetParentId(), Parameters: params, CreatedAt: now, DueAt: now.Add(g.w.deps.ClaimLease), LeaseOwner: g.w.deps.NodeID})
+		ParentID: m.GetParentId(), Parameters: params, CreatedAt: now, DueAt: now.Add(g.w.deps.ClaimLease), LeaseOwner: g.w.deps.NodeID,
+		WebhookURL: m.GetWebhookUrl()})
 	if errors.Is(err, persistence.ErrDuplicate) {
 		return g.reload()
 	}
@@ -230,6 +231,17 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 				return insert.Apply(c, tx)
 			})
 		}
+	}
+	if next.WebhookURL != "" && workflows.Finished(next.Status) && !workflows.Finished(g.row.Status) {
+		// The notification is opened in the commit that finishes the run: a
+		// finished run always has it, whichever node dies when.
+		state, notify := op, persistence.NotifyOp(g.identity, next.WebhookURL, next.UpdatedAt)
+		op = persistence.OpFunc(func(c context.Context, tx *goqu.TxDatabase) error {
+			if err := state.Apply(c, tx); err != nil {
+				return err
+			}
+			return notify.Apply(c, tx)
+		})
 	}
 	if err := g.w.deps.Writer.Submit(wctx, op); err != nil {
 		g.w.log.Warn("run state not saved; the grain stops", "run_id", g.identity, "error", err)

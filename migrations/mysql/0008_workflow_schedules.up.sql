@@ -42,3 +42,19 @@ CREATE TABLE webhook_deliveries (
     PRIMARY KEY (run_id, attempt),
     CONSTRAINT webhook_deliveries_run_fk FOREIGN KEY (run_id) REFERENCES workflow_runs (id) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- The webhook notification of a finished run: written in the transaction that
+-- finishes the run (so it survives any crash), claimed by nodes with a version CAS
+-- when next_at has passed (indexed), NULL once delivered or given up.
+CREATE TABLE webhook_notifications (
+    run_id     CHAR(36)      NOT NULL,
+    url        VARCHAR(2048) NOT NULL,
+    status     VARCHAR(16)   NOT NULL,
+    attempts   INT           NOT NULL DEFAULT 0,
+    next_at    DATETIME(6)   NULL,
+    version    BIGINT        NOT NULL DEFAULT 1,
+    updated_at DATETIME(6)   NOT NULL,
+    PRIMARY KEY (run_id),
+    KEY webhook_notifications_next (next_at),
+    CONSTRAINT webhook_notifications_run_fk FOREIGN KEY (run_id) REFERENCES workflow_runs (id) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

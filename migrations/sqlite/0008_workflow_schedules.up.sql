@@ -39,3 +39,17 @@ CREATE TABLE webhook_deliveries (
     at          DATETIME NOT NULL,
     PRIMARY KEY (run_id, attempt)
 );
+
+-- The webhook notification of a finished run: written in the transaction that
+-- finishes the run (so it survives any crash), claimed by nodes with a version CAS
+-- when next_at has passed (indexed), NULL once delivered or given up.
+CREATE TABLE webhook_notifications (
+    run_id     TEXT     NOT NULL PRIMARY KEY REFERENCES workflow_runs (id) ON DELETE CASCADE,
+    url        TEXT     NOT NULL,
+    status     TEXT     NOT NULL,
+    attempts   INTEGER  NOT NULL DEFAULT 0,
+    next_at    DATETIME NULL,
+    version    INTEGER  NOT NULL DEFAULT 1,
+    updated_at DATETIME NOT NULL
+);
+CREATE INDEX webhook_notifications_next ON webhook_notifications (next_at);

@@ -1,0 +1,241 @@
+package actors
+
+import (
+	"crypto/hmac"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/internal/netguard"
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/persistence/persisttest"
+)
+
+var testWebhookSecret = []byte("webhook-test-secret-0123456789abcdef")
+
+// hookReceiver is a webhook endpoint on 127.0.0.1 that answers the statuses in
+// script (then 200) and keeps every request.
+type hookReceiver struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	script []int
+	got    []hookRequest
+}
+
+type hookRequest struct {
+	body                 []byte
+	signature, delivery string
+}
+
+func newHookReceiver(t *testing.T, script ...int) *hookReceiver {
+	t.Helper()
+	h := &hookReceiver{script: script}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		h.mu.Lock()
+		h.got = append(h.got, hookRequest{body: body, signature: r.Header.Get(SignatureHeader), delivery: r.Header.Get(DeliveryHeader)})
+		status := http.StatusOK
+		if len(h.script) > 0 {
+			status, h.script = h.script[0], h.script[1:]
+		}
+		h.mu.Unlock()
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *hookReceiver) requests() []hookRequest {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]hookRequest(nil), h.got...)
+}
+
+// verify checks a signature the way a receiver would.
+func verify(t *testing.T, secret []byte, r hookRequest) {
+	t.Helper()
+	parts := strings.Split(r.signature, ",")
+	if len(parts) != 2 || !strings.HasPrefix(parts[0], "t=") || !strings.HasPrefix(parts[1], "v1=") {
+		t.Fatalf("signature header %q", r.signature)
+	}
+	ts, err := strconv.ParseInt(strings.TrimPrefix(parts[0], "t="), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Sign(secret, r.body, time.Unix(ts, 0))
+	if !hmac.Equal([]byte(want), []byte(r.signature)) {
+		t.Fatalf("signature %q does not verify (want %q)", r.signature, want)
+	}
+}
+
+func loopbackGuard() *netguard.Guard {
+	_, lo, _ := net.ParseCIDR("127.0.0.1/32")
+	return netguard.New([]*net.IPNet{lo})
+}
+
+func (h *wfHarness) triggerHook(t *testing.T, url string) string {
+	t.Helper()
+	id := uuid.NewString()
+	if _, err := actorpb.As[*actorpb.RunAck](h.grains.Call(t.Context(), KindWorkflowRun, id, &actorpb.StartRun{
+		CorrelationId: "t", RunId: id, Workflow: "tick", OwnerId: h.users[0], ParametersJson: `{"n":5}`, WebhookUrl: url})); err != nil {
+		t.Fatalf("trigger: %v", err)
+	}
+	return id
+}
+
+func TestWebhookDeliveredSignedAfterRetries(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		h := newWFHarness(t, db, registerTick)
+		hooks := persistence.NewWebhookStore(db)
+		recv := newHookReceiver(t, http.StatusInternalServerError, http.StatusBadGateway)
+		id := h.triggerHook(t, recv.srv.URL+"/hook")
+		h.waitStatus(t, id, persistence.StatusCompleted, 5*time.Second)
+		// The notification is durable before any notifier runs.
+		if n, err := hooks.Notification(t.Context(), id); err != nil || n.Status != persistence.NotificationPending {
+			t.Fatalf("notification after the run finished = %+v, %v", n, err)
+		}
+		nt, err := NewNotifier(NotifierDeps{Webhooks: hooks, Runs: h.runs, Client: loopbackGuard().Client(2 * time.Second),
+			Secret: testWebhookSecret, Backoff: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, func() error {
+			if _, err := nt.DeliverDue(t.Context()); err != nil {
+				return err
+			}
+			n, err := hooks.Notification(t.Context(), id)
+			if err != nil {
+				return err
+			}
+			if n.Status != persistence.NotificationDelivered {
+				return fmt.Errorf("notification %s after %d attempts", n.Status, n.Attempts)
+			}
+			return nil
+		})
+		reqs := recv.requests()
+		if len(reqs) != 3 {
+			t.Fatalf("%d requests, want 3 (500, 502, 200)", len(reqs))
+		}
+		for _, r := range reqs {
+			verify(t, testWebhookSecret, r)
+			if r.delivery == "" || r.delivery != reqs[0].delivery {
+				t.Fatalf("delivery IDs %q and %q differ", r.delivery, reqs[0].delivery)
+			}
+		}
+		var p WebhookPayload
+		if err := json.Unmarshal(reqs[2].body, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.RunID != id || p.Name != "tick" || p.Status != persistence.StatusCompleted || string(p.Result) != "5" || p.FinishedAt.IsZero() {
+			t.Fatalf("payload %s", reqs[2].body)
+		}
+		ds, err := hooks.Deliveries(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) != 3 || ds[0].StatusCode != 500 || ds[0].Delivered || ds[1].StatusCode != 502 || !ds[2].Delivered || ds[2].Attempt != 3 {
+			t.Fatalf("deliveries %+v", ds)
+		}
+		// A wrong secret does not verify.
+		if Sign([]byte("another secret"), reqs[2].body, time.Now()) == reqs[2].signature {
+			t.Fatal("signature does not depend on the secret")
+		}
+	})
+}
+
+func TestWebhookGivesUpAfterTheLastAttempt(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		h := newWFHarness(t, db, registerTick)
+		hooks := persistence.NewWebhookStore(db)
+		recv := newHookReceiver(t, 500, 500, 500, 500)
+		id := h.triggerHook(t, recv.srv.URL)
+		h.waitStatus(t, id, persistence.StatusCompleted, 5*time.Second)
+		nt, err := NewNotifier(NotifierDeps{Webhooks: hooks, Runs: h.runs, Client: loopbackGuard().Client(2 * time.Second),
+			Secret: testWebhookSecret, Backoff: time.Millisecond, Attempts: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, func() error {
+			if _, err := nt.DeliverDue(t.Context()); err != nil {
+				return err
+			}
+			n, err := hooks.Notification(t.Context(), id)
+			if err != nil || n.Status != persistence.NotificationFailed {
+				return fmt.Errorf("notification %+v, %v", n, err)
+			}
+			return nil
+		})
+		if n := len(recv.requests()); n != 3 {
+			t.Fatalf("%d requests, want 3", n)
+		}
+		if n, _ := nt.DeliverDue(t.Context()); n != 0 {
+			t.Fatalf("a given-up notification was claimed again")
+		}
+	})
+}
+
+// TestWebhookRefusesLoopbackAtConnectTime: without the operator's allowance the
+// guarded client reaches no loopback receiver, whatever URL the run stored; the
+// refusal is recorded as a failed attempt.
+func TestWebhookRefusesLoopbackAtConnectTime(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		h := newWFHarness(t, db, registerTick)
+		hooks := persistence.NewWebhookStore(db)
+		recv := newHookReceiver(t)
+		id := h.triggerHook(t, recv.srv.URL)
+		h.waitStatus(t, id, persistence.StatusCompleted, 5*time.Second)
+		nt, err := NewNotifier(NotifierDeps{Webhooks: hooks, Runs: h.runs, Client: netguard.New(nil).Client(2 * time.Second),
+			Secret: testWebhookSecret, Backoff: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nt.DeliverDue(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := hooks.Deliveries(t.Context(), id)
+		if err != nil || len(ds) != 1 || ds[0].Delivered || !strings.Contains(ds[0].Error, "address refused") {
+			t.Fatalf("deliveries %+v, %v", ds, err)
+		}
+		if n := len(recv.requests()); n != 0 {
+			t.Fatalf("the loopback receiver got %d requests", n)
+		}
+	})
+}
+
+// TestWebhookClaimOfADeadNodeIsRetried: a node that claimed a notification and died
+// before recording its attempt leaves it to another node once the claim lapses.
+func TestWebhookClaimOfADeadNodeIsRetried(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		h := newWFHarness(t, db, registerTick)
+		hooks := persistence.NewWebhookStore(db)
+		recv := newHookReceiver(t)
+		id := h.triggerHook(t, recv.srv.URL)
+		h.waitStatus(t, id, persistence.StatusCompleted, 5*time.Second)
+		if got, err := hooks.ClaimDueNotifications(t.Context(), time.Now(), time.Minute, 10); err != nil || len(got) != 1 {
+			t.Fatalf("dead node's claim = %d, %v", len(got), err)
+		}
+		later := time.Now().Add(2 * time.Minute)
+		nt, err := NewNotifier(NotifierDeps{Webhooks: hooks, Runs: h.runs, Client: loopbackGuard().Client(2 * time.Second),
+			Secret: testWebhookSecret, Now: func() time.Time { return later }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := nt.DeliverDue(t.Context()); err != nil || n != 1 {
+			t.Fatalf("DeliverDue after the claim lapsed = %d, %v", n, err)
+		}
+		if n, err := hooks.Notification(t.Context(), id); err != nil || n.Status != persistence.NotificationDelivered || len(recv.requests()) != 1 {
+			t.Fatalf("notification %+v, %v; %d requests", n, err, len(recv.requests()))
+		}
+	})
+}
