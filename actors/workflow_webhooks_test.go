@@ -34,7 +34,7 @@ type hookReceiver struct {
 }
 
 type hookRequest struct {
-	body                 []byte
+	body                []byte
 	signature, delivery string
 }
 
