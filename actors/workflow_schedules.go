@@ -181,7 +181,7 @@ func (s *Scheduler) fire(ctx context.Context, caller GrainCaller, sc persistence
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := actorpb.As[*actorpb.RunAck](caller.Call(cctx, KindWorkflowRun, runID, &actorpb.StartRun{
 			CorrelationId: "schedule:" + sc.ID, RunId: runID, Workflow: sc.Workflow, OwnerId: sc.OwnerID,
-			ParametersJson: string(sc.Parameters)}))
+			ParametersJson: string(sc.Parameters), WebhookUrl: sc.WebhookURL}))
 		cancel()
 		switch code := actorpb.CodeOf(err); {
 		case err == nil:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -243,4 +244,21 @@ func (n *Notifier) send(ctx context.Context, no persistence.WebhookNotification,
 		return res.StatusCode, errors.New("answered " + res.Status)
 	}
 	return res.StatusCode, nil
+}
+
+// webhookSecretLabel is the HKDF info that derives the webhook key from the JWT
+// secret; changing it changes every node's signatures.
+const webhookSecretLabel = "kowai webhook signing v1"
+
+// DeriveWebhookSecret derives the webhook signing key from the JWT secret
+// (HKDF-SHA256, no salt, info "kowai webhook signing v1", 32 bytes), for nodes
+// without KOWAI_WEBHOOK_SECRET: every node of a cluster shares the JWT secret, so it
+// derives the same key, and a receiver that learns the key learns nothing of the JWT
+// secret.
+func DeriveWebhookSecret(jwtSecret []byte) ([]byte, error) {
+	key, err := hkdf.Key(sha256.New, jwtSecret, nil, webhookSecretLabel, 32)
+	if err != nil {
+		return nil, fmt.Errorf("derive webhook secret: %w", err)
+	}
+	return key, nil
 }

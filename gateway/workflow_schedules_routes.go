@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ type scheduleRequest struct {
 	Timezone   string          `json:"timezone,omitempty" doc:"IANA time zone the cron fields are read in; default UTC"`
 	CatchUp    string          `json:"catch_up,omitempty" doc:"what happens to ticks missed by more than a minute (no node running): skip (default) or run_once"`
 	Enabled    *bool           `json:"enabled,omitempty" doc:"default true; a disabled schedule keeps its settings and fires nothing"`
+	WebhookURL string          `json:"webhook_url,omitempty" doc:"every run the schedule starts notifies this URL of its final state, as webhook_url on trigger does"`
 }
 
 // maxSpecBytes bounds a schedule spec.
@@ -59,6 +61,7 @@ type scheduleView struct {
 	LastFiredAt *time.Time      `json:"last_fired_at" doc:"the tick of the last run started"`
 	LastRunID   string          `json:"last_run_id,omitempty"`
 	LastError   string          `json:"last_error,omitempty" doc:"why the last tick started no run"`
+	WebhookURL  string          `json:"webhook_url,omitempty"`
 	CreatedAt   time.Time       `json:"created_at"`
 	UpdatedAt   time.Time       `json:"updated_at"`
 }
@@ -72,7 +75,7 @@ type schedulesView struct {
 func viewOfSchedule(s persistence.WorkflowSchedule) scheduleView {
 	return scheduleView{ID: s.ID, OwnerID: s.OwnerID, Workflow: s.Workflow, Parameters: s.Parameters, Spec: s.Spec,
 		Timezone: s.Timezone, CatchUp: s.CatchUp, Enabled: s.Enabled, NextFireAt: timePtr(s.NextFireAt),
-		LastFiredAt: timePtr(s.LastFiredAt), LastRunID: s.LastRunID, LastError: s.LastError,
+		LastFiredAt: timePtr(s.LastFiredAt), LastRunID: s.LastRunID, LastError: s.LastError, WebhookURL: s.WebhookURL,
 		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
 }
 
@@ -114,8 +117,11 @@ func (s *Server) mountSchedules(h workflowRoutes, authed fiber.Handler, rl rateL
 
 // scheduleFrom validates req against the registry and returns the schedule's
 // settings with its next tick after now (zero when disabled).
-func (h workflowRoutes) scheduleFrom(req scheduleRequest, now time.Time) (persistence.WorkflowSchedule, error) {
+func (h workflowRoutes) scheduleFrom(ctx context.Context, req scheduleRequest, now time.Time) (persistence.WorkflowSchedule, error) {
 	var fields []FieldError
+	if fe := h.wf.checkWebhookURL(ctx, req.WebhookURL); fe != nil {
+		fields = append(fields, *fe)
+	}
 	def, err := h.wf.Registry.Lookup(req.Workflow)
 	if err != nil {
 		fields = append(fields, FieldError{Field: "workflow", Message: "is not a registered workflow (GET /api/v1/workflows lists them)"})
@@ -142,7 +148,7 @@ func (h workflowRoutes) scheduleFrom(req scheduleRequest, now time.Time) (persis
 		return persistence.WorkflowSchedule{}, Validation(fields...)
 	}
 	sc := persistence.WorkflowSchedule{Workflow: def.Name, Parameters: params, Spec: req.Spec, Timezone: req.Timezone,
-		CatchUp: req.CatchUp, Enabled: req.Enabled == nil || *req.Enabled}
+		CatchUp: req.CatchUp, Enabled: req.Enabled == nil || *req.Enabled, WebhookURL: req.WebhookURL}
 	if sc.Timezone == "" {
 		sc.Timezone = "UTC"
 	}
@@ -192,7 +198,7 @@ func (h workflowRoutes) createSchedule(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	sc, err := h.scheduleFrom(req, time.Now())
+	sc, err := h.scheduleFrom(c.UserContext(), req, time.Now())
 	if err != nil {
 		return err
 	}
@@ -245,7 +251,7 @@ func (h workflowRoutes) updateSchedule(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
-		next, err := h.scheduleFrom(req, time.Now())
+		next, err := h.scheduleFrom(c.UserContext(), req, time.Now())
 		if err != nil {
 			return err
 		}

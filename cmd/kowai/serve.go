@@ -21,6 +21,7 @@ import (
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/internal/config"
+	"github.com/kowai/kowai/internal/netguard"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
@@ -141,6 +142,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	webhooks := persistence.NewWebhookStore(db)
+	webhookGuard := netguard.New(cfg.WebhookAllow)
+	notifier, err := newNotifier(cfg, db, webhooks, webhookGuard, log, reg)
+	if err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Config{
 		Name:           cfg.ClusterName,
 		Provider:       cluster.Provider(cfg.ClusterProvider),
@@ -224,7 +231,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Limiter:     limiter,
 		RateLimit:   rateLimit,
 		Workflows: &gateway.Workflows{Registry: wf.Registry(), Runs: persistence.NewWorkflowStore(db),
-			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, Schedules: schedules},
+			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, Schedules: schedules,
+			Webhooks: webhooks, WebhookGuard: webhookGuard},
 	}); err != nil {
 		return err
 	}
@@ -258,6 +266,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g.Go(func() error { return wf.Run(nodeCtx) })
 	// Schedule ticks fire from every node; each tick from one of them.
 	g.Go(func() error { return scheduler.Run(nodeCtx) })
+	// Webhook notifications of finished runs, at least once, from every node.
+	g.Go(func() error { return notifier.Run(nodeCtx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		draining.Store(true)
@@ -275,6 +285,23 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("kowai node stopped")
 	return nil
+}
+
+// newNotifier builds the webhook notifier: its key is KOWAI_WEBHOOK_SECRET, or
+// derived from the JWT secret; its client reaches only addresses the guard allows.
+func newNotifier(cfg *config.Config, db *persistence.DB, webhooks *persistence.WebhookStore, guard *netguard.Guard, log *slog.Logger, reg prometheus.Registerer) (*actors.Notifier, error) {
+	secret := []byte(cfg.WebhookSecret)
+	if len(secret) == 0 {
+		jwt, err := cfg.EnsureJWTSecret()
+		if err != nil {
+			return nil, err
+		}
+		if secret, err = actors.DeriveWebhookSecret([]byte(jwt)); err != nil {
+			return nil, err
+		}
+	}
+	return actors.NewNotifier(actors.NotifierDeps{Webhooks: webhooks, Runs: persistence.NewWorkflowStore(db),
+		Client: guard.Client(actors.DefaultWebhookTimeout), Secret: secret, Logger: log, Metrics: reg})
 }
 
 // newWorkflows builds the workflow engine with the built-in workflows.
