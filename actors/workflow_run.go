@@ -535,6 +535,8 @@ type eventPump struct {
 	waiters []chan error
 	failed  error
 	closed  bool
+	// started holds the start of each step's attempt in flight (task metrics).
+	started map[int]time.Time
 	kick    chan struct{}
 	done    chan struct{}
 }
@@ -543,7 +545,7 @@ var _ workflows.AttemptRecorder = (*eventPump)(nil)
 
 // newEventPump continues the run's events after last; last < 0 reads it first.
 func newEventPump(w *Workflows, runID string, last int64) *eventPump {
-	p := &eventPump{w: w, runID: runID, seq: last, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	p := &eventPump{w: w, runID: runID, seq: last, started: map[int]time.Time{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go p.loop()
 	return p
 }
@@ -580,6 +582,7 @@ func (p *eventPump) enqueue(e workflows.Event, ch chan error) {
 		}
 		return
 	}
+	p.w.metrics.observeTask(e, p.started)
 	p.queue = append(p.queue, persistence.WorkflowEvent{RunID: p.runID, StepSeq: e.Seq, Status: e.Status, Attempt: e.Attempt, Data: data, CreatedAt: e.Time})
 	p.waiters = append(p.waiters, ch)
 	p.mu.Unlock()

@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"context"
 	"crypto/hmac"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,15 +13,19 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/internal/netguard"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
+	"github.com/kowai/kowai/workflows"
 )
 
 var testWebhookSecret = []byte("webhook-test-secret-0123456789abcdef")
@@ -236,6 +242,65 @@ func TestWebhookClaimOfADeadNodeIsRetried(t *testing.T) {
 		}
 		if n, err := hooks.Notification(t.Context(), id); err != nil || n.Status != persistence.NotificationDelivered || len(recv.requests()) != 1 {
 			t.Fatalf("notification %+v, %v; %d requests", n, err, len(recv.requests()))
+		}
+	})
+}
+
+func TestWorkflowMetrics(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		var calls atomic.Int32
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "flaky", func(c *workflows.Context, _ noParams) (int, error) {
+				return workflows.Task(c, "once-failing", func(context.Context) (int, error) {
+					if calls.Add(1) == 1 {
+						return 0, errors.New("transient")
+					}
+					return 1, nil
+				}, workflows.WithRetry(workflows.Retry{Attempts: 3, Initial: time.Millisecond}))
+			}))
+		})
+		reg := prometheus.NewRegistry()
+		wf, err := NewWorkflows(WorkflowDeps{Runs: h.runs, Writer: h.writer, Registry: h.reg, Caller: h.grains, NodeID: "node-metrics", Metrics: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.grains.props[KindWorkflowRun] = wf.RunProps
+		id := h.trigger(t, "flaky", `{}`)
+		h.waitStatus(t, id, persistence.StatusCompleted, 5*time.Second)
+		// A paused run is counted cluster-wide by the open-runs gauge (read
+		// at the first scrape, then cached).
+		if _, err := h.runs.CreateRun(t.Context(), persistence.WorkflowRun{Name: "flaky", Status: persistence.StatusPaused}); err != nil {
+			t.Fatal(err)
+		}
+		if n := testutil.CollectAndCount(reg, "kowai_workflow_task_duration_seconds"); n != 2 {
+			t.Fatalf("task duration series = %d, want 2 (task retrying, task completed)", n)
+		}
+		want := `
+# HELP kowai_workflow_task_attempts Attempts a task took until it completed or failed for good, by task kind and status.
+# TYPE kowai_workflow_task_attempts histogram
+kowai_workflow_task_attempts_bucket{kind="task",status="completed",le="1"} 0
+kowai_workflow_task_attempts_bucket{kind="task",status="completed",le="2"} 1
+kowai_workflow_task_attempts_bucket{kind="task",status="completed",le="3"} 1
+kowai_workflow_task_attempts_bucket{kind="task",status="completed",le="4"} 1
+kowai_workflow_task_attempts_bucket{kind="task",status="completed",le="5"} 1
+kowai_workflow_task_attempts_bucket{kind="task",status="completed",le="7"} 1
+kowai_workflow_task_attempts_bucket{kind="task",status="completed",le="10"} 1
+kowai_workflow_task_attempts_bucket{kind="task",status="completed",le="+Inf"} 1
+kowai_workflow_task_attempts_sum{kind="task",status="completed"} 2
+kowai_workflow_task_attempts_count{kind="task",status="completed"} 1
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kowai_workflow_task_attempts"); err != nil {
+			t.Fatal(err)
+		}
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP kowai_workflow_runs Open workflow runs of the whole cluster by status (pending, running, retrying: active; paused: waiting for input or sleeping); the same on every node.
+# TYPE kowai_workflow_runs gauge
+kowai_workflow_runs{status="paused"} 1
+kowai_workflow_runs{status="pending"} 0
+kowai_workflow_runs{status="retrying"} 0
+kowai_workflow_runs{status="running"} 0
+`), "kowai_workflow_runs"); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

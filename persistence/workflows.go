@@ -454,3 +454,26 @@ func (s *WorkflowStore) CountActive(ctx context.Context, name, ownerID string) (
 	}
 	return n, nil
 }
+
+// CountOpenRuns counts the runs that have not finished, by status, on the status
+// index (its cost follows the open runs, not the history).
+func (s *WorkflowStore) CountOpenRuns(ctx context.Context) (map[string]int, error) {
+	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select("status", goqu.COUNT("*")).
+		Where(goqu.C("status").In(StatusPending, StatusRunning, StatusRetrying, StatusPaused)).GroupBy("status")
+	type pair struct {
+		status string
+		n      int
+	}
+	ps, err := scanAll(ctx, q, func(sc scanner) (pair, error) {
+		var p pair
+		return p, sc.Scan(&p.status, &p.n)
+	})
+	if err != nil {
+		return nil, wrap(err, "count open workflow runs")
+	}
+	out := make(map[string]int, len(ps))
+	for _, p := range ps {
+		out[p.status] = p.n
+	}
+	return out, nil
+}

@@ -29,7 +29,10 @@ CREATE TABLE workflow_schedules (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- The notification target of a run (empty: none).
-ALTER TABLE workflow_runs ADD COLUMN webhook_url VARCHAR(2048) NOT NULL DEFAULT '';
+ALTER TABLE workflow_runs
+    ADD COLUMN webhook_url VARCHAR(2048) NOT NULL DEFAULT '',
+    -- kowai_workflow_runs counts the open runs by status.
+    ADD KEY workflow_runs_status (status);
 
 -- One row per webhook delivery attempt of a finished run.
 CREATE TABLE webhook_deliveries (

@@ -28,6 +28,8 @@ CREATE INDEX workflow_schedules_owner_created ON workflow_schedules (owner_id, c
 
 -- The notification target of a run (empty: none).
 ALTER TABLE workflow_runs ADD COLUMN webhook_url TEXT NOT NULL DEFAULT '';
+-- kowai_workflow_runs counts the open runs by status.
+CREATE INDEX workflow_runs_status ON workflow_runs (status);
 
 -- One row per webhook delivery attempt of a finished run.
 CREATE TABLE webhook_deliveries (
