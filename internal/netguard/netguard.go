@@ -84,24 +84,33 @@ func (g *Guard) CheckURL(ctx context.Context, raw string) error {
 		return errors.New("must not contain credentials")
 	}
 	host := u.Hostname()
-	var addrs []netip.Addr
 	if ip, err := netip.ParseAddr(host); err == nil {
-		addrs = []netip.Addr{ip}
-	} else {
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		addrs, err = net.DefaultResolver.LookupNetIP(rctx, "ip", host)
-		if err != nil || len(addrs) == 0 {
-			return fmt.Errorf("host %s does not resolve", host)
+		if !g.Allowed(ip) {
+			return refused(fmt.Sprintf("%s is a loopback, private, link-local or otherwise non-public address", host))
 		}
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return fmt.Errorf("host %s does not resolve", host)
 	}
 	for _, a := range addrs {
 		if !g.Allowed(a) {
-			return fmt.Errorf("%w: %s resolves to %s, a loopback, private, link-local or otherwise non-public address", ErrRefused, host, a.Unmap())
+			return refused(fmt.Sprintf("%s resolves to %s, a loopback, private, link-local or otherwise non-public address", host, a.Unmap()))
 		}
 	}
 	return nil
 }
+
+// refusedError is an ErrRefused whose text is only the reason, fit for a user.
+type refusedError struct{ reason string }
+
+func (e refusedError) Error() string        { return e.reason }
+func (e refusedError) Is(target error) bool { return target == ErrRefused }
+
+func refused(reason string) error { return refusedError{reason: reason} }
 
 // Control is a net.Dialer Control function that refuses connections to addresses
 // the guard does not allow.
