@@ -28,6 +28,10 @@ type scheduleRequest struct {
 	WebhookURL string          `json:"webhook_url,omitempty" doc:"every run the schedule starts notifies this URL of its final state, as webhook_url on trigger does"`
 }
 
+// MaxSchedulesPerUser bounds the schedules one user keeps; the count is read, not
+// reserved, so concurrent creations may pass it by a few.
+const MaxSchedulesPerUser = 100
+
 // maxSpecBytes bounds a schedule spec.
 const maxSpecBytes = 200
 
@@ -102,7 +106,7 @@ func (s *Server) mountSchedules(h workflowRoutes, authed fiber.Handler, rl rateL
 		Query: pageQuery(), Response: schedulesView{}, Errors: errs()},
 		authed, rl.user("workflows.schedules.list"), run, available, h.listSchedules)
 	s.Route(fiber.MethodPost, "/api/v1/workflows/schedules", Op{Summary: "Create a cron schedule that triggers a workflow for you", Tag: "Workflows", Auth: true,
-		Request: scheduleRequest{}, Response: scheduleView{}, Status: http.StatusCreated, Errors: errs()},
+		Request: scheduleRequest{}, Response: scheduleView{}, Status: http.StatusCreated, Errors: errs(http.StatusConflict)},
 		authed, rl.user("workflows.schedules.create"), run, available, h.createSchedule)
 	s.Route(fiber.MethodGet, "/api/v1/workflows/schedules/:id", Op{Summary: "One of your schedules", Tag: "Workflows", Auth: true,
 		Response: scheduleView{}, Errors: errs(http.StatusNotFound)},
@@ -201,6 +205,13 @@ func (h workflowRoutes) createSchedule(c *fiber.Ctx) error {
 	sc, err := h.scheduleFrom(c.UserContext(), req, time.Now())
 	if err != nil {
 		return err
+	}
+	n, err := h.wf.Schedules.CountSchedules(c.UserContext(), principalID(c))
+	if err != nil {
+		return err
+	}
+	if n >= MaxSchedulesPerUser {
+		return NewError(http.StatusConflict, fmt.Sprintf("you have %d schedules, the most one user may keep; delete one first", n))
 	}
 	id, err := uuid.NewV7()
 	if err != nil {

@@ -120,3 +120,20 @@ func TestScheduleValidation(t *testing.T) {
 		t.Fatalf("refused bodies stored %d schedules", len(list.Schedules))
 	}
 }
+
+func TestScheduleCapPerUser(t *testing.T) {
+	db := persisttest.SQLite(t)
+	env := startSchedules(t, db)
+	ada := env.newUser(t, "ada-cap@example.com")
+	store := persistence.NewWorkflowScheduleStore(db)
+	for range MaxSchedulesPerUser {
+		if _, err := store.CreateSchedule(t.Context(), persistence.WorkflowSchedule{OwnerID: ada.id, Workflow: "greet", Spec: "@hourly"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call(t, http.MethodPost, env.url+"/api/v1/workflows/schedules", ada.pair.AccessToken,
+		`{"workflow":"greet","parameters":{"name":"x"},"spec":"@hourly"}`).problem(t, http.StatusConflict)
+	if n, err := store.CountSchedules(t.Context(), ada.id); err != nil || n != MaxSchedulesPerUser {
+		t.Fatalf("schedules = %d, %v", n, err)
+	}
+}

@@ -59,6 +59,8 @@ type WorkflowSchedules interface {
 	// SaveSchedule replaces the schedule with s if its stored version is still
 	// expected (s.Version must be greater); otherwise ErrConflict, or ErrNotFound.
 	SaveSchedule(ctx context.Context, s WorkflowSchedule, expected int64) error
+	// CountSchedules counts ownerID's schedules.
+	CountSchedules(ctx context.Context, ownerID string) (int, error)
 	// DeleteSchedule removes the schedule, or answers ErrNotFound.
 	DeleteSchedule(ctx context.Context, id string) error
 	// ClaimDueSchedules takes up to limit enabled schedules whose DueAt has passed at
@@ -238,4 +240,14 @@ func (st *WorkflowScheduleStore) ClaimDueSchedules(ctx context.Context, now time
 		}
 	}
 	return claimed, nil
+}
+
+// CountSchedules implements WorkflowSchedules, on the owner index.
+func (st *WorkflowScheduleStore) CountSchedules(ctx context.Context, ownerID string) (int, error) {
+	var n int
+	q := st.db.Goqu.From("workflow_schedules").Prepared(true).Select(goqu.COUNT("*")).Where(goqu.C("owner_id").Eq(ownerID))
+	if err := scanOne(ctx, q, &n); err != nil {
+		return 0, wrap(err, "count workflow schedules of %s", ownerID)
+	}
+	return n, nil
 }
