@@ -110,3 +110,34 @@ func TestWorkflowSchedulesContract(t *testing.T) {
 		}
 	})
 }
+
+// TestEraseUserDeletesSchedules: an erased user's schedules go with them, so nothing
+// fires in their name afterwards.
+func TestEraseUserDeletesSchedules(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		store := persistence.NewWorkflowScheduleStore(db)
+		gone, kept := seedUser(t, db), seedUser(t, db)
+		var ids []string
+		for _, u := range []persistence.User{gone, kept} {
+			s, err := store.CreateSchedule(ctx, persistence.WorkflowSchedule{OwnerID: u.ID, Workflow: "greet", Spec: "@hourly", Enabled: true,
+				NextFireAt: time.Now(), DueAt: time.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, s.ID)
+		}
+		if _, err := persistence.NewUserStore(db).Erase(ctx, gone.ID, func(persistence.Erasure) persistence.AuditEntry {
+			return persistence.AuditEntry{ActorID: gone.ID, Action: "user.erase", TargetType: "user", TargetID: gone.ID}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.GetSchedule(ctx, ids[0]); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("erased user's schedule: %v, want ErrNotFound", err)
+		}
+		if _, err := store.GetSchedule(ctx, ids[1]); err != nil {
+			t.Fatalf("another user's schedule: %v", err)
+		}
+	})
+}
