@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
@@ -210,6 +211,13 @@ func TestSchedulerCatchUp(t *testing.T) {
 			}
 			if n, err := s.FireDue(t.Context()); err != nil || n < 1 {
 				t.Fatalf("%s: FireDue = %d, %v", c.name, n, err)
+			}
+			outcome := "fired"
+			if !c.wantRun {
+				outcome = "skipped"
+			}
+			if got := testutil.ToFloat64(s.metrics.fires.WithLabelValues(outcome)); got != 1 {
+				t.Errorf("%s: schedule fires{outcome=%q} = %v, want 1", c.name, outcome, got)
 			}
 			got, err := store.GetSchedule(t.Context(), sc.ID)
 			if err != nil {

@@ -153,6 +153,11 @@ func TestWebhookDeliveredSignedAfterRetries(t *testing.T) {
 		if len(ds) != 3 || ds[0].StatusCode != 500 || ds[0].Delivered || ds[1].StatusCode != 502 || !ds[2].Delivered || ds[2].Attempt != 3 {
 			t.Fatalf("deliveries %+v", ds)
 		}
+		for outcome, want := range map[string]float64{"failed": 2, "delivered": 1, "gave_up": 0} {
+			if got := testutil.ToFloat64(nt.outcome.WithLabelValues(outcome)); got != want {
+				t.Errorf("webhook deliveries{outcome=%q} = %v, want %v", outcome, got, want)
+			}
+		}
 		// A wrong secret does not verify.
 		if Sign([]byte("another secret"), reqs[2].body, time.Now()) == reqs[2].signature {
 			t.Fatal("signature does not depend on the secret")
