@@ -48,7 +48,7 @@ type sessionsPage struct {
 // passwordRequest is the body of POST /api/v1/auth/password.
 type passwordRequest struct {
 	CurrentPassword string `json:"current_password"`
-	NewPassword     string `json:"new_password" doc:"at least 12 characters, at most 1024 bytes, not your email"`
+	NewPassword     string `json:"new_password" doc:"at least 12 characters, at most 1024 bytes; not one of the 10,000 most common passwords, not your email or its part before the @"`
 }
 
 // Validate implements Validator; the password policy is the auth service's.
@@ -188,7 +188,7 @@ func (a accountRoutes) deleteAccount(c *fiber.Ctx) error {
 // withClient records the request's client for the sessions it starts and the
 // attempts it spends (auth.WithClient).
 func withClient(c *fiber.Ctx) error {
-	c.SetUserContext(auth.WithClient(c.UserContext(), auth.ClientInfo{IP: c.IP(), UserAgent: c.Get(fiber.HeaderUserAgent)}))
+	c.SetUserContext(auth.WithClient(c.UserContext(), auth.ClientInfo{IP: ClientAddr(c), UserAgent: c.Get(fiber.HeaderUserAgent)}))
 	return c.Next()
 }
 

@@ -3,7 +3,6 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -12,12 +11,6 @@ import (
 
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/persistence"
-)
-
-// Audit actions written by the admin routes.
-const (
-	auditRolesSet   = "user.roles.set"
-	auditUserDelete = "user.delete"
 )
 
 // adminUser is a user as administrators see it.
@@ -125,19 +118,9 @@ func (a adminRoutes) keepsAnAdmin(c *fiber.Ctx, u persistence.User) error {
 	return nil
 }
 
-// record appends an audit entry for a change that has been made. A failure
-// is an error for the caller: an admin change must not go unrecorded
-// silently.
+// record appends an audit entry for a change made to a user.
 func (a adminRoutes) record(c *fiber.Ctx, p auth.Principal, action, targetID string, detail map[string]any) error {
-	raw, err := json.Marshal(detail)
-	if err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
-	}
-	if _, err := a.audit.Append(c.UserContext(), persistence.AuditEntry{ActorID: p.UserID, Action: action,
-		TargetType: "user", TargetID: targetID, Detail: raw, IP: c.IP()}); err != nil {
-		return fmt.Errorf("audit %s of user %s (the change was made): %w", action, targetID, err)
-	}
-	return nil
+	return recordAudit(c, a.audit, p.UserID, action, "user", targetID, detail)
 }
 
 // setRoles replaces a user's roles, then revokes the user's sessions so no
@@ -204,7 +187,7 @@ func (a adminRoutes) remove(c *fiber.Ctx) error {
 		raw, err := json.Marshal(map[string]any{"roles": u.Roles, "conversations": e.Conversations, "messages": e.Messages,
 			"feedback": e.Feedback, "agents": e.Agents, "workflow_runs": e.WorkflowRuns, "sessions": e.Sessions})
 		detailErr = err
-		return persistence.AuditEntry{ActorID: p.UserID, Action: auditUserDelete, TargetType: "user", TargetID: u.ID, Detail: raw, IP: c.IP()}
+		return persistence.AuditEntry{ActorID: p.UserID, Action: auditUserDelete, TargetType: "user", TargetID: u.ID, Detail: raw, IP: ClientAddr(c)}
 	})
 	if errors.Is(err, persistence.ErrNotFound) {
 		return NewError(http.StatusNotFound, "no such user")

@@ -71,12 +71,17 @@ func TestAdminUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(log.Items) != 2 {
-		t.Fatalf("audit log has %d entries, want 2: %+v", len(log.Items), log.Items)
-	}
+	// The auth service records the sign-ins and account creations too.
 	actions := map[string]persistence.AuditEntry{}
+	n := 0
 	for _, e := range log.Items {
-		actions[e.Action] = e
+		if e.Action == auditRolesSet || e.Action == auditUserDelete {
+			actions[e.Action] = e
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("audit log has %d admin entries, want 2: %+v", n, log.Items)
 	}
 	roles, del := actions[auditRolesSet], actions[auditUserDelete]
 	if roles.ActorID != admin.id || roles.TargetID != alice.id || del.ActorID != admin.id || del.TargetID != mod.id {

@@ -290,6 +290,13 @@ type agentRoutes struct {
 	validateSignature func(string) error
 	validateConfig    func(agentType string, config json.RawMessage) error
 	changed           func(ctx context.Context, agentID string)
+	audit             persistence.AuditLog
+}
+
+// record appends an audit entry for a change made to agent ag by p.
+func (a agentRoutes) record(c *fiber.Ctx, p auth.Principal, action string, ag persistence.Agent) error {
+	return recordAudit(c, a.audit, p.UserID, action, "agent", ag.ID,
+		map[string]any{"name": ag.Name, "type": ag.Type, "owner_id": ag.OwnerID, "version": ag.Version})
 }
 
 // check applies the registry's rules: a known type, a signature that
@@ -388,6 +395,9 @@ func (a agentRoutes) create(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := a.record(c, p, auditAgentCreate, ag); err != nil {
+		return err
+	}
 	return c.Status(http.StatusCreated).JSON(viewAgent(ag))
 }
 
@@ -416,7 +426,7 @@ func (a agentRoutes) update(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return a.replace(c, ag, req.fields(), req.Version)
+	return a.replace(c, p, ag, req.fields(), req.Version)
 }
 
 // patch serves PATCH /api/v1/agents/{id}.
@@ -440,11 +450,12 @@ func (a agentRoutes) patch(c *fiber.Ctx) error {
 	if f := fields.Validate(); len(f) > 0 {
 		return Validation(f...)
 	}
-	return a.replace(c, ag, fields, req.Version)
+	return a.replace(c, p, ag, fields, req.Version)
 }
 
-// replace stores fields as the agent's, if it is still at version.
-func (a agentRoutes) replace(c *fiber.Ctx, ag persistence.Agent, fields createAgentRequest, version int64) error {
+// replace stores fields as the agent's, if it is still at version, on
+// behalf of p.
+func (a agentRoutes) replace(c *fiber.Ctx, p auth.Principal, ag persistence.Agent, fields createAgentRequest, version int64) error {
 	if err := a.check(fields); err != nil {
 		return err
 	}
@@ -460,6 +471,9 @@ func (a agentRoutes) replace(c *fiber.Ctx, ag persistence.Agent, fields createAg
 		return err
 	}
 	a.notify(c, updated.ID)
+	if err := a.record(c, p, auditAgentUpdate, updated); err != nil {
+		return err
+	}
 	return c.JSON(viewAgent(updated))
 }
 
@@ -478,6 +492,9 @@ func (a agentRoutes) remove(c *fiber.Ctx) error {
 		return err
 	}
 	a.notify(c, ag.ID)
+	if err := a.record(c, p, auditAgentDelete, ag); err != nil {
+		return err
+	}
 	return c.SendStatus(http.StatusNoContent)
 }
 

@@ -58,15 +58,18 @@ type API struct {
 	// Limiter holds the rate-limit counters; nil means in-process. Use the
 	// Redis limiter so every node counts together.
 	Limiter ratelimit.Limiter
-	// RateLimit is the limit per user (per client address when anonymous)
-	// and per route (KOWAI_RATE_LIMIT); zero means 120/m.
+	// RateLimit is the limit per user and per route (KOWAI_RATE_LIMIT), and
+	// per client address over every request without accepted credentials
+	// (anonymous routes, unknown routes, missing or refused tokens); zero
+	// means 120/m.
 	RateLimit ratelimit.Limit
 	// Workflows, optional, serves /api/v1/workflows; without it those
 	// routes answer 503.
 	Workflows *Workflows
 
 	// AuthRateLimit is the limit per client address on register, login,
-	// refresh and Appwrite sign-in; zero means 10/m.
+	// refresh and Appwrite sign-in, per route (KOWAI_AUTH_RATE_LIMIT); zero
+	// means 10/m.
 	AuthRateLimit ratelimit.Limit
 
 	// wsRecheckInterval, when not zero, replaces how often an idle
@@ -118,34 +121,56 @@ func (s *Server) Mount(api API) error {
 	if err := s.opts.Registry.Register(open); err != nil {
 		return err
 	}
-	authed := auth.RequireAuth(api.Authenticator)
+	s.anonymous = rl.anonymous()
+	authed := auth.RequireAuthWith(api.Authenticator, auth.RequireAuthOptions{Refused: s.authRefused})
 	s.Route(fiber.MethodPost, "/api/v1/chat/message", Op{Summary: "Send a message and get the agent's reply", Tag: "Chat", Auth: true,
 		Request: sendMessageRequest{}, Response: ChatReply{}, Errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable}},
 		authed, rl.user(chatTurnBucket), postMessage(api.Chat))
 
 	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, limits: rl, log: s.log, open: open,
-		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue}
+		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue,
+		workflows: api.Workflows.withDefaults()}
 	if api.wsRecheckInterval > 0 {
 		ws.recheckInterval = api.wsRecheckInterval
 	}
 	if api.Auth != nil {
 		ws.users = api.Auth
 	}
-	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens (see the README for frames)", Tag: "Chat",
+	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens, and follow workflow runs", Tag: "Chat", AddrLimited: true,
 		Status: http.StatusSwitchingProtocols, Errors: []int{http.StatusUpgradeRequired}},
 		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
 
 	if api.Auth != nil {
-		// Sessions record their client; password checks throttle by it. Only
-		// the routes that start sessions or check passwords pay for it.
-		s.app.Use([]string{"/api/v1/auth/login", "/api/v1/auth/appwrite", "/api/v1/auth/password", "/api/v1/users/me"}, withClient)
+		// Sessions record their client; password checks throttle by it and
+		// the audit log records it. Only the routes that start sessions,
+		// check passwords or write audit entries pay for it (the prefix
+		// /api/v1/auth/appwrite covers /api/v1/auth/appwrite/link).
+		s.app.Use([]string{"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout",
+			"/api/v1/auth/appwrite", "/api/v1/auth/password", "/api/v1/users/me"}, withClient)
 		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, authed, rl)
 		s.mountAccount(accountRoutes{svc: api.Accounts, users: api.Stores.Users}, authed, rl)
 		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
-			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged}, authed, rl)
+			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged, audit: api.Stores.Audit}, authed, rl)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo}, authed, rl)
 	}
 	s.mountWorkflows(api.Workflows, authed, rl)
 	return nil
+}
+
+// authRefused runs when a protected route refuses a request's token: it logs
+// the refusal (never the token) and counts it against the client address's
+// anonymous bucket, answering 429 instead of 401 once that is spent.
+func (s *Server) authRefused(c *fiber.Ctx, reason error) error {
+	ctx := c.UserContext()
+	if errors.Is(reason, auth.ErrMissingToken) {
+		s.log.DebugContext(ctx, "authentication refused", "reason", "missing_token", "route", routeLabel(c), "client_addr", ClientAddr(c))
+	} else {
+		s.log.InfoContext(ctx, "authentication refused", "reason", "invalid_token", "route", routeLabel(c), "client_addr", ClientAddr(c),
+			"error", reason)
+	}
+	if s.anonymous == nil {
+		return nil
+	}
+	return s.anonymous(c)
 }

@@ -22,6 +22,7 @@ type AuthService interface {
 	Logout(ctx context.Context, p auth.Principal) error
 	Me(ctx context.Context, p auth.Principal) (auth.User, error)
 	SignInWithAppwrite(ctx context.Context, appwriteJWT string) (auth.TokenPair, error)
+	LinkAppwrite(ctx context.Context, p auth.Principal, appwriteJWT string) (auth.User, error)
 	RevokeUserSessions(ctx context.Context, userID string) error
 }
 
@@ -36,7 +37,7 @@ const (
 // registerRequest is the body of POST /api/v1/auth/register.
 type registerRequest struct {
 	Email    string `json:"email" doc:"a plain email address, at most 254 bytes"`
-	Password string `json:"password" doc:"at least 8 characters, at most 1024 bytes"`
+	Password string `json:"password" doc:"at least 12 characters, at most 1024 bytes; not one of the 10,000 most common passwords, not the email or its part before the @"`
 	Name     string `json:"name,omitempty" doc:"display name, at most 100 characters"`
 }
 
@@ -47,7 +48,7 @@ func (r registerRequest) Validate() []FieldError {
 	if _, err := auth.NormalizeEmail(r.Email); err != nil {
 		f = append(f, fieldOf(err))
 	}
-	if err := auth.ValidatePassword(r.Password); err != nil {
+	if err := auth.CheckPassword(r.Password, r.Email); err != nil {
 		f = append(f, fieldOf(err))
 	}
 	f = append(f, checkName("name", r.Name, auth.MaxNameChars, false)...)
@@ -114,7 +115,7 @@ func fieldOf(err error) FieldError {
 var publicAuthErrors = []error{
 	auth.ErrTokenReused, auth.ErrInvalidToken, auth.ErrInvalidCredentials, auth.ErrAccountDisabled,
 	auth.ErrThrottled, auth.ErrEmailTaken, auth.ErrForbidden, auth.ErrAppwriteDisabled,
-	auth.ErrAppwriteUnavailable, auth.ErrAppwriteEmailUnverified,
+	auth.ErrAppwriteUnavailable, auth.ErrAppwriteEmailUnverified, auth.ErrAppwriteLinkRequired, auth.ErrAppwriteAlreadyLinked,
 }
 
 // authProblem maps an error of the auth service to a problem. Invalid input
@@ -180,7 +181,7 @@ func (a authRoutes) login(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	pair, err := a.svc.Login(c.UserContext(), req.Email, req.Password, c.IP())
+	pair, err := a.svc.Login(c.UserContext(), req.Email, req.Password, ClientAddr(c))
 	return tokens(c, pair, err)
 }
 
@@ -200,6 +201,23 @@ func (a authRoutes) appwrite(c *fiber.Ctx) error {
 	}
 	pair, err := a.svc.SignInWithAppwrite(c.UserContext(), req.JWT)
 	return tokens(c, pair, err)
+}
+
+// linkAppwrite links an Appwrite account to the caller's own user.
+func (a authRoutes) linkAppwrite(c *fiber.Ctx) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
+	}
+	req, err := Decode[appwriteRequest](c)
+	if err != nil {
+		return err
+	}
+	u, err := a.svc.LinkAppwrite(c.UserContext(), p, req.JWT)
+	if err != nil {
+		return authProblem(err)
+	}
+	return c.JSON(u.Public())
 }
 
 func (a authRoutes) logout(c *fiber.Ctx) error {
@@ -229,19 +247,25 @@ func (a authRoutes) me(c *fiber.Ctx) error {
 // limited per client address at the strict limit; the login throttle of the
 // auth service limits per account on top.
 func (s *Server) mountAuth(a authRoutes, authed fiber.Handler, rl rateLimits) {
-	s.Route(fiber.MethodPost, "/api/v1/auth/register", Op{Summary: "Create an account (403 when registration is closed)", Tag: "Auth",
+	s.Route(fiber.MethodPost, "/api/v1/auth/register", Op{Summary: "Create an account (403 when registration is closed)", Tag: "Auth", AddrLimited: true,
 		Request: registerRequest{}, Response: auth.PublicUser{}, Status: http.StatusCreated, Errors: []int{http.StatusForbidden, http.StatusConflict}},
 		rl.strict("auth.register"), a.register)
-	s.Route(fiber.MethodPost, "/api/v1/auth/login", Op{Summary: "Log in with email and password", Tag: "Auth",
+	s.Route(fiber.MethodPost, "/api/v1/auth/login", Op{Summary: "Log in with email and password", Tag: "Auth", AddrLimited: true,
 		Request: loginRequest{}, Response: auth.TokenPair{}, Errors: []int{http.StatusUnauthorized, http.StatusForbidden}},
 		rl.strict("auth.login"), a.login)
-	s.Route(fiber.MethodPost, "/api/v1/auth/refresh", Op{Summary: "Exchange a refresh token for a new pair; reusing a spent one revokes the session", Tag: "Auth",
+	s.Route(fiber.MethodPost, "/api/v1/auth/refresh", Op{Summary: "Exchange a refresh token for a new pair; reusing a spent one revokes the session", Tag: "Auth", AddrLimited: true,
 		Request: refreshRequest{}, Response: auth.TokenPair{}, Errors: []int{http.StatusUnauthorized, http.StatusForbidden}},
 		rl.strict("auth.refresh"), a.refresh)
-	s.Route(fiber.MethodPost, "/api/v1/auth/appwrite", Op{Summary: "Sign in with an Appwrite JWT (404 when Appwrite is not configured)", Tag: "Auth",
+	s.Route(fiber.MethodPost, "/api/v1/auth/appwrite", Op{Summary: "Sign in with an Appwrite JWT (404 when Appwrite is not configured; " +
+		"403 when a new account's email is unverified; 409 when the email belongs to an account not linked to Appwrite: link it from that account)", Tag: "Auth", AddrLimited: true,
 		Request: appwriteRequest{}, Response: auth.TokenPair{},
 		Errors: []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway}},
 		rl.strict("auth.appwrite"), a.appwrite)
+	s.Route(fiber.MethodPost, "/api/v1/auth/appwrite/link", Op{Summary: "Link an Appwrite account (its JWT) to the caller's own account, " +
+		"so it can sign in through Appwrite (409 when either is linked to another)", Tag: "Auth", Auth: true,
+		Request: appwriteRequest{}, Response: auth.PublicUser{},
+		Errors: []int{http.StatusUnauthorized, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway}},
+		authed, rl.strict("auth.appwrite.link"), a.linkAppwrite)
 	s.Route(fiber.MethodPost, "/api/v1/auth/logout", Op{Summary: "Revoke this session; its tokens stop working at once", Tag: "Auth", Auth: true,
 		Status: http.StatusNoContent}, authed, rl.user("auth.logout"), a.logout)
 	s.Route(fiber.MethodGet, "/api/v1/auth/me", Op{Summary: "The authenticated user", Tag: "Auth", Auth: true, Response: auth.PublicUser{}},

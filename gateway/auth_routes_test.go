@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +36,7 @@ type restConfig struct {
 	authRateLimit      ratelimit.Limit
 	appwrite           *auth.AppwriteVerifier
 	throttle           *auth.Throttle
+	trustedProxies     []netip.Prefix
 	// db, when set, is used instead of a fresh SQLite database: a second
 	// server over it stands for a second node.
 	db *persistence.DB
@@ -88,7 +90,7 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 	}
 	svc, err := auth.NewService(auth.Config{Users: NewAuthUsers(db), Sessions: sessions, Tokens: toks, Hasher: hasher,
 		Revocations: revocations, Throttle: cfg.throttle, Appwrite: cfg.appwrite,
-		SessionMaxAge: cfg.sessionMaxAge, Clock: cfg.clock})
+		SessionMaxAge: cfg.sessionMaxAge, Clock: cfg.clock, Audit: NewAuthAudit(persistence.NewAuditStore(db))})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -129,7 +131,7 @@ func startREST(t *testing.T, cfg restConfig) *restEnv {
 		env.changed = append(env.changed, id)
 	})
 	env.svc = svc
-	ts := startWith(t, Options{}, func(s *Server) {
+	ts := startWith(t, Options{TrustedProxies: cfg.trustedProxies}, func(s *Server) {
 		env.server = s
 		if err := s.Mount(api); err != nil {
 			t.Fatal(err)
@@ -313,6 +315,38 @@ func TestRegister(t *testing.T) {
 
 	closed := startREST(t, restConfig{closedRegistration: true})
 	call(t, http.MethodPost, closed.url+"/api/v1/auth/register", "", `{"email":"c@example.com","password":"long enough pw"}`).problem(t, http.StatusForbidden)
+}
+
+// TestRegisterRefusesWeakPasswords replays the audit's finding over HTTP:
+// 12345678, password, eight spaces and the email itself were accepted. Each
+// is now a 400 with a field error on password, and no account is made.
+func TestRegisterRefusesWeakPasswords(t *testing.T) {
+	env := startREST(t, restConfig{})
+	url := env.url + "/api/v1/auth/register"
+	const email = "weak.password.user@example.com"
+	for _, tc := range []struct{ pw, says string }{
+		{"12345678", "at least 12 characters"},
+		{"password", "at least 12 characters"},
+		{"        ", "at least 12 characters"},
+		{"            ", "only spaces"},
+		{"qwerty123456", "most common"},
+		{"1q2w3e4r5t6y", "most common"},
+		{email, "email"},
+		{"Weak.Password.User", "email"},
+	} {
+		body, _ := json.Marshal(map[string]string{"email": email, "password": tc.pw})
+		p := call(t, http.MethodPost, url, "", string(body)).problem(t, http.StatusBadRequest)
+		if len(p.Errors) != 1 || p.Errors[0].Field != "password" || !strings.Contains(p.Errors[0].Message, tc.says) {
+			t.Errorf("register with %q: field errors %+v, want one on password saying %q", tc.pw, p.Errors, tc.says)
+		}
+	}
+	if _, err := env.stores.Users.GetByEmail(t.Context(), email); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("a refused registration made an account: %v", err)
+	}
+	body, _ := json.Marshal(map[string]string{"email": email, "password": "weak.password.user is me"})
+	if r := call(t, http.MethodPost, url, "", string(body)); r.status != http.StatusCreated {
+		t.Fatalf("a sound password: %d %s", r.status, r.body)
+	}
 }
 
 func TestLoginThrottle(t *testing.T) {

@@ -442,16 +442,21 @@ func TestWebSocketUnknownFrameTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ frame, detail string }{
-		{`{"type":"resume","stream_id":"s-1","after":3,"id":"r"}`, "type: resume frames are not supported yet; send message or auth"},
-		{`{"type":"subscribe","run_id":"0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e","id":"r"}`, "type: subscribe frames are not supported yet; send message or auth"},
-		{`{"type":"dance","id":"r"}`, "type: must be message or auth"},
-		{`{"id":"r"}`, "type: must be message or auth"},
+	for _, tc := range []struct {
+		frame  string
+		status int
+		detail string
+	}{
+		{`{"type":"resume","stream_id":"s-1","after":3,"id":"r"}`, http.StatusBadRequest, "type: resume frames are not supported yet; send message, auth, subscribe or unsubscribe"},
+		{`{"type":"subscribe","run_id":"0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e","id":"r"}`, http.StatusServiceUnavailable, "this node runs no workflow engine"},
+		{`{"type":"subscribe","run_id":"x","id":"r","extra":1}`, http.StatusBadRequest, ""},
+		{`{"type":"dance","id":"r"}`, http.StatusBadRequest, "type: must be message, auth, subscribe or unsubscribe"},
+		{`{"id":"r"}`, http.StatusBadRequest, "type: must be message, auth, subscribe or unsubscribe"},
 	} {
 		if err := c.WriteMessage(fws.TextMessage, []byte(tc.frame)); err != nil {
 			t.Fatal(err)
 		}
-		if f := readFrame(t, c); f.Type != "error" || f.Status != http.StatusBadRequest || f.ID != "r" || f.Detail != tc.detail {
+		if f := readFrame(t, c); f.Type != "error" || f.Status != tc.status || f.ID != "r" || tc.detail != "" && f.Detail != tc.detail {
 			t.Fatalf("%s: %+v", tc.frame, f)
 		}
 	}

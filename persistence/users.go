@@ -4,14 +4,18 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/doug-martin/goqu/v9"
+
+	"github.com/kowai/kowai/internal/emailaddr"
 )
 
-// User is an account. Email is stored lower-cased; Roles is a set of role names.
+// User is an account. Email is stored in its canonical form (emailaddr.Normalize) and
+// compared byte for byte; Roles is a set of role names.
 type User struct {
 	ID           string
 	Email        string
@@ -33,7 +37,9 @@ type Users interface {
 	Create(ctx context.Context, u User) (User, error)
 	// Get returns the user with this ID, or ErrNotFound.
 	Get(ctx context.Context, id string) (User, error)
-	// GetByEmail returns the user with this email, compared case-insensitively, or ErrNotFound.
+	// GetByEmail returns the user with this email, or ErrNotFound. Both sides are in
+	// canonical form (emailaddr.Normalize) and compared exactly: an accented variant
+	// of an address is another address, whatever the database's collation thinks.
 	GetByEmail(ctx context.Context, email string) (User, error)
 	// List pages all users in creation order.
 	List(ctx context.Context, req PageRequest) (Page[User], error)
@@ -61,8 +67,9 @@ func NewUserStore(db *DB) *UserStore { return &UserStore{db: db} }
 
 var userCols = []any{"id", "email", "name", "password_hash", "roles", "disabled", "appwrite_id", "created_at", "updated_at"}
 
-// normalizeEmail is how emails are stored and looked up, so uniqueness ignores case.
-func normalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+// normalizeEmail is how emails are stored and looked up (emailaddr.Normalize), so
+// uniqueness ignores case and compatibility forms and nothing else.
+func normalizeEmail(email string) string { return emailaddr.Normalize(email) }
 
 func encodeRoles(roles []string) (string, error) {
 	if roles == nil {
@@ -200,3 +207,43 @@ func (s *UserStore) CountWithRole(ctx context.Context, role string) (int, error)
 // likeEscaper escapes LIKE wildcards with '!', an escape character that means the same
 // in both dialects (a backslash does not).
 var likeEscaper = strings.NewReplacer("!", "!!", "%", "!%", "_", "!_")
+
+// NormalizeEmails rewrites every stored email that is not in canonical form
+// (emailaddr.Normalize) and returns how many it changed. Migration 0003 brings ASCII
+// addresses into that form in SQL; only addresses with other characters (say "ß", which
+// case folding turns into "ss") can still differ, so only those rows are read, which
+// keeps the call cheap enough to run on every start. A row whose canonical form belongs
+// to another user already is left alone and reported in the error (wrapping
+// ErrDuplicate) after the other rows are done: an operator must decide which account
+// keeps the address.
+func (s *UserStore) NormalizeEmails(ctx context.Context) (int, error) {
+	nonASCII := goqu.L("LENGTH(email) <> CHAR_LENGTH(email)")
+	if s.db.Dialect == DialectSQLite {
+		nonASCII = goqu.L("LENGTH(CAST(email AS BLOB)) <> LENGTH(email)")
+	}
+	q := s.db.Goqu.From("users").Prepared(true).Select("id", "email").Where(nonASCII).Order(goqu.C("id").Asc())
+	type row struct{ id, email string }
+	rows, err := scanAll(ctx, q, func(sc scanner) (row, error) {
+		var r row
+		return r, sc.Scan(&r.id, &r.email)
+	})
+	if err != nil {
+		return 0, wrap(err, "normalize emails")
+	}
+	var (
+		changed int
+		errs    []error
+	)
+	for _, r := range rows {
+		norm := normalizeEmail(r.email)
+		if norm == r.email {
+			continue
+		}
+		if err := s.update(ctx, r.id, "normalize email", goqu.Record{"email": norm}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		changed++
+	}
+	return changed, errors.Join(errs...)
+}

@@ -46,8 +46,9 @@ func newLimiter(rdb *redis.Client) ratelimit.Limiter {
 // newAuth builds the authentication service over the database: argon2id
 // passwords, HS256 tokens, refresh-token rotation, revocation (behind a
 // one-second local cache and, with Redis, a shared one), login
-// throttling and, when configured, Appwrite sign-in. Revocation is recorded in
-// the database; Redis, when configured, is a shared cache in front of it.
+// throttling, the audit log and, when configured, Appwrite sign-in.
+// Revocation is recorded in the database; Redis, when configured, is a
+// shared cache in front of it.
 func newAuth(cfg *config.Config, db *persistence.DB, rdb *redis.Client, limiter ratelimit.Limiter, log *slog.Logger) (*auth.Service, error) {
 	secret, err := cfg.EnsureJWTSecret()
 	if err != nil {
@@ -91,6 +92,7 @@ func newAuth(cfg *config.Config, db *persistence.DB, rdb *redis.Client, limiter 
 		SessionMaxAge: cfg.SessionMaxAge,
 		Throttle:      throttle,
 		Appwrite:      appwrite,
+		Audit:         gateway.NewAuthAudit(persistence.NewAuditStore(db)),
 		Logger:        log,
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -31,9 +32,6 @@ var (
 // RecentLogin is how young a session must be to erase an account that has no
 // password to confirm with.
 const RecentLogin = 10 * time.Minute
-
-// MinNewPasswordChars is the shortest password a password change accepts.
-const MinNewPasswordChars = 12
 
 // Bounds of the client description stored with a session.
 const (
@@ -80,21 +78,15 @@ func printable(s string, max int) string {
 	return s
 }
 
-// validateNewPassword is the policy of a password change: valid UTF-8 of at
-// least MinNewPasswordChars characters and at most MaxPasswordBytes bytes,
-// and not the account's email. Failures are a *FieldError for new_password.
+// validateNewPassword applies CheckPassword to a password change; failures
+// are a *FieldError for new_password.
 func validateNewPassword(pw, email string) error {
-	switch {
-	case !utf8.ValidString(pw):
-		return &FieldError{Field: "new_password", Message: "must be valid UTF-8"}
-	case len(pw) > MaxPasswordBytes:
-		return &FieldError{Field: "new_password", Message: fmt.Sprintf("must be at most %d bytes", MaxPasswordBytes)}
-	case utf8.RuneCountInString(pw) < MinNewPasswordChars:
-		return &FieldError{Field: "new_password", Message: fmt.Sprintf("must be at least %d characters", MinNewPasswordChars)}
-	case strings.EqualFold(strings.TrimSpace(pw), email):
-		return &FieldError{Field: "new_password", Message: "must not be your email address"}
+	err := CheckPassword(pw, email)
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return &FieldError{Field: "new_password", Message: fe.Message}
 	}
-	return nil
+	return err
 }
 
 // Sessions lists p's user's sessions that can still be used: not revoked,
@@ -164,6 +156,7 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		return err
 	}
 	s.log.InfoContext(ctx, "password changed", "user_id", u.ID, "sessions_revoked", len(ids))
+	s.Audit(ctx, AuditEvent{Action: AuditPasswordChange, UserID: u.ID, Detail: map[string]string{"sessions_revoked": strconv.Itoa(len(ids))}})
 	return nil
 }
 
@@ -220,7 +213,7 @@ func (s *Service) checkPassword(ctx context.Context, u User, password string) er
 		return &FieldError{Field: "password", Message: "is required"}
 	}
 	if s.cfg.Throttle != nil {
-		if err := s.cfg.Throttle.Attempt(ctx, u.Email, ClientFromContext(ctx).IP); err != nil {
+		if err := s.cfg.Throttle.Attempt(ctx, AccountKey(u.ID), ClientFromContext(ctx).IP); err != nil {
 			return err
 		}
 	}

@@ -139,9 +139,9 @@ func TestAppwriteLabelRoles(t *testing.T) {
 func TestSignInWithAppwrite(t *testing.T) {
 	srv := fakeAppwrite(t, map[string]auth.AppwriteUser{
 		"jwt-new":        {ID: "aw-new", Email: "New@Example.com", Name: "New", Labels: []string{"premium", "admin"}, Status: true, EmailVerification: true},
-		"jwt-verified":   {ID: "aw-v", Email: "known@example.com", Status: true, EmailVerification: true},
-		"jwt-unverified": {ID: "aw-u", Email: "victim@example.com", Status: true},
-		"jwt-noemail":    {ID: "aw-p", Status: true},
+		"jwt-unverified": {ID: "aw-u", Email: "fresh@example.com", Status: true},
+		"jwt-noemail":    {ID: "aw-p", Status: true, EmailVerification: true},
+		"jwt-linked":     {ID: "aw-l", Email: "other-address@example.com", Status: true},
 	})
 	e := newEnv(t, func(c *auth.Config) { c.Appwrite = newVerifier(t, srv.URL, nil) })
 	ctx := t.Context()
@@ -168,30 +168,103 @@ func TestSignInWithAppwrite(t *testing.T) {
 	_, err = e.svc.Login(ctx, "new@example.com", "", "")
 	wantErr(t, "password login of an appwrite-only user", err, auth.ErrInvalidCredentials)
 
-	known := e.register(t, "known@example.com", "password-1")
-	pair, err = e.svc.SignInWithAppwrite(ctx, "jwt-verified")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p, _ := e.svc.Authenticate(ctx, pair.AccessToken); p.UserID != known.ID {
-		t.Fatalf("verified email linked to %s, want %s", p.UserID, known.ID)
-	}
-
-	e.register(t, "victim@example.com", "password-1")
 	_, err = e.svc.SignInWithAppwrite(ctx, "jwt-unverified")
-	wantErr(t, "unverified email onto an existing account", err, auth.ErrAppwriteEmailUnverified)
+	wantErr(t, "a new account from an unverified email", err, auth.ErrAppwriteEmailUnverified)
+	if _, err := e.users.UserByEmail(ctx, "fresh@example.com"); !errors.Is(err, auth.ErrNotFound) {
+		t.Fatalf("an unverified email made an account: %v", err)
+	}
 	_, err = e.svc.SignInWithAppwrite(ctx, "jwt-noemail")
 	wantErr(t, "account without email", err, auth.ErrInvalidToken)
 	_, err = e.svc.SignInWithAppwrite(ctx, "jwt-unknown")
 	wantErr(t, "refused jwt", err, auth.ErrInvalidToken)
 
-	if err := e.users.SetDisabled(known.ID, true); err != nil {
+	// An account linked explicitly signs in whatever its email.
+	owner := e.register(t, "owner@example.com", "password-no-1")
+	op, _ := e.svc.Authenticate(ctx, e.login(t, "owner@example.com", "password-no-1").AccessToken)
+	if _, err := e.svc.LinkAppwrite(ctx, op, "jwt-linked"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.svc.SignInWithAppwrite(ctx, "jwt-verified")
+	pair, err = e.svc.SignInWithAppwrite(ctx, "jwt-linked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := e.svc.Authenticate(ctx, pair.AccessToken); p.UserID != owner.ID {
+		t.Fatalf("linked sign-in as %s, want %s", p.UserID, owner.ID)
+	}
+	if err := e.users.SetDisabled(owner.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.SignInWithAppwrite(ctx, "jwt-linked")
 	wantErr(t, "disabled user", err, auth.ErrAccountDisabled)
 
 	off := newEnv(t, nil)
 	_, err = off.svc.SignInWithAppwrite(ctx, "jwt-new")
 	wantErr(t, "not configured", err, auth.ErrAppwriteDisabled)
+	_, err = off.svc.LinkAppwrite(ctx, op, "jwt-new")
+	wantErr(t, "link when not configured", err, auth.ErrAppwriteDisabled)
+}
+
+// TestAppwriteNeverTakesOverALocalAccount is the pre-hijacking attack: an
+// attacker registers the victim's email locally, without proving it; the
+// victim later signs in through Appwrite with that email verified. kowai
+// used to link the Appwrite identity to the attacker's account, where the
+// attacker, who still knows its password, reads what the victim does there.
+func TestAppwriteNeverTakesOverALocalAccount(t *testing.T) {
+	srv := fakeAppwrite(t, map[string]auth.AppwriteUser{
+		"jwt-victim":     {ID: "aw-victim", Email: "Victim@Corp.test", Status: true, EmailVerification: true},
+		"jwt-unverified": {ID: "aw-u", Email: "victim@corp.test", Status: true},
+	})
+	e := newEnv(t, func(c *auth.Config) { c.Appwrite = newVerifier(t, srv.URL, nil) })
+	ctx := t.Context()
+	planted := e.register(t, "victim@corp.test", "attacker-knows-this")
+
+	for _, jwt := range []string{"jwt-victim", "jwt-unverified"} {
+		_, err := e.svc.SignInWithAppwrite(ctx, jwt)
+		if err == nil {
+			t.Fatalf("%s: signed in to the planted account", jwt)
+		}
+	}
+	_, err := e.svc.SignInWithAppwrite(ctx, "jwt-victim")
+	wantErr(t, "verified email of an unlinked local account", err, auth.ErrAppwriteLinkRequired)
+	_, err = e.svc.SignInWithAppwrite(ctx, "jwt-unverified")
+	wantErr(t, "unverified email of a local account", err, auth.ErrAppwriteEmailUnverified)
+	if u, _ := e.users.UserByID(ctx, planted.ID); u.AppwriteID != "" {
+		t.Fatalf("the planted account got linked to %s", u.AppwriteID)
+	}
+}
+
+func TestLinkAppwrite(t *testing.T) {
+	srv := fakeAppwrite(t, map[string]auth.AppwriteUser{
+		"jwt-a": {ID: "aw-a", Email: "a@example.com", Status: true},
+		"jwt-b": {ID: "aw-b", Email: "b@example.com", Status: true, EmailVerification: true},
+	})
+	e := newEnv(t, func(c *auth.Config) { c.Appwrite = newVerifier(t, srv.URL, nil) })
+	ctx := t.Context()
+	session := func(email string) auth.Principal {
+		t.Helper()
+		e.register(t, email, "password-no-1")
+		p, err := e.svc.Authenticate(ctx, e.login(t, email, "password-no-1").AccessToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	alice, bob := session("alice@example.com"), session("bob@example.com")
+
+	u, err := e.svc.LinkAppwrite(ctx, alice, "jwt-a")
+	if err != nil || u.ID != alice.UserID || u.AppwriteID != "aw-a" {
+		t.Fatalf("LinkAppwrite = %+v, %v", u, err)
+	}
+	if u, err := e.svc.LinkAppwrite(ctx, alice, "jwt-a"); err != nil || u.AppwriteID != "aw-a" {
+		t.Fatalf("linking the same pair again = %+v, %v", u, err)
+	}
+	_, err = e.svc.LinkAppwrite(ctx, bob, "jwt-a")
+	wantErr(t, "an appwrite account linked to another user", err, auth.ErrAppwriteAlreadyLinked)
+	_, err = e.svc.LinkAppwrite(ctx, alice, "jwt-b")
+	wantErr(t, "a user linked to another appwrite account", err, auth.ErrAppwriteAlreadyLinked)
+	_, err = e.svc.LinkAppwrite(ctx, bob, "jwt-forged")
+	wantErr(t, "a jwt appwrite refuses", err, auth.ErrInvalidToken)
+	if me, _ := e.svc.Me(ctx, alice); me.AppwriteID != "aw-a" {
+		t.Fatalf("Me after linking shows %q", me.AppwriteID)
+	}
 }

@@ -11,8 +11,8 @@ import (
 // measures end to end.
 func BenchmarkAuthenticate(b *testing.B) {
 	e := newEnv(b, nil)
-	e.register(b, "bench@example.com", "password-1")
-	token := e.login(b, "bench@example.com", "password-1").AccessToken
+	e.register(b, "bench@example.com", "password-no-1")
+	token := e.login(b, "bench@example.com", "password-no-1").AccessToken
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := e.svc.Authenticate(b.Context(), token); err != nil {

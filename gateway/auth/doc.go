@@ -6,7 +6,7 @@
 // # Service
 //
 // Service implements the auth routes of the API (Register, Login, Refresh,
-// Logout, Me, SignInWithAppwrite) plus Authenticate for every request,
+// Logout, Me, SignInWithAppwrite, LinkAppwrite) plus Authenticate for every request,
 // CreateUser for the command line and EnsureAdmin for the first admin. It
 // reaches storage only through two small interfaces, UserStore and
 // SessionStore, which an adapter over the persistence repositories
@@ -22,6 +22,26 @@
 // Bad credentials of any kind give the one error ErrInvalidCredentials, after
 // the same hashing work whether or not the email exists. HTTPStatus maps the
 // package's errors to statuses for the gateway's error handler.
+//
+// # Accounts
+//
+// Emails are normalized once, at every entry, by NormalizeEmail (NFKC and
+// case folding); stores compare them exactly. CheckPassword is the one
+// password policy: 12 characters or more, none of the 10,000 most common
+// passwords (common_passwords.txt, embedded), not the email. An Appwrite
+// account signs in as the user it is linked to; it never takes over an
+// unlinked local account with the same email (ErrAppwriteLinkRequired):
+// the owner links it with LinkAppwrite from a session of their own. Logins,
+// refused logins, logouts, refresh-token reuse, Appwrite links and account
+// creation go to Config.Audit; Service.Audit records the events other
+// components see (a password change, an account deletion).
+//
+// # Throttling
+//
+// Throttle counts password logins per client address, per (account,
+// address) and per account, the account being the user the email resolves
+// to. The per-account ceiling is ten times the per-(account, address) limit,
+// so one address cannot lock the owner out.
 //
 // # Tokens
 //

@@ -33,9 +33,17 @@ var (
 	// ErrAppwriteUnavailable means the Appwrite endpoint failed, timed out or
 	// answered something unreadable (502).
 	ErrAppwriteUnavailable = errors.New("auth: appwrite unavailable")
-	// ErrAppwriteEmailUnverified means an Appwrite account would be linked to
-	// an existing kowai user by an email Appwrite has not verified (409).
-	ErrAppwriteEmailUnverified = errors.New("auth: appwrite email not verified; cannot link to an existing account")
+	// ErrAppwriteEmailUnverified means an Appwrite account with no linked
+	// user would create one, but Appwrite has not verified its email (403).
+	ErrAppwriteEmailUnverified = errors.New("auth: the appwrite account's email is not verified; verify it in appwrite, then sign in again")
+	// ErrAppwriteLinkRequired means an Appwrite account with no linked user
+	// has the email of an existing kowai account. Linking is never implicit:
+	// whoever registered that email locally proved nothing about owning it
+	// (409).
+	ErrAppwriteLinkRequired = errors.New("auth: an account with this email exists; log in to it with its password and link appwrite with POST /api/v1/auth/appwrite/link")
+	// ErrAppwriteAlreadyLinked means the Appwrite account is linked to
+	// another user, or the user to another Appwrite account (409).
+	ErrAppwriteAlreadyLinked = errors.New("auth: the appwrite account or this account is already linked to another")
 	// ErrWeakSecret means the JWT signing secret is shorter than 32 bytes.
 	ErrWeakSecret = errors.New("auth: jwt secret must be at least 32 bytes")
 	// ErrConfig means a constructor was given an unusable configuration.
@@ -61,7 +69,7 @@ var (
 type FieldError struct {
 	// Field is the JSON field name, e.g. "password".
 	Field string
-	// Message says what is wrong, e.g. "must be at least 8 characters".
+	// Message says what is wrong, e.g. "must be at least 12 characters".
 	Message string
 }
 

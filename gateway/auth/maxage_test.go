@@ -12,8 +12,8 @@ import (
 // refreshed.
 func TestSessionMaxAge(t *testing.T) {
 	e := newEnv(t, func(c *auth.Config) { c.RefreshTTL, c.SessionMaxAge = time.Hour, 2*time.Hour })
-	e.register(t, "old@example.com", "password-1")
-	pair := e.login(t, "old@example.com", "password-1")
+	e.register(t, "old@example.com", "password-no-1")
+	pair := e.login(t, "old@example.com", "password-no-1")
 	for range 2 {
 		e.clock.Advance(50 * time.Minute)
 		next, err := e.svc.Refresh(t.Context(), pair.RefreshToken)
@@ -29,8 +29,8 @@ func TestSessionMaxAge(t *testing.T) {
 	// A session started under a longer max age ends at the shorter one set
 	// since (a restart with a lower KOWAI_SESSION_MAX_AGE).
 	long := newEnv(t, func(c *auth.Config) { c.SessionMaxAge = 720 * time.Hour })
-	long.register(t, "long@example.com", "password-1")
-	pair = long.login(t, "long@example.com", "password-1")
+	long.register(t, "long@example.com", "password-no-1")
+	pair = long.login(t, "long@example.com", "password-no-1")
 	short := newEnv(t, func(c *auth.Config) {
 		c.Users, c.Sessions, c.Clock, c.SessionMaxAge = long.users, long.sessions, long.clock.Now, time.Hour
 	})

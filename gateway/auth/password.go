@@ -4,38 +4,103 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	_ "embed" // the common password list
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/kowai/kowai/internal/emailaddr"
 )
 
 // Password policy bounds.
 const (
 	// MinPasswordChars is the fewest characters (Unicode code points) a
-	// password may have.
-	MinPasswordChars = 8
+	// password may have (OWASP ASVS 2.1.1).
+	MinPasswordChars = 12
 	// MaxPasswordBytes caps a password's size so hashing cost stays bounded.
 	MaxPasswordBytes = 1024
 )
 
-// ValidatePassword checks the password policy: valid UTF-8, at least
-// MinPasswordChars characters, at most MaxPasswordBytes bytes. A failure is a
-// *FieldError for field "password".
-func ValidatePassword(pw string) error {
+// commonPasswordsFile is the list CheckPassword refuses; its header says
+// where it comes from.
+//
+//go:embed common_passwords.txt
+var commonPasswordsFile string
+
+// commonPasswords is the set of commonPasswordsFile's entries, built on
+// first use and never changed after.
+var commonPasswords = sync.OnceValue(func() map[string]struct{} {
+	set := make(map[string]struct{}, 10_000)
+	for line := range strings.Lines(commonPasswordsFile) {
+		line = strings.TrimRight(line, "\r\n")
+		if line != "" && !strings.HasPrefix(line, "#") {
+			set[line] = struct{}{}
+		}
+	}
+	return set
+})
+
+// IsCommonPassword reports whether pw, ignoring case, is one of the 10,000
+// most common passwords of the embedded list.
+func IsCommonPassword(pw string) bool {
+	_, ok := commonPasswords()[strings.ToLower(pw)]
+	return ok
+}
+
+// CheckPassword is the password policy, for every place a password is set
+// (registration, password change, user creation, the first admin, kowai
+// user create): valid UTF-8, at least MinPasswordChars characters, at most
+// MaxPasswordBytes bytes, not only white space or one repeated character,
+// not one of the 10,000 most common passwords, and not the account's email
+// or the email's local part (ignoring case). email may be empty when there
+// is none. A failure is a *FieldError for field "password" whose message
+// says what to change.
+func CheckPassword(pw, email string) error {
+	fail := func(msg string) error { return &FieldError{Field: "password", Message: msg} }
 	switch {
 	case !utf8.ValidString(pw):
-		return &FieldError{Field: "password", Message: "must be valid UTF-8"}
+		return fail("must be valid UTF-8")
 	case len(pw) > MaxPasswordBytes:
-		return &FieldError{Field: "password", Message: fmt.Sprintf("must be at most %d bytes", MaxPasswordBytes)}
+		return fail(fmt.Sprintf("must be at most %d bytes", MaxPasswordBytes))
 	case utf8.RuneCountInString(pw) < MinPasswordChars:
-		return &FieldError{Field: "password", Message: fmt.Sprintf("must be at least %d characters", MinPasswordChars)}
+		return fail(fmt.Sprintf("must be at least %d characters", MinPasswordChars))
+	case strings.TrimSpace(pw) == "":
+		return fail("must not be only spaces")
+	case oneRepeatedRune(pw):
+		return fail("must not be one character repeated")
+	case IsCommonPassword(pw) || IsCommonPassword(strings.TrimSpace(pw)):
+		return fail("is one of the most common passwords; choose one that is harder to guess")
+	}
+	if email != "" {
+		lower := emailaddr.Normalize(pw)
+		e := emailaddr.Normalize(email)
+		local, _, _ := strings.Cut(e, "@")
+		if e != "" && (strings.Contains(lower, e) || lower == local) {
+			return fail("must not be your email address or its part before the @")
+		}
 	}
 	return nil
+}
+
+// ValidatePassword checks pw against the policy without an email.
+//
+// Deprecated: use CheckPassword, which also refuses the account's email.
+func ValidatePassword(pw string) error { return CheckPassword(pw, "") }
+
+func oneRepeatedRune(s string) bool {
+	first, _ := utf8.DecodeRuneInString(s)
+	for _, r := range s {
+		if r != first {
+			return false
+		}
+	}
+	return true
 }
 
 // Argon2Params are argon2id cost parameters.

@@ -93,25 +93,56 @@ func TestHasherRejectsUnsafeParams(t *testing.T) {
 	}
 }
 
-func TestValidatePassword(t *testing.T) {
+// TestCheckPassword: the audit's weak passwords (12345678, password, eight
+// spaces, the email itself) and their neighbours are refused with a field
+// error that says why; ordinary long passwords pass.
+func TestCheckPassword(t *testing.T) {
+	const email = "Alice.Longname@Example.com"
 	tests := []struct {
-		pw string
-		ok bool
+		pw   string
+		ok   bool
+		says string // part of the message when refused
 	}{
-		{"12345678", true},
-		{"1234567", false},
-		{"", false},
-		{"äöüßéèêë", true},
-		{"äöüßéèê", false},
-		{strings.Repeat("a", 1024), true},
-		{strings.Repeat("a", 1025), false},
-		{"valid\xffpassword", false},
+		{"12345678", false, "at least 12"},
+		{"password", false, "at least 12"},
+		{"        ", false, "at least 12"},
+		{"            ", false, "only spaces"},
+		{"aaaaaaaaaaaa", false, "repeated"},
+		{"qwerty123456", false, "most common"},
+		{"QWERTY123456", false, "most common"},
+		{"1q2w3e4r5t6y", false, "most common"},
+		{" 1qaz2wsx3edc", false, "most common"},
+		{"alice.longname@example.com", false, "email"},
+		{"ALICE.LONGNAME", false, "email"},
+		{"my alice.longname@example.com!", false, "email"},
+		{"alice.longname-is-me", true, ""},
+		{"correct horse battery", true, ""},
+		{"äöüßéèêëäöüß", true, ""},
+		{"äöüßéèêëäöü", false, "at least 12"},
+		{strings.Repeat("ab", 512), true, ""},
+		{strings.Repeat("ab", 512) + "c", false, "at most 1024 bytes"},
+		{"valid\xffpassword-long", false, "UTF-8"},
+		{"", false, "at least 12"},
 	}
 	for _, tt := range tests {
-		err := auth.ValidatePassword(tt.pw)
+		err := auth.CheckPassword(tt.pw, email)
 		var fe *auth.FieldError
-		if tt.ok != (err == nil) || (err != nil && (!errors.As(err, &fe) || fe.Field != "password" || !errors.Is(err, auth.ErrInvalidInput))) {
-			t.Errorf("ValidatePassword(%.20q) = %v, want ok=%v", tt.pw, err, tt.ok)
+		if tt.ok != (err == nil) || (err != nil && (!errors.As(err, &fe) || fe.Field != "password" || !errors.Is(err, auth.ErrInvalidInput) || !strings.Contains(fe.Message, tt.says))) {
+			t.Errorf("CheckPassword(%.30q) = %v, want ok=%v saying %q", tt.pw, err, tt.ok, tt.says)
 		}
+	}
+	if err := auth.CheckPassword("alice.longname", ""); err != nil {
+		t.Errorf("without an email, a long local part is an ordinary password: %v", err)
+	}
+}
+
+func TestCommonPasswordList(t *testing.T) {
+	for _, pw := range []string{"123456", "password", "qwerty", "iloveyou", "Password", "qwertyuiop"} {
+		if !auth.IsCommonPassword(pw) {
+			t.Errorf("IsCommonPassword(%q) = false", pw)
+		}
+	}
+	if auth.IsCommonPassword("correct horse battery") || auth.IsCommonPassword("") || auth.IsCommonPassword("# The 10,000 most common passwords, most common first, one a line, as") {
+		t.Error("an uncommon password, the empty string or a header line counted as common")
 	}
 }

@@ -152,8 +152,8 @@ func (b *slowBackend) IsRevoked(ctx context.Context, id string) (bool, error) {
 
 func TestStoreRevocations(t *testing.T) {
 	e := newEnv(t, nil)
-	e.register(t, "r@example.com", "password-1")
-	pair := e.login(t, "r@example.com", "password-1")
+	e.register(t, "r@example.com", "password-no-1")
+	pair := e.login(t, "r@example.com", "password-no-1")
 	p, _ := e.svc.Authenticate(t.Context(), pair.AccessToken)
 	s := auth.NewStoreRevocations(e.sessions, nil)
 	for _, tt := range []struct {
@@ -195,8 +195,8 @@ func TestRedisRevocationsAcrossNodes(t *testing.T) {
 			shared = nodes[0]
 		}
 	}
-	nodes[0].register(t, "n@example.com", "password-1")
-	pair := nodes[0].login(t, "n@example.com", "password-1")
+	nodes[0].register(t, "n@example.com", "password-no-1")
+	pair := nodes[0].login(t, "n@example.com", "password-no-1")
 	p, err := nodes[1].svc.Authenticate(t.Context(), pair.AccessToken)
 	if err != nil {
 		t.Fatal(err)
@@ -252,12 +252,12 @@ func TestRedisRevocationsFallBackToTheDatabase(t *testing.T) {
 		}
 		return c
 	}
-	e.register(t, "lost@example.com", "password-1")
-	p, err := e.svc.Authenticate(t.Context(), e.login(t, "lost@example.com", "password-1").AccessToken)
+	e.register(t, "lost@example.com", "password-no-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "lost@example.com", "password-no-1").AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := e.svc.Authenticate(t.Context(), e.login(t, "lost@example.com", "password-1").AccessToken)
+	live, err := e.svc.Authenticate(t.Context(), e.login(t, "lost@example.com", "password-no-1").AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/kowai/kowai/internal/emailaddr"
 )
 
 // Input bounds.
@@ -46,8 +48,12 @@ type Config struct {
 	SessionMaxAge time.Duration
 	// Throttle limits login attempts; nil disables throttling.
 	Throttle *Throttle
-	// Appwrite enables SignInWithAppwrite; nil disables it.
+	// Appwrite enables SignInWithAppwrite and LinkAppwrite; nil disables
+	// them.
 	Appwrite *AppwriteVerifier
+	// Audit receives the security events of the Audit* constants; nil
+	// records none.
+	Audit AuditLog
 	// UserCacheTTL is how long Me reuses a user read (default
 	// DefaultUserCacheTTL); negative disables the cache. A change made
 	// through this Service shows at once; one made by another node shows
@@ -139,7 +145,7 @@ func (u User) Public() PublicUser {
 type NewUser struct {
 	// Email is normalized before use.
 	Email string
-	// Password must satisfy ValidatePassword.
+	// Password must satisfy CheckPassword.
 	Password string
 	// Name is the optional display name.
 	Name string
@@ -160,7 +166,7 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	if err := ValidatePassword(nu.Password); err != nil {
+	if err := CheckPassword(nu.Password, email); err != nil {
 		return User{}, err
 	}
 	name, err := normalizeName(nu.Name)
@@ -180,7 +186,19 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	return s.insertUser(ctx, User{Email: email, Name: name, PasswordHash: hash, Roles: roles})
+	u, err := s.insertUser(ctx, User{Email: email, Name: name, PasswordHash: hash, Roles: roles})
+	if err == nil {
+		s.Audit(ctx, AuditEvent{Action: AuditUserCreate, UserID: u.ID, Detail: map[string]string{"method": "password", "roles": roleList(u.Roles)}})
+	}
+	return u, err
+}
+
+func roleList(roles []Role) string {
+	names := make([]string, len(roles))
+	for i, r := range roles {
+		names[i] = string(r)
+	}
+	return strings.Join(names, ",")
 }
 
 func (s *Service) insertUser(ctx context.Context, u User) (User, error) {
@@ -231,19 +249,16 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (bool
 // Login checks email and password and starts a session (POST /auth/login).
 // Unknown email, wrong password and a user without a password all return
 // ErrInvalidCredentials after the same amount of hashing work. ip is the
-// client address, used for throttling.
+// client address, used for throttling and the audit log.
+//
+// The throttle counts per address first, then per account the email
+// resolves to (its user ID, or the canonical email when there is no such
+// user), so every spelling of one account draws from one budget.
 func (s *Service) Login(ctx context.Context, email, password, ip string) (TokenPair, error) {
 	norm, emailErr := NormalizeEmail(email)
 	if s.cfg.Throttle != nil {
-		key := norm
-		if emailErr != nil {
-			key = strings.ToLower(strings.TrimSpace(email))
-		}
-		if err := s.cfg.Throttle.Attempt(ctx, key, ip); err != nil {
-			if errors.Is(err, ErrThrottled) {
-				s.log.WarnContext(ctx, "login throttled", "ip", ip)
-			}
-			return TokenPair{}, err
+		if err := s.cfg.Throttle.AttemptFrom(ctx, ip); err != nil {
+			return TokenPair{}, s.loginRefused(ctx, User{}, norm, ip, err)
 		}
 	}
 	// Oversized or invalid passwords are refused after the same work as a
@@ -259,11 +274,26 @@ func (s *Service) Login(ctx context.Context, email, password, ip string) (TokenP
 	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrInvalidInput) {
 		return TokenPair{}, fmt.Errorf("auth: loading user: %w", err)
 	}
-	if err != nil || u.PasswordHash == "" {
+	found := err == nil
+	if s.cfg.Throttle != nil {
+		account := "email:" + norm
+		switch {
+		case found:
+			account = AccountKey(u.ID)
+		case emailErr != nil:
+			account = "email:" + strings.ToLower(strings.TrimSpace(email))
+		}
+		if err := s.cfg.Throttle.AttemptOn(ctx, account, ip); err != nil {
+			return TokenPair{}, s.loginRefused(ctx, u, norm, ip, err)
+		}
+	}
+	if !found || u.PasswordHash == "" {
 		if err := s.cfg.Hasher.VerifyDummy(ctx, password); err != nil {
 			return TokenPair{}, err
 		}
-		return TokenPair{}, ErrInvalidCredentials
+		// Not the email: people type passwords into it.
+		s.log.InfoContext(ctx, "login failed", "reason", "unknown_account", "ip", ip)
+		return TokenPair{}, s.loginRefused(ctx, u, norm, ip, ErrInvalidCredentials)
 	}
 	ok, rehash, err := s.cfg.Hasher.Verify(ctx, password, u.PasswordHash)
 	if err != nil {
@@ -271,15 +301,38 @@ func (s *Service) Login(ctx context.Context, email, password, ip string) (TokenP
 	}
 	if !ok {
 		s.log.InfoContext(ctx, "login failed", "user_id", u.ID, "ip", ip)
-		return TokenPair{}, ErrInvalidCredentials
+		return TokenPair{}, s.loginRefused(ctx, u, norm, ip, ErrInvalidCredentials)
 	}
 	if u.Disabled {
-		return TokenPair{}, ErrAccountDisabled
+		return TokenPair{}, s.loginRefused(ctx, u, norm, ip, ErrAccountDisabled)
 	}
 	if rehash {
 		s.rehash(ctx, u.ID, password)
 	}
-	return s.startSession(ctx, u)
+	pair, err := s.startSession(ctx, u)
+	if err == nil {
+		s.Audit(ctx, AuditEvent{Action: AuditLogin, UserID: u.ID, IP: ip, Detail: map[string]string{"method": "password"}})
+	}
+	return pair, err
+}
+
+// loginRefused records a refused login in the audit log and returns err.
+// u is the account the email resolved to, or the zero User; the email is
+// never recorded.
+func (s *Service) loginRefused(ctx context.Context, u User, email, ip string, err error) error {
+	reason := "invalid_credentials"
+	switch {
+	case errors.Is(err, ErrThrottled):
+		reason = "throttled"
+		s.log.WarnContext(ctx, "login throttled", "ip", ip)
+	case errors.Is(err, ErrAccountDisabled):
+		reason = "account_disabled"
+	}
+	// The typed email is not kept for an unknown account: people type
+	// passwords into it.
+	detail := map[string]string{"reason": reason}
+	s.Audit(ctx, AuditEvent{Action: AuditLoginFailed, UserID: u.ID, IP: ip, Detail: detail})
+	return err
 }
 
 // rehash upgrades a password hash to the current parameters. Failure is
@@ -368,6 +421,7 @@ func (s *Service) Refresh(ctx context.Context, token string) (TokenPair, error) 
 		if err := s.revoke(ctx, rt.SessionID); err != nil {
 			return TokenPair{}, err
 		}
+		s.Audit(ctx, AuditEvent{Action: AuditRefreshReuse, UserID: rt.UserID, Detail: map[string]string{"session_id": rt.SessionID}})
 		return TokenPair{}, ErrTokenReused
 	case err != nil:
 		return TokenPair{}, fmt.Errorf("auth: spending refresh token: %w", err)
@@ -426,7 +480,11 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 // on every node within the revocation cache's staleness bound, its access
 // tokens stop working.
 func (s *Service) Logout(ctx context.Context, p Principal) error {
-	return s.revoke(ctx, p.SessionID)
+	if err := s.revoke(ctx, p.SessionID); err != nil {
+		return err
+	}
+	s.Audit(ctx, AuditEvent{Action: AuditLogout, UserID: p.UserID, Detail: map[string]string{"session_id": p.SessionID}})
+	return nil
 }
 
 // RevokeUserSessions revokes every session of userID, e.g. when an admin
@@ -486,10 +544,13 @@ func (s *Service) Me(ctx context.Context, p Principal) (User, error) {
 
 // SignInWithAppwrite verifies an Appwrite JWT and starts a kowai session for
 // the Appwrite account's user (POST /auth/appwrite). A linked user signs in
-// directly. Otherwise a kowai user with the same email is linked, but only
-// when Appwrite has verified that email (else ErrAppwriteEmailUnverified),
-// and failing that a new user is created with role user plus the roles its
-// labels map to. Roles of existing users are left alone.
+// directly. An Appwrite account without a linked user never takes over an
+// existing kowai account, whatever its email: when a user has that email
+// the answer is ErrAppwriteLinkRequired, and the owner links the two with
+// LinkAppwrite from a signed-in session. Otherwise a new user is created
+// with role user plus the roles its labels map to, but only when Appwrite
+// has verified the email (else ErrAppwriteEmailUnverified). Roles of
+// existing users are left alone.
 func (s *Service) SignInWithAppwrite(ctx context.Context, appwriteJWT string) (TokenPair, error) {
 	if s.cfg.Appwrite == nil {
 		return TokenPair{}, ErrAppwriteDisabled
@@ -505,7 +566,11 @@ func (s *Service) SignInWithAppwrite(ctx context.Context, appwriteJWT string) (T
 	if u.Disabled {
 		return TokenPair{}, ErrAccountDisabled
 	}
-	return s.startSession(ctx, u)
+	pair, err := s.startSession(ctx, u)
+	if err == nil {
+		s.Audit(ctx, AuditEvent{Action: AuditLogin, UserID: u.ID, Detail: map[string]string{"method": "appwrite"}})
+	}
+	return pair, err
 }
 
 func (s *Service) appwriteUser(ctx context.Context, au AppwriteUser) (User, error) {
@@ -520,20 +585,13 @@ func (s *Service) appwriteUser(ctx context.Context, au AppwriteUser) (User, erro
 	if err != nil {
 		return User{}, fmt.Errorf("%w: the appwrite account has no usable email", ErrInvalidToken)
 	}
-	u, err = s.cfg.Users.UserByEmail(ctx, email)
-	switch {
+	if !au.EmailVerification {
+		return User{}, ErrAppwriteEmailUnverified
+	}
+	switch _, err := s.cfg.Users.UserByEmail(ctx, email); {
 	case err == nil:
-		if !au.EmailVerification {
-			return User{}, ErrAppwriteEmailUnverified
-		}
-		err := s.cfg.Users.LinkAppwrite(ctx, u.ID, au.ID)
-		s.forgetUser(u.ID)
-		if err != nil {
-			return User{}, fmt.Errorf("auth: linking appwrite account: %w", err)
-		}
-		u.AppwriteID = au.ID
-		s.log.InfoContext(ctx, "appwrite account linked", "user_id", u.ID)
-		return u, nil
+		s.log.InfoContext(ctx, "appwrite sign-in refused: the email belongs to an unlinked account")
+		return User{}, ErrAppwriteLinkRequired
 	case !errors.Is(err, ErrNotFound):
 		return User{}, fmt.Errorf("auth: loading user: %w", err)
 	}
@@ -543,10 +601,64 @@ func (s *Service) appwriteUser(ctx context.Context, au AppwriteUser) (User, erro
 	}
 	u, err = s.insertUser(ctx, User{Email: email, Name: name, Roles: s.cfg.Appwrite.Roles(au), AppwriteID: au.ID})
 	if errors.Is(err, ErrEmailTaken) {
-		// Another request for the same account won the race; use its user.
-		return s.cfg.Users.UserByAppwriteID(ctx, au.ID)
+		// Another request for the same Appwrite account won the race, and
+		// its user is ours; or a local registration of the email did, and
+		// the same rule as above applies.
+		u, err = s.cfg.Users.UserByAppwriteID(ctx, au.ID)
+		if errors.Is(err, ErrNotFound) {
+			return User{}, ErrAppwriteLinkRequired
+		}
+		return u, err
+	}
+	if err == nil {
+		s.Audit(ctx, AuditEvent{Action: AuditUserCreate, UserID: u.ID, Detail: map[string]string{"method": "appwrite", "roles": roleList(u.Roles), "appwrite_id": au.ID}})
 	}
 	return u, err
+}
+
+// LinkAppwrite links the Appwrite account appwriteJWT belongs to to p's own
+// user (POST /auth/appwrite/link), so that it can sign in through Appwrite
+// from then on. Holding a session of the user and a JWT of the Appwrite
+// account proves control of both; the emails need not match. Linking the
+// same pair again changes nothing; an Appwrite account linked to another
+// user, or a user linked to another Appwrite account, is
+// ErrAppwriteAlreadyLinked.
+func (s *Service) LinkAppwrite(ctx context.Context, p Principal, appwriteJWT string) (User, error) {
+	if s.cfg.Appwrite == nil {
+		return User{}, ErrAppwriteDisabled
+	}
+	au, err := s.cfg.Appwrite.Verify(ctx, appwriteJWT)
+	if err != nil {
+		return User{}, err
+	}
+	u, err := s.cfg.Users.UserByID(ctx, p.UserID)
+	if errors.Is(err, ErrNotFound) {
+		return User{}, fmt.Errorf("%w: user gone", ErrInvalidToken)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("auth: loading user: %w", err)
+	}
+	switch u.AppwriteID {
+	case au.ID:
+		return u, nil
+	case "":
+	default:
+		return User{}, ErrAppwriteAlreadyLinked
+	}
+	err = s.cfg.Users.LinkAppwrite(ctx, u.ID, au.ID)
+	s.forgetUser(u.ID)
+	switch {
+	case errors.Is(err, ErrConflict):
+		return User{}, ErrAppwriteAlreadyLinked
+	case errors.Is(err, ErrNotFound):
+		return User{}, fmt.Errorf("%w: user gone", ErrInvalidToken)
+	case err != nil:
+		return User{}, fmt.Errorf("auth: linking appwrite account: %w", err)
+	}
+	u.AppwriteID = au.ID
+	s.log.InfoContext(ctx, "appwrite account linked", "user_id", u.ID)
+	s.Audit(ctx, AuditEvent{Action: AuditAppwriteLink, UserID: u.ID, Detail: map[string]string{"appwrite_id": au.ID}})
+	return u, nil
 }
 
 // forgetUser drops userID from Me's cache after a change to the user.
@@ -556,12 +668,17 @@ func (s *Service) forgetUser(userID string) {
 	}
 }
 
-// NormalizeEmail trims and lower-cases an email and checks that it is one
-// plain address of at most MaxEmailBytes; failures are a *FieldError for
-// field "email".
+// NormalizeEmail returns the canonical form of an email (emailaddr.Normalize:
+// trimmed, NFKC, case folded) and checks that it is one plain address of at
+// most MaxEmailBytes; failures are a *FieldError for field "email". Every
+// entry point (registration, login, user creation, Appwrite) goes through
+// it, so one address is one account and one throttle key.
 func NormalizeEmail(email string) (string, error) {
-	e := strings.ToLower(strings.TrimSpace(email))
-	if e == "" || len(e) > MaxEmailBytes || !utf8.ValidString(e) {
+	if !utf8.ValidString(email) {
+		return "", &FieldError{Field: "email", Message: "must be an email address of at most 254 bytes"}
+	}
+	e := emailaddr.Normalize(email)
+	if e == "" || len(e) > MaxEmailBytes {
 		return "", &FieldError{Field: "email", Message: "must be an email address of at most 254 bytes"}
 	}
 	addr, err := mail.ParseAddress(e)

@@ -3,6 +3,8 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -159,14 +161,14 @@ func TestLoginErrorsAreGeneric(t *testing.T) {
 
 func TestDisabledUser(t *testing.T) {
 	e := newEnv(t, nil)
-	u := e.register(t, "carol@example.com", "password-1")
-	pair := e.login(t, "carol@example.com", "password-1")
+	u := e.register(t, "carol@example.com", "password-no-1")
+	pair := e.login(t, "carol@example.com", "password-no-1")
 	if err := e.users.SetDisabled(u.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	_, err := e.svc.Login(t.Context(), "carol@example.com", "wrong-password", "")
 	wantErr(t, "disabled, wrong password", err, auth.ErrInvalidCredentials)
-	_, err = e.svc.Login(t.Context(), "carol@example.com", "password-1", "")
+	_, err = e.svc.Login(t.Context(), "carol@example.com", "password-no-1", "")
 	wantErr(t, "disabled login", err, auth.ErrAccountDisabled)
 	_, err = e.svc.Refresh(t.Context(), pair.RefreshToken)
 	wantErr(t, "disabled refresh", err, auth.ErrAccountDisabled)
@@ -176,8 +178,8 @@ func TestDisabledUser(t *testing.T) {
 
 func TestRefreshReuseRevokesSession(t *testing.T) {
 	e := newEnv(t, nil)
-	e.register(t, "dave@example.com", "password-1")
-	first := e.login(t, "dave@example.com", "password-1")
+	e.register(t, "dave@example.com", "password-no-1")
+	first := e.login(t, "dave@example.com", "password-no-1")
 	second, err := e.svc.Refresh(t.Context(), first.RefreshToken)
 	if err != nil {
 		t.Fatal(err)
@@ -192,8 +194,8 @@ func TestRefreshReuseRevokesSession(t *testing.T) {
 
 func TestRefreshRejects(t *testing.T) {
 	e := newEnv(t, func(c *auth.Config) { c.RefreshTTL = time.Hour })
-	e.register(t, "erin@example.com", "password-1")
-	pair := e.login(t, "erin@example.com", "password-1")
+	e.register(t, "erin@example.com", "password-no-1")
+	pair := e.login(t, "erin@example.com", "password-no-1")
 	unknown, _ := auth.NewRefreshToken()
 	for _, tok := range []string{"", "short", unknown, pair.RefreshToken + "x", pair.AccessToken} {
 		_, err := e.svc.Refresh(t.Context(), tok)
@@ -206,8 +208,8 @@ func TestRefreshRejects(t *testing.T) {
 
 func TestDeletedUserTokensFail(t *testing.T) {
 	e := newEnv(t, nil)
-	u := e.register(t, "fay@example.com", "password-1")
-	pair := e.login(t, "fay@example.com", "password-1")
+	u := e.register(t, "fay@example.com", "password-no-1")
+	pair := e.login(t, "fay@example.com", "password-no-1")
 	p, _ := e.svc.Authenticate(t.Context(), pair.AccessToken)
 	e.users.Delete(u.ID)
 	_, err := e.svc.Me(t.Context(), p)
@@ -218,9 +220,9 @@ func TestDeletedUserTokensFail(t *testing.T) {
 
 func TestRevokeUserSessions(t *testing.T) {
 	e := newEnv(t, nil)
-	u := e.register(t, "gus@example.com", "password-1")
-	a := e.login(t, "gus@example.com", "password-1")
-	b := e.login(t, "gus@example.com", "password-1")
+	u := e.register(t, "gus@example.com", "password-no-1")
+	a := e.login(t, "gus@example.com", "password-no-1")
+	b := e.login(t, "gus@example.com", "password-no-1")
 	if err := e.svc.RevokeUserSessions(t.Context(), u.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -234,45 +236,64 @@ func TestLoginRehashesOldHashes(t *testing.T) {
 	e := newEnv(t, nil)
 	old := auth.TestArgon2Params()
 	old.Time = 2
-	hash, _ := newHasher(t, old).Hash(t.Context(), "password-1")
+	hash, _ := newHasher(t, old).Hash(t.Context(), "password-no-1")
 	if err := e.users.CreateUser(t.Context(), auth.User{ID: "h", Email: "hal@example.com", PasswordHash: hash, Roles: []auth.Role{auth.RoleUser}}); err != nil {
 		t.Fatal(err)
 	}
-	e.login(t, "hal@example.com", "password-1")
+	e.login(t, "hal@example.com", "password-no-1")
 	u, _ := e.users.UserByID(t.Context(), "h")
 	if u.PasswordHash == hash {
 		t.Fatal("the hash was not upgraded to the current parameters")
 	}
-	e.login(t, "hal@example.com", "password-1")
+	e.login(t, "hal@example.com", "password-no-1")
 }
 
-func TestLoginThrottle(t *testing.T) {
+// throttledEnv is an env whose login throttle has small limits on a clock
+// the test moves.
+func throttledEnv(t *testing.T, cfg auth.ThrottleConfig, tweak func(*auth.Config)) (*env, *clock) {
+	t.Helper()
 	var clk *clock
 	e := newEnv(t, func(c *auth.Config) {
 		clk = &clock{now: c.Clock()}
-		th, err := auth.NewThrottle(auth.ThrottleConfig{
-			Limiter:    ratelimit.NewMemory(ratelimit.MemoryOptions{Clock: clk.Now}),
-			PerAccount: ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 3},
-			PerIP:      ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 5},
-		})
+		cfg.Limiter = ratelimit.NewMemory(ratelimit.MemoryOptions{Clock: clk.Now})
+		th, err := auth.NewThrottle(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.Throttle = th
+		if tweak != nil {
+			tweak(c)
+		}
 	})
-	e.register(t, "ivy@example.com", "password-1")
+	return e, clk
+}
+
+func TestLoginThrottle(t *testing.T) {
+	e, clk := throttledEnv(t, auth.ThrottleConfig{
+		PerAccountAddress: ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 3},
+		PerAccount:        ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 5},
+		PerIP:             ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 5},
+	}, nil)
+	e.register(t, "ivy@example.com", "password-no-1")
 	ctx := t.Context()
 	for range 3 {
 		_, err := e.svc.Login(ctx, "ivy@example.com", "wrong-password", "198.51.100.1")
 		wantErr(t, "guess", err, auth.ErrInvalidCredentials)
 	}
-	_, err := e.svc.Login(ctx, "IVY@example.com", "password-1", "198.51.100.2")
+	_, err := e.svc.Login(ctx, "IVY@example.com", "password-no-1", "198.51.100.1")
 	var te *auth.ThrottledError
 	if !errors.As(err, &te) || te.RetryAfter != time.Minute {
-		t.Fatalf("4th attempt on the account: %v, want ThrottledError after 1m", err)
+		t.Fatalf("4th attempt on the account from one address: %v, want ThrottledError after 1m", err)
 	}
+	// The owner at another address is not locked out by that address.
+	e.login(t, "ivy@example.com", "password-no-1") // from 192.0.2.1
+	// Two more addresses reach the account's ceiling of 5 (3 + 1 + 1).
+	_, err = e.svc.Login(ctx, "ivy@example.com", "wrong-password", "198.51.100.3")
+	wantErr(t, "guess from a third address", err, auth.ErrInvalidCredentials)
+	_, err = e.svc.Login(ctx, "ivy@example.com", "wrong-password", "198.51.100.4")
+	wantErr(t, "guess over the account's ceiling", err, auth.ErrThrottled)
 	clk.Advance(time.Minute)
-	e.login(t, "ivy@example.com", "password-1")
+	e.login(t, "ivy@example.com", "password-no-1")
 
 	// Five attempts from one address on other accounts exhaust the address.
 	for i := range 5 {
@@ -281,6 +302,35 @@ func TestLoginThrottle(t *testing.T) {
 	}
 	_, err = e.svc.Login(ctx, "zed@example.com", "x-password", "203.0.113.9")
 	wantErr(t, "6th attempt from one address", err, auth.ErrThrottled)
+}
+
+// accentBlindUsers looks emails up the way MariaDB's utf8mb4_unicode_ci
+// collation compares them: accents (here, on i) are ignored.
+type accentBlindUsers struct{ *authtest.Users }
+
+func (a accentBlindUsers) UserByEmail(ctx context.Context, email string) (auth.User, error) {
+	return a.Users.UserByEmail(ctx, strings.NewReplacer("í", "i", "ì", "i", "î", "i", "ï", "i").Replace(email))
+}
+
+// TestLoginThrottleKeysOnTheResolvedAccount: whatever spelling of an
+// address a store resolves to an account, the attempts count against that
+// account. Keyed on the string, "víctim@" got a fresh budget for guessing
+// the password of the account that a lenient lookup found.
+func TestLoginThrottleKeysOnTheResolvedAccount(t *testing.T) {
+	users := accentBlindUsers{authtest.NewUsers()}
+	e, _ := throttledEnv(t, auth.ThrottleConfig{PerAccountAddress: ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: 3}},
+		func(c *auth.Config) { c.Users = users })
+	e.users = users.Users
+	e.register(t, "victim@corp.test", "password-no-1")
+	ctx := t.Context()
+	for _, variant := range []string{"victim@corp.test", "víctim@corp.test", "vìctim@corp.test"} {
+		_, err := e.svc.Login(ctx, variant, "wrong-password", "198.51.100.1")
+		wantErr(t, "guess as "+variant, err, auth.ErrInvalidCredentials)
+	}
+	for _, variant := range []string{"vîctim@corp.test", "VICTIM@corp.test", "victim@corp.test"} {
+		_, err := e.svc.Login(ctx, variant, "password-no-1", "198.51.100.1")
+		wantErr(t, "4th attempt as "+variant, err, auth.ErrThrottled)
+	}
 }
 
 func TestEnsureAdmin(t *testing.T) {
@@ -305,12 +355,23 @@ func TestEnsureAdmin(t *testing.T) {
 	}
 
 	e2 := newEnv(t, nil)
-	e2.register(t, "taken@example.com", "password-1")
+	e2.register(t, "taken@example.com", "password-no-1")
 	if _, err := e2.svc.EnsureAdmin(ctx, "taken@example.com", "admin-password"); !errors.Is(err, auth.ErrEmailTaken) {
 		t.Fatalf("EnsureAdmin over a non-admin user's email: %v", err)
 	}
 	if _, err := e2.svc.EnsureAdmin(ctx, "new@example.com", "short"); !errors.Is(err, auth.ErrInvalidInput) {
 		t.Fatalf("EnsureAdmin with a short password: %v", err)
+	}
+	for _, weak := range []string{"qwerty123456", "new@example.com"} {
+		if _, err := e2.svc.EnsureAdmin(ctx, "new@example.com", weak); !errors.Is(err, auth.ErrInvalidInput) {
+			t.Fatalf("EnsureAdmin with the password %q: %v", weak, err)
+		}
+	}
+	if created, err := e2.svc.EnsureAdmin(ctx, "  ＮＥＷ@Example.com", "admin-password"); err != nil || !created {
+		t.Fatalf("EnsureAdmin = %v, %v", created, err)
+	}
+	if u, err := e2.users.UserByEmail(ctx, "new@example.com"); err != nil || !slices.Contains(u.Roles, auth.RoleAdmin) {
+		t.Fatalf("the first admin is stored as %+v, %v; want new@example.com", u, err)
 	}
 }
 
@@ -321,11 +382,11 @@ func TestCreateUserValidates(t *testing.T) {
 		nu    auth.NewUser
 		field string
 	}{
-		{"bad email", auth.NewUser{Email: "nope", Password: "password-1"}, "email"},
-		{"display name in email", auth.NewUser{Email: "Bob <bob@example.com>", Password: "password-1"}, "email"},
+		{"bad email", auth.NewUser{Email: "nope", Password: "password-no-1"}, "email"},
+		{"display name in email", auth.NewUser{Email: "Bob <bob@example.com>", Password: "password-no-1"}, "email"},
 		{"short password", auth.NewUser{Email: "a@example.com", Password: "short"}, "password"},
-		{"control chars in name", auth.NewUser{Email: "a@example.com", Password: "password-1", Name: "a\x00b"}, "name"},
-		{"unknown role", auth.NewUser{Email: "a@example.com", Password: "password-1", Roles: []auth.Role{"root"}}, "roles"},
+		{"control chars in name", auth.NewUser{Email: "a@example.com", Password: "password-no-1", Name: "a\x00b"}, "name"},
+		{"unknown role", auth.NewUser{Email: "a@example.com", Password: "password-no-1", Roles: []auth.Role{"root"}}, "roles"},
 	}
 	for _, tt := range tests {
 		_, err := e.svc.CreateUser(t.Context(), tt.nu)
@@ -334,7 +395,7 @@ func TestCreateUserValidates(t *testing.T) {
 			t.Errorf("%s: %v, want a FieldError on %s", tt.name, err, tt.field)
 		}
 	}
-	u, err := e.svc.CreateUser(t.Context(), auth.NewUser{Email: "m@example.com", Password: "password-1", Roles: []auth.Role{auth.RoleModerator, auth.RoleUser, auth.RoleUser}})
+	u, err := e.svc.CreateUser(t.Context(), auth.NewUser{Email: "m@example.com", Password: "password-no-1", Roles: []auth.Role{auth.RoleModerator, auth.RoleUser, auth.RoleUser}})
 	if err != nil || len(u.Roles) != 2 || u.Roles[0] != auth.RoleUser || u.Roles[1] != auth.RoleModerator {
 		t.Fatalf("CreateUser with roles = %+v, %v", u, err)
 	}
@@ -360,8 +421,8 @@ func (b *blockingUsers) UserByID(ctx context.Context, id string) (auth.User, err
 
 func TestMeCacheStaleness(t *testing.T) {
 	e := newEnv(t, nil)
-	u := e.register(t, "hal@example.com", "password-1")
-	p, err := e.svc.Authenticate(t.Context(), e.login(t, "hal@example.com", "password-1").AccessToken)
+	u := e.register(t, "hal@example.com", "password-no-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "hal@example.com", "password-no-1").AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,8 +442,8 @@ func TestMeCacheStaleness(t *testing.T) {
 
 func TestMeCacheForgetsChangesMadeHere(t *testing.T) {
 	e := newEnv(t, nil)
-	u := e.register(t, "ida@example.com", "password-1")
-	p, err := e.svc.Authenticate(t.Context(), e.login(t, "ida@example.com", "password-1").AccessToken)
+	u := e.register(t, "ida@example.com", "password-no-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "ida@example.com", "password-no-1").AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,8 +462,8 @@ func TestMeCacheDropsReadsInFlightDuringAChange(t *testing.T) {
 	users := &blockingUsers{Users: authtest.NewUsers(), read: make(chan struct{}), release: make(chan struct{})}
 	e := newEnv(t, func(c *auth.Config) { c.Users = users })
 	e.users = users.Users
-	u := e.register(t, "jon@example.com", "password-1")
-	p, err := e.svc.Authenticate(t.Context(), e.login(t, "jon@example.com", "password-1").AccessToken)
+	u := e.register(t, "jon@example.com", "password-no-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "jon@example.com", "password-no-1").AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,8 +488,8 @@ func TestMeCacheDropsReadsInFlightDuringAChange(t *testing.T) {
 
 func TestMeCacheDisabled(t *testing.T) {
 	e := newEnv(t, func(c *auth.Config) { c.UserCacheTTL = -1 })
-	u := e.register(t, "kim@example.com", "password-1")
-	p, err := e.svc.Authenticate(t.Context(), e.login(t, "kim@example.com", "password-1").AccessToken)
+	u := e.register(t, "kim@example.com", "password-no-1")
+	p, err := e.svc.Authenticate(t.Context(), e.login(t, "kim@example.com", "password-no-1").AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,4 +499,60 @@ func TestMeCacheDisabled(t *testing.T) {
 	e.users.Delete(u.ID)
 	_, err = e.svc.Me(t.Context(), p)
 	wantErr(t, "uncached me after a delete", err, auth.ErrInvalidToken)
+}
+
+// TestThrottleAttemptSharesTheLoginBuckets: a password confirmation that
+// spends Attempt(AccountKey(id)) draws from the same buckets as the user's
+// logins.
+func TestThrottleAttemptSharesTheLoginBuckets(t *testing.T) {
+	th, err := auth.NewThrottle(auth.ThrottleConfig{Limiter: ratelimit.NewMemory(ratelimit.MemoryOptions{}),
+		PerAccountAddress: ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *auth.Config) { c.Throttle = th })
+	u := e.register(t, "jay@example.com", "password-no-1")
+	for range 2 {
+		if err := th.Attempt(t.Context(), auth.AccountKey(u.ID), "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = e.svc.Login(t.Context(), "jay@example.com", "password-no-1", "192.0.2.1")
+	wantErr(t, "login after two confirmations from the same address", err, auth.ErrThrottled)
+}
+
+// TestAuditFailureDoesNotRefuseTheUser: an audit log that cannot write is
+// logged; the login it describes still succeeds. An event of a cancelled
+// request is still recorded, with the client address of the context.
+func TestAuditFailureDoesNotRefuseTheUser(t *testing.T) {
+	var mu sync.Mutex
+	var got []auth.AuditEvent
+	failing := true
+	e := newEnv(t, func(c *auth.Config) {
+		c.Audit = auth.AuditFunc(func(ctx context.Context, ev auth.AuditEvent) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			got = append(got, ev)
+			if failing {
+				return errors.New("audit store down")
+			}
+			return nil
+		})
+	})
+	e.register(t, "kai@example.com", "password-no-1")
+	e.login(t, "kai@example.com", "password-no-1")
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	ctx, cancel := context.WithCancel(auth.WithClient(t.Context(), auth.ClientInfo{IP: "198.51.100.7"}))
+	cancel()
+	e.svc.Audit(ctx, auth.AuditEvent{Action: auth.AuditLogout, UserID: "u1"})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 3 || got[1].Action != auth.AuditLogin || got[2].Action != auth.AuditLogout || got[2].IP != "198.51.100.7" {
+		t.Fatalf("audit events %+v; want user.create, auth.login and auth.logout from 198.51.100.7", got)
+	}
 }

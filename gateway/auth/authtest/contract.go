@@ -47,6 +47,11 @@ func TestStores(t *testing.T, newStores NewStoresFunc) {
 		mustIs(t, "unknown id", err, auth.ErrNotFound)
 		_, err = users.UserByEmail(ctx, "nobody@example.com")
 		mustIs(t, "unknown email", err, auth.ErrNotFound)
+		// Emails arrive normalized and compare exactly: an accented variant
+		// is another address, whatever a database collation would say.
+		_, err = users.UserByEmail(ctx, "á@example.com")
+		mustIs(t, "accented variant of an email", err, auth.ErrNotFound)
+		mustNil(t, "create the accented variant", users.CreateUser(ctx, user("á@example.com")))
 		_, err = users.UserByAppwriteID(ctx, "aw-1")
 		mustIs(t, "unknown appwrite id", err, auth.ErrNotFound)
 
