@@ -23,6 +23,7 @@ import (
 	"github.com/kowai/kowai/gateway/clientaddr"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/internal/config"
+	"github.com/kowai/kowai/internal/netguard"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
@@ -149,6 +150,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	schedules := persistence.NewWorkflowScheduleStore(db)
+	scheduler, err := actors.NewScheduler(actors.SchedulerDeps{Schedules: schedules, Logger: log, Metrics: reg})
+	if err != nil {
+		return err
+	}
+	webhooks := persistence.NewWebhookStore(db)
+	webhookGuard := netguard.New(cfg.WebhookAllow)
+	notifier, err := newNotifier(cfg, db, webhooks, webhookGuard, log, reg)
+	if err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Config{
 		Name:           cfg.ClusterName,
 		Provider:       cluster.Provider(cfg.ClusterProvider),
@@ -177,6 +189,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	grains := node.Client()
 	rt.SetCaller(grains)
 	wf.SetCaller(grains)
+	scheduler.SetCaller(grains)
 
 	checks := []gateway.Check{
 		{Name: "database", Probe: db.Ping},
@@ -243,7 +256,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		RateLimit:     rateLimit,
 		AuthRateLimit: authRateLimit,
 		Workflows: &gateway.Workflows{Registry: wf.Registry(), Runs: persistence.NewWorkflowStore(db),
-			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles},
+			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, Schedules: schedules,
+			Webhooks: webhooks, WebhookGuard: webhookGuard},
 	}); err != nil {
 		return err
 	}
@@ -283,6 +297,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g.Go(func() error { return apiKeys.Run(writerCtx) })
 	// Runs left by a lost node are resumed here without any request.
 	g.Go(func() error { return wf.Run(nodeCtx) })
+	// Schedule ticks fire from every node; each tick from one of them.
+	g.Go(func() error { return scheduler.Run(nodeCtx) })
+	// Webhook notifications of finished runs, at least once, from every node.
+	g.Go(func() error { return notifier.Run(nodeCtx) })
 	if metricsSrv != nil {
 		// Metrics stay up while the node drains and leaves the cluster.
 		g.Go(func() error { return metricsSrv.Run(writerCtx) })
@@ -304,6 +322,23 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("kowai node stopped")
 	return nil
+}
+
+// newNotifier builds the webhook notifier: its key is KOWAI_WEBHOOK_SECRET, or
+// derived from the JWT secret; its client reaches only addresses the guard allows.
+func newNotifier(cfg *config.Config, db *persistence.DB, webhooks *persistence.WebhookStore, guard *netguard.Guard, log *slog.Logger, reg prometheus.Registerer) (*actors.Notifier, error) {
+	secret := []byte(cfg.WebhookSecret)
+	if len(secret) == 0 {
+		jwt, err := cfg.EnsureJWTSecret()
+		if err != nil {
+			return nil, err
+		}
+		if secret, err = actors.DeriveWebhookSecret([]byte(jwt)); err != nil {
+			return nil, err
+		}
+	}
+	return actors.NewNotifier(actors.NotifierDeps{Webhooks: webhooks, Runs: persistence.NewWorkflowStore(db),
+		Client: guard.Client(actors.DefaultWebhookTimeout), Secret: secret, Logger: log, Metrics: reg})
 }
 
 // newWorkflows builds the workflow engine with the built-in workflows.
