@@ -434,24 +434,31 @@ func TestWebSocketSharesTheChatRateLimit(t *testing.T) {
 }
 
 // TestWebSocketUnknownFrameTypes: frame types this server does not speak
-// (resume and subscribe are announced for later) get a 400 error frame
-// that names the type, and the socket stays open.
+// (subscribe is announced for later) get a 400 error frame that names the
+// type, a bad resume frame an error frame saying why, and the socket stays
+// open.
 func TestWebSocketUnknownFrameTypes(t *testing.T) {
 	ts := startAPI(t, &fakeChat{})
 	c, _, err := wsDial(t, ts, "good-u1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ frame, detail string }{
-		{`{"type":"resume","stream_id":"s-1","after":3,"id":"r"}`, "type: resume frames are not supported yet; send message or auth"},
-		{`{"type":"subscribe","run_id":"0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e","id":"r"}`, "type: subscribe frames are not supported yet; send message or auth"},
-		{`{"type":"dance","id":"r"}`, "type: must be message or auth"},
-		{`{"id":"r"}`, "type: must be message or auth"},
+	for _, tc := range []struct {
+		frame, detail string
+		status        int
+	}{
+		{`{"type":"resume","stream_id":"s-1","after":3,"id":"r"}`, "stream_id: must be a UUID", 400},
+		{`{"type":"resume","stream_id":"0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e","after":-1,"id":"r"}`, "after: must be >= 0", 400},
+		{`{"type":"resume","stream_id":"0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e","after":3,"id":"r"}`, "no such stream (it may have expired)", 404},
+		{`{"type":"resume","stream_id":"0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e","extra":1,"id":"r"}`, "extra: unknown field", 400},
+		{`{"type":"subscribe","run_id":"0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e","id":"r"}`, "type: subscribe frames are not supported yet; send message, resume or auth", 400},
+		{`{"type":"dance","id":"r"}`, "type: must be message, resume or auth", 400},
+		{`{"id":"r"}`, "type: must be message, resume or auth", 400},
 	} {
 		if err := c.WriteMessage(fws.TextMessage, []byte(tc.frame)); err != nil {
 			t.Fatal(err)
 		}
-		if f := readFrame(t, c); f.Type != "error" || f.Status != http.StatusBadRequest || f.ID != "r" || f.Detail != tc.detail {
+		if f := readFrame(t, c); f.Type != "error" || f.Status != tc.status || f.ID != "r" || f.Detail != tc.detail {
 			t.Fatalf("%s: %+v", tc.frame, f)
 		}
 	}

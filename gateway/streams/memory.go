@@ -97,7 +97,7 @@ func (m *Memory) Begin(_ context.Context, id, owner string) (Cursor, error) {
 	s.expires = m.now().Add(m.ttl)
 	c := Cursor{Attempt: s.attempts, Last: s.first - 1 + int64(len(s.entries))}
 	if n := len(s.entries); n > 0 {
-		c.Finished = s.entries[n-1].Final()
+		c.Finished, c.Failed = s.entries[n-1].Final(), s.entries[n-1].Kind == KindError
 	}
 	return c, nil
 }

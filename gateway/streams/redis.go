@@ -125,7 +125,7 @@ func (r *Redis) Begin(ctx context.Context, id, owner string) (Cursor, error) {
 		if err != nil {
 			return Cursor{}, fmt.Errorf("stream %s: %w", id, err)
 		}
-		c.Last, c.Finished = e.Seq, e.Final()
+		c.Last, c.Finished, c.Failed = e.Seq, e.Final(), e.Kind == KindError
 	}
 	return c, nil
 }

@@ -67,6 +67,8 @@ type Cursor struct {
 	// Finished is true when the stored stream already has its final entry;
 	// the producer must then append nothing.
 	Finished bool
+	// Failed is true when that final entry is an error.
+	Failed bool
 }
 
 // Store keeps streams. Implementations are safe for concurrent use.
@@ -85,16 +87,4 @@ type Store interface {
 	// after the final entry, fn's error when fn fails, ctx's error when ctx
 	// ends, and ErrNotFound when the stream does not exist.
 	Follow(ctx context.Context, id string, after int64, fn func(Entry) error) error
-}
-
-// attemptOf counts the attempts recorded in entries (restart entries plus
-// the first attempt).
-func attemptOf(entries []Entry) int {
-	n := 1
-	for _, e := range entries {
-		if e.Kind == KindRestart && e.Attempt > n {
-			n = e.Attempt
-		}
-	}
-	return n
 }
