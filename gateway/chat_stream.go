@@ -71,6 +71,9 @@ type recorder struct {
 	// broken is set once the store failed: the reply still reaches its
 	// client, but is no longer resumable.
 	broken bool
+	// restart is the attempt number of a restart entry still to be written
+	// before this attempt's first entry (0 when none is due).
+	restart int
 }
 
 // begin opens a stream for a new attempt of owner's turn. A stream that
@@ -87,13 +90,15 @@ func (cs *chatStreams) begin(ctx context.Context, id, owner string) (string, str
 	return id, cur, nil
 }
 
-// record starts recording an attempt at cur; a second or later attempt
-// starts with a restart entry.
+// record starts recording an attempt at cur. A second or later attempt
+// starts with a restart entry, written with the attempt's first token or
+// answer: a retry the session refuses (the first attempt still runs, say)
+// leaves the stream to that attempt.
 func (cs *chatStreams) record(ctx context.Context, id string, cur streams.Cursor, emit func(streams.Entry)) *recorder {
 	r := &recorder{cs: cs, ctx: context.WithoutCancel(ctx), id: id, emit: emit, next: cur.Last + 1,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if cur.Attempt > 1 {
-		r.add(streams.Entry{Kind: streams.KindRestart, Attempt: cur.Attempt})
+		r.restart = cur.Attempt
 	}
 	go r.loop()
 	return r
@@ -105,6 +110,11 @@ func (r *recorder) add(e streams.Entry) {
 	if r.closed {
 		r.mu.Unlock()
 		return
+	}
+	if r.restart > 0 {
+		r.pending = append(r.pending, streams.Entry{Seq: r.next, Kind: streams.KindRestart, Attempt: r.restart})
+		r.next++
+		r.restart = 0
 	}
 	e.Seq = r.next
 	r.next++
@@ -121,14 +131,28 @@ func (r *recorder) add(e streams.Entry) {
 func (r *recorder) delta(d string) { r.add(streams.Entry{Kind: streams.KindToken, Delta: d}) }
 
 // finish records the final entry and waits until every entry is stored
-// and emitted.
-func (r *recorder) finish(reply ChatReply, err error) {
-	if err != nil {
+// and emitted. It reports false, recording nothing, for a failed retry that
+// produced nothing: the caller tells its client without the stream.
+func (r *recorder) finish(reply ChatReply, err error) bool {
+	r.mu.Lock()
+	silent := err != nil && r.restart > 0
+	if silent {
+		r.closed = true
+	}
+	r.mu.Unlock()
+	switch {
+	case silent:
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	case err != nil:
 		r.add(streams.Entry{Kind: streams.KindError, Data: mustJSON(r.cs.problemOf(r.ctx, err))})
-	} else {
+	default:
 		r.add(streams.Entry{Kind: streams.KindDone, Data: mustJSON(reply)})
 	}
 	<-r.done
+	return !silent
 }
 
 func (r *recorder) loop() {
@@ -337,7 +361,9 @@ func (cs *chatStreams) streamTurn(c *fiber.Ctx, chat ChatBackend, turn ChatTurn)
 			defer close(finished)
 			rec := cs.record(ctx, id, cur, func(e streams.Entry) { _ = sink.entry(e) })
 			reply, err := chat.Send(ctx, turn, rec.delta)
-			rec.finish(reply, err)
+			if !rec.finish(reply, err) {
+				sink.fail(cs.problemOf(ctx, err))
+			}
 		}()
 	}
 	startSSE(c, id)

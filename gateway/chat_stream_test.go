@@ -218,8 +218,12 @@ func TestPostMessageSSEHeartbeat(t *testing.T) {
 type stepChat struct {
 	mu       sync.Mutex
 	attempts []chan string
-	sends    int
-	started  chan int
+	// refuse, when it holds an error for an attempt's index, fails that
+	// attempt at once (a session that refuses a retry while the first
+	// attempt runs).
+	refuse  map[int]error
+	sends   int
+	started chan int
 }
 
 func newStepChat(attempts ...chan string) *stepChat {
@@ -234,8 +238,12 @@ func (f *stepChat) Send(ctx context.Context, t ChatTurn, onDelta func(string)) (
 	if n < len(f.attempts) {
 		ch = f.attempts[n]
 	}
+	refused := f.refuse[n]
 	f.mu.Unlock()
 	f.started <- n
+	if refused != nil {
+		return ChatReply{}, refused
+	}
 	var text strings.Builder
 	for {
 		select {
@@ -462,5 +470,33 @@ func TestStreamRestartAfterProducerDied(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// TestStreamRetryRefusedWhileFirstAttemptRuns: a retry that the session
+// refuses while the first attempt is still producing gets its error, and
+// the stream stays the first attempt's: no restart, no error entry.
+func TestStreamRetryRefusedWhileFirstAttemptRuns(t *testing.T) {
+	first := make(chan string)
+	chat := newStepChat(first, nil)
+	chat.refuse = map[int]error{1: NewError(http.StatusConflict, "the conversation is busy with another turn")}
+	ts := gatewayWith(t, streams.NewMemory(streams.MemoryOptions{}), chat)
+	key := map[string]string{"Idempotency-Key": "turn-2"}
+	r := openSSE(t, http.MethodPost, ts.url+"/api/v1/chat/message", "good-u1", `{"content":"hi"}`, key)
+	sid := r.res.Header.Get("X-Kowai-Stream-Id")
+	first <- "a "
+	r.event(t)
+	retry := openSSE(t, http.MethodPost, ts.url+"/api/v1/chat/message", "good-u1", `{"content":"hi"}`, key)
+	if e := retry.event(t); e.Event != "error" || e.ID != "" || decodeData[problem](t, e).Status != http.StatusConflict {
+		t.Fatalf("refused retry: %+v", e)
+	}
+	first <- "b"
+	close(first)
+	if text, final := r.readReply(t, sid, 1); text != "b" || final.Event != "done" || final.ID != sid+":3" {
+		t.Fatalf("first attempt went on as %q then %+v", text, final)
+	}
+	all := openSSE(t, http.MethodGet, ts.url+"/api/v1/chat/streams/"+sid, "good-u1", "", nil)
+	if text, final := all.readReply(t, sid, 0); text != "a b" || final.Event != "done" {
+		t.Fatalf("stream %q then %+v", text, final)
 	}
 }

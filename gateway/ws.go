@@ -588,6 +588,7 @@ func (c *conn) run(ctx context.Context, id string, turn ChatTurn) {
 		})
 		reply, err = c.h.chat.Send(ctx, turn, rec.delta)
 		rec.finish(reply, err)
+		// A failed retry that recorded nothing is reported below all the same.
 	}
 	if err != nil {
 		c.sendError(id, err)
