@@ -20,6 +20,7 @@ import (
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/ratelimit"
+	"github.com/kowai/kowai/gateway/streams"
 	"github.com/kowai/kowai/internal/config"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures"
@@ -199,6 +200,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Streamed replies are kept for resumption where every node reads them
+	// when Redis is configured, else in this process.
+	var replyStreams streams.Store = streams.NewMemory(streams.MemoryOptions{})
+	if rdb != nil {
+		replyStreams = streams.NewRedis(rdb, streams.RedisOptions{Logger: log})
+	}
 	types := rt.Types()
 	if err := gw.Mount(gateway.API{
 		Authenticator:    authSvc,
@@ -224,6 +231,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ClusterInfo: func() any { return node.Info() },
 		Limiter:     limiter,
 		RateLimit:   rateLimit,
+		Streams:     replyStreams,
 		Workflows: &gateway.Workflows{Registry: wf.Registry(), Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles},
 	}); err != nil {
