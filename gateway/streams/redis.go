@@ -74,16 +74,19 @@ func (r *Redis) keys(id string) (string, string) {
 	return base + ":s", base + ":m"
 }
 
-// beginScript claims or re-opens a stream: -1 when another owner holds it,
-// else the new attempt number.
+// beginScript claims or re-opens a stream in one round trip: {-1} when
+// another owner holds it, else {the new attempt number, the last entry or
+// false}.
 var beginScript = redis.NewScript(`
 local o = redis.call('HGET', KEYS[2], 'owner')
-if o and o ~= ARGV[1] then return -1 end
+if o and o ~= ARGV[1] then return {-1} end
 if not o then redis.call('HSET', KEYS[2], 'owner', ARGV[1]) end
 local n = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return n
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last == 0 then return {n} end
+return {n, last[1][2][2]}
 `)
 
 // appendScript adds entries whose numbers continue the stream's.
@@ -108,22 +111,20 @@ return seq
 // Begin implements Store.
 func (r *Redis) Begin(ctx context.Context, id, owner string) (Cursor, error) {
 	sk, mk := r.keys(id)
-	n, err := beginScript.Run(ctx, r.rdb, []string{sk, mk}, owner, r.ttl.Milliseconds()).Int()
+	res, err := beginScript.Run(ctx, r.rdb, []string{sk, mk}, owner, r.ttl.Milliseconds()).Slice()
 	if err != nil {
 		return Cursor{}, fmt.Errorf("stream %s: begin: %w", id, err)
 	}
+	n, _ := res[0].(int64)
 	if n < 0 {
 		return Cursor{}, fmt.Errorf("stream %s: %w", id, ErrConflict)
 	}
-	c := Cursor{Attempt: n}
-	last, err := r.rdb.XRevRangeN(ctx, sk, "+", "-", 1).Result()
-	if err != nil {
-		return Cursor{}, fmt.Errorf("stream %s: last entry: %w", id, err)
-	}
-	if len(last) > 0 {
-		e, err := decodeMessage(last[0])
-		if err != nil {
-			return Cursor{}, fmt.Errorf("stream %s: %w", id, err)
+	c := Cursor{Attempt: int(n)}
+	if len(res) > 1 {
+		raw, _ := res[1].(string)
+		var e Entry
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			return Cursor{}, fmt.Errorf("stream %s: last entry: %w", id, err)
 		}
 		c.Last, c.Finished, c.Failed = e.Seq, e.Final(), e.Kind == KindError
 	}
