@@ -81,6 +81,9 @@ type API struct {
 	// sseHeartbeat, when not zero, replaces how often a chat event stream
 	// sends a ping comment (tests shorten it).
 	sseHeartbeat time.Duration
+	// streamRetryDelay, when not zero, replaces the first wait before a
+	// streamed turn is sent again after a 503 (tests shorten it).
+	streamRetryDelay time.Duration
 }
 
 // conversations is the ConversationBackend of the REST routes, or nil.
@@ -128,12 +131,15 @@ func (s *Server) Mount(api API) error {
 		return err
 	}
 	authed := auth.RequireAuth(api.Authenticator)
-	cs := &chatStreams{store: api.Streams, log: s.log, heartbeat: sseHeartbeat}
+	cs := &chatStreams{store: api.Streams, log: s.log, heartbeat: sseHeartbeat, retryDelay: defaultStreamRetryDelay}
 	if cs.store == nil {
 		cs.store = streams.NewMemory(streams.MemoryOptions{})
 	}
 	if api.sseHeartbeat > 0 {
 		cs.heartbeat = api.sseHeartbeat
+	}
+	if api.streamRetryDelay > 0 {
+		cs.retryDelay = api.streamRetryDelay
 	}
 	s.Route(fiber.MethodPost, "/api/v1/chat/message", Op{Summary: "Send a message and get the agent's reply; with Accept: text/event-stream, as Server-Sent Events (token, restart, done, error; see the README)", Tag: "Chat", Auth: true,
 		Request: sendMessageRequest{}, Response: ChatReply{}, StreamContentType: "text/event-stream",

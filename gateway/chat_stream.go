@@ -45,11 +45,21 @@ func streamIDFor(t ChatTurn) string {
 	return uuid.NewString()
 }
 
+// streamRetries bounds how often a streamed turn with an idempotency key is
+// sent again when its conversation was moving between nodes (503); the
+// waits between the tries double from chatStreams.retryDelay.
+const streamRetries = 4
+
+// defaultStreamRetryDelay is the first wait before a streamed turn is sent
+// again.
+const defaultStreamRetryDelay = 500 * time.Millisecond
+
 // chatStreams records streamed replies in a streams.Store and serves them.
 type chatStreams struct {
-	store     streams.Store
-	log       *slog.Logger
-	heartbeat time.Duration
+	store      streams.Store
+	log        *slog.Logger
+	heartbeat  time.Duration
+	retryDelay time.Duration
 }
 
 // recorder numbers one attempt's entries, stores them in order and hands
@@ -57,10 +67,11 @@ type chatStreams struct {
 // reader on another node could not find. Stores are batched: entries that
 // arrive while a write is in flight go together in the next.
 type recorder struct {
-	cs   *chatStreams
-	ctx  context.Context
-	id   string
-	emit func(streams.Entry)
+	cs    *chatStreams
+	ctx   context.Context
+	id    string
+	owner string
+	emit  func(streams.Entry)
 
 	mu      sync.Mutex
 	next    int64
@@ -74,6 +85,9 @@ type recorder struct {
 	// restart is the attempt number of a restart entry still to be written
 	// before this attempt's first entry (0 when none is due).
 	restart int
+	// produced is set once the current attempt added an entry; wrote once
+	// any attempt of this recorder did.
+	produced, wrote bool
 }
 
 // begin opens a stream for a new attempt of owner's turn. A stream that
@@ -94,8 +108,8 @@ func (cs *chatStreams) begin(ctx context.Context, id, owner string) (string, str
 // starts with a restart entry, written with the attempt's first token or
 // answer: a retry the session refuses (the first attempt still runs, say)
 // leaves the stream to that attempt.
-func (cs *chatStreams) record(ctx context.Context, id string, cur streams.Cursor, emit func(streams.Entry)) *recorder {
-	r := &recorder{cs: cs, ctx: context.WithoutCancel(ctx), id: id, emit: emit, next: cur.Last + 1,
+func (cs *chatStreams) record(ctx context.Context, id, owner string, cur streams.Cursor, emit func(streams.Entry)) *recorder {
+	r := &recorder{cs: cs, ctx: context.WithoutCancel(ctx), id: id, owner: owner, emit: emit, next: cur.Last + 1,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if cur.Attempt > 1 {
 		r.restart = cur.Attempt
@@ -111,11 +125,12 @@ func (r *recorder) add(e streams.Entry) {
 		r.mu.Unlock()
 		return
 	}
-	if r.restart > 0 {
+	if r.restart > 0 && e.Kind != streams.KindError {
 		r.pending = append(r.pending, streams.Entry{Seq: r.next, Kind: streams.KindRestart, Attempt: r.restart})
 		r.next++
-		r.restart = 0
 	}
+	r.restart = 0
+	r.produced, r.wrote = true, true
 	e.Seq = r.next
 	r.next++
 	r.pending = append(r.pending, e)
@@ -135,7 +150,7 @@ func (r *recorder) delta(d string) { r.add(streams.Entry{Kind: streams.KindToken
 // produced nothing: the caller tells its client without the stream.
 func (r *recorder) finish(reply ChatReply, err error) bool {
 	r.mu.Lock()
-	silent := err != nil && r.restart > 0
+	silent := err != nil && r.restart > 0 && !r.wrote
 	if silent {
 		r.closed = true
 	}
@@ -153,6 +168,50 @@ func (r *recorder) finish(reply ChatReply, err error) bool {
 	}
 	<-r.done
 	return !silent
+}
+
+// retry prepares the recorder for the turn being sent again: when the
+// attempt that failed produced anything, the next one starts with a restart
+// entry, numbered as the store counts attempts.
+func (r *recorder) retry() error {
+	r.mu.Lock()
+	produced := r.produced
+	r.mu.Unlock()
+	if !produced {
+		return nil
+	}
+	cur, err := r.cs.store.Begin(r.ctx, r.id, r.owner)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.restart, r.produced = cur.Attempt, false
+	r.mu.Unlock()
+	return nil
+}
+
+// sendRecorded runs turn, recording its reply in rec. A turn with an
+// idempotency key whose conversation was moving between nodes (503) is sent
+// again, up to streamRetries times: the session, moved to a survivor, runs
+// it again (or answers the stored reply), and the stream says it restarted.
+func (cs *chatStreams) sendRecorded(ctx context.Context, chat ChatBackend, turn ChatTurn, rec *recorder) (ChatReply, error) {
+	delay := cs.retryDelay
+	for i := 0; ; i++ {
+		reply, err := chat.Send(ctx, turn, rec.delta)
+		if err == nil || turn.IdempotencyKey == "" || i >= streamRetries || asError(err).Status != http.StatusServiceUnavailable {
+			return reply, err
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return reply, err
+		}
+		delay *= 2
+		if rerr := rec.retry(); rerr != nil {
+			cs.log.WarnContext(ctx, "stream store failed; not retrying the turn", "stream_id", rec.id, "error", rerr)
+			return reply, err
+		}
+	}
 }
 
 func (r *recorder) loop() {
@@ -295,6 +354,12 @@ var errSSEGone = errors.New("sse client gone")
 // empty, flushing per event and sending heartbeats.
 func (s *sseSink) write(w *bufio.Writer, heartbeat time.Duration, closed <-chan struct{}) {
 	defer s.drop()
+	// The headers go out at once, with a first ping (the response body
+	// writer sends nothing before a byte of body): a client learns the
+	// stream ID, and that the turn was accepted, before the first token.
+	if _, err := w.WriteString(": ping\n\n"); err != nil || w.Flush() != nil {
+		return
+	}
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
 	for {
@@ -359,8 +424,8 @@ func (cs *chatStreams) streamTurn(c *fiber.Ctx, chat ChatBackend, turn ChatTurn)
 	} else {
 		go func() {
 			defer close(finished)
-			rec := cs.record(ctx, id, cur, func(e streams.Entry) { _ = sink.entry(e) })
-			reply, err := chat.Send(ctx, turn, rec.delta)
+			rec := cs.record(ctx, id, turn.UserID, cur, func(e streams.Entry) { _ = sink.entry(e) })
+			reply, err := cs.sendRecorded(ctx, chat, turn, rec)
 			if !rec.finish(reply, err) {
 				sink.fail(cs.problemOf(ctx, err))
 			}

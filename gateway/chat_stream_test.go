@@ -28,6 +28,10 @@ type sseReader struct {
 	sc  *bufio.Scanner
 }
 
+// sseClient fails a request whose response headers do not come promptly:
+// an event stream sends them at once, before the turn's first token.
+var sseClient = &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 10 * time.Second}}
+
 // openSSE sends a request that answers with an event stream and checks
 // its headers; the body is closed when the test ends.
 func openSSE(t *testing.T, method, url, token, body string, header map[string]string) *sseReader {
@@ -44,7 +48,7 @@ func openSSE(t *testing.T, method, url, token, body string, header map[string]st
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := sseClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,8 +206,11 @@ func TestPostMessageSSEHeartbeat(t *testing.T) {
 		}
 	})
 	r := openSSE(t, http.MethodPost, ts.url+"/api/v1/chat/message", "good-u1", `{"content":"slow"}`, nil)
-	if e, ok := r.next(t); !ok || e.Comment != "ping" {
-		t.Fatalf("first event %+v, want a ping comment while the turn runs", e)
+	// The first ping goes out with the headers, the next ones on the beat.
+	for i := range 3 {
+		if e, ok := r.next(t); !ok || e.Comment != "ping" {
+			t.Fatalf("event %d: %+v, want a ping comment while the turn runs", i, e)
+		}
 	}
 	close(chat.gate)
 	if _, final := r.readReply(t, r.res.Header.Get("X-Kowai-Stream-Id"), 0); final.Event != "done" {
@@ -221,13 +228,28 @@ type stepChat struct {
 	// refuse, when it holds an error for an attempt's index, fails that
 	// attempt at once (a session that refuses a retry while the first
 	// attempt runs).
-	refuse  map[int]error
-	sends   int
-	started chan int
+	refuse map[int]error
+	// failAtEnd, when it holds an error for an attempt's index, fails that
+	// attempt when its channel closes (a node lost mid-reply).
+	failAtEnd map[int]error
+	sends     int
+	started   chan int
 }
 
 func newStepChat(attempts ...chan string) *stepChat {
 	return &stepChat{attempts: attempts, started: make(chan int, len(attempts)+4)}
+}
+
+// waitStarted waits until n attempts have started.
+func (f *stepChat) waitStarted(t *testing.T, n int) {
+	t.Helper()
+	for i := range n {
+		select {
+		case <-f.started:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d attempts started", i, n)
+		}
+	}
 }
 
 func (f *stepChat) Send(ctx context.Context, t ChatTurn, onDelta func(string)) (ChatReply, error) {
@@ -238,7 +260,7 @@ func (f *stepChat) Send(ctx context.Context, t ChatTurn, onDelta func(string)) (
 	if n < len(f.attempts) {
 		ch = f.attempts[n]
 	}
-	refused := f.refuse[n]
+	refused, failed := f.refuse[n], f.failAtEnd[n]
 	f.mu.Unlock()
 	f.started <- n
 	if refused != nil {
@@ -250,6 +272,9 @@ func (f *stepChat) Send(ctx context.Context, t ChatTurn, onDelta func(string)) (
 		case <-ctx.Done():
 			return ChatReply{}, ctx.Err()
 		case d, ok := <-ch:
+			if !ok && failed != nil {
+				return ChatReply{}, failed
+			}
 			if !ok {
 				return ChatReply{ConversationID: t.ConversationID, MessageID: "m-1", Response: text.String()}, nil
 			}
@@ -440,8 +465,7 @@ func TestStreamRestartAfterProducerDied(t *testing.T) {
 			if got := retry.res.Header.Get("X-Kowai-Stream-Id"); got != sid {
 				t.Fatalf("retry stream %s, want %s", got, sid)
 			}
-			<-chat.started
-			<-chat.started
+			chat.waitStarted(t, 2)
 			second <- "new one "
 			second <- "new two"
 			close(second)
@@ -498,5 +522,59 @@ func TestStreamRetryRefusedWhileFirstAttemptRuns(t *testing.T) {
 	all := openSSE(t, http.MethodGet, ts.url+"/api/v1/chat/streams/"+sid, "good-u1", "", nil)
 	if text, final := all.readReply(t, sid, 0); text != "a b" || final.Event != "done" {
 		t.Fatalf("stream %q then %+v", text, final)
+	}
+}
+
+// TestStreamRetriesWhenTheConversationMoves: a streamed turn with an
+// idempotency key whose conversation moved between nodes mid-reply (503) is
+// sent again by the gateway; the stream says it restarted, then carries the
+// new attempt, numbered on. Without a key nothing is retried.
+func TestStreamRetriesWhenTheConversationMoves(t *testing.T) {
+	moving := &Error{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Detail: "the conversation is moving between nodes; retry with the same Idempotency-Key"}
+	for name, stores := range storesUnderTest(t) {
+		t.Run(name, func(t *testing.T) {
+			store, _ := stores(t)
+			first, second := make(chan string, 1), make(chan string, 1)
+			chat := newStepChat(first, second)
+			chat.failAtEnd = map[int]error{0: moving}
+			ts := startWith(t, Options{}, func(s *Server) {
+				if err := s.Mount(API{Authenticator: fakeAuth, Chat: chat, Streams: store, streamRetryDelay: time.Millisecond}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			r := openSSE(t, http.MethodPost, ts.url+"/api/v1/chat/message", "good-u1", `{"content":"hi"}`, map[string]string{"Idempotency-Key": "move-1"})
+			sid := r.res.Header.Get("X-Kowai-Stream-Id")
+			first <- "old"
+			if e := r.event(t); decodeData[tokenData](t, e).Delta != "old" {
+				t.Fatalf("first event %+v", e)
+			}
+			close(first)
+			chat.waitStarted(t, 2)
+			second <- "new"
+			close(second)
+			text, final := r.readReply(t, sid, 1)
+			if text != "[restart 2]new" || final.Event != "done" || final.ID != sid+":4" || decodeData[ChatReply](t, final).Response != "new" {
+				t.Fatalf("after the move %q then %+v", text, final)
+			}
+
+			lone := make(chan string)
+			chat = newStepChat(lone, nil)
+			chat.failAtEnd = map[int]error{0: moving}
+			ts = startWith(t, Options{}, func(s *Server) {
+				if err := s.Mount(API{Authenticator: fakeAuth, Chat: chat, Streams: store, streamRetryDelay: time.Millisecond}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			r = openSSE(t, http.MethodPost, ts.url+"/api/v1/chat/message", "good-u1", `{"content":"hi"}`, nil)
+			close(lone)
+			if _, final := r.readReply(t, r.res.Header.Get("X-Kowai-Stream-Id"), 0); final.Event != "error" || decodeData[problem](t, final).Status != http.StatusServiceUnavailable {
+				t.Fatalf("unkeyed turn: %+v", final)
+			}
+			chat.mu.Lock()
+			defer chat.mu.Unlock()
+			if chat.sends != 1 {
+				t.Fatalf("an unkeyed turn was sent %d times", chat.sends)
+			}
+		})
 	}
 }

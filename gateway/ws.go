@@ -581,12 +581,12 @@ func (c *conn) run(ctx context.Context, id string, turn ChatTurn) {
 		// A retry of a turn whose stream completed: the stored answer.
 		reply, err = c.h.chat.Send(ctx, turn, nil)
 	} else {
-		rec := c.h.streams.record(ctx, sid, cur, func(e streams.Entry) {
+		rec := c.h.streams.record(ctx, sid, turn.UserID, cur, func(e streams.Entry) {
 			if !e.Final() {
 				c.send(entryFrame(id, sid, e))
 			}
 		})
-		reply, err = c.h.chat.Send(ctx, turn, rec.delta)
+		reply, err = c.h.streams.sendRecorded(ctx, c.h.chat, turn, rec)
 		rec.finish(reply, err)
 		// A failed retry that recorded nothing is reported below all the same.
 	}
