@@ -8,14 +8,16 @@ import (
 )
 
 // Memory is the in-process Store of a single node. Streams expire TTL after
-// their last append; expired streams are swept as new ones begin.
+// their last append; expired streams are swept as new ones begin, at most
+// once per TTL.
 type Memory struct {
 	ttl    time.Duration
 	maxLen int
 	now    func() time.Time
 
-	mu      sync.Mutex
-	streams map[string]*memStream
+	mu        sync.Mutex
+	streams   map[string]*memStream
+	lastSweep time.Time
 }
 
 type memStream struct {
@@ -84,7 +86,8 @@ func (m *Memory) Begin(_ context.Context, id, owner string) (Cursor, error) {
 	defer m.mu.Unlock()
 	s := m.get(id)
 	if s == nil {
-		if len(m.streams) > 0 && len(m.streams)%1024 == 0 {
+		if now := m.now(); now.Sub(m.lastSweep) >= m.ttl {
+			m.lastSweep = now
 			m.sweep()
 		}
 		s = &memStream{owner: owner, first: 1, changed: make(chan struct{})}
