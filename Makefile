@@ -8,7 +8,10 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 NORACE   := $(shell $(GO) list ./... 2>/dev/null | grep -E '/(clustertest|durability)$$')
 RACE     := $(shell $(GO) list ./... 2>/dev/null | grep -vE '/(clustertest|durability)$$')
 
-.PHONY: all build build-k8s run test fmt-check vet tidy-check bench generate clean
+# The pinned Node linters of the generated API documents (gateway TestAPILint).
+APILINT  := tools/apilint
+
+.PHONY: all build build-k8s run test fmt-check vet tidy-check apilint-deps api-lint bench generate clean
 
 all: build
 
@@ -23,9 +26,10 @@ build-k8s:
 run: build
 	./bin/kowai serve
 
-## test: gofmt check, go vet, the race-enabled suite, then the cluster suites; ends with
+## test: gofmt check, go vet, the API linters' install, the race-enabled suite (TestAPILint
+## lints the generated OpenAPI and AsyncAPI documents), then the cluster suites; ends with
 ## "N passed, N failed, N skipped" and every skipped test with its reason
-test: fmt-check vet
+test: fmt-check vet apilint-deps
 	$(GO) run ./internal/testsummary \
 	  $(GO) test -json -race -count=1 -timeout 12m $(RACE) \
 	  $(if $(strip $(NORACE)),--then $(GO) test -json -count=1 -timeout 12m $(NORACE))
@@ -36,6 +40,26 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags k8s ./cluster/
+
+## apilint-deps: install the pinned API linters (npm ci in tools/apilint) unless they are
+## installed from the current package-lock.json. Without npm, or when the install fails,
+## TestAPILint skips and says so; with CI=true either fails the build instead.
+apilint-deps:
+	@if [ -f $(APILINT)/node_modules/.package-lock.json ] && \
+	   [ ! $(APILINT)/package-lock.json -nt $(APILINT)/node_modules/.package-lock.json ]; then exit 0; fi; \
+	if ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$CI" = true ]; then echo "apilint: npm (Node.js 20 or later) is required in CI"; exit 1; fi; \
+	  echo "apilint: npm not found: the API lint (TestAPILint) will be SKIPPED; install Node.js 20 or later"; exit 0; \
+	fi; \
+	echo "apilint: npm ci in $(APILINT)"; \
+	if ! (cd $(APILINT) && npm ci --loglevel=error); then \
+	  if [ "$$CI" = true ]; then exit 1; fi; \
+	  echo "apilint: npm ci failed: the API lint (TestAPILint) will be SKIPPED"; \
+	fi
+
+## api-lint: only the API lint: Redocly and Spectral on /openapi.json, the AsyncAPI parser on /asyncapi.json
+api-lint: apilint-deps
+	$(GO) test -count=1 -run '^TestAPILint$$' ./gateway/
 
 ## tidy-check: fail when go mod tidy would change go.mod or go.sum (CI runs it)
 tidy-check:

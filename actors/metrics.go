@@ -12,8 +12,9 @@ import (
 //   - kowai_actor_fenced_total{kind}: grains that stopped because a newer activation
 //     won a write;
 //   - kowai_actor_loaded{kind}: grains with state in memory on this node;
-//   - kowai_chat_turns_total{outcome}: turns by outcome (ok, replayed, model_failure,
-//     canceled, unavailable, ...);
+//   - kowai_chat_turns_total{outcome}: turns by outcome: ok, replayed, or the error
+//     code in lower case (forbidden, not_found, conflict, unavailable, model_failure,
+//     timeout, budget_exceeded, busy, canceled, invalid_argument, internal);
 //   - kowai_chat_turn_duration_seconds: from the turn's start to its durable answer;
 //   - kowai_agent_queued_replies: replies waiting for a worker, summed over agents.
 type metrics struct {
@@ -34,7 +35,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		loaded: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kowai_actor_loaded",
 			Help: "Grains with their state loaded on this node, by kind."}, []string{"kind"}),
 		turns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kowai_chat_turns_total",
-			Help: "Chat turns answered by sessions, by outcome."}, []string{"outcome"}),
+			Help: "Chat turns answered by sessions, by outcome: ok, replayed, or the error code in lower case " +
+				"(forbidden, not_found, conflict, unavailable, model_failure, timeout, budget_exceeded, busy, canceled, " +
+				"invalid_argument, internal)."}, []string{"outcome"}),
 		turnDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kowai_chat_turn_duration_seconds",
 			Help:    "Time from a turn's start to its durable answer.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14)}),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -455,9 +456,16 @@ func (s *session) answer(ctx actor.SenderContext, t *turn, reply any) {
 	}
 }
 
-// outcome is the metric label of a failed turn.
+// outcome is the metric label of a failed turn: its code in lower case
+// without the CODE_ prefix ("forbidden", "model_failure", ...), like every
+// other label value; an unset or unknown code counts as "internal", as the
+// protocol treats it.
 func outcome(e *actorpb.ErrorReply) string {
-	return e.GetCode().String()
+	code := e.GetCode()
+	if _, known := actorpb.Code_name[int32(code)]; !known || code == actorpb.Code_CODE_UNSPECIFIED {
+		code = actorpb.Code_CODE_INTERNAL
+	}
+	return strings.ToLower(strings.TrimPrefix(code.String(), "CODE_"))
 }
 
 // failAll answers every running and queued turn with an error.

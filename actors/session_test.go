@@ -439,7 +439,7 @@ func TestTurnsBehindARunningTurn(t *testing.T) {
 	default:
 	}
 	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
-	if got := h.counter("kowai_chat_turns_total", map[string]string{"outcome": actorpb.Code_CODE_NOT_FOUND.String()}); got != 1 {
+	if got := h.counter("kowai_chat_turns_total", map[string]string{"outcome": "not_found"}); got != 1 {
 		t.Fatalf("refused turns = %v, want 1", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/persistence"
 )
 
@@ -78,4 +79,32 @@ func entries(msgs []persistence.Message) []tailEntry {
 		out[i] = entryOf(m)
 	}
 	return out
+}
+
+// TestTurnOutcomeLabels: every label of kowai_chat_turns_total is lower case,
+// without the protobuf enum's prefix, and the set is closed.
+func TestTurnOutcomeLabels(t *testing.T) {
+	for _, tc := range []struct {
+		code actorpb.Code
+		want string
+	}{
+		{actorpb.Code_CODE_FORBIDDEN, "forbidden"},
+		{actorpb.Code_CODE_NOT_FOUND, "not_found"},
+		{actorpb.Code_CODE_MODEL_FAILURE, "model_failure"},
+		{actorpb.Code_CODE_BUDGET_EXCEEDED, "budget_exceeded"},
+		{actorpb.Code_CODE_INVALID_ARGUMENT, "invalid_argument"},
+		{actorpb.Code_CODE_INTERNAL, "internal"},
+		{actorpb.Code_CODE_UNSPECIFIED, "internal"},
+		{actorpb.Code(99), "internal"},
+	} {
+		if got := outcome(actorpb.NewError(tc.code, "corr", "x")); got != tc.want {
+			t.Errorf("%v: label %q, want %q", tc.code, got, tc.want)
+		}
+	}
+	for n := range actorpb.Code_name {
+		got := outcome(actorpb.NewError(actorpb.Code(n), "corr", "x"))
+		if got != strings.ToLower(got) || strings.Contains(got, "code") {
+			t.Errorf("code %d: label %q is not in the vocabulary", n, got)
+		}
+	}
 }

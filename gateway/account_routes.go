@@ -188,7 +188,7 @@ func (a accountRoutes) deleteAccount(c *fiber.Ctx) error {
 // withClient records the request's client for the sessions it starts and the
 // attempts it spends (auth.WithClient).
 func withClient(c *fiber.Ctx) error {
-	c.SetUserContext(auth.WithClient(c.UserContext(), auth.ClientInfo{IP: clientAddr(c), UserAgent: c.Get(fiber.HeaderUserAgent)}))
+	c.SetUserContext(auth.WithClient(c.UserContext(), auth.ClientInfo{IP: ClientAddr(c), UserAgent: c.Get(fiber.HeaderUserAgent)}))
 	return c.Next()
 }
 

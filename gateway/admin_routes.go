@@ -187,7 +187,7 @@ func (a adminRoutes) remove(c *fiber.Ctx) error {
 		raw, err := json.Marshal(map[string]any{"roles": u.Roles, "conversations": e.Conversations, "messages": e.Messages,
 			"feedback": e.Feedback, "agents": e.Agents, "workflow_runs": e.WorkflowRuns, "sessions": e.Sessions})
 		detailErr = err
-		return persistence.AuditEntry{ActorID: p.UserID, Action: auditUserDelete, TargetType: "user", TargetID: u.ID, Detail: raw, IP: clientAddr(c)}
+		return persistence.AuditEntry{ActorID: p.UserID, Action: auditUserDelete, TargetType: "user", TargetID: u.ID, Detail: raw, IP: ClientAddr(c)}
 	})
 	if errors.Is(err, persistence.ErrNotFound) {
 		return NewError(http.StatusNotFound, "no such user")

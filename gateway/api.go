@@ -59,8 +59,10 @@ type API struct {
 	// Limiter holds the rate-limit counters; nil means in-process. Use the
 	// Redis limiter so every node counts together.
 	Limiter ratelimit.Limiter
-	// RateLimit is the limit per user (per client address when anonymous)
-	// and per route (KOWAI_RATE_LIMIT); zero means 120/m.
+	// RateLimit is the limit per user and per route (KOWAI_RATE_LIMIT), and
+	// per client address over every request without accepted credentials
+	// (anonymous routes, unknown routes, missing or refused tokens); zero
+	// means 120/m.
 	RateLimit ratelimit.Limit
 	// Workflows, optional, serves /api/v1/workflows; without it those
 	// routes answer 503.
@@ -72,7 +74,8 @@ type API struct {
 	Streams streams.Store
 
 	// AuthRateLimit is the limit per client address on register, login,
-	// refresh and Appwrite sign-in; zero means 10/m.
+	// refresh and Appwrite sign-in, per route (KOWAI_AUTH_RATE_LIMIT); zero
+	// means 10/m.
 	AuthRateLimit ratelimit.Limit
 
 	// wsRecheckInterval, when not zero, replaces how often an idle
@@ -130,7 +133,8 @@ func (s *Server) Mount(api API) error {
 	if err := s.opts.Registry.Register(open); err != nil {
 		return err
 	}
-	authed := auth.RequireAuth(api.Authenticator)
+	s.anonymous = rl.anonymous()
+	authed := auth.RequireAuthWith(api.Authenticator, auth.RequireAuthOptions{Refused: s.authRefused})
 	cs := &chatStreams{store: api.Streams, log: s.log, heartbeat: sseHeartbeat, retryDelay: defaultStreamRetryDelay}
 	if cs.store == nil {
 		cs.store = streams.NewMemory(streams.MemoryOptions{})
@@ -146,19 +150,20 @@ func (s *Server) Mount(api API) error {
 		Errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable}},
 		authed, rl.user(chatTurnBucket), postMessage(api.Chat, cs))
 	s.Route(fiber.MethodGet, "/api/v1/chat/streams/:stream_id", Op{Summary: "Join or resume a streamed reply as Server-Sent Events, after Last-Event-ID or ?after=N (owner only)", Tag: "Chat", Auth: true,
-		Response: "", ContentType: "text/event-stream", Errors: []int{http.StatusBadRequest, http.StatusNotFound},
+		Response: "", ContentType: "text/event-stream", Errors: []int{http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound},
 		Query: []Param{{Name: "after", Type: "integer", Description: "resume after this sequence number when no Last-Event-ID header is sent"}}},
-		authed, rl.user("chat.streams"), cs.resume)
+		authed, rl.user("chat.streams"), auth.RequirePermission(auth.PermChatRead), cs.resume)
 
 	ws := &wsHandler{chat: api.Chat, streams: cs, auth: api.Authenticator, limits: rl, log: s.log, open: open,
-		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue}
+		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue,
+		workflows: api.Workflows.withDefaults()}
 	if api.wsRecheckInterval > 0 {
 		ws.recheckInterval = api.wsRecheckInterval
 	}
 	if api.Auth != nil {
 		ws.users = api.Auth
 	}
-	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens (see the README for frames)", Tag: "Chat",
+	s.Route(fiber.MethodGet, "/api/v1/chat/ws", Op{Summary: "Chat over WebSocket with streamed tokens, and follow workflow runs", Tag: "Chat", AddrLimited: true,
 		Status: http.StatusSwitchingProtocols, Errors: []int{http.StatusUpgradeRequired}},
 		rl.user("chat.ws"), ws.upgrade, websocket.New(ws.serve, websocket.Config{HandshakeTimeout: wsWriteWait}))
 
@@ -178,4 +183,21 @@ func (s *Server) Mount(api API) error {
 	}
 	s.mountWorkflows(api.Workflows, authed, rl)
 	return nil
+}
+
+// authRefused runs when a protected route refuses a request's token: it logs
+// the refusal (never the token) and counts it against the client address's
+// anonymous bucket, answering 429 instead of 401 once that is spent.
+func (s *Server) authRefused(c *fiber.Ctx, reason error) error {
+	ctx := c.UserContext()
+	if errors.Is(reason, auth.ErrMissingToken) {
+		s.log.DebugContext(ctx, "authentication refused", "reason", "missing_token", "route", routeLabel(c), "client_addr", ClientAddr(c))
+	} else {
+		s.log.InfoContext(ctx, "authentication refused", "reason", "invalid_token", "route", routeLabel(c), "client_addr", ClientAddr(c),
+			"error", reason)
+	}
+	if s.anonymous == nil {
+		return nil
+	}
+	return s.anonymous(c)
 }

@@ -30,7 +30,7 @@ func recordAudit(c *fiber.Ctx, log persistence.AuditLog, actorID, action, target
 		return fmt.Errorf("audit %s: %w", action, err)
 	}
 	if _, err := log.Append(c.UserContext(), persistence.AuditEntry{ActorID: actorID, Action: action,
-		TargetType: targetType, TargetID: targetID, Detail: raw, IP: clientAddr(c)}); err != nil {
+		TargetType: targetType, TargetID: targetID, Detail: raw, IP: ClientAddr(c)}); err != nil {
 		return fmt.Errorf("audit %s of %s %s (the change was made): %w", action, targetType, targetID, err)
 	}
 	return nil

@@ -146,11 +146,6 @@ func authProblem(err error) error {
 	return e
 }
 
-// clientAddr is the client address the auth routes throttle and audit on
-// (withClient puts it on the request's context for the auth service). It is
-// c.IP() for now: the one place to swap in the trusted-proxy-aware address.
-func clientAddr(c *fiber.Ctx) string { return c.IP() }
-
 // authRoutes serves /api/v1/auth.
 type authRoutes struct {
 	svc  AuthService
@@ -186,7 +181,7 @@ func (a authRoutes) login(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	pair, err := a.svc.Login(c.UserContext(), req.Email, req.Password, clientAddr(c))
+	pair, err := a.svc.Login(c.UserContext(), req.Email, req.Password, ClientAddr(c))
 	return tokens(c, pair, err)
 }
 
@@ -252,17 +247,17 @@ func (a authRoutes) me(c *fiber.Ctx) error {
 // limited per client address at the strict limit; the login throttle of the
 // auth service limits per account on top.
 func (s *Server) mountAuth(a authRoutes, authed fiber.Handler, rl rateLimits) {
-	s.Route(fiber.MethodPost, "/api/v1/auth/register", Op{Summary: "Create an account (403 when registration is closed)", Tag: "Auth",
+	s.Route(fiber.MethodPost, "/api/v1/auth/register", Op{Summary: "Create an account (403 when registration is closed)", Tag: "Auth", AddrLimited: true,
 		Request: registerRequest{}, Response: auth.PublicUser{}, Status: http.StatusCreated, Errors: []int{http.StatusForbidden, http.StatusConflict}},
 		rl.strict("auth.register"), a.register)
-	s.Route(fiber.MethodPost, "/api/v1/auth/login", Op{Summary: "Log in with email and password", Tag: "Auth",
+	s.Route(fiber.MethodPost, "/api/v1/auth/login", Op{Summary: "Log in with email and password", Tag: "Auth", AddrLimited: true,
 		Request: loginRequest{}, Response: auth.TokenPair{}, Errors: []int{http.StatusUnauthorized, http.StatusForbidden}},
 		rl.strict("auth.login"), a.login)
-	s.Route(fiber.MethodPost, "/api/v1/auth/refresh", Op{Summary: "Exchange a refresh token for a new pair; reusing a spent one revokes the session", Tag: "Auth",
+	s.Route(fiber.MethodPost, "/api/v1/auth/refresh", Op{Summary: "Exchange a refresh token for a new pair; reusing a spent one revokes the session", Tag: "Auth", AddrLimited: true,
 		Request: refreshRequest{}, Response: auth.TokenPair{}, Errors: []int{http.StatusUnauthorized, http.StatusForbidden}},
 		rl.strict("auth.refresh"), a.refresh)
 	s.Route(fiber.MethodPost, "/api/v1/auth/appwrite", Op{Summary: "Sign in with an Appwrite JWT (404 when Appwrite is not configured; " +
-		"403 when a new account's email is unverified; 409 when the email belongs to an account not linked to Appwrite: link it from that account)", Tag: "Auth",
+		"403 when a new account's email is unverified; 409 when the email belongs to an account not linked to Appwrite: link it from that account)", Tag: "Auth", AddrLimited: true,
 		Request: appwriteRequest{}, Response: auth.TokenPair{},
 		Errors: []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway}},
 		rl.strict("auth.appwrite"), a.appwrite)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +36,7 @@ type restConfig struct {
 	authRateLimit      ratelimit.Limit
 	appwrite           *auth.AppwriteVerifier
 	throttle           *auth.Throttle
+	trustedProxies     []netip.Prefix
 	// db, when set, is used instead of a fresh SQLite database: a second
 	// server over it stands for a second node.
 	db *persistence.DB
@@ -126,7 +128,7 @@ func startREST(t *testing.T, cfg restConfig) *restEnv {
 		env.changed = append(env.changed, id)
 	})
 	env.svc = svc
-	ts := startWith(t, Options{}, func(s *Server) {
+	ts := startWith(t, Options{TrustedProxies: cfg.trustedProxies}, func(s *Server) {
 		env.server = s
 		if err := s.Mount(api); err != nil {
 			t.Fatal(err)

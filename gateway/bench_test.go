@@ -44,7 +44,7 @@ const (
 func serveBench(b *testing.B, setup func(s *Server)) string {
 	b.Helper()
 	reg := prometheus.NewRegistry()
-	s, err := New(Options{Addr: "127.0.0.1:0", Logger: logging.New(io.Discard, slog.LevelInfo, "json"), Registry: reg, Gatherer: reg})
+	s, err := New(Options{Addr: "127.0.0.1:0", Logger: logging.New(io.Discard, slog.LevelInfo, "json"), Registry: reg})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -493,7 +493,9 @@ func (cs *chatStreams) resume(c *fiber.Ctx) error {
 	if !isUUID(id) {
 		return Validation(FieldError{Field: "stream_id", Message: "must be a UUID"})
 	}
-	id = strings.ToLower(id)
+	// Fiber's params alias a reused buffer, and ToLower may return its
+	// argument; the ID outlives the handler.
+	id = strings.Clone(strings.ToLower(id))
 	after, err := parseAfter(c, id)
 	if err != nil {
 		return err

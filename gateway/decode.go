@@ -25,12 +25,21 @@ type Validator interface {
 // must be JSON, the body valid UTF-8 holding exactly one object, with no
 // unknown fields and every value of the declared type; then T.Validate runs.
 // Every failure is a 4xx *Error naming the offending field.
+//
+// The body is read as it arrived: a compressed body must have been decoded
+// by the server's bounded decompression first (see decompressBody), and one
+// that was not is refused rather than handed to Fiber's Ctx.Body, which
+// would decompress it without any bound.
 func Decode[T Validator](c *fiber.Ctx) (T, error) {
 	var v T
+	if len(c.Request().Header.Peek(fiber.HeaderContentEncoding)) > 0 {
+		return v, &Error{Status: http.StatusUnsupportedMediaType, Title: http.StatusText(http.StatusUnsupportedMediaType),
+			Detail: "compressed request bodies are not accepted here", Headers: map[string]string{fiber.HeaderAcceptEncoding: "identity"}}
+	}
 	if ct := strings.ToLower(strings.TrimSpace(strings.Split(c.Get(fiber.HeaderContentType), ";")[0])); ct != fiber.MIMEApplicationJSON {
 		return v, NewError(http.StatusUnsupportedMediaType, "the body must be application/json")
 	}
-	if err := decodeJSON(c.Body(), &v); err != nil {
+	if err := decodeJSON(c.Request().Body(), &v); err != nil {
 		return v, err
 	}
 	if fields := v.Validate(); len(fields) > 0 {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/gateway/clientaddr"
 	"github.com/kowai/kowai/internal/logging"
 )
 
@@ -28,15 +29,20 @@ var saneRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 // the correlation ID.
 func requestID() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		// Fiber's header strings alias a reused buffer; the ID outlives the request.
-		id := strings.Clone(c.Get(fiber.HeaderXRequestID))
-		if !saneRequestID.MatchString(id) {
-			id = uuid.NewString()
-		}
-		c.Set(fiber.HeaderXRequestID, id)
-		c.SetUserContext(logging.WithCorrelationID(c.UserContext(), id))
+		assignRequestID(c)
 		return c.Next()
 	}
+}
+
+// assignRequestID is requestID's work, for answers outside the chain too.
+func assignRequestID(c *fiber.Ctx) {
+	// Fiber's header strings alias a reused buffer; the ID outlives the request.
+	id := strings.Clone(c.Get(fiber.HeaderXRequestID))
+	if !saneRequestID.MatchString(id) {
+		id = uuid.NewString()
+	}
+	c.Set(fiber.HeaderXRequestID, id)
+	c.SetUserContext(logging.WithCorrelationID(c.UserContext(), id))
 }
 
 // recoverPanics turns a handler panic into a 500 problem; the stack goes to
@@ -57,13 +63,19 @@ func recoverPanics(log *slog.Logger) fiber.Handler {
 // securityHeaders sets the headers every response carries.
 func securityHeaders() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		c.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-		c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
-		c.Set(fiber.HeaderXFrameOptions, "DENY")
-		c.Set(fiber.HeaderReferrerPolicy, "no-referrer")
-		c.Set(fiber.HeaderContentSecurityPolicy, "default-src 'none'; frame-ancestors 'none'")
+		setSecurityHeaders(c)
 		return c.Next()
 	}
+}
+
+// setSecurityHeaders is securityHeaders' work; ErrorHandler repeats it so
+// that answers given before the chain ran (413, 431) carry them too.
+func setSecurityHeaders(c *fiber.Ctx) {
+	c.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderXFrameOptions, "DENY")
+	c.Set(fiber.HeaderReferrerPolicy, "no-referrer")
+	c.Set(fiber.HeaderContentSecurityPolicy, "default-src 'none'; frame-ancestors 'none'")
 }
 
 // httpMetrics are the gateway's own Prometheus series.
@@ -129,6 +141,30 @@ func (m *httpMetrics) observer(route, method string, status int) routeObserver {
 	return o
 }
 
+// routeUnmatched is the route label of requests no route template matched:
+// 404 and 405 from the router, and requests refused before routing (413,
+// 431, malformed HTTP).
+const routeUnmatched = "unmatched"
+
+// routeKey keeps the template of the route that matched, set by Server.Route.
+type routeKey struct{}
+
+// matchedRoute returns a handler recording that route matched.
+func matchedRoute(template string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		c.Locals(routeKey{}, template)
+		return c.Next()
+	}
+}
+
+// routeLabel is the matched route template, or routeUnmatched.
+func routeLabel(c *fiber.Ctx) string {
+	if r, ok := c.Locals(routeKey{}).(string); ok {
+		return r
+	}
+	return routeUnmatched
+}
+
 // observe wraps the rest of the chain: it renders errors (so the status is
 // final), then writes one access-log line and the metrics. The route label is
 // the matched template, never the raw path, so IDs cannot blow up cardinality.
@@ -142,26 +178,36 @@ func observe(log *slog.Logger, m *httpMetrics, onError fiber.ErrorHandler) fiber
 				return herr
 			}
 		}
-		status := c.Response().StatusCode()
-		route := "unmatched"
-		if r := c.Route(); r != nil && r.Path != "" && status != http.StatusNotFound {
-			route = r.Path // the registered template, not request memory
-		}
-		method := knownMethod(c.Method())
-		elapsed := time.Since(start)
-		o := m.observer(route, method, status)
-		o.requests.Inc()
-		o.duration.Observe(elapsed.Seconds())
-		attrs := [6]slog.Attr{slog.String("method", method), slog.String("route", route), slog.Int("status", status),
-			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000)}
-		n := 4
-		if p, ok := auth.PrincipalFrom(c); ok {
-			attrs[n] = slog.String("user_id", p.UserID)
-			n++
-		}
-		log.LogAttrs(c.UserContext(), slog.LevelInfo, "http request", attrs[:n]...)
+		m.record(c, log, routeLabel(c), time.Since(start))
 		return nil
 	}
+}
+
+// maxUserAgent bounds the user agent written to the access log.
+const maxUserAgent = 256
+
+// record counts one answered request and writes its access-log line: method,
+// route template, status, duration, client address, user agent and, when
+// authenticated, the user. Nothing secret is in it.
+func (m *httpMetrics) record(c *fiber.Ctx, log *slog.Logger, route string, elapsed time.Duration) {
+	status := c.Response().StatusCode()
+	method := knownMethod(c.Method())
+	o := m.observer(route, method, status)
+	o.requests.Inc()
+	o.duration.Observe(elapsed.Seconds())
+	ua := c.Get(fiber.HeaderUserAgent)
+	if len(ua) > maxUserAgent {
+		ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
+	}
+	attrs := [8]slog.Attr{slog.String("method", method), slog.String("route", route), slog.Int("status", status),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+		slog.String("client_addr", clientaddr.From(c)), slog.String("user_agent", strings.Clone(ua))}
+	n := 6
+	if p, ok := auth.PrincipalFrom(c); ok {
+		attrs[n] = slog.String("user_id", p.UserID)
+		n++
+	}
+	log.LogAttrs(c.UserContext(), slog.LevelInfo, "http request", attrs[:n]...)
 }
 
 // knownMethod returns the constant equal to method, or "other": label values

@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"encoding/json"
+	"net/http"
+	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -111,5 +114,171 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 	if _, ok := doc.Components.Schemas["Problem"]; !ok {
 		t.Error("Problem schema missing")
+	}
+}
+
+// TestOpenAPIOperationsAreComplete holds every operation of the whole REST
+// API, as served over HTTP, to what API linters require of it: a summary, a
+// description, a unique operationId, one tag that the document lists with a
+// description, and an explicit security requirement (empty for public
+// routes). The document names its servers and a contact.
+func TestOpenAPIOperationsAreComplete(t *testing.T) {
+	env := startREST(t, restConfig{})
+	doc := servedJSON(t, env.url+"/openapi.json")
+	if servers, _ := doc["servers"].([]any); len(servers) == 0 || pointer(servers[0], "url") == "" {
+		t.Errorf("servers: %v", doc["servers"])
+	}
+	if pointer(doc, "info", "contact", "email") == nil || pointer(doc, "info", "description") == "" {
+		t.Errorf("info: %v", doc["info"])
+	}
+	if sec, _ := doc["security"].([]any); len(sec) != 1 || pointer(sec[0], "bearer") == nil {
+		t.Errorf("global security: %v", doc["security"])
+	}
+	tags := map[string]bool{}
+	tagList, _ := doc["tags"].([]any)
+	for _, tag := range tagList {
+		name, _ := pointer(tag, "name").(string)
+		if d, _ := pointer(tag, "description").(string); d == "" || tags[name] {
+			t.Errorf("tag %q: duplicate or without a description", name)
+		}
+		tags[name] = true
+	}
+	ids := map[string]string{}
+	public, authed := 0, 0
+	for path, ops := range doc["paths"].(map[string]any) {
+		for method, op := range ops.(map[string]any) {
+			where := strings.ToUpper(method) + " " + path
+			for _, field := range []string{"summary", "description", "operationId"} {
+				if v, _ := pointer(op, field).(string); v == "" {
+					t.Errorf("%s has no %s", where, field)
+				}
+			}
+			id, _ := pointer(op, "operationId").(string)
+			if other, dup := ids[id]; dup {
+				t.Errorf("%s and %s share operationId %s", where, other, id)
+			}
+			ids[id] = where
+			if opTags, _ := pointer(op, "tags").([]any); len(opTags) != 1 || !tags[opTags[0].(string)] {
+				t.Errorf("%s tags %v are not one listed tag", where, opTags)
+			}
+			sec, ok := pointer(op, "security").([]any)
+			switch {
+			case !ok:
+				t.Errorf("%s has no security requirement", where)
+			case len(sec) == 0:
+				public++
+			default:
+				authed++
+				if pointer(sec[0], "bearer") == nil {
+					t.Errorf("%s security %v", where, sec)
+				}
+			}
+		}
+	}
+	if public < 5 || authed < 10 {
+		t.Errorf("%d public and %d authenticated operations; the REST API was not mounted", public, authed)
+	}
+	login := pointer(doc, "paths", "/api/v1/auth/login", "post", "security")
+	if s, _ := login.([]any); s == nil || len(s) != 0 {
+		t.Errorf("POST /api/v1/auth/login security %v, want [] (public)", login)
+	}
+	ws := pointer(doc, "paths", "/api/v1/chat/ws", "get")
+	if pointer(ws, wsExtension) != "/asyncapi.json" || !strings.Contains(pointer(ws, "description").(string), "/asyncapi.json") {
+		t.Errorf("the WebSocket operation does not point to the AsyncAPI document: %v", ws)
+	}
+}
+
+// TestOpenAPIDerivesFromSummary registers routes with a Summary alone and
+// checks that the generator supplies the rest: later routes comply with the
+// linters without per-route work.
+func TestOpenAPIDerivesFromSummary(t *testing.T) {
+	s := newTestServer(t)
+	noop := func(c *fiber.Ctx) error { return nil }
+	s.Route(fiber.MethodGet, "/api/v1/widgets/:id", Op{Summary: "One widget."}, noop)
+	s.Route(fiber.MethodPost, "/api/v1/widgets", Op{Summary: "Make a widget", Auth: true, Request: sampleBody{},
+		Description: "Widgets are *round*."}, noop)
+	doc := s.OpenAPI()
+	get := doc["paths"].(map[string]map[string]any)["/api/v1/widgets/{id}"]["get"].(map[string]any)
+	post := doc["paths"].(map[string]map[string]any)["/api/v1/widgets"]["post"].(map[string]any)
+	for _, tc := range []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"get tag", get["tags"], []string{"Widgets"}},
+		{"get security", get["security"], []map[string][]string{}},
+		{"get operationId", get["operationId"], "getWidgetsId"},
+		{"post security", post["security"], []map[string][]string{{"bearer": {}}}},
+	} {
+		if !reflect.DeepEqual(tc.got, tc.want) {
+			t.Errorf("%s: %#v, want %#v", tc.name, tc.got, tc.want)
+		}
+	}
+	if d := get["description"].(string); !strings.HasPrefix(d, "One widget. Public") {
+		t.Errorf("get description %q", d)
+	}
+	if d := post["description"].(string); !strings.HasPrefix(d, "Make a widget. Widgets are *round*. Requires `Authorization: Bearer") ||
+		!strings.Contains(d, "decoded strictly") {
+		t.Errorf("post description %q", d)
+	}
+	var widgets map[string]any
+	tagList, _ := doc["tags"].([]map[string]any)
+	for _, tag := range tagList {
+		if tag["name"] == "Widgets" {
+			widgets = tag
+		}
+	}
+	if widgets == nil || widgets["description"] != "Operations under /api/v1/widgets." {
+		t.Errorf("Widgets tag %v", widgets)
+	}
+}
+
+// TestDocsPage fetches /docs and its assets over HTTP: the page loads its
+// script and style sheet from the binary, has no inline script, style or
+// event handler and names no other origin, and its Content-Security-Policy
+// admits only same-origin scripts, styles and requests.
+func TestDocsPage(t *testing.T) {
+	ts := start(t, Options{}, nil)
+	res, page := get(t, ts.url+"/docs", nil)
+	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /docs: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	csp := res.Header.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("CSP %q lacks %q", csp, want)
+		}
+	}
+	for _, banned := range []string{"unsafe-inline", "unsafe-eval", "sha256-", "nonce-", "http:", "https:", "*"} {
+		if strings.Contains(csp, banned) {
+			t.Errorf("CSP %q admits %q", csp, banned)
+		}
+	}
+	html := string(page)
+	inline := regexp.MustCompile(`(?is)<script\b[^>]*>\s*[^<\s]|<style\b|\sstyle=|\son[a-z]+=|javascript:`)
+	if m := inline.FindString(html); m != "" {
+		t.Errorf("/docs has inline code or style: %q", m)
+	}
+	assets := regexp.MustCompile(`(?:src|href)="(/docs/[^"]+)"`).FindAllStringSubmatch(html, -1)
+	if len(assets) != 2 {
+		t.Fatalf("/docs loads %v, want its script and style sheet", assets)
+	}
+	for _, a := range assets {
+		res, body := get(t, ts.url+a[1], nil)
+		ct := res.Header.Get("Content-Type")
+		if res.StatusCode != http.StatusOK || len(body) == 0 || !(strings.HasPrefix(ct, "text/javascript") || strings.HasPrefix(ct, "text/css")) {
+			t.Errorf("GET %s: %d %q (%d bytes)", a[1], res.StatusCode, ct, len(body))
+		}
+		if strings.Contains(string(body), "innerHTML") || strings.Contains(string(body), "eval(") {
+			t.Errorf("%s builds markup from strings", a[1])
+		}
+	}
+	if regexp.MustCompile(`(?:src|href)="(?:https?:)?//`).MatchString(html) {
+		t.Error("/docs loads something from another origin")
+	}
+	// The page's script sends the token the person types as a bearer header.
+	_, script := get(t, ts.url+"/docs/docs.js", nil)
+	if !strings.Contains(string(script), "Authorization = `Bearer ${token}`") || !strings.Contains(string(script), "'/asyncapi.json'") {
+		t.Error("docs.js does not send the bearer token or does not load the AsyncAPI document")
 	}
 }

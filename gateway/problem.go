@@ -90,6 +90,7 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 		if e.Status >= 500 {
 			log.ErrorContext(ctx, "request failed", "status", e.Status, "path", c.Path(), "error", err)
 		}
+		setSecurityHeaders(c)
 		for k, v := range e.Headers {
 			c.Set(k, v)
 		}

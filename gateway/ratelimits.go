@@ -7,13 +7,15 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/gateway/clientaddr"
 	"github.com/kowai/kowai/gateway/ratelimit"
 )
 
 // Default limits, used when the API leaves them zero.
 const (
 	// DefaultRateLimitPerMinute is KOWAI_RATE_LIMIT's default: requests per
-	// minute per user (per client address before authentication), per route.
+	// minute per user and route, and per client address for requests without
+	// accepted credentials, over all routes.
 	DefaultRateLimitPerMinute = 120
 	// DefaultAuthRateLimitPerMinute bounds register, login, refresh and
 	// Appwrite sign-in per client address, per route: a guesser or a
@@ -62,12 +64,26 @@ func (r rateLimits) user(name string) fiber.Handler {
 		Key: auth.RateLimitKey, FailOpen: true, Logger: r.log})
 }
 
+// anonymous counts a request that carries no accepted credentials (an
+// anonymous route, a route no one matched, a missing or refused token)
+// against one bucket per client address at the default limit, so that
+// probing with bad tokens, hammering /health or scanning for routes is
+// limited like a signed-in user is. A limiter failure lets the request
+// through, as for user.
+func (r rateLimits) anonymous() func(c *fiber.Ctx) error {
+	return ratelimit.Checker(ratelimit.MiddlewareConfig{Limiter: r.limiter, Limit: r.perUser, Name: "anonymous",
+		Key: addrKey, FailOpen: true, Logger: r.log})
+}
+
+// addrKey is the rate-limit key of the request's client address.
+func addrKey(c *fiber.Ctx) string { return clientaddr.LimitKey(clientaddr.From(c)) }
+
 // strict limits an unauthenticated credential route per client address at
 // the auth limit. A limiter failure fails the request: these routes guard
 // credentials, and the login throttle fails closed too.
 func (r rateLimits) strict(name string) fiber.Handler {
 	return ratelimit.Middleware(ratelimit.MiddlewareConfig{Limiter: r.limiter, Limit: r.perIP, Name: name,
-		Key: func(c *fiber.Ctx) string { return "ip:" + c.IP() }, Logger: r.log})
+		Key: addrKey, Logger: r.log})
 }
 
 // allowUser counts one request of userID against the per-user bucket name,

@@ -7,15 +7,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/cors"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+
+	"github.com/kowai/kowai/gateway/clientaddr"
 )
 
 // Check is one dependency probe reported by the health endpoints.
@@ -33,10 +36,13 @@ type Options struct {
 	Addr string
 	// Logger receives access logs and errors.
 	Logger *slog.Logger
-	// Registry receives the gateway's metrics; Gatherer is served on
-	// /metrics (normally the same *prometheus.Registry).
+	// Registry receives the gateway's metrics. They are not served on Addr:
+	// a MetricsServer serves them on an address of their own.
 	Registry prometheus.Registerer
-	Gatherer prometheus.Gatherer
+	// TrustedProxies are the networks whose X-Forwarded-For and Forwarded
+	// headers give the client address (KOWAI_TRUSTED_PROXIES); empty
+	// believes nobody's. See package clientaddr.
+	TrustedProxies []netip.Prefix
 	// Checks are probed by /health/ready and /health.
 	Checks []Check
 	// Draining, when it returns true, makes /health/ready fail so load
@@ -45,7 +51,8 @@ type Options struct {
 	// CORSOrigins are the origins allowed to call the API from a browser;
 	// empty means same-origin only (no CORS headers at all).
 	CORSOrigins []string
-	// BodyLimit caps request bodies in bytes (default 1 MiB).
+	// BodyLimit caps request bodies in bytes (default 1 MiB), before and
+	// after decompression.
 	BodyLimit int
 	// RequestTimeout bounds reads and writes of one request (default 60 s).
 	RequestTimeout time.Duration
@@ -60,9 +67,15 @@ type Options struct {
 // is cancelled, then stops accepting connections and waits up to
 // ShutdownTimeout for in-flight requests. Run may be called once.
 type Server struct {
-	app  *fiber.App
-	opts Options
-	log  *slog.Logger
+	app     *fiber.App
+	opts    Options
+	log     *slog.Logger
+	clients *clientaddr.Resolver
+	metrics *httpMetrics
+	onError fiber.ErrorHandler
+	// anonymous counts requests without accepted credentials per client
+	// address; Mount sets it, before Run. Nil means no limit.
+	anonymous func(c *fiber.Ctx) error
 
 	mu   sync.Mutex
 	addr net.Addr
@@ -73,10 +86,10 @@ type Server struct {
 }
 
 // New returns a gateway with its middleware chain and the routes that exist
-// on every node (health, metrics).
+// on every node (health, API documents).
 func New(opts Options) (*Server, error) {
-	if opts.Logger == nil || opts.Registry == nil || opts.Gatherer == nil {
-		return nil, errors.New("gateway: Logger, Registry and Gatherer are required")
+	if opts.Logger == nil || opts.Registry == nil {
+		return nil, errors.New("gateway: Logger and Registry are required")
 	}
 	if opts.BodyLimit == 0 {
 		opts.BodyLimit = 1 << 20
@@ -107,8 +120,13 @@ func New(opts Options) (*Server, error) {
 		// Behind a proxy the operator decides; by default trust nothing.
 		EnableTrustedProxyCheck: true,
 	})
-	s := &Server{app: app, opts: opts, log: log, up: make(chan struct{})}
-	app.Use(requestID(), observe(log, metrics, onError), recoverPanics(log), securityHeaders())
+	s := &Server{app: app, opts: opts, log: log, clients: clientaddr.New(opts.TrustedProxies), metrics: metrics,
+		onError: onError, up: make(chan struct{})}
+	// Requests fasthttp refuses before any handler runs (body over the
+	// limit, headers too large, malformed) are answered by serverError.
+	app.Server().ErrorHandler = s.serverError
+	app.Use(s.clients.Middleware(), requestID(), observe(log, metrics, onError), recoverPanics(log), securityHeaders(),
+		decompressBody(opts.BodyLimit))
 	if len(opts.CORSOrigins) > 0 {
 		app.Use(cors.New(cors.Config{
 			AllowOrigins:  strings.Join(opts.CORSOrigins, ","),
@@ -125,8 +143,6 @@ func New(opts Options) (*Server, error) {
 		Response: healthReport{}, Errors: []int{http.StatusServiceUnavailable}}, s.health(false))
 	s.Route(fiber.MethodGet, "/health", Op{Summary: "Every check with its detail", Tag: "Health",
 		Response: healthReport{}, Errors: []int{http.StatusServiceUnavailable}}, s.health(true))
-	s.Route(fiber.MethodGet, "/metrics", Op{Summary: "Prometheus metrics", Tag: "Meta", Response: "", ContentType: "text/plain"},
-		adaptor.HTTPHandler(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})))
 	s.registerDocs()
 	return s, nil
 }
@@ -202,6 +218,9 @@ func (s *Server) Ready() <-chan struct{} { return s.up }
 // Run listens on Options.Addr and serves until ctx is done, then shuts down
 // gracefully. It returns nil after a clean shutdown.
 func (s *Server) Run(ctx context.Context) error {
+	// Requests no route matched are anonymous too (see limitAnonymous);
+	// registered after every route, only they reach it.
+	s.app.Use(s.limitAnonymous)
 	ln, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
 		return fmt.Errorf("gateway: listen on %s (set KOWAI_HTTP_ADDR): %w", s.opts.Addr, err)
@@ -211,8 +230,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	close(s.up)
 	s.log.Info("gateway listening", "addr", ln.Addr().String())
+	lingering := newLingerListener(ln)
+	defer lingering.stop()
 	served := make(chan error, 1)
-	go func() { served <- s.app.Listener(ln) }()
+	go func() { served <- s.app.Listener(lingering) }()
 	select {
 	case err := <-served:
 		return fmt.Errorf("gateway: serve: %w", err)
@@ -223,9 +244,68 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.app.ShutdownWithContext(sctx); err != nil {
 		return fmt.Errorf("gateway: shutdown: %w", err)
 	}
+	// Shutdown does nothing when Serve has not started yet (a context
+	// cancelled at once); a closed listener makes a late Serve return.
+	if err := lingering.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("gateway: close listener: %w", err)
+	}
 	if err := <-served; err != nil {
 		return fmt.Errorf("gateway: serve: %w", err)
 	}
 	s.log.Info("gateway stopped")
 	return nil
+}
+
+// ClientAddr returns the address the request came from: the connection's
+// peer, or the client a trusted proxy forwarded for (Options.TrustedProxies).
+// Every per-address limit, throttle, log line and audit entry uses it.
+func ClientAddr(c *fiber.Ctx) string { return clientaddr.From(c) }
+
+// limitAnonymous counts a request that carries no accepted credentials
+// against its client address's anonymous bucket, once Mount has set one.
+func (s *Server) limitAnonymous(c *fiber.Ctx) error {
+	if s.anonymous != nil {
+		if err := s.anonymous(c); err != nil {
+			return err
+		}
+	}
+	return c.Next()
+}
+
+// serverError answers a request fasthttp refused before any handler ran, in
+// the same problem+json, with the same headers, log line and metrics as
+// every other answer. The connection closes after it with a lingering close,
+// so a client still sending its body reads the answer instead of a reset.
+func (s *Server) serverError(fctx *fasthttp.RequestCtx, err error) {
+	start := time.Now()
+	if lc, ok := fctx.Conn().(*lingerConn); ok {
+		lc.lingerOnClose()
+	}
+	c := s.app.AcquireCtx(fctx)
+	defer s.app.ReleaseCtx(c)
+	s.clients.Store(c)
+	assignRequestID(c)
+	if herr := s.onError(c, refusal(err, s.opts.BodyLimit)); herr != nil {
+		s.log.Error("rendering a refusal failed", "error", herr)
+		c.Status(http.StatusInternalServerError)
+	}
+	s.metrics.record(c, s.log, routeUnmatched, time.Since(start))
+}
+
+// refusal turns fasthttp's reason for refusing a request into the problem
+// the client gets; its text never reaches the client.
+func refusal(err error, bodyLimit int) *Error {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.As(err, &small):
+		return &Error{Status: http.StatusRequestHeaderFieldsTooLarge, Detail: "the request's headers are too large", Err: err}
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return &Error{Status: http.StatusRequestEntityTooLarge, Detail: "the body exceeds " + strconv.Itoa(bodyLimit) + " bytes", Err: err}
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return &Error{Status: http.StatusRequestTimeout, Detail: "the request was not received in time", Err: err}
+	case errors.Is(err, fasthttp.ErrGetOnly):
+		return &Error{Status: http.StatusMethodNotAllowed, Err: err}
+	}
+	return &Error{Status: http.StatusBadRequest, Detail: "the request is not valid HTTP/1.1", Err: err}
 }

@@ -41,6 +41,7 @@ func (b *syncBuffer) String() string {
 type testServer struct {
 	url  string
 	logs *syncBuffer
+	reg  *prometheus.Registry
 }
 
 // start runs a gateway on 127.0.0.1:0 until the test ends; routes adds
@@ -61,13 +62,13 @@ func startWith(t *testing.T, opts Options, setup func(s *Server)) testServer {
 	reg := prometheus.NewRegistry()
 	opts.Addr = "127.0.0.1:0"
 	opts.Logger = logging.New(logs, slog.LevelInfo, "json")
-	opts.Registry, opts.Gatherer = reg, reg
+	opts.Registry = reg
 	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	setup(s)
-	return testServer{url: runServer(t, s), logs: logs}
+	return testServer{url: runServer(t, s), logs: logs, reg: reg}
 }
 
 // runServer serves s until the test ends and returns its base URL.
@@ -211,17 +212,46 @@ func TestProblemsRequestIDAndHeaders(t *testing.T) {
 	}
 }
 
+// scrapeMetrics serves reg on a MetricsServer of its own, as kowai serve
+// does on KOWAI_METRICS_ADDR, and returns one scrape.
+func scrapeMetrics(t *testing.T, reg *prometheus.Registry) string {
+	t.Helper()
+	ms, err := NewMetricsServer(MetricsOptions{Addr: "127.0.0.1:0", Gatherer: reg, Logger: logging.New(io.Discard, slog.LevelInfo, "json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ms.Run(ctx) }()
+	select {
+	case <-ms.Ready():
+	case err := <-done:
+		t.Fatalf("metrics server did not start: %v", err)
+	}
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("metrics server: %v", err)
+		}
+	}()
+	res, body := get(t, "http://"+ms.Addr().String()+"/metrics", nil)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %d %s", res.StatusCode, body)
+	}
+	return string(body)
+}
+
 func TestAccessLogAndMetrics(t *testing.T) {
-	ts := start(t, Options{}, func(app *fiber.App) {
-		app.Get("/items/:id", func(c *fiber.Ctx) error { return c.SendString(c.Params("id")) })
+	ts := startWith(t, Options{}, func(s *Server) {
+		s.Route(fiber.MethodGet, "/items/:id", Op{Summary: "an item", Tag: "Test", Response: ""},
+			func(c *fiber.Ctx) error { return c.SendString(c.Params("id")) })
 	})
-	get(t, ts.url+"/items/42", map[string]string{"X-Request-ID": "req-7"})
-	_, body := get(t, ts.url+"/metrics", nil)
-	metrics := string(body)
+	get(t, ts.url+"/items/42", map[string]string{"X-Request-ID": "req-7", "User-Agent": "kowai-test/1.0"})
+	metrics := scrapeMetrics(t, ts.reg)
 	for _, want := range []string{
 		`kowai_http_requests_total{method="GET",route="/items/:id",status="200"} 1`,
 		`kowai_http_request_duration_seconds_count{method="GET",route="/items/:id"} 1`,
-		`kowai_http_requests_in_flight 1`,
+		`kowai_http_requests_in_flight 0`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
@@ -236,15 +266,79 @@ func TestAccessLogAndMetrics(t *testing.T) {
 		}
 	}
 	if line["route"] != "/items/:id" || line["status"] != float64(200) || line["method"] != "GET" ||
-		line["correlation_id"] != "req-7" || line["duration_ms"] == nil {
+		line["correlation_id"] != "req-7" || line["duration_ms"] == nil ||
+		line["client_addr"] != "127.0.0.1" || line["user_agent"] != "kowai-test/1.0" {
 		t.Errorf("access log line: %v", line)
+	}
+}
+
+// TestRouteLabels: the route label is the template of the route that
+// matched, even when its handler answers 404; requests no route matched (404,
+// 405 from the router, refusals before routing) are all "unmatched".
+func TestRouteLabels(t *testing.T) {
+	ts := startWith(t, Options{BodyLimit: 64}, func(s *Server) {
+		s.Route(fiber.MethodGet, "/things/:id", Op{Summary: "a thing", Tag: "Test", Response: ""},
+			func(c *fiber.Ctx) error { return NewError(http.StatusNotFound, "no such thing") })
+		s.Route(fiber.MethodPost, "/things", Op{Summary: "add a thing", Tag: "Test", Response: ""},
+			func(c *fiber.Ctx) error { return c.SendStatus(http.StatusCreated) })
+	})
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{http.MethodGet, "/things/1", "", 404},
+		{http.MethodDelete, "/things/1", "", 405},
+		{http.MethodGet, "/nothing/here", "", 404},
+		{http.MethodPost, "/things", "{}", 201},
+		{http.MethodPost, "/things", strings.Repeat("x", 100), 413},
+	} {
+		req, err := http.NewRequest(tc.method, ts.url+tc.path, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.status {
+			t.Fatalf("%s %s: %d, want %d", tc.method, tc.path, res.StatusCode, tc.status)
+		}
+	}
+	metrics := scrapeMetrics(t, ts.reg)
+	for _, want := range []string{
+		`kowai_http_requests_total{method="GET",route="/things/:id",status="404"} 1`,
+		`kowai_http_requests_total{method="DELETE",route="unmatched",status="405"} 1`,
+		`kowai_http_requests_total{method="GET",route="unmatched",status="404"} 1`,
+		`kowai_http_requests_total{method="POST",route="/things",status="201"} 1`,
+		`kowai_http_requests_total{method="POST",route="unmatched",status="413"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(metrics, `route="/"`) {
+		t.Error(`a request is labelled route="/"`)
+	}
+}
+
+// TestMetricsNotOnAPIPort: /metrics is served on the metrics address only;
+// on the public port it is an unknown route.
+func TestMetricsNotOnAPIPort(t *testing.T) {
+	ts := start(t, Options{}, nil)
+	res, body := get(t, ts.url+"/metrics", nil)
+	if res.StatusCode != http.StatusNotFound || strings.Contains(string(body), "kowai_http_requests_total") {
+		t.Fatalf("GET /metrics on the API port: %d %s", res.StatusCode, body)
+	}
+	if !strings.Contains(scrapeMetrics(t, ts.reg), `kowai_http_requests_total{method="GET",route="unmatched",status="404"} 1`) {
+		t.Fatal("the metrics address does not serve the gateway's metrics")
 	}
 }
 
 func TestShutdownWaitsForInFlight(t *testing.T) {
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
-	s, err := New(Options{Addr: "127.0.0.1:0", Logger: logging.New(logs, slog.LevelInfo, "json"), Registry: reg, Gatherer: reg})
+	s, err := New(Options{Addr: "127.0.0.1:0", Logger: logging.New(logs, slog.LevelInfo, "json"), Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,11 +380,32 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 	}
 }
 
+// TestRunCancelledAtOnce: a node whose other parts fail at start (its
+// metrics port taken, say) cancels the gateway before it serves; Run must
+// still return instead of serving forever.
+func TestRunCancelledAtOnce(t *testing.T) {
+	for i := range 20 {
+		s := newTestServer(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("run %d: Run did not return after its context was cancelled", i)
+		}
+	}
+}
+
 // newTestServer returns a gateway that is built but not listening.
 func newTestServer(t *testing.T) *Server {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	s, err := New(Options{Addr: "127.0.0.1:0", Logger: logging.New(io.Discard, slog.LevelInfo, "json"), Registry: reg, Gatherer: reg})
+	s, err := New(Options{Addr: "127.0.0.1:0", Logger: logging.New(io.Discard, slog.LevelInfo, "json"), Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,16 @@ type Workflows struct {
 	EventPoll time.Duration
 }
 
+// withDefaults returns wf with EventPoll set (nil for nil).
+func (wf *Workflows) withDefaults() *Workflows {
+	if wf == nil || wf.EventPoll > 0 {
+		return wf
+	}
+	c := *wf
+	c.EventPoll = 200 * time.Millisecond
+	return &c
+}
+
 // ProfileReader reads a user's profile document; nil when there is none.
 type ProfileReader interface {
 	Profile(ctx context.Context, userID string) (json.RawMessage, error)
@@ -147,14 +157,7 @@ type workflowRoutes struct {
 // mountWorkflows registers /api/v1/workflows.
 func (s *Server) mountWorkflows(wf *Workflows, authed fiber.Handler, rl rateLimits) {
 	run := auth.RequirePermission(auth.PermWorkflowsRun)
-	h := workflowRoutes{wf: wf}
-	if wf == nil {
-		h.wf = nil
-	} else if wf.EventPoll <= 0 {
-		c := *wf
-		c.EventPoll = 200 * time.Millisecond
-		h.wf = &c
-	}
+	h := workflowRoutes{wf: wf.withDefaults()}
 	unavailable := func(c *fiber.Ctx) error {
 		if h.wf == nil {
 			return &Error{Status: http.StatusServiceUnavailable, Title: http.StatusText(http.StatusServiceUnavailable),
@@ -311,12 +314,23 @@ func (h workflowRoutes) visibleRun(c *fiber.Ctx) (persistence.WorkflowRun, error
 	if err != nil {
 		return persistence.WorkflowRun{}, err
 	}
-	run, err := h.wf.Runs.GetRun(c.UserContext(), id)
 	p, _ := auth.PrincipalFrom(c) // RequireAuth ran first
+	return readableRun(c.UserContext(), h.wf.Runs, p, id)
+}
+
+// readableRun loads run id for p if p may see it: its owner, or anyone with
+// workflows:read:any. Anyone else gets the same 404 as for a run that does
+// not exist. The REST routes and WebSocket subscriptions both check through
+// it.
+func readableRun(ctx context.Context, runs persistence.WorkflowRuns, p auth.Principal, id string) (persistence.WorkflowRun, error) {
+	run, err := runs.GetRun(ctx, id)
 	if errors.Is(err, persistence.ErrNotFound) || err == nil && run.OwnerID != p.UserID && !p.Can(auth.PermWorkflowsReadAny) {
 		return persistence.WorkflowRun{}, NewError(http.StatusNotFound, "no such workflow run")
 	}
-	return run, err
+	if err != nil {
+		return persistence.WorkflowRun{}, fmt.Errorf("run %s: %w", id, err)
+	}
+	return run, nil
 }
 
 // ownRun is visibleRun for commands: moderators read other users' runs but
@@ -502,52 +516,115 @@ func (h workflowRoutes) events(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		tick := time.NewTicker(poll)
-		defer tick.Stop()
-		idle := time.Now()
-		for {
-			evs, err := runs.Events(ctx, id, after, 200)
-			if err != nil {
-				fmt.Fprintf(w, "event: error\ndata: %s\n\n", mustJSON(map[string]string{"detail": "events unavailable; reconnect with Last-Event-ID"}))
-				_ = w.Flush()
-				return
-			}
-			finished := false
-			for _, e := range evs {
-				typ := "task"
-				if e.StepSeq == 0 {
-					typ = "run"
-					finished = finished || workflows.Finished(e.Status)
-				}
-				fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, typ, e.Data)
-				after = e.Seq
-			}
-			if len(evs) > 0 {
-				idle = time.Now()
-				if w.Flush() != nil {
-					return
+		err := followRun(ctx, runs, id, after, poll, func(batch []runEvent) error {
+			for _, e := range batch {
+				if e.Type == runEventResult {
+					fmt.Fprintf(w, "event: result\ndata: %s\n\n", e.Data)
+				} else {
+					fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Type, e.Data)
 				}
 			}
-			if finished && len(evs) < 200 {
-				if r, err := runs.GetRun(ctx, id); err == nil && workflows.Finished(r.Status) {
-					fmt.Fprintf(w, "event: result\ndata: %s\n\n", mustJSON(runResult{RunID: r.ID, Status: r.Status, Result: r.Result, Error: r.Error}))
-					_ = w.Flush()
-					return
-				}
+			return w.Flush()
+		}, func() error {
+			if _, err := w.WriteString(": keep-alive\n\n"); err != nil {
+				return err
 			}
-			if time.Since(idle) > sseKeepAlive {
-				idle = time.Now()
-				if _, err := w.WriteString(": keep-alive\n\n"); err != nil || w.Flush() != nil {
-					return
-				}
-			}
-			if len(evs) == 200 {
-				continue
-			}
-			<-tick.C
+			return w.Flush()
+		})
+		if errors.Is(err, errEventsUnavailable) {
+			fmt.Fprintf(w, "event: error\ndata: %s\n\n", mustJSON(map[string]string{"detail": "events unavailable; reconnect with Last-Event-ID"}))
+			_ = w.Flush()
 		}
 	})
 	return nil
+}
+
+// The types of the events followRun emits: the run's own state changes, its
+// tasks' state changes, and the final result.
+const (
+	runEventRun    = "run"
+	runEventTask   = "task"
+	runEventResult = "result"
+)
+
+// runEvent is one event of a run's stream: a journaled event (ID is its
+// number in the run, Data the workflows.Event) or the final result (ID 0,
+// Data a runResult).
+type runEvent struct {
+	ID   int64
+	Type string
+	Data json.RawMessage
+}
+
+// errEventsUnavailable is followRun's answer when the events cannot be read;
+// the client reconnects after the last event it got.
+var errEventsUnavailable = errors.New("gateway: run events unavailable")
+
+// eventBatch is how many events followRun reads at once.
+const eventBatch = 200
+
+// followRun streams run id's events after the event numbered after: it polls
+// runs every poll, hands each non-empty batch to emit in order and, once the
+// run has finished and every event is out, one result event; then it
+// returns nil. It returns early with ctx's error, with emit's or keepAlive's
+// error (the client is gone), or with errEventsUnavailable. keepAlive, when
+// not nil, is called after sseKeepAlive without events. SSE and WebSocket
+// subscriptions both follow runs through it, so they see the same stream.
+func followRun(ctx context.Context, runs persistence.WorkflowRuns, id string, after int64, poll time.Duration,
+	emit func([]runEvent) error, keepAlive func() error) error {
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	idle := time.Now()
+	for {
+		evs, err := runs.Events(ctx, id, after, eventBatch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%w: %w", errEventsUnavailable, err)
+		}
+		finished := false
+		batch := make([]runEvent, 0, len(evs)+1)
+		for _, e := range evs {
+			typ := runEventTask
+			if e.StepSeq == 0 {
+				typ = runEventRun
+				finished = finished || workflows.Finished(e.Status)
+			}
+			batch = append(batch, runEvent{ID: e.Seq, Type: typ, Data: e.Data})
+			after = e.Seq
+		}
+		done := false
+		if finished && len(evs) < eventBatch {
+			if r, err := runs.GetRun(ctx, id); err == nil && workflows.Finished(r.Status) {
+				batch = append(batch, runEvent{Type: runEventResult, Data: mustJSON(runResult{RunID: r.ID, Status: r.Status, Result: r.Result, Error: r.Error})})
+				done = true
+			}
+		}
+		if len(batch) > 0 {
+			idle = time.Now()
+			if err := emit(batch); err != nil {
+				return err
+			}
+		}
+		if done {
+			return nil
+		}
+		if keepAlive != nil && time.Since(idle) > sseKeepAlive {
+			idle = time.Now()
+			if err := keepAlive(); err != nil {
+				return err
+			}
+		}
+		if len(evs) == eventBatch {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // runResult is the data of an events stream's final "result" event.

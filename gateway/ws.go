@@ -26,13 +26,15 @@ import (
 // send queue is closed with ClosePolicyViolation rather than buffered
 // without bound.
 const (
-	wsAuthTimeout   = 5 * time.Second
-	wsPingInterval  = 25 * time.Second
-	wsPongWait      = 60 * time.Second
-	wsWriteWait     = 10 * time.Second
-	wsSendQueue     = 256
-	wsMaxTurns      = 4
-	wsMaxFrameBytes = 64 << 10
+	wsAuthTimeout  = 5 * time.Second
+	wsPingInterval = 25 * time.Second
+	wsPongWait     = 60 * time.Second
+	wsWriteWait    = 10 * time.Second
+	wsSendQueue    = 256
+	wsMaxTurns     = 4
+	// wsMaxSubscriptions bounds the workflow runs one connection follows.
+	wsMaxSubscriptions = 16
+	wsMaxFrameBytes    = 64 << 10
 	// wsRecheckInterval is how often an idle connection's session is checked
 	// again; every message frame checks it anyway.
 	wsRecheckInterval = 30 * time.Second
@@ -82,18 +84,27 @@ const (
 )
 
 // wsClientFrame is any frame a client sends.
+//
+// The frame tags feed the AsyncAPI document (asyncapi.go): each names the
+// frame types a field belongs to, "!" marking it required there. Every
+// field needs one, and the type field lists every frame type.
 type wsClientFrame struct {
-	Type           string `json:"type"`
-	Token          string `json:"token,omitempty"`
-	ID             string `json:"id,omitempty"`
-	Content        string `json:"content,omitempty"`
-	ConversationID string `json:"conversation_id,omitempty"`
-	AgentID        string `json:"agent_id,omitempty"`
-	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	Type           string `json:"type" frame:"auth!,message!,resume!,subscribe!,unsubscribe!"`
+	Token          string `json:"token,omitempty" frame:"auth!" doc:"an access token or API key"`
+	ID             string `json:"id,omitempty" frame:"auth,message,resume,subscribe,unsubscribe" doc:"chosen by the client (at most 128 characters); replies to this frame carry it"`
+	Content        string `json:"content,omitempty" frame:"message!" doc:"the user's message"`
+	ConversationID string `json:"conversation_id,omitempty" frame:"message" doc:"the conversation to continue; omit it to start one"`
+	AgentID        string `json:"agent_id,omitempty" frame:"message" doc:"the agent that answers; omit it for the default"`
+	IdempotencyKey string `json:"idempotency_key,omitempty" frame:"message" doc:"makes a retried turn return the stored reply instead of running again"`
+	// RunID is the workflow run of a subscribe or unsubscribe frame.
+	RunID string `json:"run_id,omitempty" frame:"subscribe!,unsubscribe!" doc:"the workflow run to follow or stop following"`
+	// LastEventID, on a subscribe frame, resumes after that event of the
+	// run, as Last-Event-ID does on the REST events stream.
+	LastEventID int64 `json:"last_event_id,omitempty" frame:"subscribe" doc:"resume after this event of the run (the id of a run_event frame)"`
 	// StreamID and After are a resume frame's stream and the last sequence
 	// number the client holds.
-	StreamID string `json:"stream_id,omitempty"`
-	After    int64  `json:"after,omitempty"`
+	StreamID string `json:"stream_id,omitempty" frame:"resume!" doc:"the reply's stream (the stream_id of its token frames)"`
+	After    int64  `json:"after,omitempty" frame:"resume" doc:"the seq of the last entry the client holds; omitted or 0 for the whole stream"`
 }
 
 // wsFrameType is the part of a client frame read before anything else, so a
@@ -104,29 +115,42 @@ type wsFrameType struct {
 	ID   string `json:"id"`
 }
 
-// wsServerFrame is any frame the server sends: token, restart, done or
-// error.
+// wsServerFrame is any frame the server sends but run events: token,
+// restart, done, subscribed, unsubscribed or error. Its frame tags work as
+// wsClientFrame's.
 type wsServerFrame struct {
-	Type string `json:"type"`
-	ID   string `json:"id,omitempty"`
+	Type string `json:"type" frame:"token!,restart!,done!,subscribed!,unsubscribed!,error!"`
+	ID   string `json:"id,omitempty" frame:"token,restart,done,subscribed,unsubscribed,error" doc:"the id of the client frame this answers, when it had one"`
 	// StreamID and Seq place a token, restart or done frame in its reply's
 	// stream, for a resume frame after a lost connection.
-	StreamID string `json:"stream_id,omitempty"`
-	Seq      int64  `json:"seq,omitempty"`
+	StreamID string `json:"stream_id,omitempty" frame:"token!,restart!,done" doc:"the reply's stream, for a resume frame"`
+	Seq      int64  `json:"seq,omitempty" frame:"token!,restart!,done" doc:"the entry's number in its stream, from 1 without gaps"`
 	// Attempt is a restart frame's new attempt: the tokens before it belong
 	// to an abandoned attempt.
-	Attempt        int    `json:"attempt,omitempty"`
-	Delta          string `json:"delta,omitempty"`
-	ConversationID string `json:"conversation_id,omitempty"`
-	MessageID      string `json:"message_id,omitempty"`
-	Response       string `json:"response,omitempty"`
-	Usage          *Usage `json:"usage,omitempty"`
-	Status         int    `json:"status,omitempty"`
-	Title          string `json:"title,omitempty"`
-	Detail         string `json:"detail,omitempty"`
+	Attempt        int    `json:"attempt,omitempty" frame:"restart!" doc:"the new attempt; drop the reply's text received so far"`
+	RunID          string `json:"run_id,omitempty" frame:"subscribed!,unsubscribed!,error" doc:"the workflow run the frame is about"`
+	Delta          string `json:"delta,omitempty" frame:"token!" doc:"the next piece of the reply"`
+	ConversationID string `json:"conversation_id,omitempty" frame:"done!"`
+	MessageID      string `json:"message_id,omitempty" frame:"done!" doc:"the stored assistant message"`
+	Response       string `json:"response,omitempty" frame:"done!" doc:"the whole reply"`
+	Usage          *Usage `json:"usage,omitempty" frame:"done!"`
+	Status         int    `json:"status,omitempty" frame:"error!" doc:"the HTTP status the same failure gets over REST"`
+	Title          string `json:"title,omitempty" frame:"error!"`
+	Detail         string `json:"detail,omitempty" frame:"error" doc:"what went wrong; for a refused field, the field and why"`
 	// RetryAfter is, on an error frame, the seconds to wait before retrying
 	// (a refusal by the rate limit, a conversation moving between nodes).
-	RetryAfter int64 `json:"retry_after,omitempty"`
+	RetryAfter int64 `json:"retry_after,omitempty" frame:"error" doc:"seconds to wait before retrying, when the refusal says so"`
+}
+
+// wsRunEventFrame is one event of a subscribed workflow run: the same events,
+// with the same numbers, as GET /api/v1/workflows/{run_id}/events, and last
+// one with event_type "result" (no id) once the run has finished.
+type wsRunEventFrame struct {
+	Type      string          `json:"type" frame:"run_event!"`
+	RunID     string          `json:"run_id" frame:"run_event!" doc:"the subscribed run"`
+	ID        int64           `json:"id,omitempty" frame:"run_event" doc:"the event's number in the run (absent on the result)"`
+	EventType string          `json:"event_type" frame:"run_event!" doc:"run (the run's state), task (a task's state) or result (the final status, result and error; the last frame of the subscription)"`
+	Event     json.RawMessage `json:"event" frame:"run_event!" doc:"the event, as the data of the REST events stream"`
 }
 
 type wsHandler struct {
@@ -145,6 +169,8 @@ type wsHandler struct {
 	pingInterval    time.Duration
 	recheckInterval time.Duration
 	sendQueue       int
+	// workflows, when not nil, serves subscribe frames.
+	workflows *Workflows
 }
 
 // upgrade runs before the protocol switch: it refuses plain HTTP, and
@@ -201,10 +227,11 @@ func expired(p auth.Principal, now time.Time) bool {
 // conn is one WebSocket connection's state. Only the writer goroutine writes
 // to the socket.
 type conn struct {
-	h      *wsHandler
-	ws     *websocket.Conn
-	ctx    context.Context
-	out    chan wsServerFrame
+	h   *wsHandler
+	ws  *websocket.Conn
+	ctx context.Context
+	// out holds wsServerFrame and wsRunEventFrame values.
+	out    chan any
 	closed chan struct{}
 	once   sync.Once
 	code   int
@@ -219,6 +246,17 @@ type conn struct {
 	token    string
 	held     auth.Principal
 	reauthed chan struct{}
+
+	// subMu guards subs, the runs the connection follows.
+	subMu sync.Mutex
+	subs  map[string]*subscription
+}
+
+// subscription is one run a connection follows; done closes when its
+// goroutine has returned.
+type subscription struct {
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // serve is the connection's life: authenticate, then read frames until the
@@ -232,8 +270,8 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 	if id, _ := ws.Locals(wsLocalRequestID).(string); id != "" {
 		ctx = logging.WithCorrelationID(ctx, id)
 	}
-	c := &conn{h: h, ws: ws, ctx: ctx, out: make(chan wsServerFrame, h.sendQueue), closed: make(chan struct{}),
-		reauthed: make(chan struct{}, 1)}
+	c := &conn{h: h, ws: ws, ctx: ctx, out: make(chan any, h.sendQueue), closed: make(chan struct{}),
+		reauthed: make(chan struct{}, 1), subs: map[string]*subscription{}}
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -300,7 +338,7 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 				c.sendError(kind.ID, err)
 				continue
 			}
-			p, ok := c.authorize(f.ID)
+			p, ok := c.authorize(f.ID, auth.PermChatWrite)
 			if !ok {
 				continue
 			}
@@ -330,13 +368,24 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 				continue
 			}
 			c.reauthenticate(f)
+		case "subscribe", "unsubscribe":
+			var f wsClientFrame
+			if err := decodeJSON(raw, &f); err != nil {
+				c.sendError(kind.ID, err)
+				continue
+			}
+			if kind.Type == "subscribe" {
+				c.subscribe(f, &running)
+			} else {
+				c.unsubscribe(f)
+			}
 		case "resume":
 			var f wsClientFrame
 			if err := decodeJSON(raw, &f); err != nil {
 				c.sendError(kind.ID, err)
 				continue
 			}
-			p, ok := c.authorize(f.ID)
+			p, ok := c.authorize(f.ID, auth.PermChatRead)
 			if !ok || !c.allowIn(f.ID, p, "chat.streams") {
 				continue
 			}
@@ -355,10 +404,8 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 				defer func() { <-turns }()
 				c.follow(f.ID, sid, f.After)
 			})
-		case "subscribe":
-			c.sendError(kind.ID, Validation(FieldError{Field: "type", Message: kind.Type + " frames are not supported yet; send message, resume or auth"}))
 		default:
-			c.sendError(kind.ID, Validation(FieldError{Field: "type", Message: "must be message, resume or auth"}))
+			c.sendError(kind.ID, Validation(FieldError{Field: "type", Message: "must be message, auth, resume, subscribe or unsubscribe"}))
 		}
 	}
 }
@@ -416,11 +463,11 @@ func (c *conn) recheck() (auth.Principal, error) {
 	return p, nil
 }
 
-// authorize is the check before a message frame runs: credentials (closing
-// the connection when they ended) and the chat:write permission of the
+// authorize is the check before a message or subscribe frame runs:
+// credentials (closing the connection when they ended) and perm among the
 // user's current roles. A backend failure refuses the frame with 503 and
 // keeps the connection: nothing runs on an unchecked session.
-func (c *conn) authorize(id string) (auth.Principal, bool) {
+func (c *conn) authorize(id string, perm auth.Permission) (auth.Principal, bool) {
 	p, err := c.recheck()
 	var ce *closeError
 	switch {
@@ -432,8 +479,8 @@ func (c *conn) authorize(id string) (auth.Principal, bool) {
 		c.sendError(id, &Error{Status: http.StatusServiceUnavailable, Title: http.StatusText(http.StatusServiceUnavailable),
 			Detail: "your session could not be checked; retry", Headers: map[string]string{fiber.HeaderRetryAfter: "1"}, Err: err})
 		return auth.Principal{}, false
-	case !p.Can(auth.PermChatWrite):
-		c.sendError(id, NewError(http.StatusForbidden, "missing permission "+string(auth.PermChatWrite)))
+	case !p.Can(perm):
+		c.sendError(id, NewError(http.StatusForbidden, "missing permission "+string(perm)))
 		return auth.Principal{}, false
 	}
 	return p, true
@@ -666,7 +713,10 @@ func entryFrame(id, sid string, e streams.Entry) wsServerFrame {
 
 // sendError sends err as an error frame; internal errors are logged and
 // reported without detail, as the HTTP error handler does.
-func (c *conn) sendError(id string, err error) {
+func (c *conn) sendError(id string, err error) { c.send(c.errorFrame(id, err)) }
+
+// errorFrame renders err as an error frame.
+func (c *conn) errorFrame(id string, err error) wsServerFrame {
 	var e *Error
 	var fe *fiber.Error
 	switch {
@@ -686,12 +736,12 @@ func (c *conn) sendError(id string, err error) {
 	}
 	// Retry-After is whole seconds here; an HTTP date is not sent by kowai.
 	retry, _ := strconv.ParseInt(e.Headers[fiber.HeaderRetryAfter], 10, 64)
-	c.send(wsServerFrame{Type: "error", ID: id, Status: e.Status, Title: e.Title, Detail: detail, RetryAfter: retry})
+	return wsServerFrame{Type: "error", ID: id, Status: e.Status, Title: e.Title, Detail: detail, RetryAfter: retry}
 }
 
 // send queues f; a full queue means the client is not reading, and the
 // connection is closed instead of buffering more.
-func (c *conn) send(f wsServerFrame) {
+func (c *conn) send(f any) {
 	select {
 	case <-c.closed:
 	case c.out <- f:
@@ -748,4 +798,124 @@ func (c *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// sendWait queues f, waiting for room while ctx lasts: a run's events are
+// paced by the client (a client that stops reading is closed by the write
+// deadline) instead of closing the connection when a burst of events fills
+// the queue. It reports whether f was queued.
+func (c *conn) sendWait(ctx context.Context, f any) bool {
+	select {
+	case <-c.closed:
+		return false
+	case <-ctx.Done():
+		return false
+	case c.out <- f:
+		return true
+	}
+}
+
+// subscribe starts following the run of f: checked as the REST events route
+// checks (workflows:run, and the run's owner or workflows:read:any; anyone
+// else gets 404), then answered with a subscribed frame followed by the
+// run's events as run_event frames until its result. running tracks the
+// goroutine so the connection waits for it.
+func (c *conn) subscribe(f wsClientFrame, running *sync.WaitGroup) {
+	wf := c.h.workflows
+	if wf == nil {
+		c.sendRunError(f.ID, f.RunID, &Error{Status: http.StatusServiceUnavailable, Title: http.StatusText(http.StatusServiceUnavailable),
+			Detail: "this node runs no workflow engine"})
+		return
+	}
+	var fields []FieldError
+	if !isUUID(f.RunID) {
+		fields = append(fields, FieldError{Field: "run_id", Message: "must be a UUID"})
+	}
+	if f.LastEventID < 0 {
+		fields = append(fields, FieldError{Field: "last_event_id", Message: "must be an event id of the run"})
+	}
+	if len(f.ID) > 128 {
+		fields = append(fields, FieldError{Field: "id", Message: "must be at most 128 characters"})
+	}
+	if len(fields) > 0 {
+		c.sendRunError(f.ID, "", Validation(fields...))
+		return
+	}
+	runID := strings.ToLower(f.RunID)
+	p, ok := c.authorize(f.ID, auth.PermWorkflowsRun)
+	if !ok {
+		return
+	}
+	if _, err := readableRun(c.ctx, wf.Runs, p, runID); err != nil {
+		c.sendRunError(f.ID, runID, err)
+		return
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	sub := &subscription{cancel: cancel, done: make(chan struct{})}
+	c.subMu.Lock()
+	_, dup := c.subs[runID]
+	full := len(c.subs) >= wsMaxSubscriptions
+	if !dup && !full {
+		c.subs[runID] = sub
+	}
+	c.subMu.Unlock()
+	switch {
+	case dup:
+		cancel()
+		c.sendRunError(f.ID, runID, NewError(http.StatusConflict, "this connection already follows the run"))
+		return
+	case full:
+		cancel()
+		c.sendRunError(f.ID, runID, NewError(http.StatusTooManyRequests, "at most 16 runs may be followed on one connection; unsubscribe first"))
+		return
+	}
+	c.send(wsServerFrame{Type: "subscribed", ID: f.ID, RunID: runID})
+	running.Go(func() {
+		defer close(sub.done)
+		defer func() {
+			c.subMu.Lock()
+			if c.subs[runID] == sub {
+				delete(c.subs, runID)
+			}
+			c.subMu.Unlock()
+			cancel()
+		}()
+		err := followRun(ctx, wf.Runs, runID, f.LastEventID, wf.EventPoll, func(batch []runEvent) error {
+			for _, e := range batch {
+				if !c.sendWait(ctx, wsRunEventFrame{Type: "run_event", RunID: runID, ID: e.ID, EventType: e.Type, Event: e.Data}) {
+					return context.Canceled
+				}
+			}
+			return nil
+		}, nil)
+		if errors.Is(err, errEventsUnavailable) {
+			c.h.log.WarnContext(c.ctx, "websocket run events unavailable", "run_id", runID, "error", err)
+			c.sendRunError(f.ID, runID, &Error{Status: http.StatusServiceUnavailable, Title: http.StatusText(http.StatusServiceUnavailable),
+				Detail: "events unavailable; subscribe again with last_event_id", Headers: map[string]string{fiber.HeaderRetryAfter: "1"}})
+		}
+	})
+}
+
+// unsubscribe stops following the run of f and answers with an unsubscribed
+// frame, after which no event of the run arrives; a run not followed is 404.
+func (c *conn) unsubscribe(f wsClientFrame) {
+	runID := strings.ToLower(f.RunID)
+	c.subMu.Lock()
+	sub, ok := c.subs[runID]
+	delete(c.subs, runID)
+	c.subMu.Unlock()
+	if !ok {
+		c.sendRunError(f.ID, f.RunID, NewError(http.StatusNotFound, "this connection does not follow the run"))
+		return
+	}
+	sub.cancel()
+	<-sub.done
+	c.send(wsServerFrame{Type: "unsubscribed", ID: f.ID, RunID: runID})
+}
+
+// sendRunError sends err as an error frame about runID.
+func (c *conn) sendRunError(id, runID string, err error) {
+	f := c.errorFrame(id, err)
+	f.RunID = runID
+	c.send(f)
 }

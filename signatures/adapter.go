@@ -163,7 +163,7 @@ func Render(sig Signature, demos []Example, inputs Values) ([]llms.MessageConten
 func collect(fs []Field, vals Values, dst []namedValue) []namedValue {
 	for _, f := range fs {
 		if v, ok := vals[f.Name]; ok {
-			dst = append(dst, namedValue{f.Name, v})
+			dst = append(dst, namedValue{name: f.Name, value: v, text: f.Type.isStr()})
 		}
 	}
 	return dst
@@ -174,13 +174,22 @@ func collect(fs []Field, vals Values, dst []namedValue) []namedValue {
 // present (collected from pr.sig.inputs).
 func (pr *prompt) render(dst, demoMsgs []llms.MessageContent, in []namedValue) ([]llms.MessageContent, error) {
 	var h History
+	skip := pr.hist
 	if pr.hist != "" {
 		for _, v := range in {
-			if v.name == pr.hist {
-				var err error
-				if h, err = toHistory(v.value); err != nil {
-					return nil, fmt.Errorf("input %q: %w", pr.hist, err)
-				}
+			if v.name != pr.hist {
+				continue
+			}
+			if _, text := v.value.(string); text {
+				// DSPy makes an untyped "history" a str; kowai keeps it a
+				// History (the chat programs rely on it) but renders a
+				// string given to it as the text block a str input gets.
+				skip = ""
+				continue
+			}
+			var err error
+			if h, err = toHistory(v.value); err != nil {
+				return nil, fmt.Errorf("input %q: %w", pr.hist, err)
 			}
 		}
 	}
@@ -192,7 +201,7 @@ func (pr *prompt) render(dst, demoMsgs []llms.MessageContent, in []namedValue) (
 			llms.TextParts(llms.ChatMessageTypeHuman, userContent(pr.rest, turn, "", "")),
 			llms.TextParts(llms.ChatMessageTypeAI, assistantContent(pr.rest, turn, "")))
 	}
-	return append(msgs, llms.TextParts(llms.ChatMessageTypeHuman, userBlocks(in, pr.hist, "", pr.respond))), nil
+	return append(msgs, llms.TextParts(llms.ChatMessageTypeHuman, userBlocks(in, skip, "", pr.respond))), nil
 }
 
 func systemMessage(sig Signature) string {
@@ -220,14 +229,20 @@ func systemMessage(sig Signature) string {
 	return b.String()
 }
 
+// describeFields writes the numbered field list as DSPy's
+// get_field_description_string does (dspy/adapters/utils.py): every line
+// ends ": " and the description, and the list is stripped, so only the
+// last line of a section loses the trailing space of an empty description.
 func describeFields(b *strings.Builder, fs []Field) {
+	var sec strings.Builder
 	for i, f := range fs {
-		fmt.Fprintf(b, "%d. `%s` (%s):", i+1, f.Name, f.Type)
-		if f.Desc != "" {
-			b.WriteString(" " + f.Desc)
+		if i > 0 {
+			sec.WriteString("\n")
 		}
-		b.WriteString("\n")
+		fmt.Fprintf(&sec, "%d. `%s` (%s): %s", i+1, f.Name, f.Type, f.Desc)
 	}
+	b.WriteString(strings.TrimSpace(sec.String()))
+	b.WriteString("\n")
 }
 
 // dedent removes the common leading whitespace of the lines, like Python's
@@ -275,7 +290,7 @@ func userBlocks(in []namedValue, skip, prefix, suffix string) string {
 		if v.name == skip {
 			continue
 		}
-		t := formatValue(v.value)
+		t := formatInput(v.value, v.text)
 		texts = append(texts, t)
 		size += len(markerOpen) + len(v.name) + len(markerClose) + 3 + len(t)
 	}
@@ -314,7 +329,7 @@ func outputRequirements(sig Signature) string {
 			b.WriteString(", then ")
 		}
 		b.WriteString("`" + marker(f.Name) + "`")
-		if f.Type.Kind != KindString {
+		if !f.Type.isStr() {
 			b.WriteString(" (must be formatted as a valid Python " + pythonType(f.Type) + ")")
 		}
 	}
@@ -339,7 +354,7 @@ func assistantContent(sig Signature, vals Values, missing string) string {
 		v, ok := vals[f.Name]
 		switch {
 		case ok:
-			parts = append(parts, marker(f.Name)+"\n"+formatValue(v))
+			parts = append(parts, marker(f.Name)+"\n"+formatInput(v, f.Type.isStr()))
 		case missing != "":
 			parts = append(parts, marker(f.Name)+"\n"+missing)
 		}
@@ -419,9 +434,30 @@ func ParseReply(sig Signature, reply string) (Values, error) {
 		}
 		start, end, name = nextStart, nextEnd, nextName
 	}
+	if missing == len(secs) {
+		// No output marker at all: a model that answered with one object
+		// keyed by the output fields ({'answer': 'Paris'}) is read as DSPy's
+		// ChatAdapter reads it through its JSONAdapter fallback, without
+		// spending a call.
+		if body := stripFences(reply); strings.HasPrefix(body, "{") {
+			if out, err := parseJSONReply(sig, body); err == nil {
+				return out, nil
+			}
+		}
+	}
 	out := make(Values, len(sig.outputs))
 	for i, f := range sig.outputs {
 		if !secs[i].found {
+			// As DSPy's apply_output_field_defaults: a missing output with a
+			// default takes it, a missing optional one is None.
+			if f.Default != nil {
+				out[f.Name] = f.Default
+				continue
+			}
+			if f.Type.Optional {
+				out[f.Name] = nil
+				continue
+			}
 			return nil, &ParseError{Field: f.Name, Reason: "the field's marker " + marker(f.Name) + " is missing", Raw: reply}
 		}
 		v, err := f.Type.parseText(secs[i].text)
@@ -450,6 +486,10 @@ func parseJSONReply(sig Signature, reply string) (Values, error) {
 	for _, f := range sig.outputs {
 		v, ok := m[f.Name]
 		if !ok {
+			if f.Default != nil || f.Type.Optional {
+				out[f.Name] = f.Default
+				continue
+			}
 			return nil, &ParseError{Field: f.Name, Reason: "JSON mode: key is missing", Raw: reply}
 		}
 		if s, isStr := v.(string); isStr && f.Type.Kind != KindString {
@@ -475,7 +515,7 @@ func jsonRequirements(sig Signature) string {
 	fs := make([]string, len(sig.outputs))
 	for i, f := range sig.outputs {
 		fs[i] = "`" + f.Name + "`"
-		if f.Type.Kind != KindString {
+		if !f.Type.isStr() {
 			fs[i] += " (must be formatted as a valid Python " + pythonType(f.Type) + ")"
 		}
 	}

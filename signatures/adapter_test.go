@@ -78,7 +78,10 @@ func TestRenderMatchesFormatContract(t *testing.T) {
 	if got := msgs[0].Parts[0].(llms.TextContent).Text; got != formatExample {
 		t.Errorf("system message:\n%s\nwant:\n%s", got, formatExample)
 	}
-	wantUser := "[[ ## question ## ]]\nHow many?\n\n[[ ## context ## ]]\n[\"a\",\"b\"]\n\n" +
+	// A list value is json.dumps'd with ", " (dspy/adapters/utils.py,
+	// format_field_value; the person input of tests/adapters/
+	// test_chat_adapter.py's pydantic exact-message test).
+	wantUser := "[[ ## question ## ]]\nHow many?\n\n[[ ## context ## ]]\n[\"a\", \"b\"]\n\n" +
 		"Respond with the corresponding output fields, starting with the field `[[ ## answer ## ]]` (must be formatted as a valid Python int), and then ending with the marker for `[[ ## completed ## ]]`."
 	if got := msgs[1].Parts[0].(llms.TextContent).Text; got != wantUser {
 		t.Errorf("user message:\n%q\nwant:\n%q", got, wantUser)

@@ -2,7 +2,9 @@ package signatures
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"sync"
@@ -29,9 +31,14 @@ type ExampleResult struct {
 	Err error
 }
 
+// ErrTooManyErrors means a run stopped because MaxErrors examples (or
+// teacher runs) failed, as DSPy's max_errors stops it.
+var ErrTooManyErrors = errors.New("signatures: too many failed runs")
+
 // EvalResult is the outcome of Evaluate.
 type EvalResult struct {
-	// Score is 100 times the mean metric value, as in DSPy.
+	// Score is 100 times the mean metric value rounded to 2 decimals, as
+	// DSPy reports it.
 	Score float64
 	// Results holds one entry per example, in devset order.
 	Results []ExampleResult
@@ -48,12 +55,18 @@ type EvalOptions struct {
 	// Progress, when set, is called after each example with the number done.
 	// Calls are serialized.
 	Progress func(done, total int)
+	// MaxErrors, when positive, stops the evaluation once that many
+	// examples have failed: no further example starts and Evaluate returns
+	// the partial result with an error wrapping ErrTooManyErrors and the
+	// last failure (DSPy's max_errors). Zero lets every example run, a
+	// failure scoring 0; DSPy's default is 10.
+	MaxErrors int
 }
 
 // Evaluate runs program on every example of devset with model, at most
 // opts.Parallel at a time, and scores each prediction with metric. A failed
-// run scores 0 and is reported in its ExampleResult; only a cancelled ctx
-// makes Evaluate itself fail.
+// run scores 0 and is reported in its ExampleResult; only a cancelled ctx or
+// opts.MaxErrors failures make Evaluate itself fail.
 func Evaluate(ctx context.Context, model lm.LM, program Module, devset []Example, metric Metric, opts EvalOptions) (EvalResult, error) {
 	par := opts.Parallel
 	if par <= 0 {
@@ -61,17 +74,33 @@ func Evaluate(ctx context.Context, model lm.LM, program Module, devset []Example
 	}
 	res := EvalResult{Results: make([]ExampleResult, len(devset))}
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		done int
-		sem  = make(chan struct{}, par)
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		done    int
+		failed  int
+		lastErr error
+		sem     = make(chan struct{}, par)
 	)
+	tooMany := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if opts.MaxErrors > 0 && failed >= opts.MaxErrors {
+			return fmt.Errorf("evaluate: %w (%d): the last: %w", ErrTooManyErrors, failed, lastErr)
+		}
+		return nil
+	}
 	for i, ex := range devset {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 			wg.Wait()
 			return res, fmt.Errorf("evaluate: %w", ctx.Err())
+		}
+		if err := tooMany(); err != nil {
+			<-sem
+			wg.Wait()
+			res.sum()
+			return res, err
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -83,6 +112,10 @@ func Evaluate(ctx context.Context, model lm.LM, program Module, devset []Example
 			mu.Lock()
 			defer mu.Unlock()
 			res.Results[i] = er
+			if err != nil {
+				failed++
+				lastErr = err
+			}
 			done++
 			if opts.Progress != nil {
 				opts.Progress(done, len(devset))
@@ -93,7 +126,18 @@ func Evaluate(ctx context.Context, model lm.LM, program Module, devset []Example
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("evaluate: %w", err)
 	}
+	res.sum()
+	if err := tooMany(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// sum totals the results: score (over every example of the set, as DSPy
+// divides by the set's size), usage and errors.
+func (res *EvalResult) sum() {
 	var sum float64
+	res.Usage, res.Errors = lm.Usage{}, 0
 	for _, r := range res.Results {
 		sum += r.Score
 		res.Usage = res.Usage.Add(r.Usage)
@@ -101,11 +145,13 @@ func Evaluate(ctx context.Context, model lm.LM, program Module, devset []Example
 			res.Errors++
 		}
 	}
-	if len(devset) > 0 {
-		res.Score = 100 * sum / float64(len(devset))
+	if len(res.Results) > 0 {
+		res.Score = round2(100 * sum / float64(len(res.Results)))
 	}
-	return res, nil
 }
+
+// round2 rounds to 2 decimals, as DSPy's round(100 * ncorrect / ntotal, 2).
+func round2(x float64) float64 { return math.Round(x*100) / 100 }
 
 var (
 	articlesRE = regexp.MustCompile(`\b(a|an|the)\b`)
@@ -121,21 +167,50 @@ func normalizeAnswer(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
+// acceptable lists the expected answers: a list value holds several
+// acceptable ones, as DSPy's answer_exact_match takes a list of answers.
+// A list prediction (for a list field) is compared whole.
+func acceptable(want, got any) []any {
+	if _, gotList := got.([]any); gotList {
+		return []any{want}
+	}
+	switch w := want.(type) {
+	case []any:
+		return w
+	case []string:
+		out := make([]any, len(w))
+		for i, s := range w {
+			out[i] = s
+		}
+		return out
+	}
+	return []any{want}
+}
+
 // ExactMatch scores 1 when the normalised prediction of field equals the
-// normalised expected value, else 0.
+// normalised expected value, or one of them when the expected value is a
+// list of acceptable answers (dspy/evaluate/metrics.py,
+// answer_exact_match), else 0.
 func ExactMatch(field string) Metric {
 	return func(ex Example, pred Values, _ []TraceStep) float64 {
 		want, ok := ex.Outputs[field]
 		got, ok2 := pred[field]
-		if !ok || !ok2 || normalizeAnswer(formatValue(want)) != normalizeAnswer(formatValue(got)) {
+		if !ok || !ok2 {
 			return 0
 		}
-		return 1
+		g := normalizeAnswer(formatValue(got))
+		for _, w := range acceptable(want, got) {
+			if normalizeAnswer(formatValue(w)) == g {
+				return 1
+			}
+		}
+		return 0
 	}
 }
 
 // F1 scores the token-level F1 overlap between the normalised prediction of
-// field and the expected value.
+// field and the expected value, the best over a list of acceptable answers
+// (DSPy's F1(prediction, answers)).
 func F1(field string) Metric {
 	return func(ex Example, pred Values, _ []TraceStep) float64 {
 		want, ok := ex.Outputs[field]
@@ -143,16 +218,20 @@ func F1(field string) Metric {
 		if !ok || !ok2 {
 			return 0
 		}
-		return tokenF1(normalizeAnswer(formatValue(got)), normalizeAnswer(formatValue(want)))
+		g := normalizeAnswer(formatValue(got))
+		best := 0.0
+		for _, w := range acceptable(want, got) {
+			best = max(best, tokenF1(g, normalizeAnswer(formatValue(w))))
+		}
+		return best
 	}
 }
 
+// tokenF1 is DSPy's f1_score: two empty answers score 0, not 1 (DSPy
+// notes SQuAD-2.0 gives 1 and chooses 0 for uniformity).
 func tokenF1(pred, gold string) float64 {
 	pt, gt := strings.Fields(pred), strings.Fields(gold)
 	if len(pt) == 0 || len(gt) == 0 {
-		if len(pt) == len(gt) {
-			return 1
-		}
 		return 0
 	}
 	counts := map[string]int{}

@@ -2,7 +2,9 @@ package signatures
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -16,6 +18,8 @@ func FuzzParse(f *testing.F) {
 		"message, history -> response",
 		"t -> l: Literal['a', 'b\\'c'], s: float, m: dict[str, Any], g: list[list[bool]]",
 		"-> a", "a ->", "a: Literal[", "a: list[", "q -> a: Literal[\"x\\\\\"]", "ü, ß -> ø",
+		"a: str | None, b: None | (int | float) -> c: Union[int, str, None], d: tuple[int, Optional[list[str]]], e: tuple[bool, ...]",
+		"q -> a: Optional[Union[int, str]], b: tuple[()], c: Literal[\"it's\", 'say \"hi\"']",
 	} {
 		f.Add(s)
 	}
@@ -97,4 +101,44 @@ func scanMarkers(s string) [][]int {
 		locs = append(locs, []int{start, end, at, at + len(name)})
 	}
 	return locs
+}
+
+// FuzzPyLiteral checks that the lenient parser never panics, that it reads
+// every JSON document exactly as encoding/json does (it is a superset), and
+// that what it returns marshals back to JSON.
+func FuzzPyLiteral(f *testing.F) {
+	for _, s := range []string{
+		`{'key': 'value'}`, `['a', "b", '''c''']`, `{'score': 123_456.789}`, `(1, (2,), ())`, `{1, 2}`,
+		`[True, None, false, null]`, `{"a": [1, 2.5e3, -0, "\u00e9\ud83d\ude00"]}`, `r'\d' b"x" u'y'`, `0x_ff`, `1_2.3_4e-5`,
+		`"\x41\N{x}\
+"`, "[1, # c\n 2]", `9223372036854775808`, `"\ud800"`, `[-inf, +1e5, -.5]`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := parsePyLiteral(s)
+		if json.Valid([]byte(s)) {
+			var want any
+			dec := json.NewDecoder(strings.NewReader(s))
+			dec.UseNumber()
+			if derr := dec.Decode(&want); derr != nil {
+				t.Fatalf("json.Valid but Decode(%q): %v", s, derr)
+			}
+			if err != nil {
+				t.Fatalf("parsePyLiteral(%q) rejects valid JSON: %v", s, err)
+			}
+			if w := jsonPlain(want); !reflect.DeepEqual(v, w) {
+				t.Fatalf("parsePyLiteral(%q) = %#v, encoding/json reads %#v", s, v, w)
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, errLiteral) {
+				t.Fatalf("parsePyLiteral(%q) error %v does not wrap errLiteral", s, err)
+			}
+			return
+		}
+		if _, err := json.Marshal(v); err != nil {
+			t.Fatalf("parsePyLiteral(%q) = %#v, which does not marshal: %v", s, v, err)
+		}
+	})
 }

@@ -45,7 +45,7 @@ func TestOfflineModelContract(t *testing.T) {
 	// The offline model calls the first offered tool natively once, then
 	// answers in markers, choosing finish.
 	if err != nil || res.Outputs["answer"] == "" || len(res.Trace) != 3 || searches != 1 ||
-		!strings.Contains(res.Outputs["trajectory"].(string), "tool_name_1: finish") {
+		!strings.Contains(res.Outputs["trajectory"].(Trajectory).String(), "[[ ## tool_name_1 ## ]]\nfinish") {
 		t.Errorf("ReAct on offline: %v, %d steps, %d searches, %v", res.Outputs, len(res.Trace), searches, err)
 	}
 

@@ -35,7 +35,8 @@ func sample[T any](rng *rand.Rand, xs []T, k int) []T {
 // LabeledFewShot installs k labeled training examples as demos on every
 // predictor: a seeded random sample, drawn in turn for each predictor.
 type LabeledFewShot struct {
-	// K is the number of demos per predictor (DSPy's default is 16).
+	// K is the number of demos per predictor; zero means DSPy's default,
+	// 16, and a negative value none.
 	K int
 	// Seed makes the sample reproducible.
 	Seed uint64
@@ -47,9 +48,13 @@ func (o LabeledFewShot) Compile(program any, trainset []Example) error {
 	if len(preds) == 0 {
 		return ErrNoPredictors
 	}
+	k := o.K
+	if k == 0 {
+		k = 16
+	}
 	rng := newRand(o.Seed)
 	for _, np := range preds {
-		np.Predict.SetDemos(sample(rng, trainset, o.K))
+		np.Predict.SetDemos(sample(rng, trainset, k))
 	}
 	return nil
 }
@@ -70,7 +75,7 @@ type BootstrapFewShot struct {
 	Threshold float64
 	// MaxBootstrapped (default 4), MaxLabeled (default 16) and MaxRounds
 	// (default 1) bound the demos and the attempts per example. A negative
-	// MaxLabeled means none.
+	// MaxBootstrapped or MaxLabeled means none.
 	MaxBootstrapped, MaxLabeled, MaxRounds int
 	// Teacher, when set, is a program with the same predictor names that
 	// produces the traces instead of the student. Its demos are restored
@@ -80,13 +85,18 @@ type BootstrapFewShot struct {
 	TeacherLM lm.LM
 	// Seed makes the sampling reproducible.
 	Seed uint64
+	// MaxErrors, when positive, bounds the failed teacher runs: the one that
+	// reaches it ends Compile with its error wrapped in ErrTooManyErrors
+	// (DSPy's max_errors). Zero tolerates any number, a failed run simply
+	// not becoming demos; DSPy's default is 10.
+	MaxErrors int
 }
 
 // BootstrapReport says what a compilation did.
 type BootstrapReport struct {
 	// Attempts counts teacher runs; Bootstrapped the examples whose trace
-	// became demos.
-	Attempts, Bootstrapped int
+	// became demos; Errors the teacher runs that failed.
+	Attempts, Bootstrapped, Errors int
 	// Demos maps each predictor name to its demo count (bootstrapped first,
 	// then labeled).
 	Demos map[string]int
@@ -100,6 +110,7 @@ func (o BootstrapFewShot) defaults() BootstrapFewShot {
 		o.MaxLabeled = 16
 	}
 	o.MaxLabeled = max(o.MaxLabeled, 0)
+	o.MaxBootstrapped = max(o.MaxBootstrapped, 0)
 	if o.MaxRounds <= 0 {
 		o.MaxRounds = 1
 	}
@@ -160,9 +171,15 @@ func (o BootstrapFewShot) Compile(ctx context.Context, model lm.LM, student Modu
 		}
 		for round := range o.MaxRounds {
 			rep.Attempts++
-			ok, err := o.bootstrapOne(ctx, teacherModel, teacher, teacherPreds, names, ex, round, traces)
+			ok, runErr, err := o.bootstrapOne(ctx, teacherModel, teacher, teacherPreds, names, ex, round, traces)
 			if err != nil {
 				return rep, err
+			}
+			if runErr != nil {
+				rep.Errors++
+				if o.MaxErrors > 0 && rep.Errors >= o.MaxErrors {
+					return rep, fmt.Errorf("bootstrap: %w (%d teacher runs failed): %w", ErrTooManyErrors, rep.Errors, runErr)
+				}
 			}
 			if ok {
 				bootstrapped[i] = true
@@ -195,9 +212,10 @@ func (o BootstrapFewShot) Compile(ctx context.Context, model lm.LM, student Modu
 
 // bootstrapOne runs the teacher on one example, without that example among
 // its demos, and collects the trace as demos when the metric accepts it.
-// Program errors are a failed attempt; only a cancelled ctx is an error.
+// Program errors are a failed attempt, returned as runErr; only a cancelled
+// ctx is an error.
 func (o BootstrapFewShot) bootstrapOne(ctx context.Context, model lm.LM, teacher Module, preds []NamedPredictor,
-	names map[*Predict]string, ex Example, round int, traces map[string][]Example) (bool, error) {
+	names map[*Predict]string, ex Example, round int, traces map[string][]Example) (ok bool, runErr, err error) {
 	cache := make([][]Example, len(preds))
 	for i, np := range preds {
 		cache[i] = np.Predict.Demos()
@@ -212,15 +230,15 @@ func (o BootstrapFewShot) bootstrapOne(ctx context.Context, model lm.LM, teacher
 		np.Predict.SetDemos(cache[i])
 	}
 	if ctx.Err() != nil {
-		return false, fmt.Errorf("bootstrap: %w", ctx.Err())
+		return false, nil, fmt.Errorf("bootstrap: %w", ctx.Err())
 	}
 	if err != nil {
-		return false, nil
+		return false, err, nil
 	}
 	if o.Metric != nil {
 		score := o.Metric(ex, res.Outputs, res.Trace)
 		if (o.Threshold > 0 && score < o.Threshold) || (o.Threshold <= 0 && score <= 0) {
-			return false, nil
+			return false, nil, nil
 		}
 	}
 	perPred := map[string][]Example{}
@@ -250,7 +268,7 @@ func (o BootstrapFewShot) bootstrapOne(ctx context.Context, model lm.LM, teacher
 		}
 		traces[name] = append(traces[name], demos...)
 	}
-	return true, nil
+	return true, nil, nil
 }
 
 // withoutKey copies m without key.

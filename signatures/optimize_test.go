@@ -230,9 +230,15 @@ func TestMetrics(t *testing.T) {
 	}{
 		{"The Answer.", "answer", 1, 1},
 		{"Paris, France", "paris", 0, 2.0 / 3},
-		{"", "", 1, 1},
+		// DSPy's f1_score gives two empty answers 0 (dspy/evaluate/metrics.py).
+		{"", "", 1, 0},
 		{42, "42", 1, 1},
 		{"x y", "z", 0, 0},
+		// A list of acceptable answers: tests/evaluate/test_metrics.py,
+		// test_answer_exact_match_list.
+		{"2", []any{"2", "two"}, 1, 1},
+		{"two", []string{"2", "two"}, 1, 1},
+		{"3", []any{"2", "two"}, 0, 0},
 	}
 	for _, tt := range tests {
 		ex := Example{Outputs: Values{"a": tt.gold}}

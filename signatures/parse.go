@@ -159,13 +159,162 @@ func (p *sigParser) fields(role Role) ([]Field, error) {
 	}
 }
 
+// typ parses a type, with "|" unions (PEP 604) and None among them.
 func (p *sigParser) typ() (Type, error) {
+	start := p.pos
+	t, none, err := p.union()
+	if err != nil {
+		return Type{}, err
+	}
+	if none && t.Kind == KindString && t.Name == "None" {
+		p.pos = start
+		return Type{}, p.errorf("None alone is not a type")
+	}
+	return t, nil
+}
+
+// union parses "A | B | None" (B may be a parenthesised union); none
+// reports a None alternative, which makes the result Optional.
+func (p *sigParser) union() (Type, bool, error) {
+	var alts []Type
+	none := false
+	for {
+		p.skipSpace()
+		if p.peek() == '(' {
+			p.pos++
+			t, n, err := p.union()
+			if err != nil {
+				return Type{}, false, err
+			}
+			if err := p.expect(')'); err != nil {
+				return Type{}, false, err
+			}
+			none = none || n
+			if !(n && t.Kind == KindString && t.Name == "None") {
+				alts = append(alts, t)
+			}
+		} else {
+			start := p.pos
+			if p.ident() == "None" {
+				none = true
+			} else {
+				p.pos = start
+				t, err := p.primary()
+				if err != nil {
+					return Type{}, false, err
+				}
+				alts = append(alts, t)
+			}
+		}
+		p.skipSpace()
+		if p.peek() != '|' {
+			break
+		}
+		p.pos++
+	}
+	if len(alts) == 0 {
+		// Only None: the caller decides whether that is allowed.
+		return Type{Kind: KindString, Name: "None", Optional: true}, true, nil
+	}
+	t := Union(alts...)
+	if none {
+		t.Optional = true
+	}
+	return t, none, nil
+}
+
+// typeList parses "[A, B, ...]" after a generic's name.
+func (p *sigParser) typeList() ([]Type, error) {
+	if err := p.expect('['); err != nil {
+		return nil, err
+	}
+	var ts []Type
+	for {
+		t, err := p.typ()
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, t)
+		p.skipSpace()
+		if p.peek() == ',' {
+			p.pos++
+			continue
+		}
+		if err := p.expect(']'); err != nil {
+			return nil, err
+		}
+		return ts, nil
+	}
+}
+
+func (p *sigParser) primary() (Type, error) {
 	p.skipSpace()
 	start := p.pos
 	name := p.ident()
 	switch name {
 	case "":
 		return Type{}, p.errorf("expected a type")
+	case "Optional":
+		if err := p.expect('['); err != nil {
+			return Type{}, err
+		}
+		t, err := p.typ()
+		if err != nil {
+			return Type{}, err
+		}
+		if err := p.expect(']'); err != nil {
+			return Type{}, err
+		}
+		return OptionalOf(t), nil
+	case "Union":
+		ts, err := p.unionArgs()
+		if err != nil {
+			return Type{}, err
+		}
+		return ts, nil
+	case "tuple", "Tuple":
+		p.skipSpace()
+		if p.peek() != '[' {
+			return List(String), nil
+		}
+		open := p.pos
+		p.pos++
+		p.skipSpace()
+		if strings.HasPrefix(p.in[p.pos:], "()") {
+			p.pos += 2
+			if err := p.expect(']'); err != nil {
+				return Type{}, err
+			}
+			return Tuple(), nil
+		}
+		elem, err := p.typ()
+		if err != nil {
+			return Type{}, err
+		}
+		p.skipSpace()
+		if p.peek() == ',' {
+			p.pos++
+			p.skipSpace()
+			if strings.HasPrefix(p.in[p.pos:], "...") {
+				// tuple[int, ...] is a list of any length.
+				p.pos += 3
+				if err := p.expect(']'); err != nil {
+					return Type{}, err
+				}
+				return List(elem), nil
+			}
+		}
+		p.pos = open
+		items, err := p.typeList()
+		if err != nil {
+			return Type{}, err
+		}
+		for _, it := range items {
+			if it.Kind == KindHistory {
+				return Type{}, p.errorf("a tuple cannot hold History values")
+			}
+		}
+		return Tuple(items...), nil
 	case "str", "string":
 		return String, nil
 	case "int":
@@ -197,7 +346,50 @@ func (p *sigParser) typ() (Type, error) {
 		return p.literal()
 	}
 	p.pos = start
-	return Type{}, p.errorf("unknown type %q (want str, int, float, bool, list[T], dict, Literal[...] or History)", name)
+	return Type{}, p.errorf("unknown type %q (want str, int, float, bool, list[T], dict, tuple[...], Optional[T], Union[...], Literal[...] or History)", name)
+}
+
+// unionArgs parses Union's "[A, B, None]".
+func (p *sigParser) unionArgs() (Type, error) {
+	if err := p.expect('['); err != nil {
+		return Type{}, err
+	}
+	var alts []Type
+	none := false
+	for {
+		p.skipSpace()
+		start := p.pos
+		if p.ident() == "None" {
+			none = true
+		} else {
+			p.pos = start
+			t, err := p.typ()
+			if err != nil {
+				return Type{}, err
+			}
+			if t.Kind == KindHistory {
+				return Type{}, p.errorf("a union cannot hold History values")
+			}
+			alts = append(alts, t)
+		}
+		p.skipSpace()
+		if p.peek() == ',' {
+			p.pos++
+			continue
+		}
+		if err := p.expect(']'); err != nil {
+			return Type{}, err
+		}
+		break
+	}
+	if len(alts) == 0 {
+		return Type{}, p.errorf("a union needs a type other than None")
+	}
+	t := Union(alts...)
+	if none {
+		t.Optional = true
+	}
+	return t, nil
 }
 
 func (p *sigParser) expect(c byte) error {

@@ -180,7 +180,7 @@ func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv [
 			// them too, as the caller passed them.
 			for k, v := range in {
 				if _, role, ok := pr.sig.Field(k); !ok || role != Input {
-					snap = append(snap, namedValue{k, v})
+					snap = append(snap, namedValue{name: k, value: v})
 				}
 			}
 		}
@@ -193,10 +193,10 @@ func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv [
 		step := recordedStep{predictor: name, predict: p, usage: usage, latency: time.Since(start), err: err, nIn: len(snap)}
 		switch {
 		case calls != nil:
-			snap = append(snap, namedValue{"tool_calls", calls})
+			snap = append(snap, namedValue{name: "tool_calls", value: calls})
 		case out != nil:
 			for _, f := range pr.sig.outputs {
-				snap = append(snap, namedValue{f.Name, out[f.Name]})
+				snap = append(snap, namedValue{name: f.Name, value: out[f.Name]})
 			}
 		}
 		step.vals, step.ok = snap, err == nil
@@ -214,10 +214,26 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *promp
 	tools []llms.Tool, conv []llms.MessageContent, usage *lm.Usage) (Values, []llms.ToolCall, error) {
 	sig := pr.sig
 	if len(found) < len(sig.inputs) {
+		var filled Values
 		for _, f := range sig.inputs {
-			if _, ok := in[f.Name]; !ok && f.Type.Kind != KindHistory {
+			if _, ok := in[f.Name]; ok {
+				continue
+			}
+			switch {
+			case f.Default != nil:
+				// As DSPy's Predict: a missing input takes its default.
+				if filled == nil {
+					filled = maps.Clone(in)
+				}
+				filled[f.Name] = f.Default
+			case f.Type.Kind == KindHistory || f.Type.Optional:
+				// Left out of the prompt, as DSPy renders only present inputs.
+			default:
 				return nil, nil, fmt.Errorf("%w %q", ErrMissingInput, f.Name)
 			}
+		}
+		if filled != nil {
+			in, found = filled, collect(sig.inputs, filled, nil)
 		}
 	}
 	f := new(callFrame)
@@ -228,7 +244,12 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *promp
 	req := &f.req
 	*req = lm.Request{Messages: append(slices.Clip(msgs), conv...), Temperature: p.opts.Temperature, MaxTokens: p.opts.MaxTokens, Tools: tools}
 	if r, ok := rolloutFrom(ctx); ok {
-		req.RolloutID, req.Temperature = r.id, 1.0
+		// A rollout samples: at 1.0 unless the predictor asks for its own
+		// (non-zero) temperature, as COPRO's 1.4 for its proposals.
+		req.RolloutID = r.id
+		if req.Temperature == 0 {
+			req.Temperature = 1.0
+		}
 	}
 	streamer := p.streamer(run, sig)
 	if streamer != nil {

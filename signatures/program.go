@@ -127,7 +127,10 @@ type ChainOfThought struct {
 }
 
 // ReasoningField is the output ChainOfThought prepends.
-var ReasoningField = Field{Name: "reasoning", Prefix: "Reasoning: Let's think step by step in order to"}
+// Its prefix is DSPy 3.x's, inferred from the name ("Reasoning:"); DSPy 2's
+// "Reasoning: Let's think step by step in order to" is gone with the
+// ChatAdapter, which never shows prefixes.
+var ReasoningField = Field{Name: "reasoning", Prefix: "Reasoning:"}
 
 // NewChainOfThought returns a ChainOfThought over sig; it fails when sig
 // already has a `reasoning` field.

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/kowai/kowai/signatures/lm"
 	"github.com/tmc/langchaingo/llms"
 )
 
@@ -137,40 +139,106 @@ func (r *ReAct) Predictors() []NamedPredictor {
 	return []NamedPredictor{{Name: "react", Predict: r.React}, {Name: "extract.predict", Predict: r.Extract.Predict}}
 }
 
-type trajectoryStep struct {
-	thought, tool, args, observation string
+// TrajectoryStep is one step of a ReAct trajectory, as DSPy keys it:
+// thought_i, tool_name_i, tool_args_i, observation_i.
+type TrajectoryStep struct {
+	// Index is i, kept when older steps are truncated away.
+	Index int `json:"index"`
+	// Thought, ToolName, ToolArgs and Observation are the step's parts.
+	Thought     string         `json:"thought"`
+	ToolName    string         `json:"tool_name"`
+	ToolArgs    map[string]any `json:"tool_args"`
+	Observation string         `json:"observation"`
 }
 
-func formatTrajectory(steps []trajectoryStep) string {
-	var b strings.Builder
-	for i, s := range steps {
-		fmt.Fprintf(&b, "thought_%d: %s\ntool_name_%d: %s\ntool_args_%d: %s\nobservation_%d: %s\n\n", i, s.thought, i, s.tool, i, s.args, i, s.observation)
+// Trajectory is a ReAct run's steps, oldest first. ReAct returns it under
+// "trajectory" in its outputs; String renders it as the model sees it.
+type Trajectory []TrajectoryStep
+
+// String renders the trajectory as DSPy's ReAct._format_trajectory does:
+// the ChatAdapter's input blocks over the keys thought_i, tool_name_i,
+// tool_args_i and observation_i.
+func (tr Trajectory) String() string {
+	vals := make([]namedValue, 0, 4*len(tr))
+	for _, s := range tr {
+		args := s.ToolArgs
+		if args == nil {
+			args = map[string]any{}
+		}
+		i := strconv.Itoa(s.Index)
+		vals = append(vals,
+			namedValue{name: "thought_" + i, value: s.Thought, text: true},
+			namedValue{name: "tool_name_" + i, value: s.ToolName, text: true},
+			namedValue{name: "tool_args_" + i, value: args, text: true},
+			namedValue{name: "observation_" + i, value: s.Observation, text: true})
 	}
-	return strings.TrimSpace(b.String())
+	return userBlocks(vals, "", "", "")
+}
+
+// maxTruncations is how many times a step is retried with a shorter
+// trajectory when the prompt exceeds the context window (DSPy's 3).
+const maxTruncations = 3
+
+// callTruncating runs call on the trajectory, dropping its oldest step and
+// trying again when the model reports an exceeded context window, at most
+// maxTruncations times, as DSPy's _call_with_potential_trajectory_truncation.
+// It returns the trajectory that fitted.
+func callTruncating[T any](tr Trajectory, call func(Trajectory) (T, error)) (T, Trajectory, error) {
+	var zero T
+	var last error
+	for range maxTruncations {
+		out, err := call(tr)
+		if err == nil || !errors.Is(err, lm.ErrContextWindow) {
+			return out, tr, err
+		}
+		last = err
+		if len(tr) <= 1 {
+			// As DSPy's truncate_trajectory: one step cannot be cut.
+			return zero, tr, fmt.Errorf("react: the trajectory cannot be truncated below one step: %w", err)
+		}
+		tr = tr[1:]
+	}
+	return zero, tr, fmt.Errorf("react: the context window was exceeded even after %d attempts to truncate the trajectory: %w", maxTruncations, last)
 }
 
 // Forward runs the loop and the extraction. The outputs include the
-// trajectory under "trajectory" besides the signature's outputs.
+// Trajectory under "trajectory" besides the signature's outputs. When the
+// model reports an exceeded context window, the oldest steps are dropped
+// (up to 3 times per call) and the run goes on; if that is not enough the
+// loop ends and the outputs are extracted from what fits.
 func (r *ReAct) Forward(ctx context.Context, in Values) (Values, error) {
-	var steps []trajectoryStep
+	var steps Trajectory
 	var conv []llms.MessageContent
 	var tools []llms.Tool
 	if !r.NoNativeTools {
 		tools = r.defs
 	}
+	type stepOut struct {
+		out   Values
+		calls []llms.ToolCall
+	}
 loop:
-	for range r.MaxIters {
-		stepIn := maps.Clone(in)
-		stepIn["trajectory"] = formatTrajectory(steps)
-		out, calls, err := r.React.call(ctx, stepIn, tools, conv)
+	for idx := range r.MaxIters {
+		res, kept, err := callTruncating(steps, func(tr Trajectory) (stepOut, error) {
+			if len(tr) < len(steps) {
+				// The native conversation repeats the dropped steps.
+				conv = nil
+			}
+			stepIn := maps.Clone(in)
+			stepIn["trajectory"] = tr.String()
+			out, calls, err := r.React.call(ctx, stepIn, tools, conv)
+			return stepOut{out, calls}, err
+		})
+		steps = kept
 		if err != nil {
-			if errors.Is(err, ErrParse) {
+			if errors.Is(err, ErrParse) || errors.Is(err, lm.ErrContextWindow) {
 				// As DSPy: an agent that cannot produce a step stops and
 				// answers from what it has.
 				break
 			}
 			return nil, err
 		}
+		out, calls := res.out, res.calls
 		if calls != nil {
 			// The native protocol: the model's tool calls, then one tool
 			// message per call with its result.
@@ -193,7 +261,7 @@ loop:
 				} else {
 					obs = r.runTool(ctx, c.FunctionCall.Name, args)
 				}
-				steps = append(steps, trajectoryStep{tool: c.FunctionCall.Name, args: orEmptyObject(c.FunctionCall.Arguments), observation: obs})
+				steps = append(steps, TrajectoryStep{Index: r.nextIndex(steps, idx), ToolName: c.FunctionCall.Name, ToolArgs: args, Observation: obs})
 				conv = append(conv, llms.MessageContent{Role: llms.ChatMessageTypeTool, Parts: []llms.ContentPart{
 					llms.ToolCallResponse{ToolCallID: c.ID, Name: c.FunctionCall.Name, Content: obs},
 				}})
@@ -203,20 +271,34 @@ loop:
 		name, _ := out["next_tool_name"].(string)
 		args, _ := out["next_tool_args"].(map[string]any)
 		thought, _ := out["next_thought"].(string)
+		step := TrajectoryStep{Index: r.nextIndex(steps, idx), Thought: thought, ToolName: name, ToolArgs: args}
 		if name == finishTool {
-			steps = append(steps, trajectoryStep{thought: thought, tool: name, args: compactJSON(args), observation: "Completed."})
+			step.Observation = "Completed."
+			steps = append(steps, step)
 			break
 		}
-		steps = append(steps, trajectoryStep{thought: thought, tool: name, args: compactJSON(args), observation: r.runTool(ctx, name, args)})
+		step.Observation = r.runTool(ctx, name, args)
+		steps = append(steps, step)
 	}
-	extractIn := maps.Clone(in)
-	extractIn["trajectory"] = formatTrajectory(steps)
-	out, err := r.Extract.Forward(ctx, extractIn)
+	out, steps, err := callTruncating(steps, func(tr Trajectory) (Values, error) {
+		extractIn := maps.Clone(in)
+		extractIn["trajectory"] = tr.String()
+		return r.Extract.Forward(ctx, extractIn)
+	})
 	if err != nil {
 		return nil, err
 	}
-	out["trajectory"] = extractIn["trajectory"]
+	out["trajectory"] = steps
 	return out, nil
+}
+
+// nextIndex numbers a new step: one past the last, which the iteration
+// count idx equals unless native calls added several steps in one turn.
+func (r *ReAct) nextIndex(steps Trajectory, idx int) int {
+	if len(steps) == 0 {
+		return idx
+	}
+	return max(idx, steps[len(steps)-1].Index+1)
 }
 
 func orEmptyObject(s string) string {

@@ -47,8 +47,8 @@ func TestReActMarkerProtocol(t *testing.T) {
 	if res.Outputs["answer"] != "sunny" || strings.Join(calls, ",") != "weather:Atlantis,weather:Paris" {
 		t.Errorf("outputs %v, tool calls %v", res.Outputs, calls)
 	}
-	traj := res.Outputs["trajectory"].(string)
-	for _, want := range []string{"observation_0: Execution error in weather: no such city", "observation_1: sunny in Paris", "tool_name_2: finish"} {
+	traj := res.Outputs["trajectory"].(Trajectory).String()
+	for _, want := range []string{"[[ ## observation_0 ## ]]\nExecution error in weather: no such city", "[[ ## observation_1 ## ]]\nsunny in Paris", "[[ ## tool_name_2 ## ]]\nfinish"} {
 		if !strings.Contains(traj, want) {
 			t.Errorf("trajectory lacks %q:\n%s", want, traj)
 		}
@@ -63,7 +63,7 @@ func TestReActMarkerProtocol(t *testing.T) {
 	if len(reqs[0].Tools) != 2 || reqs[0].Tools[0].Function.Name != "weather" {
 		t.Errorf("native tools offered = %+v", reqs[0].Tools)
 	}
-	if !strings.Contains(text(reqs[3].Messages[1]), "observation_1: sunny in Paris") || len(reqs[3].Tools) != 0 {
+	if !strings.Contains(text(reqs[3].Messages[1]), "[[ ## observation_1 ## ]]\nsunny in Paris") || len(reqs[3].Tools) != 0 {
 		t.Error("extract step did not get the trajectory, or was offered tools")
 	}
 	if len(res.Trace) != 4 || res.Trace[3].Predict != agent.Extract.Predict {
@@ -94,7 +94,7 @@ func TestReActNativeToolCalls(t *testing.T) {
 		second[3].Parts[0].(llms.ToolCallResponse).Content != "sunny in Oslo" || second[3].Parts[0].(llms.ToolCallResponse).ToolCallID != "weather" {
 		t.Errorf("second request does not carry the tool calls and results: %+v", second[2:])
 	}
-	traj := res.Outputs["trajectory"].(string)
+	traj := res.Outputs["trajectory"].(Trajectory).String()
 	if res.Outputs["answer"] != "cold" || strings.Join(calls, ",") != "weather:Oslo" ||
 		!strings.Contains(traj, "sunny in Oslo") || !strings.Contains(traj, "arguments are not a JSON object") {
 		t.Errorf("outputs %v, calls %v", res.Outputs, calls)

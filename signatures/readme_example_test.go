@@ -52,3 +52,38 @@ func Example_readme() {
 	// answer is an int: true - predictor calls: 1
 	// typed answer: true
 }
+
+// The README's "From DSPy" program: the struct-built signature equals the
+// string form with the same instructions, and the Go side runs.
+func Example_fromDSPy() {
+	ctx := context.Background()
+	var model lm.LM = lm.NewProvider("offline", "kowai-offline", offline.New())
+	sig, err := signatures.New(
+		[]signatures.Field{{Name: "question"}, {Name: "context", Type: signatures.List(signatures.String)}},
+		[]signatures.Field{{Name: "answer", Desc: "often 1 to 5 words"},
+			{Name: "confidence", Type: signatures.OptionalOf(signatures.Float)}},
+		"Answer with a short fact.")
+	if err != nil {
+		panic(err)
+	}
+	parsed := signatures.MustParse("question, context: list[str] -> answer, confidence: float | None").
+		WithInstructions("Answer with a short fact.")
+	parsed, err = parsed.WithUpdatedField("answer", signatures.FieldUpdate{Desc: ptr("often 1 to 5 words")})
+	if err != nil {
+		panic(err)
+	}
+	qa, err := signatures.NewChainOfThought(sig, signatures.PredictOptions{})
+	if err != nil {
+		panic(err)
+	}
+	res, err := signatures.Execute(ctx, model, qa, signatures.Values{
+		"question": "Who wrote Hamlet?", "context": []string{"Hamlet is a play by Shakespeare."}})
+	if err != nil {
+		panic(err)
+	}
+	_, hasConfidence := res.Outputs["confidence"]
+	fmt.Println(sig.Equal(parsed), sig, hasConfidence)
+	// Output: true question, context: list[str] -> answer, confidence: Optional[float] true
+}
+
+func ptr[T any](v T) *T { return &v }

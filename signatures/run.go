@@ -88,6 +88,9 @@ type recordedStep struct {
 type namedValue struct {
 	name  string
 	value any
+	// text marks an input typed exactly str, whose list values DSPy
+	// renders as numbered «blobs».
+	text bool
 }
 
 // traceStep builds the TraceStep, with maps of its own.

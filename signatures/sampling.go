@@ -21,15 +21,19 @@ type BestOfN struct {
 	// Reward scores each attempt; Threshold ends the sampling early.
 	Reward    Reward
 	Threshold float64
+	// FailCount is how many failed attempts are tolerated: the next failure
+	// ends the sampling with its error (DSPy's fail_count). Zero means N,
+	// so only a run whose every attempt failed is an error.
+	FailCount int
 }
 
 // Predictors lists the wrapped module's predictors.
 func (b *BestOfN) Predictors() []NamedPredictor { return Predictors(b.Module) }
 
 // Forward samples until the threshold is met or N attempts are made. It
-// fails only when every attempt failed.
+// fails when every attempt failed or when more than FailCount did.
 func (b *BestOfN) Forward(ctx context.Context, in Values) (Values, error) {
-	return sampleBest(ctx, in, b.Module, max(b.N, 1), b.Reward, b.Threshold, nil)
+	return sampleBest(ctx, in, b.Module, max(b.N, 1), b.FailCount, b.Reward, b.Threshold, nil)
 }
 
 // ErrAllAttemptsFailed is wrapped when every BestOfN/Refine attempt failed.
@@ -37,8 +41,12 @@ var ErrAllAttemptsFailed = errors.New("signatures: every attempt failed")
 
 // sampleBest is BestOfN's loop; advise, when set, turns a failed attempt
 // into a hint for the next one (Refine).
-func sampleBest(ctx context.Context, in Values, m Module, n int, reward Reward, threshold float64,
+func sampleBest(ctx context.Context, in Values, m Module, n, failCount int, reward Reward, threshold float64,
 	advise func(ctx context.Context, in, out Values, score float64) (string, error)) (Values, error) {
+	if failCount <= 0 {
+		failCount = n
+	}
+	failures := 0
 	parent := RunFrom(ctx)
 	var (
 		best      Values
@@ -65,6 +73,9 @@ func sampleBest(ctx context.Context, in Values, m Module, n int, reward Reward, 
 			lastErr = err
 			if ctx.Err() != nil {
 				return nil, err
+			}
+			if failures++; failures > failCount {
+				return nil, fmt.Errorf("%w (%d failed, %d tolerated): %w", ErrAllAttemptsFailed, failures, failCount, err)
 			}
 			continue
 		}
@@ -105,6 +116,8 @@ type Refine struct {
 	N         int
 	Reward    Reward
 	Threshold float64
+	// FailCount is as in BestOfN.
+	FailCount int
 	// Feedback writes the advice; NewRefine sets it.
 	Feedback *Predict
 }
@@ -135,7 +148,7 @@ func (r *Refine) Predictors() []NamedPredictor { return Predictors(r.Module) }
 func (r *Refine) Forward(ctx context.Context, in Values) (Values, error) {
 	advise := func(ctx context.Context, in, out Values, score float64) (string, error) {
 		fb, err := r.Feedback.Forward(ctx, Values{
-			"program_inputs": compactJSON(in), "program_outputs": compactJSON(out),
+			"program_inputs": pyJSON(in), "program_outputs": pyJSON(out),
 			"reward_value": score, "target_threshold": r.Threshold,
 		})
 		if err != nil {
@@ -143,5 +156,5 @@ func (r *Refine) Forward(ctx context.Context, in Values) (Values, error) {
 		}
 		return fb["advice"].(string), nil
 	}
-	return sampleBest(ctx, in, r.Module, max(r.N, 1), r.Reward, r.Threshold, advise)
+	return sampleBest(ctx, in, r.Module, max(r.N, 1), r.FailCount, r.Reward, r.Threshold, advise)
 }

@@ -3,9 +3,11 @@ package signatures
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Errors about signatures and their fields.
@@ -39,6 +41,10 @@ type Field struct {
 	// Prefix is DSPy's display prefix ("Question:"); it is kept in saved
 	// state for compatibility and inferred from the name when empty.
 	Prefix string `json:"prefix,omitempty"`
+	// Default, when not nil, is an input's value when the caller leaves it
+	// out, and an output's value when the reply lacks it (DSPy's
+	// InputField(default=...) and OutputField(default=...)).
+	Default any `json:"default,omitempty"`
 }
 
 // Signature is an immutable description of a task: ordered input fields,
@@ -127,13 +133,51 @@ func (s Signature) defaultInstructions() string {
 	return fmt.Sprintf("Given the fields %s, produce the fields %s.", quote(s.inputs), quote(s.outputs))
 }
 
-// inferPrefix follows DSPy: "next_thought" -> "Next Thought:".
+// The steps of DSPy's infer_prefix (dspy/signatures/signature.py).
+var (
+	prefixCamel    = regexp.MustCompile(`(.)([A-Z][a-z]+)`)
+	prefixCaps     = regexp.MustCompile(`([a-z0-9])([A-Z])`)
+	prefixLetterNo = regexp.MustCompile(`([a-zA-Z])(\d)`)
+	prefixNoLetter = regexp.MustCompile(`(\d)([a-zA-Z])`)
+)
+
+// inferPrefix is DSPy's infer_prefix plus ":": words split at underscores,
+// camelCase humps and digits, acronyms kept ("URLAddress" -> "URL
+// Address:", "input1" -> "Input 1:", "next_thought" -> "Next Thought:").
 func inferPrefix(name string) string {
-	words := strings.FieldsFunc(name, func(r rune) bool { return r == '_' })
+	s := prefixCamel.ReplaceAllString(name, "${1}_${2}")
+	s = prefixCaps.ReplaceAllString(s, "${1}_${2}")
+	s = prefixLetterNo.ReplaceAllString(s, "${1}_${2}")
+	s = prefixNoLetter.ReplaceAllString(s, "${1}_${2}")
+	words := strings.Split(s, "_")
 	for i, w := range words {
-		words[i] = strings.ToUpper(w[:1]) + w[1:]
+		if !isUpperWord(w) {
+			words[i] = capitalize(w)
+		}
 	}
 	return strings.Join(words, " ") + ":"
+}
+
+// isUpperWord is Python's str.isupper: some cased letter, none lower case.
+func isUpperWord(w string) bool {
+	cased := false
+	for _, r := range w {
+		if unicode.IsLower(r) {
+			return false
+		}
+		cased = cased || unicode.IsUpper(r)
+	}
+	return cased
+}
+
+// capitalize is Python's str.capitalize: the first letter upper case, the
+// rest lower case.
+func capitalize(w string) string {
+	if w == "" {
+		return w
+	}
+	r, n := utf8.DecodeRuneInString(w)
+	return string(unicode.ToUpper(r)) + strings.ToLower(w[n:])
 }
 
 // Inputs returns a copy of the input fields in order.
@@ -198,6 +242,69 @@ func (s Signature) insert(role Role, at int, f Field) (Signature, error) {
 	return n, nil
 }
 
+// AppendInstructions returns a copy whose instructions are the current
+// ones and extra, joined by a blank line (DSPy's append_instructions).
+func (s Signature) AppendInstructions(extra string) Signature {
+	return s.WithInstructions(s.instructions + "\n\n" + extra)
+}
+
+// Insert returns a copy with f at index at among the fields of role, as
+// DSPy's insert: a negative index counts from the end, -1 appending. The
+// instructions are kept.
+func (s Signature) Insert(at int, role Role, f Field) (Signature, error) {
+	n := len(s.inputs)
+	if role == Output {
+		n = len(s.outputs)
+	}
+	if at < 0 {
+		at += n + 1
+	}
+	if at < 0 || at > n {
+		return Signature{}, fmt.Errorf("%w: index %d out of range for %d %s fields", ErrInvalidSignature, at, n, roleName(role))
+	}
+	if at == n {
+		return s.insert(role, -1, f)
+	}
+	return s.insert(role, at, f)
+}
+
+// FieldUpdate holds the attributes WithUpdatedField changes; nil leaves
+// one as it is.
+type FieldUpdate struct {
+	// Type, Desc and Prefix replace the field's when not nil.
+	Type   *Type
+	Desc   *string
+	Prefix *string
+}
+
+// WithUpdatedField returns a copy whose named field has the attributes of
+// u (DSPy's with_updated_fields). The receiver is unchanged.
+func (s Signature) WithUpdatedField(name string, u FieldUpdate) (Signature, error) {
+	in, out := cloneFields(s.inputs), cloneFields(s.outputs)
+	for _, fs := range [][]Field{in, out} {
+		for i := range fs {
+			if fs[i].Name != name {
+				continue
+			}
+			if u.Type != nil {
+				fs[i].Type = *u.Type
+			}
+			if u.Desc != nil {
+				fs[i].Desc = *u.Desc
+			}
+			if u.Prefix != nil {
+				fs[i].Prefix = *u.Prefix
+			}
+			n := Signature{inputs: in, outputs: out, instructions: s.instructions}
+			if err := n.validate(); err != nil {
+				return Signature{}, err
+			}
+			return n, nil
+		}
+	}
+	return Signature{}, fmt.Errorf("%w: no field %q", ErrInvalidSignature, name)
+}
+
 // Delete returns a copy without the named field; it is a no-op when the
 // field does not exist.
 func (s Signature) Delete(name string) Signature {
@@ -216,7 +323,7 @@ func (s Signature) String() string {
 		ps := make([]string, len(fs))
 		for i, f := range fs {
 			ps[i] = f.Name
-			if f.Type.Kind != KindString && f.Type.Kind != KindHistory {
+			if !f.Type.isStr() && f.Type.Kind != KindHistory {
 				ps[i] += ": " + f.Type.String()
 			}
 		}

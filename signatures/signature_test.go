@@ -15,7 +15,22 @@ func TestParse(t *testing.T) {
 		{"  question ,context:list[str]->answer: int ", "question, context: list[str] -> answer: int"},
 		{"message, history -> response", "message, history -> response"},
 		{"text -> label: Literal['pos', 'neg'], confidence: float", "text -> label: Literal['pos', 'neg'], confidence: float"},
-		{`text -> label: Literal["a b", 'it\'s']`, `text -> label: Literal['a b', 'it\'s']`},
+		// Quoting as tests/adapters/test_chat_adapter.py's Literal cases
+		// (DSPy's _quoted_string_for_literal_type_annotation).
+		{`text -> label: Literal["a b", 'it\'s']`, `text -> label: Literal['a b', "it's"]`},
+		{`t -> l: Literal['say "hi"', 'both"and\'']`, `t -> l: Literal['say "hi"', 'both"and\'']`},
+		// Optional, PEP 604 unions, Union and tuple, as
+		// tests/signatures/test_signature.py, test_pep604_union_type_inline
+		// and test_pep604_union_type_inline_equivalence.
+		{"input1: str | None, input2: None | int -> output_union: int | str",
+			"input1: Optional[str], input2: Optional[int] -> output_union: Union[int, str]"},
+		{"input: Optional[str] -> output: Union[int, str]", "input: Optional[str] -> output: Union[int, str]"},
+		{"input: str | (int | float) | None -> output: str", "input: Union[str, int, float, None] -> output"},
+		{"q -> o: Union[int, None]", "q -> o: Optional[int]"},
+		{"q -> o: Tuple[int, Optional[float], list[str]]", "q -> o: tuple[int, Optional[float], list[str]]"},
+		{"q -> o: tuple[int, ...]", "q -> o: list[int]"},
+		{"q: dict[str, list[Optional[Tuple[int, str]]]] -> o: Union[list[str], dict[str, Any]]",
+			"q: dict[str, Any] -> o: Union[list[str], dict[str, Any]]"},
 		{"q -> ok: bool, meta: dict", "q -> ok: bool, meta: dict"},
 		{"q -> meta: dict[str, Any]", "q -> meta: dict[str, Any]"},
 		{"q -> grid: list[list[int]]", "q -> grid: list[list[int]]"},
@@ -172,8 +187,14 @@ func TestSignatureFor(t *testing.T) {
 		t.Errorf("instructions = %q", sig.Instructions())
 	}
 	f, _, _ := sig.Field("cite")
-	if string(f.Type.Schema) != `{"properties":{"line":{"type":"integer"},"source":{"type":"string"}},"required":["source"],"type":"object"}` {
+	// Titles and the note's rendering as pydantic and DSPy write them:
+	// tests/adapters/test_chat_adapter.py, the Summary schema of the
+	// pydantic exact-messages test.
+	if string(f.Type.Schema) != `{"properties":{"line":{"title":"Line","type":"integer"},"source":{"title":"Source","type":"string"}},"required":["source"],"title":"citation","type":"object"}` {
 		t.Errorf("schema = %s", f.Type.Schema)
+	}
+	if got, want := f.Type.note(), `# note: the value you produce must adhere to the JSON schema: {"type": "object", "properties": {"line": {"type": "integer", "title": "Line"}, "source": {"type": "string", "title": "Source"}}, "required": ["source"], "title": "citation"}`; got != want {
+		t.Errorf("note:\n%s\nwant:\n%s", got, want)
 	}
 	type badRole struct {
 		A string `dspy:"output"`

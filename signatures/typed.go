@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"unicode"
 )
 
 // Instructioner may be implemented by the input struct of SignatureFor to
@@ -24,6 +25,7 @@ var historyType = reflect.TypeFor[History]()
 //	desc:"..."         the description shown to the model
 //	prefix:"..."       DSPy's display prefix (kept in saved state)
 //	enum:"a,b,c"       makes a string field an enum (Literal['a', 'b', 'c'])
+//	default:"..."      the field's Default, read as its type (DSPy's InputField(default=...))
 //
 // Go types map to field types: string, ints, floats, bool, slices (list[T]),
 // structs and maps with string keys (JSON objects, with a generated JSON
@@ -91,10 +93,15 @@ func structFieldsIndexed(t reflect.Type, role string) ([]structField, error) {
 			}
 			ft = Enum(strings.Split(enum, ",")...)
 		}
-		out = append(out, structField{
-			Field: Field{Name: name, Type: ft, Desc: sf.Tag.Get("desc"), Prefix: sf.Tag.Get("prefix")},
-			index: sf.Index,
-		})
+		f := Field{Name: name, Type: ft, Desc: sf.Tag.Get("desc"), Prefix: sf.Tag.Get("prefix")}
+		if d, ok := sf.Tag.Lookup("default"); ok {
+			v, err := ft.parseText(d)
+			if err != nil {
+				return nil, fmt.Errorf("%w: field %s.%s: default %q: %v", ErrInvalidSignature, t.Name(), sf.Name, d, err)
+			}
+			f.Default = v
+		}
+		out = append(out, structField{Field: f, index: sf.Index})
 	}
 	return out, nil
 }
@@ -117,7 +124,12 @@ func goType(t reflect.Type, depth int) (Type, error) {
 	case reflect.Bool:
 		return Bool, nil
 	case reflect.Pointer:
-		return goType(t.Elem(), depth+1)
+		// A pointer may be nil: Optional[T], as pydantic reads T | None.
+		e, err := goType(t.Elem(), depth+1)
+		if err != nil || e.Kind == KindHistory {
+			return e, err
+		}
+		return OptionalOf(e), nil
 	case reflect.Slice, reflect.Array:
 		elem, err := goType(t.Elem(), depth+1)
 		if err != nil {
@@ -163,12 +175,16 @@ func structSchema(t reflect.Type, depth int) (map[string]any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("field %s: %w", sf.Name, err)
 		}
-		props[name] = ft.JSONSchema()
+		ps := ft.JSONSchema()
+		ps["title"] = pyTitle(name)
+		props[name] = ps
 		if !strings.Contains(opts, "omitempty") {
 			required = append(required, name)
 		}
 	}
-	s := map[string]any{"type": "object", "properties": props}
+	// Titles as pydantic writes them: the model's name, and each field's
+	// name title-cased.
+	s := map[string]any{"type": "object", "properties": props, "title": t.Name()}
 	if len(required) > 0 {
 		s["required"] = required
 	}
@@ -254,4 +270,25 @@ func assign(dst reflect.Value, v any) error {
 		return err
 	}
 	return json.Unmarshal(b, dst.Addr().Interface())
+}
+
+// pyTitle is pydantic's default field title: Python's str.title() of the
+// name, underscores turned into spaces ("first_name" -> "First Name").
+func pyTitle(name string) string {
+	var b strings.Builder
+	prevLetter := false
+	for _, r := range name {
+		switch {
+		case unicode.IsLetter(r) && !prevLetter:
+			b.WriteRune(unicode.ToUpper(r))
+		case unicode.IsLetter(r):
+			b.WriteRune(unicode.ToLower(r))
+		case r == '_':
+			b.WriteRune(' ')
+		default:
+			b.WriteRune(r)
+		}
+		prevLetter = unicode.IsLetter(r)
+	}
+	return b.String()
 }

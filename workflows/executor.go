@@ -435,11 +435,16 @@ func (r *run) suspend(w *Waiting, wake time.Time) {
 	}
 }
 
-// startAttempt announces an attempt, durably when the observer records
-// attempts.
-func (r *run) startAttempt(ev Event) error {
+// startAttempt announces an attempt. It waits for the record to be durable
+// when the observer records attempts and the step needs it: agent, program
+// and child steps spend money or start work elsewhere, so every attempt that
+// may have reached the model is counted even across a crash; a plain task
+// asks for it with WithDurableAttempts. Other attempts are announced like any
+// event and become durable with the run's next commit, which keeps a task
+// at about one commit (its journal row).
+func (r *run) startAttempt(ev Event, durable bool) error {
 	rec, ok := r.e.svc.Observer.(AttemptRecorder)
-	if !ok {
+	if !ok || !durable {
 		r.observe(ev)
 		return nil
 	}
@@ -540,7 +545,8 @@ func (r *run) execute(seq int, name string, kind Kind, cfg taskConfig, fn stepFu
 	var usage lm.Usage
 	for {
 		attempt++
-		if err := r.startAttempt(Event{Seq: seq, Name: name, Kind: kind, Status: StatusRunning, Attempt: attempt}); err != nil {
+		durable := kind != KindTask || cfg.durableAttempts
+		if err := r.startAttempt(Event{Seq: seq, Name: name, Kind: kind, Status: StatusRunning, Attempt: attempt}, durable); err != nil {
 			return nil, err
 		}
 		actx, cancel := r.ctx, context.CancelFunc(func() {})

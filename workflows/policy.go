@@ -56,6 +56,8 @@ type taskConfig struct {
 	cacheKey   any
 	cacheTTL   time.Duration
 	cacheInput bool
+	// durableAttempts makes each attempt's start durable before it runs.
+	durableAttempts bool
 }
 
 // WithRetry sets the task's retry policy.
@@ -64,6 +66,13 @@ func WithRetry(r Retry) TaskOption { return func(c *taskConfig) { c.retry = r } 
 // WithTimeout bounds each attempt of the task; an attempt that times out is
 // retryable.
 func WithTimeout(d time.Duration) TaskOption { return func(c *taskConfig) { c.timeout = d } }
+
+// WithDurableAttempts records each attempt of a plain task durably before it
+// runs, as agent, program and child steps always are, so that an attempt cut
+// short by a crash is counted. It costs one commit per attempt; without it a
+// task's attempt is recorded with the run's next commit, so a crash during
+// the attempt may leave that one attempt uncounted (it is still retried).
+func WithDurableAttempts() TaskOption { return func(c *taskConfig) { c.durableAttempts = true } }
 
 // RetryIf replaces the default classification (IsRetryable) for this task.
 func RetryIf(f func(error) bool) TaskOption { return func(c *taskConfig) { c.retryable = f } }

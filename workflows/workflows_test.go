@@ -719,3 +719,43 @@ func TestMemoryCacheIsBounded(t *testing.T) {
 		t.Error("the newest entry was dropped")
 	}
 }
+
+// attemptLog is an AttemptRecorder that notes which attempts were waited for.
+type attemptLog struct {
+	recorder
+	durable []string
+}
+
+func (a *attemptLog) RecordAttempt(_ context.Context, e workflows.Event) error {
+	a.mu.Lock()
+	a.durable = append(a.durable, e.Name)
+	a.mu.Unlock()
+	a.Observe(e)
+	return nil
+}
+
+// Attempts are recorded durably before they run for steps that spend (agent,
+// program, child) and for tasks that ask; a plain task's attempt is only
+// announced, so it costs no commit of its own.
+func TestDurableAttemptsOnlyWhereNeeded(t *testing.T) {
+	log := &attemptLog{}
+	e := newEnv(t, workflows.Services{}, workflows.Limits{})
+	exec, err := workflows.NewExecutor(e.reg, workflows.Services{Journal: e.journal, Observer: log}, workflows.Limits{})
+	must(t, err)
+	e.exec = exec
+	must(t, workflows.Register(e.reg, "w", func(c *workflows.Context, _ none) (int, error) {
+		if _, err := workflows.Task(c, "plain", func(context.Context) (int, error) { return 1, nil }); err != nil {
+			return 0, err
+		}
+		return workflows.Task(c, "counted", func(context.Context) (int, error) { return 2, nil }, workflows.WithDurableAttempts())
+	}))
+	if out := e.run(t.Context(), "w", "r", `{}`); out.Status != workflows.StatusCompleted {
+		t.Fatalf("outcome %+v", out)
+	}
+	if len(log.durable) != 1 || log.durable[0] != "counted" {
+		t.Fatalf("durable attempts %v, want only [counted]", log.durable)
+	}
+	if got := log.statuses("plain"); len(got) != 2 || got[0] != workflows.StatusRunning {
+		t.Fatalf("plain task events %v: its attempt must still be announced", got)
+	}
+}

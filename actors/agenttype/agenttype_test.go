@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -233,14 +234,14 @@ func TestReactUsesTools(t *testing.T) {
 	if err != nil || out.Text != "It is 42." {
 		t.Fatalf("reply = %+v, %v", out, err)
 	}
-	traj, _ := out.Details["trajectory"].(string)
-	if !strings.Contains(traj, "tool_name_0: calculator") || !strings.Contains(traj, "observation_0: 42") {
+	traj := fmt.Sprint(out.Details["trajectory"])
+	if !strings.Contains(traj, "[[ ## tool_name_0 ## ]]\ncalculator") || !strings.Contains(traj, "[[ ## observation_0 ## ]]\n42") {
 		t.Fatalf("trajectory = %q", traj)
 	}
 	if len(model.Requests()[0].Tools) != 3 {
 		t.Fatalf("tools offered natively: %d, want calculator, clock and finish", len(model.Requests()[0].Tools))
 	}
-	if !strings.Contains(lm.MessagesText(model.Requests()[2].Messages), "observation_0: 42") {
+	if !strings.Contains(lm.MessagesText(model.Requests()[2].Messages), "[[ ## observation_0 ## ]]\n42") {
 		t.Fatal("extract step did not see the observation")
 	}
 

@@ -34,4 +34,18 @@
 //
 //	KOWAI_TEST_MYSQL_DSN=mysql://root@127.0.0.1:3306/kowai_test go test -v -run TestProcesses ./actors/durability/
 //	durability TestProcesses/automanaged-kill: 50 conversations, turns acknowledged=327 ...
+//
+// # Workflow runs surviving a kill
+//
+// TestWorkflowRunsSurviveKill runs three nodes whose model is an OpenAI-compatible fake
+// (lmtest's, behind a proxy that counts every call by the message it carries and holds
+// it back), starts thirty research runs of five agent tasks each, and kills with
+// SIGKILL the node the hash gives most runs (among those not hosting the agents) once
+// the runs are mid-flight. Every run must complete with no client involved; no task
+// may have called the model more often than the attempts its journal records, and a
+// task journaled before the kill exactly once. The reply cache is off, so a repeated
+// call would reach the fake. It prints the time from the kill to each moved run's first
+// event on a survivor:
+//
+//	durability TestWorkflowRunsSurviveKill: 30 runs x 5 tasks, 6 on the killed node ...
 package durability

@@ -53,6 +53,7 @@ type kowaiCluster struct {
 type kowaiNode struct {
 	index       int
 	httpURL     string
+	metricsURL  string
 	clusterAddr string
 	membership  string
 	env         []string
@@ -75,16 +76,18 @@ func newCluster(t *testing.T, bin, provider string, total int) *kowaiCluster {
 	}
 	// Every node shares one certificate from one test CA, as an operator may.
 	certs := clustertest.NewCerts(t)
-	ports := clustertest.FreePorts(t, 3*total)
+	ports := clustertest.FreePorts(t, 4*total)
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
 	var peers []string
 	for i := range total {
-		peers = append(peers, addr(ports[3*i+2]))
+		peers = append(peers, addr(ports[4*i+2]))
 	}
 	for i := range total {
-		n := &kowaiNode{index: i, httpURL: "http://" + addr(ports[3*i]), clusterAddr: addr(ports[3*i+1]), membership: peers[i]}
+		n := &kowaiNode{index: i, httpURL: "http://" + addr(ports[4*i]), metricsURL: "http://" + addr(ports[4*i+3]),
+			clusterAddr: addr(ports[4*i+1]), membership: peers[i]}
 		n.env = append(append(c.baseEnv(), certs.Env()...),
-			"KOWAI_HTTP_ADDR="+addr(ports[3*i]),
+			"KOWAI_HTTP_ADDR="+addr(ports[4*i]),
+			"KOWAI_METRICS_ADDR="+addr(ports[4*i+3]),
 			"KOWAI_CLUSTER_PROVIDER="+provider,
 			"KOWAI_CLUSTER_ADDR="+n.clusterAddr,
 		)
@@ -225,7 +228,7 @@ func (c *kowaiCluster) metric(name string) float64 {
 	sample := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:\{[^}]*\})? (\S+)$`)
 	var sum float64
 	for _, n := range c.live() {
-		resp, err := c.client.Get(n.httpURL + "/metrics")
+		resp, err := c.client.Get(n.metricsURL + "/metrics")
 		if err != nil {
 			c.t.Fatalf("metrics of node %d: %v", n.index, err)
 		}

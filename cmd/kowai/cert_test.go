@@ -193,7 +193,8 @@ func serveUntilReady(t *testing.T, env []string) string {
 	cmd := exec.Command(binary, "serve")
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "KOWAI_HTTP_ADDR=" + addr, "KOWAI_LOG_FORMAT=json",
-		"KOWAI_DATA_DIR=" + filepath.Join(dir, "data"), "KOWAI_DRAIN_GRACE=0s"}, env...)
+		"KOWAI_DATA_DIR=" + filepath.Join(dir, "data"), "KOWAI_DRAIN_GRACE=0s", "KOWAI_METRICS_ADDR=off",
+		"KOWAI_RATE_LIMIT=6000/m"}, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"optimize": {"compile a signature program on a train set and report its score", optimizeCmd},
 		"user":     {"manage users: user create", userCmd},
 		"version":  {"print version, commit and Go version", versionCmd},
+		"workflow": {"list, run, watch, cancel and resume workflow runs on a node over HTTP (KOWAI_URL, KOWAI_TOKEN)", workflowCmd},
 	}
 }
 

@@ -73,6 +73,21 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// httpGet returns the status and body of a GET.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, string(b)
+}
+
 func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
@@ -161,11 +176,17 @@ func TestRuntimeFailuresExitOne(t *testing.T) {
 	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	for _, tc := range []struct {
 		env      []string
 		mentions string
 	}{
 		{[]string{"KOWAI_DATA_DIR=" + filepath.Join(blocker, "data")}, "KOWAI_DATA_DIR"},
+		{[]string{"KOWAI_DATA_DIR=" + filepath.Join(dir, "metrics"), "KOWAI_METRICS_ADDR=" + taken.Addr().String(), "KOWAI_DRAIN_GRACE=0s"}, "KOWAI_METRICS_ADDR"},
 		{[]string{"KOWAI_DATABASE_URL=mysql://nobody:s3cretpw@127.0.0.1:1/kowai", "KOWAI_JWT_SECRET=" + strings.Repeat("k", 32)}, "127.0.0.1:1"},
 	} {
 		code, _, stderr := kowai(t, dir, tc.env, "", "serve", "--http-addr", freePort(t))
@@ -176,13 +197,18 @@ func TestRuntimeFailuresExitOne(t *testing.T) {
 }
 
 // TestServeEmbeddedLifecycle is the front door: serve on the defaults creates
-// ./data/kowai.db, answers /health/ready, and exits 0 on SIGTERM.
+// ./data/kowai.db, answers /health/ready, serves /metrics on the metrics
+// address only, limits logins at KOWAI_AUTH_RATE_LIMIT, and exits 0 on
+// SIGTERM.
 func TestServeEmbeddedLifecycle(t *testing.T) {
 	dir := t.TempDir()
-	addr := freePort(t)
+	addr, metricsAddr := freePort(t), freePort(t)
 	cmd := exec.Command(binary, "serve")
 	cmd.Dir = dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "KOWAI_HTTP_ADDR=" + addr, "KOWAI_LOG_FORMAT=json"}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "KOWAI_HTTP_ADDR=" + addr, "KOWAI_LOG_FORMAT=json",
+		"KOWAI_METRICS_ADDR=" + metricsAddr, "KOWAI_AUTH_RATE_LIMIT=2/h",
+		// Readiness is polled every 20-50 ms, faster than the anonymous limit.
+		"KOWAI_RATE_LIMIT=6000/m"}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -220,6 +246,23 @@ func TestServeEmbeddedLifecycle(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "kowai.db")); err != nil {
 		t.Fatalf("embedded database not created: %v", err)
+	}
+	if status, body := httpGet(t, "http://"+metricsAddr+"/metrics"); status != http.StatusOK || !strings.Contains(body, "kowai_http_requests_total") {
+		t.Errorf("metrics address: %d %.200s", status, body)
+	}
+	if status, body := httpGet(t, "http://"+addr+"/metrics"); status != http.StatusNotFound || strings.Contains(body, "kowai_http_requests_total") {
+		t.Errorf("/metrics on the API port: %d %.200s", status, body)
+	}
+	for i, want := range []int{http.StatusUnauthorized, http.StatusUnauthorized, http.StatusTooManyRequests} {
+		res, err := http.Post("http://"+addr+"/api/v1/auth/login", "application/json", strings.NewReader(`{"email":"nobody@example.com","password":"wrong password"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("login %d: %d, want %d (KOWAI_AUTH_RATE_LIMIT=2/h)", i, res.StatusCode, want)
+		}
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -11,11 +11,11 @@ func optimizeCmd(ctx context.Context, args []string, io stdio, getenv func(strin
 	fs := flagSet("optimize", "optimize --program NAME --trainset FILE.jsonl [--devset FILE.jsonl] --out FILE.json [flags]", io)
 	var o optimize.Options
 	var seed uint
-	fs.StringVar(&o.Program, "program", "", "registered program to compile (chat, chat-multistage, boolqa)")
+	fs.StringVar(&o.Program, "program", "", "registered program to compile (chat, chat-multistage, boolqa, sentiment)")
 	fs.StringVar(&o.Trainset, "trainset", "", "JSONL train set: {\"inputs\":{...},\"outputs\":{...}} per line")
 	fs.StringVar(&o.Devset, "devset", "", "JSONL dev set scored before and after (default: the train set)")
 	fs.StringVar(&o.Out, "out", "", "file to write the compiled program state to (JSON)")
-	fs.StringVar(&o.Optimizer, "optimizer", "bootstrap", "bootstrap (BootstrapFewShot) or labeled (LabeledFewShot)")
+	fs.StringVar(&o.Optimizer, "optimizer", "bootstrap", "bootstrap (BootstrapFewShot), labeled (LabeledFewShot), mipro (MIPROv2) or copro (COPRO)")
 	fs.IntVar(&o.MaxBootstrapped, "max-bootstrapped", 0, "bootstrapped demos per predictor (default 4)")
 	fs.IntVar(&o.MaxLabeled, "max-labeled", 0, "labeled demos per predictor (default 16)")
 	fs.IntVar(&o.MaxRounds, "max-rounds", 0, "bootstrap rounds (default 1)")

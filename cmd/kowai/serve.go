@@ -19,6 +19,7 @@ import (
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/gateway"
+	"github.com/kowai/kowai/gateway/clientaddr"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/gateway/streams"
 	"github.com/kowai/kowai/internal/config"
@@ -50,6 +51,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	rateLimit, err := ratelimit.ParseLimit(cfg.RateLimit)
 	if err != nil {
 		return usagef("KOWAI_RATE_LIMIT: %v", err)
+	}
+	authRateLimit, err := ratelimit.ParseLimit(cfg.AuthRateLimit)
+	if err != nil {
+		return usagef("KOWAI_AUTH_RATE_LIMIT: %v", err)
 	}
 	clusterTLS, err := loadClusterTLS(cfg, log)
 	if err != nil {
@@ -187,13 +192,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	var draining atomic.Bool
 	gw, err := gateway.New(gateway.Options{
-		Addr:        cfg.HTTPAddr,
-		Logger:      log,
-		Registry:    reg,
-		Gatherer:    reg,
-		Checks:      checks,
-		Draining:    func() bool { return draining.Load() || node.Draining() },
-		CORSOrigins: cfg.CORSOrigins,
+		Addr:           cfg.HTTPAddr,
+		Logger:         log,
+		Registry:       reg,
+		TrustedProxies: clientaddr.FromIPNets(cfg.TrustedProxies),
+		Checks:         checks,
+		Draining:       func() bool { return draining.Load() || node.Draining() },
+		CORSOrigins:    cfg.CORSOrigins,
 		// A turn may wait on the model; the HTTP deadline must not cut it first.
 		RequestTimeout: actors.DefaultTurnTimeout + 15*time.Second,
 	})
@@ -228,14 +233,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 				log.WarnContext(ctx, "agent reload failed; it reloads on its next activation", "agent_id", agentID, "error", err)
 			}
 		},
-		ClusterInfo: func() any { return node.Info() },
-		Limiter:     limiter,
-		RateLimit:   rateLimit,
-		Streams:     replyStreams,
+		ClusterInfo:   func() any { return node.Info() },
+		Limiter:       limiter,
+		RateLimit:     rateLimit,
+		AuthRateLimit: authRateLimit,
+		Streams:       replyStreams,
 		Workflows: &gateway.Workflows{Registry: wf.Registry(), Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles},
 	}); err != nil {
 		return err
+	}
+	var metricsSrv *gateway.MetricsServer
+	if cfg.MetricsAddr != "" {
+		if metricsSrv, err = gateway.NewMetricsServer(gateway.MetricsOptions{Addr: cfg.MetricsAddr, Gatherer: reg, Logger: log}); err != nil {
+			return err
+		}
 	}
 
 	// Join the cluster before the gateway listens, so the first request
@@ -265,6 +277,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	})
 	// Runs left by a lost node are resumed here without any request.
 	g.Go(func() error { return wf.Run(nodeCtx) })
+	if metricsSrv != nil {
+		// Metrics stay up while the node drains and leaves the cluster.
+		g.Go(func() error { return metricsSrv.Run(writerCtx) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		draining.Store(true)
@@ -275,7 +291,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		stopGateway()
 		return nil
 	})
-	log.Info("kowai node starting", "http_addr", cfg.HTTPAddr, "database", db.String(),
+	log.Info("kowai node starting", "http_addr", cfg.HTTPAddr, "metrics_addr", cfg.MetricsAddr, "database", db.String(),
 		"cluster_provider", cfg.ClusterProvider, "llm_provider", cfg.LLMProvider)
 	if err := g.Wait(); err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/kowai/kowai/gateway/clientaddr"
 )
 
 // Authenticator turns a bearer token into a Principal. *Service implements
@@ -89,22 +91,48 @@ func BearerToken(header string) string {
 	return strings.TrimSpace(token)
 }
 
+// ErrMissingToken is the reason RequireAuth gives its Refused hook when the
+// request carries no bearer token.
+var ErrMissingToken = errors.New("auth: missing bearer token")
+
+// RequireAuthOptions adds hooks to RequireAuthWith.
+type RequireAuthOptions struct {
+	// Refused, when set, runs when the request is refused with 401, after
+	// WWW-Authenticate is set; reason is ErrMissingToken or the
+	// Authenticator's error (wrapping ErrInvalidToken). It may count or log
+	// the failure (never the token). A non-nil result replaces the 401, e.g.
+	// a 429 for an address that keeps failing.
+	Refused func(c *fiber.Ctx, reason error) error
+}
+
 // RequireAuth authenticates the request's bearer token and stores the
 // Principal in the Fiber locals and the user context. A missing or refused
 // token returns a *fiber.Error with status 401 after setting
 // WWW-Authenticate; an Authenticator failure is returned as is, for the
 // error handler to report as a server error.
 func RequireAuth(a Authenticator) fiber.Handler {
+	return RequireAuthWith(a, RequireAuthOptions{})
+}
+
+// RequireAuthWith is RequireAuth with hooks.
+func RequireAuthWith(a Authenticator, opts RequireAuthOptions) fiber.Handler {
+	refuse := func(c *fiber.Ctx, reason error, challenge, detail string) error {
+		c.Set(fiber.HeaderWWWAuthenticate, challenge)
+		if opts.Refused != nil {
+			if err := opts.Refused(c, reason); err != nil {
+				return err
+			}
+		}
+		return fiber.NewError(fiber.StatusUnauthorized, detail)
+	}
 	return func(c *fiber.Ctx) error {
 		token := BearerToken(c.Get(fiber.HeaderAuthorization))
 		if token == "" {
-			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="kowai"`)
-			return fiber.NewError(fiber.StatusUnauthorized, "missing bearer token")
+			return refuse(c, ErrMissingToken, `Bearer realm="kowai"`, "missing bearer token")
 		}
 		p, err := a.Authenticate(c.UserContext(), token)
 		if errors.Is(err, ErrInvalidToken) {
-			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="kowai", error="invalid_token"`)
-			return fiber.NewError(fiber.StatusUnauthorized, "invalid or expired token")
+			return refuse(c, err, `Bearer realm="kowai", error="invalid_token"`, "invalid or expired token")
 		}
 		if err != nil {
 			return err
@@ -150,12 +178,13 @@ func RequirePermission(perms ...Permission) fiber.Handler {
 }
 
 // RateLimitKey identifies the caller for ratelimit.MiddlewareConfig.Key:
-// "user:<id>" after RequireAuth, "ip:<address>" otherwise.
+// "user:<id>" after RequireAuth, otherwise the client address's
+// clientaddr.LimitKey ("ip:<address>", "ip:<IPv6 /64>").
 func RateLimitKey(c *fiber.Ctx) string {
 	if p, ok := PrincipalFrom(c); ok {
 		return UserRateLimitKey(p.UserID)
 	}
-	return "ip:" + c.IP()
+	return clientaddr.LimitKey(clientaddr.From(c))
 }
 
 // UserRateLimitKey is RateLimitKey's identity for an authenticated user, for

@@ -123,6 +123,64 @@ func TestHTTPStatus(t *testing.T) {
 	}
 }
 
+// TestRequireAuthRefusedHook: the hook sees every refusal with its reason,
+// never a success or a backend failure, and its error replaces the 401.
+func TestRequireAuthRefusedHook(t *testing.T) {
+	var reasons []error
+	a := auth.AuthenticatorFunc(func(_ context.Context, token string) (auth.Principal, error) {
+		switch token {
+		case "good":
+			return auth.Principal{UserID: "u1"}, nil
+		case "broken-backend":
+			return auth.Principal{}, errors.New("database down")
+		}
+		return auth.Principal{}, auth.ErrInvalidToken
+	})
+	app := fiber.New()
+	app.Get("/", auth.RequireAuthWith(a, auth.RequireAuthOptions{Refused: func(c *fiber.Ctx, reason error) error {
+		reasons = append(reasons, reason)
+		if c.Get("X-Over-Limit") != "" {
+			return fiber.NewError(fiber.StatusTooManyRequests, "slow down")
+		}
+		return nil
+	}}), func(c *fiber.Ctx) error { return c.SendString("ok") })
+	for _, tc := range []struct {
+		name, token string
+		overLimit   bool
+		status      int
+		reason      error
+	}{
+		{"valid", "good", false, 200, nil},
+		{"missing", "", false, 401, auth.ErrMissingToken},
+		{"invalid", "bad", false, 401, auth.ErrInvalidToken},
+		{"invalid over the limit", "bad", true, 429, auth.ErrInvalidToken},
+		{"backend failure", "broken-backend", false, 500, nil},
+	} {
+		reasons = nil
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		if tc.overLimit {
+			req.Header.Set("X-Over-Limit", "1")
+		}
+		resp, err := app.Test(req, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
+		switch {
+		case tc.reason == nil && len(reasons) != 0:
+			t.Errorf("%s: hook called with %v", tc.name, reasons)
+		case tc.reason != nil && (len(reasons) != 1 || !errors.Is(reasons[0], tc.reason)):
+			t.Errorf("%s: hook reasons %v, want %v", tc.name, reasons, tc.reason)
+		}
+	}
+}
+
 // lookupFunc adapts a function to auth.UserLookup.
 type lookupFunc func(ctx context.Context, p auth.Principal) (auth.User, error)
 

@@ -291,6 +291,8 @@ func (s *Service) Login(ctx context.Context, email, password, ip string) (TokenP
 		if err := s.cfg.Hasher.VerifyDummy(ctx, password); err != nil {
 			return TokenPair{}, err
 		}
+		// Not the email: people type passwords into it.
+		s.log.InfoContext(ctx, "login failed", "reason", "unknown_account", "ip", ip)
 		return TokenPair{}, s.loginRefused(ctx, u, norm, ip, ErrInvalidCredentials)
 	}
 	ok, rehash, err := s.cfg.Hasher.Verify(ctx, password, u.PasswordHash)
@@ -316,7 +318,7 @@ func (s *Service) Login(ctx context.Context, email, password, ip string) (TokenP
 
 // loginRefused records a refused login in the audit log and returns err.
 // u is the account the email resolved to, or the zero User; the email is
-// recorded only when it names no account (and is a valid address).
+// never recorded.
 func (s *Service) loginRefused(ctx context.Context, u User, email, ip string, err error) error {
 	reason := "invalid_credentials"
 	switch {
@@ -326,10 +328,9 @@ func (s *Service) loginRefused(ctx context.Context, u User, email, ip string, er
 	case errors.Is(err, ErrAccountDisabled):
 		reason = "account_disabled"
 	}
+	// The typed email is not kept for an unknown account: people type
+	// passwords into it.
 	detail := map[string]string{"reason": reason}
-	if u.ID == "" && email != "" {
-		detail["email"] = email
-	}
 	s.Audit(ctx, AuditEvent{Action: AuditLoginFailed, UserID: u.ID, IP: ip, Detail: detail})
 	return err
 }

@@ -132,7 +132,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	})
 
 	svc := newAuth(tb, db, log)
-	gw, err := gateway.New(gateway.Options{Addr: "127.0.0.1:0", Logger: log, Registry: reg, Gatherer: reg,
+	gw, err := gateway.New(gateway.Options{Addr: "127.0.0.1:0", Logger: log, Registry: reg,
 		Checks:         []gateway.Check{{Name: "database", Probe: db.Ping}},
 		Draining:       node.Draining,
 		RequestTimeout: actors.DefaultTurnTimeout + 15*time.Second,

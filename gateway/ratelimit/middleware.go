@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/kowai/kowai/gateway/clientaddr"
 )
 
 // MiddlewareConfig configures Middleware.
@@ -19,7 +21,8 @@ type MiddlewareConfig struct {
 	// middleware is attached to the route itself rather than with app.Use.
 	Name string
 	// Key returns the identity being limited, e.g. the user ID when
-	// authenticated and the client IP otherwise. Nil means c.IP().
+	// authenticated and the client address otherwise. Nil means the
+	// client address's clientaddr.LimitKey.
 	Key func(c *fiber.Ctx) string
 	// FailOpen lets requests through when the limiter fails (the failure is
 	// logged). By default the limiter's error is returned and the request
@@ -37,6 +40,21 @@ type MiddlewareConfig struct {
 // It panics when cfg lacks a Limiter or holds an invalid Limit, which is a
 // programming error found at startup.
 func Middleware(cfg MiddlewareConfig) fiber.Handler {
+	check := Checker(cfg)
+	return func(c *fiber.Ctx) error {
+		if err := check(c); err != nil {
+			return err
+		}
+		return c.Next()
+	}
+}
+
+// Checker returns what Middleware does before continuing the chain: it
+// counts the request against cfg.Limit, sets the same headers and returns
+// nil when the request fits, the 429 *fiber.Error when it does not (or the
+// limiter's error, unless cfg.FailOpen). Use it where the decision is part of
+// another step, such as refusing a bad token. It panics like Middleware.
+func Checker(cfg MiddlewareConfig) func(c *fiber.Ctx) error {
 	if cfg.Limiter == nil {
 		panic("ratelimit: Middleware needs a Limiter")
 	}
@@ -44,7 +62,7 @@ func Middleware(cfg MiddlewareConfig) fiber.Handler {
 		panic(err.Error())
 	}
 	if cfg.Key == nil {
-		cfg.Key = func(c *fiber.Ctx) string { return c.IP() }
+		cfg.Key = func(c *fiber.Ctx) string { return clientaddr.LimitKey(clientaddr.From(c)) }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -58,7 +76,7 @@ func Middleware(cfg MiddlewareConfig) fiber.Handler {
 		if err != nil {
 			if cfg.FailOpen {
 				cfg.Logger.Warn("rate limiter failed; letting request through", "bucket", name, "error", err)
-				return c.Next()
+				return nil
 			}
 			return err
 		}
@@ -70,7 +88,7 @@ func Middleware(cfg MiddlewareConfig) fiber.Handler {
 			c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(retry, 10))
 			return fiber.NewError(fiber.StatusTooManyRequests, "rate limit exceeded; retry after "+strconv.FormatInt(retry, 10)+" s")
 		}
-		return c.Next()
+		return nil
 	}
 }
 

@@ -68,7 +68,7 @@ func RetryAfter(err error) (time.Duration, bool) {
 }
 
 // Kind names err's class for metrics and logs: "rate_limited",
-// "unavailable", "timeout", "bad_request", "auth", "content_filtered",
+// "unavailable", "timeout", "context_window", "bad_request", "auth", "content_filtered",
 // "budget", "circuit_open", "canceled" or "other".
 func Kind(err error) string {
 	for _, k := range []struct {
@@ -78,6 +78,7 @@ func Kind(err error) string {
 		{ErrRateLimited, "rate_limited"},
 		{ErrUnavailable, "unavailable"},
 		{ErrTimeout, "timeout"},
+		{ErrContextWindow, "context_window"},
 		{ErrBadRequest, "bad_request"},
 		{ErrAuth, "auth"},
 		{ErrContentFiltered, "content_filtered"},
@@ -110,6 +111,29 @@ func kindOfStatus(status int) (error, bool) {
 	}
 }
 
+// contextWindowPhrases are what providers say when a prompt is too long:
+// OpenAI's context_length_exceeded ("maximum context length is ..."),
+// Anthropic's "prompt is too long", vLLM's and llama.cpp's wordings.
+var contextWindowPhrases = []string{
+	"context_length_exceeded", "maximum context length", "context length", "context window",
+	"prompt is too long", "input is too long", "too many tokens", "exceeds the context",
+}
+
+// isContextWindow reports whether a provider's error says the prompt is too
+// long for the model.
+func isContextWindow(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := strings.ToLower(err.Error())
+	for _, p := range contextWindowPhrases {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // kindOfError classifies an error that came without an HTTP status: context
 // and network errors first, then langchaingo's message-based mapper (a 429
 // from its openai client is a plain string).
@@ -128,6 +152,9 @@ func kindOfError(provider string, err error) error {
 	if msg := strings.ToLower(err.Error()); strings.Contains(msg, "timeout") || strings.Contains(msg, "deadline") {
 		return ErrTimeout
 	}
+	if isContextWindow(err) {
+		return ErrContextWindow
+	}
 	var le *llms.Error
 	if !errors.As(llms.NewErrorMapper(provider).WrapError(err), &le) {
 		return ErrProvider
@@ -137,7 +164,9 @@ func kindOfError(provider string, err error) error {
 		return ErrRateLimited
 	case llms.ErrCodeAuthentication:
 		return ErrAuth
-	case llms.ErrCodeInvalidRequest, llms.ErrCodeResourceNotFound, llms.ErrCodeTokenLimit:
+	case llms.ErrCodeTokenLimit:
+		return ErrContextWindow
+	case llms.ErrCodeInvalidRequest, llms.ErrCodeResourceNotFound:
 		return ErrBadRequest
 	case llms.ErrCodeTimeout:
 		return ErrTimeout

@@ -18,6 +18,11 @@ var (
 	// ErrBadRequest means the provider rejected the request itself (HTTP
 	// 400, 404, 422, context too long); retrying will not help.
 	ErrBadRequest = errors.New("lm: bad request")
+	// ErrContextWindow means the prompt does not fit the model's context
+	// window. It is a kind of ErrBadRequest (errors.Is matches both) and is
+	// not retried as is; callers that can shorten the prompt do (ReAct
+	// drops its oldest steps, as DSPy does on ContextWindowExceededError).
+	ErrContextWindow error = &subKind{msg: "lm: context window exceeded", parent: ErrBadRequest}
 	// ErrAuth means the credentials were missing or refused (HTTP 401, 403).
 	ErrAuth = errors.New("lm: authentication failed")
 	// ErrContentFiltered means the provider's safety filter blocked the reply.
@@ -34,3 +39,13 @@ var (
 	// ErrConfig means a Config value is invalid.
 	ErrConfig = errors.New("lm: invalid configuration")
 )
+
+// subKind is a sentinel that is also a kind of a broader one.
+type subKind struct {
+	msg    string
+	parent error
+}
+
+func (e *subKind) Error() string { return e.msg }
+
+func (e *subKind) Unwrap() error { return e.parent }

@@ -140,6 +140,9 @@ func (p *Provider) classify(ctx context.Context, rec *httpRecord, err error) err
 		status, retryAfter = rec.get()
 	}
 	if kind, failed := kindOfStatus(status); failed {
+		if kind == ErrBadRequest && isContextWindow(err) {
+			kind = ErrContextWindow
+		}
 		pe.Kind, pe.Status = kind, status
 		pe.RetryAfter = parseRetryAfter(retryAfter, p.now())
 		return pe

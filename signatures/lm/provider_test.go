@@ -167,7 +167,10 @@ func TestProvidersThroughLangchaingo(t *testing.T) {
 					{"500", lmtest.Reply{Status: 500}, lm.ErrUnavailable, 500, 0, p},
 					{"503", lmtest.Reply{Status: 503, RetryAfter: "2"}, lm.ErrUnavailable, 503, 2 * time.Second, p},
 					{"401", lmtest.Reply{Status: 401}, lm.ErrAuth, 401, 0, p},
-					{"400", lmtest.Reply{Status: 400, ErrorMessage: "context too long"}, lm.ErrBadRequest, 400, 0, p},
+					{"400", lmtest.Reply{Status: 400, ErrorMessage: "unknown parameter"}, lm.ErrBadRequest, 400, 0, p},
+					// A distinct class, so ReAct can truncate its trajectory as
+					// DSPy does on ContextWindowExceededError (dspy/predict/react.py).
+					{"400 context window", lmtest.Reply{Status: 400, ErrorMessage: "This model's maximum context length is 8192 tokens"}, lm.ErrContextWindow, 400, 0, p},
 				}
 				for _, tt := range tests {
 					srv.Push(tt.reply)
@@ -178,6 +181,9 @@ func TestProvidersThroughLangchaingo(t *testing.T) {
 					}
 					if tt.reply.ErrorMessage != "" && (err == nil || !strings.Contains(err.Error(), tt.reply.ErrorMessage)) {
 						t.Errorf("%s: error %v lacks the server's message", tt.name, err)
+					}
+					if errors.Is(tt.kind, lm.ErrBadRequest) && !errors.Is(err, lm.ErrBadRequest) {
+						t.Errorf("%s: %v is not a bad request", tt.name, err)
 					}
 					if got := lm.Retryable(err); got != (tt.kind == lm.ErrRateLimited || tt.kind == lm.ErrUnavailable) {
 						t.Errorf("%s: Retryable = %v", tt.name, got)
@@ -217,7 +223,9 @@ func TestClassifyWithoutStatus(t *testing.T) {
 		{errors.New("API returned unexpected status code: 429: Rate limit reached"), lm.ErrRateLimited},
 		{errors.New("service unavailable"), lm.ErrUnavailable},
 		{errors.New("invalid api key"), lm.ErrAuth},
-		{errors.New("maximum context length exceeded"), lm.ErrBadRequest},
+		{errors.New("maximum context length exceeded"), lm.ErrContextWindow},
+		{errors.New("prompt is too long: 210000 tokens > 200000 maximum"), lm.ErrContextWindow},
+		{errors.New("invalid request: unknown field"), lm.ErrBadRequest},
 		{context.DeadlineExceeded, lm.ErrTimeout},
 		{errors.New("something odd"), lm.ErrProvider},
 	}

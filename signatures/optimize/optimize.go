@@ -36,8 +36,8 @@ type Options struct {
 	Trainset, Devset string
 	// Out is where the compiled state is written as JSON (--out).
 	Out string
-	// Optimizer is "bootstrap" (BootstrapFewShot, the default) or "labeled"
-	// (LabeledFewShot).
+	// Optimizer is "bootstrap" (BootstrapFewShot, the default), "labeled"
+	// (LabeledFewShot), "mipro" (MIPROv2; "miprov2" too) or "copro" (COPRO).
 	Optimizer string
 	// MaxBootstrapped, MaxLabeled and MaxRounds tune the optimizer; zero
 	// means DSPy's defaults (4, 16, 1).
@@ -60,8 +60,13 @@ func Run(ctx context.Context, opts Options, model lm.LM, stdout, stderr io.Write
 	if opts.Optimizer == "" {
 		opts.Optimizer = "bootstrap"
 	}
-	if opts.Optimizer != "bootstrap" && opts.Optimizer != "labeled" {
-		return fmt.Errorf("%w: --optimizer %q: want bootstrap or labeled", ErrUsage, opts.Optimizer)
+	if opts.Optimizer == "miprov2" {
+		opts.Optimizer = "mipro"
+	}
+	switch opts.Optimizer {
+	case "bootstrap", "labeled", "mipro", "copro":
+	default:
+		return fmt.Errorf("%w: --optimizer %q: want bootstrap, labeled, mipro or copro", ErrUsage, opts.Optimizer)
 	}
 	reg := opts.Registry
 	if reg == nil {
@@ -116,6 +121,23 @@ func Run(ctx context.Context, opts Options, model lm.LM, stdout, stderr io.Write
 	fmt.Fprintf(stdout, "score before: %.1f (%d errors)\n", before.Score, before.Errors)
 
 	switch opts.Optimizer {
+	case "mipro":
+		rep, err := signatures.MIPROv2{
+			Metric: entry.Metric, MaxBootstrapped: opts.MaxBootstrapped, MaxLabeled: opts.MaxLabeled,
+			Parallel: opts.Parallel, Seed: opts.Seed,
+		}.Compile(ctx, model, prog, train)
+		if err != nil {
+			return fmt.Errorf("compile: %w", err)
+		}
+		fmt.Fprintf(stdout, "mipro v2: %d trials, %d evaluations; validation score %.1f -> %.1f; %s\n",
+			rep.Trials, rep.Evaluations, rep.Baseline, rep.Best, describeInstruct(prog, rep))
+	case "copro":
+		rep, err := signatures.COPRO{Metric: entry.Metric, Parallel: opts.Parallel, Seed: opts.Seed}.Compile(ctx, model, prog, train)
+		if err != nil {
+			return fmt.Errorf("compile: %w", err)
+		}
+		fmt.Fprintf(stdout, "copro: %d evaluations; training score %.1f -> %.1f; %s\n",
+			rep.Evaluations, rep.Baseline, rep.Best, describeInstruct(prog, rep))
 	case "labeled":
 		k := opts.MaxLabeled
 		if k == 0 {
@@ -155,6 +177,15 @@ func Run(ctx context.Context, opts Options, model lm.LM, stdout, stderr io.Write
 	}
 	fmt.Fprintf(stdout, "wrote %s (version %s)\n", opts.Out, st.Version)
 	return nil
+}
+
+// describeInstruct names each predictor's demo count and chosen instructions.
+func describeInstruct(prog signatures.Module, rep signatures.InstructReport) string {
+	var parts []string
+	for _, np := range signatures.Predictors(prog) {
+		parts = append(parts, fmt.Sprintf("%s: %d demos, instructions %q", np.Name, rep.Demos[np.Name], rep.Instructions[np.Name]))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func readExamples(path string) ([]signatures.Example, error) {

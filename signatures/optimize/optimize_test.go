@@ -109,7 +109,7 @@ func TestRunUsageErrors(t *testing.T) {
 	}{
 		{"missing flags", Options{Program: "boolqa"}, "required"},
 		{"unknown program", Options{Program: "nope", Trainset: trainFile, Out: out}, `unknown program "nope"`},
-		{"bad optimizer", Options{Program: "boolqa", Trainset: trainFile, Out: out, Optimizer: "mipro"}, "--optimizer"},
+		{"bad optimizer", Options{Program: "boolqa", Trainset: trainFile, Out: out, Optimizer: "gepa"}, "--optimizer"},
 		{"missing file", Options{Program: "boolqa", Trainset: filepath.Join(dir, "none.jsonl"), Out: out}, "no such file"},
 		{"empty set", Options{Program: "boolqa", Trainset: empty, Out: out}, "no examples"},
 		{"no metric", Options{Program: "x", Trainset: trainFile, Out: out, Registry: noMetric}, "no metric"},

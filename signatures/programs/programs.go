@@ -43,7 +43,7 @@ type Registry struct {
 func NewRegistry() *Registry { return &Registry{entries: map[string]Entry{}} }
 
 // Builtin returns a new registry holding the programs of this package:
-// "chat", "chat-multistage" and "boolqa".
+// "chat", "chat-multistage", "boolqa" and "sentiment".
 func Builtin() *Registry {
 	r := NewRegistry()
 	for _, e := range []Entry{
@@ -67,6 +67,13 @@ func Builtin() *Registry {
 			Signature:   BoolQASignature,
 			New:         func() signatures.Module { return NewBoolQA() },
 			Metric:      signatures.ExactMatch("answer"),
+		},
+		{
+			Name:        "sentiment",
+			Description: "Classifies the sentiment of a text as positive, negative or neutral.",
+			Signature:   SentimentSignature,
+			New:         func() signatures.Module { return NewSentiment() },
+			Metric:      signatures.ExactMatch("sentiment"),
 		},
 	} {
 		if err := r.Register(e); err != nil {
@@ -237,4 +244,24 @@ func NewBoolQA() *BoolQA {
 // Forward answers in["question"].
 func (b *BoolQA) Forward(ctx context.Context, in signatures.Values) (signatures.Values, error) {
 	return b.Answer.Forward(ctx, in)
+}
+
+// SentimentSignature is the sentiment program's signature.
+const SentimentSignature = "text -> sentiment: Literal['positive', 'negative', 'neutral']"
+
+// Sentiment classifies a text's sentiment; its examples ship in the
+// repository's examples/ directory.
+type Sentiment struct {
+	Classify *signatures.Predict
+}
+
+// NewSentiment returns an uncompiled Sentiment.
+func NewSentiment() *Sentiment {
+	sig := signatures.MustParse(SentimentSignature).WithInstructions("Classify the sentiment of the text.")
+	return &Sentiment{Classify: signatures.NewPredict(sig, signatures.PredictOptions{Name: "classify"})}
+}
+
+// Forward classifies in["text"].
+func (s *Sentiment) Forward(ctx context.Context, in signatures.Values) (signatures.Values, error) {
+	return s.Classify.Forward(ctx, in)
 }

@@ -23,8 +23,9 @@ func TestProgramsOnOfflineModel(t *testing.T) {
 		"chat":            {"message": "hello", "history": signatures.History{Messages: []signatures.Values{{"message": "hi", "response": "hey"}}}},
 		"chat-multistage": {"message": "hello"},
 		"boolqa":          {"question": "Is water wet?"},
+		"sentiment":       {"text": "What a lovely day."},
 	}
-	if !slices.Equal(reg.Names(), []string{"boolqa", "chat", "chat-multistage"}) {
+	if !slices.Equal(reg.Names(), []string{"boolqa", "chat", "chat-multistage", "sentiment"}) {
 		t.Fatalf("names = %v", reg.Names())
 	}
 	for _, e := range reg.Entries() {

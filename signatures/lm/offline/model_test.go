@@ -225,6 +225,8 @@ func TestMinimalValue(t *testing.T) {
 		{`{"properties":{"a":{"type":"string"}},"required":["a"]}`, `{"a":""}`},
 		{`{"$defs":{"P":{"type":"object","required":["x"],"properties":{"x":{"type":"boolean"}}}},"type":"array","minItems":1,"items":{"$ref":"#/$defs/P"}}`, `[{"x":false}]`},
 		{`{"anyOf":[{"type":"integer"},{"type":"string"}]}`, `0`},
+		// tuple[int, str], as the signatures package writes its schema.
+		{`{"type":"array","maxItems":2,"minItems":2,"prefixItems":[{"type":"integer"},{"type":"string"}]}`, `[0,""]`},
 		{`{}`, `null`},
 	}
 	for _, tt := range tests {

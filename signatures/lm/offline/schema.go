@@ -71,9 +71,15 @@ func minimalValue(root, s map[string]any) any {
 		return obj
 	case "array":
 		items, _ := s["items"].(map[string]any)
+		// A tuple's schema (tuple[int, str]) gives each position its own.
+		prefix, _ := s["prefixItems"].([]any)
 		arr := []any{}
-		for range int(number(s, "minItems")) {
-			arr = append(arr, minimalValue(root, items))
+		for i := range max(int(number(s, "minItems")), len(prefix)) {
+			item := items
+			if i < len(prefix) {
+				item, _ = prefix[i].(map[string]any)
+			}
+			arr = append(arr, minimalValue(root, item))
 		}
 		return arr
 	case "string":
