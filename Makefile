@@ -11,7 +11,7 @@ RACE     := $(shell $(GO) list ./... 2>/dev/null | grep -vE '/(clustertest|durab
 # The pinned Node linters of the generated API documents (gateway TestAPILint).
 APILINT  := tools/apilint
 
-.PHONY: all build build-k8s run test fmt-check vet tidy-check apilint-deps api-lint bench generate clean
+.PHONY: all build build-k8s run test fmt-check vet tidy-check apilint-deps api-lint image bench generate clean
 
 all: build
 
@@ -22,24 +22,31 @@ build:
 build-k8s:
 	$(GO) build -tags k8s -ldflags "$(LDFLAGS)" -o bin/kowai ./cmd/kowai
 
+## image: the container image (Dockerfile), stamped with the same version and commit as
+## make build; needs a Docker engine (BuildKit)
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t kowai:$(VERSION) .
+
 ## run: a node on the embedded defaults (SQLite in ./data, offline model) on 127.0.0.1:8080 (loopback only)
 run: build
 	./bin/kowai serve
 
 ## test: gofmt check, go vet, the API linters' install, the race-enabled suite (TestAPILint
-## lints the generated OpenAPI and AsyncAPI documents), then the cluster suites; ends with
+## lints the generated OpenAPI and AsyncAPI documents), then the cluster suites, then the
+## Kubernetes manifests (deploy, -tags k8s: rendered with kustomize, decoded strictly); ends with
 ## "N passed, N failed, N skipped" and every skipped test with its reason
 test: fmt-check vet apilint-deps
 	$(GO) run ./internal/testsummary \
 	  $(GO) test -json -race -count=1 -timeout 12m $(RACE) \
-	  $(if $(strip $(NORACE)),--then $(GO) test -json -count=1 -timeout 12m $(NORACE))
+	  $(if $(strip $(NORACE)),--then $(GO) test -json -count=1 -timeout 12m $(NORACE)) \
+	  --then $(GO) test -json -race -count=1 -timeout 5m -tags k8s -run '^TestK8s' ./deploy/
 
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags k8s ./cluster/
+	$(GO) vet -tags k8s ./cluster/ ./deploy/
 
 ## apilint-deps: install the pinned API linters (npm ci in tools/apilint) unless they are
 ## installed from the current package-lock.json. Without npm, or when the install fails,

@@ -324,7 +324,8 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			return nil
 		}
 	}
-	out, err := job.prog.Reply(job.ctx, w.rt.deps.LM, in)
+	model := newReplyModel(w.rt.deps.LM, req.GetOptions())
+	out, err := job.prog.Reply(job.ctx, model, in)
 	if err != nil {
 		if cerr := job.ctx.Err(); cerr != nil {
 			code := actorpb.Code_CODE_CANCELED
@@ -348,7 +349,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 		details = string(b)
 	}
 	ctx.Send(job.sender, &actorpb.ReplyResult{
-		Response: out.Text, Model: out.Model, DetailsJson: details, AgentVersion: job.version, BusyPolicy: job.policy,
+		Response: out.Text, Model: out.Model, DetailsJson: details, AgentVersion: job.version, BusyPolicy: job.policy, StopReason: model.stopReason(),
 		Usage: &actorpb.Usage{PromptTokens: int64(out.Usage.PromptTokens), CompletionTokens: int64(out.Usage.CompletionTokens),
 			CostUsd: out.Usage.CostUSD, CacheHit: out.Usage.CacheHits > 0 && out.Usage.Calls == out.Usage.CacheHits},
 	})

@@ -199,7 +199,7 @@ func (j *turnJob) run() turnOutcome {
 		return o
 	}
 	o.result = &actorpb.TurnResult{ConversationId: j.convID, MessageId: out.ID, Seq: out.Seq, Response: out.Content,
-		Usage: reply.GetUsage(), AgentId: st.AgentID, UserMessageId: user.ID}
+		Usage: reply.GetUsage(), AgentId: st.AgentID, UserMessageId: user.ID, StopReason: reply.GetStopReason()}
 	return o
 }
 
@@ -237,7 +237,7 @@ func (j *turnJob) callAgent(st sessionState, user *persistence.Message) (*actorp
 	}
 	req := &actorpb.GenerateReply{CorrelationId: j.req.GetCorrelationId(), AgentId: st.AgentID, ConversationId: j.convID,
 		TurnId: user.ID, UserId: j.req.GetUserId(), Content: user.Content, History: st.history(user.ID),
-		Summary: st.Summary, Stream: j.req.GetStream(), StreamId: j.req.GetStreamId()}
+		Summary: st.Summary, Stream: j.req.GetStream(), StreamId: j.req.GetStreamId(), Options: j.req.GetOptions()}
 	reply, err := actorpb.As[*actorpb.ReplyResult](caller.Call(j.ctx, KindAgent, st.AgentID, req))
 	if err != nil && j.ctx.Err() != nil {
 		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -158,7 +158,8 @@ func (g *runGrain) create(m *actorpb.StartRun) *actorpb.ErrorReply {
 	defer cancel()
 	now := time.Now()
 	r, err := g.w.deps.Runs.CreateRun(ctx, persistence.WorkflowRun{ID: g.identity, Name: def.Name, OwnerID: m.GetOwnerId(),
-		ParentID: m.GetParentId(), Parameters: params, CreatedAt: now, DueAt: now.Add(g.w.deps.ClaimLease), LeaseOwner: g.w.deps.NodeID})
+		ParentID: m.GetParentId(), Parameters: params, CreatedAt: now, DueAt: now.Add(g.w.deps.ClaimLease), LeaseOwner: g.w.deps.NodeID,
+		WebhookURL: m.GetWebhookUrl()})
 	if errors.Is(err, persistence.ErrDuplicate) {
 		return g.reload()
 	}
@@ -230,6 +231,17 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 				return insert.Apply(c, tx)
 			})
 		}
+	}
+	if next.WebhookURL != "" && workflows.Finished(next.Status) && !workflows.Finished(g.row.Status) {
+		// The notification is opened in the commit that finishes the run: a
+		// finished run always has it, whichever node dies when.
+		state, notify := op, persistence.NotifyOp(g.identity, next.WebhookURL, next.UpdatedAt)
+		op = persistence.OpFunc(func(c context.Context, tx *goqu.TxDatabase) error {
+			if err := state.Apply(c, tx); err != nil {
+				return err
+			}
+			return notify.Apply(c, tx)
+		})
 	}
 	if err := g.w.deps.Writer.Submit(wctx, op); err != nil {
 		g.w.log.Warn("run state not saved; the grain stops", "run_id", g.identity, "error", err)
@@ -523,6 +535,8 @@ type eventPump struct {
 	waiters []chan error
 	failed  error
 	closed  bool
+	// started holds the start of each step's attempt in flight (task metrics).
+	started map[int]time.Time
 	kick    chan struct{}
 	done    chan struct{}
 }
@@ -531,7 +545,7 @@ var _ workflows.AttemptRecorder = (*eventPump)(nil)
 
 // newEventPump continues the run's events after last; last < 0 reads it first.
 func newEventPump(w *Workflows, runID string, last int64) *eventPump {
-	p := &eventPump{w: w, runID: runID, seq: last, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	p := &eventPump{w: w, runID: runID, seq: last, started: map[int]time.Time{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go p.loop()
 	return p
 }
@@ -568,6 +582,7 @@ func (p *eventPump) enqueue(e workflows.Event, ch chan error) {
 		}
 		return
 	}
+	p.w.metrics.observeTask(e, p.started)
 	p.queue = append(p.queue, persistence.WorkflowEvent{RunID: p.runID, StepSeq: e.Seq, Status: e.Status, Attempt: e.Attempt, Data: data, CreatedAt: e.Time})
 	p.waiters = append(p.waiters, ch)
 	p.mu.Unlock()

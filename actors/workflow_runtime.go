@@ -107,7 +107,7 @@ func NewWorkflows(deps WorkflowDeps) (*Workflows, error) {
 	}
 	w := &Workflows{deps: deps, log: log.With("component", "workflows")}
 	var err error
-	if w.metrics, err = newWorkflowMetrics(deps.Metrics); err != nil {
+	if w.metrics, err = newWorkflowMetrics(deps.Metrics, deps.Runs); err != nil {
 		return nil, err
 	}
 	if deps.Caller != nil {
@@ -338,14 +338,22 @@ func (c grainChildren) RunChild(ctx context.Context, req workflows.ChildRequest)
 	}
 }
 
-// workflowMetrics are the engine's counters.
+// workflowMetrics are the engine's metrics.
 type workflowMetrics struct {
-	finished   *prometheus.CounterVec
-	started    *prometheus.CounterVec
-	recoveries prometheus.Counter
+	finished     *prometheus.CounterVec
+	started      *prometheus.CounterVec
+	recoveries   prometheus.Counter
+	taskDuration *prometheus.HistogramVec
+	taskAttempts *prometheus.HistogramVec
 }
 
-func newWorkflowMetrics(reg prometheus.Registerer) (*workflowMetrics, error) {
+// RunCounter counts the open runs by state; persistence.WorkflowStore implements
+// it. The runtime exports the counts as kowai_workflow_runs when its Runs does.
+type RunCounter interface {
+	CountOpenRuns(ctx context.Context) (map[string]int, error)
+}
+
+func newWorkflowMetrics(reg prometheus.Registerer, runs persistence.WorkflowRuns) (*workflowMetrics, error) {
 	m := &workflowMetrics{
 		started: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kowai_workflow_runs_started_total",
 			Help: "Executions of workflow runs started on this node (first runs and resumptions), by workflow."}, []string{"workflow"}),
@@ -353,13 +361,89 @@ func newWorkflowMetrics(reg prometheus.Registerer) (*workflowMetrics, error) {
 			Help: "Executions of workflow runs that reached a state on this node, by workflow and status."}, []string{"workflow", "status"}),
 		recoveries: prometheus.NewCounter(prometheus.CounterOpts{Name: "kowai_workflow_recoveries_total",
 			Help: "Runs left executing by a lost node that this node claimed."}),
+		taskDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kowai_workflow_task_duration_seconds",
+			Help:    "Duration of task attempts on this node, by task kind and how the attempt ended (completed, failed, retrying, cancelled).",
+			Buckets: []float64{.001, .005, .025, .1, .5, 1, 2.5, 5, 10, 30, 60, 300}}, []string{"kind", "status"}),
+		taskAttempts: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kowai_workflow_task_attempts",
+			Help:    "Attempts a task took until it completed or failed for good, by task kind and status.",
+			Buckets: []float64{1, 2, 3, 4, 5, 7, 10}}, []string{"kind", "status"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.started, m.finished, m.recoveries} {
+		cs := []prometheus.Collector{m.started, m.finished, m.recoveries, m.taskDuration, m.taskAttempts}
+		if rc, ok := runs.(RunCounter); ok {
+			cs = append(cs, newOpenRunsCollector(rc))
+		}
+		for _, c := range cs {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("%w: register workflow metrics: %w", ErrInvalidDeps, err)
 			}
 		}
 	}
 	return m, nil
+}
+
+// observeTask records the metrics of a task event; started keeps the start of each
+// step's attempt in flight (the caller's, guarded by its lock).
+func (m *workflowMetrics) observeTask(e workflows.Event, started map[int]time.Time) {
+	if e.Seq == 0 || e.Kind == workflows.KindSleep || e.Kind == workflows.KindInput {
+		return
+	}
+	switch e.Status {
+	case workflows.StatusRunning:
+		started[e.Seq] = e.Time
+		return
+	case workflows.StatusCompleted, workflows.StatusFailed, workflows.StatusRetrying, workflows.StatusCancelled:
+	default:
+		return
+	}
+	if t0, ok := started[e.Seq]; ok {
+		delete(started, e.Seq)
+		m.taskDuration.WithLabelValues(string(e.Kind), e.Status).Observe(e.Time.Sub(t0).Seconds())
+	}
+	if e.Attempt > 0 && (e.Status == workflows.StatusCompleted || e.Status == workflows.StatusFailed) {
+		m.taskAttempts.WithLabelValues(string(e.Kind), e.Status).Observe(float64(e.Attempt))
+	}
+}
+
+// openRunsCollector exports the cluster's open runs by state from the database,
+// read at most every openRunsTTL whatever the scrape rate. Every node reports the
+// same cluster-wide numbers: aggregate with max, not sum.
+type openRunsCollector struct {
+	counter RunCounter
+	desc    *prometheus.Desc
+
+	mu     sync.Mutex
+	at     time.Time
+	counts map[string]int
+}
+
+const openRunsTTL = 10 * time.Second
+
+func newOpenRunsCollector(rc RunCounter) *openRunsCollector {
+	return &openRunsCollector{counter: rc, desc: prometheus.NewDesc("kowai_workflow_runs",
+		"Open workflow runs of the whole cluster by status (pending, running, retrying: active; paused: waiting for input or sleeping); the same on every node.",
+		[]string{"status"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *openRunsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *openRunsCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) > openRunsTTL {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		counts, err := c.counter.CountOpenRuns(ctx)
+		cancel()
+		if err == nil {
+			c.counts, c.at = counts, time.Now()
+		}
+	}
+	if c.counts == nil {
+		return
+	}
+	for _, st := range []string{persistence.StatusPending, persistence.StatusRunning, persistence.StatusRetrying, persistence.StatusPaused} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.counts[st]), st)
+	}
 }

@@ -19,10 +19,12 @@ type WorkflowClient struct {
 }
 
 // Trigger creates the run runID of workflow (owned by ownerID, with validated
-// parameters) unless it exists, and starts it.
-func (wc WorkflowClient) Trigger(ctx context.Context, runID, workflow, ownerID string, params json.RawMessage) (string, error) {
+// parameters, notifying webhookURL, already checked, of its final state when it is
+// not empty) unless it exists, and starts it.
+func (wc WorkflowClient) Trigger(ctx context.Context, runID, workflow, ownerID string, params json.RawMessage, webhookURL string) (string, error) {
 	res, err := actorpb.As[*actorpb.RunAck](wc.Caller.Call(ctx, WorkflowRunKind, runID, &actorpb.StartRun{
-		CorrelationId: clusterpb.CorrelationID(ctx), RunId: runID, Workflow: workflow, OwnerId: ownerID, ParametersJson: string(params)}))
+		CorrelationId: clusterpb.CorrelationID(ctx), RunId: runID, Workflow: workflow, OwnerId: ownerID, ParametersJson: string(params),
+		WebhookUrl: webhookURL}))
 	return res.GetStatus(), err
 }
 

@@ -114,6 +114,11 @@ func TestWorkflowsWithoutEngine(t *testing.T) {
 		{http.MethodGet, "/api/v1/workflows/" + run + "/status", "", http.StatusServiceUnavailable},
 		{http.MethodPost, "/api/v1/workflows/" + run + "/cancel", "", http.StatusServiceUnavailable},
 		{http.MethodGet, "/api/v1/users/me/profile", "", http.StatusServiceUnavailable},
+		{http.MethodGet, "/api/v1/workflows/schedules", "", http.StatusServiceUnavailable},
+		{http.MethodPost, "/api/v1/workflows/schedules", `{"workflow":"report","spec":"@hourly"}`, http.StatusServiceUnavailable},
+		{http.MethodGet, "/api/v1/workflows/schedules/" + run, "", http.StatusServiceUnavailable},
+		{http.MethodDelete, "/api/v1/workflows/schedules/" + run, "", http.StatusServiceUnavailable},
+		{http.MethodGet, "/api/v1/workflows/schedules/not-a-uuid", "", http.StatusBadRequest},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			call(t, tc.method, env.url+tc.path, alice.pair.AccessToken, tc.body).problem(t, tc.status)

@@ -78,6 +78,13 @@ type API struct {
 	// means 10/m.
 	AuthRateLimit ratelimit.Limit
 
+	// APIKeys, when set, accepts API keys as Bearer tokens wherever their
+	// scopes allow and serves /api/v1/auth/api-keys (with Auth).
+	APIKeys *auth.APIKeys
+	// Completions, when set, serves the OpenAI-compatible /v1 routes
+	// (normally the same *ClusterChat as Chat).
+	Completions CompletionBackend
+
 	// wsRecheckInterval, when not zero, replaces how often an idle
 	// WebSocket's session is checked (tests shorten it).
 	wsRecheckInterval time.Duration
@@ -87,6 +94,9 @@ type API struct {
 	// streamRetryDelay, when not zero, replaces the first wait before a
 	// streamed turn is sent again after a 503 (tests shorten it).
 	streamRetryDelay time.Duration
+	// sseKeepAlive, when not zero, replaces how often an idle OpenAI stream
+	// gets a keep-alive comment (tests shorten it).
+	sseKeepAlive time.Duration
 }
 
 // conversations is the ConversationBackend of the REST routes, or nil.
@@ -125,6 +135,9 @@ func (s *Server) Mount(api API) error {
 			return err
 		}
 	}
+	if api.Completions != nil && (api.Auth == nil || api.Stores.Agents == nil) {
+		return errors.New("gateway: API.Completions needs the REST API (API.Auth and API.Stores) to resolve models")
+	}
 	rl, err := newRateLimits(api, s.log)
 	if err != nil {
 		return err
@@ -134,7 +147,12 @@ func (s *Server) Mount(api API) error {
 		return err
 	}
 	s.anonymous = rl.anonymous()
+	if api.APIKeys != nil {
+		api.Authenticator = auth.WithAPIKeys(api.Authenticator, api.APIKeys)
+	}
 	authed := auth.RequireAuthWith(api.Authenticator, auth.RequireAuthOptions{Refused: s.authRefused})
+	// Account, session and key management need a signed-in session.
+	sessionAuthed := auth.RequireAuthWith(sessionsOnly(api.Authenticator), auth.RequireAuthOptions{Refused: s.authRefused})
 	cs := &chatStreams{store: api.Streams, log: s.log, heartbeat: sseHeartbeat, retryDelay: defaultStreamRetryDelay}
 	if cs.store == nil {
 		cs.store = streams.NewMemory(streams.MemoryOptions{})
@@ -148,7 +166,7 @@ func (s *Server) Mount(api API) error {
 	s.Route(fiber.MethodPost, "/api/v1/chat/message", Op{Summary: "Send a message and get the agent's reply; with Accept: text/event-stream, as Server-Sent Events (token, restart, done, error; see the README)", Tag: "Chat", Auth: true,
 		Request: sendMessageRequest{}, Response: ChatReply{}, StreamContentType: "text/event-stream",
 		Errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable}},
-		authed, rl.user(chatTurnBucket), postMessage(api.Chat, cs))
+		authed, rl.user(chatTurnBucket), auth.RequirePermission(auth.PermChatWrite), postMessage(api.Chat, cs))
 	s.Route(fiber.MethodGet, "/api/v1/chat/streams/:stream_id", Op{Summary: "Join or resume a streamed reply as Server-Sent Events, after Last-Event-ID or ?after=N (owner only)", Tag: "Chat", Auth: true,
 		Response: "", ContentType: "text/event-stream", Errors: []int{http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound},
 		Query: []Param{{Name: "after", Type: "integer", Description: "resume after this sequence number when no Last-Event-ID header is sent"}}},
@@ -174,14 +192,24 @@ func (s *Server) Mount(api API) error {
 		// /api/v1/auth/appwrite covers /api/v1/auth/appwrite/link).
 		s.app.Use([]string{"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout",
 			"/api/v1/auth/appwrite", "/api/v1/auth/password", "/api/v1/users/me"}, withClient)
-		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, authed, rl)
-		s.mountAccount(accountRoutes{svc: api.Accounts, users: api.Stores.Users}, authed, rl)
+		s.mountAuth(authRoutes{svc: api.Auth, open: api.OpenRegistration}, sessionAuthed, rl)
+		s.mountAccount(accountRoutes{svc: api.Accounts, users: api.Stores.Users}, sessionAuthed, rl)
+		if api.APIKeys != nil {
+			s.mountAPIKeys(apiKeyRoutes{keys: api.APIKeys, audit: api.Stores.Audit}, sessionAuthed, rl)
+		}
 		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
 			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged, audit: api.Stores.Audit}, authed, rl)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo}, authed, rl)
 	}
 	s.mountWorkflows(api.Workflows, authed, rl)
+	if api.Completions != nil {
+		keepAlive := sseKeepAlive
+		if api.sseKeepAlive > 0 {
+			keepAlive = api.sseKeepAlive
+		}
+		s.mountOpenAI(openAIRoutes{backend: api.Completions, agents: api.Stores.Agents, limits: rl, log: s.log, keepAlive: keepAlive}, authed)
+	}
 	return nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kowai/kowai/persistence/persisttest"
 )
 
 // apiLintDir holds the pinned Node linters (see its package.json).
@@ -77,7 +79,8 @@ func runLinter(t *testing.T, dir, name string, args ...string) (string, int) {
 // generated from the registered routes and the WebSocket frame types.
 func TestAPILint(t *testing.T) {
 	dir := apiLinters(t)
-	env := startREST(t, restConfig{})
+	// The whole API: REST, API keys and the OpenAI-compatible routes.
+	env := startKeyNode(t, persisttest.SQLite(t), restConfig{}, nil)
 	tmp := t.TempDir()
 	for _, name := range []string{"openapi.json", "asyncapi.json"} {
 		res, body := get(t, env.url+"/"+name, nil)

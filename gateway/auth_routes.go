@@ -116,6 +116,7 @@ var publicAuthErrors = []error{
 	auth.ErrTokenReused, auth.ErrInvalidToken, auth.ErrInvalidCredentials, auth.ErrAccountDisabled,
 	auth.ErrThrottled, auth.ErrEmailTaken, auth.ErrForbidden, auth.ErrAppwriteDisabled,
 	auth.ErrAppwriteUnavailable, auth.ErrAppwriteEmailUnverified, auth.ErrAppwriteLinkRequired, auth.ErrAppwriteAlreadyLinked,
+	auth.ErrAPIKeyNotAllowed,
 }
 
 // authProblem maps an error of the auth service to a problem. Invalid input

@@ -47,6 +47,8 @@ type restConfig struct {
 	sessionMaxAge time.Duration
 	clock         func() time.Time
 	conversations ConversationBackend
+	// workflows, when set, is API.Workflows.
+	workflows *Workflows
 }
 
 // restEnv is a gateway with the whole REST API over a real auth.Service and
@@ -112,6 +114,7 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		OnAgentChanged: onChanged,
 		ClusterInfo:    func() any { return map[string]any{"node": "n1", "members": []string{"n1"}} },
 		Limiter:        cfg.limiter, RateLimit: cfg.rateLimit, AuthRateLimit: cfg.authRateLimit,
+		Workflows: cfg.workflows,
 	}, svc
 }
 

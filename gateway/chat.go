@@ -9,6 +9,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
+	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/gateway/auth"
 )
 
@@ -27,6 +28,8 @@ type ChatTurn struct {
 	// MustExist refuses to create the conversation: the client named an ID that only
 	// the gateway may choose for a new conversation (see newTurn).
 	MustExist bool
+	// Options override the agent's model settings for this turn; nil keeps them.
+	Options *actorpb.ModelOptions
 }
 
 // Usage is the model usage of one turn as clients see it.
@@ -43,6 +46,8 @@ type ChatReply struct {
 	MessageID      string `json:"message_id"`
 	Response       string `json:"response"`
 	Usage          Usage  `json:"usage"`
+	// StopReason is the model's reason for ending the reply, when known.
+	StopReason string `json:"-"`
 }
 
 // ChatBackend runs chat turns; the cluster-backed implementation sends them

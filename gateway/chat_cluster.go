@@ -66,6 +66,7 @@ func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string
 		AgentId:        t.AgentID,
 		Content:        t.Content,
 		MustExist:      t.MustExist,
+		Options:        t.Options,
 	}
 	var streamDone chan struct{}
 	if onDelta != nil {
@@ -100,6 +101,7 @@ func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string
 		ConversationID: res.GetConversationId(),
 		MessageID:      res.GetMessageId(),
 		Response:       res.GetResponse(),
+		StopReason:     res.GetStopReason(),
 		Usage: Usage{PromptTokens: int(u.GetPromptTokens()), CompletionTokens: int(u.GetCompletionTokens()),
 			CostUSD: u.GetCostUsd(), CacheHit: u.GetCacheHit()},
 	}, nil

@@ -131,7 +131,7 @@ func New(opts Options) (*Server, error) {
 		app.Use(cors.New(cors.Config{
 			AllowOrigins:  strings.Join(opts.CORSOrigins, ","),
 			AllowMethods:  "GET,POST,PUT,PATCH,DELETE",
-			AllowHeaders:  "Authorization,Content-Type,Idempotency-Key,X-Request-ID",
+			AllowHeaders:  "Authorization,Content-Type,Idempotency-Key,X-Request-ID,X-Kowai-Conversation-Id",
 			ExposeHeaders: "X-Request-ID,Retry-After,RateLimit-Limit,RateLimit-Remaining,RateLimit-Reset",
 			MaxAge:        600,
 		}))

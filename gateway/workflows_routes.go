@@ -24,7 +24,9 @@ import (
 // WorkflowCommands sends commands to the run grains; cluster.WorkflowClient
 // implements it. Each returns the run's status after the command.
 type WorkflowCommands interface {
-	Trigger(ctx context.Context, runID, workflow, ownerID string, params json.RawMessage) (string, error)
+	// Trigger creates and starts the run; webhookURL (checked, or empty) receives
+	// its final state.
+	Trigger(ctx context.Context, runID, workflow, ownerID string, params json.RawMessage, webhookURL string) (string, error)
 	Cancel(ctx context.Context, runID string) (string, error)
 	Resume(ctx context.Context, runID string, input json.RawMessage) (string, error)
 	Retry(ctx context.Context, runID string) (string, error)
@@ -44,6 +46,38 @@ type Workflows struct {
 	Profiles ProfileReader
 	// EventPoll is how often an events stream looks for new events (default 200ms).
 	EventPoll time.Duration
+	// Schedules, optional, serves /api/v1/workflows/schedules (503 without it).
+	Schedules persistence.WorkflowSchedules
+	// Webhooks, optional, shows a run's notification attempts in its status.
+	Webhooks persistence.Webhooks
+	// WebhookGuard checks webhook_url values (SSRF); nil refuses every webhook_url.
+	WebhookGuard URLChecker
+}
+
+// URLChecker accepts or refuses a URL that the node will send requests to;
+// netguard.Guard implements it. The error's text is shown to the client.
+type URLChecker interface {
+	CheckURL(ctx context.Context, raw string) error
+}
+
+// maxWebhookURLBytes bounds a webhook_url (the column's size).
+const maxWebhookURLBytes = 2048
+
+// checkWebhookURL returns the field error of a webhook_url, or nil when it is
+// empty or acceptable.
+func (wf *Workflows) checkWebhookURL(ctx context.Context, raw string) *FieldError {
+	switch {
+	case raw == "":
+		return nil
+	case len(raw) > maxWebhookURLBytes:
+		return &FieldError{Field: "webhook_url", Message: "must be at most 2048 bytes"}
+	case wf.WebhookGuard == nil:
+		return &FieldError{Field: "webhook_url", Message: "webhook notifications are not enabled on this node"}
+	}
+	if err := wf.WebhookGuard.CheckURL(ctx, raw); err != nil {
+		return &FieldError{Field: "webhook_url", Message: err.Error()}
+	}
+	return nil
 }
 
 // withDefaults returns wf with EventPoll set (nil for nil).
@@ -93,6 +127,7 @@ type workflowsView struct {
 type triggerRequest struct {
 	Name       string          `json:"name"`
 	Parameters json.RawMessage `json:"parameters,omitempty" doc:"a JSON object following the workflow's parameter schema"`
+	WebhookURL string          `json:"webhook_url,omitempty" doc:"receives a signed POST of the run's final state (X-Kowai-Signature); public http(s) addresses only unless the operator allows more"`
 }
 
 // Validate implements Validator.
@@ -148,6 +183,18 @@ type runStatus struct {
 	Error     string          `json:"error,omitempty"`
 	Usage     json.RawMessage `json:"usage,omitempty" doc:"model tokens, calls and cost of the run so far"`
 	CreatedAt time.Time       `json:"created_at"`
+	// Notifications lists the webhook delivery attempts of a run triggered with a
+	// webhook_url.
+	Notifications []notificationAttempt `json:"notifications,omitempty" doc:"webhook delivery attempts, oldest first"`
+}
+
+// notificationAttempt is one webhook delivery attempt of a run.
+type notificationAttempt struct {
+	Attempt    int       `json:"attempt"`
+	StatusCode int       `json:"status_code,omitempty" doc:"the receiver's HTTP status; absent when no answer came"`
+	Error      string    `json:"error,omitempty"`
+	Delivered  bool      `json:"delivered"`
+	At         time.Time `json:"at"`
 }
 
 type workflowRoutes struct {
@@ -182,6 +229,8 @@ func (s *Server) mountWorkflows(wf *Workflows, authed fiber.Handler, rl rateLimi
 	s.Route(fiber.MethodPost, "/api/v1/workflows/trigger", Op{Summary: "Start a workflow run", Tag: "Workflows", Auth: true,
 		Request: triggerRequest{}, Response: runAccepted{}, Status: http.StatusAccepted, Errors: errs(http.StatusGatewayTimeout)},
 		authed, rl.user("workflows.trigger"), run, unavailable, h.trigger)
+	// Before the /:run_id routes, so "schedules" is never read as a run ID.
+	s.mountSchedules(h, authed, rl)
 	s.Route(fiber.MethodGet, "/api/v1/workflows/:run_id/status", Op{Summary: "A run's status, tasks, input it waits for, and result", Tag: "Workflows", Auth: true,
 		Response: runStatus{}, Errors: errs(http.StatusBadRequest, http.StatusNotFound)},
 		authed, rl.user("workflows.status"), run, validID, unavailable, h.status)
@@ -289,17 +338,23 @@ func (h workflowRoutes) trigger(c *fiber.Ctx) error {
 	}
 	params, err := def.ValidateParams(req.Parameters)
 	var ve *workflows.ValidationError
+	var fields []FieldError
 	if errors.As(err, &ve) {
-		return Validation(prefixed("parameters", ve.Fields)...)
-	}
-	if err != nil {
+		fields = prefixed("parameters", ve.Fields)
+	} else if err != nil {
 		return err
+	}
+	if fe := h.wf.checkWebhookURL(c.UserContext(), req.WebhookURL); fe != nil {
+		fields = append(fields, *fe)
+	}
+	if len(fields) > 0 {
+		return Validation(fields...)
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return fmt.Errorf("new run ID: %w", err)
 	}
-	status, err := h.wf.Commands.Trigger(c.UserContext(), id.String(), def.Name, principalID(c), params)
+	status, err := h.wf.Commands.Trigger(c.UserContext(), id.String(), def.Name, principalID(c), params, strings.Clone(req.WebhookURL))
 	if err != nil {
 		return workflowGrainError(err)
 	}
@@ -371,6 +426,16 @@ func (h workflowRoutes) statusOf(ctx context.Context, run persistence.WorkflowRu
 		}
 	} else if run.Status == workflows.StatusPaused && !run.DueAt.IsZero() {
 		view.WakeAt = timePtr(run.DueAt)
+	}
+	if run.WebhookURL != "" && h.wf.Webhooks != nil {
+		ds, err := h.wf.Webhooks.Deliveries(ctx, run.ID)
+		if err != nil {
+			return view, err
+		}
+		for _, d := range ds {
+			view.Notifications = append(view.Notifications, notificationAttempt{Attempt: d.Attempt, StatusCode: d.StatusCode,
+				Error: d.Error, Delivered: d.Delivered, At: d.At})
+		}
 	}
 	steps, err := h.wf.Runs.Steps(ctx, run.ID)
 	if err != nil {

@@ -47,6 +47,9 @@ type WorkflowRun struct {
 	DueAt time.Time
 	// LeaseOwner names the node that last claimed or executed the run.
 	LeaseOwner string
+	// WebhookURL receives the run's final state (empty: no notification); set at
+	// creation only.
+	WebhookURL string
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	StartedAt  time.Time
@@ -136,7 +139,7 @@ func NewWorkflowStore(db *DB) *WorkflowStore { return &WorkflowStore{db: db} }
 
 var (
 	runCols = []any{"id", "name", "owner_id", "parent_id", "status", "parameters", "result", "error", "waiting", "spend",
-		"version", "due_at", "lease_owner", "created_at", "updated_at", "started_at", "finished_at"}
+		"version", "due_at", "lease_owner", "created_at", "updated_at", "started_at", "finished_at", "webhook_url"}
 	stepCols  = []string{"run_id", "seq", "name", "kind", "status", "output", "error", "attempts", "spend", "cache_hit", "wake_at", "started_at", "finished_at"}
 	eventCols = []string{"run_id", "seq", "step_seq", "status", "attempt", "data", "created_at"}
 )
@@ -176,8 +179,8 @@ func (s *WorkflowStore) CreateRun(ctx context.Context, r WorkflowRun) (WorkflowR
 	r.CreatedAt = utc(r.CreatedAt)
 	r.UpdatedAt = r.CreatedAt
 	rec := runRecord(r)
-	rec["id"], rec["name"], rec["owner_id"], rec["parent_id"], rec["parameters"], rec["created_at"] =
-		r.ID, r.Name, nullString(r.OwnerID), nullString(r.ParentID), string(r.Parameters), r.CreatedAt
+	rec["id"], rec["name"], rec["owner_id"], rec["parent_id"], rec["parameters"], rec["created_at"], rec["webhook_url"] =
+		r.ID, r.Name, nullString(r.OwnerID), nullString(r.ParentID), string(r.Parameters), r.CreatedAt, r.WebhookURL
 	if _, err := s.db.Goqu.Insert("workflow_runs").Prepared(true).Rows(rec).Executor().ExecContext(ctx); err != nil {
 		return WorkflowRun{}, wrap(err, "create workflow run %s", r.Name)
 	}
@@ -205,7 +208,7 @@ func scanRun(sc scanner) (WorkflowRun, error) {
 		due, started, finished         sql.NullTime
 	)
 	if err := sc.Scan(&r.ID, &r.Name, &owner, &parent, &r.Status, &params, &result, &r.Error, &waiting, &spend,
-		&r.Version, &due, &r.LeaseOwner, &r.CreatedAt, &r.UpdatedAt, &started, &finished); err != nil {
+		&r.Version, &due, &r.LeaseOwner, &r.CreatedAt, &r.UpdatedAt, &started, &finished, &r.WebhookURL); err != nil {
 		return WorkflowRun{}, err
 	}
 	r.OwnerID, r.ParentID, r.Parameters = owner.String, parent.String, params
@@ -450,4 +453,27 @@ func (s *WorkflowStore) CountActive(ctx context.Context, name, ownerID string) (
 		return 0, wrap(err, "count active runs of %s", name)
 	}
 	return n, nil
+}
+
+// CountOpenRuns counts the runs that have not finished, by status, on the status
+// index (its cost follows the open runs, not the history).
+func (s *WorkflowStore) CountOpenRuns(ctx context.Context) (map[string]int, error) {
+	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select("status", goqu.COUNT("*")).
+		Where(goqu.C("status").In(StatusPending, StatusRunning, StatusRetrying, StatusPaused)).GroupBy("status")
+	type pair struct {
+		status string
+		n      int
+	}
+	ps, err := scanAll(ctx, q, func(sc scanner) (pair, error) {
+		var p pair
+		return p, sc.Scan(&p.status, &p.n)
+	})
+	if err != nil {
+		return nil, wrap(err, "count open workflow runs")
+	}
+	out := make(map[string]int, len(ps))
+	for _, p := range ps {
+		out[p.status] = p.n
+	}
+	return out, nil
 }

@@ -335,7 +335,9 @@ type SendMessage struct {
 	// The conversation must exist already (or be in creation by its owner's first turn):
 	// set when the client named a conversation ID it may not create, such as one of the
 	// IDs the gateway derives from a user and an idempotency key.
-	MustExist     bool `protobuf:"varint,11,opt,name=must_exist,json=mustExist,proto3" json:"must_exist,omitempty"`
+	MustExist bool `protobuf:"varint,11,opt,name=must_exist,json=mustExist,proto3" json:"must_exist,omitempty"`
+	// Per-request model settings (the OpenAI-compatible endpoint); unset keeps the agent's.
+	Options       *ModelOptions `protobuf:"bytes,12,opt,name=options,proto3" json:"options,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -433,6 +435,83 @@ func (x *SendMessage) GetMustExist() bool {
 	return false
 }
 
+func (x *SendMessage) GetOptions() *ModelOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+// ModelOptions override an agent's model settings for one reply.
+type ModelOptions struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Temperature *float64               `protobuf:"fixed64,1,opt,name=temperature,proto3,oneof" json:"temperature,omitempty"`
+	// Zero keeps the agent's limit.
+	MaxTokens     int32    `protobuf:"varint,2,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
+	Stop          []string `protobuf:"bytes,3,rep,name=stop,proto3" json:"stop,omitempty"`
+	Seed          *int64   `protobuf:"varint,4,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelOptions) Reset() {
+	*x = ModelOptions{}
+	mi := &file_actors_actorpb_actors_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelOptions) ProtoMessage() {}
+
+func (x *ModelOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorpb_actors_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelOptions.ProtoReflect.Descriptor instead.
+func (*ModelOptions) Descriptor() ([]byte, []int) {
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ModelOptions) GetTemperature() float64 {
+	if x != nil && x.Temperature != nil {
+		return *x.Temperature
+	}
+	return 0
+}
+
+func (x *ModelOptions) GetMaxTokens() int32 {
+	if x != nil {
+		return x.MaxTokens
+	}
+	return 0
+}
+
+func (x *ModelOptions) GetStop() []string {
+	if x != nil {
+		return x.Stop
+	}
+	return nil
+}
+
+func (x *ModelOptions) GetSeed() int64 {
+	if x != nil && x.Seed != nil {
+		return *x.Seed
+	}
+	return 0
+}
+
 // TurnResult answers SendMessage once both messages of the turn are durable.
 type TurnResult struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -445,14 +524,16 @@ type TurnResult struct {
 	AgentId       string `protobuf:"bytes,6,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	UserMessageId string `protobuf:"bytes,7,opt,name=user_message_id,json=userMessageId,proto3" json:"user_message_id,omitempty"`
 	// True when the result was stored by an earlier request with the same idempotency key.
-	Replayed      bool `protobuf:"varint,8,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	Replayed bool `protobuf:"varint,8,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// The model's reason for ending the reply (ReplyResult.stop_reason); empty when replayed.
+	StopReason    string `protobuf:"bytes,9,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TurnResult) Reset() {
 	*x = TurnResult{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[4]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +545,7 @@ func (x *TurnResult) String() string {
 func (*TurnResult) ProtoMessage() {}
 
 func (x *TurnResult) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[4]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +558,7 @@ func (x *TurnResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TurnResult.ProtoReflect.Descriptor instead.
 func (*TurnResult) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{4}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TurnResult) GetConversationId() string {
@@ -536,6 +617,13 @@ func (x *TurnResult) GetReplayed() bool {
 	return false
 }
 
+func (x *TurnResult) GetStopReason() string {
+	if x != nil {
+		return x.StopReason
+	}
+	return ""
+}
+
 // GetHistory asks the session grain for one page of its messages, oldest first.
 type GetHistory struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -555,7 +643,7 @@ type GetHistory struct {
 
 func (x *GetHistory) Reset() {
 	*x = GetHistory{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[5]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +655,7 @@ func (x *GetHistory) String() string {
 func (*GetHistory) ProtoMessage() {}
 
 func (x *GetHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[5]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +668,7 @@ func (x *GetHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistory.ProtoReflect.Descriptor instead.
 func (*GetHistory) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{5}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetHistory) GetCorrelationId() string {
@@ -640,7 +728,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[6]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +740,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[6]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +753,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{6}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ChatMessage) GetId() string {
@@ -715,7 +803,7 @@ type HistoryPage struct {
 
 func (x *HistoryPage) Reset() {
 	*x = HistoryPage{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[7]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +815,7 @@ func (x *HistoryPage) String() string {
 func (*HistoryPage) ProtoMessage() {}
 
 func (x *HistoryPage) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[7]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +828,7 @@ func (x *HistoryPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryPage.ProtoReflect.Descriptor instead.
 func (*HistoryPage) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{7}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HistoryPage) GetMessages() []*ChatMessage {
@@ -771,7 +859,7 @@ type GetConversation struct {
 
 func (x *GetConversation) Reset() {
 	*x = GetConversation{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[8]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +871,7 @@ func (x *GetConversation) String() string {
 func (*GetConversation) ProtoMessage() {}
 
 func (x *GetConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[8]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +884,7 @@ func (x *GetConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConversation.ProtoReflect.Descriptor instead.
 func (*GetConversation) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{8}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetConversation) GetCorrelationId() string {
@@ -845,7 +933,7 @@ type ConversationInfo struct {
 
 func (x *ConversationInfo) Reset() {
 	*x = ConversationInfo{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[9]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +945,7 @@ func (x *ConversationInfo) String() string {
 func (*ConversationInfo) ProtoMessage() {}
 
 func (x *ConversationInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[9]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +958,7 @@ func (x *ConversationInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationInfo.ProtoReflect.Descriptor instead.
 func (*ConversationInfo) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{9}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ConversationInfo) GetConversationId() string {
@@ -936,7 +1024,7 @@ type TokenDelta struct {
 
 func (x *TokenDelta) Reset() {
 	*x = TokenDelta{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[10]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1036,7 @@ func (x *TokenDelta) String() string {
 func (*TokenDelta) ProtoMessage() {}
 
 func (x *TokenDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[10]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1049,7 @@ func (x *TokenDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenDelta.ProtoReflect.Descriptor instead.
 func (*TokenDelta) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{10}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TokenDelta) GetStreamId() string {
@@ -1005,7 +1093,7 @@ type StreamEnd struct {
 
 func (x *StreamEnd) Reset() {
 	*x = StreamEnd{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[11]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1105,7 @@ func (x *StreamEnd) String() string {
 func (*StreamEnd) ProtoMessage() {}
 
 func (x *StreamEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[11]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1118,7 @@ func (x *StreamEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamEnd.ProtoReflect.Descriptor instead.
 func (*StreamEnd) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{11}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StreamEnd) GetStreamId() string {
@@ -1070,7 +1158,7 @@ type CancelTurn struct {
 
 func (x *CancelTurn) Reset() {
 	*x = CancelTurn{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[12]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1170,7 @@ func (x *CancelTurn) String() string {
 func (*CancelTurn) ProtoMessage() {}
 
 func (x *CancelTurn) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[12]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1183,7 @@ func (x *CancelTurn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTurn.ProtoReflect.Descriptor instead.
 func (*CancelTurn) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{12}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelTurn) GetCorrelationId() string {
@@ -1137,7 +1225,7 @@ type CancelResult struct {
 
 func (x *CancelResult) Reset() {
 	*x = CancelResult{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[13]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1237,7 @@ func (x *CancelResult) String() string {
 func (*CancelResult) ProtoMessage() {}
 
 func (x *CancelResult) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[13]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1250,7 @@ func (x *CancelResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResult.ProtoReflect.Descriptor instead.
 func (*CancelResult) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{13}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelResult) GetCanceled() bool {
@@ -1183,7 +1271,7 @@ type HistoryEntry struct {
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[14]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1283,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[14]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1296,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{14}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HistoryEntry) GetRole() string {
@@ -1239,16 +1327,18 @@ type GenerateReply struct {
 	// Earlier messages, oldest first.
 	History []*HistoryEntry `protobuf:"bytes,7,rep,name=history,proto3" json:"history,omitempty"`
 	// A running summary of messages older than the history.
-	Summary       string        `protobuf:"bytes,8,opt,name=summary,proto3" json:"summary,omitempty"`
-	Stream        *StreamTarget `protobuf:"bytes,9,opt,name=stream,proto3" json:"stream,omitempty"`
-	StreamId      string        `protobuf:"bytes,10,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	Summary  string        `protobuf:"bytes,8,opt,name=summary,proto3" json:"summary,omitempty"`
+	Stream   *StreamTarget `protobuf:"bytes,9,opt,name=stream,proto3" json:"stream,omitempty"`
+	StreamId string        `protobuf:"bytes,10,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// Per-request model settings; unset keeps the agent's.
+	Options       *ModelOptions `protobuf:"bytes,11,opt,name=options,proto3" json:"options,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerateReply) Reset() {
 	*x = GenerateReply{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[15]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1350,7 @@ func (x *GenerateReply) String() string {
 func (*GenerateReply) ProtoMessage() {}
 
 func (x *GenerateReply) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[15]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1363,7 @@ func (x *GenerateReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateReply.ProtoReflect.Descriptor instead.
 func (*GenerateReply) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{15}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GenerateReply) GetCorrelationId() string {
@@ -1346,6 +1436,13 @@ func (x *GenerateReply) GetStreamId() string {
 	return ""
 }
 
+func (x *GenerateReply) GetOptions() *ModelOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
 // ReplyResult answers GenerateReply.
 type ReplyResult struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1357,15 +1454,17 @@ type ReplyResult struct {
 	DetailsJson string `protobuf:"bytes,4,opt,name=details_json,json=detailsJson,proto3" json:"details_json,omitempty"`
 	// The agent's current definition version and busy policy, so the session follows
 	// configuration changes without reading the agent itself.
-	AgentVersion  int64  `protobuf:"varint,5,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
-	BusyPolicy    string `protobuf:"bytes,6,opt,name=busy_policy,json=busyPolicy,proto3" json:"busy_policy,omitempty"`
+	AgentVersion int64  `protobuf:"varint,5,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	BusyPolicy   string `protobuf:"bytes,6,opt,name=busy_policy,json=busyPolicy,proto3" json:"busy_policy,omitempty"`
+	// The model's reason for ending the last call ("stop", "length", ...), when known.
+	StopReason    string `protobuf:"bytes,7,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReplyResult) Reset() {
 	*x = ReplyResult{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[16]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1476,7 @@ func (x *ReplyResult) String() string {
 func (*ReplyResult) ProtoMessage() {}
 
 func (x *ReplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[16]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1489,7 @@ func (x *ReplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplyResult.ProtoReflect.Descriptor instead.
 func (*ReplyResult) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{16}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReplyResult) GetResponse() string {
@@ -1435,6 +1534,13 @@ func (x *ReplyResult) GetBusyPolicy() string {
 	return ""
 }
 
+func (x *ReplyResult) GetStopReason() string {
+	if x != nil {
+		return x.StopReason
+	}
+	return ""
+}
+
 // Reload tells the agent grain that its definition changed in the database.
 type Reload struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1446,7 +1552,7 @@ type Reload struct {
 
 func (x *Reload) Reset() {
 	*x = Reload{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[17]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1564,7 @@ func (x *Reload) String() string {
 func (*Reload) ProtoMessage() {}
 
 func (x *Reload) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[17]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1577,7 @@ func (x *Reload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reload.ProtoReflect.Descriptor instead.
 func (*Reload) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{17}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Reload) GetCorrelationId() string {
@@ -1502,7 +1608,7 @@ type RenameConversation struct {
 
 func (x *RenameConversation) Reset() {
 	*x = RenameConversation{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1620,7 @@ func (x *RenameConversation) String() string {
 func (*RenameConversation) ProtoMessage() {}
 
 func (x *RenameConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1633,7 @@ func (x *RenameConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameConversation.ProtoReflect.Descriptor instead.
 func (*RenameConversation) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{18}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RenameConversation) GetCorrelationId() string {
@@ -1573,7 +1679,7 @@ type DeleteConversation struct {
 
 func (x *DeleteConversation) Reset() {
 	*x = DeleteConversation{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1585,7 +1691,7 @@ func (x *DeleteConversation) String() string {
 func (*DeleteConversation) ProtoMessage() {}
 
 func (x *DeleteConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1598,7 +1704,7 @@ func (x *DeleteConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConversation.ProtoReflect.Descriptor instead.
 func (*DeleteConversation) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{19}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteConversation) GetCorrelationId() string {
@@ -1632,7 +1738,7 @@ type Passivate struct {
 
 func (x *Passivate) Reset() {
 	*x = Passivate{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1750,7 @@ func (x *Passivate) String() string {
 func (*Passivate) ProtoMessage() {}
 
 func (x *Passivate) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1763,7 @@ func (x *Passivate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Passivate.ProtoReflect.Descriptor instead.
 func (*Passivate) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{20}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Passivate) GetCorrelationId() string {
@@ -1676,7 +1782,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1794,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1807,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{21}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{22}
 }
 
 var File_actors_actorpb_actors_proto protoreflect.FileDescriptor
@@ -1721,7 +1827,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12\x19\n" +
 	"\bcost_usd\x18\x03 \x01(\x01R\acostUsd\x12\x1b\n" +
-	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\xd3\x02\n" +
+	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\x8c\x03\n" +
 	"\vSendMessage\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12'\n" +
@@ -1733,7 +1839,16 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\tstream_id\x18\n" +
 	" \x01(\tR\bstreamId\x12\x1d\n" +
 	"\n" +
-	"must_exist\x18\v \x01(\bR\tmustExistJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x8f\x02\n" +
+	"must_exist\x18\v \x01(\bR\tmustExist\x127\n" +
+	"\aoptions\x18\f \x01(\v2\x1d.kowai.actors.v1.ModelOptionsR\aoptionsJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x9a\x01\n" +
+	"\fModelOptions\x12%\n" +
+	"\vtemperature\x18\x01 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\x1d\n" +
+	"\n" +
+	"max_tokens\x18\x02 \x01(\x05R\tmaxTokens\x12\x12\n" +
+	"\x04stop\x18\x03 \x03(\tR\x04stop\x12\x17\n" +
+	"\x04seed\x18\x04 \x01(\x03H\x01R\x04seed\x88\x01\x01B\x0e\n" +
+	"\f_temperatureB\a\n" +
+	"\x05_seed\"\xb0\x02\n" +
 	"\n" +
 	"TurnResult\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x1d\n" +
@@ -1744,7 +1859,9 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\x05usage\x18\x05 \x01(\v2\x16.kowai.actors.v1.UsageR\x05usage\x12\x19\n" +
 	"\bagent_id\x18\x06 \x01(\tR\aagentId\x12&\n" +
 	"\x0fuser_message_id\x18\a \x01(\tR\ruserMessageId\x12\x1a\n" +
-	"\breplayed\x18\b \x01(\bR\breplayed\"\xcb\x01\n" +
+	"\breplayed\x18\b \x01(\bR\breplayed\x12\x1f\n" +
+	"\vstop_reason\x18\t \x01(\tR\n" +
+	"stopReason\"\xcb\x01\n" +
 	"\n" +
 	"GetHistory\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
@@ -1799,7 +1916,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\bcanceled\x18\x01 \x01(\bR\bcanceled\"<\n" +
 	"\fHistoryEntry\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\"\xed\x02\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\"\xa6\x03\n" +
 	"\rGenerateReply\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12'\n" +
@@ -1811,7 +1928,8 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\asummary\x18\b \x01(\tR\asummary\x125\n" +
 	"\x06stream\x18\t \x01(\v2\x1d.kowai.actors.v1.StreamTargetR\x06stream\x12\x1b\n" +
 	"\tstream_id\x18\n" +
-	" \x01(\tR\bstreamId\"\xd6\x01\n" +
+	" \x01(\tR\bstreamId\x127\n" +
+	"\aoptions\x18\v \x01(\v2\x1d.kowai.actors.v1.ModelOptionsR\aoptions\"\xf7\x01\n" +
 	"\vReplyResult\x12\x1a\n" +
 	"\bresponse\x18\x01 \x01(\tR\bresponse\x12,\n" +
 	"\x05usage\x18\x02 \x01(\v2\x16.kowai.actors.v1.UsageR\x05usage\x12\x14\n" +
@@ -1819,7 +1937,9 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\fdetails_json\x18\x04 \x01(\tR\vdetailsJson\x12#\n" +
 	"\ragent_version\x18\x05 \x01(\x03R\fagentVersion\x12\x1f\n" +
 	"\vbusy_policy\x18\x06 \x01(\tR\n" +
-	"busyPolicy\"J\n" +
+	"busyPolicy\x12\x1f\n" +
+	"\vstop_reason\x18\a \x01(\tR\n" +
+	"stopReason\"J\n" +
 	"\x06Reload\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\"\x93\x01\n" +
@@ -1864,48 +1984,51 @@ func file_actors_actorpb_actors_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorpb_actors_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_actors_actorpb_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_actors_actorpb_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_actors_actorpb_actors_proto_goTypes = []any{
 	(Code)(0),                     // 0: kowai.actors.v1.Code
 	(*ErrorReply)(nil),            // 1: kowai.actors.v1.ErrorReply
 	(*StreamTarget)(nil),          // 2: kowai.actors.v1.StreamTarget
 	(*Usage)(nil),                 // 3: kowai.actors.v1.Usage
 	(*SendMessage)(nil),           // 4: kowai.actors.v1.SendMessage
-	(*TurnResult)(nil),            // 5: kowai.actors.v1.TurnResult
-	(*GetHistory)(nil),            // 6: kowai.actors.v1.GetHistory
-	(*ChatMessage)(nil),           // 7: kowai.actors.v1.ChatMessage
-	(*HistoryPage)(nil),           // 8: kowai.actors.v1.HistoryPage
-	(*GetConversation)(nil),       // 9: kowai.actors.v1.GetConversation
-	(*ConversationInfo)(nil),      // 10: kowai.actors.v1.ConversationInfo
-	(*TokenDelta)(nil),            // 11: kowai.actors.v1.TokenDelta
-	(*StreamEnd)(nil),             // 12: kowai.actors.v1.StreamEnd
-	(*CancelTurn)(nil),            // 13: kowai.actors.v1.CancelTurn
-	(*CancelResult)(nil),          // 14: kowai.actors.v1.CancelResult
-	(*HistoryEntry)(nil),          // 15: kowai.actors.v1.HistoryEntry
-	(*GenerateReply)(nil),         // 16: kowai.actors.v1.GenerateReply
-	(*ReplyResult)(nil),           // 17: kowai.actors.v1.ReplyResult
-	(*Reload)(nil),                // 18: kowai.actors.v1.Reload
-	(*RenameConversation)(nil),    // 19: kowai.actors.v1.RenameConversation
-	(*DeleteConversation)(nil),    // 20: kowai.actors.v1.DeleteConversation
-	(*Passivate)(nil),             // 21: kowai.actors.v1.Passivate
-	(*Ack)(nil),                   // 22: kowai.actors.v1.Ack
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*ModelOptions)(nil),          // 5: kowai.actors.v1.ModelOptions
+	(*TurnResult)(nil),            // 6: kowai.actors.v1.TurnResult
+	(*GetHistory)(nil),            // 7: kowai.actors.v1.GetHistory
+	(*ChatMessage)(nil),           // 8: kowai.actors.v1.ChatMessage
+	(*HistoryPage)(nil),           // 9: kowai.actors.v1.HistoryPage
+	(*GetConversation)(nil),       // 10: kowai.actors.v1.GetConversation
+	(*ConversationInfo)(nil),      // 11: kowai.actors.v1.ConversationInfo
+	(*TokenDelta)(nil),            // 12: kowai.actors.v1.TokenDelta
+	(*StreamEnd)(nil),             // 13: kowai.actors.v1.StreamEnd
+	(*CancelTurn)(nil),            // 14: kowai.actors.v1.CancelTurn
+	(*CancelResult)(nil),          // 15: kowai.actors.v1.CancelResult
+	(*HistoryEntry)(nil),          // 16: kowai.actors.v1.HistoryEntry
+	(*GenerateReply)(nil),         // 17: kowai.actors.v1.GenerateReply
+	(*ReplyResult)(nil),           // 18: kowai.actors.v1.ReplyResult
+	(*Reload)(nil),                // 19: kowai.actors.v1.Reload
+	(*RenameConversation)(nil),    // 20: kowai.actors.v1.RenameConversation
+	(*DeleteConversation)(nil),    // 21: kowai.actors.v1.DeleteConversation
+	(*Passivate)(nil),             // 22: kowai.actors.v1.Passivate
+	(*Ack)(nil),                   // 23: kowai.actors.v1.Ack
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_actors_actorpb_actors_proto_depIdxs = []int32{
 	0,  // 0: kowai.actors.v1.ErrorReply.code:type_name -> kowai.actors.v1.Code
 	2,  // 1: kowai.actors.v1.SendMessage.stream:type_name -> kowai.actors.v1.StreamTarget
-	3,  // 2: kowai.actors.v1.TurnResult.usage:type_name -> kowai.actors.v1.Usage
-	23, // 3: kowai.actors.v1.ChatMessage.created_at:type_name -> google.protobuf.Timestamp
-	7,  // 4: kowai.actors.v1.HistoryPage.messages:type_name -> kowai.actors.v1.ChatMessage
-	1,  // 5: kowai.actors.v1.StreamEnd.error:type_name -> kowai.actors.v1.ErrorReply
-	15, // 6: kowai.actors.v1.GenerateReply.history:type_name -> kowai.actors.v1.HistoryEntry
-	2,  // 7: kowai.actors.v1.GenerateReply.stream:type_name -> kowai.actors.v1.StreamTarget
-	3,  // 8: kowai.actors.v1.ReplyResult.usage:type_name -> kowai.actors.v1.Usage
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	5,  // 2: kowai.actors.v1.SendMessage.options:type_name -> kowai.actors.v1.ModelOptions
+	3,  // 3: kowai.actors.v1.TurnResult.usage:type_name -> kowai.actors.v1.Usage
+	24, // 4: kowai.actors.v1.ChatMessage.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 5: kowai.actors.v1.HistoryPage.messages:type_name -> kowai.actors.v1.ChatMessage
+	1,  // 6: kowai.actors.v1.StreamEnd.error:type_name -> kowai.actors.v1.ErrorReply
+	16, // 7: kowai.actors.v1.GenerateReply.history:type_name -> kowai.actors.v1.HistoryEntry
+	2,  // 8: kowai.actors.v1.GenerateReply.stream:type_name -> kowai.actors.v1.StreamTarget
+	5,  // 9: kowai.actors.v1.GenerateReply.options:type_name -> kowai.actors.v1.ModelOptions
+	3,  // 10: kowai.actors.v1.ReplyResult.usage:type_name -> kowai.actors.v1.Usage
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorpb_actors_proto_init() }
@@ -1913,13 +2036,14 @@ func file_actors_actorpb_actors_proto_init() {
 	if File_actors_actorpb_actors_proto != nil {
 		return
 	}
+	file_actors_actorpb_actors_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorpb_actors_proto_rawDesc), len(file_actors_actorpb_actors_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

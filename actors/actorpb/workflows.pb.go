@@ -38,8 +38,11 @@ type StartRun struct {
 	OwnerId        string `protobuf:"bytes,4,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
 	ParametersJson string `protobuf:"bytes,5,opt,name=parameters_json,json=parametersJson,proto3" json:"parameters_json,omitempty"`
 	ParentId       string `protobuf:"bytes,6,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Receives a signed notification of the run's final state (checked by the
+	// trigger against the SSRF guard); empty for none.
+	WebhookUrl    string `protobuf:"bytes,7,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StartRun) Reset() {
@@ -110,6 +113,13 @@ func (x *StartRun) GetParametersJson() string {
 func (x *StartRun) GetParentId() string {
 	if x != nil {
 		return x.ParentId
+	}
+	return ""
+}
+
+func (x *StartRun) GetWebhookUrl() string {
+	if x != nil {
+		return x.WebhookUrl
 	}
 	return ""
 }
@@ -341,14 +351,16 @@ var File_actors_actorpb_workflows_proto protoreflect.FileDescriptor
 
 const file_actors_actorpb_workflows_proto_rawDesc = "" +
 	"\n" +
-	"\x1eactors/actorpb/workflows.proto\x12\x0fkowai.actors.v1\"\xc5\x01\n" +
+	"\x1eactors/actorpb/workflows.proto\x12\x0fkowai.actors.v1\"\xe6\x01\n" +
 	"\bStartRun\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bworkflow\x18\x03 \x01(\tR\bworkflow\x12\x19\n" +
 	"\bowner_id\x18\x04 \x01(\tR\aownerId\x12'\n" +
 	"\x0fparameters_json\x18\x05 \x01(\tR\x0eparametersJson\x12\x1b\n" +
-	"\tparent_id\x18\x06 \x01(\tR\bparentId\"I\n" +
+	"\tparent_id\x18\x06 \x01(\tR\bparentId\x12\x1f\n" +
+	"\vwebhook_url\x18\a \x01(\tR\n" +
+	"webhookUrl\"I\n" +
 	"\tCancelRun\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\"h\n" +

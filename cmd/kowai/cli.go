@@ -38,6 +38,9 @@ func commands() map[string]command {
 	return map[string]command{
 		"serve":    {"run a node: gateway and actor runtime", serveCmd},
 		"cert":     {"create a development cluster CA and node certificates: cert ca, cert node NAME", certCmd},
+		"health":   {"exit 0 when a node's /health/live answers (container health checks)", healthCmd},
+		"backup":   {"write an online, consistent copy of the embedded SQLite database", backupCmd},
+		"restore":  {"replace the embedded SQLite database with a backup (node stopped)", restoreCmd},
 		"migrate":  {"apply (up), roll back (down N, down --all) or list (status) database migrations", migrateCmd},
 		"optimize": {"compile a signature program on a train set and report its score", optimizeCmd},
 		"user":     {"manage users: user create", userCmd},

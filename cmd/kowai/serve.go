@@ -19,10 +19,12 @@ import (
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/gateway"
+	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/clientaddr"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/gateway/streams"
 	"github.com/kowai/kowai/internal/config"
+	"github.com/kowai/kowai/internal/netguard"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
@@ -149,6 +151,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	schedules := persistence.NewWorkflowScheduleStore(db)
+	scheduler, err := actors.NewScheduler(actors.SchedulerDeps{Schedules: schedules, Logger: log, Metrics: reg})
+	if err != nil {
+		return err
+	}
+	webhooks := persistence.NewWebhookStore(db)
+	webhookGuard := netguard.New(cfg.WebhookAllow)
+	notifier, err := newNotifier(cfg, db, webhooks, webhookGuard, log, reg)
+	if err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Config{
 		Name:           cfg.ClusterName,
 		Provider:       cluster.Provider(cfg.ClusterProvider),
@@ -177,6 +190,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	grains := node.Client()
 	rt.SetCaller(grains)
 	wf.SetCaller(grains)
+	scheduler.SetCaller(grains)
 
 	checks := []gateway.Check{
 		{Name: "database", Probe: db.Ping},
@@ -211,10 +225,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if rdb != nil {
 		replyStreams = streams.NewRedis(rdb, streams.RedisOptions{Logger: log})
 	}
+	keyOpts := auth.APIKeysConfig{Store: gateway.NewAuthAPIKeys(db), Users: authSvc, Logger: log}
+	if rdb != nil {
+		keyOpts.Redis = rdb
+	}
+	apiKeys, err := auth.NewAPIKeys(keyOpts)
+	if err != nil {
+		return err
+	}
+	chat := &gateway.ClusterChat{Grains: grains}
 	types := rt.Types()
 	if err := gw.Mount(gateway.API{
 		Authenticator:    authSvc,
-		Chat:             &gateway.ClusterChat{Grains: grains},
+		Chat:             chat,
+		Completions:      chat,
+		APIKeys:          apiKeys,
 		Auth:             authSvc,
 		Accounts:         authSvc,
 		OpenRegistration: cfg.OpenRegistration,
@@ -239,7 +264,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		AuthRateLimit: authRateLimit,
 		Streams:       replyStreams,
 		Workflows: &gateway.Workflows{Registry: wf.Registry(), Runs: persistence.NewWorkflowStore(db),
-			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles},
+			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, Schedules: schedules,
+			Webhooks: webhooks, WebhookGuard: webhookGuard},
 	}); err != nil {
 		return err
 	}
@@ -275,8 +301,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		defer stopNode()
 		return gw.Run(gwCtx)
 	})
+	// Last-use times of API keys are written after the gateway stops.
+	g.Go(func() error { return apiKeys.Run(writerCtx) })
 	// Runs left by a lost node are resumed here without any request.
 	g.Go(func() error { return wf.Run(nodeCtx) })
+	// Schedule ticks fire from every node; each tick from one of them.
+	g.Go(func() error { return scheduler.Run(nodeCtx) })
+	// Webhook notifications of finished runs, at least once, from every node.
+	g.Go(func() error { return notifier.Run(nodeCtx) })
 	if metricsSrv != nil {
 		// Metrics stay up while the node drains and leaves the cluster.
 		g.Go(func() error { return metricsSrv.Run(writerCtx) })
@@ -298,6 +330,23 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("kowai node stopped")
 	return nil
+}
+
+// newNotifier builds the webhook notifier: its key is KOWAI_WEBHOOK_SECRET, or
+// derived from the JWT secret; its client reaches only addresses the guard allows.
+func newNotifier(cfg *config.Config, db *persistence.DB, webhooks *persistence.WebhookStore, guard *netguard.Guard, log *slog.Logger, reg prometheus.Registerer) (*actors.Notifier, error) {
+	secret := []byte(cfg.WebhookSecret)
+	if len(secret) == 0 {
+		jwt, err := cfg.EnsureJWTSecret()
+		if err != nil {
+			return nil, err
+		}
+		if secret, err = actors.DeriveWebhookSecret([]byte(jwt)); err != nil {
+			return nil, err
+		}
+	}
+	return actors.NewNotifier(actors.NotifierDeps{Webhooks: webhooks, Runs: persistence.NewWorkflowStore(db),
+		Client: guard.Client(actors.DefaultWebhookTimeout), Secret: secret, Logger: log, Metrics: reg})
 }
 
 // newWorkflows builds the workflow engine with the built-in workflows.

@@ -101,4 +101,21 @@
 //
 //	api := app.Group("/api/v1", auth.RequireAuth(svc))
 //	api.Get("/admin/users", auth.RequirePermission(auth.PermAdminUsersRead), listUsers)
+//
+// # API keys
+//
+// APIKeys issues keys "kowai_" + 43 base64url characters (256 random bits)
+// for machine clients; only their SHA-256 is stored (APIKeyStore) and only
+// a signed-in session, never a key, creates, lists or revokes them.
+// WithAPIKeys sends Bearer tokens of that form to APIKeys.Authenticate,
+// which yields a Principal with APIKeyID and Scopes set: Can then grants a
+// permission only when a scope and one of the user's current roles both do,
+// no scope grants an ":any" or admin permission, and HasRole never reports
+// moderator or admin. A node keeps a looked-up key for at most one second;
+// a revocation drops it on this node at once and, with Redis, is published
+// so every node drops it at once. A key's last use is written at most once
+// per TouchEvery (a minute) in batches (Flush, Run).
+//
+//	keys, _ := auth.NewAPIKeys(auth.APIKeysConfig{Store: store, Users: svc})
+//	authed := auth.RequireAuth(auth.WithAPIKeys(svc, keys))
 package auth

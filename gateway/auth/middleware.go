@@ -178,10 +178,14 @@ func RequirePermission(perms ...Permission) fiber.Handler {
 }
 
 // RateLimitKey identifies the caller for ratelimit.MiddlewareConfig.Key:
-// "user:<id>" after RequireAuth, otherwise the client address's
-// clientaddr.LimitKey ("ip:<address>", "ip:<IPv6 /64>").
+// "user:<id>" after RequireAuth, "apikey:<id>" for an API key (each key has
+// buckets of its own), otherwise the client address's clientaddr.LimitKey
+// ("ip:<address>", "ip:<IPv6 /64>").
 func RateLimitKey(c *fiber.Ctx) string {
 	if p, ok := PrincipalFrom(c); ok {
+		if p.APIKeyID != "" {
+			return "apikey:" + p.APIKeyID
+		}
 		return UserRateLimitKey(p.UserID)
 	}
 	return clientaddr.LimitKey(clientaddr.From(c))
@@ -199,7 +203,7 @@ func HTTPStatus(err error) (status int, ok bool) {
 	switch {
 	case errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrInvalidToken), errors.Is(err, ErrTokenReused):
 		return http.StatusUnauthorized, true
-	case errors.Is(err, ErrAccountDisabled), errors.Is(err, ErrForbidden):
+	case errors.Is(err, ErrAccountDisabled), errors.Is(err, ErrForbidden), errors.Is(err, ErrAPIKeyNotAllowed):
 		return http.StatusForbidden, true
 	case errors.Is(err, ErrThrottled):
 		return http.StatusTooManyRequests, true

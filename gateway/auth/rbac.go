@@ -90,11 +90,20 @@ type Principal struct {
 	// ExpiresAt is the token's exp: connections that outlive one request
 	// (WebSocket) end there. Zero when the credential does not expire.
 	ExpiresAt time.Time
+	// APIKeyID is set when the caller authenticated with an API key; then
+	// SessionID and TokenID are empty, and Scopes limit what Roles grant.
+	APIKeyID string
+	// Scopes are the API key's scopes; unused without APIKeyID.
+	Scopes []Scope
 }
 
-// HasRole reports whether p holds any of roles.
+// HasRole reports whether p holds any of roles. An API key never holds the
+// moderator or admin role: administration needs a signed-in session.
 func (p Principal) HasRole(roles ...Role) bool {
 	for _, r := range roles {
+		if p.APIKeyID != "" && (r == RoleModerator || r == RoleAdmin) {
+			continue
+		}
 		if slices.Contains(p.Roles, r) {
 			return true
 		}
@@ -102,8 +111,12 @@ func (p Principal) HasRole(roles ...Role) bool {
 	return false
 }
 
-// Can reports whether any of p's roles grants perm.
+// Can reports whether any of p's roles grants perm and, for an API key, one
+// of its scopes grants it too.
 func (p Principal) Can(perm Permission) bool {
+	if p.APIKeyID != "" && !p.scopesGrant(perm) {
+		return false
+	}
 	for _, r := range p.Roles {
 		if slices.Contains(rolePermissions[r], perm) {
 			return true
@@ -134,4 +147,14 @@ func (p Principal) CanWriteAgent(ownerID string) bool {
 
 func (p Principal) owns(ownerID string) bool {
 	return ownerID != "" && p.UserID != "" && ownerID == p.UserID
+}
+
+// scopesGrant reports whether one of p's scopes grants perm.
+func (p Principal) scopesGrant(perm Permission) bool {
+	for _, s := range p.Scopes {
+		if slices.Contains(scopePermissions[s], perm) {
+			return true
+		}
+	}
+	return false
 }

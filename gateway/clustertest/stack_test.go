@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
+	"github.com/kowai/kowai/internal/netguard"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
@@ -34,7 +36,9 @@ var testSecret = []byte("clustertest-secret-0123456789abcdef")
 // stack is one kowai node assembled as kowai serve does, serving HTTP on
 // 127.0.0.1.
 type stack struct {
-	url    string
+	url string
+	// keys are the node's API keys.
+	keys   *auth.APIKeys
 	db     *persistence.DB
 	writer *persistence.Writer
 	auth   *auth.Service
@@ -130,8 +134,36 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		stopWF()
 		<-wfDone
 	})
+	// Schedules and webhook notifications, as kowai serve runs them; webhooks may
+	// reach 127.0.0.1 (the tests' receivers).
+	schedules, webhooks := persistence.NewWorkflowScheduleStore(db), persistence.NewWebhookStore(db)
+	_, loopback, _ := net.ParseCIDR("127.0.0.1/32")
+	webhookGuard := netguard.New([]*net.IPNet{loopback})
+	scheduler, err := actors.NewScheduler(actors.SchedulerDeps{Schedules: schedules, Caller: grains, Interval: 100 * time.Millisecond, Logger: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	notifier, err := actors.NewNotifier(actors.NotifierDeps{Webhooks: webhooks, Runs: persistence.NewWorkflowStore(db),
+		Client: webhookGuard.Client(5 * time.Second), Secret: testSecret, Interval: 100 * time.Millisecond, Backoff: 50 * time.Millisecond, Logger: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	loopsCtx, stopLoops := context.WithCancel(context.Background())
+	loopsDone := make(chan error, 2)
+	go func() { loopsDone <- scheduler.Run(loopsCtx) }()
+	go func() { loopsDone <- notifier.Run(loopsCtx) }()
+	tb.Cleanup(func() {
+		stopLoops()
+		<-loopsDone
+		<-loopsDone
+	})
 
 	svc := newAuth(tb, db, log)
+	keys, err := auth.NewAPIKeys(auth.APIKeysConfig{Store: gateway.NewAuthAPIKeys(db), Users: svc, Logger: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	chat := &gateway.ClusterChat{Grains: grains}
 	gw, err := gateway.New(gateway.Options{Addr: "127.0.0.1:0", Logger: log, Registry: reg,
 		Checks:         []gateway.Check{{Name: "database", Probe: db.Ping}},
 		Draining:       node.Draining,
@@ -143,7 +175,9 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	types := rt.Types()
 	if err := gw.Mount(gateway.API{
 		Authenticator:    svc,
-		Chat:             &gateway.ClusterChat{Grains: grains},
+		Chat:             chat,
+		Completions:      chat,
+		APIKeys:          keys,
 		Auth:             svc,
 		Accounts:         svc,
 		OpenRegistration: true,
@@ -166,7 +200,8 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		ClusterInfo: func() any { return node.Info() },
 		RateLimit:   opts.rateLimit,
 		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
-			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, EventPoll: 50 * time.Millisecond},
+			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,
+			Schedules: schedules, Webhooks: webhooks, WebhookGuard: webhookGuard},
 	}); err != nil {
 		tb.Fatal(err)
 	}
@@ -186,7 +221,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 			tb.Errorf("gateway: %v", err)
 		}
 	})
-	return &stack{url: "http://" + gw.Addr().String(), db: db, writer: writer, auth: svc, client: client}
+	return &stack{url: "http://" + gw.Addr().String(), keys: keys, db: db, writer: writer, auth: svc, client: client}
 }
 
 // newAuth builds the authentication service as kowai serve does without

@@ -78,7 +78,13 @@ type Config struct {
 	// headers name the client; nobody's by default.
 	TrustedProxies []*net.IPNet
 	// MetricsAddr is where /metrics is served; empty when "off".
-	MetricsAddr   string
+	MetricsAddr string
+	// WebhookSecret signs workflow webhook notifications; empty: derived from the
+	// JWT secret (HKDF-SHA256, label "kowai webhook signing v1").
+	WebhookSecret string
+	// WebhookAllow are the networks webhooks may reach although they are loopback,
+	// private, link-local or otherwise not public (SSRF guard); none by default.
+	WebhookAllow  []*net.IPNet
 	SessionMaxAge time.Duration
 	CORSOrigins   []string
 	DrainGrace    time.Duration
@@ -255,22 +261,21 @@ func settings() []setting {
 			return nil
 		}},
 		{"KOWAI_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For/Forwarded headers give the client address (empty: nobody's)", func(c *Config, raw string) error {
-			c.TrustedProxies = nil
-			for _, p := range splitList(raw) {
-				if !strings.Contains(p, "/") {
-					if ip := net.ParseIP(p); ip != nil && ip.To4() != nil {
-						p += "/32"
-					} else if ip != nil {
-						p += "/128"
-					}
-				}
-				_, n, err := net.ParseCIDR(p)
-				if err != nil {
-					return errors.New("want CIDR,CIDR such as 10.0.0.0/8,127.0.0.1/32")
-				}
-				c.TrustedProxies = append(c.TrustedProxies, n)
+			nets, err := parseCIDRs(raw)
+			c.TrustedProxies = nets
+			return err
+		}},
+		{"KOWAI_WEBHOOK_SECRET", "webhook-secret", "", "HMAC-SHA256 key of workflow webhook signatures, at least 32 bytes; the same on every node (empty: derived from the JWT secret)", func(c *Config, raw string) error {
+			if raw != "" && len(raw) < 32 {
+				return errors.New("want at least 32 bytes")
 			}
+			c.WebhookSecret = raw
 			return nil
+		}},
+		{"KOWAI_WEBHOOK_ALLOW", "webhook-allow", "", "comma-separated CIDRs that workflow webhooks may reach although they are loopback, private or link-local (empty: public addresses only)", func(c *Config, raw string) error {
+			nets, err := parseCIDRs(raw)
+			c.WebhookAllow = nets
+			return err
 		}},
 		{"KOWAI_METRICS_ADDR", "metrics-addr", "127.0.0.1:9090", "where /metrics is served, host:port, or off", func(c *Config, raw string) error {
 			if raw == "off" {
@@ -321,7 +326,28 @@ func settings() []setting {
 // secret names the variables whose values never appear in error messages.
 var secret = map[string]bool{
 	"KOWAI_DATABASE_URL": true, "KOWAI_REDIS_URL": true, "KOWAI_JWT_SECRET": true,
-	"KOWAI_ADMIN_PASSWORD": true, "KOWAI_LLM_API_KEY": true,
+	"KOWAI_ADMIN_PASSWORD": true, "KOWAI_LLM_API_KEY": true, "KOWAI_WEBHOOK_SECRET": true,
+}
+
+// parseCIDRs parses a comma-separated list of CIDRs; a bare address is its own /32
+// or /128.
+func parseCIDRs(raw string) ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for _, p := range splitList(raw) {
+		if !strings.Contains(p, "/") {
+			if ip := net.ParseIP(p); ip != nil && ip.To4() != nil {
+				p += "/32"
+			} else if ip != nil {
+				p += "/128"
+			}
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return nil, errors.New("want CIDR,CIDR such as 10.0.0.0/8,127.0.0.1/32")
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
 }
 
 // Flags registers a flag on fs for every setting a command reads and returns

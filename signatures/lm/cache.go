@@ -36,7 +36,8 @@ func CacheKey(model string, req *Request) (string, error) {
 		JSONMode    bool                  `json:"json_mode"`
 		Tools       []llms.Tool           `json:"tools"`
 		RolloutID   string                `json:"rollout_id"`
-	}{model, req.Messages, req.Temperature, req.MaxTokens, req.Stop, req.JSONMode, req.Tools, req.RolloutID}
+		Seed        *int                  `json:"seed,omitempty"`
+	}{model, req.Messages, req.Temperature, req.MaxTokens, req.Stop, req.JSONMode, req.Tools, req.RolloutID, req.Seed}
 	b, err := json.Marshal(canonical)
 	if err != nil {
 		return "", fmt.Errorf("lm: cache key: %w", err)

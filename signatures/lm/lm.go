@@ -44,6 +44,9 @@ type Request struct {
 	Temperature float64
 	MaxTokens   int
 	Stop        []string
+	// Seed, when set, asks the provider for reproducible sampling where it
+	// supports it (llms.WithSeed).
+	Seed *int
 	// JSONMode asks the provider for a JSON object reply where it supports it.
 	JSONMode bool
 	// Tools are offered for native tool calling; nil means none.

@@ -113,6 +113,9 @@ func callOptions(req *Request) []llms.CallOption {
 	if len(req.Stop) > 0 {
 		opts = append(opts, llms.WithStopWords(req.Stop))
 	}
+	if req.Seed != nil {
+		opts = append(opts, llms.WithSeed(*req.Seed))
+	}
 	if req.JSONMode {
 		opts = append(opts, llms.WithJSONMode())
 	}
