@@ -13,6 +13,7 @@ import (
 
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
+	"github.com/kowai/kowai/gateway/streams"
 )
 
 // API is what the /api/v1 routes need. Mount registers them.
@@ -67,6 +68,11 @@ type API struct {
 	// routes answer 503.
 	Workflows *Workflows
 
+	// Streams keeps streamed replies for resumption; nil means in-process
+	// (streams.NewMemory), which only this node can read. Use the Redis
+	// store so a client can resume on any node.
+	Streams streams.Store
+
 	// AuthRateLimit is the limit per client address on register, login,
 	// refresh and Appwrite sign-in, per route (KOWAI_AUTH_RATE_LIMIT); zero
 	// means 10/m.
@@ -82,6 +88,12 @@ type API struct {
 	// wsRecheckInterval, when not zero, replaces how often an idle
 	// WebSocket's session is checked (tests shorten it).
 	wsRecheckInterval time.Duration
+	// sseHeartbeat, when not zero, replaces how often a chat event stream
+	// sends a ping comment (tests shorten it).
+	sseHeartbeat time.Duration
+	// streamRetryDelay, when not zero, replaces the first wait before a
+	// streamed turn is sent again after a 503 (tests shorten it).
+	streamRetryDelay time.Duration
 	// sseKeepAlive, when not zero, replaces how often an idle OpenAI stream
 	// gets a keep-alive comment (tests shorten it).
 	sseKeepAlive time.Duration
@@ -141,11 +153,26 @@ func (s *Server) Mount(api API) error {
 	authed := auth.RequireAuthWith(api.Authenticator, auth.RequireAuthOptions{Refused: s.authRefused})
 	// Account, session and key management need a signed-in session.
 	sessionAuthed := auth.RequireAuthWith(sessionsOnly(api.Authenticator), auth.RequireAuthOptions{Refused: s.authRefused})
-	s.Route(fiber.MethodPost, "/api/v1/chat/message", Op{Summary: "Send a message and get the agent's reply", Tag: "Chat", Auth: true,
-		Request: sendMessageRequest{}, Response: ChatReply{}, Errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable}},
-		authed, rl.user(chatTurnBucket), auth.RequirePermission(auth.PermChatWrite), postMessage(api.Chat))
+	cs := &chatStreams{store: api.Streams, log: s.log, heartbeat: sseHeartbeat, retryDelay: defaultStreamRetryDelay}
+	if cs.store == nil {
+		cs.store = streams.NewMemory(streams.MemoryOptions{})
+	}
+	if api.sseHeartbeat > 0 {
+		cs.heartbeat = api.sseHeartbeat
+	}
+	if api.streamRetryDelay > 0 {
+		cs.retryDelay = api.streamRetryDelay
+	}
+	s.Route(fiber.MethodPost, "/api/v1/chat/message", Op{Summary: "Send a message and get the agent's reply; with Accept: text/event-stream, as Server-Sent Events (token, restart, done, error; see the README)", Tag: "Chat", Auth: true,
+		Request: sendMessageRequest{}, Response: ChatReply{}, StreamContentType: "text/event-stream",
+		Errors: []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusBadGateway, http.StatusServiceUnavailable}},
+		authed, rl.user(chatTurnBucket), auth.RequirePermission(auth.PermChatWrite), postMessage(api.Chat, cs))
+	s.Route(fiber.MethodGet, "/api/v1/chat/streams/:stream_id", Op{Summary: "Join or resume a streamed reply as Server-Sent Events, after Last-Event-ID or ?after=N (owner only)", Tag: "Chat", Auth: true,
+		Response: "", ContentType: "text/event-stream", Errors: []int{http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound},
+		Query: []Param{{Name: "after", Type: "integer", Description: "resume after this sequence number when no Last-Event-ID header is sent"}}},
+		authed, rl.user("chat.streams"), auth.RequirePermission(auth.PermChatRead), cs.resume)
 
-	ws := &wsHandler{chat: api.Chat, auth: api.Authenticator, limits: rl, log: s.log, open: open,
+	ws := &wsHandler{chat: api.Chat, streams: cs, auth: api.Authenticator, limits: rl, log: s.log, open: open,
 		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue,
 		workflows: api.Workflows.withDefaults()}
 	if api.wsRecheckInterval > 0 {

@@ -121,6 +121,10 @@ func frameSummary(name string) string {
 		return "The end of a turn: the stored reply and its usage."
 	case "error":
 		return "A refused frame or a failed turn, with the status the same failure gets over REST."
+	case "resume":
+		return "Continues a reply's stream after the entry the client holds, on any node: the missing entries, then the live ones, as token and restart frames, then done or error. Only the stream's owner may; anyone else gets 404."
+	case "restart":
+		return "The turn is produced again from the start (its node was lost): drop the reply's text received so far; the new attempt's tokens follow."
 	case "subscribe":
 		return "Follows a workflow run on this connection: subscribed, then its events as run_event frames until the result. The run is checked as GET /workflows/{run_id}/events checks it."
 	case "unsubscribe":

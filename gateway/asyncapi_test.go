@@ -208,7 +208,7 @@ func TestAsyncAPIDocument(t *testing.T) {
 	}
 	want := map[string]string{"receiveAuth": "auth", "receiveMessage": "message", "sendToken": "token", "sendDone": "done", "sendError": "error",
 		"receiveSubscribe": "subscribe", "receiveUnsubscribe": "unsubscribe", "sendSubscribed": "subscribed", "sendUnsubscribed": "unsubscribed",
-		"sendRunEvent": "run_event"}
+		"sendRunEvent": "run_event", "receiveResume": "resume", "sendRestart": "restart"}
 	ops, _ := doc["operations"].(map[string]any)
 	if len(ops) != len(want) {
 		t.Errorf("operations %v, want %v", slices.Sorted(maps.Keys(ops)), want)

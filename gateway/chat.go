@@ -168,8 +168,10 @@ func newTurn(userID, conversationID, agentID, content, key string) (ChatTurn, er
 		Content: content, IdempotencyKey: key, MustExist: mustExist}, nil
 }
 
-// postMessage serves POST /api/v1/chat/message.
-func postMessage(chat ChatBackend) fiber.Handler {
+// postMessage serves POST /api/v1/chat/message: the reply as JSON, or,
+// when the client accepts text/event-stream, as Server-Sent Events recorded
+// in cs for resumption.
+func postMessage(chat ChatBackend, cs *chatStreams) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		p, err := principal(c)
 		if err != nil {
@@ -186,6 +188,9 @@ func postMessage(chat ChatBackend) fiber.Handler {
 		turn, err := newTurn(p.UserID, req.ConversationID, req.AgentID, req.Content, key)
 		if err != nil {
 			return err
+		}
+		if wantsEventStream(c) {
+			return cs.streamTurn(c, chat, turn)
 		}
 		reply, err := chat.Send(c.UserContext(), turn, nil)
 		if err != nil {

@@ -53,6 +53,9 @@ type Op struct {
 	Errors []int
 	// ContentType overrides application/json for the success body.
 	ContentType string
+	// StreamContentType, when set, is a second success media type the route
+	// answers with when the request's Accept asks for it (an event stream).
+	StreamContentType string
 }
 
 // Param is a documented query parameter.
@@ -269,6 +272,15 @@ func (sb *schemaBuilder) operation(d documented) map[string]any {
 			ct = fiber.MIMEApplicationJSON
 		}
 		success["content"] = map[string]any{ct: map[string]any{"schema": sb.schema(reflect.TypeOf(op.Response))}}
+	}
+	if op.StreamContentType != "" {
+		content, _ := success["content"].(map[string]any)
+		if content == nil {
+			content = map[string]any{}
+			success["content"] = content
+		}
+		content[op.StreamContentType] = map[string]any{"schema": map[string]any{"type": "string",
+			"description": "Server-Sent Events, sent when the request's Accept names this type"}}
 	}
 	responses[strconv.Itoa(status)] = success
 	errs := append([]int{http.StatusTooManyRequests, http.StatusInternalServerError}, op.Errors...)

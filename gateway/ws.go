@@ -18,6 +18,7 @@ import (
 
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
+	"github.com/kowai/kowai/gateway/streams"
 	"github.com/kowai/kowai/internal/logging"
 )
 
@@ -88,9 +89,9 @@ const (
 // frame types a field belongs to, "!" marking it required there. Every
 // field needs one, and the type field lists every frame type.
 type wsClientFrame struct {
-	Type           string `json:"type" frame:"auth!,message!,subscribe!,unsubscribe!"`
+	Type           string `json:"type" frame:"auth!,message!,resume!,subscribe!,unsubscribe!"`
 	Token          string `json:"token,omitempty" frame:"auth!" doc:"an access token or API key"`
-	ID             string `json:"id,omitempty" frame:"auth,message,subscribe,unsubscribe" doc:"chosen by the client (at most 128 characters); replies to this frame carry it"`
+	ID             string `json:"id,omitempty" frame:"auth,message,resume,subscribe,unsubscribe" doc:"chosen by the client (at most 128 characters); replies to this frame carry it"`
 	Content        string `json:"content,omitempty" frame:"message!" doc:"the user's message"`
 	ConversationID string `json:"conversation_id,omitempty" frame:"message" doc:"the conversation to continue; omit it to start one"`
 	AgentID        string `json:"agent_id,omitempty" frame:"message" doc:"the agent that answers; omit it for the default"`
@@ -100,6 +101,10 @@ type wsClientFrame struct {
 	// LastEventID, on a subscribe frame, resumes after that event of the
 	// run, as Last-Event-ID does on the REST events stream.
 	LastEventID int64 `json:"last_event_id,omitempty" frame:"subscribe" doc:"resume after this event of the run (the id of a run_event frame)"`
+	// StreamID and After are a resume frame's stream and the last sequence
+	// number the client holds.
+	StreamID string `json:"stream_id,omitempty" frame:"resume!" doc:"the reply's stream (the stream_id of its token frames)"`
+	After    int64  `json:"after,omitempty" frame:"resume" doc:"the seq of the last entry the client holds; omitted or 0 for the whole stream"`
 }
 
 // wsFrameType is the part of a client frame read before anything else, so a
@@ -110,11 +115,19 @@ type wsFrameType struct {
 	ID   string `json:"id"`
 }
 
-// wsServerFrame is any frame the server sends but run events: token, done,
-// subscribed, unsubscribed or error. Its frame tags work as wsClientFrame's.
+// wsServerFrame is any frame the server sends but run events: token,
+// restart, done, subscribed, unsubscribed or error. Its frame tags work as
+// wsClientFrame's.
 type wsServerFrame struct {
-	Type           string `json:"type" frame:"token!,done!,subscribed!,unsubscribed!,error!"`
-	ID             string `json:"id,omitempty" frame:"token,done,subscribed,unsubscribed,error" doc:"the id of the client frame this answers, when it had one"`
+	Type string `json:"type" frame:"token!,restart!,done!,subscribed!,unsubscribed!,error!"`
+	ID   string `json:"id,omitempty" frame:"token,restart,done,subscribed,unsubscribed,error" doc:"the id of the client frame this answers, when it had one"`
+	// StreamID and Seq place a token, restart or done frame in its reply's
+	// stream, for a resume frame after a lost connection.
+	StreamID string `json:"stream_id,omitempty" frame:"token!,restart!,done" doc:"the reply's stream, for a resume frame"`
+	Seq      int64  `json:"seq,omitempty" frame:"token!,restart!,done" doc:"the entry's number in its stream, from 1 without gaps"`
+	// Attempt is a restart frame's new attempt: the tokens before it belong
+	// to an abandoned attempt.
+	Attempt        int    `json:"attempt,omitempty" frame:"restart!" doc:"the new attempt; drop the reply's text received so far"`
 	RunID          string `json:"run_id,omitempty" frame:"subscribed!,unsubscribed!,error" doc:"the workflow run the frame is about"`
 	Delta          string `json:"delta,omitempty" frame:"token!" doc:"the next piece of the reply"`
 	ConversationID string `json:"conversation_id,omitempty" frame:"done!"`
@@ -141,8 +154,9 @@ type wsRunEventFrame struct {
 }
 
 type wsHandler struct {
-	chat ChatBackend
-	auth auth.Authenticator
+	chat    ChatBackend
+	streams *chatStreams
+	auth    auth.Authenticator
 	// users, when not nil, gives every message frame the roles of the
 	// current user record (normally API.Auth).
 	users  auth.UserLookup
@@ -366,9 +380,32 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 				c.unsubscribe(f)
 			}
 		case "resume":
-			c.sendError(kind.ID, Validation(FieldError{Field: "type", Message: "resume frames are not supported yet; send message, auth, subscribe or unsubscribe"}))
+			var f wsClientFrame
+			if err := decodeJSON(raw, &f); err != nil {
+				c.sendError(kind.ID, err)
+				continue
+			}
+			p, ok := c.authorize(f.ID, auth.PermChatRead)
+			if !ok || !c.allowIn(f.ID, p, "chat.streams") {
+				continue
+			}
+			sid, err := c.resumable(p, f)
+			if err != nil {
+				c.sendError(f.ID, err)
+				continue
+			}
+			select {
+			case turns <- struct{}{}:
+			default:
+				c.sendError(f.ID, NewError(http.StatusTooManyRequests, "at most 4 turns may run at once on one connection"))
+				continue
+			}
+			running.Go(func() {
+				defer func() { <-turns }()
+				c.follow(f.ID, sid, f.After)
+			})
 		default:
-			c.sendError(kind.ID, Validation(FieldError{Field: "type", Message: "must be message, auth, subscribe or unsubscribe"}))
+			c.sendError(kind.ID, Validation(FieldError{Field: "type", Message: "must be message, auth, resume, subscribe or unsubscribe"}))
 		}
 	}
 }
@@ -453,10 +490,13 @@ func (c *conn) authorize(id string, perm auth.Permission) (auth.Principal, bool)
 // one POST /chat/message counts in. A refusal is an error frame with 429 and
 // retry_after; a failing limiter lets the frame through, as it lets REST
 // requests through.
-func (c *conn) allow(id string, p auth.Principal) bool {
-	res, err := c.h.limits.allowUser(c.ctx, chatTurnBucket, p.UserID)
+func (c *conn) allow(id string, p auth.Principal) bool { return c.allowIn(id, p, chatTurnBucket) }
+
+// allowIn counts a frame against the user's bucket of that name.
+func (c *conn) allowIn(id string, p auth.Principal, bucket string) bool {
+	res, err := c.h.limits.allowUser(c.ctx, bucket, p.UserID)
 	if err != nil {
-		c.h.log.WarnContext(c.ctx, "rate limiter failed; letting websocket turn through", "bucket", chatTurnBucket, "error", err)
+		c.h.log.WarnContext(c.ctx, "rate limiter failed; letting websocket frame through", "bucket", bucket, "error", err)
 		return true
 	}
 	if res.Allowed {
@@ -573,18 +613,102 @@ func (c *conn) turn(p auth.Principal, f wsClientFrame) (ChatTurn, error) {
 }
 
 // run executes one turn with ctx (the connection's, carrying the principal
-// checked for it), streaming its tokens.
+// checked for it), streaming its tokens and recording them for a resume.
+// The turn goes on when the connection ends, so a client that lost it can
+// resume the reply (on any node, with the Redis stream store).
 func (c *conn) run(ctx context.Context, id string, turn ChatTurn) {
-	reply, err := c.h.chat.Send(ctx, turn, func(delta string) {
-		c.send(wsServerFrame{Type: "token", ID: id, Delta: delta})
-	})
+	ctx = context.WithoutCancel(ctx)
+	sid, cur, err := c.h.streams.begin(ctx, streamIDFor(turn), turn.UserID)
+	if err != nil {
+		c.sendError(id, err)
+		return
+	}
+	var reply ChatReply
+	if cur.Finished {
+		// A retry of a turn whose stream completed: the stored answer.
+		reply, err = c.h.chat.Send(ctx, turn, nil)
+	} else {
+		rec := c.h.streams.record(ctx, sid, turn.UserID, cur, func(e streams.Entry) {
+			if !e.Final() {
+				c.send(entryFrame(id, sid, e))
+			}
+		})
+		reply, err = c.h.streams.sendRecorded(ctx, c.h.chat, turn, rec)
+		rec.finish(reply, err)
+		// A failed retry that recorded nothing is reported below all the same.
+	}
 	if err != nil {
 		c.sendError(id, err)
 		return
 	}
 	usage := reply.Usage
-	c.send(wsServerFrame{Type: "done", ID: id, ConversationID: reply.ConversationID, MessageID: reply.MessageID,
+	c.send(wsServerFrame{Type: "done", ID: id, StreamID: sid, ConversationID: reply.ConversationID, MessageID: reply.MessageID,
 		Response: reply.Response, Usage: &usage})
+}
+
+// resumable validates a resume frame and checks that the caller owns its
+// stream; it returns the stream ID.
+func (c *conn) resumable(p auth.Principal, f wsClientFrame) (string, error) {
+	var fields []FieldError
+	if !isUUID(f.StreamID) {
+		fields = append(fields, FieldError{Field: "stream_id", Message: "must be a UUID"})
+	}
+	if f.After < 0 {
+		fields = append(fields, FieldError{Field: "after", Message: "must be >= 0"})
+	}
+	if len(f.ID) > 128 {
+		fields = append(fields, FieldError{Field: "id", Message: "must be at most 128 characters"})
+	}
+	if len(fields) > 0 {
+		return "", Validation(fields...)
+	}
+	sid := strings.ToLower(f.StreamID)
+	return sid, c.h.streams.owned(c.ctx, sid, p.UserID)
+}
+
+// follow sends the stream's entries after seq after as frames, waiting for
+// the client rather than dropping it: a resume may carry a long backlog.
+func (c *conn) follow(id, sid string, after int64) {
+	err := c.h.streams.store.Follow(c.ctx, sid, after, func(e streams.Entry) error {
+		f := entryFrame(id, sid, e)
+		switch e.Kind {
+		case streams.KindDone:
+			var r ChatReply
+			if err := json.Unmarshal(e.Data, &r); err != nil {
+				return fmt.Errorf("stream %s: done entry: %w", sid, err)
+			}
+			usage := r.Usage
+			f.ConversationID, f.MessageID, f.Response, f.Usage = r.ConversationID, r.MessageID, r.Response, &usage
+		case streams.KindError:
+			var p problem
+			if err := json.Unmarshal(e.Data, &p); err != nil {
+				return fmt.Errorf("stream %s: error entry: %w", sid, err)
+			}
+			f.Status, f.Title, f.Detail = p.Status, p.Title, p.Detail
+		}
+		select {
+		case <-c.closed:
+			return errWSGone
+		case c.out <- f:
+			return nil
+		}
+	})
+	switch {
+	case err == nil, errors.Is(err, errWSGone), errors.Is(err, context.Canceled):
+	case errors.Is(err, streams.ErrNotFound):
+		c.sendError(id, errNoStream())
+	default:
+		c.sendError(id, err)
+	}
+}
+
+// errWSGone stops a resume whose connection closed.
+var errWSGone = errors.New("websocket closed")
+
+// entryFrame is the frame of a stream entry, without a final entry's
+// payload.
+func entryFrame(id, sid string, e streams.Entry) wsServerFrame {
+	return wsServerFrame{Type: e.Kind, ID: id, StreamID: sid, Seq: e.Seq, Delta: e.Delta, Attempt: e.Attempt}
 }
 
 // sendError sends err as an error frame; internal errors are logged and

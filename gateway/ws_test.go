@@ -434,8 +434,9 @@ func TestWebSocketSharesTheChatRateLimit(t *testing.T) {
 }
 
 // TestWebSocketUnknownFrameTypes: frame types this server does not speak
-// (resume and subscribe are announced for later) get a 400 error frame
-// that names the type, and the socket stays open.
+// (subscribe is announced for later) get a 400 error frame that names the
+// type, a bad resume frame an error frame saying why, and the socket stays
+// open.
 func TestWebSocketUnknownFrameTypes(t *testing.T) {
 	ts := startAPI(t, &fakeChat{})
 	c, _, err := wsDial(t, ts, "good-u1")
@@ -447,11 +448,14 @@ func TestWebSocketUnknownFrameTypes(t *testing.T) {
 		status int
 		detail string
 	}{
-		{`{"type":"resume","stream_id":"s-1","after":3,"id":"r"}`, http.StatusBadRequest, "type: resume frames are not supported yet; send message, auth, subscribe or unsubscribe"},
+		{`{"type":"resume","stream_id":"s-1","after":3,"id":"r"}`, http.StatusBadRequest, "stream_id: must be a UUID"},
+		{`{"type":"resume","stream_id":"0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e","after":-1,"id":"r"}`, http.StatusBadRequest, "after: must be >= 0"},
+		{`{"type":"resume","stream_id":"0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e","after":3,"id":"r"}`, http.StatusNotFound, "no such stream (it may have expired)"},
+		{`{"type":"resume","stream_id":"0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e","extra":1,"id":"r"}`, http.StatusBadRequest, "extra: unknown field"},
 		{`{"type":"subscribe","run_id":"0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e","id":"r"}`, http.StatusServiceUnavailable, "this node runs no workflow engine"},
 		{`{"type":"subscribe","run_id":"x","id":"r","extra":1}`, http.StatusBadRequest, ""},
-		{`{"type":"dance","id":"r"}`, http.StatusBadRequest, "type: must be message, auth, subscribe or unsubscribe"},
-		{`{"id":"r"}`, http.StatusBadRequest, "type: must be message, auth, subscribe or unsubscribe"},
+		{`{"type":"dance","id":"r"}`, http.StatusBadRequest, "type: must be message, auth, resume, subscribe or unsubscribe"},
+		{`{"id":"r"}`, http.StatusBadRequest, "type: must be message, auth, resume, subscribe or unsubscribe"},
 	} {
 		if err := c.WriteMessage(fws.TextMessage, []byte(tc.frame)); err != nil {
 			t.Fatal(err)

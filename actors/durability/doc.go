@@ -9,6 +9,15 @@
 // turns through the grain client, streaming to a remote-addressed PID, typed errors,
 // idempotent retries and a graceful leave that passivates with a final snapshot.
 //
+// # Streams across a kill
+//
+// TestStreamSurvivesKill runs three `kowai serve` processes on MariaDB and Redis (the
+// stream store) with an OpenAI-compatible model that holds every reply back. A client
+// streams a keyed turn over SSE from the node that also hosts the conversation's session,
+// which is killed with SIGKILL while the model call is in flight; the client's retry with
+// the same Idempotency-Key on a survivor continues the same stream after a restart event,
+// a reader joining on the third node sees the same, and the history holds one reply.
+//
 // # Processes under load
 //
 // TestProcesses builds `kowai serve` and runs it as separate processes on loopback,

@@ -22,6 +22,7 @@ import (
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/clientaddr"
 	"github.com/kowai/kowai/gateway/ratelimit"
+	"github.com/kowai/kowai/gateway/streams"
 	"github.com/kowai/kowai/internal/config"
 	"github.com/kowai/kowai/internal/netguard"
 	"github.com/kowai/kowai/persistence"
@@ -218,6 +219,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Streamed replies are kept for resumption where every node reads them
+	// when Redis is configured, else in this process.
+	var replyStreams streams.Store = streams.NewMemory(streams.MemoryOptions{})
+	if rdb != nil {
+		replyStreams = streams.NewRedis(rdb, streams.RedisOptions{Logger: log})
+	}
 	keyOpts := auth.APIKeysConfig{Store: gateway.NewAuthAPIKeys(db), Users: authSvc, Logger: log}
 	if rdb != nil {
 		keyOpts.Redis = rdb
@@ -255,6 +262,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Limiter:       limiter,
 		RateLimit:     rateLimit,
 		AuthRateLimit: authRateLimit,
+		Streams:       replyStreams,
 		Workflows: &gateway.Workflows{Registry: wf.Registry(), Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, Schedules: schedules,
 			Webhooks: webhooks, WebhookGuard: webhookGuard},

@@ -1,0 +1,535 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+
+	"github.com/kowai/kowai/gateway/streams"
+	"github.com/kowai/kowai/internal/logging"
+)
+
+// sseHeartbeat is how often a chat event stream sends a ": ping" comment,
+// so proxies keep it open and a gone client is noticed.
+const sseHeartbeat = 15 * time.Second
+
+// sseQueue bounds the events waiting for one slow SSE client; a client
+// further behind is dropped, and resumes with Last-Event-ID.
+const sseQueue = 1024
+
+// streamAppendTimeout bounds one write to the stream store.
+const streamAppendTimeout = 5 * time.Second
+
+// streamSpace is the UUID namespace of stream IDs derived from a turn's
+// user, conversation and idempotency key.
+var streamSpace = uuid.MustParse("b6f1e0c2-3d4a-4e59-8a7b-1c2d3e4f5a6b")
+
+// streamIDFor names the stream of a turn's reply. A turn with an
+// idempotency key gets an ID derived from its user, conversation and key,
+// so a retry of the turn (on any node, after the first attempt's node died)
+// appends to the same stream as a new attempt; any other turn gets a fresh
+// one.
+func streamIDFor(t ChatTurn) string {
+	if t.IdempotencyKey != "" {
+		return uuid.NewSHA1(streamSpace, []byte(t.UserID+"\x00"+t.ConversationID+"\x00"+t.IdempotencyKey)).String()
+	}
+	return uuid.NewString()
+}
+
+// streamRetries bounds how often a streamed turn with an idempotency key is
+// sent again when its conversation was moving between nodes (503); the
+// waits between the tries double from chatStreams.retryDelay.
+const streamRetries = 4
+
+// defaultStreamRetryDelay is the first wait before a streamed turn is sent
+// again.
+const defaultStreamRetryDelay = 500 * time.Millisecond
+
+// chatStreams records streamed replies in a streams.Store and serves them.
+type chatStreams struct {
+	store      streams.Store
+	log        *slog.Logger
+	heartbeat  time.Duration
+	retryDelay time.Duration
+}
+
+// recorder numbers one attempt's entries, stores them in order and hands
+// each to emit once it is stored, so a client never holds an entry that a
+// reader on another node could not find. Stores are batched: entries that
+// arrive while a write is in flight go together in the next.
+type recorder struct {
+	cs    *chatStreams
+	ctx   context.Context
+	id    string
+	owner string
+	emit  func(streams.Entry)
+
+	mu      sync.Mutex
+	next    int64
+	pending []streams.Entry
+	closed  bool
+	wake    chan struct{}
+	done    chan struct{}
+	// broken is set once the store failed: the reply still reaches its
+	// client, but is no longer resumable.
+	broken bool
+	// restart is the attempt number of a restart entry still to be written
+	// before this attempt's first entry (0 when none is due).
+	restart int
+	// produced is set once the current attempt added an entry; wrote once
+	// any attempt of this recorder did.
+	produced, wrote bool
+}
+
+// begin opens a stream for a new attempt of owner's turn. A stream that
+// already ended in an error is not reused: the caller gets a fresh ID.
+func (cs *chatStreams) begin(ctx context.Context, id, owner string) (string, streams.Cursor, error) {
+	cur, err := cs.store.Begin(ctx, id, owner)
+	if err == nil && cur.Failed {
+		id = uuid.NewString()
+		cur, err = cs.store.Begin(ctx, id, owner)
+	}
+	if err != nil {
+		return "", streams.Cursor{}, err
+	}
+	return id, cur, nil
+}
+
+// record starts recording an attempt at cur. A second or later attempt
+// starts with a restart entry, written with the attempt's first token or
+// answer: a retry the session refuses (the first attempt still runs, say)
+// leaves the stream to that attempt.
+func (cs *chatStreams) record(ctx context.Context, id, owner string, cur streams.Cursor, emit func(streams.Entry)) *recorder {
+	r := &recorder{cs: cs, ctx: context.WithoutCancel(ctx), id: id, owner: owner, emit: emit, next: cur.Last + 1,
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	if cur.Attempt > 1 {
+		r.restart = cur.Attempt
+	}
+	go r.loop()
+	return r
+}
+
+// add numbers e and queues it.
+func (r *recorder) add(e streams.Entry) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	if r.restart > 0 && e.Kind != streams.KindError {
+		r.pending = append(r.pending, streams.Entry{Seq: r.next, Kind: streams.KindRestart, Attempt: r.restart})
+		r.next++
+	}
+	r.restart = 0
+	r.produced, r.wrote = true, true
+	e.Seq = r.next
+	r.next++
+	r.pending = append(r.pending, e)
+	r.closed = e.Final()
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// delta records one token; it is the onDelta of ChatBackend.Send.
+func (r *recorder) delta(d string) { r.add(streams.Entry{Kind: streams.KindToken, Delta: d}) }
+
+// finish records the final entry and waits until every entry is stored
+// and emitted. It reports false, recording nothing, for a failed retry that
+// produced nothing: the caller tells its client without the stream.
+func (r *recorder) finish(reply ChatReply, err error) bool {
+	r.mu.Lock()
+	silent := err != nil && r.restart > 0 && !r.wrote
+	if silent {
+		r.closed = true
+	}
+	r.mu.Unlock()
+	switch {
+	case silent:
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	case err != nil:
+		r.add(streams.Entry{Kind: streams.KindError, Data: mustJSON(r.cs.problemOf(r.ctx, err))})
+	default:
+		r.add(streams.Entry{Kind: streams.KindDone, Data: mustJSON(reply)})
+	}
+	<-r.done
+	return !silent
+}
+
+// retry prepares the recorder for the turn being sent again: when the
+// attempt that failed produced anything, the next one starts with a restart
+// entry, numbered as the store counts attempts.
+func (r *recorder) retry() error {
+	r.mu.Lock()
+	produced := r.produced
+	r.mu.Unlock()
+	if !produced {
+		return nil
+	}
+	cur, err := r.cs.store.Begin(r.ctx, r.id, r.owner)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.restart, r.produced = cur.Attempt, false
+	r.mu.Unlock()
+	return nil
+}
+
+// sendRecorded runs turn, recording its reply in rec. A turn with an
+// idempotency key whose conversation was moving between nodes (503) is sent
+// again, up to streamRetries times: the session, moved to a survivor, runs
+// it again (or answers the stored reply), and the stream says it restarted.
+func (cs *chatStreams) sendRecorded(ctx context.Context, chat ChatBackend, turn ChatTurn, rec *recorder) (ChatReply, error) {
+	delay := cs.retryDelay
+	for i := 0; ; i++ {
+		reply, err := chat.Send(ctx, turn, rec.delta)
+		if err == nil || turn.IdempotencyKey == "" || i >= streamRetries || asError(err).Status != http.StatusServiceUnavailable {
+			return reply, err
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return reply, err
+		}
+		delay *= 2
+		if rerr := rec.retry(); rerr != nil {
+			cs.log.WarnContext(ctx, "stream store failed; not retrying the turn", "stream_id", rec.id, "error", rerr)
+			return reply, err
+		}
+	}
+}
+
+func (r *recorder) loop() {
+	defer close(r.done)
+	for {
+		<-r.wake
+		r.mu.Lock()
+		batch, closed := r.pending, r.closed
+		r.pending = nil
+		r.mu.Unlock()
+		if len(batch) > 0 && !r.broken {
+			ctx, cancel := context.WithTimeout(r.ctx, streamAppendTimeout)
+			err := r.cs.store.Append(ctx, r.id, batch...)
+			cancel()
+			if err != nil {
+				r.broken = true
+				r.cs.log.WarnContext(r.ctx, "stream store failed; the reply is no longer resumable", "stream_id", r.id, "error", err)
+			}
+		}
+		for _, e := range batch {
+			r.emit(e)
+		}
+		if closed {
+			r.mu.Lock()
+			rest := len(r.pending)
+			r.mu.Unlock()
+			if rest == 0 {
+				return
+			}
+			select {
+			case r.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// problemOf renders err as the problem fields of an error event or frame;
+// internal errors are logged and reported without detail.
+func (cs *chatStreams) problemOf(ctx context.Context, err error) problem {
+	e := asError(err)
+	if e.Status >= 500 {
+		cs.log.ErrorContext(ctx, "streamed turn failed", "status", e.Status, "error", err)
+	}
+	return problem{Type: "about:blank", Title: e.Title, Status: e.Status, Detail: e.Detail,
+		CorrelationID: logging.CorrelationID(ctx), Errors: e.Fields}
+}
+
+// asError is the client's view of err, as the HTTP error handler renders it.
+func asError(err error) *Error {
+	var e *Error
+	var fe *fiber.Error
+	switch {
+	case errors.As(err, &e):
+	case errors.As(err, &fe):
+		e = NewError(fe.Code, fe.Message)
+	default:
+		e = &Error{Status: http.StatusInternalServerError, Title: http.StatusText(http.StatusInternalServerError),
+			Detail: "an internal error occurred; quote the correlation_id when reporting it", Err: err}
+	}
+	if e.Title == "" {
+		e.Title = http.StatusText(e.Status)
+	}
+	return e
+}
+
+// wantsEventStream reports whether the client asked for Server-Sent Events.
+func wantsEventStream(c *fiber.Ctx) bool {
+	return strings.Contains(c.Get(fiber.HeaderAccept), "text/event-stream")
+}
+
+// sseSink queues a stream's events for one SSE client; the response's
+// body writer drains it. A client that falls sseQueue events behind, or
+// whose connection fails, is dropped: gone closes, and the producer goes on.
+type sseSink struct {
+	id   string
+	ch   chan []byte
+	gone chan struct{}
+	once sync.Once
+}
+
+func newSSESink(id string) *sseSink {
+	return &sseSink{id: id, ch: make(chan []byte, sseQueue), gone: make(chan struct{})}
+}
+
+func (s *sseSink) drop() { s.once.Do(func() { close(s.gone) }) }
+
+// entry queues e as an event; it fails once the client is gone.
+func (s *sseSink) entry(e streams.Entry) error {
+	var data []byte
+	switch e.Kind {
+	case streams.KindToken:
+		data = mustJSON(struct {
+			Seq   int64  `json:"seq"`
+			Delta string `json:"delta"`
+		}{e.Seq, e.Delta})
+	case streams.KindRestart:
+		data = mustJSON(struct {
+			Seq     int64 `json:"seq"`
+			Attempt int   `json:"attempt"`
+		}{e.Seq, e.Attempt})
+	default:
+		data = e.Data
+	}
+	var b strings.Builder
+	b.WriteString("id: ")
+	b.WriteString(s.id)
+	b.WriteByte(':')
+	b.WriteString(strconv.FormatInt(e.Seq, 10))
+	b.WriteString("\nevent: ")
+	b.WriteString(e.Kind)
+	b.WriteString("\ndata: ")
+	b.Write(data)
+	b.WriteString("\n\n")
+	return s.send([]byte(b.String()))
+}
+
+// fail queues an error event without an ID, for failures outside the
+// stream (it could not be read).
+func (s *sseSink) fail(p problem) {
+	_ = s.send([]byte("event: error\ndata: " + string(mustJSON(p)) + "\n\n"))
+}
+
+func (s *sseSink) send(b []byte) error {
+	select {
+	case <-s.gone:
+		return errSSEGone
+	case s.ch <- b:
+		return nil
+	default:
+		s.drop()
+		return errSSEGone
+	}
+}
+
+// errSSEGone stops a producer whose SSE client is gone.
+var errSSEGone = errors.New("sse client gone")
+
+// write drains the sink into w until closed is closed and the queue is
+// empty, flushing per event and sending heartbeats.
+func (s *sseSink) write(w *bufio.Writer, heartbeat time.Duration, closed <-chan struct{}) {
+	defer s.drop()
+	// The headers go out at once, with a first ping (the response body
+	// writer sends nothing before a byte of body): a client learns the
+	// stream ID, and that the turn was accepted, before the first token.
+	if _, err := w.WriteString(": ping\n\n"); err != nil || w.Flush() != nil {
+		return
+	}
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case b := <-s.ch:
+			if _, err := w.Write(b); err != nil || w.Flush() != nil {
+				return
+			}
+		case <-tick.C:
+			if _, err := w.WriteString(": ping\n\n"); err != nil || w.Flush() != nil {
+				return
+			}
+		case <-closed:
+			for {
+				select {
+				case b := <-s.ch:
+					if _, err := w.Write(b); err != nil || w.Flush() != nil {
+						return
+					}
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// startSSE sets the headers of an event stream that must reach the client
+// unbuffered and uncompressed.
+func startSSE(c *fiber.Ctx, streamID string) {
+	c.Set(fiber.HeaderContentType, "text/event-stream")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set("X-Accel-Buffering", "no")
+	c.Set(fiber.HeaderContentEncoding, "identity")
+	c.Set("X-Kowai-Stream-Id", streamID)
+}
+
+// streamTurn runs turn and answers with its reply as Server-Sent Events,
+// recording it for resumption. The turn goes on when the client leaves.
+func (cs *chatStreams) streamTurn(c *fiber.Ctx, chat ChatBackend, turn ChatTurn) error {
+	ctx := context.WithoutCancel(c.UserContext())
+	id, cur, err := cs.begin(ctx, streamIDFor(turn), turn.UserID)
+	if err != nil {
+		return err
+	}
+	sink := newSSESink(id)
+	finished := make(chan struct{})
+	if cur.Finished {
+		// A retry of a turn whose stream completed: the session replays the
+		// stored answer (or refuses a mismatched retry), and the stream is
+		// sent again as it was.
+		go func() {
+			defer close(finished)
+			if _, err := chat.Send(ctx, turn, nil); err != nil {
+				sink.fail(cs.problemOf(ctx, err))
+				return
+			}
+			if err := cs.store.Follow(ctx, id, 0, sink.entry); err != nil && !errors.Is(err, errSSEGone) {
+				sink.fail(cs.problemOf(ctx, err))
+			}
+		}()
+	} else {
+		go func() {
+			defer close(finished)
+			rec := cs.record(ctx, id, turn.UserID, cur, func(e streams.Entry) { _ = sink.entry(e) })
+			reply, err := cs.sendRecorded(ctx, chat, turn, rec)
+			if !rec.finish(reply, err) {
+				sink.fail(cs.problemOf(ctx, err))
+			}
+		}()
+	}
+	startSSE(c, id)
+	heartbeat := cs.heartbeat
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		sink.write(w, heartbeat, finished)
+	})
+	return nil
+}
+
+// parseAfter reads where a resumed stream starts: Last-Event-ID
+// ("<stream_id>:<seq>" as sent, or a bare "<seq>"), else ?after=N, else 0.
+func parseAfter(c *fiber.Ctx, streamID string) (int64, error) {
+	field, raw := "Last-Event-ID", c.Get("Last-Event-ID")
+	if raw == "" {
+		field, raw = "after", c.Query("after")
+	}
+	if raw == "" {
+		return 0, nil
+	}
+	if sid, seq, ok := strings.Cut(raw, ":"); ok {
+		if !strings.EqualFold(sid, streamID) {
+			return 0, Validation(FieldError{Field: field, Message: "names another stream"})
+		}
+		raw = seq
+	}
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || n < 0 {
+		return 0, Validation(FieldError{Field: field, Message: "must be an event id of this stream or a sequence number >= 0"})
+	}
+	return n, nil
+}
+
+// errNoStream is the answer for a stream that does not exist, expired, or
+// is not the caller's.
+func errNoStream() *Error {
+	return NewError(http.StatusNotFound, "no such stream (it may have expired)")
+}
+
+// owned checks that userID owns stream id.
+func (cs *chatStreams) owned(ctx context.Context, id, userID string) error {
+	owner, err := cs.store.Owner(ctx, id)
+	switch {
+	case errors.Is(err, streams.ErrNotFound):
+		return errNoStream()
+	case err != nil:
+		return err
+	case owner != userID:
+		return errNoStream()
+	}
+	return nil
+}
+
+// resume serves GET /api/v1/chat/streams/{stream_id}: the stream's entries
+// after Last-Event-ID, the live ones, then its final event.
+func (cs *chatStreams) resume(c *fiber.Ctx) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
+	}
+	id := c.Params("stream_id")
+	if !isUUID(id) {
+		return Validation(FieldError{Field: "stream_id", Message: "must be a UUID"})
+	}
+	// Fiber's params alias a reused buffer, and ToLower may return its
+	// argument; the ID outlives the handler.
+	id = strings.Clone(strings.ToLower(id))
+	after, err := parseAfter(c, id)
+	if err != nil {
+		return err
+	}
+	ctx := context.WithoutCancel(c.UserContext())
+	if err := cs.owned(ctx, id, p.UserID); err != nil {
+		return err
+	}
+	sink := newSSESink(id)
+	finished := make(chan struct{})
+	followCtx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer close(finished)
+		defer cancel()
+		go func() {
+			select {
+			case <-sink.gone:
+				cancel()
+			case <-followCtx.Done():
+			}
+		}()
+		err := cs.store.Follow(followCtx, id, after, sink.entry)
+		switch {
+		case err == nil, errors.Is(err, errSSEGone), errors.Is(err, context.Canceled):
+		case errors.Is(err, streams.ErrNotFound):
+			sink.fail(cs.problemOf(ctx, errNoStream()))
+		default:
+			sink.fail(cs.problemOf(ctx, err))
+		}
+	}()
+	startSSE(c, id)
+	heartbeat := cs.heartbeat
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		sink.write(w, heartbeat, finished)
+	})
+	return nil
+}

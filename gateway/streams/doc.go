@@ -1,0 +1,30 @@
+// Package streams keeps the chunks of streamed chat replies where any
+// gateway node can read them, so a client that lost its connection can
+// resume a reply from its last chunk, on any node.
+//
+// # Streams and entries
+//
+// A stream has an ID, an owner (the user whose turn produces it) and a
+// sequence of entries numbered from 1 without gaps: token entries carry one
+// delta of the reply, a restart entry says that the turn is being produced
+// again from the start (attempt 2, 3, ...), and the last entry is final:
+// done (with the answer) or error (with the problem). A producer opens the
+// stream with Begin, which says which attempt it is and the last sequence
+// number already stored, then appends entries numbered on.
+//
+//	cur, err := store.Begin(ctx, streamID, userID)
+//	err = store.Append(ctx, streamID, streams.Entry{Seq: cur.Last + 1, Kind: streams.KindToken, Delta: "Hel"})
+//
+// Readers call Follow, which hands them every entry after a sequence number,
+// the stored ones first, then the live ones, and returns after the final
+// entry.
+//
+// # Implementations
+//
+// Memory keeps streams in process, for a single node. Redis keeps each
+// stream in a Redis stream whose entry IDs are the sequence numbers
+// ("<seq>-1"), trimmed to MaxLen entries and expiring TTL after its last
+// append. Live entries reach a node's readers through one XREAD BLOCK loop
+// per stream per node, fanned out in process, never one blocking
+// connection per reader.
+package streams

@@ -1,0 +1,179 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Memory is the in-process Store of a single node. Streams expire TTL after
+// their last append; expired streams are swept as new ones begin, at most
+// once per TTL.
+type Memory struct {
+	ttl    time.Duration
+	maxLen int
+	now    func() time.Time
+
+	mu        sync.Mutex
+	streams   map[string]*memStream
+	lastSweep time.Time
+}
+
+type memStream struct {
+	owner    string
+	attempts int
+	first    int64 // sequence number of entries[0]
+	entries  []Entry
+	expires  time.Time
+	// changed is closed and replaced on every append.
+	changed chan struct{}
+}
+
+var _ Store = (*Memory)(nil)
+
+// MemoryOptions configures NewMemory; zero values mean the defaults.
+type MemoryOptions struct {
+	// TTL is how long a stream is kept after its last append (DefaultTTL).
+	TTL time.Duration
+	// MaxLen bounds the entries kept per stream (DefaultMaxLen); older
+	// entries are dropped first.
+	MaxLen int
+	// Clock replaces time.Now in tests.
+	Clock func() time.Time
+}
+
+// NewMemory returns an empty in-process store.
+func NewMemory(opts MemoryOptions) *Memory {
+	m := &Memory{ttl: opts.TTL, maxLen: opts.MaxLen, now: opts.Clock, streams: map[string]*memStream{}}
+	if m.ttl <= 0 {
+		m.ttl = DefaultTTL
+	}
+	if m.maxLen <= 0 {
+		m.maxLen = DefaultMaxLen
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	return m
+}
+
+// get returns the live stream id; the caller holds mu.
+func (m *Memory) get(id string) *memStream {
+	s := m.streams[id]
+	if s != nil && !m.now().Before(s.expires) {
+		delete(m.streams, id)
+		close(s.changed)
+		return nil
+	}
+	return s
+}
+
+// sweep drops expired streams; the caller holds mu.
+func (m *Memory) sweep() {
+	now := m.now()
+	for id, s := range m.streams {
+		if !now.Before(s.expires) {
+			delete(m.streams, id)
+			close(s.changed)
+		}
+	}
+}
+
+// Begin implements Store.
+func (m *Memory) Begin(_ context.Context, id, owner string) (Cursor, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.get(id)
+	if s == nil {
+		if now := m.now(); now.Sub(m.lastSweep) >= m.ttl {
+			m.lastSweep = now
+			m.sweep()
+		}
+		s = &memStream{owner: owner, first: 1, changed: make(chan struct{})}
+		m.streams[id] = s
+	}
+	if s.owner != owner {
+		return Cursor{}, fmt.Errorf("stream %s: %w", id, ErrConflict)
+	}
+	s.attempts++
+	s.expires = m.now().Add(m.ttl)
+	c := Cursor{Attempt: s.attempts, Last: s.first - 1 + int64(len(s.entries))}
+	if n := len(s.entries); n > 0 {
+		c.Finished, c.Failed = s.entries[n-1].Final(), s.entries[n-1].Kind == KindError
+	}
+	return c, nil
+}
+
+// Append implements Store.
+func (m *Memory) Append(_ context.Context, id string, entries ...Entry) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.get(id)
+	if s == nil {
+		return fmt.Errorf("stream %s: %w", id, ErrNotFound)
+	}
+	// A batch is stored whole or not at all.
+	next := s.first + int64(len(s.entries))
+	for i, e := range entries {
+		if e.Seq != next+int64(i) {
+			return fmt.Errorf("stream %s: seq %d after %d: %w", id, e.Seq, next-1+int64(i), ErrConflict)
+		}
+	}
+	s.entries = append(s.entries, entries...)
+	if over := len(s.entries) - m.maxLen; over > 0 {
+		s.entries = append(s.entries[:0:0], s.entries[over:]...)
+		s.first += int64(over)
+	}
+	s.expires = m.now().Add(m.ttl)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return nil
+}
+
+// Owner implements Store.
+func (m *Memory) Owner(_ context.Context, id string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.get(id)
+	if s == nil {
+		return "", fmt.Errorf("stream %s: %w", id, ErrNotFound)
+	}
+	return s.owner, nil
+}
+
+// Follow implements Store.
+func (m *Memory) Follow(ctx context.Context, id string, after int64, fn func(Entry) error) error {
+	for {
+		m.mu.Lock()
+		s := m.get(id)
+		if s == nil {
+			m.mu.Unlock()
+			return fmt.Errorf("stream %s: %w", id, ErrNotFound)
+		}
+		start := max(after+1-s.first, 0)
+		var batch []Entry
+		if start < int64(len(s.entries)) {
+			batch = append(batch, s.entries[start:]...)
+		}
+		changed := s.changed
+		m.mu.Unlock()
+		for _, e := range batch {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Seq
+			if e.Final() {
+				return nil
+			}
+		}
+		if len(batch) > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}

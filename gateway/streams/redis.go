@@ -1,0 +1,337 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is the Store shared by every node through Redis Streams.
+type Redis struct {
+	rdb    redis.UniversalClient
+	prefix string
+	ttl    time.Duration
+	maxLen int
+	block  time.Duration
+	poll   time.Duration
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	tails map[string]*tail
+}
+
+var _ Store = (*Redis)(nil)
+
+// RedisOptions configures NewRedis; zero values mean the defaults.
+type RedisOptions struct {
+	// Prefix starts every key (default "kowai:stream:").
+	Prefix string
+	// TTL is how long a stream is kept after its last append (DefaultTTL).
+	TTL time.Duration
+	// MaxLen bounds the entries kept per stream, approximately
+	// (DefaultMaxLen).
+	MaxLen int
+	// Poll is how often a reader that heard nothing reads the stream
+	// itself, a safety net under the shared tail (default 1 s).
+	Poll time.Duration
+	// Logger receives the tail loops' failures (default: discarded).
+	Logger *slog.Logger
+}
+
+// NewRedis returns a store over rdb.
+func NewRedis(rdb redis.UniversalClient, opts RedisOptions) *Redis {
+	r := &Redis{rdb: rdb, prefix: opts.Prefix, ttl: opts.TTL, maxLen: opts.MaxLen, poll: opts.Poll,
+		block: 2 * time.Second, log: opts.Logger, tails: map[string]*tail{}}
+	if r.prefix == "" {
+		r.prefix = "kowai:stream:"
+	}
+	if r.ttl <= 0 {
+		r.ttl = DefaultTTL
+	}
+	if r.maxLen <= 0 {
+		r.maxLen = DefaultMaxLen
+	}
+	if r.poll <= 0 {
+		r.poll = time.Second
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	return r
+}
+
+// keys returns the stream's entries key and its meta key, in one hash slot.
+func (r *Redis) keys(id string) (string, string) {
+	base := r.prefix + "{" + id + "}"
+	return base + ":s", base + ":m"
+}
+
+// beginScript claims or re-opens a stream in one round trip: {-1} when
+// another owner holds it, else {the new attempt number, the last entry or
+// false}.
+var beginScript = redis.NewScript(`
+local o = redis.call('HGET', KEYS[2], 'owner')
+if o and o ~= ARGV[1] then return {-1} end
+if not o then redis.call('HSET', KEYS[2], 'owner', ARGV[1]) end
+local n = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last == 0 then return {n} end
+return {n, last[1][2][2]}
+`)
+
+// appendScript adds entries whose numbers continue the stream's.
+var appendScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('KOWAI_NOTFOUND') end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local seq = 0
+if #last > 0 then seq = tonumber(string.match(last[1][1], '^(%d+)')) end
+for i = 3, #ARGV, 2 do
+  if tonumber(ARGV[i]) ~= seq + (i - 1) / 2 then return redis.error_reply('KOWAI_CONFLICT') end
+end
+for i = 3, #ARGV, 2 do
+  local s = tonumber(ARGV[i])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], s .. '-1', 'e', ARGV[i+1])
+  seq = s
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return seq
+`)
+
+// Begin implements Store.
+func (r *Redis) Begin(ctx context.Context, id, owner string) (Cursor, error) {
+	sk, mk := r.keys(id)
+	res, err := beginScript.Run(ctx, r.rdb, []string{sk, mk}, owner, r.ttl.Milliseconds()).Slice()
+	if err != nil {
+		return Cursor{}, fmt.Errorf("stream %s: begin: %w", id, err)
+	}
+	n, _ := res[0].(int64)
+	if n < 0 {
+		return Cursor{}, fmt.Errorf("stream %s: %w", id, ErrConflict)
+	}
+	c := Cursor{Attempt: int(n)}
+	if len(res) > 1 {
+		raw, _ := res[1].(string)
+		var e Entry
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			return Cursor{}, fmt.Errorf("stream %s: last entry: %w", id, err)
+		}
+		c.Last, c.Finished, c.Failed = e.Seq, e.Final(), e.Kind == KindError
+	}
+	return c, nil
+}
+
+// Append implements Store.
+func (r *Redis) Append(ctx context.Context, id string, entries ...Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	sk, mk := r.keys(id)
+	args := make([]any, 0, 2+2*len(entries))
+	args = append(args, r.maxLen, r.ttl.Milliseconds())
+	for _, e := range entries {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("stream %s: encode entry %d: %w", id, e.Seq, err)
+		}
+		args = append(args, e.Seq, b)
+	}
+	err := appendScript.Run(ctx, r.rdb, []string{sk, mk}, args...).Err()
+	switch {
+	case err == nil:
+		return nil
+	case strings.Contains(err.Error(), "KOWAI_NOTFOUND"):
+		return fmt.Errorf("stream %s: %w", id, ErrNotFound)
+	case strings.Contains(err.Error(), "KOWAI_CONFLICT"):
+		return fmt.Errorf("stream %s: seq %d: %w", id, entries[0].Seq, ErrConflict)
+	}
+	return fmt.Errorf("stream %s: append: %w", id, err)
+}
+
+// Owner implements Store.
+func (r *Redis) Owner(ctx context.Context, id string) (string, error) {
+	_, mk := r.keys(id)
+	o, err := r.rdb.HGet(ctx, mk, "owner").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("stream %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("stream %s: owner: %w", id, err)
+	}
+	return o, nil
+}
+
+// Follow implements Store. Live entries come from the node's one tail loop
+// for the stream; a reader that falls behind it, or hears nothing for Poll,
+// reads the stream itself.
+func (r *Redis) Follow(ctx context.Context, id string, after int64, fn func(Entry) error) error {
+	if _, err := r.Owner(ctx, id); err != nil {
+		return err
+	}
+	sub := r.subscribe(id, after)
+	defer r.unsubscribe(id, sub)
+	sk, _ := r.keys(id)
+	catchUp := func() (bool, error) {
+		msgs, err := r.rdb.XRange(ctx, sk, strconv.FormatInt(after+1, 10)+"-1", "+").Result()
+		if err != nil {
+			return false, fmt.Errorf("stream %s: read: %w", id, err)
+		}
+		for _, m := range msgs {
+			e, err := decodeMessage(m)
+			if err != nil {
+				return false, fmt.Errorf("stream %s: %w", id, err)
+			}
+			if e.Seq <= after {
+				continue
+			}
+			if err := fn(e); err != nil {
+				return false, err
+			}
+			after = e.Seq
+			if e.Final() {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	if done, err := catchUp(); done || err != nil {
+		return err
+	}
+	poll := time.NewTicker(r.poll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e := <-sub:
+			switch {
+			case e.Seq <= after:
+				continue
+			case e.Seq > after+1:
+				// A gap: entries were dropped for this slow reader.
+				if done, err := catchUp(); done || err != nil {
+					return err
+				}
+				continue
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Seq
+			if e.Final() {
+				return nil
+			}
+		case <-poll.C:
+			if _, err := r.Owner(ctx, id); err != nil {
+				return err
+			}
+			if done, err := catchUp(); done || err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// tail is the one XREAD BLOCK loop of a stream on this node, fanning its
+// entries out to the node's readers.
+type tail struct {
+	subs map[chan Entry]struct{}
+}
+
+// subscribe registers a reader, starting the stream's tail loop after seq
+// after when the node has none.
+func (r *Redis) subscribe(id string, after int64) chan Entry {
+	ch := make(chan Entry, 256)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.tails[id]
+	if t == nil {
+		t = &tail{subs: map[chan Entry]struct{}{}}
+		r.tails[id] = t
+		go r.runTail(id, t, after)
+	}
+	t.subs[ch] = struct{}{}
+	return ch
+}
+
+func (r *Redis) unsubscribe(id string, ch chan Entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t := r.tails[id]; t != nil {
+		delete(t.subs, ch)
+	}
+}
+
+// runTail reads the stream's new entries until no reader is left or the
+// final entry went by. A reader that cannot keep up misses entries here and
+// reads them itself (see Follow).
+func (r *Redis) runTail(id string, t *tail, after int64) {
+	sk, _ := r.keys(id)
+	last := strconv.FormatInt(after, 10) + "-1"
+	ctx := context.Background()
+	for {
+		r.mu.Lock()
+		if len(t.subs) == 0 {
+			delete(r.tails, id)
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{sk, last}, Block: r.block, Count: 512}).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			r.log.Warn("stream tail read failed", "stream_id", id, "error", err)
+			time.Sleep(r.poll)
+			continue
+		}
+		final := false
+		for _, s := range res {
+			for _, m := range s.Messages {
+				last = m.ID
+				e, err := decodeMessage(m)
+				if err != nil {
+					r.log.Warn("stream entry undecodable", "stream_id", id, "error", err)
+					continue
+				}
+				final = final || e.Final()
+				r.mu.Lock()
+				for ch := range t.subs {
+					select {
+					case ch <- e:
+					default:
+					}
+				}
+				r.mu.Unlock()
+			}
+		}
+		if final {
+			r.mu.Lock()
+			if r.tails[id] == t {
+				delete(r.tails, id)
+			}
+			r.mu.Unlock()
+			return
+		}
+	}
+}
+
+func decodeMessage(m redis.XMessage) (Entry, error) {
+	raw, _ := m.Values["e"].(string)
+	var e Entry
+	if err := json.Unmarshal([]byte(raw), &e); err != nil {
+		return Entry{}, fmt.Errorf("entry %s: %w", m.ID, err)
+	}
+	return e, nil
+}
