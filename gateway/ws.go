@@ -882,6 +882,16 @@ func (c *conn) subscribe(f wsClientFrame, running *sync.WaitGroup) {
 		}()
 		err := followRun(ctx, wf.Runs, runID, f.LastEventID, wf.EventPoll, func(batch []runEvent) error {
 			for _, e := range batch {
+				if e.Type == runEventResult {
+					// The subscription ends with the result: forget it before the
+					// client can see the result, so an unsubscribe it sends next
+					// is a 404 rather than a race with this goroutine's exit.
+					c.subMu.Lock()
+					if c.subs[runID] == sub {
+						delete(c.subs, runID)
+					}
+					c.subMu.Unlock()
+				}
 				if !c.sendWait(ctx, wsRunEventFrame{Type: "run_event", RunID: runID, ID: e.ID, EventType: e.Type, Event: e.Data}) {
 					return context.Canceled
 				}
