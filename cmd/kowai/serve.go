@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -152,7 +153,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	schedules := persistence.NewWorkflowScheduleStore(db)
-	scheduler, err := actors.NewScheduler(actors.SchedulerDeps{Schedules: schedules, Logger: log, Metrics: reg})
+	scheduler, err := actors.NewScheduler(actors.SchedulerDeps{Schedules: schedules, NodeID: scheduleNodeID(cfg.ClusterAddr), Logger: log, Metrics: reg})
 	if err != nil {
 		return err
 	}
@@ -420,4 +421,18 @@ func agentTypes(rt *actors.Runtime) []gateway.AgentType {
 		out = append(out, v)
 	}
 	return out
+}
+
+// scheduleNodeID names this node in a schedule's claim_owner: its cluster address and a
+// random suffix (two processes may reuse an address in turn), cut to the column's 64
+// characters, so an operator can tell which node holds a claim.
+func scheduleNodeID(clusterAddr string) string {
+	id := uuid.NewString()[:8]
+	if clusterAddr != "" {
+		id = clusterAddr + " " + id
+	}
+	if len(id) > 64 {
+		id = id[len(id)-64:]
+	}
+	return id
 }
