@@ -194,15 +194,13 @@ func (p *sigParser) union() (Type, bool, error) {
 				alts = append(alts, t)
 			}
 		} else {
-			start := p.pos
-			if p.ident() == "None" {
+			t, isNone, err := p.noneOr(p.primary)
+			if err != nil {
+				return Type{}, false, err
+			}
+			if isNone {
 				none = true
 			} else {
-				p.pos = start
-				t, err := p.primary()
-				if err != nil {
-					return Type{}, false, err
-				}
 				alts = append(alts, t)
 			}
 		}
@@ -216,11 +214,27 @@ func (p *sigParser) union() (Type, bool, error) {
 		// Only None: the caller decides whether that is allowed.
 		return Type{Kind: KindString, Name: "None", Optional: true}, true, nil
 	}
+	return optionalUnion(alts, none), none, nil
+}
+
+// noneOr reads the name None, or else one type with parse.
+func (p *sigParser) noneOr(parse func() (Type, error)) (t Type, isNone bool, err error) {
+	start := p.pos
+	if p.ident() == "None" {
+		return Type{}, true, nil
+	}
+	p.pos = start
+	t, err = parse()
+	return t, false, err
+}
+
+// optionalUnion is the union of alts, Optional when a None was among them.
+func optionalUnion(alts []Type, none bool) Type {
 	t := Union(alts...)
 	if none {
 		t.Optional = true
 	}
-	return t, none, nil
+	return t
 }
 
 // typeList parses "[A, B, ...]" after a generic's name.
@@ -358,18 +372,15 @@ func (p *sigParser) unionArgs() (Type, error) {
 	none := false
 	for {
 		p.skipSpace()
-		start := p.pos
-		if p.ident() == "None" {
+		t, isNone, err := p.noneOr(p.typ)
+		switch {
+		case err != nil:
+			return Type{}, err
+		case isNone:
 			none = true
-		} else {
-			p.pos = start
-			t, err := p.typ()
-			if err != nil {
-				return Type{}, err
-			}
-			if t.Kind == KindHistory {
-				return Type{}, p.errorf("a union cannot hold History values")
-			}
+		case t.Kind == KindHistory:
+			return Type{}, p.errorf("a union cannot hold History values")
+		default:
 			alts = append(alts, t)
 		}
 		p.skipSpace()
@@ -385,11 +396,7 @@ func (p *sigParser) unionArgs() (Type, error) {
 	if len(alts) == 0 {
 		return Type{}, p.errorf("a union needs a type other than None")
 	}
-	t := Union(alts...)
-	if none {
-		t.Optional = true
-	}
-	return t, nil
+	return optionalUnion(alts, none), nil
 }
 
 func (p *sigParser) expect(c byte) error {
