@@ -300,13 +300,7 @@ func (k *APIKeys) Revoke(ctx context.Context, p Principal, id string) error {
 
 // forget drops every cached lookup of key id.
 func (k *APIKeys) forget(id string) {
-	k.cache.mu.Lock()
-	defer k.cache.mu.Unlock()
-	for h, e := range k.cache.entries {
-		if e.value.ID == id {
-			delete(k.cache.entries, h)
-		}
-	}
+	k.cache.deleteIf(func(key APIKey) bool { return key.ID == id })
 }
 
 // Authenticate turns an API key into a Principal: its user, the user's

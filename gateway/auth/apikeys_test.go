@@ -202,3 +202,36 @@ func TestAPIKeyCacheAtMostASecond(t *testing.T) {
 		t.Fatalf("a key revoked a second ago: %v, want ErrInvalidToken", err)
 	}
 }
+
+// TestAPIKeyRevokeRefusedAtOnce: a key revoked through this node is refused
+// by this node at once, although its lookup is cached and the clock has not
+// moved.
+func TestAPIKeyRevokeRefusedAtOnce(t *testing.T) {
+	now := time.Now()
+	store := newFakeKeys()
+	keys, err := auth.NewAPIKeys(auth.APIKeysConfig{Store: store, Users: fakeUsers{roles: []auth.Role{auth.RoleUser}}, Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := auth.Principal{UserID: "u1", Roles: []auth.Role{auth.RoleUser}}
+	var created []auth.CreatedAPIKey
+	for _, name := range []string{"revoked", "kept"} {
+		k, err := keys.Create(t.Context(), owner, auth.NewAPIKey{Name: name, Scopes: []string{"chat"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := keys.Authenticate(t.Context(), k.Key); err != nil {
+			t.Fatal(err)
+		}
+		created = append(created, k)
+	}
+	if err := keys.Revoke(t.Context(), owner, created[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Authenticate(t.Context(), created[0].Key); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("a key revoked on this node: %v, want ErrInvalidToken at once", err)
+	}
+	if _, err := keys.Authenticate(t.Context(), created[1].Key); err != nil {
+		t.Fatalf("another key of the same user after the revocation: %v", err)
+	}
+}
