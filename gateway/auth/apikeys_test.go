@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -233,5 +234,40 @@ func TestAPIKeyRevokeRefusedAtOnce(t *testing.T) {
 	}
 	if _, err := keys.Authenticate(t.Context(), created[1].Key); err != nil {
 		t.Fatalf("another key of the same user after the revocation: %v", err)
+	}
+}
+
+// TestCurrentAPIKeyLooksUpUserOnce: a WebSocket checks its token before every
+// message; for an API key, APIKeys.Authenticate already read the user's
+// current record, and Current must not read it a second time.
+func TestCurrentAPIKeyLooksUpUserOnce(t *testing.T) {
+	var mu sync.Mutex
+	lookups := 0
+	users := lookupFunc(func(_ context.Context, p auth.Principal) (auth.User, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		lookups++
+		return auth.User{ID: p.UserID, Roles: []auth.Role{auth.RoleUser}}, nil
+	})
+	keys, err := auth.NewAPIKeys(auth.APIKeysConfig{Store: newFakeKeys(), Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := keys.Create(t.Context(), auth.Principal{UserID: "u1", Roles: []auth.Role{auth.RoleUser}}, auth.NewAPIKey{Name: "ws", Scopes: []string{"chat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := auth.AuthenticatorFunc(func(context.Context, string) (auth.Principal, error) {
+		return auth.Principal{}, auth.ErrInvalidToken
+	})
+	p, err := auth.Current(t.Context(), auth.WithAPIKeys(tokens, keys), users, k.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.APIKeyID != k.ID || !slices.Equal(p.Roles, []auth.Role{auth.RoleUser}) {
+		t.Fatalf("principal %+v", p)
+	}
+	if lookups != 1 {
+		t.Fatalf("%d user lookups for one check of an API key, want 1", lookups)
 	}
 }
