@@ -300,13 +300,7 @@ func (k *APIKeys) Revoke(ctx context.Context, p Principal, id string) error {
 
 // forget drops every cached lookup of key id.
 func (k *APIKeys) forget(id string) {
-	k.cache.mu.Lock()
-	defer k.cache.mu.Unlock()
-	for h, e := range k.cache.entries {
-		if e.value.ID == id {
-			delete(k.cache.entries, h)
-		}
-	}
+	k.cache.deleteIf(func(key APIKey) bool { return key.ID == id })
 }
 
 // Authenticate turns an API key into a Principal: its user, the user's
@@ -375,11 +369,19 @@ func (k *APIKeys) used(id string, now time.Time) {
 }
 
 // Flush writes the queued last-use times in one transaction. On failure
-// they are queued again.
+// they are queued again. It also forgets the keys whose last use is older
+// than TouchEvery, which used would queue anyway, so that touched holds only
+// the keys in recent use rather than every key this node has ever seen.
 func (k *APIKeys) Flush(ctx context.Context) error {
+	now := k.cfg.Clock()
 	k.mu.Lock()
 	batch := k.pending
 	k.pending = map[string]time.Time{}
+	for id, last := range k.touched {
+		if now.Sub(last) >= k.cfg.TouchEvery {
+			delete(k.touched, id)
+		}
+	}
 	k.mu.Unlock()
 	if len(batch) == 0 {
 		return nil

@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -200,5 +201,73 @@ func TestAPIKeyCacheAtMostASecond(t *testing.T) {
 	mu.Unlock()
 	if _, err := keys.Authenticate(t.Context(), k.Key); !errors.Is(err, auth.ErrInvalidToken) {
 		t.Fatalf("a key revoked a second ago: %v, want ErrInvalidToken", err)
+	}
+}
+
+// TestAPIKeyRevokeRefusedAtOnce: a key revoked through this node is refused
+// by this node at once, although its lookup is cached and the clock has not
+// moved.
+func TestAPIKeyRevokeRefusedAtOnce(t *testing.T) {
+	now := time.Now()
+	store := newFakeKeys()
+	keys, err := auth.NewAPIKeys(auth.APIKeysConfig{Store: store, Users: fakeUsers{roles: []auth.Role{auth.RoleUser}}, Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := auth.Principal{UserID: "u1", Roles: []auth.Role{auth.RoleUser}}
+	var created []auth.CreatedAPIKey
+	for _, name := range []string{"revoked", "kept"} {
+		k, err := keys.Create(t.Context(), owner, auth.NewAPIKey{Name: name, Scopes: []string{"chat"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := keys.Authenticate(t.Context(), k.Key); err != nil {
+			t.Fatal(err)
+		}
+		created = append(created, k)
+	}
+	if err := keys.Revoke(t.Context(), owner, created[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Authenticate(t.Context(), created[0].Key); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("a key revoked on this node: %v, want ErrInvalidToken at once", err)
+	}
+	if _, err := keys.Authenticate(t.Context(), created[1].Key); err != nil {
+		t.Fatalf("another key of the same user after the revocation: %v", err)
+	}
+}
+
+// TestCurrentAPIKeyLooksUpUserOnce: a WebSocket checks its token before every
+// message; for an API key, APIKeys.Authenticate already read the user's
+// current record, and Current must not read it a second time.
+func TestCurrentAPIKeyLooksUpUserOnce(t *testing.T) {
+	var mu sync.Mutex
+	lookups := 0
+	users := lookupFunc(func(_ context.Context, p auth.Principal) (auth.User, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		lookups++
+		return auth.User{ID: p.UserID, Roles: []auth.Role{auth.RoleUser}}, nil
+	})
+	keys, err := auth.NewAPIKeys(auth.APIKeysConfig{Store: newFakeKeys(), Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := keys.Create(t.Context(), auth.Principal{UserID: "u1", Roles: []auth.Role{auth.RoleUser}}, auth.NewAPIKey{Name: "ws", Scopes: []string{"chat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := auth.AuthenticatorFunc(func(context.Context, string) (auth.Principal, error) {
+		return auth.Principal{}, auth.ErrInvalidToken
+	})
+	p, err := auth.Current(t.Context(), auth.WithAPIKeys(tokens, keys), users, k.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.APIKeyID != k.ID || !slices.Equal(p.Roles, []auth.Role{auth.RoleUser}) {
+		t.Fatalf("principal %+v", p)
+	}
+	if lookups != 1 {
+		t.Fatalf("%d user lookups for one check of an API key, want 1", lookups)
 	}
 }

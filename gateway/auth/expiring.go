@@ -90,6 +90,18 @@ func (m *expiringMap[V]) delete(key string) {
 	delete(m.entries, key)
 }
 
+// deleteIf drops every entry whose value drop reports true. It is
+// O(entries): for rare events such as a revocation, not the hot path.
+func (m *expiringMap[V]) deleteIf(drop func(V) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, e := range m.entries {
+		if drop(e.value) {
+			delete(m.entries, k)
+		}
+	}
+}
+
 // sharedLookupTimeout bounds a store lookup shared by concurrent callers.
 const sharedLookupTimeout = 5 * time.Second
 

@@ -41,13 +41,15 @@ type UserLookup interface {
 // as they do to the next REST request. When users is not nil, the returned
 // principal carries the roles of the current user record instead of the
 // token's, so a demoted user loses privileges at once; a disabled account
-// is ErrAccountDisabled and a deleted one ErrInvalidToken.
+// is ErrAccountDisabled and a deleted one ErrInvalidToken. An API key's
+// principal already carries the current roles (APIKeys.Authenticate looked
+// the user up), so it is not looked up twice.
 func Current(ctx context.Context, a Authenticator, users UserLookup, token string) (Principal, error) {
 	p, err := a.Authenticate(ctx, token)
 	if err != nil {
 		return Principal{}, err
 	}
-	if users == nil {
+	if users == nil || p.APIKeyID != "" {
 		return p, nil
 	}
 	u, err := users.Me(ctx, p)

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -281,7 +283,7 @@ func (s *Service) Login(ctx context.Context, email, password, ip string) (TokenP
 		case found:
 			account = AccountKey(u.ID)
 		case emailErr != nil:
-			account = "email:" + strings.ToLower(strings.TrimSpace(email))
+			account = invalidEmailKey(email)
 		}
 		if err := s.cfg.Throttle.AttemptOn(ctx, account, ip); err != nil {
 			return TokenPair{}, s.loginRefused(ctx, u, norm, ip, err)
@@ -666,6 +668,15 @@ func (s *Service) forgetUser(userID string) {
 	if s.users != nil {
 		s.users.forget(userID)
 	}
+}
+
+// invalidEmailKey is the throttle's account for a login with a string that
+// is not an address: the SHA-256 of its canonical form, so that its
+// spellings share one budget and a key stays short however long the string
+// (up to the request body limit) is.
+func invalidEmailKey(email string) string {
+	sum := sha256.Sum256([]byte(emailaddr.Normalize(email)))
+	return "email-invalid:" + hex.EncodeToString(sum[:])
 }
 
 // NormalizeEmail returns the canonical form of an email (emailaddr.Normalize:

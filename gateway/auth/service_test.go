@@ -556,3 +556,41 @@ func TestAuditFailureDoesNotRefuseTheUser(t *testing.T) {
 		t.Fatalf("audit events %+v; want user.create, auth.login and auth.logout from 198.51.100.7", got)
 	}
 }
+
+// TestLoginThrottleKeyOfAnInvalidEmailIsBounded: a login whose "email" is
+// not an address is throttled on a key of bounded length, shared by its
+// spellings. The key was the string itself, so one request could store up
+// to a body's worth of key in the limiter (Redis), twice.
+func TestLoginThrottleKeyOfAnInvalidEmailIsBounded(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	mem := ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	limiter := ratelimit.LimiterFunc(func(ctx context.Context, key string, limit ratelimit.Limit) (ratelimit.Result, error) {
+		mu.Lock()
+		keys = append(keys, key)
+		mu.Unlock()
+		return mem.Allow(ctx, key, limit)
+	})
+	th, err := auth.NewThrottle(auth.ThrottleConfig{Limiter: limiter,
+		PerAccountAddress: ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *auth.Config) { c.Throttle = th })
+	huge := strings.Repeat("X", 64<<10)
+	for _, spelling := range []string{huge, strings.ToLower(huge)} {
+		_, err := e.svc.Login(t.Context(), spelling, "password-no-1", "192.0.2.1")
+		wantErr(t, "login with a 64 KiB non-address", err, auth.ErrInvalidCredentials)
+	}
+	_, err = e.svc.Login(t.Context(), " "+huge, "password-no-1", "192.0.2.1")
+	wantErr(t, "third spelling of one non-address from one address", err, auth.ErrThrottled)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, k := range keys {
+		if len(k) > 256 {
+			t.Fatalf("throttle key of %d bytes, want at most 256", len(k))
+		}
+	}
+}
