@@ -95,6 +95,27 @@ type Migrator struct {
 	lockTimeout time.Duration
 	log         *slog.Logger
 	dialect     goqu.DialectWrapper
+	// dataSteps are the data changes that SQL cannot express, run by Up once
+	// after the version they belong to was applied (embedded migrations only).
+	dataSteps map[int64]func(context.Context) error
+}
+
+// builtinDataSteps are the embedded migrations' data changes in Go, by version.
+func (m *Migrator) builtinDataSteps() map[int64]func(context.Context) error {
+	return map[int64]func(context.Context) error{
+		// 0003 makes emails compare byte for byte; SQL can lower-case but not
+		// apply NFKC and case folding, so the rows it cannot fix are fixed here,
+		// once. A clash needs an operator, not a failed migration: it is logged.
+		3: func(ctx context.Context) error {
+			n, err := NewUserStore(m.db).NormalizeEmails(ctx)
+			if err != nil {
+				m.log.Error("some stored emails could not be normalized", "normalized", n, "error", err)
+			} else if n > 0 {
+				m.log.Info("stored emails normalized", "normalized", n)
+			}
+			return nil
+		},
+	}
 }
 
 // NewMigrator reads the migrations and returns a Migrator for db. It fails when a file
@@ -116,13 +137,17 @@ func NewMigrator(db *DB, opts MigratorOptions) (*Migrator, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Migrator{
+	m := &Migrator{
 		db:          db,
 		migrations:  ms,
 		lockTimeout: cmp.Or(opts.LockTimeout, time.Minute),
 		log:         log,
 		dialect:     goqu.Dialect(db.Dialect),
-	}, nil
+	}
+	if opts.FS == nil {
+		m.dataSteps = m.builtinDataSteps()
+	}
+	return m, nil
 }
 
 func readMigrations(fsys fs.FS) ([]Migration, error) {
@@ -277,9 +302,12 @@ func (m *Migrator) CheckCurrent(ctx context.Context) error {
 }
 
 // Up applies every pending migration in version order and returns how many it applied.
-// It refuses a database that is ahead, dirty or changed (see CheckCurrent).
+// It refuses a database that is ahead, dirty or changed (see CheckCurrent). The data
+// steps of the versions it applied run after the migration lock is released (on
+// SQLite the lock is the pool's one connection).
 func (m *Migrator) Up(ctx context.Context) (int, error) {
 	done := 0
+	var steps []func(context.Context) error
 	err := m.withConn(ctx, true, func(conn *sql.Conn) error {
 		applied, err := m.applied(ctx, conn)
 		if err != nil {
@@ -295,9 +323,17 @@ func (m *Migrator) Up(ctx context.Context) (int, error) {
 			}
 			done++
 			m.log.Info("migration applied", "version", mig.Version, "name", mig.Name, "duration", time.Since(start))
+			if step := m.dataSteps[mig.Version]; step != nil {
+				steps = append(steps, step)
+			}
 		}
 		return nil
 	})
+	for _, step := range steps {
+		if serr := step(ctx); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
 	return done, err
 }
 

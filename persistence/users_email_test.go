@@ -110,3 +110,36 @@ func TestEmailMigrationRoundTrip(t *testing.T) {
 		}
 	})
 }
+
+// TestEmailMigrationNormalizesOnce: applying migration 0003 also rewrites the
+// rows its SQL cannot (NFKC), in the process that applies it, so serving
+// nodes never scan the users table for it at start.
+func TestEmailMigrationNormalizesOnce(t *testing.T) {
+	persisttest.EachEmpty(t, func(t *testing.T, db *persistence.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		m, err := persistence.NewMigrator(db, persistence.MigratorOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Up(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Down(ctx, int(m.Latest())-2); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UTC()
+		_, err = db.Goqu.Insert("users").Rows(goqu.Record{"id": "00000000-0000-7000-8000-000000000009", "email": "ｆｕｌｌ@corp.test",
+			"name": "", "password_hash": "", "roles": `["user"]`, "disabled": false, "created_at": now, "updated_at": now}).Executor().ExecContext(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Up(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, err := persistence.NewUserStore(db).Get(ctx, "00000000-0000-7000-8000-000000000009")
+		if err != nil || got.Email != "full@corp.test" {
+			t.Fatalf("after migrating up: %q, %v; want full@corp.test", got.Email, err)
+		}
+	})
+}

@@ -79,13 +79,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	} else if err := mig.CheckCurrent(ctx); err != nil {
 		return fmt.Errorf("%w (or set KOWAI_AUTO_MIGRATE=true)", err)
 	}
-	// Emails written by an older binary may predate the canonical form;
-	// a clash needs an operator, not a refusal to start.
-	if n, err := persistence.NewUserStore(db).NormalizeEmails(ctx); err != nil {
-		log.Error("some stored emails could not be normalized", "normalized", n, "error", err)
-	} else if n > 0 {
-		log.Info("stored emails normalized", "normalized", n)
-	}
 	rdb, err := openRedis(ctx, cfg)
 	if err != nil {
 		return err
