@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/kowai/kowai/internal/jsonschema"
 )
 
 // wsChatPath is the chat WebSocket's route.
@@ -61,7 +63,7 @@ func (sb *schemaBuilder) frames(t reflect.Type, fromClient bool) ([]wsFrame, err
 		}
 		s := sb.schema(f.Type)
 		if d := f.Tag.Get("doc"); d != "" {
-			s = withDescription(s, d)
+			s = jsonschema.WithDescription(s, d)
 		}
 		for _, n := range strings.Split(tag, ",") {
 			n = strings.TrimSpace(n)

@@ -112,7 +112,7 @@ func (s *Server) OpenAPI() map[string]any {
 		tagPaths[tag] = append(tagPaths[tag], p)
 	}
 	problem := sb.Object(reflect.TypeOf(problem{}))
-	sb.components["Problem"] = withDescription(problem, "An RFC 9457 problem: every error the API answers with.")
+	sb.components["Problem"] = jsonschema.WithDescription(problem, "An RFC 9457 problem: every error the API answers with.")
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info": map[string]any{
@@ -357,20 +357,6 @@ func operationID(method, path string) string {
 		b.WriteString(strings.ToUpper(part[:1]) + part[1:])
 	}
 	return b.String()
-}
-
-// withDescription adds a description to a schema; a $ref gets it through
-// allOf, since siblings of $ref are ignored.
-func withDescription(s map[string]any, d string) map[string]any {
-	if _, isRef := s["$ref"]; isRef {
-		return map[string]any{"allOf": []any{s}, "description": d}
-	}
-	c := make(map[string]any, len(s)+1)
-	for k, v := range s {
-		c[k] = v
-	}
-	c["description"] = d
-	return c
 }
 
 // docsAssets is the /docs page: a page, a script and a style sheet, served
