@@ -260,24 +260,6 @@ func (cs *chatStreams) problemOf(ctx context.Context, err error) problem {
 		CorrelationID: logging.CorrelationID(ctx), Errors: e.Fields}
 }
 
-// asError is the client's view of err, as the HTTP error handler renders it.
-func asError(err error) *Error {
-	var e *Error
-	var fe *fiber.Error
-	switch {
-	case errors.As(err, &e):
-	case errors.As(err, &fe):
-		e = NewError(fe.Code, fe.Message)
-	default:
-		e = &Error{Status: http.StatusInternalServerError, Title: http.StatusText(http.StatusInternalServerError),
-			Detail: "an internal error occurred; quote the correlation_id when reporting it", Err: err}
-	}
-	if e.Title == "" {
-		e.Title = http.StatusText(e.Status)
-	}
-	return e
-}
-
 // wantsEventStream reports whether the client asked for Server-Sent Events.
 func wantsEventStream(c *fiber.Ctx) bool {
 	return strings.Contains(c.Get(fiber.HeaderAccept), "text/event-stream")
