@@ -369,14 +369,20 @@ func (s *sseSink) write(w *bufio.Writer, heartbeat time.Duration, closed <-chan 
 	}
 }
 
-// startSSE sets the headers of an event stream that must reach the client
-// unbuffered and uncompressed.
-func startSSE(c *fiber.Ctx, streamID string) {
+// serveSSE answers with stream streamID as an event stream that reaches the
+// client unbuffered and uncompressed: sink's events, with heartbeats, until
+// finished is closed and sink is drained.
+func (cs *chatStreams) serveSSE(c *fiber.Ctx, streamID string, sink *sseSink, finished <-chan struct{}) error {
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
 	c.Set(fiber.HeaderContentEncoding, "identity")
 	c.Set("X-Kowai-Stream-Id", streamID)
+	heartbeat := cs.heartbeat
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		sink.write(w, heartbeat, finished)
+	})
+	return nil
 }
 
 // streamTurn runs turn and answers with its reply as Server-Sent Events,
@@ -413,12 +419,7 @@ func (cs *chatStreams) streamTurn(c *fiber.Ctx, chat ChatBackend, turn ChatTurn)
 			}
 		}()
 	}
-	startSSE(c, id)
-	heartbeat := cs.heartbeat
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		sink.write(w, heartbeat, finished)
-	})
-	return nil
+	return cs.serveSSE(c, id, sink, finished)
 }
 
 // parseAfter reads where a resumed stream starts: Last-Event-ID
@@ -508,10 +509,5 @@ func (cs *chatStreams) resume(c *fiber.Ctx) error {
 			sink.fail(cs.problemOf(ctx, err))
 		}
 	}()
-	startSSE(c, id)
-	heartbeat := cs.heartbeat
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		sink.write(w, heartbeat, finished)
-	})
-	return nil
+	return cs.serveSSE(c, id, sink, finished)
 }
