@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/kowai/kowai/internal/jsonschema"
 )
 
 // wsChatPath is the chat WebSocket's route.
@@ -59,9 +61,9 @@ func (sb *schemaBuilder) frames(t reflect.Type, fromClient bool) ([]wsFrame, err
 		if tag == "" {
 			return nil, fmt.Errorf("%w: %s.%s has no frame tag naming the frame types it belongs to", errFrameTags, t.Name(), f.Name)
 		}
-		s := sb.schema(f.Type)
+		s := sb.Schema(f.Type)
 		if d := f.Tag.Get("doc"); d != "" {
-			s = withDescription(s, d)
+			s = jsonschema.WithDescription(s, d)
 		}
 		for _, n := range strings.Split(tag, ",") {
 			n = strings.TrimSpace(n)
@@ -165,10 +167,10 @@ func (s *Server) AsyncAPI(host, protocol string) (map[string]any, error) {
 			return nil, fmt.Errorf("%w: frame type %q is declared by both the client and the server frames", errFrameTags, f.name)
 		}
 		schemaName := frameTitle(f.name) + "Frame"
-		if _, clash := sb.components[schemaName]; clash {
+		if _, clash := sb.Components[schemaName]; clash {
 			return nil, fmt.Errorf("%w: frame schema %s clashes with a type of the same name", errFrameTags, schemaName)
 		}
-		sb.components[schemaName] = f.schema
+		sb.Components[schemaName] = f.schema
 		messages[f.name] = map[string]any{
 			"name":        f.name,
 			"title":       schemaName,
@@ -223,7 +225,7 @@ func (s *Server) AsyncAPI(host, protocol string) (map[string]any, error) {
 		},
 		"operations": operations,
 		"components": map[string]any{
-			"schemas":  sb.components,
+			"schemas":  sb.Components,
 			"messages": messages,
 			"securitySchemes": map[string]any{
 				"bearer": map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "JWT",

@@ -68,33 +68,21 @@ func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string
 		MustExist:      t.MustExist,
 		Options:        t.Options,
 	}
-	var streamDone chan struct{}
-	if onDelta != nil {
-		inbox, err := cc.Grains.NewInbox(64)
-		if err != nil {
-			return ChatReply{}, grainError(err)
-		}
-		defer inbox.Close()
-		req.Stream = &actorpb.StreamTarget{Address: inbox.Address(), Id: inbox.ID()}
-		req.StreamId = uuid.NewString()
-		streamDone = make(chan struct{})
-		fwdCtx, stop := context.WithCancel(ctx)
-		go forwardStream(fwdCtx, inbox, req.StreamId, onDelta, streamDone)
-		// No delta may reach the caller after Send returns.
-		defer func() {
-			stop()
-			<-streamDone
-		}()
+	stream, err := cc.openDeltas(ctx, uuid.NewString(), onDelta)
+	if err != nil {
+		return ChatReply{}, err
+	}
+	// No delta may reach the caller after Send returns.
+	defer stream.close()
+	if stream != nil {
+		req.Stream, req.StreamId = stream.target, stream.id
 	}
 	res, err := actorpb.As[*actorpb.TurnResult](cc.Grains.Call(ctx, SessionKind, t.ConversationID, req))
 	if err != nil {
 		return ChatReply{}, grainError(err)
 	}
-	if streamDone != nil && !res.GetReplayed() {
-		select {
-		case <-streamDone:
-		case <-time.After(streamTail):
-		}
+	if !res.GetReplayed() {
+		stream.tail()
 	}
 	u := res.GetUsage()
 	return ChatReply{
@@ -105,6 +93,57 @@ func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string
 		Usage: Usage{PromptTokens: int(u.GetPromptTokens()), CompletionTokens: int(u.GetCompletionTokens()),
 			CostUSD: u.GetCostUsd(), CacheHit: u.GetCacheHit()},
 	}, nil
+}
+
+// deltaStream forwards the token deltas of one reply from an inbox to the
+// caller's onDelta. A nil *deltaStream (no onDelta) does nothing.
+type deltaStream struct {
+	id     string
+	target *actorpb.StreamTarget
+	inbox  *cluster.Inbox
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+// openDeltas opens an inbox for the deltas of stream id and forwards them
+// to onDelta until the stream ends, ctx ends or close is called. It returns
+// nil when onDelta is nil: the reply is not streamed.
+func (cc *ClusterChat) openDeltas(ctx context.Context, id string, onDelta func(string)) (*deltaStream, error) {
+	if onDelta == nil {
+		return nil, nil
+	}
+	inbox, err := cc.Grains.NewInbox(64)
+	if err != nil {
+		return nil, grainError(err)
+	}
+	fwdCtx, stop := context.WithCancel(ctx)
+	d := &deltaStream{id: id, target: &actorpb.StreamTarget{Address: inbox.Address(), Id: inbox.ID()},
+		inbox: inbox, stop: stop, done: make(chan struct{})}
+	go forwardStream(fwdCtx, inbox, id, onDelta, d.done)
+	return d, nil
+}
+
+// tail waits, at most streamTail, for the stream's end once the reply's
+// result has arrived.
+func (d *deltaStream) tail() {
+	if d == nil {
+		return
+	}
+	select {
+	case <-d.done:
+	case <-time.After(streamTail):
+	}
+}
+
+// close stops forwarding and the inbox; no delta reaches onDelta after it
+// returns.
+func (d *deltaStream) close() {
+	if d == nil {
+		return
+	}
+	d.stop()
+	<-d.done
+	_ = d.inbox.Close() // Inbox.Close always returns nil.
 }
 
 // forwardStream hands the deltas of one stream to onDelta in order until

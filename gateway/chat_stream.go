@@ -260,24 +260,6 @@ func (cs *chatStreams) problemOf(ctx context.Context, err error) problem {
 		CorrelationID: logging.CorrelationID(ctx), Errors: e.Fields}
 }
 
-// asError is the client's view of err, as the HTTP error handler renders it.
-func asError(err error) *Error {
-	var e *Error
-	var fe *fiber.Error
-	switch {
-	case errors.As(err, &e):
-	case errors.As(err, &fe):
-		e = NewError(fe.Code, fe.Message)
-	default:
-		e = &Error{Status: http.StatusInternalServerError, Title: http.StatusText(http.StatusInternalServerError),
-			Detail: "an internal error occurred; quote the correlation_id when reporting it", Err: err}
-	}
-	if e.Title == "" {
-		e.Title = http.StatusText(e.Status)
-	}
-	return e
-}
-
 // wantsEventStream reports whether the client asked for Server-Sent Events.
 func wantsEventStream(c *fiber.Ctx) bool {
 	return strings.Contains(c.Get(fiber.HeaderAccept), "text/event-stream")
@@ -387,14 +369,20 @@ func (s *sseSink) write(w *bufio.Writer, heartbeat time.Duration, closed <-chan 
 	}
 }
 
-// startSSE sets the headers of an event stream that must reach the client
-// unbuffered and uncompressed.
-func startSSE(c *fiber.Ctx, streamID string) {
+// serveSSE answers with stream streamID as an event stream that reaches the
+// client unbuffered and uncompressed: sink's events, with heartbeats, until
+// finished is closed and sink is drained.
+func (cs *chatStreams) serveSSE(c *fiber.Ctx, streamID string, sink *sseSink, finished <-chan struct{}) error {
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
 	c.Set(fiber.HeaderContentEncoding, "identity")
 	c.Set("X-Kowai-Stream-Id", streamID)
+	heartbeat := cs.heartbeat
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		sink.write(w, heartbeat, finished)
+	})
+	return nil
 }
 
 // streamTurn runs turn and answers with its reply as Server-Sent Events,
@@ -431,12 +419,7 @@ func (cs *chatStreams) streamTurn(c *fiber.Ctx, chat ChatBackend, turn ChatTurn)
 			}
 		}()
 	}
-	startSSE(c, id)
-	heartbeat := cs.heartbeat
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		sink.write(w, heartbeat, finished)
-	})
-	return nil
+	return cs.serveSSE(c, id, sink, finished)
 }
 
 // parseAfter reads where a resumed stream starts: Last-Event-ID
@@ -526,10 +509,5 @@ func (cs *chatStreams) resume(c *fiber.Ctx) error {
 			sink.fail(cs.problemOf(ctx, err))
 		}
 	}()
-	startSSE(c, id)
-	heartbeat := cs.heartbeat
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		sink.write(w, heartbeat, finished)
-	})
-	return nil
+	return cs.serveSSE(c, id, sink, finished)
 }

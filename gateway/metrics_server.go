@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,9 +38,7 @@ type MetricsServer struct {
 	srv  *http.Server
 	log  *slog.Logger
 
-	mu   sync.Mutex
-	addr net.Addr
-	up   chan struct{}
+	bound boundAddr
 }
 
 // NewMetricsServer returns a metrics server that is not yet listening.
@@ -54,21 +51,17 @@ func NewMetricsServer(opts MetricsOptions) (*MetricsServer, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError), MaxRequestsInFlight: 4, Timeout: 10 * time.Second,
 	}))
-	return &MetricsServer{opts: opts, log: log, up: make(chan struct{}), srv: &http.Server{
+	return &MetricsServer{opts: opts, log: log, bound: newBoundAddr(), srv: &http.Server{
 		Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 15 * time.Second,
 		IdleTimeout: time.Minute, MaxHeaderBytes: 8 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}}, nil
 }
 
 // Addr returns the bound address once Run is listening, or nil.
-func (m *MetricsServer) Addr() net.Addr {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.addr
-}
+func (m *MetricsServer) Addr() net.Addr { return m.bound.get() }
 
 // Ready is closed once Run is listening.
-func (m *MetricsServer) Ready() <-chan struct{} { return m.up }
+func (m *MetricsServer) Ready() <-chan struct{} { return m.bound.up }
 
 // Run listens on MetricsOptions.Addr and serves until ctx is done. It
 // returns nil after a clean shutdown.
@@ -77,10 +70,7 @@ func (m *MetricsServer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("metrics: listen on %s (set KOWAI_METRICS_ADDR, or off): %w", m.opts.Addr, err)
 	}
-	m.mu.Lock()
-	m.addr = ln.Addr()
-	m.mu.Unlock()
-	close(m.up)
+	m.bound.set(ln.Addr())
 	m.log.Info("metrics listening", "addr", ln.Addr().String())
 	served := make(chan error, 1)
 	go func() { served <- m.srv.Serve(ln) }()

@@ -56,22 +56,13 @@ func (cc *ClusterChat) Complete(ctx context.Context, c Completion, onDelta func(
 	turnID := uuid.NewString()
 	req := &actorpb.GenerateReply{CorrelationId: logging.CorrelationID(ctx), AgentId: c.AgentID, TurnId: turnID,
 		UserId: c.UserID, Content: c.Content, History: c.History, Options: c.Options}
-	var streamDone chan struct{}
-	if onDelta != nil {
-		inbox, err := cc.Grains.NewInbox(64)
-		if err != nil {
-			return CompletionResult{}, grainError(err)
-		}
-		defer inbox.Close()
-		req.Stream = &actorpb.StreamTarget{Address: inbox.Address(), Id: inbox.ID()}
-		req.StreamId = turnID
-		streamDone = make(chan struct{})
-		fwdCtx, stop := context.WithCancel(ctx)
-		go forwardStream(fwdCtx, inbox, req.StreamId, onDelta, streamDone)
-		defer func() {
-			stop()
-			<-streamDone
-		}()
+	stream, err := cc.openDeltas(ctx, turnID, onDelta)
+	if err != nil {
+		return CompletionResult{}, err
+	}
+	defer stream.close()
+	if stream != nil {
+		req.Stream, req.StreamId = stream.target, stream.id
 	}
 	res, err := actorpb.As[*actorpb.ReplyResult](cc.Grains.Call(ctx, AgentKind, c.AgentID, req))
 	if err != nil {
@@ -85,12 +76,7 @@ func (cc *ClusterChat) Complete(ctx context.Context, c Completion, onDelta func(
 		}
 		return CompletionResult{}, grainError(err)
 	}
-	if streamDone != nil {
-		select {
-		case <-streamDone:
-		case <-time.After(streamTail):
-		}
-	}
+	stream.tail()
 	u := res.GetUsage()
 	return CompletionResult{Response: res.GetResponse(), Model: res.GetModel(), StopReason: res.GetStopReason(),
 		Usage: Usage{PromptTokens: int(u.GetPromptTokens()), CompletionTokens: int(u.GetCompletionTokens()),

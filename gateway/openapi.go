@@ -112,7 +112,7 @@ func (s *Server) OpenAPI() map[string]any {
 		tagPaths[tag] = append(tagPaths[tag], p)
 	}
 	problem := sb.Object(reflect.TypeOf(problem{}))
-	sb.components["Problem"] = withDescription(problem, "An RFC 9457 problem: every error the API answers with.")
+	sb.Components["Problem"] = jsonschema.WithDescription(problem, "An RFC 9457 problem: every error the API answers with.")
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info": map[string]any{
@@ -131,7 +131,7 @@ func (s *Server) OpenAPI() map[string]any {
 		"tags":     openAPITags(tagPaths),
 		"paths":    paths,
 		"components": map[string]any{
-			"schemas": sb.components,
+			"schemas": sb.Components,
 			"securitySchemes": map[string]any{
 				"bearer": map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
 					"description": "An access token (a JWT from login, refresh or Appwrite sign-in) or an API key `kowai_...`."},
@@ -247,16 +247,12 @@ func opDescription(op Op) string {
 // schemaBuilder derives the document's schemas; named structs become
 // components (the reflector is shared with the workflow engine).
 type schemaBuilder struct {
-	components map[string]any
 	jsonschema.Builder
 }
 
 func newSchemaBuilder() *schemaBuilder {
-	c := map[string]any{}
-	return &schemaBuilder{components: c, Builder: jsonschema.Builder{Components: c, RefPrefix: "#/components/schemas/"}}
+	return &schemaBuilder{Builder: jsonschema.Builder{Components: map[string]any{}, RefPrefix: "#/components/schemas/"}}
 }
-
-func (sb *schemaBuilder) schema(t reflect.Type) map[string]any { return sb.Schema(t) }
 
 func (sb *schemaBuilder) operation(d documented) map[string]any {
 	op := d.op
@@ -271,7 +267,7 @@ func (sb *schemaBuilder) operation(d documented) map[string]any {
 		if ct == "" {
 			ct = fiber.MIMEApplicationJSON
 		}
-		success["content"] = map[string]any{ct: map[string]any{"schema": sb.schema(reflect.TypeOf(op.Response))}}
+		success["content"] = map[string]any{ct: map[string]any{"schema": sb.Schema(reflect.TypeOf(op.Response))}}
 	}
 	if op.StreamContentType != "" {
 		content, _ := success["content"].(map[string]any)
@@ -335,7 +331,7 @@ func (sb *schemaBuilder) operation(d documented) map[string]any {
 			"required": true,
 			"description": "JSON, optionally with Content-Encoding gzip or deflate (at most two codings); " +
 				"the body limit applies before and after decompression (413 beyond it, 415 for other codings)",
-			"content": map[string]any{fiber.MIMEApplicationJSON: map[string]any{"schema": sb.schema(reflect.TypeOf(op.Request))}},
+			"content": map[string]any{fiber.MIMEApplicationJSON: map[string]any{"schema": sb.Schema(reflect.TypeOf(op.Request))}},
 		}
 	}
 	return out
@@ -357,20 +353,6 @@ func operationID(method, path string) string {
 		b.WriteString(strings.ToUpper(part[:1]) + part[1:])
 	}
 	return b.String()
-}
-
-// withDescription adds a description to a schema; a $ref gets it through
-// allOf, since siblings of $ref are ignored.
-func withDescription(s map[string]any, d string) map[string]any {
-	if _, isRef := s["$ref"]; isRef {
-		return map[string]any{"allOf": []any{s}, "description": d}
-	}
-	c := make(map[string]any, len(s)+1)
-	for k, v := range s {
-		c[k] = v
-	}
-	c["description"] = d
-	return c
 }
 
 // docsAssets is the /docs page: a page, a script and a style sheet, served

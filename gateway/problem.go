@@ -65,27 +65,37 @@ type problem struct {
 	Errors        []FieldError `json:"errors,omitempty"`
 }
 
+// asError is the client's view of err, as every error path renders it (the
+// HTTP error handler, SSE problem events, WebSocket error frames): an *Error
+// as it is, a fiber.Error as its status (with no detail that only repeats
+// the status text), anything else as a 500 that reveals nothing, keeping
+// err for the log.
+func asError(err error) *Error {
+	var e *Error
+	var fe *fiber.Error
+	switch {
+	case errors.As(err, &e):
+	case errors.As(err, &fe):
+		e = NewError(fe.Code, fe.Message)
+		if fe.Message == http.StatusText(fe.Code) || fe.Message == "" {
+			e.Detail = ""
+		}
+	default:
+		e = &Error{Status: http.StatusInternalServerError, Title: http.StatusText(http.StatusInternalServerError),
+			Detail: "an internal error occurred; quote the correlation_id when reporting it", Err: err}
+	}
+	if e.Title == "" {
+		e.Title = http.StatusText(e.Status)
+	}
+	return e
+}
+
 // ErrorHandler renders every error returned by a handler as problem+json.
 // Unknown errors become a 500 whose detail reveals nothing; they are logged
 // with the correlation ID so an operator can find the cause.
 func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
-		var e *Error
-		var fe *fiber.Error
-		switch {
-		case errors.As(err, &e):
-		case errors.As(err, &fe):
-			e = NewError(fe.Code, fe.Message)
-			if fe.Message == http.StatusText(fe.Code) || fe.Message == "" {
-				e.Detail = ""
-			}
-		default:
-			e = &Error{Status: http.StatusInternalServerError, Title: http.StatusText(http.StatusInternalServerError),
-				Detail: "an internal error occurred; quote the correlation_id when reporting it", Err: err}
-		}
-		if e.Title == "" {
-			e.Title = http.StatusText(e.Status)
-		}
+		e := asError(err)
 		ctx := c.UserContext()
 		if e.Status >= 500 {
 			log.ErrorContext(ctx, "request failed", "status", e.Status, "path", c.Path(), "error", err)

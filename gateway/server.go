@@ -77,9 +77,7 @@ type Server struct {
 	// address; Mount sets it, before Run. Nil means no limit.
 	anonymous func(c *fiber.Ctx) error
 
-	mu   sync.Mutex
-	addr net.Addr
-	up   chan struct{}
+	bound boundAddr
 
 	docsMu sync.Mutex
 	docs   []documented
@@ -121,7 +119,7 @@ func New(opts Options) (*Server, error) {
 		EnableTrustedProxyCheck: true,
 	})
 	s := &Server{app: app, opts: opts, log: log, clients: clientaddr.New(opts.TrustedProxies), metrics: metrics,
-		onError: onError, up: make(chan struct{})}
+		onError: onError, bound: newBoundAddr()}
 	// Requests fasthttp refuses before any handler runs (body over the
 	// limit, headers too large, malformed) are answered by serverError.
 	app.Server().ErrorHandler = s.serverError
@@ -206,14 +204,35 @@ func (s *Server) health(detail bool) fiber.Handler {
 }
 
 // Addr returns the bound address once Run is listening, or nil.
-func (s *Server) Addr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
+func (s *Server) Addr() net.Addr { return s.bound.get() }
+
+// boundAddr publishes the address a server's Run listens on: addr is
+// written once, before up is closed, and read only after.
+type boundAddr struct {
+	addr net.Addr
+	up   chan struct{}
+}
+
+func newBoundAddr() boundAddr { return boundAddr{up: make(chan struct{})} }
+
+// set records the bound address and closes up; call it once.
+func (b *boundAddr) set(a net.Addr) {
+	b.addr = a
+	close(b.up)
+}
+
+// get returns the bound address, or nil before set.
+func (b *boundAddr) get() net.Addr {
+	select {
+	case <-b.up:
+		return b.addr
+	default:
+		return nil
+	}
 }
 
 // Ready is closed once Run is listening.
-func (s *Server) Ready() <-chan struct{} { return s.up }
+func (s *Server) Ready() <-chan struct{} { return s.bound.up }
 
 // Run listens on Options.Addr and serves until ctx is done, then shuts down
 // gracefully. It returns nil after a clean shutdown.
@@ -225,10 +244,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gateway: listen on %s (set KOWAI_HTTP_ADDR): %w", s.opts.Addr, err)
 	}
-	s.mu.Lock()
-	s.addr = ln.Addr()
-	s.mu.Unlock()
-	close(s.up)
+	s.bound.set(ln.Addr())
 	s.log.Info("gateway listening", "addr", ln.Addr().String())
 	lingering := newLingerListener(ln)
 	defer lingering.stop()

@@ -717,16 +717,7 @@ func (c *conn) sendError(id string, err error) { c.send(c.errorFrame(id, err)) }
 
 // errorFrame renders err as an error frame.
 func (c *conn) errorFrame(id string, err error) wsServerFrame {
-	var e *Error
-	var fe *fiber.Error
-	switch {
-	case errors.As(err, &e):
-	case errors.As(err, &fe):
-		e = NewError(fe.Code, fe.Message)
-	default:
-		c.h.log.ErrorContext(c.ctx, "websocket turn failed", "error", err)
-		e = NewError(http.StatusInternalServerError, "an internal error occurred; quote the correlation_id when reporting it")
-	}
+	e := asError(err)
 	if e.Status >= 500 && e.Err != nil {
 		c.h.log.ErrorContext(c.ctx, "websocket frame failed", "status", e.Status, "error", err)
 	}

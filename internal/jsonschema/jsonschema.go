@@ -112,7 +112,7 @@ func (b *Builder) Object(t reflect.Type) map[string]any {
 		}
 		s := b.Schema(f.Type)
 		if d := f.Tag.Get("doc"); d != "" {
-			s = withDescription(s, d)
+			s = WithDescription(s, d)
 		}
 		props[name] = s
 		if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") && f.Type.Kind() != reflect.Pointer {
@@ -127,7 +127,9 @@ func (b *Builder) Object(t reflect.Type) map[string]any {
 	return out
 }
 
-func withDescription(s map[string]any, d string) map[string]any {
+// WithDescription returns s with description d; a $ref gets it through
+// allOf, since siblings of $ref are ignored. s itself is not changed.
+func WithDescription(s map[string]any, d string) map[string]any {
 	if _, isRef := s["$ref"]; isRef {
 		return map[string]any{"allOf": []any{s}, "description": d}
 	}
