@@ -217,29 +217,16 @@ func (st *WorkflowScheduleStore) DeleteSchedule(ctx context.Context, id string) 
 // ClaimDueSchedules implements WorkflowSchedules. It reads the due_at index only up to
 // now, so a tick costs the same with ten or a million schedules.
 func (st *WorkflowScheduleStore) ClaimDueSchedules(ctx context.Context, now time.Time, owner string, lease time.Duration, limit int) ([]WorkflowSchedule, error) {
-	now = utc(now)
-	q := st.db.Goqu.From("workflow_schedules").Prepared(true).Select(scheduleCols...).
-		Where(goqu.C("due_at").Lte(now)).Order(goqu.C("due_at").Asc()).Limit(uint(max(1, limit)))
-	due, err := scanAll(ctx, q, scanSchedule)
-	if err != nil {
-		return nil, wrap(err, "find due workflow schedules")
-	}
-	claimed := due[:0]
-	for _, s := range due {
-		until := now.Add(lease)
-		upd := st.db.Goqu.Update("workflow_schedules").Prepared(true).
-			Set(goqu.Record{"due_at": until, "claim_owner": owner, "version": s.Version + 1, "updated_at": now}).
-			Where(goqu.C("id").Eq(s.ID), goqu.C("version").Eq(s.Version))
-		n, err := rowsAffected(upd.Executor().ExecContext(ctx))
-		if err != nil {
-			return claimed, wrap(err, "claim workflow schedule %s", s.ID)
-		}
-		if n == 1 {
+	return claimDue(ctx, st.db, dueClaim[WorkflowSchedule]{
+		table: "workflow_schedules", key: "id", due: "due_at", what: "workflow schedule",
+		cols: scheduleCols, scan: scanSchedule,
+		id:      func(s WorkflowSchedule) string { return s.ID },
+		version: func(s WorkflowSchedule) int64 { return s.Version },
+		set:     goqu.Record{"claim_owner": owner},
+		claimed: func(s *WorkflowSchedule, until, now time.Time) {
 			s.DueAt, s.ClaimOwner, s.Version, s.UpdatedAt = until, owner, s.Version+1, now
-			claimed = append(claimed, s)
-		}
-	}
-	return claimed, nil
+		},
+	}, now, lease, limit)
 }
 
 // CountSchedules implements WorkflowSchedules, on the owner index.
