@@ -183,23 +183,7 @@ func (st *WorkflowScheduleStore) ListSchedules(ctx context.Context, ownerID stri
 
 // SaveSchedule implements WorkflowSchedules.
 func (st *WorkflowScheduleStore) SaveSchedule(ctx context.Context, s WorkflowSchedule, expected int64) error {
-	if s.Version <= expected {
-		return fmt.Errorf("persistence: save workflow schedule %s: version %d must be greater than the expected %d", s.ID, s.Version, expected)
-	}
-	upd := st.db.Goqu.Update("workflow_schedules").Prepared(true).Set(scheduleRecord(s)).
-		Where(goqu.C("id").Eq(s.ID), goqu.C("version").Eq(expected))
-	n, err := rowsAffected(upd.Executor().ExecContext(ctx))
-	if err != nil {
-		return wrap(err, "save workflow schedule %s", s.ID)
-	}
-	if n > 0 {
-		return nil
-	}
-	var one int
-	if err := scanOne(ctx, st.db.Goqu.From("workflow_schedules").Prepared(true).Select(goqu.L("1")).Where(goqu.C("id").Eq(s.ID)), &one); err != nil {
-		return wrap(err, "save workflow schedule %s", s.ID)
-	}
-	return fmt.Errorf("save workflow schedule %s: stored version is not %d: %w", s.ID, expected, ErrConflict)
+	return saveVersioned(ctx, st.db.Goqu, "workflow_schedules", "workflow schedule", s.ID, scheduleRecord(s), s.Version, expected)
 }
 
 // DeleteSchedule implements WorkflowSchedules.

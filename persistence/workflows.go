@@ -269,23 +269,7 @@ func SaveRunOp(r WorkflowRun, expected int64) Op {
 }
 
 func saveRunTx(ctx context.Context, q runner, r WorkflowRun, expected int64) error {
-	if r.Version <= expected {
-		return fmt.Errorf("persistence: save workflow run %s: version %d must be greater than the expected %d", r.ID, r.Version, expected)
-	}
-	upd := q.Update("workflow_runs").Prepared(true).Set(runRecord(r)).
-		Where(goqu.C("id").Eq(r.ID), goqu.C("version").Eq(expected))
-	n, err := rowsAffected(upd.Executor().ExecContext(ctx))
-	if err != nil {
-		return wrap(err, "save workflow run %s", r.ID)
-	}
-	if n > 0 {
-		return nil
-	}
-	var one int
-	if err := scanOne(ctx, q.From("workflow_runs").Prepared(true).Select(goqu.L("1")).Where(goqu.C("id").Eq(r.ID)), &one); err != nil {
-		return wrap(err, "save workflow run %s", r.ID)
-	}
-	return fmt.Errorf("save workflow run %s: stored version is not %d: %w", r.ID, expected, ErrConflict)
+	return saveVersioned(ctx, q, "workflow_runs", "workflow run", r.ID, runRecord(r), r.Version, expected)
 }
 
 // ClaimDue implements WorkflowRuns. It reads the due_at index only up to now (no scan

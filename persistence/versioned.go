@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"time"
 
@@ -52,4 +53,27 @@ func claimDue[T any](ctx context.Context, db *DB, c dueClaim[T], now time.Time, 
 		}
 	}
 	return claimed, nil
+}
+
+// saveVersioned replaces the columns rec of the row id of table if its stored version
+// is still expected; rec carries the new version, which must be greater. A row at
+// another version is ErrConflict, a missing row ErrNotFound. what names the row for
+// errors ("workflow run").
+func saveVersioned(ctx context.Context, q runner, table, what, id string, rec goqu.Record, version, expected int64) error {
+	if version <= expected {
+		return fmt.Errorf("persistence: save %s %s: version %d must be greater than the expected %d", what, id, version, expected)
+	}
+	upd := q.Update(table).Prepared(true).Set(rec).Where(goqu.C("id").Eq(id), goqu.C("version").Eq(expected))
+	n, err := rowsAffected(upd.Executor().ExecContext(ctx))
+	if err != nil {
+		return wrap(err, "save %s %s", what, id)
+	}
+	if n > 0 {
+		return nil
+	}
+	var one int
+	if err := scanOne(ctx, q.From(table).Prepared(true).Select(goqu.L("1")).Where(goqu.C("id").Eq(id)), &one); err != nil {
+		return wrap(err, "save %s %s", what, id)
+	}
+	return fmt.Errorf("save %s %s: stored version is not %d: %w", what, id, expected, ErrConflict)
 }
