@@ -96,7 +96,7 @@ func (g *runGrain) Receive(ctx actor.Context) {
 	case wakeUp:
 		g.timer = nil
 		if g.exec == nil {
-			if e := g.reload(); e == nil {
+			if e := g.reload(""); e == nil {
 				g.progress(ctx, "wake")
 			}
 		}
@@ -112,8 +112,8 @@ func (g *runGrain) ack() *actorpb.RunAck {
 }
 
 // reload reads the run's row unless an execution is in progress (then the grain's
-// copy is the current one).
-func (g *runGrain) reload() *actorpb.ErrorReply {
+// copy is the current one); a failure is answered under the correlation ID corr.
+func (g *runGrain) reload(corr string) *actorpb.ErrorReply {
 	if g.exec != nil && g.loaded {
 		return nil
 	}
@@ -121,7 +121,7 @@ func (g *runGrain) reload() *actorpb.ErrorReply {
 	defer cancel()
 	r, err := g.w.deps.Runs.GetRun(ctx, g.identity)
 	if err != nil {
-		return errorReply(codeOf(err), "", "load run %s: %v", g.identity, err)
+		return errorReply(codeOf(err), corr, "load run %s: %v", g.identity, err)
 	}
 	g.row, g.loaded = r, true
 	return nil
@@ -129,9 +129,8 @@ func (g *runGrain) reload() *actorpb.ErrorReply {
 
 func (g *runGrain) onStart(ctx actor.Context, m *actorpb.StartRun) any {
 	corr := m.GetCorrelationId()
-	if e := g.reload(); e != nil {
+	if e := g.reload(corr); e != nil {
 		if e.GetCode() != actorpb.Code_CODE_NOT_FOUND || m.GetWorkflow() == "" {
-			e.CorrelationId = corr
 			return e
 		}
 		if e := g.create(m); e != nil {
@@ -161,7 +160,7 @@ func (g *runGrain) create(m *actorpb.StartRun) *actorpb.ErrorReply {
 		ParentID: m.GetParentId(), Parameters: params, CreatedAt: now, DueAt: now.Add(g.w.deps.ClaimLease), LeaseOwner: g.w.deps.NodeID,
 		WebhookURL: m.GetWebhookUrl()})
 	if errors.Is(err, persistence.ErrDuplicate) {
-		return g.reload()
+		return g.reload(corr)
 	}
 	if err != nil {
 		return errorReply(codeOf(err), corr, "create run %s: %v", g.identity, err)
@@ -452,8 +451,7 @@ func addSpend(prev json.RawMessage, u lm.Usage) json.RawMessage {
 }
 
 func (g *runGrain) onCancel(ctx actor.Context, m *actorpb.CancelRun) any {
-	if e := g.reload(); e != nil {
-		e.CorrelationId = m.GetCorrelationId()
+	if e := g.reload(m.GetCorrelationId()); e != nil {
 		return e
 	}
 	if workflows.Finished(g.row.Status) {
@@ -473,8 +471,7 @@ func (g *runGrain) onCancel(ctx actor.Context, m *actorpb.CancelRun) any {
 
 func (g *runGrain) onResume(ctx actor.Context, m *actorpb.ResumeRun) any {
 	corr := m.GetCorrelationId()
-	if e := g.reload(); e != nil {
-		e.CorrelationId = corr
+	if e := g.reload(corr); e != nil {
 		return e
 	}
 	if g.exec != nil || g.row.Status != persistence.StatusPaused || len(g.row.Waiting) == 0 {
@@ -505,8 +502,7 @@ func (g *runGrain) onResume(ctx actor.Context, m *actorpb.ResumeRun) any {
 
 func (g *runGrain) onRetry(ctx actor.Context, m *actorpb.RetryRun) any {
 	corr := m.GetCorrelationId()
-	if e := g.reload(); e != nil {
-		e.CorrelationId = corr
+	if e := g.reload(corr); e != nil {
 		return e
 	}
 	if g.exec != nil || g.row.Status != persistence.StatusFailed {

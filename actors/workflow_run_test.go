@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/persistence"
@@ -413,5 +414,50 @@ func TestConcurrencyCapKeepsRunsPending(t *testing.T) {
 		close(release)
 		h.waitStatus(t, first, persistence.StatusCompleted, 5*time.Second)
 		h.waitStatus(t, second, persistence.StatusCompleted, 10*time.Second)
+	})
+}
+
+// lostCreateRuns is a run store in which every run is missing on read and taken on
+// create: the grain loses the create race and then cannot read the winner's row.
+type lostCreateRuns struct{ *persistence.WorkflowStore }
+
+func (lostCreateRuns) GetRun(_ context.Context, id string) (persistence.WorkflowRun, error) {
+	return persistence.WorkflowRun{}, fmt.Errorf("get run %s: %w", id, persistence.ErrNotFound)
+}
+
+func (lostCreateRuns) CreateRun(_ context.Context, r persistence.WorkflowRun) (persistence.WorkflowRun, error) {
+	return persistence.WorkflowRun{}, fmt.Errorf("create run %s: %w", r.ID, persistence.ErrDuplicate)
+}
+
+func TestRunGrainErrorsCarryTheCorrelationID(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "noop", func(*workflows.Context, noParams) (string, error) { return "", nil }))
+		})
+		wf, err := NewWorkflows(WorkflowDeps{Runs: lostCreateRuns{h.runs}, Writer: h.writer, Registry: h.reg, Caller: h.grains,
+			NodeID: "node-test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.grains.props[KindWorkflowRun] = wf.RunProps
+		id := uuid.NewString()
+		for _, req := range []interface {
+			GetCorrelationId() string
+		}{
+			&actorpb.StartRun{CorrelationId: "corr-start", RunId: id, Workflow: "noop", ParametersJson: "{}"},
+			&actorpb.CancelRun{CorrelationId: "corr-cancel", RunId: id},
+		} {
+			reply, err := h.grains.Call(t.Context(), KindWorkflowRun, id, req.(proto.Message))
+			if err != nil {
+				t.Fatalf("call: %v", err)
+			}
+			e, ok := reply.(*actorpb.ErrorReply)
+			if !ok {
+				t.Fatalf("reply = %T, want an ErrorReply", reply)
+			}
+			if e.GetCorrelationId() != req.GetCorrelationId() {
+				t.Errorf("%T error correlation ID = %q, want %q", req, e.GetCorrelationId(), req.GetCorrelationId())
+			}
+		}
 	})
 }

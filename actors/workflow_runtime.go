@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,24 +147,8 @@ func (w *Workflows) RunProps(identity string) *actor.Props {
 // that wait for input or have finished have no due_at, sleeping runs are due at their
 // wake-up time, and executing runs only when their lease lapsed.
 func (w *Workflows) Run(ctx context.Context) error {
-	t := time.NewTicker(w.deps.RecoveryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		for {
-			n, err := w.RecoverOnce(ctx)
-			if err != nil {
-				w.log.Warn("workflow recovery failed", "error", err)
-			}
-			if err != nil || n < w.deps.ClaimBatch || ctx.Err() != nil {
-				break
-			}
-		}
-	}
+	return claimLoop{interval: w.deps.RecoveryInterval, full: w.deps.ClaimBatch, maxRounds: math.MaxInt,
+		log: w.log, failMsg: "workflow recovery failed", round: w.RecoverOnce}.run(ctx)
 }
 
 // RecoverOnce claims one batch of due runs and starts their grains; it returns how

@@ -114,24 +114,8 @@ const maxRoundsPerTick = 50
 
 // Run fires due ticks every Interval until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) error {
-	t := time.NewTicker(s.deps.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		for range maxRoundsPerTick {
-			n, err := s.FireDue(ctx)
-			if err != nil {
-				s.log.Warn("schedule round failed", "error", err)
-			}
-			if err != nil || n == 0 || ctx.Err() != nil {
-				break
-			}
-		}
-	}
+	return claimLoop{interval: s.deps.Interval, full: 1, maxRounds: maxRoundsPerTick,
+		log: s.log, failMsg: "schedule round failed", round: s.FireDue}.run(ctx)
 }
 
 // FireDue claims one batch of due schedules and handles the tick of each (fire,

@@ -137,18 +137,8 @@ func NewNotifier(deps NotifierDeps) (*Notifier, error) {
 
 // Run delivers due notifications every Interval until ctx ends.
 func (n *Notifier) Run(ctx context.Context) error {
-	t := time.NewTicker(n.deps.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if _, err := n.DeliverDue(ctx); err != nil {
-			n.log.Warn("webhook round failed", "error", err)
-		}
-	}
+	return claimLoop{interval: n.deps.Interval, full: n.deps.Batch, maxRounds: 1,
+		log: n.log, failMsg: "webhook round failed", round: n.DeliverDue}.run(ctx)
 }
 
 // DeliverDue claims one batch of due notifications and makes one attempt at each;

@@ -95,29 +95,15 @@ func scanNotification(sc scanner) (WebhookNotification, error) {
 
 // ClaimDueNotifications implements Webhooks; it reads the next_at index up to now only.
 func (s *WebhookStore) ClaimDueNotifications(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]WebhookNotification, error) {
-	now = utc(now)
-	q := s.db.Goqu.From("webhook_notifications").Prepared(true).Select(notificationCols...).
-		Where(goqu.C("next_at").Lte(now)).Order(goqu.C("next_at").Asc()).Limit(uint(max(1, limit)))
-	due, err := scanAll(ctx, q, scanNotification)
-	if err != nil {
-		return nil, wrap(err, "find due notifications")
-	}
-	claimed := due[:0]
-	for _, n := range due {
-		until := now.Add(lease)
-		upd := s.db.Goqu.Update("webhook_notifications").Prepared(true).
-			Set(goqu.Record{"next_at": until, "version": n.Version + 1, "updated_at": now}).
-			Where(goqu.C("run_id").Eq(n.RunID), goqu.C("version").Eq(n.Version))
-		k, err := rowsAffected(upd.Executor().ExecContext(ctx))
-		if err != nil {
-			return claimed, wrap(err, "claim notification of run %s", n.RunID)
-		}
-		if k == 1 {
+	return claimDue(ctx, s.db, dueClaim[WebhookNotification]{
+		table: "webhook_notifications", key: "run_id", due: "next_at", what: "webhook notification",
+		cols: notificationCols, scan: scanNotification,
+		id:      func(n WebhookNotification) string { return n.RunID },
+		version: func(n WebhookNotification) int64 { return n.Version },
+		claimed: func(n *WebhookNotification, until, now time.Time) {
 			n.NextAt, n.Version, n.UpdatedAt = until, n.Version+1, now
-			claimed = append(claimed, n)
-		}
-	}
-	return claimed, nil
+		},
+	}, now, lease, limit)
 }
 
 // RecordDelivery implements Webhooks.

@@ -183,23 +183,7 @@ func (st *WorkflowScheduleStore) ListSchedules(ctx context.Context, ownerID stri
 
 // SaveSchedule implements WorkflowSchedules.
 func (st *WorkflowScheduleStore) SaveSchedule(ctx context.Context, s WorkflowSchedule, expected int64) error {
-	if s.Version <= expected {
-		return fmt.Errorf("persistence: save workflow schedule %s: version %d must be greater than the expected %d", s.ID, s.Version, expected)
-	}
-	upd := st.db.Goqu.Update("workflow_schedules").Prepared(true).Set(scheduleRecord(s)).
-		Where(goqu.C("id").Eq(s.ID), goqu.C("version").Eq(expected))
-	n, err := rowsAffected(upd.Executor().ExecContext(ctx))
-	if err != nil {
-		return wrap(err, "save workflow schedule %s", s.ID)
-	}
-	if n > 0 {
-		return nil
-	}
-	var one int
-	if err := scanOne(ctx, st.db.Goqu.From("workflow_schedules").Prepared(true).Select(goqu.L("1")).Where(goqu.C("id").Eq(s.ID)), &one); err != nil {
-		return wrap(err, "save workflow schedule %s", s.ID)
-	}
-	return fmt.Errorf("save workflow schedule %s: stored version is not %d: %w", s.ID, expected, ErrConflict)
+	return saveVersioned(ctx, st.db.Goqu, "workflow_schedules", "workflow schedule", s.ID, scheduleRecord(s), s.Version, expected)
 }
 
 // DeleteSchedule implements WorkflowSchedules.
@@ -217,29 +201,16 @@ func (st *WorkflowScheduleStore) DeleteSchedule(ctx context.Context, id string) 
 // ClaimDueSchedules implements WorkflowSchedules. It reads the due_at index only up to
 // now, so a tick costs the same with ten or a million schedules.
 func (st *WorkflowScheduleStore) ClaimDueSchedules(ctx context.Context, now time.Time, owner string, lease time.Duration, limit int) ([]WorkflowSchedule, error) {
-	now = utc(now)
-	q := st.db.Goqu.From("workflow_schedules").Prepared(true).Select(scheduleCols...).
-		Where(goqu.C("due_at").Lte(now)).Order(goqu.C("due_at").Asc()).Limit(uint(max(1, limit)))
-	due, err := scanAll(ctx, q, scanSchedule)
-	if err != nil {
-		return nil, wrap(err, "find due workflow schedules")
-	}
-	claimed := due[:0]
-	for _, s := range due {
-		until := now.Add(lease)
-		upd := st.db.Goqu.Update("workflow_schedules").Prepared(true).
-			Set(goqu.Record{"due_at": until, "claim_owner": owner, "version": s.Version + 1, "updated_at": now}).
-			Where(goqu.C("id").Eq(s.ID), goqu.C("version").Eq(s.Version))
-		n, err := rowsAffected(upd.Executor().ExecContext(ctx))
-		if err != nil {
-			return claimed, wrap(err, "claim workflow schedule %s", s.ID)
-		}
-		if n == 1 {
+	return claimDue(ctx, st.db, dueClaim[WorkflowSchedule]{
+		table: "workflow_schedules", key: "id", due: "due_at", what: "workflow schedule",
+		cols: scheduleCols, scan: scanSchedule,
+		id:      func(s WorkflowSchedule) string { return s.ID },
+		version: func(s WorkflowSchedule) int64 { return s.Version },
+		set:     goqu.Record{"claim_owner": owner},
+		claimed: func(s *WorkflowSchedule, until, now time.Time) {
 			s.DueAt, s.ClaimOwner, s.Version, s.UpdatedAt = until, owner, s.Version+1, now
-			claimed = append(claimed, s)
-		}
-	}
-	return claimed, nil
+		},
+	}, now, lease, limit)
 }
 
 // CountSchedules implements WorkflowSchedules, on the owner index.

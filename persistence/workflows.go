@@ -269,51 +269,23 @@ func SaveRunOp(r WorkflowRun, expected int64) Op {
 }
 
 func saveRunTx(ctx context.Context, q runner, r WorkflowRun, expected int64) error {
-	if r.Version <= expected {
-		return fmt.Errorf("persistence: save workflow run %s: version %d must be greater than the expected %d", r.ID, r.Version, expected)
-	}
-	upd := q.Update("workflow_runs").Prepared(true).Set(runRecord(r)).
-		Where(goqu.C("id").Eq(r.ID), goqu.C("version").Eq(expected))
-	n, err := rowsAffected(upd.Executor().ExecContext(ctx))
-	if err != nil {
-		return wrap(err, "save workflow run %s", r.ID)
-	}
-	if n > 0 {
-		return nil
-	}
-	var one int
-	if err := scanOne(ctx, q.From("workflow_runs").Prepared(true).Select(goqu.L("1")).Where(goqu.C("id").Eq(r.ID)), &one); err != nil {
-		return wrap(err, "save workflow run %s", r.ID)
-	}
-	return fmt.Errorf("save workflow run %s: stored version is not %d: %w", r.ID, expected, ErrConflict)
+	return saveVersioned(ctx, q, "workflow_runs", "workflow run", r.ID, runRecord(r), r.Version, expected)
 }
 
 // ClaimDue implements WorkflowRuns. It reads the due_at index only up to now (no scan
 // of the open runs) and claims each run with a compare-and-swap on its version, so
 // nodes claiming at once split the batch between them.
 func (s *WorkflowStore) ClaimDue(ctx context.Context, now time.Time, owner string, lease time.Duration, limit int) ([]WorkflowRun, error) {
-	now = utc(now)
-	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select(runCols...).
-		Where(goqu.C("due_at").Lte(now)).Order(goqu.C("due_at").Asc()).Limit(uint(max(1, limit)))
-	due, err := scanAll(ctx, q, scanRun)
-	if err != nil {
-		return nil, wrap(err, "find due workflow runs")
-	}
-	claimed := due[:0]
-	for _, r := range due {
-		upd := s.db.Goqu.Update("workflow_runs").Prepared(true).
-			Set(goqu.Record{"due_at": now.Add(lease), "lease_owner": owner, "version": r.Version + 1, "updated_at": now}).
-			Where(goqu.C("id").Eq(r.ID), goqu.C("version").Eq(r.Version))
-		n, err := rowsAffected(upd.Executor().ExecContext(ctx))
-		if err != nil {
-			return claimed, wrap(err, "claim workflow run %s", r.ID)
-		}
-		if n == 1 {
-			r.DueAt, r.LeaseOwner, r.Version, r.UpdatedAt = now.Add(lease), owner, r.Version+1, now
-			claimed = append(claimed, r)
-		}
-	}
-	return claimed, nil
+	return claimDue(ctx, s.db, dueClaim[WorkflowRun]{
+		table: "workflow_runs", key: "id", due: "due_at", what: "workflow run",
+		cols: runCols, scan: scanRun,
+		id:      func(r WorkflowRun) string { return r.ID },
+		version: func(r WorkflowRun) int64 { return r.Version },
+		set:     goqu.Record{"lease_owner": owner},
+		claimed: func(r *WorkflowRun, until, now time.Time) {
+			r.DueAt, r.LeaseOwner, r.Version, r.UpdatedAt = until, owner, r.Version+1, now
+		},
+	}, now, lease, limit)
 }
 
 func stepRow(st WorkflowStep) []any {
