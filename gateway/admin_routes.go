@@ -35,6 +35,24 @@ type adminUsersPage struct {
 	NextCursor string      `json:"next_cursor" doc:"empty on the last page"`
 }
 
+// auditEntry is an entry of the audit log as administrators see it.
+type auditEntry struct {
+	ID         string          `json:"id"`
+	ActorID    string          `json:"actor_id" doc:"the acting user; empty for the system"`
+	Action     string          `json:"action" doc:"e.g. auth.login, user.roles.set, agent.create (see the README)"`
+	TargetType string          `json:"target_type"`
+	TargetID   string          `json:"target_id"`
+	Detail     json.RawMessage `json:"detail,omitempty" doc:"a JSON object, when the action records one"`
+	IP         string          `json:"ip" doc:"the client address"`
+	CreatedAt  time.Time       `json:"created_at"`
+}
+
+// auditPage is the body of GET /api/v1/admin/audit.
+type auditPage struct {
+	Entries    []auditEntry `json:"entries" doc:"newest first"`
+	NextCursor string       `json:"next_cursor" doc:"empty on the last page"`
+}
+
 // rolesRequest is the body of PUT /api/v1/admin/users/{id}/roles.
 type rolesRequest struct {
 	Roles []string `json:"roles" doc:"the user's new roles: user, premium, moderator, admin"`
@@ -197,6 +215,25 @@ func (a adminRoutes) remove(c *fiber.Ctx) error {
 	return c.SendStatus(http.StatusNoContent)
 }
 
+// auditLog serves a page of the audit log, newest first.
+func (a adminRoutes) auditLog(c *fiber.Ctx) error {
+	req, err := pageRequest(c)
+	if err != nil {
+		return err
+	}
+	page, err := a.audit.List(c.UserContext(), req)
+	if err != nil {
+		return listProblem(err)
+	}
+	out := auditPage{Entries: make([]auditEntry, len(page.Items)), NextCursor: page.NextCursor}
+	for i, e := range page.Items {
+		out.Entries[i] = auditEntry{ID: e.ID, ActorID: e.ActorID, Action: e.Action, TargetType: e.TargetType, TargetID: e.TargetID,
+			Detail: e.Detail, IP: e.IP, CreatedAt: e.CreatedAt.UTC()}
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(out)
+}
+
 func (a adminRoutes) clusterInfo(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(a.cluster())
@@ -214,6 +251,9 @@ func (s *Server) mountAdmin(a adminRoutes, authed fiber.Handler, rl rateLimits) 
 	s.Route(fiber.MethodDelete, "/api/v1/admin/users/:id", Op{Summary: "Delete a user with their data (admins; not yourself, not the last admin)", Tag: "Admin", Auth: true,
 		Status: http.StatusNoContent, Errors: append(forbidden, http.StatusBadRequest, http.StatusNotFound, http.StatusConflict)},
 		authed, rl.user("admin.users.delete"), auth.RequirePermission(auth.PermAdminUsers), a.remove)
+	s.Route(fiber.MethodGet, "/api/v1/admin/audit", Op{Summary: "A page of the audit log, newest first (admins)", Tag: "Admin", Auth: true,
+		Query: pageQuery(), Response: auditPage{}, Errors: append(forbidden, http.StatusBadRequest)},
+		authed, rl.user("admin.audit"), auth.RequirePermission(auth.PermAdminUsers), a.auditLog)
 	s.Route(fiber.MethodGet, "/api/v1/admin/cluster", Op{Summary: "Cluster members, this node and actor counts per kind (admins)", Tag: "Admin", Auth: true,
 		Response: map[string]any{}, Errors: forbidden},
 		authed, rl.user("admin.cluster"), auth.RequirePermission(auth.PermAdminCluster), a.clusterInfo)

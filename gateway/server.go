@@ -142,6 +142,9 @@ func New(opts Options) (*Server, error) {
 	s.Route(fiber.MethodGet, "/health", Op{Summary: "Every check with its detail", Tag: "Health",
 		Response: healthReport{}, Errors: []int{http.StatusServiceUnavailable}}, s.health(true))
 	s.registerDocs()
+	if err := s.registerConsole(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
