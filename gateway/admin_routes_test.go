@@ -126,3 +126,46 @@ func TestWorkflowsWithoutEngine(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminAudit: admins page the audit log newest first; users and
+// moderators are refused.
+func TestAdminAudit(t *testing.T) {
+	env := startREST(t, restConfig{})
+	admin := env.newUser(t, "admin@example.com", auth.RoleAdmin)
+	mod := env.newUser(t, "mod@example.com", auth.RoleModerator)
+	alice := env.newUser(t, "alice@example.com")
+	audit := env.url + "/api/v1/admin/audit"
+	for _, token := range []string{alice.pair.AccessToken, mod.pair.AccessToken} {
+		call(t, http.MethodGet, audit, token, "").problem(t, http.StatusForbidden)
+	}
+	call(t, http.MethodGet, audit, "", "").problem(t, http.StatusUnauthorized)
+	call(t, http.MethodGet, audit+"?cursor=nonsense", admin.pair.AccessToken, "").problem(t, http.StatusBadRequest)
+
+	// Two changes, the roles one first.
+	users := env.url + "/api/v1/admin/users/"
+	if r := call(t, http.MethodPut, users+alice.id+"/roles", admin.pair.AccessToken, `{"roles":["premium"]}`); r.status != http.StatusOK {
+		t.Fatalf("set roles: %d %s", r.status, r.body)
+	}
+	if r := call(t, http.MethodDelete, users+mod.id, admin.pair.AccessToken, ""); r.status != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	var first auditPage
+	r := call(t, http.MethodGet, audit+"?limit=1", admin.pair.AccessToken, "")
+	r.json(t, &first)
+	if r.status != http.StatusOK || len(first.Entries) != 1 || first.NextCursor == "" {
+		t.Fatalf("first page: %d %s", r.status, r.body)
+	}
+	e := first.Entries[0]
+	if e.Action != auditUserDelete || e.ActorID != admin.id || e.TargetType != "user" || e.TargetID != mod.id || e.IP == "" || e.CreatedAt.IsZero() {
+		t.Fatalf("newest entry %+v, want the deletion", e)
+	}
+	var detail map[string]any
+	if err := json.Unmarshal(e.Detail, &detail); err != nil || detail["roles"] == nil {
+		t.Fatalf("detail %s: %v", e.Detail, err)
+	}
+	var second auditPage
+	call(t, http.MethodGet, audit+"?limit=1&cursor="+first.NextCursor, admin.pair.AccessToken, "").json(t, &second)
+	if len(second.Entries) != 1 || second.Entries[0].Action != auditRolesSet || second.Entries[0].TargetID != alice.id {
+		t.Fatalf("second page %+v, want the role change", second)
+	}
+}

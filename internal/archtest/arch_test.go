@@ -32,6 +32,7 @@ var rules = []rule{
 	{from: "workflows", deny: []string{""}, allow: []string{"workflows", "signatures", "internal/jsonschema"}, why: "workflows describes programs: it imports only signatures and leaf helpers, never persistence, cluster, gateway or actors"},
 	{from: "gateway", deny: []string{"actors"}, allow: []string{"actors/actorpb"}, why: "the gateway talks to actors through cluster's grain client and may import only the protocol (actors/actorpb)"},
 	{from: "", deny: []string{"cmd"}, why: "only cmd/kowai wires implementations; nothing imports it"},
+	{from: "console", deny: []string{""}, allow: []string{"console"}, why: "the console is static files that reach kowai only through the public API; it imports no other kowai package"},
 }
 
 func under(pkg, prefix string) bool {
@@ -185,6 +186,8 @@ func TestRulesCatchViolations(t *testing.T) {
 		{"workflows imports actors", map[string][]string{"workflows": {"actors"}, "actors": nil}, true},
 		{"workflows imports signatures and jsonschema", map[string][]string{"workflows": {"signatures/lm", "internal/jsonschema"}, "signatures/lm": nil, "internal/jsonschema": nil}, false},
 		{"anyone imports cmd", map[string][]string{"gateway": {"cmd/kowai"}, "cmd/kowai": nil}, true},
+		{"console imports gateway", map[string][]string{"console": {"gateway"}, "gateway": nil}, true},
+		{"gateway serves the console", map[string][]string{"gateway": {"console"}, "console": nil}, false},
 	} {
 		if got := len(violations(tc.g)) > 0; got != tc.bad {
 			t.Errorf("%s: violation=%v, want %v (%v)", tc.name, got, tc.bad, violations(tc.g))
@@ -195,7 +198,7 @@ func TestRulesCatchViolations(t *testing.T) {
 // TestTopLevelDocs requires a doc.go in every top-level package.
 func TestTopLevelDocs(t *testing.T) {
 	root := repoRoot(t)
-	for _, dir := range []string{"actors", "supervisors", "gateway", "persistence", "signatures", "cluster", "migrations", "workflows"} {
+	for _, dir := range []string{"actors", "supervisors", "gateway", "persistence", "signatures", "cluster", "migrations", "workflows", "console"} {
 		if _, err := os.Stat(filepath.Join(root, dir, "doc.go")); err != nil {
 			t.Errorf("%s/doc.go: %v", dir, err)
 		}
