@@ -11,7 +11,7 @@ RACE     := $(shell $(GO) list ./... 2>/dev/null | grep -vE '/(clustertest|durab
 # The pinned Node linters of the generated API documents (gateway TestAPILint).
 APILINT  := tools/apilint
 
-.PHONY: all build build-k8s run test fmt-check vet tidy-check apilint-deps api-lint image bench generate clean
+.PHONY: all build build-k8s run test fmt-check vet tidy-check apilint-deps api-lint image bench generate screenshots clean
 
 all: build
 
@@ -78,6 +78,11 @@ bench: export KOWAI_TEST_MYSQL_DSN ?= mysql://kowai_test:kowai_test@127.0.0.1:33
 bench: export KOWAI_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
+
+## screenshots: regenerate the console's screenshots in docs/console (the README shows them) by
+## running its end-to-end test (needs Node.js, npm ci in tests/console, and Debian's chromium)
+screenshots:
+	KOWAI_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console CI=true $(GO) test -count=1 -timeout 5m -run '^TestConsoleE2E$$' ./gateway/clustertest/
 
 ## generate: regenerate the committed protobuf code with the tools pinned in go.mod
 generate:

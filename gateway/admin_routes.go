@@ -3,11 +3,13 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/persistence"
@@ -53,6 +55,44 @@ type auditPage struct {
 	NextCursor string       `json:"next_cursor" doc:"empty on the last page"`
 }
 
+// nodeFigures is the body of GET /api/v1/admin/figures: a few counters of
+// this node's metrics, for a console that shows them live.
+type nodeFigures struct {
+	Turns        float64   `json:"turns" doc:"chat turns this node's sessions answered since it started (kowai_chat_turns_total)"`
+	TurnErrors   float64   `json:"turn_errors" doc:"of those, the turns that ended in an error: every outcome but ok and replayed"`
+	ModelErrors  float64   `json:"model_errors" doc:"failed model calls on this node since it started (kowai_llm_errors_total)"`
+	ModelCostUSD float64   `json:"model_cost_usd" doc:"the cost of this node's model calls since it started, in USD (kowai_llm_cost_usd_total)"`
+	At           time.Time `json:"at" doc:"when the counters were read; rates are differences between two reads"`
+}
+
+// readFigures sums the counters of nodeFigures from g.
+func readFigures(g prometheus.Gatherer) (nodeFigures, error) {
+	out := nodeFigures{At: time.Now().UTC()}
+	families, err := g.Gather()
+	if err != nil {
+		return out, fmt.Errorf("gateway: read the node's metrics: %w", err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			v := m.GetCounter().GetValue()
+			switch f.GetName() {
+			case "kowai_chat_turns_total":
+				out.Turns += v
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "outcome" && l.GetValue() != "ok" && l.GetValue() != "replayed" {
+						out.TurnErrors += v
+					}
+				}
+			case "kowai_llm_errors_total":
+				out.ModelErrors += v
+			case "kowai_llm_cost_usd_total":
+				out.ModelCostUSD += v
+			}
+		}
+	}
+	return out, nil
+}
+
 // rolesRequest is the body of PUT /api/v1/admin/users/{id}/roles.
 type rolesRequest struct {
 	Roles []string `json:"roles" doc:"the user's new roles: user, premium, moderator, admin"`
@@ -88,6 +128,8 @@ type adminRoutes struct {
 	audit   persistence.AuditLog
 	auth    AuthService
 	cluster func() any
+	// metrics is the node's metrics registry, when it can be read.
+	metrics prometheus.Gatherer
 }
 
 func (a adminRoutes) list(c *fiber.Ctx) error {
@@ -234,6 +276,19 @@ func (a adminRoutes) auditLog(c *fiber.Ctx) error {
 	return c.JSON(out)
 }
 
+// figures serves this node's live figures.
+func (a adminRoutes) figures(c *fiber.Ctx) error {
+	if a.metrics == nil {
+		return NewError(http.StatusNotFound, "this node does not offer its figures")
+	}
+	f, err := readFigures(a.metrics)
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(f)
+}
+
 func (a adminRoutes) clusterInfo(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(a.cluster())
@@ -257,4 +312,8 @@ func (s *Server) mountAdmin(a adminRoutes, authed fiber.Handler, rl rateLimits) 
 	s.Route(fiber.MethodGet, "/api/v1/admin/cluster", Op{Summary: "Cluster members, this node and actor counts per kind (admins)", Tag: "Admin", Auth: true,
 		Response: map[string]any{}, Errors: forbidden},
 		authed, rl.user("admin.cluster"), auth.RequirePermission(auth.PermAdminCluster), a.clusterInfo)
+	s.Route(fiber.MethodGet, "/api/v1/admin/figures", Op{Summary: "This node's chat turns, turn errors, model errors and model cost since it started (admins)", Tag: "Admin", Auth: true,
+		Description: "Counters of the node that answers, read from its metrics; each node counts only its own work. Rates are differences between two reads.",
+		Response:    nodeFigures{}, Errors: append(forbidden, http.StatusNotFound)},
+		authed, rl.user("admin.figures"), auth.RequirePermission(auth.PermAdminCluster), a.figures)
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/persistence"
 )
@@ -167,5 +169,44 @@ func TestAdminAudit(t *testing.T) {
 	call(t, http.MethodGet, audit+"?limit=1&cursor="+first.NextCursor, admin.pair.AccessToken, "").json(t, &second)
 	if len(second.Entries) != 1 || second.Entries[0].Action != auditRolesSet || second.Entries[0].TargetID != alice.id {
 		t.Fatalf("second page %+v, want the role change", second)
+	}
+}
+
+// TestAdminFigures: admins read this node's turn, error and cost counters
+// from its metrics registry; everyone else is refused.
+func TestAdminFigures(t *testing.T) {
+	env := startREST(t, restConfig{})
+	admin := env.newUser(t, "admin@example.com", auth.RoleAdmin)
+	mod := env.newUser(t, "mod@example.com", auth.RoleModerator)
+	figures := env.url + "/api/v1/admin/figures"
+	call(t, http.MethodGet, figures, mod.pair.AccessToken, "").problem(t, http.StatusForbidden)
+
+	var zero nodeFigures
+	call(t, http.MethodGet, figures, admin.pair.AccessToken, "").json(t, &zero)
+	if zero.Turns != 0 || zero.TurnErrors != 0 || zero.ModelCostUSD != 0 || zero.At.IsZero() {
+		t.Fatalf("figures of an idle node: %+v", zero)
+	}
+	reg := env.server.opts.Registry
+	turns := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kowai_chat_turns_total", Help: "t"}, []string{"outcome"})
+	llmErrors := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kowai_llm_errors_total", Help: "e"}, []string{"provider", "kind"})
+	cost := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kowai_llm_cost_usd_total", Help: "c"}, []string{"provider"})
+	for _, c := range []prometheus.Collector{turns, llmErrors, cost} {
+		if err := reg.Register(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	turns.WithLabelValues("ok").Add(3)
+	turns.WithLabelValues("replayed").Add(2)
+	turns.WithLabelValues("timeout").Add(1)
+	turns.WithLabelValues("model_failure").Add(1)
+	llmErrors.WithLabelValues("openai", "timeout").Add(2)
+	llmErrors.WithLabelValues("anthropic", "rate_limited").Add(1)
+	cost.WithLabelValues("openai").Add(0.25)
+	cost.WithLabelValues("anthropic").Add(0.5)
+	var got nodeFigures
+	r := call(t, http.MethodGet, figures, admin.pair.AccessToken, "")
+	r.json(t, &got)
+	if got.Turns != 7 || got.TurnErrors != 2 || got.ModelErrors != 3 || got.ModelCostUSD != 0.75 || !got.At.After(zero.At) && !got.At.Equal(zero.At) {
+		t.Fatalf("figures %s, want 7 turns, 2 turn errors, 3 model errors, 0.75 USD", r.body)
 	}
 }

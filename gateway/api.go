@@ -200,7 +200,8 @@ func (s *Server) Mount(api API) error {
 		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
 			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged, audit: api.Stores.Audit}, authed, rl)
-		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo}, authed, rl)
+		gatherer, _ := s.opts.Registry.(prometheus.Gatherer)
+		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo, metrics: gatherer}, authed, rl)
 	}
 	s.mountWorkflows(api.Workflows, authed, rl)
 	if api.Completions != nil {

@@ -71,8 +71,8 @@ export async function chatView(root, c, conversationId) {
   }
 
   function feedback(messageId) {
-    const up = h("button", { type: "button", class: "thumb", "aria-label": "Good reply", "aria-pressed": "false" }, "👍");
-    const down = h("button", { type: "button", class: "thumb", "aria-label": "Bad reply", "aria-pressed": "false" }, "👎");
+    const up = h("button", { type: "button", class: "thumb", "aria-label": "Good reply", "aria-pressed": "false" }, "+ Good");
+    const down = h("button", { type: "button", class: "thumb", "aria-label": "Bad reply", "aria-pressed": "false" }, "− Bad");
     const rate = async (rating, btn, other) => {
       try {
         await client.api("POST", "/api/v1/chat/feedback", { message_id: messageId, rating });

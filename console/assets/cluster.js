@@ -1,6 +1,7 @@
-// Cluster (admins): members, this node, activations per kind, refreshed
-// every few seconds from GET /api/v1/admin/cluster. Anyone else sees the
-// API's refusal.
+// Cluster (admins): members, this node, activations per kind and live
+// figures (turns per second, errors, model cost), refreshed every few
+// seconds from GET /api/v1/admin/cluster and /api/v1/admin/figures. Anyone
+// else sees the API's refusal.
 
 import * as client from "./api.js";
 import { h, clear, when } from "./dom.js";
@@ -24,7 +25,38 @@ export async function clusterView(root, c) {
       h("td", {}, (m.kinds || []).join(", ")),
     );
 
-  const paint = (info) => {
+  // figuresCard shows this node's counters and the turn rate between the
+  // last two reads.
+  let previous = null;
+  const figuresCard = (fig) => {
+    const card = h("section", { class: "card", "aria-labelledby": "fig-title" }, h("h2", { id: "fig-title" }, "Live figures of this node"));
+    if (!fig) {
+      card.append(h("p", { class: "hint" }, "Not offered by this node."));
+      return card;
+    }
+    let rate = "measuring…";
+    if (previous) {
+      const secs = (new Date(fig.at) - new Date(previous.at)) / 1000;
+      if (secs > 0) rate = ((fig.turns - previous.turns) / secs).toFixed(2);
+    }
+    previous = fig;
+    const row = (label, value, id) => [h("dt", {}, label), h("dd", { id, class: "num" }, value)];
+    card.append(
+      h(
+        "dl",
+        { class: "facts" },
+        row("Chat turns per second", rate, "fig-rate"),
+        row("Chat turns since start", String(fig.turns), "fig-turns"),
+        row("Turn errors since start", String(fig.turn_errors), "fig-turn-errors"),
+        row("Model errors since start", String(fig.model_errors), "fig-model-errors"),
+        row("Model cost since start", `$${fig.model_cost_usd.toFixed(4)}`, "fig-cost"),
+      ),
+      h("p", { class: "hint" }, "Counted by the node that answers since it started; the same counters are Prometheus metrics on its metrics address."),
+    );
+    return card;
+  };
+
+  const paint = (info, fig) => {
     clear(body);
     const kinds = Object.entries(info.activations || {});
     body.append(
@@ -43,6 +75,7 @@ export async function clusterView(root, c) {
           h("dd", {}, info.draining ? "yes" : "no"),
         ),
       ),
+      figuresCard(fig),
       h(
         "section",
         { class: "card", "aria-labelledby": "members-title" },
@@ -65,24 +98,20 @@ export async function clusterView(root, c) {
           h("tbody", {}, kinds.map(([k, n]) => h("tr", {}, h("td", {}, k), h("td", { class: "num" }, String(n))))),
         ),
       ),
-      h(
-        "section",
-        { class: "card", "aria-labelledby": "fig-title" },
-        h("h2", { id: "fig-title" }, "Live figures"),
-        h(
-          "p",
-          { class: "hint" },
-          "Turns per second, errors and model cost today are not offered by the API; they are Prometheus metrics on the node's metrics address (kowai_chat_turns_total, kowai_llm_errors_total, kowai_llm_cost_usd_total).",
-        ),
-      ),
     );
   };
 
   const tick = async () => {
     try {
-      const info = await client.api("GET", "/api/v1/admin/cluster");
+      const [info, fig] = await Promise.all([
+        client.api("GET", "/api/v1/admin/cluster"),
+        client.api("GET", "/api/v1/admin/figures").catch((err) => {
+          if (err instanceof client.ApiError && err.status === 404) return null;
+          throw err;
+        }),
+      ]);
       if (stopped) return;
-      paint(info);
+      paint(info, fig);
       updated.textContent = `Updated ${when(new Date().toISOString())}; refreshed every ${EVERY / 1000} s.`;
       timer = setTimeout(tick, EVERY);
     } catch (err) {

@@ -65,7 +65,7 @@ export function schemaForm(schema, values = {}, { legend } = {}) {
     const v = values?.[name];
     let control;
     const hintParts = [];
-    if (prop.description) hintParts.push(prop.description);
+    if (prop.description) hintParts.push(prop.description.replace(/\.$/, ""));
     if (prop.default !== undefined) hintParts.push(`default ${JSON.stringify(prop.default)}`);
     if (prop.minimum !== undefined) hintParts.push(`at least ${prop.minimum}`);
     if (prop.maximum !== undefined) hintParts.push(`at most ${prop.maximum}`);
@@ -76,7 +76,8 @@ export function schemaForm(schema, values = {}, { legend } = {}) {
       control.value = v === undefined ? "" : String(v);
     } else if (type === "boolean") {
       control = h("select", {});
-      for (const [val, label] of [["", "(default)"], ["true", "yes"], ["false", "no"]]) control.append(h("option", { value: val }, label));
+      const none = required.has(name) ? "(choose)" : "(default)";
+      for (const [val, label] of [["", none], ["true", "yes"], ["false", "no"]]) control.append(h("option", { value: val }, label));
       control.value = v === undefined ? "" : String(v);
     } else if (type === "integer" || type === "number") {
       // A text box, so whatever is typed reaches the server's validation and

@@ -117,8 +117,9 @@ export async function runView(root, c, runId) {
   root.append(
     h("p", {}, h("a", { href: "#/workflows" }, "← Workflows")),
     heading,
-    h("section", { class: "card", "aria-label": "Run" }, h("p", {}, "Status: ", statusEl, " · started ", when(st.created_at)), controls, errorEl, resumeBox),
+    h("section", { class: "card", "aria-label": "Run" }, h("p", {}, "Status: ", statusEl, " · started ", when(st.created_at)), controls, errorEl),
     h("section", { class: "card", "aria-labelledby": "tasks-title" }, h("h2", { id: "tasks-title" }, "Tasks"), timeline),
+    resumeBox,
     h("section", { class: "card", "aria-labelledby": "result-title" }, h("h2", { id: "result-title" }, "Result"), result),
   );
 
@@ -161,7 +162,7 @@ export async function runView(root, c, runId) {
     if (!waiting || status !== "paused") return;
     const input = schemaForm(waiting.schema || { type: "object" }, {}, { legend: `Input “${waiting.name}”` });
     const go = h("button", { type: "submit", class: "primary" }, "Resume");
-    const form = h("form", { novalidate: true, "aria-label": "Resume" }, h("p", {}, "This run waits for input."), input.element, go);
+    const form = h("form", { class: "card", novalidate: true, "aria-label": "Resume" }, h("h2", {}, "This run waits for input"), input.element, go);
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       input.clearErrors();

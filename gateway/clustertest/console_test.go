@@ -23,7 +23,8 @@ import (
 // are required under CI=true (.ci/run installs them); elsewhere the test is
 // skipped, loudly, without them.
 //
-// With KOWAI_CONSOLE_SCREENSHOTS=DIR the script also writes the README's
+// With KOWAI_CONSOLE_SCREENSHOTS=DIR (an absolute path, or one relative to this
+// package's directory) the script also writes the README's
 // screenshots to DIR (make screenshots).
 func TestConsoleE2E(t *testing.T) {
 	dir, err := filepath.Abs(filepath.Join("..", "..", "tests", "console"))

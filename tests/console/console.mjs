@@ -90,7 +90,6 @@ await step("sign up, sign out and sign in", async () => {
   user = await newPage();
   const page = user;
   await page.getByRole("button", { name: "Sign in", exact: true }).waitFor({ timeout: WAIT });
-  await shot(page, "sign-in");
   await page.getByRole("button", { name: "New here? Create an account" }).click();
   await page.getByLabel("Name").fill("Ada");
   await page.getByLabel("Email").fill(userEmail);
@@ -272,6 +271,11 @@ await step("cluster and admin as an admin", async () => {
   await page.getByRole("heading", { name: "Members (1)" }).waitFor({ timeout: WAIT });
   check(await page.getByText("(this node)").isVisible(), "this node is marked among the members");
   check(await page.getByRole("cell", { name: "session", exact: true }).isVisible(), "activations per kind are listed");
+  // Live figures: the user's two chat turns are counted on this node.
+  const turns = Number(await page.locator("#fig-turns").textContent());
+  check(turns >= 2, `the live figures count the chat turns (${turns})`);
+  await page.waitForFunction(() => /^-?\d+\.\d\d$/.test(document.getElementById("fig-rate").textContent), null, { timeout: WAIT });
+  check(true, "turns per second are computed from two reads");
   const first = await page.locator(".hint").first().textContent();
   await page.waitForFunction((was) => document.querySelector("main .hint").textContent !== was, first, { timeout: WAIT });
   check(true, "the cluster page refreshes by itself");
