@@ -12,6 +12,7 @@ export async function adminView(root, c) {
   const moreUsers = h("button", { type: "button", hidden: true }, "More users");
   const audit = h("tbody");
   const moreAudit = h("button", { type: "button", hidden: true }, "More entries");
+  const emails = new Map(); // user ID -> email, for the audit log
   let userCursor = "";
   let auditCursor = "";
   root.append(
@@ -93,7 +94,10 @@ export async function adminView(root, c) {
   async function loadUsers(more) {
     const page = await client.api("GET", `/api/v1/admin/users${client.query({ limit: 50, cursor: more ? userCursor : "" })}`);
     if (!more) clear(users);
-    for (const u of page.users) users.append(userRow(u));
+    for (const u of page.users) {
+      emails.set(u.id, u.email);
+      users.append(userRow(u));
+    }
     userCursor = page.next_cursor;
     moreUsers.hidden = !userCursor;
   }
@@ -108,8 +112,8 @@ export async function adminView(root, c) {
           {},
           h("td", {}, when(e.created_at)),
           h("td", {}, h("code", {}, e.action)),
-          h("td", {}, e.actor_id || "system"),
-          h("td", {}, [e.target_type, e.target_id].filter(Boolean).join(" ")),
+          h("td", {}, e.actor_id ? emails.get(e.actor_id) || e.actor_id : "system"),
+          h("td", {}, [e.target_type, (e.target_type === "user" && emails.get(e.target_id)) || e.target_id].filter(Boolean).join(" ")),
           h("td", {}, e.ip || ""),
           h("td", {}, e.detail ? h("code", { class: "detail" }, JSON.stringify(e.detail)) : ""),
         ),
@@ -121,5 +125,6 @@ export async function adminView(root, c) {
 
   moreUsers.addEventListener("click", () => loadUsers(true).catch(c.fail));
   moreAudit.addEventListener("click", () => loadAudit(true).catch(c.fail));
-  await Promise.all([loadUsers(false), loadAudit(false)]);
+  await loadUsers(false);
+  await loadAudit(false);
 }
