@@ -63,7 +63,7 @@ async function newPage() {
   page.problems = [];
   page.on("pageerror", (err) => page.problems.push(`page error: ${err.message}`));
   page.on("console", (msg) => {
-    if (msg.type() === "error" && !/status of (401|403|404|400|409)/.test(msg.text())) page.problems.push(`console error: ${msg.text()}`);
+    if (msg.type() === "error" && !/status of (401|403|404|400|409)|ERR_CONNECTION_RESET/.test(msg.text())) page.problems.push(`console error: ${msg.text()}`);
   });
   await page.addInitScript(() => {
     document.addEventListener("securitypolicyviolation", (e) => {
@@ -156,10 +156,26 @@ await step("chat: a streamed reply in pieces, safe Markdown, feedback", async ()
   await box.fill("And a second turn");
   await page.getByRole("button", { name: "Send", exact: true }).click();
   await page.getByRole("button", { name: "Good reply" }).nth(1).waitFor({ timeout: WAIT });
+  // A turn whose connection fails offers Retry, which sends it again with
+  // the same Idempotency-Key.
+  const keys = [];
+  await page.route("**/api/v1/chat/message", (route) => {
+    keys.push(route.request().headers()["idempotency-key"]);
+    return keys.length === 1 ? route.abort("connectionreset") : route.continue();
+  });
+  await box.fill("A turn that fails once");
+  await box.press("Enter");
+  const retry = page.getByRole("button", { name: "Retry", exact: true });
+  await retry.waitFor({ timeout: WAIT });
+  check(/failed/i.test(await page.getByRole("alert").textContent()), "the failed turn is announced");
+  await retry.click();
+  await page.getByRole("button", { name: "Good reply" }).nth(2).waitFor({ timeout: WAIT });
+  check(keys.length === 2 && keys[0] && keys[0] === keys[1], "the retry reuses the turn's Idempotency-Key");
+  await page.unroute("**/api/v1/chat/message");
   // Reloading shows the history from the API, feedback buttons included.
   await page.reload();
-  await page.getByRole("button", { name: "Good reply" }).nth(1).waitFor({ timeout: WAIT });
-  check((await page.locator(".msg.user").count()) === 2, "the history has both messages after a reload");
+  await page.getByRole("button", { name: "Good reply" }).nth(2).waitFor({ timeout: WAIT });
+  check((await page.locator(".msg.user").count()) === 3, "the history has the three messages after a reload");
   check((await page.locator("#main img").count()) === 0, "history renders markup as text too");
   await shot(page, "chat");
 });
@@ -253,6 +269,31 @@ await step("workflows: trigger, watch tasks complete, resume, cancel", async () 
   await page.waitForFunction(() => document.querySelectorAll("#runs-title ~ table tbody tr").length === 3, null, { timeout: WAIT });
   check(true, "without the filter all three runs are listed");
   await shot(page, "workflows");
+});
+
+await step("account: sign out other sessions", async () => {
+  const page = user;
+  const origin = new URL(base).origin;
+  const res = await fetch(`${origin}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ email: userEmail, password: userPassword }),
+  });
+  check(res.status === 200, "a second session signs in elsewhere");
+  const other = await res.json();
+  await page.getByRole("link", { name: "Account", exact: true }).click();
+  const rows = page.getByRole("table", { name: "Your sign-in sessions" }).locator("tbody tr");
+  await page.waitForFunction(() => document.querySelectorAll("table tbody tr").length === 2, null, { timeout: WAIT });
+  check((await rows.filter({ hasText: "(this one)" }).count()) === 1, "the session list marks the current session");
+  await page.getByRole("button", { name: "Sign out other sessions" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("table tbody tr").length === 1, null, { timeout: WAIT });
+  let status = 0;
+  for (let i = 0; i < 50 && status !== 401; i++) {
+    status = (await fetch(`${origin}/api/v1/auth/me`, { headers: { Authorization: `Bearer ${other.access_token}` } })).status;
+    if (status !== 401) await new Promise((r) => setTimeout(r, 100));
+  }
+  check(status === 401, "the other session's token is refused");
+  check(await page.getByRole("button", { name: "Sign out", exact: true }).isVisible(), "this session stays signed in");
 });
 
 await step("cluster: refused to a user", async () => {
