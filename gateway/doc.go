@@ -45,7 +45,8 @@
 // linters require. /asyncapi.json (AsyncAPI 3.0) describes the chat
 // WebSocket's frames, read by reflection from the frame structs' json, frame
 // and doc tags. /docs is an embedded page (no inline script, strict CSP) that
-// lists both and tries requests with a bearer token.
+// lists both and tries requests with a bearer token. /console serves the
+// browser console (package console) under the same kind of policy.
 //
 //	s.Route(fiber.MethodGet, "/api/v1/things/:id", gateway.Op{Summary: "One thing", Auth: true, Response: Thing{}}, handler)
 //

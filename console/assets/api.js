@@ -213,9 +213,17 @@ export async function stream(method, path, { body, headers = {}, onEvent, signal
   }
 }
 
-/** newKey returns a random idempotency key. */
+/**
+ * newKey returns a random idempotency key (a version 4 UUID). It does not
+ * use crypto.randomUUID, which browsers offer only to secure contexts (a
+ * node reached over plain HTTP on another host is not one).
+ */
 export function newKey() {
-  return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 /** query builds "?a=b&..." from the defined, non-empty values of params. */
