@@ -309,10 +309,10 @@ func (s *Server) mountAdmin(a adminRoutes, authed fiber.Handler, rl rateLimits) 
 	s.Route(fiber.MethodGet, "/api/v1/admin/audit", Op{Summary: "A page of the audit log, newest first (admins)", Tag: "Admin", Auth: true,
 		Query: pageQuery(), Response: auditPage{}, Errors: append(forbidden, http.StatusBadRequest)},
 		authed, rl.user("admin.audit"), auth.RequirePermission(auth.PermAdminUsers), a.auditLog)
-	s.Route(fiber.MethodGet, "/api/v1/admin/cluster", Op{Summary: "Cluster members, this node and actor counts per kind (admins)", Tag: "Admin", Auth: true,
+	s.Route(fiber.MethodGet, "/api/v1/admin/cluster", Op{Summary: "Cluster members, this node and actor counts per kind (moderators and admins)", Tag: "Admin", Auth: true,
 		Response: map[string]any{}, Errors: forbidden},
 		authed, rl.user("admin.cluster"), auth.RequirePermission(auth.PermAdminCluster), a.clusterInfo)
-	s.Route(fiber.MethodGet, "/api/v1/admin/figures", Op{Summary: "This node's chat turns, turn errors, model errors and model cost since it started (admins)", Tag: "Admin", Auth: true,
+	s.Route(fiber.MethodGet, "/api/v1/admin/figures", Op{Summary: "This node's chat turns, turn errors, model errors and model cost since it started (moderators and admins)", Tag: "Admin", Auth: true,
 		Description: "Counters of the node that answers, read from its metrics; each node counts only its own work. Rates are differences between two reads.",
 		Response:    nodeFigures{}, Errors: append(forbidden, http.StatusNotFound)},
 		authed, rl.user("admin.figures"), auth.RequirePermission(auth.PermAdminCluster), a.figures)

@@ -1,4 +1,4 @@
-// Cluster (admins): members, this node, activations per kind and live
+// Cluster (moderators and admins): members, this node, activations per kind and live
 // figures (turns per second, errors, model cost), refreshed every few
 // seconds from GET /api/v1/admin/cluster and /api/v1/admin/figures. Anyone
 // else sees the API's refusal.

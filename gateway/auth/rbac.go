@@ -52,6 +52,7 @@ var rolePermissions = map[Role][]Permission{
 	RoleModerator: {
 		PermChatRead, PermChatWrite, PermAgentsRead, PermAgentsWrite, PermWorkflowsRun,
 		PermChatReadAny, PermAgentsReadAny, PermWorkflowsReadAny, PermAdminUsersRead,
+		PermAdminCluster,
 	},
 	RoleAdmin: {
 		PermChatRead, PermChatWrite, PermAgentsRead, PermAgentsWrite, PermWorkflowsRun,

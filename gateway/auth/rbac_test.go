@@ -23,7 +23,7 @@ func TestPermissions(t *testing.T) {
 		{auth.RoleModerator, auth.PermAdminUsersRead, true},
 		{auth.RoleModerator, auth.PermAdminUsers, false},
 		{auth.RoleModerator, auth.PermAgentsWriteAny, false},
-		{auth.RoleModerator, auth.PermAdminCluster, false},
+		{auth.RoleModerator, auth.PermAdminCluster, true},
 		{auth.RoleAdmin, auth.PermAdminUsers, true},
 		{auth.RoleAdmin, auth.PermAdminCluster, true},
 		{auth.RoleAdmin, auth.PermAgentsWriteAny, true},
