@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -23,6 +25,7 @@ func (s *Server) registerConsole() error {
 		return err
 	}
 	assets := map[string][]byte{}
+	etags := map[string]string{}
 	entries, err := fs.ReadDir(files, ".")
 	if err != nil {
 		return fmt.Errorf("gateway: console assets: %w", err)
@@ -36,6 +39,8 @@ func (s *Server) registerConsole() error {
 			return fmt.Errorf("gateway: console asset %s: %w", e.Name(), err)
 		}
 		assets[e.Name()] = b
+		sum := sha256.Sum256(b)
+		etags[e.Name()] = `"` + hex.EncodeToString(sum[:12]) + `"`
 	}
 	page, ok := assets["index.html"]
 	if !ok {
@@ -44,7 +49,14 @@ func (s *Server) registerConsole() error {
 	send := func(c *fiber.Ctx, name string, body []byte) error {
 		c.Set(fiber.HeaderContentSecurityPolicy, consoleCSP)
 		c.Set(fiber.HeaderContentType, console.ContentType(name))
+		// no-cache with a content ETag: browsers revalidate each file on
+		// every load and get an empty 304 while the binary is the same.
 		c.Set(fiber.HeaderCacheControl, "no-cache")
+		etag := etags[name]
+		c.Set(fiber.HeaderETag, etag)
+		if c.Get(fiber.HeaderIfNoneMatch) == etag {
+			return c.SendStatus(http.StatusNotModified)
+		}
 		return c.Send(body)
 	}
 	s.Route(fiber.MethodGet, "/console", Op{Summary: "The console: a browser UI for chat, agents, workflows, the cluster and administration", Tag: "Meta",

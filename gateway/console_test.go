@@ -97,6 +97,18 @@ func TestConsolePage(t *testing.T) {
 	if len(seen) < 5 {
 		t.Fatalf("the console loads only %v", seen)
 	}
+	// A revalidation with the file's ETag is an empty 304; a stale one gets the file.
+	res, body := get(t, ts.url+"/console/app.js", nil)
+	etag := res.Header.Get("ETag")
+	if etag == "" || res.Header.Get("Cache-Control") != "no-cache" {
+		t.Fatalf("GET /console/app.js: ETag %q, Cache-Control %q", etag, res.Header.Get("Cache-Control"))
+	}
+	if res, again := get(t, ts.url+"/console/app.js", map[string]string{"If-None-Match": etag}); res.StatusCode != http.StatusNotModified || len(again) != 0 {
+		t.Errorf("revalidation with the ETag: %d, %d bytes; want 304, empty", res.StatusCode, len(again))
+	}
+	if res, again := get(t, ts.url+"/console/app.js", map[string]string{"If-None-Match": `"stale"`}); res.StatusCode != http.StatusOK || string(again) != string(body) {
+		t.Errorf("revalidation with a stale ETag: %d, %d bytes; want 200 and the file", res.StatusCode, len(again))
+	}
 	for _, path := range []string{"/console/index.html", "/console/missing.js", "/console/..%2fgo.mod"} {
 		if res, _ := get(t, ts.url+path, nil); res.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 404", path, res.StatusCode)
