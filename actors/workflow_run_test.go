@@ -418,7 +418,8 @@ func TestConcurrencyCapKeepsRunsPending(t *testing.T) {
 }
 
 // lostCreateRuns is a run store in which every run is missing on read and taken on
-// create: the grain loses the create race and then cannot read the winner's row.
+// create: the grain loses the create race and then cannot read the winner's row
+// (the test stores the row, so the grain's insert through the writer loses too).
 type lostCreateRuns struct{ *persistence.WorkflowStore }
 
 func (lostCreateRuns) GetRun(_ context.Context, id string) (persistence.WorkflowRun, error) {
@@ -441,6 +442,10 @@ func TestRunGrainErrorsCarryTheCorrelationID(t *testing.T) {
 		}
 		h.grains.props[KindWorkflowRun] = wf.RunProps
 		id := uuid.NewString()
+		// The run exists, so the grain's create through the writer is a duplicate too.
+		if _, err := h.runs.CreateRun(t.Context(), persistence.WorkflowRun{ID: id, Name: "noop"}); err != nil {
+			t.Fatal(err)
+		}
 		for _, req := range []interface {
 			GetCorrelationId() string
 		}{

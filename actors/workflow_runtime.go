@@ -217,18 +217,27 @@ func (j stepJournal) Load(ctx context.Context, runID string) ([]workflows.Entry,
 	return out, nil
 }
 
-func (j stepJournal) Append(ctx context.Context, e workflows.Entry) error {
+// stepOf is the journal row of e.
+func stepOf(e workflows.Entry) (persistence.WorkflowStep, error) {
 	st := persistence.WorkflowStep{RunID: e.RunID, Seq: e.Seq, Name: e.Name, Kind: string(e.Kind), Status: e.Status,
 		Output: e.Output, Error: e.Error, Attempts: e.Attempts, CacheHit: e.CacheHit, WakeAt: e.WakeAt,
 		StartedAt: e.StartedAt, FinishedAt: e.FinishedAt}
 	if e.Usage != (lm.Usage{}) {
 		b, err := json.Marshal(e.Usage)
 		if err != nil {
-			return err
+			return st, fmt.Errorf("step %d of run %s: spend: %w", e.Seq, e.RunID, err)
 		}
 		st.Spend = b
 	}
-	err := j.w.deps.Writer.Submit(ctx, persistence.StepInsert(st))
+	return st, nil
+}
+
+func (j stepJournal) Append(ctx context.Context, e workflows.Entry) error {
+	st, err := stepOf(e)
+	if err != nil {
+		return err
+	}
+	err = j.w.deps.Writer.Submit(ctx, persistence.StepInsert(st))
 	if errors.Is(err, persistence.ErrDuplicate) {
 		return fmt.Errorf("%w: %w", workflows.ErrDuplicateEntry, err)
 	}

@@ -187,6 +187,29 @@ func (s *WorkflowStore) CreateRun(ctx context.Context, r WorkflowRun) (WorkflowR
 	return r, nil
 }
 
+// RunInsert is CreateRun as an Insert for the group-commit Writer, which merges the new
+// runs of a batch into one statement; r must be complete (ID, Status, Version,
+// CreatedAt set). A taken ID is ErrDuplicate.
+func RunInsert(r WorkflowRun) Insert {
+	if len(r.Parameters) == 0 {
+		r.Parameters = json.RawMessage("{}")
+	}
+	r.CreatedAt = utc(r.CreatedAt)
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = r.CreatedAt
+	}
+	rec := runRecord(r)
+	rec["id"], rec["name"], rec["owner_id"], rec["parent_id"], rec["parameters"], rec["created_at"], rec["webhook_url"] =
+		r.ID, r.Name, nullString(r.OwnerID), nullString(r.ParentID), string(r.Parameters), r.CreatedAt, r.WebhookURL
+	cols := make([]string, len(runCols))
+	row := make([]any, len(runCols))
+	for i, c := range runCols {
+		cols[i] = c.(string)
+		row[i] = rec[cols[i]]
+	}
+	return Insert{Table: "workflow_runs", Cols: cols, Rows: [][]any{row}}
+}
+
 // runRecord holds the columns SaveRun changes.
 func runRecord(r WorkflowRun) goqu.Record {
 	updated := r.UpdatedAt

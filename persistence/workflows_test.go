@@ -96,6 +96,23 @@ func TestWorkflowRunsContract(t *testing.T) {
 		if err := w.Submit(ctx, persistence.StepInsert(step)); !errors.Is(err, persistence.ErrDuplicate) {
 			t.Fatalf("second StepInsert = %v, want ErrDuplicate", err)
 		}
+		// RunInsert creates a run through the writer, as CreateRun does.
+		inserted := persistence.WorkflowRun{ID: "0193a5b0-0000-7000-8000-00000000beef", Name: "summarize", OwnerID: owner.ID,
+			Status: persistence.StatusRunning, Parameters: json.RawMessage(`{"n":2}`), Version: 1, CreatedAt: started,
+			StartedAt: started, DueAt: started.Add(time.Minute), LeaseOwner: "node-a", WebhookURL: "https://example.com/hook"}
+		if err := w.Submit(ctx, persistence.RunInsert(inserted)); err != nil {
+			t.Fatalf("RunInsert: %v", err)
+		}
+		if err := w.Submit(ctx, persistence.RunInsert(inserted)); !errors.Is(err, persistence.ErrDuplicate) {
+			t.Fatalf("second RunInsert = %v, want ErrDuplicate", err)
+		}
+		got, err = store.GetRun(ctx, inserted.ID)
+		if err != nil || got.Status != persistence.StatusRunning || got.OwnerID != owner.ID || got.Version != 1 ||
+			!got.StartedAt.Equal(inserted.StartedAt.UTC().Truncate(time.Microsecond)) || got.LeaseOwner != "node-a" ||
+			got.WebhookURL != inserted.WebhookURL || got.DueAt.IsZero() || got.ParentID != "" {
+			t.Fatalf("GetRun after RunInsert = %+v, %v", got, err)
+		}
+
 		failed := persistence.WorkflowStep{RunID: ids[0], Seq: 2, Name: "parse", Kind: "agent", Status: persistence.StatusFailed,
 			Error: "boom", Attempts: 3, Spend: json.RawMessage(`{"calls":3}`), CacheHit: false, WakeAt: started}
 		if err := store.AppendStep(ctx, failed); err != nil {
