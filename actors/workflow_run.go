@@ -19,9 +19,11 @@ import (
 
 // runGrain is the workflow run grain: it owns one run's row (its snapshot, fenced by
 // version) and executes the run's workflow function on a goroutine of its own, so
-// its mailbox stays free for cancels, resumes and lease renewals. The function's
-// steps are journaled by the executor; the grain records where each execution left
-// the run.
+// its mailbox stays free for cancels and resumes. An executing run's row names this
+// node's process (lease_owner, lease_epoch), whose heartbeat covers it. The
+// function's steps are journaled by the executor; the grain records where each
+// execution left the run, and a grain that stops with its run still executing hands
+// it back to recovery (due now).
 type runGrain struct {
 	w        *Workflows
 	identity string
@@ -29,6 +31,9 @@ type runGrain struct {
 	sys      *actor.ActorSystem
 
 	loaded bool
+	// fenced: a write of the row lost its compare-and-swap; another activation
+	// owns the run.
+	fenced bool
 	row    persistence.WorkflowRun
 	exec   *execution
 	timer  *time.Timer
@@ -53,12 +58,17 @@ type (
 		lastEvent int64
 		pending   []persistence.WorkflowEvent
 	}
-	renewLease struct{ exec *execution }
-	wakeUp     struct{}
+	wakeUp struct{}
+	// ownerCheck says whether the run's row still names this process, at which
+	// version (Workflows.checkOwnership).
+	ownerCheck struct {
+		owned   bool
+		version int64
+	}
 )
 
-// errShutdown stops an execution whose grain stops (passivation, leave): nothing is
-// recorded, the lease lapses and recovery resumes the run.
+// errShutdown stops an execution whose grain stops (leave, a move): the grain hands
+// the run back to recovery, which resumes it.
 var errShutdown = errors.New("actors: run grain stopped")
 
 // errRunFenced stops an execution whose grain lost its run to another activation.
@@ -82,7 +92,14 @@ func (g *runGrain) Receive(ctx actor.Context) {
 		g.stopTimer()
 		if g.exec != nil {
 			g.exec.cancel(errShutdown)
+			select {
+			case <-g.exec.done:
+			case <-time.After(releaseWait):
+				g.w.log.Warn("run execution still winding down; handing the run back anyway", "run_id", g.identity)
+			}
 		}
+		g.w.executing.Delete(g.identity)
+		g.release()
 	case *actorpb.StartRun:
 		ctx.Respond(g.onStart(ctx, msg))
 	case *actorpb.CancelRun:
@@ -93,8 +110,12 @@ func (g *runGrain) Receive(ctx actor.Context) {
 		ctx.Respond(g.onRetry(ctx, msg))
 	case runDone:
 		g.onDone(ctx, msg)
-	case renewLease:
-		g.onRenew(ctx, msg)
+	case ownerCheck:
+		if g.exec != nil && (!msg.owned || msg.version > g.row.Version) {
+			g.w.log.Warn("run taken over by another activation; this one stops", "run_id", g.identity)
+			g.exec.cancel(errRunFenced)
+			g.loaded, g.fenced = false, true
+		}
 	case wakeUp:
 		g.timer = nil
 		if g.exec == nil {
@@ -198,12 +219,15 @@ func (g *runGrain) createRunning(ctx actor.Context, m *actorpb.StartRun) (bool, 
 	if err != nil {
 		return false, errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "%v", err)
 	}
+	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	if err := g.w.ensureNode(wctx); err != nil {
+		return false, errorReply(codeOf(err), corr, "node heartbeat: %v", err)
+	}
 	now := time.Now()
 	r := persistence.WorkflowRun{ID: g.identity, Name: def.Name, OwnerID: m.GetOwnerId(), ParentID: m.GetParentId(),
 		Status: persistence.StatusRunning, Parameters: params, Version: 1, CreatedAt: now, UpdatedAt: now, StartedAt: now,
-		DueAt: now.Add(g.w.deps.Lease), LeaseOwner: g.w.deps.NodeID, WebhookURL: m.GetWebhookUrl()}
-	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
-	defer cancel()
+		LeaseOwner: g.w.deps.NodeID, LeaseEpoch: g.w.epoch, WebhookURL: m.GetWebhookUrl(), ContinuedFrom: m.GetContinuedFrom()}
 	err = g.w.deps.Writer.Submit(wctx, persistence.RunInsert(r))
 	if errors.Is(err, persistence.ErrDuplicate) {
 		return false, nil
@@ -287,7 +311,7 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 		if g.exec != nil {
 			g.exec.cancel(errRunFenced)
 		}
-		g.loaded = false
+		g.loaded, g.fenced = false, true
 		ctx.Poison(ctx.Self())
 		return false
 	}
@@ -338,10 +362,19 @@ func (g *runGrain) overCap() bool {
 	return false
 }
 
-// start records the run as running under this node's lease and executes it. A
-// pending run over its workflow's concurrency cap stays pending, due again soon.
+// start records the run as running on this node (its heartbeat covers it) and
+// executes it. A pending run over its workflow's concurrency cap stays pending, due
+// again soon.
 func (g *runGrain) start(ctx actor.Context, corr string) {
 	g.stopTimer()
+	hctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	err := g.w.ensureNode(hctx)
+	cancel()
+	if err != nil {
+		// Recovery or the next request tries again.
+		g.w.log.Warn("node heartbeat not written; the run waits", "run_id", g.identity, "error", err)
+		return
+	}
 	now := time.Now()
 	if g.overCap() {
 		next := g.row
@@ -351,7 +384,7 @@ func (g *runGrain) start(ctx actor.Context, corr string) {
 	}
 	next := g.row
 	next.Status, next.Waiting, next.Error = persistence.StatusRunning, nil, ""
-	next.DueAt, next.LeaseOwner = now.Add(g.w.deps.Lease), g.w.deps.NodeID
+	next.DueAt, next.LeaseOwner, next.LeaseEpoch = time.Time{}, g.w.deps.NodeID, g.w.epoch
 	if next.StartedAt.IsZero() {
 		next.StartedAt = now
 	}
@@ -383,34 +416,49 @@ func (g *runGrain) execute(ctx actor.Context, fresh bool) {
 	events := newEventPump(g.w, g.identity, last)
 	exec, err := workflows.NewExecutor(g.w.deps.Registry, g.services(events), g.w.deps.Limits)
 	if err != nil {
-		g.w.log.Error("workflow executor not built", "run_id", g.identity, "error", err)
+		g.w.log.Error("workflow executor not built; the grain stops", "run_id", g.identity, "error", err)
+		events.close()
+		ctx.Poison(ctx.Self())
 		return
 	}
 	ectx, cancel := context.WithCancelCause(context.Background())
 	e := &execution{cancel: cancel, done: make(chan struct{})}
 	g.exec = e
+	g.w.executing.Store(g.identity, liveGrain{pid: g.self, sys: g.sys})
 	g.w.metrics.started.WithLabelValues(g.row.Name).Inc()
 	req := workflows.RunRequest{RunID: g.identity, Workflow: g.row.Name, OwnerID: g.row.OwnerID, Params: g.row.Parameters,
 		PriorAttempts: prior, Fresh: fresh}
-	sys, self, every := g.sys, g.self, g.w.deps.Lease/3
+	sys, self := g.sys, g.self
 	go func() {
 		out := exec.Run(ectx, req)
 		last, pending := events.close()
 		close(e.done)
 		sys.Root.Send(self, runDone{exec: e, out: out, lastEvent: last, pending: pending})
 	}()
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-e.done:
-				return
-			case <-t.C:
-				sys.Root.Send(self, renewLease{exec: e})
-			}
-		}
-	}()
+}
+
+// releaseWait bounds how long a stopping grain waits for its execution to wind
+// down before it hands the run back.
+const releaseWait = 5 * time.Second
+
+// release hands an executing run whose grain stops back to recovery: the row,
+// still running on this node, becomes due now (a version CAS, so a run another
+// activation took over is left alone), and any node claims and resumes it.
+func (g *runGrain) release() {
+	r := g.row
+	if !g.loaded || g.fenced || (r.Status != persistence.StatusRunning && r.Status != persistence.StatusRetrying) ||
+		!r.DueAt.IsZero() || r.LeaseOwner != g.w.deps.NodeID || r.LeaseEpoch != g.w.epoch {
+		return
+	}
+	next := r
+	next.Version, next.DueAt, next.UpdatedAt = r.Version+1, time.Now(), time.Now()
+	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	if err := g.w.deps.Writer.Submit(wctx, persistence.SaveRunOp(next, r.Version)); err != nil {
+		g.w.log.Warn("stopping run not handed back; it is taken over when this node's heartbeat lapses", "run_id", g.identity, "error", err)
+		return
+	}
+	g.row = next
 }
 
 func (g *runGrain) services(events *eventPump) workflows.Services {
@@ -422,30 +470,22 @@ func (g *runGrain) services(events *eventPump) workflows.Services {
 		Children: grainChildren{w: g.w}, Cache: g.w.deps.Cache, Observer: events, Logger: g.w.log}
 }
 
-func (g *runGrain) onRenew(ctx actor.Context, m renewLease) {
-	if m.exec != g.exec || g.exec == nil {
-		return
-	}
-	next := g.row
-	next.DueAt = time.Now().Add(g.w.deps.Lease)
-	g.save(ctx, next, nil, 0)
-}
-
 // onDone records where the execution left the run.
 func (g *runGrain) onDone(ctx actor.Context, m runDone) {
 	if m.exec != g.exec {
 		return
 	}
 	g.exec = nil
+	g.w.executing.Delete(g.identity)
 	out := m.out
 	if out.Interrupted() || errors.Is(out.Err, errShutdown) || errors.Is(out.Err, errRunFenced) ||
 		(out.Status == workflows.StatusCancelled && !m.exec.cancelled) {
-		// Nothing to record: the lease lapses and recovery resumes the run.
+		// Nothing to record: the grain stops and hands the run back (Stopped),
+		// unless another activation owns it; recovery resumes it.
 		if out.Interrupted() {
 			g.w.log.Warn("run execution interrupted", "run_id", g.identity, "error", out.Err)
 		}
 		g.writeEvents(m.pending)
-		g.loaded = false
 		ctx.Poison(ctx.Self())
 		return
 	}

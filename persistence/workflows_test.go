@@ -224,6 +224,78 @@ func TestWorkflowClaimDue(t *testing.T) {
 	})
 }
 
+func TestWorkflowNodeHeartbeats(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		store := persistence.NewWorkflowStore(db)
+		now := time.Now()
+		// Node names of this test only: a reclaim is global to the table.
+		dead, live, gone := "dead-"+now.Format("150405.000000"), "live-"+now.Format("150405.000000"), "gone-"+now.Format("150405.000000")
+		for _, hb := range []struct {
+			node  string
+			epoch int64
+			until time.Time
+		}{
+			{dead, 1, now.Add(-time.Minute)}, {dead, 2, now.Add(time.Hour)}, {live, 1, now.Add(time.Minute)},
+			{live, 1, now.Add(time.Hour)}, // a renewal
+			{gone, 1, now.Add(-2 * persistence.NodeRetention)},
+		} {
+			if err := store.Heartbeat(ctx, hb.node, hb.epoch, hb.until); err != nil {
+				t.Fatalf("Heartbeat(%s, %d): %v", hb.node, hb.epoch, err)
+			}
+		}
+		mk := func(owner string, epoch int64, status string) persistence.WorkflowRun {
+			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: status, LeaseOwner: owner, LeaseEpoch: epoch})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		lost := mk(dead, 1, persistence.StatusRunning)
+		retrying := mk(dead, 1, persistence.StatusRetrying)
+		paused := mk(dead, 1, persistence.StatusPaused) // waits for input: nothing to resume
+		newer := mk(dead, 2, persistence.StatusRunning) // the node's live process
+		kept := mk(live, 1, persistence.StatusRunning)
+
+		if _, err := store.ReclaimLapsed(ctx, now, 1000); err != nil {
+			t.Fatalf("ReclaimLapsed: %v", err)
+		}
+		for _, r := range []persistence.WorkflowRun{lost, retrying} {
+			got, err := store.GetRun(ctx, r.ID)
+			if err != nil || got.Version != r.Version+1 || got.DueAt.IsZero() || got.DueAt.After(now.Add(time.Second)) {
+				t.Fatalf("run of a lapsed node = %+v, %v; want due now at the next version", got, err)
+			}
+		}
+		for _, r := range []persistence.WorkflowRun{paused, newer, kept} {
+			if got, err := store.GetRun(ctx, r.ID); err != nil || got.Version != r.Version || !got.DueAt.IsZero() {
+				t.Fatalf("run %s/%d %s was reclaimed: %+v, %v", r.LeaseOwner, r.LeaseEpoch, r.Status, got, err)
+			}
+		}
+		owned, err := store.OwnedRuns(ctx, dead, 2)
+		if err != nil || len(owned) != 1 || owned[newer.ID] != newer.Version {
+			t.Fatalf("OwnedRuns(dead, 2) = %v, %v", owned, err)
+		}
+		if owned, err := store.OwnedRuns(ctx, dead, 1); err != nil || len(owned) != 0 {
+			t.Fatalf("OwnedRuns of a reclaimed node = %v, %v", owned, err)
+		}
+		// A lapsed node's row stays for NodeRetention: a run its process writes
+		// after coming back from a pause is still found. One lapsed for longer,
+		// owning nothing, is forgotten.
+		late := mk(dead, 1, persistence.StatusRunning)
+		orphan := mk(gone, 1, persistence.StatusRunning)
+		if _, err := store.ReclaimLapsed(ctx, now, 1000); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := store.GetRun(ctx, late.ID); err != nil || got.Version != late.Version+1 {
+			t.Fatalf("late run of a lapsed node = %+v, %v; want reclaimed", got, err)
+		}
+		if got, err := store.GetRun(ctx, orphan.ID); err != nil || got.Version != orphan.Version {
+			t.Fatalf("run of a node forgotten after NodeRetention = %+v, %v; want untouched (its row is gone)", got, err)
+		}
+	})
+}
+
 func TestProfileStore(t *testing.T) {
 	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
 		t.Parallel()
