@@ -385,26 +385,31 @@ func (c grainChildren) RunChild(ctx context.Context, req workflows.ChildRequest)
 	}
 	t := time.NewTicker(childPoll)
 	defer t.Stop()
+	id := req.RunID // a child that continues as new is followed to its last run
 	for {
 		select {
 		case <-ctx.Done():
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
-			if _, err := caller.Call(cctx, KindWorkflowRun, req.RunID, &actorpb.CancelRun{CorrelationId: req.ParentRunID, RunId: req.RunID}); err != nil {
-				c.w.log.Warn("child run of a cancelled parent was not cancelled", "run_id", req.RunID, "error", err)
+			if _, err := caller.Call(cctx, KindWorkflowRun, id, &actorpb.CancelRun{CorrelationId: req.ParentRunID, RunId: id}); err != nil {
+				c.w.log.Warn("child run of a cancelled parent was not cancelled", "run_id", id, "error", err)
 			}
 			return nil, ctx.Err()
 		case <-t.C:
 		}
-		r, err := c.w.deps.Runs.GetRun(ctx, req.RunID)
+		r, err := c.w.deps.Runs.GetRun(ctx, id)
 		if err != nil {
 			continue // transient; the parent's context bounds the wait
 		}
 		switch r.Status {
 		case persistence.StatusCompleted:
+			if r.ContinuedAs != "" {
+				id = r.ContinuedAs
+				continue
+			}
 			return r.Result, nil
 		case persistence.StatusFailed, persistence.StatusCancelled:
-			return nil, workflows.Permanent(fmt.Errorf("child run %s %s: %s", req.RunID, r.Status, r.Error))
+			return nil, workflows.Permanent(fmt.Errorf("child run %s %s: %s", id, r.Status, r.Error))
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -284,5 +285,40 @@ func TestProgressBar(t *testing.T) {
 	p.finish()
 	if got := b.String(); got != "task 1 plan (agent) retrying attempt 2: timeout\n" {
 		t.Fatalf("plain progress %q", got)
+	}
+}
+
+// TestFollowContinuedRun: run --wait follows a run that continued as new to the
+// run that continues it, and prints that run's result.
+func TestFollowContinuedRun(t *testing.T) {
+	streams := map[string]string{
+		"/api/v1/workflows/run-1/events": "id: 1\nevent: run\ndata: {\"status\":\"running\"}\n\n" +
+			"event: result\ndata: {\"run_id\":\"run-1\",\"status\":\"completed\",\"continued_as\":\"run-2\"}\n\n",
+		"/api/v1/workflows/run-2/events": "id: 1\nevent: run\ndata: {\"status\":\"running\"}\n\n" +
+			"event: result\ndata: {\"run_id\":\"run-2\",\"status\":\"completed\",\"result\":{\"total\":60}}\n\n",
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ok := streams[r.URL.Path]
+		if !ok || r.Header.Get("Authorization") != "Bearer tok" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := newAPIClient(srv.URL, "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	if err := c.follow(t.Context(), "run-1", stdio{out: &out, err: &errOut}); err != nil {
+		t.Fatalf("follow: %v (stderr %q)", err, errOut.String())
+	}
+	if strings.TrimSpace(out.String()) != `{"total":60}` && !strings.Contains(out.String(), `"total": 60`) {
+		t.Fatalf("follow printed %q, want the continuing run's result", out.String())
+	}
+	if !strings.Contains(errOut.String(), "run run-1 continued as run-2") {
+		t.Fatalf("progress %q does not say the run continued", errOut.String())
 	}
 }
