@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -320,5 +321,61 @@ func TestFollowContinuedRun(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "run run-1 continued as run-2") {
 		t.Fatalf("progress %q does not say the run continued", errOut.String())
+	}
+}
+
+// TestRunWaitDrawsABarOnATerminal runs kowai workflow run --wait on a real
+// pseudo-terminal (script(1) gives the command one) against a node that streams a
+// two-task run: the progress is a bar redrawn in place, not one line per event.
+func TestRunWaitDrawsABarOnATerminal(t *testing.T) {
+	scriptPath, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) from util-linux is not installed: no way to give the CLI a terminal without a new dependency")
+	}
+	events := "id: 1\nevent: run\ndata: {\"status\":\"running\"}\n\n" +
+		"id: 2\nevent: task\ndata: {\"seq\":1,\"name\":\"plan\",\"kind\":\"task\",\"status\":\"running\",\"attempt\":1}\n\n" +
+		"id: 3\nevent: task\ndata: {\"seq\":1,\"name\":\"plan\",\"kind\":\"task\",\"status\":\"completed\",\"attempt\":1}\n\n" +
+		"id: 4\nevent: task\ndata: {\"seq\":2,\"name\":\"answer\",\"kind\":\"task\",\"status\":\"running\",\"attempt\":1}\n\n" +
+		"id: 5\nevent: task\ndata: {\"seq\":2,\"name\":\"answer\",\"kind\":\"task\",\"status\":\"completed\",\"attempt\":1}\n\n" +
+		"id: 6\nevent: run\ndata: {\"status\":\"completed\"}\n\n" +
+		"event: result\ndata: {\"run_id\":\"run-1\",\"status\":\"completed\",\"result\":{\"answer\":42}}\n\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Header.Get("Authorization") != "Bearer tok":
+			http.Error(w, "no", http.StatusUnauthorized)
+		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/workflows/trigger":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = io.WriteString(w, `{"run_id":"run-1","status":"running"}`)
+		case r.URL.Path == "/api/v1/workflows/run-1/events":
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, events)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	// -e: script exits with the command's status; the typescript goes nowhere, the
+	// terminal's output to script's stdout.
+	cmd := exec.CommandContext(ctx, scriptPath, "-q", "-e", "-c", binary+" workflow run demo --wait", "/dev/null")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "SHELL=/bin/sh", "TERM=xterm",
+		"KOWAI_URL=" + srv.URL, "KOWAI_TOKEN=tok"}
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("run --wait on a terminal: %v\n%q", err, out)
+	}
+	screen := string(out)
+	// Frames redraw one line with a carriage return; the last shows both tasks done.
+	if !strings.Contains(screen, "\r["+strings.Repeat("#", 24)+"] 2/2 tasks") || strings.Count(screen, "\r[") < 3 {
+		t.Fatalf("no progress bar on the terminal: %q", screen)
+	}
+	if strings.Contains(screen, "task 1 plan (task)") {
+		t.Fatalf("plain progress lines on a terminal: %q", screen)
+	}
+	if !strings.Contains(screen, `"answer": 42`) && !strings.Contains(screen, `"answer":42`) {
+		t.Fatalf("the result is missing: %q", screen)
 	}
 }
