@@ -10,9 +10,13 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
 )
 
@@ -173,7 +177,9 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 		ctx.Respond(errorReply(actorpb.Code_CODE_BUSY, corr, "agent %s has %d replies waiting", a.identity, len(a.queue)))
 		return
 	}
-	jctx, cancel := context.WithTimeout(context.Background(), a.rt.deps.TurnTimeout)
+	// The job's context carries the request's trace context, so the worker's span is
+	// a child of the grain call's server span.
+	jctx, cancel := context.WithTimeout(tracing.Extract(context.Background(), ctx.MessageHeader()), a.rt.deps.TurnTimeout)
 	a.queue = append(a.queue, &replyJob{req: req, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
 		version: a.agent.Version, policy: a.def.Config.BusyPolicy, ctx: jctx, cancel: cancel})
 	a.rt.metrics.queued.Inc()
@@ -313,7 +319,25 @@ func (w *worker) Receive(ctx actor.Context) {
 // failure panics with the error so the supervisor classifies, counts and restarts; a
 // cancelled or expired job is answered here, since it is not the worker's failure.
 func (w *worker) run(ctx actor.Context, job *replyJob) {
-	req := job.req
+	req, jctx := job.req, job.ctx
+	if tr := w.rt.tracer; tr != nil {
+		var span trace.Span
+		jctx, span = tr.Start(jctx, "agent.reply", trace.WithAttributes(
+			attribute.String("kowai.agent.id", req.GetAgentId()),
+			attribute.Int64("kowai.agent.version", job.version),
+			attribute.String("kowai.conversation.id", req.GetConversationId()),
+			attribute.Bool("kowai.stream", req.GetStream().GetId() != "")))
+		// A model failure panics out of run (the supervisor's business): the span
+		// still ends, marked failed.
+		defer func() {
+			if r := recover(); r != nil {
+				span.SetStatus(codes.Error, fmt.Sprint(r))
+				span.End()
+				panic(r)
+			}
+			span.End()
+		}()
+	}
 	in := agenttype.Input{Message: req.GetContent(), History: turns(req.GetHistory(), job.window), Summary: req.GetSummary()}
 	if t := req.GetStream(); t.GetId() != "" {
 		target := actor.NewPID(t.GetAddress(), t.GetId())
@@ -325,9 +349,9 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 		}
 	}
 	model := newReplyModel(w.rt.deps.LM, req.GetOptions())
-	out, err := job.prog.Reply(job.ctx, model, in)
+	out, err := job.prog.Reply(jctx, model, in)
 	if err != nil {
-		if cerr := job.ctx.Err(); cerr != nil {
+		if cerr := jctx.Err(); cerr != nil {
 			code := actorpb.Code_CODE_CANCELED
 			if errors.Is(cerr, context.DeadlineExceeded) {
 				code = actorpb.Code_CODE_TIMEOUT

@@ -9,6 +9,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/persistence"
@@ -59,7 +62,7 @@ type turnActor struct{ job *turnJob }
 // Receive implements actor.Actor.
 func (a *turnActor) Receive(ctx actor.Context) {
 	if _, ok := ctx.Message().(*actor.Started); ok {
-		ctx.Send(ctx.Parent(), turnDone{job: a.job, outcome: a.job.run()})
+		ctx.Send(ctx.Parent(), turnDone{job: a.job, outcome: a.job.traced()})
 		ctx.Stop(ctx.Self())
 	}
 }
@@ -79,6 +82,38 @@ func (j *turnJob) unavailable(what string, err error) turnOutcome {
 	j.rt.log.Error("turn failed", "conversation_id", j.convID, "step", what, "correlation_id", j.req.GetCorrelationId(), "error", err)
 	o := j.fail(actorpb.Code_CODE_UNAVAILABLE, "the conversation's storage is unavailable; retry with the same idempotency key")
 	o.reload = true
+	return o
+}
+
+// traced is run inside the turn's span when tracing is on. The span is a child of the
+// SendMessage's grain server span (the turn's context carries it); a fenced turn panics
+// through it, marked failed.
+func (j *turnJob) traced() turnOutcome {
+	tr := j.rt.tracer
+	if tr == nil {
+		return j.run()
+	}
+	var span trace.Span
+	j.ctx, span = tr.Start(j.ctx, "chat.turn", trace.WithAttributes(
+		attribute.String("kowai.conversation.id", j.convID),
+		attribute.Bool("kowai.conversation.new", !j.exists)))
+	defer func() {
+		if r := recover(); r != nil {
+			span.SetStatus(codes.Error, fmt.Sprint(r))
+			span.End()
+			panic(r)
+		}
+		span.End()
+	}()
+	o := j.run()
+	switch {
+	case o.err != nil:
+		span.SetAttributes(attribute.String("kowai.turn.error_code", o.err.GetCode().String()))
+		span.SetStatus(codes.Error, o.err.GetMessage())
+	case o.result != nil:
+		span.SetAttributes(attribute.String("kowai.agent.id", o.result.GetAgentId()), attribute.Int64("kowai.message.seq", o.result.GetSeq()),
+			attribute.Bool("kowai.turn.replayed", o.result.GetReplayed()))
+	}
 	return o
 }
 
