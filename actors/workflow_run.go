@@ -13,6 +13,7 @@ import (
 	"github.com/doug-martin/goqu/v9"
 
 	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/workflows"
@@ -334,7 +335,8 @@ func (g *runGrain) start(ctx actor.Context, corr string) {
 		g.w.log.Error("workflow executor not built", "run_id", g.identity, "error", err)
 		return
 	}
-	ectx, cancel := context.WithCancelCause(context.Background())
+	// The execution joins the trace of the request that started it, if any.
+	ectx, cancel := context.WithCancelCause(tracing.Extract(context.Background(), ctx.MessageHeader()))
 	e := &execution{cancel: cancel, done: make(chan struct{})}
 	g.exec = e
 	g.w.metrics.started.WithLabelValues(g.row.Name).Inc()
@@ -366,7 +368,8 @@ func (g *runGrain) services(events *eventPump) workflows.Services {
 		agents = grainAgents{w: g.w}
 	}
 	return workflows.Services{Journal: stepJournal{w: g.w}, Agents: agents, Model: g.w.deps.Model,
-		Children: grainChildren{w: g.w}, Cache: g.w.deps.Cache, Observer: events, Logger: g.w.log}
+		Children: grainChildren{w: g.w}, Cache: g.w.deps.Cache, Observer: events, Logger: g.w.log,
+		Tracing: g.w.deps.Tracing}
 }
 
 func (g *runGrain) onRenew(ctx actor.Context, m renewLease) {

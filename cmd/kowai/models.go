@@ -14,12 +14,12 @@ import (
 // provider, retries, circuit breaker, fallback chain, cache and accounting.
 // A configuration error (such as a malformed KOWAI_LLM_PRICES) is a usage
 // error. reg may be nil (commands that expose no metrics).
-func newModel(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*lm.Stack, error) {
+func newModel(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, extra ...lm.Option) (*lm.Stack, error) {
 	prices, err := lm.ParsePrices(cfg.LLMPrices)
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
-	opts := []lm.Option{lm.WithLogger(log.With("component", "llm"))}
+	opts := append([]lm.Option{lm.WithLogger(log.With("component", "llm"))}, extra...)
 	if reg != nil {
 		m, err := lm.NewMetrics(reg)
 		if err != nil {
