@@ -176,7 +176,9 @@ func (j *turnJob) run() turnOutcome {
 	}
 
 	reply, callErr := j.callAgent(st, user)
-	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	// The reply is committed even when the turn was cancelled meanwhile; the
+	// commit keeps the turn's values (its span, for the batch's trace).
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), writeTimeout)
 	defer cancel()
 	now := j.rt.deps.Now()
 	out := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, CreatedAt: now}
