@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	ctest "github.com/kowai/kowai/cluster/clustertest"
@@ -260,4 +260,3 @@ func checkChain(recv *otlpReceiver, traceID string, chain []struct{ name, node s
 	}
 	return nil
 }
-
