@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"github.com/gofiber/fiber/v2"
 	"go.opentelemetry.io/otel/attribute"
@@ -56,12 +57,18 @@ func (h *wsHandler) frameSpan(ctx context.Context, upgrade trace.SpanContext, ki
 		return ctx, nil
 	}
 	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("kowai.ws.type", kind), attribute.String("kowai.ws.id", id),
+		trace.WithAttributes(attribute.String("kowai.ws.type", truncate(kind, 64)), attribute.String("kowai.ws.id", truncate(id, 128)),
 			attribute.String("kowai.correlation_id", logging.CorrelationID(ctx)))}
 	if upgrade.IsValid() {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: upgrade}))
 	}
-	return h.tracer.Start(ctx, "WS "+kind, opts...)
+	name := "WS other"
+	switch kind {
+	case "message", "auth", "resume", "subscribe", "unsubscribe":
+		// The client names the frame type: only known ones name the span.
+		name = "WS " + kind
+	}
+	return h.tracer.Start(ctx, name, opts...)
 }
 
 // endSpan ends span, when there is one.
@@ -69,4 +76,12 @@ func endSpan(span trace.Span) {
 	if span != nil {
 		span.End()
 	}
+}
+
+// truncate cuts a client-supplied attribute value to n bytes.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return strings.ToValidUTF8(s[:n], "")
+	}
+	return s
 }
