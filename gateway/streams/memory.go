@@ -30,7 +30,7 @@ type memStream struct {
 	// its entries.
 	entries []Entry
 	head    int
-	expires  time.Time
+	expires time.Time
 	// changed is closed and replaced on every append.
 	changed chan struct{}
 }
