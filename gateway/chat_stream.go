@@ -399,12 +399,20 @@ func (cs *chatStreams) serveSSE(c *fiber.Ctx, streamID string, sink *sseSink, fi
 
 // streamTurn runs turn and answers with its reply as Server-Sent Events,
 // recording it for resumption. The turn goes on when the client leaves.
+// The response's headers, sent before the first token, name the stream
+// (X-Kowai-Stream-Id), the turn's conversation (X-Kowai-Conversation-Id) and
+// its idempotency key (Idempotency-Key, minted by postMessage when the
+// client sent none): the same request retried with that key, on any node,
+// continues the same stream, with a restart event when the first attempt's
+// node died.
 func (cs *chatStreams) streamTurn(c *fiber.Ctx, chat ChatBackend, turn ChatTurn) error {
 	ctx := context.WithoutCancel(c.UserContext())
 	id, cur, err := cs.begin(ctx, streamIDFor(turn), turn.UserID)
 	if err != nil {
 		return err
 	}
+	c.Set("Idempotency-Key", turn.IdempotencyKey)
+	c.Set(ConversationHeader, turn.ConversationID)
 	sink := newSSESink(id)
 	finished := make(chan struct{})
 	if cur.Finished {
