@@ -141,7 +141,7 @@ func New(opts Options) (*Server, error) {
 			AllowOrigins:  strings.Join(opts.CORSOrigins, ","),
 			AllowMethods:  "GET,POST,PUT,PATCH,DELETE",
 			AllowHeaders:  "Authorization,Content-Type,Idempotency-Key,X-Request-ID,X-Kowai-Conversation-Id",
-			ExposeHeaders: "X-Request-ID,Retry-After,RateLimit-Limit,RateLimit-Remaining,RateLimit-Reset",
+			ExposeHeaders: "X-Request-ID,Retry-After,RateLimit-Limit,RateLimit-Remaining,RateLimit-Reset,X-Kowai-Stream-Id,X-Kowai-Conversation-Id,Idempotency-Key",
 			MaxAge:        600,
 		}))
 	}
