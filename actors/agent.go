@@ -53,6 +53,7 @@ type replyJob struct {
 	window  int
 	version int64
 	policy  string
+	model   string
 	ctx     context.Context
 	cancel  context.CancelFunc
 }
@@ -175,7 +176,7 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 	}
 	jctx, cancel := context.WithTimeout(context.Background(), a.rt.deps.TurnTimeout)
 	a.queue = append(a.queue, &replyJob{req: req, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
-		version: a.agent.Version, policy: a.def.Config.BusyPolicy, ctx: jctx, cancel: cancel})
+		version: a.agent.Version, policy: a.def.Config.BusyPolicy, model: a.agent.Model, ctx: jctx, cancel: cancel})
 	a.rt.metrics.queued.Inc()
 	a.dispatch(ctx)
 }
@@ -324,7 +325,16 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			return nil
 		}
 	}
-	model := newReplyModel(w.rt.deps.LM, req.GetOptions())
+	base, err := w.rt.modelOf(job.model)
+	if err != nil {
+		e := actorpb.NewError(actorpb.Code_CODE_INVALID_ARGUMENT, req.GetCorrelationId(),
+			fmt.Sprintf("agent %s names model %q, which this node does not serve", req.GetAgentId(), job.model))
+		ctx.Send(job.sender, e)
+		endStream(ctx, req, e)
+		ctx.Send(ctx.Parent(), jobDone{job: job})
+		return
+	}
+	model := newReplyModel(base, req.GetOptions())
 	out, err := job.prog.Reply(job.ctx, model, in)
 	if err != nil {
 		if cerr := job.ctx.Err(); cerr != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"log/slog"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,10 +16,16 @@ import (
 // A configuration error (such as a malformed KOWAI_LLM_PRICES) is a usage
 // error. reg may be nil (commands that expose no metrics).
 func newModel(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*lm.Stack, error) {
-	prices, err := lm.ParsePrices(cfg.LLMPrices)
+	opts, err := modelOptions(log, reg)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return nil, err
 	}
+	return newModelWith(cfg, opts)
+}
+
+// modelOptions are the options every model stack of a node shares: its
+// logger and, with reg, its metrics (registered once).
+func modelOptions(log *slog.Logger, reg prometheus.Registerer) ([]lm.Option, error) {
 	opts := []lm.Option{lm.WithLogger(log.With("component", "llm"))}
 	if reg != nil {
 		m, err := lm.NewMetrics(reg)
@@ -27,7 +34,28 @@ func newModel(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (
 		}
 		opts = append(opts, lm.WithMetrics(m))
 	}
-	model, err := lm.New(lm.Config{
+	return opts, nil
+}
+
+// newModelWith is newModel with the stack's options given.
+func newModelWith(cfg *config.Config, opts []lm.Option) (*lm.Stack, error) {
+	prices, err := lm.ParsePrices(cfg.LLMPrices)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	model, err := lm.New(llmConfig(cfg, prices), opts...)
+	if errors.Is(err, lm.ErrConfig) {
+		return nil, usagef("%v", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return model, nil
+}
+
+// llmConfig is the model stack's configuration from the node's settings.
+func llmConfig(cfg *config.Config, prices lm.Prices) lm.Config {
+	return lm.Config{
 		Provider:        cfg.LLMProvider,
 		Model:           cfg.LLMModel,
 		BaseURL:         cfg.LLMBaseURL,
@@ -38,12 +66,52 @@ func newModel(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (
 		Prices:          prices,
 		CacheDisabled:   !cfg.LLMCache,
 		CacheRedisURL:   cfg.RedisURL,
-	}, opts...)
-	if errors.Is(err, lm.ErrConfig) {
-		return nil, usagef("%v", err)
 	}
+}
+
+// newCatalog builds the catalog of the models agents may name: def (the
+// node's default stack) and the endpoints of KOWAI_LLM_MODELS, each built on
+// first use with the default's layers and its own key, price and cache.
+// The stacks it builds are closed by the returned function.
+func newCatalog(cfg *config.Config, def *lm.Stack, opts []lm.Option) (*lm.Catalog, func() error, error) {
+	eps, err := lm.ParseEndpoints(cfg.LLMModels)
 	if err != nil {
-		return nil, err
+		return nil, nil, usagef("%v", err)
 	}
-	return model, nil
+	prices, err := lm.ParsePrices(cfg.LLMPrices)
+	if err != nil {
+		return nil, nil, usagef("%v", err)
+	}
+	base := llmConfig(cfg, prices)
+	var (
+		mu     sync.Mutex
+		stacks []*lm.Stack
+	)
+	build := func(e lm.Endpoint) (lm.LM, error) {
+		s, err := lm.New(base.ForEndpoint(e, cfg.LLMModelKeys[e.APIKeyEnv]), opts...)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		stacks = append(stacks, s)
+		mu.Unlock()
+		return s, nil
+	}
+	price, _ := lm.DefaultPrices().With(prices).Lookup(def.Name())
+	info := lm.ModelInfo{InputPer1K: price.Input / 1000, OutputPer1K: price.Output / 1000}
+	for _, e := range eps {
+		if e.Name == def.Name() {
+			info.Premium, info.InputPer1K, info.OutputPer1K = e.Premium, e.InputPer1K, e.OutputPer1K
+		}
+	}
+	closeAll := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		var errs []error
+		for _, s := range stacks {
+			errs = append(errs, s.Close())
+		}
+		return errors.Join(errs...)
+	}
+	return lm.NewCatalog(def, info, eps, build), closeAll, nil
 }

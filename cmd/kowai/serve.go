@@ -112,11 +112,24 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Info("first admin created", "email", cfg.AdminEmail)
 		}
 	}
-	model, err := newModel(cfg, log, reg)
+	modelOpts, err := modelOptions(log, reg)
+	if err != nil {
+		return err
+	}
+	model, err := newModelWith(cfg, modelOpts)
 	if err != nil {
 		return err
 	}
 	defer model.Close()
+	models, closeModels, err := newCatalog(cfg, model, modelOpts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := closeModels(); err != nil {
+			log.Warn("closing model stacks", "error", err)
+		}
+	}()
 	supMetrics, err := supervisors.NewMetrics(reg)
 	if err != nil {
 		return err
@@ -131,6 +144,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Agents:            stores.Agents,
 		Snapshots:         persistence.NewSnapshotStore(db),
 		LM:                model,
+		Models:            models,
 		Logger:            log,
 		Metrics:           reg,
 		SupervisorMetrics: supMetrics,
@@ -252,6 +266,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 				log.WarnContext(ctx, "agent reload failed; it reloads on its next activation", "agent_id", agentID, "error", err)
 			}
 		},
+		Models:        models,
 		ClusterInfo:   func() any { return node.Info() },
 		Limiter:       limiter,
 		RateLimit:     rateLimit,

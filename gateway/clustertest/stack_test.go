@@ -53,6 +53,8 @@ type stackOptions struct {
 	log *slog.Logger
 	// workflows registers extra workflows next to the built-ins.
 	workflows func(*workflows.Registry)
+	// models, when set, is the node's model catalog (KOWAI_LLM_MODELS).
+	models *lm.Catalog
 }
 
 // startStack builds a node on db and stops it in Cleanup in kowai serve's
@@ -90,6 +92,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		Snapshots:         persistence.NewSnapshotStore(db),
 		LM:                lm.NewProvider("offline", "kowai-offline", offline.New()),
 		Logger:            log,
+		Models:            resolver(opts.models),
 		Metrics:           reg,
 		SupervisorMetrics: supMetrics,
 	})
@@ -198,6 +201,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 			return err
 		},
 		ClusterInfo: func() any { return node.Info() },
+		Models:      catalog(opts.models),
 		RateLimit:   opts.rateLimit,
 		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,
@@ -222,6 +226,21 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		}
 	})
 	return &stack{url: "http://" + gw.Addr().String(), keys: keys, db: db, writer: writer, auth: svc, client: client}
+}
+
+// resolver and catalog keep a nil catalog a nil interface.
+func resolver(c *lm.Catalog) actors.ModelResolver {
+	if c == nil {
+		return nil
+	}
+	return c
+}
+
+func catalog(c *lm.Catalog) gateway.ModelCatalog {
+	if c == nil {
+		return nil
+	}
+	return c
 }
 
 // newAuth builds the authentication service as kowai serve does without
