@@ -272,7 +272,14 @@ func (a *agentGrain) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 			code := codeOf(err)
 			a.log.Warn("agent reply failed", "agent_id", a.identity, "correlation_id", s.job.req.GetCorrelationId(),
 				"code", code.String(), "error", err)
-			a.fail(s.job, code, publicMessage(code))
+			msg := publicMessage(code)
+			// A failure that speaks to the user (a spent budget says which and until
+			// when) is told as it is.
+			var pm interface{ PublicMessage() string }
+			if code == actorpb.Code_CODE_BUDGET_EXCEEDED && errors.As(err, &pm) {
+				msg = pm.PublicMessage()
+			}
+			a.fail(s.job, code, msg)
 			s.job = nil
 		}
 		s.restarting = true
@@ -334,7 +341,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 		ctx.Send(ctx.Parent(), jobDone{job: job})
 		return
 	}
-	model := newReplyModel(base, req.GetOptions())
+	model := newReplyModel(w.rt.withBudget(base, req), req.GetOptions())
 	out, err := job.prog.Reply(job.ctx, model, in)
 	if err != nil {
 		if cerr := job.ctx.Err(); cerr != nil {

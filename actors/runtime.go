@@ -82,6 +82,9 @@ type Deps struct {
 	// Models, optional, resolves an agent's model field to the stack that serves
 	// it (an *lm.Catalog in production); nil means every agent calls LM.
 	Models ModelResolver
+	// Budgets, optional, holds users to their spending limits before every model
+	// call of a reply; nil means no per-user budgets.
+	Budgets BudgetGuard
 	// Caller reaches other grains; the cluster node's client.
 	Caller GrainCaller
 	// Types is the agent type registry; nil means agenttype.Builtins.

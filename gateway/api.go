@@ -11,6 +11,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kowai/kowai/budgets"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/gateway/streams"
@@ -57,6 +58,10 @@ type API struct {
 	// only its models (premium ones with models:premium) and GET
 	// /api/v1/models lists them; without it the model field is free text.
 	Models ModelCatalog
+	// Budgets, optional, serves GET /api/v1/users/me/usage and the admins'
+	// budget overrides (/api/v1/admin/users/{id}/budget); the turns themselves
+	// are held to it by the agent grains.
+	Budgets *budgets.Enforcer
 	// ClusterInfo returns the body of GET /api/v1/admin/cluster.
 	ClusterInfo func() any
 
@@ -204,6 +209,9 @@ func (s *Server) Mount(api API) error {
 		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
 			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged, audit: api.Stores.Audit, models: api.Models}, authed, rl)
+		if api.Budgets != nil {
+			s.mountUsage(usageRoutes{budgets: api.Budgets, users: api.Stores.Users, audit: api.Stores.Audit}, authed, rl)
+		}
 		if api.Models != nil {
 			s.mountModels(modelRoutes{catalog: api.Models}, authed, rl)
 		}

@@ -6,8 +6,12 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/kowai/kowai/budgets"
+	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/internal/config"
+	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
 )
 
@@ -114,4 +118,24 @@ func newCatalog(cfg *config.Config, def *lm.Stack, opts []lm.Option) (*lm.Catalo
 		return errors.Join(errs...)
 	}
 	return lm.NewCatalog(def, info, eps, build), closeAll, nil
+}
+
+// newBudgets builds the per-user budgets: limits by role from KOWAI_BUDGETS
+// (role names checked), counters in Redis when it is configured.
+func newBudgets(cfg *config.Config, db *persistence.DB, users persistence.Users, rdb *redis.Client, log *slog.Logger, reg prometheus.Registerer) (*budgets.Enforcer, error) {
+	roles, err := budgets.ParseRoleLimits(cfg.Budgets)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	for r := range roles {
+		if _, err := auth.ParseRole(r); err != nil {
+			return nil, usagef("KOWAI_BUDGETS: %v", err)
+		}
+	}
+	ledger := persistence.NewUsageStore(db)
+	bc := budgets.Config{Roles: roles, Users: users, Ledger: ledger, Metrics: reg, Logger: log}
+	if rdb != nil {
+		bc.Counter = budgets.NewRedis(rdb, ledger, "")
+	}
+	return budgets.New(bc)
 }

@@ -136,6 +136,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 
 	stores := gateway.NewStores(db)
+	spending, err := newBudgets(cfg, db, stores.Users, rdb, log, reg)
+	if err != nil {
+		return err
+	}
 	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg})
 	rt, err := actors.New(actors.Deps{
 		Writer:            writer,
@@ -145,6 +149,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Snapshots:         persistence.NewSnapshotStore(db),
 		LM:                model,
 		Models:            models,
+		Budgets:           spending,
 		Logger:            log,
 		Metrics:           reg,
 		SupervisorMetrics: supMetrics,
@@ -267,6 +272,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		},
 		Models:        models,
+		Budgets:       spending,
 		ClusterInfo:   func() any { return node.Info() },
 		Limiter:       limiter,
 		RateLimit:     rateLimit,

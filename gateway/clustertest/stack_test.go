@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kowai/kowai/actors"
+	"github.com/kowai/kowai/budgets"
 	"github.com/kowai/kowai/cluster"
 	ctest "github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/gateway"
@@ -55,6 +56,8 @@ type stackOptions struct {
 	workflows func(*workflows.Registry)
 	// models, when set, is the node's model catalog (KOWAI_LLM_MODELS).
 	models *lm.Catalog
+	// budgets, when set, holds users to their budgets (KOWAI_BUDGETS).
+	budgets *budgets.Enforcer
 }
 
 // startStack builds a node on db and stops it in Cleanup in kowai serve's
@@ -93,6 +96,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		LM:                lm.NewProvider("offline", "kowai-offline", offline.New()),
 		Logger:            log,
 		Models:            resolver(opts.models),
+		Budgets:           guard(opts.budgets),
 		Metrics:           reg,
 		SupervisorMetrics: supMetrics,
 	})
@@ -202,6 +206,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		},
 		ClusterInfo: func() any { return node.Info() },
 		Models:      catalog(opts.models),
+		Budgets:     opts.budgets,
 		RateLimit:   opts.rateLimit,
 		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,
@@ -234,6 +239,13 @@ func resolver(c *lm.Catalog) actors.ModelResolver {
 		return nil
 	}
 	return c
+}
+
+func guard(b *budgets.Enforcer) actors.BudgetGuard {
+	if b == nil {
+		return nil
+	}
+	return b
 }
 
 func catalog(c *lm.Catalog) gateway.ModelCatalog {

@@ -56,6 +56,9 @@ type Config struct {
 	// endpoint's api_key_env variable, by variable name.
 	LLMModels    string
 	LLMModelKeys map[string]string
+	// Budgets is KOWAI_BUDGETS: per-role daily and monthly token and dollar
+	// limits, as a JSON object (see the budgets package).
+	Budgets string
 	// OpenAIAPIKey and AnthropicAPIKey come from OPENAI_API_KEY and
 	// ANTHROPIC_API_KEY: keys for the primary model when KOWAI_LLM_API_KEY
 	// is empty, and for fallback models of those providers.
@@ -227,6 +230,7 @@ func settings() []setting {
 			c.LLMModels = raw
 			return nil
 		}},
+		{"KOWAI_BUDGETS", "budgets", "", "JSON object of per-role spending limits: {role: {day_tokens, day_usd, month_tokens, month_usd}}; 0 or absent is no limit", str(func(c *Config) *string { return &c.Budgets })},
 		{"KOWAI_LLM_CACHE", "llm-cache", "true", "cache model replies (in Redis when KOWAI_REDIS_URL is set, else in process)", boolean(func(c *Config) *bool { return &c.LLMCache })},
 		{"KOWAI_CLUSTER_PROVIDER", "cluster-provider", "local", "local, automanaged, etcd or k8s", oneOf(func(c *Config) *string { return &c.ClusterProvider }, "local", "automanaged", "etcd", "k8s")},
 		{"KOWAI_CLUSTER_NAME", "cluster-name", "kowai", "cluster name", str(func(c *Config) *string { return &c.ClusterName })},
