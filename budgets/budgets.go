@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -143,12 +144,25 @@ type Config struct {
 	Logger  *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// LimitsTTL is how long a node reuses a user's limits before reading them
+	// again (default 2s; negative: never reuse). An override set through this
+	// Enforcer applies on its node at once, on the others within LimitsTTL.
+	LimitsTTL time.Duration
 }
 
 // Enforcer checks and charges users' budgets. It is safe for concurrent use.
 type Enforcer struct {
 	cfg      Config
 	refusals *prometheus.CounterVec
+
+	mu     sync.Mutex
+	limits map[string]cachedLimits
+}
+
+// cachedLimits are a user's limits as read at some time.
+type cachedLimits struct {
+	limits Limits
+	at     time.Time
 }
 
 // New returns an Enforcer.
@@ -162,10 +176,13 @@ func New(cfg Config) (*Enforcer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.LimitsTTL == 0 {
+		cfg.LimitsTTL = 2 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Enforcer{cfg: cfg, refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+	e := &Enforcer{cfg: cfg, limits: map[string]cachedLimits{}, refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kowai_budget_refusals_total",
 		Help: "Model calls refused because the user's budget was used up, by period (day, month) and measure (tokens, usd).",
 	}, []string{"period", "measure"})}
@@ -183,6 +200,46 @@ func New(cfg Config) (*Enforcer, error) {
 
 // Limits returns the user's limits, and whether they are an admin's override.
 func (e *Enforcer) Limits(ctx context.Context, userID string) (Limits, bool, error) {
+	return e.readLimits(ctx, userID)
+}
+
+// cachedOrRead returns the user's limits, reusing a read younger than LimitsTTL.
+func (e *Enforcer) cachedOrRead(ctx context.Context, userID string) (Limits, error) {
+	now := e.cfg.Now()
+	e.mu.Lock()
+	c, ok := e.limits[userID]
+	e.mu.Unlock()
+	if ok && now.Sub(c.at) < e.cfg.LimitsTTL {
+		return c.limits, nil
+	}
+	l, _, err := e.readLimits(ctx, userID)
+	if err != nil {
+		return Limits{}, err
+	}
+	if e.cfg.LimitsTTL > 0 {
+		e.mu.Lock()
+		if len(e.limits) >= maxCachedUsers {
+			clear(e.limits)
+		}
+		e.limits[userID] = cachedLimits{limits: l, at: now}
+		e.mu.Unlock()
+	}
+	return l, nil
+}
+
+// maxCachedUsers bounds the limits cache; it is emptied when full.
+const maxCachedUsers = 10000
+
+// forget drops the user's cached limits.
+func (e *Enforcer) forget(userID string) {
+	e.mu.Lock()
+	delete(e.limits, userID)
+	e.mu.Unlock()
+}
+
+// readLimits reads the user's limits from the ledger's overrides and the
+// user's roles.
+func (e *Enforcer) readLimits(ctx context.Context, userID string) (Limits, bool, error) {
 	b, err := e.cfg.Ledger.Budget(ctx, userID)
 	switch {
 	case err == nil:
@@ -221,7 +278,7 @@ func (e *Enforcer) Check(ctx context.Context, userID string) error {
 	if userID == "" {
 		return nil
 	}
-	l, _, err := e.Limits(ctx, userID)
+	l, err := e.cachedOrRead(ctx, userID)
 	if err != nil {
 		return err
 	}

@@ -72,11 +72,13 @@ func (e *Enforcer) SetOverride(ctx context.Context, userID string, l Limits) err
 	if err := l.valid(); err != nil {
 		return err
 	}
+	defer e.forget(userID)
 	return e.cfg.Ledger.SetBudget(ctx, persistence.UserBudget{UserID: userID, DayTokens: l.DayTokens, DayUSD: l.DayUSD,
 		MonthTokens: l.MonthTokens, MonthUSD: l.MonthUSD, UpdatedAt: e.cfg.Now()})
 }
 
 // DeleteOverride returns the user to their roles' limits.
 func (e *Enforcer) DeleteOverride(ctx context.Context, userID string) error {
+	defer e.forget(userID)
 	return e.cfg.Ledger.DeleteBudget(ctx, userID)
 }
