@@ -135,17 +135,34 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 			log.Info("first admin created", "email", cfg.AdminEmail)
 		}
 	}
-	model, err := newModel(cfg, log, reg, lm.WithTracerProvider(tp))
+	modelOpts, err := modelOptions(log, reg, lm.WithTracerProvider(tp))
+	if err != nil {
+		return err
+	}
+	model, err := newModelWith(cfg, modelOpts)
 	if err != nil {
 		return err
 	}
 	defer model.Close()
+	models, closeModels, err := newCatalog(cfg, model, modelOpts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := closeModels(); err != nil {
+			log.Warn("closing model stacks", "error", err)
+		}
+	}()
 	supMetrics, err := supervisors.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
 
 	stores := gateway.NewStores(db)
+	spending, err := newBudgets(cfg, db, stores.Users, rdb, log, reg)
+	if err != nil {
+		return err
+	}
 	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg, Tracing: tp})
 	rt, err := actors.New(actors.Deps{
 		Writer:            writer,
@@ -154,6 +171,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 		Agents:            stores.Agents,
 		Snapshots:         persistence.NewSnapshotStore(db),
 		LM:                model,
+		Models:            models,
+		Budgets:           spending,
 		Logger:            log,
 		Metrics:           reg,
 		SupervisorMetrics: supMetrics,
@@ -278,6 +297,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 				log.WarnContext(ctx, "agent reload failed; it reloads on its next activation", "agent_id", agentID, "error", err)
 			}
 		},
+		Models:        models,
+		Budgets:       spending,
 		ClusterInfo:   func() any { return node.Info() },
 		Limiter:       limiter,
 		RateLimit:     rateLimit,
