@@ -41,6 +41,7 @@ func main() {
 type options struct {
 	kowai, loadgen, hello string
 	dbs                   []string
+	routes                map[string]bool
 	mysqlDSN              string
 	rounds, connections   int
 	duration              time.Duration
@@ -48,13 +49,14 @@ type options struct {
 
 func parseFlags(args []string) (options, error) {
 	var o options
-	var dbs string
+	var dbs, routes string
 	fs := flag.NewFlagSet("benchhttp", flag.ContinueOnError)
 	fs.StringVar(&o.kowai, "kowai", "bin/kowai", "kowai binary")
 	fs.StringVar(&o.loadgen, "loadgen", "bin/loadgen", "load generator binary")
 	fs.StringVar(&o.hello, "hello", "bin/hello", "bare Fiber hello world binary")
 	fs.StringVar(&dbs, "db", "sqlite,mysql", "databases to run on: sqlite, mysql or both")
 	fs.StringVar(&o.mysqlDSN, "mysql-dsn", os.Getenv("KOWAI_TEST_MYSQL_DSN"), "MariaDB server URL (mysql://USER:PASS@HOST:PORT/DB)")
+	fs.StringVar(&routes, "routes", "live,me,conversations,new,continue", "routes to load: live, me, conversations, new (first turns), continue (continuing turns)")
 	fs.IntVar(&o.rounds, "rounds", 3, "alternating pairs of runs per route")
 	fs.IntVar(&o.connections, "c", 64, "concurrent connections")
 	fs.DurationVar(&o.duration, "d", 3*time.Second, "length of one run")
@@ -67,6 +69,15 @@ func parseFlags(args []string) (options, error) {
 			o.dbs = append(o.dbs, d)
 		default:
 			return o, fmt.Errorf("-db %q: want sqlite, mysql or both", d)
+		}
+	}
+	o.routes = make(map[string]bool)
+	for _, r := range strings.Split(routes, ",") {
+		switch r = strings.TrimSpace(r); r {
+		case "live", "me", "conversations", "new", "continue":
+			o.routes[r] = true
+		default:
+			return o, fmt.Errorf("-routes: unknown route %q", r)
 		}
 	}
 	if slices.Contains(o.dbs, "mysql") && o.mysqlDSN == "" {
@@ -101,7 +112,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "kowai from outside: %d connections, %d alternating pairs of %s runs per line; load before: %s\n",
 		o.connections, o.rounds, o.duration, loadavg())
 	for _, db := range o.dbs {
-		if err := runDB(ctx, o, db, hello.url, out); err != nil {
+		if err := runDB(ctx, o, db, hello, out); err != nil {
 			return fmt.Errorf("%s: %w", db, err)
 		}
 	}
@@ -320,10 +331,13 @@ type result struct {
 	FirstErr  string          `json:"first_error"`
 	Seconds   float64         `json:"seconds"`
 	Histogram map[int64]int64 `json:"histogram"`
+	// CPU is the CPU time the server process used during the run, in seconds.
+	CPU float64 `json:"-"`
 }
 
 // add merges r into t.
 func (t *result) add(r result) {
+	t.CPU += r.CPU
 	t.Requests += r.Requests
 	t.Failures += r.Failures
 	t.Seconds += r.Seconds
@@ -336,6 +350,32 @@ func (t *result) add(r result) {
 }
 
 func (t *result) rate() float64 { return float64(t.Requests) / t.Seconds }
+
+// cpuPerRequest is the server's CPU time per answered request in µs: on a
+// loaded machine a steadier figure than the rate, since other processes'
+// work does not count in it.
+func (t *result) cpuPerRequest() float64 { return t.CPU / float64(t.Requests) * 1e6 }
+
+// processCPU is the user plus system CPU time process pid has used, from
+// /proc (Linux; 0 elsewhere).
+func processCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields count from after it.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var utime, stime float64
+	_, _ = fmt.Sscan(f[11], &utime)
+	_, _ = fmt.Sscan(f[12], &stime)
+	return (utime + stime) / clockTicks
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTicks = 100
 
 // quantile is the latency below which q of the requests answered, in ms (the
 // upper edge of its 10 µs bucket).
@@ -360,8 +400,9 @@ func (t *result) quantile(q float64) float64 {
 // writer baseline.
 type side func(ctx context.Context) (result, error)
 
-func (o options) loadgenRun(url string, extra ...string) side {
+func (o options) loadgenRun(server *proc, url string, extra ...string) side {
 	return func(ctx context.Context) (result, error) {
+		cpu0 := processCPU(server.cmd.Process.Pid)
 		args := append([]string{"-url", url, "-c", fmt.Sprint(o.connections), "-d", o.duration.String()}, extra...)
 		cmd := exec.CommandContext(ctx, o.loadgen, args...)
 		var stderr bytes.Buffer
@@ -374,6 +415,7 @@ func (o options) loadgenRun(url string, extra ...string) side {
 		if err := json.Unmarshal(b, &r); err != nil {
 			return result{}, fmt.Errorf("loadgen output %q: %w", b, err)
 		}
+		r.CPU = processCPU(server.cmd.Process.Pid) - cpu0
 		if r.Failures > 0 {
 			return r, fmt.Errorf("loadgen %s: %d of %d requests failed, first: %s", url, r.Failures, r.Failures+r.Requests, r.FirstErr)
 		}
@@ -402,7 +444,7 @@ func alternate(ctx context.Context, rounds int, a, b side) (ra, rb result, err e
 	return ra, rb, nil
 }
 
-func runDB(ctx context.Context, o options, db string, helloURL string, out io.Writer) error {
+func runDB(ctx context.Context, o options, db string, helloProc *proc, out io.Writer) error {
 	dir, err := os.MkdirTemp("", "kowai-bench-http-")
 	if err != nil {
 		return err
@@ -427,21 +469,32 @@ func runDB(ctx context.Context, o options, db string, helloURL string, out io.Wr
 		return err
 	}
 	auth := []string{"-H", "Authorization: Bearer " + token}
-	hello := o.loadgenRun(helloURL)
-	routes := []struct {
-		name string
-		side side
+	hello := o.loadgenRun(helloProc, helloProc.url)
+	newTurn := o.loadgenRun(&n.proc, n.url+"/api/v1/chat/message", append(auth, "-chat", "new")...)
+	continueTurn := o.loadgenRun(&n.proc, n.url+"/api/v1/chat/message", append(auth, "-chat", "continue")...)
+	all := []struct {
+		key, name string
+		side      side
 	}{
-		{"GET /health/live", o.loadgenRun(n.url + "/health/live")},
-		{"GET /api/v1/auth/me", o.loadgenRun(n.url+"/api/v1/auth/me", auth...)},
-		{"GET /api/v1/chat/conversations", o.loadgenRun(n.url+"/api/v1/chat/conversations", auth...)},
-		{"POST /api/v1/chat/message (new conversation)", o.loadgenRun(n.url+"/api/v1/chat/message", append(auth, "-chat", "new")...)},
-		{"POST /api/v1/chat/message (continuing)", o.loadgenRun(n.url+"/api/v1/chat/message", append(auth, "-chat", "continue")...)},
+		{"live", "GET /health/live", o.loadgenRun(&n.proc, n.url+"/health/live")},
+		{"me", "GET /api/v1/auth/me", o.loadgenRun(&n.proc, n.url+"/api/v1/auth/me", auth...)},
+		{"conversations", "GET /api/v1/chat/conversations", o.loadgenRun(&n.proc, n.url+"/api/v1/chat/conversations", auth...)},
+		{"new", "POST /api/v1/chat/message (new conversation)", newTurn},
+		{"continue", "POST /api/v1/chat/message (continuing)", continueTurn},
+	}
+	routes := all[:0]
+	for _, r := range all {
+		if o.routes[r.key] {
+			routes = append(routes, r)
+		}
 	}
 	fmt.Fprintf(out, "\n%s (load %s)\n", db, loadavg())
-	fmt.Fprintf(out, "| route | req/s | bare Fiber req/s | x-vs-baseline | p50 ms (x) | p99 ms (x) |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "| route | req/s | bare Fiber req/s | x-vs-baseline | p50 ms (x) | p99 ms (x) | server CPU µs/req (x) |\n|---|---|---|---|---|---|---|\n")
 	// Warm-up: connections, caches, the database's pages.
-	for _, r := range routes[:3] {
+	for _, r := range routes {
+		if r.key == "new" || r.key == "continue" {
+			continue
+		}
 		if _, err := r.side(ctx); err != nil {
 			return err
 		}
@@ -454,20 +507,25 @@ func runDB(ctx context.Context, o options, db string, helloURL string, out io.Wr
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "| %s | %.0f | %.0f | %.2f | %.2f (%.2fx) | %.2f (%.2fx) |\n", r.name, k.rate(), h.rate(), k.rate()/h.rate(),
-			k.quantile(.5), k.quantile(.5)/h.quantile(.5), k.quantile(.99), k.quantile(.99)/h.quantile(.99))
+		fmt.Fprintf(out, "| %s | %.0f | %.0f | %.2f | %.2f (%.2fx) | %.2f (%.2fx) | %.0f (%.1fx) |\n", r.name, k.rate(), h.rate(), k.rate()/h.rate(),
+			k.quantile(.5), k.quantile(.5)/h.quantile(.5), k.quantile(.99), k.quantile(.99)/h.quantile(.99),
+			k.cpuPerRequest(), k.cpuPerRequest()/h.cpuPerRequest())
 	}
-	first, cont, err := alternate(ctx, o.rounds, routes[3].side, routes[4].side)
+	if !o.routes["new"] || !o.routes["continue"] {
+		return nil
+	}
+	first, cont, err := alternate(ctx, o.rounds, newTurn, continueTurn)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "first turn vs continuing turn: %.0f vs %.0f turns/s = %.2f\n", first.rate(), cont.rate(), first.rate()/cont.rate())
+	fmt.Fprintf(out, "first turn vs continuing turn: %.0f vs %.0f turns/s = %.2f (server CPU %.0f vs %.0f µs/turn)\n",
+		first.rate(), cont.rate(), first.rate()/cont.rate(), first.cpuPerRequest(), cont.cpuPerRequest())
 	writer, err := newWriterBaseline(ctx, dbURL, userID, o)
 	if err != nil {
 		return err
 	}
 	defer writer.close()
-	cont, rows, err := alternate(ctx, o.rounds, routes[4].side, writer.run)
+	cont, rows, err := alternate(ctx, o.rounds, continueTurn, writer.run)
 	if err != nil {
 		return err
 	}
