@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
@@ -482,4 +484,39 @@ func TestCancelTurn(t *testing.T) {
 		t.Fatalf("turn err = %v", err)
 	}
 	h.checkLog(conv1, roleUser, roleSystem)
+}
+
+// TestFinishedTurnIsNotRetained checks that a session holds nothing of a turn once it
+// has answered: the state a turn started from (its copy of the history tail) becomes
+// garbage when the session adopts the turn's new state. When turns ran in child
+// actors, protoactor's PIDSet.Remove left the finished child's PID, and through it the
+// child, its job and that state, in the session's children slice until the next turn.
+func TestFinishedTurnIsNotRetained(t *testing.T) {
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{})
+	h.mustSend(conv1, 0, "one", "")
+	pid, err := h.grains.pid(KindSession, conv1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.sys.Root.RequestFuture(pid, inspectState{}, 5*time.Second).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.(sessionState)
+	if len(st.Tail) != 2 {
+		t.Fatalf("tail after one turn: %d entries", len(st.Tail))
+	}
+	// The second turn starts from this tail and replaces it with a new one.
+	old := weak.Make(&st.Tail[0])
+	st = sessionState{}
+	res = nil
+	h.mustSend(conv1, 0, "two", "")
+	eventually(t, 5*time.Second, func() error {
+		runtime.GC()
+		if old.Value() != nil {
+			return errors.New("the tail the finished turn started from is still reachable")
+		}
+		return nil
+	})
+	runtime.KeepAlive(st)
 }
