@@ -288,6 +288,13 @@ func (s *session) onSend(ctx actor.Context, req *actorpb.SendMessage) {
 // conversation and start t. It answers t itself where a step settles it, and reports
 // whether t must wait behind the running turn (then the busy policy decides).
 func (s *session) admit(ctx actor.Context, t *turn) (wait bool) {
+	if !s.loaded && t.req.GetFresh() {
+		// The gateway minted the ID for this turn: there is nothing to read. Were
+		// something stored under it after all, the turn's create would fail and fence
+		// the session before any write.
+		s.state, s.version, s.exists, s.loaded, s.unsaved = sessionState{}, 0, false, true, 0
+		s.rt.metrics.loaded.WithLabelValues(KindSession).Inc()
+	}
 	if e := s.ensureLoaded(t.req.GetCorrelationId()); e != nil {
 		s.answer(ctx, t, e)
 		return false

@@ -520,3 +520,57 @@ func TestFinishedTurnIsNotRetained(t *testing.T) {
 	})
 	runtime.KeepAlive(st)
 }
+
+// countingSnapshots counts the session loads of a snapshot store.
+type countingSnapshots struct {
+	persistence.Snapshots
+	loads *atomic.Int64
+}
+
+func (c countingSnapshots) LoadSession(ctx context.Context, kind, id string) (persistence.Snapshot, bool, error) {
+	c.loads.Add(1)
+	return c.Snapshots.LoadSession(ctx, kind, id)
+}
+
+// TestFreshConversationSkipsActivationReads: a first turn whose ID the gateway just
+// minted (SendMessage.fresh) activates its session without reading a snapshot; a fresh
+// turn that names a conversation that exists after all writes nothing to it.
+func TestFreshConversationSkipsActivationReads(t *testing.T) {
+	var loads atomic.Int64
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{deps: func(d *Deps) {
+		d.Snapshots = countingSnapshots{Snapshots: d.Snapshots, loads: &loads}
+	}})
+	fresh := func(conv, content string) (*actorpb.TurnResult, error) {
+		return actorpb.As[*actorpb.TurnResult](h.grains.Call(context.Background(), KindSession, conv, &actorpb.SendMessage{
+			CorrelationId: "corr-fresh", ConversationId: conv, UserId: h.users[0], Content: content, Fresh: true}))
+	}
+	res, err := fresh(conv1, "hello")
+	if err != nil || res.GetResponse() != "echo: hello" {
+		t.Fatalf("fresh first turn: %v, %v", res, err)
+	}
+	if n := loads.Load(); n != 0 {
+		t.Fatalf("a fresh first turn loaded %d snapshots", n)
+	}
+	h.checkLog(conv1, roleUser, roleAssistant)
+	// A continuing turn of a live session reads nothing either; after passivation an
+	// activation reads as before.
+	h.mustSend(conv1, 0, "again", "")
+	h.passivate(conv1)
+	if _, err := fresh(conv1, "not new"); err == nil {
+		t.Fatal("a fresh turn to an existing conversation succeeded")
+	}
+	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
+	eventually(t, 5*time.Second, func() error {
+		if h.alive(KindSession, conv1) {
+			return errors.New("the fenced session is still alive")
+		}
+		return nil
+	})
+	if res := h.mustSend(conv1, 0, "after", ""); res.GetResponse() != "echo: after" {
+		t.Fatalf("turn after the refused fresh one: %v", res)
+	}
+	if n := loads.Load(); n != 1 {
+		t.Fatalf("%d snapshot loads, want 1 (the activation after the refused fresh turn)", n)
+	}
+	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant, roleUser, roleAssistant)
+}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"os/signal"
@@ -125,6 +126,9 @@ type worker struct {
 	hist map[int64]int64
 	n    int64
 	conv string
+	// id and seq make each chat message unique: the worker's number (random, so
+	// that runs differ too) and its count of requests.
+	id, seq int64
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -151,7 +155,7 @@ func load(ctx context.Context, cfg config) (*Result, error) {
 	defer client.CloseIdleConnections()
 	workers := make([]*worker, cfg.connections)
 	for i := range workers {
-		workers[i] = &worker{cfg: cfg, hist: make(map[int64]int64)}
+		workers[i] = &worker{cfg: cfg, hist: make(map[int64]int64), id: rand.Int64()}
 	}
 	if cfg.chat == chatContinue {
 		// Each connection's conversation exists before the clock starts.
@@ -217,11 +221,13 @@ func (w *worker) do(client *fasthttp.HostClient) (bool, error) {
 	for _, h := range w.cfg.headers {
 		req.Header.Set(h[0], h[1])
 	}
+	// Every message differs, as users' messages do, so the model cache never answers.
+	w.seq++
 	switch {
 	case w.cfg.chat == chatNew || w.cfg.chat == chatContinue && w.conv == "":
-		req.SetBodyString(`{"content":"what is the weather like today?"}`)
+		req.SetBodyString(fmt.Sprintf(`{"content":"what is the weather like today? (%d/%d)"}`, w.id, w.seq))
 	case w.cfg.chat == chatContinue:
-		req.SetBodyString(`{"conversation_id":"` + w.conv + `","content":"and what about tomorrow?"}`)
+		req.SetBodyString(fmt.Sprintf(`{"conversation_id":%q,"content":"and what about tomorrow? (%d/%d)"}`, w.conv, w.id, w.seq))
 	case w.cfg.body != "":
 		req.SetBodyString(w.cfg.body)
 	}
