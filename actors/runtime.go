@@ -194,7 +194,8 @@ func New(deps Deps) (*Runtime, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidDeps, err)
 	}
 	// A turn runs once: restarting it would append its messages again, so every
-	// failure stops it and the session answers for it.
+	// failure stops it and the session answers for it. Turns run in goroutines, not
+	// child actors (see session.start); this strategy logs and counts their failures.
 	if rt.turns, err = supervisors.NewStrategy(supervisors.Options{
 		ActorKind: "session-turn", Metrics: deps.SupervisorMetrics, Logger: rt.log, Classifiers: classifiers,
 		Decider: func(supervisors.Kind) actor.Directive { return actor.StopDirective },
@@ -255,8 +256,7 @@ func (rt *Runtime) Kinds() []*protocluster.Kind {
 // for a plain actor (tests, benchmarks); empty for a cluster grain, which learns it from
 // the cluster.
 func (rt *Runtime) SessionProps(identity string) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newSession(rt, identity) },
-		actor.WithSupervisor(rt.turns))
+	return actor.PropsFromProducer(func() actor.Actor { return newSession(rt, identity) })
 }
 
 // AgentProps returns the props of an agent grain; identity as for SessionProps.
