@@ -12,6 +12,7 @@ import (
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/workflows"
@@ -424,7 +425,8 @@ func (g *runGrain) execute(ctx actor.Context, fresh bool) {
 		ctx.Poison(ctx.Self())
 		return
 	}
-	ectx, cancel := context.WithCancelCause(context.Background())
+	// The execution joins the trace of the request that started it, if any.
+	ectx, cancel := context.WithCancelCause(tracing.Extract(context.Background(), ctx.MessageHeader()))
 	e := &execution{cancel: cancel, done: make(chan struct{})}
 	g.exec = e
 	g.w.executing.Store(g.identity, liveGrain{pid: g.self, sys: g.sys})
@@ -470,7 +472,8 @@ func (g *runGrain) services(events *eventPump) workflows.Services {
 		agents = grainAgents{w: g.w}
 	}
 	return workflows.Services{Journal: pumpJournal{stepJournal: stepJournal{w: g.w}, pump: events}, Agents: agents, Model: g.w.deps.Model,
-		Children: grainChildren{w: g.w}, Cache: g.w.deps.Cache, Observer: events, Logger: g.w.log}
+		Children: grainChildren{w: g.w}, Cache: g.w.deps.Cache, Observer: events, Logger: g.w.log,
+		Tracing: g.w.deps.Tracing}
 }
 
 // onDone records where the execution left the run.

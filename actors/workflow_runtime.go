@@ -16,6 +16,7 @@ import (
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/actors/agenttype"
@@ -76,6 +77,10 @@ type WorkflowDeps struct {
 	Logger      *slog.Logger
 	// Metrics registers the workflow counters; nil leaves them unregistered.
 	Metrics prometheus.Registerer
+	// Tracing records a span for each execution of a run and each attempt of its
+	// tasks, children of the grain call that started the execution; nil turns
+	// tracing off.
+	Tracing trace.TracerProvider
 }
 
 // Workflows runs workflow runs as grains on this node and recovers runs whose node
