@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +22,7 @@ import (
 	ctest "github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/internal/logging"
 	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
@@ -144,7 +146,8 @@ func TestTraceAcrossNodes(t *testing.T) {
 		})
 		providers[i], tps[i] = p, p.TracerProvider()
 	}
-	s := startStack(t, persisttest.SQLite(t), stackOptions{tracing: tps})
+	logs := &lockedBuffer{}
+	s := startStack(t, persisttest.SQLite(t), stackOptions{tracing: tps, log: logging.New(logs, slog.LevelInfo, "json")})
 
 	s.call(t, http.MethodPost, "/api/v1/auth/register", "", `{"email":"ada@example.com","password":"correct horse battery"}`).
 		decode(t, http.StatusCreated, nil)
@@ -183,6 +186,18 @@ func TestTraceAcrossNodes(t *testing.T) {
 		return checkChain(recv, roots[0].traceID, restChain)
 	})
 	root := recv.find("POST /api/v1/chat/message")[0]
+	// The request's access-log line names its trace and span next to its
+	// correlation ID.
+	accessLine := ""
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"http request"`) && strings.Contains(line, `"route":"/api/v1/chat/message"`) {
+			accessLine = line
+		}
+	}
+	if !strings.Contains(accessLine, `"trace_id":"`+root.traceID+`","span_id":"`+root.spanID+`"`) ||
+		!strings.Contains(accessLine, `"correlation_id":"`+root.attrs["kowai.correlation_id"]+`"`) || root.attrs["kowai.correlation_id"] == "" {
+		t.Errorf("access log line %q lacks trace %s, span %s or correlation ID %q", accessLine, root.traceID, root.spanID, root.attrs["kowai.correlation_id"])
+	}
 	spans, _ := recv.trace(root.traceID)
 	for _, sp := range spans {
 		if sp.service != "kowai-trace-test" {
@@ -229,6 +244,24 @@ func TestTraceAcrossNodes(t *testing.T) {
 	if _, bad := recv.trace(""); len(bad) > 0 {
 		t.Fatalf("malformed exports: %v", bad)
 	}
+}
+
+// lockedBuffer is a log destination that tests may read while nodes write.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // checkChain checks that trace traceID holds the spans of chain, each
