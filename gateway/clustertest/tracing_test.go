@@ -122,7 +122,8 @@ func (r *otlpReceiver) find(name string) []receivedSpan {
 // in-process receiver. The turn must arrive as one trace whose spans come
 // from both nodes, each with the right parent: the W3C trace context has to
 // travel inside the grain message from one node to the other. The same holds
-// for a turn sent over WebSocket, whose message span is the root.
+// for a turn sent over WebSocket, whose message span is the root, and for a
+// workflow run, down to its tasks.
 func TestTraceAcrossNodes(t *testing.T) {
 	recv := &otlpReceiver{}
 	collector := httptest.NewServer(recv)
@@ -240,6 +241,44 @@ func TestTraceAcrossNodes(t *testing.T) {
 			return fmt.Errorf("%d WebSocket message spans, want 1", len(roots))
 		}
 		return checkChain(recv, roots[0].traceID, append([]struct{ name, node string }{{"WS message", "node-a"}}, restChain[1:]...))
+	})
+
+	// A workflow run joins the trace of the request that triggered it, on
+	// the other node, down to its tasks and the agent replies they ask for.
+	var run struct {
+		RunID string `json:"run_id"`
+	}
+	s.call(t, http.MethodPost, "/api/v1/workflows/trigger", pair.AccessToken,
+		`{"name":"intelligent-chat","parameters":{"message":"hello"}}`).decode(t, http.StatusAccepted, &run)
+	ctest.Eventually(t, 30*time.Second, func() error {
+		flush()
+		roots := recv.find("POST /api/v1/workflows/trigger")
+		if len(roots) != 1 {
+			return fmt.Errorf("%d spans of the trigger request, want 1", len(roots))
+		}
+		err := checkChain(recv, roots[0].traceID, []struct{ name, node string }{
+			{"POST /api/v1/workflows/trigger", "node-a"},
+			{"workflow-run/StartRun", "node-a"},
+			{"workflow-run/StartRun", "node-b"},
+			{"workflow.run intelligent-chat", "node-b"},
+		})
+		if err != nil {
+			return err
+		}
+		spans, _ := recv.trace(roots[0].traceID)
+		tasks, replies := 0, 0
+		for _, sp := range spans {
+			switch {
+			case strings.HasPrefix(sp.name, "workflow.task ") && sp.attrs["kowai.workflow.run_id"] == run.RunID:
+				tasks++
+			case sp.name == "agent.reply" && sp.instance == "node-b":
+				replies++
+			}
+		}
+		if tasks == 0 || replies == 0 {
+			return fmt.Errorf("the run's trace has %d task spans and %d agent replies, want both", tasks, replies)
+		}
+		return nil
 	})
 	if _, bad := recv.trace(""); len(bad) > 0 {
 		t.Fatalf("malformed exports: %v", bad)
