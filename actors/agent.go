@@ -62,6 +62,7 @@ type replyJob struct {
 	window    int
 	version   int64
 	policy    string
+	model     string
 	ctx       context.Context
 	cancel    context.CancelFunc
 }
@@ -186,7 +187,7 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 	// a child of the grain call's server span.
 	jctx, cancel := context.WithTimeout(tracing.Extract(context.Background(), ctx.MessageHeader()), a.rt.deps.TurnTimeout)
 	a.queue = append(a.queue, &replyJob{req: req, agentType: a.agent.Type, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
-		version: a.agent.Version, policy: a.def.Config.BusyPolicy, ctx: jctx, cancel: cancel})
+		version: a.agent.Version, policy: a.def.Config.BusyPolicy, model: a.agent.Model, ctx: jctx, cancel: cancel})
 	a.rt.metrics.queued.Inc()
 	a.dispatch(ctx)
 }
@@ -283,7 +284,14 @@ func (a *agentGrain) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 			// The job's context carries the request's trace: the line names it.
 			a.log.WarnContext(s.job.ctx, "agent reply failed", "agent_id", a.identity, "correlation_id", s.job.req.GetCorrelationId(),
 				"code", code.String(), "error", err)
-			a.fail(s.job, code, publicMessage(code))
+			msg := publicMessage(code)
+			// A failure that speaks to the user (a spent budget says which and until
+			// when) is told as it is.
+			var pm interface{ PublicMessage() string }
+			if code == actorpb.Code_CODE_BUDGET_EXCEEDED && errors.As(err, &pm) {
+				msg = pm.PublicMessage()
+			}
+			a.fail(s.job, code, msg)
 			s.job = nil
 		}
 		s.restarting = true
@@ -363,7 +371,16 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			return nil
 		}
 	}
-	model := newReplyModel(w.rt.deps.LM, req.GetOptions())
+	base, err := w.rt.modelOf(job.model)
+	if err != nil {
+		e := actorpb.NewError(actorpb.Code_CODE_INVALID_ARGUMENT, req.GetCorrelationId(),
+			fmt.Sprintf("agent %s names model %q, which this node does not serve", req.GetAgentId(), job.model))
+		ctx.Send(job.sender, e)
+		endStream(ctx, req, e)
+		ctx.Send(ctx.Parent(), jobDone{job: job})
+		return
+	}
+	model := newReplyModel(w.rt.withBudget(base, req), req.GetOptions())
 	out, err := job.prog.Reply(jctx, model, in)
 	if err != nil {
 		if cerr := jctx.Err(); cerr != nil {

@@ -78,8 +78,15 @@ type Deps struct {
 	Messages      persistence.Messages
 	Agents        persistence.Agents
 	Snapshots     persistence.Snapshots
-	// LM is the model every agent calls (the full lm.New stack in production).
+	// LM is the model every agent calls (the full lm.New stack in production),
+	// unless the agent names another one that Models resolves.
 	LM lm.LM
+	// Models, optional, resolves an agent's model field to the stack that serves
+	// it (an *lm.Catalog in production); nil means every agent calls LM.
+	Models ModelResolver
+	// Budgets, optional, holds users to their spending limits before every model
+	// call of a reply; nil means no per-user budgets.
+	Budgets BudgetGuard
 	// Caller reaches other grains; the cluster node's client.
 	Caller GrainCaller
 	// Types is the agent type registry; nil means agenttype.Builtins.
@@ -117,6 +124,11 @@ type Deps struct {
 	AgentQueue   int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+}
+
+// ModelResolver finds the model an agent names; "" is the node's default.
+type ModelResolver interface {
+	Model(name string) (lm.LM, error)
 }
 
 // Runtime builds the session and agent grains and keeps what they share. It is created
@@ -182,7 +194,8 @@ func New(deps Deps) (*Runtime, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidDeps, err)
 	}
 	// A turn runs once: restarting it would append its messages again, so every
-	// failure stops it and the session answers for it.
+	// failure stops it and the session answers for it. Turns run in goroutines, not
+	// child actors (see session.start); this strategy logs and counts their failures.
 	if rt.turns, err = supervisors.NewStrategy(supervisors.Options{
 		ActorKind: "session-turn", Metrics: deps.SupervisorMetrics, Logger: rt.log, Classifiers: classifiers,
 		Decider: func(supervisors.Kind) actor.Directive { return actor.StopDirective },
@@ -243,8 +256,7 @@ func (rt *Runtime) Kinds() []*protocluster.Kind {
 // for a plain actor (tests, benchmarks); empty for a cluster grain, which learns it from
 // the cluster.
 func (rt *Runtime) SessionProps(identity string) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newSession(rt, identity) },
-		actor.WithSupervisor(rt.turns))
+	return actor.PropsFromProducer(func() actor.Actor { return newSession(rt, identity) })
 }
 
 // AgentProps returns the props of an agent grain; identity as for SessionProps.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -54,18 +55,41 @@ type turnDone struct {
 	outcome turnOutcome
 }
 
-// turnActor runs one turn in its Started handler and stops: blocking its own mailbox on
-// the agent and the database is what it is for. A fenced write panics with a conflict
-// Failure, which the session's HandleFailure turns into a stop of the whole session.
-type turnActor struct{ job *turnJob }
-
-// Receive implements actor.Actor.
-func (a *turnActor) Receive(ctx actor.Context) {
-	if _, ok := ctx.Message().(*actor.Started); ok {
-		ctx.Send(ctx.Parent(), turnDone{job: a.job, outcome: a.job.traced()})
-		ctx.Stop(ctx.Self())
-	}
+// turnFailed tells a session that its turn panicked; it never leaves the node.
+type turnFailed struct {
+	job    *turnJob
+	reason any
+	stack  string
 }
+
+// runTurn runs job and reports its outcome to the session self, or its panic: a fenced
+// write panics with a conflict Failure, which the session's onTurnFailed turns into a
+// stop of the whole session.
+func runTurn(root *actor.RootContext, self *actor.PID, job *turnJob) {
+	defer func() {
+		if r := recover(); r != nil {
+			root.Send(self, turnFailed{job: job, reason: r, stack: string(debug.Stack())})
+		}
+	}()
+	root.Send(self, turnDone{job: job, outcome: job.traced()})
+}
+
+// turnPID names a session's running turn in supervision logs, metrics and events.
+func turnPID(session *actor.PID) *actor.PID {
+	return actor.NewPID(session.GetAddress(), session.GetId()+"/turn")
+}
+
+// stoppedTurn is the supervisor the turn strategy is given for a failed turn: the turn
+// strategy always stops a failed turn, and a turn that panicked has already stopped.
+type stoppedTurn struct{}
+
+var _ actor.Supervisor = stoppedTurn{}
+
+func (stoppedTurn) Children() []*actor.PID                  { return nil }
+func (stoppedTurn) EscalateFailure(reason any, message any) {}
+func (stoppedTurn) RestartChildren(...*actor.PID)           {}
+func (stoppedTurn) StopChildren(...*actor.PID)              {}
+func (stoppedTurn) ResumeChildren(...*actor.PID)            {}
 
 // fenced stops the turn: another activation of the conversation wrote first.
 func fenced(what string, err error) {

@@ -28,6 +28,9 @@ type ChatTurn struct {
 	// MustExist refuses to create the conversation: the client named an ID that only
 	// the gateway may choose for a new conversation (see newTurn).
 	MustExist bool
+	// Fresh says the gateway minted ConversationID for this turn (a random UUIDv7):
+	// nothing is stored under it, so its session need not look.
+	Fresh bool
 	// Options override the agent's model settings for this turn; nil keeps them.
 	Options *actorpb.ModelOptions
 }
@@ -155,7 +158,7 @@ func principal(c *fiber.Ctx) (auth.Principal, error) {
 // user's derived ID before that user's first turn does. Any other ID a
 // client names is created by its first turn, as before.
 func newTurn(userID, conversationID, agentID, content, key string) (ChatTurn, error) {
-	mustExist := false
+	mustExist, fresh := false, false
 	switch {
 	case conversationID != "":
 		mustExist = uuid.MustParse(conversationID).Version() == 5
@@ -166,10 +169,10 @@ func newTurn(userID, conversationID, agentID, content, key string) (ChatTurn, er
 		if err != nil {
 			return ChatTurn{}, err
 		}
-		conversationID = id.String()
+		conversationID, fresh = id.String(), true
 	}
 	return ChatTurn{UserID: userID, ConversationID: strings.ToLower(conversationID), AgentID: strings.ToLower(agentID),
-		Content: content, IdempotencyKey: key, MustExist: mustExist}, nil
+		Content: content, IdempotencyKey: key, MustExist: mustExist, Fresh: fresh}, nil
 }
 
 // postMessage serves POST /api/v1/chat/message: the reply as JSON, or,

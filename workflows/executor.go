@@ -247,6 +247,9 @@ type RunRequest struct {
 	// activation started without journaling a result (it crashed), so the
 	// count goes on and the retry policy sees them.
 	PriorAttempts map[int]int
+	// Fresh says the run was just created, so its journal is empty and is
+	// not read.
+	Fresh bool
 }
 
 // Waiting describes a run paused for human input.
@@ -302,9 +305,12 @@ func (e *Executor) run(ctx context.Context, req RunRequest) Outcome {
 	if err != nil {
 		return Outcome{Status: StatusFailed, Err: err}
 	}
-	entries, err := e.svc.Journal.Load(ctx, req.RunID)
-	if err != nil {
-		return Outcome{Err: fmt.Errorf("%w: load the journal: %w", ErrInterrupted, err)}
+	var entries []Entry
+	if !req.Fresh {
+		entries, err = e.svc.Journal.Load(ctx, req.RunID)
+		if err != nil {
+			return Outcome{Err: fmt.Errorf("%w: load the journal: %w", ErrInterrupted, err)}
+		}
 	}
 	parent := ctx
 	if def.Timeout > 0 {

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kowai/kowai/actors"
+	"github.com/kowai/kowai/budgets"
 	"github.com/kowai/kowai/cluster"
 	ctest "github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/gateway"
@@ -59,6 +60,10 @@ type stackOptions struct {
 	// grain (and runs the writer and the model), so a chat turn crosses a
 	// node boundary. tracing[i] is node i's tracer provider.
 	tracing []trace.TracerProvider
+	// models, when set, is the node's model catalog (KOWAI_LLM_MODELS).
+	models *lm.Catalog
+	// budgets, when set, holds users to their budgets (KOWAI_BUDGETS).
+	budgets *budgets.Enforcer
 }
 
 // startStack builds a node on db and stops it in Cleanup in kowai serve's
@@ -102,6 +107,8 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		Snapshots:         persistence.NewSnapshotStore(db),
 		LM:                lm.NewTraced(lm.NewProvider("offline", "kowai-offline", offline.New()), grainTP),
 		Logger:            log,
+		Models:            resolver(opts.models),
+		Budgets:           guard(opts.budgets),
 		Metrics:           reg,
 		SupervisorMetrics: supMetrics,
 		Tracing:           grainTP,
@@ -225,6 +232,8 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 			return err
 		},
 		ClusterInfo: func() any { return node.Info() },
+		Models:      catalog(opts.models),
+		Budgets:     opts.budgets,
 		RateLimit:   opts.rateLimit,
 		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: gwGrains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,
@@ -249,6 +258,28 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		}
 	})
 	return &stack{url: "http://" + gw.Addr().String(), keys: keys, db: db, writer: writer, auth: svc, client: client}
+}
+
+// resolver and catalog keep a nil catalog a nil interface.
+func resolver(c *lm.Catalog) actors.ModelResolver {
+	if c == nil {
+		return nil
+	}
+	return c
+}
+
+func guard(b *budgets.Enforcer) actors.BudgetGuard {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
+func catalog(c *lm.Catalog) gateway.ModelCatalog {
+	if c == nil {
+		return nil
+	}
+	return c
 }
 
 // newAuth builds the authentication service as kowai serve does without
