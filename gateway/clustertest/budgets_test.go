@@ -15,13 +15,14 @@ import (
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm"
+	"github.com/kowai/kowai/workflows"
 )
 
 // One user's turns spread over two nodes that share the database and Redis:
 // the budget holds across both (each turn costs 15 tokens, the limit is 100:
 // the 7th turn crosses it and is kept, the 8th is refused with 402 before
-// any model call, on either node), on REST, WebSocket and the
-// OpenAI-compatible API alike; the refused turn keeps the user's message;
+// any model call, on either node), on REST, WebSocket, the OpenAI-compatible
+// API and workflow agent steps alike; the refused turn keeps the user's message;
 // GET /users/me/usage reports the ledger; an admin's override lifts the
 // limit and its removal restores it. On SQLite and MariaDB.
 func TestBudgetsAcrossNodes(t *testing.T) {
@@ -41,7 +42,17 @@ func TestBudgetsAcrossNodes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return startStack(t, db, stackOptions{models: testCatalog(t, eps, nil), budgets: enf})
+			return startStack(t, db, stackOptions{models: testCatalog(t, eps, nil), budgets: enf, workflows: func(reg *workflows.Registry) {
+				// ask is a workflow whose one step is a turn on the agent it is given.
+				if err := workflows.Register(reg, "ask", func(c *workflows.Context, p struct {
+					Agent string `json:"agent"`
+				}) (string, error) {
+					r, err := workflows.Agent(c, "ask", workflows.AgentRequest{Agent: p.Agent, Message: "from a workflow"})
+					return r.Content, err
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}})
 		}
 		a, b := node(), node()
 		nodes := []*stack{a, b}
@@ -98,6 +109,11 @@ func TestBudgetsAcrossNodes(t *testing.T) {
 			if r.status != http.StatusPaymentRequired || !strings.Contains(string(r.body), "insufficient_quota") {
 				t.Fatalf("node %d OpenAI-compatible: %d %s", i, r.status, r.body)
 			}
+		}
+		// A workflow's agent step is refused too, and fails its run.
+		run := b.trigger(t, token, "ask", fmt.Sprintf(`{"agent":%q}`, agent.ID))
+		if st := b.waitRun(t, token, run, "failed"); !strings.Contains(st.Error, "budget") {
+			t.Fatalf("workflow run failed with %q", st.Error)
 		}
 		if n := srv.calls.Load(); n != calls {
 			t.Fatalf("refused turns called the model %d times", n-calls)
