@@ -121,8 +121,10 @@ func newCatalog(cfg *config.Config, def *lm.Stack, opts []lm.Option) (*lm.Catalo
 }
 
 // newBudgets builds the per-user budgets: limits by role from KOWAI_BUDGETS
-// (role names checked), counters in Redis when it is configured.
-func newBudgets(cfg *config.Config, db *persistence.DB, users persistence.Users, rdb *redis.Client, log *slog.Logger, reg prometheus.Registerer) (*budgets.Enforcer, error) {
+// (role names checked), counters in Redis when it is configured, ledger rows
+// through the group-commit writer.
+func newBudgets(cfg *config.Config, db *persistence.DB, users persistence.Users, rdb *redis.Client, writer *persistence.Writer,
+	log *slog.Logger, reg prometheus.Registerer) (*budgets.Enforcer, error) {
 	roles, err := budgets.ParseRoleLimits(cfg.Budgets)
 	if err != nil {
 		return nil, usagef("%v", err)
@@ -133,7 +135,7 @@ func newBudgets(cfg *config.Config, db *persistence.DB, users persistence.Users,
 		}
 	}
 	ledger := persistence.NewUsageStore(db)
-	bc := budgets.Config{Roles: roles, Users: users, Ledger: ledger, Metrics: reg, Logger: log}
+	bc := budgets.Config{Roles: roles, Users: users, Ledger: ledger, Writer: writer, Metrics: reg, Logger: log}
 	if rdb != nil {
 		bc.Counter = budgets.NewRedis(rdb, ledger, "")
 	}

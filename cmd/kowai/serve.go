@@ -136,11 +136,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 
 	stores := gateway.NewStores(db)
-	spending, err := newBudgets(cfg, db, stores.Users, rdb, log, reg)
+	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg})
+	spending, err := newBudgets(cfg, db, stores.Users, rdb, writer, log, reg)
 	if err != nil {
 		return err
 	}
-	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg})
 	rt, err := actors.New(actors.Deps{
 		Writer:            writer,
 		Conversations:     stores.Conversations,
@@ -310,6 +310,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g.Go(func() error { return writer.Run(writerCtx) })
 	g.Go(func() error {
 		defer stopWriter()
+		// Ledger rows of the last replies go through the writer before it stops.
+		defer spending.Wait()
 		return node.Run(nodeCtx)
 	})
 	g.Go(func() error {

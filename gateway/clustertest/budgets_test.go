@@ -35,14 +35,17 @@ func TestBudgetsAcrossNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		roles := map[string]budgets.Limits{"user": {DayTokens: 100}}
-		node := func() *stack {
+		enforcer := func(w *persistence.Writer) *budgets.Enforcer {
 			ledger := persistence.NewUsageStore(db)
 			enf, err := budgets.New(budgets.Config{Roles: roles, Users: persistence.NewUserStore(db), Ledger: ledger,
-				Counter: budgets.NewRedis(rdb, ledger, prefix)})
+				Counter: budgets.NewRedis(rdb, ledger, prefix), Writer: w})
 			if err != nil {
 				t.Fatal(err)
 			}
-			return startStack(t, db, stackOptions{models: testCatalog(t, eps, nil), budgets: enf, workflows: func(reg *workflows.Registry) {
+			return enf
+		}
+		node := func() *stack {
+			return startStack(t, db, stackOptions{models: testCatalog(t, eps, nil), budgets: enforcer, workflows: func(reg *workflows.Registry) {
 				// ask is a workflow whose one step is a turn on the agent it is given.
 				if err := workflows.Register(reg, "ask", func(c *workflows.Context, p struct {
 					Agent string `json:"agent"`
@@ -144,8 +147,14 @@ func TestBudgetsAcrossNodes(t *testing.T) {
 			t.Fatalf("%d refused turns kept the user's message with the refusal", refusedTurns)
 		}
 
+		// Ledger rows are written in the background, in the writer's next commit.
 		var usage budgets.Report
-		b.call(t, http.MethodGet, "/api/v1/users/me/usage", token, "").decode(t, http.StatusOK, &usage)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			b.call(t, http.MethodGet, "/api/v1/users/me/usage", token, "").decode(t, http.StatusOK, &usage)
+			if usage.Today.Tokens >= 105 || time.Now().After(deadline) {
+				break
+			}
+		}
 		if usage.Today.Tokens != 105 || usage.ThisMonth.Tokens != 105 || len(usage.Today.ByAgentModel) != 1 ||
 			usage.Today.ByAgentModel[0].Calls != 7 || usage.Today.ByAgentModel[0].Model != "openai:paid-1" ||
 			usage.Today.ByAgentModel[0].AgentID != agent.ID || usage.Limits.DayTokens != 100 || usage.Override {
