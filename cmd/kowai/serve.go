@@ -59,6 +59,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return usagef("KOWAI_AUTH_RATE_LIMIT: %v", err)
 	}
+	budgetRoles, err := roleBudgets(cfg)
+	if err != nil {
+		return err
+	}
 	clusterTLS, err := loadClusterTLS(cfg, log)
 	if err != nil {
 		return err
@@ -137,7 +141,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	stores := gateway.NewStores(db)
 	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg})
-	spending, err := newBudgets(cfg, db, stores.Users, rdb, writer, log, reg)
+	spending, err := newBudgets(budgetRoles, db, stores.Users, rdb, writer, log, reg)
 	if err != nil {
 		return err
 	}
