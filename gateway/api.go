@@ -181,7 +181,7 @@ func (s *Server) Mount(api API) error {
 		Query: []Param{{Name: "after", Type: "integer", Description: "resume after this sequence number when no Last-Event-ID header is sent"}}},
 		authed, rl.user("chat.streams"), auth.RequirePermission(auth.PermChatRead), cs.resume)
 
-	ws := &wsHandler{chat: api.Chat, streams: cs, auth: api.Authenticator, limits: rl, log: s.log, open: open,
+	ws := &wsHandler{tracer: s.tracer, chat: api.Chat, streams: cs, auth: api.Authenticator, limits: rl, log: s.log, open: open,
 		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue,
 		workflows: api.Workflows.withDefaults()}
 	if api.wsRecheckInterval > 0 {

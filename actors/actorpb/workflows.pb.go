@@ -32,7 +32,7 @@ type StartRun struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CorrelationId string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
 	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	// Set by a trigger: the run is created (pending) when it does not exist yet, with
+	// Set by a trigger: the run is created (and started) when it does not exist yet, with
 	// these fields; an existing run ignores them.
 	Workflow       string `protobuf:"bytes,3,opt,name=workflow,proto3" json:"workflow,omitempty"`
 	OwnerId        string `protobuf:"bytes,4,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`

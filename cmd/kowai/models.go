@@ -19,8 +19,8 @@ import (
 // provider, retries, circuit breaker, fallback chain, cache and accounting.
 // A configuration error (such as a malformed KOWAI_LLM_PRICES) is a usage
 // error. reg may be nil (commands that expose no metrics).
-func newModel(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*lm.Stack, error) {
-	opts, err := modelOptions(log, reg)
+func newModel(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, extra ...lm.Option) (*lm.Stack, error) {
+	opts, err := modelOptions(log, reg, extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -28,9 +28,10 @@ func newModel(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (
 }
 
 // modelOptions are the options every model stack of a node shares: its
-// logger and, with reg, its metrics (registered once).
-func modelOptions(log *slog.Logger, reg prometheus.Registerer) ([]lm.Option, error) {
-	opts := []lm.Option{lm.WithLogger(log.With("component", "llm"))}
+// logger, extra (such as its tracer provider) and, with reg, its metrics
+// (registered once).
+func modelOptions(log *slog.Logger, reg prometheus.Registerer, extra ...lm.Option) ([]lm.Option, error) {
+	opts := append([]lm.Option{lm.WithLogger(log.With("component", "llm"))}, extra...)
 	if reg != nil {
 		m, err := lm.NewMetrics(reg)
 		if err != nil {
