@@ -274,3 +274,61 @@ func BenchmarkIdleSessionHeap(b *testing.B) {
 		runtime.KeepAlive(ids)
 	}
 }
+
+// BenchmarkTurnCost measures what one continuing turn costs as its conversation
+// ages (offline model, SQLite, one turn at a time): the allocation per turn, and the
+// time of a turn past the 1,000th against one just past the history window (the 21st
+// to the 30th of a new conversation), alternating the two benchRounds times per
+// iteration. The window, the summary and the prompt are bounded, so an old
+// conversation's turn should cost what a young one's does.
+// Goals: B/turn <= 20,000; x-old-vs-young <= 1.2.
+func BenchmarkTurnCost(b *testing.B) {
+	h := newHarness(b, persisttest.SQLite(b), harnessOptions{model: offlineLM()})
+	window := h.rt.deps.HistoryWindow
+	turns := func(conv string, n int) {
+		for i := range n {
+			if _, err := h.send(context.Background(), conv, 0, fmt.Sprintf("message %d: what is the weather like tomorrow?", i), ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	old := uuid.Must(uuid.NewV7()).String()
+	turns(old, 1000)
+	const per = 10
+	type side struct {
+		d     time.Duration
+		bytes uint64
+		n     int
+	}
+	measure := func(conv string, into *side) {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		start := time.Now()
+		turns(conv, per)
+		into.d += time.Since(start)
+		runtime.ReadMemStats(&m1)
+		into.bytes += m1.TotalAlloc - m0.TotalAlloc
+		into.n += per
+	}
+	var young, aged side
+	for b.Loop() {
+		for round := range benchRounds {
+			conv := uuid.Must(uuid.NewV7()).String()
+			// window turns: the measured ones are the 21st to the 30th with the default
+			// window of 20 messages, each one past the window.
+			turns(conv, window)
+			if round%2 == 0 {
+				measure(conv, &young)
+				measure(old, &aged)
+			} else {
+				measure(old, &aged)
+				measure(conv, &young)
+			}
+		}
+	}
+	b.ReportMetric(float64(young.bytes)/float64(young.n), "B/turn")
+	b.ReportMetric(float64(aged.bytes)/float64(aged.n), "B/turn-after-1000")
+	b.ReportMetric(float64(young.d.Microseconds())/float64(young.n), "us/turn")
+	b.ReportMetric(float64(aged.d.Microseconds())/float64(aged.n), "us/turn-after-1000")
+	b.ReportMetric((float64(aged.d)/float64(aged.n))/(float64(young.d)/float64(young.n)), "x-old-vs-young")
+}
