@@ -15,6 +15,7 @@ import (
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/supervisors"
 )
@@ -55,7 +56,11 @@ type session struct {
 
 // turn is one SendMessage on its way: queued, or running.
 type turn struct {
-	req     *actorpb.SendMessage
+	req *actorpb.SendMessage
+	// base carries the trace context of the request (its grain server span), so the
+	// turn's span joins the caller's trace even when the turn starts later, from the
+	// queue.
+	base    context.Context
 	waiters []*actor.PID
 	job     *turnJob
 	cancel  context.CancelFunc
@@ -254,7 +259,7 @@ func (s *session) onHistory(req *actorpb.GetHistory) any {
 
 func (s *session) onSend(ctx actor.Context, req *actorpb.SendMessage) {
 	corr := req.GetCorrelationId()
-	t := &turn{req: req, waiters: []*actor.PID{ctx.Sender()}}
+	t := &turn{req: req, waiters: []*actor.PID{ctx.Sender()}, base: tracing.Extract(context.Background(), ctx.MessageHeader())}
 	if e := s.checkIdentity(corr, req.GetConversationId()); e != nil {
 		s.answer(ctx, t, e)
 		return
@@ -398,7 +403,11 @@ func (s *session) resolveAgent(req *actorpb.SendMessage) *actorpb.ErrorReply {
 // docs/protoactor-pidset.md). A goroutine holds nothing once it returns, and a turn
 // needs no mailbox: it receives no messages.
 func (s *session) start(ctx actor.Context, t *turn) {
-	jctx, cancel := context.WithTimeout(context.Background(), s.rt.deps.TurnTimeout)
+	base := t.base
+	if base == nil {
+		base = context.Background()
+	}
+	jctx, cancel := context.WithTimeout(base, s.rt.deps.TurnTimeout)
 	job := &turnJob{rt: s.rt, convID: s.identity, req: t.req, state: s.state, version: s.version, unsaved: s.unsaved,
 		touched: s.touched, exists: s.exists, ctx: jctx}
 	t.cancel, t.start, t.job = cancel, time.Now(), job

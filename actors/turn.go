@@ -10,13 +10,16 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/supervisors"
 )
 
-// turnJob is one chat turn as its child runs it: it works on a copy of the session's
+// turnJob is one chat turn as its goroutine runs it: it works on a copy of the session's
 // state and returns the state after the turn, which the session adopts.
 type turnJob struct {
 	rt      *Runtime
@@ -68,7 +71,7 @@ func runTurn(root *actor.RootContext, self *actor.PID, job *turnJob) {
 			root.Send(self, turnFailed{job: job, reason: r, stack: string(debug.Stack())})
 		}
 	}()
-	root.Send(self, turnDone{job: job, outcome: job.run()})
+	root.Send(self, turnDone{job: job, outcome: job.traced()})
 }
 
 // turnPID names a session's running turn in supervision logs, metrics and events.
@@ -103,6 +106,38 @@ func (j *turnJob) unavailable(what string, err error) turnOutcome {
 	j.rt.log.Error("turn failed", "conversation_id", j.convID, "step", what, "correlation_id", j.req.GetCorrelationId(), "error", err)
 	o := j.fail(actorpb.Code_CODE_UNAVAILABLE, "the conversation's storage is unavailable; retry with the same idempotency key")
 	o.reload = true
+	return o
+}
+
+// traced is run inside the turn's span when tracing is on. The span is a child of the
+// SendMessage's grain server span (the turn's context carries it); a fenced turn panics
+// through it, marked failed.
+func (j *turnJob) traced() turnOutcome {
+	tr := j.rt.tracer
+	if tr == nil {
+		return j.run()
+	}
+	var span trace.Span
+	j.ctx, span = tr.Start(j.ctx, "chat.turn", trace.WithAttributes(
+		attribute.String("kowai.conversation.id", j.convID),
+		attribute.Bool("kowai.conversation.new", !j.exists)))
+	defer func() {
+		if r := recover(); r != nil {
+			span.SetStatus(codes.Error, fmt.Sprint(r))
+			span.End()
+			panic(r)
+		}
+		span.End()
+	}()
+	o := j.run()
+	switch {
+	case o.err != nil:
+		span.SetAttributes(attribute.String("kowai.turn.error_code", o.err.GetCode().String()))
+		span.SetStatus(codes.Error, o.err.GetMessage())
+	case o.result != nil:
+		span.SetAttributes(attribute.String("kowai.agent.id", o.result.GetAgentId()), attribute.Int64("kowai.message.seq", o.result.GetSeq()),
+			attribute.Bool("kowai.turn.replayed", o.result.GetReplayed()))
+	}
 	return o
 }
 
@@ -165,7 +200,9 @@ func (j *turnJob) run() turnOutcome {
 	}
 
 	reply, callErr := j.callAgent(st, user)
-	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	// The reply is committed even when the turn was cancelled meanwhile; the
+	// commit keeps the turn's values (its span, for the batch's trace).
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), writeTimeout)
 	defer cancel()
 	now := j.rt.deps.Now()
 	out := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, CreatedAt: now}

@@ -128,6 +128,10 @@ func idempotencyKey(raw string) (string, error) {
 	return strings.Clone(raw), nil
 }
 
+// mintedKeyPrefix starts the idempotency key the gateway gives a streamed
+// turn sent without one.
+const mintedKeyPrefix = "kowai-"
+
 // newConversationSpace is the UUID namespace of conversation IDs derived
 // from a user and an idempotency key.
 var newConversationSpace = uuid.MustParse("4a8f3a52-6f0e-4d3b-9a57-0d3c2b7e9f11")
@@ -188,11 +192,18 @@ func postMessage(chat ChatBackend, cs *chatStreams) fiber.Handler {
 		if err != nil {
 			return err
 		}
+		sse := wantsEventStream(c)
+		if sse && key == "" {
+			// A streamed turn always has a key, told to the client in the
+			// response's headers: retried with it on a survivor after its
+			// node died, the turn continues the same stream (see streamTurn).
+			key = mintedKeyPrefix + uuid.NewString()
+		}
 		turn, err := newTurn(p.UserID, req.ConversationID, req.AgentID, req.Content, key)
 		if err != nil {
 			return err
 		}
-		if wantsEventStream(c) {
+		if sse {
 			return cs.streamTurn(c, chat, turn)
 		}
 		reply, err := chat.Send(c.UserContext(), turn, nil)
