@@ -486,6 +486,37 @@ func TestCancelTurn(t *testing.T) {
 	h.checkLog(conv1, roleUser, roleSystem)
 }
 
+// A reply counts once per agent type and outcome, with the model usage of the
+// completed replies; the agent label is the agent's type, never its ID.
+func TestAgentReplyMetrics(t *testing.T) {
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{})
+	res := h.mustSend(conv1, 0, "count me", "m1")
+	agent, err := h.rt.deps.Agents.Get(t.Context(), res.GetAgentId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := map[string]string{"agent_type": agent.Type, "outcome": "ok"}
+	if got := h.counter("kowai_agent_replies_total", ok); got != 1 {
+		t.Fatalf("replies of %s = %v, want 1", agent.Type, got)
+	}
+	if got := h.counter("kowai_agent_tokens_total", map[string]string{"agent_type": agent.Type, "kind": "prompt"}); got != float64(res.GetUsage().GetPromptTokens()) || got == 0 {
+		t.Fatalf("prompt tokens of %s = %v, want the turn's %d", agent.Type, got, res.GetUsage().GetPromptTokens())
+	}
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "agent_type" && lp.GetValue() == res.GetAgentId() && agent.Type != res.GetAgentId() {
+					t.Fatalf("%s is labelled with the agent's ID %s", mf.GetName(), lp.GetValue())
+				}
+			}
+		}
+	}
+}
+
 // TestFinishedTurnIsNotRetained checks that a session holds nothing of a turn once it
 // has answered: the state a turn started from (its copy of the history tail) becomes
 // garbage when the session adopts the turn's new state. When turns ran in child
@@ -573,35 +604,4 @@ func TestFreshConversationSkipsActivationReads(t *testing.T) {
 		t.Fatalf("%d snapshot loads, want 1 (the activation after the refused fresh turn)", n)
 	}
 	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant, roleUser, roleAssistant)
-}
-
-// A reply counts once per agent type and outcome, with the model usage of the
-// completed replies; the agent label is the agent's type, never its ID.
-func TestAgentReplyMetrics(t *testing.T) {
-	h := newHarness(t, persisttest.SQLite(t), harnessOptions{})
-	res := h.mustSend(conv1, 0, "count me", "m1")
-	agent, err := h.rt.deps.Agents.Get(t.Context(), res.GetAgentId())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ok := map[string]string{"agent_type": agent.Type, "outcome": "ok"}
-	if got := h.counter("kowai_agent_replies_total", ok); got != 1 {
-		t.Fatalf("replies of %s = %v, want 1", agent.Type, got)
-	}
-	if got := h.counter("kowai_agent_tokens_total", map[string]string{"agent_type": agent.Type, "kind": "prompt"}); got != float64(res.GetUsage().GetPromptTokens()) || got == 0 {
-		t.Fatalf("prompt tokens of %s = %v, want the turn's %d", agent.Type, got, res.GetUsage().GetPromptTokens())
-	}
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == "agent_type" && lp.GetValue() == res.GetAgentId() && agent.Type != res.GetAgentId() {
-					t.Fatalf("%s is labelled with the agent's ID %s", mf.GetName(), lp.GetValue())
-				}
-			}
-		}
-	}
 }
