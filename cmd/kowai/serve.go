@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
@@ -83,6 +84,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 	}()
 	tp := tracer.TracerProvider()
 	if tracer.Enabled() {
+		// The SDK reports failed exports (collector down) to its process-wide
+		// handler, which would print them unstructured; they go to the log.
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+			log.Warn("tracing export failed", "error", err)
+		}))
 		log.Info("tracing on: exporting spans over OTLP/HTTP", "endpoint", cmp.Or(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT")))
 	}
 	rateLimit, err := ratelimit.ParseLimit(cfg.RateLimit)
