@@ -19,7 +19,7 @@ import (
 	"github.com/kowai/kowai/supervisors"
 )
 
-// turnJob is one chat turn as its child runs it: it works on a copy of the session's
+// turnJob is one chat turn as its goroutine runs it: it works on a copy of the session's
 // state and returns the state after the turn, which the session adopts.
 type turnJob struct {
 	rt      *Runtime
