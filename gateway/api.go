@@ -11,6 +11,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kowai/kowai/budgets"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/gateway/streams"
@@ -53,6 +54,14 @@ type API struct {
 	// OnAgentChanged, optional, runs after an agent is updated or deleted,
 	// within the request: keep it quick (e.g. tell the agent grain to reload).
 	OnAgentChanged func(ctx context.Context, agentID string)
+	// Models, optional, is the node's model catalog: with it agents may name
+	// only its models (premium ones with models:premium) and GET
+	// /api/v1/models lists them; without it the model field is free text.
+	Models ModelCatalog
+	// Budgets, optional, serves GET /api/v1/users/me/usage and the admins'
+	// budget overrides (/api/v1/admin/users/{id}/budget); the turns themselves
+	// are held to it by the agent grains.
+	Budgets *budgets.Enforcer
 	// ClusterInfo returns the body of GET /api/v1/admin/cluster.
 	ClusterInfo func() any
 
@@ -172,7 +181,7 @@ func (s *Server) Mount(api API) error {
 		Query: []Param{{Name: "after", Type: "integer", Description: "resume after this sequence number when no Last-Event-ID header is sent"}}},
 		authed, rl.user("chat.streams"), auth.RequirePermission(auth.PermChatRead), cs.resume)
 
-	ws := &wsHandler{chat: api.Chat, streams: cs, auth: api.Authenticator, limits: rl, log: s.log, open: open,
+	ws := &wsHandler{tracer: s.tracer, chat: api.Chat, streams: cs, auth: api.Authenticator, limits: rl, log: s.log, open: open,
 		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue,
 		workflows: api.Workflows.withDefaults()}
 	if api.wsRecheckInterval > 0 {
@@ -199,7 +208,13 @@ func (s *Server) Mount(api API) error {
 		}
 		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
-			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged, audit: api.Stores.Audit}, authed, rl)
+			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged, audit: api.Stores.Audit, models: api.Models}, authed, rl)
+		if api.Budgets != nil {
+			s.mountUsage(usageRoutes{budgets: api.Budgets, users: api.Stores.Users, audit: api.Stores.Audit}, authed, rl)
+		}
+		if api.Models != nil {
+			s.mountModels(modelRoutes{catalog: api.Models}, authed, rl)
+		}
 		gatherer, _ := s.opts.Registry.(prometheus.Gatherer)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo, metrics: gatherer}, authed, rl)
 	}

@@ -13,8 +13,10 @@ import (
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kowai/kowai/actors"
+	"github.com/kowai/kowai/budgets"
 	"github.com/kowai/kowai/cluster"
 	ctest "github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/gateway"
@@ -53,6 +55,15 @@ type stackOptions struct {
 	log *slog.Logger
 	// workflows registers extra workflows next to the built-ins.
 	workflows func(*workflows.Registry)
+	// tracing, when set, makes the stack two cluster nodes in one process:
+	// node 0 serves the gateway and hosts no grains, node 1 hosts every
+	// grain (and runs the writer and the model), so a chat turn crosses a
+	// node boundary. tracing[i] is node i's tracer provider.
+	tracing []trace.TracerProvider
+	// models, when set, is the node's model catalog (KOWAI_LLM_MODELS).
+	models *lm.Catalog
+	// budgets, when set, holds users to their budgets (KOWAI_BUDGETS).
+	budgets *budgets.Enforcer
 }
 
 // startStack builds a node on db and stops it in Cleanup in kowai serve's
@@ -65,8 +76,14 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
 	reg := prometheus.NewRegistry()
+	// gwTP traces the gateway's node, grainTP the grains' node (the same one
+	// unless opts.tracing asks for two).
+	var gwTP, grainTP trace.TracerProvider
+	if len(opts.tracing) == 2 {
+		gwTP, grainTP = opts.tracing[0], opts.tracing[1]
+	}
 
-	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg})
+	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg, Tracing: grainTP})
 	writerCtx, stopWriter := context.WithCancel(context.Background())
 	writerDone := make(chan error, 1)
 	go func() { writerDone <- writer.Run(writerCtx) }()
@@ -88,10 +105,13 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		Messages:          stores.Messages,
 		Agents:            stores.Agents,
 		Snapshots:         persistence.NewSnapshotStore(db),
-		LM:                lm.NewProvider("offline", "kowai-offline", offline.New()),
+		LM:                lm.NewTraced(lm.NewProvider("offline", "kowai-offline", offline.New()), grainTP),
 		Logger:            log,
+		Models:            resolver(opts.models),
+		Budgets:           guard(opts.budgets),
 		Metrics:           reg,
 		SupervisorMetrics: supMetrics,
+		Tracing:           grainTP,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -109,24 +129,37 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	}
 	wf, err := actors.NewWorkflows(actors.WorkflowDeps{Runs: persistence.NewWorkflowStore(db), Writer: writer, Registry: registry,
 		Model: lm.NewProvider("offline", "kowai-offline", offline.New()), Logger: log, Metrics: reg,
-		RecoveryInterval: 200 * time.Millisecond})
+		RecoveryInterval: 200 * time.Millisecond, Tracing: grainTP})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	node := ctest.Start(tb, ctest.Options{
+	nodes := ctest.Start(tb, ctest.Options{
+		Nodes: max(1, len(opts.tracing)),
 		Kinds: func() []*pcluster.Kind { return append(rt.Kinds(), wf.Kind()) },
-		Configure: func(_ int, cfg *cluster.Config) {
+		Configure: func(i int, cfg *cluster.Config) {
 			cfg.RequestTimeout = actors.DefaultTurnTimeout + 10*time.Second
+			if len(opts.tracing) == 2 {
+				cfg.Tracing = opts.tracing[i]
+				if i == 0 {
+					// The gateway's node hosts nothing: every grain call leaves it.
+					// (One registry holds one set of cluster collectors: node 1's.)
+					cfg.Kinds = nil
+					return
+				}
+			}
+			cfg.Metrics = reg
 			cfg.OnLeave = func(ctx context.Context) {
 				wf.OnLeave(ctx)
 				rt.OnLeave(ctx)
 			}
-			cfg.Metrics = reg
 		},
-	})[0]
+	})
+	node := nodes[len(nodes)-1]
 	grains := node.Client()
 	rt.SetCaller(grains)
 	wf.SetCaller(grains)
+	// The gateway calls from its own node.
+	gwGrains := nodes[0].Client()
 	wfCtx, stopWF := context.WithCancel(context.Background())
 	wfDone := make(chan error, 1)
 	go func() { wfDone <- wf.Run(wfCtx) }()
@@ -163,11 +196,12 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	chat := &gateway.ClusterChat{Grains: grains}
+	chat := &gateway.ClusterChat{Grains: gwGrains}
 	gw, err := gateway.New(gateway.Options{Addr: "127.0.0.1:0", Logger: log, Registry: reg,
 		Checks:         []gateway.Check{{Name: "database", Probe: db.Ping}},
-		Draining:       node.Draining,
+		Draining:       nodes[0].Draining,
 		RequestTimeout: actors.DefaultTurnTimeout + 15*time.Second,
+		Tracing:        gwTP,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -198,9 +232,11 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 			return err
 		},
 		ClusterInfo: func() any { return node.Info() },
+		Models:      catalog(opts.models),
+		Budgets:     opts.budgets,
 		RateLimit:   opts.rateLimit,
 		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
-			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,
+			Commands: cluster.WorkflowClient{Caller: gwGrains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,
 			Schedules: schedules, Webhooks: webhooks, WebhookGuard: webhookGuard},
 	}); err != nil {
 		tb.Fatal(err)
@@ -222,6 +258,28 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		}
 	})
 	return &stack{url: "http://" + gw.Addr().String(), keys: keys, db: db, writer: writer, auth: svc, client: client}
+}
+
+// resolver and catalog keep a nil catalog a nil interface.
+func resolver(c *lm.Catalog) actors.ModelResolver {
+	if c == nil {
+		return nil
+	}
+	return c
+}
+
+func guard(b *budgets.Enforcer) actors.BudgetGuard {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
+func catalog(c *lm.Catalog) gateway.ModelCatalog {
+	if c == nil {
+		return nil
+	}
+	return c
 }
 
 // newAuth builds the authentication service as kowai serve does without
