@@ -56,18 +56,26 @@ type UsageStore struct{ db *DB }
 // NewUsageStore returns the usage repository of db.
 func NewUsageStore(db *DB) *UsageStore { return &UsageStore{db: db} }
 
-// Record appends e to the ledger (an empty ID gets a fresh one). An unknown user
-// is ErrConflict.
-func (s *UsageStore) Record(ctx context.Context, e UsageEntry) error {
-	if e.ID == "" {
-		e.ID = uuid.Must(uuid.NewV7()).String()
+// usageCols are the columns of a ledger row, in UsageInsert's order.
+var usageCols = []string{"id", "user_id", "agent_id", "conversation_id", "model", "prompt_tokens", "completion_tokens", "cost_usd", "created_at"}
+
+// UsageInsert is the Insert that appends entries to the usage ledger (empty IDs get
+// fresh ones), for a Writer to merge with the other inserts of its batch.
+func UsageInsert(entries ...UsageEntry) Insert {
+	in := Insert{Table: "usage_ledger", Cols: usageCols, Rows: make([][]any, len(entries))}
+	for i, e := range entries {
+		if e.ID == "" {
+			e.ID = uuid.Must(uuid.NewV7()).String()
+		}
+		in.Rows[i] = []any{e.ID, e.UserID, e.AgentID, e.ConversationID, e.Model, e.PromptTokens, e.CompletionTokens, e.CostUSD, utc(e.CreatedAt)}
 	}
-	q := s.db.Goqu.Insert("usage_ledger").Prepared(true).Rows(goqu.Record{
-		"id": e.ID, "user_id": e.UserID, "agent_id": e.AgentID, "conversation_id": e.ConversationID, "model": e.Model,
-		"prompt_tokens": e.PromptTokens, "completion_tokens": e.CompletionTokens, "cost_usd": e.CostUSD, "created_at": utc(e.CreatedAt),
-	})
-	_, err := q.Executor().ExecContext(ctx)
-	return wrap(err, "record usage of %s", e.UserID)
+	return in
+}
+
+// Record appends e to the ledger (an empty ID gets a fresh one) in a statement of
+// its own. An unknown user is ErrConflict.
+func (s *UsageStore) Record(ctx context.Context, e UsageEntry) error {
+	return wrap(s.db.inTx(ctx, func(tx *goqu.TxDatabase) error { return UsageInsert(e).Apply(ctx, tx) }), "record usage of %s", e.UserID)
 }
 
 // Total sums the user's ledger entries at or after since.

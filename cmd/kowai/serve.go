@@ -99,6 +99,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 	if err != nil {
 		return usagef("KOWAI_AUTH_RATE_LIMIT: %v", err)
 	}
+	budgetRoles, err := roleBudgets(cfg)
+	if err != nil {
+		return err
+	}
 	clusterTLS, err := loadClusterTLS(cfg, log)
 	if err != nil {
 		return err
@@ -176,11 +180,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 	}
 
 	stores := gateway.NewStores(db)
-	spending, err := newBudgets(cfg, db, stores.Users, rdb, log, reg)
+	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg, Tracing: tp})
+	spending, err := newBudgets(budgetRoles, db, stores.Users, rdb, writer, log, reg)
 	if err != nil {
 		return err
 	}
-	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg, Tracing: tp})
 	rt, err := actors.New(actors.Deps{
 		Writer:            writer,
 		Conversations:     stores.Conversations,
@@ -353,6 +357,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 	g.Go(func() error { return writer.Run(writerCtx) })
 	g.Go(func() error {
 		defer stopWriter()
+		// Ledger rows of the last replies go through the writer before it stops.
+		defer spending.Wait()
 		return node.Run(nodeCtx)
 	})
 	g.Go(func() error {
