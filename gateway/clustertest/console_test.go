@@ -13,6 +13,7 @@ import (
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
+	"github.com/kowai/kowai/workflows"
 )
 
 // TestConsoleE2E runs tests/console/console.mjs: playwright-core drives
@@ -63,7 +64,21 @@ func TestConsoleE2E(t *testing.T) {
 		}
 		return e
 	}
-	s := startStack(t, db, stackOptions{rateLimit: ratelimit.Limit{Rate: 2000, Period: time.Minute}, budgets: ledger})
+	// countdown continues as new until n is 0: the run page links the chain.
+	countdown := func(reg *workflows.Registry) {
+		type params struct {
+			N int `json:"n"`
+		}
+		if err := workflows.Register(reg, "countdown", func(c *workflows.Context, p params) (string, error) {
+			if p.N > 0 {
+				return "", workflows.ContinueAsNew(c, params{N: p.N - 1})
+			}
+			return "liftoff", nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startStack(t, db, stackOptions{rateLimit: ratelimit.Limit{Rate: 2000, Period: time.Minute}, budgets: ledger, workflows: countdown})
 	const adminEmail, adminPassword = "root@example.com", "console admin password 7"
 	if _, err := s.auth.CreateUser(t.Context(), auth.NewUser{Email: adminEmail, Password: adminPassword, Name: "Root", Roles: []auth.Role{auth.RoleAdmin}}); err != nil {
 		t.Fatal(err)
