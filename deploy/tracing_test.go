@@ -108,9 +108,13 @@ func TestServeExportsTraces(t *testing.T) {
 		}
 		return fmt.Errorf("no model call span in trace %s", traceID)
 	})
-	if !strings.Contains(node.log(), `"trace_id":"`+traceID+`"`) {
-		t.Errorf("no log line names trace %s:\n%s", traceID, tail(node.log(), 20))
-	}
+	// serve's log goes through a buffer flushed every 100 ms.
+	eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(node.log(), `"trace_id":"`+traceID+`"`) {
+			return fmt.Errorf("no log line names trace %s:\n%s", traceID, tail(node.log(), 20))
+		}
+		return nil
+	})
 
 	cmd := exec.Command(kowaiBinary(t), "serve")
 	cmd.Dir = dir

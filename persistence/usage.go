@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/doug-martin/goqu/v9"
+	"github.com/doug-martin/goqu/v9/exp"
 	"github.com/google/uuid"
 )
 
@@ -80,13 +81,26 @@ func (s *UsageStore) Record(ctx context.Context, e UsageEntry) error {
 
 // Total sums the user's ledger entries at or after since.
 func (s *UsageStore) Total(ctx context.Context, userID string, since time.Time) (UsageTotal, error) {
+	t, err := s.sum(ctx, goqu.C("user_id").Eq(userID), goqu.C("created_at").Gte(utc(since)))
+	return t, wrap(err, "sum usage of %s", userID)
+}
+
+// AllTotal sums every user's ledger entries at or after since: the model usage
+// of the whole cluster (it reads the created_at index).
+func (s *UsageStore) AllTotal(ctx context.Context, since time.Time) (UsageTotal, error) {
+	t, err := s.sum(ctx, goqu.C("created_at").Gte(utc(since)))
+	return t, wrap(err, "sum every user's usage")
+}
+
+// sum adds up the tokens and cost of the ledger entries that match where.
+func (s *UsageStore) sum(ctx context.Context, where ...exp.Expression) (UsageTotal, error) {
 	q := s.db.Goqu.From("usage_ledger").Prepared(true).
 		Select(goqu.COALESCE(goqu.SUM(goqu.L("prompt_tokens + completion_tokens")), 0), goqu.COALESCE(goqu.SUM("cost_usd"), 0)).
-		Where(goqu.C("user_id").Eq(userID), goqu.C("created_at").Gte(utc(since)))
+		Where(where...)
 	var t UsageTotal
 	var cost sql.NullFloat64
 	if err := scanOne(ctx, q, &t.Tokens, &cost); err != nil {
-		return UsageTotal{}, wrap(err, "sum usage of %s", userID)
+		return UsageTotal{}, err
 	}
 	t.CostUSD = cost.Float64
 	return t, nil
