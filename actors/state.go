@@ -50,10 +50,14 @@ const (
 // actorpb.SessionSnapshot): everything but the log itself, plus the log's recent tail,
 // so an activation needs no log scan.
 type sessionState struct {
-	OwnerID    string
-	AgentID    string
-	Title      string
-	BusyPolicy string
+	OwnerID string
+	AgentID string
+	Title   string
+	// AgentVersion is the version of the agent whose settings the session holds (0: not
+	// known yet); BusyPolicy and HistoryWindow are those settings.
+	AgentVersion  int64
+	BusyPolicy    string
+	HistoryWindow int
 	// Summary is a running extractive summary of the messages that left the tail.
 	Summary string
 	Turns   int64
@@ -78,7 +82,7 @@ type tailEntry struct {
 // encodeState is the snapshot form of s.
 func encodeState(s sessionState) ([]byte, error) {
 	pb := &actorpb.SessionSnapshot{OwnerId: s.OwnerID, AgentId: s.AgentID, Title: s.Title, BusyPolicy: s.BusyPolicy,
-		Summary: s.Summary, Turns: s.Turns, LastSeq: s.LastSeq, Tail: make([]*actorpb.TailEntry, len(s.Tail))}
+		AgentVersion: s.AgentVersion, HistoryWindow: int32(s.HistoryWindow), Summary: s.Summary, Turns: s.Turns, LastSeq: s.LastSeq, Tail: make([]*actorpb.TailEntry, len(s.Tail))}
 	for i, e := range s.Tail {
 		pb.Tail[i] = &actorpb.TailEntry{Id: e.ID, Seq: e.Seq, Role: e.Role, Content: e.Content, Key: e.Key, ReplyTo: e.ReplyTo,
 			RequestHash: e.Hash}
@@ -100,7 +104,7 @@ func decodeState(b []byte) (sessionState, error) {
 		return sessionState{}, fmt.Errorf("decode session state: %w", err)
 	}
 	s := sessionState{OwnerID: pb.OwnerId, AgentID: pb.AgentId, Title: pb.Title, BusyPolicy: pb.BusyPolicy,
-		Summary: pb.Summary, Turns: pb.Turns, LastSeq: pb.LastSeq}
+		AgentVersion: pb.AgentVersion, HistoryWindow: int(pb.HistoryWindow), Summary: pb.Summary, Turns: pb.Turns, LastSeq: pb.LastSeq}
 	if len(pb.Tail) > 0 {
 		s.Tail = make([]tailEntry, len(pb.Tail))
 	}
@@ -256,7 +260,30 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// history is the tail as the agent's context, without the message being answered.
+// withSettings is s following the agent's settings.
+func (s sessionState) withSettings(a *actorpb.AgentSettings) sessionState {
+	s.AgentVersion, s.BusyPolicy, s.HistoryWindow = a.GetVersion(), a.GetBusyPolicy(), int(a.GetHistoryWindow())
+	return s
+}
+
+// historyWindow is how many earlier messages the agent is given: its own window once
+// the session knows it, else the default one.
+func (s sessionState) historyWindow() int {
+	if s.AgentVersion == 0 {
+		return DefaultHistoryWindow
+	}
+	return s.HistoryWindow
+}
+
+// tailWindow is how many messages the tail keeps: the agent's window and the message
+// being answered, and at least the runtime's window (replays of recent turns are
+// answered from the tail).
+func (s sessionState) tailWindow(runtime int) int {
+	return max(runtime, s.historyWindow()+1)
+}
+
+// history is the tail as the agent's context, without the message being answered. The
+// tail holds at least the agent's window; the agent cuts it to its window.
 func (s sessionState) history(exclude string) []*actorpb.HistoryEntry {
 	out := make([]*actorpb.HistoryEntry, 0, len(s.Tail))
 	for _, e := range s.Tail {

@@ -87,7 +87,8 @@ func (j *turnJob) unavailable(what string, err error) turnOutcome {
 // the recorded failure) with, when due, the snapshot and the conversation's
 // updated_at (see touchInterval); only then produce the answer.
 func (j *turnJob) run() turnOutcome {
-	req, st, window := j.req, j.state, j.rt.deps.HistoryWindow
+	req, st := j.req, j.state
+	window := st.tailWindow(j.rt.deps.HistoryWindow)
 	corr, key := req.GetCorrelationId(), req.GetIdempotencyKey()
 	if !j.exists {
 		var o *turnOutcome
@@ -163,14 +164,15 @@ func (j *turnJob) run() turnOutcome {
 		meta.Error = &errorRecord{Code: failure.GetCode().String(), Message: failure.GetMessage()}
 	}
 	out.Metadata = encodeMeta(meta)
-	st = st.with(window, entryWith(out, meta))
-	unsaved++
 	if callErr == nil {
 		st.Turns++
-		if p := reply.GetBusyPolicy(); p != "" {
-			st.BusyPolicy = p
+		if a := reply.GetSettings(); a != nil {
+			st = st.withSettings(a)
+			window = st.tailWindow(j.rt.deps.HistoryWindow)
 		}
 	}
+	st = st.with(window, entryWith(out, meta))
+	unsaved++
 
 	o := turnOutcome{adopt: true, state: st, version: j.version, unsaved: unsaved, touched: j.touched, active: now}
 	write := persistence.Ops{persistence.MessagesInsert(out)}
@@ -237,7 +239,8 @@ func (j *turnJob) callAgent(st sessionState, user *persistence.Message) (*actorp
 	}
 	req := &actorpb.GenerateReply{CorrelationId: j.req.GetCorrelationId(), AgentId: st.AgentID, ConversationId: j.convID,
 		TurnId: user.ID, UserId: j.req.GetUserId(), Content: user.Content, History: st.history(user.ID),
-		Summary: st.Summary, Stream: j.req.GetStream(), StreamId: j.req.GetStreamId(), Options: j.req.GetOptions()}
+		Summary: st.Summary, Stream: j.req.GetStream(), StreamId: j.req.GetStreamId(), Options: j.req.GetOptions(),
+		KnownVersion: st.AgentVersion}
 	reply, err := actorpb.As[*actorpb.ReplyResult](caller.Call(j.ctx, KindAgent, st.AgentID, req))
 	if err != nil && j.ctx.Err() != nil {
 		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

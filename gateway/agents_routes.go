@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -286,10 +285,10 @@ func decodeNumbers(raw json.RawMessage) (any, error) {
 // agentRoutes serves /api/v1/agents.
 type agentRoutes struct {
 	agents            persistence.Agents
+	writer            AgentWriter
 	types             func() []AgentType
 	validateSignature func(string) error
 	validateConfig    func(agentType string, config json.RawMessage) error
-	changed           func(ctx context.Context, agentID string)
 	audit             persistence.AuditLog
 }
 
@@ -390,7 +389,7 @@ func (a agentRoutes) create(c *fiber.Ctx) error {
 	if err := a.check(req); err != nil {
 		return err
 	}
-	ag, err := a.agents.Create(c.UserContext(), persistence.Agent{OwnerID: p.UserID, Name: strings.TrimSpace(req.Name), Type: req.Type,
+	ag, err := a.writer.Create(c.UserContext(), persistence.Agent{OwnerID: p.UserID, Name: strings.TrimSpace(req.Name), Type: req.Type,
 		Instructions: req.Instructions, Signature: req.Signature, Model: req.Model, Config: req.Config})
 	if err != nil {
 		return err
@@ -461,7 +460,7 @@ func (a agentRoutes) replace(c *fiber.Ctx, p auth.Principal, ag persistence.Agen
 	}
 	ag.Name, ag.Type, ag.Instructions, ag.Signature, ag.Model, ag.Config, ag.Version =
 		strings.TrimSpace(fields.Name), fields.Type, fields.Instructions, fields.Signature, fields.Model, fields.Config, version
-	updated, err := a.agents.Update(c.UserContext(), ag)
+	updated, err := a.writer.Update(c.UserContext(), ag)
 	switch {
 	case errors.Is(err, persistence.ErrConflict):
 		return NewError(http.StatusConflict, "the agent changed since you read it; read it again and retry with its version")
@@ -470,7 +469,6 @@ func (a agentRoutes) replace(c *fiber.Ctx, p auth.Principal, ag persistence.Agen
 	case err != nil:
 		return err
 	}
-	a.notify(c, updated.ID)
 	if err := a.record(c, p, auditAgentUpdate, updated); err != nil {
 		return err
 	}
@@ -486,23 +484,15 @@ func (a agentRoutes) remove(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := a.agents.Delete(c.UserContext(), ag.ID); errors.Is(err, persistence.ErrNotFound) {
+	if err := a.writer.Delete(c.UserContext(), ag.ID); errors.Is(err, persistence.ErrNotFound) {
 		return errNoAgent()
 	} else if err != nil {
 		return err
 	}
-	a.notify(c, ag.ID)
 	if err := a.record(c, p, auditAgentDelete, ag); err != nil {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
-}
-
-// notify tells the running agent, if any, to reload its definition.
-func (a agentRoutes) notify(c *fiber.Ctx, id string) {
-	if a.changed != nil {
-		a.changed(c.UserContext(), id)
-	}
 }
 
 func (a agentRoutes) listTypes(c *fiber.Ctx) error {

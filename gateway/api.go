@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -50,9 +49,11 @@ type API struct {
 	// ValidateAgentConfig, optional, reports why config does not fit the
 	// agent type's schema.
 	ValidateAgentConfig func(agentType string, config json.RawMessage) error
-	// OnAgentChanged, optional, runs after an agent is updated or deleted,
-	// within the request: keep it quick (e.g. tell the agent grain to reload).
-	OnAgentChanged func(ctx context.Context, agentID string)
+	// AgentWriter creates, replaces and deletes agents; ClusterAgents sends
+	// each change through the agent's grain so it applies at once on every
+	// node. Nil writes Stores.Agents directly, for a gateway without agent
+	// grains.
+	AgentWriter AgentWriter
 	// ClusterInfo returns the body of GET /api/v1/admin/cluster.
 	ClusterInfo func() any
 
@@ -198,8 +199,12 @@ func (s *Server) Mount(api API) error {
 			s.mountAPIKeys(apiKeyRoutes{keys: api.APIKeys, audit: api.Stores.Audit}, sessionAuthed, rl)
 		}
 		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
-		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
-			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged, audit: api.Stores.Audit}, authed, rl)
+		writer := api.AgentWriter
+		if writer == nil {
+			writer = api.Stores.Agents
+		}
+		s.mountAgents(agentRoutes{agents: api.Stores.Agents, writer: writer, types: api.AgentTypes, validateSignature: api.ValidateSignature,
+			validateConfig: api.ValidateAgentConfig, audit: api.Stores.Audit}, authed, rl)
 		gatherer, _ := s.opts.Registry.(prometheus.Gatherer)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo, metrics: gatherer}, authed, rl)
 	}

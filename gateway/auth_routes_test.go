@@ -111,9 +111,9 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 			}
 			return nil
 		},
-		OnAgentChanged: onChanged,
-		ClusterInfo:    func() any { return map[string]any{"node": "n1", "members": []string{"n1"}} },
-		Limiter:        cfg.limiter, RateLimit: cfg.rateLimit, AuthRateLimit: cfg.authRateLimit,
+		AgentWriter: changeRecorder{Agents: NewStores(db).Agents, changed: onChanged},
+		ClusterInfo: func() any { return map[string]any{"node": "n1", "members": []string{"n1"}} },
+		Limiter:     cfg.limiter, RateLimit: cfg.rateLimit, AuthRateLimit: cfg.authRateLimit,
 		Workflows: cfg.workflows,
 	}, svc
 }
@@ -139,6 +139,29 @@ func startREST(t *testing.T, cfg restConfig) *restEnv {
 	})
 	env.url, env.logs = ts.url, ts.logs
 	return env
+}
+
+// changeRecorder is an AgentWriter on the store that reports the agents it
+// updates or deletes.
+type changeRecorder struct {
+	persistence.Agents
+	changed func(context.Context, string)
+}
+
+func (r changeRecorder) Update(ctx context.Context, a persistence.Agent) (persistence.Agent, error) {
+	out, err := r.Agents.Update(ctx, a)
+	if err == nil {
+		r.changed(ctx, a.ID)
+	}
+	return out, err
+}
+
+func (r changeRecorder) Delete(ctx context.Context, id string) error {
+	err := r.Agents.Delete(ctx, id)
+	if err == nil {
+		r.changed(ctx, id)
+	}
+	return err
 }
 
 func (e *restEnv) agentsChanged() []string {

@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kowai/kowai/actors"
-	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
@@ -247,11 +246,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			_, err := types.ParseConfig(t, raw)
 			return err
 		},
-		OnAgentChanged: func(ctx context.Context, agentID string) {
-			if _, err := grains.Call(ctx, actors.KindAgent, agentID, &actorpb.Reload{AgentId: agentID}); err != nil {
-				log.WarnContext(ctx, "agent reload failed; it reloads on its next activation", "agent_id", agentID, "error", err)
-			}
-		},
+		AgentWriter: &gateway.ClusterAgents{Grains: grains},
 		ClusterInfo:   func() any { return node.Info() },
 		Limiter:       limiter,
 		RateLimit:     rateLimit,

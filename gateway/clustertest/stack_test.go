@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kowai/kowai/actors"
@@ -53,6 +52,8 @@ type stackOptions struct {
 	log *slog.Logger
 	// workflows registers extra workflows next to the built-ins.
 	workflows func(*workflows.Registry)
+	// model answers the agents; nil means the offline model.
+	model lm.LM
 }
 
 // startStack builds a node on db and stops it in Cleanup in kowai serve's
@@ -60,11 +61,60 @@ type stackOptions struct {
 // the writer.
 func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	tb.Helper()
+	return startStacks(tb, db, 1, opts)[0]
+}
+
+// node is one node's runtimes before its cluster node starts.
+type node struct {
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	writer *persistence.Writer
+	stores gateway.Stores
+	rt     *actors.Runtime
+	wf     *actors.Workflows
+	wfReg  *workflows.Registry
+	prof   *persistence.ProfileStore
+}
+
+// startStacks builds n nodes of one cluster on db, each with its own
+// runtimes, cluster node and gateway, as n kowai serve processes would be.
+func startStacks(tb testing.TB, db *persistence.DB, n int, opts stackOptions) []*stack {
+	tb.Helper()
+	nodes := make([]*node, n)
+	for i := range nodes {
+		nodes[i] = buildNode(tb, db, opts)
+	}
+	cnodes := ctest.Start(tb, ctest.Options{
+		Nodes: n,
+		Configure: func(i int, cfg *cluster.Config) {
+			cfg.Kinds = append(nodes[i].rt.Kinds(), nodes[i].wf.Kind())
+			cfg.RequestTimeout = actors.DefaultTurnTimeout + 10*time.Second
+			cfg.OnLeave = func(ctx context.Context) {
+				nodes[i].wf.OnLeave(ctx)
+				nodes[i].rt.OnLeave(ctx)
+			}
+			cfg.Metrics = nodes[i].reg
+		},
+	})
+	out := make([]*stack, n)
+	for i, nd := range nodes {
+		out[i] = nd.serve(tb, db, cnodes[i], opts)
+	}
+	return out
+}
+
+// buildNode builds a node's writer and runtimes.
+func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
+	tb.Helper()
 	log := opts.log
 	if log == nil {
 		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
 	reg := prometheus.NewRegistry()
+	model := opts.model
+	if model == nil {
+		model = lm.NewProvider("offline", "kowai-offline", offline.New())
+	}
 
 	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg})
 	writerCtx, stopWriter := context.WithCancel(context.Background())
@@ -88,7 +138,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		Messages:          stores.Messages,
 		Agents:            stores.Agents,
 		Snapshots:         persistence.NewSnapshotStore(db),
-		LM:                lm.NewProvider("offline", "kowai-offline", offline.New()),
+		LM:                model,
 		Logger:            log,
 		Metrics:           reg,
 		SupervisorMetrics: supMetrics,
@@ -113,17 +163,13 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	node := ctest.Start(tb, ctest.Options{
-		Kinds: func() []*pcluster.Kind { return append(rt.Kinds(), wf.Kind()) },
-		Configure: func(_ int, cfg *cluster.Config) {
-			cfg.RequestTimeout = actors.DefaultTurnTimeout + 10*time.Second
-			cfg.OnLeave = func(ctx context.Context) {
-				wf.OnLeave(ctx)
-				rt.OnLeave(ctx)
-			}
-			cfg.Metrics = reg
-		},
-	})[0]
+	return &node{log: log, reg: reg, writer: writer, stores: stores, rt: rt, wf: wf, wfReg: registry, prof: profiles}
+}
+
+// serve starts the node's loops and gateway on its started cluster node.
+func (nd *node) serve(tb testing.TB, db *persistence.DB, node *cluster.Node, opts stackOptions) *stack {
+	tb.Helper()
+	log, reg, writer, stores, rt, wf, registry, profiles := nd.log, nd.reg, nd.writer, nd.stores, nd.rt, nd.wf, nd.wfReg, nd.prof
 	grains := node.Client()
 	rt.SetCaller(grains)
 	wf.SetCaller(grains)
@@ -197,6 +243,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 			_, err := types.ParseConfig(t, raw)
 			return err
 		},
+		AgentWriter: &gateway.ClusterAgents{Grains: grains},
 		ClusterInfo: func() any { return node.Info() },
 		RateLimit:   opts.rateLimit,
 		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
