@@ -246,7 +246,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			_, err := types.ParseConfig(t, raw)
 			return err
 		},
-		AgentWriter: &gateway.ClusterAgents{Grains: grains},
+		AgentWriter:   &gateway.ClusterAgents{Grains: grains},
 		ClusterInfo:   func() any { return node.Info() },
 		Limiter:       limiter,
 		RateLimit:     rateLimit,
