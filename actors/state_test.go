@@ -5,17 +5,39 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/persistence"
 )
+
+// sameState compares states, their protobuf parts with proto.Equal.
+func sameState(a, b sessionState) bool {
+	ta, tb := a.Tail, b.Tail
+	a.Tail, b.Tail = nil, nil
+	if !reflect.DeepEqual(a, b) || len(ta) != len(tb) {
+		return false
+	}
+	for i := range ta {
+		x, y := ta[i], tb[i]
+		if !proto.Equal(x.HistoryEntry, y.HistoryEntry) || !proto.Equal(x.Usage, y.Usage) {
+			return false
+		}
+		x.HistoryEntry, y.HistoryEntry, x.Usage, y.Usage = nil, nil, nil, nil
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
 
 func TestStateEncoding(t *testing.T) {
 	for _, st := range []sessionState{
 		{},
 		{OwnerID: "u", AgentID: "a", Title: "t", BusyPolicy: "reject", Summary: "user: hi\n", Turns: 1, LastSeq: 2, Tail: []tailEntry{
-			{ID: "m1", Seq: 1, Role: roleUser, Content: "hi", Key: "k"},
-			{ID: "m2", Seq: 2, Role: roleAssistant, Content: "hello", Key: "k:reply", ReplyTo: "m1",
-				Usage: &usageRecord{PromptTokens: 3, CompletionTokens: 4, CostUSD: 0.5, CacheHit: true}},
+			{ID: "m1", Seq: 1, HistoryEntry: &actorpb.HistoryEntry{Role: roleUser, Content: "hi"}, Key: "k"},
+			{ID: "m2", Seq: 2, HistoryEntry: &actorpb.HistoryEntry{Role: roleAssistant, Content: "hello"}, Key: "k:reply", ReplyTo: "m1",
+				Usage: &actorpb.Usage{PromptTokens: 3, CompletionTokens: 4, CostUsd: 0.5, CacheHit: true}},
 		}},
 	} {
 		b, err := encodeState(st)
@@ -23,7 +45,7 @@ func TestStateEncoding(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, err := decodeState(b)
-		if err != nil || !reflect.DeepEqual(got, st) {
+		if err != nil || !sameState(got, st) {
 			t.Fatalf("decodeState(encodeState(%+v)) = %+v, %v", st, got, err)
 		}
 	}

@@ -110,7 +110,7 @@ func (j *turnJob) run() turnOutcome {
 				return turnOutcome{err: errIdempotencyMismatch(corr, key)}
 			}
 			return turnOutcome{result: &actorpb.TurnResult{ConversationId: j.convID, MessageId: reply.ID, Seq: reply.Seq,
-				Response: reply.Content, Usage: e.Usage.proto(), AgentId: st.AgentID, UserMessageId: e.ReplyTo, Replayed: true}}
+				Response: reply.Content, Usage: usageOrZero(e.Usage), AgentId: st.AgentID, UserMessageId: e.ReplyTo, Replayed: true}}
 		} else if !errors.Is(err, persistence.ErrNotFound) {
 			return j.unavailable("find stored reply", err)
 		}
@@ -153,7 +153,7 @@ func (j *turnJob) run() turnOutcome {
 		if key != "" {
 			out.IdempotencyKey = key + replyKeySuffix
 		}
-		meta.Model, meta.Usage = reply.GetModel(), usageFrom(reply.GetUsage())
+		meta.Model, meta.Usage = reply.GetModel(), usageOrZero(reply.GetUsage())
 		if d := reply.GetDetailsJson(); d != "" {
 			meta.Details = json.RawMessage(d)
 		}
