@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/persistence"
 )
 
@@ -29,8 +29,8 @@ type agentGrain struct {
 
 	loaded bool
 	agent  persistence.Agent
-	def    agenttype.Definition
-	prog   agenttype.Program
+	def    agents.Definition
+	prog   agents.Program
 
 	workers     map[string]*workerSlot
 	queue       []*replyJob
@@ -50,7 +50,7 @@ type workerSlot struct {
 type replyJob struct {
 	req     *actorpb.GenerateReply
 	sender  *actor.PID
-	prog    agenttype.Program
+	prog    agents.Program
 	window  int
 	version int64
 	// settings go with the reply when the session's are of another version.
@@ -156,7 +156,7 @@ func (a *agentGrain) ensureLoaded(correlationID string) *actorpb.ErrorReply {
 
 // use compiles ag and makes it the agent's definition.
 func (a *agentGrain) use(ag persistence.Agent, correlationID string) *actorpb.ErrorReply {
-	def, prog, err := a.rt.types.Compile(ag)
+	def, prog, err := a.rt.types.Compile(specOf(ag))
 	if err != nil {
 		a.loaded = false
 		a.log.Error("agent compile failed", "agent_id", a.identity, "correlation_id", correlationID, "error", err)
@@ -421,7 +421,7 @@ func (w *worker) Receive(ctx actor.Context) {
 // cancelled or expired job is answered here, since it is not the worker's failure.
 func (w *worker) run(ctx actor.Context, job *replyJob) {
 	req := job.req
-	in := agenttype.Input{Message: req.GetContent(), History: turns(req.GetHistory(), job.window), Summary: req.GetSummary()}
+	in := agents.Input{Message: req.GetContent(), History: turns(req.GetHistory(), job.window), Summary: req.GetSummary()}
 	if t := req.GetStream(); t.GetId() != "" {
 		target := actor.NewPID(t.GetAddress(), t.GetId())
 		var index int64
@@ -474,15 +474,15 @@ func endStream(s actor.SenderContext, req *actorpb.GenerateReply, e *actorpb.Err
 // turns pairs the last window history entries into user/assistant turns; system
 // entries (recorded failures) are left out. This is the one place the agent's history
 // window applies: the session sends at least that many.
-func turns(history []*actorpb.HistoryEntry, window int) []agenttype.Turn {
+func turns(history []*actorpb.HistoryEntry, window int) []agents.Turn {
 	if len(history) > window {
 		history = history[len(history)-window:]
 	}
-	out := make([]agenttype.Turn, 0, (len(history)+1)/2)
+	out := make([]agents.Turn, 0, (len(history)+1)/2)
 	for _, h := range history {
 		switch h.GetRole() {
 		case roleUser:
-			out = append(out, agenttype.Turn{User: h.GetContent()})
+			out = append(out, agents.Turn{User: h.GetContent()})
 		case roleAssistant:
 			if n := len(out); n > 0 && out[n-1].Assistant == "" {
 				out[n-1].Assistant = h.GetContent()

@@ -13,7 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
@@ -39,7 +39,7 @@ func (h *harness) newConversations(n, u int) []string {
 	repo := persistence.NewConversationStore(h.db)
 	ids := make([]string, n)
 	for i := range ids {
-		c, err := repo.Create(context.Background(), persistence.Conversation{OwnerID: h.users[u], AgentID: agenttype.DefaultAgentID()})
+		c, err := repo.Create(context.Background(), persistence.Conversation{OwnerID: h.users[u], AgentID: agents.DefaultAgentID()})
 		if err != nil {
 			h.t.Fatal(err)
 		}
@@ -181,7 +181,7 @@ func BenchmarkActorLayer(b *testing.B) {
 // conversation IDs.
 func (h *harness) sessionSnapshots(n, u int) []string {
 	h.t.Helper()
-	st := sessionState{OwnerID: h.users[u], AgentID: agenttype.DefaultAgentID(), Title: "a question", BusyPolicy: agenttype.BusyEnqueue,
+	st := sessionState{OwnerID: h.users[u], AgentID: agents.DefaultAgentID(), Title: "a question", BusyPolicy: agents.BusyEnqueue,
 		Turns: 1, LastSeq: 2, Tail: []tailEntry{
 			{ID: uuid.Must(uuid.NewV7()).String(), Seq: 1, HistoryEntry: &actorpb.HistoryEntry{Role: roleUser, Content: "a question"}},
 			{ID: uuid.Must(uuid.NewV7()).String(), Seq: 2, HistoryEntry: &actorpb.HistoryEntry{Role: roleAssistant, Content: "an answer"}, Usage: &actorpb.Usage{PromptTokens: 10, CompletionTokens: 5}},

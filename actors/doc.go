@@ -29,7 +29,7 @@
 //
 // # Agents and workers
 //
-// The agent grain (identity = agent ID) compiles its definition with the agenttype
+// The agent grain (identity = agent ID) compiles its definition with the agents
 // registry and hands each GenerateReply to a worker child, at most max_concurrency (or
 // Deps.AgentWorkers) at once; the rest wait in the grain's queue. A worker streams
 // TokenDelta messages and a StreamEnd to the request's StreamTarget, a PID that may live

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm"
@@ -98,7 +98,7 @@ func TestPassivationAndActivation(t *testing.T) {
 	if err := snaps.Delete(t.Context(), KindSession, conv1); err != nil {
 		t.Fatal(err)
 	}
-	if info := h.info(conv1); info.LastSeq != 8 || info.Turns != 4 || info.AgentId != agenttype.DefaultAgentID() {
+	if info := h.info(conv1); info.LastSeq != 8 || info.Turns != 4 || info.AgentId != agents.DefaultAgentID() {
 		t.Fatalf("activated without snapshot: %v", info)
 	}
 	if res := h.mustSend(conv1, 0, "five", ""); res.Seq != 10 {
@@ -377,7 +377,7 @@ func TestAgentPut(t *testing.T) {
 	h := newHarness(t, persisttest.SQLite(t), harnessOptions{})
 	h.mustSend(conv1, 0, "one", "")
 	repo := persistence.NewAgentStore(h.db)
-	a, err := repo.Get(t.Context(), agenttype.DefaultAgentID())
+	a, err := repo.Get(t.Context(), agents.DefaultAgentID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +467,7 @@ func TestHistoryWindowEndToEnd(t *testing.T) {
 	}
 	setWindow := func(w int) {
 		t.Helper()
-		a, err := persistence.NewAgentStore(h.db).Get(t.Context(), agenttype.DefaultAgentID())
+		a, err := persistence.NewAgentStore(h.db).Get(t.Context(), agents.DefaultAgentID())
 		if err != nil {
 			t.Fatal(err)
 		}

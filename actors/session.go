@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/supervisors"
 )
@@ -267,10 +267,10 @@ func (s *session) onSend(ctx actor.Context, req *actorpb.SendMessage) {
 		return
 	}
 	switch s.state.BusyPolicy {
-	case agenttype.BusyReject:
+	case agents.BusyReject:
 		s.answer(ctx, t, errorReply(actorpb.Code_CODE_BUSY, corr, "a reply is still running in conversation %s", s.identity))
 		return
-	case agenttype.BusyInterrupt:
+	case agents.BusyInterrupt:
 		s.running.cancel()
 	}
 	s.queue = append(s.queue, t)
@@ -358,7 +358,7 @@ func (s *session) resolveAgent(req *actorpb.SendMessage) *actorpb.ErrorReply {
 	corr := req.GetCorrelationId()
 	agentID := req.GetAgentId()
 	if agentID == "" {
-		agentID = agenttype.DefaultAgentID()
+		agentID = agents.DefaultAgentID()
 	}
 	caller := s.rt.callerOrNil()
 	if caller == nil {

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm"
@@ -41,7 +41,7 @@ func TestTurn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Response != "echo: hello there" || res.Seq != 2 || res.AgentId != agenttype.DefaultAgentID() || res.UserMessageId == "" {
+		if res.Response != "echo: hello there" || res.Seq != 2 || res.AgentId != agents.DefaultAgentID() || res.UserMessageId == "" {
 			t.Fatalf("result = %v", res)
 		}
 		if res.Usage.GetPromptTokens() == 0 || res.Usage.GetCompletionTokens() == 0 {
@@ -168,7 +168,7 @@ func TestOwnership(t *testing.T) {
 		want error
 	}{"stranger writes", err, actorpb.ErrNotFound})
 	_, err = actorpb.As[*actorpb.TurnResult](h.grains.Call(ctx, KindSession, conv1, &actorpb.SendMessage{
-		ConversationId: conv1, UserId: h.users[0], Content: "x", AgentId: agenttype.BuiltinID("react")}))
+		ConversationId: conv1, UserId: h.users[0], Content: "x", AgentId: agents.BuiltinID("react")}))
 	cases = append(cases, struct {
 		name string
 		err  error
@@ -297,7 +297,7 @@ func (m *blockingModel) Generate(ctx context.Context, req *lm.Request) (*lm.Resp
 func (h *harness) setBusyPolicy(policy string) {
 	h.t.Helper()
 	repo := persistence.NewAgentStore(h.db)
-	a, err := repo.Get(context.Background(), agenttype.DefaultAgentID())
+	a, err := repo.Get(context.Background(), agents.DefaultAgentID())
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestBusyPolicies(t *testing.T) {
 		res *actorpb.TurnResult
 		err error
 	}
-	for _, policy := range []string{agenttype.BusyEnqueue, agenttype.BusyReject, agenttype.BusyInterrupt} {
+	for _, policy := range []string{agents.BusyEnqueue, agents.BusyReject, agents.BusyInterrupt} {
 		t.Run(policy, func(t *testing.T) {
 			model := newBlockingModel()
 			h := newHarness(t, persisttest.SQLite(t), harnessOptions{model: model})
@@ -331,7 +331,7 @@ func TestBusyPolicies(t *testing.T) {
 				secondDone <- answer{res, err}
 			}()
 			switch policy {
-			case agenttype.BusyEnqueue:
+			case agents.BusyEnqueue:
 				eventually(t, 5*time.Second, func() error {
 					if len(h.sessionQueue(conv1)) != 1 {
 						return errors.New("second message not queued")
@@ -350,7 +350,7 @@ func TestBusyPolicies(t *testing.T) {
 					t.Fatalf("second = %+v", a)
 				}
 				h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
-			case agenttype.BusyReject:
+			case agents.BusyReject:
 				if a := <-secondDone; !errors.Is(a.err, actorpb.ErrBusy) {
 					t.Fatalf("second = %+v, want busy", a)
 				}
@@ -359,7 +359,7 @@ func TestBusyPolicies(t *testing.T) {
 					t.Fatalf("first = %+v", a)
 				}
 				h.checkLog(conv1, roleUser, roleAssistant)
-			case agenttype.BusyInterrupt:
+			case agents.BusyInterrupt:
 				if a := <-firstDone; !errors.Is(a.err, actorpb.ErrCanceled) {
 					t.Fatalf("first = %+v, want cancelled", a)
 				}

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/workflows"
@@ -250,7 +250,7 @@ func (a grainAgents) CallAgent(ctx context.Context, req workflows.AgentRequest) 
 	}
 	agentID := req.Agent
 	if _, err := uuid.Parse(agentID); err != nil {
-		agentID = agenttype.BuiltinID(req.Agent)
+		agentID = agents.BuiltinID(req.Agent)
 	}
 	turnID := req.RunID + "/" + req.Task
 	res, err := actorpb.As[*actorpb.ReplyResult](caller.Call(ctx, KindAgent, agentID, &actorpb.GenerateReply{

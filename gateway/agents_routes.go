@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/persistence"
 )
@@ -25,30 +26,9 @@ const (
 	maxAgentConfigBytes      = 64 << 10
 )
 
-// AgentType describes a registered agent type for GET /api/v1/agents/types.
-type AgentType struct {
-	// Name is the value of an agent's "type" field.
-	Name string `json:"name"`
-	// Description says what agents of this type do.
-	Description string `json:"description"`
-	// Signature is the type's default signature in DSPy string form.
-	Signature string `json:"signature"`
-	// ConfigSchema is the JSON schema of an agent's "config" object.
-	ConfigSchema json.RawMessage `json:"config_schema"`
-	// Tools are the tools the type's program may call.
-	Tools []AgentTool `json:"tools,omitempty"`
-}
-
-// AgentTool describes one tool of an agent type.
-type AgentTool struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description"`
-	Args        json.RawMessage `json:"args,omitempty" doc:"JSON schema of the arguments"`
-}
-
 // agentTypesView is the body of GET /api/v1/agents/types.
 type agentTypesView struct {
-	Types []AgentType `json:"types"`
+	Types []agents.Info `json:"types"`
 }
 
 // agentView is an agent as clients see it.
@@ -286,7 +266,7 @@ func decodeNumbers(raw json.RawMessage) (any, error) {
 type agentRoutes struct {
 	agents            persistence.Agents
 	writer            AgentWriter
-	types             func() []AgentType
+	types             func() []agents.Info
 	validateSignature func(string) error
 	validateConfig    func(agentType string, config json.RawMessage) error
 	audit             persistence.AuditLog

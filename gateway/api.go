@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/gateway/streams"
@@ -43,7 +44,7 @@ type API struct {
 	// Stores are the repositories read and written directly (NewStores).
 	Stores Stores
 	// AgentTypes lists the registered agent types.
-	AgentTypes func() []AgentType
+	AgentTypes func() []agents.Info
 	// ValidateSignature reports why a DSPy signature string does not parse.
 	ValidateSignature func(signature string) error
 	// ValidateAgentConfig, optional, reports why config does not fit the

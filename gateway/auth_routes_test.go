@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/persistence"
@@ -102,8 +103,8 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 	}
 	return API{
 		Authenticator: svc, Chat: &fakeChat{}, Conversations: cfg.conversations, Auth: svc, Accounts: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
-		AgentTypes: func() []AgentType {
-			return []AgentType{{Name: "chat", Description: "talks", Signature: "message, history -> response", ConfigSchema: json.RawMessage(`{"type":"object"}`)}}
+		AgentTypes: func() []agents.Info {
+			return []agents.Info{{Name: "chat", Description: "talks", Signature: "message, history -> response", ConfigSchema: json.RawMessage(`{"type":"object"}`)}}
 		},
 		ValidateSignature: func(sig string) error {
 			if !strings.Contains(sig, "->") {

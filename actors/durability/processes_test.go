@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
@@ -44,7 +44,7 @@ func killScenario(t *testing.T, bin, provider string) {
 	waitAcked(t, l, warmTurns)
 
 	addrs := c.memberAddresses()
-	victim := c.nodeAt(owner(agenttype.DefaultAgentID(), addrs))
+	victim := c.nodeAt(owner(agents.DefaultAgentID(), addrs))
 	c.logPlacement(l, addrs)
 	var moved []*conversation
 	for _, conv := range l.convs {

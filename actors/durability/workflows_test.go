@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm/lmtest"
@@ -189,7 +189,7 @@ func TestWorkflowRunsSurviveKill(t *testing.T) {
 	// agents the tasks call: a dead agent host fails every run's calls for as long as
 	// the cluster takes to notice, which tests the retry budget, not run recovery.
 	addrs := c.memberAddresses()
-	agentHosts := map[string]bool{owner(agenttype.BuiltinID("chat"), addrs): true, owner(agenttype.BuiltinID("analysis"), addrs): true}
+	agentHosts := map[string]bool{owner(agents.BuiltinID("chat"), addrs): true, owner(agents.BuiltinID("analysis"), addrs): true}
 	placed := map[string][]string{}
 	for _, id := range ids {
 		a := owner(id, addrs)

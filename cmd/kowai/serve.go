@@ -237,7 +237,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Accounts:         authSvc,
 		OpenRegistration: cfg.OpenRegistration,
 		Stores:           stores,
-		AgentTypes:       func() []gateway.AgentType { return agentTypes(rt) },
+		AgentTypes:       rt.AgentTypes,
 		ValidateSignature: func(s string) error {
 			_, err := signatures.Parse(s)
 			return err
@@ -396,19 +396,6 @@ func loadClusterTLS(cfg *config.Config, log *slog.Logger) (*cluster.TLS, error) 
 			"expires", t.NotAfter(), "cert", cfg.ClusterTLSCert)
 	}
 	return t, nil
-}
-
-// agentTypes converts the actor runtime's type registry to the gateway's view.
-func agentTypes(rt *actors.Runtime) []gateway.AgentType {
-	var out []gateway.AgentType
-	for _, t := range rt.AgentTypes() {
-		v := gateway.AgentType{Name: t.Name, Description: t.Description, Signature: t.Signature, ConfigSchema: t.ConfigSchema}
-		for _, tool := range t.Tools {
-			v.Tools = append(v.Tools, gateway.AgentTool{Name: tool.Name, Description: tool.Description, Args: tool.Args})
-		}
-		out = append(out, v)
-	}
-	return out
 }
 
 // scheduleNodeID names this node in a schedule's claim_owner: its cluster address and a

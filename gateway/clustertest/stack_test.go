@@ -228,13 +228,7 @@ func (nd *node) serve(tb testing.TB, db *persistence.DB, node *cluster.Node, opt
 		Accounts:         svc,
 		OpenRegistration: true,
 		Stores:           stores,
-		AgentTypes: func() []gateway.AgentType {
-			var out []gateway.AgentType
-			for _, t := range rt.AgentTypes() {
-				out = append(out, gateway.AgentType{Name: t.Name, Description: t.Description, Signature: t.Signature, ConfigSchema: t.ConfigSchema})
-			}
-			return out
-		},
+		AgentTypes:       rt.AgentTypes,
 		ValidateSignature: func(s string) error {
 			_, err := signatures.Parse(s)
 			return err

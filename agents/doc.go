@@ -1,4 +1,4 @@
-// Package agenttype is the registry of agent types: what kinds of agent kowai can run,
+// Package agents is the registry of agent types: what kinds of agent kowai can run,
 // how each validates its configuration, and the program that answers for an agent of
 // that type. An agent (a row of the agents table) names its type; the agent grain
 // compiles the row into a Program with Registry.Compile when it activates.
@@ -30,28 +30,28 @@
 // signature and a New function that builds the program. A type made of one signature
 // is a few lines; this one translates:
 //
-//	func Translator() agenttype.Type {
-//		return agenttype.Type{
+//	func Translator() agents.Type {
+//		return agents.Type{
 //			Name:        "translator",
 //			Description: "Translates each message into the configured language.",
 //			Signature:   "message -> translation",
 //			ConfigKeys: map[string]any{"language": map[string]any{"type": "string"}},
-//			New: func(def agenttype.Definition) (agenttype.Program, error) {
+//			New: func(def agents.Definition) (agents.Program, error) {
 //				sig := signatures.MustParse(def.Signature)
 //				p := signatures.NewPredict(sig, signatures.PredictOptions{})
-//				return agenttype.ProgramFunc(func(ctx context.Context, model lm.LM, in agenttype.Input) (agenttype.Output, error) {
+//				return agents.ProgramFunc(func(ctx context.Context, model lm.LM, in agents.Input) (agents.Output, error) {
 //					res, err := signatures.Execute(ctx, model, p, signatures.Values{"message": in.Message})
 //					if err != nil {
-//						return agenttype.Output{Usage: res.Usage}, err
+//						return agents.Output{Usage: res.Usage}, err
 //					}
-//					return agenttype.Output{Text: res.Outputs["translation"].(string), Usage: res.Usage, Model: model.Name()}, nil
+//					return agents.Output{Text: res.Outputs["translation"].(string), Usage: res.Usage, Model: model.Name()}, nil
 //				}), nil
 //			},
 //		}
 //	}
 //
 // Register it next to the built-ins, in Builtins or by passing
-// append(agenttype.Builtins(now), Translator()) to NewRegistry, and agents of type
+// append(agents.Builtins(now), Translator()) to NewRegistry, and agents of type
 // "translator" can be created over the API. Programs must be safe for concurrent use
 // and should stream their reply text to Input.Stream when they can.
-package agenttype
+package agents

@@ -1,4 +1,4 @@
-package agenttype
+package agents
 
 import (
 	"bytes"
@@ -13,14 +13,14 @@ import (
 )
 
 // ErrUnknownType means no registered type has the requested name.
-var ErrUnknownType = errors.New("agenttype: unknown agent type")
+var ErrUnknownType = errors.New("agents: unknown agent type")
 
 // ErrInvalidConfig means an agent's configuration does not fit its type's schema.
-var ErrInvalidConfig = errors.New("agenttype: invalid agent configuration")
+var ErrInvalidConfig = errors.New("agents: invalid agent configuration")
 
 // ErrInvalidType means a Type cannot be registered (no name, no constructor, a
 // duplicate name).
-var ErrInvalidType = errors.New("agenttype: invalid agent type")
+var ErrInvalidType = errors.New("agents: invalid agent type")
 
 // Type is a kind of agent: everything needed to list it, to validate an agent's
 // configuration and to build the program that answers for an agent of this type.

@@ -1,4 +1,4 @@
-package agenttype_test
+package agents_test
 
 import (
 	"context"
@@ -7,8 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kowai/kowai/actors/agenttype"
-	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/signatures/lm/offline"
@@ -16,16 +15,16 @@ import (
 
 // Translator is the README's worked example of a new agent type: it
 // translates each message into the language its agent's config names.
-func Translator() agenttype.Type {
+func Translator() agents.Type {
 	const sig = "text, target_language -> translation"
-	return agenttype.Type{
+	return agents.Type{
 		Name:        "translator",
 		Description: "Translates each message into the agent's target language.",
 		Signature:   sig,
 		ConfigKeys: map[string]any{
 			"target_language": map[string]any{"type": "string", "description": "Language to translate into."},
 		},
-		New: func(def agenttype.Definition) (agenttype.Program, error) {
+		New: func(def agents.Definition) (agents.Program, error) {
 			var own struct {
 				TargetLanguage string `json:"target_language"`
 			}
@@ -43,12 +42,12 @@ func Translator() agenttype.Type {
 				s = s.WithInstructions(def.Instructions)
 			}
 			p := signatures.NewPredict(s, signatures.PredictOptions{Temperature: def.Config.Temperature})
-			return agenttype.ProgramFunc(func(ctx context.Context, model lm.LM, in agenttype.Input) (agenttype.Output, error) {
+			return agents.ProgramFunc(func(ctx context.Context, model lm.LM, in agents.Input) (agents.Output, error) {
 				res, err := signatures.Execute(ctx, model, p, signatures.Values{"text": in.Message, "target_language": own.TargetLanguage})
 				if err != nil {
-					return agenttype.Output{Usage: res.Usage}, err
+					return agents.Output{Usage: res.Usage}, err
 				}
-				return agenttype.Output{Text: fmt.Sprint(res.Outputs["translation"]), Usage: res.Usage, Model: model.Name()}, nil
+				return agents.Output{Text: fmt.Sprint(res.Outputs["translation"]), Usage: res.Usage, Model: model.Name()}, nil
 			}), nil
 		},
 	}
@@ -56,8 +55,8 @@ func Translator() agenttype.Type {
 
 func Example_newAgentType() {
 	// Register the type next to the built-ins (cmd/kowai passes the registry
-	// to actors.Deps.Types; or add Translator() to agenttype.Builtins).
-	reg, err := agenttype.NewRegistry(append(agenttype.Builtins(time.Now), Translator())...)
+	// to actors.Deps.Types; or add Translator() to agents.Builtins).
+	reg, err := agents.NewRegistry(append(agents.Builtins(time.Now), Translator())...)
 	if err != nil {
 		panic(err)
 	}
@@ -66,13 +65,13 @@ func Example_newAgentType() {
 		fmt.Println("bad config refused")
 	}
 	// An agent grain compiles its definition once, then answers with it.
-	_, program, err := reg.Compile(persistence.Agent{ID: "a1", Name: "To German", Type: "translator",
+	_, program, err := reg.Compile(agents.Spec{ID: "a1", Name: "To German", Type: "translator",
 		Config: json.RawMessage(`{"target_language": "German"}`)})
 	if err != nil {
 		panic(err)
 	}
 	model := lm.NewProvider("offline", "kowai-offline", offline.New())
-	out, err := program.Reply(context.Background(), model, agenttype.Input{Message: "Good morning"})
+	out, err := program.Reply(context.Background(), model, agents.Input{Message: "Good morning"})
 	if err != nil {
 		panic(err)
 	}

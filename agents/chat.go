@@ -1,4 +1,4 @@
-package agenttype
+package agents
 
 // Chat is the conversational agent of the original design's chat module: one
 // signature, "message, history -> response", with the conversation history as context.

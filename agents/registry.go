@@ -1,4 +1,4 @@
-package agenttype
+package agents
 
 import (
 	"encoding/json"
@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures"
 )
 
@@ -57,14 +56,15 @@ type Info struct {
 	Signature   string `json:"signature"`
 	// ConfigSchema is the JSON schema of an agent's "config" object.
 	ConfigSchema json.RawMessage `json:"config_schema"`
-	Tools        []ToolInfo      `json:"tools,omitempty"`
+	// Tools are the tools the type's program may call.
+	Tools []ToolInfo `json:"tools,omitempty"`
 }
 
 // ToolInfo describes one tool of an agent type.
 type ToolInfo struct {
 	Name        string          `json:"name"`
 	Description string          `json:"description"`
-	Args        json.RawMessage `json:"args,omitempty"`
+	Args        json.RawMessage `json:"args,omitempty" doc:"JSON schema of the arguments"`
 }
 
 // List describes every type, in registration order.
@@ -91,7 +91,7 @@ func configSchema(t Type) json.RawMessage {
 	})
 	if err != nil {
 		// The schemas are literals of this package and its types; they always marshal.
-		panic(fmt.Sprintf("agenttype: config schema of %s: %v", t.Name, err))
+		panic(fmt.Sprintf("agents: config schema of %s: %v", t.Name, err))
 	}
 	return b
 }
@@ -105,9 +105,17 @@ func (r *Registry) ParseConfig(typeName string, raw json.RawMessage) (Config, er
 	return parseConfig(raw, t.ConfigKeys)
 }
 
-// Compile turns a stored agent into its Definition and program. Errors wrap
+// Spec is an agent as its owner wrote it: the fields of an agents row that make its
+// program.
+type Spec struct {
+	ID, Name, Type, Instructions, Signature, Model string
+	// Config is the JSON object of the agent's configuration.
+	Config json.RawMessage
+}
+
+// Compile turns an agent's spec into its Definition and program. Errors wrap
 // ErrUnknownType, ErrInvalidConfig, or the type's own error (a bad signature).
-func (r *Registry) Compile(a persistence.Agent) (Definition, Program, error) {
+func (r *Registry) Compile(a Spec) (Definition, Program, error) {
 	t, ok := r.types[a.Type]
 	if !ok {
 		return Definition{}, nil, fmt.Errorf("agent %s: %w: %q (known: %v)", a.ID, ErrUnknownType, a.Type, slices.Sorted(maps.Keys(r.types)))
