@@ -25,14 +25,15 @@ func AdvancedChat() Type {
 				Instructions: def.Instructions,
 				Predict:      signatures.PredictOptions{Temperature: def.Config.Temperature, MaxTokens: def.Config.MaxTokens},
 			})
-			return ProgramFunc(func(ctx context.Context, model lm.LM, in Input) (Output, error) {
+			return moduleProgram{module: p, reply: func(ctx context.Context, model lm.LM, in Input) (Output, error) {
 				vals := signatures.Values{"message": in.Message, "history": history(in.History, "message", "response")}
 				res, err := signatures.Execute(ctx, model, p, vals, streamTo("response", "respond", in.Stream)...)
 				if err != nil {
 					return Output{Usage: res.Usage}, err
 				}
 				return textOutput(res, model, "response"), nil
-			}), nil
+			}}, nil
 		},
+		Metric: signatures.F1("response"),
 	}
 }

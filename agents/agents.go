@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
 )
 
@@ -39,9 +40,36 @@ type Type struct {
 	// Tools are the tools the type's program may call, listed for users.
 	Tools []Tool
 	// New builds the program of one agent. It runs when an agent grain activates or its
-	// definition changes, never per message.
+	// definition changes, never per message. A program that runs one signatures.Module
+	// should say which (ModuleProgram), so kowai optimize can compile it.
 	New func(def Definition) (Program, error)
+	// Metric scores the type's program on a labeled example, for kowai optimize; nil
+	// when the type is not optimized.
+	Metric signatures.Metric
 }
+
+// ModuleProgram is a Program that runs one signatures.Module: the module is what kowai
+// optimize compiles under the type's name (Registry.Programs), and the compiled state
+// loads onto the same module.
+type ModuleProgram interface {
+	Program
+	Module() signatures.Module
+}
+
+// moduleProgram is a ModuleProgram made of a module and the function that replies with
+// it.
+type moduleProgram struct {
+	module signatures.Module
+	reply  ProgramFunc
+}
+
+// Reply implements Program.
+func (p moduleProgram) Reply(ctx context.Context, model lm.LM, in Input) (Output, error) {
+	return p.reply(ctx, model, in)
+}
+
+// Module implements ModuleProgram.
+func (p moduleProgram) Module() signatures.Module { return p.module }
 
 // Definition is an agent as its program sees it.
 type Definition struct {

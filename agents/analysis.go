@@ -30,14 +30,15 @@ func Analysis() Type {
 			}
 			p := signatures.NewPredict(s.WithInstructions(instructions),
 				signatures.PredictOptions{Temperature: def.Config.Temperature, MaxTokens: def.Config.MaxTokens})
-			return ProgramFunc(func(ctx context.Context, model lm.LM, in Input) (Output, error) {
+			return moduleProgram{module: p, reply: func(ctx context.Context, model lm.LM, in Input) (Output, error) {
 				res, err := signatures.Execute(ctx, model, p, signatures.Values{"text": in.Message})
 				if err != nil {
 					return Output{Usage: res.Usage}, err
 				}
 				return Output{Text: analysisReport(res.Outputs), Usage: res.Usage, Model: model.Name(), Details: res.Outputs}, nil
-			}), nil
+			}}, nil
 		},
+		Metric: signatures.ExactMatch("sentiment"),
 	}
 }
 

@@ -72,6 +72,9 @@ func newSignatureProgram(def Definition, fallback string,
 	return p, nil
 }
 
+// Module implements ModuleProgram.
+func (p *signatureProgram) Module() signatures.Module { return p.module }
+
 // Reply implements Program.
 func (p *signatureProgram) Reply(ctx context.Context, model lm.LM, in Input) (Output, error) {
 	vals := signatures.Values{p.message: in.Message}

@@ -37,6 +37,7 @@ func React(now func() time.Time) Type {
 			}
 			return newReact(def, tools, max(own.MaxSteps, 0))
 		},
+		Metric: signatures.F1("response"),
 	}
 }
 
@@ -67,12 +68,12 @@ func newReact(def Definition, tools []Tool, maxSteps int) (Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ProgramFunc(func(ctx context.Context, model lm.LM, in Input) (Output, error) {
+	return moduleProgram{module: agent, reply: func(ctx context.Context, model lm.LM, in Input) (Output, error) {
 		vals := signatures.Values{"message": in.Message, "history": history(in.History, "message", "response")}
 		res, err := signatures.Execute(ctx, model, agent, vals, streamTo("response", "extract", in.Stream)...)
 		if err != nil {
 			return Output{Usage: res.Usage}, err
 		}
 		return textOutput(res, model, "response"), nil
-	}), nil
+	}}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/kowai/kowai/signatures"
+	"github.com/kowai/kowai/signatures/programs"
 )
 
 // Registry holds the agent types a node knows. It is immutable after NewRegistry and
@@ -134,4 +135,47 @@ func (r *Registry) Compile(a Spec) (Definition, Program, error) {
 		return Definition{}, nil, fmt.Errorf("agent %s (type %s): %w", a.ID, a.Type, err)
 	}
 	return def, p, nil
+}
+
+// Programs returns the registry kowai optimize compiles from: one program per type with
+// a Metric, under the type's name, built exactly as the type's built-in agent runs it
+// (the module of its ModuleProgram), followed by the entries of base that no type
+// names (such as the example programs boolqa and sentiment). A name is one program.
+func (r *Registry) Programs(base *programs.Registry) (*programs.Registry, error) {
+	out := programs.NewRegistry()
+	for _, name := range r.names {
+		t := r.types[name]
+		if t.Metric == nil {
+			continue
+		}
+		spec := Spec{ID: BuiltinID(t.Name), Name: t.Name, Type: t.Name}
+		if _, prog, err := r.Compile(spec); err != nil {
+			return nil, err
+		} else if _, ok := prog.(ModuleProgram); !ok {
+			return nil, fmt.Errorf("%w: %q has a metric but its program runs no single module", ErrInvalidType, t.Name)
+		}
+		err := out.Register(programs.Entry{Name: t.Name, Description: t.Description, Signature: t.Signature, Metric: t.Metric,
+			New: func() signatures.Module {
+				// Compiled once above with the same spec; it cannot fail now.
+				_, prog, err := r.Compile(spec)
+				if err != nil {
+					panic(err)
+				}
+				return prog.(ModuleProgram).Module()
+			}})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if base != nil {
+		for _, e := range base.Entries() {
+			if _, taken := r.types[e.Name]; taken {
+				return nil, fmt.Errorf("%w: program %q is also an agent type", ErrInvalidType, e.Name)
+			}
+			if err := out.Register(e); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
 }

@@ -123,7 +123,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	stores := gateway.NewStores(db)
 	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg})
+	types, err := agentTypes()
+	if err != nil {
+		return err
+	}
 	rt, err := actors.New(actors.Deps{
+		Types:             types,
 		Writer:            writer,
 		Conversations:     stores.Conversations,
 		Messages:          stores.Messages,
@@ -227,7 +232,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	chat := &gateway.ClusterChat{Grains: grains}
-	types := rt.Types()
 	if err := gw.Mount(gateway.API{
 		Authenticator:    authSvc,
 		Chat:             chat,
