@@ -19,7 +19,8 @@ func AdvancedChat() Type {
 		Name: "advanced-chat",
 		Description: "A chat assistant that analyses the conversation's context, writes its response with step-by-step " +
 			"reasoning, and scores the response's quality.",
-		Signature: "message, history -> response",
+		Signature:      "message, history -> response",
+		FixedSignature: true,
 		New: func(def Definition) (Program, error) {
 			p := programs.NewMultiStageChatWith(programs.MultiStageOptions{
 				Instructions: def.Instructions,

@@ -136,7 +136,9 @@ func TestRegistry(t *testing.T) {
 		{Name: ""},
 		{Name: "x"},
 		{Name: "x", Signature: "->", New: agents.Chat().New},
-		{Name: "x", New: agents.Chat().New, ConfigKeys: map[string]any{"busy_policy": map[string]any{}}},
+		{Name: "x", New: agents.Chat().New, Config: struct {
+			Policy string `json:"busy_policy"`
+		}{}},
 	}
 	for _, b := range bad {
 		if _, err := agents.NewRegistry(b); !errors.Is(err, agents.ErrInvalidType) {
@@ -271,5 +273,28 @@ func TestAdvancedChat(t *testing.T) {
 	q, ok := out.Details["quality"].(float64)
 	if !ok || q < 0 || q > 1 || out.Details["intent"] == nil || out.Details["reasoning"] == nil || out.Usage.Calls != 3 {
 		t.Fatalf("details %v, usage %+v", out.Details, out.Usage)
+	}
+}
+
+// An agent's own signature is honoured by chat and refused, not ignored, by the types
+// that run signatures of their own.
+func TestOwnSignature(t *testing.T) {
+	r := registry(t)
+	if err := r.CheckSignature("chat", "question -> answer"); err != nil {
+		t.Fatalf("chat: %v", err)
+	}
+	for _, typ := range []string{"advanced-chat", "analysis", "react"} {
+		if err := r.CheckSignature(typ, "question -> answer"); err == nil {
+			t.Errorf("%s accepted another signature", typ)
+		}
+		if _, _, err := r.Compile(agents.Spec{ID: "x", Type: typ, Signature: "question -> answer"}); err == nil {
+			t.Errorf("%s compiled another signature", typ)
+		}
+		if err := r.CheckSignature(typ, ""); err != nil {
+			t.Errorf("%s: the type's own signature: %v", typ, err)
+		}
+	}
+	if err := r.CheckSignature("chat", "no arrow"); err == nil {
+		t.Error("a malformed signature was accepted")
 	}
 }

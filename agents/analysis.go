@@ -15,9 +15,10 @@ import (
 func Analysis() Type {
 	const sig = "text -> summary, sentiment: Literal['positive', 'neutral', 'negative'], topics: list[str], key_points: list[str]"
 	return Type{
-		Name:        "analysis",
-		Description: "Structured analysis of a text: summary, sentiment, topics and key points.",
-		Signature:   sig,
+		Name:           "analysis",
+		Description:    "Structured analysis of a text: summary, sentiment, topics and key points.",
+		Signature:      sig,
+		FixedSignature: true,
 		New: func(def Definition) (Program, error) {
 			s, err := signatures.Parse(sig)
 			if err != nil {

@@ -12,7 +12,7 @@
 //     eval) and a UTC clock.
 //
 // Every type has a built-in agent (owner empty, visible to all) whose ID is the same on
-// every node (BuiltinID); EnsureBuiltins creates the missing ones at startup, and
+// every node (BuiltinID); the actors runtime creates the missing ones at startup, and
 // DefaultAgentID is the agent of a conversation that names none.
 //
 // # Configuration
@@ -20,38 +20,24 @@
 // An agent's config is a JSON object. Every type understands busy_policy (enqueue,
 // reject or interrupt: what the session does with a message that arrives while a reply
 // runs), history_window, temperature, max_tokens and max_concurrency; a type adds its
-// own keys with Type.ConfigKeys. Unknown keys and ill-typed values are rejected
-// (ErrInvalidConfig). Registry.List publishes each type's full JSON schema for
-// GET /api/v1/agents/types.
+// own keys with Type.Config (a struct). Unknown keys, ill-typed values and values out
+// of their bounds are rejected (ErrInvalidConfig). Registry.List publishes each type's
+// full JSON schema for GET /api/v1/agents/types.
+//
+// An agent's own instructions replace its type's in every built-in type. Its own
+// signature is honoured by chat (and by types built with SignatureProgram); advanced-chat,
+// analysis and react run signatures of their own (FixedSignature), so an agent of those
+// types that sets another signature is refused (CheckSignature) rather than silently run
+// with the type's.
 //
 // # Adding a type
 //
-// A type is one Go file: a function returning a Type with a name, a description, a
-// signature and a New function that builds the program. A type made of one signature
-// is a few lines; this one translates:
-//
-//	func Translator() agents.Type {
-//		return agents.Type{
-//			Name:        "translator",
-//			Description: "Translates each message into the configured language.",
-//			Signature:   "message -> translation",
-//			ConfigKeys: map[string]any{"language": map[string]any{"type": "string"}},
-//			New: func(def agents.Definition) (agents.Program, error) {
-//				sig := signatures.MustParse(def.Signature)
-//				p := signatures.NewPredict(sig, signatures.PredictOptions{})
-//				return agents.ProgramFunc(func(ctx context.Context, model lm.LM, in agents.Input) (agents.Output, error) {
-//					res, err := signatures.Execute(ctx, model, p, signatures.Values{"message": in.Message})
-//					if err != nil {
-//						return agents.Output{Usage: res.Usage}, err
-//					}
-//					return agents.Output{Text: res.Outputs["translation"].(string), Usage: res.Usage, Model: model.Name()}, nil
-//				}), nil
-//			},
-//		}
-//	}
-//
-// Register it next to the built-ins, in Builtins or by passing
-// append(agents.Builtins(now), Translator()) to NewRegistry, and agents of type
-// "translator" can be created over the API. Programs must be safe for concurrent use
-// and should stream their reply text to Input.Stream when they can.
+// A type is one function, in any package, returning a Type. TypeOf builds one from a
+// typed configuration struct, whose JSON schema (json names, doc, minimum, maximum, enum
+// and default tags) is the one source of the type's keys, and SignatureProgram answers
+// with the agent's own signature and instructions; examples/translator is a complete
+// type in about 15 lines. Register it with the built-ins,
+// NewRegistry(append(Builtins(time.Now), translator.Type())...), and pass the registry
+// to the runtime (cmd/kowai does). Programs must be safe for concurrent use and should
+// stream their reply text to Input.Stream when they can.
 package agents

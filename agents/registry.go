@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 
+	"github.com/kowai/kowai/internal/jsonschema"
 	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/programs"
 )
@@ -14,13 +16,15 @@ import (
 // safe for concurrent use.
 type Registry struct {
 	types map[string]Type
-	names []string
+	// schemas are the types' whole configuration schemas.
+	schemas map[string]map[string]any
+	names   []string
 }
 
 // NewRegistry returns a registry of types, listed in the given order. Errors wrap
 // ErrInvalidType.
 func NewRegistry(types ...Type) (*Registry, error) {
-	r := &Registry{types: make(map[string]Type, len(types))}
+	r := &Registry{types: make(map[string]Type, len(types)), schemas: make(map[string]map[string]any, len(types))}
 	for _, t := range types {
 		switch {
 		case t.Name == "" || t.New == nil:
@@ -33,12 +37,13 @@ func NewRegistry(types ...Type) (*Registry, error) {
 				return nil, fmt.Errorf("%w: %q: signature: %w", ErrInvalidType, t.Name, err)
 			}
 		}
-		for k := range t.ConfigKeys {
+		for k := range ownKeys(t) {
 			if _, common := commonSchema[k]; common {
 				return nil, fmt.Errorf("%w: %q redefines the common config key %q", ErrInvalidType, t.Name, k)
 			}
 		}
 		r.types[t.Name] = t
+		r.schemas[t.Name] = fullSchema(t)
 		r.names = append(r.names, t.Name)
 	}
 	return r, nil
@@ -73,7 +78,7 @@ func (r *Registry) List() []Info {
 	out := make([]Info, 0, len(r.names))
 	for _, name := range r.names {
 		t := r.types[name]
-		info := Info{Name: t.Name, Description: t.Description, Signature: t.Signature, ConfigSchema: configSchema(t)}
+		info := Info{Name: t.Name, Description: t.Description, Signature: t.Signature, ConfigSchema: r.configSchema(t)}
 		for _, tool := range t.Tools {
 			info.Tools = append(info.Tools, ToolInfo{Name: tool.Name, Description: tool.Description, Args: tool.Args})
 		}
@@ -82,16 +87,31 @@ func (r *Registry) List() []Info {
 	return out
 }
 
-// configSchema is the JSON schema of t's configuration object.
-func configSchema(t Type) json.RawMessage {
+// ownKeys are the schema properties of t's own configuration struct.
+func ownKeys(t Type) map[string]any {
+	if t.Config == nil {
+		return nil
+	}
+	var b jsonschema.Builder
+	props, _ := b.Schema(reflect.TypeOf(t.Config))["properties"].(map[string]any)
+	return props
+}
+
+// fullSchema is the JSON schema of t's configuration object: the common keys and its
+// own.
+func fullSchema(t Type) map[string]any {
 	props := maps.Clone(commonSchema)
-	maps.Copy(props, t.ConfigKeys)
-	b, err := json.Marshal(map[string]any{
-		"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
-		"properties": props, "additionalProperties": false,
-	})
+	maps.Copy(props, ownKeys(t))
+	return map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+}
+
+// configSchema is the published JSON schema of t's configuration object.
+func (r *Registry) configSchema(t Type) json.RawMessage {
+	s := maps.Clone(r.schemas[t.Name])
+	s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+	b, err := json.Marshal(s)
 	if err != nil {
-		// The schemas are literals of this package and its types; they always marshal.
+		// Schemas are derived from Go structs; they always marshal.
 		panic(fmt.Sprintf("agents: config schema of %s: %v", t.Name, err))
 	}
 	return b
@@ -103,7 +123,7 @@ func (r *Registry) ParseConfig(typeName string, raw json.RawMessage) (Config, er
 	if !ok {
 		return Config{}, fmt.Errorf("%w: %q", ErrUnknownType, typeName)
 	}
-	return parseConfig(raw, t.ConfigKeys)
+	return parseConfig(raw, r.schemas[t.Name])
 }
 
 // Spec is an agent as its owner wrote it: the fields of an agents row that make its
@@ -114,6 +134,22 @@ type Spec struct {
 	Config json.RawMessage
 }
 
+// CheckSignature reports why signature cannot be the own signature of an agent of type
+// typeName: it does not parse, or the type runs a fixed signature and signature is
+// another. An empty signature always fits (the type's).
+func (r *Registry) CheckSignature(typeName, signature string) error {
+	if signature == "" {
+		return nil
+	}
+	if _, err := signatures.Parse(signature); err != nil {
+		return err
+	}
+	if t, ok := r.types[typeName]; ok && t.FixedSignature && signature != t.Signature {
+		return fmt.Errorf("type %s runs its own signature %q; leave signature empty", t.Name, t.Signature)
+	}
+	return nil
+}
+
 // Compile turns an agent's spec into its Definition and program. Errors wrap
 // ErrUnknownType, ErrInvalidConfig, or the type's own error (a bad signature).
 func (r *Registry) Compile(a Spec) (Definition, Program, error) {
@@ -121,9 +157,12 @@ func (r *Registry) Compile(a Spec) (Definition, Program, error) {
 	if !ok {
 		return Definition{}, nil, fmt.Errorf("agent %s: %w: %q (known: %v)", a.ID, ErrUnknownType, a.Type, slices.Sorted(maps.Keys(r.types)))
 	}
-	cfg, err := parseConfig(a.Config, t.ConfigKeys)
+	cfg, err := parseConfig(a.Config, r.schemas[t.Name])
 	if err != nil {
 		return Definition{}, nil, fmt.Errorf("agent %s: %w", a.ID, err)
+	}
+	if err := r.CheckSignature(a.Type, a.Signature); err != nil {
+		return Definition{}, nil, fmt.Errorf("agent %s: signature: %w", a.ID, err)
 	}
 	def := Definition{ID: a.ID, Name: a.Name, Type: a.Type, Instructions: a.Instructions,
 		Signature: a.Signature, Model: a.Model, Config: cfg}

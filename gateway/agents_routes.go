@@ -267,7 +267,7 @@ type agentRoutes struct {
 	agents            persistence.Agents
 	writer            AgentWriter
 	types             func() []agents.Info
-	validateSignature func(string) error
+	validateSignature func(agentType, signature string) error
 	validateConfig    func(agentType string, config json.RawMessage) error
 	audit             persistence.AuditLog
 }
@@ -291,7 +291,7 @@ func (a agentRoutes) check(r createAgentRequest) error {
 		f = append(f, FieldError{Field: "type", Message: "is not a registered agent type; see GET /api/v1/agents/types"})
 	}
 	if r.Signature != "" {
-		if err := a.validateSignature(r.Signature); err != nil {
+		if err := a.validateSignature(r.Type, r.Signature); err != nil {
 			f = append(f, FieldError{Field: "signature", Message: err.Error()})
 		}
 	}

@@ -45,8 +45,9 @@ type API struct {
 	Stores Stores
 	// AgentTypes lists the registered agent types.
 	AgentTypes func() []agents.Info
-	// ValidateSignature reports why a DSPy signature string does not parse.
-	ValidateSignature func(signature string) error
+	// ValidateSignature reports why signature cannot be the own signature of
+	// an agent of agentType: it does not parse, or the type runs its own.
+	ValidateSignature func(agentType, signature string) error
 	// ValidateAgentConfig, optional, reports why config does not fit the
 	// agent type's schema.
 	ValidateAgentConfig func(agentType string, config json.RawMessage) error

@@ -106,7 +106,7 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		AgentTypes: func() []agents.Info {
 			return []agents.Info{{Name: "chat", Description: "talks", Signature: "message, history -> response", ConfigSchema: json.RawMessage(`{"type":"object"}`)}}
 		},
-		ValidateSignature: func(sig string) error {
+		ValidateSignature: func(_, sig string) error {
 			if !strings.Contains(sig, "->") {
 				return errors.New(`must look like "inputs -> outputs"`)
 			}

@@ -26,7 +26,6 @@ import (
 	"github.com/kowai/kowai/internal/config"
 	"github.com/kowai/kowai/internal/netguard"
 	"github.com/kowai/kowai/persistence"
-	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/supervisors"
 	"github.com/kowai/kowai/workflows"
@@ -233,19 +232,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	chat := &gateway.ClusterChat{Grains: grains}
 	if err := gw.Mount(gateway.API{
-		Authenticator:    authSvc,
-		Chat:             chat,
-		Completions:      chat,
-		APIKeys:          apiKeys,
-		Auth:             authSvc,
-		Accounts:         authSvc,
-		OpenRegistration: cfg.OpenRegistration,
-		Stores:           stores,
-		AgentTypes:       rt.AgentTypes,
-		ValidateSignature: func(s string) error {
-			_, err := signatures.Parse(s)
-			return err
-		},
+		Authenticator:     authSvc,
+		Chat:              chat,
+		Completions:       chat,
+		APIKeys:           apiKeys,
+		Auth:              authSvc,
+		Accounts:          authSvc,
+		OpenRegistration:  cfg.OpenRegistration,
+		Stores:            stores,
+		AgentTypes:        rt.AgentTypes,
+		ValidateSignature: types.CheckSignature,
 		ValidateAgentConfig: func(t string, raw json.RawMessage) error {
 			_, err := types.ParseConfig(t, raw)
 			return err

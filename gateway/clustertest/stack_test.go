@@ -21,7 +21,6 @@ import (
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/internal/netguard"
 	"github.com/kowai/kowai/persistence"
-	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/signatures/lm/offline"
 	"github.com/kowai/kowai/supervisors"
@@ -220,19 +219,16 @@ func (nd *node) serve(tb testing.TB, db *persistence.DB, node *cluster.Node, opt
 	}
 	types := rt.Types()
 	if err := gw.Mount(gateway.API{
-		Authenticator:    svc,
-		Chat:             chat,
-		Completions:      chat,
-		APIKeys:          keys,
-		Auth:             svc,
-		Accounts:         svc,
-		OpenRegistration: true,
-		Stores:           stores,
-		AgentTypes:       rt.AgentTypes,
-		ValidateSignature: func(s string) error {
-			_, err := signatures.Parse(s)
-			return err
-		},
+		Authenticator:     svc,
+		Chat:              chat,
+		Completions:       chat,
+		APIKeys:           keys,
+		Auth:              svc,
+		Accounts:          svc,
+		OpenRegistration:  true,
+		Stores:            stores,
+		AgentTypes:        rt.AgentTypes,
+		ValidateSignature: types.CheckSignature,
 		ValidateAgentConfig: func(t string, raw json.RawMessage) error {
 			_, err := types.ParseConfig(t, raw)
 			return err
