@@ -11,7 +11,7 @@ RACE     := $(shell $(GO) list ./... 2>/dev/null | grep -vE '/(clustertest|durab
 # The pinned Node linters of the generated API documents (gateway TestAPILint).
 APILINT  := tools/apilint
 
-.PHONY: all build build-k8s run test fmt-check vet tidy-check apilint-deps api-lint image bench generate screenshots clean
+.PHONY: all build build-k8s run test fmt-check vet tidy-check apilint-deps api-lint image bench bench-http generate screenshots clean
 
 all: build
 
@@ -78,6 +78,15 @@ bench: export KOWAI_TEST_MYSQL_DSN ?= mysql://kowai_test:kowai_test@127.0.0.1:33
 bench: export KOWAI_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
+
+## bench-http: the HTTP benchmark from outside (several minutes): kowai serve, a bare Fiber hello
+## world and the load generator as three processes, runs alternated, on SQLite and MariaDB
+## (KOWAI_TEST_MYSQL_DSN); BENCH_HTTP_FLAGS passes flags (e.g. -db sqlite -rounds 2 -d 2s)
+bench-http: export KOWAI_TEST_MYSQL_DSN ?= mysql://kowai_test:kowai_test@127.0.0.1:3306/kowai_test
+bench-http: build
+	$(GO) build -o bin/loadgen ./tools/benchhttp/loadgen
+	$(GO) build -o bin/hello ./tools/benchhttp/hello
+	$(GO) run ./tools/benchhttp -kowai bin/kowai -loadgen bin/loadgen -hello bin/hello $(BENCH_HTTP_FLAGS)
 
 ## screenshots: regenerate the console's screenshots in docs/console (the README shows them) by
 ## running its end-to-end test (needs Node.js, npm ci in tests/console, and Debian's chromium)

@@ -7,14 +7,20 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/signatures/lm"
 )
 
 // agentGrain is the agent grain: it holds one agent's definition and compiled program
@@ -48,11 +54,15 @@ type workerSlot struct {
 // replyJob is one GenerateReply on its way through a worker. It carries the program
 // compiled when the request arrived, so a Reload never changes a running reply.
 type replyJob struct {
-	req     *actorpb.GenerateReply
-	sender  *actor.PID
-	prog    agents.Program
-	window  int
-	version int64
+	req *actorpb.GenerateReply
+	// agentType labels the reply's metrics: a type of the registry, since the
+	// agent compiled.
+	agentType string
+	sender    *actor.PID
+	prog      agents.Program
+	window    int
+	version   int64
+	model     string
 	// settings go with the reply when the session's are of another version.
 	settings *actorpb.AgentSettings
 	ctx      context.Context
@@ -276,9 +286,11 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 		ctx.Respond(errorReply(actorpb.Code_CODE_BUSY, corr, "agent %s has %d replies waiting", a.identity, len(a.queue)))
 		return
 	}
-	jctx, cancel := context.WithTimeout(context.Background(), a.rt.deps.TurnTimeout)
-	job := &replyJob{req: req, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow, version: a.agent.Version,
-		ctx: jctx, cancel: cancel}
+	// The job's context carries the request's trace context, so the worker's span is
+	// a child of the grain call's server span.
+	jctx, cancel := context.WithTimeout(tracing.Extract(context.Background(), ctx.MessageHeader()), a.rt.deps.TurnTimeout)
+	job := &replyJob{req: req, agentType: a.agent.Type, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
+		version: a.agent.Version, model: a.agent.Model, ctx: jctx, cancel: cancel}
 	if req.GetKnownVersion() != a.agent.Version {
 		job.settings = a.settings()
 	}
@@ -378,7 +390,14 @@ func (a *agentGrain) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 			code := codeOf(err)
 			a.log.Warn("agent reply failed", "agent_id", a.identity, "correlation_id", s.job.req.GetCorrelationId(),
 				"code", code.String(), "error", err)
-			a.fail(s.job, code, publicMessage(code))
+			msg := publicMessage(code)
+			// A failure that speaks to the user (a spent budget says which and until
+			// when) is told as it is.
+			var pm interface{ PublicMessage() string }
+			if code == actorpb.Code_CODE_BUDGET_EXCEEDED && errors.As(err, &pm) {
+				msg = pm.PublicMessage()
+			}
+			a.fail(s.job, code, msg)
 			s.job = nil
 		}
 		s.restarting = true
@@ -420,7 +439,34 @@ func (w *worker) Receive(ctx actor.Context) {
 // failure panics with the error so the supervisor classifies, counts and restarts; a
 // cancelled or expired job is answered here, since it is not the worker's failure.
 func (w *worker) run(ctx actor.Context, job *replyJob) {
-	req := job.req
+	req, jctx := job.req, job.ctx
+	var span trace.Span
+	if tr := w.rt.tracer; tr != nil {
+		jctx, span = tr.Start(jctx, "agent.reply", trace.WithAttributes(
+			attribute.String("kowai.agent.id", req.GetAgentId()),
+			attribute.String("kowai.agent.type", job.agentType),
+			attribute.Int64("kowai.agent.version", job.version),
+			attribute.String("kowai.conversation.id", req.GetConversationId()),
+			attribute.Bool("kowai.stream", req.GetStream().GetId() != "")))
+	}
+	// A model failure panics out of run (the supervisor's business): the reply
+	// still counts, as failed, and its span still ends, marked failed.
+	start, outcome := time.Now(), "failed"
+	var usage lm.Usage
+	defer func() {
+		r := recover()
+		w.rt.metrics.reply(job.agentType, outcome, time.Since(start).Seconds(), usage.PromptTokens, usage.CompletionTokens, usage.CostUSD)
+		if span != nil {
+			span.SetAttributes(attribute.String("kowai.agent.outcome", outcome))
+			if r != nil {
+				span.SetStatus(codes.Error, fmt.Sprint(r))
+			}
+			span.End()
+		}
+		if r != nil {
+			panic(r)
+		}
+	}()
 	in := agents.Input{Message: req.GetContent(), History: turns(req.GetHistory(), job.window), Summary: req.GetSummary()}
 	if t := req.GetStream(); t.GetId() != "" {
 		target := actor.NewPID(t.GetAddress(), t.GetId())
@@ -431,13 +477,23 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			return nil
 		}
 	}
-	model := newReplyModel(w.rt.deps.LM, req.GetOptions())
-	out, err := job.prog.Reply(job.ctx, model, in)
+	base, err := w.rt.modelOf(job.model)
 	if err != nil {
-		if cerr := job.ctx.Err(); cerr != nil {
+		e := actorpb.NewError(actorpb.Code_CODE_INVALID_ARGUMENT, req.GetCorrelationId(),
+			fmt.Sprintf("agent %s names model %q, which this node does not serve", req.GetAgentId(), job.model))
+		ctx.Send(job.sender, e)
+		endStream(ctx, req, e)
+		ctx.Send(ctx.Parent(), jobDone{job: job})
+		return
+	}
+	model := newReplyModel(w.rt.withBudget(base, req), req.GetOptions())
+	out, err := job.prog.Reply(jctx, model, in)
+	if err != nil {
+		if cerr := jctx.Err(); cerr != nil {
 			code := actorpb.Code_CODE_CANCELED
+			outcome = "canceled"
 			if errors.Is(cerr, context.DeadlineExceeded) {
-				code = actorpb.Code_CODE_TIMEOUT
+				code, outcome = actorpb.Code_CODE_TIMEOUT, "timeout"
 			}
 			e := actorpb.NewError(code, req.GetCorrelationId(), publicMessage(code))
 			ctx.Send(job.sender, e)
@@ -455,6 +511,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 		}
 		details = string(b)
 	}
+	outcome, usage = "ok", out.Usage
 	ctx.Send(job.sender, &actorpb.ReplyResult{
 		Response: out.Text, Model: out.Model, DetailsJson: details, AgentVersion: job.version, Settings: job.settings, StopReason: model.stopReason(),
 		Usage: &actorpb.Usage{PromptTokens: int64(out.Usage.PromptTokens), CompletionTokens: int64(out.Usage.CompletionTokens),

@@ -16,7 +16,15 @@ import (
 //     code in lower case (forbidden, not_found, conflict, unavailable, model_failure,
 //     timeout, budget_exceeded, busy, canceled, invalid_argument, internal);
 //   - kowai_chat_turn_duration_seconds: from the turn's start to its durable answer;
-//   - kowai_agent_queued_replies: replies waiting for a worker, summed over agents.
+//   - kowai_agent_queued_replies: replies waiting for a worker, summed over agents;
+//   - kowai_agent_replies_total{agent_type, outcome}: replies agent workers ran, by
+//     the agent's type and outcome (ok, canceled, timeout, failed);
+//   - kowai_agent_reply_duration_seconds{agent_type}: a worker's time on one reply;
+//   - kowai_agent_tokens_total{agent_type, kind} and kowai_agent_cost_usd_total{agent_type}:
+//     the model usage of the replies that completed.
+//
+// The agent label is the agent's type (chat, react, ...), which the type registry
+// bounds: never an agent's ID or name, which users choose.
 type metrics struct {
 	passivations *prometheus.CounterVec
 	fenced       *prometheus.CounterVec
@@ -24,6 +32,10 @@ type metrics struct {
 	turns        *prometheus.CounterVec
 	turnDuration prometheus.Histogram
 	queued       prometheus.Gauge
+	replies      *prometheus.CounterVec
+	replyTime    *prometheus.HistogramVec
+	tokens       *prometheus.CounterVec
+	cost         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -43,6 +55,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14)}),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kowai_agent_queued_replies",
 			Help: "Reply requests waiting for a free agent worker on this node."}),
+		replies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kowai_agent_replies_total",
+			Help: "Replies run by agent workers, by agent type and outcome (ok, canceled, timeout, failed)."}, []string{"agent_type", "outcome"}),
+		replyTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kowai_agent_reply_duration_seconds",
+			Help:    "Time an agent worker spent on one reply, model calls and tools included, by agent type.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14)}, []string{"agent_type"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kowai_agent_tokens_total",
+			Help: "Model tokens of completed agent replies, by agent type and kind (prompt, completion)."}, []string{"agent_type", "kind"}),
+		cost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kowai_agent_cost_usd_total",
+			Help: "Model cost in US dollars of completed agent replies, by agent type."}, []string{"agent_type"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -66,6 +87,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.queued, err = register(reg, m.queued); err != nil {
 		return nil, err
 	}
+	if m.replies, err = register(reg, m.replies); err != nil {
+		return nil, err
+	}
+	if m.replyTime, err = register(reg, m.replyTime); err != nil {
+		return nil, err
+	}
+	if m.tokens, err = register(reg, m.tokens); err != nil {
+		return nil, err
+	}
+	if m.cost, err = register(reg, m.cost); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -83,4 +116,17 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 		}
 	}
 	return c, fmt.Errorf("actors: register metrics: %w", err)
+}
+
+// reply records one reply an agent worker ran for an agent of type agentType;
+// usage counts only when the reply completed.
+func (m *metrics) reply(agentType, outcome string, seconds float64, promptTokens, completionTokens int, costUSD float64) {
+	m.replies.WithLabelValues(agentType, outcome).Inc()
+	m.replyTime.WithLabelValues(agentType).Observe(seconds)
+	if outcome != "ok" {
+		return
+	}
+	m.tokens.WithLabelValues(agentType, "prompt").Add(float64(promptTokens))
+	m.tokens.WithLabelValues(agentType, "completion").Add(float64(completionTokens))
+	m.cost.WithLabelValues(agentType).Add(costUSD)
 }

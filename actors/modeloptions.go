@@ -58,3 +58,12 @@ func (m *replyModel) stopReason() string {
 	defer m.mu.Unlock()
 	return m.stop
 }
+
+// modelOf is the model an agent names: the runtime's LM when it names none or no
+// resolver is set.
+func (rt *Runtime) modelOf(name string) (lm.LM, error) {
+	if name == "" || rt.deps.Models == nil {
+		return rt.deps.LM, nil
+	}
+	return rt.deps.Models.Model(name)
+}

@@ -14,10 +14,12 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/supervisors"
@@ -76,8 +78,15 @@ type Deps struct {
 	Messages      persistence.Messages
 	Agents        persistence.Agents
 	Snapshots     persistence.Snapshots
-	// LM is the model every agent calls (the full lm.New stack in production).
+	// LM is the model every agent calls (the full lm.New stack in production),
+	// unless the agent names another one that Models resolves.
 	LM lm.LM
+	// Models, optional, resolves an agent's model field to the stack that serves
+	// it (an *lm.Catalog in production); nil means every agent calls LM.
+	Models ModelResolver
+	// Budgets, optional, holds users to their spending limits before every model
+	// call of a reply; nil means no per-user budgets.
+	Budgets BudgetGuard
 	// Caller reaches other grains; the cluster node's client.
 	Caller GrainCaller
 	// Types is the agent type registry; nil means agents.Builtins.
@@ -88,6 +97,9 @@ type Deps struct {
 	Metrics prometheus.Registerer
 	// SupervisorMetrics counts supervision decisions (shared per registry).
 	SupervisorMetrics *supervisors.Metrics
+	// Tracing records a span for each chat turn and each agent worker run, children of
+	// the grain call that asked for them; nil turns tracing off.
+	Tracing trace.TracerProvider
 	// WorkerBackoff and WorkerBudget govern restarts of an agent's model-call workers
 	// (zero values: the supervisors defaults).
 	WorkerBackoff supervisors.Backoff
@@ -114,6 +126,11 @@ type Deps struct {
 	Now func() time.Time
 }
 
+// ModelResolver finds the model an agent names; "" is the node's default.
+type ModelResolver interface {
+	Model(name string) (lm.LM, error)
+}
+
 // Runtime builds the session and agent grains and keeps what they share. It is created
 // once per node, before the cluster node, whose kinds it supplies.
 //
@@ -129,6 +146,8 @@ type Runtime struct {
 	turns    *supervisors.Strategy
 	caller   atomic.Pointer[GrainCaller]
 	sessions liveSet
+	// tracer is nil when tracing is off.
+	tracer trace.Tracer
 }
 
 // New validates deps and returns a Runtime. Errors wrap ErrInvalidDeps.
@@ -155,7 +174,8 @@ func New(deps Deps) (*Runtime, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rt := &Runtime{deps: deps, log: log.With("component", "actors"), types: deps.Types}
+	rt := &Runtime{deps: deps, log: log.With("component", "actors"), types: deps.Types,
+		tracer: tracing.Tracer(deps.Tracing, "github.com/kowai/kowai/actors")}
 	if rt.types == nil {
 		var err error
 		if rt.types, err = agents.NewRegistry(agents.Builtins(deps.Now)...); err != nil {
@@ -174,7 +194,8 @@ func New(deps Deps) (*Runtime, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidDeps, err)
 	}
 	// A turn runs once: restarting it would append its messages again, so every
-	// failure stops it and the session answers for it.
+	// failure stops it and the session answers for it. Turns run in goroutines, not
+	// child actors (see session.start); this strategy logs and counts their failures.
 	if rt.turns, err = supervisors.NewStrategy(supervisors.Options{
 		ActorKind: "session-turn", Metrics: deps.SupervisorMetrics, Logger: rt.log, Classifiers: classifiers,
 		Decider: func(supervisors.Kind) actor.Directive { return actor.StopDirective },
@@ -235,8 +256,7 @@ func (rt *Runtime) Kinds() []*protocluster.Kind {
 // for a plain actor (tests, benchmarks); empty for a cluster grain, which learns it from
 // the cluster.
 func (rt *Runtime) SessionProps(identity string) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newSession(rt, identity) },
-		actor.WithSupervisor(rt.turns))
+	return actor.PropsFromProducer(func() actor.Actor { return newSession(rt, identity) })
 }
 
 // AgentProps returns the props of an agent grain; identity as for SessionProps.

@@ -15,13 +15,15 @@ import (
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/supervisors"
 )
 
 // session is the session grain: it owns one conversation. It answers reads from memory
-// or the log, and runs one turn at a time in a turn child, so its mailbox stays free
-// for cancels, history pages and the messages that queue behind the running turn.
+// or the log, and runs one turn at a time in a goroutine of its own, so its mailbox
+// stays free for cancels, history pages and the messages that queue behind the running
+// turn.
 type session struct {
 	rt       *Runtime
 	identity string
@@ -52,11 +54,14 @@ type session struct {
 	deleteCorr string
 }
 
-// turn is one SendMessage on its way: queued, or running in a child.
+// turn is one SendMessage on its way: queued, or running.
 type turn struct {
-	req     *actorpb.SendMessage
+	req *actorpb.SendMessage
+	// base carries the trace context of the request (its grain server span), so the
+	// turn's span joins the caller's trace even when the turn starts later, from the
+	// queue.
+	base    context.Context
 	waiters []*actor.PID
-	child   *actor.PID
 	job     *turnJob
 	cancel  context.CancelFunc
 	start   time.Time
@@ -69,7 +74,8 @@ type startNext struct{}
 // inspect asks a session for its queue; tests use it to observe queuing.
 type inspect struct{}
 
-var _ actor.SupervisorStrategy = (*session)(nil)
+// inspectState asks a session for its state; tests use it to observe what it holds.
+type inspectState struct{}
 
 func newSession(rt *Runtime, identity string) *session {
 	return &session{rt: rt, identity: identity, log: rt.log}
@@ -102,10 +108,14 @@ func (s *session) Receive(ctx actor.Context) {
 		s.onDelete(ctx, msg)
 	case turnDone:
 		s.onTurnDone(ctx, msg)
+	case turnFailed:
+		s.onTurnFailed(ctx, msg)
 	case startNext:
 		s.startNext(ctx)
 	case inspect:
 		ctx.Respond(s.queue)
+	case inspectState:
+		ctx.Respond(s.state)
 	case *actorpb.Passivate:
 		s.passivating = true
 		s.passivated = append(s.passivated, ctx.Sender())
@@ -249,7 +259,7 @@ func (s *session) onHistory(req *actorpb.GetHistory) any {
 
 func (s *session) onSend(ctx actor.Context, req *actorpb.SendMessage) {
 	corr := req.GetCorrelationId()
-	t := &turn{req: req, waiters: []*actor.PID{ctx.Sender()}}
+	t := &turn{req: req, waiters: []*actor.PID{ctx.Sender()}, base: tracing.Extract(context.Background(), ctx.MessageHeader())}
 	if e := s.checkIdentity(corr, req.GetConversationId()); e != nil {
 		s.answer(ctx, t, e)
 		return
@@ -283,6 +293,13 @@ func (s *session) onSend(ctx actor.Context, req *actorpb.SendMessage) {
 // conversation and start t. It answers t itself where a step settles it, and reports
 // whether t must wait behind the running turn (then the busy policy decides).
 func (s *session) admit(ctx actor.Context, t *turn) (wait bool) {
+	if !s.loaded && t.req.GetFresh() {
+		// The gateway minted the ID for this turn: there is nothing to read. Were
+		// something stored under it after all, the turn's create would fail and fence
+		// the session before any write.
+		s.state, s.version, s.exists, s.loaded, s.unsaved = sessionState{}, 0, false, true, 0
+		s.rt.metrics.loaded.WithLabelValues(KindSession).Inc()
+	}
 	if e := s.ensureLoaded(t.req.GetCorrelationId()); e != nil {
 		s.answer(ctx, t, e)
 		return false
@@ -380,14 +397,24 @@ func (s *session) resolveAgent(req *actorpb.SendMessage) *actorpb.ErrorReply {
 	return nil
 }
 
-// start runs t in a turn child with a copy of the state.
+// start runs t on a copy of the state in a goroutine, which reports to the session
+// with turnDone, or turnFailed when the turn panics (a fenced write panics with a
+// conflict Failure). A turn used to run in a child actor; protoactor's PIDSet.Remove
+// keeps the last removed child's PID in its backing array, and with it the finished
+// child's mailbox, context and job, so every idle session held its last turn (see
+// docs/protoactor-pidset.md). A goroutine holds nothing once it returns, and a turn
+// needs no mailbox: it receives no messages.
 func (s *session) start(ctx actor.Context, t *turn) {
-	jctx, cancel := context.WithTimeout(context.Background(), s.rt.deps.TurnTimeout)
+	base := t.base
+	if base == nil {
+		base = context.Background()
+	}
+	jctx, cancel := context.WithTimeout(base, s.rt.deps.TurnTimeout)
 	job := &turnJob{rt: s.rt, convID: s.identity, req: t.req, state: s.state, version: s.version, unsaved: s.unsaved,
 		touched: s.touched, exists: s.exists, ctx: jctx}
 	t.cancel, t.start, t.job = cancel, time.Now(), job
 	s.running = t
-	t.child = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &turnActor{job: job} }))
+	go runTurn(ctx.ActorSystem().Root, ctx.Self(), job)
 }
 
 // startNext starts the next queued turn that may still run, or finishes a delete that
@@ -654,30 +681,32 @@ func (s *session) passivateIfIdle(ctx actor.Context) {
 	ctx.Stop(ctx.Self())
 }
 
-// HandleFailure decides for a failed turn child. A fenced turn (another activation won
-// a write) stops the whole session: its state is stale, and only a fresh activation
-// may continue. Any other failure answers the turn's requesters with an error and drops
-// the state, since the log may hold part of the turn. The turn strategy logs, counts
-// and stops the child either way.
-func (s *session) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID,
-	rs *actor.RestartStatistics, reason, message any) {
-	if t := s.running; t != nil && t.child.Equal(child) {
-		if supervisors.Classify(reason, failureClassifiers...) == supervisors.KindConflict {
-			s.log.Warn("session fenced out by another activation", "conversation_id", s.identity,
-				"correlation_id", t.req.GetCorrelationId(), "reason", fmt.Sprint(reason))
-			s.rt.metrics.fenced.WithLabelValues(KindSession).Inc()
-			s.failAll(actorpb.Code_CODE_UNAVAILABLE, "the conversation moved to another activation; retry with the same idempotency key")
-			s.unload()
-			s.stopped = true
-			sys.Root.Stop(s.self)
-		} else {
-			s.log.Error("turn failed", "conversation_id", s.identity, "correlation_id", t.req.GetCorrelationId(), "reason", fmt.Sprint(reason))
-			s.running = nil
-			t.cancel()
-			s.answer(sys.Root, t, errorReply(actorpb.Code_CODE_INTERNAL, t.req.GetCorrelationId(), "the turn failed"))
-			s.unload()
-			sys.Root.Send(s.self, startNext{})
-		}
+// onTurnFailed handles a turn that panicked. A fenced turn (another activation won a
+// write) stops the whole session: its state is stale, and only a fresh activation may
+// continue. Any other failure answers the turn's requesters with an error and drops the
+// state, since the log may hold part of the turn. Either way the turn strategy logs and
+// counts the failure, as it did for the turn child a turn used to run in.
+func (s *session) onTurnFailed(ctx actor.Context, f turnFailed) {
+	t := s.running
+	if t == nil || t.job != f.job {
+		return
 	}
-	s.rt.turns.HandleFailure(sys, sup, child, rs, reason, message)
+	s.rt.turns.HandleFailure(ctx.ActorSystem(), stoppedTurn{}, turnPID(ctx.Self()), actor.NewRestartStatistics(), f.reason, t.req)
+	if supervisors.Classify(f.reason, failureClassifiers...) == supervisors.KindConflict {
+		s.log.Warn("session fenced out by another activation", "conversation_id", s.identity,
+			"correlation_id", t.req.GetCorrelationId(), "reason", fmt.Sprint(f.reason))
+		s.rt.metrics.fenced.WithLabelValues(KindSession).Inc()
+		s.failAll(actorpb.Code_CODE_UNAVAILABLE, "the conversation moved to another activation; retry with the same idempotency key")
+		s.unload()
+		s.stopped = true
+		ctx.Stop(ctx.Self())
+		return
+	}
+	s.log.Error("turn failed", "conversation_id", s.identity, "correlation_id", t.req.GetCorrelationId(),
+		"reason", fmt.Sprint(f.reason), "stack", f.stack)
+	s.running = nil
+	t.cancel()
+	s.answer(ctx, t, errorReply(actorpb.Code_CODE_INTERNAL, t.req.GetCorrelationId(), "the turn failed"))
+	s.unload()
+	s.startNext(ctx)
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
@@ -482,4 +484,124 @@ func TestCancelTurn(t *testing.T) {
 		t.Fatalf("turn err = %v", err)
 	}
 	h.checkLog(conv1, roleUser, roleSystem)
+}
+
+// A reply counts once per agent type and outcome, with the model usage of the
+// completed replies; the agent label is the agent's type, never its ID.
+func TestAgentReplyMetrics(t *testing.T) {
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{})
+	res := h.mustSend(conv1, 0, "count me", "m1")
+	agent, err := h.rt.deps.Agents.Get(t.Context(), res.GetAgentId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := map[string]string{"agent_type": agent.Type, "outcome": "ok"}
+	if got := h.counter("kowai_agent_replies_total", ok); got != 1 {
+		t.Fatalf("replies of %s = %v, want 1", agent.Type, got)
+	}
+	if got := h.counter("kowai_agent_tokens_total", map[string]string{"agent_type": agent.Type, "kind": "prompt"}); got != float64(res.GetUsage().GetPromptTokens()) || got == 0 {
+		t.Fatalf("prompt tokens of %s = %v, want the turn's %d", agent.Type, got, res.GetUsage().GetPromptTokens())
+	}
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "agent_type" && lp.GetValue() == res.GetAgentId() && agent.Type != res.GetAgentId() {
+					t.Fatalf("%s is labelled with the agent's ID %s", mf.GetName(), lp.GetValue())
+				}
+			}
+		}
+	}
+}
+
+// TestFinishedTurnIsNotRetained checks that a session holds nothing of a turn once it
+// has answered: the state a turn started from (its copy of the history tail) becomes
+// garbage when the session adopts the turn's new state. When turns ran in child
+// actors, protoactor's PIDSet.Remove left the finished child's PID, and through it the
+// child, its job and that state, in the session's children slice until the next turn.
+func TestFinishedTurnIsNotRetained(t *testing.T) {
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{})
+	h.mustSend(conv1, 0, "one", "")
+	pid, err := h.grains.pid(KindSession, conv1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.sys.Root.RequestFuture(pid, inspectState{}, 5*time.Second).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.(sessionState)
+	if len(st.Tail) != 2 {
+		t.Fatalf("tail after one turn: %d entries", len(st.Tail))
+	}
+	// The second turn starts from this tail and replaces it with a new one.
+	old := weak.Make(&st.Tail[0])
+	st = sessionState{}
+	res = nil
+	h.mustSend(conv1, 0, "two", "")
+	eventually(t, 5*time.Second, func() error {
+		runtime.GC()
+		if old.Value() != nil {
+			return errors.New("the tail the finished turn started from is still reachable")
+		}
+		return nil
+	})
+	runtime.KeepAlive(st)
+}
+
+// countingSnapshots counts the session loads of a snapshot store.
+type countingSnapshots struct {
+	persistence.Snapshots
+	loads *atomic.Int64
+}
+
+func (c countingSnapshots) LoadSession(ctx context.Context, kind, id string) (persistence.Snapshot, bool, error) {
+	c.loads.Add(1)
+	return c.Snapshots.LoadSession(ctx, kind, id)
+}
+
+// TestFreshConversationSkipsActivationReads: a first turn whose ID the gateway just
+// minted (SendMessage.fresh) activates its session without reading a snapshot; a fresh
+// turn that names a conversation that exists after all writes nothing to it.
+func TestFreshConversationSkipsActivationReads(t *testing.T) {
+	var loads atomic.Int64
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{deps: func(d *Deps) {
+		d.Snapshots = countingSnapshots{Snapshots: d.Snapshots, loads: &loads}
+	}})
+	fresh := func(conv, content string) (*actorpb.TurnResult, error) {
+		return actorpb.As[*actorpb.TurnResult](h.grains.Call(context.Background(), KindSession, conv, &actorpb.SendMessage{
+			CorrelationId: "corr-fresh", ConversationId: conv, UserId: h.users[0], Content: content, Fresh: true}))
+	}
+	res, err := fresh(conv1, "hello")
+	if err != nil || res.GetResponse() != "echo: hello" {
+		t.Fatalf("fresh first turn: %v, %v", res, err)
+	}
+	if n := loads.Load(); n != 0 {
+		t.Fatalf("a fresh first turn loaded %d snapshots", n)
+	}
+	h.checkLog(conv1, roleUser, roleAssistant)
+	// A continuing turn of a live session reads nothing either; after passivation an
+	// activation reads as before.
+	h.mustSend(conv1, 0, "again", "")
+	h.passivate(conv1)
+	if _, err := fresh(conv1, "not new"); err == nil {
+		t.Fatal("a fresh turn to an existing conversation succeeded")
+	}
+	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
+	eventually(t, 5*time.Second, func() error {
+		if h.alive(KindSession, conv1) {
+			return errors.New("the fenced session is still alive")
+		}
+		return nil
+	})
+	if res := h.mustSend(conv1, 0, "after", ""); res.GetResponse() != "echo: after" {
+		t.Fatalf("turn after the refused fresh one: %v", res)
+	}
+	if n := loads.Load(); n != 1 {
+		t.Fatalf("%d snapshot loads, want 1 (the activation after the refused fresh turn)", n)
+	}
+	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant, roleUser, roleAssistant)
 }

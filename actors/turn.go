@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/persistence"
@@ -51,18 +55,41 @@ type turnDone struct {
 	outcome turnOutcome
 }
 
-// turnActor runs one turn in its Started handler and stops: blocking its own mailbox on
-// the agent and the database is what it is for. A fenced write panics with a conflict
-// Failure, which the session's HandleFailure turns into a stop of the whole session.
-type turnActor struct{ job *turnJob }
-
-// Receive implements actor.Actor.
-func (a *turnActor) Receive(ctx actor.Context) {
-	if _, ok := ctx.Message().(*actor.Started); ok {
-		ctx.Send(ctx.Parent(), turnDone{job: a.job, outcome: a.job.run()})
-		ctx.Stop(ctx.Self())
-	}
+// turnFailed tells a session that its turn panicked; it never leaves the node.
+type turnFailed struct {
+	job    *turnJob
+	reason any
+	stack  string
 }
+
+// runTurn runs job and reports its outcome to the session self, or its panic: a fenced
+// write panics with a conflict Failure, which the session's onTurnFailed turns into a
+// stop of the whole session.
+func runTurn(root *actor.RootContext, self *actor.PID, job *turnJob) {
+	defer func() {
+		if r := recover(); r != nil {
+			root.Send(self, turnFailed{job: job, reason: r, stack: string(debug.Stack())})
+		}
+	}()
+	root.Send(self, turnDone{job: job, outcome: job.traced()})
+}
+
+// turnPID names a session's running turn in supervision logs, metrics and events.
+func turnPID(session *actor.PID) *actor.PID {
+	return actor.NewPID(session.GetAddress(), session.GetId()+"/turn")
+}
+
+// stoppedTurn is the supervisor the turn strategy is given for a failed turn: the turn
+// strategy always stops a failed turn, and a turn that panicked has already stopped.
+type stoppedTurn struct{}
+
+var _ actor.Supervisor = stoppedTurn{}
+
+func (stoppedTurn) Children() []*actor.PID                  { return nil }
+func (stoppedTurn) EscalateFailure(reason any, message any) {}
+func (stoppedTurn) RestartChildren(...*actor.PID)           {}
+func (stoppedTurn) StopChildren(...*actor.PID)              {}
+func (stoppedTurn) ResumeChildren(...*actor.PID)            {}
 
 // fenced stops the turn: another activation of the conversation wrote first.
 func fenced(what string, err error) {
@@ -79,6 +106,38 @@ func (j *turnJob) unavailable(what string, err error) turnOutcome {
 	j.rt.log.Error("turn failed", "conversation_id", j.convID, "step", what, "correlation_id", j.req.GetCorrelationId(), "error", err)
 	o := j.fail(actorpb.Code_CODE_UNAVAILABLE, "the conversation's storage is unavailable; retry with the same idempotency key")
 	o.reload = true
+	return o
+}
+
+// traced is run inside the turn's span when tracing is on. The span is a child of the
+// SendMessage's grain server span (the turn's context carries it); a fenced turn panics
+// through it, marked failed.
+func (j *turnJob) traced() turnOutcome {
+	tr := j.rt.tracer
+	if tr == nil {
+		return j.run()
+	}
+	var span trace.Span
+	j.ctx, span = tr.Start(j.ctx, "chat.turn", trace.WithAttributes(
+		attribute.String("kowai.conversation.id", j.convID),
+		attribute.Bool("kowai.conversation.new", !j.exists)))
+	defer func() {
+		if r := recover(); r != nil {
+			span.SetStatus(codes.Error, fmt.Sprint(r))
+			span.End()
+			panic(r)
+		}
+		span.End()
+	}()
+	o := j.run()
+	switch {
+	case o.err != nil:
+		span.SetAttributes(attribute.String("kowai.turn.error_code", o.err.GetCode().String()))
+		span.SetStatus(codes.Error, o.err.GetMessage())
+	case o.result != nil:
+		span.SetAttributes(attribute.String("kowai.agent.id", o.result.GetAgentId()), attribute.Int64("kowai.message.seq", o.result.GetSeq()),
+			attribute.Bool("kowai.turn.replayed", o.result.GetReplayed()))
+	}
 	return o
 }
 
@@ -142,7 +201,9 @@ func (j *turnJob) run() turnOutcome {
 	}
 
 	reply, callErr := j.callAgent(st, user)
-	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	// The reply is committed even when the turn was cancelled meanwhile; the
+	// commit keeps the turn's values (its span, for the batch's trace).
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), writeTimeout)
 	defer cancel()
 	now := j.rt.deps.Now()
 	out := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, CreatedAt: now}

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,8 @@ import (
 type wfBench struct {
 	*harness
 	runs *persistence.WorkflowStore
+	// commits times the run grains' writes (not the baseline's).
+	commits *timedWriter
 	// returned maps a run ID to the channel its workflow function closes on
 	// return.
 	returned sync.Map
@@ -32,10 +35,10 @@ type wfBench struct {
 func newWFBench(b *testing.B, db *persistence.DB, register func(*wfBench, *workflows.Registry)) *wfBench {
 	b.Helper()
 	h := newHarness(b, db, harnessOptions{})
-	wb := &wfBench{harness: h, runs: persistence.NewWorkflowStore(db)}
+	wb := &wfBench{harness: h, runs: persistence.NewWorkflowStore(db), commits: &timedWriter{LogWriter: h.writer}}
 	reg := workflows.NewRegistry()
 	register(wb, reg)
-	wf, err := NewWorkflows(WorkflowDeps{Runs: wb.runs, Writer: h.writer, Registry: reg, Caller: h.grains,
+	wf, err := NewWorkflows(WorkflowDeps{Runs: wb.runs, Writer: wb.commits, Registry: reg, Caller: h.grains,
 		NodeID: "node-bench", IdleTimeout: time.Hour})
 	if err != nil {
 		b.Fatal(err)
@@ -93,6 +96,29 @@ func (wb *wfBench) await(ctx context.Context, id string, ch <-chan struct{}, sta
 	}
 }
 
+// timedWriter is a LogWriter that sums how long its Submits wait.
+type timedWriter struct {
+	LogWriter
+	n, total atomic.Int64
+}
+
+func (w *timedWriter) Submit(ctx context.Context, op persistence.Op) error {
+	start := time.Now()
+	err := w.LogWriter.Submit(ctx, op)
+	w.total.Add(int64(time.Since(start)))
+	w.n.Add(1)
+	return err
+}
+
+// mean returns the mean wait in milliseconds and how many writes it covers.
+func (w *timedWriter) mean() (float64, int64) {
+	n := w.n.Load()
+	if n == 0 {
+		return 0, 0
+	}
+	return float64(w.total.Load()) / float64(n) / float64(time.Millisecond), n
+}
+
 // latencies collects durations from several goroutines.
 type latencies struct {
 	mu sync.Mutex
@@ -147,10 +173,14 @@ func BenchmarkWorkflowTasks(b *testing.B) {
 	})
 	baseConvs := wb.newConversations(benchConcurrency, 0)
 	var seqs [benchConcurrency]int64
+	var base latencies
 	appendRow := func(w int) error {
 		seqs[w]++
-		return wb.writer.AppendMessages(context.Background(), persistence.Message{ConversationID: baseConvs[w],
+		start := time.Now()
+		err := wb.writer.AppendMessages(context.Background(), persistence.Message{ConversationID: baseConvs[w],
 			Seq: seqs[w], Role: roleUser, Content: "baseline message of typical length for a chat turn"})
+		base.add(time.Since(start))
+		return err
 	}
 	var lat, trigger latencies
 	var total time.Duration
@@ -189,6 +219,12 @@ func BenchmarkWorkflowTasks(b *testing.B) {
 	b.ReportMetric(trigger.quantile(0.5), "p50-trigger-ms")
 	if runs > 0 {
 		b.ReportMetric(float64(total)/float64(runs)/benchTasks/float64(time.Millisecond), "ms/task")
+	}
+	commit, writes := wb.commits.mean()
+	b.ReportMetric(commit, "ms/run-write")
+	b.ReportMetric(base.quantile(0.5), "p50-baseline-write-ms")
+	if runs > 0 {
+		b.ReportMetric(float64(writes)/float64(runs), "writes/run")
 	}
 }
 

@@ -10,9 +10,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/doug-martin/goqu/v9"
 
 	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/workflows"
@@ -20,9 +20,11 @@ import (
 
 // runGrain is the workflow run grain: it owns one run's row (its snapshot, fenced by
 // version) and executes the run's workflow function on a goroutine of its own, so
-// its mailbox stays free for cancels, resumes and lease renewals. The function's
-// steps are journaled by the executor; the grain records where each execution left
-// the run.
+// its mailbox stays free for cancels and resumes. An executing run's row names this
+// node's process (lease_owner, lease_epoch), whose heartbeat covers it. The
+// function's steps are journaled by the executor; the grain records where each
+// execution left the run, and a grain that stops with its run still executing hands
+// it back to recovery (due now).
 type runGrain struct {
 	w        *Workflows
 	identity string
@@ -30,6 +32,9 @@ type runGrain struct {
 	sys      *actor.ActorSystem
 
 	loaded bool
+	// fenced: a write of the row lost its compare-and-swap; another activation
+	// owns the run.
+	fenced bool
 	row    persistence.WorkflowRun
 	exec   *execution
 	timer  *time.Timer
@@ -48,15 +53,23 @@ type (
 	runDone struct {
 		exec *execution
 		out  workflows.Outcome
-		// lastEvent is the seq of the execution's last event.
+		// lastEvent is the seq of the execution's last event written;
+		// pending are its events numbered after it but not written yet, which
+		// go in the commit that records the outcome.
 		lastEvent int64
+		pending   []persistence.WorkflowEvent
 	}
-	renewLease struct{ exec *execution }
-	wakeUp     struct{}
+	wakeUp struct{}
+	// ownerCheck says whether the run's row still names this process, at which
+	// version (Workflows.checkOwnership).
+	ownerCheck struct {
+		owned   bool
+		version int64
+	}
 )
 
-// errShutdown stops an execution whose grain stops (passivation, leave): nothing is
-// recorded, the lease lapses and recovery resumes the run.
+// errShutdown stops an execution whose grain stops (leave, a move): the grain hands
+// the run back to recovery, which resumes it.
 var errShutdown = errors.New("actors: run grain stopped")
 
 // errRunFenced stops an execution whose grain lost its run to another activation.
@@ -80,7 +93,14 @@ func (g *runGrain) Receive(ctx actor.Context) {
 		g.stopTimer()
 		if g.exec != nil {
 			g.exec.cancel(errShutdown)
+			select {
+			case <-g.exec.done:
+			case <-time.After(releaseWait):
+				g.w.log.Warn("run execution still winding down; handing the run back anyway", "run_id", g.identity)
+			}
 		}
+		g.w.executing.Delete(g.identity)
+		g.release()
 	case *actorpb.StartRun:
 		ctx.Respond(g.onStart(ctx, msg))
 	case *actorpb.CancelRun:
@@ -91,8 +111,12 @@ func (g *runGrain) Receive(ctx actor.Context) {
 		ctx.Respond(g.onRetry(ctx, msg))
 	case runDone:
 		g.onDone(ctx, msg)
-	case renewLease:
-		g.onRenew(ctx, msg)
+	case ownerCheck:
+		if g.exec != nil && (!msg.owned || msg.version > g.row.Version) {
+			g.w.log.Warn("run taken over by another activation; this one stops", "run_id", g.identity)
+			g.exec.cancel(errRunFenced)
+			g.loaded, g.fenced = false, true
+		}
 	case wakeUp:
 		g.timer = nil
 		if g.exec == nil {
@@ -129,6 +153,15 @@ func (g *runGrain) reload(corr string) *actorpb.ErrorReply {
 
 func (g *runGrain) onStart(ctx actor.Context, m *actorpb.StartRun) any {
 	corr := m.GetCorrelationId()
+	if !g.loaded && m.GetWorkflow() != "" {
+		created, e := g.createRunning(ctx, m)
+		if e != nil {
+			return e
+		}
+		if created {
+			return g.ack()
+		}
+	}
 	if e := g.reload(corr); e != nil {
 		if e.GetCode() != actorpb.Code_CODE_NOT_FOUND || m.GetWorkflow() == "" {
 			return e
@@ -169,6 +202,45 @@ func (g *runGrain) create(m *actorpb.StartRun) *actorpb.ErrorReply {
 	return nil
 }
 
+// createRunning stores a new run from a trigger already running under this node's
+// lease, in one group commit, and executes it without reading anything back: its
+// journal and events are empty. It reports false, with nothing done, when the ID is
+// taken (the caller reads the run instead) or when the workflow has a concurrency
+// cap, whose check needs the run pending first.
+func (g *runGrain) createRunning(ctx actor.Context, m *actorpb.StartRun) (bool, *actorpb.ErrorReply) {
+	corr := m.GetCorrelationId()
+	def, err := g.w.deps.Registry.Lookup(m.GetWorkflow())
+	if err != nil {
+		return false, errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "%v", err)
+	}
+	if def.MaxConcurrent > 0 || def.MaxPerUser > 0 {
+		return false, nil
+	}
+	params, err := def.ValidateParams(json.RawMessage(m.GetParametersJson()))
+	if err != nil {
+		return false, errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "%v", err)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	if err := g.w.ensureNode(wctx); err != nil {
+		return false, errorReply(codeOf(err), corr, "node heartbeat: %v", err)
+	}
+	now := time.Now()
+	r := persistence.WorkflowRun{ID: g.identity, Name: def.Name, OwnerID: m.GetOwnerId(), ParentID: m.GetParentId(),
+		Status: persistence.StatusRunning, Parameters: params, Version: 1, CreatedAt: now, UpdatedAt: now, StartedAt: now,
+		LeaseOwner: g.w.deps.NodeID, LeaseEpoch: g.w.epoch, WebhookURL: m.GetWebhookUrl(), ContinuedFrom: m.GetContinuedFrom()}
+	err = g.w.deps.Writer.Submit(wctx, persistence.RunInsert(r))
+	if errors.Is(err, persistence.ErrDuplicate) {
+		return false, nil
+	}
+	if err != nil {
+		return false, errorReply(codeOf(err), corr, "create run %s: %v", g.identity, err)
+	}
+	g.row, g.loaded = r, true
+	g.execute(ctx, true)
+	return true, nil
+}
+
 // progress starts, arms or leaves the run as its state asks.
 func (g *runGrain) progress(ctx actor.Context, corr string) {
 	if g.exec != nil {
@@ -203,15 +275,17 @@ func (g *runGrain) stopTimer() {
 }
 
 // save writes next over the grain's row with a version CAS through the writer, with
-// the run's own event ev (if any) in the same transaction, numbered after the event
-// log's last seq (lastEvent, or read when negative). A conflict means another
-// activation owns the run: this one stops.
-func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *workflows.Event, lastEvent int64) bool {
+// the execution's events not written yet (pending, numbered after lastEvent) and the
+// run's own event ev (if any) in the same transaction, ev numbered after them
+// (after the event log's last seq, read, when lastEvent is negative). A conflict
+// means another activation owns the run: this one stops.
+func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *workflows.Event, lastEvent int64, pending ...persistence.WorkflowEvent) bool {
 	next.Version = g.row.Version + 1
 	next.UpdatedAt = time.Now()
 	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 	defer cancel()
-	var op persistence.Op = persistence.SaveRunOp(next, g.row.Version)
+	ops := persistence.Ops{persistence.SaveRunOp(next, g.row.Version)}
+	events := pending
 	if ev != nil {
 		var err error
 		if lastEvent < 0 {
@@ -221,33 +295,24 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 		if err = errors.Join(err, merr); err != nil {
 			g.w.log.Warn("run event not built", "run_id", g.identity, "error", err)
 		} else {
-			save, insert := op, persistence.EventInsert(persistence.WorkflowEvent{RunID: g.identity, Seq: lastEvent + 1,
+			events = append(events, persistence.WorkflowEvent{RunID: g.identity, Seq: lastEvent + int64(len(pending)) + 1,
 				Status: ev.Status, Data: data, CreatedAt: ev.Time})
-			op = persistence.OpFunc(func(c context.Context, tx *goqu.TxDatabase) error {
-				if err := save.Apply(c, tx); err != nil {
-					return err
-				}
-				return insert.Apply(c, tx)
-			})
 		}
+	}
+	if len(events) > 0 {
+		ops = append(ops, persistence.EventInsert(events...))
 	}
 	if next.WebhookURL != "" && workflows.Finished(next.Status) && !workflows.Finished(g.row.Status) {
 		// The notification is opened in the commit that finishes the run: a
 		// finished run always has it, whichever node dies when.
-		state, notify := op, persistence.NotifyOp(g.identity, next.WebhookURL, next.UpdatedAt)
-		op = persistence.OpFunc(func(c context.Context, tx *goqu.TxDatabase) error {
-			if err := state.Apply(c, tx); err != nil {
-				return err
-			}
-			return notify.Apply(c, tx)
-		})
+		ops = append(ops, persistence.NotifyOp(g.identity, next.WebhookURL, next.UpdatedAt))
 	}
-	if err := g.w.deps.Writer.Submit(wctx, op); err != nil {
+	if err := g.w.deps.Writer.Submit(wctx, ops); err != nil {
 		g.w.log.Warn("run state not saved; the grain stops", "run_id", g.identity, "error", err)
 		if g.exec != nil {
 			g.exec.cancel(errRunFenced)
 		}
-		g.loaded = false
+		g.loaded, g.fenced = false, true
 		ctx.Poison(ctx.Self())
 		return false
 	}
@@ -298,10 +363,19 @@ func (g *runGrain) overCap() bool {
 	return false
 }
 
-// start records the run as running under this node's lease and executes it. A
-// pending run over its workflow's concurrency cap stays pending, due again soon.
+// start records the run as running on this node (its heartbeat covers it) and
+// executes it. A pending run over its workflow's concurrency cap stays pending, due
+// again soon.
 func (g *runGrain) start(ctx actor.Context, corr string) {
 	g.stopTimer()
+	hctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	err := g.w.ensureNode(hctx)
+	cancel()
+	if err != nil {
+		// Recovery or the next request tries again.
+		g.w.log.Warn("node heartbeat not written; the run waits", "run_id", g.identity, "error", err)
+		return
+	}
 	now := time.Now()
 	if g.overCap() {
 		next := g.row
@@ -311,53 +385,82 @@ func (g *runGrain) start(ctx actor.Context, corr string) {
 	}
 	next := g.row
 	next.Status, next.Waiting, next.Error = persistence.StatusRunning, nil, ""
-	next.DueAt, next.LeaseOwner = now.Add(g.w.deps.Lease), g.w.deps.NodeID
+	next.DueAt, next.LeaseOwner, next.LeaseEpoch = time.Time{}, g.w.deps.NodeID, g.w.epoch
 	if next.StartedAt.IsZero() {
 		next.StartedAt = now
 	}
 	if !g.save(ctx, next, nil, 0) {
 		return
 	}
-	prior, err := g.w.deps.Runs.Attempts(context.Background(), g.identity)
-	if err != nil {
-		g.w.log.Warn("attempts of run not read; counting from the journal", "run_id", g.identity, "error", err)
-	}
-	last, err := g.w.deps.Runs.LastEventSeq(context.Background(), g.identity)
-	if err != nil {
-		g.w.log.Warn("events of run not read; the grain stops", "run_id", g.identity, "error", err)
-		ctx.Poison(ctx.Self())
-		return
+	g.execute(ctx, false)
+}
+
+// execute runs the workflow function of the run, which the row says is running
+// here, on a goroutine of its own. A fresh run (just created) has no journal,
+// attempts or events to read first.
+func (g *runGrain) execute(ctx actor.Context, fresh bool) {
+	var (
+		prior map[int]int
+		last  int64
+	)
+	if !fresh {
+		var err error
+		if prior, err = g.w.deps.Runs.Attempts(context.Background(), g.identity); err != nil {
+			g.w.log.Warn("attempts of run not read; counting from the journal", "run_id", g.identity, "error", err)
+		}
+		if last, err = g.w.deps.Runs.LastEventSeq(context.Background(), g.identity); err != nil {
+			g.w.log.Warn("events of run not read; the grain stops", "run_id", g.identity, "error", err)
+			ctx.Poison(ctx.Self())
+			return
+		}
 	}
 	events := newEventPump(g.w, g.identity, last)
 	exec, err := workflows.NewExecutor(g.w.deps.Registry, g.services(events), g.w.deps.Limits)
 	if err != nil {
-		g.w.log.Error("workflow executor not built", "run_id", g.identity, "error", err)
+		g.w.log.Error("workflow executor not built; the grain stops", "run_id", g.identity, "error", err)
+		events.close()
+		ctx.Poison(ctx.Self())
 		return
 	}
-	ectx, cancel := context.WithCancelCause(context.Background())
+	// The execution joins the trace of the request that started it, if any.
+	ectx, cancel := context.WithCancelCause(tracing.Extract(context.Background(), ctx.MessageHeader()))
 	e := &execution{cancel: cancel, done: make(chan struct{})}
 	g.exec = e
+	g.w.executing.Store(g.identity, liveGrain{pid: g.self, sys: g.sys})
 	g.w.metrics.started.WithLabelValues(g.row.Name).Inc()
-	req := workflows.RunRequest{RunID: g.identity, Workflow: g.row.Name, OwnerID: g.row.OwnerID, Params: g.row.Parameters, PriorAttempts: prior}
-	sys, self, every := g.sys, g.self, g.w.deps.Lease/3
+	req := workflows.RunRequest{RunID: g.identity, Workflow: g.row.Name, OwnerID: g.row.OwnerID, Params: g.row.Parameters,
+		PriorAttempts: prior, Fresh: fresh}
+	sys, self := g.sys, g.self
 	go func() {
 		out := exec.Run(ectx, req)
-		last := events.close()
+		last, pending := events.close()
 		close(e.done)
-		sys.Root.Send(self, runDone{exec: e, out: out, lastEvent: last})
+		sys.Root.Send(self, runDone{exec: e, out: out, lastEvent: last, pending: pending})
 	}()
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-e.done:
-				return
-			case <-t.C:
-				sys.Root.Send(self, renewLease{exec: e})
-			}
-		}
-	}()
+}
+
+// releaseWait bounds how long a stopping grain waits for its execution to wind
+// down before it hands the run back.
+const releaseWait = 5 * time.Second
+
+// release hands an executing run whose grain stops back to recovery: the row,
+// still running on this node, becomes due now (a version CAS, so a run another
+// activation took over is left alone), and any node claims and resumes it.
+func (g *runGrain) release() {
+	r := g.row
+	if !g.loaded || g.fenced || (r.Status != persistence.StatusRunning && r.Status != persistence.StatusRetrying) ||
+		!r.DueAt.IsZero() || r.LeaseOwner != g.w.deps.NodeID || r.LeaseEpoch != g.w.epoch {
+		return
+	}
+	next := r
+	next.Version, next.DueAt, next.UpdatedAt = r.Version+1, time.Now(), time.Now()
+	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	if err := g.w.deps.Writer.Submit(wctx, persistence.SaveRunOp(next, r.Version)); err != nil {
+		g.w.log.Warn("stopping run not handed back; it is taken over when this node's heartbeat lapses", "run_id", g.identity, "error", err)
+		return
+	}
+	g.row = next
 }
 
 func (g *runGrain) services(events *eventPump) workflows.Services {
@@ -365,17 +468,9 @@ func (g *runGrain) services(events *eventPump) workflows.Services {
 	if agents == nil {
 		agents = grainAgents{w: g.w}
 	}
-	return workflows.Services{Journal: stepJournal{w: g.w}, Agents: agents, Model: g.w.deps.Model,
-		Children: grainChildren{w: g.w}, Cache: g.w.deps.Cache, Observer: events, Logger: g.w.log}
-}
-
-func (g *runGrain) onRenew(ctx actor.Context, m renewLease) {
-	if m.exec != g.exec || g.exec == nil {
-		return
-	}
-	next := g.row
-	next.DueAt = time.Now().Add(g.w.deps.Lease)
-	g.save(ctx, next, nil, 0)
+	return workflows.Services{Journal: pumpJournal{stepJournal: stepJournal{w: g.w}, pump: events}, Agents: agents, Model: g.w.deps.Model,
+		Children: grainChildren{w: g.w}, Cache: g.w.deps.Cache, Observer: events, Logger: g.w.log,
+		Tracing: g.w.deps.Tracing}
 }
 
 // onDone records where the execution left the run.
@@ -384,14 +479,16 @@ func (g *runGrain) onDone(ctx actor.Context, m runDone) {
 		return
 	}
 	g.exec = nil
+	g.w.executing.Delete(g.identity)
 	out := m.out
 	if out.Interrupted() || errors.Is(out.Err, errShutdown) || errors.Is(out.Err, errRunFenced) ||
 		(out.Status == workflows.StatusCancelled && !m.exec.cancelled) {
-		// Nothing to record: the lease lapses and recovery resumes the run.
+		// Nothing to record: the grain stops and hands the run back (Stopped),
+		// unless another activation owns it; recovery resumes it.
 		if out.Interrupted() {
 			g.w.log.Warn("run execution interrupted", "run_id", g.identity, "error", out.Err)
 		}
-		g.loaded = false
+		g.writeEvents(m.pending)
 		ctx.Poison(ctx.Self())
 		return
 	}
@@ -426,12 +523,25 @@ func (g *runGrain) onDone(ctx actor.Context, m runDone) {
 	if out.Err != nil {
 		ev.Error = out.Err.Error()
 	}
-	if !g.save(ctx, next, &ev, m.lastEvent) {
+	if !g.save(ctx, next, &ev, m.lastEvent, m.pending...) {
 		return
 	}
 	g.w.metrics.finished.WithLabelValues(g.row.Name, out.Status).Inc()
 	if out.Status == workflows.StatusPaused && out.Waiting == nil {
 		g.arm(time.Until(out.WakeAt))
+	}
+}
+
+// writeEvents writes events an execution left unwritten when it recorded no
+// outcome (they say what happened before it stopped).
+func (g *runGrain) writeEvents(events []persistence.WorkflowEvent) {
+	if len(events) == 0 {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	if err := g.w.deps.Writer.Submit(wctx, persistence.EventInsert(events...)); err != nil {
+		g.w.log.Warn("run events not written", "run_id", g.identity, "count", len(events), "error", err)
 	}
 }
 
@@ -519,8 +629,25 @@ func (g *runGrain) onRetry(ctx actor.Context, m *actorpb.RetryRun) any {
 	return g.ack()
 }
 
+// pumpJournal is the journal of one execution: its appends go through the
+// execution's event pump, so a journal row and the events queued with it take one
+// commit (a task costs one write, however many events it has).
+type pumpJournal struct {
+	stepJournal
+	pump *eventPump
+}
+
+func (j pumpJournal) Append(ctx context.Context, e workflows.Entry) error {
+	st, err := stepOf(e)
+	if err != nil {
+		return err
+	}
+	return j.pump.appendStep(ctx, st)
+}
+
 // eventPump numbers a run's events and writes them in order through the writer, in
-// batches. Observe never blocks; RecordAttempt waits for its event's commit.
+// batches, together with the journal rows of the execution. Observe never blocks;
+// RecordAttempt and appendStep wait for their commit.
 type eventPump struct {
 	w     *Workflows
 	runID string
@@ -529,8 +656,11 @@ type eventPump struct {
 	seq     int64
 	queue   []persistence.WorkflowEvent
 	waiters []chan error
-	failed  error
-	closed  bool
+	// steps are journal rows to write with the next batch of events.
+	steps       []persistence.WorkflowStep
+	stepWaiters []chan error
+	failed      error
+	closed      bool
 	// started holds the start of each step's attempt in flight (task metrics).
 	started map[int]time.Time
 	kick    chan struct{}
@@ -553,6 +683,34 @@ func (p *eventPump) Observe(e workflows.Event) { p.enqueue(e, nil) }
 func (p *eventPump) RecordAttempt(ctx context.Context, e workflows.Event) error {
 	ch := make(chan error, 1)
 	p.enqueue(e, ch)
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// appendStep writes the journal row st with the events queued so far, and returns
+// once that commit is done. A taken (run, seq) is workflows.ErrDuplicateEntry.
+func (p *eventPump) appendStep(ctx context.Context, st persistence.WorkflowStep) error {
+	ch := make(chan error, 1)
+	p.mu.Lock()
+	if p.closed || p.failed != nil {
+		err := p.failed
+		if err == nil {
+			err = errors.New("actors: event log closed")
+		}
+		p.mu.Unlock()
+		return err
+	}
+	p.steps = append(p.steps, st)
+	p.stepWaiters = append(p.stepWaiters, ch)
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 	select {
 	case err := <-ch:
 		return err
@@ -588,9 +746,12 @@ func (p *eventPump) enqueue(e workflows.Event, ch chan error) {
 	}
 }
 
-// close flushes what is queued, stops the pump and returns the last event's seq
-// (-1 when unknown: the log failed).
-func (p *eventPump) close() int64 {
+// close stops the pump once the batch it is writing (if any) is written, and
+// returns the last written event's seq with the events still queued, numbered
+// after it, for the caller to write in its own next commit (-1 and none when
+// the log failed). The executor has returned by then, so no RecordAttempt
+// waits for them.
+func (p *eventPump) close() (int64, []persistence.WorkflowEvent) {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
@@ -601,16 +762,35 @@ func (p *eventPump) close() int64 {
 	<-p.done
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.failed != nil {
-		return -1
+	if p.failed != nil || p.seq < 0 {
+		return -1, nil
 	}
-	return p.seq
+	last := p.seq
+	pending := p.queue
+	for i := range pending {
+		p.seq++
+		pending[i].Seq = p.seq
+	}
+	for _, ch := range p.waiters {
+		if ch != nil {
+			ch <- nil
+		}
+	}
+	for _, ch := range p.stepWaiters {
+		ch <- errors.New("actors: event log closed")
+	}
+	p.queue, p.waiters, p.steps, p.stepWaiters = nil, nil, nil, nil
+	return last, pending
 }
 
 func (p *eventPump) loop() {
 	defer close(p.done)
 	for range p.kick {
 		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return
+		}
 		if p.seq < 0 && len(p.queue) > 0 {
 			p.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
@@ -623,20 +803,32 @@ func (p *eventPump) loop() {
 			p.seq = last
 		}
 		batch, waiters := p.queue, p.waiters
-		p.queue, p.waiters = nil, nil
+		steps, stepWaiters := p.steps, p.stepWaiters
+		p.queue, p.waiters, p.steps, p.stepWaiters = nil, nil, nil, nil
 		for i := range batch {
 			p.seq++
 			batch[i].Seq = p.seq
 		}
-		failed, closed := p.failed, p.closed
+		failed := p.failed
 		p.mu.Unlock()
 		err := failed
-		if err == nil && len(batch) > 0 {
+		if err == nil && len(batch)+len(steps) > 0 {
+			var ops persistence.Ops
+			if len(steps) > 0 {
+				ops = append(ops, persistence.StepInsert(steps...))
+			}
+			if len(batch) > 0 {
+				ops = append(ops, persistence.EventInsert(batch...))
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
-			err = p.w.deps.Writer.Submit(ctx, persistence.EventInsert(batch...))
+			err = p.w.deps.Writer.Submit(ctx, ops)
 			cancel()
+			if errors.Is(err, persistence.ErrDuplicate) && len(steps) > 0 {
+				// Another activation journaled or numbered first: this one is stale.
+				err = fmt.Errorf("%w: %w", workflows.ErrDuplicateEntry, err)
+			}
 			if err != nil {
-				p.w.log.Warn("run events not written", "run_id", p.runID, "count", len(batch), "error", err)
+				p.w.log.Warn("run journal and events not written", "run_id", p.runID, "steps", len(steps), "events", len(batch), "error", err)
 				p.mu.Lock()
 				p.failed = err
 				p.mu.Unlock()
@@ -647,13 +839,8 @@ func (p *eventPump) loop() {
 				ch <- err
 			}
 		}
-		if closed {
-			p.mu.Lock()
-			empty := len(p.queue) == 0
-			p.mu.Unlock()
-			if empty {
-				return
-			}
+		for _, ch := range stepWaiters {
+			ch <- err
 		}
 	}
 }

@@ -35,7 +35,7 @@ func newWFHarness(t *testing.T, db *persistence.DB, register func(*workflows.Reg
 	register(reg)
 	runs := persistence.NewWorkflowStore(db)
 	wf, err := NewWorkflows(WorkflowDeps{Runs: runs, Writer: h.writer, Registry: reg, Caller: h.grains,
-		Lease: 300 * time.Millisecond, ClaimLease: time.Second, NodeID: "node-test"})
+		Lease: 300 * time.Millisecond, RecoveryInterval: 100 * time.Millisecond, ClaimLease: time.Second, NodeID: "node-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,11 +265,19 @@ func TestRecoveryResumesARunWithoutARequest(t *testing.T) {
 			}))
 		})
 		// A node died while executing the run: step 1 journaled, step 2's first
-		// attempt in flight, its lease lapsed a moment ago.
+		// attempt in flight, its heartbeat lapsed a moment ago. Another node,
+		// alive, executes a run of its own.
 		ctx := t.Context()
 		now := time.Now()
+		must(t, h.runs.Heartbeat(ctx, "dead-node", 7, now.Add(-100*time.Millisecond)))
+		must(t, h.runs.Heartbeat(ctx, "live-node", 1, now.Add(time.Hour)))
 		run, err := h.runs.CreateRun(ctx, persistence.WorkflowRun{Name: "five", OwnerID: h.users[0], Status: persistence.StatusRunning,
-			Parameters: json.RawMessage(`{}`), StartedAt: now.Add(-time.Minute), DueAt: now.Add(-100 * time.Millisecond), LeaseOwner: "dead-node"})
+			Parameters: json.RawMessage(`{}`), StartedAt: now.Add(-time.Minute), LeaseOwner: "dead-node", LeaseEpoch: 7})
+		must(t, err)
+		// The same node name under a live epoch does not cover the dead one's runs.
+		must(t, h.runs.Heartbeat(ctx, "dead-node", 8, now.Add(time.Hour)))
+		alive, err := h.runs.CreateRun(ctx, persistence.WorkflowRun{Name: "five", OwnerID: h.users[0], Status: persistence.StatusRunning,
+			Parameters: json.RawMessage(`{}`), StartedAt: now.Add(-time.Minute), LeaseOwner: "live-node", LeaseEpoch: 1})
 		must(t, err)
 		must(t, h.runs.AppendStep(ctx, persistence.WorkflowStep{RunID: run.ID, Seq: 1, Name: "t1", Kind: "task", Status: persistence.StatusCompleted,
 			Output: json.RawMessage(`1`), Attempts: 1}))
@@ -295,6 +303,13 @@ func TestRecoveryResumesARunWithoutARequest(t *testing.T) {
 		if err != nil || len(steps) != 3 || steps[1].Attempts != 2 || steps[2].Attempts != 1 {
 			t.Fatalf("steps = %+v, %v; the crashed attempt must be counted", steps, err)
 		}
+		if got, err := h.runs.GetRun(ctx, alive.ID); err != nil || got.Version != alive.Version || !got.DueAt.IsZero() || got.LeaseOwner != "live-node" {
+			t.Fatalf("the run of a live node was taken: %+v, %v", got, err)
+		}
+		owned, err := h.runs.OwnedRuns(ctx, "live-node", 1)
+		if err != nil || len(owned) != 1 || owned[alive.ID] != alive.Version {
+			t.Fatalf("OwnedRuns(live-node) = %v, %v", owned, err)
+		}
 	})
 }
 
@@ -314,6 +329,11 @@ func TestStaleRunActivationStops(t *testing.T) {
 		})
 		id := h.trigger(t, "hold", `{}`)
 		<-started
+		// The ownership check of the recovery ticks tells the grain.
+		rctx, stop := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- h.wf.Run(rctx) }()
+		t.Cleanup(func() { stop(); <-done })
 		// Another activation of the run (after a membership change) took it over.
 		cur, err := h.runs.GetRun(t.Context(), id)
 		must(t, err)
@@ -418,7 +438,8 @@ func TestConcurrencyCapKeepsRunsPending(t *testing.T) {
 }
 
 // lostCreateRuns is a run store in which every run is missing on read and taken on
-// create: the grain loses the create race and then cannot read the winner's row.
+// create: the grain loses the create race and then cannot read the winner's row
+// (the test stores the row, so the grain's insert through the writer loses too).
 type lostCreateRuns struct{ *persistence.WorkflowStore }
 
 func (lostCreateRuns) GetRun(_ context.Context, id string) (persistence.WorkflowRun, error) {
@@ -441,6 +462,10 @@ func TestRunGrainErrorsCarryTheCorrelationID(t *testing.T) {
 		}
 		h.grains.props[KindWorkflowRun] = wf.RunProps
 		id := uuid.NewString()
+		// The run exists, so the grain's create through the writer is a duplicate too.
+		if _, err := h.runs.CreateRun(t.Context(), persistence.WorkflowRun{ID: id, Name: "noop"}); err != nil {
+			t.Fatal(err)
+		}
 		for _, req := range []interface {
 			GetCorrelationId() string
 		}{
@@ -458,6 +483,58 @@ func TestRunGrainErrorsCarryTheCorrelationID(t *testing.T) {
 			if e.GetCorrelationId() != req.GetCorrelationId() {
 				t.Errorf("%T error correlation ID = %q, want %q", req, e.GetCorrelationId(), req.GetCorrelationId())
 			}
+		}
+	})
+}
+
+func TestStoppedRunGrainHandsItsRunBack(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		var starts atomic.Int32
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "hold", func(c *workflows.Context, _ noParams) (int, error) {
+				return workflows.Task(c, "hold", func(ctx context.Context) (int, error) {
+					if starts.Add(1) == 1 {
+						<-ctx.Done() // the first attempt runs until its grain stops
+						return 0, ctx.Err()
+					}
+					return 1, nil
+				})
+			}))
+		})
+		id := h.trigger(t, "hold", `{}`)
+		eventually(t, 3*time.Second, func() error {
+			if starts.Load() == 0 {
+				return errors.New("the task has not started")
+			}
+			return nil
+		})
+		before, err := h.runs.GetRun(t.Context(), id)
+		must(t, err)
+		if !before.DueAt.IsZero() || before.LeaseOwner != "node-test" {
+			t.Fatalf("an executing run = %+v; want no due_at and this node as owner", before)
+		}
+		// The grain stops (a graceful leave, a move) while its node lives on: the
+		// node's heartbeat would cover the run forever, so the grain hands it back.
+		pid, err := h.grains.pid(KindWorkflowRun, id)
+		must(t, err)
+		h.sys.Root.Poison(pid)
+		eventually(t, 3*time.Second, func() error {
+			r, err := h.runs.GetRun(t.Context(), id)
+			if err != nil {
+				return err
+			}
+			if r.Status != persistence.StatusRunning || r.DueAt.IsZero() || r.Version != before.Version+1 {
+				return fmt.Errorf("run = %s, due %v, version %d; want running, due, handed back", r.Status, r.DueAt, r.Version)
+			}
+			return nil
+		})
+		rctx, stop := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- h.wf.Run(rctx) }()
+		t.Cleanup(func() { stop(); <-done })
+		got := h.waitStatus(t, id, persistence.StatusCompleted, 5*time.Second)
+		if string(got.Result) != "1" || starts.Load() != 2 {
+			t.Fatalf("resumed run = %s after %d starts", got.Result, starts.Load())
 		}
 	})
 }

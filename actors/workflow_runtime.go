@@ -16,6 +16,7 @@ import (
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/agents"
@@ -29,10 +30,10 @@ const KindWorkflowRun = "workflow-run"
 
 // Defaults applied by NewWorkflows to zero fields of WorkflowDeps.
 const (
-	// DefaultRunLease is how long a run's executing node may go without renewing
-	// its lease before another node takes the run over. Renewals come every third
-	// of it; recovery polls every DefaultRecoveryInterval, so a run whose node
-	// died resumes within lease + interval + activation (about 4 s).
+	// DefaultRunLease is how long a node's heartbeat covers the runs it executes:
+	// a node renews it every RecoveryInterval (one write per node, however many
+	// runs it executes), and once it lapses another node takes the runs over. A
+	// run whose node died resumes within lease + interval + activation (about 4 s).
 	DefaultRunLease = 3 * time.Second
 	// DefaultRecoveryInterval is how often a node claims due runs.
 	DefaultRecoveryInterval = time.Second
@@ -62,7 +63,8 @@ type WorkflowDeps struct {
 	Cache workflows.Cache
 	// NodeID names this node in lease_owner (default: a random ID).
 	NodeID string
-	// Lease, RecoveryInterval, ClaimBatch, ClaimLease: see the Default* values.
+	// Lease (the node heartbeat's), RecoveryInterval, ClaimBatch, ClaimLease: see
+	// the Default* values.
 	Lease            time.Duration
 	RecoveryInterval time.Duration
 	ClaimBatch       int
@@ -75,6 +77,10 @@ type WorkflowDeps struct {
 	Logger      *slog.Logger
 	// Metrics registers the workflow counters; nil leaves them unregistered.
 	Metrics prometheus.Registerer
+	// Tracing records a span for each execution of a run and each attempt of its
+	// tasks, children of the grain call that started the execution; nil turns
+	// tracing off.
+	Tracing trace.TracerProvider
 }
 
 // Workflows runs workflow runs as grains on this node and recovers runs whose node
@@ -86,6 +92,15 @@ type Workflows struct {
 	caller  atomic.Pointer[GrainCaller]
 	metrics *workflowMetrics
 	live    liveSet
+	// epoch names this process among the node's: a node restarted under the same
+	// NodeID is another owner, so the runs of its earlier process are recovered.
+	epoch int64
+	// beating is set once this process's heartbeat row exists (ensureNode).
+	beating atomic.Bool
+	beatMu  sync.Mutex
+	// executing maps the ID of each run executing here to its grain
+	// (liveGrain), for the ownership check of every recovery tick.
+	executing sync.Map
 }
 
 // NewWorkflows validates deps and returns the runtime. Errors wrap ErrInvalidDeps.
@@ -106,7 +121,7 @@ func NewWorkflows(deps WorkflowDeps) (*Workflows, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &Workflows{deps: deps, log: log.With("component", "workflows")}
+	w := &Workflows{deps: deps, log: log.With("component", "workflows"), epoch: time.Now().UnixNano()}
 	var err error
 	if w.metrics, err = newWorkflowMetrics(deps.Metrics, deps.Runs); err != nil {
 		return nil, err
@@ -141,24 +156,66 @@ func (w *Workflows) RunProps(identity string) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor { return newRunGrain(w, identity) })
 }
 
-// Run claims due runs every RecoveryInterval and pokes their grains, which the
-// cluster places, until ctx ends. A claim reads the due_at index up to now only, in
-// batches of ClaimBatch, so a tick costs the same with 100 or 100k open runs: runs
-// that wait for input or have finished have no due_at, sleeping runs are due at their
-// wake-up time, and executing runs only when their lease lapsed.
+// Run renews this node's heartbeat, reclaims the runs of nodes whose heartbeat
+// lapsed and claims due runs every RecoveryInterval, poking their grains, which the
+// cluster places, until ctx ends; then it lets the heartbeat lapse at once, so that
+// the runs still executing here are taken over without waiting for it. A tick reads
+// the due_at index up to now only, in batches of ClaimBatch, and the executing runs of
+// lapsed nodes only, so it costs the same with 100 or 100k open runs: runs that
+// execute, wait for input or have finished have no due_at, sleeping runs are due at
+// their wake-up time.
 func (w *Workflows) Run(ctx context.Context) error {
-	return claimLoop{interval: w.deps.RecoveryInterval, full: w.deps.ClaimBatch, maxRounds: math.MaxInt,
+	err := claimLoop{interval: w.deps.RecoveryInterval, full: w.deps.ClaimBatch, maxRounds: math.MaxInt,
 		log: w.log, failMsg: "workflow recovery failed", round: w.RecoverOnce}.run(ctx)
+	if w.beating.Load() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if herr := w.deps.Runs.Heartbeat(sctx, w.deps.NodeID, w.epoch, time.Now()); herr != nil {
+			w.log.Warn("node heartbeat not ended; its runs are taken over when it lapses", "error", herr)
+		}
+	}
+	return err
 }
 
-// RecoverOnce claims one batch of due runs and starts their grains; it returns how
-// many it claimed.
+// ensureNode writes this process's heartbeat row before it first executes a run,
+// so that every executing run's owner has a row that can lapse.
+func (w *Workflows) ensureNode(ctx context.Context) error {
+	if w.beating.Load() {
+		return nil
+	}
+	w.beatMu.Lock()
+	defer w.beatMu.Unlock()
+	if w.beating.Load() {
+		return nil
+	}
+	if err := w.deps.Runs.Heartbeat(ctx, w.deps.NodeID, w.epoch, time.Now().Add(w.deps.Lease)); err != nil {
+		return err
+	}
+	w.beating.Store(true)
+	return nil
+}
+
+// RecoverOnce renews this node's heartbeat, makes due the executing runs of nodes
+// whose heartbeat lapsed, then claims one batch of due runs and starts their grains;
+// it returns how many it claimed.
 func (w *Workflows) RecoverOnce(ctx context.Context) (int, error) {
 	caller := w.callerOrNil()
 	if caller == nil {
 		return 0, errors.New("actors: workflow recovery before SetCaller")
 	}
-	runs, err := w.deps.Runs.ClaimDue(ctx, time.Now(), w.deps.NodeID, w.deps.ClaimLease, w.deps.ClaimBatch)
+	now := time.Now()
+	if err := w.deps.Runs.Heartbeat(ctx, w.deps.NodeID, w.epoch, now.Add(w.deps.Lease)); err != nil {
+		w.log.Warn("node heartbeat not renewed", "error", err)
+	} else {
+		w.beating.Store(true)
+	}
+	w.checkOwnership(ctx)
+	if n, err := w.deps.Runs.ReclaimLapsed(ctx, now, w.deps.ClaimBatch); err != nil {
+		w.log.Warn("runs of lapsed nodes not reclaimed", "error", err)
+	} else if n > 0 {
+		w.log.Info("runs of lapsed nodes made due", "count", n)
+	}
+	runs, err := w.deps.Runs.ClaimDue(ctx, now, w.deps.NodeID, w.deps.ClaimLease, w.deps.ClaimBatch)
 	if err != nil {
 		return len(runs), err
 	}
@@ -182,8 +239,33 @@ func (w *Workflows) RecoverOnce(ctx context.Context) (int, error) {
 	return len(runs), nil
 }
 
-// OnLeave cancels the runs executing on this node so they stop before the node
-// leaves; their leases lapse and survivors resume them. Call it from the node's
+// checkOwnership tells every run executing here whether its row still names this
+// process and the version the grain wrote: a run another node took over (its node
+// was thought dead, or another activation started it) stops within a tick, without
+// a write per run. Only the runs that executed before the read are checked, so a
+// run just started is never taken for lost.
+func (w *Workflows) checkOwnership(ctx context.Context) {
+	before := map[string]liveGrain{}
+	w.executing.Range(func(k, v any) bool {
+		before[k.(string)] = v.(liveGrain)
+		return true
+	})
+	if len(before) == 0 {
+		return
+	}
+	owned, err := w.deps.Runs.OwnedRuns(ctx, w.deps.NodeID, w.epoch)
+	if err != nil {
+		w.log.Warn("ownership of executing runs not checked", "error", err)
+		return
+	}
+	for id, g := range before {
+		v, ok := owned[id]
+		g.sys.Root.Send(g.pid, ownerCheck{owned: ok, version: v})
+	}
+}
+
+// OnLeave stops the run grains of this node before the node leaves; each hands its
+// executing run back (due now), and survivors resume them. Call it from the node's
 // graceful leave.
 func (w *Workflows) OnLeave(ctx context.Context) {
 	for _, g := range w.live.all() {
@@ -217,18 +299,27 @@ func (j stepJournal) Load(ctx context.Context, runID string) ([]workflows.Entry,
 	return out, nil
 }
 
-func (j stepJournal) Append(ctx context.Context, e workflows.Entry) error {
+// stepOf is the journal row of e.
+func stepOf(e workflows.Entry) (persistence.WorkflowStep, error) {
 	st := persistence.WorkflowStep{RunID: e.RunID, Seq: e.Seq, Name: e.Name, Kind: string(e.Kind), Status: e.Status,
 		Output: e.Output, Error: e.Error, Attempts: e.Attempts, CacheHit: e.CacheHit, WakeAt: e.WakeAt,
 		StartedAt: e.StartedAt, FinishedAt: e.FinishedAt}
 	if e.Usage != (lm.Usage{}) {
 		b, err := json.Marshal(e.Usage)
 		if err != nil {
-			return err
+			return st, fmt.Errorf("step %d of run %s: spend: %w", e.Seq, e.RunID, err)
 		}
 		st.Spend = b
 	}
-	err := j.w.deps.Writer.Submit(ctx, persistence.StepInsert(st))
+	return st, nil
+}
+
+func (j stepJournal) Append(ctx context.Context, e workflows.Entry) error {
+	st, err := stepOf(e)
+	if err != nil {
+		return err
+	}
+	err = j.w.deps.Writer.Submit(ctx, persistence.StepInsert(st))
 	if errors.Is(err, persistence.ErrDuplicate) {
 		return fmt.Errorf("%w: %w", workflows.ErrDuplicateEntry, err)
 	}

@@ -2,10 +2,15 @@ package cluster
 
 import (
 	"context"
+	"maps"
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kowai/kowai/cluster/clusterpb"
 )
 
 // activations tracks the grains alive on this node, per kind. The library counts
@@ -15,6 +20,11 @@ type activations struct {
 	mu     sync.Mutex
 	byKind map[string]map[string]*actor.PID
 	onNew  func(kind string)
+
+	// tracer, when not nil, records a server span for each traced request a grain
+	// receives; nodeID names the node in it. Both are set before the node starts.
+	tracer trace.Tracer
+	nodeID func() string
 }
 
 func newActivations(onNew func(kind string)) *activations {
@@ -36,10 +46,31 @@ func (a *activations) instrument(k *cluster.Kind) *cluster.Kind {
 			case *actor.Stopped:
 				a.remove(name, c.Self())
 			}
+			if a.tracer != nil && env.Header != nil && env.Header.Get(clusterpb.HeaderTraceParent) != "" {
+				if m, ok := env.Message.(proto.Message); ok {
+					a.serve(name, m, c, env, next)
+					return
+				}
+			}
 			next(c, env)
 		}
 	}))
 	return &out
+}
+
+// serve hands a traced request to the grain inside a server span, child of the
+// caller's span. The grain sees a copy of the header whose trace context names the
+// server span, so what it starts from the header (clusterpb.ContextFromHeader), even
+// after this message, is the server span's child.
+func (a *activations) serve(kind string, m proto.Message, c actor.ReceiverContext, env *actor.MessageEnvelope, next actor.ReceiverFunc) {
+	method := string(m.ProtoReflect().Descriptor().Name())
+	ctx := clusterpb.TraceFromHeader(context.Background(), env.Header)
+	ctx, span := a.tracer.Start(ctx, kind+"/"+method, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(rpcAttrs(kind, method, a.nodeID())...))
+	defer span.End()
+	h := maps.Clone(env.Header)
+	clusterpb.InjectTrace(ctx, h)
+	next(c, &actor.MessageEnvelope{Header: h, Message: env.Message, Sender: env.Sender})
 }
 
 // add records pid; a restart delivers Started again to the same PID and is not counted.

@@ -10,6 +10,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
@@ -33,7 +36,8 @@ var _ GrainCaller = (*Client)(nil)
 // call is sent at most once (the library's retries re-send on timeout, which would run a
 // side effect twice), is bounded by the node's RequestTimeout or the caller's earlier
 // deadline, and carries the context's correlation ID and idempotency key as message
-// headers (see clusterpb.WithCorrelationID).
+// headers (see clusterpb.WithCorrelationID). With tracing on (Config.Tracing), every
+// call is a client span whose W3C trace context travels in the headers too.
 type Client struct {
 	node     *Node
 	inflight inflight
@@ -50,6 +54,41 @@ type Client struct {
 // deadline ran out) or context.Canceled. A grain's refusal is a reply, not an error:
 // an *actorpb.ErrorReply, counted as outcome "refused".
 func (cl *Client) Call(ctx context.Context, kind, identity string, req proto.Message) (proto.Message, error) {
+	if cl.node.tracer == nil || req == nil {
+		return cl.call(ctx, kind, identity, req)
+	}
+	method := string(req.ProtoReflect().Descriptor().Name())
+	ctx, span := cl.node.tracer.Start(ctx, kind+"/"+method, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(rpcAttrs(kind, method, cl.node.ID())...))
+	defer span.End()
+	span.SetAttributes(attribute.String("kowai.grain.identity", identity))
+	reply, err := cl.call(ctx, kind, identity, req)
+	switch r := reply.(type) {
+	case nil:
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "grain call failed")
+		}
+	case *actorpb.ErrorReply:
+		span.SetAttributes(attribute.String("kowai.grain.error_code", r.GetCode().String()))
+		span.SetStatus(codes.Error, r.GetMessage())
+	}
+	return reply, err
+}
+
+// rpcAttrs are the attributes of a grain call's client and server spans, after
+// OpenTelemetry's RPC conventions: the kind is the service, the message the method.
+func rpcAttrs(kind, method, nodeID string) []attribute.KeyValue {
+	return []attribute.KeyValue{
+		attribute.String("rpc.system", "protoactor"),
+		attribute.String("rpc.service", kind),
+		attribute.String("rpc.method", method),
+		attribute.String("kowai.node.id", nodeID),
+	}
+}
+
+// call is Call without its span.
+func (cl *Client) call(ctx context.Context, kind, identity string, req proto.Message) (proto.Message, error) {
 	m := cl.node.metrics
 	if err := checkProto(req); err != nil {
 		m.requests.WithLabelValues(kind, outcomeInvalid).Inc()
@@ -207,6 +246,12 @@ func newSender(ctx context.Context, sys *actor.ActorSystem) *sender {
 			s.header = map[string]string{}
 		}
 		s.header[clusterpb.HeaderIdempotencyKey] = key
+	}
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		if s.header == nil {
+			s.header = map[string]string{}
+		}
+		clusterpb.InjectTrace(ctx, s.header)
 	}
 	return s
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Provider names a membership provider.
@@ -81,6 +82,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics registers the node's collectors; nil leaves them unregistered.
 	Metrics prometheus.Registerer
+	// Tracing records a client span for every grain call and a server span for every
+	// request a grain receives, joined across nodes by the trace context in the
+	// message header; nil turns tracing off (no span work at all).
+	Tracing trace.TracerProvider
 	// TLS, when set, secures actor remoting (gRPC) and the automanaged membership
 	// endpoint with mutual TLS against the cluster CA. Every provider but ProviderLocal
 	// requires it unless Insecure is set.

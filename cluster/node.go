@@ -20,10 +20,12 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/kowai/kowai/internal/logging"
+	"github.com/kowai/kowai/internal/tracing"
 )
 
 // automanagedRefresh is how often automanaged polls its peers' membership endpoints.
@@ -45,6 +47,8 @@ type Node struct {
 	acts    *activations
 	client  *Client
 	kinds   []*cluster.Kind
+	// tracer is nil when tracing is off.
+	tracer trace.Tracer
 
 	c          atomic.Pointer[cluster.Cluster]
 	memberID   string // set before c is stored
@@ -70,8 +74,10 @@ func New(cfg Config) (*Node, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "cluster"),
 		metrics: m,
+		tracer:  tracing.Tracer(cfg.Tracing, "github.com/kowai/kowai/cluster"),
 	}
 	n.acts = newActivations(func(kind string) { m.activations.WithLabelValues(kind).Inc() })
+	n.acts.tracer, n.acts.nodeID = n.tracer, n.ID
 	for _, k := range cfg.Kinds {
 		n.kinds = append(n.kinds, n.acts.instrument(k))
 		m.activations.WithLabelValues(k.Kind)

@@ -204,6 +204,16 @@ func TestK8sKustomization(t *testing.T) {
 			if drain < 5*time.Second {
 				t.Errorf("KOWAI_DRAIN_GRACE=%s: endpoints take a few seconds to drop a pod; want at least 5s", drain)
 			}
+			// No preStop hook: the image has no shell (an exec of sh or sleep
+			// fails, and a failed hook is only logged while the pod is killed
+			// all the same), and KOWAI_DRAIN_GRACE already does the preStop
+			// sleep's work in process: SIGTERM arrives when the pod starts
+			// terminating, exactly when the endpoints controller starts
+			// dropping it, and the node keeps serving meanwhile. A hook would
+			// only add its own wait to the same grace period.
+			if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
+				t.Errorf("container %s has a preStop hook %+v; the drain grace is in process (KOWAI_DRAIN_GRACE)", c.Name, c.Lifecycle.PreStop)
+			}
 			need := drain + 2*time.Minute + 15*time.Second + 15*time.Second
 			if g := pod.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second < need {
 				t.Errorf("terminationGracePeriodSeconds %v: the drain sequence needs %s", g, need)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -200,7 +201,7 @@ var rareMetrics = []string{"kowai_actor_restarts_total", "kowai_actor_escalation
 
 // Every metric the dashboard and the alert rules name exists on a node's
 // /metrics after a few turns, one of them through a model that fails once
-// (errors and retries); the rule file parses with Prometheus' rule parser
+// (errors and retries), and one workflow run; the rule file parses with Prometheus' rule parser
 // and every query with its PromQL parser.
 func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	named := ruleMetrics(t)
@@ -236,6 +237,31 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 		if i == 0 {
 			first = res
 		}
+	}
+	// A workflow run to its end, so the workflow series exist: it calls the
+	// chat and analysis agents, and every one of its tasks.
+	var run struct {
+		RunID string `json:"run_id"`
+	}
+	if code := call(t, http.MethodPost, base+"/api/v1/workflows/trigger", token,
+		map[string]any{"name": "intelligent-chat", "parameters": map[string]string{"message": "hello"}}, &run); code != http.StatusAccepted && code != http.StatusOK && code != http.StatusCreated {
+		t.Fatalf("trigger a workflow: %d", code)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var st struct {
+			Status string `json:"status"`
+		}
+		if code := call(t, http.MethodGet, base+"/api/v1/workflows/"+run.RunID+"/status", token, nil, &st); code != http.StatusOK {
+			t.Fatalf("run %s status: %d", run.RunID, code)
+		}
+		if st.Status == "completed" || st.Status == "failed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s still %s after 30s", run.RunID, st.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	got, url := scrape(t, metrics, api)
 	source := registeredInSource(t)

@@ -71,7 +71,7 @@ type createAgentRequest struct {
 	Type         string          `json:"type" doc:"one of GET /api/v1/agents/types"`
 	Instructions string          `json:"instructions,omitempty" doc:"replaces the type's instructions; at most 32 KiB"`
 	Signature    string          `json:"signature,omitempty" doc:"DSPy string form; empty means the type's"`
-	Model        string          `json:"model,omitempty" doc:"preferred model name"`
+	Model        string          `json:"model,omitempty" doc:"a model from GET /api/v1/models (provider:model, or offline); empty for the node's default"`
 	Config       json.RawMessage `json:"config,omitempty" doc:"a JSON object following the type's config_schema"`
 }
 
@@ -270,6 +270,7 @@ type agentRoutes struct {
 	validateSignature func(agentType, signature string) error
 	validateConfig    func(agentType string, config json.RawMessage) error
 	audit             persistence.AuditLog
+	models            ModelCatalog
 }
 
 // record appends an audit entry for a change made to agent ag by p.
@@ -281,7 +282,10 @@ func (a agentRoutes) record(c *fiber.Ctx, p auth.Principal, action string, ag pe
 // check applies the registry's rules: a known type, a signature that
 // parses, a config its type accepts. Messages from the validators are shown
 // to the client, as they describe the client's own input.
-func (a agentRoutes) check(r createAgentRequest) error {
+//
+// The model must be one the node serves and p may use: with only that wrong,
+// the answer is 422 with the field "model".
+func (a agentRoutes) check(p auth.Principal, r createAgentRequest) error {
 	known := false
 	for _, t := range a.types() {
 		known = known || t.Name == r.Type
@@ -302,6 +306,11 @@ func (a agentRoutes) check(r createAgentRequest) error {
 	}
 	if len(f) > 0 {
 		return Validation(f...)
+	}
+	if fe := checkModel(a.models, p, r.Model); fe != nil {
+		e := NewError(http.StatusUnprocessableEntity, "the agent's model cannot be used; see errors")
+		e.Fields = []FieldError{*fe}
+		return e
 	}
 	return nil
 }
@@ -366,7 +375,7 @@ func (a agentRoutes) create(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := a.check(req); err != nil {
+	if err := a.check(p, req); err != nil {
 		return err
 	}
 	ag, err := a.writer.Create(c.UserContext(), persistence.Agent{OwnerID: p.UserID, Name: strings.TrimSpace(req.Name), Type: req.Type,
@@ -435,7 +444,7 @@ func (a agentRoutes) patch(c *fiber.Ctx) error {
 // replace stores fields as the agent's, if it is still at version, on
 // behalf of p.
 func (a agentRoutes) replace(c *fiber.Ctx, p auth.Principal, ag persistence.Agent, fields createAgentRequest, version int64) error {
-	if err := a.check(fields); err != nil {
+	if err := a.check(p, fields); err != nil {
 		return err
 	}
 	ag.Name, ag.Type, ag.Instructions, ag.Signature, ag.Model, ag.Config, ag.Version =
@@ -487,7 +496,7 @@ func (s *Server) mountAgents(a agentRoutes, authed fiber.Handler, rl rateLimits)
 		Query: pageQuery(), Response: agentsPage{}, Errors: []int{http.StatusBadRequest, http.StatusForbidden}},
 		authed, rl.user("agents.list"), read, a.list)
 	s.Route(fiber.MethodPost, "/api/v1/agents", Op{Summary: "Create an agent", Tag: "Agents", Auth: true,
-		Request: createAgentRequest{}, Response: agentView{}, Status: http.StatusCreated, Errors: []int{http.StatusForbidden}},
+		Request: createAgentRequest{}, Response: agentView{}, Status: http.StatusCreated, Errors: []int{http.StatusForbidden, http.StatusUnprocessableEntity}},
 		authed, rl.user("agents.create"), write, a.create)
 	s.Route(fiber.MethodGet, "/api/v1/agents/types", Op{Summary: "The registered agent types with their signatures and config schemas", Tag: "Agents", Auth: true,
 		Response: agentTypesView{}, Errors: []int{http.StatusForbidden}},
@@ -496,10 +505,10 @@ func (s *Server) mountAgents(a agentRoutes, authed fiber.Handler, rl rateLimits)
 		Response: agentView{}, Errors: []int{http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound}},
 		authed, rl.user("agents.get"), read, a.get)
 	s.Route(fiber.MethodPut, "/api/v1/agents/:id", Op{Summary: "Replace an agent: every field is required (its owner or an admin; version compare-and-swap)", Tag: "Agents", Auth: true,
-		Request: updateAgentRequest{}, Response: agentView{}, Errors: []int{http.StatusForbidden, http.StatusNotFound, http.StatusConflict}},
+		Request: updateAgentRequest{}, Response: agentView{}, Errors: []int{http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity}},
 		authed, rl.user("agents.update"), write, a.update)
 	s.Route(fiber.MethodPatch, "/api/v1/agents/:id", Op{Summary: "Change some fields of an agent (JSON merge patch; its owner or an admin; version compare-and-swap)", Tag: "Agents", Auth: true,
-		Request: patchAgentRequest{}, Response: agentView{}, Errors: []int{http.StatusForbidden, http.StatusNotFound, http.StatusConflict}},
+		Request: patchAgentRequest{}, Response: agentView{}, Errors: []int{http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity}},
 		authed, rl.user("agents.update"), write, a.patch)
 	s.Route(fiber.MethodDelete, "/api/v1/agents/:id", Op{Summary: "Delete an agent (its owner or an admin)", Tag: "Agents", Auth: true,
 		Status: http.StatusNoContent, Errors: []int{http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound}},

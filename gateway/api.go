@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/budgets"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/gateway/streams"
@@ -56,6 +57,14 @@ type API struct {
 	// node. Nil writes Stores.Agents directly, for a gateway without agent
 	// grains.
 	AgentWriter AgentWriter
+	// Models, optional, is the node's model catalog: with it agents may name
+	// only its models (premium ones with models:premium) and GET
+	// /api/v1/models lists them; without it the model field is free text.
+	Models ModelCatalog
+	// Budgets, optional, serves GET /api/v1/users/me/usage and the admins'
+	// budget overrides (/api/v1/admin/users/{id}/budget); the turns themselves
+	// are held to it by the agent grains.
+	Budgets *budgets.Enforcer
 	// ClusterInfo returns the body of GET /api/v1/admin/cluster.
 	ClusterInfo func() any
 
@@ -175,7 +184,7 @@ func (s *Server) Mount(api API) error {
 		Query: []Param{{Name: "after", Type: "integer", Description: "resume after this sequence number when no Last-Event-ID header is sent"}}},
 		authed, rl.user("chat.streams"), auth.RequirePermission(auth.PermChatRead), cs.resume)
 
-	ws := &wsHandler{chat: api.Chat, streams: cs, auth: api.Authenticator, limits: rl, log: s.log, open: open,
+	ws := &wsHandler{tracer: s.tracer, chat: api.Chat, streams: cs, auth: api.Authenticator, limits: rl, log: s.log, open: open,
 		authTimeout: wsAuthTimeout, pingInterval: wsPingInterval, recheckInterval: wsRecheckInterval, sendQueue: wsSendQueue,
 		workflows: api.Workflows.withDefaults()}
 	if api.wsRecheckInterval > 0 {
@@ -206,7 +215,13 @@ func (s *Server) Mount(api API) error {
 			writer = api.Stores.Agents
 		}
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, writer: writer, types: api.AgentTypes, validateSignature: api.ValidateSignature,
-			validateConfig: api.ValidateAgentConfig, audit: api.Stores.Audit}, authed, rl)
+			validateConfig: api.ValidateAgentConfig, audit: api.Stores.Audit, models: api.Models}, authed, rl)
+		if api.Budgets != nil {
+			s.mountUsage(usageRoutes{budgets: api.Budgets, users: api.Stores.Users, audit: api.Stores.Audit}, authed, rl)
+		}
+		if api.Models != nil {
+			s.mountModels(modelRoutes{catalog: api.Models}, authed, rl)
+		}
 		gatherer, _ := s.opts.Registry.(prometheus.Gatherer)
 		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo, metrics: gatherer}, authed, rl)
 	}

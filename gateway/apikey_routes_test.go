@@ -73,6 +73,7 @@ func (f *fakeCompletions) lastCompletion() Completion {
 // nodes on one database are one cluster as far as authentication goes.
 type keyNode struct {
 	url  string
+	ts   testServer
 	logs *syncBuffer
 	svc  *auth.Service
 	keys *auth.APIKeys
@@ -108,7 +109,7 @@ func startKeyNode(t *testing.T, db *persistence.DB, cfg restConfig, rdb *redis.C
 			t.Fatal(err)
 		}
 	})
-	n.url, n.logs = ts.url, ts.logs
+	n.url, n.logs, n.ts = ts.url, ts.logs, ts
 	if rdb != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -347,22 +348,53 @@ func TestAPIKeyRevokedOnEveryNode(t *testing.T) {
 	}
 }
 
-func TestAPIKeyRateLimitPerKey(t *testing.T) {
-	n := startKeyNode(t, persisttest.SQLite(t), restConfig{rateLimit: ratelimit.Limit{Rate: 2, Period: time.Minute}}, nil)
+// An API key draws from its user's per-user buckets: the user's keys and
+// sessions share one budget per route, over REST and WebSocket, and another
+// user's budget is untouched.
+func TestAPIKeyRateLimitSharesUserBucket(t *testing.T) {
+	n := startKeyNode(t, persisttest.SQLite(t), restConfig{rateLimit: ratelimit.Limit{Rate: 3, Period: time.Minute}}, nil)
 	u := n.newUser(t, "limits@example.com")
+	other := n.newUser(t, "other@example.com")
 	k1 := n.createKey(t, u.pair.AccessToken, `{"name":"one","scopes":["chat"]}`)
 	k2 := n.createKey(t, u.pair.AccessToken, `{"name":"two","scopes":["chat"]}`)
+	k3 := n.createKey(t, other.pair.AccessToken, `{"name":"three","scopes":["chat"]}`)
 	send := func(token string) int {
 		return call(t, http.MethodPost, n.url+"/api/v1/chat/message", token, `{"content":"hi"}`).status
 	}
-	if a, b, c := send(k1.Key), send(k1.Key), send(k1.Key); a != 200 || b != 200 || c != http.StatusTooManyRequests {
-		t.Fatalf("three turns with one key: %d %d %d, want 200 200 429", a, b, c)
+	if a, b := send(k1.Key), send(k1.Key); a != http.StatusOK || b != http.StatusOK {
+		t.Fatalf("two turns with one key: %d %d, want 200 200", a, b)
 	}
 	if s := send(k2.Key); s != http.StatusOK {
-		t.Fatalf("another key of the same user: %d, want its own bucket", s)
+		t.Fatalf("the third turn, with another key of the user: %d, want 200", s)
 	}
-	if s := send(u.pair.AccessToken); s != http.StatusOK {
-		t.Fatalf("the user's session: %d, want its own bucket", s)
+	if s := send(k2.Key); s != http.StatusTooManyRequests {
+		t.Fatalf("a fourth turn with the other key: %d, want 429 (the user's bucket is spent)", s)
+	}
+	if s := send(u.pair.AccessToken); s != http.StatusTooManyRequests {
+		t.Fatalf("the user's session: %d, want 429 (its keys spent its bucket)", s)
+	}
+	if s := send(k3.Key); s != http.StatusOK {
+		t.Fatalf("another user's key: %d, want 200", s)
+	}
+	// WebSocket message frames count against the same bucket.
+	c, _, err := wsDial(t, n.ts, k1.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WriteJSON(map[string]string{"type": "message", "content": "hi", "id": "w1"}); err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Type   string `json:"type"`
+		Status int    `json:"status"`
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := c.ReadJSON(&f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Type != "error" || f.Status != http.StatusTooManyRequests {
+		t.Fatalf("a WebSocket turn with the spent user's key: %+v, want a 429 error frame", f)
 	}
 }
 

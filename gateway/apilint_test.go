@@ -79,8 +79,10 @@ func runLinter(t *testing.T, dir, name string, args ...string) (string, int) {
 // generated from the registered routes and the WebSocket frame types.
 func TestAPILint(t *testing.T) {
 	dir := apiLinters(t)
-	// The whole API: REST, API keys and the OpenAI-compatible routes.
-	env := startKeyNode(t, persisttest.SQLite(t), restConfig{}, nil)
+	// The whole API: REST, API keys, models, usage and budgets, and the
+	// OpenAI-compatible routes.
+	db := persisttest.SQLite(t)
+	env := startKeyNode(t, db, restConfig{models: testModels(), budgets: testBudgets(t, db, nil)}, nil)
 	tmp := t.TempDir()
 	for _, name := range []string{"openapi.json", "asyncapi.json"} {
 		res, body := get(t, env.url+"/"+name, nil)

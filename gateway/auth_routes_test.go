@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/budgets"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/persistence"
@@ -50,6 +51,9 @@ type restConfig struct {
 	conversations ConversationBackend
 	// workflows, when set, is API.Workflows.
 	workflows *Workflows
+	// models and budgets, when set, are API.Models and API.Budgets.
+	models  ModelCatalog
+	budgets *budgets.Enforcer
 }
 
 // restEnv is a gateway with the whole REST API over a real auth.Service and
@@ -115,7 +119,7 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 		AgentWriter: changeRecorder{Agents: NewStores(db).Agents, changed: onChanged},
 		ClusterInfo: func() any { return map[string]any{"node": "n1", "members": []string{"n1"}} },
 		Limiter:     cfg.limiter, RateLimit: cfg.rateLimit, AuthRateLimit: cfg.authRateLimit,
-		Workflows: cfg.workflows,
+		Workflows: cfg.workflows, Models: cfg.models, Budgets: cfg.budgets,
 	}, svc
 }
 

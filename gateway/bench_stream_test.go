@@ -5,9 +5,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/gateway/streams"
@@ -18,8 +23,8 @@ import (
 const (
 	streamBenchWorkers = 64
 	streamBenchTokens  = 100 // per reply
-	streamBenchRun     = time.Second
-	streamBenchRounds  = 2 // pairs of runs per iteration
+	streamBenchRun     = 250 * time.Millisecond
+	streamBenchRounds  = 15 // pairs of runs per iteration
 )
 
 // tokenChat streams streamBenchTokens deltas per turn, as fast as it can.
@@ -53,8 +58,15 @@ func (discardStore) Follow(context.Context, string, int64, func(streams.Entry) e
 
 // BenchmarkStreamedTokens: tokens per second streamed over SSE through one
 // node at 64 concurrent streams, with every reply kept in Redis Streams for
-// resumption, against the same with replies not kept, measured in
-// alternation in the same run. Goal: x-vs-baseline >= 0.8.
+// resumption, against the same with replies not kept, measured in short
+// alternating pairs in the same run.
+//
+// The node is CPU-bound at this load, so its throughput is the tokens it
+// streams per second of CPU: x-vs-baseline compares tokens per CPU second
+// (this process's, which serves and reads the streams, plus the Redis
+// server's for the kept runs). Wall-clock rates are reported too
+// (wall-x-vs-baseline is the median of the pairs' ratios), but on a shared
+// machine they swing with its other load. Goal: x-vs-baseline >= 0.8.
 func BenchmarkStreamedTokens(b *testing.B) {
 	rdb := testenv.Redis(b)
 	kept := streams.NewRedis(rdb, streams.RedisOptions{Prefix: testenv.Prefix("bench-streams")})
@@ -105,21 +117,29 @@ func BenchmarkStreamedTokens(b *testing.B) {
 			return fmt.Errorf("stream ended without done: %v", sc.Err())
 		}
 	}
-	var keptTokens, freeTokens float64
-	var keptTime, freeTime time.Duration
+	// The machine's load swings within seconds, so kept and baseline runs
+	// alternate in short pairs, their order alternating too.
+	var ratios, keptRates, freeRates []float64
+	var keptCPU, freeCPU, keptRedis time.Duration
+	var keptN, freeN float64
+	measure := func(base string, cpu *time.Duration, tokens *float64) float64 {
+		redisBefore := redisCPU(b, rdb)
+		procBefore := processCPU(b)
+		n, d := testenv.Throughput(b, streamBenchWorkers, streamBenchRun, turn(base))
+		redisUsed := redisCPU(b, rdb) - redisBefore
+		if base == candidate {
+			keptRedis += redisUsed
+		}
+		*cpu += processCPU(b) - procBefore + redisUsed
+		*tokens += float64(n * streamBenchTokens)
+		return float64(n*streamBenchTokens) / d.Seconds()
+	}
 	for b.Loop() {
 		for round := range streamBenchRounds {
+			var kept, free float64
 			runs := []func(){
-				func() {
-					n, d := testenv.Throughput(b, streamBenchWorkers, streamBenchRun, turn(candidate))
-					keptTokens += float64(n * streamBenchTokens)
-					keptTime += d
-				},
-				func() {
-					n, d := testenv.Throughput(b, streamBenchWorkers, streamBenchRun, turn(baseline))
-					freeTokens += float64(n * streamBenchTokens)
-					freeTime += d
-				},
+				func() { kept = measure(candidate, &keptCPU, &keptN) },
+				func() { free = measure(baseline, &freeCPU, &freeN) },
 			}
 			if round%2 == 1 {
 				runs[0], runs[1] = runs[1], runs[0]
@@ -127,10 +147,60 @@ func BenchmarkStreamedTokens(b *testing.B) {
 			for _, run := range runs {
 				run()
 			}
+			ratios, keptRates, freeRates = append(ratios, kept/free), append(keptRates, kept), append(freeRates, free)
 		}
 	}
-	keptRate, free := keptTokens/keptTime.Seconds(), freeTokens/freeTime.Seconds()
-	b.ReportMetric(keptRate, "tokens/s")
-	b.ReportMetric(free, "baseline-tokens/s")
-	b.ReportMetric(keptRate/free, "x-vs-baseline")
+	b.Logf("wall-clock kept/baseline per pair: %.2f", ratios)
+	b.Logf("CPU per 1000 tokens: kept %v (Redis %v), baseline %v", keptCPU*1000/time.Duration(keptN),
+		keptRedis*1000/time.Duration(keptN), freeCPU*1000/time.Duration(freeN))
+	keptPerCPU, freePerCPU := keptN/keptCPU.Seconds(), freeN/freeCPU.Seconds()
+	b.ReportMetric(median(keptRates), "tokens/s")
+	b.ReportMetric(median(freeRates), "baseline-tokens/s")
+	b.ReportMetric(median(ratios), "wall-x-vs-baseline")
+	b.ReportMetric(keptPerCPU, "tokens/cpu-s")
+	b.ReportMetric(freePerCPU, "baseline-tokens/cpu-s")
+	b.ReportMetric(keptPerCPU/freePerCPU, "x-vs-baseline")
+}
+
+// processCPU returns the CPU time this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// redisCPU returns the CPU time the Redis server has used.
+func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
+	info, err := rdb.Info(b.Context(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total time.Duration
+	for line := range strings.Lines(info) {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "used_cpu_user" && name != "used_cpu_sys") {
+			continue
+		}
+		secs, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			b.Fatalf("redis INFO %s: %v", name, err)
+		}
+		total += time.Duration(secs * float64(time.Second))
+	}
+	return total
+}
+
+// median returns the middle of xs (the mean of the middle two for an even
+// count); xs is sorted in place.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	if n := len(xs); n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return xs[len(xs)/2]
 }

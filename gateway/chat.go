@@ -28,6 +28,9 @@ type ChatTurn struct {
 	// MustExist refuses to create the conversation: the client named an ID that only
 	// the gateway may choose for a new conversation (see newTurn).
 	MustExist bool
+	// Fresh says the gateway minted ConversationID for this turn (a random UUIDv7):
+	// nothing is stored under it, so its session need not look.
+	Fresh bool
 	// Options override the agent's model settings for this turn; nil keeps them.
 	Options *actorpb.ModelOptions
 }
@@ -125,6 +128,10 @@ func idempotencyKey(raw string) (string, error) {
 	return strings.Clone(raw), nil
 }
 
+// mintedKeyPrefix starts the idempotency key the gateway gives a streamed
+// turn sent without one.
+const mintedKeyPrefix = "kowai-"
+
 // newConversationSpace is the UUID namespace of conversation IDs derived
 // from a user and an idempotency key.
 var newConversationSpace = uuid.MustParse("4a8f3a52-6f0e-4d3b-9a57-0d3c2b7e9f11")
@@ -151,7 +158,7 @@ func principal(c *fiber.Ctx) (auth.Principal, error) {
 // user's derived ID before that user's first turn does. Any other ID a
 // client names is created by its first turn, as before.
 func newTurn(userID, conversationID, agentID, content, key string) (ChatTurn, error) {
-	mustExist := false
+	mustExist, fresh := false, false
 	switch {
 	case conversationID != "":
 		mustExist = uuid.MustParse(conversationID).Version() == 5
@@ -162,10 +169,10 @@ func newTurn(userID, conversationID, agentID, content, key string) (ChatTurn, er
 		if err != nil {
 			return ChatTurn{}, err
 		}
-		conversationID = id.String()
+		conversationID, fresh = id.String(), true
 	}
 	return ChatTurn{UserID: userID, ConversationID: strings.ToLower(conversationID), AgentID: strings.ToLower(agentID),
-		Content: content, IdempotencyKey: key, MustExist: mustExist}, nil
+		Content: content, IdempotencyKey: key, MustExist: mustExist, Fresh: fresh}, nil
 }
 
 // postMessage serves POST /api/v1/chat/message: the reply as JSON, or,
@@ -185,11 +192,18 @@ func postMessage(chat ChatBackend, cs *chatStreams) fiber.Handler {
 		if err != nil {
 			return err
 		}
+		sse := wantsEventStream(c)
+		if sse && key == "" {
+			// A streamed turn always has a key, told to the client in the
+			// response's headers: retried with it on a survivor after its
+			// node died, the turn continues the same stream (see streamTurn).
+			key = mintedKeyPrefix + uuid.NewString()
+		}
 		turn, err := newTurn(p.UserID, req.ConversationID, req.AgentID, req.Content, key)
 		if err != nil {
 			return err
 		}
-		if wantsEventStream(c) {
+		if sse {
 			return cs.streamTurn(c, chat, turn)
 		}
 		reply, err := chat.Send(c.UserContext(), turn, nil)

@@ -66,6 +66,7 @@ func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string
 		AgentId:        t.AgentID,
 		Content:        t.Content,
 		MustExist:      t.MustExist,
+		Fresh:          t.Fresh,
 		Options:        t.Options,
 	}
 	stream, err := cc.openDeltas(ctx, uuid.NewString(), onDelta)

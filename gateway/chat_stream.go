@@ -333,7 +333,9 @@ func (s *sseSink) send(b []byte) error {
 var errSSEGone = errors.New("sse client gone")
 
 // write drains the sink into w until closed is closed and the queue is
-// empty, flushing per event and sending heartbeats.
+// empty, sending heartbeats. Events queued together go out in one flush:
+// a client gets every event as soon as it is stored, without a write per
+// token when the model is faster than the connection.
 func (s *sseSink) write(w *bufio.Writer, heartbeat time.Duration, closed <-chan struct{}) {
 	defer s.drop()
 	// The headers go out at once, with a first ping (the response body
@@ -342,12 +344,26 @@ func (s *sseSink) write(w *bufio.Writer, heartbeat time.Duration, closed <-chan 
 	if _, err := w.WriteString(": ping\n\n"); err != nil || w.Flush() != nil {
 		return
 	}
+	// drain writes b and every event queued behind it, then flushes.
+	drain := func(b []byte) bool {
+		for {
+			if _, err := w.Write(b); err != nil {
+				return false
+			}
+			select {
+			case b = <-s.ch:
+				continue
+			default:
+			}
+			return w.Flush() == nil
+		}
+	}
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
 	for {
 		select {
 		case b := <-s.ch:
-			if _, err := w.Write(b); err != nil || w.Flush() != nil {
+			if !drain(b) {
 				return
 			}
 		case <-tick.C:
@@ -355,16 +371,12 @@ func (s *sseSink) write(w *bufio.Writer, heartbeat time.Duration, closed <-chan 
 				return
 			}
 		case <-closed:
-			for {
-				select {
-				case b := <-s.ch:
-					if _, err := w.Write(b); err != nil || w.Flush() != nil {
-						return
-					}
-				default:
-					return
-				}
+			select {
+			case b := <-s.ch:
+				drain(b)
+			default:
 			}
+			return
 		}
 	}
 }
@@ -387,12 +399,20 @@ func (cs *chatStreams) serveSSE(c *fiber.Ctx, streamID string, sink *sseSink, fi
 
 // streamTurn runs turn and answers with its reply as Server-Sent Events,
 // recording it for resumption. The turn goes on when the client leaves.
+// The response's headers, sent before the first token, name the stream
+// (X-Kowai-Stream-Id), the turn's conversation (X-Kowai-Conversation-Id) and
+// its idempotency key (Idempotency-Key, minted by postMessage when the
+// client sent none): the same request retried with that key, on any node,
+// continues the same stream, with a restart event when the first attempt's
+// node died.
 func (cs *chatStreams) streamTurn(c *fiber.Ctx, chat ChatBackend, turn ChatTurn) error {
 	ctx := context.WithoutCancel(c.UserContext())
 	id, cur, err := cs.begin(ctx, streamIDFor(turn), turn.UserID)
 	if err != nil {
 		return err
 	}
+	c.Set("Idempotency-Key", turn.IdempotencyKey)
+	c.Set(ConversationHeader, turn.ConversationID)
 	sink := newSSESink(id)
 	finished := make(chan struct{})
 	if cur.Finished {

@@ -441,60 +441,80 @@ func TestWebSocketResume(t *testing.T) {
 // after two tokens; the client retries with the same Idempotency-Key on the
 // other node, which appends to the same stream: a restart event, then the
 // new attempt's tokens numbered on, then done. A reader that was resuming
-// the stream sees the same; nothing is spliced silently.
+// the stream sees the same; nothing is spliced silently. A turn sent
+// without a key gets one in the response's headers, and its retry with it
+// works alike.
 func TestStreamRestartAfterProducerDied(t *testing.T) {
 	for name, stores := range storesUnderTest(t) {
-		t.Run(name, func(t *testing.T) {
-			sa, sb := stores(t)
-			first, second := make(chan string), make(chan string)
-			chat := newStepChat(first, second)
-			a, b := gatewayWith(t, sa, chat), gatewayWith(t, sb, chat)
-			key := map[string]string{"Idempotency-Key": "turn-1"}
-			body := `{"content":"tell me"}`
-			r := openSSE(t, http.MethodPost, a.url+"/api/v1/chat/message", "good-u1", body, key)
-			sid := r.res.Header.Get("X-Kowai-Stream-Id")
-			first <- "old one "
-			first <- "old two "
-			for range 2 {
-				r.event(t)
-			}
-			r.res.Body.Close() // the producing node is gone; its attempt never ends
-
-			follower := openSSE(t, http.MethodGet, b.url+"/api/v1/chat/streams/"+sid, "good-u1", "", map[string]string{"Last-Event-ID": sid + ":2"})
-			retry := openSSE(t, http.MethodPost, b.url+"/api/v1/chat/message", "good-u1", body, key)
-			if got := retry.res.Header.Get("X-Kowai-Stream-Id"); got != sid {
-				t.Fatalf("retry stream %s, want %s", got, sid)
-			}
-			chat.waitStarted(t, 2)
-			second <- "new one "
-			second <- "new two"
-			close(second)
-			for _, rd := range []*sseReader{retry, follower} {
-				text, final := rd.readReply(t, sid, 2)
-				if text != "[restart 2]new one new two" || final.Event != "done" || final.ID != sid+":6" ||
-					decodeData[ChatReply](t, final).Response != "new one new two" {
-					t.Fatalf("after restart %q then %+v", text, final)
-				}
-			}
-			// The first attempt's producer comes back to life and finishes: its
-			// late entries are refused, not spliced into the stream.
-			close(first)
-			a2 := openSSE(t, http.MethodGet, a.url+"/api/v1/chat/streams/"+sid, "good-u1", "", nil)
-			var old strings.Builder
-			for range 2 {
-				old.WriteString(decodeData[tokenData](t, a2.event(t)).Delta)
-			}
-			if text, final := a2.readReply(t, sid, 2); old.String() != "old one old two " || text != "[restart 2]new one new two" || final.ID != sid+":6" {
-				t.Fatalf("whole stream %q, %q then %+v", old.String(), text, final)
-			}
-			eventually(t, 5*time.Second, func() error {
-				if !strings.Contains(a.logs.String(), "stream store failed") {
-					return fmt.Errorf("the stale attempt's append was not refused")
-				}
-				return nil
+		for _, minted := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/minted key %v", name, minted), func(t *testing.T) {
+				testStreamRestartAfterProducerDied(t, stores, minted)
 			})
-		})
+		}
 	}
+}
+
+func testStreamRestartAfterProducerDied(t *testing.T, stores func(t *testing.T) (streams.Store, streams.Store), minted bool) {
+	sa, sb := stores(t)
+	first, second := make(chan string), make(chan string)
+	chat := newStepChat(first, second)
+	a, b := gatewayWith(t, sa, chat), gatewayWith(t, sb, chat)
+	key := map[string]string{"Idempotency-Key": "turn-1"}
+	if minted {
+		key = nil
+	}
+	body := `{"content":"tell me"}`
+	r := openSSE(t, http.MethodPost, a.url+"/api/v1/chat/message", "good-u1", body, key)
+	sid := r.res.Header.Get("X-Kowai-Stream-Id")
+	if minted {
+		got := r.res.Header.Get("Idempotency-Key")
+		if !strings.HasPrefix(got, "kowai-") || r.res.Header.Get("X-Kowai-Conversation-Id") == "" {
+			t.Fatalf("an unkeyed streamed turn got key %q, conversation %q", got, r.res.Header.Get("X-Kowai-Conversation-Id"))
+		}
+		key = map[string]string{"Idempotency-Key": got}
+	} else if got := r.res.Header.Get("Idempotency-Key"); got != "turn-1" {
+		t.Fatalf("response Idempotency-Key %q, want the request's", got)
+	}
+	first <- "old one "
+	first <- "old two "
+	for range 2 {
+		r.event(t)
+	}
+	r.res.Body.Close() // the producing node is gone; its attempt never ends
+
+	follower := openSSE(t, http.MethodGet, b.url+"/api/v1/chat/streams/"+sid, "good-u1", "", map[string]string{"Last-Event-ID": sid + ":2"})
+	retry := openSSE(t, http.MethodPost, b.url+"/api/v1/chat/message", "good-u1", body, key)
+	if got := retry.res.Header.Get("X-Kowai-Stream-Id"); got != sid {
+		t.Fatalf("retry stream %s, want %s", got, sid)
+	}
+	chat.waitStarted(t, 2)
+	second <- "new one "
+	second <- "new two"
+	close(second)
+	for _, rd := range []*sseReader{retry, follower} {
+		text, final := rd.readReply(t, sid, 2)
+		if text != "[restart 2]new one new two" || final.Event != "done" || final.ID != sid+":6" ||
+			decodeData[ChatReply](t, final).Response != "new one new two" {
+			t.Fatalf("after restart %q then %+v", text, final)
+		}
+	}
+	// The first attempt's producer comes back to life and finishes: its
+	// late entries are refused, not spliced into the stream.
+	close(first)
+	a2 := openSSE(t, http.MethodGet, a.url+"/api/v1/chat/streams/"+sid, "good-u1", "", nil)
+	var old strings.Builder
+	for range 2 {
+		old.WriteString(decodeData[tokenData](t, a2.event(t)).Delta)
+	}
+	if text, final := a2.readReply(t, sid, 2); old.String() != "old one old two " || text != "[restart 2]new one new two" || final.ID != sid+":6" {
+		t.Fatalf("whole stream %q, %q then %+v", old.String(), text, final)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(a.logs.String(), "stream store failed") {
+			return fmt.Errorf("the stale attempt's append was not refused")
+		}
+		return nil
+	})
 }
 
 // TestStreamRetryRefusedWhileFirstAttemptRuns: a retry that the session
@@ -528,7 +548,8 @@ func TestStreamRetryRefusedWhileFirstAttemptRuns(t *testing.T) {
 // TestStreamRetriesWhenTheConversationMoves: a streamed turn with an
 // idempotency key whose conversation moved between nodes mid-reply (503) is
 // sent again by the gateway; the stream says it restarted, then carries the
-// new attempt, numbered on. Without a key nothing is retried.
+// new attempt, numbered on. A turn sent without a key gets one minted, and
+// is retried alike.
 func TestStreamRetriesWhenTheConversationMoves(t *testing.T) {
 	moving := &Error{Status: http.StatusServiceUnavailable, Title: "Service Unavailable", Detail: "the conversation is moving between nodes; retry with the same Idempotency-Key"}
 	for name, stores := range storesUnderTest(t) {
@@ -557,8 +578,10 @@ func TestStreamRetriesWhenTheConversationMoves(t *testing.T) {
 				t.Fatalf("after the move %q then %+v", text, final)
 			}
 
-			lone := make(chan string)
-			chat = newStepChat(lone, nil)
+			// A turn sent without a key gets one (minted by the gateway), so it
+			// is sent again alike.
+			first, second = make(chan string, 1), make(chan string, 1)
+			chat = newStepChat(first, second)
 			chat.failAtEnd = map[int]error{0: moving}
 			ts = startWith(t, Options{}, func(s *Server) {
 				if err := s.Mount(API{Authenticator: fakeAuth, Chat: chat, Streams: store, streamRetryDelay: time.Millisecond}); err != nil {
@@ -566,14 +589,19 @@ func TestStreamRetriesWhenTheConversationMoves(t *testing.T) {
 				}
 			})
 			r = openSSE(t, http.MethodPost, ts.url+"/api/v1/chat/message", "good-u1", `{"content":"hi"}`, nil)
-			close(lone)
-			if _, final := r.readReply(t, r.res.Header.Get("X-Kowai-Stream-Id"), 0); final.Event != "error" || decodeData[problem](t, final).Status != http.StatusServiceUnavailable {
-				t.Fatalf("unkeyed turn: %+v", final)
+			first <- "old"
+			close(first)
+			chat.waitStarted(t, 2)
+			second <- "new"
+			close(second)
+			text, final = r.readReply(t, r.res.Header.Get("X-Kowai-Stream-Id"), 0)
+			if text != "[restart 2]new" || final.Event != "done" || !strings.HasSuffix(final.ID, ":4") || decodeData[ChatReply](t, final).Response != "new" {
+				t.Fatalf("unkeyed turn after the move %q then %+v", text, final)
 			}
 			chat.mu.Lock()
 			defer chat.mu.Unlock()
-			if chat.sends != 1 {
-				t.Fatalf("an unkeyed turn was sent %d times", chat.sends)
+			if chat.sends != 2 {
+				t.Fatalf("an unkeyed turn was sent %d times, want 2", chat.sends)
 			}
 		})
 	}

@@ -335,3 +335,26 @@ func TestWebSocketSlowReader(t *testing.T) {
 		t.Fatalf("server buffered the whole stream (%d frames)", frames)
 	}
 }
+
+// TestNewTurnFresh: only an ID the gateway mints at random marks a turn fresh (its
+// session skips the activation reads); a client's ID and one derived from an
+// idempotency key may already have a conversation behind them.
+func TestNewTurnFresh(t *testing.T) {
+	for _, c := range []struct {
+		name, conv, key string
+		fresh           bool
+	}{
+		{"minted", "", "", true},
+		{"derived from a key", "", "k1", false},
+		{"named by the client", "0190a000-0000-7000-8000-000000000001", "", false},
+		{"named with a key", "0190a000-0000-7000-8000-000000000001", "k1", false},
+	} {
+		turn, err := newTurn("u1", c.conv, "", "hi", c.key)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if turn.Fresh != c.fresh || turn.ConversationID == "" {
+			t.Errorf("%s: fresh %v (want %v), conversation %q", c.name, turn.Fresh, c.fresh, turn.ConversationID)
+		}
+	}
+}

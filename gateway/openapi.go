@@ -343,13 +343,13 @@ func (sb *schemaBuilder) operation(d documented) map[string]any {
 // upgrade succeeds with 101.
 const wsExtension = "x-kowai-websocket"
 
+// operationID names an operation after its method and path without the
+// /api/v1 prefix; the OpenAI-compatible routes keep their /v1 ("getV1Models"),
+// so that they never collide with a REST route of the same name.
 func operationID(method, path string) string {
 	var b strings.Builder
 	b.WriteString(strings.ToLower(method))
-	for _, part := range strings.FieldsFunc(path, func(r rune) bool { return r == '/' || r == ':' || r == '.' || r == '-' }) {
-		if part == "api" || part == "v1" {
-			continue
-		}
+	for _, part := range strings.FieldsFunc(strings.TrimPrefix(path, "/api/v1/"), func(r rune) bool { return r == '/' || r == ':' || r == '.' || r == '-' }) {
 		b.WriteString(strings.ToUpper(part[:1]) + part[1:])
 	}
 	return b.String()

@@ -17,8 +17,10 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/cors"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kowai/kowai/gateway/clientaddr"
+	"github.com/kowai/kowai/internal/tracing"
 )
 
 // Check is one dependency probe reported by the health endpoints.
@@ -59,6 +61,10 @@ type Options struct {
 	// ShutdownTimeout bounds the wait for in-flight requests on shutdown
 	// (default 15 s).
 	ShutdownTimeout time.Duration
+	// Tracing records a server span for every HTTP request (joining the
+	// caller's trace when it sends a W3C traceparent header) and one for every
+	// WebSocket message; nil turns tracing off.
+	Tracing trace.TracerProvider
 }
 
 // Server is kowai's HTTP gateway.
@@ -73,6 +79,8 @@ type Server struct {
 	clients *clientaddr.Resolver
 	metrics *httpMetrics
 	onError fiber.ErrorHandler
+	// tracer is nil when tracing is off.
+	tracer trace.Tracer
 	// anonymous counts requests without accepted credentials per client
 	// address; Mount sets it, before Run. Nil means no limit.
 	anonymous func(c *fiber.Ctx) error
@@ -119,18 +127,21 @@ func New(opts Options) (*Server, error) {
 		EnableTrustedProxyCheck: true,
 	})
 	s := &Server{app: app, opts: opts, log: log, clients: clientaddr.New(opts.TrustedProxies), metrics: metrics,
-		onError: onError, bound: newBoundAddr()}
+		onError: onError, bound: newBoundAddr(), tracer: tracing.Tracer(opts.Tracing, "github.com/kowai/kowai/gateway")}
 	// Requests fasthttp refuses before any handler runs (body over the
 	// limit, headers too large, malformed) are answered by serverError.
 	app.Server().ErrorHandler = s.serverError
-	app.Use(s.clients.Middleware(), requestID(), observe(log, metrics, onError), recoverPanics(log), securityHeaders(),
-		decompressBody(opts.BodyLimit))
+	app.Use(s.clients.Middleware(), requestID())
+	if s.tracer != nil {
+		app.Use(traceRequests(s.tracer))
+	}
+	app.Use(observe(log, metrics, onError), recoverPanics(log), securityHeaders(), decompressBody(opts.BodyLimit))
 	if len(opts.CORSOrigins) > 0 {
 		app.Use(cors.New(cors.Config{
 			AllowOrigins:  strings.Join(opts.CORSOrigins, ","),
 			AllowMethods:  "GET,POST,PUT,PATCH,DELETE",
 			AllowHeaders:  "Authorization,Content-Type,Idempotency-Key,X-Request-ID,X-Kowai-Conversation-Id",
-			ExposeHeaders: "X-Request-ID,Retry-After,RateLimit-Limit,RateLimit-Remaining,RateLimit-Reset",
+			ExposeHeaders: "X-Request-ID,Retry-After,RateLimit-Limit,RateLimit-Remaining,RateLimit-Reset,X-Kowai-Stream-Id,X-Kowai-Conversation-Id,Idempotency-Key",
 			MaxAge:        600,
 		}))
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
@@ -154,6 +155,8 @@ type wsRunEventFrame struct {
 }
 
 type wsHandler struct {
+	// tracer is nil when tracing is off.
+	tracer  trace.Tracer
 	chat    ChatBackend
 	streams *chatStreams
 	auth    auth.Authenticator
@@ -192,6 +195,7 @@ func (h *wsHandler) upgrade(c *fiber.Ctx) error {
 		c.Locals(wsLocalToken, strings.Clone(token))
 	}
 	c.Locals(wsLocalRequestID, logging.CorrelationID(c.UserContext()))
+	c.Locals(wsLocalSpan, trace.SpanContextFromContext(c.UserContext()))
 	return c.Next()
 }
 
@@ -270,6 +274,7 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 	if id, _ := ws.Locals(wsLocalRequestID).(string); id != "" {
 		ctx = logging.WithCorrelationID(ctx, id)
 	}
+	upgradeSpan, _ := ws.Locals(wsLocalSpan).(trace.SpanContext)
 	c := &conn{h: h, ws: ws, ctx: ctx, out: make(chan any, h.sendQueue), closed: make(chan struct{}),
 		reauthed: make(chan struct{}, 1), subs: map[string]*subscription{}}
 	writerDone := make(chan struct{})
@@ -331,81 +336,92 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 			c.sendError("", err)
 			continue
 		}
-		switch kind.Type {
-		case "message":
-			var f wsClientFrame
-			if err := decodeJSON(raw, &f); err != nil {
-				c.sendError(kind.ID, err)
-				continue
-			}
-			p, ok := c.authorize(f.ID, auth.PermChatWrite)
-			if !ok {
-				continue
-			}
-			if !c.allow(f.ID, p) {
-				continue
-			}
-			turn, err := c.turn(p, f)
-			if err != nil {
-				c.sendError(f.ID, err)
-				continue
-			}
-			select {
-			case turns <- struct{}{}:
+		// Each frame is handled inside its span; a chat turn hands the span to
+		// the goroutine that runs it, which ends it with the turn.
+		fctx, span := h.frameSpan(ctx, upgradeSpan, kind.Type, kind.ID)
+		handedOff := func() bool {
+			switch kind.Type {
+			case "message":
+				var f wsClientFrame
+				if err := decodeJSON(raw, &f); err != nil {
+					c.sendError(kind.ID, err)
+					return false
+				}
+				p, ok := c.authorize(f.ID, auth.PermChatWrite)
+				if !ok {
+					return false
+				}
+				if !c.allow(f.ID, p) {
+					return false
+				}
+				turn, err := c.turn(p, f)
+				if err != nil {
+					c.sendError(f.ID, err)
+					return false
+				}
+				select {
+				case turns <- struct{}{}:
+				default:
+					c.sendError(f.ID, NewError(http.StatusTooManyRequests, "at most 4 turns may run at once on one connection"))
+					return false
+				}
+				turnCtx := auth.WithPrincipal(fctx, p)
+				running.Go(func() {
+					defer func() { <-turns }()
+					defer endSpan(span)
+					c.run(turnCtx, f.ID, turn)
+				})
+				return true
+			case "auth":
+				var f wsClientFrame
+				if err := decodeJSON(raw, &f); err != nil {
+					c.sendError(kind.ID, err)
+					return false
+				}
+				c.reauthenticate(f)
+			case "subscribe", "unsubscribe":
+				var f wsClientFrame
+				if err := decodeJSON(raw, &f); err != nil {
+					c.sendError(kind.ID, err)
+					return false
+				}
+				if kind.Type == "subscribe" {
+					c.subscribe(f, &running)
+				} else {
+					c.unsubscribe(f)
+				}
+			case "resume":
+				var f wsClientFrame
+				if err := decodeJSON(raw, &f); err != nil {
+					c.sendError(kind.ID, err)
+					return false
+				}
+				p, ok := c.authorize(f.ID, auth.PermChatRead)
+				if !ok || !c.allowIn(f.ID, p, "chat.streams") {
+					return false
+				}
+				sid, err := c.resumable(p, f)
+				if err != nil {
+					c.sendError(f.ID, err)
+					return false
+				}
+				select {
+				case turns <- struct{}{}:
+				default:
+					c.sendError(f.ID, NewError(http.StatusTooManyRequests, "at most 4 turns may run at once on one connection"))
+					return false
+				}
+				running.Go(func() {
+					defer func() { <-turns }()
+					c.follow(f.ID, sid, f.After)
+				})
 			default:
-				c.sendError(f.ID, NewError(http.StatusTooManyRequests, "at most 4 turns may run at once on one connection"))
-				continue
+				c.sendError(kind.ID, Validation(FieldError{Field: "type", Message: "must be message, auth, resume, subscribe or unsubscribe"}))
 			}
-			turnCtx := auth.WithPrincipal(ctx, p)
-			running.Go(func() {
-				defer func() { <-turns }()
-				c.run(turnCtx, f.ID, turn)
-			})
-		case "auth":
-			var f wsClientFrame
-			if err := decodeJSON(raw, &f); err != nil {
-				c.sendError(kind.ID, err)
-				continue
-			}
-			c.reauthenticate(f)
-		case "subscribe", "unsubscribe":
-			var f wsClientFrame
-			if err := decodeJSON(raw, &f); err != nil {
-				c.sendError(kind.ID, err)
-				continue
-			}
-			if kind.Type == "subscribe" {
-				c.subscribe(f, &running)
-			} else {
-				c.unsubscribe(f)
-			}
-		case "resume":
-			var f wsClientFrame
-			if err := decodeJSON(raw, &f); err != nil {
-				c.sendError(kind.ID, err)
-				continue
-			}
-			p, ok := c.authorize(f.ID, auth.PermChatRead)
-			if !ok || !c.allowIn(f.ID, p, "chat.streams") {
-				continue
-			}
-			sid, err := c.resumable(p, f)
-			if err != nil {
-				c.sendError(f.ID, err)
-				continue
-			}
-			select {
-			case turns <- struct{}{}:
-			default:
-				c.sendError(f.ID, NewError(http.StatusTooManyRequests, "at most 4 turns may run at once on one connection"))
-				continue
-			}
-			running.Go(func() {
-				defer func() { <-turns }()
-				c.follow(f.ID, sid, f.After)
-			})
-		default:
-			c.sendError(kind.ID, Validation(FieldError{Field: "type", Message: "must be message, auth, resume, subscribe or unsubscribe"}))
+			return false
+		}()
+		if !handedOff {
+			endSpan(span)
 		}
 	}
 }

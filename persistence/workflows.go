@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -41,12 +42,19 @@ type WorkflowRun struct {
 	// Spend is the run's model usage so far (JSON), nil when none.
 	Spend   json.RawMessage
 	Version int64
-	// DueAt is when a node must look at the run unless it is renewed first: the lease
-	// expiry while it executes, the wake-up time while it sleeps, the creation time of
-	// a new run. Zero (NULL) when nothing is due: waiting for input, or finished.
+	// DueAt is when a node must look at the run: the wake-up time while it sleeps,
+	// the end of a claim or of a new run's wait for its grain, now for a run released
+	// by its grain or by a lapsed node (ReclaimLapsed). Zero (NULL) when nothing is
+	// due: executing (its node's heartbeat covers it), waiting for input, or finished.
 	DueAt time.Time
-	// LeaseOwner names the node that last claimed or executed the run.
+	// LeaseOwner names the node that last claimed or executed the run, and
+	// LeaseEpoch that node's process (Heartbeat): an executing run belongs to them.
 	LeaseOwner string
+	LeaseEpoch int64
+	// ContinuedAs is the run that continues this one (continue-as-new), and
+	// ContinuedFrom the run this one continues; empty when none.
+	ContinuedAs   string
+	ContinuedFrom string
 	// WebhookURL receives the run's final state (empty: no notification); set at
 	// creation only.
 	WebhookURL string
@@ -112,6 +120,17 @@ type WorkflowRuns interface {
 	// moves their DueAt to now+lease and their LeaseOwner to owner, and returns them.
 	// A run another node claims at the same time goes to one of them only.
 	ClaimDue(ctx context.Context, now time.Time, owner string, lease time.Duration, limit int) ([]WorkflowRun, error)
+	// Heartbeat records that node's process epoch is alive until until.
+	Heartbeat(ctx context.Context, node string, epoch int64, until time.Time) error
+	// ReclaimLapsed makes due, at now, the executing runs (running or retrying,
+	// nothing due) of every node process whose heartbeat lapsed before now, up to
+	// limit runs, each with a version compare-and-swap (which fences an activation
+	// still executing one); it returns how many it made due. Node rows lapsed for
+	// longer than NodeRetention are deleted once they own no executing run.
+	ReclaimLapsed(ctx context.Context, now time.Time, limit int) (int, error)
+	// OwnedRuns returns the version of every run that node's process epoch
+	// executes (running or retrying, nothing due), by run ID.
+	OwnedRuns(ctx context.Context, node string, epoch int64) (map[string]int64, error)
 	// Steps returns the run's journal by Seq.
 	Steps(ctx context.Context, runID string) ([]WorkflowStep, error)
 	// AppendStep adds one journal entry; a taken (RunID, Seq) is ErrDuplicate.
@@ -139,7 +158,8 @@ func NewWorkflowStore(db *DB) *WorkflowStore { return &WorkflowStore{db: db} }
 
 var (
 	runCols = []any{"id", "name", "owner_id", "parent_id", "status", "parameters", "result", "error", "waiting", "spend",
-		"version", "due_at", "lease_owner", "created_at", "updated_at", "started_at", "finished_at", "webhook_url"}
+		"version", "due_at", "lease_owner", "created_at", "updated_at", "started_at", "finished_at", "webhook_url",
+		"lease_epoch", "continued_as", "continued_from"}
 	stepCols  = []string{"run_id", "seq", "name", "kind", "status", "output", "error", "attempts", "spend", "cache_hit", "wake_at", "started_at", "finished_at"}
 	eventCols = []string{"run_id", "seq", "step_seq", "status", "attempt", "data", "created_at"}
 )
@@ -181,10 +201,35 @@ func (s *WorkflowStore) CreateRun(ctx context.Context, r WorkflowRun) (WorkflowR
 	rec := runRecord(r)
 	rec["id"], rec["name"], rec["owner_id"], rec["parent_id"], rec["parameters"], rec["created_at"], rec["webhook_url"] =
 		r.ID, r.Name, nullString(r.OwnerID), nullString(r.ParentID), string(r.Parameters), r.CreatedAt, r.WebhookURL
+	rec["continued_from"] = r.ContinuedFrom
 	if _, err := s.db.Goqu.Insert("workflow_runs").Prepared(true).Rows(rec).Executor().ExecContext(ctx); err != nil {
 		return WorkflowRun{}, wrap(err, "create workflow run %s", r.Name)
 	}
 	return r, nil
+}
+
+// RunInsert is CreateRun as an Insert for the group-commit Writer, which merges the new
+// runs of a batch into one statement; r must be complete (ID, Status, Version,
+// CreatedAt set). A taken ID is ErrDuplicate.
+func RunInsert(r WorkflowRun) Insert {
+	if len(r.Parameters) == 0 {
+		r.Parameters = json.RawMessage("{}")
+	}
+	r.CreatedAt = utc(r.CreatedAt)
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = r.CreatedAt
+	}
+	rec := runRecord(r)
+	rec["id"], rec["name"], rec["owner_id"], rec["parent_id"], rec["parameters"], rec["created_at"], rec["webhook_url"] =
+		r.ID, r.Name, nullString(r.OwnerID), nullString(r.ParentID), string(r.Parameters), r.CreatedAt, r.WebhookURL
+	rec["continued_from"] = r.ContinuedFrom
+	cols := make([]string, len(runCols))
+	row := make([]any, len(runCols))
+	for i, c := range runCols {
+		cols[i] = c.(string)
+		row[i] = rec[cols[i]]
+	}
+	return Insert{Table: "workflow_runs", Cols: cols, Rows: [][]any{row}}
 }
 
 // runRecord holds the columns SaveRun changes.
@@ -196,6 +241,7 @@ func runRecord(r WorkflowRun) goqu.Record {
 	return goqu.Record{
 		"status": r.Status, "result": nullJSON(r.Result), "error": r.Error, "waiting": nullJSON(r.Waiting),
 		"spend": nullJSON(r.Spend), "version": r.Version, "due_at": nullTime(r.DueAt), "lease_owner": r.LeaseOwner,
+		"lease_epoch": r.LeaseEpoch, "continued_as": r.ContinuedAs,
 		"updated_at": utc(updated), "started_at": nullTime(r.StartedAt), "finished_at": nullTime(r.FinishedAt),
 	}
 }
@@ -208,7 +254,8 @@ func scanRun(sc scanner) (WorkflowRun, error) {
 		due, started, finished         sql.NullTime
 	)
 	if err := sc.Scan(&r.ID, &r.Name, &owner, &parent, &r.Status, &params, &result, &r.Error, &waiting, &spend,
-		&r.Version, &due, &r.LeaseOwner, &r.CreatedAt, &r.UpdatedAt, &started, &finished, &r.WebhookURL); err != nil {
+		&r.Version, &due, &r.LeaseOwner, &r.CreatedAt, &r.UpdatedAt, &started, &finished, &r.WebhookURL,
+		&r.LeaseEpoch, &r.ContinuedAs, &r.ContinuedFrom); err != nil {
 		return WorkflowRun{}, err
 	}
 	r.OwnerID, r.ParentID, r.Parameters = owner.String, parent.String, params
@@ -286,6 +333,117 @@ func (s *WorkflowStore) ClaimDue(ctx context.Context, now time.Time, owner strin
 			r.DueAt, r.LeaseOwner, r.Version, r.UpdatedAt = until, owner, r.Version+1, now
 		},
 	}, now, lease, limit)
+}
+
+// NodeRetention is how long a lapsed node row is kept after its runs were
+// reclaimed: a node process that comes back within it (a long pause) renews the
+// same row, and its executions started meanwhile stay covered.
+const NodeRetention = time.Hour
+
+// Heartbeat implements WorkflowRuns.
+func (s *WorkflowStore) Heartbeat(ctx context.Context, node string, epoch int64, until time.Time) error {
+	until = utc(until)
+	upd := s.db.Goqu.Update("workflow_nodes").Prepared(true).Set(goqu.Record{"expires_at": until}).
+		Where(goqu.C("node_id").Eq(node), goqu.C("epoch").Eq(epoch))
+	n, err := rowsAffected(upd.Executor().ExecContext(ctx))
+	if err != nil {
+		return wrap(err, "heartbeat of node %s", node)
+	}
+	if n > 0 {
+		return nil
+	}
+	ins := s.db.Goqu.Insert("workflow_nodes").Prepared(true).Rows(goqu.Record{"node_id": node, "epoch": epoch, "expires_at": until})
+	if _, err := ins.Executor().ExecContext(ctx); err != nil {
+		// MariaDB counts an update that changes nothing as no row: the row is there.
+		if errors.Is(classify(err), ErrDuplicate) {
+			return nil
+		}
+		return wrap(err, "heartbeat of node %s", node)
+	}
+	return nil
+}
+
+// ReclaimLapsed implements WorkflowRuns. It reads the lapsed node rows (the
+// expires_at index, bounded by NodeRetention) and, for each, its executing runs on
+// the (lease_owner, lease_epoch, status) index.
+func (s *WorkflowStore) ReclaimLapsed(ctx context.Context, now time.Time, limit int) (int, error) {
+	now = utc(now)
+	type node struct {
+		id      string
+		epoch   int64
+		expires time.Time
+	}
+	q := s.db.Goqu.From("workflow_nodes").Prepared(true).Select("node_id", "epoch", "expires_at").
+		Where(goqu.C("expires_at").Lt(now)).Order(goqu.C("expires_at").Desc())
+	nodes, err := scanAll(ctx, q, func(sc scanner) (node, error) {
+		var n node
+		return n, sc.Scan(&n.id, &n.epoch, &n.expires)
+	})
+	if err != nil {
+		return 0, wrap(err, "find lapsed nodes")
+	}
+	made := 0
+	for _, n := range nodes {
+		if made >= limit {
+			break
+		}
+		type owned struct {
+			id      string
+			version int64
+		}
+		rq := s.db.Goqu.From("workflow_runs").Prepared(true).Select("id", "version").
+			Where(goqu.C("lease_owner").Eq(n.id), goqu.C("lease_epoch").Eq(n.epoch),
+				goqu.C("status").In(StatusRunning, StatusRetrying), goqu.C("due_at").IsNull()).
+			Limit(uint(limit - made))
+		runs, err := scanAll(ctx, rq, func(sc scanner) (owned, error) {
+			var o owned
+			return o, sc.Scan(&o.id, &o.version)
+		})
+		if err != nil {
+			return made, wrap(err, "find runs of lapsed node %s", n.id)
+		}
+		for _, r := range runs {
+			upd := s.db.Goqu.Update("workflow_runs").Prepared(true).
+				Set(goqu.Record{"due_at": now, "version": r.version + 1, "updated_at": now}).
+				Where(goqu.C("id").Eq(r.id), goqu.C("version").Eq(r.version), goqu.C("due_at").IsNull())
+			k, err := rowsAffected(upd.Executor().ExecContext(ctx))
+			if err != nil {
+				return made, wrap(err, "reclaim workflow run %s", r.id)
+			}
+			made += int(k)
+		}
+		if len(runs) == 0 && now.Sub(utc(n.expires)) > NodeRetention {
+			del := s.db.Goqu.Delete("workflow_nodes").Prepared(true).
+				Where(goqu.C("node_id").Eq(n.id), goqu.C("epoch").Eq(n.epoch), goqu.C("expires_at").Lt(now.Add(-NodeRetention)))
+			if _, err := del.Executor().ExecContext(ctx); err != nil {
+				return made, wrap(err, "delete lapsed node %s", n.id)
+			}
+		}
+	}
+	return made, nil
+}
+
+// OwnedRuns implements WorkflowRuns, on the (lease_owner, lease_epoch, status) index.
+func (s *WorkflowStore) OwnedRuns(ctx context.Context, node string, epoch int64) (map[string]int64, error) {
+	type owned struct {
+		id      string
+		version int64
+	}
+	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select("id", "version").
+		Where(goqu.C("lease_owner").Eq(node), goqu.C("lease_epoch").Eq(epoch),
+			goqu.C("status").In(StatusRunning, StatusRetrying), goqu.C("due_at").IsNull())
+	rs, err := scanAll(ctx, q, func(sc scanner) (owned, error) {
+		var o owned
+		return o, sc.Scan(&o.id, &o.version)
+	})
+	if err != nil {
+		return nil, wrap(err, "runs of node %s", node)
+	}
+	out := make(map[string]int64, len(rs))
+	for _, r := range rs {
+		out[r.id] = r.version
+	}
+	return out, nil
 }
 
 func stepRow(st WorkflowStep) []any {

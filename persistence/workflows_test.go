@@ -96,6 +96,23 @@ func TestWorkflowRunsContract(t *testing.T) {
 		if err := w.Submit(ctx, persistence.StepInsert(step)); !errors.Is(err, persistence.ErrDuplicate) {
 			t.Fatalf("second StepInsert = %v, want ErrDuplicate", err)
 		}
+		// RunInsert creates a run through the writer, as CreateRun does.
+		inserted := persistence.WorkflowRun{ID: "0193a5b0-0000-7000-8000-00000000beef", Name: "summarize", OwnerID: owner.ID,
+			Status: persistence.StatusRunning, Parameters: json.RawMessage(`{"n":2}`), Version: 1, CreatedAt: started,
+			StartedAt: started, DueAt: started.Add(time.Minute), LeaseOwner: "node-a", WebhookURL: "https://example.com/hook"}
+		if err := w.Submit(ctx, persistence.RunInsert(inserted)); err != nil {
+			t.Fatalf("RunInsert: %v", err)
+		}
+		if err := w.Submit(ctx, persistence.RunInsert(inserted)); !errors.Is(err, persistence.ErrDuplicate) {
+			t.Fatalf("second RunInsert = %v, want ErrDuplicate", err)
+		}
+		got, err = store.GetRun(ctx, inserted.ID)
+		if err != nil || got.Status != persistence.StatusRunning || got.OwnerID != owner.ID || got.Version != 1 ||
+			!got.StartedAt.Equal(inserted.StartedAt.UTC().Truncate(time.Microsecond)) || got.LeaseOwner != "node-a" ||
+			got.WebhookURL != inserted.WebhookURL || got.DueAt.IsZero() || got.ParentID != "" {
+			t.Fatalf("GetRun after RunInsert = %+v, %v", got, err)
+		}
+
 		failed := persistence.WorkflowStep{RunID: ids[0], Seq: 2, Name: "parse", Kind: "agent", Status: persistence.StatusFailed,
 			Error: "boom", Attempts: 3, Spend: json.RawMessage(`{"calls":3}`), CacheHit: false, WakeAt: started}
 		if err := store.AppendStep(ctx, failed); err != nil {
@@ -203,6 +220,78 @@ func TestWorkflowClaimDue(t *testing.T) {
 		}
 		if limited, err := store.ClaimDue(ctx, horizon.Add(time.Minute), "c", time.Second, 2); err != nil || len(limited) != 2 || limited[0].ID != overdue[0] {
 			t.Fatalf("claim after the lease = %+v, %v", limited, err)
+		}
+	})
+}
+
+func TestWorkflowNodeHeartbeats(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		store := persistence.NewWorkflowStore(db)
+		now := time.Now()
+		// Node names of this test only: a reclaim is global to the table.
+		dead, live, gone := "dead-"+now.Format("150405.000000"), "live-"+now.Format("150405.000000"), "gone-"+now.Format("150405.000000")
+		for _, hb := range []struct {
+			node  string
+			epoch int64
+			until time.Time
+		}{
+			{dead, 1, now.Add(-time.Minute)}, {dead, 2, now.Add(time.Hour)}, {live, 1, now.Add(time.Minute)},
+			{live, 1, now.Add(time.Hour)}, // a renewal
+			{gone, 1, now.Add(-2 * persistence.NodeRetention)},
+		} {
+			if err := store.Heartbeat(ctx, hb.node, hb.epoch, hb.until); err != nil {
+				t.Fatalf("Heartbeat(%s, %d): %v", hb.node, hb.epoch, err)
+			}
+		}
+		mk := func(owner string, epoch int64, status string) persistence.WorkflowRun {
+			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: status, LeaseOwner: owner, LeaseEpoch: epoch})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		lost := mk(dead, 1, persistence.StatusRunning)
+		retrying := mk(dead, 1, persistence.StatusRetrying)
+		paused := mk(dead, 1, persistence.StatusPaused) // waits for input: nothing to resume
+		newer := mk(dead, 2, persistence.StatusRunning) // the node's live process
+		kept := mk(live, 1, persistence.StatusRunning)
+
+		if _, err := store.ReclaimLapsed(ctx, now, 1000); err != nil {
+			t.Fatalf("ReclaimLapsed: %v", err)
+		}
+		for _, r := range []persistence.WorkflowRun{lost, retrying} {
+			got, err := store.GetRun(ctx, r.ID)
+			if err != nil || got.Version != r.Version+1 || got.DueAt.IsZero() || got.DueAt.After(now.Add(time.Second)) {
+				t.Fatalf("run of a lapsed node = %+v, %v; want due now at the next version", got, err)
+			}
+		}
+		for _, r := range []persistence.WorkflowRun{paused, newer, kept} {
+			if got, err := store.GetRun(ctx, r.ID); err != nil || got.Version != r.Version || !got.DueAt.IsZero() {
+				t.Fatalf("run %s/%d %s was reclaimed: %+v, %v", r.LeaseOwner, r.LeaseEpoch, r.Status, got, err)
+			}
+		}
+		owned, err := store.OwnedRuns(ctx, dead, 2)
+		if err != nil || len(owned) != 1 || owned[newer.ID] != newer.Version {
+			t.Fatalf("OwnedRuns(dead, 2) = %v, %v", owned, err)
+		}
+		if owned, err := store.OwnedRuns(ctx, dead, 1); err != nil || len(owned) != 0 {
+			t.Fatalf("OwnedRuns of a reclaimed node = %v, %v", owned, err)
+		}
+		// A lapsed node's row stays for NodeRetention: a run its process writes
+		// after coming back from a pause is still found. One lapsed for longer,
+		// owning nothing, is forgotten.
+		late := mk(dead, 1, persistence.StatusRunning)
+		orphan := mk(gone, 1, persistence.StatusRunning)
+		if _, err := store.ReclaimLapsed(ctx, now, 1000); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := store.GetRun(ctx, late.ID); err != nil || got.Version != late.Version+1 {
+			t.Fatalf("late run of a lapsed node = %+v, %v; want reclaimed", got, err)
+		}
+		if got, err := store.GetRun(ctx, orphan.ID); err != nil || got.Version != orphan.Version {
+			t.Fatalf("run of a node forgotten after NodeRetention = %+v, %v; want untouched (its row is gone)", got, err)
 		}
 	})
 }

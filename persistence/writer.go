@@ -14,6 +14,11 @@ import (
 
 	"github.com/doug-martin/goqu/v9"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kowai/kowai/internal/tracing"
 )
 
 // ErrClosed is returned by the Writer's methods once its Run has been asked
@@ -133,6 +138,10 @@ type WriterOptions struct {
 	// Metrics registers the kowai_db_group_commit_* collectors; nil skips
 	// registration.
 	Metrics prometheus.Registerer
+	// Tracing records a span for each batch commit; nil turns tracing off. A
+	// batch serves many callers, so its span is a child of the first traced
+	// caller's span and links to every other traced caller's.
+	Tracing trace.TracerProvider
 }
 
 // Writer is the group-commit writer of one database: concurrent callers hand
@@ -178,6 +187,8 @@ type Writer struct {
 	log     *slog.Logger
 	metrics writerMetrics
 	started atomic.Bool
+	// tracer is nil when tracing is off.
+	tracer trace.Tracer
 
 	// busy records whether writes arrived while the last batch committed.
 	busy atomic.Bool
@@ -202,8 +213,10 @@ const (
 )
 
 type request struct {
-	op    Op
-	rows  int
+	op   Op
+	rows int
+	// span is the caller's span context, recorded only when tracing is on.
+	span  trace.SpanContext
 	state atomic.Int32
 	done  chan error // buffered: the writer never blocks on a caller
 }
@@ -241,6 +254,7 @@ func NewWriter(db *DB, opts WriterOptions) *Writer {
 		opts:    opts,
 		log:     log,
 		metrics: newWriterMetrics(opts.Metrics, log),
+		tracer:  tracing.Tracer(opts.Tracing, "github.com/kowai/kowai/persistence"),
 		wake:    make(chan struct{}, 1),
 		closing: make(chan struct{}),
 	}
@@ -306,6 +320,9 @@ func (w *Writer) Submit(ctx context.Context, op Op) error {
 		return fmt.Errorf("persistence: write not submitted: %w", err)
 	}
 	r := &request{op: op, rows: rowsOf(op), done: make(chan error, 1)}
+	if w.tracer != nil {
+		r.span = trace.SpanContextFromContext(ctx)
+	}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -452,7 +469,15 @@ func (w *Writer) execute(batch []*request) {
 	for _, r := range batch {
 		rows += r.rows
 	}
+	span := w.batchSpan(batch, rows)
 	results, err := w.commitWithRetry(batch)
+	if span != nil {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "group commit failed")
+		}
+		span.End()
+	}
 	w.mu.Lock()
 	w.busy.Store(len(w.queue) > 0)
 	w.mu.Unlock()
@@ -473,6 +498,32 @@ func (w *Writer) execute(batch []*request) {
 		}
 		r.done <- results[i]
 	}
+}
+
+// batchSpan starts the span of one batch commit, or returns nil with tracing off.
+// Its parent is the first caller with a span; the other callers' spans are links,
+// so each caller's trace leads to the batch that made its write durable.
+func (w *Writer) batchSpan(batch []*request, rows int) trace.Span {
+	if w.tracer == nil {
+		return nil
+	}
+	ctx := context.Background()
+	var links []trace.Link
+	for _, r := range batch {
+		if !r.span.IsValid() {
+			continue
+		}
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			ctx = trace.ContextWithSpanContext(ctx, r.span)
+			continue
+		}
+		links = append(links, trace.Link{SpanContext: r.span})
+	}
+	_, span := w.tracer.Start(ctx, "group_commit", trace.WithLinks(links...), trace.WithAttributes(
+		attribute.String("db.system.name", w.db.Dialect),
+		attribute.Int("kowai.group_commit.requests", len(batch)),
+		attribute.Int("kowai.group_commit.rows", rows)))
+	return span
 }
 
 func opErrorReason(err error) string {

@@ -11,6 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/kowai/kowai/signatures/lm"
 )
 
@@ -170,6 +174,9 @@ type Services struct {
 	// math/rand/v2).
 	Jitter func() float64
 	Logger *slog.Logger
+	// Tracing records a span for each execution of a run and one for each
+	// attempt of a step, children of the execution's; nil turns tracing off.
+	Tracing trace.TracerProvider
 }
 
 // Limits bound one run. Zero fields take the defaults.
@@ -192,6 +199,8 @@ type Executor struct {
 	reg *Registry
 	svc Services
 	lim Limits
+	// tracer is nil when tracing is off.
+	tracer trace.Tracer
 }
 
 // NewExecutor returns an executor of reg's workflows.
@@ -217,7 +226,11 @@ func NewExecutor(reg *Registry, svc Services, lim Limits) (*Executor, error) {
 	if lim.MaxResultBytes <= 0 {
 		lim.MaxResultBytes = 1 << 20
 	}
-	return &Executor{reg: reg, svc: svc, lim: lim}, nil
+	e := &Executor{reg: reg, svc: svc, lim: lim}
+	if svc.Tracing != nil {
+		e.tracer = svc.Tracing.Tracer("github.com/kowai/kowai/workflows")
+	}
+	return e, nil
 }
 
 // Registry returns the executor's registry.
@@ -234,6 +247,9 @@ type RunRequest struct {
 	// activation started without journaling a result (it crashed), so the
 	// count goes on and the retry policy sees them.
 	PriorAttempts map[int]int
+	// Fresh says the run was just created, so its journal is empty and is
+	// not read.
+	Fresh bool
 }
 
 // Waiting describes a run paused for human input.
@@ -269,13 +285,32 @@ func (o Outcome) Interrupted() bool { return errors.Is(o.Err, ErrInterrupted) }
 // every step in flight; the Outcome is then cancelled with
 // context.Cause(ctx). Run returns only after every step goroutine ended.
 func (e *Executor) Run(ctx context.Context, req RunRequest) Outcome {
+	if e.tracer == nil {
+		return e.run(ctx, req)
+	}
+	ctx, span := e.tracer.Start(ctx, "workflow.run "+req.Workflow, trace.WithAttributes(
+		attribute.String("kowai.workflow.name", req.Workflow), attribute.String("kowai.workflow.run_id", req.RunID)))
+	defer span.End()
+	out := e.run(ctx, req)
+	span.SetAttributes(attribute.String("kowai.workflow.status", out.Status))
+	if out.Status == StatusFailed || out.Interrupted() {
+		span.SetStatus(codes.Error, fmt.Sprint(out.Err))
+	}
+	return out
+}
+
+// run is Run without its span.
+func (e *Executor) run(ctx context.Context, req RunRequest) Outcome {
 	def, err := e.reg.Lookup(req.Workflow)
 	if err != nil {
 		return Outcome{Status: StatusFailed, Err: err}
 	}
-	entries, err := e.svc.Journal.Load(ctx, req.RunID)
-	if err != nil {
-		return Outcome{Err: fmt.Errorf("%w: load the journal: %w", ErrInterrupted, err)}
+	var entries []Entry
+	if !req.Fresh {
+		entries, err = e.svc.Journal.Load(ctx, req.RunID)
+		if err != nil {
+			return Outcome{Err: fmt.Errorf("%w: load the journal: %w", ErrInterrupted, err)}
+		}
 	}
 	parent := ctx
 	if def.Timeout > 0 {
@@ -553,7 +588,7 @@ func (r *run) execute(seq int, name string, kind Kind, cfg taskConfig, fn stepFu
 		if cfg.timeout > 0 {
 			actx, cancel = context.WithTimeout(r.ctx, cfg.timeout)
 		}
-		out, u, err := protect(actx, seq, fn)
+		out, u, err := r.attempt(actx, seq, name, kind, attempt, fn)
 		cancel()
 		usage = usage.Add(u)
 		if err == nil && len(out) > r.e.lim.MaxResultBytes {
@@ -601,6 +636,25 @@ func (r *run) execute(seq int, name string, kind Kind, cfg taskConfig, fn stepFu
 			return nil, context.Cause(r.ctx)
 		}
 	}
+}
+
+// attempt runs one attempt of step seq, inside its span when tracing is on.
+func (r *run) attempt(ctx context.Context, seq int, name string, kind Kind, attempt int, fn stepFunc) (json.RawMessage, lm.Usage, error) {
+	tr := r.e.tracer
+	if tr == nil {
+		return protect(ctx, seq, fn)
+	}
+	ctx, span := tr.Start(ctx, "workflow.task "+name, trace.WithAttributes(
+		attribute.String("kowai.workflow.task", name), attribute.String("kowai.workflow.task_kind", string(kind)),
+		attribute.Int("kowai.workflow.seq", seq), attribute.Int("kowai.workflow.attempt", attempt),
+		attribute.String("kowai.workflow.run_id", r.req.RunID)))
+	defer span.End()
+	out, u, err := protect(ctx, seq, fn)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "attempt failed")
+	}
+	return out, u, err
 }
 
 // protect runs one attempt, turning a panic into a permanent error.

@@ -337,7 +337,12 @@ type SendMessage struct {
 	// IDs the gateway derives from a user and an idempotency key.
 	MustExist bool `protobuf:"varint,11,opt,name=must_exist,json=mustExist,proto3" json:"must_exist,omitempty"`
 	// Per-request model settings (the OpenAI-compatible endpoint); unset keeps the agent's.
-	Options       *ModelOptions `protobuf:"bytes,12,opt,name=options,proto3" json:"options,omitempty"`
+	Options *ModelOptions `protobuf:"bytes,12,opt,name=options,proto3" json:"options,omitempty"`
+	// The gateway minted conversation_id for this request, a random UUIDv7, so nothing is
+	// stored under it yet: a session activated by this message skips the snapshot and
+	// log reads of an activation. Should the ID exist after all, the turn's create of the
+	// conversation fails and the session stops (fenced) without having written anything.
+	Fresh         bool `protobuf:"varint,13,opt,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -440,6 +445,13 @@ func (x *SendMessage) GetOptions() *ModelOptions {
 		return x.Options
 	}
 	return nil
+}
+
+func (x *SendMessage) GetFresh() bool {
+	if x != nil {
+		return x.Fresh
+	}
+	return false
 }
 
 // ModelOptions override an agent's model settings for one reply.
@@ -2157,7 +2169,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12\x19\n" +
 	"\bcost_usd\x18\x03 \x01(\x01R\acostUsd\x12\x1b\n" +
-	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\x8c\x03\n" +
+	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\xa2\x03\n" +
 	"\vSendMessage\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12'\n" +
@@ -2170,7 +2182,8 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	" \x01(\tR\bstreamId\x12\x1d\n" +
 	"\n" +
 	"must_exist\x18\v \x01(\bR\tmustExist\x127\n" +
-	"\aoptions\x18\f \x01(\v2\x1d.kowai.actors.v1.ModelOptionsR\aoptionsJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x9a\x01\n" +
+	"\aoptions\x18\f \x01(\v2\x1d.kowai.actors.v1.ModelOptionsR\aoptions\x12\x14\n" +
+	"\x05fresh\x18\r \x01(\bR\x05freshJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x9a\x01\n" +
 	"\fModelOptions\x12%\n" +
 	"\vtemperature\x18\x01 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\x1d\n" +
 	"\n" +

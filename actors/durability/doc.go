@@ -17,6 +17,8 @@
 // which is killed with SIGKILL while the model call is in flight; the client's retry with
 // the same Idempotency-Key on a survivor continues the same stream after a restart event,
 // a reader joining on the third node sees the same, and the history holds one reply.
+// TestUnkeyedStreamSurvivesKill does the same with a turn sent without a key: the client
+// retries with the key the node put in the first response's headers.
 //
 // # Processes under load
 //

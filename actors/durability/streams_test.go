@@ -21,9 +21,10 @@ import (
 type streamEvent struct{ id, event, data string }
 
 // chatStream posts (or, with body empty, gets) path on n as an event stream
-// and reads it to its final event. started receives the stream ID as soon as
-// the response starts (started may be nil). A transport failure (the node died) returns err.
-func (c *kowaiCluster) chatStream(ctx context.Context, n *kowaiNode, method, path, token, key, body string, started func(streamID string)) ([]streamEvent, error) {
+// and reads it to its final event. started receives the stream ID and the
+// turn's idempotency key as soon as the response starts (started may be
+// nil). A transport failure (the node died) returns err.
+func (c *kowaiCluster) chatStream(ctx context.Context, n *kowaiNode, method, path, token, key, body string, started func(streamID, key string)) ([]streamEvent, error) {
 	req, err := http.NewRequestWithContext(ctx, method, n.httpURL+path, strings.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -45,7 +46,7 @@ func (c *kowaiCluster) chatStream(ctx context.Context, n *kowaiNode, method, pat
 		return nil, fmt.Errorf("%s %s on node %d: status %d", method, path, n.index, res.StatusCode)
 	}
 	if started != nil {
-		started(res.Header.Get("X-Kowai-Stream-Id"))
+		started(res.Header.Get("X-Kowai-Stream-Id"), res.Header.Get("Idempotency-Key"))
 	}
 	var out []streamEvent
 	var cur streamEvent
@@ -79,7 +80,14 @@ func (c *kowaiCluster) chatStream(ctx context.Context, n *kowaiNode, method, pat
 // same Idempotency-Key on a survivor: the reply arrives on the same stream
 // after a restart event, a reader joining the stream on the third node sees
 // the same, and the conversation's history has exactly one reply.
-func TestStreamSurvivesKill(t *testing.T) {
+func TestStreamSurvivesKill(t *testing.T) { testStreamSurvivesKill(t, false) }
+
+// TestUnkeyedStreamSurvivesKill is TestStreamSurvivesKill for a turn sent
+// without an Idempotency-Key: the client retries with the key the first
+// attempt's response headers carried (minted by the node).
+func TestUnkeyedStreamSurvivesKill(t *testing.T) { testStreamSurvivesKill(t, true) }
+
+func testStreamSurvivesKill(t *testing.T, unkeyed bool) {
 	persisttest.MySQLDSN(t) // skip or fail before the build when MariaDB is not configured
 	rdb := testenv.Redis(t)
 	bin := clustertest.BuildBinary(t, "github.com/kowai/kowai/cmd/kowai")
@@ -99,9 +107,15 @@ func TestStreamSurvivesKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first turn's conversation ID is derived from the user and the key
-	// (see gateway.newTurn), so the test knows which node hosts its session.
+	// (see gateway.newTurn), so the test knows which node hosts its session;
+	// an unkeyed turn names a new conversation instead.
 	key := "kill-" + randomHex(t, 4)
 	convID := uuid.NewSHA1(uuid.MustParse("4a8f3a52-6f0e-4d3b-9a57-0d3c2b7e9f11"), []byte(me.ID+"\x00"+key)).String()
+	body := `{"content":"Tell me about durable streams"}`
+	if unkeyed {
+		key, convID = "", uuid.NewString()
+		body = `{"content":"Tell me about durable streams","conversation_id":"` + convID + `"}`
+	}
 	victim := c.nodeAt(owner(convID, c.memberAddresses()))
 	var survivors []*kowaiNode
 	for _, n := range c.nodes {
@@ -109,18 +123,27 @@ func TestStreamSurvivesKill(t *testing.T) {
 			survivors = append(survivors, n)
 		}
 	}
-	body := `{"content":"Tell me about durable streams"}`
 
 	// The first attempt, on the victim: it dies while the model holds the reply.
-	sidc := make(chan string, 1)
+	type started struct{ sid, key string }
+	sidc := make(chan started, 1)
 	firstDone := make(chan error, 1)
 	go func() {
-		_, err := c.chatStream(t.Context(), victim, http.MethodPost, "/api/v1/chat/message", token, key, body, func(id string) { sidc <- id })
+		_, err := c.chatStream(t.Context(), victim, http.MethodPost, "/api/v1/chat/message", token, key, body, func(id, k string) { sidc <- started{id, k} })
 		firstDone <- err
 	}()
 	var sid string
 	select {
-	case sid = <-sidc:
+	case st := <-sidc:
+		sid = st.sid
+		if unkeyed {
+			if !strings.HasPrefix(st.key, "kowai-") {
+				t.Fatalf("the unkeyed turn's response carries key %q, want one minted by the node", st.key)
+			}
+			key = st.key
+		} else if st.key != key {
+			t.Fatalf("the response carries key %q, want the request's %q", st.key, key)
+		}
 	case err := <-firstDone:
 		t.Fatalf("first attempt ended before it started: %v", err)
 	case <-time.After(readyTimeout):
@@ -144,7 +167,7 @@ func TestStreamSurvivesKill(t *testing.T) {
 	clustertest.Eventually(t, loadTimeout, func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 		defer cancel()
-		got, err := c.chatStream(ctx, survivors[0], http.MethodPost, "/api/v1/chat/message", token, key, body, func(id string) {
+		got, err := c.chatStream(ctx, survivors[0], http.MethodPost, "/api/v1/chat/message", token, key, body, func(id, _ string) {
 			if id != sid {
 				t.Errorf("retry streams %s, want the first attempt's stream %s", id, sid)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/kowai/kowai/internal/logging"
+	"github.com/kowai/kowai/internal/tracing"
 )
 
 // Message-header keys the grain client sets on every request. A grain reads them with
@@ -11,7 +12,26 @@ import (
 const (
 	HeaderCorrelationID  = "kowai-correlation-id"
 	HeaderIdempotencyKey = "kowai-idempotency-key"
+	// HeaderTraceParent and HeaderTraceState carry the caller's W3C trace context
+	// (https://www.w3.org/TR/trace-context/) when tracing is on, so that the grain's
+	// spans join the caller's trace on whichever node the grain lives.
+	HeaderTraceParent = tracing.HeaderTraceParent
+	HeaderTraceState  = tracing.HeaderTraceState
 )
+
+// InjectTrace writes the W3C trace context of ctx's span into header (traceparent,
+// and tracestate when set). It writes nothing when ctx carries no valid span context,
+// which is always the case with tracing off.
+func InjectTrace(ctx context.Context, header map[string]string) { tracing.Inject(ctx, header) }
+
+// TraceFromHeader returns ctx carrying, as its remote parent, the span context in h's
+// trace headers; ctx unchanged when h has none or they do not parse.
+func TraceFromHeader(ctx context.Context, h Header) context.Context {
+	if h == nil {
+		return ctx
+	}
+	return tracing.Extract(ctx, h)
+}
 
 type metaKey int
 
@@ -46,15 +66,16 @@ type Header interface {
 	Get(key string) string
 }
 
-// ContextFromHeader returns ctx carrying the correlation ID of the message whose header
-// is h, so that a grain's onward calls are joined to the request that caused them. The
-// idempotency key is deliberately not carried: it names one request, not its children.
+// ContextFromHeader returns ctx carrying the correlation ID and the trace context of
+// the message whose header is h, so that a grain's onward calls, logs and spans are
+// joined to the request that caused them. The idempotency key is deliberately not
+// carried: it names one request, not its children.
 func ContextFromHeader(ctx context.Context, h Header) context.Context {
 	if h == nil {
 		return ctx
 	}
 	if id := h.Get(HeaderCorrelationID); id != "" {
-		return WithCorrelationID(ctx, id)
+		ctx = WithCorrelationID(ctx, id)
 	}
-	return ctx
+	return TraceFromHeader(ctx, h)
 }

@@ -293,10 +293,17 @@ func TestServeEmbeddedLifecycle(t *testing.T) {
 		t.Fatal("serve did not exit within 30 s of SIGTERM")
 	}
 	out := <-logs
+	// The log is buffered: a clean exit flushes it, the last line included.
 	for _, want := range []string{`"msg":"database migrated"`, `"msg":"cluster leave finished"`, `"msg":"kowai node stopped"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s", want)
 		}
+	}
+	if n := strings.Count(out, `"route":"/api/v1/auth/login"`); n != 3 {
+		t.Errorf("%d access-log lines of the 3 logins", n)
+	}
+	if !strings.HasSuffix(out, "\n") || !strings.Contains(out[strings.LastIndex(strings.TrimSuffix(out, "\n"), "\n")+1:], `"msg":"kowai node stopped"`) {
+		t.Errorf("the last line is not the stop: %.300s", out[max(0, len(out)-300):])
 	}
 }
 

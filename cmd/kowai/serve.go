@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kowai/kowai/actors"
@@ -24,7 +26,9 @@ import (
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/gateway/streams"
 	"github.com/kowai/kowai/internal/config"
+	"github.com/kowai/kowai/internal/logging"
 	"github.com/kowai/kowai/internal/netguard"
+	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/supervisors"
@@ -32,7 +36,17 @@ import (
 	"github.com/kowai/kowai/workflows/builtin"
 )
 
-func serveCmd(ctx context.Context, args []string, io stdio, getenv func(string) string) error {
+func serveCmd(ctx context.Context, args []string, io stdio, getenv func(string) string) (err error) {
+	// The node's log, the access log's line per request included, goes through a
+	// bounded buffer flushed every 100 ms and when serve returns: one write system
+	// call per request cost a fifth of the CPU of a cheap authenticated read.
+	logBuf := logging.NewBuffer(io.err, logging.DefaultBufferSize, logging.DefaultFlushInterval)
+	defer func() {
+		if cerr := logBuf.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("flush the log: %w", cerr))
+		}
+	}()
+	io.err = logBuf
 	fs := flagSet("serve", "serve [flags]", io)
 	cfg, log, err := withConfig(fs, args, io, getenv)
 	if err != nil {
@@ -41,14 +55,34 @@ func serveCmd(ctx context.Context, args []string, io stdio, getenv func(string) 
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	return serve(ctx, cfg, log)
+	return serve(ctx, cfg, log, getenv)
 }
 
 // serve constructs a node and runs it until ctx ends. Shutdown order is the
 // graceful leave: the gateway stops taking requests and finishes those in
 // flight, the cluster node passivates its grains (final snapshots) and
 // leaves, and only then does the group-commit writer drain and stop.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv func(string) string) error {
+	// Tracing is set up first and shut down last, so the spans of the final
+	// drain are exported too.
+	tracer, err := tracing.New(ctx, getenv, tracing.Options{Version: version, InstanceID: cfg.ClusterAddr})
+	if errors.Is(err, tracing.ErrConfig) {
+		return usagef("%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tracer.Shutdown(sctx); err != nil {
+			log.Warn("traces not flushed at shutdown", "error", err)
+		}
+	}()
+	tp := tracer.TracerProvider()
+	if tracer.Enabled() {
+		log.Info("tracing on: exporting spans over OTLP/HTTP", "endpoint", cmp.Or(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT")))
+	}
 	rateLimit, err := ratelimit.ParseLimit(cfg.RateLimit)
 	if err != nil {
 		return usagef("KOWAI_RATE_LIMIT: %v", err)
@@ -110,18 +144,35 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Info("first admin created", "email", cfg.AdminEmail)
 		}
 	}
-	model, err := newModel(cfg, log, reg)
+	modelOpts, err := modelOptions(log, reg, lm.WithTracerProvider(tp))
+	if err != nil {
+		return err
+	}
+	model, err := newModelWith(cfg, modelOpts)
 	if err != nil {
 		return err
 	}
 	defer model.Close()
+	models, closeModels, err := newCatalog(cfg, model, modelOpts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := closeModels(); err != nil {
+			log.Warn("closing model stacks", "error", err)
+		}
+	}()
 	supMetrics, err := supervisors.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
 
 	stores := gateway.NewStores(db)
-	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg})
+	spending, err := newBudgets(cfg, db, stores.Users, rdb, log, reg)
+	if err != nil {
+		return err
+	}
+	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg, Tracing: tp})
 	types, err := agentTypes()
 	if err != nil {
 		return err
@@ -134,9 +185,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Agents:            stores.Agents,
 		Snapshots:         persistence.NewSnapshotStore(db),
 		LM:                model,
+		Models:            models,
+		Budgets:           spending,
 		Logger:            log,
 		Metrics:           reg,
 		SupervisorMetrics: supMetrics,
+		Tracing:           tp,
 	})
 	if err != nil {
 		return err
@@ -144,7 +198,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := rt.EnsureBuiltins(ctx); err != nil {
 		return fmt.Errorf("create built-in agents: %w", err)
 	}
-	wf, profiles, err := newWorkflows(db, writer, model, log, reg)
+	wf, profiles, err := newWorkflows(db, writer, model, log, reg, tp)
 	if err != nil {
 		return err
 	}
@@ -177,6 +231,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		},
 		Logger:  log,
 		Metrics: reg,
+		Tracing: tp,
 	})
 	if errors.Is(err, cluster.ErrConfig) {
 		return usagef("%v", err)
@@ -212,6 +267,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		CORSOrigins:    cfg.CORSOrigins,
 		// A turn may wait on the model; the HTTP deadline must not cut it first.
 		RequestTimeout: actors.DefaultTurnTimeout + 15*time.Second,
+		Tracing:        tp,
 	})
 	if err != nil {
 		return err
@@ -247,6 +303,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return err
 		},
 		AgentWriter:   &gateway.ClusterAgents{Grains: grains},
+		Models:        models,
+		Budgets:       spending,
 		ClusterInfo:   func() any { return node.Info() },
 		Limiter:       limiter,
 		RateLimit:     rateLimit,
@@ -339,14 +397,14 @@ func newNotifier(cfg *config.Config, db *persistence.DB, webhooks *persistence.W
 }
 
 // newWorkflows builds the workflow engine with the built-in workflows.
-func newWorkflows(db *persistence.DB, writer *persistence.Writer, model lm.LM, log *slog.Logger, reg prometheus.Registerer) (*actors.Workflows, *persistence.ProfileStore, error) {
+func newWorkflows(db *persistence.DB, writer *persistence.Writer, model lm.LM, log *slog.Logger, reg prometheus.Registerer, tp trace.TracerProvider) (*actors.Workflows, *persistence.ProfileStore, error) {
 	profiles := persistence.NewProfileStore(db)
 	registry := workflows.NewRegistry()
 	if err := builtin.Register(registry, builtin.Options{Profiles: profiles}); err != nil {
 		return nil, nil, err
 	}
 	wf, err := actors.NewWorkflows(actors.WorkflowDeps{Runs: persistence.NewWorkflowStore(db), Writer: writer, Registry: registry,
-		Model: model, Cache: workflows.NewMemoryCache(), Logger: log, Metrics: reg})
+		Model: model, Cache: workflows.NewMemoryCache(), Logger: log, Metrics: reg, Tracing: tp})
 	return wf, profiles, err
 }
 

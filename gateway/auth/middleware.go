@@ -180,14 +180,12 @@ func RequirePermission(perms ...Permission) fiber.Handler {
 }
 
 // RateLimitKey identifies the caller for ratelimit.MiddlewareConfig.Key:
-// "user:<id>" after RequireAuth, "apikey:<id>" for an API key (each key has
-// buckets of its own), otherwise the client address's clientaddr.LimitKey
-// ("ip:<address>", "ip:<IPv6 /64>").
+// "user:<id>" after RequireAuth, whether the caller used a session's access
+// token or one of the user's API keys (a key draws from its user's buckets,
+// so more keys do not buy a user more requests), otherwise the client
+// address's clientaddr.LimitKey ("ip:<address>", "ip:<IPv6 /64>").
 func RateLimitKey(c *fiber.Ctx) string {
 	if p, ok := PrincipalFrom(c); ok {
-		if p.APIKeyID != "" {
-			return "apikey:" + p.APIKeyID
-		}
 		return UserRateLimitKey(p.UserID)
 	}
 	return clientaddr.LimitKey(clientaddr.From(c))

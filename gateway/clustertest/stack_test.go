@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kowai/kowai/actors"
+	"github.com/kowai/kowai/budgets"
 	"github.com/kowai/kowai/cluster"
 	ctest "github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/gateway"
@@ -51,6 +53,15 @@ type stackOptions struct {
 	log *slog.Logger
 	// workflows registers extra workflows next to the built-ins.
 	workflows func(*workflows.Registry)
+	// tracing, when set, makes the stack two cluster nodes in one process:
+	// node 0 serves the gateway and hosts no grains, node 1 hosts every
+	// grain (and runs the writer and the model), so a chat turn crosses a
+	// node boundary. tracing[i] is node i's tracer provider.
+	tracing []trace.TracerProvider
+	// models, when set, is the node's model catalog (KOWAI_LLM_MODELS).
+	models *lm.Catalog
+	// budgets, when set, holds users to their budgets (KOWAI_BUDGETS).
+	budgets *budgets.Enforcer
 	// model answers the agents; nil means the offline model.
 	model lm.LM
 }
@@ -63,41 +74,63 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	return startStacks(tb, db, 1, opts)[0]
 }
 
-// node is one node's runtimes before its cluster node starts.
+// node is one node's writer and runtimes before its cluster node starts.
 type node struct {
-	log    *slog.Logger
-	reg    *prometheus.Registry
-	writer *persistence.Writer
-	stores gateway.Stores
-	rt     *actors.Runtime
-	wf     *actors.Workflows
-	wfReg  *workflows.Registry
-	prof   *persistence.ProfileStore
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	writer   *persistence.Writer
+	stores   gateway.Stores
+	rt       *actors.Runtime
+	wf       *actors.Workflows
+	wfReg    *workflows.Registry
+	profiles *persistence.ProfileStore
+	gwTP     trace.TracerProvider
 }
 
 // startStacks builds n nodes of one cluster on db, each with its own
 // runtimes, cluster node and gateway, as n kowai serve processes would be.
+// With opts.tracing, n must be 1: the stack is then two cluster nodes.
 func startStacks(tb testing.TB, db *persistence.DB, n int, opts stackOptions) []*stack {
 	tb.Helper()
+	if len(opts.tracing) == 2 && n != 1 {
+		tb.Fatal("a traced stack is one gateway over two cluster nodes")
+	}
 	nodes := make([]*node, n)
 	for i := range nodes {
 		nodes[i] = buildNode(tb, db, opts)
 	}
+	// offset: the cluster node of nodes[i] is cnodes[i+offset].
+	offset := 0
+	if len(opts.tracing) == 2 {
+		offset = 1
+	}
 	cnodes := ctest.Start(tb, ctest.Options{
-		Nodes: n,
+		Nodes: n + offset,
 		Configure: func(i int, cfg *cluster.Config) {
-			cfg.Kinds = append(nodes[i].rt.Kinds(), nodes[i].wf.Kind())
 			cfg.RequestTimeout = actors.DefaultTurnTimeout + 10*time.Second
-			cfg.OnLeave = func(ctx context.Context) {
-				nodes[i].wf.OnLeave(ctx)
-				nodes[i].rt.OnLeave(ctx)
+			if offset == 1 {
+				cfg.Tracing = opts.tracing[i]
+				if i == 0 {
+					// The gateway's node hosts nothing: every grain call leaves it.
+					// (One registry holds one set of cluster collectors: node 1's.)
+					cfg.Kinds = nil
+					return
+				}
 			}
-			cfg.Metrics = nodes[i].reg
+			nd := nodes[i-offset]
+			cfg.Kinds = append(nd.rt.Kinds(), nd.wf.Kind())
+			cfg.Metrics = nd.reg
+			cfg.OnLeave = func(ctx context.Context) {
+				nd.wf.OnLeave(ctx)
+				nd.rt.OnLeave(ctx)
+			}
 		},
 	})
 	out := make([]*stack, n)
 	for i, nd := range nodes {
-		out[i] = nd.serve(tb, db, cnodes[i], opts)
+		// The gateway calls from its own node.
+		gwNode := cnodes[i]
+		out[i] = nd.serve(tb, db, cnodes[i+offset], gwNode, opts)
 	}
 	return out
 }
@@ -110,12 +143,18 @@ func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
 		log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
 	reg := prometheus.NewRegistry()
+	// gwTP traces the gateway's node, grainTP the grains' node (the same one
+	// unless opts.tracing asks for two).
+	var gwTP, grainTP trace.TracerProvider
+	if len(opts.tracing) == 2 {
+		gwTP, grainTP = opts.tracing[0], opts.tracing[1]
+	}
 	model := opts.model
 	if model == nil {
 		model = lm.NewProvider("offline", "kowai-offline", offline.New())
 	}
 
-	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg})
+	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg, Tracing: grainTP})
 	writerCtx, stopWriter := context.WithCancel(context.Background())
 	writerDone := make(chan error, 1)
 	go func() { writerDone <- writer.Run(writerCtx) }()
@@ -137,10 +176,13 @@ func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
 		Messages:          stores.Messages,
 		Agents:            stores.Agents,
 		Snapshots:         persistence.NewSnapshotStore(db),
-		LM:                model,
+		LM:                lm.NewTraced(model, grainTP),
 		Logger:            log,
+		Models:            resolver(opts.models),
+		Budgets:           guard(opts.budgets),
 		Metrics:           reg,
 		SupervisorMetrics: supMetrics,
+		Tracing:           grainTP,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -158,20 +200,22 @@ func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
 	}
 	wf, err := actors.NewWorkflows(actors.WorkflowDeps{Runs: persistence.NewWorkflowStore(db), Writer: writer, Registry: registry,
 		Model: lm.NewProvider("offline", "kowai-offline", offline.New()), Logger: log, Metrics: reg,
-		RecoveryInterval: 200 * time.Millisecond})
+		RecoveryInterval: 200 * time.Millisecond, Tracing: grainTP})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &node{log: log, reg: reg, writer: writer, stores: stores, rt: rt, wf: wf, wfReg: registry, prof: profiles}
+	return &node{log: log, reg: reg, writer: writer, stores: stores, rt: rt, wf: wf, wfReg: registry, profiles: profiles, gwTP: gwTP}
 }
 
-// serve starts the node's loops and gateway on its started cluster node.
-func (nd *node) serve(tb testing.TB, db *persistence.DB, node *cluster.Node, opts stackOptions) *stack {
+// serve starts the node's loops on its cluster node and its gateway, which
+// calls grains from gwNode.
+func (nd *node) serve(tb testing.TB, db *persistence.DB, node, gwNode *cluster.Node, opts stackOptions) *stack {
 	tb.Helper()
-	log, reg, writer, stores, rt, wf, registry, profiles := nd.log, nd.reg, nd.writer, nd.stores, nd.rt, nd.wf, nd.wfReg, nd.prof
+	log, reg, writer, stores, rt, wf, registry, profiles, gwTP := nd.log, nd.reg, nd.writer, nd.stores, nd.rt, nd.wf, nd.wfReg, nd.profiles, nd.gwTP
 	grains := node.Client()
 	rt.SetCaller(grains)
 	wf.SetCaller(grains)
+	gwGrains := gwNode.Client()
 	wfCtx, stopWF := context.WithCancel(context.Background())
 	wfDone := make(chan error, 1)
 	go func() { wfDone <- wf.Run(wfCtx) }()
@@ -208,11 +252,12 @@ func (nd *node) serve(tb testing.TB, db *persistence.DB, node *cluster.Node, opt
 	if err != nil {
 		tb.Fatal(err)
 	}
-	chat := &gateway.ClusterChat{Grains: grains}
+	chat := &gateway.ClusterChat{Grains: gwGrains}
 	gw, err := gateway.New(gateway.Options{Addr: "127.0.0.1:0", Logger: log, Registry: reg,
 		Checks:         []gateway.Check{{Name: "database", Probe: db.Ping}},
-		Draining:       node.Draining,
+		Draining:       gwNode.Draining,
 		RequestTimeout: actors.DefaultTurnTimeout + 15*time.Second,
+		Tracing:        gwTP,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -233,11 +278,13 @@ func (nd *node) serve(tb testing.TB, db *persistence.DB, node *cluster.Node, opt
 			_, err := types.ParseConfig(t, raw)
 			return err
 		},
-		AgentWriter: &gateway.ClusterAgents{Grains: grains},
+		AgentWriter: &gateway.ClusterAgents{Grains: gwGrains},
 		ClusterInfo: func() any { return node.Info() },
+		Models:      catalog(opts.models),
+		Budgets:     opts.budgets,
 		RateLimit:   opts.rateLimit,
 		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
-			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,
+			Commands: cluster.WorkflowClient{Caller: gwGrains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,
 			Schedules: schedules, Webhooks: webhooks, WebhookGuard: webhookGuard},
 	}); err != nil {
 		tb.Fatal(err)
@@ -259,6 +306,28 @@ func (nd *node) serve(tb testing.TB, db *persistence.DB, node *cluster.Node, opt
 		}
 	})
 	return &stack{url: "http://" + gw.Addr().String(), keys: keys, db: db, writer: writer, auth: svc, client: client}
+}
+
+// resolver and catalog keep a nil catalog a nil interface.
+func resolver(c *lm.Catalog) actors.ModelResolver {
+	if c == nil {
+		return nil
+	}
+	return c
+}
+
+func guard(b *budgets.Enforcer) actors.BudgetGuard {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
+func catalog(c *lm.Catalog) gateway.ModelCatalog {
+	if c == nil {
+		return nil
+	}
+	return c
 }
 
 // newAuth builds the authentication service as kowai serve does without

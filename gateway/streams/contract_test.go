@@ -256,3 +256,48 @@ func TestMemoryExpiry(t *testing.T) {
 		t.Fatalf("expired stream: %v", err)
 	}
 }
+
+// A Redis stream keeps about its last MaxLen entries (trimmed by number,
+// a whole Redis node of entries at a time), numbered as appended, and a
+// reader after any kept entry gets the rest.
+func TestRedisBound(t *testing.T) {
+	const maxLen, batch, n = 200, 7, 2000
+	s := streams.NewRedis(testenv.Redis(t), streams.RedisOptions{Prefix: testenv.Prefix("streams"), MaxLen: maxLen})
+	ctx := t.Context()
+	if _, err := s.Begin(ctx, "b", "u1"); err != nil {
+		t.Fatal(err)
+	}
+	for seq := int64(1); seq <= n; seq += batch {
+		var es []streams.Entry
+		for i := seq; i < seq+batch && i <= n; i++ {
+			es = append(es, tok(i, "x"))
+		}
+		if err := s.Append(ctx, "b", es...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Append(ctx, "b", done(n+1)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := collect(ctx, s, "b", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := seqs(got)
+	if len(kept) < maxLen || len(kept) > 2*maxLen {
+		t.Fatalf("kept %d entries, want about %d", len(kept), maxLen)
+	}
+	for i, seq := range kept {
+		if want := int64(n+2-len(kept)) + int64(i); seq != want {
+			t.Fatalf("entry %d is %d, want %d", i, seq, want)
+		}
+	}
+	after := kept[len(kept)/2]
+	got, err = collect(ctx, s, "b", after)
+	if err != nil || len(got) != int(n+1-after) || got[0].Seq != after+1 {
+		t.Fatalf("after %d: %d entries from %v, err %v", after, len(got), seqs(got[:1]), err)
+	}
+	if err := s.Append(ctx, "b", tok(n+1, "x")); !errors.Is(err, streams.ErrConflict) {
+		t.Fatalf("repeated number: %v", err)
+	}
+}

@@ -23,9 +23,14 @@ type Memory struct {
 type memStream struct {
 	owner    string
 	attempts int
-	first    int64 // sequence number of entries[0]
-	entries  []Entry
-	expires  time.Time
+	first    int64 // sequence number of entries[head]
+	// entries[head:] are the kept entries; the dropped ones before head are
+	// compacted away once they are as many as maxLen, so an append to a
+	// stream at its bound costs O(1) amortised instead of a copy of all
+	// its entries.
+	entries []Entry
+	head    int
+	expires time.Time
 	// changed is closed and replaced on every append.
 	changed chan struct{}
 }
@@ -98,9 +103,10 @@ func (m *Memory) Begin(_ context.Context, id, owner string) (Cursor, error) {
 	}
 	s.attempts++
 	s.expires = m.now().Add(m.ttl)
-	c := Cursor{Attempt: s.attempts, Last: s.first - 1 + int64(len(s.entries))}
-	if n := len(s.entries); n > 0 {
-		c.Finished, c.Failed = s.entries[n-1].Final(), s.entries[n-1].Kind == KindError
+	kept := s.entries[s.head:]
+	c := Cursor{Attempt: s.attempts, Last: s.first - 1 + int64(len(kept))}
+	if n := len(kept); n > 0 {
+		c.Finished, c.Failed = kept[n-1].Final(), kept[n-1].Kind == KindError
 	}
 	return c, nil
 }
@@ -114,16 +120,22 @@ func (m *Memory) Append(_ context.Context, id string, entries ...Entry) error {
 		return fmt.Errorf("stream %s: %w", id, ErrNotFound)
 	}
 	// A batch is stored whole or not at all.
-	next := s.first + int64(len(s.entries))
+	next := s.first + int64(len(s.entries)-s.head)
 	for i, e := range entries {
 		if e.Seq != next+int64(i) {
 			return fmt.Errorf("stream %s: seq %d after %d: %w", id, e.Seq, next-1+int64(i), ErrConflict)
 		}
 	}
 	s.entries = append(s.entries, entries...)
-	if over := len(s.entries) - m.maxLen; over > 0 {
-		s.entries = append(s.entries[:0:0], s.entries[over:]...)
+	if over := len(s.entries) - s.head - m.maxLen; over > 0 {
+		clear(s.entries[s.head : s.head+over]) // let dropped deltas and data be collected
+		s.head += over
 		s.first += int64(over)
+		if s.head >= m.maxLen {
+			n := copy(s.entries, s.entries[s.head:])
+			clear(s.entries[n:])
+			s.entries, s.head = s.entries[:n], 0
+		}
 	}
 	s.expires = m.now().Add(m.ttl)
 	close(s.changed)
@@ -151,10 +163,11 @@ func (m *Memory) Follow(ctx context.Context, id string, after int64, fn func(Ent
 			m.mu.Unlock()
 			return fmt.Errorf("stream %s: %w", id, ErrNotFound)
 		}
+		kept := s.entries[s.head:]
 		start := max(after+1-s.first, 0)
 		var batch []Entry
-		if start < int64(len(s.entries)) {
-			batch = append(batch, s.entries[start:]...)
+		if start < int64(len(kept)) {
+			batch = append(batch, kept[start:]...)
 		}
 		changed := s.changed
 		m.mu.Unlock()

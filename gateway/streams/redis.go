@@ -26,6 +26,10 @@ type Redis struct {
 
 	mu    sync.Mutex
 	tails map[string]*tail
+
+	// pipe sends Begin's and Append's scripts, many streams' in one round
+	// trip under load.
+	pipe *pipeliner
 }
 
 var _ Store = (*Redis)(nil)
@@ -49,7 +53,7 @@ type RedisOptions struct {
 // NewRedis returns a store over rdb.
 func NewRedis(rdb redis.UniversalClient, opts RedisOptions) *Redis {
 	r := &Redis{rdb: rdb, prefix: opts.Prefix, ttl: opts.TTL, maxLen: opts.MaxLen, poll: opts.Poll,
-		block: 2 * time.Second, log: opts.Logger, tails: map[string]*tail{}}
+		block: 2 * time.Second, log: opts.Logger, tails: map[string]*tail{}, pipe: &pipeliner{rdb: rdb}}
 	if r.prefix == "" {
 		r.prefix = "kowai:stream:"
 	}
@@ -75,8 +79,8 @@ func (r *Redis) keys(id string) (string, string) {
 }
 
 // beginScript claims or re-opens a stream in one round trip: {-1} when
-// another owner holds it, else {the new attempt number, the last entry or
-// false}.
+// another owner holds it, else {the new attempt number, the last message's
+// field and value, or nothing}.
 var beginScript = redis.NewScript(`
 local o = redis.call('HGET', KEYS[2], 'owner')
 if o and o ~= ARGV[1] then return {-1} end
@@ -86,32 +90,35 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #last == 0 then return {n} end
-return {n, last[1][2][2]}
+return {n, last[1][2][1], last[1][2][2]}
 `)
 
-// appendScript adds entries whose numbers continue the stream's.
+// appendScript adds one message holding a batch of entries whose numbers
+// continue the stream's: ARGV is {maxLen, ttl, first seq, last seq,
+// batch}. The message's ID is the batch's last number, so a reader after
+// seq N finds every message holding an entry after N from ID N+1 on, and
+// the stream is trimmed by number (MINID) to about maxLen entries.
 var appendScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('KOWAI_NOTFOUND') end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local seq = 0
 if #last > 0 then seq = tonumber(string.match(last[1][1], '^(%d+)')) end
-for i = 3, #ARGV, 2 do
-  if tonumber(ARGV[i]) ~= seq + (i - 1) / 2 then return redis.error_reply('KOWAI_CONFLICT') end
-end
-for i = 3, #ARGV, 2 do
-  local s = tonumber(ARGV[i])
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], s .. '-1', 'e', ARGV[i+1])
-  seq = s
+if tonumber(ARGV[3]) ~= seq + 1 then return redis.error_reply('KOWAI_CONFLICT') end
+local minid = tonumber(ARGV[4]) - tonumber(ARGV[1]) + 1
+if minid > 1 then
+  redis.call('XADD', KEYS[1], 'MINID', '~', minid .. '-0', ARGV[4] .. '-1', 'b', ARGV[5])
+else
+  redis.call('XADD', KEYS[1], ARGV[4] .. '-1', 'b', ARGV[5])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return seq
+return tonumber(ARGV[4])
 `)
 
 // Begin implements Store.
 func (r *Redis) Begin(ctx context.Context, id, owner string) (Cursor, error) {
 	sk, mk := r.keys(id)
-	res, err := beginScript.Run(ctx, r.rdb, []string{sk, mk}, owner, r.ttl.Milliseconds()).Slice()
+	res, err := r.pipe.run(ctx, beginScript, []string{sk, mk}, owner, r.ttl.Milliseconds()).Slice()
 	if err != nil {
 		return Cursor{}, fmt.Errorf("stream %s: begin: %w", id, err)
 	}
@@ -120,12 +127,14 @@ func (r *Redis) Begin(ctx context.Context, id, owner string) (Cursor, error) {
 		return Cursor{}, fmt.Errorf("stream %s: %w", id, ErrConflict)
 	}
 	c := Cursor{Attempt: int(n)}
-	if len(res) > 1 {
-		raw, _ := res[1].(string)
-		var e Entry
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			return Cursor{}, fmt.Errorf("stream %s: last entry: %w", id, err)
+	if len(res) > 2 {
+		field, _ := res[1].(string)
+		raw, _ := res[2].(string)
+		es, err := decodeValue(field, raw)
+		if err != nil || len(es) == 0 {
+			return Cursor{}, fmt.Errorf("stream %s: last message: %w", id, errors.Join(err, errEmptyMessage))
 		}
+		e := es[len(es)-1]
 		c.Last, c.Finished, c.Failed = e.Seq, e.Final(), e.Kind == KindError
 	}
 	return c, nil
@@ -136,17 +145,18 @@ func (r *Redis) Append(ctx context.Context, id string, entries ...Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	sk, mk := r.keys(id)
-	args := make([]any, 0, 2+2*len(entries))
-	args = append(args, r.maxLen, r.ttl.Milliseconds())
-	for _, e := range entries {
-		b, err := json.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("stream %s: encode entry %d: %w", id, e.Seq, err)
+	for i, e := range entries {
+		if e.Seq != entries[0].Seq+int64(i) {
+			return fmt.Errorf("stream %s: seq %d after %d: %w", id, e.Seq, entries[i-1].Seq, ErrConflict)
 		}
-		args = append(args, e.Seq, b)
 	}
-	err := appendScript.Run(ctx, r.rdb, []string{sk, mk}, args...).Err()
+	batch, err := json.Marshal(entries)
+	if err != nil {
+		return fmt.Errorf("stream %s: encode entries from %d: %w", id, entries[0].Seq, err)
+	}
+	sk, mk := r.keys(id)
+	first, last := entries[0].Seq, entries[len(entries)-1].Seq
+	err = r.pipe.run(ctx, appendScript, []string{sk, mk}, r.maxLen, r.ttl.Milliseconds(), first, last, batch).Err()
 	switch {
 	case err == nil:
 		return nil
@@ -187,19 +197,21 @@ func (r *Redis) Follow(ctx context.Context, id string, after int64, fn func(Entr
 			return false, fmt.Errorf("stream %s: read: %w", id, err)
 		}
 		for _, m := range msgs {
-			e, err := decodeMessage(m)
+			es, err := decodeMessage(m)
 			if err != nil {
 				return false, fmt.Errorf("stream %s: %w", id, err)
 			}
-			if e.Seq <= after {
-				continue
-			}
-			if err := fn(e); err != nil {
-				return false, err
-			}
-			after = e.Seq
-			if e.Final() {
-				return true, nil
+			for _, e := range es {
+				if e.Seq <= after {
+					continue
+				}
+				if err := fn(e); err != nil {
+					return false, err
+				}
+				after = e.Seq
+				if e.Final() {
+					return true, nil
+				}
 			}
 		}
 		return false, nil
@@ -300,17 +312,19 @@ func (r *Redis) runTail(id string, t *tail, after int64) {
 		for _, s := range res {
 			for _, m := range s.Messages {
 				last = m.ID
-				e, err := decodeMessage(m)
+				es, err := decodeMessage(m)
 				if err != nil {
 					r.log.Warn("stream entry undecodable", "stream_id", id, "error", err)
 					continue
 				}
-				final = final || e.Final()
 				r.mu.Lock()
-				for ch := range t.subs {
-					select {
-					case ch <- e:
-					default:
+				for _, e := range es {
+					final = final || e.Final()
+					for ch := range t.subs {
+						select {
+						case ch <- e:
+						default:
+						}
 					}
 				}
 				r.mu.Unlock()
@@ -327,11 +341,37 @@ func (r *Redis) runTail(id string, t *tail, after int64) {
 	}
 }
 
-func decodeMessage(m redis.XMessage) (Entry, error) {
-	raw, _ := m.Values["e"].(string)
-	var e Entry
-	if err := json.Unmarshal([]byte(raw), &e); err != nil {
-		return Entry{}, fmt.Errorf("entry %s: %w", m.ID, err)
+// errEmptyMessage reports a stream message without entries.
+var errEmptyMessage = errors.New("message holds no entry")
+
+// decodeMessage returns the entries of a stream message: a batch under
+// field "b", or one entry under field "e" (as written before batches).
+func decodeMessage(m redis.XMessage) ([]Entry, error) {
+	for _, field := range []string{"b", "e"} {
+		if raw, ok := m.Values[field].(string); ok {
+			es, err := decodeValue(field, raw)
+			if err != nil {
+				return nil, fmt.Errorf("message %s: %w", m.ID, err)
+			}
+			return es, nil
+		}
 	}
-	return e, nil
+	return nil, fmt.Errorf("message %s: %w", m.ID, errEmptyMessage)
+}
+
+// decodeValue decodes a message's field: "b" holds a JSON array of
+// entries, "e" one entry.
+func decodeValue(field, raw string) ([]Entry, error) {
+	if field == "e" {
+		var e Entry
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			return nil, err
+		}
+		return []Entry{e}, nil
+	}
+	var es []Entry
+	if err := json.Unmarshal([]byte(raw), &es); err != nil {
+		return nil, err
+	}
+	return es, nil
 }

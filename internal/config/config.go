@@ -51,6 +51,14 @@ type Config struct {
 	LLMFallback string
 	LLMPrices   string
 	LLMCache    bool
+	// LLMModels is KOWAI_LLM_MODELS, a JSON list of named model endpoints
+	// (see lm.ParseEndpoints); LLMModelKeys holds the value of each
+	// endpoint's api_key_env variable, by variable name.
+	LLMModels    string
+	LLMModelKeys map[string]string
+	// Budgets is KOWAI_BUDGETS: per-role daily and monthly token and dollar
+	// limits, as a JSON object (see the budgets package).
+	Budgets string
 	// OpenAIAPIKey and AnthropicAPIKey come from OPENAI_API_KEY and
 	// ANTHROPIC_API_KEY: keys for the primary model when KOWAI_LLM_API_KEY
 	// is empty, and for fallback models of those providers.
@@ -215,6 +223,14 @@ func settings() []setting {
 			return nil
 		}},
 		{"KOWAI_LLM_PRICES", "llm-prices", "", "price overrides provider:model=IN/OUT[/CACHED] in USD per million tokens, comma-separated", str(func(c *Config) *string { return &c.LLMPrices })},
+		{"KOWAI_LLM_MODELS", "llm-models", "", "JSON list of named model endpoints agents may select: [{name: provider:model, base_url, api_key_env, input_per_1k, output_per_1k, premium}]", func(c *Config, raw string) error {
+			if _, err := lm.ParseEndpoints(raw); err != nil {
+				return errors.New(strings.TrimPrefix(err.Error(), lm.ErrConfig.Error()+": "))
+			}
+			c.LLMModels = raw
+			return nil
+		}},
+		{"KOWAI_BUDGETS", "budgets", "", "JSON object of per-role spending limits: {role: {day_tokens, day_usd, month_tokens, month_usd}}; 0 or absent is no limit", str(func(c *Config) *string { return &c.Budgets })},
 		{"KOWAI_LLM_CACHE", "llm-cache", "true", "cache model replies (in Redis when KOWAI_REDIS_URL is set, else in process)", boolean(func(c *Config) *bool { return &c.LLMCache })},
 		{"KOWAI_CLUSTER_PROVIDER", "cluster-provider", "local", "local, automanaged, etcd or k8s", oneOf(func(c *Config) *string { return &c.ClusterProvider }, "local", "automanaged", "etcd", "k8s")},
 		{"KOWAI_CLUSTER_NAME", "cluster-name", "kowai", "cluster name", str(func(c *Config) *string { return &c.ClusterName })},
@@ -414,6 +430,14 @@ func Flags(fs *flag.FlagSet, getenv func(string) string, only ...string) func() 
 			c.DatabaseURL = "sqlite://" + filepath.Join(c.DataDir, "kowai.db")
 		}
 		c.OpenAIAPIKey, c.AnthropicAPIKey = getenv("OPENAI_API_KEY"), getenv("ANTHROPIC_API_KEY")
+		if eps, _ := lm.ParseEndpoints(c.LLMModels); len(eps) > 0 {
+			c.LLMModelKeys = map[string]string{}
+			for _, e := range eps {
+				if e.APIKeyEnv != "" {
+					c.LLMModelKeys[e.APIKeyEnv] = getenv(e.APIKeyEnv)
+				}
+			}
+		}
 		for _, r := range rules() {
 			applies := true
 			for _, n := range r.reads {

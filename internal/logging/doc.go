@@ -11,4 +11,10 @@
 //	log := logging.New(os.Stderr, slog.LevelInfo, "json")
 //	ctx := logging.WithCorrelationID(ctx, "req-1")
 //	log.InfoContext(ctx, "turn stored", "conversation_id", id)
+//
+// # Trace IDs
+//
+// When the context carries a valid OpenTelemetry span context (tracing on),
+// the record also gets trace_id and span_id, so a log line leads to its trace.
+// The correlation ID stays: it is the ID clients see (X-Request-ID).
 package logging

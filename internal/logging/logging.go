@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 type ctxKey struct{}
@@ -32,7 +34,8 @@ func ParseLevel(s string) (slog.Level, error) {
 
 // New returns a logger writing JSON (format "json") or logfmt-like text
 // (format "text") at level and above, which adds the context's correlation ID
-// to every record.
+// to every record, and its span's trace_id and span_id when it carries a
+// sampled span (tracing on).
 func New(w io.Writer, level slog.Level, format string) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
@@ -44,13 +47,20 @@ func New(w io.Writer, level slog.Level, format string) *slog.Logger {
 	return slog.New(correlationHandler{h})
 }
 
-// correlationHandler decorates records with the correlation ID of their
-// context, so call sites never have to pass it by hand.
+// correlationHandler decorates records with the correlation ID and the
+// trace and span IDs of their context, so call sites never have to pass them
+// by hand.
 type correlationHandler struct{ slog.Handler }
 
 func (h correlationHandler) Handle(ctx context.Context, r slog.Record) error {
+	if ctx == nil {
+		return h.Handler.Handle(ctx, r)
+	}
 	if id := CorrelationID(ctx); id != "" {
 		r.AddAttrs(slog.String("correlation_id", id))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
 	}
 	return h.Handler.Handle(ctx, r)
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 func TestCorrelationIDOnEveryLine(t *testing.T) {
@@ -65,5 +67,26 @@ func TestQuiet(t *testing.T) {
 	Quiet(New(&buf, slog.LevelDebug, "json")).Info("routine")
 	if !strings.Contains(buf.String(), `"level":"DEBUG","msg":"routine"`) {
 		t.Fatalf("info not demoted to debug: %q", buf.String())
+	}
+}
+
+func TestTraceIDsOnLines(t *testing.T) {
+	var buf bytes.Buffer
+	log := New(&buf, slog.LevelInfo, "json")
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled})
+	ctx := trace.ContextWithSpanContext(WithCorrelationID(context.Background(), "req-7"), sc)
+	log.InfoContext(ctx, "traced")
+	log.InfoContext(context.Background(), "untraced")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want 2 lines, got %q", buf.String())
+	}
+	if !strings.Contains(lines[0], `"correlation_id":"req-7","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"`) {
+		t.Fatalf("traced line lacks its IDs: %s", lines[0])
+	}
+	if strings.Contains(lines[1], "trace_id") {
+		t.Fatalf("untraced line has a trace ID: %s", lines[1])
 	}
 }

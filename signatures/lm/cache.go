@@ -4,10 +4,13 @@ import (
 	"container/list"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"math"
 	"sync"
 	"time"
 
@@ -26,24 +29,98 @@ type CacheStore interface {
 // CacheKey is the hex SHA-256 of the canonical form of req sent to model:
 // model name, messages, sampling parameters, tools and rollout id. Streaming
 // and NoCache do not change the key, and credentials are never part of it.
+//
+// The canonical form is hashed as it is written: every string goes in with its
+// length, so no two requests share a form, and the text of a message, the bulk
+// of a chat request, is hashed as it is, without being encoded. Only
+// parts other than text (images, tool calls) and tools are JSON-encoded. A
+// request used to be JSON-encoded whole first, which on a chat turn with a
+// long history cost more than the rest of the turn's model layers together.
 func CacheKey(model string, req *Request) (string, error) {
-	canonical := struct {
-		Model       string                `json:"model"`
-		Messages    []llms.MessageContent `json:"messages"`
-		Temperature float64               `json:"temperature"`
-		MaxTokens   int                   `json:"max_tokens"`
-		Stop        []string              `json:"stop"`
-		JSONMode    bool                  `json:"json_mode"`
-		Tools       []llms.Tool           `json:"tools"`
-		RolloutID   string                `json:"rollout_id"`
-		Seed        *int                  `json:"seed,omitempty"`
-	}{model, req.Messages, req.Temperature, req.MaxTokens, req.Stop, req.JSONMode, req.Tools, req.RolloutID, req.Seed}
-	b, err := json.Marshal(canonical)
-	if err != nil {
-		return "", fmt.Errorf("lm: cache key: %w", err)
+	h := keyHasher{h: sha256.New()}
+	h.str("kowai.cachekey.v2")
+	h.str(model)
+	h.int(len(req.Messages))
+	for _, m := range req.Messages {
+		h.str(string(m.Role))
+		h.int(len(m.Parts))
+		for _, p := range m.Parts {
+			if err := h.part(p); err != nil {
+				return "", fmt.Errorf("lm: cache key: %w", err)
+			}
+		}
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	h.int(int(math.Float64bits(req.Temperature)))
+	h.int(req.MaxTokens)
+	h.int(len(req.Stop))
+	for _, s := range req.Stop {
+		h.str(s)
+	}
+	h.bool(req.JSONMode)
+	h.int(len(req.Tools))
+	if len(req.Tools) > 0 {
+		if err := h.json(req.Tools); err != nil {
+			return "", fmt.Errorf("lm: cache key: %w", err)
+		}
+	}
+	h.str(req.RolloutID)
+	h.bool(req.Seed != nil)
+	if req.Seed != nil {
+		h.int(*req.Seed)
+	}
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.h.Sum(sum[:0])), nil
+}
+
+// keyHasher writes CacheKey's canonical form into a hash.
+type keyHasher struct {
+	h hash.Hash
+	// buf carries strings into the hash, a piece at a time: sha256's digest has no
+	// WriteString, and io.WriteString would copy each string whole.
+	buf [1024]byte
+}
+
+func (k *keyHasher) int(n int) {
+	k.h.Write(binary.AppendVarint(k.buf[:0], int64(n)))
+}
+
+func (k *keyHasher) bool(b bool) {
+	if b {
+		k.int(1)
+	} else {
+		k.int(0)
+	}
+}
+
+// str writes s with its length.
+func (k *keyHasher) str(s string) {
+	k.int(len(s))
+	for len(s) > 0 {
+		n := copy(k.buf[:], s)
+		k.h.Write(k.buf[:n])
+		s = s[n:]
+	}
+}
+
+func (k *keyHasher) json(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	k.int(len(b))
+	k.h.Write(b)
+	return nil
+}
+
+// part writes one message part: text as it is, anything else as its type and JSON.
+func (k *keyHasher) part(p llms.ContentPart) error {
+	if t, ok := p.(llms.TextContent); ok {
+		k.str("text")
+		k.str(t.Text)
+		return nil
+	}
+	k.str(fmt.Sprintf("%T", p))
+	return k.json(p)
 }
 
 // cachedReply is what the cache stores: the reply, never usage.

@@ -266,6 +266,7 @@ func New(cfg Config, opts ...Option) (*Stack, error) {
 		}
 		top = NewCache(top, store, opts...)
 	}
+	top = NewTraced(top, o.tracing)
 	meter := o.meter
 	if meter == nil {
 		meter = NewMeter()

@@ -3,8 +3,13 @@ package lm_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +18,7 @@ import (
 
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/signatures/lm/lmtest"
+	"github.com/tmc/langchaingo/llms"
 )
 
 func rateLimited(after time.Duration) error {
@@ -334,6 +340,112 @@ func TestCacheKey(t *testing.T) {
 	if key("openai:gpt-4o-mini", nil) == k0 || len(k0) != 64 {
 		t.Error("model must be part of a SHA-256 key")
 	}
+	// Every string is written with its length: moving text between messages,
+	// parts or roles, and the other fields the old JSON form covered, change the key.
+	seed, other := 1, 2
+	parts := func(role llms.ChatMessageType, texts ...string) llms.MessageContent {
+		return llms.TextParts(role, texts...)
+	}
+	distinct := map[string]func(*lm.Request){
+		"base":       nil,
+		"split ab|c": func(r *lm.Request) { r.Messages = []llms.MessageContent{parts("human", "ab"), parts("human", "c")} },
+		"split a|bc": func(r *lm.Request) { r.Messages = []llms.MessageContent{parts("human", "a"), parts("human", "bc")} },
+		"parts a|bc": func(r *lm.Request) { r.Messages = []llms.MessageContent{parts("human", "a", "bc")} },
+		"role":       func(r *lm.Request) { r.Messages = []llms.MessageContent{parts("ai", "a", "bc")} },
+		"image": func(r *lm.Request) {
+			r.Messages = []llms.MessageContent{{Role: "human", Parts: []llms.ContentPart{llms.ImageURLPart("a")}}}
+		},
+		"text like url":  func(r *lm.Request) { r.Messages = []llms.MessageContent{parts("human", "a")} },
+		"seed":           func(r *lm.Request) { r.Seed = &seed },
+		"other seed":     func(r *lm.Request) { r.Seed = &other },
+		"tools":          func(r *lm.Request) { r.Tools = []llms.Tool{{Type: "function"}} },
+		"stop empty":     func(r *lm.Request) { r.Stop = []string{""} },
+		"negative temp":  func(r *lm.Request) { r.Temperature = -0.7 },
+		"rollout+stop":   func(r *lm.Request) { r.RolloutID, r.Stop = "x", nil },
+		"stop x rollout": func(r *lm.Request) { r.Stop = []string{"x"}; r.RolloutID = "" },
+	}
+	seen := make(map[string]string)
+	for name, mut := range distinct {
+		k := key("m", mut)
+		if prev, dup := seen[k]; dup {
+			t.Errorf("%s and %s share a key", name, prev)
+		}
+		seen[k] = name
+	}
+	if key("m", distinct["split ab|c"]) != key("m", distinct["split ab|c"]) {
+		t.Error("the key is not deterministic")
+	}
+}
+
+// chatRequest is a chat turn's request with a full history window: a system
+// message and window messages of about 300 bytes.
+func chatRequest(window int) *lm.Request {
+	msgs := []llms.MessageContent{llms.TextParts(llms.ChatMessageTypeSystem, strings.Repeat("You are a helpful assistant. ", 20))}
+	for i := range window {
+		role := llms.ChatMessageTypeHuman
+		if i%2 == 1 {
+			role = llms.ChatMessageTypeAI
+		}
+		msgs = append(msgs, llms.TextParts(role, strings.Repeat(fmt.Sprintf("message %d of the history. ", i), 12)))
+	}
+	return &lm.Request{Messages: msgs, Temperature: 0.2, MaxTokens: 512}
+}
+
+// BenchmarkCacheKey measures CacheKey on a chat turn's request (system message
+// and a 20-message history, about 7 KB of text) against the JSON encoding plus
+// SHA-256 it replaced, alternating in this run.
+// Goal: x-vs-baseline <= 0.5 (time per key), and fewer bytes allocated.
+func BenchmarkCacheKey(b *testing.B) {
+	req := chatRequest(20)
+	jsonKey := func() {
+		canonical := struct {
+			Model       string                `json:"model"`
+			Messages    []llms.MessageContent `json:"messages"`
+			Temperature float64               `json:"temperature"`
+			MaxTokens   int                   `json:"max_tokens"`
+			Stop        []string              `json:"stop"`
+			JSONMode    bool                  `json:"json_mode"`
+			Tools       []llms.Tool           `json:"tools"`
+			RolloutID   string                `json:"rollout_id"`
+			Seed        *int                  `json:"seed,omitempty"`
+		}{"offline:kowai-offline", req.Messages, req.Temperature, req.MaxTokens, req.Stop, req.JSONMode, req.Tools, req.RolloutID, req.Seed}
+		j, err := json.Marshal(canonical)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum := sha256.Sum256(j)
+		_ = hex.EncodeToString(sum[:])
+	}
+	newKey := func() {
+		if _, err := lm.CacheKey("offline:kowai-offline", req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const per = 200
+	var ours, base time.Duration
+	var oursBytes, baseBytes uint64
+	measure := func(f func(), d *time.Duration, alloc *uint64) {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		start := time.Now()
+		for range per {
+			f()
+		}
+		*d += time.Since(start)
+		runtime.ReadMemStats(&m1)
+		*alloc += m1.TotalAlloc - m0.TotalAlloc
+	}
+	n := 0
+	for b.Loop() {
+		measure(newKey, &ours, &oursBytes)
+		measure(jsonKey, &base, &baseBytes)
+		n += per
+	}
+	b.ReportMetric(float64(ours.Nanoseconds())/float64(n), "ns/key")
+	b.ReportMetric(float64(base.Nanoseconds())/float64(n), "baseline-ns/key")
+	b.ReportMetric(float64(ours)/float64(base), "x-vs-baseline")
+	b.ReportMetric(float64(oursBytes)/float64(n), "B/key")
+	b.ReportMetric(float64(baseBytes)/float64(n), "baseline-B/key")
 }
 
 func TestLRUEvicts(t *testing.T) {

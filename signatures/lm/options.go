@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Option configures New and the layers (NewRetry, NewBreaker, ...). Each
@@ -23,6 +24,7 @@ type options struct {
 	httpClient *http.Client
 	redis      redis.UniversalClient
 	meter      *Meter
+	tracing    trace.TracerProvider
 }
 
 func buildOptions(opts []Option) options {

@@ -1,0 +1,338 @@
+package budgets
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/signatures/lm"
+)
+
+// Limits are spending limits; zero is no limit on that measure.
+type Limits struct {
+	DayTokens   int64   `json:"day_tokens"`
+	DayUSD      float64 `json:"day_usd"`
+	MonthTokens int64   `json:"month_tokens"`
+	MonthUSD    float64 `json:"month_usd"`
+}
+
+// valid reports why l cannot be a limit.
+func (l Limits) valid() error {
+	if l.DayTokens < 0 || l.DayUSD < 0 || l.MonthTokens < 0 || l.MonthUSD < 0 {
+		return errors.New("limits must not be negative (0 is no limit)")
+	}
+	return nil
+}
+
+// merge is the more generous of l and o per measure (0, no limit, wins).
+func (l Limits) merge(o Limits) Limits {
+	gen := func(a, b int64) int64 {
+		if a == 0 || b == 0 {
+			return 0
+		}
+		return max(a, b)
+	}
+	genf := func(a, b float64) float64 {
+		if a == 0 || b == 0 {
+			return 0
+		}
+		return max(a, b)
+	}
+	return Limits{gen(l.DayTokens, o.DayTokens), genf(l.DayUSD, o.DayUSD), gen(l.MonthTokens, o.MonthTokens), genf(l.MonthUSD, o.MonthUSD)}
+}
+
+// ParseRoleLimits reads KOWAI_BUDGETS: a JSON object from role name to
+// Limits, e.g. {"user":{"day_tokens":200000,"month_usd":5}}. Empty input is
+// no limits for anyone.
+func ParseRoleLimits(raw string) (map[string]Limits, error) {
+	if len(bytes.TrimSpace([]byte(raw))) == 0 {
+		return map[string]Limits{}, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader([]byte(raw)))
+	dec.DisallowUnknownFields()
+	out := map[string]Limits{}
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("KOWAI_BUDGETS: %v (want {\"role\":{\"day_tokens\":N,\"day_usd\":N,\"month_tokens\":N,\"month_usd\":N}})", err)
+	}
+	for role, l := range out {
+		if err := l.valid(); err != nil {
+			return nil, fmt.Errorf("KOWAI_BUDGETS: role %q: %w", role, err)
+		}
+	}
+	return out, nil
+}
+
+// Spent is what a user spent in the current day and month.
+type Spent struct {
+	DayTokens   int64
+	DayUSD      float64
+	MonthTokens int64
+	MonthUSD    float64
+}
+
+// Counter keeps each user's spending in the current day and month.
+type Counter interface {
+	// Spent returns the user's spending in the day and month of now.
+	Spent(ctx context.Context, userID string, now time.Time) (Spent, error)
+	// Add adds one call's tokens and cost to the day and month of now.
+	Add(ctx context.Context, userID string, now time.Time, tokens int64, usd float64) error
+}
+
+// Ledger is the usage ledger and the admins' overrides (a
+// *persistence.UsageStore).
+type Ledger interface {
+	Record(ctx context.Context, e persistence.UsageEntry) error
+	Total(ctx context.Context, userID string, since time.Time) (persistence.UsageTotal, error)
+	ByAgentModel(ctx context.Context, userID string, since time.Time) ([]persistence.UsageLine, error)
+	Budget(ctx context.Context, userID string) (persistence.UserBudget, error)
+	SetBudget(ctx context.Context, b persistence.UserBudget) error
+	DeleteBudget(ctx context.Context, userID string) error
+}
+
+// Users gives a user's roles.
+type Users interface {
+	Get(ctx context.Context, id string) (persistence.User, error)
+}
+
+// Exceeded is the error of a call refused because a limit is reached. It
+// matches lm.ErrBudgetExceeded.
+type Exceeded struct {
+	// Period is "day" or "month"; Measure is "tokens" or "usd".
+	Period, Measure string
+	Spent, Limit    float64
+	// Resets is when the period ends (UTC).
+	Resets time.Time
+}
+
+// Error implements error.
+func (e *Exceeded) Error() string { return "budgets: " + e.PublicMessage() }
+
+// Is makes an *Exceeded match lm.ErrBudgetExceeded.
+func (e *Exceeded) Is(target error) bool { return target == lm.ErrBudgetExceeded }
+
+// PublicMessage is what the user is told.
+func (e *Exceeded) PublicMessage() string {
+	what := map[string]string{"day": "daily", "month": "monthly"}[e.Period]
+	if e.Measure == "tokens" {
+		return fmt.Sprintf("your %s token budget is used up (%d of %d tokens); it renews at %s",
+			what, int64(e.Spent), int64(e.Limit), e.Resets.Format(time.RFC3339))
+	}
+	return fmt.Sprintf("your %s spending budget is used up ($%.4f of $%.4f); it renews at %s",
+		what, e.Spent, e.Limit, e.Resets.Format(time.RFC3339))
+}
+
+// Config configures an Enforcer.
+type Config struct {
+	// Roles are the limits by role (KOWAI_BUDGETS); a role missing here has
+	// no limits.
+	Roles map[string]Limits
+	// Users gives users' roles; Ledger records usage and holds overrides.
+	Users  Users
+	Ledger Ledger
+	// Counter keeps spending; nil means NewMemory(Ledger).
+	Counter Counter
+	// Metrics registers kowai_budget_refusals_total; nil leaves it unregistered.
+	Metrics prometheus.Registerer
+	Logger  *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// LimitsTTL is how long a node reuses a user's limits before reading them
+	// again (default 2s; negative: never reuse). An override set through this
+	// Enforcer applies on its node at once, on the others within LimitsTTL.
+	LimitsTTL time.Duration
+}
+
+// Enforcer checks and charges users' budgets. It is safe for concurrent use.
+type Enforcer struct {
+	cfg      Config
+	refusals *prometheus.CounterVec
+
+	mu     sync.Mutex
+	limits map[string]cachedLimits
+}
+
+// cachedLimits are a user's limits as read at some time.
+type cachedLimits struct {
+	limits Limits
+	at     time.Time
+}
+
+// New returns an Enforcer.
+func New(cfg Config) (*Enforcer, error) {
+	if cfg.Users == nil || cfg.Ledger == nil {
+		return nil, errors.New("budgets: Users and Ledger are required")
+	}
+	if cfg.Counter == nil {
+		cfg.Counter = NewMemory(cfg.Ledger)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.LimitsTTL == 0 {
+		cfg.LimitsTTL = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Enforcer{cfg: cfg, limits: map[string]cachedLimits{}, refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kowai_budget_refusals_total",
+		Help: "Model calls refused because the user's budget was used up, by period (day, month) and measure (tokens, usd).",
+	}, []string{"period", "measure"})}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(e.refusals); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("budgets: register metrics: %w", err)
+			}
+			e.refusals = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+	}
+	return e, nil
+}
+
+// Limits returns the user's limits, and whether they are an admin's override.
+func (e *Enforcer) Limits(ctx context.Context, userID string) (Limits, bool, error) {
+	return e.readLimits(ctx, userID)
+}
+
+// cachedOrRead returns the user's limits, reusing a read younger than LimitsTTL.
+func (e *Enforcer) cachedOrRead(ctx context.Context, userID string) (Limits, error) {
+	now := e.cfg.Now()
+	e.mu.Lock()
+	c, ok := e.limits[userID]
+	e.mu.Unlock()
+	if ok && now.Sub(c.at) < e.cfg.LimitsTTL {
+		return c.limits, nil
+	}
+	l, _, err := e.readLimits(ctx, userID)
+	if err != nil {
+		return Limits{}, err
+	}
+	if e.cfg.LimitsTTL > 0 {
+		e.mu.Lock()
+		if len(e.limits) >= maxCachedUsers {
+			clear(e.limits)
+		}
+		e.limits[userID] = cachedLimits{limits: l, at: now}
+		e.mu.Unlock()
+	}
+	return l, nil
+}
+
+// maxCachedUsers bounds the limits cache; it is emptied when full.
+const maxCachedUsers = 10000
+
+// forget drops the user's cached limits.
+func (e *Enforcer) forget(userID string) {
+	e.mu.Lock()
+	delete(e.limits, userID)
+	e.mu.Unlock()
+}
+
+// readLimits reads the user's limits from the ledger's overrides and the
+// user's roles.
+func (e *Enforcer) readLimits(ctx context.Context, userID string) (Limits, bool, error) {
+	b, err := e.cfg.Ledger.Budget(ctx, userID)
+	switch {
+	case err == nil:
+		return Limits{b.DayTokens, b.DayUSD, b.MonthTokens, b.MonthUSD}, true, nil
+	case !errors.Is(err, persistence.ErrNotFound):
+		return Limits{}, false, fmt.Errorf("budgets: limits of %s: %w", userID, err)
+	}
+	u, err := e.cfg.Users.Get(ctx, userID)
+	if err != nil {
+		return Limits{}, false, fmt.Errorf("budgets: roles of %s: %w", userID, err)
+	}
+	var out Limits
+	for i, r := range u.Roles {
+		l, ok := e.cfg.Roles[r]
+		if !ok {
+			// A role without limits makes the user unlimited.
+			return Limits{}, false, nil
+		}
+		if i == 0 {
+			out = l
+		} else {
+			out = out.merge(l)
+		}
+	}
+	return out, false, nil
+}
+
+// Spent returns the user's spending in the current day and month.
+func (e *Enforcer) Spent(ctx context.Context, userID string) (Spent, error) {
+	return e.cfg.Counter.Spent(ctx, userID, e.cfg.Now())
+}
+
+// Check returns an *Exceeded error when the user has reached a limit. A user
+// without limits costs no counter read.
+func (e *Enforcer) Check(ctx context.Context, userID string) error {
+	if userID == "" {
+		return nil
+	}
+	l, err := e.cachedOrRead(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if l == (Limits{}) {
+		return nil
+	}
+	now := e.cfg.Now().UTC()
+	s, err := e.cfg.Counter.Spent(ctx, userID, now)
+	if err != nil {
+		return fmt.Errorf("budgets: spending of %s: %w", userID, err)
+	}
+	day, month := periodStarts(now)
+	for _, c := range []struct {
+		period, measure string
+		spent, limit    float64
+		resets          time.Time
+	}{
+		{"day", "tokens", float64(s.DayTokens), float64(l.DayTokens), day.AddDate(0, 0, 1)},
+		{"day", "usd", s.DayUSD, l.DayUSD, day.AddDate(0, 0, 1)},
+		{"month", "tokens", float64(s.MonthTokens), float64(l.MonthTokens), month.AddDate(0, 1, 0)},
+		{"month", "usd", s.MonthUSD, l.MonthUSD, month.AddDate(0, 1, 0)},
+	} {
+		if c.limit > 0 && c.spent >= c.limit {
+			e.refusals.WithLabelValues(c.period, c.measure).Inc()
+			return &Exceeded{Period: c.period, Measure: c.measure, Spent: c.spent, Limit: c.limit, Resets: c.resets}
+		}
+	}
+	return nil
+}
+
+// Charge is one model call to record.
+type Charge struct {
+	UserID, AgentID, ConversationID, Model string
+	PromptTokens, CompletionTokens         int64
+	CostUSD                                float64
+}
+
+// Charge adds the call to the user's counters and records it in the ledger.
+// A call without a user is not recorded.
+func (e *Enforcer) Charge(ctx context.Context, c Charge) error {
+	if c.UserID == "" {
+		return nil
+	}
+	now := e.cfg.Now().UTC()
+	if err := e.cfg.Counter.Add(ctx, c.UserID, now, c.PromptTokens+c.CompletionTokens, c.CostUSD); err != nil {
+		return fmt.Errorf("budgets: count usage of %s: %w", c.UserID, err)
+	}
+	return e.cfg.Ledger.Record(ctx, persistence.UsageEntry{UserID: c.UserID, AgentID: c.AgentID, ConversationID: c.ConversationID,
+		Model: c.Model, PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens, CostUSD: c.CostUSD, CreatedAt: now})
+}
+
+// periodStarts returns the starts of now's UTC day and month.
+func periodStarts(now time.Time) (day, month time.Time) {
+	now = now.UTC()
+	return time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC),
+		time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+}

@@ -1,0 +1,191 @@
+package budgets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Memory is an in-process Counter: each user's spending in the current day
+// and month, started from the ledger the first time the user is seen in a
+// period. Nodes that do not share Redis count their own calls on top of
+// that.
+type Memory struct {
+	ledger Ledger
+	mu     sync.Mutex
+	users  map[string]*memEntry
+}
+
+type memEntry struct {
+	day, month time.Time
+	spent      Spent
+}
+
+// NewMemory returns an in-process counter over ledger.
+func NewMemory(ledger Ledger) *Memory {
+	return &Memory{ledger: ledger, users: map[string]*memEntry{}}
+}
+
+// entry returns the user's entry for now's periods, seeding what is new from
+// the ledger. It is called with m.mu held.
+func (m *Memory) entry(ctx context.Context, userID string, now time.Time) (*memEntry, error) {
+	day, month := periodStarts(now)
+	e := m.users[userID]
+	if e != nil && e.day.Equal(day) {
+		return e, nil
+	}
+	n := &memEntry{day: day, month: month}
+	if e != nil && e.month.Equal(month) {
+		n.spent.MonthTokens, n.spent.MonthUSD = e.spent.MonthTokens, e.spent.MonthUSD
+	} else {
+		t, err := m.ledger.Total(ctx, userID, month)
+		if err != nil {
+			return nil, err
+		}
+		n.spent.MonthTokens, n.spent.MonthUSD = t.Tokens, t.CostUSD
+	}
+	t, err := m.ledger.Total(ctx, userID, day)
+	if err != nil {
+		return nil, err
+	}
+	n.spent.DayTokens, n.spent.DayUSD = t.Tokens, t.CostUSD
+	m.users[userID] = n
+	return n, nil
+}
+
+// Spent implements Counter.
+func (m *Memory) Spent(ctx context.Context, userID string, now time.Time) (Spent, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.entry(ctx, userID, now)
+	if err != nil {
+		return Spent{}, err
+	}
+	return e.spent, nil
+}
+
+// Add implements Counter.
+func (m *Memory) Add(ctx context.Context, userID string, now time.Time, tokens int64, usd float64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.entry(ctx, userID, now)
+	if err != nil {
+		return err
+	}
+	e.spent.DayTokens += tokens
+	e.spent.MonthTokens += tokens
+	e.spent.DayUSD += usd
+	e.spent.MonthUSD += usd
+	return nil
+}
+
+// Redis is a Counter shared by every node: one hash per user and period
+// (fields tokens and usd), living a little longer than its period. A missing
+// hash is started from the ledger.
+type Redis struct {
+	client redis.UniversalClient
+	ledger Ledger
+	prefix string
+}
+
+// NewRedis returns a counter in client with keys prefix+user+period (prefix
+// default "kowai:budget:").
+func NewRedis(client redis.UniversalClient, ledger Ledger, prefix string) *Redis {
+	if prefix == "" {
+		prefix = "kowai:budget:"
+	}
+	return &Redis{client: client, ledger: ledger, prefix: prefix}
+}
+
+type period struct {
+	key   string
+	start time.Time
+	ttl   time.Duration
+}
+
+func (r *Redis) periods(userID string, now time.Time) [2]period {
+	day, month := periodStarts(now)
+	return [2]period{
+		{r.prefix + userID + ":d:" + day.Format("20060102"), day, 48 * time.Hour},
+		{r.prefix + userID + ":m:" + month.Format("200601"), month, 33 * 24 * time.Hour},
+	}
+}
+
+// seed starts a missing period hash from the ledger; when two nodes race,
+// the first seed stays (HSETNX).
+func (r *Redis) seed(ctx context.Context, p period, userID string) error {
+	n, err := r.client.Exists(ctx, p.key).Result()
+	if err != nil || n > 0 {
+		return err
+	}
+	t, err := r.ledger.Total(ctx, userID, p.start)
+	if err != nil {
+		return err
+	}
+	pipe := r.client.TxPipeline()
+	pipe.HSetNX(ctx, p.key, "tokens", t.Tokens)
+	pipe.HSetNX(ctx, p.key, "usd", strconv.FormatFloat(t.CostUSD, 'g', -1, 64))
+	pipe.Expire(ctx, p.key, p.ttl)
+	_, err = pipe.Exec(ctx)
+	return err
+}
+
+// Spent implements Counter.
+func (r *Redis) Spent(ctx context.Context, userID string, now time.Time) (Spent, error) {
+	var out [2]struct {
+		tokens int64
+		usd    float64
+	}
+	for i, p := range r.periods(userID, now) {
+		if err := r.seed(ctx, p, userID); err != nil {
+			return Spent{}, fmt.Errorf("budgets: redis: %w", err)
+		}
+		vals, err := r.client.HMGet(ctx, p.key, "tokens", "usd").Result()
+		if err != nil {
+			return Spent{}, fmt.Errorf("budgets: redis: %w", err)
+		}
+		for j, v := range vals {
+			s, _ := v.(string)
+			if s == "" {
+				continue
+			}
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				return Spent{}, fmt.Errorf("budgets: redis %s: %w", p.key, err)
+			}
+			if j == 0 {
+				out[i].tokens = int64(f)
+			} else {
+				out[i].usd = f
+			}
+		}
+	}
+	return Spent{DayTokens: out[0].tokens, DayUSD: out[0].usd, MonthTokens: out[1].tokens, MonthUSD: out[1].usd}, nil
+}
+
+// Add implements Counter.
+func (r *Redis) Add(ctx context.Context, userID string, now time.Time, tokens int64, usd float64) error {
+	var errs []error
+	for _, p := range r.periods(userID, now) {
+		if err := r.seed(ctx, p, userID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		pipe := r.client.TxPipeline()
+		pipe.HIncrBy(ctx, p.key, "tokens", tokens)
+		pipe.HIncrByFloat(ctx, p.key, "usd", usd)
+		pipe.Expire(ctx, p.key, p.ttl)
+		if _, err := pipe.Exec(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("budgets: redis: %w", err)
+	}
+	return nil
+}

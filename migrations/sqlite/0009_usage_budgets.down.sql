@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS user_budgets;
+DROP TABLE IF EXISTS usage_ledger;
