@@ -16,6 +16,7 @@ import (
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm"
@@ -55,7 +56,7 @@ func TestPassivationAndActivation(t *testing.T) {
 	}
 	waitPassivated := func() {
 		t.Helper()
-		eventually(t, 5*time.Second, func() error {
+		testenv.Eventually(t, 5*time.Second, func() error {
 			if h.alive(KindSession, conv1) {
 				return errors.New("session not passivated")
 			}
@@ -159,7 +160,7 @@ func TestOnLeave(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	h.rt.OnLeave(ctx)
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		for _, c := range convs {
 			if h.alive(KindSession, c) {
 				return fmt.Errorf("session %s survived the leave", c)
@@ -315,7 +316,7 @@ func (h *harness) sendTo(pid *actor.PID, content, key string) (*actorpb.TurnResu
 // waitStopped waits until the actor named name is gone.
 func (h *harness) waitStopped(name string) {
 	h.t.Helper()
-	eventually(h.t, 5*time.Second, func() error {
+	testenv.Eventually(h.t, 5*time.Second, func() error {
 		if _, ok := h.sys.ProcessRegistry.GetLocal(name); ok {
 			return fmt.Errorf("%s still running", name)
 		}
@@ -336,7 +337,7 @@ func TestAgentPoolBound(t *testing.T) {
 		}()
 	}
 	<-model.started
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		if q := h.gauge("kowai_agent_queued_replies"); q != 2 {
 			return fmt.Errorf("queued = %v", q)
 		}

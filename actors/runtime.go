@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,13 +207,10 @@ func New(deps Deps) (*Runtime, error) {
 	return rt, nil
 }
 
-// Classifiers map the errors of persistence and signatures/lm to supervision failure
-// kinds: a fenced write is a conflict (stop), a spent budget stops, a model timeout and
-// other model errors restart with backoff.
-func Classifiers() []supervisors.Classifier { return slices.Clone(failureClassifiers) }
-
-// failureClassifiers is built once: failures are classified on every fenced write and
-// every failed turn.
+// failureClassifiers map the errors of persistence and signatures/lm to supervision
+// failure kinds: a fenced write is a conflict (stop), a spent budget stops, a model
+// timeout and other model errors restart with backoff. They are built once: failures
+// are classified on every fenced write and every failed turn.
 var failureClassifiers = buildClassifiers()
 
 func buildClassifiers() []supervisors.Classifier {

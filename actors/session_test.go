@@ -16,6 +16,7 @@ import (
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm"
@@ -65,7 +66,7 @@ func TestTurn(t *testing.T) {
 		if snap, err := snaps.Load(t.Context(), KindSession, conv1); !errors.Is(err, persistence.ErrNotFound) {
 			t.Fatalf("snapshot after 2 of 4 messages = %+v, %v", snap, err)
 		}
-		eventually(t, 5*time.Second, func() error {
+		testenv.Eventually(t, 5*time.Second, func() error {
 			if text, ends := col.text(); text != "echo: hello there" || ends != 1 {
 				return errors.New("stream = " + text)
 			}
@@ -128,7 +129,7 @@ func (h *harness) passivate(conv string) {
 	if _, err := actorpb.As[*actorpb.Ack](h.grains.Call(context.Background(), KindSession, conv, &actorpb.Passivate{})); err != nil {
 		h.t.Fatal(err)
 	}
-	eventually(h.t, 5*time.Second, func() error {
+	testenv.Eventually(h.t, 5*time.Second, func() error {
 		if h.alive(KindSession, conv) {
 			return errors.New("session still alive")
 		}
@@ -334,7 +335,7 @@ func TestBusyPolicies(t *testing.T) {
 			}()
 			switch policy {
 			case agents.BusyEnqueue:
-				eventually(t, 5*time.Second, func() error {
+				testenv.Eventually(t, 5*time.Second, func() error {
 					if len(h.sessionQueue(conv1)) != 1 {
 						return errors.New("second message not queued")
 					}
@@ -542,7 +543,7 @@ func TestFinishedTurnIsNotRetained(t *testing.T) {
 	st = sessionState{}
 	res = nil
 	h.mustSend(conv1, 0, "two", "")
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		runtime.GC()
 		if old.Value() != nil {
 			return errors.New("the tail the finished turn started from is still reachable")
@@ -591,7 +592,7 @@ func TestFreshConversationSkipsActivationReads(t *testing.T) {
 		t.Fatal("a fresh turn to an existing conversation succeeded")
 	}
 	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		if h.alive(KindSession, conv1) {
 			return errors.New("the fenced session is still alive")
 		}

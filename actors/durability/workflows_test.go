@@ -20,6 +20,7 @@ import (
 
 	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/cluster/clustertest"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm/lmtest"
 )
@@ -209,7 +210,7 @@ func TestWorkflowRunsSurviveKill(t *testing.T) {
 
 	// Kill once every plan has been asked for and the answers are under way: each
 	// run is past its first task and has more to do.
-	clustertest.Eventually(t, loadTimeout, func() error {
+	testenv.Eventually(t, loadTimeout, func() error {
 		if got := model.total.Load(); got < 2*workflowRuns {
 			return fmt.Errorf("%d model calls so far", got)
 		}
@@ -221,7 +222,7 @@ func TestWorkflowRunsSurviveKill(t *testing.T) {
 		victim.index, victim.clusterAddr, len(moved), workflowRuns, model.total.Load())
 
 	statuses := map[string]wfStatus{}
-	clustertest.Eventually(t, 90*time.Second, func() error {
+	testenv.Eventually(t, 90*time.Second, func() error {
 		for _, id := range ids {
 			if st, ok := statuses[id]; ok && st.Status == "completed" {
 				continue
