@@ -19,7 +19,7 @@ import (
 	"github.com/kowai/kowai/supervisors"
 )
 
-// turnJob is one chat turn as its child runs it: it works on a copy of the session's
+// turnJob is one chat turn as its goroutine runs it: it works on a copy of the session's
 // state and returns the state after the turn, which the session adopts.
 type turnJob struct {
 	rt      *Runtime
@@ -103,7 +103,7 @@ func (j *turnJob) fail(code actorpb.Code, format string, args ...any) turnOutcom
 // unavailable reports a failed write or read that may have left part of the turn in
 // the log; the session reloads before its next turn.
 func (j *turnJob) unavailable(what string, err error) turnOutcome {
-	j.rt.log.Error("turn failed", "conversation_id", j.convID, "step", what, "correlation_id", j.req.GetCorrelationId(), "error", err)
+	j.rt.log.ErrorContext(j.ctx, "turn failed", "conversation_id", j.convID, "step", what, "correlation_id", j.req.GetCorrelationId(), "error", err)
 	o := j.fail(actorpb.Code_CODE_UNAVAILABLE, "the conversation's storage is unavailable; retry with the same idempotency key")
 	o.reload = true
 	return o
@@ -142,9 +142,9 @@ func (j *turnJob) traced() turnOutcome {
 }
 
 // run is the turn: create the conversation if needed, find a stored result for the
-// idempotency key, append the user's message, ask the agent, and commit the reply (or
-// the recorded failure) with, when due, the snapshot and the conversation's
-// updated_at (see touchInterval); only then produce the answer.
+// idempotency key, append the user's message while the agent starts on it, and commit
+// the reply (or the recorded failure) with, when due, the snapshot and the
+// conversation's updated_at (see touchInterval); only then produce the answer.
 func (j *turnJob) run() turnOutcome {
 	req, st := j.req, j.state
 	window := st.tailWindow(j.rt.deps.HistoryWindow)
@@ -185,22 +185,41 @@ func (j *turnJob) run() turnOutcome {
 		}
 	}
 	unsaved := j.unsaved
+	// The user's message commits while the agent starts on it: the first token
+	// does not wait for the database. Nothing of the turn is answered or
+	// committed before the message is durable (the reply's commit and the
+	// answer wait for it), and when its write fails the agent is stopped and
+	// its reply dropped.
+	callCtx, stopCall := context.WithCancel(j.ctx)
+	defer stopCall()
+	var appendErr error
+	appended := make(chan struct{})
 	if user == nil {
 		meta := messageMeta{CorrelationID: corr, RequestHash: hash}
 		m := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, Role: roleUser,
 			Content: req.GetContent(), Metadata: encodeMeta(meta), IdempotencyKey: key, CreatedAt: j.rt.deps.Now()}
-		if err := j.rt.deps.Writer.AppendMessages(j.ctx, m); err != nil {
-			if isFencing(err) {
-				fenced("append user message", err)
+		go func() {
+			defer close(appended)
+			if err := j.rt.deps.Writer.AppendMessages(j.ctx, m); err != nil {
+				appendErr = err
+				stopCall()
 			}
-			return j.unavailable("append user message", err)
-		}
+		}()
 		st = st.with(window, entryWith(m, meta))
 		user = &m
 		unsaved++
+	} else {
+		close(appended)
 	}
 
-	reply, callErr := j.callAgent(st, user)
+	reply, callErr := j.callAgent(callCtx, st, user)
+	<-appended
+	if appendErr != nil {
+		if isFencing(appendErr) {
+			fenced("append user message", appendErr)
+		}
+		return j.unavailable("append user message", appendErr)
+	}
 	// The reply is committed even when the turn was cancelled meanwhile; the
 	// commit keeps the turn's values (its span, for the batch's trace).
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), writeTimeout)
@@ -290,10 +309,10 @@ func (j *turnJob) create() (sessionState, *turnOutcome) {
 	return st, nil
 }
 
-// callAgent asks the conversation's agent for a reply. When the turn is cancelled
-// (interrupted, or CancelTurn), the agent is told too, so its worker stops paying for
-// the model.
-func (j *turnJob) callAgent(st sessionState, user *persistence.Message) (*actorpb.ReplyResult, error) {
+// callAgent asks the conversation's agent for a reply with ctx (the turn's, or less).
+// When ctx ends (the turn is interrupted or cancelled, or its user message could not be
+// stored), the agent is told too, so its worker stops paying for the model.
+func (j *turnJob) callAgent(ctx context.Context, st sessionState, user *persistence.Message) (*actorpb.ReplyResult, error) {
 	caller := j.rt.callerOrNil()
 	if caller == nil {
 		return nil, actorpb.NewError(actorpb.Code_CODE_UNAVAILABLE, j.req.GetCorrelationId(), "the grain client is not set").Err()
@@ -302,8 +321,8 @@ func (j *turnJob) callAgent(st sessionState, user *persistence.Message) (*actorp
 		TurnId: user.ID, UserId: j.req.GetUserId(), Content: user.Content, History: st.history(user.ID),
 		Summary: st.Summary, Stream: j.req.GetStream(), StreamId: j.req.GetStreamId(), Options: j.req.GetOptions(),
 		KnownVersion: st.AgentVersion}
-	reply, err := actorpb.As[*actorpb.ReplyResult](caller.Call(j.ctx, KindAgent, st.AgentID, req))
-	if err != nil && j.ctx.Err() != nil {
+	reply, err := actorpb.As[*actorpb.ReplyResult](caller.Call(ctx, KindAgent, st.AgentID, req))
+	if err != nil && ctx.Err() != nil {
 		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if _, cerr := caller.Call(cctx, KindAgent, st.AgentID, &actorpb.CancelTurn{CorrelationId: j.req.GetCorrelationId(),
@@ -329,7 +348,7 @@ func (j *turnJob) failureOf(err error) *actorpb.ErrorReply {
 	case errors.As(err, &ae):
 		return actorpb.NewError(ae.Code, corr, ae.Message)
 	}
-	j.rt.log.Warn("agent call failed", "conversation_id", j.convID, "correlation_id", corr, "error", err)
+	j.rt.log.WarnContext(j.ctx, "agent call failed", "conversation_id", j.convID, "correlation_id", corr, "error", err)
 	return actorpb.NewError(actorpb.Code_CODE_UNAVAILABLE, corr, "the agent did not answer; retry with the same idempotency key")
 }
 

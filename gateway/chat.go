@@ -193,7 +193,8 @@ func postMessage(chat ChatBackend, cs *chatStreams) fiber.Handler {
 			return err
 		}
 		sse := wantsEventStream(c)
-		if sse && key == "" {
+		minted := sse && key == ""
+		if minted {
 			// A streamed turn always has a key, told to the client in the
 			// response's headers: retried with it on a survivor after its
 			// node died, the turn continues the same stream (see streamTurn).
@@ -203,6 +204,10 @@ func postMessage(chat ChatBackend, cs *chatStreams) fiber.Handler {
 		if err != nil {
 			return err
 		}
+		// A new conversation's ID derived from a key minted just now (random)
+		// names nothing stored yet, as a minted UUIDv7 does; its retry, which
+		// brings the key, is not fresh.
+		turn.Fresh = turn.Fresh || (minted && req.ConversationID == "")
 		if sse {
 			return cs.streamTurn(c, chat, turn)
 		}

@@ -234,6 +234,8 @@ type stepChat struct {
 	failAtEnd map[int]error
 	sends     int
 	started   chan int
+	// turns are the turns sent, in order.
+	turns []ChatTurn
 }
 
 func newStepChat(attempts ...chan string) *stepChat {
@@ -256,6 +258,7 @@ func (f *stepChat) Send(ctx context.Context, t ChatTurn, onDelta func(string)) (
 	f.mu.Lock()
 	n := f.sends
 	f.sends++
+	f.turns = append(f.turns, t)
 	var ch chan string
 	if n < len(f.attempts) {
 		ch = f.attempts[n]
@@ -515,6 +518,14 @@ func testStreamRestartAfterProducerDied(t *testing.T, stores func(t *testing.T) 
 		}
 		return nil
 	})
+	// A new conversation named by a key minted just now is fresh (nothing is
+	// stored under it); the retry, which brings the key, is not.
+	chat.mu.Lock()
+	defer chat.mu.Unlock()
+	if len(chat.turns) != 2 || chat.turns[0].Fresh != minted || chat.turns[1].Fresh ||
+		chat.turns[0].ConversationID != chat.turns[1].ConversationID {
+		t.Fatalf("turns %+v: want the first fresh only with a minted key, and one conversation", chat.turns)
+	}
 }
 
 // TestStreamRetryRefusedWhileFirstAttemptRuns: a retry that the session
@@ -602,6 +613,11 @@ func TestStreamRetriesWhenTheConversationMoves(t *testing.T) {
 			defer chat.mu.Unlock()
 			if chat.sends != 2 {
 				t.Fatalf("an unkeyed turn was sent %d times, want 2", chat.sends)
+			}
+			// The first attempt may have created the conversation, so the
+			// retry is not fresh.
+			if !chat.turns[0].Fresh || chat.turns[1].Fresh {
+				t.Fatalf("fresh: first %v, retry %v; want true, false", chat.turns[0].Fresh, chat.turns[1].Fresh)
 			}
 		})
 	}

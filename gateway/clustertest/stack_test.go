@@ -60,8 +60,9 @@ type stackOptions struct {
 	tracing []trace.TracerProvider
 	// models, when set, is the node's model catalog (KOWAI_LLM_MODELS).
 	models *lm.Catalog
-	// budgets, when set, holds users to their budgets (KOWAI_BUDGETS).
-	budgets *budgets.Enforcer
+	// budgets, when set, makes the enforcer that holds users to their budgets
+	// (KOWAI_BUDGETS), given the node's writer.
+	budgets func(*persistence.Writer) *budgets.Enforcer
 	// model answers the agents; nil means the offline model.
 	model lm.LM
 }
@@ -85,6 +86,7 @@ type node struct {
 	wfReg    *workflows.Registry
 	profiles *persistence.ProfileStore
 	gwTP     trace.TracerProvider
+	spending *budgets.Enforcer
 }
 
 // startStacks builds n nodes of one cluster on db, each with its own
@@ -169,6 +171,12 @@ func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	var spending *budgets.Enforcer
+	if opts.budgets != nil {
+		spending = opts.budgets(writer)
+		// After the node stops (its cleanup runs first), before the writer does.
+		tb.Cleanup(spending.Wait)
+	}
 	stores := gateway.NewStores(db)
 	rt, err := actors.New(actors.Deps{
 		Writer:            writer,
@@ -179,7 +187,7 @@ func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
 		LM:                lm.NewTraced(model, grainTP),
 		Logger:            log,
 		Models:            resolver(opts.models),
-		Budgets:           guard(opts.budgets),
+		Budgets:           guard(spending),
 		Metrics:           reg,
 		SupervisorMetrics: supMetrics,
 		Tracing:           grainTP,
@@ -204,7 +212,7 @@ func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &node{log: log, reg: reg, writer: writer, stores: stores, rt: rt, wf: wf, wfReg: registry, profiles: profiles, gwTP: gwTP}
+	return &node{log: log, reg: reg, writer: writer, stores: stores, rt: rt, wf: wf, wfReg: registry, profiles: profiles, gwTP: gwTP, spending: spending}
 }
 
 // serve starts the node's loops on its cluster node and its gateway, which
@@ -281,7 +289,7 @@ func (nd *node) serve(tb testing.TB, db *persistence.DB, node, gwNode *cluster.N
 		AgentWriter: &gateway.ClusterAgents{Grains: gwGrains},
 		ClusterInfo: func() any { return node.Info() },
 		Models:      catalog(opts.models),
-		Budgets:     opts.budgets,
+		Budgets:     nd.spending,
 		RateLimit:   opts.rateLimit,
 		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: gwGrains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,

@@ -150,7 +150,7 @@ func (r *Redis) Append(ctx context.Context, id string, entries ...Entry) error {
 			return fmt.Errorf("stream %s: seq %d after %d: %w", id, e.Seq, entries[i-1].Seq, ErrConflict)
 		}
 	}
-	batch, err := json.Marshal(entries)
+	batch, err := appendBatch(make([]byte, 0, 64*len(entries)), entries)
 	if err != nil {
 		return fmt.Errorf("stream %s: encode entries from %d: %w", id, entries[0].Seq, err)
 	}
