@@ -167,7 +167,7 @@ func TestSummarizeMatchesReference(t *testing.T) {
 		for turn := range 300 {
 			batch := make([]tailEntry, 1+rng.IntN(3))
 			for i := range batch {
-				batch[i] = tailEntry{Role: roles[rng.IntN(3)], Content: strings.Repeat(fmt.Sprintf("w%d ", turn), rng.IntN(80))}
+				batch[i] = tailEntry{HistoryEntry: &actorpb.HistoryEntry{Role: roles[rng.IntN(3)], Content: strings.Repeat(fmt.Sprintf("w%d ", turn), rng.IntN(80))}}
 			}
 			got, want = summarize(got, batch), summarizeReference(want, batch)
 			if got != want {
@@ -181,7 +181,7 @@ func TestSummarizeMatchesReference(t *testing.T) {
 	st := sessionState{}
 	ref := sessionState{}
 	for i := range 100 {
-		e := tailEntry{ID: fmt.Sprint(i), Seq: int64(i + 1), Role: roles[i%2], Content: strings.Repeat("x", i)}
+		e := tailEntry{ID: fmt.Sprint(i), Seq: int64(i + 1), HistoryEntry: &actorpb.HistoryEntry{Role: roles[i%2], Content: strings.Repeat("x", i)}}
 		st = st.with(20, e)
 		all := append(append([]tailEntry(nil), ref.Tail...), e)
 		if drop := len(all) - 20; drop > 0 {
