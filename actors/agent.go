@@ -14,9 +14,10 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
@@ -34,8 +35,8 @@ type agentGrain struct {
 
 	loaded bool
 	agent  persistence.Agent
-	def    agenttype.Definition
-	prog   agenttype.Program
+	def    agents.Definition
+	prog   agents.Program
 
 	workers     map[string]*workerSlot
 	queue       []*replyJob
@@ -58,13 +59,14 @@ type replyJob struct {
 	// agent compiled.
 	agentType string
 	sender    *actor.PID
-	prog      agenttype.Program
+	prog      agents.Program
 	window    int
 	version   int64
-	policy    string
 	model     string
-	ctx       context.Context
-	cancel    context.CancelFunc
+	// settings go with the reply when the session's are of another version.
+	settings *actorpb.AgentSettings
+	ctx      context.Context
+	cancel   context.CancelFunc
 }
 
 // Messages between the agent and its workers; they never leave the node.
@@ -91,13 +93,12 @@ func (a *agentGrain) Receive(ctx actor.Context) {
 		a.onGenerate(ctx, msg)
 	case *actorpb.CancelTurn:
 		ctx.Respond(&actorpb.CancelResult{Canceled: a.cancel(msg.GetTurnId())})
-	case *actorpb.Reload:
-		a.loaded = false
-		if e := a.ensureLoaded(msg.GetCorrelationId()); e != nil && e.GetCode() != actorpb.Code_CODE_NOT_FOUND {
-			ctx.Respond(e)
-			return
-		}
-		ctx.Respond(&actorpb.Ack{})
+	case *actorpb.DescribeAgent:
+		ctx.Respond(a.onDescribe(msg))
+	case *actorpb.PutAgent:
+		ctx.Respond(a.onPut(msg))
+	case *actorpb.DeleteAgent:
+		ctx.Respond(a.onDelete(msg))
 	case *actorpb.Passivate:
 		a.passivating = true
 		ctx.Respond(&actorpb.Ack{})
@@ -160,13 +161,115 @@ func (a *agentGrain) ensureLoaded(correlationID string) *actorpb.ErrorReply {
 		a.log.Error("agent load failed", "agent_id", a.identity, "correlation_id", correlationID, "error", err)
 		return errorReply(actorpb.Code_CODE_UNAVAILABLE, correlationID, "agent %s cannot be loaded now", a.identity)
 	}
-	def, prog, err := a.rt.types.Compile(ag)
+	return a.use(ag, correlationID)
+}
+
+// use compiles ag and makes it the agent's definition.
+func (a *agentGrain) use(ag persistence.Agent, correlationID string) *actorpb.ErrorReply {
+	def, prog, err := a.rt.types.Compile(specOf(ag))
 	if err != nil {
+		a.loaded = false
 		a.log.Error("agent compile failed", "agent_id", a.identity, "correlation_id", correlationID, "error", err)
 		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, correlationID, "agent %s is misconfigured: %v", a.identity, err)
 	}
 	a.agent, a.def, a.prog, a.loaded = ag, def, prog, true
 	return nil
+}
+
+// settings are the agent's settings as a session needs them.
+func (a *agentGrain) settings() *actorpb.AgentSettings {
+	return &actorpb.AgentSettings{Version: a.agent.Version, BusyPolicy: a.def.Config.BusyPolicy,
+		HistoryWindow: int32(a.def.Config.HistoryWindow)}
+}
+
+// onDescribe answers a session that is about to start a conversation with this agent.
+// An agent the user may not use is one that does not exist.
+func (a *agentGrain) onDescribe(req *actorpb.DescribeAgent) any {
+	corr := req.GetCorrelationId()
+	if e := a.ensureLoaded(corr); e != nil {
+		return e
+	}
+	if a.agent.OwnerID != "" && a.agent.OwnerID != req.GetUserId() {
+		return errorReply(actorpb.Code_CODE_NOT_FOUND, corr, "agent %s does not exist", a.identity)
+	}
+	return a.settings()
+}
+
+// onPut stores a new definition of the agent (create, or replace at the version the
+// caller read) and uses it from the next reply on; replies already running keep the
+// program they started with. The grain is the only writer of its row, so no other node
+// can serve an older definition once the answer is sent.
+func (a *agentGrain) onPut(req *actorpb.PutAgent) any {
+	corr := req.GetCorrelationId()
+	in := agentOf(req.GetAgent())
+	if in.ID != a.identity {
+		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "definition of agent %q reached agent %q", in.ID, a.identity)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	var (
+		stored persistence.Agent
+		err    error
+	)
+	if req.GetCreate() {
+		stored, err = a.rt.deps.Agents.Create(ctx, in)
+	} else {
+		stored, err = a.rt.deps.Agents.Update(ctx, in)
+	}
+	switch {
+	case errors.Is(err, persistence.ErrConflict) && !req.GetCreate(), errors.Is(err, persistence.ErrDuplicate):
+		return errorReply(actorpb.Code_CODE_CONFLICT, corr, "agent %s changed since it was read", a.identity)
+	case errors.Is(err, persistence.ErrNotFound):
+		a.loaded = false
+		return errorReply(actorpb.Code_CODE_NOT_FOUND, corr, "agent %s does not exist", a.identity)
+	case err != nil:
+		a.log.Error("agent write failed", "agent_id", a.identity, "correlation_id", corr, "error", err)
+		// The write may or may not have landed: read the row again before the next reply.
+		a.loaded = false
+		return errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "agent %s cannot be saved now", a.identity)
+	}
+	// A definition the registry cannot compile was stored anyway (the caller checked
+	// it against the same registry); replies then fail until it is fixed.
+	_ = a.use(stored, corr)
+	return definitionOf(stored)
+}
+
+// onDelete deletes the agent; the next request finds it gone.
+func (a *agentGrain) onDelete(req *actorpb.DeleteAgent) any {
+	corr := req.GetCorrelationId()
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	a.loaded = false
+	err := a.rt.deps.Agents.Delete(ctx, a.identity)
+	switch {
+	case errors.Is(err, persistence.ErrNotFound):
+		return errorReply(actorpb.Code_CODE_NOT_FOUND, corr, "agent %s does not exist", a.identity)
+	case err != nil:
+		a.log.Error("agent delete failed", "agent_id", a.identity, "correlation_id", corr, "error", err)
+		return errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "agent %s cannot be deleted now", a.identity)
+	}
+	return &actorpb.Ack{}
+}
+
+// agentOf is the stored form of d.
+func agentOf(d *actorpb.AgentDefinition) persistence.Agent {
+	ag := persistence.Agent{ID: d.GetId(), OwnerID: d.GetOwnerId(), Name: d.GetName(), Type: d.GetType(),
+		Instructions: d.GetInstructions(), Signature: d.GetSignature(), Model: d.GetModel(), Config: d.GetConfigJson(),
+		Version: d.GetVersion()}
+	if t := d.GetCreatedAt(); t != nil {
+		ag.CreatedAt = t.AsTime()
+	}
+	if t := d.GetUpdatedAt(); t != nil {
+		ag.UpdatedAt = t.AsTime()
+	}
+	return ag
+}
+
+// definitionOf is the protocol form of ag.
+func definitionOf(ag persistence.Agent) *actorpb.AgentDefinition {
+	return &actorpb.AgentDefinition{Id: ag.ID, OwnerId: ag.OwnerID, Name: ag.Name, Type: ag.Type, Instructions: ag.Instructions,
+		Signature: ag.Signature, Model: ag.Model, ConfigJson: ag.Config, Version: ag.Version,
+		CreatedAt: timestamppb.New(ag.CreatedAt), UpdatedAt: timestamppb.New(ag.UpdatedAt)}
 }
 
 func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
@@ -186,8 +289,12 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 	// The job's context carries the request's trace context, so the worker's span is
 	// a child of the grain call's server span.
 	jctx, cancel := context.WithTimeout(tracing.Extract(context.Background(), ctx.MessageHeader()), a.rt.deps.TurnTimeout)
-	a.queue = append(a.queue, &replyJob{req: req, agentType: a.agent.Type, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
-		version: a.agent.Version, policy: a.def.Config.BusyPolicy, model: a.agent.Model, ctx: jctx, cancel: cancel})
+	job := &replyJob{req: req, agentType: a.agent.Type, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
+		version: a.agent.Version, model: a.agent.Model, ctx: jctx, cancel: cancel}
+	if req.GetKnownVersion() != a.agent.Version {
+		job.settings = a.settings()
+	}
+	a.queue = append(a.queue, job)
 	a.rt.metrics.queued.Inc()
 	a.dispatch(ctx)
 }
@@ -361,7 +468,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			panic(r)
 		}
 	}()
-	in := agenttype.Input{Message: req.GetContent(), History: turns(req.GetHistory(), job.window), Summary: req.GetSummary()}
+	in := agents.Input{Message: req.GetContent(), History: turns(req.GetHistory(), job.window), Summary: req.GetSummary()}
 	if t := req.GetStream(); t.GetId() != "" {
 		target := actor.NewPID(t.GetAddress(), t.GetId())
 		var index int64
@@ -407,7 +514,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 	}
 	outcome, usage = "ok", out.Usage
 	ctx.Send(job.sender, &actorpb.ReplyResult{
-		Response: out.Text, Model: out.Model, DetailsJson: details, AgentVersion: job.version, BusyPolicy: job.policy, StopReason: model.stopReason(),
+		Response: out.Text, Model: out.Model, DetailsJson: details, AgentVersion: job.version, Settings: job.settings, StopReason: model.stopReason(),
 		Usage: &actorpb.Usage{PromptTokens: int64(out.Usage.PromptTokens), CompletionTokens: int64(out.Usage.CompletionTokens),
 			CostUsd: out.Usage.CostUSD, CacheHit: out.Usage.CacheHits > 0 && out.Usage.Calls == out.Usage.CacheHits},
 	})
@@ -423,16 +530,17 @@ func endStream(s actor.SenderContext, req *actorpb.GenerateReply, e *actorpb.Err
 }
 
 // turns pairs the last window history entries into user/assistant turns; system
-// entries (recorded failures) are left out.
-func turns(history []*actorpb.HistoryEntry, window int) []agenttype.Turn {
+// entries (recorded failures) are left out. This is the one place the agent's history
+// window applies: the session sends at least that many.
+func turns(history []*actorpb.HistoryEntry, window int) []agents.Turn {
 	if len(history) > window {
 		history = history[len(history)-window:]
 	}
-	var out []agenttype.Turn
+	out := make([]agents.Turn, 0, (len(history)+1)/2)
 	for _, h := range history {
 		switch h.GetRole() {
 		case roleUser:
-			out = append(out, agenttype.Turn{User: h.GetContent()})
+			out = append(out, agents.Turn{User: h.GetContent()})
 		case roleAssistant:
 			if n := len(out); n > 0 && out[n-1].Assistant == "" {
 				out[n-1].Assistant = h.GetContent()

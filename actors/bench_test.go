@@ -14,7 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
@@ -40,7 +40,7 @@ func (h *harness) newConversations(n, u int) []string {
 	repo := persistence.NewConversationStore(h.db)
 	ids := make([]string, n)
 	for i := range ids {
-		c, err := repo.Create(context.Background(), persistence.Conversation{OwnerID: h.users[u], AgentID: agenttype.DefaultAgentID()})
+		c, err := repo.Create(context.Background(), persistence.Conversation{OwnerID: h.users[u], AgentID: agents.DefaultAgentID()})
 		if err != nil {
 			h.t.Fatal(err)
 		}
@@ -103,16 +103,27 @@ func BenchmarkTurns(b *testing.B) {
 		_, err := h.send(context.Background(), convs[w], 0, "what is the weather like", "")
 		return err
 	}
-	var c comparison
+	var (
+		c              comparison
+		mallocs, turns uint64
+		ms             runtime.MemStats
+	)
 	for b.Loop() {
 		for range benchRounds {
 			n, d := testenv.Throughput(b, benchConcurrency, benchPhase, appendRow)
 			c.base, c.baseTime = c.base+n, c.baseTime+2*d
+			runtime.ReadMemStats(&ms)
+			before := ms.Mallocs
 			n, d = testenv.Throughput(b, benchConcurrency, benchPhase, turn)
+			runtime.ReadMemStats(&ms)
+			mallocs, turns = mallocs+ms.Mallocs-before, turns+uint64(n)
 			c.ours, c.oursTime = c.ours+n, c.oursTime+d
 		}
 	}
 	c.report(b, "turns/s", "baseline-turns/s")
+	// Every allocation of the process while turns ran (the writer and the database
+	// driver included), per turn.
+	b.ReportMetric(float64(mallocs)/float64(max(turns, 1)), "allocs/turn")
 }
 
 // echo is the bare protoactor baseline: it answers every request with the request.
@@ -177,10 +188,10 @@ func BenchmarkActorLayer(b *testing.B) {
 // conversation IDs.
 func (h *harness) sessionSnapshots(n, u int) []string {
 	h.t.Helper()
-	st := sessionState{OwnerID: h.users[u], AgentID: agenttype.DefaultAgentID(), Title: "a question", BusyPolicy: agenttype.BusyEnqueue,
+	st := sessionState{OwnerID: h.users[u], AgentID: agents.DefaultAgentID(), Title: "a question", BusyPolicy: agents.BusyEnqueue,
 		Turns: 1, LastSeq: 2, Tail: []tailEntry{
-			{ID: uuid.Must(uuid.NewV7()).String(), Seq: 1, Role: roleUser, Content: "a question"},
-			{ID: uuid.Must(uuid.NewV7()).String(), Seq: 2, Role: roleAssistant, Content: "an answer", Usage: &usageRecord{PromptTokens: 10, CompletionTokens: 5}},
+			{ID: uuid.Must(uuid.NewV7()).String(), Seq: 1, HistoryEntry: &actorpb.HistoryEntry{Role: roleUser, Content: "a question"}},
+			{ID: uuid.Must(uuid.NewV7()).String(), Seq: 2, HistoryEntry: &actorpb.HistoryEntry{Role: roleAssistant, Content: "an answer"}, Usage: &actorpb.Usage{PromptTokens: 10, CompletionTokens: 5}},
 		}}
 	state, err := encodeState(st)
 	if err != nil {

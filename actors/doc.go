@@ -29,19 +29,28 @@
 //
 // # Agents and workers
 //
-// The agent grain (identity = agent ID) compiles its definition with the agenttype
+// The agent grain (identity = agent ID) compiles its definition with the agents
 // registry and hands each GenerateReply to a worker child, at most max_concurrency (or
 // Deps.AgentWorkers) at once; the rest wait in the grain's queue. A worker streams
 // TokenDelta messages and a StreamEnd to the request's StreamTarget, a PID that may live
 // on another node, and replies straight to the requester. A model error makes the worker
 // fail: the agent answers the requester with the classified error and the supervisors
-// strategy restarts the worker with backoff, or stops it (spent budget). Reload makes the
-// agent read its definition again.
+// strategy restarts the worker with backoff, or stops it (spent budget).
+//
+// The agent grain is the only owner of its definition: PutAgent and DeleteAgent (sent by
+// the gateway's ClusterAgents) write the agents row (version compare-and-swap) and
+// switch the grain to the new definition before they answer, so the next reply on any
+// node uses it. A session asks the agent grain for its settings (DescribeAgent: busy
+// policy and history window, and whether the user may use it) when it creates its
+// conversation, and GenerateReply carries the version the session knows: the reply
+// brings the settings only when they changed. The session's tail keeps at least the
+// agent's history_window messages, and the worker cuts the history to that window, the
+// one place it is cut.
 //
 // # State, passivation and fencing
 //
 // The log (messages) is the truth. A session's snapshot (an actorpb.SessionSnapshot)
-// holds its owner, agent, title, busy policy, running summary, counters and the log's
+// holds its owner, agent, title, the agent's settings, running summary, counters and the log's
 // recent tail. It is versioned by the seq of the last message it covers and may lag the
 // log by up to Deps.SnapshotLag messages: a turn saves it only when the lag would reach
 // that. Activation loads it with persistence's LoadSession, which in the same read

@@ -245,22 +245,6 @@ func (h *harness) counter(name string, labels map[string]string) float64 {
 	return 0
 }
 
-// eventually polls f until it returns nil or the deadline passes.
-func eventually(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // alive reports whether the named grain actor exists.
 func (h *harness) alive(kind, identity string) bool {
 	_, ok := h.sys.ProcessRegistry.GetLocal(kind + "/" + identity)

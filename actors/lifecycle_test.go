@@ -10,10 +10,13 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
+	"github.com/tmc/langchaingo/llms"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm"
@@ -53,7 +56,7 @@ func TestPassivationAndActivation(t *testing.T) {
 	}
 	waitPassivated := func() {
 		t.Helper()
-		eventually(t, 5*time.Second, func() error {
+		testenv.Eventually(t, 5*time.Second, func() error {
 			if h.alive(KindSession, conv1) {
 				return errors.New("session not passivated")
 			}
@@ -96,7 +99,7 @@ func TestPassivationAndActivation(t *testing.T) {
 	if err := snaps.Delete(t.Context(), KindSession, conv1); err != nil {
 		t.Fatal(err)
 	}
-	if info := h.info(conv1); info.LastSeq != 8 || info.Turns != 4 || info.AgentId != agenttype.DefaultAgentID() {
+	if info := h.info(conv1); info.LastSeq != 8 || info.Turns != 4 || info.AgentId != agents.DefaultAgentID() {
 		t.Fatalf("activated without snapshot: %v", info)
 	}
 	if res := h.mustSend(conv1, 0, "five", ""); res.Seq != 10 {
@@ -157,7 +160,7 @@ func TestOnLeave(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	h.rt.OnLeave(ctx)
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		for _, c := range convs {
 			if h.alive(KindSession, c) {
 				return fmt.Errorf("session %s survived the leave", c)
@@ -313,7 +316,7 @@ func (h *harness) sendTo(pid *actor.PID, content, key string) (*actorpb.TurnResu
 // waitStopped waits until the actor named name is gone.
 func (h *harness) waitStopped(name string) {
 	h.t.Helper()
-	eventually(h.t, 5*time.Second, func() error {
+	testenv.Eventually(h.t, 5*time.Second, func() error {
 		if _, ok := h.sys.ProcessRegistry.GetLocal(name); ok {
 			return fmt.Errorf("%s still running", name)
 		}
@@ -334,7 +337,7 @@ func TestAgentPoolBound(t *testing.T) {
 		}()
 	}
 	<-model.started
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		if q := h.gauge("kowai_agent_queued_replies"); q != 2 {
 			return fmt.Errorf("queued = %v", q)
 		}
@@ -369,26 +372,50 @@ func (h *harness) gauge(name string) float64 {
 	return 0
 }
 
-// Reload makes the agent use its changed definition for the next reply.
-func TestAgentReload(t *testing.T) {
+// A definition put through the agent grain is used from the very next reply, and a
+// deleted agent serves no new conversation.
+func TestAgentPut(t *testing.T) {
 	h := newHarness(t, persisttest.SQLite(t), harnessOptions{})
 	h.mustSend(conv1, 0, "one", "")
 	repo := persistence.NewAgentStore(h.db)
-	a, err := repo.Get(t.Context(), agenttype.DefaultAgentID())
+	a, err := repo.Get(t.Context(), agents.DefaultAgentID())
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.Instructions = "Answer in French."
-	if _, err := repo.Update(t.Context(), a); err != nil {
-		t.Fatal(err)
+	put := &actorpb.PutAgent{Agent: definitionOf(a)}
+	got, err := actorpb.As[*actorpb.AgentDefinition](h.grains.Call(t.Context(), KindAgent, a.ID, put))
+	if err != nil || got.GetVersion() != a.Version+1 || got.GetInstructions() != a.Instructions {
+		t.Fatalf("put: %v, %v", got, err)
 	}
-	if _, err := actorpb.As[*actorpb.Ack](h.grains.Call(t.Context(), KindAgent, a.ID, &actorpb.Reload{AgentId: a.ID})); err != nil {
-		t.Fatal(err)
+	if _, err := actorpb.As[*actorpb.AgentDefinition](h.grains.Call(t.Context(), KindAgent, a.ID, put)); !errors.Is(err, actorpb.ErrConflict) {
+		t.Fatalf("put at a stale version: %v, want a conflict", err)
 	}
 	h.mustSend(conv1, 0, "two", "")
 	reqs := h.rt.deps.LM.(*lmtest.Scripted).Requests()
 	if p := lm.MessagesText(reqs[1].Messages[:1]); !strings.Contains(p, "Answer in French.") {
-		t.Fatalf("reloaded instructions not used: %s", p)
+		t.Fatalf("the new instructions were not used: %s", p)
+	}
+
+	mine := definitionOf(persistence.Agent{ID: uuid.NewString(), OwnerID: h.users[0], Name: "mine", Type: "chat", Config: []byte("{}")})
+	if _, err := actorpb.As[*actorpb.AgentDefinition](h.grains.Call(t.Context(), KindAgent, mine.GetId(),
+		&actorpb.PutAgent{Agent: mine, Create: true})); err != nil {
+		t.Fatal(err)
+	}
+	other := uuid.NewString()
+	ask := func(u int) error {
+		_, err := actorpb.As[*actorpb.TurnResult](h.grains.Call(t.Context(), KindSession, other, &actorpb.SendMessage{
+			ConversationId: other, UserId: h.users[u], AgentId: mine.GetId(), Content: "hello"}))
+		return err
+	}
+	if err := ask(1); !errors.Is(err, actorpb.ErrNotFound) {
+		t.Fatalf("another user's agent: %v, want not found", err)
+	}
+	if _, err := actorpb.As[*actorpb.Ack](h.grains.Call(t.Context(), KindAgent, mine.GetId(), &actorpb.DeleteAgent{AgentId: mine.GetId()})); err != nil {
+		t.Fatal(err)
+	}
+	if err := ask(0); !errors.Is(err, actorpb.ErrNotFound) {
+		t.Fatalf("a deleted agent: %v, want not found", err)
 	}
 }
 
@@ -420,5 +447,52 @@ func TestConversationTouch(t *testing.T) {
 	h.passivate(conv1)
 	if c, err := convs.Get(t.Context(), conv1); err != nil || !c.UpdatedAt.Equal(at(2*touchInterval+time.Millisecond)) {
 		t.Fatalf("after passivation: updated_at = %v, %v", c.UpdatedAt, err)
+	}
+}
+
+// An agent's history window is honoured end to end: the model receives that many
+// earlier messages, beyond the runtime's own tail window, also after the session was
+// passivated and after the window changed.
+func TestHistoryWindowEndToEnd(t *testing.T) {
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{})
+	model := h.rt.deps.LM.(*lmtest.Scripted)
+	users := func() int {
+		reqs := model.Requests()
+		n := 0
+		for _, m := range reqs[len(reqs)-1].Messages {
+			if m.Role == llms.ChatMessageTypeHuman {
+				n++
+			}
+		}
+		return n
+	}
+	setWindow := func(w int) {
+		t.Helper()
+		a, err := persistence.NewAgentStore(h.db).Get(t.Context(), agents.DefaultAgentID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Config = []byte(fmt.Sprintf(`{"history_window":%d}`, w))
+		if _, err := actorpb.As[*actorpb.AgentDefinition](h.grains.Call(t.Context(), KindAgent, a.ID, &actorpb.PutAgent{Agent: definitionOf(a)})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setWindow(2 * DefaultHistoryWindow)
+	for i := range 30 {
+		h.mustSend(conv1, 0, fmt.Sprintf("message %d", i), "")
+	}
+	// 40 earlier messages are 20 exchanges, each one user message, plus the message.
+	if got, want := users(), DefaultHistoryWindow+1; got != want {
+		t.Fatalf("the model saw %d user messages, want %d", got, want)
+	}
+	h.passivate(conv1)
+	h.mustSend(conv1, 0, "after passivation", "")
+	if got, want := users(), DefaultHistoryWindow+1; got != want {
+		t.Fatalf("after passivation the model saw %d user messages, want %d", got, want)
+	}
+	setWindow(4)
+	h.mustSend(conv1, 0, "narrow", "")
+	if got := users(); got != 3 {
+		t.Fatalf("with a window of 4 the model saw %d user messages, want 3", got)
 	}
 }

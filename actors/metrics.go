@@ -1,11 +1,12 @@
 package actors
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kowai/kowai/internal/promreg"
 )
 
 // metrics are the runtime's collectors:
@@ -109,17 +110,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // register registers c, or returns the identical collector a previous runtime on the
 // same registry registered, so two runtimes (tests, benchmarks) never fail each other.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
+	c, err := promreg.Register(reg, c)
+	if err != nil {
+		return c, fmt.Errorf("actors: %w", err)
 	}
-	var already prometheus.AlreadyRegisteredError
-	if errors.As(err, &already) {
-		if existing, ok := already.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("actors: register metrics: %w", err)
+	return c, nil
 }
 
 // agentSeries are the series of one agent type, resolved once: resolving label

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,7 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
@@ -37,7 +36,7 @@ const (
 const (
 	DefaultIdleTimeout   = 10 * time.Minute
 	DefaultTurnTimeout   = 2 * time.Minute
-	DefaultHistoryWindow = agenttype.DefaultHistoryWindow
+	DefaultHistoryWindow = agents.DefaultHistoryWindow
 	DefaultAgentWorkers  = 8
 	DefaultAgentQueue    = 1024
 	// DefaultSnapshotLag lets a session's snapshot trail the log by up to 40 turns
@@ -89,8 +88,8 @@ type Deps struct {
 	Budgets BudgetGuard
 	// Caller reaches other grains; the cluster node's client.
 	Caller GrainCaller
-	// Types is the agent type registry; nil means agenttype.Builtins.
-	Types *agenttype.Registry
+	// Types is the agent type registry; nil means agents.Builtins.
+	Types *agents.Registry
 	// Logger receives the grains' logs; nil discards them.
 	Logger *slog.Logger
 	// Metrics registers the runtime's collectors; nil leaves them unregistered.
@@ -140,7 +139,7 @@ type ModelResolver interface {
 type Runtime struct {
 	deps     Deps
 	log      *slog.Logger
-	types    *agenttype.Registry
+	types    *agents.Registry
 	metrics  *metrics
 	workers  *supervisors.Strategy
 	turns    *supervisors.Strategy
@@ -178,7 +177,7 @@ func New(deps Deps) (*Runtime, error) {
 		tracer: tracing.Tracer(deps.Tracing, "github.com/kowai/kowai/actors")}
 	if rt.types == nil {
 		var err error
-		if rt.types, err = agenttype.NewRegistry(agenttype.Builtins(deps.Now)...); err != nil {
+		if rt.types, err = agents.NewRegistry(agents.Builtins(deps.Now)...); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidDeps, err)
 		}
 	}
@@ -208,13 +207,10 @@ func New(deps Deps) (*Runtime, error) {
 	return rt, nil
 }
 
-// Classifiers map the errors of persistence and signatures/lm to supervision failure
-// kinds: a fenced write is a conflict (stop), a spent budget stops, a model timeout and
-// other model errors restart with backoff.
-func Classifiers() []supervisors.Classifier { return slices.Clone(failureClassifiers) }
-
-// failureClassifiers is built once: failures are classified on every fenced write and
-// every failed turn.
+// failureClassifiers map the errors of persistence and signatures/lm to supervision
+// failure kinds: a fenced write is a conflict (stop), a spent budget stops, a model
+// timeout and other model errors restart with backoff. They are built once: failures
+// are classified on every fenced write and every failed turn.
 var failureClassifiers = buildClassifiers()
 
 func buildClassifiers() []supervisors.Classifier {
@@ -265,16 +261,43 @@ func (rt *Runtime) AgentProps(identity string) *actor.Props {
 }
 
 // AgentTypes describes the registered agent types, for GET /api/v1/agents/types.
-func (rt *Runtime) AgentTypes() []agenttype.Info { return rt.types.List() }
+func (rt *Runtime) AgentTypes() []agents.Info { return rt.types.List() }
 
 // Types returns the agent type registry, e.g. to validate an agent's config before it
 // is stored.
-func (rt *Runtime) Types() *agenttype.Registry { return rt.types }
+func (rt *Runtime) Types() *agents.Registry { return rt.types }
 
 // EnsureBuiltins creates the built-in agent of every registered type that is missing.
 // It is idempotent; call it at startup after migrations.
 func (rt *Runtime) EnsureBuiltins(ctx context.Context) error {
-	return agenttype.EnsureBuiltins(ctx, rt.deps.Agents, rt.types)
+	return ensureBuiltins(ctx, rt.deps.Agents, rt.types)
+}
+
+// ensureBuiltins creates the built-in agent of every type in r that does not exist yet
+// (owner empty, so every user sees it). It is idempotent and safe to run on several
+// nodes at once: an agent another node created first is left as it is, and so is one an
+// administrator has edited since.
+func ensureBuiltins(ctx context.Context, repo persistence.Agents, r *agents.Registry) error {
+	for _, info := range r.List() {
+		id := agents.BuiltinID(info.Name)
+		if _, err := repo.Get(ctx, id); err == nil {
+			continue
+		} else if !errors.Is(err, persistence.ErrNotFound) {
+			return fmt.Errorf("ensure built-in agent %s: %w", info.Name, err)
+		}
+		_, err := repo.Create(ctx, persistence.Agent{ID: id, Name: info.Name, Type: info.Name,
+			Signature: info.Signature, Config: []byte("{}")})
+		if err != nil && !errors.Is(err, persistence.ErrDuplicate) {
+			return fmt.Errorf("ensure built-in agent %s: %w", info.Name, err)
+		}
+	}
+	return nil
+}
+
+// specOf is the spec of a stored agent.
+func specOf(a persistence.Agent) agents.Spec {
+	return agents.Spec{ID: a.ID, Name: a.Name, Type: a.Type, Instructions: a.Instructions, Signature: a.Signature,
+		Model: a.Model, Config: a.Config}
 }
 
 // OnLeave passivates every session grain of this node and returns once each has saved

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/supervisors"
@@ -173,11 +173,11 @@ func (s *session) ensureLoaded(corr string) *actorpb.ErrorReply {
 	// The snapshot is current when the log has nothing past it; that check holds only
 	// for a snapshot versioned by its last seq (see snapshotOf).
 	if !found || behind || snap.Version != st.LastSeq {
-		tail, err := s.rt.deps.Messages.Tail(ctx, s.identity, s.rt.logReadLimit())
+		tail, err := s.rt.deps.Messages.Tail(ctx, s.identity, max(s.rt.logReadLimit(), st.tailWindow(s.rt.deps.HistoryWindow)))
 		if err != nil {
 			return fail("read log tail", err)
 		}
-		st, unsaved = st.catchUp(s.rt.deps.HistoryWindow, tail)
+		st, unsaved = st.catchUp(st.tailWindow(s.rt.deps.HistoryWindow), tail)
 	}
 	s.state, s.version, s.exists, s.loaded, s.unsaved = st, snap.Version, true, true, unsaved
 	s.rt.metrics.loaded.WithLabelValues(KindSession).Inc()
@@ -277,10 +277,10 @@ func (s *session) onSend(ctx actor.Context, req *actorpb.SendMessage) {
 		return
 	}
 	switch s.state.BusyPolicy {
-	case agenttype.BusyReject:
+	case agents.BusyReject:
 		s.answer(ctx, t, errorReply(actorpb.Code_CODE_BUSY, corr, "a reply is still running in conversation %s", s.identity))
 		return
-	case agenttype.BusyInterrupt:
+	case agents.BusyInterrupt:
 		s.running.cancel()
 	}
 	s.queue = append(s.queue, t)
@@ -369,29 +369,31 @@ func (s *session) checkWrite(req *actorpb.SendMessage) *actorpb.ErrorReply {
 }
 
 // resolveAgent chooses the agent of a conversation about to be created: the requested
-// one, which the caller must be allowed to use, or the built-in chat agent. Its busy
-// policy applies from the first turn on, so it is read here and not in the turn.
+// one, which the caller must be allowed to use, or the built-in chat agent. The agent
+// grain answers with its settings; its busy policy applies from the first turn on.
 func (s *session) resolveAgent(req *actorpb.SendMessage) *actorpb.ErrorReply {
 	corr := req.GetCorrelationId()
 	agentID := req.GetAgentId()
 	if agentID == "" {
-		agentID = agenttype.DefaultAgentID()
+		agentID = agents.DefaultAgentID()
+	}
+	caller := s.rt.callerOrNil()
+	if caller == nil {
+		return errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "the grain client is not set")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 	defer cancel()
-	ag, err := s.rt.deps.Agents.Get(ctx, agentID)
-	if errors.Is(err, persistence.ErrNotFound) || err == nil && ag.OwnerID != "" && ag.OwnerID != req.GetUserId() {
-		return errorReply(actorpb.Code_CODE_NOT_FOUND, corr, "agent %s does not exist", agentID)
-	}
-	if err != nil {
+	settings, err := actorpb.As[*actorpb.AgentSettings](caller.Call(ctx, KindAgent, agentID,
+		&actorpb.DescribeAgent{CorrelationId: corr, AgentId: agentID, UserId: req.GetUserId()}))
+	var ae *actorpb.Error
+	switch {
+	case errors.As(err, &ae):
+		return actorpb.NewError(ae.Code, corr, ae.Message)
+	case err != nil:
 		s.log.Error("agent lookup failed", "conversation_id", s.identity, "agent_id", agentID, "correlation_id", corr, "error", err)
-		return errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "agent %s cannot be loaded now", agentID)
+		return errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "agent %s cannot be reached now", agentID)
 	}
-	policy := agenttype.BusyEnqueue
-	if cfg, err := s.rt.types.ParseConfig(ag.Type, ag.Config); err == nil {
-		policy = cfg.BusyPolicy
-	}
-	s.state = sessionState{OwnerID: req.GetUserId(), AgentID: agentID, Title: titleOf(req.GetContent()), BusyPolicy: policy}
+	s.state = sessionState{OwnerID: req.GetUserId(), AgentID: agentID, Title: titleOf(req.GetContent())}.withSettings(settings)
 	return nil
 }
 

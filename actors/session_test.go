@@ -15,7 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm"
@@ -43,7 +44,7 @@ func TestTurn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Response != "echo: hello there" || res.Seq != 2 || res.AgentId != agenttype.DefaultAgentID() || res.UserMessageId == "" {
+		if res.Response != "echo: hello there" || res.Seq != 2 || res.AgentId != agents.DefaultAgentID() || res.UserMessageId == "" {
 			t.Fatalf("result = %v", res)
 		}
 		if res.Usage.GetPromptTokens() == 0 || res.Usage.GetCompletionTokens() == 0 {
@@ -65,7 +66,7 @@ func TestTurn(t *testing.T) {
 		if snap, err := snaps.Load(t.Context(), KindSession, conv1); !errors.Is(err, persistence.ErrNotFound) {
 			t.Fatalf("snapshot after 2 of 4 messages = %+v, %v", snap, err)
 		}
-		eventually(t, 5*time.Second, func() error {
+		testenv.Eventually(t, 5*time.Second, func() error {
 			if text, ends := col.text(); text != "echo: hello there" || ends != 1 {
 				return errors.New("stream = " + text)
 			}
@@ -128,7 +129,7 @@ func (h *harness) passivate(conv string) {
 	if _, err := actorpb.As[*actorpb.Ack](h.grains.Call(context.Background(), KindSession, conv, &actorpb.Passivate{})); err != nil {
 		h.t.Fatal(err)
 	}
-	eventually(h.t, 5*time.Second, func() error {
+	testenv.Eventually(h.t, 5*time.Second, func() error {
 		if h.alive(KindSession, conv) {
 			return errors.New("session still alive")
 		}
@@ -170,7 +171,7 @@ func TestOwnership(t *testing.T) {
 		want error
 	}{"stranger writes", err, actorpb.ErrNotFound})
 	_, err = actorpb.As[*actorpb.TurnResult](h.grains.Call(ctx, KindSession, conv1, &actorpb.SendMessage{
-		ConversationId: conv1, UserId: h.users[0], Content: "x", AgentId: agenttype.BuiltinID("react")}))
+		ConversationId: conv1, UserId: h.users[0], Content: "x", AgentId: agents.BuiltinID("react")}))
 	cases = append(cases, struct {
 		name string
 		err  error
@@ -299,7 +300,7 @@ func (m *blockingModel) Generate(ctx context.Context, req *lm.Request) (*lm.Resp
 func (h *harness) setBusyPolicy(policy string) {
 	h.t.Helper()
 	repo := persistence.NewAgentStore(h.db)
-	a, err := repo.Get(context.Background(), agenttype.DefaultAgentID())
+	a, err := repo.Get(context.Background(), agents.DefaultAgentID())
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -314,7 +315,7 @@ func TestBusyPolicies(t *testing.T) {
 		res *actorpb.TurnResult
 		err error
 	}
-	for _, policy := range []string{agenttype.BusyEnqueue, agenttype.BusyReject, agenttype.BusyInterrupt} {
+	for _, policy := range []string{agents.BusyEnqueue, agents.BusyReject, agents.BusyInterrupt} {
 		t.Run(policy, func(t *testing.T) {
 			model := newBlockingModel()
 			h := newHarness(t, persisttest.SQLite(t), harnessOptions{model: model})
@@ -333,8 +334,8 @@ func TestBusyPolicies(t *testing.T) {
 				secondDone <- answer{res, err}
 			}()
 			switch policy {
-			case agenttype.BusyEnqueue:
-				eventually(t, 5*time.Second, func() error {
+			case agents.BusyEnqueue:
+				testenv.Eventually(t, 5*time.Second, func() error {
 					if len(h.sessionQueue(conv1)) != 1 {
 						return errors.New("second message not queued")
 					}
@@ -352,7 +353,7 @@ func TestBusyPolicies(t *testing.T) {
 					t.Fatalf("second = %+v", a)
 				}
 				h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
-			case agenttype.BusyReject:
+			case agents.BusyReject:
 				if a := <-secondDone; !errors.Is(a.err, actorpb.ErrBusy) {
 					t.Fatalf("second = %+v, want busy", a)
 				}
@@ -361,7 +362,7 @@ func TestBusyPolicies(t *testing.T) {
 					t.Fatalf("first = %+v", a)
 				}
 				h.checkLog(conv1, roleUser, roleAssistant)
-			case agenttype.BusyInterrupt:
+			case agents.BusyInterrupt:
 				if a := <-firstDone; !errors.Is(a.err, actorpb.ErrCanceled) {
 					t.Fatalf("first = %+v, want cancelled", a)
 				}
@@ -542,7 +543,7 @@ func TestFinishedTurnIsNotRetained(t *testing.T) {
 	st = sessionState{}
 	res = nil
 	h.mustSend(conv1, 0, "two", "")
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		runtime.GC()
 		if old.Value() != nil {
 			return errors.New("the tail the finished turn started from is still reachable")
@@ -591,7 +592,7 @@ func TestFreshConversationSkipsActivationReads(t *testing.T) {
 		t.Fatal("a fresh turn to an existing conversation succeeded")
 	}
 	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		if h.alive(KindSession, conv1) {
 			return errors.New("the fenced session is still alive")
 		}

@@ -50,10 +50,14 @@ const (
 // actorpb.SessionSnapshot): everything but the log itself, plus the log's recent tail,
 // so an activation needs no log scan.
 type sessionState struct {
-	OwnerID    string
-	AgentID    string
-	Title      string
-	BusyPolicy string
+	OwnerID string
+	AgentID string
+	Title   string
+	// AgentVersion is the version of the agent whose settings the session holds (0: not
+	// known yet); BusyPolicy and HistoryWindow are those settings.
+	AgentVersion  int64
+	BusyPolicy    string
+	HistoryWindow int
 	// Summary is a running extractive summary of the messages that left the tail.
 	Summary string
 	Turns   int64
@@ -61,15 +65,17 @@ type sessionState struct {
 	Tail    []tailEntry
 }
 
-// tailEntry is one recent message.
+// tailEntry is one recent message. Its role and content are the HistoryEntry that
+// GenerateReply carries, shared rather than copied for every turn; entries and their
+// usage are never modified once made.
 type tailEntry struct {
+	*actorpb.HistoryEntry
 	ID      string
 	Seq     int64
-	Role    string
-	Content string
 	Key     string
 	ReplyTo string
-	Usage   *usageRecord
+	// Usage is a reply's model usage, nil for other messages.
+	Usage *actorpb.Usage
 	// Hash is the requestHash of the turn that stored the message, for messages with an
 	// idempotency key; empty for older ones.
 	Hash string
@@ -78,13 +84,10 @@ type tailEntry struct {
 // encodeState is the snapshot form of s.
 func encodeState(s sessionState) ([]byte, error) {
 	pb := &actorpb.SessionSnapshot{OwnerId: s.OwnerID, AgentId: s.AgentID, Title: s.Title, BusyPolicy: s.BusyPolicy,
-		Summary: s.Summary, Turns: s.Turns, LastSeq: s.LastSeq, Tail: make([]*actorpb.TailEntry, len(s.Tail))}
+		AgentVersion: s.AgentVersion, HistoryWindow: int32(s.HistoryWindow), Summary: s.Summary, Turns: s.Turns, LastSeq: s.LastSeq, Tail: make([]*actorpb.TailEntry, len(s.Tail))}
 	for i, e := range s.Tail {
-		pb.Tail[i] = &actorpb.TailEntry{Id: e.ID, Seq: e.Seq, Role: e.Role, Content: e.Content, Key: e.Key, ReplyTo: e.ReplyTo,
-			RequestHash: e.Hash}
-		if e.Usage != nil {
-			pb.Tail[i].Usage = e.Usage.proto()
-		}
+		pb.Tail[i] = &actorpb.TailEntry{Id: e.ID, Seq: e.Seq, Role: e.GetRole(), Content: e.GetContent(), Key: e.Key, ReplyTo: e.ReplyTo,
+			RequestHash: e.Hash, Usage: e.Usage}
 	}
 	b, err := proto.Marshal(pb)
 	if err != nil {
@@ -100,39 +103,31 @@ func decodeState(b []byte) (sessionState, error) {
 		return sessionState{}, fmt.Errorf("decode session state: %w", err)
 	}
 	s := sessionState{OwnerID: pb.OwnerId, AgentID: pb.AgentId, Title: pb.Title, BusyPolicy: pb.BusyPolicy,
-		Summary: pb.Summary, Turns: pb.Turns, LastSeq: pb.LastSeq}
+		AgentVersion: pb.AgentVersion, HistoryWindow: int(pb.HistoryWindow), Summary: pb.Summary, Turns: pb.Turns, LastSeq: pb.LastSeq}
 	if len(pb.Tail) > 0 {
 		s.Tail = make([]tailEntry, len(pb.Tail))
 	}
 	for i, e := range pb.Tail {
-		s.Tail[i] = tailEntry{ID: e.Id, Seq: e.Seq, Role: e.Role, Content: e.Content, Key: e.Key, ReplyTo: e.ReplyTo,
-			Hash: e.RequestHash}
-		if u := e.Usage; u != nil {
-			s.Tail[i].Usage = usageFrom(u)
-		}
+		s.Tail[i] = tailEntry{HistoryEntry: &actorpb.HistoryEntry{Role: e.Role, Content: e.Content}, ID: e.Id, Seq: e.Seq,
+			Key: e.Key, ReplyTo: e.ReplyTo, Hash: e.RequestHash, Usage: e.Usage}
 	}
 	return s, nil
 }
 
 // messageMeta is the metadata stored with each message of a turn.
 type messageMeta struct {
-	CorrelationID string          `json:"correlation_id,omitempty"`
-	ReplyTo       string          `json:"reply_to,omitempty"`
-	AgentID       string          `json:"agent_id,omitempty"`
-	Model         string          `json:"model,omitempty"`
-	Usage         *usageRecord    `json:"usage,omitempty"`
-	Details       json.RawMessage `json:"details,omitempty"`
-	Error         *errorRecord    `json:"error,omitempty"`
+	CorrelationID string `json:"correlation_id,omitempty"`
+	ReplyTo       string `json:"reply_to,omitempty"`
+	AgentID       string `json:"agent_id,omitempty"`
+	Model         string `json:"model,omitempty"`
+	// Usage is stored as JSON with the protocol's field names (prompt_tokens,
+	// completion_tokens, cost_usd, cache_hit), zeros left out.
+	Usage   *actorpb.Usage  `json:"usage,omitempty"`
+	Details json.RawMessage `json:"details,omitempty"`
+	Error   *errorRecord    `json:"error,omitempty"`
 	// RequestHash is the requestHash of the turn, on both of its messages when it has
 	// an idempotency key.
 	RequestHash string `json:"request_hash,omitempty"`
-}
-
-type usageRecord struct {
-	PromptTokens     int64   `json:"prompt_tokens"`
-	CompletionTokens int64   `json:"completion_tokens"`
-	CostUSD          float64 `json:"cost_usd"`
-	CacheHit         bool    `json:"cache_hit,omitempty"`
 }
 
 type errorRecord struct {
@@ -140,15 +135,13 @@ type errorRecord struct {
 	Message string `json:"message"`
 }
 
-func usageFrom(u *actorpb.Usage) *usageRecord {
-	return &usageRecord{PromptTokens: u.GetPromptTokens(), CompletionTokens: u.GetCompletionTokens(), CostUSD: u.GetCostUsd(), CacheHit: u.GetCacheHit()}
-}
-
-func (u *usageRecord) proto() *actorpb.Usage {
+// usageOrZero is u, or an empty usage for a message without one (answers always
+// carry a usage).
+func usageOrZero(u *actorpb.Usage) *actorpb.Usage {
 	if u == nil {
 		return &actorpb.Usage{}
 	}
-	return &actorpb.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, CostUsd: u.CostUSD, CacheHit: u.CacheHit}
+	return u
 }
 
 // entryOf is the tail entry of a stored message.
@@ -163,8 +156,8 @@ func entryOf(m persistence.Message) tailEntry {
 // entryWith is the tail entry of a message whose metadata is at hand, which spares a
 // turn decoding the metadata it has just encoded.
 func entryWith(m persistence.Message, meta messageMeta) tailEntry {
-	return tailEntry{ID: m.ID, Seq: m.Seq, Role: m.Role, Content: m.Content, Key: m.IdempotencyKey,
-		ReplyTo: meta.ReplyTo, Usage: meta.Usage, Hash: meta.RequestHash}
+	return tailEntry{HistoryEntry: &actorpb.HistoryEntry{Role: m.Role, Content: m.Content}, ID: m.ID, Seq: m.Seq,
+		Key: m.IdempotencyKey, ReplyTo: meta.ReplyTo, Usage: meta.Usage, Hash: meta.RequestHash}
 }
 
 // catchUp applies the log's tail (oldest first) to a state loaded from a snapshot,
@@ -285,12 +278,35 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// history is the tail as the agent's context, without the message being answered.
+// withSettings is s following the agent's settings.
+func (s sessionState) withSettings(a *actorpb.AgentSettings) sessionState {
+	s.AgentVersion, s.BusyPolicy, s.HistoryWindow = a.GetVersion(), a.GetBusyPolicy(), int(a.GetHistoryWindow())
+	return s
+}
+
+// historyWindow is how many earlier messages the agent is given: its own window once
+// the session knows it, else the default one.
+func (s sessionState) historyWindow() int {
+	if s.AgentVersion == 0 {
+		return DefaultHistoryWindow
+	}
+	return s.HistoryWindow
+}
+
+// tailWindow is how many messages the tail keeps: the agent's window and the message
+// being answered, and at least the runtime's window (replays of recent turns are
+// answered from the tail).
+func (s sessionState) tailWindow(runtime int) int {
+	return max(runtime, s.historyWindow()+1)
+}
+
+// history is the tail as the agent's context, without the message being answered. The
+// tail holds at least the agent's window; the agent cuts it to its window.
 func (s sessionState) history(exclude string) []*actorpb.HistoryEntry {
 	out := make([]*actorpb.HistoryEntry, 0, len(s.Tail))
 	for _, e := range s.Tail {
 		if e.ID != exclude {
-			out = append(out, &actorpb.HistoryEntry{Role: e.Role, Content: e.Content})
+			out = append(out, e.HistoryEntry)
 		}
 	}
 	return out
@@ -312,7 +328,7 @@ func (s sessionState) replay(convID, key, hash string) (res *actorpb.TurnResult,
 		}
 		if e.Role == roleAssistant && e.Key == key+replyKeySuffix {
 			return &actorpb.TurnResult{ConversationId: convID, MessageId: e.ID, Seq: e.Seq, Response: e.Content,
-				Usage: e.Usage.proto(), AgentId: s.AgentID, UserMessageId: e.ReplyTo, Replayed: true}, false
+				Usage: usageOrZero(e.Usage), AgentId: s.AgentID, UserMessageId: e.ReplyTo, Replayed: true}, false
 		}
 	}
 	return nil, false

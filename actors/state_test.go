@@ -7,17 +7,39 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/persistence"
 )
+
+// sameState compares states, their protobuf parts with proto.Equal.
+func sameState(a, b sessionState) bool {
+	ta, tb := a.Tail, b.Tail
+	a.Tail, b.Tail = nil, nil
+	if !reflect.DeepEqual(a, b) || len(ta) != len(tb) {
+		return false
+	}
+	for i := range ta {
+		x, y := ta[i], tb[i]
+		if !proto.Equal(x.HistoryEntry, y.HistoryEntry) || !proto.Equal(x.Usage, y.Usage) {
+			return false
+		}
+		x.HistoryEntry, y.HistoryEntry, x.Usage, y.Usage = nil, nil, nil, nil
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
 
 func TestStateEncoding(t *testing.T) {
 	for _, st := range []sessionState{
 		{},
 		{OwnerID: "u", AgentID: "a", Title: "t", BusyPolicy: "reject", Summary: "user: hi\n", Turns: 1, LastSeq: 2, Tail: []tailEntry{
-			{ID: "m1", Seq: 1, Role: roleUser, Content: "hi", Key: "k"},
-			{ID: "m2", Seq: 2, Role: roleAssistant, Content: "hello", Key: "k:reply", ReplyTo: "m1",
-				Usage: &usageRecord{PromptTokens: 3, CompletionTokens: 4, CostUSD: 0.5, CacheHit: true}},
+			{ID: "m1", Seq: 1, HistoryEntry: &actorpb.HistoryEntry{Role: roleUser, Content: "hi"}, Key: "k"},
+			{ID: "m2", Seq: 2, HistoryEntry: &actorpb.HistoryEntry{Role: roleAssistant, Content: "hello"}, Key: "k:reply", ReplyTo: "m1",
+				Usage: &actorpb.Usage{PromptTokens: 3, CompletionTokens: 4, CostUsd: 0.5, CacheHit: true}},
 		}},
 	} {
 		b, err := encodeState(st)
@@ -25,7 +47,7 @@ func TestStateEncoding(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, err := decodeState(b)
-		if err != nil || !reflect.DeepEqual(got, st) {
+		if err != nil || !sameState(got, st) {
 			t.Fatalf("decodeState(encodeState(%+v)) = %+v, %v", st, got, err)
 		}
 	}
@@ -145,7 +167,7 @@ func TestSummarizeMatchesReference(t *testing.T) {
 		for turn := range 300 {
 			batch := make([]tailEntry, 1+rng.IntN(3))
 			for i := range batch {
-				batch[i] = tailEntry{Role: roles[rng.IntN(3)], Content: strings.Repeat(fmt.Sprintf("w%d ", turn), rng.IntN(80))}
+				batch[i] = tailEntry{HistoryEntry: &actorpb.HistoryEntry{Role: roles[rng.IntN(3)], Content: strings.Repeat(fmt.Sprintf("w%d ", turn), rng.IntN(80))}}
 			}
 			got, want = summarize(got, batch), summarizeReference(want, batch)
 			if got != want {
@@ -159,7 +181,7 @@ func TestSummarizeMatchesReference(t *testing.T) {
 	st := sessionState{}
 	ref := sessionState{}
 	for i := range 100 {
-		e := tailEntry{ID: fmt.Sprint(i), Seq: int64(i + 1), Role: roles[i%2], Content: strings.Repeat("x", i)}
+		e := tailEntry{ID: fmt.Sprint(i), Seq: int64(i + 1), HistoryEntry: &actorpb.HistoryEntry{Role: roles[i%2], Content: strings.Repeat("x", i)}}
 		st = st.with(20, e)
 		all := append(append([]tailEntry(nil), ref.Tail...), e)
 		if drop := len(all) - 20; drop > 0 {

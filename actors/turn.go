@@ -146,7 +146,8 @@ func (j *turnJob) traced() turnOutcome {
 // the reply (or the recorded failure) with, when due, the snapshot and the
 // conversation's updated_at (see touchInterval); only then produce the answer.
 func (j *turnJob) run() turnOutcome {
-	req, st, window := j.req, j.state, j.rt.deps.HistoryWindow
+	req, st := j.req, j.state
+	window := st.tailWindow(j.rt.deps.HistoryWindow)
 	corr, key := req.GetCorrelationId(), req.GetIdempotencyKey()
 	if !j.exists {
 		var o *turnOutcome
@@ -168,7 +169,7 @@ func (j *turnJob) run() turnOutcome {
 				return turnOutcome{err: errIdempotencyMismatch(corr, key)}
 			}
 			return turnOutcome{result: &actorpb.TurnResult{ConversationId: j.convID, MessageId: reply.ID, Seq: reply.Seq,
-				Response: reply.Content, Usage: e.Usage.proto(), AgentId: st.AgentID, UserMessageId: e.ReplyTo, Replayed: true}}
+				Response: reply.Content, Usage: usageOrZero(e.Usage), AgentId: st.AgentID, UserMessageId: e.ReplyTo, Replayed: true}}
 		} else if !errors.Is(err, persistence.ErrNotFound) {
 			return j.unavailable("find stored reply", err)
 		}
@@ -232,7 +233,7 @@ func (j *turnJob) run() turnOutcome {
 		if key != "" {
 			out.IdempotencyKey = key + replyKeySuffix
 		}
-		meta.Model, meta.Usage = reply.GetModel(), usageFrom(reply.GetUsage())
+		meta.Model, meta.Usage = reply.GetModel(), usageOrZero(reply.GetUsage())
 		if d := reply.GetDetailsJson(); d != "" {
 			meta.Details = json.RawMessage(d)
 		}
@@ -243,14 +244,15 @@ func (j *turnJob) run() turnOutcome {
 		meta.Error = &errorRecord{Code: failure.GetCode().String(), Message: failure.GetMessage()}
 	}
 	out.Metadata = encodeMeta(meta)
-	st = st.with(window, entryWith(out, meta))
-	unsaved++
 	if callErr == nil {
 		st.Turns++
-		if p := reply.GetBusyPolicy(); p != "" {
-			st.BusyPolicy = p
+		if a := reply.GetSettings(); a != nil {
+			st = st.withSettings(a)
+			window = st.tailWindow(j.rt.deps.HistoryWindow)
 		}
 	}
+	st = st.with(window, entryWith(out, meta))
+	unsaved++
 
 	o := turnOutcome{adopt: true, state: st, version: j.version, unsaved: unsaved, touched: j.touched, active: now}
 	write := persistence.Ops{persistence.MessagesInsert(out)}
@@ -317,7 +319,8 @@ func (j *turnJob) callAgent(ctx context.Context, st sessionState, user *persiste
 	}
 	req := &actorpb.GenerateReply{CorrelationId: j.req.GetCorrelationId(), AgentId: st.AgentID, ConversationId: j.convID,
 		TurnId: user.ID, UserId: j.req.GetUserId(), Content: user.Content, History: st.history(user.ID),
-		Summary: st.Summary, Stream: j.req.GetStream(), StreamId: j.req.GetStreamId(), Options: j.req.GetOptions()}
+		Summary: st.Summary, Stream: j.req.GetStream(), StreamId: j.req.GetStreamId(), Options: j.req.GetOptions(),
+		KnownVersion: st.AgentVersion}
 	reply, err := actorpb.As[*actorpb.ReplyResult](caller.Call(ctx, KindAgent, st.AgentID, req))
 	if err != nil && ctx.Err() != nil {
 		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/workflows"
@@ -56,7 +57,7 @@ func (h *wfHarness) trigger(t *testing.T, name, params string) string {
 func (h *wfHarness) waitStatus(t *testing.T, id, status string, within time.Duration) persistence.WorkflowRun {
 	t.Helper()
 	var run persistence.WorkflowRun
-	eventually(t, within, func() error {
+	testenv.Eventually(t, within, func() error {
 		var err error
 		if run, err = h.runs.GetRun(t.Context(), id); err != nil {
 			return err
@@ -340,7 +341,7 @@ func TestStaleRunActivationStops(t *testing.T) {
 		other := cur
 		other.Version, other.LeaseOwner, other.DueAt = cur.Version+1, "other-node", time.Now().Add(time.Hour)
 		must(t, h.runs.SaveRun(t.Context(), other, cur.Version))
-		eventually(t, 3*time.Second, func() error {
+		testenv.Eventually(t, 3*time.Second, func() error {
 			if err, _ := taskErr.Load().(error); err == nil {
 				return errors.New("the stale activation's task still runs")
 			}
@@ -408,7 +409,7 @@ func TestConcurrencyCapKeepsRunsPending(t *testing.T) {
 		t.Cleanup(func() { stop(); <-done })
 		first := h.trigger(t, "capped", `{}`)
 		h.waitStatus(t, first, persistence.StatusRunning, 5*time.Second)
-		eventually(t, 5*time.Second, func() error {
+		testenv.Eventually(t, 5*time.Second, func() error {
 			if running.Load() != 1 {
 				return errors.New("the first run's task has not started")
 			}
@@ -419,7 +420,7 @@ func TestConcurrencyCapKeepsRunsPending(t *testing.T) {
 		// runs, through at least one more attempt of recovery to start it.
 		created, err := h.runs.GetRun(t.Context(), second)
 		must(t, err)
-		eventually(t, 5*time.Second, func() error {
+		testenv.Eventually(t, 5*time.Second, func() error {
 			run, err := h.runs.GetRun(t.Context(), second)
 			switch {
 			case err != nil:
@@ -502,7 +503,7 @@ func TestStoppedRunGrainHandsItsRunBack(t *testing.T) {
 			}))
 		})
 		id := h.trigger(t, "hold", `{}`)
-		eventually(t, 3*time.Second, func() error {
+		testenv.Eventually(t, 3*time.Second, func() error {
 			if starts.Load() == 0 {
 				return errors.New("the task has not started")
 			}
@@ -518,7 +519,7 @@ func TestStoppedRunGrainHandsItsRunBack(t *testing.T) {
 		pid, err := h.grains.pid(KindWorkflowRun, id)
 		must(t, err)
 		h.sys.Root.Poison(pid)
-		eventually(t, 3*time.Second, func() error {
+		testenv.Eventually(t, 3*time.Second, func() error {
 			r, err := h.runs.GetRun(t.Context(), id)
 			if err != nil {
 				return err

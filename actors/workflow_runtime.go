@@ -19,7 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kowai/kowai/actors/actorpb"
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/workflows"
@@ -363,7 +363,7 @@ func (a grainAgents) CallAgent(ctx context.Context, req workflows.AgentRequest) 
 	}
 	agentID := req.Agent
 	if _, err := uuid.Parse(agentID); err != nil {
-		agentID = agenttype.BuiltinID(req.Agent)
+		agentID = agents.BuiltinID(req.Agent)
 	}
 	turnID := req.RunID + "/" + req.Task
 	res, err := actorpb.As[*actorpb.ReplyResult](caller.Call(ctx, KindAgent, agentID, &actorpb.GenerateReply{

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/workflows"
@@ -115,7 +116,7 @@ func TestSchedulesFireEachTickExactlyOnceAcrossNodes(t *testing.T) {
 		t.Cleanup(func() { stopAll(); wg.Wait() })
 
 		// Node 0 stops after about two ticks.
-		eventually(t, 10*time.Second, func() error {
+		testenv.Eventually(t, 10*time.Second, func() error {
 			if time.Now().Before(start.Add(2 * time.Second)) {
 				return fmt.Errorf("waiting")
 			}
@@ -124,7 +125,7 @@ func TestSchedulesFireEachTickExactlyOnceAcrossNodes(t *testing.T) {
 		stops[0]()
 		// A node claims the next tick and dies before starting its run.
 		var dead []persistence.WorkflowSchedule
-		eventually(t, 10*time.Second, func() error {
+		testenv.Eventually(t, 10*time.Second, func() error {
 			var err error
 			// It looks a tick ahead, so it wins the next tick before the live
 			// schedulers (polling every 50 ms) see it due, however loaded the machine.
@@ -140,7 +141,7 @@ func TestSchedulesFireEachTickExactlyOnceAcrossNodes(t *testing.T) {
 		deadTick := dead[0].NextFireAt
 		end := deadTick.Add(3 * time.Second)
 		// Every tick from start to end fires (the dead node's tick after its lease).
-		eventually(t, 15*time.Second, func() error {
+		testenv.Eventually(t, 15*time.Second, func() error {
 			cur, err := store.GetSchedule(t.Context(), sc.ID)
 			if err != nil {
 				return err

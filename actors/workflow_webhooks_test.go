@@ -23,6 +23,7 @@ import (
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/internal/netguard"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/workflows"
@@ -116,7 +117,7 @@ func TestWebhookDeliveredSignedAfterRetries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, func() error {
+		testenv.Eventually(t, 10*time.Second, func() error {
 			if _, err := nt.DeliverDue(t.Context()); err != nil {
 				return err
 			}
@@ -177,7 +178,7 @@ func TestWebhookGivesUpAfterTheLastAttempt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, func() error {
+		testenv.Eventually(t, 10*time.Second, func() error {
 			if _, err := nt.DeliverDue(t.Context()); err != nil {
 				return err
 			}

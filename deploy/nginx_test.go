@@ -16,6 +16,7 @@ import (
 	fws "github.com/fasthttp/websocket"
 
 	"github.com/kowai/kowai/cluster/clustertest"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
 
@@ -291,7 +292,7 @@ func TestNginxInFrontOfThreeNodes(t *testing.T) {
 	// notices within seconds); after that, nginx routes around the dead
 	// node and no request fails.
 	nodes[0].kill(t)
-	eventually(t, 60*time.Second, func() error {
+	testenv.Eventually(t, 60*time.Second, func() error {
 		var r turnResult
 		if code := call(t, http.MethodPost, base+"/api/v1/chat/message", token, map[string]string{"content": "still there?", "conversation_id": first.ConversationID}, &r); code != http.StatusOK {
 			return fmt.Errorf("turn after the kill: %d", code)

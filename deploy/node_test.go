@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kowai/kowai/internal/testenv"
 )
 
 var (
@@ -111,7 +113,7 @@ func (p *process) exited() error {
 	select {
 	case err := <-p.done:
 		p.done <- err
-		return errStop{fmt.Errorf("process exited (%v):\n%s", err, tail(p.log(), 20))}
+		return testenv.Stop{Err: fmt.Errorf("process exited (%v):\n%s", err, tail(p.log(), 20))}
 	default:
 		return nil
 	}
@@ -138,7 +140,7 @@ func tail(s string, n int) string {
 // waitHTTP polls url until it answers 200 or p exits.
 func waitHTTP(t *testing.T, p *process, url string) {
 	t.Helper()
-	eventually(t, 60*time.Second, func() error {
+	testenv.Eventually(t, 60*time.Second, func() error {
 		if err := p.exited(); err != nil {
 			return err
 		}
@@ -153,27 +155,6 @@ func waitHTTP(t *testing.T, p *process, url string) {
 		}
 		return nil
 	})
-}
-
-// errStop ends eventually at once.
-type errStop struct{ error }
-
-// eventually polls fn until it returns nil, failing the test after timeout or
-// as soon as fn returns an errStop.
-func eventually(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		var stop errStop
-		if errors.As(err, &stop) || time.Now().After(deadline) {
-			t.Fatalf("gave up after %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func freePort(t *testing.T) string {

@@ -16,6 +16,8 @@ import (
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kowai/kowai/internal/testenv"
 )
 
 // spanSink is an OTLP/HTTP receiver that keeps, per span name, the trace IDs
@@ -85,7 +87,7 @@ func TestServeExportsTraces(t *testing.T) {
 	}
 	want := []string{"POST /api/v1/chat/message", "session/SendMessage", "chat.turn", "agent/GenerateReply", "agent.reply", "group_commit"}
 	var traceID string
-	eventually(t, 20*time.Second, func() error {
+	testenv.Eventually(t, 20*time.Second, func() error {
 		if err := node.exited(); err != nil {
 			return err
 		}
@@ -109,7 +111,7 @@ func TestServeExportsTraces(t *testing.T) {
 		return fmt.Errorf("no model call span in trace %s", traceID)
 	})
 	// serve's log goes through a buffer flushed every 100 ms.
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		if !strings.Contains(node.log(), `"trace_id":"`+traceID+`"`) {
 			return fmt.Errorf("no log line names trace %s:\n%s", traceID, tail(node.log(), 20))
 		}

@@ -280,7 +280,7 @@ func TestDeleteAccount(t *testing.T) {
 			for _, token := range []string{u.pair.AccessToken, other.AccessToken} {
 				call(t, http.MethodGet, env.url+probe, token, "").problem(t, http.StatusUnauthorized)
 			}
-			eventually(t, 5*time.Second, func() error {
+			testenv.Eventually(t, 5*time.Second, func() error {
 				if r := call(t, http.MethodGet, nodeB.url+probe, other.AccessToken, ""); r.status != http.StatusUnauthorized {
 					return fmt.Errorf("node B answers %d for a token of the erased user", r.status)
 				}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/persistence"
 )
@@ -26,30 +26,9 @@ const (
 	maxAgentConfigBytes      = 64 << 10
 )
 
-// AgentType describes a registered agent type for GET /api/v1/agents/types.
-type AgentType struct {
-	// Name is the value of an agent's "type" field.
-	Name string `json:"name"`
-	// Description says what agents of this type do.
-	Description string `json:"description"`
-	// Signature is the type's default signature in DSPy string form.
-	Signature string `json:"signature"`
-	// ConfigSchema is the JSON schema of an agent's "config" object.
-	ConfigSchema json.RawMessage `json:"config_schema"`
-	// Tools are the tools the type's program may call.
-	Tools []AgentTool `json:"tools,omitempty"`
-}
-
-// AgentTool describes one tool of an agent type.
-type AgentTool struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description"`
-	Args        json.RawMessage `json:"args,omitempty" doc:"JSON schema of the arguments"`
-}
-
 // agentTypesView is the body of GET /api/v1/agents/types.
 type agentTypesView struct {
-	Types []AgentType `json:"types"`
+	Types []agents.Info `json:"types"`
 }
 
 // agentView is an agent as clients see it.
@@ -286,10 +265,10 @@ func decodeNumbers(raw json.RawMessage) (any, error) {
 // agentRoutes serves /api/v1/agents.
 type agentRoutes struct {
 	agents            persistence.Agents
-	types             func() []AgentType
-	validateSignature func(string) error
+	writer            AgentWriter
+	types             func() []agents.Info
+	validateSignature func(agentType, signature string) error
 	validateConfig    func(agentType string, config json.RawMessage) error
-	changed           func(ctx context.Context, agentID string)
 	audit             persistence.AuditLog
 	models            ModelCatalog
 }
@@ -316,7 +295,7 @@ func (a agentRoutes) check(p auth.Principal, r createAgentRequest) error {
 		f = append(f, FieldError{Field: "type", Message: "is not a registered agent type; see GET /api/v1/agents/types"})
 	}
 	if r.Signature != "" {
-		if err := a.validateSignature(r.Signature); err != nil {
+		if err := a.validateSignature(r.Type, r.Signature); err != nil {
 			f = append(f, FieldError{Field: "signature", Message: err.Error()})
 		}
 	}
@@ -399,7 +378,7 @@ func (a agentRoutes) create(c *fiber.Ctx) error {
 	if err := a.check(p, req); err != nil {
 		return err
 	}
-	ag, err := a.agents.Create(c.UserContext(), persistence.Agent{OwnerID: p.UserID, Name: strings.TrimSpace(req.Name), Type: req.Type,
+	ag, err := a.writer.Create(c.UserContext(), persistence.Agent{OwnerID: p.UserID, Name: strings.TrimSpace(req.Name), Type: req.Type,
 		Instructions: req.Instructions, Signature: req.Signature, Model: req.Model, Config: req.Config})
 	if err != nil {
 		return err
@@ -470,7 +449,7 @@ func (a agentRoutes) replace(c *fiber.Ctx, p auth.Principal, ag persistence.Agen
 	}
 	ag.Name, ag.Type, ag.Instructions, ag.Signature, ag.Model, ag.Config, ag.Version =
 		strings.TrimSpace(fields.Name), fields.Type, fields.Instructions, fields.Signature, fields.Model, fields.Config, version
-	updated, err := a.agents.Update(c.UserContext(), ag)
+	updated, err := a.writer.Update(c.UserContext(), ag)
 	switch {
 	case errors.Is(err, persistence.ErrConflict):
 		return NewError(http.StatusConflict, "the agent changed since you read it; read it again and retry with its version")
@@ -479,7 +458,6 @@ func (a agentRoutes) replace(c *fiber.Ctx, p auth.Principal, ag persistence.Agen
 	case err != nil:
 		return err
 	}
-	a.notify(c, updated.ID)
 	if err := a.record(c, p, auditAgentUpdate, updated); err != nil {
 		return err
 	}
@@ -495,23 +473,15 @@ func (a agentRoutes) remove(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := a.agents.Delete(c.UserContext(), ag.ID); errors.Is(err, persistence.ErrNotFound) {
+	if err := a.writer.Delete(c.UserContext(), ag.ID); errors.Is(err, persistence.ErrNotFound) {
 		return errNoAgent()
 	} else if err != nil {
 		return err
 	}
-	a.notify(c, ag.ID)
 	if err := a.record(c, p, auditAgentDelete, ag); err != nil {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
-}
-
-// notify tells the running agent, if any, to reload its definition.
-func (a agentRoutes) notify(c *fiber.Ctx, id string) {
-	if a.changed != nil {
-		a.changed(c.UserContext(), id)
-	}
 }
 
 func (a agentRoutes) listTypes(c *fiber.Ctx) error {

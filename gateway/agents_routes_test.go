@@ -115,7 +115,7 @@ func TestAgents(t *testing.T) {
 	}
 	call(t, http.MethodGet, one(mine.ID), alice.pair.AccessToken, "").problem(t, http.StatusNotFound)
 	if want := []string{mine.ID, builtin.ID, theirs.ID, mine.ID}; !slices.Equal(env.agentsChanged(), want) {
-		t.Fatalf("OnAgentChanged saw %v, want %v", env.agentsChanged(), want)
+		t.Fatalf("the agent writer changed %v, want %v", env.agentsChanged(), want)
 	}
 }
 

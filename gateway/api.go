@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/budgets"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
@@ -45,15 +45,18 @@ type API struct {
 	// Stores are the repositories read and written directly (NewStores).
 	Stores Stores
 	// AgentTypes lists the registered agent types.
-	AgentTypes func() []AgentType
-	// ValidateSignature reports why a DSPy signature string does not parse.
-	ValidateSignature func(signature string) error
+	AgentTypes func() []agents.Info
+	// ValidateSignature reports why signature cannot be the own signature of
+	// an agent of agentType: it does not parse, or the type runs its own.
+	ValidateSignature func(agentType, signature string) error
 	// ValidateAgentConfig, optional, reports why config does not fit the
 	// agent type's schema.
 	ValidateAgentConfig func(agentType string, config json.RawMessage) error
-	// OnAgentChanged, optional, runs after an agent is updated or deleted,
-	// within the request: keep it quick (e.g. tell the agent grain to reload).
-	OnAgentChanged func(ctx context.Context, agentID string)
+	// AgentWriter creates, replaces and deletes agents; ClusterAgents sends
+	// each change through the agent's grain so it applies at once on every
+	// node. Nil writes Stores.Agents directly, for a gateway without agent
+	// grains.
+	AgentWriter AgentWriter
 	// Models, optional, is the node's model catalog: with it agents may name
 	// only its models (premium ones with models:premium) and GET
 	// /api/v1/models lists them; without it the model field is free text.
@@ -207,8 +210,12 @@ func (s *Server) Mount(api API) error {
 			s.mountAPIKeys(apiKeyRoutes{keys: api.APIKeys, audit: api.Stores.Audit}, sessionAuthed, rl)
 		}
 		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
-		s.mountAgents(agentRoutes{agents: api.Stores.Agents, types: api.AgentTypes, validateSignature: api.ValidateSignature,
-			validateConfig: api.ValidateAgentConfig, changed: api.OnAgentChanged, audit: api.Stores.Audit, models: api.Models}, authed, rl)
+		writer := api.AgentWriter
+		if writer == nil {
+			writer = api.Stores.Agents
+		}
+		s.mountAgents(agentRoutes{agents: api.Stores.Agents, writer: writer, types: api.AgentTypes, validateSignature: api.ValidateSignature,
+			validateConfig: api.ValidateAgentConfig, audit: api.Stores.Audit, models: api.Models}, authed, rl)
 		if api.Budgets != nil {
 			s.mountUsage(usageRoutes{budgets: api.Budgets, users: api.Stores.Users, audit: api.Stores.Audit}, authed, rl)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
@@ -292,7 +293,7 @@ func TestAPIKeyExpires(t *testing.T) {
 	if r := call(t, http.MethodGet, n.url+"/api/v1/chat/conversations", k.Key, ""); r.status != http.StatusOK {
 		t.Fatalf("fresh key: %d", r.status)
 	}
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		if r := call(t, http.MethodGet, n.url+"/api/v1/chat/conversations", k.Key, ""); r.status != http.StatusUnauthorized {
 			return fmt.Errorf("expired key: %d", r.status)
 		}
@@ -319,7 +320,7 @@ func TestAPIKeyRevokedOnEveryNode(t *testing.T) {
 			}
 			if withRedis {
 				// Both nodes listen before the revocation is published.
-				eventually(t, 5*time.Second, func() error {
+				testenv.Eventually(t, 5*time.Second, func() error {
 					n, err := rdb.PubSubNumSub(t.Context(), keyChannel(t, db)).Result()
 					if err != nil || n[keyChannel(t, db)] < 2 {
 						return fmt.Errorf("subscribers %v, %v", n, err)
@@ -337,7 +338,7 @@ func TestAPIKeyRevokedOnEveryNode(t *testing.T) {
 				within = 500 * time.Millisecond
 			}
 			start := time.Now()
-			eventually(t, within, func() error {
+			testenv.Eventually(t, within, func() error {
 				if r := call(t, http.MethodGet, b.url+"/api/v1/chat/conversations", k.Key, ""); r.status != http.StatusUnauthorized {
 					return fmt.Errorf("node b still accepts the revoked key: %d", r.status)
 				}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/budgets"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
@@ -106,18 +107,18 @@ func restAPI(tb testing.TB, db *persistence.DB, cfg restConfig, onChanged func(c
 	}
 	return API{
 		Authenticator: svc, Chat: &fakeChat{}, Conversations: cfg.conversations, Auth: svc, Accounts: svc, OpenRegistration: !cfg.closedRegistration, Stores: NewStores(db),
-		AgentTypes: func() []AgentType {
-			return []AgentType{{Name: "chat", Description: "talks", Signature: "message, history -> response", ConfigSchema: json.RawMessage(`{"type":"object"}`)}}
+		AgentTypes: func() []agents.Info {
+			return []agents.Info{{Name: "chat", Description: "talks", Signature: "message, history -> response", ConfigSchema: json.RawMessage(`{"type":"object"}`)}}
 		},
-		ValidateSignature: func(sig string) error {
+		ValidateSignature: func(_, sig string) error {
 			if !strings.Contains(sig, "->") {
 				return errors.New(`must look like "inputs -> outputs"`)
 			}
 			return nil
 		},
-		OnAgentChanged: onChanged,
-		ClusterInfo:    func() any { return map[string]any{"node": "n1", "members": []string{"n1"}} },
-		Limiter:        cfg.limiter, RateLimit: cfg.rateLimit, AuthRateLimit: cfg.authRateLimit,
+		AgentWriter: changeRecorder{Agents: NewStores(db).Agents, changed: onChanged},
+		ClusterInfo: func() any { return map[string]any{"node": "n1", "members": []string{"n1"}} },
+		Limiter:     cfg.limiter, RateLimit: cfg.rateLimit, AuthRateLimit: cfg.authRateLimit,
 		Workflows: cfg.workflows, Models: cfg.models, Budgets: cfg.budgets,
 	}, svc
 }
@@ -143,6 +144,29 @@ func startREST(t *testing.T, cfg restConfig) *restEnv {
 	})
 	env.url, env.logs = ts.url, ts.logs
 	return env
+}
+
+// changeRecorder is an AgentWriter on the store that reports the agents it
+// updates or deletes.
+type changeRecorder struct {
+	persistence.Agents
+	changed func(context.Context, string)
+}
+
+func (r changeRecorder) Update(ctx context.Context, a persistence.Agent) (persistence.Agent, error) {
+	out, err := r.Agents.Update(ctx, a)
+	if err == nil {
+		r.changed(ctx, a.ID)
+	}
+	return out, err
+}
+
+func (r changeRecorder) Delete(ctx context.Context, id string) error {
+	err := r.Agents.Delete(ctx, id)
+	if err == nil {
+		r.changed(ctx, id)
+	}
+	return err
 }
 
 func (e *restEnv) agentsChanged() []string {

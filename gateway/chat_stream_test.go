@@ -512,7 +512,7 @@ func testStreamRestartAfterProducerDied(t *testing.T, stores func(t *testing.T) 
 	if text, final := a2.readReply(t, sid, 2); old.String() != "old one old two " || text != "[restart 2]new one new two" || final.ID != sid+":6" {
 		t.Fatalf("whole stream %q, %q then %+v", old.String(), text, final)
 	}
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		if !strings.Contains(a.logs.String(), "stream store failed") {
 			return fmt.Errorf("the stale attempt's append was not refused")
 		}

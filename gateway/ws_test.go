@@ -16,6 +16,7 @@ import (
 
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
@@ -137,22 +138,6 @@ func wsClose(t *testing.T, c *fws.Conn, within time.Duration) *fws.CloseError {
 	return ce
 }
 
-// eventually polls check until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestWebSocketEndsWithTheSession replays the audit: a socket kept chatting
 // after its session ended. Now the next message frame is refused, the turn
 // does not run, and the socket closes with 4403, whichever node ended the
@@ -201,7 +186,7 @@ func TestWebSocketEndsWithTheSession(t *testing.T) {
 			tc.end(t, u)
 			var refused wsServerFrame
 			attempt := 0
-			eventually(t, 5*time.Second, func() error {
+			testenv.Eventually(t, 5*time.Second, func() error {
 				attempt++
 				f := wsSay(t, c, "after"+strconv.Itoa(attempt), "still there?")
 				if f.Type == "done" {
@@ -368,7 +353,7 @@ func TestWebSocketRolesFromTheUserRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	i := 0
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		i++
 		if f := wsSay(t, c, "m"+strconv.Itoa(i), "hello"); f.Type != "done" {
 			t.Fatalf("%+v", f)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/doug-martin/goqu/v9"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kowai/kowai/internal/promreg"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -756,16 +758,9 @@ func newWriterMetrics(reg prometheus.Registerer, log *slog.Logger) writerMetrics
 // register registers c, or returns the collector already registered under
 // its name so that writers sharing a registry share their metrics.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C, log *slog.Logger) C {
-	err := reg.Register(c)
-	if err == nil {
-		return c
+	c, err := promreg.Register(reg, c)
+	if err != nil {
+		log.Error("group commit metric not registered", "error", err)
 	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	log.Error("group commit metric not registered", "error", err)
 	return c
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
@@ -73,7 +74,7 @@ func (h *writerHarness) appendAsync(msgs ...persistence.Message) <-chan error {
 
 func (h *writerHarness) waitQueued(n float64) {
 	h.t.Helper()
-	eventually(h.t, 10*time.Second, func() error {
+	testenv.Eventually(h.t, 10*time.Second, func() error {
 		if got := h.gauge("kowai_db_group_commit_queued"); got != n {
 			return fmt.Errorf("queued = %v, want %v", got, n)
 		}
@@ -124,21 +125,6 @@ func (h *writerHarness) batches() (count uint64, rows float64) {
 		rows += m.GetHistogram().GetSampleSum()
 	}
 	return count, rows
-}
-
-func eventually(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func recv(t *testing.T, errc <-chan error) error {

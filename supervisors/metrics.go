@@ -1,10 +1,11 @@
 package supervisors
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kowai/kowai/internal/promreg"
 )
 
 // Metrics counts supervision decisions. Create one per registry and pass it
@@ -59,15 +60,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 // register registers c, or returns the identical collector already
 // registered in its place.
 func register(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
+	c, err := promreg.Register(reg, c)
+	if err != nil {
+		return nil, fmt.Errorf("supervisors: %w", err)
 	}
-	var already prometheus.AlreadyRegisteredError
-	if errors.As(err, &already) {
-		if existing, ok := already.ExistingCollector.(*prometheus.CounterVec); ok {
-			return existing, nil
-		}
-	}
-	return nil, fmt.Errorf("supervisors: register metrics: %w", err)
+	return c, nil
 }

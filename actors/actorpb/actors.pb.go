@@ -1343,7 +1343,10 @@ type GenerateReply struct {
 	Stream   *StreamTarget `protobuf:"bytes,9,opt,name=stream,proto3" json:"stream,omitempty"`
 	StreamId string        `protobuf:"bytes,10,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
 	// Per-request model settings; unset keeps the agent's.
-	Options       *ModelOptions `protobuf:"bytes,11,opt,name=options,proto3" json:"options,omitempty"`
+	Options *ModelOptions `protobuf:"bytes,11,opt,name=options,proto3" json:"options,omitempty"`
+	// The agent version whose settings the session holds (0: none); the reply carries
+	// the agent's settings only when its version is another.
+	KnownVersion  int64 `protobuf:"varint,12,opt,name=known_version,json=knownVersion,proto3" json:"known_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1455,6 +1458,13 @@ func (x *GenerateReply) GetOptions() *ModelOptions {
 	return nil
 }
 
+func (x *GenerateReply) GetKnownVersion() int64 {
+	if x != nil {
+		return x.KnownVersion
+	}
+	return 0
+}
+
 // ReplyResult answers GenerateReply.
 type ReplyResult struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1464,12 +1474,13 @@ type ReplyResult struct {
 	Model string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
 	// Structured outputs of the agent's program (JSON object), stored with the message.
 	DetailsJson string `protobuf:"bytes,4,opt,name=details_json,json=detailsJson,proto3" json:"details_json,omitempty"`
-	// The agent's current definition version and busy policy, so the session follows
-	// configuration changes without reading the agent itself.
-	AgentVersion int64  `protobuf:"varint,5,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
-	BusyPolicy   string `protobuf:"bytes,6,opt,name=busy_policy,json=busyPolicy,proto3" json:"busy_policy,omitempty"`
+	// The agent's definition version that answered.
+	AgentVersion int64 `protobuf:"varint,5,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	// The model's reason for ending the last call ("stop", "length", ...), when known.
-	StopReason    string `protobuf:"bytes,7,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"`
+	StopReason string `protobuf:"bytes,7,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"`
+	// The agent's settings, set only when GenerateReply.known_version is not
+	// agent_version, so the session follows changes without reading the agent itself.
+	Settings      *AgentSettings `protobuf:"bytes,8,opt,name=settings,proto3" json:"settings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1539,13 +1550,6 @@ func (x *ReplyResult) GetAgentVersion() int64 {
 	return 0
 }
 
-func (x *ReplyResult) GetBusyPolicy() string {
-	if x != nil {
-		return x.BusyPolicy
-	}
-	return ""
-}
-
 func (x *ReplyResult) GetStopReason() string {
 	if x != nil {
 		return x.StopReason
@@ -1553,29 +1557,40 @@ func (x *ReplyResult) GetStopReason() string {
 	return ""
 }
 
-// Reload tells the agent grain that its definition changed in the database.
-type Reload struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CorrelationId string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
-	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+func (x *ReplyResult) GetSettings() *AgentSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+// AgentSettings are what a session needs to know of its agent.
+type AgentSettings struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version int64                  `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// enqueue, reject or interrupt: what the session does with a message that arrives
+	// while a reply runs.
+	BusyPolicy string `protobuf:"bytes,2,opt,name=busy_policy,json=busyPolicy,proto3" json:"busy_policy,omitempty"`
+	// How many earlier messages the agent's model is given.
+	HistoryWindow int32 `protobuf:"varint,3,opt,name=history_window,json=historyWindow,proto3" json:"history_window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Reload) Reset() {
-	*x = Reload{}
+func (x *AgentSettings) Reset() {
+	*x = AgentSettings{}
 	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Reload) String() string {
+func (x *AgentSettings) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Reload) ProtoMessage() {}
+func (*AgentSettings) ProtoMessage() {}
 
-func (x *Reload) ProtoReflect() protoreflect.Message {
+func (x *AgentSettings) ProtoReflect() protoreflect.Message {
 	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1587,19 +1602,334 @@ func (x *Reload) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Reload.ProtoReflect.Descriptor instead.
-func (*Reload) Descriptor() ([]byte, []int) {
+// Deprecated: Use AgentSettings.ProtoReflect.Descriptor instead.
+func (*AgentSettings) Descriptor() ([]byte, []int) {
 	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{18}
 }
 
-func (x *Reload) GetCorrelationId() string {
+func (x *AgentSettings) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AgentSettings) GetBusyPolicy() string {
+	if x != nil {
+		return x.BusyPolicy
+	}
+	return ""
+}
+
+func (x *AgentSettings) GetHistoryWindow() int32 {
+	if x != nil {
+		return x.HistoryWindow
+	}
+	return 0
+}
+
+// DescribeAgent asks the agent grain for its settings on behalf of user_id, who must be
+// allowed to use it (else CODE_NOT_FOUND). Answered with AgentSettings.
+type DescribeAgent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CorrelationId string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeAgent) Reset() {
+	*x = DescribeAgent{}
+	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeAgent) ProtoMessage() {}
+
+func (x *DescribeAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeAgent.ProtoReflect.Descriptor instead.
+func (*DescribeAgent) Descriptor() ([]byte, []int) {
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DescribeAgent) GetCorrelationId() string {
 	if x != nil {
 		return x.CorrelationId
 	}
 	return ""
 }
 
-func (x *Reload) GetAgentId() string {
+func (x *DescribeAgent) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *DescribeAgent) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// AgentDefinition is an agent as stored.
+type AgentDefinition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Empty for the shared built-in agents.
+	OwnerId      string `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	Name         string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Type         string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	Instructions string `protobuf:"bytes,5,opt,name=instructions,proto3" json:"instructions,omitempty"`
+	Signature    string `protobuf:"bytes,6,opt,name=signature,proto3" json:"signature,omitempty"`
+	Model        string `protobuf:"bytes,7,opt,name=model,proto3" json:"model,omitempty"`
+	// The config JSON object.
+	ConfigJson    []byte                 `protobuf:"bytes,8,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	Version       int64                  `protobuf:"varint,9,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentDefinition) Reset() {
+	*x = AgentDefinition{}
+	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentDefinition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentDefinition) ProtoMessage() {}
+
+func (x *AgentDefinition) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentDefinition.ProtoReflect.Descriptor instead.
+func (*AgentDefinition) Descriptor() ([]byte, []int) {
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AgentDefinition) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AgentDefinition) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+func (x *AgentDefinition) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AgentDefinition) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *AgentDefinition) GetInstructions() string {
+	if x != nil {
+		return x.Instructions
+	}
+	return ""
+}
+
+func (x *AgentDefinition) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
+func (x *AgentDefinition) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *AgentDefinition) GetConfigJson() []byte {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return nil
+}
+
+func (x *AgentDefinition) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AgentDefinition) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *AgentDefinition) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// PutAgent creates (create set) or replaces the agent of the grain (identity = agent
+// ID): the agent grain is the only writer of its definition, so the next reply after
+// the answer uses it on every node. A replace applies only if the stored version is
+// still agent.version (else CODE_CONFLICT). The caller has checked the caller's rights
+// and the definition. Answered with the stored AgentDefinition.
+type PutAgent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CorrelationId string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	Agent         *AgentDefinition       `protobuf:"bytes,2,opt,name=agent,proto3" json:"agent,omitempty"`
+	Create        bool                   `protobuf:"varint,3,opt,name=create,proto3" json:"create,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutAgent) Reset() {
+	*x = PutAgent{}
+	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutAgent) ProtoMessage() {}
+
+func (x *PutAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutAgent.ProtoReflect.Descriptor instead.
+func (*PutAgent) Descriptor() ([]byte, []int) {
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PutAgent) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *PutAgent) GetAgent() *AgentDefinition {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+func (x *PutAgent) GetCreate() bool {
+	if x != nil {
+		return x.Create
+	}
+	return false
+}
+
+// DeleteAgent deletes the agent of the grain (CODE_NOT_FOUND when there is none).
+// Answered with Ack.
+type DeleteAgent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CorrelationId string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAgent) Reset() {
+	*x = DeleteAgent{}
+	mi := &file_actors_actorpb_actors_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAgent) ProtoMessage() {}
+
+func (x *DeleteAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorpb_actors_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAgent.ProtoReflect.Descriptor instead.
+func (*DeleteAgent) Descriptor() ([]byte, []int) {
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DeleteAgent) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *DeleteAgent) GetAgentId() string {
 	if x != nil {
 		return x.AgentId
 	}
@@ -1620,7 +1950,7 @@ type RenameConversation struct {
 
 func (x *RenameConversation) Reset() {
 	*x = RenameConversation{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1962,7 @@ func (x *RenameConversation) String() string {
 func (*RenameConversation) ProtoMessage() {}
 
 func (x *RenameConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1975,7 @@ func (x *RenameConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameConversation.ProtoReflect.Descriptor instead.
 func (*RenameConversation) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{19}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RenameConversation) GetCorrelationId() string {
@@ -1691,7 +2021,7 @@ type DeleteConversation struct {
 
 func (x *DeleteConversation) Reset() {
 	*x = DeleteConversation{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1703,7 +2033,7 @@ func (x *DeleteConversation) String() string {
 func (*DeleteConversation) ProtoMessage() {}
 
 func (x *DeleteConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1716,7 +2046,7 @@ func (x *DeleteConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConversation.ProtoReflect.Descriptor instead.
 func (*DeleteConversation) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{20}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteConversation) GetCorrelationId() string {
@@ -1750,7 +2080,7 @@ type Passivate struct {
 
 func (x *Passivate) Reset() {
 	*x = Passivate{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +2092,7 @@ func (x *Passivate) String() string {
 func (*Passivate) ProtoMessage() {}
 
 func (x *Passivate) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +2105,7 @@ func (x *Passivate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Passivate.ProtoReflect.Descriptor instead.
 func (*Passivate) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{21}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Passivate) GetCorrelationId() string {
@@ -1785,7 +2115,7 @@ func (x *Passivate) GetCorrelationId() string {
 	return ""
 }
 
-// Ack answers Reload and Passivate.
+// Ack answers DeleteAgent and Passivate.
 type Ack struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1794,7 +2124,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[22]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1806,7 +2136,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[22]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1819,7 +2149,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{22}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{26}
 }
 
 var File_actors_actorpb_actors_proto protoreflect.FileDescriptor
@@ -1929,7 +2259,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\bcanceled\x18\x01 \x01(\bR\bcanceled\"<\n" +
 	"\fHistoryEntry\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\"\xa6\x03\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\"\xcb\x03\n" +
 	"\rGenerateReply\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12'\n" +
@@ -1942,18 +2272,47 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\x06stream\x18\t \x01(\v2\x1d.kowai.actors.v1.StreamTargetR\x06stream\x12\x1b\n" +
 	"\tstream_id\x18\n" +
 	" \x01(\tR\bstreamId\x127\n" +
-	"\aoptions\x18\v \x01(\v2\x1d.kowai.actors.v1.ModelOptionsR\aoptions\"\xf7\x01\n" +
+	"\aoptions\x18\v \x01(\v2\x1d.kowai.actors.v1.ModelOptionsR\aoptions\x12#\n" +
+	"\rknown_version\x18\f \x01(\x03R\fknownVersion\"\x98\x02\n" +
 	"\vReplyResult\x12\x1a\n" +
 	"\bresponse\x18\x01 \x01(\tR\bresponse\x12,\n" +
 	"\x05usage\x18\x02 \x01(\v2\x16.kowai.actors.v1.UsageR\x05usage\x12\x14\n" +
 	"\x05model\x18\x03 \x01(\tR\x05model\x12!\n" +
 	"\fdetails_json\x18\x04 \x01(\tR\vdetailsJson\x12#\n" +
 	"\ragent_version\x18\x05 \x01(\x03R\fagentVersion\x12\x1f\n" +
-	"\vbusy_policy\x18\x06 \x01(\tR\n" +
-	"busyPolicy\x12\x1f\n" +
 	"\vstop_reason\x18\a \x01(\tR\n" +
-	"stopReason\"J\n" +
-	"\x06Reload\x12%\n" +
+	"stopReason\x12:\n" +
+	"\bsettings\x18\b \x01(\v2\x1e.kowai.actors.v1.AgentSettingsR\bsettingsJ\x04\b\x06\x10\a\"q\n" +
+	"\rAgentSettings\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x1f\n" +
+	"\vbusy_policy\x18\x02 \x01(\tR\n" +
+	"busyPolicy\x12%\n" +
+	"\x0ehistory_window\x18\x03 \x01(\x05R\rhistoryWindow\"j\n" +
+	"\rDescribeAgent\x12%\n" +
+	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\"\xed\x02\n" +
+	"\x0fAgentDefinition\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\bowner_id\x18\x02 \x01(\tR\aownerId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\"\n" +
+	"\finstructions\x18\x05 \x01(\tR\finstructions\x12\x1c\n" +
+	"\tsignature\x18\x06 \x01(\tR\tsignature\x12\x14\n" +
+	"\x05model\x18\a \x01(\tR\x05model\x12\x1f\n" +
+	"\vconfig_json\x18\b \x01(\fR\n" +
+	"configJson\x12\x18\n" +
+	"\aversion\x18\t \x01(\x03R\aversion\x129\n" +
+	"\n" +
+	"created_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x81\x01\n" +
+	"\bPutAgent\x12%\n" +
+	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x126\n" +
+	"\x05agent\x18\x02 \x01(\v2 .kowai.actors.v1.AgentDefinitionR\x05agent\x12\x16\n" +
+	"\x06create\x18\x03 \x01(\bR\x06create\"O\n" +
+	"\vDeleteAgent\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\"\x93\x01\n" +
 	"\x12RenameConversation\x12%\n" +
@@ -1997,7 +2356,7 @@ func file_actors_actorpb_actors_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorpb_actors_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_actors_actorpb_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_actors_actorpb_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_actors_actorpb_actors_proto_goTypes = []any{
 	(Code)(0),                     // 0: kowai.actors.v1.Code
 	(*ErrorReply)(nil),            // 1: kowai.actors.v1.ErrorReply
@@ -2018,30 +2377,38 @@ var file_actors_actorpb_actors_proto_goTypes = []any{
 	(*HistoryEntry)(nil),          // 16: kowai.actors.v1.HistoryEntry
 	(*GenerateReply)(nil),         // 17: kowai.actors.v1.GenerateReply
 	(*ReplyResult)(nil),           // 18: kowai.actors.v1.ReplyResult
-	(*Reload)(nil),                // 19: kowai.actors.v1.Reload
-	(*RenameConversation)(nil),    // 20: kowai.actors.v1.RenameConversation
-	(*DeleteConversation)(nil),    // 21: kowai.actors.v1.DeleteConversation
-	(*Passivate)(nil),             // 22: kowai.actors.v1.Passivate
-	(*Ack)(nil),                   // 23: kowai.actors.v1.Ack
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*AgentSettings)(nil),         // 19: kowai.actors.v1.AgentSettings
+	(*DescribeAgent)(nil),         // 20: kowai.actors.v1.DescribeAgent
+	(*AgentDefinition)(nil),       // 21: kowai.actors.v1.AgentDefinition
+	(*PutAgent)(nil),              // 22: kowai.actors.v1.PutAgent
+	(*DeleteAgent)(nil),           // 23: kowai.actors.v1.DeleteAgent
+	(*RenameConversation)(nil),    // 24: kowai.actors.v1.RenameConversation
+	(*DeleteConversation)(nil),    // 25: kowai.actors.v1.DeleteConversation
+	(*Passivate)(nil),             // 26: kowai.actors.v1.Passivate
+	(*Ack)(nil),                   // 27: kowai.actors.v1.Ack
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_actors_actorpb_actors_proto_depIdxs = []int32{
 	0,  // 0: kowai.actors.v1.ErrorReply.code:type_name -> kowai.actors.v1.Code
 	2,  // 1: kowai.actors.v1.SendMessage.stream:type_name -> kowai.actors.v1.StreamTarget
 	5,  // 2: kowai.actors.v1.SendMessage.options:type_name -> kowai.actors.v1.ModelOptions
 	3,  // 3: kowai.actors.v1.TurnResult.usage:type_name -> kowai.actors.v1.Usage
-	24, // 4: kowai.actors.v1.ChatMessage.created_at:type_name -> google.protobuf.Timestamp
+	28, // 4: kowai.actors.v1.ChatMessage.created_at:type_name -> google.protobuf.Timestamp
 	8,  // 5: kowai.actors.v1.HistoryPage.messages:type_name -> kowai.actors.v1.ChatMessage
 	1,  // 6: kowai.actors.v1.StreamEnd.error:type_name -> kowai.actors.v1.ErrorReply
 	16, // 7: kowai.actors.v1.GenerateReply.history:type_name -> kowai.actors.v1.HistoryEntry
 	2,  // 8: kowai.actors.v1.GenerateReply.stream:type_name -> kowai.actors.v1.StreamTarget
 	5,  // 9: kowai.actors.v1.GenerateReply.options:type_name -> kowai.actors.v1.ModelOptions
 	3,  // 10: kowai.actors.v1.ReplyResult.usage:type_name -> kowai.actors.v1.Usage
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	19, // 11: kowai.actors.v1.ReplyResult.settings:type_name -> kowai.actors.v1.AgentSettings
+	28, // 12: kowai.actors.v1.AgentDefinition.created_at:type_name -> google.protobuf.Timestamp
+	28, // 13: kowai.actors.v1.AgentDefinition.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 14: kowai.actors.v1.PutAgent.agent:type_name -> kowai.actors.v1.AgentDefinition
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorpb_actors_proto_init() }
@@ -2056,7 +2423,7 @@ func file_actors_actorpb_actors_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorpb_actors_proto_rawDesc), len(file_actors_actorpb_actors_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -34,10 +34,14 @@ type SessionSnapshot struct {
 	Title      string                 `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
 	BusyPolicy string                 `protobuf:"bytes,4,opt,name=busy_policy,json=busyPolicy,proto3" json:"busy_policy,omitempty"`
 	// summary is a running extractive summary of the messages that left the tail.
-	Summary       string       `protobuf:"bytes,5,opt,name=summary,proto3" json:"summary,omitempty"`
-	Turns         int64        `protobuf:"varint,6,opt,name=turns,proto3" json:"turns,omitempty"`
-	LastSeq       int64        `protobuf:"varint,7,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
-	Tail          []*TailEntry `protobuf:"bytes,8,rep,name=tail,proto3" json:"tail,omitempty"`
+	Summary string       `protobuf:"bytes,5,opt,name=summary,proto3" json:"summary,omitempty"`
+	Turns   int64        `protobuf:"varint,6,opt,name=turns,proto3" json:"turns,omitempty"`
+	LastSeq int64        `protobuf:"varint,7,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	Tail    []*TailEntry `protobuf:"bytes,8,rep,name=tail,proto3" json:"tail,omitempty"`
+	// The version of the agent whose settings the session holds (0: not known yet), and
+	// its history window.
+	AgentVersion  int64 `protobuf:"varint,9,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	HistoryWindow int32 `protobuf:"varint,10,opt,name=history_window,json=historyWindow,proto3" json:"history_window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -126,6 +130,20 @@ func (x *SessionSnapshot) GetTail() []*TailEntry {
 		return x.Tail
 	}
 	return nil
+}
+
+func (x *SessionSnapshot) GetAgentVersion() int64 {
+	if x != nil {
+		return x.AgentVersion
+	}
+	return 0
+}
+
+func (x *SessionSnapshot) GetHistoryWindow() int32 {
+	if x != nil {
+		return x.HistoryWindow
+	}
+	return 0
 }
 
 // TailEntry is one recent message of the log.
@@ -239,7 +257,7 @@ var File_actors_actorpb_snapshot_proto protoreflect.FileDescriptor
 
 const file_actors_actorpb_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"\x1dactors/actorpb/snapshot.proto\x12\x0fkowai.actors.v1\x1a\x1bactors/actorpb/actors.proto\"\xf9\x01\n" +
+	"\x1dactors/actorpb/snapshot.proto\x12\x0fkowai.actors.v1\x1a\x1bactors/actorpb/actors.proto\"\xc5\x02\n" +
 	"\x0fSessionSnapshot\x12\x19\n" +
 	"\bowner_id\x18\x01 \x01(\tR\aownerId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x14\n" +
@@ -249,7 +267,10 @@ const file_actors_actorpb_snapshot_proto_rawDesc = "" +
 	"\asummary\x18\x05 \x01(\tR\asummary\x12\x14\n" +
 	"\x05turns\x18\x06 \x01(\x03R\x05turns\x12\x19\n" +
 	"\blast_seq\x18\a \x01(\x03R\alastSeq\x12.\n" +
-	"\x04tail\x18\b \x03(\v2\x1a.kowai.actors.v1.TailEntryR\x04tail\"\xd9\x01\n" +
+	"\x04tail\x18\b \x03(\v2\x1a.kowai.actors.v1.TailEntryR\x04tail\x12#\n" +
+	"\ragent_version\x18\t \x01(\x03R\fagentVersion\x12%\n" +
+	"\x0ehistory_window\x18\n" +
+	" \x01(\x05R\rhistoryWindow\"\xd9\x01\n" +
 	"\tTailEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x12\n" +

@@ -16,6 +16,7 @@ import (
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/cluster/clustertest"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm"
@@ -117,7 +118,7 @@ func TestGrainsOnClusterNode(t *testing.T) {
 	if res.Seq != 2 || res.Response == "" {
 		t.Fatalf("result = %v", res)
 	}
-	clustertest.Eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		sink.mu.Lock()
 		defer sink.mu.Unlock()
 		if !sink.ended || sink.text == "" {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/kowai/kowai/cluster/clustertest"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
 
@@ -141,7 +142,7 @@ func (c *kowaiCluster) start(nodes ...*kowaiNode) {
 		n.mu.Unlock()
 	}
 	for _, n := range nodes {
-		clustertest.Eventually(c.t, readyTimeout, func() error {
+		testenv.Eventually(c.t, readyTimeout, func() error {
 			return c.get(n, "/health/ready", "", nil)
 		})
 		n.up.Store(true)
@@ -194,7 +195,7 @@ func (c *kowaiCluster) info(n *kowaiNode) (clusterInfo, error) {
 // waitMembers waits until every live node's member list is exactly the live nodes.
 func (c *kowaiCluster) waitMembers(timeout time.Duration) {
 	c.t.Helper()
-	clustertest.Eventually(c.t, timeout, func() error {
+	testenv.Eventually(c.t, timeout, func() error {
 		live := c.live()
 		want := map[string]bool{}
 		for _, n := range live {

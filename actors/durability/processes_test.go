@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/cluster/clustertest"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
 
@@ -44,7 +45,7 @@ func killScenario(t *testing.T, bin, provider string) {
 	waitAcked(t, l, warmTurns)
 
 	addrs := c.memberAddresses()
-	victim := c.nodeAt(owner(agenttype.DefaultAgentID(), addrs))
+	victim := c.nodeAt(owner(agents.DefaultAgentID(), addrs))
 	c.logPlacement(l, addrs)
 	var moved []*conversation
 	for _, conv := range l.convs {
@@ -56,12 +57,12 @@ func killScenario(t *testing.T, bin, provider string) {
 	c.kill(victim)
 	t.Logf("killed node %d (%s, hosting the chat agent and %d sessions) with SIGKILL after %d acknowledged turns",
 		victim.index, victim.clusterAddr, len(moved), l.acked.Load())
-	clustertest.Eventually(t, loadTimeout, func() error { return l.ackedSince(killed) })
+	testenv.Eventually(t, loadTimeout, func() error { return l.ackedSince(killed) })
 	// Keep driving until the survivors have dropped the dead member and every
 	// conversation has answered on the settled cluster.
 	c.waitMembers(leaveTimeout)
 	settled := time.Now()
-	clustertest.Eventually(t, loadTimeout, func() error { return l.ackedSince(settled) })
+	testenv.Eventually(t, loadTimeout, func() error { return l.ackedSince(settled) })
 	l.halt()
 	l.answerAgain()
 	acked, unacked, messages := l.verify()
@@ -99,7 +100,7 @@ func joinScenario(t *testing.T, bin string) {
 	}
 	t.Logf("node 3 joined (every node sees 4 members) %s after its start; %d sessions move to it",
 		joined.Sub(joining).Round(time.Millisecond), len(moved))
-	clustertest.Eventually(t, loadTimeout, func() error { return l.ackedSince(joined) })
+	testenv.Eventually(t, loadTimeout, func() error { return l.ackedSince(joined) })
 	l.halt()
 	l.answerAgain()
 	acked, unacked, messages := l.verify()
@@ -112,7 +113,7 @@ func joinScenario(t *testing.T, bin string) {
 
 func waitAcked(t *testing.T, l *load, n int64) {
 	t.Helper()
-	clustertest.Eventually(t, loadTimeout, func() error {
+	testenv.Eventually(t, loadTimeout, func() error {
 		if got := l.acked.Load(); got < n {
 			return fmt.Errorf("%d turns acknowledged, want %d", got, n)
 		}

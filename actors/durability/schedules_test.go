@@ -12,6 +12,7 @@ import (
 
 	"github.com/kowai/kowai/actors"
 	"github.com/kowai/kowai/cluster/clustertest"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
@@ -71,7 +72,7 @@ func TestScheduleSurvivesKill(t *testing.T) {
 	waitUntil(t, first.Add(scheduleBeforeKill))
 	var victim *kowaiNode
 	var claimedTick time.Time
-	clustertest.Eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
 			var owner string
 			var next sql.NullTime
@@ -131,7 +132,7 @@ func TestScheduleSurvivesKill(t *testing.T) {
 	}
 	var runs map[string]time.Time
 	steady, last := time.Time{}, -1
-	clustertest.Eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		var err error
 		if runs, err = runsOf(); err != nil {
 			return err

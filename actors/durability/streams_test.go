@@ -149,7 +149,7 @@ func testStreamSurvivesKill(t *testing.T, unkeyed bool) {
 	case <-time.After(readyTimeout):
 		t.Fatal("first attempt did not start")
 	}
-	clustertest.Eventually(t, loadTimeout, func() error {
+	testenv.Eventually(t, loadTimeout, func() error {
 		if model.total.Load() < 1 {
 			return fmt.Errorf("the model has not been called yet")
 		}
@@ -164,7 +164,7 @@ func testStreamSurvivesKill(t *testing.T, unkeyed bool) {
 	// The client retries with the same key on a survivor until the cluster has
 	// moved the session and the reply completes.
 	var events []streamEvent
-	clustertest.Eventually(t, loadTimeout, func() error {
+	testenv.Eventually(t, loadTimeout, func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 		defer cancel()
 		got, err := c.chatStream(ctx, survivors[0], http.MethodPost, "/api/v1/chat/message", token, key, body, func(id, _ string) {

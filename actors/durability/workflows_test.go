@@ -18,8 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/cluster/clustertest"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm/lmtest"
 )
@@ -189,7 +190,7 @@ func TestWorkflowRunsSurviveKill(t *testing.T) {
 	// agents the tasks call: a dead agent host fails every run's calls for as long as
 	// the cluster takes to notice, which tests the retry budget, not run recovery.
 	addrs := c.memberAddresses()
-	agentHosts := map[string]bool{owner(agenttype.BuiltinID("chat"), addrs): true, owner(agenttype.BuiltinID("analysis"), addrs): true}
+	agentHosts := map[string]bool{owner(agents.BuiltinID("chat"), addrs): true, owner(agents.BuiltinID("analysis"), addrs): true}
 	placed := map[string][]string{}
 	for _, id := range ids {
 		a := owner(id, addrs)
@@ -209,7 +210,7 @@ func TestWorkflowRunsSurviveKill(t *testing.T) {
 
 	// Kill once every plan has been asked for and the answers are under way: each
 	// run is past its first task and has more to do.
-	clustertest.Eventually(t, loadTimeout, func() error {
+	testenv.Eventually(t, loadTimeout, func() error {
 		if got := model.total.Load(); got < 2*workflowRuns {
 			return fmt.Errorf("%d model calls so far", got)
 		}
@@ -221,7 +222,7 @@ func TestWorkflowRunsSurviveKill(t *testing.T) {
 		victim.index, victim.clusterAddr, len(moved), workflowRuns, model.total.Load())
 
 	statuses := map[string]wfStatus{}
-	clustertest.Eventually(t, 90*time.Second, func() error {
+	testenv.Eventually(t, 90*time.Second, func() error {
 		for _, id := range ids {
 			if st, ok := statuses[id]; ok && st.Status == "completed" {
 				continue

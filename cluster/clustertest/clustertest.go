@@ -23,6 +23,7 @@ import (
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/cluster/clusterpb"
 	"github.com/kowai/kowai/cluster/clustertest/testpb"
+	"github.com/kowai/kowai/internal/testenv"
 )
 
 // EchoKind is the name of the echo grain kind.
@@ -153,7 +154,7 @@ func Start(t testing.TB, opts Options) []*cluster.Node {
 		t.Fatalf("start cluster: %v", err)
 	}
 	// Members outside this set (Configure may add peers) may or may not be up yet.
-	Eventually(t, 20*time.Second, func() error {
+	testenv.Eventually(t, 20*time.Second, func() error {
 		for _, n := range nodes {
 			seen := map[string]bool{}
 			for _, m := range n.Info().Members {
@@ -189,7 +190,7 @@ func StopAll(t testing.TB, nodes ...*cluster.Node) {
 // WaitMembers waits until every node's member list has want members.
 func WaitMembers(t testing.TB, timeout time.Duration, want int, nodes ...*cluster.Node) {
 	t.Helper()
-	Eventually(t, timeout, func() error {
+	testenv.Eventually(t, timeout, func() error {
 		for _, n := range nodes {
 			if got := len(n.Info().Members); got != want {
 				return fmt.Errorf("node %s sees %d members, want %d", n.ID(), got, want)
@@ -197,22 +198,6 @@ func WaitMembers(t testing.TB, timeout time.Duration, want int, nodes ...*cluste
 		}
 		return nil
 	})
-}
-
-// Eventually polls f until it returns nil, failing the test with f's last error after timeout.
-func Eventually(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not reached within %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // FreePorts returns n TCP ports that were free on 127.0.0.1 a moment ago.
@@ -264,7 +249,7 @@ func StartEtcd(t testing.TB) []string {
 		_ = cmd.Process.Kill() // the data directory is thrown away
 		_ = cmd.Wait()
 	})
-	Eventually(t, 15*time.Second, func() error {
+	testenv.Eventually(t, 15*time.Second, func() error {
 		resp, err := http.Get(client + "/health")
 		if err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"github.com/kowai/kowai/cluster/clusterpb"
 	"github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/cluster/clustertest/testpb"
+	"github.com/kowai/kowai/internal/testenv"
 )
 
 // checkRemoteCalls calls grains from nodes[0] until some answer from every node, and
@@ -165,7 +166,7 @@ func TestGracefulLeave(t *testing.T) {
 		_, err := echo(t.Context(), t, n.Client(), "turn", &testpb.EchoRequest{DelayMs: 600})
 		slow <- err
 	}()
-	clustertest.Eventually(t, 2*time.Second, func() error {
+	testenv.Eventually(t, 2*time.Second, func() error {
 		if n.Info().Activations[clustertest.EchoKind] < 2 {
 			return errors.New("slow call not started")
 		}

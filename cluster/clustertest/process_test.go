@@ -12,6 +12,7 @@ import (
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/cluster/clustertest/testpb"
+	"github.com/kowai/kowai/internal/testenv"
 )
 
 // Two node processes and one in-process node on automanaged: a grain owned by a process
@@ -55,7 +56,7 @@ func TestProcessesKillAndLeave(t *testing.T) {
 
 	procs[0].Kill()
 	killed := time.Now()
-	clustertest.Eventually(t, 20*time.Second, func() error {
+	testenv.Eventually(t, 20*time.Second, func() error {
 		r, err := echo(t.Context(), t, n.Client(), grain, &testpb.EchoRequest{})
 		if err != nil {
 			return err
@@ -113,7 +114,7 @@ func TestCallFailsWhenOwnerDies(t *testing.T) {
 		slow <- err
 	}()
 	// The grain counts every request it received, the slow one included.
-	clustertest.Eventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		r, err := echo(t.Context(), t, n.Client(), grain, &testpb.EchoRequest{})
 		if err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/cluster/clustertest/testpb"
+	"github.com/kowai/kowai/internal/testenv"
 )
 
 // TestGrainCallSpansAcrossNodes calls an echo grain on another node: the
@@ -58,7 +59,7 @@ func TestGrainCallSpansAcrossNodes(t *testing.T) {
 func ended(t *testing.T, rec *tracetest.SpanRecorder, name string) sdktrace.ReadOnlySpan {
 	t.Helper()
 	var found []sdktrace.ReadOnlySpan
-	clustertest.Eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		found = found[:0]
 		for _, s := range rec.Ended() {
 			if s.Name() == name {

@@ -390,6 +390,16 @@ func TestOptimize(t *testing.T) {
 	if len(srv.Requests()) == 0 {
 		t.Fatal("the OpenAI-compatible server saw no request")
 	}
+	// An agent type compiles under its own name, as its agents run it.
+	dir := t.TempDir()
+	train := filepath.Join(dir, "chat.jsonl")
+	if err := os.WriteFile(train, []byte(`{"inputs":{"message":"hi"},"outputs":{"response":"hello"}}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := kowai(t, dir, nil, "", "optimize", "--program", "advanced-chat", "--trainset", train,
+		"--out", filepath.Join(dir, "advanced-chat.json")); code != 0 || !strings.Contains(stdout, "program advanced-chat") {
+		t.Fatalf("advanced-chat: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
 	code, _, stderr := kowai(t, t.TempDir(), nil, "", "optimize", "--program", "nope", "--trainset", "x", "--out", "y")
 	if code != 2 || !strings.Contains(stderr, "unknown program") {
 		t.Fatalf("unknown program: exit %d %q", code, stderr)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/migrations"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm/lmtest"
@@ -70,11 +71,11 @@ func (n *node) log() string {
 // waitReady polls http://addr/health/ready until it answers 200.
 func (n *node) waitReady(t *testing.T, addr string) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		select {
 		case err := <-n.done:
 			n.done <- err
-			return errStop{errors.New("serve exited: " + n.log())}
+			return testenv.Stop{Err: errors.New("serve exited: " + n.log())}
 		default:
 		}
 		res, err := http.Get("http://" + addr + "/health/ready")
@@ -104,27 +105,6 @@ func (n *node) stop(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not exit within 30 s of SIGTERM")
-	}
-}
-
-// errStop ends eventually at once.
-type errStop struct{ error }
-
-// eventually polls fn until it returns nil, failing the test after timeout or
-// as soon as fn returns an errStop.
-func eventually(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		var stop errStop
-		if errors.As(err, &stop) || time.Now().After(deadline) {
-			t.Fatalf("gave up after %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -228,7 +208,7 @@ func TestDefaultListenerIsLoopbackOnly(t *testing.T) {
 		}
 	}
 	// serve logs JSON by default, through a buffer flushed every 100 ms.
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		if !strings.Contains(n.log(), `"msg":"kowai node starting"`) || !strings.Contains(n.log(), `"http_addr":"127.0.0.1:8080"`) {
 			return fmt.Errorf("serve's default log is not JSON naming 127.0.0.1:8080:\n%s", n.log())
 		}

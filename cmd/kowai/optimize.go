@@ -3,15 +3,43 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
+	"time"
 
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/signatures/optimize"
+	"github.com/kowai/kowai/signatures/programs"
 )
+
+// agentTypes is the agent type catalog of this binary: the built-in types. Add a type
+// here (append(agents.Builtins(time.Now), mytypes.Translator())) and kowai serve runs
+// it and kowai optimize compiles it.
+func agentTypes() (*agents.Registry, error) {
+	return agents.NewRegistry(agents.Builtins(time.Now)...)
+}
+
+// typeNames lists the names of the registered types.
+func typeNames(r *agents.Registry) []string {
+	var out []string
+	for _, t := range r.List() {
+		out = append(out, t.Name)
+	}
+	return out
+}
 
 func optimizeCmd(ctx context.Context, args []string, io stdio, getenv func(string) string) error {
 	fs := flagSet("optimize", "optimize --program NAME --trainset FILE.jsonl [--devset FILE.jsonl] --out FILE.json [flags]", io)
 	var o optimize.Options
 	var seed uint
-	fs.StringVar(&o.Program, "program", "", "registered program to compile (chat, chat-multistage, boolqa, sentiment)")
+	types, err := agentTypes()
+	if err != nil {
+		return err
+	}
+	if o.Registry, err = types.Programs(programs.Builtin()); err != nil {
+		return err
+	}
+	fs.StringVar(&o.Program, "program", "", "program to compile: an agent type ("+strings.Join(typeNames(types), ", ")+
+		") as its agents run it, or an example program (boolqa, sentiment)")
 	fs.StringVar(&o.Trainset, "trainset", "", "JSONL train set: {\"inputs\":{...},\"outputs\":{...}} per line")
 	fs.StringVar(&o.Devset, "devset", "", "JSONL dev set scored before and after (default: the train set)")
 	fs.StringVar(&o.Out, "out", "", "file to write the compiled program state to (JSON)")

@@ -20,7 +20,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kowai/kowai/actors"
-	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
@@ -32,7 +31,6 @@ import (
 	"github.com/kowai/kowai/internal/netguard"
 	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
-	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/supervisors"
 	"github.com/kowai/kowai/workflows"
@@ -185,7 +183,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 	if err != nil {
 		return err
 	}
+	types, err := agentTypes()
+	if err != nil {
+		return err
+	}
 	rt, err := actors.New(actors.Deps{
+		Types:             types,
 		Writer:            writer,
 		Conversations:     stores.Conversations,
 		Messages:          stores.Messages,
@@ -294,30 +297,22 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 		return err
 	}
 	chat := &gateway.ClusterChat{Grains: grains}
-	types := rt.Types()
 	if err := gw.Mount(gateway.API{
-		Authenticator:    authSvc,
-		Chat:             chat,
-		Completions:      chat,
-		APIKeys:          apiKeys,
-		Auth:             authSvc,
-		Accounts:         authSvc,
-		OpenRegistration: cfg.OpenRegistration,
-		Stores:           stores,
-		AgentTypes:       func() []gateway.AgentType { return agentTypes(rt) },
-		ValidateSignature: func(s string) error {
-			_, err := signatures.Parse(s)
-			return err
-		},
+		Authenticator:     authSvc,
+		Chat:              chat,
+		Completions:       chat,
+		APIKeys:           apiKeys,
+		Auth:              authSvc,
+		Accounts:          authSvc,
+		OpenRegistration:  cfg.OpenRegistration,
+		Stores:            stores,
+		AgentTypes:        rt.AgentTypes,
+		ValidateSignature: types.CheckSignature,
 		ValidateAgentConfig: func(t string, raw json.RawMessage) error {
 			_, err := types.ParseConfig(t, raw)
 			return err
 		},
-		OnAgentChanged: func(ctx context.Context, agentID string) {
-			if _, err := grains.Call(ctx, actors.KindAgent, agentID, &actorpb.Reload{AgentId: agentID}); err != nil {
-				log.WarnContext(ctx, "agent reload failed; it reloads on its next activation", "agent_id", agentID, "error", err)
-			}
-		},
+		AgentWriter:   &gateway.ClusterAgents{Grains: grains},
 		Models:        models,
 		Budgets:       spending,
 		ClusterInfo:   func() any { return node.Info() },
@@ -471,19 +466,6 @@ func loadClusterTLS(cfg *config.Config, log *slog.Logger) (*cluster.TLS, error) 
 			"expires", t.NotAfter(), "cert", cfg.ClusterTLSCert)
 	}
 	return t, nil
-}
-
-// agentTypes converts the actor runtime's type registry to the gateway's view.
-func agentTypes(rt *actors.Runtime) []gateway.AgentType {
-	var out []gateway.AgentType
-	for _, t := range rt.AgentTypes() {
-		v := gateway.AgentType{Name: t.Name, Description: t.Description, Signature: t.Signature, ConfigSchema: t.ConfigSchema}
-		for _, tool := range t.Tools {
-			v.Tools = append(v.Tools, gateway.AgentTool{Name: tool.Name, Description: tool.Description, Args: tool.Args})
-		}
-		out = append(out, v)
-	}
-	return out
 }
 
 // scheduleNodeID names this node in a schedule's claim_owner: its cluster address and a

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kowai/kowai/internal/testenv"
 )
 
 // serveNode starts kowai serve on an embedded database in a temp dir and
@@ -33,7 +35,7 @@ func serveNode(t *testing.T) string {
 		_ = cmd.Wait()
 	})
 	base := "http://" + addr
-	eventuallyOK(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		res, err := http.Get(base + "/health/ready")
 		if err != nil {
 			return err
@@ -45,22 +47,6 @@ func serveNode(t *testing.T) string {
 		return nil
 	})
 	return base
-}
-
-// eventuallyOK polls check until it returns nil or timeout passes.
-func eventuallyOK(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // register creates a user over HTTP and returns an access token.
@@ -107,7 +93,7 @@ func workflowStatus(t *testing.T, env []string, id string) (status string, raw s
 func waitStatus(t *testing.T, env []string, id, want string) string {
 	t.Helper()
 	var raw string
-	eventuallyOK(t, 20*time.Second, func() error {
+	testenv.Eventually(t, 20*time.Second, func() error {
 		var got string
 		got, raw = workflowStatus(t, env, id)
 		if got != want {

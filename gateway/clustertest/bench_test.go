@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kowai/kowai/actors/agenttype"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
@@ -102,7 +102,7 @@ func BenchmarkChatTurns(b *testing.B) {
 	baseConvs := make([]string, benchConversations)
 	repo := persistence.NewConversationStore(s.db)
 	for i := range baseConvs {
-		c, err := repo.Create(ctx, persistence.Conversation{OwnerID: users[i], AgentID: agenttype.DefaultAgentID()})
+		c, err := repo.Create(ctx, persistence.Conversation{OwnerID: users[i], AgentID: agents.DefaultAgentID()})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
@@ -24,7 +23,6 @@ import (
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/internal/netguard"
 	"github.com/kowai/kowai/persistence"
-	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/signatures/lm/offline"
 	"github.com/kowai/kowai/supervisors"
@@ -65,12 +63,82 @@ type stackOptions struct {
 	// budgets, when set, makes the enforcer that holds users to their budgets
 	// (KOWAI_BUDGETS), given the node's writer.
 	budgets func(*persistence.Writer) *budgets.Enforcer
+	// model answers the agents; nil means the offline model.
+	model lm.LM
 }
 
 // startStack builds a node on db and stops it in Cleanup in kowai serve's
 // order: the gateway first, then the cluster node (final snapshots), then
 // the writer.
 func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
+	tb.Helper()
+	return startStacks(tb, db, 1, opts)[0]
+}
+
+// node is one node's writer and runtimes before its cluster node starts.
+type node struct {
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	writer   *persistence.Writer
+	stores   gateway.Stores
+	rt       *actors.Runtime
+	wf       *actors.Workflows
+	wfReg    *workflows.Registry
+	profiles *persistence.ProfileStore
+	gwTP     trace.TracerProvider
+	spending *budgets.Enforcer
+}
+
+// startStacks builds n nodes of one cluster on db, each with its own
+// runtimes, cluster node and gateway, as n kowai serve processes would be.
+// With opts.tracing, n must be 1: the stack is then two cluster nodes.
+func startStacks(tb testing.TB, db *persistence.DB, n int, opts stackOptions) []*stack {
+	tb.Helper()
+	if len(opts.tracing) == 2 && n != 1 {
+		tb.Fatal("a traced stack is one gateway over two cluster nodes")
+	}
+	nodes := make([]*node, n)
+	for i := range nodes {
+		nodes[i] = buildNode(tb, db, opts)
+	}
+	// offset: the cluster node of nodes[i] is cnodes[i+offset].
+	offset := 0
+	if len(opts.tracing) == 2 {
+		offset = 1
+	}
+	cnodes := ctest.Start(tb, ctest.Options{
+		Nodes: n + offset,
+		Configure: func(i int, cfg *cluster.Config) {
+			cfg.RequestTimeout = actors.DefaultTurnTimeout + 10*time.Second
+			if offset == 1 {
+				cfg.Tracing = opts.tracing[i]
+				if i == 0 {
+					// The gateway's node hosts nothing: every grain call leaves it.
+					// (One registry holds one set of cluster collectors: node 1's.)
+					cfg.Kinds = nil
+					return
+				}
+			}
+			nd := nodes[i-offset]
+			cfg.Kinds = append(nd.rt.Kinds(), nd.wf.Kind())
+			cfg.Metrics = nd.reg
+			cfg.OnLeave = func(ctx context.Context) {
+				nd.wf.OnLeave(ctx)
+				nd.rt.OnLeave(ctx)
+			}
+		},
+	})
+	out := make([]*stack, n)
+	for i, nd := range nodes {
+		// The gateway calls from its own node.
+		gwNode := cnodes[i]
+		out[i] = nd.serve(tb, db, cnodes[i+offset], gwNode, opts)
+	}
+	return out
+}
+
+// buildNode builds a node's writer and runtimes.
+func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
 	tb.Helper()
 	log := opts.log
 	if log == nil {
@@ -82,6 +150,10 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	var gwTP, grainTP trace.TracerProvider
 	if len(opts.tracing) == 2 {
 		gwTP, grainTP = opts.tracing[0], opts.tracing[1]
+	}
+	model := opts.model
+	if model == nil {
+		model = lm.NewProvider("offline", "kowai-offline", offline.New())
 	}
 
 	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg, Tracing: grainTP})
@@ -112,7 +184,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		Messages:          stores.Messages,
 		Agents:            stores.Agents,
 		Snapshots:         persistence.NewSnapshotStore(db),
-		LM:                lm.NewTraced(lm.NewProvider("offline", "kowai-offline", offline.New()), grainTP),
+		LM:                lm.NewTraced(model, grainTP),
 		Logger:            log,
 		Models:            resolver(opts.models),
 		Budgets:           guard(spending),
@@ -140,33 +212,18 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	nodes := ctest.Start(tb, ctest.Options{
-		Nodes: max(1, len(opts.tracing)),
-		Kinds: func() []*pcluster.Kind { return append(rt.Kinds(), wf.Kind()) },
-		Configure: func(i int, cfg *cluster.Config) {
-			cfg.RequestTimeout = actors.DefaultTurnTimeout + 10*time.Second
-			if len(opts.tracing) == 2 {
-				cfg.Tracing = opts.tracing[i]
-				if i == 0 {
-					// The gateway's node hosts nothing: every grain call leaves it.
-					// (One registry holds one set of cluster collectors: node 1's.)
-					cfg.Kinds = nil
-					return
-				}
-			}
-			cfg.Metrics = reg
-			cfg.OnLeave = func(ctx context.Context) {
-				wf.OnLeave(ctx)
-				rt.OnLeave(ctx)
-			}
-		},
-	})
-	node := nodes[len(nodes)-1]
+	return &node{log: log, reg: reg, writer: writer, stores: stores, rt: rt, wf: wf, wfReg: registry, profiles: profiles, gwTP: gwTP, spending: spending}
+}
+
+// serve starts the node's loops on its cluster node and its gateway, which
+// calls grains from gwNode.
+func (nd *node) serve(tb testing.TB, db *persistence.DB, node, gwNode *cluster.Node, opts stackOptions) *stack {
+	tb.Helper()
+	log, reg, writer, stores, rt, wf, registry, profiles, gwTP := nd.log, nd.reg, nd.writer, nd.stores, nd.rt, nd.wf, nd.wfReg, nd.profiles, nd.gwTP
 	grains := node.Client()
 	rt.SetCaller(grains)
 	wf.SetCaller(grains)
-	// The gateway calls from its own node.
-	gwGrains := nodes[0].Client()
+	gwGrains := gwNode.Client()
 	wfCtx, stopWF := context.WithCancel(context.Background())
 	wfDone := make(chan error, 1)
 	go func() { wfDone <- wf.Run(wfCtx) }()
@@ -206,7 +263,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	chat := &gateway.ClusterChat{Grains: gwGrains}
 	gw, err := gateway.New(gateway.Options{Addr: "127.0.0.1:0", Logger: log, Registry: reg,
 		Checks:         []gateway.Check{{Name: "database", Probe: db.Ping}},
-		Draining:       nodes[0].Draining,
+		Draining:       gwNode.Draining,
 		RequestTimeout: actors.DefaultTurnTimeout + 15*time.Second,
 		Tracing:        gwTP,
 	})
@@ -215,32 +272,24 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	}
 	types := rt.Types()
 	if err := gw.Mount(gateway.API{
-		Authenticator:    svc,
-		Chat:             chat,
-		Completions:      chat,
-		APIKeys:          keys,
-		Auth:             svc,
-		Accounts:         svc,
-		OpenRegistration: true,
-		Stores:           stores,
-		AgentTypes: func() []gateway.AgentType {
-			var out []gateway.AgentType
-			for _, t := range rt.AgentTypes() {
-				out = append(out, gateway.AgentType{Name: t.Name, Description: t.Description, Signature: t.Signature, ConfigSchema: t.ConfigSchema})
-			}
-			return out
-		},
-		ValidateSignature: func(s string) error {
-			_, err := signatures.Parse(s)
-			return err
-		},
+		Authenticator:     svc,
+		Chat:              chat,
+		Completions:       chat,
+		APIKeys:           keys,
+		Auth:              svc,
+		Accounts:          svc,
+		OpenRegistration:  true,
+		Stores:            stores,
+		AgentTypes:        rt.AgentTypes,
+		ValidateSignature: types.CheckSignature,
 		ValidateAgentConfig: func(t string, raw json.RawMessage) error {
 			_, err := types.ParseConfig(t, raw)
 			return err
 		},
+		AgentWriter: &gateway.ClusterAgents{Grains: gwGrains},
 		ClusterInfo: func() any { return node.Info() },
 		Models:      catalog(opts.models),
-		Budgets:     spending,
+		Budgets:     nd.spending,
 		RateLimit:   opts.rateLimit,
 		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: gwGrains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,

@@ -19,10 +19,10 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
-	ctest "github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/internal/logging"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
@@ -178,7 +178,7 @@ func TestTraceAcrossNodes(t *testing.T) {
 		{"agent.reply", "node-b"},
 		{"chat kowai-offline", "node-b"},
 	}
-	ctest.Eventually(t, 15*time.Second, func() error {
+	testenv.Eventually(t, 15*time.Second, func() error {
 		flush()
 		roots := recv.find("POST /api/v1/chat/message")
 		if len(roots) != 1 {
@@ -234,7 +234,7 @@ func TestTraceAcrossNodes(t *testing.T) {
 
 	// Over WebSocket, the message frame's span is the root of the turn.
 	wsTurn(t, s, pair.AccessToken, reply.ConversationID)
-	ctest.Eventually(t, 15*time.Second, func() error {
+	testenv.Eventually(t, 15*time.Second, func() error {
 		flush()
 		roots := recv.find("WS message")
 		if len(roots) != 1 {
@@ -250,7 +250,7 @@ func TestTraceAcrossNodes(t *testing.T) {
 	}
 	s.call(t, http.MethodPost, "/api/v1/workflows/trigger", pair.AccessToken,
 		`{"name":"intelligent-chat","parameters":{"message":"hello"}}`).decode(t, http.StatusAccepted, &run)
-	ctest.Eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		flush()
 		roots := recv.find("POST /api/v1/workflows/trigger")
 		if len(roots) != 1 {

@@ -26,6 +26,7 @@ type rule struct {
 // rules are the dependency rules of docs/architecture.md.
 var rules = []rule{
 	{from: "signatures", deny: []string{""}, allow: []string{"signatures"}, why: "signatures is a library over langchaingo and imports no other kowai package"},
+	{from: "agents", deny: []string{""}, allow: []string{"agents", "signatures", "internal/jsonschema"}, why: "the agent catalog compiles programs from signatures (and derives config schemas); it never touches persistence, actors, cluster or gateway"},
 	{from: "persistence", deny: []string{"actors", "cluster", "gateway", "signatures", "supervisors"}, why: "persistence sits below every other layer"},
 	{from: "supervisors", deny: []string{"actors", "cluster", "gateway", "persistence", "signatures"}, why: "supervision policy is independent of what it supervises"},
 	{from: "actors", deny: []string{"gateway", "cluster"}, why: "actors get a caller interface injected; cluster implements it"},
@@ -185,6 +186,9 @@ func TestRulesCatchViolations(t *testing.T) {
 		{"workflows imports persistence", map[string][]string{"workflows": {"persistence"}, "persistence": nil}, true},
 		{"workflows imports actors", map[string][]string{"workflows": {"actors"}, "actors": nil}, true},
 		{"workflows imports signatures and jsonschema", map[string][]string{"workflows": {"signatures/lm", "internal/jsonschema"}, "signatures/lm": nil, "internal/jsonschema": nil}, false},
+		{"agents imports persistence", map[string][]string{"agents": {"persistence"}, "persistence": nil}, true},
+		{"agents imports actors", map[string][]string{"agents": {"actors/actorpb"}, "actors/actorpb": nil}, true},
+		{"agents imports signatures and jsonschema", map[string][]string{"agents": {"signatures/lm", "internal/jsonschema"}, "signatures/lm": nil, "internal/jsonschema": nil}, false},
 		{"anyone imports cmd", map[string][]string{"gateway": {"cmd/kowai"}, "cmd/kowai": nil}, true},
 		{"console imports gateway", map[string][]string{"console": {"gateway"}, "gateway": nil}, true},
 		{"gateway serves the console", map[string][]string{"gateway": {"console"}, "console": nil}, false},
@@ -198,7 +202,7 @@ func TestRulesCatchViolations(t *testing.T) {
 // TestTopLevelDocs requires a doc.go in every top-level package.
 func TestTopLevelDocs(t *testing.T) {
 	root := repoRoot(t)
-	for _, dir := range []string{"actors", "supervisors", "gateway", "persistence", "signatures", "cluster", "migrations", "workflows", "console"} {
+	for _, dir := range []string{"actors", "agents", "supervisors", "gateway", "persistence", "signatures", "cluster", "migrations", "workflows", "console"} {
 		if _, err := os.Stat(filepath.Join(root, dir, "doc.go")); err != nil {
 			t.Errorf("%s/doc.go: %v", dir, err)
 		}

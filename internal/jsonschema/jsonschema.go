@@ -8,13 +8,18 @@
 // Derivation rules: exported fields named by their json tag; a field is
 // required unless it is a pointer or tagged omitempty/omitzero; objects
 // forbid additional properties; a `doc:"..."` tag becomes the description;
-// time.Time is a date-time string and json.RawMessage accepts anything.
+// `minimum:"0"` and `maximum:"2.5"` bound a number, `enum:"a,b"` lists a
+// string's values and `default:"..."` documents the value used when the
+// field is left out (read as the field's kind); time.Time is a date-time
+// string and json.RawMessage accepts anything.
 package jsonschema
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -114,6 +119,7 @@ func (b *Builder) Object(t reflect.Type) map[string]any {
 		if d := f.Tag.Get("doc"); d != "" {
 			s = WithDescription(s, d)
 		}
+		s = withTags(s, f)
 		props[name] = s
 		if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") && f.Type.Kind() != reflect.Pointer {
 			required = append(required, name)
@@ -139,4 +145,56 @@ func WithDescription(s map[string]any, d string) map[string]any {
 	}
 	c["description"] = d
 	return c
+}
+
+// withTags returns s with the minimum, maximum, enum and default of field f's
+// tags. A tag that does not parse as its field's kind is a programming error
+// and panics, like a malformed struct tag elsewhere.
+func withTags(s map[string]any, f reflect.StructField) map[string]any {
+	set := func(k string, v any) {
+		c := make(map[string]any, len(s)+1)
+		for key, val := range s {
+			c[key] = val
+		}
+		c[k] = v
+		s = c
+	}
+	number := func(tag, v string) float64 {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			panic(fmt.Sprintf("jsonschema: field %s: %s tag %q: %v", f.Name, tag, v, err))
+		}
+		return n
+	}
+	for _, k := range []string{"minimum", "maximum"} {
+		if v, ok := f.Tag.Lookup(k); ok {
+			set(k, number(k, v))
+		}
+	}
+	if v, ok := f.Tag.Lookup("enum"); ok {
+		var enum []any
+		for _, e := range strings.Split(v, ",") {
+			enum = append(enum, e)
+		}
+		set("enum", enum)
+	}
+	if v, ok := f.Tag.Lookup("default"); ok {
+		t := f.Type
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch t.Kind() {
+		case reflect.String:
+			set("default", v)
+		case reflect.Bool:
+			set("default", v == "true")
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+			reflect.Float32, reflect.Float64:
+			set("default", number("default", v))
+		default:
+			panic(fmt.Sprintf("jsonschema: field %s: default tag on a %s", f.Name, t.Kind()))
+		}
+	}
+	return s
 }

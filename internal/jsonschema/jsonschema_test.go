@@ -3,6 +3,7 @@ package jsonschema
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -93,6 +94,40 @@ func TestValidateDecodedSchemaAndLimits(t *testing.T) {
 	}{{`{"n":2}`, 0}, {`{"n":0}`, 1}, {`{"n":4,"s":"ccc"}`, 2}, {`{"s":"z"}`, 2}} {
 		if got := Validate(s, []byte(tc.doc)); len(got) != tc.want {
 			t.Errorf("Validate(%s) = %v, want %d errors", tc.doc, got, tc.want)
+		}
+	}
+}
+
+// Bounds, enums and defaults come from struct tags, and Validate checks them,
+// fractional bounds included.
+func TestTagBounds(t *testing.T) {
+	type cfg struct {
+		Mode  string  `json:"mode,omitempty" enum:"fast,slow" default:"fast"`
+		Ratio float64 `json:"ratio,omitempty" minimum:"0.25" maximum:"0.75"`
+		Steps int     `json:"steps,omitempty" minimum:"1" maximum:"20" default:"5"`
+	}
+	s := For[cfg]()
+	props := s["properties"].(map[string]any)
+	if m := props["mode"].(map[string]any); m["default"] != "fast" || len(m["enum"].([]any)) != 2 {
+		t.Fatalf("mode schema %v", m)
+	}
+	if m := props["steps"].(map[string]any); m["default"] != 5.0 || m["minimum"] != 1.0 || m["maximum"] != 20.0 {
+		t.Fatalf("steps schema %v", m)
+	}
+	for doc, want := range map[string]string{
+		`{"ratio":0.5,"steps":3,"mode":"slow"}`: "",
+		`{"ratio":0.8}`:                         "ratio: must be at most 0.75",
+		`{"ratio":0.2}`:                         "ratio: must be at least 0.25",
+		`{"steps":0}`:                           "steps: must be at least 1",
+		`{"mode":"medium"}`:                     "mode: must be one of",
+	} {
+		errs := Validate(s, []byte(doc))
+		got := ""
+		if len(errs) > 0 {
+			got = errs[0].Field + ": " + errs[0].Message
+		}
+		if want == "" && got != "" || want != "" && !strings.HasPrefix(got, want) {
+			t.Errorf("%s: %q, want %q", doc, got, want)
 		}
 	}
 }

@@ -19,8 +19,10 @@ package testenv
 
 import (
 	"crypto/rand"
+	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -53,3 +55,33 @@ func Redis(tb testing.TB) *redis.Client {
 
 // Prefix returns a Redis key prefix no other test run shares: "kowai-test:NAME:RANDOM:".
 func Prefix(name string) string { return "kowai-test:" + name + ":" + rand.Text() + ":" }
+
+// Stop, returned by an Eventually condition, gives up at once: the condition can no
+// longer become true (a process exited).
+type Stop struct{ Err error }
+
+// Error implements error.
+func (s Stop) Error() string { return s.Err.Error() }
+
+// Unwrap returns the reason.
+func (s Stop) Unwrap() error { return s.Err }
+
+// Eventually polls f until it returns nil, and fails the test with f's last error when
+// timeout passes or f returns a Stop. It polls often at first and every 50ms at most.
+func Eventually(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	wait := time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		var stop Stop
+		if errors.As(err, &stop) || time.Now().After(deadline) {
+			t.Fatalf("not reached within %s: %v", timeout, err)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}

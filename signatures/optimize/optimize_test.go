@@ -98,7 +98,7 @@ func TestRunUsageErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	noMetric := programs.NewRegistry()
-	if err := noMetric.Register(programs.Entry{Name: "x", New: func() signatures.Module { return programs.NewChat() }}); err != nil {
+	if err := noMetric.Register(programs.Entry{Name: "x", New: func() signatures.Module { return programs.NewBoolQA() }}); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "o.json")

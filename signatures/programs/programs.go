@@ -19,7 +19,7 @@ var ErrDuplicate = errors.New("programs: program already registered")
 
 // Entry describes a registered program.
 type Entry struct {
-	// Name is the registry key ("chat").
+	// Name is the registry key ("boolqa").
 	Name string
 	// Description says what the program does.
 	Description string
@@ -42,25 +42,12 @@ type Registry struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{entries: map[string]Entry{}} }
 
-// Builtin returns a new registry holding the programs of this package:
-// "chat", "chat-multistage", "boolqa" and "sentiment".
+// Builtin returns a new registry holding the example programs of this
+// package: "boolqa" and "sentiment". The chat programs are agent types
+// (agents.Registry.Programs adds them under the types' names).
 func Builtin() *Registry {
 	r := NewRegistry()
 	for _, e := range []Entry{
-		{
-			Name:        "chat",
-			Description: "Answers the user's message in the context of the conversation history.",
-			Signature:   ChatSignature,
-			New:         func() signatures.Module { return NewChat() },
-			Metric:      signatures.F1("response"),
-		},
-		{
-			Name:        "chat-multistage",
-			Description: "Analyses the conversation, answers with step-by-step reasoning, then rates the answer's quality (0 to 1).",
-			Signature:   "message, history -> response, quality: float",
-			New:         func() signatures.Module { return NewMultiStageChat() },
-			Metric:      signatures.F1("response"),
-		},
 		{
 			Name:        "boolqa",
 			Description: "Answers a yes/no question with True or False.",
@@ -121,26 +108,6 @@ func (r *Registry) Entries() []Entry {
 		out = append(out, r.entries[n])
 	}
 	return slices.Clip(out)
-}
-
-// ChatSignature is the simple chat program's signature.
-const ChatSignature = "message, history -> response"
-
-// Chat is the simple chat program: one predictor over ChatSignature.
-type Chat struct {
-	Respond *signatures.Predict
-}
-
-// NewChat returns an uncompiled Chat.
-func NewChat() *Chat {
-	sig := signatures.MustParse(ChatSignature).WithInstructions(
-		"You are a helpful assistant. Reply to the user's message, taking the conversation history into account.")
-	return &Chat{Respond: signatures.NewPredict(sig, signatures.PredictOptions{Name: "respond"})}
-}
-
-// Forward answers in["message"] given in["history"] (optional).
-func (c *Chat) Forward(ctx context.Context, in signatures.Values) (signatures.Values, error) {
-	return c.Respond.Forward(ctx, in)
 }
 
 // MultiStageChat is the chat program of kowai's original design: a context

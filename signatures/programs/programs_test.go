@@ -20,12 +20,10 @@ func offlineModel() lm.LM { return lm.NewProvider("offline", offline.DefaultMode
 func TestProgramsOnOfflineModel(t *testing.T) {
 	reg := Builtin()
 	inputs := map[string]signatures.Values{
-		"chat":            {"message": "hello", "history": signatures.History{Messages: []signatures.Values{{"message": "hi", "response": "hey"}}}},
-		"chat-multistage": {"message": "hello"},
-		"boolqa":          {"question": "Is water wet?"},
-		"sentiment":       {"text": "What a lovely day."},
+		"boolqa":    {"question": "Is water wet?"},
+		"sentiment": {"text": "What a lovely day."},
 	}
-	if !slices.Equal(reg.Names(), []string{"boolqa", "chat", "chat-multistage", "sentiment"}) {
+	if !slices.Equal(reg.Names(), []string{"boolqa", "sentiment"}) {
 		t.Fatalf("names = %v", reg.Names())
 	}
 	for _, e := range reg.Entries() {
@@ -47,10 +45,10 @@ func TestProgramsOnOfflineModel(t *testing.T) {
 			}
 		})
 	}
-	if _, err := reg.Get("nope"); !errors.Is(err, ErrUnknownProgram) || !strings.Contains(err.Error(), "chat") {
+	if _, err := reg.Get("nope"); !errors.Is(err, ErrUnknownProgram) || !strings.Contains(err.Error(), "boolqa") {
 		t.Errorf("unknown program: %v", err)
 	}
-	if err := reg.Register(Entry{Name: "chat", New: func() signatures.Module { return NewChat() }}); !errors.Is(err, ErrDuplicate) {
+	if err := reg.Register(Entry{Name: "boolqa", New: func() signatures.Module { return NewBoolQA() }}); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("duplicate: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package agenttype
+package agents
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 // ErrExpression means a calculator expression is malformed or uses something other
 // than numbers, arithmetic operators, parentheses and the listed functions.
-var ErrExpression = errors.New("agenttype: invalid expression")
+var ErrExpression = errors.New("agents: invalid expression")
 
 // maxExpression bounds the length of a calculator expression.
 const maxExpression = 512

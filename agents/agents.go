@@ -1,4 +1,4 @@
-package agenttype
+package agents
 
 import (
 	"bytes"
@@ -6,21 +6,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
+	"github.com/kowai/kowai/internal/jsonschema"
+	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
 )
 
 // ErrUnknownType means no registered type has the requested name.
-var ErrUnknownType = errors.New("agenttype: unknown agent type")
+var ErrUnknownType = errors.New("agents: unknown agent type")
 
 // ErrInvalidConfig means an agent's configuration does not fit its type's schema.
-var ErrInvalidConfig = errors.New("agenttype: invalid agent configuration")
+var ErrInvalidConfig = errors.New("agents: invalid agent configuration")
 
 // ErrInvalidType means a Type cannot be registered (no name, no constructor, a
 // duplicate name).
-var ErrInvalidType = errors.New("agenttype: invalid agent type")
+var ErrInvalidType = errors.New("agents: invalid agent type")
 
 // Type is a kind of agent: everything needed to list it, to validate an agent's
 // configuration and to build the program that answers for an agent of this type.
@@ -32,16 +33,48 @@ type Type struct {
 	// Signature is the DSPy string form of the type's main signature, shown to users and
 	// used when an agent does not set its own.
 	Signature string
-	// ConfigKeys are the JSON schema properties of the type's own configuration keys
-	// (type, enum, minimum, maximum, description); the common keys of Config are added
-	// by the registry, which publishes the whole schema.
-	ConfigKeys map[string]any
+	// Config is a zero value of the type's own configuration struct (nil: none). Its
+	// JSON schema, derived from the struct (json names, and doc, minimum, maximum, enum
+	// and default tags), is the one source of the type's keys: the registry adds the
+	// common keys of Config, publishes the whole schema and validates agents against
+	// it. TypeOf sets it and decodes the config for New.
+	Config any
+	// FixedSignature: the type's program runs signatures of its own, so an agent may not
+	// set another (CheckSignature refuses it).
+	FixedSignature bool
 	// Tools are the tools the type's program may call, listed for users.
 	Tools []Tool
 	// New builds the program of one agent. It runs when an agent grain activates or its
-	// definition changes, never per message.
+	// definition changes, never per message. A program that runs one signatures.Module
+	// should say which (ModuleProgram), so kowai optimize can compile it.
 	New func(def Definition) (Program, error)
+	// Metric scores the type's program on a labeled example, for kowai optimize; nil
+	// when the type is not optimized.
+	Metric signatures.Metric
 }
+
+// ModuleProgram is a Program that runs one signatures.Module: the module is what kowai
+// optimize compiles under the type's name (Registry.Programs), and the compiled state
+// loads onto the same module.
+type ModuleProgram interface {
+	Program
+	Module() signatures.Module
+}
+
+// moduleProgram is a ModuleProgram made of a module and the function that replies with
+// it.
+type moduleProgram struct {
+	module signatures.Module
+	reply  ProgramFunc
+}
+
+// Reply implements Program.
+func (p moduleProgram) Reply(ctx context.Context, model lm.LM, in Input) (Output, error) {
+	return p.reply(ctx, model, in)
+}
+
+// Module implements ModuleProgram.
+func (p moduleProgram) Module() signatures.Module { return p.module }
 
 // Definition is an agent as its program sees it.
 type Definition struct {
@@ -124,15 +157,15 @@ const (
 // for the type's own keys.
 type Config struct {
 	// BusyPolicy is BusyEnqueue, BusyReject or BusyInterrupt.
-	BusyPolicy string `json:"busy_policy,omitempty"`
+	BusyPolicy string `json:"busy_policy,omitempty" enum:"enqueue,reject,interrupt" default:"enqueue" doc:"What to do with a message that arrives while a reply is running."`
 	// HistoryWindow is how many earlier messages are given to the model.
-	HistoryWindow int `json:"history_window,omitempty"`
+	HistoryWindow int `json:"history_window,omitempty" minimum:"0" maximum:"200" default:"20" doc:"Earlier messages given to the model."`
 	// Temperature and MaxTokens tune the model calls (zero: provider default).
-	Temperature float64 `json:"temperature,omitempty"`
-	MaxTokens   int     `json:"max_tokens,omitempty"`
+	Temperature float64 `json:"temperature,omitempty" minimum:"0" maximum:"2"`
+	MaxTokens   int     `json:"max_tokens,omitempty" minimum:"0"`
 	// MaxConcurrency bounds the replies the agent generates at once (zero: the
 	// runtime's default).
-	MaxConcurrency int `json:"max_concurrency,omitempty"`
+	MaxConcurrency int `json:"max_concurrency,omitempty" minimum:"0" maximum:"64" doc:"Replies generated at once."`
 	// Raw is the whole configuration object, for type-specific keys.
 	Raw json.RawMessage `json:"-"`
 }
@@ -140,39 +173,23 @@ type Config struct {
 // DefaultHistoryWindow is the history window of an agent that sets none.
 const DefaultHistoryWindow = 20
 
-// commonSchema describes the keys of Config.
-var commonSchema = map[string]any{
-	"busy_policy": map[string]any{"type": "string", "enum": []string{BusyEnqueue, BusyReject, BusyInterrupt}, "default": BusyEnqueue,
-		"description": "What to do with a message that arrives while a reply is running."},
-	"history_window":  map[string]any{"type": "integer", "minimum": 0, "maximum": 200, "default": DefaultHistoryWindow, "description": "Earlier messages given to the model."},
-	"temperature":     map[string]any{"type": "number", "minimum": 0, "maximum": 2},
-	"max_tokens":      map[string]any{"type": "integer", "minimum": 0},
-	"max_concurrency": map[string]any{"type": "integer", "minimum": 0, "maximum": 64, "description": "Replies generated at once."},
-}
+// commonSchema describes the keys of Config, from its fields.
+var commonSchema = jsonschema.For[Config]()["properties"].(map[string]any)
 
-// parseConfig validates raw against the common keys and the type's own schema
-// properties (type and enum of each, no unknown keys) and returns the Config.
-func parseConfig(raw json.RawMessage, own map[string]any) (Config, error) {
+// parseConfig validates raw against schema (the common keys and the type's own) and
+// returns the Config.
+func parseConfig(raw json.RawMessage, schema map[string]any) (Config, error) {
 	cfg := Config{Raw: raw}
 	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
 		cfg.Raw = json.RawMessage("{}")
 		raw = cfg.Raw
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return Config{}, fmt.Errorf("%w: not a JSON object: %w", ErrInvalidConfig, err)
-	}
-	for name, v := range fields {
-		prop, ok := commonSchema[name]
-		if !ok {
-			prop, ok = own[name]
+	if errs := jsonschema.Validate(schema, raw); len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = strings.TrimPrefix(e.Field+": "+e.Message, ": ")
 		}
-		if !ok {
-			return Config{}, fmt.Errorf("%w: unknown key %q", ErrInvalidConfig, name)
-		}
-		if err := checkValue(name, prop.(map[string]any), v); err != nil {
-			return Config{}, err
-		}
+		return Config{}, fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(msgs, "; "))
 	}
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -180,46 +197,45 @@ func parseConfig(raw json.RawMessage, own map[string]any) (Config, error) {
 	if cfg.BusyPolicy == "" {
 		cfg.BusyPolicy = BusyEnqueue
 	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return Config{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if _, set := fields["history_window"]; !set {
 		cfg.HistoryWindow = DefaultHistoryWindow
 	}
 	return cfg, nil
 }
 
-// checkValue checks the JSON type, enum and numeric bounds of one configuration value:
-// the subset of JSON schema that configuration schemas use.
-func checkValue(name string, prop map[string]any, v json.RawMessage) error {
-	var val any
-	if err := json.Unmarshal(v, &val); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrInvalidConfig, name, err)
-	}
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, name, fmt.Sprintf(format, args...))
-	}
-	switch prop["type"] {
-	case "string":
-		s, ok := val.(string)
-		if !ok {
-			return bad("want a string")
-		}
-		if enum, ok := prop["enum"].([]string); ok && !slices.Contains(enum, s) {
-			return bad("want one of %s", strings.Join(enum, ", "))
-		}
-	case "integer", "number":
-		f, ok := val.(float64)
-		if !ok || prop["type"] == "integer" && f != float64(int64(f)) {
-			return bad("want a %s", prop["type"])
-		}
-		if lo, ok := prop["minimum"].(int); ok && f < float64(lo) {
-			return bad("must be at least %d", lo)
-		}
-		if hi, ok := prop["maximum"].(int); ok && f > float64(hi) {
-			return bad("must be at most %d", hi)
-		}
-	case "boolean":
-		if _, ok := val.(bool); !ok {
-			return bad("want true or false")
+// TypeOf makes a Type whose own configuration is the struct C: the keys and their JSON
+// schema come from C's fields (see Type.Config), and newProgram gets the agent's
+// configuration decoded into a C, checked against that schema, with the default tag's
+// value for each key the agent leaves out. The program's common settings are in
+// def.Config.
+func TypeOf[C any](name, description, signature string, newProgram func(def Definition, cfg C) (Program, error)) Type {
+	var zero C
+	// A key the agent leaves out takes its default tag's value.
+	defaults := map[string]any{}
+	props, _ := jsonschema.For[C]()["properties"].(map[string]any)
+	for k, p := range props {
+		if d, ok := p.(map[string]any)["default"]; ok {
+			defaults[k] = d
 		}
 	}
-	return nil
+	initial, err := json.Marshal(defaults)
+	if err != nil {
+		// Defaults are strings, numbers and booleans parsed from tags.
+		panic(fmt.Sprintf("agents: defaults of %s: %v", name, err))
+	}
+	return Type{Name: name, Description: description, Signature: signature, Config: zero,
+		New: func(def Definition) (Program, error) {
+			var cfg C
+			if err := json.Unmarshal(initial, &cfg); err != nil {
+				return nil, fmt.Errorf("%w: defaults: %w", ErrInvalidConfig, err)
+			}
+			if err := json.Unmarshal(def.Config.Raw, &cfg); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+			}
+			return newProgram(def, cfg)
+		}}
 }

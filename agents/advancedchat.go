@@ -1,4 +1,4 @@
-package agenttype
+package agents
 
 import (
 	"context"
@@ -19,20 +19,22 @@ func AdvancedChat() Type {
 		Name: "advanced-chat",
 		Description: "A chat assistant that analyses the conversation's context, writes its response with step-by-step " +
 			"reasoning, and scores the response's quality.",
-		Signature: "message, history -> response",
+		Signature:      "message, history -> response",
+		FixedSignature: true,
 		New: func(def Definition) (Program, error) {
 			p := programs.NewMultiStageChatWith(programs.MultiStageOptions{
 				Instructions: def.Instructions,
 				Predict:      signatures.PredictOptions{Temperature: def.Config.Temperature, MaxTokens: def.Config.MaxTokens},
 			})
-			return ProgramFunc(func(ctx context.Context, model lm.LM, in Input) (Output, error) {
+			return moduleProgram{module: p, reply: func(ctx context.Context, model lm.LM, in Input) (Output, error) {
 				vals := signatures.Values{"message": in.Message, "history": history(in.History, "message", "response")}
 				res, err := signatures.Execute(ctx, model, p, vals, streamTo("response", "respond", in.Stream)...)
 				if err != nil {
 					return Output{Usage: res.Usage}, err
 				}
 				return textOutput(res, model, "response"), nil
-			}), nil
+			}}, nil
 		},
+		Metric: signatures.F1("response"),
 	}
 }

@@ -1,4 +1,4 @@
-package agenttype
+package agents
 
 import (
 	"context"
@@ -19,25 +19,17 @@ const DefaultMaxSteps = 5
 // trajectory. Tools: the calculator and a clock reading now.
 func React(now func() time.Time) Type {
 	tools := []Tool{Calculator(), Clock(now)}
-	return Type{
-		Name:        "react",
-		Description: "A reasoning agent that calls tools (calculator, clock) step by step before it answers.",
-		Signature:   "message, history -> response",
-		Tools:       tools,
-		ConfigKeys: map[string]any{
-			"max_steps": map[string]any{"type": "integer", "minimum": 1, "maximum": 20, "default": DefaultMaxSteps,
-				"description": "Tool calls allowed per reply."},
-		},
-		New: func(def Definition) (Program, error) {
-			var own struct {
-				MaxSteps int `json:"max_steps"`
-			}
-			if err := json.Unmarshal(def.Config.Raw, &own); err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-			}
-			return newReact(def, tools, max(own.MaxSteps, 0))
-		},
-	}
+	t := TypeOf("react", "A reasoning agent that calls tools (calculator, clock) step by step before it answers.",
+		"message, history -> response", func(def Definition, cfg ReactConfig) (Program, error) {
+			return newReact(def, tools, max(cfg.MaxSteps, 0))
+		})
+	t.Tools, t.Metric, t.FixedSignature = tools, signatures.F1("response"), true
+	return t
+}
+
+// ReactConfig is the react type's own configuration.
+type ReactConfig struct {
+	MaxSteps int `json:"max_steps,omitempty" minimum:"1" maximum:"20" default:"5" doc:"Tool calls allowed per reply."`
 }
 
 // newReact builds the agent's program on signatures.ReAct, with the kowai tools
@@ -67,12 +59,12 @@ func newReact(def Definition, tools []Tool, maxSteps int) (Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ProgramFunc(func(ctx context.Context, model lm.LM, in Input) (Output, error) {
+	return moduleProgram{module: agent, reply: func(ctx context.Context, model lm.LM, in Input) (Output, error) {
 		vals := signatures.Values{"message": in.Message, "history": history(in.History, "message", "response")}
 		res, err := signatures.Execute(ctx, model, agent, vals, streamTo("response", "extract", in.Stream)...)
 		if err != nil {
 			return Output{Usage: res.Usage}, err
 		}
 		return textOutput(res, model, "response"), nil
-	}), nil
+	}}, nil
 }

@@ -1,4 +1,4 @@
-package agenttype
+package agents
 
 import (
 	"context"
@@ -18,7 +18,27 @@ type signatureProgram struct {
 	history string // the History input, or ""
 	summary string // the input that receives the running summary, or ""
 	extra   []string
-	output  string // the output that is the reply text
+	// fixed are the values of extra inputs the type sets itself; other extra inputs
+	// get "".
+	fixed  signatures.Values
+	output string // the output that is the reply text
+}
+
+// SignatureProgram is the program of an agent made of one prediction over its
+// signature (def.Signature, with def.Instructions when set): the input called
+// "message" (else the first plain input) gets the user's message, a History input the
+// earlier turns, an input called "summary" or "context" the running summary, every
+// other input its value in inputs (else ""), and the output called "response" (else
+// the first output) is the reply; other outputs are kept as details. Temperature and
+// max tokens come from def.Config. It is how an agent type built on one signature
+// answers, its agents' own signatures and instructions included.
+func SignatureProgram(def Definition, inputs signatures.Values) (ModuleProgram, error) {
+	p, err := newSignatureProgram(def, "", predict)
+	if err != nil {
+		return nil, err
+	}
+	p.fixed = inputs
+	return p, nil
 }
 
 // newSignatureProgram parses def's signature (instructions from def, or fallback),
@@ -72,6 +92,9 @@ func newSignatureProgram(def Definition, fallback string,
 	return p, nil
 }
 
+// Module implements ModuleProgram.
+func (p *signatureProgram) Module() signatures.Module { return p.module }
+
 // Reply implements Program.
 func (p *signatureProgram) Reply(ctx context.Context, model lm.LM, in Input) (Output, error) {
 	vals := signatures.Values{p.message: in.Message}
@@ -82,7 +105,11 @@ func (p *signatureProgram) Reply(ctx context.Context, model lm.LM, in Input) (Ou
 		vals[p.summary] = in.Summary
 	}
 	for _, name := range p.extra {
-		vals[name] = ""
+		v, ok := p.fixed[name]
+		if !ok {
+			v = ""
+		}
+		vals[name] = v
 	}
 	res, err := signatures.Execute(ctx, model, p.module, vals, streamTo(p.output, "", in.Stream)...)
 	if err != nil {

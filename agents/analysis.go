@@ -1,4 +1,4 @@
-package agenttype
+package agents
 
 import (
 	"context"
@@ -15,9 +15,10 @@ import (
 func Analysis() Type {
 	const sig = "text -> summary, sentiment: Literal['positive', 'neutral', 'negative'], topics: list[str], key_points: list[str]"
 	return Type{
-		Name:        "analysis",
-		Description: "Structured analysis of a text: summary, sentiment, topics and key points.",
-		Signature:   sig,
+		Name:           "analysis",
+		Description:    "Structured analysis of a text: summary, sentiment, topics and key points.",
+		Signature:      sig,
+		FixedSignature: true,
 		New: func(def Definition) (Program, error) {
 			s, err := signatures.Parse(sig)
 			if err != nil {
@@ -30,14 +31,15 @@ func Analysis() Type {
 			}
 			p := signatures.NewPredict(s.WithInstructions(instructions),
 				signatures.PredictOptions{Temperature: def.Config.Temperature, MaxTokens: def.Config.MaxTokens})
-			return ProgramFunc(func(ctx context.Context, model lm.LM, in Input) (Output, error) {
+			return moduleProgram{module: p, reply: func(ctx context.Context, model lm.LM, in Input) (Output, error) {
 				res, err := signatures.Execute(ctx, model, p, signatures.Values{"text": in.Message})
 				if err != nil {
 					return Output{Usage: res.Usage}, err
 				}
 				return Output{Text: analysisReport(res.Outputs), Usage: res.Usage, Model: model.Name(), Details: res.Outputs}, nil
-			}), nil
+			}}, nil
 		},
+		Metric: signatures.ExactMatch("sentiment"),
 	}
 }
 

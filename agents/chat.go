@@ -1,4 +1,6 @@
-package agenttype
+package agents
+
+import "github.com/kowai/kowai/signatures"
 
 // Chat is the conversational agent of the original design's chat module: one
 // signature, "message, history -> response", with the conversation history as context.
@@ -12,5 +14,6 @@ func Chat() Type {
 		New: func(def Definition) (Program, error) {
 			return newSignatureProgram(def, instructions, predict)
 		},
+		Metric: signatures.F1("response"),
 	}
 }

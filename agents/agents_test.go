@@ -1,4 +1,4 @@
-package agenttype_test
+package agents_test
 
 import (
 	"context"
@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kowai/kowai/actors/agenttype"
-	"github.com/kowai/kowai/persistence"
-	"github.com/kowai/kowai/persistence/persisttest"
+	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/signatures/lm/lmtest"
 	"github.com/kowai/kowai/signatures/lm/offline"
@@ -20,9 +18,9 @@ import (
 
 var fixedNow = func() time.Time { return time.Date(2025, 3, 1, 12, 30, 0, 0, time.UTC) }
 
-func registry(t *testing.T) *agenttype.Registry {
+func registry(t *testing.T) *agents.Registry {
 	t.Helper()
-	r, err := agenttype.NewRegistry(agenttype.Builtins(fixedNow)...)
+	r, err := agents.NewRegistry(agents.Builtins(fixedNow)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,9 +54,9 @@ func TestEvaluate(t *testing.T) {
 		{strings.Repeat("1+", 300) + "1", 0, true},
 	}
 	for _, tc := range cases {
-		got, err := agenttype.Evaluate(tc.expr)
+		got, err := agents.Evaluate(tc.expr)
 		if tc.err {
-			if !errors.Is(err, agenttype.ErrExpression) {
+			if !errors.Is(err, agents.ErrExpression) {
 				t.Errorf("Evaluate(%q) = %v, %v; want ErrExpression", tc.expr, got, err)
 			}
 			continue
@@ -70,11 +68,11 @@ func TestEvaluate(t *testing.T) {
 }
 
 func TestTools(t *testing.T) {
-	calc := agenttype.Calculator()
+	calc := agents.Calculator()
 	if got, err := calc.Call(t.Context(), map[string]any{"expression": "6*7"}); err != nil || got != "42" {
 		t.Fatalf("calculator = %q, %v", got, err)
 	}
-	clock := agenttype.Clock(fixedNow)
+	clock := agents.Clock(fixedNow)
 	if got, err := clock.Call(t.Context(), nil); err != nil || got != "2025-03-01T12:30:00Z" {
 		t.Fatalf("clock = %q, %v", got, err)
 	}
@@ -88,15 +86,15 @@ func TestConfig(t *testing.T) {
 		policy   string
 		window   int
 	}{
-		{"chat", ``, true, agenttype.BusyEnqueue, agenttype.DefaultHistoryWindow},
-		{"chat", `{}`, true, agenttype.BusyEnqueue, agenttype.DefaultHistoryWindow},
-		{"chat", `{"busy_policy":"interrupt","history_window":0}`, true, agenttype.BusyInterrupt, 0},
+		{"chat", ``, true, agents.BusyEnqueue, agents.DefaultHistoryWindow},
+		{"chat", `{}`, true, agents.BusyEnqueue, agents.DefaultHistoryWindow},
+		{"chat", `{"busy_policy":"interrupt","history_window":0}`, true, agents.BusyInterrupt, 0},
 		{"chat", `{"busy_policy":"later"}`, false, "", 0},
 		{"chat", `{"history_window":-1}`, false, "", 0},
 		{"chat", `{"history_window":1.5}`, false, "", 0},
 		{"chat", `{"temperature":"hot"}`, false, "", 0},
 		{"chat", `{"max_steps":3}`, false, "", 0},
-		{"react", `{"max_steps":3}`, true, agenttype.BusyEnqueue, agenttype.DefaultHistoryWindow},
+		{"react", `{"max_steps":3}`, true, agents.BusyEnqueue, agents.DefaultHistoryWindow},
 		{"react", `{"max_steps":30}`, false, "", 0},
 		{"chat", `[1]`, false, "", 0},
 		{"nope", `{}`, false, "", 0},
@@ -134,24 +132,26 @@ func TestRegistry(t *testing.T) {
 	if tools := r.List()[3].Tools; len(tools) != 2 || tools[0].Name != "calculator" || tools[1].Name != "clock" {
 		t.Fatalf("react tools = %+v", tools)
 	}
-	bad := []agenttype.Type{
+	bad := []agents.Type{
 		{Name: ""},
 		{Name: "x"},
-		{Name: "x", Signature: "->", New: agenttype.Chat().New},
-		{Name: "x", New: agenttype.Chat().New, ConfigKeys: map[string]any{"busy_policy": map[string]any{}}},
+		{Name: "x", Signature: "->", New: agents.Chat().New},
+		{Name: "x", New: agents.Chat().New, Config: struct {
+			Policy string `json:"busy_policy"`
+		}{}},
 	}
 	for _, b := range bad {
-		if _, err := agenttype.NewRegistry(b); !errors.Is(err, agenttype.ErrInvalidType) {
+		if _, err := agents.NewRegistry(b); !errors.Is(err, agents.ErrInvalidType) {
 			t.Errorf("NewRegistry(%+v) err = %v", b, err)
 		}
 	}
-	if _, err := agenttype.NewRegistry(agenttype.Chat(), agenttype.Chat()); !errors.Is(err, agenttype.ErrInvalidType) {
+	if _, err := agents.NewRegistry(agents.Chat(), agents.Chat()); !errors.Is(err, agents.ErrInvalidType) {
 		t.Errorf("duplicate: err = %v", err)
 	}
-	if _, _, err := r.Compile(persistence.Agent{ID: "a", Type: "nope"}); !errors.Is(err, agenttype.ErrUnknownType) {
+	if _, _, err := r.Compile(agents.Spec{ID: "a", Type: "nope"}); !errors.Is(err, agents.ErrUnknownType) {
 		t.Errorf("unknown type: err = %v", err)
 	}
-	if _, _, err := r.Compile(persistence.Agent{ID: "a", Type: "chat", Signature: "message -> "}); err == nil {
+	if _, _, err := r.Compile(agents.Spec{ID: "a", Type: "chat", Signature: "message -> "}); err == nil {
 		t.Error("bad signature compiled")
 	}
 }
@@ -162,14 +162,14 @@ func TestBuiltinsAnswerOffline(t *testing.T) {
 	r := registry(t)
 	for _, info := range r.List() {
 		t.Run(info.Name, func(t *testing.T) {
-			_, prog, err := r.Compile(persistence.Agent{ID: agenttype.BuiltinID(info.Name), Type: info.Name})
+			_, prog, err := r.Compile(agents.Spec{ID: agents.BuiltinID(info.Name), Type: info.Name})
 			if err != nil {
 				t.Fatal(err)
 			}
 			var streamed strings.Builder
-			out, err := prog.Reply(t.Context(), offlineModel(), agenttype.Input{
+			out, err := prog.Reply(t.Context(), offlineModel(), agents.Input{
 				Message: "What is 6 times 7?",
-				History: []agenttype.Turn{{User: "hi", Assistant: "hello"}, {User: "lost"}},
+				History: []agents.Turn{{User: "hi", Assistant: "hello"}, {User: "lost"}},
 				Stream: func(_ context.Context, chunk string) error {
 					streamed.WriteString(chunk)
 					return nil
@@ -192,13 +192,13 @@ func TestBuiltinsAnswerOffline(t *testing.T) {
 // scripted reply becomes the text.
 func TestChatPrompt(t *testing.T) {
 	r := registry(t)
-	_, prog, err := r.Compile(persistence.Agent{ID: "c", Type: "chat", Instructions: "Talk like a pirate."})
+	_, prog, err := r.Compile(agents.Spec{ID: "c", Type: "chat", Instructions: "Talk like a pirate."})
 	if err != nil {
 		t.Fatal(err)
 	}
 	model := lmtest.Texts("[[ ## response ## ]]\nArr, 42.\n\n[[ ## completed ## ]]")
-	out, err := prog.Reply(t.Context(), model, agenttype.Input{Message: "six times seven?",
-		History: []agenttype.Turn{{User: "ahoy", Assistant: "ahoy matey"}, {User: "unanswered"}}})
+	out, err := prog.Reply(t.Context(), model, agents.Input{Message: "six times seven?",
+		History: []agents.Turn{{User: "ahoy", Assistant: "ahoy matey"}, {User: "unanswered"}}})
 	if err != nil || out.Text != "Arr, 42." {
 		t.Fatalf("reply = %+v, %v", out, err)
 	}
@@ -221,7 +221,7 @@ func TestChatPrompt(t *testing.T) {
 // the observation; a model failure comes back with the usage so far.
 func TestReactUsesTools(t *testing.T) {
 	r := registry(t)
-	_, prog, err := r.Compile(persistence.Agent{ID: "r", Type: "react", Config: []byte(`{"max_steps":3}`)})
+	_, prog, err := r.Compile(agents.Spec{ID: "r", Type: "react", Config: []byte(`{"max_steps":3}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestReactUsesTools(t *testing.T) {
 		"[[ ## next_thought ## ]]\nI know it.\n\n[[ ## next_tool_name ## ]]\nfinish\n\n[[ ## next_tool_args ## ]]\n{}\n\n[[ ## completed ## ]]",
 		"[[ ## reasoning ## ]]\nThe calculator said 42.\n\n[[ ## response ## ]]\nIt is 42.\n\n[[ ## completed ## ]]",
 	)
-	out, err := prog.Reply(t.Context(), model, agenttype.Input{Message: "6*7?"})
+	out, err := prog.Reply(t.Context(), model, agents.Input{Message: "6*7?"})
 	if err != nil || out.Text != "It is 42." {
 		t.Fatalf("reply = %+v, %v", out, err)
 	}
@@ -246,51 +246,21 @@ func TestReactUsesTools(t *testing.T) {
 	}
 
 	failing := lmtest.NewScripted([]lmtest.Output{{Err: lm.ErrUnavailable}})
-	if _, err := prog.Reply(t.Context(), failing, agenttype.Input{Message: "x"}); !errors.Is(err, lm.ErrUnavailable) {
+	if _, err := prog.Reply(t.Context(), failing, agents.Input{Message: "x"}); !errors.Is(err, lm.ErrUnavailable) {
 		t.Fatalf("failing model: err = %v", err)
 	}
-}
-
-func TestEnsureBuiltins(t *testing.T) {
-	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
-		r := registry(t)
-		repo := persistence.NewAgentStore(db)
-		for range 2 {
-			if err := agenttype.EnsureBuiltins(t.Context(), repo, r); err != nil {
-				t.Fatal(err)
-			}
-		}
-		page, err := repo.ListVisible(t.Context(), "00000000-0000-7000-8000-000000000000", persistence.PageRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(page.Items) != 4 {
-			t.Fatalf("built-ins = %d, want 4", len(page.Items))
-		}
-		for _, a := range page.Items {
-			if a.ID != agenttype.BuiltinID(a.Type) || a.OwnerID != "" || a.Version != 1 {
-				t.Errorf("built-in %+v", a)
-			}
-			if _, _, err := r.Compile(a); err != nil {
-				t.Errorf("compile %s: %v", a.Type, err)
-			}
-		}
-		if agenttype.DefaultAgentID() != agenttype.BuiltinID("chat") {
-			t.Error("default agent is not the chat built-in")
-		}
-	})
 }
 
 // TestAdvancedChat runs the multi-stage program on the offline model: the
 // reply is the response stage's text, streamed as it is written, and the
 // other stages' outputs are kept as details.
 func TestAdvancedChat(t *testing.T) {
-	_, prog, err := registry(t).Compile(persistence.Agent{ID: "adv", Type: "advanced-chat", Instructions: "Be brief."})
+	_, prog, err := registry(t).Compile(agents.Spec{ID: "adv", Type: "advanced-chat", Instructions: "Be brief."})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var streamed strings.Builder
-	out, err := prog.Reply(t.Context(), lm.NewProvider("offline", "kowai-offline", offline.New()), agenttype.Input{
+	out, err := prog.Reply(t.Context(), lm.NewProvider("offline", "kowai-offline", offline.New()), agents.Input{
 		Message: "Hello there",
 		Stream:  func(_ context.Context, chunk string) error { streamed.WriteString(chunk); return nil },
 	})
@@ -303,5 +273,28 @@ func TestAdvancedChat(t *testing.T) {
 	q, ok := out.Details["quality"].(float64)
 	if !ok || q < 0 || q > 1 || out.Details["intent"] == nil || out.Details["reasoning"] == nil || out.Usage.Calls != 3 {
 		t.Fatalf("details %v, usage %+v", out.Details, out.Usage)
+	}
+}
+
+// An agent's own signature is honoured by chat and refused, not ignored, by the types
+// that run signatures of their own.
+func TestOwnSignature(t *testing.T) {
+	r := registry(t)
+	if err := r.CheckSignature("chat", "question -> answer"); err != nil {
+		t.Fatalf("chat: %v", err)
+	}
+	for _, typ := range []string{"advanced-chat", "analysis", "react"} {
+		if err := r.CheckSignature(typ, "question -> answer"); err == nil {
+			t.Errorf("%s accepted another signature", typ)
+		}
+		if _, _, err := r.Compile(agents.Spec{ID: "x", Type: typ, Signature: "question -> answer"}); err == nil {
+			t.Errorf("%s compiled another signature", typ)
+		}
+		if err := r.CheckSignature(typ, ""); err != nil {
+			t.Errorf("%s: the type's own signature: %v", typ, err)
+		}
+	}
+	if err := r.CheckSignature("chat", "no arrow"); err == nil {
+		t.Error("a malformed signature was accepted")
 	}
 }
