@@ -13,6 +13,7 @@ import (
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
+	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/workflows"
 )
 
@@ -78,7 +79,16 @@ func TestConsoleE2E(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := startStack(t, db, stackOptions{rateLimit: ratelimit.Limit{Rate: 2000, Period: time.Minute}, budgets: ledger, workflows: countdown})
+	// A model catalog as KOWAI_LLM_MODELS gives one (never called: the agents
+	// the script creates keep the default model): the agent form offers the
+	// plain model and hides the premium one from a user.
+	eps, err := lm.ParseEndpoints(`[{"name":"openai:gpt-4o-mini","base_url":"http://127.0.0.1:9/v1","input_per_1k":0.00015,"output_per_1k":0.0006},
+		{"name":"openai:gpt-4o","base_url":"http://127.0.0.1:9/v1","premium":true}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startStack(t, db, stackOptions{rateLimit: ratelimit.Limit{Rate: 2000, Period: time.Minute}, budgets: ledger, workflows: countdown,
+		models: testCatalog(t, eps, nil)})
 	const adminEmail, adminPassword = "root@example.com", "console admin password 7"
 	if _, err := s.auth.CreateUser(t.Context(), auth.NewUser{Email: adminEmail, Password: adminPassword, Name: "Root", Roles: []auth.Role{auth.RoleAdmin}}); err != nil {
 		t.Fatal(err)

@@ -186,6 +186,10 @@ await step("agents: a field error from the generated form, then create", async (
   await page.getByRole("button", { name: "Create agent" }).click();
   await page.getByLabel("Name", { exact: true }).fill("support-bot");
   await page.getByLabel("Type", { exact: true }).selectOption("chat");
+  // The models GET /api/v1/models offers this user, the node's default first.
+  const models = await page.getByLabel("Model", { exact: true }).locator("option").allTextContents();
+  check(/^The node's default/.test(models[0]) && models.some((m) => m.startsWith("openai:gpt-4o-mini")), `the model field offers the node's models (${models.join(" | ")})`);
+  check(!models.some((m) => m.startsWith("openai:gpt-4o ") || m === "openai:gpt-4o"), "a premium model is not offered to a user without the premium role");
   // Generated from the chat type's config_schema.
   const temperature = page.getByLabel("temperature", { exact: true });
   await temperature.fill("5");
