@@ -281,7 +281,8 @@ func (a *agentGrain) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 				err = fmt.Errorf("worker panic: %v", reason)
 			}
 			code := codeOf(err)
-			a.log.Warn("agent reply failed", "agent_id", a.identity, "correlation_id", s.job.req.GetCorrelationId(),
+			// The job's context carries the request's trace: the line names it.
+			a.log.WarnContext(s.job.ctx, "agent reply failed", "agent_id", a.identity, "correlation_id", s.job.req.GetCorrelationId(),
 				"code", code.String(), "error", err)
 			msg := publicMessage(code)
 			// A failure that speaks to the user (a spent budget says which and until

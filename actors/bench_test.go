@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -273,4 +274,76 @@ func BenchmarkIdleSessionHeap(b *testing.B) {
 		}
 		runtime.KeepAlive(ids)
 	}
+}
+
+// BenchmarkTurnCost measures what one continuing turn costs as its conversation
+// ages (offline model, SQLite, one turn at a time): the allocation per turn, and the
+// time of a turn past the 1,000th against one just past the history window (the 21st
+// to the 30th of a new conversation), alternating the two benchRounds times per
+// iteration. The window, the summary and the prompt are bounded, so an old
+// conversation's turn should cost what a young one's does.
+// Goals: B/turn <= 20,000; x-old-vs-young <= 1.2.
+func BenchmarkTurnCost(b *testing.B) {
+	h := newHarness(b, persisttest.SQLite(b), harnessOptions{model: offlineLM()})
+	window := h.rt.deps.HistoryWindow
+	turns := func(conv string, n int) {
+		for i := range n {
+			if _, err := h.send(context.Background(), conv, 0, fmt.Sprintf("message %d: what is the weather like tomorrow?", i), ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	old := uuid.Must(uuid.NewV7()).String()
+	turns(old, 1000)
+	const per = 10
+	type side struct {
+		d, cpu time.Duration
+		bytes  uint64
+		n      int
+	}
+	measure := func(conv string, into *side) {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		cpu0 := processCPU(b)
+		start := time.Now()
+		turns(conv, per)
+		into.d += time.Since(start)
+		into.cpu += processCPU(b) - cpu0
+		runtime.ReadMemStats(&m1)
+		into.bytes += m1.TotalAlloc - m0.TotalAlloc
+		into.n += per
+	}
+	var young, aged side
+	for b.Loop() {
+		for round := range benchRounds {
+			conv := uuid.Must(uuid.NewV7()).String()
+			// window turns: the measured ones are the 21st to the 30th with the default
+			// window of 20 messages, each one past the window.
+			turns(conv, window)
+			if round%2 == 0 {
+				measure(conv, &young)
+				measure(old, &aged)
+			} else {
+				measure(old, &aged)
+				measure(conv, &young)
+			}
+		}
+	}
+	b.ReportMetric(float64(young.bytes)/float64(young.n), "B/turn")
+	b.ReportMetric(float64(aged.bytes)/float64(aged.n), "B/turn-after-1000")
+	b.ReportMetric(float64(young.d.Microseconds())/float64(young.n), "us/turn")
+	b.ReportMetric(float64(aged.d.Microseconds())/float64(aged.n), "us/turn-after-1000")
+	b.ReportMetric((float64(aged.d)/float64(aged.n))/(float64(young.d)/float64(young.n)), "x-old-vs-young")
+	// A turn here waits mostly for SQLite's commit (fsync), which other processes' disk
+	// load stretches; CPU time is what the turn itself costs.
+	b.ReportMetric((float64(aged.cpu)/float64(aged.n))/(float64(young.cpu)/float64(young.n)), "cpu-x-old-vs-young")
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

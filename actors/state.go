@@ -194,15 +194,23 @@ func (s sessionState) catchUp(window int, log []persistence.Message) (sessionSta
 
 // with returns the state after appending entries, keeping the last window in the tail
 // and folding older ones into the summary. s is not modified: a running turn works on
-// a copy while the session may still read the original.
+// a copy while the session may still read the original. The new tail is the one
+// allocation: it is built in place from the kept part of the old tail and the kept
+// entries.
 func (s sessionState) with(window int, entries ...tailEntry) sessionState {
-	tail := make([]tailEntry, 0, min(len(s.Tail)+len(entries), window))
-	all := append(append([]tailEntry(nil), s.Tail...), entries...)
-	if drop := len(all) - window; drop > 0 {
-		s.Summary = summarize(s.Summary, all[:drop])
-		all = all[drop:]
+	n := len(s.Tail) + len(entries)
+	drop := max(0, n-window)
+	fromOld := min(drop, len(s.Tail))
+	fromNew := drop - fromOld
+	if fromOld > 0 {
+		s.Summary = summarize(s.Summary, s.Tail[:fromOld])
 	}
-	s.Tail = append(tail, all...)
+	if fromNew > 0 {
+		s.Summary = summarize(s.Summary, entries[:fromNew])
+	}
+	tail := make([]tailEntry, 0, n-drop)
+	tail = append(tail, s.Tail[fromOld:]...)
+	s.Tail = append(tail, entries[fromNew:]...)
 	for _, e := range entries {
 		s.LastSeq = max(s.LastSeq, e.Seq)
 	}
@@ -210,17 +218,38 @@ func (s sessionState) with(window int, entries ...tailEntry) sessionState {
 }
 
 // summarize appends one shortened line per message to the running summary, dropping
-// the oldest lines beyond maxSummary.
+// the oldest lines beyond maxSummary. The result is allocated once, at its final
+// size: it is copied into every turn's state and snapshot.
 func summarize(summary string, old []tailEntry) string {
 	var b strings.Builder
-	b.WriteString(summary)
 	for _, e := range old {
 		if e.Role == roleSystem {
 			continue
 		}
-		fmt.Fprintf(&b, "%s: %s\n", e.Role, truncate(strings.Join(strings.Fields(e.Content), " "), summaryLine))
+		b.WriteString(e.Role)
+		b.WriteString(": ")
+		b.WriteString(truncate(strings.Join(strings.Fields(e.Content), " "), summaryLine))
+		b.WriteByte('\n')
 	}
-	out := b.String()
+	add := b.String()
+	if add == "" {
+		return summary
+	}
+	// Drop whole lines of the old summary until the result fits.
+	cut := 0
+	for len(summary)-cut+len(add) > maxSummary && cut < len(summary) {
+		i := strings.IndexByte(summary[cut:], '\n')
+		if i < 0 {
+			cut = len(summary)
+			break
+		}
+		cut += i + 1
+	}
+	if len(summary)-cut+len(add) <= maxSummary {
+		return summary[cut:] + add
+	}
+	// The new lines alone are too long (only with a huge batch of messages).
+	out := add
 	for len(out) > maxSummary {
 		i := strings.IndexByte(out, '\n')
 		if i < 0 {
@@ -228,7 +257,7 @@ func summarize(summary string, old []tailEntry) string {
 		}
 		out = out[i+1:]
 	}
-	return out
+	return strings.Clone(out)
 }
 
 // titleOf is the title a conversation gets from its first message: the message on one

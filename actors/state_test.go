@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -105,6 +107,68 @@ func TestTurnOutcomeLabels(t *testing.T) {
 		got := outcome(actorpb.NewError(actorpb.Code(n), "corr", "x"))
 		if got != strings.ToLower(got) || strings.Contains(got, "code") {
 			t.Errorf("code %d: label %q is not in the vocabulary", n, got)
+		}
+	}
+}
+
+// summarizeReference is summarize as it was before it allocated its result once:
+// the running summary and the new lines joined, then whole lines dropped from the
+// front until it fits.
+func summarizeReference(summary string, old []tailEntry) string {
+	var b strings.Builder
+	b.WriteString(summary)
+	for _, e := range old {
+		if e.Role == roleSystem {
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %s\n", e.Role, truncate(strings.Join(strings.Fields(e.Content), " "), summaryLine))
+	}
+	out := b.String()
+	for len(out) > maxSummary {
+		i := strings.IndexByte(out, '\n')
+		if i < 0 {
+			return truncate(out, maxSummary)
+		}
+		out = out[i+1:]
+	}
+	return out
+}
+
+// TestSummarizeMatchesReference folds conversations of varied message lengths, one and
+// several messages at a time, and checks that summarize and with give what the
+// reference gives.
+func TestSummarizeMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	roles := []string{roleUser, roleAssistant, roleSystem}
+	for conv := range 20 {
+		got, want := "", ""
+		for turn := range 300 {
+			batch := make([]tailEntry, 1+rng.IntN(3))
+			for i := range batch {
+				batch[i] = tailEntry{Role: roles[rng.IntN(3)], Content: strings.Repeat(fmt.Sprintf("w%d ", turn), rng.IntN(80))}
+			}
+			got, want = summarize(got, batch), summarizeReference(want, batch)
+			if got != want {
+				t.Fatalf("conversation %d, turn %d:\ngot  %q\nwant %q", conv, turn, got, want)
+			}
+			if len(got) > maxSummary {
+				t.Fatalf("summary of %d bytes", len(got))
+			}
+		}
+	}
+	st := sessionState{}
+	ref := sessionState{}
+	for i := range 100 {
+		e := tailEntry{ID: fmt.Sprint(i), Seq: int64(i + 1), Role: roles[i%2], Content: strings.Repeat("x", i)}
+		st = st.with(20, e)
+		all := append(append([]tailEntry(nil), ref.Tail...), e)
+		if drop := len(all) - 20; drop > 0 {
+			ref.Summary = summarizeReference(ref.Summary, all[:drop])
+			all = all[drop:]
+		}
+		ref.Tail, ref.LastSeq = all, e.Seq
+		if st.Summary != ref.Summary || len(st.Tail) != len(ref.Tail) || st.Tail[0].ID != ref.Tail[0].ID || st.LastSeq != ref.LastSeq {
+			t.Fatalf("with, message %d: tail %d from %s, want %d from %s", i, len(st.Tail), st.Tail[0].ID, len(ref.Tail), ref.Tail[0].ID)
 		}
 	}
 }

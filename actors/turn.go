@@ -19,7 +19,7 @@ import (
 	"github.com/kowai/kowai/supervisors"
 )
 
-// turnJob is one chat turn as its child runs it: it works on a copy of the session's
+// turnJob is one chat turn as its goroutine runs it: it works on a copy of the session's
 // state and returns the state after the turn, which the session adopts.
 type turnJob struct {
 	rt      *Runtime
@@ -103,7 +103,7 @@ func (j *turnJob) fail(code actorpb.Code, format string, args ...any) turnOutcom
 // unavailable reports a failed write or read that may have left part of the turn in
 // the log; the session reloads before its next turn.
 func (j *turnJob) unavailable(what string, err error) turnOutcome {
-	j.rt.log.Error("turn failed", "conversation_id", j.convID, "step", what, "correlation_id", j.req.GetCorrelationId(), "error", err)
+	j.rt.log.ErrorContext(j.ctx, "turn failed", "conversation_id", j.convID, "step", what, "correlation_id", j.req.GetCorrelationId(), "error", err)
 	o := j.fail(actorpb.Code_CODE_UNAVAILABLE, "the conversation's storage is unavailable; retry with the same idempotency key")
 	o.reload = true
 	return o
@@ -346,7 +346,7 @@ func (j *turnJob) failureOf(err error) *actorpb.ErrorReply {
 	case errors.As(err, &ae):
 		return actorpb.NewError(ae.Code, corr, ae.Message)
 	}
-	j.rt.log.Warn("agent call failed", "conversation_id", j.convID, "correlation_id", corr, "error", err)
+	j.rt.log.WarnContext(j.ctx, "agent call failed", "conversation_id", j.convID, "correlation_id", corr, "error", err)
 	return actorpb.NewError(actorpb.Code_CODE_UNAVAILABLE, corr, "the agent did not answer; retry with the same idempotency key")
 }
 

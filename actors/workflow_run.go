@@ -228,7 +228,7 @@ func (g *runGrain) createRunning(ctx actor.Context, m *actorpb.StartRun) (bool, 
 	now := time.Now()
 	r := persistence.WorkflowRun{ID: g.identity, Name: def.Name, OwnerID: m.GetOwnerId(), ParentID: m.GetParentId(),
 		Status: persistence.StatusRunning, Parameters: params, Version: 1, CreatedAt: now, UpdatedAt: now, StartedAt: now,
-		LeaseOwner: g.w.deps.NodeID, LeaseEpoch: g.w.epoch, WebhookURL: m.GetWebhookUrl(), ContinuedFrom: m.GetContinuedFrom()}
+		LeaseOwner: g.w.deps.NodeID, LeaseEpoch: g.w.epoch, WebhookURL: m.GetWebhookUrl()}
 	err = g.w.deps.Writer.Submit(wctx, persistence.RunInsert(r))
 	if errors.Is(err, persistence.ErrDuplicate) {
 		return false, nil
@@ -275,11 +275,12 @@ func (g *runGrain) stopTimer() {
 }
 
 // save writes next over the grain's row with a version CAS through the writer, with
-// the execution's events not written yet (pending, numbered after lastEvent) and the
-// run's own event ev (if any) in the same transaction, ev numbered after them
-// (after the event log's last seq, read, when lastEvent is negative). A conflict
-// means another activation owns the run: this one stops.
-func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *workflows.Event, lastEvent int64, pending ...persistence.WorkflowEvent) bool {
+// the execution's events not written yet (pending, numbered after lastEvent), the
+// run's own event ev (if any) and the further writes extra in the same transaction,
+// ev numbered after pending (after the event log's last seq, read, when lastEvent
+// is negative). A conflict means another activation owns the run: this one stops.
+func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *workflows.Event, lastEvent int64,
+	pending []persistence.WorkflowEvent, extra ...persistence.Op) bool {
 	next.Version = g.row.Version + 1
 	next.UpdatedAt = time.Now()
 	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
@@ -302,11 +303,13 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 	if len(events) > 0 {
 		ops = append(ops, persistence.EventInsert(events...))
 	}
-	if next.WebhookURL != "" && workflows.Finished(next.Status) && !workflows.Finished(g.row.Status) {
+	if next.WebhookURL != "" && next.ContinuedAs == "" && workflows.Finished(next.Status) && !workflows.Finished(g.row.Status) {
 		// The notification is opened in the commit that finishes the run: a
-		// finished run always has it, whichever node dies when.
+		// finished run always has it, whichever node dies when. A run that
+		// continued as new hands its webhook to the run that continues it.
 		ops = append(ops, persistence.NotifyOp(g.identity, next.WebhookURL, next.UpdatedAt))
 	}
+	ops = append(ops, extra...)
 	if err := g.w.deps.Writer.Submit(wctx, ops); err != nil {
 		g.w.log.Warn("run state not saved; the grain stops", "run_id", g.identity, "error", err)
 		if g.exec != nil {
@@ -380,7 +383,7 @@ func (g *runGrain) start(ctx actor.Context, corr string) {
 	if g.overCap() {
 		next := g.row
 		next.DueAt = now.Add(capWait)
-		g.save(ctx, next, nil, 0)
+		g.save(ctx, next, nil, 0, nil)
 		return
 	}
 	next := g.row
@@ -389,7 +392,7 @@ func (g *runGrain) start(ctx actor.Context, corr string) {
 	if next.StartedAt.IsZero() {
 		next.StartedAt = now
 	}
-	if !g.save(ctx, next, nil, 0) {
+	if !g.save(ctx, next, nil, 0, nil) {
 		return
 	}
 	g.execute(ctx, false)
@@ -523,13 +526,45 @@ func (g *runGrain) onDone(ctx actor.Context, m runDone) {
 	if out.Err != nil {
 		ev.Error = out.Err.Error()
 	}
-	if !g.save(ctx, next, &ev, m.lastEvent, m.pending...) {
+	var extra []persistence.Op
+	if out.ContinueWith != nil {
+		// Continue-as-new: the run that continues this one is created in the
+		// commit that completes this one (both or neither), pending and due
+		// after a claim's wait in case the poke below is lost.
+		cont := persistence.WorkflowRun{ID: workflows.ContinuedRunID(g.identity), Name: g.row.Name, OwnerID: g.row.OwnerID,
+			ParentID: g.row.ParentID, Status: persistence.StatusPending, Parameters: out.ContinueWith, Version: 1,
+			CreatedAt: now, DueAt: now.Add(g.w.deps.ClaimLease), LeaseOwner: g.w.deps.NodeID, WebhookURL: g.row.WebhookURL,
+			ContinuedFrom: g.identity}
+		next.ContinuedAs, ev.ContinuedAs = cont.ID, cont.ID
+		extra = append(extra, persistence.RunInsert(cont))
+	}
+	if !g.save(ctx, next, &ev, m.lastEvent, m.pending, extra...) {
 		return
 	}
 	g.w.metrics.finished.WithLabelValues(g.row.Name, out.Status).Inc()
+	if next.ContinuedAs != "" {
+		g.poke(next.ContinuedAs)
+	}
 	if out.Status == workflows.StatusPaused && out.Waiting == nil {
 		g.arm(time.Until(out.WakeAt))
 	}
+}
+
+// poke starts run id's grain, off the mailbox; if it fails, recovery claims the
+// run when it is due.
+func (g *runGrain) poke(id string) {
+	caller := g.w.callerOrNil()
+	if caller == nil {
+		return
+	}
+	corr := g.identity
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := actorpb.As[*actorpb.RunAck](caller.Call(ctx, KindWorkflowRun, id, &actorpb.StartRun{CorrelationId: corr, RunId: id})); err != nil {
+			g.w.log.Warn("continued run not started; recovery starts it when it is due", "run_id", id, "error", err)
+		}
+	}()
 }
 
 // writeEvents writes events an execution left unwritten when it recorded no
@@ -575,7 +610,7 @@ func (g *runGrain) onCancel(ctx actor.Context, m *actorpb.CancelRun) any {
 	g.stopTimer()
 	next := g.row
 	next.Status, next.Error, next.Waiting, next.DueAt, next.FinishedAt = persistence.StatusCancelled, workflows.ErrCancelled.Error(), nil, time.Time{}, time.Now()
-	g.save(ctx, next, &workflows.Event{RunID: g.identity, Status: workflows.StatusCancelled, Time: time.Now()}, -1)
+	g.save(ctx, next, &workflows.Event{RunID: g.identity, Status: workflows.StatusCancelled, Time: time.Now()}, -1, nil)
 	return g.ack()
 }
 

@@ -538,3 +538,53 @@ func TestStoppedRunGrainHandsItsRunBack(t *testing.T) {
 		}
 	})
 }
+
+func TestRunContinuesAsNew(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		type page struct {
+			Page  int `json:"page"`
+			Pages int `json:"pages"`
+			Total int `json:"total,omitempty"`
+		}
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "pages", func(c *workflows.Context, p page) (int, error) {
+				n, err := workflows.Task(c, "count", func(context.Context) (int, error) { return p.Page * 10, nil })
+				if err != nil {
+					return 0, err
+				}
+				if p.Page < p.Pages {
+					return 0, workflows.ContinueAsNew(c, page{Page: p.Page + 1, Pages: p.Pages, Total: p.Total + n})
+				}
+				return p.Total + n, nil
+			}))
+			must(t, workflows.Register(reg, "parent", func(c *workflows.Context, _ noParams) (int, error) {
+				return workflows.Child[page, int](c, "pages", "pages", page{Page: 1, Pages: 2})
+			}))
+		})
+		first := h.trigger(t, "pages", `{"page":1,"pages":3}`)
+		// The chain: first -> second -> third, each linked both ways.
+		chain := []string{first, workflows.ContinuedRunID(first), workflows.ContinuedRunID(workflows.ContinuedRunID(first))}
+		last := h.waitStatus(t, chain[2], persistence.StatusCompleted, 10*time.Second)
+		if string(last.Result) != "60" || last.ContinuedAs != "" || last.ContinuedFrom != chain[1] || last.OwnerID != h.users[0] {
+			t.Fatalf("last run = %+v (%s)", last, last.Result)
+		}
+		for i, id := range chain[:2] {
+			r, err := h.runs.GetRun(t.Context(), id)
+			if err != nil || r.Status != persistence.StatusCompleted || r.ContinuedAs != chain[i+1] || r.Result != nil {
+				t.Fatalf("run %d = %+v, %v; want completed, continued as %s, no result", i, r, err, chain[i+1])
+			}
+			if steps, err := h.runs.Steps(t.Context(), id); err != nil || len(steps) != 1 {
+				t.Fatalf("run %d journal = %+v, %v; want its own single task", i, steps, err)
+			}
+			evs, err := h.runs.Events(t.Context(), id, 0, 100)
+			if err != nil || len(evs) == 0 || !strings.Contains(string(evs[len(evs)-1].Data), `"continued_as":"`+chain[i+1]+`"`) {
+				t.Fatalf("run %d last event = %+v, %v; want it to name the next run", i, evs, err)
+			}
+		}
+		// A parent awaiting a child that continues as new gets the last run's result.
+		parent := h.trigger(t, "parent", `{}`)
+		if got := h.waitStatus(t, parent, persistence.StatusCompleted, 10*time.Second); string(got.Result) != "30" {
+			t.Fatalf("parent result = %s, want 30 (the child's last run)", got.Result)
+		}
+	})
+}

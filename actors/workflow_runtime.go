@@ -156,17 +156,21 @@ func (w *Workflows) RunProps(identity string) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor { return newRunGrain(w, identity) })
 }
 
-// Run renews this node's heartbeat, reclaims the runs of nodes whose heartbeat
-// lapsed and claims due runs every RecoveryInterval, poking their grains, which the
-// cluster places, until ctx ends; then it lets the heartbeat lapse at once, so that
-// the runs still executing here are taken over without waiting for it. A tick reads
-// the due_at index up to now only, in batches of ClaimBatch, and the executing runs of
-// lapsed nodes only, so it costs the same with 100 or 100k open runs: runs that
-// execute, wait for input or have finished have no due_at, sleeping runs are due at
-// their wake-up time.
+// Run renews this node's heartbeat (and checks the ownership of the runs executing
+// here) every RecoveryInterval on a loop of its own, so slow claims never delay it;
+// and every RecoveryInterval it reclaims the runs of nodes whose heartbeat lapsed and
+// claims due runs, poking their grains, which the cluster places, until ctx ends.
+// Then it lets the heartbeat lapse at once, so that the runs still executing here are
+// taken over without waiting for it. A tick reads the due_at index up to now only,
+// in batches of ClaimBatch, and the executing runs of lapsed nodes only, so it costs
+// the same with 100 or 100k open runs: runs that execute, wait for input or have
+// finished have no due_at, sleeping runs are due at their wake-up time.
 func (w *Workflows) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { w.beat(ctx) })
 	err := claimLoop{interval: w.deps.RecoveryInterval, full: w.deps.ClaimBatch, maxRounds: math.MaxInt,
 		log: w.log, failMsg: "workflow recovery failed", round: w.RecoverOnce}.run(ctx)
+	wg.Wait()
 	if w.beating.Load() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
@@ -175,6 +179,30 @@ func (w *Workflows) Run(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// beat renews this node's heartbeat and checks the ownership of its executing
+// runs, at once and then every RecoveryInterval, until ctx ends.
+func (w *Workflows) beat(ctx context.Context) {
+	t := time.NewTicker(w.deps.RecoveryInterval)
+	defer t.Stop()
+	for {
+		hctx, cancel := context.WithTimeout(ctx, w.deps.Lease)
+		if err := w.deps.Runs.Heartbeat(hctx, w.deps.NodeID, w.epoch, time.Now().Add(w.deps.Lease)); err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("node heartbeat not renewed", "error", err)
+			}
+		} else {
+			w.beating.Store(true)
+		}
+		w.checkOwnership(hctx)
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // ensureNode writes this process's heartbeat row before it first executes a run,
@@ -195,21 +223,15 @@ func (w *Workflows) ensureNode(ctx context.Context) error {
 	return nil
 }
 
-// RecoverOnce renews this node's heartbeat, makes due the executing runs of nodes
-// whose heartbeat lapsed, then claims one batch of due runs and starts their grains;
-// it returns how many it claimed.
+// RecoverOnce makes due the executing runs of nodes whose heartbeat lapsed, then
+// claims one batch of due runs and starts their grains; it returns how many it
+// claimed.
 func (w *Workflows) RecoverOnce(ctx context.Context) (int, error) {
 	caller := w.callerOrNil()
 	if caller == nil {
 		return 0, errors.New("actors: workflow recovery before SetCaller")
 	}
 	now := time.Now()
-	if err := w.deps.Runs.Heartbeat(ctx, w.deps.NodeID, w.epoch, now.Add(w.deps.Lease)); err != nil {
-		w.log.Warn("node heartbeat not renewed", "error", err)
-	} else {
-		w.beating.Store(true)
-	}
-	w.checkOwnership(ctx)
 	if n, err := w.deps.Runs.ReclaimLapsed(ctx, now, w.deps.ClaimBatch); err != nil {
 		w.log.Warn("runs of lapsed nodes not reclaimed", "error", err)
 	} else if n > 0 {
@@ -390,26 +412,31 @@ func (c grainChildren) RunChild(ctx context.Context, req workflows.ChildRequest)
 	}
 	t := time.NewTicker(childPoll)
 	defer t.Stop()
+	id := req.RunID // a child that continues as new is followed to its last run
 	for {
 		select {
 		case <-ctx.Done():
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
-			if _, err := caller.Call(cctx, KindWorkflowRun, req.RunID, &actorpb.CancelRun{CorrelationId: req.ParentRunID, RunId: req.RunID}); err != nil {
-				c.w.log.Warn("child run of a cancelled parent was not cancelled", "run_id", req.RunID, "error", err)
+			if _, err := caller.Call(cctx, KindWorkflowRun, id, &actorpb.CancelRun{CorrelationId: req.ParentRunID, RunId: id}); err != nil {
+				c.w.log.Warn("child run of a cancelled parent was not cancelled", "run_id", id, "error", err)
 			}
 			return nil, ctx.Err()
 		case <-t.C:
 		}
-		r, err := c.w.deps.Runs.GetRun(ctx, req.RunID)
+		r, err := c.w.deps.Runs.GetRun(ctx, id)
 		if err != nil {
 			continue // transient; the parent's context bounds the wait
 		}
 		switch r.Status {
 		case persistence.StatusCompleted:
+			if r.ContinuedAs != "" {
+				id = r.ContinuedAs
+				continue
+			}
 			return r.Result, nil
 		case persistence.StatusFailed, persistence.StatusCancelled:
-			return nil, workflows.Permanent(fmt.Errorf("child run %s %s: %s", req.RunID, r.Status, r.Error))
+			return nil, workflows.Permanent(fmt.Errorf("child run %s %s: %s", id, r.Status, r.Error))
 		}
 	}
 }

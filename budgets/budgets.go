@@ -139,6 +139,12 @@ type Config struct {
 	Ledger Ledger
 	// Counter keeps spending; nil means NewMemory(Ledger).
 	Counter Counter
+	// Writer, optional, writes ledger rows in its group commits (a
+	// *persistence.Writer) in the background, so a reply does not wait for a
+	// commit of its own; without it each row is written before Charge returns.
+	Writer interface {
+		Submit(ctx context.Context, op persistence.Op) error
+	}
 	// Metrics registers kowai_budget_refusals_total; nil leaves it unregistered.
 	Metrics prometheus.Registerer
 	Logger  *slog.Logger
@@ -150,10 +156,15 @@ type Config struct {
 	LimitsTTL time.Duration
 }
 
+// ledgerTimeout bounds a background ledger write.
+const ledgerTimeout = 30 * time.Second
+
 // Enforcer checks and charges users' budgets. It is safe for concurrent use.
 type Enforcer struct {
 	cfg      Config
 	refusals *prometheus.CounterVec
+	// pending are the ledger writes in the background (with Config.Writer).
+	pending sync.WaitGroup
 
 	mu     sync.Mutex
 	limits map[string]cachedLimits
@@ -326,9 +337,25 @@ func (e *Enforcer) Charge(ctx context.Context, c Charge) error {
 	if err := e.cfg.Counter.Add(ctx, c.UserID, now, c.PromptTokens+c.CompletionTokens, c.CostUSD); err != nil {
 		return fmt.Errorf("budgets: count usage of %s: %w", c.UserID, err)
 	}
-	return e.cfg.Ledger.Record(ctx, persistence.UsageEntry{UserID: c.UserID, AgentID: c.AgentID, ConversationID: c.ConversationID,
-		Model: c.Model, PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens, CostUSD: c.CostUSD, CreatedAt: now})
+	entry := persistence.UsageEntry{UserID: c.UserID, AgentID: c.AgentID, ConversationID: c.ConversationID,
+		Model: c.Model, PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens, CostUSD: c.CostUSD, CreatedAt: now}
+	if e.cfg.Writer == nil {
+		return e.cfg.Ledger.Record(ctx, entry)
+	}
+	e.pending.Go(func() {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ledgerTimeout)
+		defer cancel()
+		if err := e.cfg.Writer.Submit(wctx, persistence.UsageInsert(entry)); err != nil {
+			e.cfg.Logger.Error("usage not recorded in the ledger", "user_id", c.UserID, "agent_id", c.AgentID,
+				"model", c.Model, "tokens", c.PromptTokens+c.CompletionTokens, "cost_usd", c.CostUSD, "error", err)
+		}
+	})
+	return nil
 }
+
+// Wait returns once the ledger writes started so far are done (with
+// Config.Writer; at once without). Call it before stopping the writer.
+func (e *Enforcer) Wait() { e.pending.Wait() }
 
 // periodStarts returns the starts of now's UTC day and month.
 func periodStarts(now time.Time) (day, month time.Time) {

@@ -68,7 +68,10 @@
 // at once when the caller's context is cancelled. The correlation ID and idempotency
 // key set on the context with clusterpb.WithCorrelationID and
 // clusterpb.WithIdempotencyKey travel as message headers (clusterpb.HeaderCorrelationID,
-// clusterpb.HeaderIdempotencyKey).
+// clusterpb.HeaderIdempotencyKey). With tracing on (Config.Tracing) each call is a
+// client span whose W3C trace context travels as the traceparent and tracestate
+// headers, and the grain's node wraps the request in a server span, its child, before
+// the grain sees it.
 //
 // Only generated protobuf messages are sent: anything else would be dropped silently by
 // a remote node, so it is refused with ErrNotProtobuf before sending.

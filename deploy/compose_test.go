@@ -102,7 +102,7 @@ func TestComposeClusterProfile(t *testing.T) {
 	if !slices.Equal(defaults, []string{"mariadb", "redis"}) {
 		t.Errorf("the default profile runs %v, want MariaDB and Redis only", defaults)
 	}
-	for _, name := range []string{"etcd", "migrate", "kowai-1", "kowai-2", "kowai-3", "nginx", "prometheus", "grafana"} {
+	for _, name := range []string{"etcd", "migrate", "kowai-1", "kowai-2", "kowai-3", "nginx", "prometheus", "grafana", "jaeger"} {
 		if _, ok := services[name]; !ok {
 			t.Errorf("service %s missing from the cluster profile", name)
 		}
@@ -122,6 +122,9 @@ func TestComposeClusterProfile(t *testing.T) {
 			t.Errorf("%s publishes ports; clients go through nginx", name)
 		}
 		env := s.Environment
+		if env["OTEL_EXPORTER_OTLP_ENDPOINT"] != "http://jaeger:4318" {
+			t.Errorf("%s: OTEL_EXPORTER_OTLP_ENDPOINT=%q, want the jaeger service's OTLP/HTTP port", name, env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+		}
 		if env["KOWAI_CLUSTER_PROVIDER"] != "etcd" || env["KOWAI_ETCD_ENDPOINTS"] != "etcd:2379" {
 			t.Errorf("%s: provider %q at %q, want etcd at etcd:2379", name, env["KOWAI_CLUSTER_PROVIDER"], env["KOWAI_ETCD_ENDPOINTS"])
 		}

@@ -63,6 +63,16 @@ type nodeFigures struct {
 	ModelErrors  float64   `json:"model_errors" doc:"failed model calls on this node since it started (kowai_llm_errors_total)"`
 	ModelCostUSD float64   `json:"model_cost_usd" doc:"the cost of this node's model calls since it started, in USD (kowai_llm_cost_usd_total)"`
 	At           time.Time `json:"at" doc:"when the counters were read; rates are differences between two reads"`
+	// Today is the whole cluster's model usage since midnight, from the usage
+	// ledger, where the counters above are this node's since it started.
+	Today *usageToday `json:"today,omitempty" doc:"every user's model usage since 00:00 UTC, from the usage ledger: the whole cluster's, not only this node's"`
+}
+
+// usageToday is the cluster's model usage since Since.
+type usageToday struct {
+	Since   time.Time `json:"since" doc:"00:00 UTC of the day"`
+	Tokens  int64     `json:"tokens" doc:"prompt and completion tokens"`
+	CostUSD float64   `json:"cost_usd" doc:"cost in USD, at the configured prices"`
 }
 
 // readFigures sums the counters of nodeFigures from g.
@@ -130,6 +140,8 @@ type adminRoutes struct {
 	cluster func() any
 	// metrics is the node's metrics registry, when it can be read.
 	metrics prometheus.Gatherer
+	// usage, optional, sums the cluster's usage ledger.
+	usage UsageTotals
 }
 
 func (a adminRoutes) list(c *fiber.Ctx) error {
@@ -285,6 +297,14 @@ func (a adminRoutes) figures(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if a.usage != nil {
+		since := f.At.Truncate(24 * time.Hour)
+		t, err := a.usage.AllTotal(c.UserContext(), since)
+		if err != nil {
+			return err
+		}
+		f.Today = &usageToday{Since: since, Tokens: t.Tokens, CostUSD: t.CostUSD}
+	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(f)
 }
@@ -312,8 +332,8 @@ func (s *Server) mountAdmin(a adminRoutes, authed fiber.Handler, rl rateLimits) 
 	s.Route(fiber.MethodGet, "/api/v1/admin/cluster", Op{Summary: "Cluster members, this node and actor counts per kind (moderators and admins)", Tag: "Admin", Auth: true,
 		Response: map[string]any{}, Errors: forbidden},
 		authed, rl.user("admin.cluster"), auth.RequirePermission(auth.PermAdminCluster), a.clusterInfo)
-	s.Route(fiber.MethodGet, "/api/v1/admin/figures", Op{Summary: "This node's chat turns, turn errors, model errors and model cost since it started (moderators and admins)", Tag: "Admin", Auth: true,
-		Description: "Counters of the node that answers, read from its metrics; each node counts only its own work. Rates are differences between two reads.",
+	s.Route(fiber.MethodGet, "/api/v1/admin/figures", Op{Summary: "This node's chat turns, turn errors, model errors and model cost since it started, and the cluster's model usage today (moderators and admins)", Tag: "Admin", Auth: true,
+		Description: "Counters of the node that answers, read from its metrics; each node counts only its own work. Rates are differences between two reads. `today` sums every user's usage ledger since 00:00 UTC: the whole cluster's.",
 		Response:    nodeFigures{}, Errors: append(forbidden, http.StatusNotFound)},
 		authed, rl.user("admin.figures"), auth.RequirePermission(auth.PermAdminCluster), a.figures)
 }

@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -222,5 +224,39 @@ func TestAdminFigures(t *testing.T) {
 	r.json(t, &got)
 	if got.Turns != 7 || got.TurnErrors != 2 || got.ModelErrors != 3 || got.ModelCostUSD != 0.75 || !got.At.After(zero.At) && !got.At.Equal(zero.At) {
 		t.Fatalf("figures %s, want 7 turns, 2 turn errors, 3 model errors, 0.75 USD", r.body)
+	}
+}
+
+// TestAdminFiguresToday: the figures carry every user's model usage since
+// midnight UTC from the usage ledger (what other nodes charged included), and
+// nothing of yesterday.
+func TestAdminFiguresToday(t *testing.T) {
+	env := startREST(t, restConfig{})
+	admin := env.newUser(t, "admin@example.com", auth.RoleAdmin)
+	alice := env.newUser(t, "alice@example.com")
+	bob := env.newUser(t, "bob@example.com")
+	figures := env.url + "/api/v1/admin/figures"
+	var idle nodeFigures
+	call(t, http.MethodGet, figures, admin.pair.AccessToken, "").json(t, &idle)
+	if idle.Today == nil || idle.Today.Tokens != 0 || idle.Today.CostUSD != 0 || !idle.Today.Since.Equal(idle.At.Truncate(24*time.Hour)) {
+		t.Fatalf("today of an idle cluster: %+v", idle.Today)
+	}
+	ledger := persistence.NewUsageStore(env.db)
+	now := time.Now().UTC()
+	for i, e := range []persistence.UsageEntry{
+		{UserID: alice.id, PromptTokens: 10, CompletionTokens: 5, CostUSD: 0.25, CreatedAt: now},
+		{UserID: bob.id, PromptTokens: 100, CompletionTokens: 20, CostUSD: 1.5, CreatedAt: now},
+		{UserID: bob.id, PromptTokens: 7000, CompletionTokens: 7000, CostUSD: 40, CreatedAt: now.Truncate(24 * time.Hour).Add(-time.Second)},
+	} {
+		e.ID, e.AgentID, e.ConversationID, e.Model = fmt.Sprintf("00000000-0000-7000-8000-00000000000%d", i), "chat", "c", "offline"
+		if err := ledger.Record(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got nodeFigures
+	r := call(t, http.MethodGet, figures, admin.pair.AccessToken, "")
+	r.json(t, &got)
+	if got.Today == nil || got.Today.Tokens != 135 || got.Today.CostUSD != 1.75 {
+		t.Fatalf("figures %s, want today 135 tokens and 1.75 USD", r.body)
 	}
 }

@@ -216,7 +216,8 @@ func (s *Server) Mount(api API) error {
 			s.mountModels(modelRoutes{catalog: api.Models}, authed, rl)
 		}
 		gatherer, _ := s.opts.Registry.(prometheus.Gatherer)
-		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo, metrics: gatherer}, authed, rl)
+		s.mountAdmin(adminRoutes{users: api.Stores.Users, audit: api.Stores.Audit, auth: api.Auth, cluster: api.ClusterInfo, metrics: gatherer,
+			usage: api.Stores.Usage}, authed, rl)
 	}
 	s.mountWorkflows(api.Workflows, authed, rl)
 	if api.Completions != nil {

@@ -5,7 +5,9 @@
 // Every request passes, in order: client address (ClientAddr: the peer, or
 // the client a trusted proxy forwarded for; see package clientaddr), request
 // ID (X-Request-ID in and out, and the correlation ID of every log line
-// written for it), observation (one access-log line with the client address
+// written for it), with tracing on (Options.Tracing) a server span named
+// after the route template that joins a caller's W3C traceparent, observation
+// (one access-log line with the client address
 // and user agent, kowai_http_* metrics by route template), panic recovery,
 // security headers, and bounded decompression (a gzip or deflate body is
 // decoded up to the body limit, 413 beyond it). Handlers return errors; the

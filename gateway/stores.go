@@ -20,6 +20,14 @@ type Stores struct {
 	Feedback      persistence.FeedbackWriter
 	Agents        persistence.Agents
 	Audit         persistence.AuditLog
+	// Usage, optional, sums the usage ledger of every user (the cluster's
+	// model usage today in GET /api/v1/admin/figures).
+	Usage UsageTotals
+}
+
+// UsageTotals sums the usage ledger of every user; persistence.UsageStore is one.
+type UsageTotals interface {
+	AllTotal(ctx context.Context, since time.Time) (persistence.UsageTotal, error)
 }
 
 // NewStores returns the repositories of db.
@@ -31,6 +39,7 @@ func NewStores(db *persistence.DB) Stores {
 		Feedback:      persistence.NewFeedbackStore(db),
 		Agents:        persistence.NewAgentStore(db),
 		Audit:         persistence.NewAuditStore(db),
+		Usage:         persistence.NewUsageStore(db),
 	}
 }
 

@@ -172,17 +172,20 @@ type waitingInput struct {
 
 // runStatus is the body of GET /api/v1/workflows/{run_id}/status.
 type runStatus struct {
-	RunID     string          `json:"run_id"`
-	Name      string          `json:"name"`
-	Status    string          `json:"status"`
-	ParentID  string          `json:"parent_id,omitempty"`
-	Tasks     []taskStatus    `json:"tasks"`
-	Waiting   *waitingInput   `json:"waiting,omitempty"`
-	WakeAt    *time.Time      `json:"wake_at,omitempty" doc:"when a sleeping run wakes up"`
-	Result    json.RawMessage `json:"result,omitempty"`
-	Error     string          `json:"error,omitempty"`
-	Usage     json.RawMessage `json:"usage,omitempty" doc:"model tokens, calls and cost of the run so far"`
-	CreatedAt time.Time       `json:"created_at"`
+	RunID    string `json:"run_id"`
+	Name     string `json:"name"`
+	Status   string `json:"status"`
+	ParentID string `json:"parent_id,omitempty"`
+	// ContinuedAs and ContinuedFrom link the runs of a workflow that continued as new.
+	ContinuedAs   string          `json:"continued_as,omitempty" doc:"the run that continues this one (continue-as-new); this run completed without a result"`
+	ContinuedFrom string          `json:"continued_from,omitempty" doc:"the run this one continues (continue-as-new)"`
+	Tasks         []taskStatus    `json:"tasks"`
+	Waiting       *waitingInput   `json:"waiting,omitempty"`
+	WakeAt        *time.Time      `json:"wake_at,omitempty" doc:"when a sleeping run wakes up"`
+	Result        json.RawMessage `json:"result,omitempty"`
+	Error         string          `json:"error,omitempty"`
+	Usage         json.RawMessage `json:"usage,omitempty" doc:"model tokens, calls and cost of the run so far"`
+	CreatedAt     time.Time       `json:"created_at"`
 	// Notifications lists the webhook delivery attempts of a run triggered with a
 	// webhook_url.
 	Notifications []notificationAttempt `json:"notifications,omitempty" doc:"webhook delivery attempts, oldest first"`
@@ -417,7 +420,8 @@ func (h workflowRoutes) status(c *fiber.Ctx) error {
 // statusOf builds a run's status: journaled tasks from the journal, tasks in
 // flight from the latest event of each.
 func (h workflowRoutes) statusOf(ctx context.Context, run persistence.WorkflowRun) (runStatus, error) {
-	view := runStatus{RunID: run.ID, Name: run.Name, Status: run.Status, ParentID: run.ParentID, Tasks: []taskStatus{},
+	view := runStatus{RunID: run.ID, Name: run.Name, Status: run.Status, ParentID: run.ParentID, ContinuedAs: run.ContinuedAs,
+		ContinuedFrom: run.ContinuedFrom, Tasks: []taskStatus{},
 		Result: run.Result, Error: run.Error, Usage: run.Spend, CreatedAt: run.CreatedAt}
 	if len(run.Waiting) > 0 {
 		var w workflows.Waiting
@@ -662,7 +666,7 @@ func followRun(ctx context.Context, runs persistence.WorkflowRuns, id string, af
 		done := false
 		if finished && len(evs) < eventBatch {
 			if r, err := runs.GetRun(ctx, id); err == nil && workflows.Finished(r.Status) {
-				batch = append(batch, runEvent{Type: runEventResult, Data: mustJSON(runResult{RunID: r.ID, Status: r.Status, Result: r.Result, Error: r.Error})})
+				batch = append(batch, runEvent{Type: runEventResult, Data: mustJSON(runResult{RunID: r.ID, Status: r.Status, Result: r.Result, Error: r.Error, ContinuedAs: r.ContinuedAs})})
 				done = true
 			}
 		}
@@ -698,6 +702,9 @@ type runResult struct {
 	Status string          `json:"status"`
 	Result json.RawMessage `json:"result,omitempty"`
 	Error  string          `json:"error,omitempty"`
+	// ContinuedAs is the run that continues this one (continue-as-new): follow
+	// its events for the workflow's result.
+	ContinuedAs string `json:"continued_as,omitempty"`
 }
 
 func principalID(c *fiber.Ctx) string {

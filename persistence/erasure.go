@@ -26,7 +26,7 @@ type Erasure struct {
 
 // Erase deletes the user id and everything that is theirs: conversations with their
 // messages and session snapshots, the feedback they gave, their agents, their workflow
-// runs with their journals, events and webhook deliveries, their workflow schedules, the profile workflows keep about them, and their sign-in sessions with their refresh tokens; each
+// runs with their journals, events and webhook deliveries, their workflow schedules, the profile workflows keep about them, their usage ledger and budget override, and their sign-in sessions with their refresh tokens; each
 // erased conversation leaves a tombstone, as a deleted one does. It
 // appends the entry audit returns for the counts in the same transaction, so the
 // erasure and its record commit together or not at all; the entry should name the user
@@ -73,6 +73,8 @@ func (s *UserStore) Erase(ctx context.Context, id string, audit func(Erasure) Au
 			{"workflow_schedules", goqu.C("owner_id").Eq(id), nil},
 			{"agents", goqu.C("owner_id").Eq(id), &out.Agents},
 			{"user_profiles", goqu.C("user_id").Eq(id), nil},
+			{"usage_ledger", goqu.C("user_id").Eq(id), nil},
+			{"user_budgets", goqu.C("user_id").Eq(id), nil},
 			{"auth_sessions", goqu.C("user_id").Eq(id), &out.Sessions},
 			{"users", goqu.C("id").Eq(id), nil},
 		} {

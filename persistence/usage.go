@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/doug-martin/goqu/v9"
+	"github.com/doug-martin/goqu/v9/exp"
 	"github.com/google/uuid"
 )
 
@@ -56,29 +57,50 @@ type UsageStore struct{ db *DB }
 // NewUsageStore returns the usage repository of db.
 func NewUsageStore(db *DB) *UsageStore { return &UsageStore{db: db} }
 
-// Record appends e to the ledger (an empty ID gets a fresh one). An unknown user
-// is ErrConflict.
-func (s *UsageStore) Record(ctx context.Context, e UsageEntry) error {
-	if e.ID == "" {
-		e.ID = uuid.Must(uuid.NewV7()).String()
+// usageCols are the columns of a ledger row, in UsageInsert's order.
+var usageCols = []string{"id", "user_id", "agent_id", "conversation_id", "model", "prompt_tokens", "completion_tokens", "cost_usd", "created_at"}
+
+// UsageInsert is the Insert that appends entries to the usage ledger (empty IDs get
+// fresh ones), for a Writer to merge with the other inserts of its batch.
+func UsageInsert(entries ...UsageEntry) Insert {
+	in := Insert{Table: "usage_ledger", Cols: usageCols, Rows: make([][]any, len(entries))}
+	for i, e := range entries {
+		if e.ID == "" {
+			e.ID = uuid.Must(uuid.NewV7()).String()
+		}
+		in.Rows[i] = []any{e.ID, e.UserID, e.AgentID, e.ConversationID, e.Model, e.PromptTokens, e.CompletionTokens, e.CostUSD, utc(e.CreatedAt)}
 	}
-	q := s.db.Goqu.Insert("usage_ledger").Prepared(true).Rows(goqu.Record{
-		"id": e.ID, "user_id": e.UserID, "agent_id": e.AgentID, "conversation_id": e.ConversationID, "model": e.Model,
-		"prompt_tokens": e.PromptTokens, "completion_tokens": e.CompletionTokens, "cost_usd": e.CostUSD, "created_at": utc(e.CreatedAt),
-	})
-	_, err := q.Executor().ExecContext(ctx)
-	return wrap(err, "record usage of %s", e.UserID)
+	return in
+}
+
+// Record appends e to the ledger (an empty ID gets a fresh one) in a statement of
+// its own. An unknown user is ErrConflict.
+func (s *UsageStore) Record(ctx context.Context, e UsageEntry) error {
+	return wrap(s.db.inTx(ctx, func(tx *goqu.TxDatabase) error { return UsageInsert(e).Apply(ctx, tx) }), "record usage of %s", e.UserID)
 }
 
 // Total sums the user's ledger entries at or after since.
 func (s *UsageStore) Total(ctx context.Context, userID string, since time.Time) (UsageTotal, error) {
+	t, err := s.sum(ctx, goqu.C("user_id").Eq(userID), goqu.C("created_at").Gte(utc(since)))
+	return t, wrap(err, "sum usage of %s", userID)
+}
+
+// AllTotal sums every user's ledger entries at or after since: the model usage
+// of the whole cluster (it reads the created_at index).
+func (s *UsageStore) AllTotal(ctx context.Context, since time.Time) (UsageTotal, error) {
+	t, err := s.sum(ctx, goqu.C("created_at").Gte(utc(since)))
+	return t, wrap(err, "sum every user's usage")
+}
+
+// sum adds up the tokens and cost of the ledger entries that match where.
+func (s *UsageStore) sum(ctx context.Context, where ...exp.Expression) (UsageTotal, error) {
 	q := s.db.Goqu.From("usage_ledger").Prepared(true).
 		Select(goqu.COALESCE(goqu.SUM(goqu.L("prompt_tokens + completion_tokens")), 0), goqu.COALESCE(goqu.SUM("cost_usd"), 0)).
-		Where(goqu.C("user_id").Eq(userID), goqu.C("created_at").Gte(utc(since)))
+		Where(where...)
 	var t UsageTotal
 	var cost sql.NullFloat64
 	if err := scanOne(ctx, q, &t.Tokens, &cost); err != nil {
-		return UsageTotal{}, wrap(err, "sum usage of %s", userID)
+		return UsageTotal{}, err
 	}
 	t.CostUSD = cost.Float64
 	return t, nil

@@ -228,6 +228,36 @@ func Sleep(c *Context, name string, d time.Duration) error {
 	}
 }
 
+// ContinueAsNew ends the run and continues the workflow as a new run with params:
+// the run's journal is closed (it completes, naming the new run in its
+// continued_as), and a new run of the same workflow, owner and parent starts with
+// params and an empty journal (its continued_from names this run). A workflow that
+// loops longer than one run's task limit (Limits.MaxTasks) carries its state over
+// this way. The workflow returns the error it gives, as is:
+//
+//	if p.Page < p.Pages {
+//		return 0, workflows.ContinueAsNew(c, Params{Page: p.Page + 1, Pages: p.Pages, Total: total})
+//	}
+//
+// The parameters are validated against the workflow's schema when the workflow
+// returns; invalid ones fail the run. Steps still in flight are stopped, like on
+// any return.
+func ContinueAsNew[P any](c *Context, params P) error {
+	b, err := json.Marshal(params)
+	if err != nil {
+		return fmt.Errorf("workflows: continue-as-new parameters of run %s: %w", c.RunID(), err)
+	}
+	return &continueError{params: b}
+}
+
+// continueError carries ContinueAsNew's parameters to the executor.
+type continueError struct{ params json.RawMessage }
+
+func (e *continueError) Error() string { return ErrContinuedAsNew.Error() }
+
+// Is makes errors.Is(err, ErrContinuedAsNew) hold.
+func (e *continueError) Is(target error) bool { return target == ErrContinuedAsNew }
+
 // WaitForInput pauses the run until a person supplies input of type T
 // (POST /workflows/{run_id}/resume, validated against T's JSON schema).
 // The first execution returns ErrSuspended, which the workflow should

@@ -61,6 +61,13 @@
 // Outcome (Waiting with the input's schema, or WakeAt). Executor.SupplyInput
 // validates and journals the input; the next Run continues past the wait.
 //
+// # Continue-as-new
+//
+// A workflow that would run past Limits.MaxTasks returns ContinueAsNew(c,
+// params): its Outcome is completed with ContinueWith set to the validated
+// parameters, and the runtime starts the run ContinuedRunID(runID) of the
+// same workflow with them and an empty journal.
+//
 // # Extension points
 //
 // The runtime injects Services: the Journal (persistence), an AgentCaller

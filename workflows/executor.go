@@ -59,6 +59,9 @@ var (
 	// ErrNotConfigured means a step needs a service the executor lacks
 	// (an AgentCaller, a Model, a ChildRunner).
 	ErrNotConfigured = errors.New("workflows: service not configured")
+	// ErrContinuedAsNew is what ContinueAsNew returns (errors.Is): the
+	// workflow returns it, and its run ends to continue as a new run.
+	ErrContinuedAsNew = errors.New("workflows: continued as new")
 )
 
 // TaskError is a step that failed for good (retries exhausted or a
@@ -137,6 +140,9 @@ type Event struct {
 	Attempt int      `json:"attempt,omitempty"`
 	Error   string   `json:"error,omitempty"`
 	Usage   lm.Usage `json:"usage,omitzero"`
+	// ContinuedAs is the run that continues this one (a run's own
+	// completed event, after ContinueAsNew).
+	ContinuedAs string `json:"continued_as,omitempty"`
 	// WakeAt is a sleep's wake-up time; RetryIn the wait before a retry.
 	WakeAt  time.Time     `json:"wake_at,omitzero"`
 	RetryIn time.Duration `json:"retry_in,omitempty"`
@@ -274,6 +280,11 @@ type Outcome struct {
 	WakeAt  time.Time
 	// Usage sums the model spend of the steps executed (not replayed).
 	Usage lm.Usage
+	// ContinueWith is set when the workflow continued as new
+	// (ContinueAsNew): the validated parameters of the run that continues
+	// this one (ContinuedRunID), which the runtime starts. Status is
+	// completed and Result empty.
+	ContinueWith json.RawMessage
 }
 
 // Interrupted reports whether the execution reached no state (see
@@ -345,6 +356,18 @@ func (e *Executor) run(ctx context.Context, req RunRequest) Outcome {
 		out.Status, out.Err = StatusCancelled, context.Cause(parent)
 	case r.waiting != nil || !r.wakeAt.IsZero():
 		out.Status, out.Waiting, out.WakeAt = StatusPaused, r.waiting, r.wakeAt
+	case errors.Is(fnErr, ErrContinuedAsNew):
+		var cont *continueError
+		if !errors.As(fnErr, &cont) {
+			out.Status, out.Err = StatusFailed, fnErr
+			break
+		}
+		params, err := def.ValidateParams(cont.params)
+		if err != nil {
+			out.Status, out.Err = StatusFailed, fmt.Errorf("continue as new: %w", err)
+			break
+		}
+		out.Status, out.ContinueWith = StatusCompleted, params
 	case fnErr != nil:
 		out.Status, out.Err = StatusFailed, fnErr
 	case len(result) > e.lim.MaxResultBytes:
@@ -396,6 +419,10 @@ func ChildRunID(parent string, seq int) string {
 	h[8] = h[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
+
+// ContinuedRunID is the run ID of the run that continues run (continue-as-new):
+// a UUID (version 8) derived from it, so a continuation recorded twice is one run.
+func ContinuedRunID(run string) string { return ChildRunID(run+"/continued", 0) }
 
 // run is the state of one execution.
 type run struct {

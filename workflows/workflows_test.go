@@ -759,3 +759,80 @@ func TestDurableAttemptsOnlyWhereNeeded(t *testing.T) {
 		t.Fatalf("plain task events %v: its attempt must still be announced", got)
 	}
 }
+
+func TestContinueAsNewCarriesALoopPastTheTaskLimit(t *testing.T) {
+	e := newEnv(t, workflows.Services{}, workflows.Limits{MaxTasks: 4})
+	type page struct {
+		Page  int `json:"page"`
+		Pages int `json:"pages"`
+		Total int `json:"total"`
+	}
+	var calls counter
+	must(t, workflows.Register(e.reg, "pages", func(c *workflows.Context, p page) (int, error) {
+		// Three tasks a run: the whole job (9 tasks) is past the limit of one run.
+		for i := range 3 {
+			n, err := workflows.Task(c, fmt.Sprint("item-", i), func(context.Context) (int, error) {
+				calls.inc(fmt.Sprintf("%d/%d", p.Page, i))
+				return p.Page*10 + i, nil
+			})
+			if err != nil {
+				return 0, err
+			}
+			p.Total += n
+		}
+		if p.Page < p.Pages {
+			return 0, workflows.ContinueAsNew(c, page{Page: p.Page + 1, Pages: p.Pages, Total: p.Total})
+		}
+		return p.Total, nil
+	}))
+	id, params := "r1", `{"page":1,"pages":3}`
+	var chain []string
+	for range 3 {
+		chain = append(chain, id)
+		out := e.run(t.Context(), "pages", id, params)
+		if out.ContinueWith == nil {
+			if out.Status != workflows.StatusCompleted || string(out.Result) != "189" {
+				t.Fatalf("last run %s = %+v (%s), want completed with 189 (33+63+93)", id, out, out.Result)
+			}
+			break
+		}
+		if out.Status != workflows.StatusCompleted || out.Result != nil || out.Err != nil {
+			t.Fatalf("run %s continued as new = %+v", id, out)
+		}
+		// A replay of a run that continued continues again, with the same parameters.
+		if again := e.run(t.Context(), "pages", id, params); string(again.ContinueWith) != string(out.ContinueWith) {
+			t.Fatalf("replay continued with %s, first with %s", again.ContinueWith, out.ContinueWith)
+		}
+		id, params = workflows.ContinuedRunID(id), string(out.ContinueWith)
+	}
+	if len(chain) != 3 || chain[1] == chain[0] || chain[2] == chain[1] || workflows.ContinuedRunID(chain[0]) != chain[1] {
+		t.Fatalf("chain = %v", chain)
+	}
+	for pg := 1; pg <= 3; pg++ {
+		for i := range 3 {
+			if n := calls.get(fmt.Sprintf("%d/%d", pg, i)); n != 1 {
+				t.Errorf("page %d item %d ran %d times", pg, i, n)
+			}
+		}
+	}
+	// Without continuing, the same job is past the limit.
+	must(t, workflows.Register(e.reg, "flat", func(c *workflows.Context, _ none) (int, error) {
+		for i := range 9 {
+			if _, err := workflows.Task(c, fmt.Sprint("item-", i), func(context.Context) (int, error) { return i, nil }); err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
+	}))
+	if out := e.run(t.Context(), "flat", "r-flat", `{}`); !errors.Is(out.Err, workflows.ErrTooManyTasks) {
+		t.Fatalf("flat run = %+v, want ErrTooManyTasks", out)
+	}
+	// Parameters that do not match the workflow's schema fail the run.
+	must(t, workflows.Register(e.reg, "bad", func(c *workflows.Context, _ none) (int, error) {
+		return 0, workflows.ContinueAsNew(c, map[string]int{"unknown": 1})
+	}))
+	var ve *workflows.ValidationError
+	if out := e.run(t.Context(), "bad", "r-bad", `{}`); out.Status != workflows.StatusFailed || !errors.As(out.Err, &ve) || out.ContinueWith != nil {
+		t.Fatalf("continue with bad parameters = %+v, want failed with a validation error", out)
+	}
+}

@@ -40,9 +40,7 @@ type StartRun struct {
 	ParentId       string `protobuf:"bytes,6,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
 	// Receives a signed notification of the run's final state (checked by the
 	// trigger against the SSRF guard); empty for none.
-	WebhookUrl string `protobuf:"bytes,7,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
-	// The run this one continues (continue-as-new); empty for none.
-	ContinuedFrom string `protobuf:"bytes,8,opt,name=continued_from,json=continuedFrom,proto3" json:"continued_from,omitempty"`
+	WebhookUrl    string `protobuf:"bytes,7,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -122,13 +120,6 @@ func (x *StartRun) GetParentId() string {
 func (x *StartRun) GetWebhookUrl() string {
 	if x != nil {
 		return x.WebhookUrl
-	}
-	return ""
-}
-
-func (x *StartRun) GetContinuedFrom() string {
-	if x != nil {
-		return x.ContinuedFrom
 	}
 	return ""
 }
@@ -360,7 +351,7 @@ var File_actors_actorpb_workflows_proto protoreflect.FileDescriptor
 
 const file_actors_actorpb_workflows_proto_rawDesc = "" +
 	"\n" +
-	"\x1eactors/actorpb/workflows.proto\x12\x0fkowai.actors.v1\"\x8d\x02\n" +
+	"\x1eactors/actorpb/workflows.proto\x12\x0fkowai.actors.v1\"\xe6\x01\n" +
 	"\bStartRun\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1a\n" +
@@ -369,8 +360,7 @@ const file_actors_actorpb_workflows_proto_rawDesc = "" +
 	"\x0fparameters_json\x18\x05 \x01(\tR\x0eparametersJson\x12\x1b\n" +
 	"\tparent_id\x18\x06 \x01(\tR\bparentId\x12\x1f\n" +
 	"\vwebhook_url\x18\a \x01(\tR\n" +
-	"webhookUrl\x12%\n" +
-	"\x0econtinued_from\x18\b \x01(\tR\rcontinuedFrom\"I\n" +
+	"webhookUrl\"I\n" +
 	"\tCancelRun\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\"h\n" +

@@ -105,6 +105,11 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{nil, []string{"migrate", "down", "zero"}, "N >= 1"},
 		{nil, []string{"migrate", "sideways"}, "unknown action"},
 		{[]string{"KOWAI_DATABASE_URL=mysql://root@127.0.0.1/kowai"}, []string{"serve"}, "KOWAI_JWT_SECRET"},
+		{[]string{`KOWAI_BUDGETS={"guest":{"day_tokens":10}}`}, []string{"serve"}, `unknown role "guest"`},
+		{[]string{`KOWAI_BUDGETS={"user":{"day_usd":-1}}`}, []string{"serve"}, "negative"},
+		{[]string{`KOWAI_BUDGETS={"user":{"day_tokenz":1}}`}, []string{"serve"}, "unknown field"},
+		{[]string{`KOWAI_LLM_MODELS=[{"name":"gpt-4"}]`}, []string{"serve"}, "provider:model"},
+		{[]string{`KOWAI_LLM_MODELS=[{"name":"openai:x","api_key":"sk-secret"}]`}, []string{"serve"}, "unknown field"},
 	} {
 		code, _, stderr := kowai(t, dir, tc.env, "", tc.args...)
 		lines := strings.Split(strings.TrimSpace(stderr), "\n")

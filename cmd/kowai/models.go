@@ -121,9 +121,8 @@ func newCatalog(cfg *config.Config, def *lm.Stack, opts []lm.Option) (*lm.Catalo
 	return lm.NewCatalog(def, info, eps, build), closeAll, nil
 }
 
-// newBudgets builds the per-user budgets: limits by role from KOWAI_BUDGETS
-// (role names checked), counters in Redis when it is configured.
-func newBudgets(cfg *config.Config, db *persistence.DB, users persistence.Users, rdb *redis.Client, log *slog.Logger, reg prometheus.Registerer) (*budgets.Enforcer, error) {
+// roleBudgets reads KOWAI_BUDGETS and checks its role names.
+func roleBudgets(cfg *config.Config) (map[string]budgets.Limits, error) {
 	roles, err := budgets.ParseRoleLimits(cfg.Budgets)
 	if err != nil {
 		return nil, usagef("%v", err)
@@ -133,8 +132,16 @@ func newBudgets(cfg *config.Config, db *persistence.DB, users persistence.Users,
 			return nil, usagef("KOWAI_BUDGETS: %v", err)
 		}
 	}
+	return roles, nil
+}
+
+// newBudgets builds the per-user budgets: limits by role (roleBudgets),
+// counters in Redis when it is configured, ledger rows through the
+// group-commit writer.
+func newBudgets(roles map[string]budgets.Limits, db *persistence.DB, users persistence.Users, rdb *redis.Client, writer *persistence.Writer,
+	log *slog.Logger, reg prometheus.Registerer) (*budgets.Enforcer, error) {
 	ledger := persistence.NewUsageStore(db)
-	bc := budgets.Config{Roles: roles, Users: users, Ledger: ledger, Metrics: reg, Logger: log}
+	bc := budgets.Config{Roles: roles, Users: users, Ledger: ledger, Writer: writer, Metrics: reg, Logger: log}
 	if rdb != nil {
 		bc.Counter = budgets.NewRedis(rdb, ledger, "")
 	}

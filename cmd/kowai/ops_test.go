@@ -227,10 +227,13 @@ func TestDefaultListenerIsLoopbackOnly(t *testing.T) {
 			}
 		}
 	}
-	// serve logs JSON by default.
-	if !strings.Contains(n.log(), `"msg":"kowai node starting"`) || !strings.Contains(n.log(), `"http_addr":"127.0.0.1:8080"`) {
-		t.Errorf("serve's default log is not JSON naming 127.0.0.1:8080:\n%s", n.log())
-	}
+	// serve logs JSON by default, through a buffer flushed every 100 ms.
+	eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(n.log(), `"msg":"kowai node starting"`) || !strings.Contains(n.log(), `"http_addr":"127.0.0.1:8080"`) {
+			return fmt.Errorf("serve's default log is not JSON naming 127.0.0.1:8080:\n%s", n.log())
+		}
+		return nil
+	})
 }
 
 // migrate needs only the database: on MariaDB it runs without

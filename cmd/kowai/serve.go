@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
@@ -83,6 +84,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 	}()
 	tp := tracer.TracerProvider()
 	if tracer.Enabled() {
+		// The SDK reports failed exports (collector down) to its process-wide
+		// handler, which would print them unstructured; they go to the log.
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+			log.Warn("tracing export failed", "error", err)
+		}))
 		log.Info("tracing on: exporting spans over OTLP/HTTP", "endpoint", cmp.Or(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT")))
 	}
 	rateLimit, err := ratelimit.ParseLimit(cfg.RateLimit)
@@ -92,6 +98,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 	authRateLimit, err := ratelimit.ParseLimit(cfg.AuthRateLimit)
 	if err != nil {
 		return usagef("KOWAI_AUTH_RATE_LIMIT: %v", err)
+	}
+	budgetRoles, err := roleBudgets(cfg)
+	if err != nil {
+		return err
 	}
 	clusterTLS, err := loadClusterTLS(cfg, log)
 	if err != nil {
@@ -170,11 +180,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 	}
 
 	stores := gateway.NewStores(db)
-	spending, err := newBudgets(cfg, db, stores.Users, rdb, log, reg)
+	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg, Tracing: tp})
+	spending, err := newBudgets(budgetRoles, db, stores.Users, rdb, writer, log, reg)
 	if err != nil {
 		return err
 	}
-	writer := persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg, Tracing: tp})
 	rt, err := actors.New(actors.Deps{
 		Writer:            writer,
 		Conversations:     stores.Conversations,
@@ -347,6 +357,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 	g.Go(func() error { return writer.Run(writerCtx) })
 	g.Go(func() error {
 		defer stopWriter()
+		// Ledger rows of the last replies go through the writer before it stops.
+		defer spending.Wait()
 		return node.Run(nodeCtx)
 	})
 	g.Go(func() error {

@@ -375,6 +375,8 @@ type runResult struct {
 	Status string          `json:"status"`
 	Result json.RawMessage `json:"result"`
 	Error  string          `json:"error"`
+	// ContinuedAs is the run that continues this one (continue-as-new).
+	ContinuedAs string `json:"continued_as"`
 }
 
 // errRunNotCompleted is the error of run --wait for a run that failed or
@@ -384,7 +386,8 @@ var errRunNotCompleted = errors.New("the run did not complete")
 // follow reads the run's events stream until its result, showing progress
 // on std.err (a bar on a terminal, plain lines otherwise), then prints the
 // result JSON on std.out. A dropped stream is reopened after the last event
-// seen. It returns errRunNotCompleted unless the run completed.
+// seen; a run that continued as new is followed to the run that continues it.
+// It returns errRunNotCompleted unless the run completed.
 func (c *apiClient) follow(ctx context.Context, runID string, std stdio) error {
 	p := newProgress(std.err)
 	last := ""
@@ -393,6 +396,11 @@ func (c *apiClient) follow(ctx context.Context, runID string, std stdio) error {
 		res, err := c.events(ctx, runID, last, p)
 		if res != nil {
 			p.finish()
+			if res.Status == "completed" && res.ContinuedAs != "" {
+				fmt.Fprintf(std.err, "run %s continued as %s\n", runID, res.ContinuedAs)
+				runID, last, failures, p = res.ContinuedAs, "", 0, newProgress(std.err)
+				continue
+			}
 			if res.Status == "completed" {
 				if len(res.Result) == 0 {
 					res.Result = json.RawMessage("null")

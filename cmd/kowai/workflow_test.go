@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -284,5 +286,96 @@ func TestProgressBar(t *testing.T) {
 	p.finish()
 	if got := b.String(); got != "task 1 plan (agent) retrying attempt 2: timeout\n" {
 		t.Fatalf("plain progress %q", got)
+	}
+}
+
+// TestFollowContinuedRun: run --wait follows a run that continued as new to the
+// run that continues it, and prints that run's result.
+func TestFollowContinuedRun(t *testing.T) {
+	streams := map[string]string{
+		"/api/v1/workflows/run-1/events": "id: 1\nevent: run\ndata: {\"status\":\"running\"}\n\n" +
+			"event: result\ndata: {\"run_id\":\"run-1\",\"status\":\"completed\",\"continued_as\":\"run-2\"}\n\n",
+		"/api/v1/workflows/run-2/events": "id: 1\nevent: run\ndata: {\"status\":\"running\"}\n\n" +
+			"event: result\ndata: {\"run_id\":\"run-2\",\"status\":\"completed\",\"result\":{\"total\":60}}\n\n",
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ok := streams[r.URL.Path]
+		if !ok || r.Header.Get("Authorization") != "Bearer tok" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := newAPIClient(srv.URL, "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	if err := c.follow(t.Context(), "run-1", stdio{out: &out, err: &errOut}); err != nil {
+		t.Fatalf("follow: %v (stderr %q)", err, errOut.String())
+	}
+	if strings.TrimSpace(out.String()) != `{"total":60}` && !strings.Contains(out.String(), `"total": 60`) {
+		t.Fatalf("follow printed %q, want the continuing run's result", out.String())
+	}
+	if !strings.Contains(errOut.String(), "run run-1 continued as run-2") {
+		t.Fatalf("progress %q does not say the run continued", errOut.String())
+	}
+}
+
+// TestRunWaitDrawsABarOnATerminal runs kowai workflow run --wait on a real
+// pseudo-terminal (script(1) gives the command one) against a node that streams a
+// two-task run: the progress is a bar redrawn in place, not one line per event.
+func TestRunWaitDrawsABarOnATerminal(t *testing.T) {
+	scriptPath, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) from util-linux is not installed: no way to give the CLI a terminal without a new dependency")
+	}
+	events := "id: 1\nevent: run\ndata: {\"status\":\"running\"}\n\n" +
+		"id: 2\nevent: task\ndata: {\"seq\":1,\"name\":\"plan\",\"kind\":\"task\",\"status\":\"running\",\"attempt\":1}\n\n" +
+		"id: 3\nevent: task\ndata: {\"seq\":1,\"name\":\"plan\",\"kind\":\"task\",\"status\":\"completed\",\"attempt\":1}\n\n" +
+		"id: 4\nevent: task\ndata: {\"seq\":2,\"name\":\"answer\",\"kind\":\"task\",\"status\":\"running\",\"attempt\":1}\n\n" +
+		"id: 5\nevent: task\ndata: {\"seq\":2,\"name\":\"answer\",\"kind\":\"task\",\"status\":\"completed\",\"attempt\":1}\n\n" +
+		"id: 6\nevent: run\ndata: {\"status\":\"completed\"}\n\n" +
+		"event: result\ndata: {\"run_id\":\"run-1\",\"status\":\"completed\",\"result\":{\"answer\":42}}\n\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Header.Get("Authorization") != "Bearer tok":
+			http.Error(w, "no", http.StatusUnauthorized)
+		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/workflows/trigger":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = io.WriteString(w, `{"run_id":"run-1","status":"running"}`)
+		case r.URL.Path == "/api/v1/workflows/run-1/events":
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, events)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	// -e: script exits with the command's status; the typescript goes nowhere, the
+	// terminal's output to script's stdout.
+	cmd := exec.CommandContext(ctx, scriptPath, "-q", "-e", "-c", binary+" workflow run demo --wait", "/dev/null")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "SHELL=/bin/sh", "TERM=xterm",
+		"KOWAI_URL=" + srv.URL, "KOWAI_TOKEN=tok"}
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("run --wait on a terminal: %v\n%q", err, out)
+	}
+	screen := string(out)
+	// Frames redraw one line with a carriage return; the last shows both tasks done.
+	if !strings.Contains(screen, "\r["+strings.Repeat("#", 24)+"] 2/2 tasks") || strings.Count(screen, "\r[") < 3 {
+		t.Fatalf("no progress bar on the terminal: %q", screen)
+	}
+	if strings.Contains(screen, "task 1 plan (task)") {
+		t.Fatalf("plain progress lines on a terminal: %q", screen)
+	}
+	if !strings.Contains(screen, `"answer": 42`) && !strings.Contains(screen, `"answer":42`) {
+		t.Fatalf("the result is missing: %q", screen)
 	}
 }

@@ -25,8 +25,8 @@ export async function clusterView(root, c) {
       h("td", {}, (m.kinds || []).join(", ")),
     );
 
-  // figuresCard shows this node's counters and the turn rate between the
-  // last two reads.
+  // figuresCard shows this node's counters, the turn rate between the last
+  // two reads and, when offered, the whole cluster's model usage today.
   let previous = null;
   const figuresCard = (fig) => {
     const card = h("section", { class: "card", "aria-labelledby": "fig-title" }, h("h2", { id: "fig-title" }, "Live figures of this node"));
@@ -53,6 +53,18 @@ export async function clusterView(root, c) {
       ),
       h("p", { class: "hint" }, "Counted by the node that answers since it started; the same counters are Prometheus metrics on its metrics address."),
     );
+    if (fig.today) {
+      card.append(
+        h("h3", {}, "The whole cluster today"),
+        h(
+          "dl",
+          { class: "facts" },
+          row("Model cost today", `$${fig.today.cost_usd.toFixed(4)}`, "fig-cost-today"),
+          row("Model tokens today", String(fig.today.tokens), "fig-tokens-today"),
+        ),
+        h("p", { class: "hint" }, `Every user's model calls since ${new Date(fig.today.since).toISOString().slice(0, 16).replace("T", " ")} UTC, from the usage ledger.`),
+      );
+    }
     return card;
   };
 

@@ -15,13 +15,14 @@ import (
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm"
+	"github.com/kowai/kowai/workflows"
 )
 
 // One user's turns spread over two nodes that share the database and Redis:
 // the budget holds across both (each turn costs 15 tokens, the limit is 100:
 // the 7th turn crosses it and is kept, the 8th is refused with 402 before
-// any model call, on either node), on REST, WebSocket and the
-// OpenAI-compatible API alike; the refused turn keeps the user's message;
+// any model call, on either node), on REST, WebSocket, the OpenAI-compatible
+// API and workflow agent steps alike; the refused turn keeps the user's message;
 // GET /users/me/usage reports the ledger; an admin's override lifts the
 // limit and its removal restores it. On SQLite and MariaDB.
 func TestBudgetsAcrossNodes(t *testing.T) {
@@ -34,14 +35,27 @@ func TestBudgetsAcrossNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		roles := map[string]budgets.Limits{"user": {DayTokens: 100}}
-		node := func() *stack {
+		enforcer := func(w *persistence.Writer) *budgets.Enforcer {
 			ledger := persistence.NewUsageStore(db)
 			enf, err := budgets.New(budgets.Config{Roles: roles, Users: persistence.NewUserStore(db), Ledger: ledger,
-				Counter: budgets.NewRedis(rdb, ledger, prefix)})
+				Counter: budgets.NewRedis(rdb, ledger, prefix), Writer: w})
 			if err != nil {
 				t.Fatal(err)
 			}
-			return startStack(t, db, stackOptions{models: testCatalog(t, eps, nil), budgets: enf})
+			return enf
+		}
+		node := func() *stack {
+			return startStack(t, db, stackOptions{models: testCatalog(t, eps, nil), budgets: enforcer, workflows: func(reg *workflows.Registry) {
+				// ask is a workflow whose one step is a turn on the agent it is given.
+				if err := workflows.Register(reg, "ask", func(c *workflows.Context, p struct {
+					Agent string `json:"agent"`
+				}) (string, error) {
+					r, err := workflows.Agent(c, "ask", workflows.AgentRequest{Agent: p.Agent, Message: "from a workflow"})
+					return r.Content, err
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}})
 		}
 		a, b := node(), node()
 		nodes := []*stack{a, b}
@@ -99,6 +113,11 @@ func TestBudgetsAcrossNodes(t *testing.T) {
 				t.Fatalf("node %d OpenAI-compatible: %d %s", i, r.status, r.body)
 			}
 		}
+		// A workflow's agent step is refused too, and fails its run.
+		run := b.trigger(t, token, "ask", fmt.Sprintf(`{"agent":%q}`, agent.ID))
+		if st := b.waitRun(t, token, run, "failed"); !strings.Contains(st.Error, "budget") {
+			t.Fatalf("workflow run failed with %q", st.Error)
+		}
 		if n := srv.calls.Load(); n != calls {
 			t.Fatalf("refused turns called the model %d times", n-calls)
 		}
@@ -128,8 +147,14 @@ func TestBudgetsAcrossNodes(t *testing.T) {
 			t.Fatalf("%d refused turns kept the user's message with the refusal", refusedTurns)
 		}
 
+		// Ledger rows are written in the background, in the writer's next commit.
 		var usage budgets.Report
-		b.call(t, http.MethodGet, "/api/v1/users/me/usage", token, "").decode(t, http.StatusOK, &usage)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			b.call(t, http.MethodGet, "/api/v1/users/me/usage", token, "").decode(t, http.StatusOK, &usage)
+			if usage.Today.Tokens >= 105 || time.Now().After(deadline) {
+				break
+			}
+		}
 		if usage.Today.Tokens != 105 || usage.ThisMonth.Tokens != 105 || len(usage.Today.ByAgentModel) != 1 ||
 			usage.Today.ByAgentModel[0].Calls != 7 || usage.Today.ByAgentModel[0].Model != "openai:paid-1" ||
 			usage.Today.ByAgentModel[0].AgentID != agent.ID || usage.Limits.DayTokens != 100 || usage.Override {

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kowai/kowai/budgets"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
+	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
 
@@ -51,7 +53,17 @@ func TestConsoleE2E(t *testing.T) {
 	}
 	// The script signs in four times and loads the console's files on every
 	// page; a generous per-address limit keeps the anonymous bucket out of it.
-	s := startStack(t, persisttest.SQLite(t), stackOptions{rateLimit: ratelimit.Limit{Rate: 2000, Period: time.Minute}})
+	// The node keeps the usage ledger as kowai serve does (no limits), so the
+	// Cluster page's "today" figures count the script's turns.
+	db := persisttest.SQLite(t)
+	ledger := func(w *persistence.Writer) *budgets.Enforcer {
+		e, err := budgets.New(budgets.Config{Users: persistence.NewUserStore(db), Ledger: persistence.NewUsageStore(db), Writer: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	s := startStack(t, db, stackOptions{rateLimit: ratelimit.Limit{Rate: 2000, Period: time.Minute}, budgets: ledger})
 	const adminEmail, adminPassword = "root@example.com", "console admin password 7"
 	if _, err := s.auth.CreateUser(t.Context(), auth.NewUser{Email: adminEmail, Password: adminPassword, Name: "Root", Roles: []auth.Role{auth.RoleAdmin}}); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,11 @@
 // TestEndToEnd registers, logs in and chats over REST and over WebSocket
 // through the real cluster, then reads the history back.
 //
+// TestTraceAcrossNodes runs the stack as two nodes (the gateway's hosts no
+// grains) with tracing exported over OTLP/HTTP to an in-process receiver, and
+// checks that a REST turn, a WebSocket turn and a workflow run are each one
+// trace whose spans come from both nodes, each under the right parent.
+//
 // # Benchmarks
 //
 // BenchmarkChatTurns measures chat turns per second over HTTP on MariaDB

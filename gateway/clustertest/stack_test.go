@@ -62,8 +62,9 @@ type stackOptions struct {
 	tracing []trace.TracerProvider
 	// models, when set, is the node's model catalog (KOWAI_LLM_MODELS).
 	models *lm.Catalog
-	// budgets, when set, holds users to their budgets (KOWAI_BUDGETS).
-	budgets *budgets.Enforcer
+	// budgets, when set, makes the enforcer that holds users to their budgets
+	// (KOWAI_BUDGETS), given the node's writer.
+	budgets func(*persistence.Writer) *budgets.Enforcer
 }
 
 // startStack builds a node on db and stops it in Cleanup in kowai serve's
@@ -98,6 +99,12 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	var spending *budgets.Enforcer
+	if opts.budgets != nil {
+		spending = opts.budgets(writer)
+		// After the node stops (its cleanup runs first), before the writer does.
+		tb.Cleanup(spending.Wait)
+	}
 	stores := gateway.NewStores(db)
 	rt, err := actors.New(actors.Deps{
 		Writer:            writer,
@@ -108,7 +115,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		LM:                lm.NewTraced(lm.NewProvider("offline", "kowai-offline", offline.New()), grainTP),
 		Logger:            log,
 		Models:            resolver(opts.models),
-		Budgets:           guard(opts.budgets),
+		Budgets:           guard(spending),
 		Metrics:           reg,
 		SupervisorMetrics: supMetrics,
 		Tracing:           grainTP,
@@ -233,7 +240,7 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 		},
 		ClusterInfo: func() any { return node.Info() },
 		Models:      catalog(opts.models),
-		Budgets:     opts.budgets,
+		Budgets:     spending,
 		RateLimit:   opts.rateLimit,
 		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: gwGrains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,

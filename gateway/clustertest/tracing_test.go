@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +22,7 @@ import (
 	ctest "github.com/kowai/kowai/cluster/clustertest"
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/internal/logging"
 	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
@@ -120,7 +122,8 @@ func (r *otlpReceiver) find(name string) []receivedSpan {
 // in-process receiver. The turn must arrive as one trace whose spans come
 // from both nodes, each with the right parent: the W3C trace context has to
 // travel inside the grain message from one node to the other. The same holds
-// for a turn sent over WebSocket, whose message span is the root.
+// for a turn sent over WebSocket, whose message span is the root, and for a
+// workflow run, down to its tasks.
 func TestTraceAcrossNodes(t *testing.T) {
 	recv := &otlpReceiver{}
 	collector := httptest.NewServer(recv)
@@ -144,7 +147,8 @@ func TestTraceAcrossNodes(t *testing.T) {
 		})
 		providers[i], tps[i] = p, p.TracerProvider()
 	}
-	s := startStack(t, persisttest.SQLite(t), stackOptions{tracing: tps})
+	logs := &lockedBuffer{}
+	s := startStack(t, persisttest.SQLite(t), stackOptions{tracing: tps, log: logging.New(logs, slog.LevelInfo, "json")})
 
 	s.call(t, http.MethodPost, "/api/v1/auth/register", "", `{"email":"ada@example.com","password":"correct horse battery"}`).
 		decode(t, http.StatusCreated, nil)
@@ -183,6 +187,18 @@ func TestTraceAcrossNodes(t *testing.T) {
 		return checkChain(recv, roots[0].traceID, restChain)
 	})
 	root := recv.find("POST /api/v1/chat/message")[0]
+	// The request's access-log line names its trace and span next to its
+	// correlation ID.
+	accessLine := ""
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"http request"`) && strings.Contains(line, `"route":"/api/v1/chat/message"`) {
+			accessLine = line
+		}
+	}
+	if !strings.Contains(accessLine, `"trace_id":"`+root.traceID+`","span_id":"`+root.spanID+`"`) ||
+		!strings.Contains(accessLine, `"correlation_id":"`+root.attrs["kowai.correlation_id"]+`"`) || root.attrs["kowai.correlation_id"] == "" {
+		t.Errorf("access log line %q lacks trace %s, span %s or correlation ID %q", accessLine, root.traceID, root.spanID, root.attrs["kowai.correlation_id"])
+	}
 	spans, _ := recv.trace(root.traceID)
 	for _, sp := range spans {
 		if sp.service != "kowai-trace-test" {
@@ -226,9 +242,65 @@ func TestTraceAcrossNodes(t *testing.T) {
 		}
 		return checkChain(recv, roots[0].traceID, append([]struct{ name, node string }{{"WS message", "node-a"}}, restChain[1:]...))
 	})
+
+	// A workflow run joins the trace of the request that triggered it, on
+	// the other node, down to its tasks and the agent replies they ask for.
+	var run struct {
+		RunID string `json:"run_id"`
+	}
+	s.call(t, http.MethodPost, "/api/v1/workflows/trigger", pair.AccessToken,
+		`{"name":"intelligent-chat","parameters":{"message":"hello"}}`).decode(t, http.StatusAccepted, &run)
+	ctest.Eventually(t, 30*time.Second, func() error {
+		flush()
+		roots := recv.find("POST /api/v1/workflows/trigger")
+		if len(roots) != 1 {
+			return fmt.Errorf("%d spans of the trigger request, want 1", len(roots))
+		}
+		err := checkChain(recv, roots[0].traceID, []struct{ name, node string }{
+			{"POST /api/v1/workflows/trigger", "node-a"},
+			{"workflow-run/StartRun", "node-a"},
+			{"workflow-run/StartRun", "node-b"},
+			{"workflow.run intelligent-chat", "node-b"},
+		})
+		if err != nil {
+			return err
+		}
+		spans, _ := recv.trace(roots[0].traceID)
+		tasks, replies := 0, 0
+		for _, sp := range spans {
+			switch {
+			case strings.HasPrefix(sp.name, "workflow.task ") && sp.attrs["kowai.workflow.run_id"] == run.RunID:
+				tasks++
+			case sp.name == "agent.reply" && sp.instance == "node-b":
+				replies++
+			}
+		}
+		if tasks == 0 || replies == 0 {
+			return fmt.Errorf("the run's trace has %d task spans and %d agent replies, want both", tasks, replies)
+		}
+		return nil
+	})
 	if _, bad := recv.trace(""); len(bad) > 0 {
 		t.Fatalf("malformed exports: %v", bad)
 	}
+}
+
+// lockedBuffer is a log destination that tests may read while nodes write.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // checkChain checks that trace traceID holds the spans of chain, each

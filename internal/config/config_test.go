@@ -175,6 +175,8 @@ func TestInvalid(t *testing.T) {
 		{map[string]string{"KOWAI_REFRESH_TOKEN_TTL": "-1h"}, nil, "positive"},
 		{map[string]string{"KOWAI_LLM_PROVIDER": "gpt"}, nil, "offline, openai, anthropic, ollama"},
 		{map[string]string{"KOWAI_LLM_FALLBACK": "openai"}, nil, "provider:model"},
+		{map[string]string{"KOWAI_LLM_MODELS": `[{"name":"gpt-4"}]`}, nil, "provider:model"},
+		{map[string]string{"KOWAI_LLM_MODELS": `{"name":"openai:x"}`}, nil, "JSON list"},
 		{map[string]string{"KOWAI_CLUSTER_PROVIDER": "consul"}, nil, "KOWAI_CLUSTER_PROVIDER"},
 		{map[string]string{"KOWAI_CLUSTER_PROVIDER": "automanaged"}, nil, "KOWAI_CLUSTER_PEERS is required"},
 		{map[string]string{"KOWAI_CLUSTER_PROVIDER": "etcd"}, nil, "KOWAI_ETCD_ENDPOINTS is required"},
@@ -263,5 +265,17 @@ func TestREADMETable(t *testing.T) {
 		if !strings.Contains(readme, row) {
 			t.Errorf("README.md lacks the row %s", row)
 		}
+	}
+}
+
+// Each endpoint's key is read from the variable it names, and only that.
+func TestModelKeys(t *testing.T) {
+	c, err := load(t, map[string]string{"KOWAI_LLM_MODELS": `[{"name":"openai:a","api_key_env":"A_KEY"},{"name":"ollama:b"}]`,
+		"A_KEY": "sk-a", "OTHER": "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.LLMModelKeys) != 1 || c.LLMModelKeys["A_KEY"] != "sk-a" {
+		t.Fatalf("keys = %v", c.LLMModelKeys)
 	}
 }

@@ -315,6 +315,9 @@ await step("cluster and admin as an admin", async () => {
   // Live figures: the user's two chat turns are counted on this node.
   const turns = Number(await page.locator("#fig-turns").textContent());
   check(turns >= 2, `the live figures count the chat turns (${turns})`);
+  const tokensToday = Number(await page.locator("#fig-tokens-today").textContent());
+  check(tokensToday > 0, `the cluster's model usage today counts the turns' tokens (${tokensToday})`);
+  check(/^\$\d+\.\d{4}$/.test(await page.locator("#fig-cost-today").textContent()), "the cluster's model cost today is shown");
   await page.waitForFunction(() => /^-?\d+\.\d\d$/.test(document.getElementById("fig-rate").textContent), null, { timeout: WAIT });
   check(true, "turns per second are computed from two reads");
   const first = await page.locator(".hint").first().textContent();

@@ -85,7 +85,7 @@ func (m *Model) GenerateContent(ctx context.Context, messages []llms.MessageCont
 			return nil, fmt.Errorf("offline model: stream: %w", err)
 		}
 	}
-	prompt := textchunk.EstimateTokens(promptText(messages))
+	prompt := textchunk.EstimateTokensOfLen(promptLen(messages))
 	completion := textchunk.EstimateTokens(choice.Content)
 	for _, tc := range choice.ToolCalls {
 		completion += textchunk.EstimateTokens(tc.FunctionCall.Name + tc.FunctionCall.Arguments)
@@ -220,15 +220,34 @@ func systemText(messages []llms.MessageContent) string {
 	return ""
 }
 
-func promptText(messages []llms.MessageContent) string {
-	var b strings.Builder
+// promptLen is the length of the prompt's text, which the token estimate needs;
+// joining the text (a chat prompt with its whole history) only to measure it
+// was most of what this model allocated per call.
+func promptLen(messages []llms.MessageContent) int {
+	n := 0
 	for _, msg := range messages {
-		b.WriteString(partsText(msg.Parts))
+		for _, p := range msg.Parts {
+			switch p := p.(type) {
+			case llms.TextContent:
+				n += len(p.Text)
+			case llms.ToolCallResponse:
+				n += len(p.Content)
+			}
+		}
 	}
-	return b.String()
+	return n
 }
 
 func partsText(parts []llms.ContentPart) string {
+	if len(parts) == 1 {
+		// The usual message: one text part, which needs no copy.
+		switch p := parts[0].(type) {
+		case llms.TextContent:
+			return p.Text
+		case llms.ToolCallResponse:
+			return p.Content
+		}
+	}
 	var b strings.Builder
 	for _, p := range parts {
 		switch p := p.(type) {

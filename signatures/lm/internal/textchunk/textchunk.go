@@ -9,11 +9,15 @@ import (
 
 // EstimateTokens approximates the token count of s: about four bytes per
 // token, at least one for non-empty text.
-func EstimateTokens(s string) int {
-	if s == "" {
+func EstimateTokens(s string) int { return EstimateTokensOfLen(len(s)) }
+
+// EstimateTokensOfLen is EstimateTokens of a text of n bytes, for text that is
+// in several pieces: it spares joining them.
+func EstimateTokensOfLen(n int) int {
+	if n <= 0 {
 		return 0
 	}
-	return (len(s) + 3) / 4
+	return (n + 3) / 4
 }
 
 // Stream sends text to fn in pieces of at most size runes (never splitting a
