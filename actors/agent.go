@@ -37,6 +37,10 @@ type agentGrain struct {
 	agent  persistence.Agent
 	def    agents.Definition
 	prog   agents.Program
+	// variants are the agent's A/B variants, each compiled with its own model
+	// and instructions; weights are theirs, for AssignVariant.
+	variants []compiledVariant
+	weights  []int
 
 	workers     map[string]*workerSlot
 	queue       []*replyJob
@@ -63,10 +67,19 @@ type replyJob struct {
 	window    int
 	version   int64
 	model     string
+	// variant is the A/B variant the reply runs as ("" for none).
+	variant string
 	// settings go with the reply when the session's are of another version.
 	settings *actorpb.AgentSettings
 	ctx      context.Context
 	cancel   context.CancelFunc
+}
+
+// compiledVariant is one A/B variant of the agent, ready to run.
+type compiledVariant struct {
+	name  string
+	model string
+	prog  agents.Program
 }
 
 // Messages between the agent and its workers; they never leave the node.
@@ -172,7 +185,26 @@ func (a *agentGrain) use(ag persistence.Agent, correlationID string) *actorpb.Er
 		a.log.Error("agent compile failed", "agent_id", a.identity, "correlation_id", correlationID, "error", err)
 		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, correlationID, "agent %s is misconfigured: %v", a.identity, err)
 	}
-	a.agent, a.def, a.prog, a.loaded = ag, def, prog, true
+	variants := make([]compiledVariant, 0, len(ag.Variants))
+	weights := make([]int, 0, len(ag.Variants))
+	for _, v := range ag.Variants {
+		spec := specOf(ag)
+		if v.Model != "" {
+			spec.Model = v.Model
+		}
+		if v.Instructions != "" {
+			spec.Instructions = v.Instructions
+		}
+		_, vprog, err := a.rt.types.Compile(spec)
+		if err != nil {
+			a.loaded = false
+			a.log.Error("agent variant compile failed", "agent_id", a.identity, "variant", v.Name, "correlation_id", correlationID, "error", err)
+			return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, correlationID, "agent %s variant %s is misconfigured: %v", a.identity, v.Name, err)
+		}
+		variants = append(variants, compiledVariant{name: v.Name, model: spec.Model, prog: vprog})
+		weights = append(weights, v.Weight)
+	}
+	a.agent, a.def, a.prog, a.variants, a.weights, a.loaded = ag, def, prog, variants, weights, true
 	return nil
 }
 
@@ -202,15 +234,17 @@ func (a *agentGrain) onDescribe(req *actorpb.DescribeAgent) any {
 func (a *agentGrain) onPut(req *actorpb.PutAgent) any {
 	corr := req.GetCorrelationId()
 	in := agentOf(req.GetAgent())
+	vs, err := persistence.ParseVariants(req.GetAgent().GetVariantsJson())
+	if err != nil {
+		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "agent %s: %v", a.identity, err)
+	}
+	in.Variants = vs
 	if in.ID != a.identity {
 		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "definition of agent %q reached agent %q", in.ID, a.identity)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	var (
-		stored persistence.Agent
-		err    error
-	)
+	var stored persistence.Agent
 	if req.GetCreate() {
 		stored, err = a.rt.deps.Agents.Create(ctx, in)
 	} else {
@@ -269,7 +303,7 @@ func agentOf(d *actorpb.AgentDefinition) persistence.Agent {
 func definitionOf(ag persistence.Agent) *actorpb.AgentDefinition {
 	return &actorpb.AgentDefinition{Id: ag.ID, OwnerId: ag.OwnerID, Name: ag.Name, Type: ag.Type, Instructions: ag.Instructions,
 		Signature: ag.Signature, Model: ag.Model, ConfigJson: ag.Config, Version: ag.Version,
-		CreatedAt: timestamppb.New(ag.CreatedAt), UpdatedAt: timestamppb.New(ag.UpdatedAt)}
+		CreatedAt: timestamppb.New(ag.CreatedAt), UpdatedAt: timestamppb.New(ag.UpdatedAt), VariantsJson: persistence.VariantsJSON(ag.Variants)}
 }
 
 func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
@@ -291,6 +325,10 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 	jctx, cancel := context.WithTimeout(tracing.Extract(context.Background(), ctx.MessageHeader()), a.rt.deps.TurnTimeout)
 	job := &replyJob{req: req, agentType: a.agent.Type, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
 		version: a.agent.Version, model: a.agent.Model, ctx: jctx, cancel: cancel}
+	if i := agents.AssignVariant(a.identity, req.GetConversationId(), a.weights); i >= 0 {
+		v := a.variants[i]
+		job.prog, job.model, job.variant = v.prog, v.model, v.name
+	}
 	if req.GetKnownVersion() != a.agent.Version {
 		job.settings = a.settings()
 	}
@@ -358,6 +396,7 @@ func (a *agentGrain) cancel(turnID string) bool {
 func (a *agentGrain) fail(job *replyJob, code actorpb.Code, message string) {
 	job.cancel()
 	e := actorpb.NewError(code, job.req.GetCorrelationId(), message)
+	e.Variant = job.variant
 	if job.sender != nil {
 		a.sys.Root.Send(job.sender, e)
 	}
@@ -482,6 +521,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 	if err != nil {
 		e := actorpb.NewError(actorpb.Code_CODE_INVALID_ARGUMENT, req.GetCorrelationId(),
 			fmt.Sprintf("agent %s names model %q, which this node does not serve", req.GetAgentId(), job.model))
+		e.Variant = job.variant
 		ctx.Send(job.sender, e)
 		endStream(ctx, req, e)
 		ctx.Send(ctx.Parent(), jobDone{job: job})
@@ -497,6 +537,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 				code, outcome = actorpb.Code_CODE_TIMEOUT, "timeout"
 			}
 			e := actorpb.NewError(code, req.GetCorrelationId(), publicMessage(code))
+			e.Variant = job.variant
 			ctx.Send(job.sender, e)
 			endStream(ctx, req, e)
 			ctx.Send(ctx.Parent(), jobDone{job: job})
@@ -515,6 +556,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 	outcome, usage = "ok", out.Usage
 	ctx.Send(job.sender, &actorpb.ReplyResult{
 		Response: out.Text, Model: out.Model, DetailsJson: details, AgentVersion: job.version, Settings: job.settings, StopReason: model.stopReason(),
+		Variant: job.variant,
 		Usage: &actorpb.Usage{PromptTokens: int64(out.Usage.PromptTokens), CompletionTokens: int64(out.Usage.CompletionTokens),
 			CostUsd: out.Usage.CostUSD, CacheHit: out.Usage.CacheHits > 0 && out.Usage.Calls == out.Usage.CacheHits},
 	})

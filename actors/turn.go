@@ -230,7 +230,7 @@ func (j *turnJob) run() turnOutcome {
 	meta := messageMeta{CorrelationID: corr, ReplyTo: user.ID, AgentID: st.AgentID, RequestHash: hash}
 	var failure *actorpb.ErrorReply
 	if callErr == nil {
-		out.Role, out.Content = roleAssistant, reply.GetResponse()
+		out.Role, out.Content, out.Variant = roleAssistant, reply.GetResponse(), reply.GetVariant()
 		if key != "" {
 			out.IdempotencyKey = key + replyKeySuffix
 		}
@@ -240,7 +240,7 @@ func (j *turnJob) run() turnOutcome {
 		}
 	} else {
 		failure = j.failureOf(callErr)
-		out.Role = roleSystem
+		out.Role, out.Variant = roleSystem, failure.GetVariant()
 		out.Content = "No reply: " + failure.GetMessage()
 		meta.Error = &errorRecord{Code: failure.GetCode().String(), Message: failure.GetMessage()}
 	}
@@ -347,7 +347,9 @@ func (j *turnJob) failureOf(err error) *actorpb.ErrorReply {
 	case errors.Is(j.ctx.Err(), context.DeadlineExceeded):
 		return actorpb.NewError(actorpb.Code_CODE_TIMEOUT, corr, "the reply did not finish in time")
 	case errors.As(err, &ae):
-		return actorpb.NewError(ae.Code, corr, ae.Message)
+		e := actorpb.NewError(ae.Code, corr, ae.Message)
+		e.Variant = ae.Variant
+		return e
 	}
 	j.rt.log.WarnContext(j.ctx, "agent call failed", "conversation_id", j.convID, "correlation_id", corr, "error", err)
 	return actorpb.NewError(actorpb.Code_CODE_UNAVAILABLE, corr, "the agent did not answer; retry with the same idempotency key")

@@ -56,7 +56,8 @@ func (c *ClusterAgents) Update(ctx context.Context, a persistence.Agent) (persis
 
 func (c *ClusterAgents) put(ctx context.Context, a persistence.Agent, create bool) (persistence.Agent, error) {
 	def := &actorpb.AgentDefinition{Id: a.ID, OwnerId: a.OwnerID, Name: a.Name, Type: a.Type, Instructions: a.Instructions,
-		Signature: a.Signature, Model: a.Model, ConfigJson: a.Config, Version: a.Version}
+		Signature: a.Signature, Model: a.Model, ConfigJson: a.Config, Version: a.Version,
+		VariantsJson: persistence.VariantsJSON(a.Variants)}
 	if !a.CreatedAt.IsZero() {
 		def.CreatedAt = timestamppb.New(a.CreatedAt)
 	}
@@ -65,7 +66,11 @@ func (c *ClusterAgents) put(ctx context.Context, a persistence.Agent, create boo
 	if err != nil {
 		return persistence.Agent{}, agentError(err)
 	}
-	return persistence.Agent{ID: got.GetId(), OwnerID: got.GetOwnerId(), Name: got.GetName(), Type: got.GetType(),
+	variants, err := persistence.ParseVariants(got.GetVariantsJson())
+	if err != nil {
+		return persistence.Agent{}, fmt.Errorf("agent %s: %w", a.ID, err)
+	}
+	return persistence.Agent{Variants: variants, ID: got.GetId(), OwnerID: got.GetOwnerId(), Name: got.GetName(), Type: got.GetType(),
 		Instructions: got.GetInstructions(), Signature: got.GetSignature(), Model: got.GetModel(), Config: got.GetConfigJson(),
 		Version: got.GetVersion(), CreatedAt: got.GetCreatedAt().AsTime(), UpdatedAt: got.GetUpdatedAt().AsTime()}, nil
 }

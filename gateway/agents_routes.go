@@ -24,7 +24,69 @@ const (
 	maxAgentInstructionBytes = 32 << 10
 	maxAgentSignatureBytes   = 4 << 10
 	maxAgentConfigBytes      = 64 << 10
+	maxVariantNameBytes      = 64
+	maxVariantWeight         = 10000
 )
+
+// agentVariant is one weighted A/B variant of an agent.
+type agentVariant struct {
+	Name         string `json:"name" doc:"1 to 64 letters, digits, '-', '_' or '.'; unique within the agent"`
+	Weight       int    `json:"weight" doc:"1 to 10000: the variant's share of conversations is its weight over the sum of weights"`
+	Model        string `json:"model,omitempty" doc:"a model from GET /api/v1/models; empty for the agent's model"`
+	Instructions string `json:"instructions,omitempty" doc:"replaces the agent's instructions; empty for the agent's"`
+}
+
+func viewVariants(vs []persistence.Variant) []agentVariant {
+	out := make([]agentVariant, len(vs))
+	for i, v := range vs {
+		out[i] = agentVariant(v)
+	}
+	return out
+}
+
+func storedVariants(vs []agentVariant) []persistence.Variant {
+	if len(vs) == 0 {
+		return nil
+	}
+	out := make([]persistence.Variant, len(vs))
+	for i, v := range vs {
+		out[i] = persistence.Variant(v)
+	}
+	return out
+}
+
+// checkVariants reports what is wrong with vs, field by field.
+func checkVariants(vs []agentVariant) []FieldError {
+	var f []FieldError
+	if len(vs) > agents.MaxVariants {
+		f = append(f, FieldError{Field: "variants", Message: fmt.Sprintf("has %d variants; at most %d are allowed", len(vs), agents.MaxVariants)})
+	}
+	seen := make(map[string]bool, len(vs))
+	for i, v := range vs {
+		at := fmt.Sprintf("variants[%d]", i)
+		switch {
+		case v.Name == "" || len(v.Name) > maxVariantNameBytes || strings.IndexFunc(v.Name, notVariantNameRune) >= 0:
+			f = append(f, FieldError{Field: at + ".name", Message: "must be 1 to 64 letters, digits, '-', '_' or '.'"})
+		case seen[v.Name]:
+			f = append(f, FieldError{Field: at + ".name", Message: fmt.Sprintf("%q names two variants; names must be unique", v.Name)})
+		}
+		seen[v.Name] = true
+		if v.Weight < 1 || v.Weight > maxVariantWeight {
+			f = append(f, FieldError{Field: at + ".weight", Message: "must be from 1 to 10000"})
+		}
+		if len(v.Model) > maxAgentModelBytes || strings.ContainsRune(v.Model, 0) {
+			f = append(f, FieldError{Field: at + ".model", Message: "is too long or contains NUL"})
+		}
+		if len(v.Instructions) > maxAgentInstructionBytes || strings.ContainsRune(v.Instructions, 0) {
+			f = append(f, FieldError{Field: at + ".instructions", Message: "is too long or contains NUL"})
+		}
+	}
+	return f
+}
+
+func notVariantNameRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+}
 
 // agentTypesView is the body of GET /api/v1/agents/types.
 type agentTypesView struct {
@@ -40,6 +102,7 @@ type agentView struct {
 	Signature    string          `json:"signature" doc:"DSPy string form, e.g. \"message, history -> response\"; empty means the type's"`
 	Model        string          `json:"model"`
 	Config       json.RawMessage `json:"config" doc:"a JSON object following the type's config_schema"`
+	Variants     []agentVariant  `json:"variants" doc:"weighted A/B variants; a conversation runs with one, chosen by a hash of its ID; empty for none"`
 	OwnerID      *string         `json:"owner_id" doc:"null for the shared built-in agents"`
 	Version      int64           `json:"version" doc:"grows with every change; send it back with PUT"`
 	CreatedAt    time.Time       `json:"created_at"`
@@ -48,7 +111,7 @@ type agentView struct {
 
 func viewAgent(a persistence.Agent) agentView {
 	v := agentView{ID: a.ID, Name: a.Name, Type: a.Type, Instructions: a.Instructions, Signature: a.Signature,
-		Model: a.Model, Config: a.Config, Version: a.Version, CreatedAt: a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC()}
+		Model: a.Model, Config: a.Config, Variants: viewVariants(a.Variants), Version: a.Version, CreatedAt: a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC()}
 	if a.OwnerID != "" {
 		owner := a.OwnerID
 		v.OwnerID = &owner
@@ -73,6 +136,7 @@ type createAgentRequest struct {
 	Signature    string          `json:"signature,omitempty" doc:"DSPy string form; empty means the type's"`
 	Model        string          `json:"model,omitempty" doc:"a model from GET /api/v1/models (provider:model, or offline); empty for the node's default"`
 	Config       json.RawMessage `json:"config,omitempty" doc:"a JSON object following the type's config_schema"`
+	Variants     []agentVariant  `json:"variants,omitempty" doc:"weighted A/B variants, at most 8; none by default"`
 }
 
 // Validate implements Validator: the checks that need no registry.
@@ -91,7 +155,7 @@ func (r createAgentRequest) Validate() []FieldError {
 	if len(r.Config) > 0 && (len(r.Config) > maxAgentConfigBytes || !bytes.HasPrefix(bytes.TrimSpace(r.Config), []byte("{"))) {
 		f = append(f, FieldError{Field: "config", Message: "must be a JSON object of at most 64 KiB"})
 	}
-	return f
+	return append(f, checkVariants(r.Variants)...)
 }
 
 // updateAgentRequest is the body of PUT /api/v1/agents/{id}: the whole agent
@@ -105,18 +169,24 @@ type updateAgentRequest struct {
 	Signature    *string         `json:"signature" doc:"required; \"\" for the type's signature"`
 	Model        *string         `json:"model" doc:"required; \"\" for the default model"`
 	Config       json.RawMessage `json:"config" doc:"required; a JSON object following the type's config_schema ({} for the defaults)"`
+	Variants     *[]agentVariant `json:"variants" doc:"the A/B variants ([] for none); left out, the agent keeps its variants"`
 	Version      int64           `json:"version" doc:"the version you read; 409 when the agent changed since"`
 }
 
-func (r updateAgentRequest) fields() createAgentRequest {
+// fields are the agent's fields after the PUT; ag's variants stay when it sends none.
+func (r updateAgentRequest) fields(ag persistence.Agent) createAgentRequest {
 	deref := func(s *string) string {
 		if s == nil {
 			return ""
 		}
 		return *s
 	}
-	return createAgentRequest{Name: r.Name, Type: r.Type, Instructions: deref(r.Instructions), Signature: deref(r.Signature),
-		Model: deref(r.Model), Config: r.Config}
+	out := createAgentRequest{Name: r.Name, Type: r.Type, Instructions: deref(r.Instructions), Signature: deref(r.Signature),
+		Model: deref(r.Model), Config: r.Config, Variants: viewVariants(ag.Variants)}
+	if r.Variants != nil {
+		out.Variants = *r.Variants
+	}
+	return out
 }
 
 // errReplaceMissing is the message for a field a PUT leaves out.
@@ -124,7 +194,7 @@ const errReplaceMissing = "is required: PUT replaces the whole agent (send \"\" 
 
 // Validate implements Validator.
 func (r updateAgentRequest) Validate() []FieldError {
-	f := r.fields().Validate()
+	f := r.fields(persistence.Agent{}).Validate()
 	for _, c := range []struct {
 		field   string
 		missing bool
@@ -150,6 +220,7 @@ type patchAgentRequest struct {
 	Signature    json.RawMessage `json:"signature,omitempty" doc:"a string, or null for the type's signature"`
 	Model        json.RawMessage `json:"model,omitempty" doc:"a string, or null for the default model"`
 	Config       json.RawMessage `json:"config,omitempty" doc:"a JSON merge patch of the config object; null resets it to {}"`
+	Variants     json.RawMessage `json:"variants,omitempty" doc:"the A/B variants, replaced as a whole; null or [] for none"`
 	Version      int64           `json:"version" doc:"the version you read; 409 when the agent changed since"`
 }
 
@@ -177,13 +248,16 @@ func (r patchAgentRequest) Validate() []FieldError {
 	if len(r.Config) > 0 && !isJSONNull(r.Config) && r.Config[0] != '{' {
 		f = append(f, FieldError{Field: "config", Message: "must be a JSON object (a merge patch) or null"})
 	}
+	if len(r.Variants) > 0 && !isJSONNull(r.Variants) && r.Variants[0] != '[' {
+		f = append(f, FieldError{Field: "variants", Message: "must be an array of variants or null"})
+	}
 	return f
 }
 
 // apply returns the fields of ag with the patch applied.
 func (r patchAgentRequest) apply(ag persistence.Agent) (createAgentRequest, error) {
 	out := createAgentRequest{Name: ag.Name, Type: ag.Type, Instructions: ag.Instructions, Signature: ag.Signature,
-		Model: ag.Model, Config: ag.Config}
+		Model: ag.Model, Config: ag.Config, Variants: viewVariants(ag.Variants)}
 	for _, c := range []struct {
 		raw json.RawMessage
 		to  *string
@@ -197,6 +271,16 @@ func (r patchAgentRequest) apply(ag persistence.Agent) (createAgentRequest, erro
 				return out, fmt.Errorf("apply agent patch: %w", err)
 			}
 		}
+	}
+	switch {
+	case isJSONNull(r.Variants):
+		out.Variants = nil
+	case len(r.Variants) > 0:
+		var vs []agentVariant
+		if err := json.Unmarshal(r.Variants, &vs); err != nil {
+			return out, Validation(FieldError{Field: "variants", Message: "must be an array of {name, weight, model, instructions}"})
+		}
+		out.Variants = vs
 	}
 	switch {
 	case isJSONNull(r.Config):
@@ -308,8 +392,20 @@ func (a agentRoutes) check(p auth.Principal, r createAgentRequest) error {
 		return Validation(f...)
 	}
 	if fe := checkModel(a.models, p, r.Model); fe != nil {
+		f = append(f, *fe)
+	}
+	for i, v := range r.Variants {
+		if v.Model == "" {
+			continue
+		}
+		if fe := checkModel(a.models, p, v.Model); fe != nil {
+			fe.Field = fmt.Sprintf("variants[%d].model", i)
+			f = append(f, *fe)
+		}
+	}
+	if len(f) > 0 {
 		e := NewError(http.StatusUnprocessableEntity, "the agent's model cannot be used; see errors")
-		e.Fields = []FieldError{*fe}
+		e.Fields = f
 		return e
 	}
 	return nil
@@ -379,7 +475,8 @@ func (a agentRoutes) create(c *fiber.Ctx) error {
 		return err
 	}
 	ag, err := a.writer.Create(c.UserContext(), persistence.Agent{OwnerID: p.UserID, Name: strings.TrimSpace(req.Name), Type: req.Type,
-		Instructions: req.Instructions, Signature: req.Signature, Model: req.Model, Config: req.Config})
+		Instructions: req.Instructions, Signature: req.Signature, Model: req.Model, Config: req.Config,
+		Variants: storedVariants(req.Variants)})
 	if err != nil {
 		return err
 	}
@@ -414,7 +511,7 @@ func (a agentRoutes) update(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return a.replace(c, p, ag, req.fields(), req.Version)
+	return a.replace(c, p, ag, req.fields(ag), req.Version)
 }
 
 // patch serves PATCH /api/v1/agents/{id}.
@@ -449,6 +546,7 @@ func (a agentRoutes) replace(c *fiber.Ctx, p auth.Principal, ag persistence.Agen
 	}
 	ag.Name, ag.Type, ag.Instructions, ag.Signature, ag.Model, ag.Config, ag.Version =
 		strings.TrimSpace(fields.Name), fields.Type, fields.Instructions, fields.Signature, fields.Model, fields.Config, version
+	ag.Variants = storedVariants(fields.Variants)
 	updated, err := a.writer.Update(c.UserContext(), ag)
 	switch {
 	case errors.Is(err, persistence.ErrConflict):

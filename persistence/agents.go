@@ -23,10 +23,21 @@ type Agent struct {
 	Signature string
 	Model     string
 	// Config is a JSON object; nil is stored as {}.
-	Config    json.RawMessage
+	Config json.RawMessage
+	// Variants are the agent's weighted A/B variants; nil for none.
+	Variants  []Variant
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// Variant is one weighted A/B variant of an agent: a conversation assigned to it
+// runs with its model and instructions where they are set, the agent's otherwise.
+type Variant struct {
+	Name         string `json:"name"`
+	Weight       int    `json:"weight"`
+	Model        string `json:"model,omitempty"`
+	Instructions string `json:"instructions,omitempty"`
 }
 
 // Agents stores agent definitions.
@@ -53,7 +64,45 @@ var _ Agents = (*AgentStore)(nil)
 // NewAgentStore returns the agent repository of db.
 func NewAgentStore(db *DB) *AgentStore { return &AgentStore{db: db} }
 
-var agentCols = []any{"id", "owner_id", "name", "type", "instructions", "signature", "model", "config", "version", "created_at", "updated_at"}
+var agentCols = []any{"id", "owner_id", "name", "type", "instructions", "signature", "model", "config", "variants", "version", "created_at", "updated_at"}
+
+// VariantsJSON is vs as a JSON array, or nil for none (the protocol's
+// AgentDefinition.variants_json).
+func VariantsJSON(vs []Variant) []byte {
+	if len(vs) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(vs)
+	if err != nil {
+		// Variants are strings and ints: encoding cannot fail.
+		panic(fmt.Sprintf("persistence: encode variants: %v", err))
+	}
+	return b
+}
+
+// ParseVariants decodes a VariantsJSON array; empty input is no variants.
+func ParseVariants(raw []byte) ([]Variant, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var vs []Variant
+	if err := json.Unmarshal(raw, &vs); err != nil {
+		return nil, fmt.Errorf("decode variants: %w", err)
+	}
+	return vs, nil
+}
+
+// agentVariants is the stored form of vs: NULL for none.
+func agentVariants(vs []Variant) (any, error) {
+	if len(vs) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(vs)
+	if err != nil {
+		return nil, fmt.Errorf("encode variants: %w", err)
+	}
+	return string(b), nil
+}
 
 func agentConfig(c json.RawMessage) (string, error) {
 	if len(c) == 0 {
@@ -80,13 +129,17 @@ func (s *AgentStore) Create(ctx context.Context, a Agent) (Agent, error) {
 		return Agent{}, fmt.Errorf("create agent %s: %w", a.Name, err)
 	}
 	a.Config = json.RawMessage(config)
+	variants, err := agentVariants(a.Variants)
+	if err != nil {
+		return Agent{}, fmt.Errorf("create agent %s: %w", a.Name, err)
+	}
 	var owner any
 	if a.OwnerID != "" {
 		owner = a.OwnerID
 	}
 	q := s.db.Goqu.Insert("agents").Prepared(true).Rows(goqu.Record{
 		"id": a.ID, "owner_id": owner, "name": a.Name, "type": a.Type, "instructions": a.Instructions,
-		"signature": a.Signature, "model": a.Model, "config": config, "version": a.Version,
+		"signature": a.Signature, "model": a.Model, "config": config, "variants": variants, "version": a.Version,
 		"created_at": a.CreatedAt, "updated_at": a.UpdatedAt,
 	})
 	if _, err := q.Executor().ExecContext(ctx); err != nil {
@@ -101,14 +154,20 @@ func (s *AgentStore) selectAgents() *goqu.SelectDataset {
 
 func scanAgent(r scanner) (Agent, error) {
 	var (
-		a      Agent
-		owner  sql.NullString
-		config []byte
+		a        Agent
+		owner    sql.NullString
+		config   []byte
+		variants []byte
 	)
-	if err := r.Scan(&a.ID, &owner, &a.Name, &a.Type, &a.Instructions, &a.Signature, &a.Model, &config,
+	if err := r.Scan(&a.ID, &owner, &a.Name, &a.Type, &a.Instructions, &a.Signature, &a.Model, &config, &variants,
 		&a.Version, &a.CreatedAt, &a.UpdatedAt); err != nil {
 		return Agent{}, err
 	}
+	vs, err := ParseVariants(variants)
+	if err != nil {
+		return Agent{}, fmt.Errorf("agent %s: %w", a.ID, err)
+	}
+	a.Variants = vs
 	a.OwnerID, a.Config = owner.String, json.RawMessage(config)
 	return a, nil
 }
@@ -142,10 +201,14 @@ func (s *AgentStore) Update(ctx context.Context, a Agent) (Agent, error) {
 	if err != nil {
 		return Agent{}, fmt.Errorf("update agent %s: %w", a.ID, err)
 	}
+	variants, err := agentVariants(a.Variants)
+	if err != nil {
+		return Agent{}, fmt.Errorf("update agent %s: %w", a.ID, err)
+	}
 	now := utc(time.Now())
 	q := s.db.Goqu.Update("agents").Prepared(true).Set(goqu.Record{
 		"name": a.Name, "type": a.Type, "instructions": a.Instructions, "signature": a.Signature,
-		"model": a.Model, "config": config, "version": a.Version + 1, "updated_at": now,
+		"model": a.Model, "config": config, "variants": variants, "version": a.Version + 1, "updated_at": now,
 	}).Where(goqu.C("id").Eq(a.ID), goqu.C("version").Eq(a.Version))
 	n, err := rowsAffected(q.Executor().ExecContext(ctx))
 	if err != nil {

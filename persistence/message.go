@@ -26,6 +26,8 @@ type Message struct {
 	Content string
 	// Metadata is a JSON object, or nil.
 	Metadata json.RawMessage
+	// Variant is the agent variant that answered ("" for none).
+	Variant string
 	// IdempotencyKey is empty for none.
 	IdempotencyKey string
 	// CreatedAt defaults to now.
@@ -67,7 +69,7 @@ var _ Messages = (*MessageStore)(nil)
 // NewMessageStore returns the message repository of db.
 func NewMessageStore(db *DB) *MessageStore { return &MessageStore{db: db} }
 
-var messageCols = []string{"id", "conversation_id", "seq", "role", "content", "metadata", "idempotency_key", "created_at"}
+var messageCols = []string{"id", "conversation_id", "seq", "role", "content", "metadata", "idempotency_key", "created_at", "variant"}
 
 // messagesInsert is the Insert of msgs, with IDs and times filled in. It is shared by
 // MessageStore.Insert and the Writer so both store messages identically; the column
@@ -83,7 +85,7 @@ func messagesInsert(_ string, msgs []Message) Insert {
 		if m.IdempotencyKey != "" {
 			key = m.IdempotencyKey
 		}
-		rows[i] = []any{m.ID, m.ConversationID, m.Seq, m.Role, m.Content, metadata, key, utc(m.CreatedAt)}
+		rows[i] = []any{m.ID, m.ConversationID, m.Seq, m.Role, m.Content, metadata, key, utc(m.CreatedAt), m.Variant}
 	}
 	return Insert{Table: "messages", Cols: slices.Clone(messageCols), Rows: rows}
 }
@@ -128,7 +130,7 @@ func scanMessage(r scanner) (Message, error) {
 		metadata []byte
 		key      *string
 	)
-	if err := r.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.Role, &m.Content, &metadata, &key, &m.CreatedAt); err != nil {
+	if err := r.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.Role, &m.Content, &metadata, &key, &m.CreatedAt, &m.Variant); err != nil {
 		return Message{}, err
 	}
 	if len(metadata) > 0 {

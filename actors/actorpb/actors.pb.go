@@ -135,6 +135,8 @@ type ErrorReply struct {
 	// A human-readable explanation, safe to show to the end user.
 	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	CorrelationId string `protobuf:"bytes,3,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// The agent variant whose reply failed, when an agent with variants failed it.
+	Variant       string `protobuf:"bytes,4,opt,name=variant,proto3" json:"variant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,6 +188,13 @@ func (x *ErrorReply) GetMessage() string {
 func (x *ErrorReply) GetCorrelationId() string {
 	if x != nil {
 		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *ErrorReply) GetVariant() string {
+	if x != nil {
+		return x.Variant
 	}
 	return ""
 }
@@ -1491,7 +1500,9 @@ type ReplyResult struct {
 	StopReason string `protobuf:"bytes,7,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"`
 	// The agent's settings, set only when GenerateReply.known_version is not
 	// agent_version, so the session follows changes without reading the agent itself.
-	Settings      *AgentSettings `protobuf:"bytes,8,opt,name=settings,proto3" json:"settings,omitempty"`
+	Settings *AgentSettings `protobuf:"bytes,8,opt,name=settings,proto3" json:"settings,omitempty"`
+	// The agent variant that answered (empty when the agent has none).
+	Variant       string `protobuf:"bytes,9,opt,name=variant,proto3" json:"variant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1573,6 +1584,13 @@ func (x *ReplyResult) GetSettings() *AgentSettings {
 		return x.Settings
 	}
 	return nil
+}
+
+func (x *ReplyResult) GetVariant() string {
+	if x != nil {
+		return x.Variant
+	}
+	return ""
 }
 
 // AgentSettings are what a session needs to know of its agent.
@@ -1713,10 +1731,12 @@ type AgentDefinition struct {
 	Signature    string `protobuf:"bytes,6,opt,name=signature,proto3" json:"signature,omitempty"`
 	Model        string `protobuf:"bytes,7,opt,name=model,proto3" json:"model,omitempty"`
 	// The config JSON object.
-	ConfigJson    []byte                 `protobuf:"bytes,8,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
-	Version       int64                  `protobuf:"varint,9,opt,name=version,proto3" json:"version,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	ConfigJson []byte                 `protobuf:"bytes,8,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	Version    int64                  `protobuf:"varint,9,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// The weighted A/B variants, a JSON array (empty for none).
+	VariantsJson  []byte `protobuf:"bytes,12,opt,name=variants_json,json=variantsJson,proto3" json:"variants_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1824,6 +1844,13 @@ func (x *AgentDefinition) GetCreatedAt() *timestamppb.Timestamp {
 func (x *AgentDefinition) GetUpdatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *AgentDefinition) GetVariantsJson() []byte {
+	if x != nil {
+		return x.VariantsJson
 	}
 	return nil
 }
@@ -2167,12 +2194,13 @@ var File_actors_actorpb_actors_proto protoreflect.FileDescriptor
 
 const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\n" +
-	"\x1bactors/actorpb/actors.proto\x12\x0fkowai.actors.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"x\n" +
+	"\x1bactors/actorpb/actors.proto\x12\x0fkowai.actors.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x01\n" +
 	"\n" +
 	"ErrorReply\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.kowai.actors.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12%\n" +
-	"\x0ecorrelation_id\x18\x03 \x01(\tR\rcorrelationId\"8\n" +
+	"\x0ecorrelation_id\x18\x03 \x01(\tR\rcorrelationId\x12\x18\n" +
+	"\avariant\x18\x04 \x01(\tR\avariant\"8\n" +
 	"\fStreamTarget\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\x91\x01\n" +
@@ -2285,7 +2313,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\tstream_id\x18\n" +
 	" \x01(\tR\bstreamId\x127\n" +
 	"\aoptions\x18\v \x01(\v2\x1d.kowai.actors.v1.ModelOptionsR\aoptions\x12#\n" +
-	"\rknown_version\x18\f \x01(\x03R\fknownVersion\"\x98\x02\n" +
+	"\rknown_version\x18\f \x01(\x03R\fknownVersion\"\xb2\x02\n" +
 	"\vReplyResult\x12\x1a\n" +
 	"\bresponse\x18\x01 \x01(\tR\bresponse\x12,\n" +
 	"\x05usage\x18\x02 \x01(\v2\x16.kowai.actors.v1.UsageR\x05usage\x12\x14\n" +
@@ -2294,7 +2322,8 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\ragent_version\x18\x05 \x01(\x03R\fagentVersion\x12\x1f\n" +
 	"\vstop_reason\x18\a \x01(\tR\n" +
 	"stopReason\x12:\n" +
-	"\bsettings\x18\b \x01(\v2\x1e.kowai.actors.v1.AgentSettingsR\bsettingsJ\x04\b\x06\x10\a\"q\n" +
+	"\bsettings\x18\b \x01(\v2\x1e.kowai.actors.v1.AgentSettingsR\bsettings\x12\x18\n" +
+	"\avariant\x18\t \x01(\tR\avariantJ\x04\b\x06\x10\a\"q\n" +
 	"\rAgentSettings\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x1f\n" +
 	"\vbusy_policy\x18\x02 \x01(\tR\n" +
@@ -2303,7 +2332,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\rDescribeAgent\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x17\n" +
-	"\auser_id\x18\x03 \x01(\tR\x06userId\"\xed\x02\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\"\x92\x03\n" +
 	"\x0fAgentDefinition\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bowner_id\x18\x02 \x01(\tR\aownerId\x12\x12\n" +
@@ -2319,7 +2348,8 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x81\x01\n" +
+	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12#\n" +
+	"\rvariants_json\x18\f \x01(\fR\fvariantsJson\"\x81\x01\n" +
 	"\bPutAgent\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x126\n" +
 	"\x05agent\x18\x02 \x01(\v2 .kowai.actors.v1.AgentDefinitionR\x05agent\x12\x16\n" +

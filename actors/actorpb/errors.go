@@ -60,6 +60,8 @@ type Error struct {
 	Code          Code
 	Message       string
 	CorrelationID string
+	// Variant is the agent variant whose reply failed, if any.
+	Variant string
 }
 
 // Error implements error.
@@ -77,7 +79,7 @@ func (e *Error) Unwrap() error {
 
 // Err returns r as an *Error.
 func (r *ErrorReply) Err() error {
-	return &Error{Code: r.GetCode(), Message: r.GetMessage(), CorrelationID: r.GetCorrelationId()}
+	return &Error{Code: r.GetCode(), Message: r.GetMessage(), CorrelationID: r.GetCorrelationId(), Variant: r.GetVariant()}
 }
 
 // NewError returns the ErrorReply a grain answers with when a request fails.

@@ -1,0 +1,2 @@
+ALTER TABLE messages DROP COLUMN variant;
+ALTER TABLE agents DROP COLUMN variants;
