@@ -78,6 +78,7 @@ type historyMessage struct {
 	Seq       int64     `json:"seq"`
 	Role      string    `json:"role" doc:"user, assistant, system or tool"`
 	Content   string    `json:"content"`
+	Variant   string    `json:"variant" doc:"the agent's A/B variant that answered (or failed); empty for none and on user messages"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
@@ -203,7 +204,7 @@ func (h historyRoutes) history(c *fiber.Ctx) error {
 	}
 	out := historyPage{Messages: make([]historyMessage, len(page.Items)), NextCursor: page.NextCursor}
 	for i, m := range page.Items {
-		out.Messages[i] = historyMessage{ID: m.ID, Seq: m.Seq, Role: m.Role, Content: m.Content, CreatedAt: m.CreatedAt.UTC()}
+		out.Messages[i] = historyMessage{ID: m.ID, Seq: m.Seq, Role: m.Role, Content: m.Content, Variant: m.Variant, CreatedAt: m.CreatedAt.UTC()}
 	}
 	return c.JSON(out)
 }
