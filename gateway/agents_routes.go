@@ -355,6 +355,8 @@ type agentRoutes struct {
 	validateConfig    func(agentType string, config json.RawMessage) error
 	audit             persistence.AuditLog
 	models            ModelCatalog
+	// stats, optional, reads what GET /api/v1/agents/{id}/stats computes.
+	stats persistence.Stats
 }
 
 // record appends an audit entry for a change made to agent ag by p.
@@ -602,6 +604,12 @@ func (s *Server) mountAgents(a agentRoutes, authed fiber.Handler, rl rateLimits)
 	s.Route(fiber.MethodGet, "/api/v1/agents/:id", Op{Summary: "One agent", Tag: "Agents", Auth: true,
 		Response: agentView{}, Errors: []int{http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound}},
 		authed, rl.user("agents.get"), read, a.get)
+	if a.stats != nil {
+		s.Route(fiber.MethodGet, "/api/v1/agents/:id/stats", Op{Summary: "An agent's figures per A/B variant: turns, error rate, latency, tokens, cost and feedback with a 95% interval (its owner, moderators and admins)", Tag: "Agents", Auth: true,
+			Query:    []Param{{Name: "days", Type: "integer", Description: "the window, 1 to 90 days back from now (default 7)"}},
+			Response: agentStatsView{}, Errors: []int{http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound}},
+			authed, rl.user("agents.stats"), read, a.getStats)
+	}
 	s.Route(fiber.MethodPut, "/api/v1/agents/:id", Op{Summary: "Replace an agent: every field is required (its owner or an admin; version compare-and-swap)", Tag: "Agents", Auth: true,
 		Request: updateAgentRequest{}, Response: agentView{}, Errors: []int{http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity}},
 		authed, rl.user("agents.update"), write, a.update)

@@ -215,7 +215,7 @@ func (s *Server) Mount(api API) error {
 			writer = api.Stores.Agents
 		}
 		s.mountAgents(agentRoutes{agents: api.Stores.Agents, writer: writer, types: api.AgentTypes, validateSignature: api.ValidateSignature,
-			validateConfig: api.ValidateAgentConfig, audit: api.Stores.Audit, models: api.Models}, authed, rl)
+			validateConfig: api.ValidateAgentConfig, audit: api.Stores.Audit, models: api.Models, stats: api.Stores.Stats}, authed, rl)
 		if api.Budgets != nil {
 			s.mountUsage(usageRoutes{budgets: api.Budgets, users: api.Stores.Users, audit: api.Stores.Audit}, authed, rl)
 		}

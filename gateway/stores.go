@@ -23,6 +23,9 @@ type Stores struct {
 	// Usage, optional, sums the usage ledger of every user (the cluster's
 	// model usage today in GET /api/v1/admin/figures).
 	Usage UsageTotals
+	// Stats, optional, reads agents' turns and feedback for
+	// GET /api/v1/agents/{id}/stats (not served without it).
+	Stats persistence.Stats
 }
 
 // UsageTotals sums the usage ledger of every user; persistence.UsageStore is one.
@@ -40,6 +43,7 @@ func NewStores(db *persistence.DB) Stores {
 		Agents:        persistence.NewAgentStore(db),
 		Audit:         persistence.NewAuditStore(db),
 		Usage:         persistence.NewUsageStore(db),
+		Stats:         persistence.NewStatsStore(db),
 	}
 }
 
