@@ -1,6 +1,7 @@
 // Agents: the list (yours and the built-ins), create and edit with a form
 // generated from the agent type's config schema (GET /api/v1/agents/types),
-// field errors next to their fields, and delete.
+// field errors next to their fields, delete, and per-variant statistics
+// (GET /api/v1/agents/{id}/stats).
 
 import * as client from "./api.js";
 import { h, clear, alertError, announce, describe, when } from "./dom.js";
@@ -22,10 +23,12 @@ export async function agentsView(root, c) {
   const create = h("button", { type: "button", class: "primary" }, "Create agent");
   const editor = h("div", { class: "editor" });
   const rows = h("tbody");
+  const stats = h("div", { class: "stats" });
   root.append(
     h("h1", {}, "Agents"),
     h("p", {}, create),
     editor,
+    stats,
     h(
       "section",
       { class: "card" },
@@ -60,11 +63,58 @@ export async function agentsView(root, c) {
           h("td", {}, a.owner_id ? (a.owner_id === c.me.id ? "you" : a.owner_id) : "built-in"),
           h("td", {}, String(a.version)),
           h("td", {}, when(a.updated_at)),
-          h("td", { class: "hint" }, "not offered by the API"),
+          statsCell(a),
           actions,
         ),
       );
     }
+  }
+
+  // The statistics of an agent: its owner's, and any agent's for moderators
+  // and admins (GET /api/v1/agents/{id}/stats answers 403 to anyone else).
+  function statsCell(a) {
+    if (!((a.owner_id && a.owner_id === c.me.id) || c.isModerator)) {
+      return h("td", { class: "hint" }, "its owner, moderators and admins");
+    }
+    const show = h("button", { type: "button", "aria-label": `Statistics of ${a.name}` }, "Show");
+    show.addEventListener("click", () => showStats(a).catch((err) => alertError(`No statistics: ${describe(err)}`)));
+    return h("td", {}, show);
+  }
+
+  async function showStats(a) {
+    const s = await client.api("GET", `/api/v1/agents/${encodeURIComponent(a.id)}/stats`);
+    const pct = (x) => `${(100 * x).toFixed(1)}%`;
+    const rating = (f) =>
+      f.mean === null ? "no ratings" : `${f.mean.toFixed(2)} (95% CI ${f.ci_low.toFixed(2)} to ${f.ci_high.toFixed(2)}; ${f.up} up, ${f.down} down)`;
+    const body = h("tbody");
+    for (const v of s.variants) {
+      body.append(
+        h(
+          "tr",
+          {},
+          h("th", { scope: "row" }, v.variant || "(no variant)"),
+          h("td", {}, String(v.weight)),
+          h("td", {}, String(v.turns)),
+          h("td", {}, pct(v.error_rate)),
+          h("td", {}, `${Math.round(v.latency_p50_ms)} / ${Math.round(v.latency_p95_ms)} ms`),
+          h("td", {}, String(v.tokens)),
+          h("td", {}, `$${v.cost_usd.toFixed(4)}`),
+          h("td", {}, rating(v.feedback)),
+        ),
+      );
+    }
+    const cols = ["Variant", "Weight", "Turns", "Errors", "Latency p50 / p95", "Tokens", "Cost", "Mean feedback"];
+    clear(stats);
+    stats.append(
+      h(
+        "section",
+        { class: "card", "aria-label": `Statistics of ${a.name}` },
+        h("h2", {}, `Statistics of ${a.name}`),
+        h("p", { class: "hint" }, `Since ${when(s.since)}${s.truncated ? " (the newest 100,000 turns only)" : ""}. Feedback intervals are 95% Wilson score intervals.`),
+        h("table", {}, h("thead", {}, h("tr", {}, cols.map((t) => h("th", { scope: "col" }, t)))), body),
+      ),
+    );
+    announce(`Statistics of ${a.name} shown`);
   }
 
   async function reload() {

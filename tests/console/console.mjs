@@ -212,6 +212,11 @@ await step("agents: a field error from the generated form, then create", async (
   await page.getByRole("button", { name: "Save", exact: true }).click();
   await page.getByRole("rowheader", { name: "support-bot-2" }).waitFor({ timeout: WAIT });
   check(true, "the agent is saved under its new name");
+  // Its statistics: one row, for turns without a variant (it has none yet).
+  await page.getByRole("button", { name: "Statistics of support-bot-2" }).click();
+  const stats = page.getByRole("region", { name: "Statistics of support-bot-2" });
+  await stats.getByRole("rowheader", { name: "(no variant)" }).waitFor({ timeout: WAIT });
+  check((await stats.locator("tbody tr").count()) === 1, "the statistics table shows the agent's one (no variant) row");
 });
 
 async function triggerApproval(page, request) {
