@@ -74,7 +74,7 @@ export async function agentsView(root, c) {
   // and admins (GET /api/v1/agents/{id}/stats answers 403 to anyone else).
   function statsCell(a) {
     if (!((a.owner_id && a.owner_id === c.me.id) || c.isModerator)) {
-      return h("td", { class: "hint" }, "its owner, moderators and admins");
+      return h("td", { class: "hint" }, a.owner_id ? "its owner, moderators and admins" : "moderators and admins");
     }
     const show = h("button", { type: "button", "aria-label": `Statistics of ${a.name}` }, "Show");
     show.addEventListener("click", () => showStats(a).catch((err) => alertError(`No statistics: ${describe(err)}`)));
