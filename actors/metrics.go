@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -37,6 +38,9 @@ type metrics struct {
 	replyTime    *prometheus.HistogramVec
 	tokens       *prometheus.CounterVec
 	cost         *prometheus.CounterVec
+
+	agentMu sync.RWMutex
+	agents  map[string]*agentSeries
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -113,15 +117,50 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 	return c, nil
 }
 
+// agentSeries are the series of one agent type, resolved once: resolving label
+// values hashes them on every call, and the set of agent types is small.
+type agentSeries struct {
+	replies                    map[string]prometheus.Counter // by outcome
+	time                       prometheus.Observer
+	prompt, completion, costUS prometheus.Counter
+}
+
+// agentOutcomes are the outcome label values of kowai_agent_replies_total.
+var agentOutcomes = []string{"ok", "canceled", "timeout", "failed"}
+
+// series returns agentType's series.
+func (m *metrics) series(agentType string) *agentSeries {
+	m.agentMu.RLock()
+	s := m.agents[agentType]
+	m.agentMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	s = &agentSeries{replies: make(map[string]prometheus.Counter, len(agentOutcomes)), time: m.replyTime.WithLabelValues(agentType),
+		prompt: m.tokens.WithLabelValues(agentType, "prompt"), completion: m.tokens.WithLabelValues(agentType, "completion"),
+		costUS: m.cost.WithLabelValues(agentType)}
+	for _, o := range agentOutcomes {
+		s.replies[o] = m.replies.WithLabelValues(agentType, o)
+	}
+	m.agentMu.Lock()
+	defer m.agentMu.Unlock()
+	if m.agents == nil {
+		m.agents = map[string]*agentSeries{}
+	}
+	m.agents[agentType] = s
+	return s
+}
+
 // reply records one reply an agent worker ran for an agent of type agentType;
-// usage counts only when the reply completed.
+// usage counts only when the reply completed. outcome is one of agentOutcomes.
 func (m *metrics) reply(agentType, outcome string, seconds float64, promptTokens, completionTokens int, costUSD float64) {
-	m.replies.WithLabelValues(agentType, outcome).Inc()
-	m.replyTime.WithLabelValues(agentType).Observe(seconds)
+	s := m.series(agentType)
+	s.replies[outcome].Inc()
+	s.time.Observe(seconds)
 	if outcome != "ok" {
 		return
 	}
-	m.tokens.WithLabelValues(agentType, "prompt").Add(float64(promptTokens))
-	m.tokens.WithLabelValues(agentType, "completion").Add(float64(completionTokens))
-	m.cost.WithLabelValues(agentType).Add(costUSD)
+	s.prompt.Add(float64(promptTokens))
+	s.completion.Add(float64(completionTokens))
+	s.costUS.Add(costUSD)
 }

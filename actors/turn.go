@@ -161,7 +161,8 @@ func (j *turnJob) run() turnOutcome {
 		hash = requestHash(req)
 	}
 	var user *persistence.Message
-	if key != "" && j.exists {
+	// A key the gateway minted for this request just now names nothing stored.
+	if key != "" && j.exists && !req.GetFreshKey() {
 		reply, err := j.rt.deps.Messages.GetByIdempotencyKey(j.ctx, j.convID, key+replyKeySuffix)
 		if err == nil {
 			e := entryOf(reply)

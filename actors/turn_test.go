@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,4 +61,51 @@ func TestUserMessageCommitsWhileTheAgentStarts(t *testing.T) {
 	if msgs := h.logOf(conv1); len(msgs) != 0 {
 		t.Fatalf("log %+v, want nothing of the failed turn", msgs)
 	}
+}
+
+// countingMessages counts the look-ups of stored messages by idempotency key.
+type countingMessages struct {
+	persistence.Messages
+	lookups atomic.Int64
+}
+
+func (c *countingMessages) GetByIdempotencyKey(ctx context.Context, conversationID, key string) (persistence.Message, error) {
+	c.lookups.Add(1)
+	return c.Messages.GetByIdempotencyKey(ctx, conversationID, key)
+}
+
+// A turn whose idempotency key the gateway minted just now (fresh_key) skips the
+// look-ups of a stored reply and message; a key the client brings is looked up, and
+// a retry with it still gets the stored reply.
+func TestFreshKeySkipsLookups(t *testing.T) {
+	var msgs *countingMessages
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{deps: func(d *Deps) {
+		msgs = &countingMessages{Messages: d.Messages}
+		d.Messages = msgs
+	}})
+	h.mustSend(conv1, 0, "first", "")
+	send := func(content, key string, freshKey bool) *actorpb.TurnResult {
+		t.Helper()
+		res, err := actorpb.As[*actorpb.TurnResult](h.grains.Call(t.Context(), KindSession, conv1, &actorpb.SendMessage{
+			CorrelationId: "corr-" + key, IdempotencyKey: key, ConversationId: conv1, UserId: h.users[0],
+			Content: content, FreshKey: freshKey}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	before := msgs.lookups.Load()
+	first := send("minted", "kowai-minted", true)
+	if n := msgs.lookups.Load() - before; n != 0 {
+		t.Fatalf("a turn with a fresh key looked it up %d times", n)
+	}
+	before = msgs.lookups.Load()
+	send("brought", "client-key", false)
+	if n := msgs.lookups.Load() - before; n == 0 {
+		t.Fatal("a turn with the client's key did not look it up")
+	}
+	if again := send("minted", "kowai-minted", false); !again.GetReplayed() || again.GetMessageId() != first.GetMessageId() {
+		t.Fatalf("retry with the minted key: %+v, want the stored reply %s", again, first.GetMessageId())
+	}
+	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant, roleUser, roleAssistant)
 }

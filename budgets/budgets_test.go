@@ -189,3 +189,29 @@ func TestLimitsByRole(t *testing.T) {
 		}
 	}
 }
+
+// A Redis counter whose keys are missing (flushed, expired, a new prefix)
+// starts from the ledger, then counts on top of it.
+func TestRedisSeedsFromLedger(t *testing.T) {
+	db := persisttest.SQLite(t)
+	rdb := testenv.Redis(t)
+	ctx := context.Background()
+	now := time.Date(2026, 5, 10, 12, 0, 0, 0, time.UTC)
+	c := &clock{t: now}
+	e, uid := setup(t, db, []string{"user"}, nil, nil, c)
+	if err := e.Charge(ctx, Charge{UserID: uid, PromptTokens: 30, CompletionTokens: 10, CostUSD: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	// A row of last month counts in neither period.
+	if err := persistence.NewUsageStore(db).Record(ctx, persistence.UsageEntry{UserID: uid, Model: "m", PromptTokens: 1000, CreatedAt: now.AddDate(0, -1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRedis(rdb, persistence.NewUsageStore(db), "kowai-test:budgets:"+rand.Text()+":")
+	if err := r.Add(ctx, uid, now, 5, 0.25); err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.Spent(ctx, uid, now)
+	if err != nil || s != (Spent{DayTokens: 45, DayUSD: 0.75, MonthTokens: 45, MonthUSD: 0.75}) {
+		t.Fatalf("spent %+v %v", s, err)
+	}
+}

@@ -2,7 +2,6 @@ package budgets
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -119,10 +118,6 @@ func (r *Redis) periods(userID string, now time.Time) [2]period {
 // seed starts a missing period hash from the ledger; when two nodes race,
 // the first seed stays (HSETNX).
 func (r *Redis) seed(ctx context.Context, p period, userID string) error {
-	n, err := r.client.Exists(ctx, p.key).Result()
-	if err != nil || n > 0 {
-		return err
-	}
 	t, err := r.ledger.Total(ctx, userID, p.start)
 	if err != nil {
 		return err
@@ -135,28 +130,60 @@ func (r *Redis) seed(ctx context.Context, p period, userID string) error {
 	return err
 }
 
-// Spent implements Counter.
+// read returns the day's and the month's hashes (tokens, usd) in one round
+// trip; a hash that does not exist reads as nil.
+func (r *Redis) read(ctx context.Context, ps [2]period) ([2][]any, error) {
+	pipe := r.client.Pipeline()
+	cmds := [2]*redis.SliceCmd{pipe.HMGet(ctx, ps[0].key, "tokens", "usd"), pipe.HMGet(ctx, ps[1].key, "tokens", "usd")}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return [2][]any{}, err
+	}
+	return [2][]any{cmds[0].Val(), cmds[1].Val()}, nil
+}
+
+// ensure seeds the periods whose hash is missing, reading them first, and
+// returns the hashes as read before any seeding; seeded reports whether one
+// was seeded (and the values are stale).
+func (r *Redis) ensure(ctx context.Context, userID string, ps [2]period) ([2][]any, bool, error) {
+	vals, err := r.read(ctx, ps)
+	if err != nil {
+		return vals, false, err
+	}
+	seeded := false
+	for i, p := range ps {
+		if vals[i][0] == nil {
+			if err := r.seed(ctx, p, userID); err != nil {
+				return vals, false, err
+			}
+			seeded = true
+		}
+	}
+	return vals, seeded, nil
+}
+
+// Spent implements Counter: one round trip when both hashes exist.
 func (r *Redis) Spent(ctx context.Context, userID string, now time.Time) (Spent, error) {
+	ps := r.periods(userID, now)
+	vals, seeded, err := r.ensure(ctx, userID, ps)
+	if err == nil && seeded {
+		vals, err = r.read(ctx, ps)
+	}
+	if err != nil {
+		return Spent{}, fmt.Errorf("budgets: redis: %w", err)
+	}
 	var out [2]struct {
 		tokens int64
 		usd    float64
 	}
-	for i, p := range r.periods(userID, now) {
-		if err := r.seed(ctx, p, userID); err != nil {
-			return Spent{}, fmt.Errorf("budgets: redis: %w", err)
-		}
-		vals, err := r.client.HMGet(ctx, p.key, "tokens", "usd").Result()
-		if err != nil {
-			return Spent{}, fmt.Errorf("budgets: redis: %w", err)
-		}
-		for j, v := range vals {
+	for i := range ps {
+		for j, v := range vals[i] {
 			s, _ := v.(string)
 			if s == "" {
 				continue
 			}
 			f, err := strconv.ParseFloat(s, 64)
 			if err != nil {
-				return Spent{}, fmt.Errorf("budgets: redis %s: %w", p.key, err)
+				return Spent{}, fmt.Errorf("budgets: redis %s: %w", ps[i].key, err)
 			}
 			if j == 0 {
 				out[i].tokens = int64(f)
@@ -168,23 +195,20 @@ func (r *Redis) Spent(ctx context.Context, userID string, now time.Time) (Spent,
 	return Spent{DayTokens: out[0].tokens, DayUSD: out[0].usd, MonthTokens: out[1].tokens, MonthUSD: out[1].usd}, nil
 }
 
-// Add implements Counter.
+// Add implements Counter: two round trips when both hashes exist (a check
+// that they do, then the increments of both in one transaction).
 func (r *Redis) Add(ctx context.Context, userID string, now time.Time, tokens int64, usd float64) error {
-	var errs []error
-	for _, p := range r.periods(userID, now) {
-		if err := r.seed(ctx, p, userID); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		pipe := r.client.TxPipeline()
+	ps := r.periods(userID, now)
+	if _, _, err := r.ensure(ctx, userID, ps); err != nil {
+		return fmt.Errorf("budgets: redis: %w", err)
+	}
+	pipe := r.client.TxPipeline()
+	for _, p := range ps {
 		pipe.HIncrBy(ctx, p.key, "tokens", tokens)
 		pipe.HIncrByFloat(ctx, p.key, "usd", usd)
 		pipe.Expire(ctx, p.key, p.ttl)
-		if _, err := pipe.Exec(ctx); err != nil {
-			errs = append(errs, err)
-		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("budgets: redis: %w", err)
 	}
 	return nil

@@ -112,7 +112,7 @@ func (cl *Client) call(ctx context.Context, kind, identity string, req proto.Mes
 	cl.inflight.add(1)
 	defer cl.inflight.add(-1)
 	start := time.Now()
-	s := newSender(ctx, c.ActorSystem)
+	s := newSender(ctx, c.ActorSystem, cl.node.tracer != nil)
 	cl.track(s)
 	defer cl.untrack(s)
 	stop := context.AfterFunc(ctx, s.cancel)
@@ -236,7 +236,7 @@ type sender struct {
 	canceled bool
 }
 
-func newSender(ctx context.Context, sys *actor.ActorSystem) *sender {
+func newSender(ctx context.Context, sys *actor.ActorSystem, traced bool) *sender {
 	s := &sender{RootContext: sys.Root, sys: sys}
 	if id := clusterpb.CorrelationID(ctx); id != "" {
 		s.header = map[string]string{clusterpb.HeaderCorrelationID: id}
@@ -247,7 +247,8 @@ func newSender(ctx context.Context, sys *actor.ActorSystem) *sender {
 		}
 		s.header[clusterpb.HeaderIdempotencyKey] = key
 	}
-	if trace.SpanContextFromContext(ctx).IsValid() {
+	// With tracing off the context is not searched for a span: there is none.
+	if traced && trace.SpanContextFromContext(ctx).IsValid() {
 		if s.header == nil {
 			s.header = map[string]string{}
 		}

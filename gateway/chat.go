@@ -31,6 +31,9 @@ type ChatTurn struct {
 	// Fresh says the gateway minted ConversationID for this turn (a random UUIDv7):
 	// nothing is stored under it, so its session need not look.
 	Fresh bool
+	// FreshKey says the gateway minted IdempotencyKey for this turn just now (at
+	// random): nothing is stored under it, so the turn need not look it up.
+	FreshKey bool
 	// Options override the agent's model settings for this turn; nil keeps them.
 	Options *actorpb.ModelOptions
 }
@@ -208,6 +211,7 @@ func postMessage(chat ChatBackend, cs *chatStreams) fiber.Handler {
 		// names nothing stored yet, as a minted UUIDv7 does; its retry, which
 		// brings the key, is not fresh.
 		turn.Fresh = turn.Fresh || (minted && req.ConversationID == "")
+		turn.FreshKey = minted
 		if sse {
 			return cs.streamTurn(c, chat, turn)
 		}

@@ -67,6 +67,7 @@ func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string
 		Content:        t.Content,
 		MustExist:      t.MustExist,
 		Fresh:          t.Fresh,
+		FreshKey:       t.FreshKey,
 		Options:        t.Options,
 	}
 	stream, err := cc.openDeltas(ctx, uuid.NewString(), onDelta)

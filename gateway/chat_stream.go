@@ -211,9 +211,9 @@ func (cs *chatStreams) sendRecorded(ctx context.Context, chat ChatBackend, turn 
 			cs.log.WarnContext(ctx, "stream store failed; not retrying the turn", "stream_id", rec.id, "error", rerr)
 			return reply, err
 		}
-		// The first attempt may have created the conversation: the retry's
-		// session must read what is stored.
-		turn.Fresh = false
+		// The first attempt may have created the conversation and stored the
+		// message under the key: the retry's session must read what is stored.
+		turn.Fresh, turn.FreshKey = false, false
 	}
 }
 

@@ -523,8 +523,9 @@ func testStreamRestartAfterProducerDied(t *testing.T, stores func(t *testing.T) 
 	chat.mu.Lock()
 	defer chat.mu.Unlock()
 	if len(chat.turns) != 2 || chat.turns[0].Fresh != minted || chat.turns[1].Fresh ||
+		chat.turns[0].FreshKey != minted || chat.turns[1].FreshKey ||
 		chat.turns[0].ConversationID != chat.turns[1].ConversationID {
-		t.Fatalf("turns %+v: want the first fresh only with a minted key, and one conversation", chat.turns)
+		t.Fatalf("turns %+v: want the first fresh (conversation and key) only with a minted key, and one conversation", chat.turns)
 	}
 }
 
@@ -616,8 +617,9 @@ func TestStreamRetriesWhenTheConversationMoves(t *testing.T) {
 			}
 			// The first attempt may have created the conversation, so the
 			// retry is not fresh.
-			if !chat.turns[0].Fresh || chat.turns[1].Fresh {
-				t.Fatalf("fresh: first %v, retry %v; want true, false", chat.turns[0].Fresh, chat.turns[1].Fresh)
+			if !chat.turns[0].Fresh || chat.turns[1].Fresh || !chat.turns[0].FreshKey || chat.turns[1].FreshKey {
+				t.Fatalf("fresh: first %v/%v, retry %v/%v; want true, false", chat.turns[0].Fresh, chat.turns[0].FreshKey,
+					chat.turns[1].Fresh, chat.turns[1].FreshKey)
 			}
 		})
 	}

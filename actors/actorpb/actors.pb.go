@@ -342,7 +342,11 @@ type SendMessage struct {
 	// stored under it yet: a session activated by this message skips the snapshot and
 	// log reads of an activation. Should the ID exist after all, the turn's create of the
 	// conversation fails and the session stops (fenced) without having written anything.
-	Fresh         bool `protobuf:"varint,13,opt,name=fresh,proto3" json:"fresh,omitempty"`
+	Fresh bool `protobuf:"varint,13,opt,name=fresh,proto3" json:"fresh,omitempty"`
+	// The gateway minted idempotency_key for this request just now (at random), so no
+	// message is stored under it: the turn skips the look-ups of a stored reply and
+	// message for the key. A retry that brings the key back does not set it.
+	FreshKey      bool `protobuf:"varint,14,opt,name=fresh_key,json=freshKey,proto3" json:"fresh_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -450,6 +454,13 @@ func (x *SendMessage) GetOptions() *ModelOptions {
 func (x *SendMessage) GetFresh() bool {
 	if x != nil {
 		return x.Fresh
+	}
+	return false
+}
+
+func (x *SendMessage) GetFreshKey() bool {
+	if x != nil {
+		return x.FreshKey
 	}
 	return false
 }
@@ -2169,7 +2180,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12\x19\n" +
 	"\bcost_usd\x18\x03 \x01(\x01R\acostUsd\x12\x1b\n" +
-	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\xa2\x03\n" +
+	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\xbf\x03\n" +
 	"\vSendMessage\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12'\n" +
@@ -2183,7 +2194,8 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\n" +
 	"must_exist\x18\v \x01(\bR\tmustExist\x127\n" +
 	"\aoptions\x18\f \x01(\v2\x1d.kowai.actors.v1.ModelOptionsR\aoptions\x12\x14\n" +
-	"\x05fresh\x18\r \x01(\bR\x05freshJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x9a\x01\n" +
+	"\x05fresh\x18\r \x01(\bR\x05fresh\x12\x1b\n" +
+	"\tfresh_key\x18\x0e \x01(\bR\bfreshKeyJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x9a\x01\n" +
 	"\fModelOptions\x12%\n" +
 	"\vtemperature\x18\x01 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\x1d\n" +
 	"\n" +

@@ -8,8 +8,17 @@ import { field, schemaForm } from "./forms.js";
 
 export async function agentsView(root, c) {
   document.title = "Agents · kowai console";
-  const [typesView, page] = await Promise.all([client.api("GET", "/api/v1/agents/types"), client.api("GET", "/api/v1/agents?limit=200")]);
+  const [typesView, page, modelsView] = await Promise.all([
+    client.api("GET", "/api/v1/agents/types"),
+    client.api("GET", "/api/v1/agents?limit=200"),
+    // A node without a model catalog answers 404: the field is then free text.
+    client.api("GET", "/api/v1/models").catch((err) => {
+      if (err instanceof client.ApiError && err.status === 404) return null;
+      throw err;
+    }),
+  ]);
   const types = typesView.types;
+  const models = modelsView ? modelsView.models : null;
   const create = h("button", { type: "button", class: "primary" }, "Create agent");
   const editor = h("div", { class: "editor" });
   const rows = h("tbody");
@@ -95,8 +104,8 @@ export async function agentsView(root, c) {
     instructions.control.value = a ? a.instructions : "";
     const signature = field("Signature", h("input", { type: "text", autocomplete: "off", spellcheck: "false" }), "empty for the type's signature, e.g. message, history -> response");
     signature.control.value = a ? a.signature : "";
-    const model = field("Model", h("input", { type: "text", autocomplete: "off" }), "empty for the node's default model");
-    model.control.value = a ? a.model : "";
+    const model = models ? modelField(models, a ? a.model : "") : field("Model", h("input", { type: "text", autocomplete: "off" }), "empty for the node's default model");
+    if (!models) model.control.value = a ? a.model : "";
     const configBox = h("div");
     let config = null;
     const showConfig = () => {
@@ -175,4 +184,17 @@ export async function agentsView(root, c) {
 
   create.addEventListener("click", () => open());
   list(page.agents);
+}
+
+// modelField is a choice among the models GET /api/v1/models offers the
+// caller: the node's default first, prices in dollars per 1,000 tokens. An
+// agent's model the caller may not choose any more stays selected, marked.
+function modelField(models, current) {
+  const price = (m) => (m.input_per_1k || m.output_per_1k ? `, $${m.input_per_1k}/$${m.output_per_1k} per 1k tokens in/out` : "");
+  const def = models.find((m) => m.default);
+  const select = h("select", {}, h("option", { value: "" }, def ? `The node's default (${def.name})` : "The node's default"));
+  for (const m of models) select.append(h("option", { value: m.name }, `${m.name}${m.premium ? " (premium)" : ""}${price(m)}`));
+  if (current && !models.some((m) => m.name === current)) select.append(h("option", { value: current }, `${current} (not offered to you)`));
+  select.value = current || "";
+  return field("Model", select, "the models this node serves; premium ones need the premium role");
 }

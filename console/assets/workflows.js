@@ -114,10 +114,21 @@ export async function runView(root, c, runId) {
   const timeline = h("ol", { class: "timeline", "aria-label": "Tasks" });
   const errorEl = h("p", { class: "field-error", hidden: true });
   const result = h("pre", { class: "result", hidden: true });
+  // lineage links the runs of a continue-as-new chain.
+  const lineage = h("p", { class: "hint", id: "run-lineage", hidden: true });
+  const runLink = (id) => h("a", { href: `#/runs/${encodeURIComponent(id)}` }, id);
+  let continuedFrom = st.continued_from || "";
+  let continuedAs = st.continued_as || "";
+  const showLineage = () => {
+    clear(lineage);
+    if (continuedFrom) lineage.append("Continues run ", runLink(continuedFrom), ". ");
+    if (continuedAs) lineage.append("Continued as new in run ", runLink(continuedAs), ".");
+    lineage.hidden = !continuedFrom && !continuedAs;
+  };
   root.append(
     h("p", {}, h("a", { href: "#/workflows" }, "← Workflows")),
     heading,
-    h("section", { class: "card", "aria-label": "Run" }, h("p", {}, "Status: ", statusEl, " · started ", when(st.created_at)), controls, errorEl),
+    h("section", { class: "card", "aria-label": "Run" }, h("p", {}, "Status: ", statusEl, " · started ", when(st.created_at)), lineage, controls, errorEl),
     h("section", { class: "card", "aria-labelledby": "tasks-title" }, h("h2", { id: "tasks-title" }, "Tasks"), timeline),
     resumeBox,
     h("section", { class: "card", "aria-labelledby": "result-title" }, h("h2", { id: "result-title" }, "Result"), result),
@@ -186,6 +197,8 @@ export async function runView(root, c, runId) {
   const refreshStatus = async () => {
     const now = await client.api("GET", `/api/v1/workflows/${encodeURIComponent(runId)}/status`);
     status = now.status;
+    continuedAs = now.continued_as || continuedAs;
+    showLineage();
     for (const t of now.tasks || []) tasks.set(t.seq, { ...tasks.get(t.seq), ...t });
     paint();
     showWaiting(now.waiting);
@@ -213,6 +226,7 @@ export async function runView(root, c, runId) {
   paint();
   showWaiting(st.waiting);
   showResult(st.result, st.error);
+  showLineage();
 
   // follow reads the run's event stream until its result, resuming after
   // the last event it saw when the connection drops.
@@ -250,6 +264,8 @@ export async function runView(root, c, runId) {
               } else if (event === "result") {
                 status = data.status;
                 finished = true;
+                continuedAs = data.continued_as || continuedAs;
+                showLineage();
                 paint();
                 showResult(data.result, data.error);
                 announce(`Run ${status}`);

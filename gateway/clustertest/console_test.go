@@ -13,6 +13,8 @@ import (
 	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
+	"github.com/kowai/kowai/signatures/lm"
+	"github.com/kowai/kowai/workflows"
 )
 
 // TestConsoleE2E runs tests/console/console.mjs: playwright-core drives
@@ -63,7 +65,30 @@ func TestConsoleE2E(t *testing.T) {
 		}
 		return e
 	}
-	s := startStack(t, db, stackOptions{rateLimit: ratelimit.Limit{Rate: 2000, Period: time.Minute}, budgets: ledger})
+	// countdown continues as new until n is 0: the run page links the chain.
+	countdown := func(reg *workflows.Registry) {
+		type params struct {
+			N int `json:"n"`
+		}
+		if err := workflows.Register(reg, "countdown", func(c *workflows.Context, p params) (string, error) {
+			if p.N > 0 {
+				return "", workflows.ContinueAsNew(c, params{N: p.N - 1})
+			}
+			return "liftoff", nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A model catalog as KOWAI_LLM_MODELS gives one (never called: the agents
+	// the script creates keep the default model): the agent form offers the
+	// plain model and hides the premium one from a user.
+	eps, err := lm.ParseEndpoints(`[{"name":"openai:gpt-4o-mini","base_url":"http://127.0.0.1:9/v1","input_per_1k":0.00015,"output_per_1k":0.0006},
+		{"name":"openai:gpt-4o","base_url":"http://127.0.0.1:9/v1","premium":true}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startStack(t, db, stackOptions{rateLimit: ratelimit.Limit{Rate: 2000, Period: time.Minute}, budgets: ledger, workflows: countdown,
+		models: testCatalog(t, eps, nil)})
 	const adminEmail, adminPassword = "root@example.com", "console admin password 7"
 	if _, err := s.auth.CreateUser(t.Context(), auth.NewUser{Email: adminEmail, Password: adminPassword, Name: "Root", Roles: []auth.Role{auth.RoleAdmin}}); err != nil {
 		t.Fatal(err)

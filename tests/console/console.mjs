@@ -186,6 +186,10 @@ await step("agents: a field error from the generated form, then create", async (
   await page.getByRole("button", { name: "Create agent" }).click();
   await page.getByLabel("Name", { exact: true }).fill("support-bot");
   await page.getByLabel("Type", { exact: true }).selectOption("chat");
+  // The models GET /api/v1/models offers this user, the node's default first.
+  const models = await page.getByLabel("Model", { exact: true }).locator("option").allTextContents();
+  check(/^The node's default/.test(models[0]) && models.some((m) => m.startsWith("openai:gpt-4o-mini")), `the model field offers the node's models (${models.join(" | ")})`);
+  check(!models.some((m) => m.startsWith("openai:gpt-4o ") || m === "openai:gpt-4o"), "a premium model is not offered to a user without the premium role");
   // Generated from the chat type's config_schema.
   const temperature = page.getByLabel("temperature", { exact: true });
   await temperature.fill("5");
@@ -233,6 +237,18 @@ await step("workflows: trigger, watch tasks complete, resume, cancel", async () 
   check(true, "complex-analysis: both tasks are completed on the timeline");
   check((await page.locator(".result").textContent()).includes("report"), "the run's result is shown");
 
+  // A run that continues as new links to the run that continues it, and back.
+  await page.getByRole("link", { name: "← Workflows" }).click();
+  const countdown = page.getByRole("region", { name: "countdown", exact: true });
+  await countdown.getByLabel(/^n\b/).fill("1");
+  await countdown.getByRole("button", { name: "Trigger" }).click();
+  await page.locator("#run-lineage", { hasText: "Continued as new in run" }).waitFor({ timeout: WAIT });
+  check((await page.locator("#run-status").textContent()) === "completed", "the first run of the chain completed");
+  await page.locator("#run-lineage a").click();
+  await page.locator("#run-lineage", { hasText: "Continues run" }).waitFor({ timeout: WAIT });
+  await page.locator(".result", { hasText: "liftoff" }).waitFor({ timeout: WAIT });
+  check(true, "the continuing run links back to the first and shows the chain's result");
+
   // A run that waits for a person: the timeline follows it live from the
   // event stream while it is resumed through the generated form.
   await triggerApproval(page, "Can I get a refund?");
@@ -266,8 +282,8 @@ await step("workflows: trigger, watch tasks complete, resume, cancel", async () 
   }, null, { timeout: WAIT });
   check(true, "the status filter lists only the cancelled run");
   await page.getByLabel("Status", { exact: true }).selectOption("");
-  await page.waitForFunction(() => document.querySelectorAll("#runs-title ~ table tbody tr").length === 3, null, { timeout: WAIT });
-  check(true, "without the filter all three runs are listed");
+  await page.waitForFunction(() => document.querySelectorAll("#runs-title ~ table tbody tr").length === 5, null, { timeout: WAIT });
+  check(true, "without the filter all five runs are listed (the countdown chain is two)");
   await shot(page, "workflows");
 });
 
