@@ -364,7 +364,7 @@ func TestBusyPolicies(t *testing.T) {
 				h.checkLog(conv1, roleUser, roleAssistant)
 			case agents.BusyInterrupt:
 				if a := <-firstDone; !errors.Is(a.err, actorpb.ErrCanceled) {
-					t.Fatalf("first = %+v, want cancelled", a)
+					t.Fatalf("first = %+v (%v), want cancelled", a, a.err)
 				}
 				if got := <-model.started; got != "second" {
 					t.Fatalf("model started on %q", got)

@@ -99,7 +99,11 @@ func TestSchedulesFireEachTickExactlyOnceAcrossNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		const lease = 700 * time.Millisecond
+		// A live scheduler's claim must outlast its own work on a loaded machine
+		// (claim, start the run, advance the schedule); a shorter lease lets a
+		// second scheduler start the same tick's run (harmless: the run ID is
+		// the tick's, but it is not what this test pins).
+		const lease = 3 * time.Second
 		ctx, stopAll := context.WithCancel(t.Context())
 		var wg sync.WaitGroup
 		stops := make([]context.CancelFunc, 3)

@@ -194,8 +194,13 @@ export async function runView(root, c, runId) {
     resumeBox.append(form);
   };
 
+  // Only the newest status read is shown: an older one that answers late (a
+  // read started while the run was paused) must not undo a newer state.
+  let statusReads = 0;
   const refreshStatus = async () => {
+    const read = ++statusReads;
     const now = await client.api("GET", `/api/v1/workflows/${encodeURIComponent(runId)}/status`);
+    if (read !== statusReads) return;
     status = now.status;
     continuedAs = now.continued_as || continuedAs;
     showLineage();
