@@ -310,6 +310,21 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 
 	turns := make(chan struct{}, wsMaxTurns)
 	var running sync.WaitGroup
+	// startTurn runs fn as one of the connection's wsMaxTurns turns (a chat turn
+	// or a resumed stream), or answers the frame id with 429 when all are taken.
+	startTurn := func(id string, fn func()) bool {
+		select {
+		case turns <- struct{}{}:
+		default:
+			c.sendError(id, NewError(http.StatusTooManyRequests, fmt.Sprintf("at most %d turns may run at once on one connection", wsMaxTurns)))
+			return false
+		}
+		running.Go(func() {
+			defer func() { <-turns }()
+			fn()
+		})
+		return true
+	}
 	defer running.Wait()
 	defer cancel()
 	for {
@@ -359,19 +374,11 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 					c.sendError(f.ID, err)
 					return false
 				}
-				select {
-				case turns <- struct{}{}:
-				default:
-					c.sendError(f.ID, NewError(http.StatusTooManyRequests, "at most 4 turns may run at once on one connection"))
-					return false
-				}
 				turnCtx := auth.WithPrincipal(fctx, p)
-				running.Go(func() {
-					defer func() { <-turns }()
+				return startTurn(f.ID, func() {
 					defer endSpan(span)
 					c.run(turnCtx, f.ID, turn)
 				})
-				return true
 			case "auth":
 				var f wsClientFrame
 				if err := decodeJSON(raw, &f); err != nil {
@@ -405,16 +412,7 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 					c.sendError(f.ID, err)
 					return false
 				}
-				select {
-				case turns <- struct{}{}:
-				default:
-					c.sendError(f.ID, NewError(http.StatusTooManyRequests, "at most 4 turns may run at once on one connection"))
-					return false
-				}
-				running.Go(func() {
-					defer func() { <-turns }()
-					c.follow(f.ID, sid, f.After)
-				})
+				startTurn(f.ID, func() { c.follow(f.ID, sid, f.After) })
 			default:
 				c.sendError(kind.ID, Validation(FieldError{Field: "type", Message: "must be message, auth, resume, subscribe or unsubscribe"}))
 			}
