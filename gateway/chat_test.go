@@ -15,6 +15,7 @@ import (
 	fws "github.com/fasthttp/websocket"
 
 	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/internal/testenv"
 )
 
 // fakeChat answers with the message reversed, streaming it word by word.
@@ -355,6 +356,43 @@ func TestNewTurnFresh(t *testing.T) {
 		}
 		if turn.Fresh != c.fresh || turn.ConversationID == "" {
 			t.Errorf("%s: fresh %v (want %v), conversation %q", c.name, turn.Fresh, c.fresh, turn.ConversationID)
+		}
+	}
+}
+
+// One connection runs at most wsMaxTurns turns at once: the next message frame
+// gets a 429 error frame and the turns already running finish.
+func TestWebSocketTurnsPerConnection(t *testing.T) {
+	chat := &fakeChat{gate: make(chan struct{})}
+	ts := startAPI(t, chat)
+	c, _, err := wsDial(t, ts, "good-u2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range wsMaxTurns {
+		if err := c.WriteJSON(map[string]string{"type": "message", "content": "held", "id": fmt.Sprintf("t%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		chat.mu.Lock()
+		defer chat.mu.Unlock()
+		if len(chat.turns) != wsMaxTurns {
+			return fmt.Errorf("%d turns running, want %d", len(chat.turns), wsMaxTurns)
+		}
+		return nil
+	})
+	if err := c.WriteJSON(map[string]string{"type": "message", "content": "one too many", "id": "extra"}); err != nil {
+		t.Fatal(err)
+	}
+	if f := readFrame(t, c); f.ID != "extra" || f.Type != "error" || f.Status != http.StatusTooManyRequests {
+		t.Fatalf("frame %+v, want a 429 error for the extra turn", f)
+	}
+	close(chat.gate)
+	done := map[string]bool{}
+	for len(done) < wsMaxTurns {
+		if f := readFrame(t, c); f.Type == "done" {
+			done[f.ID] = true
 		}
 	}
 }
