@@ -757,7 +757,10 @@ func (p *eventPump) appendStep(ctx context.Context, st persistence.WorkflowStep)
 func (p *eventPump) enqueue(e workflows.Event, ch chan error) {
 	data, err := json.Marshal(e)
 	if err != nil {
-		data = []byte(`{}`)
+		// Its fields are plain values; only a malformed raw result gets here. The
+		// event still counts (its status and attempt are columns of their own).
+		p.w.log.Error("workflow event not encodable; stored without its data", "run_id", p.runID, "seq", e.Seq, "status", e.Status, "error", err)
+		data = []byte(`{"error":"the event's data could not be encoded"}`)
 	}
 	p.mu.Lock()
 	if p.closed || p.failed != nil {
