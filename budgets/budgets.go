@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kowai/kowai/internal/promreg"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
 )
@@ -198,13 +199,11 @@ func New(cfg Config) (*Enforcer, error) {
 		Help: "Model calls refused because the user's budget was used up, by period (day, month) and measure (tokens, usd).",
 	}, []string{"period", "measure"})}
 	if cfg.Metrics != nil {
-		if err := cfg.Metrics.Register(e.refusals); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, fmt.Errorf("budgets: register metrics: %w", err)
-			}
-			e.refusals = are.ExistingCollector.(*prometheus.CounterVec)
+		refusals, err := promreg.Register(cfg.Metrics, e.refusals)
+		if err != nil {
+			return nil, fmt.Errorf("budgets: %w", err)
 		}
+		e.refusals = refusals
 	}
 	return e, nil
 }
