@@ -75,7 +75,7 @@ func (f *fakeCompletions) lastCompletion() Completion {
 type keyNode struct {
 	url  string
 	ts   testServer
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 	svc  *auth.Service
 	keys *auth.APIKeys
 	chat *fakeCompletions

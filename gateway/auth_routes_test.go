@@ -22,6 +22,7 @@ import (
 	"github.com/kowai/kowai/budgets"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/ratelimit"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 )
@@ -60,7 +61,7 @@ type restConfig struct {
 // a fresh SQLite database.
 type restEnv struct {
 	url    string
-	logs   *syncBuffer
+	logs   *testenv.LogBuffer
 	server *Server
 	db     *persistence.DB
 	svc    *auth.Service

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,29 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kowai/kowai/internal/logging"
+	"github.com/kowai/kowai/internal/testenv"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type testServer struct {
 	url  string
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 	reg  *prometheus.Registry
 }
 
@@ -58,7 +39,7 @@ func start(t *testing.T, opts Options, routes func(app *fiber.App)) testServer {
 // startWith is start with full access to the server before it listens.
 func startWith(t *testing.T, opts Options, setup func(s *Server)) testServer {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
 	opts.Addr = "127.0.0.1:0"
 	opts.Logger = logging.New(logs, slog.LevelInfo, "json")
@@ -336,7 +317,7 @@ func TestMetricsNotOnAPIPort(t *testing.T) {
 }
 
 func TestShutdownWaitsForInFlight(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
 	s, err := New(Options{Addr: "127.0.0.1:0", Logger: logging.New(logs, slog.LevelInfo, "json"), Registry: reg})
 	if err != nil {

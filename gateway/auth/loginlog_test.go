@@ -1,39 +1,20 @@
 package auth_test
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/internal/testenv"
 )
-
-// lockedBuffer is a log sink safe for concurrent writers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestFailedLoginsAreLogged: a failed login is a security event whether or
 // not the account exists; the line names the address, never the email or
 // the password tried.
 func TestFailedLoginsAreLogged(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	e := newEnv(t, func(c *auth.Config) { c.Logger = slog.New(slog.NewJSONHandler(logs, nil)) })
 	e.register(t, "known@example.com", "known-account-passphrase")
 	for _, tc := range []struct{ name, email, password, want string }{

@@ -147,7 +147,7 @@ func TestTraceAcrossNodes(t *testing.T) {
 		})
 		providers[i], tps[i] = p, p.TracerProvider()
 	}
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	s := startStack(t, persisttest.SQLite(t), stackOptions{tracing: tps, log: logging.New(logs, slog.LevelInfo, "json")})
 
 	s.call(t, http.MethodPost, "/api/v1/auth/register", "", `{"email":"ada@example.com","password":"correct horse battery"}`).
@@ -283,24 +283,6 @@ func TestTraceAcrossNodes(t *testing.T) {
 	if _, bad := recv.trace(""); len(bad) > 0 {
 		t.Fatalf("malformed exports: %v", bad)
 	}
-}
-
-// lockedBuffer is a log destination that tests may read while nodes write.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // checkChain checks that trace traceID holds the spans of chain, each
