@@ -14,7 +14,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/agents"
@@ -233,12 +232,10 @@ func (a *agentGrain) onDescribe(req *actorpb.DescribeAgent) any {
 // can serve an older definition once the answer is sent.
 func (a *agentGrain) onPut(req *actorpb.PutAgent) any {
 	corr := req.GetCorrelationId()
-	in := agentOf(req.GetAgent())
-	vs, err := persistence.ParseVariants(req.GetAgent().GetVariantsJson())
+	in, err := actorpb.AgentOf(req.GetAgent())
 	if err != nil {
-		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "agent %s: %v", a.identity, err)
+		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "%v", err)
 	}
-	in.Variants = vs
 	if in.ID != a.identity {
 		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "definition of agent %q reached agent %q", in.ID, a.identity)
 	}
@@ -265,7 +262,7 @@ func (a *agentGrain) onPut(req *actorpb.PutAgent) any {
 	// A definition the registry cannot compile was stored anyway (the caller checked
 	// it against the same registry); replies then fail until it is fixed.
 	_ = a.use(stored, corr)
-	return definitionOf(stored)
+	return actorpb.DefinitionOf(stored)
 }
 
 // onDelete deletes the agent; the next request finds it gone.
@@ -283,27 +280,6 @@ func (a *agentGrain) onDelete(req *actorpb.DeleteAgent) any {
 		return errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "agent %s cannot be deleted now", a.identity)
 	}
 	return &actorpb.Ack{}
-}
-
-// agentOf is the stored form of d.
-func agentOf(d *actorpb.AgentDefinition) persistence.Agent {
-	ag := persistence.Agent{ID: d.GetId(), OwnerID: d.GetOwnerId(), Name: d.GetName(), Type: d.GetType(),
-		Instructions: d.GetInstructions(), Signature: d.GetSignature(), Model: d.GetModel(), Config: d.GetConfigJson(),
-		Version: d.GetVersion()}
-	if t := d.GetCreatedAt(); t != nil {
-		ag.CreatedAt = t.AsTime()
-	}
-	if t := d.GetUpdatedAt(); t != nil {
-		ag.UpdatedAt = t.AsTime()
-	}
-	return ag
-}
-
-// definitionOf is the protocol form of ag.
-func definitionOf(ag persistence.Agent) *actorpb.AgentDefinition {
-	return &actorpb.AgentDefinition{Id: ag.ID, OwnerId: ag.OwnerID, Name: ag.Name, Type: ag.Type, Instructions: ag.Instructions,
-		Signature: ag.Signature, Model: ag.Model, ConfigJson: ag.Config, Version: ag.Version,
-		CreatedAt: timestamppb.New(ag.CreatedAt), UpdatedAt: timestamppb.New(ag.UpdatedAt), VariantsJson: persistence.VariantsJSON(ag.Variants)}
 }
 
 func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {

@@ -383,7 +383,7 @@ func TestAgentPut(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Instructions = "Answer in French."
-	put := &actorpb.PutAgent{Agent: definitionOf(a)}
+	put := &actorpb.PutAgent{Agent: actorpb.DefinitionOf(a)}
 	got, err := actorpb.As[*actorpb.AgentDefinition](h.grains.Call(t.Context(), KindAgent, a.ID, put))
 	if err != nil || got.GetVersion() != a.Version+1 || got.GetInstructions() != a.Instructions {
 		t.Fatalf("put: %v, %v", got, err)
@@ -397,7 +397,7 @@ func TestAgentPut(t *testing.T) {
 		t.Fatalf("the new instructions were not used: %s", p)
 	}
 
-	mine := definitionOf(persistence.Agent{ID: uuid.NewString(), OwnerID: h.users[0], Name: "mine", Type: "chat", Config: []byte("{}")})
+	mine := actorpb.DefinitionOf(persistence.Agent{ID: uuid.NewString(), OwnerID: h.users[0], Name: "mine", Type: "chat", Config: []byte("{}")})
 	if _, err := actorpb.As[*actorpb.AgentDefinition](h.grains.Call(t.Context(), KindAgent, mine.GetId(),
 		&actorpb.PutAgent{Agent: mine, Create: true})); err != nil {
 		t.Fatal(err)
@@ -473,7 +473,7 @@ func TestHistoryWindowEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		a.Config = []byte(fmt.Sprintf(`{"history_window":%d}`, w))
-		if _, err := actorpb.As[*actorpb.AgentDefinition](h.grains.Call(t.Context(), KindAgent, a.ID, &actorpb.PutAgent{Agent: definitionOf(a)})); err != nil {
+		if _, err := actorpb.As[*actorpb.AgentDefinition](h.grains.Call(t.Context(), KindAgent, a.ID, &actorpb.PutAgent{Agent: actorpb.DefinitionOf(a)})); err != nil {
 			t.Fatal(err)
 		}
 	}

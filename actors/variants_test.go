@@ -20,7 +20,7 @@ import (
 func TestVariantAssignedAndRecorded(t *testing.T) {
 	h := newHarness(t, persisttest.SQLite(t), harnessOptions{})
 	vs := []persistence.Variant{{Name: "french", Weight: 1, Instructions: "Answer in French."}, {Name: "german", Weight: 1, Instructions: "Answer in German."}}
-	def := definitionOf(persistence.Agent{ID: uuid.NewString(), OwnerID: h.users[0], Name: "ab", Type: "chat",
+	def := actorpb.DefinitionOf(persistence.Agent{ID: uuid.NewString(), OwnerID: h.users[0], Name: "ab", Type: "chat",
 		Instructions: "Answer in English.", Config: []byte("{}"), Variants: vs})
 	got, err := actorpb.As[*actorpb.AgentDefinition](h.grains.Call(t.Context(), KindAgent, def.GetId(), &actorpb.PutAgent{Agent: def, Create: true}))
 	if err != nil || string(got.GetVariantsJson()) != string(persistence.VariantsJSON(vs)) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
@@ -55,27 +54,15 @@ func (c *ClusterAgents) Update(ctx context.Context, a persistence.Agent) (persis
 }
 
 func (c *ClusterAgents) put(ctx context.Context, a persistence.Agent, create bool) (persistence.Agent, error) {
-	def := &actorpb.AgentDefinition{Id: a.ID, OwnerId: a.OwnerID, Name: a.Name, Type: a.Type, Instructions: a.Instructions,
-		Signature: a.Signature, Model: a.Model, ConfigJson: a.Config, Version: a.Version,
-		VariantsJson: persistence.VariantsJSON(a.Variants)}
-	if !a.CreatedAt.IsZero() {
-		def.CreatedAt = timestamppb.New(a.CreatedAt)
-	}
+	def := actorpb.DefinitionOf(a)
 	got, err := actorpb.As[*actorpb.AgentDefinition](c.Grains.Call(ctx, AgentKind, a.ID,
 		&actorpb.PutAgent{CorrelationId: logging.CorrelationID(ctx), Agent: def, Create: create}))
 	if err != nil {
 		return persistence.Agent{}, agentError(err)
 	}
-	variants, err := persistence.ParseVariants(got.GetVariantsJson())
-	if err != nil {
-		return persistence.Agent{}, fmt.Errorf("agent %s: %w", a.ID, err)
-	}
-	return persistence.Agent{Variants: variants, ID: got.GetId(), OwnerID: got.GetOwnerId(), Name: got.GetName(), Type: got.GetType(),
-		Instructions: got.GetInstructions(), Signature: got.GetSignature(), Model: got.GetModel(), Config: got.GetConfigJson(),
-		Version: got.GetVersion(), CreatedAt: got.GetCreatedAt().AsTime(), UpdatedAt: got.GetUpdatedAt().AsTime()}, nil
+	return actorpb.AgentOf(got)
 }
 
-// Delete implements AgentWriter.
 func (c *ClusterAgents) Delete(ctx context.Context, id string) error {
 	_, err := actorpb.As[*actorpb.Ack](c.Grains.Call(ctx, AgentKind, id,
 		&actorpb.DeleteAgent{CorrelationId: logging.CorrelationID(ctx), AgentId: id}))
