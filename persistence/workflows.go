@@ -312,7 +312,7 @@ func (s *WorkflowStore) SaveRun(ctx context.Context, r WorkflowRun, expected int
 
 // SaveRunOp is SaveRun as an Op for the group-commit Writer.
 func SaveRunOp(r WorkflowRun, expected int64) Op {
-	return OpFunc(func(ctx context.Context, tx *goqu.TxDatabase) error { return saveRunTx(ctx, tx, r, expected) })
+	return versionedSave{table: "workflow_runs", what: "workflow run", id: r.ID, rec: runRecord(r), version: r.Version, expected: expected}
 }
 
 func saveRunTx(ctx context.Context, q runner, r WorkflowRun, expected int64) error {
