@@ -307,7 +307,11 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 		if err = errors.Join(err, merr); err != nil {
 			g.w.log.Warn("run event not built", "run_id", g.identity, "error", err)
 		} else {
-			events = append(events, persistence.WorkflowEvent{RunID: g.identity, Seq: lastEvent + int64(len(pending)) + 1,
+			seq := lastEvent
+			for _, e := range pending {
+				seq = max(seq, e.Seq)
+			}
+			events = append(events, persistence.WorkflowEvent{RunID: g.identity, Seq: seq + 1,
 				Status: ev.Status, Data: data, CreatedAt: ev.Time})
 		}
 	}
@@ -544,9 +548,12 @@ func (g *runGrain) onDone(ctx actor.Context, m runDone) {
 		ev.Error = out.Err.Error()
 	}
 	var extra []persistence.Op
+	last, pending := m.lastEvent, m.pending
 	if len(m.steps) > 0 {
 		// The last results of the execution commit with its outcome: a task
 		// that ends a workflow costs no commit of its own.
+		last += int64(len(pending)) // numbered after lastEvent, in order
+		pending = foldStepEvents(m.steps, pending)
 		extra = append(extra, persistence.StepInsert(m.steps...))
 	}
 	if out.ContinueWith != nil {
@@ -560,7 +567,7 @@ func (g *runGrain) onDone(ctx actor.Context, m runDone) {
 		next.ContinuedAs, ev.ContinuedAs = cont.ID, cont.ID
 		extra = append(extra, persistence.RunInsert(cont))
 	}
-	if !g.save(ctx, next, &ev, m.lastEvent, m.pending, extra...) {
+	if !g.save(ctx, next, &ev, last, pending, extra...) {
 		return
 	}
 	g.w.metrics.finished.WithLabelValues(g.row.Name, out.Status).Inc()
@@ -963,6 +970,7 @@ func (p *eventPump) loop() {
 		}
 		failed := p.failed
 		p.mu.Unlock()
+		batch = foldStepEvents(steps, batch)
 		err := failed
 		if err == nil && len(batch)+len(steps) > 0 {
 			var ops persistence.Ops
@@ -1018,6 +1026,31 @@ func (p *eventPump) loop() {
 			}
 		}
 	}
+}
+
+// foldStepEvents moves the events of each completed step among steps from events
+// into the step's row (WorkflowStep.Events), which commits with them, and returns
+// the events left: a task costs one row, not three. Failed steps keep theirs as
+// rows, since a retry deletes failed steps and the event log keeps every event.
+func foldStepEvents(steps []persistence.WorkflowStep, events []persistence.WorkflowEvent) []persistence.WorkflowEvent {
+	if len(steps) == 0 || len(events) == 0 {
+		return events
+	}
+	at := make(map[int]int, len(steps)) // step seq -> index in steps
+	for i, st := range steps {
+		if st.Status == persistence.StatusCompleted {
+			at[st.Seq] = i
+		}
+	}
+	left := events[:0:0]
+	for _, e := range events {
+		if i, ok := at[e.StepSeq]; ok && e.StepSeq > 0 {
+			steps[i].Events = append(steps[i].Events, e)
+			continue
+		}
+		left = append(left, e)
+	}
+	return left
 }
 
 // String describes the grain for logs.
