@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/node"
 	"github.com/kowai/kowai/signatures/optimize"
 	"github.com/kowai/kowai/signatures/programs"
 )
@@ -59,7 +60,7 @@ func optimizeCmd(ctx context.Context, args []string, io stdio, getenv func(strin
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	o.Seed = uint64(seed)
-	model, err := newModel(cfg, log, nil)
+	model, err := node.NewModel(cfg, log, nil)
 	if err != nil {
 		return err
 	}
