@@ -28,7 +28,6 @@ import (
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
 	"github.com/kowai/kowai/gateway/clientaddr"
-	"github.com/kowai/kowai/gateway/ratelimit"
 	"github.com/kowai/kowai/gateway/streams"
 	"github.com/kowai/kowai/internal/config"
 	"github.com/kowai/kowai/internal/netguard"
@@ -112,6 +111,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Node, err er
 		getenv = os.Getenv
 	}
 	n := &Node{cfg: cfg, log: log}
+	set, err := parseSettings(cfg, getenv)
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, n.Close())
@@ -143,18 +146,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Node, err er
 			log.Warn("tracing export failed", "error", err)
 		}))
 		log.Info("tracing on: exporting spans over OTLP/HTTP", "endpoint", cmp.Or(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT")))
-	}
-	rateLimit, err := ratelimit.ParseLimit(cfg.RateLimit)
-	if err != nil {
-		return nil, configErrorf("KOWAI_RATE_LIMIT: %v", err)
-	}
-	authRateLimit, err := ratelimit.ParseLimit(cfg.AuthRateLimit)
-	if err != nil {
-		return nil, configErrorf("KOWAI_AUTH_RATE_LIMIT: %v", err)
-	}
-	budgetRoles, err := roleBudgets(cfg)
-	if err != nil {
-		return nil, err
 	}
 	clusterTLS, err := loadClusterTLS(cfg, log)
 	if err != nil {
@@ -220,10 +211,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Node, err er
 		return nil, err
 	}
 	n.onClose(model.Close)
-	models, closeModels, err := newCatalog(cfg, model, modelOpts)
-	if err != nil {
-		return nil, err
-	}
+	models, closeModels := newCatalog(cfg, set, model, modelOpts)
 	n.onClose(closeModels)
 	supMetrics, err := supervisors.NewMetrics(reg)
 	if err != nil {
@@ -232,7 +220,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Node, err er
 
 	stores := gateway.NewStores(db)
 	n.writer = persistence.NewWriter(db, persistence.WriterOptions{Logger: log, Metrics: reg, Tracing: tp})
-	if n.spending, err = newBudgets(budgetRoles, db, stores.Users, rdb, n.writer, log, reg); err != nil {
+	if n.spending, err = newBudgets(set.budgetRoles, db, stores.Users, rdb, n.writer, log, reg); err != nil {
 		return nil, err
 	}
 	n.rt, err = actors.New(actors.Deps{
@@ -363,8 +351,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Node, err er
 		Budgets:       n.spending,
 		ClusterInfo:   func() any { return n.cluster.Info() },
 		Limiter:       limiter,
-		RateLimit:     rateLimit,
-		AuthRateLimit: authRateLimit,
+		RateLimit:     set.rateLimit,
+		AuthRateLimit: set.authRateLimit,
 		Streams:       replyStreams,
 		Workflows: &gateway.Workflows{Registry: wf.Registry(), Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, Schedules: schedules,

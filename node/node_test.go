@@ -3,6 +3,9 @@ package node_test
 import (
 	"errors"
 	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -46,17 +49,29 @@ func TestNewRefusesBadSettings(t *testing.T) {
 		mention string
 	}{
 		{"unknown role in budgets", map[string]string{"KOWAI_BUDGETS": `{"guest":{"day_tokens":10}}`}, true, `unknown role "guest"`},
+		{"rate limit per day", map[string]string{"KOWAI_RATE_LIMIT": "120/d"}, true, "KOWAI_RATE_LIMIT"},
+		{"rate limit of zero", map[string]string{"KOWAI_RATE_LIMIT": "0/m"}, true, "KOWAI_RATE_LIMIT"},
+		{"auth rate limit in words", map[string]string{"KOWAI_AUTH_RATE_LIMIT": "ten"}, true, "KOWAI_AUTH_RATE_LIMIT"},
+		{"fallback without a model", map[string]string{"KOWAI_LLM_FALLBACK": "openai"}, true, "KOWAI_LLM_FALLBACK"},
+		{"model without a provider", map[string]string{"KOWAI_LLM_MODELS": `[{"name":"gpt-4"}]`}, true, "provider:model"},
+		{"models not a list", map[string]string{"KOWAI_LLM_MODELS": `{"name":"openai:x"}`}, true, "JSON list"},
+		{"a price that is no number", map[string]string{"KOWAI_LLM_PRICES": "openai:x=a/b"}, true, "KOWAI_LLM_PRICES"},
 		{"half the cluster TLS files", map[string]string{"KOWAI_CLUSTER_TLS_CA": "/nonexistent/ca.crt"}, true, "KOWAI_CLUSTER_TLS_CERT and KOWAI_CLUSTER_TLS_KEY not set"},
 		{"unreadable cluster TLS files", map[string]string{"KOWAI_CLUSTER_TLS_CA": "/nonexistent/ca.crt", "KOWAI_CLUSTER_TLS_CERT": "/nonexistent/n.crt", "KOWAI_CLUSTER_TLS_KEY": "/nonexistent/n.key"}, true, "KOWAI_CLUSTER_TLS_CA"},
 		{"no Redis behind the URL", map[string]string{"KOWAI_REDIS_URL": "redis://127.0.0.1:1/0"}, false, "unreachable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n, err := node.New(t.Context(), testConfig(t, tc.env), node.Options{})
+			cfg := testConfig(t, tc.env)
+			n, err := node.New(t.Context(), cfg, node.Options{})
 			if err == nil {
 				t.Fatalf("New built a node: %v", n.Close())
 			}
 			if errors.Is(err, node.ErrConfig) != tc.config || !strings.Contains(err.Error(), tc.mention) {
 				t.Errorf("New: %v (matches ErrConfig: %v); want it to mention %q and match ErrConfig: %v", err, errors.Is(err, node.ErrConfig), tc.mention, tc.config)
+			}
+			// A bad setting is refused before the database is opened (and created).
+			if _, err := os.Stat(filepath.Join(cfg.DataDir, "kowai.db")); tc.config && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the database was opened before the setting was refused (stat: %v)", err)
 			}
 		})
 	}

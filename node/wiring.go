@@ -143,11 +143,11 @@ func modelOptions(log *slog.Logger, reg prometheus.Registerer, extra ...lm.Optio
 func newModelWith(cfg *config.Config, opts []lm.Option) (*lm.Stack, error) {
 	prices, err := lm.ParsePrices(cfg.LLMPrices)
 	if err != nil {
-		return nil, configErrorf("%v", err)
+		return nil, lmConfigError(err)
 	}
 	model, err := lm.New(llmConfig(cfg, prices), opts...)
 	if errors.Is(err, lm.ErrConfig) {
-		return nil, configErrorf("%v", err)
+		return nil, lmConfigError(err)
 	}
 	if err != nil {
 		return nil, err
@@ -175,22 +175,15 @@ func llmConfig(cfg *config.Config, prices lm.Prices) lm.Config {
 // node's default stack) and the endpoints of KOWAI_LLM_MODELS, each built on
 // first use with the default's layers and its own key, price and cache.
 // The stacks it builds are closed by the returned function.
-func newCatalog(cfg *config.Config, def *lm.Stack, opts []lm.Option) (*lm.Catalog, func() error, error) {
-	eps, err := lm.ParseEndpoints(cfg.LLMModels)
-	if err != nil {
-		return nil, nil, configErrorf("%v", err)
-	}
-	prices, err := lm.ParsePrices(cfg.LLMPrices)
-	if err != nil {
-		return nil, nil, configErrorf("%v", err)
-	}
+func newCatalog(cfg *config.Config, set settings, def *lm.Stack, opts []lm.Option) (*lm.Catalog, func() error) {
+	prices, eps := set.prices, set.endpoints
 	base := llmConfig(cfg, prices)
 	var (
 		mu     sync.Mutex
 		stacks []*lm.Stack
 	)
 	build := func(e lm.Endpoint) (lm.LM, error) {
-		s, err := lm.New(base.ForEndpoint(e, cfg.LLMModelKeys[e.APIKeyEnv]), opts...)
+		s, err := lm.New(base.ForEndpoint(e, set.endpointKeys[e.APIKeyEnv]), opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -215,7 +208,67 @@ func newCatalog(cfg *config.Config, def *lm.Stack, opts []lm.Option) (*lm.Catalo
 		}
 		return errors.Join(errs...)
 	}
-	return lm.NewCatalog(def, info, eps, build), closeAll, nil
+	return lm.NewCatalog(def, info, eps, build), closeAll
+}
+
+// settings are the values of a Config that New hands to other packages in
+// their own types. They are parsed before any I/O, so that a bad value fails
+// fast and names its variable: package config holds the raw values and knows
+// none of these packages.
+type settings struct {
+	rateLimit, authRateLimit ratelimit.Limit
+	budgetRoles              map[string]budgets.Limits
+	prices                   lm.Prices
+	endpoints                []lm.Endpoint
+	// endpointKeys holds the value of each endpoint's api_key_env variable,
+	// by variable name, and no other variable.
+	endpointKeys map[string]string
+}
+
+// parseSettings parses cfg's values for the packages that use them, reading the
+// endpoints' key variables with getenv. Its errors match ErrConfig.
+func parseSettings(cfg *config.Config, getenv func(string) string) (settings, error) {
+	var (
+		s   settings
+		err error
+	)
+	if s.rateLimit, err = ratelimit.ParseLimit(cfg.RateLimit); err != nil {
+		return s, configErrorf("KOWAI_RATE_LIMIT: %v", err)
+	}
+	if s.authRateLimit, err = ratelimit.ParseLimit(cfg.AuthRateLimit); err != nil {
+		return s, configErrorf("KOWAI_AUTH_RATE_LIMIT: %v", err)
+	}
+	if s.budgetRoles, err = roleBudgets(cfg); err != nil {
+		return s, err
+	}
+	if s.prices, err = lm.ParsePrices(cfg.LLMPrices); err != nil {
+		return s, lmConfigError(err)
+	}
+	if _, err := lm.ParseFallback(cfg.LLMFallback); err != nil {
+		return s, lmConfigError(err)
+	}
+	if s.endpoints, err = lm.ParseEndpoints(cfg.LLMModels); err != nil {
+		return s, lmConfigError(err)
+	}
+	s.endpointKeys = endpointKeys(s.endpoints, getenv)
+	return s, nil
+}
+
+// endpointKeys reads the api_key_env variable of each endpoint that names one.
+func endpointKeys(eps []lm.Endpoint, getenv func(string) string) map[string]string {
+	keys := map[string]string{}
+	for _, e := range eps {
+		if e.APIKeyEnv != "" {
+			keys[e.APIKeyEnv] = getenv(e.APIKeyEnv)
+		}
+	}
+	return keys
+}
+
+// lmConfigError is a configuration error of package lm, which names its
+// variable already, as an error matching ErrConfig.
+func lmConfigError(err error) error {
+	return &configError{errors.New(strings.TrimPrefix(err.Error(), lm.ErrConfig.Error()+": "))}
 }
 
 // roleBudgets reads KOWAI_BUDGETS and checks its role names.

@@ -36,6 +36,7 @@ var rules = []rule{
 	{from: "gateway", deny: []string{"actors"}, allow: []string{"actors/actorpb"}, why: "the gateway talks to actors through cluster's grain client and may import only the protocol (actors/actorpb)"},
 	{from: "", deny: []string{"cmd"}, why: "only cmd/kowai wires implementations; nothing imports it"},
 	{from: "", exempt: []string{"cmd"}, deny: []string{"node"}, why: "node is the composition root that cmd/kowai calls; no library package depends on it"},
+	{from: "internal", deny: []string{""}, allow: []string{"internal"}, why: "internal/ holds leaves (configuration as plain values, logging, test helpers...): it imports no kowai domain package; node translates the configuration into each package's options"},
 	{from: "console", deny: []string{""}, allow: []string{"console"}, why: "the console is static files that reach kowai only through the public API; it imports no other kowai package"},
 }
 
@@ -207,6 +208,9 @@ func TestRulesCatchViolations(t *testing.T) {
 		{"gateway imports node", map[string][]string{"gateway": {"node"}, "node": nil}, true},
 		{"actors transitively imports node", map[string][]string{"actors": {"internal/x"}, "internal/x": {"node"}, "node": nil}, true},
 		{"node imports cmd", map[string][]string{"node": {"cmd/kowai"}, "cmd/kowai": nil}, true},
+		{"config imports lm", map[string][]string{"internal/config": {"signatures/lm"}, "signatures/lm": nil}, true},
+		{"config imports ratelimit", map[string][]string{"internal/config": {"gateway/ratelimit"}, "gateway/ratelimit": nil}, true},
+		{"internal imports internal", map[string][]string{"internal/tracing": {"internal/logging"}, "internal/logging": nil}, false},
 		{"console imports gateway", map[string][]string{"console": {"gateway"}, "gateway": nil}, true},
 		{"gateway serves the console", map[string][]string{"gateway": {"console"}, "console": nil}, false},
 	} {
