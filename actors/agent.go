@@ -40,6 +40,8 @@ type agentGrain struct {
 	// and instructions; weights are theirs, for AssignVariant.
 	variants []compiledVariant
 	weights  []int
+	// canary is the agent's canary variant with its decision's counts; nil for none.
+	canary *canaryRun
 
 	workers     map[string]*workerSlot
 	queue       []*replyJob
@@ -68,6 +70,11 @@ type replyJob struct {
 	model     string
 	// variant is the A/B variant the reply runs as ("" for none).
 	variant string
+	// canary is the canary in place when the reply started (nil for none), and
+	// onCanary whether the reply runs it: the reply counts in that canary's
+	// decision.
+	canary   *canaryRun
+	onCanary bool
 	// settings go with the reply when the session's are of another version.
 	settings *actorpb.AgentSettings
 	ctx      context.Context
@@ -84,7 +91,12 @@ type compiledVariant struct {
 // Messages between the agent and its workers; they never leave the node.
 type (
 	workerReady struct{}
-	jobDone     struct{ job *replyJob }
+	// jobDone ends a job; failed says whether it counts as a failed turn, counted
+	// whether it counts at all (a cancelled reply does not).
+	jobDone struct {
+		job             *replyJob
+		counted, failed bool
+	}
 )
 
 var _ actor.SupervisorStrategy = (*agentGrain)(nil)
@@ -111,6 +123,12 @@ func (a *agentGrain) Receive(ctx actor.Context) {
 		ctx.Respond(a.onPut(msg))
 	case *actorpb.DeleteAgent:
 		ctx.Respond(a.onDelete(msg))
+	case *actorpb.DeployProgram:
+		ctx.Respond(a.onDeploy(msg))
+	case *actorpb.DecideProgram:
+		ctx.Respond(a.onDecide(msg))
+	case *actorpb.ProgramFeedback:
+		ctx.Respond(a.onFeedback(msg))
 	case *actorpb.Passivate:
 		a.passivating = true
 		ctx.Respond(&actorpb.Ack{})
@@ -130,6 +148,9 @@ func (a *agentGrain) Receive(ctx actor.Context) {
 			}
 		}
 		msg.job.cancel()
+		if msg.counted {
+			a.countTurn(msg.job, msg.failed)
+		}
 		a.dispatch(ctx)
 		if a.passivating {
 			a.stopIfIdle(ctx)
@@ -186,6 +207,7 @@ func (a *agentGrain) use(ag persistence.Agent, correlationID string) *actorpb.Er
 	}
 	variants := make([]compiledVariant, 0, len(ag.Variants))
 	weights := make([]int, 0, len(ag.Variants))
+	var canary *canaryRun
 	for _, v := range ag.Variants {
 		spec := specOf(ag)
 		if v.Model != "" {
@@ -194,16 +216,25 @@ func (a *agentGrain) use(ag persistence.Agent, correlationID string) *actorpb.Er
 		if v.Instructions != "" {
 			spec.Instructions = v.Instructions
 		}
+		if len(v.Program) > 0 {
+			spec.Program = v.Program
+		}
 		_, vprog, err := a.rt.types.Compile(spec)
 		if err != nil {
 			a.loaded = false
 			a.log.Error("agent variant compile failed", "agent_id", a.identity, "variant", v.Name, "correlation_id", correlationID, "error", err)
 			return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, correlationID, "agent %s variant %s is misconfigured: %v", a.identity, v.Name, err)
 		}
-		variants = append(variants, compiledVariant{name: v.Name, model: spec.Model, prog: vprog})
+		cv := compiledVariant{name: v.Name, model: spec.Model, prog: vprog}
+		if v.Canary != nil {
+			canary = &canaryRun{variant: cv, stored: v, policy: *v.Canary}
+			continue
+		}
+		variants = append(variants, cv)
 		weights = append(weights, v.Weight)
 	}
 	a.agent, a.def, a.prog, a.variants, a.weights, a.loaded = ag, def, prog, variants, weights, true
+	a.canary = a.keepCounts(canary, correlationID)
 	return nil
 }
 
@@ -301,7 +332,13 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 	jctx, cancel := context.WithTimeout(tracing.Extract(context.Background(), ctx.MessageHeader()), a.rt.deps.TurnTimeout)
 	job := &replyJob{req: req, agentType: a.agent.Type, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
 		version: a.agent.Version, model: a.agent.Model, ctx: jctx, cancel: cancel}
-	if i := agents.AssignVariant(a.identity, req.GetConversationId(), a.weights); i >= 0 {
+	if c := a.canary; c != nil {
+		job.canary = c
+		if agents.AssignCanary(a.identity, req.GetConversationId(), c.policy.Percent) {
+			job.prog, job.model, job.variant, job.onCanary = c.variant.prog, c.variant.model, c.variant.name, true
+		}
+	}
+	if i := agents.AssignVariant(a.identity, req.GetConversationId(), a.weights); i >= 0 && !job.onCanary {
 		v := a.variants[i]
 		job.prog, job.model, job.variant = v.prog, v.model, v.name
 	}
@@ -414,6 +451,10 @@ func (a *agentGrain) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 				msg = pm.PublicMessage()
 			}
 			a.fail(s.job, code, msg)
+			// A spent budget is the user's, not the program's.
+			if code != actorpb.Code_CODE_BUDGET_EXCEEDED {
+				a.countTurn(s.job, true)
+			}
 			s.job = nil
 		}
 		s.restarting = true
@@ -500,7 +541,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 		e.Variant = job.variant
 		ctx.Send(job.sender, e)
 		endStream(ctx, req, e)
-		ctx.Send(ctx.Parent(), jobDone{job: job})
+		ctx.Send(ctx.Parent(), jobDone{job: job, counted: true, failed: true})
 		return
 	}
 	model := newReplyModel(w.rt.withBudget(base, req), req.GetOptions())
@@ -516,7 +557,8 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			e.Variant = job.variant
 			ctx.Send(job.sender, e)
 			endStream(ctx, req, e)
-			ctx.Send(ctx.Parent(), jobDone{job: job})
+			// A timeout is the reply's failure; a cancellation is nobody's.
+			ctx.Send(ctx.Parent(), jobDone{job: job, counted: code == actorpb.Code_CODE_TIMEOUT, failed: true})
 			return
 		}
 		panic(fmt.Errorf("agent %s: reply to conversation %s: %w", req.GetAgentId(), req.GetConversationId(), err))
@@ -537,7 +579,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			CostUsd: out.Usage.CostUSD, CacheHit: out.Usage.CacheHits > 0 && out.Usage.Calls == out.Usage.CacheHits},
 	})
 	endStream(ctx, req, nil)
-	ctx.Send(ctx.Parent(), jobDone{job: job})
+	ctx.Send(ctx.Parent(), jobDone{job: job, counted: true})
 }
 
 // endStream tells the request's stream target that no more deltas come.

@@ -193,6 +193,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 		Conversations:     stores.Conversations,
 		Messages:          stores.Messages,
 		Agents:            stores.Agents,
+		Stats:             stores.Stats,
 		Snapshots:         persistence.NewSnapshotStore(db),
 		LM:                model,
 		Models:            models,
@@ -312,6 +313,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv fun
 			_, err := types.ParseConfig(t, raw)
 			return err
 		},
+		CheckProgram:  types.CheckProgram,
 		AgentWriter:   &gateway.ClusterAgents{Grains: grains},
 		Models:        models,
 		Budgets:       spending,
