@@ -43,6 +43,8 @@ type stack struct {
 	writer *persistence.Writer
 	auth   *auth.Service
 	client *http.Client
+	// reg is the node's metrics registry.
+	reg *prometheus.Registry
 }
 
 // stackOptions tune a stack.
@@ -315,7 +317,7 @@ func (nd *node) serve(tb testing.TB, db *persistence.DB, node, gwNode *cluster.N
 			tb.Errorf("gateway: %v", err)
 		}
 	})
-	return &stack{url: "http://" + gw.Addr().String(), keys: keys, db: db, writer: writer, auth: svc, client: client}
+	return &stack{url: "http://" + gw.Addr().String(), keys: keys, db: db, writer: writer, auth: svc, client: client, reg: reg}
 }
 
 // resolver and catalog keep a nil catalog a nil interface.
