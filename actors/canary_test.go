@@ -28,10 +28,10 @@ func TestDecideCanary(t *testing.T) {
 	noRatings.MinRatings = 0
 	type c = [2]int64
 	for _, tc := range []struct {
-		name                      string
-		p                         persistence.Canary
+		name                    string
+		p                       persistence.Canary
 		turns, failed, up, down c
-		want                      string
+		want                    string
 	}{
 		{"too few turns", p, c{100, 9}, c{0, 9}, c{}, c{}, ""},
 		{"errors over the margin", p, c{100, 10}, c{5, 2}, c{}, c{}, DecisionRollback},
