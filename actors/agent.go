@@ -36,6 +36,8 @@ type agentGrain struct {
 	agent  persistence.Agent
 	def    agents.Definition
 	prog   agents.Program
+	// premium: the agent's own model is premium-priced.
+	premium bool
 	// variants are the agent's A/B variants, each compiled with its own model
 	// and instructions; weights are theirs, for AssignVariant.
 	variants []compiledVariant
@@ -70,6 +72,8 @@ type replyJob struct {
 	model     string
 	// variant is the A/B variant the reply runs as ("" for none).
 	variant string
+	// premium: the reply's model is premium-priced.
+	premium bool
 	// canary is the canary in place when the reply started (nil for none), and
 	// onCanary whether the reply runs it: the reply counts in that canary's
 	// decision.
@@ -83,9 +87,10 @@ type replyJob struct {
 
 // compiledVariant is one A/B variant of the agent, ready to run.
 type compiledVariant struct {
-	name  string
-	model string
-	prog  agents.Program
+	name    string
+	model   string
+	prog    agents.Program
+	premium bool
 }
 
 // Messages between the agent and its workers; they never leave the node.
@@ -225,7 +230,7 @@ func (a *agentGrain) use(ag persistence.Agent, correlationID string) *actorpb.Er
 			a.log.Error("agent variant compile failed", "agent_id", a.identity, "variant", v.Name, "correlation_id", correlationID, "error", err)
 			return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, correlationID, "agent %s variant %s is misconfigured: %v", a.identity, v.Name, err)
 		}
-		cv := compiledVariant{name: v.Name, model: spec.Model, prog: vprog}
+		cv := compiledVariant{name: v.Name, model: spec.Model, prog: vprog, premium: a.rt.premiumModel(spec.Model)}
 		if v.Canary != nil {
 			canary = &canaryRun{variant: cv, stored: v, policy: *v.Canary}
 			continue
@@ -234,6 +239,7 @@ func (a *agentGrain) use(ag persistence.Agent, correlationID string) *actorpb.Er
 		weights = append(weights, v.Weight)
 	}
 	a.agent, a.def, a.prog, a.variants, a.weights, a.loaded = ag, def, prog, variants, weights, true
+	a.premium = a.rt.premiumModel(ag.Model)
 	a.canary = a.keepCounts(canary, correlationID)
 	return nil
 }
@@ -331,16 +337,25 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 	// a child of the grain call's server span.
 	jctx, cancel := context.WithTimeout(tracing.Extract(context.Background(), ctx.MessageHeader()), a.rt.deps.TurnTimeout)
 	job := &replyJob{req: req, agentType: a.agent.Type, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
-		version: a.agent.Version, model: a.agent.Model, ctx: jctx, cancel: cancel}
+		version: a.agent.Version, model: a.agent.Model, premium: a.premium, ctx: jctx, cancel: cancel}
 	if c := a.canary; c != nil {
 		job.canary = c
 		if agents.AssignCanary(a.identity, req.GetConversationId(), c.policy.Percent) {
-			job.prog, job.model, job.variant, job.onCanary = c.variant.prog, c.variant.model, c.variant.name, true
+			job.prog, job.model, job.variant, job.premium, job.onCanary = c.variant.prog, c.variant.model, c.variant.name, c.variant.premium, true
 		}
 	}
 	if i := agents.AssignVariant(a.identity, req.GetConversationId(), a.weights); i >= 0 && !job.onCanary {
 		v := a.variants[i]
-		job.prog, job.model, job.variant = v.prog, v.model, v.name
+		job.prog, job.model, job.variant, job.premium = v.prog, v.model, v.name, v.premium
+	}
+	if job.premium && req.GetNoPremium() {
+		// The user may have lost models:premium since the agent was saved: the
+		// token's claims, checked at the gateway, are the current word.
+		cancel()
+		e := errorReply(actorpb.Code_CODE_FORBIDDEN, corr, "agent %s answers with the premium model %q, which needs the models:premium permission", a.identity, job.model)
+		e.Variant = job.variant
+		ctx.Respond(e)
+		return
 	}
 	if req.GetKnownVersion() != a.agent.Version {
 		job.settings = a.settings()

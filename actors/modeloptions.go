@@ -61,6 +61,19 @@ func (m *replyModel) stopReason() string {
 
 // modelOf is the model an agent names: the runtime's LM when it names none or no
 // resolver is set.
+// premiumModel reports whether the model called name is premium-priced, when
+// Models can tell (an *lm.Catalog can).
+func (rt *Runtime) premiumModel(name string) bool {
+	cat, ok := rt.deps.Models.(interface {
+		Lookup(name string) (lm.ModelInfo, bool)
+	})
+	if !ok {
+		return false
+	}
+	info, _ := cat.Lookup(name)
+	return info.Premium
+}
+
 func (rt *Runtime) modelOf(name string) (lm.LM, error) {
 	if name == "" || rt.deps.Models == nil {
 		return rt.deps.LM, nil

@@ -356,9 +356,11 @@ type SendMessage struct {
 	// message is stored under it: the turn skips the look-ups of a stored reply and
 	// message for the key. A retry that brings the key back does not set it.
 	FreshKey bool `protobuf:"varint,14,opt,name=fresh_key,json=freshKey,proto3" json:"fresh_key,omitempty"`
-	// The caller holds models:premium (from the gateway's token claims): without it a
-	// turn whose agent or variant runs a premium-priced model is CODE_FORBIDDEN.
-	Premium       bool `protobuf:"varint,15,opt,name=premium,proto3" json:"premium,omitempty"`
+	// The caller lacks models:premium (from the gateway's token claims): a turn whose
+	// agent or variant runs a premium-priced model is then CODE_FORBIDDEN. Callers that
+	// do not check (workflow turns) leave it unset, and the agent's model stands as
+	// its create or update allowed it.
+	NoPremium     bool `protobuf:"varint,15,opt,name=no_premium,json=noPremium,proto3" json:"no_premium,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -477,9 +479,9 @@ func (x *SendMessage) GetFreshKey() bool {
 	return false
 }
 
-func (x *SendMessage) GetPremium() bool {
+func (x *SendMessage) GetNoPremium() bool {
 	if x != nil {
-		return x.Premium
+		return x.NoPremium
 	}
 	return false
 }
@@ -1377,8 +1379,8 @@ type GenerateReply struct {
 	// The agent version whose settings the session holds (0: none); the reply carries
 	// the agent's settings only when its version is another.
 	KnownVersion int64 `protobuf:"varint,12,opt,name=known_version,json=knownVersion,proto3" json:"known_version,omitempty"`
-	// The user holds models:premium (SendMessage.premium).
-	Premium       bool `protobuf:"varint,13,opt,name=premium,proto3" json:"premium,omitempty"`
+	// The user lacks models:premium (SendMessage.no_premium).
+	NoPremium     bool `protobuf:"varint,13,opt,name=no_premium,json=noPremium,proto3" json:"no_premium,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1497,9 +1499,9 @@ func (x *GenerateReply) GetKnownVersion() int64 {
 	return 0
 }
 
-func (x *GenerateReply) GetPremium() bool {
+func (x *GenerateReply) GetNoPremium() bool {
 	if x != nil {
-		return x.Premium
+		return x.NoPremium
 	}
 	return false
 }
@@ -2469,7 +2471,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12\x19\n" +
 	"\bcost_usd\x18\x03 \x01(\x01R\acostUsd\x12\x1b\n" +
-	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\xd9\x03\n" +
+	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\xde\x03\n" +
 	"\vSendMessage\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12'\n" +
@@ -2484,8 +2486,9 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"must_exist\x18\v \x01(\bR\tmustExist\x127\n" +
 	"\aoptions\x18\f \x01(\v2\x1d.kowai.actors.v1.ModelOptionsR\aoptions\x12\x14\n" +
 	"\x05fresh\x18\r \x01(\bR\x05fresh\x12\x1b\n" +
-	"\tfresh_key\x18\x0e \x01(\bR\bfreshKey\x12\x18\n" +
-	"\apremium\x18\x0f \x01(\bR\apremiumJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x9a\x01\n" +
+	"\tfresh_key\x18\x0e \x01(\bR\bfreshKey\x12\x1d\n" +
+	"\n" +
+	"no_premium\x18\x0f \x01(\bR\tnoPremiumJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x9a\x01\n" +
 	"\fModelOptions\x12%\n" +
 	"\vtemperature\x18\x01 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\x1d\n" +
 	"\n" +
@@ -2561,7 +2564,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\bcanceled\x18\x01 \x01(\bR\bcanceled\"<\n" +
 	"\fHistoryEntry\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\"\xe5\x03\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\"\xea\x03\n" +
 	"\rGenerateReply\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12'\n" +
@@ -2575,8 +2578,9 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\tstream_id\x18\n" +
 	" \x01(\tR\bstreamId\x127\n" +
 	"\aoptions\x18\v \x01(\v2\x1d.kowai.actors.v1.ModelOptionsR\aoptions\x12#\n" +
-	"\rknown_version\x18\f \x01(\x03R\fknownVersion\x12\x18\n" +
-	"\apremium\x18\r \x01(\bR\apremium\"\xb2\x02\n" +
+	"\rknown_version\x18\f \x01(\x03R\fknownVersion\x12\x1d\n" +
+	"\n" +
+	"no_premium\x18\r \x01(\bR\tnoPremium\"\xb2\x02\n" +
 	"\vReplyResult\x12\x1a\n" +
 	"\bresponse\x18\x01 \x01(\tR\bresponse\x12,\n" +
 	"\x05usage\x18\x02 \x01(\v2\x16.kowai.actors.v1.UsageR\x05usage\x12\x14\n" +
