@@ -559,7 +559,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 		ctx.Send(ctx.Parent(), jobDone{job: job, counted: true, failed: true})
 		return
 	}
-	model := newReplyModel(w.rt.withBudget(base, req), req.GetOptions())
+	model := newReplyModel(w.rt.withBudget(base, job.model, req), req.GetOptions())
 	out, err := job.prog.Reply(jctx, model, in)
 	if err != nil {
 		if cerr := jctx.Err(); cerr != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
@@ -24,6 +25,8 @@ type fakeOpenAI struct {
 	calls atomic.Int64
 	model atomic.Value
 	key   atomic.Value
+	// delay, when set, is how long each completion takes (nanoseconds).
+	delay atomic.Int64
 }
 
 func newFakeOpenAI(t *testing.T, text string, prompt, completion int) *fakeOpenAI {
@@ -42,6 +45,7 @@ func newFakeOpenAI(t *testing.T, text string, prompt, completion int) *fakeOpenA
 			return
 		}
 		f.calls.Add(1)
+		time.Sleep(time.Duration(f.delay.Load()))
 		f.model.Store(req.Model)
 		f.key.Store(r.Header.Get("Authorization"))
 		w.Header().Set("Content-Type", "application/json")
