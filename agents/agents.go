@@ -19,6 +19,11 @@ var ErrUnknownType = errors.New("agents: unknown agent type")
 // ErrInvalidConfig means an agent's configuration does not fit its type's schema.
 var ErrInvalidConfig = errors.New("agents: invalid agent configuration")
 
+// ErrInvalidProgram means compiled program state cannot run as an agent's program:
+// it does not parse, is of another format or program, or does not fit the
+// program's predictors and fields.
+var ErrInvalidProgram = errors.New("agents: invalid compiled program state")
+
 // ErrInvalidType means a Type cannot be registered (no name, no constructor, a
 // duplicate name).
 var ErrInvalidType = errors.New("agents: invalid agent type")

@@ -229,6 +229,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Node, err er
 		Conversations:     stores.Conversations,
 		Messages:          stores.Messages,
 		Agents:            stores.Agents,
+		Stats:             stores.Stats,
 		Snapshots:         persistence.NewSnapshotStore(db),
 		LM:                model,
 		Models:            models,
@@ -346,6 +347,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Node, err er
 			_, err := types.ParseConfig(t, raw)
 			return err
 		},
+		CheckProgram:  types.CheckProgram,
 		AgentWriter:   &gateway.ClusterAgents{Grains: grains},
 		Models:        models,
 		Budgets:       n.spending,

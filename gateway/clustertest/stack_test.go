@@ -43,6 +43,8 @@ type stack struct {
 	writer *persistence.Writer
 	auth   *auth.Service
 	client *http.Client
+	// reg is the node's metrics registry.
+	reg *prometheus.Registry
 }
 
 // stackOptions tune a stack.
@@ -183,6 +185,7 @@ func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *nodeParts 
 		Conversations:     stores.Conversations,
 		Messages:          stores.Messages,
 		Agents:            stores.Agents,
+		Stats:             stores.Stats,
 		Snapshots:         persistence.NewSnapshotStore(db),
 		LM:                lm.NewTraced(model, grainTP),
 		Logger:            log,
@@ -286,11 +289,12 @@ func (nd *nodeParts) serve(tb testing.TB, db *persistence.DB, node, gwNode *clus
 			_, err := types.ParseConfig(t, raw)
 			return err
 		},
-		AgentWriter: &gateway.ClusterAgents{Grains: gwGrains},
-		ClusterInfo: func() any { return node.Info() },
-		Models:      catalog(opts.models),
-		Budgets:     nd.spending,
-		RateLimit:   opts.rateLimit,
+		CheckProgram: types.CheckProgram,
+		AgentWriter:  &gateway.ClusterAgents{Grains: gwGrains},
+		ClusterInfo:  func() any { return node.Info() },
+		Models:       catalog(opts.models),
+		Budgets:      nd.spending,
+		RateLimit:    opts.rateLimit,
 		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: gwGrains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,
 			Schedules: schedules, Webhooks: webhooks, WebhookGuard: webhookGuard},
@@ -313,7 +317,7 @@ func (nd *nodeParts) serve(tb testing.TB, db *persistence.DB, node, gwNode *clus
 			tb.Errorf("gateway: %v", err)
 		}
 	})
-	return &stack{url: "http://" + gw.Addr().String(), keys: keys, db: db, writer: writer, auth: svc, client: client}
+	return &stack{url: "http://" + gw.Addr().String(), keys: keys, db: db, writer: writer, auth: svc, client: client, reg: reg}
 }
 
 // resolver and catalog keep a nil catalog a nil interface.
