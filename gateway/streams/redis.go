@@ -94,25 +94,34 @@ return {n, last[1][2][1], last[1][2][2]}
 `)
 
 // appendScript adds one message holding a batch of entries whose numbers
-// continue the stream's: ARGV is {maxLen, ttl, first seq, last seq,
-// batch}. The message's ID is the batch's last number, so a reader after
+// continue the stream's: ARGV is {maxLen, ttl, first seq, last seq, batch,
+// owner}. The message's ID is the batch's last number, so a reader after
 // seq N finds every message holding an entry after N from ID N+1 on, and
-// the stream is trimmed by number (MINID) to about maxLen entries.
+// the stream is trimmed by number (MINID) to about maxLen entries. With an
+// owner (Start), a stream that does not exist is created as its first
+// attempt; with an empty batch, that is all.
 var appendScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('KOWAI_NOTFOUND') end
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local seq = 0
-if #last > 0 then seq = tonumber(string.match(last[1][1], '^(%d+)')) end
-if tonumber(ARGV[3]) ~= seq + 1 then return redis.error_reply('KOWAI_CONFLICT') end
-local minid = tonumber(ARGV[4]) - tonumber(ARGV[1]) + 1
-if minid > 1 then
-  redis.call('XADD', KEYS[1], 'MINID', '~', minid .. '-0', ARGV[4] .. '-1', 'b', ARGV[5])
-else
-  redis.call('XADD', KEYS[1], ARGV[4] .. '-1', 'b', ARGV[5])
+local o = redis.call('HGET', KEYS[2], 'owner')
+if not o and ARGV[6] == '' then return redis.error_reply('KOWAI_NOTFOUND') end
+if o and ARGV[6] ~= '' and o ~= ARGV[6] then return redis.error_reply('KOWAI_CONFLICT') end
+if ARGV[5] ~= '' then
+  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  local seq = 0
+  if #last > 0 then seq = tonumber(string.match(last[1][1], '^(%d+)')) end
+  if tonumber(ARGV[3]) ~= seq + 1 then return redis.error_reply('KOWAI_CONFLICT') end
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if not o then redis.call('HSET', KEYS[2], 'owner', ARGV[6], 'attempts', 1) end
+if ARGV[5] ~= '' then
+  local minid = tonumber(ARGV[4]) - tonumber(ARGV[1]) + 1
+  if minid > 1 then
+    redis.call('XADD', KEYS[1], 'MINID', '~', minid .. '-0', ARGV[4] .. '-1', 'b', ARGV[5])
+  else
+    redis.call('XADD', KEYS[1], ARGV[4] .. '-1', 'b', ARGV[5])
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return tonumber(ARGV[4])
+return 1
 `)
 
 // Begin implements Store.
@@ -145,25 +154,46 @@ func (r *Redis) Append(ctx context.Context, id string, entries ...Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	for i, e := range entries {
-		if e.Seq != entries[0].Seq+int64(i) {
-			return fmt.Errorf("stream %s: seq %d after %d: %w", id, e.Seq, entries[i-1].Seq, ErrConflict)
-		}
+	return r.append(ctx, id, "", entries)
+}
+
+// Start implements Store: the stream is created, when it does not exist, by
+// the script that appends the entries, so a reply's first batch costs one
+// script run instead of two (Begin's and Append's).
+func (r *Redis) Start(ctx context.Context, id, owner string, entries ...Entry) error {
+	if owner == "" {
+		return fmt.Errorf("stream %s: start without an owner", id)
 	}
-	batch, err := appendBatch(make([]byte, 0, 64*len(entries)), entries)
-	if err != nil {
-		return fmt.Errorf("stream %s: encode entries from %d: %w", id, entries[0].Seq, err)
+	return r.append(ctx, id, owner, entries)
+}
+
+// append runs appendScript for entries, creating the stream for owner when
+// owner is not empty.
+func (r *Redis) append(ctx context.Context, id, owner string, entries []Entry) error {
+	var batch []byte
+	var first, last int64
+	if len(entries) > 0 {
+		for i, e := range entries {
+			if e.Seq != entries[0].Seq+int64(i) {
+				return fmt.Errorf("stream %s: seq %d after %d: %w", id, e.Seq, entries[i-1].Seq, ErrConflict)
+			}
+		}
+		var err error
+		batch, err = appendBatch(make([]byte, 0, 64*len(entries)), entries)
+		if err != nil {
+			return fmt.Errorf("stream %s: encode entries from %d: %w", id, entries[0].Seq, err)
+		}
+		first, last = entries[0].Seq, entries[len(entries)-1].Seq
 	}
 	sk, mk := r.keys(id)
-	first, last := entries[0].Seq, entries[len(entries)-1].Seq
-	err = r.pipe.run(ctx, appendScript, []string{sk, mk}, r.maxLen, r.ttl.Milliseconds(), first, last, batch).Err()
+	err := r.pipe.run(ctx, appendScript, []string{sk, mk}, r.maxLen, r.ttl.Milliseconds(), first, last, batch, owner).Err()
 	switch {
 	case err == nil:
 		return nil
 	case strings.Contains(err.Error(), "KOWAI_NOTFOUND"):
 		return fmt.Errorf("stream %s: %w", id, ErrNotFound)
 	case strings.Contains(err.Error(), "KOWAI_CONFLICT"):
-		return fmt.Errorf("stream %s: seq %d: %w", id, entries[0].Seq, ErrConflict)
+		return fmt.Errorf("stream %s: seq %d: %w", id, first, ErrConflict)
 	}
 	return fmt.Errorf("stream %s: append: %w", id, err)
 }
