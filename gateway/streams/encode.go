@@ -48,6 +48,20 @@ func appendBatch(b []byte, entries []Entry) ([]byte, error) {
 	return append(b, ']'), nil
 }
 
+// batchSize is about the length of entries' batch, so that it is encoded
+// in one allocation: each item's text and its framing, with room for a
+// little escaping.
+func batchSize(entries []Entry) int {
+	n := 24
+	for _, e := range entries {
+		n += len(e.Delta) + len(e.Data) + 4
+		if e.Kind != KindToken {
+			n += 48
+		}
+	}
+	return n + n/8
+}
+
 // decodeBatch decodes what appendBatch encodes.
 func decodeBatch(raw []byte) ([]Entry, error) {
 	var items []json.RawMessage

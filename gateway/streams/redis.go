@@ -184,7 +184,7 @@ func (r *Redis) append(ctx context.Context, id, owner string, entries []Entry) e
 			}
 		}
 		var err error
-		batch, err = appendBatch(make([]byte, 0, 64*len(entries)), entries)
+		batch, err = appendBatch(make([]byte, 0, batchSize(entries)), entries)
 		if err != nil {
 			return fmt.Errorf("stream %s: encode entries from %d: %w", id, entries[0].Seq, err)
 		}
