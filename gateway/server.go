@@ -251,9 +251,7 @@ func (s *Server) Ready() <-chan struct{} { return s.bound.up }
 // Run listens on Options.Addr and serves until ctx is done, then shuts down
 // gracefully. It returns nil after a clean shutdown.
 func (s *Server) Run(ctx context.Context) error {
-	// Requests no route matched are anonymous too (see limitAnonymous);
-	// registered after every route, only they reach it.
-	s.app.Use(s.limitAnonymous)
+	s.finishRoutes()
 	ln, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
 		return fmt.Errorf("gateway: listen on %s (set KOWAI_HTTP_ADDR): %w", s.opts.Addr, err)
@@ -284,6 +282,13 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("gateway stopped")
 	return nil
+}
+
+// finishRoutes ends the chain once every route is registered: requests no
+// route matched are anonymous too (see limitAnonymous); registered after
+// every route, only they reach it.
+func (s *Server) finishRoutes() {
+	s.app.Use(s.limitAnonymous)
 }
 
 // ClientAddr returns the address the request came from: the connection's
