@@ -243,7 +243,7 @@ func (a authRoutes) me(c *fiber.Ctx) error {
 	}
 	// Me returns a copy of its own (roles included), which User.Public
 	// would copy again.
-	return c.JSON(&auth.PublicUser{ID: u.ID, Email: u.Email, Name: u.Name, Roles: u.Roles})
+	return sendPublicUser(c, &auth.PublicUser{ID: u.ID, Email: u.Email, Name: u.Name, Roles: u.Roles})
 }
 
 // mountAuth registers the /api/v1/auth routes. The credential routes are
