@@ -90,10 +90,11 @@ type WorkflowStep struct {
 	WakeAt     time.Time
 	StartedAt  time.Time
 	FinishedAt time.Time
-	// Events are events of this step written with its row instead of as rows of
-	// their own (a completed step's only: a retry deletes failed ones), which the
-	// event log (Events, LastEventSeq) reads with the others. StepInsert stores
-	// them; Steps does not read them back.
+	// Events are events written with this step's row instead of as rows of their
+	// own (a completed step's only: a retry deletes failed ones): its own, and
+	// the run's (StepSeq 0) that commit with it. The event log (Events,
+	// LastEventSeq) reads them with the others. StepInsert stores them; Steps
+	// does not read them back.
 	Events []WorkflowEvent
 }
 
@@ -469,6 +470,7 @@ func stepRow(st WorkflowStep) ([]any, error) {
 // foldedEvent is the stored form of an event kept in its step's row.
 type foldedEvent struct {
 	Seq       int64           `json:"seq"`
+	StepSeq   int             `json:"step_seq"`
 	Status    string          `json:"status"`
 	Attempt   int             `json:"attempt,omitempty"`
 	Data      json.RawMessage `json:"data"`
@@ -508,6 +510,8 @@ func foldEvents(events []WorkflowEvent) (any, int64, error) {
 		}
 		b = append(b, `{"seq":`...)
 		b = strconv.AppendInt(b, e.Seq, 10)
+		b = append(b, `,"step_seq":`...)
+		b = strconv.AppendInt(b, int64(e.StepSeq), 10)
 		b = append(b, `,"status":`...)
 		b = append(b, status...)
 		if e.Attempt != 0 {
@@ -649,7 +653,7 @@ func (s *WorkflowStore) Events(ctx context.Context, runID string, after int64, l
 		}
 		for _, e := range fs {
 			if e.Seq > after {
-				evs = append(evs, WorkflowEvent{RunID: runID, Seq: e.Seq, StepSeq: f.step, Status: e.Status, Attempt: e.Attempt,
+				evs = append(evs, WorkflowEvent{RunID: runID, Seq: e.Seq, StepSeq: e.StepSeq, Status: e.Status, Attempt: e.Attempt,
 					Data: e.Data, CreatedAt: e.CreatedAt})
 			}
 		}
