@@ -57,6 +57,31 @@ var conversationCols = []any{"id", "owner_id", "agent_id", "title", "created_at"
 // transaction; a Delete of the same ID at the same moment is not expected, since both go
 // through the conversation's one session grain.
 func (s *ConversationStore) Create(ctx context.Context, c Conversation) (Conversation, error) {
+	c = c.withDefaults()
+	if err := s.db.inTx(ctx, func(tx *goqu.TxDatabase) error { return createConversation(ctx, tx, c) }); err != nil {
+		return Conversation{}, err
+	}
+	return c, nil
+}
+
+// ConversationCreate is the Op that creates c as Conversations.Create does (ID and
+// times filled in when empty, the same errors). A Writer applies it before the merged
+// Inserts of its batch, so a new conversation's first messages, submitted in one Ops
+// with it, commit in the same batch and are merged with the other messages, instead of
+// the conversation paying a commit of its own.
+func ConversationCreate(c Conversation) Op { return conversationCreate{c: c.withDefaults()} }
+
+type conversationCreate struct{ c Conversation }
+
+// Apply creates the conversation.
+func (op conversationCreate) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
+	return createConversation(ctx, tx, op.c)
+}
+
+// leads implements leader: rows of the same batch may name the conversation.
+func (conversationCreate) leads() {}
+
+func (c Conversation) withDefaults() Conversation {
 	if c.ID == "" {
 		c.ID = newID()
 	}
@@ -67,26 +92,25 @@ func (s *ConversationStore) Create(ctx context.Context, c Conversation) (Convers
 		c.UpdatedAt = c.CreatedAt
 	}
 	c.CreatedAt, c.UpdatedAt = utc(c.CreatedAt), utc(c.UpdatedAt)
-	err := s.db.inTx(ctx, func(tx *goqu.TxDatabase) error {
-		var id string
-		err := scanOne(ctx, tx.From("conversation_tombstones").Prepared(true).Select("id").Where(goqu.C("id").Eq(c.ID)), &id)
-		switch err = classify(err); {
-		case err == nil:
-			return fmt.Errorf("conversation %s was deleted: %w", c.ID, ErrGone)
-		case !errors.Is(err, ErrNotFound):
-			return err
-		}
-		q := tx.Insert("conversations").Prepared(true).Rows(goqu.Record{
-			"id": c.ID, "owner_id": c.OwnerID, "agent_id": c.AgentID, "title": c.Title,
-			"created_at": c.CreatedAt, "updated_at": c.UpdatedAt,
-		})
-		_, err = q.Executor().ExecContext(ctx)
-		return err
-	})
-	if err != nil {
-		return Conversation{}, wrap(err, "create conversation for %s", c.OwnerID)
+	return c
+}
+
+// createConversation checks that c's ID names no deleted conversation and inserts c.
+func createConversation(ctx context.Context, tx *goqu.TxDatabase, c Conversation) error {
+	var id string
+	err := scanOne(ctx, tx.From("conversation_tombstones").Prepared(true).Select("id").Where(goqu.C("id").Eq(c.ID)), &id)
+	switch err = classify(err); {
+	case err == nil:
+		return fmt.Errorf("create conversation %s: it was deleted: %w", c.ID, ErrGone)
+	case !errors.Is(err, ErrNotFound):
+		return wrap(err, "create conversation for %s", c.OwnerID)
 	}
-	return c, nil
+	q := tx.Insert("conversations").Prepared(true).Rows(goqu.Record{
+		"id": c.ID, "owner_id": c.OwnerID, "agent_id": c.AgentID, "title": c.Title,
+		"created_at": c.CreatedAt, "updated_at": c.UpdatedAt,
+	})
+	_, err = q.Executor().ExecContext(ctx)
+	return wrap(err, "create conversation for %s", c.OwnerID)
 }
 
 // Delete implements Conversations. Messages go by their foreign key's cascade, and
