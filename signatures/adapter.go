@@ -196,12 +196,20 @@ func (pr *prompt) render(dst, demoMsgs []llms.MessageContent, in []namedValue) (
 	msgs := slices.Grow(dst, 2+len(demoMsgs)+2*len(h.Messages))
 	msgs = append(msgs, pr.system)
 	msgs = append(msgs, demoMsgs...)
+	// One backing array holds the single part of every message rendered here,
+	// rather than one per message (llms.TextParts).
+	parts := make([]llms.ContentPart, 2*len(h.Messages)+1)
+	text := func(role llms.ChatMessageType, s string) llms.MessageContent {
+		p := parts[:1:1]
+		p[0], parts = llms.TextContent{Text: s}, parts[1:]
+		return llms.MessageContent{Role: role, Parts: p}
+	}
 	for _, turn := range h.Messages {
 		msgs = append(msgs,
-			llms.TextParts(llms.ChatMessageTypeHuman, userContent(pr.rest, turn, "", "")),
-			llms.TextParts(llms.ChatMessageTypeAI, assistantContent(pr.rest, turn, "")))
+			text(llms.ChatMessageTypeHuman, userContent(pr.rest, turn, "", "")),
+			text(llms.ChatMessageTypeAI, assistantContent(pr.rest, turn, "")))
 	}
-	return append(msgs, llms.TextParts(llms.ChatMessageTypeHuman, userBlocks(in, skip, "", pr.respond))), nil
+	return append(msgs, text(llms.ChatMessageTypeHuman, userBlocks(in, skip, "", pr.respond))), nil
 }
 
 func systemMessage(sig Signature) string {
@@ -349,17 +357,42 @@ func pythonType(t Type) string {
 // assistantContent renders the output blocks of vals; missing outputs get
 // missing, or are left out when missing is empty.
 func assistantContent(sig Signature, vals Values, missing string) string {
-	var parts []string
+	// Like userBlocks: the values are formatted first, so the message is built in
+	// one allocation of its final size (it is rendered for every turn of the
+	// history, on every call).
+	var (
+		buf   [4]string
+		names [4]string
+	)
+	texts, present := buf[:0], names[:0]
+	size := len(completedMarker) + 3
 	for _, f := range sig.outputs {
 		v, ok := vals[f.Name]
+		var t string
 		switch {
 		case ok:
-			parts = append(parts, marker(f.Name)+"\n"+formatInput(v, f.Type.isStr()))
+			t = formatInput(v, f.Type.isStr())
 		case missing != "":
-			parts = append(parts, marker(f.Name)+"\n"+missing)
+			t = missing
+		default:
+			continue
 		}
+		texts, present = append(texts, t), append(present, f.Name)
+		size += len(markerOpen) + len(f.Name) + len(markerClose) + 3 + len(t)
 	}
-	return strings.Join(parts, "\n\n") + "\n\n" + completedMarker + "\n"
+	var b strings.Builder
+	b.Grow(size)
+	for i, t := range texts {
+		if i > 0 {
+			b.WriteString("\n\n")
+		}
+		b.WriteString(markerOpen)
+		b.WriteString(present[i])
+		b.WriteString(markerClose + "\n")
+		b.WriteString(t)
+	}
+	b.WriteString("\n\n" + completedMarker + "\n")
+	return b.String()
 }
 
 const (
