@@ -164,21 +164,42 @@ func (j *turnJob) run() turnOutcome {
 	var (
 		userMeta messageMeta
 		appended chan error
+		withdraw context.CancelFunc = func() {}
 	)
 	if user == nil {
-		user, userMeta, appended = j.appendUser(hash, stopCall)
+		var appendCtx context.Context
+		appendCtx, withdraw = context.WithCancel(j.ctx)
+		defer withdraw()
+		user, userMeta, appended = j.appendUser(appendCtx, hash, stopCall)
 	}
 	reply, callErr := j.callAgent(callCtx, user)
+	c := replyCommit{user: user, hash: hash, reply: reply, callErr: callErr}
 	if appended != nil {
-		if err := <-appended; err != nil {
-			return j.appendFailed(err)
+		// A reply that comes back before the writer took the user's message (a fast
+		// model, a busy writer) withdraws the message and commits it with the reply:
+		// one commit for the turn instead of two in a row.
+		withdraw()
+		switch err := <-appended; {
+		case errors.Is(err, persistence.ErrWithdrawn):
+			c.withUser = true
+		case err != nil:
+			return j.appendFailed("append user message", err)
 		}
+		c.added = append(c.added, entryWith(*user, userMeta))
 	}
-	var added []tailEntry
-	if appended != nil {
-		added = append(added, entryWith(*user, userMeta))
-	}
-	return j.commit(user, hash, added, reply, callErr)
+	return j.commit(c)
+}
+
+// replyCommit is what commit writes: the reply to user (or the failure callErr), after
+// the entries added to the log in this turn; withUser when user's message goes in the
+// same write (and, on a first turn, the conversation's row).
+type replyCommit struct {
+	user     *persistence.Message
+	hash     string
+	added    []tailEntry
+	withUser bool
+	reply    *actorpb.ReplyResult
+	callErr  error
 }
 
 // stored looks the turn's idempotency key up in the log, past the tail the session
@@ -221,24 +242,20 @@ func (j *turnJob) stored(hash string) (*persistence.Message, *turnOutcome) {
 }
 
 // appendUser starts the durable append of the user's message, in the same write as
-// the conversation's row when the turn is its first (one group commit for both). The
-// returned channel answers once the write is done; a failed write calls stop, which
-// ends the agent call.
-func (j *turnJob) appendUser(hash string, stop context.CancelFunc) (*persistence.Message, messageMeta, chan error) {
+// the conversation's row when the turn is its first (one group commit for both), under
+// ctx (whose end withdraws the write while the writer has not taken it). The returned
+// channel answers once the write is done; a failed write calls stop, which ends the
+// agent call.
+func (j *turnJob) appendUser(ctx context.Context, hash string, stop context.CancelFunc) (*persistence.Message, messageMeta, chan error) {
 	req := j.req
 	meta := messageMeta{CorrelationID: req.GetCorrelationId(), RequestHash: hash}
 	m := &persistence.Message{ID: newID(), ConversationID: j.convID, Seq: j.state.LastSeq + 1, Role: roleUser,
 		Content: req.GetContent(), Metadata: encodeMeta(meta), IdempotencyKey: req.GetIdempotencyKey(), CreatedAt: j.rt.deps.Now()}
-	var op persistence.Op = persistence.MessagesInsert(*m)
-	if !j.exists {
-		st := j.state
-		op = persistence.Ops{persistence.ConversationCreate(persistence.Conversation{ID: j.convID, OwnerID: st.OwnerID,
-			AgentID: st.AgentID, Title: st.Title, CreatedAt: m.CreatedAt}), op}
-	}
+	op := j.withCreate(persistence.MessagesInsert(*m), m.CreatedAt)
 	done := make(chan error, 1)
 	go func() {
-		err := j.rt.deps.Writer.Submit(j.ctx, op)
-		if err != nil {
+		err := j.rt.deps.Writer.Submit(ctx, op)
+		if err != nil && !errors.Is(err, persistence.ErrWithdrawn) {
 			stop()
 		}
 		done <- err
@@ -246,30 +263,41 @@ func (j *turnJob) appendUser(hash string, stop context.CancelFunc) (*persistence
 	return m, meta, done
 }
 
+// withCreate is op preceded by the creation of the conversation's row when the turn is
+// its first.
+func (j *turnJob) withCreate(op persistence.Op, at time.Time) persistence.Op {
+	if j.exists {
+		return op
+	}
+	st := j.state
+	return persistence.Ops{persistence.ConversationCreate(persistence.Conversation{ID: j.convID, OwnerID: st.OwnerID,
+		AgentID: st.AgentID, Title: st.Title, CreatedAt: at}), op}
+}
+
 // appendFailed is the outcome of a turn whose user message (and, on a first turn, the
-// conversation's row) could not be written. A write another activation won fences the
-// session; a deleted conversation's ID or an unknown owner are answered.
-func (j *turnJob) appendFailed(err error) turnOutcome {
+// conversation's row) could not be written by what. A write another activation won
+// fences the session; a deleted conversation's ID or an unknown owner are answered.
+func (j *turnJob) appendFailed(what string, err error) turnOutcome {
 	if !j.exists {
 		switch {
 		case errors.Is(err, persistence.ErrGone):
 			// A deleted conversation is never created again under its ID.
 			return j.fail(actorpb.Code_CODE_NOT_FOUND, "conversation %s does not exist", j.convID)
-		case errors.Is(err, persistence.ErrConflict):
-			// The only foreign key of the write a stranger's ID can miss: the owner.
+		case errors.Is(err, persistence.ErrNoOwner):
 			return j.fail(actorpb.Code_CODE_INVALID_ARGUMENT, "user %s does not exist", j.state.OwnerID)
 		}
 	}
 	if isFencing(err) {
-		fenced("append user message", err)
+		fenced(what, err)
 	}
-	return j.unavailable("append user message", err)
+	return j.unavailable(what, err)
 }
 
-// commit makes the turn durable: the reply (or the recorded failure) in one group
-// commit with, when due, the snapshot and the conversation's updated_at, and the
-// state after the turn, with the entries added to the log before the reply.
-func (j *turnJob) commit(user *persistence.Message, hash string, added []tailEntry, reply *actorpb.ReplyResult, callErr error) turnOutcome {
+// commit makes the turn durable: the reply (or the recorded failure), with the user's
+// message when c says so, in one group commit with, when due, the snapshot and the
+// conversation's updated_at; and the state after the turn.
+func (j *turnJob) commit(c replyCommit) turnOutcome {
+	user, hash, added, reply, callErr := c.user, c.hash, c.added, c.reply, c.callErr
 	st := j.state
 	corr, key := j.req.GetCorrelationId(), j.req.GetIdempotencyKey()
 	now := j.rt.deps.Now()
@@ -301,6 +329,9 @@ func (j *turnJob) commit(user *persistence.Message, hash string, added []tailEnt
 
 	o := turnOutcome{adopt: true, state: st, version: j.version, unsaved: j.unsaved + len(added) + 1, touched: j.touched, active: now}
 	write := persistence.Ops{persistence.MessagesInsert(out)}
+	if c.withUser {
+		write[0] = j.withCreate(persistence.MessagesInsert(*user, out), user.CreatedAt)
+	}
 	if o.unsaved >= j.rt.deps.SnapshotLag {
 		snap, err := j.rt.snapshotOf(j.convID, st, j.version)
 		if err != nil {
@@ -320,6 +351,9 @@ func (j *turnJob) commit(user *persistence.Message, hash string, added []tailEnt
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), writeTimeout)
 	defer cancel()
 	if err := j.rt.deps.Writer.Submit(wctx, write); err != nil {
+		if c.withUser {
+			return j.appendFailed("commit user message and reply", err)
+		}
 		if isFencing(err) {
 			fenced("commit reply", err)
 		}

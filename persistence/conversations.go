@@ -25,7 +25,7 @@ type Conversation struct {
 type Conversations interface {
 	// Create stores c (ID and times filled in when empty) and returns it. The ID of a
 	// deleted conversation is ErrGone, a taken one ErrDuplicate, a missing owner
-	// ErrConflict.
+	// ErrConflict and ErrNoOwner.
 	Create(ctx context.Context, c Conversation) (Conversation, error)
 	// Get returns the conversation with this ID, or ErrNotFound.
 	Get(ctx context.Context, id string) (Conversation, error)
@@ -110,6 +110,10 @@ func createConversation(ctx context.Context, tx *goqu.TxDatabase, c Conversation
 		"created_at": c.CreatedAt, "updated_at": c.UpdatedAt,
 	})
 	_, err = q.Executor().ExecContext(ctx)
+	if err = classify(err); errors.Is(err, ErrConflict) {
+		// The row's one foreign key is its owner's.
+		return fmt.Errorf("create conversation for %s: %w: %w", c.OwnerID, ErrNoOwner, err)
+	}
 	return wrap(err, "create conversation for %s", c.OwnerID)
 }
 

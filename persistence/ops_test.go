@@ -170,7 +170,7 @@ func TestWriterConversationCreate(t *testing.T) {
 		}{
 			{"taken ID", fresh, owner, persistence.ErrDuplicate},
 			{"deleted ID", gone, owner, persistence.ErrGone},
-			{"missing owner", newUUID(), newUUID(), persistence.ErrConflict},
+			{"missing owner", newUUID(), newUUID(), persistence.ErrNoOwner},
 		} {
 			if err := h.w.Submit(t.Context(), first(c.id, c.owner)); !errors.Is(err, c.want) {
 				t.Fatalf("%s: %v, want %v", c.name, err, c.want)

@@ -359,13 +359,13 @@ func (w *Writer) SaveSnapshot(ctx context.Context, s Snapshot, expectedVersion i
 // are translated like every error of this package.
 //
 // Cancellation: if ctx ends while op is still queued, op is withdrawn and
-// Submit returns an error wrapping ctx.Err(): op was not and will not be
-// applied. Once the writer has taken op into a batch, Submit waits for that
+// Submit returns an error wrapping ErrWithdrawn and ctx.Err(): op was not and
+// will not be applied. Once the writer has taken op into a batch, Submit waits for that
 // batch's outcome (see BatchTimeout) and returns it, so that an error never
 // hides a committed write and nil always means durable.
 func (w *Writer) Submit(ctx context.Context, op Op) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("persistence: write not submitted: %w", err)
+		return fmt.Errorf("persistence: write not submitted: %w: %w", ErrWithdrawn, err)
 	}
 	r := &request{op: op, rows: rowsOf(op), done: make(chan error, 1)}
 	if w.tracer != nil {
@@ -386,7 +386,7 @@ func (w *Writer) Submit(ctx context.Context, op Op) error {
 		return err
 	case <-ctx.Done():
 		if r.state.CompareAndSwap(stateQueued, stateCanceled) {
-			return fmt.Errorf("persistence: write withdrawn before its batch: %w", ctx.Err())
+			return fmt.Errorf("persistence: write withdrawn before its batch: %w: %w", ErrWithdrawn, ctx.Err())
 		}
 		return <-r.done
 	}
