@@ -81,6 +81,16 @@ func (op conversationCreate) Apply(ctx context.Context, tx *goqu.TxDatabase) err
 // leads implements leader: rows of the same batch may name the conversation.
 func (conversationCreate) leads() {}
 
+// statements implements statementer (MariaDB): the INSERT of the row unless the ID
+// has a tombstone, which must insert one row. A tombstone (no row), a taken ID or a
+// missing owner make the Writer run the batch again with Apply, which tells which.
+func (op conversationCreate) statements() ([]stmt, error) {
+	c := op.c
+	return []stmt{{query: "INSERT INTO `conversations` (`id`, `owner_id`, `agent_id`, `title`, `created_at`, `updated_at`) " +
+		"SELECT ?, ?, ?, ?, ?, ? FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM `conversation_tombstones` WHERE `id` = ?)",
+		args: []any{c.ID, c.OwnerID, c.AgentID, c.Title, c.CreatedAt, c.UpdatedAt, c.ID}, want: 1}}, nil
+}
+
 func (c Conversation) withDefaults() Conversation {
 	if c.ID == "" {
 		c.ID = newID()

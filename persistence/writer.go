@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,69 +91,18 @@ func (in Insert) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
 	return insertRows(ctx, tx, in.Table, in.Cols, in.Rows)
 }
 
-// insertRows writes rows in as few statements as the parameter limit allows. The
-// statement is built by hand rather than through goqu: both dialects take ? for a
-// parameter and backquoted names, and goqu's builder allocated about 12 KB per
-// merged message row (a third of a chat turn's allocation, BenchmarkTurnCost). The
-// values go to the driver as they are, which converts them as goqu's prepared mode
-// did (named types, driver.Valuer, nil).
+// insertRows writes rows in as few statements as the parameter limit allows.
 func insertRows(ctx context.Context, tx *goqu.TxDatabase, table string, cols []string, rows [][]any) error {
-	step := max(1, maxParams/max(1, len(cols)))
-	for chunk := range slices.Chunk(rows, step) {
-		args := make([]any, 0, len(chunk)*len(cols))
-		for _, row := range chunk {
-			if len(row) != len(cols) {
-				return fmt.Errorf("persistence: build insert into %s: a row has %d values for %d columns", table, len(row), len(cols))
-			}
-			args = append(args, row...)
-		}
-		if _, err := tx.ExecContext(ctx, insertSQL(table, cols, len(chunk)), args...); err != nil {
+	stmts, err := insertStatements(table, cols, rows)
+	if err != nil {
+		return err
+	}
+	for _, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
 			return wrap(err, "insert into %s", table)
 		}
 	}
 	return nil
-}
-
-// insertSQL is the INSERT of n rows of cols into table, with a ? for each value.
-func insertSQL(table string, cols []string, n int) string {
-	var b strings.Builder
-	size := 32 + len(table) + n*(4+3*len(cols))
-	for _, c := range cols {
-		size += len(c) + 4
-	}
-	b.Grow(size)
-	b.WriteString("INSERT INTO ")
-	quoteName(&b, table)
-	b.WriteString(" (")
-	for i, c := range cols {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		quoteName(&b, c)
-	}
-	b.WriteString(") VALUES ")
-	for r := range n {
-		if r > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteByte('(')
-		for i := range cols {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteByte('?')
-		}
-		b.WriteByte(')')
-	}
-	return b.String()
-}
-
-// quoteName writes name backquoted, as both MariaDB and SQLite read a table or
-// column name; a backquote inside it is doubled.
-func quoteName(b *strings.Builder, name string) {
-	b.WriteByte('`')
-	b.WriteString(strings.ReplaceAll(name, "`", "``"))
-	b.WriteByte('`')
 }
 
 // WriterOptions configures a Writer. Zero fields take the Default* values.
@@ -617,11 +565,22 @@ func (w *Writer) commitWithRetry(batch []*request) ([]error, error) {
 }
 
 // attempt runs batch in one transaction. In the fast path the Inserts of the
-// batch are merged; any Op error aborts it with errIsolate. In the isolated
-// path each Op runs inside a savepoint and its own error becomes its result.
+// batch are merged; any Op error aborts it with errIsolate. On MariaDB the fast
+// path sends all the batch's statements in one request when every Op can be
+// expressed as statements (attemptMulti). In the isolated path each Op runs
+// inside a savepoint and its own error becomes its result.
 func (w *Writer) attempt(batch []*request, isolated bool) ([]error, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.opts.BatchTimeout)
 	defer cancel()
+	if !isolated && w.db.batch != nil {
+		err := w.attemptMulti(ctx, batch)
+		if !errors.Is(err, errNotStatements) {
+			if err != nil {
+				return nil, err
+			}
+			return make([]error, len(batch)), nil
+		}
+	}
 	tx, err := w.db.Goqu.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, wrap(err, "begin")
@@ -645,26 +604,31 @@ func (w *Writer) attempt(batch []*request, isolated bool) ([]error, error) {
 	return results, nil
 }
 
-// applyMerged applies the batch with one statement per distinct Insert
-// target and one per distinct Touch target, in the order each target first
-// appears, and every other Op in its place, except that leader Ops (a new
-// conversation's row) come first; the members of an Ops take part one by one.
-// Ops in one batch come from concurrent callers, so no order between them is
-// promised beyond that.
-func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) error {
-	type target struct {
-		table string
-		cols  []string
-		rows  [][]any
-	}
-	type touchTarget struct {
-		table, column string
-		touches       []Touch
-		index         map[string]int // ID -> position in touches
-	}
+// insertTarget holds the rows of a batch's Inserts into one table and columns.
+type insertTarget struct {
+	table string
+	cols  []string
+	rows  [][]any
+}
+
+// touchTarget holds the Touches of a batch of one table and column, one per ID
+// (the last wins).
+type touchTarget struct {
+	table, column string
+	touches       []Touch
+	index         map[string]int // ID -> position in touches
+}
+
+// mergeBatch lists the steps that apply the batch: one *insertTarget per
+// distinct Insert target and one *touchTarget per distinct Touch target, in the
+// order each target first appears, and every other Op in its place, except that
+// leader Ops (a new conversation's row) come first; the members of an Ops take
+// part one by one. Ops in one batch come from concurrent callers, so no order
+// between them is promised beyond that.
+func mergeBatch(batch []*request) []any {
 	var (
-		steps   []any // *target, *touchTarget or Op
-		targets = map[string]*target{}
+		steps   []any // *insertTarget, *touchTarget or Op
+		targets = map[string]*insertTarget{}
 		touched = map[string]*touchTarget{}
 		// leading are the leader Ops, applied before every other step.
 		leading []any
@@ -680,7 +644,7 @@ func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) err
 				key := op.Table + "\x00" + strings.Join(op.Cols, "\x00")
 				t := targets[key]
 				if t == nil {
-					t = &target{table: op.Table, cols: op.Cols}
+					t = &insertTarget{table: op.Table, cols: op.Cols}
 					targets[key] = t
 					steps = append(steps, t)
 				}
@@ -707,10 +671,25 @@ func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) err
 	if leading != nil {
 		steps = append(leading, steps...)
 	}
-	for _, s := range steps {
+	return steps
+}
+
+// leader is an Op that creates a row other rows may name by foreign key (such as
+// ConversationCreate), so mergeBatch puts it ahead of every merged Insert of its
+// batch: the rows submitted with it, in one Ops, then merge with the batch's other
+// rows instead of failing their foreign key and costing the batch its merging.
+type leader interface {
+	Op
+	leads()
+}
+
+// applyMerged applies the steps of mergeBatch in one transaction, one statement
+// per step.
+func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) error {
+	for _, s := range mergeBatch(batch) {
 		var err error
 		switch s := s.(type) {
-		case *target:
+		case *insertTarget:
 			err = insertRows(ctx, tx, s.table, s.cols, s.rows)
 		case *touchTarget:
 			err = touchRows(ctx, tx, s.table, s.column, s.touches)
@@ -727,15 +706,6 @@ func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) err
 		}
 	}
 	return nil
-}
-
-// leader is an Op that creates a row other rows may name by foreign key (such as
-// ConversationCreate), so applyMerged applies it ahead of every merged Insert of its
-// batch: the rows submitted with it, in one Ops, then merge with the batch's other
-// rows instead of failing their foreign key and costing the batch its merging.
-type leader interface {
-	Op
-	leads()
 }
 
 // Savepoint statements carry no values, so they are plain SQL. One name is
