@@ -623,7 +623,7 @@ func (c *conn) turn(p auth.Principal, f wsClientFrame) (ChatTurn, error) {
 	if err != nil {
 		return ChatTurn{}, err
 	}
-	return newTurn(p.UserID, req.ConversationID, req.AgentID, req.Content, key)
+	return newTurn(p, req.ConversationID, req.AgentID, req.Content, key)
 }
 
 // run executes one turn with ctx (the connection's, carrying the principal
