@@ -136,13 +136,25 @@ type fastSink struct {
 
 // lockedWriter serializes the Writes of a logger's slog handler and of its
 // Lines: slog's handlers lock their own writes only, and the writer given to
-// New need not be safe for concurrent use.
+// New need not be safe for concurrent use. A nil mu means w is safe already.
 type lockedWriter struct {
-	mu sync.Mutex
+	mu *sync.Mutex
 	w  io.Writer
 }
 
+// lockWriter wraps w, with a lock unless w is known to lock itself (a
+// Buffer, io.Discard): the access log takes that lock on every request.
+func lockWriter(w io.Writer) *lockedWriter {
+	if _, ok := w.(*Buffer); ok || w == io.Discard {
+		return &lockedWriter{w: w}
+	}
+	return &lockedWriter{mu: new(sync.Mutex), w: w}
+}
+
 func (l *lockedWriter) Write(p []byte) (int, error) {
+	if l.mu == nil {
+		return l.w.Write(p)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
