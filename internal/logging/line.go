@@ -313,6 +313,15 @@ func appendRFC3339Millis(b []byte, t time.Time) []byte {
 // jsonSafe reports whether an ASCII byte goes into a JSON string as is.
 func jsonSafe(c byte) bool { return c >= 0x20 && c != '"' && c != '\\' }
 
+// plainJSON holds, for every byte, whether it goes into a JSON string as is:
+// the ASCII ones jsonSafe accepts (bytes from 0x80 start a rune to check).
+var plainJSON = func() (t [256]bool) {
+	for c := range utf8.RuneSelf {
+		t[c] = jsonSafe(byte(c))
+	}
+	return t
+}()
+
 const hexDigits = "0123456789abcdef"
 
 // appendEscapedJSONString escapes s as slog's JSON handler does: control
@@ -321,11 +330,14 @@ const hexDigits = "0123456789abcdef"
 func appendEscapedJSONString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
+		// Most of a log line's text needs no escape: skip it a byte a step.
+		for i < len(s) && plainJSON[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		if c := s[i]; c < utf8.RuneSelf {
-			if jsonSafe(c) {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '\\', '"':
