@@ -19,6 +19,7 @@ import (
 	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
 )
 
@@ -36,10 +37,14 @@ type agentGrain struct {
 	agent  persistence.Agent
 	def    agents.Definition
 	prog   agents.Program
+	// premium: the agent's own model is premium-priced.
+	premium bool
 	// variants are the agent's A/B variants, each compiled with its own model
 	// and instructions; weights are theirs, for AssignVariant.
 	variants []compiledVariant
 	weights  []int
+	// canary is the agent's canary variant with its decision's counts; nil for none.
+	canary *canaryRun
 
 	workers     map[string]*workerSlot
 	queue       []*replyJob
@@ -68,6 +73,13 @@ type replyJob struct {
 	model     string
 	// variant is the A/B variant the reply runs as ("" for none).
 	variant string
+	// premium: the reply's model is premium-priced.
+	premium bool
+	// canary is the canary in place when the reply started (nil for none), and
+	// onCanary whether the reply runs it: the reply counts in that canary's
+	// decision.
+	canary   *canaryRun
+	onCanary bool
 	// settings go with the reply when the session's are of another version.
 	settings *actorpb.AgentSettings
 	ctx      context.Context
@@ -76,15 +88,21 @@ type replyJob struct {
 
 // compiledVariant is one A/B variant of the agent, ready to run.
 type compiledVariant struct {
-	name  string
-	model string
-	prog  agents.Program
+	name    string
+	model   string
+	prog    agents.Program
+	premium bool
 }
 
 // Messages between the agent and its workers; they never leave the node.
 type (
 	workerReady struct{}
-	jobDone     struct{ job *replyJob }
+	// jobDone ends a job; failed says whether it counts as a failed turn, counted
+	// whether it counts at all (a cancelled reply does not).
+	jobDone struct {
+		job             *replyJob
+		counted, failed bool
+	}
 )
 
 var _ actor.SupervisorStrategy = (*agentGrain)(nil)
@@ -111,6 +129,12 @@ func (a *agentGrain) Receive(ctx actor.Context) {
 		ctx.Respond(a.onPut(msg))
 	case *actorpb.DeleteAgent:
 		ctx.Respond(a.onDelete(msg))
+	case *actorpb.DeployProgram:
+		ctx.Respond(a.onDeploy(msg))
+	case *actorpb.DecideProgram:
+		ctx.Respond(a.onDecide(msg))
+	case *actorpb.ProgramFeedback:
+		ctx.Respond(a.onFeedback(msg))
 	case *actorpb.Passivate:
 		a.passivating = true
 		ctx.Respond(&actorpb.Ack{})
@@ -130,6 +154,9 @@ func (a *agentGrain) Receive(ctx actor.Context) {
 			}
 		}
 		msg.job.cancel()
+		if msg.counted {
+			a.countTurn(msg.job, msg.failed)
+		}
 		a.dispatch(ctx)
 		if a.passivating {
 			a.stopIfIdle(ctx)
@@ -186,6 +213,7 @@ func (a *agentGrain) use(ag persistence.Agent, correlationID string) *actorpb.Er
 	}
 	variants := make([]compiledVariant, 0, len(ag.Variants))
 	weights := make([]int, 0, len(ag.Variants))
+	var canary *canaryRun
 	for _, v := range ag.Variants {
 		spec := specOf(ag)
 		if v.Model != "" {
@@ -194,16 +222,26 @@ func (a *agentGrain) use(ag persistence.Agent, correlationID string) *actorpb.Er
 		if v.Instructions != "" {
 			spec.Instructions = v.Instructions
 		}
+		if len(v.Program) > 0 {
+			spec.Program = v.Program
+		}
 		_, vprog, err := a.rt.types.Compile(spec)
 		if err != nil {
 			a.loaded = false
 			a.log.Error("agent variant compile failed", "agent_id", a.identity, "variant", v.Name, "correlation_id", correlationID, "error", err)
 			return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, correlationID, "agent %s variant %s is misconfigured: %v", a.identity, v.Name, err)
 		}
-		variants = append(variants, compiledVariant{name: v.Name, model: spec.Model, prog: vprog})
+		cv := compiledVariant{name: v.Name, model: spec.Model, prog: vprog, premium: a.rt.premiumModel(spec.Model)}
+		if v.Canary != nil {
+			canary = &canaryRun{variant: cv, stored: v, policy: *v.Canary}
+			continue
+		}
+		variants = append(variants, cv)
 		weights = append(weights, v.Weight)
 	}
 	a.agent, a.def, a.prog, a.variants, a.weights, a.loaded = ag, def, prog, variants, weights, true
+	a.premium = a.rt.premiumModel(ag.Model)
+	a.canary = a.keepCounts(canary, correlationID)
 	return nil
 }
 
@@ -300,10 +338,25 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 	// a child of the grain call's server span.
 	jctx, cancel := context.WithTimeout(tracing.Extract(context.Background(), ctx.MessageHeader()), a.rt.deps.TurnTimeout)
 	job := &replyJob{req: req, agentType: a.agent.Type, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
-		version: a.agent.Version, model: a.agent.Model, ctx: jctx, cancel: cancel}
-	if i := agents.AssignVariant(a.identity, req.GetConversationId(), a.weights); i >= 0 {
+		version: a.agent.Version, model: a.agent.Model, premium: a.premium, ctx: jctx, cancel: cancel}
+	if c := a.canary; c != nil {
+		job.canary = c
+		if agents.AssignCanary(a.identity, req.GetConversationId(), c.policy.Percent) {
+			job.prog, job.model, job.variant, job.premium, job.onCanary = c.variant.prog, c.variant.model, c.variant.name, c.variant.premium, true
+		}
+	}
+	if i := agents.AssignVariant(a.identity, req.GetConversationId(), a.weights); i >= 0 && !job.onCanary {
 		v := a.variants[i]
-		job.prog, job.model, job.variant = v.prog, v.model, v.name
+		job.prog, job.model, job.variant, job.premium = v.prog, v.model, v.name, v.premium
+	}
+	if job.premium && req.GetNoPremium() {
+		// The user may have lost models:premium since the agent was saved: the
+		// token's claims, checked at the gateway, are the current word.
+		cancel()
+		e := errorReply(actorpb.Code_CODE_FORBIDDEN, corr, "agent %s answers with the premium model %q, which needs the models:premium permission", a.identity, job.model)
+		e.Variant = job.variant
+		ctx.Respond(e)
+		return
 	}
 	if req.GetKnownVersion() != a.agent.Version {
 		job.settings = a.settings()
@@ -414,6 +467,10 @@ func (a *agentGrain) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 				msg = pm.PublicMessage()
 			}
 			a.fail(s.job, code, msg)
+			// A spent budget is the user's, not the program's.
+			if code != actorpb.Code_CODE_BUDGET_EXCEEDED {
+				a.countTurn(s.job, true)
+			}
 			s.job = nil
 		}
 		s.restarting = true
@@ -483,7 +540,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			panic(r)
 		}
 	}()
-	in := agents.Input{Message: req.GetContent(), History: turns(req.GetHistory(), job.window), Summary: req.GetSummary()}
+	in := agents.Input{Message: req.GetContent(), History: historyWindow(req.GetHistory(), job.window), Summary: req.GetSummary()}
 	if t := req.GetStream(); t.GetId() != "" {
 		target := actor.NewPID(t.GetAddress(), t.GetId())
 		var index int64
@@ -500,10 +557,10 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 		e.Variant = job.variant
 		ctx.Send(job.sender, e)
 		endStream(ctx, req, e)
-		ctx.Send(ctx.Parent(), jobDone{job: job})
+		ctx.Send(ctx.Parent(), jobDone{job: job, counted: true, failed: true})
 		return
 	}
-	model := newReplyModel(w.rt.withBudget(base, req), req.GetOptions())
+	model := newReplyModel(w.rt.withBudget(base, job.model, req), req.GetOptions())
 	out, err := job.prog.Reply(jctx, model, in)
 	if err != nil {
 		if cerr := jctx.Err(); cerr != nil {
@@ -516,7 +573,8 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			e.Variant = job.variant
 			ctx.Send(job.sender, e)
 			endStream(ctx, req, e)
-			ctx.Send(ctx.Parent(), jobDone{job: job})
+			// A timeout is the reply's failure; a cancellation is nobody's.
+			ctx.Send(ctx.Parent(), jobDone{job: job, counted: code == actorpb.Code_CODE_TIMEOUT, failed: true})
 			return
 		}
 		panic(fmt.Errorf("agent %s: reply to conversation %s: %w", req.GetAgentId(), req.GetConversationId(), err))
@@ -537,7 +595,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			CostUsd: out.Usage.CostUSD, CacheHit: out.Usage.CacheHits > 0 && out.Usage.Calls == out.Usage.CacheHits},
 	})
 	endStream(ctx, req, nil)
-	ctx.Send(ctx.Parent(), jobDone{job: job})
+	ctx.Send(ctx.Parent(), jobDone{job: job, counted: true})
 }
 
 // endStream tells the request's stream target that no more deltas come.
@@ -547,23 +605,28 @@ func endStream(s actor.SenderContext, req *actorpb.GenerateReply, e *actorpb.Err
 	}
 }
 
-// turns pairs the last window history entries into user/assistant turns; system
-// entries (recorded failures) are left out. This is the one place the agent's history
-// window applies: the session sends at least that many.
-func turns(history []*actorpb.HistoryEntry, window int) []agents.Turn {
+// conversation is a request's history as the agent's program reads it
+// (signatures.Conversation): the entries the session sent, shared, not copied.
+type conversation []*actorpb.HistoryEntry
+
+var _ signatures.Conversation = conversation(nil)
+
+// Len implements signatures.Conversation.
+func (c conversation) Len() int { return len(c) }
+
+// Message implements signatures.Conversation.
+func (c conversation) Message(i int) (role, content string) { return c[i].GetRole(), c[i].GetContent() }
+
+// historyWindow is the last window entries of history. This is the one place the
+// agent's history window applies: the session sends at least that many. The
+// program's Chat pairs them into turns and leaves recorded failures (system
+// entries) out.
+func historyWindow(history []*actorpb.HistoryEntry, window int) signatures.Conversation {
 	if len(history) > window {
 		history = history[len(history)-window:]
 	}
-	out := make([]agents.Turn, 0, (len(history)+1)/2)
-	for _, h := range history {
-		switch h.GetRole() {
-		case roleUser:
-			out = append(out, agents.Turn{User: h.GetContent()})
-		case roleAssistant:
-			if n := len(out); n > 0 && out[n-1].Assistant == "" {
-				out[n-1].Assistant = h.GetContent()
-			}
-		}
+	if len(history) == 0 {
+		return nil
 	}
-	return out
+	return conversation(history)
 }

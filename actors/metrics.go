@@ -23,7 +23,10 @@ import (
 //     the agent's type and outcome (ok, canceled, timeout, failed);
 //   - kowai_agent_reply_duration_seconds{agent_type}: a worker's time on one reply;
 //   - kowai_agent_tokens_total{agent_type, kind} and kowai_agent_cost_usd_total{agent_type}:
-//     the model usage of the replies that completed.
+//     the model usage of the replies that completed;
+//   - kowai_agent_program_deploys_total{outcome, trigger}: compiled programs deployed
+//     to agents as canaries, promoted and rolled back (outcome deployed, promoted,
+//     rolled_back; trigger manual or automatic).
 //
 // The agent label is the agent's type (chat, react, ...), which the type registry
 // bounds: never an agent's ID or name, which users choose.
@@ -38,6 +41,7 @@ type metrics struct {
 	replyTime    *prometheus.HistogramVec
 	tokens       *prometheus.CounterVec
 	cost         *prometheus.CounterVec
+	deploys      *prometheus.CounterVec
 
 	agentMu sync.RWMutex
 	agents  map[string]*agentSeries
@@ -69,6 +73,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Model tokens of completed agent replies, by agent type and kind (prompt, completion)."}, []string{"agent_type", "kind"}),
 		cost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kowai_agent_cost_usd_total",
 			Help: "Model cost in US dollars of completed agent replies, by agent type."}, []string{"agent_type"}),
+		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kowai_agent_program_deploys_total",
+			Help: "Compiled programs deployed to agents as canaries, promoted and rolled back, by outcome " +
+				"(deployed, promoted, rolled_back) and trigger (manual, automatic)."}, []string{"outcome", "trigger"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -102,6 +109,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.cost, err = register(reg, m.cost); err != nil {
+		return nil, err
+	}
+	if m.deploys, err = register(reg, m.deploys); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -61,6 +61,23 @@ func (m *replyModel) stopReason() string {
 
 // modelOf is the model an agent names: the runtime's LM when it names none or no
 // resolver is set.
+// premiumModel reports whether the model called name is premium-priced, when
+// Models can tell (an *lm.Catalog can).
+func (rt *Runtime) premiumModel(name string) bool { return rt.modelInfo(name).Premium }
+
+// modelInfo describes the model called name ("" the default) when Models can (an
+// *lm.Catalog can); else it is the zero ModelInfo.
+func (rt *Runtime) modelInfo(name string) lm.ModelInfo {
+	cat, ok := rt.deps.Models.(interface {
+		Lookup(name string) (lm.ModelInfo, bool)
+	})
+	if !ok {
+		return lm.ModelInfo{}
+	}
+	info, _ := cat.Lookup(name)
+	return info
+}
+
 func (rt *Runtime) modelOf(name string) (lm.LM, error) {
 	if name == "" || rt.deps.Models == nil {
 		return rt.deps.LM, nil

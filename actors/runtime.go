@@ -86,6 +86,15 @@ type Deps struct {
 	// Budgets, optional, holds users to their spending limits before every model
 	// call of a reply; nil means no per-user budgets.
 	Budgets BudgetGuard
+	// Programs, optional, changes an agent's programs together with their audit
+	// entries (deploy, promotion, rollback); nil means Agents when it implements
+	// persistence.AgentPrograms (the AgentStore does). Without either, agents
+	// refuse program deploys.
+	Programs persistence.AgentPrograms
+	// Stats, optional, gives an agent grain that activates with a canary the
+	// canary's turns and ratings so far, and its ratings when a reply is rated;
+	// nil means a canary's decision counts only the turns its activation saw.
+	Stats persistence.Stats
 	// Caller reaches other grains; the cluster node's client.
 	Caller GrainCaller
 	// Types is the agent type registry; nil means agents.Builtins.
@@ -162,6 +171,9 @@ func New(deps Deps) (*Runtime, error) {
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
+	}
+	if deps.Programs == nil {
+		deps.Programs, _ = deps.Agents.(persistence.AgentPrograms)
 	}
 	deps.IdleTimeout = cmp.Or(deps.IdleTimeout, DefaultIdleTimeout)
 	deps.TurnTimeout = cmp.Or(deps.TurnTimeout, DefaultTurnTimeout)
@@ -297,7 +309,7 @@ func ensureBuiltins(ctx context.Context, repo persistence.Agents, r *agents.Regi
 // specOf is the spec of a stored agent.
 func specOf(a persistence.Agent) agents.Spec {
 	return agents.Spec{ID: a.ID, Name: a.Name, Type: a.Type, Instructions: a.Instructions, Signature: a.Signature,
-		Model: a.Model, Config: a.Config}
+		Model: a.Model, Config: a.Config, Program: a.Program}
 }
 
 // OnLeave passivates every session grain of this node and returns once each has saved

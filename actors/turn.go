@@ -321,7 +321,7 @@ func (j *turnJob) callAgent(ctx context.Context, st sessionState, user *persiste
 	req := &actorpb.GenerateReply{CorrelationId: j.req.GetCorrelationId(), AgentId: st.AgentID, ConversationId: j.convID,
 		TurnId: user.ID, UserId: j.req.GetUserId(), Content: user.Content, History: st.history(user.ID),
 		Summary: st.Summary, Stream: j.req.GetStream(), StreamId: j.req.GetStreamId(), Options: j.req.GetOptions(),
-		KnownVersion: st.AgentVersion}
+		KnownVersion: st.AgentVersion, NoPremium: j.req.GetNoPremium()}
 	reply, err := actorpb.As[*actorpb.ReplyResult](caller.Call(ctx, KindAgent, st.AgentID, req))
 	if err != nil && ctx.Err() != nil {
 		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -1,9 +1,12 @@
 package agents_test
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/signatures"
@@ -63,5 +66,70 @@ func TestProgramsAreTheAgentTypes(t *testing.T) {
 	}
 	if _, err := r.Programs(clash); !errors.Is(err, agents.ErrInvalidType) {
 		t.Fatalf("a program named like a type: %v, want ErrInvalidType", err)
+	}
+}
+
+// Compiled state loads onto the program an agent's type builds: CheckProgram
+// returns its content hash, Compile runs it, and state that does not fit is
+// refused with ErrInvalidProgram.
+func TestCompiledProgramState(t *testing.T) {
+	reg, err := agents.NewRegistry(agents.Builtins(time.Now)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := agents.Spec{ID: "a", Type: "chat"}
+	_, prog, err := reg.Compile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := prog.(agents.ModuleProgram).Module()
+	st, err := signatures.SaveState(m, "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ps := range st.Predictors {
+		ps.Signature.Instructions = "Compiled instructions."
+		st.Predictors[name] = ps
+	}
+	st.Version = ""
+	if err := signatures.LoadState(m, st); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = signatures.SaveState(m, "chat"); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := reg.CheckProgram(spec, raw); err != nil || v != st.Version {
+		t.Fatalf("CheckProgram = %q, %v; want %q", v, err, st.Version)
+	}
+	spec.Program = raw
+	_, prog, err = reg.Compile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, np := range signatures.Predictors(prog.(agents.ModuleProgram).Module()) {
+		if got := np.Predict.Signature().Instructions(); got != "Compiled instructions." {
+			t.Fatalf("compiled agent's predictor %s has instructions %q", np.Name, got)
+		}
+	}
+	tampered := strings.Replace(string(raw), "Compiled instructions.", "Other instructions.", 1)
+	for _, tc := range []struct {
+		name string
+		spec agents.Spec
+		raw  string
+	}{
+		{"not JSON", agents.Spec{ID: "a", Type: "chat"}, `{`},
+		{"unknown key", agents.Spec{ID: "a", Type: "chat"}, strings.Replace(string(raw), `{"format"`, `{"extra":1,"format"`, 1)},
+		{"no version", agents.Spec{ID: "a", Type: "chat"}, strings.Replace(string(raw), st.Version, "", 1)},
+		{"content changed", agents.Spec{ID: "a", Type: "chat"}, tampered},
+		{"another type", agents.Spec{ID: "a", Type: "analysis"}, string(raw)},
+		{"another signature", agents.Spec{ID: "a", Type: "chat", Signature: "question -> answer"}, string(raw)},
+	} {
+		if _, err := reg.CheckProgram(tc.spec, json.RawMessage(tc.raw)); !errors.Is(err, agents.ErrInvalidProgram) {
+			t.Errorf("%s: %v, want ErrInvalidProgram", tc.name, err)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package agents
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -132,6 +133,9 @@ type Spec struct {
 	ID, Name, Type, Instructions, Signature, Model string
 	// Config is the JSON object of the agent's configuration.
 	Config json.RawMessage
+	// Program, when set, is compiled program state (signatures.State JSON, as kowai
+	// optimize writes it) loaded onto the program the type builds.
+	Program json.RawMessage
 }
 
 // CheckSignature reports why signature cannot be the own signature of an agent of type
@@ -173,7 +177,68 @@ func (r *Registry) Compile(a Spec) (Definition, Program, error) {
 	if err != nil {
 		return Definition{}, nil, fmt.Errorf("agent %s (type %s): %w", a.ID, a.Type, err)
 	}
+	if len(a.Program) > 0 {
+		if _, err := loadProgram(t, p, a.Program); err != nil {
+			return Definition{}, nil, fmt.Errorf("agent %s: %w", a.ID, err)
+		}
+	}
 	return def, p, nil
+}
+
+// ParseProgram decodes compiled program state strictly: the JSON kowai optimize
+// writes, in the current format, with its content hash. Errors wrap
+// ErrInvalidProgram.
+func ParseProgram(raw json.RawMessage) (signatures.State, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var st signatures.State
+	if err := dec.Decode(&st); err != nil {
+		return st, fmt.Errorf("%w: %w", ErrInvalidProgram, err)
+	}
+	if dec.More() {
+		return st, fmt.Errorf("%w: more than one JSON value", ErrInvalidProgram)
+	}
+	switch {
+	case st.Format != signatures.StateFormat:
+		return st, fmt.Errorf("%w: format %d, want %d", ErrInvalidProgram, st.Format, signatures.StateFormat)
+	case st.Version == "":
+		return st, fmt.Errorf("%w: no version (the content hash kowai optimize writes)", ErrInvalidProgram)
+	case len(st.Predictors) == 0:
+		return st, fmt.Errorf("%w: no predictors", ErrInvalidProgram)
+	}
+	return st, nil
+}
+
+// loadProgram installs the state raw onto p, a program of t, and returns the state's
+// version.
+func loadProgram(t Type, p Program, raw json.RawMessage) (string, error) {
+	st, err := ParseProgram(raw)
+	if err != nil {
+		return "", err
+	}
+	if st.Program != "" && st.Program != t.Name {
+		return "", fmt.Errorf("%w: compiled for program %q, not for type %s", ErrInvalidProgram, st.Program, t.Name)
+	}
+	mp, ok := p.(ModuleProgram)
+	if !ok {
+		return "", fmt.Errorf("%w: type %s runs no single module to load compiled state onto", ErrInvalidProgram, t.Name)
+	}
+	if err := signatures.LoadState(mp.Module(), st); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidProgram, err)
+	}
+	return st.Version, nil
+}
+
+// CheckProgram reports whether the compiled program state raw fits an agent of
+// spec (its type and signature; spec.Program is ignored) and returns the state's
+// version, its content hash. Errors wrap ErrInvalidProgram, or Compile's.
+func (r *Registry) CheckProgram(spec Spec, raw json.RawMessage) (string, error) {
+	spec.Program = nil
+	_, p, err := r.Compile(spec)
+	if err != nil {
+		return "", err
+	}
+	return loadProgram(r.types[spec.Type], p, raw)
 }
 
 // Programs returns the registry kowai optimize compiles from: one program per type with

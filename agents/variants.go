@@ -43,3 +43,21 @@ func AssignVariant(agentID, conversationID string, weights []int) int {
 	}
 	return -1
 }
+
+// AssignCanary reports whether a conversation of an agent runs the agent's canary,
+// which takes percent percent (0 to 100) of its conversations. Like AssignVariant it
+// is sticky and needs no storage, but it hashes with its own salt, so the canary
+// takes an even share of every variant's conversations.
+func AssignCanary(agentID, conversationID string, percent int) bool {
+	if percent <= 0 {
+		return false
+	}
+	h := fnv.New64a()
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(agentID)))
+	h.Write([]byte("canary"))
+	h.Write(n[:])
+	h.Write([]byte(agentID))
+	h.Write([]byte(conversationID))
+	return h.Sum64()%100 < uint64(percent)
+}

@@ -83,8 +83,14 @@ type Spent struct {
 type Counter interface {
 	// Spent returns the user's spending in the day and month of now.
 	Spent(ctx context.Context, userID string, now time.Time) (Spent, error)
-	// Add adds one call's tokens and cost to the day and month of now.
+	// Add adds one call's tokens and cost to the day and month of now (negative
+	// amounts take back part of a reservation).
 	Add(ctx context.Context, userID string, now time.Time, tokens int64, usd float64) error
+	// Reserve is Spent, a check against l and, when no limit of l is reached,
+	// Add of tokens and usd, as one atomic step: of concurrent calls that see the
+	// budget open, each counts the others' reservations. ok reports whether it
+	// reserved; spent is what the user had spent before.
+	Reserve(ctx context.Context, userID string, now time.Time, l Limits, tokens int64, usd float64) (spent Spent, ok bool, err error)
 }
 
 // Ledger is the usage ledger and the admins' overrides (a
@@ -300,6 +306,15 @@ func (e *Enforcer) Check(ctx context.Context, userID string) error {
 	if err != nil {
 		return fmt.Errorf("budgets: spending of %s: %w", userID, err)
 	}
+	if ex := exceeded(s, l, now); ex != nil {
+		e.refusals.WithLabelValues(ex.Period, ex.Measure).Inc()
+		return ex
+	}
+	return nil
+}
+
+// exceeded is the first limit of l that s has reached at now, or nil.
+func exceeded(s Spent, l Limits, now time.Time) *Exceeded {
 	day, month := periodStarts(now)
 	for _, c := range []struct {
 		period, measure string
@@ -312,10 +327,84 @@ func (e *Enforcer) Check(ctx context.Context, userID string) error {
 		{"month", "usd", s.MonthUSD, l.MonthUSD, month.AddDate(0, 1, 0)},
 	} {
 		if c.limit > 0 && c.spent >= c.limit {
-			e.refusals.WithLabelValues(c.period, c.measure).Inc()
 			return &Exceeded{Period: c.period, Measure: c.measure, Spent: c.spent, Limit: c.limit, Resets: c.resets}
 		}
 	}
+	return nil
+}
+
+// Reservation is an estimate of one model call held against a user's budget
+// while the call runs; Settle replaces it with the call's actual usage, Release
+// takes it back when the call failed.
+type Reservation struct {
+	e      *Enforcer
+	userID string
+	// at is when it was reserved: the periods it counts in.
+	at     time.Time
+	tokens int64
+	usd    float64
+}
+
+// Reserve checks the user's limits and, when none is reached, reserves the
+// estimate (tokens, usd) of one call against them in the same atomic step, so
+// concurrent calls, on this node or (with the Redis counter) any other, each
+// see the others' reservations: with a budget of K calls, at most K run. It
+// returns an *Exceeded error when a limit is reached. A user without limits
+// costs no counter read; a call without a user is not reserved (nil, nil).
+func (e *Enforcer) Reserve(ctx context.Context, userID string, tokens int64, usd float64) (*Reservation, error) {
+	if userID == "" {
+		return nil, nil
+	}
+	l, err := e.cachedOrRead(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	now := e.cfg.Now().UTC()
+	r := &Reservation{e: e, userID: userID, at: now}
+	if l == (Limits{}) {
+		return r, nil
+	}
+	s, ok, err := e.cfg.Counter.Reserve(ctx, userID, now, l, tokens, usd)
+	if err != nil {
+		return nil, fmt.Errorf("budgets: reserve for %s: %w", userID, err)
+	}
+	if !ok {
+		ex := exceeded(s, l, now)
+		if ex == nil {
+			return nil, fmt.Errorf("budgets: reserve for %s refused with no limit reached", userID)
+		}
+		e.refusals.WithLabelValues(ex.Period, ex.Measure).Inc()
+		return nil, ex
+	}
+	r.tokens, r.usd = tokens, usd
+	return r, nil
+}
+
+// Settle replaces the reservation with the call's usage c (c.UserID is the
+// reservation's) and records c in the ledger. A nil Reservation does nothing.
+func (r *Reservation) Settle(ctx context.Context, c Charge) error {
+	if r == nil {
+		return nil
+	}
+	c.UserID = r.userID
+	tokens := c.PromptTokens + c.CompletionTokens
+	if err := r.e.cfg.Counter.Add(ctx, r.userID, r.at, tokens-r.tokens, c.CostUSD-r.usd); err != nil {
+		return fmt.Errorf("budgets: count usage of %s: %w", r.userID, err)
+	}
+	r.tokens, r.usd = 0, 0
+	return r.e.record(ctx, c)
+}
+
+// Release takes the reservation back: the call failed and costs nothing. A nil
+// Reservation does nothing.
+func (r *Reservation) Release(ctx context.Context) error {
+	if r == nil || (r.tokens == 0 && r.usd == 0) {
+		return nil
+	}
+	if err := r.e.cfg.Counter.Add(ctx, r.userID, r.at, -r.tokens, -r.usd); err != nil {
+		return fmt.Errorf("budgets: release the reservation of %s: %w", r.userID, err)
+	}
+	r.tokens, r.usd = 0, 0
 	return nil
 }
 
@@ -336,6 +425,12 @@ func (e *Enforcer) Charge(ctx context.Context, c Charge) error {
 	if err := e.cfg.Counter.Add(ctx, c.UserID, now, c.PromptTokens+c.CompletionTokens, c.CostUSD); err != nil {
 		return fmt.Errorf("budgets: count usage of %s: %w", c.UserID, err)
 	}
+	return e.record(ctx, c)
+}
+
+// record writes c to the ledger (in the background with Config.Writer).
+func (e *Enforcer) record(ctx context.Context, c Charge) error {
+	now := e.cfg.Now().UTC()
 	entry := persistence.UsageEntry{UserID: c.UserID, AgentID: c.AgentID, ConversationID: c.ConversationID,
 		Model: c.Model, PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens, CostUSD: c.CostUSD, CreatedAt: now}
 	if e.cfg.Writer == nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -213,5 +214,100 @@ func TestRedisSeedsFromLedger(t *testing.T) {
 	s, err := r.Spent(ctx, uid, now)
 	if err != nil || s != (Spent{DayTokens: 45, DayUSD: 0.75, MonthTokens: 45, MonthUSD: 0.75}) {
 		t.Fatalf("spent %+v %v", s, err)
+	}
+}
+
+// Concurrent calls of one user at a budget of K calls: each reserves its estimate
+// in the same atomic step as the check, so at most K run, on one node (in-process
+// counter) and on two nodes sharing Redis; the settled spending is exactly K calls.
+// Without the reservation, every call would pass its check before any is charged.
+func TestReserveIsAtomic(t *testing.T) {
+	const (
+		n, k  = 24, 5
+		call  = 100 // tokens per call, estimated and used
+		nodes = 2
+	)
+	for _, tc := range []struct {
+		name  string
+		nodes int
+		mk    func(*testing.T) func(Ledger) Counter
+	}{
+		{"memory", 1, func(*testing.T) func(Ledger) Counter { return nil }},
+		{"redis", nodes, func(t *testing.T) func(Ledger) Counter {
+			rdb := testenv.Redis(t)
+			prefix := "kowai-test:budgets:" + rand.Text() + ":"
+			return func(l Ledger) Counter { return NewRedis(rdb, l, prefix) }
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := persisttest.SQLite(t)
+			c := &clock{t: time.Date(2026, 3, 30, 12, 0, 0, 0, time.UTC)}
+			mk := tc.mk(t)
+			first, uid := setup(t, db, []string{"user"}, map[string]Limits{"user": {DayTokens: k * call}}, mk, c)
+			enforcers := []*Enforcer{first}
+			for range tc.nodes - 1 {
+				cfg := first.cfg
+				if mk != nil {
+					cfg.Counter = mk(cfg.Ledger)
+				}
+				cfg.Metrics = prometheus.NewRegistry()
+				e, err := New(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				enforcers = append(enforcers, e)
+			}
+			var (
+				mu              sync.Mutex
+				passed, refused int
+				start           = make(chan struct{})
+				wg              sync.WaitGroup
+			)
+			for i := range n {
+				e := enforcers[i%len(enforcers)]
+				wg.Go(func() {
+					<-start
+					r, err := e.Reserve(t.Context(), uid, call, 0)
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case errors.Is(err, lm.ErrBudgetExceeded):
+						refused++
+						return
+					case err != nil:
+						t.Error(err)
+						return
+					}
+					passed++
+					if err := r.Settle(t.Context(), Charge{PromptTokens: call - 10, CompletionTokens: 10}); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if passed != k || refused != n-k {
+				t.Fatalf("%d calls passed and %d were refused at a budget of %d calls; want %d and %d", passed, refused, k, k, n-k)
+			}
+			s, err := first.Spent(t.Context(), uid)
+			if err != nil || s.DayTokens != k*call {
+				t.Fatalf("spent %+v, %v; want %d tokens", s, err, k*call)
+			}
+			// A released reservation gives its estimate back.
+			second, uid2 := setup(t, db, []string{"user"}, map[string]Limits{"user": {DayTokens: call}}, mk, c)
+			r, err := second.Reserve(t.Context(), uid2, call, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := second.Reserve(t.Context(), uid2, call, 0); !errors.Is(err, lm.ErrBudgetExceeded) {
+				t.Fatalf("a second call while the first holds the budget: %v", err)
+			}
+			if err := r.Release(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := second.Reserve(t.Context(), uid2, call, 0); err != nil {
+				t.Fatalf("after the release: %v", err)
+			}
+		})
 	}
 }

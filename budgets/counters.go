@@ -83,6 +83,25 @@ func (m *Memory) Add(ctx context.Context, userID string, now time.Time, tokens i
 	return nil
 }
 
+// Reserve implements Counter, under the counter's lock.
+func (m *Memory) Reserve(ctx context.Context, userID string, now time.Time, l Limits, tokens int64, usd float64) (Spent, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.entry(ctx, userID, now)
+	if err != nil {
+		return Spent{}, false, err
+	}
+	before := e.spent
+	if exceeded(before, l, now) != nil {
+		return before, false, nil
+	}
+	e.spent.DayTokens += tokens
+	e.spent.MonthTokens += tokens
+	e.spent.DayUSD += usd
+	e.spent.MonthUSD += usd
+	return before, true, nil
+}
+
 // Redis is a Counter shared by every node: one hash per user and period
 // (fields tokens and usd), living a little longer than its period. A missing
 // hash is started from the ledger.
@@ -212,4 +231,56 @@ func (r *Redis) Add(ctx context.Context, userID string, now time.Time, tokens in
 		return fmt.Errorf("budgets: redis: %w", err)
 	}
 	return nil
+}
+
+// reserveScript checks the day's (KEYS[1]) and month's (KEYS[2]) spending
+// against the limits ARGV[1..4] (day tokens, day usd, month tokens, month usd;
+// 0 is none) and, when none is reached, adds ARGV[5] tokens and ARGV[6] usd to
+// both, with TTLs ARGV[7] and ARGV[8] seconds. It answers {ok, day tokens, day
+// usd, month tokens, month usd} as before the reservation, numbers as strings
+// (a Lua number would be cut to an integer).
+var reserveScript = redis.NewScript(`
+local dt = tonumber(redis.call('HGET', KEYS[1], 'tokens') or '0')
+local du = tonumber(redis.call('HGET', KEYS[1], 'usd') or '0')
+local mt = tonumber(redis.call('HGET', KEYS[2], 'tokens') or '0')
+local mu = tonumber(redis.call('HGET', KEYS[2], 'usd') or '0')
+local spent = {dt, du, mt, mu}
+for i = 1, 4 do
+  local limit = tonumber(ARGV[i])
+  if limit > 0 and spent[i] >= limit then
+    return {'0', tostring(dt), tostring(du), tostring(mt), tostring(mu)}
+  end
+end
+for k = 1, 2 do
+  redis.call('HINCRBY', KEYS[k], 'tokens', ARGV[5])
+  redis.call('HINCRBYFLOAT', KEYS[k], 'usd', ARGV[6])
+  redis.call('EXPIRE', KEYS[k], ARGV[6 + k])
+end
+return {'1', tostring(dt), tostring(du), tostring(mt), tostring(mu)}
+`)
+
+// Reserve implements Counter: the check and the increments run in one Lua
+// script, atomic on the Redis server, so nodes sharing it reserve in turn.
+func (r *Redis) Reserve(ctx context.Context, userID string, now time.Time, l Limits, tokens int64, usd float64) (Spent, bool, error) {
+	ps := r.periods(userID, now)
+	if _, _, err := r.ensure(ctx, userID, ps); err != nil {
+		return Spent{}, false, fmt.Errorf("budgets: redis: %w", err)
+	}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	res, err := reserveScript.Run(ctx, r.client, []string{ps[0].key, ps[1].key},
+		l.DayTokens, f(l.DayUSD), l.MonthTokens, f(l.MonthUSD), tokens, f(usd),
+		int64(ps[0].ttl/time.Second), int64(ps[1].ttl/time.Second)).StringSlice()
+	if err != nil {
+		return Spent{}, false, fmt.Errorf("budgets: redis reserve: %w", err)
+	}
+	if len(res) != 5 {
+		return Spent{}, false, fmt.Errorf("budgets: redis reserve answered %d values, want 5", len(res))
+	}
+	var n [4]float64
+	for i := range n {
+		if n[i], err = strconv.ParseFloat(res[i+1], 64); err != nil {
+			return Spent{}, false, fmt.Errorf("budgets: redis reserve: %w", err)
+		}
+	}
+	return Spent{DayTokens: int64(n[0]), DayUSD: n[1], MonthTokens: int64(n[2]), MonthUSD: n[3]}, res[0] == "1", nil
 }

@@ -30,29 +30,64 @@ const (
 
 // agentVariant is one weighted A/B variant of an agent.
 type agentVariant struct {
-	Name         string `json:"name" doc:"1 to 64 letters, digits, '-', '_' or '.'; unique within the agent"`
-	Weight       int    `json:"weight" doc:"1 to 10000: the variant's share of conversations is its weight over the sum of weights"`
-	Model        string `json:"model,omitempty" doc:"a model from GET /api/v1/models; empty for the agent's model"`
-	Instructions string `json:"instructions,omitempty" doc:"replaces the agent's instructions; empty for the agent's"`
+	Name         string          `json:"name" doc:"1 to 64 letters, digits, '-', '_' or '.'; unique within the agent; 'canary-' starts only canaries"`
+	Weight       int             `json:"weight" doc:"1 to 10000: the variant's share of conversations is its weight over the sum of weights (a canary's is its percent)"`
+	Model        string          `json:"model,omitempty" doc:"a model from GET /api/v1/models; empty for the agent's model"`
+	Instructions string          `json:"instructions,omitempty" doc:"replaces the agent's instructions; empty for the agent's"`
+	Program      json.RawMessage `json:"program,omitempty" doc:"compiled program state (the JSON kowai optimize writes) the variant runs; it must fit the agent's type and signature"`
+	Canary       *agentCanary    `json:"canary,omitempty" doc:"read only: set on the canary that POST /api/v1/agents/{id}/programs deployed; PUT and PATCH keep the canary as it is"`
+}
+
+// agentCanary is a canary variant's deployment and decision rule.
+type agentCanary struct {
+	Percent              int       `json:"percent" doc:"the canary's share of conversations, in percent"`
+	MinTurns             int       `json:"min_turns" doc:"canary turns before it is promoted or rolled back"`
+	MinRatings           int       `json:"min_ratings" doc:"ratings of canary replies promotion waits for, and that each side needs before mean ratings are compared"`
+	MaxErrorRateIncrease float64   `json:"max_error_rate_increase" doc:"rolled back when its error rate exceeds the current version's by more than this"`
+	MaxFeedbackDrop      float64   `json:"max_feedback_drop" doc:"rolled back when its mean rating (-1 to 1) is below the current version's by more than this"`
+	Version              string    `json:"version" doc:"the program state's content hash"`
+	DeployedAt           time.Time `json:"deployed_at" doc:"turns and ratings since then count"`
+	DeployedBy           string    `json:"deployed_by" doc:"the user who deployed it"`
 }
 
 func viewVariants(vs []persistence.Variant) []agentVariant {
 	out := make([]agentVariant, len(vs))
 	for i, v := range vs {
-		out[i] = agentVariant(v)
+		out[i] = agentVariant{Name: v.Name, Weight: v.Weight, Model: v.Model, Instructions: v.Instructions, Program: v.Program}
+		if c := v.Canary; c != nil {
+			out[i].Canary = &agentCanary{Percent: c.Percent, MinTurns: c.MinTurns, MinRatings: c.MinRatings,
+				MaxErrorRateIncrease: c.MaxErrorRateIncrease, MaxFeedbackDrop: c.MaxFeedbackDrop, Version: c.Version,
+				DeployedAt: c.DeployedAt.UTC(), DeployedBy: c.DeployedBy}
+		}
 	}
 	return out
 }
 
+// storedVariants are the variants of a request, without canaries (the
+// programs routes deploy them; the stored one is kept by keepCanary).
 func storedVariants(vs []agentVariant) []persistence.Variant {
-	if len(vs) == 0 {
-		return nil
-	}
-	out := make([]persistence.Variant, len(vs))
-	for i, v := range vs {
-		out[i] = persistence.Variant(v)
+	var out []persistence.Variant
+	for _, v := range vs {
+		if v.Canary != nil {
+			continue
+		}
+		sv := persistence.Variant{Name: v.Name, Weight: v.Weight, Model: v.Model, Instructions: v.Instructions}
+		if len(v.Program) > 0 && !isJSONNull(v.Program) {
+			sv.Program = v.Program
+		}
+		out = append(out, sv)
 	}
 	return out
+}
+
+// keepCanary is vs with the canary of ag, if it has one.
+func keepCanary(vs []persistence.Variant, ag persistence.Agent) []persistence.Variant {
+	for _, v := range ag.Variants {
+		if v.Canary != nil {
+			vs = append(vs, v)
+		}
+	}
+	return vs
 }
 
 // checkVariants reports what is wrong with vs, field by field.
@@ -69,6 +104,8 @@ func checkVariants(vs []agentVariant) []FieldError {
 			f = append(f, FieldError{Field: at + ".name", Message: "must be 1 to 64 letters, digits, '-', '_' or '.'"})
 		case seen[v.Name]:
 			f = append(f, FieldError{Field: at + ".name", Message: fmt.Sprintf("%q names two variants; names must be unique", v.Name)})
+		case v.Canary == nil && strings.HasPrefix(v.Name, canaryPrefix):
+			f = append(f, FieldError{Field: at + ".name", Message: "names starting with 'canary-' are kept for canaries (POST /api/v1/agents/{id}/programs)"})
 		}
 		seen[v.Name] = true
 		if v.Weight < 1 || v.Weight > maxVariantWeight {
@@ -80,9 +117,15 @@ func checkVariants(vs []agentVariant) []FieldError {
 		if len(v.Instructions) > maxAgentInstructionBytes || strings.ContainsRune(v.Instructions, 0) {
 			f = append(f, FieldError{Field: at + ".instructions", Message: "is too long or contains NUL"})
 		}
+		if len(v.Program) > 0 && !isJSONNull(v.Program) && !bytes.HasPrefix(bytes.TrimSpace(v.Program), []byte("{")) {
+			f = append(f, FieldError{Field: at + ".program", Message: "must be a JSON object: compiled program state"})
+		}
 	}
 	return f
 }
+
+// canaryPrefix starts the names of canary variants.
+const canaryPrefix = "canary-"
 
 func notVariantNameRune(r rune) bool {
 	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
@@ -103,6 +146,7 @@ type agentView struct {
 	Model        string          `json:"model"`
 	Config       json.RawMessage `json:"config" doc:"a JSON object following the type's config_schema"`
 	Variants     []agentVariant  `json:"variants" doc:"weighted A/B variants; a conversation runs with one, chosen by a hash of its ID; empty for none"`
+	Program      json.RawMessage `json:"program" doc:"the compiled program state the agent runs (promoted from a canary); null for its type's own program"`
 	OwnerID      *string         `json:"owner_id" doc:"null for the shared built-in agents"`
 	Version      int64           `json:"version" doc:"grows with every change; send it back with PUT"`
 	CreatedAt    time.Time       `json:"created_at"`
@@ -118,6 +162,11 @@ func viewAgent(a persistence.Agent) agentView {
 	}
 	if len(v.Config) == 0 {
 		v.Config = json.RawMessage("{}")
+	}
+	if len(a.Program) > 0 {
+		v.Program = a.Program
+	} else {
+		v.Program = json.RawMessage("null")
 	}
 	return v
 }
@@ -353,8 +402,14 @@ type agentRoutes struct {
 	types             func() []agents.Info
 	validateSignature func(agentType, signature string) error
 	validateConfig    func(agentType string, config json.RawMessage) error
-	audit             persistence.AuditLog
-	models            ModelCatalog
+	// checkProgram, optional, reports whether compiled program state fits an
+	// agent and returns its content hash; without it variants carry none.
+	checkProgram func(spec agents.Spec, state json.RawMessage) (string, error)
+	// programs, optional, deploys, promotes and rolls back compiled programs
+	// (the agent grains); without it /agents/{id}/programs is not served.
+	programs ProgramWriter
+	audit    persistence.AuditLog
+	models   ModelCatalog
 	// stats, optional, reads what GET /api/v1/agents/{id}/stats computes.
 	stats persistence.Stats
 }
@@ -390,6 +445,21 @@ func (a agentRoutes) check(p auth.Principal, r createAgentRequest) error {
 			f = append(f, FieldError{Field: "config", Message: err.Error()})
 		}
 	}
+	if len(f) == 0 {
+		spec := agents.Spec{ID: "new", Name: r.Name, Type: r.Type, Instructions: r.Instructions, Signature: r.Signature, Config: r.Config}
+		for i, v := range r.Variants {
+			if len(v.Program) == 0 || isJSONNull(v.Program) || v.Canary != nil {
+				continue
+			}
+			if a.checkProgram == nil {
+				f = append(f, FieldError{Field: fmt.Sprintf("variants[%d].program", i), Message: "this node cannot run compiled programs"})
+				continue
+			}
+			if _, err := a.checkProgram(spec, v.Program); err != nil {
+				f = append(f, FieldError{Field: fmt.Sprintf("variants[%d].program", i), Message: err.Error()})
+			}
+		}
+	}
 	if len(f) > 0 {
 		return Validation(f...)
 	}
@@ -409,6 +479,38 @@ func (a agentRoutes) check(p auth.Principal, r createAgentRequest) error {
 		e := NewError(http.StatusUnprocessableEntity, "the agent's model cannot be used; see errors")
 		e.Fields = f
 		return e
+	}
+	return nil
+}
+
+// programsStillFit refuses a change of ag to fields after which its compiled
+// program or its canary's would no longer fit (another type or signature).
+func (a agentRoutes) programsStillFit(ag persistence.Agent, fields createAgentRequest) error {
+	if a.checkProgram == nil {
+		return nil
+	}
+	spec := agents.Spec{ID: ag.ID, Name: fields.Name, Type: fields.Type, Instructions: fields.Instructions, Signature: fields.Signature, Config: fields.Config}
+	type state struct {
+		what string
+		raw  json.RawMessage
+	}
+	states := []state{{"program", ag.Program}}
+	for _, v := range ag.Variants {
+		if v.Canary != nil {
+			states = append(states, state{"canary", v.Program})
+		}
+	}
+	var f []FieldError
+	for _, st := range states {
+		if len(st.raw) == 0 {
+			continue
+		}
+		if _, err := a.checkProgram(spec, st.raw); err != nil {
+			f = append(f, FieldError{Field: "type", Message: fmt.Sprintf("the agent's %s (compiled program state) would not fit: %v", st.what, err)})
+		}
+	}
+	if len(f) > 0 {
+		return Validation(f...)
 	}
 	return nil
 }
@@ -546,9 +648,12 @@ func (a agentRoutes) replace(c *fiber.Ctx, p auth.Principal, ag persistence.Agen
 	if err := a.check(p, fields); err != nil {
 		return err
 	}
+	if err := a.programsStillFit(ag, fields); err != nil {
+		return err
+	}
 	ag.Name, ag.Type, ag.Instructions, ag.Signature, ag.Model, ag.Config, ag.Version =
 		strings.TrimSpace(fields.Name), fields.Type, fields.Instructions, fields.Signature, fields.Model, fields.Config, version
-	ag.Variants = storedVariants(fields.Variants)
+	ag.Variants = keepCanary(storedVariants(fields.Variants), ag)
 	updated, err := a.writer.Update(c.UserContext(), ag)
 	switch {
 	case errors.Is(err, persistence.ErrConflict):

@@ -52,6 +52,11 @@ type API struct {
 	// ValidateAgentConfig, optional, reports why config does not fit the
 	// agent type's schema.
 	ValidateAgentConfig func(agentType string, config json.RawMessage) error
+	// CheckProgram, optional, reports whether compiled program state fits an
+	// agent (agents.Registry.CheckProgram): with it variants may carry compiled
+	// programs, and with an AgentWriter that is a ProgramWriter too
+	// (ClusterAgents) /api/v1/agents/{id}/programs deploys them as canaries.
+	CheckProgram func(spec agents.Spec, state json.RawMessage) (string, error)
 	// AgentWriter creates, replaces and deletes agents; ClusterAgents sends
 	// each change through the agent's grain so it applies at once on every
 	// node. Nil writes Stores.Agents directly, for a gateway without agent
@@ -209,13 +214,21 @@ func (s *Server) Mount(api API) error {
 		if api.APIKeys != nil {
 			s.mountAPIKeys(apiKeyRoutes{keys: api.APIKeys, audit: api.Stores.Audit}, sessionAuthed, rl)
 		}
-		s.mountHistory(historyRoutes{stores: api.Stores, commands: api.conversations()}, authed, rl)
 		writer := api.AgentWriter
 		if writer == nil {
 			writer = api.Stores.Agents
 		}
-		s.mountAgents(agentRoutes{agents: api.Stores.Agents, writer: writer, types: api.AgentTypes, validateSignature: api.ValidateSignature,
-			validateConfig: api.ValidateAgentConfig, audit: api.Stores.Audit, models: api.Models, stats: api.Stores.Stats}, authed, rl)
+		programs, _ := writer.(ProgramWriter)
+		history := historyRoutes{stores: api.Stores, commands: api.conversations(), log: s.log}
+		if programs != nil {
+			history.rated = programs.Rated
+		}
+		s.mountHistory(history, authed, rl)
+		agentRoutes := agentRoutes{agents: api.Stores.Agents, writer: writer, types: api.AgentTypes, validateSignature: api.ValidateSignature,
+			validateConfig: api.ValidateAgentConfig, audit: api.Stores.Audit, models: api.Models, stats: api.Stores.Stats,
+			checkProgram: api.CheckProgram, programs: programs}
+		s.mountAgents(agentRoutes, authed, rl)
+		s.mountPrograms(agentRoutes, authed, rl)
 		if api.Budgets != nil {
 			s.mountUsage(usageRoutes{budgets: api.Budgets, users: api.Stores.Users, audit: api.Stores.Audit}, authed, rl)
 		}

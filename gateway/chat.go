@@ -36,6 +36,9 @@ type ChatTurn struct {
 	FreshKey bool
 	// Options override the agent's model settings for this turn; nil keeps them.
 	Options *actorpb.ModelOptions
+	// NoPremium says the caller lacks models:premium: the agent refuses the turn
+	// when it (or the conversation's variant) runs a premium model.
+	NoPremium bool
 }
 
 // Usage is the model usage of one turn as clients see it.
@@ -160,7 +163,8 @@ func principal(c *fiber.Ctx) (auth.Principal, error) {
 // such an ID, never create one by naming it, so nobody can take another
 // user's derived ID before that user's first turn does. Any other ID a
 // client names is created by its first turn, as before.
-func newTurn(userID, conversationID, agentID, content, key string) (ChatTurn, error) {
+func newTurn(p auth.Principal, conversationID, agentID, content, key string) (ChatTurn, error) {
+	userID := p.UserID
 	mustExist, fresh := false, false
 	switch {
 	case conversationID != "":
@@ -175,7 +179,7 @@ func newTurn(userID, conversationID, agentID, content, key string) (ChatTurn, er
 		conversationID, fresh = id.String(), true
 	}
 	return ChatTurn{UserID: userID, ConversationID: strings.ToLower(conversationID), AgentID: strings.ToLower(agentID),
-		Content: content, IdempotencyKey: key, MustExist: mustExist, Fresh: fresh}, nil
+		Content: content, IdempotencyKey: key, MustExist: mustExist, Fresh: fresh, NoPremium: !p.Can(auth.PermPremiumModels)}, nil
 }
 
 // postMessage serves POST /api/v1/chat/message: the reply as JSON, or,
@@ -203,7 +207,7 @@ func postMessage(chat ChatBackend, cs *chatStreams) fiber.Handler {
 			// node died, the turn continues the same stream (see streamTurn).
 			key = mintedKeyPrefix + uuid.NewString()
 		}
-		turn, err := newTurn(p.UserID, req.ConversationID, req.AgentID, req.Content, key)
+		turn, err := newTurn(p, req.ConversationID, req.AgentID, req.Content, key)
 		if err != nil {
 			return err
 		}

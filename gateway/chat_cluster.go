@@ -69,6 +69,7 @@ func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string
 		Fresh:          t.Fresh,
 		FreshKey:       t.FreshKey,
 		Options:        t.Options,
+		NoPremium:      t.NoPremium,
 	}
 	stream, err := cc.openDeltas(ctx, uuid.NewString(), onDelta)
 	if err != nil {

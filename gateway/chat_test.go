@@ -350,7 +350,7 @@ func TestNewTurnFresh(t *testing.T) {
 		{"named by the client", "0190a000-0000-7000-8000-000000000001", "", false},
 		{"named with a key", "0190a000-0000-7000-8000-000000000001", "k1", false},
 	} {
-		turn, err := newTurn("u1", c.conv, "", "hi", c.key)
+		turn, err := newTurn(auth.Principal{UserID: "u1"}, c.conv, "", "hi", c.key)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -153,6 +155,10 @@ type historyRoutes struct {
 	stores Stores
 	// conversations renames and deletes through the session grains.
 	commands ConversationBackend
+	// rated, optional, tells an agent that one of its replies was rated (its
+	// canary's decision counts ratings).
+	rated func(ctx context.Context, agentID string) error
+	log   *slog.Logger
 }
 
 // errNoConversation is the one answer for a conversation that does not exist
@@ -344,6 +350,13 @@ func (h historyRoutes) feedback(c *fiber.Ctx) error {
 		return notFound
 	case err != nil:
 		return err
+	}
+	if h.rated != nil && conv.AgentID != "" {
+		// The rating is stored: a canary that misses it now counts it when its
+		// agent next activates.
+		if err := h.rated(ctx, conv.AgentID); err != nil {
+			h.log.WarnContext(ctx, "agent not told of a rating", "agent_id", conv.AgentID, "message_id", msg.ID, "error", err)
+		}
 	}
 	status := http.StatusOK
 	if created {

@@ -638,7 +638,7 @@ type completionReply struct {
 // run runs the turn: in its conversation when bound, else stateless.
 func (o openAIRoutes) run(ctx context.Context, p auth.Principal, agent persistence.Agent, t completionTurn, onDelta func(string)) (completionReply, error) {
 	if t.convID != "" {
-		turn, err := newTurn(p.UserID, t.convID, agent.ID, t.content, t.idemKey)
+		turn, err := newTurn(p, t.convID, agent.ID, t.content, t.idemKey)
 		if err != nil {
 			return completionReply{}, err
 		}

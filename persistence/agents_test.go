@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
@@ -72,6 +73,58 @@ func TestAgentsContract(t *testing.T) {
 		}
 		if _, err := agents.Get(ctx, mine.ID); !errors.Is(err, persistence.ErrNotFound) {
 			t.Fatalf("Get after Delete = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// An agent's compiled program and its canary variant are stored and read back;
+// UpdateAudited stores the change and its audit entry together, and neither
+// when the compare-and-swap loses.
+func TestAgentProgramsContract(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		t.Parallel()
+		ctx := t.Context()
+		agents := persistence.NewAgentStore(db)
+		audit := persistence.NewAuditStore(db)
+		alice := seedUser(t, db)
+		a, err := agents.Create(ctx, persistence.Agent{OwnerID: alice.ID, Name: "p", Type: "chat", Program: json.RawMessage(`{"format":1}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := agents.Get(ctx, a.ID); err != nil || string(got.Program) != `{"format":1}` {
+			t.Fatalf("Get program = %s, %v", got.Program, err)
+		}
+		deployed := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+		next := a
+		next.Variants = []persistence.Variant{{Name: "canary-1", Weight: 10, Program: json.RawMessage(`{"format":1,"version":"v2"}`),
+			Canary: &persistence.Canary{Percent: 10, MinTurns: 5, MinRatings: 1, MaxErrorRateIncrease: 0.05, MaxFeedbackDrop: 0.2,
+				Version: "v2", DeployedAt: deployed, DeployedBy: alice.ID}}}
+		stored, err := agents.UpdateAudited(ctx, next, persistence.AuditEntry{ActorID: alice.ID, Action: "agent.program.deploy", TargetType: "agent", TargetID: a.ID})
+		if err != nil || stored.Version != 2 {
+			t.Fatalf("UpdateAudited = %+v, %v", stored, err)
+		}
+		got, err := agents.Get(ctx, a.ID)
+		if err != nil || len(got.Variants) != 1 || got.Variants[0].Canary == nil || !got.Variants[0].Canary.DeployedAt.Equal(deployed) ||
+			got.Variants[0].Canary.MinTurns != 5 || string(got.Variants[0].Program) != `{"format":1,"version":"v2"}` {
+			t.Fatalf("canary read back = %+v, %v", got.Variants, err)
+		}
+		// The stale version loses, and its audit entry is not stored.
+		next.Program = nil
+		if _, err := agents.UpdateAudited(ctx, next, persistence.AuditEntry{Action: "agent.program.promote", TargetType: "agent", TargetID: a.ID}); !errors.Is(err, persistence.ErrConflict) {
+			t.Fatalf("stale UpdateAudited: %v, want ErrConflict", err)
+		}
+		page, err := audit.List(ctx, persistence.PageRequest{Limit: 200})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var actions []string
+		for _, e := range page.Items {
+			if e.TargetID == a.ID {
+				actions = append(actions, e.Action)
+			}
+		}
+		if !slices.Equal(actions, []string{"agent.program.deploy"}) {
+			t.Fatalf("audit of the agent = %v, want the deploy only", actions)
 		}
 	})
 }

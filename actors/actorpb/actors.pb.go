@@ -355,7 +355,12 @@ type SendMessage struct {
 	// The gateway minted idempotency_key for this request just now (at random), so no
 	// message is stored under it: the turn skips the look-ups of a stored reply and
 	// message for the key. A retry that brings the key back does not set it.
-	FreshKey      bool `protobuf:"varint,14,opt,name=fresh_key,json=freshKey,proto3" json:"fresh_key,omitempty"`
+	FreshKey bool `protobuf:"varint,14,opt,name=fresh_key,json=freshKey,proto3" json:"fresh_key,omitempty"`
+	// The caller lacks models:premium (from the gateway's token claims): a turn whose
+	// agent or variant runs a premium-priced model is then CODE_FORBIDDEN. Callers that
+	// do not check (workflow turns) leave it unset, and the agent's model stands as
+	// its create or update allowed it.
+	NoPremium     bool `protobuf:"varint,15,opt,name=no_premium,json=noPremium,proto3" json:"no_premium,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -470,6 +475,13 @@ func (x *SendMessage) GetFresh() bool {
 func (x *SendMessage) GetFreshKey() bool {
 	if x != nil {
 		return x.FreshKey
+	}
+	return false
+}
+
+func (x *SendMessage) GetNoPremium() bool {
+	if x != nil {
+		return x.NoPremium
 	}
 	return false
 }
@@ -1366,7 +1378,9 @@ type GenerateReply struct {
 	Options *ModelOptions `protobuf:"bytes,11,opt,name=options,proto3" json:"options,omitempty"`
 	// The agent version whose settings the session holds (0: none); the reply carries
 	// the agent's settings only when its version is another.
-	KnownVersion  int64 `protobuf:"varint,12,opt,name=known_version,json=knownVersion,proto3" json:"known_version,omitempty"`
+	KnownVersion int64 `protobuf:"varint,12,opt,name=known_version,json=knownVersion,proto3" json:"known_version,omitempty"`
+	// The user lacks models:premium (SendMessage.no_premium).
+	NoPremium     bool `protobuf:"varint,13,opt,name=no_premium,json=noPremium,proto3" json:"no_premium,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1483,6 +1497,13 @@ func (x *GenerateReply) GetKnownVersion() int64 {
 		return x.KnownVersion
 	}
 	return 0
+}
+
+func (x *GenerateReply) GetNoPremium() bool {
+	if x != nil {
+		return x.NoPremium
+	}
+	return false
 }
 
 // ReplyResult answers GenerateReply.
@@ -1736,7 +1757,9 @@ type AgentDefinition struct {
 	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// The weighted A/B variants, a JSON array (empty for none).
-	VariantsJson  []byte `protobuf:"bytes,12,opt,name=variants_json,json=variantsJson,proto3" json:"variants_json,omitempty"`
+	VariantsJson []byte `protobuf:"bytes,12,opt,name=variants_json,json=variantsJson,proto3" json:"variants_json,omitempty"`
+	// The compiled program state the agent runs (empty: its type's own program).
+	ProgramJson   []byte `protobuf:"bytes,13,opt,name=program_json,json=programJson,proto3" json:"program_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1851,6 +1874,13 @@ func (x *AgentDefinition) GetUpdatedAt() *timestamppb.Timestamp {
 func (x *AgentDefinition) GetVariantsJson() []byte {
 	if x != nil {
 		return x.VariantsJson
+	}
+	return nil
+}
+
+func (x *AgentDefinition) GetProgramJson() []byte {
+	if x != nil {
+		return x.ProgramJson
 	}
 	return nil
 }
@@ -2190,6 +2220,239 @@ func (*Ack) Descriptor() ([]byte, []int) {
 	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{26}
 }
 
+// DeployProgram attaches compiled program state to the agent of the grain as a canary
+// variant (replacing a canary it has). The caller has checked the caller's rights and
+// the state. Answered with the stored AgentDefinition; the deploy is audited.
+type DeployProgram struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CorrelationId string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// The user deploying, for the audit log.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The program state (signatures.State JSON).
+	StateJson []byte `protobuf:"bytes,3,opt,name=state_json,json=stateJson,proto3" json:"state_json,omitempty"`
+	// The canary's share of conversations and its decision rule (see persistence.Canary).
+	Percent              int32   `protobuf:"varint,4,opt,name=percent,proto3" json:"percent,omitempty"`
+	MinTurns             int32   `protobuf:"varint,5,opt,name=min_turns,json=minTurns,proto3" json:"min_turns,omitempty"`
+	MinRatings           int32   `protobuf:"varint,6,opt,name=min_ratings,json=minRatings,proto3" json:"min_ratings,omitempty"`
+	MaxErrorRateIncrease float64 `protobuf:"fixed64,7,opt,name=max_error_rate_increase,json=maxErrorRateIncrease,proto3" json:"max_error_rate_increase,omitempty"`
+	MaxFeedbackDrop      float64 `protobuf:"fixed64,8,opt,name=max_feedback_drop,json=maxFeedbackDrop,proto3" json:"max_feedback_drop,omitempty"`
+	// The version of the agent the caller read; 0 for any.
+	Version       int64 `protobuf:"varint,9,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployProgram) Reset() {
+	*x = DeployProgram{}
+	mi := &file_actors_actorpb_actors_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployProgram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployProgram) ProtoMessage() {}
+
+func (x *DeployProgram) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorpb_actors_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployProgram.ProtoReflect.Descriptor instead.
+func (*DeployProgram) Descriptor() ([]byte, []int) {
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeployProgram) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *DeployProgram) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *DeployProgram) GetStateJson() []byte {
+	if x != nil {
+		return x.StateJson
+	}
+	return nil
+}
+
+func (x *DeployProgram) GetPercent() int32 {
+	if x != nil {
+		return x.Percent
+	}
+	return 0
+}
+
+func (x *DeployProgram) GetMinTurns() int32 {
+	if x != nil {
+		return x.MinTurns
+	}
+	return 0
+}
+
+func (x *DeployProgram) GetMinRatings() int32 {
+	if x != nil {
+		return x.MinRatings
+	}
+	return 0
+}
+
+func (x *DeployProgram) GetMaxErrorRateIncrease() float64 {
+	if x != nil {
+		return x.MaxErrorRateIncrease
+	}
+	return 0
+}
+
+func (x *DeployProgram) GetMaxFeedbackDrop() float64 {
+	if x != nil {
+		return x.MaxFeedbackDrop
+	}
+	return 0
+}
+
+func (x *DeployProgram) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// DecideProgram promotes the agent's canary (its state becomes the agent's program and
+// the canary variant goes) or rolls it back (the canary variant goes). CODE_NOT_FOUND
+// when the agent has no canary. Answered with the stored AgentDefinition.
+type DecideProgram struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CorrelationId string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// "promote" or "rollback".
+	Decision      string `protobuf:"bytes,3,opt,name=decision,proto3" json:"decision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideProgram) Reset() {
+	*x = DecideProgram{}
+	mi := &file_actors_actorpb_actors_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideProgram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideProgram) ProtoMessage() {}
+
+func (x *DecideProgram) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorpb_actors_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideProgram.ProtoReflect.Descriptor instead.
+func (*DecideProgram) Descriptor() ([]byte, []int) {
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DecideProgram) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *DecideProgram) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *DecideProgram) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+// ProgramFeedback tells the agent grain that a reply of its was rated, so a canary's
+// decision sees the rating. Answered with Ack.
+type ProgramFeedback struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CorrelationId string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgramFeedback) Reset() {
+	*x = ProgramFeedback{}
+	mi := &file_actors_actorpb_actors_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgramFeedback) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgramFeedback) ProtoMessage() {}
+
+func (x *ProgramFeedback) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_actorpb_actors_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgramFeedback.ProtoReflect.Descriptor instead.
+func (*ProgramFeedback) Descriptor() ([]byte, []int) {
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ProgramFeedback) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *ProgramFeedback) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
 var File_actors_actorpb_actors_proto protoreflect.FileDescriptor
 
 const file_actors_actorpb_actors_proto_rawDesc = "" +
@@ -2208,7 +2471,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12\x19\n" +
 	"\bcost_usd\x18\x03 \x01(\x01R\acostUsd\x12\x1b\n" +
-	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\xbf\x03\n" +
+	"\tcache_hit\x18\x04 \x01(\bR\bcacheHit\"\xde\x03\n" +
 	"\vSendMessage\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12'\n" +
@@ -2223,7 +2486,9 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"must_exist\x18\v \x01(\bR\tmustExist\x127\n" +
 	"\aoptions\x18\f \x01(\v2\x1d.kowai.actors.v1.ModelOptionsR\aoptions\x12\x14\n" +
 	"\x05fresh\x18\r \x01(\bR\x05fresh\x12\x1b\n" +
-	"\tfresh_key\x18\x0e \x01(\bR\bfreshKeyJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x9a\x01\n" +
+	"\tfresh_key\x18\x0e \x01(\bR\bfreshKey\x12\x1d\n" +
+	"\n" +
+	"no_premium\x18\x0f \x01(\bR\tnoPremiumJ\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x9a\x01\n" +
 	"\fModelOptions\x12%\n" +
 	"\vtemperature\x18\x01 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\x1d\n" +
 	"\n" +
@@ -2299,7 +2564,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\bcanceled\x18\x01 \x01(\bR\bcanceled\"<\n" +
 	"\fHistoryEntry\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\"\xcb\x03\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\"\xea\x03\n" +
 	"\rGenerateReply\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12'\n" +
@@ -2313,7 +2578,9 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\tstream_id\x18\n" +
 	" \x01(\tR\bstreamId\x127\n" +
 	"\aoptions\x18\v \x01(\v2\x1d.kowai.actors.v1.ModelOptionsR\aoptions\x12#\n" +
-	"\rknown_version\x18\f \x01(\x03R\fknownVersion\"\xb2\x02\n" +
+	"\rknown_version\x18\f \x01(\x03R\fknownVersion\x12\x1d\n" +
+	"\n" +
+	"no_premium\x18\r \x01(\bR\tnoPremium\"\xb2\x02\n" +
 	"\vReplyResult\x12\x1a\n" +
 	"\bresponse\x18\x01 \x01(\tR\bresponse\x12,\n" +
 	"\x05usage\x18\x02 \x01(\v2\x16.kowai.actors.v1.UsageR\x05usage\x12\x14\n" +
@@ -2332,7 +2599,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\rDescribeAgent\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x17\n" +
-	"\auser_id\x18\x03 \x01(\tR\x06userId\"\x92\x03\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\"\xb5\x03\n" +
 	"\x0fAgentDefinition\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bowner_id\x18\x02 \x01(\tR\aownerId\x12\x12\n" +
@@ -2349,7 +2616,8 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12#\n" +
-	"\rvariants_json\x18\f \x01(\fR\fvariantsJson\"\x81\x01\n" +
+	"\rvariants_json\x18\f \x01(\fR\fvariantsJson\x12!\n" +
+	"\fprogram_json\x18\r \x01(\fR\vprogramJson\"\x81\x01\n" +
 	"\bPutAgent\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x126\n" +
 	"\x05agent\x18\x02 \x01(\v2 .kowai.actors.v1.AgentDefinitionR\x05agent\x12\x16\n" +
@@ -2368,7 +2636,26 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\"2\n" +
 	"\tPassivate\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\"\x05\n" +
-	"\x03Ack*\xa0\x02\n" +
+	"\x03Ack\"\xc3\x02\n" +
+	"\rDeployProgram\x12%\n" +
+	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"state_json\x18\x03 \x01(\fR\tstateJson\x12\x18\n" +
+	"\apercent\x18\x04 \x01(\x05R\apercent\x12\x1b\n" +
+	"\tmin_turns\x18\x05 \x01(\x05R\bminTurns\x12\x1f\n" +
+	"\vmin_ratings\x18\x06 \x01(\x05R\n" +
+	"minRatings\x125\n" +
+	"\x17max_error_rate_increase\x18\a \x01(\x01R\x14maxErrorRateIncrease\x12*\n" +
+	"\x11max_feedback_drop\x18\b \x01(\x01R\x0fmaxFeedbackDrop\x12\x18\n" +
+	"\aversion\x18\t \x01(\x03R\aversion\"k\n" +
+	"\rDecideProgram\x12%\n" +
+	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1a\n" +
+	"\bdecision\x18\x03 \x01(\tR\bdecision\"S\n" +
+	"\x0fProgramFeedback\x12%\n" +
+	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId*\xa0\x02\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eCODE_FORBIDDEN\x10\x01\x12\x12\n" +
@@ -2398,7 +2685,7 @@ func file_actors_actorpb_actors_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorpb_actors_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_actors_actorpb_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_actors_actorpb_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_actors_actorpb_actors_proto_goTypes = []any{
 	(Code)(0),                     // 0: kowai.actors.v1.Code
 	(*ErrorReply)(nil),            // 1: kowai.actors.v1.ErrorReply
@@ -2428,14 +2715,17 @@ var file_actors_actorpb_actors_proto_goTypes = []any{
 	(*DeleteConversation)(nil),    // 25: kowai.actors.v1.DeleteConversation
 	(*Passivate)(nil),             // 26: kowai.actors.v1.Passivate
 	(*Ack)(nil),                   // 27: kowai.actors.v1.Ack
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*DeployProgram)(nil),         // 28: kowai.actors.v1.DeployProgram
+	(*DecideProgram)(nil),         // 29: kowai.actors.v1.DecideProgram
+	(*ProgramFeedback)(nil),       // 30: kowai.actors.v1.ProgramFeedback
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
 }
 var file_actors_actorpb_actors_proto_depIdxs = []int32{
 	0,  // 0: kowai.actors.v1.ErrorReply.code:type_name -> kowai.actors.v1.Code
 	2,  // 1: kowai.actors.v1.SendMessage.stream:type_name -> kowai.actors.v1.StreamTarget
 	5,  // 2: kowai.actors.v1.SendMessage.options:type_name -> kowai.actors.v1.ModelOptions
 	3,  // 3: kowai.actors.v1.TurnResult.usage:type_name -> kowai.actors.v1.Usage
-	28, // 4: kowai.actors.v1.ChatMessage.created_at:type_name -> google.protobuf.Timestamp
+	31, // 4: kowai.actors.v1.ChatMessage.created_at:type_name -> google.protobuf.Timestamp
 	8,  // 5: kowai.actors.v1.HistoryPage.messages:type_name -> kowai.actors.v1.ChatMessage
 	1,  // 6: kowai.actors.v1.StreamEnd.error:type_name -> kowai.actors.v1.ErrorReply
 	16, // 7: kowai.actors.v1.GenerateReply.history:type_name -> kowai.actors.v1.HistoryEntry
@@ -2443,8 +2733,8 @@ var file_actors_actorpb_actors_proto_depIdxs = []int32{
 	5,  // 9: kowai.actors.v1.GenerateReply.options:type_name -> kowai.actors.v1.ModelOptions
 	3,  // 10: kowai.actors.v1.ReplyResult.usage:type_name -> kowai.actors.v1.Usage
 	19, // 11: kowai.actors.v1.ReplyResult.settings:type_name -> kowai.actors.v1.AgentSettings
-	28, // 12: kowai.actors.v1.AgentDefinition.created_at:type_name -> google.protobuf.Timestamp
-	28, // 13: kowai.actors.v1.AgentDefinition.updated_at:type_name -> google.protobuf.Timestamp
+	31, // 12: kowai.actors.v1.AgentDefinition.created_at:type_name -> google.protobuf.Timestamp
+	31, // 13: kowai.actors.v1.AgentDefinition.updated_at:type_name -> google.protobuf.Timestamp
 	21, // 14: kowai.actors.v1.PutAgent.agent:type_name -> kowai.actors.v1.AgentDefinition
 	15, // [15:15] is the sub-list for method output_type
 	15, // [15:15] is the sub-list for method input_type
@@ -2465,7 +2755,7 @@ func file_actors_actorpb_actors_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorpb_actors_proto_rawDesc), len(file_actors_actorpb_actors_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

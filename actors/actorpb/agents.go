@@ -18,6 +18,9 @@ func AgentOf(d *AgentDefinition) (persistence.Agent, error) {
 	ag := persistence.Agent{ID: d.GetId(), OwnerID: d.GetOwnerId(), Name: d.GetName(), Type: d.GetType(),
 		Instructions: d.GetInstructions(), Signature: d.GetSignature(), Model: d.GetModel(), Config: d.GetConfigJson(),
 		Version: d.GetVersion(), Variants: vs}
+	if p := d.GetProgramJson(); len(p) > 0 {
+		ag.Program = p
+	}
 	if t := d.GetCreatedAt(); t != nil {
 		ag.CreatedAt = t.AsTime()
 	}
@@ -32,7 +35,7 @@ func AgentOf(d *AgentDefinition) (persistence.Agent, error) {
 func DefinitionOf(ag persistence.Agent) *AgentDefinition {
 	d := &AgentDefinition{Id: ag.ID, OwnerId: ag.OwnerID, Name: ag.Name, Type: ag.Type, Instructions: ag.Instructions,
 		Signature: ag.Signature, Model: ag.Model, ConfigJson: ag.Config, Version: ag.Version,
-		VariantsJson: persistence.VariantsJSON(ag.Variants)}
+		VariantsJson: persistence.VariantsJSON(ag.Variants), ProgramJson: ag.Program}
 	if !ag.CreatedAt.IsZero() {
 		d.CreatedAt = timestamppb.New(ag.CreatedAt)
 	}

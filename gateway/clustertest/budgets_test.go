@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -203,4 +204,71 @@ func TestBudgetsAcrossNodes(t *testing.T) {
 			t.Fatalf("audit = %s", raw)
 		}
 	})
+}
+
+// Parallel turns of one user over two nodes sharing Redis, at a budget of 4
+// turns: each model call reserves its estimate in the same atomic step as the
+// budget check, so no more than 4 turns (plus one per node) are answered and the
+// model is called no more often, where checking before charging let every
+// parallel turn through.
+func TestBudgetsHoldUnderParallelTurns(t *testing.T) {
+	db := persisttest.SQLite(t)
+	rdb := testenv.Redis(t)
+	prefix := "kowai-test:budget:" + rand.Text() + ":"
+	srv := newFakeOpenAI(t, "paid answer", 10, 5)
+	// Every call overlaps every other: none is charged before all are checked.
+	srv.delay.Store(int64(500 * time.Millisecond))
+	eps, err := lm.ParseEndpoints(fmt.Sprintf(`[{"name":"openai:paid-1","base_url":%q,"input_per_1k":0.001,"output_per_1k":0.002}]`, srv.URL+"/v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const k, n = 4, 16
+	roles := map[string]budgets.Limits{"user": {DayTokens: k * 15}}
+	enforcer := func(w *persistence.Writer) *budgets.Enforcer {
+		ledger := persistence.NewUsageStore(db)
+		enf, err := budgets.New(budgets.Config{Roles: roles, Users: persistence.NewUserStore(db), Ledger: ledger,
+			Counter: budgets.NewRedis(rdb, ledger, prefix), Writer: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return enf
+	}
+	nodes := startStacks(t, db, 2, stackOptions{models: testCatalog(t, eps, nil), budgets: enforcer})
+	_, token := signUp(t, nodes[0], "ada@example.com")
+	var agent struct {
+		ID string `json:"id"`
+	}
+	nodes[0].call(t, http.MethodPost, "/api/v1/agents", token, `{"name":"paid","type":"chat","model":"openai:paid-1"}`).decode(t, http.StatusCreated, &agent)
+	turn := fmt.Sprintf(`{"content":"hello","agent_id":%q}`, agent.ID)
+	var (
+		wg              sync.WaitGroup
+		mu              sync.Mutex
+		answered, other int
+		start           = make(chan struct{})
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			r := nodes[i%2].call(t, http.MethodPost, "/api/v1/chat/message", token, turn)
+			mu.Lock()
+			defer mu.Unlock()
+			switch r.status {
+			case http.StatusOK:
+				answered++
+			case http.StatusPaymentRequired:
+			default:
+				other++
+				t.Errorf("turn %d: %d %s", i, r.status, r.body)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	t.Logf("%d of %d parallel turns answered at a budget of %d turns", answered, n, k)
+	if answered < 1 || answered > k+2 || other > 0 {
+		t.Fatalf("%d of %d parallel turns answered at a budget of %d turns on 2 nodes", answered, n, k)
+	}
+	if calls := srv.calls.Load(); calls != int64(answered) {
+		t.Fatalf("the model was called %d times for %d answered turns", calls, answered)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
@@ -24,6 +25,8 @@ type fakeOpenAI struct {
 	calls atomic.Int64
 	model atomic.Value
 	key   atomic.Value
+	// delay, when set, is how long each completion takes (nanoseconds).
+	delay atomic.Int64
 }
 
 func newFakeOpenAI(t *testing.T, text string, prompt, completion int) *fakeOpenAI {
@@ -42,6 +45,7 @@ func newFakeOpenAI(t *testing.T, text string, prompt, completion int) *fakeOpenA
 			return
 		}
 		f.calls.Add(1)
+		time.Sleep(time.Duration(f.delay.Load()))
 		f.model.Store(req.Model)
 		f.key.Store(r.Header.Get("Authorization"))
 		w.Header().Set("Content-Type", "application/json")
@@ -158,6 +162,18 @@ func TestAgentModels(t *testing.T) {
 	}
 	if k := fancy.key.Load(); k != "Bearer k-fancy" {
 		t.Fatalf("fancy server got key %v", k)
+	}
+	// Losing the premium role stops the premium agent at its next turn: the
+	// token's permissions are checked on every turn, not only when the agent
+	// was saved.
+	if err := persistence.NewUserStore(db).UpdateRoles(t.Context(), uid, []string{string(auth.RoleUser)}); err != nil {
+		t.Fatal(err)
+	}
+	var plain auth.TokenPair
+	s.call(t, http.MethodPost, "/api/v1/auth/login", "", `{"email":"ada@example.com","password":"correct horse battery"}`).decode(t, http.StatusOK, &plain)
+	r = s.call(t, http.MethodPost, "/api/v1/chat/message", plain.AccessToken, `{"content":"hi again","agent_id":"`+fancyAgent.ID+`"}`)
+	if r.status != http.StatusForbidden || !strings.Contains(string(r.body), "models:premium") || fancy.calls.Load() != 1 {
+		t.Fatalf("premium agent after losing the role: %d %s; fancy calls %d", r.status, r.body, fancy.calls.Load())
 	}
 	// "offline" is always available and calls neither server.
 	var offlineAgent struct {

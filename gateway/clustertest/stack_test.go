@@ -43,6 +43,8 @@ type stack struct {
 	writer *persistence.Writer
 	auth   *auth.Service
 	client *http.Client
+	// reg is the node's metrics registry.
+	reg *prometheus.Registry
 }
 
 // stackOptions tune a stack.
@@ -75,8 +77,8 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	return startStacks(tb, db, 1, opts)[0]
 }
 
-// node is one node's writer and runtimes before its cluster node starts.
-type node struct {
+// nodeParts is one node's writer and runtimes before its cluster node starts.
+type nodeParts struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	writer   *persistence.Writer
@@ -97,7 +99,7 @@ func startStacks(tb testing.TB, db *persistence.DB, n int, opts stackOptions) []
 	if len(opts.tracing) == 2 && n != 1 {
 		tb.Fatal("a traced stack is one gateway over two cluster nodes")
 	}
-	nodes := make([]*node, n)
+	nodes := make([]*nodeParts, n)
 	for i := range nodes {
 		nodes[i] = buildNode(tb, db, opts)
 	}
@@ -138,7 +140,7 @@ func startStacks(tb testing.TB, db *persistence.DB, n int, opts stackOptions) []
 }
 
 // buildNode builds a node's writer and runtimes.
-func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
+func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *nodeParts {
 	tb.Helper()
 	log := opts.log
 	if log == nil {
@@ -183,6 +185,7 @@ func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
 		Conversations:     stores.Conversations,
 		Messages:          stores.Messages,
 		Agents:            stores.Agents,
+		Stats:             stores.Stats,
 		Snapshots:         persistence.NewSnapshotStore(db),
 		LM:                lm.NewTraced(model, grainTP),
 		Logger:            log,
@@ -212,12 +215,12 @@ func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &node{log: log, reg: reg, writer: writer, stores: stores, rt: rt, wf: wf, wfReg: registry, profiles: profiles, gwTP: gwTP, spending: spending}
+	return &nodeParts{log: log, reg: reg, writer: writer, stores: stores, rt: rt, wf: wf, wfReg: registry, profiles: profiles, gwTP: gwTP, spending: spending}
 }
 
 // serve starts the node's loops on its cluster node and its gateway, which
 // calls grains from gwNode.
-func (nd *node) serve(tb testing.TB, db *persistence.DB, node, gwNode *cluster.Node, opts stackOptions) *stack {
+func (nd *nodeParts) serve(tb testing.TB, db *persistence.DB, node, gwNode *cluster.Node, opts stackOptions) *stack {
 	tb.Helper()
 	log, reg, writer, stores, rt, wf, registry, profiles, gwTP := nd.log, nd.reg, nd.writer, nd.stores, nd.rt, nd.wf, nd.wfReg, nd.profiles, nd.gwTP
 	grains := node.Client()
@@ -286,11 +289,12 @@ func (nd *node) serve(tb testing.TB, db *persistence.DB, node, gwNode *cluster.N
 			_, err := types.ParseConfig(t, raw)
 			return err
 		},
-		AgentWriter: &gateway.ClusterAgents{Grains: gwGrains},
-		ClusterInfo: func() any { return node.Info() },
-		Models:      catalog(opts.models),
-		Budgets:     nd.spending,
-		RateLimit:   opts.rateLimit,
+		CheckProgram: types.CheckProgram,
+		AgentWriter:  &gateway.ClusterAgents{Grains: gwGrains},
+		ClusterInfo:  func() any { return node.Info() },
+		Models:       catalog(opts.models),
+		Budgets:      nd.spending,
+		RateLimit:    opts.rateLimit,
 		Workflows: &gateway.Workflows{Registry: registry, Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: gwGrains}, Profiles: profiles, EventPoll: 50 * time.Millisecond,
 			Schedules: schedules, Webhooks: webhooks, WebhookGuard: webhookGuard},
@@ -313,7 +317,7 @@ func (nd *node) serve(tb testing.TB, db *persistence.DB, node, gwNode *cluster.N
 			tb.Errorf("gateway: %v", err)
 		}
 	})
-	return &stack{url: "http://" + gw.Addr().String(), keys: keys, db: db, writer: writer, auth: svc, client: client}
+	return &stack{url: "http://" + gw.Addr().String(), keys: keys, db: db, writer: writer, auth: svc, client: client, reg: reg}
 }
 
 // resolver and catalog keep a nil catalog a nil interface.
