@@ -19,6 +19,7 @@ import (
 	"github.com/kowai/kowai/agents"
 	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
 )
 
@@ -547,7 +548,7 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			panic(r)
 		}
 	}()
-	in := agents.Input{Message: req.GetContent(), History: turns(req.GetHistory(), job.window), Summary: req.GetSummary()}
+	in := agents.Input{Message: req.GetContent(), History: historyWindow(req.GetHistory(), job.window), Summary: req.GetSummary()}
 	if t := req.GetStream(); t.GetId() != "" {
 		target := actor.NewPID(t.GetAddress(), t.GetId())
 		var index int64
@@ -612,23 +613,28 @@ func endStream(s actor.SenderContext, req *actorpb.GenerateReply, e *actorpb.Err
 	}
 }
 
-// turns pairs the last window history entries into user/assistant turns; system
-// entries (recorded failures) are left out. This is the one place the agent's history
-// window applies: the session sends at least that many.
-func turns(history []*actorpb.HistoryEntry, window int) []agents.Turn {
+// conversation is a request's history as the agent's program reads it
+// (signatures.Conversation): the entries the session sent, shared, not copied.
+type conversation []*actorpb.HistoryEntry
+
+var _ signatures.Conversation = conversation(nil)
+
+// Len implements signatures.Conversation.
+func (c conversation) Len() int { return len(c) }
+
+// Message implements signatures.Conversation.
+func (c conversation) Message(i int) (role, content string) { return c[i].GetRole(), c[i].GetContent() }
+
+// historyWindow is the last window entries of history. This is the one place the
+// agent's history window applies: the session sends at least that many. The
+// program's Chat pairs them into turns and leaves recorded failures (system
+// entries) out.
+func historyWindow(history []*actorpb.HistoryEntry, window int) signatures.Conversation {
 	if len(history) > window {
 		history = history[len(history)-window:]
 	}
-	out := make([]agents.Turn, 0, (len(history)+1)/2)
-	for _, h := range history {
-		switch h.GetRole() {
-		case roleUser:
-			out = append(out, agents.Turn{User: h.GetContent()})
-		case roleAssistant:
-			if n := len(out); n > 0 && out[n-1].Assistant == "" {
-				out[n-1].Assistant = h.GetContent()
-			}
-		}
+	if len(history) == 0 {
+		return nil
 	}
-	return out
+	return conversation(history)
 }

@@ -15,12 +15,15 @@ import (
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/signatures"
 )
 
-// Message roles in the conversation log.
+// Message roles in the conversation log. The user's and the assistant's are the
+// roles a program's signatures.Chat pairs into turns, so the log's entries reach
+// the prompt as they are.
 const (
-	roleUser      = "user"
-	roleAssistant = "assistant"
+	roleUser      = signatures.RoleUser
+	roleAssistant = signatures.RoleAssistant
 	// roleSystem marks a recorded failure or interruption: the user's message stayed
 	// without a reply.
 	roleSystem = "system"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -58,6 +59,9 @@ type (
 		// go in the commit that records the outcome.
 		lastEvent int64
 		pending   []persistence.WorkflowEvent
+		// steps are the execution's deferred journal rows not written yet
+		// (workflows.DeferredJournal), which go in the same commit.
+		steps []persistence.WorkflowStep
 	}
 	wakeUp struct{}
 	// ownerCheck says whether the run's row still names this process, at which
@@ -139,6 +143,13 @@ func (g *runGrain) ack() *actorpb.RunAck {
 // copy is the current one); a failure is answered under the correlation ID corr.
 func (g *runGrain) reload(corr string) *actorpb.ErrorReply {
 	if g.exec != nil && g.loaded {
+		return nil
+	}
+	if g.loaded && (g.row.Status == persistence.StatusCompleted || g.row.Status == persistence.StatusCancelled) {
+		// Nothing moves a completed or cancelled run again (only a failed one is
+		// retried), so the copy this grain read or wrote is still the row. (An
+		// erased account's runs are deleted under it; the grain forgets them
+		// when it passivates.)
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
@@ -296,7 +307,11 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 		if err = errors.Join(err, merr); err != nil {
 			g.w.log.Warn("run event not built", "run_id", g.identity, "error", err)
 		} else {
-			events = append(events, persistence.WorkflowEvent{RunID: g.identity, Seq: lastEvent + int64(len(pending)) + 1,
+			seq := lastEvent
+			for _, e := range pending {
+				seq = max(seq, e.Seq)
+			}
+			events = append(events, persistence.WorkflowEvent{RunID: g.identity, Seq: seq + 1,
 				Status: ev.Status, Data: data, CreatedAt: ev.Time})
 		}
 	}
@@ -436,9 +451,9 @@ func (g *runGrain) execute(ctx actor.Context, fresh bool) {
 	sys, self := g.sys, g.self
 	go func() {
 		out := exec.Run(ectx, req)
-		last, pending := events.close()
+		last, pending, steps := events.close()
 		close(e.done)
-		sys.Root.Send(self, runDone{exec: e, out: out, lastEvent: last, pending: pending})
+		sys.Root.Send(self, runDone{exec: e, out: out, lastEvent: last, pending: pending, steps: steps})
 	}()
 }
 
@@ -491,6 +506,12 @@ func (g *runGrain) onDone(ctx actor.Context, m runDone) {
 		if out.Interrupted() {
 			g.w.log.Warn("run execution interrupted", "run_id", g.identity, "error", out.Err)
 		}
+		if len(m.steps) > 0 {
+			// Results this activation took but never made durable: the run may
+			// belong to another activation now, so they are dropped and those
+			// steps run again on resume.
+			g.w.log.Info("undurable step results dropped with the execution", "run_id", g.identity, "steps", len(m.steps))
+		}
 		g.writeEvents(m.pending)
 		ctx.Poison(ctx.Self())
 		return
@@ -527,6 +548,14 @@ func (g *runGrain) onDone(ctx actor.Context, m runDone) {
 		ev.Error = out.Err.Error()
 	}
 	var extra []persistence.Op
+	last, pending := m.lastEvent, m.pending
+	if len(m.steps) > 0 {
+		// The last results of the execution commit with its outcome: a task
+		// that ends a workflow costs no commit of its own.
+		last += int64(len(pending)) // numbered after lastEvent, in order
+		pending = foldStepEvents(m.steps, pending)
+		extra = append(extra, persistence.StepInsert(m.steps...))
+	}
 	if out.ContinueWith != nil {
 		// Continue-as-new: the run that continues this one is created in the
 		// commit that completes this one (both or neither), pending and due
@@ -538,7 +567,7 @@ func (g *runGrain) onDone(ctx actor.Context, m runDone) {
 		next.ContinuedAs, ev.ContinuedAs = cont.ID, cont.ID
 		extra = append(extra, persistence.RunInsert(cont))
 	}
-	if !g.save(ctx, next, &ev, m.lastEvent, m.pending, extra...) {
+	if !g.save(ctx, next, &ev, last, pending, extra...) {
 		return
 	}
 	g.w.metrics.finished.WithLabelValues(g.row.Name, out.Status).Inc()
@@ -666,11 +695,28 @@ func (g *runGrain) onRetry(ctx actor.Context, m *actorpb.RetryRun) any {
 
 // pumpJournal is the journal of one execution: its appends go through the
 // execution's event pump, so a journal row and the events queued with it take one
-// commit (a task costs one write, however many events it has).
+// commit (a task costs one write, however many events it has). It is a
+// workflows.DeferredJournal: a deferred result waits for the next step's start,
+// or for the commit that records the execution's outcome, so that a task that
+// ends a workflow shares that commit.
 type pumpJournal struct {
 	stepJournal
 	pump *eventPump
 }
+
+var _ workflows.DeferredJournal = pumpJournal{}
+
+// Defer implements workflows.DeferredJournal.
+func (j pumpJournal) Defer(e workflows.Entry) error {
+	st, err := stepOf(e)
+	if err != nil {
+		return err
+	}
+	return j.pump.deferStep(st)
+}
+
+// Flush implements workflows.DeferredJournal.
+func (j pumpJournal) Flush(ctx context.Context) error { return j.pump.flush(ctx) }
 
 func (j pumpJournal) Append(ctx context.Context, e workflows.Entry) error {
 	st, err := stepOf(e)
@@ -694,6 +740,15 @@ type eventPump struct {
 	// steps are journal rows to write with the next batch of events.
 	steps       []persistence.WorkflowStep
 	stepWaiters []chan error
+	// deferred are journal rows that wait for a flush, an append or close
+	// (workflows.DeferredJournal); while there are any, events wait with them,
+	// so that none is written ahead of the result it follows. deferredGen
+	// counts the rows ever deferred, durableGen those written so far, and
+	// flushes wait for durableGen to reach their target.
+	deferred    []persistence.WorkflowStep
+	deferredGen int64
+	durableGen  int64
+	flushes     []flushWaiter
 	failed      error
 	closed      bool
 	// started holds the start of each step's attempt in flight (task metrics).
@@ -703,6 +758,12 @@ type eventPump struct {
 }
 
 var _ workflows.AttemptRecorder = (*eventPump)(nil)
+
+// flushWaiter is a flush waiting for the deferred rows up to gen to be durable.
+type flushWaiter struct {
+	gen int64
+	ch  chan error
+}
 
 // newEventPump continues the run's events after last; last < 0 reads it first.
 func newEventPump(w *Workflows, runID string, last int64) *eventPump {
@@ -754,6 +815,54 @@ func (p *eventPump) appendStep(ctx context.Context, st persistence.WorkflowStep)
 	}
 }
 
+// deferStep queues the journal row st for the next write that a flush, an
+// append or close asks for.
+func (p *eventPump) deferStep(st persistence.WorkflowStep) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.failed != nil {
+		if p.failed != nil {
+			return p.failed
+		}
+		return errors.New("actors: event log closed")
+	}
+	p.deferred = append(p.deferred, st)
+	p.deferredGen++
+	return nil
+}
+
+// flush returns once every row deferred before it is durable, at once when they
+// are. A taken (run, seq) is workflows.ErrDuplicateEntry.
+func (p *eventPump) flush(ctx context.Context) error {
+	p.mu.Lock()
+	if p.failed != nil {
+		err := p.failed
+		p.mu.Unlock()
+		return err
+	}
+	if p.durableGen >= p.deferredGen {
+		p.mu.Unlock()
+		return nil
+	}
+	if p.closed {
+		p.mu.Unlock()
+		return errors.New("actors: event log closed")
+	}
+	ch := make(chan error, 1)
+	p.flushes = append(p.flushes, flushWaiter{gen: p.deferredGen, ch: ch})
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (p *eventPump) enqueue(e workflows.Event, ch chan error) {
 	data, err := json.Marshal(e)
 	if err != nil {
@@ -789,7 +898,7 @@ func (p *eventPump) enqueue(e workflows.Event, ch chan error) {
 // after it, for the caller to write in its own next commit (-1 and none when
 // the log failed). The executor has returned by then, so no RecordAttempt
 // waits for them.
-func (p *eventPump) close() (int64, []persistence.WorkflowEvent) {
+func (p *eventPump) close() (int64, []persistence.WorkflowEvent, []persistence.WorkflowStep) {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
@@ -801,9 +910,11 @@ func (p *eventPump) close() (int64, []persistence.WorkflowEvent) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.failed != nil || p.seq < 0 {
-		return -1, nil
+		return -1, nil, nil
 	}
 	last := p.seq
+	steps := p.deferred
+	p.deferred = nil
 	pending := p.queue
 	for i := range pending {
 		p.seq++
@@ -817,8 +928,11 @@ func (p *eventPump) close() (int64, []persistence.WorkflowEvent) {
 	for _, ch := range p.stepWaiters {
 		ch <- errors.New("actors: event log closed")
 	}
-	p.queue, p.waiters, p.steps, p.stepWaiters = nil, nil, nil, nil
-	return last, pending
+	for _, f := range p.flushes {
+		f.ch <- errors.New("actors: event log closed")
+	}
+	p.queue, p.waiters, p.steps, p.stepWaiters, p.flushes = nil, nil, nil, nil, nil
+	return last, pending, steps
 }
 
 func (p *eventPump) loop() {
@@ -828,6 +942,12 @@ func (p *eventPump) loop() {
 		if p.closed {
 			p.mu.Unlock()
 			return
+		}
+		if len(p.deferred) > 0 && len(p.flushes) == 0 && len(p.steps) == 0 && !slices.ContainsFunc(p.waiters, func(ch chan error) bool { return ch != nil }) {
+			// Events observed after a deferred result wait for it: nobody
+			// needs them durable yet, and the next write takes them all.
+			p.mu.Unlock()
+			continue
 		}
 		if p.seq < 0 && len(p.queue) > 0 {
 			p.mu.Unlock()
@@ -841,14 +961,16 @@ func (p *eventPump) loop() {
 			p.seq = last
 		}
 		batch, waiters := p.queue, p.waiters
-		steps, stepWaiters := p.steps, p.stepWaiters
-		p.queue, p.waiters, p.steps, p.stepWaiters = nil, nil, nil, nil
+		steps := append(p.deferred, p.steps...)
+		stepWaiters, gen := p.stepWaiters, p.deferredGen
+		p.queue, p.waiters, p.steps, p.stepWaiters, p.deferred = nil, nil, nil, nil, nil
 		for i := range batch {
 			p.seq++
 			batch[i].Seq = p.seq
 		}
 		failed := p.failed
 		p.mu.Unlock()
+		batch = foldStepEvents(steps, batch)
 		err := failed
 		if err == nil && len(batch)+len(steps) > 0 {
 			var ops persistence.Ops
@@ -867,10 +989,26 @@ func (p *eventPump) loop() {
 			}
 			if err != nil {
 				p.w.log.Warn("run journal and events not written", "run_id", p.runID, "steps", len(steps), "events", len(batch), "error", err)
-				p.mu.Lock()
-				p.failed = err
-				p.mu.Unlock()
 			}
+		}
+		p.mu.Lock()
+		if err != nil {
+			p.failed = err
+		} else {
+			p.durableGen = gen
+		}
+		var done []chan error
+		p.flushes = slices.DeleteFunc(p.flushes, func(f flushWaiter) bool {
+			if err != nil || f.gen <= p.durableGen {
+				done = append(done, f.ch)
+				return true
+			}
+			return false
+		})
+		more := len(p.flushes) > 0
+		p.mu.Unlock()
+		for _, ch := range done {
+			ch <- err
 		}
 		for _, ch := range waiters {
 			if ch != nil {
@@ -880,7 +1018,39 @@ func (p *eventPump) loop() {
 		for _, ch := range stepWaiters {
 			ch <- err
 		}
+		if more {
+			// Rows deferred during this write have flushes waiting for them.
+			select {
+			case p.kick <- struct{}{}:
+			default:
+			}
+		}
 	}
+}
+
+// foldStepEvents moves the events of each completed step among steps from events
+// into the step's row (WorkflowStep.Events), which commits with them, and returns
+// the events left: a task costs one row, not three. Failed steps keep theirs as
+// rows, since a retry deletes failed steps and the event log keeps every event.
+func foldStepEvents(steps []persistence.WorkflowStep, events []persistence.WorkflowEvent) []persistence.WorkflowEvent {
+	if len(steps) == 0 || len(events) == 0 {
+		return events
+	}
+	at := make(map[int]int, len(steps)) // step seq -> index in steps
+	for i, st := range steps {
+		if st.Status == persistence.StatusCompleted {
+			at[st.Seq] = i
+		}
+	}
+	left := events[:0:0]
+	for _, e := range events {
+		if i, ok := at[e.StepSeq]; ok && e.StepSeq > 0 {
+			steps[i].Events = append(steps[i].Events, e)
+			continue
+		}
+		left = append(left, e)
+	}
+	return left
 }
 
 // String describes the grain for logs.

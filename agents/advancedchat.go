@@ -27,7 +27,7 @@ func AdvancedChat() Type {
 				Predict:      signatures.PredictOptions{Temperature: def.Config.Temperature, MaxTokens: def.Config.MaxTokens},
 			})
 			return moduleProgram{module: p, reply: func(ctx context.Context, model lm.LM, in Input) (Output, error) {
-				vals := signatures.Values{"message": in.Message, "history": history(in.History, "message", "response")}
+				vals := signatures.Values{"message": in.Message, "history": signatures.Chat{Messages: in.History, Input: "message", Output: "response"}}
 				res, err := signatures.Execute(ctx, model, p, vals, streamTo("response", "respond", in.Stream)...)
 				if err != nil {
 					return Output{Usage: res.Usage}, err

@@ -110,18 +110,15 @@ func (f ProgramFunc) Reply(ctx context.Context, model lm.LM, in Input) (Output, 
 // Input is one message to answer, with its context.
 type Input struct {
 	Message string
-	// History holds earlier turns, oldest first.
-	History []Turn
+	// History holds the conversation's earlier messages, oldest first, as the
+	// session keeps them (nil: none). A program hands it to a History input as a
+	// signatures.Chat, which reads it in place.
+	History signatures.Conversation
 	// Summary summarises what is older than History.
 	Summary string
 	// Stream, when set, receives the reply's text as the model writes it. An error
 	// aborts the call.
 	Stream func(ctx context.Context, chunk string) error
-}
-
-// Turn is one earlier exchange. A turn whose reply failed has an empty Assistant.
-type Turn struct {
-	User, Assistant string
 }
 
 // Output is a program's reply.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/signatures/lm/lmtest"
 	"github.com/kowai/kowai/signatures/lm/offline"
@@ -169,7 +170,7 @@ func TestBuiltinsAnswerOffline(t *testing.T) {
 			var streamed strings.Builder
 			out, err := prog.Reply(t.Context(), offlineModel(), agents.Input{
 				Message: "What is 6 times 7?",
-				History: []agents.Turn{{User: "hi", Assistant: "hello"}, {User: "lost"}},
+				History: signatures.Messages{{Role: "user", Content: "hi"}, {Role: "assistant", Content: "hello"}, {Role: "user", Content: "lost"}},
 				Stream: func(_ context.Context, chunk string) error {
 					streamed.WriteString(chunk)
 					return nil
@@ -198,7 +199,8 @@ func TestChatPrompt(t *testing.T) {
 	}
 	model := lmtest.Texts("[[ ## response ## ]]\nArr, 42.\n\n[[ ## completed ## ]]")
 	out, err := prog.Reply(t.Context(), model, agents.Input{Message: "six times seven?",
-		History: []agents.Turn{{User: "ahoy", Assistant: "ahoy matey"}, {User: "unanswered"}}})
+		History: signatures.Messages{{Role: "user", Content: "ahoy"}, {Role: "assistant", Content: "ahoy matey"},
+			{Role: "user", Content: "unanswered"}, {Role: "system", Content: "No reply: the model failed"}}})
 	if err != nil || out.Text != "Arr, 42." {
 		t.Fatalf("reply = %+v, %v", out, err)
 	}
@@ -209,8 +211,8 @@ func TestChatPrompt(t *testing.T) {
 			t.Errorf("prompt lacks %q", want)
 		}
 	}
-	if strings.Contains(prompt, "unanswered") {
-		t.Error("prompt holds a turn without a reply")
+	if strings.Contains(prompt, "unanswered") || strings.Contains(prompt, "No reply") {
+		t.Error("prompt holds a turn without a reply or a recorded failure")
 	}
 	if len(req.Messages) != 4 { // system, history pair, message
 		t.Errorf("messages = %d, want 4", len(req.Messages))

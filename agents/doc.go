@@ -38,6 +38,6 @@
 // with the agent's own signature and instructions; examples/translator is a complete
 // type in about 15 lines. Register it with the built-ins,
 // NewRegistry(append(Builtins(time.Now), translator.Type())...), and pass the registry
-// to the runtime (cmd/kowai does). Programs must be safe for concurrent use and should
+// to the runtime (cmd/kowai does, through node.Options.Types). Programs must be safe for concurrent use and should
 // stream their reply text to Input.Stream when they can.
 package agents

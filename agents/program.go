@@ -99,7 +99,7 @@ func (p *signatureProgram) Module() signatures.Module { return p.module }
 func (p *signatureProgram) Reply(ctx context.Context, model lm.LM, in Input) (Output, error) {
 	vals := signatures.Values{p.message: in.Message}
 	if p.history != "" {
-		vals[p.history] = history(in.History, p.message, p.output)
+		vals[p.history] = signatures.Chat{Messages: in.History, Input: p.message, Output: p.output}
 	}
 	if p.summary != "" {
 		vals[p.summary] = in.Summary
@@ -116,20 +116,6 @@ func (p *signatureProgram) Reply(ctx context.Context, model lm.LM, in Input) (Ou
 		return Output{Usage: res.Usage}, err
 	}
 	return textOutput(res, model, p.output), nil
-}
-
-// history renders earlier turns as a signatures.History keyed by the signature's message
-// and reply fields. Turns without a reply are left out: they would teach the model to
-// answer with nothing.
-func history(turns []Turn, message, reply string) signatures.History {
-	h := signatures.History{Messages: make([]signatures.Values, 0, len(turns))}
-	for _, t := range turns {
-		if t.Assistant == "" {
-			continue
-		}
-		h.Messages = append(h.Messages, signatures.Values{message: t.User, reply: t.Assistant})
-	}
-	return h
 }
 
 // streamTo returns the run options that stream output field of predictor (any, when

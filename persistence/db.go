@@ -40,6 +40,10 @@ const (
 	mysqlForm  = "mysql://USER:PASS@HOST:PORT/DB?PARAMS (e.g. mysql://kowai:secret@127.0.0.1:3306/kowai)"
 )
 
+// batchIdleConns is how many idle connections the writer's MariaDB pool keeps:
+// DefaultConcurrency plus one.
+const batchIdleConns = DefaultConcurrency + 1
+
 // sqliteBusyTimeout is how long a SQLite statement waits for another process's write lock.
 const sqliteBusyTimeout = 5 * time.Second
 
@@ -58,6 +62,12 @@ type DB struct {
 	Dialect string
 	// Goqu builds and runs queries in Dialect over SQL.
 	Goqu *goqu.Database
+
+	// batch is a second MariaDB pool whose connections accept several statements
+	// in one request (multiStatements), for the group-commit writer only: it sends
+	// a batch's statements in one round trip. Nil on SQLite. Keeping it apart from
+	// SQL means no other query can ever stack statements.
+	batch *sql.DB
 
 	redacted string
 	log      *slog.Logger
@@ -126,7 +136,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 	db.log = log
 	db.Goqu = goqu.New(db.Dialect, db.SQL)
 	if err := db.Ping(ctx); err != nil {
-		_ = db.SQL.Close()
+		_ = db.Close() // the ping's error is the one that matters
 		return nil, err
 	}
 	return db, nil
@@ -221,7 +231,21 @@ func openMySQL(rawURL string, opts Options, log *slog.Logger) (*DB, error) {
 	sqlDB.SetMaxIdleConns(cmp.Or(opts.MaxIdleConns, maxOpen))
 	sqlDB.SetConnMaxLifetime(cmp.Or(opts.ConnMaxLifetime, 30*time.Minute))
 	sqlDB.SetConnMaxIdleTime(cmp.Or(opts.ConnMaxIdleTime, 5*time.Minute))
-	return &DB{SQL: sqlDB, Dialect: DialectMySQL, redacted: redacted}, nil
+	multi := cfg.Clone()
+	multi.MultiStatements = true
+	batchConnector, err := mysql.NewConnector(multi)
+	if err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("%w: %v; use %s", ErrBadURL, err, mysqlForm)
+	}
+	batchDB := sql.OpenDB(batchConnector)
+	// One connection per batch the writer commits at once; a few spare ones
+	// cover several writers on one DB (tests).
+	batchDB.SetMaxOpenConns(maxOpen)
+	batchDB.SetMaxIdleConns(batchIdleConns)
+	batchDB.SetConnMaxLifetime(cmp.Or(opts.ConnMaxLifetime, 30*time.Minute))
+	batchDB.SetConnMaxIdleTime(cmp.Or(opts.ConnMaxIdleTime, 5*time.Minute))
+	return &DB{SQL: sqlDB, Dialect: DialectMySQL, batch: batchDB, redacted: redacted}, nil
 }
 
 // mysqlConfig turns a mysql:// URL into a driver config, and the URL with its password
@@ -297,7 +321,11 @@ func (db *DB) String() string { return db.redacted }
 
 // Close closes the pool. Queries still running finish first.
 func (db *DB) Close() error {
-	if err := db.SQL.Close(); err != nil {
+	err := db.SQL.Close()
+	if db.batch != nil {
+		err = errors.Join(err, db.batch.Close())
+	}
+	if err != nil {
 		return fmt.Errorf("persistence: close %s: %w", db.redacted, err)
 	}
 	return nil

@@ -2,7 +2,6 @@ package persistence
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"github.com/doug-martin/goqu/v9"
@@ -80,16 +79,13 @@ func (t Touch) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
 // touchRows applies touches of one table and column, whose IDs are distinct, with one
 // UPDATE per chunk that the parameter limit allows.
 func touchRows(ctx context.Context, tx *goqu.TxDatabase, table, column string, touches []Touch) error {
-	for chunk := range slices.Chunk(touches, maxParams/3) {
-		values := goqu.Case().Value(goqu.C("id"))
-		ids := make([]any, len(chunk))
-		for i, t := range chunk {
-			values = values.When(t.ID, utc(t.At))
-			ids[i] = t.ID
-		}
-		q := tx.Update(table).Prepared(true).Set(goqu.Record{column: values}).Where(goqu.C("id").In(ids...))
-		if _, err := q.Executor().ExecContext(ctx); err != nil {
-			return wrap(err, "touch %d rows of %s", len(chunk), table)
+	stmts, err := touchStatements(tx, table, column, touches)
+	if err != nil {
+		return err
+	}
+	for _, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
+			return wrap(err, "touch %d rows of %s", len(touches), table)
 		}
 	}
 	return nil

@@ -1,11 +1,13 @@
 package persistence
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/doug-martin/goqu/v9"
@@ -87,6 +89,11 @@ type WorkflowStep struct {
 	WakeAt     time.Time
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// Events are events of this step written with its row instead of as rows of
+	// their own (a completed step's only: a retry deletes failed ones), which the
+	// event log (Events, LastEventSeq) reads with the others. StepInsert stores
+	// them; Steps does not read them back.
+	Events []WorkflowEvent
 }
 
 // WorkflowEvent is one state change of a run or one of its steps, numbered per run
@@ -160,8 +167,10 @@ var (
 	runCols = []any{"id", "name", "owner_id", "parent_id", "status", "parameters", "result", "error", "waiting", "spend",
 		"version", "due_at", "lease_owner", "created_at", "updated_at", "started_at", "finished_at", "webhook_url",
 		"lease_epoch", "continued_as", "continued_from"}
-	stepCols  = []string{"run_id", "seq", "name", "kind", "status", "output", "error", "attempts", "spend", "cache_hit", "wake_at", "started_at", "finished_at"}
-	eventCols = []string{"run_id", "seq", "step_seq", "status", "attempt", "data", "created_at"}
+	stepCols = []string{"run_id", "seq", "name", "kind", "status", "output", "error", "attempts", "spend", "cache_hit", "wake_at", "started_at", "finished_at"}
+	// stepInsertCols adds the step's own events (WorkflowStep.Events).
+	stepInsertCols = append(slices.Clip(stepCols), "events", "last_event_seq")
+	eventCols      = []string{"run_id", "seq", "step_seq", "status", "attempt", "data", "created_at"}
 )
 
 // nullJSON is the stored form of optional JSON: NULL when empty.
@@ -312,7 +321,7 @@ func (s *WorkflowStore) SaveRun(ctx context.Context, r WorkflowRun, expected int
 
 // SaveRunOp is SaveRun as an Op for the group-commit Writer.
 func SaveRunOp(r WorkflowRun, expected int64) Op {
-	return OpFunc(func(ctx context.Context, tx *goqu.TxDatabase) error { return saveRunTx(ctx, tx, r, expected) })
+	return versionedSave{table: "workflow_runs", what: "workflow run", id: r.ID, rec: runRecord(r), version: r.Version, expected: expected}
 }
 
 func saveRunTx(ctx context.Context, q runner, r WorkflowRun, expected int64) error {
@@ -446,19 +455,65 @@ func (s *WorkflowStore) OwnedRuns(ctx context.Context, node string, epoch int64)
 	return out, nil
 }
 
-func stepRow(st WorkflowStep) []any {
+func stepRow(st WorkflowStep) ([]any, error) {
+	events, last, err := foldEvents(st.Events)
+	if err != nil {
+		return nil, fmt.Errorf("persistence: events of step %d of run %s: %w", st.Seq, st.RunID, err)
+	}
 	return []any{st.RunID, st.Seq, st.Name, st.Kind, st.Status, nullJSON(st.Output), st.Error, st.Attempts,
-		nullJSON(st.Spend), st.CacheHit, nullTime(st.WakeAt), nullTime(st.StartedAt), nullTime(st.FinishedAt)}
+		nullJSON(st.Spend), st.CacheHit, nullTime(st.WakeAt), nullTime(st.StartedAt), nullTime(st.FinishedAt),
+		events, last}, nil
+}
+
+// foldedEvent is the stored form of an event kept in its step's row.
+type foldedEvent struct {
+	Seq       int64           `json:"seq"`
+	Status    string          `json:"status"`
+	Attempt   int             `json:"attempt,omitempty"`
+	Data      json.RawMessage `json:"data"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// foldEvents is the events column of a step's row (NULL when none) and the
+// highest seq among events.
+func foldEvents(events []WorkflowEvent) (any, int64, error) {
+	if len(events) == 0 {
+		return nil, 0, nil
+	}
+	out := make([]foldedEvent, len(events))
+	var last int64
+	for i, e := range events {
+		created := e.CreatedAt
+		if created.IsZero() {
+			created = time.Now()
+		}
+		data := e.Data
+		if len(data) == 0 {
+			data = json.RawMessage("{}")
+		}
+		out[i] = foldedEvent{Seq: e.Seq, Status: e.Status, Attempt: e.Attempt, Data: data, CreatedAt: utc(created)}
+		last = max(last, e.Seq)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, 0, err
+	}
+	return string(b), last, nil
 }
 
 // StepInsert is an Insert of journal entries for the group-commit Writer, which merges
 // the entries of many runs into one statement. A taken (run_id, seq) is ErrDuplicate.
-func StepInsert(steps ...WorkflowStep) Insert {
+// A step whose events cannot be encoded fails the Insert's write.
+func StepInsert(steps ...WorkflowStep) Op {
 	rows := make([][]any, len(steps))
 	for i, st := range steps {
-		rows[i] = stepRow(st)
+		row, err := stepRow(st)
+		if err != nil {
+			return OpFunc(func(context.Context, *goqu.TxDatabase) error { return err })
+		}
+		rows[i] = row
 	}
-	return Insert{Table: "workflow_steps", Cols: stepCols, Rows: rows}
+	return Insert{Table: "workflow_steps", Cols: stepInsertCols, Rows: rows}
 }
 
 // AppendStep implements WorkflowRuns.
@@ -519,14 +574,17 @@ func EventInsert(events ...WorkflowEvent) Insert {
 	return Insert{Table: "workflow_events", Cols: eventCols, Rows: rows}
 }
 
-// Events implements WorkflowRuns.
+// Events implements WorkflowRuns. It reads the event rows after seq after and the
+// events kept in step rows (the steps whose last_event_seq passed after), and
+// merges them by seq.
 func (s *WorkflowStore) Events(ctx context.Context, runID string, after int64, limit int) ([]WorkflowEvent, error) {
+	limit = max(1, limit)
 	cols := make([]any, len(eventCols))
 	for i, c := range eventCols {
 		cols[i] = c
 	}
 	q := s.db.Goqu.From("workflow_events").Prepared(true).Select(cols...).
-		Where(goqu.C("run_id").Eq(runID), goqu.C("seq").Gt(after)).Order(goqu.C("seq").Asc()).Limit(uint(max(1, limit)))
+		Where(goqu.C("run_id").Eq(runID), goqu.C("seq").Gt(after)).Order(goqu.C("seq").Asc()).Limit(uint(limit))
 	evs, err := scanAll(ctx, q, func(sc scanner) (WorkflowEvent, error) {
 		var e WorkflowEvent
 		var data []byte
@@ -539,17 +597,51 @@ func (s *WorkflowStore) Events(ctx context.Context, runID string, after int64, l
 	if err != nil {
 		return nil, wrap(err, "list events of run %s", runID)
 	}
+	type folded struct {
+		step   int
+		events []byte
+	}
+	fq := s.db.Goqu.From("workflow_steps").Prepared(true).Select("seq", "events").
+		Where(goqu.C("run_id").Eq(runID), goqu.C("last_event_seq").Gt(after))
+	steps, err := scanAll(ctx, fq, func(sc scanner) (folded, error) {
+		var f folded
+		return f, sc.Scan(&f.step, &f.events)
+	})
+	if err != nil {
+		return nil, wrap(err, "list step events of run %s", runID)
+	}
+	for _, f := range steps {
+		var fs []foldedEvent
+		if err := json.Unmarshal(f.events, &fs); err != nil {
+			return nil, fmt.Errorf("persistence: events of step %d of run %s: %w", f.step, runID, err)
+		}
+		for _, e := range fs {
+			if e.Seq > after {
+				evs = append(evs, WorkflowEvent{RunID: runID, Seq: e.Seq, StepSeq: f.step, Status: e.Status, Attempt: e.Attempt,
+					Data: e.Data, CreatedAt: e.CreatedAt})
+			}
+		}
+	}
+	if len(steps) > 0 {
+		slices.SortFunc(evs, func(a, b WorkflowEvent) int { return cmp.Compare(a.Seq, b.Seq) })
+		evs = evs[:min(len(evs), limit)]
+	}
 	return evs, nil
 }
 
-// LastEventSeq implements WorkflowRuns.
+// LastEventSeq implements WorkflowRuns, over the event rows and the events kept in
+// step rows.
 func (s *WorkflowStore) LastEventSeq(ctx context.Context, runID string) (int64, error) {
-	var n sql.NullInt64
+	var rows, folded sql.NullInt64
 	q := s.db.Goqu.From("workflow_events").Prepared(true).Select(goqu.MAX("seq")).Where(goqu.C("run_id").Eq(runID))
-	if err := scanOne(ctx, q, &n); err != nil {
+	if err := scanOne(ctx, q, &rows); err != nil {
 		return 0, wrap(err, "last event of run %s", runID)
 	}
-	return n.Int64, nil
+	fq := s.db.Goqu.From("workflow_steps").Prepared(true).Select(goqu.MAX("last_event_seq")).Where(goqu.C("run_id").Eq(runID))
+	if err := scanOne(ctx, fq, &folded); err != nil {
+		return 0, wrap(err, "last step event of run %s", runID)
+	}
+	return max(rows.Int64, folded.Int64), nil
 }
 
 // Attempts implements WorkflowRuns.

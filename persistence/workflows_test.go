@@ -160,6 +160,34 @@ func TestWorkflowRunsContract(t *testing.T) {
 		if att, err := store.Attempts(ctx, ids[0]); err != nil || len(att) != 2 || att[1] != 2 || att[2] != 1 {
 			t.Fatalf("Attempts = %v, %v", att, err)
 		}
+
+		// Events kept in a step's row join the event log in seq order, between rows.
+		at := started.Add(time.Minute)
+		kept := persistence.WorkflowStep{RunID: ids[0], Seq: 3, Name: "store", Kind: "task", Status: persistence.StatusCompleted,
+			Output: json.RawMessage(`1`), Attempts: 1, Events: []persistence.WorkflowEvent{
+				{Seq: 6, StepSeq: 3, Status: persistence.StatusRunning, Attempt: 1, Data: json.RawMessage(`{"status":"running"}`), CreatedAt: at},
+				{Seq: 7, StepSeq: 3, Status: persistence.StatusCompleted, Attempt: 1, CreatedAt: at}}}
+		if err := w.Submit(ctx, persistence.Ops{persistence.StepInsert(kept),
+			persistence.EventInsert(persistence.WorkflowEvent{RunID: ids[0], Seq: 8, Status: persistence.StatusCompleted})}); err != nil {
+			t.Fatalf("StepInsert with events: %v", err)
+		}
+		page, err = store.Events(ctx, ids[0], 4, 3)
+		if err != nil || len(page) != 3 || page[0].Seq != 5 || page[1].Seq != 6 || page[2].Seq != 7 ||
+			page[1].StepSeq != 3 || page[1].Attempt != 1 || page[1].Status != persistence.StatusRunning ||
+			string(page[1].Data) != `{"status":"running"}` || !page[1].CreatedAt.Equal(at.UTC().Truncate(time.Microsecond)) ||
+			page[2].Status != persistence.StatusCompleted || string(page[2].Data) != `{}` {
+			t.Fatalf("Events(after 4, 3) = %+v, %v", page, err)
+		}
+		if page, err = store.Events(ctx, ids[0], 6, 10); err != nil || len(page) != 2 || page[0].Seq != 7 || page[1].Seq != 8 {
+			t.Fatalf("Events(after 6) = %+v, %v", page, err)
+		}
+		if last, err := store.LastEventSeq(ctx, ids[0]); err != nil || last != 8 {
+			t.Fatalf("LastEventSeq with step events = %d, %v", last, err)
+		}
+		steps, err = store.Steps(ctx, ids[0])
+		if err != nil || len(steps) != 2 || steps[1].Seq != 3 || steps[1].Status != persistence.StatusCompleted {
+			t.Fatalf("Steps with step events = %+v, %v", steps, err)
+		}
 	})
 }
 

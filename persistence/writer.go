@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,17 +93,12 @@ func (in Insert) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
 
 // insertRows writes rows in as few statements as the parameter limit allows.
 func insertRows(ctx context.Context, tx *goqu.TxDatabase, table string, cols []string, rows [][]any) error {
-	step := max(1, maxParams/max(1, len(cols)))
-	colArgs := make([]any, len(cols))
-	for i, c := range cols {
-		colArgs[i] = c
+	stmts, err := insertStatements(tx, table, cols, rows)
+	if err != nil {
+		return err
 	}
-	for chunk := range slices.Chunk(rows, step) {
-		query, args, err := tx.Insert(table).Prepared(true).Cols(colArgs...).Vals(chunk...).ToSQL()
-		if err != nil {
-			return fmt.Errorf("persistence: build insert into %s: %w", table, err)
-		}
-		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+	for _, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
 			return wrap(err, "insert into %s", table)
 		}
 	}
@@ -571,11 +565,22 @@ func (w *Writer) commitWithRetry(batch []*request) ([]error, error) {
 }
 
 // attempt runs batch in one transaction. In the fast path the Inserts of the
-// batch are merged; any Op error aborts it with errIsolate. In the isolated
-// path each Op runs inside a savepoint and its own error becomes its result.
+// batch are merged; any Op error aborts it with errIsolate. On MariaDB the fast
+// path sends all the batch's statements in one request when every Op can be
+// expressed as statements (attemptMulti). In the isolated path each Op runs
+// inside a savepoint and its own error becomes its result.
 func (w *Writer) attempt(batch []*request, isolated bool) ([]error, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.opts.BatchTimeout)
 	defer cancel()
+	if !isolated && w.db.batch != nil {
+		err := w.attemptMulti(ctx, batch)
+		if !errors.Is(err, errNotStatements) {
+			if err != nil {
+				return nil, err
+			}
+			return make([]error, len(batch)), nil
+		}
+	}
 	tx, err := w.db.Goqu.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, wrap(err, "begin")
@@ -599,25 +604,30 @@ func (w *Writer) attempt(batch []*request, isolated bool) ([]error, error) {
 	return results, nil
 }
 
-// applyMerged applies the batch with one statement per distinct Insert
-// target and one per distinct Touch target, in the order each target first
-// appears, and every other Op in its place; the members of an Ops take part one
-// by one. Ops in one batch come from concurrent callers, so no order between
-// them is promised beyond that.
-func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) error {
-	type target struct {
-		table string
-		cols  []string
-		rows  [][]any
-	}
-	type touchTarget struct {
-		table, column string
-		touches       []Touch
-		index         map[string]int // ID -> position in touches
-	}
+// insertTarget holds the rows of a batch's Inserts into one table and columns.
+type insertTarget struct {
+	table string
+	cols  []string
+	rows  [][]any
+}
+
+// touchTarget holds the Touches of a batch of one table and column, one per ID
+// (the last wins).
+type touchTarget struct {
+	table, column string
+	touches       []Touch
+	index         map[string]int // ID -> position in touches
+}
+
+// mergeBatch lists the steps that apply the batch: one *insertTarget per
+// distinct Insert target and one *touchTarget per distinct Touch target, in the
+// order each target first appears, and every other Op in its place; the members
+// of an Ops take part one by one. Ops in one batch come from concurrent callers,
+// so no order between them is promised beyond that.
+func mergeBatch(batch []*request) []any {
 	var (
-		steps   []any // *target, *touchTarget or Op
-		targets = map[string]*target{}
+		steps   []any // *insertTarget, *touchTarget or Op
+		targets = map[string]*insertTarget{}
 		touched = map[string]*touchTarget{}
 	)
 	var ops []Op
@@ -629,7 +639,7 @@ func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) err
 				key := op.Table + "\x00" + strings.Join(op.Cols, "\x00")
 				t := targets[key]
 				if t == nil {
-					t = &target{table: op.Table, cols: op.Cols}
+					t = &insertTarget{table: op.Table, cols: op.Cols}
 					targets[key] = t
 					steps = append(steps, t)
 				}
@@ -653,10 +663,16 @@ func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) err
 			}
 		}
 	}
-	for _, s := range steps {
+	return steps
+}
+
+// applyMerged applies the steps of mergeBatch in one transaction, one statement
+// per step.
+func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) error {
+	for _, s := range mergeBatch(batch) {
 		var err error
 		switch s := s.(type) {
-		case *target:
+		case *insertTarget:
 			err = insertRows(ctx, tx, s.table, s.cols, s.rows)
 		case *touchTarget:
 			err = touchRows(ctx, tx, s.table, s.column, s.touches)

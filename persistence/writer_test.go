@@ -683,3 +683,60 @@ func ExampleWriter() {
 		fmt.Println(err)
 	}
 }
+
+// TestWriterRunSaveConflictInABatchFailsOnlyItsCaller batches two runs' journal rows,
+// events and version compare-and-swaps, one of them stale: on MariaDB the batch goes
+// out as one multi-statement request, whose lost compare-and-swap must reach only its
+// caller while the other run's writes commit.
+func TestWriterRunSaveConflictInABatchFailsOnlyItsCaller(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		ctx := t.Context()
+		store := persistence.NewWorkflowStore(db)
+		var runs [2]persistence.WorkflowRun
+		for i := range runs {
+			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs[i] = r
+		}
+		write := func(r persistence.WorkflowRun, expected int64) persistence.Ops {
+			next := r
+			next.Status, next.Version = persistence.StatusCompleted, expected+1
+			return persistence.Ops{
+				persistence.StepInsert(persistence.WorkflowStep{RunID: r.ID, Seq: 1, Name: "t", Kind: "task", Status: persistence.StatusCompleted}),
+				persistence.EventInsert(persistence.WorkflowEvent{RunID: r.ID, Seq: 1, Status: persistence.StatusCompleted}),
+				persistence.SaveRunOp(next, expected),
+			}
+		}
+		h := newHarness(t, db, persistence.WriterOptions{MaxDelay: -1})
+		good := h.submit(func() error { return h.w.Submit(context.Background(), write(runs[0], runs[0].Version)) })
+		stale := h.submit(func() error { return h.w.Submit(context.Background(), write(runs[1], runs[1].Version+5)) })
+		h.run(ctx)
+		if err := recv(t, good); err != nil {
+			t.Fatalf("current save: %v", err)
+		}
+		if err := recv(t, stale); !errors.Is(err, persistence.ErrConflict) {
+			t.Fatalf("stale save: err = %v, want ErrConflict", err)
+		}
+		for i, want := range []struct {
+			status string
+			steps  int
+		}{{persistence.StatusCompleted, 1}, {persistence.StatusRunning, 0}} {
+			r, err := store.GetRun(ctx, runs[i].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			steps, err := store.Steps(ctx, runs[i].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != want.status || len(steps) != want.steps {
+				t.Errorf("run %d: %s with %d steps, want %s with %d", i, r.Status, len(steps), want.status, want.steps)
+			}
+		}
+		if count, _ := h.batches(); count != 1 {
+			t.Fatalf("batches = %d, want 1", count)
+		}
+	})
+}

@@ -48,8 +48,8 @@ type History struct {
 	Messages []Values `json:"messages"`
 }
 
-// toHistory accepts History, *History, a list of objects or an object with a
-// "messages" list (as decoded from JSON).
+// toHistory accepts History, *History, Chat, *Chat, a list of objects or an
+// object with a "messages" list (as decoded from JSON).
 func toHistory(v any) (History, error) {
 	switch x := v.(type) {
 	case nil:
@@ -61,6 +61,13 @@ func toHistory(v any) (History, error) {
 			return History{}, nil
 		}
 		return *x, nil
+	case Chat:
+		return x.History(), nil
+	case *Chat:
+		if x == nil {
+			return History{}, nil
+		}
+		return x.History(), nil
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -173,18 +180,30 @@ func collect(fs []Field, vals Values, dst []namedValue) []namedValue {
 // with pr.demoMessages, which predictors keep between calls, and the inputs
 // present (collected from pr.sig.inputs).
 func (pr *prompt) render(dst, demoMsgs []llms.MessageContent, in []namedValue) ([]llms.MessageContent, error) {
-	var h History
+	var (
+		h    History
+		chat Chat
+	)
 	skip := pr.hist
 	if pr.hist != "" {
 		for _, v := range in {
 			if v.name != pr.hist {
 				continue
 			}
-			if _, text := v.value.(string); text {
+			switch x := v.value.(type) {
+			case string:
 				// DSPy makes an untyped "history" a str; kowai keeps it a
 				// History (the chat programs rely on it) but renders a
 				// string given to it as the text block a str input gets.
 				skip = ""
+				continue
+			case Chat:
+				chat = x
+				continue
+			case *Chat:
+				if x != nil {
+					chat = *x
+				}
 				continue
 			}
 			var err error
@@ -193,9 +212,10 @@ func (pr *prompt) render(dst, demoMsgs []llms.MessageContent, in []namedValue) (
 			}
 		}
 	}
-	msgs := slices.Grow(dst, 2+len(demoMsgs)+2*len(h.Messages))
+	msgs := slices.Grow(dst, 2+len(demoMsgs)+2*(len(h.Messages)+chat.len()))
 	msgs = append(msgs, pr.system)
 	msgs = append(msgs, demoMsgs...)
+	msgs = pr.chatTurns(msgs, chat)
 	for _, turn := range h.Messages {
 		msgs = append(msgs,
 			llms.TextParts(llms.ChatMessageTypeHuman, userContent(pr.rest, turn, "", "")),

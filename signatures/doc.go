@@ -127,6 +127,10 @@
 //     programs (and agents saved with "message, history -> response")
 //     rely on it; DSPy makes it a str. A string given to it is rendered as
 //     the text block a str input would get.
+//   - A History input also takes a Chat: a conversation's messages as their
+//     owner keeps them (any Conversation), read in place and rendered as the
+//     History of its answered turns would be, so a chat turn's history is not
+//     copied into per-turn maps on its way to the prompt.
 //   - MaxErrors is off unless set (DSPy's default is 10), so a program that
 //     fails is scored 0 rather than stopping a long evaluation.
 //   - n completions are n calls with distinct rollout ids: lm.Response

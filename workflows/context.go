@@ -53,7 +53,7 @@ type Future[T any] struct{ f *future }
 // JSON the journal holds (so a first run and a replay see equal values).
 func (f *Future[T]) Get() (T, error) {
 	var v T
-	<-f.f.done
+	f.f.wait()
 	if f.f.err != nil {
 		return v, f.f.err
 	}

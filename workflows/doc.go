@@ -34,7 +34,10 @@
 //
 // Each step gets a sequence number in program order and its result is
 // appended to the run's Journal, unique per (run, seq), before the workflow
-// sees it. A resumed run executes the function again from the top; steps
+// sees it. A DeferredJournal may take a result before it is durable: then it
+// is made durable before the next step starts an attempt and before the
+// workflow waits for an unfinished step, and what is still deferred when the
+// workflow returns commits with the run's outcome. A resumed run executes the function again from the top; steps
 // found in the journal return their recorded result without running. So a
 // finished step never runs twice and a model call is never paid twice; a
 // step that was in flight when its node died runs again (at least once),

@@ -524,10 +524,25 @@ func (r *run) startAttempt(ev Event, durable bool) error {
 
 // append journals en; a duplicate means another activation owns the run.
 func (r *run) append(en Entry) error {
+	return r.journal(en, false)
+}
+
+// appendDeferred journals en like append, but with a DeferredJournal it only
+// defers en: the next flush makes it durable (see DeferredJournal).
+func (r *run) appendDeferred(en Entry) error {
+	return r.journal(en, true)
+}
+
+func (r *run) journal(en Entry, deferred bool) error {
 	en.RunID = r.req.RunID
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
 	defer cancel()
-	err := r.e.svc.Journal.Append(ctx, en)
+	var err error
+	if dj, ok := r.e.svc.Journal.(DeferredJournal); ok && deferred {
+		err = dj.Defer(en)
+	} else {
+		err = r.e.svc.Journal.Append(ctx, en)
+	}
 	if err == nil {
 		r.mu.Lock()
 		r.entries[en.Seq] = en
@@ -541,6 +556,23 @@ func (r *run) append(en Entry) error {
 	return r.failLocked(err)
 }
 
+// flush makes the results deferred so far durable (DeferredJournal); a failure
+// interrupts the run like a failed append.
+func (r *run) flush() error {
+	dj, ok := r.e.svc.Journal.(DeferredJournal)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
+	defer cancel()
+	if err := dj.Flush(ctx); err != nil {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.failLocked(fmt.Errorf("%w: journal deferred results: %w", ErrInterrupted, err))
+	}
+	return nil
+}
+
 // stepFunc is one attempt of a step.
 type stepFunc func(ctx context.Context, seq int) (json.RawMessage, lm.Usage, error)
 
@@ -549,6 +581,22 @@ type future struct {
 	done chan struct{}
 	out  json.RawMessage
 	err  error
+	// r is the run of a step that executes, nil for a resolved one.
+	r *run
+}
+
+// wait waits for the step. A workflow that would block on it first makes the
+// results deferred so far durable: no result waits undurable for long.
+func (f *future) wait() {
+	select {
+	case <-f.done:
+		return
+	default:
+	}
+	if f.r != nil {
+		_ = f.r.flush() // a failure stops the run, which ends the step
+	}
+	<-f.done
 }
 
 func resolved(out json.RawMessage, err error) *future {
@@ -570,7 +618,7 @@ func (r *run) start(name string, kind Kind, cfg taskConfig, fn stepFunc) *future
 		}
 		return resolved(prior.Output, nil)
 	}
-	f := &future{done: make(chan struct{})}
+	f := &future{done: make(chan struct{}), r: r}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -593,7 +641,7 @@ func (r *run) execute(seq int, name string, kind Kind, cfg taskConfig, fn stepFu
 		cacheKey = taskCacheKey(name, cfg.cacheKey)
 		if out, ok, err := r.e.svc.Cache.Get(r.ctx, cacheKey); err == nil && ok {
 			now := time.Now()
-			if err := r.append(Entry{Seq: seq, Name: name, Kind: kind, Status: StatusCompleted, Output: out,
+			if err := r.appendDeferred(Entry{Seq: seq, Name: name, Kind: kind, Status: StatusCompleted, Output: out,
 				CacheHit: true, StartedAt: now, FinishedAt: now}); err != nil {
 				return nil, err
 			}
@@ -606,6 +654,10 @@ func (r *run) execute(seq int, name string, kind Kind, cfg taskConfig, fn stepFu
 	attempt := prior
 	var usage lm.Usage
 	for {
+		// No attempt starts on a result that is not durable.
+		if err := r.flush(); err != nil {
+			return nil, err
+		}
 		attempt++
 		durable := kind != KindTask || cfg.durableAttempts
 		if err := r.startAttempt(Event{Seq: seq, Name: name, Kind: kind, Status: StatusRunning, Attempt: attempt}, durable); err != nil {
@@ -622,7 +674,7 @@ func (r *run) execute(seq int, name string, kind Kind, cfg taskConfig, fn stepFu
 			err = Permanent(fmt.Errorf("%w: %d bytes, at most %d", ErrResultTooLarge, len(out), r.e.lim.MaxResultBytes))
 		}
 		if err == nil {
-			if err := r.append(Entry{Seq: seq, Name: name, Kind: kind, Status: StatusCompleted, Output: out,
+			if err := r.appendDeferred(Entry{Seq: seq, Name: name, Kind: kind, Status: StatusCompleted, Output: out,
 				Attempts: attempt, Usage: usage, StartedAt: started, FinishedAt: time.Now()}); err != nil {
 				return nil, err
 			}
@@ -646,7 +698,7 @@ func (r *run) execute(seq int, name string, kind Kind, cfg taskConfig, fn stepFu
 			retryable = cfg.retryable
 		}
 		if attempt >= max(cfg.retry.Attempts, prior+1) || !retryable(err) {
-			if jerr := r.append(Entry{Seq: seq, Name: name, Kind: kind, Status: StatusFailed, Error: err.Error(),
+			if jerr := r.appendDeferred(Entry{Seq: seq, Name: name, Kind: kind, Status: StatusFailed, Error: err.Error(),
 				Attempts: attempt, Usage: usage, StartedAt: started, FinishedAt: time.Now()}); jerr != nil {
 				return nil, jerr
 			}

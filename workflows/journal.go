@@ -76,6 +76,27 @@ type Journal interface {
 	DeleteFailed(ctx context.Context, runID string) error
 }
 
+// DeferredJournal is a Journal that can take a step's result before it is
+// durable, so that the result and whatever the run does next can share one
+// commit. Defer queues e for the journal's next write and returns at once (an
+// error only when the journal has failed or closed); Flush writes everything
+// deferred so far, with Append's contract (an error wrapping ErrDuplicateEntry
+// when another activation journaled first), and returns once it is durable. An
+// Append writes what was deferred before it in the same commit.
+//
+// The executor defers the results of the steps it executes and flushes before
+// any step starts an attempt and before the workflow waits for a step that has
+// not finished, so no step starts, and no workflow blocks, on a result that is
+// not durable. What is still deferred when Executor.Run returns belongs to the
+// caller: it writes those entries in the commit that records the run's Outcome,
+// or drops them when the Outcome is interrupted (those steps run again on
+// resume, as if their node had died just before journaling them).
+type DeferredJournal interface {
+	Journal
+	Defer(e Entry) error
+	Flush(ctx context.Context) error
+}
+
 // MemoryJournal is an in-process Journal for tests and examples.
 type MemoryJournal struct {
 	mu   sync.Mutex

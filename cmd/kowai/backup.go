@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kowai/kowai/node"
 	"github.com/kowai/kowai/persistence"
 )
 
@@ -32,7 +33,7 @@ func backupCmd(ctx context.Context, args []string, io stdio, getenv func(string)
 	if err := fileExists(path); err != nil {
 		return fmt.Errorf("no database to back up at %s (KOWAI_DATABASE_URL, KOWAI_DATA_DIR): %w", path, err)
 	}
-	db, _, err := openDatabase(ctx, cfg, log)
+	db, _, err := node.OpenDatabase(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

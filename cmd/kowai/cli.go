@@ -12,6 +12,7 @@ import (
 
 	"github.com/kowai/kowai/internal/config"
 	"github.com/kowai/kowai/internal/logging"
+	"github.com/kowai/kowai/node"
 )
 
 // stdio are the streams a command reads and writes.
@@ -21,7 +22,8 @@ type stdio struct {
 }
 
 // usageError is bad input from the operator: a flag, an argument or a
-// configuration value. It exits with status 2; every other error exits 1.
+// configuration value. It exits with status 2, as do the configuration errors of
+// packages config and node; every other error exits 1.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
@@ -72,7 +74,7 @@ func run(ctx context.Context, args []string, io stdio, getenv func(string) strin
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid):
+	case errors.As(err, &ue), errors.Is(err, config.ErrInvalid), errors.Is(err, node.ErrConfig):
 		fmt.Fprintf(io.err, "kowai %s: %v\n", args[0], oneLine(err))
 		return 2
 	default:

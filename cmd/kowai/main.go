@@ -1,8 +1,9 @@
 // Command kowai runs a kowai node and its administrative tasks.
 //
 // main only turns signals into a context and the command's error into an
-// exit status; each subcommand parses its configuration, constructs the
-// components and runs them.
+// exit status; each subcommand parses its flags and configuration and calls
+// the packages that do the work: serve builds a node with package node and
+// runs it until the context ends.
 package main
 
 import (

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
-	"github.com/kowai/kowai/internal/config"
+	"github.com/kowai/kowai/node"
 	"github.com/kowai/kowai/persistence"
 )
 
@@ -48,7 +46,7 @@ func migrateCmd(ctx context.Context, args []string, io stdio, getenv func(string
 	if *all && rest[0] != "down" {
 		return usagef("--all goes with down only")
 	}
-	db, mig, err := openDatabase(ctx, cfg, log)
+	db, mig, err := node.OpenDatabase(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -122,22 +120,4 @@ func countApplied(ctx context.Context, mig *persistence.Migrator) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// openDatabase opens KOWAI_DATABASE_URL and returns it with its migrator.
-func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (*persistence.DB, *persistence.Migrator, error) {
-	db, err := persistence.Open(ctx, cfg.DatabaseURL, persistence.Options{Logger: log.With("component", "database")})
-	if err != nil && cfg.DatabaseURL == "sqlite://"+filepath.Join(cfg.DataDir, "kowai.db") {
-		// The operator set no database URL: point at the setting that placed it.
-		return nil, nil, fmt.Errorf("the embedded database in KOWAI_DATA_DIR=%s: %w", cfg.DataDir, err)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	mig, err := persistence.NewMigrator(db, persistence.MigratorOptions{Logger: log.With("component", "migrate")})
-	if err != nil {
-		_ = db.Close()
-		return nil, nil, err
-	}
-	return db, mig, nil
 }

@@ -23,8 +23,8 @@ import (
 	"github.com/kowai/kowai/signatures/lm/lmtest"
 )
 
-// node is a `kowai serve` process started by startServe.
-type node struct {
+// serveProc is a `kowai serve` process started by startServe.
+type serveProc struct {
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	logs strings.Builder
@@ -33,9 +33,9 @@ type node struct {
 
 // startServe starts `kowai serve` in dir with env added to a clean
 // environment; it is killed when the test ends.
-func startServe(t *testing.T, dir string, env []string) *node {
+func startServe(t *testing.T, dir string, env []string) *serveProc {
 	t.Helper()
-	n := &node{cmd: exec.Command(binary, "serve"), done: make(chan error, 1)}
+	n := &serveProc{cmd: exec.Command(binary, "serve"), done: make(chan error, 1)}
 	n.cmd.Dir = dir
 	n.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
 	stderr, err := n.cmd.StderrPipe()
@@ -62,14 +62,14 @@ func startServe(t *testing.T, dir string, env []string) *node {
 	return n
 }
 
-func (n *node) log() string {
+func (n *serveProc) log() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.logs.String()
 }
 
 // waitReady polls http://addr/health/ready until it answers 200.
-func (n *node) waitReady(t *testing.T, addr string) {
+func (n *serveProc) waitReady(t *testing.T, addr string) {
 	t.Helper()
 	testenv.Eventually(t, 30*time.Second, func() error {
 		select {
@@ -92,7 +92,7 @@ func (n *node) waitReady(t *testing.T, addr string) {
 }
 
 // stop sends SIGTERM and waits for a clean exit.
-func (n *node) stop(t *testing.T) {
+func (n *serveProc) stop(t *testing.T) {
 	t.Helper()
 	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

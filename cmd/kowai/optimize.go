@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/node"
 	"github.com/kowai/kowai/signatures"
 	"github.com/kowai/kowai/signatures/optimize"
 	"github.com/kowai/kowai/signatures/programs"
@@ -106,7 +107,7 @@ func optimizeCmd(ctx context.Context, args []string, io stdio, getenv func(strin
 			o.Out = filepath.Join(tmp, "state.json")
 		}
 	}
-	model, err := newModel(cfg, log, nil)
+	model, err := node.NewModel(cfg, log, nil)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/node"
 )
 
 // roleFlags collects repeated --role flags.
@@ -49,7 +50,7 @@ func userCmd(ctx context.Context, args []string, io stdio, getenv func(string) s
 	if err != nil {
 		return err
 	}
-	db, mig, err := openDatabase(ctx, cfg, log)
+	db, mig, err := node.OpenDatabase(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -64,7 +65,7 @@ func userCmd(ctx context.Context, args []string, io stdio, getenv func(string) s
 		return fmt.Errorf("generate a throwaway token key: %w", err)
 	}
 	cfg.JWTSecret = hex.EncodeToString(key)
-	svc, err := newAuth(cfg, db, nil, newLimiter(nil), log)
+	svc, err := node.NewAuth(cfg, db, nil, node.NewLimiter(nil), log)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,9 @@
 //
 // # Tests
 //
+// TestNodeServesATurnAndStops builds a node with package node, as kowai serve
+// does, runs it, answers a turn through it and stops it by its context.
+//
 // TestEndToEnd registers, logs in and chats over REST and over WebSocket
 // through the real cluster, then reads the history back.
 //

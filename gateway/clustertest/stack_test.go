@@ -77,8 +77,8 @@ func startStack(tb testing.TB, db *persistence.DB, opts stackOptions) *stack {
 	return startStacks(tb, db, 1, opts)[0]
 }
 
-// node is one node's writer and runtimes before its cluster node starts.
-type node struct {
+// nodeParts is one node's writer and runtimes before its cluster node starts.
+type nodeParts struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	writer   *persistence.Writer
@@ -99,7 +99,7 @@ func startStacks(tb testing.TB, db *persistence.DB, n int, opts stackOptions) []
 	if len(opts.tracing) == 2 && n != 1 {
 		tb.Fatal("a traced stack is one gateway over two cluster nodes")
 	}
-	nodes := make([]*node, n)
+	nodes := make([]*nodeParts, n)
 	for i := range nodes {
 		nodes[i] = buildNode(tb, db, opts)
 	}
@@ -140,7 +140,7 @@ func startStacks(tb testing.TB, db *persistence.DB, n int, opts stackOptions) []
 }
 
 // buildNode builds a node's writer and runtimes.
-func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
+func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *nodeParts {
 	tb.Helper()
 	log := opts.log
 	if log == nil {
@@ -215,12 +215,12 @@ func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *node {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &node{log: log, reg: reg, writer: writer, stores: stores, rt: rt, wf: wf, wfReg: registry, profiles: profiles, gwTP: gwTP, spending: spending}
+	return &nodeParts{log: log, reg: reg, writer: writer, stores: stores, rt: rt, wf: wf, wfReg: registry, profiles: profiles, gwTP: gwTP, spending: spending}
 }
 
 // serve starts the node's loops on its cluster node and its gateway, which
 // calls grains from gwNode.
-func (nd *node) serve(tb testing.TB, db *persistence.DB, node, gwNode *cluster.Node, opts stackOptions) *stack {
+func (nd *nodeParts) serve(tb testing.TB, db *persistence.DB, node, gwNode *cluster.Node, opts stackOptions) *stack {
 	tb.Helper()
 	log, reg, writer, stores, rt, wf, registry, profiles, gwTP := nd.log, nd.reg, nd.writer, nd.stores, nd.rt, nd.wf, nd.wfReg, nd.profiles, nd.gwTP
 	grains := node.Client()

@@ -14,13 +14,15 @@ import (
 
 const module = "github.com/kowai/kowai"
 
-// rule forbids packages under from (module-relative) to depend, directly or
-// transitively, on packages under any of deny, except those under allow.
+// rule forbids packages under from (module-relative), other than those under
+// exempt, to depend, directly or transitively, on packages under any of deny,
+// except those under allow.
 type rule struct {
-	from  string
-	deny  []string
-	allow []string
-	why   string
+	from   string
+	exempt []string
+	deny   []string
+	allow  []string
+	why    string
 }
 
 // rules are the dependency rules of docs/architecture.md.
@@ -33,7 +35,19 @@ var rules = []rule{
 	{from: "workflows", deny: []string{""}, allow: []string{"workflows", "signatures", "internal/jsonschema"}, why: "workflows describes programs: it imports only signatures and leaf helpers, never persistence, cluster, gateway or actors"},
 	{from: "gateway", deny: []string{"actors"}, allow: []string{"actors/actorpb"}, why: "the gateway talks to actors through cluster's grain client and may import only the protocol (actors/actorpb)"},
 	{from: "", deny: []string{"cmd"}, why: "only cmd/kowai wires implementations; nothing imports it"},
+	{from: "", exempt: []string{"cmd"}, deny: []string{"node"}, why: "node is the composition root that cmd/kowai calls; no library package depends on it"},
+	{from: "internal", deny: []string{""}, allow: []string{"internal"}, why: "internal/ holds leaves (configuration as plain values, logging, test helpers...): it imports no kowai domain package; node translates the configuration into each package's options"},
 	{from: "console", deny: []string{""}, allow: []string{"console"}, why: "the console is static files that reach kowai only through the public API; it imports no other kowai package"},
+}
+
+// exempted reports whether pkg is under one of prefixes.
+func exempted(pkg string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if under(pkg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func under(pkg, prefix string) bool {
@@ -46,7 +60,7 @@ func violations(g map[string][]string) []string {
 	var out []string
 	for _, r := range rules {
 		for pkg := range g {
-			if !under(pkg, r.from) {
+			if !under(pkg, r.from) || exempted(pkg, r.exempt) {
 				continue
 			}
 			for dep, via := range closure(g, pkg) {
@@ -190,6 +204,13 @@ func TestRulesCatchViolations(t *testing.T) {
 		{"agents imports actors", map[string][]string{"agents": {"actors/actorpb"}, "actors/actorpb": nil}, true},
 		{"agents imports signatures and jsonschema", map[string][]string{"agents": {"signatures/lm", "internal/jsonschema"}, "signatures/lm": nil, "internal/jsonschema": nil}, false},
 		{"anyone imports cmd", map[string][]string{"gateway": {"cmd/kowai"}, "cmd/kowai": nil}, true},
+		{"cmd/kowai runs a node", map[string][]string{"cmd/kowai": {"node"}, "node": {"gateway", "actors"}, "gateway": nil, "actors": nil}, false},
+		{"gateway imports node", map[string][]string{"gateway": {"node"}, "node": nil}, true},
+		{"actors transitively imports node", map[string][]string{"actors": {"internal/x"}, "internal/x": {"node"}, "node": nil}, true},
+		{"node imports cmd", map[string][]string{"node": {"cmd/kowai"}, "cmd/kowai": nil}, true},
+		{"config imports lm", map[string][]string{"internal/config": {"signatures/lm"}, "signatures/lm": nil}, true},
+		{"config imports ratelimit", map[string][]string{"internal/config": {"gateway/ratelimit"}, "gateway/ratelimit": nil}, true},
+		{"internal imports internal", map[string][]string{"internal/tracing": {"internal/logging"}, "internal/logging": nil}, false},
 		{"console imports gateway", map[string][]string{"console": {"gateway"}, "gateway": nil}, true},
 		{"gateway serves the console", map[string][]string{"gateway": {"console"}, "console": nil}, false},
 	} {
@@ -202,7 +223,7 @@ func TestRulesCatchViolations(t *testing.T) {
 // TestTopLevelDocs requires a doc.go in every top-level package.
 func TestTopLevelDocs(t *testing.T) {
 	root := repoRoot(t)
-	for _, dir := range []string{"actors", "agents", "supervisors", "gateway", "persistence", "signatures", "cluster", "migrations", "workflows", "console"} {
+	for _, dir := range []string{"actors", "agents", "supervisors", "gateway", "persistence", "signatures", "cluster", "migrations", "workflows", "console", "node"} {
 		if _, err := os.Stat(filepath.Join(root, dir, "doc.go")); err != nil {
 			t.Errorf("%s/doc.go: %v", dir, err)
 		}

@@ -15,9 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/kowai/kowai/gateway/ratelimit"
-	"github.com/kowai/kowai/signatures/lm"
 )
 
 // ErrInvalid marks a configuration error: the caller prints it on one line
@@ -51,11 +48,9 @@ type Config struct {
 	LLMFallback string
 	LLMPrices   string
 	LLMCache    bool
-	// LLMModels is KOWAI_LLM_MODELS, a JSON list of named model endpoints
-	// (see lm.ParseEndpoints); LLMModelKeys holds the value of each
-	// endpoint's api_key_env variable, by variable name.
-	LLMModels    string
-	LLMModelKeys map[string]string
+	// LLMModels is KOWAI_LLM_MODELS, a JSON list of named model endpoints;
+	// the node parses it and reads each endpoint's api_key_env variable.
+	LLMModels string
 	// Budgets is KOWAI_BUDGETS: per-role daily and monthly token and dollar
 	// limits, as a JSON object (see the budgets package).
 	Budgets string
@@ -215,21 +210,9 @@ func settings() []setting {
 		{"KOWAI_LLM_MODEL", "llm-model", "", "model name (provider default when empty)", str(func(c *Config) *string { return &c.LLMModel })},
 		{"KOWAI_LLM_BASE_URL", "llm-base-url", "", "provider base URL (any OpenAI-compatible server for openai)", str(func(c *Config) *string { return &c.LLMBaseURL })},
 		{"KOWAI_LLM_API_KEY", "llm-api-key", "", "provider API key (OPENAI_API_KEY / ANTHROPIC_API_KEY are honoured too)", str(func(c *Config) *string { return &c.LLMAPIKey })},
-		{"KOWAI_LLM_FALLBACK", "llm-fallback", "", "comma-separated provider:model list tried in order when the primary fails", func(c *Config, raw string) error {
-			if _, err := lm.ParseFallback(raw); err != nil {
-				return errors.New("want provider:model,provider:model with providers among offline, openai, anthropic, ollama")
-			}
-			c.LLMFallback = raw
-			return nil
-		}},
+		{"KOWAI_LLM_FALLBACK", "llm-fallback", "", "comma-separated provider:model list tried in order when the primary fails", str(func(c *Config) *string { return &c.LLMFallback })},
 		{"KOWAI_LLM_PRICES", "llm-prices", "", "price overrides provider:model=IN/OUT[/CACHED] in USD per million tokens, comma-separated", str(func(c *Config) *string { return &c.LLMPrices })},
-		{"KOWAI_LLM_MODELS", "llm-models", "", "JSON list of named model endpoints agents may select: [{name: provider:model, base_url, api_key_env, input_per_1k, output_per_1k, premium}]", func(c *Config, raw string) error {
-			if _, err := lm.ParseEndpoints(raw); err != nil {
-				return errors.New(strings.TrimPrefix(err.Error(), lm.ErrConfig.Error()+": "))
-			}
-			c.LLMModels = raw
-			return nil
-		}},
+		{"KOWAI_LLM_MODELS", "llm-models", "", "JSON list of named model endpoints agents may select: [{name: provider:model, base_url, api_key_env, input_per_1k, output_per_1k, premium}]", str(func(c *Config) *string { return &c.LLMModels })},
 		{"KOWAI_BUDGETS", "budgets", "", "JSON object of per-role spending limits: {role: {day_tokens, day_usd, month_tokens, month_usd}}; 0 or absent is no limit", str(func(c *Config) *string { return &c.Budgets })},
 		{"KOWAI_LLM_CACHE", "llm-cache", "true", "cache model replies (in Redis when KOWAI_REDIS_URL is set, else in process)", boolean(func(c *Config) *bool { return &c.LLMCache })},
 		{"KOWAI_CLUSTER_PROVIDER", "cluster-provider", "local", "local, automanaged, etcd or k8s", oneOf(func(c *Config) *string { return &c.ClusterProvider }, "local", "automanaged", "etcd", "k8s")},
@@ -262,20 +245,8 @@ func settings() []setting {
 		{"KOWAI_CLUSTER_TLS_CERT", "cluster-tls-cert", "", "PEM file of this node's certificate, signed by the cluster CA (kowai cert node)", str(func(c *Config) *string { return &c.ClusterTLSCert })},
 		{"KOWAI_CLUSTER_TLS_KEY", "cluster-tls-key", "", "PEM file of this node's private key", str(func(c *Config) *string { return &c.ClusterTLSKey })},
 		{"KOWAI_CLUSTER_INSECURE", "cluster-insecure", "false", "allow plaintext, unauthenticated remoting between nodes (development only)", boolean(func(c *Config) *bool { return &c.ClusterInsecure })},
-		{"KOWAI_RATE_LIMIT", "rate-limit", "120/m", "default per-user limit N/s, N/m or N/h", func(c *Config, raw string) error {
-			if _, err := ratelimit.ParseLimit(raw); err != nil {
-				return errors.New("want N/s, N/m or N/h with N > 0 and at most one per microsecond")
-			}
-			c.RateLimit = raw
-			return nil
-		}},
-		{"KOWAI_AUTH_RATE_LIMIT", "auth-rate-limit", "10/m", "per-address limit of register, login, refresh and Appwrite sign-in, N/s, N/m or N/h", func(c *Config, raw string) error {
-			if _, err := ratelimit.ParseLimit(raw); err != nil {
-				return errors.New("want N/s, N/m or N/h with N > 0 and at most one per microsecond")
-			}
-			c.AuthRateLimit = raw
-			return nil
-		}},
+		{"KOWAI_RATE_LIMIT", "rate-limit", "120/m", "default per-user limit N/s, N/m or N/h", str(func(c *Config) *string { return &c.RateLimit })},
+		{"KOWAI_AUTH_RATE_LIMIT", "auth-rate-limit", "10/m", "per-address limit of register, login, refresh and Appwrite sign-in, N/s, N/m or N/h", str(func(c *Config) *string { return &c.AuthRateLimit })},
 		{"KOWAI_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For/Forwarded headers give the client address (empty: nobody's)", func(c *Config, raw string) error {
 			nets, err := parseCIDRs(raw)
 			c.TrustedProxies = nets
@@ -430,14 +401,6 @@ func Flags(fs *flag.FlagSet, getenv func(string) string, only ...string) func() 
 			c.DatabaseURL = "sqlite://" + filepath.Join(c.DataDir, "kowai.db")
 		}
 		c.OpenAIAPIKey, c.AnthropicAPIKey = getenv("OPENAI_API_KEY"), getenv("ANTHROPIC_API_KEY")
-		if eps, _ := lm.ParseEndpoints(c.LLMModels); len(eps) > 0 {
-			c.LLMModelKeys = map[string]string{}
-			for _, e := range eps {
-				if e.APIKeyEnv != "" {
-					c.LLMModelKeys[e.APIKeyEnv] = getenv(e.APIKeyEnv)
-				}
-			}
-		}
 		for _, r := range rules() {
 			applies := true
 			for _, n := range r.reads {

@@ -1,6 +1,15 @@
 // Package config resolves kowai's configuration from KOWAI_* environment
 // variables and their matching command-line flags.
 //
+// # Plain values
+//
+// A Config holds strings, numbers, durations, lists and networks, checked for
+// their form only. Values in the vocabulary of another package (rate limits,
+// role budgets, model prices, fallbacks and endpoints) are kept as written;
+// package node parses them into that package's types, and refuses a bad one,
+// naming its variable, before it opens anything. This package imports no
+// other kowai package outside internal/ (internal/archtest checks it).
+//
 // # Precedence
 //
 // A flag wins over its environment variable, which wins over the default of

@@ -1,0 +1,283 @@
+package persistence
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/doug-martin/goqu/v9"
+	"github.com/go-sql-driver/mysql"
+)
+
+// stmt is one SQL statement with ? placeholders and its values. want is the row
+// count the statement must report (the matched rows of a compare-and-swap UPDATE,
+// counted with clientFoundRows), or -1 when any count will do.
+type stmt struct {
+	query string
+	args  []any
+	want  int64
+}
+
+// statementer is an Op the Writer may send to MariaDB as plain statements, together
+// with the rest of its batch in one request. A statement that fails or reports
+// another row count than it wants makes the Writer run the batch again the ordinary
+// way, where the Op's Apply says what went wrong; so statements must do exactly what
+// Apply does when Apply succeeds.
+type statementer interface {
+	Op
+	statements() ([]stmt, error)
+}
+
+// mysqlSQL builds MariaDB statements outside any connection.
+var mysqlSQL = goqu.Dialect(DialectMySQL)
+
+// errNotStatements means a batch holds an Op that is not a statementer: it is
+// committed the ordinary way.
+var errNotStatements = errors.New("persistence: batch not expressible as statements")
+
+// errStatementCheck means a statement of a multi-statement batch reported a row
+// count other than the one it wants (a lost compare-and-swap): the batch is
+// isolated, so that the Op's own Apply reports the conflict to its caller.
+var errStatementCheck = errors.New("persistence: a statement of the batch matched other rows than expected")
+
+// batchStatements turns the merged steps of a batch (see mergeBatch) into
+// statements, or returns errNotStatements.
+func batchStatements(steps []any) ([]stmt, error) {
+	var out []stmt
+	for _, s := range steps {
+		var (
+			ss  []stmt
+			err error
+		)
+		switch s := s.(type) {
+		case *insertTarget:
+			ss, err = insertStatements(mysqlSQL, s.table, s.cols, s.rows)
+		case *touchTarget:
+			ss, err = touchStatements(mysqlSQL, s.table, s.column, s.touches)
+		case statementer:
+			ss, err = s.statements()
+		default:
+			return nil, errNotStatements
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ss...)
+	}
+	return out, nil
+}
+
+// multiStatementBudget bounds the text of one multi-statement request, well
+// below MariaDB's default max_allowed_packet (16 MiB); a larger batch is
+// committed the ordinary way.
+const multiStatementBudget = 4 << 20
+
+// attemptMulti commits the batch in two requests to MariaDB: START TRANSACTION
+// with every statement of the batch, then COMMIT, on a connection of the pool
+// that accepts several statements per request. It returns errNotStatements,
+// with nothing done, when the batch holds an Op that is not a statementer;
+// errIsolate-wrapped errors when a statement failed or matched other rows than
+// it wants (rolled back); retryable errors as they are (rolled back); and an
+// errCommit-wrapped error when COMMIT failed.
+func (w *Writer) attemptMulti(ctx context.Context, batch []*request) error {
+	stmts, err := batchStatements(mergeBatch(batch))
+	if err != nil {
+		return err
+	}
+	var (
+		query strings.Builder
+		args  []driver.NamedValue
+	)
+	query.WriteString("START TRANSACTION")
+	for _, s := range stmts {
+		query.WriteString(";\n")
+		query.WriteString(s.query)
+		for _, a := range s.args {
+			args = append(args, driver.NamedValue{Ordinal: len(args) + 1, Value: a})
+		}
+	}
+	if query.Len() > multiStatementBudget {
+		return errNotStatements
+	}
+	conn, err := w.db.batch.Conn(ctx)
+	if err != nil {
+		return wrap(err, "connect")
+	}
+	defer func() {
+		// Close only hands the connection back to its pool (or finds it
+		// dropped already); the batch's outcome is Raw's.
+		if err := conn.Close(); err != nil && !errors.Is(err, sql.ErrConnDone) {
+			w.log.Warn("group commit connection not released", "error", err)
+		}
+	}()
+	return conn.Raw(func(dc any) error {
+		ex, ok := dc.(driver.ExecerContext)
+		if !ok {
+			return errNotStatements
+		}
+		if c, ok := dc.(driver.NamedValueChecker); ok {
+			for i := range args {
+				if err := c.CheckNamedValue(&args[i]); err != nil {
+					return fmt.Errorf("persistence: batch value %d: %w", i+1, err)
+				}
+			}
+		}
+		res, err := ex.ExecContext(ctx, query.String(), args)
+		if errors.Is(err, driver.ErrSkip) {
+			// The driver would not interpolate the values (too large a packet):
+			// nothing was sent.
+			return errNotStatements
+		}
+		if err == nil {
+			err = checkCounts(res, stmts)
+		}
+		if err != nil {
+			if _, rbErr := ex.ExecContext(ctx, "ROLLBACK", nil); rbErr != nil {
+				// The connection's state is unknown: database/sql drops it.
+				return errors.Join(batchError(err), wrap(rbErr, "rollback"), driver.ErrBadConn)
+			}
+			return batchError(err)
+		}
+		if _, err := ex.ExecContext(ctx, "COMMIT", nil); err != nil {
+			return fmt.Errorf("%w: %w", errCommit, errors.Join(classify(err), driver.ErrBadConn))
+		}
+		return nil
+	})
+}
+
+// batchError sorts the failure of a multi-statement batch like applyMerged does:
+// retryable and timed-out batches are retried or failed whole, anything else may
+// be one Op's doing and is worth isolating.
+func batchError(err error) error {
+	if errors.Is(err, errStatementCheck) {
+		return fmt.Errorf("%w: %w", errIsolate, err)
+	}
+	err = classify(err)
+	if IsRetryable(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, driver.ErrBadConn) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errIsolate, err)
+}
+
+// checkCounts compares the row counts of a multi-statement result, whose first
+// statement is START TRANSACTION, with what the statements want.
+func checkCounts(res driver.Result, stmts []stmt) error {
+	mr, ok := res.(mysql.Result)
+	if !ok {
+		return fmt.Errorf("%w: the driver reported no row counts", errStatementCheck)
+	}
+	counts := mr.AllRowsAffected()
+	if len(counts) != len(stmts)+1 {
+		return fmt.Errorf("%w: %d results for %d statements", errStatementCheck, len(counts), len(stmts)+1)
+	}
+	for i, s := range stmts {
+		if s.want >= 0 && counts[i+1] != s.want {
+			return fmt.Errorf("%w: statement %d matched %d rows, want %d", errStatementCheck, i+1, counts[i+1], s.want)
+		}
+	}
+	return nil
+}
+
+// insertStatements is rows as multi-row INSERTs, as many as the parameter limit
+// asks for.
+func insertStatements(b runner, table string, cols []string, rows [][]any) ([]stmt, error) {
+	step := max(1, maxParams/max(1, len(cols)))
+	colArgs := make([]any, len(cols))
+	for i, c := range cols {
+		colArgs[i] = c
+	}
+	var out []stmt
+	for chunk := range slices.Chunk(rows, step) {
+		query, args, err := b.Insert(table).Prepared(true).Cols(colArgs...).Vals(chunk...).ToSQL()
+		if err != nil {
+			return nil, fmt.Errorf("persistence: build insert into %s: %w", table, err)
+		}
+		out = append(out, stmt{query: query, args: args, want: -1})
+	}
+	return out, nil
+}
+
+// touchStatements is touches of one table and column, whose IDs are distinct, as
+// UPDATEs, one per chunk that the parameter limit allows.
+func touchStatements(b runner, table, column string, touches []Touch) ([]stmt, error) {
+	var out []stmt
+	for chunk := range slices.Chunk(touches, maxParams/3) {
+		values := goqu.Case().Value(goqu.C("id"))
+		ids := make([]any, len(chunk))
+		for i, t := range chunk {
+			values = values.When(t.ID, utc(t.At))
+			ids[i] = t.ID
+		}
+		query, args, err := b.Update(table).Prepared(true).Set(goqu.Record{column: values}).Where(goqu.C("id").In(ids...)).ToSQL()
+		if err != nil {
+			return nil, fmt.Errorf("persistence: build touch of %s: %w", table, err)
+		}
+		out = append(out, stmt{query: query, args: args, want: -1})
+	}
+	return out, nil
+}
+
+// versionedSave is saveVersioned as an Op: the compare-and-swap of one row's
+// columns rec on its version.
+type versionedSave struct {
+	table, what, id   string
+	rec               goqu.Record
+	version, expected int64
+}
+
+// Apply implements Op.
+func (v versionedSave) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
+	return saveVersioned(ctx, tx, v.table, v.what, v.id, v.rec, v.version, v.expected)
+}
+
+// statements implements statementer: the UPDATE must match its one row.
+func (v versionedSave) statements() ([]stmt, error) {
+	if v.version <= v.expected {
+		return nil, errNotStatements // Apply reports it
+	}
+	query, args, err := mysqlSQL.Update(v.table).Prepared(true).Set(v.rec).
+		Where(goqu.C("id").Eq(v.id), goqu.C("version").Eq(v.expected)).ToSQL()
+	if err != nil {
+		return nil, fmt.Errorf("persistence: build save of %s %s: %w", v.what, v.id, err)
+	}
+	return []stmt{{query: query, args: args, want: 1}}, nil
+}
+
+// statements implements statementer: the INSERT of a first snapshot (a taken key
+// fails it), or the UPDATE that must match its one row at the expected version.
+func (op snapshotCAS) statements() ([]stmt, error) {
+	s := op.snap
+	if s.Version <= op.expected {
+		return nil, errNotStatements // Apply reports it
+	}
+	now := utc(s.UpdatedAt)
+	if s.UpdatedAt.IsZero() {
+		now = utc(time.Now())
+	}
+	state := s.State
+	if state == nil {
+		state = []byte{}
+	}
+	if op.expected == 0 {
+		query, args, err := mysqlSQL.Insert("snapshots").Prepared(true).Rows(goqu.Record{
+			"kind": s.Kind, "identity": s.Identity, "conversation_id": nullString(s.ConversationID),
+			"version": s.Version, "state": state, "updated_at": now,
+		}).ToSQL()
+		if err != nil {
+			return nil, fmt.Errorf("persistence: build save of snapshot %s/%s: %w", s.Kind, s.Identity, err)
+		}
+		return []stmt{{query: query, args: args, want: -1}}, nil
+	}
+	query, args, err := mysqlSQL.Update("snapshots").Prepared(true).
+		Set(goqu.Record{"version": s.Version, "state": state, "updated_at": now}).
+		Where(goqu.C("kind").Eq(s.Kind), goqu.C("identity").Eq(s.Identity), goqu.C("version").Eq(op.expected)).ToSQL()
+	if err != nil {
+		return nil, fmt.Errorf("persistence: build save of snapshot %s/%s: %w", s.Kind, s.Identity, err)
+	}
+	return []stmt{{query: query, args: args, want: 1}}, nil
+}
