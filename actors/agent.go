@@ -57,6 +57,12 @@ type workerSlot struct {
 	pid        *actor.PID
 	job        *replyJob
 	restarting bool
+	// started: the worker's first workerReady (sent from its first Started) has
+	// arrived. Only a later one, from the Started of a restart, ends restarting: a
+	// worker given its first job at spawn may fail, and be stopped, before its first
+	// workerReady is read (failures are system messages, read first), and that
+	// workerReady must not hand the stopping worker another job.
+	started bool
 }
 
 // replyJob is one GenerateReply on its way through a worker. It carries the program
@@ -143,8 +149,11 @@ func (a *agentGrain) Receive(ctx actor.Context) {
 		a.passivating = true
 		a.stopIfIdle(ctx)
 	case workerReady:
-		if s := a.workers[ctx.Sender().GetId()]; s != nil && s.restarting {
-			s.restarting = false
+		if s := a.workers[ctx.Sender().GetId()]; s != nil {
+			if s.started {
+				s.restarting = false
+			}
+			s.started = true
 		}
 		a.dispatch(ctx)
 	case jobDone:
