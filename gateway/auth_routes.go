@@ -241,7 +241,9 @@ func (a authRoutes) me(c *fiber.Ctx) error {
 	if err != nil {
 		return authProblem(err)
 	}
-	return c.JSON(u.Public())
+	// Me returns a copy of its own (roles included), which User.Public
+	// would copy again.
+	return sendPublicUser(c, &auth.PublicUser{ID: u.ID, Email: u.Email, Name: u.Name, Roles: u.Roles})
 }
 
 // mountAuth registers the /api/v1/auth routes. The credential routes are

@@ -49,6 +49,9 @@ func (discardStore) Begin(context.Context, string, string) (streams.Cursor, erro
 	return streams.Cursor{Attempt: 1}, nil
 }
 func (discardStore) Append(context.Context, string, ...streams.Entry) error { return nil }
+func (discardStore) Start(context.Context, string, string, ...streams.Entry) error {
+	return nil
+}
 func (discardStore) Owner(context.Context, string) (string, error) {
 	return "", streams.ErrNotFound
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -72,6 +73,9 @@ type recorder struct {
 	id    string
 	owner string
 	emit  func(streams.Entry)
+	// created is false while the stream of a fresh turn is not written
+	// yet; its first write (Start) creates it.
+	created atomic.Bool
 
 	mu      sync.Mutex
 	next    int64
@@ -90,27 +94,38 @@ type recorder struct {
 	produced, wrote bool
 }
 
-// begin opens a stream for a new attempt of owner's turn. A stream that
-// already ended in an error is not reused: the caller gets a fresh ID.
-func (cs *chatStreams) begin(ctx context.Context, id, owner string) (string, streams.Cursor, error) {
-	cur, err := cs.store.Begin(ctx, id, owner)
+// open names the stream of turn's reply and opens it for a new attempt.
+// The stream of a turn without an idempotency key, or with one the gateway
+// minted for it just now, has a fresh random ID, under which nothing can be
+// stored: it starts as a first attempt without asking the store, and is
+// created by its recorder (fresh). Any other turn's stream is begun in the
+// store; one that already ended in an error is not reused: the turn gets a
+// fresh ID.
+func (cs *chatStreams) open(ctx context.Context, turn ChatTurn) (id string, cur streams.Cursor, fresh bool, err error) {
+	id = streamIDFor(turn)
+	if turn.IdempotencyKey == "" || turn.FreshKey {
+		return id, streams.Cursor{Attempt: 1}, true, nil
+	}
+	cur, err = cs.store.Begin(ctx, id, turn.UserID)
 	if err == nil && cur.Failed {
 		id = uuid.NewString()
-		cur, err = cs.store.Begin(ctx, id, owner)
+		cur, err = cs.store.Begin(ctx, id, turn.UserID)
 	}
 	if err != nil {
-		return "", streams.Cursor{}, err
+		return "", streams.Cursor{}, false, err
 	}
-	return id, cur, nil
+	return id, cur, false, nil
 }
 
-// record starts recording an attempt at cur. A second or later attempt
-// starts with a restart entry, written with the attempt's first token or
-// answer: a retry the session refuses (the first attempt still runs, say)
-// leaves the stream to that attempt.
-func (cs *chatStreams) record(ctx context.Context, id, owner string, cur streams.Cursor, emit func(streams.Entry)) *recorder {
+// record starts recording an attempt at cur, in a stream that open found
+// fresh (not stored yet) or not. A second or later attempt starts with a
+// restart entry, written with the attempt's first token or answer: a retry
+// the session refuses (the first attempt still runs, say) leaves the stream
+// to that attempt.
+func (cs *chatStreams) record(ctx context.Context, id, owner string, cur streams.Cursor, fresh bool, emit func(streams.Entry)) *recorder {
 	r := &recorder{cs: cs, ctx: context.WithoutCancel(ctx), id: id, owner: owner, emit: emit, next: cur.Last + 1,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	r.created.Store(!fresh)
 	if cur.Attempt > 1 {
 		r.restart = cur.Attempt
 	}
@@ -180,6 +195,15 @@ func (r *recorder) retry() error {
 	if !produced {
 		return nil
 	}
+	// The attempt's entries may still be on their way to a stream that
+	// does not exist yet: create it first (Start is idempotent), or Begin
+	// would count this attempt as the first.
+	if !r.created.Load() {
+		if err := r.cs.store.Start(r.ctx, r.id, r.owner); err != nil {
+			return err
+		}
+		r.created.Store(true)
+	}
 	cur, err := r.cs.store.Begin(r.ctx, r.id, r.owner)
 	if err != nil {
 		return err
@@ -217,23 +241,42 @@ func (cs *chatStreams) sendRecorded(ctx context.Context, chat ChatBackend, turn 
 	}
 }
 
+// store writes batch, creating the stream with it when it is not yet.
+func (r *recorder) store(batch []streams.Entry) error {
+	ctx, cancel := context.WithTimeout(r.ctx, streamAppendTimeout)
+	defer cancel()
+	if r.created.Load() {
+		return r.cs.store.Append(ctx, r.id, batch...)
+	}
+	if err := r.cs.store.Start(ctx, r.id, r.owner, batch...); err != nil {
+		return err
+	}
+	r.created.Store(true)
+	return nil
+}
+
 func (r *recorder) loop() {
 	defer close(r.done)
+	// A fresh stream is written at once, with the entries already added if
+	// any (a fast model's whole reply, often), so that it exists from the
+	// start of the turn, as a begun one does: a retry after this node died
+	// counts the next attempt.
+	first := !r.created.Load()
 	for {
-		<-r.wake
+		if !first {
+			<-r.wake
+		}
 		r.mu.Lock()
 		batch, closed := r.pending, r.closed
 		r.pending = nil
 		r.mu.Unlock()
-		if len(batch) > 0 && !r.broken {
-			ctx, cancel := context.WithTimeout(r.ctx, streamAppendTimeout)
-			err := r.cs.store.Append(ctx, r.id, batch...)
-			cancel()
-			if err != nil {
+		if (len(batch) > 0 || first) && !r.broken {
+			if err := r.store(batch); err != nil {
 				r.broken = true
 				r.cs.log.WarnContext(r.ctx, "stream store failed; the reply is no longer resumable", "stream_id", r.id, "error", err)
 			}
 		}
+		first = false
 		for _, e := range batch {
 			r.emit(e)
 		}
@@ -410,7 +453,7 @@ func (cs *chatStreams) serveSSE(c *fiber.Ctx, streamID string, sink *sseSink, fi
 // node died.
 func (cs *chatStreams) streamTurn(c *fiber.Ctx, chat ChatBackend, turn ChatTurn) error {
 	ctx := context.WithoutCancel(c.UserContext())
-	id, cur, err := cs.begin(ctx, streamIDFor(turn), turn.UserID)
+	id, cur, fresh, err := cs.open(ctx, turn)
 	if err != nil {
 		return err
 	}
@@ -435,7 +478,7 @@ func (cs *chatStreams) streamTurn(c *fiber.Ctx, chat ChatBackend, turn ChatTurn)
 	} else {
 		go func() {
 			defer close(finished)
-			rec := cs.record(ctx, id, turn.UserID, cur, func(e streams.Entry) { _ = sink.entry(e) })
+			rec := cs.record(ctx, id, turn.UserID, cur, fresh, func(e streams.Entry) { _ = sink.entry(e) })
 			reply, err := cs.sendRecorded(ctx, chat, turn, rec)
 			if !rec.finish(reply, err) {
 				sink.fail(cs.problemOf(ctx, err))
@@ -474,9 +517,26 @@ func errNoStream() *Error {
 	return NewError(http.StatusNotFound, "no such stream (it may have expired)")
 }
 
+// ownedLooks is how often owned looks for a stream that is not found,
+// ownedLookDelay apart: a fresh reply's stream is written by its recorder
+// as the turn starts, not before its response's headers, so a client may
+// hold its ID a moment before it is stored.
+const (
+	ownedLooks     = 3
+	ownedLookDelay = 50 * time.Millisecond
+)
+
 // owned checks that userID owns stream id.
 func (cs *chatStreams) owned(ctx context.Context, id, userID string) error {
 	owner, err := cs.store.Owner(ctx, id)
+	for look := 1; look < ownedLooks && errors.Is(err, streams.ErrNotFound); look++ {
+		select {
+		case <-time.After(ownedLookDelay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		owner, err = cs.store.Owner(ctx, id)
+	}
 	switch {
 	case errors.Is(err, streams.ErrNotFound):
 		return errNoStream()

@@ -378,6 +378,34 @@ func TestSSEResumeOnAnotherNode(t *testing.T) {
 	}
 }
 
+// TestSSEResumeBeforeTheFirstToken: the stream of a turn sent without an
+// Idempotency-Key is written by its recorder as the turn starts, not before
+// the response's headers; a client that resumes it on the other node as
+// soon as it has them, before any token, is not told that the stream does
+// not exist, and gets the whole reply.
+func TestSSEResumeBeforeTheFirstToken(t *testing.T) {
+	for name, stores := range storesUnderTest(t) {
+		t.Run(name, func(t *testing.T) {
+			sa, sb := stores(t)
+			deltas := make(chan string)
+			chat := newStepChat(deltas)
+			a, b := gatewayWith(t, sa, chat), gatewayWith(t, sb, chat)
+			r := openSSE(t, http.MethodPost, a.url+"/api/v1/chat/message", "good-u1", `{"content":"tell me"}`, nil)
+			sid := r.res.Header.Get("X-Kowai-Stream-Id")
+			chat.waitStarted(t, 1)
+			resumed := openSSE(t, http.MethodGet, b.url+"/api/v1/chat/streams/"+sid, "good-u1", "", nil)
+			deltas <- "one "
+			deltas <- "two"
+			close(deltas)
+			for name, reader := range map[string]*sseReader{"resumed": resumed, "first": r} {
+				if text, final := reader.readReply(t, sid, 0); text != "one two" || final.Event != "done" {
+					t.Fatalf("%s reader: %q then %+v", name, text, final)
+				}
+			}
+		})
+	}
+}
+
 // TestWebSocketResume: token frames carry stream_id and seq; a client that
 // lost its socket resumes with a resume frame on the other node.
 func TestWebSocketResume(t *testing.T) {

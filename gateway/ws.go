@@ -632,7 +632,7 @@ func (c *conn) turn(p auth.Principal, f wsClientFrame) (ChatTurn, error) {
 // resume the reply (on any node, with the Redis stream store).
 func (c *conn) run(ctx context.Context, id string, turn ChatTurn) {
 	ctx = context.WithoutCancel(ctx)
-	sid, cur, err := c.h.streams.begin(ctx, streamIDFor(turn), turn.UserID)
+	sid, cur, fresh, err := c.h.streams.open(ctx, turn)
 	if err != nil {
 		c.sendError(id, err)
 		return
@@ -642,7 +642,7 @@ func (c *conn) run(ctx context.Context, id string, turn ChatTurn) {
 		// A retry of a turn whose stream completed: the stored answer.
 		reply, err = c.h.chat.Send(ctx, turn, nil)
 	} else {
-		rec := c.h.streams.record(ctx, sid, turn.UserID, cur, func(e streams.Entry) {
+		rec := c.h.streams.record(ctx, sid, turn.UserID, cur, fresh, func(e streams.Entry) {
 			if !e.Final() {
 				c.send(entryFrame(id, sid, e))
 			}

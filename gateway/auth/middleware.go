@@ -67,20 +67,31 @@ type principalKey struct{}
 
 // WithPrincipal returns ctx carrying p.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return withPrincipal(ctx, &p)
+}
+
+// withPrincipal stores a pointer: RequireAuth keeps the same one in the
+// request's locals, so the principal is boxed once per request, not twice.
+// Nobody writes through it.
+func withPrincipal(ctx context.Context, p *Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
 // PrincipalFromContext returns the principal RequireAuth stored in the
 // request's user context.
 func PrincipalFromContext(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
-	return p, ok
+	if p, ok := ctx.Value(principalKey{}).(*Principal); ok {
+		return *p, true
+	}
+	return Principal{}, false
 }
 
 // PrincipalFrom returns the principal RequireAuth stored for this request.
 func PrincipalFrom(c *fiber.Ctx) (Principal, bool) {
-	p, ok := c.Locals(principalKey{}).(Principal)
-	return p, ok
+	if p, ok := c.Locals(principalKey{}).(*Principal); ok {
+		return *p, true
+	}
+	return Principal{}, false
 }
 
 // BearerToken returns the token of an "Authorization: Bearer <token>" header
@@ -139,8 +150,8 @@ func RequireAuthWith(a Authenticator, opts RequireAuthOptions) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		c.Locals(principalKey{}, p)
-		c.SetUserContext(WithPrincipal(c.UserContext(), p))
+		c.Locals(principalKey{}, &p)
+		c.SetUserContext(withPrincipal(c.UserContext(), &p))
 		return c.Next()
 	}
 }

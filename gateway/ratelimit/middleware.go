@@ -80,9 +80,7 @@ func Checker(cfg MiddlewareConfig) func(c *fiber.Ctx) error {
 			}
 			return err
 		}
-		c.Set("RateLimit-Limit", strconv.Itoa(res.Limit))
-		c.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
-		c.Set("RateLimit-Reset", strconv.FormatInt(ceilSeconds(res.ResetAfter), 10))
+		setHeaders(c, res)
 		if !res.Allowed {
 			retry := RetryAfterSeconds(res)
 			c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(retry, 10))
@@ -90,6 +88,24 @@ func Checker(cfg MiddlewareConfig) func(c *fiber.Ctx) error {
 		}
 		return nil
 	}
+}
+
+// The rate-limit headers' keys as fasthttp normalizes them.
+var (
+	headerLimit     = []byte("Ratelimit-Limit")
+	headerRemaining = []byte("Ratelimit-Remaining")
+	headerReset     = []byte("Ratelimit-Reset")
+)
+
+// setHeaders writes RateLimit-Limit, -Remaining and -Reset of res. It runs
+// on every checked request: the numbers are formatted into a stack buffer
+// (fasthttp copies them), the keys are given normalized.
+func setHeaders(c *fiber.Ctx, res Result) {
+	h := &c.Response().Header
+	var buf [20]byte
+	h.SetCanonical(headerLimit, strconv.AppendInt(buf[:0], int64(res.Limit), 10))
+	h.SetCanonical(headerRemaining, strconv.AppendInt(buf[:0], int64(res.Remaining), 10))
+	h.SetCanonical(headerReset, strconv.AppendInt(buf[:0], ceilSeconds(res.ResetAfter), 10))
 }
 
 // BucketKey is the limiter key of identity key in the bucket name, as

@@ -15,6 +15,10 @@
 //	cur, err := store.Begin(ctx, streamID, userID)
 //	err = store.Append(ctx, streamID, streams.Entry{Seq: cur.Last + 1, Kind: streams.KindToken, Delta: "Hel"})
 //
+// A producer that minted the stream's ID just now knows that nothing is
+// stored under it: it calls Start instead, which creates the stream with its
+// first entries in one step (one round trip to Redis instead of two).
+//
 // Readers call Follow, which hands them every entry after a sequence number,
 // the stored ones first, then the live ones, and returns after the final
 // entry.
@@ -22,9 +26,11 @@
 // # Implementations
 //
 // Memory keeps streams in process, for a single node. Redis keeps each
-// stream in a Redis stream whose entry IDs are the sequence numbers
-// ("<seq>-1"), trimmed to MaxLen entries and expiring TTL after its last
-// append. Live entries reach a node's readers through one XREAD BLOCK loop
+// stream in a Redis stream with one message per appended batch, whose ID is
+// the batch's last sequence number ("<seq>-1") and whose field "c" holds
+// the batch compactly (the first number, then each token's delta as a JSON
+// string, other entries as objects), trimmed to MaxLen entries and expiring
+// TTL after its last append. Live entries reach a node's readers through one XREAD BLOCK loop
 // per stream per node, fanned out in process, never one blocking
 // connection per reader.
 package streams

@@ -91,12 +91,7 @@ func (m *Memory) Begin(_ context.Context, id, owner string) (Cursor, error) {
 	defer m.mu.Unlock()
 	s := m.get(id)
 	if s == nil {
-		if now := m.now(); now.Sub(m.lastSweep) >= m.ttl {
-			m.lastSweep = now
-			m.sweep()
-		}
-		s = &memStream{owner: owner, first: 1, changed: make(chan struct{})}
-		m.streams[id] = s
+		s = m.create(id, owner)
 	}
 	if s.owner != owner {
 		return Cursor{}, fmt.Errorf("stream %s: %w", id, ErrConflict)
@@ -119,6 +114,49 @@ func (m *Memory) Append(_ context.Context, id string, entries ...Entry) error {
 	if s == nil {
 		return fmt.Errorf("stream %s: %w", id, ErrNotFound)
 	}
+	return m.append(s, id, entries)
+}
+
+// Start implements Store.
+func (m *Memory) Start(_ context.Context, id, owner string, entries ...Entry) error {
+	if owner == "" {
+		return fmt.Errorf("stream %s: start without an owner", id)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.get(id)
+	if s != nil {
+		if s.owner != owner {
+			return fmt.Errorf("stream %s: %w", id, ErrConflict)
+		}
+		return m.append(s, id, entries)
+	}
+	// A refused batch creates nothing.
+	for i, e := range entries {
+		if e.Seq != int64(i)+1 {
+			return fmt.Errorf("stream %s: seq %d first: %w", id, e.Seq, ErrConflict)
+		}
+	}
+	s = m.create(id, owner)
+	s.attempts = 1
+	return m.append(s, id, entries)
+}
+
+// create adds an empty stream of owner, expiring TTL from now; the caller
+// holds mu.
+func (m *Memory) create(id, owner string) *memStream {
+	now := m.now()
+	if now.Sub(m.lastSweep) >= m.ttl {
+		m.lastSweep = now
+		m.sweep()
+	}
+	s := &memStream{owner: owner, first: 1, expires: now.Add(m.ttl), changed: make(chan struct{})}
+	m.streams[id] = s
+	return s
+}
+
+// append stores entries in s and wakes its followers; the caller holds mu.
+func (m *Memory) append(s *memStream, id string, entries []Entry) error {
 	// A batch is stored whole or not at all.
 	next := s.first + int64(len(s.entries)-s.head)
 	for i, e := range entries {

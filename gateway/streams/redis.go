@@ -40,8 +40,8 @@ type RedisOptions struct {
 	Prefix string
 	// TTL is how long a stream is kept after its last append (DefaultTTL).
 	TTL time.Duration
-	// MaxLen bounds the entries kept per stream, approximately
-	// (DefaultMaxLen).
+	// MaxLen bounds the entries kept per stream (DefaultMaxLen): the last
+	// MaxLen, and the rest of the batch holding the first of them.
 	MaxLen int
 	// Poll is how often a reader that heard nothing reads the stream
 	// itself, a safety net under the shared tail (default 1 s).
@@ -94,25 +94,39 @@ return {n, last[1][2][1], last[1][2][2]}
 `)
 
 // appendScript adds one message holding a batch of entries whose numbers
-// continue the stream's: ARGV is {maxLen, ttl, first seq, last seq,
-// batch}. The message's ID is the batch's last number, so a reader after
+// continue the stream's: ARGV is {maxLen, ttl, first seq, last seq, batch,
+// owner}. The message's ID is the batch's last number, so a reader after
 // seq N finds every message holding an entry after N from ID N+1 on, and
-// the stream is trimmed by number (MINID) to about maxLen entries.
+// the stream is trimmed by number (MINID) to its last maxLen entries and
+// the rest of the message holding the first of them. Trimming is exact: a
+// Redis stream node holds up to 100 messages, and compact batches are
+// small, so a node's worth of entries can be many times maxLen. With an
+// owner (Start), a stream that does not exist is created as its first
+// attempt; with an empty batch, that is all.
 var appendScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('KOWAI_NOTFOUND') end
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local seq = 0
-if #last > 0 then seq = tonumber(string.match(last[1][1], '^(%d+)')) end
-if tonumber(ARGV[3]) ~= seq + 1 then return redis.error_reply('KOWAI_CONFLICT') end
-local minid = tonumber(ARGV[4]) - tonumber(ARGV[1]) + 1
-if minid > 1 then
-  redis.call('XADD', KEYS[1], 'MINID', '~', minid .. '-0', ARGV[4] .. '-1', 'b', ARGV[5])
-else
-  redis.call('XADD', KEYS[1], ARGV[4] .. '-1', 'b', ARGV[5])
+local o = redis.call('HGET', KEYS[2], 'owner')
+if not o and ARGV[6] == '' then return redis.error_reply('KOWAI_NOTFOUND') end
+if o and ARGV[6] ~= '' and o ~= ARGV[6] then return redis.error_reply('KOWAI_CONFLICT') end
+if ARGV[5] ~= '' then
+  local seq = 0
+  if o then
+    local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+    if #last > 0 then seq = tonumber(string.match(last[1][1], '^(%d+)')) end
+  end
+  if tonumber(ARGV[3]) ~= seq + 1 then return redis.error_reply('KOWAI_CONFLICT') end
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if not o then redis.call('HSET', KEYS[2], 'owner', ARGV[6], 'attempts', 1) end
+if ARGV[5] ~= '' then
+  local minid = tonumber(ARGV[4]) - tonumber(ARGV[1]) + 1
+  if minid > 1 then
+    redis.call('XADD', KEYS[1], 'MINID', minid .. '-0', ARGV[4] .. '-1', 'c', ARGV[5])
+  else
+    redis.call('XADD', KEYS[1], ARGV[4] .. '-1', 'c', ARGV[5])
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return tonumber(ARGV[4])
+return 1
 `)
 
 // Begin implements Store.
@@ -145,25 +159,46 @@ func (r *Redis) Append(ctx context.Context, id string, entries ...Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	for i, e := range entries {
-		if e.Seq != entries[0].Seq+int64(i) {
-			return fmt.Errorf("stream %s: seq %d after %d: %w", id, e.Seq, entries[i-1].Seq, ErrConflict)
-		}
+	return r.append(ctx, id, "", entries)
+}
+
+// Start implements Store: the stream is created, when it does not exist, by
+// the script that appends the entries, so a reply's first batch costs one
+// script run instead of two (Begin's and Append's).
+func (r *Redis) Start(ctx context.Context, id, owner string, entries ...Entry) error {
+	if owner == "" {
+		return fmt.Errorf("stream %s: start without an owner", id)
 	}
-	batch, err := appendBatch(make([]byte, 0, 64*len(entries)), entries)
-	if err != nil {
-		return fmt.Errorf("stream %s: encode entries from %d: %w", id, entries[0].Seq, err)
+	return r.append(ctx, id, owner, entries)
+}
+
+// append runs appendScript for entries, creating the stream for owner when
+// owner is not empty.
+func (r *Redis) append(ctx context.Context, id, owner string, entries []Entry) error {
+	var batch []byte
+	var first, last int64
+	if len(entries) > 0 {
+		for i, e := range entries {
+			if e.Seq != entries[0].Seq+int64(i) {
+				return fmt.Errorf("stream %s: seq %d after %d: %w", id, e.Seq, entries[i-1].Seq, ErrConflict)
+			}
+		}
+		var err error
+		batch, err = appendBatch(make([]byte, 0, batchSize(entries)), entries)
+		if err != nil {
+			return fmt.Errorf("stream %s: encode entries from %d: %w", id, entries[0].Seq, err)
+		}
+		first, last = entries[0].Seq, entries[len(entries)-1].Seq
 	}
 	sk, mk := r.keys(id)
-	first, last := entries[0].Seq, entries[len(entries)-1].Seq
-	err = r.pipe.run(ctx, appendScript, []string{sk, mk}, r.maxLen, r.ttl.Milliseconds(), first, last, batch).Err()
+	err := r.pipe.run(ctx, appendScript, []string{sk, mk}, r.maxLen, r.ttl.Milliseconds(), first, last, batch, owner).Err()
 	switch {
 	case err == nil:
 		return nil
 	case strings.Contains(err.Error(), "KOWAI_NOTFOUND"):
 		return fmt.Errorf("stream %s: %w", id, ErrNotFound)
 	case strings.Contains(err.Error(), "KOWAI_CONFLICT"):
-		return fmt.Errorf("stream %s: seq %d: %w", id, entries[0].Seq, ErrConflict)
+		return fmt.Errorf("stream %s: seq %d: %w", id, first, ErrConflict)
 	}
 	return fmt.Errorf("stream %s: append: %w", id, err)
 }
@@ -344,10 +379,11 @@ func (r *Redis) runTail(id string, t *tail, after int64) {
 // errEmptyMessage reports a stream message without entries.
 var errEmptyMessage = errors.New("message holds no entry")
 
-// decodeMessage returns the entries of a stream message: a batch under
-// field "b", or one entry under field "e" (as written before batches).
+// decodeMessage returns the entries of a stream message: a compact batch
+// under field "c" (see appendBatch), or, as earlier versions wrote them, a
+// JSON array of entries under "b" or one entry under "e".
 func decodeMessage(m redis.XMessage) ([]Entry, error) {
-	for _, field := range []string{"b", "e"} {
+	for _, field := range []string{"c", "b", "e"} {
 		if raw, ok := m.Values[field].(string); ok {
 			es, err := decodeValue(field, raw)
 			if err != nil {
@@ -359,10 +395,13 @@ func decodeMessage(m redis.XMessage) ([]Entry, error) {
 	return nil, fmt.Errorf("message %s: %w", m.ID, errEmptyMessage)
 }
 
-// decodeValue decodes a message's field: "b" holds a JSON array of
-// entries, "e" one entry.
+// decodeValue decodes a message's field: "c" holds a compact batch, "b" a
+// JSON array of entries, "e" one entry.
 func decodeValue(field, raw string) ([]Entry, error) {
-	if field == "e" {
+	switch field {
+	case "c":
+		return decodeBatch([]byte(raw))
+	case "e":
 		var e Entry
 		if err := json.Unmarshal([]byte(raw), &e); err != nil {
 			return nil, err

@@ -80,6 +80,14 @@ type Store interface {
 	// stream's without gaps (ErrConflict otherwise), and renews the
 	// stream's TTL.
 	Append(ctx context.Context, id string, entries ...Entry) error
+	// Start creates stream id for owner as its first attempt when it does
+	// not exist, and appends entries, if any, as Append does, in one step.
+	// It stands for Begin when the caller minted the stream's ID just now,
+	// so that nothing can be stored under it and the cursor would be
+	// {Attempt: 1}: the stream then costs no write before its first
+	// entries. On a stream of the same owner that exists it only appends;
+	// another owner's stream is refused with ErrConflict.
+	Start(ctx context.Context, id, owner string, entries ...Entry) error
 	// Owner returns the stream's owner, or ErrNotFound.
 	Owner(ctx context.Context, id string) (string, error)
 	// Follow calls fn with every entry after seq after, in order: the

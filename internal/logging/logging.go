@@ -36,21 +36,28 @@ func ParseLevel(s string) (slog.Level, error) {
 // (format "text") at level and above, which adds the context's correlation ID
 // to every record, and its span's trace_id and span_id when it carries a
 // sampled span (tracing on).
+//
+// Lines (Start) on it and on its With children are encoded without slog's
+// machinery, in the same form.
 func New(w io.Writer, level slog.Level, format string) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
+	lw := lockWriter(w)
 	var h slog.Handler
 	if format == "text" {
-		h = slog.NewTextHandler(w, opts)
+		h = slog.NewTextHandler(lw, opts)
 	} else {
-		h = slog.NewJSONHandler(w, opts)
+		h = slog.NewJSONHandler(lw, opts)
 	}
-	return slog.New(correlationHandler{h})
+	return slog.New(correlationHandler{Handler: h, fast: &fastSink{w: lw, json: format != "text"}})
 }
 
 // correlationHandler decorates records with the correlation ID and the
 // trace and span IDs of their context, so call sites never have to pass them
-// by hand.
-type correlationHandler struct{ slog.Handler }
+// by hand. fast, when set, lets Lines bypass the handler (see Line).
+type correlationHandler struct {
+	slog.Handler
+	fast *fastSink
+}
 
 func (h correlationHandler) Handle(ctx context.Context, r slog.Record) error {
 	if ctx == nil {
@@ -66,11 +73,15 @@ func (h correlationHandler) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (h correlationHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return correlationHandler{h.Handler.WithAttrs(attrs)}
+	return correlationHandler{Handler: h.Handler.WithAttrs(attrs), fast: h.fast.withAttrs(attrs)}
 }
 
 func (h correlationHandler) WithGroup(name string) slog.Handler {
-	return correlationHandler{h.Handler.WithGroup(name)}
+	if name == "" {
+		return h
+	}
+	// Lines write no groups: a grouped logger's Lines go through slog.
+	return correlationHandler{Handler: h.Handler.WithGroup(name)}
 }
 
 // Quiet returns a logger that writes l's Info records at Debug level, for

@@ -1,0 +1,399 @@
+package logging
+
+import (
+	"context"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Line is one log record built field by field, for a call site that logs on
+// every request (the gateway's access log). On a logger made by New (and its
+// With children) it encodes the record straight into a pooled buffer, in the
+// same JSON or text form slog's handlers write, correlation and trace IDs
+// included, and hands it to the writer in one Write: no attribute slice, no
+// reflection, no allocation. On any other logger it collects slog
+// attributes and logs them with LogAttrs.
+//
+// Start a Line, add fields, then End it; a Line must not be used after End.
+// Every method is a no-op on a nil *Line, which Start returns when the
+// logger does not log the level, so the caller pays nothing for a record
+// nobody keeps.
+type Line struct {
+	ctx   context.Context
+	log   *slog.Logger
+	level slog.Level
+	msg   string
+	// fast, when set, is where the encoded record in buf goes; otherwise the
+	// fields are collected in attrs.
+	fast  *fastSink
+	buf   []byte
+	attrs []slog.Attr
+}
+
+var linePool = sync.Pool{New: func() any { return &Line{buf: make([]byte, 0, 512)} }}
+
+// maxPooledLine keeps an occasional huge record from pinning its buffer.
+const maxPooledLine = 16 << 10
+
+// Start begins a record of level with msg on l, or returns nil when l does
+// not log level.
+func Start(ctx context.Context, l *slog.Logger, level slog.Level, msg string) *Line {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if !l.Enabled(ctx, level) {
+		return nil
+	}
+	ln := linePool.Get().(*Line)
+	ln.ctx, ln.log, ln.level, ln.msg = ctx, l, level, msg
+	if h, ok := l.Handler().(correlationHandler); ok && h.fast != nil {
+		ln.fast = h.fast
+		ln.buf = h.fast.begin(ln.buf[:0], level, msg)
+	}
+	return ln
+}
+
+// String adds a string field. value may alias a buffer that is reused after
+// End returns: it is copied.
+func (ln *Line) String(key, value string) {
+	if ln == nil {
+		return
+	}
+	if ln.fast == nil {
+		ln.attrs = append(ln.attrs, slog.String(key, strings.Clone(value)))
+		return
+	}
+	ln.buf = ln.fast.key(ln.buf, key)
+	ln.buf = ln.fast.str(ln.buf, value)
+}
+
+// Int adds an integer field.
+func (ln *Line) Int(key string, value int64) {
+	if ln == nil {
+		return
+	}
+	if ln.fast == nil {
+		ln.attrs = append(ln.attrs, slog.Int64(key, value))
+		return
+	}
+	ln.buf = ln.fast.key(ln.buf, key)
+	ln.buf = strconv.AppendInt(ln.buf, value, 10)
+}
+
+// Float adds a floating-point field.
+func (ln *Line) Float(key string, value float64) {
+	if ln == nil {
+		return
+	}
+	if ln.fast == nil {
+		ln.attrs = append(ln.attrs, slog.Float64(key, value))
+		return
+	}
+	ln.buf = ln.fast.key(ln.buf, key)
+	ln.buf = ln.fast.float(ln.buf, value)
+}
+
+// End adds the context's correlation and trace IDs, writes the record and
+// recycles the Line. Like slog.Logger's methods it reports nothing: a log
+// that cannot be written has nowhere to say so (a Buffer keeps its writer's
+// error for its next Flush or Close).
+func (ln *Line) End() {
+	if ln == nil {
+		return
+	}
+	if ln.fast == nil {
+		ln.log.LogAttrs(ln.ctx, ln.level, ln.msg, ln.attrs...)
+	} else {
+		ln.buf = ln.fast.end(ln.buf, ln.ctx)
+		ln.fast.write(ln.buf)
+	}
+	clear(ln.attrs)
+	*ln = Line{buf: ln.buf[:0], attrs: ln.attrs[:0]}
+	if cap(ln.buf) <= maxPooledLine {
+		linePool.Put(ln)
+	}
+}
+
+// fastSink is where Lines of one logger made by New go: the writer its
+// handler writes to, its format, and the attributes added with With, already
+// encoded.
+type fastSink struct {
+	w    *lockedWriter
+	json bool
+	// pre are the With attributes, encoded with a leading separator each.
+	pre []byte
+}
+
+// lockedWriter serializes the Writes of a logger's slog handler and of its
+// Lines: slog's handlers lock their own writes only, and the writer given to
+// New need not be safe for concurrent use. A nil mu means w is safe already.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+// lockWriter wraps w, with a lock unless w is known to lock itself (a
+// Buffer, io.Discard): the access log takes that lock on every request.
+func lockWriter(w io.Writer) *lockedWriter {
+	if _, ok := w.(*Buffer); ok || w == io.Discard {
+		return &lockedWriter{w: w}
+	}
+	return &lockedWriter{mu: new(sync.Mutex), w: w}
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	if l.mu == nil {
+		return l.w.Write(p)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// withAttrs returns the sink of a With child, or nil when an attribute is of
+// a kind the Line encoder does not write the way slog does (then that
+// logger's Lines go through slog).
+func (f *fastSink) withAttrs(attrs []slog.Attr) *fastSink {
+	if f == nil {
+		return nil
+	}
+	g := &fastSink{w: f.w, json: f.json, pre: append([]byte(nil), f.pre...)}
+	for _, a := range attrs {
+		if a.Key == "" {
+			return nil
+		}
+		g.pre = g.key(g.pre, a.Key)
+		switch v := a.Value.Resolve(); v.Kind() {
+		case slog.KindString:
+			g.pre = g.str(g.pre, v.String())
+		case slog.KindInt64:
+			g.pre = strconv.AppendInt(g.pre, v.Int64(), 10)
+		case slog.KindUint64:
+			g.pre = strconv.AppendUint(g.pre, v.Uint64(), 10)
+		case slog.KindBool:
+			g.pre = strconv.AppendBool(g.pre, v.Bool())
+		default:
+			return nil
+		}
+	}
+	return g
+}
+
+// begin starts a record as slog's handler does: time, level, message and the
+// With attributes.
+func (f *fastSink) begin(b []byte, level slog.Level, msg string) []byte {
+	now := time.Now()
+	if f.json {
+		b = append(b, `{"time":"`...)
+		b = now.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","level":`...)
+		b = f.str(b, level.String())
+		b = append(b, `,"msg":`...)
+		b = f.str(b, msg)
+	} else {
+		b = append(b, "time="...)
+		b = appendRFC3339Millis(b, now)
+		b = append(b, " level="...)
+		b = f.str(b, level.String())
+		b = append(b, " msg="...)
+		b = f.str(b, msg)
+	}
+	return append(b, f.pre...)
+}
+
+// key writes the separator and a field's key.
+func (f *fastSink) key(b []byte, k string) []byte {
+	if f.json {
+		b = append(b, ',')
+		b = f.str(b, k)
+		return append(b, ':')
+	}
+	b = append(b, ' ')
+	b = f.str(b, k)
+	return append(b, '=')
+}
+
+// str writes a string value as slog does: a JSON string, or in text bare
+// when it needs no quotes.
+func (f *fastSink) str(b []byte, s string) []byte {
+	if f.json {
+		b = append(b, '"')
+		b = appendEscapedJSONString(b, s)
+		return append(b, '"')
+	}
+	if needsQuoting(s) {
+		return strconv.AppendQuote(b, s)
+	}
+	return append(b, s...)
+}
+
+// float writes a float as slog does: in JSON as encoding/json would (which
+// has no NaN or infinity; those are written as strings), in text in the
+// shortest 'g' form.
+func (f *fastSink) float(b []byte, v float64) []byte {
+	if !f.json {
+		return strconv.AppendFloat(b, v, 'g', -1, 64)
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return f.str(b, strconv.FormatFloat(v, 'g', -1, 64))
+	}
+	format := byte('f')
+	if abs := math.Abs(v); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, v, format, -1, 64)
+	if format == 'e' {
+		// encoding/json writes e-7, not e-07.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+// end adds what correlationHandler adds and closes the record.
+func (f *fastSink) end(b []byte, ctx context.Context) []byte {
+	if id := CorrelationID(ctx); id != "" {
+		b = f.key(b, "correlation_id")
+		b = f.str(b, id)
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		tid, sid := sc.TraceID(), sc.SpanID()
+		b = f.key(b, "trace_id")
+		b = f.hexValue(b, tid[:])
+		b = f.key(b, "span_id")
+		b = f.hexValue(b, sid[:])
+	}
+	if f.json {
+		b = append(b, '}')
+	}
+	return append(b, '\n')
+}
+
+// hexValue writes bytes as a lower-case hex string value (never needs
+// quoting in text, always quoted in JSON).
+func (f *fastSink) hexValue(b, id []byte) []byte {
+	if f.json {
+		b = append(b, '"')
+		b = hex.AppendEncode(b, id)
+		return append(b, '"')
+	}
+	return hex.AppendEncode(b, id)
+}
+
+// write hands one record to the writer; errors are the writer's to keep
+// (see Line.End).
+func (f *fastSink) write(b []byte) {
+	_, _ = f.w.Write(b)
+}
+
+// appendRFC3339Millis is slog's text time format: RFC 3339 with exactly
+// three fractional digits.
+func appendRFC3339Millis(b []byte, t time.Time) []byte {
+	// RFC3339Nano trims trailing zeros; adding a tenth of a millisecond keeps
+	// four digits, and the fourth is dropped.
+	const prefixLen = len("2006-01-02T15:04:05.000")
+	n := len(b)
+	t = t.Truncate(time.Millisecond).Add(time.Millisecond / 10)
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b[:n+prefixLen], b[n+prefixLen+1:]...)
+}
+
+// jsonSafe reports whether an ASCII byte goes into a JSON string as is.
+func jsonSafe(c byte) bool { return c >= 0x20 && c != '"' && c != '\\' }
+
+// plainJSON holds, for every byte, whether it goes into a JSON string as is:
+// the ASCII ones jsonSafe accepts (bytes from 0x80 start a rune to check).
+var plainJSON = func() (t [256]bool) {
+	for c := range utf8.RuneSelf {
+		t[c] = jsonSafe(byte(c))
+	}
+	return t
+}()
+
+const hexDigits = "0123456789abcdef"
+
+// appendEscapedJSONString escapes s as slog's JSON handler does: control
+// characters, quote and backslash, invalid UTF-8 as U+FFFD, and U+2028 and
+// U+2029.
+func appendEscapedJSONString(b []byte, s string) []byte {
+	start := 0
+	for i := 0; i < len(s); {
+		// Most of a log line's text needs no escape: skip it a byte a step.
+		for i < len(s) && plainJSON[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
+		if c := s[i]; c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	return append(b, s[start:]...)
+}
+
+// needsQuoting is slog's text rule: empty strings, spaces, '=', anything a
+// JSON string would escape (but a backslash), invalid UTF-8 and unprintable
+// runes are quoted.
+func needsQuoting(s string) bool {
+	if s == "" {
+		return true
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c != '\\' && (c == ' ' || c == '=' || !jsonSafe(c)) {
+				return true
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return true
+		}
+		i += size
+	}
+	return false
+}
