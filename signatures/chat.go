@@ -96,30 +96,42 @@ func (c Chat) len() int {
 
 // chatTurns appends c's turns to msgs, each as the user and assistant messages
 // that the History turn {c.Input: message, c.Output: reply} renders as, without
-// building that turn.
+// building that turn. A string input renders as itself whatever the field's
+// type (formatInput), so a turn costs a string and a boxed part per message, with
+// the parts of all turns in one slice.
 func (pr *prompt) chatTurns(msgs []llms.MessageContent, c Chat) []llms.MessageContent {
-	var in, out *Field
-	for i := range pr.rest.inputs {
-		if pr.rest.inputs[i].Name == c.Input {
-			in = &pr.rest.inputs[i]
+	n := c.len()
+	if n == 0 {
+		return msgs
+	}
+	const done = "\n\n" + completedMarker + "\n"
+	var userPrefix, replyPrefix string
+	hasUser, hasReply := false, false
+	for _, f := range pr.rest.inputs {
+		if f.Name == c.Input {
+			userPrefix, hasUser = marker(f.Name)+"\n", true
 		}
 	}
-	for i := range pr.rest.outputs {
-		if pr.rest.outputs[i].Name == c.Output {
-			out = &pr.rest.outputs[i]
+	for _, f := range pr.rest.outputs {
+		if f.Name == c.Output {
+			replyPrefix, hasReply = marker(f.Name)+"\n", true
 		}
 	}
+	parts := make([]llms.ContentPart, 2*n)
+	k := 0
 	c.turns(func(user, reply string) {
-		var u, a string
-		if in != nil {
-			u = strings.TrimSpace(marker(in.Name) + "\n" + formatInput(user, in.Type.isStr()))
+		u, a := "", done
+		if hasUser {
+			u = strings.TrimSpace(userPrefix + user)
 		}
-		if out != nil {
-			a = marker(out.Name) + "\n" + formatInput(reply, out.Type.isStr())
+		if hasReply {
+			a = replyPrefix + reply + done
 		}
+		parts[k], parts[k+1] = llms.TextContent{Text: u}, llms.TextContent{Text: a}
 		msgs = append(msgs,
-			llms.TextParts(llms.ChatMessageTypeHuman, u),
-			llms.TextParts(llms.ChatMessageTypeAI, a+"\n\n"+completedMarker+"\n"))
+			llms.MessageContent{Role: llms.ChatMessageTypeHuman, Parts: parts[k : k+1 : k+1]},
+			llms.MessageContent{Role: llms.ChatMessageTypeAI, Parts: parts[k+1 : k+2 : k+2]})
+		k += 2
 	})
 	return msgs
 }
