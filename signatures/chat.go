@@ -3,6 +3,7 @@ package signatures
 import (
 	"encoding/json"
 	"strings"
+	"unicode"
 
 	"github.com/tmc/langchaingo/llms"
 )
@@ -96,42 +97,60 @@ func (c Chat) len() int {
 
 // chatTurns appends c's turns to msgs, each as the user and assistant messages
 // that the History turn {c.Input: message, c.Output: reply} renders as, without
-// building that turn. A string input renders as itself whatever the field's
-// type (formatInput), so a turn costs a string and a boxed part per message, with
-// the parts of all turns in one slice.
+// building that turn.
 func (pr *prompt) chatTurns(msgs []llms.MessageContent, c Chat) []llms.MessageContent {
-	n := c.len()
-	if n == 0 {
-		return msgs
-	}
-	const done = "\n\n" + completedMarker + "\n"
-	var userPrefix, replyPrefix string
-	hasUser, hasReply := false, false
-	for _, f := range pr.rest.inputs {
-		if f.Name == c.Input {
-			userPrefix, hasUser = marker(f.Name)+"\n", true
+	var in, out *Field
+	for i := range pr.rest.inputs {
+		if pr.rest.inputs[i].Name == c.Input {
+			in = &pr.rest.inputs[i]
 		}
 	}
-	for _, f := range pr.rest.outputs {
-		if f.Name == c.Output {
-			replyPrefix, hasReply = marker(f.Name)+"\n", true
+	for i := range pr.rest.outputs {
+		if pr.rest.outputs[i].Name == c.Output {
+			out = &pr.rest.outputs[i]
 		}
 	}
-	parts := make([]llms.ContentPart, 2*n)
-	k := 0
+	// Each message is built in one allocation of its final size, and the
+	// messages' single parts share one array: a chat turn renders its whole
+	// history on every call.
+	parts := make([]llms.ContentPart, 2*c.len())
+	text := func(role llms.ChatMessageType, s string) llms.MessageContent {
+		if len(parts) == 0 {
+			return llms.TextParts(role, s)
+		}
+		p := parts[:1:1]
+		p[0], parts = llms.TextContent{Text: s}, parts[1:]
+		return llms.MessageContent{Role: role, Parts: p}
+	}
 	c.turns(func(user, reply string) {
-		u, a := "", done
-		if hasUser {
-			u = strings.TrimSpace(userPrefix + user)
+		var u string
+		if in != nil {
+			// What strings.TrimSpace(marker + "\n" + text) is: the marker starts
+			// with no space, and an empty text leaves the marker alone.
+			t := strings.TrimRightFunc(formatInput(user, in.Type.isStr()), unicode.IsSpace)
+			u = joinBlock(in.Name, t, "")
 		}
-		if hasReply {
-			a = replyPrefix + reply + done
+		a := "\n\n" + completedMarker + "\n"
+		if out != nil {
+			a = joinBlock(out.Name, formatInput(reply, out.Type.isStr()), a)
 		}
-		parts[k], parts[k+1] = llms.TextContent{Text: u}, llms.TextContent{Text: a}
-		msgs = append(msgs,
-			llms.MessageContent{Role: llms.ChatMessageTypeHuman, Parts: parts[k : k+1 : k+1]},
-			llms.MessageContent{Role: llms.ChatMessageTypeAI, Parts: parts[k+1 : k+2 : k+2]})
-		k += 2
+		msgs = append(msgs, text(llms.ChatMessageTypeHuman, u), text(llms.ChatMessageTypeAI, a))
 	})
 	return msgs
+}
+
+// joinBlock is marker(name), then "\n" and text when text is not empty, then
+// suffix, in one allocation.
+func joinBlock(name, text, suffix string) string {
+	var b strings.Builder
+	b.Grow(len(markerOpen) + len(name) + len(markerClose) + 1 + len(text) + len(suffix))
+	b.WriteString(markerOpen)
+	b.WriteString(name)
+	b.WriteString(markerClose)
+	if text != "" || suffix != "" {
+		b.WriteByte('\n')
+	}
+	b.WriteString(text)
+	b.WriteString(suffix)
+	return b.String()
 }
