@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -144,9 +146,11 @@ type httpMetrics struct {
 
 	// Resolving label values hashes them on every call; the set of
 	// (route template, method, status) is small, so each child is looked up
-	// once and kept.
-	mu        sync.RWMutex
-	observers map[observerKey]routeObserver
+	// once and kept, in a map that is copied on the rare insert and read
+	// without a lock (a read lock's counter bounced between the cores on
+	// every request).
+	mu        sync.Mutex // serializes inserts
+	observers atomic.Pointer[map[observerKey]routeObserver]
 }
 
 type observerKey struct {
@@ -171,8 +175,8 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kowai_http_requests_in_flight", Help: "HTTP requests being served.",
 		}),
-		observers: make(map[observerKey]routeObserver),
 	}
+	m.observers.Store(&map[observerKey]routeObserver{})
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register http metrics: %w", err)
@@ -185,17 +189,20 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 // route and method must not alias a request buffer: they are kept.
 func (m *httpMetrics) observer(route, method string, status int) routeObserver {
 	k := observerKey{route: route, method: method, status: status}
-	m.mu.RLock()
-	o, ok := m.observers[k]
-	m.mu.RUnlock()
-	if ok {
+	if o, ok := (*m.observers.Load())[k]; ok {
 		return o
 	}
-	o = routeObserver{requests: m.requests.WithLabelValues(route, method, strconv.Itoa(status)),
-		duration: m.duration.WithLabelValues(route, method)}
 	m.mu.Lock()
-	m.observers[k] = o
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	old := *m.observers.Load()
+	if o, ok := old[k]; ok {
+		return o
+	}
+	o := routeObserver{requests: m.requests.WithLabelValues(route, method, strconv.Itoa(status)),
+		duration: m.duration.WithLabelValues(route, method)}
+	next := maps.Clone(old)
+	next[k] = o
+	m.observers.Store(&next)
 	return o
 }
 

@@ -136,13 +136,25 @@ type fastSink struct {
 
 // lockedWriter serializes the Writes of a logger's slog handler and of its
 // Lines: slog's handlers lock their own writes only, and the writer given to
-// New need not be safe for concurrent use.
+// New need not be safe for concurrent use. A nil mu means w is safe already.
 type lockedWriter struct {
-	mu sync.Mutex
+	mu *sync.Mutex
 	w  io.Writer
 }
 
+// lockWriter wraps w, with a lock unless w is known to lock itself (a
+// Buffer, io.Discard): the access log takes that lock on every request.
+func lockWriter(w io.Writer) *lockedWriter {
+	if _, ok := w.(*Buffer); ok || w == io.Discard {
+		return &lockedWriter{w: w}
+	}
+	return &lockedWriter{mu: new(sync.Mutex), w: w}
+}
+
 func (l *lockedWriter) Write(p []byte) (int, error) {
+	if l.mu == nil {
+		return l.w.Write(p)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
@@ -301,6 +313,15 @@ func appendRFC3339Millis(b []byte, t time.Time) []byte {
 // jsonSafe reports whether an ASCII byte goes into a JSON string as is.
 func jsonSafe(c byte) bool { return c >= 0x20 && c != '"' && c != '\\' }
 
+// plainJSON holds, for every byte, whether it goes into a JSON string as is:
+// the ASCII ones jsonSafe accepts (bytes from 0x80 start a rune to check).
+var plainJSON = func() (t [256]bool) {
+	for c := range utf8.RuneSelf {
+		t[c] = jsonSafe(byte(c))
+	}
+	return t
+}()
+
 const hexDigits = "0123456789abcdef"
 
 // appendEscapedJSONString escapes s as slog's JSON handler does: control
@@ -309,11 +330,14 @@ const hexDigits = "0123456789abcdef"
 func appendEscapedJSONString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
+		// Most of a log line's text needs no escape: skip it a byte a step.
+		for i < len(s) && plainJSON[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		if c := s[i]; c < utf8.RuneSelf {
-			if jsonSafe(c) {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '\\', '"':

@@ -41,7 +41,7 @@ func ParseLevel(s string) (slog.Level, error) {
 // machinery, in the same form.
 func New(w io.Writer, level slog.Level, format string) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
-	lw := &lockedWriter{w: w}
+	lw := lockWriter(w)
 	var h slog.Handler
 	if format == "text" {
 		h = slog.NewTextHandler(lw, opts)
