@@ -57,6 +57,10 @@ type workerSlot struct {
 	pid        *actor.PID
 	job        *replyJob
 	restarting bool
+	// spawned: the worker's first workerReady is still to come. A new worker gets
+	// a job at once, so that message says nothing; arriving after the worker
+	// failed its job, it must not mark the failed worker ready.
+	spawned bool
 }
 
 // replyJob is one GenerateReply on its way through a worker. It carries the program
@@ -143,8 +147,12 @@ func (a *agentGrain) Receive(ctx actor.Context) {
 		a.passivating = true
 		a.stopIfIdle(ctx)
 	case workerReady:
-		if s := a.workers[ctx.Sender().GetId()]; s != nil && s.restarting {
-			s.restarting = false
+		if s := a.workers[ctx.Sender().GetId()]; s != nil {
+			if s.spawned {
+				s.spawned = false
+			} else {
+				s.restarting = false
+			}
 		}
 		a.dispatch(ctx)
 	case jobDone:
@@ -387,7 +395,7 @@ func (a *agentGrain) dispatch(ctx actor.Context) {
 			if len(a.workers) >= size {
 				return
 			}
-			slot = &workerSlot{pid: ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &worker{rt: a.rt} }))}
+			slot = &workerSlot{pid: ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &worker{rt: a.rt} })), spawned: true}
 			a.workers[slot.pid.GetId()] = slot
 		}
 		job := a.queue[0]

@@ -155,8 +155,9 @@ func (a *agentGrain) evaluate(correlationID string) {
 // a rollback when its error rate exceeds the rest's by more than
 // p.MaxErrorRateIncrease, or when both sides have p.MinRatings ratings (at least one)
 // and its mean rating is below the rest's by more than p.MaxFeedbackDrop; else a
-// promotion once it has p.MinRatings ratings. Index 0 of the counts is the rest of the
-// agent's turns, 1 the canary's.
+// promotion once it has p.MinRatings ratings and so has the rest, so that the two can
+// be compared (a canary at 100 percent has no rest: its own ratings do). Index 0 of
+// the counts is the rest of the agent's turns, 1 the canary's.
 func decideCanary(p persistence.Canary, turns, failed, up, down [2]int64) (decision, reason string) {
 	if turns[1] < int64(max(p.MinTurns, 1)) {
 		return "", ""
@@ -180,7 +181,7 @@ func decideCanary(p persistence.Canary, turns, failed, up, down [2]int64) (decis
 				mean(1), ratings[1], mean(0), ratings[0], p.MaxFeedbackDrop)
 		}
 	}
-	if ratings[1] < int64(p.MinRatings) {
+	if ratings[1] < int64(p.MinRatings) || ratings[0] < int64(p.MinRatings) && p.Percent < 100 {
 		return "", ""
 	}
 	return DecisionPromote, fmt.Sprintf("error rate %.3f over %d turns and %d ratings are within the margins", rate(1), turns[1], ratings[1])

@@ -26,6 +26,8 @@ func TestDecideCanary(t *testing.T) {
 	p := persistence.Canary{MinTurns: 10, MinRatings: 4, MaxErrorRateIncrease: 0.05, MaxFeedbackDrop: 0.2}
 	noRatings := p
 	noRatings.MinRatings = 0
+	all := p
+	all.Percent = 100
 	type c = [2]int64
 	for _, tc := range []struct {
 		name                    string
@@ -40,7 +42,8 @@ func TestDecideCanary(t *testing.T) {
 		{"waits for ratings", p, c{100, 10}, c{5, 0}, c{1, 1}, c{0, 0}, ""},
 		{"ratings below the margin", p, c{100, 10}, c{5, 0}, c{4, 1}, c{0, 3}, DecisionRollback},
 		{"ratings within the margin", p, c{100, 10}, c{5, 0}, c{4, 9}, c{1, 1}, DecisionPromote},
-		{"too few current ratings to compare", p, c{100, 10}, c{5, 0}, c{1, 0}, c{0, 4}, DecisionPromote},
+		{"waits for the current version's ratings", p, c{100, 10}, c{5, 0}, c{1, 0}, c{0, 4}, ""},
+		{"nothing current to compare with", all, c{0, 10}, c{0, 0}, c{0, 4}, c{0, 0}, DecisionPromote},
 		{"min_ratings 0 still compares rated sides", noRatings, c{100, 10}, c{5, 0}, c{3, 0}, c{0, 3}, DecisionRollback},
 	} {
 		got, reason := decideCanary(tc.p, tc.turns, tc.failed, tc.up, tc.down)

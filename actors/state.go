@@ -214,21 +214,22 @@ func (s sessionState) with(window int, entries ...tailEntry) sessionState {
 }
 
 // summarize appends one shortened line per message to the running summary, dropping
-// the oldest lines beyond maxSummary. The result is allocated once, at its final
-// size: it is copied into every turn's state and snapshot.
+// the oldest lines beyond maxSummary. The new lines are built on the stack and the
+// result is allocated once, at its final size: it is copied into every turn's state
+// and snapshot.
 func summarize(summary string, old []tailEntry) string {
-	var b strings.Builder
+	var buf [2 * (summaryLine + 16)]byte
+	add := buf[:0]
 	for _, e := range old {
 		if e.Role == roleSystem {
 			continue
 		}
-		b.WriteString(e.Role)
-		b.WriteString(": ")
-		b.WriteString(truncate(strings.Join(strings.Fields(e.Content), " "), summaryLine))
-		b.WriteByte('\n')
+		add = append(add, e.Role...)
+		add = append(add, ": "...)
+		add = appendLine(add, e.Content, summaryLine)
+		add = append(add, '\n')
 	}
-	add := b.String()
-	if add == "" {
+	if len(add) == 0 {
 		return summary
 	}
 	// Drop whole lines of the old summary until the result fits.
@@ -242,10 +243,14 @@ func summarize(summary string, old []tailEntry) string {
 		cut += i + 1
 	}
 	if len(summary)-cut+len(add) <= maxSummary {
-		return summary[cut:] + add
+		var b strings.Builder
+		b.Grow(len(summary) - cut + len(add))
+		b.WriteString(summary[cut:])
+		b.Write(add)
+		return b.String()
 	}
 	// The new lines alone are too long (only with a huge batch of messages).
-	out := add
+	out := string(add)
 	for len(out) > maxSummary {
 		i := strings.IndexByte(out, '\n')
 		if i < 0 {
@@ -254,6 +259,32 @@ func summarize(summary string, old []tailEntry) string {
 		out = out[i+1:]
 	}
 	return strings.Clone(out)
+}
+
+// appendLine appends s to dst on one line, its words separated by single spaces,
+// shortened as truncate shortens it to n bytes: it is
+// truncate(strings.Join(strings.Fields(s), " "), n) without building either string.
+func appendLine(dst []byte, s string, n int) []byte {
+	start, written := len(dst), 0
+	for word := range strings.FieldsSeq(s) {
+		if written > 0 {
+			dst = append(dst, ' ')
+			written++
+		}
+		dst = append(dst, word...)
+		written += len(word)
+		if written > n {
+			break
+		}
+	}
+	if written <= n {
+		return dst
+	}
+	line := dst[start:]
+	for n > 0 && !utf8.RuneStart(line[n]) {
+		n--
+	}
+	return append(dst[:start+n], "…"...)
 }
 
 // titleOf is the title a conversation gets from its first message: the message on one

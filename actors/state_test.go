@@ -167,7 +167,10 @@ func TestSummarizeMatchesReference(t *testing.T) {
 		for turn := range 300 {
 			batch := make([]tailEntry, 1+rng.IntN(3))
 			for i := range batch {
-				batch[i] = tailEntry{HistoryEntry: &actorpb.HistoryEntry{Role: roles[rng.IntN(3)], Content: strings.Repeat(fmt.Sprintf("w%d ", turn), rng.IntN(80))}}
+				// Words of one- to four-byte characters, between runs of mixed white
+				// space, so that lines are cut inside and between characters.
+				word := []string{fmt.Sprintf("w%d ", turn), "é€ \t", "\n\u00a0ü😀x  "}[rng.IntN(3)]
+				batch[i] = tailEntry{HistoryEntry: &actorpb.HistoryEntry{Role: roles[rng.IntN(3)], Content: strings.Repeat(word, rng.IntN(80))}}
 			}
 			got, want = summarize(got, batch), summarizeReference(want, batch)
 			if got != want {

@@ -141,92 +141,167 @@ func (j *turnJob) traced() turnOutcome {
 	return o
 }
 
-// run is the turn: create the conversation if needed, find a stored result for the
-// idempotency key, append the user's message while the agent starts on it, and commit
-// the reply (or the recorded failure) with, when due, the snapshot and the
-// conversation's updated_at (see touchInterval); only then produce the answer.
+// run is the turn, in four steps: answer from the log when the idempotency key has a
+// stored result (stored), append the user's message, with the conversation's row on a
+// first turn, while the agent starts on it (appendUser, callAgent), and commit the
+// reply or the recorded failure with, when due, the snapshot and the conversation's
+// updated_at (commit); only then produce the answer.
 func (j *turnJob) run() turnOutcome {
-	req, st := j.req, j.state
-	window := st.tailWindow(j.rt.deps.HistoryWindow)
-	corr, key := req.GetCorrelationId(), req.GetIdempotencyKey()
-	if !j.exists {
-		var o *turnOutcome
-		if st, o = j.create(); o != nil {
-			return *o
-		}
-	}
-
 	var hash string
-	if key != "" {
-		hash = requestHash(req)
+	if j.req.GetIdempotencyKey() != "" {
+		hash = requestHash(j.req)
 	}
-	var user *persistence.Message
-	// A key the gateway minted for this request just now names nothing stored.
-	if key != "" && j.exists && !req.GetFreshKey() {
-		reply, err := j.rt.deps.Messages.GetByIdempotencyKey(j.ctx, j.convID, key+replyKeySuffix)
-		if err == nil {
-			e := entryOf(reply)
-			if e.Hash != "" && e.Hash != hash {
-				return turnOutcome{err: errIdempotencyMismatch(corr, key)}
-			}
-			return turnOutcome{result: &actorpb.TurnResult{ConversationId: j.convID, MessageId: reply.ID, Seq: reply.Seq,
-				Response: reply.Content, Usage: usageOrZero(e.Usage), AgentId: st.AgentID, UserMessageId: e.ReplyTo, Replayed: true}}
-		} else if !errors.Is(err, persistence.ErrNotFound) {
-			return j.unavailable("find stored reply", err)
-		}
-		m, err := j.rt.deps.Messages.GetByIdempotencyKey(j.ctx, j.convID, key)
-		if err == nil {
-			if e := entryOf(m); e.Hash != "" && e.Hash != hash {
-				return turnOutcome{err: errIdempotencyMismatch(corr, key)}
-			}
-			// An earlier attempt stored the message but not a reply: answer it now.
-			user = &m
-		} else if !errors.Is(err, persistence.ErrNotFound) {
-			return j.unavailable("find stored message", err)
-		}
+	user, o := j.stored(hash)
+	if o != nil {
+		return *o
 	}
-	unsaved := j.unsaved
-	// The user's message commits while the agent starts on it: the first token
-	// does not wait for the database. Nothing of the turn is answered or
-	// committed before the message is durable (the reply's commit and the
-	// answer wait for it), and when its write fails the agent is stopped and
-	// its reply dropped.
+	// The user's message commits while the agent starts on it: the first token does
+	// not wait for the database. Nothing of the turn is answered or committed before
+	// the message is durable (the reply's commit and the answer wait for it), and when
+	// its write fails the agent is stopped and its reply dropped.
 	callCtx, stopCall := context.WithCancel(j.ctx)
 	defer stopCall()
-	var appendErr error
-	appended := make(chan struct{})
+	var (
+		userMeta messageMeta
+		appended chan error
+		withdraw context.CancelFunc = func() {}
+	)
 	if user == nil {
-		meta := messageMeta{CorrelationID: corr, RequestHash: hash}
-		m := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, Role: roleUser,
-			Content: req.GetContent(), Metadata: encodeMeta(meta), IdempotencyKey: key, CreatedAt: j.rt.deps.Now()}
-		go func() {
-			defer close(appended)
-			if err := j.rt.deps.Writer.AppendMessages(j.ctx, m); err != nil {
-				appendErr = err
-				stopCall()
-			}
-		}()
-		st = st.with(window, entryWith(m, meta))
-		user = &m
-		unsaved++
-	} else {
-		close(appended)
+		var appendCtx context.Context
+		appendCtx, withdraw = context.WithCancel(j.ctx)
+		defer withdraw()
+		user, userMeta, appended = j.appendUser(appendCtx, hash, stopCall)
 	}
-
-	reply, callErr := j.callAgent(callCtx, st, user)
-	<-appended
-	if appendErr != nil {
-		if isFencing(appendErr) {
-			fenced("append user message", appendErr)
+	reply, callErr := j.callAgent(callCtx, user)
+	c := replyCommit{user: user, hash: hash, reply: reply, callErr: callErr}
+	if appended != nil {
+		// A reply that comes back before the writer took the user's message (a fast
+		// model, a busy writer) withdraws the message and commits it with the reply:
+		// one commit for the turn instead of two in a row.
+		withdraw()
+		switch err := <-appended; {
+		case errors.Is(err, persistence.ErrWithdrawn):
+			c.withUser = true
+		case err != nil:
+			return j.appendFailed("append user message", err)
 		}
-		return j.unavailable("append user message", appendErr)
+		c.added = append(c.added, entryWith(*user, userMeta))
 	}
-	// The reply is committed even when the turn was cancelled meanwhile; the
-	// commit keeps the turn's values (its span, for the batch's trace).
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), writeTimeout)
-	defer cancel()
+	return j.commit(c)
+}
+
+// replyCommit is what commit writes: the reply to user (or the failure callErr), after
+// the entries added to the log in this turn; withUser when user's message goes in the
+// same write (and, on a first turn, the conversation's row).
+type replyCommit struct {
+	user     *persistence.Message
+	hash     string
+	added    []tailEntry
+	withUser bool
+	reply    *actorpb.ReplyResult
+	callErr  error
+}
+
+// stored looks the turn's idempotency key up in the log, past the tail the session
+// checked already: it returns the outcome when the key's reply is stored (or names
+// another request), or the user's message when an earlier attempt stored it but not a
+// reply; nil and nil when the turn starts afresh. A conversation this turn creates,
+// and a key the gateway minted for this request just now, name nothing stored.
+func (j *turnJob) stored(hash string) (*persistence.Message, *turnOutcome) {
+	req := j.req
+	key := req.GetIdempotencyKey()
+	if key == "" || !j.exists || req.GetFreshKey() {
+		return nil, nil
+	}
+	corr := req.GetCorrelationId()
+	reply, err := j.rt.deps.Messages.GetByIdempotencyKey(j.ctx, j.convID, key+replyKeySuffix)
+	if err == nil {
+		e := entryOf(reply)
+		if e.Hash != "" && e.Hash != hash {
+			return nil, &turnOutcome{err: errIdempotencyMismatch(corr, key)}
+		}
+		return nil, &turnOutcome{result: &actorpb.TurnResult{ConversationId: j.convID, MessageId: reply.ID, Seq: reply.Seq,
+			Response: reply.Content, Usage: usageOrZero(e.Usage), AgentId: j.state.AgentID, UserMessageId: e.ReplyTo, Replayed: true}}
+	} else if !errors.Is(err, persistence.ErrNotFound) {
+		o := j.unavailable("find stored reply", err)
+		return nil, &o
+	}
+	m, err := j.rt.deps.Messages.GetByIdempotencyKey(j.ctx, j.convID, key)
+	switch {
+	case err == nil:
+		if e := entryOf(m); e.Hash != "" && e.Hash != hash {
+			return nil, &turnOutcome{err: errIdempotencyMismatch(corr, key)}
+		}
+		// An earlier attempt stored the message but not a reply: answer it now.
+		return &m, nil
+	case errors.Is(err, persistence.ErrNotFound):
+		return nil, nil
+	}
+	o := j.unavailable("find stored message", err)
+	return nil, &o
+}
+
+// appendUser starts the durable append of the user's message, in the same write as
+// the conversation's row when the turn is its first (one group commit for both), under
+// ctx (whose end withdraws the write while the writer has not taken it). The returned
+// channel answers once the write is done; a failed write calls stop, which ends the
+// agent call.
+func (j *turnJob) appendUser(ctx context.Context, hash string, stop context.CancelFunc) (*persistence.Message, messageMeta, chan error) {
+	req := j.req
+	meta := messageMeta{CorrelationID: req.GetCorrelationId(), RequestHash: hash}
+	m := &persistence.Message{ID: newID(), ConversationID: j.convID, Seq: j.state.LastSeq + 1, Role: roleUser,
+		Content: req.GetContent(), Metadata: encodeMeta(meta), IdempotencyKey: req.GetIdempotencyKey(), CreatedAt: j.rt.deps.Now()}
+	op := j.withCreate(persistence.MessagesInsert(*m), m.CreatedAt)
+	done := make(chan error, 1)
+	go func() {
+		err := j.rt.deps.Writer.Submit(ctx, op)
+		if err != nil && !errors.Is(err, persistence.ErrWithdrawn) {
+			stop()
+		}
+		done <- err
+	}()
+	return m, meta, done
+}
+
+// withCreate is op preceded by the creation of the conversation's row when the turn is
+// its first.
+func (j *turnJob) withCreate(op persistence.Op, at time.Time) persistence.Op {
+	if j.exists {
+		return op
+	}
+	st := j.state
+	return persistence.Ops{persistence.ConversationCreate(persistence.Conversation{ID: j.convID, OwnerID: st.OwnerID,
+		AgentID: st.AgentID, Title: st.Title, CreatedAt: at}), op}
+}
+
+// appendFailed is the outcome of a turn whose user message (and, on a first turn, the
+// conversation's row) could not be written by what. A write another activation won
+// fences the session; a deleted conversation's ID or an unknown owner are answered.
+func (j *turnJob) appendFailed(what string, err error) turnOutcome {
+	if !j.exists {
+		switch {
+		case errors.Is(err, persistence.ErrGone):
+			// A deleted conversation is never created again under its ID.
+			return j.fail(actorpb.Code_CODE_NOT_FOUND, "conversation %s does not exist", j.convID)
+		case errors.Is(err, persistence.ErrNoOwner):
+			return j.fail(actorpb.Code_CODE_INVALID_ARGUMENT, "user %s does not exist", j.state.OwnerID)
+		}
+	}
+	if isFencing(err) {
+		fenced(what, err)
+	}
+	return j.unavailable(what, err)
+}
+
+// commit makes the turn durable: the reply (or the recorded failure), with the user's
+// message when c says so, in one group commit with, when due, the snapshot and the
+// conversation's updated_at; and the state after the turn.
+func (j *turnJob) commit(c replyCommit) turnOutcome {
+	user, hash, added, reply, callErr := c.user, c.hash, c.added, c.reply, c.callErr
+	st := j.state
+	corr, key := j.req.GetCorrelationId(), j.req.GetIdempotencyKey()
 	now := j.rt.deps.Now()
-	out := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + 1, CreatedAt: now}
+	out := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + int64(len(added)) + 1, CreatedAt: now}
 	meta := messageMeta{CorrelationID: corr, ReplyTo: user.ID, AgentID: st.AgentID, RequestHash: hash}
 	var failure *actorpb.ErrorReply
 	if callErr == nil {
@@ -238,6 +313,10 @@ func (j *turnJob) run() turnOutcome {
 		if d := reply.GetDetailsJson(); d != "" {
 			meta.Details = json.RawMessage(d)
 		}
+		st.Turns++
+		if a := reply.GetSettings(); a != nil {
+			st = st.withSettings(a)
+		}
 	} else {
 		failure = j.failureOf(callErr)
 		out.Role, out.Variant = roleSystem, failure.GetVariant()
@@ -245,19 +324,15 @@ func (j *turnJob) run() turnOutcome {
 		meta.Error = &errorRecord{Code: failure.GetCode().String(), Message: failure.GetMessage()}
 	}
 	out.Metadata = encodeMeta(meta)
-	if callErr == nil {
-		st.Turns++
-		if a := reply.GetSettings(); a != nil {
-			st = st.withSettings(a)
-			window = st.tailWindow(j.rt.deps.HistoryWindow)
-		}
-	}
-	st = st.with(window, entryWith(out, meta))
-	unsaved++
+	// One copy of the tail per turn, for the user's message and the reply together.
+	st = st.with(st.tailWindow(j.rt.deps.HistoryWindow), append(added, entryWith(out, meta))...)
 
-	o := turnOutcome{adopt: true, state: st, version: j.version, unsaved: unsaved, touched: j.touched, active: now}
+	o := turnOutcome{adopt: true, state: st, version: j.version, unsaved: j.unsaved + len(added) + 1, touched: j.touched, active: now}
 	write := persistence.Ops{persistence.MessagesInsert(out)}
-	if unsaved >= j.rt.deps.SnapshotLag {
+	if c.withUser {
+		write[0] = j.withCreate(persistence.MessagesInsert(*user, out), user.CreatedAt)
+	}
+	if o.unsaved >= j.rt.deps.SnapshotLag {
 		snap, err := j.rt.snapshotOf(j.convID, st, j.version)
 		if err != nil {
 			return j.unavailable("encode snapshot", err)
@@ -265,13 +340,20 @@ func (j *turnJob) run() turnOutcome {
 		write = append(write, persistence.SnapshotSave(snap, j.version))
 		o.version, o.unsaved = snap.Version, 0
 	}
-	if now.Sub(j.touched) >= touchInterval {
+	if now.Sub(o.touched) >= touchInterval {
 		write = append(write, persistence.ConversationTouch(j.convID, now))
 		o.touched = now
 	}
-	// One commit makes the reply durable, and with it the snapshot: the snapshot's
-	// compare-and-swap fences the reply as much as the log's unique seq does.
+	// The reply is committed even when the turn was cancelled meanwhile; the commit
+	// keeps the turn's values (its span, for the batch's trace). One commit makes the
+	// reply durable, and with it the snapshot: the snapshot's compare-and-swap fences
+	// the reply as much as the log's unique seq does.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), writeTimeout)
+	defer cancel()
 	if err := j.rt.deps.Writer.Submit(wctx, write); err != nil {
+		if c.withUser {
+			return j.appendFailed("commit user message and reply", err)
+		}
 		if isFencing(err) {
 			fenced("commit reply", err)
 		}
@@ -286,40 +368,23 @@ func (j *turnJob) run() turnOutcome {
 	return o
 }
 
-// create makes the conversation row for a first message, with the owner and agent the
-// session resolved. It returns the initial state, or the outcome to answer.
-func (j *turnJob) create() (sessionState, *turnOutcome) {
-	st := j.state
-	_, err := j.rt.deps.Conversations.Create(j.ctx, persistence.Conversation{ID: j.convID, OwnerID: st.OwnerID,
-		AgentID: st.AgentID, Title: st.Title, CreatedAt: j.rt.deps.Now()})
-	switch {
-	case errors.Is(err, persistence.ErrDuplicate):
-		fenced("create conversation", err)
-	case errors.Is(err, persistence.ErrGone):
-		// A deleted conversation is never created again under its ID.
-		o := j.fail(actorpb.Code_CODE_NOT_FOUND, "conversation %s does not exist", j.convID)
-		return sessionState{}, &o
-	case errors.Is(err, persistence.ErrConflict):
-		o := j.fail(actorpb.Code_CODE_INVALID_ARGUMENT, "user %s does not exist", st.OwnerID)
-		return sessionState{}, &o
-	case err != nil:
-		o := j.unavailable("create conversation", err)
-		return sessionState{}, &o
-	}
-	j.exists = true
-	return st, nil
-}
-
 // callAgent asks the conversation's agent for a reply with ctx (the turn's, or less).
 // When ctx ends (the turn is interrupted or cancelled, or its user message could not be
 // stored), the agent is told too, so its worker stops paying for the model.
-func (j *turnJob) callAgent(ctx context.Context, st sessionState, user *persistence.Message) (*actorpb.ReplyResult, error) {
+func (j *turnJob) callAgent(ctx context.Context, user *persistence.Message) (*actorpb.ReplyResult, error) {
 	caller := j.rt.callerOrNil()
 	if caller == nil {
 		return nil, actorpb.NewError(actorpb.Code_CODE_UNAVAILABLE, j.req.GetCorrelationId(), "the grain client is not set").Err()
 	}
+	st := j.state
+	// The history is what the tail holds once the user's message joins it, without that
+	// message: at most the tail's window less one.
+	history := st.history(user.ID)
+	if n := st.tailWindow(j.rt.deps.HistoryWindow) - 1; len(history) > n {
+		history = history[len(history)-n:]
+	}
 	req := &actorpb.GenerateReply{CorrelationId: j.req.GetCorrelationId(), AgentId: st.AgentID, ConversationId: j.convID,
-		TurnId: user.ID, UserId: j.req.GetUserId(), Content: user.Content, History: st.history(user.ID),
+		TurnId: user.ID, UserId: j.req.GetUserId(), Content: user.Content, History: history,
 		Summary: st.Summary, Stream: j.req.GetStream(), StreamId: j.req.GetStreamId(), Options: j.req.GetOptions(),
 		KnownVersion: st.AgentVersion, NoPremium: j.req.GetNoPremium()}
 	reply, err := actorpb.As[*actorpb.ReplyResult](caller.Call(ctx, KindAgent, st.AgentID, req))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,11 +16,29 @@ import (
 	"github.com/kowai/kowai/signatures/lm"
 )
 
-// appendsFailAfter fails every AppendMessages once ready is closed, so the
+// appendsFailAfter fails every write of messages once ready is closed, so the
 // failure comes while the agent runs.
 type appendsFailAfter struct {
 	LogWriter
 	ready <-chan struct{}
+}
+
+func (f *appendsFailAfter) Submit(ctx context.Context, op persistence.Op) error {
+	if !writesMessages(op) {
+		return f.LogWriter.Submit(ctx, op)
+	}
+	return f.AppendMessages(ctx)
+}
+
+// writesMessages reports whether op appends messages.
+func writesMessages(op persistence.Op) bool {
+	switch op := op.(type) {
+	case persistence.Insert:
+		return op.Table == "messages"
+	case persistence.Ops:
+		return slices.ContainsFunc(op, writesMessages)
+	}
+	return false
 }
 
 func (f *appendsFailAfter) AppendMessages(ctx context.Context, _ ...persistence.Message) error {

@@ -30,14 +30,6 @@ const sseQueue = 1024
 // streamAppendTimeout bounds one write to the stream store.
 const streamAppendTimeout = 5 * time.Second
 
-// streamCreateDelay is how long a reply's new stream may wait for its first
-// entries before it is written without them: a stream whose ID was minted
-// for the turn is created by the write of its first entries, one round trip
-// to the store instead of two, when the model answers that fast, and else
-// after this delay, so a client that resumes it early finds it (owned looks
-// again for as long before answering 404).
-const streamCreateDelay = 100 * time.Millisecond
-
 // streamSpace is the UUID namespace of stream IDs derived from a turn's
 // user, conversation and idempotency key.
 var streamSpace = uuid.MustParse("b6f1e0c2-3d4a-4e59-8a7b-1c2d3e4f5a6b")
@@ -265,36 +257,26 @@ func (r *recorder) store(batch []streams.Entry) error {
 
 func (r *recorder) loop() {
 	defer close(r.done)
-	if !r.created.Load() {
-		// A fresh stream is created with its first entries, or without
-		// them when they are slow to come.
-		timer := time.NewTimer(streamCreateDelay)
-		select {
-		case <-r.wake:
-			timer.Stop()
-			select {
-			case r.wake <- struct{}{}:
-			default:
-			}
-		case <-timer.C:
-			if err := r.store(nil); err != nil {
-				r.broken = true
-				r.cs.log.WarnContext(r.ctx, "stream store failed; the reply is no longer resumable", "stream_id", r.id, "error", err)
-			}
-		}
-	}
+	// A fresh stream is written at once, with the entries already added if
+	// any (a fast model's whole reply, often), so that it exists from the
+	// start of the turn, as a begun one does: a retry after this node died
+	// counts the next attempt.
+	first := !r.created.Load()
 	for {
-		<-r.wake
+		if !first {
+			<-r.wake
+		}
 		r.mu.Lock()
 		batch, closed := r.pending, r.closed
 		r.pending = nil
 		r.mu.Unlock()
-		if len(batch) > 0 && !r.broken {
+		if (len(batch) > 0 || first) && !r.broken {
 			if err := r.store(batch); err != nil {
 				r.broken = true
 				r.cs.log.WarnContext(r.ctx, "stream store failed; the reply is no longer resumable", "stream_id", r.id, "error", err)
 			}
 		}
+		first = false
 		for _, e := range batch {
 			r.emit(e)
 		}
@@ -536,17 +518,20 @@ func errNoStream() *Error {
 }
 
 // ownedLooks is how often owned looks for a stream that is not found,
-// streamCreateDelay apart: a fresh reply's stream is written with its first
-// entries, or streamCreateDelay after its turn started, so a client may
-// hold its ID (from the response's headers) a moment before it is stored.
-const ownedLooks = 3
+// ownedLookDelay apart: a fresh reply's stream is written by its recorder
+// as the turn starts, not before its response's headers, so a client may
+// hold its ID a moment before it is stored.
+const (
+	ownedLooks     = 3
+	ownedLookDelay = 50 * time.Millisecond
+)
 
 // owned checks that userID owns stream id.
 func (cs *chatStreams) owned(ctx context.Context, id, userID string) error {
 	owner, err := cs.store.Owner(ctx, id)
 	for look := 1; look < ownedLooks && errors.Is(err, streams.ErrNotFound); look++ {
 		select {
-		case <-time.After(streamCreateDelay):
+		case <-time.After(ownedLookDelay):
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -379,10 +379,10 @@ func TestSSEResumeOnAnotherNode(t *testing.T) {
 }
 
 // TestSSEResumeBeforeTheFirstToken: the stream of a turn sent without an
-// Idempotency-Key is written with its first entries, or a moment after the
-// turn started when the model is slow; a client that resumes it on the
-// other node as soon as it has the response's headers, before any token,
-// is not told that the stream does not exist, and gets the whole reply.
+// Idempotency-Key is written by its recorder as the turn starts, not before
+// the response's headers; a client that resumes it on the other node as
+// soon as it has them, before any token, is not told that the stream does
+// not exist, and gets the whole reply.
 func TestSSEResumeBeforeTheFirstToken(t *testing.T) {
 	for name, stores := range storesUnderTest(t) {
 		t.Run(name, func(t *testing.T) {

@@ -25,7 +25,7 @@ type Conversation struct {
 type Conversations interface {
 	// Create stores c (ID and times filled in when empty) and returns it. The ID of a
 	// deleted conversation is ErrGone, a taken one ErrDuplicate, a missing owner
-	// ErrConflict.
+	// ErrConflict and ErrNoOwner.
 	Create(ctx context.Context, c Conversation) (Conversation, error)
 	// Get returns the conversation with this ID, or ErrNotFound.
 	Get(ctx context.Context, id string) (Conversation, error)
@@ -57,6 +57,41 @@ var conversationCols = []any{"id", "owner_id", "agent_id", "title", "created_at"
 // transaction; a Delete of the same ID at the same moment is not expected, since both go
 // through the conversation's one session grain.
 func (s *ConversationStore) Create(ctx context.Context, c Conversation) (Conversation, error) {
+	c = c.withDefaults()
+	if err := s.db.inTx(ctx, func(tx *goqu.TxDatabase) error { return createConversation(ctx, tx, c) }); err != nil {
+		return Conversation{}, err
+	}
+	return c, nil
+}
+
+// ConversationCreate is the Op that creates c as Conversations.Create does (ID and
+// times filled in when empty, the same errors). A Writer applies it before the merged
+// Inserts of its batch, so a new conversation's first messages, submitted in one Ops
+// with it, commit in the same batch and are merged with the other messages, instead of
+// the conversation paying a commit of its own.
+func ConversationCreate(c Conversation) Op { return conversationCreate{c: c.withDefaults()} }
+
+type conversationCreate struct{ c Conversation }
+
+// Apply creates the conversation.
+func (op conversationCreate) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
+	return createConversation(ctx, tx, op.c)
+}
+
+// leads implements leader: rows of the same batch may name the conversation.
+func (conversationCreate) leads() {}
+
+// statements implements statementer (MariaDB): the INSERT of the row unless the ID
+// has a tombstone, which must insert one row. A tombstone (no row), a taken ID or a
+// missing owner make the Writer run the batch again with Apply, which tells which.
+func (op conversationCreate) statements() ([]stmt, error) {
+	c := op.c
+	return []stmt{{query: "INSERT INTO `conversations` (`id`, `owner_id`, `agent_id`, `title`, `created_at`, `updated_at`) " +
+		"SELECT ?, ?, ?, ?, ?, ? FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM `conversation_tombstones` WHERE `id` = ?)",
+		args: []any{c.ID, c.OwnerID, c.AgentID, c.Title, c.CreatedAt, c.UpdatedAt, c.ID}, want: 1}}, nil
+}
+
+func (c Conversation) withDefaults() Conversation {
 	if c.ID == "" {
 		c.ID = newID()
 	}
@@ -67,26 +102,29 @@ func (s *ConversationStore) Create(ctx context.Context, c Conversation) (Convers
 		c.UpdatedAt = c.CreatedAt
 	}
 	c.CreatedAt, c.UpdatedAt = utc(c.CreatedAt), utc(c.UpdatedAt)
-	err := s.db.inTx(ctx, func(tx *goqu.TxDatabase) error {
-		var id string
-		err := scanOne(ctx, tx.From("conversation_tombstones").Prepared(true).Select("id").Where(goqu.C("id").Eq(c.ID)), &id)
-		switch err = classify(err); {
-		case err == nil:
-			return fmt.Errorf("conversation %s was deleted: %w", c.ID, ErrGone)
-		case !errors.Is(err, ErrNotFound):
-			return err
-		}
-		q := tx.Insert("conversations").Prepared(true).Rows(goqu.Record{
-			"id": c.ID, "owner_id": c.OwnerID, "agent_id": c.AgentID, "title": c.Title,
-			"created_at": c.CreatedAt, "updated_at": c.UpdatedAt,
-		})
-		_, err = q.Executor().ExecContext(ctx)
-		return err
-	})
-	if err != nil {
-		return Conversation{}, wrap(err, "create conversation for %s", c.OwnerID)
+	return c
+}
+
+// createConversation checks that c's ID names no deleted conversation and inserts c.
+func createConversation(ctx context.Context, tx *goqu.TxDatabase, c Conversation) error {
+	var id string
+	err := scanOne(ctx, tx.From("conversation_tombstones").Prepared(true).Select("id").Where(goqu.C("id").Eq(c.ID)), &id)
+	switch err = classify(err); {
+	case err == nil:
+		return fmt.Errorf("create conversation %s: it was deleted: %w", c.ID, ErrGone)
+	case !errors.Is(err, ErrNotFound):
+		return wrap(err, "create conversation for %s", c.OwnerID)
 	}
-	return c, nil
+	q := tx.Insert("conversations").Prepared(true).Rows(goqu.Record{
+		"id": c.ID, "owner_id": c.OwnerID, "agent_id": c.AgentID, "title": c.Title,
+		"created_at": c.CreatedAt, "updated_at": c.UpdatedAt,
+	})
+	_, err = q.Executor().ExecContext(ctx)
+	if err = classify(err); errors.Is(err, ErrConflict) {
+		// The row's one foreign key is its owner's.
+		return fmt.Errorf("create conversation for %s: %w: %w", c.OwnerID, ErrNoOwner, err)
+	}
+	return wrap(err, "create conversation for %s", c.OwnerID)
 }
 
 // Delete implements Conversations. Messages go by their foreign key's cascade, and

@@ -27,6 +27,15 @@ var ErrDuplicate = errors.New("persistence: duplicate")
 // conversation under the ID of a deleted one.
 var ErrGone = errors.New("persistence: gone")
 
+// ErrNoOwner reports a new row naming an owner (a user) that does not exist; it comes
+// wrapped together with ErrConflict, the foreign key's error.
+var ErrNoOwner = errors.New("persistence: owner does not exist")
+
+// ErrWithdrawn reports a write that a Writer never applied: its caller's context ended
+// before the writer took it into a batch. It comes wrapped together with the context's
+// error.
+var ErrWithdrawn = errors.New("persistence: write withdrawn")
+
 // ErrInvalidCursor reports a page cursor that this package did not produce.
 var ErrInvalidCursor = errors.New("persistence: invalid cursor")
 
@@ -109,7 +118,7 @@ func classify(err error) error {
 
 // isPackageError reports whether err already carries one of this package's sentinels.
 func isPackageError(err error) bool {
-	for _, s := range []error{ErrNotFound, ErrConflict, ErrDuplicate, ErrGone, ErrInvalidCursor, ErrBadURL, ErrUnavailable} {
+	for _, s := range []error{ErrNotFound, ErrConflict, ErrDuplicate, ErrGone, ErrNoOwner, ErrWithdrawn, ErrInvalidCursor, ErrBadURL, ErrUnavailable} {
 		if errors.Is(err, s) {
 			return true
 		}

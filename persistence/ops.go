@@ -16,7 +16,9 @@ import (
 // batch's first Insert into the same table and columns). Ops that depend on each
 // other's order, such as rows and the row their foreign key names, still commit
 // correctly, since a failed batch is run again with every write applied in order on
-// its own, but they lose that batch's merging.
+// its own, but they lose that batch's merging. ConversationCreate is the exception the
+// Writer makes: it is applied before every merged Insert, so a new conversation's rows
+// can travel with it.
 type Ops []Op
 
 // Apply applies every Op in order and stops at the first error.

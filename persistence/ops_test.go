@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/doug-martin/goqu/v9"
 
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
@@ -104,6 +107,94 @@ func TestWriterTouchMerge(t *testing.T) {
 			if c, err := convs.Get(t.Context(), id); err != nil || !c.UpdatedAt.Equal(want) {
 				t.Fatalf("updated_at of %s = %v, %v; want %v", id, c.UpdatedAt, err, want)
 			}
+		}
+	})
+}
+
+// A new conversation's row, submitted in one Ops with its first message, commits in a
+// batch with other conversations' messages without costing the batch its merging (the
+// Writer applies the row first, so no foreign key fails and no write is run again), and
+// a create that fails fails its own write only, leaving none of its rows.
+func TestWriterConversationCreate(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		t.Parallel()
+		h := newHarness(t, db, persistence.WriterOptions{})
+		convs := persistence.NewConversationStore(db)
+		a := newConversation(t, db)
+		owned, err := convs.Get(t.Context(), a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner := owned.OwnerID
+		gone := newConversation(t, db)
+		if err := convs.Delete(t.Context(), gone); err != nil {
+			t.Fatal(err)
+		}
+		first := func(id, owner string) persistence.Op {
+			return persistence.Ops{persistence.ConversationCreate(persistence.Conversation{ID: id, OwnerID: owner, Title: "first"}),
+				persistence.MessagesInsert(message(id, 1))}
+		}
+		var applied atomic.Int32
+		counted := persistence.OpFunc(func(context.Context, *goqu.TxDatabase) error {
+			applied.Add(1)
+			return nil
+		})
+		fresh := newUUID()
+		// Queued before Run, the three writes form one batch, with the messages' merged
+		// Insert seen ahead of the create; counted runs first, so a second run of the
+		// batch (with every write on its own) shows.
+		answers := []<-chan error{
+			h.submit(func() error { return h.w.Submit(context.Background(), counted) }),
+			h.appendAsync(message(a, 1)),
+			h.submit(func() error { return h.w.Submit(context.Background(), first(fresh, owner)) }),
+		}
+		h.run(t.Context())
+		for i, errc := range answers {
+			if err := recv(t, errc); err != nil {
+				t.Fatalf("write %d = %v", i, err)
+			}
+		}
+		if n, _ := h.batches(); n != 1 || applied.Load() != 1 {
+			t.Fatalf("%d batches, an op applied %d times; want 1 batch applied once", n, applied.Load())
+		}
+		if c, err := convs.Get(t.Context(), fresh); err != nil || c.OwnerID != owner || c.Title != "first" {
+			t.Fatalf("created conversation = %+v, %v", c, err)
+		}
+		if got := storedIDs(t, db, fresh); len(got) != 1 {
+			t.Fatalf("messages of the new conversation: %v", got)
+		}
+
+		// Alone in a batch (on MariaDB, one multi-statement request).
+		for _, c := range []struct {
+			name, id, owner string
+			want            error
+		}{
+			{"new ID", newUUID(), owner, nil},
+			{"taken ID", fresh, owner, persistence.ErrDuplicate},
+			{"deleted ID", gone, owner, persistence.ErrGone},
+			{"missing owner", newUUID(), newUUID(), persistence.ErrNoOwner},
+		} {
+			err := h.w.Submit(t.Context(), first(c.id, c.owner))
+			if c.want == nil {
+				if err != nil {
+					t.Fatalf("%s: %v", c.name, err)
+				}
+				if got := storedIDs(t, db, c.id); len(got) != 1 {
+					t.Fatalf("%s: messages stored: %v", c.name, got)
+				}
+				continue
+			}
+			if !errors.Is(err, c.want) {
+				t.Fatalf("%s: %v, want %v", c.name, err, c.want)
+			}
+			if c.id != fresh {
+				if got := storedIDs(t, db, c.id); len(got) != 0 {
+					t.Fatalf("%s: messages stored: %v", c.name, got)
+				}
+			}
+		}
+		if got := storedIDs(t, db, fresh); len(got) != 1 {
+			t.Fatalf("messages of the new conversation after a second create: %v", got)
 		}
 	})
 }

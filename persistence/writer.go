@@ -93,7 +93,7 @@ func (in Insert) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
 
 // insertRows writes rows in as few statements as the parameter limit allows.
 func insertRows(ctx context.Context, tx *goqu.TxDatabase, table string, cols []string, rows [][]any) error {
-	stmts, err := insertStatements(tx, table, cols, rows)
+	stmts, err := insertStatements(table, cols, rows)
 	if err != nil {
 		return err
 	}
@@ -307,13 +307,13 @@ func (w *Writer) SaveSnapshot(ctx context.Context, s Snapshot, expectedVersion i
 // are translated like every error of this package.
 //
 // Cancellation: if ctx ends while op is still queued, op is withdrawn and
-// Submit returns an error wrapping ctx.Err(): op was not and will not be
-// applied. Once the writer has taken op into a batch, Submit waits for that
+// Submit returns an error wrapping ErrWithdrawn and ctx.Err(): op was not and
+// will not be applied. Once the writer has taken op into a batch, Submit waits for that
 // batch's outcome (see BatchTimeout) and returns it, so that an error never
 // hides a committed write and nil always means durable.
 func (w *Writer) Submit(ctx context.Context, op Op) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("persistence: write not submitted: %w", err)
+		return fmt.Errorf("persistence: write not submitted: %w: %w", ErrWithdrawn, err)
 	}
 	r := &request{op: op, rows: rowsOf(op), done: make(chan error, 1)}
 	if w.tracer != nil {
@@ -334,7 +334,7 @@ func (w *Writer) Submit(ctx context.Context, op Op) error {
 		return err
 	case <-ctx.Done():
 		if r.state.CompareAndSwap(stateQueued, stateCanceled) {
-			return fmt.Errorf("persistence: write withdrawn before its batch: %w", ctx.Err())
+			return fmt.Errorf("persistence: write withdrawn before its batch: %w: %w", ErrWithdrawn, ctx.Err())
 		}
 		return <-r.done
 	}
@@ -621,20 +621,25 @@ type touchTarget struct {
 
 // mergeBatch lists the steps that apply the batch: one *insertTarget per
 // distinct Insert target and one *touchTarget per distinct Touch target, in the
-// order each target first appears, and every other Op in its place; the members
-// of an Ops take part one by one. Ops in one batch come from concurrent callers,
-// so no order between them is promised beyond that.
+// order each target first appears, and every other Op in its place, except that
+// leader Ops (a new conversation's row) come first; the members of an Ops take
+// part one by one. Ops in one batch come from concurrent callers, so no order
+// between them is promised beyond that.
 func mergeBatch(batch []*request) []any {
 	var (
 		steps   []any // *insertTarget, *touchTarget or Op
 		targets = map[string]*insertTarget{}
 		touched = map[string]*touchTarget{}
+		// leading are the leader Ops, applied before every other step.
+		leading []any
 	)
 	var ops []Op
 	for _, r := range batch {
 		ops = flatten(ops[:0], r.op)
 		for _, op := range ops {
 			switch op := op.(type) {
+			case leader:
+				leading = append(leading, op)
 			case Insert:
 				key := op.Table + "\x00" + strings.Join(op.Cols, "\x00")
 				t := targets[key]
@@ -663,7 +668,19 @@ func mergeBatch(batch []*request) []any {
 			}
 		}
 	}
+	if leading != nil {
+		steps = append(leading, steps...)
+	}
 	return steps
+}
+
+// leader is an Op that creates a row other rows may name by foreign key (such as
+// ConversationCreate), so mergeBatch puts it ahead of every merged Insert of its
+// batch: the rows submitted with it, in one Ops, then merge with the batch's other
+// rows instead of failing their foreign key and costing the batch its merging.
+type leader interface {
+	Op
+	leads()
 }
 
 // applyMerged applies the steps of mergeBatch in one transaction, one statement

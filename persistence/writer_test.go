@@ -526,8 +526,8 @@ func TestWriterCancelWhileQueuedWithdrawsTheWrite(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		withdrawn := h.submit(func() error { return h.w.AppendMessages(ctx, message(conv, 2)) })
 		cancel()
-		if err := recv(t, withdrawn); !errors.Is(err, context.Canceled) {
-			t.Fatalf("canceled append: err = %v, want context.Canceled", err)
+		if err := recv(t, withdrawn); !errors.Is(err, context.Canceled) || !errors.Is(err, persistence.ErrWithdrawn) {
+			t.Fatalf("canceled append: err = %v, want ErrWithdrawn and context.Canceled", err)
 		}
 		h.run(t.Context())
 		if err := recv(t, kept); err != nil {
@@ -536,8 +536,8 @@ func TestWriterCancelWhileQueuedWithdrawsTheWrite(t *testing.T) {
 		if got := storedIDs(t, db, conv); len(got) != 1 || got[1] == "" {
 			t.Fatalf("stored seqs %v, want only 1", got)
 		}
-		if err := h.w.AppendMessages(ctx, message(conv, 3)); !errors.Is(err, context.Canceled) {
-			t.Fatalf("append with a canceled context: err = %v, want context.Canceled", err)
+		if err := h.w.AppendMessages(ctx, message(conv, 3)); !errors.Is(err, context.Canceled) || !errors.Is(err, persistence.ErrWithdrawn) {
+			t.Fatalf("append with a canceled context: err = %v, want ErrWithdrawn and context.Canceled", err)
 		}
 	})
 }

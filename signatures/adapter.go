@@ -369,17 +369,42 @@ func pythonType(t Type) string {
 // assistantContent renders the output blocks of vals; missing outputs get
 // missing, or are left out when missing is empty.
 func assistantContent(sig Signature, vals Values, missing string) string {
-	var parts []string
+	// Like userBlocks: the values are formatted first, so the message is built in
+	// one allocation of its final size (it is rendered for every turn of the
+	// history, on every call).
+	var (
+		buf   [4]string
+		names [4]string
+	)
+	texts, present := buf[:0], names[:0]
+	size := len(completedMarker) + 3
 	for _, f := range sig.outputs {
 		v, ok := vals[f.Name]
+		var t string
 		switch {
 		case ok:
-			parts = append(parts, marker(f.Name)+"\n"+formatInput(v, f.Type.isStr()))
+			t = formatInput(v, f.Type.isStr())
 		case missing != "":
-			parts = append(parts, marker(f.Name)+"\n"+missing)
+			t = missing
+		default:
+			continue
 		}
+		texts, present = append(texts, t), append(present, f.Name)
+		size += len(markerOpen) + len(f.Name) + len(markerClose) + 3 + len(t)
 	}
-	return strings.Join(parts, "\n\n") + "\n\n" + completedMarker + "\n"
+	var b strings.Builder
+	b.Grow(size)
+	for i, t := range texts {
+		if i > 0 {
+			b.WriteString("\n\n")
+		}
+		b.WriteString(markerOpen)
+		b.WriteString(present[i])
+		b.WriteString(markerClose + "\n")
+		b.WriteString(t)
+	}
+	b.WriteString("\n\n" + completedMarker + "\n")
+	return b.String()
 }
 
 const (

@@ -3,6 +3,7 @@ package signatures
 import (
 	"encoding/json"
 	"strings"
+	"unicode"
 
 	"github.com/tmc/langchaingo/llms"
 )
@@ -109,17 +110,47 @@ func (pr *prompt) chatTurns(msgs []llms.MessageContent, c Chat) []llms.MessageCo
 			out = &pr.rest.outputs[i]
 		}
 	}
+	// Each message is built in one allocation of its final size, and the
+	// messages' single parts share one array: a chat turn renders its whole
+	// history on every call.
+	parts := make([]llms.ContentPart, 2*c.len())
+	text := func(role llms.ChatMessageType, s string) llms.MessageContent {
+		if len(parts) == 0 {
+			return llms.TextParts(role, s)
+		}
+		p := parts[:1:1]
+		p[0], parts = llms.TextContent{Text: s}, parts[1:]
+		return llms.MessageContent{Role: role, Parts: p}
+	}
 	c.turns(func(user, reply string) {
-		var u, a string
+		var u string
 		if in != nil {
-			u = strings.TrimSpace(marker(in.Name) + "\n" + formatInput(user, in.Type.isStr()))
+			// What strings.TrimSpace(marker + "\n" + text) is: the marker starts
+			// with no space, and an empty text leaves the marker alone.
+			t := strings.TrimRightFunc(formatInput(user, in.Type.isStr()), unicode.IsSpace)
+			u = joinBlock(in.Name, t, "")
 		}
+		a := "\n\n" + completedMarker + "\n"
 		if out != nil {
-			a = marker(out.Name) + "\n" + formatInput(reply, out.Type.isStr())
+			a = joinBlock(out.Name, formatInput(reply, out.Type.isStr()), a)
 		}
-		msgs = append(msgs,
-			llms.TextParts(llms.ChatMessageTypeHuman, u),
-			llms.TextParts(llms.ChatMessageTypeAI, a+"\n\n"+completedMarker+"\n"))
+		msgs = append(msgs, text(llms.ChatMessageTypeHuman, u), text(llms.ChatMessageTypeAI, a))
 	})
 	return msgs
+}
+
+// joinBlock is marker(name), then "\n" and text when text is not empty, then
+// suffix, in one allocation.
+func joinBlock(name, text, suffix string) string {
+	var b strings.Builder
+	b.Grow(len(markerOpen) + len(name) + len(markerClose) + 1 + len(text) + len(suffix))
+	b.WriteString(markerOpen)
+	b.WriteString(name)
+	b.WriteString(markerClose)
+	if text != "" || suffix != "" {
+		b.WriteByte('\n')
+	}
+	b.WriteString(text)
+	b.WriteString(suffix)
+	return b.String()
 }

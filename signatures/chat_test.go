@@ -14,9 +14,12 @@ func TestChatRendersAsItsHistory(t *testing.T) {
 		{Role: RoleUser, Content: "retry"}, {Role: RoleAssistant, Content: ""}, {Role: "system", Content: "x"},
 		{Role: RoleAssistant, Content: "late answer"},
 		{Role: RoleAssistant, Content: "second answer, no question"},
+		{Role: RoleUser, Content: " padded\n\t\u00a0"}, {Role: RoleAssistant, Content: "reply \n"},
+		{Role: RoleUser, Content: " \n "}, {Role: RoleAssistant, Content: "to white space"},
 		{Role: RoleUser, Content: "unanswered"},
 	}
-	want := []Values{{"message": "hi", "response": "hello"}, {"message": "retry", "response": "late answer"}}
+	want := []Values{{"message": "hi", "response": "hello"}, {"message": "retry", "response": "late answer"},
+		{"message": " padded\n\t\u00a0", "response": "reply \n"}, {"message": " \n ", "response": "to white space"}}
 	for _, tc := range []struct {
 		name          string
 		sig           string

@@ -206,11 +206,32 @@ func TestCanaryRollbackAndPromotion(t *testing.T) {
 			if p := lastSystemPrompt(t, model); !strings.Contains(p, "GOOD-PROGRAM") {
 				t.Fatalf("after promotion a turn ran with %q", p)
 			}
-			want := []string{"agent.program.deploy", "agent.program.rollback automatic", "agent.program.deploy", "agent.program.promote automatic"}
+			// A canary whose replies are rated down while the current version's are
+			// rated up is rolled back on its ratings.
+			disliked := compiledChat(t, "Answer as a DISLIKED-PROGRAM.")
+			body = fmt.Sprintf(`{"state":%s,"percent":50,"min_turns":3,"min_ratings":2,"max_feedback_drop":0.5}`, disliked)
+			s.call(t, http.MethodPost, "/api/v1/agents/"+ag.ID+"/programs", token, body).decode(t, http.StatusCreated, &ag)
+			for i := 0; i < 60 && ag.canary() != ""; i++ {
+				var reply gateway.ChatReply
+				s.call(t, http.MethodPost, "/api/v1/chat/message", token, fmt.Sprintf(`{"content":"Rate %d","agent_id":%q}`, i, ag.ID)).
+					decode(t, http.StatusOK, &reply)
+				rating := 1
+				if agents.AssignCanary(ag.ID, reply.ConversationID, 50) {
+					rating = -1
+				}
+				s.call(t, http.MethodPost, "/api/v1/chat/feedback", token, fmt.Sprintf(`{"message_id":%q,"rating":%d}`, reply.MessageID, rating)).
+					decode(t, http.StatusCreated, nil)
+				s.call(t, http.MethodGet, "/api/v1/agents/"+ag.ID, token, "").decode(t, http.StatusOK, &ag)
+			}
+			if ag.canary() != "" || instructionsOf(t, ag.Program) != "Answer as a careful GOOD-PROGRAM." {
+				t.Fatalf("the disliked canary was not rolled back, or changed the program: %+v %s", ag, ag.Program)
+			}
+			want := []string{"agent.program.deploy", "agent.program.rollback automatic", "agent.program.deploy", "agent.program.promote automatic",
+				"agent.program.deploy", "agent.program.rollback automatic"}
 			if got := programAudit(t, db, ag.ID); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("audit %v, want %v", got, want)
 			}
-			for outcome, want := range map[string]float64{"deployed": 2, "rolled_back": 1, "promoted": 1} {
+			for outcome, want := range map[string]float64{"deployed": 3, "rolled_back": 2, "promoted": 1} {
 				trigger := "automatic"
 				if outcome == "deployed" {
 					trigger = "manual"
@@ -227,7 +248,8 @@ func TestCanaryRollbackAndPromotion(t *testing.T) {
 // user who does not own the agent, and promote or roll back on request.
 func TestCanaryRoutes(t *testing.T) {
 	db := persisttest.SQLite(t)
-	s := startStack(t, db, stackOptions{model: canaryModel()})
+	model := canaryModel()
+	s := startStack(t, db, stackOptions{model: model})
 	_, token := signUp(t, s, "ada@example.com")
 	_, other := signUp(t, s, "bob@example.com")
 	var ag canaryAgent
@@ -265,6 +287,22 @@ func TestCanaryRoutes(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d on field %s", tc.name, r.status, r.body, tc.status, tc.field)
 		}
 	}
+	// A plain variant may carry compiled state: its conversations run with it.
+	r := s.call(t, http.MethodPost, "/api/v1/agents", token, `{"name":"V","type":"chat","variants":[{"name":"tuned","weight":1,"program":`+string(bad)+`}]}`)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), `"field":"variants[0].program"`) {
+		t.Errorf("variant with a tampered program: %d %s", r.status, r.body)
+	}
+	var va canaryAgent
+	s.call(t, http.MethodPost, "/api/v1/agents", token, `{"name":"V","type":"chat","instructions":"Plain.","variants":[{"name":"tuned","weight":1,"program":`+
+		string(compiledChat(t, "TUNED-VARIANT"))+`},{"name":"plain","weight":1}]}`).decode(t, http.StatusCreated, &va)
+	for i := range 6 {
+		var reply gateway.ChatReply
+		s.call(t, http.MethodPost, "/api/v1/chat/message", token, fmt.Sprintf(`{"content":"v%d","agent_id":%q}`, i, va.ID)).decode(t, http.StatusOK, &reply)
+		tuned := agents.AssignVariant(va.ID, reply.ConversationID, []int{1, 1}) == 0
+		if p := lastSystemPrompt(t, model); tuned != strings.Contains(p, "TUNED-VARIANT") {
+			t.Fatalf("conversation %s (tuned %v) ran with %q", reply.ConversationID, tuned, p)
+		}
+	}
 	for _, path := range []string{programs, programs + "/promote", programs + "/rollback"} {
 		body := ""
 		if path == programs {
@@ -285,7 +323,7 @@ func TestCanaryRoutes(t *testing.T) {
 		t.Fatalf("deployed with defaults: %+v", ag)
 	}
 	// PUT keeps the canary; a variant may not take a canary's name.
-	r := s.call(t, http.MethodPut, "/api/v1/agents/"+ag.ID, token, fmt.Sprintf(`{"name":"Mine2","type":"chat","instructions":"","signature":"","model":"","config":{},"version":%d}`, ag.Version))
+	r = s.call(t, http.MethodPut, "/api/v1/agents/"+ag.ID, token, fmt.Sprintf(`{"name":"Mine2","type":"chat","instructions":"","signature":"","model":"","config":{},"version":%d}`, ag.Version))
 	r.decode(t, http.StatusOK, &ag)
 	if ag.canary() == "" {
 		t.Fatalf("PUT dropped the canary: %s", r.body)

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -32,6 +34,37 @@ var (
 	literalRe = regexp.MustCompile(`'((?:[^'\\]|\\.)*)'`)
 )
 
+// maxNoted bounds the system messages whose type notes a Model remembers.
+const maxNoted = 1024
+
+// noteMemo maps a system message to its type notes (a map[string]string, never
+// modified). A program sends the same system message on every call, and scanning it
+// with noteRe was the most costly step of a structured reply.
+type noteMemo struct {
+	notes sync.Map
+	count atomic.Int64
+}
+
+// of returns the type note of each output field in the system message, by field name
+// (the first note of a name wins). The result must not be modified.
+func (c *noteMemo) of(system string) map[string]string {
+	if v, ok := c.notes.Load(system); ok {
+		return v.(map[string]string)
+	}
+	notes := map[string]string{}
+	for _, m := range noteRe.FindAllStringSubmatch(system, -1) {
+		if _, seen := notes[m[1]]; !seen {
+			notes[m[1]] = m[2]
+		}
+	}
+	if c.count.Load() < maxNoted {
+		if _, loaded := c.notes.LoadOrStore(system, notes); !loaded {
+			c.count.Add(1)
+		}
+	}
+	return notes
+}
+
 type kind int
 
 const (
@@ -53,27 +86,22 @@ type field struct {
 }
 
 // outputFields reads the requested output fields, in order, from the final
-// user message; their types come from the system message's type notes, or
-// from the final message's hints when the system message has none. It
-// returns nil for a plain chat turn.
-func outputFields(system, last string) []field {
+// user message; their types come from the system message's type notes (notes
+// reads them), or from the final message's hints when the system message has
+// none. It returns nil for a plain chat turn.
+func outputFields(system, last string, notes *noteMemo) []field {
 	i := strings.Index(last, respondPhrase)
 	if i < 0 {
 		return nil
 	}
-	notes := map[string]string{}
-	for _, m := range noteRe.FindAllStringSubmatch(system, -1) {
-		if _, seen := notes[m[1]]; !seen {
-			notes[m[1]] = m[2]
-		}
-	}
+	noted := notes.of(system)
 	var fields []field
 	for _, m := range markerRe.FindAllStringSubmatch(last[i:], -1) {
 		name, hint := m[1], m[2]
 		if name == completedName || slices.ContainsFunc(fields, func(f field) bool { return f.name == name }) {
 			continue
 		}
-		f, ok := fromNote(name, notes[name])
+		f, ok := fromNote(name, noted[name])
 		if !ok {
 			f = fromHint(name, hint)
 		}

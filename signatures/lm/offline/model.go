@@ -19,10 +19,12 @@ const DefaultModelName = "kowai-offline"
 
 // Model is the offline language model. It implements llms.Model (and
 // GenerateContentStream) so it can stand wherever a langchaingo model can.
-// It holds no mutable state and is safe for concurrent use.
+// Its one mutable state is a memo of the system messages it has read, so it is
+// safe for concurrent use; use it through the pointer New returns.
 type Model struct {
 	name      string
 	chunkSize int
+	notes     noteMemo
 }
 
 var _ llms.Model = (*Model)(nil)
@@ -142,7 +144,7 @@ func (m *Model) answer(messages []llms.MessageContent, opts *llms.CallOptions) *
 		}
 	}
 	var text string
-	if fields := outputFields(systemText(messages), last); len(fields) > 0 {
+	if fields := outputFields(systemText(messages), last, &m.notes); len(fields) > 0 {
 		text = structuredReply(fields, digest, firstInput(last), opts.JSONMode)
 	} else {
 		text = chatReply(last, digest, opts.JSONMode)
@@ -171,12 +173,34 @@ type digest [sha256.Size]byte
 
 func digestOf(messages []llms.MessageContent) digest {
 	h := sha256.New()
-	for _, msg := range messages {
-		fmt.Fprintf(h, "%s\x00", msg.Role)
-		for _, p := range msg.Parts {
-			fmt.Fprintf(h, "%T\x00%v\x00", p, p)
+	// Text goes through one buffer: the hash takes bytes, and converting each
+	// message's text would copy the whole prompt.
+	buf := make([]byte, 0, 1024)
+	write := func(parts ...string) {
+		for _, s := range parts {
+			for len(s) > 0 {
+				if len(buf) == cap(buf) {
+					h.Write(buf)
+					buf = buf[:0]
+				}
+				n := min(len(s), cap(buf)-len(buf))
+				buf, s = append(buf, s[:n]...), s[n:]
+			}
 		}
 	}
+	for _, msg := range messages {
+		write(string(msg.Role), "\x00")
+		for _, p := range msg.Parts {
+			if t, ok := p.(llms.TextContent); ok {
+				// What the general case below writes for a text part, without fmt's
+				// reflection and copies (TextContent prints as its text).
+				write("llms.TextContent\x00", t.Text, "\x00")
+				continue
+			}
+			write(fmt.Sprintf("%T\x00%v\x00", p, p))
+		}
+	}
+	h.Write(buf)
 	var d digest
 	h.Sum(d[:0])
 	return d

@@ -2,7 +2,9 @@ package offline
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -273,5 +275,29 @@ func TestReplyQuotesInputWithoutForgingMarkers(t *testing.T) {
 	text := resp.Choices[0].Content
 	if strings.Count(text, "[[ ## ") != 2 || !strings.Contains(text, `It received "hello [ [ ## completed ## ]] and [ [ ## response ## ]] forged"`) {
 		t.Fatalf("reply %q", text)
+	}
+}
+
+// TestDigestMatchesFormatted checks that the digest, which writes text parts without
+// fmt, hashes what the formatted form of every part hashes: replies stay the same.
+func TestDigestMatchesFormatted(t *testing.T) {
+	messages := []llms.MessageContent{
+		llms.TextParts(llms.ChatMessageTypeSystem, "system {x} %d"),
+		{Role: llms.ChatMessageTypeHuman, Parts: []llms.ContentPart{llms.TextContent{Text: "a"}, llms.TextContent{Text: ""},
+			llms.ToolCallResponse{ToolCallID: "c1", Name: "f", Content: "{}"}}},
+		llms.TextParts(llms.ChatMessageTypeAI, "é\x00b"),
+		llms.TextParts(llms.ChatMessageTypeHuman, strings.Repeat("longer than the digest's buffer ", 100)),
+	}
+	h := sha256.New()
+	for _, msg := range messages {
+		fmt.Fprintf(h, "%s\x00", msg.Role)
+		for _, p := range msg.Parts {
+			fmt.Fprintf(h, "%T\x00%v\x00", p, p)
+		}
+	}
+	var want digest
+	h.Sum(want[:0])
+	if got := digestOf(messages); got != want {
+		t.Fatalf("digest %x, want %x", got, want)
 	}
 }
