@@ -84,6 +84,10 @@ type replyJob struct {
 	// decision.
 	canary   *canaryRun
 	onCanary bool
+	// counted and failed are the finished reply's outcome for the canary's
+	// decision, set by the worker before jobDone: failed counts as an error,
+	// counted false (a cancelled reply) not at all.
+	counted, failed bool
 	// settings go with the reply when the session's are of another version.
 	settings *actorpb.AgentSettings
 	ctx      context.Context
@@ -101,12 +105,9 @@ type compiledVariant struct {
 // Messages between the agent and its workers; they never leave the node.
 type (
 	workerReady struct{}
-	// jobDone ends a job; failed says whether it counts as a failed turn, counted
-	// whether it counts at all (a cancelled reply does not).
-	jobDone struct {
-		job             *replyJob
-		counted, failed bool
-	}
+	// jobDone ends a job (its outcome in job.counted and job.failed). One pointer,
+	// so sending it allocates nothing.
+	jobDone struct{ job *replyJob }
 )
 
 var _ actor.SupervisorStrategy = (*agentGrain)(nil)
@@ -162,8 +163,8 @@ func (a *agentGrain) Receive(ctx actor.Context) {
 			}
 		}
 		msg.job.cancel()
-		if msg.counted {
-			a.countTurn(msg.job, msg.failed)
+		if msg.job.counted {
+			a.countTurn(msg.job, msg.job.failed)
 		}
 		a.dispatch(ctx)
 		if a.passivating {
@@ -565,7 +566,8 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 		e.Variant = job.variant
 		ctx.Send(job.sender, e)
 		endStream(ctx, req, e)
-		ctx.Send(ctx.Parent(), jobDone{job: job, counted: true, failed: true})
+		job.counted, job.failed = true, true
+		ctx.Send(ctx.Parent(), jobDone{job: job})
 		return
 	}
 	model := newReplyModel(w.rt.withBudget(base, job.model, req), req.GetOptions())
@@ -582,7 +584,8 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			ctx.Send(job.sender, e)
 			endStream(ctx, req, e)
 			// A timeout is the reply's failure; a cancellation is nobody's.
-			ctx.Send(ctx.Parent(), jobDone{job: job, counted: code == actorpb.Code_CODE_TIMEOUT, failed: true})
+			job.counted, job.failed = code == actorpb.Code_CODE_TIMEOUT, true
+			ctx.Send(ctx.Parent(), jobDone{job: job})
 			return
 		}
 		panic(fmt.Errorf("agent %s: reply to conversation %s: %w", req.GetAgentId(), req.GetConversationId(), err))
@@ -603,7 +606,8 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 			CostUsd: out.Usage.CostUSD, CacheHit: out.Usage.CacheHits > 0 && out.Usage.Calls == out.Usage.CacheHits},
 	})
 	endStream(ctx, req, nil)
-	ctx.Send(ctx.Parent(), jobDone{job: job, counted: true})
+	job.counted = true
+	ctx.Send(ctx.Parent(), jobDone{job: job})
 }
 
 // endStream tells the request's stream target that no more deltas come.

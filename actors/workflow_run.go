@@ -291,7 +291,7 @@ func (g *runGrain) stopTimer() {
 // ev numbered after pending (after the event log's last seq, read, when lastEvent
 // is negative). A conflict means another activation owns the run: this one stops.
 func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *workflows.Event, lastEvent int64,
-	pending []persistence.WorkflowEvent, extra ...persistence.Op) bool {
+	pending []persistence.WorkflowEvent, steps []persistence.WorkflowStep, extra ...persistence.Op) bool {
 	next.Version = g.row.Version + 1
 	next.UpdatedAt = time.Now()
 	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
@@ -314,6 +314,13 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 			events = append(events, persistence.WorkflowEvent{RunID: g.identity, Seq: seq + 1,
 				Status: ev.Status, Data: data, CreatedAt: ev.Time})
 		}
+	}
+	if len(steps) > 0 {
+		// The execution's last results commit with its outcome, the events of
+		// this commit inside their rows: a task that ends a workflow costs no
+		// commit of its own, and the run's final event no row.
+		events = foldStepEvents(steps, events)
+		ops = append(ops, persistence.StepInsert(steps...))
 	}
 	if len(events) > 0 {
 		ops = append(ops, persistence.EventInsert(events...))
@@ -398,7 +405,7 @@ func (g *runGrain) start(ctx actor.Context, corr string) {
 	if g.overCap() {
 		next := g.row
 		next.DueAt = now.Add(capWait)
-		g.save(ctx, next, nil, 0, nil)
+		g.save(ctx, next, nil, 0, nil, nil)
 		return
 	}
 	next := g.row
@@ -407,7 +414,7 @@ func (g *runGrain) start(ctx actor.Context, corr string) {
 	if next.StartedAt.IsZero() {
 		next.StartedAt = now
 	}
-	if !g.save(ctx, next, nil, 0, nil) {
+	if !g.save(ctx, next, nil, 0, nil, nil) {
 		return
 	}
 	g.execute(ctx, false)
@@ -548,14 +555,6 @@ func (g *runGrain) onDone(ctx actor.Context, m runDone) {
 		ev.Error = out.Err.Error()
 	}
 	var extra []persistence.Op
-	last, pending := m.lastEvent, m.pending
-	if len(m.steps) > 0 {
-		// The last results of the execution commit with its outcome: a task
-		// that ends a workflow costs no commit of its own.
-		last += int64(len(pending)) // numbered after lastEvent, in order
-		pending = foldStepEvents(m.steps, pending)
-		extra = append(extra, persistence.StepInsert(m.steps...))
-	}
 	if out.ContinueWith != nil {
 		// Continue-as-new: the run that continues this one is created in the
 		// commit that completes this one (both or neither), pending and due
@@ -567,7 +566,7 @@ func (g *runGrain) onDone(ctx actor.Context, m runDone) {
 		next.ContinuedAs, ev.ContinuedAs = cont.ID, cont.ID
 		extra = append(extra, persistence.RunInsert(cont))
 	}
-	if !g.save(ctx, next, &ev, last, pending, extra...) {
+	if !g.save(ctx, next, &ev, m.lastEvent, m.pending, m.steps, extra...) {
 		return
 	}
 	g.w.metrics.finished.WithLabelValues(g.row.Name, out.Status).Inc()
@@ -639,7 +638,7 @@ func (g *runGrain) onCancel(ctx actor.Context, m *actorpb.CancelRun) any {
 	g.stopTimer()
 	next := g.row
 	next.Status, next.Error, next.Waiting, next.DueAt, next.FinishedAt = persistence.StatusCancelled, workflows.ErrCancelled.Error(), nil, time.Time{}, time.Now()
-	g.save(ctx, next, &workflows.Event{RunID: g.identity, Status: workflows.StatusCancelled, Time: time.Now()}, -1, nil)
+	g.save(ctx, next, &workflows.Event{RunID: g.identity, Status: workflows.StatusCancelled, Time: time.Now()}, -1, nil, nil)
 	return g.ack()
 }
 
@@ -1028,23 +1027,34 @@ func (p *eventPump) loop() {
 	}
 }
 
-// foldStepEvents moves the events of each completed step among steps from events
-// into the step's row (WorkflowStep.Events), which commits with them, and returns
-// the events left: a task costs one row, not three. Failed steps keep theirs as
-// rows, since a retry deletes failed steps and the event log keeps every event.
+// foldStepEvents moves events into the rows of the completed steps among steps,
+// which commit with them (WorkflowStep.Events): each step's own events into its
+// row, the run's own events (step 0) into the last completed step's. It returns
+// the events left, which need rows of their own: so a task costs one row, not
+// three. Failed steps keep their events as rows, since a retry deletes failed
+// steps and the event log keeps every event.
 func foldStepEvents(steps []persistence.WorkflowStep, events []persistence.WorkflowEvent) []persistence.WorkflowEvent {
 	if len(steps) == 0 || len(events) == 0 {
 		return events
 	}
 	at := make(map[int]int, len(steps)) // step seq -> index in steps
+	runs := -1                          // where the run's own events go
 	for i, st := range steps {
 		if st.Status == persistence.StatusCompleted {
 			at[st.Seq] = i
+			runs = i
 		}
+	}
+	if runs < 0 {
+		return events
 	}
 	left := events[:0:0]
 	for _, e := range events {
-		if i, ok := at[e.StepSeq]; ok && e.StepSeq > 0 {
+		i, ok := at[e.StepSeq]
+		if e.StepSeq == 0 {
+			i, ok = runs, true
+		}
+		if ok {
 			steps[i].Events = append(steps[i].Events, e)
 			continue
 		}

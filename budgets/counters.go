@@ -238,8 +238,12 @@ func (r *Redis) Add(ctx context.Context, userID string, now time.Time, tokens in
 // 0 is none) and, when none is reached, adds ARGV[5] tokens and ARGV[6] usd to
 // both, with TTLs ARGV[7] and ARGV[8] seconds. It answers {ok, day tokens, day
 // usd, month tokens, month usd} as before the reservation, numbers as strings
-// (a Lua number would be cut to an integer).
+// (a Lua number would be cut to an integer), or {'missing'} when a hash does not
+// exist yet (the caller seeds it from the ledger and runs the script again).
 var reserveScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then
+  return {'missing'}
+end
 local dt = tonumber(redis.call('HGET', KEYS[1], 'tokens') or '0')
 local du = tonumber(redis.call('HGET', KEYS[1], 'usd') or '0')
 local mt = tonumber(redis.call('HGET', KEYS[2], 'tokens') or '0')
@@ -260,16 +264,23 @@ return {'1', tostring(dt), tostring(du), tostring(mt), tostring(mu)}
 `)
 
 // Reserve implements Counter: the check and the increments run in one Lua
-// script, atomic on the Redis server, so nodes sharing it reserve in turn.
+// script, atomic on the Redis server, so nodes sharing it reserve in turn. One
+// round trip when both hashes exist.
 func (r *Redis) Reserve(ctx context.Context, userID string, now time.Time, l Limits, tokens int64, usd float64) (Spent, bool, error) {
 	ps := r.periods(userID, now)
-	if _, _, err := r.ensure(ctx, userID, ps); err != nil {
-		return Spent{}, false, fmt.Errorf("budgets: redis: %w", err)
-	}
 	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-	res, err := reserveScript.Run(ctx, r.client, []string{ps[0].key, ps[1].key},
-		l.DayTokens, f(l.DayUSD), l.MonthTokens, f(l.MonthUSD), tokens, f(usd),
-		int64(ps[0].ttl/time.Second), int64(ps[1].ttl/time.Second)).StringSlice()
+	run := func() ([]string, error) {
+		return reserveScript.Run(ctx, r.client, []string{ps[0].key, ps[1].key},
+			l.DayTokens, f(l.DayUSD), l.MonthTokens, f(l.MonthUSD), tokens, f(usd),
+			int64(ps[0].ttl/time.Second), int64(ps[1].ttl/time.Second)).StringSlice()
+	}
+	res, err := run()
+	if err == nil && len(res) == 1 && res[0] == "missing" {
+		if _, _, err := r.ensure(ctx, userID, ps); err != nil {
+			return Spent{}, false, fmt.Errorf("budgets: redis: %w", err)
+		}
+		res, err = run()
+	}
 	if err != nil {
 		return Spent{}, false, fmt.Errorf("budgets: redis reserve: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/doug-martin/goqu/v9"
@@ -89,10 +90,11 @@ type WorkflowStep struct {
 	WakeAt     time.Time
 	StartedAt  time.Time
 	FinishedAt time.Time
-	// Events are events of this step written with its row instead of as rows of
-	// their own (a completed step's only: a retry deletes failed ones), which the
-	// event log (Events, LastEventSeq) reads with the others. StepInsert stores
-	// them; Steps does not read them back.
+	// Events are events written with this step's row instead of as rows of their
+	// own (a completed step's only: a retry deletes failed ones): its own, and
+	// the run's (StepSeq 0) that commit with it. The event log (Events,
+	// LastEventSeq) reads them with the others. StepInsert stores them; Steps
+	// does not read them back.
 	Events []WorkflowEvent
 }
 
@@ -468,6 +470,7 @@ func stepRow(st WorkflowStep) ([]any, error) {
 // foldedEvent is the stored form of an event kept in its step's row.
 type foldedEvent struct {
 	Seq       int64           `json:"seq"`
+	StepSeq   int             `json:"step_seq"`
 	Status    string          `json:"status"`
 	Attempt   int             `json:"attempt,omitempty"`
 	Data      json.RawMessage `json:"data"`
@@ -475,14 +478,21 @@ type foldedEvent struct {
 }
 
 // foldEvents is the events column of a step's row (NULL when none) and the
-// highest seq among events.
+// highest seq among events. It writes the JSON itself: the events' data is JSON
+// the runtime encoded already, and re-encoding it through encoding/json (which
+// compacts and checks every raw value again) cost more than the rest of a task's
+// write.
 func foldEvents(events []WorkflowEvent) (any, int64, error) {
 	if len(events) == 0 {
 		return nil, 0, nil
 	}
-	out := make([]foldedEvent, len(events))
 	var last int64
+	b := make([]byte, 0, 64*len(events)+sumDataLen(events))
+	b = append(b, '[')
 	for i, e := range events {
+		if i > 0 {
+			b = append(b, ',')
+		}
 		created := e.CreatedAt
 		if created.IsZero() {
 			created = time.Now()
@@ -491,14 +501,40 @@ func foldEvents(events []WorkflowEvent) (any, int64, error) {
 		if len(data) == 0 {
 			data = json.RawMessage("{}")
 		}
-		out[i] = foldedEvent{Seq: e.Seq, Status: e.Status, Attempt: e.Attempt, Data: data, CreatedAt: utc(created)}
+		if !json.Valid(data) {
+			return nil, 0, fmt.Errorf("event %d: data is not JSON", e.Seq)
+		}
+		status, err := json.Marshal(e.Status)
+		if err != nil {
+			return nil, 0, err
+		}
+		b = append(b, `{"seq":`...)
+		b = strconv.AppendInt(b, e.Seq, 10)
+		b = append(b, `,"step_seq":`...)
+		b = strconv.AppendInt(b, int64(e.StepSeq), 10)
+		b = append(b, `,"status":`...)
+		b = append(b, status...)
+		if e.Attempt != 0 {
+			b = append(b, `,"attempt":`...)
+			b = strconv.AppendInt(b, int64(e.Attempt), 10)
+		}
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
+		b = append(b, `,"created_at":"`...)
+		b = utc(created).AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `"}`...)
 		last = max(last, e.Seq)
 	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return nil, 0, err
-	}
+	b = append(b, ']')
 	return string(b), last, nil
+}
+
+func sumDataLen(events []WorkflowEvent) int {
+	n := 0
+	for _, e := range events {
+		n += len(e.Data)
+	}
+	return n
 }
 
 // StepInsert is an Insert of journal entries for the group-commit Writer, which merges
@@ -617,7 +653,7 @@ func (s *WorkflowStore) Events(ctx context.Context, runID string, after int64, l
 		}
 		for _, e := range fs {
 			if e.Seq > after {
-				evs = append(evs, WorkflowEvent{RunID: runID, Seq: e.Seq, StepSeq: f.step, Status: e.Status, Attempt: e.Attempt,
+				evs = append(evs, WorkflowEvent{RunID: runID, Seq: e.Seq, StepSeq: e.StepSeq, Status: e.Status, Attempt: e.Attempt,
 					Data: e.Data, CreatedAt: e.CreatedAt})
 			}
 		}

@@ -166,9 +166,10 @@ func TestWorkflowRunsContract(t *testing.T) {
 		kept := persistence.WorkflowStep{RunID: ids[0], Seq: 3, Name: "store", Kind: "task", Status: persistence.StatusCompleted,
 			Output: json.RawMessage(`1`), Attempts: 1, Events: []persistence.WorkflowEvent{
 				{Seq: 6, StepSeq: 3, Status: persistence.StatusRunning, Attempt: 1, Data: json.RawMessage(`{"status":"running"}`), CreatedAt: at},
-				{Seq: 7, StepSeq: 3, Status: persistence.StatusCompleted, Attempt: 1, CreatedAt: at}}}
+				{Seq: 7, StepSeq: 3, Status: persistence.StatusCompleted, Attempt: 1, CreatedAt: at},
+				{Seq: 8, Status: persistence.StatusPaused, CreatedAt: at}}} // the run's own
 		if err := w.Submit(ctx, persistence.Ops{persistence.StepInsert(kept),
-			persistence.EventInsert(persistence.WorkflowEvent{RunID: ids[0], Seq: 8, Status: persistence.StatusCompleted})}); err != nil {
+			persistence.EventInsert(persistence.WorkflowEvent{RunID: ids[0], Seq: 9, Status: persistence.StatusCompleted})}); err != nil {
 			t.Fatalf("StepInsert with events: %v", err)
 		}
 		page, err = store.Events(ctx, ids[0], 4, 3)
@@ -178,10 +179,11 @@ func TestWorkflowRunsContract(t *testing.T) {
 			page[2].Status != persistence.StatusCompleted || string(page[2].Data) != `{}` {
 			t.Fatalf("Events(after 4, 3) = %+v, %v", page, err)
 		}
-		if page, err = store.Events(ctx, ids[0], 6, 10); err != nil || len(page) != 2 || page[0].Seq != 7 || page[1].Seq != 8 {
+		if page, err = store.Events(ctx, ids[0], 6, 10); err != nil || len(page) != 3 || page[0].Seq != 7 || page[1].Seq != 8 ||
+			page[1].StepSeq != 0 || page[1].Status != persistence.StatusPaused || page[2].Seq != 9 {
 			t.Fatalf("Events(after 6) = %+v, %v", page, err)
 		}
-		if last, err := store.LastEventSeq(ctx, ids[0]); err != nil || last != 8 {
+		if last, err := store.LastEventSeq(ctx, ids[0]); err != nil || last != 9 {
 			t.Fatalf("LastEventSeq with step events = %d, %v", last, err)
 		}
 		steps, err = store.Steps(ctx, ids[0])

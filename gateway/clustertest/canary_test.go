@@ -122,9 +122,9 @@ func programAudit(t *testing.T, db *persistence.DB, agentID string) []string {
 }
 
 // A canary that the model fails on is rolled back by the agent grain after its
-// minimum turns, and one that does well is promoted once rated: real turns and
-// ratings through the gateway, on SQLite and MariaDB. Each decision is audited
-// once and counted.
+// minimum turns, one that does well is promoted once rated, and one rated down is
+// rolled back: real turns and ratings through the gateways of two nodes, on SQLite
+// and MariaDB. Each decision is audited once and counted once over both nodes.
 func TestCanaryRollbackAndPromotion(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -133,7 +133,10 @@ func TestCanaryRollbackAndPromotion(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			db := tc.db(t)
 			model := canaryModel()
-			s := startStack(t, db, stackOptions{model: model})
+			// Two nodes: the agent's grain decides on whichever node holds it, for
+			// turns sent through either.
+			nodes := startStacks(t, db, 2, stackOptions{model: model})
+			s := nodes[0]
 			_, token := signUp(t, s, "ada@example.com")
 			var ag canaryAgent
 			s.call(t, http.MethodPost, "/api/v1/agents", token, `{"name":"Canaried","type":"chat","instructions":"Answer plainly."}`).
@@ -149,7 +152,7 @@ func TestCanaryRollbackAndPromotion(t *testing.T) {
 			}
 			canaryTurns, failed := 0, 0
 			for i := 0; i < 60 && ag.canary() != ""; i++ {
-				r := s.call(t, http.MethodPost, "/api/v1/chat/message", token, fmt.Sprintf(`{"content":"Hello %d","agent_id":%q}`, i, ag.ID))
+				r := nodes[i%2].call(t, http.MethodPost, "/api/v1/chat/message", token, fmt.Sprintf(`{"content":"Hello %d","agent_id":%q}`, i, ag.ID))
 				switch r.status {
 				case http.StatusOK:
 					var reply gateway.ChatReply
@@ -184,7 +187,7 @@ func TestCanaryRollbackAndPromotion(t *testing.T) {
 			goodVersion := ag.Variants[len(ag.Variants)-1].Canary.Version
 			for i := 0; i < 60 && ag.canary() != ""; i++ {
 				var reply gateway.ChatReply
-				s.call(t, http.MethodPost, "/api/v1/chat/message", token, fmt.Sprintf(`{"content":"Hi %d","agent_id":%q}`, i, ag.ID)).
+				nodes[i%2].call(t, http.MethodPost, "/api/v1/chat/message", token, fmt.Sprintf(`{"content":"Hi %d","agent_id":%q}`, i, ag.ID)).
 					decode(t, http.StatusOK, &reply)
 				onCanary := agents.AssignCanary(ag.ID, reply.ConversationID, 50)
 				if p := lastSystemPrompt(t, model); onCanary != strings.Contains(p, "GOOD-PROGRAM") {
@@ -213,7 +216,7 @@ func TestCanaryRollbackAndPromotion(t *testing.T) {
 			s.call(t, http.MethodPost, "/api/v1/agents/"+ag.ID+"/programs", token, body).decode(t, http.StatusCreated, &ag)
 			for i := 0; i < 60 && ag.canary() != ""; i++ {
 				var reply gateway.ChatReply
-				s.call(t, http.MethodPost, "/api/v1/chat/message", token, fmt.Sprintf(`{"content":"Rate %d","agent_id":%q}`, i, ag.ID)).
+				nodes[i%2].call(t, http.MethodPost, "/api/v1/chat/message", token, fmt.Sprintf(`{"content":"Rate %d","agent_id":%q}`, i, ag.ID)).
 					decode(t, http.StatusOK, &reply)
 				rating := 1
 				if agents.AssignCanary(ag.ID, reply.ConversationID, 50) {
@@ -236,7 +239,8 @@ func TestCanaryRollbackAndPromotion(t *testing.T) {
 				if outcome == "deployed" {
 					trigger = "manual"
 				}
-				if got := counterValue(t, s, "kowai_agent_program_deploys_total", map[string]string{"outcome": outcome, "trigger": trigger}); got != want {
+				labels := map[string]string{"outcome": outcome, "trigger": trigger}
+				if got := counterValue(t, nodes[0], "kowai_agent_program_deploys_total", labels) + counterValue(t, nodes[1], "kowai_agent_program_deploys_total", labels); got != want {
 					t.Errorf("kowai_agent_program_deploys_total{outcome=%s} = %v, want %v", outcome, got, want)
 				}
 			}

@@ -134,7 +134,7 @@ func (m *Memory) Start(_ context.Context, id, owner string, entries ...Entry) er
 	// A refused batch creates nothing.
 	for i, e := range entries {
 		if e.Seq != int64(i)+1 {
-			return fmt.Errorf("stream %s: seq %d first: %w", id, e.Seq, ErrConflict)
+			return fmt.Errorf("stream %s: seq %d, want %d: %w", id, e.Seq, i+1, ErrConflict)
 		}
 	}
 	s = m.create(id, owner)
