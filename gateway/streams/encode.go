@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/kowai/kowai/internal/jsontext"
 )
 
 // appendBatch appends entries, whose numbers follow each other, to b as a
@@ -23,14 +24,14 @@ func appendBatch(b []byte, entries []Entry) ([]byte, error) {
 	for _, e := range entries {
 		b = append(b, ',')
 		if e.Kind == KindToken {
-			b = appendString(b, e.Delta)
+			b = jsontext.AppendString(b, e.Delta, jsontext.JSONNoHTML)
 			continue
 		}
 		b = append(b, `{"kind":`...)
-		b = appendString(b, e.Kind)
+		b = jsontext.AppendString(b, e.Kind, jsontext.JSONNoHTML)
 		if e.Delta != "" {
 			b = append(b, `,"delta":`...)
-			b = appendString(b, e.Delta)
+			b = jsontext.AppendString(b, e.Delta, jsontext.JSONNoHTML)
 		}
 		if e.Attempt != 0 {
 			b = append(b, `,"attempt":`...)
@@ -90,47 +91,4 @@ func decodeBatch(raw []byte) ([]Entry, error) {
 		es = append(es, e)
 	}
 	return es, nil
-}
-
-// appendString appends s as a JSON string, as encoding/json would without
-// its HTML escaping. Invalid UTF-8 goes through encoding/json, which
-// replaces it as the decoder would.
-func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	mark := len(b)
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				q, _ := json.Marshal(s) // a string always encodes
-				return append(b[:mark], q...)
-			}
-			i += size
-			continue
-		}
-		if c >= 0x20 && c != '"' && c != '\\' {
-			i++
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		i++
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

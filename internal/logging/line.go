@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kowai/kowai/internal/jsontext"
 )
 
 // Line is one log record built field by field, for a call site that logs on
@@ -227,9 +229,7 @@ func (f *fastSink) key(b []byte, k string) []byte {
 // when it needs no quotes.
 func (f *fastSink) str(b []byte, s string) []byte {
 	if f.json {
-		b = append(b, '"')
-		b = appendEscapedJSONString(b, s)
-		return append(b, '"')
+		return jsontext.AppendString(b, s, jsontext.Slog)
 	}
 	if needsQuoting(s) {
 		return strconv.AppendQuote(b, s)
@@ -312,66 +312,6 @@ func appendRFC3339Millis(b []byte, t time.Time) []byte {
 
 // jsonSafe reports whether an ASCII byte goes into a JSON string as is.
 func jsonSafe(c byte) bool { return c >= 0x20 && c != '"' && c != '\\' }
-
-// plainJSON holds, for every byte, whether it goes into a JSON string as is:
-// the ASCII ones jsonSafe accepts (bytes from 0x80 start a rune to check).
-var plainJSON = func() (t [256]bool) {
-	for c := range utf8.RuneSelf {
-		t[c] = jsonSafe(byte(c))
-	}
-	return t
-}()
-
-const hexDigits = "0123456789abcdef"
-
-// appendEscapedJSONString escapes s as slog's JSON handler does: control
-// characters, quote and backslash, invalid UTF-8 as U+FFFD, and U+2028 and
-// U+2029.
-func appendEscapedJSONString(b []byte, s string) []byte {
-	start := 0
-	for i := 0; i < len(s); {
-		// Most of a log line's text needs no escape: skip it a byte a step.
-		for i < len(s) && plainJSON[s[i]] {
-			i++
-		}
-		if i == len(s) {
-			break
-		}
-		if c := s[i]; c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	return append(b, s[start:]...)
-}
 
 // needsQuoting is slog's text rule: empty strings, spaces, '=', anything a
 // JSON string would escape (but a backslash), invalid UTF-8 and unprintable
