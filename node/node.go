@@ -386,7 +386,8 @@ func (n *Node) Close() error {
 }
 
 // Ready is closed once the gateway listens, which Run does after the node has
-// joined its cluster.
+// joined its cluster. It stays open when Run fails before that, so a caller
+// waits on it together with Run's return.
 func (n *Node) Ready() <-chan struct{} { return n.gw.Ready() }
 
 // HTTPAddr returns the address the gateway listens on once Ready is closed

@@ -33,8 +33,12 @@ import (
 // testSecret signs the stack's access tokens.
 var testSecret = []byte("clustertest-secret-0123456789abcdef")
 
-// stack is one kowai node assembled as kowai serve does, serving HTTP on
-// 127.0.0.1.
+// stack is one kowai node assembled as package node assembles it for kowai
+// serve, serving HTTP on 127.0.0.1. It is wired by hand because the tests need
+// what node.Options does not offer: several nodes in one process sharing one
+// database and one local cluster group, a scripted model, cheap password
+// hashing and short loop intervals. TestNodeServesATurnAndStops runs a node
+// built by package node itself.
 type stack struct {
 	url string
 	// keys are the node's API keys.

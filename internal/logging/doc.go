@@ -17,4 +17,21 @@
 // When the context carries a valid OpenTelemetry span context (tracing on),
 // the record also gets trace_id and span_id, so a log line leads to its trace.
 // The correlation ID stays: it is the ID clients see (X-Request-ID).
+//
+// # Lines on every request
+//
+// A record written on every request (the gateway's access log) is built with
+// a Line: on a logger from New it is encoded straight into a pooled buffer, in
+// the same form the logger's slog handler writes, correlation and trace IDs
+// included, with no allocation.
+//
+//	ln := logging.Start(ctx, log, slog.LevelInfo, "http request")
+//	ln.String("route", route)
+//	ln.Int("status", 200)
+//	ln.End() // a nil Line (level not logged) does nothing
+//
+// # Buffer
+//
+// A Buffer collects whole records and writes them in batches (when full, on a
+// timer, on Flush and Close), writing outside the lock that loggers take.
 package logging
