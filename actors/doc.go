@@ -47,6 +47,21 @@
 // agent's history_window messages, and the worker cuts the history to that window, the
 // one place it is cut.
 //
+// # Variants, canaries and compiled programs
+//
+// A conversation runs the agent's canary (agents.AssignCanary) or one of its weighted
+// variants (agents.AssignVariant), each compiled when the grain loads the agent, with
+// its model, instructions and compiled program state (signatures.State JSON loaded
+// onto the type's module). DeployProgram attaches state as a canary; the grain counts
+// every finished reply (a failed or timed-out one as an error) against the canary or
+// the current version, re-reads the ratings on ProgramFeedback, and promotes the canary
+// or rolls it back by its rule (decideCanary), or on DecideProgram. Each change is
+// written with persistence.AgentPrograms.UpdateAudited: a version compare-and-swap and
+// its audit entry in one transaction, so of two activations only one applies it.
+// A turn whose model is premium-priced is refused when GenerateReply.no_premium says
+// the caller's token lacks models:premium; each model call reserves its estimate
+// against the user's budget (BudgetGuard.Reserve) and settles it afterwards.
+//
 // # State, passivation and fencing
 //
 // The log (messages) is the truth. A session's snapshot (an actorpb.SessionSnapshot)
