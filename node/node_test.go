@@ -2,42 +2,15 @@ package node_test
 
 import (
 	"errors"
-	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/kowai/kowai/internal/config"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/node"
 )
-
-// testConfig loads the configuration kowai serve would read from env (added to an
-// embedded database in a temporary directory, listeners on free ports, metrics off
-// and no drain grace).
-func testConfig(t *testing.T, env map[string]string) *config.Config {
-	t.Helper()
-	base := map[string]string{
-		"KOWAI_DATA_DIR":     t.TempDir(),
-		"KOWAI_HTTP_ADDR":    "127.0.0.1:0",
-		"KOWAI_METRICS_ADDR": "off",
-		"KOWAI_DRAIN_GRACE":  "0s",
-	}
-	for k, v := range env {
-		base[k] = v
-	}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	load := config.Flags(fs, func(k string) string { return base[k] })
-	if err := fs.Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
 
 // Settings New must refuse match ErrConfig, which the command reports as bad
 // input; other failures do not.
@@ -61,7 +34,7 @@ func TestNewRefusesBadSettings(t *testing.T) {
 		{"no Redis behind the URL", map[string]string{"KOWAI_REDIS_URL": "redis://127.0.0.1:1/0"}, false, "unreachable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig(t, tc.env)
+			cfg := testenv.NodeConfig(t, tc.env)
 			n, err := node.New(t.Context(), cfg, node.Options{})
 			if err == nil {
 				t.Fatalf("New built a node: %v", n.Close())
@@ -79,7 +52,7 @@ func TestNewRefusesBadSettings(t *testing.T) {
 
 // Close releases a node that never ran, and may be called again.
 func TestCloseWithoutRun(t *testing.T) {
-	n, err := node.New(t.Context(), testConfig(t, nil), node.Options{})
+	n, err := node.New(t.Context(), testenv.NodeConfig(t, nil), node.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,36 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kowai/kowai/internal/config"
 	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/node"
 )
-
-// nodeConfig loads the configuration kowai serve would read from env (added to an
-// embedded database in a temporary directory, listeners on free ports, metrics off
-// and no drain grace).
-func nodeConfig(t *testing.T, env map[string]string) *config.Config {
-	t.Helper()
-	base := map[string]string{
-		"KOWAI_DATA_DIR":     t.TempDir(),
-		"KOWAI_HTTP_ADDR":    "127.0.0.1:0",
-		"KOWAI_METRICS_ADDR": "off",
-		"KOWAI_DRAIN_GRACE":  "0s",
-	}
-	for k, v := range env {
-		base[k] = v
-	}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	load := config.Flags(fs, func(k string) string { return base[k] })
-	if err := fs.Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
 
 // postJSON sends body as JSON with token (when not empty) and decodes the answer
 // into out, returning the status.
@@ -82,7 +54,7 @@ func postJSON(t *testing.T, url, token string, body, out any) int {
 func TestNodeServesATurnAndStops(t *testing.T) {
 	var logs testenv.LogBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	n, err := node.New(t.Context(), nodeConfig(t, nil), node.Options{Logger: log})
+	n, err := node.New(t.Context(), testenv.NodeConfig(t, nil), node.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
