@@ -198,8 +198,8 @@ func (s sessionState) catchUp(window int, log []persistence.Message) (sessionSta
 //
 // The tail keeps spare capacity past its end, and the new entries go there when they
 // fit: the new tail is a later window of the same array, so a turn copies no tail and
-// a new array (twice the kept length, the kept entries copied once) is made only every
-// window/2 turns or so. Writing past the original's end leaves every element the
+// a new array (twice the kept length, the kept entries copied once; the first tail
+// exactly the kept length) is made only every window/2 turns or so. Writing past the original's end leaves every element the
 // original (or any older state) shows untouched. Two states derived from one original
 // would share those spare slots; a session derives one at a time (one turn runs at a
 // time, and a state that is not adopted is dropped), so each write lands in slots no
@@ -219,7 +219,13 @@ func (s sessionState) with(window int, entries ...tailEntry) sessionState {
 	if cap(keep)-len(keep) >= len(added) {
 		s.Tail = append(keep, added...)
 	} else {
-		tail := make([]tailEntry, 0, 2*(n-drop))
+		// A conversation's first tail is made to measure: most conversations stay
+		// idle after a turn or two, and their tail is what a session keeps.
+		size := n - drop
+		if len(s.Tail) > 0 {
+			size *= 2
+		}
+		tail := make([]tailEntry, 0, size)
 		tail = append(tail, keep...)
 		s.Tail = append(tail, added...)
 	}
