@@ -538,8 +538,12 @@ func TestFinishedTurnIsNotRetained(t *testing.T) {
 	if len(st.Tail) != 2 {
 		t.Fatalf("tail after one turn: %d entries", len(st.Tail))
 	}
-	// The second turn starts from this tail and replaces it with a new one.
+	// The second turn starts from this tail and, as a conversation's first tail has
+	// no room to grow in place (sessionState.with), replaces it with a new one.
 	old := weak.Make(&st.Tail[0])
+	if cap(st.Tail) != len(st.Tail) {
+		t.Fatalf("first tail of %d entries with room for %d: the second turn would extend it in place", len(st.Tail), cap(st.Tail))
+	}
 	st = sessionState{}
 	res = nil
 	h.mustSend(conv1, 0, "two", "")

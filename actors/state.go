@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 
@@ -63,9 +64,12 @@ type sessionState struct {
 	HistoryWindow int
 	// Summary is a running extractive summary of the messages that left the tail.
 	Summary string
-	Turns   int64
-	LastSeq int64
-	Tail    []tailEntry
+	// summaryBuf holds Summary at its end once with has extended it, with room for the
+	// lines of later turns (see summarize); not part of the snapshot.
+	summaryBuf []byte
+	Turns      int64
+	LastSeq    int64
+	Tail       []tailEntry
 }
 
 // tailEntry is one recent message. Its role and content are the HistoryEntry that
@@ -190,23 +194,41 @@ func (s sessionState) catchUp(window int, log []persistence.Message) (sessionSta
 
 // with returns the state after appending entries, keeping the last window in the tail
 // and folding older ones into the summary. s is not modified: a running turn works on
-// a copy while the session may still read the original. The new tail is the one
-// allocation: it is built in place from the kept part of the old tail and the kept
-// entries.
+// a copy while the session may still read the original.
+//
+// The tail keeps spare capacity past its end, and the new entries go there when they
+// fit: the new tail is a later window of the same array, so a turn copies no tail and
+// a new array (twice the kept length, the kept entries copied once; the first tail
+// exactly the kept length) is made only every window/2 turns or so. Writing past the original's end leaves every element the
+// original (or any older state) shows untouched. Two states derived from one original
+// would share those spare slots; a session derives one at a time (one turn runs at a
+// time, and a state that is not adopted is dropped), so each write lands in slots no
+// kept state shows.
 func (s sessionState) with(window int, entries ...tailEntry) sessionState {
 	n := len(s.Tail) + len(entries)
 	drop := max(0, n-window)
 	fromOld := min(drop, len(s.Tail))
 	fromNew := drop - fromOld
 	if fromOld > 0 {
-		s.Summary = summarize(s.Summary, s.Tail[:fromOld])
+		s.Summary, s.summaryBuf = summarize(s.Summary, s.summaryBuf, s.Tail[:fromOld])
 	}
 	if fromNew > 0 {
-		s.Summary = summarize(s.Summary, entries[:fromNew])
+		s.Summary, s.summaryBuf = summarize(s.Summary, s.summaryBuf, entries[:fromNew])
 	}
-	tail := make([]tailEntry, 0, n-drop)
-	tail = append(tail, s.Tail[fromOld:]...)
-	s.Tail = append(tail, entries[fromNew:]...)
+	keep, added := s.Tail[fromOld:], entries[fromNew:]
+	if cap(keep)-len(keep) >= len(added) {
+		s.Tail = append(keep, added...)
+	} else {
+		// A conversation's first tail is made to measure: most conversations stay
+		// idle after a turn or two, and their tail is what a session keeps.
+		size := n - drop
+		if len(s.Tail) > 0 {
+			size *= 2
+		}
+		tail := make([]tailEntry, 0, size)
+		tail = append(tail, keep...)
+		s.Tail = append(tail, added...)
+	}
 	for _, e := range entries {
 		s.LastSeq = max(s.LastSeq, e.Seq)
 	}
@@ -214,12 +236,18 @@ func (s sessionState) with(window int, entries ...tailEntry) sessionState {
 }
 
 // summarize appends one shortened line per message to the running summary, dropping
-// the oldest lines beyond maxSummary. The new lines are built on the stack and the
-// result is allocated once, at its final size: it is copied into every turn's state
-// and snapshot.
-func summarize(summary string, old []tailEntry) string {
-	var buf [2 * (summaryLine + 16)]byte
-	add := buf[:0]
+// the oldest lines beyond maxSummary, and returns the new summary and the buffer that
+// holds it. The new lines are built on the stack. When buf holds summary at its end
+// (the summary of the state being extended) and has room for the new lines, they are
+// appended to it in place, and the new summary is a later part of the same buffer:
+// the summary changes with every turn past the history window, and so a turn copies
+// no summary. Otherwise the result goes to a new buffer with room for about as much
+// again. Bytes past summary's end are written, never those of summary or of any
+// earlier summary in buf; the caller keeps at most one live extension of a buffer
+// (as with does).
+func summarize(summary string, buf []byte, old []tailEntry) (string, []byte) {
+	var lines [2 * (summaryLine + 16)]byte
+	add := lines[:0]
 	for _, e := range old {
 		if e.Role == roleSystem {
 			continue
@@ -230,7 +258,7 @@ func summarize(summary string, old []tailEntry) string {
 		add = append(add, '\n')
 	}
 	if len(add) == 0 {
-		return summary
+		return summary, buf
 	}
 	// Drop whole lines of the old summary until the result fits.
 	cut := 0
@@ -242,23 +270,29 @@ func summarize(summary string, old []tailEntry) string {
 		}
 		cut += i + 1
 	}
-	if len(summary)-cut+len(add) <= maxSummary {
-		var b strings.Builder
-		b.Grow(len(summary) - cut + len(add))
-		b.WriteString(summary[cut:])
-		b.Write(add)
-		return b.String()
+	if n := len(summary) - cut + len(add); n <= maxSummary {
+		if !holdsAtEnd(buf, summary) || cap(buf)-len(buf) < len(add) {
+			fresh := make([]byte, 0, n+maxSummary)
+			buf = append(fresh, summary[cut:]...)
+		}
+		buf = append(buf, add...)
+		return unsafe.String(&buf[len(buf)-n], n), buf
 	}
 	// The new lines alone are too long (only with a huge batch of messages).
 	out := string(add)
 	for len(out) > maxSummary {
 		i := strings.IndexByte(out, '\n')
 		if i < 0 {
-			return truncate(out, maxSummary)
+			return truncate(out, maxSummary), nil
 		}
 		out = out[i+1:]
 	}
-	return strings.Clone(out)
+	return strings.Clone(out), nil
+}
+
+// holdsAtEnd reports whether s is the last len(s) bytes of buf, in place.
+func holdsAtEnd(buf []byte, s string) bool {
+	return len(s) > 0 && len(buf) >= len(s) && unsafe.StringData(s) == &buf[len(buf)-len(s)]
 }
 
 // appendLine appends s to dst on one line, its words separated by single spaces,

@@ -17,6 +17,7 @@ import (
 func sameState(a, b sessionState) bool {
 	ta, tb := a.Tail, b.Tail
 	a.Tail, b.Tail = nil, nil
+	a.summaryBuf, b.summaryBuf = nil, nil
 	if !reflect.DeepEqual(a, b) || len(ta) != len(tb) {
 		return false
 	}
@@ -164,6 +165,7 @@ func TestSummarizeMatchesReference(t *testing.T) {
 	roles := []string{roleUser, roleAssistant, roleSystem}
 	for conv := range 20 {
 		got, want := "", ""
+		var buf []byte
 		for turn := range 300 {
 			batch := make([]tailEntry, 1+rng.IntN(3))
 			for i := range batch {
@@ -172,7 +174,13 @@ func TestSummarizeMatchesReference(t *testing.T) {
 				word := []string{fmt.Sprintf("w%d ", turn), "é€ \t", "\n\u00a0ü😀x  "}[rng.IntN(3)]
 				batch[i] = tailEntry{HistoryEntry: &actorpb.HistoryEntry{Role: roles[rng.IntN(3)], Content: strings.Repeat(word, rng.IntN(80))}}
 			}
-			got, want = summarize(got, batch), summarizeReference(want, batch)
+			// Extending in place must leave the summaries already handed out as they are.
+			prev, prevCopy := got, strings.Clone(got)
+			got, buf = summarize(got, buf, batch)
+			want = summarizeReference(want, batch)
+			if prev != prevCopy {
+				t.Fatalf("conversation %d, turn %d: the earlier summary changed to %q", conv, turn, prev)
+			}
 			if got != want {
 				t.Fatalf("conversation %d, turn %d:\ngot  %q\nwant %q", conv, turn, got, want)
 			}

@@ -28,11 +28,11 @@ func AdvancedChat() Type {
 			})
 			return moduleProgram{module: p, reply: func(ctx context.Context, model lm.LM, in Input) (Output, error) {
 				vals := signatures.Values{"message": in.Message, "history": signatures.Chat{Messages: in.History, Input: "message", Output: "response"}}
-				res, err := signatures.Execute(ctx, model, p, vals, streamTo("response", "respond", in.Stream)...)
+				outs, usage, err := execute(ctx, model, p, vals, streamTo("response", "respond", in.Stream)...)
 				if err != nil {
-					return Output{Usage: res.Usage}, err
+					return Output{Usage: usage}, err
 				}
-				return textOutput(res, model, "response"), nil
+				return textOutput(outs, usage, model, "response"), nil
 			}}, nil
 		},
 		Metric: signatures.F1("response"),

@@ -111,11 +111,21 @@ func (p *signatureProgram) Reply(ctx context.Context, model lm.LM, in Input) (Ou
 		}
 		vals[name] = v
 	}
-	res, err := signatures.Execute(ctx, model, p.module, vals, streamTo(p.output, "", in.Stream)...)
+	outs, usage, err := execute(ctx, model, p.module, vals, streamTo(p.output, "", in.Stream)...)
 	if err != nil {
-		return Output{Usage: res.Usage}, err
+		return Output{Usage: usage}, err
 	}
-	return textOutput(res, model, p.output), nil
+	return textOutput(outs, usage, model, p.output), nil
+}
+
+// execute runs m on in under a fresh Run with model, as signatures.Execute does, and
+// returns its outputs and usage (also on error) without building the run's trace,
+// which a reply does not use: a chat turn would otherwise copy its inputs and outputs
+// into new maps on every call.
+func execute(ctx context.Context, model lm.LM, m signatures.Module, in signatures.Values, opts ...signatures.RunOption) (signatures.Values, lm.Usage, error) {
+	run := signatures.NewRun(model, opts...)
+	out, err := m.Forward(signatures.WithRun(ctx, run), in)
+	return out, run.Usage(), err
 }
 
 // streamTo returns the run options that stream output field of predictor (any, when
@@ -129,9 +139,9 @@ func streamTo(field, predictor string, stream func(context.Context, string) erro
 
 // textOutput is the Output of a run whose reply is the text field; every other output
 // goes into Details.
-func textOutput(res signatures.Result, model lm.LM, text string) Output {
-	out := Output{Text: strings.TrimSpace(fmt.Sprint(res.Outputs[text])), Usage: res.Usage, Model: model.Name()}
-	for k, v := range res.Outputs {
+func textOutput(outs signatures.Values, usage lm.Usage, model lm.LM, text string) Output {
+	out := Output{Text: strings.TrimSpace(fmt.Sprint(outs[text])), Usage: usage, Model: model.Name()}
+	for k, v := range outs {
 		if k == text {
 			continue
 		}

@@ -61,10 +61,10 @@ func newReact(def Definition, tools []Tool, maxSteps int) (Program, error) {
 	}
 	return moduleProgram{module: agent, reply: func(ctx context.Context, model lm.LM, in Input) (Output, error) {
 		vals := signatures.Values{"message": in.Message, "history": signatures.Chat{Messages: in.History, Input: "message", Output: "response"}}
-		res, err := signatures.Execute(ctx, model, agent, vals, streamTo("response", "extract", in.Stream)...)
+		outs, usage, err := execute(ctx, model, agent, vals, streamTo("response", "extract", in.Stream)...)
 		if err != nil {
-			return Output{Usage: res.Usage}, err
+			return Output{Usage: usage}, err
 		}
-		return textOutput(res, model, "response"), nil
+		return textOutput(outs, usage, model, "response"), nil
 	}}, nil
 }

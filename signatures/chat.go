@@ -122,17 +122,18 @@ func (pr *prompt) chatTurns(msgs []llms.MessageContent, c Chat) []llms.MessageCo
 		p[0], parts = llms.TextContent{Text: s}, parts[1:]
 		return llms.MessageContent{Role: role, Parts: p}
 	}
+	// The messages are strings, which formatInput renders as they are: they go to
+	// joinBlock directly, not boxed into an any for each message of every turn.
 	c.turns(func(user, reply string) {
 		var u string
 		if in != nil {
 			// What strings.TrimSpace(marker + "\n" + text) is: the marker starts
 			// with no space, and an empty text leaves the marker alone.
-			t := strings.TrimRightFunc(formatInput(user, in.Type.isStr()), unicode.IsSpace)
-			u = joinBlock(in.Name, t, "")
+			u = joinBlock(in.Name, strings.TrimRightFunc(user, unicode.IsSpace), "")
 		}
 		a := "\n\n" + completedMarker + "\n"
 		if out != nil {
-			a = joinBlock(out.Name, formatInput(reply, out.Type.isStr()), a)
+			a = joinBlock(out.Name, reply, a)
 		}
 		msgs = append(msgs, text(llms.ChatMessageTypeHuman, u), text(llms.ChatMessageTypeAI, a))
 	})

@@ -43,7 +43,16 @@ const maxNoted = 1024
 type noteMemo struct {
 	notes sync.Map
 	count atomic.Int64
+	// fields maps a fieldsKey to the output fields it asks for ([]field, never
+	// modified): a program's final message ends with the same request on every call,
+	// and reading it with markerRe allocated on every reply. At most maxNoted.
+	fields      sync.Map
+	fieldsCount atomic.Int64
 }
+
+// fieldsKey is what outputFields reads: the system message and the final message
+// from its request for the output fields on.
+type fieldsKey struct{ system, request string }
 
 // of returns the type note of each output field in the system message, by field name
 // (the first note of a name wins). The result must not be modified.
@@ -86,7 +95,7 @@ type field struct {
 }
 
 // outputFields reads the requested output fields, in order, from the final
-// user message; their types come from the system message's type notes (notes
+// user message (remembered in notes; the result must not be modified); their types come from the system message's type notes (notes
 // reads them), or from the final message's hints when the system message has
 // none. It returns nil for a plain chat turn.
 func outputFields(system, last string, notes *noteMemo) []field {
@@ -94,9 +103,13 @@ func outputFields(system, last string, notes *noteMemo) []field {
 	if i < 0 {
 		return nil
 	}
+	key := fieldsKey{system, last[i:]}
+	if v, ok := notes.fields.Load(key); ok {
+		return v.([]field)
+	}
 	noted := notes.of(system)
 	var fields []field
-	for _, m := range markerRe.FindAllStringSubmatch(last[i:], -1) {
+	for _, m := range markerRe.FindAllStringSubmatch(key.request, -1) {
 		name, hint := m[1], m[2]
 		if name == completedName || slices.ContainsFunc(fields, func(f field) bool { return f.name == name }) {
 			continue
@@ -106,6 +119,13 @@ func outputFields(system, last string, notes *noteMemo) []field {
 			f = fromHint(name, hint)
 		}
 		fields = append(fields, f)
+	}
+	if notes.fieldsCount.Load() < maxNoted {
+		// A copy of the request alone: key.request shares the final message's text.
+		key.request = strings.Clone(key.request)
+		if _, loaded := notes.fields.LoadOrStore(key, fields); !loaded {
+			notes.fieldsCount.Add(1)
+		}
 	}
 	return fields
 }
@@ -246,10 +266,24 @@ func structuredReply(fields []field, d digest, quote string, jsonMode bool) stri
 		b.WriteByte('}')
 		return b.String()
 	}
-	var b strings.Builder
+	// The reply is built in one allocation of its final size, without fmt.
+	const completed = "[[ ## completed ## ]]"
+	var textsBuf [4]string
+	texts, n := textsBuf[:0], len(completed)
 	for _, f := range fields {
-		fmt.Fprintf(&b, "[[ ## %s ## ]]\n%s\n\n", f.name, f.text(d, quote))
+		t := f.text(d, quote)
+		texts = append(texts, t)
+		n += len("[[ ## ") + len(f.name) + len(" ## ]]\n") + len(t) + len("\n\n")
 	}
-	b.WriteString("[[ ## completed ## ]]")
+	var b strings.Builder
+	b.Grow(n)
+	for i, f := range fields {
+		b.WriteString("[[ ## ")
+		b.WriteString(f.name)
+		b.WriteString(" ## ]]\n")
+		b.WriteString(texts[i])
+		b.WriteString("\n\n")
+	}
+	b.WriteString(completed)
 	return b.String()
 }
