@@ -77,6 +77,11 @@ type ConversationBackend interface {
 	// DeleteConversation erases the conversation, its messages and their
 	// feedback; its ID is never served again.
 	DeleteConversation(ctx context.Context, userID, conversationID string) error
+	// CancelTurn stops the conversation's running turn and drops its queued
+	// ones (turnID, when set, picks the one turn sent with that idempotency
+	// key); it reports whether any was cancelled. A cancelled turn answers
+	// its sender 409 and the user's message stays in the history.
+	CancelTurn(ctx context.Context, userID, conversationID, turnID string) (bool, error)
 }
 
 // sendMessageRequest is the body of POST /api/v1/chat/message.

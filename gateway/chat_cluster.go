@@ -52,6 +52,16 @@ func (cc *ClusterChat) DeleteConversation(ctx context.Context, userID, conversat
 	return grainError(err)
 }
 
+// CancelTurn implements ConversationBackend.
+func (cc *ClusterChat) CancelTurn(ctx context.Context, userID, conversationID, turnID string) (bool, error) {
+	res, err := actorpb.As[*actorpb.CancelResult](cc.Grains.Call(ctx, SessionKind, conversationID, &actorpb.CancelTurn{
+		CorrelationId: logging.CorrelationID(ctx), ConversationId: conversationID, UserId: userID, TurnId: turnID}))
+	if err != nil {
+		return false, grainError(err)
+	}
+	return res.GetCanceled(), nil
+}
+
 // Send implements ChatBackend.
 func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string)) (ChatReply, error) {
 	corr := logging.CorrelationID(ctx)

@@ -44,6 +44,11 @@ func (f *fakeChat) DeleteConversation(context.Context, string, string) error {
 	return errNoConversation()
 }
 
+// CancelTurn implements ConversationBackend like RenameConversation.
+func (f *fakeChat) CancelTurn(context.Context, string, string, string) (bool, error) {
+	return false, errNoConversation()
+}
+
 func (f *fakeChat) Send(ctx context.Context, t ChatTurn, onDelta func(string)) (ChatReply, error) {
 	f.mu.Lock()
 	f.turns = append(f.turns, t)

@@ -42,6 +42,10 @@ func (s storeConversations) DeleteConversation(ctx context.Context, userID, id s
 	return s.stores.Conversations.Delete(ctx, id)
 }
 
+func (s storeConversations) CancelTurn(ctx context.Context, userID, id, _ string) (bool, error) {
+	return false, s.owned(ctx, userID, id)
+}
+
 func TestConversationRoutes(t *testing.T) {
 	var backend storeConversations
 	env := startREST(t, restConfig{conversations: &lazyConversations{get: func() ConversationBackend { return backend }}})
@@ -118,6 +122,10 @@ func (l *lazyConversations) RenameConversation(ctx context.Context, userID, id, 
 
 func (l *lazyConversations) DeleteConversation(ctx context.Context, userID, id string) error {
 	return l.get().DeleteConversation(ctx, userID, id)
+}
+
+func (l *lazyConversations) CancelTurn(ctx context.Context, userID, id, turnID string) (bool, error) {
+	return l.get().CancelTurn(ctx, userID, id, turnID)
 }
 
 // order=desc pages from the newest message to the oldest, cursor included.

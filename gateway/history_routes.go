@@ -140,6 +140,24 @@ func (r renameConversationRequest) Validate() []FieldError {
 	return checkName("title", r.Title, maxTitleChars, true)
 }
 
+// cancelTurnRequest is the optional body of POST /api/v1/chat/conversations/{id}/cancel.
+type cancelTurnRequest struct {
+	TurnID string `json:"turn_id,omitempty" doc:"the Idempotency-Key the turn was sent with; omitted cancels the running turn and every queued one"`
+}
+
+// Validate implements Validator.
+func (r cancelTurnRequest) Validate() []FieldError {
+	if len(r.TurnID) > 200 {
+		return []FieldError{{Field: "turn_id", Message: "at most 200 bytes"}}
+	}
+	return nil
+}
+
+// cancelTurnView is the body answering POST /api/v1/chat/conversations/{id}/cancel.
+type cancelTurnView struct {
+	Canceled bool `json:"canceled" doc:"whether a running or queued turn was cancelled"`
+}
+
 // feedbackView is the body answering POST /api/v1/chat/feedback.
 type feedbackView struct {
 	ID        string    `json:"id"`
@@ -235,6 +253,30 @@ func (h historyRoutes) conversation(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(viewConversation(conv))
+}
+
+// cancel serves POST /api/v1/chat/conversations/{id}/cancel. The session grain
+// checks ownership: anyone but the owner gets the 404 of a missing one.
+func (h historyRoutes) cancel(c *fiber.Ctx) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	var req cancelTurnRequest
+	if len(c.Body()) > 0 {
+		if req, err = Decode[cancelTurnRequest](c); err != nil {
+			return err
+		}
+	}
+	canceled, err := h.commands.CancelTurn(c.UserContext(), p.UserID, id, req.TurnID)
+	if err != nil {
+		return conversationProblem(err)
+	}
+	return c.JSON(cancelTurnView{Canceled: canceled})
 }
 
 // rename serves PATCH /api/v1/chat/conversations/{id}. The session grain
@@ -386,6 +428,9 @@ func (s *Server) mountHistory(h historyRoutes, authed fiber.Handler, rl rateLimi
 	s.Route(fiber.MethodDelete, "/api/v1/chat/conversations/:id", Op{Summary: "Delete one of your conversations with its messages and feedback; its ID is never used again", Tag: "Chat", Auth: true,
 		Status: http.StatusNoContent, Errors: []int{http.StatusBadRequest, http.StatusNotFound, http.StatusServiceUnavailable}},
 		authed, rl.user("chat.conversation.delete"), write, h.remove)
+	s.Route(fiber.MethodPost, "/api/v1/chat/conversations/:id/cancel", Op{Summary: "Cancel the running turn of one of your conversations (or the one sent with turn_id) and drop its queued ones; a cancelled turn answers 409 and keeps the user's message", Tag: "Chat", Auth: true,
+		Request: cancelTurnRequest{}, Response: cancelTurnView{}, Errors: []int{http.StatusBadRequest, http.StatusNotFound, http.StatusServiceUnavailable}},
+		authed, rl.user("chat.conversation.cancel"), write, h.cancel)
 	s.Route(fiber.MethodPost, "/api/v1/chat/feedback", Op{Summary: "Rate an assistant message of one of your conversations (201); rating it again replaces your rating and comment (200)", Tag: "Chat", Auth: true,
 		Request: feedbackRequest{}, Response: feedbackView{}, Status: http.StatusCreated, Errors: []int{http.StatusNotFound}},
 		authed, rl.user("chat.feedback"), write, h.feedback)
