@@ -19,48 +19,45 @@ import (
 	"github.com/kowai/kowai/workflows"
 )
 
-// wfBench is a node's run grains with a way to wait for a run: the workflow
-// function signals its return, and the run row then says when the final state
-// is durable.
+// wfBench is a node's run grains with a way to wait for a run: the runtime's
+// WatchFinish says when a run's final state is durable.
 type wfBench struct {
 	*harness
+	wf   *Workflows
 	runs *persistence.WorkflowStore
 	// commits times the run grains' writes (not the baseline's).
 	commits *timedWriter
-	// returned maps a run ID to the channel its workflow function closes on
-	// return.
-	returned sync.Map
 }
 
-func newWFBench(b *testing.B, db *persistence.DB, register func(*wfBench, *workflows.Registry)) *wfBench {
+func newWFBench(b *testing.B, db *persistence.DB, register func(*workflows.Registry)) *wfBench {
 	b.Helper()
 	h := newHarness(b, db, harnessOptions{})
 	wb := &wfBench{harness: h, runs: persistence.NewWorkflowStore(db), commits: &timedWriter{LogWriter: h.writer}}
 	reg := workflows.NewRegistry()
-	register(wb, reg)
+	register(reg)
 	wf, err := NewWorkflows(WorkflowDeps{Runs: wb.runs, Writer: wb.commits, Registry: reg, Caller: h.grains,
 		NodeID: "node-bench", IdleTimeout: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
+	wb.wf = wf
 	h.grains.props[KindWorkflowRun] = wf.RunProps
 	return wb
 }
 
-// signal closes run id's channel, once: a replay returns again.
-func (wb *wfBench) signal(id string) {
-	if ch, ok := wb.returned.LoadAndDelete(id); ok {
-		close(ch.(chan struct{}))
-	}
+// benchRun is a run the benchmark starts: its ID and the watch of its finish,
+// made before the run starts, so it cannot miss it.
+type benchRun struct {
+	id   string
+	done <-chan string
+	stop func()
 }
 
-// prepare returns a new run ID and the channel closed when its function
-// returns.
-func (wb *wfBench) prepare() (string, <-chan struct{}) {
+// prepare returns a new run ID with the watch of its finish.
+func (wb *wfBench) prepare() benchRun {
 	id := uuid.Must(uuid.NewV7()).String()
-	ch := make(chan struct{})
-	wb.returned.Store(id, ch)
-	return id, ch
+	done, stop := wb.wf.WatchFinish(id)
+	return benchRun{id: id, done: done, stop: stop}
 }
 
 // start starts run id of name.
@@ -70,29 +67,19 @@ func (wb *wfBench) start(ctx context.Context, id, name, params string) error {
 	return err
 }
 
-// await waits for ch, then until the run's grain says status. The grain
-// answers from memory while the execution is in flight and saves the final
-// state before it reads the next message, so the answer that says status
-// comes after the final state is durable, at the cost of one row read per run
-// (polling the row instead would load the database the benchmark measures).
-func (wb *wfBench) await(ctx context.Context, id string, ch <-chan struct{}, status string) error {
+// await waits until r's final state is durable and checks it is status. The
+// runtime tells its watchers once the commit that finishes the run returned, so
+// the benchmark neither polls the grain nor reads the row.
+func (wb *wfBench) await(r benchRun, status string) error {
+	defer r.stop()
 	select {
-	case <-ch:
+	case got := <-r.done:
+		if got != status {
+			return fmt.Errorf("run %s is %s, want %s", r.id, got, status)
+		}
+		return nil
 	case <-time.After(time.Minute):
-		return fmt.Errorf("run %s: the workflow did not return within a minute", id)
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		ack, err := actorpb.As[*actorpb.RunAck](wb.grains.Call(ctx, KindWorkflowRun, id, &actorpb.StartRun{CorrelationId: "bench", RunId: id}))
-		if err != nil {
-			return err
-		}
-		if ack.GetStatus() == status {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("run %s is %s, want %s", id, ack.GetStatus(), status)
-		}
-		time.Sleep(time.Millisecond)
+		return fmt.Errorf("run %s did not finish within a minute", r.id)
 	}
 }
 
@@ -157,7 +144,7 @@ const benchTasks = 5
 // writer requests per run and the mean wait of the runs' writes against the p50 wait of
 // a baseline write (where the time of a run goes).
 func BenchmarkWorkflowTasks(b *testing.B) {
-	wb := newWFBench(b, persisttest.MySQL(b), func(wb *wfBench, reg *workflows.Registry) {
+	wb := newWFBench(b, persisttest.MySQL(b), func(reg *workflows.Registry) {
 		if err := workflows.Register(reg, "noop5", func(c *workflows.Context, _ struct{}) (int, error) {
 			sum := 0
 			for i := range benchTasks {
@@ -167,7 +154,6 @@ func BenchmarkWorkflowTasks(b *testing.B) {
 				}
 				sum += n
 			}
-			wb.signal(c.RunID())
 			return sum, nil
 		}); err != nil {
 			b.Fatal(err)
@@ -191,12 +177,13 @@ func BenchmarkWorkflowTasks(b *testing.B) {
 	run := func(int) error {
 		ctx := context.Background()
 		start := time.Now()
-		id, ch := wb.prepare()
-		if err := wb.start(ctx, id, "noop5", `{}`); err != nil {
+		r := wb.prepare()
+		if err := wb.start(ctx, r.id, "noop5", `{}`); err != nil {
+			r.stop()
 			return err
 		}
 		trigger.add(time.Since(start))
-		if err := wb.await(ctx, id, ch, persistence.StatusCompleted); err != nil {
+		if err := wb.await(r, persistence.StatusCompleted); err != nil {
 			return err
 		}
 		d := time.Since(start)
@@ -241,13 +228,12 @@ func BenchmarkPausedRuns(b *testing.B) {
 	type decision struct {
 		OK bool `json:"ok"`
 	}
-	wb := newWFBench(b, persisttest.MySQL(b), func(wb *wfBench, reg *workflows.Registry) {
+	wb := newWFBench(b, persisttest.MySQL(b), func(reg *workflows.Registry) {
 		if err := workflows.Register(reg, "await", func(c *workflows.Context, _ struct{}) (bool, error) {
 			d, err := workflows.WaitForInput[decision](c, "decision")
 			if err != nil {
 				return false, err
 			}
-			wb.signal(c.RunID())
 			return d.OK, nil
 		}); err != nil {
 			b.Fatal(err)
@@ -255,11 +241,12 @@ func BenchmarkPausedRuns(b *testing.B) {
 	})
 	ctx := context.Background()
 	for b.Loop() {
-		// The IDs and channels are the benchmark's, made before the measurement.
+		// The IDs and watches are the benchmark's, made before the measurement.
 		ids := make([]string, pausedRuns)
-		chans := make([]<-chan struct{}, pausedRuns)
+		watches := make([]benchRun, pausedRuns)
 		for i := range ids {
-			ids[i], chans[i] = wb.prepare()
+			watches[i] = wb.prepare()
+			ids[i] = watches[i].id
 		}
 		runtime.GC()
 		var before runtime.MemStats
@@ -304,7 +291,7 @@ func BenchmarkPausedRuns(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			if err := wb.await(ctx, ids[i], chans[i], persistence.StatusCompleted); err != nil {
+			if err := wb.await(watches[i], persistence.StatusCompleted); err != nil {
 				b.Error(err)
 				return
 			}
@@ -313,6 +300,9 @@ func BenchmarkPausedRuns(b *testing.B) {
 		b.ReportMetric(resume.quantile(0.5), "p50-resume-ms")
 		b.ReportMetric(resume.quantile(0.99), "p99-resume-ms")
 		runtime.KeepAlive(ids)
-		runtime.KeepAlive(chans)
+		for _, w := range watches[sample:] {
+			w.stop()
+		}
+		runtime.KeepAlive(watches)
 	}
 }

@@ -341,7 +341,11 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 		ctx.Poison(ctx.Self())
 		return false
 	}
+	finished := workflows.Finished(next.Status) && !workflows.Finished(g.row.Status)
 	g.row = next
+	if finished {
+		g.w.finished(g.identity, next.Status)
+	}
 	return true
 }
 

@@ -589,3 +589,51 @@ func TestRunContinuesAsNew(t *testing.T) {
 		}
 	})
 }
+
+func TestWatchFinishTellsTheDurableFinalStatus(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		h := newWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "ok", func(c *workflows.Context, _ noParams) (int, error) {
+				return workflows.Task(c, "one", func(context.Context) (int, error) { return 1, nil })
+			}))
+			must(t, workflows.Register(reg, "bad", func(c *workflows.Context, _ noParams) (int, error) {
+				return 0, errors.New("no")
+			}))
+		})
+		for name, want := range map[string]string{"ok": persistence.StatusCompleted, "bad": persistence.StatusFailed} {
+			id := uuid.NewString()
+			done, stop := h.wf.WatchFinish(id)
+			// A second watch of the same run, released before the finish, gets nothing.
+			other, stopOther := h.wf.WatchFinish(id)
+			stopOther()
+			if _, err := actorpb.As[*actorpb.RunAck](h.grains.Call(t.Context(), KindWorkflowRun, id, &actorpb.StartRun{
+				CorrelationId: "t", RunId: id, Workflow: name, OwnerId: h.users[0], ParametersJson: `{}`})); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case got := <-done:
+				if got != want {
+					t.Fatalf("%s: watch says %s, want %s", name, got, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: no finish within 10 s", name)
+			}
+			// The status is told once the final state is durable.
+			if run, err := h.runs.GetRun(t.Context(), id); err != nil || run.Status != want {
+				t.Fatalf("%s: row is %+v, %v", name, run.Status, err)
+			}
+			select {
+			case got := <-other:
+				t.Fatalf("%s: released watch got %s", name, got)
+			default:
+			}
+			stop()
+			h.wf.watchMu.Lock()
+			n := len(h.wf.watchers)
+			h.wf.watchMu.Unlock()
+			if n != 0 {
+				t.Fatalf("%s: %d runs still watched", name, n)
+			}
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,10 @@ type Workflows struct {
 	// executing maps the ID of each run executing here to its grain
 	// (liveGrain), for the ownership check of every recovery tick.
 	executing sync.Map
+	// watchMu guards watchers, which maps a run ID to the channels WatchFinish
+	// handed out for it.
+	watchMu  sync.Mutex
+	watchers map[string][]chan string
 }
 
 // NewWorkflows validates deps and returns the runtime. Errors wrap ErrInvalidDeps.
@@ -130,6 +135,43 @@ func NewWorkflows(deps WorkflowDeps) (*Workflows, error) {
 		w.SetCaller(deps.Caller)
 	}
 	return w, nil
+}
+
+// WatchFinish returns a channel that receives run runID's final status once a run
+// grain on this node has durably saved it (the commit that finishes the run has
+// returned), and a stop function that releases the watch. It sees only finishes
+// saved after the call, by this node: a caller that may watch too late reads the
+// run afterwards (one row read), and a run finished on another node is seen by
+// reading its row. stop may be called more than once, also after the status came.
+func (w *Workflows) WatchFinish(runID string) (<-chan string, func()) {
+	ch := make(chan string, 1)
+	w.watchMu.Lock()
+	if w.watchers == nil {
+		w.watchers = map[string][]chan string{}
+	}
+	w.watchers[runID] = append(w.watchers[runID], ch)
+	w.watchMu.Unlock()
+	return ch, func() {
+		w.watchMu.Lock()
+		defer w.watchMu.Unlock()
+		chans := slices.DeleteFunc(w.watchers[runID], func(c chan string) bool { return c == ch })
+		if len(chans) == 0 {
+			delete(w.watchers, runID)
+		} else {
+			w.watchers[runID] = chans
+		}
+	}
+}
+
+// finished tells run runID's watchers its durable final status.
+func (w *Workflows) finished(runID, status string) {
+	w.watchMu.Lock()
+	chans := w.watchers[runID]
+	delete(w.watchers, runID)
+	w.watchMu.Unlock()
+	for _, ch := range chans {
+		ch <- status // buffered, and each channel gets one status only
+	}
 }
 
 // SetCaller sets the grain client; call it before the cluster node starts.

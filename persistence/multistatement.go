@@ -50,12 +50,24 @@ var errStatementCheck = errors.New("persistence: a statement of the batch matche
 // statements, or returns errNotStatements.
 func batchStatements(steps []any) ([]stmt, error) {
 	var out []stmt
+	saves := groupSaves(steps)
 	for _, s := range steps {
 		var (
 			ss  []stmt
 			err error
 		)
 		switch s := s.(type) {
+		case versionedSave:
+			group, ok := saves[s.groupKey()]
+			switch {
+			case !ok:
+				ss, err = s.statements()
+			case group == nil:
+				continue // its group's statement, at the group's first save, holds it
+			default:
+				saves[s.groupKey()] = nil
+				ss, err = mergedSaveStatements(group)
+			}
 		case *insertTarget:
 			ss, err = insertStatements(s.table, s.cols, s.rows)
 		case *touchTarget:
@@ -279,6 +291,79 @@ type versionedSave struct {
 // Apply implements Op.
 func (v versionedSave) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
 	return saveVersioned(ctx, tx, v.table, v.what, v.id, v.rec, v.version, v.expected)
+}
+
+// groupKey names the table and columns of v: saves with the same key can share
+// one UPDATE.
+func (v versionedSave) groupKey() string {
+	return v.table + "\x00" + strings.Join(slices.Sorted(maps.Keys(v.rec)), "\x00")
+}
+
+// groupSaves maps the group key of each group of two or more valid
+// versionedSaves among steps to the group, in batch order.
+func groupSaves(steps []any) map[string][]versionedSave {
+	groups := map[string][]versionedSave{}
+	for _, s := range steps {
+		if v, ok := s.(versionedSave); ok && v.version > v.expected {
+			groups[v.groupKey()] = append(groups[v.groupKey()], v)
+		}
+	}
+	for k, g := range groups {
+		if len(g) < 2 {
+			delete(groups, k)
+		}
+	}
+	return groups
+}
+
+// mergedSaveStatements is the compare-and-swaps of saves, of one table and
+// column set, as UPDATEs of many rows each (as many as the parameter limit
+// allows): every column is set by a CASE on the ID, and the WHERE clause
+// matches each row at its own expected version. Each must match all of its
+// rows; a single stale version fails the count, and the Writer then isolates
+// the batch, so that only the stale save's caller learns of the conflict (the
+// same outcome as one UPDATE per save, in one statement instead of one per
+// run).
+func mergedSaveStatements(saves []versionedSave) ([]stmt, error) {
+	cols := slices.Sorted(maps.Keys(saves[0].rec))
+	step := max(1, maxParams/(2*len(cols)+3))
+	var out []stmt
+	for chunk := range slices.Chunk(saves, step) {
+		var b strings.Builder
+		args := make([]any, 0, len(chunk)*(2*len(cols)+3))
+		b.WriteString("UPDATE `")
+		b.WriteString(chunk[0].table)
+		b.WriteString("` SET ")
+		for i, c := range cols {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString("`")
+			b.WriteString(c)
+			b.WriteString("`=CASE `id`")
+			for _, v := range chunk {
+				b.WriteString(" WHEN ? THEN ?")
+				args = append(args, v.id, v.rec[c])
+			}
+			b.WriteString(" END")
+		}
+		b.WriteString(" WHERE `id` IN (")
+		for i, v := range chunk {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString("?")
+			args = append(args, v.id)
+		}
+		b.WriteString(") AND `version`=CASE `id`")
+		for _, v := range chunk {
+			b.WriteString(" WHEN ? THEN ?")
+			args = append(args, v.id, v.expected)
+		}
+		b.WriteString(" END")
+		out = append(out, stmt{query: b.String(), args: args, want: int64(len(chunk))})
+	}
+	return out, nil
 }
 
 // statements implements statementer: the UPDATE must match its one row.

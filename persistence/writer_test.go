@@ -740,3 +740,44 @@ func TestWriterRunSaveConflictInABatchFailsOnlyItsCaller(t *testing.T) {
 		}
 	})
 }
+
+// TestWriterRunSavesInABatchShareOneUpdate batches three runs' compare-and-swaps,
+// which MariaDB receives as one UPDATE of three rows: each run gets its own
+// values and version.
+func TestWriterRunSavesInABatchShareOneUpdate(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		ctx := t.Context()
+		store := persistence.NewWorkflowStore(db)
+		var runs [3]persistence.WorkflowRun
+		h := newHarness(t, db, persistence.WriterOptions{MaxDelay: -1})
+		var done [3]<-chan error
+		for i := range runs {
+			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs[i] = r
+			next := r
+			next.Version, next.Error = r.Version+1, fmt.Sprintf("error %d", i)
+			next.Status = []string{persistence.StatusCompleted, persistence.StatusFailed, persistence.StatusPaused}[i]
+			done[i] = h.submit(func() error { return h.w.Submit(context.Background(), persistence.SaveRunOp(next, r.Version)) })
+		}
+		h.run(ctx)
+		for i := range runs {
+			if err := recv(t, done[i]); err != nil {
+				t.Fatalf("save %d: %v", i, err)
+			}
+			r, err := store.GetRun(ctx, runs[i].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{persistence.StatusCompleted, persistence.StatusFailed, persistence.StatusPaused}[i]
+			if r.Status != want || r.Error != fmt.Sprintf("error %d", i) || r.Version != runs[i].Version+1 {
+				t.Errorf("run %d: %s %q version %d, want %s at version %d", i, r.Status, r.Error, r.Version, want, runs[i].Version+1)
+			}
+		}
+		if count, _ := h.batches(); count != 1 {
+			t.Fatalf("batches = %d, want 1", count)
+		}
+	})
+}
