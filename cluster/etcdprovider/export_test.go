@@ -19,6 +19,9 @@ func StartForTest(p *Provider, name, systemID, host string, port int, kinds []st
 // that read's revision starts. Call it before starting p.
 func SetAfterFetch(p *Provider, f func()) { p.afterFetch = f }
 
+// SetLeaseLost makes p run f when it finds its lease expired. Call it before starting p.
+func SetLeaseLost(p *Provider, f func()) { p.leaseLost = f }
+
 // Lease returns the lease p's key is registered under.
 func Lease(p *Provider) clientv3.LeaseID { return p.leaseID() }
 

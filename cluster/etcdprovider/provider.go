@@ -7,6 +7,8 @@
 // onwards, so no registration can fall between the read and the watch. When the watch
 // ends (compaction, a lost etcd leader, a broken connection) it reads the keys again and
 // watches from the new revision. Every change is published to the cluster's member list.
+// A member whose lease expired (it was paused, or cut off from etcd, for longer than the
+// TTL) is not registered again under the same ID: see keepAlive.
 //
 // The keys and their JSON values are those of the library's own etcd provider
 // (cluster/clusterproviders/etcd), so nodes running either provider read each other's
@@ -122,6 +124,8 @@ type Provider struct {
 	// afterFetch, when set (tests), runs after every read of the members and before the
 	// watch from that read's revision starts.
 	afterFetch func()
+	// leaseLost, when set (tests), runs when keepAlive finds the lease expired.
+	leaseLost func()
 }
 
 var _ cluster.ClusterProvider = (*Provider)(nil)
@@ -225,6 +229,9 @@ func (p *Provider) Shutdown(bool) error {
 			cancel()
 			// An expired lease took the key with it.
 			if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				// The library ignores a provider's error on a graceful leave: say it here too.
+				p.log.Warn("etcd provider: deregistering failed; the key goes when its lease expires",
+					"key", p.selfKey, "error", err)
 				errs = append(errs, fmt.Errorf("etcd provider: deregister %s: %w", p.selfKey, err))
 			}
 			p.setLease(0)
@@ -368,8 +375,13 @@ func (p *Provider) follow(members map[string]*cluster.Member, rev int64) error {
 }
 
 // keepAlive keeps this member's lease alive until Shutdown. When the keep-alive stream
-// ends and etcd no longer holds the lease (it expired while etcd was out of reach, say),
-// it registers the member again under a new lease.
+// ends while etcd still holds the lease (no answer within a TTL), it keeps it alive again.
+// When etcd no longer holds it, the lease expired and took the key with it: the other
+// members have seen this member leave and blocked its ID for good (the library blocks
+// every member that leaves). Registering the same ID again would only list in etcd a
+// member the others refuse, and put it back in this node's own member list, hiding the
+// loss from the node's watchdog; so the key stays gone, the node drops out of its own
+// member list, and the watchdog stops it to restart with a new member ID.
 func (p *Provider) keepAlive() {
 	defer p.wg.Done()
 	for {
@@ -382,10 +394,10 @@ func (p *Provider) keepAlive() {
 		if p.ctx.Err() != nil {
 			return
 		}
-		alive, err := p.renew(lease)
+		alive, err := p.leaseAlive(lease)
 		switch {
 		case err != nil:
-			p.log.Warn("etcd provider: keeping this member registered failed; retrying", "key", p.selfKey, "error", err)
+			p.log.Warn("etcd provider: keeping this member's lease alive failed; retrying", "key", p.selfKey, "error", err)
 			if !p.sleep(p.cfg.RetryInterval) {
 				return
 			}
@@ -393,29 +405,30 @@ func (p *Provider) keepAlive() {
 			if !p.sleep(stillAlivePause) {
 				return
 			}
+		default:
+			p.setLease(0)
+			p.log.Error("etcd provider: this member's lease expired and etcd deleted its key; the other members "+
+				"have blocked its ID, so it is not registered again and the node's watchdog will stop it", "key", p.selfKey)
+			if p.leaseLost != nil {
+				p.leaseLost()
+			}
+			return
 		}
 	}
 }
 
-// renew checks whether etcd still holds lease, and registers the member under a new
-// lease when it does not. It reports whether the lease was still alive.
-func (p *Provider) renew(lease clientv3.LeaseID) (alive bool, err error) {
+// leaseAlive reports whether etcd still holds lease.
+func (p *Provider) leaseAlive(lease clientv3.LeaseID) (bool, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, requestTimeout)
+	defer cancel()
 	ttl, err := p.client.TimeToLive(ctx, lease)
-	cancel()
-	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return false, nil
+	}
+	if err != nil {
 		return false, fmt.Errorf("check lease %x: %w", int64(lease), err)
 	}
-	if err == nil && ttl.TTL > 0 {
-		return true, nil
-	}
-	if err := p.register(); err != nil {
-		return false, err
-	}
-	p.log.Warn("etcd provider: this member's lease expired; registered again under a new lease. "+
-		"Members that saw the key go have blocked this member ID, and the watchdog restarts the node once it learns that",
-		"key", p.selfKey)
-	return false, nil
+	return ttl.TTL > 0, nil
 }
 
 // sleep waits d, or until Shutdown; it reports whether d passed.
