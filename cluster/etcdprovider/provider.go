@@ -200,6 +200,9 @@ func (p *Provider) start(name string, self *record, publish func(cluster.Members
 		if err := p.register(); err != nil {
 			return err
 		}
+		// At once: the read below may take longer than the lease on a loaded machine.
+		p.wg.Add(1)
+		go p.keepAlive()
 	}
 	members, rev, err := p.fetch()
 	if err != nil {
@@ -208,10 +211,6 @@ func (p *Provider) start(name string, self *record, publish func(cluster.Members
 	p.publishMembers(members)
 	p.wg.Add(1)
 	go p.watch(members, rev)
-	if self != nil {
-		p.wg.Add(1)
-		go p.keepAlive()
-	}
 	return nil
 }
 
