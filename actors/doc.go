@@ -7,9 +7,8 @@
 // # A chat turn
 //
 // A SendMessage reaches the session grain (identity = conversation ID). The session
-// checks that the caller owns the conversation (a reader that the gateway's RBAC
-// granted chat:read:any, sent as can_read_any, may read any),
-// and runs the turn in a goroutine so its own mailbox stays free: the turn creates
+// checks that the caller owns the conversation (only its owner writes to it; reads are
+// the gateway's, from the stores), and runs the turn in a goroutine so its own mailbox stays free: the turn creates
 // the conversation on its first message, appends the user's message through the
 // group-commit writer (one commit), asks the agent grain for a reply, and commits the
 // reply, together with the session's snapshot when it is due (a version
