@@ -58,7 +58,8 @@
 // written with persistence.AgentPrograms.UpdateAudited: a version compare-and-swap and
 // its audit entry in one transaction, so of two activations only one applies it.
 // A turn whose model is premium-priced is refused when GenerateReply.no_premium says
-// the caller's token lacks models:premium; each model call reserves its estimate
+// the caller lacks models:premium (a chat turn's token; for a workflow's agent task,
+// the run owner's current roles through WorkflowDeps.Premium); each model call reserves its estimate
 // against the user's budget (BudgetGuard.Reserve) and settles it afterwards.
 //
 // # State, passivation and fencing

@@ -357,9 +357,8 @@ type SendMessage struct {
 	// message for the key. A retry that brings the key back does not set it.
 	FreshKey bool `protobuf:"varint,14,opt,name=fresh_key,json=freshKey,proto3" json:"fresh_key,omitempty"`
 	// The caller lacks models:premium (from the gateway's token claims): a turn whose
-	// agent or variant runs a premium-priced model is then CODE_FORBIDDEN. Callers that
-	// do not check (workflow turns) leave it unset, and the agent's model stands as
-	// its create or update allowed it.
+	// agent or variant runs a premium-priced model is then CODE_FORBIDDEN. Left unset,
+	// the agent's model stands as its create or update allowed it.
 	NoPremium     bool `protobuf:"varint,15,opt,name=no_premium,json=noPremium,proto3" json:"no_premium,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1088,7 +1087,8 @@ type GenerateReply struct {
 	// The agent version whose settings the session holds (0: none); the reply carries
 	// the agent's settings only when its version is another.
 	KnownVersion int64 `protobuf:"varint,12,opt,name=known_version,json=knownVersion,proto3" json:"known_version,omitempty"`
-	// The user lacks models:premium (SendMessage.no_premium).
+	// The user lacks models:premium: SendMessage.no_premium for a chat turn; for a
+	// workflow's agent task, the run owner's current roles, asked at every task.
 	NoPremium     bool `protobuf:"varint,13,opt,name=no_premium,json=noPremium,proto3" json:"no_premium,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
