@@ -204,11 +204,13 @@ func TestWorkflowAgentTaskPremiumModels(t *testing.T) {
 	type agentParams struct {
 		Agent string `json:"agent"`
 	}
+	// Up to 3 attempts: a refusal must not be retried.
+	retry := workflows.WithRetry(workflows.Retry{Attempts: 3, Initial: 10 * time.Millisecond})
 	db := persisttest.SQLite(t)
 	s := startStack(t, db, stackOptions{models: testCatalog(t, eps, nil), workflows: func(reg *workflows.Registry) {
 		// ask is one agent task; ask-later waits for input first.
 		if err := workflows.Register(reg, "ask", func(c *workflows.Context, p agentParams) (string, error) {
-			r, err := workflows.Agent(c, "ask", workflows.AgentRequest{Agent: p.Agent, Message: "from a workflow"})
+			r, err := workflows.Agent(c, "ask", workflows.AgentRequest{Agent: p.Agent, Message: "from a workflow"}, retry)
 			return r.Content, err
 		}); err != nil {
 			t.Fatal(err)
@@ -219,7 +221,7 @@ func TestWorkflowAgentTaskPremiumModels(t *testing.T) {
 			}](c, "go"); err != nil {
 				return "", err
 			}
-			r, err := workflows.Agent(c, "ask", workflows.AgentRequest{Agent: p.Agent, Message: "from a workflow, later"})
+			r, err := workflows.Agent(c, "ask", workflows.AgentRequest{Agent: p.Agent, Message: "from a workflow, later"}, retry)
 			return r.Content, err
 		}); err != nil {
 			t.Fatal(err)
