@@ -245,7 +245,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Node, err er
 	if err := n.rt.EnsureBuiltins(ctx); err != nil {
 		return nil, fmt.Errorf("create built-in agents: %w", err)
 	}
-	wf, profiles, err := newWorkflows(db, n.writer, model, opts.Workflows, log, reg, tp)
+	wf, profiles, err := newWorkflows(db, n.writer, model, opts.Workflows, premiumAccess(authSvc), log, reg, tp)
 	if err != nil {
 		return nil, err
 	}
