@@ -236,9 +236,37 @@ func (r *Redis) Owner(ctx context.Context, id string) (string, error) {
 // Follow implements Store. Live entries come from the node's one tail loop
 // for the stream; a reader that falls behind it, or hears nothing for Poll,
 // reads the stream itself.
-func (r *Redis) Follow(ctx context.Context, id string, after int64, fn func(Entry) error) error {
+//
+// A stream awaited (until) wakes its follower through the same tail: the
+// XREAD BLOCK of a key that does not exist returns with the first message
+// added to it. A stream created without entries is seen by the next look
+// at its owner (every Poll, and at until).
+func (r *Redis) Follow(ctx context.Context, id string, after int64, until time.Time, fn func(Entry) error) error {
 	if _, err := r.Owner(ctx, id); err != nil {
-		return err
+		if !errors.Is(err, ErrNotFound) || !time.Now().Before(until) {
+			return err
+		}
+	} else {
+		until = time.Time{}
+	}
+	// exists looks at the stream's owner while it may still be awaited:
+	// false (and no error) while the stream is not there before until.
+	exists := func() (bool, error) {
+		_, err := r.Owner(ctx, id)
+		switch {
+		case err == nil:
+			until = time.Time{}
+			return true, nil
+		case errors.Is(err, ErrNotFound) && time.Now().Before(until):
+			return false, nil
+		}
+		return false, err
+	}
+	var deadline <-chan time.Time
+	if !until.IsZero() {
+		t := time.NewTimer(time.Until(until))
+		defer t.Stop()
+		deadline = t.C
 	}
 	sub := r.subscribe(id, after)
 	defer r.unsubscribe(id, sub)
@@ -292,12 +320,22 @@ func (r *Redis) Follow(ctx context.Context, id string, after int64, fn func(Entr
 				return err
 			}
 			after = e.Seq
+			until = time.Time{} // it exists
 			if e.Final() {
 				return nil
 			}
-		case <-poll.C:
-			if _, err := r.Owner(ctx, id); err != nil {
+		case <-deadline:
+			deadline = nil
+			if _, err := exists(); err != nil {
 				return err
+			}
+		case <-poll.C:
+			ok, err := exists()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
 			}
 			if done, err := catchUp(); done || err != nil {
 				return err
