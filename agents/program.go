@@ -99,7 +99,7 @@ func (p *signatureProgram) Module() signatures.Module { return p.module }
 func (p *signatureProgram) Reply(ctx context.Context, model lm.LM, in Input) (Output, error) {
 	vals := signatures.Values{p.message: in.Message}
 	if p.history != "" {
-		vals[p.history] = signatures.Chat{Messages: in.History, Input: p.message, Output: p.output}
+		vals[p.history] = signatures.Chat{Messages: in.History, Input: p.message, Output: p.output, Cache: in.HistoryCache}
 	}
 	if p.summary != "" {
 		vals[p.summary] = in.Summary
