@@ -159,18 +159,18 @@ func (j *turnJob) run() turnOutcome {
 	// not wait for the database. Nothing of the turn is answered or committed before
 	// the message is durable (the reply's commit and the answer wait for it), and when
 	// its write fails the agent is stopped and its reply dropped.
-	callCtx, stopCall := context.WithCancel(j.ctx)
-	defer stopCall()
+	//
+	// One context serves both: the agent call ends with it when the append fails,
+	// and the append is withdrawn with it once the call has returned, when the call
+	// needs it no more.
+	callCtx, stop := context.WithCancel(j.ctx)
+	defer stop()
 	var (
 		userMeta messageMeta
 		appended chan error
-		withdraw context.CancelFunc = func() {}
 	)
 	if user == nil {
-		var appendCtx context.Context
-		appendCtx, withdraw = context.WithCancel(j.ctx)
-		defer withdraw()
-		user, userMeta, appended = j.appendUser(appendCtx, hash, stopCall)
+		user, userMeta, appended = j.appendUser(callCtx, hash, stop)
 	}
 	reply, callErr := j.callAgent(callCtx, user)
 	c := replyCommit{user: user, hash: hash, reply: reply, callErr: callErr}
@@ -178,7 +178,7 @@ func (j *turnJob) run() turnOutcome {
 		// A reply that comes back before the writer took the user's message (a fast
 		// model, a busy writer) withdraws the message and commits it with the reply:
 		// one commit for the turn instead of two in a row.
-		withdraw()
+		stop()
 		switch err := <-appended; {
 		case errors.Is(err, persistence.ErrWithdrawn):
 			c.withUser = true
@@ -444,15 +444,6 @@ func (rt *Runtime) saveSnapshot(ctx context.Context, convID string, st sessionSt
 		return err
 	}
 	return rt.deps.Writer.SaveSnapshot(ctx, snap, expected)
-}
-
-func encodeMeta(m messageMeta) json.RawMessage {
-	b, err := json.Marshal(m)
-	if err != nil {
-		// messageMeta holds strings, numbers and already valid JSON; it always encodes.
-		panic(fmt.Sprintf("actors: encode message metadata: %v", err))
-	}
-	return b
 }
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
