@@ -353,7 +353,7 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 	jctx, cancel := context.WithTimeout(tracing.Extract(context.Background(), ctx.MessageHeader()), a.rt.deps.TurnTimeout)
 	job := &replyJob{req: req, agentType: a.agent.Type, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
 		version: a.agent.Version, model: a.agent.Model, premium: a.premium, ctx: jctx, cancel: cancel,
-		history: a.histories.get(req.GetConversationId())}
+		history: a.histories.get(req.GetConversationId(), len(req.GetHistory()))}
 	if c := a.canary; c != nil {
 		job.canary = c
 		if agents.AssignCanary(a.identity, req.GetConversationId(), c.policy.Percent) {

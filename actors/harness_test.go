@@ -117,6 +117,13 @@ type localGrains struct {
 
 type grainKey struct{ kind, identity string }
 
+// forget drops the PIDs kept so far: they are the caller's, not the grains'.
+func (l *localGrains) forget() {
+	l.mu.Lock()
+	l.pids = nil
+	l.mu.Unlock()
+}
+
 func (l *localGrains) pid(kind, identity string) (*actor.PID, error) {
 	props, ok := l.props[kind]
 	if !ok {

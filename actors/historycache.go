@@ -12,6 +12,11 @@ import (
 // the grain passivates.
 const historyCacheBytes = 4 << 20
 
+// historyCacheEntry is about what a conversation's entry costs besides its cache's
+// Size (the entry, its list element and map slot), counted so that the limit bounds
+// the entries too.
+const historyCacheEntry = 256
+
 // historyCaches keeps the rendered history of the conversations an agent answered
 // last, one signatures.ChatCache each, so that a turn renders only the history
 // messages that are new since the conversation's previous turn. It is the agent
@@ -34,9 +39,10 @@ type historyCache struct {
 }
 
 // get returns the cache of conversation conv, made the most recently used; nil for
-// a request that names no conversation.
-func (h *historyCaches) get(conv string) *historyCache {
-	if conv == "" {
+// a request that names no conversation or has no history to render (a
+// conversation's first turn: most conversations have only a few).
+func (h *historyCaches) get(conv string, history int) *historyCache {
+	if conv == "" || history == 0 {
 		return nil
 	}
 	if e, ok := h.byConv[conv]; ok {
@@ -59,7 +65,7 @@ func (h *historyCaches) settle(c *historyCache, limit int64) {
 		return
 	}
 	if e, ok := h.byConv[c.conv]; ok && e.Value == c {
-		n := c.cache.Size()
+		n := c.cache.Size() + historyCacheEntry
 		h.bytes += n - c.counted
 		c.counted = n
 	}

@@ -23,25 +23,28 @@ func TestHistoryCachesStayWithinTheirLimit(t *testing.T) {
 		}
 	}
 	var h historyCaches
-	if h.get("") != nil {
+	if h.get("", 4) != nil {
 		t.Fatal("a request without a conversation gets a cache")
 	}
-	a := h.get("a")
+	if h.get("first", 0) != nil || h.order.Len() != 0 {
+		t.Fatal("a first turn, without history, gets a cache")
+	}
+	a := h.get("a", 20)
 	fill(a, 10)
 	h.settle(a, 1<<20)
 	one := a.counted
-	if one <= 0 || h.bytes != one {
+	if one <= historyCacheEntry || h.bytes != one {
 		t.Fatalf("counted %d bytes of %d", h.bytes, one)
 	}
-	if h.get("a") != a {
+	if h.get("a", 20) != a {
 		t.Fatal("a conversation's second reply gets another cache")
 	}
-	b := h.get("b")
+	b := h.get("b", 20)
 	fill(b, 10)
 	h.settle(b, 1<<20)
-	c := h.get("c")
+	c := h.get("c", 20)
 	// a is used again: b is now the least recently used.
-	h.get("a")
+	h.get("a", 20)
 	fill(c, 10)
 	h.settle(c, 2*one+one/2)
 	if _, ok := h.byConv["b"]; ok || h.order.Len() != 2 {
@@ -59,5 +62,18 @@ func TestHistoryCachesStayWithinTheirLimit(t *testing.T) {
 	h.settle(a, 0)
 	if h.order.Len() != 0 || h.bytes != 0 || len(h.byConv) != 0 {
 		t.Fatalf("at limit 0: %d caches, %d bytes", h.order.Len(), h.bytes)
+	}
+}
+
+// Entries whose histories render to nothing (every message a recorded failure, say)
+// still count: the limit bounds how many there are.
+func TestHistoryCachesBoundEmptyEntries(t *testing.T) {
+	var h historyCaches
+	for i := range 100 {
+		c := h.get(fmt.Sprint("conv-", i), 1)
+		h.settle(c, 10*historyCacheEntry)
+	}
+	if h.order.Len() != 10 || len(h.byConv) != 10 {
+		t.Fatalf("%d empty entries kept under a limit of 10 entries' cost", h.order.Len())
 	}
 }
