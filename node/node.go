@@ -374,7 +374,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Node, err er
 		return nil, err
 	}
 	if cfg.MetricsAddr != "" {
-		if n.metrics, err = gateway.NewMetricsServer(gateway.MetricsOptions{Addr: cfg.MetricsAddr, Gatherer: reg, Logger: log}); err != nil {
+		if n.metrics, err = gateway.NewMetricsServer(gateway.MetricsOptions{Addr: cfg.MetricsAddr, Gatherer: reg, Logger: log, Pprof: cfg.Pprof}); err != nil {
 			return nil, err
 		}
 	}
