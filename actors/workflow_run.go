@@ -214,10 +214,13 @@ func (g *runGrain) create(m *actorpb.StartRun) *actorpb.ErrorReply {
 }
 
 // createRunning stores a new run from a trigger already running under this node's
-// lease, in one group commit, and executes it without reading anything back: its
-// journal and events are empty. It reports false, with nothing done, when the ID is
-// taken (the caller reads the run instead) or when the workflow has a concurrency
-// cap, whose check needs the run pending first.
+// lease and executes it without reading anything back: its journal and events are
+// empty. The execution starts while the row commits; its first journal write
+// carries the row when the writer has not taken it yet (runCreate), and nothing of
+// the execution is written before the row is durable, which the trigger's answer
+// waits for. It reports false, with nothing done, when the ID is taken (the caller
+// reads the run instead) or when the workflow has a concurrency cap, whose check
+// needs the run pending first.
 func (g *runGrain) createRunning(ctx actor.Context, m *actorpb.StartRun) (bool, *actorpb.ErrorReply) {
 	corr := m.GetCorrelationId()
 	def, err := g.w.deps.Registry.Lookup(m.GetWorkflow())
@@ -240,16 +243,39 @@ func (g *runGrain) createRunning(ctx actor.Context, m *actorpb.StartRun) (bool, 
 	r := persistence.WorkflowRun{ID: g.identity, Name: def.Name, OwnerID: m.GetOwnerId(), ParentID: m.GetParentId(),
 		Status: persistence.StatusRunning, Parameters: params, Version: 1, CreatedAt: now, UpdatedAt: now, StartedAt: now,
 		LeaseOwner: g.w.deps.NodeID, LeaseEpoch: g.w.epoch, WebhookURL: m.GetWebhookUrl()}
-	err = g.w.deps.Writer.Submit(wctx, persistence.RunInsert(r))
+	create := newRunCreate(g.w.deps.Writer, persistence.RunInsert(r))
+	g.row, g.loaded = r, true
+	g.execute(ctx, true, create)
+	<-create.done
+	err = create.err
+	if err == nil {
+		return true, nil
+	}
+	// No row, so no run here: the execution stops before it wrote anything (its
+	// pump writes nothing until the row is durable).
+	g.abandon()
+	g.row, g.loaded = persistence.WorkflowRun{}, false
 	if errors.Is(err, persistence.ErrDuplicate) {
 		return false, nil
 	}
-	if err != nil {
-		return false, errorReply(codeOf(err), corr, "create run %s: %v", g.identity, err)
+	return false, errorReply(codeOf(err), corr, "create run %s: %v", g.identity, err)
+}
+
+// abandon stops the grain's execution, whose run row was never written, and waits
+// (boundedly) for it to end; its outcome is not recorded.
+func (g *runGrain) abandon() {
+	e := g.exec
+	if e == nil {
+		return
 	}
-	g.row, g.loaded = r, true
-	g.execute(ctx, true)
-	return true, nil
+	e.cancel(errRunFenced)
+	select {
+	case <-e.done:
+	case <-time.After(releaseWait):
+		g.w.log.Warn("abandoned run execution still winding down", "run_id", g.identity)
+	}
+	g.exec = nil
+	g.w.executing.Delete(g.identity)
 }
 
 // progress starts, arms or leaves the run as its state asks.
@@ -421,13 +447,14 @@ func (g *runGrain) start(ctx actor.Context, corr string) {
 	if !g.save(ctx, next, nil, 0, nil, nil) {
 		return
 	}
-	g.execute(ctx, false)
+	g.execute(ctx, false, nil)
 }
 
 // execute runs the workflow function of the run, which the row says is running
 // here, on a goroutine of its own. A fresh run (just created) has no journal,
-// attempts or events to read first.
-func (g *runGrain) execute(ctx actor.Context, fresh bool) {
+// attempts or events to read first; create, when not nil, is its row's write in
+// progress, which the execution's first write waits for or carries.
+func (g *runGrain) execute(ctx actor.Context, fresh bool, create *runCreate) {
 	var (
 		prior map[int]int
 		last  int64
@@ -443,7 +470,7 @@ func (g *runGrain) execute(ctx actor.Context, fresh bool) {
 			return
 		}
 	}
-	events := newEventPump(g.w, g.identity, last)
+	events := newEventPump(g.w, g.identity, last, create)
 	exec, err := workflows.NewExecutor(g.w.deps.Registry, g.services(events), g.w.deps.Limits)
 	if err != nil {
 		g.w.log.Error("workflow executor not built; the grain stops", "run_id", g.identity, "error", err)
@@ -754,6 +781,10 @@ type eventPump struct {
 	flushes     []flushWaiter
 	failed      error
 	closed      bool
+	// create is the run's row while it is written (a fresh run): until it is
+	// durable the pump writes nothing, and its first write carries the row if
+	// the writer has not taken it yet (runCreate.claim).
+	create *runCreate
 	// started holds the start of each step's attempt in flight (task metrics).
 	started map[int]time.Time
 	kick    chan struct{}
@@ -769,10 +800,24 @@ type flushWaiter struct {
 }
 
 // newEventPump continues the run's events after last; last < 0 reads it first.
-func newEventPump(w *Workflows, runID string, last int64) *eventPump {
-	p := &eventPump{w: w, runID: runID, seq: last, started: map[int]time.Time{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+// create, when not nil, is the run's row being written.
+func newEventPump(w *Workflows, runID string, last int64, create *runCreate) *eventPump {
+	p := &eventPump{w: w, runID: runID, seq: last, create: create, started: map[int]time.Time{}, kick: make(chan struct{}, 1),
+		done: make(chan struct{})}
+	if create != nil {
+		// Events held for the row go out once it is durable.
+		create.watch(p.wake)
+	}
 	go p.loop()
 	return p
+}
+
+// wake makes the loop look at the queue.
+func (p *eventPump) wake() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Observe implements workflows.Observer.
@@ -946,11 +991,28 @@ func (p *eventPump) loop() {
 			p.mu.Unlock()
 			return
 		}
-		if len(p.deferred) > 0 && len(p.flushes) == 0 && len(p.steps) == 0 && !slices.ContainsFunc(p.waiters, func(ch chan error) bool { return ch != nil }) {
-			// Events observed after a deferred result wait for it: nobody
+		needed := len(p.flushes) > 0 || len(p.steps) > 0 || slices.ContainsFunc(p.waiters, func(ch chan error) bool { return ch != nil })
+		if !needed && (len(p.deferred) > 0 || p.create != nil && !p.create.settled()) {
+			// Events observed after a deferred result wait for it, and those of
+			// a fresh run for its row (settling it wakes the loop): nobody
 			// needs them durable yet, and the next write takes them all.
 			p.mu.Unlock()
 			continue
+		}
+		var (
+			lead   persistence.Op
+			create *runCreate
+		)
+		if create = p.create; create != nil && p.failed == nil {
+			// The first write of a fresh run: the row first.
+			p.create = nil
+			p.mu.Unlock()
+			op, err := create.claim()
+			p.mu.Lock()
+			if err != nil {
+				p.failed = err
+			}
+			lead = op
 		}
 		if p.seq < 0 && len(p.queue) > 0 {
 			p.mu.Unlock()
@@ -975,8 +1037,11 @@ func (p *eventPump) loop() {
 		p.mu.Unlock()
 		batch = foldStepEvents(steps, batch)
 		err := failed
-		if err == nil && len(batch)+len(steps) > 0 {
+		if err == nil && (len(batch)+len(steps) > 0 || lead != nil) {
 			var ops persistence.Ops
+			if lead != nil {
+				ops = append(ops, lead)
+			}
 			if len(steps) > 0 {
 				ops = append(ops, persistence.StepInsert(steps...))
 			}
@@ -986,6 +1051,9 @@ func (p *eventPump) loop() {
 			ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 			err = p.w.deps.Writer.Submit(ctx, ops)
 			cancel()
+			if lead != nil {
+				create.settle(err)
+			}
 			if errors.Is(err, persistence.ErrDuplicate) && len(steps) > 0 {
 				// Another activation journaled or numbered first: this one is stale.
 				err = fmt.Errorf("%w: %w", workflows.ErrDuplicateEntry, err)

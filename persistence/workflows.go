@@ -219,10 +219,12 @@ func (s *WorkflowStore) CreateRun(ctx context.Context, r WorkflowRun) (WorkflowR
 	return r, nil
 }
 
-// RunInsert is CreateRun as an Insert for the group-commit Writer, which merges the new
-// runs of a batch into one statement; r must be complete (ID, Status, Version,
+// RunInsert is CreateRun as an Op for the group-commit Writer, which merges the new
+// runs of a batch into one statement, ahead of the batch's other Inserts: the run's
+// first journal rows and events may travel in the same Ops, as a new conversation's
+// first messages do with ConversationCreate. r must be complete (ID, Status, Version,
 // CreatedAt set). A taken ID is ErrDuplicate.
-func RunInsert(r WorkflowRun) Insert {
+func RunInsert(r WorkflowRun) Op {
 	if len(r.Parameters) == 0 {
 		r.Parameters = json.RawMessage("{}")
 	}
@@ -240,7 +242,7 @@ func RunInsert(r WorkflowRun) Insert {
 		cols[i] = c.(string)
 		row[i] = rec[cols[i]]
 	}
-	return Insert{Table: "workflow_runs", Cols: cols, Rows: [][]any{row}}
+	return leadInsert{Insert{Table: "workflow_runs", Cols: cols, Rows: [][]any{row}}}
 }
 
 // runRecord holds the columns SaveRun changes.
@@ -699,7 +701,7 @@ func (s *WorkflowStore) Attempts(ctx context.Context, runID string) (map[int]int
 	return out, nil
 }
 
-// CountActive implements WorkflowRuns, on the (name, status, owner_id) index.
+// CountActive implements WorkflowRuns, on the (status, name, owner_id) index.
 func (s *WorkflowStore) CountActive(ctx context.Context, name, ownerID string) (int, error) {
 	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select(goqu.COUNT("*")).
 		Where(goqu.C("name").Eq(name), goqu.C("status").In(StatusRunning, StatusRetrying))
@@ -713,7 +715,7 @@ func (s *WorkflowStore) CountActive(ctx context.Context, name, ownerID string) (
 	return n, nil
 }
 
-// CountOpenRuns counts the runs that have not finished, by status, on the status
+// CountOpenRuns counts the runs that have not finished, by status, on the leading status
 // index (its cost follows the open runs, not the history).
 func (s *WorkflowStore) CountOpenRuns(ctx context.Context) (map[string]int, error) {
 	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select("status", goqu.COUNT("*")).

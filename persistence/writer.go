@@ -344,6 +344,8 @@ func rowsOf(op Op) int {
 	switch op := op.(type) {
 	case Insert:
 		return max(1, len(op.Rows))
+	case leadInsert:
+		return max(1, len(op.Rows))
 	case Ops:
 		n := 0
 		for _, o := range op {
@@ -638,6 +640,15 @@ func mergeBatch(batch []*request) []any {
 		ops = flatten(ops[:0], r.op)
 		for _, op := range ops {
 			switch op := op.(type) {
+			case leadInsert:
+				key := "\x00lead\x00" + op.Table + "\x00" + strings.Join(op.Cols, "\x00")
+				t := targets[key]
+				if t == nil {
+					t = &insertTarget{table: op.Table, cols: op.Cols}
+					targets[key] = t
+					leading = append(leading, t)
+				}
+				t.rows = append(t.rows, op.Rows...)
 			case leader:
 				leading = append(leading, op)
 			case Insert:
@@ -682,6 +693,13 @@ type leader interface {
 	Op
 	leads()
 }
+
+// leadInsert is an Insert of rows that other rows may name by foreign key (RunInsert):
+// mergeBatch merges the leadInserts of a batch into one statement per table, ahead
+// of every other Insert.
+type leadInsert struct{ Insert }
+
+func (leadInsert) leads() {}
 
 // applyMerged applies the steps of mergeBatch in one transaction, one statement
 // per step.
