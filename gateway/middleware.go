@@ -67,7 +67,10 @@ func assignRequestID(c *fiber.Ctx) {
 	} else {
 		id = newRequestID()
 	}
-	c.Response().Header.SetCanonical(headerRequestID, []byte(id))
+	// A sane ID is at most 128 bytes; converting it to []byte directly
+	// allocates past 32.
+	var buf [128]byte
+	c.Response().Header.SetCanonical(headerRequestID, append(buf[:0], id...))
 	c.SetUserContext(logging.WithCorrelationID(c.UserContext(), id))
 }
 
