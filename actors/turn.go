@@ -164,20 +164,18 @@ func (j *turnJob) run() turnOutcome {
 	var (
 		userMeta messageMeta
 		appended chan error
-		withdraw context.CancelFunc = func() {}
+		withdraw = func() {}
 	)
 	if user == nil {
-		var appendCtx context.Context
-		appendCtx, withdraw = context.WithCancel(j.ctx)
+		user, userMeta, appended, withdraw = j.appendUser(hash, stopCall)
 		defer withdraw()
-		user, userMeta, appended = j.appendUser(appendCtx, hash, stopCall)
 	}
 	reply, callErr := j.callAgent(callCtx, user)
 	c := replyCommit{user: user, hash: hash, reply: reply, callErr: callErr}
 	if appended != nil {
 		// A reply that comes back before the writer took the user's message (a fast
-		// model, a busy writer) withdraws the message and commits it with the reply:
-		// one commit for the turn instead of two in a row.
+		// model within the grace, a busy writer) withdraws the message and commits it
+		// with the reply: one commit for the turn instead of two in a row.
 		withdraw()
 		switch err := <-appended; {
 		case errors.Is(err, persistence.ErrWithdrawn):
@@ -242,26 +240,44 @@ func (j *turnJob) stored(hash string) (*persistence.Message, *turnOutcome) {
 }
 
 // appendUser starts the durable append of the user's message, in the same write as
-// the conversation's row when the turn is its first (one group commit for both), under
-// ctx (whose end withdraws the write while the writer has not taken it). The returned
-// channel answers once the write is done; a failed write calls stop, which ends the
-// agent call.
-func (j *turnJob) appendUser(ctx context.Context, hash string, stop context.CancelFunc) (*persistence.Message, messageMeta, chan error) {
+// the conversation's row when the turn is its first (one group commit for both). The
+// message goes to the writer only after Deps.UserMessageGrace, so that a reply back by
+// then takes it into its own commit. The returned channel answers once the write is
+// done, or withdrawn: withdraw cancels the write while the grace lasts or the writer
+// has not taken it (the channel then answers an error wrapping ErrWithdrawn), and
+// does nothing after. A failed write calls stop, which ends the agent call.
+func (j *turnJob) appendUser(hash string, stop context.CancelFunc) (*persistence.Message, messageMeta, chan error, func()) {
 	req := j.req
 	meta := messageMeta{CorrelationID: req.GetCorrelationId(), RequestHash: hash}
 	m := &persistence.Message{ID: newID(), ConversationID: j.convID, Seq: j.state.LastSeq + 1, Role: roleUser,
 		Content: req.GetContent(), Metadata: encodeMeta(meta), IdempotencyKey: req.GetIdempotencyKey(), CreatedAt: j.rt.deps.Now()}
 	op := j.withCreate(persistence.MessagesInsert(*m), m.CreatedAt)
+	ctx, cancel := context.WithCancel(j.ctx)
 	done := make(chan error, 1)
-	go func() {
+	submit := func() {
 		err := j.rt.deps.Writer.Submit(ctx, op)
 		if err != nil && !errors.Is(err, persistence.ErrWithdrawn) {
 			stop()
 		}
 		done <- err
-	}()
-	return m, meta, done
+	}
+	if j.rt.deps.UserMessageGrace < 0 {
+		go submit()
+		return m, meta, done, cancel
+	}
+	held := time.AfterFunc(j.rt.deps.UserMessageGrace, submit)
+	withdraw := func() {
+		if held.Stop() {
+			done <- errHeldBack
+		}
+		cancel()
+	}
+	return m, meta, done, withdraw
 }
+
+// errHeldBack answers the append of a user's message withdrawn before its grace ended:
+// it never reached the writer.
+var errHeldBack = fmt.Errorf("actors: user message held back for the reply's commit: %w", persistence.ErrWithdrawn)
 
 // withCreate is op preceded by the creation of the conversation's row when the turn is
 // its first.
