@@ -49,6 +49,8 @@ type agentGrain struct {
 	workers     map[string]*workerSlot
 	queue       []*replyJob
 	passivating bool
+	// histories keeps the rendered history of recent conversations.
+	histories historyCaches
 }
 
 // workerSlot is the agent's view of one worker: busy with job, idle, or waiting to be
@@ -90,8 +92,10 @@ type replyJob struct {
 	counted, failed bool
 	// settings go with the reply when the session's are of another version.
 	settings *actorpb.AgentSettings
-	ctx      context.Context
-	cancel   context.CancelFunc
+	// history keeps the conversation's rendered history (nil for none).
+	history *historyCache
+	ctx     context.Context
+	cancel  context.CancelFunc
 }
 
 // compiledVariant is one A/B variant of the agent, ready to run.
@@ -163,6 +167,7 @@ func (a *agentGrain) Receive(ctx actor.Context) {
 			}
 		}
 		msg.job.cancel()
+		a.histories.settle(msg.job.history, historyCacheBytes)
 		if msg.job.counted {
 			a.countTurn(msg.job, msg.job.failed)
 		}
@@ -347,7 +352,8 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 	// a child of the grain call's server span.
 	jctx, cancel := context.WithTimeout(tracing.Extract(context.Background(), ctx.MessageHeader()), a.rt.deps.TurnTimeout)
 	job := &replyJob{req: req, agentType: a.agent.Type, sender: ctx.Sender(), prog: a.prog, window: a.def.Config.HistoryWindow,
-		version: a.agent.Version, model: a.agent.Model, premium: a.premium, ctx: jctx, cancel: cancel}
+		version: a.agent.Version, model: a.agent.Model, premium: a.premium, ctx: jctx, cancel: cancel,
+		history: a.histories.get(req.GetConversationId(), len(req.GetHistory()))}
 	if c := a.canary; c != nil {
 		job.canary = c
 		if agents.AssignCanary(a.identity, req.GetConversationId(), c.policy.Percent) {
@@ -360,7 +366,8 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 	}
 	if job.premium && req.GetNoPremium() {
 		// The user may have lost models:premium since the agent was saved: the
-		// token's claims, checked at the gateway, are the current word.
+		// caller's current word decides (the token's claims for a chat turn, the
+		// run owner's current roles for a workflow's agent task).
 		cancel()
 		e := errorReply(actorpb.Code_CODE_FORBIDDEN, corr, "agent %s answers with the premium model %q, which needs the models:premium permission", a.identity, job.model)
 		e.Variant = job.variant
@@ -480,6 +487,7 @@ func (a *agentGrain) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 			if code != actorpb.Code_CODE_BUDGET_EXCEEDED {
 				a.countTurn(s.job, true)
 			}
+			a.histories.settle(s.job.history, historyCacheBytes)
 			s.job = nil
 		}
 		s.restarting = true
@@ -550,6 +558,9 @@ func (w *worker) run(ctx actor.Context, job *replyJob) {
 		}
 	}()
 	in := agents.Input{Message: req.GetContent(), History: historyWindow(req.GetHistory(), job.window), Summary: req.GetSummary()}
+	if job.history != nil {
+		in.HistoryCache = &job.history.cache
+	}
 	if t := req.GetStream(); t.GetId() != "" {
 		target := actor.NewPID(t.GetAddress(), t.GetId())
 		var index int64

@@ -159,18 +159,18 @@ func (j *turnJob) run() turnOutcome {
 	// not wait for the database. Nothing of the turn is answered or committed before
 	// the message is durable (the reply's commit and the answer wait for it), and when
 	// its write fails the agent is stopped and its reply dropped.
-	callCtx, stopCall := context.WithCancel(j.ctx)
-	defer stopCall()
+	//
+	// One context serves both: the agent call ends with it when the append fails,
+	// and the append is withdrawn with it once the call has returned, when the call
+	// needs it no more.
+	callCtx, stop := context.WithCancel(j.ctx)
+	defer stop()
 	var (
 		userMeta messageMeta
 		appended chan error
-		withdraw context.CancelFunc = func() {}
 	)
 	if user == nil {
-		var appendCtx context.Context
-		appendCtx, withdraw = context.WithCancel(j.ctx)
-		defer withdraw()
-		user, userMeta, appended = j.appendUser(appendCtx, hash, stopCall)
+		user, userMeta, appended = j.appendUser(callCtx, hash, stop)
 	}
 	reply, callErr := j.callAgent(callCtx, user)
 	c := replyCommit{user: user, hash: hash, reply: reply, callErr: callErr}
@@ -178,28 +178,32 @@ func (j *turnJob) run() turnOutcome {
 		// A reply that comes back before the writer took the user's message (a fast
 		// model, a busy writer) withdraws the message and commits it with the reply:
 		// one commit for the turn instead of two in a row.
-		withdraw()
+		stop()
 		switch err := <-appended; {
 		case errors.Is(err, persistence.ErrWithdrawn):
 			c.withUser = true
 		case err != nil:
 			return j.appendFailed("append user message", err)
 		}
-		c.added = append(c.added, entryWith(*user, userMeta))
+		c.added, c.userEntry = 1, entryWith(*user, userMeta)
 	}
 	return j.commit(c)
 }
 
 // replyCommit is what commit writes: the reply to user (or the failure callErr), after
-// the entries added to the log in this turn; withUser when user's message goes in the
+// the entry added to the log in this turn; withUser when user's message goes in the
 // same write (and, on a first turn, the conversation's row).
 type replyCommit struct {
-	user     *persistence.Message
-	hash     string
-	added    []tailEntry
-	withUser bool
-	reply    *actorpb.ReplyResult
-	callErr  error
+	user *persistence.Message
+	hash string
+	// added is how many entries this turn added to the log before the reply: 1,
+	// the user's message (userEntry), or 0. Held by value: a replyCommit stays on
+	// the stack.
+	added     int
+	userEntry tailEntry
+	withUser  bool
+	reply     *actorpb.ReplyResult
+	callErr   error
 }
 
 // stored looks the turn's idempotency key up in the log, past the tail the session
@@ -297,11 +301,11 @@ func (j *turnJob) appendFailed(what string, err error) turnOutcome {
 // message when c says so, in one group commit with, when due, the snapshot and the
 // conversation's updated_at; and the state after the turn.
 func (j *turnJob) commit(c replyCommit) turnOutcome {
-	user, hash, added, reply, callErr := c.user, c.hash, c.added, c.reply, c.callErr
+	user, hash, reply, callErr := c.user, c.hash, c.reply, c.callErr
 	st := j.state
 	corr, key := j.req.GetCorrelationId(), j.req.GetIdempotencyKey()
 	now := j.rt.deps.Now()
-	out := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + int64(len(added)) + 1, CreatedAt: now}
+	out := persistence.Message{ID: newID(), ConversationID: j.convID, Seq: st.LastSeq + int64(c.added) + 1, CreatedAt: now}
 	meta := messageMeta{CorrelationID: corr, ReplyTo: user.ID, AgentID: st.AgentID, RequestHash: hash}
 	var failure *actorpb.ErrorReply
 	if callErr == nil {
@@ -324,10 +328,12 @@ func (j *turnJob) commit(c replyCommit) turnOutcome {
 		meta.Error = &errorRecord{Code: failure.GetCode().String(), Message: failure.GetMessage()}
 	}
 	out.Metadata = encodeMeta(meta)
-	// One copy of the tail per turn, for the user's message and the reply together.
-	st = st.with(st.tailWindow(j.rt.deps.HistoryWindow), append(added, entryWith(out, meta))...)
+	// One copy of the tail per turn, for the user's message and the reply together;
+	// the two entries are copied into the tail from the stack.
+	turnEntries := [2]tailEntry{c.userEntry, entryWith(out, meta)}
+	st = st.with(st.tailWindow(j.rt.deps.HistoryWindow), turnEntries[1-c.added:]...)
 
-	o := turnOutcome{adopt: true, state: st, version: j.version, unsaved: j.unsaved + len(added) + 1, touched: j.touched, active: now}
+	o := turnOutcome{adopt: true, state: st, version: j.version, unsaved: j.unsaved + c.added + 1, touched: j.touched, active: now}
 	write := persistence.Ops{persistence.MessagesInsert(out)}
 	if c.withUser {
 		write[0] = j.withCreate(persistence.MessagesInsert(*user, out), user.CreatedAt)
@@ -444,15 +450,6 @@ func (rt *Runtime) saveSnapshot(ctx context.Context, convID string, st sessionSt
 		return err
 	}
 	return rt.deps.Writer.SaveSnapshot(ctx, snap, expected)
-}
-
-func encodeMeta(m messageMeta) json.RawMessage {
-	b, err := json.Marshal(m)
-	if err != nil {
-		// messageMeta holds strings, numbers and already valid JSON; it always encodes.
-		panic(fmt.Sprintf("actors: encode message metadata: %v", err))
-	}
-	return b
 }
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }

@@ -27,7 +27,7 @@ func AdvancedChat() Type {
 				Predict:      signatures.PredictOptions{Temperature: def.Config.Temperature, MaxTokens: def.Config.MaxTokens},
 			})
 			return moduleProgram{module: p, reply: func(ctx context.Context, model lm.LM, in Input) (Output, error) {
-				vals := signatures.Values{"message": in.Message, "history": signatures.Chat{Messages: in.History, Input: "message", Output: "response"}}
+				vals := signatures.Values{"message": in.Message, "history": signatures.Chat{Messages: in.History, Input: "message", Output: "response", Cache: in.HistoryCache}}
 				outs, usage, err := execute(ctx, model, p, vals, streamTo("response", "respond", in.Stream)...)
 				if err != nil {
 					return Output{Usage: usage}, err

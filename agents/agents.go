@@ -114,6 +114,9 @@ type Input struct {
 	// session keeps them (nil: none). A program hands it to a History input as a
 	// signatures.Chat, which reads it in place.
 	History signatures.Conversation
+	// HistoryCache, when set, keeps History's rendered turns between the replies
+	// of one conversation (nil: none); a program passes it on with History.
+	HistoryCache *signatures.ChatCache
 	// Summary summarises what is older than History.
 	Summary string
 	// Stream, when set, receives the reply's text as the model writes it. An error

@@ -99,7 +99,7 @@ func (p *signatureProgram) Module() signatures.Module { return p.module }
 func (p *signatureProgram) Reply(ctx context.Context, model lm.LM, in Input) (Output, error) {
 	vals := signatures.Values{p.message: in.Message}
 	if p.history != "" {
-		vals[p.history] = signatures.Chat{Messages: in.History, Input: p.message, Output: p.output}
+		vals[p.history] = signatures.Chat{Messages: in.History, Input: p.message, Output: p.output, Cache: in.HistoryCache}
 	}
 	if p.summary != "" {
 		vals[p.summary] = in.Summary
@@ -140,7 +140,12 @@ func streamTo(field, predictor string, stream func(context.Context, string) erro
 // textOutput is the Output of a run whose reply is the text field; every other output
 // goes into Details.
 func textOutput(outs signatures.Values, usage lm.Usage, model lm.LM, text string) Output {
-	out := Output{Text: strings.TrimSpace(fmt.Sprint(outs[text])), Usage: usage, Model: model.Name()}
+	// A text output is a string already: fmt.Sprint would copy it.
+	reply, ok := outs[text].(string)
+	if !ok {
+		reply = fmt.Sprint(outs[text])
+	}
+	out := Output{Text: strings.TrimSpace(reply), Usage: usage, Model: model.Name()}
 	for k, v := range outs {
 		if k == text {
 			continue

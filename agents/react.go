@@ -60,7 +60,7 @@ func newReact(def Definition, tools []Tool, maxSteps int) (Program, error) {
 		return nil, err
 	}
 	return moduleProgram{module: agent, reply: func(ctx context.Context, model lm.LM, in Input) (Output, error) {
-		vals := signatures.Values{"message": in.Message, "history": signatures.Chat{Messages: in.History, Input: "message", Output: "response"}}
+		vals := signatures.Values{"message": in.Message, "history": signatures.Chat{Messages: in.History, Input: "message", Output: "response", Cache: in.HistoryCache}}
 		outs, usage, err := execute(ctx, model, agent, vals, streamTo("response", "extract", in.Stream)...)
 		if err != nil {
 			return Output{Usage: usage}, err

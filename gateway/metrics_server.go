@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,12 +25,25 @@ type MetricsOptions struct {
 	Gatherer prometheus.Gatherer
 	// Logger receives the server's start, stop and errors.
 	Logger *slog.Logger
+	// Pprof serves the runtime's profiles (net/http/pprof) under /debug/pprof/
+	// as well (KOWAI_PPROF); off by default. They show the program's code,
+	// command line and memory, so the address must be reachable only by
+	// operators.
+	Pprof bool
 }
+
+// metricsWriteTimeout bounds the writing of a scrape's answer; a profile's answer
+// gets its duration on top.
+const metricsWriteTimeout = 15 * time.Second
 
 // MetricsServer serves GET /metrics in the Prometheus text format on a
 // listener of its own, never on the public API port: series names, routes
 // and counts tell an outsider more than they should, and scraping need not
 // pass the API's rate limits.
+//
+// With MetricsOptions.Pprof it also serves net/http/pprof's handlers under
+// /debug/pprof/ (the index, cmdline, profile, symbol, trace and the named
+// profiles such as heap, allocs and goroutine), again never on the API port.
 //
 // Lifecycle: NewMetricsServer validates; Run listens, serves until its
 // context ends, then shuts down (waiting up to 5 s for a scrape in flight).
@@ -48,13 +63,46 @@ func NewMetricsServer(opts MetricsOptions) (*MetricsServer, error) {
 	}
 	log := opts.Logger.With("component", "metrics")
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", writeDeadline(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError), MaxRequestsInFlight: 4, Timeout: 10 * time.Second,
-	}))
+	})))
+	if opts.Pprof {
+		// Registered on this mux only: the package's own registration is on
+		// http.DefaultServeMux, which nothing in kowai serves.
+		mux.Handle("GET /debug/pprof/", writeDeadline(http.HandlerFunc(pprof.Index)))
+		mux.Handle("GET /debug/pprof/cmdline", writeDeadline(http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("GET /debug/pprof/profile", writeDeadline(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("GET /debug/pprof/symbol", writeDeadline(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("POST /debug/pprof/symbol", writeDeadline(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("GET /debug/pprof/trace", writeDeadline(http.HandlerFunc(pprof.Trace)))
+		log.Warn("pprof enabled on the metrics address", "path", "/debug/pprof/")
+	}
+	// The write deadline is set per request (writeDeadline): a server-wide
+	// WriteTimeout would cut a CPU profile, whose answer takes its duration.
 	return &MetricsServer{opts: opts, log: log, bound: newBoundAddr(), srv: &http.Server{
-		Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 15 * time.Second,
+		Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		IdleTimeout: time.Minute, MaxHeaderBytes: 8 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}}, nil
+}
+
+// writeDeadline gives h's answer metricsWriteTimeout to be written, plus the
+// duration a profile or trace asks for in its seconds parameter.
+func writeDeadline(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := metricsWriteTimeout
+		// The query only: a symbol lookup's POST body is pprof's to read.
+		if s, err := strconv.ParseInt(r.URL.Query().Get("seconds"), 10, 64); err == nil && s > 0 {
+			d += time.Duration(min(s, 24*3600)) * time.Second
+		} else if r.URL.Path == "/debug/pprof/profile" {
+			// pprof's default CPU profile lasts 30 s.
+			d += 30 * time.Second
+		}
+		if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d)); err != nil {
+			http.Error(w, "cannot set a write deadline", http.StatusInternalServerError)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Addr returns the bound address once Run is listening, or nil.

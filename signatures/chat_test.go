@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -144,4 +147,151 @@ func BenchmarkRenderChat(b *testing.B) {
 	b.ReportMetric(float64(h.bytes)/float64(h.n), "B/render-history")
 	b.ReportMetric((float64(c.bytes)/float64(c.n))/(float64(h.bytes)/float64(h.n)), "x-bytes-chat-vs-history")
 	b.ReportMetric((float64(c.d)/float64(c.n))/(float64(h.d)/float64(h.n)), "x-time-chat-vs-history")
+}
+
+// A Chat with a cache renders byte for byte as without one, whatever the calls
+// before it rendered: a window moving forward, backward, shrinking or growing,
+// messages edited in place (same length, other bytes), other fields, and a
+// cache in use by another call.
+func TestChatCacheRendersAsWithout(t *testing.T) {
+	var conv Messages
+	for i := range 40 {
+		reply := fmt.Sprintf("answer %02d: sunny", i)
+		switch i % 7 {
+		case 3:
+			reply = ""
+		case 5:
+			conv = append(conv, Message{Role: "system", Content: "No reply: the model failed"})
+		}
+		conv = append(conv, Message{Role: RoleUser, Content: fmt.Sprintf(" question %02d?\n", i)}, Message{Role: RoleAssistant, Content: reply})
+	}
+	edited := slices.Clone(conv)
+	// A reply in the middle of the window, of the same length and other bytes.
+	k := 12
+	for edited[k].Role != RoleAssistant || edited[k].Content == "" {
+		k++
+	}
+	edited[k].Content = strings.ToUpper(edited[k].Content)
+	chatSig, otherSig := MustParse("message, history -> response"), MustParse("question, history -> reasoning, response: int")
+	var cache ChatCache
+	for i, call := range []struct {
+		sig           Signature
+		conv          Messages
+		from, to      int
+		input, output string
+		busy          bool
+	}{
+		{chatSig, conv, 0, 20, "message", "response", false},
+		{chatSig, conv, 2, 22, "message", "response", false},
+		{chatSig, conv, 2, 22, "message", "response", false},
+		{chatSig, conv, 3, 23, "message", "response", false},
+		{chatSig, edited, 3, 23, "message", "response", false},
+		{chatSig, conv, 10, 40, "message", "response", false},
+		{chatSig, conv, 0, 12, "message", "response", false},
+		{chatSig, conv, 1, 13, "message", "response", true},
+		{otherSig, conv, 1, 13, "question", "response", false},
+		{otherSig, conv, 1, 13, "message", "response", false},
+		{chatSig, conv, 1, 13, "message", "answer", false},
+		{chatSig, conv, 1, 13, "message", "response", false},
+		{chatSig, conv, 30, 30, "message", "response", false},
+		{chatSig, conv, 28, len(conv), "message", "response", false},
+	} {
+		in := call.sig.Inputs()[0].Name
+		window := call.conv[call.from:call.to]
+		ref, err := Render(call.sig, nil, Values{in: "now?", "history": Chat{Messages: window, Input: call.input, Output: call.output}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if call.busy {
+			cache.mu.Lock()
+		}
+		got, err := Render(call.sig, nil, Values{in: "now?", "history": Chat{Messages: window, Input: call.input, Output: call.output, Cache: &cache}})
+		if call.busy {
+			cache.mu.Unlock()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := dumpMessages(got), dumpMessages(ref); g != w {
+			t.Fatalf("call %d: with the cache\n%s\nwant\n%s", i, g, w)
+		}
+		if turns := (len(ref) - 2) / 2; !call.busy && len(cache.turns) != turns {
+			t.Fatalf("call %d: the cache keeps %d turns, want the call's %d", i, len(cache.turns), turns)
+		}
+	}
+}
+
+// A cache reuses the turns still in the window: rendering the window moved by a
+// turn builds the new turn's texts and parts only, and the cache's size follows
+// its turns.
+func TestChatCacheReuses(t *testing.T) {
+	sig := MustParse("message, history -> response")
+	var conv Messages
+	for i := range 12 {
+		conv = append(conv, Message{Role: RoleUser, Content: fmt.Sprintf("question %d about the weather tomorrow?", i)},
+			Message{Role: RoleAssistant, Content: fmt.Sprintf("answer %d: sunny, with a light breeze from the west.", i)})
+	}
+	var cache ChatCache
+	render := func(from int, cc *ChatCache) {
+		if _, err := Render(sig, nil, Values{"message": "and the day after?", "history": Chat{Messages: conv[from : from+20], Input: "message", Output: "response", Cache: cc}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	render(0, &cache)
+	// Each run moves the window one turn forward or back: one turn is new.
+	from := 0
+	cached := testing.AllocsPerRun(20, func() {
+		from = 2 - from
+		render(from, &cache)
+	})
+	full := cache.Size()
+	uncached := testing.AllocsPerRun(20, func() { render(0, nil) })
+	// A turn's two texts, its parts and their boxes: 5 allocations; 10 turns.
+	if cached > uncached-30 {
+		t.Fatalf("a render with the cache allocates %.0f times, without %.0f: the kept turns are rendered again", cached, uncached)
+	}
+	if full <= 0 {
+		t.Fatalf("a cache of 10 turns counts %d bytes", full)
+	}
+	if _, err := Render(sig, nil, Values{"message": "m", "history": Chat{Messages: conv[:4], Input: "message", Output: "response", Cache: &cache}}); err != nil {
+		t.Fatal(err)
+	}
+	// The 8 turns that left hold more than 2,000 bytes of texts.
+	if s := cache.Size(); s > full-2000 {
+		t.Fatalf("a cache of 2 turns counts %d bytes, one of 10 turns %d: the turns that left are kept", s, full)
+	}
+}
+
+// Calls sharing a cache at once each render their own window as without it.
+func TestChatCacheConcurrentCalls(t *testing.T) {
+	sig := MustParse("message, history -> response")
+	var conv Messages
+	for i := range 30 {
+		conv = append(conv, Message{Role: RoleUser, Content: fmt.Sprintf("q%d", i)}, Message{Role: RoleAssistant, Content: fmt.Sprintf("a%d", i)})
+	}
+	var cache ChatCache
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				from := 2 * ((g + i) % 20)
+				h := conv[from : from+20]
+				got, err := Render(sig, nil, Values{"message": "m", "history": Chat{Messages: h, Input: "message", Output: "response", Cache: &cache}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ref, err := Render(sig, nil, Values{"message": "m", "history": Chat{Messages: h, Input: "message", Output: "response"}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if dumpMessages(got) != dumpMessages(ref) {
+					t.Errorf("window %d renders otherwise with a shared cache", from)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

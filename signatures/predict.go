@@ -236,12 +236,22 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *promp
 			in, found = filled, collect(sig.inputs, filled, nil)
 		}
 	}
-	f := new(callFrame)
-	msgs, err := pr.render(f.msgs[:0], demoMsgs, found)
+	// A prompt with demos or a history input outgrows the frame's two messages:
+	// its request goes alone.
+	var (
+		req *lm.Request
+		dst []llms.MessageContent
+	)
+	if len(demoMsgs) == 0 && pr.hist == "" {
+		f := new(callFrame)
+		req, dst = &f.req, f.msgs[:0]
+	} else {
+		req = new(lm.Request)
+	}
+	msgs, err := pr.render(dst, demoMsgs, found)
 	if err != nil {
 		return nil, nil, err
 	}
-	req := &f.req
 	*req = lm.Request{Messages: append(slices.Clip(msgs), conv...), Temperature: p.opts.Temperature, MaxTokens: p.opts.MaxTokens, Tools: tools}
 	if r, ok := rolloutFrom(ctx); ok {
 		// A rollout samples: at 1.0 unless the predictor asks for its own
@@ -304,8 +314,8 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *promp
 }
 
 // callFrame is a call's request with room for the messages of a prompt
-// without demos or history (a system and a user message), so that the two
-// take one allocation.
+// without demos or history input (a system and a user message), so that the
+// two take one allocation.
 type callFrame struct {
 	req  lm.Request
 	msgs [2]llms.MessageContent

@@ -82,6 +82,8 @@ type Config struct {
 	TrustedProxies []*net.IPNet
 	// MetricsAddr is where /metrics is served; empty when "off".
 	MetricsAddr string
+	// Pprof serves net/http/pprof under /debug/pprof/ on MetricsAddr too.
+	Pprof bool
 	// WebhookSecret signs workflow webhook notifications; empty: derived from the
 	// JWT secret (HKDF-SHA256, label "kowai webhook signing v1").
 	WebhookSecret string
@@ -275,6 +277,7 @@ func settings() []setting {
 			c.MetricsAddr = raw
 			return nil
 		}},
+		{"KOWAI_PPROF", "pprof", "false", "also serve the runtime's profiles (net/http/pprof) at /debug/pprof/ on KOWAI_METRICS_ADDR, never on the API port", boolean(func(c *Config) *bool { return &c.Pprof })},
 		{"KOWAI_SESSION_MAX_AGE", "session-max-age", "720h", "absolute lifetime of a sign-in session, refreshes included", dur(func(c *Config) *time.Duration { return &c.SessionMaxAge })},
 		{"KOWAI_CORS_ORIGINS", "cors-origins", "", "comma-separated allowed origins (empty: same-origin only)", func(c *Config, raw string) error {
 			for _, o := range splitList(raw) {
@@ -459,6 +462,12 @@ func rules() []rule {
 		{[]string{"KOWAI_CLUSTER_PROVIDER", "KOWAI_ETCD_ENDPOINTS"}, func(c *Config) error {
 			if c.ClusterProvider == "etcd" && len(c.EtcdEndpoints) == 0 {
 				return errors.New("KOWAI_ETCD_ENDPOINTS is required with KOWAI_CLUSTER_PROVIDER=etcd: want host:port,host:port")
+			}
+			return nil
+		}},
+		{[]string{"KOWAI_METRICS_ADDR", "KOWAI_PPROF"}, func(c *Config) error {
+			if c.Pprof && c.MetricsAddr == "" {
+				return errors.New("KOWAI_PPROF=true needs KOWAI_METRICS_ADDR, where it is served: want host:port")
 			}
 			return nil
 		}},

@@ -41,7 +41,7 @@ func TestDefaults(t *testing.T) {
 		c.RateLimit != "120/m" || c.LogLevel != "info" || c.LogFormat != "" || c.DataDir != "./data" ||
 		c.JWTIssuer != "kowai" || c.JWTAudience != "kowai" || c.AuthRateLimit != "10/m" ||
 		c.MetricsAddr != "127.0.0.1:9090" || c.SessionMaxAge != 720*time.Hour || c.TrustedProxies != nil ||
-		c.ClusterInsecure {
+		c.ClusterInsecure || c.Pprof {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -72,7 +72,7 @@ func TestNetworkSettings(t *testing.T) {
 	}
 	for env, val := range map[string]string{
 		"KOWAI_TRUSTED_PROXIES": "10.0.0.0/33", "KOWAI_METRICS_ADDR": "9090",
-		"KOWAI_SESSION_MAX_AGE": "-1h", "KOWAI_CLUSTER_INSECURE": "maybe",
+		"KOWAI_SESSION_MAX_AGE": "-1h", "KOWAI_CLUSTER_INSECURE": "maybe", "KOWAI_PPROF": "on",
 	} {
 		if _, err := load(t, map[string]string{env: val}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), env) {
 			t.Errorf("%s=%s: %v", env, val, err)
@@ -260,5 +260,20 @@ func TestREADMETable(t *testing.T) {
 		if !strings.Contains(readme, row) {
 			t.Errorf("README.md lacks the row %s", row)
 		}
+	}
+}
+
+// pprof is served on the metrics address only: turning it on needs one.
+func TestPprofNeedsTheMetricsAddress(t *testing.T) {
+	c, err := load(t, map[string]string{"KOWAI_PPROF": "true"})
+	if err != nil || !c.Pprof || c.MetricsAddr != "127.0.0.1:9090" {
+		t.Fatalf("KOWAI_PPROF=true: %v %+v", err, c)
+	}
+	_, err = load(t, map[string]string{"KOWAI_PPROF": "true", "KOWAI_METRICS_ADDR": "off"})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "KOWAI_PPROF") {
+		t.Fatalf("KOWAI_PPROF=true with KOWAI_METRICS_ADDR=off: %v", err)
+	}
+	if c, err := load(t, map[string]string{"KOWAI_METRICS_ADDR": "off"}); err != nil || c.Pprof {
+		t.Fatalf("metrics off, pprof by default: %v %+v", err, c)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/kowai/kowai/signatures/lm/internal/textchunk"
@@ -25,6 +26,10 @@ type Model struct {
 	name      string
 	chunkSize int
 	notes     noteMemo
+	// options holds *llms.CallOptions for the calls to fill: the options a call
+	// is given are functions that take a pointer, so a call's own would be
+	// allocated on every reply. A call's options do not outlive it.
+	options sync.Pool
 }
 
 var _ llms.Model = (*Model)(nil)
@@ -77,11 +82,19 @@ func (m *Model) GenerateContent(ctx context.Context, messages []llms.MessageCont
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("offline model: %w", err)
 	}
-	var opts llms.CallOptions
-	for _, o := range options {
-		o(&opts)
+	opts, _ := m.options.Get().(*llms.CallOptions)
+	if opts == nil {
+		opts = new(llms.CallOptions)
 	}
-	choice := m.answer(messages, &opts)
+	defer func() {
+		// Nothing a call was given stays reachable from the pool.
+		*opts = llms.CallOptions{}
+		m.options.Put(opts)
+	}()
+	for _, o := range options {
+		o(opts)
+	}
+	choice := m.answer(messages, opts)
 	if opts.StreamingFunc != nil && choice.Content != "" {
 		if err := textchunk.Stream(ctx, opts.StreamingFunc, choice.Content, m.chunkSize); err != nil {
 			return nil, fmt.Errorf("offline model: stream: %w", err)
