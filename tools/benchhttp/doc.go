@@ -12,7 +12,10 @@
 // Fiber hello world; and the chat turns against two more baselines: a first
 // turn against a continuing one, and continuing turns against the durable
 // rows per second ÷ 2 of the group-commit writer on the same database (64
-// writers, in this process, alternated with the turns).
+// writers, in this process, alternated with the turns), with the CPU time of
+// a continuing turn and of a writer row: kowai's or the writer's, and the
+// database server's when it is MariaDB on this machine (a loopback address,
+// its pid file readable).
 //
 //	benchhttp -kowai bin/kowai -loadgen bin/loadgen -hello bin/hello -db sqlite,mysql
 //

@@ -45,6 +45,9 @@ type options struct {
 	mysqlDSN              string
 	rounds, connections   int
 	duration              time.Duration
+	// dbPID is the database server's process on this machine (MariaDB on a
+	// loopback address), 0 when there is none to measure.
+	dbPID int
 }
 
 func parseFlags(args []string) (options, error) {
@@ -294,22 +297,22 @@ func login(base string) (token, userID string, err error) {
 
 // mysqlDatabase creates a database of its own on the server of dsn and
 // returns its URL and a function that drops it.
-func mysqlDatabase(ctx context.Context, dsn string) (string, func(), error) {
+func mysqlDatabase(ctx context.Context, dsn string) (string, int, func(), error) {
 	base, err := url.Parse(dsn)
 	if err != nil {
-		return "", nil, fmt.Errorf("MariaDB URL: %w", err)
+		return "", 0, nil, fmt.Errorf("MariaDB URL: %w", err)
 	}
 	admin := *base
 	admin.Path = "/information_schema"
 	db, err := persistence.Open(ctx, admin.String(), persistence.Options{})
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	name := "kowai_bench_" + randomHex(6)
 	// name is generated here, never input.
 	if _, err := db.SQL.ExecContext(ctx, "CREATE DATABASE `"+name+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
 		_ = db.Close()
-		return "", nil, fmt.Errorf("create database: %w", err)
+		return "", 0, nil, fmt.Errorf("create database: %w", err)
 	}
 	drop := func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -321,7 +324,29 @@ func mysqlDatabase(ctx context.Context, dsn string) (string, func(), error) {
 	}
 	u := *base
 	u.Path = "/" + name
-	return u.String(), drop, nil
+	return u.String(), serverPID(ctx, db, base.Hostname()), drop, nil
+}
+
+// serverPID is the process of the MariaDB server db is connected to when it runs
+// on this machine (a loopback host, its pid file readable), so that its CPU time
+// can be measured; 0 otherwise.
+func serverPID(ctx context.Context, db *persistence.DB, host string) int {
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return 0
+	}
+	var file string
+	if err := db.SQL.QueryRowContext(ctx, "SELECT @@pid_file").Scan(&file); err != nil {
+		return 0
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || processCPU(pid) == 0 {
+		return 0
+	}
+	return pid
 }
 
 // result is what the load generator prints (see tools/benchhttp/loadgen).
@@ -333,11 +358,15 @@ type result struct {
 	Histogram map[int64]int64 `json:"histogram"`
 	// CPU is the CPU time the server process used during the run, in seconds.
 	CPU float64 `json:"-"`
+	// DBCPU is the CPU time the database server used during the run, in
+	// seconds (with options.dbPID).
+	DBCPU float64 `json:"-"`
 }
 
 // add merges r into t.
 func (t *result) add(r result) {
 	t.CPU += r.CPU
+	t.DBCPU += r.DBCPU
 	t.Requests += r.Requests
 	t.Failures += r.Failures
 	t.Seconds += r.Seconds
@@ -355,6 +384,17 @@ func (t *result) rate() float64 { return float64(t.Requests) / t.Seconds }
 // loaded machine a steadier figure than the rate, since other processes'
 // work does not count in it.
 func (t *result) cpuPerRequest() float64 { return t.CPU / float64(t.Requests) * 1e6 }
+
+// dbCPUPerRequest is the database server's CPU time per request in µs.
+func (t *result) dbCPUPerRequest() float64 { return t.DBCPU / float64(t.Requests) * 1e6 }
+
+// dbCPU is the CPU time the database server has used, or 0 without one to measure.
+func (o options) dbCPU() float64 {
+	if o.dbPID == 0 {
+		return 0
+	}
+	return processCPU(o.dbPID)
+}
 
 // processCPU is the user plus system CPU time process pid has used, from
 // /proc (Linux; 0 elsewhere).
@@ -402,7 +442,7 @@ type side func(ctx context.Context) (result, error)
 
 func (o options) loadgenRun(server *proc, url string, extra ...string) side {
 	return func(ctx context.Context) (result, error) {
-		cpu0 := processCPU(server.cmd.Process.Pid)
+		cpu0, db0 := processCPU(server.cmd.Process.Pid), o.dbCPU()
 		args := append([]string{"-url", url, "-c", fmt.Sprint(o.connections), "-d", o.duration.String()}, extra...)
 		cmd := exec.CommandContext(ctx, o.loadgen, args...)
 		var stderr bytes.Buffer
@@ -415,7 +455,7 @@ func (o options) loadgenRun(server *proc, url string, extra ...string) side {
 		if err := json.Unmarshal(b, &r); err != nil {
 			return result{}, fmt.Errorf("loadgen output %q: %w", b, err)
 		}
-		r.CPU = processCPU(server.cmd.Process.Pid) - cpu0
+		r.CPU, r.DBCPU = processCPU(server.cmd.Process.Pid)-cpu0, o.dbCPU()-db0
 		if r.Failures > 0 {
 			return r, fmt.Errorf("loadgen %s: %d of %d requests failed, first: %s", url, r.Failures, r.Failures+r.Requests, r.FirstErr)
 		}
@@ -452,12 +492,12 @@ func runDB(ctx context.Context, o options, db string, helloProc *proc, out io.Wr
 	defer os.RemoveAll(dir)
 	dbURL := "sqlite://" + filepath.Join(dir, "kowai.db")
 	if db == "mysql" {
-		u, drop, err := mysqlDatabase(ctx, o.mysqlDSN)
+		u, pid, drop, err := mysqlDatabase(ctx, o.mysqlDSN)
 		if err != nil {
 			return err
 		}
 		defer drop()
-		dbURL = u
+		dbURL, o.dbPID = u, pid
 	}
 	n, err := startKowai(ctx, o.kowai, dir, dbURL)
 	if err != nil {
@@ -532,6 +572,12 @@ func runDB(ctx context.Context, o options, db string, helloProc *proc, out io.Wr
 		return err
 	}
 	fmt.Fprintf(out, "continuing turns vs group-commit writer rows/s ÷ 2: %.0f vs %.0f = %.2f\n", cont.rate(), rows.rate()/2, 2*cont.rate()/rows.rate())
+	if o.dbPID != 0 {
+		fmt.Fprintf(out, "CPU per continuing turn: kowai %.0f µs + database server %.0f µs; per writer row: writer %.0f µs + database server %.0f µs\n",
+			cont.cpuPerRequest(), cont.dbCPUPerRequest(), rows.cpuPerRequest(), rows.dbCPUPerRequest())
+	} else {
+		fmt.Fprintf(out, "CPU per continuing turn: kowai %.0f µs; per writer row: writer %.0f µs\n", cont.cpuPerRequest(), rows.cpuPerRequest())
+	}
 	if info, err := os.Stat(n.logPath); err == nil {
 		fmt.Fprintf(out, "kowai's log file: %d MB\n", info.Size()>>20)
 	}
@@ -587,6 +633,7 @@ func (b *writerBaseline) run(ctx context.Context) (result, error) {
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
+	cpu0, db0 := processCPU(os.Getpid()), b.o.dbCPU()
 	for i := range b.convs {
 		wg.Go(func() {
 			for ctx.Err() == nil {
@@ -605,5 +652,8 @@ func (b *writerBaseline) run(ctx context.Context) (result, error) {
 	if err, ok := firstErr.Load().(error); ok {
 		return result{}, fmt.Errorf("writer baseline: %w", err)
 	}
-	return result{Requests: rows.Load(), Seconds: time.Since(start).Seconds()}, nil
+	// The writer is this process's only work while it runs: its CPU time is the
+	// writer's (the load generator is idle meanwhile).
+	return result{Requests: rows.Load(), Seconds: time.Since(start).Seconds(),
+		CPU: processCPU(os.Getpid()) - cpu0, DBCPU: b.o.dbCPU() - db0}, nil
 }
