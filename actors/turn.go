@@ -222,11 +222,11 @@ func (j *turnJob) stored(hash string) (*persistence.Message, *turnOutcome) {
 	reply, err := j.rt.deps.Messages.GetByIdempotencyKey(j.ctx, j.convID, key+replyKeySuffix)
 	if err == nil {
 		e := entryOf(reply)
-		if e.Hash != "" && e.Hash != hash {
+		if e.Hash() != "" && e.Hash() != hash {
 			return nil, &turnOutcome{err: errIdempotencyMismatch(corr, key)}
 		}
 		return nil, &turnOutcome{result: &actorpb.TurnResult{ConversationId: j.convID, MessageId: reply.ID, Seq: reply.Seq,
-			Response: reply.Content, Usage: usageOrZero(e.Usage), AgentId: j.state.AgentID, UserMessageId: e.ReplyTo, Replayed: true}}
+			Response: reply.Content, Usage: usageOrZero(e.Usage()), AgentId: j.state.AgentID, UserMessageId: e.ReplyTo(), Replayed: true}}
 	} else if !errors.Is(err, persistence.ErrNotFound) {
 		o := j.unavailable("find stored reply", err)
 		return nil, &o
@@ -234,7 +234,7 @@ func (j *turnJob) stored(hash string) (*persistence.Message, *turnOutcome) {
 	m, err := j.rt.deps.Messages.GetByIdempotencyKey(j.ctx, j.convID, key)
 	switch {
 	case err == nil:
-		if e := entryOf(m); e.Hash != "" && e.Hash != hash {
+		if e := entryOf(m); e.Hash() != "" && e.Hash() != hash {
 			return nil, &turnOutcome{err: errIdempotencyMismatch(corr, key)}
 		}
 		// An earlier attempt stored the message but not a reply: answer it now.
