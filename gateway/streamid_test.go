@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,6 +63,7 @@ func TestStreamIDs(t *testing.T) {
 		"another owner's key": {"u2", key},
 		"a client's key":      {"u1", "retry-1"},
 		"unsigned minted":     {"u1", mintedKeyPrefix + uuid.NewString()},
+		"another spelling":    {"u1", mintedKeyPrefix + strings.ToUpper(key[len(mintedKeyPrefix):])},
 	} {
 		if id, ok := ids.forKey(c.owner, "conv-a", c.key); ok {
 			t.Errorf("%s: forKey gave %s", name, id)
