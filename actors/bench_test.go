@@ -192,7 +192,7 @@ func (h *harness) sessionSnapshots(n, u int) []string {
 	st := sessionState{OwnerID: h.users[u], AgentID: agents.DefaultAgentID(), Title: "a question", BusyPolicy: agents.BusyEnqueue,
 		Turns: 1, LastSeq: 2, Tail: []tailEntry{
 			{ID: uuid.Must(uuid.NewV7()).String(), Seq: 1, HistoryEntry: &actorpb.HistoryEntry{Role: roleUser, Content: "a question"}},
-			{ID: uuid.Must(uuid.NewV7()).String(), Seq: 2, HistoryEntry: &actorpb.HistoryEntry{Role: roleAssistant, Content: "an answer"}, Usage: &actorpb.Usage{PromptTokens: 10, CompletionTokens: 5}},
+			newEntry(&actorpb.HistoryEntry{Role: roleAssistant, Content: "an answer"}, uuid.Must(uuid.NewV7()).String(), 2, "", "", "", &actorpb.Usage{PromptTokens: 10, CompletionTokens: 5}),
 		}}
 	state, err := encodeState(st)
 	if err != nil {

@@ -73,14 +73,22 @@ type sessionState struct {
 }
 
 // tailEntry is one recent message. Its role and content are the HistoryEntry that
-// GenerateReply carries, shared rather than copied for every turn; entries and their
-// usage are never modified once made.
+// GenerateReply carries, shared rather than copied for every turn; entries, their
+// extra and their usage are never modified once made. What only some messages have
+// lives in extra, so that the tail, which a turn extends and every idle session
+// keeps, holds 40 bytes per message instead of 88.
 type tailEntry struct {
 	*actorpb.HistoryEntry
-	ID      string
-	Seq     int64
-	Key     string
-	ReplyTo string
+	ID    string
+	Seq   int64
+	extra *entryExtra
+}
+
+// entryExtra holds a tail entry's fields that only some messages have.
+type entryExtra struct {
+	// Key is the message's idempotency key; ReplyTo the ID of the message a reply
+	// answers.
+	Key, ReplyTo string
 	// Usage is a reply's model usage, nil for other messages.
 	Usage *actorpb.Usage
 	// Hash is the requestHash of the turn that stored the message, for messages with an
@@ -88,13 +96,55 @@ type tailEntry struct {
 	Hash string
 }
 
+// newEntry is the tail entry of a message; its extra is made only when one of
+// key, replyTo, hash and usage is set.
+func newEntry(h *actorpb.HistoryEntry, id string, seq int64, key, replyTo, hash string, usage *actorpb.Usage) tailEntry {
+	e := tailEntry{HistoryEntry: h, ID: id, Seq: seq}
+	if key != "" || replyTo != "" || hash != "" || usage != nil {
+		e.extra = &entryExtra{Key: key, ReplyTo: replyTo, Hash: hash, Usage: usage}
+	}
+	return e
+}
+
+// Key is e's idempotency key, or "".
+func (e tailEntry) Key() string {
+	if e.extra == nil {
+		return ""
+	}
+	return e.extra.Key
+}
+
+// ReplyTo is the ID of the message e answers, or "".
+func (e tailEntry) ReplyTo() string {
+	if e.extra == nil {
+		return ""
+	}
+	return e.extra.ReplyTo
+}
+
+// Hash is the requestHash stored with e, or "".
+func (e tailEntry) Hash() string {
+	if e.extra == nil {
+		return ""
+	}
+	return e.extra.Hash
+}
+
+// Usage is e's model usage, nil for a message that is not a reply.
+func (e tailEntry) Usage() *actorpb.Usage {
+	if e.extra == nil {
+		return nil
+	}
+	return e.extra.Usage
+}
+
 // encodeState is the snapshot form of s.
 func encodeState(s sessionState) ([]byte, error) {
 	pb := &actorpb.SessionSnapshot{OwnerId: s.OwnerID, AgentId: s.AgentID, Title: s.Title, BusyPolicy: s.BusyPolicy,
 		AgentVersion: s.AgentVersion, HistoryWindow: int32(s.HistoryWindow), Summary: s.Summary, Turns: s.Turns, LastSeq: s.LastSeq, Tail: make([]*actorpb.TailEntry, len(s.Tail))}
 	for i, e := range s.Tail {
-		pb.Tail[i] = &actorpb.TailEntry{Id: e.ID, Seq: e.Seq, Role: e.GetRole(), Content: e.GetContent(), Key: e.Key, ReplyTo: e.ReplyTo,
-			RequestHash: e.Hash, Usage: e.Usage}
+		pb.Tail[i] = &actorpb.TailEntry{Id: e.ID, Seq: e.Seq, Role: e.GetRole(), Content: e.GetContent(), Key: e.Key(), ReplyTo: e.ReplyTo(),
+			RequestHash: e.Hash(), Usage: e.Usage()}
 	}
 	b, err := proto.Marshal(pb)
 	if err != nil {
@@ -115,8 +165,7 @@ func decodeState(b []byte) (sessionState, error) {
 		s.Tail = make([]tailEntry, len(pb.Tail))
 	}
 	for i, e := range pb.Tail {
-		s.Tail[i] = tailEntry{HistoryEntry: &actorpb.HistoryEntry{Role: e.Role, Content: e.Content}, ID: e.Id, Seq: e.Seq,
-			Key: e.Key, ReplyTo: e.ReplyTo, Hash: e.RequestHash, Usage: e.Usage}
+		s.Tail[i] = newEntry(&actorpb.HistoryEntry{Role: e.Role, Content: e.Content}, e.Id, e.Seq, e.Key, e.ReplyTo, e.RequestHash, e.Usage)
 	}
 	return s, nil
 }
@@ -163,8 +212,7 @@ func entryOf(m persistence.Message) tailEntry {
 // entryWith is the tail entry of a message whose metadata is at hand, which spares a
 // turn decoding the metadata it has just encoded.
 func entryWith(m persistence.Message, meta messageMeta) tailEntry {
-	return tailEntry{HistoryEntry: &actorpb.HistoryEntry{Role: m.Role, Content: m.Content}, ID: m.ID, Seq: m.Seq,
-		Key: m.IdempotencyKey, ReplyTo: meta.ReplyTo, Usage: meta.Usage, Hash: meta.RequestHash}
+	return newEntry(&actorpb.HistoryEntry{Role: m.Role, Content: m.Content}, m.ID, m.Seq, m.IdempotencyKey, meta.ReplyTo, meta.RequestHash, meta.Usage)
 }
 
 // catchUp applies the log's tail (oldest first) to a state loaded from a snapshot,
@@ -388,15 +436,15 @@ func (s sessionState) replay(convID, key, hash string) (res *actorpb.TurnResult,
 		return nil, false
 	}
 	for _, e := range s.Tail {
-		if e.Key != key && e.Key != key+replyKeySuffix {
+		if e.Key() != key && e.Key() != key+replyKeySuffix {
 			continue
 		}
-		if e.Hash != "" && e.Hash != hash {
+		if e.Hash() != "" && e.Hash() != hash {
 			return nil, true
 		}
-		if e.Role == roleAssistant && e.Key == key+replyKeySuffix {
+		if e.Role == roleAssistant && e.Key() == key+replyKeySuffix {
 			return &actorpb.TurnResult{ConversationId: convID, MessageId: e.ID, Seq: e.Seq, Response: e.Content,
-				Usage: usageOrZero(e.Usage), AgentId: s.AgentID, UserMessageId: e.ReplyTo, Replayed: true}, false
+				Usage: usageOrZero(e.Usage()), AgentId: s.AgentID, UserMessageId: e.ReplyTo(), Replayed: true}, false
 		}
 	}
 	return nil, false

@@ -23,11 +23,8 @@ func sameState(a, b sessionState) bool {
 	}
 	for i := range ta {
 		x, y := ta[i], tb[i]
-		if !proto.Equal(x.HistoryEntry, y.HistoryEntry) || !proto.Equal(x.Usage, y.Usage) {
-			return false
-		}
-		x.HistoryEntry, y.HistoryEntry, x.Usage, y.Usage = nil, nil, nil, nil
-		if x != y {
+		if !proto.Equal(x.HistoryEntry, y.HistoryEntry) || !proto.Equal(x.Usage(), y.Usage()) ||
+			x.ID != y.ID || x.Seq != y.Seq || x.Key() != y.Key() || x.ReplyTo() != y.ReplyTo() || x.Hash() != y.Hash() {
 			return false
 		}
 	}
@@ -38,9 +35,10 @@ func TestStateEncoding(t *testing.T) {
 	for _, st := range []sessionState{
 		{},
 		{OwnerID: "u", AgentID: "a", Title: "t", BusyPolicy: "reject", Summary: "user: hi\n", Turns: 1, LastSeq: 2, Tail: []tailEntry{
-			{ID: "m1", Seq: 1, HistoryEntry: &actorpb.HistoryEntry{Role: roleUser, Content: "hi"}, Key: "k"},
-			{ID: "m2", Seq: 2, HistoryEntry: &actorpb.HistoryEntry{Role: roleAssistant, Content: "hello"}, Key: "k:reply", ReplyTo: "m1",
-				Usage: &actorpb.Usage{PromptTokens: 3, CompletionTokens: 4, CostUsd: 0.5, CacheHit: true}},
+			newEntry(&actorpb.HistoryEntry{Role: roleUser, Content: "hi"}, "m1", 1, "k", "", "h1", nil),
+			newEntry(&actorpb.HistoryEntry{Role: roleAssistant, Content: "hello"}, "m2", 2, "k:reply", "m1", "h1",
+				&actorpb.Usage{PromptTokens: 3, CompletionTokens: 4, CostUsd: 0.5, CacheHit: true}),
+			newEntry(&actorpb.HistoryEntry{Role: roleUser, Content: "plain"}, "m3", 3, "", "", "", nil),
 		}},
 	} {
 		b, err := encodeState(st)

@@ -123,7 +123,7 @@ func (p *signatureProgram) Reply(ctx context.Context, model lm.LM, in Input) (Ou
 // which a reply does not use: a chat turn would otherwise copy its inputs and outputs
 // into new maps on every call.
 func execute(ctx context.Context, model lm.LM, m signatures.Module, in signatures.Values, opts ...signatures.RunOption) (signatures.Values, lm.Usage, error) {
-	run := signatures.NewRun(model, opts...)
+	run := signatures.NewRun(model, append(opts, signatures.WithoutTraceValues)...)
 	out, err := m.Forward(signatures.WithRun(ctx, run), in)
 	return out, run.Usage(), err
 }

@@ -62,6 +62,15 @@ func TestChatRendersAsItsHistory(t *testing.T) {
 			if err != nil || dumpMessages(byPointer) != dumpMessages(got) {
 				t.Fatalf("*Chat renders otherwise (%v)", err)
 			}
+			// With a cache, filled by the first call and reused by the second.
+			cached := chat
+			cached.Cache = &ChatCache{}
+			for range 2 {
+				withCache, err := Render(sig, nil, Values{in: "now?", "history": cached})
+				if err != nil || dumpMessages(withCache) != dumpMessages(ref) {
+					t.Fatalf("a Chat with a cache renders otherwise (%v):\n%s", err, dumpMessages(withCache))
+				}
+			}
 			a, err := json.Marshal(chat)
 			if err != nil {
 				t.Fatal(err)

@@ -130,7 +130,9 @@
 //   - A History input also takes a Chat: a conversation's messages as their
 //     owner keeps them (any Conversation), read in place and rendered as the
 //     History of its answered turns would be, so a chat turn's history is not
-//     copied into per-turn maps on its way to the prompt.
+//     copied into per-turn maps on its way to the prompt. A Chat with a
+//     ChatCache renders only the turns its previous call did not, reusing
+//     the rest byte for byte.
 //   - MaxErrors is off unless set (DSPy's default is 10), so a program that
 //     fails is scored 0 rather than stopping a long evaluation.
 //   - n completions are n calls with distinct rollout ids: lm.Response

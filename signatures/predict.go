@@ -169,10 +169,12 @@ func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv [
 	}
 	// The inputs are looked up once. A run's trace keeps them, taken
 	// before the call as the model sees them, since the caller may change
-	// its map once Forward returns; without a run they stay on the stack.
+	// its map once Forward returns; without a run, or a run that keeps no
+	// values, they stay on the stack.
 	var buf [8]namedValue
 	var snap, found []namedValue
-	if run != nil {
+	keep := run != nil && !run.noValues
+	if keep {
 		snap = collect(pr.sig.inputs, in, make([]namedValue, 0, len(in)+len(pr.sig.outputs)))
 		found = snap
 		if len(snap) < len(in) {
@@ -192,6 +194,7 @@ func (p *Predict) call(ctx context.Context, in Values, tools []llms.Tool, conv [
 	if run != nil {
 		step := recordedStep{predictor: name, predict: p, usage: usage, latency: time.Since(start), err: err, nIn: len(snap)}
 		switch {
+		case !keep:
 		case calls != nil:
 			snap = append(snap, namedValue{name: "tool_calls", value: calls})
 		case out != nil:

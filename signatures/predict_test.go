@@ -385,3 +385,35 @@ func TestPredictRendersLikeRender(t *testing.T) {
 		})
 	}
 }
+
+// A Run without trace values sums the usage of its steps as any Run does, records
+// the steps, but keeps none of their inputs or outputs; a predictor then makes no
+// copy of its inputs for it.
+func TestRunWithoutTraceValues(t *testing.T) {
+	out := lmtest.Output{Text: reply("answer", "42"), Usage: lm.Usage{PromptTokens: 100, CompletionTokens: 5}}
+	p := NewPredict(qaSignature(t), PredictOptions{Name: "qa"})
+	in := Values{"question": "q", "context": []string{"c"}}
+	plain, bare := NewRun(lmtest.NewScripted([]lmtest.Output{out, out})), NewRun(lmtest.NewScripted([]lmtest.Output{out, out}), WithoutTraceValues)
+	for _, run := range []*Run{plain, bare} {
+		for range 2 {
+			res, err := p.Forward(WithRun(t.Context(), run), in)
+			if err != nil || res["answer"] != 42 {
+				t.Fatalf("Forward: %v %v", res, err)
+			}
+		}
+	}
+	want := lm.Usage{PromptTokens: 200, CompletionTokens: 10, Calls: 2}
+	if plain.Usage() != want || bare.Usage() != want {
+		t.Fatalf("usage %+v and %+v without values, want %+v", plain.Usage(), bare.Usage(), want)
+	}
+	kept, steps := plain.Trace(), bare.Trace()
+	if len(kept) != 2 || kept[0].Inputs["question"] != "q" || kept[0].Outputs["answer"] != 42 {
+		t.Fatalf("trace %+v", kept)
+	}
+	if len(steps) != 2 || steps[1].Predictor != "qa" || len(steps[1].Inputs) != 0 || len(steps[1].Outputs) != 0 {
+		t.Fatalf("trace without values %+v", steps)
+	}
+	if c := bare.child(); !c.noValues {
+		t.Fatal("a child of a Run without values keeps values")
+	}
+}

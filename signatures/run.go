@@ -56,6 +56,9 @@ type StreamListener struct {
 type Run struct {
 	model     lm.LM
 	listeners []StreamListener
+	// noValues: steps are recorded without their inputs and outputs
+	// (WithoutTraceValues).
+	noValues bool
 
 	// node is the context the first WithRun of the Run returns, in the
 	// Run's own allocation: most Runs are attached to one context.
@@ -119,6 +122,12 @@ func WithListener(l StreamListener) RunOption {
 	return func(r *Run) { r.listeners = append(r.listeners, l) }
 }
 
+// WithoutTraceValues records the Run's steps without their input and output
+// values, for a caller that reads only the Run's usage: a predictor then does
+// not copy its inputs for the trace. Trace returns the steps with empty
+// Inputs and Outputs.
+func WithoutTraceValues(r *Run) { r.noValues = true }
+
 // NewRun returns a Run that calls model.
 func NewRun(model lm.LM, opts ...RunOption) *Run {
 	r := &Run{model: model}
@@ -162,7 +171,7 @@ func (r *Run) record(step recordedStep) {
 
 // child returns a Run with the same model and listeners and an empty trace,
 // for attempts whose traces may be discarded (BestOfN).
-func (r *Run) child() *Run { return &Run{model: r.model, listeners: r.listeners} }
+func (r *Run) child() *Run { return &Run{model: r.model, listeners: r.listeners, noValues: r.noValues} }
 
 // absorb adds c's usage to r, and c's steps when keepTrace is set.
 func (r *Run) absorb(c *Run, keepTrace bool) {
