@@ -346,8 +346,6 @@ func rowsOf(op Op) int {
 		return max(1, len(op.Rows))
 	case leadInsert:
 		return max(1, len(op.Rows))
-	case runFence:
-		return 0 // a check of rows other writes name
 	case Ops:
 		n := 0
 		for _, o := range op {
@@ -615,15 +613,6 @@ type insertTarget struct {
 	rows  [][]any
 }
 
-// fenceTarget holds the RunFences of a batch, one per run (the first wins; a second
-// fence of one run in a batch, at another version, is checked on its own).
-type fenceTarget struct {
-	fences []runFence
-	runs   map[string]bool
-	// extra are the fences of runs fenced already in this batch.
-	extra []runFence
-}
-
 // touchTarget holds the Touches of a batch of one table and column, one per ID
 // (the last wins).
 type touchTarget struct {
@@ -643,7 +632,6 @@ func mergeBatch(batch []*request) []any {
 		steps   []any // *insertTarget, *touchTarget or Op
 		targets = map[string]*insertTarget{}
 		touched = map[string]*touchTarget{}
-		fenced  *fenceTarget
 		// leading are the leader Ops, applied before every other step.
 		leading []any
 	)
@@ -672,17 +660,6 @@ func mergeBatch(batch []*request) []any {
 					steps = append(steps, t)
 				}
 				t.rows = append(t.rows, op.Rows...)
-			case runFence:
-				if fenced == nil {
-					fenced = &fenceTarget{runs: map[string]bool{}}
-					steps = append(steps, fenced)
-				}
-				if fenced.runs[op.id] {
-					fenced.extra = append(fenced.extra, op)
-					continue
-				}
-				fenced.runs[op.id] = true
-				fenced.fences = append(fenced.fences, op)
 			case Touch:
 				key := op.Table + "\x00" + op.Column
 				t := touched[key]
@@ -734,13 +711,6 @@ func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) err
 			err = insertRows(ctx, tx, s.table, s.cols, s.rows)
 		case *touchTarget:
 			err = touchRows(ctx, tx, s.table, s.column, s.touches)
-		case *fenceTarget:
-			err = fenceRows(ctx, tx, s.fences)
-			for _, f := range s.extra {
-				if err == nil {
-					err = f.Apply(ctx, tx)
-				}
-			}
 		case Op:
 			err = s.Apply(ctx, tx)
 		}
