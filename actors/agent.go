@@ -366,7 +366,8 @@ func (a *agentGrain) onGenerate(ctx actor.Context, req *actorpb.GenerateReply) {
 	}
 	if job.premium && req.GetNoPremium() {
 		// The user may have lost models:premium since the agent was saved: the
-		// token's claims, checked at the gateway, are the current word.
+		// caller's current word decides (the token's claims for a chat turn, the
+		// run owner's current roles for a workflow's agent task).
 		cancel()
 		e := errorReply(actorpb.Code_CODE_FORBIDDEN, corr, "agent %s answers with the premium model %q, which needs the models:premium permission", a.identity, job.model)
 		e.Variant = job.variant

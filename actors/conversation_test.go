@@ -192,16 +192,16 @@ func TestDeleteConversation(t *testing.T) {
 		}
 		check := func(when string) {
 			t.Helper()
-			// A retry of the first turn, a new turn, and a read: all not found.
+			// A retry of the first turn, a new turn, and a cancel: all not found.
 			if res, err := h.send(t.Context(), conv1, 0, "hello", "k1"); !errors.Is(err, actorpb.ErrNotFound) {
 				t.Fatalf("%s: retry of the first turn = %v, %v", when, res, err)
 			}
 			if res, err := h.send(t.Context(), conv1, 0, "new", "k3"); !errors.Is(err, actorpb.ErrNotFound) {
 				t.Fatalf("%s: new turn = %v, %v", when, res, err)
 			}
-			_, err := actorpb.As[*actorpb.HistoryPage](h.grains.Call(t.Context(), KindSession, conv1, &actorpb.GetHistory{ConversationId: conv1, UserId: h.users[0]}))
+			_, err := actorpb.As[*actorpb.CancelResult](h.grains.Call(t.Context(), KindSession, conv1, &actorpb.CancelTurn{ConversationId: conv1, UserId: h.users[0]}))
 			if !errors.Is(err, actorpb.ErrNotFound) {
-				t.Fatalf("%s: history = %v", when, err)
+				t.Fatalf("%s: cancel = %v", when, err)
 			}
 			if err := del(0); !errors.Is(err, actorpb.ErrNotFound) {
 				t.Fatalf("%s: second delete = %v", when, err)
@@ -271,10 +271,8 @@ func TestRenameConversation(t *testing.T) {
 	}
 	h.mustSend(conv1, 0, "after", "") // saves a snapshot (lag 2)
 	h.passivate(conv1)
-	info, err := actorpb.As[*actorpb.ConversationInfo](h.grains.Call(t.Context(), KindSession, conv1, &actorpb.GetConversation{
-		ConversationId: conv1, UserId: h.users[0]}))
-	if err != nil || info.Title != "Renamed" {
-		t.Fatalf("after a turn and reactivation: %v, %v", info, err)
+	if st := h.activated(); st.Title != "Renamed" {
+		t.Fatalf("after a turn and reactivation: %+v", st)
 	}
 	if c, err := persistence.NewConversationStore(h.db).Get(t.Context(), conv1); err != nil || c.Title != "Renamed" {
 		t.Fatalf("row = %+v, %v", c, err)

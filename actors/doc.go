@@ -7,9 +7,8 @@
 // # A chat turn
 //
 // A SendMessage reaches the session grain (identity = conversation ID). The session
-// checks that the caller owns the conversation (a reader that the gateway's RBAC
-// granted chat:read:any, sent as can_read_any, may read any),
-// and runs the turn in a goroutine so its own mailbox stays free: the turn creates
+// checks that the caller owns the conversation (only its owner writes to it; reads are
+// the gateway's, from the stores), and runs the turn in a goroutine so its own mailbox stays free: the turn creates
 // the conversation on its first message, appends the user's message through the
 // group-commit writer (one commit), asks the agent grain for a reply, and commits the
 // reply, together with the session's snapshot when it is due (a version
@@ -59,7 +58,8 @@
 // written with persistence.AgentPrograms.UpdateAudited: a version compare-and-swap and
 // its audit entry in one transaction, so of two activations only one applies it.
 // A turn whose model is premium-priced is refused when GenerateReply.no_premium says
-// the caller's token lacks models:premium; each model call reserves its estimate
+// the caller lacks models:premium (a chat turn's token; for a workflow's agent task,
+// the run owner's current roles through WorkflowDeps.Premium); each model call reserves its estimate
 // against the user's budget (BudgetGuard.Reserve) and settles it afterwards.
 //
 // # State, passivation and fencing

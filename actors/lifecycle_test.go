@@ -84,9 +84,8 @@ func TestPassivationAndActivation(t *testing.T) {
 	if s, err := snaps.Load(t.Context(), KindSession, conv1); err != nil || s.Version != 4 {
 		t.Fatalf("snapshot after a failed final save = %+v, %v", s, err)
 	}
-	info := h.info(conv1)
-	if info.LastSeq != 6 || info.Turns != 3 {
-		t.Fatalf("activated from a lagging snapshot: %v", info)
+	if st := h.activated(); st.LastSeq != 6 || st.Turns != 3 || len(st.Tail) != 6 {
+		t.Fatalf("activated from a lagging snapshot: %+v", st)
 	}
 	model := h.rt.deps.LM.(*lmtest.Scripted)
 	h.mustSend(conv1, 0, "four", "")
@@ -99,8 +98,8 @@ func TestPassivationAndActivation(t *testing.T) {
 	if err := snaps.Delete(t.Context(), KindSession, conv1); err != nil {
 		t.Fatal(err)
 	}
-	if info := h.info(conv1); info.LastSeq != 8 || info.Turns != 4 || info.AgentId != agents.DefaultAgentID() {
-		t.Fatalf("activated without snapshot: %v", info)
+	if st := h.activated(); st.LastSeq != 8 || st.Turns != 4 || st.AgentID != agents.DefaultAgentID() || st.OwnerID != h.users[0] {
+		t.Fatalf("activated without snapshot: %+v", st)
 	}
 	if res := h.mustSend(conv1, 0, "five", ""); res.Seq != 10 {
 		t.Fatalf("seq after reactivation = %d", res.Seq)
@@ -116,8 +115,8 @@ func TestPassivationAndActivation(t *testing.T) {
 		State: []byte(`{"owner_id":"someone"}`)}, stale.Version); err != nil {
 		t.Fatal(err)
 	}
-	if info := h.info(conv1); info.LastSeq != 10 || info.Turns != 5 || info.OwnerId != h.users[0] {
-		t.Fatalf("activated from an unreadable snapshot: %v", info)
+	if st := h.activated(); st.LastSeq != 10 || st.Turns != 5 || st.OwnerID != h.users[0] {
+		t.Fatalf("activated from an unreadable snapshot: %+v", st)
 	}
 	if res := h.mustSend(conv1, 0, "six", ""); res.Seq != 12 {
 		t.Fatalf("seq after an unreadable snapshot = %d", res.Seq)
@@ -130,15 +129,30 @@ func TestPassivationAndActivation(t *testing.T) {
 		roleUser, roleAssistant, roleUser, roleAssistant, roleUser, roleAssistant)
 }
 
-// info asks the session of conv for the conversation as its owner sees it.
-func (h *harness) info(conv string) *actorpb.ConversationInfo {
+// activate makes the session pid load its conversation through a request the gateway
+// sends, a CancelTurn of its owner with nothing running (it loads the state, checks
+// ownership and changes nothing), and returns the state the session then holds.
+func (h *harness) activate(pid *actor.PID) sessionState {
 	h.t.Helper()
-	info, err := actorpb.As[*actorpb.ConversationInfo](h.grains.Call(context.Background(), KindSession, conv,
-		&actorpb.GetConversation{ConversationId: conv, UserId: h.users[0]}))
+	res, err := h.ask(pid, &actorpb.CancelTurn{ConversationId: conv1, UserId: h.users[0]})
+	if r, ok := res.(*actorpb.CancelResult); err != nil || !ok || r.Canceled {
+		h.t.Fatalf("activation: %v, %v", res, err)
+	}
+	res, err = h.ask(pid, inspectState{})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return info
+	return res.(sessionState)
+}
+
+// activated activates the grain of conv1 (see activate) and returns its state.
+func (h *harness) activated() sessionState {
+	h.t.Helper()
+	pid, err := h.grains.pid(KindSession, conv1)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return h.activate(pid)
 }
 
 func containsAll(s string, parts ...string) bool {
@@ -199,9 +213,8 @@ func testFencing(t *testing.T, db *persistence.DB, lag int, wantVersion int64) {
 	// Both activations load the same state.
 	a, b := h.spawnSession("activation-a"), h.spawnSession("activation-b")
 	for _, pid := range []*actor.PID{a, b} {
-		res, err := h.ask(pid, &actorpb.GetConversation{ConversationId: conv1, UserId: h.users[0]})
-		if info, ok := res.(*actorpb.ConversationInfo); err != nil || !ok || info.LastSeq != 2 {
-			t.Fatalf("activation state = %v, %v", res, err)
+		if st := h.activate(pid); st.LastSeq != 2 {
+			t.Fatalf("activation state = %+v", st)
 		}
 	}
 	// A wins seq 3 and 4; B, stale, collides on seq 3.
@@ -260,8 +273,8 @@ func TestFencingAtSnapshot(t *testing.T) {
 		// passivates.
 		a, b := h.spawnSession("activation-a"), h.spawnSession("activation-b")
 		for _, pid := range []*actor.PID{a, b} {
-			if _, err := h.ask(pid, &actorpb.GetConversation{ConversationId: conv1, UserId: h.users[0]}); err != nil {
-				t.Fatal(err)
+			if st := h.activate(pid); st.LastSeq != 2 {
+				t.Fatalf("activation state = %+v", st)
 			}
 		}
 		if _, err := h.ask(a, &actorpb.Passivate{}); err != nil {

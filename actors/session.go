@@ -11,7 +11,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/agents"
@@ -20,10 +19,11 @@ import (
 	"github.com/kowai/kowai/supervisors"
 )
 
-// session is the session grain: it owns one conversation. It answers reads from memory
-// or the log, and runs one turn at a time in a goroutine of its own, so its mailbox
-// stays free for cancels, history pages and the messages that queue behind the running
-// turn.
+// session is the session grain: it owns one conversation and is the only writer of
+// it. It runs one turn at a time in a goroutine of its own, so its mailbox stays free
+// for cancels, renames, deletes and the messages that queue behind the running turn.
+// Reads (history pages, listings) do not come here: the gateway serves them from the
+// stores.
 type session struct {
 	rt       *Runtime
 	identity string
@@ -96,10 +96,6 @@ func (s *session) Receive(ctx actor.Context) {
 		s.failAll(actorpb.Code_CODE_UNAVAILABLE, "the conversation's grain stopped; retry")
 	case *actorpb.SendMessage:
 		s.onSend(ctx, msg)
-	case *actorpb.GetHistory:
-		ctx.Respond(s.onHistory(msg))
-	case *actorpb.GetConversation:
-		ctx.Respond(s.onInfo(msg))
 	case *actorpb.CancelTurn:
 		ctx.Respond(s.onCancel(msg))
 	case *actorpb.RenameConversation:
@@ -192,27 +188,6 @@ func (s *session) unload() {
 	s.loaded, s.state = false, sessionState{}
 }
 
-// canRead reports whether the caller may read the conversation: its owner, or a caller
-// the gateway granted chat:read:any. Role names grant nothing here, so that the
-// gateway's RBAC table stays the one place where roles map to permissions.
-func canRead(ownerID, userID string, canReadAny bool) bool {
-	return ownerID == userID || canReadAny
-}
-
-// checkRead loads the session and checks read access; it returns the error to answer.
-func (s *session) checkRead(corr, convID, userID string, canReadAny bool) *actorpb.ErrorReply {
-	if e := s.checkIdentity(corr, convID); e != nil {
-		return e
-	}
-	if e := s.ensureLoaded(corr); e != nil {
-		return e
-	}
-	if !s.exists || !canRead(s.state.OwnerID, userID, canReadAny) {
-		return errNoConversation(corr, s.identity)
-	}
-	return nil
-}
-
 // errNoConversation is the one answer for a conversation that does not exist and one
 // the caller may not touch, so that nobody learns which IDs are taken.
 func errNoConversation(corr, id string) *actorpb.ErrorReply {
@@ -224,37 +199,6 @@ func (s *session) checkIdentity(corr, convID string) *actorpb.ErrorReply {
 		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "request for conversation %q reached session %q", convID, s.identity)
 	}
 	return nil
-}
-
-func (s *session) onInfo(req *actorpb.GetConversation) any {
-	if e := s.checkRead(req.GetCorrelationId(), req.GetConversationId(), req.GetUserId(), req.GetCanReadAny()); e != nil {
-		return e
-	}
-	return &actorpb.ConversationInfo{ConversationId: s.identity, OwnerId: s.state.OwnerID, AgentId: s.state.AgentID,
-		Title: s.state.Title, Turns: s.state.Turns, LastSeq: s.state.LastSeq, Busy: s.running != nil}
-}
-
-func (s *session) onHistory(req *actorpb.GetHistory) any {
-	corr := req.GetCorrelationId()
-	if e := s.checkRead(corr, req.GetConversationId(), req.GetUserId(), req.GetCanReadAny()); e != nil {
-		return e
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
-	defer cancel()
-	page, err := s.rt.deps.Messages.ListByConversation(ctx, s.identity, persistence.Forward,
-		persistence.PageRequest{Limit: int(req.GetLimit()), Cursor: req.GetCursor()})
-	if errors.Is(err, persistence.ErrInvalidCursor) {
-		return errorReply(actorpb.Code_CODE_INVALID_ARGUMENT, corr, "invalid cursor")
-	}
-	if err != nil {
-		s.log.Error("history page failed", "conversation_id", s.identity, "correlation_id", corr, "error", err)
-		return errorReply(actorpb.Code_CODE_UNAVAILABLE, corr, "history of %s cannot be read now", s.identity)
-	}
-	out := &actorpb.HistoryPage{NextCursor: page.NextCursor, Messages: make([]*actorpb.ChatMessage, len(page.Items))}
-	for i, m := range page.Items {
-		out.Messages[i] = &actorpb.ChatMessage{Id: m.ID, Seq: m.Seq, Role: m.Role, Content: m.Content, CreatedAt: timestamppb.New(m.CreatedAt)}
-	}
-	return out
 }
 
 func (s *session) onSend(ctx actor.Context, req *actorpb.SendMessage) {

@@ -214,10 +214,13 @@ func (g *runGrain) create(m *actorpb.StartRun) *actorpb.ErrorReply {
 }
 
 // createRunning stores a new run from a trigger already running under this node's
-// lease, in one group commit, and executes it without reading anything back: its
-// journal and events are empty. It reports false, with nothing done, when the ID is
-// taken (the caller reads the run instead) or when the workflow has a concurrency
-// cap, whose check needs the run pending first.
+// lease and executes it without reading anything back: its journal and events are
+// empty. The execution starts while the row commits; its first journal write
+// carries the row when the writer has not taken it yet (runCreate), and nothing of
+// the execution is written before the row is durable, which the trigger's answer
+// waits for. It reports false, with nothing done, when the ID is taken (the caller
+// reads the run instead) or when the workflow has a concurrency cap, whose check
+// needs the run pending first.
 func (g *runGrain) createRunning(ctx actor.Context, m *actorpb.StartRun) (bool, *actorpb.ErrorReply) {
 	corr := m.GetCorrelationId()
 	def, err := g.w.deps.Registry.Lookup(m.GetWorkflow())
@@ -240,16 +243,39 @@ func (g *runGrain) createRunning(ctx actor.Context, m *actorpb.StartRun) (bool, 
 	r := persistence.WorkflowRun{ID: g.identity, Name: def.Name, OwnerID: m.GetOwnerId(), ParentID: m.GetParentId(),
 		Status: persistence.StatusRunning, Parameters: params, Version: 1, CreatedAt: now, UpdatedAt: now, StartedAt: now,
 		LeaseOwner: g.w.deps.NodeID, LeaseEpoch: g.w.epoch, WebhookURL: m.GetWebhookUrl()}
-	err = g.w.deps.Writer.Submit(wctx, persistence.RunInsert(r))
+	create := newRunCreate(g.w.deps.Writer, persistence.RunInsert(r))
+	g.row, g.loaded = r, true
+	g.execute(ctx, true, create)
+	<-create.done
+	err = create.err
+	if err == nil {
+		return true, nil
+	}
+	// No row, so no run here: the execution stops before it wrote anything (its
+	// pump writes nothing until the row is durable).
+	g.abandon()
+	g.row, g.loaded = persistence.WorkflowRun{}, false
 	if errors.Is(err, persistence.ErrDuplicate) {
 		return false, nil
 	}
-	if err != nil {
-		return false, errorReply(codeOf(err), corr, "create run %s: %v", g.identity, err)
+	return false, errorReply(codeOf(err), corr, "create run %s: %v", g.identity, err)
+}
+
+// abandon stops the grain's execution, whose run row was never written, and waits
+// (boundedly) for it to end; its outcome is not recorded.
+func (g *runGrain) abandon() {
+	e := g.exec
+	if e == nil {
+		return
 	}
-	g.row, g.loaded = r, true
-	g.execute(ctx, true)
-	return true, nil
+	e.cancel(errRunFenced)
+	select {
+	case <-e.done:
+	case <-time.After(releaseWait):
+		g.w.log.Warn("abandoned run execution still winding down", "run_id", g.identity)
+	}
+	g.exec = nil
+	g.w.executing.Delete(g.identity)
 }
 
 // progress starts, arms or leaves the run as its state asks.
@@ -421,13 +447,14 @@ func (g *runGrain) start(ctx actor.Context, corr string) {
 	if !g.save(ctx, next, nil, 0, nil, nil) {
 		return
 	}
-	g.execute(ctx, false)
+	g.execute(ctx, false, nil)
 }
 
 // execute runs the workflow function of the run, which the row says is running
 // here, on a goroutine of its own. A fresh run (just created) has no journal,
-// attempts or events to read first.
-func (g *runGrain) execute(ctx actor.Context, fresh bool) {
+// attempts or events to read first; create, when not nil, is its row's write in
+// progress, which the execution's first write waits for or carries.
+func (g *runGrain) execute(ctx actor.Context, fresh bool, create *runCreate) {
 	var (
 		prior map[int]int
 		last  int64
@@ -443,7 +470,7 @@ func (g *runGrain) execute(ctx actor.Context, fresh bool) {
 			return
 		}
 	}
-	events := newEventPump(g.w, g.identity, last)
+	events := newEventPump(g.w, g.identity, g.row.Version, last, create)
 	exec, err := workflows.NewExecutor(g.w.deps.Registry, g.services(events), g.w.deps.Limits)
 	if err != nil {
 		g.w.log.Error("workflow executor not built; the grain stops", "run_id", g.identity, "error", err)
@@ -600,14 +627,17 @@ func (g *runGrain) poke(id string) {
 }
 
 // writeEvents writes events an execution left unwritten when it recorded no
-// outcome (they say what happened before it stopped).
+// outcome (they say what happened before it stopped), fenced by the version the
+// execution started at (the grain's row's: nothing saves it while an execution
+// runs), so that a stale activation's numbers never reach the log.
 func (g *runGrain) writeEvents(events []persistence.WorkflowEvent) {
 	if len(events) == 0 {
 		return
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 	defer cancel()
-	if err := g.w.deps.Writer.Submit(wctx, persistence.EventInsert(events...)); err != nil {
+	if err := g.w.deps.Writer.Submit(wctx, persistence.Ops{persistence.RunFence(g.identity, g.row.Version),
+		persistence.EventInsert(events...)}); err != nil {
 		g.w.log.Warn("run events not written", "run_id", g.identity, "count", len(events), "error", err)
 	}
 }
@@ -735,6 +765,11 @@ func (j pumpJournal) Append(ctx context.Context, e workflows.Entry) error {
 type eventPump struct {
 	w     *Workflows
 	runID string
+	// version is the run's version this execution started at: every write of
+	// the pump is fenced by it (persistence.RunFence), so once another
+	// activation has moved the run on, and then read the event log's last seq to
+	// number its own events, nothing this one numbered can commit.
+	version int64
 
 	mu      sync.Mutex
 	seq     int64
@@ -754,6 +789,10 @@ type eventPump struct {
 	flushes     []flushWaiter
 	failed      error
 	closed      bool
+	// create is the run's row while it is written (a fresh run): until it is
+	// durable the pump writes nothing, and its first write carries the row if
+	// the writer has not taken it yet (runCreate.claim).
+	create *runCreate
 	// started holds the start of each step's attempt in flight (task metrics).
 	started map[int]time.Time
 	kick    chan struct{}
@@ -768,11 +807,26 @@ type flushWaiter struct {
 	ch  chan error
 }
 
-// newEventPump continues the run's events after last; last < 0 reads it first.
-func newEventPump(w *Workflows, runID string, last int64) *eventPump {
-	p := &eventPump{w: w, runID: runID, seq: last, started: map[int]time.Time{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+// newEventPump continues the run's events after last (read, after the execution's
+// compare-and-swap, by the caller; last < 0 reads it first) for the execution that
+// owns the run at version; create, when not nil, is the run's row being written.
+func newEventPump(w *Workflows, runID string, version, last int64, create *runCreate) *eventPump {
+	p := &eventPump{w: w, runID: runID, version: version, seq: last, create: create, started: map[int]time.Time{},
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	if create != nil {
+		// Events held for the row go out once it is durable.
+		create.watch(p.wake)
+	}
 	go p.loop()
 	return p
+}
+
+// wake makes the loop look at the queue.
+func (p *eventPump) wake() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Observe implements workflows.Observer.
@@ -946,11 +1000,28 @@ func (p *eventPump) loop() {
 			p.mu.Unlock()
 			return
 		}
-		if len(p.deferred) > 0 && len(p.flushes) == 0 && len(p.steps) == 0 && !slices.ContainsFunc(p.waiters, func(ch chan error) bool { return ch != nil }) {
-			// Events observed after a deferred result wait for it: nobody
+		needed := len(p.flushes) > 0 || len(p.steps) > 0 || slices.ContainsFunc(p.waiters, func(ch chan error) bool { return ch != nil })
+		if !needed && (len(p.deferred) > 0 || p.create != nil && !p.create.settled()) {
+			// Events observed after a deferred result wait for it, and those of
+			// a fresh run for its row (settling it wakes the loop): nobody
 			// needs them durable yet, and the next write takes them all.
 			p.mu.Unlock()
 			continue
+		}
+		var (
+			lead   persistence.Op
+			create *runCreate
+		)
+		if create = p.create; create != nil && p.failed == nil {
+			// The first write of a fresh run: the row first.
+			p.create = nil
+			p.mu.Unlock()
+			op, err := create.claim()
+			p.mu.Lock()
+			if err != nil {
+				p.failed = err
+			}
+			lead = op
 		}
 		if p.seq < 0 && len(p.queue) > 0 {
 			p.mu.Unlock()
@@ -975,8 +1046,12 @@ func (p *eventPump) loop() {
 		p.mu.Unlock()
 		batch = foldStepEvents(steps, batch)
 		err := failed
-		if err == nil && len(batch)+len(steps) > 0 {
+		if err == nil && (len(batch)+len(steps) > 0 || lead != nil) {
 			var ops persistence.Ops
+			if lead != nil {
+				ops = append(ops, lead)
+			}
+			ops = append(ops, persistence.RunFence(p.runID, p.version))
 			if len(steps) > 0 {
 				ops = append(ops, persistence.StepInsert(steps...))
 			}
@@ -986,9 +1061,16 @@ func (p *eventPump) loop() {
 			ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 			err = p.w.deps.Writer.Submit(ctx, ops)
 			cancel()
-			if errors.Is(err, persistence.ErrDuplicate) && len(steps) > 0 {
+			if lead != nil {
+				create.settle(err)
+			}
+			switch {
+			case errors.Is(err, persistence.ErrDuplicate) && len(steps) > 0:
 				// Another activation journaled or numbered first: this one is stale.
 				err = fmt.Errorf("%w: %w", workflows.ErrDuplicateEntry, err)
+			case errors.Is(err, persistence.ErrConflict):
+				// Another activation moved the run on: this one is stale.
+				err = fmt.Errorf("%w: %w", errRunFenced, err)
 			}
 			if err != nil {
 				p.w.log.Warn("run journal and events not written", "run_id", p.runID, "steps", len(steps), "events", len(batch), "error", err)

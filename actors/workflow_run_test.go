@@ -18,6 +18,7 @@ import (
 	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
+	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/workflows"
 )
 
@@ -31,12 +32,23 @@ type wfHarness struct {
 
 func newWFHarness(t *testing.T, db *persistence.DB, register func(*workflows.Registry)) *wfHarness {
 	t.Helper()
-	h := newHarness(t, db, harnessOptions{})
+	return newWFHarnessWith(t, db, harnessOptions{}, nil, register)
+}
+
+// newWFHarnessWith is newWFHarness with the grains' harness options and a tweak of
+// the workflow runtime's deps (either may be zero).
+func newWFHarnessWith(t *testing.T, db *persistence.DB, opts harnessOptions, tweak func(*WorkflowDeps), register func(*workflows.Registry)) *wfHarness {
+	t.Helper()
+	h := newHarness(t, db, opts)
 	reg := workflows.NewRegistry()
 	register(reg)
 	runs := persistence.NewWorkflowStore(db)
-	wf, err := NewWorkflows(WorkflowDeps{Runs: runs, Writer: h.writer, Registry: reg, Caller: h.grains,
-		Lease: 300 * time.Millisecond, RecoveryInterval: 100 * time.Millisecond, ClaimLease: time.Second, NodeID: "node-test"})
+	deps := WorkflowDeps{Runs: runs, Writer: h.writer, Registry: reg, Caller: h.grains,
+		Lease: 300 * time.Millisecond, RecoveryInterval: 100 * time.Millisecond, ClaimLease: time.Second, NodeID: "node-test"}
+	if tweak != nil {
+		tweak(&deps)
+	}
+	wf, err := NewWorkflows(deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -636,4 +648,85 @@ func TestWatchFinishTellsTheDurableFinalStatus(t *testing.T) {
 			}
 		}
 	})
+}
+
+// premiumCatalog serves the harness's model under every name and prices
+// "test:premium" as premium.
+type premiumCatalog struct{ model lm.LM }
+
+func (c premiumCatalog) Model(string) (lm.LM, error) { return c.model, nil }
+
+func (c premiumCatalog) Lookup(name string) (lm.ModelInfo, bool) {
+	return lm.ModelInfo{Name: name, Premium: name == "test:premium"}, true
+}
+
+// An agent task on a premium model asks WorkflowDeps.Premium about the run's owner at
+// every call: without an answer (nil) or with a no, the task fails at its first
+// attempt although it may retry; a yes runs it; a failed look-up is retried like
+// any transient error.
+func TestAgentTaskPremiumAccess(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		premium  func(calls int) (bool, error) // nil: WorkflowDeps.Premium unset
+		status   string
+		attempts int
+	}{
+		{"not wired", nil, persistence.StatusFailed, 1},
+		{"owner lacks it", func(int) (bool, error) { return false, nil }, persistence.StatusFailed, 1},
+		{"owner holds it", func(int) (bool, error) { return true, nil }, persistence.StatusCompleted, 1},
+		{"look-up fails once", func(calls int) (bool, error) {
+			if calls == 1 {
+				return false, errors.New("injected: users table unreachable")
+			}
+			return true, nil
+		}, persistence.StatusCompleted, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var asked atomic.Int32
+			var owners sync.Map
+			h := newWFHarnessWith(t, persisttest.SQLite(t), harnessOptions{deps: func(d *Deps) { d.Models = premiumCatalog{d.LM} }},
+				func(d *WorkflowDeps) {
+					if tc.premium != nil {
+						d.Premium = PremiumAccessFunc(func(_ context.Context, userID string) (bool, error) {
+							owners.Store(userID, true)
+							return tc.premium(int(asked.Add(1)))
+						})
+					}
+				},
+				func(reg *workflows.Registry) {
+					must(t, workflows.Register(reg, "ask", func(c *workflows.Context, p struct {
+						Agent string `json:"agent"`
+					}) (string, error) {
+						r, err := workflows.Agent(c, "ask", workflows.AgentRequest{Agent: p.Agent, Message: "hello"},
+							workflows.WithRetry(workflows.Retry{Attempts: 3, Initial: 10 * time.Millisecond}))
+						return r.Content, err
+					}))
+				})
+			agent := actorpb.DefinitionOf(persistence.Agent{ID: uuid.NewString(), OwnerID: h.users[0], Name: "fancy", Type: "chat",
+				Model: "test:premium", Config: []byte("{}")})
+			if _, err := actorpb.As[*actorpb.AgentDefinition](h.grains.Call(t.Context(), KindAgent, agent.GetId(),
+				&actorpb.PutAgent{Agent: agent, Create: true})); err != nil {
+				t.Fatal(err)
+			}
+			id := h.trigger(t, "ask", fmt.Sprintf(`{"agent":%q}`, agent.GetId()))
+			run := h.waitStatus(t, id, tc.status, 10*time.Second)
+			steps, err := h.runs.Steps(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, st := range steps {
+				got = append(got, fmt.Sprintf("%s %s %d", st.Name, st.Status, st.Attempts))
+			}
+			if want := fmt.Sprintf("ask %s %d", tc.status, tc.attempts); len(got) != 1 || got[0] != want {
+				t.Fatalf("steps %q, want [%s]", got, want)
+			}
+			if tc.status == persistence.StatusFailed && !strings.Contains(run.Error, "models:premium") {
+				t.Fatalf("run error %q does not name models:premium", run.Error)
+			}
+			if _, ok := owners.Load(h.users[0]); tc.premium != nil && !ok {
+				t.Fatal("the run's owner was not asked about")
+			}
+		})
+	}
 }

@@ -58,6 +58,11 @@ type WorkflowDeps struct {
 	Caller GrainCaller
 	// Agents runs agent tasks; nil calls the agent grains through Caller.
 	Agents workflows.AgentCaller
+	// Premium says whether a run's owner may now use premium-priced models, asked
+	// before each agent task that the agent grains run (a run carries no token, so
+	// the owner's current roles decide, at call time). Nil refuses premium models
+	// to every agent task.
+	Premium PremiumAccess
 	// Model runs signature-program tasks; nil makes them fail (not configured).
 	Model lm.LM
 	// Cache is the task result cache; nil disables WithCache.
@@ -82,6 +87,22 @@ type WorkflowDeps struct {
 	// tasks, children of the grain call that started the execution; nil turns
 	// tracing off.
 	Tracing trace.TracerProvider
+}
+
+// PremiumAccess tells whether a user may use premium-priced models now (the
+// models:premium permission of their current roles). The node implements it over
+// the authentication service, which maps roles to permissions; this package knows
+// no roles.
+type PremiumAccess interface {
+	PremiumAllowed(ctx context.Context, userID string) (bool, error)
+}
+
+// PremiumAccessFunc adapts a function to PremiumAccess.
+type PremiumAccessFunc func(ctx context.Context, userID string) (bool, error)
+
+// PremiumAllowed implements PremiumAccess.
+func (f PremiumAccessFunc) PremiumAllowed(ctx context.Context, userID string) (bool, error) {
+	return f(ctx, userID)
 }
 
 // Workflows runs workflow runs as grains on this node and recovers runs whose node
@@ -395,7 +416,9 @@ func (j stepJournal) DeleteFailed(ctx context.Context, runID string) error {
 }
 
 // grainAgents runs agent tasks as turns on the agent grains. A task cancelled while
-// its turn runs cancels the turn at the agent's worker.
+// its turn runs cancels the turn at the agent's worker. Each call asks
+// WorkflowDeps.Premium whether the run's owner may use premium models now; a refusal
+// (CODE_FORBIDDEN) fails the task for good, like a missing agent or a spent budget.
 type grainAgents struct{ w *Workflows }
 
 func (a grainAgents) CallAgent(ctx context.Context, req workflows.AgentRequest) (workflows.AgentReply, error) {
@@ -407,10 +430,20 @@ func (a grainAgents) CallAgent(ctx context.Context, req workflows.AgentRequest) 
 	if _, err := uuid.Parse(agentID); err != nil {
 		agentID = agents.BuiltinID(req.Agent)
 	}
+	// Decided at every call: an owner who lost models:premium after triggering the
+	// run (or creating its schedule) is refused from the next task on.
+	noPremium := true
+	if p := a.w.deps.Premium; p != nil {
+		ok, err := p.PremiumAllowed(ctx, req.OwnerID)
+		if err != nil {
+			return workflows.AgentReply{}, fmt.Errorf("agent %s: permissions of the run's owner: %w", req.Agent, err)
+		}
+		noPremium = !ok
+	}
 	turnID := req.RunID + "/" + req.Task
 	res, err := actorpb.As[*actorpb.ReplyResult](caller.Call(ctx, KindAgent, agentID, &actorpb.GenerateReply{
 		CorrelationId: req.RunID, AgentId: agentID, ConversationId: req.RunID, TurnId: turnID,
-		UserId: req.OwnerID, Content: req.Message}))
+		UserId: req.OwnerID, Content: req.Message, NoPremium: noPremium}))
 	if err != nil {
 		if ctx.Err() != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)

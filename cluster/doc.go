@@ -34,7 +34,17 @@
 //     be served over mutual TLS. This one binds exactly MembershipAddr, refuses a wildcard
 //     host, and speaks HTTPS with client certificates when Config.TLS is set.
 //   - etcd: members are keys under /kowai/<Name>/ with a 3 s lease; EtcdEndpoints lists
-//     the client endpoints.
+//     the client endpoints. The provider is this package's own (cluster/etcdprovider): the
+//     library's reads the member keys and then starts its watch without a start
+//     revision, so a member registering in between is never seen by it, and nodes
+//     started together can disagree about the members until the next change. This one
+//     watches from the revision it read, reads again when a watch ends (compaction, lost
+//     etcd leader), and revokes the lease on leave so the key goes at once. When the lease
+//     expires under a running node (paused or cut off from etcd beyond the TTL), the
+//     others have dropped and blocked its ID: the key is not written again, the node drops
+//     out of its own member list and the watchdog restarts it with a new ID. Keys and
+//     values are the library provider's, so nodes running either agree during a rolling
+//     upgrade.
 //   - k8s: members are the pods labelled with the cluster name, found through the
 //     Kubernetes API with the pod's in-cluster service account, which needs get, list,
 //     watch and patch on pods in its namespace (the provider labels each pod with its

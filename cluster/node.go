@@ -15,7 +15,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/kowai/kowai/cluster/etcdprovider"
 	"github.com/kowai/kowai/internal/logging"
 	"github.com/kowai/kowai/internal/tracing"
 )
@@ -158,7 +158,7 @@ func (n *Node) start(ctx context.Context) (err error) {
 	// The etcd provider names members after the cluster as well as the actor system.
 	n.memberID = sys.ID
 	if n.cfg.Provider == ProviderEtcd {
-		n.memberID = n.cfg.Name + "@" + sys.ID
+		n.memberID = etcdprovider.MemberID(n.cfg.Name, sys.ID)
 	}
 	c.StartMember()
 	sys.EventStream.Subscribe(func(evt any) {
@@ -179,9 +179,9 @@ func (n *Node) provider(sys *actor.ActorSystem) (cluster.ClusterProvider, error)
 	case ProviderAutomanaged:
 		return n.automanaged()
 	case ProviderEtcd:
-		p, err := etcd.NewWithConfig("/kowai", clientv3.Config{
-			Endpoints:   n.cfg.EtcdEndpoints,
-			DialTimeout: 5 * time.Second,
+		p, err := etcdprovider.New(etcdprovider.Config{
+			Etcd:   clientv3.Config{Endpoints: n.cfg.EtcdEndpoints, DialTimeout: 5 * time.Second},
+			Logger: n.log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("connect to etcd %v: %w", n.cfg.EtcdEndpoints, err)

@@ -89,6 +89,12 @@ type API struct {
 	// (streams.NewMemory), which only this node can read. Use the Redis
 	// store so a client can resume on any node.
 	Streams streams.Store
+	// StreamKey signs the stream IDs a node announces before their streams
+	// are stored, so that a resume on any node awaits such a stream instead
+	// of answering 404 (DeriveStreamKey makes one from the JWT secret).
+	// Every node sharing Streams needs the same key; nil means a random
+	// one, which only this node recognizes.
+	StreamKey []byte
 
 	// AuthRateLimit is the limit per client address on register, login,
 	// refresh and Appwrite sign-in, per route (KOWAI_AUTH_RATE_LIMIT); zero
@@ -170,7 +176,8 @@ func (s *Server) Mount(api API) error {
 	authed := auth.RequireAuthWith(api.Authenticator, auth.RequireAuthOptions{Refused: s.authRefused})
 	// Account, session and key management need a signed-in session.
 	sessionAuthed := auth.RequireAuthWith(sessionsOnly(api.Authenticator), auth.RequireAuthOptions{Refused: s.authRefused})
-	cs := &chatStreams{store: api.Streams, log: s.log, heartbeat: sseHeartbeat, retryDelay: defaultStreamRetryDelay}
+	cs := &chatStreams{store: api.Streams, ids: newStreamIDs(api.StreamKey), log: s.log, heartbeat: sseHeartbeat,
+		retryDelay: defaultStreamRetryDelay}
 	if cs.store == nil {
 		cs.store = streams.NewMemory(streams.MemoryOptions{})
 	}

@@ -55,7 +55,7 @@ func (discardStore) Start(context.Context, string, string, ...streams.Entry) err
 func (discardStore) Owner(context.Context, string) (string, error) {
 	return "", streams.ErrNotFound
 }
-func (discardStore) Follow(context.Context, string, int64, func(streams.Entry) error) error {
+func (discardStore) Follow(context.Context, string, int64, time.Time, func(streams.Entry) error) error {
 	return streams.ErrNotFound
 }
 

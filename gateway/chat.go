@@ -210,7 +210,7 @@ func postMessage(chat ChatBackend, cs *chatStreams) fiber.Handler {
 			// A streamed turn always has a key, told to the client in the
 			// response's headers: retried with it on a survivor after its
 			// node died, the turn continues the same stream (see streamTurn).
-			key = mintedKeyPrefix + uuid.NewString()
+			key = cs.ids.mintKey(p.UserID)
 		}
 		turn, err := newTurn(p, req.ConversationID, req.AgentID, req.Content, key)
 		if err != nil {

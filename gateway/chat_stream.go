@@ -37,13 +37,17 @@ var streamSpace = uuid.MustParse("b6f1e0c2-3d4a-4e59-8a7b-1c2d3e4f5a6b")
 // streamIDFor names the stream of a turn's reply. A turn with an
 // idempotency key gets an ID derived from its user, conversation and key,
 // so a retry of the turn (on any node, after the first attempt's node died)
-// appends to the same stream as a new attempt; any other turn gets a fresh
-// one.
-func streamIDFor(t ChatTurn) string {
-	if t.IdempotencyKey != "" {
-		return uuid.NewSHA1(streamSpace, []byte(t.UserID+"\x00"+t.ConversationID+"\x00"+t.IdempotencyKey)).String()
+// appends to the same stream as a new attempt: a signed one for a key the
+// gateway minted (see streamIDs.forKey), since that stream is announced
+// before it is stored. Any other turn gets a fresh signed one.
+func (cs *chatStreams) streamIDFor(t ChatTurn) string {
+	if t.IdempotencyKey == "" {
+		return cs.ids.mint(t.UserID)
 	}
-	return uuid.NewString()
+	if id, ok := cs.ids.forKey(t.UserID, t.ConversationID, t.IdempotencyKey); ok {
+		return id
+	}
+	return uuid.NewSHA1(streamSpace, []byte(t.UserID+"\x00"+t.ConversationID+"\x00"+t.IdempotencyKey)).String()
 }
 
 // streamRetries bounds how often a streamed turn with an idempotency key is
@@ -58,6 +62,7 @@ const defaultStreamRetryDelay = 500 * time.Millisecond
 // chatStreams records streamed replies in a streams.Store and serves them.
 type chatStreams struct {
 	store      streams.Store
+	ids        *streamIDs
 	log        *slog.Logger
 	heartbeat  time.Duration
 	retryDelay time.Duration
@@ -102,13 +107,13 @@ type recorder struct {
 // store; one that already ended in an error is not reused: the turn gets a
 // fresh ID.
 func (cs *chatStreams) open(ctx context.Context, turn ChatTurn) (id string, cur streams.Cursor, fresh bool, err error) {
-	id = streamIDFor(turn)
+	id = cs.streamIDFor(turn)
 	if turn.IdempotencyKey == "" || turn.FreshKey {
 		return id, streams.Cursor{Attempt: 1}, true, nil
 	}
 	cur, err = cs.store.Begin(ctx, id, turn.UserID)
 	if err == nil && cur.Failed {
-		id = uuid.NewString()
+		id = cs.ids.mint(turn.UserID)
 		cur, err = cs.store.Begin(ctx, id, turn.UserID)
 	}
 	if err != nil {
@@ -471,7 +476,7 @@ func (cs *chatStreams) streamTurn(c *fiber.Ctx, chat ChatBackend, turn ChatTurn)
 				sink.fail(cs.problemOf(ctx, err))
 				return
 			}
-			if err := cs.store.Follow(ctx, id, 0, sink.entry); err != nil && !errors.Is(err, errSSEGone) {
+			if err := cs.store.Follow(ctx, id, 0, time.Time{}, sink.entry); err != nil && !errors.Is(err, errSSEGone) {
 				sink.fail(cs.problemOf(ctx, err))
 			}
 		}()
@@ -517,35 +522,26 @@ func errNoStream() *Error {
 	return NewError(http.StatusNotFound, "no such stream (it may have expired)")
 }
 
-// ownedLooks is how often owned looks for a stream that is not found,
-// ownedLookDelay apart: a fresh reply's stream is written by its recorder
-// as the turn starts, not before its response's headers, so a client may
-// hold its ID a moment before it is stored.
-const (
-	ownedLooks     = 3
-	ownedLookDelay = 50 * time.Millisecond
-)
-
-// owned checks that userID owns stream id.
-func (cs *chatStreams) owned(ctx context.Context, id, userID string) error {
+// lookup checks that userID may follow stream id, and returns until when
+// the stream is to be awaited (zero: it must be stored now). A stream the
+// store holds must be the caller's. One it does not hold is awaited when its
+// ID is signed for the caller and young enough that its producer's first
+// write may still come (the ID was announced in a response's headers before
+// that write); any other answers 404 at once.
+func (cs *chatStreams) lookup(ctx context.Context, id, userID string) (time.Time, error) {
 	owner, err := cs.store.Owner(ctx, id)
-	for look := 1; look < ownedLooks && errors.Is(err, streams.ErrNotFound); look++ {
-		select {
-		case <-time.After(ownedLookDelay):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		owner, err = cs.store.Owner(ctx, id)
-	}
 	switch {
 	case errors.Is(err, streams.ErrNotFound):
-		return errNoStream()
+		if until := cs.ids.awaitUntil(id, userID); !until.IsZero() {
+			return until, nil
+		}
+		return time.Time{}, errNoStream()
 	case err != nil:
-		return err
+		return time.Time{}, err
 	case owner != userID:
-		return errNoStream()
+		return time.Time{}, errNoStream()
 	}
-	return nil
+	return time.Time{}, nil
 }
 
 // resume serves GET /api/v1/chat/streams/{stream_id}: the stream's entries
@@ -567,7 +563,8 @@ func (cs *chatStreams) resume(c *fiber.Ctx) error {
 		return err
 	}
 	ctx := context.WithoutCancel(c.UserContext())
-	if err := cs.owned(ctx, id, p.UserID); err != nil {
+	until, err := cs.lookup(ctx, id, p.UserID)
+	if err != nil {
 		return err
 	}
 	sink := newSSESink(id)
@@ -583,7 +580,7 @@ func (cs *chatStreams) resume(c *fiber.Ctx) error {
 			case <-followCtx.Done():
 			}
 		}()
-		err := cs.store.Follow(followCtx, id, after, sink.entry)
+		err := cs.store.Follow(followCtx, id, after, until, sink.entry)
 		switch {
 		case err == nil, errors.Is(err, errSSEGone), errors.Is(err, context.Canceled):
 		case errors.Is(err, streams.ErrNotFound):

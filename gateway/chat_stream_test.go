@@ -292,10 +292,14 @@ func (f *stepChat) Send(ctx context.Context, t ChatTurn, onDelta func(string)) (
 // gatewayWith starts a gateway over a stream store and a chat backend;
 // two of them sharing a backend and a store (Redis, or one in-process
 // store) are two nodes as a client sees them.
+// testStreamKey signs the stream IDs of every test gateway, as the nodes
+// of one cluster share theirs.
+var testStreamKey = []byte("stream-key-0123456789abcdef012345")
+
 func gatewayWith(t *testing.T, store streams.Store, chat ChatBackend) testServer {
 	t.Helper()
 	return startWith(t, Options{}, func(s *Server) {
-		if err := s.Mount(API{Authenticator: fakeAuth, Chat: chat, Streams: store, sseHeartbeat: 50 * time.Millisecond}); err != nil {
+		if err := s.Mount(API{Authenticator: fakeAuth, Chat: chat, Streams: store, StreamKey: testStreamKey, sseHeartbeat: 50 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -599,7 +603,7 @@ func TestStreamRetriesWhenTheConversationMoves(t *testing.T) {
 			chat := newStepChat(first, second)
 			chat.failAtEnd = map[int]error{0: moving}
 			ts := startWith(t, Options{}, func(s *Server) {
-				if err := s.Mount(API{Authenticator: fakeAuth, Chat: chat, Streams: store, streamRetryDelay: time.Millisecond}); err != nil {
+				if err := s.Mount(API{Authenticator: fakeAuth, Chat: chat, Streams: store, StreamKey: testStreamKey, streamRetryDelay: time.Millisecond}); err != nil {
 					t.Fatal(err)
 				}
 			})
@@ -624,7 +628,7 @@ func TestStreamRetriesWhenTheConversationMoves(t *testing.T) {
 			chat = newStepChat(first, second)
 			chat.failAtEnd = map[int]error{0: moving}
 			ts = startWith(t, Options{}, func(s *Server) {
-				if err := s.Mount(API{Authenticator: fakeAuth, Chat: chat, Streams: store, streamRetryDelay: time.Millisecond}); err != nil {
+				if err := s.Mount(API{Authenticator: fakeAuth, Chat: chat, Streams: store, StreamKey: testStreamKey, streamRetryDelay: time.Millisecond}); err != nil {
 					t.Fatal(err)
 				}
 			})

@@ -407,12 +407,14 @@ func (h *wsHandler) serve(ws *websocket.Conn) {
 				if !ok || !c.allowIn(f.ID, p, "chat.streams") {
 					return false
 				}
-				sid, err := c.resumable(p, f)
+				sid, err := c.resumable(f)
 				if err != nil {
 					c.sendError(f.ID, err)
 					return false
 				}
-				startTurn(f.ID, func() { c.follow(f.ID, sid, f.After) })
+				// The stream is looked up, and awaited when it is not stored
+				// yet, off the read loop: the connection's other frames go on.
+				startTurn(f.ID, func() { c.follow(f.ID, sid, p.UserID, f.After) })
 			default:
 				c.sendError(kind.ID, Validation(FieldError{Field: "type", Message: "must be message, auth, resume, subscribe or unsubscribe"}))
 			}
@@ -660,9 +662,8 @@ func (c *conn) run(ctx context.Context, id string, turn ChatTurn) {
 		Response: reply.Response, Usage: &usage})
 }
 
-// resumable validates a resume frame and checks that the caller owns its
-// stream; it returns the stream ID.
-func (c *conn) resumable(p auth.Principal, f wsClientFrame) (string, error) {
+// resumable validates a resume frame; it returns the stream ID.
+func (c *conn) resumable(f wsClientFrame) (string, error) {
 	var fields []FieldError
 	if !isUUID(f.StreamID) {
 		fields = append(fields, FieldError{Field: "stream_id", Message: "must be a UUID"})
@@ -676,14 +677,19 @@ func (c *conn) resumable(p auth.Principal, f wsClientFrame) (string, error) {
 	if len(fields) > 0 {
 		return "", Validation(fields...)
 	}
-	sid := strings.ToLower(f.StreamID)
-	return sid, c.h.streams.owned(c.ctx, sid, p.UserID)
+	return strings.ToLower(f.StreamID), nil
 }
 
-// follow sends the stream's entries after seq after as frames, waiting for
-// the client rather than dropping it: a resume may carry a long backlog.
-func (c *conn) follow(id, sid string, after int64) {
-	err := c.h.streams.store.Follow(c.ctx, sid, after, func(e streams.Entry) error {
+// follow checks that userID may follow stream sid and sends its entries
+// after seq after as frames, waiting for the client rather than dropping it:
+// a resume may carry a long backlog.
+func (c *conn) follow(id, sid, userID string, after int64) {
+	until, err := c.h.streams.lookup(c.ctx, sid, userID)
+	if err != nil {
+		c.sendError(id, err)
+		return
+	}
+	err = c.h.streams.store.Follow(c.ctx, sid, after, until, func(e streams.Entry) error {
 		f := entryFrame(id, sid, e)
 		switch e.Kind {
 		case streams.KindDone:

@@ -245,7 +245,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Node, err er
 	if err := n.rt.EnsureBuiltins(ctx); err != nil {
 		return nil, fmt.Errorf("create built-in agents: %w", err)
 	}
-	wf, profiles, err := newWorkflows(db, n.writer, model, opts.Workflows, log, reg, tp)
+	wf, profiles, err := newWorkflows(db, n.writer, model, opts.Workflows, premiumAccess(authSvc), log, reg, tp)
 	if err != nil {
 		return nil, err
 	}
@@ -323,6 +323,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Node, err er
 	if rdb != nil {
 		replyStreams = streams.NewRedis(rdb, streams.RedisOptions{Logger: log})
 	}
+	// Every node signs the stream IDs it announces with the same key, so any
+	// node recognizes them.
+	jwtSecret, err := cfg.EnsureJWTSecret()
+	if err != nil {
+		return nil, err
+	}
+	streamKey, err := gateway.DeriveStreamKey([]byte(jwtSecret))
+	if err != nil {
+		return nil, err
+	}
 	keyOpts := auth.APIKeysConfig{Store: gateway.NewAuthAPIKeys(db), Users: authSvc, Logger: log}
 	if rdb != nil { // a nil *redis.Client in the interface would not be nil
 		keyOpts.Redis = rdb
@@ -356,6 +366,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Node, err er
 		RateLimit:     set.rateLimit,
 		AuthRateLimit: set.authRateLimit,
 		Streams:       replyStreams,
+		StreamKey:     streamKey,
 		Workflows: &gateway.Workflows{Registry: wf.Registry(), Runs: persistence.NewWorkflowStore(db),
 			Commands: cluster.WorkflowClient{Caller: grains}, Profiles: profiles, Schedules: schedules,
 			Webhooks: webhooks, WebhookGuard: webhookGuard},

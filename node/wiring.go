@@ -318,7 +318,7 @@ func newNotifier(cfg *config.Config, db *persistence.DB, webhooks *persistence.W
 // newWorkflows builds the workflow engine with the built-in workflows and
 // those extra registers (when not nil).
 func newWorkflows(db *persistence.DB, writer *persistence.Writer, model lm.LM, extra func(*workflows.Registry) error,
-	log *slog.Logger, reg prometheus.Registerer, tp trace.TracerProvider) (*actors.Workflows, *persistence.ProfileStore, error) {
+	premium actors.PremiumAccess, log *slog.Logger, reg prometheus.Registerer, tp trace.TracerProvider) (*actors.Workflows, *persistence.ProfileStore, error) {
 	profiles := persistence.NewProfileStore(db)
 	registry := workflows.NewRegistry()
 	if err := builtin.Register(registry, builtin.Options{Profiles: profiles}); err != nil {
@@ -330,8 +330,19 @@ func newWorkflows(db *persistence.DB, writer *persistence.Writer, model lm.LM, e
 		}
 	}
 	wf, err := actors.NewWorkflows(actors.WorkflowDeps{Runs: persistence.NewWorkflowStore(db), Writer: writer, Registry: registry,
-		Model: model, Cache: workflows.NewMemoryCache(), Logger: log, Metrics: reg, Tracing: tp})
+		Model: model, Cache: workflows.NewMemoryCache(), Premium: premium, Logger: log, Metrics: reg, Tracing: tp})
 	return wf, profiles, err
+}
+
+// premiumAccess answers for the workflow runtime whether a run's owner may use
+// premium-priced models now: models:premium of the user's current roles, read
+// through the authentication service's user cache, which a role change through
+// PUT /admin/users/{id}/roles clears on its node (other nodes follow within the
+// cache's TTL).
+func premiumAccess(svc *auth.Service) actors.PremiumAccess {
+	return actors.PremiumAccessFunc(func(ctx context.Context, userID string) (bool, error) {
+		return svc.UserCan(ctx, userID, auth.PermPremiumModels)
+	})
 }
 
 // certExpiryWarning is how long before its node certificate expires a node starts

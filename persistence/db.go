@@ -69,6 +69,13 @@ type DB struct {
 	// SQL means no other query can ever stack statements.
 	batch *sql.DB
 
+	// run runs queries outside transactions: on SQLite the pool through a cache of
+	// prepared statements (stmts), on MariaDB the pool itself, whose driver
+	// interpolates arguments client-side (interpolateParams) and so needs no prepared
+	// statement for a one-round-trip query.
+	run   poolRunner
+	stmts *stmtCache
+
 	redacted string
 	log      *slog.Logger
 }
@@ -134,7 +141,15 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db.log = log
-	db.Goqu = goqu.New(db.Dialect, db.SQL)
+	db.run = db.SQL
+	if db.Dialect == DialectSQLite {
+		db.stmts = newStmtCache(db.SQL, stmtCacheSize, log)
+		cached := cachingDB{DB: db.SQL, cache: db.stmts}
+		db.run = cached
+		db.Goqu = goqu.New(db.Dialect, cached)
+	} else {
+		db.Goqu = goqu.New(db.Dialect, db.SQL)
+	}
 	if err := db.Ping(ctx); err != nil {
 		_ = db.Close() // the ping's error is the one that matters
 		return nil, err
@@ -319,8 +334,11 @@ func (db *DB) hint() string {
 // String returns the database URL with any password redacted.
 func (db *DB) String() string { return db.redacted }
 
-// Close closes the pool. Queries still running finish first.
+// Close closes the pool and its cached statements. Queries still running finish first.
 func (db *DB) Close() error {
+	if db.stmts != nil {
+		db.stmts.close()
+	}
 	err := db.SQL.Close()
 	if db.batch != nil {
 		err = errors.Join(err, db.batch.Close())
@@ -335,6 +353,13 @@ func (db *DB) Close() error {
 // idle connections, waits), labelled db_name=name. Register it on the caller's registry.
 func NewPoolCollector(db *DB, name string) prometheus.Collector {
 	return collectors.NewDBStatsCollector(db.SQL, name)
+}
+
+// poolRunner runs a query outside a transaction: *sql.DB or cachingDB.
+type poolRunner interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // driverLogger routes go-sql-driver/mysql diagnostics into slog instead of the

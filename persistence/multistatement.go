@@ -72,6 +72,15 @@ func batchStatements(steps []any) ([]stmt, error) {
 			ss, err = insertStatements(s.table, s.cols, s.rows)
 		case *touchTarget:
 			ss, err = touchStatements(mysqlSQL, s.table, s.column, s.touches)
+		case *fenceTarget:
+			ss, err = fenceStatements(s.fences)
+			for _, f := range s.extra {
+				var more []stmt
+				if more, err = fenceStatements([]runFence{f}); err != nil {
+					break
+				}
+				ss = append(ss, more...)
+			}
 		case statementer:
 			ss, err = s.statements()
 		default:

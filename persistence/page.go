@@ -105,13 +105,7 @@ func keyset(q *goqu.SelectDataset, req PageRequest, col string, desc bool, parse
 		if err != nil {
 			return nil, err
 		}
-		var after exp.Expression
-		if desc {
-			after = goqu.Or(colExp.Lt(key), goqu.And(colExp.Eq(key), idExp.Lt(c.ID)))
-		} else {
-			after = goqu.Or(colExp.Gt(key), goqu.And(colExp.Eq(key), idExp.Gt(c.ID)))
-		}
-		q = q.Where(after)
+		q = q.Where(after(colExp, idExp, col == "id", key, c.ID, desc))
 	}
 	if desc {
 		q = q.Order(colExp.Desc(), idExp.Desc())
@@ -119,6 +113,24 @@ func keyset(q *goqu.SelectDataset, req PageRequest, col string, desc bool, parse
 		q = q.Order(colExp.Asc(), idExp.Asc())
 	}
 	return q.Limit(uint(req.limit() + 1)), nil
+}
+
+// after is the condition "past the cursor (key, id)" in the order (col, id). It is
+// written col <= key AND (col < key OR id < id') (mirrored ascending) rather than the
+// equivalent col < key OR (col = key AND id < id'): SQLite seeks an index on (...,
+// col, id) only for a bound on col that is not inside an OR, and otherwise reads the
+// index from the first page's start on every page. MariaDB seeks both forms.
+func after(colExp, idExp exp.IdentifierExpression, byID bool, key any, id string, desc bool) exp.Expression {
+	switch {
+	case byID && desc:
+		return idExp.Lt(key)
+	case byID:
+		return idExp.Gt(key)
+	case desc:
+		return goqu.And(colExp.Lte(key), goqu.Or(colExp.Lt(key), idExp.Lt(id)))
+	default:
+		return goqu.And(colExp.Gte(key), goqu.Or(colExp.Gt(key), idExp.Gt(id)))
+	}
 }
 
 // pageOf trims the extra row fetched by keyset and derives the next cursor from the last

@@ -48,6 +48,11 @@ type scanner interface{ Scan(dest ...any) error }
 // scanAll runs q and scans every row with scan.
 func scanAll[T any](ctx context.Context, q *goqu.SelectDataset, scan func(scanner) (T, error)) ([]T, error) {
 	rows, err := q.Executor().QueryContext(ctx)
+	return scanRows(rows, err, scan)
+}
+
+// scanRows scans every row of a query's result (rows, err) with scan and closes rows.
+func scanRows[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}

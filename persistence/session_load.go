@@ -23,7 +23,7 @@ WHERE s.kind = ? AND s.identity = ?`
 func (s *SnapshotStore) LoadSession(ctx context.Context, kind, conversationID string) (snap Snapshot, behind bool, err error) {
 	var next sql.NullInt64
 	snap = Snapshot{Kind: kind, Identity: conversationID}
-	err = s.db.SQL.QueryRowContext(ctx, sessionLoadSQL, conversationID, kind, conversationID).
+	err = s.db.run.QueryRowContext(ctx, sessionLoadSQL, conversationID, kind, conversationID).
 		Scan(&snap.Version, &snap.State, &snap.UpdatedAt, &next)
 	if err != nil {
 		return Snapshot{}, false, wrap(err, "load snapshot %s/%s", kind, conversationID)

@@ -160,7 +160,7 @@ ORDER BY s.created_at DESC, s.id DESC`
 // session with two current tokens (a refresh that raced itself) appears once, with the
 // newer one.
 func (s *SessionStore) ListLiveSessions(ctx context.Context, userID string) ([]LiveSession, error) {
-	rows, err := s.db.SQL.QueryContext(ctx, liveSessionsSQL, userID)
+	rows, err := s.db.run.QueryContext(ctx, liveSessionsSQL, userID)
 	if err != nil {
 		return nil, wrap(err, "list sessions of user %s", userID)
 	}

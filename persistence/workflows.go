@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/doug-martin/goqu/v9"
@@ -219,10 +220,12 @@ func (s *WorkflowStore) CreateRun(ctx context.Context, r WorkflowRun) (WorkflowR
 	return r, nil
 }
 
-// RunInsert is CreateRun as an Insert for the group-commit Writer, which merges the new
-// runs of a batch into one statement; r must be complete (ID, Status, Version,
+// RunInsert is CreateRun as an Op for the group-commit Writer, which merges the new
+// runs of a batch into one statement, ahead of the batch's other Inserts: the run's
+// first journal rows and events may travel in the same Ops, as a new conversation's
+// first messages do with ConversationCreate. r must be complete (ID, Status, Version,
 // CreatedAt set). A taken ID is ErrDuplicate.
-func RunInsert(r WorkflowRun) Insert {
+func RunInsert(r WorkflowRun) Op {
 	if len(r.Parameters) == 0 {
 		r.Parameters = json.RawMessage("{}")
 	}
@@ -240,7 +243,7 @@ func RunInsert(r WorkflowRun) Insert {
 		cols[i] = c.(string)
 		row[i] = rec[cols[i]]
 	}
-	return Insert{Table: "workflow_runs", Cols: cols, Rows: [][]any{row}}
+	return leadInsert{Insert{Table: "workflow_runs", Cols: cols, Rows: [][]any{row}}}
 }
 
 // runRecord holds the columns SaveRun changes.
@@ -537,6 +540,88 @@ func sumDataLen(events []WorkflowEvent) int {
 	return n
 }
 
+// RunFence is an Op that holds the Ops it is submitted with to the activation that
+// owns run id at version: it fails with ErrConflict unless the run's row is at
+// version, and it keeps the row locked until the commit, so a compare-and-swap of
+// the run by another activation (a claim, a start, a reclaim) either comes first,
+// and the fenced write fails, or waits for that write's commit. A run grain's
+// journal rows and events are written with the fence of the version its execution
+// started at: an activation numbers its events after the log's last seq, which it
+// reads after its own compare-and-swap, so no write of a stale activation (whose
+// numbers would overlap) can commit after that read, whether its events go to rows
+// of their own or into journal rows (WorkflowStep.Events), which the events
+// table's key does not see. The Writer merges the fences of a batch into one
+// statement.
+func RunFence(id string, version int64) Op { return runFence{id: id, version: version} }
+
+type runFence struct {
+	id      string
+	version int64
+}
+
+// Apply implements Op.
+func (f runFence) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
+	stmts, err := fenceStatements([]runFence{f})
+	if err != nil {
+		return err
+	}
+	n, err := rowsAffected(tx.ExecContext(ctx, stmts[0].query, stmts[0].args...))
+	if err != nil {
+		return wrap(err, "fence workflow run %s", f.id)
+	}
+	if n != 1 {
+		return fmt.Errorf("persistence: workflow run %s is not at version %d: %w", f.id, f.version, ErrConflict)
+	}
+	return nil
+}
+
+// fenceStatements checks fences of distinct runs with UPDATEs that change nothing
+// (version = version) but match, and lock, each run's row only at its fenced
+// version: each statement wants all of its rows (clientFoundRows on MariaDB).
+func fenceStatements(fences []runFence) ([]stmt, error) {
+	var out []stmt
+	for chunk := range slices.Chunk(fences, maxParams/3) {
+		var b strings.Builder
+		args := make([]any, 0, 3*len(chunk))
+		b.WriteString("UPDATE `workflow_runs` SET `version` = `version` WHERE `id` IN (")
+		for i, f := range chunk {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString("?")
+			args = append(args, f.id)
+		}
+		b.WriteString(") AND `version` = CASE `id`")
+		for _, f := range chunk {
+			b.WriteString(" WHEN ? THEN ?")
+			args = append(args, f.id, f.version)
+		}
+		b.WriteString(" END")
+		out = append(out, stmt{query: b.String(), args: args, want: int64(len(chunk))})
+	}
+	return out, nil
+}
+
+// fenceRows checks the fences of a batch in as few statements as the parameter
+// limit allows; a run at another version fails them all (the Writer then applies
+// each fence on its own, so that only its caller learns of the conflict).
+func fenceRows(ctx context.Context, tx *goqu.TxDatabase, fences []runFence) error {
+	stmts, err := fenceStatements(fences)
+	if err != nil {
+		return err
+	}
+	for _, st := range stmts {
+		n, err := rowsAffected(tx.ExecContext(ctx, st.query, st.args...))
+		if err != nil {
+			return wrap(err, "fence %d workflow runs", len(fences))
+		}
+		if n != st.want {
+			return fmt.Errorf("persistence: %d of %d fenced workflow runs at their version: %w", n, st.want, ErrConflict)
+		}
+	}
+	return nil
+}
+
 // StepInsert is an Insert of journal entries for the group-commit Writer, which merges
 // the entries of many runs into one statement. A taken (run_id, seq) is ErrDuplicate.
 // A step whose events cannot be encoded fails the Insert's write.
@@ -699,7 +784,7 @@ func (s *WorkflowStore) Attempts(ctx context.Context, runID string) (map[int]int
 	return out, nil
 }
 
-// CountActive implements WorkflowRuns, on the (name, status, owner_id) index.
+// CountActive implements WorkflowRuns, on the (status, name, owner_id) index.
 func (s *WorkflowStore) CountActive(ctx context.Context, name, ownerID string) (int, error) {
 	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select(goqu.COUNT("*")).
 		Where(goqu.C("name").Eq(name), goqu.C("status").In(StatusRunning, StatusRetrying))
@@ -713,7 +798,7 @@ func (s *WorkflowStore) CountActive(ctx context.Context, name, ownerID string) (
 	return n, nil
 }
 
-// CountOpenRuns counts the runs that have not finished, by status, on the status
+// CountOpenRuns counts the runs that have not finished, by status, on the leading status
 // index (its cost follows the open runs, not the history).
 func (s *WorkflowStore) CountOpenRuns(ctx context.Context) (map[string]int, error) {
 	q := s.db.Goqu.From("workflow_runs").Prepared(true).Select("status", goqu.COUNT("*")).

@@ -344,6 +344,8 @@ func rowsOf(op Op) int {
 	switch op := op.(type) {
 	case Insert:
 		return max(1, len(op.Rows))
+	case leadInsert:
+		return max(1, len(op.Rows))
 	case Ops:
 		n := 0
 		for _, o := range op {
@@ -611,6 +613,15 @@ type insertTarget struct {
 	rows  [][]any
 }
 
+// fenceTarget holds the RunFences of a batch, one per run (the first wins; a second
+// fence of one run in a batch, at another version, is checked on its own).
+type fenceTarget struct {
+	fences []runFence
+	runs   map[string]bool
+	// extra are the fences of runs fenced already in this batch.
+	extra []runFence
+}
+
 // touchTarget holds the Touches of a batch of one table and column, one per ID
 // (the last wins).
 type touchTarget struct {
@@ -630,6 +641,7 @@ func mergeBatch(batch []*request) []any {
 		steps   []any // *insertTarget, *touchTarget or Op
 		targets = map[string]*insertTarget{}
 		touched = map[string]*touchTarget{}
+		fenced  *fenceTarget
 		// leading are the leader Ops, applied before every other step.
 		leading []any
 	)
@@ -638,6 +650,15 @@ func mergeBatch(batch []*request) []any {
 		ops = flatten(ops[:0], r.op)
 		for _, op := range ops {
 			switch op := op.(type) {
+			case leadInsert:
+				key := "\x00lead\x00" + op.Table + "\x00" + strings.Join(op.Cols, "\x00")
+				t := targets[key]
+				if t == nil {
+					t = &insertTarget{table: op.Table, cols: op.Cols}
+					targets[key] = t
+					leading = append(leading, t)
+				}
+				t.rows = append(t.rows, op.Rows...)
 			case leader:
 				leading = append(leading, op)
 			case Insert:
@@ -649,6 +670,17 @@ func mergeBatch(batch []*request) []any {
 					steps = append(steps, t)
 				}
 				t.rows = append(t.rows, op.Rows...)
+			case runFence:
+				if fenced == nil {
+					fenced = &fenceTarget{runs: map[string]bool{}}
+					steps = append(steps, fenced)
+				}
+				if fenced.runs[op.id] {
+					fenced.extra = append(fenced.extra, op)
+					continue
+				}
+				fenced.runs[op.id] = true
+				fenced.fences = append(fenced.fences, op)
 			case Touch:
 				key := op.Table + "\x00" + op.Column
 				t := touched[key]
@@ -683,6 +715,13 @@ type leader interface {
 	leads()
 }
 
+// leadInsert is an Insert of rows that other rows may name by foreign key (RunInsert):
+// mergeBatch merges the leadInserts of a batch into one statement per table, ahead
+// of every other Insert.
+type leadInsert struct{ Insert }
+
+func (leadInsert) leads() {}
+
 // applyMerged applies the steps of mergeBatch in one transaction, one statement
 // per step.
 func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) error {
@@ -693,6 +732,13 @@ func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) err
 			err = insertRows(ctx, tx, s.table, s.cols, s.rows)
 		case *touchTarget:
 			err = touchRows(ctx, tx, s.table, s.column, s.touches)
+		case *fenceTarget:
+			err = fenceRows(ctx, tx, s.fences)
+			for _, f := range s.extra {
+				if err == nil {
+					err = f.Apply(ctx, tx)
+				}
+			}
 		case Op:
 			err = s.Apply(ctx, tx)
 		}

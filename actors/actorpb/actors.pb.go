@@ -357,9 +357,8 @@ type SendMessage struct {
 	// message for the key. A retry that brings the key back does not set it.
 	FreshKey bool `protobuf:"varint,14,opt,name=fresh_key,json=freshKey,proto3" json:"fresh_key,omitempty"`
 	// The caller lacks models:premium (from the gateway's token claims): a turn whose
-	// agent or variant runs a premium-priced model is then CODE_FORBIDDEN. Callers that
-	// do not check (workflow turns) leave it unset, and the agent's model stands as
-	// its create or update allowed it.
+	// agent or variant runs a premium-priced model is then CODE_FORBIDDEN. Left unset,
+	// the agent's model stands as its create or update allowed it.
 	NoPremium     bool `protobuf:"varint,15,opt,name=no_premium,json=noPremium,proto3" json:"no_premium,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -668,298 +667,7 @@ func (x *TurnResult) GetStopReason() string {
 	return ""
 }
 
-// GetHistory asks the session grain for one page of its messages, oldest first.
-type GetHistory struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	CorrelationId  string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
-	ConversationId string                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
-	UserId         string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// Lets a non-owner read: the gateway sets it from its RBAC table (permission
-	// chat:read:any), the one place roles map to permissions.
-	CanReadAny bool `protobuf:"varint,5,opt,name=can_read_any,json=canReadAny,proto3" json:"can_read_any,omitempty"`
-	// Opaque; empty for the first page.
-	Cursor string `protobuf:"bytes,6,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	// Page size; 0 means the default (50), at most 200.
-	Limit         int32 `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *GetHistory) Reset() {
-	*x = GetHistory{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[6]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *GetHistory) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*GetHistory) ProtoMessage() {}
-
-func (x *GetHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[6]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use GetHistory.ProtoReflect.Descriptor instead.
-func (*GetHistory) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{6}
-}
-
-func (x *GetHistory) GetCorrelationId() string {
-	if x != nil {
-		return x.CorrelationId
-	}
-	return ""
-}
-
-func (x *GetHistory) GetConversationId() string {
-	if x != nil {
-		return x.ConversationId
-	}
-	return ""
-}
-
-func (x *GetHistory) GetUserId() string {
-	if x != nil {
-		return x.UserId
-	}
-	return ""
-}
-
-func (x *GetHistory) GetCanReadAny() bool {
-	if x != nil {
-		return x.CanReadAny
-	}
-	return false
-}
-
-func (x *GetHistory) GetCursor() string {
-	if x != nil {
-		return x.Cursor
-	}
-	return ""
-}
-
-func (x *GetHistory) GetLimit() int32 {
-	if x != nil {
-		return x.Limit
-	}
-	return 0
-}
-
-// ChatMessage is one entry of a conversation's log.
-type ChatMessage struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Seq   int64                  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	// "user", "assistant" or "system" (a recorded failure or interruption).
-	Role          string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
-	Content       string                 `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ChatMessage) Reset() {
-	*x = ChatMessage{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[7]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ChatMessage) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ChatMessage) ProtoMessage() {}
-
-func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[7]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
-func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{7}
-}
-
-func (x *ChatMessage) GetId() string {
-	if x != nil {
-		return x.Id
-	}
-	return ""
-}
-
-func (x *ChatMessage) GetSeq() int64 {
-	if x != nil {
-		return x.Seq
-	}
-	return 0
-}
-
-func (x *ChatMessage) GetRole() string {
-	if x != nil {
-		return x.Role
-	}
-	return ""
-}
-
-func (x *ChatMessage) GetContent() string {
-	if x != nil {
-		return x.Content
-	}
-	return ""
-}
-
-func (x *ChatMessage) GetCreatedAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.CreatedAt
-	}
-	return nil
-}
-
-// HistoryPage answers GetHistory.
-type HistoryPage struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Messages []*ChatMessage         `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
-	// Empty on the last page.
-	NextCursor    string `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *HistoryPage) Reset() {
-	*x = HistoryPage{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[8]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HistoryPage) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HistoryPage) ProtoMessage() {}
-
-func (x *HistoryPage) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[8]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HistoryPage.ProtoReflect.Descriptor instead.
-func (*HistoryPage) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{8}
-}
-
-func (x *HistoryPage) GetMessages() []*ChatMessage {
-	if x != nil {
-		return x.Messages
-	}
-	return nil
-}
-
-func (x *HistoryPage) GetNextCursor() string {
-	if x != nil {
-		return x.NextCursor
-	}
-	return ""
-}
-
-// GetConversation asks the session grain for its conversation's metadata.
-type GetConversation struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	CorrelationId  string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
-	ConversationId string                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
-	UserId         string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// As in GetHistory.
-	CanReadAny    bool `protobuf:"varint,5,opt,name=can_read_any,json=canReadAny,proto3" json:"can_read_any,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *GetConversation) Reset() {
-	*x = GetConversation{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[9]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *GetConversation) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*GetConversation) ProtoMessage() {}
-
-func (x *GetConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[9]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use GetConversation.ProtoReflect.Descriptor instead.
-func (*GetConversation) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{9}
-}
-
-func (x *GetConversation) GetCorrelationId() string {
-	if x != nil {
-		return x.CorrelationId
-	}
-	return ""
-}
-
-func (x *GetConversation) GetConversationId() string {
-	if x != nil {
-		return x.ConversationId
-	}
-	return ""
-}
-
-func (x *GetConversation) GetUserId() string {
-	if x != nil {
-		return x.UserId
-	}
-	return ""
-}
-
-func (x *GetConversation) GetCanReadAny() bool {
-	if x != nil {
-		return x.CanReadAny
-	}
-	return false
-}
-
-// ConversationInfo answers GetConversation.
+// ConversationInfo answers RenameConversation: the conversation as its session holds it.
 type ConversationInfo struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
@@ -977,7 +685,7 @@ type ConversationInfo struct {
 
 func (x *ConversationInfo) Reset() {
 	*x = ConversationInfo{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[10]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +697,7 @@ func (x *ConversationInfo) String() string {
 func (*ConversationInfo) ProtoMessage() {}
 
 func (x *ConversationInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[10]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +710,7 @@ func (x *ConversationInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationInfo.ProtoReflect.Descriptor instead.
 func (*ConversationInfo) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{10}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ConversationInfo) GetConversationId() string {
@@ -1068,7 +776,7 @@ type TokenDelta struct {
 
 func (x *TokenDelta) Reset() {
 	*x = TokenDelta{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[11]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +788,7 @@ func (x *TokenDelta) String() string {
 func (*TokenDelta) ProtoMessage() {}
 
 func (x *TokenDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[11]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +801,7 @@ func (x *TokenDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenDelta.ProtoReflect.Descriptor instead.
 func (*TokenDelta) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{11}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TokenDelta) GetStreamId() string {
@@ -1137,7 +845,7 @@ type StreamEnd struct {
 
 func (x *StreamEnd) Reset() {
 	*x = StreamEnd{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[12]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +857,7 @@ func (x *StreamEnd) String() string {
 func (*StreamEnd) ProtoMessage() {}
 
 func (x *StreamEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[12]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +870,7 @@ func (x *StreamEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamEnd.ProtoReflect.Descriptor instead.
 func (*StreamEnd) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{12}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StreamEnd) GetStreamId() string {
@@ -1202,7 +910,7 @@ type CancelTurn struct {
 
 func (x *CancelTurn) Reset() {
 	*x = CancelTurn{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[13]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +922,7 @@ func (x *CancelTurn) String() string {
 func (*CancelTurn) ProtoMessage() {}
 
 func (x *CancelTurn) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[13]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +935,7 @@ func (x *CancelTurn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTurn.ProtoReflect.Descriptor instead.
 func (*CancelTurn) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{13}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CancelTurn) GetCorrelationId() string {
@@ -1269,7 +977,7 @@ type CancelResult struct {
 
 func (x *CancelResult) Reset() {
 	*x = CancelResult{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[14]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +989,7 @@ func (x *CancelResult) String() string {
 func (*CancelResult) ProtoMessage() {}
 
 func (x *CancelResult) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[14]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1002,7 @@ func (x *CancelResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResult.ProtoReflect.Descriptor instead.
 func (*CancelResult) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{14}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelResult) GetCanceled() bool {
@@ -1315,7 +1023,7 @@ type HistoryEntry struct {
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[15]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1035,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[15]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1048,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{15}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HistoryEntry) GetRole() string {
@@ -1379,7 +1087,8 @@ type GenerateReply struct {
 	// The agent version whose settings the session holds (0: none); the reply carries
 	// the agent's settings only when its version is another.
 	KnownVersion int64 `protobuf:"varint,12,opt,name=known_version,json=knownVersion,proto3" json:"known_version,omitempty"`
-	// The user lacks models:premium (SendMessage.no_premium).
+	// The user lacks models:premium: SendMessage.no_premium for a chat turn; for a
+	// workflow's agent task, the run owner's current roles, asked at every task.
 	NoPremium     bool `protobuf:"varint,13,opt,name=no_premium,json=noPremium,proto3" json:"no_premium,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1387,7 +1096,7 @@ type GenerateReply struct {
 
 func (x *GenerateReply) Reset() {
 	*x = GenerateReply{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[16]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1108,7 @@ func (x *GenerateReply) String() string {
 func (*GenerateReply) ProtoMessage() {}
 
 func (x *GenerateReply) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[16]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1121,7 @@ func (x *GenerateReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateReply.ProtoReflect.Descriptor instead.
 func (*GenerateReply) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{16}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GenerateReply) GetCorrelationId() string {
@@ -1530,7 +1239,7 @@ type ReplyResult struct {
 
 func (x *ReplyResult) Reset() {
 	*x = ReplyResult{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[17]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1251,7 @@ func (x *ReplyResult) String() string {
 func (*ReplyResult) ProtoMessage() {}
 
 func (x *ReplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[17]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1264,7 @@ func (x *ReplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplyResult.ProtoReflect.Descriptor instead.
 func (*ReplyResult) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{17}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReplyResult) GetResponse() string {
@@ -1629,7 +1338,7 @@ type AgentSettings struct {
 
 func (x *AgentSettings) Reset() {
 	*x = AgentSettings{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1350,7 @@ func (x *AgentSettings) String() string {
 func (*AgentSettings) ProtoMessage() {}
 
 func (x *AgentSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1363,7 @@ func (x *AgentSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentSettings.ProtoReflect.Descriptor instead.
 func (*AgentSettings) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{18}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AgentSettings) GetVersion() int64 {
@@ -1691,7 +1400,7 @@ type DescribeAgent struct {
 
 func (x *DescribeAgent) Reset() {
 	*x = DescribeAgent{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1703,7 +1412,7 @@ func (x *DescribeAgent) String() string {
 func (*DescribeAgent) ProtoMessage() {}
 
 func (x *DescribeAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1716,7 +1425,7 @@ func (x *DescribeAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeAgent.ProtoReflect.Descriptor instead.
 func (*DescribeAgent) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{19}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DescribeAgent) GetCorrelationId() string {
@@ -1766,7 +1475,7 @@ type AgentDefinition struct {
 
 func (x *AgentDefinition) Reset() {
 	*x = AgentDefinition{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +1487,7 @@ func (x *AgentDefinition) String() string {
 func (*AgentDefinition) ProtoMessage() {}
 
 func (x *AgentDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +1500,7 @@ func (x *AgentDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDefinition.ProtoReflect.Descriptor instead.
 func (*AgentDefinition) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{20}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AgentDefinition) GetId() string {
@@ -1901,7 +1610,7 @@ type PutAgent struct {
 
 func (x *PutAgent) Reset() {
 	*x = PutAgent{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +1622,7 @@ func (x *PutAgent) String() string {
 func (*PutAgent) ProtoMessage() {}
 
 func (x *PutAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +1635,7 @@ func (x *PutAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutAgent.ProtoReflect.Descriptor instead.
 func (*PutAgent) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{21}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutAgent) GetCorrelationId() string {
@@ -1962,7 +1671,7 @@ type DeleteAgent struct {
 
 func (x *DeleteAgent) Reset() {
 	*x = DeleteAgent{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[22]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +1683,7 @@ func (x *DeleteAgent) String() string {
 func (*DeleteAgent) ProtoMessage() {}
 
 func (x *DeleteAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[22]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +1696,7 @@ func (x *DeleteAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAgent.ProtoReflect.Descriptor instead.
 func (*DeleteAgent) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{22}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteAgent) GetCorrelationId() string {
@@ -2018,7 +1727,7 @@ type RenameConversation struct {
 
 func (x *RenameConversation) Reset() {
 	*x = RenameConversation{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[23]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +1739,7 @@ func (x *RenameConversation) String() string {
 func (*RenameConversation) ProtoMessage() {}
 
 func (x *RenameConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[23]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +1752,7 @@ func (x *RenameConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameConversation.ProtoReflect.Descriptor instead.
 func (*RenameConversation) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{23}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RenameConversation) GetCorrelationId() string {
@@ -2089,7 +1798,7 @@ type DeleteConversation struct {
 
 func (x *DeleteConversation) Reset() {
 	*x = DeleteConversation{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[24]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +1810,7 @@ func (x *DeleteConversation) String() string {
 func (*DeleteConversation) ProtoMessage() {}
 
 func (x *DeleteConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[24]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +1823,7 @@ func (x *DeleteConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConversation.ProtoReflect.Descriptor instead.
 func (*DeleteConversation) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{24}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteConversation) GetCorrelationId() string {
@@ -2148,7 +1857,7 @@ type Passivate struct {
 
 func (x *Passivate) Reset() {
 	*x = Passivate{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[25]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +1869,7 @@ func (x *Passivate) String() string {
 func (*Passivate) ProtoMessage() {}
 
 func (x *Passivate) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[25]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +1882,7 @@ func (x *Passivate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Passivate.ProtoReflect.Descriptor instead.
 func (*Passivate) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{25}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Passivate) GetCorrelationId() string {
@@ -2192,7 +1901,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[26]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +1913,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[26]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +1926,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{26}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{22}
 }
 
 // DeployProgram attaches compiled program state to the agent of the grain as a canary
@@ -2244,7 +1953,7 @@ type DeployProgram struct {
 
 func (x *DeployProgram) Reset() {
 	*x = DeployProgram{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[27]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2256,7 +1965,7 @@ func (x *DeployProgram) String() string {
 func (*DeployProgram) ProtoMessage() {}
 
 func (x *DeployProgram) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[27]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2269,7 +1978,7 @@ func (x *DeployProgram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployProgram.ProtoReflect.Descriptor instead.
 func (*DeployProgram) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{27}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeployProgram) GetCorrelationId() string {
@@ -2350,7 +2059,7 @@ type DecideProgram struct {
 
 func (x *DecideProgram) Reset() {
 	*x = DecideProgram{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[28]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2071,7 @@ func (x *DecideProgram) String() string {
 func (*DecideProgram) ProtoMessage() {}
 
 func (x *DecideProgram) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[28]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2084,7 @@ func (x *DecideProgram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideProgram.ProtoReflect.Descriptor instead.
 func (*DecideProgram) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{28}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DecideProgram) GetCorrelationId() string {
@@ -2411,7 +2120,7 @@ type ProgramFeedback struct {
 
 func (x *ProgramFeedback) Reset() {
 	*x = ProgramFeedback{}
-	mi := &file_actors_actorpb_actors_proto_msgTypes[29]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2423,7 +2132,7 @@ func (x *ProgramFeedback) String() string {
 func (*ProgramFeedback) ProtoMessage() {}
 
 func (x *ProgramFeedback) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_actorpb_actors_proto_msgTypes[29]
+	mi := &file_actors_actorpb_actors_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2436,7 +2145,7 @@ func (x *ProgramFeedback) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgramFeedback.ProtoReflect.Descriptor instead.
 func (*ProgramFeedback) Descriptor() ([]byte, []int) {
-	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{29}
+	return file_actors_actorpb_actors_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ProgramFeedback) GetCorrelationId() string {
@@ -2509,33 +2218,7 @@ const file_actors_actorpb_actors_proto_rawDesc = "" +
 	"\x0fuser_message_id\x18\a \x01(\tR\ruserMessageId\x12\x1a\n" +
 	"\breplayed\x18\b \x01(\bR\breplayed\x12\x1f\n" +
 	"\vstop_reason\x18\t \x01(\tR\n" +
-	"stopReason\"\xcb\x01\n" +
-	"\n" +
-	"GetHistory\x12%\n" +
-	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
-	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x17\n" +
-	"\auser_id\x18\x03 \x01(\tR\x06userId\x12 \n" +
-	"\fcan_read_any\x18\x05 \x01(\bR\n" +
-	"canReadAny\x12\x16\n" +
-	"\x06cursor\x18\x06 \x01(\tR\x06cursor\x12\x14\n" +
-	"\x05limit\x18\a \x01(\x05R\x05limitJ\x04\b\x04\x10\x05\"\x98\x01\n" +
-	"\vChatMessage\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x12\n" +
-	"\x04role\x18\x03 \x01(\tR\x04role\x12\x18\n" +
-	"\acontent\x18\x04 \x01(\tR\acontent\x129\n" +
-	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"h\n" +
-	"\vHistoryPage\x128\n" +
-	"\bmessages\x18\x01 \x03(\v2\x1c.kowai.actors.v1.ChatMessageR\bmessages\x12\x1f\n" +
-	"\vnext_cursor\x18\x02 \x01(\tR\n" +
-	"nextCursor\"\xa2\x01\n" +
-	"\x0fGetConversation\x12%\n" +
-	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12'\n" +
-	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x17\n" +
-	"\auser_id\x18\x03 \x01(\tR\x06userId\x12 \n" +
-	"\fcan_read_any\x18\x05 \x01(\bR\n" +
-	"canReadAnyJ\x04\b\x04\x10\x05\"\xcc\x01\n" +
+	"stopReason\"\xcc\x01\n" +
 	"\x10ConversationInfo\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x19\n" +
 	"\bowner_id\x18\x02 \x01(\tR\aownerId\x12\x19\n" +
@@ -2685,7 +2368,7 @@ func file_actors_actorpb_actors_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_actorpb_actors_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_actors_actorpb_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_actors_actorpb_actors_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_actors_actorpb_actors_proto_goTypes = []any{
 	(Code)(0),                     // 0: kowai.actors.v1.Code
 	(*ErrorReply)(nil),            // 1: kowai.actors.v1.ErrorReply
@@ -2694,53 +2377,47 @@ var file_actors_actorpb_actors_proto_goTypes = []any{
 	(*SendMessage)(nil),           // 4: kowai.actors.v1.SendMessage
 	(*ModelOptions)(nil),          // 5: kowai.actors.v1.ModelOptions
 	(*TurnResult)(nil),            // 6: kowai.actors.v1.TurnResult
-	(*GetHistory)(nil),            // 7: kowai.actors.v1.GetHistory
-	(*ChatMessage)(nil),           // 8: kowai.actors.v1.ChatMessage
-	(*HistoryPage)(nil),           // 9: kowai.actors.v1.HistoryPage
-	(*GetConversation)(nil),       // 10: kowai.actors.v1.GetConversation
-	(*ConversationInfo)(nil),      // 11: kowai.actors.v1.ConversationInfo
-	(*TokenDelta)(nil),            // 12: kowai.actors.v1.TokenDelta
-	(*StreamEnd)(nil),             // 13: kowai.actors.v1.StreamEnd
-	(*CancelTurn)(nil),            // 14: kowai.actors.v1.CancelTurn
-	(*CancelResult)(nil),          // 15: kowai.actors.v1.CancelResult
-	(*HistoryEntry)(nil),          // 16: kowai.actors.v1.HistoryEntry
-	(*GenerateReply)(nil),         // 17: kowai.actors.v1.GenerateReply
-	(*ReplyResult)(nil),           // 18: kowai.actors.v1.ReplyResult
-	(*AgentSettings)(nil),         // 19: kowai.actors.v1.AgentSettings
-	(*DescribeAgent)(nil),         // 20: kowai.actors.v1.DescribeAgent
-	(*AgentDefinition)(nil),       // 21: kowai.actors.v1.AgentDefinition
-	(*PutAgent)(nil),              // 22: kowai.actors.v1.PutAgent
-	(*DeleteAgent)(nil),           // 23: kowai.actors.v1.DeleteAgent
-	(*RenameConversation)(nil),    // 24: kowai.actors.v1.RenameConversation
-	(*DeleteConversation)(nil),    // 25: kowai.actors.v1.DeleteConversation
-	(*Passivate)(nil),             // 26: kowai.actors.v1.Passivate
-	(*Ack)(nil),                   // 27: kowai.actors.v1.Ack
-	(*DeployProgram)(nil),         // 28: kowai.actors.v1.DeployProgram
-	(*DecideProgram)(nil),         // 29: kowai.actors.v1.DecideProgram
-	(*ProgramFeedback)(nil),       // 30: kowai.actors.v1.ProgramFeedback
-	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
+	(*ConversationInfo)(nil),      // 7: kowai.actors.v1.ConversationInfo
+	(*TokenDelta)(nil),            // 8: kowai.actors.v1.TokenDelta
+	(*StreamEnd)(nil),             // 9: kowai.actors.v1.StreamEnd
+	(*CancelTurn)(nil),            // 10: kowai.actors.v1.CancelTurn
+	(*CancelResult)(nil),          // 11: kowai.actors.v1.CancelResult
+	(*HistoryEntry)(nil),          // 12: kowai.actors.v1.HistoryEntry
+	(*GenerateReply)(nil),         // 13: kowai.actors.v1.GenerateReply
+	(*ReplyResult)(nil),           // 14: kowai.actors.v1.ReplyResult
+	(*AgentSettings)(nil),         // 15: kowai.actors.v1.AgentSettings
+	(*DescribeAgent)(nil),         // 16: kowai.actors.v1.DescribeAgent
+	(*AgentDefinition)(nil),       // 17: kowai.actors.v1.AgentDefinition
+	(*PutAgent)(nil),              // 18: kowai.actors.v1.PutAgent
+	(*DeleteAgent)(nil),           // 19: kowai.actors.v1.DeleteAgent
+	(*RenameConversation)(nil),    // 20: kowai.actors.v1.RenameConversation
+	(*DeleteConversation)(nil),    // 21: kowai.actors.v1.DeleteConversation
+	(*Passivate)(nil),             // 22: kowai.actors.v1.Passivate
+	(*Ack)(nil),                   // 23: kowai.actors.v1.Ack
+	(*DeployProgram)(nil),         // 24: kowai.actors.v1.DeployProgram
+	(*DecideProgram)(nil),         // 25: kowai.actors.v1.DecideProgram
+	(*ProgramFeedback)(nil),       // 26: kowai.actors.v1.ProgramFeedback
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
 }
 var file_actors_actorpb_actors_proto_depIdxs = []int32{
 	0,  // 0: kowai.actors.v1.ErrorReply.code:type_name -> kowai.actors.v1.Code
 	2,  // 1: kowai.actors.v1.SendMessage.stream:type_name -> kowai.actors.v1.StreamTarget
 	5,  // 2: kowai.actors.v1.SendMessage.options:type_name -> kowai.actors.v1.ModelOptions
 	3,  // 3: kowai.actors.v1.TurnResult.usage:type_name -> kowai.actors.v1.Usage
-	31, // 4: kowai.actors.v1.ChatMessage.created_at:type_name -> google.protobuf.Timestamp
-	8,  // 5: kowai.actors.v1.HistoryPage.messages:type_name -> kowai.actors.v1.ChatMessage
-	1,  // 6: kowai.actors.v1.StreamEnd.error:type_name -> kowai.actors.v1.ErrorReply
-	16, // 7: kowai.actors.v1.GenerateReply.history:type_name -> kowai.actors.v1.HistoryEntry
-	2,  // 8: kowai.actors.v1.GenerateReply.stream:type_name -> kowai.actors.v1.StreamTarget
-	5,  // 9: kowai.actors.v1.GenerateReply.options:type_name -> kowai.actors.v1.ModelOptions
-	3,  // 10: kowai.actors.v1.ReplyResult.usage:type_name -> kowai.actors.v1.Usage
-	19, // 11: kowai.actors.v1.ReplyResult.settings:type_name -> kowai.actors.v1.AgentSettings
-	31, // 12: kowai.actors.v1.AgentDefinition.created_at:type_name -> google.protobuf.Timestamp
-	31, // 13: kowai.actors.v1.AgentDefinition.updated_at:type_name -> google.protobuf.Timestamp
-	21, // 14: kowai.actors.v1.PutAgent.agent:type_name -> kowai.actors.v1.AgentDefinition
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	1,  // 4: kowai.actors.v1.StreamEnd.error:type_name -> kowai.actors.v1.ErrorReply
+	12, // 5: kowai.actors.v1.GenerateReply.history:type_name -> kowai.actors.v1.HistoryEntry
+	2,  // 6: kowai.actors.v1.GenerateReply.stream:type_name -> kowai.actors.v1.StreamTarget
+	5,  // 7: kowai.actors.v1.GenerateReply.options:type_name -> kowai.actors.v1.ModelOptions
+	3,  // 8: kowai.actors.v1.ReplyResult.usage:type_name -> kowai.actors.v1.Usage
+	15, // 9: kowai.actors.v1.ReplyResult.settings:type_name -> kowai.actors.v1.AgentSettings
+	27, // 10: kowai.actors.v1.AgentDefinition.created_at:type_name -> google.protobuf.Timestamp
+	27, // 11: kowai.actors.v1.AgentDefinition.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 12: kowai.actors.v1.PutAgent.agent:type_name -> kowai.actors.v1.AgentDefinition
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_actors_actorpb_actors_proto_init() }
@@ -2755,7 +2432,7 @@ func file_actors_actorpb_actors_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_actorpb_actors_proto_rawDesc), len(file_actors_actorpb_actors_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -7,8 +7,9 @@
 //
 // A chat turn is a SendMessage to the session grain whose identity is the conversation
 // ID; it answers with a TurnResult once the user's message and the reply are durable.
-// GetHistory pages the log, GetConversation returns metadata, CancelTurn stops a running
-// reply. The session asks the agent grain (identity = agent ID) for replies with
+// CancelTurn stops a running reply, RenameConversation and DeleteConversation change
+// the conversation; history and conversation metadata are read from the stores, not
+// from the grain. The session asks the agent grain (identity = agent ID) for replies with
 // GenerateReply / ReplyResult. While a reply is generated the agent's worker sends
 // TokenDelta messages and a final StreamEnd to the StreamTarget of the request, a PID
 // that may live on another node.

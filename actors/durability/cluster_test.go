@@ -132,15 +132,21 @@ func TestGrainsOnClusterNode(t *testing.T) {
 		t.Fatalf("retry = %v, %v", again, err)
 	}
 
-	_, err = actorpb.As[*actorpb.HistoryPage](client.Call(t.Context(), actors.KindSession, conv,
-		&actorpb.GetHistory{CorrelationId: "c2", ConversationId: conv, UserId: n.users[1]}))
-	if !errors.Is(err, actorpb.ErrNotFound) { // a stranger learns nothing, not even that it exists
-		t.Fatalf("stranger's history: err = %v", err)
+	// A stranger learns nothing, not even that the conversation exists: a typed error
+	// that crossed the cluster's remoting.
+	_, err = actorpb.As[*actorpb.TurnResult](client.Call(t.Context(), actors.KindSession, conv,
+		&actorpb.SendMessage{CorrelationId: "c2", ConversationId: conv, UserId: n.users[1], Content: "mine now"}))
+	if !errors.Is(err, actorpb.ErrNotFound) {
+		t.Fatalf("stranger's turn: err = %v", err)
 	}
-	page, err := actorpb.As[*actorpb.HistoryPage](client.Call(t.Context(), actors.KindSession, conv,
-		&actorpb.GetHistory{CorrelationId: "c3", ConversationId: conv, UserId: n.users[0]}))
-	if err != nil || len(page.Messages) != 2 {
-		t.Fatalf("history = %v, %v", page, err)
+	_, err = actorpb.As[*actorpb.CancelResult](client.Call(t.Context(), actors.KindSession, conv,
+		&actorpb.CancelTurn{CorrelationId: "c3", ConversationId: conv, UserId: n.users[1]}))
+	if !errors.Is(err, actorpb.ErrNotFound) {
+		t.Fatalf("stranger's cancel: err = %v", err)
+	}
+	msgs, err := persistence.NewMessageStore(db).ListByConversation(t.Context(), conv, persistence.Forward, persistence.PageRequest{})
+	if err != nil || len(msgs.Items) != 2 || msgs.Items[0].Content != "hello cluster" || msgs.Items[1].Content != res.Response {
+		t.Fatalf("log = %+v, %v", msgs, err)
 	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)

@@ -4,13 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/cluster"
@@ -190,4 +198,63 @@ func TestGracefulLeave(t *testing.T) {
 	if got := n.Info().Activations[clustertest.EchoKind]; got != 0 {
 		t.Fatalf("%d grains still active after leave", got)
 	}
+}
+
+// During a rolling upgrade from a release on the library's etcd provider, nodes on the
+// library's provider and nodes on kowai's agree on who joins and who leaves.
+func TestEtcdMixedWithLibraryProvider(t *testing.T) {
+	t.Parallel()
+	endpoints := clustertest.StartEtcd(t)
+	certs := clustertest.NewCerts(t).TLS(t)
+	opts := clustertest.Options{Provider: cluster.ProviderEtcd, EtcdEndpoints: endpoints, TLS: certs}
+	first := clustertest.Start(t, opts)[0]
+
+	// An old node: the library's provider under the same base key and cluster name.
+	lib, err := etcd.NewWithConfig("/kowai", clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return clustertest.Logger(t) }))
+	port := clustertest.FreePorts(t, 1)[0]
+	rc := remote.Configure("127.0.0.1", port,
+		remote.WithServerOptions(grpc.Creds(credentials.NewTLS(certs.ServerConfig()))),
+		remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(certs.ClientConfig()))))
+	old := pcluster.New(sys, pcluster.Configure("kowai-test", lib, disthash.New(), rc,
+		pcluster.WithKinds(clustertest.NewEchoKind())))
+	old.StartMember()
+	oldStopped := false
+	t.Cleanup(func() {
+		if !oldStopped {
+			old.Shutdown(true)
+		}
+	})
+	oldID := "kowai-test@" + sys.ID
+
+	second := clustertest.Start(t, opts)[0] // registers after the old node's watch started
+	sees := func(members *pcluster.MemberSet, want ...string) error {
+		for _, id := range want {
+			if !members.ContainsID(id) {
+				return fmt.Errorf("member %s missing from %v", id, members.Members())
+			}
+		}
+		if members.Len() != len(want) {
+			return fmt.Errorf("members %v, want %v", members.Members(), want)
+		}
+		return nil
+	}
+	all := []string{first.ID(), second.ID(), oldID}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		return errors.Join(sees(first.Cluster().MemberList.Members(), all...),
+			sees(second.Cluster().MemberList.Members(), all...),
+			sees(old.MemberList.Members(), all...))
+	})
+
+	clustertest.StopAll(t, second)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		return errors.Join(sees(first.Cluster().MemberList.Members(), first.ID(), oldID),
+			sees(old.MemberList.Members(), first.ID(), oldID))
+	})
+	old.Shutdown(true)
+	oldStopped = true
+	clustertest.WaitMembers(t, 20*time.Second, 1, first)
 }

@@ -1,7 +1,9 @@
 // Agents: the list (yours and the built-ins), create and edit with a form
 // generated from the agent type's config schema (GET /api/v1/agents/types),
-// field errors next to their fields, delete, and per-variant statistics
-// (GET /api/v1/agents/{id}/stats).
+// field errors next to their fields, delete, per-variant statistics
+// (GET /api/v1/agents/{id}/stats), and compiled programs: the program each
+// agent runs, its canary, a deploy of compiled state as a canary
+// (POST /api/v1/agents/{id}/programs) and a promotion or rollback by hand.
 
 import * as client from "./api.js";
 import { h, clear, alertError, announce, describe, when } from "./dom.js";
@@ -36,7 +38,7 @@ export async function agentsView(root, c) {
         "table",
         {},
         h("caption", {}, "Your agents and the built-in ones"),
-        h("thead", {}, h("tr", {}, ["Name", "Type", "Owner", "Version", "Updated", "Statistics", ""].map((t) => h("th", { scope: "col" }, t)))),
+        h("thead", {}, h("tr", {}, ["Name", "Type", "Owner", "Version", "Program", "Updated", "Statistics", ""].map((t) => h("th", { scope: "col" }, t)))),
         rows,
       ),
     ),
@@ -52,7 +54,9 @@ export async function agentsView(root, c) {
         edit.addEventListener("click", () => open(a));
         const del = h("button", { type: "button", "aria-label": `Delete ${a.name}` }, "Delete");
         del.addEventListener("click", () => confirmDelete(a, del));
-        actions.append(edit, " ", del);
+        const deploy = h("button", { type: "button", "aria-label": `Deploy a program to ${a.name}` }, "Deploy program");
+        deploy.addEventListener("click", () => openDeploy(a));
+        actions.append(edit, " ", del, " ", deploy);
       }
       rows.append(
         h(
@@ -62,6 +66,7 @@ export async function agentsView(root, c) {
           h("td", {}, a.type),
           h("td", {}, a.owner_id ? (a.owner_id === c.me.id ? "you" : a.owner_id) : "built-in"),
           h("td", {}, String(a.version)),
+          programCell(a, mine),
           h("td", {}, when(a.updated_at)),
           statsCell(a),
           actions,
@@ -115,6 +120,124 @@ export async function agentsView(root, c) {
       ),
     );
     announce(`Statistics of ${a.name} shown`);
+  }
+
+  // programCell tells which program the agent runs (its type's own, or
+  // compiled state promoted from a canary) and its canary, if it has one,
+  // with the canary's decision by hand for its owner and admins.
+  function programCell(a, mine) {
+    const cell = h("td", { class: "program" });
+    const prog = a.program && a.program.version ? `compiled ${short(a.program.version)}` : "the type's own";
+    cell.append(h("span", {}, prog));
+    const canary = (a.variants || []).find((v) => v.canary);
+    if (!canary) return cell;
+    const k = canary.canary;
+    cell.append(
+      h("br"),
+      h(
+        "span",
+        { class: "canary" },
+        `canary ${short(k.version)} at ${k.percent}%, since ${when(k.deployed_at)}; decides after ${k.min_turns} turns` +
+          (k.min_ratings ? ` and ${k.min_ratings} ratings` : ""),
+      ),
+    );
+    if (mine) {
+      for (const [decision, label] of [
+        ["promote", "Promote"],
+        ["rollback", "Roll back"],
+      ]) {
+        const b = h("button", { type: "button", "aria-label": `${label} the canary of ${a.name}` }, label);
+        b.addEventListener("click", async () => {
+          b.disabled = true;
+          try {
+            await client.api("POST", `/api/v1/agents/${encodeURIComponent(a.id)}/programs/${decision}`);
+            announce(decision === "promote" ? `The canary of ${a.name} is promoted` : `The canary of ${a.name} is rolled back`);
+            await reload();
+          } catch (err) {
+            b.disabled = false;
+            c.fail(err);
+          }
+        });
+        cell.append(" ", b);
+      }
+    }
+    return cell;
+  }
+
+  // openDeploy shows the form that deploys compiled program state (the JSON
+  // file kowai optimize --out writes) to a as a canary. Empty settings take the
+  // node's defaults; field errors land next to their fields.
+  function openDeploy(a) {
+    clear(editor);
+    alertError("");
+    const heading = h("h2", { id: "deploy-form-title" }, `Deploy a program to ${a.name}`);
+    const file = field("Compiled state", h("input", { type: "file", accept: "application/json,.json" }), "the JSON file kowai optimize --out writes");
+    const num = (label, hint, step) => field(label, h("input", { type: "number", step, inputmode: "decimal" }), hint);
+    const settings = {
+      percent: num("Percent", "share of conversations, 1 to 100 (empty: 10)", "1"),
+      min_turns: num("Minimum turns", "canary turns before a decision (empty: 100)", "1"),
+      min_ratings: num("Minimum ratings", "ratings each side needs before a promotion (empty: 10)", "1"),
+      max_error_rate_increase: num("Largest error rate increase", "0 to 1 (empty: 0.05)", "any"),
+      max_feedback_drop: num("Largest rating drop", "0 to 2 (empty: 0.2)", "any"),
+    };
+    const deploy = h("button", { type: "submit", class: "primary" }, "Deploy");
+    const close = h("button", { type: "button" }, "Close");
+    const form = h(
+      "form",
+      { class: "card", novalidate: true, "aria-labelledby": "deploy-form-title" },
+      heading,
+      file.row,
+      ...Object.values(settings).map((f) => f.row),
+      h("p", {}, deploy, " ", close),
+    );
+    close.addEventListener("click", () => clear(editor));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      alertError("");
+      file.setError("");
+      for (const f of Object.values(settings)) f.setError("");
+      const chosen = file.control.files[0];
+      if (!chosen) {
+        file.setError("Choose the compiled state's JSON file.");
+        file.control.focus();
+        return;
+      }
+      let state;
+      try {
+        state = JSON.parse(await chosen.text());
+      } catch (err) {
+        file.setError(`Not JSON: ${err.message}`);
+        file.control.focus();
+        return;
+      }
+      const body = { state, version: a.version };
+      for (const [key, f] of Object.entries(settings)) {
+        if (f.control.value !== "") body[key] = Number(f.control.value);
+      }
+      deploy.disabled = true;
+      try {
+        await client.api("POST", `/api/v1/agents/${encodeURIComponent(a.id)}/programs`, body);
+        announce(`A canary of ${a.name} is deployed`);
+        clear(editor);
+        await reload();
+      } catch (err) {
+        let placed = 0;
+        for (const fe of err.fieldErrors || []) {
+          const f = fe.field === "state" || fe.field.startsWith("state.") ? file : settings[fe.field];
+          if (f) {
+            f.setError(fe.message);
+            placed += 1;
+          }
+        }
+        alertError(placed ? `The program was not deployed: ${describe(err)}` : describe(err));
+        const bad = form.querySelector("[aria-invalid=true]");
+        if (bad) bad.focus();
+      } finally {
+        deploy.disabled = false;
+      }
+    });
+    editor.append(form);
+    file.control.focus();
   }
 
   async function reload() {
@@ -247,4 +370,10 @@ function modelField(models, current) {
   if (current && !models.some((m) => m.name === current)) select.append(h("option", { value: current }, `${current} (not offered to you)`));
   select.value = current || "";
   return field("Model", select, "the models this node serves; premium ones need the premium role");
+}
+
+// short is the first 12 hex digits of a program state's content hash
+// ("sha256:..."), enough to tell versions apart.
+function short(version) {
+  return String(version || "").replace(/^sha256:/, "").slice(0, 12);
 }

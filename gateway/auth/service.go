@@ -544,6 +544,32 @@ func (s *Service) Me(ctx context.Context, p Principal) (User, error) {
 	return u, nil
 }
 
+// UserCan reports whether userID's current roles grant perm, for work done on the
+// user's behalf without a token, such as a workflow run's agent task (a run keeps
+// no token, and a schedule fires with no caller). The user is read through Me's
+// cache (Config.UserCacheTTL): a role change made through this Service's node
+// (RevokeUserSessions forgets the user) applies at once, one made on another node
+// within the TTL. A user that is gone or disabled may do nothing. Only store errors
+// are returned.
+func (s *Service) UserCan(ctx context.Context, userID string, perm Permission) (bool, error) {
+	var u User
+	var err error
+	if s.users != nil {
+		u, err = s.users.userByID(ctx, userID)
+	} else {
+		u, err = s.cfg.Users.UserByID(ctx, userID)
+	}
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("auth: loading user %s: %w", userID, err)
+	case u.Disabled:
+		return false, nil
+	}
+	return Principal{UserID: u.ID, Roles: u.Roles}.Can(perm), nil
+}
+
 // SignInWithAppwrite verifies an Appwrite JWT and starts a kowai session for
 // the Appwrite account's user (POST /auth/appwrite). A linked user signs in
 // directly. An Appwrite account without a linked user never takes over an

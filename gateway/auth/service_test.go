@@ -594,3 +594,88 @@ func TestLoginThrottleKeyOfAnInvalidEmailIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// failingUsers fails every read by ID, as a database that is down would.
+type failingUsers struct{ *authtest.Users }
+
+func (failingUsers) UserByID(context.Context, string) (auth.User, error) {
+	return auth.User{}, errors.New("injected: database down")
+}
+
+// UserCan answers from the user's current roles (through Me's cache): a demotion
+// made on another node shows within the TTL, one made here at once; a disabled or
+// missing user may do nothing; a failing store is an error, never an answer.
+func TestUserCan(t *testing.T) {
+	e := newEnv(t, nil)
+	create := func(email string, roles ...auth.Role) auth.User {
+		t.Helper()
+		u, err := e.svc.CreateUser(t.Context(), auth.NewUser{Email: email, Password: "password-no-1", Roles: roles})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	plain, premium, admin, off := create("pat@example.com", auth.RoleUser), create("pia@example.com", auth.RolePremium),
+		create("ann@example.com", auth.RoleAdmin), create("oz@example.com", auth.RolePremium)
+	if err := e.users.SetDisabled(off.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	can := func(id string) bool {
+		t.Helper()
+		ok, err := e.svc.UserCan(t.Context(), id, auth.PermPremiumModels)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for _, tc := range []struct {
+		name, id string
+		want     bool
+	}{
+		{"user", plain.ID, false},
+		{"premium", premium.ID, true},
+		{"admin", admin.ID, true},
+		{"disabled premium", off.ID, false},
+		{"unknown", "0195f3c4-8d2a-7b6e-9c1d-2f3a4b5c6d7e", false},
+	} {
+		if got := can(tc.id); got != tc.want {
+			t.Errorf("%s: UserCan = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+
+	// Demoted on another node: the cached answer stands for at most the TTL.
+	if err := e.users.SetRoles(premium.ID, auth.RoleUser); err != nil {
+		t.Fatal(err)
+	}
+	if !can(premium.ID) {
+		t.Fatal("a cached answer was not reused within the TTL")
+	}
+	e.clock.Advance(auth.DefaultUserCacheTTL)
+	if can(premium.ID) {
+		t.Fatal("a demotion was not seen after the TTL")
+	}
+	// Promoted and demoted here: each change applies at once.
+	if err := e.users.SetRoles(premium.ID, auth.RolePremium); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.RevokeUserSessions(t.Context(), premium.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !can(premium.ID) {
+		t.Fatal("a promotion made here was not seen at once")
+	}
+	if err := e.users.SetRoles(premium.ID, auth.RoleUser); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.RevokeUserSessions(t.Context(), premium.ID); err != nil {
+		t.Fatal(err)
+	}
+	if can(premium.ID) {
+		t.Fatal("a demotion made here was not seen at once")
+	}
+
+	down := newEnv(t, func(c *auth.Config) { c.Users = failingUsers{authtest.NewUsers()} })
+	if ok, err := down.svc.UserCan(t.Context(), premium.ID, auth.PermPremiumModels); err == nil || ok {
+		t.Fatalf("with the store down: %v, %v; want an error", ok, err)
+	}
+}

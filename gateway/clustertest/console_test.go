@@ -21,7 +21,8 @@ import (
 // Debian's headless Chromium through the console (/console) of a real node
 // (SQLite, offline model): sign-up and sign-in, a streamed chat reply seen
 // in pieces, feedback, Markdown that must not turn model text into HTML,
-// an agent created through the generated form after a field error, workflow
+// an agent created through the generated form after a field error, compiled
+// program state deployed to it as a canary and promoted, workflow
 // runs watched, resumed and cancelled, and the cluster page as an admin and
 // as a user. Node.js, the package (npm ci in tests/console) and Chromium
 // are required under CI=true (.ci/run installs them); elsewhere the test is
@@ -93,12 +94,16 @@ func TestConsoleE2E(t *testing.T) {
 	if _, err := s.auth.CreateUser(t.Context(), auth.NewUser{Email: adminEmail, Password: adminPassword, Name: "Root", Roles: []auth.Role{auth.RoleAdmin}}); err != nil {
 		t.Fatal(err)
 	}
+	program := filepath.Join(t.TempDir(), "chat-program.json")
+	if err := os.WriteFile(program, compiledChat(t, "Answer in one short paragraph."), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "console.mjs")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "KOWAI_CONSOLE_URL="+s.url+"/console", "CHROMIUM_PATH="+browser,
-		"KOWAI_ADMIN_EMAIL="+adminEmail, "KOWAI_ADMIN_PASSWORD="+adminPassword)
+		"KOWAI_ADMIN_EMAIL="+adminEmail, "KOWAI_ADMIN_PASSWORD="+adminPassword, "KOWAI_CONSOLE_PROGRAM="+program)
 	if shots := os.Getenv("KOWAI_CONSOLE_SCREENSHOTS"); shots != "" {
 		abs, err := filepath.Abs(shots)
 		if err != nil {

@@ -12,10 +12,12 @@ import (
 
 	"github.com/kowai/kowai/gateway"
 	"github.com/kowai/kowai/gateway/auth"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/persistence/persisttest"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/signatures/lm/offline"
+	"github.com/kowai/kowai/workflows"
 )
 
 // fakeOpenAI is an OpenAI-compatible server that answers every chat
@@ -183,5 +185,148 @@ func TestAgentModels(t *testing.T) {
 	s.call(t, http.MethodPost, "/api/v1/chat/message", token, `{"content":"hi","agent_id":"`+offlineAgent.ID+`"}`).decode(t, http.StatusOK, &reply)
 	if cheap.calls.Load()+fancy.calls.Load() != 2 || !strings.Contains(strings.ToLower(reply.Response), "offline") {
 		t.Fatalf("offline agent: reply %+v; calls cheap %d fancy %d", reply, cheap.calls.Load(), fancy.calls.Load())
+	}
+}
+
+// A workflow's agent task runs an agent's premium model only while the run's owner
+// holds models:premium, decided at the task from the owner's current roles: a run
+// keeps no token, and a schedule fires with no caller. A premium owner's run
+// completes; a run whose owner is demoted while it waits for input fails at its
+// agent task, at the first attempt, with an error naming models:premium and without
+// calling the model; so does a later run; an admin's scheduled run completes.
+func TestWorkflowAgentTaskPremiumModels(t *testing.T) {
+	fancy := newFakeOpenAI(t, "fancy answer", 20, 8)
+	eps, err := lm.ParseEndpoints(fmt.Sprintf(`[{"name":"openai:fancy-1","base_url":%q,"input_per_1k":0.01,"output_per_1k":0.03,"premium":true}]`,
+		fancy.URL+"/v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type agentParams struct {
+		Agent string `json:"agent"`
+	}
+	// Up to 3 attempts: a refusal must not be retried.
+	retry := workflows.WithRetry(workflows.Retry{Attempts: 3, Initial: 10 * time.Millisecond})
+	db := persisttest.SQLite(t)
+	s := startStack(t, db, stackOptions{models: testCatalog(t, eps, nil), workflows: func(reg *workflows.Registry) {
+		// ask is one agent task; ask-later waits for input first.
+		if err := workflows.Register(reg, "ask", func(c *workflows.Context, p agentParams) (string, error) {
+			r, err := workflows.Agent(c, "ask", workflows.AgentRequest{Agent: p.Agent, Message: "from a workflow"}, retry)
+			return r.Content, err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := workflows.Register(reg, "ask-later", func(c *workflows.Context, p agentParams) (string, error) {
+			if _, err := workflows.WaitForInput[struct {
+				Go bool `json:"go"`
+			}](c, "go"); err != nil {
+				return "", err
+			}
+			r, err := workflows.Agent(c, "ask", workflows.AgentRequest{Agent: p.Agent, Message: "from a workflow, later"}, retry)
+			return r.Content, err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}})
+	users := persistence.NewUserStore(db)
+	login := func(email string) string {
+		t.Helper()
+		var pair auth.TokenPair
+		s.call(t, http.MethodPost, "/api/v1/auth/login", "", `{"email":"`+email+`","password":"correct horse battery"}`).decode(t, http.StatusOK, &pair)
+		return pair.AccessToken
+	}
+	promote := func(uid string, role auth.Role) {
+		t.Helper()
+		if err := users.UpdateRoles(t.Context(), uid, []string{string(role)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newAgent := func(token string) string {
+		t.Helper()
+		var a struct {
+			ID string `json:"id"`
+		}
+		s.call(t, http.MethodPost, "/api/v1/agents", token, `{"name":"fancy","type":"chat","model":"openai:fancy-1"}`).decode(t, http.StatusCreated, &a)
+		return a.ID
+	}
+	// refused checks a run that failed at its agent task for want of models:premium.
+	refused := func(token, run string) {
+		t.Helper()
+		var st runStatus
+		testenv.Eventually(t, 20*time.Second, func() error {
+			if st = s.status(t, token, run); !workflows.Finished(st.Status) {
+				return fmt.Errorf("run %s is %s", run, st.Status)
+			}
+			return nil
+		})
+		if st.Status != "failed" {
+			t.Fatalf("run %s is %s (%s), want failed", run, st.Status, st.Result)
+		}
+		var view struct {
+			Tasks []struct {
+				Kind     string `json:"kind"`
+				Status   string `json:"status"`
+				Attempts int    `json:"attempts"`
+				Error    string `json:"error"`
+			} `json:"tasks"`
+		}
+		s.call(t, http.MethodGet, "/api/v1/workflows/"+run+"/status", token, "").decode(t, http.StatusOK, &view)
+		var agentTask []string
+		for _, task := range view.Tasks {
+			if task.Kind == "agent" {
+				agentTask = append(agentTask, fmt.Sprintf("%s after %d attempt(s): %s", task.Status, task.Attempts, task.Error))
+			}
+		}
+		if !strings.Contains(st.Error, "models:premium") || len(agentTask) != 1 ||
+			!strings.HasPrefix(agentTask[0], "failed after 1 attempt(s): ") || !strings.Contains(agentTask[0], "models:premium") {
+			t.Fatalf("run %s failed with %q; agent task %q", run, st.Error, agentTask)
+		}
+	}
+
+	uid, _ := signUp(t, s, "ada@example.com")
+	promote(uid, auth.RolePremium)
+	ada := login("ada@example.com")
+	agent := newAgent(ada)
+	params := fmt.Sprintf(`{"agent":%q}`, agent)
+
+	// A premium owner's run gets the premium model's answer.
+	first := s.trigger(t, ada, "ask", params)
+	if st := s.waitRun(t, ada, first, "completed"); string(st.Result) != `"fancy answer"` || fancy.calls.Load() != 1 {
+		t.Fatalf("premium owner's run: %s; model calls %d", st.Result, fancy.calls.Load())
+	}
+
+	// Triggered while premium, demoted (by an admin, as the API does it) while it
+	// waits: its agent task is refused.
+	later := s.trigger(t, ada, "ask-later", params)
+	s.waitRun(t, ada, later, "paused")
+	adminID, _ := signUp(t, s, "root@example.com")
+	promote(adminID, auth.RoleAdmin)
+	root := login("root@example.com")
+	s.call(t, http.MethodPut, "/api/v1/admin/users/"+uid+"/roles", root, `{"roles":["user"]}`).decode(t, http.StatusOK, nil)
+	ada = login("ada@example.com")
+	s.call(t, http.MethodPost, "/api/v1/workflows/"+later+"/resume", ada, `{"input":{"go":true}}`).decode(t, http.StatusAccepted, nil)
+	refused(ada, later)
+	// A run triggered after the demotion is refused the same way.
+	refused(ada, s.trigger(t, ada, "ask", params))
+	if n := fancy.calls.Load(); n != 1 {
+		t.Fatalf("refused tasks called the premium model %d times", n-1)
+	}
+
+	// An admin's schedule fires with no caller; the admin's roles grant the model.
+	var sc struct {
+		ID        string `json:"id"`
+		LastRunID string `json:"last_run_id"`
+	}
+	s.call(t, http.MethodPost, "/api/v1/workflows/schedules", root,
+		fmt.Sprintf(`{"workflow":"ask","parameters":{"agent":%q},"spec":"@every 1s"}`, newAgent(root))).decode(t, http.StatusCreated, &sc)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		r := s.call(t, http.MethodGet, "/api/v1/workflows/schedules/"+sc.ID, root, "")
+		if err := json.Unmarshal(r.body, &sc); err != nil || sc.LastRunID == "" {
+			return fmt.Errorf("schedule not fired yet: %d %s", r.status, r.body)
+		}
+		return nil
+	})
+	s.call(t, http.MethodDelete, "/api/v1/workflows/schedules/"+sc.ID, root, "").decode(t, http.StatusNoContent, nil)
+	if st := s.waitRun(t, root, sc.LastRunID, "completed"); string(st.Result) != `"fancy answer"` {
+		t.Fatalf("admin's scheduled run: %s", st.Result)
 	}
 }

@@ -93,6 +93,7 @@ type nodeParts struct {
 	profiles *persistence.ProfileStore
 	gwTP     trace.TracerProvider
 	spending *budgets.Enforcer
+	auth     *auth.Service
 }
 
 // startStacks builds n nodes of one cluster on db, each with its own
@@ -213,13 +214,19 @@ func buildNode(tb testing.TB, db *persistence.DB, opts stackOptions) *nodeParts 
 	if opts.workflows != nil {
 		opts.workflows(registry)
 	}
+	svc := newAuth(tb, db, log)
+	// As kowai serve wires it: a run owner's current roles decide premium models.
+	premium := actors.PremiumAccessFunc(func(ctx context.Context, userID string) (bool, error) {
+		return svc.UserCan(ctx, userID, auth.PermPremiumModels)
+	})
 	wf, err := actors.NewWorkflows(actors.WorkflowDeps{Runs: persistence.NewWorkflowStore(db), Writer: writer, Registry: registry,
-		Model: lm.NewProvider("offline", "kowai-offline", offline.New()), Logger: log, Metrics: reg,
+		Model: lm.NewProvider("offline", "kowai-offline", offline.New()), Premium: premium, Logger: log, Metrics: reg,
 		RecoveryInterval: 200 * time.Millisecond, Tracing: grainTP})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &nodeParts{log: log, reg: reg, writer: writer, stores: stores, rt: rt, wf: wf, wfReg: registry, profiles: profiles, gwTP: gwTP, spending: spending}
+	return &nodeParts{log: log, reg: reg, writer: writer, stores: stores, rt: rt, wf: wf, wfReg: registry, profiles: profiles, gwTP: gwTP,
+		spending: spending, auth: svc}
 }
 
 // serve starts the node's loops on its cluster node and its gateway, which
@@ -262,7 +269,7 @@ func (nd *nodeParts) serve(tb testing.TB, db *persistence.DB, node, gwNode *clus
 		<-loopsDone
 	})
 
-	svc := newAuth(tb, db, log)
+	svc := nd.auth
 	keys, err := auth.NewAPIKeys(auth.APIKeysConfig{Store: gateway.NewAuthAPIKeys(db), Users: svc, Logger: log})
 	if err != nil {
 		tb.Fatal(err)

@@ -22,7 +22,7 @@ func done(seq int64) streams.Entry {
 // collect follows id after seq after until it returns.
 func collect(ctx context.Context, s streams.Store, id string, after int64) ([]streams.Entry, error) {
 	var got []streams.Entry
-	err := s.Follow(ctx, id, after, func(e streams.Entry) error {
+	err := s.Follow(ctx, id, after, time.Time{}, func(e streams.Entry) error {
 		got = append(got, e)
 		return nil
 	})
@@ -212,7 +212,7 @@ func runContract(t *testing.T, newStore func(t *testing.T) streams.Store) {
 		for i := range readers {
 			wg.Go(func() {
 				first := true
-				errs[i] = s.Follow(ctx, "live", int64(i%2), func(e streams.Entry) error {
+				errs[i] = s.Follow(ctx, "live", int64(i%2), time.Time{}, func(e streams.Entry) error {
 					if first {
 						first = false
 						started <- struct{}{}
@@ -247,6 +247,63 @@ func runContract(t *testing.T, newStore func(t *testing.T) streams.Store) {
 			}
 		}
 	})
+	t.Run("a stream not stored yet is awaited until a time", func(t *testing.T) {
+		s := newStore(t)
+		ctx := t.Context()
+		type result struct {
+			got []streams.Entry
+			err error
+		}
+		await := func(id string, until time.Time) chan result {
+			out := make(chan result, 1)
+			go func() {
+				var got []streams.Entry
+				err := s.Follow(ctx, id, 0, until, func(e streams.Entry) error {
+					got = append(got, e)
+					return nil
+				})
+				out <- result{got, err}
+			}()
+			return out
+		}
+		// Created with entries, and created empty then appended to.
+		withEntries := await("later", time.Now().Add(20*time.Second))
+		empty := await("empty-later", time.Now().Add(20*time.Second))
+		time.Sleep(50 * time.Millisecond) // the followers are waiting
+		if err := s.Start(ctx, "later", "u1", tok(1, "a"), done(2)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(ctx, "empty-later", "u1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Append(ctx, "empty-later", tok(1, "b"), done(2)); err != nil {
+			t.Fatal(err)
+		}
+		for name, c := range map[string]chan result{"with entries": withEntries, "created empty": empty} {
+			select {
+			case r := <-c:
+				if r.err != nil || !equal(seqs(r.got), []int64{1, 2}) {
+					t.Fatalf("%s: %v %v", name, seqs(r.got), r.err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("%s: the awaited stream was not followed", name)
+			}
+		}
+		// A stream that does not appear: ErrNotFound at until, not before.
+		start := time.Now()
+		select {
+		case r := <-await("never", start.Add(400*time.Millisecond)):
+			if waited := time.Since(start); !errors.Is(r.err, streams.ErrNotFound) || waited < 350*time.Millisecond {
+				t.Fatalf("never created: %v after %v", r.err, waited)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("awaiting did not end at its time")
+		}
+		// A time past awaits nothing.
+		if _, err := collect(ctx, s, "never", 0); !errors.Is(err, streams.ErrNotFound) {
+			t.Fatalf("follow without until: %v", err)
+		}
+	})
 	t.Run("follow ends with its context", func(t *testing.T) {
 		s := newStore(t)
 		ctx, cancel := context.WithCancel(t.Context())
@@ -276,6 +333,29 @@ func TestRedisContract(t *testing.T) {
 	runContract(t, func(t *testing.T) streams.Store {
 		return streams.NewRedis(client, streams.RedisOptions{Prefix: testenv.Prefix("streams"), Poll: 200 * time.Millisecond})
 	})
+}
+
+// TestRedisAwaitsWithoutPolling: a follower awaiting a stream not stored
+// yet gets its entries as they are added, without waiting for its Poll.
+func TestRedisAwaitsWithoutPolling(t *testing.T) {
+	s := streams.NewRedis(testenv.Redis(t), streams.RedisOptions{Prefix: testenv.Prefix("streams"), Poll: time.Minute})
+	ctx := t.Context()
+	out := make(chan error, 1)
+	go func() {
+		out <- s.Follow(ctx, "soon", 0, time.Now().Add(time.Minute), func(streams.Entry) error { return nil })
+	}()
+	time.Sleep(100 * time.Millisecond) // the follower is waiting
+	if err := s.Start(ctx, "soon", "u1", tok(1, "a"), done(2)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-out:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the follower waited for its poll")
+	}
 }
 
 // Streams expire TTL after their last append.

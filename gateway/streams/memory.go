@@ -18,6 +18,9 @@ type Memory struct {
 	mu        sync.Mutex
 	streams   map[string]*memStream
 	lastSweep time.Time
+	// created, when a follower awaits a stream not created yet, is closed
+	// (and dropped) as the next stream is created.
+	created chan struct{}
 }
 
 type memStream struct {
@@ -152,6 +155,10 @@ func (m *Memory) create(id, owner string) *memStream {
 	}
 	s := &memStream{owner: owner, first: 1, expires: now.Add(m.ttl), changed: make(chan struct{})}
 	m.streams[id] = s
+	if m.created != nil {
+		close(m.created)
+		m.created = nil
+	}
 	return s
 }
 
@@ -193,14 +200,28 @@ func (m *Memory) Owner(_ context.Context, id string) (string, error) {
 }
 
 // Follow implements Store.
-func (m *Memory) Follow(ctx context.Context, id string, after int64, fn func(Entry) error) error {
+func (m *Memory) Follow(ctx context.Context, id string, after int64, until time.Time, fn func(Entry) error) error {
 	for {
 		m.mu.Lock()
 		s := m.get(id)
 		if s == nil {
+			wait := until.Sub(m.now())
+			if wait <= 0 {
+				m.mu.Unlock()
+				return fmt.Errorf("stream %s: %w", id, ErrNotFound)
+			}
+			if m.created == nil {
+				m.created = make(chan struct{})
+			}
+			created := m.created
 			m.mu.Unlock()
-			return fmt.Errorf("stream %s: %w", id, ErrNotFound)
+			if err := awaitCreated(ctx, created, wait); err != nil {
+				return err
+			}
+			continue
 		}
+		// Once the stream exists it may expire like any other.
+		until = time.Time{}
 		kept := s.entries[s.head:]
 		start := max(after+1-s.first, 0)
 		var batch []Entry
@@ -227,4 +248,18 @@ func (m *Memory) Follow(ctx context.Context, id string, after int64, fn func(Ent
 		case <-changed:
 		}
 	}
+}
+
+// awaitCreated waits for created to close, for at most wait; it returns
+// ctx's error when ctx ends first.
+func awaitCreated(ctx context.Context, created <-chan struct{}, wait time.Duration) error {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-created:
+	case <-t.C:
+	}
+	return nil
 }

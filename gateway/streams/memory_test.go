@@ -57,7 +57,7 @@ func followKept(t *testing.T, s streams.Store, id string, after, last int64) []i
 	if after >= last {
 		return nil
 	}
-	err := s.Follow(t.Context(), id, after, func(e streams.Entry) error {
+	err := s.Follow(t.Context(), id, after, time.Time{}, func(e streams.Entry) error {
 		got = append(got, e.Seq)
 		if e.Seq == last {
 			return errStop

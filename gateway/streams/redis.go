@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,7 +52,7 @@ type RedisOptions struct {
 // NewRedis returns a store over rdb.
 func NewRedis(rdb redis.UniversalClient, opts RedisOptions) *Redis {
 	r := &Redis{rdb: rdb, prefix: opts.Prefix, ttl: opts.TTL, maxLen: opts.MaxLen, poll: opts.Poll,
-		block: 2 * time.Second, log: opts.Logger, tails: map[string]*tail{}, pipe: &pipeliner{rdb: rdb}}
+		block: 2 * time.Second, log: opts.Logger, tails: map[string]*tail{}}
 	if r.prefix == "" {
 		r.prefix = "kowai:stream:"
 	}
@@ -69,6 +68,7 @@ func NewRedis(rdb redis.UniversalClient, opts RedisOptions) *Redis {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
+	r.pipe = newPipeliner(rdb, r.maxLen, r.ttl)
 	return r
 }
 
@@ -93,40 +93,54 @@ if #last == 0 then return {n} end
 return {n, last[1][2][1], last[1][2][2]}
 `)
 
-// appendScript adds one message holding a batch of entries whose numbers
-// continue the stream's: ARGV is {maxLen, ttl, first seq, last seq, batch,
-// owner}. The message's ID is the batch's last number, so a reader after
-// seq N finds every message holding an entry after N from ID N+1 on, and
-// the stream is trimmed by number (MINID) to its last maxLen entries and
-// the rest of the message holding the first of them. Trimming is exact: a
-// Redis stream node holds up to 100 messages, and compact batches are
-// small, so a node's worth of entries can be many times maxLen. With an
-// owner (Start), a stream that does not exist is created as its first
-// attempt; with an empty batch, that is all.
+// appendScript adds, for each of one or more streams, one message holding a
+// batch of entries whose numbers continue the stream's. KEYS holds each
+// stream's entries key and meta key; ARGV is {maxLen, ttl}, then for each
+// stream {first seq, last seq, batch, owner}. It answers one result per
+// stream, in order: 1, or the refusal KOWAI_NOTFOUND or KOWAI_CONFLICT (a
+// refused stream is left as it was; the others are written all the same).
+//
+// The message's ID is the batch's last number, so a reader after seq N
+// finds every message holding an entry after N from ID N+1 on, and the
+// stream is trimmed by number (MINID) to its last maxLen entries and the
+// rest of the message holding the first of them. Trimming is exact: a Redis
+// stream node holds up to 100 messages, and compact batches are small, so a
+// node's worth of entries can be many times maxLen. With an owner (Start), a
+// stream that does not exist is created as its first attempt; with an empty
+// batch, that is all.
 var appendScript = redis.NewScript(`
-local o = redis.call('HGET', KEYS[2], 'owner')
-if not o and ARGV[6] == '' then return redis.error_reply('KOWAI_NOTFOUND') end
-if o and ARGV[6] ~= '' and o ~= ARGV[6] then return redis.error_reply('KOWAI_CONFLICT') end
-if ARGV[5] ~= '' then
-  local seq = 0
-  if o then
-    local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-    if #last > 0 then seq = tonumber(string.match(last[1][1], '^(%d+)')) end
+local maxlen, ttl = tonumber(ARGV[1]), ARGV[2]
+local function one(sk, mk, first, last, batch, owner)
+  local o = redis.call('HGET', mk, 'owner')
+  if not o and owner == '' then return 'KOWAI_NOTFOUND' end
+  if o and owner ~= '' and o ~= owner then return 'KOWAI_CONFLICT' end
+  if batch ~= '' then
+    local seq = 0
+    if o then
+      local top = redis.call('XREVRANGE', sk, '+', '-', 'COUNT', 1)
+      if #top > 0 then seq = tonumber(string.match(top[1][1], '^(%d+)')) end
+    end
+    if tonumber(first) ~= seq + 1 then return 'KOWAI_CONFLICT' end
   end
-  if tonumber(ARGV[3]) ~= seq + 1 then return redis.error_reply('KOWAI_CONFLICT') end
-end
-if not o then redis.call('HSET', KEYS[2], 'owner', ARGV[6], 'attempts', 1) end
-if ARGV[5] ~= '' then
-  local minid = tonumber(ARGV[4]) - tonumber(ARGV[1]) + 1
-  if minid > 1 then
-    redis.call('XADD', KEYS[1], 'MINID', minid .. '-0', ARGV[4] .. '-1', 'c', ARGV[5])
-  else
-    redis.call('XADD', KEYS[1], ARGV[4] .. '-1', 'c', ARGV[5])
+  if not o then redis.call('HSET', mk, 'owner', owner, 'attempts', 1) end
+  if batch ~= '' then
+    local minid = tonumber(last) - maxlen + 1
+    if minid > 1 then
+      redis.call('XADD', sk, 'MINID', minid .. '-0', last .. '-1', 'c', batch)
+    else
+      redis.call('XADD', sk, last .. '-1', 'c', batch)
+    end
+    redis.call('PEXPIRE', sk, ttl)
   end
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', mk, ttl)
+  return 1
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return 1
+local out = {}
+for i = 1, #KEYS / 2 do
+  local a = 4 * i - 1
+  out[i] = one(KEYS[2 * i - 1], KEYS[2 * i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+end
+return out
 `)
 
 // Begin implements Store.
@@ -191,16 +205,19 @@ func (r *Redis) append(ctx context.Context, id, owner string, entries []Entry) e
 		first, last = entries[0].Seq, entries[len(entries)-1].Seq
 	}
 	sk, mk := r.keys(id)
-	err := r.pipe.run(ctx, appendScript, []string{sk, mk}, r.maxLen, r.ttl.Milliseconds(), first, last, batch, owner).Err()
-	switch {
-	case err == nil:
+	res, err := r.pipe.append(ctx, sk, mk, first, last, batch, owner)
+	if err != nil {
+		return fmt.Errorf("stream %s: append: %w", id, err)
+	}
+	switch res {
+	case int64(1):
 		return nil
-	case strings.Contains(err.Error(), "KOWAI_NOTFOUND"):
+	case "KOWAI_NOTFOUND":
 		return fmt.Errorf("stream %s: %w", id, ErrNotFound)
-	case strings.Contains(err.Error(), "KOWAI_CONFLICT"):
+	case "KOWAI_CONFLICT":
 		return fmt.Errorf("stream %s: seq %d: %w", id, first, ErrConflict)
 	}
-	return fmt.Errorf("stream %s: append: %w", id, err)
+	return fmt.Errorf("stream %s: append: %w %v", id, errAppendAnswer, res)
 }
 
 // Owner implements Store.
@@ -219,9 +236,37 @@ func (r *Redis) Owner(ctx context.Context, id string) (string, error) {
 // Follow implements Store. Live entries come from the node's one tail loop
 // for the stream; a reader that falls behind it, or hears nothing for Poll,
 // reads the stream itself.
-func (r *Redis) Follow(ctx context.Context, id string, after int64, fn func(Entry) error) error {
+//
+// A stream awaited (until) wakes its follower through the same tail: the
+// XREAD BLOCK of a key that does not exist returns with the first message
+// added to it. A stream created without entries is seen by the next look
+// at its owner (every Poll, and at until).
+func (r *Redis) Follow(ctx context.Context, id string, after int64, until time.Time, fn func(Entry) error) error {
 	if _, err := r.Owner(ctx, id); err != nil {
-		return err
+		if !errors.Is(err, ErrNotFound) || !time.Now().Before(until) {
+			return err
+		}
+	} else {
+		until = time.Time{}
+	}
+	// exists looks at the stream's owner while it may still be awaited:
+	// false (and no error) while the stream is not there before until.
+	exists := func() (bool, error) {
+		_, err := r.Owner(ctx, id)
+		switch {
+		case err == nil:
+			until = time.Time{}
+			return true, nil
+		case errors.Is(err, ErrNotFound) && time.Now().Before(until):
+			return false, nil
+		}
+		return false, err
+	}
+	var deadline <-chan time.Time
+	if !until.IsZero() {
+		t := time.NewTimer(time.Until(until))
+		defer t.Stop()
+		deadline = t.C
 	}
 	sub := r.subscribe(id, after)
 	defer r.unsubscribe(id, sub)
@@ -275,12 +320,22 @@ func (r *Redis) Follow(ctx context.Context, id string, after int64, fn func(Entr
 				return err
 			}
 			after = e.Seq
+			until = time.Time{} // it exists
 			if e.Final() {
 				return nil
 			}
-		case <-poll.C:
-			if _, err := r.Owner(ctx, id); err != nil {
+		case <-deadline:
+			deadline = nil
+			if _, err := exists(); err != nil {
 				return err
+			}
+		case <-poll.C:
+			ok, err := exists()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
 			}
 			if done, err := catchUp(); done || err != nil {
 				return err

@@ -93,6 +93,9 @@ type Store interface {
 	// Follow calls fn with every entry after seq after, in order: the
 	// stored ones, then the live ones as they are appended. It returns nil
 	// after the final entry, fn's error when fn fails, ctx's error when ctx
-	// ends, and ErrNotFound when the stream does not exist.
-	Follow(ctx context.Context, id string, after int64, fn func(Entry) error) error
+	// ends, and ErrNotFound when the stream does not exist (or expires).
+	// With until set, a stream that does not exist yet is awaited until
+	// then, woken by the same notification that brings live entries, not
+	// by polling: its ID was handed out before its producer's first write.
+	Follow(ctx context.Context, id string, after int64, until time.Time, fn func(Entry) error) error
 }

@@ -3,14 +3,14 @@
 // gateway/clustertest/console_test.go starts a node and runs this script:
 //
 //   KOWAI_CONSOLE_URL=http://127.0.0.1:PORT/console CHROMIUM_PATH=/usr/bin/chromium \
-//   KOWAI_ADMIN_EMAIL=... KOWAI_ADMIN_PASSWORD=... node console.mjs
+//   KOWAI_ADMIN_EMAIL=... KOWAI_ADMIN_PASSWORD=... KOWAI_CONSOLE_PROGRAM=state.json node console.mjs
 //
 // KOWAI_CONSOLE_SCREENSHOTS=DIR also writes the README's screenshots there.
 // Every check finds controls by their accessible names, as a screen reader
 // user would. The script exits 1 at the first failed check.
 
 import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 const base = need("KOWAI_CONSOLE_URL");
@@ -18,6 +18,10 @@ const executablePath = need("CHROMIUM_PATH");
 const adminEmail = need("KOWAI_ADMIN_EMAIL");
 const adminPassword = need("KOWAI_ADMIN_PASSWORD");
 const shots = process.env.KOWAI_CONSOLE_SCREENSHOTS || "";
+// A compiled state of the chat type's program (as kowai optimize --out writes
+// it), deployed to an agent as a canary.
+const programFile = need("KOWAI_CONSOLE_PROGRAM");
+const programVersion = JSON.parse(readFileSync(programFile, "utf8")).version.replace(/^sha256:/, "");
 const WAIT = 20000;
 
 function need(name) {
@@ -217,6 +221,31 @@ await step("agents: a field error from the generated form, then create", async (
   const stats = page.getByRole("region", { name: "Statistics of support-bot-2" });
   await stats.getByRole("rowheader", { name: "(no variant)" }).waitFor({ timeout: WAIT });
   check((await stats.locator("tbody tr").count()) === 1, "the statistics table shows the agent's one (no variant) row");
+});
+
+await step("agents: deploy compiled state as a canary, then promote it", async () => {
+  const page = user;
+  await page.getByRole("button", { name: "Deploy a program to support-bot-2" }).click();
+  const percent = page.getByLabel("Percent", { exact: true });
+  await percent.fill("150");
+  await page.getByLabel("Compiled state", { exact: true }).setInputFiles(programFile);
+  await page.getByRole("button", { name: "Deploy", exact: true }).click();
+  await page.locator('[aria-invalid="true"]').first().waitFor({ timeout: WAIT });
+  const errorId = (await percent.getAttribute("aria-describedby")).split(" ").pop();
+  const message = await page.locator(`#${errorId}`).textContent();
+  check(/from 1 to 100/.test(message), `the server's field error is next to the percent: "${message}"`);
+  await percent.fill("50");
+  await page.getByRole("button", { name: "Deploy", exact: true }).click();
+  const row = page.getByRole("row").filter({ has: page.getByRole("rowheader", { name: "support-bot-2" }) });
+  const canary = row.locator(".canary");
+  await canary.waitFor({ timeout: WAIT });
+  const shown = await canary.textContent();
+  check(shown.startsWith(`canary ${programVersion.slice(0, 12)} at 50%`), `the agent's row shows its canary: "${shown}"`);
+  check((await row.locator(".program span").first().textContent()) === "the type's own", "the agent still runs its type's own program");
+  await shot(page, "agents-canary");
+  await page.getByRole("button", { name: "Promote the canary of support-bot-2" }).click();
+  await row.locator(".program span", { hasText: `compiled ${programVersion.slice(0, 12)}` }).waitFor({ timeout: WAIT });
+  check((await row.locator(".canary").count()) === 0, "after the promotion the agent runs the compiled program and has no canary");
 });
 
 async function triggerApproval(page, request) {

@@ -511,15 +511,17 @@ func runDB(ctx context.Context, o options, db string, helloProc *proc, out io.Wr
 			k.quantile(.5), k.quantile(.5)/h.quantile(.5), k.quantile(.99), k.quantile(.99)/h.quantile(.99),
 			k.cpuPerRequest(), k.cpuPerRequest()/h.cpuPerRequest())
 	}
-	if !o.routes["new"] || !o.routes["continue"] {
+	if !o.routes["continue"] {
 		return nil
 	}
-	first, cont, err := alternate(ctx, o.rounds, newTurn, continueTurn)
-	if err != nil {
-		return err
+	if o.routes["new"] {
+		first, cont, err := alternate(ctx, o.rounds, newTurn, continueTurn)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "first turn vs continuing turn: %.0f vs %.0f turns/s = %.2f (server CPU %.0f vs %.0f µs/turn)\n",
+			first.rate(), cont.rate(), first.rate()/cont.rate(), first.cpuPerRequest(), cont.cpuPerRequest())
 	}
-	fmt.Fprintf(out, "first turn vs continuing turn: %.0f vs %.0f turns/s = %.2f (server CPU %.0f vs %.0f µs/turn)\n",
-		first.rate(), cont.rate(), first.rate()/cont.rate(), first.cpuPerRequest(), cont.cpuPerRequest())
 	writer, err := newWriterBaseline(ctx, dbURL, userID, o)
 	if err != nil {
 		return err

@@ -83,6 +83,11 @@ func (s *Users) SetDisabled(userID string, disabled bool) error {
 	return s.update(userID, func(u *auth.User) error { u.Disabled = disabled; return nil })
 }
 
+// SetRoles replaces a user's roles, as an admin would.
+func (s *Users) SetRoles(userID string, roles ...auth.Role) error {
+	return s.update(userID, func(u *auth.User) error { u.Roles = slices.Clone(roles); return nil })
+}
+
 // Delete removes a user, as an admin would.
 func (s *Users) Delete(userID string) {
 	s.mu.Lock()

@@ -1,0 +1,161 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/kowai/kowai/actors/actorpb"
+	"github.com/kowai/kowai/persistence"
+	"github.com/kowai/kowai/persistence/persisttest"
+	"github.com/kowai/kowai/workflows"
+)
+
+// heldWriter is a LogWriter whose first Submit (a new run's row, in these tests)
+// stays queued until its caller withdraws it, like a busy writer that has not taken
+// it yet; every other Submit goes through. It records what each write carried.
+type heldWriter struct {
+	LogWriter
+	mu     sync.Mutex
+	first  bool
+	writes []string
+}
+
+func (w *heldWriter) Submit(ctx context.Context, op persistence.Op) error {
+	w.mu.Lock()
+	held := !w.first
+	w.first = true
+	w.mu.Unlock()
+	if held {
+		<-ctx.Done()
+		return fmt.Errorf("held: %w: %w", persistence.ErrWithdrawn, ctx.Err())
+	}
+	err := w.LogWriter.Submit(ctx, op)
+	w.mu.Lock()
+	w.writes = append(w.writes, fmt.Sprintf("%T", op))
+	w.mu.Unlock()
+	return err
+}
+
+// newHeldWFHarness is newWFHarness whose run grains write through a heldWriter.
+func newHeldWFHarness(t *testing.T, db *persistence.DB, register func(*workflows.Registry)) (*wfHarness, *heldWriter) {
+	t.Helper()
+	h := newHarness(t, db, harnessOptions{})
+	reg := workflows.NewRegistry()
+	register(reg)
+	runs := persistence.NewWorkflowStore(db)
+	hw := &heldWriter{LogWriter: h.writer}
+	wf, err := NewWorkflows(WorkflowDeps{Runs: runs, Writer: hw, Registry: reg, Caller: h.grains, NodeID: "node-test",
+		IdleTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.grains.props[KindWorkflowRun] = wf.RunProps
+	return &wfHarness{harness: h, wf: wf, runs: runs, reg: reg}, hw
+}
+
+// A fresh run's row, still queued when the run's first journal write is due, is
+// withdrawn and committed with that write: the trigger is answered once the row is
+// durable, and a two-task run costs two commits. Without the carrying, the row's
+// write stays held and the trigger fails.
+func TestFreshRunRowCommitsWithItsFirstJournalWrite(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		h, hw := newHeldWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "two", func(c *workflows.Context, _ noParams) (int, error) {
+				a, err := workflows.Task(c, "a", func(context.Context) (int, error) { return 1, nil })
+				if err != nil {
+					return 0, err
+				}
+				b, err := workflows.Task(c, "b", func(context.Context) (int, error) { return 2, nil })
+				return a + b, err
+			}))
+		})
+		id := uuid.NewString()
+		done, stop := h.wf.WatchFinish(id)
+		defer stop()
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		ack, err := actorpb.As[*actorpb.RunAck](h.grains.Call(ctx, KindWorkflowRun, id, &actorpb.StartRun{
+			CorrelationId: "t", RunId: id, Workflow: "two", OwnerId: h.users[0], ParametersJson: `{}`}))
+		if err != nil {
+			t.Fatalf("trigger: %v", err)
+		}
+		// The answer says the row is durable: it can be read at once.
+		if run, err := h.runs.GetRun(t.Context(), id); err != nil || run.ID != id || ack.GetRunId() != id {
+			t.Fatalf("run after the trigger's answer: %+v, %v", run, err)
+		}
+		select {
+		case status := <-done:
+			if status != persistence.StatusCompleted {
+				t.Fatalf("run finished %s", status)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("run did not finish")
+		}
+		steps, err := h.runs.Steps(t.Context(), id)
+		if err != nil || len(steps) != 2 {
+			t.Fatalf("steps = %+v, %v", steps, err)
+		}
+		hw.mu.Lock()
+		writes := hw.writes
+		hw.mu.Unlock()
+		// The row with task a's result, then task b's with the outcome.
+		if len(writes) != 2 {
+			t.Fatalf("writes = %v, want the carried row with the first result and the outcome", writes)
+		}
+	})
+}
+
+// When the carried row cannot be written (its ID is taken), nothing of the
+// execution that started with it is written: the trigger gets the run that holds
+// the ID, and the journal keeps that run's rows only.
+func TestFreshRunWhoseRowFailsWritesNothing(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		var calls atomic.Int32
+		h, _ := newHeldWFHarness(t, db, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "two", func(c *workflows.Context, _ noParams) (int, error) {
+				for _, name := range []string{"a", "b"} {
+					if _, err := workflows.Task(c, name, func(context.Context) (int, error) { calls.Add(1); return 1, nil }); err != nil {
+						return 0, err
+					}
+				}
+				return 2, nil
+			}))
+		})
+		id := uuid.NewString()
+		// Another node created the run and finished it, unknown to this grain.
+		now := time.Now()
+		if _, err := h.runs.CreateRun(t.Context(), persistence.WorkflowRun{ID: id, Name: "two", OwnerID: h.users[0],
+			Status: persistence.StatusCompleted, Result: []byte("7"), CreatedAt: now, FinishedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		ack, err := actorpb.As[*actorpb.RunAck](h.grains.Call(t.Context(), KindWorkflowRun, id, &actorpb.StartRun{
+			CorrelationId: "t", RunId: id, Workflow: "two", OwnerId: h.users[0], ParametersJson: `{}`}))
+		if err != nil {
+			t.Fatalf("trigger: %v", err)
+		}
+		if ack.GetStatus() != persistence.StatusCompleted {
+			t.Fatalf("trigger answered %s, want the existing run's completed", ack.GetStatus())
+		}
+		if calls.Load() == 0 {
+			t.Fatal("the execution never ran a task: the test does not cover a write before the row")
+		}
+		steps, err := h.runs.Steps(t.Context(), id)
+		if err != nil || len(steps) != 0 {
+			t.Fatalf("steps of the other run = %+v, %v; want none", steps, err)
+		}
+		evs, err := h.runs.Events(t.Context(), id, 0, 100)
+		if err != nil || len(evs) != 0 {
+			t.Fatalf("events of the other run = %+v, %v; want none", evs, err)
+		}
+		run, err := h.runs.GetRun(t.Context(), id)
+		if err != nil || run.Status != persistence.StatusCompleted || string(run.Result) != "7" {
+			t.Fatalf("run = %+v, %v", run, err)
+		}
+	})
+}
