@@ -10,11 +10,13 @@
 // checks that the caller owns the conversation (only its owner writes to it; reads are
 // the gateway's, from the stores), and runs the turn in a goroutine so its own mailbox stays free: the turn creates
 // the conversation on its first message, appends the user's message through the
-// group-commit writer (one commit), asks the agent grain for a reply, and commits the
+// group-commit writer while it asks the agent grain for a reply, and commits the
 // reply, together with the session's snapshot when it is due (a version
 // compare-and-swap) and the conversation's updated_at when it is due, in one
-// persistence.Ops (the second commit); only then does the session answer with a
-// TurnResult. A failed model call is recorded as a system message after
+// persistence.Ops; only then does the session answer with a TurnResult. The user's
+// message reaches the writer after Deps.UserMessageGrace: a reply back by then (a fast
+// model) commits with it in one write, otherwise the message commits first and the
+// reply waits for it. A failed model call is recorded as a system message after
 // the user's, answered with a typed error (actorpb.ErrModelFailure, ErrTimeout, ...),
 // and the session goes on with the next turn.
 //

@@ -168,17 +168,18 @@ func (j *turnJob) run() turnOutcome {
 	var (
 		userMeta messageMeta
 		appended chan error
+		withdraw = stop
 	)
 	if user == nil {
-		user, userMeta, appended = j.appendUser(callCtx, hash, stop)
+		user, userMeta, appended, withdraw = j.appendUser(callCtx, hash, stop)
 	}
 	reply, callErr := j.callAgent(callCtx, user)
 	c := replyCommit{user: user, hash: hash, reply: reply, callErr: callErr}
 	if appended != nil {
 		// A reply that comes back before the writer took the user's message (a fast
-		// model, a busy writer) withdraws the message and commits it with the reply:
-		// one commit for the turn instead of two in a row.
-		stop()
+		// model within the grace, a busy writer) withdraws the message and commits it
+		// with the reply: one commit for the turn instead of two in a row.
+		withdraw()
 		switch err := <-appended; {
 		case errors.Is(err, persistence.ErrWithdrawn):
 			c.withUser = true
@@ -247,25 +248,42 @@ func (j *turnJob) stored(hash string) (*persistence.Message, *turnOutcome) {
 
 // appendUser starts the durable append of the user's message, in the same write as
 // the conversation's row when the turn is its first (one group commit for both), under
-// ctx (whose end withdraws the write while the writer has not taken it). The returned
-// channel answers once the write is done; a failed write calls stop, which ends the
-// agent call.
-func (j *turnJob) appendUser(ctx context.Context, hash string, stop context.CancelFunc) (*persistence.Message, messageMeta, chan error) {
+// ctx. The message goes to the writer only after Deps.UserMessageGrace, so that a
+// reply back by then takes it into its own commit. The returned channel answers once
+// the write is done, or withdrawn: withdraw stops a write still held back (the channel
+// then answers an error wrapping ErrWithdrawn) and calls stop, whose end of ctx
+// withdraws the write while the writer has not taken it. A failed write calls stop,
+// which ends the agent call.
+func (j *turnJob) appendUser(ctx context.Context, hash string, stop context.CancelFunc) (*persistence.Message, messageMeta, chan error, func()) {
 	req := j.req
 	meta := messageMeta{CorrelationID: req.GetCorrelationId(), RequestHash: hash}
 	m := &persistence.Message{ID: newID(), ConversationID: j.convID, Seq: j.state.LastSeq + 1, Role: roleUser,
 		Content: req.GetContent(), Metadata: encodeMeta(meta), IdempotencyKey: req.GetIdempotencyKey(), CreatedAt: j.rt.deps.Now()}
 	op := j.withCreate(persistence.MessagesInsert(*m), m.CreatedAt)
 	done := make(chan error, 1)
-	go func() {
+	submit := func() {
 		err := j.rt.deps.Writer.Submit(ctx, op)
 		if err != nil && !errors.Is(err, persistence.ErrWithdrawn) {
 			stop()
 		}
 		done <- err
-	}()
-	return m, meta, done
+	}
+	if j.rt.deps.UserMessageGrace < 0 {
+		go submit()
+		return m, meta, done, stop
+	}
+	held := time.AfterFunc(j.rt.deps.UserMessageGrace, submit)
+	return m, meta, done, func() {
+		if held.Stop() {
+			done <- errHeldBack
+		}
+		stop()
+	}
 }
+
+// errHeldBack answers the append of a user's message withdrawn before its grace ended:
+// it never reached the writer.
+var errHeldBack = fmt.Errorf("actors: user message held back for the reply's commit: %w", persistence.ErrWithdrawn)
 
 // withCreate is op preceded by the creation of the conversation's row when the turn is
 // its first.

@@ -128,3 +128,87 @@ func TestFreshKeySkipsLookups(t *testing.T) {
 	}
 	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant, roleUser, roleAssistant)
 }
+
+// messageWrites records the row counts of the message writes handed to the writer.
+type messageWrites struct {
+	LogWriter
+	mu   sync.Mutex
+	rows []int
+}
+
+func (m *messageWrites) Submit(ctx context.Context, op persistence.Op) error {
+	if n := messageRows(op); n > 0 {
+		m.mu.Lock()
+		m.rows = append(m.rows, n)
+		m.mu.Unlock()
+	}
+	return m.LogWriter.Submit(ctx, op)
+}
+
+func (m *messageWrites) counts() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.rows)
+}
+
+// messageRows counts the messages op appends.
+func messageRows(op persistence.Op) int {
+	switch op := op.(type) {
+	case persistence.Insert:
+		if op.Table == "messages" {
+			return len(op.Rows)
+		}
+	case persistence.Ops:
+		n := 0
+		for _, o := range op {
+			n += messageRows(o)
+		}
+		return n
+	}
+	return 0
+}
+
+// A reply back within the user message's grace commits together with the message:
+// the writer is handed one write of both, on a first turn (with the conversation's
+// row) as on the next, and never the message alone.
+func TestFastReplyCommitsWithTheUserMessage(t *testing.T) {
+	var w *messageWrites
+	h := newHarness(t, persisttest.SQLite(t), harnessOptions{deps: func(d *Deps) {
+		w = &messageWrites{LogWriter: d.Writer}
+		d.Writer = w
+		d.UserMessageGrace = time.Minute // every reply is back by then
+	}})
+	h.mustSend(conv1, 0, "first", "")
+	h.mustSend(conv1, 0, "second", "k2")
+	if got := w.counts(); !slices.Equal(got, []int{2, 2}) {
+		t.Fatalf("message writes of %v rows, want [2 2]: one write of the user's message and the reply per turn", got)
+	}
+	h.checkLog(conv1, roleUser, roleAssistant, roleUser, roleAssistant)
+}
+
+// The grace does not hold the user's message back for a slow model: once it ends, the
+// message is committed while the model still runs.
+func TestUserMessageDurableWhileTheModelRuns(t *testing.T) {
+	db := persisttest.SQLite(t)
+	store := persistence.NewMessageStore(db)
+	model := lm.Func{ID: "test:waits", Fn: func(ctx context.Context, _ *lm.Request) (*lm.Response, error) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		for {
+			page, err := store.ListByConversation(ctx, conv1, persistence.Forward, persistence.PageRequest{Limit: 10})
+			if err == nil && len(page.Items) == 1 && page.Items[0].Role == roleUser {
+				return &lm.Response{Text: chatReply("stored first")}, nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("the user's message was not stored while the model ran: %w", ctx.Err())
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}}
+	h := newHarness(t, db, harnessOptions{model: model})
+	if res := h.mustSend(conv1, 0, "hello", ""); res.GetResponse() != "stored first" {
+		t.Fatalf("reply %q", res.GetResponse())
+	}
+	h.checkLog(conv1, roleUser, roleAssistant)
+}

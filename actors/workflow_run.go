@@ -322,7 +322,7 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 	next.UpdatedAt = time.Now()
 	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 	defer cancel()
-	ops := persistence.Ops{persistence.SaveRunOp(next, g.row.Version)}
+	ops := persistence.Ops{persistence.SaveRunChangesOp(g.row, next)}
 	events := pending
 	if ev != nil {
 		var err error

@@ -101,9 +101,9 @@ type recorder struct {
 
 // open names the stream of turn's reply and opens it for a new attempt.
 // The stream of a turn without an idempotency key, or with one the gateway
-// minted for it just now, has a fresh random ID, under which nothing can be
-// stored: it starts as a first attempt without asking the store, and is
-// created by its recorder (fresh). Any other turn's stream is begun in the
+// minted for it just now, has a fresh ID (signed, with a random nonce),
+// under which nothing can be stored: it starts as a first attempt without
+// asking the store, and is created by its recorder (fresh). Any other turn's stream is begun in the
 // store; one that already ended in an error is not reused: the turn gets a
 // fresh ID.
 func (cs *chatStreams) open(ctx context.Context, turn ChatTurn) (id string, cur streams.Cursor, fresh bool, err error) {

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -68,7 +67,10 @@ func assignRequestID(c *fiber.Ctx) {
 	} else {
 		id = newRequestID()
 	}
-	c.Response().Header.SetCanonical(headerRequestID, []byte(id))
+	// A sane ID is at most 128 bytes; converting it to []byte directly
+	// allocates past 32.
+	var buf [128]byte
+	c.Response().Header.SetCanonical(headerRequestID, append(buf[:0], id...))
 	c.SetUserContext(logging.WithCorrelationID(c.UserContext(), id))
 }
 
@@ -83,17 +85,20 @@ func newRequestID() string {
 	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
 	var b [36]byte
-	hex.Encode(b[0:8], u[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], u[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], u[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], u[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:], u[10:])
+	j := 0
+	for i, x := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j], b[j+1] = hexDigits[x>>4], hexDigits[x&0x0f]
+		j += 2
+	}
 	return string(b[:])
 }
+
+// hexDigits are the lower-case hex digits.
+const hexDigits = "0123456789abcdef"
 
 // recoverPanics turns a handler panic into a 500 problem; the stack goes to
 // the log, never to the client.

@@ -56,7 +56,10 @@ type Options struct {
 	// BodyLimit caps request bodies in bytes (default 1 MiB), before and
 	// after decompression.
 	BodyLimit int
-	// RequestTimeout bounds reads and writes of one request (default 60 s).
+	// RequestTimeout bounds reads and writes of one request (default 60 s);
+	// an idle keep-alive connection is closed after twice as long. Both fire
+	// up to a hundredth of RequestTimeout late, at most half a second (see
+	// deadlineListener).
 	RequestTimeout time.Duration
 	// ShutdownTimeout bounds the wait for in-flight requests on shutdown
 	// (default 15 s).
@@ -269,7 +272,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.bound.set(ln.Addr())
 	s.log.Info("gateway listening", "addr", ln.Addr().String())
-	lingering := newLingerListener(ln)
+	deadlines := newDeadlineListener(ln, deadlineTick(s.opts.RequestTimeout))
+	defer deadlines.stop()
+	lingering := newLingerListener(deadlines)
 	defer lingering.stop()
 	served := make(chan error, 1)
 	go func() { served <- s.app.Listener(lingering) }()

@@ -11,8 +11,11 @@
 //	mysql://kowai:secret@db:3306/kowai?tls=true    extra go-sql-driver/mysql parameters
 //
 // SQLite runs in WAL mode with foreign keys on, a busy timeout and one pooled connection
-// (one writer at a time, queued in the pool instead of spinning on SQLITE_BUSY). MariaDB
-// connections use utf8mb4, UTC and parseTime. Errors say which form is accepted or what to
+// (one writer at a time, queued in the pool instead of spinning on SQLITE_BUSY), and its
+// queries with arguments run as prepared statements kept in a bounded cache by statement
+// text, so SQLite does not compile them again on every call. MariaDB connections use
+// utf8mb4, UTC and parseTime, and interpolate arguments client-side (one round trip, no
+// prepared statement). Errors say which form is accepted or what to
 // check, and never contain the password; DB.String shows the URL redacted.
 //
 // Every stored time is UTC, truncated to microseconds (DATETIME(6) on MariaDB, DATETIME

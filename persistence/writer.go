@@ -346,6 +346,8 @@ func rowsOf(op Op) int {
 		return max(1, len(op.Rows))
 	case leadInsert:
 		return max(1, len(op.Rows))
+	case runFence:
+		return 0 // a check of rows other writes name
 	case Ops:
 		n := 0
 		for _, o := range op {

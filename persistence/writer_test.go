@@ -851,3 +851,67 @@ func TestWriterRunFencesInABatch(t *testing.T) {
 		}
 	})
 }
+
+// TestWriterSaveRunChanges saves runs with SaveRunChangesOp, two alike in one batch
+// and one stale: each stored row equals the run it saved, column for column (those
+// not written kept their values), and the stale save alone fails with ErrConflict.
+func TestWriterSaveRunChanges(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		ctx := t.Context()
+		store := persistence.NewWorkflowStore(db)
+		started := time.Now().Add(-time.Minute)
+		var runs [3]persistence.WorkflowRun
+		for i := range runs {
+			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning,
+				Parameters: []byte(`{"n":1}`), LeaseOwner: "node-a", LeaseEpoch: 7, Spend: []byte(`{"calls":1}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The grain's copy: the row as read back at its version.
+			r.StartedAt = started
+			if err := store.SaveRun(ctx, func() persistence.WorkflowRun { n := r; n.Version++; return n }(), r.Version); err != nil {
+				t.Fatal(err)
+			}
+			if runs[i], err = store.GetRun(ctx, r.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		finish := func(r persistence.WorkflowRun) persistence.WorkflowRun {
+			next := r
+			next.Status, next.Result, next.FinishedAt, next.UpdatedAt = persistence.StatusCompleted, []byte("10"), time.Now(), time.Now()
+			next.Version = r.Version + 1
+			return next
+		}
+		h := newHarness(t, db, persistence.WriterOptions{MaxDelay: -1})
+		var done [3]<-chan error
+		var want [3]persistence.WorkflowRun
+		for i, r := range runs {
+			prev := r
+			if i == 2 {
+				prev.Version-- // a grain whose copy is stale
+			}
+			want[i] = finish(prev)
+			done[i] = h.submit(func() error { return h.w.Submit(context.Background(), persistence.SaveRunChangesOp(prev, want[i])) })
+		}
+		h.run(ctx)
+		for i, ch := range done {
+			err := recv(t, ch)
+			if stale := i == 2; stale != errors.Is(err, persistence.ErrConflict) || !stale && err != nil {
+				t.Fatalf("save %d (stale %v): %v", i, stale, err)
+			}
+			got, err := store.GetRun(ctx, runs[i].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 2 {
+				want[i] = runs[i]
+			}
+			if got.Status != want[i].Status || string(got.Result) != string(want[i].Result) || got.Version != want[i].Version ||
+				!got.FinishedAt.Equal(want[i].FinishedAt.UTC().Truncate(time.Microsecond)) || !got.StartedAt.Equal(runs[i].StartedAt) ||
+				got.LeaseOwner != "node-a" || got.LeaseEpoch != 7 || string(got.Spend) != `{"calls":1}` ||
+				string(got.Parameters) != `{"n":1}` || got.Error != "" || !got.DueAt.IsZero() {
+				t.Errorf("run %d stored %+v, want %+v", i, got, want[i])
+			}
+		}
+	})
+}

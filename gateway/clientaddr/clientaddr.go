@@ -29,9 +29,11 @@
 package clientaddr
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gofiber/fiber/v2"
 )
@@ -44,6 +46,36 @@ const maxHops = 32
 // proxy. It is safe for concurrent use.
 type Resolver struct {
 	trusted []netip.Prefix
+	texts   addrTexts
+}
+
+// addrTexts caches the text of peer addresses, direct-mapped: every request
+// of a keep-alive connection, and most connections of a client, come from
+// one address, and formatting it allocated on every request. A miss costs
+// what formatting did.
+type addrTexts struct {
+	slots [256]atomic.Pointer[addrText]
+}
+
+// addrText is an address and its text.
+type addrText struct {
+	addr netip.Addr
+	text string
+}
+
+// text returns the text of a, which the caller must not change.
+func (t *addrTexts) text(a netip.Addr) *string {
+	b := a.As16()
+	h := binary.LittleEndian.Uint64(b[:8]) ^ binary.LittleEndian.Uint64(b[8:])
+	h ^= h >> 32
+	h ^= h >> 16
+	slot := &t.slots[(h^h>>8)%uint64(len(t.slots))]
+	if e := slot.Load(); e != nil && e.addr == a {
+		return &e.text
+	}
+	e := &addrText{addr: a, text: a.String()}
+	slot.Store(e)
+	return &e.text
 }
 
 // New returns a Resolver believing the forwarding headers of peers inside
@@ -95,26 +127,30 @@ func (r *Resolver) Middleware() fiber.Handler {
 // Store resolves the client address of c and keeps it for From, for a
 // request answered outside the middleware chain.
 func (r *Resolver) Store(c *fiber.Ctx) string {
-	a := r.Resolve(c)
+	a := r.resolve(c)
+	// A pointer goes into Locals without an allocation; a string would not.
 	c.Locals(localsKey{}, a)
-	return a
+	return *a
 }
 
 // From returns the client address Middleware stored, or the connection's
 // peer address when it did not run (a refusal before any middleware, a bare
 // test app).
 func From(c *fiber.Ctx) string {
-	if a, ok := c.Locals(localsKey{}).(string); ok {
-		return a
+	if a, ok := c.Locals(localsKey{}).(*string); ok {
+		return *a
 	}
 	return peer(c).String()
 }
 
 // Resolve computes the client address of c (see the package documentation).
-func (r *Resolver) Resolve(c *fiber.Ctx) string {
+func (r *Resolver) Resolve(c *fiber.Ctx) string { return *r.resolve(c) }
+
+// resolve is Resolve; the text of an untrusted peer comes from r.texts.
+func (r *Resolver) resolve(c *fiber.Ctx) *string {
 	p := peer(c)
 	if !r.trusts(p) {
-		return p.String()
+		return r.texts.text(p)
 	}
 	var hops []string
 	if xff := c.Request().Header.PeekAll(fiber.HeaderXForwardedFor); len(xff) > 0 {
@@ -133,7 +169,8 @@ func (r *Resolver) Resolve(c *fiber.Ctx) string {
 			break
 		}
 	}
-	return client.String()
+	text := client.String()
+	return &text
 }
 
 // trusts reports whether a is inside a trusted network.

@@ -1,6 +1,7 @@
 package clientaddr_test
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -97,6 +98,22 @@ func TestLimitKey(t *testing.T) {
 	} {
 		if got := clientaddr.LimitKey(tc.addr); got != tc.want {
 			t.Errorf("LimitKey(%q) = %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+}
+
+// Peers' texts are cached; peers that share a cache slot each get their own.
+func TestResolveManyPeers(t *testing.T) {
+	r := clientaddr.New(nil)
+	var peers []string
+	for i := range 600 {
+		peers = append(peers, fmt.Sprintf("10.%d.%d.%d", i/256, i%256, i%7), fmt.Sprintf("2001:db8::%x", i))
+	}
+	for round := range 2 {
+		for _, p := range peers {
+			if got := resolve(t, r, p); got != net.ParseIP(p).String() {
+				t.Fatalf("round %d: peer %s resolved to %s", round, p, got)
+			}
 		}
 	}
 }

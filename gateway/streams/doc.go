@@ -30,7 +30,11 @@
 // the batch's last sequence number ("<seq>-1") and whose field "c" holds
 // the batch compactly (the first number, then each token's delta as a JSON
 // string, other entries as objects), trimmed to MaxLen entries and expiring
-// TTL after its last append. Live entries reach a node's readers through one XREAD BLOCK loop
+// TTL after its last append. The owner and the attempts count are in a
+// meta hash, except for a stream that Start created with its first
+// entries: that is one key, whose first message names the owner (field
+// "o"), until a Begin, or a trim that could drop that message, writes the
+// hash. The appends of many streams share one pipeline and one script run. Live entries reach a node's readers through one XREAD BLOCK loop
 // per stream per node, fanned out in process, never one blocking
 // connection per reader.
 package streams

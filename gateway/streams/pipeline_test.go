@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/kowai/kowai/internal/testenv"
@@ -77,5 +78,67 @@ func TestAppendsShareOneRun(t *testing.T) {
 		if text != want {
 			t.Fatalf("stream %s holds %q, want %q", id, text, want)
 		}
+	}
+}
+
+// TestStartWritesOneKey: a stream created with its first entries is one
+// Redis key, whose first message names the owner; it reads, resumes and
+// begins again as a stream with a meta key does, and keeps its owner when
+// a trim drops that message.
+func TestStartWritesOneKey(t *testing.T) {
+	rdb := testenv.Redis(t)
+	r := NewRedis(rdb, RedisOptions{Prefix: testenv.Prefix("onekey"), MaxLen: 10})
+	ctx := t.Context()
+	if err := r.Start(ctx, "s", "u1", Entry{Seq: 1, Kind: KindToken, Delta: "a"}, Entry{Seq: 2, Kind: KindToken, Delta: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	sk, mk := r.keys("s")
+	if n, err := rdb.Exists(ctx, mk).Result(); err != nil || n != 0 {
+		t.Fatalf("meta key written: %d %v", n, err)
+	}
+	if ttl, err := rdb.PTTL(ctx, sk).Result(); err != nil || ttl <= 0 {
+		t.Fatalf("stream key without expiry: %v %v", ttl, err)
+	}
+	if o, err := r.Owner(ctx, "s"); err != nil || o != "u1" {
+		t.Fatalf("owner %q %v", o, err)
+	}
+	if err := r.Start(ctx, "s", "u2", Entry{Seq: 3, Kind: KindToken, Delta: "x"}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("start by another owner: %v", err)
+	}
+	if err := r.Append(ctx, "s", Entry{Seq: 3, Kind: KindToken, Delta: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Append(ctx, "s", Entry{Seq: 3, Kind: KindToken, Delta: "again"}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("repeated number: %v", err)
+	}
+	if _, err := r.Begin(ctx, "s", "u2"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("begin by another owner: %v", err)
+	}
+	if c, err := r.Begin(ctx, "s", "u1"); err != nil || c != (Cursor{Attempt: 2, Last: 3}) {
+		t.Fatalf("begin: %+v %v", c, err)
+	}
+
+	// Trimmed past its first message, a one-key stream keeps its owner.
+	var es []Entry
+	for seq := int64(1); seq <= 6; seq++ {
+		es = append(es, Entry{Seq: seq, Kind: KindToken, Delta: "t"})
+	}
+	if err := r.Start(ctx, "long", "u1", es...); err != nil {
+		t.Fatal(err)
+	}
+	for seq := int64(7); seq <= 30; seq++ {
+		if err := r.Append(ctx, "long", Entry{Seq: seq, Kind: KindToken, Delta: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lsk, _ := r.keys("long")
+	if first, err := rdb.XRangeN(ctx, lsk, "-", "+", 1).Result(); err != nil || len(first) != 1 || first[0].ID == "6-1" {
+		t.Fatalf("the first message was not trimmed: %v %v", first, err)
+	}
+	if o, err := r.Owner(ctx, "long"); err != nil || o != "u1" {
+		t.Fatalf("owner after the trim %q %v", o, err)
+	}
+	if c, err := r.Begin(ctx, "long", "u1"); err != nil || c != (Cursor{Attempt: 2, Last: 30}) {
+		t.Fatalf("begin after the trim: %+v %v", c, err)
 	}
 }

@@ -78,13 +78,36 @@ func (r *Redis) keys(id string) (string, string) {
 	return base + ":s", base + ":m"
 }
 
+// ownerLua defines owner(sk, mk) for the scripts: the stream's owner (nil
+// when it does not exist) and whether its meta key holds it. A stream
+// created with its first entries (Start) is one key: its owner is a field
+// (o) of its first message, until a Begin or a trim that could drop that
+// message writes the meta key.
+const ownerLua = `
+local function owner(sk, mk)
+  local o = redis.call('HGET', mk, 'owner')
+  if o then return o, true end
+  local m = redis.call('XRANGE', sk, '-', '+', 'COUNT', 1)
+  if #m == 0 then return nil, false end
+  local f = m[1][2]
+  for j = 1, #f - 1, 2 do
+    if f[j] == 'o' then return f[j + 1], false end
+  end
+  return nil, false
+end
+`
+
 // beginScript claims or re-opens a stream in one round trip: {-1} when
 // another owner holds it, else {the new attempt number, the last message's
-// field and value, or nothing}.
-var beginScript = redis.NewScript(`
-local o = redis.call('HGET', KEYS[2], 'owner')
+// first field and its value (the batch), or nothing}.
+var beginScript = redis.NewScript(ownerLua + `
+local o, meta = owner(KEYS[1], KEYS[2])
 if o and o ~= ARGV[1] then return {-1} end
-if not o then redis.call('HSET', KEYS[2], 'owner', ARGV[1]) end
+if not meta then
+  local before = 0
+  if o then before = 1 end
+  redis.call('HSET', KEYS[2], 'owner', ARGV[1], 'attempts', before)
+end
 local n = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -106,14 +129,33 @@ return {n, last[1][2][1], last[1][2][2]}
 // rest of the message holding the first of them. Trimming is exact: a Redis
 // stream node holds up to 100 messages, and compact batches are small, so a
 // node's worth of entries can be many times maxLen. With an owner (Start), a
-// stream that does not exist is created as its first attempt; with an empty
-// batch, that is all.
-var appendScript = redis.NewScript(`
+// stream that does not exist is created as its first attempt: with entries,
+// as one key whose first message names the owner (a fast reply's whole
+// stream is one key and one message); without, as its meta key alone.
+var appendScript = redis.NewScript(ownerLua + `
 local maxlen, ttl = tonumber(ARGV[1]), ARGV[2]
-local function one(sk, mk, first, last, batch, owner)
-  local o = redis.call('HGET', mk, 'owner')
-  if not o and owner == '' then return 'KOWAI_NOTFOUND' end
-  if o and owner ~= '' and o ~= owner then return 'KOWAI_CONFLICT' end
+local function add(sk, last, batch, own)
+  local minid = tonumber(last) - maxlen + 1
+  if minid > 1 and own ~= '' then
+    redis.call('XADD', sk, 'MINID', minid .. '-0', last .. '-1', 'c', batch, 'o', own)
+  elseif minid > 1 then
+    redis.call('XADD', sk, 'MINID', minid .. '-0', last .. '-1', 'c', batch)
+  elseif own ~= '' then
+    redis.call('XADD', sk, last .. '-1', 'c', batch, 'o', own)
+  else
+    redis.call('XADD', sk, last .. '-1', 'c', batch)
+  end
+  redis.call('PEXPIRE', sk, ttl)
+end
+local function one(sk, mk, first, last, batch, own)
+  if batch ~= '' and own ~= '' and redis.call('EXISTS', sk, mk) == 0 then
+    if tonumber(first) ~= 1 then return 'KOWAI_CONFLICT' end
+    add(sk, last, batch, own)
+    return 1
+  end
+  local o, meta = owner(sk, mk)
+  if not o and own == '' then return 'KOWAI_NOTFOUND' end
+  if o and own ~= '' and o ~= own then return 'KOWAI_CONFLICT' end
   if batch ~= '' then
     local seq = 0
     if o then
@@ -122,17 +164,19 @@ local function one(sk, mk, first, last, batch, owner)
     end
     if tonumber(first) ~= seq + 1 then return 'KOWAI_CONFLICT' end
   end
-  if not o then redis.call('HSET', mk, 'owner', owner, 'attempts', 1) end
-  if batch ~= '' then
-    local minid = tonumber(last) - maxlen + 1
-    if minid > 1 then
-      redis.call('XADD', sk, 'MINID', minid .. '-0', last .. '-1', 'c', batch)
-    else
-      redis.call('XADD', sk, last .. '-1', 'c', batch)
-    end
-    redis.call('PEXPIRE', sk, ttl)
+  if not o then
+    redis.call('HSET', mk, 'owner', own, 'attempts', 1)
+    meta = true
   end
-  redis.call('PEXPIRE', mk, ttl)
+  if batch ~= '' then
+    if not meta and tonumber(last) - maxlen + 1 > 1 then
+      -- The trim may drop the first message, which names the owner.
+      redis.call('HSET', mk, 'owner', o, 'attempts', 1)
+      meta = true
+    end
+    add(sk, last, batch, '')
+  end
+  if meta then redis.call('PEXPIRE', mk, ttl) end
   return 1
 end
 local out = {}
@@ -221,16 +265,30 @@ func (r *Redis) append(ctx context.Context, id, owner string, entries []Entry) e
 }
 
 // Owner implements Store.
+// The owner is in the meta key, or, for a stream created with its first
+// entries, in its first message (see ownerLua): both are read in one round
+// trip.
 func (r *Redis) Owner(ctx context.Context, id string) (string, error) {
-	_, mk := r.keys(id)
-	o, err := r.rdb.HGet(ctx, mk, "owner").Result()
-	if errors.Is(err, redis.Nil) {
-		return "", fmt.Errorf("stream %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
+	sk, mk := r.keys(id)
+	var meta *redis.StringCmd
+	var first *redis.XMessageSliceCmd
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		meta = p.HGet(ctx, mk, "owner")
+		first = p.XRangeN(ctx, sk, "-", "+", 1)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return "", fmt.Errorf("stream %s: owner: %w", id, err)
 	}
-	return o, nil
+	if o, err := meta.Result(); err == nil {
+		return o, nil
+	}
+	if msgs := first.Val(); len(msgs) > 0 {
+		if o, ok := msgs[0].Values["o"].(string); ok {
+			return o, nil
+		}
+	}
+	return "", fmt.Errorf("stream %s: %w", id, ErrNotFound)
 }
 
 // Follow implements Store. Live entries come from the node's one tail loop

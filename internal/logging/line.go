@@ -247,6 +247,9 @@ func (f *fastSink) float(b []byte, v float64) []byte {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return f.str(b, strconv.FormatFloat(v, 'g', -1, 64))
 	}
+	if out, ok := appendMillis(b, v); ok {
+		return out
+	}
 	format := byte('f')
 	if abs := math.Abs(v); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
 		format = 'e'
@@ -260,6 +263,41 @@ func (f *fastSink) float(b []byte, v float64) []byte {
 		}
 	}
 	return b
+}
+
+// appendMillis writes v as strconv.AppendFloat(b, v, 'f', -1, 64) would
+// when v is a whole number of thousandths below 1e12, such as the access
+// log's duration_ms (microseconds / 1000), without the shortest-decimal
+// search (4% of an authenticated read's CPU in process). Such a v's shortest
+// decimal is that number of thousandths: any other decimal of as many
+// digits is at least a thousandth away, far more than half the float's
+// spacing below 1e12. ok is false for any other v.
+func appendMillis(b []byte, v float64) ([]byte, bool) {
+	const limit = 1e12
+	if v == 0 || v <= -limit || v >= limit {
+		return b, false
+	}
+	n := int64(math.Round(v * 1000))
+	if float64(n)/1000 != v {
+		return b, false
+	}
+	if n < 0 {
+		b = append(b, '-')
+		n = -n
+	}
+	b = strconv.AppendInt(b, n/1000, 10)
+	frac := n % 1000
+	if frac == 0 {
+		return b, true
+	}
+	b = append(b, '.', byte('0'+frac/100))
+	if frac%100 != 0 {
+		b = append(b, byte('0'+frac/10%10))
+		if frac%10 != 0 {
+			b = append(b, byte('0'+frac%10))
+		}
+	}
+	return b, true
 }
 
 // end adds what correlationHandler adds and closes the record.

@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -211,5 +213,30 @@ func TestLineConcurrent(t *testing.T) {
 	}
 	if n != 8*200 {
 		t.Fatalf("%d records, want %d", n, 8*200)
+	}
+}
+
+// appendMillis writes exactly what strconv does, or declines.
+func TestAppendMillis(t *testing.T) {
+	values := []float64{0.001, 0.01, 0.1, 0.5, 0.999, 1, 1.05, 1.23, 1.234, 12.3, 999.999, 1000, 123456.789,
+		-0.001, -1.5, 999999999999.999, 1e12, -1e12, 1e-7, 0.0005, 1.2345, 0.1 + 0.2, math.MaxFloat64, 1e300}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100_000 {
+		values = append(values, float64(rng.Int64N(1e9))/1000, float64(rng.Int64N(1e15))/1000, float64(rng.Int64N(1e18))/1000, rng.Float64()*1e6)
+	}
+	claimed := 0
+	for _, v := range values {
+		want := strconv.AppendFloat(nil, v, 'f', -1, 64)
+		got, ok := appendMillis(nil, v)
+		if !ok {
+			continue
+		}
+		claimed++
+		if string(got) != string(want) {
+			t.Fatalf("appendMillis(%v) = %s, strconv writes %s", v, got, want)
+		}
+	}
+	if claimed < 199_000 {
+		t.Fatalf("appendMillis wrote only %d of %d whole thousandths", claimed, len(values))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 )
@@ -88,5 +89,33 @@ func TestTraceIDsOnLines(t *testing.T) {
 	}
 	if strings.Contains(lines[1], "trace_id") {
 		t.Fatalf("untraced line has a trace ID: %s", lines[1])
+	}
+}
+
+// A correlation ID is found under the contexts derived from its own, which
+// still see their parent's values and cancellation.
+func TestCorrelationIDThroughDerivedContexts(t *testing.T) {
+	type otherKey struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), otherKey{}, "other"))
+	ctx := WithCorrelationID(parent, "req-7")
+	derived, stop := context.WithTimeout(context.WithValue(ctx, otherKey{}, "shadow"), time.Hour)
+	defer stop()
+	if got := CorrelationID(derived); got != "req-7" {
+		t.Fatalf("CorrelationID = %q through derived contexts", got)
+	}
+	if got := ctx.Value(otherKey{}); got != "other" {
+		t.Fatalf("the parent's value = %v", got)
+	}
+	if got := CorrelationID(WithCorrelationID(ctx, "req-8")); got != "req-8" {
+		t.Fatalf("the innermost ID = %q", got)
+	}
+	if CorrelationID(parent) != "" {
+		t.Fatal("an ID without WithCorrelationID")
+	}
+	cancel()
+	select {
+	case <-derived.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancelling the parent did not reach a derived context")
 	}
 }
