@@ -68,7 +68,7 @@ func appendMeta(b []byte, m messageMeta) []byte {
 			b = strconv.AppendInt(sep(b, "completion_tokens"), v, 10)
 		}
 		if v := u.GetCostUsd(); v != 0 {
-			b = appendFloat(sep(b, "cost_usd"), v)
+			b = jsontext.AppendFloat(sep(b, "cost_usd"), v)
 		}
 		if u.GetCacheHit() {
 			b = append(sep(b, "cache_hit"), "true"...)
@@ -81,22 +81,3 @@ func appendMeta(b []byte, m messageMeta) []byte {
 
 // finite reports whether f is neither infinite nor NaN, which JSON cannot hold.
 func finite(f float64) bool { return !math.IsInf(f, 0) && !math.IsNaN(f) }
-
-// appendFloat appends f as encoding/json writes a float64: the shortest
-// representation, in exponent form below 1e-6 and from 1e21 on, with a one-digit
-// negative exponent unpadded.
-func appendFloat(b []byte, f float64) []byte {
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// e-09 becomes e-9
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
-}

@@ -4,7 +4,11 @@
 // it so that there is one escaper to keep right.
 package jsontext
 
-import "unicode/utf8"
+import (
+	"math"
+	"strconv"
+	"unicode/utf8"
+)
 
 const hexDigits = "0123456789abcdef"
 
@@ -106,4 +110,22 @@ func appendNamed(b []byte, c, name byte, named bool) []byte {
 		return append(b, '\\', name)
 	}
 	return append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+}
+
+// AppendFloat appends f as encoding/json writes a float64: the shortest
+// representation, in exponent form below 1e-6 and from 1e21 on, with a one-digit
+// negative exponent unpadded (e-7, not e-07). f must be finite.
+func AppendFloat(b []byte, f float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"math"
 	"strings"
 	"testing"
 
@@ -67,5 +68,22 @@ func TestAppendStringAllocations(t *testing.T) {
 	buf := make([]byte, 0, 256)
 	if n := testing.AllocsPerRun(100, func() { buf = jsontext.AppendString(buf[:0], "GET /api/v1/auth/me <ok> \u00e9\n", jsontext.JSON) }); n != 0 {
 		t.Fatalf("%v allocations per call, want 0", n)
+	}
+}
+
+// AppendFloat writes what encoding/json writes for the same float64.
+func TestAppendFloatMatchesEncodingJSON(t *testing.T) {
+	values := []float64{0, -0.5, 1, 3.25, 1e-6, 9.99e-7, 1e-7, 1.5e-12, 1e20, 1e21, 123456789e15, -2.5e-9, 0.1 + 0.2}
+	for i := range 2000 {
+		values = append(values, float64(i)*0.000173, math.Pow(10, float64(i%60-30))*1.7)
+	}
+	for _, v := range values {
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := jsontext.AppendFloat(nil, v); string(got) != string(want) {
+			t.Fatalf("AppendFloat(%v) = %s, encoding/json %s", v, got, want)
+		}
 	}
 }

@@ -250,19 +250,7 @@ func (f *fastSink) float(b []byte, v float64) []byte {
 	if out, ok := appendMillis(b, v); ok {
 		return out
 	}
-	format := byte('f')
-	if abs := math.Abs(v); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, v, format, -1, 64)
-	if format == 'e' {
-		// encoding/json writes e-7, not e-07.
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
+	return jsontext.AppendFloat(b, v)
 }
 
 // appendMillis writes v as strconv.AppendFloat(b, v, 'f', -1, 64) would
