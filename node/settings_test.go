@@ -2,31 +2,13 @@ package node
 
 import (
 	"errors"
-	"flag"
 	"maps"
 	"testing"
 
-	"github.com/kowai/kowai/internal/config"
+	"github.com/kowai/kowai/internal/testenv"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/workflows"
 )
-
-// testConfig is serve's configuration over an embedded database in a temporary
-// directory, listening on free ports, without metrics.
-func testConfig(t *testing.T) *config.Config {
-	t.Helper()
-	env := map[string]string{"KOWAI_DATA_DIR": t.TempDir(), "KOWAI_HTTP_ADDR": "127.0.0.1:0", "KOWAI_METRICS_ADDR": "off"}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	load := config.Flags(fs, func(k string) string { return env[k] })
-	if err := fs.Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
 
 // Each endpoint's key is read from the variable it names, and only that.
 func TestEndpointKeys(t *testing.T) {
@@ -43,7 +25,7 @@ func TestEndpointKeys(t *testing.T) {
 
 // Options.Workflows registers next to the built-ins; its error fails New.
 func TestOptionsWorkflows(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := testenv.NodeConfig(t, nil)
 	n, err := New(t.Context(), cfg, Options{Workflows: func(reg *workflows.Registry) error {
 		return workflows.Register(reg, "echo", func(_ *workflows.Context, p struct{ Text string }) (string, error) { return p.Text, nil })
 	}})
@@ -62,7 +44,7 @@ func TestOptionsWorkflows(t *testing.T) {
 		t.Errorf("built-in research: %v", err)
 	}
 	refused := errors.New("refused")
-	_, err = New(t.Context(), testConfig(t), Options{Workflows: func(*workflows.Registry) error { return refused }})
+	_, err = New(t.Context(), testenv.NodeConfig(t, nil), Options{Workflows: func(*workflows.Registry) error { return refused }})
 	if !errors.Is(err, refused) {
 		t.Errorf("New with a failing Workflows: %v, want %v", err, refused)
 	}
