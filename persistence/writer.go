@@ -641,25 +641,11 @@ func mergeBatch(batch []*request) []any {
 		for _, op := range ops {
 			switch op := op.(type) {
 			case leadInsert:
-				key := "\x00lead\x00" + op.Table + "\x00" + strings.Join(op.Cols, "\x00")
-				t := targets[key]
-				if t == nil {
-					t = &insertTarget{table: op.Table, cols: op.Cols}
-					targets[key] = t
-					leading = append(leading, t)
-				}
-				t.rows = append(t.rows, op.Rows...)
+				mergeInsert(targets, &leading, "\x00lead\x00", op.Insert)
 			case leader:
 				leading = append(leading, op)
 			case Insert:
-				key := op.Table + "\x00" + strings.Join(op.Cols, "\x00")
-				t := targets[key]
-				if t == nil {
-					t = &insertTarget{table: op.Table, cols: op.Cols}
-					targets[key] = t
-					steps = append(steps, t)
-				}
-				t.rows = append(t.rows, op.Rows...)
+				mergeInsert(targets, &steps, "", op)
 			case Touch:
 				key := op.Table + "\x00" + op.Column
 				t := touched[key]
@@ -814,4 +800,18 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, log *slog.
 		log.Error("group commit metric not registered", "error", err)
 	}
 	return c
+}
+
+// mergeInsert adds op's rows to the merged INSERT of its table and columns
+// (under prefix, which keeps leading inserts apart from the others), appending
+// a new target to list the first time that INSERT is seen.
+func mergeInsert(targets map[string]*insertTarget, list *[]any, prefix string, op Insert) {
+	key := prefix + op.Table + "\x00" + strings.Join(op.Cols, "\x00")
+	t := targets[key]
+	if t == nil {
+		t = &insertTarget{table: op.Table, cols: op.Cols}
+		targets[key] = t
+		*list = append(*list, t)
+	}
+	t.rows = append(t.rows, op.Rows...)
 }
