@@ -1057,16 +1057,15 @@ func (p *eventPump) loop() {
 				ops = append(ops, lead)
 			}
 			// One fenced row holds the whole write (one transaction) to this
-			// execution's version.
+			// execution's version. A write that carries the run's new row needs
+			// none: nobody else can have moved a row that commits with it.
+			fenced := lead == nil
 			if len(steps) > 0 {
-				ops = append(ops, persistence.StepInsertAt(p.runID, p.version, steps...))
+				ops = append(ops, p.fence(fenced, persistence.StepInsert(steps...)))
+				fenced = false
 			}
 			if len(batch) > 0 {
-				if len(steps) > 0 {
-					ops = append(ops, persistence.EventInsert(batch...))
-				} else {
-					ops = append(ops, persistence.EventInsertAt(p.runID, p.version, batch...))
-				}
+				ops = append(ops, p.fence(fenced, persistence.EventInsert(batch...)))
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 			err = p.w.deps.Writer.Submit(ctx, ops)
@@ -1121,6 +1120,16 @@ func (p *eventPump) loop() {
 			}
 		}
 	}
+}
+
+// fence returns op fenced by the pump's run version (persistence.RunFenced) when
+// fenced is true, op itself otherwise.
+func (p *eventPump) fence(fenced bool, op persistence.Op) persistence.Op {
+	in, ok := op.(persistence.Insert)
+	if !fenced || !ok {
+		return op
+	}
+	return persistence.RunFenced(p.runID, p.version, in)
 }
 
 // foldStepEvents moves events into the rows of the completed steps among steps,
