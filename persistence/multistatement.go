@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -201,53 +202,67 @@ func checkCounts(res driver.Result, stmts []stmt) error {
 // dialects take ? for a parameter and backquoted names, and goqu's builder
 // allocated about 12 KB per merged message row (a third of a chat turn's
 // allocation, BenchmarkTurnCost). The values go to the driver as they are, which
-// converts them as goqu's prepared mode did (named types, driver.Valuer, nil). A row
-// that ends with a runFence (RunFenced) is written with its fence's subquery for its
-// run_id (fencedInsertSQL).
+// converts them as goqu's prepared mode did (named types, driver.Valuer, nil). Rows
+// that end with a runFence (RunFenced) are checked by one subquery per statement
+// (fencedInsertSQL).
 func insertStatements(table string, cols []string, rows [][]any) ([]stmt, error) {
-	step := max(1, maxParams/(len(cols)+1))
+	step := max(1, maxParams/(len(cols)+3))
 	var out []stmt
 	for chunk := range slices.Chunk(rows, step) {
-		args := make([]any, 0, len(chunk)*len(cols))
-		fenced := false
-		for _, row := range chunk {
+		var fences []runFence
+		first := -1 // the first fenced row of chunk
+		for i, row := range chunk {
 			switch {
 			case len(row) == len(cols)+1:
 				fence, ok := row[len(cols)].(runFence)
 				if !ok {
 					return nil, fmt.Errorf("persistence: build insert into %s: a row has %d values for %d columns", table, len(row), len(cols))
 				}
-				at := slices.Index(cols, "run_id")
-				if at < 0 {
-					return nil, fmt.Errorf("persistence: build fenced insert into %s: no run_id column", table)
+				if first < 0 {
+					first = i
 				}
-				// The subquery's two values stand where the row's run_id was.
-				fenced = true
-				args = append(args, row[:at]...)
-				args = append(args, fence.id, fence.version)
-				args = append(args, row[at+1:len(cols)]...)
+				if !slices.Contains(fences, fence) {
+					fences = append(fences, fence)
+				}
 			case len(row) != len(cols):
 				return nil, fmt.Errorf("persistence: build insert into %s: a row has %d values for %d columns", table, len(row), len(cols))
-			default:
-				args = append(args, row...)
 			}
 		}
-		query := insertSQL(table, cols, len(chunk))
-		if fenced {
-			query = fencedInsertSQL(table, cols, chunk)
+		if first >= 0 {
+			st, err := fencedInsertSQL(table, cols, chunk, first, fences)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, st)
+			continue
 		}
-		out = append(out, stmt{query: query, args: args, want: -1})
+		args := make([]any, 0, len(chunk)*len(cols))
+		for _, row := range chunk {
+			args = append(args, row...)
+		}
+		out = append(out, stmt{query: insertSQL(table, cols, len(chunk)), args: args, want: -1})
 	}
 	return out, nil
 }
 
-// fencedInsertSQL is insertSQL for rows of which some end with a runFence
-// (RunFenced): their run_id is the subquery that reads the run's row at the fenced
-// version, NULL at any other.
-func fencedInsertSQL(table string, cols []string, rows [][]any) string {
+// fencedInsertSQL is the INSERT of rows, some of which end with a runFence
+// (RunFenced): the run_id of the first fenced row, first, is written as
+//
+//	CASE WHEN (SELECT COUNT(*) FROM workflow_runs WHERE (id = ? AND version = ?) OR ...) = n THEN ? END
+//
+// over the statement's distinct fences, which is NULL, refused by the NOT NULL
+// column, unless every fenced run is at its version: one subquery per statement,
+// however many runs it fences. A run at another version so fails the whole
+// statement; the Writer then applies each write on its own, where only the stale
+// one fails.
+func fencedInsertSQL(table string, cols []string, rows [][]any, first int, fences []runFence) (stmt, error) {
 	at := slices.Index(cols, "run_id")
+	if at < 0 {
+		return stmt{}, fmt.Errorf("persistence: build fenced insert into %s: no run_id column", table)
+	}
 	var b strings.Builder
-	b.Grow(32 + len(table) + len(rows)*(4+3*len(cols)) + 72)
+	b.Grow(32 + len(table) + len(rows)*(4+3*len(cols)) + 8*len(cols) + 96 + 32*len(fences))
+	args := make([]any, 0, len(rows)*len(cols)+2*len(fences)+1)
 	b.WriteString("INSERT INTO ")
 	quoteName(&b, table)
 	b.WriteString(" (")
@@ -267,15 +282,27 @@ func fencedInsertSQL(table string, cols []string, rows [][]any) string {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			if i == at && len(row) > len(cols) {
-				b.WriteString("(SELECT `id` FROM `workflow_runs` WHERE `id` = ? AND `version` = ?)")
+			if r == first && i == at {
+				b.WriteString("CASE WHEN (SELECT COUNT(*) FROM `workflow_runs` WHERE ")
+				for k, f := range fences {
+					if k > 0 {
+						b.WriteString(" OR ")
+					}
+					b.WriteString("(`id` = ? AND `version` = ?)")
+					args = append(args, f.id, f.version)
+				}
+				b.WriteString(") = ")
+				b.WriteString(strconv.Itoa(len(fences)))
+				b.WriteString(" THEN ? END")
+				args = append(args, row[i])
 				continue
 			}
 			b.WriteByte('?')
+			args = append(args, row[i])
 		}
 		b.WriteByte(')')
 	}
-	return b.String()
+	return stmt{query: b.String(), args: args, want: -1}, nil
 }
 
 // insertSQL is the INSERT of n rows of cols into table, with a ? for each value.

@@ -604,10 +604,11 @@ func EventInsertAt(runID string, version int64, events ...WorkflowEvent) Op {
 // write of the activation that owns that run at version: it commits only while the
 // run's row is at that version, and fails with ErrConflict, writing nothing,
 // otherwise. Submitted in one Ops with other writes, it holds them to the same
-// condition. The check costs no statement of its own: the run_id of the first row
-// is written as a subquery, (SELECT id FROM workflow_runs WHERE id = ? AND version
-// = ?), which is NULL at another version and so fails the NOT NULL column; the
-// other rows merge with the batch's ordinary rows. On MariaDB the run's row stays
+// condition. The check costs no statement of its own: the rows merge with the
+// batch's ordinary rows into one INSERT, in which the run_id of one row is NULL,
+// refused by the NOT NULL column, unless a subquery finds every run the
+// statement's fenced rows name at its version (fencedInsertSQL: one subquery per
+// statement, whatever the number of runs). On MariaDB the run's row stays
 // share-locked until the commit (by the subquery, a locking read inside a write
 // under REPEATABLE READ, and by the foreign key check of every journal and event
 // row); on SQLite the write holds the database's one writer lock. So a
