@@ -248,7 +248,8 @@ func insertStatements(table string, cols []string, rows [][]any) ([]stmt, error)
 // fencedInsertSQL is the INSERT of rows, some of which end with a runFence
 // (RunFenced): the run_id of the first fenced row, first, is written as
 //
-//	CASE WHEN (SELECT COUNT(*) FROM workflow_runs WHERE (id = ? AND version = ?) OR ...) = n THEN ? END
+//	CASE WHEN (SELECT COUNT(*) FROM workflow_runs WHERE id IN (?, ...)
+//		AND version = CASE id WHEN ? THEN ? ... END) = n THEN ? END
 //
 // over the statement's distinct fences, which is NULL, refused by the NOT NULL
 // column, unless every fenced run is at its version: one subquery per statement,
@@ -283,15 +284,20 @@ func fencedInsertSQL(table string, cols []string, rows [][]any, first int, fence
 				b.WriteString(", ")
 			}
 			if r == first && i == at {
-				b.WriteString("CASE WHEN (SELECT COUNT(*) FROM `workflow_runs` WHERE ")
+				b.WriteString("CASE WHEN (SELECT COUNT(*) FROM `workflow_runs` WHERE `id` IN (")
 				for k, f := range fences {
 					if k > 0 {
-						b.WriteString(" OR ")
+						b.WriteString(", ")
 					}
-					b.WriteString("(`id` = ? AND `version` = ?)")
+					b.WriteString("?")
+					args = append(args, f.id)
+				}
+				b.WriteString(") AND `version` = CASE `id`")
+				for _, f := range fences {
+					b.WriteString(" WHEN ? THEN ?")
 					args = append(args, f.id, f.version)
 				}
-				b.WriteString(") = ")
+				b.WriteString(" END) = ")
 				b.WriteString(strconv.Itoa(len(fences)))
 				b.WriteString(" THEN ? END")
 				args = append(args, row[i])
