@@ -1,7 +1,10 @@
 package actors
 
 import (
+	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,4 +88,57 @@ func TestStaleActivationNeverDuplicatesAnEventSeq(t *testing.T) {
 			t.Fatalf("steps = %+v, %v", steps, err)
 		}
 	})
+}
+
+// gatedWriter holds its first Submit (a new run's row) until gate closes.
+type gatedWriter struct {
+	LogWriter
+	gate  chan struct{}
+	first atomic.Bool
+}
+
+func (w *gatedWriter) Submit(ctx context.Context, op persistence.Op) error {
+	if w.first.CompareAndSwap(false, true) {
+		<-w.gate
+	}
+	return w.LogWriter.Submit(ctx, op)
+}
+
+// A new run executes while its row is still being written. An ownership check whose
+// read of the node's runs comes before the row is durable must not take the run for
+// another activation's: before the check skipped such runs, the grain stopped the
+// execution once the row committed, and the run stayed running on a live node,
+// never recovered (seen in TestWorkflowRunsSurviveKill).
+func TestOwnershipCheckSkipsARunWhoseRowIsNotDurable(t *testing.T) {
+	db := persisttest.SQLite(t)
+	gate := make(chan struct{})
+	var h *wfHarness
+	var once sync.Once
+	h = newWFHarnessWith(t, db, harnessOptions{}, func(d *WorkflowDeps) {
+		d.Writer = &gatedWriter{LogWriter: d.Writer, gate: gate}
+		d.RecoveryInterval = time.Hour // only the check below runs
+	}, func(reg *workflows.Registry) {
+		must(t, workflows.Register(reg, "gated", func(c *workflows.Context, _ struct{}) (int, error) {
+			if _, err := workflows.Task(c, "check", func(ctx context.Context) (int, error) {
+				once.Do(func() {
+					h.wf.checkOwnership(ctx) // the run's row is not written yet
+					close(gate)
+				})
+				return 1, nil
+			}); err != nil {
+				return 0, err
+			}
+			// Still executing when the grain reads the check's answer.
+			return workflows.Task(c, "later", func(ctx context.Context) (int, error) {
+				select {
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				case <-time.After(300 * time.Millisecond):
+					return 2, nil
+				}
+			})
+		}))
+	})
+	id := h.trigger(t, "gated", `{}`)
+	h.waitStatus(t, id, persistence.StatusCompleted, 10*time.Second)
 }

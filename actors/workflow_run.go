@@ -249,6 +249,9 @@ func (g *runGrain) createRunning(ctx actor.Context, m *actorpb.StartRun) (bool, 
 	<-create.done
 	err = create.err
 	if err == nil {
+		if g.exec != nil {
+			g.w.executing.Store(g.identity, executingRun{grain: liveGrain{pid: g.self, sys: g.sys}, durable: time.Now()})
+		}
 		return true, nil
 	}
 	// No row, so no run here: the execution stops before it wrote anything (its
@@ -482,7 +485,12 @@ func (g *runGrain) execute(ctx actor.Context, fresh bool, create *runCreate) {
 	ectx, cancel := context.WithCancelCause(tracing.Extract(context.Background(), ctx.MessageHeader()))
 	e := &execution{cancel: cancel, done: make(chan struct{})}
 	g.exec = e
-	g.w.executing.Store(g.identity, liveGrain{pid: g.self, sys: g.sys})
+	// A fresh run's row is durable once create settles (createRunning says so).
+	durable := time.Now()
+	if create != nil {
+		durable = time.Time{}
+	}
+	g.w.executing.Store(g.identity, executingRun{grain: liveGrain{pid: g.self, sys: g.sys}, durable: durable})
 	g.w.metrics.started.WithLabelValues(g.row.Name).Inc()
 	req := workflows.RunRequest{RunID: g.identity, Workflow: g.row.Name, OwnerID: g.row.OwnerID, Params: g.row.Parameters,
 		PriorAttempts: prior, Fresh: fresh}

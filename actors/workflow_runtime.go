@@ -120,8 +120,9 @@ type Workflows struct {
 	// beating is set once this process's heartbeat row exists (ensureNode).
 	beating atomic.Bool
 	beatMu  sync.Mutex
-	// executing maps the ID of each run executing here to its grain
-	// (liveGrain), for the ownership check of every recovery tick.
+	// executing maps the ID of each run executing here to its grain and since
+	// when its row is durable (executingRun), for the ownership check of every
+	// recovery tick.
 	executing sync.Map
 	// watchMu guards watchers, which maps a run ID to the channels WatchFinish
 	// handed out for it.
@@ -330,9 +331,15 @@ func (w *Workflows) RecoverOnce(ctx context.Context) (int, error) {
 // a write per run. Only the runs that executed before the read are checked, so a
 // run just started is never taken for lost.
 func (w *Workflows) checkOwnership(ctx context.Context) {
+	// Only runs whose row was durable before the read below are checked: a new
+	// run executes while its row is still being written (createRunning), and a
+	// read that does not see the row yet says nothing about who owns it.
+	read := time.Now()
 	before := map[string]liveGrain{}
 	w.executing.Range(func(k, v any) bool {
-		before[k.(string)] = v.(liveGrain)
+		if e := v.(executingRun); !e.durable.IsZero() && e.durable.Before(read) {
+			before[k.(string)] = e.grain
+		}
 		return true
 	})
 	if len(before) == 0 {
@@ -347,6 +354,14 @@ func (w *Workflows) checkOwnership(ctx context.Context) {
 		v, ok := owned[id]
 		g.sys.Root.Send(g.pid, ownerCheck{owned: ok, version: v})
 	}
+}
+
+// executingRun is an entry of Workflows.executing: the grain executing a run, and
+// since when the run's row is durable as executing here (zero while a new run's
+// row is still being written).
+type executingRun struct {
+	grain   liveGrain
+	durable time.Time
 }
 
 // OnLeave stops the run grains of this node before the node leaves; each hands its
