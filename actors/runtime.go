@@ -277,14 +277,16 @@ func (rt *Runtime) Kinds() []*protocluster.Kind {
 
 // SessionProps returns the props of a session grain. Identity is the conversation ID
 // for a plain actor (tests, benchmarks); empty for a cluster grain, which learns it from
-// the cluster.
+// the cluster. Its mailbox runs on the runtime's goroutine pool, as agents' and
+// workers' do: a new goroutine per mailbox run grew its stack on every turn.
 func (rt *Runtime) SessionProps(identity string) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newSession(rt, identity) })
+	return actor.PropsFromProducer(func() actor.Actor { return newSession(rt, identity) }, actor.WithDispatcher(rt.stacks.Dispatcher()))
 }
 
-// AgentProps returns the props of an agent grain; identity as for SessionProps.
+// AgentProps returns the props of an agent grain; identity and mailbox as for
+// SessionProps.
 func (rt *Runtime) AgentProps(identity string) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newAgent(rt, identity) })
+	return actor.PropsFromProducer(func() actor.Actor { return newAgent(rt, identity) }, actor.WithDispatcher(rt.stacks.Dispatcher()))
 }
 
 // AgentTypes describes the registered agent types, for GET /api/v1/agents/types.
