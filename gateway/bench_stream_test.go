@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,6 +72,11 @@ func (discardStore) Follow(context.Context, string, int64, time.Time, func(strea
 // server's for the kept runs). Wall-clock rates are reported too
 // (wall-x-vs-baseline is the median of the pairs' ratios), but on a shared
 // machine they swing with its other load. Goal: x-vs-baseline >= 0.8.
+//
+// The allocations per 1,000 tokens of each side are logged, and each
+// server's goroutines carry the pprof label store=kept or store=discard,
+// so a CPU profile of the benchmark (-cpuprofile) tells the two sides
+// apart (go tool pprof -tagfocus=store=kept).
 func BenchmarkStreamedTokens(b *testing.B) {
 	rdb := testenv.Redis(b)
 	kept := streams.NewRedis(rdb, streams.RedisOptions{Prefix: testenv.Prefix("bench-streams")})
@@ -82,7 +89,9 @@ func BenchmarkStreamedTokens(b *testing.B) {
 			}
 		})
 	}
-	candidate, baseline := serve(kept), serve(discardStore{})
+	var candidate, baseline string
+	pprof.Do(b.Context(), pprof.Labels("store", "kept"), func(context.Context) { candidate = serve(kept) })
+	pprof.Do(b.Context(), pprof.Labels("store", "discard"), func(context.Context) { baseline = serve(discardStore{}) })
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: streamBenchWorkers, MaxConnsPerHost: streamBenchWorkers}}
 	b.Cleanup(client.CloseIdleConnections)
 	turn := func(base string) func(int) error {
@@ -125,21 +134,30 @@ func BenchmarkStreamedTokens(b *testing.B) {
 	var ratios, keptRates, freeRates []float64
 	var keptCPU, freeCPU, keptRedis, freeRedis time.Duration
 	var keptN, freeN float64
+	var keptMallocs, keptBytes, freeMallocs, freeBytes uint64
 	measure := func(base string, cpu *time.Duration, tokens *float64) float64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		redisBefore := redisCPU(b, rdb)
 		procBefore := processCPU(b)
 		n, d := testenv.Throughput(b, streamBenchWorkers, streamBenchRun, turn(base))
+		procUsed := processCPU(b) - procBefore
 		redisUsed := redisCPU(b, rdb) - redisBefore
+		runtime.ReadMemStats(&after)
 		if base == candidate {
 			keptRedis += redisUsed
+			keptMallocs += after.Mallocs - before.Mallocs
+			keptBytes += after.TotalAlloc - before.TotalAlloc
 		} else {
 			// Not counted: the baseline does not use Redis. What Redis does
 			// meanwhile is other clients' work, also counted in the kept runs
 			// on a shared server; it is logged to tell that noise.
 			freeRedis += redisUsed
 			redisUsed = 0
+			freeMallocs += after.Mallocs - before.Mallocs
+			freeBytes += after.TotalAlloc - before.TotalAlloc
 		}
-		*cpu += processCPU(b) - procBefore + redisUsed
+		*cpu += procUsed + redisUsed
 		*tokens += float64(n * streamBenchTokens)
 		return float64(n*streamBenchTokens) / d.Seconds()
 	}
@@ -162,6 +180,8 @@ func BenchmarkStreamedTokens(b *testing.B) {
 	b.Logf("wall-clock kept/baseline per pair: %.2f", ratios)
 	b.Logf("CPU per 1000 tokens: kept %v (Redis %v), baseline %v (Redis meanwhile, not counted: %v)", keptCPU*1000/time.Duration(keptN),
 		keptRedis*1000/time.Duration(keptN), freeCPU*1000/time.Duration(freeN), freeRedis*1000/time.Duration(freeN))
+	b.Logf("allocations per 1000 tokens: kept %.0f (%.0f B), baseline %.0f (%.0f B)", float64(keptMallocs)*1000/keptN,
+		float64(keptBytes)*1000/keptN, float64(freeMallocs)*1000/freeN, float64(freeBytes)*1000/freeN)
 	keptPerCPU, freePerCPU := keptN/keptCPU.Seconds(), freeN/freeCPU.Seconds()
 	b.ReportMetric(median(keptRates), "tokens/s")
 	b.ReportMetric(median(freeRates), "baseline-tokens/s")

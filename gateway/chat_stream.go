@@ -23,6 +23,12 @@ import (
 // so proxies keep it open and a gone client is noticed.
 const sseHeartbeat = 15 * time.Second
 
+// sseOpenWait is how long an event stream's first ping waits for the first
+// event to go out with it: a reply whose first event is stored within it
+// reaches its client in one write with the headers instead of two, and no
+// event waits for the ping.
+const sseOpenWait = 50 * time.Millisecond
+
 // sseQueue bounds the events waiting for one slow SSE client; a client
 // further behind is dropped, and resumes with Last-Event-ID.
 const sseQueue = 1024
@@ -389,10 +395,11 @@ var errSSEGone = errors.New("sse client gone")
 // token when the model is faster than the connection.
 func (s *sseSink) write(w *bufio.Writer, heartbeat time.Duration, closed <-chan struct{}) {
 	defer s.drop()
-	// The headers go out at once, with a first ping (the response body
-	// writer sends nothing before a byte of body): a client learns the
-	// stream ID, and that the turn was accepted, before the first token.
-	if _, err := w.WriteString(": ping\n\n"); err != nil || w.Flush() != nil {
+	// The headers go out with a first ping (the response body writer sends
+	// nothing before a byte of body), and with the first event when it
+	// comes within sseOpenWait: a client learns the stream ID, and that the
+	// turn was accepted, no later than the first token and sseOpenWait.
+	if _, err := w.WriteString(": ping\n\n"); err != nil {
 		return
 	}
 	// drain writes b and every event queued behind it, then flushes.
@@ -408,6 +415,21 @@ func (s *sseSink) write(w *bufio.Writer, heartbeat time.Duration, closed <-chan 
 			}
 			return w.Flush() == nil
 		}
+	}
+	open := time.NewTimer(sseOpenWait)
+	defer open.Stop()
+	select {
+	case b := <-s.ch:
+		if !drain(b) {
+			return
+		}
+	case <-open.C:
+		if w.Flush() != nil {
+			return
+		}
+	case <-closed:
+		// The loop below drains the queue; what stays buffered is flushed
+		// when write returns.
 	}
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()

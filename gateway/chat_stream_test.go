@@ -656,3 +656,70 @@ func TestStreamRetriesWhenTheConversationMoves(t *testing.T) {
 		})
 	}
 }
+
+// writeRecorder records each write made to it (each flush of a bufio.Writer
+// over it).
+type writeRecorder struct {
+	mu     sync.Mutex
+	writes []string
+}
+
+func (w *writeRecorder) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes = append(w.writes, string(p))
+	return len(p), nil
+}
+
+// first waits for the first write.
+func (w *writeRecorder) first(t *testing.T) string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		w.mu.Lock()
+		if len(w.writes) > 0 {
+			first := w.writes[0]
+			w.mu.Unlock()
+			return first
+		}
+		w.mu.Unlock()
+	}
+	t.Fatal("nothing was written")
+	return ""
+}
+
+// TestSSEFirstPingCarriesTheFirstEvent: an event stream's first ping goes
+// out in one write with the events queued by then (a reply stored at once
+// reaches its client in one write with the headers), and alone, without
+// waiting for an event, when none comes.
+func TestSSEFirstPingCarriesTheFirstEvent(t *testing.T) {
+	s := newSSESink("s1")
+	if err := s.entry(streams.Entry{Seq: 1, Kind: streams.KindToken, Delta: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	rec := &writeRecorder{}
+	closed := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.write(bufio.NewWriter(rec), time.Hour, closed)
+	}()
+	if first := rec.first(t); !strings.HasPrefix(first, ": ping\n\n") || !strings.Contains(first, "id: s1:1\nevent: token\n") {
+		t.Fatalf("first write %q, want the ping and the queued event", first)
+	}
+	close(closed)
+	<-done
+
+	idle := newSSESink("s2")
+	rec = &writeRecorder{}
+	closed = make(chan struct{})
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		idle.write(bufio.NewWriter(rec), time.Hour, closed)
+	}()
+	if first := rec.first(t); first != ": ping\n\n" {
+		t.Fatalf("first write %q, want the ping alone", first)
+	}
+	close(closed)
+	<-done
+}

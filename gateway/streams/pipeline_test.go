@@ -3,7 +3,9 @@ package streams
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/kowai/kowai/internal/testenv"
 )
@@ -30,7 +32,7 @@ func TestAppendsShareOneRun(t *testing.T) {
 	}
 	call := func(id string, first, last int64, b []byte, owner string) *appendCall {
 		sk, mk := r.keys(id)
-		return &appendCall{ctx: ctx, streamKey: sk, metaKey: mk, first: first, last: last, batch: b, owner: owner,
+		return &appendCall{ctx: ctx, streamKey: sk, metaKey: mk, awaitKey: r.awaitKey(id), first: first, last: last, batch: b, owner: owner,
 			done: make(chan struct{})}
 	}
 	calls := []*appendCall{
@@ -140,5 +142,103 @@ func TestStartWritesOneKey(t *testing.T) {
 	}
 	if c, err := r.Begin(ctx, "long", "u1"); err != nil || c != (Cursor{Attempt: 2, Last: 30}) {
 		t.Fatalf("begin after the trim: %+v %v", c, err)
+	}
+}
+
+// TestWholeReplyIsOneHash: a reply whose first write holds its final entry
+// is its meta hash alone, without a Redis stream (whose 4 KiB node costs
+// Redis twice the time to create); it reads, resumes, begins again and
+// refuses appends as a Redis stream does. A follower awaiting the stream
+// gets a Redis stream all the same (its XREAD BLOCK wakes on it), and a
+// reply longer than MaxLen is a Redis stream, trimmed.
+func TestWholeReplyIsOneHash(t *testing.T) {
+	rdb := testenv.Redis(t)
+	r := NewRedis(rdb, RedisOptions{Prefix: testenv.Prefix("whole"), MaxLen: 10, Poll: time.Minute})
+	ctx := t.Context()
+	reply := func(n int64) []Entry {
+		var es []Entry
+		for seq := int64(1); seq < n; seq++ {
+			es = append(es, Entry{Seq: seq, Kind: KindToken, Delta: "t"})
+		}
+		return append(es, Entry{Seq: n, Kind: KindDone, Data: []byte(`{"response":"t"}`)})
+	}
+	follow := func(id string, after int64) []int64 {
+		t.Helper()
+		var got []int64
+		if err := r.Follow(ctx, id, after, time.Time{}, func(e Entry) error {
+			got = append(got, e.Seq)
+			return nil
+		}); err != nil {
+			t.Fatalf("follow %s after %d: %v", id, after, err)
+		}
+		return got
+	}
+	if err := r.Start(ctx, "w", "u1", reply(4)...); err != nil {
+		t.Fatal(err)
+	}
+	sk, mk := r.keys("w")
+	if n, err := rdb.Exists(ctx, sk).Result(); err != nil || n != 0 {
+		t.Fatalf("a whole reply wrote a Redis stream: %d %v", n, err)
+	}
+	if typ, err := rdb.Type(ctx, mk).Result(); err != nil || typ != "hash" {
+		t.Fatalf("meta key %q %v", typ, err)
+	}
+	if ttl, err := rdb.PTTL(ctx, mk).Result(); err != nil || ttl <= 0 {
+		t.Fatalf("meta key without expiry: %v %v", ttl, err)
+	}
+	if o, err := r.Owner(ctx, "w"); err != nil || o != "u1" {
+		t.Fatalf("owner %q %v", o, err)
+	}
+	if got := follow("w", 0); !slices.Equal(got, []int64{1, 2, 3, 4}) {
+		t.Fatalf("follow from the start: %v", got)
+	}
+	if got := follow("w", 2); !slices.Equal(got, []int64{3, 4}) {
+		t.Fatalf("resume after 2: %v", got)
+	}
+	for _, e := range []Entry{{Seq: 4, Kind: KindToken, Delta: "again"}, {Seq: 1, Kind: KindToken, Delta: "again"}} {
+		if err := r.Append(ctx, "w", e); !errors.Is(err, ErrConflict) {
+			t.Fatalf("append of seq %d: %v", e.Seq, err)
+		}
+	}
+	if err := r.Start(ctx, "w", "u2", reply(2)...); !errors.Is(err, ErrConflict) {
+		t.Fatalf("start by another owner: %v", err)
+	}
+	if _, err := r.Begin(ctx, "w", "u2"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("begin by another owner: %v", err)
+	}
+	if c, err := r.Begin(ctx, "w", "u1"); err != nil || c != (Cursor{Attempt: 2, Last: 4, Finished: true}) {
+		t.Fatalf("begin: %+v %v", c, err)
+	}
+
+	// Awaited, it is a Redis stream, and its follower wakes at once.
+	out := make(chan error, 1)
+	go func() {
+		out <- r.Follow(ctx, "awaited", 0, time.Now().Add(time.Minute), func(Entry) error { return nil })
+	}()
+	time.Sleep(100 * time.Millisecond) // the follower is waiting
+	if err := r.Start(ctx, "awaited", "u1", reply(3)...); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-out:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the follower of an awaited whole reply waited for its poll")
+	}
+	if ask, _ := r.keys("awaited"); rdb.Exists(ctx, ask).Val() != 1 {
+		t.Fatal("an awaited whole reply is not a Redis stream")
+	}
+
+	// Longer than MaxLen: a Redis stream, trimmed to the bound.
+	if err := r.Start(ctx, "long", "u1", reply(25)...); err != nil {
+		t.Fatal(err)
+	}
+	if lsk, _ := r.keys("long"); rdb.Exists(ctx, lsk).Val() != 1 {
+		t.Fatal("a whole reply longer than MaxLen is not a Redis stream")
+	}
+	if got := follow("long", 20); !slices.Equal(got, []int64{21, 22, 23, 24, 25}) {
+		t.Fatalf("resume of the long reply: %v", got)
 	}
 }

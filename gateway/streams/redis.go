@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -78,6 +79,12 @@ func (r *Redis) keys(id string) (string, string) {
 	return base + ":s", base + ":m"
 }
 
+// awaitKey returns the key that a follower awaiting stream id sets while
+// it waits (see Follow), in the stream's hash slot: while it exists, the
+// stream is created as a Redis stream even when its first write finishes
+// it, so that the follower's XREAD BLOCK wakes.
+func (r *Redis) awaitKey(id string) string { return r.prefix + "{" + id + "}:a" }
+
 // ownerLua defines owner(sk, mk) for the scripts: the stream's owner (nil
 // when it does not exist) and whether its meta key holds it. A stream
 // created with its first entries (Start) is one key: its owner is a field
@@ -112,16 +119,21 @@ local n = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last == 0 then return {n} end
+if #last == 0 then
+  local c = redis.call('HGET', KEYS[2], 'c')
+  if c then return {n, 'c', c} end
+  return {n}
+end
 return {n, last[1][2][1], last[1][2][2]}
 `)
 
 // appendScript adds, for each of one or more streams, one message holding a
 // batch of entries whose numbers continue the stream's. KEYS holds each
-// stream's entries key and meta key; ARGV is {maxLen, ttl}, then for each
-// stream {first seq, last seq, batch, owner}. It answers one result per
-// stream, in order: 1, or the refusal KOWAI_NOTFOUND or KOWAI_CONFLICT (a
-// refused stream is left as it was; the others are written all the same).
+// stream's entries key, meta key and await key; ARGV is {maxLen, ttl},
+// then for each stream {first seq, last seq, batch, owner, final}. It
+// answers one result per stream, in order: 1, or the refusal
+// KOWAI_NOTFOUND or KOWAI_CONFLICT (a refused stream is left as it was;
+// the others are written all the same).
 //
 // The message's ID is the batch's last number, so a reader after seq N
 // finds every message holding an entry after N from ID N+1 on, and the
@@ -130,8 +142,13 @@ return {n, last[1][2][1], last[1][2][2]}
 // stream node holds up to 100 messages, and compact batches are small, so a
 // node's worth of entries can be many times maxLen. With an owner (Start), a
 // stream that does not exist is created as its first attempt: with entries,
-// as one key whose first message names the owner (a fast reply's whole
-// stream is one key and one message); without, as its meta key alone.
+// as one key whose first message names the owner; without, as its meta key
+// alone. A whole reply, created with a batch that ends with its final entry
+// (final is "1"), is its meta hash alone, the batch in its field c and its
+// last number in last: a Redis stream costs Redis a 4 KiB node and twice
+// the time to create, and a finished reply has no live entries to tail. A
+// follower awaiting the stream (its await key exists) gets a Redis stream
+// all the same, whose first message wakes its XREAD BLOCK.
 var appendScript = redis.NewScript(ownerLua + `
 local maxlen, ttl = tonumber(ARGV[1]), ARGV[2]
 local function add(sk, last, batch, own)
@@ -147,11 +164,25 @@ local function add(sk, last, batch, own)
   end
   redis.call('PEXPIRE', sk, ttl)
 end
-local function one(sk, mk, first, last, batch, own)
-  if batch ~= '' and own ~= '' and redis.call('EXISTS', sk, mk) == 0 then
-    if tonumber(first) ~= 1 then return 'KOWAI_CONFLICT' end
-    add(sk, last, batch, own)
-    return 1
+local function one(sk, mk, ak, first, last, batch, own, final)
+  if batch ~= '' and own ~= '' then
+    local whole = final == '1' and tonumber(last) <= maxlen
+    local n
+    if whole then
+      n = redis.call('EXISTS', sk, mk, ak)
+    else
+      n = redis.call('EXISTS', sk, mk)
+    end
+    if n == 0 or (whole and redis.call('EXISTS', sk, mk) == 0) then
+      if tonumber(first) ~= 1 then return 'KOWAI_CONFLICT' end
+      if whole and n == 0 then
+        redis.call('HSET', mk, 'owner', own, 'attempts', 1, 'last', last, 'c', batch)
+        redis.call('PEXPIRE', mk, ttl)
+      else
+        add(sk, last, batch, own)
+      end
+      return 1
+    end
   end
   local o, meta = owner(sk, mk)
   if not o and own == '' then return 'KOWAI_NOTFOUND' end
@@ -160,7 +191,11 @@ local function one(sk, mk, first, last, batch, own)
     local seq = 0
     if o then
       local top = redis.call('XREVRANGE', sk, '+', '-', 'COUNT', 1)
-      if #top > 0 then seq = tonumber(string.match(top[1][1], '^(%d+)')) end
+      if #top > 0 then
+        seq = tonumber(string.match(top[1][1], '^(%d+)'))
+      else
+        seq = tonumber(redis.call('HGET', mk, 'last') or 0)
+      end
     end
     if tonumber(first) ~= seq + 1 then return 'KOWAI_CONFLICT' end
   end
@@ -180,9 +215,9 @@ local function one(sk, mk, first, last, batch, own)
   return 1
 end
 local out = {}
-for i = 1, #KEYS / 2 do
-  local a = 4 * i - 1
-  out[i] = one(KEYS[2 * i - 1], KEYS[2 * i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+for i = 1, #KEYS / 3 do
+  local a = 5 * i - 2
+  out[i] = one(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
 end
 return out
 `)
@@ -249,7 +284,9 @@ func (r *Redis) append(ctx context.Context, id, owner string, entries []Entry) e
 		first, last = entries[0].Seq, entries[len(entries)-1].Seq
 	}
 	sk, mk := r.keys(id)
-	res, err := r.pipe.append(ctx, sk, mk, first, last, batch, owner)
+	final := len(entries) > 0 && entries[len(entries)-1].Final()
+	res, err := r.pipe.append(ctx, &appendCall{ctx: ctx, streamKey: sk, metaKey: mk, awaitKey: r.awaitKey(id),
+		first: first, last: last, batch: batch, owner: owner, final: final})
 	if err != nil {
 		return fmt.Errorf("stream %s: append: %w", id, err)
 	}
@@ -297,12 +334,19 @@ func (r *Redis) Owner(ctx context.Context, id string) (string, error) {
 //
 // A stream awaited (until) wakes its follower through the same tail: the
 // XREAD BLOCK of a key that does not exist returns with the first message
-// added to it. A stream created without entries is seen by the next look
-// at its owner (every Poll, and at until).
+// added to it. The follower sets the stream's await key meanwhile, so that
+// a reply whose first write finishes it is written as a Redis stream too
+// (see appendScript). A stream created without entries is seen by the next
+// look at its owner (every Poll, and at until).
 func (r *Redis) Follow(ctx context.Context, id string, after int64, until time.Time, fn func(Entry) error) error {
 	if _, err := r.Owner(ctx, id); err != nil {
 		if !errors.Is(err, ErrNotFound) || !time.Now().Before(until) {
 			return err
+		}
+		// The await key outlives until by a second: a write then still
+		// made as a Redis stream only costs Redis more.
+		if err := r.rdb.Set(ctx, r.awaitKey(id), "1", time.Until(until)+time.Second).Err(); err != nil {
+			return fmt.Errorf("stream %s: await: %w", id, err)
 		}
 	} else {
 		until = time.Time{}
@@ -328,17 +372,37 @@ func (r *Redis) Follow(ctx context.Context, id string, after int64, until time.T
 	}
 	sub := r.subscribe(id, after)
 	defer r.unsubscribe(id, sub)
-	sk, _ := r.keys(id)
+	sk, mk := r.keys(id)
+	// catchUp reads the entries after after: a whole reply's, kept in its
+	// meta hash (see appendScript), then the stream's messages.
 	catchUp := func() (bool, error) {
-		msgs, err := r.rdb.XRange(ctx, sk, strconv.FormatInt(after+1, 10)+"-1", "+").Result()
-		if err != nil {
+		var whole *redis.StringCmd
+		var read *redis.XMessageSliceCmd
+		// Each command carries its own error, checked below.
+		_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			whole = p.HGet(ctx, mk, "c")
+			read = p.XRange(ctx, sk, strconv.FormatInt(after+1, 10)+"-1", "+")
+			return nil
+		})
+		if err := cmp.Or(read.Err(), ignoreNil(whole.Err())); err != nil {
 			return false, fmt.Errorf("stream %s: read: %w", id, err)
 		}
-		for _, m := range msgs {
+		var batches [][]Entry
+		if raw, err := whole.Result(); err == nil {
+			es, err := decodeBatch([]byte(raw))
+			if err != nil {
+				return false, fmt.Errorf("stream %s: whole reply: %w", id, err)
+			}
+			batches = append(batches, es)
+		}
+		for _, m := range read.Val() {
 			es, err := decodeMessage(m)
 			if err != nil {
 				return false, fmt.Errorf("stream %s: %w", id, err)
 			}
+			batches = append(batches, es)
+		}
+		for _, es := range batches {
 			for _, e := range es {
 				if e.Seq <= after {
 					continue
@@ -487,6 +551,14 @@ func (r *Redis) runTail(id string, t *tail, after int64) {
 			return
 		}
 	}
+}
+
+// ignoreNil returns err, or nil for redis.Nil (no such key or field).
+func ignoreNil(err error) error {
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
 }
 
 // errEmptyMessage reports a stream message without entries.
