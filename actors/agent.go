@@ -403,7 +403,11 @@ func (a *agentGrain) dispatch(ctx actor.Context) {
 			if len(a.workers) >= size {
 				return
 			}
-			slot = &workerSlot{pid: ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &worker{rt: a.rt} })), spawned: true}
+			// A worker's mailbox runs on the runtime's pool: a reply's call chain
+			// (program, prompt, model) is deep, and a fresh goroutine per run grew
+			// its stack on every reply.
+			slot = &workerSlot{pid: ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &worker{rt: a.rt} },
+				actor.WithDispatcher(a.rt.stacks.Dispatcher()))), spawned: true}
 			a.workers[slot.pid.GetId()] = slot
 		}
 		job := a.queue[0]

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/internal/gopool"
 	"github.com/kowai/kowai/internal/tracing"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
@@ -166,6 +167,9 @@ type Runtime struct {
 	sessions liveSet
 	// tracer is nil when tracing is off.
 	tracer trace.Tracer
+	// stacks runs turns and agent workers' mailboxes on goroutines whose stacks
+	// earlier turns grew (see gopool).
+	stacks *gopool.Pool
 }
 
 // New validates deps and returns a Runtime. Errors wrap ErrInvalidDeps.
@@ -197,7 +201,7 @@ func New(deps Deps) (*Runtime, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	rt := &Runtime{deps: deps, log: log.With("component", "actors"), types: deps.Types,
-		tracer: tracing.Tracer(deps.Tracing, "github.com/kowai/kowai/actors")}
+		tracer: tracing.Tracer(deps.Tracing, "github.com/kowai/kowai/actors"), stacks: gopool.New(0)}
 	if rt.types == nil {
 		var err error
 		if rt.types, err = agents.NewRegistry(agents.Builtins(deps.Now)...); err != nil {
@@ -273,14 +277,16 @@ func (rt *Runtime) Kinds() []*protocluster.Kind {
 
 // SessionProps returns the props of a session grain. Identity is the conversation ID
 // for a plain actor (tests, benchmarks); empty for a cluster grain, which learns it from
-// the cluster.
+// the cluster. Its mailbox runs on the runtime's goroutine pool, as agents' and
+// workers' do: a new goroutine per mailbox run grew its stack on every turn.
 func (rt *Runtime) SessionProps(identity string) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newSession(rt, identity) })
+	return actor.PropsFromProducer(func() actor.Actor { return newSession(rt, identity) }, actor.WithDispatcher(rt.stacks.Dispatcher()))
 }
 
-// AgentProps returns the props of an agent grain; identity as for SessionProps.
+// AgentProps returns the props of an agent grain; identity and mailbox as for
+// SessionProps.
 func (rt *Runtime) AgentProps(identity string) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newAgent(rt, identity) })
+	return actor.PropsFromProducer(func() actor.Actor { return newAgent(rt, identity) }, actor.WithDispatcher(rt.stacks.Dispatcher()))
 }
 
 // AgentTypes describes the registered agent types, for GET /api/v1/agents/types.

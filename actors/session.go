@@ -347,7 +347,8 @@ func (s *session) resolveAgent(req *actorpb.SendMessage) *actorpb.ErrorReply {
 // keeps the last removed child's PID in its backing array, and with it the finished
 // child's mailbox, context and job, so every idle session held its last turn (see
 // docs/protoactor-pidset.md). A goroutine holds nothing once it returns, and a turn
-// needs no mailbox: it receives no messages.
+// needs no mailbox: it receives no messages. The goroutine is one of the runtime's
+// pool, which keeps the stack an earlier turn grew instead of growing a new one.
 func (s *session) start(ctx actor.Context, t *turn) {
 	base := t.base
 	if base == nil {
@@ -358,7 +359,8 @@ func (s *session) start(ctx actor.Context, t *turn) {
 		touched: s.touched, exists: s.exists, ctx: jctx}
 	t.cancel, t.start, t.job = cancel, time.Now(), job
 	s.running = t
-	go runTurn(ctx.ActorSystem().Root, ctx.Self(), job)
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	s.rt.stacks.Go(func() { runTurn(root, self, job) })
 }
 
 // startNext starts the next queued turn that may still run, or finishes a delete that

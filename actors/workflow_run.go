@@ -470,7 +470,7 @@ func (g *runGrain) execute(ctx actor.Context, fresh bool, create *runCreate) {
 			return
 		}
 	}
-	events := newEventPump(g.w, g.identity, last, create)
+	events := newEventPump(g.w, g.identity, g.row.Version, last, create)
 	exec, err := workflows.NewExecutor(g.w.deps.Registry, g.services(events), g.w.deps.Limits)
 	if err != nil {
 		g.w.log.Error("workflow executor not built; the grain stops", "run_id", g.identity, "error", err)
@@ -550,7 +550,13 @@ func (g *runGrain) onDone(ctx actor.Context, m runDone) {
 			// steps run again on resume.
 			g.w.log.Info("undurable step results dropped with the execution", "run_id", g.identity, "steps", len(m.steps))
 		}
-		g.writeEvents(m.pending)
+		if errors.Is(out.Err, errRunFenced) {
+			// Another activation owns the run: this one leaves it alone (no
+			// events, no hand-back) and stops, as a fenced session does.
+			g.loaded, g.fenced = false, true
+		} else {
+			g.writeEvents(m.pending)
+		}
 		ctx.Poison(ctx.Self())
 		return
 	}
@@ -627,14 +633,16 @@ func (g *runGrain) poke(id string) {
 }
 
 // writeEvents writes events an execution left unwritten when it recorded no
-// outcome (they say what happened before it stopped).
+// outcome (they say what happened before it stopped), fenced by the version the
+// execution started at (the grain's row's: nothing saves it while an execution
+// runs), so that a stale activation's numbers never reach the log.
 func (g *runGrain) writeEvents(events []persistence.WorkflowEvent) {
 	if len(events) == 0 {
 		return
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 	defer cancel()
-	if err := g.w.deps.Writer.Submit(wctx, persistence.EventInsert(events...)); err != nil {
+	if err := g.w.deps.Writer.Submit(wctx, persistence.EventInsertAt(g.identity, g.row.Version, events...)); err != nil {
 		g.w.log.Warn("run events not written", "run_id", g.identity, "count", len(events), "error", err)
 	}
 }
@@ -762,6 +770,11 @@ func (j pumpJournal) Append(ctx context.Context, e workflows.Entry) error {
 type eventPump struct {
 	w     *Workflows
 	runID string
+	// version is the run's version this execution started at: every write of the
+	// pump is fenced by it (persistence.RunFenced), so once another activation
+	// has moved the run on, and then read the event log's last seq to number its
+	// own events, nothing this one numbered can commit.
+	version int64
 
 	mu      sync.Mutex
 	seq     int64
@@ -799,11 +812,12 @@ type flushWaiter struct {
 	ch  chan error
 }
 
-// newEventPump continues the run's events after last; last < 0 reads it first.
-// create, when not nil, is the run's row being written.
-func newEventPump(w *Workflows, runID string, last int64, create *runCreate) *eventPump {
-	p := &eventPump{w: w, runID: runID, seq: last, create: create, started: map[int]time.Time{}, kick: make(chan struct{}, 1),
-		done: make(chan struct{})}
+// newEventPump continues the run's events after last (read, after the execution's
+// compare-and-swap, by the caller; last < 0 reads it first) for the execution that
+// owns the run at version; create, when not nil, is the run's row being written.
+func newEventPump(w *Workflows, runID string, version, last int64, create *runCreate) *eventPump {
+	p := &eventPump{w: w, runID: runID, version: version, seq: last, create: create, started: map[int]time.Time{},
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	if create != nil {
 		// Events held for the row go out once it is durable.
 		create.watch(p.wake)
@@ -1042,11 +1056,16 @@ func (p *eventPump) loop() {
 			if lead != nil {
 				ops = append(ops, lead)
 			}
+			// One fenced row holds the whole write (one transaction) to this
+			// execution's version. A write that carries the run's new row needs
+			// none: nobody else can have moved a row that commits with it.
+			fenced := lead == nil
 			if len(steps) > 0 {
-				ops = append(ops, persistence.StepInsert(steps...))
+				ops = append(ops, p.fence(fenced, persistence.StepInsert(steps...)))
+				fenced = false
 			}
 			if len(batch) > 0 {
-				ops = append(ops, persistence.EventInsert(batch...))
+				ops = append(ops, p.fence(fenced, persistence.EventInsert(batch...)))
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 			err = p.w.deps.Writer.Submit(ctx, ops)
@@ -1054,7 +1073,11 @@ func (p *eventPump) loop() {
 			if lead != nil {
 				create.settle(err)
 			}
-			if errors.Is(err, persistence.ErrDuplicate) && len(steps) > 0 {
+			switch {
+			case errors.Is(err, persistence.ErrConflict):
+				// Another activation moved the run on: this one is stale.
+				err = fmt.Errorf("%w: %w", errRunFenced, err)
+			case errors.Is(err, persistence.ErrDuplicate) && len(steps) > 0:
 				// Another activation journaled or numbered first: this one is stale.
 				err = fmt.Errorf("%w: %w", workflows.ErrDuplicateEntry, err)
 			}
@@ -1097,6 +1120,16 @@ func (p *eventPump) loop() {
 			}
 		}
 	}
+}
+
+// fence returns op fenced by the pump's run version (persistence.RunFenced) when
+// fenced is true, op itself otherwise.
+func (p *eventPump) fence(fenced bool, op persistence.Op) persistence.Op {
+	in, ok := op.(persistence.Insert)
+	if !fenced || !ok {
+		return op
+	}
+	return persistence.RunFenced(p.runID, p.version, in)
 }
 
 // foldStepEvents moves events into the rows of the completed steps among steps,

@@ -81,7 +81,12 @@ func (cc *ClusterChat) Send(ctx context.Context, t ChatTurn, onDelta func(string
 		Options:        t.Options,
 		NoPremium:      t.NoPremium,
 	}
-	stream, err := cc.openDeltas(ctx, uuid.NewString(), onDelta)
+	var streamID string
+	if onDelta != nil {
+		// Only a streamed reply has a stream to name.
+		streamID = uuid.NewString()
+	}
+	stream, err := cc.openDeltas(ctx, streamID, onDelta)
 	if err != nil {
 		return ChatReply{}, err
 	}

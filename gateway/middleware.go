@@ -60,25 +60,25 @@ var headerRequestID = []byte("X-Request-Id")
 
 // assignRequestID is requestID's work, for answers outside the chain too.
 func assignRequestID(c *fiber.Ctx) {
-	var id string
-	if got := c.Request().Header.PeekBytes(headerRequestID); isSaneRequestID(string(got)) {
-		// Fiber's header bytes alias a reused buffer; the ID outlives the request.
-		id = string(got)
-	} else {
-		id = newRequestID()
-	}
-	// A sane ID is at most 128 bytes; converting it to []byte directly
-	// allocates past 32.
+	// A sane ID is at most 128 bytes.
 	var buf [128]byte
-	c.Response().Header.SetCanonical(headerRequestID, append(buf[:0], id...))
-	c.SetUserContext(logging.WithCorrelationID(c.UserContext(), id))
+	id := c.Request().Header.PeekBytes(headerRequestID)
+	if !isSaneRequestID(string(id)) {
+		id = appendRequestID(buf[:0])
+	}
+	c.Response().Header.SetCanonical(headerRequestID, id)
+	// Fiber's header bytes alias a reused buffer and the ID outlives the
+	// request: the context keeps a copy, a generated ID in the same
+	// allocation as the context.
+	ctx, _ := logging.WithCorrelationIDBytes(c.UserContext(), id)
+	c.SetUserContext(ctx)
 }
 
-// newRequestID returns a random (version 4) UUID. A request ID need not be
-// secret, only unique: math/rand/v2's generator (ChaCha8, seeded by the
-// runtime from the system) costs no system call and no lock, where
+// appendRequestID appends a random (version 4) UUID's 36 bytes. A request ID
+// need not be secret, only unique: math/rand/v2's generator (ChaCha8, seeded
+// by the runtime from the system) costs no system call and no lock, where
 // uuid.NewString read crypto/rand on every request.
-func newRequestID() string {
+func appendRequestID(dst []byte) []byte {
 	var u [16]byte
 	binary.LittleEndian.PutUint64(u[:8], rand.Uint64())
 	binary.LittleEndian.PutUint64(u[8:], rand.Uint64())
@@ -94,7 +94,7 @@ func newRequestID() string {
 		b[j], b[j+1] = hexDigits[x>>4], hexDigits[x&0x0f]
 		j += 2
 	}
-	return string(b[:])
+	return append(dst, b[:]...)
 }
 
 // hexDigits are the lower-case hex digits.
@@ -243,7 +243,7 @@ func routeLabel(c *fiber.Ctx) string {
 // the matched template, never the raw path, so IDs cannot blow up cardinality.
 func observe(log *slog.Logger, m *httpMetrics, onError fiber.ErrorHandler) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		start := time.Now()
+		start := requestStart(c)
 		m.inFlight.Inc()
 		defer m.inFlight.Dec()
 		if err := c.Next(); err != nil {
@@ -251,9 +251,21 @@ func observe(log *slog.Logger, m *httpMetrics, onError fiber.ErrorHandler) fiber
 				return herr
 			}
 		}
-		m.record(c, log, routeLabel(c), time.Since(start))
+		end := time.Now()
+		m.record(c, log, routeLabel(c), end, end.Sub(start))
 		return nil
 	}
+}
+
+// requestStart is when the server started handling the request: fasthttp
+// reads the clock just before it calls the handler (RequestCtx.Time), so the
+// chain need not read it again; now when the handler was called some other
+// way.
+func requestStart(c *fiber.Ctx) time.Time {
+	if t := c.Context().Time(); !t.IsZero() {
+		return t
+	}
+	return time.Now()
 }
 
 // maxUserAgent bounds the user agent written to the access log.
@@ -261,16 +273,17 @@ const maxUserAgent = 256
 
 // record counts one answered request and writes its access-log line: method,
 // route template, status, duration, client address, user agent and, when
-// authenticated, the user. Nothing secret is in it. The line is encoded by
+// authenticated, the user. Nothing secret is in it. The line is timed at
+// end, the clock read that measured elapsed. The line is encoded by
 // logging.Line, without slog's attribute slice and reflection: through slog
 // it was a seventh of the CPU of an authenticated read.
-func (m *httpMetrics) record(c *fiber.Ctx, log *slog.Logger, route string, elapsed time.Duration) {
+func (m *httpMetrics) record(c *fiber.Ctx, log *slog.Logger, route string, end time.Time, elapsed time.Duration) {
 	status := c.Response().StatusCode()
 	method := knownMethod(c.Method())
 	o := m.observer(route, method, status)
 	o.requests.Inc()
 	o.duration.Observe(elapsed.Seconds())
-	ln := logging.Start(c.UserContext(), log, slog.LevelInfo, "http request")
+	ln := logging.StartAt(c.UserContext(), log, slog.LevelInfo, "http request", end)
 	if ln == nil {
 		return
 	}

@@ -1,10 +1,14 @@
 package gateway
 
 import (
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
+	"github.com/valyala/fasthttp"
 )
 
 // TestIsSaneRequestID: the hand-written check accepts exactly what the
@@ -23,7 +27,7 @@ func TestIsSaneRequestID(t *testing.T) {
 func TestNewRequestID(t *testing.T) {
 	seen := make(map[string]bool)
 	for range 10_000 {
-		id := newRequestID()
+		id := string(appendRequestID(nil))
 		u, err := uuid.Parse(id)
 		if err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 || u.String() != id {
 			t.Fatalf("request ID %q is not a canonical version 4 UUID (%v)", id, err)
@@ -35,5 +39,32 @@ func TestNewRequestID(t *testing.T) {
 			t.Fatalf("request ID %q repeated", id)
 		}
 		seen[id] = true
+	}
+}
+
+// TestRequestStart: the access log and the duration metric time a request
+// from fasthttp's own clock read before the handler, and from now when the
+// handler is called without one.
+func TestRequestStart(t *testing.T) {
+	app := fiber.New()
+	var got, want time.Time
+	app.Get("/", func(c *fiber.Ctx) error {
+		got, want = requestStart(c), c.Context().Time()
+		return nil
+	})
+	res, err := app.Test(httptest.NewRequest(fiber.MethodGet, "/", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	if want.IsZero() || !got.Equal(want) {
+		t.Errorf("requestStart = %v, want fasthttp's request time %v", got, want)
+	}
+	var fctx fasthttp.RequestCtx
+	c := app.AcquireCtx(&fctx)
+	defer app.ReleaseCtx(c)
+	before := time.Now()
+	if s := requestStart(c); s.Before(before) || time.Since(s) > time.Minute {
+		t.Errorf("without fasthttp's time: %v, want now (%v)", s, before)
 	}
 }

@@ -340,7 +340,8 @@ func (s *Server) serverError(fctx *fasthttp.RequestCtx, err error) {
 		s.log.Error("rendering a refusal failed", "error", herr)
 		c.Status(http.StatusInternalServerError)
 	}
-	s.metrics.record(c, s.log, routeUnmatched, time.Since(start))
+	end := time.Now()
+	s.metrics.record(c, s.log, routeUnmatched, end, end.Sub(start))
 }
 
 // refusal turns fasthttp's reason for refusing a request into the problem

@@ -39,8 +39,13 @@ var ErrWithdrawn = errors.New("persistence: write withdrawn")
 // ErrInvalidCursor reports a page cursor that this package did not produce.
 var ErrInvalidCursor = errors.New("persistence: invalid cursor")
 
+// errNullColumn reports NULL written to a NOT NULL column: a fenced row's run_id
+// whose run is at another version (RunFenced).
+var errNullColumn = errors.New("persistence: null in a NOT NULL column")
+
 // MySQL server error numbers classify looks at.
 const (
+	mysqlNullColumn      = 1048
 	mysqlLockWaitTimeout = 1205
 	mysqlDeadlock        = 1213
 	mysqlDuplicate       = 1062
@@ -93,6 +98,8 @@ func classify(err error) error {
 			e.kind = ErrDuplicate
 		case mysqlRowIsReferenced, mysqlNoReferencedRow:
 			e.kind = ErrConflict
+		case mysqlNullColumn:
+			e.kind = errNullColumn
 		case mysqlDeadlock, mysqlLockWaitTimeout:
 			e.retryable = true
 		}
@@ -104,6 +111,8 @@ func classify(err error) error {
 			e.kind = ErrDuplicate
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
 			e.kind = ErrConflict
+		case sqlite3.SQLITE_CONSTRAINT_NOTNULL:
+			e.kind = errNullColumn
 		}
 		switch liErr.Code() & 0xff {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:

@@ -201,21 +201,81 @@ func checkCounts(res driver.Result, stmts []stmt) error {
 // dialects take ? for a parameter and backquoted names, and goqu's builder
 // allocated about 12 KB per merged message row (a third of a chat turn's
 // allocation, BenchmarkTurnCost). The values go to the driver as they are, which
-// converts them as goqu's prepared mode did (named types, driver.Valuer, nil).
+// converts them as goqu's prepared mode did (named types, driver.Valuer, nil). A row
+// that ends with a runFence (RunFenced) is written with its fence's subquery for its
+// run_id (fencedInsertSQL).
 func insertStatements(table string, cols []string, rows [][]any) ([]stmt, error) {
-	step := max(1, maxParams/max(1, len(cols)))
+	step := max(1, maxParams/(len(cols)+1))
 	var out []stmt
 	for chunk := range slices.Chunk(rows, step) {
 		args := make([]any, 0, len(chunk)*len(cols))
+		fenced := false
 		for _, row := range chunk {
-			if len(row) != len(cols) {
+			switch {
+			case len(row) == len(cols)+1:
+				fence, ok := row[len(cols)].(runFence)
+				if !ok {
+					return nil, fmt.Errorf("persistence: build insert into %s: a row has %d values for %d columns", table, len(row), len(cols))
+				}
+				at := slices.Index(cols, "run_id")
+				if at < 0 {
+					return nil, fmt.Errorf("persistence: build fenced insert into %s: no run_id column", table)
+				}
+				// The subquery's two values stand where the row's run_id was.
+				fenced = true
+				args = append(args, row[:at]...)
+				args = append(args, fence.id, fence.version)
+				args = append(args, row[at+1:len(cols)]...)
+			case len(row) != len(cols):
 				return nil, fmt.Errorf("persistence: build insert into %s: a row has %d values for %d columns", table, len(row), len(cols))
+			default:
+				args = append(args, row...)
 			}
-			args = append(args, row...)
 		}
-		out = append(out, stmt{query: insertSQL(table, cols, len(chunk)), args: args, want: -1})
+		query := insertSQL(table, cols, len(chunk))
+		if fenced {
+			query = fencedInsertSQL(table, cols, chunk)
+		}
+		out = append(out, stmt{query: query, args: args, want: -1})
 	}
 	return out, nil
+}
+
+// fencedInsertSQL is insertSQL for rows of which some end with a runFence
+// (RunFenced): their run_id is the subquery that reads the run's row at the fenced
+// version, NULL at any other.
+func fencedInsertSQL(table string, cols []string, rows [][]any) string {
+	at := slices.Index(cols, "run_id")
+	var b strings.Builder
+	b.Grow(32 + len(table) + len(rows)*(4+3*len(cols)) + 72)
+	b.WriteString("INSERT INTO ")
+	quoteName(&b, table)
+	b.WriteString(" (")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		quoteName(&b, c)
+	}
+	b.WriteString(") VALUES ")
+	for r, row := range rows {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for i := range cols {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if i == at && len(row) > len(cols) {
+				b.WriteString("(SELECT `id` FROM `workflow_runs` WHERE `id` = ? AND `version` = ?)")
+				continue
+			}
+			b.WriteByte('?')
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
 }
 
 // insertSQL is the INSERT of n rows of cols into table, with a ? for each value.

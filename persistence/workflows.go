@@ -583,6 +583,72 @@ func StepInsert(steps ...WorkflowStep) Op {
 	return Insert{Table: "workflow_steps", Cols: stepInsertCols, Rows: rows}
 }
 
+// StepInsertAt is StepInsert for the activation that owns run runID at version: the
+// rows are written only while the run's row is at that version, else the write fails
+// with ErrConflict and writes none of them (RunFenced).
+func StepInsertAt(runID string, version int64, steps ...WorkflowStep) Op {
+	in, ok := StepInsert(steps...).(Insert)
+	if !ok {
+		return StepInsert(steps...) // a row could not be built: the Op fails with that error
+	}
+	return RunFenced(runID, version, in)
+}
+
+// EventInsertAt is EventInsert for the activation that owns run runID at version,
+// fenced like StepInsertAt.
+func EventInsertAt(runID string, version int64, events ...WorkflowEvent) Op {
+	return RunFenced(runID, version, EventInsert(events...))
+}
+
+// RunFenced makes in, whose rows name workflow run runID in their run_id column, a
+// write of the activation that owns that run at version: it commits only while the
+// run's row is at that version, and fails with ErrConflict, writing nothing,
+// otherwise. Submitted in one Ops with other writes, it holds them to the same
+// condition. The check costs no statement of its own: the run_id of the first row
+// is written as a subquery, (SELECT id FROM workflow_runs WHERE id = ? AND version
+// = ?), which is NULL at another version and so fails the NOT NULL column; the
+// other rows merge with the batch's ordinary rows. On MariaDB the run's row stays
+// share-locked until the commit (by the subquery, a locking read inside a write
+// under REPEATABLE READ, and by the foreign key check of every journal and event
+// row); on SQLite the write holds the database's one writer lock. So a
+// compare-and-swap of the run by another activation (a claim, a start, a reclaim)
+// either commits first, and the fenced write fails, or waits for the fenced
+// write's commit.
+//
+// A run's execution numbers its events after the event log's last seq, which it
+// reads after its own compare-and-swap, and writes them fenced by its version: so
+// no write of a stale activation commits a seq that the activation that moved the
+// run on numbered too, neither as an event row nor folded into a journal row
+// (WorkflowStep.Events), where the events table's key does not see it.
+func RunFenced(runID string, version int64, in Insert) Op {
+	if len(in.Rows) == 0 {
+		return in
+	}
+	rows := slices.Clone(in.Rows)
+	rows[0] = append(slices.Clip(rows[0]), runFence{id: runID, version: version})
+	return fencedInsert{Insert{Table: in.Table, Cols: in.Cols, Rows: rows}}
+}
+
+// runFence is the run a fenced row checks, after the row's values (RunFenced).
+type runFence struct {
+	id      string
+	version int64
+}
+
+// fencedInsert is RunFenced's Op: an Insert whose first row ends with its runFence.
+// The Writer merges it with the ordinary Inserts of its table and columns.
+type fencedInsert struct{ Insert }
+
+// Apply implements Op: a fence that does not hold is ErrConflict.
+func (f fencedInsert) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
+	err := f.Insert.Apply(ctx, tx)
+	if errors.Is(err, errNullColumn) || errors.Is(err, ErrConflict) {
+		fence := f.Rows[0][len(f.Cols)].(runFence)
+		return fmt.Errorf("persistence: workflow run %s is no longer at version %d: %w: %w", fence.id, fence.version, ErrConflict, err)
+	}
+	return err
+}
+
 // AppendStep implements WorkflowRuns.
 func (s *WorkflowStore) AppendStep(ctx context.Context, st WorkflowStep) error {
 	return s.db.inTx(ctx, func(tx *goqu.TxDatabase) error { return StepInsert(st).Apply(ctx, tx) })

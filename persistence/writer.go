@@ -346,6 +346,8 @@ func rowsOf(op Op) int {
 		return max(1, len(op.Rows))
 	case leadInsert:
 		return max(1, len(op.Rows))
+	case fencedInsert:
+		return max(1, len(op.Rows))
 	case Ops:
 		n := 0
 		for _, o := range op {
@@ -646,6 +648,9 @@ func mergeBatch(batch []*request) []any {
 				leading = append(leading, op)
 			case Insert:
 				mergeInsert(targets, &steps, "", op)
+			case fencedInsert:
+				// Its fenced row is an ordinary row with a subquery for a value.
+				mergeInsert(targets, &steps, "", op.Insert)
 			case Touch:
 				key := op.Table + "\x00" + op.Column
 				t := touched[key]

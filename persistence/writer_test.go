@@ -845,3 +845,88 @@ func TestWriterSaveRunChanges(t *testing.T) {
 		}
 	})
 }
+
+// TestWriterRunFencesInABatch batches the journal writes of three runs, each fenced
+// by the version its writer holds (RunFenced), one of them stale, with a new run's
+// row and its first journal row in the same batch, and an events-only write of each
+// kind: the stale writes alone fail with ErrConflict and write nothing, the others
+// commit (on MariaDB in one multi-statement request whose fenced rows merge with
+// the ordinary ones, the new run's row ahead of the rows that name it).
+func TestWriterRunFencesInABatch(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		ctx := t.Context()
+		store := persistence.NewWorkflowStore(db)
+		var runs [3]persistence.WorkflowRun
+		for i := range runs {
+			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs[i] = r
+		}
+		journal := func(id string, version int64) persistence.Ops {
+			return persistence.Ops{
+				persistence.StepInsertAt(id, version, persistence.WorkflowStep{RunID: id, Seq: 1, Name: "t", Kind: "task", Status: persistence.StatusCompleted,
+					Events: []persistence.WorkflowEvent{{RunID: id, Seq: 1, StepSeq: 1, Status: persistence.StatusCompleted, Data: []byte("{}")}}}),
+				persistence.EventInsert(persistence.WorkflowEvent{RunID: id, Seq: 2, Status: persistence.StatusRunning})}
+		}
+		events := func(id string, version int64) persistence.Op {
+			return persistence.EventInsertAt(id, version, persistence.WorkflowEvent{RunID: id, Seq: 3, Status: persistence.StatusRunning},
+				persistence.WorkflowEvent{RunID: id, Seq: 4, Status: persistence.StatusRunning})
+		}
+		fresh := persistence.WorkflowRun{ID: "0b9c6f4e-3c4e-4d7a-9a43-5f5d2c1e7a10", Name: "w", Status: persistence.StatusRunning, Version: 1,
+			CreatedAt: time.Now()}
+		h := newHarness(t, db, persistence.WriterOptions{MaxDelay: -1})
+		var done, evDone [3]<-chan error
+		for i, r := range runs {
+			version := r.Version
+			if i == 1 {
+				version++ // another activation holds the run
+			}
+			done[i] = h.submit(func() error { return h.w.Submit(context.Background(), journal(r.ID, version)) })
+			evDone[i] = h.submit(func() error { return h.w.Submit(context.Background(), events(r.ID, version)) })
+		}
+		created := h.submit(func() error {
+			return h.w.Submit(context.Background(), append(persistence.Ops{persistence.RunInsert(fresh)}, journal(fresh.ID, 1)...))
+		})
+		h.run(ctx)
+		for i := range done {
+			for _, ch := range []<-chan error{done[i], evDone[i]} {
+				err := recv(t, ch)
+				if stale := i == 1; stale != errors.Is(err, persistence.ErrConflict) || !stale && err != nil {
+					t.Fatalf("run %d (stale %v): %v", i, stale, err)
+				}
+			}
+		}
+		if err := recv(t, created); err != nil {
+			t.Fatalf("new run with its first journal row: %v", err)
+		}
+		for i, id := range []string{runs[0].ID, runs[1].ID, runs[2].ID, fresh.ID} {
+			steps, err := store.Steps(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last, err := store.LastEventSeq(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 1
+			if i == 1 {
+				want = 0
+			}
+			wantLast := int64(4)
+			switch i {
+			case 1:
+				wantLast = 0
+			case 3:
+				wantLast = 2
+			}
+			if len(steps) != want || last != wantLast {
+				t.Errorf("run %d: %d steps, last event %d; want %d and %d", i, len(steps), last, want, wantLast)
+			}
+		}
+		if count, _ := h.batches(); count != 1 {
+			t.Fatalf("batches = %d, want 1", count)
+		}
+	})
+}

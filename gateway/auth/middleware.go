@@ -67,14 +67,25 @@ type principalKey struct{}
 
 // WithPrincipal returns ctx carrying p.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
-	return withPrincipal(ctx, &p)
+	return &principalCtx{Context: ctx, p: p}
 }
 
-// withPrincipal stores a pointer: RequireAuth keeps the same one in the
-// request's locals, so the principal is boxed once per request, not twice.
-// Nobody writes through it.
-func withPrincipal(ctx context.Context, p *Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
+// principalCtx is a context carrying a principal, which its Value gives as a
+// *Principal. RequireAuth keeps that same pointer in the request's locals:
+// the context and the principal are one allocation per request (a
+// context.WithValue of a boxed principal were two). Nobody writes through the
+// pointer.
+type principalCtx struct {
+	context.Context
+	p Principal
+}
+
+// Value implements context.Context.
+func (c *principalCtx) Value(key any) any {
+	if key == (principalKey{}) {
+		return &c.p
+	}
+	return c.Context.Value(key)
 }
 
 // PrincipalFromContext returns the principal RequireAuth stored in the
@@ -150,8 +161,9 @@ func RequireAuthWith(a Authenticator, opts RequireAuthOptions) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		c.Locals(principalKey{}, &p)
-		c.SetUserContext(withPrincipal(c.UserContext(), &p))
+		pc := &principalCtx{Context: c.UserContext(), p: p}
+		c.Locals(principalKey{}, &pc.p)
+		c.SetUserContext(pc)
 		return c.Next()
 	}
 }
@@ -202,10 +214,22 @@ func RateLimitKey(c *fiber.Ctx) string {
 	return clientaddr.LimitKey(clientaddr.From(c))
 }
 
+// AppendRateLimitKey appends RateLimitKey(c) to dst, without making a
+// string (ratelimit.MiddlewareConfig.AppendKey).
+func AppendRateLimitKey(dst []byte, c *fiber.Ctx) []byte {
+	if p, ok := c.Locals(principalKey{}).(*Principal); ok {
+		return append(append(dst, userRateLimitPrefix...), p.UserID...)
+	}
+	return clientaddr.AppendLimitKey(dst, clientaddr.From(c))
+}
+
+// userRateLimitPrefix starts an authenticated user's rate-limit identity.
+const userRateLimitPrefix = "user:"
+
 // UserRateLimitKey is RateLimitKey's identity for an authenticated user, for
 // callers outside a Fiber request (WebSocket frames) that must count against
 // the same buckets.
-func UserRateLimitKey(userID string) string { return "user:" + userID }
+func UserRateLimitKey(userID string) string { return userRateLimitPrefix + userID }
 
 // HTTPStatus maps the errors of this package to HTTP statuses for the
 // gateway's error handler; ok is false for errors it does not know, which

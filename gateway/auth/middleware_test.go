@@ -39,6 +39,9 @@ func TestMiddleware(t *testing.T) {
 		if !ok || !ok2 || p.UserID != fromCtx.UserID {
 			return errors.New("principal missing")
 		}
+		if key := auth.RateLimitKey(c); key != string(auth.AppendRateLimitKey(nil, c)) {
+			return errors.New("AppendRateLimitKey differs from RateLimitKey")
+		}
 		return c.SendString(auth.RateLimitKey(c))
 	})
 	api.Get("/admin", auth.RequireRoles(auth.RoleAdmin), func(c *fiber.Ctx) error { return c.SendString("ok") })
@@ -230,5 +233,29 @@ func TestCurrent(t *testing.T) {
 		if tt.err == nil && (p.UserID != "u1" || p.SessionID != "s1" || !slices.Equal(p.Roles, tt.roles)) {
 			t.Errorf("%s: principal %+v, want roles %v", tt.name, p, tt.roles)
 		}
+	}
+}
+
+// TestWithPrincipalAllocations: the principal and the context that carries
+// it are one allocation (RequireAuth makes one on every authenticated
+// request), and the principal reads back from the context and from parents'
+// values still.
+func TestWithPrincipalAllocations(t *testing.T) {
+	type key struct{}
+	parent := context.WithValue(context.Background(), key{}, "parent value")
+	p := auth.Principal{UserID: "u1", Roles: []auth.Role{auth.RoleUser}}
+	var ctx context.Context
+	if n := testing.AllocsPerRun(100, func() { ctx = auth.WithPrincipal(parent, p) }); n != 1 {
+		t.Errorf("WithPrincipal allocated %v times, want 1", n)
+	}
+	got, ok := auth.PrincipalFromContext(ctx)
+	if !ok || got.UserID != "u1" || !slices.Equal(got.Roles, p.Roles) {
+		t.Errorf("PrincipalFromContext = %+v, %v", got, ok)
+	}
+	if v := ctx.Value(key{}); v != "parent value" {
+		t.Errorf("a parent's value reads %v", v)
+	}
+	if _, ok := auth.PrincipalFromContext(parent); ok {
+		t.Error("the parent carries a principal")
 	}
 }

@@ -258,3 +258,17 @@ func LimitKey(addr string) string {
 	}
 	return "ip:" + p.String()
 }
+
+// AppendLimitKey appends LimitKey(addr) to dst, without making a string.
+func AppendLimitKey(dst []byte, addr string) []byte {
+	dst = append(dst, "ip:"...)
+	a, err := netip.ParseAddr(addr)
+	if err != nil || a.Is4() {
+		return append(dst, addr...)
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return append(dst, addr...)
+	}
+	return p.AppendTo(dst)
+}

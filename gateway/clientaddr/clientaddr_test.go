@@ -99,6 +99,9 @@ func TestLimitKey(t *testing.T) {
 		if got := clientaddr.LimitKey(tc.addr); got != tc.want {
 			t.Errorf("LimitKey(%q) = %q, want %q", tc.addr, got, tc.want)
 		}
+		if got := string(clientaddr.AppendLimitKey([]byte("x|"), tc.addr)); got != "x|"+tc.want {
+			t.Errorf("AppendLimitKey(%q) = %q, want %q", tc.addr, got, "x|"+tc.want)
+		}
 	}
 }
 

@@ -39,8 +39,11 @@ type Memory struct {
 }
 
 type memoryShard struct {
-	mu        sync.Mutex
-	tat       map[string]int64 // theoretical arrival time, Unix microseconds
+	mu sync.Mutex
+	// tat is each key's theoretical arrival time, Unix microseconds. It is
+	// boxed so that a known key's time is updated without storing the key
+	// again: a key given as bytes is looked up without a string.
+	tat       map[string]*int64
 	lastSweep int64
 }
 
@@ -66,7 +69,7 @@ func NewMemory(opts MemoryOptions) *Memory {
 	}
 	now := opts.Clock().UnixMicro()
 	for i := range m.shards {
-		m.shards[i].tat = make(map[string]int64)
+		m.shards[i].tat = make(map[string]*int64)
 		m.shards[i].lastSweep = now
 	}
 	return m
@@ -75,11 +78,23 @@ func NewMemory(opts MemoryOptions) *Memory {
 // Allow implements Limiter. It never returns an error other than for an
 // invalid limit.
 func (m *Memory) Allow(_ context.Context, key string, limit Limit) (Result, error) {
+	return m.allow(maphash.String(m.seed, key), key, nil, limit)
+}
+
+// allowBytes is Allow for a key given as bytes, which may be reused after
+// it returns (see bytesLimiter).
+func (m *Memory) allowBytes(_ context.Context, key []byte, limit Limit) (Result, error) {
+	return m.allow(maphash.Bytes(m.seed, key), "", key, limit)
+}
+
+// allow is Allow's work for key, or for keyBytes when they are not nil;
+// hash is the key's.
+func (m *Memory) allow(hash uint64, key string, keyBytes []byte, limit Limit) (Result, error) {
 	if err := limit.Validate(); err != nil {
 		return Result{}, err
 	}
 	interval, burst := limit.params()
-	s := &m.shards[maphash.String(m.seed, key)%memoryShards]
+	s := &m.shards[hash%memoryShards]
 	now := m.clock().UnixMicro()
 
 	s.mu.Lock()
@@ -87,19 +102,40 @@ func (m *Memory) Allow(_ context.Context, key string, limit Limit) (Result, erro
 	if now-s.lastSweep >= m.sweepEvery {
 		s.sweep(now)
 	}
-	tat, known := s.tat[key]
+	var p *int64
+	if keyBytes != nil {
+		p = s.tat[string(keyBytes)] // no string is made to look up
+	} else {
+		p = s.tat[key]
+	}
+	var tat int64
+	if p != nil {
+		tat = *p
+	}
 	newTAT, allowed, remaining, resetAfter, retryAfter := gcra(tat, now, interval, burst)
 	if allowed {
-		if !known && len(s.tat) >= m.maxPerShard {
-			s.sweep(now)
-			for k := range s.tat {
-				if len(s.tat) < m.maxPerShard {
-					break
+		switch {
+		case p != nil:
+			*p = newTAT
+		default:
+			if len(s.tat) >= m.maxPerShard {
+				s.sweep(now)
+				for k := range s.tat {
+					if len(s.tat) < m.maxPerShard {
+						break
+					}
+					delete(s.tat, k)
 				}
-				delete(s.tat, k)
 			}
+			if keyBytes != nil {
+				key = string(keyBytes)
+			}
+			// A box of its own: &newTAT would move newTAT to the heap on
+			// every call.
+			box := new(int64)
+			*box = newTAT
+			s.tat[key] = box
 		}
-		s.tat[key] = newTAT
 	}
 	return Result{
 		Allowed:    allowed,
@@ -126,7 +162,7 @@ func (m *Memory) Len() int {
 // sweep drops keys whose bucket has refilled completely. The caller holds mu.
 func (s *memoryShard) sweep(now int64) {
 	for k, tat := range s.tat {
-		if tat <= now {
+		if *tat <= now {
 			delete(s.tat, k)
 		}
 	}

@@ -1,8 +1,10 @@
 package ratelimit
 
 import (
+	"context"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -24,6 +26,11 @@ type MiddlewareConfig struct {
 	// authenticated and the client address otherwise. Nil means the
 	// client address's clientaddr.LimitKey.
 	Key func(c *fiber.Ctx) string
+	// AppendKey, when set, appends what Key returns to dst, and must append
+	// exactly that. With an in-process limiter the bucket key is then built
+	// on the stack and looked up without a string: two allocations fewer per
+	// request.
+	AppendKey func(dst []byte, c *fiber.Ctx) []byte
 	// FailOpen lets requests through when the limiter fails (the failure is
 	// logged). By default the limiter's error is returned and the request
 	// fails, which suits login routes better than an open door.
@@ -63,19 +70,42 @@ func Checker(cfg MiddlewareConfig) func(c *fiber.Ctx) error {
 	}
 	if cfg.Key == nil {
 		cfg.Key = func(c *fiber.Ctx) string { return clientaddr.LimitKey(clientaddr.From(c)) }
+		cfg.AppendKey = func(dst []byte, c *fiber.Ctx) []byte { return clientaddr.AppendLimitKey(dst, clientaddr.From(c)) }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	bytesAllow, _ := cfg.Limiter.(bytesLimiter)
+	if cfg.AppendKey == nil {
+		bytesAllow = nil
+	}
+	// Buffers for the bucket keys given as bytes: a buffer on the stack
+	// would escape through AppendKey.
+	keyBufs := sync.Pool{New: func() any { return new([]byte) }}
 	return func(c *fiber.Ctx) error {
-		name := cfg.Name
-		if name == "" {
-			name = c.Method() + " " + c.Route().Path
+		var res Result
+		var err error
+		if bytesAllow != nil {
+			// BucketKey(name, Key(c)), in a pooled buffer.
+			buf := keyBufs.Get().(*[]byte)
+			key := (*buf)[:0]
+			if cfg.Name != "" {
+				key = append(key, cfg.Name...)
+			} else {
+				key = append(append(append(key, c.Method()...), ' '), c.Route().Path...)
+			}
+			key = cfg.AppendKey(append(key, '|'), c)
+			res, err = bytesAllow.allowBytes(c.UserContext(), key, cfg.Limit)
+			if cap(key) <= maxPooledKey {
+				*buf = key
+				keyBufs.Put(buf)
+			}
+		} else {
+			res, err = cfg.Limiter.Allow(c.UserContext(), BucketKey(bucketName(c, cfg.Name), cfg.Key(c)), cfg.Limit)
 		}
-		res, err := cfg.Limiter.Allow(c.UserContext(), BucketKey(name, cfg.Key(c)), cfg.Limit)
 		if err != nil {
 			if cfg.FailOpen {
-				cfg.Logger.Warn("rate limiter failed; letting request through", "bucket", name, "error", err)
+				cfg.Logger.Warn("rate limiter failed; letting request through", "bucket", bucketName(c, cfg.Name), "error", err)
 				return nil
 			}
 			return err
@@ -107,6 +137,26 @@ func setHeaders(c *fiber.Ctx, res Result) {
 	h.SetCanonical(headerRemaining, strconv.AppendInt(buf[:0], int64(res.Remaining), 10))
 	h.SetCanonical(headerReset, strconv.AppendInt(buf[:0], ceilSeconds(res.ResetAfter), 10))
 }
+
+// maxPooledKey keeps an odd long key's buffer out of the pool.
+const maxPooledKey = 1 << 10
+
+// bucketName is the bucket's name: name, or the matched route's method and
+// path template.
+func bucketName(c *fiber.Ctx, name string) string {
+	if name != "" {
+		return name
+	}
+	return c.Method() + " " + c.Route().Path
+}
+
+// bytesLimiter is a Limiter that also takes a key as bytes, which it does
+// not keep past the call (Memory): the caller need not make a string of it.
+type bytesLimiter interface {
+	allowBytes(ctx context.Context, key []byte, limit Limit) (Result, error)
+}
+
+var _ bytesLimiter = (*Memory)(nil)
 
 // BucketKey is the limiter key of identity key in the bucket name, as
 // Middleware counts it; callers outside a Fiber request use it to count

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/kowai/kowai/gateway/ratelimit"
 )
@@ -35,13 +36,27 @@ func get(t *testing.T, app *fiber.App, path, user string) *http.Response {
 	return resp
 }
 
+// TestMiddleware walks one bucket through its states, with the key given as
+// a string (Key) and appended on the stack (AppendKey, Memory's bytes path).
 func TestMiddleware(t *testing.T) {
+	for _, appendKey := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Key", true: "AppendKey"}[appendKey], func(t *testing.T) {
+			testMiddleware(t, appendKey)
+		})
+	}
+}
+
+func testMiddleware(t *testing.T, appendKey bool) {
 	clock := newFakeClock()
-	app := newApp(t, ratelimit.MiddlewareConfig{
+	cfg := ratelimit.MiddlewareConfig{
 		Limiter: ratelimit.NewMemory(ratelimit.MemoryOptions{Clock: clock.Now}),
 		Limit:   ratelimit.Limit{Rate: 1, Period: 10 * time.Second, Burst: 2},
 		Key:     func(c *fiber.Ctx) string { return c.Get("X-User", c.IP()) },
-	})
+	}
+	if appendKey {
+		cfg.AppendKey = func(dst []byte, c *fiber.Ctx) []byte { return append(dst, c.Get("X-User", c.IP())...) }
+	}
+	app := newApp(t, cfg)
 	type want struct {
 		status                      int
 		limit, remaining, reset, ra string
@@ -111,5 +126,48 @@ func TestMiddlewareReturnsFiberError(t *testing.T) {
 	var fe *fiber.Error
 	if !errors.As(seen, &fe) || fe.Code != fiber.StatusTooManyRequests || resp.Header.Get("Retry-After") != "3600" {
 		t.Fatalf("got error %v, Retry-After %q", seen, resp.Header.Get("Retry-After"))
+	}
+}
+
+// TestMemoryBytesKeys: a key given as bytes (AppendKey's path) counts in
+// the same bucket as the same key given as a string, is stored as a copy of
+// the bytes, and a known key costs no allocation.
+func TestMemoryBytesKeys(t *testing.T) {
+	m := ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	limit := ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: 5}
+	cfg := ratelimit.MiddlewareConfig{Limiter: m, Limit: limit, Name: "bucket",
+		Key:       func(c *fiber.Ctx) string { return "user:" + c.Get("X-User") },
+		AppendKey: func(dst []byte, c *fiber.Ctx) []byte { return append(append(dst, "user:"...), c.Get("X-User")...) },
+	}
+	app := fiber.New()
+	app.Get("/", ratelimit.Middleware(cfg), func(c *fiber.Ctx) error { return c.SendString("ok") })
+	if r := get(t, app, "/", "alice"); r.Header.Get("RateLimit-Remaining") != "4" {
+		t.Fatalf("first request: remaining %q", r.Header.Get("RateLimit-Remaining"))
+	}
+	// Fiber reuses the request's buffers: the stored key must not change with them.
+	get(t, app, "/", "bobby")
+	res, err := m.Allow(t.Context(), ratelimit.BucketKey("bucket", "user:alice"), limit)
+	if err != nil || res.Remaining != 3 {
+		t.Fatalf("the string key sees remaining %d (%v), want 3", res.Remaining, err)
+	}
+	if r := get(t, app, "/", "alice"); r.Header.Get("RateLimit-Remaining") != "2" {
+		t.Fatalf("after the string key: remaining %q, want 2", r.Header.Get("RateLimit-Remaining"))
+	}
+	if m.Len() != 2 {
+		t.Fatalf("%d keys, want 2", m.Len())
+	}
+	big := ratelimit.Limit{Rate: 1_000_000, Period: time.Second, Burst: 1_000_000}
+	check := ratelimit.Checker(ratelimit.MiddlewareConfig{Limiter: m, Limit: big, Name: "n",
+		Key:       func(*fiber.Ctx) string { return "k" },
+		AppendKey: func(dst []byte, _ *fiber.Ctx) []byte { return append(dst, 'k') },
+	})
+	fapp := fiber.New()
+	c := fapp.AcquireCtx(&fasthttp.RequestCtx{})
+	defer fapp.ReleaseCtx(c)
+	if err := check(c); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = check(c) }); n != 0 {
+		t.Errorf("a known key allocated %v times per check, want 0", n)
 	}
 }

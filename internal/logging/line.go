@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -35,6 +36,7 @@ type Line struct {
 	log   *slog.Logger
 	level slog.Level
 	msg   string
+	time  time.Time
 	// fast, when set, is where the encoded record in buf goes; otherwise the
 	// fields are collected in attrs.
 	fast  *fastSink
@@ -47,20 +49,30 @@ var linePool = sync.Pool{New: func() any { return &Line{buf: make([]byte, 0, 512
 // maxPooledLine keeps an occasional huge record from pinning its buffer.
 const maxPooledLine = 16 << 10
 
-// Start begins a record of level with msg on l, or returns nil when l does
-// not log level.
+// Start begins a record of level with msg on l, timed now, or returns nil
+// when l does not log level.
 func Start(ctx context.Context, l *slog.Logger, level slog.Level, msg string) *Line {
+	return StartAt(ctx, l, level, msg, time.Time{})
+}
+
+// StartAt is Start for a record timed at t (the zero time means now), for a
+// caller that has just read the clock: the access log's record is timed when
+// the request's duration is measured, one clock read for both.
+func StartAt(ctx context.Context, l *slog.Logger, level slog.Level, msg string, t time.Time) *Line {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	if !l.Enabled(ctx, level) {
 		return nil
 	}
+	if t.IsZero() {
+		t = time.Now()
+	}
 	ln := linePool.Get().(*Line)
-	ln.ctx, ln.log, ln.level, ln.msg = ctx, l, level, msg
+	ln.ctx, ln.log, ln.level, ln.msg, ln.time = ctx, l, level, msg, t
 	if h, ok := l.Handler().(correlationHandler); ok && h.fast != nil {
 		ln.fast = h.fast
-		ln.buf = h.fast.begin(ln.buf[:0], level, msg)
+		ln.buf = h.fast.begin(ln.buf[:0], t, level, msg)
 	}
 	return ln
 }
@@ -114,7 +126,10 @@ func (ln *Line) End() {
 		return
 	}
 	if ln.fast == nil {
-		ln.log.LogAttrs(ln.ctx, ln.level, ln.msg, ln.attrs...)
+		r := slog.NewRecord(ln.time, ln.level, ln.msg, 0)
+		r.AddAttrs(ln.attrs...)
+		// As slog.Logger's methods, a handler's error is not reported.
+		_ = ln.log.Handler().Handle(ln.ctx, r)
 	} else {
 		ln.buf = ln.fast.end(ln.buf, ln.ctx)
 		ln.fast.write(ln.buf)
@@ -134,6 +149,8 @@ type fastSink struct {
 	json bool
 	// pre are the With attributes, encoded with a leading separator each.
 	pre []byte
+	// second is the last second a record was timed in, formatted.
+	second atomic.Pointer[second]
 }
 
 // lockedWriter serializes the Writes of a logger's slog handler and of its
@@ -193,11 +210,10 @@ func (f *fastSink) withAttrs(attrs []slog.Attr) *fastSink {
 
 // begin starts a record as slog's handler does: time, level, message and the
 // With attributes.
-func (f *fastSink) begin(b []byte, level slog.Level, msg string) []byte {
-	now := time.Now()
+func (f *fastSink) begin(b []byte, now time.Time, level slog.Level, msg string) []byte {
 	if f.json {
 		b = append(b, `{"time":"`...)
-		b = now.AppendFormat(b, time.RFC3339Nano)
+		b = appendRFC3339Nano(b, now, &f.second)
 		b = append(b, `","level":`...)
 		b = f.str(b, level.String())
 		b = append(b, `,"msg":`...)
@@ -362,4 +378,41 @@ func needsQuoting(s string) bool {
 		i += size
 	}
 	return false
+}
+
+// second is the RFC 3339 text of one second in one location: the date and
+// time up to the seconds, and the zone.
+type second struct {
+	unix         int64
+	loc          *time.Location
+	prefix, zone []byte
+}
+
+// appendRFC3339Nano is t.AppendFormat(b, time.RFC3339Nano), slog's JSON
+// time, without formatting the date and time again for every record of the
+// same second (a tenth of a microsecond of each access line): last keeps the
+// second formatted last, and only the fraction is written per call.
+func appendRFC3339Nano(b []byte, t time.Time, last *atomic.Pointer[second]) []byte {
+	s := last.Load()
+	if s == nil || s.unix != t.Unix() || s.loc != t.Location() {
+		s = &second{unix: t.Unix(), loc: t.Location(),
+			prefix: t.AppendFormat(nil, "2006-01-02T15:04:05"), zone: t.AppendFormat(nil, "Z07:00")}
+		last.Store(s)
+	}
+	b = append(b, s.prefix...)
+	if ns := t.Nanosecond(); ns != 0 {
+		// RFC3339Nano's fraction: nine digits, trailing zeros trimmed.
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i > 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := len(frac)
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, s.zone...)
 }

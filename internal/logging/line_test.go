@@ -11,7 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 )
@@ -238,5 +240,46 @@ func TestAppendMillis(t *testing.T) {
 	}
 	if claimed < 199_000 {
 		t.Fatalf("appendMillis wrote only %d of %d whole thousandths", claimed, len(values))
+	}
+}
+
+// TestAppendRFC3339Nano compares the access line's time with
+// time.RFC3339Nano over fractions with and without trailing zeros, whole
+// seconds, zones and seconds met again after another one.
+func TestAppendRFC3339Nano(t *testing.T) {
+	zones := []*time.Location{time.UTC, time.FixedZone("east", 5*3600+30*60), time.FixedZone("west", -7*3600), time.Local}
+	base := time.Date(2026, 12, 7, 21, 27, 42, 0, time.UTC)
+	nanos := []int{0, 1, 10, 100_000, 123_456_789, 500_000_000, 999_999_999, 120_000_000, 7}
+	var times []time.Time
+	for i := range 400 {
+		for _, loc := range zones {
+			times = append(times, base.Add(time.Duration(i%7)*time.Second+time.Duration(nanos[i%len(nanos)])).In(loc))
+		}
+	}
+	times = append(times, time.Now(), time.Now().Add(-time.Hour), time.Unix(0, 0).UTC(), time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC))
+	var last atomic.Pointer[second]
+	for _, tm := range times {
+		if got, want := string(appendRFC3339Nano([]byte("x"), tm, &last)), tm.AppendFormat([]byte("x"), time.RFC3339Nano); got != string(want) {
+			t.Fatalf("%v: got %s, want %s", tm, got, want)
+		}
+	}
+}
+
+// TestStartAt: a record started at a given time carries it, on the fast
+// path and through slog.
+func TestStartAt(t *testing.T) {
+	at := time.Date(2026, 12, 7, 21, 27, 42, 123_400_000, time.UTC)
+	var out bytes.Buffer
+	for name, l := range map[string]*slog.Logger{
+		"fast": New(&out, slog.LevelInfo, "json"),
+		"slog": slog.New(slog.NewJSONHandler(&out, nil)),
+	} {
+		out.Reset()
+		ln := StartAt(context.Background(), l, slog.LevelInfo, "http request", at)
+		ln.Int("status", 200)
+		ln.End()
+		if want := `{"time":"2026-12-07T21:27:42.1234Z",`; !strings.HasPrefix(out.String(), want) {
+			t.Errorf("%s: %q does not start with %s", name, out.String(), want)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/trace"
 )
@@ -17,6 +18,23 @@ func WithCorrelationID(ctx context.Context, id string) context.Context {
 	return &correlationCtx{Context: ctx, id: id}
 }
 
+// WithCorrelationIDBytes is WithCorrelationID for an ID given as bytes,
+// which may alias a buffer that is reused later: it copies them and returns
+// the ID as a string too. An ID of up to 36 bytes (a UUID's text) is kept in
+// the context itself, so the context and the string are one allocation: the
+// gateway makes one per request.
+func WithCorrelationIDBytes(ctx context.Context, id []byte) (context.Context, string) {
+	c := &correlationCtx{Context: ctx}
+	if len(id) > 0 && len(id) <= len(c.buf) {
+		n := copy(c.buf[:], id)
+		// c.buf is never written again: the string is immutable.
+		c.id = unsafe.String(&c.buf[0], n)
+	} else {
+		c.id = string(id)
+	}
+	return c, c.id
+}
+
 // correlationCtx is context.WithValue(parent, ctxKey{}, id) in one
 // allocation instead of two (WithValue's and the boxed string's): the
 // gateway makes one per request. Its value is itself, a pointer, which
@@ -24,6 +42,8 @@ func WithCorrelationID(ctx context.Context, id string) context.Context {
 type correlationCtx struct {
 	context.Context
 	id string
+	// buf holds id when WithCorrelationIDBytes copied it here.
+	buf [36]byte
 }
 
 // Value implements context.Context.

@@ -119,3 +119,26 @@ func TestCorrelationIDThroughDerivedContexts(t *testing.T) {
 		t.Fatal("cancelling the parent did not reach a derived context")
 	}
 }
+
+// TestWithCorrelationIDBytes: the ID is copied (the bytes given may be
+// reused), reads back as WithCorrelationID's would, and a UUID-sized one
+// costs a single allocation with its context.
+func TestWithCorrelationIDBytes(t *testing.T) {
+	for _, id := range []string{"0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0", "a", strings.Repeat("x", 36), strings.Repeat("y", 37), strings.Repeat("z", 128)} {
+		buf := []byte(id)
+		ctx, got := WithCorrelationIDBytes(context.Background(), buf)
+		for i := range buf {
+			buf[i] = '!'
+		}
+		if got != id || CorrelationID(ctx) != id {
+			t.Errorf("%q: returned %q, context carries %q", id, got, CorrelationID(ctx))
+		}
+	}
+	if _, got := WithCorrelationIDBytes(context.Background(), nil); got != "" {
+		t.Errorf("an empty ID reads %q", got)
+	}
+	uuid := []byte("0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0")
+	if n := testing.AllocsPerRun(100, func() { _, _ = WithCorrelationIDBytes(context.Background(), uuid) }); n != 1 {
+		t.Errorf("a UUID's context allocated %v times, want 1", n)
+	}
+}

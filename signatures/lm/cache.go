@@ -13,6 +13,7 @@ import (
 	"math"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/kowai/kowai/signatures/lm/internal/textchunk"
 	"github.com/redis/go-redis/v9"
@@ -75,9 +76,8 @@ func CacheKey(model string, req *Request) (string, error) {
 // keyHasher writes CacheKey's canonical form into a hash.
 type keyHasher struct {
 	h hash.Hash
-	// buf carries strings into the hash, a piece at a time: sha256's digest has no
-	// WriteString, and io.WriteString would copy each string whole.
-	buf [1024]byte
+	// buf holds the varint of a length or number on its way into the hash.
+	buf [binary.MaxVarintLen64]byte
 }
 
 func (k *keyHasher) int(n int) {
@@ -92,13 +92,15 @@ func (k *keyHasher) bool(b bool) {
 	}
 }
 
-// str writes s with its length.
+// str writes s with its length. The hash reads s's bytes where they are: a
+// hash.Hash is an io.Writer, which must neither modify nor retain what it is
+// given, and sha256's digest has no WriteString. Copying the text into a buffer
+// first, a piece at a time, cost twice as much as hashing it (pprof of
+// continuing turns: memmove 0.09 s against sha256 0.04 s inside CacheKey).
 func (k *keyHasher) str(s string) {
 	k.int(len(s))
-	for len(s) > 0 {
-		n := copy(k.buf[:], s)
-		k.h.Write(k.buf[:n])
-		s = s[n:]
+	if len(s) > 0 {
+		k.h.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
 	}
 }
 
