@@ -322,26 +322,18 @@ func wantsEventStream(c *fiber.Ctx) bool {
 	return strings.Contains(c.Get(fiber.HeaderAccept), "text/event-stream")
 }
 
-// sseSink queues a stream's events for one SSE client, encoded, in one
-// buffer; the response's body writer takes all of them at each wake-up, so
-// a batch of events costs one wake-up and one write, not one per event. A
-// client that falls sseQueue events behind, or whose connection fails, is
-// dropped: gone closes, and the producer goes on.
+// sseSink queues a stream's events for one SSE client; the response's
+// body writer drains it. A client that falls sseQueue events behind, or
+// whose connection fails, is dropped: gone closes, and the producer goes on.
 type sseSink struct {
 	id   string
-	wake chan struct{}
+	ch   chan []byte
 	gone chan struct{}
 	once sync.Once
-
-	mu sync.Mutex
-	// queue holds the events not taken yet, n of them; spare is the
-	// writer's previous buffer, handed back for reuse.
-	queue, spare []byte
-	n            int
 }
 
 func newSSESink(id string) *sseSink {
-	return &sseSink{id: id, wake: make(chan struct{}, 1), gone: make(chan struct{})}
+	return &sseSink{id: id, ch: make(chan []byte, sseQueue), gone: make(chan struct{})}
 }
 
 func (s *sseSink) drop() { s.once.Do(func() { close(s.gone) }) }
@@ -363,67 +355,35 @@ func (s *sseSink) entry(e streams.Entry) error {
 	default:
 		data = e.Data
 	}
-	return s.send(func(b []byte) []byte {
-		b = append(b, "id: "...)
-		b = append(b, s.id...)
-		b = append(b, ':')
-		b = strconv.AppendInt(b, e.Seq, 10)
-		b = append(b, "\nevent: "...)
-		b = append(b, e.Kind...)
-		b = append(b, "\ndata: "...)
-		b = append(b, data...)
-		return append(b, "\n\n"...)
-	})
+	var b strings.Builder
+	b.WriteString("id: ")
+	b.WriteString(s.id)
+	b.WriteByte(':')
+	b.WriteString(strconv.FormatInt(e.Seq, 10))
+	b.WriteString("\nevent: ")
+	b.WriteString(e.Kind)
+	b.WriteString("\ndata: ")
+	b.Write(data)
+	b.WriteString("\n\n")
+	return s.send([]byte(b.String()))
 }
 
 // fail queues an error event without an ID, for failures outside the
 // stream (it could not be read).
 func (s *sseSink) fail(p problem) {
-	data := mustJSON(p)
-	_ = s.send(func(b []byte) []byte {
-		b = append(b, "event: error\ndata: "...)
-		b = append(b, data...)
-		return append(b, "\n\n"...)
-	})
+	_ = s.send([]byte("event: error\ndata: " + string(mustJSON(p)) + "\n\n"))
 }
 
-// send appends an event to the queue with add and wakes the writer.
-func (s *sseSink) send(add func([]byte) []byte) error {
+func (s *sseSink) send(b []byte) error {
 	select {
 	case <-s.gone:
 		return errSSEGone
+	case s.ch <- b:
+		return nil
 	default:
-	}
-	s.mu.Lock()
-	if s.n >= sseQueue {
-		s.mu.Unlock()
 		s.drop()
 		return errSSEGone
 	}
-	s.queue = add(s.queue)
-	s.n++
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// take returns the queued events and empties the queue.
-func (s *sseSink) take() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := s.queue
-	s.queue, s.spare, s.n = s.spare[:0], nil, 0
-	return b
-}
-
-// give hands a buffer that take returned back for reuse.
-func (s *sseSink) give(b []byte) {
-	s.mu.Lock()
-	s.spare = b[:0]
-	s.mu.Unlock()
 }
 
 // errSSEGone stops a producer whose SSE client is gone.
@@ -442,18 +402,25 @@ func (s *sseSink) write(w *bufio.Writer, heartbeat time.Duration, closed <-chan 
 	if _, err := w.WriteString(": ping\n\n"); err != nil {
 		return
 	}
-	// drain writes the queued events, then flushes.
-	drain := func() bool {
-		b := s.take()
-		_, err := w.Write(b)
-		s.give(b)
-		return err == nil && w.Flush() == nil
+	// drain writes b and every event queued behind it, then flushes.
+	drain := func(b []byte) bool {
+		for {
+			if _, err := w.Write(b); err != nil {
+				return false
+			}
+			select {
+			case b = <-s.ch:
+				continue
+			default:
+			}
+			return w.Flush() == nil
+		}
 	}
 	open := time.NewTimer(sseOpenWait)
 	defer open.Stop()
 	select {
-	case <-s.wake:
-		if !drain() {
+	case b := <-s.ch:
+		if !drain(b) {
 			return
 		}
 	case <-open.C:
@@ -461,14 +428,15 @@ func (s *sseSink) write(w *bufio.Writer, heartbeat time.Duration, closed <-chan 
 			return
 		}
 	case <-closed:
-		// The loop below drains the queue.
+		// The loop below drains the queue; what stays buffered is flushed
+		// when write returns.
 	}
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
 	for {
 		select {
-		case <-s.wake:
-			if !drain() {
+		case b := <-s.ch:
+			if !drain(b) {
 				return
 			}
 		case <-tick.C:
@@ -476,7 +444,11 @@ func (s *sseSink) write(w *bufio.Writer, heartbeat time.Duration, closed <-chan 
 				return
 			}
 		case <-closed:
-			drain()
+			select {
+			case b := <-s.ch:
+				drain(b)
+			default:
+			}
 			return
 		}
 	}
