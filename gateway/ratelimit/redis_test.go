@@ -89,7 +89,9 @@ func TestRedisBatchDecidesInOrder(t *testing.T) {
 			results[i] = r
 		})
 	}
-	time.Sleep(50 * time.Millisecond) // let every check queue behind the held round trip
+	// Every check queues behind the held round trip (a fixed sleep was not
+	// enough for 600 goroutines under the race detector on a loaded machine).
+	waitFor(t, func() bool { return ratelimit.Queued(l) == callers })
 	close(gate)
 	wg.Wait()
 	if err := <-first; err != nil {
@@ -156,7 +158,9 @@ func TestRedisLargeBatchIsSplit(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(50 * time.Millisecond) // let every check queue behind the held round trip
+	// Every check queues behind the held round trip (a fixed sleep was not
+	// enough for 600 goroutines under the race detector on a loaded machine).
+	waitFor(t, func() bool { return ratelimit.Queued(l) == callers })
 	close(gate)
 	wg.Wait()
 	if err := <-first; err != nil {
