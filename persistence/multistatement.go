@@ -284,20 +284,9 @@ func fencedInsertSQL(table string, cols []string, rows [][]any, first int, fence
 				b.WriteString(", ")
 			}
 			if r == first && i == at {
-				b.WriteString("CASE WHEN (SELECT COUNT(*) FROM `workflow_runs` WHERE `id` IN (")
-				for k, f := range fences {
-					if k > 0 {
-						b.WriteString(", ")
-					}
-					b.WriteString("?")
-					args = append(args, f.id)
-				}
-				b.WriteString(") AND `version` = CASE `id`")
-				for _, f := range fences {
-					b.WriteString(" WHEN ? THEN ?")
-					args = append(args, f.id, f.version)
-				}
-				b.WriteString(" END) = ")
+				b.WriteString("CASE WHEN (SELECT COUNT(*) FROM `workflow_runs` WHERE ")
+				args = appendAtVersions(&b, args, len(fences), func(k int) (string, int64) { return fences[k].id, fences[k].version })
+				b.WriteString(") = ")
 				b.WriteString(strconv.Itoa(len(fences)))
 				b.WriteString(" THEN ? END")
 				args = append(args, row[i])
@@ -440,20 +429,8 @@ func mergedSaveStatements(saves []versionedSave) ([]stmt, error) {
 			}
 			b.WriteString(" END")
 		}
-		b.WriteString(" WHERE `id` IN (")
-		for i, v := range chunk {
-			if i > 0 {
-				b.WriteString(",")
-			}
-			b.WriteString("?")
-			args = append(args, v.id)
-		}
-		b.WriteString(") AND `version`=CASE `id`")
-		for _, v := range chunk {
-			b.WriteString(" WHEN ? THEN ?")
-			args = append(args, v.id, v.expected)
-		}
-		b.WriteString(" END")
+		b.WriteString(" WHERE ")
+		args = appendAtVersions(&b, args, len(chunk), func(k int) (string, int64) { return chunk[k].id, chunk[k].expected })
 		out = append(out, stmt{query: b.String(), args: args, want: int64(len(chunk))})
 	}
 	return out, nil
@@ -519,4 +496,27 @@ func (op snapshotCAS) statements() ([]stmt, error) {
 		return nil, fmt.Errorf("persistence: build save of snapshot %s/%s: %w", s.Kind, s.Identity, err)
 	}
 	return []stmt{{query: query, args: args, want: 1}}, nil
+}
+
+// appendAtVersions writes the condition that each of n rows, row k being
+// at(k)'s ID, is at at(k)'s version: `id` IN (...) AND `version` = CASE `id`
+// WHEN ... END, one placeholder per value, and returns args with the values.
+func appendAtVersions(b *strings.Builder, args []any, n int, at func(k int) (id string, version int64)) []any {
+	b.WriteString("`id` IN (")
+	for k := range n {
+		if k > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('?')
+		id, _ := at(k)
+		args = append(args, id)
+	}
+	b.WriteString(") AND `version` = CASE `id`")
+	for k := range n {
+		id, version := at(k)
+		b.WriteString(" WHEN ? THEN ?")
+		args = append(args, id, version)
+	}
+	b.WriteString(" END")
+	return args
 }
