@@ -104,9 +104,13 @@ func TestFreshRunRowCommitsWithItsFirstJournalWrite(t *testing.T) {
 		hw.mu.Lock()
 		writes := hw.writes
 		hw.mu.Unlock()
-		// The row with task a's result, then task b's with the outcome.
-		if len(writes) != 2 {
-			t.Fatalf("writes = %v, want the carried row with the first result and the outcome", writes)
+		// The row with task a's result, then task b's result and the outcome:
+		// together when the outcome is ready before the pump takes b's result,
+		// apart when the function is slower to return (seen under -race on a
+		// loaded machine). The row's own write is held for good, so it can
+		// only have been committed by being carried.
+		if len(writes) < 2 || len(writes) > 3 {
+			t.Fatalf("writes = %v, want the carried row with the first result, then the second result and the outcome", writes)
 		}
 	})
 }
