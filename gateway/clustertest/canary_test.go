@@ -157,8 +157,12 @@ func TestCanaryRollbackAndPromotion(t *testing.T) {
 				case http.StatusOK:
 					var reply gateway.ChatReply
 					r.decode(t, http.StatusOK, &reply)
-					if agents.AssignCanary(ag.ID, reply.ConversationID, 50) {
-						t.Fatalf("conversation %s runs the broken canary yet succeeded", reply.ConversationID)
+					// Once its third canary turn has failed, the grain rolls the canary
+					// back; the agent read above may still show it (the read can come
+					// before the rollback is stored), and then a canary conversation
+					// rightly succeeds on the agent's own program.
+					if agents.AssignCanary(ag.ID, reply.ConversationID, 50) && failed < 3 {
+						t.Fatalf("conversation %s runs the broken canary yet succeeded after %d failed canary turns", reply.ConversationID, failed)
 					}
 				case http.StatusBadGateway:
 					failed++
