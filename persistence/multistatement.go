@@ -264,16 +264,7 @@ func fencedInsertSQL(table string, cols []string, rows [][]any, first int, fence
 	var b strings.Builder
 	b.Grow(32 + len(table) + len(rows)*(4+3*len(cols)) + 8*len(cols) + 96 + 32*len(fences))
 	args := make([]any, 0, len(rows)*len(cols)+2*len(fences)+1)
-	b.WriteString("INSERT INTO ")
-	quoteName(&b, table)
-	b.WriteString(" (")
-	for i, c := range cols {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		quoteName(&b, c)
-	}
-	b.WriteString(") VALUES ")
+	writeInsertHead(&b, table, cols)
 	for r, row := range rows {
 		if r > 0 {
 			b.WriteString(", ")
@@ -308,16 +299,7 @@ func insertSQL(table string, cols []string, n int) string {
 		size += len(c) + 4
 	}
 	b.Grow(size)
-	b.WriteString("INSERT INTO ")
-	quoteName(&b, table)
-	b.WriteString(" (")
-	for i, c := range cols {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		quoteName(&b, c)
-	}
-	b.WriteString(") VALUES ")
+	writeInsertHead(&b, table, cols)
 	for r := range n {
 		if r > 0 {
 			b.WriteString(", ")
@@ -332,6 +314,20 @@ func insertSQL(table string, cols []string, n int) string {
 		b.WriteByte(')')
 	}
 	return b.String()
+}
+
+// writeInsertHead writes "INSERT INTO `table` (`col`, ...) VALUES ".
+func writeInsertHead(b *strings.Builder, table string, cols []string) {
+	b.WriteString("INSERT INTO ")
+	quoteName(b, table)
+	b.WriteString(" (")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		quoteName(b, c)
+	}
+	b.WriteString(") VALUES ")
 }
 
 // quoteName writes name backquoted, as both MariaDB and SQLite read a table or
