@@ -61,7 +61,7 @@ func newRateLimits(api API, log *slog.Logger) (rateLimits, error) {
 // through and is logged: an outage of Redis must not take the API down.
 func (r rateLimits) user(name string) fiber.Handler {
 	return ratelimit.Middleware(ratelimit.MiddlewareConfig{Limiter: r.limiter, Limit: r.perUser, Name: name,
-		Key: auth.RateLimitKey, AppendKey: auth.AppendRateLimitKey, FailOpen: true, Logger: r.log})
+		AppendKey: auth.AppendRateLimitKey, FailOpen: true, Logger: r.log})
 }
 
 // anonymous counts a request that carries no accepted credentials (an
@@ -72,13 +72,11 @@ func (r rateLimits) user(name string) fiber.Handler {
 // through, as for user.
 func (r rateLimits) anonymous() func(c *fiber.Ctx) error {
 	return ratelimit.Checker(ratelimit.MiddlewareConfig{Limiter: r.limiter, Limit: r.perUser, Name: "anonymous",
-		Key: addrKey, AppendKey: appendAddrKey, FailOpen: true, Logger: r.log})
+		AppendKey: appendAddrKey, FailOpen: true, Logger: r.log})
 }
 
-// addrKey is the rate-limit key of the request's client address.
-func addrKey(c *fiber.Ctx) string { return clientaddr.LimitKey(clientaddr.From(c)) }
-
-// appendAddrKey appends addrKey(c) to dst.
+// appendAddrKey appends the rate-limit key of the request's client address
+// (clientaddr.LimitKey) to dst.
 func appendAddrKey(dst []byte, c *fiber.Ctx) []byte {
 	return clientaddr.AppendLimitKey(dst, clientaddr.From(c))
 }
@@ -88,7 +86,7 @@ func appendAddrKey(dst []byte, c *fiber.Ctx) []byte {
 // credentials, and the login throttle fails closed too.
 func (r rateLimits) strict(name string) fiber.Handler {
 	return ratelimit.Middleware(ratelimit.MiddlewareConfig{Limiter: r.limiter, Limit: r.perIP, Name: name,
-		Key: addrKey, AppendKey: appendAddrKey, Logger: r.log})
+		AppendKey: appendAddrKey, Logger: r.log})
 }
 
 // allowUser counts one request of userID against the per-user bucket name,

@@ -207,12 +207,7 @@ func RequirePermission(perms ...Permission) fiber.Handler {
 // token or one of the user's API keys (a key draws from its user's buckets,
 // so more keys do not buy a user more requests), otherwise the client
 // address's clientaddr.LimitKey ("ip:<address>", "ip:<IPv6 /64>").
-func RateLimitKey(c *fiber.Ctx) string {
-	if p, ok := PrincipalFrom(c); ok {
-		return UserRateLimitKey(p.UserID)
-	}
-	return clientaddr.LimitKey(clientaddr.From(c))
-}
+func RateLimitKey(c *fiber.Ctx) string { return string(AppendRateLimitKey(nil, c)) }
 
 // AppendRateLimitKey appends RateLimitKey(c) to dst, without making a
 // string (ratelimit.MiddlewareConfig.AppendKey).

@@ -247,17 +247,7 @@ func stripPort(h string) string {
 // LimitKey returns the rate-limit identity of a client address: the address
 // itself for IPv4, its /64 network for IPv6, since one IPv6 client is
 // routinely given a whole /64 and could otherwise change address per request.
-func LimitKey(addr string) string {
-	a, err := netip.ParseAddr(addr)
-	if err != nil || a.Is4() {
-		return "ip:" + addr
-	}
-	p, err := a.Prefix(64)
-	if err != nil {
-		return "ip:" + addr
-	}
-	return "ip:" + p.String()
-}
+func LimitKey(addr string) string { return string(AppendLimitKey(make([]byte, 0, 3+len(addr)), addr)) }
 
 // AppendLimitKey appends LimitKey(addr) to dst, without making a string.
 func AppendLimitKey(dst []byte, addr string) []byte {

@@ -23,13 +23,14 @@ type MiddlewareConfig struct {
 	// middleware is attached to the route itself rather than with app.Use.
 	Name string
 	// Key returns the identity being limited, e.g. the user ID when
-	// authenticated and the client address otherwise. Nil means the
-	// client address's clientaddr.LimitKey.
+	// authenticated and the client address otherwise. Nil means AppendKey's
+	// identity as a string, or, when AppendKey is nil too, the client
+	// address's clientaddr.LimitKey.
 	Key func(c *fiber.Ctx) string
-	// AppendKey, when set, appends what Key returns to dst, and must append
-	// exactly that. With an in-process limiter the bucket key is then built
-	// on the stack and looked up without a string: two allocations fewer per
-	// request.
+	// AppendKey, when set, appends the caller's identity to dst; Key is then
+	// derived from it when nil. With an in-process limiter the bucket key is
+	// built in a pooled buffer and looked up without a string: two
+	// allocations fewer per request.
 	AppendKey func(dst []byte, c *fiber.Ctx) []byte
 	// FailOpen lets requests through when the limiter fails (the failure is
 	// logged). By default the limiter's error is returned and the request
@@ -68,9 +69,12 @@ func Checker(cfg MiddlewareConfig) func(c *fiber.Ctx) error {
 	if err := cfg.Limit.Validate(); err != nil {
 		panic(err.Error())
 	}
-	if cfg.Key == nil {
-		cfg.Key = func(c *fiber.Ctx) string { return clientaddr.LimitKey(clientaddr.From(c)) }
+	if cfg.Key == nil && cfg.AppendKey == nil {
 		cfg.AppendKey = func(dst []byte, c *fiber.Ctx) []byte { return clientaddr.AppendLimitKey(dst, clientaddr.From(c)) }
+	}
+	if cfg.Key == nil {
+		appendKey := cfg.AppendKey
+		cfg.Key = func(c *fiber.Ctx) string { return string(appendKey(nil, c)) }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
