@@ -431,16 +431,15 @@ func (e *Enforcer) Charge(ctx context.Context, c Charge) error {
 // record writes c to the ledger (in the background with Config.Writer).
 func (e *Enforcer) record(ctx context.Context, c Charge) error {
 	now := e.cfg.Now().UTC()
-	entry := persistence.UsageEntry{UserID: c.UserID, AgentID: c.AgentID, ConversationID: c.ConversationID,
-		Model: c.Model, PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens, CostUSD: c.CostUSD, CreatedAt: now}
+	entry := persistence.UsageEntry{UserID: c.UserID, AgentID: c.AgentID, Model: c.Model, PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens, CostUSD: c.CostUSD, CreatedAt: now}
 	if e.cfg.Writer == nil {
 		return e.cfg.Ledger.Record(ctx, entry)
 	}
 	e.pending.Go(func() {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ledgerTimeout)
 		defer cancel()
-		if err := e.cfg.Writer.Submit(wctx, persistence.UsageInsert(entry)); err != nil {
-			e.cfg.Logger.Error("usage not recorded in the ledger", "user_id", c.UserID, "agent_id", c.AgentID,
+		if err := e.cfg.Writer.Submit(wctx, persistence.UsageCharge(entry)); err != nil {
+			e.cfg.Logger.Error("usage not recorded in the ledger", "user_id", c.UserID, "agent_id", c.AgentID, "conversation_id", c.ConversationID,
 				"model", c.Model, "tokens", c.PromptTokens+c.CompletionTokens, "cost_usd", c.CostUSD, "error", err)
 		}
 	})

@@ -73,7 +73,7 @@ func (s *UserStore) Erase(ctx context.Context, id string, audit func(Erasure) Au
 			{"workflow_schedules", goqu.C("owner_id").Eq(id), nil},
 			{"agents", goqu.C("owner_id").Eq(id), &out.Agents},
 			{"user_profiles", goqu.C("user_id").Eq(id), nil},
-			{"usage_ledger", goqu.C("user_id").Eq(id), nil},
+			{"usage_rollup", goqu.C("user_id").Eq(id), nil},
 			{"user_budgets", goqu.C("user_id").Eq(id), nil},
 			{"auth_sessions", goqu.C("user_id").Eq(id), &out.Sessions},
 			{"users", goqu.C("id").Eq(id), nil},

@@ -73,6 +73,8 @@ func batchStatements(steps []any) ([]stmt, error) {
 			ss, err = insertStatements(s.table, s.cols, s.rows)
 		case *touchTarget:
 			ss, err = touchStatements(mysqlSQL, s.table, s.column, s.touches)
+		case *usageTarget:
+			ss = usageStatements(DialectMySQL, s.entries)
 		case statementer:
 			ss, err = s.statements()
 		default:

@@ -1,30 +1,34 @@
 package persistence
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/doug-martin/goqu/v9"
 	"github.com/doug-martin/goqu/v9/exp"
-	"github.com/google/uuid"
 )
 
-// UsageEntry is one model call charged to a user: a row of the usage ledger.
+// UsageEntry is one model call charged to a user. The usage rollup keeps the sums of
+// the calls of each user, agent, model and UTC minute, not the calls themselves: a
+// call's own detail stays with its reply message (its usage metadata).
 type UsageEntry struct {
-	ID               string
 	UserID           string
 	AgentID          string
-	ConversationID   string
 	Model            string
 	PromptTokens     int64
 	CompletionTokens int64
 	CostUSD          float64
-	CreatedAt        time.Time
+	// CreatedAt places the call in its UTC minute; zero is now.
+	CreatedAt time.Time
 }
 
-// UsageTotal sums ledger entries: their tokens (prompt + completion) and cost.
+// UsageTotal sums charged calls: their tokens (prompt + completion) and cost.
 type UsageTotal struct {
 	Tokens  int64
 	CostUSD float64
@@ -51,50 +55,153 @@ type UserBudget struct {
 	UpdatedAt   time.Time
 }
 
-// UsageStore is the usage_ledger and user_budgets tables.
+// UsageStore is the usage_rollup and user_budgets tables.
 type UsageStore struct{ db *DB }
 
 // NewUsageStore returns the usage repository of db.
 func NewUsageStore(db *DB) *UsageStore { return &UsageStore{db: db} }
 
-// usageCols are the columns of a ledger row, in UsageInsert's order.
-var usageCols = []string{"id", "user_id", "agent_id", "conversation_id", "model", "prompt_tokens", "completion_tokens", "cost_usd", "created_at"}
+// UsageCharge is the Op that adds entries to the usage rollup, each to the row of its
+// user, agent, model and UTC minute. A Writer sums the charges of a batch that fall on
+// the same row and writes all of its batch's rows in one upsert, so that the calls of
+// many concurrent turns of one user cost one row: a charge is far cheaper than a row
+// of its own. An unknown user fails it with ErrConflict.
+func UsageCharge(entries ...UsageEntry) Op { return usageCharge(entries) }
 
-// UsageInsert is the Insert that appends entries to the usage ledger (empty IDs get
-// fresh ones), for a Writer to merge with the other inserts of its batch.
-func UsageInsert(entries ...UsageEntry) Insert {
-	in := Insert{Table: "usage_ledger", Cols: usageCols, Rows: make([][]any, len(entries))}
-	for i, e := range entries {
-		if e.ID == "" {
-			e.ID = uuid.Must(uuid.NewV7()).String()
+// usageCharge is UsageCharge's Op.
+type usageCharge []UsageEntry
+
+// Apply implements Op.
+func (c usageCharge) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
+	return applyUsage(ctx, tx, tx.Dialect(), c)
+}
+
+// usageTarget holds the charges of a batch, written by one upsert after every other
+// step of the batch, so that the rollup rows' locks are held for the shortest time.
+type usageTarget struct{ entries []UsageEntry }
+
+// usageKey is the primary key of a rollup row.
+type usageKey struct {
+	userID string
+	minute time.Time
+	agent  string
+	model  string
+}
+
+// usageRow is one rollup row to add.
+type usageRow struct {
+	usageKey
+	prompt, completion, calls int64
+	cost                      float64
+}
+
+// usageCols are the columns of a rollup row, in usageStatements' order; the first four
+// are its key.
+var usageCols = []string{"user_id", "minute_start", "agent_id", "model", "prompt_tokens", "completion_tokens", "cost_usd", "calls"}
+
+// sumUsage sums entries by rollup row, in key order, so that concurrent batches lock
+// the rows they share in the same order and cannot deadlock on them.
+func sumUsage(entries []UsageEntry) []usageRow {
+	index := make(map[usageKey]int, 1)
+	var rows []usageRow
+	var now time.Time
+	for _, e := range entries {
+		at := e.CreatedAt
+		if at.IsZero() {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			at = now
 		}
-		in.Rows[i] = []any{e.ID, e.UserID, e.AgentID, e.ConversationID, e.Model, e.PromptTokens, e.CompletionTokens, e.CostUSD, utc(e.CreatedAt)}
+		k := usageKey{userID: e.UserID, minute: at.UTC().Truncate(time.Minute), agent: e.AgentID, model: e.Model}
+		i, ok := index[k]
+		if !ok {
+			i = len(rows)
+			index[k] = i
+			rows = append(rows, usageRow{usageKey: k})
+		}
+		r := &rows[i]
+		r.prompt += e.PromptTokens
+		r.completion += e.CompletionTokens
+		r.cost += e.CostUSD
+		r.calls++
 	}
-	return in
+	slices.SortFunc(rows, func(a, b usageRow) int {
+		return cmp.Or(strings.Compare(a.userID, b.userID), a.minute.Compare(b.minute),
+			strings.Compare(a.agent, b.agent), strings.Compare(a.model, b.model))
+	})
+	return rows
 }
 
-// Record appends e to the ledger (an empty ID gets a fresh one) in a statement of
-// its own. An unknown user is ErrConflict.
+// applyUsage adds entries to the rollup through tx, in dialect's upsert.
+func applyUsage(ctx context.Context, tx *goqu.TxDatabase, dialect string, entries []UsageEntry) error {
+	for _, st := range usageStatements(dialect, entries) {
+		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
+			return wrap(err, "charge usage")
+		}
+	}
+	return nil
+}
+
+// usageStatements is entries, summed by rollup row, as upserts that add each row's
+// sums to the stored row (MariaDB's ON DUPLICATE KEY UPDATE, SQLite's ON CONFLICT DO
+// UPDATE), as many as the parameter limit asks for.
+func usageStatements(dialect string, entries []UsageEntry) []stmt {
+	rows := sumUsage(entries)
+	var out []stmt
+	for chunk := range slices.Chunk(rows, maxParams/len(usageCols)) {
+		var b strings.Builder
+		b.Grow(160 + len(chunk)*26 + 240)
+		writeInsertHead(&b, "usage_rollup", usageCols)
+		args := make([]any, 0, len(chunk)*len(usageCols))
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, r.userID, r.minute, r.agent, r.model, r.prompt, r.completion, r.cost, r.calls)
+		}
+		added := "VALUES(`%[1]s`)"
+		if dialect == DialectMySQL {
+			b.WriteString(" ON DUPLICATE KEY UPDATE ")
+		} else {
+			b.WriteString(" ON CONFLICT (`user_id`, `minute_start`, `agent_id`, `model`) DO UPDATE SET ")
+			added = "excluded.`%[1]s`"
+		}
+		for i, c := range usageCols[4:] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "`%[1]s` = `%[1]s` + "+added, c)
+		}
+		out = append(out, stmt{query: b.String(), args: args, want: -1})
+	}
+	return out
+}
+
+// Record adds e to the rollup in a transaction of its own. An unknown user is
+// ErrConflict.
 func (s *UsageStore) Record(ctx context.Context, e UsageEntry) error {
-	return wrap(s.db.inTx(ctx, func(tx *goqu.TxDatabase) error { return UsageInsert(e).Apply(ctx, tx) }), "record usage of %s", e.UserID)
+	return wrap(s.db.inTx(ctx, func(tx *goqu.TxDatabase) error { return UsageCharge(e).Apply(ctx, tx) }), "record usage of %s", e.UserID)
 }
 
-// Total sums the user's ledger entries at or after since.
+// Total sums the user's usage in the minutes that start at or after since (the
+// budgets ask from the start of a UTC day or month, which is a minute's start).
 func (s *UsageStore) Total(ctx context.Context, userID string, since time.Time) (UsageTotal, error) {
-	t, err := s.sum(ctx, goqu.C("user_id").Eq(userID), goqu.C("created_at").Gte(utc(since)))
+	t, err := s.sum(ctx, goqu.C("user_id").Eq(userID), goqu.C("minute_start").Gte(utc(since)))
 	return t, wrap(err, "sum usage of %s", userID)
 }
 
-// AllTotal sums every user's ledger entries at or after since: the model usage
-// of the whole cluster (it reads the created_at index).
+// AllTotal sums every user's usage in the minutes that start at or after since: the
+// model usage of the whole cluster (it reads the minute_start index).
 func (s *UsageStore) AllTotal(ctx context.Context, since time.Time) (UsageTotal, error) {
-	t, err := s.sum(ctx, goqu.C("created_at").Gte(utc(since)))
+	t, err := s.sum(ctx, goqu.C("minute_start").Gte(utc(since)))
 	return t, wrap(err, "sum every user's usage")
 }
 
-// sum adds up the tokens and cost of the ledger entries that match where.
+// sum adds up the tokens and cost of the rollup rows that match where.
 func (s *UsageStore) sum(ctx context.Context, where ...exp.Expression) (UsageTotal, error) {
-	q := s.db.Goqu.From("usage_ledger").Prepared(true).
+	q := s.db.Goqu.From("usage_rollup").Prepared(true).
 		Select(goqu.COALESCE(goqu.SUM(goqu.L("prompt_tokens + completion_tokens")), 0), goqu.COALESCE(goqu.SUM("cost_usd"), 0)).
 		Where(where...)
 	var t UsageTotal
@@ -106,11 +213,12 @@ func (s *UsageStore) sum(ctx context.Context, where ...exp.Expression) (UsageTot
 	return t, nil
 }
 
-// ByAgentModel sums the user's ledger entries at or after since by agent and model.
+// ByAgentModel sums the user's usage in the minutes that start at or after since by
+// agent and model.
 func (s *UsageStore) ByAgentModel(ctx context.Context, userID string, since time.Time) ([]UsageLine, error) {
-	q := s.db.Goqu.From("usage_ledger").Prepared(true).
-		Select("agent_id", "model", goqu.SUM("prompt_tokens"), goqu.SUM("completion_tokens"), goqu.SUM("cost_usd"), goqu.COUNT("*")).
-		Where(goqu.C("user_id").Eq(userID), goqu.C("created_at").Gte(utc(since))).
+	q := s.db.Goqu.From("usage_rollup").Prepared(true).
+		Select("agent_id", "model", goqu.SUM("prompt_tokens"), goqu.SUM("completion_tokens"), goqu.SUM("cost_usd"), goqu.SUM("calls")).
+		Where(goqu.C("user_id").Eq(userID), goqu.C("minute_start").Gte(utc(since))).
 		GroupBy("agent_id", "model").Order(goqu.C("agent_id").Asc(), goqu.C("model").Asc())
 	lines, err := scanAll(ctx, q, func(r scanner) (UsageLine, error) {
 		var l UsageLine

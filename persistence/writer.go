@@ -348,6 +348,8 @@ func rowsOf(op Op) int {
 		return max(1, len(op.Rows))
 	case fencedInsert:
 		return max(1, len(op.Rows))
+	case usageCharge:
+		return max(1, len(op))
 	case Ops:
 		n := 0
 		for _, o := range op {
@@ -626,8 +628,8 @@ type touchTarget struct {
 // mergeBatch lists the steps that apply the batch: one *insertTarget per
 // distinct Insert target and one *touchTarget per distinct Touch target, in the
 // order each target first appears, and every other Op in its place, except that
-// leader Ops (a new conversation's row) come first; the members of an Ops take
-// part one by one. Ops in one batch come from concurrent callers, so no order
+// leader Ops (a new conversation's row) come first and the batch's UsageCharges,
+// as one *usageTarget, come last; the members of an Ops take part one by one. Ops in one batch come from concurrent callers, so no order
 // between them is promised beyond that.
 func mergeBatch(batch []*request) []any {
 	var (
@@ -636,6 +638,8 @@ func mergeBatch(batch []*request) []any {
 		touched = map[string]*touchTarget{}
 		// leading are the leader Ops, applied before every other step.
 		leading []any
+		// usage holds the batch's charges, applied after every other step.
+		usage *usageTarget
 	)
 	var ops []Op
 	for _, r := range batch {
@@ -665,6 +669,11 @@ func mergeBatch(batch []*request) []any {
 				}
 				t.index[op.ID] = len(t.touches)
 				t.touches = append(t.touches, op)
+			case usageCharge:
+				if usage == nil {
+					usage = &usageTarget{}
+				}
+				usage.entries = append(usage.entries, op...)
 			default:
 				steps = append(steps, op)
 			}
@@ -672,6 +681,9 @@ func mergeBatch(batch []*request) []any {
 	}
 	if leading != nil {
 		steps = append(leading, steps...)
+	}
+	if usage != nil {
+		steps = append(steps, usage)
 	}
 	return steps
 }
@@ -702,6 +714,8 @@ func applyMerged(ctx context.Context, tx *goqu.TxDatabase, batch []*request) err
 			err = insertRows(ctx, tx, s.table, s.cols, s.rows)
 		case *touchTarget:
 			err = touchRows(ctx, tx, s.table, s.column, s.touches)
+		case *usageTarget:
+			err = applyUsage(ctx, tx, tx.Dialect(), s.entries)
 		case Op:
 			err = s.Apply(ctx, tx)
 		}
