@@ -256,6 +256,15 @@ func (p *Predict) generate(ctx context.Context, run *Run, model lm.LM, pr *promp
 		return nil, nil, err
 	}
 	*req = lm.Request{Messages: append(slices.Clip(msgs), conv...), Temperature: p.opts.Temperature, MaxTokens: p.opts.MaxTokens, Tools: tools}
+	if len(msgs) > 2+len(demoMsgs) && carriesChat(found, pr.hist) {
+		// A live conversation's history, with a turn in it, makes the prompt that
+		// conversation's own: the cache key covers the whole history, so the reply
+		// could only be found again by a conversation with the very same history
+		// (a continuing chat turn never hit it), and storing it cost every turn a
+		// key over the history and an entry. A History value, as a dataset holds,
+		// is still cached: evaluating a program again asks the same prompts.
+		req.NoCache = true
+	}
 	if r, ok := rolloutFrom(ctx); ok {
 		// A rollout samples: at 1.0 unless the predictor asks for its own
 		// (non-zero) temperature, as COPRO's 1.4 for its proposals.
@@ -354,4 +363,24 @@ func (s *fieldStreamer) finish(ctx context.Context, out Values) error {
 		return s.emit(ctx, v)
 	}
 	return nil
+}
+
+// carriesChat reports whether the history input hist, among the inputs in, is a
+// Chat: a live conversation's messages.
+func carriesChat(in []namedValue, hist string) bool {
+	if hist == "" {
+		return false
+	}
+	for _, v := range in {
+		if v.name != hist {
+			continue
+		}
+		switch x := v.value.(type) {
+		case Chat:
+			return true
+		case *Chat:
+			return x != nil
+		}
+	}
+	return false
 }

@@ -417,3 +417,32 @@ func TestRunWithoutTraceValues(t *testing.T) {
 		t.Fatal("a child of a Run without values keeps values")
 	}
 }
+
+// A prompt that carries a live conversation's history (a Chat with a turn in it)
+// bypasses the model cache: its key covers the whole history, so only the same
+// conversation could hit it. A first turn (an empty Chat) and a History value (as a
+// dataset holds, asked again at every evaluation) are still cached.
+func TestPredictLiveChatBypassesTheCache(t *testing.T) {
+	sig := MustParse("message, history -> response")
+	turn := Messages{{Role: RoleUser, Content: "hi"}, {Role: RoleAssistant, Content: "hello"}}
+	for _, c := range []struct {
+		name    string
+		history any
+		noCache bool
+	}{
+		{"continuing chat", Chat{Messages: turn, Input: "message", Output: "response"}, true},
+		{"continuing chat by pointer", &Chat{Messages: turn, Input: "message", Output: "response"}, true},
+		{"first turn", Chat{Messages: Messages{}, Input: "message", Output: "response"}, false},
+		{"history value", History{Messages: []Values{{"message": "hi", "response": "hello"}}}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			model := lmtest.Texts(reply("response", "ok"))
+			if _, err := Execute(t.Context(), model, NewPredict(sig, PredictOptions{}), Values{"message": "again", "history": c.history}); err != nil {
+				t.Fatal(err)
+			}
+			if got := model.Requests()[0].NoCache; got != c.noCache {
+				t.Fatalf("NoCache = %v, want %v", got, c.noCache)
+			}
+		})
+	}
+}
