@@ -146,9 +146,11 @@ type Config struct {
 	Ledger Ledger
 	// Counter keeps spending; nil means NewMemory(Ledger).
 	Counter Counter
-	// Writer, optional, writes ledger rows in its group commits (a
+	// Writer, optional, writes the ledger in its group commits (a
 	// *persistence.Writer) in the background, so a reply does not wait for a
-	// commit of its own; without it each row is written before Charge returns.
+	// commit of its own, one write at a time for all the calls charged while the
+	// previous one committed; without it each call is written before Charge
+	// returns.
 	Writer interface {
 		Submit(ctx context.Context, op persistence.Op) error
 	}
@@ -175,6 +177,13 @@ type Enforcer struct {
 
 	mu     sync.Mutex
 	limits map[string]cachedLimits
+
+	// chargesMu guards charges and flushing.
+	chargesMu sync.Mutex
+	// charges are the calls to record that no ledger write has taken yet.
+	charges []persistence.UsageEntry
+	// flushing is set while a goroutine writes charges to the ledger.
+	flushing bool
 }
 
 // cachedLimits are a user's limits as read at some time.
@@ -408,7 +417,8 @@ func (r *Reservation) Release(ctx context.Context) error {
 	return nil
 }
 
-// Charge is one model call to record.
+// Charge is one model call to record. ConversationID names the call in logs only:
+// the ledger sums calls by user, minute, agent and model.
 type Charge struct {
 	UserID, AgentID, ConversationID, Model string
 	PromptTokens, CompletionTokens         int64
@@ -429,21 +439,85 @@ func (e *Enforcer) Charge(ctx context.Context, c Charge) error {
 }
 
 // record writes c to the ledger (in the background with Config.Writer).
+//
+// In the background, one ledger write is in flight at a time: the calls charged
+// while it commits go to the ledger together in the next one, as one UsageCharge
+// (which the writer sums into a row per user, minute, agent and model). Under load
+// the ledger so costs the group-commit writer one request per commit, not one per
+// call, and a lone call is written at once.
 func (e *Enforcer) record(ctx context.Context, c Charge) error {
 	now := e.cfg.Now().UTC()
-	entry := persistence.UsageEntry{UserID: c.UserID, AgentID: c.AgentID, Model: c.Model, PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens, CostUSD: c.CostUSD, CreatedAt: now}
+	entry := persistence.UsageEntry{UserID: c.UserID, AgentID: c.AgentID, Model: c.Model,
+		PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens, CostUSD: c.CostUSD, CreatedAt: now}
 	if e.cfg.Writer == nil {
 		return e.cfg.Ledger.Record(ctx, entry)
 	}
-	e.pending.Go(func() {
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ledgerTimeout)
-		defer cancel()
-		if err := e.cfg.Writer.Submit(wctx, persistence.UsageCharge(entry)); err != nil {
-			e.cfg.Logger.Error("usage not recorded in the ledger", "user_id", c.UserID, "agent_id", c.AgentID, "conversation_id", c.ConversationID,
-				"model", c.Model, "tokens", c.PromptTokens+c.CompletionTokens, "cost_usd", c.CostUSD, "error", err)
-		}
-	})
+	e.chargesMu.Lock()
+	e.charges = append(e.charges, entry)
+	start := !e.flushing
+	e.flushing = true
+	e.chargesMu.Unlock()
+	if start {
+		e.pending.Go(e.flush)
+	}
 	return nil
+}
+
+// flush writes the pending charges to the ledger until none is left.
+func (e *Enforcer) flush() {
+	for {
+		e.chargesMu.Lock()
+		batch := e.charges
+		e.charges = nil
+		if len(batch) == 0 {
+			e.flushing = false
+			e.chargesMu.Unlock()
+			return
+		}
+		e.chargesMu.Unlock()
+		e.writeCharges(batch)
+	}
+}
+
+// writeCharges writes batch to the ledger in one write. When that fails and batch
+// holds several users' calls (one user unknown, say, erased meanwhile), each user's
+// calls are written on their own, so that one user's failure loses no other's.
+func (e *Enforcer) writeCharges(batch []persistence.UsageEntry) {
+	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
+	defer cancel()
+	err := e.cfg.Writer.Submit(ctx, persistence.UsageCharge(batch...))
+	if err == nil {
+		return
+	}
+	byUser := map[string][]persistence.UsageEntry{}
+	for _, u := range batch {
+		byUser[u.UserID] = append(byUser[u.UserID], u)
+	}
+	if len(byUser) == 1 || errors.Is(err, persistence.ErrClosed) {
+		e.chargesLost(batch, err)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, calls := range byUser {
+		wg.Go(func() {
+			if err := e.cfg.Writer.Submit(ctx, persistence.UsageCharge(calls...)); err != nil {
+				e.chargesLost(calls, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// chargesLost logs the calls that the ledger did not take, by user.
+func (e *Enforcer) chargesLost(calls []persistence.UsageEntry, err error) {
+	var tokens int64
+	var usd float64
+	for _, c := range calls {
+		tokens += c.PromptTokens + c.CompletionTokens
+		usd += c.CostUSD
+	}
+	e.cfg.Logger.Error("usage not recorded in the ledger", "user_id", calls[0].UserID, "calls", len(calls),
+		"tokens", tokens, "cost_usd", usd, "error", err)
 }
 
 // Wait returns once the ledger writes started so far are done (with
