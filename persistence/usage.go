@@ -76,6 +76,18 @@ func (c usageCharge) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
 	return applyUsage(ctx, tx, tx.Dialect(), c)
 }
 
+// rows is how many rollup rows c's calls sum into.
+func (c usageCharge) rows() int {
+	if len(c) < 2 {
+		return len(c)
+	}
+	keys := make(map[usageKey]struct{}, 1)
+	for _, e := range c {
+		keys[usageKey{userID: e.UserID, minute: e.CreatedAt.UTC().Truncate(time.Minute), agent: e.AgentID, model: e.Model}] = struct{}{}
+	}
+	return len(keys)
+}
+
 // usageTarget holds the charges of a batch, written by one upsert after every other
 // step of the batch, so that the rollup rows' locks are held for the shortest time.
 type usageTarget struct{ entries []UsageEntry }

@@ -59,9 +59,15 @@ func TestWriterSumsUsageCharges(t *testing.T) {
 		if n := rollupRows(t, db, user.ID); n != 3 {
 			t.Fatalf("rollup rows = %d, want 3", n)
 		}
-		// A later batch adds to the stored row.
-		if err := h.w.Submit(t.Context(), op("a", at.Add(time.Second), 5, 0.25)); err != nil {
+		// A later batch adds to the stored row; its two calls of one row count as one.
+		if err := h.w.Submit(t.Context(), persistence.UsageCharge(
+			persistence.UsageEntry{UserID: user.ID, AgentID: "a", Model: "m", PromptTokens: 5, CompletionTokens: 1, CostUSD: 0.25, CreatedAt: at.Add(time.Second)},
+			persistence.UsageEntry{UserID: user.ID, AgentID: "a", Model: "m", PromptTokens: 5, CompletionTokens: 1, CostUSD: 0.25, CreatedAt: at.Add(2 * time.Second)},
+		)); err != nil {
 			t.Fatal(err)
+		}
+		if n, rows := h.batches(); n != 2 || rows != 6 {
+			t.Fatalf("batches = %d with %v rows, want 2 with 6", n, rows)
 		}
 		stop()
 		if n := rollupRows(t, db, user.ID); n != 3 {
@@ -72,7 +78,7 @@ func TestWriterSumsUsageCharges(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []persistence.UsageLine{
-			{AgentID: "a", Model: "m", UsageTotal: persistence.UsageTotal{Tokens: 119, CostUSD: 3}, PromptTokens: 115, CompletionTokens: 4, Calls: 4},
+			{AgentID: "a", Model: "m", UsageTotal: persistence.UsageTotal{Tokens: 125, CostUSD: 3.25}, PromptTokens: 120, CompletionTokens: 5, Calls: 5},
 			{AgentID: "b", Model: "m", UsageTotal: persistence.UsageTotal{Tokens: 41, CostUSD: 1}, PromptTokens: 40, CompletionTokens: 1, Calls: 1},
 		}
 		if !slices.Equal(lines, want) {

@@ -349,7 +349,8 @@ func rowsOf(op Op) int {
 	case fencedInsert:
 		return max(1, len(op.Rows))
 	case usageCharge:
-		return max(1, len(op))
+		// Its calls are summed into a row per key: many calls of one user cost one row.
+		return max(1, op.rows())
 	case Ops:
 		n := 0
 		for _, o := range op {
