@@ -332,7 +332,7 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 		if lastEvent < 0 {
 			lastEvent, err = g.w.deps.Runs.LastEventSeq(wctx, g.identity)
 		}
-		data, merr := json.Marshal(ev)
+		data, merr := ev.AppendJSON(make([]byte, 0, eventJSONSize))
 		if err = errors.Join(err, merr); err != nil {
 			g.w.log.Warn("run event not built", "run_id", g.identity, "error", err)
 		} else {
@@ -933,8 +933,11 @@ func (p *eventPump) flush(ctx context.Context) error {
 	}
 }
 
+// eventJSONSize is room for a typical event's JSON (a task's is about 170 bytes).
+const eventJSONSize = 192
+
 func (p *eventPump) enqueue(e workflows.Event, ch chan error) {
-	data, err := json.Marshal(e)
+	data, err := e.AppendJSON(make([]byte, 0, eventJSONSize))
 	if err != nil {
 		// Its fields are plain values; only a malformed raw result gets here. The
 		// event still counts (its status and attempt are columns of their own).
