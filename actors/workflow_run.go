@@ -701,7 +701,9 @@ func (g *runGrain) onResume(ctx actor.Context, m *actorpb.ResumeRun) any {
 	if err := json.Unmarshal(g.row.Waiting, &w); err != nil {
 		return errorReply(actorpb.Code_CODE_INTERNAL, corr, "run %s: waiting input unreadable: %v", g.identity, err)
 	}
-	exec, err := workflows.NewExecutor(g.w.deps.Registry, workflows.Services{Journal: stepJournal{w: g.w}}, g.w.deps.Limits)
+	// The input is journaled fenced by the version just read: a stale activation
+	// cannot supply it.
+	exec, err := workflows.NewExecutor(g.w.deps.Registry, workflows.Services{Journal: stepJournal{w: g.w, version: g.row.Version}}, g.w.deps.Limits)
 	if err == nil {
 		sctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 		err = exec.SupplyInput(sctx, g.identity, w, json.RawMessage(m.GetInputJson()))

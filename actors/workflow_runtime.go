@@ -374,8 +374,14 @@ func (w *Workflows) OnLeave(ctx context.Context) {
 }
 
 // stepJournal is the workflows.Journal of the database: loads read the repository,
-// appends go through the group-commit writer.
-type stepJournal struct{ w *Workflows }
+// appends go through the group-commit writer, fenced by the run's version when
+// version is set (persistence.StepInsertAt), as every journal write of a run that
+// does not commit with the run's own row must be: the journal has no foreign key
+// to the run (migration 0016).
+type stepJournal struct {
+	w       *Workflows
+	version int64
+}
 
 var _ workflows.Journal = stepJournal{}
 
@@ -419,7 +425,11 @@ func (j stepJournal) Append(ctx context.Context, e workflows.Entry) error {
 	if err != nil {
 		return err
 	}
-	err = j.w.deps.Writer.Submit(ctx, persistence.StepInsert(st))
+	op := persistence.StepInsert(st)
+	if j.version > 0 {
+		op = persistence.StepInsertAt(st.RunID, j.version, st)
+	}
+	err = j.w.deps.Writer.Submit(ctx, op)
 	if errors.Is(err, persistence.ErrDuplicate) {
 		return fmt.Errorf("%w: %w", workflows.ErrDuplicateEntry, err)
 	}

@@ -609,9 +609,10 @@ func EventInsertAt(runID string, version int64, events ...WorkflowEvent) Op {
 // refused by the NOT NULL column, unless a subquery finds every run the
 // statement's fenced rows name at its version (fencedInsertSQL: one subquery per
 // statement, whatever the number of runs). On MariaDB the run's row stays
-// share-locked until the commit (by the subquery, a locking read inside a write
-// under REPEATABLE READ, and by the foreign key check of every journal and event
-// row); on SQLite the write holds the database's one writer lock. So a
+// share-locked until the commit by the subquery, a locking read inside a write
+// under REPEATABLE READ (the journal and event tables have no foreign key to the
+// run since migration 0016: the fence is their only check of it); on SQLite the
+// write holds the database's one writer lock. So a
 // compare-and-swap of the run by another activation (a claim, a start, a reclaim)
 // either commits first, and the fenced write fails, or waits for the fenced
 // write's commit.
@@ -650,9 +651,22 @@ func (f fencedInsert) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
 	return err
 }
 
-// AppendStep implements WorkflowRuns.
+// AppendStep implements WorkflowRuns. The run must exist (ErrNotFound otherwise):
+// on MariaDB no foreign key checks the journal's run_id (migration 0016), so it
+// reads the run first, in the transaction of the insert. Runs are never deleted
+// but with their journal (account erasure), so a run it finds stays.
 func (s *WorkflowStore) AppendStep(ctx context.Context, st WorkflowStep) error {
-	return s.db.inTx(ctx, func(tx *goqu.TxDatabase) error { return StepInsert(st).Apply(ctx, tx) })
+	return s.db.inTx(ctx, func(tx *goqu.TxDatabase) error {
+		var n int
+		q := tx.From("workflow_runs").Prepared(true).Select(goqu.COUNT("*")).Where(goqu.C("id").Eq(st.RunID))
+		if _, err := q.ScanValContext(ctx, &n); err != nil {
+			return wrap(err, "find workflow run %s", st.RunID)
+		}
+		if n == 0 {
+			return fmt.Errorf("persistence: append step %d: workflow run %s: %w", st.Seq, st.RunID, ErrNotFound)
+		}
+		return StepInsert(st).Apply(ctx, tx)
+	})
 }
 
 // Steps implements WorkflowRuns.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -348,4 +349,87 @@ func TestProfileStore(t *testing.T) {
 			t.Fatalf("SaveProfile of a missing user = %v, want ErrConflict", err)
 		}
 	})
+}
+
+// TestFencedJournalWriteHoldsItsRun checks, on MariaDB, what RunFenced promises now
+// that the journal has no foreign key to its run (migration 0016): while a fenced
+// journal write's transaction is open, a compare-and-swap of the run (another
+// activation's claim) waits for it, so it either commits first or sees the journal
+// row's commit, never moves the run between the fence's read and its commit.
+func TestFencedJournalWriteHoldsItsRun(t *testing.T) {
+	db := persisttest.MySQL(t)
+	ctx := t.Context()
+	store := persistence.NewWorkflowStore(db)
+	run, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Goqu.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	step := persistence.WorkflowStep{RunID: run.ID, Seq: 1, Name: "t", Kind: "task", Status: persistence.StatusCompleted}
+	if err := persistence.StepInsertAt(run.ID, run.Version, step).Apply(ctx, tx); err != nil {
+		t.Fatalf("fenced journal write: %v", err)
+	}
+	claimed := make(chan error, 1)
+	go func() {
+		next := run
+		next.Version++
+		claimed <- store.SaveRun(context.Background(), next, run.Version)
+	}()
+	// The claim must be seen waiting for the fenced write, not done: its UPDATE
+	// still executing after 200 ms (a free row takes well under a millisecond).
+	// InnoDB lists an autocommit statement's lock wait in INNODB_TRX only at
+	// times, the process list always.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		select {
+		case err := <-claimed:
+			t.Fatalf("the run was moved on (%v) while a write fenced by its version was open", err)
+		default:
+		}
+		var waits int
+		if err := db.SQL.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST "+
+			"WHERE DB = DATABASE() AND COMMAND = 'Query' AND INFO LIKE 'UPDATE `workflow_runs`%' AND TIME_MS >= 200").Scan(&waits); err != nil {
+			t.Fatal(err)
+		}
+		if waits > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the claim neither waited for the fenced write nor finished; connections: %s", connections(t, db))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-claimed; err != nil {
+		t.Fatalf("claim after the fenced write's commit: %v", err)
+	}
+	steps, err := store.Steps(ctx, run.ID)
+	if err != nil || len(steps) != 1 {
+		t.Fatalf("Steps = %+v, %v; want the fenced row", steps, err)
+	}
+}
+
+// connections describes the connections to db's database and their transactions.
+func connections(t *testing.T, db *persistence.DB) string {
+	t.Helper()
+	rows, err := db.SQL.QueryContext(t.Context(), "SELECT COALESCE(t.trx_state, '-'), CONCAT(p.COMMAND, ' ', COALESCE(p.STATE, ''), ' ', COALESCE(p.INFO, '')) FROM information_schema.PROCESSLIST p "+
+		"LEFT JOIN information_schema.INNODB_TRX t ON p.ID = t.trx_mysql_thread_id WHERE p.DB = DATABASE()")
+	if err != nil {
+		return err.Error()
+	}
+	defer func() { _ = rows.Close() }()
+	var out []string
+	for rows.Next() {
+		var state, query string
+		if err := rows.Scan(&state, &query); err != nil {
+			return err.Error()
+		}
+		out = append(out, state+": "+query)
+	}
+	return strings.Join(out, "; ")
 }
