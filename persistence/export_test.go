@@ -54,3 +54,10 @@ func Uncached(db *DB) *DB {
 func ListByOwnerWithGoqu(ctx context.Context, s *ConversationStore, ownerID string, req PageRequest) (Page[Conversation], error) {
 	return s.list(ctx, s.selectConversations().Where(goqu.C("owner_id").Eq(ownerID)), req)
 }
+
+// WriterPaths returns how many batches w committed in one multi-statement request
+// (MariaDB) and how many it ran again with a savepoint per Op after its fast path
+// failed.
+func WriterPaths(w *Writer) (multiCommits, isolations int64) {
+	return w.multiCommits.Load(), w.isolations.Load()
+}

@@ -189,6 +189,12 @@ type Writer struct {
 	// busy records whether writes arrived while the last batch committed.
 	busy atomic.Bool
 
+	// multiCommits counts batches committed in one multi-statement request
+	// (attemptMulti) and isolations the batches run again with a savepoint per
+	// Op. A batch that falls back from its merged statements to the isolated path
+	// commits correctly but slowly, so tests read both to tell the paths apart.
+	multiCommits, isolations atomic.Int64
+
 	// wake holds at most one pending signal that the queue grew; a spurious
 	// signal only costs one look at the queue.
 	wake chan struct{}
@@ -556,6 +562,7 @@ func (w *Writer) commitWithRetry(batch []*request) ([]error, error) {
 			return results, nil
 		case errors.Is(err, errIsolate):
 			isolated = true
+			w.isolations.Add(1)
 		case IsRetryable(err) && !errors.Is(err, errCommit) && retries < w.opts.MaxRetries:
 			retries++
 			w.metrics.errors.WithLabelValues("retried").Inc()
@@ -582,6 +589,7 @@ func (w *Writer) attempt(batch []*request, isolated bool) ([]error, error) {
 			if err != nil {
 				return nil, err
 			}
+			w.multiCommits.Add(1)
 			return make([]error, len(batch)), nil
 		}
 	}

@@ -846,6 +846,108 @@ func TestWriterSaveRunChanges(t *testing.T) {
 	})
 }
 
+// TestWriterMergedRunSaves saves three runs, each at a version of its own, in one
+// batch, then again with one save stale. On MariaDB the first batch commits in one
+// multi-statement request, its saves merged into one UPDATE that must match every
+// row at its own version: a wrong version there would not lose data, the Writer
+// would run the batch again with a savepoint per save, so the test counts the
+// paths. In the second batch the merged UPDATE matches two rows of three, the batch
+// is isolated and the stale save alone fails with ErrConflict. On SQLite, which
+// applies the saves one by one, the outcomes are the same.
+func TestWriterMergedRunSaves(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		ctx := t.Context()
+		store := persistence.NewWorkflowStore(db)
+		var runs [3]persistence.WorkflowRun
+		for i := range runs {
+			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range i { // run i at version 1+i: one version for all would match one row
+				next := r
+				next.Version++
+				if err := store.SaveRun(ctx, next, r.Version); err != nil {
+					t.Fatal(err)
+				}
+				r = next
+			}
+			runs[i] = r
+		}
+		// saveAll saves every run with a new lease epoch in one batch of a new
+		// Writer, the save of run stale from a copy one version behind (-1: none).
+		saveAll := func(epoch int64, stale int) (errs [3]error, multiCommits, isolations int64) {
+			t.Helper()
+			h := newHarness(t, db, persistence.WriterOptions{MaxDelay: -1})
+			var done [3]<-chan error
+			for i, r := range runs {
+				prev := r
+				if i == stale {
+					prev.Version--
+				}
+				next := prev
+				next.Version++
+				next.LeaseEpoch = epoch
+				done[i] = h.submit(func() error { return h.w.Submit(context.Background(), persistence.SaveRunOp(next, prev.Version)) })
+			}
+			stop := h.run(ctx)
+			for i, ch := range done {
+				errs[i] = recv(t, ch)
+			}
+			stop()
+			if count, _ := h.batches(); count != 1 {
+				t.Fatalf("batches = %d, want 1", count)
+			}
+			multiCommits, isolations = persistence.WriterPaths(h.w)
+			return errs, multiCommits, isolations
+		}
+		check := func(stale int, epoch int64) {
+			t.Helper()
+			for i, r := range runs {
+				got, err := store.GetRun(ctx, r.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := r
+				if i != stale {
+					want.Version++
+					want.LeaseEpoch = epoch
+				}
+				if got.Version != want.Version || got.LeaseEpoch != want.LeaseEpoch {
+					t.Errorf("run %d stored at version %d, epoch %d; want %d, %d", i, got.Version, got.LeaseEpoch, want.Version, want.LeaseEpoch)
+				}
+				runs[i] = got
+			}
+		}
+		wantMulti := int64(0) // SQLite has no multi-statement path
+		if db.Dialect == persistence.DialectMySQL {
+			wantMulti = 1
+		}
+
+		errs, multi, isolations := saveAll(1, -1)
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("save %d: %v", i, err)
+			}
+		}
+		if multi != wantMulti || isolations != 0 {
+			t.Errorf("saves at their versions: %d multi-statement commits, %d isolations; want %d and 0", multi, isolations, wantMulti)
+		}
+		check(-1, 1)
+
+		errs, multi, isolations = saveAll(2, 1)
+		for i, err := range errs {
+			if stale := i == 1; stale != errors.Is(err, persistence.ErrConflict) || !stale && err != nil {
+				t.Fatalf("save %d (stale %v): %v", i, stale, err)
+			}
+		}
+		if isolations != 1 || multi != 0 {
+			t.Errorf("one save stale: %d multi-statement commits, %d isolations; want 0 and 1", multi, isolations)
+		}
+		check(1, 2)
+	})
+}
+
 // TestWriterRunFencesInABatch batches the journal writes of three runs, each fenced
 // by the version its writer holds (RunFenced), one of them stale, with a new run's
 // row and its first journal row in the same batch, and an events-only write of each

@@ -246,6 +246,62 @@ func TestExpiredLeaseIsNotRenewed(t *testing.T) {
 	}
 }
 
+// When the keep-alive stream of a member's lease ends while etcd still holds the lease
+// (here cut on the client's side; in production no answer within a TTL does it), the
+// member keeps the same lease alive again: its key outlives the lease's TTL, it is
+// neither granted a new lease nor taken for lost, and the other members never see it go.
+func TestKeepAliveEndingWhileLeaseHeldKeepsItAlive(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.startMember(t, "a")
+	b := e.newMember(t, "b", time.Second)
+	keepAlives := etcdprovider.InterceptKeepAlives(b.p)
+	lost := make(chan struct{})
+	etcdprovider.SetLeaseLost(b.p, func() { close(lost) })
+	if err := e.start(b); err != nil {
+		t.Fatal(err)
+	}
+	a.rec.waitFor(t, a.id, b.id)
+	lease := etcdprovider.Lease(b.p)
+	ttl, err := e.raw.TimeToLive(t.Context(), lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	granted := time.Duration(ttl.GrantedTTL) * time.Second // etcd may raise the TTL asked for
+
+	keepAlives.Cut()
+	// Without a new keep-alive the key goes within granted; hold on past twice that.
+	for end := time.Now().Add(2*granted + time.Second); time.Now().Before(end); {
+		resp, err := e.raw.Get(t.Context(), e.key(b.id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Count != 1 || clientv3.LeaseID(resp.Kvs[0].Lease) != lease {
+			t.Fatalf("%d keys %s after the keep-alive stream ended (want 1, under lease %x)", resp.Count, e.key(b.id), int64(lease))
+		}
+		select {
+		case <-lost:
+			t.Fatal("b took its lease for lost while etcd held it")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if got := keepAlives.Calls(); len(got) < 2 || slices.ContainsFunc(got, func(l clientv3.LeaseID) bool { return l != lease }) {
+		t.Fatalf("keep-alive calls for leases %x, want two or more, all for %x", got, int64(lease))
+	}
+	if ttl, err = e.raw.TimeToLive(t.Context(), lease); err != nil {
+		t.Fatal(err)
+	}
+	if ttl.TTL <= 0 {
+		t.Fatalf("lease %x expired after the hold (TTL %d)", int64(lease), ttl.TTL)
+	}
+	views := a.rec.history()
+	for i, view := range views {
+		if i > 0 && slices.Contains(views[i-1], b.id) && !slices.Contains(view, b.id) {
+			t.Fatalf("a saw b leave: members %v", view)
+		}
+	}
+}
+
 // A watch that cannot start because etcd compacted the revision after the read ends
 // with an error; the provider reads the members again.
 func TestCompactedWatchReadsAgain(t *testing.T) {
