@@ -243,7 +243,7 @@ func (g *runGrain) createRunning(ctx actor.Context, m *actorpb.StartRun) (bool, 
 	r := persistence.WorkflowRun{ID: g.identity, Name: def.Name, OwnerID: m.GetOwnerId(), ParentID: m.GetParentId(),
 		Status: persistence.StatusRunning, Parameters: params, Version: 1, CreatedAt: now, UpdatedAt: now, StartedAt: now,
 		LeaseOwner: g.w.deps.NodeID, LeaseEpoch: g.w.epoch, WebhookURL: m.GetWebhookUrl()}
-	create := newRunCreate(g.w.deps.Writer, persistence.RunInsert(r))
+	create := newRunCreate(g.w.deps.Writer, persistence.RunInsert(r), g.w.deps.WriteLinger)
 	g.row, g.loaded = r, true
 	g.execute(ctx, true, create)
 	<-create.done
@@ -810,7 +810,12 @@ type eventPump struct {
 	create *runCreate
 	// started holds the start of each step's attempt in flight (task metrics).
 	started map[int]time.Time
-	kick    chan struct{}
+	// lingerFrom is when events that nobody waits for began to wait for a write
+	// that would carry them anyway (zero: none waits); linger wakes the loop
+	// once they have waited WorkflowDeps.WriteLinger.
+	lingerFrom time.Time
+	linger     *time.Timer
+	kick       chan struct{}
 	done    chan struct{}
 }
 
@@ -1012,6 +1017,13 @@ func (p *eventPump) close() (int64, []persistence.WorkflowEvent, []persistence.W
 
 func (p *eventPump) loop() {
 	defer close(p.done)
+	defer func() {
+		p.mu.Lock()
+		if p.linger != nil {
+			p.linger.Stop()
+		}
+		p.mu.Unlock()
+	}()
 	for range p.kick {
 		p.mu.Lock()
 		if p.closed {
@@ -1026,6 +1038,13 @@ func (p *eventPump) loop() {
 			p.mu.Unlock()
 			continue
 		}
+		if !needed && len(p.queue) > 0 && p.lingers(time.Now()) {
+			// Events alone (a task's "running"): the task's result, if it
+			// comes within WriteLinger, carries them in its own write.
+			p.mu.Unlock()
+			continue
+		}
+		p.lingerFrom = time.Time{}
 		var (
 			lead   persistence.Op
 			create *runCreate
@@ -1133,6 +1152,22 @@ func (p *eventPump) loop() {
 			}
 		}
 	}
+}
+
+// lingers reports whether events queued alone should wait longer, at now, for a
+// result's write to carry them (WorkflowDeps.WriteLinger), and makes the loop look
+// again once they have waited that long. p.mu is held.
+func (p *eventPump) lingers(now time.Time) bool {
+	if p.lingerFrom.IsZero() {
+		p.lingerFrom = now
+		if p.linger == nil {
+			p.linger = time.AfterFunc(p.w.deps.WriteLinger, p.wake)
+		} else {
+			p.linger.Reset(p.w.deps.WriteLinger)
+		}
+		return true
+	}
+	return now.Sub(p.lingerFrom) < p.w.deps.WriteLinger
 }
 
 // fence returns op fenced by the pump's run version (persistence.RunFenced) when

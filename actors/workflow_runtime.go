@@ -80,6 +80,10 @@ type WorkflowDeps struct {
 	Limits workflows.Limits
 	// IdleTimeout passivates an idle run grain (default DefaultIdleTimeout).
 	IdleTimeout time.Duration
+	// WriteLinger is how long a new run's row, and events that nobody waits for,
+	// wait for a journal write that carries them before they are written alone
+	// (default DefaultWriteLinger).
+	WriteLinger time.Duration
 	Logger      *slog.Logger
 	// Metrics registers the workflow counters; nil leaves them unregistered.
 	Metrics prometheus.Registerer
@@ -142,6 +146,7 @@ func NewWorkflows(deps WorkflowDeps) (*Workflows, error) {
 	deps.ClaimBatch = cmp.Or(deps.ClaimBatch, DefaultClaimBatch)
 	deps.ClaimLease = cmp.Or(deps.ClaimLease, DefaultClaimLease)
 	deps.IdleTimeout = cmp.Or(deps.IdleTimeout, DefaultIdleTimeout)
+	deps.WriteLinger = cmp.Or(deps.WriteLinger, DefaultWriteLinger)
 	deps.Limits.SuspendSleepsOver = cmp.Or(deps.Limits.SuspendSleepsOver, DefaultSuspendSleepsOver)
 	deps.NodeID = cmp.Or(deps.NodeID, uuid.NewString())
 	log := deps.Logger
