@@ -433,3 +433,69 @@ func connections(t *testing.T, db *persistence.DB) string {
 	}
 	return strings.Join(out, "; ")
 }
+
+// TestFoldedEventsReadBackAsWritten writes events folded into journal rows (the
+// compact form, which leaves out what the row says: data's run_id member among
+// them) and reads them back through Events exactly as they were given, data byte
+// for byte; a row in the earlier form (an object per event) still reads.
+func TestFoldedEventsReadBackAsWritten(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		ctx := t.Context()
+		store := persistence.NewWorkflowStore(db)
+		run, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Date(2026, 12, 8, 0, 20, 55, 43887000, time.UTC)
+		id := run.ID
+		want := []persistence.WorkflowEvent{
+			{RunID: id, Seq: 1, Status: persistence.StatusRunning, Data: json.RawMessage(`{"run_id":"` + id + `","status":"running","time":"2026-12-08T00:20:55.043887626Z"}`), CreatedAt: at},
+			{RunID: id, Seq: 2, StepSeq: 1, Status: persistence.StatusRunning, Attempt: 1, CreatedAt: at.Add(time.Millisecond),
+				Data: json.RawMessage(`{"run_id":"` + id + `","seq":1,"name":"a","kind":"task","status":"running","attempt":1,"time":"2026-12-08T00:20:55.044887626Z"}`)},
+			{RunID: id, Seq: 3, StepSeq: 1, Status: persistence.StatusCompleted, Attempt: 1, Data: json.RawMessage(`{"run_id":"` + id + `"}`), CreatedAt: at},
+			{RunID: id, Seq: 4, StepSeq: 1, Status: "noted", Data: json.RawMessage(`{"run_id":"another","x":"<&>"}`), CreatedAt: at},
+			{RunID: id, Seq: 5, StepSeq: 1, Status: "noted", Data: json.RawMessage(`{"run_id":"` + id + `x","y":1}`), CreatedAt: at},
+			{RunID: id, Seq: 6, StepSeq: 1, Status: "noted", Data: json.RawMessage(`[1,"two"]`), CreatedAt: at},
+			{RunID: id, Seq: 7, StepSeq: 1, Status: "noted", Data: json.RawMessage(`{}`), CreatedAt: at},
+		}
+		h := newHarness(t, db, persistence.WriterOptions{})
+		h.run(ctx)
+		if err := h.w.Submit(ctx, persistence.StepInsertAt(id, run.Version, persistence.WorkflowStep{RunID: id, Seq: 1, Name: "a",
+			Kind: "task", Status: persistence.StatusCompleted, Events: want})); err != nil {
+			t.Fatal(err)
+		}
+		// The row does not repeat the run's ID inside its events' data.
+		var column string
+		if err := db.SQL.QueryRowContext(ctx, "SELECT events FROM workflow_steps WHERE run_id = ? AND seq = 1", id).Scan(&column); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(column, `"run_id":"`+id+`"`); n != 0 {
+			t.Errorf("the stored events name the run %d times: %s", n, column)
+		}
+		// A row of the earlier form, as kowai wrote it before.
+		old := `[{"seq":8,"step_seq":2,"status":"completed","attempt":2,"data":{"run_id":"` + id + `","seq":2},"created_at":"2026-12-08T00:20:55.043887Z"}]`
+		if _, err := db.SQL.ExecContext(ctx, "INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, attempts, events, last_event_seq) "+
+			"VALUES (?, 2, 'b', 'task', 'completed', '', 2, ?, 8)", id, old); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, persistence.WorkflowEvent{RunID: id, Seq: 8, StepSeq: 2, Status: persistence.StatusCompleted, Attempt: 2,
+			Data: json.RawMessage(`{"run_id":"` + id + `","seq":2}`), CreatedAt: at})
+		got, err := store.Events(ctx, id, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("Events = %d events, want %d: %+v", len(got), len(want), got)
+		}
+		for i, g := range got {
+			w := want[i]
+			if g.RunID != w.RunID || g.Seq != w.Seq || g.StepSeq != w.StepSeq || g.Status != w.Status || g.Attempt != w.Attempt ||
+				string(g.Data) != string(w.Data) || !g.CreatedAt.Equal(w.CreatedAt) {
+				t.Errorf("event %d = %+v (data %s), want %+v (data %s)", i, g, g.Data, w, w.Data)
+			}
+		}
+		if last, err := store.LastEventSeq(ctx, id); err != nil || last != 8 {
+			t.Fatalf("LastEventSeq = %d, %v; want 8", last, err)
+		}
+	})
+}
