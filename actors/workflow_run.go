@@ -816,7 +816,7 @@ type eventPump struct {
 	lingerFrom time.Time
 	linger     *time.Timer
 	kick       chan struct{}
-	done    chan struct{}
+	done       chan struct{}
 }
 
 var _ workflows.AttemptRecorder = (*eventPump)(nil)
