@@ -495,12 +495,12 @@ func (g *runGrain) execute(ctx actor.Context, fresh bool, create *runCreate) {
 	req := workflows.RunRequest{RunID: g.identity, Workflow: g.row.Name, OwnerID: g.row.OwnerID, Params: g.row.Parameters,
 		PriorAttempts: prior, Fresh: fresh}
 	sys, self := g.sys, g.self
-	go func() {
+	g.w.stacks.Go(func() {
 		out := exec.Run(ectx, req)
 		last, pending, steps := events.close()
 		close(e.done)
 		sys.Root.Send(self, runDone{exec: e, out: out, lastEvent: last, pending: pending, steps: steps})
-	}()
+	})
 }
 
 // releaseWait bounds how long a stopping grain waits for its execution to wind
@@ -837,7 +837,7 @@ func newEventPump(w *Workflows, runID string, version, last int64, create *runCr
 		// Events held for the row go out once it is durable.
 		create.watch(p.wake)
 	}
-	go p.loop()
+	w.stacks.Go(p.loop)
 	return p
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kowai/kowai/actors/actorpb"
 	"github.com/kowai/kowai/agents"
+	"github.com/kowai/kowai/internal/gopool"
 	"github.com/kowai/kowai/persistence"
 	"github.com/kowai/kowai/signatures/lm"
 	"github.com/kowai/kowai/workflows"
@@ -121,6 +122,11 @@ type Workflows struct {
 	// epoch names this process among the node's: a node restarted under the same
 	// NodeID is another owner, so the runs of its earlier process are recovered.
 	epoch int64
+	// stacks runs the run grains' mailboxes, their executions and event pumps on
+	// goroutines whose stacks have grown already (gopool): a fresh goroutine per
+	// run for each of them grew its stack anew, about a tenth of a no-op task's
+	// CPU on the runtime's side.
+	stacks *gopool.Pool
 	// beating is set once this process's heartbeat row exists (ensureNode).
 	beating atomic.Bool
 	beatMu  sync.Mutex
@@ -153,7 +159,7 @@ func NewWorkflows(deps WorkflowDeps) (*Workflows, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &Workflows{deps: deps, log: log.With("component", "workflows"), epoch: time.Now().UnixNano()}
+	w := &Workflows{deps: deps, log: log.With("component", "workflows"), epoch: time.Now().UnixNano(), stacks: gopool.New(0)}
 	var err error
 	if w.metrics, err = newWorkflowMetrics(deps.Metrics, deps.Runs); err != nil {
 		return nil, err
@@ -222,7 +228,7 @@ func (w *Workflows) Kind() *protocluster.Kind {
 // RunProps returns the props of a run grain; identity is the run ID for a plain actor
 // (tests), empty for a cluster grain.
 func (w *Workflows) RunProps(identity string) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newRunGrain(w, identity) })
+	return actor.PropsFromProducer(func() actor.Actor { return newRunGrain(w, identity) }, actor.WithDispatcher(w.stacks.Dispatcher()))
 }
 
 // Run renews this node's heartbeat (and checks the ownership of the runs executing
