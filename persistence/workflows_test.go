@@ -2,6 +2,7 @@ package persistence_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -498,4 +499,76 @@ func TestFoldedEventsReadBackAsWritten(t *testing.T) {
 			t.Fatalf("LastEventSeq = %d, %v; want 8", last, err)
 		}
 	})
+}
+
+// TestRunFenceAndMergedSaveLockByPrimaryKey checks the MariaDB plans of the two
+// locking statements that find runs by a list of IDs, the fence's subquery and the
+// merged compare-and-swap, on a small table, where the optimizer otherwise scans a
+// whole index and locks every row it passes (concurrent batches then deadlocked):
+// both must look the runs up by the primary key.
+func TestRunFenceAndMergedSaveLockByPrimaryKey(t *testing.T) {
+	db := persisttest.MySQL(t)
+	ctx := t.Context()
+	store := persistence.NewWorkflowStore(db)
+	var ids []string
+	for range 40 {
+		r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	if _, err := db.SQL.ExecContext(ctx, "ANALYZE TABLE workflow_runs"); err != nil {
+		t.Fatal(err)
+	}
+	fence, fenceArgs, err := persistence.RunFenceSQL(ids[:30])
+	if err != nil {
+		t.Fatal(err)
+	}
+	save, saveArgs, err := persistence.MergedRunSaveSQL(ids[:30])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		name  string
+		query string
+		args  []any
+	}{{"fence", fence, fenceArgs}, {"merged save", save, saveArgs}} {
+		rows, err := db.SQL.QueryContext(ctx, "EXPLAIN "+q.query, q.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", q.name, err)
+		}
+		cols, err := rows.Columns()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := false
+		for rows.Next() {
+			vals := make([]sql.NullString, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			plan := map[string]string{}
+			for i, c := range cols {
+				plan[c] = vals[i].String
+			}
+			if plan["table"] != "workflow_runs" {
+				continue
+			}
+			seen = true
+			if plan["key"] != "PRIMARY" || plan["type"] == "index" || plan["type"] == "ALL" {
+				t.Errorf("%s reads workflow_runs with %v, want lookups on PRIMARY", q.name, plan)
+			}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			t.Fatal(err)
+		}
+		if !seen {
+			t.Errorf("%s: no plan row for workflow_runs", q.name)
+		}
+	}
 }
