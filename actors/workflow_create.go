@@ -4,20 +4,24 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/kowai/kowai/persistence"
 )
 
 // runCreate is the insert of a new run's row while its first execution starts. The
-// row's write goes to the group-commit writer at once; the execution's event pump,
-// when it needs its first write (a journal row, a durable attempt, a flush) while
-// the writer has not yet taken the row, withdraws the row's write and carries the
-// row in its own, so that a run's creation and its first journal rows share a
-// commit. Either way the pump writes nothing before the row is durable, and the
-// grain answers the trigger only once it is (done).
+// row's write goes to the group-commit writer after WorkflowDeps.WriteLinger; the execution's
+// event pump, when it needs its first write (a journal row, a durable attempt, a
+// flush) while the writer has not yet taken the row, withdraws the row's write (or
+// keeps it from being submitted) and carries the row in its own, so that a run's
+// creation and its first journal rows share a commit. Either way the
+// pump writes nothing before the row is durable, and the grain answers the trigger
+// only once it is (done).
 type runCreate struct {
 	op       persistence.Op
 	withdraw context.CancelFunc
+	// claimedCh is closed by claim: a row not submitted yet is the pump's.
+	claimedCh chan struct{}
 
 	mu sync.Mutex
 	// claimed: the pump asked for the row before the writer answered its write.
@@ -36,12 +40,36 @@ type runCreate struct {
 	err error
 }
 
-// newRunCreate starts the write of op, the new run's row, through w.
-func newRunCreate(w LogWriter, op persistence.Op) *runCreate {
+// DefaultWriteLinger is how long a new run's row waits for its execution's first
+// write to carry it, and events that nobody waits for (a plain task's "running")
+// wait for the write of a result, before either is written alone
+// (WorkflowDeps.WriteLinger). An execution whose first task ends within it (or
+// that records an attempt first) writes the row with that task's result: one
+// commit, where a row the writer took first cost the run a commit of its own
+// before its first result's; a task that ends within it writes its events with its
+// result, where their own write made the result's wait for it. A run whose first
+// write comes later is answered this much later, and a longer task's events are
+// readable this much later.
+const DefaultWriteLinger = 10 * time.Millisecond
+
+// newRunCreate starts the write of op, the new run's row, through w after linger.
+func newRunCreate(w LogWriter, op persistence.Op, linger time.Duration) *runCreate {
 	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
-	c := &runCreate{op: op, withdraw: cancel, submitted: make(chan struct{}), done: make(chan struct{})}
+	c := &runCreate{op: op, withdraw: cancel, claimedCh: make(chan struct{}), submitted: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer cancel()
+		wait := time.NewTimer(linger)
+		select {
+		case <-c.claimedCh:
+			// The pump asked first: the row is its to write.
+			wait.Stop()
+			c.mu.Lock()
+			c.pumpOwns = true
+			c.mu.Unlock()
+			close(c.submitted)
+			return
+		case <-wait.C:
+		}
 		err := w.Submit(ctx, op)
 		c.mu.Lock()
 		c.pumpOwns = c.claimed && errors.Is(err, persistence.ErrWithdrawn)
@@ -64,6 +92,7 @@ func (c *runCreate) claim() (persistence.Op, error) {
 	c.mu.Lock()
 	c.claimed = true
 	c.mu.Unlock()
+	close(c.claimedCh)
 	c.withdraw()
 	<-c.submitted
 	c.mu.Lock()

@@ -50,8 +50,10 @@ func newHeldWFHarness(t *testing.T, db *persistence.DB, register func(*workflows
 	register(reg)
 	runs := persistence.NewWorkflowStore(db)
 	hw := &heldWriter{LogWriter: h.writer}
+	// The row's own write is submitted at once (no linger), so that it is the
+	// first Submit, the one held.
 	wf, err := NewWorkflows(WorkflowDeps{Runs: runs, Writer: hw, Registry: reg, Caller: h.grains, NodeID: "node-test",
-		IdleTimeout: time.Minute})
+		IdleTimeout: time.Minute, WriteLinger: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +162,85 @@ func TestFreshRunWhoseRowFailsWritesNothing(t *testing.T) {
 		run, err := h.runs.GetRun(t.Context(), id)
 		if err != nil || run.Status != persistence.StatusCompleted || string(run.Result) != "7" {
 			t.Fatalf("run = %+v, %v", run, err)
+		}
+	})
+}
+
+// countingWriter is a LogWriter that counts the writes that reach the writer.
+type countingWriter struct {
+	LogWriter
+	n atomic.Int32
+}
+
+func (w *countingWriter) Submit(ctx context.Context, op persistence.Op) error {
+	w.n.Add(1)
+	return w.LogWriter.Submit(ctx, op)
+}
+
+// A run of five tasks that each take a moment writes five times: its row waits
+// for the first result's write to carry it, and each task's "running" event for
+// its result's write, however the goroutines are scheduled (WriteLinger, long
+// here). Without the linger the writer takes the row at once, and a task's event
+// is written alone while the task runs, each a commit the next result waits for.
+func TestRunWritesOncePerTask(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		var cw *countingWriter
+		h := newWFHarnessWith(t, db, harnessOptions{}, func(d *WorkflowDeps) {
+			cw = &countingWriter{LogWriter: d.Writer}
+			d.Writer, d.WriteLinger = cw, time.Minute
+		}, func(reg *workflows.Registry) {
+			must(t, workflows.Register(reg, "five", func(c *workflows.Context, _ noParams) (int, error) {
+				sum := 0
+				for i := range 5 {
+					n, err := workflows.Task(c, fmt.Sprintf("t%d", i), func(context.Context) (int, error) {
+						time.Sleep(2 * time.Millisecond) // long enough for the event pump to run
+						return i, nil
+					})
+					if err != nil {
+						return 0, err
+					}
+					sum += n
+				}
+				return sum, nil
+			}))
+		})
+		id := uuid.NewString()
+		done, stop := h.wf.WatchFinish(id)
+		defer stop()
+		if _, err := actorpb.As[*actorpb.RunAck](h.grains.Call(t.Context(), KindWorkflowRun, id, &actorpb.StartRun{
+			CorrelationId: "t", RunId: id, Workflow: "five", OwnerId: h.users[0], ParametersJson: `{}`})); err != nil {
+			t.Fatalf("trigger: %v", err)
+		}
+		select {
+		case status := <-done:
+			if status != persistence.StatusCompleted {
+				t.Fatalf("run finished %s", status)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("run did not finish")
+		}
+		if n := cw.n.Load(); n != 5 {
+			t.Errorf("writes = %d, want 5: the row with the first result, one per result after, the last with the outcome", n)
+		}
+		steps, err := h.runs.Steps(t.Context(), id)
+		if err != nil || len(steps) != 5 {
+			t.Fatalf("steps = %+v, %v", steps, err)
+		}
+		// Every event is in the log: each task's running and completed, the run's
+		// running and completed.
+		evs, err := h.runs.Events(t.Context(), id, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count := map[string]int{}
+		for i, e := range evs {
+			if e.Seq != int64(i+1) {
+				t.Fatalf("event %d has seq %d: %+v", i, e.Seq, evs)
+			}
+			count[e.Status]++
+		}
+		if count[persistence.StatusRunning] != 6 || count[persistence.StatusCompleted] != 6 {
+			t.Fatalf("events by status = %v, want 6 running and 6 completed", count)
 		}
 	})
 }

@@ -243,7 +243,7 @@ func (g *runGrain) createRunning(ctx actor.Context, m *actorpb.StartRun) (bool, 
 	r := persistence.WorkflowRun{ID: g.identity, Name: def.Name, OwnerID: m.GetOwnerId(), ParentID: m.GetParentId(),
 		Status: persistence.StatusRunning, Parameters: params, Version: 1, CreatedAt: now, UpdatedAt: now, StartedAt: now,
 		LeaseOwner: g.w.deps.NodeID, LeaseEpoch: g.w.epoch, WebhookURL: m.GetWebhookUrl()}
-	create := newRunCreate(g.w.deps.Writer, persistence.RunInsert(r))
+	create := newRunCreate(g.w.deps.Writer, persistence.RunInsert(r), g.w.deps.WriteLinger)
 	g.row, g.loaded = r, true
 	g.execute(ctx, true, create)
 	<-create.done
@@ -332,7 +332,7 @@ func (g *runGrain) save(ctx actor.Context, next persistence.WorkflowRun, ev *wor
 		if lastEvent < 0 {
 			lastEvent, err = g.w.deps.Runs.LastEventSeq(wctx, g.identity)
 		}
-		data, merr := json.Marshal(ev)
+		data, merr := ev.AppendJSON(make([]byte, 0, eventJSONSize))
 		if err = errors.Join(err, merr); err != nil {
 			g.w.log.Warn("run event not built", "run_id", g.identity, "error", err)
 		} else {
@@ -495,12 +495,12 @@ func (g *runGrain) execute(ctx actor.Context, fresh bool, create *runCreate) {
 	req := workflows.RunRequest{RunID: g.identity, Workflow: g.row.Name, OwnerID: g.row.OwnerID, Params: g.row.Parameters,
 		PriorAttempts: prior, Fresh: fresh}
 	sys, self := g.sys, g.self
-	go func() {
+	g.w.stacks.Go(func() {
 		out := exec.Run(ectx, req)
 		last, pending, steps := events.close()
 		close(e.done)
 		sys.Root.Send(self, runDone{exec: e, out: out, lastEvent: last, pending: pending, steps: steps})
-	}()
+	})
 }
 
 // releaseWait bounds how long a stopping grain waits for its execution to wind
@@ -701,7 +701,9 @@ func (g *runGrain) onResume(ctx actor.Context, m *actorpb.ResumeRun) any {
 	if err := json.Unmarshal(g.row.Waiting, &w); err != nil {
 		return errorReply(actorpb.Code_CODE_INTERNAL, corr, "run %s: waiting input unreadable: %v", g.identity, err)
 	}
-	exec, err := workflows.NewExecutor(g.w.deps.Registry, workflows.Services{Journal: stepJournal{w: g.w}}, g.w.deps.Limits)
+	// The input is journaled fenced by the version just read: a stale activation
+	// cannot supply it.
+	exec, err := workflows.NewExecutor(g.w.deps.Registry, workflows.Services{Journal: stepJournal{w: g.w, version: g.row.Version}}, g.w.deps.Limits)
 	if err == nil {
 		sctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 		err = exec.SupplyInput(sctx, g.identity, w, json.RawMessage(m.GetInputJson()))
@@ -808,8 +810,13 @@ type eventPump struct {
 	create *runCreate
 	// started holds the start of each step's attempt in flight (task metrics).
 	started map[int]time.Time
-	kick    chan struct{}
-	done    chan struct{}
+	// lingerFrom is when events that nobody waits for began to wait for a write
+	// that would carry them anyway (zero: none waits); linger wakes the loop
+	// once they have waited WorkflowDeps.WriteLinger.
+	lingerFrom time.Time
+	linger     *time.Timer
+	kick       chan struct{}
+	done       chan struct{}
 }
 
 var _ workflows.AttemptRecorder = (*eventPump)(nil)
@@ -830,7 +837,7 @@ func newEventPump(w *Workflows, runID string, version, last int64, create *runCr
 		// Events held for the row go out once it is durable.
 		create.watch(p.wake)
 	}
-	go p.loop()
+	w.stacks.Go(p.loop)
 	return p
 }
 
@@ -933,8 +940,11 @@ func (p *eventPump) flush(ctx context.Context) error {
 	}
 }
 
+// eventJSONSize is room for a typical event's JSON (a task's is about 170 bytes).
+const eventJSONSize = 192
+
 func (p *eventPump) enqueue(e workflows.Event, ch chan error) {
-	data, err := json.Marshal(e)
+	data, err := e.AppendJSON(make([]byte, 0, eventJSONSize))
 	if err != nil {
 		// Its fields are plain values; only a malformed raw result gets here. The
 		// event still counts (its status and attempt are columns of their own).
@@ -1007,6 +1017,13 @@ func (p *eventPump) close() (int64, []persistence.WorkflowEvent, []persistence.W
 
 func (p *eventPump) loop() {
 	defer close(p.done)
+	defer func() {
+		p.mu.Lock()
+		if p.linger != nil {
+			p.linger.Stop()
+		}
+		p.mu.Unlock()
+	}()
 	for range p.kick {
 		p.mu.Lock()
 		if p.closed {
@@ -1021,6 +1038,13 @@ func (p *eventPump) loop() {
 			p.mu.Unlock()
 			continue
 		}
+		if !needed && len(p.queue) > 0 && p.lingers(time.Now()) {
+			// Events alone (a task's "running"): the task's result, if it
+			// comes within WriteLinger, carries them in its own write.
+			p.mu.Unlock()
+			continue
+		}
+		p.lingerFrom = time.Time{}
 		var (
 			lead   persistence.Op
 			create *runCreate
@@ -1128,6 +1152,22 @@ func (p *eventPump) loop() {
 			}
 		}
 	}
+}
+
+// lingers reports whether events queued alone should wait longer, at now, for a
+// result's write to carry them (WorkflowDeps.WriteLinger), and makes the loop look
+// again once they have waited that long. p.mu is held.
+func (p *eventPump) lingers(now time.Time) bool {
+	if p.lingerFrom.IsZero() {
+		p.lingerFrom = now
+		if p.linger == nil {
+			p.linger = time.AfterFunc(p.w.deps.WriteLinger, p.wake)
+		} else {
+			p.linger.Reset(p.w.deps.WriteLinger)
+		}
+		return true
+	}
+	return now.Sub(p.lingerFrom) < p.w.deps.WriteLinger
 }
 
 // fence returns op fenced by the pump's run version (persistence.RunFenced) when

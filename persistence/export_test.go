@@ -61,3 +61,29 @@ func ListByOwnerWithGoqu(ctx context.Context, s *ConversationStore, ownerID stri
 func WriterPaths(w *Writer) (multiCommits, isolations int64) {
 	return w.multiCommits.Load(), w.isolations.Load()
 }
+
+// RunFenceSQL is the MariaDB fenced INSERT of one journal row per run of ids, each
+// run fenced at version 1, for its plan test.
+func RunFenceSQL(ids []string) (string, []any, error) {
+	rows := make([][]any, len(ids))
+	fences := make([]runFence, len(ids))
+	for i, id := range ids {
+		rows[i], fences[i] = []any{id, 1}, runFence{id: id, version: 1}
+	}
+	st, err := fencedInsertSQL(DialectMySQL, "workflow_steps", []string{"run_id", "seq"}, rows, 0, fences)
+	return st.query, st.args, err
+}
+
+// MergedRunSaveSQL is the merged compare-and-swap of the runs of ids from version 1
+// to 2, for its plan test.
+func MergedRunSaveSQL(ids []string) (string, []any, error) {
+	saves := make([]versionedSave, len(ids))
+	for i, id := range ids {
+		saves[i] = versionedSave{table: "workflow_runs", what: "workflow run", id: id, rec: goqu.Record{"version": int64(2)}, version: 2, expected: 1}
+	}
+	sts, err := mergedSaveStatements(saves)
+	if err != nil {
+		return "", nil, err
+	}
+	return sts[0].query, sts[0].args, nil
+}

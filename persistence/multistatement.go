@@ -70,7 +70,7 @@ func batchStatements(steps []any) ([]stmt, error) {
 				ss, err = mergedSaveStatements(group)
 			}
 		case *insertTarget:
-			ss, err = insertStatements(s.table, s.cols, s.rows)
+			ss, err = insertStatements(DialectMySQL, s.table, s.cols, s.rows)
 		case *touchTarget:
 			ss, err = touchStatements(mysqlSQL, s.table, s.column, s.touches)
 		case *usageTarget:
@@ -105,10 +105,18 @@ func (w *Writer) attemptMulti(ctx context.Context, batch []*request) error {
 	if err != nil {
 		return err
 	}
-	var (
-		query strings.Builder
-		args  []driver.NamedValue
-	)
+	// Sized up front: grown as it was written, the request's text and values
+	// were the largest allocations of a workflow task's write.
+	size, n := len("START TRANSACTION"), 0
+	for _, st := range stmts {
+		size, n = size+2+len(st.query), n+len(st.args)
+	}
+	if size > multiStatementBudget {
+		return errNotStatements
+	}
+	var query strings.Builder
+	query.Grow(size)
+	args := make([]driver.NamedValue, 0, n)
 	query.WriteString("START TRANSACTION")
 	for _, s := range stmts {
 		query.WriteString(";\n")
@@ -116,9 +124,6 @@ func (w *Writer) attemptMulti(ctx context.Context, batch []*request) error {
 		for _, a := range s.args {
 			args = append(args, driver.NamedValue{Ordinal: len(args) + 1, Value: a})
 		}
-	}
-	if query.Len() > multiStatementBudget {
-		return errNotStatements
 	}
 	conn, err := w.db.batch.Conn(ctx)
 	if err != nil {
@@ -207,7 +212,7 @@ func checkCounts(res driver.Result, stmts []stmt) error {
 // converts them as goqu's prepared mode did (named types, driver.Valuer, nil). Rows
 // that end with a runFence (RunFenced) are checked by one subquery per statement
 // (fencedInsertSQL).
-func insertStatements(table string, cols []string, rows [][]any) ([]stmt, error) {
+func insertStatements(dialect, table string, cols []string, rows [][]any) ([]stmt, error) {
 	step := max(1, maxParams/(len(cols)+3))
 	var out []stmt
 	for chunk := range slices.Chunk(rows, step) {
@@ -231,7 +236,7 @@ func insertStatements(table string, cols []string, rows [][]any) ([]stmt, error)
 			}
 		}
 		if first >= 0 {
-			st, err := fencedInsertSQL(table, cols, chunk, first, fences)
+			st, err := fencedInsertSQL(dialect, table, cols, chunk, first, fences)
 			if err != nil {
 				return nil, err
 			}
@@ -257,8 +262,9 @@ func insertStatements(table string, cols []string, rows [][]any) ([]stmt, error)
 // column, unless every fenced run is at its version: one subquery per statement,
 // however many runs it fences. A run at another version so fails the whole
 // statement; the Writer then applies each write on its own, where only the stale
-// one fails.
-func fencedInsertSQL(table string, cols []string, rows [][]any, first int, fences []runFence) (stmt, error) {
+// one fails. On MariaDB the subquery reads workflow_runs by its primary key only
+// (primaryOnly).
+func fencedInsertSQL(dialect, table string, cols []string, rows [][]any, first int, fences []runFence) (stmt, error) {
 	at := slices.Index(cols, "run_id")
 	if at < 0 {
 		return stmt{}, fmt.Errorf("persistence: build fenced insert into %s: no run_id column", table)
@@ -277,7 +283,11 @@ func fencedInsertSQL(table string, cols []string, rows [][]any, first int, fence
 				b.WriteString(", ")
 			}
 			if r == first && i == at {
-				b.WriteString("CASE WHEN (SELECT COUNT(*) FROM `workflow_runs` WHERE ")
+				b.WriteString("CASE WHEN (SELECT COUNT(*) FROM `workflow_runs`")
+				if dialect == DialectMySQL {
+					b.WriteString(primaryOnly)
+				}
+				b.WriteString(" WHERE ")
 				args = appendAtVersions(&b, args, len(fences), func(k int) (string, int64) { return fences[k].id, fences[k].version })
 				b.WriteString(") = ")
 				b.WriteString(strconv.Itoa(len(fences)))
@@ -413,7 +423,9 @@ func mergedSaveStatements(saves []versionedSave) ([]stmt, error) {
 		args := make([]any, 0, len(chunk)*(2*len(cols)+3))
 		b.WriteString("UPDATE `")
 		b.WriteString(chunk[0].table)
-		b.WriteString("` SET ")
+		b.WriteString("`")
+		b.WriteString(primaryOnly)
+		b.WriteString(" SET ")
 		for i, c := range cols {
 			if i > 0 {
 				b.WriteString(",")
@@ -495,6 +507,15 @@ func (op snapshotCAS) statements() ([]stmt, error) {
 	}
 	return []stmt{{query: query, args: args, want: 1}}, nil
 }
+
+// primaryOnly is the MariaDB index hint of the statements that find rows by a list
+// of IDs (a run fence's subquery, a merged compare-and-swap): both are locking
+// reads, and on a small table (a new database, the first runs) the optimizer
+// chose a scan of a whole index over the primary key's lookups (EXPLAIN: type
+// index), which locks every row it passes. Concurrent batches then waited for each
+// other's locks and deadlocked: in BenchmarkWorkflowTasks, 26 runs of a phase once
+// never finished (their writes failed after the retries).
+const primaryOnly = " FORCE INDEX (PRIMARY)"
 
 // appendAtVersions writes the condition that each of n rows, row k being
 // at(k)'s ID, is at at(k)'s version: `id` IN (...) AND `version` = CASE `id`

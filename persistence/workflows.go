@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/doug-martin/goqu/v9"
@@ -489,7 +490,7 @@ func (s *WorkflowStore) OwnedRuns(ctx context.Context, node string, epoch int64)
 }
 
 func stepRow(st WorkflowStep) ([]any, error) {
-	events, last, err := foldEvents(st.Events)
+	events, last, err := foldEvents(st.RunID, st.Events)
 	if err != nil {
 		return nil, fmt.Errorf("persistence: events of step %d of run %s: %w", st.Seq, st.RunID, err)
 	}
@@ -498,7 +499,8 @@ func stepRow(st WorkflowStep) ([]any, error) {
 		events, last}, nil
 }
 
-// foldedEvent is the stored form of an event kept in its step's row.
+// foldedEvent is the stored form of an event kept in its step's row written
+// before the compact form (foldEvents); Events still reads it.
 type foldedEvent struct {
 	Seq       int64           `json:"seq"`
 	StepSeq   int             `json:"step_seq"`
@@ -508,17 +510,27 @@ type foldedEvent struct {
 	CreatedAt time.Time       `json:"created_at"`
 }
 
-// foldEvents is the events column of a step's row (NULL when none) and the
-// highest seq among events. It writes the JSON itself: the events' data is JSON
-// the runtime encoded already, and re-encoding it through encoding/json (which
-// compacts and checks every raw value again) cost more than the rest of a task's
-// write.
-func foldEvents(events []WorkflowEvent) (any, int64, error) {
+// foldEvents is the events column of run runID's step row (NULL when none) and
+// the highest seq among events, in the compact form: a JSON array of arrays
+//
+//	[seq, step_seq, status, attempt, created_at, data, 1]
+//
+// with created_at in microseconds since the Unix epoch (the precision of the
+// event table's DATETIME(6)), and data without its leading "run_id" member when it
+// names runID (the trailing 1 says so; unfoldEvents puts it back), so that a
+// task's row does not repeat, per event, what the row or the array's place says.
+// Journal rows are most of what a workflow writes, and MariaDB parses, checks and
+// logs every byte of them: the earlier form, an object per event with its own
+// names and an RFC 3339 time beside data's own, was twice as long. It writes the
+// JSON itself: the events' data is JSON the runtime encoded already, and
+// re-encoding it through encoding/json (which compacts and checks every raw value
+// again) cost more than the rest of a task's write.
+func foldEvents(runID string, events []WorkflowEvent) (any, int64, error) {
 	if len(events) == 0 {
 		return nil, 0, nil
 	}
 	var last int64
-	b := make([]byte, 0, 64*len(events)+sumDataLen(events))
+	b := make([]byte, 0, 40*len(events)+sumDataLen(events))
 	b = append(b, '[')
 	for i, e := range events {
 		if i > 0 {
@@ -539,25 +551,96 @@ func foldEvents(events []WorkflowEvent) (any, int64, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		b = append(b, `{"seq":`...)
+		b = append(b, '[')
 		b = strconv.AppendInt(b, e.Seq, 10)
-		b = append(b, `,"step_seq":`...)
+		b = append(b, ',')
 		b = strconv.AppendInt(b, int64(e.StepSeq), 10)
-		b = append(b, `,"status":`...)
+		b = append(b, ',')
 		b = append(b, status...)
-		if e.Attempt != 0 {
-			b = append(b, `,"attempt":`...)
-			b = strconv.AppendInt(b, int64(e.Attempt), 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(e.Attempt), 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, created.UnixMicro(), 10)
+		b = append(b, ',')
+		if rest, ok := withoutRunID(data, runID); ok {
+			b = append(b, rest...)
+			b = append(b, ",1]"...)
+		} else {
+			b = append(b, data...)
+			b = append(b, ']')
 		}
-		b = append(b, `,"data":`...)
-		b = append(b, data...)
-		b = append(b, `,"created_at":"`...)
-		b = utc(created).AppendFormat(b, time.RFC3339Nano)
-		b = append(b, `"}`...)
 		last = max(last, e.Seq)
 	}
 	b = append(b, ']')
 	return string(b), last, nil
+}
+
+// withoutRunID returns data, a JSON object, without its first member when that is
+// "run_id" naming runID (as a workflow event's data begins), and whether it was.
+func withoutRunID(data json.RawMessage, runID string) (json.RawMessage, bool) {
+	head := `{"run_id":"` + runID + `"`
+	if runID == "" || !strings.HasPrefix(string(data), head) || strings.ContainsAny(runID, "\\\"<>&") {
+		return data, false
+	}
+	switch rest := data[len(head):]; {
+	case len(rest) > 0 && rest[0] == ',':
+		return append(json.RawMessage{'{'}, rest[1:]...), true
+	case len(rest) > 0 && rest[0] == '}':
+		return append(json.RawMessage{'{'}, rest...), true
+	}
+	return data, false
+}
+
+// unfoldEvents reads the events column of run runID's step row, in either form
+// foldEvents has written.
+func unfoldEvents(runID string, column []byte) ([]WorkflowEvent, error) {
+	if len(column) > 1 && column[0] == '[' && column[1] == '{' {
+		var fs []foldedEvent
+		if err := json.Unmarshal(column, &fs); err != nil {
+			return nil, err
+		}
+		out := make([]WorkflowEvent, len(fs))
+		for i, e := range fs {
+			out[i] = WorkflowEvent{RunID: runID, Seq: e.Seq, StepSeq: e.StepSeq, Status: e.Status, Attempt: e.Attempt,
+				Data: e.Data, CreatedAt: e.CreatedAt}
+		}
+		return out, nil
+	}
+	var rows [][]json.RawMessage
+	if err := json.Unmarshal(column, &rows); err != nil {
+		return nil, err
+	}
+	out := make([]WorkflowEvent, len(rows))
+	for i, r := range rows {
+		if len(r) != 6 && len(r) != 7 {
+			return nil, fmt.Errorf("event %d of %d has %d fields", i+1, len(rows), len(r))
+		}
+		var (
+			e      = WorkflowEvent{RunID: runID}
+			micros int64
+		)
+		if err := errors.Join(json.Unmarshal(r[0], &e.Seq), json.Unmarshal(r[1], &e.StepSeq), json.Unmarshal(r[2], &e.Status),
+			json.Unmarshal(r[3], &e.Attempt), json.Unmarshal(r[4], &micros)); err != nil {
+			return nil, fmt.Errorf("event %d of %d: %w", i+1, len(rows), err)
+		}
+		e.CreatedAt = time.UnixMicro(micros).UTC()
+		e.Data = r[5]
+		if len(r) == 7 {
+			// The data's "run_id" member was left out (withoutRunID): r[5] is
+			// the rest of the object, "{}" or "{...}".
+			id, err := json.Marshal(runID)
+			if err != nil {
+				return nil, err
+			}
+			data := append(json.RawMessage(`{"run_id":`), id...)
+			if string(r[5]) != "{}" {
+				data = append(data, ',')
+			}
+			e.Data = append(data, r[5][1:]...)
+		}
+		out[i] = e
+	}
+	return out, nil
 }
 
 func sumDataLen(events []WorkflowEvent) int {
@@ -609,9 +692,10 @@ func EventInsertAt(runID string, version int64, events ...WorkflowEvent) Op {
 // refused by the NOT NULL column, unless a subquery finds every run the
 // statement's fenced rows name at its version (fencedInsertSQL: one subquery per
 // statement, whatever the number of runs). On MariaDB the run's row stays
-// share-locked until the commit (by the subquery, a locking read inside a write
-// under REPEATABLE READ, and by the foreign key check of every journal and event
-// row); on SQLite the write holds the database's one writer lock. So a
+// share-locked until the commit by the subquery, a locking read inside a write
+// under REPEATABLE READ (the journal and event tables have no foreign key to the
+// run since migration 0016: the fence is their only check of it); on SQLite the
+// write holds the database's one writer lock. So a
 // compare-and-swap of the run by another activation (a claim, a start, a reclaim)
 // either commits first, and the fenced write fails, or waits for the fenced
 // write's commit.
@@ -650,9 +734,22 @@ func (f fencedInsert) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
 	return err
 }
 
-// AppendStep implements WorkflowRuns.
+// AppendStep implements WorkflowRuns. The run must exist (ErrNotFound otherwise):
+// on MariaDB no foreign key checks the journal's run_id (migration 0016), so it
+// reads the run first, in the transaction of the insert. Runs are never deleted
+// but with their journal (account erasure), so a run it finds stays.
 func (s *WorkflowStore) AppendStep(ctx context.Context, st WorkflowStep) error {
-	return s.db.inTx(ctx, func(tx *goqu.TxDatabase) error { return StepInsert(st).Apply(ctx, tx) })
+	return s.db.inTx(ctx, func(tx *goqu.TxDatabase) error {
+		var n int
+		q := tx.From("workflow_runs").Prepared(true).Select(goqu.COUNT("*")).Where(goqu.C("id").Eq(st.RunID))
+		if _, err := q.ScanValContext(ctx, &n); err != nil {
+			return wrap(err, "find workflow run %s", st.RunID)
+		}
+		if n == 0 {
+			return fmt.Errorf("persistence: append step %d: workflow run %s: %w", st.Seq, st.RunID, ErrNotFound)
+		}
+		return StepInsert(st).Apply(ctx, tx)
+	})
 }
 
 // Steps implements WorkflowRuns.
@@ -745,14 +842,13 @@ func (s *WorkflowStore) Events(ctx context.Context, runID string, after int64, l
 		return nil, wrap(err, "list step events of run %s", runID)
 	}
 	for _, f := range steps {
-		var fs []foldedEvent
-		if err := json.Unmarshal(f.events, &fs); err != nil {
+		fs, err := unfoldEvents(runID, f.events)
+		if err != nil {
 			return nil, fmt.Errorf("persistence: events of step %d of run %s: %w", f.step, runID, err)
 		}
 		for _, e := range fs {
 			if e.Seq > after {
-				evs = append(evs, WorkflowEvent{RunID: runID, Seq: e.Seq, StepSeq: e.StepSeq, Status: e.Status, Attempt: e.Attempt,
-					Data: e.Data, CreatedAt: e.CreatedAt})
+				evs = append(evs, e)
 			}
 		}
 	}

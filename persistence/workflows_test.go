@@ -2,8 +2,10 @@ package persistence_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -348,4 +350,225 @@ func TestProfileStore(t *testing.T) {
 			t.Fatalf("SaveProfile of a missing user = %v, want ErrConflict", err)
 		}
 	})
+}
+
+// TestFencedJournalWriteHoldsItsRun checks, on MariaDB, what RunFenced promises now
+// that the journal has no foreign key to its run (migration 0016): while a fenced
+// journal write's transaction is open, a compare-and-swap of the run (another
+// activation's claim) waits for it, so it either commits first or sees the journal
+// row's commit, never moves the run between the fence's read and its commit.
+func TestFencedJournalWriteHoldsItsRun(t *testing.T) {
+	db := persisttest.MySQL(t)
+	ctx := t.Context()
+	store := persistence.NewWorkflowStore(db)
+	run, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Goqu.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	step := persistence.WorkflowStep{RunID: run.ID, Seq: 1, Name: "t", Kind: "task", Status: persistence.StatusCompleted}
+	if err := persistence.StepInsertAt(run.ID, run.Version, step).Apply(ctx, tx); err != nil {
+		t.Fatalf("fenced journal write: %v", err)
+	}
+	claimed := make(chan error, 1)
+	go func() {
+		next := run
+		next.Version++
+		claimed <- store.SaveRun(context.Background(), next, run.Version)
+	}()
+	// The claim must be seen waiting for the fenced write, not done: its UPDATE
+	// still executing after 200 ms (a free row takes well under a millisecond).
+	// InnoDB lists an autocommit statement's lock wait in INNODB_TRX only at
+	// times, the process list always.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		select {
+		case err := <-claimed:
+			t.Fatalf("the run was moved on (%v) while a write fenced by its version was open", err)
+		default:
+		}
+		var waits int
+		if err := db.SQL.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST "+
+			"WHERE DB = DATABASE() AND COMMAND = 'Query' AND INFO LIKE 'UPDATE `workflow_runs`%' AND TIME_MS >= 200").Scan(&waits); err != nil {
+			t.Fatal(err)
+		}
+		if waits > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the claim neither waited for the fenced write nor finished; connections: %s", connections(t, db))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-claimed; err != nil {
+		t.Fatalf("claim after the fenced write's commit: %v", err)
+	}
+	steps, err := store.Steps(ctx, run.ID)
+	if err != nil || len(steps) != 1 {
+		t.Fatalf("Steps = %+v, %v; want the fenced row", steps, err)
+	}
+}
+
+// connections describes the connections to db's database and their transactions.
+func connections(t *testing.T, db *persistence.DB) string {
+	t.Helper()
+	rows, err := db.SQL.QueryContext(t.Context(), "SELECT COALESCE(t.trx_state, '-'), CONCAT(p.COMMAND, ' ', COALESCE(p.STATE, ''), ' ', COALESCE(p.INFO, '')) FROM information_schema.PROCESSLIST p "+
+		"LEFT JOIN information_schema.INNODB_TRX t ON p.ID = t.trx_mysql_thread_id WHERE p.DB = DATABASE()")
+	if err != nil {
+		return err.Error()
+	}
+	defer func() { _ = rows.Close() }()
+	var out []string
+	for rows.Next() {
+		var state, query string
+		if err := rows.Scan(&state, &query); err != nil {
+			return err.Error()
+		}
+		out = append(out, state+": "+query)
+	}
+	return strings.Join(out, "; ")
+}
+
+// TestFoldedEventsReadBackAsWritten writes events folded into journal rows (the
+// compact form, which leaves out what the row says: data's run_id member among
+// them) and reads them back through Events exactly as they were given, data byte
+// for byte; a row in the earlier form (an object per event) still reads.
+func TestFoldedEventsReadBackAsWritten(t *testing.T) {
+	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
+		ctx := t.Context()
+		store := persistence.NewWorkflowStore(db)
+		run, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Date(2026, 12, 8, 0, 20, 55, 43887000, time.UTC)
+		id := run.ID
+		want := []persistence.WorkflowEvent{
+			{RunID: id, Seq: 1, Status: persistence.StatusRunning, Data: json.RawMessage(`{"run_id":"` + id + `","status":"running","time":"2026-12-08T00:20:55.043887626Z"}`), CreatedAt: at},
+			{RunID: id, Seq: 2, StepSeq: 1, Status: persistence.StatusRunning, Attempt: 1, CreatedAt: at.Add(time.Millisecond),
+				Data: json.RawMessage(`{"run_id":"` + id + `","seq":1,"name":"a","kind":"task","status":"running","attempt":1,"time":"2026-12-08T00:20:55.044887626Z"}`)},
+			{RunID: id, Seq: 3, StepSeq: 1, Status: persistence.StatusCompleted, Attempt: 1, Data: json.RawMessage(`{"run_id":"` + id + `"}`), CreatedAt: at},
+			{RunID: id, Seq: 4, StepSeq: 1, Status: "noted", Data: json.RawMessage(`{"run_id":"another","x":"<&>"}`), CreatedAt: at},
+			{RunID: id, Seq: 5, StepSeq: 1, Status: "noted", Data: json.RawMessage(`{"run_id":"` + id + `x","y":1}`), CreatedAt: at},
+			{RunID: id, Seq: 6, StepSeq: 1, Status: "noted", Data: json.RawMessage(`[1,"two"]`), CreatedAt: at},
+			{RunID: id, Seq: 7, StepSeq: 1, Status: "noted", Data: json.RawMessage(`{}`), CreatedAt: at},
+		}
+		h := newHarness(t, db, persistence.WriterOptions{})
+		h.run(ctx)
+		if err := h.w.Submit(ctx, persistence.StepInsertAt(id, run.Version, persistence.WorkflowStep{RunID: id, Seq: 1, Name: "a",
+			Kind: "task", Status: persistence.StatusCompleted, Events: want})); err != nil {
+			t.Fatal(err)
+		}
+		// The row does not repeat the run's ID inside its events' data.
+		var column string
+		if err := db.SQL.QueryRowContext(ctx, "SELECT events FROM workflow_steps WHERE run_id = ? AND seq = 1", id).Scan(&column); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(column, `"run_id":"`+id+`"`); n != 0 {
+			t.Errorf("the stored events name the run %d times: %s", n, column)
+		}
+		// A row of the earlier form, as kowai wrote it before.
+		old := `[{"seq":8,"step_seq":2,"status":"completed","attempt":2,"data":{"run_id":"` + id + `","seq":2},"created_at":"2026-12-08T00:20:55.043887Z"}]`
+		if _, err := db.SQL.ExecContext(ctx, "INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, attempts, events, last_event_seq) "+
+			"VALUES (?, 2, 'b', 'task', 'completed', '', 2, ?, 8)", id, old); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, persistence.WorkflowEvent{RunID: id, Seq: 8, StepSeq: 2, Status: persistence.StatusCompleted, Attempt: 2,
+			Data: json.RawMessage(`{"run_id":"` + id + `","seq":2}`), CreatedAt: at})
+		got, err := store.Events(ctx, id, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("Events = %d events, want %d: %+v", len(got), len(want), got)
+		}
+		for i, g := range got {
+			w := want[i]
+			if g.RunID != w.RunID || g.Seq != w.Seq || g.StepSeq != w.StepSeq || g.Status != w.Status || g.Attempt != w.Attempt ||
+				string(g.Data) != string(w.Data) || !g.CreatedAt.Equal(w.CreatedAt) {
+				t.Errorf("event %d = %+v (data %s), want %+v (data %s)", i, g, g.Data, w, w.Data)
+			}
+		}
+		if last, err := store.LastEventSeq(ctx, id); err != nil || last != 8 {
+			t.Fatalf("LastEventSeq = %d, %v; want 8", last, err)
+		}
+	})
+}
+
+// TestRunFenceAndMergedSaveLockByPrimaryKey checks the MariaDB plans of the two
+// locking statements that find runs by a list of IDs, the fence's subquery and the
+// merged compare-and-swap, on a small table, where the optimizer otherwise scans a
+// whole index and locks every row it passes (concurrent batches then deadlocked):
+// both must look the runs up by the primary key.
+func TestRunFenceAndMergedSaveLockByPrimaryKey(t *testing.T) {
+	db := persisttest.MySQL(t)
+	ctx := t.Context()
+	store := persistence.NewWorkflowStore(db)
+	var ids []string
+	for range 40 {
+		r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	if _, err := db.SQL.ExecContext(ctx, "ANALYZE TABLE workflow_runs"); err != nil {
+		t.Fatal(err)
+	}
+	fence, fenceArgs, err := persistence.RunFenceSQL(ids[:30])
+	if err != nil {
+		t.Fatal(err)
+	}
+	save, saveArgs, err := persistence.MergedRunSaveSQL(ids[:30])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		name  string
+		query string
+		args  []any
+	}{{"fence", fence, fenceArgs}, {"merged save", save, saveArgs}} {
+		rows, err := db.SQL.QueryContext(ctx, "EXPLAIN "+q.query, q.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", q.name, err)
+		}
+		cols, err := rows.Columns()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := false
+		for rows.Next() {
+			vals := make([]sql.NullString, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			plan := map[string]string{}
+			for i, c := range cols {
+				plan[c] = vals[i].String
+			}
+			if plan["table"] != "workflow_runs" {
+				continue
+			}
+			seen = true
+			if plan["key"] != "PRIMARY" || plan["type"] == "index" || plan["type"] == "ALL" {
+				t.Errorf("%s reads workflow_runs with %v, want lookups on PRIMARY", q.name, plan)
+			}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			t.Fatal(err)
+		}
+		if !seen {
+			t.Errorf("%s: no plan row for workflow_runs", q.name)
+		}
+	}
 }

@@ -93,7 +93,7 @@ func (in Insert) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
 
 // insertRows writes rows in as few statements as the parameter limit allows.
 func insertRows(ctx context.Context, tx *goqu.TxDatabase, table string, cols []string, rows [][]any) error {
-	stmts, err := insertStatements(table, cols, rows)
+	stmts, err := insertStatements(tx.Dialect(), table, cols, rows)
 	if err != nil {
 		return err
 	}

@@ -87,7 +87,7 @@ func Go[T any](c *Context, name string, fn func(context.Context) (T, error), opt
 // Task runs the task name and waits for it: on replay a completed task
 // returns its journaled result without running.
 func Task[T any](c *Context, name string, fn func(context.Context) (T, error), opts ...TaskOption) (T, error) {
-	return Go(c, name, fn, opts...).Get()
+	return (&Future[T]{c.r.do(name, KindTask, configOf(taskConfig{}, opts), taskStep(fn))}).Get()
 }
 
 // Map runs fn over items concurrently (bounded by Limits.MaxParallel), one

@@ -605,6 +605,32 @@ func resolved(out json.RawMessage, err error) *future {
 	return f
 }
 
+// replayed is the future of a step the journal has (prior), or nil.
+func replayed(name string, seq int, prior *Entry) *future {
+	if prior == nil {
+		return nil
+	}
+	if prior.Status == StatusFailed {
+		return resolved(nil, &TaskError{Name: name, Seq: seq, Attempts: prior.Attempts, Err: errors.New(prior.Error)})
+	}
+	return resolved(prior.Output, nil)
+}
+
+// do claims a step and, unless the journal has it, executes it on the calling
+// goroutine (bounded by MaxParallel like the others), for a caller that waits
+// for it at once (Task): a goroutine of its own, with the stack it grew and the
+// switches to and from it, cost more than the rest of a plain task's execution.
+func (r *run) do(name string, kind Kind, cfg taskConfig, fn stepFunc) *future {
+	seq, prior, err := r.claim(name, kind)
+	if err != nil {
+		return resolved(nil, err)
+	}
+	if f := replayed(name, seq, prior); f != nil {
+		return f
+	}
+	return resolved(r.execute(seq, name, kind, cfg, fn))
+}
+
 // start claims a step and, unless the journal has it, executes it on its
 // own goroutine (bounded by MaxParallel).
 func (r *run) start(name string, kind Kind, cfg taskConfig, fn stepFunc) *future {
@@ -612,11 +638,8 @@ func (r *run) start(name string, kind Kind, cfg taskConfig, fn stepFunc) *future
 	if err != nil {
 		return resolved(nil, err)
 	}
-	if prior != nil {
-		if prior.Status == StatusFailed {
-			return resolved(nil, &TaskError{Name: name, Seq: seq, Attempts: prior.Attempts, Err: errors.New(prior.Error)})
-		}
-		return resolved(prior.Output, nil)
+	if f := replayed(name, seq, prior); f != nil {
+		return f
 	}
 	f := &future{done: make(chan struct{}), r: r}
 	r.wg.Add(1)

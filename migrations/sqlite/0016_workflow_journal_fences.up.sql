@@ -1,0 +1,3 @@
+-- Nothing changes on SQLite: the MariaDB migration drops the foreign keys of
+-- workflow_steps and workflow_events, whose row checks repeated the run fence's read;
+-- SQLite's single writer takes no row locks, and dropping a key would rebuild both tables.
