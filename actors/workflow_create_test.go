@@ -16,9 +16,10 @@ import (
 	"github.com/kowai/kowai/workflows"
 )
 
-// heldWriter is a LogWriter whose first Submit (a new run's row, in these tests)
-// stays queued until its caller withdraws it, like a busy writer that has not taken
-// it yet; every other Submit goes through. It records what each write carried.
+// heldWriter is a LogWriter whose first Submit of a lone Op (a new run's row on its
+// own, in these tests: the event pump submits Ops) stays queued until its caller
+// withdraws it, like a busy writer that has not taken it yet; every other Submit
+// goes through. It records what each write carried.
 type heldWriter struct {
 	LogWriter
 	mu     sync.Mutex
@@ -27,9 +28,10 @@ type heldWriter struct {
 }
 
 func (w *heldWriter) Submit(ctx context.Context, op persistence.Op) error {
+	_, batched := op.(persistence.Ops)
 	w.mu.Lock()
-	held := !w.first
-	w.first = true
+	held := !w.first && !batched
+	w.first = w.first || !batched
 	w.mu.Unlock()
 	if held {
 		<-ctx.Done()
@@ -50,8 +52,8 @@ func newHeldWFHarness(t *testing.T, db *persistence.DB, register func(*workflows
 	register(reg)
 	runs := persistence.NewWorkflowStore(db)
 	hw := &heldWriter{LogWriter: h.writer}
-	// The row's own write is submitted at once (no linger), so that it is the
-	// first Submit, the one held.
+	// The row's own write is submitted at once (no linger), to be held, unless
+	// the pump claims the row first.
 	wf, err := NewWorkflows(WorkflowDeps{Runs: runs, Writer: hw, Registry: reg, Caller: h.grains, NodeID: "node-test",
 		IdleTimeout: time.Minute, WriteLinger: time.Nanosecond})
 	if err != nil {
