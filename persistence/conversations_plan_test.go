@@ -103,3 +103,27 @@ func queryPlan(t *testing.T, db *persistence.DB, query string, args ...any) stri
 	}
 	return b.String()
 }
+
+// The merged touch of a batch's conversations (an UPDATE by a list of IDs) is a
+// locking read: it must look the conversations up by the primary key. On a small
+// table MariaDB chose a scan of the whole index, which locks every row it passes,
+// and concurrent batches deadlocked on it.
+func TestConversationTouchLocksByPrimaryKey(t *testing.T) {
+	db := persisttest.MySQL(t)
+	owner := seedUser(t, db).ID
+	var ids []string
+	for range 40 {
+		ids = append(ids, seedConversation(t, db, owner).ID)
+	}
+	if _, err := db.SQL.ExecContext(t.Context(), "ANALYZE TABLE conversations"); err != nil {
+		t.Fatal(err)
+	}
+	query, args, err := persistence.TouchSQL(ids[:30])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := queryPlan(t, db, "EXPLAIN "+query, args...)
+	if !strings.Contains(plan, "key=PRIMARY ") || strings.Contains(plan, "type=index ") || strings.Contains(plan, "type=ALL ") {
+		t.Errorf("touch plan %q; want lookups on PRIMARY", plan)
+	}
+}

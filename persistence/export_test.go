@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"time"
 
 	"github.com/doug-martin/goqu/v9"
 )
@@ -82,6 +83,19 @@ func MergedRunSaveSQL(ids []string) (string, []any, error) {
 		saves[i] = versionedSave{table: "workflow_runs", what: "workflow run", id: id, rec: goqu.Record{"version": int64(2)}, version: 2, expected: 1}
 	}
 	sts, err := mergedSaveStatements(saves)
+	if err != nil {
+		return "", nil, err
+	}
+	return sts[0].query, sts[0].args, nil
+}
+
+// TouchSQL is the MariaDB merged touch of the conversations of ids, for its plan test.
+func TouchSQL(ids []string) (string, []any, error) {
+	touches := make([]Touch, len(ids))
+	for i, id := range ids {
+		touches[i] = ConversationTouch(id, time.Now())
+	}
+	sts, err := touchStatements(mysqlSQL, DialectMySQL, "conversations", "updated_at", touches)
 	if err != nil {
 		return "", nil, err
 	}

@@ -72,7 +72,7 @@ func batchStatements(steps []any) ([]stmt, error) {
 		case *insertTarget:
 			ss, err = insertStatements(DialectMySQL, s.table, s.cols, s.rows)
 		case *touchTarget:
-			ss, err = touchStatements(mysqlSQL, s.table, s.column, s.touches)
+			ss, err = touchStatements(mysqlSQL, DialectMySQL, s.table, s.column, s.touches)
 		case *usageTarget:
 			ss = usageStatements(DialectMySQL, s.entries)
 		case statementer:
@@ -351,8 +351,10 @@ func quoteName(b *strings.Builder, name string) {
 }
 
 // touchStatements is touches of one table and column, whose IDs are distinct, as
-// UPDATEs, one per chunk that the parameter limit allows.
-func touchStatements(b runner, table, column string, touches []Touch) ([]stmt, error) {
+// UPDATEs, one per chunk that the parameter limit allows. On MariaDB (dialect) each
+// UPDATE finds its rows by the primary key only (primaryOnly): it is a locking read of
+// a list of IDs, like a merged compare-and-swap.
+func touchStatements(b runner, dialect, table, column string, touches []Touch) ([]stmt, error) {
 	var out []stmt
 	for chunk := range slices.Chunk(touches, maxParams/3) {
 		values := goqu.Case().Value(goqu.C("id"))
@@ -364,6 +366,9 @@ func touchStatements(b runner, table, column string, touches []Touch) ([]stmt, e
 		query, args, err := b.Update(table).Prepared(true).Set(goqu.Record{column: values}).Where(goqu.C("id").In(ids...)).ToSQL()
 		if err != nil {
 			return nil, fmt.Errorf("persistence: build touch of %s: %w", table, err)
+		}
+		if dialect == DialectMySQL {
+			query = strings.Replace(query, "UPDATE `"+table+"`", "UPDATE `"+table+"`"+primaryOnly, 1)
 		}
 		out = append(out, stmt{query: query, args: args, want: -1})
 	}
@@ -509,7 +514,7 @@ func (op snapshotCAS) statements() ([]stmt, error) {
 }
 
 // primaryOnly is the MariaDB index hint of the statements that find rows by a list
-// of IDs (a run fence's subquery, a merged compare-and-swap): both are locking
+// of IDs (a run fence's subquery, a merged compare-and-swap, a merged touch): all are locking
 // reads, and on a small table (a new database, the first runs) the optimizer
 // chose a scan of a whole index over the primary key's lookups (EXPLAIN: type
 // index), which locks every row it passes. Concurrent batches then waited for each

@@ -81,7 +81,7 @@ func (t Touch) Apply(ctx context.Context, tx *goqu.TxDatabase) error {
 // touchRows applies touches of one table and column, whose IDs are distinct, with one
 // UPDATE per chunk that the parameter limit allows.
 func touchRows(ctx context.Context, tx *goqu.TxDatabase, table, column string, touches []Touch) error {
-	stmts, err := touchStatements(tx, table, column, touches)
+	stmts, err := touchStatements(tx, tx.Dialect(), table, column, touches)
 	if err != nil {
 		return err
 	}
