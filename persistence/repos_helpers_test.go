@@ -52,3 +52,13 @@ func collectPages[T any](t *testing.T, limit int, list func(persistence.PageRequ
 	t.Fatal("pagination did not end")
 	return nil
 }
+
+// seedRun creates a running workflow run named "w" in store.
+func seedRun(t *testing.T, store *persistence.WorkflowStore) persistence.WorkflowRun {
+	t.Helper()
+	r, err := store.CreateRun(t.Context(), persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

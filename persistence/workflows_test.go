@@ -361,10 +361,7 @@ func TestFencedJournalWriteHoldsItsRun(t *testing.T) {
 	db := persisttest.MySQL(t)
 	ctx := t.Context()
 	store := persistence.NewWorkflowStore(db)
-	run, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
-	if err != nil {
-		t.Fatal(err)
-	}
+	run := seedRun(t, store)
 	tx, err := db.Goqu.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -443,10 +440,7 @@ func TestFoldedEventsReadBackAsWritten(t *testing.T) {
 	persisttest.Each(t, func(t *testing.T, db *persistence.DB) {
 		ctx := t.Context()
 		store := persistence.NewWorkflowStore(db)
-		run, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
-		if err != nil {
-			t.Fatal(err)
-		}
+		run := seedRun(t, store)
 		at := time.Date(2026, 12, 8, 0, 20, 55, 43887000, time.UTC)
 		id := run.ID
 		want := []persistence.WorkflowEvent{
@@ -512,10 +506,7 @@ func TestRunFenceAndMergedSaveLockByPrimaryKey(t *testing.T) {
 	store := persistence.NewWorkflowStore(db)
 	var ids []string
 	for range 40 {
-		r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := seedRun(t, store)
 		ids = append(ids, r.ID)
 	}
 	if _, err := db.SQL.ExecContext(ctx, "ANALYZE TABLE workflow_runs"); err != nil {

@@ -694,10 +694,7 @@ func TestWriterRunSaveConflictInABatchFailsOnlyItsCaller(t *testing.T) {
 		store := persistence.NewWorkflowStore(db)
 		var runs [2]persistence.WorkflowRun
 		for i := range runs {
-			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := seedRun(t, store)
 			runs[i] = r
 		}
 		write := func(r persistence.WorkflowRun, expected int64) persistence.Ops {
@@ -752,10 +749,7 @@ func TestWriterRunSavesInABatchShareOneUpdate(t *testing.T) {
 		h := newHarness(t, db, persistence.WriterOptions{MaxDelay: -1})
 		var done [3]<-chan error
 		for i := range runs {
-			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := seedRun(t, store)
 			runs[i] = r
 			next := r
 			next.Version, next.Error = r.Version+1, fmt.Sprintf("error %d", i)
@@ -860,10 +854,7 @@ func TestWriterMergedRunSaves(t *testing.T) {
 		store := persistence.NewWorkflowStore(db)
 		var runs [3]persistence.WorkflowRun
 		for i := range runs {
-			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := seedRun(t, store)
 			for range i { // run i at version 1+i: one version for all would match one row
 				next := r
 				next.Version++
@@ -960,10 +951,7 @@ func TestWriterRunFencesInABatch(t *testing.T) {
 		store := persistence.NewWorkflowStore(db)
 		var runs [3]persistence.WorkflowRun
 		for i := range runs {
-			r, err := store.CreateRun(ctx, persistence.WorkflowRun{Name: "w", Status: persistence.StatusRunning})
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := seedRun(t, store)
 			runs[i] = r
 		}
 		journal := func(id string, version int64) persistence.Ops {
