@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
+	"github.com/kowai/kowai/internal/jsontext"
 	"github.com/kowai/kowai/signatures/lm"
 )
 
@@ -13,44 +13,34 @@ import (
 // runtime encodes every event it stores and streams, two or more per task, and
 // encoding/json's reflection over Event (with the stack it grows on a task's
 // fresh goroutine) was the largest single cost of a task on the runtime's side;
-// this writes the fields directly and falls back to encoding/json only for
-// values it does not write itself (strings that need escaping, times outside
-// what RFC 3339 can hold).
+// this writes the fields directly (strings through jsontext, encoding/json's
+// escaping) and falls back to encoding/json only for the usage and for times
+// outside what RFC 3339 can hold.
 func (e Event) AppendJSON(b []byte) ([]byte, error) {
 	var err error
 	b = append(b, `{"run_id":`...)
-	if b, err = appendJSONString(b, e.RunID); err != nil {
-		return nil, err
-	}
+	b = jsontext.AppendString(b, e.RunID, jsontext.JSON)
 	if e.Seq != 0 {
 		b = append(b, `,"seq":`...)
 		b = strconv.AppendInt(b, int64(e.Seq), 10)
 	}
 	if e.Name != "" {
 		b = append(b, `,"name":`...)
-		if b, err = appendJSONString(b, e.Name); err != nil {
-			return nil, err
-		}
+		b = jsontext.AppendString(b, e.Name, jsontext.JSON)
 	}
 	if e.Kind != "" {
 		b = append(b, `,"kind":`...)
-		if b, err = appendJSONString(b, string(e.Kind)); err != nil {
-			return nil, err
-		}
+		b = jsontext.AppendString(b, string(e.Kind), jsontext.JSON)
 	}
 	b = append(b, `,"status":`...)
-	if b, err = appendJSONString(b, e.Status); err != nil {
-		return nil, err
-	}
+	b = jsontext.AppendString(b, e.Status, jsontext.JSON)
 	if e.Attempt != 0 {
 		b = append(b, `,"attempt":`...)
 		b = strconv.AppendInt(b, int64(e.Attempt), 10)
 	}
 	if e.Error != "" {
 		b = append(b, `,"error":`...)
-		if b, err = appendJSONString(b, e.Error); err != nil {
-			return nil, err
-		}
+		b = jsontext.AppendString(b, e.Error, jsontext.JSON)
 	}
 	if e.Usage != (lm.Usage{}) {
 		u, err := json.Marshal(e.Usage)
@@ -62,9 +52,7 @@ func (e Event) AppendJSON(b []byte) ([]byte, error) {
 	}
 	if e.ContinuedAs != "" {
 		b = append(b, `,"continued_as":`...)
-		if b, err = appendJSONString(b, e.ContinuedAs); err != nil {
-			return nil, err
-		}
+		b = jsontext.AppendString(b, e.ContinuedAs, jsontext.JSON)
 	}
 	if !e.WakeAt.IsZero() {
 		b = append(b, `,"wake_at":`...)
@@ -81,24 +69,6 @@ func (e Event) AppendJSON(b []byte) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '}'), nil
-}
-
-// appendJSONString appends s as encoding/json writes it: as it is when no byte of
-// it needs escaping (printable ASCII other than the quote, the backslash and the
-// HTML characters encoding/json escapes), through encoding/json otherwise.
-func appendJSONString(b []byte, s string) ([]byte, error) {
-	for i := range len(s) {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, err := json.Marshal(s)
-			if err != nil {
-				return nil, err
-			}
-			return append(b, q...), nil
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"'), nil
 }
 
 // appendJSONTime appends t as time.Time's MarshalJSON writes it (RFC 3339 with
