@@ -82,10 +82,21 @@ func (c usageCharge) rows() int {
 		return len(c)
 	}
 	keys := make(map[usageKey]struct{}, 1)
+	now := time.Now()
 	for _, e := range c {
-		keys[usageKey{userID: e.UserID, minute: e.CreatedAt.UTC().Truncate(time.Minute), agent: e.AgentID, model: e.Model}] = struct{}{}
+		keys[e.key(now)] = struct{}{}
 	}
 	return len(keys)
+}
+
+// key is the rollup row e adds to: its user, agent, model and the UTC minute of its
+// CreatedAt, or of now when that is zero.
+func (e UsageEntry) key(now time.Time) usageKey {
+	at := e.CreatedAt
+	if at.IsZero() {
+		at = now
+	}
+	return usageKey{userID: e.UserID, minute: at.UTC().Truncate(time.Minute), agent: e.AgentID, model: e.Model}
 }
 
 // usageTarget holds the charges of a batch, written by one upsert after every other
@@ -116,16 +127,9 @@ var usageCols = []string{"user_id", "minute_start", "agent_id", "model", "prompt
 func sumUsage(entries []UsageEntry) []usageRow {
 	index := make(map[usageKey]int, 1)
 	var rows []usageRow
-	var now time.Time
+	now := time.Now()
 	for _, e := range entries {
-		at := e.CreatedAt
-		if at.IsZero() {
-			if now.IsZero() {
-				now = time.Now()
-			}
-			at = now
-		}
-		k := usageKey{userID: e.UserID, minute: at.UTC().Truncate(time.Minute), agent: e.AgentID, model: e.Model}
+		k := e.key(now)
 		i, ok := index[k]
 		if !ok {
 			i = len(rows)
