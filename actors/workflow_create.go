@@ -20,12 +20,11 @@ import (
 type runCreate struct {
 	op       persistence.Op
 	withdraw context.CancelFunc
-	// claimedCh is closed by claim: a row not submitted yet is the pump's.
-	claimedCh chan struct{}
+	// claimed is closed by claim, when the pump asks for the row: a row not
+	// submitted yet is the pump's, and a row's write withdrawn after it too.
+	claimed chan struct{}
 
 	mu sync.Mutex
-	// claimed: the pump asked for the row before the writer answered its write.
-	claimed bool
 	// pumpOwns: the row's own write was withdrawn for the pump, which now
 	// writes the row and settles.
 	pumpOwns bool
@@ -55,12 +54,12 @@ const DefaultWriteLinger = 10 * time.Millisecond
 // newRunCreate starts the write of op, the new run's row, through w after linger.
 func newRunCreate(w LogWriter, op persistence.Op, linger time.Duration) *runCreate {
 	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
-	c := &runCreate{op: op, withdraw: cancel, claimedCh: make(chan struct{}), submitted: make(chan struct{}), done: make(chan struct{})}
+	c := &runCreate{op: op, withdraw: cancel, claimed: make(chan struct{}), submitted: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer cancel()
 		wait := time.NewTimer(linger)
 		select {
-		case <-c.claimedCh:
+		case <-c.claimed:
 			// The pump asked first: the row is its to write.
 			wait.Stop()
 			c.mu.Lock()
@@ -72,7 +71,7 @@ func newRunCreate(w LogWriter, op persistence.Op, linger time.Duration) *runCrea
 		}
 		err := w.Submit(ctx, op)
 		c.mu.Lock()
-		c.pumpOwns = c.claimed && errors.Is(err, persistence.ErrWithdrawn)
+		c.pumpOwns = c.isClaimed() && errors.Is(err, persistence.ErrWithdrawn)
 		owned := c.pumpOwns
 		c.mu.Unlock()
 		close(c.submitted)
@@ -89,10 +88,7 @@ func newRunCreate(w LogWriter, op persistence.Op, linger time.Duration) *runCrea
 // row's own write and returns its error (nil: the row is durable, the pump writes
 // as usual).
 func (c *runCreate) claim() (persistence.Op, error) {
-	c.mu.Lock()
-	c.claimed = true
-	c.mu.Unlock()
-	close(c.claimedCh)
+	close(c.claimed)
 	c.withdraw()
 	<-c.submitted
 	c.mu.Lock()
@@ -103,6 +99,16 @@ func (c *runCreate) claim() (persistence.Op, error) {
 	}
 	<-c.done
 	return nil, c.err
+}
+
+// isClaimed reports whether the pump has asked for the row.
+func (c *runCreate) isClaimed() bool {
+	select {
+	case <-c.claimed:
+		return true
+	default:
+		return false
+	}
 }
 
 // settle records whether the row is durable (nil) and wakes the watchers; only the
